@@ -1,0 +1,27 @@
+# make test: everything CI checks. make bench: the Go benchmarks.
+GO ?= go
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: test vet staticcheck unit bench-module bench
+
+test: vet staticcheck unit bench-module
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+staticcheck:
+	$(STATICCHECK) ./...
+	cd bench && $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# The benchmark module must keep compiling; its benchmarks run with make bench.
+bench-module:
+	cd bench && $(GO) test -count=1 -run . ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,11 @@
+module github.com/livekv/livekv
+
+go 1.24
+
+require (
+	github.com/stretchr/testify v1.12.1
+	github.com/tidwall/btree v1.8.2
+	go.uber.org/goleak v1.3.0
+)
+
+require go.yaml.in/yaml/v3 v3.0.5 // indirect
