@@ -1,0 +1,208 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDB_Increment_Parallel(t *testing.T) {
+	db := open(t, nil)
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := db.Increment("n", 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	it, err := db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, strconv.Itoa(workers*each), it.Value)
+	require.Equal(t, int64(workers*each), it.Version)
+}
+
+func TestDB_CompareAndSwap_LosesNoUpdate(t *testing.T) {
+	db := open(t, nil)
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	var conflicts sync.Map
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; {
+				it, err := db.Get("n")
+				var n, rev int64
+				if err == nil {
+					n, _ = strconv.ParseInt(it.Value, 10, 64)
+					rev = it.Revision
+				} else if !errors.Is(err, engine.ErrNotFound) {
+					t.Error(err)
+					return
+				}
+				_, err = db.CompareAndSwap("n", rev, strconv.FormatInt(n+1, 10), nil)
+				switch {
+				case err == nil:
+					i++
+				case errors.Is(err, engine.ErrConflict):
+					conflicts.Store(w, true)
+				default:
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	it, err := db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, strconv.Itoa(workers*each), it.Value)
+}
+
+// TestDB_Snapshot_Consistent moves amounts between accounts in transactions
+// while scans and views check that the total never changes.
+func TestDB_Snapshot_Consistent(t *testing.T) {
+	db := open(t, nil)
+	const accounts, total = 50, 50 * 100
+	require.NoError(t, db.Update(func(tx *engine.Tx) error {
+		for i := 0; i < accounts; i++ {
+			if _, err := tx.Set(fmt.Sprintf("acct:%03d", i), "100", nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	stop := make(chan struct{})
+	var writers, readers sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		writers.Add(1)
+		go func(seed uint64) {
+			defer writers.Done()
+			r := rand.New(rand.NewPCG(seed, 1))
+			for i := 0; i < 2000; i++ {
+				a, b := r.IntN(accounts), r.IntN(accounts)
+				amount := int64(r.IntN(10))
+				err := db.Update(func(tx *engine.Tx) error {
+					if _, err := tx.Increment(fmt.Sprintf("acct:%03d", a), -amount); err != nil {
+						return err
+					}
+					// Churn keys too, so that the tree changes under the scans.
+					k := fmt.Sprintf("tmp:%d", r.IntN(20))
+					if r.IntN(2) == 0 {
+						_, _ = tx.Set(k, "x", nil)
+					} else {
+						_ = tx.Delete(k)
+					}
+					_, err := tx.Increment(fmt.Sprintf("acct:%03d", b), amount)
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(uint64(w))
+	}
+	sum := func(seq func(func(engine.Item, error) bool)) (int64, int) {
+		var s int64
+		n := 0
+		for it, err := range seq {
+			if err != nil {
+				t.Error(err)
+				return 0, 0
+			}
+			v, _ := strconv.ParseInt(it.Value, 10, 64)
+			s += v
+			n++
+		}
+		return s, n
+	}
+	for rd := 0; rd < 2; rd++ {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if s, n := sum(db.Prefix("acct:", nil)); s != total || n != accounts {
+					t.Errorf("scan saw total %d over %d accounts, want %d over %d", s, n, total, accounts)
+					return
+				}
+				err := db.View(func(tx *engine.Tx) error {
+					var s int64
+					for i := 0; i < accounts; i++ {
+						it, err := tx.Get(fmt.Sprintf("acct:%03d", i))
+						if err != nil {
+							return err
+						}
+						v, _ := strconv.ParseInt(it.Value, 10, 64)
+						s += v
+					}
+					if s != total {
+						return fmt.Errorf("view saw total %d, want %d", s, total)
+					}
+					if s2, _ := sum(tx.Prefix("acct:", nil)); s2 != total {
+						return fmt.Errorf("view scan saw total %d, want %d", s2, total)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	s, n := sum(db.Prefix("acct:", nil))
+	require.Equal(t, int64(total), s)
+	require.Equal(t, accounts, n)
+	require.Equal(t, int64(0), db.Stats().Snapshots)
+}
+
+func TestDB_Close_WhileBusy(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: 1})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				_, err := db.Set(strconv.Itoa(i%100), "v", &engine.SetOptions{TTL: 1})
+				if errors.Is(err, engine.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = db.Get(strconv.Itoa(i % 100))
+			}
+		}()
+	}
+	for db.Stats().Expired == 0 {
+		runtimeGosched()
+	}
+	require.NoError(t, db.Close())
+	wg.Wait()
+}

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// DB is a key-value database. It is safe for use by many goroutines at once.
+// Open one with Open and Close it when done.
+type DB struct {
+	opts Options
+	dir  string
+
+	// wmu serialises writers: a write transaction holds it from its first
+	// operation to its commit or rollback.
+	wmu sync.Mutex
+	rev int64 // last committed revision; guarded by wmu
+	wtx Tx    // the write transaction, reused; guarded by wmu
+	exp *expiries
+
+	// committed is the newest revision readers may see.
+	committed atomic.Int64
+
+	index   *index
+	order   *ordered
+	readers readers
+	keys    atomic.Int64 // live keys, counting expired ones not yet swept
+
+	closed   atomic.Bool
+	stop     chan struct{} // closed by Close to stop the sweeper
+	sweeping sync.WaitGroup
+
+	stats counters
+}
+
+// Open opens the database in dir, creating it if needed. An empty dir opens
+// a database in memory only, gone when it is closed. A nil opts means the
+// defaults.
+func Open(dir string, opts *Options) (*DB, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if dir != "" {
+		return nil, fmt.Errorf("%w: databases on disk are not supported yet; open with dir \"\"", ErrInvalidOptions)
+	}
+	db := &DB{
+		opts:  o,
+		dir:   dir,
+		index: newIndex(),
+		order: newOrdered(),
+		exp:   newExpiries(),
+		stop:  make(chan struct{}),
+	}
+	db.wtx.db = db
+	if o.SweepInterval > 0 {
+		db.sweeping.Add(1)
+		go db.sweepLoop(o.SweepInterval)
+	}
+	return db, nil
+}
+
+// Close closes the database. Operations under way finish first; later ones
+// return ErrClosed. Closing a closed DB does nothing and returns nil.
+func (db *DB) Close() error {
+	db.wmu.Lock()
+	if db.closed.Swap(true) {
+		db.wmu.Unlock()
+		return nil
+	}
+	close(db.stop)
+	db.wmu.Unlock()
+	db.sweeping.Wait()
+	return nil
+}
+
+// Revision returns the newest committed revision; 0 for a new database.
+func (db *DB) Revision() int64 { return db.committed.Load() }
+
+func (db *DB) now() int64 { return db.opts.Now().UnixNano() }
+
+// Stats describe a DB at one moment.
+type Stats struct {
+	Keys     int64 // keys stored, including expired keys not yet swept
+	Revision int64 // newest committed revision
+
+	Gets       int64 // point reads, in or out of transactions
+	Writes     int64 // successful writes of any kind
+	Commits    int64 // write transactions committed
+	Rollbacks  int64 // write transactions rolled back
+	Scans      int64 // range scans started
+	Expired    int64 // keys removed by the sweeper
+	Snapshots  int64 // snapshots currently open (views and scans under way)
+	ReadOnlyTx int64 // View calls
+}
+
+type counters struct {
+	writes, commits, rollbacks, scans, expired, views atomic.Int64
+}
+
+// Stats returns counters that describe the DB.
+func (db *DB) Stats() Stats {
+	return Stats{
+		Keys:       db.keys.Load(),
+		Revision:   db.committed.Load(),
+		Gets:       db.index.gets(),
+		Writes:     db.stats.writes.Load(),
+		Commits:    db.stats.commits.Load(),
+		Rollbacks:  db.stats.rollbacks.Load(),
+		Scans:      db.stats.scans.Load(),
+		Expired:    db.stats.expired.Load(),
+		Snapshots:  db.readers.n.Load(),
+		ReadOnlyTx: db.stats.views.Load(),
+	}
+}
+
+// ttl turns SetOptions into an expiry time in unix nanoseconds.
+func (db *DB) expiry(o *SetOptions, now int64) (int64, error) {
+	if o == nil || o.TTL == 0 {
+		return 0, nil
+	}
+	if o.TTL < 0 {
+		return 0, errInvalidTTL(o.TTL)
+	}
+	return now + int64(o.TTL), nil
+}

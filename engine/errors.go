@@ -1,0 +1,42 @@
+package engine
+
+import "errors"
+
+// Errors returned by the engine. Each is a sentinel that errors.Is recognises;
+// an operation may wrap one with detail (the key, the size, the limit).
+var (
+	// ErrNotFound is returned when a key does not exist or has expired.
+	ErrNotFound = errors.New("engine: key not found")
+
+	// ErrConflict is returned by CompareAndSwap and PutIfAbsent when the key's
+	// current revision is not the one expected.
+	ErrConflict = errors.New("engine: revision conflict")
+
+	// ErrNotInteger is returned by Increment when the stored value is not a
+	// base-10 64-bit integer.
+	ErrNotInteger = errors.New("engine: value is not an integer")
+
+	// ErrOverflow is returned by Increment when the result does not fit in an
+	// int64. The stored value is left unchanged.
+	ErrOverflow = errors.New("engine: integer overflow")
+
+	// ErrInvalidKey is returned for an empty key.
+	ErrInvalidKey = errors.New("engine: invalid key")
+
+	// ErrTooLarge is returned when a key or a value (including the result of
+	// a Patch) is over the configured size limit.
+	ErrTooLarge = errors.New("engine: too large")
+
+	// ErrInvalidOptions is returned by Open, and by operations, for options
+	// that make no sense (a negative TTL or limit, say).
+	ErrInvalidOptions = errors.New("engine: invalid options")
+
+	// ErrClosed is returned by every operation on a DB after Close.
+	ErrClosed = errors.New("engine: database closed")
+
+	// ErrTxDone is returned when a Tx is used after its function returned.
+	ErrTxDone = errors.New("engine: transaction done")
+
+	// ErrReadOnly is returned by a write inside View.
+	ErrReadOnly = errors.New("engine: read-only transaction")
+)

@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/tidwall/btree"
+)
+
+// expiries orders the keys that have a TTL by expiry time, so that the
+// sweeper finds the expired ones without looking at the others. It is
+// guarded by DB.wmu.
+type expiries struct {
+	t *btree.BTreeG[expiring]
+}
+
+type expiring struct {
+	at int64 // unix ns
+	e  *entry
+}
+
+func newExpiries() *expiries {
+	less := func(a, b expiring) bool {
+		if a.at != b.at {
+			return a.at < b.at
+		}
+		return a.e.key < b.e.key
+	}
+	return &expiries{t: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true})}
+}
+
+func (x *expiries) add(at int64, e *entry)    { x.t.Set(expiring{at, e}) }
+func (x *expiries) remove(at int64, e *entry) { x.t.Delete(expiring{at, e}) }
+
+// sweepBatch is the most keys one sweep expires under one revision, so that
+// writers wait for the sweeper only briefly.
+const sweepBatch = 1024
+
+// sweepLoop removes expired keys every interval until Close.
+func (db *DB) sweepLoop(interval time.Duration) {
+	defer db.sweeping.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+			for db.sweep() == sweepBatch {
+			}
+		}
+	}
+}
+
+// sweep removes up to sweepBatch expired keys in one transaction, as changes
+// of type expire, and returns how many it removed.
+func (db *DB) sweep() int {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	if db.closed.Load() {
+		return 0
+	}
+	tx := &db.wtx
+	db.begin(tx)
+	var due []*entry
+	db.exp.t.Scan(func(x expiring) bool {
+		if x.at > tx.now || len(due) == sweepBatch {
+			return false
+		}
+		due = append(due, x.e)
+		return true
+	})
+	for _, e := range due {
+		tx.expire(e)
+	}
+	tx.commit()
+	db.stats.expired.Add(int64(len(due)))
+	return len(due)
+}

@@ -1,0 +1,4 @@
+package engine
+
+// Sweep runs one sweep of expired keys now and returns how many it removed.
+func Sweep(db *DB) int { return db.sweep() }

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+// entry is one key's slot. The entry lives in the hash index (point reads)
+// and in the ordered tree (ranges) while the key exists.
+type entry struct {
+	key string
+
+	// head is the newest version, possibly written by a transaction that
+	// has not committed yet. Only writers (holding DB.wmu) store it.
+	head atomic.Pointer[version]
+
+	// vis is the newest committed version, or nil once the key is deleted.
+	// Point reads load it without a lock.
+	vis atomic.Pointer[version]
+
+	// next links entries whose keys share a hash; guarded by the shard lock.
+	next *entry
+
+	// gone is set when the entry leaves the index (deleted, or created by a
+	// transaction that rolled back), so that a pending ordered insert skips it.
+	gone atomic.Bool
+}
+
+const indexShards = 64
+
+// index maps keys to entries. It is sharded so that readers on many cores do
+// not contend on one lock; writers are already serialised by DB.wmu.
+type index struct {
+	seed   maphash.Seed
+	shards [indexShards]indexShard
+}
+
+type indexShard struct {
+	mu sync.RWMutex // guards m and the entries' next links
+	// m is keyed by the key's hash, not the key: growing the map then
+	// rehashes integers instead of reading every key again.
+	m     map[uint64]*entry
+	reads atomic.Int64 // lookups by readers, for Stats
+	_     [32]byte     // keep shards on separate cache lines
+}
+
+func newIndex() *index {
+	ix := &index{seed: maphash.MakeSeed()}
+	for i := range ix.shards {
+		ix.shards[i].m = make(map[uint64]*entry)
+	}
+	return ix
+}
+
+func (ix *index) shard(key string) (*indexShard, uint64) {
+	h := maphash.String(ix.seed, key)
+	return &ix.shards[h%indexShards], h
+}
+
+func (s *indexShard) find(h uint64, key string) *entry {
+	e := s.m[h]
+	for e != nil && e.key != key {
+		e = e.next
+	}
+	return e
+}
+
+func (ix *index) get(key string) *entry {
+	s, h := ix.shard(key)
+	s.mu.RLock()
+	e := s.find(h, key)
+	s.mu.RUnlock()
+	return e
+}
+
+// read is get for a reader: it is counted in Stats.
+func (ix *index) read(key string) *entry {
+	s, h := ix.shard(key)
+	s.mu.RLock()
+	e := s.find(h, key)
+	s.mu.RUnlock()
+	s.reads.Add(1)
+	return e
+}
+
+func (ix *index) gets() int64 {
+	var n int64
+	for i := range ix.shards {
+		n += ix.shards[i].reads.Load()
+	}
+	return n
+}
+
+// put adds e, whose key must not be in the index.
+func (ix *index) put(e *entry) {
+	s, h := ix.shard(e.key)
+	s.mu.Lock()
+	e.next = s.m[h]
+	s.m[h] = e
+	s.mu.Unlock()
+}
+
+// remove takes e out of the index, if it is there.
+func (ix *index) remove(e *entry) {
+	s, h := ix.shard(e.key)
+	s.mu.Lock()
+	if first := s.m[h]; first == e {
+		if e.next == nil {
+			delete(s.m, h)
+		} else {
+			s.m[h] = e.next
+		}
+	} else {
+		for p := first; p != nil; p = p.next {
+			if p.next == e {
+				p.next = e.next
+				break
+			}
+		}
+	}
+	e.next = nil
+	s.mu.Unlock()
+}

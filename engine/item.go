@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Item is one key and its value as of some revision. Items are values: they
+// stay valid and unchanged whatever happens to the key afterwards.
+type Item struct {
+	Key   string
+	Value string
+
+	// Revision is the revision of the transaction that last changed the key
+	// (its "mod revision"). CompareAndSwap compares against it.
+	Revision int64
+
+	// CreateRevision is the revision at which the key was created. A key
+	// that is deleted (or expires) and set again gets a new CreateRevision.
+	CreateRevision int64
+
+	// Version counts the changes made to the key since it was created,
+	// starting at 1. Several writes to one key within one transaction count
+	// as one change.
+	Version int64
+
+	// ExpiresAt is when the key expires; the zero Time means never.
+	ExpiresAt time.Time
+}
+
+// version is one immutable state of a key. The chain of older versions
+// (prev) is kept only as long as some open snapshot may need it.
+type version struct {
+	value     string
+	rev       int64
+	createRev int64
+	ver       int64
+	expires   int64 // unix nanoseconds; 0 means no expiry
+	kind      changeKind
+	prev      atomic.Pointer[version]
+}
+
+// deleted reports whether v is a tombstone (a delete or an expiry).
+func (v *version) deleted() bool { return v.kind == kindDelete || v.kind == kindExpire }
+
+// live reports whether v is a value that has not expired at now.
+func (v *version) live(now int64) bool {
+	return v != nil && !v.deleted() && (v.expires == 0 || now < v.expires)
+}
+
+// at returns the newest version in the chain starting at v whose revision
+// is at most rev, or nil.
+func (v *version) at(rev int64) *version {
+	for v != nil && v.rev > rev {
+		v = v.prev.Load()
+	}
+	return v
+}
+
+func (v *version) item(key string, keysOnly bool) Item {
+	it := Item{Key: key, Revision: v.rev, CreateRevision: v.createRev, Version: v.ver}
+	if !keysOnly {
+		it.Value = v.value
+	}
+	if v.expires != 0 {
+		it.ExpiresAt = time.Unix(0, v.expires)
+	}
+	return it
+}
+
+// changeKind says what kind of change produced a version.
+type changeKind uint8
+
+// The kinds of change. A delete or an expiry leaves no value.
+const (
+	kindPut changeKind = iota + 1
+	kindPatch
+	kindIncrement
+	kindDelete
+	kindExpire
+)

@@ -1,0 +1,51 @@
+package engine_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clock is a fake clock for TTL tests.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// open opens an in-memory DB with the fake clock and no background sweeper.
+func open(t testing.TB, c *clock) *engine.DB {
+	t.Helper()
+	o := &engine.Options{SweepInterval: -1}
+	if c != nil {
+		o.Now = c.Now
+	}
+	db, err := engine.Open("", o)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	return db
+}
+
+// all returns every item a full scan yields.
+func all(t testing.TB, db *engine.DB) []engine.Item {
+	t.Helper()
+	var items []engine.Item
+	for it, err := range db.Range("", "", nil) {
+		require.NoError(t, err)
+		items = append(items, it)
+	}
+	return items
+}
+
+func runtimeGosched() { time.Sleep(time.Millisecond) }

@@ -1,0 +1,73 @@
+package engine
+
+// Get returns the item stored under key, or ErrNotFound. It reads the newest
+// committed revision without taking a lock and allocates nothing.
+func (db *DB) Get(key string) (Item, error) {
+	if db.closed.Load() {
+		return Item{}, ErrClosed
+	}
+	if err := db.checkKey(key); err != nil {
+		return Item{}, err
+	}
+	e := db.index.read(key)
+	if e == nil {
+		return Item{}, ErrNotFound
+	}
+	v := e.vis.Load()
+	if !v.live(db.now()) {
+		return Item{}, ErrNotFound
+	}
+	return v.item(e.key, false), nil
+}
+
+// Set stores value under key; see Tx.Set.
+func (db *DB) Set(key, value string, opts *SetOptions) (it Item, err error) {
+	err = db.update(func(tx *Tx) error {
+		it, err = tx.Set(key, value, opts)
+		return err
+	})
+	return it, err
+}
+
+// PutIfAbsent stores value under key if the key does not exist; see
+// Tx.PutIfAbsent.
+func (db *DB) PutIfAbsent(key, value string, opts *SetOptions) (it Item, err error) {
+	err = db.update(func(tx *Tx) error {
+		it, err = tx.PutIfAbsent(key, value, opts)
+		return err
+	})
+	return it, err
+}
+
+// CompareAndSwap stores value under key if its revision is rev; see
+// Tx.CompareAndSwap.
+func (db *DB) CompareAndSwap(key string, rev int64, value string, opts *SetOptions) (it Item, err error) {
+	err = db.update(func(tx *Tx) error {
+		it, err = tx.CompareAndSwap(key, rev, value, opts)
+		return err
+	})
+	return it, err
+}
+
+// Patch merges or appends value to the value under key; see Tx.Patch.
+func (db *DB) Patch(key, value string) (it Item, err error) {
+	err = db.update(func(tx *Tx) error {
+		it, err = tx.Patch(key, value)
+		return err
+	})
+	return it, err
+}
+
+// Increment adds delta to the integer under key; see Tx.Increment.
+func (db *DB) Increment(key string, delta int64) (n int64, err error) {
+	err = db.update(func(tx *Tx) error {
+		n, err = tx.Increment(key, delta)
+		return err
+	})
+	return n, err
+}
+
+// Delete removes key; see Tx.Delete.
+func (db *DB) Delete(key string) error {
+	return db.update(func(tx *Tx) error { return tx.Delete(key) })
+}

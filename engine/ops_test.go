@@ -1,0 +1,313 @@
+package engine_test
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDB_Set_Get(t *testing.T) {
+	db := open(t, nil)
+	it, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	require.Equal(t, engine.Item{Key: "a", Value: "1", Revision: 1, CreateRevision: 1, Version: 1}, it)
+
+	it, err = db.Set("a", "2", nil)
+	require.NoError(t, err)
+	require.Equal(t, engine.Item{Key: "a", Value: "2", Revision: 2, CreateRevision: 1, Version: 2}, it)
+
+	got, err := db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, it, got)
+	require.Equal(t, int64(2), db.Revision())
+
+	_, err = db.Get("b")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}
+
+func TestDB_BadInput(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{MaxKeySize: 4, MaxValueSize: 8, SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	long := strings.Repeat("x", 9)
+	tests := []struct {
+		name string
+		op   func() error
+		want error
+	}{
+		{"get empty key", func() error { _, err := db.Get(""); return err }, engine.ErrInvalidKey},
+		{"get long key", func() error { _, err := db.Get("12345"); return err }, engine.ErrTooLarge},
+		{"set empty key", func() error { _, err := db.Set("", "v", nil); return err }, engine.ErrInvalidKey},
+		{"set long key", func() error { _, err := db.Set("12345", "v", nil); return err }, engine.ErrTooLarge},
+		{"set long value", func() error { _, err := db.Set("k", long, nil); return err }, engine.ErrTooLarge},
+		{"set negative ttl", func() error { _, err := db.Set("k", "v", &engine.SetOptions{TTL: -time.Second}); return err }, engine.ErrInvalidOptions},
+		{"patch long value", func() error { _, err := db.Patch("k", long); return err }, engine.ErrTooLarge},
+		{"patch empty key", func() error { _, err := db.Patch("", "v"); return err }, engine.ErrInvalidKey},
+		{"increment empty key", func() error { _, err := db.Increment("", 1); return err }, engine.ErrInvalidKey},
+		{"delete empty key", func() error { return db.Delete("") }, engine.ErrInvalidKey},
+		{"delete missing", func() error { return db.Delete("k") }, engine.ErrNotFound},
+		{"cas negative rev", func() error { _, err := db.CompareAndSwap("k", -1, "v", nil); return err }, engine.ErrInvalidOptions},
+		{"cas long value", func() error { _, err := db.CompareAndSwap("k", 0, long, nil); return err }, engine.ErrTooLarge},
+		{"range negative limit", func() error {
+			for _, err := range db.Range("", "", &engine.RangeOptions{Limit: -1}) {
+				return err
+			}
+			return nil
+		}, engine.ErrInvalidOptions},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.op()
+			require.ErrorIs(t, err, tt.want)
+			require.True(t, strings.HasPrefix(err.Error(), "engine: "), "got %q", err)
+		})
+	}
+	require.Equal(t, int64(0), db.Revision(), "bad input must change nothing")
+	require.Empty(t, all(t, db))
+}
+
+func TestOpen_InvalidOptions(t *testing.T) {
+	_, err := engine.Open("", &engine.Options{MaxKeySize: -1})
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	_, err = engine.Open("", &engine.Options{MaxValueSize: -1})
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+}
+
+func TestDB_Patch(t *testing.T) {
+	tests := []struct {
+		name, old, patch, want string
+		oldMissing             bool
+	}{
+		{name: "missing key is created", oldMissing: true, patch: `{"a":1}`, want: `{"a":1}`},
+		{name: "string append", old: "abc", patch: "def", want: "abcdef"},
+		{name: "object onto string appends", old: "abc", patch: `{"a":1}`, want: `abc{"a":1}`},
+		{name: "string onto object appends", old: `{"a":1}`, patch: "x", want: `{"a":1}x`},
+		{name: "array onto object appends", old: `{"a":1}`, patch: `[1]`, want: `{"a":1}[1]`},
+		{name: "merge adds and replaces", old: `{"a":1,"b":2}`, patch: `{"b":3,"c":4}`, want: `{"a":1,"b":3,"c":4}`},
+		{name: "null removes", old: `{"a":1,"b":2}`, patch: `{"a":null}`, want: `{"b":2}`},
+		{name: "nested merge", old: `{"a":{"x":1,"y":2}}`, patch: `{"a":{"y":null,"z":3}}`, want: `{"a":{"x":1,"z":3}}`},
+		{name: "object replaces scalar", old: `{"a":1}`, patch: `{"a":{"b":null,"c":1}}`, want: `{"a":{"c":1}}`},
+		{name: "numbers keep their text", old: `{"a":1.50}`, patch: `{"b":12345678901234567890}`, want: `{"a":1.50,"b":12345678901234567890}`},
+		{name: "no html escaping", old: `{"a":"<b>"}`, patch: `{"c":"&"}`, want: `{"a":"<b>","c":"&"}`},
+		{name: "trailing garbage is not an object", old: `{"a":1}`, patch: `{"b":2} x`, want: `{"a":1}{"b":2} x`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := open(t, nil)
+			if !tt.oldMissing {
+				_, err := db.Set("k", tt.old, nil)
+				require.NoError(t, err)
+			}
+			it, err := db.Patch("k", tt.patch)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, it.Value)
+			got, err := db.Get("k")
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got.Value)
+		})
+	}
+}
+
+func TestDB_Increment(t *testing.T) {
+	db := open(t, nil)
+	n, err := db.Increment("n", 5)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n)
+	n, err = db.Increment("n", -7)
+	require.NoError(t, err)
+	require.Equal(t, int64(-2), n)
+	it, err := db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, "-2", it.Value)
+	require.Equal(t, int64(2), it.Version)
+
+	_, err = db.Set("s", "abc", nil)
+	require.NoError(t, err)
+	_, err = db.Increment("s", 1)
+	require.ErrorIs(t, err, engine.ErrNotInteger)
+
+	_, err = db.Set("max", "9223372036854775806", nil)
+	require.NoError(t, err)
+	n, err = db.Increment("max", 1)
+	require.NoError(t, err)
+	require.Equal(t, int64(math.MaxInt64), n)
+	rev := db.Revision()
+	_, err = db.Increment("max", 1)
+	require.ErrorIs(t, err, engine.ErrOverflow)
+	_, err = db.Set("min", "-9223372036854775808", nil)
+	require.NoError(t, err)
+	_, err = db.Increment("min", -1)
+	require.ErrorIs(t, err, engine.ErrOverflow)
+	it, err = db.Get("max")
+	require.NoError(t, err)
+	require.Equal(t, "9223372036854775807", it.Value, "overflow must leave the value")
+	require.Equal(t, rev+1, db.Revision(), "only the set of min took a revision")
+}
+
+func TestDB_CompareAndSwap(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.CompareAndSwap("k", 5, "v", nil)
+	require.ErrorIs(t, err, engine.ErrConflict, "missing key with rev != 0")
+	it, err := db.CompareAndSwap("k", 0, "v1", nil)
+	require.NoError(t, err)
+	_, err = db.CompareAndSwap("k", 0, "v2", nil)
+	require.ErrorIs(t, err, engine.ErrConflict, "existing key with rev 0")
+	_, err = db.CompareAndSwap("k", it.Revision+1, "v2", nil)
+	require.ErrorIs(t, err, engine.ErrConflict)
+	it2, err := db.CompareAndSwap("k", it.Revision, "v2", nil)
+	require.NoError(t, err)
+	require.Equal(t, "v2", it2.Value)
+	require.Equal(t, int64(2), it2.Version)
+
+	_, err = db.PutIfAbsent("k", "v3", nil)
+	require.ErrorIs(t, err, engine.ErrConflict)
+	_, err = db.PutIfAbsent("p", "v", nil)
+	require.NoError(t, err)
+}
+
+func TestDB_Delete_Recreate(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("k", "1", nil)
+	require.NoError(t, err)
+	_, err = db.Set("k", "2", nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Delete("k"))
+	_, err = db.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.ErrorIs(t, db.Delete("k"), engine.ErrNotFound)
+	it, err := db.Set("k", "3", nil)
+	require.NoError(t, err)
+	require.Equal(t, engine.Item{Key: "k", Value: "3", Revision: 4, CreateRevision: 4, Version: 1}, it)
+	require.Equal(t, int64(1), db.Stats().Keys)
+}
+
+func TestDB_TTL(t *testing.T) {
+	c := newClock()
+	db := open(t, c)
+	it, err := db.Set("k", "v", &engine.SetOptions{TTL: time.Minute})
+	require.NoError(t, err)
+	require.Equal(t, c.Now().Add(time.Minute), it.ExpiresAt)
+
+	c.Advance(time.Minute - 1)
+	_, err = db.Get("k")
+	require.NoError(t, err)
+	n, err := db.Increment("k2", 1)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	c.Advance(1) // the instant of expiry
+	_, err = db.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Equal(t, []string{"k2"}, collectKeys(t, db.Prefix("k", nil)))
+	require.ErrorIs(t, db.Delete("k"), engine.ErrNotFound)
+
+	rev := db.Revision()
+	require.Equal(t, 1, engine.Sweep(db))
+	require.Equal(t, rev+1, db.Revision(), "an expiry is a change with its own revision")
+	require.Equal(t, 0, engine.Sweep(db))
+	require.Equal(t, rev+1, db.Revision(), "a sweep with nothing to do takes no revision")
+	require.Equal(t, int64(1), db.Stats().Keys)
+	require.Equal(t, int64(1), db.Stats().Expired)
+}
+
+func TestDB_TTL_KeptByPatchAndIncrement_ClearedBySet(t *testing.T) {
+	c := newClock()
+	db := open(t, c)
+	_, err := db.Set("n", "1", &engine.SetOptions{TTL: time.Minute})
+	require.NoError(t, err)
+	_, err = db.Increment("n", 1)
+	require.NoError(t, err)
+	_, err = db.Patch("n", "0")
+	require.NoError(t, err)
+	it, err := db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, "20", it.Value)
+	require.Equal(t, c.Now().Add(time.Minute), it.ExpiresAt)
+	_, err = db.Set("n", "x", nil)
+	require.NoError(t, err)
+	c.Advance(time.Hour)
+	it, err = db.Get("n")
+	require.NoError(t, err)
+	require.True(t, it.ExpiresAt.IsZero())
+	require.Equal(t, 0, engine.Sweep(db))
+}
+
+func TestDB_TTL_ExpiredKeyIsNew(t *testing.T) {
+	c := newClock()
+	db := open(t, c)
+	_, err := db.Set("k", "5", &engine.SetOptions{TTL: time.Second})
+	require.NoError(t, err)
+	c.Advance(time.Second)
+	n, err := db.Increment("k", 1)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "an expired key counts as missing")
+	it, err := db.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), it.Version)
+	require.Equal(t, it.Revision, it.CreateRevision)
+	require.Equal(t, 0, engine.Sweep(db), "the rewrite dropped the old expiry")
+	_, err = db.PutIfAbsent("k", "x", nil)
+	require.ErrorIs(t, err, engine.ErrConflict)
+}
+
+func TestDB_Closed(t *testing.T) {
+	db, err := engine.Open("", nil)
+	require.NoError(t, err)
+	_, err = db.Set("k", "v", nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	require.NoError(t, db.Close(), "Close twice is safe")
+	ops := map[string]func() error{
+		"get":    func() error { _, err := db.Get("k"); return err },
+		"set":    func() error { _, err := db.Set("k", "v", nil); return err },
+		"patch":  func() error { _, err := db.Patch("k", "v"); return err },
+		"incr":   func() error { _, err := db.Increment("k", 1); return err },
+		"cas":    func() error { _, err := db.CompareAndSwap("k", 1, "v", nil); return err },
+		"delete": func() error { return db.Delete("k") },
+		"update": func() error { return db.Update(func(*engine.Tx) error { return nil }) },
+		"view":   func() error { return db.View(func(*engine.Tx) error { return nil }) },
+		"range": func() error {
+			for _, err := range db.Range("", "", nil) {
+				return err
+			}
+			return errors.New("range yielded nothing")
+		},
+	}
+	for name, op := range ops {
+		require.ErrorIs(t, op(), engine.ErrClosed, name)
+	}
+}
+
+func TestDB_Stats(t *testing.T) {
+	db := open(t, nil)
+	_, _ = db.Set("a", "1", nil)
+	_, _ = db.Set("b", "1", nil)
+	_, _ = db.Get("a")
+	_, _ = db.Get("zz")
+	_ = db.Delete("b")
+	for range db.Range("", "", nil) {
+	}
+	s := db.Stats()
+	require.Equal(t, int64(1), s.Keys)
+	require.Equal(t, int64(3), s.Revision)
+	require.Equal(t, int64(2), s.Gets)
+	require.Equal(t, int64(3), s.Writes)
+	require.Equal(t, int64(3), s.Commits)
+	require.Equal(t, int64(1), s.Scans)
+	require.Equal(t, int64(0), s.Snapshots)
+}
+
+func collectKeys(t testing.TB, seq func(func(engine.Item, error) bool)) []string {
+	t.Helper()
+	keys := []string{}
+	for it, err := range seq {
+		require.NoError(t, err)
+		keys = append(keys, it.Key)
+	}
+	return keys
+}

@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+)
+
+// Options configure a DB. A nil *Options passed to Open means the defaults;
+// the zero value of every field means its default too. Open copies the
+// options, so changing them afterwards has no effect.
+type Options struct {
+	// MaxKeySize is the largest key accepted, in bytes. Default 1 KiB.
+	MaxKeySize int
+
+	// MaxValueSize is the largest value accepted, in bytes, including the
+	// result of a Patch. Default 1 MiB.
+	MaxValueSize int
+
+	// SweepInterval is how often the background sweeper removes expired
+	// keys. An expired key is invisible to reads from the instant it
+	// expires whatever this is; the sweep only reclaims its memory and
+	// publishes its expiry as a change. Default 1s; negative disables the
+	// sweeper.
+	SweepInterval time.Duration
+
+	// Now returns the current time; it decides when keys expire. Default
+	// time.Now. Tests set it to a fake clock.
+	Now func() time.Time
+}
+
+// Default limits.
+const (
+	DefaultMaxKeySize    = 1 << 10
+	DefaultMaxValueSize  = 1 << 20
+	DefaultSweepInterval = time.Second
+)
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.MaxKeySize == 0 {
+		c.MaxKeySize = DefaultMaxKeySize
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = DefaultMaxValueSize
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// validate reports options that cannot work.
+func (o *Options) validate() error {
+	if o.MaxKeySize < 0 {
+		return fmt.Errorf("%w: MaxKeySize %d is negative", ErrInvalidOptions, o.MaxKeySize)
+	}
+	if o.MaxValueSize < 0 {
+		return fmt.Errorf("%w: MaxValueSize %d is negative", ErrInvalidOptions, o.MaxValueSize)
+	}
+	return nil
+}
+
+// SetOptions modify a write. A nil *SetOptions means no options.
+type SetOptions struct {
+	// TTL makes the key expire this long after the write. Zero means the
+	// key never expires; a negative TTL is ErrInvalidOptions.
+	TTL time.Duration
+}
+
+// RangeOptions modify a range scan. A nil *RangeOptions means no options.
+type RangeOptions struct {
+	// Limit is the most items the scan yields; zero means no limit.
+	Limit int
+
+	// Reverse yields the items in descending key order, starting just
+	// below the end of the range.
+	Reverse bool
+
+	// KeysOnly leaves Item.Value empty.
+	KeysOnly bool
+}
+
+// KeyAfter returns the smallest key greater than key. A forward scan
+// continues after the last key it saw with Range(KeyAfter(last), end, ...);
+// a reverse scan continues with Range(start, last, ...).
+func KeyAfter(key string) string { return key + "\x00" }

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"encoding/binary"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tidwall/btree"
+)
+
+// treeItem is an entry in the ordered tree. The first 16 bytes of the key
+// are kept inline, big-endian, so that most comparisons never leave the
+// node (abbreviated keys); the full key breaks ties.
+type treeItem struct {
+	k0, k1 uint64
+	e      *entry
+}
+
+func makeTreeItem(e *entry) treeItem {
+	k0, k1 := abbrev(e.key)
+	return treeItem{k0: k0, k1: k1, e: e}
+}
+
+// abbrev packs the first 16 bytes of key, padded with zeros, into two
+// integers that order as the bytes do.
+func abbrev(key string) (k0, k1 uint64) {
+	var b [16]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+func lessTreeItem(a, b treeItem) bool {
+	if a.k0 != b.k0 {
+		return a.k0 < b.k0
+	}
+	if a.k1 != b.k1 {
+		return a.k1 < b.k1
+	}
+	return a.e.key < b.e.key
+}
+
+// freshBatch is how many new keys wait before they are sorted and inserted
+// into the tree together. Sorted inserts walk nearby paths, which is cheaper
+// than inserting each key as it comes; see BenchmarkSet.
+const freshBatch = 16384
+
+// ordered keeps every entry in key order for range scans. New keys are not
+// inserted one by one: they wait in a batch that is sorted and inserted when
+// it is full or when a scan needs the tree.
+type ordered struct {
+	mu    sync.Mutex              // guards tree, fresh and snap
+	tree  *btree.BTreeG[treeItem] // entries in key order
+	fresh []*entry                // new entries not yet in tree
+	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
+	hint  btree.PathHint          // speeds up the sorted inserts of a batch
+}
+
+func newOrdered() *ordered {
+	return &ordered{tree: btree.NewBTreeGOptions(lessTreeItem, btree.Options{NoLocks: true})}
+}
+
+// add records a new entry.
+func (o *ordered) add(e *entry) {
+	o.mu.Lock()
+	o.fresh = append(o.fresh, e)
+	if len(o.fresh) >= freshBatch {
+		o.flushLocked()
+	}
+	o.mu.Unlock()
+}
+
+// remove takes an entry out of the order; e.gone must already be set, so
+// that a batch still holding e skips it.
+func (o *ordered) remove(e *entry) {
+	o.mu.Lock()
+	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
+		o.snap = nil
+	}
+	o.mu.Unlock()
+}
+
+func (o *ordered) flushLocked() {
+	if len(o.fresh) == 0 {
+		return
+	}
+	slices.SortFunc(o.fresh, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
+	for i, e := range o.fresh {
+		if !e.gone.Load() {
+			o.tree.SetHint(makeTreeItem(e), &o.hint)
+		}
+		o.fresh[i] = nil
+	}
+	o.fresh = o.fresh[:0]
+	o.snap = nil
+}
+
+// copy returns a read-only copy of the tree holding every entry added so
+// far. Copies are copy-on-write and shared until the tree changes. before
+// runs first, under the lock: a revision read there is one that every entry
+// committed at or below it is in the copy.
+func (o *ordered) copy(before func()) treeCopy {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	before()
+	o.flushLocked()
+	if o.snap == nil {
+		o.snap = o.tree.Copy()
+	}
+	return o.snap
+}
+
+
+// treeCopy is a read-only copy of the ordered tree.
+type treeCopy = *btree.BTreeG[treeItem]

@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/tidwall/btree"
+)
+
+// Tx is a transaction: a write transaction inside Update, or a read-only
+// snapshot inside View. A Tx must not be used after its function returns,
+// nor from several goroutines at once.
+type Tx struct {
+	db       *DB
+	writable bool
+	done     bool
+	rev      int64 // write: the revision it commits as; read: the snapshot's
+	now      int64 // the clock when the transaction began, in unix ns
+
+	// A write transaction records each entry it changes once, with the
+	// version it found, so that a rollback can restore it.
+	writes []txWrite
+
+	snap  *btree.BTreeG[treeItem] // read: the snapshot's tree
+	probe entry                   // a search key for snap, reused
+}
+
+type txWrite struct {
+	e       *entry
+	old     *version // head before the transaction; nil if none
+	created bool     // the transaction put e into the index
+}
+
+func (tx *Tx) check(write bool) error {
+	switch {
+	case tx.done:
+		return ErrTxDone
+	case write && !tx.writable:
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// Revision is the revision a write transaction will commit as, or the
+// revision a read-only transaction sees.
+func (tx *Tx) Revision() int64 { return tx.rev }
+
+// lookup returns the key's entry and its newest live version as a write
+// transaction sees it; either may be nil.
+func (tx *Tx) lookup(key string) (*entry, *version) {
+	e := tx.db.index.get(key)
+	if e == nil {
+		return nil, nil
+	}
+	v := e.head.Load()
+	if !v.live(tx.now) {
+		return e, nil
+	}
+	return e, v
+}
+
+// Get returns the item stored under key, or ErrNotFound.
+func (tx *Tx) Get(key string) (Item, error) {
+	if err := tx.check(false); err != nil {
+		return Item{}, err
+	}
+	if err := tx.db.checkKey(key); err != nil {
+		return Item{}, err
+	}
+	if !tx.writable {
+		k0, k1 := abbrev(key)
+		tx.probe.key = key
+		ti, ok := tx.snap.Get(treeItem{k0: k0, k1: k1, e: &tx.probe})
+		if !ok {
+			return Item{}, ErrNotFound
+		}
+		v := ti.e.head.Load().at(tx.rev)
+		if !v.live(tx.now) {
+			return Item{}, ErrNotFound
+		}
+		return v.item(ti.e.key, false), nil
+	}
+	_, v := tx.lookup(key)
+	if v == nil {
+		return Item{}, ErrNotFound
+	}
+	return v.item(key, false), nil
+}
+
+// write makes v the key's newest version. cur is the key's live version
+// (nil if none) and e its entry (nil if the key has none yet).
+func (tx *Tx) write(key string, e *entry, cur *version, v *version) {
+	v.rev = tx.rev
+	if cur != nil {
+		v.createRev, v.ver = cur.createRev, cur.ver+1
+		if cur.rev == tx.rev { // written before in this transaction: one change
+			v.ver = cur.ver
+		}
+	} else {
+		v.createRev, v.ver = tx.rev, 1
+	}
+	created := false
+	if e == nil {
+		e = &entry{key: key}
+		created = true
+	}
+	old := e.head.Load()
+	if old != nil && old.rev == tx.rev {
+		v.prev.Store(old.prev.Load())
+	} else {
+		v.prev.Store(old)
+		tx.writes = append(tx.writes, txWrite{e: e, old: old, created: created})
+	}
+	e.head.Store(v)
+	if created {
+		tx.db.index.put(e)
+		tx.db.order.add(e)
+	}
+	tx.db.stats.writes.Add(1)
+}
+
+// Set stores value under key, replacing any value it had. Without a TTL the
+// key never expires, even if it had a TTL before.
+func (tx *Tx) Set(key, value string, opts *SetOptions) (Item, error) {
+	if err := tx.check(true); err != nil {
+		return Item{}, err
+	}
+	exp, err := tx.validate(key, value, opts)
+	if err != nil {
+		return Item{}, err
+	}
+	e, cur := tx.lookup(key)
+	v := &version{value: value, expires: exp, kind: kindPut}
+	tx.write(key, e, cur, v)
+	return v.item(key, false), nil
+}
+
+// PutIfAbsent stores value under key only if the key does not exist;
+// otherwise it returns ErrConflict and changes nothing.
+func (tx *Tx) PutIfAbsent(key, value string, opts *SetOptions) (Item, error) {
+	return tx.CompareAndSwap(key, 0, value, opts)
+}
+
+// CompareAndSwap stores value under key only if the key's Revision is rev;
+// rev 0 means the key must not exist. Otherwise it returns ErrConflict and
+// changes nothing.
+func (tx *Tx) CompareAndSwap(key string, rev int64, value string, opts *SetOptions) (Item, error) {
+	if err := tx.check(true); err != nil {
+		return Item{}, err
+	}
+	if rev < 0 {
+		return Item{}, fmt.Errorf("%w: negative revision %d", ErrInvalidOptions, rev)
+	}
+	exp, err := tx.validate(key, value, opts)
+	if err != nil {
+		return Item{}, err
+	}
+	e, cur := tx.lookup(key)
+	if cur == nil && rev != 0 || cur != nil && cur.rev != rev {
+		return Item{}, ErrConflict
+	}
+	v := &version{value: value, expires: exp, kind: kindPut}
+	tx.write(key, e, cur, v)
+	return v.item(key, false), nil
+}
+
+// Patch changes the value under key with value: when both the stored value
+// and value are JSON objects they are merged as RFC 7396 says (a null member
+// removes a field); otherwise value is appended to the stored string. A
+// missing key is created with value. The key keeps its expiry.
+func (tx *Tx) Patch(key, value string) (Item, error) {
+	if err := tx.check(true); err != nil {
+		return Item{}, err
+	}
+	if _, err := tx.validate(key, value, nil); err != nil {
+		return Item{}, err
+	}
+	e, cur := tx.lookup(key)
+	v := &version{value: value, kind: kindPatch}
+	if cur != nil {
+		v.value = patch(cur.value, value)
+		v.expires = cur.expires
+		if len(v.value) > tx.db.opts.MaxValueSize {
+			return Item{}, fmt.Errorf("%w: patched value of %q is %d bytes, limit %d", ErrTooLarge, key, len(v.value), tx.db.opts.MaxValueSize)
+		}
+	}
+	tx.write(key, e, cur, v)
+	return v.item(key, false), nil
+}
+
+// Increment adds delta to the integer stored under key and returns the
+// result. A missing key counts as 0. A value that is not a base-10 int64 is
+// ErrNotInteger, a result that overflows is ErrOverflow; either changes
+// nothing. The key keeps its expiry.
+func (tx *Tx) Increment(key string, delta int64) (int64, error) {
+	if err := tx.check(true); err != nil {
+		return 0, err
+	}
+	if err := tx.db.checkKey(key); err != nil {
+		return 0, err
+	}
+	e, cur := tx.lookup(key)
+	var n, exp int64
+	if cur != nil {
+		var err error
+		if n, err = strconv.ParseInt(cur.value, 10, 64); err != nil {
+			return 0, fmt.Errorf("%w: %q holds %.32q", ErrNotInteger, key, cur.value)
+		}
+		exp = cur.expires
+	}
+	if delta > 0 && n > maxInt64-delta || delta < 0 && n < minInt64-delta {
+		return 0, fmt.Errorf("%w: %d%+d", ErrOverflow, n, delta)
+	}
+	n += delta
+	tx.write(key, e, cur, &version{value: strconv.FormatInt(n, 10), expires: exp, kind: kindIncrement})
+	return n, nil
+}
+
+const (
+	maxInt64 = 1<<63 - 1
+	minInt64 = -1 << 63
+)
+
+// Delete removes key, or returns ErrNotFound if it does not exist.
+func (tx *Tx) Delete(key string) error {
+	if err := tx.check(true); err != nil {
+		return err
+	}
+	if err := tx.db.checkKey(key); err != nil {
+		return err
+	}
+	e, cur := tx.lookup(key)
+	if cur == nil {
+		return ErrNotFound
+	}
+	tx.write(key, e, cur, &version{kind: kindDelete})
+	return nil
+}
+
+// expire writes a tombstone for an expired key; the sweeper calls it.
+func (tx *Tx) expire(e *entry) {
+	tx.write(e.key, e, nil, &version{kind: kindExpire})
+}
+
+func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {
+	if err := tx.db.checkKey(key); err != nil {
+		return 0, err
+	}
+	if len(value) > tx.db.opts.MaxValueSize {
+		return 0, fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, key, len(value), tx.db.opts.MaxValueSize)
+	}
+	return tx.db.expiry(opts, tx.now)
+}
+
+func (db *DB) checkKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if len(key) > db.opts.MaxKeySize {
+		return fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), db.opts.MaxKeySize)
+	}
+	return nil
+}

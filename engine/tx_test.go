@@ -1,0 +1,216 @@
+package engine_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDB_Update_OneRevision(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("c", "old", nil)
+	require.NoError(t, err)
+	err = db.Update(func(tx *engine.Tx) error {
+		require.Equal(t, int64(2), tx.Revision())
+		if _, err := tx.Set("a", "1", nil); err != nil {
+			return err
+		}
+		if _, err := tx.Set("a", "2", nil); err != nil {
+			return err
+		}
+		if _, err := tx.Increment("b", 3); err != nil {
+			return err
+		}
+		if err := tx.Delete("c"); err != nil {
+			return err
+		}
+		it, err := tx.Get("a")
+		require.NoError(t, err)
+		require.Equal(t, "2", it.Value, "a transaction reads its own writes")
+		_, err = tx.Get("c")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		require.Equal(t, []string{"a", "b"}, collectKeys(t, tx.Range("", "", nil)))
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), db.Revision())
+	a, err := db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, engine.Item{Key: "a", Value: "2", Revision: 2, CreateRevision: 2, Version: 1}, a)
+	b, err := db.Get("b")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), b.Revision)
+	_, err = db.Get("c")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}
+
+func TestDB_Update_RollbackOnError(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	boom := errors.New("boom")
+	err = db.Update(func(tx *engine.Tx) error {
+		_, _ = tx.Set("a", "2", nil)
+		_, _ = tx.Set("new", "x", nil)
+		_ = tx.Delete("a")
+		for range tx.Range("", "", nil) { // puts "new" into the ordered tree
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, int64(1), db.Revision())
+	it, err := db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "1", it.Value)
+	_, err = db.Get("new")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Equal(t, []string{"a"}, collectKeys(t, db.Range("", "", nil)))
+	require.Equal(t, int64(1), db.Stats().Keys)
+
+	// The next transaction takes the revision the failed one did not.
+	it, err = db.Set("a", "3", nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), it.Revision)
+	require.Equal(t, int64(2), it.Version)
+}
+
+func TestDB_Update_RollbackOnPanic(t *testing.T) {
+	db := open(t, nil)
+	require.PanicsWithValue(t, "boom", func() {
+		_ = db.Update(func(tx *engine.Tx) error {
+			_, _ = tx.Set("a", "1", nil)
+			panic("boom")
+		})
+	})
+	_, err := db.Get("a")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Equal(t, int64(0), db.Revision())
+	// The writer lock was released.
+	_, err = db.Set("a", "1", nil)
+	require.NoError(t, err)
+}
+
+func TestDB_Update_FailedOpChangesNothing(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("s", "text", nil)
+	require.NoError(t, err)
+	err = db.Update(func(tx *engine.Tx) error {
+		_, err := tx.Increment("s", 1)
+		require.ErrorIs(t, err, engine.ErrNotInteger)
+		_, err = tx.Set("ok", "1", nil)
+		return err
+	})
+	require.NoError(t, err)
+	it, err := db.Get("s")
+	require.NoError(t, err)
+	require.Equal(t, "text", it.Value)
+}
+
+func TestTx_UseAfterDone(t *testing.T) {
+	db := open(t, nil)
+	var kept *engine.Tx
+	require.NoError(t, db.Update(func(tx *engine.Tx) error { kept = tx; return nil }))
+	_, err := kept.Set("a", "1", nil)
+	require.ErrorIs(t, err, engine.ErrTxDone)
+	_, err = kept.Get("a")
+	require.ErrorIs(t, err, engine.ErrTxDone)
+	require.NoError(t, db.View(func(tx *engine.Tx) error { kept = tx; return nil }))
+	_, err = kept.Get("a")
+	require.ErrorIs(t, err, engine.ErrTxDone)
+}
+
+func TestDB_View_ReadOnlySnapshot(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	_, err = db.Set("b", "1", nil)
+	require.NoError(t, err)
+	err = db.View(func(tx *engine.Tx) error {
+		_, err := tx.Set("x", "1", nil)
+		require.ErrorIs(t, err, engine.ErrReadOnly)
+		require.ErrorIs(t, tx.Delete("a"), engine.ErrReadOnly)
+		_, err = tx.Increment("a", 1)
+		require.ErrorIs(t, err, engine.ErrReadOnly)
+		_, err = tx.Patch("a", "1")
+		require.ErrorIs(t, err, engine.ErrReadOnly)
+
+		// Writers go on; the view does not see them.
+		_, err = db.Set("a", "2", nil)
+		require.NoError(t, err)
+		require.NoError(t, db.Delete("b"))
+		_, err = db.Set("c", "1", nil)
+		require.NoError(t, err)
+
+		it, err := tx.Get("a")
+		require.NoError(t, err)
+		require.Equal(t, "1", it.Value)
+		it, err = tx.Get("b")
+		require.NoError(t, err)
+		require.Equal(t, "1", it.Value)
+		_, err = tx.Get("c")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		require.Equal(t, []string{"a", "b"}, collectKeys(t, tx.Range("", "", nil)))
+		require.Equal(t, int64(2), tx.Revision())
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "c"}, collectKeys(t, db.Range("", "", nil)))
+	require.Equal(t, int64(0), db.Stats().Snapshots)
+}
+
+func TestDB_Range_Options(t *testing.T) {
+	db := open(t, nil)
+	for _, k := range []string{"a", "b", "b\x00", "ba", "bb", "c", "d", "\xff", "\xff\xff"} {
+		_, err := db.Set(k, "v:"+k, nil)
+		require.NoError(t, err)
+	}
+	tests := []struct {
+		name       string
+		start, end string
+		opts       *engine.RangeOptions
+		want       []string
+	}{
+		{"all", "", "", nil, []string{"a", "b", "b\x00", "ba", "bb", "c", "d", "\xff", "\xff\xff"}},
+		{"half open", "b", "c", nil, []string{"b", "b\x00", "ba", "bb"}},
+		{"limit", "b", "", &engine.RangeOptions{Limit: 2}, []string{"b", "b\x00"}},
+		{"reverse", "b", "c", &engine.RangeOptions{Reverse: true}, []string{"bb", "ba", "b\x00", "b"}},
+		{"reverse unbounded limit", "", "", &engine.RangeOptions{Reverse: true, Limit: 3}, []string{"\xff\xff", "\xff", "d"}},
+		{"reverse end between keys", "", "bab", &engine.RangeOptions{Reverse: true}, []string{"ba", "b\x00", "b", "a"}},
+		{"continue after", engine.KeyAfter("b"), "c", nil, []string{"b\x00", "ba", "bb"}},
+		{"empty", "c", "c", nil, []string{}},
+		{"inverted", "d", "a", nil, []string{}},
+		{"inverted reverse", "d", "a", &engine.RangeOptions{Reverse: true}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, collectKeys(t, db.Range(tt.start, tt.end, tt.opts)))
+		})
+	}
+	require.Equal(t, []string{"b", "b\x00", "ba", "bb"}, collectKeys(t, db.Prefix("b", nil)))
+	require.Equal(t, []string{"\xff", "\xff\xff"}, collectKeys(t, db.Prefix("\xff", nil)))
+	require.Equal(t, []string{"bb", "ba"}, collectKeys(t, db.Prefix("b", &engine.RangeOptions{Reverse: true, Limit: 2})))
+
+	for it, err := range db.Range("a", "b", &engine.RangeOptions{KeysOnly: true}) {
+		require.NoError(t, err)
+		require.Equal(t, engine.Item{Key: "a", Revision: 1, CreateRevision: 1, Version: 1}, it)
+	}
+	for it, err := range db.Range("a", "b", nil) {
+		require.NoError(t, err)
+		require.Equal(t, "v:a", it.Value)
+	}
+}
+
+func TestDB_Range_BreakClosesSnapshot(t *testing.T) {
+	db := open(t, nil)
+	for _, k := range []string{"a", "b", "c"} {
+		_, err := db.Set(k, "v", nil)
+		require.NoError(t, err)
+	}
+	for range db.Range("", "", nil) {
+		require.Equal(t, int64(1), db.Stats().Snapshots)
+		break
+	}
+	require.Equal(t, int64(0), db.Stats().Snapshots)
+}
