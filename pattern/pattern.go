@@ -1,0 +1,369 @@
+package pattern
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dlclark/regexp2"
+)
+
+// Kind is the form of a pattern.
+type Kind uint8
+
+// The kinds of pattern, from the cheapest to match to the dearest.
+const (
+	Exact  Kind = iota + 1 // user:42
+	Prefix                 // user:*
+	Suffix                 // *:session
+	Glob                   // user:*:profile, log-202?
+	Regex                  // /^user:\d+$/ or ^user:\d+$
+)
+
+var kindNames = [...]string{"", "exact", "prefix", "suffix", "glob", "regex"}
+
+// String returns the kind's lower-case name.
+func (k Kind) String() string {
+	if k == 0 || int(k) >= len(kindNames) {
+		return "unknown"
+	}
+	return kindNames[k]
+}
+
+// ErrSyntax is the error of every pattern that does not parse; the
+// *SyntaxError that wraps it says where and why.
+var ErrSyntax = errors.New("pattern: syntax error")
+
+// SyntaxError describes a pattern that does not parse.
+type SyntaxError struct {
+	Pattern string
+	Pos     int // byte offset of the problem in Pattern
+	Msg     string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("pattern: %s at offset %d in %q", e.Msg, e.Pos, e.Pattern)
+}
+
+// Unwrap makes errors.Is(err, ErrSyntax) true.
+func (e *SyntaxError) Unwrap() error { return ErrSyntax }
+
+// Options configure Parse. The zero value of each field means its default.
+type Options struct {
+	// MaxLen is the longest pattern accepted, in bytes. Default 256.
+	MaxLen int
+
+	// MatchTimeout bounds one regex match; a match that runs out of time
+	// counts as no match and is counted by Pattern.Timeouts. Default 10ms.
+	// regexp2 checks deadlines on a clock that ticks every 100ms, so a
+	// runaway match can take up to about MatchTimeout plus that period.
+	MatchTimeout time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxLen       = 256
+	DefaultMatchTimeout = 10 * time.Millisecond
+)
+
+// Pattern is a compiled key pattern. It is safe for concurrent use.
+type Pattern struct {
+	src  string
+	kind Kind
+
+	// lit is the key (Exact), the prefix (Prefix) or the suffix (Suffix).
+	lit string
+	// glob is the parsed glob: literal runs and wildcards.
+	glob []token
+	re   *regexp2.Regexp
+
+	// anchor: every matching key starts with pre and ends with suf.
+	pre, suf string
+
+	timeouts atomic.Int64
+}
+
+type token struct {
+	op  byte   // 0: literal, '*': any run, '?': one character
+	lit string // the literal, for op 0
+}
+
+// Parse compiles s with the default options.
+func Parse(s string) (*Pattern, error) { return ParseWith(s, nil) }
+
+// MustParse is Parse for patterns known to be valid; it panics on error.
+func MustParse(s string) *Pattern {
+	p, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// ParseWith compiles s. It recognises the kind by form: /.../ or a leading
+// ^ is a regex; otherwise * and ? are wildcards and \ escapes *, ? and \. A
+// pattern whose only wildcard is one * at the end is a prefix, at the start
+// a suffix; one without wildcards is exact.
+func ParseWith(s string, o *Options) (*Pattern, error) {
+	maxLen, timeout := DefaultMaxLen, DefaultMatchTimeout
+	if o != nil && o.MaxLen > 0 {
+		maxLen = o.MaxLen
+	}
+	if o != nil && o.MatchTimeout > 0 {
+		timeout = o.MatchTimeout
+	}
+	if s == "" {
+		return nil, &SyntaxError{Pattern: s, Msg: "empty pattern"}
+	}
+	if len(s) > maxLen {
+		return nil, &SyntaxError{Pattern: s, Pos: maxLen, Msg: fmt.Sprintf("pattern longer than %d bytes", maxLen)}
+	}
+	if expr, ok := regexBody(s); ok {
+		return parseRegex(s, expr, timeout)
+	}
+	return parseGlob(s)
+}
+
+// regexBody returns the regular expression of a regex pattern.
+func regexBody(s string) (string, bool) {
+	if len(s) >= 2 && s[0] == '/' && s[len(s)-1] == '/' {
+		return s[1 : len(s)-1], true
+	}
+	if s[0] == '^' {
+		return s, true
+	}
+	return "", false
+}
+
+func parseRegex(src, expr string, timeout time.Duration) (*Pattern, error) {
+	if expr == "" {
+		return nil, &SyntaxError{Pattern: src, Pos: 1, Msg: "empty regular expression"}
+	}
+	re, err := regexp2.Compile(expr, regexp2.None)
+	if err != nil {
+		return nil, &SyntaxError{Pattern: src, Msg: "bad regular expression: " + err.Error()}
+	}
+	re.MatchTimeout = timeout
+	return &Pattern{src: src, kind: Regex, re: re, pre: regexPrefix(expr)}, nil
+}
+
+// regexPrefix returns a literal that every string the expression matches
+// starts with, or "". It errs towards "": a wrong prefix would hide matches.
+func regexPrefix(expr string) string {
+	if !strings.HasPrefix(expr, "^") || strings.ContainsRune(expr, '|') {
+		return ""
+	}
+	var b strings.Builder
+	for i := 1; i < len(expr); i++ {
+		c := expr[i]
+		switch {
+		case c == '\\':
+			if i+1 < len(expr) && strings.IndexByte(`.*+?()[]{}|^$\/-:#"' `, expr[i+1]) >= 0 {
+				// An escaped punctuation character is itself.
+				if i+2 < len(expr) && isQuantifier(expr[i+2]) {
+					return b.String()
+				}
+				b.WriteByte(expr[i+1])
+				i++
+				continue
+			}
+			return b.String()
+		case c < utf8.RuneSelf && (isAlnum(c) || strings.IndexByte(`:_-/@!%&=<>,;~'" `, c) >= 0):
+			if i+1 < len(expr) && isQuantifier(expr[i+1]) {
+				return b.String() // the character is optional or repeated
+			}
+			b.WriteByte(c)
+		default:
+			return b.String()
+		}
+	}
+	return b.String()
+}
+
+func isQuantifier(c byte) bool { return c == '*' || c == '+' || c == '?' || c == '{' }
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func parseGlob(src string) (*Pattern, error) {
+	var toks []token
+	var lit strings.Builder
+	endLit := func() {
+		if lit.Len() > 0 {
+			toks = append(toks, token{lit: lit.String()})
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; c {
+		case '\\':
+			if i+1 == len(src) {
+				return nil, &SyntaxError{Pattern: src, Pos: i, Msg: `trailing \`}
+			}
+			if n := src[i+1]; n != '*' && n != '?' && n != '\\' {
+				return nil, &SyntaxError{Pattern: src, Pos: i, Msg: fmt.Sprintf(`\ before %q: only *, ? and \ are escaped`, n)}
+			}
+			lit.WriteByte(src[i+1])
+			i++
+		case '*', '?':
+			endLit()
+			if c == '*' && len(toks) > 0 && toks[len(toks)-1].op == '*' {
+				continue // ** is *
+			}
+			toks = append(toks, token{op: c})
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	endLit()
+	p := &Pattern{src: src}
+	switch {
+	case len(toks) == 1 && toks[0].op == 0:
+		p.kind, p.lit = Exact, toks[0].lit
+	case len(toks) == 1 && toks[0].op == '*':
+		p.kind = Prefix // "*": every key
+	case len(toks) == 2 && toks[0].op == 0 && toks[1].op == '*':
+		p.kind, p.lit = Prefix, toks[0].lit
+	case len(toks) == 2 && toks[0].op == '*' && toks[1].op == 0:
+		p.kind, p.lit = Suffix, toks[1].lit
+	default:
+		p.kind, p.glob = Glob, toks
+		if toks[0].op == 0 {
+			p.pre = toks[0].lit
+		}
+		if last := toks[len(toks)-1]; last.op == 0 {
+			p.suf = last.lit
+		}
+	}
+	switch p.kind {
+	case Exact:
+		p.pre, p.suf = p.lit, p.lit
+	case Prefix:
+		p.pre = p.lit
+	case Suffix:
+		p.suf = p.lit
+	}
+	return p, nil
+}
+
+// String returns the pattern as it was written.
+func (p *Pattern) String() string { return p.src }
+
+// Kind returns the pattern's form.
+func (p *Pattern) Kind() Kind { return p.kind }
+
+// Literal returns the key of an exact pattern, the prefix of a prefix
+// pattern or the suffix of a suffix pattern; "" for the other kinds.
+func (p *Pattern) Literal() string { return p.lit }
+
+// Timeouts returns how many regex matches ran out of time.
+func (p *Pattern) Timeouts() int64 { return p.timeouts.Load() }
+
+// Match reports whether key matches the pattern. Keys are bytes: a glob's ?
+// matches one UTF-8 character or one byte that is not valid UTF-8; a regex
+// reads the key as UTF-8, with each invalid byte read as U+FFFD.
+func (p *Pattern) Match(key string) bool {
+	switch p.kind {
+	case Exact:
+		return key == p.lit
+	case Prefix:
+		return strings.HasPrefix(key, p.lit)
+	case Suffix:
+		return strings.HasSuffix(key, p.lit)
+	case Glob:
+		return matchGlob(p.glob, key)
+	case Regex:
+		buf := runeBufs.Get().(*[]rune)
+		*buf = appendRunes((*buf)[:0], key)
+		ok, err := p.re.MatchRunes(*buf)
+		runeBufs.Put(buf)
+		if err != nil {
+			p.timeouts.Add(1)
+			return false
+		}
+		return ok
+	}
+	return false
+}
+
+// runeBufs holds the rune slices that regex matches read keys into, so
+// that a match does not allocate one.
+var runeBufs = sync.Pool{New: func() any { b := make([]rune, 0, 64); return &b }}
+
+// appendRunes decodes key as regexp2's MatchString would: invalid bytes
+// become U+FFFD.
+func appendRunes(buf []rune, key string) []rune {
+	for _, r := range key {
+		buf = append(buf, r)
+	}
+	return buf
+}
+
+// matchGlob matches with the usual greedy-star backtracking: on a mismatch,
+// the last * takes one more character. It runs in O(len(key)·len(toks)).
+func matchGlob(toks []token, key string) bool {
+	ti, ki := 0, 0
+	starTok, starKey := -1, 0
+	for {
+		if ti < len(toks) {
+			t := toks[ti]
+			switch t.op {
+			case '*':
+				starTok, starKey = ti, ki
+				ti++
+				continue
+			case '?':
+				if ki < len(key) {
+					_, n := utf8.DecodeRuneInString(key[ki:])
+					ti, ki = ti+1, ki+n
+					continue
+				}
+			default:
+				if strings.HasPrefix(key[ki:], t.lit) {
+					ti, ki = ti+1, ki+len(t.lit)
+					continue
+				}
+			}
+		} else if ki == len(key) {
+			return true
+		}
+		if starTok < 0 || starKey >= len(key) {
+			return false
+		}
+		_, n := utf8.DecodeRuneInString(key[starKey:])
+		starKey += n
+		ti, ki = starTok+1, starKey
+	}
+}
+
+// Bounds returns the smallest key range [start, end) that holds every key
+// the pattern matches: a range scan over it finds them all. end "" means no
+// upper bound; ("", "") means the pattern has no literal prefix to narrow
+// the scan (a suffix, say).
+func (p *Pattern) Bounds() (start, end string) {
+	if p.kind == Exact {
+		return p.lit, p.lit + "\x00"
+	}
+	if p.pre == "" {
+		return "", ""
+	}
+	return p.pre, PrefixEnd(p.pre)
+}
+
+// PrefixEnd returns the smallest key greater than every key that starts
+// with prefix, or "" when there is none (a prefix of 0xff bytes only).
+func PrefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
+}

@@ -1,0 +1,132 @@
+package pattern_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/pattern"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// regexp2 runs a clock goroutine for match timeouts; it stops by itself
+// about a second after the last timed match.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/dlclark/regexp2.runClock"),
+		goleak.IgnoreTopFunction("time.Sleep"))
+}
+
+func TestParse_Kinds(t *testing.T) {
+	tests := []struct {
+		src      string
+		kind     pattern.Kind
+		lit      string
+		yes, no  []string
+		from, to string
+	}{
+		{`user:42`, pattern.Exact, "user:42", []string{"user:42"}, []string{"user:4", "user:421", ""}, "user:42", "user:42\x00"},
+		{`user:*`, pattern.Prefix, "user:", []string{"user:", "user:1", "user:1:x"}, []string{"user", "xuser:1"}, "user:", "user;"},
+		{`*`, pattern.Prefix, "", []string{"", "a", "\xff"}, nil, "", ""},
+		{`**`, pattern.Prefix, "", []string{"", "a"}, nil, "", ""},
+		{`*:session`, pattern.Suffix, ":session", []string{":session", "a:session"}, []string{"a:sessions", "session"}, "", ""},
+		{`user:*:profile`, pattern.Glob, "", []string{"user::profile", "user:1:profile", "user:1:2:profile"}, []string{"user:1:profile2", "user:1:prof"}, "user:", "user;"},
+		{`log-202?`, pattern.Glob, "", []string{"log-2024", "log-202x", "log-202é"}, []string{"log-202", "log-20245"}, "log-202", "log-203"},
+		{`a*b*c`, pattern.Glob, "", []string{"abc", "aXbYc", "abbbc", "acbc"}, []string{"ab", "acb", "abcd"}, "a", "b"},
+		{`*a*`, pattern.Glob, "", []string{"a", "xay", "aaa"}, []string{"", "bcd"}, "", ""},
+		{`?`, pattern.Glob, "", []string{"a", "é", "\xff"}, []string{"", "ab", "é\xff"}, "", ""},
+		{`*?`, pattern.Glob, "", []string{"a", "ab"}, []string{""}, "", ""},
+		{`a\*`, pattern.Exact, "a*", []string{"a*"}, []string{"ab", "a"}, "a*", "a*\x00"},
+		{`a\**`, pattern.Prefix, "a*", []string{"a*", "a*b"}, []string{"ab"}, "a*", "a+"},
+		{`\?x`, pattern.Exact, "?x", []string{"?x"}, []string{"ax"}, "?x", "?x\x00"},
+		{`\\*`, pattern.Prefix, `\`, []string{`\`, `\a`}, []string{"a"}, `\`, "]"},
+		{`*\*`, pattern.Suffix, "*", []string{"a*", "*"}, []string{"a"}, "", ""},
+		{`héllo*`, pattern.Prefix, "héllo", []string{"héllo wörld"}, []string{"hello"}, "héllo", "héllp"},
+		{"\xff\xff*", pattern.Prefix, "\xff\xff", []string{"\xff\xff", "\xff\xffa"}, []string{"\xff"}, "\xff\xff", ""},
+		{`/^user:\d+$/`, pattern.Regex, "", []string{"user:1", "user:42"}, []string{"user:", "user:x", "xuser:1"}, "user:", "user;"},
+		{`^user:\d+$`, pattern.Regex, "", []string{"user:1"}, []string{"user:a"}, "user:", "user;"},
+		{`/user/`, pattern.Regex, "", []string{"user", "a user b"}, []string{"usr"}, "", ""},
+		{`^(a|b):x`, pattern.Regex, "", []string{"a:x", "b:x"}, []string{"c:x"}, "", ""},
+		{`^ab|cd`, pattern.Regex, "", []string{"abx", "xcd"}, []string{"xab"}, "", ""},
+		{`^abc?d`, pattern.Regex, "", []string{"abd", "abcd"}, []string{"acd"}, "ab", "ac"},
+		{`^a\.b`, pattern.Regex, "", []string{"a.b"}, []string{"axb"}, "a.b", "a.c"},
+		{`^a\.?b`, pattern.Regex, "", []string{"ab", "a.b"}, []string{"a,b"}, "a", "b"},
+		{`^a\db`, pattern.Regex, "", []string{"a1b"}, []string{"ab"}, "a", "b"},
+		{`^(?i)abc`, pattern.Regex, "", []string{"ABC", "abc"}, []string{"ab"}, "", ""},
+		{`^é+`, pattern.Regex, "", []string{"é", "éé"}, []string{"e"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			p, err := pattern.Parse(tt.src)
+			require.NoError(t, err)
+			require.Equal(t, tt.kind, p.Kind(), "kind")
+			require.Equal(t, tt.src, p.String())
+			require.Equal(t, tt.lit, p.Literal(), "literal")
+			for _, k := range tt.yes {
+				require.True(t, p.Match(k), "%q should match %q", tt.src, k)
+			}
+			for _, k := range tt.no {
+				require.False(t, p.Match(k), "%q should not match %q", tt.src, k)
+			}
+			from, to := p.Bounds()
+			require.Equal(t, tt.from, from, "bounds start")
+			require.Equal(t, tt.to, to, "bounds end")
+			for _, k := range tt.yes {
+				require.True(t, k >= from && (to == "" || k < to), "%q outside its bounds [%q, %q)", k, from, to)
+			}
+		})
+	}
+}
+
+func TestParse_Errors(t *testing.T) {
+	tests := []struct {
+		src string
+		pos int
+	}{
+		{"", 0},
+		{`abc\`, 3},
+		{`a\b`, 1},
+		{`/(/`, 0},
+		{`^a[`, 0},
+		{`//`, 1},
+		{strings.Repeat("a", 257), 256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			_, err := pattern.Parse(tt.src)
+			require.ErrorIs(t, err, pattern.ErrSyntax)
+			var se *pattern.SyntaxError
+			require.True(t, errors.As(err, &se))
+			require.Equal(t, tt.pos, se.Pos)
+			require.True(t, strings.HasPrefix(err.Error(), "pattern: "), err.Error())
+		})
+	}
+	_, err := pattern.ParseWith(strings.Repeat("a", 300), &pattern.Options{MaxLen: 512})
+	require.NoError(t, err)
+	require.Panics(t, func() { pattern.MustParse(`a\`) })
+}
+
+func TestKind_String(t *testing.T) {
+	require.Equal(t, "prefix", pattern.Prefix.String())
+	require.Equal(t, "unknown", pattern.Kind(0).String())
+}
+
+// TestRegex_ReDoS runs catastrophic regexes on 100 KB keys: each returns
+// no match within the timeout (plus regexp2's clock period) and counts it.
+func TestRegex_ReDoS(t *testing.T) {
+	long := strings.Repeat("a", 100_000) + "!"
+	for _, src := range []string{`/(a+)+$/`, `/(a|aa)+$/`, `/(a|a?)+$/`, `/^(a*)*b$/`, `/(.*a){20}$/`} {
+		t.Run(src, func(t *testing.T) {
+			p, err := pattern.ParseWith(src, &pattern.Options{MatchTimeout: 20 * time.Millisecond})
+			require.NoError(t, err)
+			start := time.Now()
+			require.False(t, p.Match(long))
+			require.Less(t, time.Since(start), 2*time.Second, "a runaway match must stop")
+		})
+	}
+	p, err := pattern.ParseWith(`/(a+)+$/`, &pattern.Options{MatchTimeout: 10 * time.Millisecond})
+	require.NoError(t, err)
+	require.False(t, p.Match(long))
+	require.Equal(t, int64(1), p.Timeouts(), "the timeout is counted")
+}
