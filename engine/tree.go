@@ -110,6 +110,5 @@ func (o *ordered) copy(before func()) treeCopy {
 	return o.snap
 }
 
-
 // treeCopy is a read-only copy of the ordered tree.
 type treeCopy = *btree.BTreeG[treeItem]
