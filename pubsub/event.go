@@ -1,0 +1,45 @@
+package pubsub
+
+import "time"
+
+// Type says what kind of change an event reports.
+type Type uint8
+
+// The kinds of change. A delete or an expiry has no value.
+const (
+	Put Type = iota + 1
+	Patch
+	Increment
+	Delete
+	Expire
+)
+
+var typeNames = [...]string{"", "put", "patch", "increment", "delete", "expire"}
+
+// String returns the type's lower-case name ("put", "delete", ...).
+func (t Type) String() string {
+	if t == 0 || int(t) >= len(typeNames) {
+		return "unknown"
+	}
+	return typeNames[t]
+}
+
+// Event is one committed change of one key. Value is the key's value after
+// the change (the result of a patch or an increment, not the operation);
+// it is empty for a delete or an expiry.
+type Event struct {
+	Revision int64
+	Type     Type
+	Key      string
+	Value    string
+	Time     time.Time // when the transaction committed
+}
+
+// Batch is the events of one committed transaction, all of its revision.
+type Batch struct {
+	Revision int64
+	Events   []Event
+}
+
+// size estimates the memory an event holds, for the history's byte limit.
+func (e *Event) size() int64 { return int64(len(e.Key) + len(e.Value) + 64) }

@@ -1,0 +1,70 @@
+package pubsub
+
+import "sort"
+
+// history keeps the most recent batches, bounded by events and bytes, so
+// that subscriptions can catch up and resume. It is guarded by Broker.hmu.
+type history struct {
+	batches []Batch // oldest first; batches[start:] are live
+	start   int
+	events  int
+	bytes   int64
+	last    int64 // revision of the newest batch ever added
+	evicted int64 // revision of the newest batch evicted; 0 if none
+
+	maxEvents int
+	maxBytes  int64
+}
+
+// add appends a batch and evicts the oldest beyond the limits, but none
+// after handled: the dispatcher has yet to read those.
+func (h *history) add(b Batch, handled int64) {
+	h.batches = append(h.batches, b)
+	h.last = b.Revision
+	h.events += len(b.Events)
+	for i := range b.Events {
+		h.bytes += b.Events[i].size()
+	}
+	h.evict(handled)
+}
+
+// evict drops the oldest batches beyond the limits, but none after handled.
+func (h *history) evict(handled int64) {
+	// Keep the newest batch even if it alone is over the limits.
+	for h.len() > 1 && h.batches[h.start].Revision <= handled && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
+		old := &h.batches[h.start]
+		h.events -= len(old.Events)
+		for i := range old.Events {
+			h.bytes -= old.Events[i].size()
+		}
+		h.evicted = old.Revision
+		*old = Batch{}
+		h.start++
+	}
+	if h.start > 1024 && h.start > len(h.batches)/2 {
+		n := copy(h.batches, h.batches[h.start:])
+		clear(h.batches[n:])
+		h.batches = h.batches[:n]
+		h.start = 0
+	}
+}
+
+func (h *history) len() int { return len(h.batches) - h.start }
+
+// oldest returns the lowest revision a subscription can resume after: it
+// will get every event with a greater revision.
+func (h *history) oldest() int64 { return h.evicted }
+
+// after returns up to max batches with revisions above rev and at most
+// upTo, or ok=false if some of them were evicted.
+func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
+	if rev < h.evicted {
+		return nil, false
+	}
+	live := h.batches[h.start:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].Revision > rev })
+	for ; i < len(live) && live[i].Revision <= upTo && len(out) < max; i++ {
+		out = append(out, live[i])
+	}
+	return out, true
+}
