@@ -3,8 +3,10 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 )
@@ -115,5 +117,71 @@ func BenchmarkDB_CompareAndSwap(b *testing.B) {
 		if _, err := db.CompareAndSwap(k, it.Revision, benchValue, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDB_Set_Subscribers measures writes with n subscriptions of
+// which none match the keys written: they must cost writers little.
+func BenchmarkDB_Set_Subscribers(b *testing.B) {
+	for _, n := range []int{0, 100, 10_000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			db, err := engine.Open("", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			for i := 0; i < n; i++ {
+				p := []string{fmt.Sprintf("user:%d:*", i), fmt.Sprintf("*:session:%d", i), fmt.Sprintf("order:%d", i)}[i%3]
+				s, err := db.Subscribe([]string{p}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := db.Set(benchKey(i%100_000), benchValue, nil); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkDB_Set_SlowConsumer compares writers' p99 commit latency with
+// and without a subscriber to every key that never reads.
+func BenchmarkDB_Set_SlowConsumer(b *testing.B) {
+	for _, slow := range []bool{false, true} {
+		b.Run(fmt.Sprintf("stalled_subscriber=%v", slow), func(b *testing.B) {
+			db, err := engine.Open("", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			if slow {
+				s, err := db.Subscribe([]string{"*"}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+			}
+			lat := make([]time.Duration, 0, 1<<20)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				start := time.Now()
+				if _, err := db.Set(benchKey(i%100_000), benchValue, nil); err != nil {
+					b.Fatal(err)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(start))
+				}
+				i++
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		})
 	}
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+
+	"github.com/livekv/livekv/pubsub"
 	"sync"
 	"sync/atomic"
 )
@@ -22,6 +24,7 @@ type DB struct {
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
 
+	broker  *pubsub.Broker
 	index   *index
 	order   *ordered
 	readers readers
@@ -54,6 +57,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		stop:  make(chan struct{}),
 	}
 	db.wtx.db = db
+	db.broker = pubsub.NewBroker(0, &pubsub.Options{HistoryEvents: o.HistoryEvents, HistoryBytes: o.HistoryBytes})
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)
@@ -72,6 +76,7 @@ func (db *DB) Close() error {
 	close(db.stop)
 	db.wmu.Unlock()
 	db.sweeping.Wait()
+	db.broker.Close()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -101,4 +102,36 @@ func ExampleSetOptions() {
 	it, _ := db.Set("session:42", "token", &engine.SetOptions{TTL: 30 * time.Minute})
 	fmt.Println(!it.ExpiresAt.IsZero())
 	// Output: true
+}
+
+func ExampleDB_Subscribe() {
+	db, _ := engine.Open("", nil)
+	defer db.Close()
+	_, _ = db.Set("todo:1", "buy milk", nil)
+
+	// Load the current todos, then watch every change after them.
+	sub, err := db.Subscribe([]string{"todo:*"}, &engine.SubscribeOptions{Initial: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sub.Close()
+	for _, it := range sub.Initial {
+		fmt.Println("initial", it.Key, it.Value)
+	}
+
+	_, _ = db.Set("todo:2", "call mum", nil)
+	_ = db.Delete("todo:1")
+	_, _ = db.Set("note:1", "not a todo", nil)
+
+	for i := 0; i < 2; i++ {
+		ev, err := sub.Next(context.Background())
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(ev.Revision, ev.Type, ev.Key, ev.Value)
+	}
+	// Output:
+	// initial todo:1 buy milk
+	// 2 put todo:2 call mum
+	// 3 delete todo:1
 }

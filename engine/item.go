@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/livekv/livekv/pubsub"
 	"sync/atomic"
 	"time"
 )
@@ -36,12 +37,12 @@ type version struct {
 	createRev int64
 	ver       int64
 	expires   int64 // unix nanoseconds; 0 means no expiry
-	kind      changeKind
+	kind      pubsub.Type
 	prev      atomic.Pointer[version]
 }
 
 // deleted reports whether v is a tombstone (a delete or an expiry).
-func (v *version) deleted() bool { return v.kind == kindDelete || v.kind == kindExpire }
+func (v *version) deleted() bool { return v.kind == pubsub.Delete || v.kind == pubsub.Expire }
 
 // live reports whether v is a value that has not expired at now.
 func (v *version) live(now int64) bool {
@@ -67,15 +68,3 @@ func (v *version) item(key string, keysOnly bool) Item {
 	}
 	return it
 }
-
-// changeKind says what kind of change produced a version.
-type changeKind uint8
-
-// The kinds of change. A delete or an expiry leaves no value.
-const (
-	kindPut changeKind = iota + 1
-	kindPatch
-	kindIncrement
-	kindDelete
-	kindExpire
-)

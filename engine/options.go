@@ -23,6 +23,12 @@ type Options struct {
 	// sweeper.
 	SweepInterval time.Duration
 
+	// HistoryEvents and HistoryBytes bound the recent changes kept so that
+	// subscriptions can catch up and resume; see pubsub.Options. Defaults
+	// 100,000 events and 64 MiB.
+	HistoryEvents int
+	HistoryBytes  int64
+
 	// Now returns the current time; it decides when keys expire. Default
 	// time.Now. Tests set it to a fake clock.
 	Now func() time.Time
@@ -60,6 +66,9 @@ func (o *Options) withDefaults() Options {
 func (o *Options) validate() error {
 	if o.MaxKeySize < 0 {
 		return fmt.Errorf("%w: MaxKeySize %d is negative", ErrInvalidOptions, o.MaxKeySize)
+	}
+	if o.HistoryEvents < 0 || o.HistoryBytes < 0 {
+		return fmt.Errorf("%w: negative history limit", ErrInvalidOptions)
 	}
 	if o.MaxValueSize < 0 {
 		return fmt.Errorf("%w: MaxValueSize %d is negative", ErrInvalidOptions, o.MaxValueSize)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/livekv/livekv/pubsub"
 	"strconv"
 
 	"github.com/tidwall/btree"
@@ -130,7 +131,7 @@ func (tx *Tx) Set(key, value string, opts *SetOptions) (Item, error) {
 		return Item{}, err
 	}
 	e, cur := tx.lookup(key)
-	v := &version{value: value, expires: exp, kind: kindPut}
+	v := &version{value: value, expires: exp, kind: pubsub.Put}
 	tx.write(key, e, cur, v)
 	return v.item(key, false), nil
 }
@@ -159,7 +160,7 @@ func (tx *Tx) CompareAndSwap(key string, rev int64, value string, opts *SetOptio
 	if cur == nil && rev != 0 || cur != nil && cur.rev != rev {
 		return Item{}, ErrConflict
 	}
-	v := &version{value: value, expires: exp, kind: kindPut}
+	v := &version{value: value, expires: exp, kind: pubsub.Put}
 	tx.write(key, e, cur, v)
 	return v.item(key, false), nil
 }
@@ -176,7 +177,7 @@ func (tx *Tx) Patch(key, value string) (Item, error) {
 		return Item{}, err
 	}
 	e, cur := tx.lookup(key)
-	v := &version{value: value, kind: kindPatch}
+	v := &version{value: value, kind: pubsub.Patch}
 	if cur != nil {
 		v.value = patch(cur.value, value)
 		v.expires = cur.expires
@@ -212,7 +213,7 @@ func (tx *Tx) Increment(key string, delta int64) (int64, error) {
 		return 0, fmt.Errorf("%w: %d%+d", ErrOverflow, n, delta)
 	}
 	n += delta
-	tx.write(key, e, cur, &version{value: strconv.FormatInt(n, 10), expires: exp, kind: kindIncrement})
+	tx.write(key, e, cur, &version{value: strconv.FormatInt(n, 10), expires: exp, kind: pubsub.Increment})
 	return n, nil
 }
 
@@ -233,13 +234,13 @@ func (tx *Tx) Delete(key string) error {
 	if cur == nil {
 		return ErrNotFound
 	}
-	tx.write(key, e, cur, &version{kind: kindDelete})
+	tx.write(key, e, cur, &version{kind: pubsub.Delete})
 	return nil
 }
 
 // expire writes a tombstone for an expired key; the sweeper calls it.
 func (tx *Tx) expire(e *entry) {
-	tx.write(e.key, e, nil, &version{kind: kindExpire})
+	tx.write(e.key, e, nil, &version{kind: pubsub.Expire})
 }
 
 func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/livekv/livekv/pubsub"
+
 	"fmt"
 	"time"
 )
@@ -86,8 +88,11 @@ func (tx *Tx) commit() {
 		return
 	}
 	db := tx.db
-	for _, w := range tx.writes {
+	events := make([]pubsub.Event, len(tx.writes))
+	at := time.Unix(0, tx.now)
+	for i, w := range tx.writes {
 		v := w.e.head.Load()
+		events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
 		if w.old != nil && !w.old.deleted() && w.old.expires != 0 {
 			db.exp.remove(w.old.expires, w.e)
 		}
@@ -111,6 +116,7 @@ func (tx *Tx) commit() {
 	}
 	db.rev = tx.rev
 	db.committed.Store(tx.rev)
+	db.broker.Publish(pubsub.Batch{Revision: tx.rev, Events: events})
 
 	// Drop the versions no snapshot can read any more: a snapshot opened
 	// from now on reads at tx.rev or later.

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/livekv/livekv/pattern"
+	"github.com/livekv/livekv/pubsub"
+)
+
+// SubscribeOptions modify a subscription. A nil *SubscribeOptions means the
+// defaults: live changes from now on.
+type SubscribeOptions struct {
+	// FromRevision, when above 0, asks for every matching change after
+	// that revision, then the live ones, with no gap between. A revision
+	// older than the change history holds ends the call with an error
+	// that errors.Is recognises as pubsub.ErrCompacted.
+	FromRevision int64
+
+	// Initial asks for the current matching items first, read from one
+	// snapshot (Subscription.Initial, at Subscription.InitialRevision),
+	// followed by every change after that revision: load, then watch,
+	// without a race. It cannot be combined with FromRevision.
+	Initial bool
+
+	// Buffer is how many events the subscription's channel holds; see
+	// pubsub.SubscribeOptions. Default 256.
+	Buffer int
+}
+
+// Subscription is a subscription to the changes of the keys that match its
+// patterns; see pubsub.Subscription for its guarantees.
+type Subscription struct {
+	*pubsub.Subscription
+
+	// Initial holds the matching items as of InitialRevision, in key
+	// order, when SubscribeOptions.Initial asked for them.
+	Initial []Item
+
+	// InitialRevision is the revision Initial was read at; the events
+	// start after it.
+	InitialRevision int64
+}
+
+// Subscribe subscribes to the committed changes of every key that matches
+// one of patterns (see package pattern for their syntax). Events arrive in
+// revision order, once each, with no gap; a subscription that falls behind
+// catches up from the history without slowing writers. Close the
+// subscription when done; Close of the DB ends it too.
+func (db *DB) Subscribe(patterns []string, opts *SubscribeOptions) (*Subscription, error) {
+	var o SubscribeOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Initial && o.FromRevision != 0 {
+		return nil, fmt.Errorf("%w: Initial and FromRevision together", ErrInvalidOptions)
+	}
+	if len(patterns) == 0 {
+		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
+	}
+	pats := make([]*pattern.Pattern, len(patterns))
+	for i, s := range patterns {
+		p, err := pattern.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("engine: subscribe: %w", err)
+		}
+		pats[i] = p
+	}
+
+	// Under the writer lock no transaction commits between the snapshot
+	// and the subscription, so the events start right after the snapshot.
+	db.wmu.Lock()
+	if db.closed.Load() {
+		db.wmu.Unlock()
+		return nil, ErrClosed
+	}
+	var snap treeCopy
+	var rev int64
+	if o.Initial {
+		snap, rev = db.snapshot()
+	}
+	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, Buffer: o.Buffer})
+	db.wmu.Unlock()
+	if err != nil {
+		if o.Initial {
+			db.readers.close(rev)
+		}
+		return nil, fmt.Errorf("engine: subscribe: %w", err)
+	}
+	sub := &Subscription{Subscription: ps}
+	if o.Initial {
+		sub.Initial, sub.InitialRevision = matching(snap, rev, db.now(), pats), rev
+		db.readers.close(rev)
+	}
+	return sub, nil
+}
+
+// matching returns the items of the snapshot that match any of pats, in
+// key order, scanning only the key ranges the patterns can match.
+func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) []Item {
+	seen := make(map[string]bool)
+	var items []Item
+	for _, p := range pats {
+		start, end := p.Bounds()
+		scan(t, rev, now, start, end, RangeOptions{}, func(it Item, _ error) bool {
+			if !seen[it.Key] && p.Match(it.Key) {
+				seen[it.Key] = true
+				items = append(items, it)
+			}
+			return true
+		})
+	}
+	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
+	return items
+}
