@@ -210,3 +210,19 @@ func BenchmarkIncrement(b *testing.B) {
 		s.close()
 	}
 }
+
+// BenchmarkSet overwrites random keys of a store loaded with 1M keys.
+func BenchmarkSet(b *testing.B) {
+	ks := shuffledKeys()
+	for _, p := range peers {
+		s := loaded(b, p.open)
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			r := rand.New(rand.NewPCG(4, 4))
+			for b.Loop() {
+				s.set(ks[r.IntN(len(ks))], value)
+			}
+		})
+		s.close()
+	}
+}

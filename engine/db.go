@@ -98,6 +98,8 @@ type Stats struct {
 	Expired    int64 // keys removed by the sweeper
 	Snapshots  int64 // snapshots currently open (views and scans under way)
 	ReadOnlyTx int64 // View calls
+
+	Subscriptions pubsub.Stats // the change feed: subscriptions, deliveries, history
 }
 
 type counters struct {
@@ -117,6 +119,8 @@ func (db *DB) Stats() Stats {
 		Expired:    db.stats.expired.Load(),
 		Snapshots:  db.readers.n.Load(),
 		ReadOnlyTx: db.stats.views.Load(),
+
+		Subscriptions: db.broker.Stats(),
 	}
 }
 

@@ -224,8 +224,13 @@ func TestSubscribe_ResumeAndExpiry(t *testing.T) {
 		got = append(got, describe(ev))
 	}
 	require.Equal(t, []string{`1 put k1="a"`, `2 patch k1="ab"`, `3 increment k2="2"`}, got)
+	st := db.Stats().Subscriptions
+	require.Equal(t, 1, st.Subscriptions)
+	require.Equal(t, int64(3), st.Delivered)
+	require.Equal(t, int64(3), st.Published)
 	require.NoError(t, s.Close())
 	require.Equal(t, int64(3), s.Revision())
+	require.Equal(t, 0, db.Stats().Subscriptions.Subscriptions)
 
 	c.Advance(time.Second)
 	require.Equal(t, 1, engine.Sweep(db))

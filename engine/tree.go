@@ -3,7 +3,6 @@ package engine
 import (
 	"encoding/binary"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/tidwall/btree"
@@ -51,7 +50,7 @@ const freshBatch = 16384
 type ordered struct {
 	mu    sync.Mutex              // guards tree, fresh and snap
 	tree  *btree.BTreeG[treeItem] // entries in key order
-	fresh []*entry                // new entries not yet in tree
+	fresh []treeItem              // new entries not yet in tree
 	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
 	hint  btree.PathHint          // speeds up the sorted inserts of a batch
 }
@@ -63,7 +62,7 @@ func newOrdered() *ordered {
 // add records a new entry.
 func (o *ordered) add(e *entry) {
 	o.mu.Lock()
-	o.fresh = append(o.fresh, e)
+	o.fresh = append(o.fresh, makeTreeItem(e))
 	if len(o.fresh) >= freshBatch {
 		o.flushLocked()
 	}
@@ -84,12 +83,22 @@ func (o *ordered) flushLocked() {
 	if len(o.fresh) == 0 {
 		return
 	}
-	slices.SortFunc(o.fresh, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
-	for i, e := range o.fresh {
-		if !e.gone.Load() {
-			o.tree.SetHint(makeTreeItem(e), &o.hint)
+	// Sorting the items, not the entries, compares the inline abbreviated
+	// keys and rarely touches the keys themselves.
+	slices.SortFunc(o.fresh, func(a, b treeItem) int {
+		if lessTreeItem(a, b) {
+			return -1
 		}
-		o.fresh[i] = nil
+		if lessTreeItem(b, a) {
+			return 1
+		}
+		return 0
+	})
+	for i, ti := range o.fresh {
+		if !ti.e.gone.Load() {
+			o.tree.SetHint(ti, &o.hint)
+		}
+		o.fresh[i] = treeItem{}
 	}
 	o.fresh = o.fresh[:0]
 	o.snap = nil
