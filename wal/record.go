@@ -1,0 +1,137 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// Record types.
+const (
+	TypeTx byte = 1 // a committed transaction
+)
+
+// RecordHeaderSize is the size of a record's framing.
+const RecordHeaderSize = 9
+
+// DefaultMaxRecord is the largest payload accepted by default: larger
+// lengths are damage, never an allocation.
+const DefaultMaxRecord = 64 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Errors of the decoders.
+var (
+	// ErrCorrupt marks damage that is not a torn tail: a bad record with
+	// good data after it, or a header or payload that does not parse.
+	ErrCorrupt = errors.New("wal: corrupt")
+
+	errShort    = errors.New("wal: record cut short")
+	errZero     = errors.New("wal: zeroed record")
+	errChecksum = errors.New("wal: checksum mismatch")
+	errTooLarge = errors.New("wal: record length over the limit")
+	errType     = errors.New("wal: unknown record type")
+)
+
+// AppendRecord appends the framed record to dst.
+func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
+	var h [RecordHeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:4], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum([]byte{typ}, castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(h[4:8], crc)
+	h[8] = typ
+	dst = append(dst, h[:]...)
+	return append(dst, payload...)
+}
+
+// DecodeRecord decodes the record at the start of b, whose payload may be
+// at most max bytes. It returns the type, the payload (a sub-slice of b)
+// and the bytes consumed.
+func DecodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error) {
+	if len(b) < RecordHeaderSize {
+		if allZero(b) {
+			return 0, nil, 0, errZero
+		}
+		return 0, nil, 0, errShort
+	}
+	length := binary.LittleEndian.Uint32(b[0:4])
+	crc := binary.LittleEndian.Uint32(b[4:8])
+	typ = b[8]
+	if length == 0 && crc == 0 && typ == 0 {
+		return 0, nil, 0, errZero
+	}
+	if uint64(length) > uint64(max) {
+		return 0, nil, 0, errTooLarge
+	}
+	end := RecordHeaderSize + int(length)
+	if len(b) < end {
+		return 0, nil, 0, errShort
+	}
+	payload = b[RecordHeaderSize:end]
+	if crc32.Update(crc32.Checksum([]byte{typ}, castagnoli), castagnoli, payload) != crc {
+		return 0, nil, 0, errChecksum
+	}
+	if typ != TypeTx {
+		return 0, nil, 0, errType
+	}
+	return typ, payload, end, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ScanResult says how far a segment's records are good.
+type ScanResult struct {
+	Records int   // good records read
+	Good    int64 // offset just past the last good record
+	Torn    bool  // bytes after Good are a torn tail, to be truncated
+}
+
+// Scan calls fn with each record of the segment body b (the bytes after
+// the header), in order. It stops at the first bad record: if nothing good
+// follows, that is a torn tail (Torn, with Good where to truncate); if a
+// good record follows, it returns an error that wraps ErrCorrupt and names
+// the offset (base is the body's offset in the file). An error from fn
+// stops the scan and is returned.
+func Scan(b []byte, base int64, max int, fn func(typ byte, payload []byte) error) (ScanResult, error) {
+	var r ScanResult
+	off := 0
+	for off < len(b) {
+		typ, payload, n, err := DecodeRecord(b[off:], max)
+		if err != nil {
+			r.Good = base + int64(off)
+			if next := findRecord(b[off+1:], max); next >= 0 {
+				return r, fmt.Errorf("%w: bad record at offset %d (%v) with a good record at offset %d after it",
+					ErrCorrupt, base+int64(off), err, base+int64(off+1+next))
+			}
+			r.Torn = true
+			return r, nil
+		}
+		if err := fn(typ, payload); err != nil {
+			r.Good = base + int64(off)
+			return r, err
+		}
+		off += n
+		r.Records++
+	}
+	r.Good = base + int64(off)
+	return r, nil
+}
+
+// findRecord returns the offset of the first position in b where a whole
+// valid record starts, or -1.
+func findRecord(b []byte, max int) int {
+	for i := 0; i+RecordHeaderSize <= len(b); i++ {
+		if _, _, _, err := DecodeRecord(b[i:], max); err == nil {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,153 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Kinds of write in a transaction record. The numbers are the on-disk
+// format: never renumber them.
+const (
+	KindPut       byte = 1
+	KindPatch     byte = 2
+	KindIncrement byte = 3
+	KindDelete    byte = 4
+	KindExpire    byte = 5
+)
+
+// Write is the post-image of one key after a transaction: its value (or
+// its deletion) and its expiry.
+type Write struct {
+	Kind    byte
+	Key     string
+	Value   string // empty for KindDelete and KindExpire
+	Expires int64  // unix ns; 0 means never
+}
+
+// Tx is a committed transaction as the log keeps it.
+type Tx struct {
+	Revision int64
+	Time     int64 // unix ns of the commit
+	Writes   []Write
+}
+
+// AppendTx appends tx's payload encoding to dst.
+func AppendTx(dst []byte, tx *Tx) []byte {
+	dst = binary.AppendUvarint(dst, uint64(tx.Revision))
+	dst = binary.AppendVarint(dst, tx.Time)
+	dst = binary.AppendUvarint(dst, uint64(len(tx.Writes)))
+	for i := range tx.Writes {
+		w := &tx.Writes[i]
+		dst = append(dst, w.Kind)
+		dst = binary.AppendUvarint(dst, uint64(len(w.Key)))
+		dst = append(dst, w.Key...)
+		dst = binary.AppendUvarint(dst, uint64(len(w.Value)))
+		dst = append(dst, w.Value...)
+		dst = binary.AppendVarint(dst, w.Expires)
+	}
+	return dst
+}
+
+// DecodeTx decodes a transaction payload. Damage is ErrCorrupt; lengths are
+// checked against the payload before anything is allocated.
+func DecodeTx(b []byte) (Tx, error) {
+	d := decoder{b: b}
+	var tx Tx
+	tx.Revision = int64(d.uvarint())
+	tx.Time = d.varint()
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) { // every write takes at least 4 bytes
+		d.fail("write count %d over the payload", n)
+	}
+	if d.err == nil && tx.Revision < 1 {
+		d.fail("revision %d", tx.Revision)
+	}
+	if d.err == nil {
+		tx.Writes = make([]Write, 0, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var w Write
+		w.Kind = d.byte()
+		w.Key = d.str()
+		w.Value = d.str()
+		w.Expires = d.varint()
+		if d.err == nil && (w.Kind < KindPut || w.Kind > KindExpire) {
+			d.fail("write kind %d", w.Kind)
+		}
+		if d.err == nil && w.Key == "" {
+			d.fail("empty key")
+		}
+		tx.Writes = append(tx.Writes, w)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after the last write", len(d.b))
+	}
+	if d.err != nil {
+		return Tx{}, d.err
+	}
+	return tx, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: transaction record: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("cut short")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string of %d bytes over the payload", n)
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
