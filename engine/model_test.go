@@ -463,27 +463,43 @@ func (t *mtx) apply(k string, a opArgs) (desc string, want error) {
 	return desc, nil
 }
 
-func dbOp(r *rand.Rand, db *engine.DB, tx *mtx, k string) (string, error, error) {
-	cur, _ := tx.live(k)
-	a := randArgs(r, cur)
-	desc, want := tx.apply(k, a)
+// writer is what DB and Tx share: the same writes, outside and inside a
+// transaction.
+type writer interface {
+	Set(key, value string, opts *engine.SetOptions) (engine.Item, error)
+	Patch(key, value string) (engine.Item, error)
+	Increment(key string, delta int64) (int64, error)
+	CompareAndSwap(key string, rev int64, value string, opts *engine.SetOptions) (engine.Item, error)
+	PutIfAbsent(key, value string, opts *engine.SetOptions) (engine.Item, error)
+	Delete(key string) error
+}
+
+// do performs the write a describes on w.
+func do(w writer, k string, a opArgs) error {
 	o := &engine.SetOptions{TTL: a.ttl}
 	var err error
 	switch a.kind {
 	case 0:
-		_, err = db.Set(k, a.value, o)
+		_, err = w.Set(k, a.value, o)
 	case 1:
-		_, err = db.Patch(k, a.value)
+		_, err = w.Patch(k, a.value)
 	case 2:
-		_, err = db.Increment(k, a.delta)
+		_, err = w.Increment(k, a.delta)
 	case 3:
-		_, err = db.CompareAndSwap(k, a.rev, a.value, o)
+		_, err = w.CompareAndSwap(k, a.rev, a.value, o)
 	case 4:
-		_, err = db.PutIfAbsent(k, a.value, o)
+		_, err = w.PutIfAbsent(k, a.value, o)
 	default:
-		err = db.Delete(k)
+		err = w.Delete(k)
 	}
-	return desc, err, want
+	return err
+}
+
+func dbOp(r *rand.Rand, db *engine.DB, tx *mtx, k string) (string, error, error) {
+	cur, _ := tx.live(k)
+	a := randArgs(r, cur)
+	desc, want := tx.apply(k, a)
+	return desc, do(db, k, a), want
 }
 
 func txOp(t *testing.T, r *rand.Rand, etx *engine.Tx, tx *mtx, k string) (string, error, error) {
@@ -493,22 +509,7 @@ func txOp(t *testing.T, r *rand.Rand, etx *engine.Tx, tx *mtx, k string) (string
 		a.rev = tx.rev // the revision of a write made earlier in this transaction
 	}
 	desc, want := tx.apply(k, a)
-	o := &engine.SetOptions{TTL: a.ttl}
-	var err error
-	switch a.kind {
-	case 0:
-		_, err = etx.Set(k, a.value, o)
-	case 1:
-		_, err = etx.Patch(k, a.value)
-	case 2:
-		_, err = etx.Increment(k, a.delta)
-	case 3:
-		_, err = etx.CompareAndSwap(k, a.rev, a.value, o)
-	case 4:
-		_, err = etx.PutIfAbsent(k, a.value, o)
-	default:
-		err = etx.Delete(k)
-	}
+	err := do(etx, k, a)
 	// Reads inside the transaction see its writes.
 	got, gerr := etx.Get(k)
 	if _, ok := tx.live(k); ok {

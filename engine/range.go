@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/livekv/livekv/pattern"
 	"iter"
 )
 
@@ -32,7 +33,7 @@ func (db *DB) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error
 
 // Prefix yields the items whose keys start with prefix; see Range.
 func (db *DB) Prefix(prefix string, opts *RangeOptions) iter.Seq2[Item, error] {
-	return db.Range(prefix, prefixEnd(prefix), opts)
+	return db.Range(prefix, pattern.PrefixEnd(prefix), opts)
 }
 
 // Range is DB.Range within the transaction: a write transaction sees its
@@ -59,7 +60,7 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error
 
 // Prefix is DB.Prefix within the transaction.
 func (tx *Tx) Prefix(prefix string, opts *RangeOptions) iter.Seq2[Item, error] {
-	return tx.Range(prefix, prefixEnd(prefix), opts)
+	return tx.Range(prefix, pattern.PrefixEnd(prefix), opts)
 }
 
 func rangeOptions(opts *RangeOptions) (RangeOptions, error) {
@@ -70,19 +71,6 @@ func rangeOptions(opts *RangeOptions) (RangeOptions, error) {
 		return RangeOptions{}, fmt.Errorf("%w: negative limit %d", ErrInvalidOptions, opts.Limit)
 	}
 	return *opts, nil
-}
-
-// prefixEnd returns the smallest key greater than every key with the
-// prefix, or "" (no bound) when there is none.
-func prefixEnd(prefix string) string {
-	b := []byte(prefix)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return ""
 }
 
 func probe(key string) treeItem {
