@@ -1,0 +1,482 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SyncPolicy says when the log fsyncs, and so what a crash can lose.
+type SyncPolicy struct {
+	every time.Duration // 0: every group; >0: on a timer
+	never bool
+}
+
+var (
+	// SyncAlways (the default) fsyncs every group of records before their
+	// writers are told they are durable: a crash loses nothing that was
+	// acknowledged.
+	SyncAlways = SyncPolicy{}
+
+	// SyncNever writes records to the operating system and never fsyncs
+	// (Close still does): a process crash loses nothing, a machine crash
+	// loses what the OS had not written back.
+	SyncNever = SyncPolicy{never: true}
+)
+
+// SyncInterval writes every group at once and fsyncs every d: a machine
+// crash loses at most about the last d of acknowledged writes.
+func SyncInterval(d time.Duration) SyncPolicy { return SyncPolicy{every: d} }
+
+// Options configure a Log. The zero value of each field means its default.
+type Options struct {
+	FS          FS         // default OSFS
+	Sync        SyncPolicy // default SyncAlways
+	SegmentSize int64      // rotate after this many bytes; default 64 MiB
+	MaxRecord   int        // default DefaultMaxRecord
+	// Repair truncates the log at the first bad record, dropping what
+	// follows, instead of failing Open with ErrCorrupt.
+	Repair bool
+	// Logf reports what recovery did (a torn tail truncated, a repair).
+	// Default: discard.
+	Logf func(format string, args ...any)
+}
+
+// Stats count the log's work.
+type Stats struct {
+	Records  int64 // records appended
+	Groups   int64 // groups written
+	Syncs    int64 // fsyncs of segments
+	Segments int   // segment files
+}
+
+// Log is a write-ahead log: segments of transaction records in a
+// directory, written by one committer goroutine in groups.
+type Log struct {
+	opts Options
+	dir  string
+	lock io.Closer
+
+	mu       sync.Mutex // guards the fields below
+	cond     *sync.Cond // broadcast when durable or err changes, or on close
+	pending  []byte     // records waiting for the committer
+	spare    []byte
+	last     int64 // revision of the newest appended record
+	durable  int64 // revision of the newest durable record
+	err      error // sticky: the first write or sync that failed
+	closing  bool  // Close was called
+	stopped  bool  // the committer has returned
+	stats    Stats
+	segments []int64 // first revisions of the segment files, ascending
+
+	// The committer's own.
+	seg     File
+	segSize int64
+
+	kick chan struct{} // Append and Close wake the committer; capacity 1
+	done chan struct{} // closed when the committer returns
+}
+
+func segmentName(first int64) string { return fmt.Sprintf("%020d.log", first) }
+
+// Open opens (or creates) the log in dir, takes its lock, and replays it:
+// fn gets every transaction in revision order. A torn tail is truncated; a
+// bad record with good ones after it fails Open with ErrCorrupt unless
+// opts.Repair. Appends continue after the last replayed revision.
+func Open(dir string, opts *Options, fn func(*Tx) error) (*Log, error) {
+	l := &Log{dir: dir, done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	if opts != nil {
+		l.opts = *opts
+	}
+	if l.opts.FS == nil {
+		l.opts.FS = OSFS{}
+	}
+	if l.opts.SegmentSize <= 0 {
+		l.opts.SegmentSize = 64 << 20
+	}
+	if l.opts.MaxRecord <= 0 {
+		l.opts.MaxRecord = DefaultMaxRecord
+	}
+	if l.opts.Logf == nil {
+		l.opts.Logf = func(string, ...any) {}
+	}
+	l.cond = sync.NewCond(&l.mu)
+	fsys := l.opts.FS
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, err
+	}
+	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, err
+	}
+	l.lock = lock
+	if err := l.replay(fn); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l.durable = l.last
+	l.stats = Stats{}
+	go l.commit()
+	return l, nil
+}
+
+// replay reads every segment in order; see Open.
+func (l *Log) replay(fn func(*Tx) error) error {
+	fsys := l.opts.FS
+	names, err := fsys.List(l.dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".log") {
+			continue
+		}
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if err != nil || first < 1 {
+			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.dir)
+		}
+		l.segments = append(l.segments, first)
+	}
+	for i, first := range l.segments {
+		name := path.Join(l.dir, segmentName(first))
+		b, err := fsys.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		lastSeg := i == len(l.segments)-1
+		if len(b) < SegmentHeaderSize && lastSeg {
+			// A crash while creating the segment: its header never became
+			// durable, so no record can be in it.
+			l.opts.Logf("wal: %s: removing a segment with no complete header", name)
+			if err := l.dropFrom(i); err != nil {
+				return err
+			}
+			break
+		}
+		if _, err := DecodeSegmentHeader(b); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		res, err := Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(typ byte, payload []byte) error {
+			tx, err := DecodeTx(payload)
+			if err != nil {
+				return err
+			}
+			if tx.Revision <= l.last {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
+			}
+			l.last = tx.Revision
+			l.stats.Records++
+			return fn(&tx)
+		})
+		if lastSeg && res.Records == 0 && err == nil {
+			// Only a header: a crash right after the segment was started.
+			// Remove it, so that the next append can start it again.
+			l.opts.Logf("wal: %s: removing a segment with no records", name)
+			if err := l.dropFrom(i); err != nil {
+				return err
+			}
+			break
+		}
+		bad := err != nil && errors.Is(err, ErrCorrupt) || res.Torn && !lastSeg
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return err // fn failed
+		}
+		if bad && !l.opts.Repair {
+			if err == nil {
+				err = fmt.Errorf("%w: torn record at offset %d with later segments after it", ErrCorrupt, res.Good)
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if bad || res.Torn {
+			what := "torn tail"
+			if bad {
+				what = "damage (repair)"
+			}
+			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, int64(len(b))-res.Good)
+			if err := l.truncate(name, res.Good); err != nil {
+				return err
+			}
+			if bad && !lastSeg {
+				return l.dropFrom(i + 1)
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Log) truncate(name string, size int64) error {
+	f, err := l.opts.FS.OpenAppend(name)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// dropFrom removes the segments from index i on.
+func (l *Log) dropFrom(i int) error {
+	for _, first := range l.segments[i:] {
+		if err := l.opts.FS.Remove(path.Join(l.dir, segmentName(first))); err != nil {
+			return err
+		}
+	}
+	l.segments = l.segments[:i]
+	return l.opts.FS.SyncDir(l.dir)
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("wal: log closed")
+
+// Append queues tx for the committer. Revisions must increase. It does
+// not wait: WaitDurable does. An earlier write or sync failure is returned
+// here (sticky) until the log is reopened.
+func (l *Log) Append(tx *Tx) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	if l.closing {
+		return ErrClosed
+	}
+	if tx.Revision <= l.last {
+		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.last)
+	}
+	start := len(l.pending)
+	l.pending = AppendRecord(l.pending, TypeTx, nil)
+	l.pending = AppendTx(l.pending, tx)
+	l.pending = reframe(l.pending, start)
+	l.last = tx.Revision
+	l.stats.Records++
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// reframe fixes the header of the record at b[start:] after its payload
+// was appended in place behind an empty frame.
+func reframe(b []byte, start int) []byte {
+	payload := b[start+RecordHeaderSize:]
+	framed := AppendRecord(nil, TypeTx, payload)
+	copy(b[start:start+RecordHeaderSize], framed[:RecordHeaderSize])
+	return b
+}
+
+// WaitDurable waits until every record up to rev is durable under the
+// sync policy, or returns the error that stopped it.
+func (l *Log) WaitDurable(rev int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.durable < rev && l.err == nil && !l.stopped {
+		l.cond.Wait()
+	}
+	if l.durable >= rev {
+		return nil
+	}
+	if l.err != nil {
+		return l.err
+	}
+	return ErrClosed
+}
+
+// commit is the committer goroutine: it writes everything waiting as one
+// group and syncs once for all of it.
+func (l *Log) commit() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.Sync.every > 0 {
+		t := time.NewTicker(l.opts.Sync.every)
+		defer t.Stop()
+		tick = t.C
+	}
+	dirty := false // written since the last sync
+	for {
+		l.mu.Lock()
+		if len(l.pending) == 0 {
+			closing := l.closing
+			l.mu.Unlock()
+			if closing {
+				if l.seg != nil && l.Err() == nil {
+					l.syncOrFail()
+				}
+				l.closeSegment()
+				l.mu.Lock()
+				l.stopped = true
+				l.cond.Broadcast()
+				l.mu.Unlock()
+				return
+			}
+			select {
+			case <-l.kick:
+			case <-tick:
+				if dirty {
+					l.syncOrFail()
+					dirty = false
+				}
+			}
+			continue
+		}
+		group, last := l.pending, l.last
+		l.pending, l.spare = l.spare[:0], nil
+		failed := l.err != nil
+		l.mu.Unlock()
+
+		var err error
+		if !failed {
+			err = l.write(group)
+			if err == nil && !l.opts.Sync.never && l.opts.Sync.every == 0 {
+				err = l.sync()
+			} else if err == nil {
+				dirty = true
+			}
+		}
+		l.mu.Lock()
+		l.spare = group[:0]
+		l.stats.Groups++
+		if err != nil && l.err == nil {
+			l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+		}
+		if l.err == nil {
+			l.durable = last
+		}
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	}
+}
+
+// Err returns the log's sticky error, or nil.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *Log) syncOrFail() {
+	if l.seg == nil {
+		return
+	}
+	if err := l.sync(); err != nil {
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+		}
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	}
+}
+
+func (l *Log) sync() error {
+	if err := l.seg.Sync(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.stats.Syncs++
+	l.mu.Unlock()
+	return nil
+}
+
+// write appends a group to the current segment, starting a new segment
+// first if there is none or the current one is full; the new segment is
+// named by the revision of the group's first record.
+func (l *Log) write(group []byte) error {
+	if l.seg == nil || l.segSize >= l.opts.SegmentSize {
+		_, payload, _, err := DecodeRecord(group, l.opts.MaxRecord)
+		if err != nil {
+			return err
+		}
+		tx, err := DecodeTx(payload)
+		if err != nil {
+			return err
+		}
+		if err := l.rotate(tx.Revision); err != nil {
+			return err
+		}
+	}
+	n, err := l.seg.Write(group)
+	l.segSize += int64(n)
+	return err
+}
+
+// rotate syncs and closes the current segment and starts one whose first
+// record has revision first: header written and synced, directory synced.
+func (l *Log) rotate(first int64) error {
+	if l.seg != nil {
+		if err := l.sync(); err != nil {
+			return err
+		}
+		l.closeSegment()
+	}
+	name := path.Join(l.dir, segmentName(first))
+	f, err := l.opts.FS.Create(name)
+	if err != nil {
+		return err
+	}
+	l.seg, l.segSize = f, 0
+	hdr := AppendSegmentHeader(nil, first)
+	if _, err := f.Write(hdr); err != nil {
+		return err
+	}
+	l.segSize = int64(len(hdr))
+	if err := l.sync(); err != nil {
+		return err
+	}
+	if err := l.opts.FS.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.segments = append(l.segments, first)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Log) closeSegment() {
+	if l.seg != nil {
+		l.seg.Close()
+		l.seg = nil
+	}
+}
+
+// Stats returns counters of the log's work.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.Segments = len(l.segments)
+	return s
+}
+
+// Close writes and syncs what is waiting, stops the committer and releases
+// the lock. It returns the log's sticky error, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		<-l.done
+		return nil
+	}
+	l.closing = true
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	<-l.done
+	l.lock.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}

@@ -1,0 +1,226 @@
+package wal_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func txN(rev int64) *wal.Tx {
+	return &wal.Tx{Revision: rev, Time: rev, Writes: []wal.Write{{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", rev%7), Value: fmt.Sprintf("v%d", rev)}}}
+}
+
+// reopen opens the log in dir and returns the revisions it replays.
+func reopen(t *testing.T, fs wal.FS, o *wal.Options) (*wal.Log, []int64) {
+	t.Helper()
+	var revs []int64
+	opts := wal.Options{FS: fs}
+	if o != nil {
+		opts = *o
+		opts.FS = fs
+	}
+	l, err := wal.Open("db/wal", &opts, func(tx *wal.Tx) error {
+		require.Equal(t, *txN(tx.Revision), *tx)
+		revs = append(revs, tx.Revision)
+		return nil
+	})
+	require.NoError(t, err)
+	return l, revs
+}
+
+func appendDurable(t *testing.T, l *wal.Log, from, to int64) {
+	t.Helper()
+	for r := from; r <= to; r++ {
+		require.NoError(t, l.Append(txN(r)))
+		require.NoError(t, l.WaitDurable(r))
+	}
+}
+
+func seq(from, to int64) []int64 {
+	var s []int64
+	for r := from; r <= to; r++ {
+		s = append(s, r)
+	}
+	return s
+}
+
+func TestLog_AppendReopen(t *testing.T) {
+	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+		l, revs := reopen(t, fs, &wal.Options{SegmentSize: 200})
+		require.Empty(t, revs)
+		appendDurable(t, l, 1, 50)
+		require.Greater(t, l.Stats().Segments, 3, "small segments rotate")
+		require.NoError(t, l.Close())
+		require.ErrorIs(t, l.Append(txN(51)), wal.ErrClosed)
+
+		l, revs = reopen(t, fs, &wal.Options{SegmentSize: 200})
+		require.Equal(t, seq(1, 50), revs)
+		appendDurable(t, l, 51, 60)
+		require.Error(t, l.Append(txN(60)), "revisions must increase")
+		require.NoError(t, l.Close())
+		l, revs = reopen(t, fs, nil)
+		require.Equal(t, seq(1, 60), revs)
+		require.NoError(t, l.Close())
+	}
+}
+
+// osfsIn returns the OS file system rooted so that "db/wal" is in a
+// temporary directory.
+func osfsIn(t *testing.T) wal.FS { return rootedFS{wal.OSFS{}, t.TempDir()} }
+
+func TestLog_Locked(t *testing.T) {
+	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+		l, _ := reopen(t, fs, nil)
+		_, err := wal.Open("db/wal", &wal.Options{FS: fs}, func(*wal.Tx) error { return nil })
+		require.ErrorIs(t, err, wal.ErrLocked)
+		require.NoError(t, l.Close())
+		l, _ = reopen(t, fs, nil)
+		require.NoError(t, l.Close())
+	}
+}
+
+// TestLog_GroupCommit: with 64 concurrent writers the log syncs far less
+// often than it commits.
+func TestLog_GroupCommit(t *testing.T) {
+	l, _ := reopen(t, osfsIn(t), nil) // real fsyncs take long enough to group
+
+	var mu sync.Mutex // plays the engine's writer lock: revisions in order
+	next := int64(1)
+	var wg sync.WaitGroup
+	const writers, each = 64, 50
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				mu.Lock()
+				rev := next
+				next++
+				err := l.Append(txN(rev))
+				mu.Unlock()
+				if err == nil {
+					err = l.WaitDurable(rev)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := l.Stats()
+	require.Equal(t, int64(writers*each), st.Records)
+	require.Less(t, st.Syncs, st.Records/4, "group commit: %d syncs for %d commits", st.Syncs, st.Records)
+	require.NoError(t, l.Close())
+}
+
+// TestLog_CrashPoints crashes after the k-th mutating file operation, for
+// every k until the workload completes, keeping 0, 50 or 100% of unsynced
+// data: every acknowledged record survives, the log replays a prefix of the
+// commit order, and replaying twice gives the same.
+func TestLog_CrashPoints(t *testing.T) {
+	const n = 40
+	for k := 1; ; k++ {
+		fs := wal.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+		fs.FailAt(k, true) // from the k-th operation on, the "machine" is off
+		acked := int64(0)
+		for r := int64(1); r <= n; r++ {
+			if l.Append(txN(r)) != nil || l.WaitDurable(r) != nil {
+				break
+			}
+			acked = r
+		}
+		l.Close()
+		completed := acked == n
+		for _, keep := range []float64{0, 0.5, 1} {
+			crashed := fs.Crash(keep)
+			l2, revs := reopen(t, crashed, nil)
+			require.NoError(t, l2.Close())
+			require.GreaterOrEqual(t, int64(len(revs)), acked, "k=%d keep=%v: acknowledged records lost", k, keep)
+			require.Equal(t, seq(1, int64(len(revs))), revs, "k=%d keep=%v: not a prefix", k, keep)
+			l3, again := reopen(t, crashed, nil)
+			require.NoError(t, l3.Close())
+			require.Equal(t, revs, again, "k=%d: recovering twice differs", k)
+			// The recovered log takes appends again.
+			l4, _ := reopen(t, crashed, nil)
+			appendDurable(t, l4, int64(len(revs))+1, int64(len(revs))+3)
+			require.NoError(t, l4.Close())
+		}
+		if completed {
+			require.Greater(t, k, 20, "the workload made too few file operations to be a test")
+			break
+		}
+	}
+}
+
+// TestLog_IOErrors fails the k-th operation once, or from then on: an error
+// is returned, nothing affected is acknowledged, the error sticks, and after
+// a reopen every earlier acknowledgement is there.
+func TestLog_IOErrors(t *testing.T) {
+	for _, always := range []bool{false, true} {
+		for k := 1; k <= 30; k++ {
+			fs := wal.NewMemFS()
+			l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+			appendDurable(t, l, 1, 5)
+			fs.FailAt(k, always)
+			acked := int64(5)
+			var failed error
+			for r := int64(6); r <= 40; r++ {
+				err := l.Append(txN(r))
+				if err == nil {
+					err = l.WaitDurable(r)
+				}
+				if err != nil {
+					failed = err
+					break
+				}
+				acked = r
+			}
+			if failed != nil {
+				require.ErrorIs(t, failed, wal.ErrInjected)
+				require.ErrorIs(t, l.Append(txN(acked+100)), wal.ErrInjected, "the failure is sticky")
+			}
+			require.ErrorIs(t, l.Close(), failed)
+			fs.FailAt(0, false)
+			l2, revs := reopen(t, fs, nil)
+			require.NoError(t, l2.Close())
+			require.GreaterOrEqual(t, int64(len(revs)), acked, "always=%v k=%d", always, k)
+			require.Equal(t, seq(1, int64(len(revs))), revs)
+		}
+	}
+}
+
+func TestLog_CorruptionAndRepair(t *testing.T) {
+	fs := wal.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+	appendDurable(t, l, 1, 30)
+	require.NoError(t, l.Close())
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Greater(t, len(names), 2)
+	first := "db/wal/" + names[0]
+	b, err := fs.ReadFile(first)
+	require.NoError(t, err)
+	b[len(b)-3] ^= 0x10 // the last record of the first segment
+	fs.WriteFile(first, b)
+
+	_, err = wal.Open("db/wal", &wal.Options{FS: fs}, func(*wal.Tx) error { return nil })
+	require.ErrorIs(t, err, wal.ErrCorrupt)
+	require.Contains(t, err.Error(), names[0])
+
+	var logged []string
+	l, revs := reopen(t, fs, &wal.Options{Repair: true, Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+	require.NotEmpty(t, logged)
+	require.Equal(t, seq(1, int64(len(revs))), revs)
+	require.Less(t, len(revs), 30)
+	appendDurable(t, l, int64(len(revs))+1, int64(len(revs))+2)
+	require.NoError(t, l.Close())
+}

@@ -1,0 +1,259 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// MemFS is an in-memory FS for tests. It remembers what was synced, so
+// that Crash can keep only what a real disk would keep after power loss,
+// and it can fail the k-th mutating operation.
+type MemFS struct {
+	mu     sync.Mutex // guards everything below
+	files  map[string]*memFile
+	synced map[string]*memFile // directory entries as of the last SyncDir of their directory
+	locks  map[string]bool
+
+	ops        int  // mutating operations so far
+	failAt     int  // fail the failAt-th mutating operation (0: never)
+	failAlways bool // and every one after it
+}
+
+type memFile struct {
+	data   []byte
+	synced []byte // contents as of the last Sync
+}
+
+// ErrInjected is the error MemFS injects.
+var ErrInjected = errors.New("wal: injected I/O error")
+
+// NewMemFS returns an empty MemFS.
+func NewMemFS() *MemFS {
+	return &MemFS{files: map[string]*memFile{}, synced: map[string]*memFile{}, locks: map[string]bool{}}
+}
+
+// FailAt makes the k-th mutating operation from now (write, sync,
+// truncate, create, rename, remove, directory sync) fail with ErrInjected;
+// with always, every one after it fails too. k 0 turns failures off.
+func (m *MemFS) FailAt(k int, always bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ops, m.failAt, m.failAlways = 0, k, always
+}
+
+// Ops returns how many mutating operations were made since the last FailAt.
+func (m *MemFS) Ops() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ops
+}
+
+// op counts a mutating operation and returns the injected error, if any;
+// m.mu is held.
+func (m *MemFS) op() error {
+	m.ops++
+	if m.failAt > 0 && (m.ops == m.failAt || m.failAlways && m.ops > m.failAt) {
+		return fmt.Errorf("%w (operation %d)", ErrInjected, m.ops)
+	}
+	return nil
+}
+
+// Crash returns the file system a restart would find: only synced
+// directory entries, each file with its synced contents plus the given
+// fraction (0 to 1) of what was written after its last sync.
+func (m *MemFS) Crash(keepUnsynced float64) *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := NewMemFS()
+	for name, f := range m.synced {
+		data := append([]byte(nil), f.synced...)
+		if strings.HasPrefix(string(f.data), string(f.synced)) {
+			extra := f.data[len(f.synced):]
+			data = append(data, extra[:int(float64(len(extra))*keepUnsynced)]...)
+		}
+		nf := &memFile{data: data, synced: append([]byte(nil), data...)}
+		c.files[name] = nf
+		c.synced[name] = nf
+	}
+	return c
+}
+
+// Create implements FS.
+func (m *MemFS) Create(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.op(); err != nil {
+		return nil, err
+	}
+	if _, ok := m.files[name]; ok {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+	}
+	f := &memFile{}
+	m.files[name] = f
+	return &memHandle{m: m, f: f}, nil
+}
+
+// OpenAppend implements FS.
+func (m *MemFS) OpenAppend(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return &memHandle{m: m, f: f}, nil
+}
+
+// ReadFile implements FS.
+func (m *MemFS) ReadFile(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	}
+	return append([]byte(nil), f.data...), nil
+}
+
+// WriteFile replaces a file's contents, synced; tests use it to damage a log.
+func (m *MemFS) WriteFile(name string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := &memFile{data: append([]byte(nil), data...), synced: append([]byte(nil), data...)}
+	m.files[name], m.synced[name] = f, f
+}
+
+// Remove implements FS.
+func (m *MemFS) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.op(); err != nil {
+		return err
+	}
+	if _, ok := m.files[name]; !ok {
+		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	}
+	delete(m.files, name)
+	return nil
+}
+
+// Rename implements FS.
+func (m *MemFS) Rename(oldname, newname string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.op(); err != nil {
+		return err
+	}
+	f, ok := m.files[oldname]
+	if !ok {
+		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
+	}
+	delete(m.files, oldname)
+	m.files[newname] = f
+	return nil
+}
+
+// MkdirAll implements FS; directories exist implicitly.
+func (m *MemFS) MkdirAll(string) error { return nil }
+
+// List implements FS.
+func (m *MemFS) List(dir string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var names []string
+	for name := range m.files {
+		if path.Dir(name) == path.Clean(dir) {
+			names = append(names, path.Base(name))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// SyncDir implements FS: the directory's current entries become durable.
+func (m *MemFS) SyncDir(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.op(); err != nil {
+		return err
+	}
+	dir = path.Clean(dir)
+	for name := range m.synced {
+		if path.Dir(name) == dir {
+			if _, ok := m.files[name]; !ok {
+				delete(m.synced, name)
+			}
+		}
+	}
+	for name, f := range m.files {
+		if path.Dir(name) == dir {
+			m.synced[name] = f
+		}
+	}
+	return nil
+}
+
+// Lock implements FS.
+func (m *MemFS) Lock(name string) (io.Closer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locks[name] {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path.Dir(name))
+	}
+	m.locks[name] = true
+	return closerFunc(func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		delete(m.locks, name)
+		return nil
+	}), nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+type memHandle struct {
+	m *MemFS
+	f *memFile
+}
+
+func (h *memHandle) Write(p []byte) (int, error) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if err := h.m.op(); err != nil {
+		return 0, err
+	}
+	h.f.data = append(h.f.data, p...)
+	return len(p), nil
+}
+
+func (h *memHandle) Sync() error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if err := h.m.op(); err != nil {
+		return err
+	}
+	h.f.synced = append(h.f.synced[:0], h.f.data...)
+	return nil
+}
+
+func (h *memHandle) Truncate(size int64) error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if err := h.m.op(); err != nil {
+		return err
+	}
+	if size < int64(len(h.f.data)) {
+		h.f.data = h.f.data[:size]
+	}
+	return nil
+}
+
+func (h *memHandle) Close() error { return nil }

@@ -1,0 +1,26 @@
+package wal_test
+
+import (
+	"io"
+	"path/filepath"
+
+	"github.com/livekv/livekv/wal"
+)
+
+// rootedFS is an FS whose paths are under root, so that tests can use the
+// same relative paths on the OS file system as on MemFS.
+type rootedFS struct {
+	fs   wal.FS
+	root string
+}
+
+func (r rootedFS) p(name string) string                     { return filepath.Join(r.root, name) }
+func (r rootedFS) Create(name string) (wal.File, error)     { return r.fs.Create(r.p(name)) }
+func (r rootedFS) OpenAppend(name string) (wal.File, error) { return r.fs.OpenAppend(r.p(name)) }
+func (r rootedFS) ReadFile(name string) ([]byte, error)     { return r.fs.ReadFile(r.p(name)) }
+func (r rootedFS) Remove(name string) error                 { return r.fs.Remove(r.p(name)) }
+func (r rootedFS) Rename(a, b string) error                 { return r.fs.Rename(r.p(a), r.p(b)) }
+func (r rootedFS) MkdirAll(dir string) error                { return r.fs.MkdirAll(r.p(dir)) }
+func (r rootedFS) List(dir string) ([]string, error)        { return r.fs.List(r.p(dir)) }
+func (r rootedFS) SyncDir(dir string) error                 { return r.fs.SyncDir(r.p(dir)) }
+func (r rootedFS) Lock(name string) (io.Closer, error)      { return r.fs.Lock(r.p(name)) }
