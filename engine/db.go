@@ -2,6 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"path/filepath"
+
+	"github.com/livekv/livekv/wal"
 
 	"github.com/livekv/livekv/pubsub"
 	"sync"
@@ -24,7 +27,15 @@ type DB struct {
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
 
-	broker  *pubsub.Broker
+	broker *pubsub.Broker
+	log    *wal.Log // nil in memory
+
+	// pub orders the commits on their way to readers and subscribers.
+	pub struct {
+		mu     sync.Mutex       // guards queue and graves
+		queue  []*commit        // committed, not yet visible, in revision order
+		graves []committedWrite // visible deletions whose entries are still indexed
+	}
 	index   *index
 	order   *ordered
 	readers readers
@@ -45,9 +56,6 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if dir != "" {
-		return nil, fmt.Errorf("%w: databases on disk are not supported yet; open with dir \"\"", ErrInvalidOptions)
-	}
 	db := &DB{
 		opts:  o,
 		dir:   dir,
@@ -57,7 +65,14 @@ func Open(dir string, opts *Options) (*DB, error) {
 		stop:  make(chan struct{}),
 	}
 	db.wtx.db = db
-	db.broker = pubsub.NewBroker(0, &pubsub.Options{HistoryEvents: o.HistoryEvents, HistoryBytes: o.HistoryBytes})
+	if dir != "" {
+		l, err := wal.Open(filepath.Join(dir, "wal"), &wal.Options{Sync: o.Sync, Repair: o.Repair, Logf: o.Logf}, db.replay)
+		if err != nil {
+			return nil, fmt.Errorf("engine: open %s: %w", dir, err)
+		}
+		db.log = l
+	}
+	db.broker = pubsub.NewBroker(db.rev, &pubsub.Options{HistoryEvents: o.HistoryEvents, HistoryBytes: o.HistoryBytes})
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)
@@ -76,8 +91,14 @@ func (db *DB) Close() error {
 	close(db.stop)
 	db.wmu.Unlock()
 	db.sweeping.Wait()
+	var err error
+	if db.log != nil {
+		// Writes that were waiting for the disk are written and synced
+		// now; their writers return and publish them.
+		err = db.log.Close()
+	}
 	db.broker.Close()
-	return nil
+	return err
 }
 
 // Revision returns the newest committed revision; 0 for a new database.

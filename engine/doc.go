@@ -3,6 +3,10 @@
 // read-modify-write operations, multi-key transactions, expiring keys and
 // consistent range scans.
 //
+// Open with a directory keeps every acknowledged write in a write-ahead log
+// (package wal) and replays it on the next Open; with "" the database lives
+// in memory only.
+//
 // # Revisions
 //
 // Every committed write transaction takes the next value of one global
@@ -13,7 +17,8 @@
 //
 // # Reads
 //
-// Get reads the newest committed revision through a hash index, without a
+// Readers see a transaction once it is committed and, on disk, durable.
+// Get reads the newest such revision through a hash index, without a
 // lock and without allocating. Range, Prefix and View read one consistent
 // snapshot: the database exactly as of one revision, whatever writers do
 // while the snapshot is open. Readers never wait for writers.

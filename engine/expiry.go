@@ -54,25 +54,25 @@ func (db *DB) sweepLoop(interval time.Duration) {
 // sweep removes up to sweepBatch expired keys in one transaction, as changes
 // of type expire, and returns how many it removed.
 func (db *DB) sweep() int {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	if db.closed.Load() {
-		return 0
-	}
-	tx := &db.wtx
-	db.begin(tx)
-	var due []*entry
-	db.exp.t.Scan(func(x expiring) bool {
-		if x.at > tx.now || len(due) == sweepBatch {
-			return false
+	n := 0
+	err := db.update(func(tx *Tx) error {
+		var due []*entry
+		db.exp.t.Scan(func(x expiring) bool {
+			if x.at > tx.now || len(due) == sweepBatch {
+				return false
+			}
+			due = append(due, x.e)
+			return true
+		})
+		for _, e := range due {
+			tx.expire(e)
 		}
-		due = append(due, x.e)
-		return true
+		n = len(due)
+		return nil
 	})
-	for _, e := range due {
-		tx.expire(e)
+	if err != nil {
+		return 0 // closed, or the log failed: writers see the error
 	}
-	tx.commit()
-	db.stats.expired.Add(int64(len(due)))
-	return len(due)
+	db.stats.expired.Add(int64(n))
+	return n
 }

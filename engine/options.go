@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/livekv/livekv/wal"
 	"time"
 )
 
@@ -28,6 +29,21 @@ type Options struct {
 	// 100,000 events and 64 MiB.
 	HistoryEvents int
 	HistoryBytes  int64
+
+	// Sync says when a database on disk fsyncs its log, and so what a
+	// crash can lose: wal.SyncAlways (the zero value: a write returns once
+	// it is on disk, and only then do readers and subscribers see it),
+	// wal.SyncInterval(d) or wal.SyncNever. See docs/durability.md.
+	Sync wal.SyncPolicy
+
+	// Repair makes Open of a damaged log truncate it at the first bad
+	// record instead of failing with wal.ErrCorrupt. What followed the
+	// damage is lost.
+	Repair bool
+
+	// Logf reports what recovery did, such as a torn tail truncated.
+	// Default: nothing is reported.
+	Logf func(format string, args ...any)
 
 	// Now returns the current time; it decides when keys expire. Default
 	// time.Now. Tests set it to a fake clock.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
 
 	"fmt"
 	"time"
@@ -13,43 +14,48 @@ import (
 // Write transactions run one at a time, so they are serializable; readers
 // never wait for them.
 func (db *DB) Update(fn func(tx *Tx) error) error {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	if db.closed.Load() {
-		return ErrClosed
-	}
-	tx := &Tx{}
-	db.begin(tx)
-	committed := false
-	defer func() {
-		if !committed {
-			tx.rollback()
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	tx.commit()
-	committed = true
-	return nil
+	return db.write(&Tx{}, fn)
 }
 
 // update runs one write on the reused transaction; the DB's own
 // single-operation methods use it.
 func (db *DB) update(fn func(tx *Tx) error) error {
+	return db.write(nil, fn)
+}
+
+// write runs fn in the write transaction tx (nil: the reused one), commits
+// it, and waits outside the writer lock until it is durable and visible.
+func (db *DB) write(tx *Tx, fn func(tx *Tx) error) error {
 	db.wmu.Lock()
-	defer db.wmu.Unlock()
+	locked := true
+	defer func() {
+		if locked { // fn panicked
+			tx.rollback()
+			db.wmu.Unlock()
+		}
+	}()
 	if db.closed.Load() {
+		locked = false
+		db.wmu.Unlock()
 		return ErrClosed
 	}
-	tx := &db.wtx
+	if tx == nil {
+		tx = &db.wtx
+	}
 	db.begin(tx)
-	if err := fn(tx); err != nil {
+	var rev int64
+	err := fn(tx)
+	if err != nil {
 		tx.rollback()
+	} else {
+		rev, err = tx.commit()
+	}
+	locked = false
+	db.wmu.Unlock()
+	if err != nil {
 		return err
 	}
-	tx.commit()
-	return nil
+	return db.durable(rev)
 }
 
 // begin starts a write transaction; db.wmu is held.
@@ -60,10 +66,14 @@ func (db *DB) begin(tx *Tx) {
 	tx.rev = db.rev + 1
 	tx.now = db.now()
 	tx.writes = tx.writes[:0]
+	db.bury()
 }
 
 // rollback restores every entry the transaction changed.
 func (tx *Tx) rollback() {
+	if tx.done {
+		return
+	}
 	db := tx.db
 	for i := len(tx.writes) - 1; i >= 0; i-- {
 		w := tx.writes[i]
@@ -80,59 +90,155 @@ func (tx *Tx) rollback() {
 	db.stats.rollbacks.Add(1)
 }
 
-// commit makes the transaction's writes visible under its revision. A
-// transaction that wrote nothing takes no revision.
-func (tx *Tx) commit() {
-	tx.done = true
+// commit hands the transaction to the log and queues it to become
+// visible; db.wmu is held. It returns the revision to wait for (0 when the
+// transaction wrote nothing and takes no revision). If the log refuses the
+// record, the transaction is rolled back and the error returned.
+func (tx *Tx) commit() (int64, error) {
 	if len(tx.writes) == 0 {
-		return
+		tx.done = true
+		return 0, nil
 	}
 	db := tx.db
-	events := make([]pubsub.Event, len(tx.writes))
+	if db.log != nil {
+		if err := db.log.Append(tx.record()); err != nil {
+			tx.rollback()
+			return 0, fmt.Errorf("engine: %w", err)
+		}
+	}
+	tx.done = true
+	c := &commit{rev: tx.rev, writes: make([]committedWrite, len(tx.writes)), events: make([]pubsub.Event, len(tx.writes))}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
-		events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
+		c.writes[i] = committedWrite{e: w.e, v: v}
+		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
 		if w.old != nil && !w.old.deleted() && w.old.expires != 0 {
 			db.exp.remove(w.old.expires, w.e)
 		}
-		if v.deleted() {
-			w.e.vis.Store(nil)
-			w.e.gone.Store(true)
-			db.index.remove(w.e)
-			db.order.remove(w.e)
+		switch {
+		case v.deleted():
 			if !w.created {
 				db.keys.Add(-1)
 			}
-			continue
-		}
-		if v.expires != 0 {
+		case v.expires != 0:
 			db.exp.add(v.expires, w.e)
-		}
-		w.e.vis.Store(v)
-		if w.created {
-			db.keys.Add(1)
-		}
-	}
-	db.rev = tx.rev
-	db.committed.Store(tx.rev)
-	db.broker.Publish(pubsub.Batch{Revision: tx.rev, Events: events})
-
-	// Drop the versions no snapshot can read any more: a snapshot opened
-	// from now on reads at tx.rev or later.
-	oldest := db.readers.oldest()
-	for i, w := range tx.writes {
-		v := w.e.head.Load()
-		for v != nil && v.rev > oldest {
-			v = v.prev.Load()
-		}
-		if v != nil {
-			v.prev.Store(nil)
+			fallthrough
+		default:
+			if w.created {
+				db.keys.Add(1)
+			}
 		}
 		tx.writes[i] = txWrite{}
 	}
 	tx.writes = tx.writes[:0]
+	db.rev = tx.rev
 	db.stats.commits.Add(1)
+
+	db.pub.mu.Lock()
+	db.pub.queue = append(db.pub.queue, c)
+	db.pub.mu.Unlock()
+	if db.log == nil {
+		// In memory a commit is final at once: make it visible before the
+		// writer lock goes, so that the next transaction finds it so.
+		db.publish(tx.rev)
+		db.bury()
+	}
+	return tx.rev, nil
+}
+
+// record is the transaction as the log keeps it: the post-images.
+func (tx *Tx) record() *wal.Tx {
+	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
+	for i, w := range tx.writes {
+		v := w.e.head.Load()
+		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key, Value: v.value, Expires: v.expires}
+	}
+	return r
+}
+
+var walKind = map[pubsub.Type]byte{pubsub.Put: wal.KindPut, pubsub.Patch: wal.KindPatch,
+	pubsub.Increment: wal.KindIncrement, pubsub.Delete: wal.KindDelete, pubsub.Expire: wal.KindExpire}
+
+// commit is a committed transaction waiting to become visible.
+type commit struct {
+	rev    int64
+	writes []committedWrite
+	events []pubsub.Event
+}
+
+type committedWrite struct {
+	e *entry
+	v *version
+}
+
+// durable waits until revision rev is durable and makes it visible; rev 0
+// (nothing written) returns at once.
+func (db *DB) durable(rev int64) error {
+	if rev == 0 || db.log == nil {
+		return nil
+	}
+	if err := db.log.WaitDurable(rev); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	db.publish(rev)
+	return nil
+}
+
+// publish makes every queued transaction up to rev visible to readers and
+// subscribers, in revision order.
+func (db *DB) publish(rev int64) {
+	db.pub.mu.Lock()
+	defer db.pub.mu.Unlock()
+	n := 0
+	for _, c := range db.pub.queue {
+		if c.rev > rev {
+			break
+		}
+		for _, w := range c.writes {
+			if w.v.deleted() {
+				w.e.vis.Store(nil)
+				db.pub.graves = append(db.pub.graves, w)
+			} else {
+				w.e.vis.Store(w.v)
+			}
+		}
+		db.committed.Store(c.rev)
+		if db.broker != nil {
+			db.broker.Publish(pubsub.Batch{Revision: c.rev, Events: c.events})
+		}
+		// Drop the versions no snapshot can read any more: a snapshot
+		// opened from now on reads at c.rev or later.
+		oldest := min(db.readers.oldest(), c.rev)
+		for _, w := range c.writes {
+			v := w.e.head.Load()
+			for v != nil && v.rev > oldest {
+				v = v.prev.Load()
+			}
+			if v != nil {
+				v.prev.Store(nil)
+			}
+		}
+		db.pub.queue[n] = nil
+		n++
+	}
+	db.pub.queue = db.pub.queue[n:]
+}
+
+// bury takes the keys whose deletion is visible out of the index and the
+// tree, unless a later write brought them back; db.wmu is held.
+func (db *DB) bury() {
+	db.pub.mu.Lock()
+	graves := db.pub.graves
+	db.pub.graves = nil
+	db.pub.mu.Unlock()
+	for _, w := range graves {
+		if w.e.head.Load() == w.v {
+			w.e.gone.Store(true)
+			db.index.remove(w.e)
+			db.order.remove(w.e)
+		}
+	}
 }
 
 // View runs fn in a read-only transaction that sees one consistent snapshot:

@@ -1,0 +1,109 @@
+package engine_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+)
+
+func openDir(t *testing.T, dir string, c *clock) *engine.DB {
+	t.Helper()
+	db, err := engine.Open(dir, &engine.Options{SweepInterval: -1, Now: c.Now})
+	require.NoError(t, err)
+	return db
+}
+
+// TestDisk_Reopen: every kind of write survives Close and Open with the
+// same items, revisions and expiries, and revisions go on from there.
+func TestDisk_Reopen(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	db := openDir(t, dir, c)
+	_, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	_, err = db.Set("ttl", "x", &engine.SetOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	_, err = db.Set("short", "x", &engine.SetOptions{TTL: time.Second})
+	require.NoError(t, err)
+	_, err = db.Patch("j", `{"a":1}`)
+	require.NoError(t, err)
+	_, err = db.Patch("j", `{"b":2}`)
+	require.NoError(t, err)
+	_, err = db.Increment("n", 41)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *engine.Tx) error {
+		if _, err := tx.Increment("n", 1); err != nil {
+			return err
+		}
+		if _, err := tx.Set("b", "2", nil); err != nil {
+			return err
+		}
+		return tx.Delete("a")
+	}))
+	_, err = db.Set("a", "again", nil)
+	require.NoError(t, err)
+	require.Error(t, db.Update(func(tx *engine.Tx) error {
+		_, _ = tx.Set("rolled back", "x", nil)
+		return fmt.Errorf("no")
+	}))
+	c.Advance(2 * time.Second)
+	require.Equal(t, 1, engine.Sweep(db))
+	want, rev := all(t, db), db.Revision()
+	require.NoError(t, db.Close())
+
+	db = openDir(t, dir, c)
+	require.Equal(t, rev, db.Revision())
+	require.Equal(t, want, all(t, db))
+	it, err := db.Set("c", "3", nil)
+	require.NoError(t, err)
+	require.Equal(t, rev+1, it.Revision)
+	require.NoError(t, db.Close())
+
+	db = openDir(t, dir, c)
+	defer db.Close()
+	require.Equal(t, rev+1, db.Revision())
+	got, err := db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, "42", got.Value)
+}
+
+func TestDisk_Locked(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir, newClock())
+	_, err := engine.Open(dir, nil)
+	require.ErrorIs(t, err, wal.ErrLocked)
+	require.NoError(t, db.Close())
+	db = openDir(t, dir, newClock())
+	require.NoError(t, db.Close())
+}
+
+// TestDisk_ConcurrentWriters: every acknowledged write of 64 concurrent
+// writers is there after reopening, and the log grouped their fsyncs.
+func TestDisk_ConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir, newClock())
+	var wg sync.WaitGroup
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if _, err := db.Set(fmt.Sprintf("w%02d:%02d", w, i), "v", nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, db.Close())
+	db = openDir(t, dir, newClock())
+	defer db.Close()
+	require.Len(t, all(t, db), 64*20)
+	require.Equal(t, int64(64*20), db.Revision())
+}
