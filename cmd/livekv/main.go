@@ -1,13 +1,18 @@
 // Command livekv runs a livekv database.
 //
 //	livekv serve [--data DIR]
+//
+// serve opens the database in DIR (default ./livekv-data) and keeps it
+// open until SIGINT or SIGTERM, then closes it cleanly.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/livekv/livekv/engine"
@@ -20,7 +25,9 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "serve":
-		if err := serve(os.Args[2:]); err != nil {
+		if err := serve(os.Args[2:]); errors.Is(err, flag.ErrHelp) {
+			return
+		} else if err != nil {
 			fmt.Fprintln(os.Stderr, "livekv serve:", err)
 			os.Exit(1)
 		}
@@ -35,7 +42,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `livekv: an embeddable key-value store with a live change feed.
 
 Commands:
-  serve    open a database and keep it open until Ctrl-C
+  serve    open the database in ./livekv-data (or --data DIR) until Ctrl-C
 
 Run "livekv COMMAND --help" for a command's flags.
 `)
@@ -43,18 +50,22 @@ Run "livekv COMMAND --help" for a command's flags.
 
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	data := fs.String("data", "livekv-data", "the database folder (created if missing)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv serve\n\nOpens a database and keeps it open until Ctrl-C or SIGTERM.")
+		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR]\n\nOpens the database in DIR and keeps it open until Ctrl-C or SIGTERM.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	db, err := engine.Open("", nil)
+	db, err := engine.Open(*data, &engine.Options{Logf: func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...)
+	}})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 	}
-	fmt.Println("livekv: database open in memory (nothing is written to disk); Ctrl-C to stop")
+	abs, _ := filepath.Abs(*data)
+	fmt.Printf("livekv: database open in %s at revision %d; Ctrl-C to stop\n", abs, db.Revision())
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	<-stop
