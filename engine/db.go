@@ -3,12 +3,11 @@ package engine
 import (
 	"fmt"
 	"path/filepath"
-
-	"github.com/livekv/livekv/wal"
-
-	"github.com/livekv/livekv/pubsub"
 	"sync"
 	"sync/atomic"
+
+	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
 )
 
 // DB is a key-value database. It is safe for use by many goroutines at once.
