@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -44,6 +43,19 @@ type DB struct {
 	stop     chan struct{} // closed by Close to stop the sweeper
 	sweeping sync.WaitGroup
 
+	ckpt struct {
+		mu      sync.Mutex   // one checkpoint at a time
+		running atomic.Bool  // a background checkpoint is under way
+		at      atomic.Int64 // the log's Written() when the last one began
+		n       atomic.Int64 // checkpoints written
+	}
+	// bg tracks background work that Close waits for; mu orders starting
+	// it against Close.
+	bg struct {
+		mu sync.Mutex
+		wg sync.WaitGroup
+	}
+
 	stats counters
 }
 
@@ -65,7 +77,8 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db.wtx.db = db
 	if dir != "" {
-		l, err := wal.Open(filepath.Join(dir, "wal"), &wal.Options{Sync: o.Sync, Repair: o.Repair, Logf: o.Logf}, db.replay)
+		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, Repair: o.Repair, Logf: o.Logf},
+			wal.Replay{Snapshot: db.restoreRevision, Item: db.restoreItem, Tx: db.replay})
 		if err != nil {
 			return nil, fmt.Errorf("engine: open %s: %w", dir, err)
 		}
@@ -90,6 +103,9 @@ func (db *DB) Close() error {
 	close(db.stop)
 	db.wmu.Unlock()
 	db.sweeping.Wait()
+	db.bg.mu.Lock() // no background work starts after this
+	db.bg.mu.Unlock()
+	db.bg.wg.Wait()
 	var err error
 	if db.log != nil {
 		// Writes that were waiting for the disk are written and synced
@@ -119,6 +135,10 @@ type Stats struct {
 	Snapshots  int64 // snapshots currently open (views and scans under way)
 	ReadOnlyTx int64 // View calls
 
+	// On disk; zero in memory.
+	LogBytes    int64 // bytes in log segments
+	Checkpoints int64 // snapshots written since Open
+
 	Subscriptions pubsub.Stats // the change feed: subscriptions, deliveries, history
 }
 
@@ -128,7 +148,14 @@ type counters struct {
 
 // Stats returns counters that describe the DB.
 func (db *DB) Stats() Stats {
+	var logBytes int64
+	if db.log != nil {
+		logBytes = db.log.Stats().Bytes
+	}
 	return Stats{
+		LogBytes:    logBytes,
+		Checkpoints: db.ckpt.n.Load(),
+
 		Keys:       db.keys.Load(),
 		Revision:   db.committed.Load(),
 		Gets:       db.index.gets(),

@@ -2,8 +2,9 @@ package engine
 
 import (
 	"fmt"
-	"github.com/livekv/livekv/wal"
 	"time"
+
+	"github.com/livekv/livekv/wal"
 )
 
 // Options configure a DB. A nil *Options passed to Open means the defaults;
@@ -41,8 +42,24 @@ type Options struct {
 	// damage is lost.
 	Repair bool
 
-	// Logf reports what recovery did, such as a torn tail truncated.
-	// Default: nothing is reported.
+	// CheckpointBytes starts a checkpoint in the background (see
+	// DB.Checkpoint) once this many bytes have been logged since the last
+	// one, which bounds both the disk the log takes and the time Open
+	// spends replaying it. Default 64 MiB; negative means only explicit
+	// checkpoints.
+	CheckpointBytes int64
+
+	// SegmentSize is the size at which the log starts a new segment file.
+	// Default 64 MiB.
+	SegmentSize int64
+
+	// FS is the file system a DB on disk keeps its files in. Default the
+	// operating system's; tests pass a *wal.MemFS to simulate crashes and
+	// I/O errors.
+	FS wal.FS
+
+	// Logf reports what recovery did, such as a torn tail truncated, and
+	// failures of background checkpoints. Default: nothing is reported.
 	Logf func(format string, args ...any)
 
 	// Now returns the current time; it decides when keys expire. Default
@@ -55,6 +72,9 @@ const (
 	DefaultMaxKeySize    = 1 << 10
 	DefaultMaxValueSize  = 1 << 20
 	DefaultSweepInterval = time.Second
+
+	DefaultCheckpointBytes = 64 << 20
+	DefaultSegmentSize     = 64 << 20
 )
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -75,6 +95,18 @@ func (o *Options) withDefaults() Options {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.CheckpointBytes == 0 {
+		c.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.FS == nil {
+		c.FS = wal.OSFS{}
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
 	return c
 }
 
@@ -85,6 +117,9 @@ func (o *Options) validate() error {
 	}
 	if o.HistoryEvents < 0 || o.HistoryBytes < 0 {
 		return fmt.Errorf("%w: negative history limit", ErrInvalidOptions)
+	}
+	if o.SegmentSize < 0 {
+		return fmt.Errorf("%w: SegmentSize %d is negative", ErrInvalidOptions, o.SegmentSize)
 	}
 	if o.MaxValueSize < 0 {
 		return fmt.Errorf("%w: MaxValueSize %d is negative", ErrInvalidOptions, o.MaxValueSize)

@@ -13,8 +13,10 @@ var kindFromWAL = map[byte]pubsub.Type{wal.KindPut: pubsub.Put, wal.KindPatch: p
 // replay applies one transaction read from the log at Open: its writes
 // again, as of its commit time, under its revision.
 func (db *DB) replay(r *wal.Tx) error {
-	if r.Revision <= db.rev {
-		return fmt.Errorf("engine: log revision %d after %d", r.Revision, db.rev)
+	if r.Revision != db.rev+1 {
+		// Every commit takes the next revision and is logged, so a gap
+		// means records are missing.
+		return fmt.Errorf("%w: the log goes from revision %d to %d", wal.ErrCorrupt, db.rev, r.Revision)
 	}
 	tx := &db.wtx
 	db.begin(tx)
@@ -25,4 +27,27 @@ func (db *DB) replay(r *wal.Tx) error {
 	}
 	_, err := tx.commit()
 	return err
+}
+
+// restoreRevision starts recovery from a snapshot taken at rev.
+func (db *DB) restoreRevision(rev int64) error {
+	db.rev = rev
+	db.committed.Store(rev)
+	return nil
+}
+
+// restoreItem loads one key of the snapshot, exactly as it was.
+func (db *DB) restoreItem(it *wal.Item) error {
+	v := &version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
+		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
+	e := &entry{key: it.Key}
+	e.head.Store(v)
+	e.vis.Store(v)
+	db.index.put(e)
+	db.order.add(e)
+	if v.expires != 0 {
+		db.exp.add(v.expires, e)
+	}
+	db.keys.Add(1)
+	return nil
 }

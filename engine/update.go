@@ -182,6 +182,7 @@ func (db *DB) durable(rev int64) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	db.publish(rev)
+	db.maybeCheckpoint()
 	return nil
 }
 

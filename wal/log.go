@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,10 +52,29 @@ type Options struct {
 
 // Stats count the log's work.
 type Stats struct {
-	Records  int64 // records appended
-	Groups   int64 // groups written
-	Syncs    int64 // fsyncs of segments
-	Segments int   // segment files
+	Records   int64 // records appended
+	Groups    int64 // groups written
+	Syncs     int64 // fsyncs of segments
+	Segments  int   // segment files
+	Bytes     int64 // bytes in segment files
+	Snapshots int64 // snapshots written
+	// SnapshotRevision is the revision of the newest snapshot, 0 if none.
+	SnapshotRevision int64
+}
+
+// Replay receives what Open reads back, in order: the newest snapshot,
+// if there is one, then every transaction after it. A nil func skips its
+// part.
+type Replay struct {
+	Snapshot func(rev int64) error // called first: the snapshot's revision
+	Item     func(*Item) error     // then each of its items, in key order
+	Tx       func(*Tx) error       // then each later transaction, in order
+}
+
+// segment is a segment file: the revision of its first record, its size.
+type segment struct {
+	first int64
+	size  int64
 }
 
 // Log is a write-ahead log: segments of transaction records in a
@@ -72,7 +94,11 @@ type Log struct {
 	closing  bool  // Close was called
 	stopped  bool  // the committer has returned
 	stats    Stats
-	segments []int64 // first revisions of the segment files, ascending
+	segments []segment    // the segment files, ascending
+	snapRev  int64        // revision of the newest snapshot
+	written  atomic.Int64 // bytes appended to segments since Open
+
+	snapMu sync.Mutex // one snapshot at a time
 
 	// The committer's own.
 	seg     File
@@ -82,13 +108,22 @@ type Log struct {
 	done chan struct{} // closed when the committer returns
 }
 
+// The files of a log, under its directory:
+//
+//	LOCK                   held while the log is open
+//	wal/<first-rev>.log    segments
+//	snap/<rev>.snap        the newest snapshot (while a new one is written,
+//	snap/<rev>.snap.tmp    it is here until synced)
 func segmentName(first int64) string { return fmt.Sprintf("%020d.log", first) }
+func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 
-// Open opens (or creates) the log in dir, takes its lock, and replays it:
-// fn gets every transaction in revision order. A torn tail is truncated; a
-// bad record with good ones after it fails Open with ErrCorrupt unless
-// opts.Repair. Appends continue after the last replayed revision.
-func Open(dir string, opts *Options, fn func(*Tx) error) (*Log, error) {
+// Open opens (or creates) the log in dir, takes its lock, and replays it
+// into r: the newest snapshot, then every transaction after it, in
+// revision order. A torn tail is truncated; a bad record with good ones
+// after it fails Open with ErrCorrupt unless opts.Repair; a damaged
+// snapshot always fails it. Appends continue after the last revision
+// replayed.
+func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	l := &Log{dir: dir, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	if opts != nil {
 		l.opts = *opts
@@ -107,43 +142,128 @@ func Open(dir string, opts *Options, fn func(*Tx) error) (*Log, error) {
 	}
 	l.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
-	if err := fsys.MkdirAll(dir); err != nil {
-		return nil, err
+	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
+		if err := fsys.MkdirAll(d); err != nil {
+			return nil, err
+		}
 	}
 	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
 	if err != nil {
 		return nil, err
 	}
 	l.lock = lock
-	if err := l.replay(fn); err != nil {
+	if err := l.recover(r); err != nil {
 		lock.Close()
 		return nil, err
 	}
 	l.durable = l.last
-	l.stats = Stats{}
+	l.stats = Stats{Bytes: l.stats.Bytes, SnapshotRevision: l.snapRev}
 	go l.commit()
 	return l, nil
 }
 
-// replay reads every segment in order; see Open.
+func (l *Log) segDir() string  { return path.Join(l.dir, "wal") }
+func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
+
+// recover loads the newest snapshot and replays the segments after it;
+// see Open.
+func (l *Log) recover(r Replay) error {
+	if err := l.loadSnapshot(r); err != nil {
+		return err
+	}
+	if r.Tx == nil {
+		r.Tx = func(*Tx) error { return nil }
+	}
+	return l.replay(r.Tx)
+}
+
+// loadSnapshot finds the newest snapshot, removes older ones and
+// unfinished ones, and reads it into r.
+func (l *Log) loadSnapshot(r Replay) error {
+	fsys := l.opts.FS
+	dir := l.snapDir()
+	names, err := fsys.List(dir)
+	if err != nil {
+		return err
+	}
+	var revs []int64
+	var stale []string
+	for _, name := range names {
+		if strings.HasSuffix(name, ".snap.tmp") {
+			stale = append(stale, name) // a snapshot cut short by a crash
+			continue
+		}
+		rev, err := strconv.ParseInt(strings.TrimSuffix(name, ".snap"), 10, 64)
+		if !strings.HasSuffix(name, ".snap") || err != nil || rev < 1 {
+			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
+		}
+		revs = append(revs, rev)
+	}
+	if len(revs) > 0 {
+		newest := revs[len(revs)-1]
+		for _, rev := range revs[:len(revs)-1] {
+			stale = append(stale, snapshotName(rev)) // replaced by newest, not yet removed
+		}
+		name := path.Join(dir, snapshotName(newest))
+		b, err := fsys.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if r.Item == nil {
+			r.Item = func(*Item) error { return nil }
+		}
+		if r.Snapshot != nil {
+			if err := r.Snapshot(newest); err != nil {
+				return err
+			}
+		}
+		rev, err := ReadSnapshot(b, l.opts.MaxRecord, r.Item)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if rev != newest {
+			return fmt.Errorf("%w: %s holds revision %d", ErrCorrupt, name, rev)
+		}
+		l.snapRev, l.last = rev, rev
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	for _, name := range stale {
+		l.opts.Logf("wal: removing %s", path.Join(dir, name))
+		if err := fsys.Remove(path.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return fsys.SyncDir(dir)
+}
+
+// replay reads the segments in order, passing fn the transactions after
+// the snapshot; see Open.
 func (l *Log) replay(fn func(*Tx) error) error {
 	fsys := l.opts.FS
-	names, err := fsys.List(l.dir)
+	names, err := fsys.List(l.segDir())
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		if !strings.HasSuffix(name, ".log") {
-			continue
-		}
 		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
-		if err != nil || first < 1 {
-			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.dir)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
+			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
-		l.segments = append(l.segments, first)
+		l.segments = append(l.segments, segment{first: first})
 	}
-	for i, first := range l.segments {
-		name := path.Join(l.dir, segmentName(first))
+	// Segments whose records the snapshot holds, all but the last one,
+	// are left over from a crash before they were removed.
+	covered := 0
+	for covered+1 < len(l.segments) && l.segments[covered+1].first <= l.snapRev+1 {
+		covered++
+	}
+	if err := l.removeSegments(covered); err != nil {
+		return err
+	}
+	for i, seg := range l.segments {
+		name := path.Join(l.segDir(), segmentName(seg.first))
 		b, err := fsys.ReadFile(name)
 		if err != nil {
 			return err
@@ -165,6 +285,9 @@ func (l *Log) replay(fn func(*Tx) error) error {
 			tx, err := DecodeTx(payload)
 			if err != nil {
 				return err
+			}
+			if tx.Revision <= l.snapRev {
+				return nil // in the snapshot
 			}
 			if tx.Revision <= l.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
@@ -201,9 +324,12 @@ func (l *Log) replay(fn func(*Tx) error) error {
 			if err := l.truncate(name, res.Good); err != nil {
 				return err
 			}
-			if bad && !lastSeg {
-				return l.dropFrom(i + 1)
-			}
+			b = b[:res.Good]
+		}
+		l.segments[i].size = int64(len(b))
+		l.stats.Bytes += int64(len(b))
+		if bad && !lastSeg {
+			return l.dropFrom(i + 1)
 		}
 	}
 	return nil
@@ -225,15 +351,36 @@ func (l *Log) truncate(name string, size int64) error {
 	return f.Close()
 }
 
+// removeSegments removes the first n segments, oldest first, so that a
+// crash leaves a suffix of the log.
+func (l *Log) removeSegments(n int) error {
+	if n == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	gone := slices.Clone(l.segments[:n])
+	l.mu.Unlock()
+	for _, seg := range gone {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.segments = l.segments[1:]
+		l.stats.Bytes -= seg.size
+		l.mu.Unlock()
+	}
+	return l.opts.FS.SyncDir(l.segDir())
+}
+
 // dropFrom removes the segments from index i on.
 func (l *Log) dropFrom(i int) error {
-	for _, first := range l.segments[i:] {
-		if err := l.opts.FS.Remove(path.Join(l.dir, segmentName(first))); err != nil {
+	for _, seg := range l.segments[i:] {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
 			return err
 		}
 	}
 	l.segments = l.segments[:i]
-	return l.opts.FS.SyncDir(l.dir)
+	return l.opts.FS.SyncDir(l.segDir())
 }
 
 // ErrClosed is returned by Append after Close.
@@ -408,6 +555,11 @@ func (l *Log) write(group []byte) error {
 	}
 	n, err := l.seg.Write(group)
 	l.segSize += int64(n)
+	l.mu.Lock()
+	l.segments[len(l.segments)-1].size += int64(n)
+	l.stats.Bytes += int64(n)
+	l.written.Add(int64(n))
+	l.mu.Unlock()
 	return err
 }
 
@@ -420,7 +572,7 @@ func (l *Log) rotate(first int64) error {
 		}
 		l.closeSegment()
 	}
-	name := path.Join(l.dir, segmentName(first))
+	name := path.Join(l.segDir(), segmentName(first))
 	f, err := l.opts.FS.Create(name)
 	if err != nil {
 		return err
@@ -434,11 +586,12 @@ func (l *Log) rotate(first int64) error {
 	if err := l.sync(); err != nil {
 		return err
 	}
-	if err := l.opts.FS.SyncDir(l.dir); err != nil {
+	if err := l.opts.FS.SyncDir(l.segDir()); err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.segments = append(l.segments, first)
+	l.segments = append(l.segments, segment{first: first, size: int64(len(hdr))})
+	l.stats.Bytes += int64(len(hdr))
 	l.mu.Unlock()
 	return nil
 }
@@ -448,6 +601,79 @@ func (l *Log) closeSegment() {
 		l.seg.Close()
 		l.seg = nil
 	}
+}
+
+// Written returns how many bytes have been appended to segments since
+// Open; a caller compares it over time to decide when to snapshot.
+func (l *Log) Written() int64 { return l.written.Load() }
+
+// Snapshot writes a snapshot of the state at revision rev, whose items
+// items yields in key order, then removes the snapshot and the segments it
+// replaces. rev must be durable; appends go on meanwhile. The snapshot is
+// written to a temporary file, synced, renamed and its directory synced
+// before anything is removed, so a crash at any point leaves either the
+// old snapshot and its segments or the new one. A failure is returned and
+// leaves the log usable; a snapshot at or below the newest one does
+// nothing.
+func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
+	l.snapMu.Lock()
+	defer l.snapMu.Unlock()
+	l.mu.Lock()
+	closing, durable, old := l.closing, l.durable, l.snapRev
+	l.mu.Unlock()
+	switch {
+	case closing:
+		return ErrClosed
+	case rev > durable:
+		return fmt.Errorf("wal: snapshot at revision %d, beyond the durable %d", rev, durable)
+	case rev <= old:
+		return nil
+	}
+	fsys, dir := l.opts.FS, l.snapDir()
+	name := path.Join(dir, snapshotName(rev))
+	tmp := name + ".tmp"
+	f, err := fsys.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("wal: snapshot: %w", err)
+	}
+	_, err = WriteSnapshot(f, rev, items)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, name)
+	}
+	if err != nil {
+		fsys.Remove(tmp) // best effort: Open removes what is left
+		return fmt.Errorf("wal: snapshot: %w", err)
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("wal: snapshot: %w", err)
+	}
+	l.mu.Lock()
+	l.snapRev = rev
+	l.stats.Snapshots++
+	l.stats.SnapshotRevision = rev
+	covered := 0
+	for covered+1 < len(l.segments) && l.segments[covered+1].first <= rev+1 {
+		covered++
+	}
+	l.mu.Unlock()
+	if old > 0 {
+		if err := fsys.Remove(path.Join(dir, snapshotName(old))); err != nil {
+			return fmt.Errorf("wal: removing the replaced snapshot: %w", err)
+		}
+		if err := fsys.SyncDir(dir); err != nil {
+			return fmt.Errorf("wal: snapshot: %w", err)
+		}
+	}
+	if err := l.removeSegments(covered); err != nil {
+		return fmt.Errorf("wal: removing segments the snapshot holds: %w", err)
+	}
+	return nil
 }
 
 // Stats returns counters of the log's work.
@@ -462,6 +688,8 @@ func (l *Log) Stats() Stats {
 // Close writes and syncs what is waiting, stops the committer and releases
 // the lock. It returns the log's sticky error, if any.
 func (l *Log) Close() error {
+	l.snapMu.Lock() // a snapshot under way finishes first
+	defer l.snapMu.Unlock()
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()

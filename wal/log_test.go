@@ -25,11 +25,11 @@ func reopen(t *testing.T, fs wal.FS, o *wal.Options) (*wal.Log, []int64) {
 		opts = *o
 		opts.FS = fs
 	}
-	l, err := wal.Open("db/wal", &opts, func(tx *wal.Tx) error {
+	l, err := wal.Open("db", &opts, wal.Replay{Tx: func(tx *wal.Tx) error {
 		require.Equal(t, *txN(tx.Revision), *tx)
 		revs = append(revs, tx.Revision)
 		return nil
-	})
+	}})
 	require.NoError(t, err)
 	return l, revs
 }
@@ -70,14 +70,14 @@ func TestLog_AppendReopen(t *testing.T) {
 	}
 }
 
-// osfsIn returns the OS file system rooted so that "db/wal" is in a
+// osfsIn returns the OS file system rooted so that "db" is in a
 // temporary directory.
 func osfsIn(t *testing.T) wal.FS { return rootedFS{wal.OSFS{}, t.TempDir()} }
 
 func TestLog_Locked(t *testing.T) {
 	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
 		l, _ := reopen(t, fs, nil)
-		_, err := wal.Open("db/wal", &wal.Options{FS: fs}, func(*wal.Tx) error { return nil })
+		_, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
 		require.ErrorIs(t, err, wal.ErrLocked)
 		require.NoError(t, l.Close())
 		l, _ = reopen(t, fs, nil)
@@ -212,7 +212,7 @@ func TestLog_CorruptionAndRepair(t *testing.T) {
 	b[len(b)-3] ^= 0x10 // the last record of the first segment
 	fs.WriteFile(first, b)
 
-	_, err = wal.Open("db/wal", &wal.Options{FS: fs}, func(*wal.Tx) error { return nil })
+	_, err = wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
 	require.ErrorIs(t, err, wal.ErrCorrupt)
 	require.Contains(t, err.Error(), names[0])
 
@@ -223,4 +223,43 @@ func TestLog_CorruptionAndRepair(t *testing.T) {
 	require.Less(t, len(revs), 30)
 	appendDurable(t, l, int64(len(revs))+1, int64(len(revs))+2)
 	require.NoError(t, l.Close())
+}
+
+// TestLog_TornTail cuts the newest segment's last record at every byte
+// offset, then zeroes its last sectors, then fills them with garbage: Open
+// succeeds with the records before, and the log appends and reopens.
+func TestLog_TornTail(t *testing.T) {
+	fs := wal.NewMemFS()
+	l, _ := reopen(t, fs, nil)
+	appendDurable(t, l, 1, 3)
+	require.NoError(t, l.Close())
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	name := "db/wal/" + names[len(names)-1]
+	good, err := fs.ReadFile(name)
+	require.NoError(t, err)
+	lastStart := len(good) - len(wal.AppendRecord(nil, wal.TypeTx, wal.AppendTx(nil, txN(3))))
+
+	damaged := map[string][]byte{}
+	for cut := lastStart; cut < len(good); cut++ {
+		damaged[fmt.Sprintf("cut at %d", cut)] = good[:cut]
+	}
+	for _, fill := range []byte{0x00, 0xff, 0x5a} {
+		b := append(append([]byte(nil), good[:lastStart]...), make([]byte, 1024)...)
+		for i := lastStart; i < len(b); i++ {
+			b[i] = fill
+		}
+		damaged[fmt.Sprintf("tail filled with %#x", fill)] = b
+	}
+	for what, b := range damaged {
+		fs := wal.NewMemFS()
+		fs.WriteFile(name, b)
+		l, revs := reopen(t, fs, nil)
+		require.Equal(t, seq(1, 2), revs, what)
+		appendDurable(t, l, 3, 4)
+		require.NoError(t, l.Close())
+		l, revs = reopen(t, fs, nil)
+		require.Equal(t, seq(1, 4), revs, what)
+		require.NoError(t, l.Close())
+	}
 }

@@ -9,7 +9,9 @@ import (
 
 // Record types.
 const (
-	TypeTx byte = 1 // a committed transaction
+	TypeTx       byte = 1 // in a segment: a committed transaction
+	TypeItem     byte = 2 // in a snapshot: one key
+	TypeSnapshot byte = 3 // in a snapshot: the last record, with the count
 )
 
 // RecordHeaderSize is the size of a record's framing.
@@ -45,10 +47,20 @@ func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-// DecodeRecord decodes the record at the start of b, whose payload may be
-// at most max bytes. It returns the type, the payload (a sub-slice of b)
+// DecodeRecord decodes the log record at the start of b, whose payload may
+// be at most max bytes. It returns the type, the payload (a sub-slice of b)
 // and the bytes consumed.
 func DecodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error) {
+	typ, payload, n, err = decodeFrame(b, max)
+	if err == nil && typ != TypeTx {
+		return 0, nil, 0, errType
+	}
+	return typ, payload, n, err
+}
+
+// decodeFrame decodes the framing of the record at the start of b, of any
+// type.
+func decodeFrame(b []byte, max int) (typ byte, payload []byte, n int, err error) {
 	if len(b) < RecordHeaderSize {
 		if allZero(b) {
 			return 0, nil, 0, errZero
@@ -71,9 +83,6 @@ func DecodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error
 	payload = b[RecordHeaderSize:end]
 	if crc32.Update(crc32.Checksum([]byte{typ}, castagnoli), castagnoli, payload) != crc {
 		return 0, nil, 0, errChecksum
-	}
-	if typ != TypeTx {
-		return 0, nil, 0, errType
 	}
 	return typ, payload, end, nil
 }

@@ -16,33 +16,43 @@ const (
 // AppendSegmentHeader appends the header of a segment whose first record
 // has revision first.
 func AppendSegmentHeader(dst []byte, first int64) []byte {
-	var h [SegmentHeaderSize]byte
-	copy(h[:7], segmentMagic)
-	h[7] = SegmentVersion
-	binary.LittleEndian.PutUint64(h[8:16], uint64(first))
-	binary.LittleEndian.PutUint32(h[16:20], crc32.Checksum(h[:16], castagnoli))
-	return append(dst, h[:]...)
+	return appendHeader(dst, segmentMagic, SegmentVersion, first)
 }
 
 // DecodeSegmentHeader decodes a segment header and returns its first
 // revision. Any damage is ErrCorrupt: a segment's header is written and
 // synced before any record, so a bad one is never a torn tail.
 func DecodeSegmentHeader(b []byte) (first int64, err error) {
+	return decodeHeader(b, "log segment", segmentMagic, SegmentVersion)
+}
+
+// A header, of a segment or a snapshot: a 7-byte magic, a format version,
+// a revision and a checksum of what precedes it.
+func appendHeader(dst []byte, magic string, version byte, rev int64) []byte {
+	var h [SegmentHeaderSize]byte
+	copy(h[:7], magic)
+	h[7] = version
+	binary.LittleEndian.PutUint64(h[8:16], uint64(rev))
+	binary.LittleEndian.PutUint32(h[16:20], crc32.Checksum(h[:16], castagnoli))
+	return append(dst, h[:]...)
+}
+
+func decodeHeader(b []byte, what, magic string, version byte) (rev int64, err error) {
 	if len(b) < SegmentHeaderSize {
-		return 0, fmt.Errorf("%w: segment header of %d bytes, want %d", ErrCorrupt, len(b), SegmentHeaderSize)
+		return 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), SegmentHeaderSize)
 	}
-	if string(b[:7]) != segmentMagic {
-		return 0, fmt.Errorf("%w: not a livekv log segment (magic %q)", ErrCorrupt, b[:7])
+	if string(b[:7]) != magic {
+		return 0, fmt.Errorf("%w: not a livekv %s (magic %q)", ErrCorrupt, what, b[:7])
 	}
 	if crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:20]) {
-		return 0, fmt.Errorf("%w: segment header checksum mismatch", ErrCorrupt)
+		return 0, fmt.Errorf("%w: %s header checksum mismatch", ErrCorrupt, what)
 	}
-	if b[7] != SegmentVersion {
-		return 0, fmt.Errorf("%w: segment format version %d, this build reads %d", ErrCorrupt, b[7], SegmentVersion)
+	if b[7] != version {
+		return 0, fmt.Errorf("%w: %s format version %d, this build reads %d", ErrCorrupt, what, b[7], version)
 	}
-	first = int64(binary.LittleEndian.Uint64(b[8:16]))
-	if first < 1 {
-		return 0, fmt.Errorf("%w: segment first revision %d", ErrCorrupt, first)
+	rev = int64(binary.LittleEndian.Uint64(b[8:16]))
+	if rev < 1 {
+		return 0, fmt.Errorf("%w: %s revision %d", ErrCorrupt, what, rev)
 	}
-	return first, nil
+	return rev, nil
 }

@@ -51,7 +51,7 @@ func AppendTx(dst []byte, tx *Tx) []byte {
 // DecodeTx decodes a transaction payload. Damage is ErrCorrupt; lengths are
 // checked against the payload before anything is allocated.
 func DecodeTx(b []byte) (Tx, error) {
-	d := decoder{b: b}
+	d := decoder{b: b, what: "transaction record"}
 	var tx Tx
 	tx.Revision = int64(d.uvarint())
 	tx.Time = d.varint()
@@ -89,13 +89,14 @@ func DecodeTx(b []byte) (Tx, error) {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	what string // what is decoded, for errors
+	err  error
 }
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: transaction record: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: %s: %s", ErrCorrupt, d.what, fmt.Sprintf(format, args...))
 	}
 }
 

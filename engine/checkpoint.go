@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/livekv/livekv/wal"
+)
+
+// Checkpoint writes a snapshot of the database to disk and removes the log
+// segments and the older snapshot it replaces, so that disk use stays
+// bounded and the next Open replays little. Writers and readers go on
+// meanwhile: the snapshot is taken from a copy-on-write view as of the
+// newest committed revision. A DB in memory has nothing to do. Checkpoints
+// also run in the background; see Options.CheckpointBytes.
+func (db *DB) Checkpoint() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if db.log == nil {
+		return nil
+	}
+	return db.checkpoint()
+}
+
+func (db *DB) checkpoint() error {
+	db.ckpt.mu.Lock()
+	defer db.ckpt.mu.Unlock()
+	at := db.log.Written()
+	t, rev := db.snapshot()
+	defer db.readers.close(rev)
+	if rev == 0 {
+		return nil // nothing was ever written
+	}
+	items := func(yield func(*wal.Item) bool) {
+		var it wal.Item
+		t.Scan(func(ti treeItem) bool {
+			v := ti.e.head.Load().at(rev)
+			if v == nil || v.deleted() {
+				return true
+			}
+			// Expired keys not yet swept are kept: their expiry is
+			// still to be logged, after this snapshot.
+			it = wal.Item{Key: ti.e.key, Value: v.value, Revision: v.rev,
+				CreateRevision: v.createRev, Version: v.ver, Expires: v.expires}
+			return yield(&it)
+		})
+	}
+	if err := db.log.Snapshot(rev, items); err != nil {
+		if errors.Is(err, wal.ErrClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("engine: checkpoint: %w", err)
+	}
+	db.ckpt.at.Store(at)
+	db.ckpt.n.Add(1)
+	return nil
+}
+
+// maybeCheckpoint starts a background checkpoint if enough has been logged
+// since the last one and none is running.
+func (db *DB) maybeCheckpoint() {
+	if db.opts.CheckpointBytes < 0 || db.log.Written()-db.ckpt.at.Load() < db.opts.CheckpointBytes {
+		return
+	}
+	if !db.ckpt.running.CompareAndSwap(false, true) {
+		return
+	}
+	db.bg.mu.Lock()
+	defer db.bg.mu.Unlock()
+	if db.closed.Load() {
+		db.ckpt.running.Store(false)
+		return
+	}
+	db.bg.wg.Add(1)
+	go func() {
+		defer db.bg.wg.Done()
+		defer db.ckpt.running.Store(false)
+		if err := db.checkpoint(); err != nil {
+			db.opts.Logf("livekv: background checkpoint: %v", err)
+		}
+	}()
+}

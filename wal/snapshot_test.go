@@ -1,0 +1,165 @@
+package wal_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+)
+
+func sampleItems(n int) []*wal.Item {
+	items := make([]*wal.Item, n)
+	for i := range items {
+		items[i] = &wal.Item{Key: fmt.Sprintf("k%04d", i), Value: fmt.Sprintf("value %d", i),
+			Revision: int64(10 + i), CreateRevision: int64(1 + i), Version: int64(i%3 + 1), Expires: int64(i%2) * 1800000000000000000}
+	}
+	return items
+}
+
+func snapshotBytes(t testing.TB, rev int64, items []*wal.Item) []byte {
+	var buf bytes.Buffer
+	n, err := wal.WriteSnapshot(&buf, rev, slices.Values(items))
+	require.NoError(t, err)
+	require.Equal(t, int64(len(items)), n)
+	return buf.Bytes()
+}
+
+func readSnapshot(b []byte) (int64, []*wal.Item, error) {
+	var items []*wal.Item
+	rev, err := wal.ReadSnapshot(b, wal.DefaultMaxRecord, func(it *wal.Item) error {
+		c := *it
+		items = append(items, &c)
+		return nil
+	})
+	return rev, items, err
+}
+
+func TestSnapshot_RoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 5000} { // 5000 items cross the encoder's buffer
+		items := sampleItems(n)
+		rev, got, err := readSnapshot(snapshotBytes(t, 9000, items))
+		require.NoError(t, err)
+		require.Equal(t, int64(9000), rev)
+		require.Equal(t, len(items), len(got))
+		for i := range items {
+			require.Equal(t, *items[i], *got[i])
+		}
+	}
+}
+
+// TestSnapshot_Damage: a snapshot is synced before it is named, so any
+// damage, a cut included, is corruption, never a shorter state.
+func TestSnapshot_Damage(t *testing.T) {
+	b := snapshotBytes(t, 50, sampleItems(4))
+	for cut := 0; cut < len(b); cut++ {
+		_, _, err := readSnapshot(b[:cut])
+		require.ErrorIs(t, err, wal.ErrCorrupt, "cut at %d", cut)
+	}
+	for bit := 0; bit < len(b)*8; bit++ {
+		c := bytes.Clone(b)
+		c[bit/8] ^= 1 << (bit % 8)
+		_, _, err := readSnapshot(c)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
+	}
+	_, _, err := readSnapshot(append(bytes.Clone(b), 0))
+	require.ErrorIs(t, err, wal.ErrCorrupt, "a byte after the trailer")
+
+	unordered := sampleItems(3)
+	unordered[1], unordered[2] = unordered[2], unordered[1]
+	_, _, err = readSnapshot(snapshotBytes(t, 50, unordered))
+	require.ErrorIs(t, err, wal.ErrCorrupt, "keys out of order")
+
+	_, _, err = readSnapshot(snapshotBytes(t, 11, sampleItems(3)))
+	require.ErrorIs(t, err, wal.ErrCorrupt, "an item newer than the snapshot")
+}
+
+// TestLog_Snapshot: a snapshot replaces the segments it covers and the
+// snapshot before it; Open replays the newest snapshot, then the records
+// after it.
+func TestLog_Snapshot(t *testing.T) {
+	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+		appendDurable(t, l, 1, 40)
+		before := l.Stats()
+		require.Greater(t, before.Segments, 3)
+		require.ErrorContains(t, l.Snapshot(41, nil), "beyond the durable")
+
+		require.NoError(t, l.Snapshot(20, slices.Values(sampleItems(3))))
+		st := l.Stats()
+		require.Equal(t, int64(20), st.SnapshotRevision)
+		require.Less(t, st.Segments, before.Segments, "covered segments removed")
+		require.Less(t, st.Bytes, before.Bytes)
+		appendDurable(t, l, 41, 45)
+		require.NoError(t, l.Snapshot(44, slices.Values(sampleItems(2))))
+		require.NoError(t, l.Snapshot(30, nil), "an older snapshot does nothing")
+		require.NoError(t, l.Close())
+
+		snaps, err := fs.List("db/snap")
+		require.NoError(t, err)
+		require.Equal(t, []string{fmt.Sprintf("%020d.snap", 44)}, snaps, "the older snapshot is removed")
+
+		var got struct {
+			rev   int64
+			items []string
+			txs   []int64
+		}
+		l, err = wal.Open("db", &wal.Options{FS: fs}, wal.Replay{
+			Snapshot: func(rev int64) error { got.rev = rev; return nil },
+			Item:     func(it *wal.Item) error { got.items = append(got.items, it.Key); return nil },
+			Tx: func(tx *wal.Tx) error {
+				require.Equal(t, *txN(tx.Revision), *tx)
+				got.txs = append(got.txs, tx.Revision)
+				return nil
+			},
+		})
+		require.NoError(t, err)
+		require.Equal(t, int64(44), got.rev)
+		require.Equal(t, []string{"k0000", "k0001"}, got.items)
+		require.Equal(t, []int64{45}, got.txs)
+		appendDurable(t, l, 46, 47)
+		require.NoError(t, l.Close())
+		l, revs := reopen(t, fs, nil)
+		require.Equal(t, []int64{45, 46, 47}, revs)
+		require.NoError(t, l.Close())
+	}
+}
+
+// FuzzReadSnapshot: whatever the bytes, ReadSnapshot returns a snapshot
+// whose encoding reads back the same, or ErrCorrupt; it never panics.
+func FuzzReadSnapshot(f *testing.F) {
+	f.Add(snapshotBytes(f, 7, sampleItems(0)))
+	f.Add(snapshotBytes(f, 50, sampleItems(3)))
+	b := snapshotBytes(f, 50, sampleItems(2))
+	f.Add(b[:len(b)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rev, items, err := readSnapshot(b)
+		if err != nil {
+			require.ErrorIs(t, err, wal.ErrCorrupt)
+			return
+		}
+		rev2, items2, err := readSnapshot(snapshotBytes(t, rev, items))
+		require.NoError(t, err)
+		require.Equal(t, rev, rev2)
+		require.Equal(t, items, items2)
+	})
+}
+
+func FuzzDecodeItem(f *testing.F) {
+	for _, it := range sampleItems(3) {
+		f.Add(wal.AppendItem(nil, it))
+	}
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		it, err := wal.DecodeItem(b)
+		if err != nil {
+			require.ErrorIs(t, err, wal.ErrCorrupt)
+			return
+		}
+		again, err := wal.DecodeItem(wal.AppendItem(nil, &it))
+		require.NoError(t, err)
+		require.Equal(t, it, again)
+	})
+}
