@@ -12,6 +12,7 @@ import (
 
 // regexp2's timeout clock stops by itself about a second after its last use.
 func TestMain(m *testing.M) {
+	kill9Main()
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
 }
 
