@@ -1,12 +1,13 @@
 module github.com/livekv/livekv/bench
 
-go 1.24
+go 1.25.0
 
 replace github.com/livekv/livekv => ../
 
 require (
 	github.com/livekv/livekv v0.0.0-00010101000000-000000000000
 	github.com/tidwall/buntdb v1.3.0
+	go.etcd.io/bbolt v1.5.0
 )
 
 require (
@@ -18,4 +19,5 @@ require (
 	github.com/tidwall/pretty v1.2.0 // indirect
 	github.com/tidwall/rtred v0.1.2 // indirect
 	github.com/tidwall/tinyqueue v0.1.1 // indirect
+	golang.org/x/sys v0.45.0 // indirect
 )

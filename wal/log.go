@@ -87,6 +87,7 @@ type Log struct {
 	mu       sync.Mutex // guards the fields below
 	cond     *sync.Cond // broadcast when durable or err changes, or on close
 	pending  []byte     // records waiting for the committer
+	waiting  int        // how many records pending holds
 	spare    []byte
 	last     int64 // revision of the newest appended record
 	durable  int64 // revision of the newest durable record
@@ -104,8 +105,9 @@ type Log struct {
 	seg     File
 	segSize int64
 
-	kick chan struct{} // Append and Close wake the committer; capacity 1
-	done chan struct{} // closed when the committer returns
+	kick        chan struct{} // Append and Close wake the committer; capacity 1
+	gatherTimer *time.Timer   // the committer's, for gather
+	done        chan struct{} // closed when the committer returns
 }
 
 // The files of a log, under its directory:
@@ -405,6 +407,7 @@ func (l *Log) Append(tx *Tx) error {
 	l.pending = AppendRecord(l.pending, TypeTx, nil)
 	l.pending = AppendTx(l.pending, tx)
 	l.pending = reframe(l.pending, start)
+	l.waiting++
 	l.last = tx.Revision
 	l.stats.Records++
 	select {
@@ -451,6 +454,11 @@ func (l *Log) commit() {
 		tick = t.C
 	}
 	dirty := false // written since the last sync
+	lastGroup := 0 // records in the last group
+	var lastSync time.Duration
+	l.gatherTimer = time.NewTimer(time.Hour)
+	l.gatherTimer.Stop()
+	defer l.gatherTimer.Stop()
 	for {
 		l.mu.Lock()
 		if len(l.pending) == 0 {
@@ -477,8 +485,19 @@ func (l *Log) commit() {
 			}
 			continue
 		}
+		if target := l.waiting + lastGroup*3/4; l.waiting < target && l.opts.Sync == SyncAlways && !l.closing {
+			// The last sync released the writers of its group, who are
+			// likely to write again at once. Give them a moment to
+			// append, so that the next sync serves them with those who
+			// wrote during the sync. Otherwise groups settle into two
+			// halves, each synced alone.
+			l.mu.Unlock()
+			l.gather(target, lastSync/2)
+			l.mu.Lock()
+		}
 		group, last := l.pending, l.last
-		l.pending, l.spare = l.spare[:0], nil
+		lastGroup = l.waiting
+		l.pending, l.spare, l.waiting = l.spare[:0], nil, 0
 		failed := l.err != nil
 		l.mu.Unlock()
 
@@ -486,7 +505,9 @@ func (l *Log) commit() {
 		if !failed {
 			err = l.write(group)
 			if err == nil && !l.opts.Sync.never && l.opts.Sync.every == 0 {
+				began := time.Now()
 				err = l.sync()
+				lastSync = time.Since(began)
 			} else if err == nil {
 				dirty = true
 			}
@@ -504,6 +525,28 @@ func (l *Log) commit() {
 		l.mu.Unlock()
 	}
 }
+
+// gather waits until at least n records are waiting, for at most d.
+func (l *Log) gather(n int, d time.Duration) {
+	l.gatherTimer.Reset(min(d, maxGather))
+	defer l.gatherTimer.Stop()
+	for {
+		l.mu.Lock()
+		enough := l.waiting >= n || l.closing
+		l.mu.Unlock()
+		if enough {
+			return
+		}
+		select {
+		case <-l.kick:
+		case <-l.gatherTimer.C:
+			return
+		}
+	}
+}
+
+// maxGather bounds how long the committer waits for a group to fill.
+const maxGather = time.Millisecond
 
 // Err returns the log's sticky error, or nil.
 func (l *Log) Err() error {
