@@ -1,8 +1,10 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"iter"
 	"path"
@@ -284,12 +286,12 @@ func (l *Log) replay(fn func(*Tx) error) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		res, err := Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(typ byte, payload []byte) error {
+			if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
+				return nil // in the snapshot
+			}
 			tx, err := DecodeTx(payload)
 			if err != nil {
 				return err
-			}
-			if tx.Revision <= l.snapRev {
-				return nil // in the snapshot
 			}
 			if tx.Revision <= l.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
@@ -420,9 +422,8 @@ func (l *Log) Append(tx *Tx) error {
 // reframe fixes the header of the record at b[start:] after its payload
 // was appended in place behind an empty frame.
 func reframe(b []byte, start int) []byte {
-	payload := b[start+RecordHeaderSize:]
-	framed := AppendRecord(nil, TypeTx, payload)
-	copy(b[start:start+RecordHeaderSize], framed[:RecordHeaderSize])
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-RecordHeaderSize))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
 	return b
 }
 

@@ -38,13 +38,13 @@ var (
 
 // AppendRecord appends the framed record to dst.
 func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
-	var h [RecordHeaderSize]byte
-	binary.LittleEndian.PutUint32(h[0:4], uint32(len(payload)))
-	crc := crc32.Update(crc32.Checksum([]byte{typ}, castagnoli), castagnoli, payload)
-	binary.LittleEndian.PutUint32(h[4:8], crc)
-	h[8] = typ
-	dst = append(dst, h[:]...)
-	return append(dst, payload...)
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = append(dst, 0, 0, 0, 0, typ)
+	dst = append(dst, payload...)
+	// The type byte comes right before the payload: one checksum covers both.
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
+	return dst
 }
 
 // DecodeRecord decodes the log record at the start of b, whose payload may
@@ -81,7 +81,7 @@ func decodeFrame(b []byte, max int) (typ byte, payload []byte, n int, err error)
 		return 0, nil, 0, errShort
 	}
 	payload = b[RecordHeaderSize:end]
-	if crc32.Update(crc32.Checksum([]byte{typ}, castagnoli), castagnoli, payload) != crc {
+	if crc32.Checksum(b[8:end], castagnoli) != crc {
 		return 0, nil, 0, errChecksum
 	}
 	return typ, payload, end, nil
