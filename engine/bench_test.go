@@ -3,8 +3,6 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -185,49 +183,6 @@ func BenchmarkDB_Set_SlowConsumer(b *testing.B) {
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
-		})
-	}
-}
-
-// BenchmarkDB_Set_Durable measures durable writes (SyncAlways) on disk with
-// 1, 8 and 64 concurrent writers, beside the raw rate of one write plus
-// fsync of a 100-byte record (the most a lone writer could do).
-func BenchmarkDB_Set_Durable(b *testing.B) {
-	b.Run("raw-fsync", func(b *testing.B) {
-		f, err := os.Create(filepath.Join(b.TempDir(), "f"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		rec := []byte(benchValue)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := f.Write(rec); err != nil {
-				b.Fatal(err)
-			}
-			if err := f.Sync(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	for _, writers := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			db, err := engine.Open(b.TempDir(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			b.ReportAllocs()
-			b.SetParallelism((writers + 1) / 2) // RunParallel starts parallelism × GOMAXPROCS (2) goroutines
-			var n atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := db.Set(benchKey(int(n.Add(1)%benchKeys)), benchValue, nil); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
 		})
 	}
 }

@@ -80,22 +80,25 @@ type segment struct {
 }
 
 // Log is a write-ahead log: segments of transaction records in a
-// directory, written by one committer goroutine in groups.
+// directory, written in groups: the first writer to wait for its record
+// writes and syncs everything waiting, for everyone (see WaitDurable).
 type Log struct {
 	opts Options
 	dir  string
 	lock io.Closer
 
 	mu       sync.Mutex // guards the fields below
-	cond     *sync.Cond // broadcast when durable or err changes, or on close
-	pending  []byte     // records waiting for the committer
+	cond     *sync.Cond // broadcast when durable, err or busy change, or on close
+	pending  []byte     // records waiting for a leader to write them
 	waiting  int        // how many records pending holds
 	spare    []byte
 	last     int64 // revision of the newest appended record
 	durable  int64 // revision of the newest durable record
 	err      error // sticky: the first write or sync that failed
+	busy     bool  // a leader (or the interval sync) is using the segment
+	dirty    bool  // written since the last sync
 	closing  bool  // Close was called
-	stopped  bool  // the committer has returned
+	stopped  bool  // Close has synced and closed the segment
 	stats    Stats
 	segments []segment    // the segment files, ascending
 	snapRev  int64        // revision of the newest snapshot
@@ -103,13 +106,16 @@ type Log struct {
 
 	snapMu sync.Mutex // one snapshot at a time
 
-	// The committer's own.
-	seg     File
-	segSize int64
+	// The leader's own (whoever set busy).
+	seg         File
+	segSize     int64
+	lastGroup   int           // records in the last group
+	lastSync    time.Duration // how long its sync took
+	gatherTimer *time.Timer
 
-	kick        chan struct{} // Append and Close wake the committer; capacity 1
-	gatherTimer *time.Timer   // the committer's, for gather
-	done        chan struct{} // closed when the committer returns
+	kick chan struct{} // Append wakes a gathering leader; capacity 1
+	stop chan struct{} // closed by Close to stop the interval sync
+	done chan struct{} // closed when the interval sync has stopped
 }
 
 // The files of a log, under its directory:
@@ -128,7 +134,7 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 // snapshot always fails it. Appends continue after the last revision
 // replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
-	l := &Log{dir: dir, done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	l := &Log{dir: dir, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
 		l.opts = *opts
 	}
@@ -162,7 +168,13 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	}
 	l.durable = l.last
 	l.stats = Stats{Bytes: l.stats.Bytes, SnapshotRevision: l.snapRev}
-	go l.commit()
+	l.gatherTimer = time.NewTimer(time.Hour)
+	l.gatherTimer.Stop()
+	if l.opts.Sync.every > 0 {
+		go l.syncLoop(l.opts.Sync.every)
+	} else {
+		close(l.done)
+	}
 	return l, nil
 }
 
@@ -390,8 +402,8 @@ func (l *Log) dropFrom(i int) error {
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("wal: log closed")
 
-// Append queues tx for the committer. Revisions must increase. It does
-// not wait: WaitDurable does. An earlier write or sync failure is returned
+// Append queues tx to be written. Revisions must increase. It does not
+// wait or write: WaitDurable does. An earlier write or sync failure is returned
 // here (sticky) until the log is reopened.
 func (l *Log) Append(tx *Tx) error {
 	l.mu.Lock()
@@ -428,100 +440,105 @@ func reframe(b []byte, start int) []byte {
 }
 
 // WaitDurable waits until every record up to rev is durable under the
-// sync policy, or returns the error that stopped it.
+// sync policy, or returns the error that stopped it. If no group is being
+// written, the caller writes (and syncs) everything waiting itself, as the
+// group's leader; otherwise it waits for the leader, and leads the next
+// group if its record is still waiting then. So a lone writer syncs its
+// own records with no hand-off to another goroutine, and many writers
+// share each fsync.
 func (l *Log) WaitDurable(rev int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.durable < rev && l.err == nil && !l.stopped {
-		l.cond.Wait()
+	for l.durable < rev {
+		switch {
+		case l.err != nil:
+			return l.err
+		case l.stopped:
+			return ErrClosed
+		case !l.busy && len(l.pending) > 0:
+			l.lead()
+		default:
+			l.cond.Wait()
+		}
 	}
-	if l.durable >= rev {
-		return nil
-	}
-	if l.err != nil {
-		return l.err
-	}
-	return ErrClosed
+	return nil
 }
 
-// commit is the committer goroutine: it writes everything waiting as one
-// group and syncs once for all of it.
-func (l *Log) commit() {
-	defer close(l.done)
-	var tick <-chan time.Time
-	if l.opts.Sync.every > 0 {
-		t := time.NewTicker(l.opts.Sync.every)
-		defer t.Stop()
-		tick = t.C
-	}
-	dirty := false // written since the last sync
-	lastGroup := 0 // records in the last group
-	var lastSync time.Duration
-	l.gatherTimer = time.NewTimer(time.Hour)
-	l.gatherTimer.Stop()
-	defer l.gatherTimer.Stop()
-	for {
+// lead writes everything waiting as one group and, under SyncAlways,
+// syncs once for all of it. l.mu is held, and held again on return; the
+// file work happens without it, while l.busy keeps every other leader out.
+func (l *Log) lead() {
+	l.busy = true
+	if target := l.waiting + l.lastGroup*3/4; l.waiting < target && l.opts.Sync == SyncAlways && !l.closing {
+		// The last sync released the writers of its group, who are
+		// likely to write again at once. Give them a moment to append,
+		// so that this sync serves them with those who wrote during the
+		// last one. Otherwise groups settle into two halves, each
+		// synced alone.
+		l.mu.Unlock()
+		l.gather(target, l.lastSync/2)
 		l.mu.Lock()
-		if len(l.pending) == 0 {
-			closing := l.closing
+	}
+	group, last := l.pending, l.last
+	l.lastGroup = l.waiting
+	l.pending, l.spare, l.waiting = l.spare[:0], nil, 0
+	failed := l.err != nil
+	l.mu.Unlock()
+
+	var err error
+	dirty := false
+	if !failed {
+		err = l.write(group)
+		if err == nil && l.opts.Sync == SyncAlways {
+			began := time.Now()
+			err = l.sync()
+			l.lastSync = time.Since(began)
+		} else if err == nil {
+			dirty = true
+		}
+	}
+
+	l.mu.Lock()
+	l.spare = group[:0]
+	l.stats.Groups++
+	l.dirty = l.dirty || dirty
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+	}
+	if l.err == nil {
+		l.durable = last
+	}
+	l.busy = false
+	l.cond.Broadcast()
+}
+
+// syncLoop fsyncs what was written, every interval, under SyncInterval.
+func (l *Log) syncLoop(every time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		for l.busy {
+			l.cond.Wait()
+		}
+		if !l.dirty || l.err != nil || l.stopped {
 			l.mu.Unlock()
-			if closing {
-				if l.seg != nil && l.Err() == nil {
-					l.syncOrFail()
-				}
-				l.closeSegment()
-				l.mu.Lock()
-				l.stopped = true
-				l.cond.Broadcast()
-				l.mu.Unlock()
-				return
-			}
-			select {
-			case <-l.kick:
-			case <-tick:
-				if dirty {
-					l.syncOrFail()
-					dirty = false
-				}
-			}
 			continue
 		}
-		if target := l.waiting + lastGroup*3/4; l.waiting < target && l.opts.Sync == SyncAlways && !l.closing {
-			// The last sync released the writers of its group, who are
-			// likely to write again at once. Give them a moment to
-			// append, so that the next sync serves them with those who
-			// wrote during the sync. Otherwise groups settle into two
-			// halves, each synced alone.
-			l.mu.Unlock()
-			l.gather(target, lastSync/2)
-			l.mu.Lock()
-		}
-		group, last := l.pending, l.last
-		lastGroup = l.waiting
-		l.pending, l.spare, l.waiting = l.spare[:0], nil, 0
-		failed := l.err != nil
+		l.busy, l.dirty = true, false
 		l.mu.Unlock()
-
-		var err error
-		if !failed {
-			err = l.write(group)
-			if err == nil && !l.opts.Sync.never && l.opts.Sync.every == 0 {
-				began := time.Now()
-				err = l.sync()
-				lastSync = time.Since(began)
-			} else if err == nil {
-				dirty = true
-			}
-		}
+		err := l.sync()
 		l.mu.Lock()
-		l.spare = group[:0]
-		l.stats.Groups++
 		if err != nil && l.err == nil {
 			l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
 		}
-		if l.err == nil {
-			l.durable = last
-		}
+		l.busy = false
 		l.cond.Broadcast()
 		l.mu.Unlock()
 	}
@@ -546,7 +563,7 @@ func (l *Log) gather(n int, d time.Duration) {
 	}
 }
 
-// maxGather bounds how long the committer waits for a group to fill.
+// maxGather bounds how long a leader waits for its group to fill.
 const maxGather = time.Millisecond
 
 // Err returns the log's sticky error, or nil.
@@ -554,20 +571,6 @@ func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
-}
-
-func (l *Log) syncOrFail() {
-	if l.seg == nil {
-		return
-	}
-	if err := l.sync(); err != nil {
-		l.mu.Lock()
-		if l.err == nil {
-			l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
-		}
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	}
 }
 
 func (l *Log) sync() error {
@@ -729,7 +732,7 @@ func (l *Log) Stats() Stats {
 	return s
 }
 
-// Close writes and syncs what is waiting, stops the committer and releases
+// Close writes and syncs what is waiting, closes the segment and releases
 // the lock. It returns the log's sticky error, if any.
 func (l *Log) Close() error {
 	l.snapMu.Lock() // a snapshot under way finishes first
@@ -737,18 +740,32 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
-		<-l.done
 		return nil
 	}
 	l.closing = true
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	close(l.stop)
 	<-l.done
-	l.lock.Close()
+
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for l.busy {
+		l.cond.Wait()
+	}
+	if len(l.pending) > 0 {
+		l.lead() // appended, but nobody waited for them yet
+	}
+	if l.seg != nil && l.err == nil && l.dirty {
+		l.mu.Unlock()
+		err := l.sync()
+		l.mu.Lock()
+		if err != nil && l.err == nil {
+			l.err = fmt.Errorf("wal: %w", err)
+		}
+	}
+	l.closeSegment()
+	l.stopped = true
+	l.cond.Broadcast()
+	l.lock.Close()
 	return l.err
 }
