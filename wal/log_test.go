@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
@@ -262,4 +263,28 @@ func TestLog_TornTail(t *testing.T) {
 		require.Equal(t, seq(1, 4), revs, what)
 		require.NoError(t, l.Close())
 	}
+}
+
+// TestLog_SyncPolicies: SyncNever acknowledges at once and syncs only on
+// Close; SyncInterval acknowledges at once and syncs within the interval.
+func TestLog_SyncPolicies(t *testing.T) {
+	recovered := func(fs *wal.MemFS) []int64 {
+		l, revs := reopen(t, fs.Crash(0), nil)
+		require.NoError(t, l.Close())
+		return revs
+	}
+
+	fs := wal.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{Sync: wal.SyncNever})
+	appendDurable(t, l, 1, 10)
+	require.Empty(t, recovered(fs), "SyncNever: a machine crash loses what was not synced")
+	require.NoError(t, l.Close())
+	require.Equal(t, seq(1, 10), recovered(fs), "Close syncs")
+
+	fs = wal.NewMemFS()
+	l, _ = reopen(t, fs, &wal.Options{Sync: wal.SyncInterval(20 * time.Millisecond)})
+	appendDurable(t, l, 1, 10)
+	require.Eventually(t, func() bool { return len(recovered(fs)) == 10 }, 5*time.Second, 5*time.Millisecond,
+		"SyncInterval syncs without Close")
+	require.NoError(t, l.Close())
 }
