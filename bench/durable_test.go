@@ -79,6 +79,48 @@ func BenchmarkDurable(b *testing.B) {
 			}, func() { db.Close() }
 		}},
 	}
+	// The disk's speed drifts over seconds, so a lone writer is also
+	// compared with raw fsyncs interleaved in blocks, in one loop.
+	b.Run("writers=1/livekv-vs-raw", func(b *testing.B) {
+		dir := b.TempDir()
+		db, err := engine.Open(dir, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		f, err := os.Create(filepath.Join(dir, "raw"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		rec := []byte(value)
+		const block = 20
+		var inLivekv, inRaw time.Duration
+		b.ReportAllocs()
+		for i := 0; i < b.N; i += block {
+			n := min(block, b.N-i)
+			t0 := time.Now()
+			for j := 0; j < n; j++ {
+				if _, err := db.Set(key(i+j), value, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t1 := time.Now()
+			for j := 0; j < n; j++ {
+				if _, err := f.Write(rec); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			inLivekv += t1.Sub(t0)
+			inRaw += time.Since(t1)
+		}
+		b.ReportMetric(float64(b.N)/inLivekv.Seconds(), "writes/s")
+		b.ReportMetric(float64(b.N)/inRaw.Seconds(), "raw-fsyncs/s")
+		b.ReportMetric(inRaw.Seconds()/inLivekv.Seconds(), "of-raw")
+	})
 	for _, writers := range []int{1, 8, 64} {
 		for _, e := range engines {
 			b.Run(fmt.Sprintf("writers=%d/%s", writers, e.name), func(b *testing.B) {

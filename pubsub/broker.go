@@ -41,6 +41,7 @@ type Broker struct {
 	subs    map[*Subscription]struct{}
 	lagging map[*Subscription]struct{}
 	cursor  atomic.Int64 // revision of the newest batch the dispatcher has handled; written under smu
+	nsubs   atomic.Int64 // len(subs), for Publish to read without smu
 	closed  bool
 	wake    chan struct{} // Publish → dispatcher, capacity 1
 	stop    chan struct{}
@@ -96,9 +97,27 @@ func (b *Broker) Publish(batch Batch) {
 		b.hmu.Unlock()
 		panic("pubsub: batches published out of revision order")
 	}
+	prev := b.hist.last
 	b.hist.add(batch, b.cursor.Load())
 	b.hmu.Unlock()
 	b.stats.published.Add(int64(len(batch.Events)))
+	if b.nsubs.Load() == 0 && b.smu.TryLock() {
+		// Nobody to deliver to: move the cursor here rather than wake
+		// the dispatcher, which would cost the publisher a goroutine
+		// wake-up (about 13% of a lone durable writer's time).
+		done := len(b.subs) == 0 && b.cursor.Load() == prev
+		if done {
+			b.cursor.Store(batch.Revision)
+			b.hmu.Lock()
+			b.hist.evict(batch.Revision)
+			b.hmu.Unlock()
+			b.cond.Broadcast()
+		}
+		b.smu.Unlock()
+		if done {
+			return
+		}
+	}
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -125,7 +144,9 @@ func (b *Broker) dispatch() {
 			}
 			b.smu.Lock()
 			for i := range batches {
-				b.deliver(&batches[i])
+				if batches[i].Revision > b.cursor.Load() { // Publish may have handled it
+					b.deliver(&batches[i])
+				}
 			}
 			b.hmu.Lock()
 			b.hist.evict(b.cursor.Load())

@@ -304,3 +304,30 @@ func waitHistory(t *testing.T, b *pubsub.Broker, max int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBroker_NoSubscribers: with nobody subscribed the history stays within
+// its bounds, and a later subscription resumes from it or is told it is
+// too old.
+func TestBroker_NoSubscribers(t *testing.T) {
+	b := pubsub.NewBroker(0, &pubsub.Options{HistoryEvents: 10})
+	defer b.Close()
+	for rev := int64(1); rev <= 100; rev++ {
+		b.Publish(batch(rev, "k"))
+	}
+	require.LessOrEqual(t, b.Stats().History, 10)
+	s, err := b.Subscribe(pats(t, "k"), &pubsub.SubscribeOptions{FromRevision: 95})
+	require.NoError(t, err)
+	for rev := int64(96); rev <= 100; rev++ {
+		require.Equal(t, rev, next(t, s).Revision)
+	}
+	b.Publish(batch(101, "k"))
+	require.Equal(t, int64(101), next(t, s).Revision)
+	require.NoError(t, s.Close())
+
+	old, err := b.Subscribe(pats(t, "k"), &pubsub.SubscribeOptions{FromRevision: 5})
+	if err == nil {
+		_, err = old.Next(context.Background())
+	}
+	var compacted *pubsub.CompactedError
+	require.ErrorAs(t, err, &compacted)
+}

@@ -83,6 +83,7 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 		return nil, ErrClosed
 	}
 	b.subs[s] = struct{}{}
+	b.nsubs.Store(int64(len(b.subs)))
 	for _, p := range patterns {
 		b.index.Add(p, s)
 	}
@@ -170,6 +171,7 @@ func (s *Subscription) end(err error) {
 		b.index.Remove(p, s)
 	}
 	delete(b.subs, s)
+	b.nsubs.Store(int64(len(b.subs)))
 	delete(b.lagging, s)
 	if _, ok := err.(*CompactedError); ok {
 		b.stats.compacted.Add(1)
