@@ -58,13 +58,16 @@ func (v *version) at(rev int64) *version {
 	return v
 }
 
-func (v *version) item(key string, keysOnly bool) Item {
-	it := Item{Key: key, Revision: v.rev, CreateRevision: v.createRev, Version: v.ver}
-	if !keysOnly {
-		it.Value = v.value
-	}
+func (v *version) item(key string) Item {
+	it := Item{Key: key, Value: v.value, Revision: v.rev, CreateRevision: v.createRev, Version: v.ver}
 	if v.expires != 0 {
-		it.ExpiresAt = time.Unix(0, v.expires)
+		it.ExpiresAt = v.expiresAt()
 	}
 	return it
 }
+
+// expiresAt is kept out of line so that scan loops, which build items
+// themselves, stay small.
+//
+//go:noinline
+func (v *version) expiresAt() time.Time { return time.Unix(0, v.expires) }

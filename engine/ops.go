@@ -17,7 +17,7 @@ func (db *DB) Get(key string) (Item, error) {
 	if !v.live(db.now()) {
 		return Item{}, ErrNotFound
 	}
-	return v.item(e.key, false), nil
+	return v.item(e.key), nil
 }
 
 // Set stores value under key; see Tx.Set.

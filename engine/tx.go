@@ -79,13 +79,13 @@ func (tx *Tx) Get(key string) (Item, error) {
 		if !v.live(tx.now) {
 			return Item{}, ErrNotFound
 		}
-		return v.item(ti.e.key, false), nil
+		return v.item(ti.e.key), nil
 	}
 	_, v := tx.lookup(key)
 	if v == nil {
 		return Item{}, ErrNotFound
 	}
-	return v.item(key, false), nil
+	return v.item(key), nil
 }
 
 // write makes v the key's newest version. cur is the key's live version
@@ -133,7 +133,7 @@ func (tx *Tx) Set(key, value string, opts *SetOptions) (Item, error) {
 	e, cur := tx.lookup(key)
 	v := &version{value: value, expires: exp, kind: pubsub.Put}
 	tx.write(key, e, cur, v)
-	return v.item(key, false), nil
+	return v.item(key), nil
 }
 
 // PutIfAbsent stores value under key only if the key does not exist;
@@ -162,7 +162,7 @@ func (tx *Tx) CompareAndSwap(key string, rev int64, value string, opts *SetOptio
 	}
 	v := &version{value: value, expires: exp, kind: pubsub.Put}
 	tx.write(key, e, cur, v)
-	return v.item(key, false), nil
+	return v.item(key), nil
 }
 
 // Patch changes the value under key with value: when both the stored value
@@ -186,7 +186,7 @@ func (tx *Tx) Patch(key, value string) (Item, error) {
 		}
 	}
 	tx.write(key, e, cur, v)
-	return v.item(key, false), nil
+	return v.item(key), nil
 }
 
 // Increment adds delta to the integer stored under key and returns the
