@@ -1,6 +1,8 @@
-// Package wal is livekv's write-ahead log format: record framing, the
-// transaction payload, segment headers, and the scan that tells a torn tail
-// from corruption. It uses the standard library only.
+// Package wal is livekv's write-ahead log: record framing, the transaction
+// payload, segment headers, the scan that tells a torn tail from
+// corruption, snapshots, and Log, which writes segments in groups, rotates
+// them, replaces them with snapshots and replays both on Open. It uses the
+// standard library only.
 //
 // # Records
 //
@@ -23,6 +25,17 @@
 //	| magic "LIVEKVW"| version u8| first revision u64| crc32c u32|
 //	+----------------+-----------+------------------+-----------+
 //	 7 bytes           1 byte      8 bytes            4 bytes: 20 in all
+//
+// # Snapshots
+//
+// A snapshot has a header like a segment's (magic "LIVEKVS", the
+// snapshot's revision), then one record of type TypeItem per key in key
+// order, then a TypeSnapshot record holding the number of items:
+//
+//	item payload: key len | key | value len | value | revision | create revision | version | expires
+//
+// It is written to a temporary file, synced, renamed and its directory
+// synced before the segments it covers are removed; see Log.Snapshot.
 //
 // # Reading a damaged log
 //
