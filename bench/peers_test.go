@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/livekv/livekv/engine"
@@ -44,6 +46,7 @@ type store interface {
 	get(k string) bool
 	incr(k string)
 	rangeN(start string, n int) int
+	cas(k, v string) // read k, then replace it only if unchanged since
 	close()
 }
 
@@ -73,6 +76,15 @@ func (s livekv) rangeN(start string, n int) int {
 		c++
 	}
 	return c
+}
+func (s livekv) cas(k, v string) {
+	it, err := s.db.Get(k)
+	if err == nil {
+		_, err = s.db.CompareAndSwap(k, it.Revision, v, nil)
+	}
+	if err != nil {
+		panic(err)
+	}
 }
 func (s livekv) close() { s.db.Close() }
 
@@ -119,6 +131,23 @@ func (s bunt) rangeN(start string, n int) int {
 	})
 	return c
 }
+func (s bunt) cas(k, v string) {
+	old := ""
+	err := s.db.View(func(tx *buntdb.Tx) error { var err error; old, err = tx.Get(k); return err })
+	if err == nil {
+		err = s.db.Update(func(tx *buntdb.Tx) error {
+			cur, err := tx.Get(k)
+			if err != nil || cur != old {
+				return errors.New("conflict")
+			}
+			_, _, err = tx.Set(k, v, nil)
+			return err
+		})
+	}
+	if err != nil {
+		panic(err)
+	}
+}
 func (s bunt) close() { s.db.Close() }
 
 var peers = []struct {
@@ -164,20 +193,41 @@ func BenchmarkGet(b *testing.B) {
 		for _, par := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/goroutines=%d", p.name, par), func(b *testing.B) {
 				b.ReportAllocs()
-				b.SetParallelism(par)
-				var seed atomicSeed
-				b.RunParallel(func(pb *testing.PB) {
-					r := rand.New(rand.NewPCG(seed.next(), 0))
-					for pb.Next() {
-						if !s.get(ks[r.IntN(len(ks))]) {
-							panic("missing key")
-						}
+				parallel(b, par, func(r *rand.Rand) {
+					if !s.get(ks[r.IntN(len(ks))]) {
+						panic("missing key")
 					}
 				})
 			})
 		}
 		s.close()
 	}
+}
+
+// parallel makes b.N calls of op, spread over exactly goroutines
+// goroutines, which take the calls in chunks.
+func parallel(b *testing.B, goroutines int, op func(r *rand.Rand)) {
+	const chunk = 256
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g)+1, 7))
+			for {
+				end := next.Add(chunk)
+				start := end - chunk
+				if start >= int64(b.N) {
+					return
+				}
+				for i := start; i < min(end, int64(b.N)); i++ {
+					op(r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func BenchmarkRange1000(b *testing.B) {
@@ -190,6 +240,23 @@ func BenchmarkRange1000(b *testing.B) {
 				if n := s.rangeN(key(r.IntN(numKeys-1000)), 1000); n != 1000 {
 					panic(n)
 				}
+			}
+		})
+		s.close()
+	}
+}
+
+// BenchmarkCompareAndSwap reads a random key and replaces its value only if
+// it has not changed since (livekv compares revisions, buntdb values).
+func BenchmarkCompareAndSwap(b *testing.B) {
+	ks := shuffledKeys()
+	for _, p := range peers {
+		s := loaded(b, p.open)
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			r := rand.New(rand.NewPCG(4, 4))
+			for b.Loop() {
+				s.cas(ks[r.IntN(len(ks))], value)
 			}
 		})
 		s.close()

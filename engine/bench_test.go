@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -54,8 +55,18 @@ func BenchmarkDB_Set_Random(b *testing.B) {
 
 func BenchmarkDB_Get_Random(b *testing.B) {
 	db, keys := loadedDB(b)
-	for _, par := range []int{1, 8} {
-		b.Run(fmt.Sprintf("goroutines=%d", par), func(b *testing.B) {
+	b.Run("goroutines=1", func(b *testing.B) {
+		b.ReportAllocs()
+		r := rand.New(rand.NewPCG(1, 0))
+		for b.Loop() {
+			if _, err := db.Get(keys[r.IntN(len(keys))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// RunParallel starts parallelism × GOMAXPROCS goroutines.
+	for _, par := range []int{4} {
+		b.Run(fmt.Sprintf("goroutines=%d", par*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(par)
 			var seed atomic.Uint64
