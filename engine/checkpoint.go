@@ -68,7 +68,7 @@ func (db *DB) maybeCheckpoint() {
 	}
 	db.bg.mu.Lock()
 	defer db.bg.mu.Unlock()
-	if db.closed.Load() {
+	if db.bg.closed {
 		db.ckpt.running.Store(false)
 		return
 	}

@@ -52,8 +52,9 @@ type DB struct {
 	// bg tracks background work that Close waits for; mu orders starting
 	// it against Close.
 	bg struct {
-		mu sync.Mutex
-		wg sync.WaitGroup
+		mu     sync.Mutex
+		closed bool // guarded by mu
+		wg     sync.WaitGroup
 	}
 
 	stats counters
@@ -103,7 +104,8 @@ func (db *DB) Close() error {
 	close(db.stop)
 	db.wmu.Unlock()
 	db.sweeping.Wait()
-	db.bg.mu.Lock() // no background work starts after this
+	db.bg.mu.Lock()
+	db.bg.closed = true // no background work starts after this
 	db.bg.mu.Unlock()
 	db.bg.wg.Wait()
 	var err error
