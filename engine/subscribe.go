@@ -49,16 +49,6 @@ type Subscription struct {
 // catches up from the history without slowing writers. Close the
 // subscription when done; Close of the DB ends it too.
 func (db *DB) Subscribe(patterns []string, opts *SubscribeOptions) (*Subscription, error) {
-	var o SubscribeOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.Initial && o.FromRevision != 0 {
-		return nil, fmt.Errorf("%w: Initial and FromRevision together", ErrInvalidOptions)
-	}
-	if len(patterns) == 0 {
-		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
-	}
 	pats := make([]*pattern.Pattern, len(patterns))
 	for i, s := range patterns {
 		p, err := pattern.Parse(s)
@@ -66,6 +56,22 @@ func (db *DB) Subscribe(patterns []string, opts *SubscribeOptions) (*Subscriptio
 			return nil, fmt.Errorf("engine: subscribe: %w", err)
 		}
 		pats[i] = p
+	}
+	return db.SubscribePatterns(pats, opts)
+}
+
+// SubscribePatterns is Subscribe with patterns already compiled, such as
+// pattern.ExactKey for keys that hold wildcard characters.
+func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions) (*Subscription, error) {
+	var o SubscribeOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Initial && o.FromRevision != 0 {
+		return nil, fmt.Errorf("%w: Initial and FromRevision together", ErrInvalidOptions)
+	}
+	if len(pats) == 0 {
+		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
 	}
 
 	// Under the writer lock no transaction commits between the snapshot

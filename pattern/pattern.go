@@ -251,6 +251,12 @@ func parseGlob(src string) (*Pattern, error) {
 	return p, nil
 }
 
+// ExactKey returns the pattern that matches key and nothing else, whatever
+// characters key holds: a subscription to one key, not to a pattern.
+func ExactKey(key string) *Pattern {
+	return &Pattern{src: key, kind: Exact, lit: key, pre: key, suf: key}
+}
+
 // String returns the pattern as it was written.
 func (p *Pattern) String() string { return p.src }
 

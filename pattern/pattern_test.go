@@ -129,3 +129,20 @@ func TestRegex_ReDoS(t *testing.T) {
 	require.False(t, p.Match(long))
 	require.Equal(t, int64(1), p.Timeouts(), "the timeout is counted")
 }
+
+func TestExactKey(t *testing.T) {
+	for _, key := range []string{"user:42", "a*b", "^x", "/re/", `back\slash`, "?"} {
+		p := pattern.ExactKey(key)
+		require.Equal(t, pattern.Exact, p.Kind())
+		require.True(t, p.Match(key), key)
+		require.False(t, p.Match(key+"x"), key)
+		start, end := p.Bounds()
+		require.Equal(t, key, start)
+		require.Equal(t, key+"\x00", end)
+		x := pattern.NewIndex[int]()
+		x.Add(p, 1)
+		n := 0
+		x.Match(key, func(int) bool { n++; return true })
+		require.Equal(t, 1, n, key)
+	}
+}

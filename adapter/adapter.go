@@ -1,0 +1,284 @@
+// Package adapter serves a livekv DB over the wire protocol of the hosted
+// HPKV service: a WebSocket API at /ws and a REST API, so that HPKV
+// clients (the official @hpkv/websocket-client among them) and plain
+// browser pages work against it unmodified. Mount it in any ServeMux:
+//
+//	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{key}})
+//	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+//	...
+//	a.Shutdown(ctx) // before db.Close
+//
+// See docs/protocol.md for every message.
+package adapter
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
+)
+
+// Options configure an Adapter. The zero value of each field means its
+// default.
+type Options struct {
+	// APIKeys are the keys that give full access, sent as ?apiKey= to /ws
+	// and as the x-api-key header to the REST API. At least one is
+	// required.
+	APIKeys []string
+
+	// TokenSecret signs tokens (HMAC-SHA256). Default: random, so tokens
+	// do not outlive the process. Give one to keep them valid across
+	// restarts, or across processes sharing it.
+	TokenSecret []byte
+
+	// TokenTTL is how long an issued token is valid. Default 2 hours.
+	TokenTTL time.Duration
+
+	// AllowedOrigins are the host patterns (path.Match syntax, such as
+	// "example.com" or "*.example.com") whose browser pages may open a
+	// WebSocket; a page from the same host always may. A foreign Origin
+	// gets 403.
+	AllowedOrigins []string
+
+	// MaxMessageSize is the largest message a client may send, in bytes;
+	// a larger one closes the connection with status 1009. Default 2 MiB.
+	MaxMessageSize int64
+
+	// RequestRate is how many requests per second one connection may
+	// make, with bursts of RequestBurst; over it, requests get code 429.
+	// Defaults 20,000 and 2,000.
+	RequestRate  float64
+	RequestBurst int
+
+	// MaxInFlight is how many requests of one connection run at once.
+	// Default 64.
+	MaxInFlight int
+
+	// SendQueue is how many replies and notifications wait for a
+	// connection's writer. A client that stops reading is closed with
+	// status 1008 once a write has waited SlowClientTimeout. Defaults 1024
+	// and 5s.
+	SendQueue         int
+	SlowClientTimeout time.Duration
+
+	// PingInterval is how often the server pings each connection; a peer
+	// that does not answer within the interval is closed. Default 30s.
+	PingInterval time.Duration
+
+	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
+	// one subscribe message. Default 64. Each pattern is also limited to
+	// pattern.MaxLen bytes.
+	MaxPatterns int
+
+	// MaxRangeLimit bounds the records one range returns; DefaultRangeLimit
+	// is what a range without a limit returns. Defaults 1000 and 100.
+	MaxRangeLimit     int
+	DefaultRangeLimit int
+
+	// Logf reports connection errors. Default: nothing is reported.
+	Logf func(format string, args ...any)
+
+	// Now is the clock for tokens. Default time.Now.
+	Now func() time.Time
+}
+
+// ErrInvalidOptions is returned by New for options that cannot work.
+var ErrInvalidOptions = errors.New("adapter: invalid options")
+
+func (o *Options) withDefaults() (Options, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if len(c.APIKeys) == 0 {
+		return c, fmt.Errorf("%w: no API key", ErrInvalidOptions)
+	}
+	for _, k := range c.APIKeys {
+		if k == "" {
+			return c, fmt.Errorf("%w: empty API key", ErrInvalidOptions)
+		}
+	}
+	if c.TokenSecret == nil {
+		c.TokenSecret = make([]byte, 32)
+		if _, err := rand.Read(c.TokenSecret); err != nil {
+			return c, err
+		}
+	}
+	if len(c.TokenSecret) < 16 {
+		return c, fmt.Errorf("%w: TokenSecret shorter than 16 bytes", ErrInvalidOptions)
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.RequestBurst, 2000)
+	def(&c.MaxInFlight, 64)
+	def(&c.SendQueue, 1024)
+	def(&c.MaxPatterns, 64)
+	def(&c.MaxRangeLimit, 1000)
+	def(&c.DefaultRangeLimit, 100)
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 2 * time.Hour
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 2 << 20
+	}
+	if c.RequestRate == 0 {
+		c.RequestRate = 20000
+	}
+	if c.SlowClientTimeout == 0 {
+		c.SlowClientTimeout = 5 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.TokenTTL < 0 || c.MaxMessageSize < 0 || c.RequestRate < 0 || c.RequestBurst < 0 || c.MaxInFlight < 0 ||
+		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.MaxPatterns < 0 ||
+		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
+		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
+	}
+	return c, nil
+}
+
+// Adapter is an http.Handler serving one DB. It is safe for concurrent
+// use.
+type Adapter struct {
+	db   *engine.DB
+	opts Options
+
+	mu       sync.Mutex
+	closing  bool
+	conns    map[*conn]struct{}
+	inflight sync.WaitGroup // HTTP requests being served, WebSocket ones included
+	stats    counters
+}
+
+// New returns an adapter serving db. The caller closes the DB after
+// Shutdown.
+func New(db *engine.DB, opts *Options) (*Adapter, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}, nil
+}
+
+// ServeHTTP routes a request under the adapter's mount point.
+func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.enter() {
+		writeJSON(w, http.StatusServiceUnavailable, Reply{Code: http.StatusServiceUnavailable, Error: "shutting down"})
+		return
+	}
+	defer a.inflight.Done()
+	path := strings.Trim(r.URL.EscapedPath(), "/")
+	switch {
+	case path == "ws":
+		a.serveWebSocket(w, r)
+	case path == "token/websocket":
+		a.serveToken(w, r)
+	case path == "record" || path == "record/atomic" || path == "records" || strings.HasPrefix(path, "record/"):
+		a.serveREST(w, r, path)
+	default:
+		writeJSON(w, http.StatusNotFound, Reply{Code: http.StatusNotFound, Error: "no such endpoint"})
+	}
+}
+
+// enter registers an HTTP request unless the adapter is shutting down.
+func (a *Adapter) enter() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return false
+	}
+	a.inflight.Add(1)
+	return true
+}
+
+// Shutdown stops accepting connections and requests, lets requests under
+// way finish, closes every WebSocket connection (status 1001) and waits
+// for all of the adapter's goroutines, or until ctx is done.
+func (a *Adapter) Shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	a.closing = true
+	conns := make([]*conn, 0, len(a.conns))
+	for c := range a.conns {
+		conns = append(conns, c)
+	}
+	a.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		a.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// validAPIKey reports whether key is one of the API keys, comparing in
+// constant time.
+func (a *Adapter) validAPIKey(key string) bool {
+	ok := 0
+	for _, k := range a.opts.APIKeys {
+		ok |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
+	}
+	return key != "" && ok == 1
+}
+
+// access is what a connection or request may do.
+type access struct {
+	full    bool
+	pattern *pattern.Pattern // keys a token may touch; nil with full
+	claims  claims
+}
+
+func (ac *access) allows(key string) bool {
+	return ac.full || ac.pattern == nil || ac.pattern.Match(key)
+}
+
+// tokenAccess verifies a token and compiles its access pattern.
+func (a *Adapter) tokenAccess(token string) (*access, int, error) {
+	c, err := verifyToken(a.opts.TokenSecret, token, a.opts.Now())
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return nil, http.StatusUnauthorized, err
+	case err != nil:
+		return nil, http.StatusForbidden, err
+	}
+	ac := &access{claims: c}
+	if c.AccessPattern != "" {
+		p, err := accessPattern(c.AccessPattern)
+		if err != nil {
+			return nil, http.StatusForbidden, err
+		}
+		ac.pattern = p
+	}
+	return ac, 0, nil
+}
+
+// accessPattern compiles an access pattern: a regular expression, matched
+// anywhere in the key unless it anchors itself.
+func accessPattern(src string) (*pattern.Pattern, error) {
+	return pattern.Parse("/" + src + "/")
+}

@@ -1,0 +1,420 @@
+package adapter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
+	"github.com/livekv/livekv/pubsub"
+)
+
+// conn is one WebSocket connection.
+type conn struct {
+	a  *Adapter
+	ws *websocket.Conn
+	ac *access
+
+	ctx     context.Context // ends when the connection does
+	cancel  context.CancelFunc
+	out     chan []byte   // the send queue
+	sem     chan struct{} // a slot per request running
+	reqs    sync.WaitGroup
+	tasks   sync.WaitGroup // the writer, the pinger, subscription forwarders
+	closers sync.WaitGroup // goroutines closing the connection
+	bucket  tokenBucket
+
+	mu       sync.Mutex
+	draining bool // Shutdown: no new requests
+	subs     map[int64]*engine.Subscription
+	nextSub  int64
+	closed   bool // run is ending: nothing new may start
+}
+
+// serveWebSocket authenticates, upgrades and runs one connection until it
+// ends.
+func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var ac *access
+	switch {
+	case q.Get("apiKey") != "":
+		if !a.validAPIKey(q.Get("apiKey")) {
+			writeJSON(w, http.StatusForbidden, Reply{Code: http.StatusForbidden, Error: "invalid API key"})
+			return
+		}
+		ac = &access{full: true}
+	case q.Get("token") != "":
+		var code int
+		var err error
+		if ac, code, err = a.tokenAccess(q.Get("token")); err != nil {
+			writeJSON(w, code, Reply{Code: code, Error: err.Error()})
+			return
+		}
+	default:
+		writeJSON(w, http.StatusUnauthorized, Reply{Code: http.StatusUnauthorized, Error: "apiKey or token required"})
+		return
+	}
+	var from int64
+	if s := q.Get("fromRevision"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, Reply{Code: http.StatusBadRequest, Error: "bad fromRevision"})
+			return
+		}
+		from = n
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins})
+	if err != nil {
+		return // Accept has answered (403 for a foreign origin)
+	}
+	ws.SetReadLimit(a.opts.MaxMessageSize)
+	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue),
+		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]*engine.Subscription),
+		bucket: tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if !a.track(c) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer a.untrack(c)
+	c.run(from)
+}
+
+func (a *Adapter) track(c *conn) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return false
+	}
+	a.conns[c] = struct{}{}
+	return true
+}
+
+func (a *Adapter) untrack(c *conn) {
+	a.mu.Lock()
+	delete(a.conns, c)
+	a.mu.Unlock()
+}
+
+// run serves the connection: the reader loop here, the writer, the pinger
+// and the subscriptions in goroutines of their own. It returns when all
+// of them have.
+func (c *conn) run(from int64) {
+	c.tasks.Add(2)
+	go c.writeLoop()
+	go c.pingLoop()
+	if cl := c.ac.claims; !c.ac.full {
+		expires := time.Unix(cl.Expires, 0).Sub(c.a.opts.Now())
+		t := time.AfterFunc(expires, func() { c.fail(websocket.StatusPolicyViolation, "token expired") })
+		defer t.Stop()
+		var pats []*pattern.Pattern
+		for _, k := range cl.SubscribeKeys {
+			pats = append(pats, pattern.ExactKey(k))
+		}
+		for _, s := range cl.SubscribePatterns {
+			p, err := pattern.Parse(s) // checked when the token was made
+			if err == nil {
+				pats = append(pats, p)
+			}
+		}
+		if len(pats) > 0 {
+			if _, rep := c.subscribe(pats, from, false); rep.Code != http.StatusOK {
+				c.send(rep)
+				c.fail(websocket.StatusPolicyViolation, rep.Error)
+			}
+		}
+	}
+	c.readLoop()
+	c.reqs.Wait()
+	c.mu.Lock()
+	c.closed = true
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.Close()
+	}
+	c.cancel()
+	c.tasks.Wait()
+	c.closers.Wait()
+	c.ws.CloseNow()
+}
+
+// readLoop reads requests until the connection fails or closes, and starts
+// each in a goroutine of its own, at most MaxInFlight at once.
+func (c *conn) readLoop() {
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			if status := websocket.CloseStatus(err); status == -1 && !errors.Is(err, context.Canceled) {
+				c.a.opts.Logf("livekv adapter: read: %v", err)
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			c.send(Reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
+			continue
+		}
+		req, err := DecodeRequest(data)
+		if err != nil {
+			c.send(Reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()})
+			continue
+		}
+		if !c.bucket.take() {
+			c.send(Reply{Code: http.StatusTooManyRequests, MessageID: req.MessageID, Error: "too many requests"})
+			continue
+		}
+		c.mu.Lock()
+		draining := c.draining
+		if !draining {
+			c.reqs.Add(1) // under mu, so that shutdown waits for it
+		}
+		c.mu.Unlock()
+		if draining {
+			c.send(Reply{Code: http.StatusServiceUnavailable, MessageID: req.MessageID, Error: "server shutting down"})
+			continue
+		}
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.ctx.Done():
+			c.reqs.Done()
+			return
+		}
+		go func() {
+			defer c.reqs.Done()
+			defer func() { <-c.sem }()
+			c.send(c.handle(&req))
+		}()
+	}
+}
+
+// handle runs one request.
+func (c *conn) handle(req *Request) Reply {
+	var rep Reply
+	switch req.Op {
+	case OpSubscribe:
+		rep = c.handleSubscribe(req)
+	case OpUnsubscribe:
+		rep = c.handleUnsubscribe(req)
+	default:
+		rep = c.a.do(c.ac, req)
+	}
+	rep.MessageID = req.MessageID
+	return rep
+}
+
+func (c *conn) handleSubscribe(req *Request) Reply {
+	if len(req.Patterns) == 0 || len(req.Patterns) > c.a.opts.MaxPatterns {
+		return errorReply(http.StatusBadRequest, "patterns: give 1 to "+strconv.Itoa(c.a.opts.MaxPatterns))
+	}
+	pats := make([]*pattern.Pattern, len(req.Patterns))
+	for i, s := range req.Patterns {
+		p, err := pattern.Parse(s)
+		if err != nil {
+			return errorReply(http.StatusBadRequest, err.Error())
+		}
+		pats[i] = p
+	}
+	_, rep := c.subscribe(pats, req.FromRevision, true)
+	return rep
+}
+
+func (c *conn) handleUnsubscribe(req *Request) Reply {
+	c.mu.Lock()
+	s := c.subs[req.SubscriptionID]
+	delete(c.subs, req.SubscriptionID)
+	c.mu.Unlock()
+	if s == nil {
+		return errorReply(http.StatusNotFound, "no such subscription")
+	}
+	s.Close()
+	return Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
+}
+
+// subscribe starts a subscription whose events become notifications on
+// this connection; from > 0 resumes after that revision. tagged
+// notifications carry the subscription's id (those of a token's own
+// subscriptions do not, as in HPKV).
+func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, Reply) {
+	s, err := c.a.db.SubscribePatterns(pats, &engine.SubscribeOptions{FromRevision: from})
+	var compacted *pubsub.CompactedError
+	switch {
+	case errors.As(err, &compacted):
+		return 0, Reply{Code: http.StatusGone, Error: err.Error(), Oldest: compacted.Oldest, Revision: compacted.Revision}
+	case errors.Is(err, engine.ErrClosed):
+		return 0, errorReply(http.StatusServiceUnavailable, err.Error())
+	case err != nil:
+		return 0, errorReply(http.StatusBadRequest, err.Error())
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.Close()
+		return 0, errorReply(http.StatusServiceUnavailable, "connection closing")
+	}
+	c.nextSub++
+	id := c.nextSub
+	c.subs[id] = s
+	c.tasks.Add(1)
+	c.mu.Unlock()
+	go c.forward(id, tagged, s)
+	return id, Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
+}
+
+// forward turns a subscription's events into notifications.
+func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
+	defer c.tasks.Done()
+	for ev := range s.Events() {
+		if !c.ac.allows(ev.Key) {
+			continue
+		}
+		n := Notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}
+		if tagged {
+			n.SubscriptionID = id
+		}
+		if ev.Type != pubsub.Delete && ev.Type != pubsub.Expire {
+			n.Value = ptr(ev.Value)
+		}
+		if !c.sendJSON(n) {
+			return
+		}
+	}
+	var compacted *pubsub.CompactedError
+	if err := s.Err(); errors.As(err, &compacted) {
+		// The subscription fell behind the history: say so, once.
+		c.send(Reply{Code: http.StatusGone, Error: err.Error(), SubscriptionID: id, Oldest: compacted.Oldest, Revision: compacted.Revision})
+	}
+}
+
+// send queues a reply.
+func (c *conn) send(r Reply) bool { return c.sendJSON(r) }
+
+// sendJSON queues a message for the writer. If the queue stays full for
+// SlowClientTimeout, the client is not reading: the connection is closed
+// with 1008 and false returned.
+func (c *conn) sendJSON(v any) bool {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.a.opts.Logf("livekv adapter: encode: %v", err)
+		return false
+	}
+	select {
+	case c.out <- b:
+		return true
+	case <-c.ctx.Done():
+		return false
+	default:
+	}
+	t := time.NewTimer(c.a.opts.SlowClientTimeout)
+	defer t.Stop()
+	select {
+	case c.out <- b:
+		return true
+	case <-c.ctx.Done():
+		return false
+	case <-t.C:
+		c.a.stats.slowClosed.Add(1)
+		c.fail(websocket.StatusPolicyViolation, "client too slow: send queue full")
+		return false
+	}
+}
+
+// writeLoop writes queued messages until the connection ends.
+func (c *conn) writeLoop() {
+	defer c.tasks.Done()
+	for {
+		select {
+		case b := <-c.out:
+			if err := c.ws.Write(c.ctx, websocket.MessageText, b); err != nil {
+				c.cancel()
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// pingLoop pings the peer every PingInterval; one that does not answer
+// within the interval is gone.
+func (c *conn) pingLoop() {
+	defer c.tasks.Done()
+	t := time.NewTicker(c.a.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.a.opts.PingInterval)
+			err := c.ws.Ping(ctx)
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.a.stats.deadPeers.Add(1)
+				c.fail(websocket.StatusPolicyViolation, "no answer to ping")
+				return
+			}
+		}
+	}
+}
+
+// fail closes the connection with a status and a reason; what runs on it
+// ends.
+func (c *conn) fail(code websocket.StatusCode, reason string) {
+	c.closeWith(func() { c.ws.Close(code, reason) })
+}
+
+// shutdown drains the connection: no new requests; once those under way
+// have replied and the replies are written, it closes with 1001.
+func (c *conn) shutdown() {
+	c.mu.Lock()
+	c.draining = true
+	c.mu.Unlock()
+	c.closeWith(func() {
+		c.reqs.Wait()
+		for len(c.out) > 0 && c.ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+	})
+}
+
+// closeWith runs close, then ends the connection's context, in a goroutine
+// that run waits for; once run is ending it does nothing.
+func (c *conn) closeWith(close func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closers.Add(1)
+	go func() {
+		defer c.closers.Done()
+		close()
+		c.cancel()
+	}()
+}
+
+// tokenBucket limits a connection's request rate.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// take spends a token if there is one; only the reader calls it.
+func (b *tokenBucket) take() bool {
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

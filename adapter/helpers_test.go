@@ -1,0 +1,200 @@
+package adapter_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
+}
+
+const apiKey = "test-api-key"
+
+// fixture is a DB served by an adapter mounted at /kv/ of a test server.
+type fixture struct {
+	t    *testing.T
+	db   *engine.DB
+	a    *adapter.Adapter
+	srv  *httptest.Server
+	base string // http://127.0.0.1:port/kv
+}
+
+func newFixture(t *testing.T, o *adapter.Options) *fixture {
+	t.Helper()
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	opts := adapter.Options{}
+	if o != nil {
+		opts = *o
+	}
+	if opts.APIKeys == nil {
+		opts.APIKeys = []string{apiKey}
+	}
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	a, err := adapter.New(db, &opts)
+	require.NoError(t, err)
+	f := &fixture{t: t, db: db, a: a}
+	f.serve()
+	return f
+}
+
+// serve mounts the adapter at /kv/ of a test server; cleanup shuts both
+// down.
+func (f *fixture) serve() {
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", f.a))
+	f.srv = httptest.NewServer(mux)
+	f.base = f.srv.URL + "/kv"
+	f.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(f.t, f.a.Shutdown(ctx))
+		f.srv.Close()
+	})
+}
+
+// client is a WebSocket client that matches replies to requests.
+type client struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	next  int64
+	notes []map[string]any // notifications read while waiting for replies
+}
+
+// dial connects to /ws with the query (apiKey=... or token=...).
+func (f *fixture) dial(query string) *client {
+	f.t.Helper()
+	ws, resp, err := f.dialRaw(query, nil)
+	require.NoError(f.t, err, "status %v", resp)
+	ws.SetReadLimit(64 << 20)
+	c := &client{t: f.t, ws: ws}
+	f.t.Cleanup(func() { ws.CloseNow() })
+	return c
+}
+
+func (f *fixture) dialRaw(query string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return websocket.Dial(ctx, strings.Replace(f.base, "http", "ws", 1)+"/ws?"+query, &websocket.DialOptions{HTTPHeader: h})
+}
+
+func (c *client) write(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(c.t, err)
+	c.writeRaw(b)
+}
+
+func (c *client) writeRaw(b []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, b))
+}
+
+// read reads the next message.
+func (c *client) read() map[string]any {
+	c.t.Helper()
+	m, err := c.tryRead(5 * time.Second)
+	require.NoError(c.t, err)
+	return m
+}
+
+func (c *client) tryRead(d time.Duration) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, b, err := c.ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	require.NoError(c.t, json.Unmarshal(b, &m), "%s", b)
+	return m, nil
+}
+
+// call sends a request with the next messageId and returns its reply,
+// keeping the notifications that arrive meanwhile.
+func (c *client) call(req map[string]any) map[string]any {
+	c.t.Helper()
+	c.next++
+	id := c.next
+	req["messageId"] = id
+	c.write(req)
+	for {
+		m := c.read()
+		if m["type"] == "notification" {
+			c.notes = append(c.notes, m)
+			continue
+		}
+		require.EqualValues(c.t, id, m["messageId"], "reply %v", m)
+		return m
+	}
+}
+
+// note returns the next notification.
+func (c *client) note() map[string]any {
+	c.t.Helper()
+	if len(c.notes) > 0 {
+		n := c.notes[0]
+		c.notes = c.notes[1:]
+		return n
+	}
+	m := c.read()
+	require.Equal(c.t, "notification", m["type"], "%v", m)
+	return m
+}
+
+// closeStatus reads until the connection ends and returns its close status.
+func (c *client) closeStatus() websocket.StatusCode {
+	c.t.Helper()
+	for {
+		_, err := c.tryRead(10 * time.Second)
+		if err != nil {
+			return websocket.CloseStatus(err)
+		}
+	}
+}
+
+// post sends a REST request and decodes the JSON reply.
+func (f *fixture) rest(method, path, key string, body string) (int, map[string]any) {
+	f.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.base+path, r)
+	require.NoError(f.t, err)
+	if key != "" {
+		req.Header.Set("x-api-key", key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(f.t, err)
+	defer resp.Body.Close()
+	var m map[string]any
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(f.t, err)
+	require.NoError(f.t, json.Unmarshal(b, &m), "%s", b)
+	return resp.StatusCode, m
+}
+
+// token asks for a token.
+func (f *fixture) token(cfg string) string {
+	f.t.Helper()
+	code, m := f.rest("POST", "/token/websocket", apiKey, cfg)
+	require.Equal(f.t, http.StatusOK, code, "%v", m)
+	return m["token"].(string)
+}

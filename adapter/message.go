@@ -1,0 +1,172 @@
+package adapter
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Operations of the wire protocol. 1 to 6 are HPKV's; the others are
+// livekv's own, which HPKV clients never send.
+const (
+	OpGet         = 1
+	OpSet         = 2
+	OpPatch       = 3
+	OpDelete      = 4
+	OpRange       = 5
+	OpIncrement   = 6
+	OpSubscribe   = 100 // patterns, fromRevision: start a subscription on this connection
+	OpUnsubscribe = 101 // subscriptionId: end one
+	OpCAS         = 102 // key, value, revision: set only if the key's revision is revision (0: absent)
+)
+
+// Request is one message from a client.
+type Request struct {
+	Op        int    `json:"op"`
+	Key       string `json:"key"`
+	Value     string `json:"-"` // a JSON string, or the text of a JSON number
+	HasValue  bool   `json:"-"`
+	EndKey    string `json:"endKey,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	MessageID *int64 `json:"messageId,omitempty"`
+
+	// Extensions.
+	Patterns       []string `json:"patterns,omitempty"`
+	FromRevision   int64    `json:"fromRevision,omitempty"`
+	SubscriptionID int64    `json:"subscriptionId,omitempty"`
+	Revision       int64    `json:"revision,omitempty"`
+}
+
+// wireRequest is Request as it arrives: value may be a string or a number.
+type wireRequest struct {
+	Op             *int            `json:"op"`
+	Key            string          `json:"key"`
+	Value          json.RawMessage `json:"value"`
+	EndKey         string          `json:"endKey"`
+	Limit          *int            `json:"limit"`
+	MessageID      *int64          `json:"messageId"`
+	Patterns       []string        `json:"patterns"`
+	FromRevision   int64           `json:"fromRevision"`
+	SubscriptionID int64           `json:"subscriptionId"`
+	Revision       int64           `json:"revision"`
+}
+
+// errBadRequest marks a message that cannot be decoded or makes no sense.
+var errBadRequest = errors.New("bad request")
+
+// DecodeRequest decodes one client message. On error it still returns the
+// messageId when the message had a readable one, so that the reply can
+// carry it.
+func DecodeRequest(b []byte) (Request, error) {
+	var w wireRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
+		return Request{MessageID: peekMessageID(b)}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return Request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
+	}
+	r := Request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
+		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision}
+	if w.Op == nil {
+		return r, fmt.Errorf("%w: missing op", errBadRequest)
+	}
+	r.Op = *w.Op
+	if w.Limit != nil {
+		if *w.Limit < 0 {
+			return r, fmt.Errorf("%w: negative limit", errBadRequest)
+		}
+		r.Limit = *w.Limit
+	}
+	if len(w.Value) > 0 && string(w.Value) != "null" {
+		v, err := valueText(w.Value)
+		if err != nil {
+			return r, err
+		}
+		r.Value, r.HasValue = v, true
+	}
+	return r, nil
+}
+
+// valueText returns a value sent as a JSON string or number as text.
+func valueText(raw json.RawMessage) (string, error) {
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%w: value: %v", errBadRequest, err)
+		}
+		return s, nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return string(raw), nil
+	}
+	return "", fmt.Errorf("%w: value must be a string or a number", errBadRequest)
+}
+
+// peekMessageID finds a messageId in a message that did not decode as a
+// whole, so that the error reply can still carry it.
+func peekMessageID(b []byte) *int64 {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	id, err := strconv.ParseInt(string(m["messageId"]), 10, 64)
+	if err != nil {
+		return nil
+	}
+	return &id
+}
+
+// delta is the integer a request's value holds, for increments.
+func (r *Request) delta() (int64, error) {
+	if !r.HasValue {
+		return 0, fmt.Errorf("%w: missing value (the increment)", errBadRequest)
+	}
+	n, err := strconv.ParseInt(r.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: increment %q is not an integer", errBadRequest, r.Value)
+	}
+	return n, nil
+}
+
+// Reply is a response to one request. Fields that do not apply are left
+// out.
+type Reply struct {
+	Code      int       `json:"code,omitempty"`
+	MessageID *int64    `json:"messageId,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	Success   *bool     `json:"success,omitempty"`
+	Key       string    `json:"key,omitempty"`
+	Value     *string   `json:"value,omitempty"`
+	Records   *[]Record `json:"records,omitempty"`
+	Count     *int      `json:"count,omitempty"`
+	Truncated *bool     `json:"truncated,omitempty"`
+	NewValue  *int64    `json:"newValue,omitempty"`
+
+	// Extensions.
+	Revision       int64 `json:"revision,omitempty"`
+	SubscriptionID int64 `json:"subscriptionId,omitempty"`
+	Oldest         int64 `json:"oldest,omitempty"`
+}
+
+// Record is one key and value of a range reply.
+type Record struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Notification tells a subscribed connection that a key changed.
+type Notification struct {
+	Type           string  `json:"type"` // "notification"
+	Key            string  `json:"key"`
+	Value          *string `json:"value"` // null when the key was deleted or expired
+	Timestamp      int64   `json:"timestamp"`
+	Revision       int64   `json:"revision"`
+	SubscriptionID int64   `json:"subscriptionId,omitempty"`
+}
+
+func ptr[T any](v T) *T { return &v }

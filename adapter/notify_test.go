@@ -1,0 +1,114 @@
+package adapter_test
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWS_TokenNotifications: a token's subscribe keys and patterns become
+// notifications, in order, a delete as null, with revisions; keys outside
+// the subscriptions or the access pattern are not sent.
+func TestWS_TokenNotifications(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.token(`{"subscribeKeys":["exact*key"],"subscribePatterns":["user:*","*:session"],"accessPattern":"^(user|exact|s)"}`)
+	sub := f.dial("token=" + url.QueryEscape(tok))
+	w := f.dial("apiKey=" + apiKey)
+	// The subscription starts when the connection opens; a request
+	// round trip makes sure it has.
+	require.Equal(t, 404.0, sub.call(m{"op": 1, "key": "user:none"})["code"])
+
+	w.call(m{"op": 2, "key": "user:1", "value": "a"})
+	w.call(m{"op": 2, "key": "other", "value": "x"})
+	w.call(m{"op": 2, "key": "exact*key", "value": "e"})
+	w.call(m{"op": 2, "key": "exactXkey", "value": "not the key"})
+	w.call(m{"op": 3, "key": "user:1", "value": "b"})
+	w.call(m{"op": 6, "key": "user:n", "value": 3})
+	w.call(m{"op": 2, "key": "x:session", "value": "outside the access pattern"})
+	w.call(m{"op": 2, "key": "s:session", "value": "s"})
+	w.call(m{"op": 4, "key": "user:1"})
+
+	want := []struct {
+		key   string
+		value any
+	}{{"user:1", "a"}, {"exact*key", "e"}, {"user:1", "ab"}, {"user:n", "3"}, {"s:session", "s"}, {"user:1", nil}}
+	last := 0.0
+	for _, w := range want {
+		n := sub.note()
+		require.Equal(t, w.key, n["key"])
+		require.Equal(t, w.value, n["value"])
+		require.Greater(t, n["revision"], last)
+		last = n["revision"].(float64)
+		require.Greater(t, n["timestamp"], 1e12, "milliseconds")
+		require.NotContains(t, n, "subscriptionId", "token notifications look like HPKV's")
+	}
+}
+
+// TestWS_SubscribeAndResume: the subscribe message adds subscriptions to an
+// open connection, unsubscribe removes them, and a client that reconnects
+// with the last revision it saw misses nothing.
+func TestWS_SubscribeAndResume(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	r := c.call(m{"op": 100, "patterns": []string{"a:*"}})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	id := r["subscriptionId"]
+	c.call(m{"op": 2, "key": "a:1", "value": "1"})
+	c.call(m{"op": 2, "key": "b:1", "value": "1"})
+	n := c.note()
+	require.Equal(t, "a:1", n["key"])
+	require.Equal(t, id, n["subscriptionId"])
+	seen := n["revision"].(float64)
+
+	require.Equal(t, 200.0, c.call(m{"op": 101, "subscriptionId": id})["code"])
+	require.Equal(t, 404.0, c.call(m{"op": 101, "subscriptionId": id})["code"])
+	c.call(m{"op": 2, "key": "a:2", "value": "2"})
+	require.Empty(t, c.notes, "no notification after unsubscribe")
+
+	// Writes while nobody listens, then a resume from the last revision seen.
+	for i := 3; i < 6; i++ {
+		_, err := f.db.Set(fmt.Sprintf("a:%d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	c2 := f.dial("apiKey=" + apiKey)
+	r = c2.call(m{"op": 100, "patterns": []string{"a:*"}, "fromRevision": seen})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	for _, k := range []string{"a:2", "a:3", "a:4", "a:5"} {
+		require.Equal(t, k, c2.note()["key"])
+	}
+
+	// A token subscription resumes through the URL.
+	tok := f.token(`{"subscribePatterns":["a:*"]}`)
+	c3 := f.dial(fmt.Sprintf("token=%s&fromRevision=%d", url.QueryEscape(tok), int64(seen)))
+	for _, k := range []string{"a:2", "a:3", "a:4", "a:5"} {
+		require.Equal(t, k, c3.note()["key"])
+	}
+
+	bad := c2.call(m{"op": 100, "patterns": []string{"/(/"}})
+	require.Equal(t, 400.0, bad["code"])
+	require.Equal(t, 400.0, c2.call(m{"op": 100})["code"])
+}
+
+// TestWS_ResumeCompacted: resuming from before the history gets 410 with
+// the oldest revision still held, not a silent gap.
+func TestWS_ResumeCompacted(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1, HistoryEvents: 5})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	f := &fixture{t: t, db: db, a: a}
+	f.serve()
+	for i := 0; i < 50; i++ {
+		_, err := db.Set("k", fmt.Sprint(i), nil)
+		require.NoError(t, err)
+	}
+	c := f.dial("apiKey=" + apiKey)
+	r := c.call(m{"op": 100, "patterns": []string{"k"}, "fromRevision": 2})
+	require.Equal(t, 410.0, r["code"], "%v", r)
+	require.Greater(t, r["oldest"], 2.0)
+}

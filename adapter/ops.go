@@ -1,0 +1,156 @@
+package adapter
+
+import (
+	"errors"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// do runs one HPKV operation (or CompareAndSwap) for a client with access
+// ac, over WebSocket or REST.
+func (a *Adapter) do(ac *access, req *Request) Reply {
+	a.stats.requests.Add(1)
+	switch req.Op {
+	case OpGet, OpSet, OpPatch, OpDelete, OpRange, OpIncrement, OpCAS:
+	default:
+		return errorReply(http.StatusBadRequest, "unknown op")
+	}
+	if req.Key == "" {
+		return errorReply(http.StatusBadRequest, "key is required")
+	}
+	if !ac.allows(req.Key) || req.Op == OpRange && req.EndKey != "" && !ac.allows(req.EndKey) {
+		return errorReply(http.StatusForbidden, "key outside the token's access pattern")
+	}
+	db := a.db
+	switch req.Op {
+	case OpGet:
+		it, err := db.Get(req.Key)
+		if err != nil {
+			return engineError(err)
+		}
+		return Reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value)}
+	case OpSet, OpPatch, OpCAS:
+		if !req.HasValue || req.Value == "" {
+			return errorReply(http.StatusBadRequest, "value is required")
+		}
+		var it engine.Item
+		var err error
+		switch req.Op {
+		case OpSet:
+			it, err = db.Set(req.Key, req.Value, nil)
+		case OpPatch:
+			it, err = db.Patch(req.Key, req.Value)
+		default:
+			if req.Revision < 0 {
+				return errorReply(http.StatusBadRequest, "negative revision")
+			}
+			it, err = db.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+		}
+		if err != nil {
+			return engineError(err)
+		}
+		msg := "Record inserted/updated successfully"
+		if req.Op == OpPatch {
+			msg = "Record patched successfully"
+		}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: it.Revision}
+	case OpDelete:
+		if err := db.Delete(req.Key); err != nil {
+			return engineError(err)
+		}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully"}
+	case OpIncrement:
+		d, err := req.delta()
+		if err != nil {
+			return errorReply(http.StatusBadRequest, err.Error())
+		}
+		n, err := db.Increment(req.Key, d)
+		if err != nil {
+			return engineError(err)
+		}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n)}
+	default: // OpRange
+		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
+	}
+}
+
+// rangeReply reads the keys from start to end, both included (end ""
+// means no bound), at most limit of them (0: the default).
+func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
+	if limit == 0 {
+		limit = a.opts.DefaultRangeLimit
+	}
+	if limit > a.opts.MaxRangeLimit {
+		limit = a.opts.MaxRangeLimit
+	}
+	if end != "" && end < start {
+		return errorReply(http.StatusBadRequest, "endKey before key")
+	}
+	stop := ""
+	if end != "" {
+		stop = engine.KeyAfter(end)
+	}
+	records := []Record{}
+	truncated := false
+	for it, err := range a.db.Range(start, stop, &engine.RangeOptions{Limit: limit + 1}) {
+		if err != nil {
+			return engineError(err)
+		}
+		if !ac.allows(it.Key) {
+			continue
+		}
+		if len(records) == limit {
+			truncated = true
+			break
+		}
+		records = append(records, Record{Key: it.Key, Value: it.Value})
+	}
+	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated)}
+}
+
+// engineError maps an engine error to a reply.
+func engineError(err error) Reply {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, engine.ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, engine.ErrInvalidKey), errors.Is(err, engine.ErrNotInteger), errors.Is(err, engine.ErrOverflow),
+		errors.Is(err, engine.ErrInvalidOptions):
+		code = http.StatusBadRequest
+	case errors.Is(err, engine.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, engine.ErrClosed):
+		code = http.StatusServiceUnavailable
+	}
+	msg := err.Error()
+	if code == http.StatusNotFound {
+		msg = "Record not found"
+	}
+	return errorReply(code, msg)
+}
+
+func errorReply(code int, msg string) Reply { return Reply{Code: code, Error: msg} }
+
+// Stats count an adapter's work.
+type Stats struct {
+	Connections int   // WebSocket connections open
+	Requests    int64 // operations run, over WebSocket and REST
+	SlowClosed  int64 // connections closed because the client stopped reading
+	DeadPeers   int64 // connections closed because a ping went unanswered
+}
+
+type counters struct {
+	requests, slowClosed, deadPeers atomic.Int64
+}
+
+// Stats returns the adapter's counters.
+func (a *Adapter) Stats() Stats {
+	a.mu.Lock()
+	n := len(a.conns)
+	a.mu.Unlock()
+	return Stats{Connections: n, Requests: a.stats.requests.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load()}
+}

@@ -1,0 +1,205 @@
+package adapter
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/livekv/livekv/pattern"
+)
+
+// writeJSON writes v with the HTTP status code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeReply writes a reply as a REST response: the code is the HTTP
+// status, not a field.
+func writeReply(w http.ResponseWriter, r Reply) {
+	code := r.Code
+	r.Code = 0
+	writeJSON(w, code, r)
+}
+
+// restAuth checks the x-api-key header.
+func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
+	key := r.Header.Get("x-api-key")
+	if key == "" {
+		writeReply(w, errorReply(http.StatusUnauthorized, "x-api-key header required"))
+		return false
+	}
+	if !a.validAPIKey(key) {
+		writeReply(w, errorReply(http.StatusForbidden, "invalid API key"))
+		return false
+	}
+	return true
+}
+
+// decodeBody decodes a JSON request body of at most MaxMessageSize bytes.
+func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize)
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		code := http.StatusBadRequest
+		if _, ok := err.(*http.MaxBytesError); ok {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeReply(w, errorReply(code, fmt.Sprintf("bad JSON body: %v", err)))
+		return false
+	}
+	return true
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeReply(w, errorReply(http.StatusMethodNotAllowed, "method not allowed; use "+allow))
+}
+
+var full = &access{full: true}
+
+// serveREST serves the REST API: /record, /record/{key}, /record/atomic,
+// /records.
+func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string) {
+	if !a.restAuth(w, r) {
+		return
+	}
+	switch {
+	case path == "record":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		var body struct {
+			Key           string          `json:"key"`
+			Value         json.RawMessage `json:"value"`
+			PartialUpdate bool            `json:"partialUpdate"`
+		}
+		if !a.decodeBody(w, r, &body) {
+			return
+		}
+		req := Request{Op: OpSet, Key: body.Key}
+		if body.PartialUpdate {
+			req.Op = OpPatch
+		}
+		if len(body.Value) > 0 && string(body.Value) != "null" {
+			v, err := valueText(body.Value)
+			if err != nil {
+				writeReply(w, errorReply(http.StatusBadRequest, err.Error()))
+				return
+			}
+			req.Value, req.HasValue = v, true
+		}
+		rep := a.do(full, &req)
+		rep.Revision = 0
+		writeReply(w, rep)
+	case path == "record/atomic":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		var body struct {
+			Key       string      `json:"key"`
+			Increment json.Number `json:"increment"`
+		}
+		if !a.decodeBody(w, r, &body) {
+			return
+		}
+		req := Request{Op: OpIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
+		rep := a.do(full, &req)
+		rep.Key = ""
+		writeReply(w, rep)
+	case path == "records":
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		q := r.URL.Query()
+		limit := 0
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				writeReply(w, errorReply(http.StatusBadRequest, "bad limit"))
+				return
+			}
+			limit = n
+		}
+		req := Request{Op: OpRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
+		writeReply(w, a.do(full, &req))
+	default: // record/{key}
+		key, err := url.PathUnescape(strings.TrimPrefix(path, "record/"))
+		if err != nil {
+			writeReply(w, errorReply(http.StatusBadRequest, "bad key in path"))
+			return
+		}
+		req := Request{Key: key}
+		switch r.Method {
+		case http.MethodGet:
+			req.Op = OpGet
+		case http.MethodDelete:
+			req.Op = OpDelete
+		default:
+			methodNotAllowed(w, "GET, DELETE")
+			return
+		}
+		writeReply(w, a.do(full, &req))
+	}
+}
+
+// serveToken issues a token: POST /token/websocket with x-api-key.
+func (a *Adapter) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, "POST")
+		return
+	}
+	if !a.restAuth(w, r) {
+		return
+	}
+	var tc TokenConfig
+	if !a.decodeBody(w, r, &tc) {
+		return
+	}
+	if err := a.checkTokenConfig(&tc); err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, err.Error()))
+		return
+	}
+	token, err := signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: tc,
+		Expires: a.opts.Now().Add(a.opts.TokenTTL).Unix()})
+	if err != nil {
+		writeReply(w, errorReply(http.StatusInternalServerError, err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Token     string `json:"token"`
+		ExpiresAt string `json:"expiresAt"`
+	}{token, a.opts.Now().Add(a.opts.TokenTTL).UTC().Format(time.RFC3339)})
+}
+
+// checkTokenConfig refuses what a token may not carry.
+func (a *Adapter) checkTokenConfig(tc *TokenConfig) error {
+	if n := len(tc.SubscribeKeys) + len(tc.SubscribePatterns); n > a.opts.MaxPatterns {
+		return fmt.Errorf("%d subscribe keys and patterns, at most %d", n, a.opts.MaxPatterns)
+	}
+	for _, k := range tc.SubscribeKeys {
+		if k == "" || len(k) > pattern.DefaultMaxLen {
+			return fmt.Errorf("subscribe key %.40q: empty or over %d bytes", k, pattern.DefaultMaxLen)
+		}
+	}
+	for _, s := range tc.SubscribePatterns {
+		if _, err := pattern.Parse(s); err != nil {
+			return err
+		}
+	}
+	if tc.AccessPattern != "" {
+		if _, err := accessPattern(tc.AccessPattern); err != nil {
+			return fmt.Errorf("accessPattern: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package adapter_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
+	"github.com/stretchr/testify/require"
+)
+
+type m = map[string]any
+
+func TestWS_Operations(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+
+	require.Equal(t, m{"code": 404.0, "messageId": 1.0, "error": "Record not found"}, c.call(m{"op": 1, "key": "k"}))
+	r := c.call(m{"op": 2, "key": "k", "value": "v1"})
+	require.Equal(t, 200.0, r["code"])
+	require.Equal(t, true, r["success"])
+	require.Equal(t, m{"code": 200.0, "messageId": 3.0, "key": "k", "value": "v1"}, c.call(m{"op": 1, "key": "k"}))
+
+	// Patch: JSON objects merge, anything else appends; a number value is its text.
+	c.call(m{"op": 2, "key": "j", "value": `{"a":1,"b":2}`})
+	require.Equal(t, 200.0, c.call(m{"op": 3, "key": "j", "value": `{"b":null,"c":3}`})["code"])
+	require.Equal(t, `{"a":1,"c":3}`, c.call(m{"op": 1, "key": "j"})["value"])
+	c.call(m{"op": 3, "key": "k", "value": "+more"})
+	require.Equal(t, "v1+more", c.call(m{"op": 1, "key": "k"})["value"])
+	c.call(m{"op": 2, "key": "num", "value": 42})
+	require.Equal(t, "42", c.call(m{"op": 1, "key": "num"})["value"])
+
+	// Increment.
+	r = c.call(m{"op": 6, "key": "n", "value": 5})
+	require.Equal(t, m{"code": 200.0, "messageId": r["messageId"], "success": true, "key": "n", "newValue": 5.0}, r)
+	require.Equal(t, 3.0, c.call(m{"op": 6, "key": "n", "value": -2})["newValue"])
+	require.Equal(t, 400.0, c.call(m{"op": 6, "key": "k", "value": 1})["code"], "stored value is not an integer")
+	require.Equal(t, 400.0, c.call(m{"op": 6, "key": "n", "value": "x"})["code"], "delta is not an integer")
+
+	// Delete.
+	require.Equal(t, 200.0, c.call(m{"op": 4, "key": "k"})["code"])
+	require.Equal(t, 404.0, c.call(m{"op": 4, "key": "k"})["code"])
+
+	// Range: endKey included, limit, count, truncated.
+	for i := 0; i < 5; i++ {
+		c.call(m{"op": 2, "key": fmt.Sprintf("r:%d", i), "value": fmt.Sprint(i)})
+	}
+	r = c.call(m{"op": 5, "key": "r:1", "endKey": "r:3"})
+	require.Equal(t, []any{m{"key": "r:1", "value": "1"}, m{"key": "r:2", "value": "2"}, m{"key": "r:3", "value": "3"}}, r["records"])
+	require.Equal(t, 3.0, r["count"])
+	require.Equal(t, false, r["truncated"])
+	r = c.call(m{"op": 5, "key": "r:", "endKey": "r:~", "limit": 2})
+	require.Equal(t, 2.0, r["count"])
+	require.Equal(t, true, r["truncated"])
+	r = c.call(m{"op": 5, "key": "zz", "endKey": "zzz"})
+	require.Equal(t, []any{}, r["records"])
+
+	// CompareAndSwap (an extension): on the key's revision.
+	r = c.call(m{"op": 102, "key": "cas", "value": "a", "revision": 0})
+	require.Equal(t, 200.0, r["code"])
+	rev := r["revision"]
+	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "cas", "value": "b", "revision": 0})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 102, "key": "cas", "value": "b", "revision": rev})["code"])
+	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "cas", "value": "c", "revision": rev})["code"])
+}
+
+// TestWS_ManyInFlight sends 300 requests before reading any reply: every
+// one gets exactly one reply, with its messageId.
+func TestWS_ManyInFlight(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	const n = 300
+	for i := 1; i <= n; i++ {
+		c.write(m{"op": 6, "key": fmt.Sprintf("k%d", i%10), "value": 1, "messageId": i})
+	}
+	seen := map[float64]bool{}
+	for i := 0; i < n; i++ {
+		r := c.read()
+		require.Equal(t, 200.0, r["code"], "%v", r)
+		id := r["messageId"].(float64)
+		require.False(t, seen[id], "two replies to %v", id)
+		seen[id] = true
+	}
+	for k := 0; k < 10; k++ {
+		require.Equal(t, "30", c.call(m{"op": 1, "key": fmt.Sprintf("k%d", k)})["value"])
+	}
+}
+
+// TestWS_BadInput: every malformed request gets a 4xx reply, with its
+// messageId when it had one, and the connection stays usable.
+func TestWS_BadInput(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	for _, tc := range []struct {
+		raw  string
+		id   any
+		code float64
+	}{
+		{`{"op":1,"key":`, nil, 400},
+		{`not json`, nil, 400},
+		{`{"op":1,"key":"a","messageId":7,}`, nil, 400},
+		{`{"key":"a","messageId":8}`, 8.0, 400},
+		{`{"op":99,"key":"a","messageId":9}`, 9.0, 400},
+		{`{"op":1,"messageId":10}`, 10.0, 400},
+		{`{"op":1,"key":"","messageId":11}`, 11.0, 400},
+		{`{"op":2,"key":"a","messageId":12}`, 12.0, 400},
+		{`{"op":2,"key":"a","value":"","messageId":13}`, 13.0, 400},
+		{`{"op":2,"key":"a","value":{"x":1},"messageId":14}`, 14.0, 400},
+		{`{"op":6,"key":"a","messageId":15}`, 15.0, 400},
+		{`{"op":5,"key":"b","endKey":"a","messageId":16}`, 16.0, 400},
+		{`{"op":5,"key":"a","limit":-1,"messageId":17}`, 17.0, 400},
+		{`{"op":1,"key":"a","messageId":18} {"op":1}`, 18.0, 400},
+		{`[]`, nil, 400},
+	} {
+		c.writeRaw([]byte(tc.raw))
+		r := c.read()
+		require.Equal(t, tc.code, r["code"], tc.raw)
+		require.Equal(t, tc.id, r["messageId"], tc.raw)
+		require.NotEmpty(t, r["error"], tc.raw)
+	}
+	require.NoError(t, c.ws.Write(t.Context(), websocket.MessageBinary, []byte("bin")))
+	require.Equal(t, 400.0, c.read()["code"])
+	long := make([]byte, 2<<10)
+	for i := range long {
+		long[i] = 'k'
+	}
+	require.Equal(t, 413.0, c.call(m{"op": 2, "key": string(long), "value": "v"})["code"], "key over the limit")
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "still", "value": "usable"})["code"])
+}
+
+func TestWS_Auth(t *testing.T) {
+	clock := time.Now()
+	now := func() time.Time { return clock }
+	f := newFixture(t, &adapter.Options{Now: now, TokenTTL: time.Minute})
+	for q, want := range map[string]int{
+		"":                                http.StatusUnauthorized,
+		"apiKey=wrong":                    http.StatusForbidden,
+		"token=garbage":                   http.StatusForbidden,
+		"token=a.b":                       http.StatusForbidden,
+		"apiKey=" + apiKey:                http.StatusSwitchingProtocols,
+		"fromRevision=x&apiKey=" + apiKey: http.StatusBadRequest,
+	} {
+		ws, resp, err := f.dialRaw(q, nil)
+		require.Equal(t, want, resp.StatusCode, q)
+		if err == nil {
+			ws.CloseNow()
+		}
+	}
+
+	tok := f.token(`{"accessPattern":"^(product|user):"}`)
+	tampered := []byte(tok)
+	tampered[3] ^= 1
+	_, resp, err := f.dialRaw("token="+url.QueryEscape(string(tampered)), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "tampered")
+
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "product:1", "value": "p"})["code"])
+	require.Equal(t, 403.0, c.call(m{"op": 2, "key": "order:1", "value": "o"})["code"])
+	require.Equal(t, 403.0, c.call(m{"op": 1, "key": "order:1"})["code"])
+	require.Equal(t, 403.0, c.call(m{"op": 5, "key": "product:", "endKey": "zzz"})["code"], "a range ending outside")
+	_, err = f.db.Get("order:1")
+	require.Error(t, err, "nothing written outside the access pattern")
+
+	// Expired: refused at the handshake, and a session whose token
+	// expires is closed with 1008.
+	short := f.token(`{}`)
+	clock = clock.Add(2 * time.Minute)
+	_, resp, err = f.dialRaw("token="+url.QueryEscape(short), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "expired")
+
+	f2 := newFixture(t, &adapter.Options{TokenTTL: 1500 * time.Millisecond})
+	c2 := f2.dial("token=" + url.QueryEscape(f2.token(`{}`)))
+	require.Equal(t, websocket.StatusPolicyViolation, c2.closeStatus())
+
+	// Token requests need the API key and sane patterns.
+	code, _ := f.rest("POST", "/token/websocket", "", `{}`)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = f.rest("POST", "/token/websocket", "wrong", `{}`)
+	require.Equal(t, http.StatusForbidden, code)
+	code, _ = f.rest("POST", "/token/websocket", apiKey, `{"subscribePatterns":["/(/"]}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _ = f.rest("POST", "/token/websocket", apiKey, `{"accessPattern":"("}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	many := `{"subscribeKeys":[`
+	for i := 0; i < 65; i++ {
+		if i > 0 {
+			many += ","
+		}
+		many += fmt.Sprintf(`"k%d"`, i)
+	}
+	code, _ = f.rest("POST", "/token/websocket", apiKey, many+`]}`)
+	require.Equal(t, http.StatusBadRequest, code, "more patterns than MaxPatterns")
+}
