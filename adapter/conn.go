@@ -367,7 +367,32 @@ func (c *conn) pingLoop() {
 // fail closes the connection with a status and a reason; what runs on it
 // ends.
 func (c *conn) fail(code websocket.StatusCode, reason string) {
-	c.closeWith(func() { c.ws.Close(code, reason) })
+	c.closeWith(func() { c.closeFast(code, reason) })
+}
+
+// closeGrace is how long a close handshake may take before the connection
+// is dropped: a peer that does not read never answers it.
+const closeGrace = time.Second
+
+// closeFast sends the close frame and waits closeGrace for the answer,
+// then drops the connection. A client that does not read may never see
+// the frame.
+func (c *conn) closeFast(code websocket.StatusCode, reason string) {
+	done := make(chan struct{})
+	go func() {
+		c.ws.Close(code, reason)
+		close(done)
+	}()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		// Ending the context ends the reader's Read, which holds what the
+		// handshake waits for, and drops the connection.
+		c.cancel()
+		<-done
+	}
 }
 
 // shutdown drains the connection: no new requests; once those under way
@@ -381,7 +406,7 @@ func (c *conn) shutdown() {
 		for len(c.out) > 0 && c.ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
-		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+		c.closeFast(websocket.StatusGoingAway, "server shutting down")
 	})
 }
 

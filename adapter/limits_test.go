@@ -1,0 +1,143 @@
+package adapter_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWS_MessageTooBig(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxMessageSize: 1024})
+	c := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": strings.Repeat("v", 900)})["code"])
+	c.write(m{"op": 2, "key": "k", "value": strings.Repeat("v", 2000)})
+	require.Equal(t, websocket.StatusMessageTooBig, c.closeStatus())
+}
+
+func TestWS_Origins(t *testing.T) {
+	f := newFixture(t, &adapter.Options{AllowedOrigins: []string{"good.example"}})
+	for origin, want := range map[string]int{
+		"http://evil.example": http.StatusForbidden,
+		"http://good.example": http.StatusSwitchingProtocols,
+		"":                    http.StatusSwitchingProtocols, // not a browser
+	} {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		ws, resp, err := f.dialRaw("apiKey="+apiKey, h)
+		require.Equal(t, want, resp.StatusCode, origin)
+		if err == nil {
+			ws.CloseNow()
+		}
+	}
+}
+
+// TestWS_RateLimit: over the rate, requests get 429, which the official
+// client understands, and the connection goes on.
+func TestWS_RateLimit(t *testing.T) {
+	f := newFixture(t, &adapter.Options{RequestRate: 5, RequestBurst: 5})
+	c := f.dial("apiKey=" + apiKey)
+	for i := 1; i <= 30; i++ {
+		c.write(m{"op": 1, "key": "k", "messageId": i})
+	}
+	codes := map[float64]int{}
+	for i := 0; i < 30; i++ {
+		r := c.read()
+		codes[r["code"].(float64)]++
+		require.NotNil(t, r["messageId"])
+	}
+	require.GreaterOrEqual(t, codes[429], 20, "%v", codes)
+	require.GreaterOrEqual(t, codes[404], 5, "%v", codes)
+	time.Sleep(400 * time.Millisecond)
+	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "k"})["code"], "the bucket refills")
+}
+
+// TestWS_SlowClient: a subscriber that stops reading is closed once its
+// queue has stayed full for SlowClientTimeout; writers and other clients
+// never wait for it.
+func TestWS_SlowClient(t *testing.T) {
+	f := newFixture(t, &adapter.Options{SendQueue: 4, SlowClientTimeout: 200 * time.Millisecond})
+	tok := f.token(`{"subscribePatterns":["*"]}`)
+	stalled := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 404.0, stalled.call(m{"op": 1, "key": "none"})["code"])
+	other := f.dial("apiKey=" + apiKey)
+	value := strings.Repeat("x", 4096)
+	start := time.Now()
+	for i := 0; i < 20000 && f.a.Stats().SlowClosed == 0; i++ {
+		_, err := f.db.Set(fmt.Sprintf("k%d", i%100), value, nil)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.Equal(t, 200.0, other.call(m{"op": 2, "key": "k", "value": "v"})["code"], "others go on")
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestWS_DeadPeer: a peer that answers no ping is closed.
+func TestWS_DeadPeer(t *testing.T) {
+	f := newFixture(t, &adapter.Options{PingInterval: 100 * time.Millisecond})
+	alive := f.dial("apiKey=" + apiKey)
+	ws, _, err := f.dialRaw("apiKey="+apiKey, nil) // never reads, so never answers a ping
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	// The live client reads (and so answers pings) while it makes requests.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		require.Equal(t, 404.0, alive.call(m{"op": 1, "key": "k"})["code"])
+	}
+	require.Equal(t, int64(1), f.a.Stats().DeadPeers, "only the peer that never read")
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestShutdown: requests under way get their replies, connections close
+// with 1001, later requests get 503, and no goroutine is left (TestMain).
+func TestShutdown(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	const n = 200
+	for i := 1; i <= n; i++ {
+		c.write(m{"op": 6, "key": "n", "value": 1, "messageId": i})
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.a.Shutdown(ctx)
+	}()
+	replies := 0
+	for {
+		r, err := c.tryRead(10 * time.Second)
+		if err != nil {
+			require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
+			break
+		}
+		require.Contains(t, []float64{200, 503}, r["code"], "%v", r)
+		replies++
+	}
+	require.NoError(t, <-done)
+	it, err := f.db.Get("n")
+	require.NoError(t, err)
+	t.Logf("%d replies; counter at %s", replies, it.Value)
+	code, _ := f.rest("GET", "/record/n", apiKey, "")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	_, resp, err := f.dialRaw("apiKey="+apiKey, nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+func TestNew_InvalidOptions(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, o := range []*adapter.Options{nil, {}, {APIKeys: []string{""}}, {APIKeys: []string{"k"}, TokenSecret: []byte("short")},
+		{APIKeys: []string{"k"}, RequestRate: -1}, {APIKeys: []string{"k"}, DefaultRangeLimit: 5000}} {
+		_, err := adapter.New(f.db, o)
+		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%+v", o)
+	}
+}
