@@ -2,9 +2,9 @@
 GO ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test vet staticcheck unit bench-module bench
+.PHONY: test vet staticcheck npm unit bench-module bench
 
-test: vet staticcheck unit bench-module
+test: vet staticcheck npm unit bench-module
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
@@ -14,6 +14,11 @@ vet:
 staticcheck:
 	$(STATICCHECK) ./...
 	cd bench && $(STATICCHECK) ./...
+
+# The official HPKV client that the adapter's tests drive, pinned by its
+# lockfile.
+npm:
+	cd adapter/testdata/hpkv && npm ci --no-audit --no-fund
 
 unit:
 	$(GO) test -race -count=1 ./...

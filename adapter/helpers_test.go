@@ -25,14 +25,14 @@ const apiKey = "test-api-key"
 
 // fixture is a DB served by an adapter mounted at /kv/ of a test server.
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	db   *engine.DB
 	a    *adapter.Adapter
 	srv  *httptest.Server
 	base string // http://127.0.0.1:port/kv
 }
 
-func newFixture(t *testing.T, o *adapter.Options) *fixture {
+func newFixture(t testing.TB, o *adapter.Options) *fixture {
 	t.Helper()
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
 	require.NoError(t, err)
@@ -68,7 +68,7 @@ func (f *fixture) serve() {
 
 // client is a WebSocket client that matches replies to requests.
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	ws    *websocket.Conn
 	next  int64
 	notes []map[string]any // notifications read while waiting for replies

@@ -1,20 +1,31 @@
 // Command livekv runs a livekv database.
 //
-//	livekv serve [--data DIR]
+//	livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]
 //
-// serve opens the database in DIR (default ./livekv-data) and keeps it
-// open until SIGINT or SIGTERM, then closes it cleanly.
+// serve opens the database in DIR (default ./livekv-data) and serves the
+// HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
+// 127.0.0.1:8080) until SIGINT or SIGTERM, then closes it cleanly. The API
+// key is KEY, else $LIVEKV_API_KEY, else a random one that it prints;
+// $LIVEKV_TOKEN_SECRET, if set, signs tokens so that they outlive a
+// restart.
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
 )
 
@@ -42,7 +53,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `livekv: an embeddable key-value store with a live change feed.
 
 Commands:
-  serve    open the database in ./livekv-data (or --data DIR) until Ctrl-C
+  serve    serve the database in ./livekv-data over HPKV's API until Ctrl-C
 
 Run "livekv COMMAND --help" for a command's flags.
 `)
@@ -51,24 +62,63 @@ Run "livekv COMMAND --help" for a command's flags.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	data := fs.String("data", "livekv-data", "the database folder (created if missing)")
+	addr := fs.String("addr", "127.0.0.1:8080", "where to listen for HTTP (the HPKV API at /kv/)")
+	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the API key clients use; default $LIVEKV_API_KEY, else a random one, printed")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR]\n\nOpens the database in DIR and keeps it open until Ctrl-C or SIGTERM.")
+		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]\n\n"+
+			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	db, err := engine.Open(*data, &engine.Options{Logf: func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...)
-	}})
+	if *key == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		*key = hex.EncodeToString(b)
+	}
+	var secret []byte
+	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
+		secret = []byte(s)
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
+	db, err := engine.Open(*data, &engine.Options{Logf: logf})
 	if err != nil {
 		return fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 	}
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Logf: logf})
+	if err != nil {
+		db.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
 	abs, _ := filepath.Abs(*data)
-	fmt.Printf("livekv: database open in %s at revision %d; Ctrl-C to stop\n", abs, db.Revision())
+	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
+	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws), API key %s\n", ln.Addr(), ln.Addr(), *key)
+	fmt.Println("livekv: Ctrl-C to stop")
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	<-stop
+	select {
+	case <-stop:
+	case err := <-served:
+		db.Close()
+		return err
+	}
 	fmt.Println("livekv: closing")
-	return db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = errors.Join(a.Shutdown(ctx), srv.Shutdown(ctx))
+	return errors.Join(err, db.Close())
 }
