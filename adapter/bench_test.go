@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,7 @@ func BenchmarkWS_InFlight64(b *testing.B) {
 	}
 	defer ws.CloseNow()
 	ctx := context.Background()
-	value := string(make([]byte, 100))
+	value := strings.Repeat("v", 100)
 	slots := make(chan struct{}, 64)
 	done := make(chan error, 1)
 	b.ReportAllocs()
