@@ -769,3 +769,105 @@ func (l *Log) Close() error {
 	l.lock.Close()
 	return l.err
 }
+
+// Report is what Check found in a log's directory.
+type Report struct {
+	SnapshotRevision int64 // 0: no snapshot
+	SnapshotItems    int64
+	Segments         int
+	Records          int64 // transaction records after the snapshot
+	LastRevision     int64 // newest revision the log holds
+	TornBytes        int64 // bytes of a torn tail that Open would truncate
+}
+
+// Check reads the snapshot and the segments in dir without changing
+// anything and reports what it found. Damage that Open would refuse is
+// returned as an error that errors.Is(err, ErrCorrupt) recognises; a torn
+// tail, which Open truncates, is only reported. The directory must not be
+// open: Check takes its lock.
+func Check(dir string, opts *Options) (Report, error) {
+	l := &Log{dir: dir}
+	if opts != nil {
+		l.opts = *opts
+	}
+	if l.opts.FS == nil {
+		l.opts.FS = OSFS{}
+	}
+	if l.opts.MaxRecord <= 0 {
+		l.opts.MaxRecord = DefaultMaxRecord
+	}
+	fsys := l.opts.FS
+	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	if err != nil {
+		return Report{}, err
+	}
+	defer lock.Close()
+	var rep Report
+	names, err := fsys.List(l.snapDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, name := range names {
+		if strings.HasSuffix(name, ".snap") {
+			b, err := fsys.ReadFile(path.Join(l.snapDir(), name))
+			if err != nil {
+				return rep, err
+			}
+			rep.SnapshotItems = 0
+			rev, err := ReadSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil })
+			if err != nil {
+				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
+			}
+			rep.SnapshotRevision = rev // names sort by revision: the last is the newest
+		}
+	}
+	rep.LastRevision = rep.SnapshotRevision
+	names, err = fsys.List(l.segDir())
+	if err != nil {
+		return rep, err
+	}
+	for i, name := range names {
+		if !strings.HasSuffix(name, ".log") {
+			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
+		}
+		full := path.Join(l.segDir(), name)
+		b, err := fsys.ReadFile(full)
+		if err != nil {
+			return rep, err
+		}
+		rep.Segments++
+		last := i == len(names)-1
+		if len(b) < SegmentHeaderSize && last {
+			rep.TornBytes += int64(len(b))
+			break
+		}
+		if _, err := DecodeSegmentHeader(b); err != nil {
+			return rep, fmt.Errorf("%s: %w", full, err)
+		}
+		res, err := Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+			tx, err := DecodeTx(payload)
+			if err != nil {
+				return err
+			}
+			if tx.Revision <= rep.SnapshotRevision {
+				return nil
+			}
+			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
+			}
+			rep.LastRevision = tx.Revision
+			rep.Records++
+			return nil
+		})
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", full, err)
+		}
+		if res.Torn {
+			if !last {
+				return rep, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", full, ErrCorrupt, res.Good)
+			}
+			rep.TornBytes += int64(len(b)) - res.Good
+		}
+	}
+	return rep, nil
+}

@@ -163,3 +163,54 @@ func FuzzDecodeItem(f *testing.F) {
 		require.Equal(t, it, again)
 	})
 }
+
+// TestCheck: Check reports a sound log, a torn tail (without changing it)
+// and corruption, in segments and in the snapshot.
+func TestCheck(t *testing.T) {
+	fs := wal.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+	appendDurable(t, l, 1, 30)
+	require.NoError(t, l.Snapshot(20, slices.Values(sampleItems(3))))
+	_, err := wal.Check("db", &wal.Options{FS: fs})
+	require.ErrorIs(t, err, wal.ErrLocked, "the log is open")
+	require.NoError(t, l.Close())
+
+	rep, err := wal.Check("db", &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Equal(t, int64(20), rep.SnapshotRevision)
+	require.Equal(t, int64(3), rep.SnapshotItems)
+	require.Equal(t, int64(30), rep.LastRevision)
+	require.Equal(t, int64(10), rep.Records)
+	require.Zero(t, rep.TornBytes)
+
+	segs, err := fs.List("db/wal")
+	require.NoError(t, err)
+	lastSeg := "db/wal/" + segs[len(segs)-1]
+	b, err := fs.ReadFile(lastSeg)
+	require.NoError(t, err)
+	fs.WriteFile(lastSeg, b[:len(b)-3])
+	rep, err = wal.Check("db", &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Equal(t, int64(29), rep.LastRevision)
+	require.Greater(t, rep.TornBytes, int64(0))
+	b2, _ := fs.ReadFile(lastSeg)
+	require.Equal(t, b[:len(b)-3], b2, "Check changes nothing")
+
+	first := "db/wal/" + segs[0]
+	b, err = fs.ReadFile(first)
+	require.NoError(t, err)
+	b[wal.SegmentHeaderSize+3] ^= 1
+	fs.WriteFile(first, b)
+	_, err = wal.Check("db", &wal.Options{FS: fs})
+	require.ErrorIs(t, err, wal.ErrCorrupt)
+
+	snaps, err := fs.List("db/snap")
+	require.NoError(t, err)
+	snap := "db/snap/" + snaps[0]
+	b, err = fs.ReadFile(snap)
+	require.NoError(t, err)
+	fs.WriteFile(snap, b[:len(b)-1])
+	_, err = wal.Check("db", &wal.Options{FS: fs})
+	require.ErrorIs(t, err, wal.ErrCorrupt)
+	require.Contains(t, err.Error(), "snap")
+}

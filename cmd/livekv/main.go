@@ -1,19 +1,25 @@
 // Command livekv runs a livekv database.
 //
 //	livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]
+//	livekv check DIR
+//	livekv dump DIR > backup.jsonl
+//	livekv load DIR < backup.jsonl
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
 // 127.0.0.1:8080) until SIGINT or SIGTERM, then closes it cleanly. The API
-// key is KEY, else $LIVEKV_API_KEY, else a random one that it prints;
+// key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
+// (made at random, and printed, on the first run);
 // $LIVEKV_TOKEN_SECRET, if set, signs tokens so that they outlive a
 // restart.
+//
+// check verifies DIR's snapshot and log without changing them and exits
+// non-zero on corruption. dump writes every item as a JSON line; load adds
+// such lines to a (new or existing) folder, with new revisions.
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,14 +40,17 @@ func main() {
 		usage()
 		return
 	}
-	switch os.Args[1] {
-	case "serve":
-		if err := serve(os.Args[2:]); errors.Is(err, flag.ErrHelp) {
+	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load}
+	if run, ok := cmds[os.Args[1]]; ok {
+		if err := run(os.Args[2:]); errors.Is(err, flag.ErrHelp) {
 			return
 		} else if err != nil {
-			fmt.Fprintln(os.Stderr, "livekv serve:", err)
+			fmt.Fprintf(os.Stderr, "livekv %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
+		return
+	}
+	switch os.Args[1] {
 	default:
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
 		usage()
@@ -54,6 +63,9 @@ func usage() {
 
 Commands:
   serve    serve the database in ./livekv-data over HPKV's API until Ctrl-C
+  check    verify a data folder's snapshot and log, changing nothing
+  dump     write a data folder's items to stdout as JSON lines
+  load     add JSON lines from stdin (as dump writes them) to a data folder
 
 Run "livekv COMMAND --help" for a command's flags.
 `)
@@ -63,7 +75,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	data := fs.String("data", "livekv-data", "the database folder (created if missing)")
 	addr := fs.String("addr", "127.0.0.1:8080", "where to listen for HTTP (the HPKV API at /kv/)")
-	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the API key clients use; default $LIVEKV_API_KEY, else a random one, printed")
+	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the API key clients use; default $LIVEKV_API_KEY, else the one kept in DIR/api-key")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -72,12 +84,20 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(*data, 0o755); err != nil {
+		return err
+	}
+	keyNote := ""
 	if *key == "" {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
+		k, created, err := storedKey(filepath.Join(*data, "api-key"))
+		if err != nil {
 			return err
 		}
-		*key = hex.EncodeToString(b)
+		*key = k
+		keyNote = "kept in " + filepath.Join(*data, "api-key")
+		if created {
+			keyNote = "new, kept in " + filepath.Join(*data, "api-key")
+		}
 	}
 	var secret []byte
 	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
@@ -106,7 +126,10 @@ func serve(args []string) error {
 
 	abs, _ := filepath.Abs(*data)
 	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
-	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws), API key %s\n", ln.Addr(), ln.Addr(), *key)
+	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
+	if keyNote != "" {
+		fmt.Printf("livekv: API key %s (%s)\n", *key, keyNote)
+	}
 	fmt.Println("livekv: Ctrl-C to stop")
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)

@@ -2,8 +2,11 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -88,4 +91,121 @@ func TestUsage(t *testing.T) {
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 2, exit.ExitCode())
 	require.Contains(t, string(out), "unknown command")
+}
+
+// TestCheckDumpLoad: check passes a sound folder and fails a corrupted
+// one; dump and load carry every live item to a new folder.
+func TestCheckDumpLoad(t *testing.T) {
+	bin := build(t)
+	src := filepath.Join(t.TempDir(), "src")
+	db, err := engine.Open(src, &engine.Options{SegmentSize: 4 << 10})
+	require.NoError(t, err)
+	for i := 0; i < 200; i++ {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), strings.Repeat("v", i), nil)
+		require.NoError(t, err)
+	}
+	_, err = db.Set("ttl", "soon", &engine.SetOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, db.Checkpoint())
+	_, err = db.Set("after", `{"json":true}`, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Delete("k000"))
+	require.NoError(t, db.Close())
+
+	out, err := exec.Command(bin, "check", src).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "snapshot at revision 201 with 201 keys")
+	require.Contains(t, string(out), "ok")
+
+	dumped, err := exec.Command(bin, "dump", src).Output()
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(dumped)), "\n")
+	require.Len(t, lines, 201) // 200 + ttl + after - k000
+
+	dst := filepath.Join(t.TempDir(), "dst")
+	load := exec.Command(bin, "load", dst)
+	load.Stdin = bytes.NewReader(dumped)
+	out, err = load.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "loaded 201 items")
+	a, err := engine.Open(src, nil)
+	require.NoError(t, err)
+	b, err := engine.Open(dst, nil)
+	require.NoError(t, err)
+	var left, right []string
+	for it, err := range a.Range("", "", nil) {
+		require.NoError(t, err)
+		left = append(left, it.Key+"="+it.Value+"@"+fmt.Sprint(!it.ExpiresAt.IsZero()))
+	}
+	for it, err := range b.Range("", "", nil) {
+		require.NoError(t, err)
+		right = append(right, it.Key+"="+it.Value+"@"+fmt.Sprint(!it.ExpiresAt.IsZero()))
+	}
+	require.Equal(t, left, right)
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+
+	bad := exec.Command(bin, "load", filepath.Join(t.TempDir(), "x"))
+	bad.Stdin = strings.NewReader("{\"key\":\"a\",\"value\":\"b\"}\nnot json\n")
+	out, err = bad.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "line 2")
+
+	// Corrupt a record that has good records after it.
+	segs, err := filepath.Glob(filepath.Join(src, "wal", "*.log"))
+	require.NoError(t, err)
+	raw, err := os.ReadFile(segs[len(segs)-1])
+	require.NoError(t, err)
+	raw[len(raw)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(segs[len(segs)-1], raw, 0o644))
+	out, err = exec.Command(bin, "check", src).CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode())
+	require.Contains(t, string(out), "corrupt")
+	_, err = exec.Command(bin, "dump", src).Output()
+	require.Error(t, err, "dump refuses a corrupted folder too")
+
+	out, err = exec.Command(bin, "check", filepath.Join(t.TempDir(), "missing")).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "not a folder")
+	for _, sub := range []string{"check", "dump", "load"} {
+		out, err := exec.Command(bin, sub, "--help").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "usage: livekv "+sub)
+	}
+}
+
+// TestServe_KeepsAPIKey: without a key, serve makes one, keeps it in the
+// data folder and uses it again on the next run.
+func TestServe_KeepsAPIKey(t *testing.T) {
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	run := func() string {
+		cmd := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0")
+		cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=")
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		defer cmd.Wait()
+		defer cmd.Process.Signal(syscall.SIGTERM)
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			if m := regexp.MustCompile(`API key (\w+) \((.*)\)`).FindStringSubmatch(lines.Text()); m != nil {
+				go io.Copy(io.Discard, stdout)
+				return m[1] + " " + m[2]
+			}
+		}
+		t.Fatal("serve printed no API key")
+		return ""
+	}
+	first := run()
+	require.Contains(t, first, "new, kept in")
+	second := run()
+	require.Contains(t, second, "kept in")
+	require.NotContains(t, second, "new")
+	require.Equal(t, strings.Fields(first)[0], strings.Fields(second)[0])
+	kept, err := os.ReadFile(filepath.Join(data, "api-key"))
+	require.NoError(t, err)
+	require.Equal(t, strings.Fields(first)[0], strings.TrimSpace(string(kept)))
 }
