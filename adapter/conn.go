@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,6 +25,7 @@ type conn struct {
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
 	out     chan []byte   // the send queue
+	unsent  atomic.Int64  // messages queued and not yet written
 	sem     chan struct{} // a slot per request running
 	reqs    sync.WaitGroup
 	tasks   sync.WaitGroup // the writer, the pinger, subscription forwarders
@@ -304,10 +306,12 @@ func (c *conn) sendJSON(v any) bool {
 		c.a.opts.Logf("livekv adapter: encode: %v", err)
 		return false
 	}
+	c.unsent.Add(1)
 	select {
 	case c.out <- b:
 		return true
 	case <-c.ctx.Done():
+		c.unsent.Add(-1)
 		return false
 	default:
 	}
@@ -317,8 +321,10 @@ func (c *conn) sendJSON(v any) bool {
 	case c.out <- b:
 		return true
 	case <-c.ctx.Done():
+		c.unsent.Add(-1)
 		return false
 	case <-t.C:
+		c.unsent.Add(-1)
 		c.a.stats.slowClosed.Add(1)
 		c.fail(websocket.StatusPolicyViolation, "client too slow: send queue full")
 		return false
@@ -331,7 +337,9 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case b := <-c.out:
-			if err := c.ws.Write(c.ctx, websocket.MessageText, b); err != nil {
+			err := c.ws.Write(c.ctx, websocket.MessageText, b)
+			c.unsent.Add(-1)
+			if err != nil {
 				c.cancel()
 				return
 			}
@@ -403,7 +411,7 @@ func (c *conn) shutdown() {
 	c.mu.Unlock()
 	c.closeWith(func() {
 		c.reqs.Wait()
-		for len(c.out) > 0 && c.ctx.Err() == nil {
+		for c.unsent.Load() > 0 && c.ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		c.closeFast(websocket.StatusGoingAway, "server shutting down")

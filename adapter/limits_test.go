@@ -112,7 +112,7 @@ func TestShutdown(t *testing.T) {
 		defer cancel()
 		done <- f.a.Shutdown(ctx)
 	}()
-	replies := 0
+	replies, done200 := 0, 0
 	for {
 		r, err := c.tryRead(10 * time.Second)
 		if err != nil {
@@ -120,12 +120,18 @@ func TestShutdown(t *testing.T) {
 			break
 		}
 		require.Contains(t, []float64{200, 503}, r["code"], "%v", r)
+		if r["code"] == 200.0 {
+			done200++
+		}
 		replies++
 	}
 	require.NoError(t, <-done)
-	it, err := f.db.Get("n")
-	require.NoError(t, err)
-	t.Logf("%d replies; counter at %s", replies, it.Value)
+	counter := "0"
+	if it, err := f.db.Get("n"); err == nil {
+		counter = it.Value
+	}
+	require.Equal(t, fmt.Sprint(done200), counter, "every increment that ran was answered, and only those")
+	t.Logf("%d replies, %d increments", replies, done200)
 	code, _ := f.rest("GET", "/record/n", apiKey, "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	_, resp, err := f.dialRaw("apiKey="+apiKey, nil)

@@ -30,7 +30,7 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value)}
+		return Reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision}
 	case OpSet, OpPatch, OpCAS:
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
@@ -94,20 +94,30 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	}
 	records := []Record{}
 	truncated := false
-	for it, err := range a.db.Range(start, stop, &engine.RangeOptions{Limit: limit + 1}) {
-		if err != nil {
-			return engineError(err)
+	var rev int64
+	err := a.db.View(func(tx *engine.Tx) error {
+		rev = tx.Revision()
+		for it, err := range tx.Range(start, stop, nil) {
+			if err != nil {
+				return err
+			}
+			if !ac.allows(it.Key) {
+				continue
+			}
+			if len(records) == limit {
+				truncated = true
+				break
+			}
+			records = append(records, Record{Key: it.Key, Value: it.Value})
 		}
-		if !ac.allows(it.Key) {
-			continue
-		}
-		if len(records) == limit {
-			truncated = true
-			break
-		}
-		records = append(records, Record{Key: it.Key, Value: it.Value})
+		return nil
+	})
+	if err != nil {
+		return engineError(err)
 	}
-	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated)}
+	// revision (livekv's) is the one the range was read at: a client that
+	// then applies only notifications after it misses nothing.
+	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev}
 }
 
 // engineError maps an engine error to a reply.

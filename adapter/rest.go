@@ -19,11 +19,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// writeReply writes a reply as a REST response: the code is the HTTP
-// status, not a field.
+// writeReply writes a reply as a REST response, shaped as HPKV's: the code
+// is the HTTP status, not a field, and there is no revision.
 func writeReply(w http.ResponseWriter, r Reply) {
 	code := r.Code
-	r.Code = 0
+	r.Code, r.Revision = 0, 0
 	writeJSON(w, code, r)
 }
 
@@ -96,9 +96,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			}
 			req.Value, req.HasValue = v, true
 		}
-		rep := a.do(full, &req)
-		rep.Revision = 0
-		writeReply(w, rep)
+		writeReply(w, a.do(full, &req))
 	case path == "record/atomic":
 		if r.Method != http.MethodPost {
 			methodNotAllowed(w, "POST")

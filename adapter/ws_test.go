@@ -22,7 +22,7 @@ func TestWS_Operations(t *testing.T) {
 	r := c.call(m{"op": 2, "key": "k", "value": "v1"})
 	require.Equal(t, 200.0, r["code"])
 	require.Equal(t, true, r["success"])
-	require.Equal(t, m{"code": 200.0, "messageId": 3.0, "key": "k", "value": "v1"}, c.call(m{"op": 1, "key": "k"}))
+	require.Equal(t, m{"code": 200.0, "messageId": 3.0, "key": "k", "value": "v1", "revision": r["revision"]}, c.call(m{"op": 1, "key": "k"}))
 
 	// Patch: JSON objects merge, anything else appends; a number value is its text.
 	c.call(m{"op": 2, "key": "j", "value": `{"a":1,"b":2}`})
@@ -52,6 +52,7 @@ func TestWS_Operations(t *testing.T) {
 	require.Equal(t, []any{m{"key": "r:1", "value": "1"}, m{"key": "r:2", "value": "2"}, m{"key": "r:3", "value": "3"}}, r["records"])
 	require.Equal(t, 3.0, r["count"])
 	require.Equal(t, false, r["truncated"])
+	require.Equal(t, float64(f.db.Revision()), r["revision"], "the revision the range was read at")
 	r = c.call(m{"op": 5, "key": "r:", "endKey": "r:~", "limit": 2})
 	require.Equal(t, 2.0, r["count"])
 	require.Equal(t, true, r["truncated"])
