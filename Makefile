@@ -2,9 +2,9 @@
 GO ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test vet staticcheck npm unit bench-module bench
+.PHONY: test vet staticcheck npm chromium unit bench-module bench
 
-test: vet staticcheck npm unit bench-module
+test: vet staticcheck npm chromium unit bench-module
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
@@ -15,10 +15,17 @@ staticcheck:
 	$(STATICCHECK) ./...
 	cd bench && $(STATICCHECK) ./...
 
-# The official HPKV client that the adapter's tests drive, pinned by its
-# lockfile.
+# The official HPKV client that the adapter's tests drive, and Playwright
+# for the browser tests of the apps, pinned by their lockfiles.
 npm:
 	cd adapter/testdata/hpkv && npm ci --no-audit --no-fund
+	cd cmd/livekv/testdata/browser && npm ci --no-audit --no-fund
+
+# Debian's Chromium, which the browser tests drive headless.
+chromium:
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { \
+		echo "installing chromium with apt-get"; \
+		$$(command -v sudo) apt-get update && $$(command -v sudo) apt-get install -y chromium; }
 
 unit:
 	$(GO) test -race -count=1 ./...

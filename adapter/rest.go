@@ -163,20 +163,27 @@ func (a *Adapter) serveToken(w http.ResponseWriter, r *http.Request) {
 	if !a.decodeBody(w, r, &tc) {
 		return
 	}
-	if err := a.checkTokenConfig(&tc); err != nil {
-		writeReply(w, errorReply(http.StatusBadRequest, err.Error()))
-		return
-	}
-	token, err := signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: tc,
-		Expires: a.opts.Now().Add(a.opts.TokenTTL).Unix()})
+	token, expires, err := a.IssueToken(tc)
 	if err != nil {
-		writeReply(w, errorReply(http.StatusInternalServerError, err.Error()))
+		writeReply(w, errorReply(http.StatusBadRequest, err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Token     string `json:"token"`
 		ExpiresAt string `json:"expiresAt"`
-	}{token, a.opts.Now().Add(a.opts.TokenTTL).UTC().Format(time.RFC3339)})
+	}{token, expires.UTC().Format(time.RFC3339)})
+}
+
+// IssueToken returns a token for cfg, as POST /token/websocket does, for a
+// server that hands scoped tokens to its own pages without giving them the
+// API key.
+func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, err error) {
+	if err := a.checkTokenConfig(&cfg); err != nil {
+		return "", time.Time{}, err
+	}
+	expires = a.opts.Now().Add(a.opts.TokenTTL)
+	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix()})
+	return token, expires, err
 }
 
 // checkTokenConfig refuses what a token may not carry.

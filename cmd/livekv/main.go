@@ -120,12 +120,14 @@ func serve(args []string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	mountApps(mux, a)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	abs, _ := filepath.Abs(*data)
 	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
+	fmt.Printf("livekv: todo app at http://%s/todo/, chat at http://%s/chat/\n", ln.Addr(), ln.Addr())
 	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
 	if keyNote != "" {
 		fmt.Printf("livekv: API key %s (%s)\n", *key, keyNote)

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/livekv/livekv/adapter"
+)
+
+// The showcase pages: plain HTML, CSS and JavaScript, no build step.
+//
+//go:embed apps
+var appFiles embed.FS
+
+// appScopes are the tokens each page gets: its own keys only.
+var appScopes = map[string]adapter.TokenConfig{
+	"todo": {SubscribePatterns: []string{"todo:*"}, AccessPattern: "^todo:"},
+	"chat": {SubscribePatterns: []string{"chat:*"}, AccessPattern: "^chat:"},
+}
+
+// mountApps serves the pages at / and the route that gives them scoped
+// tokens, so that the API key never reaches a browser.
+func mountApps(mux *http.ServeMux, a *adapter.Adapter) {
+	root, err := fs.Sub(appFiles, "apps")
+	if err != nil {
+		panic(err) // the embedded tree is part of the binary
+	}
+	mux.Handle("/", http.FileServerFS(root))
+	mux.HandleFunc("POST /apps/token", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			App string `json:"app"`
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1024)
+		w.Header().Set("Content-Type", "application/json")
+		err := json.NewDecoder(r.Body).Decode(&req)
+		scope, ok := appScopes[req.App]
+		if err != nil || !ok {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": `body must be {"app":"todo"} or {"app":"chat"}`})
+			return
+		}
+		token, expires, err := a.IssueToken(scope)
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"token": token, "expiresAt": expires.UTC().Format(time.RFC3339)})
+	})
+}

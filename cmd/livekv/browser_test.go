@@ -1,0 +1,95 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// server is a running livekv serve.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func startServe(t *testing.T, bin, data, addr string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--api-key", "browser-test")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if m := regexp.MustCompile(`HPKV API at http://(\S+)/kv`).FindStringSubmatch(lines.Text()); m != nil {
+			go io.Copy(io.Discard, stdout)
+			return &server{cmd: cmd, base: "http://" + m[1]}
+		}
+	}
+	t.Fatal("serve did not start")
+	return nil
+}
+
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, s.cmd.Wait(), "a clean exit on SIGTERM")
+}
+
+// TestBrowser drives the todo and chat pages in headless Chromium with
+// Playwright (testdata/browser/pages.mjs): two windows see each other's
+// changes, concurrent edits of one todo keep both, chat messages arrive,
+// and after livekv serve restarts on the same folder everything is still
+// there. Screenshots go to testdata/browser/artifacts. make test installs
+// Chromium and playwright-core; without them this test fails, it never
+// skips.
+func TestBrowser(t *testing.T) {
+	node, err := exec.LookPath("node")
+	require.NoError(t, err, "node is required")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	_, err = os.Stat(chromium)
+	require.NoError(t, err, "Chromium is required (make test installs Debian's chromium)")
+	dir := filepath.Join("testdata", "browser")
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
+	require.NoError(t, err, "run `npm ci` in cmd/livekv/testdata/browser (make test does)")
+	artifacts, err := filepath.Abs(filepath.Join(dir, "artifacts"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	pages := func(base, phase string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, node, "pages.mjs", base, phase, artifacts)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "phase %s:\n%s", phase, out)
+		require.Equal(t, "ok\n", string(out), "phase %s", phase)
+	}
+	s := startServe(t, bin, data, "127.0.0.1:0")
+	pages(s.base, "live")
+	s.stop(t)
+	s = startServe(t, bin, data, "127.0.0.1:0")
+	pages(s.base, "restart")
+	s.stop(t)
+	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png"} {
+		st, err := os.Stat(filepath.Join(artifacts, png))
+		require.NoError(t, err)
+		require.Greater(t, st.Size(), int64(1000))
+	}
+}
