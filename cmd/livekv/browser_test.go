@@ -3,15 +3,18 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,8 +52,9 @@ func (s *server) stop(t *testing.T) {
 // TestBrowser drives the todo and chat pages in headless Chromium with
 // Playwright (testdata/browser/pages.mjs): two windows see each other's
 // changes, concurrent edits of one todo keep both, chat messages arrive,
-// and after livekv serve restarts on the same folder everything is still
-// there. Screenshots go to testdata/browser/artifacts. make test installs
+// after livekv serve restarts on the same folder everything is still
+// there, and a page open across a restart says it is offline, then shows
+// what was written meanwhile. Screenshots go to testdata/browser/artifacts. make test installs
 // Chromium and playwright-core; without them this test fails, it never
 // skips.
 func TestBrowser(t *testing.T) {
@@ -86,8 +90,39 @@ func TestBrowser(t *testing.T) {
 	s.stop(t)
 	s = startServe(t, bin, data, "127.0.0.1:0")
 	pages(s.base, "restart")
+
+	// The server goes away under an open page and comes back on the same
+	// address, with a message written meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "pages.mjs", s.base, "reconnect", artifacts)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(stdout)
+	require.True(t, lines.Scan(), "the page script stopped: %s", stderr.String())
+	require.Equal(t, "stop-server", lines.Text(), stderr.String())
 	s.stop(t)
-	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png"} {
+	db, err := engine.Open(data, nil)
+	require.NoError(t, err)
+	now := time.Now().UnixMilli()
+	_, err = db.Set(fmt.Sprintf("chat:msg:lobby:%015d-away", now), fmt.Sprintf(`{"user":"bob","text":"written while you were away","ts":%d}`, now), nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	s = startServe(t, bin, data, strings.TrimPrefix(s.base, "http://"))
+	_, err = io.WriteString(stdin, "go\n")
+	require.NoError(t, err)
+	require.True(t, lines.Scan(), "the page script stopped: %s", stderr.String())
+	require.Equal(t, "ok", lines.Text(), stderr.String())
+	require.NoError(t, cmd.Wait(), stderr.String())
+	s.stop(t)
+	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png", "reconnect-chat.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, png))
 		require.NoError(t, err)
 		require.Greater(t, st.Size(), int64(1000))

@@ -34,6 +34,10 @@ export class Live {
       this.backoff = 250;
       this.onStatus('online');
       this.markReady();
+      if (this.stale) {
+        this.stale = false;
+        this.onReload();
+      }
     };
     ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
     ws.onclose = () => {
@@ -59,10 +63,11 @@ export class Live {
       return;
     }
     if (msg.code === 410 && msg.messageId === undefined) {
-      // The server's history no longer reaches back to our revision:
-      // read everything again.
+      // The server's history no longer reaches back to our revision (it
+      // restarted, or we were away long): the server closes this
+      // connection; read everything again once the next one opens.
       this.rev = 0;
-      this.onReload();
+      this.stale = true;
       return;
     }
     const p = this.pending.get(msg.messageId);

@@ -5,6 +5,9 @@
 //                    edits of one todo keep both; chat messages arrive.
 //   PHASE "restart": after livekv serve restarted on the same folder, the
 //                    data written in "live" is still there.
+//   PHASE "reconnect": prints "stop-server" and waits for a line on stdin
+//                    while the test restarts the server on the same address
+//                    and writes a message: the open page shows it.
 // Prints "ok" and exits 0 when every check passes.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -85,6 +88,24 @@ try {
     }, null, { timeout });
     await shot(a, 'todo');
     await shot(c, 'chat');
+  } else if (phase === 'reconnect') {
+    // The server stops while the page is open: the page says so, and once
+    // the server is back it shows what was written meanwhile and goes on.
+    const c = await open('/chat/');
+    await c.locator('#rooms button[data-room=lobby]').click({ timeout });
+    await c.waitForFunction(() => document.querySelectorAll('#messages .text').length === 2, null, { timeout });
+    console.log('stop-server');
+    await c.waitForSelector('#status[data-state=offline]', { timeout });
+    await new Promise((resolve) => process.stdin.once('data', resolve)); // the server is back
+    await c.waitForSelector('#status[data-state=online]', { timeout: 15000 });
+    await c.waitForFunction(() => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'written while you were away'), null, { timeout });
+    const d = await open('/chat/');
+    await d.locator('#rooms button[data-room=lobby]').click({ timeout });
+    await d.fill('#text', 'after the restart');
+    await d.click('#sendbtn');
+    await c.waitForFunction(() => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'after the restart'), null, { timeout });
+    await shot(c, 'chat');
+    process.stdin.pause();
   } else {
     assert.fail(`unknown phase ${phase}`);
   }
