@@ -94,9 +94,9 @@ func serve(args []string) error {
 			return err
 		}
 		*key = k
-		keyNote = "kept in " + filepath.Join(*data, "api-key")
-		if created {
-			keyNote = "new, kept in " + filepath.Join(*data, "api-key")
+		keyNote = fmt.Sprintf("API key in %s", filepath.Join(*data, "api-key"))
+		if created { // shown this once
+			keyNote = fmt.Sprintf("API key %s (new, kept in %s)", k, filepath.Join(*data, "api-key"))
 		}
 	}
 	var secret []byte
@@ -130,7 +130,7 @@ func serve(args []string) error {
 	fmt.Printf("livekv: todo app at http://%s/todo/, chat at http://%s/chat/\n", ln.Addr(), ln.Addr())
 	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
 	if keyNote != "" {
-		fmt.Printf("livekv: API key %s (%s)\n", *key, keyNote)
+		fmt.Printf("livekv: %s\n", keyNote)
 	}
 	fmt.Println("livekv: Ctrl-C to stop")
 	stop := make(chan os.Signal, 1)
