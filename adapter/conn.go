@@ -310,9 +310,6 @@ func (c *conn) sendJSON(v any) bool {
 	select {
 	case c.out <- b:
 		return true
-	case <-c.ctx.Done():
-		c.unsent.Add(-1)
-		return false
 	default:
 	}
 	t := time.NewTimer(c.a.opts.SlowClientTimeout)

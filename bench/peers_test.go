@@ -249,45 +249,35 @@ func BenchmarkRange1000(b *testing.B) {
 // BenchmarkCompareAndSwap reads a random key and replaces its value only if
 // it has not changed since (livekv compares revisions, buntdb values).
 func BenchmarkCompareAndSwap(b *testing.B) {
-	ks := shuffledKeys()
-	for _, p := range peers {
-		s := loaded(b, p.open)
-		b.Run(p.name, func(b *testing.B) {
-			b.ReportAllocs()
-			r := rand.New(rand.NewPCG(4, 4))
-			for b.Loop() {
-				s.cas(ks[r.IntN(len(ks))], value)
-			}
-		})
-		s.close()
-	}
+	randomKeyOps(b, true, 4, func(s store, k string) { s.cas(k, value) })
 }
 
+// BenchmarkIncrement increments random keys of an empty store.
 func BenchmarkIncrement(b *testing.B) {
-	ks := shuffledKeys()
-	for _, p := range peers {
-		s := p.open(b)
-		b.Run(p.name, func(b *testing.B) {
-			b.ReportAllocs()
-			r := rand.New(rand.NewPCG(3, 3))
-			for b.Loop() {
-				s.incr(ks[r.IntN(len(ks))])
-			}
-		})
-		s.close()
-	}
+	randomKeyOps(b, false, 3, func(s store, k string) { s.incr(k) })
 }
 
 // BenchmarkSet overwrites random keys of a store loaded with 1M keys.
 func BenchmarkSet(b *testing.B) {
+	randomKeyOps(b, true, 4, func(s store, k string) { s.set(k, value) })
+}
+
+// randomKeyOps runs op on random keys of each peer's store, loaded with
+// the 1M keys first if load.
+func randomKeyOps(b *testing.B, load bool, seed uint64, op func(s store, key string)) {
 	ks := shuffledKeys()
 	for _, p := range peers {
-		s := loaded(b, p.open)
+		var s store
+		if load {
+			s = loaded(b, p.open)
+		} else {
+			s = p.open(b)
+		}
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
-			r := rand.New(rand.NewPCG(4, 4))
+			r := rand.New(rand.NewPCG(seed, seed))
 			for b.Loop() {
-				s.set(ks[r.IntN(len(ks))], value)
+				op(s, ks[r.IntN(len(ks))])
 			}
 		})
 		s.close()
