@@ -1,4 +1,5 @@
-# make test: everything CI checks. make bench: the Go benchmarks.
+# make test: everything CI checks. make bench: the Go benchmarks and the
+# suite that compares livekv with its peers (docs/benchmarks.md).
 GO ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -30,10 +31,12 @@ chromium:
 unit:
 	$(GO) test -race -count=1 ./...
 
-# The benchmark module must keep compiling; its benchmarks run with make bench.
+# The benchmark module: its tests run the suite in -quick mode, which
+# checks that it works and writes well-formed results, not its speed.
 bench-module:
 	cd bench && $(GO) test -count=1 -run . ./...
 
+# The Go benchmarks of every package, then the suite against the peers.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...
+	cd bench && $(GO) run . -out results

@@ -1,4 +1,4 @@
-package bench
+package main
 
 import (
 	"fmt"
@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
-	"github.com/tidwall/buntdb"
-	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkDurable compares durable writes, each acknowledged only once it
@@ -28,7 +26,7 @@ func BenchmarkDurable(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer f.Close()
-		rec := []byte(value)
+		rec := []byte(value100)
 		b.ReportAllocs()
 		start := time.Now()
 		for b.Loop() {
@@ -41,44 +39,6 @@ func BenchmarkDurable(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
 	})
-	type durable struct {
-		name string
-		open func(b *testing.B, dir string) (set func(k string) error, close func())
-	}
-	engines := []durable{
-		{"livekv", func(b *testing.B, dir string) (func(string) error, func()) {
-			db, err := engine.Open(dir, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return func(k string) error { _, err := db.Set(k, value, nil); return err }, func() { db.Close() }
-		}},
-		{"buntdb", func(b *testing.B, dir string) (func(string) error, func()) {
-			db, err := buntdb.Open(filepath.Join(dir, "bunt.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := db.SetConfig(buntdb.Config{SyncPolicy: buntdb.Always, AutoShrinkDisabled: true}); err != nil {
-				b.Fatal(err)
-			}
-			return func(k string) error {
-				return db.Update(func(tx *buntdb.Tx) error { _, _, err := tx.Set(k, value, nil); return err })
-			}, func() { db.Close() }
-		}},
-		{"bbolt", func(b *testing.B, dir string) (func(string) error, func()) {
-			db, err := bolt.Open(filepath.Join(dir, "bolt.db"), 0o600, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			bucket := []byte("kv")
-			if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err }); err != nil {
-				b.Fatal(err)
-			}
-			return func(k string) error {
-				return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(k), []byte(value)) })
-			}, func() { db.Close() }
-		}},
-	}
 	// The disk's speed drifts over seconds, so a lone writer is also
 	// compared with raw fsyncs interleaved in blocks, in one loop.
 	b.Run("writers=1/livekv-vs-raw", func(b *testing.B) {
@@ -93,7 +53,7 @@ func BenchmarkDurable(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer f.Close()
-		rec := []byte(value)
+		rec := []byte(value100)
 		const block = 20
 		var inLivekv, inRaw time.Duration
 		b.ReportAllocs()
@@ -101,7 +61,7 @@ func BenchmarkDurable(b *testing.B) {
 			n := min(block, b.N-i)
 			t0 := time.Now()
 			for j := 0; j < n; j++ {
-				if _, err := db.Set(key(i+j), value, nil); err != nil {
+				if _, err := db.Set(keyOf(i+j), value100, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -122,10 +82,13 @@ func BenchmarkDurable(b *testing.B) {
 		b.ReportMetric(inRaw.Seconds()/inLivekv.Seconds(), "of-raw")
 	})
 	for _, writers := range []int{1, 8, 64} {
-		for _, e := range engines {
-			b.Run(fmt.Sprintf("writers=%d/%s", writers, e.name), func(b *testing.B) {
-				set, closeDB := e.open(b, b.TempDir())
-				defer closeDB()
+		for _, p := range peers[:3] { // livekv, buntdb, bbolt
+			b.Run(fmt.Sprintf("writers=%d/%s", writers, p.name), func(b *testing.B) {
+				kv, err := p.open(b.TempDir(), true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer kv.Close()
 				b.ReportAllocs()
 				var next atomic.Int64
 				var wg sync.WaitGroup
@@ -140,7 +103,7 @@ func BenchmarkDurable(b *testing.B) {
 							if i > int64(b.N) {
 								return
 							}
-							if err := set(key(int(i % 100_000))); err != nil {
+							if err := kv.Set(keyOf(int(i%100_000)), value100); err != nil {
 								b.Error(err)
 								return
 							}

@@ -1,186 +1,70 @@
-package bench
+package main
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/livekv/livekv/engine"
-	"github.com/tidwall/buntdb"
 )
 
-// The engine benchmarks compare livekv with buntdb in memory, side by side
-// in one run: go test -bench . -benchtime 1x ... (see docs/benchmarks.md).
+// Go benchmarks of the in-memory workloads, livekv beside buntdb, with 1M
+// keys: go test -run '^$' -bench . -benchtime 1000000x (docs/engine.md).
+// The suite (go run .) runs the same workloads against every peer.
 
 const numKeys = 1_000_000
 
-var value = string(make([]byte, 100))
-
-func key(i int) string { return fmt.Sprintf("key:%08d", i) }
-
-// keys returns the keys in a random order fixed by seed.
-func keys(seed uint64) []string {
-	k := make([]string, numKeys)
-	for i := range k {
-		k[i] = key(i)
-	}
-	r := rand.New(rand.NewPCG(seed, seed))
-	r.Shuffle(len(k), func(i, j int) { k[i], k[j] = k[j], k[i] })
-	return k
-}
-
 var loadOnce sync.Once
-var shuffled []string
+var shuffledKeys1M []string
 
 func shuffledKeys() []string {
-	loadOnce.Do(func() { shuffled = keys(1) })
-	return shuffled
+	loadOnce.Do(func() { shuffledKeys1M = shuffled(numKeys, 1) })
+	return shuffledKeys1M
 }
 
-type store interface {
-	set(k, v string)
-	get(k string) bool
-	incr(k string)
-	rangeN(start string, n int) int
-	cas(k, v string) // read k, then replace it only if unchanged since
-	close()
-}
+// memoryPeers are the peers of the Go benchmarks.
+var memoryPeers = []peer{peers[0], peers[1]}
 
-type livekv struct{ db *engine.DB }
-
-func newLivekv(b *testing.B) store {
-	db, err := engine.Open("", nil)
+func open(b *testing.B, p peer) KV {
+	kv, err := p.open("", false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return livekv{db}
+	return kv
 }
-func (s livekv) set(k, v string) {
-	if _, err := s.db.Set(k, v, nil); err != nil {
-		panic(err)
-	}
-}
-func (s livekv) get(k string) bool { _, err := s.db.Get(k); return err == nil }
-func (s livekv) incr(k string) {
-	if _, err := s.db.Increment(k, 1); err != nil {
-		panic(err)
-	}
-}
-func (s livekv) rangeN(start string, n int) int {
-	c := 0
-	for range s.db.Range(start, "", &engine.RangeOptions{Limit: n}) {
-		c++
-	}
-	return c
-}
-func (s livekv) cas(k, v string) {
-	it, err := s.db.Get(k)
-	if err == nil {
-		_, err = s.db.CompareAndSwap(k, it.Revision, v, nil)
-	}
-	if err != nil {
-		panic(err)
-	}
-}
-func (s livekv) close() { s.db.Close() }
 
-type bunt struct{ db *buntdb.DB }
-
-func newBunt(b *testing.B) store {
-	db, err := buntdb.Open(":memory:")
-	if err != nil {
+func loaded(b *testing.B, p peer) KV {
+	kv := open(b, p)
+	if err := load(kv, shuffledKeys()); err != nil {
 		b.Fatal(err)
 	}
-	return bunt{db}
+	return kv
 }
-func (s bunt) set(k, v string) {
-	err := s.db.Update(func(tx *buntdb.Tx) error { _, _, err := tx.Set(k, v, nil); return err })
-	if err != nil {
-		panic(err)
-	}
-}
-func (s bunt) get(k string) bool {
-	err := s.db.View(func(tx *buntdb.Tx) error { _, err := tx.Get(k); return err })
-	return err == nil
-}
-func (s bunt) incr(k string) {
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		v, err := tx.Get(k)
-		n := 0
-		if err == nil {
-			n, err = strconv.Atoi(v)
-			if err != nil {
-				return err
-			}
-		}
-		_, _, err = tx.Set(k, strconv.Itoa(n+1), nil)
-		return err
-	})
-	if err != nil {
-		panic(err)
-	}
-}
-func (s bunt) rangeN(start string, n int) int {
-	c := 0
-	s.db.View(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual("", start, func(k, v string) bool { c++; return c < n })
-	})
-	return c
-}
-func (s bunt) cas(k, v string) {
-	old := ""
-	err := s.db.View(func(tx *buntdb.Tx) error { var err error; old, err = tx.Get(k); return err })
-	if err == nil {
-		err = s.db.Update(func(tx *buntdb.Tx) error {
-			cur, err := tx.Get(k)
-			if err != nil || cur != old {
-				return errors.New("conflict")
-			}
-			_, _, err = tx.Set(k, v, nil)
-			return err
-		})
-	}
-	if err != nil {
-		panic(err)
-	}
-}
-func (s bunt) close() { s.db.Close() }
 
-var peers = []struct {
-	name string
-	open func(b *testing.B) store
-}{{"livekv", newLivekv}, {"buntdb", newBunt}}
-
-func loaded(b *testing.B, open func(*testing.B) store) store {
-	s := open(b)
-	for _, k := range shuffledKeys() {
-		s.set(k, value)
+func must(err error) {
+	if err != nil {
+		panic(err)
 	}
-	return s
 }
 
 // BenchmarkInsert inserts the keys in random order into an empty store; one
 // op is one insert.
 func BenchmarkInsert(b *testing.B) {
 	ks := shuffledKeys()
-	for _, p := range peers {
+	for _, p := range memoryPeers {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
-			s := p.open(b)
-			defer s.close()
+			kv := open(b, p)
+			defer func() { kv.Close() }()
 			for i := 0; b.Loop(); i++ {
 				if i == len(ks) {
 					b.StopTimer()
-					s.close()
-					s = p.open(b)
+					kv.Close()
+					kv = open(b, p)
 					i = 0
 					b.StartTimer()
 				}
-				s.set(ks[i], value)
+				must(kv.Set(ks[i], value100))
 			}
 		})
 	}
@@ -188,19 +72,15 @@ func BenchmarkInsert(b *testing.B) {
 
 func BenchmarkGet(b *testing.B) {
 	ks := shuffledKeys()
-	for _, p := range peers {
-		s := loaded(b, p.open)
+	for _, p := range memoryPeers {
+		kv := loaded(b, p)
 		for _, par := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/goroutines=%d", p.name, par), func(b *testing.B) {
 				b.ReportAllocs()
-				parallel(b, par, func(r *rand.Rand) {
-					if !s.get(ks[r.IntN(len(ks))]) {
-						panic("missing key")
-					}
-				})
+				parallel(b, par, func(r *rand.Rand) { must(kv.Get(ks[r.IntN(len(ks))])) })
 			})
 		}
-		s.close()
+		kv.Close()
 	}
 }
 
@@ -231,55 +111,54 @@ func parallel(b *testing.B, goroutines int, op func(r *rand.Rand)) {
 }
 
 func BenchmarkRange1000(b *testing.B) {
-	for _, p := range peers {
-		s := loaded(b, p.open)
+	for _, p := range memoryPeers {
+		kv := loaded(b, p)
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			r := rand.New(rand.NewPCG(2, 2))
 			for b.Loop() {
-				if n := s.rangeN(key(r.IntN(numKeys-1000)), 1000); n != 1000 {
-					panic(n)
+				if n, err := kv.Range(keyOf(r.IntN(numKeys-1000)), 1000); err != nil || n != 1000 {
+					panic(fmt.Sprint(n, err))
 				}
 			}
 		})
-		s.close()
+		kv.Close()
 	}
 }
 
 // BenchmarkCompareAndSwap reads a random key and replaces its value only if
 // it has not changed since (livekv compares revisions, buntdb values).
 func BenchmarkCompareAndSwap(b *testing.B) {
-	randomKeyOps(b, true, 4, func(s store, k string) { s.cas(k, value) })
+	randomKeyOps(b, true, 4, func(kv KV, k string) error { return kv.CAS(k, value100) })
 }
 
 // BenchmarkIncrement increments random keys of an empty store.
 func BenchmarkIncrement(b *testing.B) {
-	randomKeyOps(b, false, 3, func(s store, k string) { s.incr(k) })
+	randomKeyOps(b, false, 3, func(kv KV, k string) error { return kv.Incr(k) })
 }
 
 // BenchmarkSet overwrites random keys of a store loaded with 1M keys.
 func BenchmarkSet(b *testing.B) {
-	randomKeyOps(b, true, 4, func(s store, k string) { s.set(k, value) })
+	randomKeyOps(b, true, 4, func(kv KV, k string) error { return kv.Set(k, value100) })
 }
 
 // randomKeyOps runs op on random keys of each peer's store, loaded with
 // the 1M keys first if load.
-func randomKeyOps(b *testing.B, load bool, seed uint64, op func(s store, key string)) {
+func randomKeyOps(b *testing.B, load bool, seed uint64, op func(kv KV, key string) error) {
 	ks := shuffledKeys()
-	for _, p := range peers {
-		var s store
+	for _, p := range memoryPeers {
+		kv := open(b, p)
 		if load {
-			s = loaded(b, p.open)
-		} else {
-			s = p.open(b)
+			kv.Close()
+			kv = loaded(b, p)
 		}
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			r := rand.New(rand.NewPCG(seed, seed))
 			for b.Loop() {
-				op(s, ks[r.IntN(len(ks))])
+				must(op(kv, ks[r.IntN(len(ks))]))
 			}
 		})
-		s.close()
+		kv.Close()
 	}
 }

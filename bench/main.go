@@ -1,0 +1,157 @@
+// Command bench runs livekv side by side with the engines its users would
+// pick instead, on this machine, in one run, and writes a Markdown table,
+// the raw numbers as JSON and SVG plots:
+//
+//	cd bench && go run .                      # every workload (about 15 minutes)
+//	cd bench && go run . -quick               # a short smoke run
+//	cd bench && go run . -workloads get,range -out /tmp/results
+//	cd bench && go run . -replot -out /tmp/results # redraw from results.json
+//
+// Each figure is the median of several runs, with the spread; each peer's
+// row gives its ratio to livekv. See docs/benchmarks.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// config sizes the workloads.
+type config struct {
+	keys      int           // keys loaded
+	ops       int           // operations timed per run
+	runs      int           // runs per figure
+	durableIn time.Duration // how long each durable case runs
+	subs      int           // pattern subscriptions
+	quick     bool
+}
+
+var fullConfig = config{keys: 1_000_000, ops: 1_000_000, runs: 3, durableIn: 3 * time.Second, subs: 100_000}
+var quickConfig = config{keys: 20_000, ops: 20_000, runs: 1, durableIn: 300 * time.Millisecond, subs: 10_000, quick: true}
+
+// Result is one figure: a workload, a case of it, an engine, and the runs.
+type Result struct {
+	Workload string    `json:"workload"`
+	Case     string    `json:"case,omitempty"`
+	Engine   string    `json:"engine"`
+	Unit     string    `json:"unit"`
+	Higher   bool      `json:"higherIsBetter"`
+	Runs     []float64 `json:"runs"`
+	Median   float64   `json:"median"`
+	Min      float64   `json:"min"`
+	Max      float64   `json:"max"`
+	Note     string    `json:"note,omitempty"`
+}
+
+func newResult(workload, cas, eng, unit string, higher bool, runs []float64) Result {
+	s := slices.Clone(runs)
+	slices.Sort(s)
+	return Result{Workload: workload, Case: cas, Engine: eng, Unit: unit, Higher: higher, Runs: runs,
+		Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}
+}
+
+// workload is one thing measured.
+type workload struct {
+	name  string
+	about string
+	run   func(cfg config, progress func(string)) ([]Result, error)
+}
+
+var workloads = []workload{
+	{"insert", "random insert of the keys into an empty store (100-byte values)", runInsert},
+	{"get", "random get of loaded keys, 1 and 8 goroutines", runGet},
+	{"range", "1000-key ordered range from a random key", runRange},
+	{"increment", "atomic increment of random keys", runIncrement},
+	{"durable", "durable writes (fsync on every commit) with 1, 8 and 64 writers, beside the disk's raw fsync rate", runDurable},
+	{"recovery", "time to open a store of the keys after a restart", runRecovery},
+	{"memory", "resident memory per key, 100-byte values", runMemory},
+	{"patterns", "matching one key against the pattern subscriptions: livekv's index against a linear scan", runPatterns},
+	{"delivery", "time from a write to its event at 1, 100 and 1,000 in-process subscribers", runDelivery},
+	{"notify", "over loopback: set a key and notify 100 pattern subscribers, livekv's adapter against Redis", runNotify},
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "a short smoke run: fewer keys, one run each")
+	only := flag.String("workloads", "", "comma-separated workloads to run (default all): "+names())
+	out := flag.String("out", "results", "folder for results.md, results.json and the SVG plots")
+	again := flag.Bool("replot", false, "run nothing: rewrite results.md and the plots in -out from its results.json")
+	flag.Parse()
+	if *again {
+		if err := replot(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg := fullConfig
+	if *quick {
+		cfg = quickConfig
+	}
+	if err := run(cfg, *only, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func names() string {
+	var n []string
+	for _, w := range workloads {
+		n = append(n, w.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func run(cfg config, only, out string) error {
+	chosen := workloads
+	if only != "" {
+		chosen = nil
+		for _, name := range strings.Split(only, ",") {
+			i := slices.IndexFunc(workloads, func(w workload) bool { return w.name == strings.TrimSpace(name) })
+			if i < 0 {
+				return fmt.Errorf("no workload %q; there are %s", name, names())
+			}
+			chosen = append(chosen, workloads[i])
+		}
+	}
+	rep := Report{Machine: machine(), Started: time.Now().UTC(), Quick: cfg.quick, Keys: cfg.keys, Runs: cfg.runs}
+	for _, p := range peers {
+		rep.Settings = append(rep.Settings, Setting{Engine: p.name, Memory: p.settings, Durable: p.durable})
+	}
+	for i, w := range chosen {
+		start := time.Now()
+		progress := func(msg string) {
+			fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s: %s", i+1, len(chosen), w.name, msg)
+		}
+		progress("starting")
+		results, err := w.run(cfg, progress)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s: done in %v\n", i+1, len(chosen), w.name, time.Since(start).Round(time.Millisecond))
+		rep.Workloads = append(rep.Workloads, WorkloadReport{Name: w.name, About: w.about, Results: results})
+	}
+	rep.Finished = time.Now().UTC()
+	if err := rep.write(out); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "results in %s\n", out)
+	return nil
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}

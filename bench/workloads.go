@@ -1,0 +1,379 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var value100 = strings.Repeat("v", 100)
+
+func keyOf(i int) string { return fmt.Sprintf("key:%08d", i) }
+
+// shuffled returns the keys 0..n-1 in an order fixed by seed.
+func shuffled(n int, seed uint64) []string {
+	k := make([]string, n)
+	for i := range k {
+		k[i] = keyOf(i)
+	}
+	r := rand.New(rand.NewPCG(seed, seed))
+	r.Shuffle(n, func(i, j int) { k[i], k[j] = k[j], k[i] })
+	return k
+}
+
+// openFresh opens a peer in memory, or in a new temporary folder if it
+// needs one or durable is asked; cleanup closes it and removes the folder.
+func openFresh(p peer, durable bool) (KV, func(), error) {
+	dir := ""
+	if durable || p.name == "bbolt" {
+		d, err := os.MkdirTemp("", "livekv-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir = d
+	}
+	kv, err := p.open(dir, durable)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("%s: %w", p.name, err)
+	}
+	return kv, func() {
+		kv.Close()
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}, nil
+}
+
+func load(kv KV, keys []string) error {
+	for _, k := range keys {
+		if err := kv.Set(k, value100); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// perPeer runs fn for each of ps cfg.runs times and collects one result
+// per case that fn reports.
+func perPeer(cfg config, progress func(string), ps []peer, workload, unit string, higher bool,
+	fn func(p peer) (map[string]float64, error)) ([]Result, error) {
+	var results []Result
+	for _, p := range ps {
+		runs := map[string][]float64{}
+		var order []string
+		for r := 0; r < cfg.runs; r++ {
+			progress(fmt.Sprintf("%s, run %d of %d", p.name, r+1, cfg.runs))
+			got, err := fn(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			for c, v := range got {
+				if _, ok := runs[c]; !ok {
+					order = append(order, c)
+				}
+				runs[c] = append(runs[c], v)
+			}
+		}
+		sortCases(order)
+		for _, c := range order {
+			results = append(results, newResult(workload, c, p.name, unit, higher, runs[c]))
+		}
+	}
+	return results, nil
+}
+
+func sortCases(c []string) {
+	// "goroutines=8" after "goroutines=1": by the number, then the text.
+	num := func(s string) int {
+		_, v, _ := strings.Cut(s, "=")
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && (num(c[j]) < num(c[j-1]) || num(c[j]) == num(c[j-1]) && c[j] < c[j-1]); j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+}
+
+func opsPerSec(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func runInsert(cfg config, progress func(string)) ([]Result, error) {
+	keys := shuffled(cfg.keys, 1)
+	return perPeer(cfg, progress, peers, "insert", "ops/s", true, func(p peer) (map[string]float64, error) {
+		kv, done, err := openFresh(p, false)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		start := time.Now()
+		if err := load(kv, keys); err != nil {
+			return nil, err
+		}
+		return map[string]float64{"": opsPerSec(len(keys), time.Since(start))}, nil
+	})
+}
+
+// withLoaded opens each peer and loads the keys once for all its runs.
+func withLoaded(cfg config, progress func(string), workload, unit string, higher bool,
+	fn func(kv KV, keys []string) (map[string]float64, error)) ([]Result, error) {
+	keys := shuffled(cfg.keys, 1)
+	var results []Result
+	for _, p := range peers {
+		progress(p.name + ", loading")
+		kv, done, err := openFresh(p, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := load(kv, keys); err != nil {
+			done()
+			return nil, err
+		}
+		r, err := perPeer(cfg, progress, []peer{p}, workload, unit, higher, func(peer) (map[string]float64, error) { return fn(kv, keys) })
+		done()
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, r...)
+	}
+	return results, nil
+}
+
+func runGet(cfg config, progress func(string)) ([]Result, error) {
+	return withLoaded(cfg, progress, "get", "ops/s", true, func(kv KV, keys []string) (map[string]float64, error) {
+		out := map[string]float64{}
+		for _, g := range []int{1, 8} {
+			var failed atomic.Value
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			start := time.Now()
+			for w := 0; w < g; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := rand.New(rand.NewPCG(uint64(w), 2))
+					for next.Add(1) <= int64(cfg.ops) {
+						if err := kv.Get(keys[r.IntN(len(keys))]); err != nil {
+							failed.Store(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if err, ok := failed.Load().(error); ok {
+				return nil, err
+			}
+			out[fmt.Sprintf("goroutines=%d", g)] = opsPerSec(cfg.ops, time.Since(start))
+		}
+		return out, nil
+	})
+}
+
+func runRange(cfg config, progress func(string)) ([]Result, error) {
+	return withLoaded(cfg, progress, "range", "ranges/s", true, func(kv KV, keys []string) (map[string]float64, error) {
+		n := max(cfg.ops/1000, 200)
+		r := rand.New(rand.NewPCG(3, 3))
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			got, err := kv.Range(keyOf(r.IntN(len(keys)-1000)), 1000)
+			if err != nil {
+				return nil, err
+			}
+			if got != 1000 {
+				return nil, fmt.Errorf("a 1000-key range returned %d", got)
+			}
+		}
+		return map[string]float64{"": opsPerSec(n, time.Since(start))}, nil
+	})
+}
+
+func runIncrement(cfg config, progress func(string)) ([]Result, error) {
+	keys := shuffled(cfg.keys, 1)
+	return perPeer(cfg, progress, peers, "increment", "ops/s", true, func(p peer) (map[string]float64, error) {
+		kv, done, err := openFresh(p, false)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		r := rand.New(rand.NewPCG(4, 4))
+		start := time.Now()
+		for i := 0; i < cfg.ops; i++ {
+			if err := kv.Incr(keys[r.IntN(len(keys))]); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]float64{"": opsPerSec(cfg.ops, time.Since(start))}, nil
+	})
+}
+
+func runDurable(cfg config, progress func(string)) ([]Result, error) {
+	var results []Result
+	// The raw rate: a 100-byte write and an fsync, nothing else.
+	var raw []float64
+	for r := 0; r < cfg.runs; r++ {
+		progress(fmt.Sprintf("raw fsync, run %d of %d", r+1, cfg.runs))
+		v, err := rawFsync(cfg.durableIn)
+		if err != nil {
+			return nil, err
+		}
+		raw = append(raw, v)
+	}
+	for _, w := range []int{1, 8, 64} {
+		results = append(results, newResult("durable", fmt.Sprintf("writers=%d", w), "raw fsync", "writes/s", true, raw))
+	}
+	r, err := perPeer(cfg, progress, peers, "durable", "writes/s", true, func(p peer) (map[string]float64, error) {
+		out := map[string]float64{}
+		for _, w := range []int{1, 8, 64} {
+			kv, done, err := openFresh(p, true)
+			if err != nil {
+				return nil, err
+			}
+			var n atomic.Int64
+			var failed atomic.Value
+			var wg sync.WaitGroup
+			stop := time.Now().Add(cfg.durableIn)
+			start := time.Now()
+			for g := 0; g < w; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; time.Now().Before(stop); i++ {
+						if err := kv.Set(keyOf(g*1_000_000+i%100_000), value100); err != nil {
+							failed.Store(err)
+							return
+						}
+						n.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			done()
+			if err, ok := failed.Load().(error); ok {
+				return nil, err
+			}
+			out[fmt.Sprintf("writers=%d", w)] = opsPerSec(int(n.Load()), elapsed)
+		}
+		return out, nil
+	})
+	return append(results, r...), err
+}
+
+func rawFsync(d time.Duration) (float64, error) {
+	dir, err := os.MkdirTemp("", "livekv-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	f, err := os.Create(filepath.Join(dir, "raw"))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	rec := []byte(value100)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		if _, err := f.Write(rec); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return opsPerSec(n, time.Since(start)), nil
+}
+
+func runRecovery(cfg config, progress func(string)) ([]Result, error) {
+	keys := shuffled(cfg.keys, 1)
+	return perPeer(cfg, progress, peers, "recovery", "ms", false, func(p peer) (map[string]float64, error) {
+		dir, err := os.MkdirTemp("", "livekv-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		kv, err := p.open(dir, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := load(kv, keys); err != nil {
+			return nil, err
+		}
+		if err := kv.Close(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		kv, err = p.open(dir, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := kv.Get(keys[0]); err != nil {
+			return nil, fmt.Errorf("after reopening: %w", err)
+		}
+		d := time.Since(start)
+		return map[string]float64{"": float64(d.Microseconds()) / 1000}, kv.Close()
+	})
+}
+
+// rss returns the process's resident memory in bytes.
+func rss() (int64, error) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(b))
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize()), err
+}
+
+func settle() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+func runMemory(cfg config, progress func(string)) ([]Result, error) {
+	keys := shuffled(cfg.keys, 1)
+	return perPeer(cfg, progress, peers, "memory", "bytes/key", false, func(p peer) (map[string]float64, error) {
+		settle()
+		before, err := rss()
+		if err != nil {
+			return nil, err
+		}
+		kv, done, err := openFresh(p, false)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		// Keys and values made here, each its own: an engine that keeps
+		// the strings it is given pays for them, as one that copies does.
+		// Random values, so that an engine that compresses gains nothing.
+		r := rand.New(rand.NewPCG(6, 6))
+		var buf []byte
+		for _, k := range keys {
+			buf = buf[:0]
+			for len(buf) < 100 {
+				buf = fmt.Appendf(buf, "%016x", r.Uint64())
+			}
+			if err := kv.Set(strings.Clone(k), string(buf[:100])); err != nil {
+				return nil, err
+			}
+		}
+		settle()
+		after, err := rss()
+		if err != nil {
+			return nil, err
+		}
+		return map[string]float64{"": float64(after-before) / float64(len(keys))}, nil
+	})
+}
