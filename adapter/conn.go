@@ -379,10 +379,13 @@ func (c *conn) fail(code websocket.StatusCode, reason string) {
 // is dropped: a peer that does not read never answers it.
 const closeGrace = time.Second
 
-// closeFast sends the close frame and waits closeGrace for the answer,
-// then drops the connection. A client that does not read may never see
-// the frame.
+// closeFast lets the writer send what is queued (for up to closeGrace),
+// sends the close frame and waits closeGrace for the answer, then drops
+// the connection. A client that does not read may never see the frame.
 func (c *conn) closeFast(code websocket.StatusCode, reason string) {
+	for end := time.Now().Add(closeGrace); c.unsent.Load() > 0 && c.ctx.Err() == nil && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
 	done := make(chan struct{})
 	go func() {
 		c.ws.Close(code, reason)
@@ -408,9 +411,6 @@ func (c *conn) shutdown() {
 	c.mu.Unlock()
 	c.closeWith(func() {
 		c.reqs.Wait()
-		for c.unsent.Load() > 0 && c.ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
-		}
 		c.closeFast(websocket.StatusGoingAway, "server shutting down")
 	})
 }

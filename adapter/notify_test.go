@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
@@ -111,4 +112,13 @@ func TestWS_ResumeCompacted(t *testing.T) {
 	r := c.call(m{"op": 100, "patterns": []string{"k"}, "fromRevision": 2})
 	require.Equal(t, 410.0, r["code"], "%v", r)
 	require.Greater(t, r["oldest"], 2.0)
+
+	// A token connection resuming from too far back is told so before it
+	// is closed.
+	tok := f.token(`{"subscribeKeys":["k"]}`)
+	tc := f.dial("token=" + url.QueryEscape(tok) + "&fromRevision=2")
+	r = tc.read()
+	require.Equal(t, 410.0, r["code"], "%v", r)
+	require.Greater(t, r["oldest"], 2.0)
+	require.Equal(t, websocket.StatusPolicyViolation, tc.closeStatus())
 }
