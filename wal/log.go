@@ -280,60 +280,31 @@ func (l *Log) replay(fn func(*Tx) error) error {
 	}
 	for i, seg := range l.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
-		b, err := fsys.ReadFile(name)
-		if err != nil {
-			return err
-		}
 		lastSeg := i == len(l.segments)-1
-		if len(b) < SegmentHeaderSize && lastSeg {
-			// A crash while creating the segment: its header never became
-			// durable, so no record can be in it.
-			l.opts.Logf("wal: %s: removing a segment with no complete header", name)
-			if err := l.dropFrom(i); err != nil {
-				return err
-			}
-			break
-		}
-		if _, err := DecodeSegmentHeader(b); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		res, err := Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(typ byte, payload []byte) error {
-			if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
-				return nil // in the snapshot
-			}
-			tx, err := DecodeTx(payload)
-			if err != nil {
-				return err
-			}
+		b, res, bad, err := l.readSegment(name, lastSeg, func(tx *Tx) error {
 			if tx.Revision <= l.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
 			}
 			l.last = tx.Revision
 			l.stats.Records++
-			return fn(&tx)
+			return fn(tx)
 		})
-		if lastSeg && res.Records == 0 && err == nil {
-			// Only a header: a crash right after the segment was started.
-			// Remove it, so that the next append can start it again.
+		if err != nil {
+			return err
+		}
+		if lastSeg && (len(b) < SegmentHeaderSize || res.Records == 0 && bad == nil) {
+			// A crash while the segment was started: its header never
+			// became durable, or no record did. Remove it, so that the
+			// next append can start it again.
 			l.opts.Logf("wal: %s: removing a segment with no records", name)
-			if err := l.dropFrom(i); err != nil {
-				return err
-			}
-			break
+			return l.dropFrom(i)
 		}
-		bad := err != nil && errors.Is(err, ErrCorrupt) || res.Torn && !lastSeg
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return err // fn failed
+		if bad != nil && !l.opts.Repair {
+			return bad
 		}
-		if bad && !l.opts.Repair {
-			if err == nil {
-				err = fmt.Errorf("%w: torn record at offset %d with later segments after it", ErrCorrupt, res.Good)
-			}
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if bad || res.Torn {
+		if bad != nil || res.Torn {
 			what := "torn tail"
-			if bad {
+			if bad != nil {
 				what = "damage (repair)"
 			}
 			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, int64(len(b))-res.Good)
@@ -344,11 +315,45 @@ func (l *Log) replay(fn func(*Tx) error) error {
 		}
 		l.segments[i].size = int64(len(b))
 		l.stats.Bytes += int64(len(b))
-		if bad && !lastSeg {
+		if bad != nil && !lastSeg {
 			return l.dropFrom(i + 1)
 		}
 	}
 	return nil
+}
+
+// readSegment reads the segment file name and calls fn with each of its
+// transactions after the snapshot. A last segment too short for its header
+// is returned as it is, unread. bad is damage that is not a torn tail of
+// the last segment (it wraps ErrCorrupt and names the file); err is what
+// stopped the read otherwise: an I/O error, a bad header, fn's error.
+func (l *Log) readSegment(name string, last bool, fn func(*Tx) error) (b []byte, res ScanResult, bad, err error) {
+	b, err = l.opts.FS.ReadFile(name)
+	if err != nil || len(b) < SegmentHeaderSize && last {
+		return b, res, nil, err
+	}
+	if _, err := DecodeSegmentHeader(b); err != nil {
+		return b, res, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
+			return nil // in the snapshot
+		}
+		tx, err := DecodeTx(payload)
+		if err != nil {
+			return err
+		}
+		return fn(&tx)
+	})
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return b, res, fmt.Errorf("%s: %w", name, err), nil
+	case err != nil:
+		return b, res, nil, err
+	case res.Torn && !last:
+		return b, res, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", name, ErrCorrupt, res.Good), nil
+	}
+	return b, res, nil, nil
 }
 
 func (l *Log) truncate(name string, size int64) error {
@@ -822,6 +827,7 @@ func Check(dir string, opts *Options) (Report, error) {
 		}
 	}
 	rep.LastRevision = rep.SnapshotRevision
+	l.snapRev = rep.SnapshotRevision
 	names, err = fsys.List(l.segDir())
 	if err != nil {
 		return rep, err
@@ -830,28 +836,8 @@ func Check(dir string, opts *Options) (Report, error) {
 		if !strings.HasSuffix(name, ".log") {
 			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
-		full := path.Join(l.segDir(), name)
-		b, err := fsys.ReadFile(full)
-		if err != nil {
-			return rep, err
-		}
-		rep.Segments++
 		last := i == len(names)-1
-		if len(b) < SegmentHeaderSize && last {
-			rep.TornBytes += int64(len(b))
-			break
-		}
-		if _, err := DecodeSegmentHeader(b); err != nil {
-			return rep, fmt.Errorf("%s: %w", full, err)
-		}
-		res, err := Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(_ byte, payload []byte) error {
-			tx, err := DecodeTx(payload)
-			if err != nil {
-				return err
-			}
-			if tx.Revision <= rep.SnapshotRevision {
-				return nil
-			}
+		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, func(tx *Tx) error {
 			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
 			}
@@ -859,13 +845,15 @@ func Check(dir string, opts *Options) (Report, error) {
 			rep.Records++
 			return nil
 		})
-		if err != nil {
-			return rep, fmt.Errorf("%s: %w", full, err)
-		}
-		if res.Torn {
-			if !last {
-				return rep, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", full, ErrCorrupt, res.Good)
-			}
+		rep.Segments++
+		switch {
+		case err != nil:
+			return rep, err
+		case bad != nil:
+			return rep, bad
+		case len(b) < SegmentHeaderSize:
+			rep.TornBytes += int64(len(b))
+		case res.Torn:
 			rep.TornBytes += int64(len(b)) - res.Good
 		}
 	}
