@@ -283,7 +283,7 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 		if ev.Type != pubsub.Delete && ev.Type != pubsub.Expire {
 			n.Value = ptr(ev.Value)
 		}
-		if !c.sendJSON(n) {
+		if !c.send(n) {
 			return
 		}
 	}
@@ -294,13 +294,10 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	}
 }
 
-// send queues a reply.
-func (c *conn) send(r Reply) bool { return c.sendJSON(r) }
-
-// sendJSON queues a message for the writer. If the queue stays full for
+// send queues a message (a Reply or a Notification) for the writer. If the queue stays full for
 // SlowClientTimeout, the client is not reading: the connection is closed
 // with 1008 and false returned.
-func (c *conn) sendJSON(v any) bool {
+func (c *conn) send(v any) bool {
 	b, err := json.Marshal(v)
 	if err != nil {
 		c.a.opts.Logf("livekv adapter: encode: %v", err)

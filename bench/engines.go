@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -240,18 +241,8 @@ func (quietLogger) Fatalf(format string, args ...any) {
 type pebbleKV struct {
 	db *pebble.DB
 	wo *pebble.WriteOptions
-	mu chanMutex
+	mu sync.Mutex
 }
-
-type chanMutex chan struct{}
-
-func (m *chanMutex) lock() {
-	if *m == nil {
-		*m = make(chan struct{}, 1)
-	}
-	*m <- struct{}{}
-}
-func (m *chanMutex) unlock() { <-*m }
 
 func (s *pebbleKV) Set(k, v string) error { return s.db.Set([]byte(k), []byte(v), s.wo) }
 func (s *pebbleKV) Get(k string) error {
@@ -270,8 +261,8 @@ func (s *pebbleKV) get(k string) (string, error) {
 	return string(v), nil
 }
 func (s *pebbleKV) Incr(k string) error {
-	s.mu.lock()
-	defer s.mu.unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
 	v, err := s.get(k)
 	if err == nil {
@@ -300,8 +291,8 @@ func (s *pebbleKV) CAS(k, v string) error {
 	if err != nil {
 		return err
 	}
-	s.mu.lock()
-	defer s.mu.unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	cur, err := s.get(k)
 	if err != nil || cur != old {
 		return errConflict

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,18 +93,15 @@ func perPeer(cfg config, progress func(string), ps []peer, workload, unit string
 	return results, nil
 }
 
+// sortCases orders cases such as "goroutines=8" after "goroutines=1": by
+// the number, then the text.
 func sortCases(c []string) {
-	// "goroutines=8" after "goroutines=1": by the number, then the text.
 	num := func(s string) int {
 		_, v, _ := strings.Cut(s, "=")
 		n, _ := strconv.Atoi(v)
 		return n
 	}
-	for i := 1; i < len(c); i++ {
-		for j := i; j > 0 && (num(c[j]) < num(c[j-1]) || num(c[j]) == num(c[j-1]) && c[j] < c[j-1]); j-- {
-			c[j], c[j-1] = c[j-1], c[j]
-		}
-	}
+	slices.SortFunc(c, func(a, b string) int { return cmp.Or(cmp.Compare(num(a), num(b)), strings.Compare(a, b)) })
 }
 
 func opsPerSec(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }

@@ -75,13 +75,16 @@ func TestBrowser(t *testing.T) {
 
 	bin := build(t)
 	data := filepath.Join(t.TempDir(), "data")
-	pages := func(base, phase string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	script := func(base, phase string) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, node, "pages.mjs", base, phase, artifacts)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-		out, err := cmd.CombinedOutput()
+		return cmd
+	}
+	pages := func(base, phase string) {
+		out, err := script(base, phase).CombinedOutput()
 		require.NoError(t, err, "phase %s:\n%s", phase, out)
 		require.Equal(t, "ok\n", string(out), "phase %s", phase)
 	}
@@ -93,11 +96,7 @@ func TestBrowser(t *testing.T) {
 
 	// The server goes away under an open page and comes back on the same
 	// address, with a message written meanwhile.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "pages.mjs", s.base, "reconnect", artifacts)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	cmd := script(s.base, "reconnect")
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()

@@ -41,20 +41,15 @@ func main() {
 		return
 	}
 	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load}
-	if run, ok := cmds[os.Args[1]]; ok {
-		if err := run(os.Args[2:]); errors.Is(err, flag.ErrHelp) {
-			return
-		} else if err != nil {
-			fmt.Fprintf(os.Stderr, "livekv %s: %v\n", os.Args[1], err)
-			os.Exit(1)
-		}
-		return
-	}
-	switch os.Args[1] {
-	default:
+	run, ok := cmds[os.Args[1]]
+	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
 		usage()
 		os.Exit(2)
+	}
+	if err := run(os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "livekv %s: %v\n", os.Args[1], err)
+		os.Exit(1)
 	}
 }
 
