@@ -57,10 +57,12 @@ type Options struct {
 	// MaxLen is the longest pattern accepted, in bytes. Default 256.
 	MaxLen int
 
-	// MatchTimeout bounds one regex match; a match that runs out of time
-	// counts as no match and is counted by Pattern.Timeouts. Default 10ms.
-	// regexp2 checks deadlines on a clock that ticks every 100ms, so a
-	// runaway match can take up to about MatchTimeout plus that period.
+	// MatchTimeout bounds one try of a regex match. A try that runs out of
+	// time is made once more (regexp2's clock can jump on a loaded
+	// machine); a match that runs out of time twice counts as no match and
+	// is counted by Pattern.Timeouts. Default 10ms. regexp2 checks
+	// deadlines on a clock that ticks every 100ms, so each try can run for
+	// about MatchTimeout plus two ticks (see docs/patterns.md).
 	MatchTimeout time.Duration
 }
 
@@ -286,7 +288,7 @@ func (p *Pattern) Match(key string) bool {
 	case Regex:
 		buf := runeBufs.Get().(*[]rune)
 		*buf = appendRunes((*buf)[:0], key)
-		ok, err := p.re.MatchRunes(*buf)
+		ok, err := p.matchRunes(*buf)
 		runeBufs.Put(buf)
 		if err != nil {
 			p.timeouts.Add(1)
@@ -296,6 +298,23 @@ func (p *Pattern) Match(key string) bool {
 	}
 	return false
 }
+
+// matchRunes runs the regex, and once more if it runs out of time. regexp2
+// reads time from a clock that a goroutine of its own moves forward; on a
+// loaded machine that goroutine can be starved, then jump, and fail a match
+// that had barely started, which would hide an event from a subscriber.
+// A runaway match runs out of time on both tries.
+func (p *Pattern) matchRunes(r []rune) (bool, error) {
+	ok, err := regexMatch(p.re, r)
+	if err != nil {
+		ok, err = regexMatch(p.re, r)
+	}
+	return ok, err
+}
+
+// regexMatch is regexp2's match; tests replace it to make a try run out of
+// time.
+var regexMatch = (*regexp2.Regexp).MatchRunes
 
 // runeBufs holds the rune slices that regex matches read keys into, so
 // that a match does not allocate one.

@@ -193,7 +193,11 @@ func TestBroker_ManySubscribers(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("subscriber %d got %d events of %d", i, got, len(want))
+				var timeouts int64
+				for _, p := range res.ps {
+					timeouts += p.Timeouts()
+				}
+				t.Fatalf("subscriber %d got %d events of %d (regex matches out of time: %d)", i, got, len(want), timeouts)
 			}
 			time.Sleep(time.Millisecond)
 		}

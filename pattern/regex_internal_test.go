@@ -1,0 +1,40 @@
+package pattern
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/dlclark/regexp2"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRegex_SpuriousTimeout: a try that runs out of time (as when regexp2's
+// clock jumps on a loaded machine) is made again, and only a match that runs
+// out of time twice counts as a timeout.
+func TestRegex_SpuriousTimeout(t *testing.T) {
+	real := regexMatch
+	t.Cleanup(func() { regexMatch = real })
+	timeout := errors.New("match timeout")
+	p := MustParse(`/^(order|x)/`)
+
+	tries, failFirst := 0, 1
+	regexMatch = func(re *regexp2.Regexp, r []rune) (bool, error) {
+		tries++
+		if tries <= failFirst {
+			return false, timeout
+		}
+		return real(re, r)
+	}
+	require.True(t, p.Match("order:1"), "a match whose first try ran out of time")
+	require.Equal(t, 2, tries)
+	require.Zero(t, p.Timeouts())
+
+	tries, failFirst = 0, 2
+	require.False(t, p.Match("order:1"), "a match out of time twice")
+	require.Equal(t, 2, tries, "no third try")
+	require.Equal(t, int64(1), p.Timeouts())
+
+	tries, failFirst = 0, 0
+	require.True(t, p.Match("order:1"))
+	require.Equal(t, 1, tries, "one try when it does not run out of time")
+}
