@@ -294,9 +294,9 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	}
 }
 
-// send queues a message (a Reply or a Notification) for the writer. If the queue stays full for
-// SlowClientTimeout, the client is not reading: the connection is closed
-// with 1008 and false returned.
+// send queues a message (a Reply or a Notification) for the writer. If
+// the queue stays full for SlowClientTimeout, the client is not reading:
+// the connection is closed with 1008 and false returned.
 func (c *conn) send(v any) bool {
 	b, err := json.Marshal(v)
 	if err != nil {

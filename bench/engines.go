@@ -45,6 +45,19 @@ var peers = []peer{
 
 var errConflict = errors.New("conflict")
 
+// incremented is the value an increment stores: old plus one, or 1 if the
+// key was not found.
+func incremented(old string, found bool) (string, error) {
+	n := 0
+	if found {
+		var err error
+		if n, err = strconv.Atoi(old); err != nil {
+			return "", err
+		}
+	}
+	return strconv.Itoa(n + 1), nil
+}
+
 func openLivekv(dir string, durable bool) (KV, error) {
 	o := &engine.Options{SweepInterval: -1}
 	if !durable {
@@ -105,16 +118,14 @@ func (s buntKV) Get(k string) error {
 }
 func (s buntKV) Incr(k string) error {
 	return s.db.Update(func(tx *buntdb.Tx) error {
-		n := 0
 		v, err := tx.Get(k)
-		if err == nil {
-			if n, err = strconv.Atoi(v); err != nil {
-				return err
-			}
-		} else if !errors.Is(err, buntdb.ErrNotFound) {
+		if err != nil && !errors.Is(err, buntdb.ErrNotFound) {
 			return err
 		}
-		_, _, err = tx.Set(k, strconv.Itoa(n+1), nil)
+		if v, err = incremented(v, err == nil); err != nil {
+			return err
+		}
+		_, _, err = tx.Set(k, v, nil)
 		return err
 	})
 }
@@ -172,14 +183,12 @@ func (s boltKV) Get(k string) error {
 func (s boltKV) Incr(k string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(boltBucket)
-		n := 0
-		if v := b.Get([]byte(k)); v != nil {
-			var err error
-			if n, err = strconv.Atoi(string(v)); err != nil {
-				return err
-			}
+		old := b.Get([]byte(k))
+		v, err := incremented(string(old), old != nil)
+		if err != nil {
+			return err
 		}
-		return b.Put([]byte(k), []byte(strconv.Itoa(n+1)))
+		return b.Put([]byte(k), []byte(v))
 	})
 }
 func (s boltKV) Range(start string, n int) (int, error) {
@@ -263,16 +272,14 @@ func (s *pebbleKV) get(k string) (string, error) {
 func (s *pebbleKV) Incr(k string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
 	v, err := s.get(k)
-	if err == nil {
-		if n, err = strconv.Atoi(v); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, pebble.ErrNotFound) {
+	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
 		return err
 	}
-	return s.db.Set([]byte(k), []byte(strconv.Itoa(n+1)), s.wo)
+	if v, err = incremented(v, err == nil); err != nil {
+		return err
+	}
+	return s.db.Set([]byte(k), []byte(v), s.wo)
 }
 func (s *pebbleKV) Range(start string, n int) (int, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(start)})
@@ -327,17 +334,19 @@ func (s badgerKV) Get(k string) error {
 func (s badgerKV) Incr(k string) error {
 	for {
 		err := s.db.Update(func(tx *badger.Txn) error {
-			n := 0
+			var old []byte
 			it, err := tx.Get([]byte(k))
 			if err == nil {
-				err = it.Value(func(v []byte) error { var e error; n, e = strconv.Atoi(string(v)); return e })
-				if err != nil {
-					return err
-				}
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				old, err = it.ValueCopy(nil)
+			}
+			if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
-			return tx.Set([]byte(k), []byte(strconv.Itoa(n+1)))
+			v, err := incremented(string(old), err == nil)
+			if err != nil {
+				return err
+			}
+			return tx.Set([]byte(k), []byte(v))
 		})
 		if !errors.Is(err, badger.ErrConflict) {
 			return err

@@ -89,62 +89,61 @@ func runPatterns(cfg config, progress func(string)) ([]Result, error) {
 }
 
 func runDelivery(cfg config, progress func(string)) ([]Result, error) {
+	writes := 200
+	if cfg.quick {
+		writes = 20
+	}
 	var results []Result
 	for _, n := range []int{1, 100, 1000} {
 		progress(fmt.Sprintf("%d subscribers", n))
-		db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+		runs, err := delivery(n, writes, cfg.runs)
 		if err != nil {
 			return nil, err
 		}
-		var got atomic.Int64
-		var wg sync.WaitGroup
-		subs := make([]*engine.Subscription, n)
-		for i := range subs {
-			s, err := db.Subscribe([]string{"hot:*"}, nil)
-			if err != nil {
-				return nil, err
-			}
-			subs[i] = s
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range s.Events() {
-					got.Add(1)
-				}
-			}()
-		}
-		var runs []float64
-		writes := 200
-		if cfg.quick {
-			writes = 20
-		}
-		for run := 0; run < cfg.runs; run++ {
-			var lat []float64
-			for i := 0; i < writes; i++ {
-				got.Store(0)
-				start := time.Now()
-				if _, err := db.Set("hot:1", "v", nil); err != nil {
-					return nil, err
-				}
-				for got.Load() < int64(n) {
-					if time.Since(start) > 10*time.Second {
-						return nil, fmt.Errorf("%d of %d subscribers got the event", got.Load(), n)
-					}
-					runtime.Gosched() // leave the processor to the subscribers
-				}
-				lat = append(lat, float64(time.Since(start).Nanoseconds())/1000)
-			}
-			slices.Sort(lat)
-			runs = append(runs, lat[len(lat)/2])
-		}
-		for _, s := range subs {
-			s.Close()
-		}
-		wg.Wait()
-		db.Close()
 		results = append(results, newResult("delivery", fmt.Sprintf("subscribers=%d", n), "livekv", "µs to all", false, runs))
 	}
 	return results, nil
+}
+
+// delivery opens a store with n in-process subscribers to one pattern and
+// returns, for each of runs runs, the median time in µs from a write to its
+// event at all of them.
+func delivery(n, writes, runs int) ([]float64, error) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range n {
+		s, err := db.Subscribe([]string{"hot:*"}, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range s.Events() {
+				got.Add(1)
+			}
+		}()
+	}
+	var out []float64
+	for range runs {
+		// Gosched, not sleep: the subscribers are goroutines of this process.
+		d, err := measureFanout(writes, int64(n), &got, runtime.Gosched, func(int) error {
+			_, err := db.Set("hot:1", "v", nil)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, float64(d.Nanoseconds())/1000)
+	}
+	return out, nil
 }
 
 // notifyClients is how many pattern subscribers the notify workload has.
@@ -188,26 +187,34 @@ func repeat(n int, fn func() (float64, error)) ([]float64, error) {
 }
 
 // measureFanout sets a key writes times through set and returns the median
-// time until every subscriber counted by got has its notification.
-func measureFanout(writes int, got *atomic.Int64, set func(i int) error) (float64, error) {
-	var lat []float64
+// time until want notifications, counted by got, have arrived; pause runs
+// between looks at got.
+func measureFanout(writes int, want int64, got *atomic.Int64, pause func(), set func(i int) error) (time.Duration, error) {
+	var lat []time.Duration
 	for i := 0; i < writes; i++ {
 		got.Store(0)
 		start := time.Now()
 		if err := set(i); err != nil {
 			return 0, err
 		}
-		for got.Load() < notifyClients {
+		for got.Load() < want {
 			if time.Since(start) > 10*time.Second {
-				return 0, fmt.Errorf("%d of %d subscribers notified", got.Load(), notifyClients)
+				return 0, fmt.Errorf("%d of %d subscribers notified", got.Load(), want)
 			}
-			time.Sleep(20 * time.Microsecond)
+			pause()
 		}
-		lat = append(lat, float64(time.Since(start).Microseconds())/1000)
+		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
 	return lat[len(lat)/2], nil
 }
+
+// sleepBriefly is the pause between looks for notifications that come over
+// the network.
+func sleepBriefly() { time.Sleep(20 * time.Microsecond) }
+
+// ms is d in milliseconds.
+func ms(d time.Duration, err error) (float64, error) { return float64(d.Microseconds()) / 1000, err }
 
 func notifyLivekv(writes int) (float64, error) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
@@ -261,20 +268,21 @@ func notifyLivekv(writes int) (float64, error) {
 	conns = append(conns, writer)
 	// Every subscription is live once a write reaches every client.
 	for i := 0; ; i++ {
-		if _, err := measureFanout(1, &got, func(int) error { _, err := db.Set("room:warm", "up", nil); return err }); err == nil {
+		warm := func(int) error { _, err := db.Set("room:warm", "up", nil); return err }
+		if _, err := measureFanout(1, notifyClients, &got, sleepBriefly, warm); err == nil {
 			break
 		} else if i == 10 {
 			return 0, err
 		}
 	}
-	return measureFanout(writes, &got, func(i int) error {
+	return ms(measureFanout(writes, notifyClients, &got, sleepBriefly, func(i int) error {
 		msg := fmt.Sprintf(`{"op":2,"key":"room:1","value":"message %d","messageId":%d}`, i, i+1)
 		if err := writer.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 			return err
 		}
 		_, _, err := writer.Read(ctx) // the reply
 		return err
-	})
+	}))
 }
 
 // notifyRedis runs redis-server on a free loopback port with keyspace
@@ -331,7 +339,7 @@ func notifyRedis(writes int) (float64, error) {
 		}
 		wg.Wait()
 	}()
-	return measureFanout(writes, &got, func(i int) error {
+	return ms(measureFanout(writes, notifyClients, &got, sleepBriefly, func(i int) error {
 		return client.Set(ctx, "room:1", fmt.Sprintf("message %d", i), 0).Err()
-	})
+	}))
 }

@@ -306,10 +306,11 @@ func runRecovery(cfg config, progress func(string)) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := load(kv, keys); err != nil {
-			return nil, err
+		err = load(kv, keys)
+		if cerr := kv.Close(); err == nil {
+			err = cerr
 		}
-		if err := kv.Close(); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		start := time.Now()
@@ -318,6 +319,7 @@ func runRecovery(cfg config, progress func(string)) ([]Result, error) {
 			return nil, err
 		}
 		if err := kv.Get(keys[0]); err != nil {
+			kv.Close()
 			return nil, fmt.Errorf("after reopening: %w", err)
 		}
 		d := time.Since(start)
