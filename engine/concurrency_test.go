@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -205,4 +206,99 @@ func TestDB_Close_WhileBusy(t *testing.T) {
 	}
 	require.NoError(t, db.Close())
 	wg.Wait()
+}
+
+// TestDB_Reads_NeverTorn checks that a reader never sees parts of two
+// versions of a key: every value written names its own version and has a
+// length that changes with it, and gets, scans and views running beside
+// the writers check each item they read against that.
+func TestDB_Reads_NeverTorn(t *testing.T) {
+	db := open(t, nil)
+	const keys, writes = 8, 3000
+	valueOf := func(ver int64) string {
+		return strings.Repeat("x", int(ver%61)) + ":" + strconv.FormatInt(ver, 10)
+	}
+	check := func(it engine.Item) error {
+		if it.Value != valueOf(it.Version) {
+			return fmt.Errorf("%s at version %d holds %q", it.Key, it.Version, it.Value)
+		}
+		return nil
+	}
+	stop := make(chan struct{})
+	var writers, readers sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; i < writes; i++ {
+				k := fmt.Sprintf("k%d", (i+w)%keys)
+				// Set the value the next version must hold; a delete now
+				// and then starts the key again at version 1.
+				err := db.Update(func(tx *engine.Tx) error {
+					it, err := tx.Get(k)
+					var ver int64 = 1
+					if err == nil {
+						ver = it.Version + 1
+					}
+					if ver > 100 {
+						return tx.Delete(k)
+					}
+					_, err = tx.Set(k, valueOf(ver), nil)
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for r := 0; r < 3; r++ {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := 0; i < keys; i++ {
+					if it, err := db.Get(fmt.Sprintf("k%d", i)); err == nil {
+						if err := check(it); err != nil {
+							t.Error("get:", err)
+							return
+						}
+					}
+				}
+				for it, err := range db.Range("", "", nil) {
+					if err == nil {
+						err = check(it)
+					}
+					if err != nil {
+						t.Error("range:", err)
+						return
+					}
+				}
+				err := db.View(func(tx *engine.Tx) error {
+					for it, err := range tx.Prefix("k", &engine.RangeOptions{Reverse: true}) {
+						if err == nil {
+							err = check(it)
+						}
+						if err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error("view:", err)
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
 }

@@ -11,13 +11,13 @@ import (
 type entry struct {
 	key string
 
+	// vis is a copy of the newest committed version, which point reads and
+	// scans load without a lock.
+	vis visible
+
 	// head is the newest version, possibly written by a transaction that
 	// has not committed yet. Only writers (holding DB.wmu) store it.
 	head atomic.Pointer[version]
-
-	// vis is the newest committed version, or nil once the key is deleted.
-	// Point reads load it without a lock.
-	vis atomic.Pointer[version]
 
 	// next links entries whose keys share a hash; guarded by the shard lock.
 	next *entry

@@ -58,10 +58,18 @@ func (v *version) at(rev int64) *version {
 	return v
 }
 
+// shown returns v as a reader sees it; a nil v is a key that does not exist.
+func (v *version) shown() shown {
+	if v == nil || v.deleted() {
+		return shown{}
+	}
+	return shown{value: v.value, rev: v.rev, created: v.createRev, ver: v.ver, expires: v.expires}
+}
+
 func (v *version) item(key string) Item {
 	it := Item{Key: key, Value: v.value, Revision: v.rev, CreateRevision: v.createRev, Version: v.ver}
 	if v.expires != 0 {
-		it.ExpiresAt = v.expiresAt()
+		it.ExpiresAt = expiresAt(v.expires)
 	}
 	return it
 }
@@ -70,4 +78,4 @@ func (v *version) item(key string) Item {
 // themselves, stay small.
 //
 //go:noinline
-func (v *version) expiresAt() time.Time { return time.Unix(0, v.expires) }
+func expiresAt(unixNano int64) time.Time { return time.Unix(0, unixNano) }

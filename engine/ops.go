@@ -13,7 +13,8 @@ func (db *DB) Get(key string) (Item, error) {
 	if e == nil {
 		return Item{}, ErrNotFound
 	}
-	v := e.vis.Load()
+	var v shown
+	e.vis.load(&v)
 	if !v.live(db.now()) {
 		return Item{}, ErrNotFound
 	}

@@ -76,6 +76,15 @@ func TestOpen_InvalidOptions(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 	_, err = engine.Open("", &engine.Options{MaxValueSize: -1})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	if math.MaxInt > math.MaxUint32 {
+		// Values are stored with 32-bit lengths.
+		over := int64(math.MaxUint32) + 1
+		_, err = engine.Open("", &engine.Options{MaxValueSize: int(over)})
+		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+		db, err := engine.Open("", &engine.Options{MaxValueSize: math.MaxUint32})
+		require.NoError(t, err)
+		require.NoError(t, db.Close())
+	}
 }
 
 func TestDB_Patch(t *testing.T) {

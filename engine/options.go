@@ -15,7 +15,7 @@ type Options struct {
 	MaxKeySize int
 
 	// MaxValueSize is the largest value accepted, in bytes, including the
-	// result of a Patch. Default 1 MiB.
+	// result of a Patch. Default 1 MiB; at most 4 GiB - 1.
 	MaxValueSize int
 
 	// SweepInterval is how often the background sweeper removes expired
@@ -121,8 +121,8 @@ func (o *Options) validate() error {
 	if o.SegmentSize < 0 {
 		return fmt.Errorf("%w: SegmentSize %d is negative", ErrInvalidOptions, o.SegmentSize)
 	}
-	if o.MaxValueSize < 0 {
-		return fmt.Errorf("%w: MaxValueSize %d is negative", ErrInvalidOptions, o.MaxValueSize)
+	if o.MaxValueSize < 0 || int64(o.MaxValueSize) > lenMask {
+		return fmt.Errorf("%w: MaxValueSize %d is outside 0..%d", ErrInvalidOptions, o.MaxValueSize, int64(lenMask))
 	}
 	return nil
 }

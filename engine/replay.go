@@ -42,7 +42,7 @@ func (db *DB) restoreItem(it *wal.Item) error {
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
 	e := &entry{key: it.Key}
 	e.head.Store(v)
-	e.vis.Store(v)
+	e.vis.store(v)
 	db.index.put(e)
 	db.order.add(e)
 	if v.expires != 0 {

@@ -109,7 +109,7 @@ func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) []Item {
 	var items []Item
 	for _, p := range pats {
 		start, end := p.Bounds()
-		scan(t, rev, now, start, end, RangeOptions{}, func(it Item, _ error) bool {
+		scan(t, rev, now, false, start, end, RangeOptions{}, func(it Item, _ error) bool {
 			if !seen[it.Key] && p.Match(it.Key) {
 				seen[it.Key] = true
 				items = append(items, it)

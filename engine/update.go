@@ -197,11 +197,9 @@ func (db *DB) publish(rev int64) {
 			break
 		}
 		for _, w := range c.writes {
+			w.e.vis.store(w.v)
 			if w.v.deleted() {
-				w.e.vis.Store(nil)
 				db.pub.graves = append(db.pub.graves, w)
-			} else {
-				w.e.vis.Store(w.v)
 			}
 		}
 		db.committed.Store(c.rev)

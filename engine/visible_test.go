@@ -1,0 +1,65 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/require"
+)
+
+func TestVisible_StoreLoad(t *testing.T) {
+	var x visible
+	var s shown
+	x.load(&s)
+	require.Equal(t, shown{}, s, "an entry never committed has nothing visible")
+	require.False(t, s.live(0))
+
+	long := strings.Repeat("v", 70000)
+	for _, tc := range []struct {
+		name string
+		v    *version
+		want shown
+	}{
+		{"put", &version{value: "hello", rev: 3, createRev: 2, ver: 2, kind: pubsub.Put},
+			shown{value: "hello", rev: 3, created: 2, ver: 2}},
+		{"empty value", &version{value: "", rev: 4, createRev: 2, ver: 3, kind: pubsub.Patch},
+			shown{rev: 4, created: 2, ver: 3}},
+		{"long value, expiry", &version{value: long, rev: 5, createRev: 2, ver: 4, expires: 99, kind: pubsub.Put},
+			shown{value: long, rev: 5, created: 2, ver: 4, expires: 99}},
+		{"delete", &version{rev: 6, kind: pubsub.Delete}, shown{rev: 6}},
+		{"recreated", &version{value: "again", rev: 7, createRev: 7, ver: 1, kind: pubsub.Put},
+			shown{value: "again", rev: 7, created: 7, ver: 1}},
+		{"expire", &version{rev: 8, kind: pubsub.Expire}, shown{rev: 8}},
+	} {
+		x.store(tc.v)
+		x.load(&s)
+		require.Equal(t, tc.want, s, tc.name)
+		require.Equal(t, tc.want.ver != 0, s.live(0), tc.name)
+		require.Zero(t, x.seq.Load()&seqOne, "%s: the sequence is even after a store", tc.name)
+	}
+}
+
+func TestVisible_TryLoad_DuringStore(t *testing.T) {
+	var x visible
+	x.store(&version{value: "old", rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
+	var s shown
+	x.seq.Add(seqOne) // a store under way
+	require.False(t, x.tryLoad(&s), "a reader must not take fields while the sequence is odd")
+	x.seq.Add(seqOne)
+	require.True(t, x.tryLoad(&s))
+	require.Equal(t, "old", s.value)
+}
+
+func BenchmarkVisible_Load(b *testing.B) {
+	var x visible
+	x.store(&version{value: "hello", rev: 3, createRev: 3, ver: 1, kind: pubsub.Put})
+	var s shown
+	b.ReportAllocs()
+	for b.Loop() {
+		x.load(&s)
+	}
+	if s.rev != 3 {
+		b.Fatal(s)
+	}
+}
