@@ -28,8 +28,11 @@ chromium:
 		echo "installing chromium with apt-get"; \
 		$$(command -v sudo) apt-get update && $$(command -v sudo) apt-get install -y chromium; }
 
+# The engine's scans prefetch with assembly on amd64; purego builds them
+# without it, as on other architectures, and the engine's tests run both.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -tags purego ./engine
 
 # The benchmark module: its tests run the suite in -quick mode, which
 # checks that it works and writes well-formed results, not its speed.
