@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Go benchmarks of the in-memory workloads, livekv beside buntdb, with 1M
@@ -124,6 +127,80 @@ func BenchmarkRange1000(b *testing.B) {
 		})
 		kv.Close()
 	}
+}
+
+// BenchmarkRange1000_Interleaved runs the ranges of BenchmarkRange1000 on
+// livekv and buntdb in turn, 100 of each per round, both stores loaded at
+// once, and reports the median over the rounds of livekv's time over
+// buntdb's. On a shared machine whose speed drifts by the minute, a ratio
+// of neighbours is steadier than two figures taken a minute apart. One op
+// is one round. With gc=busy, a goroutine runs one collection after
+// another meanwhile, so that every range runs while the collector marks.
+func BenchmarkRange1000_Interleaved(b *testing.B) {
+	kvs := []KV{loaded(b, memoryPeers[0]), loaded(b, memoryPeers[1])}
+	defer func() {
+		for _, kv := range kvs {
+			kv.Close()
+		}
+	}()
+	for _, busy := range []bool{false, true} {
+		name := map[bool]string{false: "gc=idle", true: "gc=busy"}[busy]
+		b.Run(name, func(b *testing.B) {
+			if busy {
+				stop := collecting()
+				defer stop()
+			}
+			interleavedRanges(b, kvs)
+		})
+	}
+}
+
+// collecting runs garbage collections back to back until the function it
+// returns is called.
+func collecting() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+func interleavedRanges(b *testing.B, kvs []KV) {
+	r := rand.New(rand.NewPCG(2, 2))
+	starts := make([]string, 100)
+	var ratios []float64
+	var took [2]time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range starts {
+			starts[i] = keyOf(r.IntN(numKeys - 1000))
+		}
+		var d [2]time.Duration
+		for j, kv := range kvs {
+			t0 := time.Now()
+			for _, s := range starts {
+				if n, err := kv.Range(s, 1000); err != nil || n != 1000 {
+					panic(fmt.Sprint(n, err))
+				}
+			}
+			d[j] = time.Since(t0)
+			took[j] += d[j]
+		}
+		ratios = append(ratios, float64(d[0])/float64(d[1]))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "livekv/buntdb")
+	ranges := float64(len(ratios) * len(starts))
+	b.ReportMetric(float64(took[0].Microseconds())/ranges, "livekv-µs/range")
+	b.ReportMetric(float64(took[1].Microseconds())/ranges, "buntdb-µs/range")
 }
 
 // BenchmarkCompareAndSwap reads a random key and replaces its value only if

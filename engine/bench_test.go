@@ -82,22 +82,50 @@ func BenchmarkDB_Get_Random(b *testing.B) {
 	}
 }
 
+// BenchmarkDB_Range_1000 scans 1000 keys from a random start. With
+// gc=busy, collections run back to back meanwhile, so that every scan runs
+// while the collector marks and pays its write barriers.
 func BenchmarkDB_Range_1000(b *testing.B) {
 	db, _ := loadedDB(b)
-	r := rand.New(rand.NewPCG(3, 3))
-	b.ReportAllocs()
-	for b.Loop() {
-		n := 0
-		for _, err := range db.Range(benchKey(r.IntN(benchKeys-1000)), "", &engine.RangeOptions{Limit: 1000}) {
-			if err != nil {
-				b.Fatal(err)
+	for _, busy := range []bool{false, true} {
+		b.Run(map[bool]string{false: "gc=idle", true: "gc=busy"}[busy], func(b *testing.B) {
+			if busy {
+				defer collecting()()
 			}
-			n++
-		}
-		if n != 1000 {
-			b.Fatalf("got %d items", n)
-		}
+			r := rand.New(rand.NewPCG(3, 3))
+			b.ReportAllocs()
+			for b.Loop() {
+				n := 0
+				for _, err := range db.Range(benchKey(r.IntN(benchKeys-1000)), "", &engine.RangeOptions{Limit: 1000}) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if n != 1000 {
+					b.Fatalf("got %d items", n)
+				}
+			}
+		})
 	}
+}
+
+// collecting runs garbage collections back to back until the function it
+// returns is called.
+func collecting() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 func BenchmarkDB_Increment(b *testing.B) {

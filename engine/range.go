@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"github.com/livekv/livekv/pattern"
 	"iter"
-	"time"
 	"unsafe"
 )
 
@@ -136,10 +135,6 @@ type scanner struct {
 	batch [2][scanBatch]*entry // the batch being gathered, and the one prefetched before it
 	n     [2]int
 	cur   int // the batch being gathered
-
-	items [scanBatch]Item
-	keep  [scanBatch]bool // items[i] is live, to be yielded
-	built int             // items built and not yet yielded
 }
 
 // add gathers e and reports whether the scan goes on.
@@ -152,8 +147,7 @@ func (sc *scanner) add(e *entry) bool {
 	}
 	prefetch(b, scanBatch)
 	sc.cur ^= 1
-	sc.build(sc.batch[sc.cur][:sc.n[sc.cur]])
-	sc.emit()
+	sc.emit(sc.batch[sc.cur][:sc.n[sc.cur]])
 	sc.n[sc.cur] = 0
 	return !sc.done
 }
@@ -162,16 +156,23 @@ func (sc *scanner) add(e *entry) bool {
 func (sc *scanner) finish() {
 	for range 2 {
 		sc.cur ^= 1
-		sc.build(sc.batch[sc.cur][:sc.n[sc.cur]])
-		sc.emit()
+		sc.emit(sc.batch[sc.cur][:sc.n[sc.cur]])
 	}
 }
 
-// build reads the entries es into items.
-func (sc *scanner) build(es []*entry) {
+// emit yields the live items of es. The items are built in a local array,
+// not in the scanner: the compiler knows that a store there is a store to
+// the stack, which needs no write barrier. While the collector marks, a
+// barrier on each item's key and value cost a scan a quarter of its time
+// again (BenchmarkDB_Range_1000/gc=busy; docs/engine.md).
+func (sc *scanner) emit(es []*entry) {
 	if sc.done {
 		return
 	}
+	var (
+		items [scanBatch]Item
+		keep  [scanBatch]bool // items[i] is live
+	)
 	for i, e := range es {
 		// e.vis.tryLoad, written out: the call cost a tenth of the scan.
 		x := &e.vis
@@ -179,38 +180,33 @@ func (sc *scanner) build(es []*entry) {
 		p := x.data.Load()
 		rev, created, ver, expires := x.rev.Load(), x.created.Load(), x.ver.Load(), x.expires.Load()
 		if q&seqOne != 0 || x.seq.Load() != q || rev > sc.rev || sc.pending {
-			sc.keep[i] = sc.slow(e, &sc.items[i])
+			items[i], keep[i] = sc.slow(e)
 			continue
 		}
-		sc.keep[i] = ver != 0 && (expires == 0 || sc.now < expires)
-		it := &sc.items[i]
-		it.Key, it.Value = e.key, ""
+		keep[i] = ver != 0 && (expires == 0 || sc.now < expires)
+		it := &items[i]
+		it.Key = e.key
 		if !sc.o.KeysOnly {
 			it.Value = unsafe.String(p, int(q&lenMask))
 		}
 		it.Revision, it.CreateRevision, it.Version = rev, created, ver
-		it.ExpiresAt = time.Time{}
 		if expires != 0 {
 			it.ExpiresAt = expiresAt(expires)
 		}
 	}
-	sc.built = len(es)
-}
-
-// emit yields the live items built.
-func (sc *scanner) emit() {
-	n := sc.built
-	sc.built = 0
-	for i := 0; i < n && !sc.done; i++ {
-		if !sc.keep[i] {
+	for i := range es {
+		if !keep[i] {
 			continue
 		}
-		if !sc.yield(sc.items[i], nil) {
+		if !sc.yield(items[i], nil) {
 			sc.done = true
 			return
 		}
 		sc.sent++
-		sc.done = sc.o.Limit > 0 && sc.sent >= sc.o.Limit
+		if sc.o.Limit > 0 && sc.sent >= sc.o.Limit {
+			sc.done = true
+			return
+		}
 	}
 }
 
@@ -218,16 +214,16 @@ func (sc *scanner) emit() {
 // was under way, the key changed after the snapshot (its version is in the
 // entry's chain), or the scan's own transaction wrote it. It reports
 // whether the key is live.
-func (sc *scanner) slow(e *entry, it *Item) bool {
+func (sc *scanner) slow(e *entry) (Item, bool) {
 	var v shown
 	if sc.pending {
 		v = e.head.Load().at(sc.rev).shown()
 	} else if e.vis.load(&v); v.rev > sc.rev {
 		v = e.head.Load().at(sc.rev).shown()
 	}
-	*it = v.item(e.key)
+	it := v.item(e.key)
 	if sc.o.KeysOnly {
 		it.Value = ""
 	}
-	return v.live(sc.now)
+	return it, v.live(sc.now)
 }
