@@ -78,7 +78,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db.wtx.db = db
 	if dir != "" {
-		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, Repair: o.Repair, Logf: o.Logf},
+		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
 			wal.Replay{Snapshot: db.restoreRevision, Item: db.restoreItem, Tx: db.replay})
 		if err != nil {
 			return nil, fmt.Errorf("engine: open %s: %w", dir, err)

@@ -161,3 +161,41 @@ func TestDisk_Checkpoint(t *testing.T) {
 	require.NoError(t, mem.Checkpoint(), "in memory there is nothing to do")
 	require.NoError(t, mem.Close())
 }
+
+// TestDisk_LargeTransaction: a transaction whose log record would be over
+// the log's limit (70 values of 1 MiB, the default MaxValueSize) is refused
+// whole, and what was committed before it is still there after a reopen.
+func TestDisk_LargeTransaction(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	db := openDir(t, dir, c)
+	_, err := db.Set("before", "1", nil)
+	require.NoError(t, err)
+	big := strings.Repeat("v", engine.DefaultMaxValueSize)
+	err = db.Update(func(tx *engine.Tx) error {
+		for i := 0; i < 70; i++ {
+			if _, err := tx.Set(fmt.Sprintf("big:%02d", i), big, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, engine.ErrTooLarge)
+	_, err = db.Get("big:00")
+	require.ErrorIs(t, err, engine.ErrNotFound, "a refused transaction changes nothing")
+	// One value of the largest size, with the largest key, always fits.
+	_, err = db.Set(strings.Repeat("k", engine.DefaultMaxKeySize), big, nil)
+	require.NoError(t, err)
+	_, err = db.Set("after", "2", nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	db = openDir(t, dir, c)
+	defer db.Close()
+	for _, k := range []string{"before", strings.Repeat("k", engine.DefaultMaxKeySize), "after"} {
+		_, err := db.Get(k)
+		require.NoError(t, err, "%.10s... after reopening", k)
+	}
+	_, err = db.Get("big:00")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}

@@ -78,10 +78,10 @@ func TestOpen_InvalidOptions(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 	if math.MaxInt > math.MaxUint32 {
 		// Values are stored with 32-bit lengths.
-		over := int64(math.MaxUint32) + 1
-		_, err = engine.Open("", &engine.Options{MaxValueSize: int(over)})
+		limit := int64(math.MaxUint32)
+		_, err = engine.Open("", &engine.Options{MaxValueSize: int(limit + 1)})
 		require.ErrorIs(t, err, engine.ErrInvalidOptions)
-		db, err := engine.Open("", &engine.Options{MaxValueSize: math.MaxUint32})
+		db, err := engine.Open("", &engine.Options{MaxValueSize: int(limit)})
 		require.NoError(t, err)
 		require.NoError(t, db.Close())
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/livekv/livekv/wal"
@@ -125,6 +126,16 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: MaxValueSize %d is outside 0..%d", ErrInvalidOptions, o.MaxValueSize, int64(lenMask))
 	}
 	return nil
+}
+
+// maxRecord is the largest log record the DB writes and reads: room for a
+// transaction that writes one value of the largest size under the largest
+// key, and never less than the log's default. A transaction whose record is
+// larger fails with ErrTooLarge and changes nothing. Records are framed
+// with 32-bit lengths.
+func (o *Options) maxRecord() int {
+	n := int64(o.MaxKeySize) + int64(o.MaxValueSize) + 1<<10
+	return int(min(max(n, wal.DefaultMaxRecord), math.MaxUint32, math.MaxInt))
 }
 
 // SetOptions modify a write. A nil *SetOptions means no options.

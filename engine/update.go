@@ -4,6 +4,7 @@ import (
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
 
+	"errors"
 	"fmt"
 	"time"
 )
@@ -103,6 +104,9 @@ func (tx *Tx) commit() (int64, error) {
 	if db.log != nil {
 		if err := db.log.Append(tx.record()); err != nil {
 			tx.rollback()
+			if errors.Is(err, wal.ErrTooLarge) {
+				return 0, fmt.Errorf("%w: the transaction's log record (%w)", ErrTooLarge, err)
+			}
 			return 0, fmt.Errorf("engine: %w", err)
 		}
 	}

@@ -43,7 +43,7 @@ type Options struct {
 	FS          FS         // default OSFS
 	Sync        SyncPolicy // default SyncAlways
 	SegmentSize int64      // rotate after this many bytes; default 64 MiB
-	MaxRecord   int        // default DefaultMaxRecord
+	MaxRecord   int        // largest record payload written or read; default DefaultMaxRecord
 	// Repair truncates the log at the first bad record, dropping what
 	// follows, instead of failing Open with ErrCorrupt.
 	Repair bool
@@ -407,6 +407,10 @@ func (l *Log) dropFrom(i int) error {
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("wal: log closed")
 
+// ErrTooLarge is returned by Append for a transaction whose record would be
+// over Options.MaxRecord. Nothing is written and the log stays usable.
+var ErrTooLarge = errors.New("wal: record too large")
+
 // Append queues tx to be written. Revisions must increase. It does not
 // wait or write: WaitDurable does. An earlier write or sync failure is returned
 // here (sticky) until the log is reopened.
@@ -425,6 +429,12 @@ func (l *Log) Append(tx *Tx) error {
 	start := len(l.pending)
 	l.pending = AppendRecord(l.pending, TypeTx, nil)
 	l.pending = AppendTx(l.pending, tx)
+	if n := len(l.pending) - start - RecordHeaderSize; n > l.opts.MaxRecord {
+		// Recovery would take a record over the limit for damage, so
+		// none is written; the log is as it was.
+		l.pending = l.pending[:start]
+		return fmt.Errorf("%w: a record of %d bytes, limit %d", ErrTooLarge, n, l.opts.MaxRecord)
+	}
 	l.pending = reframe(l.pending, start)
 	l.waiting++
 	l.last = tx.Revision

@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +70,23 @@ func TestLog_AppendReopen(t *testing.T) {
 		require.Equal(t, seq(1, 60), revs)
 		require.NoError(t, l.Close())
 	}
+}
+
+// TestLog_Append_TooLarge: a record over MaxRecord, which recovery would
+// take for damage, is refused; the log goes on and reopens whole.
+func TestLog_Append_TooLarge(t *testing.T) {
+	fs := wal.NewMemFS()
+	o := &wal.Options{MaxRecord: 100}
+	l, _ := reopen(t, fs, o)
+	appendDurable(t, l, 1, 3)
+	big := &wal.Tx{Revision: 4, Writes: []wal.Write{{Kind: wal.KindPut, Key: "k", Value: strings.Repeat("v", 100)}}}
+	require.ErrorIs(t, l.Append(big), wal.ErrTooLarge)
+	require.Equal(t, int64(3), l.Stats().Records, "nothing of the refused record is counted")
+	appendDurable(t, l, 4, 6) // the refused record's revision is free
+	require.NoError(t, l.Close())
+	l, revs := reopen(t, fs, o)
+	require.Equal(t, seq(1, 6), revs)
+	require.NoError(t, l.Close())
 }
 
 // osfsIn returns the OS file system rooted so that "db" is in a
