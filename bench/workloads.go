@@ -122,7 +122,11 @@ func runInsert(cfg config, progress func(string)) ([]Result, error) {
 	})
 }
 
-// withLoaded opens each peer and loads the keys once for all its runs.
+// withLoaded opens each peer and loads the keys once for all its runs. A
+// collection runs after the load and before the runs, as Go's benchmark
+// harness does before each benchmark: otherwise the first runs share the
+// machine with the marking of everything just loaded, more or less of it
+// from one run of the suite to the next (docs/benchmarks.md).
 func withLoaded(cfg config, progress func(string), workload, unit string, higher bool,
 	fn func(kv KV, keys []string) (map[string]float64, error)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
@@ -137,6 +141,7 @@ func withLoaded(cfg config, progress func(string), workload, unit string, higher
 			done()
 			return nil, err
 		}
+		runtime.GC()
 		r, err := perPeer(cfg, progress, []peer{p}, workload, unit, higher, func(peer) (map[string]float64, error) { return fn(kv, keys) })
 		done()
 		if err != nil {
