@@ -3,12 +3,13 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/livekv/livekv/internal/gcbusy"
 )
 
 // Go benchmarks of the in-memory workloads, livekv beside buntdb, with 1M
@@ -147,30 +148,11 @@ func BenchmarkRange1000_Interleaved(b *testing.B) {
 		name := map[bool]string{false: "gc=idle", true: "gc=busy"}[busy]
 		b.Run(name, func(b *testing.B) {
 			if busy {
-				stop := collecting()
-				defer stop()
+				defer gcbusy.Start()()
 			}
 			interleavedRanges(b, kvs)
 		})
 	}
-}
-
-// collecting runs garbage collections back to back until the function it
-// returns is called.
-func collecting() (stop func()) {
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-quit:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
 }
 
 func interleavedRanges(b *testing.B, kvs []KV) {

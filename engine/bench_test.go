@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/gcbusy"
 	"github.com/livekv/livekv/wal"
 )
 
@@ -90,7 +91,7 @@ func BenchmarkDB_Range_1000(b *testing.B) {
 	for _, busy := range []bool{false, true} {
 		b.Run(map[bool]string{false: "gc=idle", true: "gc=busy"}[busy], func(b *testing.B) {
 			if busy {
-				defer collecting()()
+				defer gcbusy.Start()()
 			}
 			r := rand.New(rand.NewPCG(3, 3))
 			b.ReportAllocs()
@@ -108,24 +109,6 @@ func BenchmarkDB_Range_1000(b *testing.B) {
 			}
 		})
 	}
-}
-
-// collecting runs garbage collections back to back until the function it
-// returns is called.
-func collecting() (stop func()) {
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-quit:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
 }
 
 func BenchmarkDB_Increment(b *testing.B) {
