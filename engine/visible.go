@@ -45,8 +45,12 @@ type shown struct {
 // live reports whether s is a value that has not expired at now. A key
 // with no value at s.rev (deleted, expired, or never committed: rev 0) has
 // ver 0.
-func (s *shown) live(now int64) bool {
-	return s.ver != 0 && (s.expires == 0 || now < s.expires)
+func (s *shown) live(now int64) bool { return liveAt(s.ver, s.expires, now) }
+
+// liveAt reports whether a version numbered ver (0: no value) that expires
+// at expires (0: never) is live at now.
+func liveAt(ver, expires, now int64) bool {
+	return ver != 0 && (expires == 0 || now < expires)
 }
 
 func (s *shown) item(key string) Item {

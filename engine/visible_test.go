@@ -3,6 +3,7 @@ package engine
 import (
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/require"
@@ -62,4 +63,15 @@ func BenchmarkVisible_Load(b *testing.B) {
 	if s.rev != 3 {
 		b.Fatal(s)
 	}
+}
+
+// TestEntry_Layout: a scan reads an entry's key and visible copy and
+// nothing else, and prefetch fetches the lines of its first 64 bytes; a
+// field moved in front of them, or grown, would make every scan touch a
+// line it did not prefetch.
+func TestEntry_Layout(t *testing.T) {
+	var e entry
+	require.Zero(t, unsafe.Offsetof(e.key))
+	require.Equal(t, unsafe.Sizeof(e.key), unsafe.Offsetof(e.vis))
+	require.LessOrEqual(t, unsafe.Offsetof(e.vis)+unsafe.Sizeof(e.vis), uintptr(64))
 }
