@@ -54,6 +54,9 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error
 		t := tx.snap
 		if tx.writable {
 			t = tx.db.order.copy(func() {})
+			// A scan reads the newest version of every key it passes,
+			// and which keys it passes depends on every write before it.
+			tx.read = tx.rev - 1
 		}
 		scan(t, tx.rev, tx.now, tx.writable, start, end, o, yield)
 	}

@@ -22,6 +22,12 @@ type Tx struct {
 	// version it found, so that a rollback can restore it.
 	writes []txWrite
 
+	// read is the newest revision of another transaction that a write
+	// transaction read: a key's newest version, which may still be
+	// waiting for its fsync. Whatever the transaction returns, it returns
+	// only once read is durable (see DB.write).
+	read int64
+
 	snap  *btree.BTreeG[treeItem] // read: the snapshot's tree
 	probe entry                   // a search key for snap, reused
 }
@@ -54,6 +60,9 @@ func (tx *Tx) lookup(key string) (*entry, *version) {
 		return nil, nil
 	}
 	v := e.head.Load()
+	if v.rev != tx.rev {
+		tx.read = max(tx.read, v.rev)
+	}
 	if !v.live(tx.now) {
 		return e, nil
 	}

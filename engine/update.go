@@ -51,8 +51,19 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) error {
 	} else {
 		rev, err = tx.commit()
 	}
+	read := tx.read
 	locked = false
 	db.wmu.Unlock()
+	if rev == 0 && read > db.committed.Load() {
+		// The transaction wrote nothing (it failed, or only read), but
+		// what it learned, a value, a conflict, a not-found, came from a
+		// write that is not yet durable. A crash could still take that
+		// write back, so the caller hears nothing until it is durable, and
+		// if it never becomes so, hears why instead.
+		if derr := db.durable(read); derr != nil {
+			return derr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -67,6 +78,7 @@ func (db *DB) begin(tx *Tx) {
 	tx.rev = db.rev + 1
 	tx.now = db.now()
 	tx.writes = tx.writes[:0]
+	tx.read = 0
 	db.bury()
 }
 
