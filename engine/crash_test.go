@@ -76,10 +76,11 @@ func dumpAt(t *testing.T, db *engine.DB, c *clock, at int64) []engine.Item {
 // TestCrash_Points runs crashWorkload on a simulated disk and crashes it
 // after the k-th mutating file operation, for every k until the workload
 // completes, keeping none, half or all of the data written since the last
-// sync. After each crash: Open succeeds; every acknowledged commit is
-// there with its exact items; the state is the one after some commit of
-// the workload (a prefix of the commit order); recovering twice gives the
-// same; the recovered DB takes writes. Failing the k-th operation once,
+// sync, the rest cut off or read back as zeros. After each crash: Open
+// succeeds; every acknowledged commit is there with its exact items; the
+// state is the one after some commit of the workload (a prefix of the
+// commit order); recovering twice gives the same; the recovered DB takes
+// writes. Failing the k-th operation once,
 // without a crash, must give the same guarantees after a reopen.
 func TestCrash_Points(t *testing.T) {
 	start := newClock().ns.Load()
@@ -148,6 +149,7 @@ func TestCrash_Points(t *testing.T) {
 			if always {
 				for _, keep := range []float64{0, 0.5, 1} {
 					check(fmt.Sprintf("crash at operation %d, keeping %v of unsynced data", k, keep), fs.Crash(keep), acked)
+					check(fmt.Sprintf("crash at operation %d, keeping %v of unsynced data and zeros for the rest", k, keep), fs.CrashZeroFilled(keep), acked)
 				}
 			} else {
 				if failed != nil && closeErr == nil {

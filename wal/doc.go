@@ -39,9 +39,16 @@
 //
 // # Reading a damaged log
 //
-// Scan reads records until the end. A record that is cut short, zeroed, or
-// followed by nothing that parses as a record is a torn tail: a crash
-// during the last write, which the caller truncates. A bad record followed
-// by a good one is corruption: Scan returns an error that
-// errors.Is(err, ErrCorrupt) recognises, naming the offset.
+// Scan reads records until the end. A bad record followed by a good one
+// is corruption: Scan returns an error that errors.Is(err, ErrCorrupt)
+// recognises, naming the offset. A bad record with nothing good after it
+// is a torn tail, which the caller truncates, only if its bytes are what
+// a crash during the last write leaves: a prefix of what was written,
+// then the end of the file or zeros to it. So a record is torn if its
+// header is incomplete or all zero, if its length runs past the end of
+// the file (unless clearing one bit of that length gives a whole record
+// with a good checksum: a flipped length bit), or if it ends in zeros that
+// run to the end of the file and some bytes in their place would make its
+// checksum match. A last record that is all there and fails its checksum
+// otherwise, after a flipped bit say, is corruption like any other.
 package wal

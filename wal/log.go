@@ -45,7 +45,8 @@ type Options struct {
 	SegmentSize int64      // rotate after this many bytes; default 64 MiB
 	MaxRecord   int        // largest record payload written or read; default DefaultMaxRecord
 	// Repair truncates the log at the first bad record, dropping what
-	// follows, instead of failing Open with ErrCorrupt.
+	// follows, instead of failing Open with ErrCorrupt; a torn tail is
+	// truncated either way.
 	Repair bool
 	// Logf reports what recovery did (a torn tail truncated, a repair).
 	// Default: discard.
@@ -129,10 +130,11 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 
 // Open opens (or creates) the log in dir, takes its lock, and replays it
 // into r: the newest snapshot, then every transaction after it, in
-// revision order. A torn tail is truncated; a bad record with good ones
-// after it fails Open with ErrCorrupt unless opts.Repair; a damaged
-// snapshot always fails it. Appends continue after the last revision
-// replayed.
+// revision order. A torn tail (what an interrupted write leaves: a last
+// record cut short or zero-filled to the end) is truncated; any other bad
+// record, the last one included, fails Open with ErrCorrupt unless
+// opts.Repair; a damaged snapshot always fails it. Appends continue after
+// the last revision replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	l := &Log{dir: dir, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
@@ -796,10 +798,11 @@ type Report struct {
 }
 
 // Check reads the snapshot and the segments in dir without changing
-// anything and reports what it found. Damage that Open would refuse is
-// returned as an error that errors.Is(err, ErrCorrupt) recognises; a torn
-// tail, which Open truncates, is only reported. The directory must not be
-// open: Check takes its lock.
+// anything and reports what it found. Damage that Open would refuse, a
+// damaged last record included, is returned as an error that
+// errors.Is(err, ErrCorrupt) recognises and that names the segment and
+// the offset; a torn tail, which Open truncates, is only reported. The
+// directory must not be open: Check takes its lock.
 func Check(dir string, opts *Options) (Report, error) {
 	l := &Log{dir: dir}
 	if opts != nil {

@@ -142,8 +142,9 @@ func TestLog_GroupCommit(t *testing.T) {
 
 // TestLog_CrashPoints crashes after the k-th mutating file operation, for
 // every k until the workload completes, keeping 0, 50 or 100% of unsynced
-// data: every acknowledged record survives, the log replays a prefix of the
-// commit order, and replaying twice gives the same.
+// data, the rest cut off or zero-filled: every acknowledged record
+// survives, the log replays a prefix of the commit order, and replaying
+// twice gives the same.
 func TestLog_CrashPoints(t *testing.T) {
 	const n = 40
 	for k := 1; ; k++ {
@@ -159,19 +160,24 @@ func TestLog_CrashPoints(t *testing.T) {
 		}
 		l.Close()
 		completed := acked == n
-		for _, keep := range []float64{0, 0.5, 1} {
-			crashed := fs.Crash(keep)
-			l2, revs := reopen(t, crashed, nil)
-			require.NoError(t, l2.Close())
-			require.GreaterOrEqual(t, int64(len(revs)), acked, "k=%d keep=%v: acknowledged records lost", k, keep)
-			require.Equal(t, seq(1, int64(len(revs))), revs, "k=%d keep=%v: not a prefix", k, keep)
-			l3, again := reopen(t, crashed, nil)
-			require.NoError(t, l3.Close())
-			require.Equal(t, revs, again, "k=%d: recovering twice differs", k)
-			// The recovered log takes appends again.
-			l4, _ := reopen(t, crashed, nil)
-			appendDurable(t, l4, int64(len(revs))+1, int64(len(revs))+3)
-			require.NoError(t, l4.Close())
+		for _, zeroFill := range []bool{false, true} {
+			for _, keep := range []float64{0, 0.5, 1} {
+				crashed := fs.Crash(keep)
+				if zeroFill {
+					crashed = fs.CrashZeroFilled(keep)
+				}
+				l2, revs := reopen(t, crashed, nil)
+				require.NoError(t, l2.Close())
+				require.GreaterOrEqual(t, int64(len(revs)), acked, "k=%d keep=%v zeroFill=%v: acknowledged records lost", k, keep, zeroFill)
+				require.Equal(t, seq(1, int64(len(revs))), revs, "k=%d keep=%v zeroFill=%v: not a prefix", k, keep, zeroFill)
+				l3, again := reopen(t, crashed, nil)
+				require.NoError(t, l3.Close())
+				require.Equal(t, revs, again, "k=%d: recovering twice differs", k)
+				// The recovered log takes appends again.
+				l4, _ := reopen(t, crashed, nil)
+				appendDurable(t, l4, int64(len(revs))+1, int64(len(revs))+3)
+				require.NoError(t, l4.Close())
+			}
 		}
 		if completed {
 			require.Greater(t, k, 20, "the workload made too few file operations to be a test")

@@ -67,7 +67,15 @@ func (m *MemFS) op() error {
 // Crash returns the file system a restart would find: only synced
 // directory entries, each file with its synced contents plus the given
 // fraction (0 to 1) of what was written after its last sync.
-func (m *MemFS) Crash(keepUnsynced float64) *MemFS {
+func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, false) }
+
+// CrashZeroFilled is Crash on a disk that kept each file's length but not
+// all of its data: the rest of what was written after the last sync,
+// beyond the fraction kept, reads back as zeros (as on a file system that
+// made the new length durable before the data).
+func (m *MemFS) CrashZeroFilled(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, true) }
+
+func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := NewMemFS()
@@ -75,7 +83,11 @@ func (m *MemFS) Crash(keepUnsynced float64) *MemFS {
 		data := append([]byte(nil), f.synced...)
 		if strings.HasPrefix(string(f.data), string(f.synced)) {
 			extra := f.data[len(f.synced):]
-			data = append(data, extra[:int(float64(len(extra))*keepUnsynced)]...)
+			kept := int(float64(len(extra)) * keepUnsynced)
+			data = append(data, extra[:kept]...)
+			if zeroFill {
+				data = append(data, make([]byte, len(extra)-kept)...)
+			}
 		}
 		nf := &memFile{data: data, synced: append([]byte(nil), data...)}
 		c.files[name] = nf

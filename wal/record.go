@@ -26,7 +26,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Errors of the decoders.
 var (
 	// ErrCorrupt marks damage that is not a torn tail: a bad record with
-	// good data after it, or a header or payload that does not parse.
+	// good data after it, a last record whose bytes an interrupted write
+	// cannot have left (a flipped bit, say), or a header or payload that
+	// does not parse.
 	ErrCorrupt = errors.New("wal: corrupt")
 
 	errShort    = errors.New("wal: record cut short")
@@ -104,11 +106,13 @@ type ScanResult struct {
 }
 
 // Scan calls fn with each record of the segment body b (the bytes after
-// the header), in order. It stops at the first bad record: if nothing good
-// follows, that is a torn tail (Torn, with Good where to truncate); if a
-// good record follows, it returns an error that wraps ErrCorrupt and names
-// the offset (base is the body's offset in the file). An error from fn
-// stops the scan and is returned.
+// the header), in order. It stops at the first bad record. If a good
+// record follows, or nothing does but the bad record's bytes are not what
+// an interrupted write leaves (see tailDamage), it returns an error that
+// wraps ErrCorrupt and names the offset (base is the body's offset in the
+// file); otherwise that is a torn tail (Torn). Either way Good is the bad
+// record's offset, where to truncate. An error from fn stops the scan and
+// is returned.
 func Scan(b []byte, base int64, max int, fn func(typ byte, payload []byte) error) (ScanResult, error) {
 	var r ScanResult
 	off := 0
@@ -119,6 +123,10 @@ func Scan(b []byte, base int64, max int, fn func(typ byte, payload []byte) error
 			if next := findRecord(b[off+1:], max); next >= 0 {
 				return r, fmt.Errorf("%w: bad record at offset %d (%v) with a good record at offset %d after it",
 					ErrCorrupt, base+int64(off), err, base+int64(off+1+next))
+			}
+			if why := tailDamage(b[off:], max); why != nil {
+				return r, fmt.Errorf("%w: bad record at offset %d, the last of the segment, is not a torn write: %v",
+					ErrCorrupt, base+int64(off), why)
 			}
 			r.Torn = true
 			return r, nil

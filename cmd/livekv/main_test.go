@@ -176,6 +176,44 @@ func TestCheckDumpLoad(t *testing.T) {
 	}
 }
 
+// TestCheck_TailDamage: check passes a folder whose log ends in a torn
+// write, which the next open truncates, and fails one whose last record
+// has a flipped bit, naming the segment and the record's offset.
+func TestCheck_TailDamage(t *testing.T) {
+	bin := build(t)
+	src := filepath.Join(t.TempDir(), "src")
+	db, err := engine.Open(src, nil)
+	require.NoError(t, err)
+	for i := 0; i < 10; i++ {
+		_, err := db.Set(fmt.Sprintf("k%d", i), strings.Repeat("v", 50), nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+	segs, err := filepath.Glob(filepath.Join(src, "wal", "*.log"))
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	good, err := os.ReadFile(segs[0])
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(segs[0], good[:len(good)-3], 0o644))
+	out, err := exec.Command(bin, "check", src).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "torn tail: ")
+	require.Contains(t, string(out), "ok")
+
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-10] ^= 0x04 // in the payload of the last record
+	require.NoError(t, os.WriteFile(segs[0], flipped, 0o644))
+	out, err = exec.Command(bin, "check", src).CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode())
+	require.Contains(t, string(out), "corrupt")
+	require.Contains(t, string(out), filepath.Base(segs[0]))
+	require.Contains(t, string(out), "not a torn write")
+	require.NotContains(t, string(out), "ok\n")
+}
+
 // TestServe_KeepsAPIKey: without a key, serve makes one, keeps it in the
 // data folder and uses it again on the next run.
 func TestServe_KeepsAPIKey(t *testing.T) {

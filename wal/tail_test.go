@@ -1,0 +1,404 @@
+package wal_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+)
+
+// lastWrites are the last transactions of the logs the tail tests damage,
+// by how many zero bytes their records end in: an interrupted write that
+// zeroed those bytes would leave the same record, so they decide which
+// flips can be told from one.
+var lastWrites = []struct {
+	what  string
+	w     wal.Write
+	zeros int
+}{
+	{"a put with an expiry", wal.Write{Kind: wal.KindPut, Key: "k", Value: "v", Expires: 1800000000000000000}, 0},
+	{"a put", wal.Write{Kind: wal.KindPut, Key: "k", Value: "value"}, 1},
+	{"a delete", wal.Write{Kind: wal.KindDelete, Key: "gone"}, 2},
+	{"a value ending in zero bytes", wal.Write{Kind: wal.KindPut, Key: "k", Value: "v\x00\x00\x00\x00\x00"}, 6},
+}
+
+func lastTx(w wal.Write) *wal.Tx { return &wal.Tx{Revision: 5, Time: 5, Writes: []wal.Write{w}} }
+
+// tailLog writes revisions 1 to 4, then lastTx(w), and returns the name of
+// the (only) segment, its bytes and where its last record starts.
+func tailLog(t *testing.T, w wal.Write) (name string, good []byte, lastStart int) {
+	t.Helper()
+	fs := wal.NewMemFS()
+	l, _ := reopen(t, fs, nil)
+	appendDurable(t, l, 1, 4)
+	require.NoError(t, l.Append(lastTx(w)))
+	require.NoError(t, l.WaitDurable(5))
+	require.NoError(t, l.Close())
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Len(t, names, 1)
+	name = "db/wal/" + names[0]
+	good, err = fs.ReadFile(name)
+	require.NoError(t, err)
+	rec := wal.AppendRecord(nil, wal.TypeTx, wal.AppendTx(nil, lastTx(w)))
+	lastStart = len(good) - len(rec)
+	require.Equal(t, rec, good[lastStart:])
+	return name, good, lastStart
+}
+
+// openRevs opens the log on fs and returns the revisions it replays.
+func openRevs(fs wal.FS, o wal.Options) (*wal.Log, []int64, error) {
+	var revs []int64
+	o.FS = fs
+	l, err := wal.Open("db", &o, wal.Replay{Tx: func(tx *wal.Tx) error {
+		revs = append(revs, tx.Revision)
+		return nil
+	}})
+	return l, revs, err
+}
+
+// trailingZeros returns how many zero bytes end b.
+func trailingZeros(b []byte) int {
+	n := 0
+	for n < len(b) && b[len(b)-1-n] == 0 {
+		n++
+	}
+	return n
+}
+
+// flipLooksTorn is the documented limit of detection: a flip in the last
+// record of a file is taken for an interrupted write when, afterwards, the
+// zero bytes that end the file reach back into the record's header (its
+// type byte and all its payload are zero, which no transaction record
+// is), or the record as its length field reads it lies within the file
+// and those zeros are its last four or more bytes. Four zero bytes can
+// hide any checksum (some four bytes in their place always make it
+// match), so a crash that zeroed them would have left the same bytes.
+// With one to three, zerosMayHide, it is a matter of chance.
+func flipLooksTorn(rec []byte, bit int) bool {
+	return zerosInFlipped(rec, bit) >= 4
+}
+
+// zerosMayHide reports whether the flip leaves one to three zero bytes at
+// the end of the record, which hide its checksum only by chance.
+func zerosMayHide(rec []byte, bit int) bool {
+	k := zerosInFlipped(rec, bit)
+	return k >= 1 && k <= 3
+}
+
+// zerosInFlipped returns how many of the zero bytes that end rec after
+// the flip lie in the record as its length field then reads it: 0 if its
+// length runs past the end, whatever the zeros (the flipped bit is found),
+// and "all of them" if they reach into the header.
+func zerosInFlipped(rec []byte, bit int) int {
+	b := slices.Clone(rec)
+	b[bit/8] ^= 1 << (bit % 8)
+	z := len(b) - trailingZeros(b) // the zeros from z on run to the end of the file
+	if z < wal.RecordHeaderSize {
+		return len(b)
+	}
+	end := uint64(wal.RecordHeaderSize) + uint64(binary.LittleEndian.Uint32(b))
+	if end > uint64(len(b)) {
+		return 0
+	}
+	return max(int(end)-z, 0)
+}
+
+// TestLog_TailDamage_BitFlips flips each bit of the last record of the
+// log, one at a time: Open refuses the log with ErrCorrupt naming the
+// segment and the record's offset, Check reports the same, and Open with
+// Repair drops that record and keeps the four before it. The only flips
+// taken for a torn write are those flipLooksTorn names, in the record
+// whose value ends in zero bytes; they are truncated like one.
+func TestLog_TailDamage_BitFlips(t *testing.T) {
+	for _, lw := range lastWrites {
+		name, good, lastStart := tailLog(t, lw.w)
+		rec := good[lastStart:]
+		require.Equal(t, lw.zeros, trailingZeros(rec), lw.what)
+		undetected := 0
+		for bit := 0; bit < 8*len(rec); bit++ {
+			what := fmt.Sprintf("%s: bit %d of the last record", lw.what, bit)
+			b := slices.Clone(good)
+			b[lastStart+bit/8] ^= 1 << (bit % 8)
+			fs := wal.NewMemFS()
+			fs.WriteFile(name, b)
+
+			if flipLooksTorn(rec, bit) {
+				undetected++
+				rep, err := wal.Check("db", &wal.Options{FS: fs})
+				require.NoError(t, err, what)
+				require.Equal(t, int64(len(rec)), rep.TornBytes, what)
+				l, revs, err := openRevs(fs, wal.Options{})
+				require.NoError(t, err, what)
+				require.Equal(t, seq(1, 4), revs, what)
+				require.NoError(t, l.Close())
+				continue
+			}
+
+			_, _, err := openRevs(fs, wal.Options{})
+			require.ErrorIs(t, err, wal.ErrCorrupt, what)
+			require.Contains(t, err.Error(), name, what)
+			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
+
+			_, err = wal.Check("db", &wal.Options{FS: fs})
+			require.ErrorIs(t, err, wal.ErrCorrupt, what)
+			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
+
+			var logged []string
+			l, revs, err := openRevs(fs, wal.Options{Repair: true, Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+			require.NoError(t, err, what)
+			require.Equal(t, seq(1, 4), revs, what)
+			require.Len(t, logged, 1, what)
+			require.Contains(t, logged[0], "damage", what)
+			appendDurable(t, l, 5, 6)
+			require.NoError(t, l.Close())
+			l, revs, err = openRevs(fs, wal.Options{})
+			require.NoError(t, err, what)
+			require.Equal(t, seq(1, 6), revs, what)
+			require.NoError(t, l.Close())
+		}
+		if lw.zeros < 4 {
+			require.Zero(t, undetected, lw.what)
+		} else {
+			require.Positive(t, undetected, lw.what)
+		}
+		t.Logf("%s, ending in %d zero bytes: %d of %d flips taken for a torn write", lw.what, lw.zeros, undetected, 8*len(rec))
+	}
+}
+
+// TestLog_TornTail_Interrupted cuts the last record at every byte and
+// pads what is left with zeros (none, up to the record's length, or a
+// sector beyond): what an interrupted write leaves when the file's length
+// was or was not updated and its data did not reach the disk. Always a
+// torn tail, truncated: Open keeps the records before, and the log
+// appends and reopens.
+func TestLog_TornTail_Interrupted(t *testing.T) {
+	for _, lw := range lastWrites {
+		name, good, lastStart := tailLog(t, lw.w)
+		for cut := lastStart; cut <= len(good); cut++ {
+			for _, pad := range []int{0, len(good) - cut, len(good) - cut + 512} {
+				what := fmt.Sprintf("%s: cut at %d, %d zero bytes after", lw.what, cut, pad)
+				b := append(slices.Clone(good[:cut]), make([]byte, pad)...)
+				want := seq(1, 4)
+				if len(b) >= len(good) && bytes.Equal(b[:len(good)], good) {
+					want = seq(1, 5) // the zeros cut off were the record's own
+				}
+				fs := wal.NewMemFS()
+				fs.WriteFile(name, b)
+				rep, err := wal.Check("db", &wal.Options{FS: fs})
+				require.NoError(t, err, what)
+				if bytes.Equal(b, good) || bytes.Equal(b, good[:lastStart]) {
+					require.Zero(t, rep.TornBytes, what) // a whole log, the last record or not
+				} else {
+					require.Positive(t, rep.TornBytes, what)
+				}
+
+				l, revs, err := openRevs(fs, wal.Options{})
+				require.NoError(t, err, what)
+				require.Equal(t, want, revs, what)
+				next := int64(len(want)) + 1
+				appendDurable(t, l, next, next+1)
+				require.NoError(t, l.Close())
+				l, revs, err = openRevs(fs, wal.Options{})
+				require.NoError(t, err, what)
+				require.Equal(t, seq(1, next+1), revs, what)
+				require.NoError(t, l.Close())
+			}
+		}
+	}
+}
+
+// scanBody returns a segment body of records 1 to 3 and a last record
+// holding payload, and where the last record starts.
+func scanBody(payload []byte) ([]byte, int) {
+	b, _ := segment(3)
+	return wal.AppendRecord(b, wal.TypeTx, payload), len(b)
+}
+
+// TestScan_TailDamage_BitFlips flips each bit of the last record of a
+// segment body, for last records ending in 0 to 3 zero bytes: always
+// corruption at that record's offset. With three zero bytes a few flips
+// cannot be told from an interrupted write that zeroed them, since some
+// three bytes in their place make the checksum match: for each flip taken
+// for a torn tail the test finds those bytes, so the miss is a real
+// ambiguity, not the rule's.
+func TestScan_TailDamage_BitFlips(t *testing.T) {
+	for zeros := 0; zeros <= 3; zeros++ {
+		payload := append(wal.AppendTx(nil, sampleTx(4)), 0xee)
+		payload = append(payload, make([]byte, zeros)...)
+		good, lastStart := scanBody(payload)
+		rec := good[lastStart:]
+		torn := 0
+		for bit := 0; bit < 8*len(rec); bit++ {
+			b := slices.Clone(good)
+			b[lastStart+bit/8] ^= 1 << (bit % 8)
+			txs, r, err := scanAll(b)
+			require.Len(t, txs, 3, "zeros %d bit %d", zeros, bit)
+			require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good, "zeros %d bit %d", zeros, bit)
+			if err == nil {
+				torn++
+				require.Equal(t, 3, zeros, "bit %d taken for a torn write", bit)
+				require.True(t, r.Torn)
+				require.True(t, zerosCanMatch(b[lastStart:], zeros), "bit %d taken for a torn write", bit)
+				continue
+			}
+			require.ErrorIs(t, err, wal.ErrCorrupt, "zeros %d bit %d", zeros, bit)
+			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", wal.SegmentHeaderSize+lastStart))
+		}
+		t.Logf("%d zero bytes at the end: %d of %d flips taken for a torn write", zeros, torn, 8*len(rec))
+	}
+}
+
+// zerosCanMatch reports, by trying them all, whether some k bytes in place
+// of the k zero bytes that end the record rec make its checksum match.
+func zerosCanMatch(rec []byte, k int) bool {
+	want := binary.LittleEndian.Uint32(rec[4:])
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	prefix := crc32.Checksum(rec[8:len(rec)-k], tab)
+	tail := make([]byte, k)
+	for v := 0; v < 1<<(8*k); v++ {
+		for i := range tail {
+			tail[i] = byte(v >> (8 * i))
+		}
+		if crc32.Update(prefix, tab, tail) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestScan_ZeroedEnd_Checksum gives the last record a checksum that may or
+// may not be reachable by replacing the k zero bytes that end it: Scan
+// takes it for a torn write exactly when it is (tried exhaustively for one
+// and two bytes), and always with four.
+func TestScan_ZeroedEnd_Checksum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	for i := 0; i < 200; i++ {
+		k := []int{1, 2, 4}[i%3]
+		payload := make([]byte, 1+rng.IntN(40))
+		for j := range payload {
+			payload[j] = byte(rng.IntN(255) + 1)
+		}
+		// A record of payload+k bytes whose checksum is either that of some
+		// other k bytes in place of its zeros, or anything at all.
+		filler := make([]byte, k)
+		for j := range filler {
+			filler[j] = byte(rng.Uint32())
+		}
+		sum := crc32.Checksum(append(append([]byte{wal.TypeTx}, payload...), filler...), tab)
+		if i%2 == 1 {
+			sum = rng.Uint32()
+		}
+		rec := wal.AppendRecord(nil, wal.TypeTx, append(payload, make([]byte, k)...))
+		binary.LittleEndian.PutUint32(rec[4:], sum)
+		body, _ := segment(3)
+		b, lastStart := append(body, rec...), len(body)
+		_, r, err := scanAll(b)
+		if k < 4 && !zerosCanMatch(b[lastStart:], k) {
+			require.ErrorIs(t, err, wal.ErrCorrupt, "case %d", i)
+			continue
+		}
+		require.NoError(t, err, "case %d", i)
+		require.True(t, r.Torn, "case %d", i)
+	}
+}
+
+// TestScan_TailDamage_Length: a last record whose length was flipped so
+// that it runs past the end of the file, even far past the record limit,
+// is damage, since clearing that bit gives a whole record with a good
+// checksum; garbage that runs past the end is still a torn tail.
+func TestScan_TailDamage_Length(t *testing.T) {
+	good, lastStart := scanBody(wal.AppendTx(nil, sampleTx(4)))
+	for bit := 0; bit < 32; bit++ {
+		b := slices.Clone(good)
+		length := binary.LittleEndian.Uint32(b[lastStart:])
+		if length&(1<<bit) != 0 {
+			continue // clearing a bit is a record that ends early, whole
+		}
+		binary.LittleEndian.PutUint32(b[lastStart:], length|1<<bit)
+		_, _, err := scanAll(b)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
+		require.Contains(t, err.Error(), "length", "bit %d", bit)
+	}
+	garbage := append(slices.Clone(good[:lastStart]), []byte(strings.Repeat("\x9c\x01garbage", 20))...)
+	_, r, err := scanAll(garbage)
+	require.NoError(t, err)
+	require.True(t, r.Torn)
+}
+
+// holdsRecord reports whether a whole good record starts anywhere in b:
+// after a bad record, that makes it corruption whatever the bad one looks
+// like.
+func holdsRecord(b []byte) bool {
+	for i := range b {
+		if _, _, _, err := wal.DecodeRecord(b[i:], 1<<16); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzScanTail builds a segment body whose last record holds payload, then
+// (1) cuts that record at cut and adds pad zero bytes, as an interrupted
+// write leaves it: a torn tail, never corruption (unless a good record
+// lies whole in what is left of it, which is corruption by the rule for a
+// bad record with a good one after it); and (2) flips one bit of the
+// whole record: corruption at its offset, except as flipLooksTorn and
+// zerosMayHide say.
+func FuzzScanTail(f *testing.F) {
+	tx := wal.AppendTx(nil, sampleTx(4))
+	f.Add(tx, uint16(0), uint16(0), uint16(0))
+	f.Add(tx, uint16(40), uint16(3), uint16(100))
+	f.Add(tx, uint16(60), uint16(600), uint16(5))    // a flipped length bit
+	f.Add(tx, uint16(30), uint16(10000), uint16(28)) // a flipped length bit, far past the limit
+	f.Add([]byte("value\x00\x00\x00\x00\x00\x00"), uint16(12), uint16(6), uint16(80))
+	f.Add([]byte{}, uint16(3), uint16(9), uint16(64))
+	f.Add(wal.AppendRecord(nil, wal.TypeTx, tx), uint16(20), uint16(0), uint16(7)) // a record inside one
+	f.Fuzz(func(t *testing.T, payload []byte, cut, pad, bit uint16) {
+		if len(payload) > 4096 {
+			return
+		}
+		good, lastStart := scanBody(payload)
+		rec := good[lastStart:]
+		scan := func(b []byte) (wal.ScanResult, error) {
+			n := 0
+			r, err := wal.Scan(b, 0, 1<<16, func(byte, []byte) error { n++; return nil })
+			require.Equal(t, n, r.Records)
+			return r, err
+		}
+
+		b := append(slices.Clone(good[:lastStart+int(cut)%len(rec)]), make([]byte, int(pad)%1024)...)
+		r, err := scan(b)
+		if err != nil {
+			require.ErrorIs(t, err, wal.ErrCorrupt)
+			require.True(t, holdsRecord(b[lastStart+1:]), "an interrupted write taken for damage: %v", err)
+		}
+		require.GreaterOrEqual(t, r.Records, 3)
+
+		i := int(bit) % (8 * len(rec))
+		b = slices.Clone(good)
+		b[lastStart+i/8] ^= 1 << (i % 8)
+		r, err = scan(b)
+		require.Equal(t, 3, r.Records)
+		require.Equal(t, int64(lastStart), r.Good)
+		switch {
+		case holdsRecord(b[lastStart+1:]):
+			require.ErrorIs(t, err, wal.ErrCorrupt)
+		case flipLooksTorn(rec, i):
+			require.NoError(t, err, "bit %d", i)
+			require.True(t, r.Torn)
+		case zerosMayHide(rec, i):
+		default:
+			require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", i)
+			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart))
+		}
+	})
+}
