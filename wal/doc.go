@@ -36,6 +36,9 @@
 //
 // It is written to a temporary file, synced, renamed and its directory
 // synced before the segments it covers are removed; see Log.Snapshot.
+// Segments that Log.Retain asks for stay, although a snapshot covers
+// them: Open hands their records to Replay.History, for a history of
+// changes that outlives a restart.
 //
 // # Reading a damaged log
 //

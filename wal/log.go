@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"iter"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -71,7 +72,11 @@ type Stats struct {
 type Replay struct {
 	Snapshot func(rev int64) error // called first: the snapshot's revision
 	Item     func(*Item) error     // then each of its items, in key order
-	Tx       func(*Tx) error       // then each later transaction, in order
+	// History receives, before Tx, the transactions that the snapshot
+	// already holds but that the log still keeps (see Log.Retain), in
+	// order and without gaps: the history of changes, not state to apply.
+	History func(*Tx) error
+	Tx      func(*Tx) error // then each later transaction, in order
 }
 
 // segment is a segment file: the revision of its first record, its size.
@@ -103,6 +108,7 @@ type Log struct {
 	stats    Stats
 	segments []segment    // the segment files, ascending
 	snapRev  int64        // revision of the newest snapshot
+	retain   int64        // a snapshot removes no segment with records after this; see Retain
 	written  atomic.Int64 // bytes appended to segments since Open
 
 	snapMu sync.Mutex // one snapshot at a time
@@ -136,7 +142,7 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 // opts.Repair; a damaged snapshot always fails it. Appends continue after
 // the last revision replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
-	l := &Log{dir: dir, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Log{dir: dir, retain: math.MaxInt64, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
 		l.opts = *opts
 	}
@@ -192,7 +198,7 @@ func (l *Log) recover(r Replay) error {
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.Tx)
+	return l.replay(r.History, r.Tx)
 }
 
 // loadSnapshot finds the newest snapshot, removes older ones and
@@ -256,9 +262,9 @@ func (l *Log) loadSnapshot(r Replay) error {
 	return fsys.SyncDir(dir)
 }
 
-// replay reads the segments in order, passing fn the transactions after
-// the snapshot; see Open.
-func (l *Log) replay(fn func(*Tx) error) error {
+// replay reads the segments in order, passing hist the transactions the
+// snapshot holds and fn those after it; see Open.
+func (l *Log) replay(hist, fn func(*Tx) error) error {
 	fsys := l.opts.FS
 	names, err := fsys.List(l.segDir())
 	if err != nil {
@@ -271,19 +277,28 @@ func (l *Log) replay(fn func(*Tx) error) error {
 		}
 		l.segments = append(l.segments, segment{first: first})
 	}
-	// Segments whose records the snapshot holds, all but the last one,
-	// are left over from a crash before they were removed.
-	covered := 0
-	for covered+1 < len(l.segments) && l.segments[covered+1].first <= l.snapRev+1 {
-		covered++
-	}
-	if err := l.removeSegments(covered); err != nil {
+	// Segments whose records the snapshot holds all of, kept for the
+	// history (or left over from a crash before they were removed), are
+	// checked first: the history they hold must be whole, so damage in
+	// one is refused, or with Repair drops it and every older one.
+	if err := l.checkHistory(); err != nil {
 		return err
+	}
+	var histLast int64
+	history := func(tx *Tx) error {
+		if histLast != 0 && tx.Revision != histLast+1 {
+			return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, histLast)
+		}
+		histLast = tx.Revision
+		if hist == nil {
+			return nil
+		}
+		return hist(tx)
 	}
 	for i, seg := range l.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
 		lastSeg := i == len(l.segments)-1
-		b, res, bad, err := l.readSegment(name, lastSeg, func(tx *Tx) error {
+		b, res, bad, err := l.readSegment(name, lastSeg, history, func(tx *Tx) error {
 			if tx.Revision <= l.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
 			}
@@ -324,12 +339,51 @@ func (l *Log) replay(fn func(*Tx) error) error {
 	return nil
 }
 
-// readSegment reads the segment file name and calls fn with each of its
-// transactions after the snapshot. A last segment too short for its header
-// is returned as it is, unread. bad is damage that is not a torn tail of
-// the last segment (it wraps ErrCorrupt and names the file); err is what
-// stopped the read otherwise: an I/O error, a bad header, fn's error.
-func (l *Log) readSegment(name string, last bool, fn func(*Tx) error) (b []byte, res ScanResult, bad, err error) {
+// checkHistory reads the segments whose records the snapshot holds all
+// of. Damage or a gap in one fails with ErrCorrupt, or with Repair removes
+// that segment and every older one: the history then starts after it.
+func (l *Log) checkHistory() error {
+	covered := 0
+	for covered+1 < len(l.segments) && l.segments[covered+1].first <= l.snapRev+1 {
+		covered++
+	}
+	var prev int64
+	for i := 0; i < covered; i++ {
+		name := path.Join(l.segDir(), segmentName(l.segments[i].first))
+		_, _, bad, err := l.readSegment(name, false, func(tx *Tx) error {
+			if prev != 0 && tx.Revision != prev+1 {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, prev)
+			}
+			prev = tx.Revision
+			return nil
+		}, nil)
+		if err != nil && errors.Is(err, ErrCorrupt) {
+			bad, err = fmt.Errorf("%s: %w", name, err), nil
+		}
+		switch {
+		case err != nil:
+			return err
+		case bad == nil:
+			continue
+		case !l.opts.Repair:
+			return bad
+		}
+		l.opts.Logf("wal: %s: damage (repair): removing it and %d older segments, history only", name, i)
+		if err := l.removeSegments(i + 1); err != nil {
+			return err
+		}
+		return l.checkHistory()
+	}
+	return nil
+}
+
+// readSegment reads the segment file name and calls hist with each of its
+// transactions that the snapshot holds (nil: skip them unread), fn with
+// each after it. A last segment too short for its header is returned as
+// it is, unread. bad is damage that is not a torn tail of the last segment
+// (it wraps ErrCorrupt and names the file); err is what stopped the read
+// otherwise: an I/O error, a bad header, hist's or fn's error.
+func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res ScanResult, bad, err error) {
 	b, err = l.opts.FS.ReadFile(name)
 	if err != nil || len(b) < SegmentHeaderSize && last {
 		return b, res, nil, err
@@ -338,12 +392,19 @@ func (l *Log) readSegment(name string, last bool, fn func(*Tx) error) (b []byte,
 		return b, res, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
-			return nil // in the snapshot
+			if hist == nil {
+				return nil // in the snapshot
+			}
+			held = true
 		}
 		tx, err := DecodeTx(payload)
 		if err != nil {
 			return err
+		}
+		if held {
+			return hist(&tx)
 		}
 		return fn(&tx)
 	})
@@ -673,7 +734,7 @@ func (l *Log) Written() int64 { return l.written.Load() }
 
 // Snapshot writes a snapshot of the state at revision rev, whose items
 // items yields in key order, then removes the snapshot and the segments it
-// replaces. rev must be durable; appends go on meanwhile. The snapshot is
+// replaces, but none that Retain asks to keep. rev must be durable; appends go on meanwhile. The snapshot is
 // written to a temporary file, synced, renamed and its directory synced
 // before anything is removed, so a crash at any point leaves either the
 // old snapshot and its segments or the new one. A failure is returned and
@@ -721,8 +782,9 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	l.snapRev = rev
 	l.stats.Snapshots++
 	l.stats.SnapshotRevision = rev
+	keep := min(rev, l.retain)
 	covered := 0
-	for covered+1 < len(l.segments) && l.segments[covered+1].first <= rev+1 {
+	for covered+1 < len(l.segments) && l.segments[covered+1].first <= keep+1 {
 		covered++
 	}
 	l.mu.Unlock()
@@ -738,6 +800,16 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 		return fmt.Errorf("wal: removing segments the snapshot holds: %w", err)
 	}
 	return nil
+}
+
+// Retain asks every later Snapshot to keep the segments that hold records
+// after rev, although the snapshot holds them too, so that a reopened log
+// can hand them to Replay.History. By default a snapshot removes every
+// segment it replaces.
+func (l *Log) Retain(rev int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.retain = rev
 }
 
 // Stats returns counters of the log's work.
@@ -850,7 +922,7 @@ func Check(dir string, opts *Options) (Report, error) {
 			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
 		last := i == len(names)-1
-		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, func(tx *Tx) error {
+		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
 			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
 			}
