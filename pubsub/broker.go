@@ -61,6 +61,7 @@ type Stats struct {
 	Delivered     int64 // events put into subscriptions' buffers
 	Compacted     int64 // subscriptions ended by ErrCompacted
 	History       int   // events held in the history
+	Oldest        int64 // the oldest revision a subscription can resume from
 	Revision      int64 // newest revision published
 }
 
@@ -223,7 +224,7 @@ func (b *Broker) Stats() Stats {
 	st := Stats{Subscriptions: len(b.subs), CatchingUp: len(b.lagging)}
 	b.smu.Unlock()
 	b.hmu.Lock()
-	st.History, st.Revision = b.hist.events, b.hist.last
+	st.History, st.Revision, st.Oldest = b.hist.events, b.hist.last, b.hist.oldest()
 	b.hmu.Unlock()
 	st.Published = b.stats.published.Load()
 	st.Delivered = b.stats.delivered.Load()

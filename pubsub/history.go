@@ -68,3 +68,11 @@ func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
 	}
 	return out, true
 }
+
+// Oldest returns the oldest revision a subscription can resume from: it
+// gets every event after it.
+func (b *Broker) Oldest() int64 {
+	b.hmu.Lock()
+	defer b.hmu.Unlock()
+	return b.hist.oldest()
+}
