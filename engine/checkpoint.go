@@ -46,6 +46,9 @@ func (db *DB) checkpoint() error {
 			return yield(&it)
 		})
 	}
+	// Keep the log that the history of changes still holds, so that
+	// subscribers can resume from it after a restart too.
+	db.log.Retain(db.broker.Oldest())
 	if err := db.log.Snapshot(rev, items); err != nil {
 		if errors.Is(err, wal.ErrClosed) {
 			return ErrClosed

@@ -28,6 +28,10 @@ type DB struct {
 	broker *pubsub.Broker
 	log    *wal.Log // nil in memory
 
+	// restored is the newest revision whose events Open gave the broker's
+	// history from the log.
+	restored int64
+
 	// pub orders the commits on their way to readers and subscribers.
 	pub struct {
 		mu     sync.Mutex       // guards queue and graves
@@ -79,13 +83,16 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.wtx.db = db
 	if dir != "" {
 		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
-			wal.Replay{Snapshot: db.restoreRevision, Item: db.restoreItem, Tx: db.replay})
+			wal.Replay{Snapshot: db.restoreRevision, Item: db.restoreItem, History: db.restoreHistory, Tx: db.replay})
 		if err != nil {
+			if db.broker != nil {
+				db.broker.Close()
+			}
 			return nil, fmt.Errorf("engine: open %s: %w", dir, err)
 		}
 		db.log = l
 	}
-	db.broker = pubsub.NewBroker(db.rev, &pubsub.Options{HistoryEvents: o.HistoryEvents, HistoryBytes: o.HistoryBytes})
+	db.historyNext(db.rev + 1)
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)
@@ -102,6 +109,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	close(db.stop)
+	last := db.rev // no transaction commits after closed is set
 	db.wmu.Unlock()
 	db.sweeping.Wait()
 	db.bg.mu.Lock()
@@ -111,8 +119,13 @@ func (db *DB) Close() error {
 	var err error
 	if db.log != nil {
 		// Writes that were waiting for the disk are written and synced
-		// now; their writers return and publish them.
+		// now. Their writers publish them too, but maybe only after the
+		// broker has closed: publish them here, so that subscriptions
+		// get every committed event before they end.
 		err = db.log.Close()
+		if err == nil {
+			db.publish(last)
+		}
 	}
 	db.broker.Close()
 	return err

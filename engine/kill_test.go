@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -33,9 +34,9 @@ func kill9Child(dir, iteration string) {
 		os.Exit(2)
 	}
 	var mu sync.Mutex
-	ack := func(key string) {
+	ack := func(key string, rev int64) {
 		mu.Lock()
-		os.Stdout.WriteString("ack " + key + "\n")
+		fmt.Fprintf(os.Stdout, "ack %s %d\n", key, rev)
 		mu.Unlock()
 	}
 	os.Stdout.WriteString("ready\n")
@@ -46,23 +47,24 @@ func kill9Child(dir, iteration string) {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				key := fmt.Sprintf("it%s:g%d:%06d", iteration, g, i)
+				var it engine.Item
 				var err error
 				if i%4 == 3 { // some multi-key transactions
 					err = db.Update(func(tx *engine.Tx) error {
-						if _, err := tx.Set(key, kill9Value(key), nil); err != nil {
+						if it, err = tx.Set(key, kill9Value(key), nil); err != nil {
 							return err
 						}
 						_, err := tx.Increment(fmt.Sprintf("count:g%d", g), 1)
 						return err
 					})
 				} else {
-					_, err = db.Set(key, kill9Value(key), nil)
+					it, err = db.Set(key, kill9Value(key), nil)
 				}
 				if err != nil {
 					fmt.Println("write:", err)
 					os.Exit(2)
 				}
-				ack(key)
+				ack(key, it.Revision)
 			}
 		}()
 	}
@@ -72,11 +74,13 @@ func kill9Child(dir, iteration string) {
 // TestKill9 runs a child process that writes with 8 goroutines and kills
 // it with SIGKILL at a random moment, again and again on the same
 // directory: after each kill, every write the child acknowledged, in this
-// run or an earlier one, is there with its value. -kill9.iterations sets
-// how many times.
+// run or an earlier one, is there with its value, and a subscription that
+// resumes from a revision acknowledged before the kill gets every write
+// after it, in order, with no gap. -kill9.iterations sets how many times.
 func TestKill9(t *testing.T) {
 	dir := t.TempDir()
 	var acked []string
+	revs := map[string]int64{} // the revision each acknowledged write got
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	for it := 0; it < *kill9Iterations; it++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -101,10 +105,17 @@ func TestKill9(t *testing.T) {
 		require.True(t, ok && first == "ready", "the child did not start: %q", first)
 		time.AfterFunc(time.Duration(5+rng.IntN(120))*time.Millisecond, func() { cmd.Process.Kill() })
 		n := 0
+		var from int64 // a revision acknowledged in this run, to resume from
 		for line := range lines {
-			key, ok := strings.CutPrefix(line, "ack ")
-			require.True(t, ok, "the child said %q", line)
+			var key string
+			var rev int64
+			_, err := fmt.Sscanf(line, "ack %s %d", &key, &rev)
+			require.NoError(t, err, "the child said %q", line)
 			acked = append(acked, key)
+			revs[key] = rev
+			if n == 0 || rng.IntN(n+1) == 0 {
+				from = rev
+			}
 			n++
 		}
 		err = cmd.Wait()
@@ -118,10 +129,40 @@ func TestKill9(t *testing.T) {
 			require.NoError(t, err, "iteration %d: acknowledged %s lost", it, key)
 			require.Equal(t, kill9Value(key), got.Value)
 		}
+		if n > 0 {
+			resumeAfterKill(t, db, from, revs)
+		}
 		require.NoError(t, db.Close())
 		t.Logf("iteration %d: %d writes acknowledged before the kill", it, n)
 	}
 	require.NotEmpty(t, acked)
+}
+
+// resumeAfterKill subscribes from revision from, which the killed child
+// acknowledged, and checks that every revision after it comes, in order,
+// each once, through the newest, with each acknowledged write at its
+// revision and with its value.
+func resumeAfterKill(t *testing.T, db *engine.DB, from int64, revs map[string]int64) {
+	t.Helper()
+	sub, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: from, Buffer: 1 << 16})
+	require.NoError(t, err, "resume from %d, acknowledged before the kill", from)
+	defer sub.Close()
+	want := from + 1
+	for want <= db.Revision() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ev, err := sub.Next(ctx)
+		cancel()
+		require.NoError(t, err, "resumed from %d, waiting for %d", from, want)
+		if ev.Revision == want-1 {
+			continue // another event of the same transaction
+		}
+		require.Equal(t, want, ev.Revision, "resumed from %d", from)
+		if rev, ok := revs[ev.Key]; ok {
+			require.Equal(t, rev, ev.Revision, "%s acknowledged at another revision", ev.Key)
+			require.Equal(t, kill9Value(ev.Key), ev.Value)
+		}
+		want++
+	}
 }
 
 // kill9Main runs the child if this process is one.

@@ -28,7 +28,8 @@ type Options struct {
 
 	// HistoryEvents and HistoryBytes bound the recent changes kept so that
 	// subscriptions can catch up and resume; see pubsub.Options. Defaults
-	// 100,000 events and 64 MiB.
+	// 100,000 events and 64 MiB. On disk the log keeps the segments that
+	// hold them, so that the history outlives a restart.
 	HistoryEvents int
 	HistoryBytes  int64
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
@@ -18,6 +19,7 @@ func (db *DB) replay(r *wal.Tx) error {
 		// means records are missing.
 		return fmt.Errorf("%w: the log goes from revision %d to %d", wal.ErrCorrupt, db.rev, r.Revision)
 	}
+	db.historyNext(r.Revision)
 	tx := &db.wtx
 	db.begin(tx)
 	tx.rev, tx.now = r.Revision, r.Time
@@ -25,8 +27,38 @@ func (db *DB) replay(r *wal.Tx) error {
 		e, cur := tx.lookup(w.Key)
 		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: kindFromWAL[w.Kind]})
 	}
-	_, err := tx.commit()
+	_, err := tx.commit() // and publishes it to the history
+	db.restored = r.Revision
 	return err
+}
+
+// restoreHistory gives the broker's history a transaction that the
+// snapshot already holds, so that a subscriber can resume from before the
+// snapshot, and from before the restart.
+func (db *DB) restoreHistory(r *wal.Tx) error {
+	db.historyNext(r.Revision)
+	b := pubsub.Batch{Revision: r.Revision, Events: make([]pubsub.Event, len(r.Writes))}
+	at := time.Unix(0, r.Time)
+	for i, w := range r.Writes {
+		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: kindFromWAL[w.Kind], Key: w.Key, Value: w.Value, Time: at}
+	}
+	db.broker.Publish(b)
+	db.restored = r.Revision
+	return nil
+}
+
+// historyNext readies the broker for the events of revision rev: its
+// history must end right before rev, or, if there is a gap (Repair dropped
+// part of the log) or no broker yet, it starts anew at rev.
+func (db *DB) historyNext(rev int64) {
+	if db.broker != nil && db.restored == rev-1 {
+		return
+	}
+	if db.broker != nil {
+		db.broker.Close()
+	}
+	db.broker = pubsub.NewBroker(rev-1, &pubsub.Options{HistoryEvents: db.opts.HistoryEvents, HistoryBytes: db.opts.HistoryBytes})
+	db.restored = rev - 1
 }
 
 // restoreRevision starts recovery from a snapshot taken at rev.

@@ -1,0 +1,144 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+)
+
+// readUntil reads sub's events until one of revision rev has come and
+// every event of rev with it, or fails after a while.
+func readUntil(t *testing.T, sub *engine.Subscription, rev int64) []pubsub.Event {
+	t.Helper()
+	var evs []pubsub.Event
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(evs) == 0 || evs[len(evs)-1].Revision < rev {
+		ev, err := sub.Next(ctx)
+		require.NoError(t, err, "waiting for revision %d, got through %d", rev, last(evs))
+		evs = append(evs, ev)
+	}
+	// The rest of rev's transaction, if it is already in the buffer.
+	for {
+		select {
+		case ev, ok := <-sub.Events():
+			if ok {
+				require.Equal(t, rev, ev.Revision, "an event after the last revision written")
+				evs = append(evs, ev)
+				continue
+			}
+		default:
+		}
+		return evs
+	}
+}
+
+func last(evs []pubsub.Event) int64 {
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Revision
+}
+
+// after returns the events of all with a revision above rev.
+func after(all []pubsub.Event, rev int64) []pubsub.Event {
+	for i, ev := range all {
+		if ev.Revision > rev {
+			return all[i:]
+		}
+	}
+	return nil
+}
+
+func sameEvents(t *testing.T, want, got []pubsub.Event, msg string) {
+	t.Helper()
+	require.Equal(t, len(want), len(got), "%s: event counts", msg)
+	for i := range want {
+		w, g := want[i], got[i]
+		require.True(t, w.Revision == g.Revision && w.Type == g.Type && w.Key == g.Key && w.Value == g.Value && w.Time.Equal(g.Time),
+			"%s: event %d: got %+v, want %+v", msg, i, g, w)
+	}
+}
+
+// TestSubscribe_ResumeAcrossReopen writes transactions of one to three keys
+// while a subscription records every event, closes and reopens the
+// database again and again (checkpoints drop log segments meanwhile), and
+// after each reopen resumes from random revisions: from a revision the
+// history still holds, the events are exactly those the uninterrupted
+// subscription got after it; from an older one, ErrCompacted with the
+// oldest revision that can be resumed from.
+func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 0))
+			fs := wal.NewMemFS()
+			o := &engine.Options{FS: fs, SweepInterval: -1, SegmentSize: 2 << 10, CheckpointBytes: 8 << 10, HistoryEvents: 300}
+			db, err := engine.Open("db", o)
+			require.NoError(t, err)
+			var all []pubsub.Event // every event, in order, across the reopens
+
+			for round := range 6 {
+				full, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: db.Revision(), Buffer: 4096})
+				require.NoError(t, err)
+				for i := range 100 + r.IntN(300) {
+					require.NoError(t, db.Update(func(tx *engine.Tx) error {
+						for k := range 1 + r.IntN(3) {
+							key := fmt.Sprintf("k%d", r.IntN(50))
+							var err error
+							switch r.IntN(4) {
+							case 0:
+								_, err = tx.Patch(key, fmt.Sprint(k))
+							case 1:
+								if err = tx.Delete(key); errors.Is(err, engine.ErrNotFound) {
+									err = nil
+								}
+							default:
+								_, err = tx.Set(key, fmt.Sprintf("r%di%dk%d", round, i, k), nil)
+							}
+							if err != nil {
+								return err
+							}
+						}
+						return nil
+					}))
+				}
+				rev := db.Revision()
+				all = append(all, readUntil(t, full, rev)...)
+				require.NoError(t, full.Close())
+				require.NoError(t, db.Close())
+
+				db, err = engine.Open("db", o)
+				require.NoError(t, err)
+				require.Equal(t, rev, db.Revision())
+				oldest := db.Stats().Subscriptions.Oldest
+				require.Less(t, oldest, rev-100, "round %d: the history after reopen is too short", round)
+				for range 5 {
+					from := oldest + r.Int64N(rev-oldest+1)
+					sub, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: from, Buffer: 4096})
+					require.NoError(t, err, "round %d: resume from %d (oldest %d)", round, from, oldest)
+					var got []pubsub.Event
+					if from < rev {
+						got = readUntil(t, sub, rev)
+					}
+					sameEvents(t, after(all, from), got, fmt.Sprintf("round %d: resume from %d", round, from))
+					require.NoError(t, sub.Close())
+				}
+				if oldest > 0 {
+					_, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: oldest - 1})
+					var ce *pubsub.CompactedError
+					require.ErrorAs(t, err, &ce, "round %d: resume from %d, before the oldest %d", round, oldest-1, oldest)
+					require.Equal(t, oldest, ce.Oldest)
+				}
+			}
+			require.NoError(t, db.Close())
+		})
+	}
+}
