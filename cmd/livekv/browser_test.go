@@ -54,7 +54,8 @@ func (s *server) stop(t *testing.T) {
 // changes, concurrent edits of one todo keep both, chat messages arrive,
 // after livekv serve restarts on the same folder everything is still
 // there, and a page open across a restart says it is offline, then shows
-// what was written meanwhile. Screenshots go to testdata/browser/artifacts. make test installs
+// what was written meanwhile, resumed from the server's history without
+// reading everything again. Screenshots go to testdata/browser/artifacts. make test installs
 // Chromium and playwright-core; without them this test fails, it never
 // skips.
 func TestBrowser(t *testing.T) {

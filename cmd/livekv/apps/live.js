@@ -36,6 +36,9 @@ export class Live {
       this.markReady();
       if (this.stale) {
         this.stale = false;
+        // Counted where a test can see it: a page should resume from the
+        // server's history, and reload only when that no longer reaches.
+        document.body.dataset.reloads = String(Number(document.body.dataset.reloads || 0) + 1);
         this.onReload();
       }
     };

@@ -7,7 +7,8 @@
 //                    data written in "live" is still there.
 //   PHASE "reconnect": prints "stop-server" and waits for a line on stdin
 //                    while the test restarts the server on the same address
-//                    and writes a message: the open page shows it.
+//                    and writes a message: the open page shows it, resumed
+//                    from its revision without reloading everything.
 // Prints "ok" and exits 0 when every check passes.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -99,6 +100,9 @@ try {
     await new Promise((resolve) => process.stdin.once('data', resolve)); // the server is back
     await c.waitForSelector('#status[data-state=online]', { timeout: 15000 });
     await c.waitForFunction(() => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'written while you were away'), null, { timeout });
+    // The server's history outlived its restart: the page resumed from
+    // the revision it had, and did not have to read everything again.
+    assert.equal(await c.evaluate(() => document.body.dataset.reloads || '0'), '0', 'the page reloaded instead of resuming');
     const d = await open('/chat/');
     await d.locator('#rooms button[data-room=lobby]').click({ timeout });
     await d.fill('#text', 'after the restart');
