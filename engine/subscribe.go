@@ -18,10 +18,16 @@ type SubscribeOptions struct {
 	// that errors.Is recognises as pubsub.ErrCompacted.
 	FromRevision int64
 
+	// From, when its Revision is above 0, asks for every matching change
+	// from that position on, such as a closed subscription's Position:
+	// the streams join exactly, even inside a transaction that Close cut
+	// (see pubsub.Position). It cannot be combined with FromRevision.
+	From pubsub.Position
+
 	// Initial asks for the current matching items first, read from one
 	// snapshot (Subscription.Initial, at Subscription.InitialRevision),
 	// followed by every change after that revision: load, then watch,
-	// without a race. It cannot be combined with FromRevision.
+	// without a race. It cannot be combined with FromRevision or From.
 	Initial bool
 
 	// Buffer is how many events the subscription's channel holds; see
@@ -67,8 +73,8 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if opts != nil {
 		o = *opts
 	}
-	if o.Initial && o.FromRevision != 0 {
-		return nil, fmt.Errorf("%w: Initial and FromRevision together", ErrInvalidOptions)
+	if o.Initial && (o.FromRevision != 0 || o.From != pubsub.Position{}) {
+		return nil, fmt.Errorf("%w: Initial and FromRevision or From together", ErrInvalidOptions)
 	}
 	if len(pats) == 0 {
 		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
@@ -86,7 +92,7 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if o.Initial {
 		snap, rev = db.snapshot()
 	}
-	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, Buffer: o.Buffer})
+	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer})
 	db.wmu.Unlock()
 	if err != nil {
 		if o.Initial {

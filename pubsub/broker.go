@@ -212,8 +212,8 @@ func (b *Broker) takeIn() {
 			for _, p := range s.patterns {
 				b.index.Add(p, s)
 			}
-			if s.through >= cursor {
-				s.synced = true // the dispatcher sends it the batches after through
+			if s.sent.Index == 0 && s.sent.Revision > cursor {
+				s.synced = true // the dispatcher sends it the batches from sent on
 			} else {
 				b.follow(s) // it needs batches the dispatcher has handled
 			}
@@ -249,7 +249,7 @@ func (b *Broker) deliver(batch *Batch) {
 func (b *Broker) offer(s *Subscription, batch *Batch, first int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.synced || s.ended || batch.Revision <= s.through {
+	if !s.synced || s.ended || batch.Revision < s.sent.Revision {
 		return
 	}
 	n := 1
@@ -260,27 +260,28 @@ func (b *Broker) offer(s *Subscription, batch *Batch, first int) {
 	}
 	if cap(s.ch)-len(s.ch) < n {
 		s.synced = false
-		s.through = batch.Revision - 1
+		s.sent = later(s.sent, Position{Revision: batch.Revision})
 		b.follow(s)
 		return
 	}
-	for _, e := range batch.Events[first:] {
-		if s.matchesCheap(e.Key) {
-			s.ch <- e
+	b.stats.delivered.Add(int64(n))
+	for i := first; n > 0; i++ {
+		if s.matchesCheap(batch.Events[i].Key) {
+			n--
+			s.put(batch, i, n == 0)
 		}
 	}
-	b.stats.delivered.Add(int64(n))
 }
 
-// follow starts the goroutine that feeds s from the history, from the
-// batch after s.through; dmu and s.mu are held.
+// follow starts the goroutine that feeds s from the history, from
+// s.sent; dmu and s.mu are held.
 func (b *Broker) follow(s *Subscription) {
 	b.followers[s] = struct{}{}
 	b.stats.following.Add(1)
 	s.kill = make(chan struct{})
 	s.exited = make(chan struct{})
 	b.wg.Add(1)
-	go s.follow(s.through, s.kill, s.exited)
+	go s.follow(s.sent, s.kill, s.exited)
 }
 
 // unfollow forgets the goroutine that fed s; dmu is held.

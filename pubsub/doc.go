@@ -21,7 +21,8 @@
 //
 // Each subscription sees the matching events in revision order, each once,
 // with no gap, and the events of one transaction one after another. A
-// subscription can resume from a revision (SubscribeOptions.FromRevision):
-// after reading Events to its end, subscribing again from Revision() goes
-// on exactly where the first stopped.
+// subscription can resume from a revision (SubscribeOptions.FromRevision)
+// or from a Position inside a transaction (SubscribeOptions.From):
+// subscribing again from a closed subscription's Position goes on exactly
+// where its reader stopped, re-delivering what it left unread.
 package pubsub

@@ -26,7 +26,7 @@ var (
 // re-read the current state and subscribe again from its revision.
 type CompactedError struct {
 	Revision int64 // the revision the subscription needed to resume after
-	Oldest   int64 // the oldest revision still held; events after Oldest-1 can be resumed
+	Oldest   int64 // the oldest revision still held: FromRevision Oldest-1, or From Position{Revision: Oldest}, or later can be resumed
 }
 
 func (e *CompactedError) Error() string {

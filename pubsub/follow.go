@@ -2,12 +2,12 @@ package pubsub
 
 import "time"
 
-// follow feeds a subscription from the history, from the batch after
-// from: one that fell behind until it is in step with the dispatcher
-// again, and one with a regex for as long as it runs, since its regexes
-// must not delay anyone else. b.Close, s.Close and the end of the
-// subscription stop it (kill).
-func (s *Subscription) follow(from int64, kill, exited chan struct{}) {
+// follow feeds a subscription from the history, from position from: one
+// that fell behind until it is in step with the dispatcher again, and one
+// with a regex for as long as it runs, since its regexes must not delay
+// anyone else. b.Close, s.Close and the end of the subscription stop it
+// (kill).
+func (s *Subscription) follow(from Position, kill, exited chan struct{}) {
 	b := s.b
 	defer b.wg.Done()
 	defer close(exited)
@@ -19,11 +19,11 @@ func (s *Subscription) follow(from int64, kill, exited chan struct{}) {
 			b.dmu.Unlock()
 		}
 	}()
-	done := from // every matching event through done is in ch
+	next := from // every matching event before next is in ch
 	for {
 		cursor := b.cursor.Load()
-		if done >= cursor {
-			if !s.regex && s.handBack(done) {
+		if next.Revision > cursor {
+			if !s.regex && next.Index == 0 && s.handBack(next) {
 				handedBack = true
 				return
 			}
@@ -35,25 +35,29 @@ func (s *Subscription) follow(from int64, kill, exited chan struct{}) {
 			continue
 		}
 		b.hmu.Lock()
-		batches, ok := b.hist.after(done, cursor, 64)
+		batches, ok := b.hist.after(next.Revision-1, cursor, 64)
 		oldest := b.hist.oldest()
 		b.hmu.Unlock()
 		if !ok {
-			s.stop(&CompactedError{Revision: done, Oldest: oldest})
+			s.stop(&CompactedError{Revision: next.Revision - 1, Oldest: oldest})
 			return
 		}
 		for i := range batches {
-			if !s.send(&batches[i], done, kill) {
+			skip := 0
+			if batches[i].Revision == next.Revision {
+				skip = next.Index
+			}
+			if !s.send(&batches[i], skip, kill) {
 				return
 			}
-			done = batches[i].Revision
+			next = Position{Revision: batches[i].Revision + 1}
 		}
 		if len(batches) < 64 {
-			done = cursor // nothing else up to the cursor
+			next = later(next, Position{Revision: cursor + 1}) // nothing else up to the cursor
 		}
 		s.mu.Lock()
 		if !s.ended {
-			s.through = max(s.through, done)
+			s.sent = later(s.sent, next)
 		}
 		s.mu.Unlock()
 	}
@@ -62,11 +66,11 @@ func (s *Subscription) follow(from int64, kill, exited chan struct{}) {
 // handBack gives the subscription back to the dispatcher if it has sent
 // everything up to the dispatcher's cursor, and reports whether it did (or
 // the subscription has ended).
-func (s *Subscription) handBack(done int64) bool {
+func (s *Subscription) handBack(next Position) bool {
 	b := s.b
 	b.dmu.Lock()
 	defer b.dmu.Unlock()
-	if b.cursor.Load() > done {
+	if b.cursor.Load() >= next.Revision {
 		return false
 	}
 	s.mu.Lock()
@@ -74,7 +78,7 @@ func (s *Subscription) handBack(done int64) bool {
 		// From the dispatcher's next batch on, it sends to s again.
 		s.synced = true
 		s.markRev = 0
-		s.through = max(s.through, done)
+		s.sent = later(s.sent, next)
 	}
 	s.mu.Unlock()
 	b.unfollow(s)
@@ -84,21 +88,21 @@ func (s *Subscription) handBack(done int64) bool {
 // roomPoll is how often a follower looks for room in a full buffer.
 const roomPoll = time.Millisecond
 
-// send decides which events of the batch the subscription matches, then
-// puts them into ch, all of them or, if the subscription is stopped
-// first, none: a transaction is never split, unless it has more matching
-// events than the buffer holds. A key that a regex could not decide on
-// ends the subscription before the batch: nothing is skipped unsaid. It
-// reports false if the subscription ended; done is the revision through
-// which every matching event is in ch.
-func (s *Subscription) send(batch *Batch, done int64, kill chan struct{}) bool {
+// send decides which events of the batch from index skip on the
+// subscription matches, then puts them into ch, all of them or, if the
+// subscription is stopped first, none: a transaction is never split,
+// unless it has more matching events than the buffer holds. A key that a
+// regex could not decide on ends the subscription before the batch:
+// nothing is skipped unsaid. It reports false if the subscription ended.
+func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) bool {
+	here := Position{Revision: batch.Revision, Index: skip}
 	keep := s.scratch[:0]
-	for i := range batch.Events {
+	for i := skip; i < len(batch.Events); i++ {
 		ok, undecided := s.match(batch.Events[i].Key)
 		if undecided != nil {
 			s.mu.Lock()
 			if !s.ended {
-				s.through = max(s.through, batch.Revision-1) // the history has nothing in between
+				s.sent = later(s.sent, here) // the history has nothing in between
 			}
 			s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
 			s.mu.Unlock()
@@ -118,7 +122,7 @@ func (s *Subscription) send(batch *Batch, done int64, kill chan struct{}) bool {
 		if whole {
 			n = len(keep)
 		}
-		if !s.waitRoom(n, done, kill) {
+		if !s.waitRoom(n, batch.Revision, kill) {
 			return false
 		}
 		s.mu.Lock()
@@ -126,11 +130,8 @@ func (s *Subscription) send(batch *Batch, done int64, kill chan struct{}) bool {
 			s.mu.Unlock()
 			return false
 		}
-		for _, i := range keep[:n] {
-			s.ch <- batch.Events[i] // the room stays: only this goroutine sends
-		}
-		if n == len(keep) {
-			s.through = max(s.through, batch.Revision)
+		for j, i := range keep[:n] {
+			s.put(batch, i, j == len(keep)-1)
 		}
 		s.mu.Unlock()
 		s.b.stats.delivered.Add(int64(n))
@@ -140,13 +141,13 @@ func (s *Subscription) send(batch *Batch, done int64, kill chan struct{}) bool {
 }
 
 // waitRoom waits until ch has room for n events. It reports false if the
-// subscription was stopped first, or has fallen behind the history while
-// it waited: then it ends with ErrCompacted.
-func (s *Subscription) waitRoom(n int, done int64, kill chan struct{}) bool {
+// subscription was stopped first, or if the history has dropped revision
+// needs while it waited: then it ends with ErrCompacted.
+func (s *Subscription) waitRoom(n int, needs int64, kill chan struct{}) bool {
 	var t *time.Ticker
 	for cap(s.ch)-len(s.ch) < n {
-		if oldest := s.b.evicted.Load(); done < oldest {
-			s.stop(&CompactedError{Revision: done, Oldest: oldest})
+		if evicted := s.b.evicted.Load(); needs <= evicted {
+			s.stop(&CompactedError{Revision: needs - 1, Oldest: evicted + 1})
 			return false
 		}
 		if t == nil {

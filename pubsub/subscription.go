@@ -13,10 +13,20 @@ import (
 // defaults.
 type SubscribeOptions struct {
 	// FromRevision, when above 0, asks for every matching event with a
-	// greater revision, then the live ones, with no gap between. A
-	// revision older than the history holds is ErrCompacted at once. 0
-	// means from now: events of revisions published after Subscribe.
+	// greater revision, then the live ones, with no gap between: it is
+	// From: Position{Revision: FromRevision + 1}. Resuming needs the
+	// history to hold every revision after FromRevision (it is at least
+	// CompactedError.Oldest - 1); if not, Subscribe returns a
+	// *CompactedError. 0 means from now: events of revisions published
+	// after Subscribe.
 	FromRevision int64
+
+	// From, when its Revision is above 0, asks for every matching event
+	// from that position on (see Position), such as the one a closed
+	// subscription's Position returned: the two streams join without a
+	// gap or a duplicate, even inside a transaction. It cannot be combined
+	// with FromRevision.
+	From Position
 
 	// Buffer is how many events the Events channel holds. A subscription
 	// whose buffer is full falls behind and catches up from the history;
@@ -39,13 +49,14 @@ type Subscription struct {
 
 	// mu guards the fields below and every send on ch, so that a send
 	// never meets a closed channel: ch is closed under mu.
-	mu      sync.Mutex
-	synced  bool          // the dispatcher sends to it
-	ended   bool          // no more events will be sent
-	err     error         // why it ended
-	through int64         // every matching event up to this revision is in ch (synced: or up to the cursor)
-	kill    chan struct{} // closed to stop the follower
-	exited  chan struct{} // closed when the follower returns
+	mu     sync.Mutex
+	synced bool          // the dispatcher sends to it
+	ended  bool          // no more events will be sent
+	err    error         // why it ended
+	sent   Position      // every matching event before it is in ch (synced: or up to the cursor)
+	inCh   ring          // the positions of the events that may still be in ch
+	kill   chan struct{} // closed to stop the follower
+	exited chan struct{} // closed when the follower returns
 
 	markRev int64 // guarded by b.dmu: last batch the dispatcher matched it in
 
@@ -65,8 +76,16 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
-	if o.FromRevision < 0 {
-		return nil, fmt.Errorf("pubsub: negative FromRevision %d", o.FromRevision)
+	start := o.From
+	switch {
+	case o.FromRevision < 0 || start.Revision < 0 || start.Index < 0:
+		return nil, fmt.Errorf("pubsub: negative FromRevision %d or From %+v", o.FromRevision, start)
+	case o.FromRevision > 0 && start != Position{}:
+		return nil, fmt.Errorf("pubsub: both FromRevision and From")
+	case start.Revision == 0 && start.Index != 0:
+		return nil, fmt.Errorf("pubsub: From %+v has an index but no revision", start)
+	case o.FromRevision > 0:
+		start = Position{Revision: o.FromRevision + 1}
 	}
 	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1)}
 	s.patterns = slices.Clone(patterns)
@@ -81,17 +100,16 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	b.hmu.Lock()
 	last, oldest := b.hist.last, b.hist.oldest()
 	b.hmu.Unlock()
-	from := o.FromRevision
-	if from == 0 {
-		from = last
+	if start.Revision == 0 {
+		start = Position{Revision: last + 1}
 	}
-	if from < oldest {
-		return nil, &CompactedError{Revision: from, Oldest: oldest}
+	if start.Revision < oldest {
+		return nil, &CompactedError{Revision: start.Revision - 1, Oldest: oldest}
 	}
 	if b.closed {
 		return nil, ErrClosed
 	}
-	s.through = from
+	s.sent = start
 	b.subs[s] = struct{}{}
 	b.nsubs.Store(int64(len(b.subs)))
 	b.added = append(b.added, s)
@@ -160,17 +178,48 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// Revision returns, once the subscription has ended, the revision through
-// which every matching event was put into Events: after reading Events to
-// its end, subscribe again with FromRevision set to it to go on exactly
-// where this one stopped. While the subscription runs it returns 0.
-func (s *Subscription) Revision() int64 {
+// Position returns where the reader is: just before the first event it
+// has not taken from Events (or Next), which is just after the last one
+// it took, or further on when later transactions had nothing for it.
+// Subscribing again with From set to it goes on exactly where this
+// subscription's reader stopped, even inside a transaction that a Close
+// cut: events left unread in the buffer come again. Taken after Close (or
+// after the subscription ended), it does not move unless the reader takes
+// more of the buffered events; taken while the subscription runs, it is a
+// moment's, and the reader may be further on already.
+func (s *Subscription) Position() Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ended {
-		return 0
+	if unread := len(s.ch); unread > 0 {
+		// Sends happen under mu: the unread events are the newest in inCh.
+		s.inCh.keep(unread)
+		return s.inCh.oldest()
 	}
-	return s.through
+	if s.synced {
+		return later(s.sent, Position{Revision: s.b.cursor.Load() + 1})
+	}
+	return s.sent
+}
+
+// Revision returns the newest revision all of whose matching events the
+// reader has taken: Position().Revision - 1. Subscribing again with
+// FromRevision set to it goes on after that revision, which repeats the
+// events the reader took of a transaction that Close cut; From:
+// Position() does not.
+func (s *Subscription) Revision() int64 { return s.Position().Revision - 1 }
+
+// put sends the event of batch at index i, the last of the batch that s
+// matches if last; s.mu is held and ch has room.
+func (s *Subscription) put(batch *Batch, i int, last bool) {
+	ev := batch.Events[i]
+	ev.Index = i
+	s.inCh.keep(len(s.ch)) // the others have been read
+	s.inCh.push(Position{Revision: batch.Revision, Index: i})
+	s.ch <- ev // the room stays: only one goroutine sends at a time, under mu
+	s.sent = Position{Revision: batch.Revision, Index: i + 1}
+	if last {
+		s.sent = Position{Revision: batch.Revision + 1} // the rest does not match
+	}
 }
 
 // Close ends the subscription with ErrClosed and waits until it sends no
@@ -196,7 +245,7 @@ func (s *Subscription) end(err error) {
 	s.ended, s.err = true, err
 	if s.synced {
 		s.synced = false
-		s.through = max(s.through, b.cursor.Load())
+		s.sent = later(s.sent, Position{Revision: b.cursor.Load() + 1})
 	}
 	close(s.ch)
 	if s.kill != nil {
