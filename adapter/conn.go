@@ -288,9 +288,16 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 		}
 	}
 	var compacted *pubsub.CompactedError
-	if err := s.Err(); errors.As(err, &compacted) {
+	var undecided *pubsub.PatternTimeoutError
+	switch err := s.Err(); {
+	case errors.As(err, &compacted):
 		// The subscription fell behind the history: say so, once.
 		c.send(Reply{Code: http.StatusGone, Error: err.Error(), SubscriptionID: id, Oldest: compacted.Oldest, Revision: compacted.Revision})
+	case errors.As(err, &undecided):
+		// A regex of its own could not decide on a key: the message names
+		// the pattern and the revision, not the key, which the client may
+		// not be allowed to see.
+		c.send(Reply{Code: http.StatusBadRequest, Error: err.Error(), SubscriptionID: id, Revision: undecided.Revision - 1})
 	}
 }
 

@@ -18,10 +18,16 @@ type SubscribeOptions struct {
 	// that errors.Is recognises as pubsub.ErrCompacted.
 	FromRevision int64
 
+	// From, when its Revision is above 0, asks for every matching change
+	// from that position on, such as a closed subscription's Position:
+	// the streams join exactly, even inside a transaction that Close cut
+	// (see pubsub.Position). It cannot be combined with FromRevision.
+	From pubsub.Position
+
 	// Initial asks for the current matching items first, read from one
 	// snapshot (Subscription.Initial, at Subscription.InitialRevision),
 	// followed by every change after that revision: load, then watch,
-	// without a race. It cannot be combined with FromRevision.
+	// without a race. It cannot be combined with FromRevision or From.
 	Initial bool
 
 	// Buffer is how many events the subscription's channel holds; see
@@ -67,8 +73,8 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if opts != nil {
 		o = *opts
 	}
-	if o.Initial && o.FromRevision != 0 {
-		return nil, fmt.Errorf("%w: Initial and FromRevision together", ErrInvalidOptions)
+	if o.Initial && (o.FromRevision != 0 || o.From != pubsub.Position{}) {
+		return nil, fmt.Errorf("%w: Initial and FromRevision or From together", ErrInvalidOptions)
 	}
 	if len(pats) == 0 {
 		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
@@ -86,7 +92,7 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if o.Initial {
 		snap, rev = db.snapshot()
 	}
-	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, Buffer: o.Buffer})
+	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer})
 	db.wmu.Unlock()
 	if err != nil {
 		if o.Initial {
@@ -96,27 +102,60 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	}
 	sub := &Subscription{Subscription: ps}
 	if o.Initial {
-		sub.Initial, sub.InitialRevision = matching(snap, rev, db.now(), pats), rev
+		sub.Initial, err = matching(snap, rev, db.now(), pats)
+		sub.InitialRevision = rev
 		db.readers.close(rev)
+		if err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("engine: subscribe: initial items: %w", err)
+		}
 	}
 	return sub, nil
 }
 
 // matching returns the items of the snapshot that match any of pats, in
-// key order, scanning only the key ranges the patterns can match.
-func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) []Item {
+// key order, scanning only the key ranges the patterns can match. A key
+// that a regex could not decide on is a *pubsub.PatternTimeoutError, as
+// it is for events: an item is never left out unsaid.
+func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, error) {
 	seen := make(map[string]bool)
 	var items []Item
+	var err error
 	for _, p := range pats {
 		start, end := p.Bounds()
 		scan(t, rev, now, false, start, end, RangeOptions{}, func(it Item, _ error) bool {
-			if !seen[it.Key] && p.Match(it.Key) {
+			if seen[it.Key] {
+				return true
+			}
+			ok, merr := p.TryMatch(it.Key)
+			if merr != nil && !matchedBy(pats, p, it.Key) {
+				err = &pubsub.PatternTimeoutError{Pattern: p.String(), Key: it.Key, Revision: rev}
+				return false
+			}
+			if ok {
 				seen[it.Key] = true
 				items = append(items, it)
 			}
 			return true
 		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
-	return items
+	return items, nil
+}
+
+// matchedBy reports whether one of pats other than undecided surely
+// matches key.
+func matchedBy(pats []*pattern.Pattern, undecided *pattern.Pattern, key string) bool {
+	for _, p := range pats {
+		if p == undecided {
+			continue
+		}
+		if ok, _ := p.TryMatch(key); ok {
+			return true
+		}
+	}
+	return false
 }

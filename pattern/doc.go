@@ -20,8 +20,9 @@
 // Keys are bytes. A glob's ? and * step over whole UTF-8 characters, and
 // over single bytes that are not valid UTF-8. A regex reads the key as UTF-8,
 // with each invalid byte read as U+FFFD. Regexes run with a MatchTimeout,
-// because regexp2 backtracks: a match that runs out of time on two tries
-// counts as no match and is counted by Pattern.Timeouts.
+// because regexp2 backtracks: a match that cannot decide in time is
+// ErrTimeout from Pattern.TryMatch (no match from Pattern.Match) and is
+// counted by Pattern.Timeouts.
 //
 // Patterns are at most 256 bytes by default (Options.MaxLen). A pattern
 // that does not parse gets a *SyntaxError, which errors.Is recognises as

@@ -34,9 +34,15 @@ func (k Kind) String() string {
 	return kindNames[k]
 }
 
-// ErrSyntax is the error of every pattern that does not parse; the
-// *SyntaxError that wraps it says where and why.
-var ErrSyntax = errors.New("pattern: syntax error")
+var (
+	// ErrSyntax is the error of every pattern that does not parse; the
+	// *SyntaxError that wraps it says where and why.
+	ErrSyntax = errors.New("pattern: syntax error")
+
+	// ErrTimeout is TryMatch's error when a regex could not decide within
+	// its MatchTimeout whether a key matches.
+	ErrTimeout = errors.New("pattern: regex match ran out of time")
+)
 
 // SyntaxError describes a pattern that does not parse.
 type SyntaxError struct {
@@ -57,12 +63,13 @@ type Options struct {
 	// MaxLen is the longest pattern accepted, in bytes. Default 256.
 	MaxLen int
 
-	// MatchTimeout bounds one try of a regex match. A try that runs out of
-	// time is made once more (regexp2's clock can jump on a loaded
-	// machine); a match that runs out of time twice counts as no match and
-	// is counted by Pattern.Timeouts. Default 10ms. regexp2 checks
-	// deadlines on a clock that ticks every 100ms, so each try can run for
-	// about MatchTimeout plus two ticks (see docs/patterns.md).
+	// MatchTimeout bounds a regex match. A match that runs out of time
+	// before MatchTimeout has passed (regexp2's clock can jump on a loaded
+	// machine) is tried once more; one that still cannot decide is
+	// ErrTimeout from TryMatch, and no match from Match, and is counted by
+	// Pattern.Timeouts. Default 10ms. regexp2 checks deadlines on a clock
+	// that ticks every 100ms, so a runaway match runs for about
+	// MatchTimeout plus one or two ticks (see docs/patterns.md).
 	MatchTimeout time.Duration
 }
 
@@ -274,17 +281,27 @@ func (p *Pattern) Timeouts() int64 { return p.timeouts.Load() }
 
 // Match reports whether key matches the pattern. Keys are bytes: a glob's ?
 // matches one UTF-8 character or one byte that is not valid UTF-8; a regex
-// reads the key as UTF-8, with each invalid byte read as U+FFFD.
+// reads the key as UTF-8, with each invalid byte read as U+FFFD. A regex
+// match that runs out of time counts as no match; TryMatch tells the two
+// apart.
 func (p *Pattern) Match(key string) bool {
+	ok, _ := p.TryMatch(key)
+	return ok
+}
+
+// TryMatch is Match that says when it could not decide: a regex match that
+// runs out of time (see Options.MatchTimeout) returns false and an error
+// that errors.Is recognises as ErrTimeout. Only a regex can fail.
+func (p *Pattern) TryMatch(key string) (bool, error) {
 	switch p.kind {
 	case Exact:
-		return key == p.lit
+		return key == p.lit, nil
 	case Prefix:
-		return strings.HasPrefix(key, p.lit)
+		return strings.HasPrefix(key, p.lit), nil
 	case Suffix:
-		return strings.HasSuffix(key, p.lit)
+		return strings.HasSuffix(key, p.lit), nil
 	case Glob:
-		return matchGlob(p.glob, key)
+		return matchGlob(p.glob, key), nil
 	case Regex:
 		buf := runeBufs.Get().(*[]rune)
 		*buf = appendRunes((*buf)[:0], key)
@@ -292,21 +309,23 @@ func (p *Pattern) Match(key string) bool {
 		runeBufs.Put(buf)
 		if err != nil {
 			p.timeouts.Add(1)
-			return false
+			return false, fmt.Errorf("%w: %s after %v", ErrTimeout, p.src, p.re.MatchTimeout)
 		}
-		return ok
+		return ok, nil
 	}
-	return false
+	return false, nil
 }
 
-// matchRunes runs the regex, and once more if it runs out of time. regexp2
-// reads time from a clock that a goroutine of its own moves forward; on a
-// loaded machine that goroutine can be starved, then jump, and fail a match
-// that had barely started, which would hide an event from a subscriber.
-// A runaway match runs out of time on both tries.
+// matchRunes runs the regex, and once more if it ran out of time before
+// its timeout had passed. regexp2 reads time from a clock that a goroutine
+// of its own moves forward; on a loaded machine that goroutine can be
+// starved, then jump, and fail a match that had barely started, which
+// would end a subscription for nothing. A runaway match that has used its
+// time is not tried again: its cost stays one timeout.
 func (p *Pattern) matchRunes(r []rune) (bool, error) {
+	start := time.Now()
 	ok, err := regexMatch(p.re, r)
-	if err != nil {
+	if err != nil && time.Since(start) < p.re.MatchTimeout {
 		ok, err = regexMatch(p.re, r)
 	}
 	return ok, err

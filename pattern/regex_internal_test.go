@@ -3,6 +3,7 @@ package pattern
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/dlclark/regexp2"
 	"github.com/stretchr/testify/require"
@@ -37,4 +38,33 @@ func TestRegex_SpuriousTimeout(t *testing.T) {
 	tries, failFirst = 0, 0
 	require.True(t, p.Match("order:1"))
 	require.Equal(t, 1, tries, "one try when it does not run out of time")
+}
+
+// TestRegex_TimeoutNotRetried: a try that has used its whole timeout is not
+// made again, so a runaway match costs one timeout; TryMatch tells "could
+// not decide" from "no".
+func TestRegex_TimeoutNotRetried(t *testing.T) {
+	real := regexMatch
+	t.Cleanup(func() { regexMatch = real })
+	p, err := ParseWith(`/^(order|x)/`, &Options{MatchTimeout: time.Millisecond})
+	require.NoError(t, err)
+	tries := 0
+	regexMatch = func(re *regexp2.Regexp, r []rune) (bool, error) {
+		tries++
+		time.Sleep(2 * time.Millisecond)
+		return false, errors.New("match timeout")
+	}
+	ok, err := p.TryMatch("order:1")
+	require.False(t, ok)
+	require.ErrorIs(t, err, ErrTimeout)
+	require.Equal(t, 1, tries)
+	require.Equal(t, int64(1), p.Timeouts())
+
+	regexMatch = real
+	ok, err = p.TryMatch("order:1")
+	require.True(t, ok)
+	require.NoError(t, err)
+	ok, err = MustParse("user:*").TryMatch("order:1")
+	require.False(t, ok)
+	require.NoError(t, err)
 }

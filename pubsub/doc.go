@@ -12,9 +12,17 @@
 // that falls behind the history ends with a *CompactedError naming the
 // oldest revision still held; nothing is dropped silently.
 //
+// A subscription with a regex pattern is fed from the history by a
+// goroutine of its own, never by the dispatcher, since a regex can
+// backtrack for as long as its MatchTimeout allows: its cost falls on its
+// own subscription. A key that a regex cannot decide on in time ends the
+// subscription with a *PatternTimeoutError before that transaction, rather
+// than skip it. Matching holds no lock that Subscribe or Publish need.
+//
 // Each subscription sees the matching events in revision order, each once,
 // with no gap, and the events of one transaction one after another. A
-// subscription can resume from a revision (SubscribeOptions.FromRevision):
-// after reading Events to its end, subscribing again from Revision() goes
-// on exactly where the first stopped.
+// subscription can resume from a revision (SubscribeOptions.FromRevision)
+// or from a Position inside a transaction (SubscribeOptions.From):
+// subscribing again from a closed subscription's Position goes on exactly
+// where its reader stopped, re-delivering what it left unread.
 package pubsub

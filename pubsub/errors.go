@@ -3,6 +3,8 @@ package pubsub
 import (
 	"errors"
 	"fmt"
+
+	"github.com/livekv/livekv/pattern"
 )
 
 var (
@@ -24,7 +26,7 @@ var (
 // re-read the current state and subscribe again from its revision.
 type CompactedError struct {
 	Revision int64 // the revision the subscription needed to resume after
-	Oldest   int64 // the oldest revision still held; events after Oldest-1 can be resumed
+	Oldest   int64 // the oldest revision still held: FromRevision Oldest-1, or From Position{Revision: Oldest}, or later can be resumed
 }
 
 func (e *CompactedError) Error() string {
@@ -33,3 +35,27 @@ func (e *CompactedError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrCompacted) true.
 func (e *CompactedError) Unwrap() error { return ErrCompacted }
+
+// ErrPatternTimeout ends a subscription one of whose regexes could not
+// decide, within its pattern.Options.MatchTimeout, whether a key matches;
+// the *PatternTimeoutError that wraps it says which pattern, and where.
+// The subscription delivered every event before that change and none of
+// it: nothing is skipped unsaid.
+var ErrPatternTimeout = errors.New("pubsub: pattern match ran out of time")
+
+// PatternTimeoutError ends a subscription whose regex could not decide
+// whether a key matches. Its message names the pattern and the revision,
+// not the key, which a caller may not be allowed to see.
+type PatternTimeoutError struct {
+	Pattern  string // the regex, as written
+	Key      string // the key it could not decide on
+	Revision int64  // the revision that changed Key; the subscription delivered everything before it
+}
+
+func (e *PatternTimeoutError) Error() string {
+	return fmt.Sprintf("pubsub: pattern %q could not decide on a key of revision %d in time", e.Pattern, e.Revision)
+}
+
+// Unwrap makes errors.Is(err, ErrPatternTimeout) and errors.Is(err,
+// pattern.ErrTimeout) true.
+func (e *PatternTimeoutError) Unwrap() []error { return []error{ErrPatternTimeout, pattern.ErrTimeout} }

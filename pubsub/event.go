@@ -33,7 +33,16 @@ type Event struct {
 	Key      string
 	Value    string
 	Time     time.Time // when the transaction committed
+
+	// Index is the event's place among all the events of its transaction,
+	// from 0; a subscription sees those that match. The broker sets it on
+	// the events it delivers.
+	Index int
 }
+
+// After returns the position right after the event: a subscription from
+// it goes on with the next matching event.
+func (e Event) After() Position { return Position{Revision: e.Revision, Index: e.Index + 1} }
 
 // Batch is the events of one committed transaction, all of its revision.
 type Batch struct {

@@ -51,9 +51,10 @@ func (h *history) evict(handled int64) {
 
 func (h *history) len() int { return len(h.batches) - h.start }
 
-// oldest returns the lowest revision a subscription can resume after: it
-// will get every event with a greater revision.
-func (h *history) oldest() int64 { return h.evicted }
+// oldest returns the oldest revision held, or the next to come if none
+// is: a subscription can go on in it (From: Position{Revision: oldest}, or
+// FromRevision oldest - 1) and get every event from it on.
+func (h *history) oldest() int64 { return h.evicted + 1 }
 
 // after returns up to max batches with revisions above rev and at most
 // upTo, or ok=false if some of them were evicted.

@@ -76,7 +76,7 @@ func TestBroker_Subscribe_Errors(t *testing.T) {
 	_, err = b.Subscribe(pats(t, "*"), &pubsub.SubscribeOptions{FromRevision: 9})
 	var ce *pubsub.CompactedError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, int64(10), ce.Oldest)
+	require.Equal(t, int64(11), ce.Oldest, "the oldest revision held, or the next to come")
 	for r := int64(11); r <= 15; r++ {
 		b.Publish(batch(r, "k"))
 	}
@@ -110,9 +110,10 @@ func (h *published) expected(ps []*pattern.Pattern, after, through int64) []pubs
 		if b.Revision <= after || b.Revision > through {
 			continue
 		}
-		for _, ev := range b.Events {
+		for i, ev := range b.Events {
 			for _, p := range ps {
 				if p.Match(ev.Key) {
+					ev.Index = i
 					out = append(out, ev)
 					break
 				}

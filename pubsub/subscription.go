@@ -3,8 +3,8 @@ package pubsub
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
-	"time"
+	"slices"
+	"sync"
 
 	"github.com/livekv/livekv/pattern"
 )
@@ -13,10 +13,20 @@ import (
 // defaults.
 type SubscribeOptions struct {
 	// FromRevision, when above 0, asks for every matching event with a
-	// greater revision, then the live ones, with no gap between. A
-	// revision older than the history holds is ErrCompacted at once. 0
-	// means from now: events of revisions published after Subscribe.
+	// greater revision, then the live ones, with no gap between: it is
+	// From: Position{Revision: FromRevision + 1}. Resuming needs the
+	// history to hold every revision after FromRevision (it is at least
+	// CompactedError.Oldest - 1); if not, Subscribe returns a
+	// *CompactedError. 0 means from now: events of revisions published
+	// after Subscribe.
 	FromRevision int64
+
+	// From, when its Revision is above 0, asks for every matching event
+	// from that position on (see Position), such as the one a closed
+	// subscription's Position returned: the two streams join without a
+	// gap or a duplicate, even inside a transaction. It cannot be combined
+	// with FromRevision.
+	From Position
 
 	// Buffer is how many events the Events channel holds. A subscription
 	// whose buffer is full falls behind and catches up from the history;
@@ -26,30 +36,35 @@ type SubscribeOptions struct {
 
 // Subscription receives the events whose keys match its patterns: in
 // revision order, each once, without gaps, the events of one transaction
-// one after another. It ends on Close, when the broker closes, or when it
-// falls behind the history (ErrCompacted); then Events is closed and Err
-// says why.
+// one after another. It ends on Close, when the broker closes, when it
+// falls behind the history (ErrCompacted), or when one of its regexes
+// cannot decide whether a key matches (ErrPatternTimeout); then Events is
+// closed and Err says why.
 type Subscription struct {
 	b        *Broker
-	patterns []*pattern.Pattern
+	patterns []*pattern.Pattern // those that cannot run out of time first
+	regex    bool               // a regex is among them: a goroutine of its own feeds it
 	ch       chan Event
+	wake     chan struct{} // dispatcher → follower: the cursor moved; capacity 1
 
-	// Guarded by b.smu.
-	synced   bool          // the dispatcher sends to it
-	catching bool          // a catch-up goroutine runs; it closes ch
-	ended    bool          // no more events will be sent
-	err      error         // why it ended
-	next     int64         // first revision the catch-up goroutine needs
-	kill     chan struct{} // closed to stop the catch-up goroutine
-	through  int64         // every event up to this revision is in ch (once ended)
+	// mu guards the fields below and every send on ch, so that a send
+	// never meets a closed channel: ch is closed under mu.
+	mu     sync.Mutex
+	synced bool          // the dispatcher sends to it
+	ended  bool          // no more events will be sent
+	err    error         // why it ended
+	sent   Position      // every matching event before it is in ch (synced: or up to the cursor)
+	inCh   ring          // the positions of the events that may still be in ch
+	kill   chan struct{} // closed to stop the follower
+	exited chan struct{} // closed when the follower returns
 
-	markRev int64 // the dispatcher's: last batch this subscription was matched in
+	markRev int64 // guarded by b.dmu: last batch the dispatcher matched it in
 
-	fetched atomic.Int64  // catch-up: the revision it will next read the history after
-	exited  chan struct{} // closed when the catch-up goroutine returns
+	scratch []int // the follower's
 }
 
 // Subscribe starts a subscription to the keys that match any of patterns.
+// It waits for no matching, only for other subscriptions to be registered.
 func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) (*Subscription, error) {
 	if len(patterns) == 0 {
 		return nil, ErrNoPatterns
@@ -61,48 +76,79 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
-	if o.FromRevision < 0 {
-		return nil, fmt.Errorf("pubsub: negative FromRevision %d", o.FromRevision)
+	start := o.From
+	switch {
+	case o.FromRevision < 0 || start.Revision < 0 || start.Index < 0:
+		return nil, fmt.Errorf("pubsub: negative FromRevision %d or From %+v", o.FromRevision, start)
+	case o.FromRevision > 0 && start != Position{}:
+		return nil, fmt.Errorf("pubsub: both FromRevision and From")
+	case start.Revision == 0 && start.Index != 0:
+		return nil, fmt.Errorf("pubsub: From %+v has an index but no revision", start)
+	case o.FromRevision > 0:
+		start = Position{Revision: o.FromRevision + 1}
 	}
-	s := &Subscription{b: b, patterns: patterns, ch: make(chan Event, o.Buffer)}
+	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1)}
+	s.patterns = slices.Clone(patterns)
+	// Regexes last: a key that a cheap pattern matches needs no regex.
+	slices.SortStableFunc(s.patterns, func(p, q *pattern.Pattern) int {
+		return btoi(p.Kind() == pattern.Regex) - btoi(q.Kind() == pattern.Regex)
+	})
+	s.regex = s.patterns[len(s.patterns)-1].Kind() == pattern.Regex
 
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.hmu.Lock()
 	last, oldest := b.hist.last, b.hist.oldest()
 	b.hmu.Unlock()
-	from := o.FromRevision
-	if from == 0 {
-		from = last
+	if start.Revision == 0 {
+		start = Position{Revision: last + 1}
 	}
-	if from < oldest {
-		return nil, &CompactedError{Revision: from, Oldest: oldest}
+	if start.Revision < oldest {
+		return nil, &CompactedError{Revision: start.Revision - 1, Oldest: oldest}
 	}
-
-	b.smu.Lock()
-	defer b.smu.Unlock()
 	if b.closed {
 		return nil, ErrClosed
 	}
+	s.sent = start
 	b.subs[s] = struct{}{}
 	b.nsubs.Store(int64(len(b.subs)))
-	for _, p := range patterns {
-		b.index.Add(p, s)
-	}
-	if from == b.cursor.Load() {
-		s.synced = true
-	} else {
-		s.next = from + 1
-		b.startCatchUp(s)
-	}
+	b.added = append(b.added, s)
+	b.poke()
 	return s, nil
 }
 
-func (s *Subscription) matches(key string) bool {
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// matchesCheap reports whether key matches one of the patterns, none of
+// them a regex.
+func (s *Subscription) matchesCheap(key string) bool {
 	for _, p := range s.patterns {
 		if p.Match(key) {
 			return true
 		}
 	}
 	return false
+}
+
+// match reports whether key matches one of the patterns; it returns the
+// first pattern that could not decide when none matched.
+func (s *Subscription) match(key string) (bool, *pattern.Pattern) {
+	var undecided *pattern.Pattern
+	for _, p := range s.patterns {
+		ok, err := p.TryMatch(key)
+		if ok {
+			return true, nil
+		}
+		if err != nil && undecided == nil {
+			undecided = p
+		}
+	}
+	return false, undecided
 }
 
 // Events returns the channel that delivers the subscription's events. It is
@@ -124,181 +170,114 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 }
 
-// Err returns why the subscription ended (ErrClosed, a *CompactedError), or
-// nil while it runs.
+// Err returns why the subscription ended (ErrClosed, a *CompactedError, a
+// *PatternTimeoutError), or nil while it runs.
 func (s *Subscription) Err() error {
-	s.b.smu.Lock()
-	defer s.b.smu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.err
 }
 
-// Revision returns, once the subscription has ended, the revision through
-// which every matching event was put into Events: after reading Events to
-// its end, subscribe again with FromRevision set to it to go on exactly
-// where this one stopped. While the subscription runs it returns 0.
-func (s *Subscription) Revision() int64 {
-	s.b.smu.Lock()
-	defer s.b.smu.Unlock()
-	if !s.ended {
-		return 0
+// Position returns where the reader is: just before the first event it
+// has not taken from Events (or Next), which is just after the last one
+// it took, or further on when later transactions had nothing for it.
+// Subscribing again with From set to it goes on exactly where this
+// subscription's reader stopped, even inside a transaction that a Close
+// cut: events left unread in the buffer come again. Taken after Close (or
+// after the subscription ended), it does not move unless the reader takes
+// more of the buffered events; taken while the subscription runs, it is a
+// moment's, and the reader may be further on already.
+func (s *Subscription) Position() Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if unread := len(s.ch); unread > 0 {
+		// Sends happen under mu: the unread events are the newest in inCh.
+		s.inCh.keep(unread)
+		return s.inCh.oldest()
 	}
-	return s.through
+	if s.synced {
+		return later(s.sent, Position{Revision: s.b.cursor.Load() + 1})
+	}
+	return s.sent
+}
+
+// Revision returns the newest revision all of whose matching events the
+// reader has taken: Position().Revision - 1. Subscribing again with
+// FromRevision set to it goes on after that revision, which repeats the
+// events the reader took of a transaction that Close cut; From:
+// Position() does not.
+func (s *Subscription) Revision() int64 { return s.Position().Revision - 1 }
+
+// put sends the event of batch at index i, the last of the batch that s
+// matches if last; s.mu is held and ch has room.
+func (s *Subscription) put(batch *Batch, i int, last bool) {
+	ev := batch.Events[i]
+	ev.Index = i
+	s.inCh.keep(len(s.ch)) // the others have been read
+	s.inCh.push(Position{Revision: batch.Revision, Index: i})
+	s.ch <- ev // the room stays: only one goroutine sends at a time, under mu
+	s.sent = Position{Revision: batch.Revision, Index: i + 1}
+	if last {
+		s.sent = Position{Revision: batch.Revision + 1} // the rest does not match
+	}
 }
 
 // Close ends the subscription with ErrClosed and waits until it sends no
 // more events. Events already in the channel stay there to be read.
 // Closing twice does nothing.
 func (s *Subscription) Close() error {
-	s.b.smu.Lock()
+	s.mu.Lock()
 	s.end(ErrClosed)
-	s.b.cond.Broadcast()
 	exited := s.exited
-	s.b.smu.Unlock()
+	s.mu.Unlock()
 	if exited != nil {
 		<-exited
 	}
 	return nil
 }
 
-// end stops the subscription; b.smu is held.
+// end stops the subscription; s.mu is held.
 func (s *Subscription) end(err error) {
 	if s.ended {
 		return
 	}
 	b := s.b
 	s.ended, s.err = true, err
-	for _, p := range s.patterns {
-		b.index.Remove(p, s)
+	if s.synced {
+		s.synced = false
+		s.sent = later(s.sent, Position{Revision: b.cursor.Load() + 1})
 	}
+	close(s.ch)
+	if s.kill != nil {
+		close(s.kill)
+		s.kill = nil
+	}
+	b.mu.Lock()
 	delete(b.subs, s)
 	b.nsubs.Store(int64(len(b.subs)))
-	delete(b.lagging, s)
-	if _, ok := err.(*CompactedError); ok {
+	if !s.regex {
+		b.removed = append(b.removed, s)
+	}
+	b.mu.Unlock()
+	switch err.(type) {
+	case *CompactedError:
 		b.stats.compacted.Add(1)
-	}
-	if s.catching {
-		close(s.kill) // the catch-up goroutine sets through and closes ch
-		return
-	}
-	s.through = b.cursor.Load()
-	close(s.ch)
-}
-
-// catchUp feeds a subscription that is behind from the history until it is
-// in step with the dispatcher, then hands it back.
-func (s *Subscription) catchUp() {
-	b := s.b
-	defer b.wg.Done()
-	defer close(s.exited)
-	var done int64 = s.next - 1 // every matching event through done is in ch
-	finish := func() {
-		s.through = done
-		s.catching = false
-		close(s.ch)
-	}
-	for {
-		b.smu.Lock()
-		for !s.ended && b.cursor.Load() < s.next-1 {
-			b.cond.Wait() // the dispatcher has not reached where we start
-		}
-		if s.ended {
-			finish()
-			b.smu.Unlock()
-			return
-		}
-		cursor := b.cursor.Load()
-		if s.next > cursor {
-			// Everything through the dispatcher's cursor is in ch: from its
-			// next batch on, the dispatcher sends to us again.
-			s.synced, s.catching = true, false
-			s.markRev = 0
-			delete(b.lagging, s)
-			b.smu.Unlock()
-			return
-		}
-		b.smu.Unlock()
-
-		b.hmu.Lock()
-		batches, ok := b.hist.after(s.next-1, cursor, 64)
-		oldest := b.hist.oldest()
-		b.hmu.Unlock()
-		if !ok {
-			b.smu.Lock()
-			s.catching = false // we close ch ourselves below
-			s.end(&CompactedError{Revision: s.next - 1, Oldest: oldest})
-			s.through = done
-			b.smu.Unlock()
-			return
-		}
-		for i := range batches {
-			if !s.send(&batches[i]) {
-				b.smu.Lock()
-				finish()
-				b.smu.Unlock()
-				return
-			}
-			done = batches[i].Revision
-			s.fetched.Store(done)
-		}
-		if len(batches) < 64 {
-			done = cursor // nothing else up to the cursor
-		}
-		s.next = done + 1
-		s.fetched.Store(done)
+	case *PatternTimeoutError:
+		b.stats.timedOut.Add(1)
 	}
 }
 
-// roomPoll is how often a catch-up goroutine looks for room for a whole
-// transaction in a full buffer.
-const roomPoll = time.Millisecond
+// stop ends the subscription from its follower.
+func (s *Subscription) stop(err error) {
+	s.mu.Lock()
+	s.end(err)
+	s.mu.Unlock()
+}
 
-// send puts the batch's matching events into ch, all of them or, if the
-// subscription is stopped first, none: a transaction is never split,
-// unless it has more matching events than the buffer holds. It reports
-// false if the subscription was stopped.
-func (s *Subscription) send(batch *Batch) bool {
-	n := 0
-	for i := range batch.Events {
-		if s.matches(batch.Events[i].Key) {
-			n++
-		}
+// poke tells the follower that the dispatcher's cursor moved.
+func (s *Subscription) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
-	if n == 0 {
-		return true
-	}
-	if n <= cap(s.ch) {
-		// Wait for room for all n; only this goroutine sends, so the
-		// room stays.
-		var t *time.Ticker
-		for cap(s.ch)-len(s.ch) < n {
-			if t == nil {
-				t = time.NewTicker(roomPoll)
-				defer t.Stop()
-			}
-			select {
-			case <-t.C:
-			case <-s.kill:
-				return false
-			}
-		}
-		for _, ev := range batch.Events {
-			if s.matches(ev.Key) {
-				s.ch <- ev
-			}
-		}
-		s.b.stats.delivered.Add(int64(n))
-		return true
-	}
-	for _, ev := range batch.Events {
-		if !s.matches(ev.Key) {
-			continue
-		}
-		select {
-		case s.ch <- ev:
-			s.b.stats.delivered.Add(1)
-		case <-s.kill:
-			return false
-		}
-	}
-	return true
 }

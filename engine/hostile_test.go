@@ -1,0 +1,174 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/require"
+)
+
+// hostileRegex backtracks on hostileKey until it runs out of time; it has
+// no literal prefix, so every key written is run through it.
+const hostileRegex = `/^(a+)+$/`
+
+var hostileKey = strings.Repeat("a", 28) + "!"
+
+// TestSubscribe_HostileRegexes: 64 subscriptions whose regex backtracks on
+// the keys written cost neither writers nor an unrelated subscriber their
+// time; each ends with a *pubsub.PatternTimeoutError, counted in Stats.
+func TestSubscribe_HostileRegexes(t *testing.T) {
+	db := open(t, nil)
+	var hostile []*engine.Subscription
+	for i := 0; i < 64; i++ {
+		s, err := db.Subscribe([]string{hostileRegex}, nil)
+		require.NoError(t, err)
+		hostile = append(hostile, s)
+	}
+	plain, err := db.Subscribe([]string{"x:*"}, nil)
+	require.NoError(t, err)
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		_, err := db.Set(hostileKey, fmt.Sprint(i), nil)
+		require.NoError(t, err)
+		_, err = db.Set(fmt.Sprintf("x:%d", i), "v", nil)
+		require.NoError(t, err)
+		require.Less(t, time.Since(start), 100*time.Millisecond, "writes wait for no subscriber")
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ev, err := plain.Next(ctx)
+		cancel()
+		require.NoError(t, err, "the unrelated subscriber gets its event promptly")
+		require.Equal(t, fmt.Sprintf("x:%d", i), ev.Key)
+	}
+	for i, s := range hostile {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := s.Next(ctx)
+		cancel()
+		require.ErrorIs(t, err, pubsub.ErrPatternTimeout, "hostile subscription %d", i)
+		var pe *pubsub.PatternTimeoutError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, hostileRegex, pe.Pattern)
+		require.Equal(t, int64(1), pe.Revision, "the first hostile write")
+	}
+	require.Equal(t, int64(64), db.Stats().Subscriptions.TimedOut)
+	require.NoError(t, plain.Close())
+}
+
+// TestSubscribe_WhileHostileMatching: Subscribe, which takes the writer
+// lock for a moment, never waits for matching, so writers do not either.
+func TestSubscribe_WhileHostileMatching(t *testing.T) {
+	db := open(t, nil)
+	for i := 0; i < 64; i++ {
+		_, err := db.Subscribe([]string{hostileRegex}, nil)
+		require.NoError(t, err)
+	}
+	_, err := db.Set(hostileKey, "v", nil) // the hostile subscriptions chew on this
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var slowestSub time.Duration
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 20; i++ {
+			start := time.Now()
+			s, err := db.Subscribe([]string{fmt.Sprintf("y:%d:*", i)}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			slowestSub = max(slowestSub, time.Since(start))
+			s.Close()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var slowestSet time.Duration
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		_, err := db.Set(fmt.Sprintf("x:%d", i), "v", nil)
+		require.NoError(t, err)
+		slowestSet = max(slowestSet, time.Since(start))
+		time.Sleep(500 * time.Microsecond)
+	}
+	wg.Wait()
+	t.Logf("slowest Subscribe %v, slowest Set %v", slowestSub, slowestSet)
+	require.Less(t, slowestSub, 100*time.Millisecond, "the slowest Subscribe")
+	require.Less(t, slowestSet, 100*time.Millisecond, "the slowest Set while others subscribe")
+}
+
+// TestSubscribe_InitialUndecided: an initial item that a regex cannot
+// decide on is an error, not an item left out.
+func TestSubscribe_InitialUndecided(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set(hostileKey, "v", nil)
+	require.NoError(t, err)
+	_, err = db.Subscribe([]string{hostileRegex}, &engine.SubscribeOptions{Initial: true})
+	require.ErrorIs(t, err, pubsub.ErrPatternTimeout)
+	s, err := db.Subscribe([]string{hostileRegex, "aaa*"}, &engine.SubscribeOptions{Initial: true})
+	require.NoError(t, err, "another of its patterns decides")
+	require.Len(t, s.Initial, 1)
+	require.NoError(t, s.Close())
+}
+
+// BenchmarkDB_Set_HostileRegexes: one op is a Set on each of two in-memory
+// DBs, one with 64 subscriptions to a backtracking regex open (which every
+// key written runs through), one without, each with a subscriber to the
+// keys written. It reports, for both, the writers' p99 Set latency and the
+// p99 time from the start of a Set to its event's arrival at the
+// subscriber, and the ratios (hostile/plain).
+func BenchmarkDB_Set_HostileRegexes(b *testing.B) {
+	type side struct {
+		db       *engine.DB
+		sub      *engine.Subscription
+		set, got []time.Duration
+	}
+	newSide := func(hostile int) *side {
+		db, err := engine.Open("", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < hostile; i++ {
+			if _, err := db.Subscribe([]string{hostileRegex}, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sub, err := db.Subscribe([]string{"x:*"}, &engine.SubscribeOptions{Buffer: 1024})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &side{db: db, sub: sub}
+	}
+	plain, hostile := newSide(0), newSide(64)
+	defer plain.db.Close()
+	defer hostile.db.Close()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for _, s := range []*side{plain, hostile} {
+			start := time.Now()
+			if _, err := s.db.Set(fmt.Sprintf("x:%d", i%100_000), "v", nil); err != nil {
+				b.Fatal(err)
+			}
+			set := time.Since(start)
+			<-s.sub.Events()
+			s.set, s.got = append(s.set, set), append(s.got, time.Since(start))
+		}
+		i++
+	}
+	p99 := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)*99/100].Nanoseconds())
+	}
+	ps, hs, pg, hg := p99(plain.set), p99(hostile.set), p99(plain.got), p99(hostile.got)
+	b.ReportMetric(ps, "plain-set-p99-ns")
+	b.ReportMetric(hs, "hostile-set-p99-ns")
+	b.ReportMetric(hs/ps, "set-p99-ratio")
+	b.ReportMetric(pg, "plain-delivery-p99-ns")
+	b.ReportMetric(hg, "hostile-delivery-p99-ns")
+	b.ReportMetric(hg/pg, "delivery-p99-ratio")
+}

@@ -1,0 +1,164 @@
+package pubsub
+
+import "time"
+
+// follow feeds a subscription from the history, from position from: one
+// that fell behind until it is in step with the dispatcher again, and one
+// with a regex for as long as it runs, since its regexes must not delay
+// anyone else. b.Close, s.Close and the end of the subscription stop it
+// (kill).
+func (s *Subscription) follow(from Position, kill, exited chan struct{}) {
+	b := s.b
+	defer b.wg.Done()
+	defer close(exited)
+	handedBack := false
+	defer func() {
+		if !handedBack {
+			b.dmu.Lock()
+			b.unfollow(s)
+			b.dmu.Unlock()
+		}
+	}()
+	next := from // every matching event before next is in ch
+	for {
+		cursor := b.cursor.Load()
+		if next.Revision > cursor {
+			if !s.regex && next.Index == 0 && s.handBack(next) {
+				handedBack = true
+				return
+			}
+			select {
+			case <-s.wake:
+			case <-kill:
+				return
+			}
+			continue
+		}
+		b.hmu.Lock()
+		batches, ok := b.hist.after(next.Revision-1, cursor, 64)
+		oldest := b.hist.oldest()
+		b.hmu.Unlock()
+		if !ok {
+			s.stop(&CompactedError{Revision: next.Revision - 1, Oldest: oldest})
+			return
+		}
+		for i := range batches {
+			skip := 0
+			if batches[i].Revision == next.Revision {
+				skip = next.Index
+			}
+			if !s.send(&batches[i], skip, kill) {
+				return
+			}
+			next = Position{Revision: batches[i].Revision + 1}
+		}
+		if len(batches) < 64 {
+			next = later(next, Position{Revision: cursor + 1}) // nothing else up to the cursor
+		}
+		s.mu.Lock()
+		if !s.ended {
+			s.sent = later(s.sent, next)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// handBack gives the subscription back to the dispatcher if it has sent
+// everything up to the dispatcher's cursor, and reports whether it did (or
+// the subscription has ended).
+func (s *Subscription) handBack(next Position) bool {
+	b := s.b
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	if b.cursor.Load() >= next.Revision {
+		return false
+	}
+	s.mu.Lock()
+	if !s.ended {
+		// From the dispatcher's next batch on, it sends to s again.
+		s.synced = true
+		s.markRev = 0
+		s.sent = later(s.sent, next)
+	}
+	s.mu.Unlock()
+	b.unfollow(s)
+	return true
+}
+
+// roomPoll is how often a follower looks for room in a full buffer.
+const roomPoll = time.Millisecond
+
+// send decides which events of the batch from index skip on the
+// subscription matches, then puts them into ch, all of them or, if the
+// subscription is stopped first, none: a transaction is never split,
+// unless it has more matching events than the buffer holds. A key that a
+// regex could not decide on ends the subscription before the batch:
+// nothing is skipped unsaid. It reports false if the subscription ended.
+func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) bool {
+	here := Position{Revision: batch.Revision, Index: skip}
+	keep := s.scratch[:0]
+	for i := skip; i < len(batch.Events); i++ {
+		ok, undecided := s.match(batch.Events[i].Key)
+		if undecided != nil {
+			s.mu.Lock()
+			if !s.ended {
+				s.sent = later(s.sent, here) // the history has nothing in between
+			}
+			s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
+			s.mu.Unlock()
+			return false
+		}
+		if ok {
+			keep = append(keep, i)
+		}
+	}
+	s.scratch = keep
+	if len(keep) == 0 {
+		return true
+	}
+	whole := len(keep) <= cap(s.ch)
+	for len(keep) > 0 {
+		n := 1
+		if whole {
+			n = len(keep)
+		}
+		if !s.waitRoom(n, batch.Revision, kill) {
+			return false
+		}
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			return false
+		}
+		for j, i := range keep[:n] {
+			s.put(batch, i, j == len(keep)-1)
+		}
+		s.mu.Unlock()
+		s.b.stats.delivered.Add(int64(n))
+		keep = keep[n:]
+	}
+	return true
+}
+
+// waitRoom waits until ch has room for n events. It reports false if the
+// subscription was stopped first, or if the history has dropped revision
+// needs while it waited: then it ends with ErrCompacted.
+func (s *Subscription) waitRoom(n int, needs int64, kill chan struct{}) bool {
+	var t *time.Ticker
+	for cap(s.ch)-len(s.ch) < n {
+		if evicted := s.b.evicted.Load(); needs <= evicted {
+			s.stop(&CompactedError{Revision: needs - 1, Oldest: evicted + 1})
+			return false
+		}
+		if t == nil {
+			t = time.NewTicker(roomPoll)
+			defer t.Stop()
+		}
+		select {
+		case <-t.C:
+		case <-kill:
+			return false
+		}
+	}
+	return true
+}
