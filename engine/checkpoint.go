@@ -48,7 +48,7 @@ func (db *DB) checkpoint() error {
 	}
 	// Keep the log that the history of changes still holds, so that
 	// subscribers can resume from it after a restart too.
-	db.log.Retain(db.broker.Oldest())
+	db.log.Retain(db.broker.Oldest() - 1)
 	if err := db.log.Snapshot(rev, items); err != nil {
 		if errors.Is(err, wal.ErrClosed) {
 			return ErrClosed

@@ -77,7 +77,7 @@ type Stats struct {
 	Compacted     int64 // subscriptions ended by ErrCompacted
 	TimedOut      int64 // subscriptions ended by ErrPatternTimeout
 	History       int   // events held in the history
-	Oldest        int64 // the oldest revision a subscription can resume from
+	Oldest        int64 // the oldest revision the history holds (see Broker.Oldest)
 	Revision      int64 // newest revision published
 }
 

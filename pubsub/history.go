@@ -70,8 +70,8 @@ func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
 	return out, true
 }
 
-// Oldest returns the oldest revision a subscription can resume from: it
-// gets every event after it.
+// Oldest returns the oldest revision the history holds: a subscription
+// can go on from it (FromRevision Oldest-1) and get every event from it on.
 func (b *Broker) Oldest() int64 {
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
