@@ -142,3 +142,46 @@ func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
 		})
 	}
 }
+
+// TestDB_Close_DeliversEverything closes the database while writers write
+// and a subscription with room for everything listens: once its events
+// are read to their end, it has every transaction that committed, as the
+// reopened database counts them.
+func TestDB_Close_DeliversEverything(t *testing.T) {
+	for round := range 10 {
+		fs := wal.NewMemFS()
+		o := &engine.Options{FS: fs, SweepInterval: -1}
+		db, err := engine.Open("db", o)
+		require.NoError(t, err)
+		sub, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{Buffer: 1 << 16})
+		require.NoError(t, err)
+		done := make(chan struct{})
+		for w := range 4 {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				for i := 0; ; i++ {
+					if _, err := db.Set(fmt.Sprintf("w%d:%d", w, i), "v", nil); err != nil {
+						require.ErrorIs(t, err, engine.ErrClosed)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(1+round) * time.Millisecond)
+		require.NoError(t, db.Close())
+		for range 4 {
+			<-done
+		}
+		var got int64
+		for ev := range sub.Events() {
+			require.Equal(t, got+1, ev.Revision, "round %d", round)
+			got = ev.Revision
+		}
+		require.ErrorIs(t, sub.Err(), pubsub.ErrClosed)
+
+		db, err = engine.Open("db", o)
+		require.NoError(t, err)
+		require.Equal(t, db.Revision(), got, "round %d: events delivered before Close ended the subscription", round)
+		require.NoError(t, db.Close())
+	}
+}

@@ -57,8 +57,9 @@ type Broker struct {
 	hist    history
 	evicted atomic.Int64 // hist.evicted, for followers to read without hmu
 
-	cursor atomic.Int64  // revision of the newest batch the dispatcher has handled; written with dmu held
-	wake   chan struct{} // Publish, Subscribe → dispatcher, capacity 1
+	cursor atomic.Int64       // revision of the newest batch the dispatcher has handled; written with dmu held
+	wake   chan struct{}      // Publish, Subscribe → dispatcher, capacity 1
+	flush  chan chan struct{} // Close → dispatcher: hand out every batch published, then close the channel sent
 	stop   chan struct{}
 	wg     sync.WaitGroup // the dispatcher and the followers
 	stats  counters
@@ -89,6 +90,7 @@ func NewBroker(rev int64, opts *Options) *Broker {
 		followers: make(map[*Subscription]struct{}),
 		subs:      make(map[*Subscription]struct{}),
 		wake:      make(chan struct{}, 1),
+		flush:     make(chan chan struct{}),
 		stop:      make(chan struct{}),
 	}
 	b.cursor.Store(rev)
@@ -157,10 +159,12 @@ func (b *Broker) poke() {
 func (b *Broker) dispatch() {
 	defer b.wg.Done()
 	for {
+		var flushed chan struct{}
 		select {
 		case <-b.stop:
 			return
 		case <-b.wake:
+		case flushed = <-b.flush:
 		}
 		b.dmu.Lock()
 		b.takeIn()
@@ -191,6 +195,9 @@ func (b *Broker) dispatch() {
 				s.poke()
 			}
 			b.dmu.Unlock()
+		}
+		if flushed != nil {
+			close(flushed)
 		}
 	}
 }
@@ -310,7 +317,11 @@ func (b *Broker) Stats() Stats {
 }
 
 // Close ends every subscription with ErrClosed and waits for the broker's
-// goroutines. Closing twice does nothing.
+// goroutines. First the dispatcher hands out every batch published, so a
+// subscription in step gets every event before it ends; it never waits for
+// a subscriber, so this is quick. One being fed from the history (it fell
+// behind, or has a regex pattern) ends where it got to: its Position says
+// where to resume. Closing twice does nothing.
 func (b *Broker) Close() {
 	b.mu.Lock()
 	if b.closed {
@@ -318,6 +329,11 @@ func (b *Broker) Close() {
 		return
 	}
 	b.closed = true
+	b.mu.Unlock()
+	flushed := make(chan struct{})
+	b.flush <- flushed // the dispatcher runs until stop is closed, below
+	<-flushed
+	b.mu.Lock()
 	subs := make([]*Subscription, 0, len(b.subs))
 	for s := range b.subs {
 		subs = append(subs, s)
