@@ -14,14 +14,16 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/require"
 )
 
 var kill9Iterations = flag.Int("kill9.iterations", 50, "how many times TestKill9 kills its child")
 
 // kill9Options make the child rotate segments and checkpoint often, so that
-// kills land in the middle of those too.
-var kill9Options = engine.Options{SweepInterval: -1, SegmentSize: 16 << 10, CheckpointBytes: 64 << 10}
+// kills land in the middle of those too, and keep a short history, so that
+// resuming meets its end.
+var kill9Options = engine.Options{SweepInterval: -1, SegmentSize: 16 << 10, CheckpointBytes: 64 << 10, HistoryEvents: 4000}
 
 func kill9Value(key string) string { return "value of " + key + strings.Repeat(".", 40) }
 
@@ -144,6 +146,17 @@ func TestKill9(t *testing.T) {
 // revision and with its value.
 func resumeAfterKill(t *testing.T, db *engine.DB, from int64, revs map[string]int64) {
 	t.Helper()
+	oldest := db.Stats().Subscriptions.Oldest
+	if oldest > 1 {
+		// Before what the history holds: told so, with where it starts.
+		_, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: oldest - 2})
+		var ce *pubsub.CompactedError
+		require.ErrorAs(t, err, &ce, "resume after %d, the history holds %d on", oldest-2, oldest)
+		require.Equal(t, oldest, ce.Oldest)
+	}
+	if from < oldest-1 {
+		from = oldest - 1 // a run longer than the history: resume where it starts
+	}
 	sub, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: from, Buffer: 1 << 16})
 	require.NoError(t, err, "resume from %d, acknowledged before the kill", from)
 	defer sub.Close()
