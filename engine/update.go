@@ -13,7 +13,9 @@ import (
 // made commits at once, under one new revision; if fn returns an error or
 // panics, none of them does and the error (or the panic) is passed on.
 // Write transactions run one at a time, so they are serializable; readers
-// never wait for them.
+// never wait for them. On disk, Update returns, whatever it returns, only
+// once its own writes and every write of another transaction that fn read
+// are durable: no caller learns of a write that a crash could take back.
 func (db *DB) Update(fn func(tx *Tx) error) error {
 	return db.write(&Tx{}, fn)
 }
