@@ -11,6 +11,23 @@ import (
 
 // DB is a key-value database. It is safe for use by many goroutines at once.
 // Open one with Open and Close it when done.
+//
+// Lock order: a lock may be taken while holding those to its left, never
+// the reverse.
+//
+//	wmu → ordered.mu → readers.mu       (a write; a snapshot taken under wmu)
+//	wmu → index shard                   (a write)
+//	wmu → pub.mu → readers.mu           (commit, publish, bury)
+//	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
+//	wmu → the log's mu                  (Append)
+//	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
+//	ckpt.mu → the broker's hmu          (what the history still needs)
+//	ckpt.mu → the log's snapMu → mu     (writing the snapshot)
+//	bg.mu                               (alone: starting background work)
+//
+// Readers take no lock but an index shard's read lock, or ordered.mu and
+// readers.mu to open a snapshot. No fsync and no subscriber ever runs
+// under wmu: a writer waits for the disk after releasing it.
 type DB struct {
 	opts Options
 	dir  string
