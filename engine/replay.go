@@ -25,6 +25,9 @@ func (db *DB) replay(r *wal.Tx) error {
 	tx.rev, tx.now = r.Revision, r.Time
 	for _, w := range r.Writes {
 		e, cur := tx.lookup(w.Key)
+		if w.Created {
+			cur = nil // deleted and written again in the transaction
+		}
 		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: kindFromWAL[w.Kind]})
 	}
 	_, err := tx.commit() // and publishes it to the history

@@ -170,7 +170,7 @@ func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
-		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key, Value: v.value, Expires: v.expires}
+		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key, Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
 }

@@ -18,6 +18,7 @@
 // expiry), each integer a varint:
 //
 //	revision | unix ns | count | count × (kind | key len | key | value len | value | expires)
+//	  kind: 1 put, 2 patch, 3 increment, 4 delete, 5 expire; +0x80 if the transaction created the key
 //
 // # Segment header
 //

@@ -15,6 +15,10 @@ const (
 	KindExpire    byte = 5
 )
 
+// kindCreated is set in a write's kind byte when the transaction created
+// the key: it had none, or deleted it and wrote it again.
+const kindCreated byte = 0x80
+
 // Write is the post-image of one key after a transaction: its value (or
 // its deletion) and its expiry.
 type Write struct {
@@ -22,6 +26,11 @@ type Write struct {
 	Key     string
 	Value   string // empty for KindDelete and KindExpire
 	Expires int64  // unix ns; 0 means never
+	// Created says the transaction created the key, even if it existed
+	// before the transaction began (it was deleted and written again):
+	// the post-image alone does not say so, and a replay must give the
+	// key the same create revision and version.
+	Created bool
 }
 
 // Tx is a committed transaction as the log keeps it.
@@ -38,7 +47,11 @@ func AppendTx(dst []byte, tx *Tx) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(tx.Writes)))
 	for i := range tx.Writes {
 		w := &tx.Writes[i]
-		dst = append(dst, w.Kind)
+		kind := w.Kind
+		if w.Created {
+			kind |= kindCreated
+		}
+		dst = append(dst, kind)
 		dst = binary.AppendUvarint(dst, uint64(len(w.Key)))
 		dst = append(dst, w.Key...)
 		dst = binary.AppendUvarint(dst, uint64(len(w.Value)))
@@ -68,6 +81,7 @@ func DecodeTx(b []byte) (Tx, error) {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		var w Write
 		w.Kind = d.byte()
+		w.Created, w.Kind = w.Kind&kindCreated != 0, w.Kind&^kindCreated
 		w.Key = d.str()
 		w.Value = d.str()
 		w.Expires = d.varint()

@@ -11,7 +11,7 @@ import (
 
 func sampleTx(rev int64) *wal.Tx {
 	return &wal.Tx{Revision: rev, Time: 1700000000000000000 + rev, Writes: []wal.Write{
-		{Kind: wal.KindPut, Key: fmt.Sprintf("user:%d", rev), Value: `{"name":"Ada"}`, Expires: 0},
+		{Kind: wal.KindPut, Key: fmt.Sprintf("user:%d", rev), Value: `{"name":"Ada"}`, Expires: 0, Created: true},
 		{Kind: wal.KindIncrement, Key: "counter", Value: fmt.Sprint(rev), Expires: 1800000000000000000},
 		{Kind: wal.KindDelete, Key: "gone"},
 	}}
