@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -177,31 +178,43 @@ func (m *model) scan(start, end string, o engine.RangeOptions) []engine.Item {
 var modelKeys = []string{"a", "a/1", "a/2", "a/10", "b", "b/x", "c", "n1", "n2", "j1", "j2", "\xff"}
 
 // TestModel runs random operation sequences on the engine and on the model
-// and compares them after every step.
+// and compares them after every step: in memory, and on disk, where writes
+// become visible only once durable and the database is checkpointed,
+// closed and reopened between steps.
 func TestModel(t *testing.T) {
-	seed := *modelSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (replay with -model.seed=%d)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 0))
-	runs := *modelRuns
-	if testing.Short() {
-		runs /= 10
-	}
-	for run := 0; run < runs; run++ {
-		runModel(t, r, 200)
-		if t.Failed() {
-			t.Fatalf("failed in run %d of seed %d", run, seed)
-		}
+	for _, disk := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "disk"}[disk], func(t *testing.T) {
+			seed := *modelSeed
+			if seed == 0 {
+				seed = rand.Uint64()
+			}
+			t.Logf("seed %d (replay with -model.seed=%d)", seed, seed)
+			r := rand.New(rand.NewPCG(seed, 0))
+			runs := *modelRuns
+			if testing.Short() {
+				runs /= 10
+			}
+			for run := 0; run < runs; run++ {
+				runModel(t, r, 200, disk)
+				if t.Failed() {
+					t.Fatalf("failed in run %d of seed %d", run, seed)
+				}
+			}
+		})
 	}
 }
 
-func runModel(t *testing.T, r *rand.Rand, steps int) {
+func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 	c := newClock()
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1, Now: c.Now, MaxValueSize: 256})
+	o := &engine.Options{SweepInterval: -1, Now: c.Now, MaxValueSize: 256}
+	dir := ""
+	if disk {
+		o.FS, o.SegmentSize, o.CheckpointBytes = wal.NewMemFS(), 1<<10, 4<<10
+		dir = "db"
+	}
+	db, err := engine.Open(dir, o)
 	require.NoError(t, err)
-	defer db.Close()
+	defer func() { db.Close() }()
 	m := &model{now: c.ns.Load(), items: map[string]modelItem{}}
 
 	var log []string
@@ -344,6 +357,20 @@ func runModel(t *testing.T, r *rand.Rand, steps int) {
 			c.Advance(d)
 			m.now = c.ns.Load()
 			log = append(log, fmt.Sprintf("advance %v", d))
+		case op < 97 && disk: // a checkpoint, or a restart
+			if r.IntN(2) == 0 {
+				log = append(log, "checkpoint")
+				require.NoError(t, db.Checkpoint())
+				break
+			}
+			log = append(log, "reopen")
+			for _, s := range scans {
+				s.stop()
+			}
+			scans = nil
+			require.NoError(t, db.Close())
+			db, err = engine.Open(dir, o)
+			require.NoError(t, err)
 		default:
 			log = append(log, "sweep")
 			if got, want := engine.Sweep(db), m.sweep(); got != want {
