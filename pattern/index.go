@@ -152,14 +152,34 @@ func (x *Index[T]) Len() int {
 func (x *Index[T]) Match(key string, fn func(T) bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if !each(x.exact[key], key, fn) {
+	x.walk(key, fn, true)
+}
+
+// Candidates calls fn with the value of every pattern whose literal
+// anchor admits key (the key of an exact pattern, the prefix or suffix of
+// the others; every pattern without one), once per pattern-value pair, in
+// no particular order, until fn returns false. Unlike Match it runs no
+// glob or regex: the values are a superset of Match's, for a caller that
+// matches them itself, with TryMatch, to tell a regex that could not
+// decide from one that did not match. fn must not call Add or Remove on
+// the index.
+func (x *Index[T]) Candidates(key string, fn func(T) bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	x.walk(key, fn, false)
+}
+
+// walk calls fn with the values of the patterns whose anchors admit key,
+// running those whose anchor does not suffice when verify is set.
+func (x *Index[T]) walk(key string, fn func(T) bool, verify bool) {
+	if !each(x.exact[key], key, fn, verify) {
 		return
 	}
 	for _, n := range x.prefixes.lens {
 		if n > len(key) {
 			break
 		}
-		if !each(x.prefixes.byLen[n][key[:n]], key, fn) {
+		if !each(x.prefixes.byLen[n][key[:n]], key, fn, verify) {
 			return
 		}
 	}
@@ -167,17 +187,17 @@ func (x *Index[T]) Match(key string, fn func(T) bool) {
 		if n > len(key) {
 			break
 		}
-		if !each(x.suffixes.byLen[n][key[len(key)-n:]], key, fn) {
+		if !each(x.suffixes.byLen[n][key[len(key)-n:]], key, fn, verify) {
 			return
 		}
 	}
-	each(x.unbounded, key, fn)
+	each(x.unbounded, key, fn, verify)
 }
 
-func each[T comparable](subs []sub[T], key string, fn func(T) bool) bool {
+func each[T comparable](subs []sub[T], key string, fn func(T) bool, verify bool) bool {
 	for i := range subs {
 		s := &subs[i]
-		if s.verify && !s.p.Match(key) {
+		if verify && s.verify && !s.p.Match(key) {
 			continue
 		}
 		if !fn(s.v) {

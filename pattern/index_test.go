@@ -176,3 +176,30 @@ func FuzzIndex(f *testing.F) {
 		require.Equal(t, o.match(key), indexMatch(x, key))
 	})
 }
+
+// TestIndex_Candidates: the values whose patterns' literal anchors admit
+// the key, matching or not, without running a glob or a regex; a superset
+// of Match's.
+func TestIndex_Candidates(t *testing.T) {
+	x := pattern.NewIndex[int]()
+	srcs := []string{"user:42", "user:*", "*:session", "user:*:profile", `/^user:(a+)+$/`, `/^(a+)+$/`, "*a*"}
+	for i, s := range srcs {
+		x.Add(pattern.MustParse(s), i)
+	}
+	candidates := func(key string) []int {
+		out := []int{}
+		x.Candidates(key, func(v int) bool { out = append(out, v); return true })
+		slices.Sort(out)
+		return out
+	}
+	require.Equal(t, []int{0, 1, 3, 4, 5, 6}, candidates("user:42"), "anchors admit, whether or not they match")
+	require.Equal(t, []int{0, 1}, indexMatch(x, "user:42"))
+	require.Equal(t, []int{5, 6}, candidates("x:1"), "only those without an anchor")
+	require.Equal(t, []int{2, 5, 6}, candidates("x:session"))
+	for _, key := range []string{"", "user:aaa", "aaaa", "user:1:profile", "a:session"} {
+		got, want := candidates(key), indexMatch(x, key)
+		for _, v := range want {
+			require.Contains(t, got, v, "key %q", key)
+		}
+	}
+}

@@ -303,6 +303,9 @@ func (p *Pattern) TryMatch(key string) (bool, error) {
 	case Glob:
 		return matchGlob(p.glob, key), nil
 	case Regex:
+		if !strings.HasPrefix(key, p.pre) {
+			return false, nil // a key outside its literal prefix never runs the regex
+		}
 		buf := runeBufs.Get().(*[]rune)
 		*buf = appendRunes((*buf)[:0], key)
 		ok, err := p.matchRunes(*buf)

@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,4 +68,26 @@ func TestRegex_TimeoutNotRetried(t *testing.T) {
 	ok, err = MustParse("user:*").TryMatch("order:1")
 	require.False(t, ok)
 	require.NoError(t, err)
+}
+
+// TestRegex_OutsidePrefixNotRun: a key without a regex's literal prefix
+// cannot match, so the regex is not run at all, however it would backtrack.
+func TestRegex_OutsidePrefixNotRun(t *testing.T) {
+	real := regexMatch
+	t.Cleanup(func() { regexMatch = real })
+	runs := 0
+	regexMatch = func(re *regexp2.Regexp, r []rune) (bool, error) {
+		runs++
+		return real(re, r)
+	}
+	p := MustParse(`/^user:(a+)+$/`)
+	ok, err := p.TryMatch("x:" + strings.Repeat("a", 28) + "!")
+	require.False(t, ok)
+	require.NoError(t, err)
+	require.Zero(t, runs, "outside the prefix")
+	require.True(t, p.Match("user:aaa"))
+	require.Equal(t, 1, runs)
+	runs = 0
+	require.False(t, MustParse(`/^(a+)+$/`).Match("x:1"), "no prefix: run")
+	require.Equal(t, 1, runs)
 }

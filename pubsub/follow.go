@@ -2,28 +2,27 @@ package pubsub
 
 import "time"
 
-// follow feeds a subscription from the history, from position from: one
-// that fell behind until it is in step with the dispatcher again, and one
-// with a regex for as long as it runs, since its regexes must not delay
-// anyone else. b.Close, s.Close and the end of the subscription stop it
-// (kill).
-func (s *Subscription) follow(from Position, kill, exited chan struct{}) {
-	b := s.b
+// follow feeds a subscription from the history, from position from, until
+// it is in step with its lane again, or, alone (its regexes were slow on
+// the lane), for as long as it runs. b.Close, s.Close and the end of the
+// subscription stop it (kill).
+func (s *Subscription) follow(from Position, alone bool, kill, exited chan struct{}) {
+	b, l := s.b, s.lane
 	defer b.wg.Done()
 	defer close(exited)
 	handedBack := false
 	defer func() {
 		if !handedBack {
-			b.dmu.Lock()
-			b.unfollow(s)
-			b.dmu.Unlock()
+			l.mu.Lock()
+			l.unfollow(s)
+			l.mu.Unlock()
 		}
 	}()
 	next := from // every matching event before next is in ch
 	for {
-		cursor := b.cursor.Load()
+		cursor := l.cursor.Load()
 		if next.Revision > cursor {
-			if !s.regex && next.Index == 0 && s.handBack(next) {
+			if !alone && next.Index == 0 && s.handBack(next) {
 				handedBack = true
 				return
 			}
@@ -63,25 +62,25 @@ func (s *Subscription) follow(from Position, kill, exited chan struct{}) {
 	}
 }
 
-// handBack gives the subscription back to the dispatcher if it has sent
-// everything up to the dispatcher's cursor, and reports whether it did (or
-// the subscription has ended).
+// handBack gives the subscription back to its lane if it has sent
+// everything up to the lane's cursor, and reports whether it did (or the
+// subscription has ended).
 func (s *Subscription) handBack(next Position) bool {
-	b := s.b
-	b.dmu.Lock()
-	defer b.dmu.Unlock()
-	if b.cursor.Load() >= next.Revision {
+	l := s.lane
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cursor.Load() >= next.Revision {
 		return false
 	}
 	s.mu.Lock()
 	if !s.ended {
-		// From the dispatcher's next batch on, it sends to s again.
+		// From the lane's next batch on, it sends to s again.
 		s.synced = true
 		s.markRev = 0
 		s.sent = later(s.sent, next)
 	}
 	s.mu.Unlock()
-	b.unfollow(s)
+	l.unfollow(s)
 	return true
 }
 

@@ -17,7 +17,7 @@ type history struct {
 }
 
 // add appends a batch and evicts the oldest beyond the limits, but none
-// after handled: the dispatcher has yet to read those.
+// after handled: a lane has yet to read those.
 func (h *history) add(b Batch, handled int64) {
 	h.batches = append(h.batches, b)
 	h.last = b.Revision

@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +96,100 @@ func nextWithin(t testing.TB, s *pubsub.Subscription, d time.Duration) pubsub.Ev
 	ev, err := s.Next(ctx)
 	require.NoError(t, err)
 	return ev
+}
+
+// TestBroker_RegexLane: 64 regex subscriptions in step are served by the
+// regex lane, not by 64 goroutines of their own; a key outside a regex's
+// literal prefix never runs it, however it would backtrack.
+func TestBroker_RegexLane(t *testing.T) {
+	pubsub.SetRegexBudget(t, time.Hour) // no subscription is left alone for a slow moment
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	before := runtime.NumGoroutine()
+	var subs []*pubsub.Subscription
+	var ps []*pattern.Pattern
+	for i := 0; i < 64; i++ {
+		p := pattern.MustParse(`/^k:(a+)+$/`)
+		s, err := b.Subscribe([]*pattern.Pattern{p}, nil)
+		require.NoError(t, err)
+		subs, ps = append(subs, s), append(ps, p)
+	}
+	for rev := int64(1); rev <= 20; rev++ {
+		b.Publish(batch(rev, "x:"+hostileKey, fmt.Sprintf("k:%s", strings.Repeat("a", int(rev)))))
+	}
+	for i, s := range subs {
+		for rev := 1; rev <= 20; rev++ {
+			require.Equal(t, "k:"+strings.Repeat("a", rev), next(t, s).Key, "subscription %d", i)
+		}
+		require.True(t, pubsub.InStep(s), "subscription %d", i)
+	}
+	st := b.Stats()
+	require.Zero(t, st.CatchingUp, "no goroutine of their own")
+	require.Less(t, runtime.NumGoroutine()-before, 8, "64 subscriptions, no goroutine each")
+	require.Zero(t, st.TimedOut)
+	for _, p := range ps {
+		require.Zero(t, p.Timeouts(), "x:aaa…! is outside the prefix: never run")
+	}
+}
+
+// TestBroker_HostileDelaysRegexLaneOnce: a regex that cannot decide on a
+// key delays the other regex subscriptions by about one MatchTimeout try,
+// once: it ends there, and they go on promptly.
+func TestBroker_HostileDelaysRegexLaneOnce(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	hostile, err := b.Subscribe(pats(t, `/^(a+)+$/`), nil)
+	require.NoError(t, err)
+	benign, err := b.Subscribe(pats(t, `/^k:\d+$/`), nil)
+	require.NoError(t, err)
+	plain, err := b.Subscribe(pats(t, "k:*"), nil)
+	require.NoError(t, err)
+
+	start := time.Now()
+	b.Publish(batch(1, hostileKey))
+	b.Publish(batch(2, "k:2"))
+	require.Equal(t, "k:2", nextWithin(t, plain, 200*time.Millisecond).Key, "the cheap lane does not wait")
+	require.Equal(t, "k:2", nextWithin(t, benign, 5*time.Second).Key)
+	first := time.Since(start)
+	_, err = hostile.Next(context.Background())
+	require.ErrorIs(t, err, pubsub.ErrPatternTimeout)
+
+	var slowest time.Duration
+	for rev := int64(3); rev <= 20; rev++ {
+		start := time.Now()
+		b.Publish(batch(rev, hostileKey, fmt.Sprintf("k:%d", rev)))
+		require.Equal(t, fmt.Sprintf("k:%d", rev), nextWithin(t, benign, 5*time.Second).Key)
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("benign regex subscription: first event after %v (one hostile try), then at most %v", first, slowest)
+	// MatchTimeout (10ms) plus regexp2's clock (100ms ticks, one or two).
+	require.Less(t, first, time.Second, "about one timeout")
+	require.Less(t, slowest, 100*time.Millisecond, "the hostile one has ended: no more delay")
+	require.Equal(t, int64(1), b.Stats().TimedOut)
+}
+
+// TestBroker_SlowRegexLeftAlone: a subscription whose regexes take longer
+// than the regex lane's budget gets a goroutine of its own, for good, and
+// misses nothing; the others stay in step.
+func TestBroker_SlowRegexLeftAlone(t *testing.T) {
+	pubsub.SetRegexBudget(t, 0) // every matching is over budget
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	slow, err := b.Subscribe(pats(t, `/^k:\d+$/`), &pubsub.SubscribeOptions{Buffer: 1})
+	require.NoError(t, err)
+	other, err := b.Subscribe(pats(t, "k:*"), nil)
+	require.NoError(t, err)
+	for rev := int64(1); rev <= 50; rev++ {
+		b.Publish(batch(rev, fmt.Sprintf("k:%d", rev), "k:x"))
+	}
+	for rev := 1; rev <= 50; rev++ {
+		require.Equal(t, fmt.Sprintf("k:%d", rev), next(t, slow).Key)
+		require.Equal(t, fmt.Sprintf("k:%d", rev), next(t, other).Key)
+		next(t, other) // k:x
+	}
+	require.False(t, pubsub.InStep(slow), "left alone")
+	require.True(t, pubsub.InStep(other))
+	require.Equal(t, 1, b.Stats().CatchingUp)
+	require.NoError(t, slow.Close())
+	require.Equal(t, int64(50), slow.Revision())
 }

@@ -297,7 +297,7 @@ func TestType_String(t *testing.T) {
 	require.Equal(t, "unknown", pubsub.Type(0).String())
 }
 
-// waitHistory waits until the dispatcher has handled what was published and
+// waitHistory waits until the lanes have handled what was published and
 // the history is back within max events.
 func waitHistory(t *testing.T, b *pubsub.Broker, max int) {
 	t.Helper()

@@ -14,19 +14,27 @@ import (
 // events, closes, and resumes from Position() (leaving what it did not
 // read in the buffer), with buffers of 1 to 3 and transactions of up to 5
 // matching events, gets exactly the uninterrupted stream, cut
-// transactions included. Both kinds of subscription: fed by the
-// dispatcher, and (a regex) by a goroutine of its own.
+// transactions included. Both kinds of subscription, served by the cheap
+// lane and (a regex) by the regex lane: each is seen in step with its lane
+// (handed back after falling behind) and fed by a goroutine of its own.
 func TestSubscription_ResumeExact(t *testing.T) {
-	for seed := uint64(1); seed <= 8; seed++ {
-		for _, srcs := range [][]string{{"k:*"}, {`/^k:/`}} {
+	for _, srcs := range [][]string{{"k:*"}, {`/^k:/`}} {
+		var inStep, behind int
+		for seed := uint64(1); seed <= 8; seed++ {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, srcs[0]), func(t *testing.T) {
-				resumeExact(t, seed, srcs)
+				i, b := resumeExact(t, seed, srcs)
+				inStep, behind = inStep+i, behind+b
 			})
 		}
+		t.Logf("%s: seen in step %d times, behind %d times", srcs[0], inStep, behind)
+		require.Positive(t, inStep, "%s: served by its lane", srcs[0])
+		require.Positive(t, behind, "%s: fell behind", srcs[0])
 	}
 }
 
-func resumeExact(t *testing.T, seed uint64, srcs []string) {
+// resumeExact returns how often it saw the subscription in step with its
+// lane, and behind it, after taking an event.
+func resumeExact(t *testing.T, seed uint64, srcs []string) (inStep, behind int) {
 	r := rand.New(rand.NewPCG(seed, 11))
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()
@@ -73,6 +81,11 @@ func resumeExact(t *testing.T, seed uint64, srcs []string) {
 				}
 			}
 			got = append(got, ev)
+			if pubsub.InStep(s) {
+				inStep++
+			} else {
+				behind++
+			}
 		}
 		if len(got) < len(want) && r.IntN(2) == 0 {
 			// Let the sender fill the buffer, or cut a transaction.
@@ -94,6 +107,7 @@ func resumeExact(t *testing.T, seed uint64, srcs []string) {
 	require.Equal(t, want, got, "seed %d", seed)
 	require.GreaterOrEqual(t, s.Revision(), want[len(want)-1].Revision, "seed %d: the last revision taken whole", seed)
 	require.LessOrEqual(t, s.Revision(), int64(n), "seed %d", seed)
+	return inStep, behind
 }
 
 // TestSubscription_PositionWhileRunning: Position and Revision tell where

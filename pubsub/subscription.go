@@ -43,14 +43,16 @@ type SubscribeOptions struct {
 type Subscription struct {
 	b        *Broker
 	patterns []*pattern.Pattern // those that cannot run out of time first
-	regex    bool               // a regex is among them: a goroutine of its own feeds it
+	regex    bool               // a regex is among them: the regex lane serves it
+	lane     *lane              // the lane that serves it
 	ch       chan Event
-	wake     chan struct{} // dispatcher → follower: the cursor moved; capacity 1
+	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
 
 	// mu guards the fields below and every send on ch, so that a send
 	// never meets a closed channel: ch is closed under mu.
 	mu     sync.Mutex
-	synced bool          // the dispatcher sends to it
+	synced bool          // its lane sends to it
+	alone  bool          // its regexes were slow: a goroutine of its own feeds it for good
 	ended  bool          // no more events will be sent
 	err    error         // why it ended
 	sent   Position      // every matching event before it is in ch (synced: or up to the cursor)
@@ -58,7 +60,7 @@ type Subscription struct {
 	kill   chan struct{} // closed to stop the follower
 	exited chan struct{} // closed when the follower returns
 
-	markRev int64 // guarded by b.dmu: last batch the dispatcher matched it in
+	markRev int64 // guarded by lane.mu: last batch the lane offered it
 
 	scratch []int // the follower's
 }
@@ -94,6 +96,10 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 		return btoi(p.Kind() == pattern.Regex) - btoi(q.Kind() == pattern.Regex)
 	})
 	s.regex = s.patterns[len(s.patterns)-1].Kind() == pattern.Regex
+	s.lane = b.cheap
+	if s.regex {
+		s.lane = b.regex
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -112,8 +118,11 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	s.sent = start
 	b.subs[s] = struct{}{}
 	b.nsubs.Store(int64(len(b.subs)))
-	b.added = append(b.added, s)
-	b.poke()
+	if s.regex {
+		b.nregex.Add(1)
+	}
+	s.lane.added = append(s.lane.added, s)
+	s.lane.poke()
 	return s, nil
 }
 
@@ -196,7 +205,7 @@ func (s *Subscription) Position() Position {
 		return s.inCh.oldest()
 	}
 	if s.synced {
-		return later(s.sent, Position{Revision: s.b.cursor.Load() + 1})
+		return later(s.sent, Position{Revision: s.lane.cursor.Load() + 1})
 	}
 	return s.sent
 }
@@ -245,7 +254,7 @@ func (s *Subscription) end(err error) {
 	s.ended, s.err = true, err
 	if s.synced {
 		s.synced = false
-		s.sent = later(s.sent, Position{Revision: b.cursor.Load() + 1})
+		s.sent = later(s.sent, Position{Revision: s.lane.cursor.Load() + 1})
 	}
 	close(s.ch)
 	if s.kill != nil {
@@ -255,9 +264,10 @@ func (s *Subscription) end(err error) {
 	b.mu.Lock()
 	delete(b.subs, s)
 	b.nsubs.Store(int64(len(b.subs)))
-	if !s.regex {
-		b.removed = append(b.removed, s)
+	if s.regex {
+		b.nregex.Add(-1)
 	}
+	s.lane.removed = append(s.lane.removed, s)
 	b.mu.Unlock()
 	switch err.(type) {
 	case *CompactedError:
@@ -274,7 +284,7 @@ func (s *Subscription) stop(err error) {
 	s.mu.Unlock()
 }
 
-// poke tells the follower that the dispatcher's cursor moved.
+// poke tells the follower that its lane's cursor moved.
 func (s *Subscription) poke() {
 	select {
 	case s.wake <- struct{}{}:

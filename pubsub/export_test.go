@@ -1,0 +1,22 @@
+package pubsub
+
+import (
+	"testing"
+	"time"
+)
+
+// SetRegexBudget sets the regex lane's budget of the brokers made until
+// the test ends.
+func SetRegexBudget(t testing.TB, d time.Duration) {
+	old := regexBudget
+	regexBudget = d
+	t.Cleanup(func() { regexBudget = old })
+}
+
+// InStep reports whether s's lane sends to it, rather than a goroutine of
+// its own.
+func InStep(s *Subscription) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
