@@ -1,7 +1,10 @@
 # make test: everything CI checks. make bench: the Go benchmarks and the
 # suite that compares livekv with its peers (docs/benchmarks.md).
 GO ?= go
-STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# The Go tools, pinned in tools/go.mod (it says why not in go.mod).
+TOOL := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+STATICCHECK := $(TOOL) staticcheck
 
 .PHONY: test vet staticcheck npm chromium unit bench-module bench
 
