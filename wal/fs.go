@@ -2,12 +2,9 @@ package wal
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
-	"syscall"
 )
 
 // FS is the file system the log works on: the operating system's (OSFS),
@@ -87,31 +84,8 @@ func (OSFS) List(dir string) ([]string, error) {
 }
 
 // SyncDir implements FS.
-func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (OSFS) SyncDir(dir string) error { return syncDir(dir) }
 
-// Lock implements FS with flock(2), which also excludes a second Open in
-// the same process because each takes its own file descriptor.
-func (OSFS) Lock(name string) (io.Closer, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, filepath.Dir(name))
-		}
-		return nil, err
-	}
-	return f, nil
-}
+// Lock implements FS. How depends on the operating system (lock_*.go);
+// where it can lock, a second Open in the same process is excluded too.
+func (OSFS) Lock(name string) (io.Closer, error) { return lockFile(name) }

@@ -1,3 +1,5 @@
+//go:build browser
+
 package main_test
 
 import (
@@ -55,9 +57,11 @@ func (s *server) stop(t *testing.T) {
 // after livekv serve restarts on the same folder everything is still
 // there, and a page open across a restart says it is offline, then shows
 // what was written meanwhile, resumed from the server's history without
-// reading everything again. Screenshots go to testdata/browser/artifacts. make test installs
-// Chromium and playwright-core; without them this test fails, it never
-// skips.
+// reading everything again. Screenshots go to testdata/browser/artifacts.
+// It needs Node.js and Chromium, so it is behind the browser build tag,
+// which make test (and so CI) always sets, after installing Chromium and
+// playwright-core. With the tag and without them this test fails; it
+// never skips.
 func TestBrowser(t *testing.T) {
 	node, err := exec.LookPath("node")
 	require.NoError(t, err, "node is required")

@@ -1,0 +1,19 @@
+//go:build !windows
+
+package wal
+
+import "os"
+
+// syncDir fsyncs the directory itself, which is what makes the creates,
+// renames and removes in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
