@@ -185,13 +185,18 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.inflight.Done()
-	path := strings.Trim(r.URL.EscapedPath(), "/")
+	// A route may end in a slash; the key of record/{key} is all that
+	// follows record/, a final slash included.
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+	route := strings.TrimRight(path, "/")
 	switch {
-	case path == "ws":
+	case route == "ws":
 		a.serveWebSocket(w, r)
-	case path == "token/websocket":
+	case route == "token/websocket":
 		a.serveToken(w, r)
-	case path == "record" || path == "record/atomic" || path == "records" || strings.HasPrefix(path, "record/"):
+	case route == "record" || route == "record/atomic" || route == "records":
+		a.serveREST(w, r, route)
+	case strings.HasPrefix(path, "record/"):
 		a.serveREST(w, r, path)
 	default:
 		writeJSON(w, http.StatusNotFound, Reply{Code: http.StatusNotFound, Error: "no such endpoint"})

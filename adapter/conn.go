@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/engine"
@@ -151,6 +152,7 @@ func (c *conn) run(from int64) {
 // readLoop reads requests until the connection fails or closes, and starts
 // each in a goroutine of its own, at most MaxInFlight at once.
 func (c *conn) readLoop() {
+	failed := false // the connection is closing: read only to let the close handshake end
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
@@ -159,8 +161,18 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
+		if failed {
+			continue
+		}
 		if typ != websocket.MessageText {
 			c.send(Reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
+			continue
+		}
+		if !utf8.Valid(data) {
+			// RFC 6455, section 8.1: a text frame that is not UTF-8 fails
+			// the connection.
+			failed = true
+			c.fail(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8")
 			continue
 		}
 		req, err := DecodeRequest(data)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/livekv/livekv/engine"
 )
@@ -19,6 +20,12 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 	}
 	if req.Key == "" {
 		return errorReply(http.StatusBadRequest, "key is required")
+	}
+	// Paths and queries reach here undecoded by JSON: check them too.
+	for _, f := range [...]struct{ name, text string }{{"key", req.Key}, {"endKey", req.EndKey}, {"value", req.Value}} {
+		if !utf8.ValidString(f.text) {
+			return errorReply(http.StatusBadRequest, f.name+" is not valid UTF-8")
+		}
 	}
 	if !ac.allows(req.Key) || req.Op == OpRange && req.EndKey != "" && !ac.allows(req.EndKey) {
 		return errorReply(http.StatusForbidden, "key outside the token's access pattern")

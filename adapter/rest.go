@@ -1,8 +1,10 @@
 package adapter
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,17 +43,26 @@ func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// decodeBody decodes a JSON request body of at most MaxMessageSize bytes.
+// decodeBody decodes a JSON request body of at most MaxMessageSize bytes,
+// which must be valid UTF-8 (see checkJSONText).
 func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize)
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize))
+	if err != nil {
 		code := http.StatusBadRequest
 		if _, ok := err.(*http.MaxBytesError); ok {
 			code = http.StatusRequestEntityTooLarge
 		}
-		writeReply(w, errorReply(code, fmt.Sprintf("bad JSON body: %v", err)))
+		writeReply(w, errorReply(code, fmt.Sprintf("bad body: %v", err)))
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, fmt.Sprintf("bad JSON body: %v", err)))
+		return false
+	}
+	if err := checkJSONText(body); err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, "body: "+err.Error()))
 		return false
 	}
 	return true
