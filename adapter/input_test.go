@@ -109,3 +109,22 @@ func TestREST_TrailingSlash(t *testing.T) {
 	code, got = f.rest("GET", "/records/?startKey=x&endKey="+strings.Repeat("z", 3), apiKey, "")
 	require.Equal(t, http.StatusOK, code, "%v", got)
 }
+
+// TestWS_AccessPatternWholeKey: an access pattern anchored with $ admits
+// no key with a final newline, neither for requests nor notifications.
+func TestWS_AccessPatternWholeKey(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.token(`{"accessPattern":"^user:[0-9]+$","subscribePatterns":["user:*"]}`)
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "user:1", "value": "v"})["code"])
+	require.Equal(t, "user:1", c.note()["key"])
+	require.Equal(t, 403.0, c.call(m{"op": 2, "key": "user:1\n", "value": "v"})["code"])
+	require.Equal(t, 403.0, c.call(m{"op": 1, "key": "user:1\n"})["code"])
+	_, err := f.db.Set("user:2\n", "secret", nil)
+	require.NoError(t, err)
+	_, err = f.db.Set("user:3", "v", nil)
+	require.NoError(t, err)
+	require.Equal(t, "user:3", c.note()["key"], "no notification for user:2\\n")
+	r := c.call(m{"op": 5, "key": "user:0", "endKey": "user:9"})
+	require.Equal(t, 2.0, r["count"], "%v", r)
+}
