@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -35,9 +36,18 @@ type conn struct {
 
 	mu       sync.Mutex
 	draining bool // Shutdown: no new requests
-	subs     map[int64]*engine.Subscription
+	subs     map[int64]subscription
 	nextSub  int64
+	nsubs    int  // subscriptions held or being made: counted against the caps
+	npats    int  // the patterns of those
 	closed   bool // run is ending: nothing new may start
+}
+
+// subscription is one of a connection's subscriptions, with its share of
+// the caps.
+type subscription struct {
+	s        *engine.Subscription
+	patterns int
 }
 
 // serveWebSocket authenticates, upgrades and runs one connection until it
@@ -78,7 +88,7 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(a.opts.MaxMessageSize)
 	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue),
-		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]*engine.Subscription),
+		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
 		bucket: tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !a.track(c) {
@@ -141,7 +151,8 @@ func (c *conn) run(from int64) {
 	c.subs = nil
 	c.mu.Unlock()
 	for _, s := range subs {
-		s.Close()
+		s.s.Close()
+		c.release(s.patterns)
 	}
 	c.cancel()
 	c.tasks.Wait()
@@ -241,13 +252,14 @@ func (c *conn) handleSubscribe(req *Request) Reply {
 
 func (c *conn) handleUnsubscribe(req *Request) Reply {
 	c.mu.Lock()
-	s := c.subs[req.SubscriptionID]
+	s, ok := c.subs[req.SubscriptionID]
 	delete(c.subs, req.SubscriptionID)
 	c.mu.Unlock()
-	if s == nil {
+	if !ok {
 		return errorReply(http.StatusNotFound, "no such subscription")
 	}
-	s.Close()
+	s.s.Close()
+	c.release(s.patterns)
 	return Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
 }
 
@@ -256,7 +268,13 @@ func (c *conn) handleUnsubscribe(req *Request) Reply {
 // notifications carry the subscription's id (those of a token's own
 // subscriptions do not, as in HPKV).
 func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, Reply) {
+	if err := c.reserve(len(pats)); err != nil {
+		return 0, errorReply(http.StatusTooManyRequests, err.Error())
+	}
 	s, err := c.a.db.SubscribePatterns(pats, &engine.SubscribeOptions{FromRevision: from})
+	if err != nil {
+		c.release(len(pats))
+	}
 	var compacted *pubsub.CompactedError
 	switch {
 	case errors.As(err, &compacted):
@@ -270,15 +288,72 @@ func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int6
 	if c.closed {
 		c.mu.Unlock()
 		s.Close()
+		c.release(len(pats))
 		return 0, errorReply(http.StatusServiceUnavailable, "connection closing")
 	}
 	c.nextSub++
 	id := c.nextSub
-	c.subs[id] = s
+	c.subs[id] = subscription{s, len(pats)}
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	go c.forward(id, tagged, s)
 	return id, Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
+}
+
+// reserve counts a subscription of n patterns against the connection's
+// and its token's caps, or says which it would pass. A subscription that
+// ends by itself (410, 400) counts until it is unsubscribed or the
+// connection ends.
+func (c *conn) reserve(n int) error {
+	o := &c.a.opts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.nsubs >= o.MaxSubscriptions:
+		return fmt.Errorf("this connection holds %d subscriptions, at most %d: unsubscribe one first", c.nsubs, o.MaxSubscriptions)
+	case c.npats+n > o.MaxConnPatterns:
+		return fmt.Errorf("this connection's subscriptions would hold %d patterns, at most %d", c.npats+n, o.MaxConnPatterns)
+	case !c.a.takeTokenSubscription(c.ac.token):
+		return fmt.Errorf("the connections of this token hold %d subscriptions, at most %d", o.MaxTokenSubscriptions, o.MaxTokenSubscriptions)
+	}
+	c.nsubs++
+	c.npats += n
+	return nil
+}
+
+// release gives back what reserve took for a subscription of n patterns.
+func (c *conn) release(n int) {
+	c.mu.Lock()
+	c.nsubs--
+	c.npats -= n
+	c.mu.Unlock()
+	c.a.releaseTokenSubscription(c.ac.token)
+}
+
+// takeTokenSubscription counts one more subscription for a token ("" is
+// the API key, which is not counted), unless it has its share.
+func (a *Adapter) takeTokenSubscription(token string) bool {
+	if token == "" {
+		return true
+	}
+	a.tokens.Lock()
+	defer a.tokens.Unlock()
+	if a.tokens.subs[token] >= a.opts.MaxTokenSubscriptions {
+		return false
+	}
+	a.tokens.subs[token]++
+	return true
+}
+
+func (a *Adapter) releaseTokenSubscription(token string) {
+	if token == "" {
+		return
+	}
+	a.tokens.Lock()
+	defer a.tokens.Unlock()
+	if a.tokens.subs[token]--; a.tokens.subs[token] <= 0 {
+		delete(a.tokens.subs, token)
+	}
 }
 
 // forward turns a subscription's events into notifications.

@@ -2,6 +2,8 @@ package adapter
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -192,8 +194,13 @@ func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, 
 	if err := a.checkTokenConfig(&cfg); err != nil {
 		return "", time.Time{}, err
 	}
+	var id [9]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", time.Time{}, err
+	}
 	expires = a.opts.Now().Add(a.opts.TokenTTL)
-	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix()})
+	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix(),
+		ID: base64.RawURLEncoding.EncodeToString(id[:])})
 	return token, expires, err
 }
 
