@@ -98,6 +98,22 @@ type Options struct {
 	MaxRangeLimit     int
 	DefaultRangeLimit int
 
+	// MaxReplyBytes bounds the bytes of keys and values one range returns:
+	// the range stops before the record that would pass it and says
+	// truncated, as it does at its limit. Its first record is always
+	// returned, so that any value can be read. Default (for zero) 2 MiB.
+	MaxReplyBytes int
+
+	// MaxQueuedBytes bounds the bytes of replies and notifications held
+	// for one connection, from encoding until written to its socket. A
+	// message waits for room; one that waits SlowClientTimeout closes the
+	// connection with status 1008, as a full SendQueue does. A range
+	// reply is also cut (truncated) to fit in it. A single message larger
+	// than the budget is sent alone. Default (for zero) 8 MiB: more than
+	// six times (the most JSON escaping can grow) a key and a value at the
+	// engine's default limits, so that every message fits.
+	MaxQueuedBytes int64
+
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
 
@@ -144,6 +160,10 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxTokenSubscriptions, 256)
 	def(&c.MaxRangeLimit, 1000)
 	def(&c.DefaultRangeLimit, 100)
+	def(&c.MaxReplyBytes, 2<<20)
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = 8 << 20
+	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = 2 * time.Hour
 	}
@@ -168,6 +188,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.TokenTTL < 0 || c.MaxMessageSize < 0 || c.RequestRate < 0 || c.RequestBurst < 0 || c.MaxInFlight < 0 ||
 		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
+		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
 		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
 		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
 	}

@@ -28,6 +28,7 @@ type conn struct {
 	cancel  context.CancelFunc
 	out     chan []byte   // the send queue
 	unsent  atomic.Int64  // messages queued and not yet written
+	budget  *byteBudget   // bytes of messages being encoded, queued or written
 	sem     chan struct{} // a slot per request running
 	reqs    sync.WaitGroup
 	tasks   sync.WaitGroup // the writer, the pinger, subscription forwarders
@@ -87,7 +88,7 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered (403 for a foreign origin)
 	}
 	ws.SetReadLimit(a.opts.MaxMessageSize)
-	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue),
+	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
 		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
 		bucket: tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -388,14 +389,38 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	}
 }
 
-// send queues a message (a Reply or a Notification) for the writer. If
-// the queue stays full for SlowClientTimeout, the client is not reading:
-// the connection is closed with 1008 and false returned.
+// send queues a message (a Reply or a Notification) for the writer. It
+// first takes room in the connection's byte budget for the message's
+// largest encoding, so that what is held for a client stays within
+// MaxQueuedBytes however many requests and subscriptions produce for it.
+// If the budget or the queue stays full for SlowClientTimeout, the client
+// is not reading: the connection is closed with 1008 and false returned.
 func (c *conn) send(v any) bool {
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.a.opts.Logf("livekv adapter: encode: %v", err)
+	var b []byte
+	bound, known := encodedBound(v)
+	if !known {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			c.a.opts.Logf("livekv adapter: encode: %v", err)
+			return false
+		}
+		bound = len(b)
+	}
+	used, err := c.budget.acquire(c.ctx, int64(bound), c.a.opts.SlowClientTimeout)
+	if errors.Is(err, errNoRoom) {
+		c.slow("client too slow: byte budget full")
 		return false
+	} else if err != nil {
+		return false
+	}
+	c.a.stats.notePeak(used)
+	if known {
+		if b, err = json.Marshal(v); err != nil {
+			c.budget.release(int64(bound))
+			c.a.opts.Logf("livekv adapter: encode: %v", err)
+			return false
+		}
+		c.budget.release(int64(bound - len(b))) // keep what the message holds
 	}
 	c.unsent.Add(1)
 	select {
@@ -409,14 +434,18 @@ func (c *conn) send(v any) bool {
 	case c.out <- b:
 		return true
 	case <-c.ctx.Done():
-		c.unsent.Add(-1)
-		return false
 	case <-t.C:
-		c.unsent.Add(-1)
-		c.a.stats.slowClosed.Add(1)
-		c.fail(websocket.StatusPolicyViolation, "client too slow: send queue full")
-		return false
+		c.slow("client too slow: send queue full")
 	}
+	c.unsent.Add(-1)
+	c.budget.release(int64(len(b)))
+	return false
+}
+
+// slow closes the connection of a client that does not read.
+func (c *conn) slow(reason string) {
+	c.a.stats.slowClosed.Add(1)
+	c.fail(websocket.StatusPolicyViolation, reason)
 }
 
 // writeLoop writes queued messages until the connection ends.
@@ -427,6 +456,7 @@ func (c *conn) writeLoop() {
 		case b := <-c.out:
 			err := c.ws.Write(c.ctx, websocket.MessageText, b)
 			c.unsent.Add(-1)
+			c.budget.release(int64(len(b)))
 			if err != nil {
 				c.cancel()
 				return

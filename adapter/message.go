@@ -155,6 +155,8 @@ type Reply struct {
 	Revision       int64 `json:"revision,omitempty"`
 	SubscriptionID int64 `json:"subscriptionId,omitempty"`
 	Oldest         int64 `json:"oldest,omitempty"`
+
+	recordsBound int // at least the encoded length of Records, when rangeReply has counted it
 }
 
 // Record is one key and value of a range reply.
