@@ -1,6 +1,7 @@
 package adapter_test
 
 import (
+	"context"
 	"net/url"
 	"testing"
 	"time"
@@ -97,4 +98,17 @@ func TestNew_NegativeCaps(t *testing.T) {
 		_, err := adapter.New(f.db, o)
 		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%+v", o)
 	}
+}
+
+// TestWS_PingsCountAsRequests: a client's pings spend the connection's
+// request rate like requests do, so that a ping flood is limited too.
+func TestWS_PingsCountAsRequests(t *testing.T) {
+	f := newFixture(t, &adapter.Options{RequestRate: 1, RequestBurst: 5})
+	c := f.dial("apiKey=" + apiKey)
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		c.ws.Ping(ctx) // no reader here to see the pong: only the ping counts
+		cancel()
+	}
+	require.Equal(t, 429.0, c.call(m{"op": 1, "key": "k"})["code"], "the pings spent the burst")
 }

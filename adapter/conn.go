@@ -33,7 +33,7 @@ type conn struct {
 	reqs    sync.WaitGroup
 	tasks   sync.WaitGroup // the writer, the pinger, subscription forwarders
 	closers sync.WaitGroup // goroutines closing the connection
-	bucket  tokenBucket
+	bucket  *tokenBucket   // the request rate, spent by requests and by the client's pings
 
 	mu       sync.Mutex
 	draining bool // Shutdown: no new requests
@@ -83,14 +83,19 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		}
 		from = n
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins})
+	bucket := &tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins,
+		// A ping costs the server a pong, as a request costs a reply: one
+		// over the rate gets none. It runs while a Read holds the reading
+		// side, so the bucket still has one user at a time.
+		OnPingReceived: func(context.Context, []byte) bool { return bucket.take() }})
 	if err != nil {
 		return // Accept has answered (403 for a foreign origin)
 	}
 	ws.SetReadLimit(a.opts.MaxMessageSize)
 	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
 		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
-		bucket: tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}}
+		bucket: bucket}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !a.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -558,7 +563,8 @@ type tokenBucket struct {
 	last                time.Time
 }
 
-// take spends a token if there is one; only the reader calls it.
+// take spends a token if there is one; only the reader calls it (a ping
+// is read by a Read).
 func (b *tokenBucket) take() bool {
 	now := time.Now()
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
