@@ -11,7 +11,9 @@
 // key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
 // (made at random, and printed, on the first run);
 // $LIVEKV_TOKEN_SECRET, if set, signs tokens so that they outlive a
-// restart. HTTP requests must arrive within --read-timeout (30s, body
+// restart. One client address may hold --max-conns-per-client (32)
+// WebSockets and get --token-rate (30) tokens a minute from the pages'
+// POST /apps/token. HTTP requests must arrive within --read-timeout (30s, body
 // included) and be answered within --write-timeout (60s); idle keep-alive
 // connections close after --idle-timeout (120s). WebSockets, once open,
 // are not bound by these. On SIGTERM, requests under way get most of
@@ -80,6 +82,8 @@ func serve(args []string) error {
 	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "the longest an HTTP response may take to write (not WebSockets once open)")
 	idleTimeout := fs.Duration("idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM, how long requests under way may take; what is left is closed and serve exits within it")
+	tokenRate := fs.Int("token-rate", 30, "tokens per minute (and at once) one client address may get from the pages' POST /apps/token")
+	maxConns := fs.Int("max-conns-per-client", 32, "WebSockets one client address may hold open at once")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -88,8 +92,8 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 {
-		return errors.New("timeouts and --grace must be positive")
+	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 {
+		return errors.New("timeouts, --grace, --token-rate and --max-conns-per-client must be positive")
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
 		return err
@@ -126,8 +130,9 @@ func serve(args []string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	mountApps(mux, a)
+	clients := newClientLimits(*tokenRate, *maxConns)
+	mux.Handle("/kv/", http.StripPrefix("/kv", clients.limitConns(a)))
+	mountApps(mux, a, clients)
 	// A WebSocket is hijacked from the server, which clears these
 	// deadlines: they bound plain requests and the upgrade, not a
 	// connection once open (the adapter pings those).

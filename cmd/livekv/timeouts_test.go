@@ -150,3 +150,48 @@ func TestServe_SIGTERMWithSlowBodies(t *testing.T) {
 		<-e
 	}
 }
+
+// TestServe_ClientLimits: one client address gets --token-rate tokens a
+// minute from POST /apps/token and holds at most --max-conns-per-client
+// WebSockets; closing one makes room.
+func TestServe_ClientLimits(t *testing.T) {
+	bin := build(t)
+	s := serveWith(t, bin, "--token-rate", "3", "--max-conns-per-client", "2")
+	host := strings.TrimPrefix(s.base, "http://")
+	mint := func() int {
+		resp, err := http.Post(s.base+"/apps/token", "application/json", strings.NewReader(`{"app":"todo"}`))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	for i := 0; i < 3; i++ {
+		require.Equal(t, http.StatusOK, mint())
+	}
+	require.Equal(t, http.StatusTooManyRequests, mint())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() (*websocket.Conn, int) {
+		ws, resp, err := websocket.Dial(ctx, "ws://"+host+"/kv/ws?apiKey=k1", nil)
+		if err != nil {
+			return nil, resp.StatusCode
+		}
+		return ws, resp.StatusCode
+	}
+	first, code := dial()
+	require.Equal(t, http.StatusSwitchingProtocols, code)
+	second, code := dial()
+	require.Equal(t, http.StatusSwitchingProtocols, code)
+	defer second.CloseNow()
+	_, code = dial()
+	require.Equal(t, http.StatusTooManyRequests, code)
+	first.Close(websocket.StatusNormalClosure, "")
+	require.Eventually(t, func() bool {
+		ws, code := dial()
+		if ws != nil {
+			ws.CloseNow()
+		}
+		return code == http.StatusSwitchingProtocols
+	}, 5*time.Second, 20*time.Millisecond)
+}
