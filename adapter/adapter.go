@@ -74,14 +74,45 @@ type Options struct {
 	PingInterval time.Duration
 
 	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
-	// one subscribe message. Default 64. Each pattern is also limited to
-	// pattern.MaxLen bytes.
+	// one subscribe message: over it, 400. Default 64. Each pattern is also
+	// limited to pattern.MaxLen bytes.
 	MaxPatterns int
+
+	// MaxSubscriptions bounds the subscriptions one connection holds at
+	// once (a token's own count as one), and MaxConnPatterns the keys and
+	// patterns they hold together; a subscribe over either gets 429.
+	// Defaults (for zero) 32 and 256.
+	MaxSubscriptions int
+	MaxConnPatterns  int
+
+	// MaxTokenSubscriptions bounds the subscriptions held at once by all
+	// the connections opened with one token, each one's share of the
+	// token's own subscriptions included. A subscribe over it gets 429; a
+	// connection whose share does not fit gets a 429 message and is closed
+	// with status 1008. Connections with an API key are not counted.
+	// Default (for zero) 256.
+	MaxTokenSubscriptions int
 
 	// MaxRangeLimit bounds the records one range returns; DefaultRangeLimit
 	// is what a range without a limit returns. Defaults 1000 and 100.
 	MaxRangeLimit     int
 	DefaultRangeLimit int
+
+	// MaxReplyBytes bounds the bytes of keys and values one range returns:
+	// the range stops before the record that would pass it and says
+	// truncated, as it does at its limit. Its first record is always
+	// returned, so that any value can be read. Default (for zero) 2 MiB.
+	MaxReplyBytes int
+
+	// MaxQueuedBytes bounds the bytes of replies and notifications held
+	// for one connection, from encoding until written to its socket. A
+	// message waits for room; one that waits SlowClientTimeout closes the
+	// connection with status 1008, as a full SendQueue does. A range
+	// reply is also cut (truncated) to fit in it. A single message larger
+	// than the budget is sent alone. Default (for zero) 8 MiB: more than
+	// six times (the most JSON escaping can grow) a key and a value at the
+	// engine's default limits, so that every message fits.
+	MaxQueuedBytes int64
 
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
@@ -124,8 +155,15 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxInFlight, 64)
 	def(&c.SendQueue, 1024)
 	def(&c.MaxPatterns, 64)
+	def(&c.MaxSubscriptions, 32)
+	def(&c.MaxConnPatterns, 256)
+	def(&c.MaxTokenSubscriptions, 256)
 	def(&c.MaxRangeLimit, 1000)
 	def(&c.DefaultRangeLimit, 100)
+	def(&c.MaxReplyBytes, 2<<20)
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = 8 << 20
+	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = 2 * time.Hour
 	}
@@ -149,6 +187,8 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.TokenTTL < 0 || c.MaxMessageSize < 0 || c.RequestRate < 0 || c.RequestBurst < 0 || c.MaxInFlight < 0 ||
 		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.MaxPatterns < 0 ||
+		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
+		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
 		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
 		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
 	}
@@ -162,10 +202,15 @@ type Adapter struct {
 	opts Options
 
 	mu       sync.Mutex
-	closing  bool
-	conns    map[*conn]struct{}
-	inflight sync.WaitGroup // HTTP requests being served, WebSocket ones included
+	closing  bool               // guarded by mu
+	conns    map[*conn]struct{} // guarded by mu
+	inflight sync.WaitGroup     // HTTP requests being served, WebSocket ones included
 	stats    counters
+
+	tokens struct {
+		sync.Mutex                // taken after a conn's mu, never before
+		subs       map[string]int // subscriptions held per token (by signature)
+	}
 }
 
 // New returns an adapter serving db. The caller closes the DB after
@@ -175,7 +220,9 @@ func New(db *engine.DB, opts *Options) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}, nil
+	a := &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}
+	a.tokens.subs = make(map[string]int)
+	return a, nil
 }
 
 // ServeHTTP routes a request under the adapter's mount point.
@@ -185,13 +232,18 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.inflight.Done()
-	path := strings.Trim(r.URL.EscapedPath(), "/")
+	// A route may end in a slash; the key of record/{key} is all that
+	// follows record/, a final slash included.
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+	route := strings.TrimRight(path, "/")
 	switch {
-	case path == "ws":
+	case route == "ws":
 		a.serveWebSocket(w, r)
-	case path == "token/websocket":
+	case route == "token/websocket":
 		a.serveToken(w, r)
-	case path == "record" || path == "record/atomic" || path == "records" || strings.HasPrefix(path, "record/"):
+	case route == "record" || route == "record/atomic" || route == "records":
+		a.serveREST(w, r, route)
+	case strings.HasPrefix(path, "record/"):
 		a.serveREST(w, r, path)
 	default:
 		writeJSON(w, http.StatusNotFound, Reply{Code: http.StatusNotFound, Error: "no such endpoint"})
@@ -251,6 +303,7 @@ type access struct {
 	full    bool
 	pattern *pattern.Pattern // keys a token may touch; nil with full
 	claims  claims
+	token   string // the token's signature, which names it; "" with full
 }
 
 func (ac *access) allows(key string) bool {
@@ -266,7 +319,8 @@ func (a *Adapter) tokenAccess(token string) (*access, int, error) {
 	case err != nil:
 		return nil, http.StatusForbidden, err
 	}
-	ac := &access{claims: c}
+	_, sig, _ := strings.Cut(token, ".")
+	ac := &access{claims: c, token: sig}
 	if c.AccessPattern != "" {
 		p, err := accessPattern(c.AccessPattern)
 		if err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/engine"
@@ -26,17 +28,27 @@ type conn struct {
 	cancel  context.CancelFunc
 	out     chan []byte   // the send queue
 	unsent  atomic.Int64  // messages queued and not yet written
+	budget  *byteBudget   // bytes of messages being encoded, queued or written
 	sem     chan struct{} // a slot per request running
 	reqs    sync.WaitGroup
 	tasks   sync.WaitGroup // the writer, the pinger, subscription forwarders
 	closers sync.WaitGroup // goroutines closing the connection
-	bucket  tokenBucket
+	bucket  *tokenBucket   // the request rate, spent by requests and by the client's pings
 
 	mu       sync.Mutex
 	draining bool // Shutdown: no new requests
-	subs     map[int64]*engine.Subscription
+	subs     map[int64]subscription
 	nextSub  int64
+	nsubs    int  // subscriptions held or being made: counted against the caps
+	npats    int  // the patterns of those
 	closed   bool // run is ending: nothing new may start
+}
+
+// subscription is one of a connection's subscriptions, with its share of
+// the caps.
+type subscription struct {
+	s        *engine.Subscription
+	patterns int
 }
 
 // serveWebSocket authenticates, upgrades and runs one connection until it
@@ -71,14 +83,19 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		}
 		from = n
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins})
+	bucket := &tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins,
+		// A ping costs the server a pong, as a request costs a reply: one
+		// over the rate gets none. It runs while a Read holds the reading
+		// side, so the bucket still has one user at a time.
+		OnPingReceived: func(context.Context, []byte) bool { return bucket.take() }})
 	if err != nil {
 		return // Accept has answered (403 for a foreign origin)
 	}
 	ws.SetReadLimit(a.opts.MaxMessageSize)
-	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue),
-		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]*engine.Subscription),
-		bucket: tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}}
+	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
+		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
+		bucket: bucket}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !a.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -140,7 +157,8 @@ func (c *conn) run(from int64) {
 	c.subs = nil
 	c.mu.Unlock()
 	for _, s := range subs {
-		s.Close()
+		s.s.Close()
+		c.release(s.patterns)
 	}
 	c.cancel()
 	c.tasks.Wait()
@@ -151,6 +169,7 @@ func (c *conn) run(from int64) {
 // readLoop reads requests until the connection fails or closes, and starts
 // each in a goroutine of its own, at most MaxInFlight at once.
 func (c *conn) readLoop() {
+	failed := false // the connection is closing: read only to let the close handshake end
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
@@ -159,8 +178,18 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
+		if failed {
+			continue
+		}
 		if typ != websocket.MessageText {
 			c.send(Reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
+			continue
+		}
+		if !utf8.Valid(data) {
+			// RFC 6455, section 8.1: a text frame that is not UTF-8 fails
+			// the connection.
+			failed = true
+			c.fail(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8")
 			continue
 		}
 		req, err := DecodeRequest(data)
@@ -229,13 +258,14 @@ func (c *conn) handleSubscribe(req *Request) Reply {
 
 func (c *conn) handleUnsubscribe(req *Request) Reply {
 	c.mu.Lock()
-	s := c.subs[req.SubscriptionID]
+	s, ok := c.subs[req.SubscriptionID]
 	delete(c.subs, req.SubscriptionID)
 	c.mu.Unlock()
-	if s == nil {
+	if !ok {
 		return errorReply(http.StatusNotFound, "no such subscription")
 	}
-	s.Close()
+	s.s.Close()
+	c.release(s.patterns)
 	return Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
 }
 
@@ -244,7 +274,13 @@ func (c *conn) handleUnsubscribe(req *Request) Reply {
 // notifications carry the subscription's id (those of a token's own
 // subscriptions do not, as in HPKV).
 func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, Reply) {
+	if err := c.reserve(len(pats)); err != nil {
+		return 0, errorReply(http.StatusTooManyRequests, err.Error())
+	}
 	s, err := c.a.db.SubscribePatterns(pats, &engine.SubscribeOptions{FromRevision: from})
+	if err != nil {
+		c.release(len(pats))
+	}
 	var compacted *pubsub.CompactedError
 	switch {
 	case errors.As(err, &compacted):
@@ -258,15 +294,72 @@ func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int6
 	if c.closed {
 		c.mu.Unlock()
 		s.Close()
+		c.release(len(pats))
 		return 0, errorReply(http.StatusServiceUnavailable, "connection closing")
 	}
 	c.nextSub++
 	id := c.nextSub
-	c.subs[id] = s
+	c.subs[id] = subscription{s, len(pats)}
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	go c.forward(id, tagged, s)
 	return id, Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
+}
+
+// reserve counts a subscription of n patterns against the connection's
+// and its token's caps, or says which it would pass. A subscription that
+// ends by itself (410, 400) counts until it is unsubscribed or the
+// connection ends.
+func (c *conn) reserve(n int) error {
+	o := &c.a.opts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.nsubs >= o.MaxSubscriptions:
+		return fmt.Errorf("this connection holds %d subscriptions, at most %d: unsubscribe one first", c.nsubs, o.MaxSubscriptions)
+	case c.npats+n > o.MaxConnPatterns:
+		return fmt.Errorf("this connection's subscriptions would hold %d patterns, at most %d", c.npats+n, o.MaxConnPatterns)
+	case !c.a.takeTokenSubscription(c.ac.token):
+		return fmt.Errorf("the connections of this token hold %d subscriptions, at most %d", o.MaxTokenSubscriptions, o.MaxTokenSubscriptions)
+	}
+	c.nsubs++
+	c.npats += n
+	return nil
+}
+
+// release gives back what reserve took for a subscription of n patterns.
+func (c *conn) release(n int) {
+	c.mu.Lock()
+	c.nsubs--
+	c.npats -= n
+	c.mu.Unlock()
+	c.a.releaseTokenSubscription(c.ac.token)
+}
+
+// takeTokenSubscription counts one more subscription for a token ("" is
+// the API key, which is not counted), unless it has its share.
+func (a *Adapter) takeTokenSubscription(token string) bool {
+	if token == "" {
+		return true
+	}
+	a.tokens.Lock()
+	defer a.tokens.Unlock()
+	if a.tokens.subs[token] >= a.opts.MaxTokenSubscriptions {
+		return false
+	}
+	a.tokens.subs[token]++
+	return true
+}
+
+func (a *Adapter) releaseTokenSubscription(token string) {
+	if token == "" {
+		return
+	}
+	a.tokens.Lock()
+	defer a.tokens.Unlock()
+	if a.tokens.subs[token]--; a.tokens.subs[token] <= 0 {
+		delete(a.tokens.subs, token)
+	}
 }
 
 // forward turns a subscription's events into notifications.
@@ -301,14 +394,38 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	}
 }
 
-// send queues a message (a Reply or a Notification) for the writer. If
-// the queue stays full for SlowClientTimeout, the client is not reading:
-// the connection is closed with 1008 and false returned.
+// send queues a message (a Reply or a Notification) for the writer. It
+// first takes room in the connection's byte budget for the message's
+// largest encoding, so that what is held for a client stays within
+// MaxQueuedBytes however many requests and subscriptions produce for it.
+// If the budget or the queue stays full for SlowClientTimeout, the client
+// is not reading: the connection is closed with 1008 and false returned.
 func (c *conn) send(v any) bool {
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.a.opts.Logf("livekv adapter: encode: %v", err)
+	var b []byte
+	bound, known := encodedBound(v)
+	if !known {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			c.a.opts.Logf("livekv adapter: encode: %v", err)
+			return false
+		}
+		bound = len(b)
+	}
+	used, err := c.budget.acquire(c.ctx, int64(bound), c.a.opts.SlowClientTimeout)
+	if errors.Is(err, errNoRoom) {
+		c.slow("client too slow: byte budget full")
 		return false
+	} else if err != nil {
+		return false
+	}
+	c.a.stats.notePeak(used)
+	if known {
+		if b, err = json.Marshal(v); err != nil {
+			c.budget.release(int64(bound))
+			c.a.opts.Logf("livekv adapter: encode: %v", err)
+			return false
+		}
+		c.budget.release(int64(bound - len(b))) // keep what the message holds
 	}
 	c.unsent.Add(1)
 	select {
@@ -322,14 +439,18 @@ func (c *conn) send(v any) bool {
 	case c.out <- b:
 		return true
 	case <-c.ctx.Done():
-		c.unsent.Add(-1)
-		return false
 	case <-t.C:
-		c.unsent.Add(-1)
-		c.a.stats.slowClosed.Add(1)
-		c.fail(websocket.StatusPolicyViolation, "client too slow: send queue full")
-		return false
+		c.slow("client too slow: send queue full")
 	}
+	c.unsent.Add(-1)
+	c.budget.release(int64(len(b)))
+	return false
+}
+
+// slow closes the connection of a client that does not read.
+func (c *conn) slow(reason string) {
+	c.a.stats.slowClosed.Add(1)
+	c.fail(websocket.StatusPolicyViolation, reason)
 }
 
 // writeLoop writes queued messages until the connection ends.
@@ -340,6 +461,7 @@ func (c *conn) writeLoop() {
 		case b := <-c.out:
 			err := c.ws.Write(c.ctx, websocket.MessageText, b)
 			c.unsent.Add(-1)
+			c.budget.release(int64(len(b)))
 			if err != nil {
 				c.cancel()
 				return
@@ -441,7 +563,8 @@ type tokenBucket struct {
 	last                time.Time
 }
 
-// take spends a token if there is one; only the reader calls it.
+// take spends a token if there is one; only the reader calls it (a ping
+// is read by a Read).
 func (b *tokenBucket) take() bool {
 	now := time.Now()
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)

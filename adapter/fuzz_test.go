@@ -17,6 +17,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"op":5,"key":"a","endKey":"z","limit":10}`,
 		`{"op":100,"patterns":["user:*"],"fromRevision":7}`,
 		`{"op":1,"key":`, `[]`, `null`, `{"op":"1"}`, `{"op":2,"key":"a","value":{"x":1}}`,
+		`{"op":2,"key":"a\ud800","value":"v"}`, `{"op":2,"key":"\\udc00","value":"\ud83d\ude00"}`, "{\"op\":1,\"key\":\"\xff\"}",
 	} {
 		f.Add([]byte(s))
 	}

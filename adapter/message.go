@@ -58,7 +58,8 @@ var errBadRequest = errors.New("bad request")
 
 // DecodeRequest decodes one client message. On error it still returns the
 // messageId when the message had a readable one, so that the reply can
-// carry it.
+// carry it. A message that is not valid UTF-8, or escapes an unpaired
+// surrogate, is an error: decoded, it would hold U+FFFD in its place.
 func DecodeRequest(b []byte) (Request, error) {
 	var w wireRequest
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -71,6 +72,9 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	r := Request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
 		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision}
+	if err := checkJSONText(b); err != nil {
+		return r, fmt.Errorf("%w: %w", errBadRequest, err)
+	}
 	if w.Op == nil {
 		return r, fmt.Errorf("%w: missing op", errBadRequest)
 	}
@@ -151,6 +155,8 @@ type Reply struct {
 	Revision       int64 `json:"revision,omitempty"`
 	SubscriptionID int64 `json:"subscriptionId,omitempty"`
 	Oldest         int64 `json:"oldest,omitempty"`
+
+	recordsBound int // at least the encoded length of Records, when rangeReply has counted it
 }
 
 // Record is one key and value of a range reply.

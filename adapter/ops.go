@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/livekv/livekv/engine"
 )
@@ -19,6 +20,12 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 	}
 	if req.Key == "" {
 		return errorReply(http.StatusBadRequest, "key is required")
+	}
+	// Paths and queries reach here undecoded by JSON: check them too.
+	for _, f := range [...]struct{ name, text string }{{"key", req.Key}, {"endKey", req.EndKey}, {"value", req.Value}} {
+		if !utf8.ValidString(f.text) {
+			return errorReply(http.StatusBadRequest, f.name+" is not valid UTF-8")
+		}
 	}
 	if !ac.allows(req.Key) || req.Op == OpRange && req.EndKey != "" && !ac.allows(req.EndKey) {
 		return errorReply(http.StatusForbidden, "key outside the token's access pattern")
@@ -77,7 +84,10 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 }
 
 // rangeReply reads the keys from start to end, both included (end ""
-// means no bound), at most limit of them (0: the default).
+// means no bound), at most limit of them (0: the default), whose keys and
+// values hold at most MaxReplyBytes and whose encoding fits in
+// MaxQueuedBytes; the first record is always returned, so that every value
+// can be read.
 func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	if limit == 0 {
 		limit = a.opts.DefaultRangeLimit
@@ -95,6 +105,7 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	records := []Record{}
 	truncated := false
 	var rev int64
+	size, bound := 0, 0 // bytes of keys and values; their encoded length, at most
 	err := a.db.View(func(tx *engine.Tx) error {
 		rev = tx.Revision()
 		for it, err := range tx.Range(start, stop, nil) {
@@ -104,10 +115,13 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 			if !ac.allows(it.Key) {
 				continue
 			}
-			if len(records) == limit {
+			n, nb := len(it.Key)+len(it.Value), recordBound(it.Key, it.Value)
+			if len(records) == limit || len(records) > 0 &&
+				(size+n > a.opts.MaxReplyBytes || int64(messageOverhead+bound+nb) > a.opts.MaxQueuedBytes) {
 				truncated = true
 				break
 			}
+			size, bound = size+n, bound+nb
 			records = append(records, Record{Key: it.Key, Value: it.Value})
 		}
 		return nil
@@ -117,7 +131,7 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	}
 	// revision (livekv's) is the one the range was read at: a client that
 	// then applies only notifications after it misses nothing.
-	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev}
+	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound}
 }
 
 // engineError maps an engine error to a reply.
@@ -151,10 +165,26 @@ type Stats struct {
 	Requests    int64 // operations run, over WebSocket and REST
 	SlowClosed  int64 // connections closed because the client stopped reading
 	DeadPeers   int64 // connections closed because a ping went unanswered
+
+	// PeakQueuedBytes is the most bytes of replies and notifications ever
+	// held for one connection at once (see Options.MaxQueuedBytes).
+	PeakQueuedBytes int64
 }
 
 type counters struct {
 	requests, slowClosed, deadPeers atomic.Int64
+	peakQueued                      atomic.Int64
+}
+
+// notePeak records the bytes held for a connection if they are the most
+// yet.
+func (c *counters) notePeak(n int64) {
+	for {
+		p := c.peakQueued.Load()
+		if n <= p || c.peakQueued.CompareAndSwap(p, n) {
+			return
+		}
+	}
 }
 
 // Stats returns the adapter's counters.
@@ -162,5 +192,6 @@ func (a *Adapter) Stats() Stats {
 	a.mu.Lock()
 	n := len(a.conns)
 	a.mu.Unlock()
-	return Stats{Connections: n, Requests: a.stats.requests.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load()}
+	return Stats{Connections: n, Requests: a.stats.requests.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load(),
+		PeakQueuedBytes: a.stats.peakQueued.Load()}
 }

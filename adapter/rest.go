@@ -1,8 +1,12 @@
 package adapter
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,17 +45,26 @@ func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// decodeBody decodes a JSON request body of at most MaxMessageSize bytes.
+// decodeBody decodes a JSON request body of at most MaxMessageSize bytes,
+// which must be valid UTF-8 (see checkJSONText).
 func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize)
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize))
+	if err != nil {
 		code := http.StatusBadRequest
 		if _, ok := err.(*http.MaxBytesError); ok {
 			code = http.StatusRequestEntityTooLarge
 		}
-		writeReply(w, errorReply(code, fmt.Sprintf("bad JSON body: %v", err)))
+		writeReply(w, errorReply(code, fmt.Sprintf("bad body: %v", err)))
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, fmt.Sprintf("bad JSON body: %v", err)))
+		return false
+	}
+	if err := checkJSONText(body); err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, "body: "+err.Error()))
 		return false
 	}
 	return true
@@ -181,8 +194,13 @@ func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, 
 	if err := a.checkTokenConfig(&cfg); err != nil {
 		return "", time.Time{}, err
 	}
+	var id [9]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", time.Time{}, err
+	}
 	expires = a.opts.Now().Add(a.opts.TokenTTL)
-	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix()})
+	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix(),
+		ID: base64.RawURLEncoding.EncodeToString(id[:])})
 	return token, expires, err
 }
 

@@ -26,6 +26,9 @@ type claims struct {
 	Version int `json:"v"`
 	TokenConfig
 	Expires int64 `json:"exp"` // unix seconds
+	// ID is random, so that two tokens issued alike are two tokens, each
+	// with its own share of MaxTokenSubscriptions.
+	ID string `json:"id,omitempty"`
 }
 
 const tokenVersion = 1

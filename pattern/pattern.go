@@ -152,7 +152,11 @@ func parseRegex(src, expr string, timeout time.Duration) (*Pattern, error) {
 	if expr == "" {
 		return nil, &SyntaxError{Pattern: src, Pos: 1, Msg: "empty regular expression"}
 	}
-	re, err := regexp2.Compile(expr, regexp2.None)
+	// RE2 mode: $ is the end of the key, not also the place before a
+	// final newline, and \d, \w, \s are ASCII classes, as in Go's regexp.
+	// An anchored pattern then means the whole key, which is what a reader
+	// of an access pattern expects.
+	re, err := regexp2.Compile(expr, regexp2.RE2)
 	if err != nil {
 		return nil, &SyntaxError{Pattern: src, Msg: "bad regular expression: " + err.Error()}
 	}

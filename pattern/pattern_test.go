@@ -146,3 +146,22 @@ func TestExactKey(t *testing.T) {
 		require.Equal(t, 1, n, key)
 	}
 }
+
+// TestParse_RegexWholeKey: a regex's $ is the end of the key, not the
+// place before a final newline (regexp2's default), and \d is an ASCII
+// digit: an anchored regex means the whole key, as its reader expects.
+func TestParse_RegexWholeKey(t *testing.T) {
+	for src, no := range map[string][]string{
+		`^user:[0-9]+$`: {"user:1\n", "user:1\n\n"},
+		`/^user:\d+$/`:  {"user:1\n", "user:\u0661"},
+		`/^a\w$/`:       {"a\u00e9"},
+	} {
+		p, err := pattern.Parse(src)
+		require.NoError(t, err)
+		for _, key := range no {
+			require.False(t, p.Match(key), "%s matches %q", src, key)
+		}
+	}
+	require.True(t, pattern.MustParse(`^user:[0-9]+$`).Match("user:12"))
+	require.True(t, pattern.MustParse(`/^a(?m:$)\n/`).Match("a\n"), "multiline mode is asked for")
+}

@@ -23,13 +23,17 @@ var appScopes = map[string]adapter.TokenConfig{
 
 // mountApps serves the pages at / and the route that gives them scoped
 // tokens, so that the API key never reaches a browser.
-func mountApps(mux *http.ServeMux, a *adapter.Adapter) {
+func mountApps(mux *http.ServeMux, a *adapter.Adapter, clients *clientLimits) {
 	root, err := fs.Sub(appFiles, "apps")
 	if err != nil {
 		panic(err) // the embedded tree is part of the binary
 	}
 	mux.Handle("/", http.FileServerFS(root))
 	mux.HandleFunc("POST /apps/token", func(w http.ResponseWriter, r *http.Request) {
+		if !clients.mintToken(clientAddr(r)) {
+			tooMany(w, "too many tokens for this address: wait a minute")
+			return
+		}
 		var req struct {
 			App string `json:"app"`
 		}

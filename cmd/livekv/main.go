@@ -11,7 +11,14 @@
 // key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
 // (made at random, and printed, on the first run);
 // $LIVEKV_TOKEN_SECRET, if set, signs tokens so that they outlive a
-// restart.
+// restart. One client address may hold --max-conns-per-client (32)
+// WebSockets and get --token-rate (30) tokens a minute from the pages'
+// POST /apps/token. HTTP requests must arrive within --read-timeout (30s, body
+// included) and be answered within --write-timeout (60s); idle keep-alive
+// connections close after --idle-timeout (120s). WebSockets, once open,
+// are not bound by these. On SIGTERM, requests under way get most of
+// --grace (10s); what is left is then closed, and serve exits 0 within
+// it.
 //
 // check verifies DIR's snapshot and log without changing them and exits
 // non-zero on corruption. dump writes every item as a JSON line; load adds
@@ -71,13 +78,22 @@ func serve(args []string) error {
 	data := fs.String("data", "livekv-data", "the database folder (created if missing)")
 	addr := fs.String("addr", "127.0.0.1:8080", "where to listen for HTTP (the HPKV API at /kv/)")
 	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the API key clients use; default $LIVEKV_API_KEY, else the one kept in DIR/api-key")
+	readTimeout := fs.Duration("read-timeout", 30*time.Second, "the longest an HTTP request may take to arrive, body included (not WebSockets once open)")
+	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "the longest an HTTP response may take to write (not WebSockets once open)")
+	idleTimeout := fs.Duration("idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM, how long requests under way may take; what is left is closed and serve exits within it")
+	tokenRate := fs.Int("token-rate", 30, "tokens per minute (and at once) one client address may get from the pages' POST /apps/token")
+	maxConns := fs.Int("max-conns-per-client", 32, "WebSockets one client address may hold open at once")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 {
+		return errors.New("timeouts, --grace, --token-rate and --max-conns-per-client must be positive")
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
 		return err
@@ -114,9 +130,14 @@ func serve(args []string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	mountApps(mux, a)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	clients := newClientLimits(*tokenRate, *maxConns)
+	mux.Handle("/kv/", http.StripPrefix("/kv", clients.limitConns(a)))
+	mountApps(mux, a, clients)
+	// A WebSocket is hijacked from the server, which clears these
+	// deadlines: they bound plain requests and the upgrade, not a
+	// connection once open (the adapter pings those).
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, *readTimeout),
+		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -137,8 +158,28 @@ func serve(args []string) error {
 		return err
 	}
 	fmt.Println("livekv: closing")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown(a, srv, *grace, logf)
+	return db.Close()
+}
+
+// shutdown lets requests and connections under way finish, for most of
+// grace, then closes what is left: a client that trickles a body or
+// keeps a connection does not hold the process, which exits within grace.
+func shutdown(a *adapter.Adapter, srv *http.Server, grace time.Duration, logf func(string, ...any)) {
+	margin := min(time.Second, grace/4) // for closing what is left, and the DB
+	ctx, cancel := context.WithTimeout(context.Background(), grace-margin)
 	defer cancel()
-	err = errors.Join(a.Shutdown(ctx), srv.Shutdown(ctx))
-	return errors.Join(err, db.Close())
+	done := make(chan error, 2)
+	go func() { done <- a.Shutdown(ctx) }()
+	go func() { done <- srv.Shutdown(ctx) }()
+	err := errors.Join(<-done, <-done)
+	if err != nil {
+		logf("closing connections still open after %v: %v", grace-margin, err)
+		srv.Close()
+		// The adapter's WebSockets close within a second or two (closeGrace)
+		// of its Shutdown; give its requests what is left of the margin.
+		ctx, cancel := context.WithTimeout(context.Background(), margin/2)
+		defer cancel()
+		a.Shutdown(ctx)
+	}
 }

@@ -1,0 +1,143 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// byteBudget bounds the bytes of messages held for one connection, from
+// the moment a message is about to be encoded until the writer has
+// written it. It is a semaphore counted in bytes.
+type byteBudget struct {
+	max int64
+
+	mu    sync.Mutex
+	used  int64         // guarded by mu
+	freed chan struct{} // guarded by mu; closed, and replaced, when bytes are released
+}
+
+func newByteBudget(max int64) *byteBudget {
+	return &byteBudget{max: max, freed: make(chan struct{})}
+}
+
+// errNoRoom is acquire's error when the budget stayed full for its
+// timeout: the client is not reading.
+var errNoRoom = errors.New("adapter: no room in the connection's byte budget")
+
+// acquire takes n bytes, waiting up to timeout for room. A message larger
+// than the whole budget is let through alone, once nothing else is held,
+// so that it is delayed, not refused. It returns the bytes held once n is
+// taken.
+func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration) (int64, error) {
+	var t *time.Timer
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.max || b.used == 0 {
+			b.used += n
+			used := b.used
+			b.mu.Unlock()
+			if t != nil {
+				t.Stop()
+			}
+			return used, nil
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(timeout)
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+			return 0, errNoRoom
+		}
+	}
+}
+
+// release gives back n bytes.
+func (b *byteBudget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// Fixed parts of encoded messages, at most: field names, codes, numbers,
+// messageId, true and false.
+const (
+	messageOverhead = 512
+	recordOverhead  = len(`{"key":,"value":},`)
+)
+
+// encodedBound returns at least the length of v encoded by json.Marshal,
+// or false for a type it does not know.
+func encodedBound(v any) (int, bool) {
+	switch m := v.(type) {
+	case Reply:
+		n := messageOverhead + jsonStringBound(m.Error) + jsonStringBound(m.Message) + jsonStringBound(m.Key)
+		if m.Value != nil {
+			n += jsonStringBound(*m.Value)
+		}
+		if m.Records != nil {
+			if m.recordsBound > 0 {
+				n += m.recordsBound
+			} else {
+				for _, r := range *m.Records {
+					n += recordBound(r.Key, r.Value)
+				}
+			}
+		}
+		return n, true
+	case Notification:
+		n := messageOverhead + jsonStringBound(m.Type) + jsonStringBound(m.Key)
+		if m.Value != nil {
+			n += jsonStringBound(*m.Value)
+		}
+		return n, true
+	}
+	return 0, false
+}
+
+func recordBound(key, value string) int {
+	return recordOverhead + jsonStringBound(key) + jsonStringBound(value)
+}
+
+// jsonStringBound returns at least the length of s encoded as a JSON
+// string by encoding/json: HTML characters, control characters, U+2028,
+// U+2029 and invalid bytes take up to six bytes each.
+func jsonStringBound(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			case c == '"' || c == '\\':
+				n += 2
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			n += 6
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}

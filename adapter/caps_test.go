@@ -1,0 +1,114 @@
+package adapter_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWS_SubscriptionsPerConnection: with the default options, one
+// connection holds at most 32 subscriptions; the next subscribe gets 429
+// until one is unsubscribed.
+func TestWS_SubscriptionsPerConnection(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	var first any
+	for i := 0; i < 32; i++ {
+		r := c.call(m{"op": 100, "patterns": []string{"k:*"}})
+		require.Equal(t, 200.0, r["code"], "subscription %d: %v", i, r)
+		if i == 0 {
+			first = r["subscriptionId"]
+		}
+	}
+	for i := 0; i < 10; i++ {
+		r := c.call(m{"op": 100, "patterns": []string{"k:*"}})
+		require.Equal(t, 429.0, r["code"], "%v", r)
+		require.Contains(t, r["error"], "subscriptions")
+	}
+	require.Equal(t, 200.0, c.call(m{"op": 101, "subscriptionId": first})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 100, "patterns": []string{"k:*"}})["code"])
+	require.Equal(t, 429.0, c.call(m{"op": 100, "patterns": []string{"k:*"}})["code"])
+
+	// One write reaches each subscription once: 32 notifications, not more.
+	_, err := f.db.Set("k:1", "v", nil)
+	require.NoError(t, err)
+	for i := 0; i < 32; i++ {
+		require.Equal(t, "k:1", c.note()["key"])
+	}
+	_, err = c.tryRead(100 * time.Millisecond)
+	require.Error(t, err, "no 33rd notification")
+}
+
+// TestWS_PatternsPerConnection: the patterns of one connection's
+// subscriptions are bounded as a whole, not only per message.
+func TestWS_PatternsPerConnection(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxPatterns: 3, MaxConnPatterns: 5})
+	c := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, c.call(m{"op": 100, "patterns": []string{"a", "b", "c"}})["code"])
+	r := c.call(m{"op": 100, "patterns": []string{"d", "e", "f"}})
+	require.Equal(t, 429.0, r["code"], "%v", r)
+	require.Contains(t, r["error"], "patterns")
+	require.Equal(t, 200.0, c.call(m{"op": 100, "patterns": []string{"d", "e"}})["code"])
+	require.Equal(t, 429.0, c.call(m{"op": 100, "patterns": []string{"f"}})["code"])
+	require.Equal(t, 400.0, c.call(m{"op": 100, "patterns": []string{"1", "2", "3", "4"}})["code"], "over MaxPatterns in one message")
+}
+
+// TestWS_SubscriptionsPerToken: all the connections of one token hold at
+// most MaxTokenSubscriptions subscriptions, the token's own included; a
+// connection whose token's own subscriptions do not fit gets a 429 message
+// and is closed with 1008. Closing a connection frees its share.
+func TestWS_SubscriptionsPerToken(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxTokenSubscriptions: 4})
+	tok := url.QueryEscape(f.token(`{"subscribePatterns":["room:*"]}`))
+	c1 := f.dial("token=" + tok) // 1: its own
+	require.Equal(t, 200.0, c1.call(m{"op": 100, "patterns": []string{"room:1"}})["code"])
+	require.Equal(t, 200.0, c1.call(m{"op": 100, "patterns": []string{"room:2"}})["code"])
+	c2 := f.dial("token=" + tok) // 4
+	require.Equal(t, 404.0, c2.call(m{"op": 1, "key": "room:x"})["code"])
+	r := c2.call(m{"op": 100, "patterns": []string{"room:3"}})
+	require.Equal(t, 429.0, r["code"], "%v", r)
+	require.Contains(t, r["error"], "token")
+
+	c3 := f.dial("token=" + tok)
+	r = c3.read()
+	require.Equal(t, 429.0, r["code"], "%v", r)
+	require.Equal(t, websocket.StatusPolicyViolation, c3.closeStatus())
+
+	// Other tokens and the API key have their own counts.
+	other := f.dial("token=" + url.QueryEscape(f.token(`{"subscribePatterns":["room:*"]}`)))
+	require.Equal(t, 200.0, other.call(m{"op": 100, "patterns": []string{"room:3"}})["code"])
+	admin := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, admin.call(m{"op": 100, "patterns": []string{"room:3"}})["code"])
+
+	c1.ws.Close(websocket.StatusNormalClosure, "")
+	require.Eventually(t, func() bool {
+		return c2.call(m{"op": 100, "patterns": []string{"room:3"}})["code"] == 200.0
+	}, 5*time.Second, 20*time.Millisecond, "c1's three are free again")
+}
+
+func TestNew_NegativeCaps(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, o := range []*adapter.Options{{APIKeys: []string{"k"}, MaxSubscriptions: -1},
+		{APIKeys: []string{"k"}, MaxConnPatterns: -1}, {APIKeys: []string{"k"}, MaxTokenSubscriptions: -1}} {
+		_, err := adapter.New(f.db, o)
+		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%+v", o)
+	}
+}
+
+// TestWS_PingsCountAsRequests: a client's pings spend the connection's
+// request rate like requests do, so that a ping flood is limited too.
+func TestWS_PingsCountAsRequests(t *testing.T) {
+	f := newFixture(t, &adapter.Options{RequestRate: 1, RequestBurst: 5})
+	c := f.dial("apiKey=" + apiKey)
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		c.ws.Ping(ctx) // no reader here to see the pong: only the ping counts
+		cancel()
+	}
+	require.Equal(t, 429.0, c.call(m{"op": 1, "key": "k"})["code"], "the pings spent the burst")
+}
