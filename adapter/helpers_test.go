@@ -34,7 +34,13 @@ type fixture struct {
 
 func newFixture(t testing.TB, o *adapter.Options) *fixture {
 	t.Helper()
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	return newFixtureDB(t, &engine.Options{SweepInterval: -1}, o)
+}
+
+// newFixtureDB is newFixture over a DB opened with eo.
+func newFixtureDB(t testing.TB, eo *engine.Options, o *adapter.Options) *fixture {
+	t.Helper()
+	db, err := engine.Open("", eo)
 	require.NoError(t, err)
 	opts := adapter.Options{}
 	if o != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -65,7 +66,13 @@ func TestWS_RateLimit(t *testing.T) {
 // queue has stayed full for SlowClientTimeout; writers and other clients
 // never wait for it.
 func TestWS_SlowClient(t *testing.T) {
-	f := newFixture(t, &adapter.Options{SendQueue: 4, SlowClientTimeout: 200 * time.Millisecond})
+	// A history that holds every write of the test: on a loaded machine
+	// the stalled subscription falls far behind, and with the default
+	// history it would end as compacted (and its connection send a 410)
+	// after a few hundred notifications, before the socket filled and the
+	// client showed itself slow.
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryBytes: 256 << 20},
+		&adapter.Options{SendQueue: 4, SlowClientTimeout: 200 * time.Millisecond})
 	tok := f.token(`{"subscribePatterns":["*"]}`)
 	stalled := f.dial("token=" + url.QueryEscape(tok))
 	require.Equal(t, 404.0, stalled.call(m{"op": 1, "key": "none"})["code"])
