@@ -64,20 +64,21 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		}
 		return Reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: it.Revision}
 	case OpDelete:
-		if err := db.Delete(req.Key); err != nil {
+		rev, err := db.Delete(req.Key)
+		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully"}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev}
 	case OpIncrement:
 		d, err := req.delta()
 		if err != nil {
 			return errorReply(http.StatusBadRequest, err.Error())
 		}
-		n, err := db.Increment(req.Key, d)
+		n, rev, err := db.Increment(req.Key, d)
 		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n)}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev}
 	default: // OpRange
 		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
 	}

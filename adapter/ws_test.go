@@ -35,13 +35,16 @@ func TestWS_Operations(t *testing.T) {
 
 	// Increment.
 	r = c.call(m{"op": 6, "key": "n", "value": 5})
-	require.Equal(t, m{"code": 200.0, "messageId": r["messageId"], "success": true, "key": "n", "newValue": 5.0}, r)
+	require.Equal(t, m{"code": 200.0, "messageId": r["messageId"], "success": true, "key": "n", "newValue": 5.0, "revision": r["revision"]}, r)
+	require.Equal(t, r["revision"], c.call(m{"op": 1, "key": "n"})["revision"], "the revision the increment committed at")
 	require.Equal(t, 3.0, c.call(m{"op": 6, "key": "n", "value": -2})["newValue"])
 	require.Equal(t, 400.0, c.call(m{"op": 6, "key": "k", "value": 1})["code"], "stored value is not an integer")
 	require.Equal(t, 400.0, c.call(m{"op": 6, "key": "n", "value": "x"})["code"], "delta is not an integer")
 
 	// Delete.
-	require.Equal(t, 200.0, c.call(m{"op": 4, "key": "k"})["code"])
+	r = c.call(m{"op": 4, "key": "k"})
+	require.Equal(t, 200.0, r["code"])
+	require.Greater(t, r["revision"], c.call(m{"op": 1, "key": "n"})["revision"], "the revision the deletion committed at")
 	require.Equal(t, 404.0, c.call(m{"op": 4, "key": "k"})["code"])
 
 	// Range: endKey included, limit, count, truncated.

@@ -71,7 +71,7 @@ type livekvKV struct{ db *engine.DB }
 
 func (s livekvKV) Set(k, v string) error { _, err := s.db.Set(k, v, nil); return err }
 func (s livekvKV) Get(k string) error    { _, err := s.db.Get(k); return err }
-func (s livekvKV) Incr(k string) error   { _, err := s.db.Increment(k, 1); return err }
+func (s livekvKV) Incr(k string) error   { _, _, err := s.db.Increment(k, 1); return err }
 func (s livekvKV) Range(start string, n int) (int, error) {
 	c := 0
 	for _, err := range s.db.Range(start, "", &engine.RangeOptions{Limit: n}) {

@@ -121,7 +121,7 @@ func BenchmarkDB_Increment(b *testing.B) {
 	r := rand.New(rand.NewPCG(4, 4))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := db.Increment(keys[r.IntN(1000)], 1); err != nil {
+		if _, _, err := db.Increment(keys[r.IntN(1000)], 1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -22,7 +22,7 @@ func TestDB_Increment_Parallel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := db.Increment("n", 1); err != nil {
+				if _, _, err := db.Increment("n", 1); err != nil {
 					t.Error(err)
 					return
 				}

@@ -25,7 +25,7 @@ func crashWorkload(c *clock) []func(db *engine.DB) error {
 		add(func(db *engine.DB) error {
 			return ok(db.Patch(fmt.Sprintf("j%d", b%3), fmt.Sprintf(`{"f%d":%d}`, b, b)))
 		})
-		add(func(db *engine.DB) error { _, err := db.Increment(fmt.Sprintf("n%d", b%4), int64(b)); return err })
+		add(func(db *engine.DB) error { _, _, err := db.Increment(fmt.Sprintf("n%d", b%4), int64(b)); return err })
 		add(func(db *engine.DB) error {
 			return db.Update(func(tx *engine.Tx) error {
 				var o *engine.SetOptions

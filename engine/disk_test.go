@@ -35,7 +35,7 @@ func TestDisk_Reopen(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Patch("j", `{"b":2}`)
 	require.NoError(t, err)
-	_, err = db.Increment("n", 41)
+	_, _, err = db.Increment("n", 41)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *engine.Tx) error {
 		if _, err := tx.Increment("n", 1); err != nil {
@@ -136,7 +136,7 @@ func TestDisk_Checkpoint(t *testing.T) {
 	wg.Wait()
 	_, err = db.Set("ttl", "x", &engine.SetOptions{TTL: time.Minute})
 	require.NoError(t, err)
-	_, err = db.Increment("n", 7)
+	_, _, err = db.Increment("n", 7)
 	require.NoError(t, err)
 	require.NoError(t, db.Checkpoint())
 	st := db.Stats()

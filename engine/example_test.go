@@ -20,7 +20,7 @@ func Example() {
 
 	db.Set("user:1", `{"name":"Ada"}`, nil)
 	db.Patch("user:1", `{"role":"admin"}`) // JSON merge: {"name":"Ada","role":"admin"}
-	visits, _ := db.Increment("visits", 1)
+	visits, _, _ := db.Increment("visits", 1)
 
 	it, _ := db.Get("user:1")
 	fmt.Println(it.Value, it.Revision, visits)
@@ -120,7 +120,7 @@ func ExampleDB_Subscribe() {
 	}
 
 	_, _ = db.Set("todo:2", "call mum", nil)
-	_ = db.Delete("todo:1")
+	_, _ = db.Delete("todo:1")
 	_, _ = db.Set("note:1", "not a todo", nil)
 
 	for i := 0; i < 2; i++ {

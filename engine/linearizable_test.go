@@ -328,9 +328,9 @@ func apply(db *engine.DB, in kvInput) (kvOutput, error) {
 	case "patch":
 		it, err = db.Patch(in.key, in.value)
 	case "incr":
-		out.n, err = db.Increment(in.key, in.delta)
+		out.n, _, err = db.Increment(in.key, in.delta)
 	case "del":
-		err = db.Delete(in.key)
+		_, err = db.Delete(in.key)
 	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):

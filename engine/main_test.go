@@ -16,6 +16,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
 }
 
+// errOf is the error of a call that also returns a value, such as
+// Delete's revision.
+func errOf[T any](_ T, err error) error { return err }
+
 // clock is a fake clock for TTL tests.
 type clock struct{ ns atomic.Int64 }
 

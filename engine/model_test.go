@@ -491,7 +491,8 @@ func (t *mtx) apply(k string, a opArgs) (desc string, want error) {
 }
 
 // writer is what DB and Tx share: the same writes, outside and inside a
-// transaction.
+// transaction (a DB's through dbWriter, which drops the revisions that DB's
+// Increment and Delete return).
 type writer interface {
 	Set(key, value string, opts *engine.SetOptions) (engine.Item, error)
 	Patch(key, value string) (engine.Item, error)
@@ -499,6 +500,19 @@ type writer interface {
 	CompareAndSwap(key string, rev int64, value string, opts *engine.SetOptions) (engine.Item, error)
 	PutIfAbsent(key, value string, opts *engine.SetOptions) (engine.Item, error)
 	Delete(key string) error
+}
+
+// dbWriter is a DB as a writer.
+type dbWriter struct{ *engine.DB }
+
+func (w dbWriter) Increment(key string, delta int64) (int64, error) {
+	n, _, err := w.DB.Increment(key, delta)
+	return n, err
+}
+
+func (w dbWriter) Delete(key string) error {
+	_, err := w.DB.Delete(key)
+	return err
 }
 
 // do performs the write a describes on w.
@@ -526,7 +540,7 @@ func dbOp(r *rand.Rand, db *engine.DB, tx *mtx, k string) (string, error, error)
 	cur, _ := tx.live(k)
 	a := randArgs(r, cur)
 	desc, want := tx.apply(k, a)
-	return desc, do(db, k, a), want
+	return desc, do(dbWriter{db}, k, a), want
 }
 
 func txOp(t *testing.T, r *rand.Rand, etx *engine.Tx, tx *mtx, k string) (string, error, error) {

@@ -59,16 +59,29 @@ func (db *DB) Patch(key, value string) (it Item, err error) {
 	return it, err
 }
 
-// Increment adds delta to the integer under key; see Tx.Increment.
-func (db *DB) Increment(key string, delta int64) (n int64, err error) {
+// Increment adds delta to the integer under key, and returns the result and
+// the revision it committed at; see Tx.Increment.
+func (db *DB) Increment(key string, delta int64) (n, rev int64, err error) {
 	err = db.update(func(tx *Tx) error {
 		n, err = tx.Increment(key, delta)
+		rev = tx.rev
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, rev, nil
 }
 
-// Delete removes key; see Tx.Delete.
-func (db *DB) Delete(key string) error {
-	return db.update(func(tx *Tx) error { return tx.Delete(key) })
+// Delete removes key, and returns the revision the deletion committed at;
+// see Tx.Delete.
+func (db *DB) Delete(key string) (rev int64, err error) {
+	err = db.update(func(tx *Tx) error {
+		rev = tx.rev
+		return tx.Delete(key)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rev, nil
 }

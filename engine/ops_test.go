@@ -48,9 +48,9 @@ func TestDB_BadInput(t *testing.T) {
 		{"set negative ttl", func() error { _, err := db.Set("k", "v", &engine.SetOptions{TTL: -time.Second}); return err }, engine.ErrInvalidOptions},
 		{"patch long value", func() error { _, err := db.Patch("k", long); return err }, engine.ErrTooLarge},
 		{"patch empty key", func() error { _, err := db.Patch("", "v"); return err }, engine.ErrInvalidKey},
-		{"increment empty key", func() error { _, err := db.Increment("", 1); return err }, engine.ErrInvalidKey},
-		{"delete empty key", func() error { return db.Delete("") }, engine.ErrInvalidKey},
-		{"delete missing", func() error { return db.Delete("k") }, engine.ErrNotFound},
+		{"increment empty key", func() error { _, _, err := db.Increment("", 1); return err }, engine.ErrInvalidKey},
+		{"delete empty key", func() error { _, err := db.Delete(""); return err }, engine.ErrInvalidKey},
+		{"delete missing", func() error { _, err := db.Delete("k"); return err }, engine.ErrNotFound},
 		{"cas negative rev", func() error { _, err := db.CompareAndSwap("k", -1, "v", nil); return err }, engine.ErrInvalidOptions},
 		{"cas long value", func() error { _, err := db.CompareAndSwap("k", 0, long, nil); return err }, engine.ErrTooLarge},
 		{"range negative limit", func() error {
@@ -124,33 +124,34 @@ func TestDB_Patch(t *testing.T) {
 
 func TestDB_Increment(t *testing.T) {
 	db := open(t, nil)
-	n, err := db.Increment("n", 5)
+	n, _, err := db.Increment("n", 5)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), n)
-	n, err = db.Increment("n", -7)
+	n, rev, err := db.Increment("n", -7)
 	require.NoError(t, err)
 	require.Equal(t, int64(-2), n)
 	it, err := db.Get("n")
 	require.NoError(t, err)
 	require.Equal(t, "-2", it.Value)
+	require.Equal(t, it.Revision, rev, "the revision the increment committed at")
 	require.Equal(t, int64(2), it.Version)
 
 	_, err = db.Set("s", "abc", nil)
 	require.NoError(t, err)
-	_, err = db.Increment("s", 1)
+	_, _, err = db.Increment("s", 1)
 	require.ErrorIs(t, err, engine.ErrNotInteger)
 
 	_, err = db.Set("max", "9223372036854775806", nil)
 	require.NoError(t, err)
-	n, err = db.Increment("max", 1)
+	n, _, err = db.Increment("max", 1)
 	require.NoError(t, err)
 	require.Equal(t, int64(math.MaxInt64), n)
-	rev := db.Revision()
-	_, err = db.Increment("max", 1)
+	rev = db.Revision()
+	_, _, err = db.Increment("max", 1)
 	require.ErrorIs(t, err, engine.ErrOverflow)
 	_, err = db.Set("min", "-9223372036854775808", nil)
 	require.NoError(t, err)
-	_, err = db.Increment("min", -1)
+	_, _, err = db.Increment("min", -1)
 	require.ErrorIs(t, err, engine.ErrOverflow)
 	it, err = db.Get("max")
 	require.NoError(t, err)
@@ -185,10 +186,14 @@ func TestDB_Delete_Recreate(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Set("k", "2", nil)
 	require.NoError(t, err)
-	require.NoError(t, db.Delete("k"))
+	rev, err := db.Delete("k")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), rev, "the revision the deletion committed at")
 	_, err = db.Get("k")
 	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.ErrorIs(t, db.Delete("k"), engine.ErrNotFound)
+	rev, err = db.Delete("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Zero(t, rev)
 	it, err := db.Set("k", "3", nil)
 	require.NoError(t, err)
 	require.Equal(t, engine.Item{Key: "k", Value: "3", Revision: 4, CreateRevision: 4, Version: 1}, it)
@@ -205,7 +210,7 @@ func TestDB_TTL(t *testing.T) {
 	c.Advance(time.Minute - 1)
 	_, err = db.Get("k")
 	require.NoError(t, err)
-	n, err := db.Increment("k2", 1)
+	n, _, err := db.Increment("k2", 1)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
@@ -213,7 +218,7 @@ func TestDB_TTL(t *testing.T) {
 	_, err = db.Get("k")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 	require.Equal(t, []string{"k2"}, collectKeys(t, db.Prefix("k", nil)))
-	require.ErrorIs(t, db.Delete("k"), engine.ErrNotFound)
+	require.ErrorIs(t, errOf(db.Delete("k")), engine.ErrNotFound)
 
 	rev := db.Revision()
 	require.Equal(t, 1, engine.Sweep(db))
@@ -229,7 +234,7 @@ func TestDB_TTL_KeptByPatchAndIncrement_ClearedBySet(t *testing.T) {
 	db := open(t, c)
 	_, err := db.Set("n", "1", &engine.SetOptions{TTL: time.Minute})
 	require.NoError(t, err)
-	_, err = db.Increment("n", 1)
+	_, _, err = db.Increment("n", 1)
 	require.NoError(t, err)
 	_, err = db.Patch("n", "0")
 	require.NoError(t, err)
@@ -252,7 +257,7 @@ func TestDB_TTL_ExpiredKeyIsNew(t *testing.T) {
 	_, err := db.Set("k", "5", &engine.SetOptions{TTL: time.Second})
 	require.NoError(t, err)
 	c.Advance(time.Second)
-	n, err := db.Increment("k", 1)
+	n, _, err := db.Increment("k", 1)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n, "an expired key counts as missing")
 	it, err := db.Get("k")
@@ -275,9 +280,9 @@ func TestDB_Closed(t *testing.T) {
 		"get":    func() error { _, err := db.Get("k"); return err },
 		"set":    func() error { _, err := db.Set("k", "v", nil); return err },
 		"patch":  func() error { _, err := db.Patch("k", "v"); return err },
-		"incr":   func() error { _, err := db.Increment("k", 1); return err },
+		"incr":   func() error { _, _, err := db.Increment("k", 1); return err },
 		"cas":    func() error { _, err := db.CompareAndSwap("k", 1, "v", nil); return err },
-		"delete": func() error { return db.Delete("k") },
+		"delete": func() error { _, err := db.Delete("k"); return err },
 		"update": func() error { return db.Update(func(*engine.Tx) error { return nil }) },
 		"view":   func() error { return db.View(func(*engine.Tx) error { return nil }) },
 		"range": func() error {
@@ -298,7 +303,7 @@ func TestDB_Stats(t *testing.T) {
 	_, _ = db.Set("b", "1", nil)
 	_, _ = db.Get("a")
 	_, _ = db.Get("zz")
-	_ = db.Delete("b")
+	_, _ = db.Delete("b")
 	for range db.Range("", "", nil) {
 	}
 	s := db.Stats()

@@ -114,15 +114,15 @@ func pendingCases() []pendingCase {
 		},
 		{
 			name:  "Delete",
-			write: func(db *engine.DB) error { return db.Delete("k") },
-			read:  func(db *engine.DB, _ int64) error { return db.Delete("k") },
+			write: func(db *engine.DB) error { _, err := db.Delete("k"); return err },
+			read:  func(db *engine.DB, _ int64) error { _, err := db.Delete("k"); return err },
 			check: isErr(engine.ErrNotFound),
 		},
 		{
 			name:  "Increment",
 			write: func(db *engine.DB) error { _, err := db.Set("k", "not a number", nil); return err },
 			read: func(db *engine.DB, rev0 int64) error {
-				_, err := db.Increment("k", 1)
+				_, _, err := db.Increment("k", 1)
 				return err
 			},
 			check: isErr(engine.ErrNotInteger),
@@ -248,7 +248,7 @@ func TestDB_DurableReads_DoNotWait(t *testing.T) {
 
 	_, err = db.PutIfAbsent("other", "y", nil)
 	require.ErrorIs(t, err, engine.ErrConflict)
-	require.ErrorIs(t, db.Delete("missing"), engine.ErrNotFound)
+	require.ErrorIs(t, errOf(db.Delete("missing")), engine.ErrNotFound)
 
 	g.release <- nil
 	require.NoError(t, <-wrote)

@@ -162,8 +162,8 @@ func TestSubscribe_Initial(t *testing.T) {
 			}
 			k := fmt.Sprintf("todo:%02d", r.IntN(60))
 			if r.IntN(5) == 0 {
-				_ = db.Delete(k)
-			} else if _, err := db.Increment(k, 1); err != nil {
+				_, _ = db.Delete(k)
+			} else if _, _, err := db.Increment(k, 1); err != nil {
 				t.Error(err)
 				return
 			}
@@ -213,7 +213,7 @@ func TestSubscribe_ResumeAndExpiry(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Patch("k1", "b")
 	require.NoError(t, err)
-	n, err := db.Increment("k2", 2)
+	n, _, err := db.Increment("k2", 2)
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
 	ctx := context.Background()
@@ -234,7 +234,7 @@ func TestSubscribe_ResumeAndExpiry(t *testing.T) {
 
 	c.Advance(time.Second)
 	require.Equal(t, 1, engine.Sweep(db))
-	require.NoError(t, db.Delete("k2"))
+	require.NoError(t, errOf(db.Delete("k2")))
 
 	s2, err := db.Subscribe([]string{"k*"}, &engine.SubscribeOptions{FromRevision: s.Revision()})
 	require.NoError(t, err)

@@ -139,7 +139,7 @@ func TestDB_View_ReadOnlySnapshot(t *testing.T) {
 		// Writers go on; the view does not see them.
 		_, err = db.Set("a", "2", nil)
 		require.NoError(t, err)
-		require.NoError(t, db.Delete("b"))
+		require.NoError(t, errOf(db.Delete("b")))
 		_, err = db.Set("c", "1", nil)
 		require.NoError(t, err)
 

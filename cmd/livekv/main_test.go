@@ -109,7 +109,8 @@ func TestCheckDumpLoad(t *testing.T) {
 	require.NoError(t, db.Checkpoint())
 	_, err = db.Set("after", `{"json":true}`, nil)
 	require.NoError(t, err)
-	require.NoError(t, db.Delete("k000"))
+	_, err = db.Delete("k000")
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 
 	out, err := exec.Command(bin, "check", src).CombinedOutput()

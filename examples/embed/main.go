@@ -42,7 +42,7 @@ func run(w io.Writer) error {
 	if _, err := db.Set("order:7", "not watched", nil); err != nil {
 		return err
 	}
-	if err := db.Delete("user:1"); err != nil {
+	if _, err := db.Delete("user:1"); err != nil {
 		return err
 	}
 
