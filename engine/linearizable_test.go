@@ -62,17 +62,15 @@ type (
 	kvOutput struct {
 		err   string // "", "notfound", "conflict", "notinteger"
 		value string
-		rev   int64 // the item's revision where the call returns one
+		rev   int64 // the revision the call returned: the item's, or the one it committed at
 		n     int64 // incr's result
 	}
-	// kvState is one key. Increment and Delete do not return the revision
-	// they commit at, so after them rev is only a lower bound (known
-	// false) until a read shows it.
+	// kvState is one key: its value, if it exists, and the revision of
+	// its last change (the deletion's, if it was deleted).
 	kvState struct {
 		exists bool
 		value  string
 		rev    int64
-		known  bool
 	}
 )
 
@@ -104,30 +102,22 @@ var kvModel = porcupine.Model{
 }
 
 func kvStep(s kvState, in kvInput, out kvOutput) (bool, any) {
-	// written is the state after a write that returned rev r.
-	written := func(value string, r int64) (bool, any) {
-		if out.err != "" || r <= s.rev {
+	// written is the state after a write that returned revision r: a later
+	// one than the key's.
+	written := func(exists bool, value string) (bool, any) {
+		if out.err != "" || out.rev <= s.rev {
 			return false, s
 		}
-		return true, kvState{exists: true, value: value, rev: r, known: true}
+		return true, kvState{exists: exists, value: value, rev: out.rev}
 	}
 	switch in.op {
 	case "get", "txget":
 		if !s.exists {
 			return out.err == "notfound", s
 		}
-		if out.err != "" || out.value != s.value {
-			return false, s
-		}
-		if s.known {
-			return out.rev == s.rev, s
-		}
-		if out.rev <= s.rev {
-			return false, s
-		}
-		return true, kvState{exists: true, value: s.value, rev: out.rev, known: true}
+		return out.err == "" && out.value == s.value && out.rev == s.rev, s
 	case "set":
-		return written(in.value, out.rev)
+		return written(true, in.value)
 	case "patch":
 		v := in.value
 		if s.exists {
@@ -136,25 +126,16 @@ func kvStep(s kvState, in kvInput, out kvOutput) (bool, any) {
 		if out.value != v {
 			return false, s
 		}
-		return written(v, out.rev)
+		return written(true, v)
 	case "cas":
-		var match, maybe bool // the revision matches for certain; it may
-		switch {
-		case in.rev == 0:
-			match, maybe = !s.exists, !s.exists
-		case !s.exists:
-		case s.known:
-			match, maybe = s.rev == in.rev, s.rev == in.rev
-		default:
-			maybe = in.rev > s.rev
-		}
+		match := in.rev == 0 && !s.exists || in.rev != 0 && s.exists && s.rev == in.rev
 		if out.err == "conflict" {
 			return !match, s
 		}
-		if !maybe || out.rev <= in.rev {
+		if !match {
 			return false, s
 		}
-		return written(in.value, out.rev)
+		return written(true, in.value)
 	case "incr":
 		n := int64(0)
 		if s.exists {
@@ -164,18 +145,15 @@ func kvStep(s kvState, in kvInput, out kvOutput) (bool, any) {
 			}
 		}
 		n += in.delta
-		if out.err != "" || out.n != n {
+		if out.n != n {
 			return false, s
 		}
-		return true, kvState{exists: true, value: strconv.FormatInt(n, 10), rev: s.rev}
+		return written(true, strconv.FormatInt(n, 10))
 	case "del":
 		if !s.exists {
 			return out.err == "notfound", s
 		}
-		if out.err != "" {
-			return false, s
-		}
-		return true, kvState{rev: s.rev}
+		return written(false, "")
 	}
 	panic("unknown op " + in.op)
 }
@@ -328,9 +306,9 @@ func apply(db *engine.DB, in kvInput) (kvOutput, error) {
 	case "patch":
 		it, err = db.Patch(in.key, in.value)
 	case "incr":
-		out.n, _, err = db.Increment(in.key, in.delta)
+		out.n, it.Revision, err = db.Increment(in.key, in.delta)
 	case "del":
-		_, err = db.Delete(in.key)
+		it.Revision, err = db.Delete(in.key)
 	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
