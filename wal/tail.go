@@ -47,9 +47,11 @@ import (
 //     such record (a whole one, with a good checksum, was written with a
 //     larger limit than the reader's, which the error says);
 //   - a whole record whose checksum fails is damage, unless it ends in
-//     zeros that run to the end of the file and some bytes in their place
-//     would make the checksum match: a crash that zeroed them would have
-//     left the same bytes. Four or more zero bytes always could, so a flip
+//     zeros that run to the end of the file, some bytes in their place
+//     would make the checksum match (a crash that zeroed them would have
+//     left the same bytes) and no flipped bit of its length explains it
+//     (as above, for a length that set a bit and now reaches into zeros
+//     after the record). Four or more zero bytes always could, so a flip
 //     before them cannot be told from a torn write; k < 4 could by chance,
 //     for about one flip in 2^(32-8k).
 //
@@ -82,8 +84,14 @@ func tailDamage(b []byte, max int) error {
 	case whole:
 		return fmt.Errorf("%w %d", errType, b[8])
 	}
-	if z < end && zerosCanHide(b[8:end], end-z, crc) {
-		return nil
+	if z < end {
+		if n, ok := lengthBitFlipped(b[:end], length, crc); ok {
+			return fmt.Errorf("it ends in zeros that run to the end of the file, but its first %d bytes are a whole record with a good checksum: a damaged length",
+				RecordHeaderSize+n)
+		}
+		if zerosCanHide(b[8:end], end-z, crc) {
+			return nil
+		}
 	}
 	return errors.New("checksum mismatch in a record whose bytes are all there, which an interrupted write does not leave")
 }

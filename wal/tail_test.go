@@ -313,25 +313,29 @@ func TestScan_ZeroedEnd_Checksum(t *testing.T) {
 
 // TestScan_TailDamage_Length: a last record whose length was flipped so
 // that it runs past the end of the file, even far past the record limit,
-// is damage, since clearing that bit gives a whole record with a good
-// checksum; garbage that runs past the end is still a torn tail.
+// or into zeros after it that run to the end, is damage, since clearing
+// that bit gives a whole record with a good checksum; garbage that runs
+// past the end is still a torn tail.
 func TestScan_TailDamage_Length(t *testing.T) {
-	good, lastStart := scanBody(wal.AppendTx(nil, sampleTx(4)))
-	for bit := 0; bit < 32; bit++ {
-		b := slices.Clone(good)
-		length := binary.LittleEndian.Uint32(b[lastStart:])
-		if length&(1<<bit) != 0 {
-			continue // clearing a bit is a record that ends early, whole
+	for _, pad := range []int{0, 4096} {
+		good, lastStart := scanBody(wal.AppendTx(nil, sampleTx(4)))
+		good = append(good, make([]byte, pad)...)
+		for bit := 0; bit < 32; bit++ {
+			b := slices.Clone(good)
+			length := binary.LittleEndian.Uint32(b[lastStart:])
+			if length&(1<<bit) != 0 {
+				continue // clearing a bit is a record that ends early, whole
+			}
+			binary.LittleEndian.PutUint32(b[lastStart:], length|1<<bit)
+			_, _, err := scanAll(b)
+			require.ErrorIs(t, err, wal.ErrCorrupt, "%d zero bytes after: bit %d", pad, bit)
+			require.Contains(t, err.Error(), "length", "%d zero bytes after: bit %d", pad, bit)
 		}
-		binary.LittleEndian.PutUint32(b[lastStart:], length|1<<bit)
-		_, _, err := scanAll(b)
-		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
-		require.Contains(t, err.Error(), "length", "bit %d", bit)
+		garbage := append(slices.Clone(good[:lastStart]), []byte(strings.Repeat("\x9c\x01garbage", 20))...)
+		_, r, err := scanAll(garbage)
+		require.NoError(t, err)
+		require.True(t, r.Torn)
 	}
-	garbage := append(slices.Clone(good[:lastStart]), []byte(strings.Repeat("\x9c\x01garbage", 20))...)
-	_, r, err := scanAll(garbage)
-	require.NoError(t, err)
-	require.True(t, r.Torn)
 }
 
 // holdsRecord reports whether a whole good record starts anywhere in b:
