@@ -15,10 +15,13 @@
 //
 // A transaction record's payload holds its revision, its commit time and
 // the post-images of its writes (the value, or a deletion, and the
-// expiry), each integer a varint:
+// expiry), each integer a varint, then a trailer byte, 0xFF:
 //
-//	revision | unix ns | count | count × (kind | key len | key | value len | value | expires)
+//	revision | unix ns | count | count × (kind | key len | key | value len | value | expires) | 0xFF
 //	  kind: 1 put, 2 patch, 3 increment, 4 delete, 5 expire; +0x80 if the transaction created the key
+//
+// The trailer makes every record end in a byte that is not zero, so that
+// one ending in zeros can only be a write cut short (see below).
 //
 // # Segment header
 //
@@ -26,6 +29,12 @@
 //	| magic "LIVEKVW"| version u8| first revision u64| crc32c u32|
 //	+----------------+-----------+------------------+-----------+
 //	 7 bytes           1 byte      8 bytes            4 bytes: 20 in all
+//
+// The log writes version 2 (SegmentVersion). It still reads version 1
+// (SegmentVersionNoTrailer), whose transaction payloads have no trailer,
+// so that logs written before it open: each segment is read in its own
+// version, and after Open new records always go to a new segment, so a
+// version-1 segment is never appended to.
 //
 // # Snapshots
 //
@@ -50,9 +59,15 @@
 // a crash during the last write leaves: a prefix of what was written,
 // then the end of the file or zeros to it. So a record is torn if its
 // header is incomplete or all zero, if its length runs past the end of
-// the file (unless clearing one bit of that length gives a whole record
-// with a good checksum: a flipped length bit), or if it ends in zeros that
-// run to the end of the file and some bytes in their place would make its
-// checksum match. A last record that is all there and fails its checksum
-// otherwise, after a flipped bit say, is corruption like any other.
+// the file, or if it ends in zeros that run to the end of the file and
+// some bytes in their place (in version 2, bytes ending in the trailer)
+// would make its checksum match; unless clearing one bit of its length
+// gives a whole record with a good checksum: a flipped length bit. A last
+// record that is all there and fails its checksum otherwise, after a
+// flipped bit say, is corruption like any other. In version 2 that is
+// every flip of a bit of the last record: a whole record there never ends
+// in a zero byte, and no single flip makes the trailer one. In version 1 a
+// record ends in zeros when its last write has no expiry or is a delete,
+// and a flip before four or more such zeros cannot be told from a torn
+// write (fewer hide it by chance).
 package wal

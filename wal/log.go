@@ -388,10 +388,11 @@ func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b [
 	if err != nil || len(b) < SegmentHeaderSize && last {
 		return b, res, nil, err
 	}
-	if _, err := DecodeSegmentHeader(b); err != nil {
+	_, version, err := DecodeSegmentHeader(b)
+	if err != nil {
 		return b, res, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
 			if hist == nil {
@@ -399,7 +400,7 @@ func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b [
 			}
 			held = true
 		}
-		tx, err := DecodeTx(payload)
+		tx, err := DecodeTx(payload, version)
 		if err != nil {
 			return err
 		}
@@ -670,7 +671,7 @@ func (l *Log) write(group []byte) error {
 		if err != nil {
 			return err
 		}
-		tx, err := DecodeTx(payload)
+		tx, err := DecodeTx(payload, SegmentVersion)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,5 +311,68 @@ func TestLog_SyncPolicies(t *testing.T) {
 	appendDurable(t, l, 1, 10)
 	require.Eventually(t, func() bool { return len(recovered(fs)) == 10 }, 5*time.Second, 5*time.Millisecond,
 		"SyncInterval syncs without Close")
+	require.NoError(t, l.Close())
+}
+
+// TestLog_OpensFirstFormat opens a folder written before transaction
+// payloads had their trailer byte: segments of the first format, the last
+// with a torn tail. Open replays them and truncates the tail; new records
+// go to a new segment in the current format, the old ones stay as they
+// are, read in their own format; reopening, Check and a snapshot that
+// replaces the old segments work.
+func TestLog_OpensFirstFormat(t *testing.T) {
+	v1 := func(from, to int64) []byte {
+		b := segmentHeader(wal.SegmentVersionNoTrailer, from)
+		for rev := from; rev <= to; rev++ {
+			b = wal.AppendRecord(b, wal.TypeTx, appendTx(nil, txN(rev), wal.SegmentVersionNoTrailer))
+		}
+		return b
+	}
+	first, second := v1(1, 3), v1(4, 6)
+	torn := wal.AppendRecord(nil, wal.TypeTx, appendTx(nil, txN(7), wal.SegmentVersionNoTrailer))
+	torn = append(torn[:len(torn)-3], make([]byte, 512)...) // zero-filled by a crash
+	fs := wal.NewMemFS()
+	fs.WriteFile("db/wal/00000000000000000001.log", first)
+	fs.WriteFile("db/wal/00000000000000000004.log", append(slices.Clone(second), torn...))
+
+	rep, err := wal.Check("db", &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Equal(t, wal.Report{Segments: 2, Records: 6, LastRevision: 6, TornBytes: int64(len(torn))}, rep)
+
+	var logged []string
+	l, revs := reopen(t, fs, &wal.Options{Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+	require.Equal(t, seq(1, 6), revs)
+	require.Len(t, logged, 1)
+	require.Contains(t, logged[0], "torn tail")
+	appendDurable(t, l, 7, 9)
+	require.NoError(t, l.Close())
+
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Equal(t, []string{"00000000000000000001.log", "00000000000000000004.log", "00000000000000000007.log"}, names)
+	for name, want := range map[string][]byte{"00000000000000000001.log": first, "00000000000000000004.log": second} {
+		b, err := fs.ReadFile("db/wal/" + name)
+		require.NoError(t, err)
+		require.Equal(t, want, b, name)
+	}
+	b, err := fs.ReadFile("db/wal/00000000000000000007.log")
+	require.NoError(t, err)
+	_, version, err := wal.DecodeSegmentHeader(b)
+	require.NoError(t, err)
+	require.Equal(t, byte(wal.SegmentVersion), version)
+	require.Equal(t, byte(0xff), b[len(b)-1], "the new records end in the trailer")
+
+	rep, err = wal.Check("db", &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Equal(t, wal.Report{Segments: 3, Records: 9, LastRevision: 9}, rep)
+	l, revs = reopen(t, fs, nil)
+	require.Equal(t, seq(1, 9), revs)
+	appendDurable(t, l, 10, 10)
+	require.NoError(t, l.Snapshot(10, noItems))
+	require.Equal(t, 1, l.Stats().Segments, "the snapshot replaced the old segments")
+	appendDurable(t, l, 11, 12)
+	require.NoError(t, l.Close())
+	l, revs = reopen(t, fs, nil)
+	require.Equal(t, seq(11, 12), revs)
 	require.NoError(t, l.Close())
 }

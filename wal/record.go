@@ -106,14 +106,15 @@ type ScanResult struct {
 }
 
 // Scan calls fn with each record of the segment body b (the bytes after
-// the header), in order. It stops at the first bad record. If a good
-// record follows, or nothing does but the bad record's bytes are not what
-// an interrupted write leaves (see tailDamage), it returns an error that
-// wraps ErrCorrupt and names the offset (base is the body's offset in the
-// file); otherwise that is a torn tail (Torn). Either way Good is the bad
-// record's offset, where to truncate. An error from fn stops the scan and
-// is returned.
-func Scan(b []byte, base int64, max int, fn func(typ byte, payload []byte) error) (ScanResult, error) {
+// the header), in order; version is the segment's format version, from
+// its header. It stops at the first bad record. If a good record follows,
+// or nothing does but the bad record's bytes are not what an interrupted
+// write leaves in a segment of that version (see tailDamage), it returns
+// an error that wraps ErrCorrupt and names the offset (base is the body's
+// offset in the file); otherwise that is a torn tail (Torn). Either way
+// Good is the bad record's offset, where to truncate. An error from fn
+// stops the scan and is returned.
+func Scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (ScanResult, error) {
 	var r ScanResult
 	off := 0
 	for off < len(b) {
@@ -124,7 +125,7 @@ func Scan(b []byte, base int64, max int, fn func(typ byte, payload []byte) error
 				return r, fmt.Errorf("%w: bad record at offset %d (%v) with a good record at offset %d after it",
 					ErrCorrupt, base+int64(off), err, base+int64(off+1+next))
 			}
-			if why := tailDamage(b[off:], max); why != nil {
+			if why := tailDamage(b[off:], max, version); why != nil {
 				return r, fmt.Errorf("%w: bad record at offset %d, the last of the segment, is not a torn write: %v",
 					ErrCorrupt, base+int64(off), why)
 			}

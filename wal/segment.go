@@ -4,26 +4,37 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 )
 
 // Segment header layout; see the package comment.
 const (
-	segmentMagic      = "LIVEKVW"
-	SegmentVersion    = 1
-	SegmentHeaderSize = 20
+	segmentMagic = "LIVEKVW"
+	// SegmentVersion is the format of the segments the log writes: its
+	// transaction payloads end in a trailer byte (see AppendTx), so that
+	// no whole record ends in a zero byte.
+	SegmentVersion = 2
+	// SegmentVersionNoTrailer is the first format, whose transaction
+	// payloads end with the last write's expiry. Its segments are still
+	// read, never written.
+	SegmentVersionNoTrailer = 1
+	SegmentHeaderSize       = 20
 )
 
-// AppendSegmentHeader appends the header of a segment whose first record
-// has revision first.
+// AppendSegmentHeader appends the header, in the current SegmentVersion,
+// of a segment whose first record has revision first.
 func AppendSegmentHeader(dst []byte, first int64) []byte {
 	return appendHeader(dst, segmentMagic, SegmentVersion, first)
 }
 
 // DecodeSegmentHeader decodes a segment header and returns its first
-// revision. Any damage is ErrCorrupt: a segment's header is written and
-// synced before any record, so a bad one is never a torn tail.
-func DecodeSegmentHeader(b []byte) (first int64, err error) {
-	return decodeHeader(b, "log segment", segmentMagic, SegmentVersion)
+// revision and its format version, SegmentVersionNoTrailer or
+// SegmentVersion: the version decides how its records are read (see Scan
+// and DecodeTx). Any damage, or another version, is ErrCorrupt: a
+// segment's header is written and synced before any record, so a bad one
+// is never a torn tail.
+func DecodeSegmentHeader(b []byte) (first int64, version byte, err error) {
+	return decodeHeader(b, "log segment", segmentMagic, SegmentVersionNoTrailer, SegmentVersion)
 }
 
 // A header, of a segment or a snapshot: a 7-byte magic, a format version,
@@ -37,22 +48,30 @@ func appendHeader(dst []byte, magic string, version byte, rev int64) []byte {
 	return append(dst, h[:]...)
 }
 
-func decodeHeader(b []byte, what, magic string, version byte) (rev int64, err error) {
+// decodeHeader accepts the versions oldest to newest.
+func decodeHeader(b []byte, what, magic string, oldest, newest byte) (rev int64, version byte, err error) {
 	if len(b) < SegmentHeaderSize {
-		return 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), SegmentHeaderSize)
+		return 0, 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), SegmentHeaderSize)
 	}
 	if string(b[:7]) != magic {
-		return 0, fmt.Errorf("%w: not a livekv %s (magic %q)", ErrCorrupt, what, b[:7])
+		return 0, 0, fmt.Errorf("%w: not a livekv %s (magic %q)", ErrCorrupt, what, b[:7])
 	}
 	if crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:20]) {
-		return 0, fmt.Errorf("%w: %s header checksum mismatch", ErrCorrupt, what)
+		return 0, 0, fmt.Errorf("%w: %s header checksum mismatch", ErrCorrupt, what)
 	}
-	if b[7] != version {
-		return 0, fmt.Errorf("%w: %s format version %d, this build reads %d", ErrCorrupt, what, b[7], version)
+	if version = b[7]; version < oldest || version > newest {
+		return 0, 0, fmt.Errorf("%w: %s format version %d, this build reads %s", ErrCorrupt, what, version, versions(oldest, newest))
 	}
 	rev = int64(binary.LittleEndian.Uint64(b[8:16]))
 	if rev < 1 {
-		return 0, fmt.Errorf("%w: %s revision %d", ErrCorrupt, what, rev)
+		return 0, 0, fmt.Errorf("%w: %s revision %d", ErrCorrupt, what, rev)
 	}
-	return rev, nil
+	return rev, version, nil
+}
+
+func versions(oldest, newest byte) string {
+	if oldest == newest {
+		return strconv.Itoa(int(newest))
+	}
+	return fmt.Sprintf("%d to %d", oldest, newest)
 }

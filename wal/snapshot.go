@@ -97,7 +97,7 @@ func DecodeItem(b []byte) (Item, error) {
 // key order, or one changed after the snapshot's revision. An error from
 // fn stops the read and is returned.
 func ReadSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
-	rev, err = decodeHeader(b, "snapshot", snapshotMagic, SnapshotVersion)
+	rev, _, err = decodeHeader(b, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion)
 	if err != nil {
 		return 0, err
 	}

@@ -34,8 +34,9 @@ import (
 // an unclean end, as Scan does with findRecord.
 
 // tailDamage looks at b, the bytes from a bad record to the end of the
-// last segment, with no good record after it. It returns nil if they can
-// be what an interrupted append left (a torn tail), or else why not:
+// last segment, with no good record after it, in a segment of the given
+// format version. It returns nil if they can be what an interrupted
+// append left (a torn tail), or else why not:
 //
 //   - fewer bytes than a header, a header all zero, or zeros from inside
 //     the header to the end: the record was not, or not wholly, written;
@@ -47,15 +48,26 @@ import (
 //     such record (a whole one, with a good checksum, was written with a
 //     larger limit than the reader's, which the error says);
 //   - a whole record whose checksum fails is damage, unless it ends in
-//     zeros that run to the end of the file and some bytes in their place
-//     would make the checksum match: a crash that zeroed them would have
-//     left the same bytes. Four or more zero bytes always could, so a flip
-//     before them cannot be told from a torn write; k < 4 could by chance,
-//     for about one flip in 2^(32-8k).
+//     zeros that run to the end of the file, some bytes in their place
+//     would make the checksum match (a crash that zeroed them would have
+//     left the same bytes) and no flipped bit of its length explains it
+//     (as above, for a length that set a bit and now reaches into zeros
+//     after the record).
+//
+// In a SegmentVersion segment every transaction payload ends in a
+// trailer byte that is not zero (txTrailer), and the bytes in place of the
+// zeros must end in it: so a whole record whose checksum fails is damage
+// unless its last byte is zero, which one flipped bit cannot make of the
+// trailer, and a flip of any bit of the last record is found. In a
+// SegmentVersionNoTrailer segment a record ends in zeros when its last
+// write has no expiry, is a delete, or has a value that ends in zeros:
+// four or more zero bytes always could hide the checksum, so a flip
+// before them cannot be told from a torn write; k < 4 could by chance,
+// for about one flip in 2^(32-8k).
 //
 // A whole record with a good checksum is damage too (its type is wrong):
 // the checksum says it is what was written.
-func tailDamage(b []byte, max int) error {
+func tailDamage(b []byte, max int, version byte) error {
 	z := len(b) // b[z:] is the run of zero bytes that ends the file
 	for z > 0 && b[z-1] == 0 {
 		z--
@@ -81,11 +93,21 @@ func tailDamage(b []byte, max int) error {
 		return fmt.Errorf("its length %d, over the limit of %d, lies within the file", length, max)
 	case whole:
 		return fmt.Errorf("%w %d", errType, b[8])
+	case z >= end:
+		return errors.New("checksum mismatch in a record whose bytes are all there, which an interrupted write does not leave")
 	}
-	if z < end && zerosCanHide(b[8:end], end-z, crc) {
-		return nil
+	if n, ok := lengthBitFlipped(b[:end], length, crc); ok {
+		return fmt.Errorf("it ends in zeros that run to the end of the file, but its first %d bytes are a whole record with a good checksum: a damaged length",
+			RecordHeaderSize+n)
 	}
-	return errors.New("checksum mismatch in a record whose bytes are all there, which an interrupted write does not leave")
+	trailer := version >= SegmentVersion
+	if !zerosCanHide(b[8:end], end-z, crc, trailer) {
+		if trailer {
+			return errors.New("checksum mismatch in a record that ends in zeros, which no bytes ending in the trailer in their place would give: not an interrupted write")
+		}
+		return errors.New("checksum mismatch in a record that ends in zeros, which no bytes in their place would give: not an interrupted write")
+	}
+	return nil
 }
 
 // lengthBitFlipped reports whether clearing one bit of length gives a
@@ -113,24 +135,38 @@ func lengthBitFlipped(b []byte, length, crc uint32) (int, bool) {
 }
 
 // zerosCanHide reports whether some k bytes in place of the k zero bytes
-// that end msg would give it the checksum want.
+// that end msg would give it the checksum want; with trailer, only bytes
+// whose last is txTrailer count, as the last byte of every whole record
+// of a SegmentVersion segment is.
 //
 // A CRC is affine over GF(2): flipping bit j of msg's last k bytes changes
 // the checksum by a fixed delta[j], whatever the other bytes hold. So the
 // question is whether checksum(msg) XOR want is a sum of some deltas,
 // which Gaussian elimination on at most 32 vectors of 32 bits answers.
-// Four bytes always suffice (the CRC's register update is invertible, so
-// any 32 consecutive bits can be chosen to give any checksum), which is
-// why only the last four are tried.
-func zerosCanHide(msg []byte, k int, want uint32) bool {
-	k = min(k, 4, len(msg))
-	var tail [4]byte
-	zero := crc32.Checksum(tail[:k], castagnoli)
+// Four free bytes always suffice (the CRC's register update is
+// invertible, so any 32 consecutive bits can be chosen to give any
+// checksum, whatever fixed bytes follow them), which is why only four are
+// tried.
+func zerosCanHide(msg []byte, k int, want uint32, trailer bool) bool {
+	k = min(k, len(msg))
+	fixed := 0 // bytes at the end whose value is known: the trailer
+	sum := crc32.Checksum(msg, castagnoli)
+	if trailer {
+		if k == 0 {
+			return false
+		}
+		fixed = 1
+		sum = crc32.Update(crc32.Checksum(msg[:len(msg)-1], castagnoli), castagnoli, []byte{txTrailer})
+	}
+	free := min(k-fixed, 4)
+	var tail [5]byte
+	n := free + fixed // the tail: free bytes, then the fixed ones, all zero here
+	zero := crc32.Checksum(tail[:n], castagnoli)
 	var basis [32]uint32 // basis[i]: a sum of deltas whose highest set bit is i
-	for j := range 8 * k {
-		tail = [4]byte{}
+	for j := range 8 * free {
+		tail = [5]byte{}
 		tail[j/8] = 1 << (j % 8)
-		v := crc32.Checksum(tail[:k], castagnoli) ^ zero
+		v := crc32.Checksum(tail[:n], castagnoli) ^ zero
 		for i := 31; i >= 0 && v != 0; i-- {
 			if v>>i&1 == 0 {
 				continue
@@ -142,7 +178,7 @@ func zerosCanHide(msg []byte, k int, want uint32) bool {
 			v ^= basis[i]
 		}
 	}
-	target := crc32.Checksum(msg, castagnoli) ^ want
+	target := sum ^ want
 	for i := 31; i >= 0; i-- {
 		if target>>i&1 == 1 {
 			if basis[i] == 0 {

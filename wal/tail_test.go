@@ -15,9 +15,10 @@ import (
 )
 
 // lastWrites are the last transactions of the logs the tail tests damage,
-// by how many zero bytes their records end in: an interrupted write that
-// zeroed those bytes would leave the same record, so they decide which
-// flips can be told from one.
+// by how many zero bytes their records end in, in a segment of the first
+// format: an interrupted write that zeroed those bytes would leave the
+// same record, so they decide which flips can be told from one there. In
+// the current format every record ends in the trailer byte instead.
 var lastWrites = []struct {
 	what  string
 	w     wal.Write
@@ -31,10 +32,21 @@ var lastWrites = []struct {
 
 func lastTx(w wal.Write) *wal.Tx { return &wal.Tx{Revision: 5, Time: 5, Writes: []wal.Write{w}} }
 
-// tailLog writes revisions 1 to 4, then lastTx(w), and returns the name of
-// the (only) segment, its bytes and where its last record starts.
-func tailLog(t *testing.T, w wal.Write) (name string, good []byte, lastStart int) {
+// tailLog writes revisions 1 to 4, then lastTx(w), in a segment of the
+// given version, and returns the name of the (only) segment, its bytes and
+// where its last record starts. The log writes the current version; the
+// first is built by hand, as an older build wrote it.
+func tailLog(t *testing.T, w wal.Write, version byte) (name string, good []byte, lastStart int) {
 	t.Helper()
+	if version != wal.SegmentVersion {
+		good = segmentHeader(version, 1)
+		for rev := int64(1); rev <= 4; rev++ {
+			good = wal.AppendRecord(good, wal.TypeTx, appendTx(nil, txN(rev), version))
+		}
+		lastStart = len(good)
+		good = wal.AppendRecord(good, wal.TypeTx, appendTx(nil, lastTx(w), version))
+		return "db/wal/00000000000000000001.log", good, lastStart
+	}
 	fs := wal.NewMemFS()
 	l, _ := reopen(t, fs, nil)
 	appendDurable(t, l, 1, 4)
@@ -47,6 +59,7 @@ func tailLog(t *testing.T, w wal.Write) (name string, good []byte, lastStart int
 	name = "db/wal/" + names[0]
 	good, err = fs.ReadFile(name)
 	require.NoError(t, err)
+	require.Equal(t, segmentHeader(wal.SegmentVersion, 1), good[:wal.SegmentHeaderSize])
 	rec := wal.AppendRecord(nil, wal.TypeTx, wal.AppendTx(nil, lastTx(w)))
 	lastStart = len(good) - len(rec)
 	require.Equal(t, rec, good[lastStart:])
@@ -114,62 +127,76 @@ func zerosInFlipped(rec []byte, bit int) int {
 // TestLog_TailDamage_BitFlips flips each bit of the last record of the
 // log, one at a time: Open refuses the log with ErrCorrupt naming the
 // segment and the record's offset, Check reports the same, and Open with
-// Repair drops that record and keeps the four before it. The only flips
-// taken for a torn write are those flipLooksTorn names, in the record
-// whose value ends in zero bytes; they are truncated like one.
+// Repair drops that record and keeps the four before it. In the current
+// format that holds for every flip, also with zeros after the record (a
+// crash that zero-filled space a later write had claimed). In the first
+// format the only flips taken for a torn write are those flipLooksTorn
+// names, in the record whose value ends in zero bytes; they are truncated
+// like one.
 func TestLog_TailDamage_BitFlips(t *testing.T) {
-	for _, lw := range lastWrites {
-		name, good, lastStart := tailLog(t, lw.w)
-		rec := good[lastStart:]
-		require.Equal(t, lw.zeros, trailingZeros(rec), lw.what)
-		undetected := 0
-		for bit := 0; bit < 8*len(rec); bit++ {
-			what := fmt.Sprintf("%s: bit %d of the last record", lw.what, bit)
-			b := slices.Clone(good)
-			b[lastStart+bit/8] ^= 1 << (bit % 8)
-			fs := wal.NewMemFS()
-			fs.WriteFile(name, b)
-
-			if flipLooksTorn(rec, bit) {
-				undetected++
-				rep, err := wal.Check("db", &wal.Options{FS: fs})
-				require.NoError(t, err, what)
-				require.Equal(t, int64(len(rec)), rep.TornBytes, what)
-				l, revs, err := openRevs(fs, wal.Options{})
-				require.NoError(t, err, what)
-				require.Equal(t, seq(1, 4), revs, what)
-				require.NoError(t, l.Close())
-				continue
+	for _, version := range versions {
+		for _, lw := range lastWrites {
+			name, good, lastStart := tailLog(t, lw.w, version)
+			rec := good[lastStart:]
+			pads := []int{0, 512}
+			if version == wal.SegmentVersion {
+				require.Zero(t, trailingZeros(rec), lw.what)
+			} else {
+				require.Equal(t, lw.zeros, trailingZeros(rec), lw.what)
+				pads = pads[:1]
 			}
+			for _, pad := range pads {
+				undetected := 0
+				for bit := 0; bit < 8*len(rec); bit++ {
+					what := fmt.Sprintf("version %d: %s: bit %d of the last record, %d zero bytes after", version, lw.what, bit, pad)
+					b := append(slices.Clone(good), make([]byte, pad)...)
+					b[lastStart+bit/8] ^= 1 << (bit % 8)
+					fs := wal.NewMemFS()
+					fs.WriteFile(name, b)
 
-			_, _, err := openRevs(fs, wal.Options{})
-			require.ErrorIs(t, err, wal.ErrCorrupt, what)
-			require.Contains(t, err.Error(), name, what)
-			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
+					if version == wal.SegmentVersionNoTrailer && flipLooksTorn(rec, bit) {
+						undetected++
+						rep, err := wal.Check("db", &wal.Options{FS: fs})
+						require.NoError(t, err, what)
+						require.Equal(t, int64(len(rec)), rep.TornBytes, what)
+						l, revs, err := openRevs(fs, wal.Options{})
+						require.NoError(t, err, what)
+						require.Equal(t, seq(1, 4), revs, what)
+						require.NoError(t, l.Close())
+						continue
+					}
 
-			_, err = wal.Check("db", &wal.Options{FS: fs})
-			require.ErrorIs(t, err, wal.ErrCorrupt, what)
-			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
+					_, _, err := openRevs(fs, wal.Options{})
+					require.ErrorIs(t, err, wal.ErrCorrupt, what)
+					require.Contains(t, err.Error(), name, what)
+					require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
 
-			var logged []string
-			l, revs, err := openRevs(fs, wal.Options{Repair: true, Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
-			require.NoError(t, err, what)
-			require.Equal(t, seq(1, 4), revs, what)
-			require.Len(t, logged, 1, what)
-			require.Contains(t, logged[0], "damage", what)
-			appendDurable(t, l, 5, 6)
-			require.NoError(t, l.Close())
-			l, revs, err = openRevs(fs, wal.Options{})
-			require.NoError(t, err, what)
-			require.Equal(t, seq(1, 6), revs, what)
-			require.NoError(t, l.Close())
+					_, err = wal.Check("db", &wal.Options{FS: fs})
+					require.ErrorIs(t, err, wal.ErrCorrupt, what)
+					require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart), what)
+
+					var logged []string
+					l, revs, err := openRevs(fs, wal.Options{Repair: true, Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+					require.NoError(t, err, what)
+					require.Equal(t, seq(1, 4), revs, what)
+					require.Len(t, logged, 1, what)
+					require.Contains(t, logged[0], "damage", what)
+					appendDurable(t, l, 5, 6)
+					require.NoError(t, l.Close())
+					l, revs, err = openRevs(fs, wal.Options{})
+					require.NoError(t, err, what)
+					require.Equal(t, seq(1, 6), revs, what)
+					require.NoError(t, l.Close())
+				}
+				switch {
+				case version == wal.SegmentVersion || lw.zeros < 4:
+					require.Zero(t, undetected, lw.what)
+				default:
+					require.Positive(t, undetected, lw.what)
+				}
+				t.Logf("version %d: %s, %d zero bytes after: %d of %d flips taken for a torn write", version, lw.what, pad, undetected, 8*len(rec))
+			}
 		}
-		if lw.zeros < 4 {
-			require.Zero(t, undetected, lw.what)
-		} else {
-			require.Positive(t, undetected, lw.what)
-		}
-		t.Logf("%s, ending in %d zero bytes: %d of %d flips taken for a torn write", lw.what, lw.zeros, undetected, 8*len(rec))
 	}
 }
 
@@ -178,75 +205,87 @@ func TestLog_TailDamage_BitFlips(t *testing.T) {
 // sector beyond): what an interrupted write leaves when the file's length
 // was or was not updated and its data did not reach the disk. Always a
 // torn tail, truncated: Open keeps the records before, and the log
-// appends and reopens.
+// appends and reopens. In either format.
 func TestLog_TornTail_Interrupted(t *testing.T) {
-	for _, lw := range lastWrites {
-		name, good, lastStart := tailLog(t, lw.w)
-		for cut := lastStart; cut <= len(good); cut++ {
-			for _, pad := range []int{0, len(good) - cut, len(good) - cut + 512} {
-				what := fmt.Sprintf("%s: cut at %d, %d zero bytes after", lw.what, cut, pad)
-				b := append(slices.Clone(good[:cut]), make([]byte, pad)...)
-				want := seq(1, 4)
-				if len(b) >= len(good) && bytes.Equal(b[:len(good)], good) {
-					want = seq(1, 5) // the zeros cut off were the record's own
-				}
-				fs := wal.NewMemFS()
-				fs.WriteFile(name, b)
-				rep, err := wal.Check("db", &wal.Options{FS: fs})
-				require.NoError(t, err, what)
-				if bytes.Equal(b, good) || bytes.Equal(b, good[:lastStart]) {
-					require.Zero(t, rep.TornBytes, what) // a whole log, the last record or not
-				} else {
-					require.Positive(t, rep.TornBytes, what)
-				}
+	for _, version := range versions {
+		for _, lw := range lastWrites {
+			name, good, lastStart := tailLog(t, lw.w, version)
+			for cut := lastStart; cut <= len(good); cut++ {
+				for _, pad := range []int{0, len(good) - cut, len(good) - cut + 512} {
+					what := fmt.Sprintf("version %d: %s: cut at %d, %d zero bytes after", version, lw.what, cut, pad)
+					b := append(slices.Clone(good[:cut]), make([]byte, pad)...)
+					want := seq(1, 4)
+					if len(b) >= len(good) && bytes.Equal(b[:len(good)], good) {
+						want = seq(1, 5) // the zeros cut off were the record's own
+					}
+					fs := wal.NewMemFS()
+					fs.WriteFile(name, b)
+					rep, err := wal.Check("db", &wal.Options{FS: fs})
+					require.NoError(t, err, what)
+					if bytes.Equal(b, good) || bytes.Equal(b, good[:lastStart]) {
+						require.Zero(t, rep.TornBytes, what) // a whole log, the last record or not
+					} else {
+						require.Positive(t, rep.TornBytes, what)
+					}
 
-				l, revs, err := openRevs(fs, wal.Options{})
-				require.NoError(t, err, what)
-				require.Equal(t, want, revs, what)
-				next := int64(len(want)) + 1
-				appendDurable(t, l, next, next+1)
-				require.NoError(t, l.Close())
-				l, revs, err = openRevs(fs, wal.Options{})
-				require.NoError(t, err, what)
-				require.Equal(t, seq(1, next+1), revs, what)
-				require.NoError(t, l.Close())
+					l, revs, err := openRevs(fs, wal.Options{})
+					require.NoError(t, err, what)
+					require.Equal(t, want, revs, what)
+					next := int64(len(want)) + 1
+					appendDurable(t, l, next, next+1)
+					require.NoError(t, l.Close())
+					l, revs, err = openRevs(fs, wal.Options{})
+					require.NoError(t, err, what)
+					require.Equal(t, seq(1, next+1), revs, what)
+					require.NoError(t, l.Close())
+				}
 			}
 		}
 	}
 }
 
 // scanBody returns a segment body of records 1 to 3 and a last record
-// holding payload, and where the last record starts.
-func scanBody(payload []byte) ([]byte, int) {
-	b, _ := segment(3)
+// holding payload, and where the last record starts, in a segment of the
+// given version.
+func scanBody(payload []byte, version byte) ([]byte, int) {
+	b, _ := segmentV(3, version)
 	return wal.AppendRecord(b, wal.TypeTx, payload), len(b)
 }
 
+// scanV scans a segment body of the given version with a record limit of
+// 64 KiB, checking the count of records.
+func scanV(t *testing.T, b []byte, version byte) (wal.ScanResult, error) {
+	n := 0
+	r, err := wal.Scan(b, 0, version, 1<<16, func(byte, []byte) error { n++; return nil })
+	require.Equal(t, n, r.Records)
+	return r, err
+}
+
 // TestScan_TailDamage_BitFlips flips each bit of the last record of a
-// segment body, for last records ending in 0 to 3 zero bytes: always
-// corruption at that record's offset. With three zero bytes a few flips
-// cannot be told from an interrupted write that zeroed them, since some
-// three bytes in their place make the checksum match: for each flip taken
-// for a torn tail the test finds those bytes, so the miss is a real
-// ambiguity, not the rule's.
+// segment body in the first format, for last records ending in 0 to 3
+// zero bytes: always corruption at that record's offset. With three zero
+// bytes a few flips cannot be told from an interrupted write that zeroed
+// them, since some three bytes in their place make the checksum match:
+// for each flip taken for a torn tail the test finds those bytes, so the
+// miss is a real ambiguity, not the rule's.
 func TestScan_TailDamage_BitFlips(t *testing.T) {
 	for zeros := 0; zeros <= 3; zeros++ {
-		payload := append(wal.AppendTx(nil, sampleTx(4)), 0xee)
+		payload := append(appendTx(nil, sampleTx(4), wal.SegmentVersionNoTrailer), 0xee)
 		payload = append(payload, make([]byte, zeros)...)
-		good, lastStart := scanBody(payload)
+		good, lastStart := scanBody(payload, wal.SegmentVersionNoTrailer)
 		rec := good[lastStart:]
 		torn := 0
 		for bit := 0; bit < 8*len(rec); bit++ {
 			b := slices.Clone(good)
 			b[lastStart+bit/8] ^= 1 << (bit % 8)
-			txs, r, err := scanAll(b)
+			txs, r, err := scanAllV(b, wal.SegmentVersionNoTrailer)
 			require.Len(t, txs, 3, "zeros %d bit %d", zeros, bit)
 			require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good, "zeros %d bit %d", zeros, bit)
 			if err == nil {
 				torn++
 				require.Equal(t, 3, zeros, "bit %d taken for a torn write", bit)
 				require.True(t, r.Torn)
-				require.True(t, zerosCanMatch(b[lastStart:], zeros), "bit %d taken for a torn write", bit)
+				require.True(t, zerosCanMatch(b[lastStart:], zeros, false), "bit %d taken for a torn write", bit)
 				continue
 			}
 			require.ErrorIs(t, err, wal.ErrCorrupt, "zeros %d bit %d", zeros, bit)
@@ -256,15 +295,44 @@ func TestScan_TailDamage_BitFlips(t *testing.T) {
 	}
 }
 
+// TestScan_TailDamage_BitFlips_Trailer flips each bit of the last record
+// of a segment body in the current format, whatever its last write, with
+// and without zeros after it: always corruption at that record's offset,
+// not one flip taken for a torn write.
+func TestScan_TailDamage_BitFlips_Trailer(t *testing.T) {
+	for _, lw := range lastWrites {
+		good, lastStart := scanBody(wal.AppendTx(nil, lastTx(lw.w)), wal.SegmentVersion)
+		rec := good[lastStart:]
+		for _, pad := range []int{0, 1, 3, 4, 7, 512} {
+			for bit := 0; bit < 8*len(rec); bit++ {
+				b := append(slices.Clone(good), make([]byte, pad)...)
+				b[lastStart+bit/8] ^= 1 << (bit % 8)
+				txs, r, err := scanAll(b)
+				what := fmt.Sprintf("%s, %d zero bytes after: bit %d", lw.what, pad, bit)
+				require.Len(t, txs, 3, what)
+				require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good, what)
+				require.ErrorIs(t, err, wal.ErrCorrupt, what)
+				require.Contains(t, err.Error(), fmt.Sprintf("offset %d", wal.SegmentHeaderSize+lastStart), what)
+			}
+		}
+	}
+}
+
 // zerosCanMatch reports, by trying them all, whether some k bytes in place
-// of the k zero bytes that end the record rec make its checksum match.
-func zerosCanMatch(rec []byte, k int) bool {
+// of the k zero bytes that end the record rec make its checksum match;
+// with trailer, only bytes whose last is the trailer byte 0xff.
+func zerosCanMatch(rec []byte, k int, trailer bool) bool {
 	want := binary.LittleEndian.Uint32(rec[4:])
 	tab := crc32.MakeTable(crc32.Castagnoli)
 	prefix := crc32.Checksum(rec[8:len(rec)-k], tab)
 	tail := make([]byte, k)
-	for v := 0; v < 1<<(8*k); v++ {
-		for i := range tail {
+	free := k
+	if trailer {
+		free--
+		tail[free] = 0xff
+	}
+	for v := 0; v < 1<<(8*free); v++ {
+		for i := range free {
 			tail[i] = byte(v >> (8 * i))
 		}
 		if crc32.Update(prefix, tab, tail) == want {
@@ -275,63 +343,90 @@ func zerosCanMatch(rec []byte, k int) bool {
 }
 
 // TestScan_ZeroedEnd_Checksum gives the last record a checksum that may or
-// may not be reachable by replacing the k zero bytes that end it: Scan
-// takes it for a torn write exactly when it is (tried exhaustively for one
-// and two bytes), and always with four.
+// may not be reachable by replacing the k zero bytes that end it (in the
+// current format, by bytes that end in the trailer): Scan takes it for a
+// torn write exactly when it is (tried exhaustively for up to two free
+// bytes), and always with four free bytes.
 func TestScan_ZeroedEnd_Checksum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	tab := crc32.MakeTable(crc32.Castagnoli)
-	for i := 0; i < 200; i++ {
-		k := []int{1, 2, 4}[i%3]
-		payload := make([]byte, 1+rng.IntN(40))
-		for j := range payload {
-			payload[j] = byte(rng.IntN(255) + 1)
+	for _, version := range versions {
+		trailer := version == wal.SegmentVersion
+		ks := []int{1, 2, 4}
+		if trailer {
+			ks = []int{1, 2, 3, 5}
 		}
-		// A record of payload+k bytes whose checksum is either that of some
-		// other k bytes in place of its zeros, or anything at all.
-		filler := make([]byte, k)
-		for j := range filler {
-			filler[j] = byte(rng.Uint32())
+		for i := 0; i < 240; i++ {
+			k := ks[i%len(ks)]
+			payload := make([]byte, 1+rng.IntN(40))
+			for j := range payload {
+				payload[j] = byte(rng.IntN(255) + 1)
+			}
+			// A record of payload+k bytes whose checksum is that of some other
+			// k bytes in place of its zeros (ending in the trailer, or, the
+			// third kind, in another byte), or anything at all.
+			kind := i / len(ks) % 3
+			filler := make([]byte, k)
+			for j := range filler {
+				filler[j] = byte(rng.Uint32())
+			}
+			if trailer && kind == 0 {
+				filler[k-1] = 0xff
+			} else if trailer && kind == 2 {
+				filler[k-1] = byte(rng.IntN(255))
+			}
+			sum := crc32.Checksum(append(append([]byte{wal.TypeTx}, payload...), filler...), tab)
+			if kind == 1 {
+				sum = rng.Uint32()
+			}
+			rec := wal.AppendRecord(nil, wal.TypeTx, append(payload, make([]byte, k)...))
+			binary.LittleEndian.PutUint32(rec[4:], sum)
+			body, _ := segmentV(3, version)
+			b, lastStart := append(body, rec...), len(body)
+			r, err := scanV(t, b, version)
+			what := fmt.Sprintf("version %d, case %d", version, i)
+			free := k // bytes in place of the zeros that may take any value
+			if trailer {
+				free--
+			}
+			if free < 4 && !zerosCanMatch(b[lastStart:], k, trailer) {
+				require.ErrorIs(t, err, wal.ErrCorrupt, what)
+				continue
+			}
+			require.NoError(t, err, what)
+			require.True(t, r.Torn, what)
 		}
-		sum := crc32.Checksum(append(append([]byte{wal.TypeTx}, payload...), filler...), tab)
-		if i%2 == 1 {
-			sum = rng.Uint32()
-		}
-		rec := wal.AppendRecord(nil, wal.TypeTx, append(payload, make([]byte, k)...))
-		binary.LittleEndian.PutUint32(rec[4:], sum)
-		body, _ := segment(3)
-		b, lastStart := append(body, rec...), len(body)
-		_, r, err := scanAll(b)
-		if k < 4 && !zerosCanMatch(b[lastStart:], k) {
-			require.ErrorIs(t, err, wal.ErrCorrupt, "case %d", i)
-			continue
-		}
-		require.NoError(t, err, "case %d", i)
-		require.True(t, r.Torn, "case %d", i)
 	}
 }
 
 // TestScan_TailDamage_Length: a last record whose length was flipped so
 // that it runs past the end of the file, even far past the record limit,
-// is damage, since clearing that bit gives a whole record with a good
-// checksum; garbage that runs past the end is still a torn tail.
+// or into zeros after it that run to the end, is damage, since clearing
+// that bit gives a whole record with a good checksum; garbage that runs
+// past the end is still a torn tail.
 func TestScan_TailDamage_Length(t *testing.T) {
-	good, lastStart := scanBody(wal.AppendTx(nil, sampleTx(4)))
-	for bit := 0; bit < 32; bit++ {
-		b := slices.Clone(good)
-		length := binary.LittleEndian.Uint32(b[lastStart:])
-		if length&(1<<bit) != 0 {
-			continue // clearing a bit is a record that ends early, whole
+	for _, version := range versions {
+		for _, pad := range []int{0, 4096} {
+			good, lastStart := scanBody(appendTx(nil, sampleTx(4), version), version)
+			good = append(good, make([]byte, pad)...)
+			for bit := 0; bit < 32; bit++ {
+				b := slices.Clone(good)
+				length := binary.LittleEndian.Uint32(b[lastStart:])
+				if length&(1<<bit) != 0 {
+					continue // clearing a bit is a record that ends early, whole
+				}
+				binary.LittleEndian.PutUint32(b[lastStart:], length|1<<bit)
+				_, _, err := scanAllV(b, version)
+				what := fmt.Sprintf("version %d, %d zero bytes after: bit %d", version, pad, bit)
+				require.ErrorIs(t, err, wal.ErrCorrupt, what)
+				require.Contains(t, err.Error(), "length", what)
+			}
+			garbage := append(slices.Clone(good[:lastStart]), []byte(strings.Repeat("\x9c\x01garbage", 20))...)
+			_, r, err := scanAllV(garbage, version)
+			require.NoError(t, err)
+			require.True(t, r.Torn)
 		}
-		binary.LittleEndian.PutUint32(b[lastStart:], length|1<<bit)
-		_, _, err := scanAll(b)
-		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
-		require.Contains(t, err.Error(), "length", "bit %d", bit)
 	}
-	garbage := append(slices.Clone(good[:lastStart]), []byte(strings.Repeat("\x9c\x01garbage", 20))...)
-	_, r, err := scanAll(garbage)
-	require.NoError(t, err)
-	require.True(t, r.Torn)
 }
 
 // holdsRecord reports whether a whole good record starts anywhere in b:
@@ -346,19 +441,22 @@ func holdsRecord(b []byte) bool {
 	return false
 }
 
-// FuzzScanTail builds a segment body whose last record holds payload, then
-// (1) cuts that record at cut and adds pad zero bytes, as an interrupted
-// write leaves it: a torn tail, never corruption (unless a good record
-// lies whole in what is left of it, which is corruption by the rule for a
-// bad record with a good one after it); and (2) flips one bit of the
-// whole record: corruption at its offset, except as flipLooksTorn and
-// zerosMayHide say.
+// FuzzScanTail builds a segment body whose last record holds payload (in
+// the current format, payload and the trailer byte), then (1) cuts that
+// record at cut and adds pad zero bytes, as an interrupted write leaves
+// it: a torn tail, never corruption (unless a good record lies whole in
+// what is left of it, which is corruption by the rule for a bad record
+// with a good one after it); and (2) flips one bit of the whole record:
+// corruption at its offset, except in the first format as flipLooksTorn
+// and zerosMayHide say; in the current format also with pad zero bytes
+// after the record.
 func FuzzScanTail(f *testing.F) {
-	tx := wal.AppendTx(nil, sampleTx(4))
+	tx := appendTx(nil, sampleTx(4), wal.SegmentVersionNoTrailer)
 	f.Add(tx, uint16(0), uint16(0), uint16(0))
 	f.Add(tx, uint16(40), uint16(3), uint16(100))
 	f.Add(tx, uint16(60), uint16(600), uint16(5))    // a flipped length bit
 	f.Add(tx, uint16(30), uint16(10000), uint16(28)) // a flipped length bit, far past the limit
+	f.Add(tx, uint16(70), uint16(512), uint16(2))    // a flipped length bit, into zeros after the record
 	f.Add([]byte("value\x00\x00\x00\x00\x00\x00"), uint16(12), uint16(6), uint16(80))
 	f.Add([]byte{}, uint16(3), uint16(9), uint16(64))
 	f.Add(wal.AppendRecord(nil, wal.TypeTx, tx), uint16(20), uint16(0), uint16(7)) // a record inside one
@@ -366,39 +464,45 @@ func FuzzScanTail(f *testing.F) {
 		if len(payload) > 4096 {
 			return
 		}
-		good, lastStart := scanBody(payload)
-		rec := good[lastStart:]
-		scan := func(b []byte) (wal.ScanResult, error) {
-			n := 0
-			r, err := wal.Scan(b, 0, 1<<16, func(byte, []byte) error { n++; return nil })
-			require.Equal(t, n, r.Records)
-			return r, err
-		}
+		for _, version := range versions {
+			p := payload
+			if version == wal.SegmentVersion {
+				p = append(slices.Clone(payload), 0xff)
+			}
+			good, lastStart := scanBody(p, version)
+			rec := good[lastStart:]
 
-		b := append(slices.Clone(good[:lastStart+int(cut)%len(rec)]), make([]byte, int(pad)%1024)...)
-		r, err := scan(b)
-		if err != nil {
-			require.ErrorIs(t, err, wal.ErrCorrupt)
-			require.True(t, holdsRecord(b[lastStart+1:]), "an interrupted write taken for damage: %v", err)
-		}
-		require.GreaterOrEqual(t, r.Records, 3)
+			b := append(slices.Clone(good[:lastStart+int(cut)%len(rec)]), make([]byte, int(pad)%1024)...)
+			r, err := scanV(t, b, version)
+			if err != nil {
+				require.ErrorIs(t, err, wal.ErrCorrupt)
+				require.True(t, holdsRecord(b[lastStart+1:]), "version %d: an interrupted write taken for damage: %v", version, err)
+			}
+			require.GreaterOrEqual(t, r.Records, 3)
 
-		i := int(bit) % (8 * len(rec))
-		b = slices.Clone(good)
-		b[lastStart+i/8] ^= 1 << (i % 8)
-		r, err = scan(b)
-		require.Equal(t, 3, r.Records)
-		require.Equal(t, int64(lastStart), r.Good)
-		switch {
-		case holdsRecord(b[lastStart+1:]):
-			require.ErrorIs(t, err, wal.ErrCorrupt)
-		case flipLooksTorn(rec, i):
-			require.NoError(t, err, "bit %d", i)
-			require.True(t, r.Torn)
-		case zerosMayHide(rec, i):
-		default:
-			require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", i)
-			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart))
+			i := int(bit) % (8 * len(rec))
+			b = slices.Clone(good)
+			if version == wal.SegmentVersion {
+				b = append(b, make([]byte, int(pad)%1024)...)
+			}
+			b[lastStart+i/8] ^= 1 << (i % 8)
+			r, err = scanV(t, b, version)
+			require.Equal(t, 3, r.Records)
+			require.Equal(t, int64(lastStart), r.Good)
+			switch {
+			case holdsRecord(b[lastStart+1:]):
+				require.ErrorIs(t, err, wal.ErrCorrupt)
+			case version == wal.SegmentVersion:
+				require.ErrorIs(t, err, wal.ErrCorrupt, "version %d: bit %d", version, i)
+				require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart))
+			case flipLooksTorn(rec, i):
+				require.NoError(t, err, "bit %d", i)
+				require.True(t, r.Torn)
+			case zerosMayHide(rec, i):
+			default:
+				require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", i)
+				require.Contains(t, err.Error(), fmt.Sprintf("offset %d", lastStart))
+			}
 		}
 	})
 }

@@ -40,7 +40,20 @@ type Tx struct {
 	Writes   []Write
 }
 
-// AppendTx appends tx's payload encoding to dst.
+// txTrailer ends every transaction payload of a SegmentVersion segment.
+//
+// Without it a payload ends with the last write's expiry, a zero byte when
+// it has none (two for a delete, more when a value ends in zeros), and a
+// whole record ending in zero bytes cannot always be told from a write
+// that a crash cut short and zero-filled (see tailDamage). With it no
+// whole record ends in a zero byte, so one that does was cut short. 0xFF
+// rather than the write count with its top bit set, which is 0x80 for a
+// count that is a multiple of 128 and zero after one flipped bit: 0xFF
+// takes eight.
+const txTrailer byte = 0xFF
+
+// AppendTx appends tx's payload encoding, in the current SegmentVersion,
+// to dst.
 func AppendTx(dst []byte, tx *Tx) []byte {
 	dst = binary.AppendUvarint(dst, uint64(tx.Revision))
 	dst = binary.AppendVarint(dst, tx.Time)
@@ -58,13 +71,27 @@ func AppendTx(dst []byte, tx *Tx) []byte {
 		dst = append(dst, w.Value...)
 		dst = binary.AppendVarint(dst, w.Expires)
 	}
-	return dst
+	return append(dst, txTrailer)
 }
 
-// DecodeTx decodes a transaction payload. Damage is ErrCorrupt; lengths are
-// checked against the payload before anything is allocated.
-func DecodeTx(b []byte) (Tx, error) {
+// DecodeTx decodes a transaction payload of a segment of the given format
+// version: SegmentVersion, as AppendTx writes it, or
+// SegmentVersionNoTrailer, without the trailer byte. Damage is
+// ErrCorrupt; lengths are checked against the payload before anything is
+// allocated.
+func DecodeTx(b []byte, version byte) (Tx, error) {
 	d := decoder{b: b, what: "transaction record"}
+	switch version {
+	case SegmentVersionNoTrailer:
+	case SegmentVersion:
+		if len(b) == 0 || b[len(b)-1] != txTrailer {
+			d.fail("no trailer byte")
+		} else {
+			d.b = b[:len(b)-1]
+		}
+	default:
+		d.fail("format version %d", version)
+	}
 	var tx Tx
 	tx.Revision = int64(d.uvarint())
 	tx.Time = d.varint()

@@ -1,8 +1,10 @@
 package wal_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"testing"
 
 	"github.com/livekv/livekv/wal"
@@ -17,22 +19,50 @@ func sampleTx(rev int64) *wal.Tx {
 	}}
 }
 
+// versions are the segment formats the log reads: the first, whose
+// transaction payloads have no trailer, and the one it writes.
+var versions = []byte{wal.SegmentVersionNoTrailer, wal.SegmentVersion}
+
+// appendTx appends tx's payload in a segment of the given version: the
+// first format is the current one without its trailer byte.
+func appendTx(dst []byte, tx *wal.Tx, version byte) []byte {
+	dst = wal.AppendTx(dst, tx)
+	if version == wal.SegmentVersionNoTrailer {
+		dst = dst[:len(dst)-1]
+	}
+	return dst
+}
+
+// segmentHeader builds a segment header of any version by hand, as an
+// older (or newer) build wrote it.
+func segmentHeader(version byte, first int64) []byte {
+	h := append([]byte("LIVEKVW"), version)
+	h = binary.LittleEndian.AppendUint64(h, uint64(first))
+	return binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, crc32.MakeTable(crc32.Castagnoli)))
+}
+
 // segment returns a segment body of n transaction records and each
 // record's end offset.
-func segment(n int) ([]byte, []int) {
+func segment(n int) ([]byte, []int) { return segmentV(n, wal.SegmentVersion) }
+
+// segmentV is segment in a segment of the given version.
+func segmentV(n int, version byte) ([]byte, []int) {
 	var b []byte
 	var ends []int
 	for i := 1; i <= n; i++ {
-		b = wal.AppendRecord(b, wal.TypeTx, wal.AppendTx(nil, sampleTx(int64(i))))
+		b = wal.AppendRecord(b, wal.TypeTx, appendTx(nil, sampleTx(int64(i)), version))
 		ends = append(ends, len(b))
 	}
 	return b, ends
 }
 
-func scanAll(b []byte) ([]wal.Tx, wal.ScanResult, error) {
+func scanAll(b []byte) ([]wal.Tx, wal.ScanResult, error) { return scanAllV(b, wal.SegmentVersion) }
+
+// scanAllV is scanAll in a segment of the given version.
+func scanAllV(b []byte, version byte) ([]wal.Tx, wal.ScanResult, error) {
 	var txs []wal.Tx
-	r, err := wal.Scan(b, wal.SegmentHeaderSize, wal.DefaultMaxRecord, func(typ byte, p []byte) error {
-		tx, err := wal.DecodeTx(p)
+	r, err := wal.Scan(b, wal.SegmentHeaderSize, version, wal.DefaultMaxRecord, func(typ byte, p []byte) error {
+		tx, err := wal.DecodeTx(p, version)
 		if err != nil {
 			return err
 		}
@@ -44,92 +74,145 @@ func scanAll(b []byte) ([]wal.Tx, wal.ScanResult, error) {
 
 func TestTx_RoundTrip(t *testing.T) {
 	tx := sampleTx(42)
-	got, err := wal.DecodeTx(wal.AppendTx(nil, tx))
-	require.NoError(t, err)
-	require.Equal(t, *tx, got)
+	for _, v := range versions {
+		got, err := wal.DecodeTx(appendTx(nil, tx, v), v)
+		require.NoError(t, err, "version %d", v)
+		require.Equal(t, *tx, got, "version %d", v)
+	}
+}
+
+// TestTx_Trailer: every payload the log writes ends in the trailer byte,
+// never in zero, whatever its last write; a payload is read only in the
+// version it was written in.
+func TestTx_Trailer(t *testing.T) {
+	for _, w := range []wal.Write{
+		{Kind: wal.KindPut, Key: "k", Value: "v"},
+		{Kind: wal.KindDelete, Key: "k"},
+		{Kind: wal.KindPut, Key: "k", Value: "v\x00\x00\x00\x00"},
+	} {
+		tx := &wal.Tx{Revision: 1, Writes: []wal.Write{w}}
+		b := wal.AppendTx(nil, tx)
+		require.Equal(t, byte(0xff), b[len(b)-1])
+		require.Zero(t, appendTx(nil, tx, wal.SegmentVersionNoTrailer)[len(b)-2])
+		_, err := wal.DecodeTx(b[:len(b)-1], wal.SegmentVersion)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "no trailer")
+		_, err = wal.DecodeTx(b, wal.SegmentVersionNoTrailer)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "a trailer in the first format")
+		for c := range 255 { // every other last byte
+			b[len(b)-1] = byte(c)
+			_, err := wal.DecodeTx(b, wal.SegmentVersion)
+			require.ErrorIs(t, err, wal.ErrCorrupt, "trailer %#x", c)
+		}
+	}
+	b := wal.AppendTx(nil, sampleTx(1))
+	for _, v := range []byte{0, 3, 0xff} {
+		_, err := wal.DecodeTx(b, v)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "version %d", v)
+	}
 }
 
 func TestDecodeTx_Damage(t *testing.T) {
-	good := wal.AppendTx(nil, sampleTx(3))
-	for i := 0; i < len(good); i++ {
-		_, err := wal.DecodeTx(good[:i])
-		require.ErrorIs(t, err, wal.ErrCorrupt, "cut at %d", i)
+	for _, v := range versions {
+		good := appendTx(nil, sampleTx(3), v)
+		for i := 0; i < len(good); i++ {
+			_, err := wal.DecodeTx(good[:i], v)
+			require.ErrorIs(t, err, wal.ErrCorrupt, "version %d: cut at %d", v, i)
+		}
+		_, err := wal.DecodeTx(append(good, 0), v)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "version %d: trailing byte", v)
+		// A huge count or length is an error, not an allocation.
+		_, err = wal.DecodeTx([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xff}, v)
+		require.ErrorIs(t, err, wal.ErrCorrupt)
+		_, err = wal.DecodeTx([]byte{1, 0, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xff}, v)
+		require.ErrorIs(t, err, wal.ErrCorrupt)
+		_, err = wal.DecodeTx(appendTx(nil, &wal.Tx{Revision: 1, Writes: []wal.Write{{Kind: 9, Key: "k"}}}, v), v)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "unknown kind")
+		_, err = wal.DecodeTx(appendTx(nil, &wal.Tx{Revision: 0}, v), v)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "revision 0")
 	}
-	_, err := wal.DecodeTx(append(good, 0))
-	require.ErrorIs(t, err, wal.ErrCorrupt, "trailing byte")
-	// A huge count or length is an error, not an allocation.
-	_, err = wal.DecodeTx([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	require.ErrorIs(t, err, wal.ErrCorrupt)
-	_, err = wal.DecodeTx([]byte{1, 0, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	require.ErrorIs(t, err, wal.ErrCorrupt)
-	_, err = wal.DecodeTx(wal.AppendTx(nil, &wal.Tx{Revision: 1, Writes: []wal.Write{{Kind: 9, Key: "k"}}}))
-	require.ErrorIs(t, err, wal.ErrCorrupt, "unknown kind")
-	_, err = wal.DecodeTx(wal.AppendTx(nil, &wal.Tx{Revision: 0}))
-	require.ErrorIs(t, err, wal.ErrCorrupt, "revision 0")
 }
 
 func TestSegmentHeader(t *testing.T) {
 	h := wal.AppendSegmentHeader(nil, 77)
 	require.Len(t, h, wal.SegmentHeaderSize)
-	first, err := wal.DecodeSegmentHeader(h)
+	require.Equal(t, segmentHeader(wal.SegmentVersion, 77), h)
+	first, version, err := wal.DecodeSegmentHeader(h)
 	require.NoError(t, err)
 	require.Equal(t, int64(77), first)
+	require.Equal(t, byte(wal.SegmentVersion), version)
 	for bit := 0; bit < len(h)*8; bit++ {
 		b := append([]byte(nil), h...)
 		b[bit/8] ^= 1 << (bit % 8)
-		_, err := wal.DecodeSegmentHeader(b)
+		_, _, err := wal.DecodeSegmentHeader(b)
 		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
 	}
-	_, err = wal.DecodeSegmentHeader(h[:19])
+	_, _, err = wal.DecodeSegmentHeader(h[:19])
 	require.ErrorIs(t, err, wal.ErrCorrupt)
+
+	// The first format is still read; versions before or after are not.
+	first, version, err = wal.DecodeSegmentHeader(segmentHeader(wal.SegmentVersionNoTrailer, 77))
+	require.NoError(t, err)
+	require.Equal(t, int64(77), first)
+	require.Equal(t, byte(wal.SegmentVersionNoTrailer), version)
+	for _, v := range []byte{0, wal.SegmentVersion + 1, 0xff} {
+		_, _, err := wal.DecodeSegmentHeader(segmentHeader(v, 77))
+		require.ErrorIs(t, err, wal.ErrCorrupt, "version %d", v)
+		require.ErrorContains(t, err, "version", "version %d", v)
+	}
 }
 
 func TestScan_Clean(t *testing.T) {
-	b, _ := segment(5)
-	txs, r, err := scanAll(b)
-	require.NoError(t, err)
-	require.Len(t, txs, 5)
-	require.Equal(t, wal.ScanResult{Records: 5, Good: int64(wal.SegmentHeaderSize + len(b))}, r)
-	require.Equal(t, *sampleTx(5), txs[4])
+	for _, v := range versions {
+		b, _ := segmentV(5, v)
+		txs, r, err := scanAllV(b, v)
+		require.NoError(t, err)
+		require.Len(t, txs, 5)
+		require.Equal(t, wal.ScanResult{Records: 5, Good: int64(wal.SegmentHeaderSize + len(b))}, r)
+		require.Equal(t, *sampleTx(5), txs[4])
+	}
 }
 
 // TestScan_TornTail cuts the last record at every byte offset, zeroes the
 // tail and fills it with garbage: always a torn tail at the last good
 // record, never corruption.
 func TestScan_TornTail(t *testing.T) {
-	b, ends := segment(4)
-	lastStart := ends[2]
-	for cut := lastStart; cut < len(b); cut++ {
-		txs, r, err := scanAll(b[:cut])
-		require.NoError(t, err, "cut at %d", cut)
-		require.Len(t, txs, 3)
-		require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good)
-		require.Equal(t, cut != lastStart, r.Torn, "cut at %d", cut)
-	}
-	for _, fill := range []byte{0x00, 0xff, 0xa5} {
-		tail := append(append([]byte(nil), b[:lastStart]...), make([]byte, 4096)...)
-		for i := lastStart; i < len(tail); i++ {
-			tail[i] = fill
+	for _, v := range versions {
+		b, ends := segmentV(4, v)
+		lastStart := ends[2]
+		for cut := lastStart; cut < len(b); cut++ {
+			txs, r, err := scanAllV(b[:cut], v)
+			require.NoError(t, err, "version %d: cut at %d", v, cut)
+			require.Len(t, txs, 3)
+			require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good)
+			require.Equal(t, cut != lastStart, r.Torn, "version %d: cut at %d", v, cut)
 		}
-		txs, r, err := scanAll(tail)
-		require.NoError(t, err, "fill %#x", fill)
-		require.Len(t, txs, 3)
-		require.True(t, r.Torn)
-		require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good)
+		for _, fill := range []byte{0x00, 0xff, 0xa5} {
+			tail := append(append([]byte(nil), b[:lastStart]...), make([]byte, 4096)...)
+			for i := lastStart; i < len(tail); i++ {
+				tail[i] = fill
+			}
+			txs, r, err := scanAllV(tail, v)
+			require.NoError(t, err, "version %d: fill %#x", v, fill)
+			require.Len(t, txs, 3)
+			require.True(t, r.Torn)
+			require.Equal(t, int64(wal.SegmentHeaderSize+lastStart), r.Good)
+		}
 	}
 }
 
 // TestScan_BitFlips flips every bit of a record that has good records
 // after it: always detected as corruption, never skipped.
 func TestScan_BitFlips(t *testing.T) {
-	b, ends := segment(3)
-	for bit := ends[0] * 8; bit < ends[1]*8; bit++ {
-		c := append([]byte(nil), b...)
-		c[bit/8] ^= 1 << (bit % 8)
-		txs, _, err := scanAll(c)
-		require.ErrorIs(t, err, wal.ErrCorrupt, "bit %d", bit)
-		require.Len(t, txs, 1, "bit %d: only the record before the damage is read", bit)
-		require.Contains(t, err.Error(), fmt.Sprintf("offset %d", wal.SegmentHeaderSize+ends[0]))
+	for _, v := range versions {
+		b, ends := segmentV(3, v)
+		for bit := ends[0] * 8; bit < ends[1]*8; bit++ {
+			c := append([]byte(nil), b...)
+			c[bit/8] ^= 1 << (bit % 8)
+			txs, _, err := scanAllV(c, v)
+			require.ErrorIs(t, err, wal.ErrCorrupt, "version %d: bit %d", v, bit)
+			require.Len(t, txs, 1, "version %d: bit %d: only the record before the damage is read", v, bit)
+			require.Contains(t, err.Error(), fmt.Sprintf("offset %d", wal.SegmentHeaderSize+ends[0]))
+		}
 	}
 }
 
@@ -137,7 +220,7 @@ func TestScan_CallbackError(t *testing.T) {
 	b, ends := segment(3)
 	stop := errors.New("stop")
 	n := 0
-	r, err := wal.Scan(b, 0, wal.DefaultMaxRecord, func(byte, []byte) error {
+	r, err := wal.Scan(b, 0, wal.SegmentVersion, wal.DefaultMaxRecord, func(byte, []byte) error {
 		if n++; n == 2 {
 			return stop
 		}
@@ -173,30 +256,57 @@ func FuzzDecodeRecord(f *testing.F) {
 func FuzzSegmentHeader(f *testing.F) {
 	f.Add(wal.AppendSegmentHeader(nil, 1))
 	f.Add(wal.AppendSegmentHeader(nil, 1<<40))
+	f.Add(segmentHeader(wal.SegmentVersionNoTrailer, 1))
+	f.Add(segmentHeader(wal.SegmentVersion+1, 1))
 	f.Add([]byte("LIVEKVW"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		first, err := wal.DecodeSegmentHeader(b)
+		first, version, err := wal.DecodeSegmentHeader(b)
 		if err != nil {
 			require.ErrorIs(t, err, wal.ErrCorrupt)
 			return
 		}
-		require.Equal(t, b[:wal.SegmentHeaderSize], wal.AppendSegmentHeader(nil, first))
+		require.Contains(t, versions, version)
+		require.Equal(t, b[:wal.SegmentHeaderSize], segmentHeader(version, first))
+		if version == wal.SegmentVersion {
+			require.Equal(t, b[:wal.SegmentHeaderSize], wal.AppendSegmentHeader(nil, first))
+		}
 	})
 }
 
+// FuzzDecodeTx decodes b in each version: what decodes re-encodes to the
+// same transaction, and b decodes in the current version exactly when b
+// without its last byte, the trailer, decodes in the first, to the same.
 func FuzzDecodeTx(f *testing.F) {
-	f.Add(wal.AppendTx(nil, sampleTx(1)))
-	f.Add(wal.AppendTx(nil, &wal.Tx{Revision: 1}))
+	for _, v := range versions {
+		f.Add(appendTx(nil, sampleTx(1), v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 1}, v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 2, Writes: []wal.Write{{Kind: wal.KindPut, Key: "k", Value: "v\x00\x00"}}}, v))
+	}
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tx, err := wal.DecodeTx(b)
-		if err != nil {
-			require.ErrorIs(t, err, wal.ErrCorrupt)
-			return
+		var txs [2]wal.Tx
+		var errs [2]error
+		for i, v := range versions {
+			tx, err := wal.DecodeTx(b, v)
+			txs[i], errs[i] = tx, err
+			if err != nil {
+				require.ErrorIs(t, err, wal.ErrCorrupt)
+				continue
+			}
+			again, err := wal.DecodeTx(appendTx(nil, &tx, v), v)
+			require.NoError(t, err)
+			require.Equal(t, tx, again)
 		}
-		again, err := wal.DecodeTx(wal.AppendTx(nil, &tx))
-		require.NoError(t, err)
-		require.Equal(t, tx, again)
+		if errs[1] == nil {
+			tx, err := wal.DecodeTx(b[:len(b)-1], wal.SegmentVersionNoTrailer)
+			require.NoError(t, err)
+			require.Equal(t, txs[1], tx)
+		}
+		if errs[0] == nil {
+			tx, err := wal.DecodeTx(append(b[:len(b):len(b)], 0xff), wal.SegmentVersion)
+			require.NoError(t, err)
+			require.Equal(t, txs[0], tx)
+		}
 	})
 }
 
@@ -204,17 +314,21 @@ func FuzzDecodeTx(f *testing.F) {
 // tail, or reports corruption; it never panics, and a torn tail ends where
 // the good records end.
 func FuzzScan(f *testing.F) {
-	b, _ := segment(3)
-	f.Add(b)
-	f.Add(b[:len(b)-3])
-	f.Add(append(b[:20:20], b[30:]...))
+	for _, v := range versions {
+		b, _ := segmentV(3, v)
+		f.Add(b)
+		f.Add(b[:len(b)-3])
+		f.Add(append(b[:20:20], b[30:]...))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := 0
-		r, err := wal.Scan(b, 0, 1<<16, func(byte, []byte) error { n++; return nil })
-		if err != nil {
-			require.ErrorIs(t, err, wal.ErrCorrupt)
+		for _, v := range versions {
+			n := 0
+			r, err := wal.Scan(b, 0, v, 1<<16, func(byte, []byte) error { n++; return nil })
+			if err != nil {
+				require.ErrorIs(t, err, wal.ErrCorrupt)
+			}
+			require.Equal(t, n, r.Records)
+			require.LessOrEqual(t, r.Good, int64(len(b)))
 		}
-		require.Equal(t, n, r.Records)
-		require.LessOrEqual(t, r.Good, int64(len(b)))
 	})
 }
