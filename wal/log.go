@@ -280,12 +280,21 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), are
 	// checked first: the history they hold must be whole, so damage in
-	// one is refused, or with Repair drops it and every older one.
-	if err := l.checkHistory(); err != nil {
+	// one drops it and every older one. The state is not at stake.
+	n, damage, err := l.historyDamage()
+	if err != nil {
 		return err
+	}
+	if n > 0 {
+		l.opts.Logf("wal: %v: removing the %d oldest segments, which hold only history", damage, n)
+		if err := l.removeSegments(n); err != nil {
+			return err
+		}
 	}
 	var histLast int64
 	history := func(tx *Tx) error {
+		// historyDamage vetted the segments of history alone; this is the
+		// one the snapshot ends in, which holds state too.
 		if histLast != 0 && tx.Revision != histLast+1 {
 			return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, histLast)
 		}
@@ -339,42 +348,43 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 	return nil
 }
 
-// checkHistory reads the segments whose records the snapshot holds all
-// of. Damage or a gap in one fails with ErrCorrupt, or with Repair removes
-// that segment and every older one: the history then starts after it.
-func (l *Log) checkHistory() error {
+// historyDamage reads the segments whose records the snapshot holds all
+// of, which are kept only for the history of changes, and finds the newest
+// damage among them: a bad record, or a gap, inside one or between one
+// and the next. It returns how many segments, oldest first, must go for
+// the history that is left to be whole (0: none), and the damage. Only
+// the history is at stake there, never the state: Open drops them and
+// says so (Logf), and Check reports it.
+func (l *Log) historyDamage() (n int, damage, err error) {
 	covered := 0
 	for covered+1 < len(l.segments) && l.segments[covered+1].first <= l.snapRev+1 {
 		covered++
 	}
-	var prev int64
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.segments[i].first))
-		_, _, bad, err := l.readSegment(name, false, func(tx *Tx) error {
-			if prev != 0 && tx.Revision != prev+1 {
-				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, prev)
+		next := l.segments[i].first // the revision its next record must have
+		inOrder := func(tx *Tx) error {
+			if tx.Revision != next {
+				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, tx.Revision, next)
 			}
-			prev = tx.Revision
+			next++
 			return nil
-		}, nil)
+		}
+		_, _, bad, err := l.readSegment(name, false, inOrder, inOrder)
 		if err != nil && errors.Is(err, ErrCorrupt) {
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
 		}
-		switch {
-		case err != nil:
-			return err
-		case bad == nil:
-			continue
-		case !l.opts.Repair:
-			return bad
+		if err != nil {
+			return 0, nil, err
 		}
-		l.opts.Logf("wal: %s: damage (repair): removing it and %d older segments, history only", name, i)
-		if err := l.removeSegments(i + 1); err != nil {
-			return err
+		if bad == nil && next != l.segments[i+1].first {
+			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.segments[i+1].first)
 		}
-		return l.checkHistory()
+		if bad != nil {
+			n, damage = i+1, bad
+		}
 	}
-	return nil
+	return n, damage, nil
 }
 
 // readSegment reads the segment file name and calls hist with each of its
@@ -868,13 +878,20 @@ type Report struct {
 	Records          int64 // transaction records after the snapshot
 	LastRevision     int64 // newest revision the log holds
 	TornBytes        int64 // bytes of a torn tail that Open would truncate
+	// HistoryDamage is damage in the segments kept only for the history
+	// of changes (the snapshot holds all of their records), "" if none:
+	// Open removes the HistorySegmentsLost oldest segments, up to and
+	// including the damaged one, and the history starts after them.
+	HistoryDamage       string
+	HistorySegmentsLost int
 }
 
 // Check reads the snapshot and the segments in dir without changing
 // anything and reports what it found. Damage that Open would refuse, a
 // damaged last record included, is returned as an error that
 // errors.Is(err, ErrCorrupt) recognises and that names the segment and
-// the offset; a torn tail, which Open truncates, is only reported. The
+// the offset; a torn tail, which Open truncates, and damage in segments
+// kept only for the history, which Open drops, are only reported. The
 // directory must not be open: Check takes its lock.
 func Check(dir string, opts *Options) (Report, error) {
 	l := &Log{dir: dir}
@@ -918,10 +935,22 @@ func Check(dir string, opts *Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	for i, name := range names {
-		if !strings.HasSuffix(name, ".log") {
+	for _, name := range names {
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
 			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
+		l.segments = append(l.segments, segment{first: first})
+	}
+	n, damage, err := l.historyDamage()
+	if err != nil {
+		return rep, err
+	}
+	if n > 0 {
+		rep.HistoryDamage, rep.HistorySegmentsLost = damage.Error(), n
+		names = names[n:]
+	}
+	for i, name := range names {
 		last := i == len(names)-1
 		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
 			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {

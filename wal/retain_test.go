@@ -1,7 +1,9 @@
 package wal_test
 
 import (
+	"fmt"
 	"path"
+	"slices"
 	"testing"
 
 	"github.com/livekv/livekv/wal"
@@ -61,41 +63,81 @@ func TestLog_Retain(t *testing.T) {
 }
 
 // TestLog_Retain_Damage checks that damage in a segment kept only for the
-// history is refused like any other, and that Repair drops it with every
-// older segment, keeping the state whole.
+// history, a flipped bit or a segment gone, costs that segment and the
+// older ones and never the state: Open goes on with the history after
+// it, with or without Repair, and Check reports it first.
 func TestLog_Retain_Damage(t *testing.T) {
-	fs := wal.NewMemFS()
-	l, _, _, err := openHistory(t, fs, wal.Options{SegmentSize: 200})
-	require.NoError(t, err)
-	appendDurable(t, l, 1, 80)
-	l.Retain(1)
-	require.NoError(t, l.Snapshot(70, noItems))
-	appendDurable(t, l, 81, 90)
-	require.NoError(t, l.Close())
+	for _, c := range []struct {
+		name   string
+		damage func(t *testing.T, fs *wal.MemFS, names []string) (lost int)
+	}{
+		{"a flipped bit", func(t *testing.T, fs *wal.MemFS, names []string) int {
+			damaged := path.Join("db/wal", names[1])
+			b, err := fs.ReadFile(damaged)
+			require.NoError(t, err)
+			b = append([]byte(nil), b...)
+			b[len(b)/2] ^= 0x10
+			fs.WriteFile(damaged, b)
+			return 2
+		}},
+		{"a segment gone", func(t *testing.T, fs *wal.MemFS, names []string) int {
+			require.NoError(t, fs.Remove(path.Join("db/wal", names[1])))
+			return 1 // the one before the gap; the rest is whole
+		}},
+		{"the segment before the snapshot's gone", func(t *testing.T, fs *wal.MemFS, names []string) int {
+			// The last segment of history alone: the one before the
+			// segment the snapshot ends in, which holds state too.
+			j := slices.Index(names, "00000000000000000064.log")
+			require.NoError(t, fs.Remove(path.Join("db/wal", names[j-1])))
+			return j - 1
+		}},
+	} {
+		for _, repair := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/repair=%v", c.name, repair), func(t *testing.T) {
+				fs := wal.NewMemFS()
+				l, _, _, err := openHistory(t, fs, wal.Options{SegmentSize: 200})
+				require.NoError(t, err)
+				appendDurable(t, l, 1, 80)
+				l.Retain(1)
+				require.NoError(t, l.Snapshot(70, noItems))
+				appendDurable(t, l, 81, 90)
+				require.NoError(t, l.Close())
 
-	names, err := fs.List("db/wal")
-	require.NoError(t, err)
-	require.Greater(t, len(names), 4)
-	damaged := path.Join("db/wal", names[1]) // a segment with history only
-	b, err := fs.ReadFile(damaged)
-	require.NoError(t, err)
-	b = append([]byte(nil), b...)
-	b[len(b)/2] ^= 0x10
-	fs.WriteFile(damaged, b)
+				names, err := fs.List("db/wal")
+				require.NoError(t, err)
+				require.Greater(t, len(names), 4)
+				require.Contains(t, names, "00000000000000000064.log", "the snapshot ends in a later segment")
+				lost := c.damage(t, fs, names)
 
-	_, _, _, err = openHistory(t, fs, wal.Options{SegmentSize: 200})
-	require.ErrorIs(t, err, wal.ErrCorrupt)
-	require.Contains(t, err.Error(), names[1])
+				rep, err := wal.Check("db", &wal.Options{FS: fs})
+				require.NoError(t, err, "only history is at stake")
+				require.NotEmpty(t, rep.HistoryDamage)
+				require.Equal(t, lost, rep.HistorySegmentsLost)
+				require.Equal(t, int64(90), rep.LastRevision)
 
-	l, hist, txs, err := openHistory(t, fs, wal.Options{SegmentSize: 200, Repair: true})
+				l, hist, txs, err := openHistory(t, fs, wal.Options{SegmentSize: 200, Repair: repair})
+				require.NoError(t, err)
+				require.Equal(t, seq(71, 90), txs, "the state is whole")
+				require.NotEmpty(t, hist)
+				require.Equal(t, seq(hist[0], 70), hist, "the history is whole after the damage")
+				require.NoError(t, l.Close())
+				after, err := fs.List("db/wal")
+				require.NoError(t, err)
+				require.Equal(t, hist[0], firstRev(t, after[0]), "the history starts with the oldest segment left")
+
+				rep, err = wal.Check("db", &wal.Options{FS: fs})
+				require.NoError(t, err)
+				require.Empty(t, rep.HistoryDamage, "Open dropped it")
+			})
+		}
+	}
+}
+
+func firstRev(t *testing.T, name string) int64 {
+	var rev int64
+	_, err := fmt.Sscanf(name, "%020d.log", &rev)
 	require.NoError(t, err)
-	require.Equal(t, seq(71, 90), txs, "the state is whole")
-	require.NotEmpty(t, hist)
-	require.Equal(t, seq(hist[0], 70), hist, "the history starts after the damaged segment")
-	require.NoError(t, l.Close())
-	after, err := fs.List("db/wal")
-	require.NoError(t, err)
-	require.Equal(t, names[2:], after, "the damaged segment and the older ones are gone")
+	return rev
 }
 
 func noItems(func(*wal.Item) bool) {}

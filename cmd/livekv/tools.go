@@ -76,6 +76,9 @@ func check(args []string) error {
 		fmt.Println("no snapshot")
 	}
 	fmt.Printf("log: %d segments, %d transactions after the snapshot, up to revision %d\n", rep.Segments, rep.Records, rep.LastRevision)
+	if rep.HistoryDamage != "" {
+		fmt.Printf("history damaged: %s; the next open drops the %d oldest segments, which hold only the history of changes\n", rep.HistoryDamage, rep.HistorySegmentsLost)
+	}
 	if rep.TornBytes > 0 {
 		fmt.Printf("torn tail: %d bytes of an interrupted write, which the next open truncates\n", rep.TornBytes)
 	}
