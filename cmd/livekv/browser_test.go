@@ -10,13 +10,40 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
+
+func startServe(t *testing.T, bin, data, addr string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--api-key", "browser-test")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if m := regexp.MustCompile(`HPKV API at http://(\S+)/kv`).FindStringSubmatch(lines.Text()); m != nil {
+			go io.Copy(io.Discard, stdout)
+			return &server{cmd: cmd, base: "http://" + m[1]}
+		}
+	}
+	t.Fatal("serve did not start")
+	return nil
+}
+
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, s.cmd.Wait(), "a clean exit on SIGTERM")
+}
 
 // TestBrowser drives the todo and chat pages in headless Chromium with
 // Playwright (testdata/browser/pages.mjs): two windows see each other's
