@@ -298,10 +298,14 @@ func (l *lane) follow(s *Subscription) {
 	b := l.b
 	l.followers[s] = struct{}{}
 	b.stats.following.Add(1)
-	s.kill = make(chan struct{})
-	s.exited = make(chan struct{})
+	kill, exited := make(chan struct{}), make(chan struct{})
+	s.kill, s.exited = kill, exited
 	b.wg.Add(1)
-	go s.follow(s.sent, s.alone, s.kill, s.exited)
+	from, alone := s.sent, s.alone
+	go func() {
+		defer b.wg.Done()
+		s.follow(from, alone, kill, exited)
+	}()
 }
 
 // unfollow forgets the goroutine that fed s; mu is held.
