@@ -72,8 +72,8 @@ func (s *Subscription) handBack(next Position) bool {
 	l := s.lane
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cursor.Load() >= next.Revision {
-		return false
+	if l.cursor.Load() >= next.Revision || l.handing >= next.Revision {
+		return false // the lane has handed that batch out, or is handing it out
 	}
 	s.mu.Lock()
 	if !s.ended {
