@@ -216,10 +216,10 @@ func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 	start := time.Now()
 	b.Publish(batch(1, hostileKey))
 	b.Publish(batch(2, "k:2"))
-	// A try each is 64 times MatchTimeout plus regexp2's clock, about 10s.
-	// A budget each is 64ms, plus, per takeover, the wait for the
-	// watchdog's timer to run, up to a scheduler time slice (10ms) while
-	// the stuck regexes hold every core: about 0.7s on two.
+	// A try each is 64 times MatchTimeout plus regexp2's clock (100ms
+	// ticks). A budget each is 64ms, plus, per takeover, the wait for the
+	// watchdog's timer to run: up to a scheduler time slice (10ms) while
+	// the stuck regexes hold every core, more on a loaded machine.
 	require.Equal(t, "k:2", nextWithin(t, benign, 4*time.Second).Key,
 		"64 stuck regexes cost the others a budget each, not a try each")
 	t.Logf("benign regex subscription: its event after %v", time.Since(start))
