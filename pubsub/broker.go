@@ -25,19 +25,24 @@ const (
 )
 
 // Broker hands committed batches to the subscriptions whose patterns match
-// their keys. Publish never waits for a subscriber: two lanes, a goroutine
-// each, follow the history and send the events without blocking, the
-// cheap lane to the subscriptions without a regex and the regex lane to
-// those with one (see lane); a subscription whose buffer is full falls
-// behind and a goroutine of its own feeds it from the history until it has
-// caught up with its lane. What a regex costs falls on the regex
-// subscriptions at most, never on the others or on writers.
+// their keys. Publish never waits for a subscriber: two lanes follow the
+// history and send the events without blocking, the cheap lane to the
+// subscriptions without a regex and the regex lane to those with one (see
+// lane); a subscription whose buffer is full falls behind and a goroutine
+// of its own feeds it from the history until it has caught up with its
+// lane. What a regex costs falls on its own subscription: past the regex
+// lane's budget, the lane goes on in another goroutine and leaves the
+// subscription to the one matching it. It never falls on the others or
+// on writers.
 //
 // Lock order: a lock may be taken while holding those to its left, never
 // the reverse: cheap.mu → regex.mu → Subscription.mu → mu → hmu. A lane's
-// goroutine and the followers take only their own lane's mu; Publish
-// takes both, with TryLock, when nobody is subscribed. Matching holds no
-// lock but its lane's: Subscribe, Publish and Close never wait for it.
+// goroutines, its watchdog and the followers take only their own lane's
+// mu; Publish takes both, with TryLock, when nobody is subscribed. The
+// cheap lane matches holding its mu (its matching is cheap); the regex
+// lane matches holding no lock, so that its watchdog can take the lane
+// over from a stuck match. Subscribe, Publish and Close never wait for
+// matching.
 type Broker struct {
 	cheap *lane // the subscriptions without a regex
 	regex *lane // the subscriptions with one
@@ -92,7 +97,7 @@ func NewBroker(rev int64, opts *Options) *Broker {
 	}
 	b.wg.Add(2)
 	go b.cheap.run()
-	go b.regex.run()
+	go b.regex.runRegex(b.regex.holder)
 	return b
 }
 
@@ -118,7 +123,7 @@ func (b *Broker) Publish(batch Batch) {
 		done := false
 		if b.regex.mu.TryLock() {
 			if b.mu.TryLock() {
-				done = len(b.subs) == 0 && b.cheap.cursor.Load() == prev
+				done = len(b.subs) == 0 && b.cheap.cursor.Load() == prev && b.regex.handing == 0
 				if done {
 					b.cheap.cursor.Store(batch.Revision)
 					b.regex.cursor.Store(batch.Revision) // nobody has a regex: skip what it had left

@@ -1,14 +1,17 @@
 package pubsub
 
-import "time"
+import (
+	"time"
+
+	"github.com/livekv/livekv/pattern"
+)
 
 // follow feeds a subscription from the history, from position from, until
 // it is in step with its lane again, or, alone (its regexes were slow on
 // the lane), for as long as it runs. b.Close, s.Close and the end of the
-// subscription stop it (kill).
+// subscription stop it (kill). Its caller counts it in b.wg.
 func (s *Subscription) follow(from Position, alone bool, kill, exited chan struct{}) {
 	b, l := s.b, s.lane
-	defer b.wg.Done()
 	defer close(exited)
 	handedBack := false
 	defer func() {
@@ -69,8 +72,8 @@ func (s *Subscription) handBack(next Position) bool {
 	l := s.lane
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cursor.Load() >= next.Revision {
-		return false
+	if l.cursor.Load() >= next.Revision || l.handing >= next.Revision {
+		return false // the lane has handed that batch out, or is handing it out
 	}
 	s.mu.Lock()
 	if !s.ended {
@@ -88,30 +91,51 @@ func (s *Subscription) handBack(next Position) bool {
 const roomPoll = time.Millisecond
 
 // send decides which events of the batch from index skip on the
-// subscription matches, then puts them into ch, all of them or, if the
-// subscription is stopped first, none: a transaction is never split,
-// unless it has more matching events than the buffer holds. A key that a
-// regex could not decide on ends the subscription before the batch:
+// subscription matches, then puts them into ch (see sendKept). A key that
+// a regex could not decide on ends the subscription before the batch:
 // nothing is skipped unsaid. It reports false if the subscription ended.
 func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) bool {
-	here := Position{Revision: batch.Revision, Index: skip}
-	keep := s.scratch[:0]
-	for i := skip; i < len(batch.Events); i++ {
-		ok, undecided := s.match(batch.Events[i].Key)
-		if undecided != nil {
-			s.mu.Lock()
-			if !s.ended {
-				s.sent = later(s.sent, here) // the history has nothing in between
-			}
-			s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
-			s.mu.Unlock()
-			return false
+	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{})
+	s.scratch = keep
+	if undecided != nil {
+		s.mu.Lock()
+		if !s.ended {
+			s.sent = later(s.sent, Position{Revision: batch.Revision, Index: skip}) // the history has nothing in between
+		}
+		s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
+		s.mu.Unlock()
+		return false
+	}
+	return s.sendKept(batch, keep, kill)
+}
+
+// matchFrom appends to keep the indexes of the events of batch, from index
+// i on, that the subscription matches, and returns the index of the next
+// event to match: len(batch.Events) when it matched them all. It stops
+// early at a key that no pattern matched and a regex could not decide on,
+// whose index and regex it returns, or, if until is not zero, once the
+// clock has passed until (then late).
+func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Time) (next int, _ []int, undecided *pattern.Pattern, late bool) {
+	for ; i < len(batch.Events); i++ {
+		ok, u := s.match(batch.Events[i].Key)
+		if u != nil {
+			return i, keep, u, false
 		}
 		if ok {
 			keep = append(keep, i)
 		}
+		if !until.IsZero() && time.Now().After(until) {
+			return i + 1, keep, nil, true
+		}
 	}
-	s.scratch = keep
+	return i, keep, nil, false
+}
+
+// sendKept puts the events of batch at the indexes keep into ch, all of
+// them or, if the subscription is stopped first, none: a transaction is
+// never split, unless it has more matching events than the buffer holds.
+// It reports false if the subscription ended.
+func (s *Subscription) sendKept(batch *Batch, keep []int, kill chan struct{}) bool {
 	if len(keep) == 0 {
 		return true
 	}

@@ -133,8 +133,9 @@ func TestBroker_RegexLane(t *testing.T) {
 }
 
 // TestBroker_HostileDelaysRegexLaneOnce: a regex that cannot decide on a
-// key delays the other regex subscriptions by about one MatchTimeout try,
-// once: it ends there, and they go on promptly.
+// key delays the other regex subscriptions once, by about the lane's
+// budget (the lane leaves it to the goroutine stuck in it), not by its
+// MatchTimeout try: it ends there, and they go on promptly.
 func TestBroker_HostileDelaysRegexLaneOnce(t *testing.T) {
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()
@@ -161,9 +162,10 @@ func TestBroker_HostileDelaysRegexLaneOnce(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("k:%d", rev), nextWithin(t, benign, 5*time.Second).Key)
 		slowest = max(slowest, time.Since(start))
 	}
-	t.Logf("benign regex subscription: first event after %v (one hostile try), then at most %v", first, slowest)
-	// MatchTimeout (10ms) plus regexp2's clock (100ms ticks, one or two).
-	require.Less(t, first, time.Second, "about one timeout")
+	t.Logf("benign regex subscription: first event after %v (one budget), then at most %v", first, slowest)
+	// A budget plus the wait for the watchdog to run; never more than the
+	// hostile try, MatchTimeout (10ms) plus regexp2's clock (100ms ticks).
+	require.Less(t, first, time.Second, "about one budget, at most one timeout")
 	require.Less(t, slowest, 100*time.Millisecond, "the hostile one has ended: no more delay")
 	require.Equal(t, int64(1), b.Stats().TimedOut)
 }
@@ -192,4 +194,50 @@ func TestBroker_SlowRegexLeftAlone(t *testing.T) {
 	require.Equal(t, 1, b.Stats().CatchingUp)
 	require.NoError(t, slow.Close())
 	require.Equal(t, int64(50), slow.Revision())
+}
+
+// TestBroker_HostileRegexesTakenOver: 64 regex subscriptions that meet a
+// key they cannot decide on at once delay another regex subscription by
+// about a budget each, not a MatchTimeout try each: the lane leaves each
+// stuck one to the goroutine matching it and goes on in another. The
+// stuck ones still end with the typed error, having skipped nothing.
+func TestBroker_HostileRegexesTakenOver(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	var hostile []*pubsub.Subscription
+	for i := 0; i < 64; i++ {
+		s, err := b.Subscribe(pats(t, `/^(a+)+$/`), nil)
+		require.NoError(t, err)
+		hostile = append(hostile, s)
+	}
+	benign, err := b.Subscribe(pats(t, `/^k:\d+$/`), nil)
+	require.NoError(t, err)
+
+	start := time.Now()
+	b.Publish(batch(1, hostileKey))
+	b.Publish(batch(2, "k:2"))
+	// A try each is 64 times MatchTimeout plus regexp2's clock (100ms
+	// ticks). A budget each is 64ms, plus, per takeover, the wait for the
+	// watchdog's timer to run: up to a scheduler time slice (10ms) while
+	// the stuck regexes hold every core, more on a loaded machine.
+	require.Equal(t, "k:2", nextWithin(t, benign, 4*time.Second).Key,
+		"64 stuck regexes cost the others a budget each, not a try each")
+	t.Logf("benign regex subscription: its event after %v", time.Since(start))
+
+	for i, s := range hostile {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := s.Next(ctx)
+		cancel()
+		require.ErrorIs(t, err, pubsub.ErrPatternTimeout, "hostile subscription %d", i)
+		var pe *pubsub.PatternTimeoutError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, int64(1), pe.Revision)
+		require.Equal(t, int64(0), s.Revision(), "resume from before the undecided key")
+	}
+	require.Equal(t, int64(64), b.Stats().TimedOut)
+	require.Eventually(t, func() bool { return b.Stats().CatchingUp == 0 }, 5*time.Second, time.Millisecond,
+		"the stuck goroutines are gone")
+	b.Publish(batch(3, hostileKey, "k:3"))
+	require.Equal(t, "k:3", nextWithin(t, benign, 500*time.Millisecond).Key)
+	require.True(t, pubsub.InStep(benign), "still served by the lane")
 }

@@ -10,33 +10,47 @@ import (
 
 // A lane follows the history and hands each published batch, in revision
 // order, to the subscriptions of its kind that are in step with it. The
-// broker has two, each one goroutine: the cheap lane serves the
-// subscriptions without a regex, matching each key against all of them at
-// once through a pattern.Index; the regex lane serves those with one,
-// running a subscription's patterns only on the keys that the literal
-// anchors of its patterns admit (a regex with none is run on every key).
-// Either lane only offers events: a subscription without room falls
-// behind, and a goroutine of its own feeds it from the history until it
-// has caught up with its lane, which takes it back.
+// broker has two: the cheap lane, one goroutine, serves the subscriptions
+// without a regex, matching each key against all of them at once through
+// a pattern.Index; the regex lane serves those with one, running a
+// subscription's patterns only on the keys that the literal anchors of its
+// patterns admit (a regex with none is run on every key). Either lane
+// only offers events: a subscription without room falls behind, and a
+// goroutine of its own feeds it from the history until it has caught up
+// with its lane, which takes it back.
 //
-// On the regex lane, one subscription's regexes delay the others': a
-// regex that cannot decide ends its subscription at once, so it costs the
-// lane one MatchTimeout try (plus regexp2's clock) in its life; one whose
-// matching of a batch takes longer than the lane's budget gets a goroutine
-// of its own for good, so it costs the lane one budget (plus one match).
-// Neither delays the cheap lane, writers or Subscribe.
+// The regex lane is a role, not a goroutine: one goroutine at a time holds
+// it, and matches outside mu. A subscription whose matching of one batch
+// takes longer than the lane's budget is detached from the lane and left
+// to a goroutine of its own, which finishes that batch for it (or ends it
+// on an undecided key) and then feeds it from the history for good; the
+// lane goes on with the other subscriptions and the later batches. Seen
+// between two keys, by the holder's own check, the holder hands the
+// subscription to a new goroutine and goes on; stuck on one key, seen by
+// a watchdog timer, the holder keeps the subscription and the watchdog's
+// goroutine goes on in the role. The detaching happens under mu and the
+// subscription's lock, so one goroutine at a time sends to it. A regex
+// that cannot decide, or one merely slow, thus delays the other regex
+// subscriptions by about one budget plus the wait for the timer to run
+// (up to a scheduler time slice, 10ms, while stuck regexes hold every
+// core), not by a MatchTimeout try. None of it delays the cheap lane,
+// writers or Subscribe.
 type lane struct {
 	b      *Broker
 	regex  bool          // the regex lane
 	budget time.Duration // regex lane: the matching time one subscription may take for one batch
 
-	// mu is held while the lane handles one batch, and by a follower
-	// handing its subscription back. It guards the fields below and the
-	// markRev of the lane's subscriptions.
+	// mu guards the fields below and the markRev of the lane's
+	// subscriptions. The cheap lane holds it while it handles a batch; the
+	// regex lane only between two subscriptions' matching, so that the
+	// watchdog can take the role over. A follower takes it to hand its
+	// subscription back.
 	mu        sync.Mutex
 	index     *pattern.Index[*Subscription] // the lane's subscriptions, by their patterns
 	followers map[*Subscription]struct{}    // the lane's subscriptions fed from the history by goroutines of their own
-	keep      []int                         // the regex lane's scratch: the events one subscription matched
+	holder    *work                         // regex lane: the state of the goroutine in the role
+	handing   int64                         // regex lane: revision of the batch being handed out, 0 between batches
+	dog       *time.Timer                   // regex lane: runs watch; armed while a batch is handed out
 
 	// Guarded by Broker.mu.
 	added   []*Subscription // subscribed, not yet taken in
@@ -45,6 +59,28 @@ type lane struct {
 	cursor atomic.Int64       // revision of the newest batch the lane has handled; written with mu held
 	wake   chan struct{}      // Publish, Subscribe → lane, capacity 1
 	flush  chan chan struct{} // Close → cheap lane: hand out every batch published, then close the channel sent; nil on the regex lane
+}
+
+// work is what the goroutine in the regex lane's role is doing: which
+// batch it hands out and to which subscriptions. A takeover hands the
+// batch, and the subscriptions after the one being matched, to a new work.
+// Its fields are guarded by lane.mu, but keep, which only its goroutine
+// uses.
+type work struct {
+	batch *Batch        // being handed out; nil between batches
+	todo  []offerTo     // the subscriptions its anchors admit a key of
+	next  int           // todo[next:] are still to be offered
+	at    *Subscription // being matched, outside mu; nil if none
+	since time.Time     // when the matching for at began
+	armed bool          // the watchdog's timer is set for this batch
+	keep  []int         // scratch: the events one subscription matched
+}
+
+// offerTo is a subscription to offer a batch to, from the first event
+// whose key its anchors admit.
+type offerTo struct {
+	s     *Subscription
+	first int
 }
 
 // regexBudget is the regex lane's budget: see lane.
@@ -59,7 +95,11 @@ func newLane(b *Broker, regex bool, rev int64) *lane {
 		followers: make(map[*Subscription]struct{}),
 		wake:      make(chan struct{}, 1),
 	}
-	if !regex {
+	if regex {
+		l.holder = &work{}
+		l.dog = time.AfterFunc(time.Hour, l.watch)
+		l.dog.Stop()
+	} else {
 		l.flush = make(chan chan struct{})
 	}
 	l.cursor.Store(rev)
@@ -74,7 +114,8 @@ func (l *lane) poke() {
 	}
 }
 
-// run hands out published batches until Close.
+// run is the cheap lane's goroutine: it hands out published batches until
+// Close.
 func (l *lane) run() {
 	b := l.b
 	defer b.wg.Done()
@@ -116,16 +157,20 @@ func (l *lane) catchUp() {
 			}
 			l.mu.Unlock()
 		}
-		if !l.regex {
-			b.regex.skipIdle(l.cursor.Load())
-		}
-		b.evict()
-		l.mu.Lock()
-		for s := range l.followers {
-			s.poke()
-		}
-		l.mu.Unlock()
+		b.regex.skipIdle(l.cursor.Load())
+		l.handed()
 	}
+}
+
+// handed lets the history drop what the lanes have handled, and tells the
+// followers that the cursor moved.
+func (l *lane) handed() {
+	l.b.evict()
+	l.mu.Lock()
+	for s := range l.followers {
+		s.poke()
+	}
+	l.mu.Unlock()
 }
 
 // skipIdle moves the regex lane's cursor up to rev when no subscription
@@ -137,7 +182,7 @@ func (l *lane) skipIdle(rev int64) {
 	}
 	b := l.b
 	b.mu.Lock()
-	if b.nregex.Load() == 0 && l.cursor.Load() < rev {
+	if b.nregex.Load() == 0 && l.handing == 0 && l.cursor.Load() < rev {
 		l.cursor.Store(rev)
 	}
 	b.mu.Unlock()
@@ -175,26 +220,16 @@ func (l *lane) takeIn() {
 }
 
 // deliver offers one batch to every subscription in step that it may
-// match; mu is held.
+// match; mu is held. The cheap lane's.
 func (l *lane) deliver(batch *Batch) {
 	for i := range batch.Events {
-		fn := func(s *Subscription) bool {
-			if s.markRev == batch.Revision {
-				return true // handled already: another of its patterns, or an earlier key
-			}
-			s.markRev = batch.Revision
-			if l.regex {
-				l.offerRegex(s, batch, i)
-			} else {
+		l.index.Match(batch.Events[i].Key, func(s *Subscription) bool {
+			if s.markRev != batch.Revision { // else handled already: another of its patterns, or an earlier key
+				s.markRev = batch.Revision
 				l.offer(s, batch, i)
 			}
 			return true
-		}
-		if l.regex {
-			l.index.Candidates(batch.Events[i].Key, fn)
-		} else {
-			l.index.Match(batch.Events[i].Key, fn)
-		}
+		})
 	}
 }
 
@@ -227,63 +262,6 @@ func (l *lane) offer(s *Subscription, batch *Batch, first int) {
 	}
 }
 
-// offerRegex is offer for a subscription with a regex, whose anchors admit
-// the key of event first: it matches the events from first on, outside
-// s.mu, which Close and Position take. A key that no pattern matches and
-// a regex could not decide on ends s before the batch, as on its own
-// goroutine; matching that takes longer than the budget leaves the batch
-// to a goroutine of its own, which feeds s from now on. mu is held.
-func (l *lane) offerRegex(s *Subscription, batch *Batch, first int) {
-	s.mu.Lock()
-	ready := s.synced && !s.ended && batch.Revision >= s.sent.Revision
-	s.mu.Unlock()
-	if !ready {
-		return
-	}
-	// Only the lane makes s fall behind, and it holds mu: until s.mu is
-	// taken again, s can only end.
-	keep := l.keep[:0]
-	var undecided *pattern.Pattern
-	at, slow := 0, false
-	start := time.Now()
-	for i := first; i < len(batch.Events); i++ {
-		ok, u := s.match(batch.Events[i].Key)
-		if u != nil {
-			undecided, at = u, i
-			break
-		}
-		if ok {
-			keep = append(keep, i)
-		}
-		if time.Since(start) > l.budget {
-			slow = true
-			break
-		}
-	}
-	l.keep = keep
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return
-	}
-	before := Position{Revision: batch.Revision}
-	switch {
-	case undecided != nil:
-		s.sent = later(s.sent, before) // nothing of the batch is in ch
-		s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[at].Key, Revision: batch.Revision})
-	case slow:
-		s.alone = true
-		l.fallBehind(s, before)
-	case cap(s.ch)-len(s.ch) < len(keep):
-		l.fallBehind(s, before)
-	default:
-		l.b.stats.delivered.Add(int64(len(keep)))
-		for j, i := range keep {
-			s.put(batch, i, j == len(keep)-1)
-		}
-	}
-}
-
 // fallBehind hands s, in step until now, to a goroutine of its own that
 // feeds it from the history from at; mu and s.mu are held.
 func (l *lane) fallBehind(s *Subscription, at Position) {
@@ -298,10 +276,14 @@ func (l *lane) follow(s *Subscription) {
 	b := l.b
 	l.followers[s] = struct{}{}
 	b.stats.following.Add(1)
-	s.kill = make(chan struct{})
-	s.exited = make(chan struct{})
+	kill, exited := make(chan struct{}), make(chan struct{})
+	s.kill, s.exited = kill, exited
 	b.wg.Add(1)
-	go s.follow(s.sent, s.alone, s.kill, s.exited)
+	from, alone := s.sent, s.alone
+	go func() {
+		defer b.wg.Done()
+		s.follow(from, alone, kill, exited)
+	}()
 }
 
 // unfollow forgets the goroutine that fed s; mu is held.
