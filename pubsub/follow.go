@@ -45,6 +45,14 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 			return
 		}
 		for i := range batches {
+			select {
+			case <-kill:
+				// Stopped while behind: a batch that matches nothing
+				// never waits on kill in send, and matching all of
+				// them up to the lane could take a long while.
+				return
+			default:
+			}
 			skip := 0
 			if batches[i].Revision == next.Revision {
 				skip = next.Index

@@ -241,3 +241,36 @@ func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 	require.Equal(t, "k:3", nextWithin(t, benign, 500*time.Millisecond).Key)
 	require.True(t, pubsub.InStep(benign), "still served by the lane")
 }
+
+// TestSubscription_Close_WhileBehind closes a subscription whose goroutine
+// is far behind, matching a slow regex against batch after batch: Close
+// returns within about one batch's matching, not once the goroutine has
+// matched everything up to its lane.
+func TestSubscription_Close_WhileBehind(t *testing.T) {
+	p := pattern.MustParse(`/^(a+)+b$/`)
+	var key string // the shortest key that takes over 2ms to refuse
+	for n := 12; n < 30 && key == ""; n++ {
+		k := strings.Repeat("a", n) + "c"
+		start := time.Now()
+		ok, err := p.TryMatch(k)
+		require.False(t, ok)
+		require.NoError(t, err)
+		if time.Since(start) > 2*time.Millisecond {
+			key = k
+		}
+	}
+	require.NotEmpty(t, key)
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	const n = 1000 // about 2s of matching
+	for rev := int64(1); rev <= n; rev++ {
+		b.Publish(pubsub.Batch{Revision: rev, Events: []pubsub.Event{{Revision: rev, Type: pubsub.Put, Key: key}}})
+	}
+	s, err := b.Subscribe([]*pattern.Pattern{p}, &pubsub.SubscribeOptions{From: pubsub.Position{Revision: 1}})
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	require.NoError(t, s.Close())
+	require.Less(t, time.Since(start), 500*time.Millisecond, "Close waited for the follower's matching")
+	require.Less(t, s.Position().Revision, int64(n), "it was still behind")
+}
