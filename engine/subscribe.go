@@ -80,8 +80,10 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
 	}
 
-	// Under the writer lock no transaction commits between the snapshot
-	// and the subscription, so the events start right after the snapshot.
+	// The events start right after the snapshot: the subscription asks
+	// for the revisions after the snapshot's by number, since on disk a
+	// commit becomes visible, and reaches the broker, after its fsync and
+	// outside the writer lock, so one can land between the two.
 	db.wmu.Lock()
 	if db.closed.Load() {
 		db.wmu.Unlock()
@@ -89,10 +91,12 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	}
 	var snap treeCopy
 	var rev int64
+	po := &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}
 	if o.Initial {
 		snap, rev = db.snapshot()
+		po.From = pubsub.Position{Revision: rev + 1}
 	}
-	ps, err := db.broker.Subscribe(pats, &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer})
+	ps, err := db.broker.Subscribe(pats, po)
 	db.wmu.Unlock()
 	if err != nil {
 		if o.Initial {

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -275,4 +278,39 @@ func TestSubscribe_Errors(t *testing.T) {
 	require.NoError(t, db.Close())
 	_, err = db.Subscribe([]string{"a"}, nil)
 	require.ErrorIs(t, err, engine.ErrClosed)
+}
+
+// TestSubscribe_Initial_OnDisk subscribes with Initial again and again
+// while writers write one key on disk, where a commit is published after
+// its fsync, outside the writer lock: the first event always follows the
+// initial items' revision, never repeats it, never skips past it.
+func TestSubscribe_Initial_OnDisk(t *testing.T) {
+	db, err := engine.Open("db", &engine.Options{FS: wal.NewMemFS(), SweepInterval: -1, CheckpointBytes: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				if _, err := db.Set("k", strconv.Itoa(i), nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		sub, err := db.Subscribe([]string{"k"}, &engine.SubscribeOptions{Initial: true})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ev, err := sub.Next(ctx)
+		cancel()
+		require.NoError(t, err)
+		require.Equal(t, sub.InitialRevision+1, ev.Revision, "the first event after the initial items")
+		require.NoError(t, sub.Close())
+	}
 }
