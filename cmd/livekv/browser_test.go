@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,21 +21,7 @@ import (
 
 func startServe(t *testing.T, bin, data, addr string) *server {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--api-key", "browser-test")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() {
-		if m := regexp.MustCompile(`HPKV API at http://(\S+)/kv`).FindStringSubmatch(lines.Text()); m != nil {
-			go io.Copy(io.Discard, stdout)
-			return &server{cmd: cmd, base: "http://" + m[1]}
-		}
-	}
-	t.Fatal("serve did not start")
-	return nil
+	return runServe(t, bin, "serve", "--data", data, "--addr", addr, "--api-key", "browser-test")
 }
 
 func (s *server) stop(t *testing.T) {

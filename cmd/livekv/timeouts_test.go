@@ -7,10 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,21 +21,7 @@ import (
 func serveWith(t *testing.T, bin string, flags ...string) *server {
 	t.Helper()
 	args := append([]string{"serve", "--data", filepath.Join(t.TempDir(), "data"), "--addr", "127.0.0.1:0", "--api-key", "k1"}, flags...)
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() {
-		if m := regexp.MustCompile(`HPKV API at http://(\S+)/kv`).FindStringSubmatch(lines.Text()); m != nil {
-			go io.Copy(io.Discard, stdout)
-			return &server{cmd: cmd, base: "http://" + m[1]}
-		}
-	}
-	t.Fatal("serve did not start")
-	return nil
+	return runServe(t, bin, args...)
 }
 
 // slowBody opens a connection and sends a POST /kv/record whose body of
