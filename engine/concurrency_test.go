@@ -79,14 +79,14 @@ func TestDB_CompareAndSwap_LosesNoUpdate(t *testing.T) {
 func TestDB_Snapshot_Consistent(t *testing.T) {
 	db := open(t, nil)
 	const accounts, total = 50, 50 * 100
-	require.NoError(t, db.Update(func(tx *engine.Tx) error {
+	require.NoError(t, errOf(db.Update(func(tx *engine.Tx) error {
 		for i := 0; i < accounts; i++ {
 			if _, err := tx.Set(fmt.Sprintf("acct:%03d", i), "100", nil); err != nil {
 				return err
 			}
 		}
 		return nil
-	}))
+	})))
 	stop := make(chan struct{})
 	var writers, readers sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -97,7 +97,7 @@ func TestDB_Snapshot_Consistent(t *testing.T) {
 			for i := 0; i < 2000; i++ {
 				a, b := r.IntN(accounts), r.IntN(accounts)
 				amount := int64(r.IntN(10))
-				err := db.Update(func(tx *engine.Tx) error {
+				_, err := db.Update(func(tx *engine.Tx) error {
 					if _, err := tx.Increment(fmt.Sprintf("acct:%03d", a), -amount); err != nil {
 						return err
 					}
@@ -234,7 +234,7 @@ func TestDB_Reads_NeverTorn(t *testing.T) {
 				k := fmt.Sprintf("k%d", (i+w)%keys)
 				// Set the value the next version must hold; a delete now
 				// and then starts the key again at version 1.
-				err := db.Update(func(tx *engine.Tx) error {
+				_, err := db.Update(func(tx *engine.Tx) error {
 					it, err := tx.Get(k)
 					var ver int64 = 1
 					if err == nil {

@@ -27,7 +27,7 @@ func crashWorkload(c *clock) []func(db *engine.DB) error {
 		})
 		add(func(db *engine.DB) error { _, _, err := db.Increment(fmt.Sprintf("n%d", b%4), int64(b)); return err })
 		add(func(db *engine.DB) error {
-			return db.Update(func(tx *engine.Tx) error {
+			return errOf(db.Update(func(tx *engine.Tx) error {
 				var o *engine.SetOptions
 				if b%2 == 1 {
 					o = &engine.SetOptions{TTL: time.Hour}
@@ -39,7 +39,7 @@ func crashWorkload(c *clock) []func(db *engine.DB) error {
 					return err
 				}
 				return tx.Delete(fmt.Sprintf("k%d", b%10))
-			})
+			}))
 		})
 		add(func(db *engine.DB) error {
 			return ok(db.Set(fmt.Sprintf("big%d", b%2), strings.Repeat(fmt.Sprint(b), 300), nil))

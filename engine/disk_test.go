@@ -37,7 +37,7 @@ func TestDisk_Reopen(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = db.Increment("n", 41)
 	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *engine.Tx) error {
+	require.NoError(t, errOf(db.Update(func(tx *engine.Tx) error {
 		if _, err := tx.Increment("n", 1); err != nil {
 			return err
 		}
@@ -45,13 +45,13 @@ func TestDisk_Reopen(t *testing.T) {
 			return err
 		}
 		return tx.Delete("a")
-	}))
+	})))
 	_, err = db.Set("a", "again", nil)
 	require.NoError(t, err)
-	require.Error(t, db.Update(func(tx *engine.Tx) error {
+	require.Error(t, errOf(db.Update(func(tx *engine.Tx) error {
 		_, _ = tx.Set("rolled back", "x", nil)
 		return fmt.Errorf("no")
-	}))
+	})))
 	c.Advance(2 * time.Second)
 	require.Equal(t, 1, engine.Sweep(db))
 	want, rev := all(t, db), db.Revision()
@@ -175,7 +175,7 @@ func TestDisk_LargeTransaction(t *testing.T) {
 	_, err := db.Set("before", "1", nil)
 	require.NoError(t, err)
 	big := strings.Repeat("v", engine.DefaultMaxValueSize)
-	err = db.Update(func(tx *engine.Tx) error {
+	_, err = db.Update(func(tx *engine.Tx) error {
 		for i := 0; i < 70; i++ {
 			if _, err := tx.Set(fmt.Sprintf("big:%02d", i), big, nil); err != nil {
 				return err

@@ -38,7 +38,7 @@ func ExampleDB_Update() {
 	_, _ = db.Set("alice", "100", nil)
 
 	// Move 30 from alice to bob: both writes commit together, or neither.
-	err := db.Update(func(tx *engine.Tx) error {
+	_, err := db.Update(func(tx *engine.Tx) error {
 		if n, err := tx.Increment("alice", -30); err != nil {
 			return err
 		} else if n < 0 {

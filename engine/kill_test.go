@@ -52,7 +52,7 @@ func kill9Child(dir, iteration string) {
 				var it engine.Item
 				var err error
 				if i%4 == 3 { // some multi-key transactions
-					err = db.Update(func(tx *engine.Tx) error {
+					_, err = db.Update(func(tx *engine.Tx) error {
 						if it, err = tx.Set(key, kill9Value(key), nil); err != nil {
 							return err
 						}

@@ -295,7 +295,7 @@ func apply(db *engine.DB, in kvInput) (kvOutput, error) {
 	case "get":
 		it, err = db.Get(in.key)
 	case "txget":
-		err = db.Update(func(tx *engine.Tx) error {
+		_, err = db.Update(func(tx *engine.Tx) error {
 			it, err = tx.Get(in.key)
 			return err
 		})

@@ -300,7 +300,7 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 			abort := r.IntN(4) == 0
 			tx := m.begin()
 			desc := fmt.Sprintf("update(abort=%v):", abort)
-			err := db.Update(func(etx *engine.Tx) error {
+			_, err := db.Update(func(etx *engine.Tx) error {
 				for i := 0; i < n; i++ {
 					k := modelKeys[r.IntN(len(modelKeys))]
 					d, err, want := txOp(t, r, etx, tx, k)
@@ -397,7 +397,7 @@ func oneOp(t *testing.T, r *rand.Rand, db *engine.DB, m *model, k string, inUpda
 	var desc string
 	var err, want error
 	if inUpdate {
-		err = db.Update(func(etx *engine.Tx) error {
+		_, err = db.Update(func(etx *engine.Tx) error {
 			desc, err, want = txOp(t, r, etx, tx, k)
 			return err
 		})

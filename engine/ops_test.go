@@ -283,7 +283,7 @@ func TestDB_Closed(t *testing.T) {
 		"incr":   func() error { _, _, err := db.Increment("k", 1); return err },
 		"cas":    func() error { _, err := db.CompareAndSwap("k", 1, "v", nil); return err },
 		"delete": func() error { _, err := db.Delete("k"); return err },
-		"update": func() error { return db.Update(func(*engine.Tx) error { return nil }) },
+		"update": func() error { return errOf(db.Update(func(*engine.Tx) error { return nil })) },
 		"view":   func() error { return db.View(func(*engine.Tx) error { return nil }) },
 		"range": func() error {
 			for _, err := range db.Range("", "", nil) {

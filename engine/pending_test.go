@@ -131,7 +131,7 @@ func pendingCases() []pendingCase {
 			name:  "Update that only reads",
 			write: func(db *engine.DB) error { _, err := db.Set("k", "v1", nil); return err },
 			read: func(db *engine.DB, rev0 int64) error {
-				return db.Update(func(tx *engine.Tx) error {
+				return errOf(db.Update(func(tx *engine.Tx) error {
 					it, err := tx.Get("k")
 					if err != nil {
 						return err
@@ -140,7 +140,7 @@ func pendingCases() []pendingCase {
 						return errors.New("read " + it.Value)
 					}
 					return nil
-				})
+				}))
 			},
 			check: func(t *testing.T, err error) { require.NoError(t, err) },
 		},
@@ -148,7 +148,7 @@ func pendingCases() []pendingCase {
 			name:  "Update that only scans",
 			write: func(db *engine.DB) error { _, err := db.Set("k2", "v1", nil); return err },
 			read: func(db *engine.DB, rev0 int64) error {
-				return db.Update(func(tx *engine.Tx) error {
+				return errOf(db.Update(func(tx *engine.Tx) error {
 					n := 0
 					for _, err := range tx.Range("", "", nil) {
 						if err != nil {
@@ -160,7 +160,7 @@ func pendingCases() []pendingCase {
 						return errors.New("scanned a store without the pending key")
 					}
 					return nil
-				})
+				}))
 			},
 			check: func(t *testing.T, err error) { require.NoError(t, err) },
 		},

@@ -77,7 +77,7 @@ func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
 				full, err := db.Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: db.Revision(), Buffer: 4096})
 				require.NoError(t, err)
 				for i := range 100 + r.IntN(300) {
-					require.NoError(t, db.Update(func(tx *engine.Tx) error {
+					require.NoError(t, errOf(db.Update(func(tx *engine.Tx) error {
 						for k := range 1 + r.IntN(3) {
 							key := fmt.Sprintf("k%d", r.IntN(50))
 							var err error
@@ -96,7 +96,7 @@ func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
 							}
 						}
 						return nil
-					}))
+					})))
 				}
 				// The round ends with a transaction of one event, which
 				// tells a reader it has everything.

@@ -18,14 +18,14 @@ func TestSubscribe_ResumeInsideTransaction(t *testing.T) {
 	s, err := db.Subscribe([]string{"k:*"}, &engine.SubscribeOptions{Buffer: 2})
 	require.NoError(t, err)
 	require.Equal(t, db.Revision(), s.Revision(), "nothing owed yet")
-	require.NoError(t, db.Update(func(tx *engine.Tx) error {
+	require.NoError(t, errOf(db.Update(func(tx *engine.Tx) error {
 		for i := 0; i < 5; i++ {
 			if _, err := tx.Set(fmt.Sprintf("k:%d", i), "v", nil); err != nil {
 				return err
 			}
 		}
 		return nil
-	}))
+	})))
 	_, err = db.Set("k:after", "v", nil)
 	require.NoError(t, err)
 	ctx := context.Background()

@@ -87,7 +87,7 @@ func TestSubscribe_ConcurrentWriters(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 5))
 			for i := 0; i < 300; i++ {
 				var evs []pubsub.Event
-				err := db.Update(func(tx *engine.Tx) error {
+				_, err := db.Update(func(tx *engine.Tx) error {
 					evs = evs[:0]
 					seen := map[string]int{}
 					for n := 1 + r.IntN(3); n > 0; n-- {

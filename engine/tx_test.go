@@ -12,7 +12,7 @@ func TestDB_Update_OneRevision(t *testing.T) {
 	db := open(t, nil)
 	_, err := db.Set("c", "old", nil)
 	require.NoError(t, err)
-	err = db.Update(func(tx *engine.Tx) error {
+	_, err = db.Update(func(tx *engine.Tx) error {
 		require.Equal(t, int64(2), tx.Revision())
 		if _, err := tx.Set("a", "1", nil); err != nil {
 			return err
@@ -51,7 +51,7 @@ func TestDB_Update_RollbackOnError(t *testing.T) {
 	_, err := db.Set("a", "1", nil)
 	require.NoError(t, err)
 	boom := errors.New("boom")
-	err = db.Update(func(tx *engine.Tx) error {
+	_, err = db.Update(func(tx *engine.Tx) error {
 		_, _ = tx.Set("a", "2", nil)
 		_, _ = tx.Set("new", "x", nil)
 		_ = tx.Delete("a")
@@ -79,7 +79,7 @@ func TestDB_Update_RollbackOnError(t *testing.T) {
 func TestDB_Update_RollbackOnPanic(t *testing.T) {
 	db := open(t, nil)
 	require.PanicsWithValue(t, "boom", func() {
-		_ = db.Update(func(tx *engine.Tx) error {
+		_, _ = db.Update(func(tx *engine.Tx) error {
 			_, _ = tx.Set("a", "1", nil)
 			panic("boom")
 		})
@@ -96,7 +96,7 @@ func TestDB_Update_FailedOpChangesNothing(t *testing.T) {
 	db := open(t, nil)
 	_, err := db.Set("s", "text", nil)
 	require.NoError(t, err)
-	err = db.Update(func(tx *engine.Tx) error {
+	_, err = db.Update(func(tx *engine.Tx) error {
 		_, err := tx.Increment("s", 1)
 		require.ErrorIs(t, err, engine.ErrNotInteger)
 		_, err = tx.Set("ok", "1", nil)
@@ -111,7 +111,7 @@ func TestDB_Update_FailedOpChangesNothing(t *testing.T) {
 func TestTx_UseAfterDone(t *testing.T) {
 	db := open(t, nil)
 	var kept *engine.Tx
-	require.NoError(t, db.Update(func(tx *engine.Tx) error { kept = tx; return nil }))
+	require.NoError(t, errOf(db.Update(func(tx *engine.Tx) error { kept = tx; return nil })))
 	_, err := kept.Set("a", "1", nil)
 	require.ErrorIs(t, err, engine.ErrTxDone)
 	_, err = kept.Get("a")
@@ -213,4 +213,35 @@ func TestDB_Range_BreakClosesSnapshot(t *testing.T) {
 		break
 	}
 	require.Equal(t, int64(0), db.Stats().Snapshots)
+}
+
+// TestDB_Update_Revision: Update returns the revision its writes committed
+// at, and 0 for a transaction that wrote nothing or failed.
+func TestDB_Update_Revision(t *testing.T) {
+	db := open(t, nil)
+	var want int64
+	rev, err := db.Update(func(tx *engine.Tx) error {
+		want = tx.Revision()
+		_, err := tx.Set("a", "1", nil)
+		return err
+	})
+	require.NoError(t, err)
+	require.Equal(t, want, rev)
+	require.Equal(t, db.Revision(), rev)
+
+	rev, err = db.Update(func(tx *engine.Tx) error {
+		_, err := tx.Get("a")
+		return err
+	})
+	require.NoError(t, err)
+	require.Zero(t, rev, "nothing written, no revision")
+
+	rev, err = db.Update(func(tx *engine.Tx) error {
+		if _, err := tx.Set("b", "1", nil); err != nil {
+			return err
+		}
+		return errors.New("changed my mind")
+	})
+	require.Error(t, err)
+	require.Zero(t, rev)
 }

@@ -16,19 +16,23 @@ import (
 // never wait for them. On disk, Update returns, whatever it returns, only
 // once its own writes and every write of another transaction that fn read
 // are durable: no caller learns of a write that a crash could take back.
-func (db *DB) Update(fn func(tx *Tx) error) error {
+//
+// It returns the revision the transaction committed at, 0 if it wrote
+// nothing.
+func (db *DB) Update(fn func(tx *Tx) error) (rev int64, err error) {
 	return db.write(&Tx{}, fn)
 }
 
 // update runs one write on the reused transaction; the DB's own
 // single-operation methods use it.
 func (db *DB) update(fn func(tx *Tx) error) error {
-	return db.write(nil, fn)
+	_, err := db.write(nil, fn)
+	return err
 }
 
 // write runs fn in the write transaction tx (nil: the reused one), commits
 // it, and waits outside the writer lock until it is durable and visible.
-func (db *DB) write(tx *Tx, fn func(tx *Tx) error) error {
+func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	db.wmu.Lock()
 	locked := true
 	defer func() {
@@ -40,7 +44,7 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) error {
 	if db.closed.Load() {
 		locked = false
 		db.wmu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if tx == nil {
 		tx = &db.wtx
@@ -63,13 +67,16 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) error {
 		// write back, so the caller hears nothing until it is durable, and
 		// if it never becomes so, hears why instead.
 		if derr := db.durable(read); derr != nil {
-			return derr
+			return 0, derr
 		}
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return db.durable(rev)
+	if err := db.durable(rev); err != nil {
+		return 0, err
+	}
+	return rev, nil
 }
 
 // begin starts a write transaction; db.wmu is held.

@@ -163,7 +163,7 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	var batch []record
 	flush := func() error {
-		err := db.Update(func(tx *engine.Tx) error {
+		_, err := db.Update(func(tx *engine.Tx) error {
 			for _, rec := range batch {
 				var o *engine.SetOptions
 				if rec.ExpiresAt != nil {
