@@ -114,6 +114,10 @@ type Options struct {
 	// engine's default limits, so that every message fits.
 	MaxQueuedBytes int64
 
+	// Quota, if set, is asked about every write before it commits, and may
+	// refuse it with code 507; see Quota and PrefixQuota. Default: none.
+	Quota Quota
+
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
 

@@ -42,19 +42,25 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
 		}
-		var it engine.Item
-		var err error
-		switch req.Op {
-		case OpSet:
-			it, err = db.Set(req.Key, req.Value, nil)
-		case OpPatch:
-			it, err = db.Patch(req.Key, req.Value)
-		default:
-			if req.Revision < 0 {
-				return errorReply(http.StatusBadRequest, "negative revision")
-			}
-			it, err = db.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+		if req.Op == OpCAS && req.Revision < 0 {
+			return errorReply(http.StatusBadRequest, "negative revision")
 		}
+		rev, err := a.write(req.Key, func(tx *engine.Tx) (it engine.Item, err error) {
+			switch {
+			case req.Op == OpSet && tx == nil:
+				return db.Set(req.Key, req.Value, nil)
+			case req.Op == OpSet:
+				return tx.Set(req.Key, req.Value, nil)
+			case req.Op == OpPatch && tx == nil:
+				return db.Patch(req.Key, req.Value)
+			case req.Op == OpPatch:
+				return tx.Patch(req.Key, req.Value)
+			case tx == nil:
+				return db.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+			default:
+				return tx.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+			}
+		})
 		if err != nil {
 			return engineError(err)
 		}
@@ -62,9 +68,15 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if req.Op == OpPatch {
 			msg = "Record patched successfully"
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: it.Revision}
+		return Reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev}
 	case OpDelete:
-		rev, err := db.Delete(req.Key)
+		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
+			if tx == nil {
+				rev, err := db.Delete(req.Key)
+				return engine.Item{Revision: rev}, err
+			}
+			return engine.Item{}, tx.Delete(req.Key)
+		})
 		if err != nil {
 			return engineError(err)
 		}
@@ -74,7 +86,16 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if err != nil {
 			return errorReply(http.StatusBadRequest, err.Error())
 		}
-		n, rev, err := db.Increment(req.Key, d)
+		var n int64
+		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
+			if tx == nil {
+				var rev int64
+				n, rev, err = db.Increment(req.Key, d)
+				return engine.Item{Revision: rev}, err
+			}
+			n, err = tx.Increment(req.Key, d)
+			return engine.Item{}, err
+		})
 		if err != nil {
 			return engineError(err)
 		}
@@ -82,6 +103,49 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 	default: // OpRange
 		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
 	}
+}
+
+// write runs op, one write to key, and returns the revision it committed
+// at. Without a Quota, op gets a nil transaction and uses the DB's own
+// single-write methods, returning an item with that revision. With one, op
+// runs in a transaction that measures key before and after it and asks the
+// Quota, which sees the writes one at a time: two writers cannot both fit
+// in the room left for one.
+func (a *Adapter) write(key string, op func(tx *engine.Tx) (engine.Item, error)) (int64, error) {
+	if a.opts.Quota == nil {
+		it, err := op(nil)
+		return it.Revision, err
+	}
+	var rev int64
+	err := a.db.Update(func(tx *engine.Tx) error {
+		before, err := sizeIn(tx, key)
+		if err != nil {
+			return err
+		}
+		if _, err := op(tx); err != nil {
+			return err
+		}
+		after, err := sizeIn(tx, key)
+		if err != nil {
+			return err
+		}
+		rev = tx.Revision()
+		return a.opts.Quota.Charge(key, after.Bytes-before.Bytes, after.Keys-before.Keys)
+	})
+	return rev, err
+}
+
+// sizeIn is what key holds in tx: one key of len(key)+len(value) bytes,
+// or nothing.
+func sizeIn(tx *engine.Tx, key string) (QuotaUsage, error) {
+	it, err := tx.Get(key)
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return QuotaUsage{}, nil
+	case err != nil:
+		return QuotaUsage{}, err
+	}
+	return QuotaUsage{Keys: 1, Bytes: int64(len(it.Key) + len(it.Value))}, nil
 }
 
 // rangeReply reads the keys from start to end, both included (end ""
@@ -150,6 +214,8 @@ func engineError(err error) Reply {
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, engine.ErrClosed):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrQuotaExceeded):
+		code = http.StatusInsufficientStorage
 	}
 	msg := err.Error()
 	if code == http.StatusNotFound {

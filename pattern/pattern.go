@@ -92,6 +92,10 @@ type Pattern struct {
 
 	// anchor: every matching key starts with pre and ends with suf.
 	pre, suf string
+	// onlyPre: the regex says no more than "starts with pre", so that a
+	// prefix test decides without running it (and so never runs out of
+	// time).
+	onlyPre bool
 
 	timeouts atomic.Int64
 }
@@ -161,14 +165,17 @@ func parseRegex(src, expr string, timeout time.Duration) (*Pattern, error) {
 		return nil, &SyntaxError{Pattern: src, Msg: "bad regular expression: " + err.Error()}
 	}
 	re.MatchTimeout = timeout
-	return &Pattern{src: src, kind: Regex, re: re, pre: regexPrefix(expr)}, nil
+	pre, whole := regexPrefix(expr)
+	return &Pattern{src: src, kind: Regex, re: re, pre: pre, onlyPre: whole && pre != ""}, nil
 }
 
 // regexPrefix returns a literal that every string the expression matches
-// starts with, or "". It errs towards "": a wrong prefix would hide matches.
-func regexPrefix(expr string) string {
+// starts with, or "", and whether the expression is that literal anchored
+// at the start and nothing else (as the access pattern "^todo:" is). It
+// errs towards "": a wrong prefix would hide matches.
+func regexPrefix(expr string) (string, bool) {
 	if !strings.HasPrefix(expr, "^") || strings.ContainsRune(expr, '|') {
-		return ""
+		return "", false
 	}
 	var b strings.Builder
 	for i := 1; i < len(expr); i++ {
@@ -178,23 +185,23 @@ func regexPrefix(expr string) string {
 			if i+1 < len(expr) && strings.IndexByte(`.*+?()[]{}|^$\/-:#"' `, expr[i+1]) >= 0 {
 				// An escaped punctuation character is itself.
 				if i+2 < len(expr) && isQuantifier(expr[i+2]) {
-					return b.String()
+					return b.String(), false
 				}
 				b.WriteByte(expr[i+1])
 				i++
 				continue
 			}
-			return b.String()
+			return b.String(), false
 		case c < utf8.RuneSelf && (isAlnum(c) || strings.IndexByte(`:_-/@!%&=<>,;~'" `, c) >= 0):
 			if i+1 < len(expr) && isQuantifier(expr[i+1]) {
-				return b.String() // the character is optional or repeated
+				return b.String(), false // the character is optional or repeated
 			}
 			b.WriteByte(c)
 		default:
-			return b.String()
+			return b.String(), false
 		}
 	}
-	return b.String()
+	return b.String(), true
 }
 
 func isQuantifier(c byte) bool { return c == '*' || c == '+' || c == '?' || c == '{' }
@@ -309,6 +316,9 @@ func (p *Pattern) TryMatch(key string) (bool, error) {
 	case Regex:
 		if !strings.HasPrefix(key, p.pre) {
 			return false, nil // a key outside its literal prefix never runs the regex
+		}
+		if p.onlyPre {
+			return true, nil
 		}
 		buf := runeBufs.Get().(*[]rune)
 		*buf = appendRunes((*buf)[:0], key)

@@ -91,3 +91,33 @@ func TestRegex_OutsidePrefixNotRun(t *testing.T) {
 	require.False(t, MustParse(`/^(a+)+$/`).Match("x:1"), "no prefix: run")
 	require.Equal(t, 1, runs)
 }
+
+// TestRegex_LiteralPrefixNeedsNoRegex: a regex that only says "starts
+// with this literal", as an access pattern such as ^todo: does, is
+// decided by a prefix test: it never runs out of time, however loaded the
+// machine. Any other regex still runs.
+func TestRegex_LiteralPrefixNeedsNoRegex(t *testing.T) {
+	real := regexMatch
+	t.Cleanup(func() { regexMatch = real })
+	regexMatch = func(re *regexp2.Regexp, r []rune) (bool, error) {
+		return false, errors.New("match timeout")
+	}
+	for src, keys := range map[string][2]string{
+		`^todo:`:      {"todo:1", "chat:1"},
+		`/^todo:/`:    {"todo:", "xtodo:"},
+		`/^a\.b\-c/`:  {"a.b-c/1", "axb-c"},
+		`/^room 1~x/`: {"room 1~x", "room 1~"},
+	} {
+		p := MustParse(src)
+		ok, err := p.TryMatch(keys[0])
+		require.NoError(t, err, src)
+		require.True(t, ok, "%s matches %q", src, keys[0])
+		ok, err = p.TryMatch(keys[1])
+		require.NoError(t, err, src)
+		require.False(t, ok, "%s does not match %q", src, keys[1])
+	}
+	for _, src := range []string{`^todo:$`, `^todo:x?`, `^todo:.`, `^(?i)todo:`, `^todo:[0-9]`, `/^a|b/`} {
+		_, err := MustParse(src).TryMatch("todo:x")
+		require.ErrorIs(t, err, ErrTimeout, "%s runs the regex", src)
+	}
+}

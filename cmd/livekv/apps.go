@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 )
 
 // The showcase pages: plain HTML, CSS and JavaScript, no build step.
@@ -15,10 +16,22 @@ import (
 //go:embed apps
 var appFiles embed.FS
 
-// appScopes are the tokens each page gets: its own keys only.
+// appScopes are the tokens each page gets: its own keys only, those that
+// start with the app's name and a colon.
 var appScopes = map[string]adapter.TokenConfig{
 	"todo": {SubscribePatterns: []string{"todo:*"}, AccessPattern: "^todo:"},
 	"chat": {SubscribePatterns: []string{"chat:*"}, AccessPattern: "^chat:"},
+}
+
+// appQuota bounds the keys of each app, as counted in db now: maxKeys
+// keys and maxBytes bytes of keys and values, so that visitors cannot
+// fill the server.
+func appQuota(db *engine.DB, maxKeys, maxBytes int64) (*adapter.PrefixQuota, error) {
+	var limits []adapter.QuotaLimit
+	for app := range appScopes {
+		limits = append(limits, adapter.QuotaLimit{Prefix: app + ":", MaxKeys: maxKeys, MaxBytes: maxBytes})
+	}
+	return adapter.NewPrefixQuota(db, limits...)
 }
 
 // mountApps serves the pages at / and the route that gives them scoped

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,12 +21,6 @@ import (
 func startServe(t *testing.T, bin, data, addr string) *server {
 	t.Helper()
 	return runServe(t, bin, "serve", "--data", data, "--addr", addr, "--api-key", "browser-test")
-}
-
-func (s *server) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, s.cmd.Wait(), "a clean exit on SIGTERM")
 }
 
 // TestBrowser drives the todo and chat pages in headless Chromium with

@@ -13,7 +13,9 @@
 // $LIVEKV_TOKEN_SECRET, if set, signs tokens so that they outlive a
 // restart. One client address may hold --max-conns-per-client (32)
 // WebSockets and get --token-rate (30) tokens a minute from the pages'
-// POST /apps/token. HTTP requests must arrive within --read-timeout (30s, body
+// POST /apps/token. The keys of each app (todo:, chat:) may hold
+// --app-quota-keys (10,000) keys and --app-quota-bytes (16 MiB) of keys
+// and values, whoever writes them. HTTP requests must arrive within --read-timeout (30s, body
 // included) and be answered within --write-timeout (60s); idle keep-alive
 // connections close after --idle-timeout (120s). WebSockets, once open,
 // are not bound by these. On SIGTERM, requests under way get most of
@@ -84,6 +86,8 @@ func serve(args []string) error {
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM, how long requests under way may take; what is left is closed and serve exits within it")
 	tokenRate := fs.Int("token-rate", 30, "tokens per minute (and at once) one client address may get from the pages' POST /apps/token")
 	maxConns := fs.Int("max-conns-per-client", 32, "WebSockets one client address may hold open at once")
+	quotaKeys := fs.Int64("app-quota-keys", 10_000, "keys each showcase app (todo:, chat:) may hold; writes past it get 507")
+	quotaBytes := fs.Int64("app-quota-bytes", 16<<20, "bytes of keys and values each showcase app (todo:, chat:) may hold; writes past it get 507")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -92,8 +96,9 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 {
-		return errors.New("timeouts, --grace, --token-rate and --max-conns-per-client must be positive")
+	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
+		*quotaKeys <= 0 || *quotaBytes <= 0 {
+		return errors.New("timeouts, --grace, --token-rate, --max-conns-per-client and the --app-quota flags must be positive")
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
 		return err
@@ -119,7 +124,12 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 	}
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Logf: logf})
+	quota, err := appQuota(db, *quotaKeys, *quotaBytes)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf})
 	if err != nil {
 		db.Close()
 		return err

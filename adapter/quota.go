@@ -1,0 +1,127 @@
+package adapter
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// ErrQuotaExceeded is what a Quota returns to refuse a write; the client
+// gets code 507 (Insufficient Storage), over WebSocket and REST.
+var ErrQuotaExceeded = errors.New("quota exceeded")
+
+// A Quota bounds what keys may hold. With Options.Quota set, every write
+// the adapter runs (set, patch, increment, compare-and-swap, delete; over
+// WebSocket and REST; with a token or an API key) runs in a transaction
+// that measures its key before and after the write and asks Charge before
+// committing.
+type Quota interface {
+	// Charge is called from inside the write's transaction, so for one
+	// write at a time, with the change the write makes to key: bytes is
+	// the change in len(key)+len(value) (a missing key holds 0; negative
+	// when the value shrinks or the key goes) and keys is 1 when the
+	// write creates key, -1 when it deletes it, else 0. It returns nil to
+	// let the write commit, having counted it, or an error that wraps
+	// ErrQuotaExceeded (any other error: code 500) to refuse it: then
+	// nothing is written. Charge must not use the DB, whose writer lock
+	// the transaction holds. A write that Charge accepted but that then
+	// fails to commit (a disk error) stays counted: a Quota may count
+	// more than the DB holds, never less.
+	Charge(key string, bytes, keys int64) error
+}
+
+// QuotaLimit bounds the keys that start with Prefix: their number and
+// their bytes (of keys and values together).
+type QuotaLimit struct {
+	Prefix   string
+	MaxKeys  int64
+	MaxBytes int64
+}
+
+// QuotaUsage is what the keys under a prefix hold.
+type QuotaUsage struct {
+	Keys  int64
+	Bytes int64
+}
+
+// PrefixQuota is a Quota over key prefixes: a write is refused if it
+// would take the keys under one of its prefixes past their MaxKeys or
+// MaxBytes. A write that frees room, or keeps its key's size, is never
+// refused, even over a limit (after the limits were lowered). The totals
+// are kept in memory, counted from the DB by NewPrefixQuota, so that they
+// follow the DB across restarts; writes that bypass the adapter (the Go
+// API, a key's expiry) are not counted until then.
+type PrefixQuota struct {
+	limits []QuotaLimit
+
+	mu   sync.Mutex
+	used []QuotaUsage // guarded by mu; one per limit
+}
+
+// NewPrefixQuota counts what db holds under each limit's prefix (a scan
+// of them) and returns a quota for an adapter over db. Make it before the
+// adapter serves: writes made during the scan are not counted.
+func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
+	q := &PrefixQuota{limits: limits, used: make([]QuotaUsage, len(limits))}
+	for i, l := range limits {
+		if l.Prefix == "" || l.MaxKeys < 0 || l.MaxBytes < 0 {
+			return nil, fmt.Errorf("%w: quota for %q: an empty prefix or a negative limit", ErrInvalidOptions, l.Prefix)
+		}
+		err := db.View(func(tx *engine.Tx) error {
+			for it, err := range tx.Prefix(l.Prefix, nil) {
+				if err != nil {
+					return err
+				}
+				q.used[i].Keys++
+				q.used[i].Bytes += int64(len(it.Key) + len(it.Value))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// Charge implements Quota.
+func (q *PrefixQuota) Charge(key string, bytes, keys int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, l := range q.limits {
+		if !strings.HasPrefix(key, l.Prefix) {
+			continue
+		}
+		u := q.used[i]
+		if keys > 0 && u.Keys+keys > l.MaxKeys {
+			return fmt.Errorf("%w: %q holds %d keys, at most %d", ErrQuotaExceeded, l.Prefix, u.Keys, l.MaxKeys)
+		}
+		if bytes > 0 && u.Bytes+bytes > l.MaxBytes {
+			return fmt.Errorf("%w: %q holds %d bytes of keys and values, at most %d; this write adds %d",
+				ErrQuotaExceeded, l.Prefix, u.Bytes, l.MaxBytes, bytes)
+		}
+	}
+	for i, l := range q.limits {
+		if strings.HasPrefix(key, l.Prefix) {
+			q.used[i].Keys += keys
+			q.used[i].Bytes += bytes
+		}
+	}
+	return nil
+}
+
+// Usage returns what the keys under prefix hold, as counted; zero for a
+// prefix without a limit.
+func (q *PrefixQuota) Usage(prefix string) QuotaUsage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, l := range q.limits {
+		if l.Prefix == prefix {
+			return q.used[i]
+		}
+	}
+	return QuotaUsage{}
+}
