@@ -116,8 +116,7 @@ func (a *Adapter) write(key string, op func(tx *engine.Tx) (engine.Item, error))
 		it, err := op(nil)
 		return it.Revision, err
 	}
-	var rev int64
-	err := a.db.Update(func(tx *engine.Tx) error {
+	return a.db.Update(func(tx *engine.Tx) error {
 		before, err := sizeIn(tx, key)
 		if err != nil {
 			return err
@@ -129,10 +128,8 @@ func (a *Adapter) write(key string, op func(tx *engine.Tx) (engine.Item, error))
 		if err != nil {
 			return err
 		}
-		rev = tx.Revision()
 		return a.opts.Quota.Charge(key, after.Bytes-before.Bytes, after.Keys-before.Keys)
 	})
-	return rev, err
 }
 
 // sizeIn is what key holds in tx: one key of len(key)+len(value) bytes,
