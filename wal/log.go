@@ -54,6 +54,29 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// withDefaults returns a copy of o, or of the zero Options if o is nil,
+// with each field left zero set to its default. Open and Check both take
+// their options from it, so the defaults live here alone.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.FS == nil {
+		c.FS = OSFS{}
+	}
+	if c.SegmentSize <= 0 {
+		c.SegmentSize = 64 << 20
+	}
+	if c.MaxRecord <= 0 {
+		c.MaxRecord = DefaultMaxRecord
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return c
+}
+
 // Stats count the log's work.
 type Stats struct {
 	Records   int64 // records appended
@@ -142,22 +165,7 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 // opts.Repair; a damaged snapshot always fails it. Appends continue after
 // the last revision replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
-	l := &Log{dir: dir, retain: math.MaxInt64, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	if opts != nil {
-		l.opts = *opts
-	}
-	if l.opts.FS == nil {
-		l.opts.FS = OSFS{}
-	}
-	if l.opts.SegmentSize <= 0 {
-		l.opts.SegmentSize = 64 << 20
-	}
-	if l.opts.MaxRecord <= 0 {
-		l.opts.MaxRecord = DefaultMaxRecord
-	}
-	if l.opts.Logf == nil {
-		l.opts.Logf = func(string, ...any) {}
-	}
+	l := &Log{opts: opts.withDefaults(), dir: dir, retain: math.MaxInt64, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
@@ -894,16 +902,7 @@ type Report struct {
 // kept only for the history, which Open drops, are only reported. The
 // directory must not be open: Check takes its lock.
 func Check(dir string, opts *Options) (Report, error) {
-	l := &Log{dir: dir}
-	if opts != nil {
-		l.opts = *opts
-	}
-	if l.opts.FS == nil {
-		l.opts.FS = OSFS{}
-	}
-	if l.opts.MaxRecord <= 0 {
-		l.opts.MaxRecord = DefaultMaxRecord
-	}
+	l := &Log{opts: opts.withDefaults(), dir: dir}
 	fsys := l.opts.FS
 	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
 	if err != nil {
