@@ -58,7 +58,7 @@ func Check(dir string, opts *Options) (Report, error) {
 		}
 	}
 	rep.LastRevision = rep.SnapshotRevision
-	l.snapRev = rep.SnapshotRevision
+	l.mu.snapRev = rep.SnapshotRevision
 	names, err = fsys.List(l.segDir())
 	if err != nil {
 		return rep, err
@@ -68,7 +68,7 @@ func Check(dir string, opts *Options) (Report, error) {
 		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
 			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
-		l.segments = append(l.segments, segment{first: first})
+		l.mu.segments = append(l.mu.segments, segment{first: first})
 	}
 	n, damage, err := l.historyDamage()
 	if err != nil {

@@ -18,7 +18,7 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()
 	l.mu.Lock()
-	closing, durable, old := l.closing, l.durable, l.snapRev
+	closing, durable, old := l.mu.closing, l.mu.durable, l.mu.snapRev
 	l.mu.Unlock()
 	switch {
 	case closing:
@@ -53,12 +53,12 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 		return fmt.Errorf("wal: snapshot: %w", err)
 	}
 	l.mu.Lock()
-	l.snapRev = rev
-	l.stats.Snapshots++
-	l.stats.SnapshotRevision = rev
-	keep := min(rev, l.retain)
+	l.mu.snapRev = rev
+	l.mu.stats.Snapshots++
+	l.mu.stats.SnapshotRevision = rev
+	keep := min(rev, l.mu.retain)
 	covered := 0
-	for covered+1 < len(l.segments) && l.segments[covered+1].first <= keep+1 {
+	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= keep+1 {
 		covered++
 	}
 	l.mu.Unlock()
@@ -83,5 +83,5 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 func (l *Log) Retain(rev int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.retain = rev
+	l.mu.retain = rev
 }

@@ -21,28 +21,28 @@ var ErrTooLarge = errors.New("wal: record too large")
 func (l *Log) Append(tx *Tx) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
-		return l.err
+	if l.mu.err != nil {
+		return l.mu.err
 	}
-	if l.closing {
+	if l.mu.closing {
 		return ErrClosed
 	}
-	if tx.Revision <= l.last {
-		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.last)
+	if tx.Revision <= l.mu.last {
+		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.mu.last)
 	}
-	start := len(l.pending)
-	l.pending = AppendRecord(l.pending, TypeTx, nil)
-	l.pending = AppendTx(l.pending, tx)
-	if n := len(l.pending) - start - RecordHeaderSize; n > l.opts.MaxRecord {
+	start := len(l.mu.pending)
+	l.mu.pending = AppendRecord(l.mu.pending, TypeTx, nil)
+	l.mu.pending = AppendTx(l.mu.pending, tx)
+	if n := len(l.mu.pending) - start - RecordHeaderSize; n > l.opts.MaxRecord {
 		// Recovery would take a record over the limit for damage, so
 		// none is written; the log is as it was.
-		l.pending = l.pending[:start]
+		l.mu.pending = l.mu.pending[:start]
 		return fmt.Errorf("%w: a record of %d bytes, limit %d", ErrTooLarge, n, l.opts.MaxRecord)
 	}
-	l.pending = reframe(l.pending, start)
-	l.waiting++
-	l.last = tx.Revision
-	l.stats.Records++
+	l.mu.pending = reframe(l.mu.pending, start)
+	l.mu.waiting++
+	l.mu.last = tx.Revision
+	l.mu.stats.Records++
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -68,16 +68,16 @@ func reframe(b []byte, start int) []byte {
 func (l *Log) WaitDurable(rev int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.durable < rev {
+	for l.mu.durable < rev {
 		switch {
-		case l.err != nil:
-			return l.err
-		case l.stopped:
+		case l.mu.err != nil:
+			return l.mu.err
+		case l.mu.stopped:
 			return ErrClosed
-		case !l.busy && len(l.pending) > 0:
+		case !l.mu.busy && len(l.mu.pending) > 0:
 			l.lead()
 		default:
-			l.cond.Wait()
+			l.mu.cond.Wait()
 		}
 	}
 	return nil
@@ -85,10 +85,10 @@ func (l *Log) WaitDurable(rev int64) error {
 
 // lead writes everything waiting as one group and, under SyncAlways,
 // syncs once for all of it. l.mu is held, and held again on return; the
-// file work happens without it, while l.busy keeps every other leader out.
+// file work happens without it, while l.mu.busy keeps every other leader out.
 func (l *Log) lead() {
-	l.busy = true
-	if target := l.waiting + l.lastGroup*3/4; l.waiting < target && l.opts.Sync == SyncAlways && !l.closing {
+	l.mu.busy = true
+	if target := l.mu.waiting + l.lastGroup*3/4; l.mu.waiting < target && l.opts.Sync == SyncAlways && !l.mu.closing {
 		// The last sync released the writers of its group, who are
 		// likely to write again at once. Give them a moment to append,
 		// so that this sync serves them with those who wrote during the
@@ -98,10 +98,10 @@ func (l *Log) lead() {
 		l.gather(target, l.lastSync/2)
 		l.mu.Lock()
 	}
-	group, last := l.pending, l.last
-	l.lastGroup = l.waiting
-	l.pending, l.spare, l.waiting = l.spare[:0], nil, 0
-	failed := l.err != nil
+	group, last := l.mu.pending, l.mu.last
+	l.lastGroup = l.mu.waiting
+	l.mu.pending, l.mu.spare, l.mu.waiting = l.mu.spare[:0], nil, 0
+	failed := l.mu.err != nil
 	l.mu.Unlock()
 
 	var err error
@@ -118,17 +118,17 @@ func (l *Log) lead() {
 	}
 
 	l.mu.Lock()
-	l.spare = group[:0]
-	l.stats.Groups++
-	l.dirty = l.dirty || dirty
-	if err != nil && l.err == nil {
-		l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+	l.mu.spare = group[:0]
+	l.mu.stats.Groups++
+	l.mu.dirty = l.mu.dirty || dirty
+	if err != nil && l.mu.err == nil {
+		l.mu.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
 	}
-	if l.err == nil {
-		l.durable = last
+	if l.mu.err == nil {
+		l.mu.durable = last
 	}
-	l.busy = false
-	l.cond.Broadcast()
+	l.mu.busy = false
+	l.mu.cond.Broadcast()
 }
 
 // syncLoop fsyncs what was written, every interval, under SyncInterval.
@@ -143,22 +143,22 @@ func (l *Log) syncLoop(every time.Duration) {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		for l.busy {
-			l.cond.Wait()
+		for l.mu.busy {
+			l.mu.cond.Wait()
 		}
-		if !l.dirty || l.err != nil || l.stopped {
+		if !l.mu.dirty || l.mu.err != nil || l.mu.stopped {
 			l.mu.Unlock()
 			continue
 		}
-		l.busy, l.dirty = true, false
+		l.mu.busy, l.mu.dirty = true, false
 		l.mu.Unlock()
 		err := l.sync()
 		l.mu.Lock()
-		if err != nil && l.err == nil {
-			l.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+		if err != nil && l.mu.err == nil {
+			l.mu.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
 		}
-		l.busy = false
-		l.cond.Broadcast()
+		l.mu.busy = false
+		l.mu.cond.Broadcast()
 		l.mu.Unlock()
 	}
 }
@@ -169,7 +169,7 @@ func (l *Log) gather(n int, d time.Duration) {
 	defer l.gatherTimer.Stop()
 	for {
 		l.mu.Lock()
-		enough := l.waiting >= n || l.closing
+		enough := l.mu.waiting >= n || l.mu.closing
 		l.mu.Unlock()
 		if enough {
 			return
@@ -190,7 +190,7 @@ func (l *Log) sync() error {
 		return err
 	}
 	l.mu.Lock()
-	l.stats.Syncs++
+	l.mu.stats.Syncs++
 	l.mu.Unlock()
 	return nil
 }

@@ -10,6 +10,39 @@ import (
 	"time"
 )
 
+// The Log's work, by file:
+//
+//	log.go         the Log and its Options and Stats; Open and Close
+//	recover.go     what Open reads back: the snapshot, the segments, the
+//	               checks of the history segments; truncating and removing
+//	commit.go      Append and WaitDurable: group commit by a leader, and
+//	               the interval sync
+//	rotate.go      writing a group to the current segment, starting the next
+//	checkpoint.go  Log.Snapshot and Log.Retain: a snapshot replaces segments
+//	check.go       Check, which reads a log that is not open and reports
+//
+// The formats are in record.go, tx.go, segment.go and snapshot.go.
+//
+// Lock order, outermost first:
+//
+//	snapMu → mu
+//
+// snapMu is held for the whole of a Snapshot, file work included, which
+// takes mu inside it only briefly, to read or publish state; Close takes
+// snapMu before mu, and so waits for a snapshot under way. Nothing takes
+// snapMu while holding mu.
+//
+// mu.busy is a flag under mu, not a lock: whoever sets it (a leader in
+// WaitDurable, or syncLoop under SyncInterval) owns the current segment
+// and the leader's fields (seg, segSize, lastGroup, lastSync, gatherTimer)
+// until it clears it and broadcasts mu.cond; everyone else who needs the
+// segment waits on mu.cond for !busy. The leader writes, rotates and syncs
+// without mu, taking it only briefly: in gather to count what is waiting,
+// in write, rotate and sync to publish sizes and counts. Close, once it
+// has stopped syncLoop and waited out the last leader, owns the segment
+// without setting busy: Append refuses records once closing is set, so no
+// leader can start again.
+
 // SyncPolicy says when the log fsyncs, and so what a crash can lose.
 type SyncPolicy struct {
 	every time.Duration // 0: every group; >0: on a timer
@@ -105,37 +138,48 @@ type segment struct {
 // directory, written in groups: the first writer to wait for its record
 // writes and syncs everything waiting, for everyone (see WaitDurable).
 type Log struct {
+	// Set by Open and not changed after.
 	opts Options
 	dir  string
-	lock io.Closer
+	lock io.Closer // the directory's LOCK file; Close releases it
 
-	mu       sync.Mutex // guards the fields below
-	cond     *sync.Cond // broadcast when durable, err or busy change, or on close
-	pending  []byte     // records waiting for a leader to write them
-	waiting  int        // how many records pending holds
-	spare    []byte
-	last     int64 // revision of the newest appended record
-	durable  int64 // revision of the newest durable record
-	err      error // sticky: the first write or sync that failed
-	busy     bool  // a leader (or the interval sync) is using the segment
-	dirty    bool  // written since the last sync
-	closing  bool  // Close was called
-	stopped  bool  // Close has synced and closed the segment
-	stats    Stats
-	segments []segment    // the segment files, ascending
-	snapRev  int64        // revision of the newest snapshot
-	retain   int64        // a snapshot removes no segment with records after this; see Retain
-	written  atomic.Int64 // bytes appended to segments since Open
+	// snapMu lets one Snapshot run at a time and makes Close wait for the
+	// one under way. It is taken before mu, never while mu is held.
+	snapMu sync.Mutex
 
-	snapMu sync.Mutex // one snapshot at a time
+	// mu guards the state that writers, the leader, the interval sync,
+	// snapshots and Stats share. Open and Check fill it before the Log is
+	// shared, without taking mu.
+	mu struct {
+		sync.Mutex
+		cond     *sync.Cond // on mu: broadcast when durable, err or busy change, or on close
+		pending  []byte     // records waiting for a leader to write them
+		waiting  int        // how many records pending holds
+		spare    []byte
+		last     int64 // revision of the newest appended record
+		durable  int64 // revision of the newest durable record
+		err      error // sticky: the first write or sync that failed
+		busy     bool  // a leader (or the interval sync) is using the segment
+		dirty    bool  // written since the last sync
+		closing  bool  // Close was called
+		stopped  bool  // Close has synced and closed the segment
+		stats    Stats
+		segments []segment // the segment files, ascending
+		snapRev  int64     // revision of the newest snapshot
+		retain   int64     // a snapshot removes no segment with records after this; see Retain
+	}
 
-	// The leader's own (whoever set busy).
+	written atomic.Int64 // bytes appended to segments since Open; Written reads it without mu
+
+	// The leader's own: whoever set mu.busy uses these without mu, and
+	// Close once the last leader is done (see the lock order at the top).
 	seg         File
 	segSize     int64
 	lastGroup   int           // records in the last group
 	lastSync    time.Duration // how long its sync took
 	gatherTimer *time.Timer
 
+	// Made by Open and not changed after.
 	kick chan struct{} // Append wakes a gathering leader; capacity 1
 	stop chan struct{} // closed by Close to stop the interval sync
 	done chan struct{} // closed when the interval sync has stopped
@@ -158,8 +202,9 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 // opts.Repair; a damaged snapshot always fails it. Appends continue after
 // the last revision replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
-	l := &Log{opts: opts.withDefaults(), dir: dir, retain: math.MaxInt64, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	l.cond = sync.NewCond(&l.mu)
+	l := &Log{opts: opts.withDefaults(), dir: dir, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	l.mu.retain = math.MaxInt64
+	l.mu.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
 		if err := fsys.MkdirAll(d); err != nil {
@@ -175,8 +220,8 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	l.durable = l.last
-	l.stats = Stats{Bytes: l.stats.Bytes, SnapshotRevision: l.snapRev}
+	l.mu.durable = l.mu.last
+	l.mu.stats = Stats{Bytes: l.mu.stats.Bytes, SnapshotRevision: l.mu.snapRev}
 	l.gatherTimer = time.NewTimer(time.Hour)
 	l.gatherTimer.Stop()
 	if l.opts.Sync.every > 0 {
@@ -194,7 +239,7 @@ func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.err
+	return l.mu.err
 }
 
 // Written returns how many bytes have been appended to segments since
@@ -205,8 +250,8 @@ func (l *Log) Written() int64 { return l.written.Load() }
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.stats
-	s.Segments = len(l.segments)
+	s := l.mu.stats
+	s.Segments = len(l.mu.segments)
 	return s
 }
 
@@ -216,34 +261,34 @@ func (l *Log) Close() error {
 	l.snapMu.Lock() // a snapshot under way finishes first
 	defer l.snapMu.Unlock()
 	l.mu.Lock()
-	if l.closing {
+	if l.mu.closing {
 		l.mu.Unlock()
 		return nil
 	}
-	l.closing = true
+	l.mu.closing = true
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.busy {
-		l.cond.Wait()
+	for l.mu.busy {
+		l.mu.cond.Wait()
 	}
-	if len(l.pending) > 0 {
+	if len(l.mu.pending) > 0 {
 		l.lead() // appended, but nobody waited for them yet
 	}
-	if l.seg != nil && l.err == nil && l.dirty {
+	if l.seg != nil && l.mu.err == nil && l.mu.dirty {
 		l.mu.Unlock()
 		err := l.sync()
 		l.mu.Lock()
-		if err != nil && l.err == nil {
-			l.err = fmt.Errorf("wal: %w", err)
+		if err != nil && l.mu.err == nil {
+			l.mu.err = fmt.Errorf("wal: %w", err)
 		}
 	}
 	l.closeSegment()
-	l.stopped = true
-	l.cond.Broadcast()
+	l.mu.stopped = true
+	l.mu.cond.Broadcast()
 	l.lock.Close()
-	return l.err
+	return l.mu.err
 }

@@ -69,7 +69,7 @@ func (l *Log) loadSnapshot(r Replay) error {
 		if rev != newest {
 			return fmt.Errorf("%w: %s holds revision %d", ErrCorrupt, name, rev)
 		}
-		l.snapRev, l.last = rev, rev
+		l.mu.snapRev, l.mu.last = rev, rev
 	}
 	if len(stale) == 0 {
 		return nil
@@ -96,7 +96,7 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
 			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
 		}
-		l.segments = append(l.segments, segment{first: first})
+		l.mu.segments = append(l.mu.segments, segment{first: first})
 	}
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), are
@@ -125,15 +125,15 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 		}
 		return hist(tx)
 	}
-	for i, seg := range l.segments {
+	for i, seg := range l.mu.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
-		lastSeg := i == len(l.segments)-1
+		lastSeg := i == len(l.mu.segments)-1
 		b, res, bad, err := l.readSegment(name, lastSeg, history, func(tx *Tx) error {
-			if tx.Revision <= l.last {
-				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.last)
+			if tx.Revision <= l.mu.last {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
-			l.last = tx.Revision
-			l.stats.Records++
+			l.mu.last = tx.Revision
+			l.mu.stats.Records++
 			return fn(tx)
 		})
 		if err != nil {
@@ -160,8 +160,8 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 			}
 			b = b[:res.Good]
 		}
-		l.segments[i].size = int64(len(b))
-		l.stats.Bytes += int64(len(b))
+		l.mu.segments[i].size = int64(len(b))
+		l.mu.stats.Bytes += int64(len(b))
 		if bad != nil && !lastSeg {
 			return l.dropFrom(i + 1)
 		}
@@ -178,12 +178,12 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 // says so (Logf), and Check reports it.
 func (l *Log) historyDamage() (n int, damage, err error) {
 	covered := 0
-	for covered+1 < len(l.segments) && l.segments[covered+1].first <= l.snapRev+1 {
+	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= l.mu.snapRev+1 {
 		covered++
 	}
 	for i := 0; i < covered; i++ {
-		name := path.Join(l.segDir(), segmentName(l.segments[i].first))
-		next := l.segments[i].first // the revision its next record must have
+		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
+		next := l.mu.segments[i].first // the revision its next record must have
 		inOrder := func(tx *Tx) error {
 			if tx.Revision != next {
 				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, tx.Revision, next)
@@ -198,8 +198,8 @@ func (l *Log) historyDamage() (n int, damage, err error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		if bad == nil && next != l.segments[i+1].first {
-			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.segments[i+1].first)
+		if bad == nil && next != l.mu.segments[i+1].first {
+			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.mu.segments[i+1].first)
 		}
 		if bad != nil {
 			n, damage = i+1, bad
@@ -225,7 +225,7 @@ func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b [
 	}
 	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
 		held := false
-		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.snapRev) {
+		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
 			if hist == nil {
 				return nil // in the snapshot
 			}
@@ -274,15 +274,15 @@ func (l *Log) removeSegments(n int) error {
 		return nil
 	}
 	l.mu.Lock()
-	gone := slices.Clone(l.segments[:n])
+	gone := slices.Clone(l.mu.segments[:n])
 	l.mu.Unlock()
 	for _, seg := range gone {
 		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
 			return err
 		}
 		l.mu.Lock()
-		l.segments = l.segments[1:]
-		l.stats.Bytes -= seg.size
+		l.mu.segments = l.mu.segments[1:]
+		l.mu.stats.Bytes -= seg.size
 		l.mu.Unlock()
 	}
 	return l.opts.FS.SyncDir(l.segDir())
@@ -290,11 +290,11 @@ func (l *Log) removeSegments(n int) error {
 
 // dropFrom removes the segments from index i on.
 func (l *Log) dropFrom(i int) error {
-	for _, seg := range l.segments[i:] {
+	for _, seg := range l.mu.segments[i:] {
 		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
 			return err
 		}
 	}
-	l.segments = l.segments[:i]
+	l.mu.segments = l.mu.segments[:i]
 	return l.opts.FS.SyncDir(l.segDir())
 }

@@ -22,8 +22,8 @@ func (l *Log) write(group []byte) error {
 	n, err := l.seg.Write(group)
 	l.segSize += int64(n)
 	l.mu.Lock()
-	l.segments[len(l.segments)-1].size += int64(n)
-	l.stats.Bytes += int64(n)
+	l.mu.segments[len(l.mu.segments)-1].size += int64(n)
+	l.mu.stats.Bytes += int64(n)
 	l.written.Add(int64(n))
 	l.mu.Unlock()
 	return err
@@ -56,8 +56,8 @@ func (l *Log) rotate(first int64) error {
 		return err
 	}
 	l.mu.Lock()
-	l.segments = append(l.segments, segment{first: first, size: int64(len(hdr))})
-	l.stats.Bytes += int64(len(hdr))
+	l.mu.segments = append(l.mu.segments, segment{first: first, size: int64(len(hdr))})
+	l.mu.stats.Bytes += int64(len(hdr))
 	l.mu.Unlock()
 	return nil
 }
