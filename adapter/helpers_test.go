@@ -13,13 +13,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 const apiKey = "test-api-key"
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/internal/leaktest"
 	"go.uber.org/goleak"
 )
 
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		var err error
 		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			err = goleak.Find(goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
+			err = goleak.Find(leaktest.Ignores()...)
 			if err == nil || time.Now().After(deadline) {
 				break
 			}

@@ -6,14 +6,15 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-// regexp2's timeout clock stops by itself about a second after its last use.
+// kill9Main comes first: in the child process of a kill -9 test it runs
+// the child and exits, with no tests and no leak check.
 func TestMain(m *testing.M) {
 	kill9Main()
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
+	leaktest.Main(m)
 }
 
 // errOf is the error of a call that also returns a value, such as

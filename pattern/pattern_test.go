@@ -6,16 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-// regexp2 runs a clock goroutine for match timeouts; it stops by itself
-// about a second after the last timed match.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 func TestParse_Kinds(t *testing.T) {
 	tests := []struct {

@@ -8,15 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/dlclark/regexp2.runClock"))
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 func pats(t testing.TB, srcs ...string) []*pattern.Pattern {
 	t.Helper()

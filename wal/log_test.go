@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 func txN(rev int64) *wal.Tx {
 	return &wal.Tx{Revision: rev, Time: rev, Writes: []wal.Write{{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", rev%7), Value: fmt.Sprintf("v%d", rev)}}}

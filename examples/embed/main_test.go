@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/livekv/livekv/internal/leaktest"
 )
 
 func TestRun(t *testing.T) {
@@ -21,4 +21,4 @@ revision 4: delete user:1
 	}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leaktest.Main(m) }

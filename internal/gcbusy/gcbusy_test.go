@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/internal/gcbusy"
-	"go.uber.org/goleak"
+	"github.com/livekv/livekv/internal/leaktest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 func TestStart_CollectsUntilStopped(t *testing.T) {
 	start := numGC()

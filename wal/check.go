@@ -1,0 +1,104 @@
+package wal
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Report is what Check found in a log's directory.
+type Report struct {
+	SnapshotRevision int64 // 0: no snapshot
+	SnapshotItems    int64
+	Segments         int
+	Records          int64 // transaction records after the snapshot
+	LastRevision     int64 // newest revision the log holds
+	TornBytes        int64 // bytes of a torn tail that Open would truncate
+	// HistoryDamage is damage in the segments kept only for the history
+	// of changes (the snapshot holds all of their records), "" if none:
+	// Open removes the HistorySegmentsLost oldest segments, up to and
+	// including the damaged one, and the history starts after them.
+	HistoryDamage       string
+	HistorySegmentsLost int
+}
+
+// Check reads the snapshot and the segments in dir without changing
+// anything and reports what it found. Damage that Open would refuse, a
+// damaged last record included, is returned as an error that
+// errors.Is(err, ErrCorrupt) recognises and that names the segment and
+// the offset; a torn tail, which Open truncates, and damage in segments
+// kept only for the history, which Open drops, are only reported. The
+// directory must not be open: Check takes its lock.
+func Check(dir string, opts *Options) (Report, error) {
+	l := &Log{opts: opts.withDefaults(), dir: dir}
+	fsys := l.opts.FS
+	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
+	if err != nil {
+		return Report{}, err
+	}
+	defer lock.Close()
+	var rep Report
+	names, err := fsys.List(l.snapDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, name := range names {
+		if strings.HasSuffix(name, ".snap") {
+			b, err := fsys.ReadFile(path.Join(l.snapDir(), name))
+			if err != nil {
+				return rep, err
+			}
+			rep.SnapshotItems = 0
+			rev, err := ReadSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil })
+			if err != nil {
+				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
+			}
+			rep.SnapshotRevision = rev // names sort by revision: the last is the newest
+		}
+	}
+	rep.LastRevision = rep.SnapshotRevision
+	l.mu.snapRev = rep.SnapshotRevision
+	names, err = fsys.List(l.segDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, name := range names {
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
+			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
+		}
+		l.mu.segments = append(l.mu.segments, segment{first: first})
+	}
+	n, damage, err := l.historyDamage()
+	if err != nil {
+		return rep, err
+	}
+	if n > 0 {
+		rep.HistoryDamage, rep.HistorySegmentsLost = damage.Error(), n
+		names = names[n:]
+	}
+	for i, name := range names {
+		last := i == len(names)-1
+		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
+			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
+			}
+			rep.LastRevision = tx.Revision
+			rep.Records++
+			return nil
+		})
+		rep.Segments++
+		switch {
+		case err != nil:
+			return rep, err
+		case bad != nil:
+			return rep, bad
+		case len(b) < SegmentHeaderSize:
+			rep.TornBytes += int64(len(b))
+		case res.Torn:
+			rep.TornBytes += int64(len(b)) - res.Good
+		}
+	}
+	return rep, nil
+}

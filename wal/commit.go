@@ -1,0 +1,196 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("wal: log closed")
+
+// ErrTooLarge is returned by Append for a transaction whose record would be
+// over Options.MaxRecord. Nothing is written and the log stays usable.
+var ErrTooLarge = errors.New("wal: record too large")
+
+// Append queues tx to be written. Revisions must increase. It does not
+// wait or write: WaitDurable does. An earlier write or sync failure is returned
+// here (sticky) until the log is reopened.
+func (l *Log) Append(tx *Tx) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.err != nil {
+		return l.mu.err
+	}
+	if l.mu.closing {
+		return ErrClosed
+	}
+	if tx.Revision <= l.mu.last {
+		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.mu.last)
+	}
+	start := len(l.mu.pending)
+	l.mu.pending = AppendRecord(l.mu.pending, TypeTx, nil)
+	l.mu.pending = AppendTx(l.mu.pending, tx)
+	if n := len(l.mu.pending) - start - RecordHeaderSize; n > l.opts.MaxRecord {
+		// Recovery would take a record over the limit for damage, so
+		// none is written; the log is as it was.
+		l.mu.pending = l.mu.pending[:start]
+		return fmt.Errorf("%w: a record of %d bytes, limit %d", ErrTooLarge, n, l.opts.MaxRecord)
+	}
+	l.mu.pending = reframe(l.mu.pending, start)
+	l.mu.waiting++
+	l.mu.last = tx.Revision
+	l.mu.stats.Records++
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// reframe fixes the header of the record at b[start:] after its payload
+// was appended in place behind an empty frame.
+func reframe(b []byte, start int) []byte {
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-RecordHeaderSize))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
+	return b
+}
+
+// WaitDurable waits until every record up to rev is durable under the
+// sync policy, or returns the error that stopped it. If no group is being
+// written, the caller writes (and syncs) everything waiting itself, as the
+// group's leader; otherwise it waits for the leader, and leads the next
+// group if its record is still waiting then. So a lone writer syncs its
+// own records with no hand-off to another goroutine, and many writers
+// share each fsync.
+func (l *Log) WaitDurable(rev int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.mu.durable < rev {
+		switch {
+		case l.mu.err != nil:
+			return l.mu.err
+		case l.mu.stopped:
+			return ErrClosed
+		case !l.mu.busy && len(l.mu.pending) > 0:
+			l.lead()
+		default:
+			l.mu.cond.Wait()
+		}
+	}
+	return nil
+}
+
+// lead writes everything waiting as one group and, under SyncAlways,
+// syncs once for all of it. l.mu is held, and held again on return; the
+// file work happens without it, while l.mu.busy keeps every other leader out.
+func (l *Log) lead() {
+	l.mu.busy = true
+	if target := l.mu.waiting + l.lastGroup*3/4; l.mu.waiting < target && l.opts.Sync == SyncAlways && !l.mu.closing {
+		// The last sync released the writers of its group, who are
+		// likely to write again at once. Give them a moment to append,
+		// so that this sync serves them with those who wrote during the
+		// last one. Otherwise groups settle into two halves, each
+		// synced alone.
+		l.mu.Unlock()
+		l.gather(target, l.lastSync/2)
+		l.mu.Lock()
+	}
+	group, last := l.mu.pending, l.mu.last
+	l.lastGroup = l.mu.waiting
+	l.mu.pending, l.mu.spare, l.mu.waiting = l.mu.spare[:0], nil, 0
+	failed := l.mu.err != nil
+	l.mu.Unlock()
+
+	var err error
+	dirty := false
+	if !failed {
+		err = l.write(group)
+		if err == nil && l.opts.Sync == SyncAlways {
+			began := time.Now()
+			err = l.sync()
+			l.lastSync = time.Since(began)
+		} else if err == nil {
+			dirty = true
+		}
+	}
+
+	l.mu.Lock()
+	l.mu.spare = group[:0]
+	l.mu.stats.Groups++
+	l.mu.dirty = l.mu.dirty || dirty
+	if err != nil && l.mu.err == nil {
+		l.mu.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+	}
+	if l.mu.err == nil {
+		l.mu.durable = last
+	}
+	l.mu.busy = false
+	l.mu.cond.Broadcast()
+}
+
+// syncLoop fsyncs what was written, every interval, under SyncInterval.
+func (l *Log) syncLoop(every time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		for l.mu.busy {
+			l.mu.cond.Wait()
+		}
+		if !l.mu.dirty || l.mu.err != nil || l.mu.stopped {
+			l.mu.Unlock()
+			continue
+		}
+		l.mu.busy, l.mu.dirty = true, false
+		l.mu.Unlock()
+		err := l.sync()
+		l.mu.Lock()
+		if err != nil && l.mu.err == nil {
+			l.mu.err = fmt.Errorf("wal: %w (the log refuses writes until reopened)", err)
+		}
+		l.mu.busy = false
+		l.mu.cond.Broadcast()
+		l.mu.Unlock()
+	}
+}
+
+// gather waits until at least n records are waiting, for at most d.
+func (l *Log) gather(n int, d time.Duration) {
+	l.gatherTimer.Reset(min(d, maxGather))
+	defer l.gatherTimer.Stop()
+	for {
+		l.mu.Lock()
+		enough := l.mu.waiting >= n || l.mu.closing
+		l.mu.Unlock()
+		if enough {
+			return
+		}
+		select {
+		case <-l.kick:
+		case <-l.gatherTimer.C:
+			return
+		}
+	}
+}
+
+// maxGather bounds how long a leader waits for its group to fill.
+const maxGather = time.Millisecond
+
+func (l *Log) sync() error {
+	if err := l.seg.Sync(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.mu.stats.Syncs++
+	l.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,300 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// recover loads the newest snapshot and replays the segments after it;
+// see Open.
+func (l *Log) recover(r Replay) error {
+	if err := l.loadSnapshot(r); err != nil {
+		return err
+	}
+	if r.Tx == nil {
+		r.Tx = func(*Tx) error { return nil }
+	}
+	return l.replay(r.History, r.Tx)
+}
+
+// loadSnapshot finds the newest snapshot, removes older ones and
+// unfinished ones, and reads it into r.
+func (l *Log) loadSnapshot(r Replay) error {
+	fsys := l.opts.FS
+	dir := l.snapDir()
+	names, err := fsys.List(dir)
+	if err != nil {
+		return err
+	}
+	var revs []int64
+	var stale []string
+	for _, name := range names {
+		if strings.HasSuffix(name, ".snap.tmp") {
+			stale = append(stale, name) // a snapshot cut short by a crash
+			continue
+		}
+		rev, err := strconv.ParseInt(strings.TrimSuffix(name, ".snap"), 10, 64)
+		if !strings.HasSuffix(name, ".snap") || err != nil || rev < 1 {
+			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
+		}
+		revs = append(revs, rev)
+	}
+	if len(revs) > 0 {
+		newest := revs[len(revs)-1]
+		for _, rev := range revs[:len(revs)-1] {
+			stale = append(stale, snapshotName(rev)) // replaced by newest, not yet removed
+		}
+		name := path.Join(dir, snapshotName(newest))
+		b, err := fsys.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if r.Item == nil {
+			r.Item = func(*Item) error { return nil }
+		}
+		if r.Snapshot != nil {
+			if err := r.Snapshot(newest); err != nil {
+				return err
+			}
+		}
+		rev, err := ReadSnapshot(b, l.opts.MaxRecord, r.Item)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if rev != newest {
+			return fmt.Errorf("%w: %s holds revision %d", ErrCorrupt, name, rev)
+		}
+		l.mu.snapRev, l.mu.last = rev, rev
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	for _, name := range stale {
+		l.opts.Logf("wal: removing %s", path.Join(dir, name))
+		if err := fsys.Remove(path.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return fsys.SyncDir(dir)
+}
+
+// replay reads the segments in order, passing hist the transactions the
+// snapshot holds and fn those after it; see Open.
+func (l *Log) replay(hist, fn func(*Tx) error) error {
+	fsys := l.opts.FS
+	names, err := fsys.List(l.segDir())
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
+			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
+		}
+		l.mu.segments = append(l.mu.segments, segment{first: first})
+	}
+	// Segments whose records the snapshot holds all of, kept for the
+	// history (or left over from a crash before they were removed), are
+	// checked first: the history they hold must be whole, so damage in
+	// one drops it and every older one. The state is not at stake.
+	n, damage, err := l.historyDamage()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		l.opts.Logf("wal: %v: removing the %d oldest segments, which hold only history", damage, n)
+		if err := l.removeSegments(n); err != nil {
+			return err
+		}
+	}
+	var histLast int64
+	history := func(tx *Tx) error {
+		// historyDamage vetted the segments of history alone; this is the
+		// one the snapshot ends in, which holds state too.
+		if histLast != 0 && tx.Revision != histLast+1 {
+			return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, histLast)
+		}
+		histLast = tx.Revision
+		if hist == nil {
+			return nil
+		}
+		return hist(tx)
+	}
+	for i, seg := range l.mu.segments {
+		name := path.Join(l.segDir(), segmentName(seg.first))
+		lastSeg := i == len(l.mu.segments)-1
+		b, res, bad, err := l.readSegment(name, lastSeg, history, func(tx *Tx) error {
+			if tx.Revision <= l.mu.last {
+				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
+			}
+			l.mu.last = tx.Revision
+			l.mu.stats.Records++
+			return fn(tx)
+		})
+		if err != nil {
+			return err
+		}
+		if lastSeg && (len(b) < SegmentHeaderSize || res.Records == 0 && bad == nil) {
+			// A crash while the segment was started: its header never
+			// became durable, or no record did. Remove it, so that the
+			// next append can start it again.
+			l.opts.Logf("wal: %s: removing a segment with no records", name)
+			return l.dropFrom(i)
+		}
+		if bad != nil && !l.opts.Repair {
+			return bad
+		}
+		if bad != nil || res.Torn {
+			what := "torn tail"
+			if bad != nil {
+				what = "damage (repair)"
+			}
+			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, int64(len(b))-res.Good)
+			if err := l.truncate(name, res.Good); err != nil {
+				return err
+			}
+			b = b[:res.Good]
+		}
+		l.mu.segments[i].size = int64(len(b))
+		l.mu.stats.Bytes += int64(len(b))
+		if bad != nil && !lastSeg {
+			return l.dropFrom(i + 1)
+		}
+	}
+	return nil
+}
+
+// historyDamage reads the segments whose records the snapshot holds all
+// of, which are kept only for the history of changes, and finds the newest
+// damage among them: a bad record, or a gap, inside one or between one
+// and the next. It returns how many segments, oldest first, must go for
+// the history that is left to be whole (0: none), and the damage. Only
+// the history is at stake there, never the state: Open drops them and
+// says so (Logf), and Check reports it.
+func (l *Log) historyDamage() (n int, damage, err error) {
+	covered := 0
+	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= l.mu.snapRev+1 {
+		covered++
+	}
+	for i := 0; i < covered; i++ {
+		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
+		next := l.mu.segments[i].first // the revision its next record must have
+		inOrder := func(tx *Tx) error {
+			if tx.Revision != next {
+				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, tx.Revision, next)
+			}
+			next++
+			return nil
+		}
+		_, _, bad, err := l.readSegment(name, false, inOrder, inOrder)
+		if err != nil && errors.Is(err, ErrCorrupt) {
+			bad, err = fmt.Errorf("%s: %w", name, err), nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		if bad == nil && next != l.mu.segments[i+1].first {
+			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.mu.segments[i+1].first)
+		}
+		if bad != nil {
+			n, damage = i+1, bad
+		}
+	}
+	return n, damage, nil
+}
+
+// readSegment reads the segment file name and calls hist with each of its
+// transactions that the snapshot holds (nil: skip them unread), fn with
+// each after it. A last segment too short for its header is returned as
+// it is, unread. bad is damage that is not a torn tail of the last segment
+// (it wraps ErrCorrupt and names the file); err is what stopped the read
+// otherwise: an I/O error, a bad header, hist's or fn's error.
+func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res ScanResult, bad, err error) {
+	b, err = l.opts.FS.ReadFile(name)
+	if err != nil || len(b) < SegmentHeaderSize && last {
+		return b, res, nil, err
+	}
+	_, version, err := DecodeSegmentHeader(b)
+	if err != nil {
+		return b, res, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+		held := false
+		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
+			if hist == nil {
+				return nil // in the snapshot
+			}
+			held = true
+		}
+		tx, err := DecodeTx(payload, version)
+		if err != nil {
+			return err
+		}
+		if held {
+			return hist(&tx)
+		}
+		return fn(&tx)
+	})
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return b, res, fmt.Errorf("%s: %w", name, err), nil
+	case err != nil:
+		return b, res, nil, err
+	case res.Torn && !last:
+		return b, res, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", name, ErrCorrupt, res.Good), nil
+	}
+	return b, res, nil, nil
+}
+
+func (l *Log) truncate(name string, size int64) error {
+	f, err := l.opts.FS.OpenAppend(name)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// removeSegments removes the first n segments, oldest first, so that a
+// crash leaves a suffix of the log.
+func (l *Log) removeSegments(n int) error {
+	if n == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	gone := slices.Clone(l.mu.segments[:n])
+	l.mu.Unlock()
+	for _, seg := range gone {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.mu.segments = l.mu.segments[1:]
+		l.mu.stats.Bytes -= seg.size
+		l.mu.Unlock()
+	}
+	return l.opts.FS.SyncDir(l.segDir())
+}
+
+// dropFrom removes the segments from index i on.
+func (l *Log) dropFrom(i int) error {
+	for _, seg := range l.mu.segments[i:] {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
+			return err
+		}
+	}
+	l.mu.segments = l.mu.segments[:i]
+	return l.opts.FS.SyncDir(l.segDir())
+}
