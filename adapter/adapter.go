@@ -75,7 +75,7 @@ type Options struct {
 
 	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
 	// one subscribe message: over it, 400. Default 64. Each pattern is also
-	// limited to pattern.MaxLen bytes.
+	// limited to pattern.DefaultMaxLen bytes.
 	MaxPatterns int
 
 	// MaxSubscriptions bounds the subscriptions one connection holds at

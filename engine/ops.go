@@ -1,7 +1,8 @@
 package engine
 
 // Get returns the item stored under key, or ErrNotFound. It reads the newest
-// committed revision without taking a lock and allocates nothing.
+// committed revision, takes only the read lock of the key's index shard
+// (which a writer holds for a map insert at most), and allocates nothing.
 func (db *DB) Get(key string) (Item, error) {
 	if db.closed.Load() {
 		return Item{}, ErrClosed

@@ -118,7 +118,8 @@ func (b *Broker) Publish(batch Batch) {
 	if b.nsubs.Load() == 0 && b.cheap.mu.TryLock() {
 		// Nobody to deliver to: move the cursors here rather than wake
 		// the lanes, which would cost the publisher a goroutine wake-up
-		// (about 13% of a lone durable writer's time). mu keeps
+		// (BenchmarkDB_Set_Subscribers with 0 subscriptions shows it).
+		// mu keeps
 		// Subscribe out meanwhile; none of the locks is ever held long.
 		done := false
 		if b.regex.mu.TryLock() {
