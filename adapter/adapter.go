@@ -310,9 +310,25 @@ type access struct {
 	token   string // the token's signature, which names it; "" with full
 }
 
-func (ac *access) allows(key string) bool {
-	return ac.full || ac.pattern == nil || ac.pattern.Match(key)
+// allows reports whether the connection may touch key. undecided is
+// true when the access pattern, a regex, ran out of time on key: then the
+// key is neither allowed nor refused, and the caller must say so rather
+// than answer 403, or drop a notification, as if it were refused.
+func (ac *access) allows(key string) (ok, undecided bool) {
+	if ac.full || ac.pattern == nil {
+		return true, false
+	}
+	ok, err := ac.pattern.TryMatch(key)
+	return ok, err != nil
 }
+
+// errUndecided is the message of a request's 503 when its access pattern
+// ran out of time on a key: the client may try again.
+const errUndecided = "the token's access pattern could not decide on the key in time; try again"
+
+// errAccessUndecided stops a range whose access pattern ran out of time
+// on one of its keys.
+var errAccessUndecided = errors.New("livekv adapter: access pattern undecided")
 
 // tokenAccess verifies a token and compiles its access pattern.
 func (a *Adapter) tokenAccess(token string) (*access, int, error) {

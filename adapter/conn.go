@@ -366,7 +366,15 @@ func (a *Adapter) releaseTokenSubscription(token string) {
 func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	defer c.tasks.Done()
 	for ev := range s.Events() {
-		if !c.ac.allows(ev.Key) {
+		switch ok, undecided := c.ac.allows(ev.Key); {
+		case undecided:
+			// Neither allowed nor refused: dropping the notification
+			// would skip it unsaid. The client reconnects and resumes
+			// from the last revision it has.
+			c.fail(websocket.StatusTryAgainLater, "the token's access pattern could not decide on a key in time")
+			s.Close()
+			return
+		case !ok:
 			continue
 		}
 		n := Notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}

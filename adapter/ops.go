@@ -27,8 +27,17 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 			return errorReply(http.StatusBadRequest, f.name+" is not valid UTF-8")
 		}
 	}
-	if !ac.allows(req.Key) || req.Op == OpRange && req.EndKey != "" && !ac.allows(req.EndKey) {
-		return errorReply(http.StatusForbidden, "key outside the token's access pattern")
+	keys := []string{req.Key}
+	if req.Op == OpRange && req.EndKey != "" {
+		keys = append(keys, req.EndKey)
+	}
+	for _, k := range keys {
+		switch ok, undecided := ac.allows(k); {
+		case undecided:
+			return errorReply(http.StatusServiceUnavailable, errUndecided)
+		case !ok:
+			return errorReply(http.StatusForbidden, "key outside the token's access pattern")
+		}
 	}
 	db := a.db
 	switch req.Op {
@@ -174,7 +183,10 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 			if err != nil {
 				return err
 			}
-			if !ac.allows(it.Key) {
+			switch ok, undecided := ac.allows(it.Key); {
+			case undecided:
+				return errAccessUndecided
+			case !ok:
 				continue
 			}
 			n, nb := len(it.Key)+len(it.Value), recordBound(it.Key, it.Value)
@@ -188,6 +200,9 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 		}
 		return nil
 	})
+	if errors.Is(err, errAccessUndecided) {
+		return errorReply(http.StatusServiceUnavailable, errUndecided)
+	}
 	if err != nil {
 		return engineError(err)
 	}
