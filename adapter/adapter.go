@@ -232,7 +232,7 @@ func New(db *engine.DB, opts *Options) (*Adapter, error) {
 // ServeHTTP routes a request under the adapter's mount point.
 func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.enter() {
-		writeJSON(w, http.StatusServiceUnavailable, Reply{Code: http.StatusServiceUnavailable, Error: "shutting down"})
+		writeJSON(w, http.StatusServiceUnavailable, reply{Code: http.StatusServiceUnavailable, Error: "shutting down"})
 		return
 	}
 	defer a.inflight.Done()
@@ -250,7 +250,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "record/"):
 		a.serveREST(w, r, path)
 	default:
-		writeJSON(w, http.StatusNotFound, Reply{Code: http.StatusNotFound, Error: "no such endpoint"})
+		writeJSON(w, http.StatusNotFound, reply{Code: http.StatusNotFound, Error: "no such endpoint"})
 	}
 }
 

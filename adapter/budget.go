@@ -83,7 +83,7 @@ const (
 // or false for a type it does not know.
 func encodedBound(v any) (int, bool) {
 	switch m := v.(type) {
-	case Reply:
+	case reply:
 		n := messageOverhead + jsonStringBound(m.Error) + jsonStringBound(m.Message) + jsonStringBound(m.Key)
 		if m.Value != nil {
 			n += jsonStringBound(*m.Value)
@@ -98,7 +98,7 @@ func encodedBound(v any) (int, bool) {
 			}
 		}
 		return n, true
-	case Notification:
+	case notification:
 		n := messageOverhead + jsonStringBound(m.Type) + jsonStringBound(m.Key)
 		if m.Value != nil {
 			n += jsonStringBound(*m.Value)

@@ -59,7 +59,7 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case q.Get("apiKey") != "":
 		if !a.validAPIKey(q.Get("apiKey")) {
-			writeJSON(w, http.StatusForbidden, Reply{Code: http.StatusForbidden, Error: "invalid API key"})
+			writeJSON(w, http.StatusForbidden, reply{Code: http.StatusForbidden, Error: "invalid API key"})
 			return
 		}
 		ac = &access{full: true}
@@ -67,18 +67,18 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		var code int
 		var err error
 		if ac, code, err = a.tokenAccess(q.Get("token")); err != nil {
-			writeJSON(w, code, Reply{Code: code, Error: err.Error()})
+			writeJSON(w, code, reply{Code: code, Error: err.Error()})
 			return
 		}
 	default:
-		writeJSON(w, http.StatusUnauthorized, Reply{Code: http.StatusUnauthorized, Error: "apiKey or token required"})
+		writeJSON(w, http.StatusUnauthorized, reply{Code: http.StatusUnauthorized, Error: "apiKey or token required"})
 		return
 	}
 	var from int64
 	if s := q.Get("fromRevision"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			writeJSON(w, http.StatusBadRequest, Reply{Code: http.StatusBadRequest, Error: "bad fromRevision"})
+			writeJSON(w, http.StatusBadRequest, reply{Code: http.StatusBadRequest, Error: "bad fromRevision"})
 			return
 		}
 		from = n
@@ -182,7 +182,7 @@ func (c *conn) readLoop() {
 			continue
 		}
 		if typ != websocket.MessageText {
-			c.send(Reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
+			c.send(reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -192,13 +192,13 @@ func (c *conn) readLoop() {
 			c.fail(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8")
 			continue
 		}
-		req, err := DecodeRequest(data)
+		req, err := decodeRequest(data)
 		if err != nil {
-			c.send(Reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()})
+			c.send(reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()})
 			continue
 		}
 		if !c.bucket.take() {
-			c.send(Reply{Code: http.StatusTooManyRequests, MessageID: req.MessageID, Error: "too many requests"})
+			c.send(reply{Code: http.StatusTooManyRequests, MessageID: req.MessageID, Error: "too many requests"})
 			continue
 		}
 		c.mu.Lock()
@@ -208,7 +208,7 @@ func (c *conn) readLoop() {
 		}
 		c.mu.Unlock()
 		if draining {
-			c.send(Reply{Code: http.StatusServiceUnavailable, MessageID: req.MessageID, Error: "server shutting down"})
+			c.send(reply{Code: http.StatusServiceUnavailable, MessageID: req.MessageID, Error: "server shutting down"})
 			continue
 		}
 		select {
@@ -226,12 +226,12 @@ func (c *conn) readLoop() {
 }
 
 // handle runs one request.
-func (c *conn) handle(req *Request) Reply {
-	var rep Reply
+func (c *conn) handle(req *request) reply {
+	var rep reply
 	switch req.Op {
-	case OpSubscribe:
+	case opSubscribe:
 		rep = c.handleSubscribe(req)
-	case OpUnsubscribe:
+	case opUnsubscribe:
 		rep = c.handleUnsubscribe(req)
 	default:
 		rep = c.a.do(c.ac, req)
@@ -240,7 +240,7 @@ func (c *conn) handle(req *Request) Reply {
 	return rep
 }
 
-func (c *conn) handleSubscribe(req *Request) Reply {
+func (c *conn) handleSubscribe(req *request) reply {
 	if len(req.Patterns) == 0 || len(req.Patterns) > c.a.opts.MaxPatterns {
 		return errorReply(http.StatusBadRequest, "patterns: give 1 to "+strconv.Itoa(c.a.opts.MaxPatterns))
 	}
@@ -256,7 +256,7 @@ func (c *conn) handleSubscribe(req *Request) Reply {
 	return rep
 }
 
-func (c *conn) handleUnsubscribe(req *Request) Reply {
+func (c *conn) handleUnsubscribe(req *request) reply {
 	c.mu.Lock()
 	s, ok := c.subs[req.SubscriptionID]
 	delete(c.subs, req.SubscriptionID)
@@ -266,14 +266,14 @@ func (c *conn) handleUnsubscribe(req *Request) Reply {
 	}
 	s.s.Close()
 	c.release(s.patterns)
-	return Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
+	return reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
 }
 
 // subscribe starts a subscription whose events become notifications on
 // this connection; from > 0 resumes after that revision. tagged
 // notifications carry the subscription's id (those of a token's own
 // subscriptions do not, as in HPKV).
-func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, Reply) {
+func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, reply) {
 	if err := c.reserve(len(pats)); err != nil {
 		return 0, errorReply(http.StatusTooManyRequests, err.Error())
 	}
@@ -284,7 +284,7 @@ func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int6
 	var compacted *pubsub.CompactedError
 	switch {
 	case errors.As(err, &compacted):
-		return 0, Reply{Code: http.StatusGone, Error: err.Error(), Oldest: compacted.Oldest, Revision: compacted.Revision}
+		return 0, reply{Code: http.StatusGone, Error: err.Error(), Oldest: compacted.Oldest, Revision: compacted.Revision}
 	case errors.Is(err, engine.ErrClosed):
 		return 0, errorReply(http.StatusServiceUnavailable, err.Error())
 	case err != nil:
@@ -303,7 +303,7 @@ func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int6
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	go c.forward(id, tagged, s)
-	return id, Reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
+	return id, reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
 }
 
 // reserve counts a subscription of n patterns against the connection's
@@ -377,7 +377,7 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 		case !ok:
 			continue
 		}
-		n := Notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}
+		n := notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}
 		if tagged {
 			n.SubscriptionID = id
 		}
@@ -393,12 +393,12 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	switch err := s.Err(); {
 	case errors.As(err, &compacted):
 		// The subscription fell behind the history: say so, once.
-		c.send(Reply{Code: http.StatusGone, Error: err.Error(), SubscriptionID: id, Oldest: compacted.Oldest, Revision: compacted.Revision})
+		c.send(reply{Code: http.StatusGone, Error: err.Error(), SubscriptionID: id, Oldest: compacted.Oldest, Revision: compacted.Revision})
 	case errors.As(err, &undecided):
 		// A regex of its own could not decide on a key: the message names
 		// the pattern and the revision, not the key, which the client may
 		// not be allowed to see.
-		c.send(Reply{Code: http.StatusBadRequest, Error: err.Error(), SubscriptionID: id, Revision: undecided.Revision - 1})
+		c.send(reply{Code: http.StatusBadRequest, Error: err.Error(), SubscriptionID: id, Revision: undecided.Revision - 1})
 	}
 }
 

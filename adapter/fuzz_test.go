@@ -22,7 +22,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := DecodeRequest(b)
+		r, err := decodeRequest(b)
 		if err != nil {
 			if !errors.Is(err, errBadRequest) {
 				t.Fatalf("error %v is not errBadRequest", err)

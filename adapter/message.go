@@ -11,19 +11,19 @@ import (
 // Operations of the wire protocol. 1 to 6 are HPKV's; the others are
 // livekv's own, which HPKV clients never send.
 const (
-	OpGet         = 1
-	OpSet         = 2
-	OpPatch       = 3
-	OpDelete      = 4
-	OpRange       = 5
-	OpIncrement   = 6
-	OpSubscribe   = 100 // patterns, fromRevision: start a subscription on this connection
-	OpUnsubscribe = 101 // subscriptionId: end one
-	OpCAS         = 102 // key, value, revision: set only if the key's revision is revision (0: absent)
+	opGet         = 1
+	opSet         = 2
+	opPatch       = 3
+	opDelete      = 4
+	opRange       = 5
+	opIncrement   = 6
+	opSubscribe   = 100 // patterns, fromRevision: start a subscription on this connection
+	opUnsubscribe = 101 // subscriptionId: end one
+	opCAS         = 102 // key, value, revision: set only if the key's revision is revision (0: absent)
 )
 
-// Request is one message from a client.
-type Request struct {
+// request is one message from a client.
+type request struct {
 	Op        int    `json:"op"`
 	Key       string `json:"key"`
 	Value     string `json:"-"` // a JSON string, or the text of a JSON number
@@ -56,21 +56,21 @@ type wireRequest struct {
 // errBadRequest marks a message that cannot be decoded or makes no sense.
 var errBadRequest = errors.New("bad request")
 
-// DecodeRequest decodes one client message. On error it still returns the
+// decodeRequest decodes one client message. On error it still returns the
 // messageId when the message had a readable one, so that the reply can
 // carry it. A message that is not valid UTF-8, or escapes an unpaired
 // surrogate, is an error: decoded, it would hold U+FFFD in its place.
-func DecodeRequest(b []byte) (Request, error) {
+func decodeRequest(b []byte) (request, error) {
 	var w wireRequest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&w); err != nil {
-		return Request{MessageID: peekMessageID(b)}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
+		return request{MessageID: peekMessageID(b)}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
 	}
 	if dec.More() {
-		return Request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
+		return request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
 	}
-	r := Request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
+	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
 		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision}
 	if err := checkJSONText(b); err != nil {
 		return r, fmt.Errorf("%w: %w", errBadRequest, err)
@@ -125,7 +125,7 @@ func peekMessageID(b []byte) *int64 {
 }
 
 // delta is the integer a request's value holds, for increments.
-func (r *Request) delta() (int64, error) {
+func (r *request) delta() (int64, error) {
 	if !r.HasValue {
 		return 0, fmt.Errorf("%w: missing value (the increment)", errBadRequest)
 	}
@@ -136,9 +136,9 @@ func (r *Request) delta() (int64, error) {
 	return n, nil
 }
 
-// Reply is a response to one request. Fields that do not apply are left
+// reply is a response to one request. Fields that do not apply are left
 // out.
-type Reply struct {
+type reply struct {
 	Code      int       `json:"code,omitempty"`
 	MessageID *int64    `json:"messageId,omitempty"`
 	Error     string    `json:"error,omitempty"`
@@ -146,7 +146,7 @@ type Reply struct {
 	Success   *bool     `json:"success,omitempty"`
 	Key       string    `json:"key,omitempty"`
 	Value     *string   `json:"value,omitempty"`
-	Records   *[]Record `json:"records,omitempty"`
+	Records   *[]record `json:"records,omitempty"`
 	Count     *int      `json:"count,omitempty"`
 	Truncated *bool     `json:"truncated,omitempty"`
 	NewValue  *int64    `json:"newValue,omitempty"`
@@ -159,14 +159,14 @@ type Reply struct {
 	recordsBound int // at least the encoded length of Records, when rangeReply has counted it
 }
 
-// Record is one key and value of a range reply.
-type Record struct {
+// record is one key and value of a range reply.
+type record struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
 }
 
-// Notification tells a subscribed connection that a key changed.
-type Notification struct {
+// notification tells a subscribed connection that a key changed.
+type notification struct {
 	Type           string  `json:"type"` // "notification"
 	Key            string  `json:"key"`
 	Value          *string `json:"value"` // null when the key was deleted or expired

@@ -11,10 +11,10 @@ import (
 
 // do runs one HPKV operation (or CompareAndSwap) for a client with access
 // ac, over WebSocket or REST.
-func (a *Adapter) do(ac *access, req *Request) Reply {
+func (a *Adapter) do(ac *access, req *request) reply {
 	a.stats.requests.Add(1)
 	switch req.Op {
-	case OpGet, OpSet, OpPatch, OpDelete, OpRange, OpIncrement, OpCAS:
+	case opGet, opSet, opPatch, opDelete, opRange, opIncrement, opCAS:
 	default:
 		return errorReply(http.StatusBadRequest, "unknown op")
 	}
@@ -28,7 +28,7 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		}
 	}
 	keys := []string{req.Key}
-	if req.Op == OpRange && req.EndKey != "" {
+	if req.Op == opRange && req.EndKey != "" {
 		keys = append(keys, req.EndKey)
 	}
 	for _, k := range keys {
@@ -41,28 +41,28 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 	}
 	db := a.db
 	switch req.Op {
-	case OpGet:
+	case opGet:
 		it, err := db.Get(req.Key)
 		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision}
-	case OpSet, OpPatch, OpCAS:
+		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision}
+	case opSet, opPatch, opCAS:
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
 		}
-		if req.Op == OpCAS && req.Revision < 0 {
+		if req.Op == opCAS && req.Revision < 0 {
 			return errorReply(http.StatusBadRequest, "negative revision")
 		}
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (it engine.Item, err error) {
 			switch {
-			case req.Op == OpSet && tx == nil:
+			case req.Op == opSet && tx == nil:
 				return db.Set(req.Key, req.Value, nil)
-			case req.Op == OpSet:
+			case req.Op == opSet:
 				return tx.Set(req.Key, req.Value, nil)
-			case req.Op == OpPatch && tx == nil:
+			case req.Op == opPatch && tx == nil:
 				return db.Patch(req.Key, req.Value)
-			case req.Op == OpPatch:
+			case req.Op == opPatch:
 				return tx.Patch(req.Key, req.Value)
 			case tx == nil:
 				return db.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
@@ -74,11 +74,11 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 			return engineError(err)
 		}
 		msg := "Record inserted/updated successfully"
-		if req.Op == OpPatch {
+		if req.Op == opPatch {
 			msg = "Record patched successfully"
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev}
-	case OpDelete:
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev}
+	case opDelete:
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
 			if tx == nil {
 				rev, err := db.Delete(req.Key)
@@ -89,8 +89,8 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev}
-	case OpIncrement:
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev}
+	case opIncrement:
 		d, err := req.delta()
 		if err != nil {
 			return errorReply(http.StatusBadRequest, err.Error())
@@ -108,7 +108,7 @@ func (a *Adapter) do(ac *access, req *Request) Reply {
 		if err != nil {
 			return engineError(err)
 		}
-		return Reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev}
 	default: // OpRange
 		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
 	}
@@ -159,7 +159,7 @@ func sizeIn(tx *engine.Tx, key string) (QuotaUsage, error) {
 // values hold at most MaxReplyBytes and whose encoding fits in
 // MaxQueuedBytes; the first record is always returned, so that every value
 // can be read.
-func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
+func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
 	if limit == 0 {
 		limit = a.opts.DefaultRangeLimit
 	}
@@ -173,7 +173,7 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	if end != "" {
 		stop = engine.KeyAfter(end)
 	}
-	records := []Record{}
+	records := []record{}
 	truncated := false
 	var rev int64
 	size, bound := 0, 0 // bytes of keys and values; their encoded length, at most
@@ -196,7 +196,7 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 				break
 			}
 			size, bound = size+n, bound+nb
-			records = append(records, Record{Key: it.Key, Value: it.Value})
+			records = append(records, record{Key: it.Key, Value: it.Value})
 		}
 		return nil
 	})
@@ -208,11 +208,11 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) Reply {
 	}
 	// revision (livekv's) is the one the range was read at: a client that
 	// then applies only notifications after it misses nothing.
-	return Reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound}
+	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound}
 }
 
 // engineError maps an engine error to a reply.
-func engineError(err error) Reply {
+func engineError(err error) reply {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
@@ -236,7 +236,7 @@ func engineError(err error) Reply {
 	return errorReply(code, msg)
 }
 
-func errorReply(code int, msg string) Reply { return Reply{Code: code, Error: msg} }
+func errorReply(code int, msg string) reply { return reply{Code: code, Error: msg} }
 
 // Stats count an adapter's work.
 type Stats struct {

@@ -25,7 +25,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeReply writes a reply as a REST response, shaped as HPKV's: the code
 // is the HTTP status, not a field, and there is no revision.
-func writeReply(w http.ResponseWriter, r Reply) {
+func writeReply(w http.ResponseWriter, r reply) {
 	code := r.Code
 	r.Code, r.Revision = 0, 0
 	writeJSON(w, code, r)
@@ -97,9 +97,9 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		if !a.decodeBody(w, r, &body) {
 			return
 		}
-		req := Request{Op: OpSet, Key: body.Key}
+		req := request{Op: opSet, Key: body.Key}
 		if body.PartialUpdate {
-			req.Op = OpPatch
+			req.Op = opPatch
 		}
 		if len(body.Value) > 0 && string(body.Value) != "null" {
 			v, err := valueText(body.Value)
@@ -122,7 +122,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		if !a.decodeBody(w, r, &body) {
 			return
 		}
-		req := Request{Op: OpIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
+		req := request{Op: opIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
 		rep := a.do(full, &req)
 		rep.Key = ""
 		writeReply(w, rep)
@@ -141,7 +141,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			}
 			limit = n
 		}
-		req := Request{Op: OpRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
+		req := request{Op: opRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
 		writeReply(w, a.do(full, &req))
 	default: // record/{key}
 		key, err := url.PathUnescape(strings.TrimPrefix(path, "record/"))
@@ -149,12 +149,12 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			writeReply(w, errorReply(http.StatusBadRequest, "bad key in path"))
 			return
 		}
-		req := Request{Key: key}
+		req := request{Key: key}
 		switch r.Method {
 		case http.MethodGet:
-			req.Op = OpGet
+			req.Op = opGet
 		case http.MethodDelete:
-			req.Op = OpDelete
+			req.Op = opDelete
 		default:
 			methodNotAllowed(w, "GET, DELETE")
 			return
