@@ -85,7 +85,11 @@ func (x *visible) store(v *version) {
 
 // load reads the visible version into s.
 func (x *visible) load(s *shown) {
-	for spins := 0; !x.tryLoad(s); spins++ {
+	for spins := 0; ; spins++ {
+		var ok bool
+		if s.value, s.rev, s.created, s.ver, s.expires, ok = x.tryLoad(); ok {
+			return
+		}
 		if spins >= 16 {
 			// The writer was descheduled in the middle of a store.
 			runtime.Gosched()
@@ -93,19 +97,22 @@ func (x *visible) load(s *shown) {
 	}
 }
 
-// tryLoad is one attempt of load; it reports whether it read s. It writes
-// s field by field, not as one struct value: a struct built in a temporary
-// and then copied is read back with wider loads than it was written with,
-// which the processor cannot forward from its store buffer, and that stall
-// made a read 30 ns instead of 8.6 (BenchmarkVisible_Load; docs/engine.md).
-func (x *visible) tryLoad(s *shown) bool {
+// tryLoad is one attempt of load; ok reports whether it read the fields.
+// It is the one lock-free read: Get reads through load, and a scan's emit
+// calls it directly. It returns the fields as results, which come back in
+// registers, for two reasons. Written through a pointer, the value's
+// string would be a pointer store the compiler cannot prove goes to the
+// stack, so it would take the write barrier while the collector marks
+// (BenchmarkDB_Range_1000/gc=busy). Returned as one shown struct, it would
+// be built in memory and copied out with wider loads than it was stored
+// with, which the processor cannot forward from its store buffer
+// (BenchmarkVisible_Load). docs/engine.md has the measurements.
+func (x *visible) tryLoad() (value string, rev, created, ver, expires int64, ok bool) {
 	q := x.seq.Load()
 	p := x.data.Load()
-	rev, created, ver, expires := x.rev.Load(), x.created.Load(), x.ver.Load(), x.expires.Load()
+	rev, created, ver, expires = x.rev.Load(), x.created.Load(), x.ver.Load(), x.expires.Load()
 	if q&seqOne != 0 || x.seq.Load() != q {
-		return false
+		return "", 0, 0, 0, 0, false
 	}
-	s.value = unsafe.String(p, int(q&lenMask))
-	s.rev, s.created, s.ver, s.expires = rev, created, ver, expires
-	return true
+	return unsafe.String(p, int(q&lenMask)), rev, created, ver, expires, true
 }
