@@ -165,9 +165,9 @@ func (sc *scanner) finish() {
 // emit yields the live items of es. The items are built in a local array,
 // not in the scanner: the compiler knows that a store there is a store to
 // the stack, which needs no write barrier. While the collector marks, a
-// barrier on each item's key and value made scans about 3.0x buntdb's
-// time instead of 2.2-2.5x (BenchmarkRange1000_Interleaved/gc=busy in
-// bench/).
+// barrier on each item's key and value slows scans measurably
+// (BenchmarkRange1000_Interleaved/gc=busy in bench/; figures in
+// docs/engine.md).
 func (sc *scanner) emit(es []*entry) {
 	if sc.done {
 		return

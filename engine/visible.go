@@ -10,7 +10,8 @@ import (
 // entry so that a Get or a range scan reads the entry alone and not also a
 // version somewhere else in the heap: on a large store each is a cache
 // miss and often a TLB miss too, and following the entry to its version
-// made a 1000-key range 1.4x slower than buntdb's (docs/engine.md).
+// made 1000-key ranges slower than buntdb's (BenchmarkRange1000_Interleaved
+// in bench/; figures in docs/engine.md).
 //
 // Only publish (under DB.pub.mu, one at a time) and recovery write it;
 // readers take no lock. It is a sequence lock built from atomics: the
