@@ -28,7 +28,7 @@ staticcheck:
 	cd bench && $(STATICCHECK) ./...
 
 # Every package, its tests too, vetted and built for each platform, so
-# that code for one OS (wal/lock_*.go) or architecture (the engine's
+# that code for one OS (vfs/lock_*.go) or architecture (the engine's
 # assembly on amd64, none on arm64) cannot break another. The platforms
 # share the build cache, so a second run takes seconds.
 cross:

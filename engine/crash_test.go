@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -61,7 +61,7 @@ func crashWorkload(c *clock) []func(db *engine.DB) error {
 	return steps
 }
 
-func crashOptions(fs wal.FS, c *clock) *engine.Options {
+func crashOptions(fs vfs.FS, c *clock) *engine.Options {
 	return &engine.Options{FS: fs, Now: c.Now, SweepInterval: -1, SegmentSize: 1024, CheckpointBytes: -1}
 }
 
@@ -88,7 +88,7 @@ func TestCrash_Points(t *testing.T) {
 
 	// The reference run: the state after every revision.
 	c := newClock()
-	db, err := engine.Open("db", crashOptions(wal.NewMemFS(), c))
+	db, err := engine.Open("db", crashOptions(vfs.NewMemFS(), c))
 	require.NoError(t, err)
 	states := map[int64][]engine.Item{0: nil}
 	for i, step := range crashWorkload(c) {
@@ -98,7 +98,7 @@ func TestCrash_Points(t *testing.T) {
 	total := db.Revision()
 	require.NoError(t, db.Close())
 
-	check := func(what string, fs wal.FS, acked int64) {
+	check := func(what string, fs vfs.FS, acked int64) {
 		t.Helper()
 		c := newClock()
 		c.ns.Store(end)
@@ -129,7 +129,7 @@ func TestCrash_Points(t *testing.T) {
 
 	for _, always := range []bool{true, false} {
 		for k := 1; ; k++ {
-			fs := wal.NewMemFS()
+			fs := vfs.NewMemFS()
 			c := newClock()
 			db, err := engine.Open("db", crashOptions(fs, c))
 			require.NoError(t, err)
@@ -144,7 +144,7 @@ func TestCrash_Points(t *testing.T) {
 			}
 			closeErr := db.Close()
 			if failed != nil && !strings.Contains(failed.Error(), "expired nothing") {
-				require.ErrorIs(t, failed, wal.ErrInjected, "k=%d", k)
+				require.ErrorIs(t, failed, vfs.ErrInjected, "k=%d", k)
 			}
 			if always {
 				for _, keep := range []float64{0, 0.5, 1} {

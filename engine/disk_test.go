@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -77,7 +77,7 @@ func TestDisk_Locked(t *testing.T) {
 	dir := t.TempDir()
 	db := openDir(t, dir, newClock())
 	_, err := engine.Open(dir, nil)
-	require.ErrorIs(t, err, wal.ErrLocked)
+	require.ErrorIs(t, err, vfs.ErrLocked)
 	require.NoError(t, db.Close())
 	db = openDir(t, dir, newClock())
 	require.NoError(t, db.Close())

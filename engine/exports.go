@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 )
 
@@ -66,7 +67,7 @@ var (
 	ErrSubscriptionClosed = pubsub.ErrClosed
 	// ErrLocked: another process, or another DB in this one, has the
 	// folder open.
-	ErrLocked = wal.ErrLocked
+	ErrLocked = vfs.ErrLocked
 	// ErrCorrupt: the files on disk are damaged; Options.Repair drops
 	// what follows damage in the log.
 	ErrCorrupt = wal.ErrCorrupt

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestDB_OpensFirstLogFormat(t *testing.T) {
 		payload := wal.AppendTx(nil, &tx)
 		seg = wal.AppendRecord(seg, wal.TypeTx, payload[:len(payload)-1]) // the first format: no trailer
 	}
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	fs.WriteFile("db/wal/00000000000000000001.log", seg)
 
 	check := func(db *engine.DB, keys map[string]string) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -160,19 +160,19 @@ func kvStep(s kvState, in kvInput, out kvOutput) (bool, any) {
 
 // slowSyncFS makes every fsync take a while, as a real disk's does, so
 // that writes wait for their sync long enough for other callers to act.
-type slowSyncFS struct{ wal.FS }
+type slowSyncFS struct{ vfs.FS }
 
-func (f slowSyncFS) Create(name string) (wal.File, error) {
+func (f slowSyncFS) Create(name string) (vfs.File, error) {
 	h, err := f.FS.Create(name)
 	return slowSyncFile{h}, err
 }
 
-func (f slowSyncFS) OpenAppend(name string) (wal.File, error) {
+func (f slowSyncFS) OpenAppend(name string) (vfs.File, error) {
 	h, err := f.FS.OpenAppend(name)
 	return slowSyncFile{h}, err
 }
 
-type slowSyncFile struct{ wal.File }
+type slowSyncFile struct{ vfs.File }
 
 func (f slowSyncFile) Sync() error {
 	time.Sleep(time.Duration(200+rand.IntN(800)) * time.Microsecond)
@@ -186,7 +186,7 @@ func runClients(t *testing.T, seed uint64, disk bool) []porcupine.Operation {
 	o := &engine.Options{SweepInterval: -1, CheckpointBytes: 4 << 10, SegmentSize: 2 << 10}
 	dir := ""
 	if disk {
-		o.FS = slowSyncFS{wal.NewMemFS()}
+		o.FS = slowSyncFS{vfs.NewMemFS()}
 		dir = "db"
 	}
 	db, err := engine.Open(dir, o)

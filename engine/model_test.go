@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -209,7 +209,7 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 	o := &engine.Options{SweepInterval: -1, Now: c.Now, MaxValueSize: 256}
 	dir := ""
 	if disk {
-		o.FS, o.SegmentSize, o.CheckpointBytes = wal.NewMemFS(), 1<<10, 4<<10
+		o.FS, o.SegmentSize, o.CheckpointBytes = vfs.NewMemFS(), 1<<10, 4<<10
 		dir = "db"
 	}
 	db, err := engine.Open(dir, o)

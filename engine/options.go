@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 )
 
@@ -56,9 +57,9 @@ type Options struct {
 	SegmentSize int64
 
 	// FS is the file system a DB on disk keeps its files in. Default the
-	// operating system's; tests pass a *wal.MemFS to simulate crashes and
+	// operating system's; tests pass a *vfs.MemFS to simulate crashes and
 	// I/O errors.
-	FS wal.FS
+	FS vfs.FS
 
 	// Logf reports what recovery did, such as a torn tail truncated, and
 	// failures of background checkpoints. Default: nothing is reported.
@@ -104,7 +105,7 @@ func (o *Options) withDefaults() Options {
 		c.SegmentSize = DefaultSegmentSize
 	}
 	if c.FS == nil {
-		c.FS = wal.OSFS{}
+		c.FS = vfs.OSFS{}
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -15,14 +15,14 @@ import (
 // lets it go, and then returns what the test says: a disk that is slow, or
 // failing, exactly when the test wants it to be.
 type gateFS struct {
-	wal.FS
+	vfs.FS
 	mu      sync.Mutex
 	armed   bool
 	reached chan struct{} // closed when the armed Sync has begun
 	release chan error    // the armed Sync returns what is sent here
 }
 
-func newGateFS(fs wal.FS) *gateFS { return &gateFS{FS: fs} }
+func newGateFS(fs vfs.FS) *gateFS { return &gateFS{FS: fs} }
 
 // arm makes the next Sync wait until a value is sent on g.release. A test
 // that ends early lets it go, so that Close does not wait for it forever.
@@ -41,17 +41,17 @@ func (g *gateFS) arm(t *testing.T) {
 	})
 }
 
-func (g *gateFS) Create(name string) (wal.File, error) {
+func (g *gateFS) Create(name string) (vfs.File, error) {
 	f, err := g.FS.Create(name)
 	return g.wrap(f, err)
 }
 
-func (g *gateFS) OpenAppend(name string) (wal.File, error) {
+func (g *gateFS) OpenAppend(name string) (vfs.File, error) {
 	f, err := g.FS.OpenAppend(name)
 	return g.wrap(f, err)
 }
 
-func (g *gateFS) wrap(f wal.File, err error) (wal.File, error) {
+func (g *gateFS) wrap(f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func (g *gateFS) wrap(f wal.File, err error) (wal.File, error) {
 }
 
 type gateFile struct {
-	wal.File
+	vfs.File
 	g *gateFS
 }
 
@@ -170,7 +170,7 @@ func pendingCases() []pendingCase {
 // openGated opens a DB on a gated in-memory disk with "k" = "v0" durable.
 func openGated(t *testing.T) (*engine.DB, *gateFS, int64) {
 	t.Helper()
-	g := newGateFS(wal.NewMemFS())
+	g := newGateFS(vfs.NewMemFS())
 	db, err := engine.Open("db", &engine.Options{FS: g, SweepInterval: -1, CheckpointBytes: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, db.Close()) })

@@ -10,7 +10,7 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pubsub"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -67,7 +67,7 @@ func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 0))
-			fs := wal.NewMemFS()
+			fs := vfs.NewMemFS()
 			o := &engine.Options{FS: fs, SweepInterval: -1, SegmentSize: 2 << 10, CheckpointBytes: 8 << 10, HistoryEvents: 300}
 			db, err := engine.Open("db", o)
 			require.NoError(t, err)
@@ -141,7 +141,7 @@ func TestSubscribe_ResumeAcrossReopen(t *testing.T) {
 // reopened database counts them.
 func TestDB_Close_DeliversEverything(t *testing.T) {
 	for round := range 10 {
-		fs := wal.NewMemFS()
+		fs := vfs.NewMemFS()
 		o := &engine.Options{FS: fs, SweepInterval: -1}
 		db, err := engine.Open("db", o)
 		require.NoError(t, err)

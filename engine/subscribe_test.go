@@ -14,7 +14,7 @@ import (
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -285,7 +285,7 @@ func TestSubscribe_Errors(t *testing.T) {
 // its fsync, outside the writer lock: the first event always follows the
 // initial items' revision, never repeats it, never skips past it.
 func TestSubscribe_Initial_OnDisk(t *testing.T) {
-	db, err := engine.Open("db", &engine.Options{FS: wal.NewMemFS(), SweepInterval: -1, CheckpointBytes: -1})
+	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMemFS(), SweepInterval: -1, CheckpointBytes: -1})
 	require.NoError(t, err)
 	defer db.Close()
 	var stop atomic.Bool

@@ -1,8 +1,8 @@
 // Package wal is livekv's write-ahead log: record framing, the transaction
 // payload, segment headers, the scan that tells a torn tail from
 // corruption, snapshots, and Log, which writes segments in groups, rotates
-// them, replaces them with snapshots and replays both on Open. It uses the
-// standard library only.
+// them, replaces them with snapshots and replays both on Open. It keeps
+// its files in a vfs.FS and otherwise uses the standard library only.
 //
 // # Records
 //

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // The Log's work, by file:
@@ -67,7 +69,7 @@ func SyncInterval(d time.Duration) SyncPolicy { return SyncPolicy{every: d} }
 
 // Options configure a Log. The zero value of each field means its default.
 type Options struct {
-	FS          FS         // default OSFS
+	FS          vfs.FS     // default vfs.OSFS
 	Sync        SyncPolicy // default SyncAlways
 	SegmentSize int64      // rotate after this many bytes; default 64 MiB
 	MaxRecord   int        // largest record payload written or read; default DefaultMaxRecord
@@ -89,7 +91,7 @@ func (o *Options) withDefaults() Options {
 		c = *o
 	}
 	if c.FS == nil {
-		c.FS = OSFS{}
+		c.FS = vfs.OSFS{}
 	}
 	if c.SegmentSize <= 0 {
 		c.SegmentSize = 64 << 20
@@ -173,7 +175,7 @@ type Log struct {
 
 	// The leader's own: whoever set mu.busy uses these without mu, and
 	// Close once the last leader is done (see the lock order at the top).
-	seg         File
+	seg         vfs.File
 	segSize     int64
 	lastGroup   int           // records in the last group
 	lastSync    time.Duration // how long its sync took

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/internal/leaktest"
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ func txN(rev int64) *wal.Tx {
 }
 
 // reopen opens the log in dir and returns the revisions it replays.
-func reopen(t *testing.T, fs wal.FS, o *wal.Options) (*wal.Log, []int64) {
+func reopen(t *testing.T, fs vfs.FS, o *wal.Options) (*wal.Log, []int64) {
 	t.Helper()
 	var revs []int64
 	opts := wal.Options{FS: fs}
@@ -54,7 +55,7 @@ func seq(from, to int64) []int64 {
 }
 
 func TestLog_AppendReopen(t *testing.T) {
-	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+	for _, fs := range []vfs.FS{vfs.NewMemFS(), osfsIn(t)} {
 		l, revs := reopen(t, fs, &wal.Options{SegmentSize: 200})
 		require.Empty(t, revs)
 		appendDurable(t, l, 1, 50)
@@ -76,7 +77,7 @@ func TestLog_AppendReopen(t *testing.T) {
 // TestLog_Append_TooLarge: a record over MaxRecord, which recovery would
 // take for damage, is refused; the log goes on and reopens whole.
 func TestLog_Append_TooLarge(t *testing.T) {
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	o := &wal.Options{MaxRecord: 100}
 	l, _ := reopen(t, fs, o)
 	appendDurable(t, l, 1, 3)
@@ -92,13 +93,13 @@ func TestLog_Append_TooLarge(t *testing.T) {
 
 // osfsIn returns the OS file system rooted so that "db" is in a
 // temporary directory.
-func osfsIn(t *testing.T) wal.FS { return rootedFS{wal.OSFS{}, t.TempDir()} }
+func osfsIn(t *testing.T) vfs.FS { return rootedFS{vfs.OSFS{}, t.TempDir()} }
 
 func TestLog_Locked(t *testing.T) {
-	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+	for _, fs := range []vfs.FS{vfs.NewMemFS(), osfsIn(t)} {
 		l, _ := reopen(t, fs, nil)
 		_, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
-		require.ErrorIs(t, err, wal.ErrLocked)
+		require.ErrorIs(t, err, vfs.ErrLocked)
 		require.NoError(t, l.Close())
 		l, _ = reopen(t, fs, nil)
 		require.NoError(t, l.Close())
@@ -149,7 +150,7 @@ func TestLog_GroupCommit(t *testing.T) {
 func TestLog_CrashPoints(t *testing.T) {
 	const n = 40
 	for k := 1; ; k++ {
-		fs := wal.NewMemFS()
+		fs := vfs.NewMemFS()
 		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
 		fs.FailAt(k, true) // from the k-th operation on, the "machine" is off
 		acked := int64(0)
@@ -193,7 +194,7 @@ func TestLog_CrashPoints(t *testing.T) {
 func TestLog_IOErrors(t *testing.T) {
 	for _, always := range []bool{false, true} {
 		for k := 1; k <= 30; k++ {
-			fs := wal.NewMemFS()
+			fs := vfs.NewMemFS()
 			l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
 			appendDurable(t, l, 1, 5)
 			fs.FailAt(k, always)
@@ -211,8 +212,8 @@ func TestLog_IOErrors(t *testing.T) {
 				acked = r
 			}
 			if failed != nil {
-				require.ErrorIs(t, failed, wal.ErrInjected)
-				require.ErrorIs(t, l.Append(txN(acked+100)), wal.ErrInjected, "the failure is sticky")
+				require.ErrorIs(t, failed, vfs.ErrInjected)
+				require.ErrorIs(t, l.Append(txN(acked+100)), vfs.ErrInjected, "the failure is sticky")
 			}
 			require.ErrorIs(t, l.Close(), failed)
 			fs.FailAt(0, false)
@@ -225,7 +226,7 @@ func TestLog_IOErrors(t *testing.T) {
 }
 
 func TestLog_CorruptionAndRepair(t *testing.T) {
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
 	appendDurable(t, l, 1, 30)
 	require.NoError(t, l.Close())
@@ -255,7 +256,7 @@ func TestLog_CorruptionAndRepair(t *testing.T) {
 // offset, then zeroes its last sectors, then fills them with garbage: Open
 // succeeds with the records before, and the log appends and reopens.
 func TestLog_TornTail(t *testing.T) {
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, nil)
 	appendDurable(t, l, 1, 3)
 	require.NoError(t, l.Close())
@@ -278,7 +279,7 @@ func TestLog_TornTail(t *testing.T) {
 		damaged[fmt.Sprintf("tail filled with %#x", fill)] = b
 	}
 	for what, b := range damaged {
-		fs := wal.NewMemFS()
+		fs := vfs.NewMemFS()
 		fs.WriteFile(name, b)
 		l, revs := reopen(t, fs, nil)
 		require.Equal(t, seq(1, 2), revs, what)
@@ -293,20 +294,20 @@ func TestLog_TornTail(t *testing.T) {
 // TestLog_SyncPolicies: SyncNever acknowledges at once and syncs only on
 // Close; SyncInterval acknowledges at once and syncs within the interval.
 func TestLog_SyncPolicies(t *testing.T) {
-	recovered := func(fs *wal.MemFS) []int64 {
+	recovered := func(fs *vfs.MemFS) []int64 {
 		l, revs := reopen(t, fs.Crash(0), nil)
 		require.NoError(t, l.Close())
 		return revs
 	}
 
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, &wal.Options{Sync: wal.SyncNever})
 	appendDurable(t, l, 1, 10)
 	require.Empty(t, recovered(fs), "SyncNever: a machine crash loses what was not synced")
 	require.NoError(t, l.Close())
 	require.Equal(t, seq(1, 10), recovered(fs), "Close syncs")
 
-	fs = wal.NewMemFS()
+	fs = vfs.NewMemFS()
 	l, _ = reopen(t, fs, &wal.Options{Sync: wal.SyncInterval(20 * time.Millisecond)})
 	appendDurable(t, l, 1, 10)
 	require.Eventually(t, func() bool { return len(recovered(fs)) == 10 }, 5*time.Second, 5*time.Millisecond,
@@ -331,7 +332,7 @@ func TestLog_OpensFirstFormat(t *testing.T) {
 	first, second := v1(1, 3), v1(4, 6)
 	torn := wal.AppendRecord(nil, wal.TypeTx, appendTx(nil, txN(7), wal.SegmentVersionNoTrailer))
 	torn = append(torn[:len(torn)-3], make([]byte, 512)...) // zero-filled by a crash
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	fs.WriteFile("db/wal/00000000000000000001.log", first)
 	fs.WriteFile("db/wal/00000000000000000004.log", append(slices.Clone(second), torn...))
 

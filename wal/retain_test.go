@@ -6,13 +6,14 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
 // openHistory opens the log in dir and returns the revisions it hands to
 // Replay.History and to Replay.Tx.
-func openHistory(t *testing.T, fs wal.FS, o wal.Options) (l *wal.Log, hist, txs []int64, err error) {
+func openHistory(t *testing.T, fs vfs.FS, o wal.Options) (l *wal.Log, hist, txs []int64, err error) {
 	t.Helper()
 	o.FS = fs
 	check := func(into *[]int64) func(*wal.Tx) error {
@@ -31,7 +32,7 @@ func openHistory(t *testing.T, fs wal.FS, o wal.Options) (l *wal.Log, hist, txs 
 // holds to Replay.History in order, and that without Retain it keeps none.
 func TestLog_Retain(t *testing.T) {
 	for _, retain := range []int64{0, 30, 55, 80} {
-		fs := wal.NewMemFS()
+		fs := vfs.NewMemFS()
 		l, hist, txs, err := openHistory(t, fs, wal.Options{SegmentSize: 200})
 		require.NoError(t, err)
 		require.Empty(t, hist)
@@ -69,9 +70,9 @@ func TestLog_Retain(t *testing.T) {
 func TestLog_Retain_Damage(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		damage func(t *testing.T, fs *wal.MemFS, names []string) (lost int)
+		damage func(t *testing.T, fs *vfs.MemFS, names []string) (lost int)
 	}{
-		{"a flipped bit", func(t *testing.T, fs *wal.MemFS, names []string) int {
+		{"a flipped bit", func(t *testing.T, fs *vfs.MemFS, names []string) int {
 			damaged := path.Join("db/wal", names[1])
 			b, err := fs.ReadFile(damaged)
 			require.NoError(t, err)
@@ -80,11 +81,11 @@ func TestLog_Retain_Damage(t *testing.T) {
 			fs.WriteFile(damaged, b)
 			return 2
 		}},
-		{"a segment gone", func(t *testing.T, fs *wal.MemFS, names []string) int {
+		{"a segment gone", func(t *testing.T, fs *vfs.MemFS, names []string) int {
 			require.NoError(t, fs.Remove(path.Join("db/wal", names[1])))
 			return 1 // the one before the gap; the rest is whole
 		}},
-		{"the segment before the snapshot's gone", func(t *testing.T, fs *wal.MemFS, names []string) int {
+		{"the segment before the snapshot's gone", func(t *testing.T, fs *vfs.MemFS, names []string) int {
 			// The last segment of history alone: the one before the
 			// segment the snapshot ends in, which holds state too.
 			j := slices.Index(names, "00000000000000000064.log")
@@ -94,7 +95,7 @@ func TestLog_Retain_Damage(t *testing.T) {
 	} {
 		for _, repair := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/repair=%v", c.name, repair), func(t *testing.T) {
-				fs := wal.NewMemFS()
+				fs := vfs.NewMemFS()
 				l, _, _, err := openHistory(t, fs, wal.Options{SegmentSize: 200})
 				require.NoError(t, err)
 				appendDurable(t, l, 1, 80)

@@ -4,19 +4,19 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/livekv/livekv/wal"
+	"github.com/livekv/livekv/vfs"
 )
 
 // rootedFS is an FS whose paths are under root, so that tests can use the
-// same relative paths on the OS file system as on MemFS.
+// same relative paths on the OS file system as on vfs.MemFS.
 type rootedFS struct {
-	fs   wal.FS
+	fs   vfs.FS
 	root string
 }
 
 func (r rootedFS) p(name string) string                     { return filepath.Join(r.root, name) }
-func (r rootedFS) Create(name string) (wal.File, error)     { return r.fs.Create(r.p(name)) }
-func (r rootedFS) OpenAppend(name string) (wal.File, error) { return r.fs.OpenAppend(r.p(name)) }
+func (r rootedFS) Create(name string) (vfs.File, error)     { return r.fs.Create(r.p(name)) }
+func (r rootedFS) OpenAppend(name string) (vfs.File, error) { return r.fs.OpenAppend(r.p(name)) }
 func (r rootedFS) ReadFile(name string) ([]byte, error)     { return r.fs.ReadFile(r.p(name)) }
 func (r rootedFS) Remove(name string) error                 { return r.fs.Remove(r.p(name)) }
 func (r rootedFS) Rename(a, b string) error                 { return r.fs.Rename(r.p(a), r.p(b)) }

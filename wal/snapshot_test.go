@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
@@ -80,7 +81,7 @@ func TestSnapshot_Damage(t *testing.T) {
 // snapshot before it; Open replays the newest snapshot, then the records
 // after it.
 func TestLog_Snapshot(t *testing.T) {
-	for _, fs := range []wal.FS{wal.NewMemFS(), osfsIn(t)} {
+	for _, fs := range []vfs.FS{vfs.NewMemFS(), osfsIn(t)} {
 		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
 		appendDurable(t, l, 1, 40)
 		before := l.Stats()
@@ -167,12 +168,12 @@ func FuzzDecodeItem(f *testing.F) {
 // TestCheck: Check reports a sound log, a torn tail (without changing it)
 // and corruption, in segments and in the snapshot.
 func TestCheck(t *testing.T) {
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
 	appendDurable(t, l, 1, 30)
 	require.NoError(t, l.Snapshot(20, slices.Values(sampleItems(3))))
 	_, err := wal.Check("db", &wal.Options{FS: fs})
-	require.ErrorIs(t, err, wal.ErrLocked, "the log is open")
+	require.ErrorIs(t, err, vfs.ErrLocked, "the log is open")
 	require.NoError(t, l.Close())
 
 	rep, err := wal.Check("db", &wal.Options{FS: fs})

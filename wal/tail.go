@@ -13,12 +13,12 @@ import (
 // The log appends a group of whole records with one write, then fsyncs.
 // A crash before the fsync returns keeps a prefix of what was written
 // since the last one: the file ends early (its length was never updated
-// past that point; MemFS.Crash), or its length covers the whole write but
-// the data did not reach the disk and reads back as zeros from some point
-// to the end of the file (a file system that made the new length durable
-// before the data, as XFS can; MemFS.CrashZeroFilled). Either way, from
-// the first bad record on, the file holds true bytes of records and then
-// nothing or only zeros. A bad last record whose bytes cannot be such a
+// past that point; vfs.MemFS.Crash), or its length covers the whole
+// write but the data did not reach the disk and reads back as zeros from
+// some point to the end of the file (a file system that made the new
+// length durable before the data, as XFS can; vfs.MemFS.CrashZeroFilled).
+// Either way, from the first bad record on, the file holds true bytes of
+// records and then nothing or only zeros. A bad last record whose bytes cannot be such a
 // prefix was damaged after it was written: tailDamage tells the two
 // apart.
 //

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
@@ -47,7 +48,7 @@ func tailLog(t *testing.T, w wal.Write, version byte) (name string, good []byte,
 		good = wal.AppendRecord(good, wal.TypeTx, appendTx(nil, lastTx(w), version))
 		return "db/wal/00000000000000000001.log", good, lastStart
 	}
-	fs := wal.NewMemFS()
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, nil)
 	appendDurable(t, l, 1, 4)
 	require.NoError(t, l.Append(lastTx(w)))
@@ -67,7 +68,7 @@ func tailLog(t *testing.T, w wal.Write, version byte) (name string, good []byte,
 }
 
 // openRevs opens the log on fs and returns the revisions it replays.
-func openRevs(fs wal.FS, o wal.Options) (*wal.Log, []int64, error) {
+func openRevs(fs vfs.FS, o wal.Options) (*wal.Log, []int64, error) {
 	var revs []int64
 	o.FS = fs
 	l, err := wal.Open("db", &o, wal.Replay{Tx: func(tx *wal.Tx) error {
@@ -151,7 +152,7 @@ func TestLog_TailDamage_BitFlips(t *testing.T) {
 					what := fmt.Sprintf("version %d: %s: bit %d of the last record, %d zero bytes after", version, lw.what, bit, pad)
 					b := append(slices.Clone(good), make([]byte, pad)...)
 					b[lastStart+bit/8] ^= 1 << (bit % 8)
-					fs := wal.NewMemFS()
+					fs := vfs.NewMemFS()
 					fs.WriteFile(name, b)
 
 					if version == wal.SegmentVersionNoTrailer && flipLooksTorn(rec, bit) {
@@ -218,7 +219,7 @@ func TestLog_TornTail_Interrupted(t *testing.T) {
 					if len(b) >= len(good) && bytes.Equal(b[:len(good)], good) {
 						want = seq(1, 5) // the zeros cut off were the record's own
 					}
-					fs := wal.NewMemFS()
+					fs := vfs.NewMemFS()
 					fs.WriteFile(name, b)
 					rep, err := wal.Check("db", &wal.Options{FS: fs})
 					require.NoError(t, err, what)

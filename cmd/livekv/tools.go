@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 )
 
@@ -64,7 +65,7 @@ func check(args []string) error {
 		return err
 	}
 	rep, err := wal.Check(dir, nil)
-	if errors.Is(err, wal.ErrLocked) {
+	if errors.Is(err, vfs.ErrLocked) {
 		return fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
 	if err != nil {
@@ -98,7 +99,7 @@ type record struct {
 
 func openFolder(dir string) (*engine.DB, error) {
 	db, err := engine.Open(dir, &engine.Options{SweepInterval: -1})
-	if errors.Is(err, wal.ErrLocked) {
+	if errors.Is(err, vfs.ErrLocked) {
 		return nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
 	return db, err

@@ -1,4 +1,4 @@
-package wal
+package vfs
 
 import (
 	"errors"
@@ -7,8 +7,9 @@ import (
 	"sort"
 )
 
-// FS is the file system the log works on: the operating system's (OSFS),
-// or in tests one that simulates crashes or injects errors (MemFS).
+// FS is a file system, as the write-ahead log uses one: the operating
+// system's (OSFS), or in tests one that simulates crashes or injects errors
+// (MemFS).
 type FS interface {
 	// Create creates a new, empty file for writing; it fails if the file
 	// exists.
@@ -40,7 +41,7 @@ type File interface {
 }
 
 // ErrLocked is returned when another Open holds the directory.
-var ErrLocked = errors.New("wal: directory locked by another process or DB")
+var ErrLocked = errors.New("vfs: directory locked by another process or DB")
 
 // OSFS is the operating system's file system.
 type OSFS struct{}

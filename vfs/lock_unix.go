@@ -4,7 +4,7 @@
 
 //go:build unix && !aix && !solaris
 
-package wal
+package vfs
 
 import (
 	"errors"

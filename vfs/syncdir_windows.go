@@ -1,4 +1,4 @@
-package wal
+package vfs
 
 // syncDir does nothing: Windows has no fsync of a directory. Sync on one
 // fails (FlushFileBuffers needs a handle open for writing, which a

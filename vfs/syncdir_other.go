@@ -1,6 +1,6 @@
 //go:build !windows
 
-package wal
+package vfs
 
 import "os"
 

@@ -1,6 +1,6 @@
 //go:build !windows && (!unix || aix || solaris)
 
-package wal
+package vfs
 
 import (
 	"errors"
@@ -15,6 +15,6 @@ import (
 // second Open out, so it does not open a directory at all. A DB kept only
 // in memory needs no lock and works.
 func lockFile(name string) (io.Closer, error) {
-	return nil, fmt.Errorf("wal: locking %s: %w: no file locking on %s",
+	return nil, fmt.Errorf("vfs: locking %s: %w: no file locking on %s",
 		filepath.Dir(name), errors.ErrUnsupported, runtime.GOOS)
 }

@@ -1,4 +1,4 @@
-package wal
+package vfs
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ type memFile struct {
 }
 
 // ErrInjected is the error MemFS injects.
-var ErrInjected = errors.New("wal: injected I/O error")
+var ErrInjected = errors.New("vfs: injected I/O error")
 
 // NewMemFS returns an empty MemFS.
 func NewMemFS() *MemFS {

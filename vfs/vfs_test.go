@@ -1,0 +1,110 @@
+package vfs_test
+
+import (
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/livekv/livekv/internal/leaktest"
+	"github.com/livekv/livekv/vfs"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+func write(t *testing.T, f vfs.File, s string) {
+	t.Helper()
+	n, err := io.WriteString(f, s)
+	require.NoError(t, err)
+	require.Equal(t, len(s), n)
+}
+
+func TestMemFS_Crash(t *testing.T) {
+	m := vfs.NewMemFS()
+	f, err := m.Create("d/a")
+	require.NoError(t, err)
+	write(t, f, "synced")
+	require.NoError(t, f.Sync())
+	require.NoError(t, m.SyncDir("d"))
+	write(t, f, "-more")
+	g, err := m.Create("d/b") // its directory entry is never synced
+	require.NoError(t, err)
+	write(t, g, "b")
+	require.NoError(t, g.Sync())
+
+	for _, tc := range []struct {
+		name string
+		c    *vfs.MemFS
+		want string
+	}{
+		{"none kept", m.Crash(0), "synced"},
+		{"all kept", m.Crash(1), "synced-more"},
+		{"some kept", m.Crash(0.4), "synced-m"},
+		{"zero-filled", m.CrashZeroFilled(0.4), "synced-m\x00\x00\x00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			names, err := tc.c.List("d")
+			require.NoError(t, err)
+			require.Equal(t, []string{"a"}, names, "only synced directory entries survive")
+			got, err := tc.c.ReadFile("d/a")
+			require.NoError(t, err)
+			require.Equal(t, tc.want, string(got))
+		})
+	}
+}
+
+func TestMemFS_Crash_RemoveNotSynced(t *testing.T) {
+	m := vfs.NewMemFS()
+	m.WriteFile("d/a", []byte("x"))
+	require.NoError(t, m.Remove("d/a"))
+	got, err := m.Crash(0).ReadFile("d/a")
+	require.NoError(t, err, "a remove without SyncDir is lost in a crash")
+	require.Equal(t, "x", string(got))
+
+	require.NoError(t, m.SyncDir("d"))
+	_, err = m.Crash(0).ReadFile("d/a")
+	require.Error(t, err)
+}
+
+func TestMemFS_FailAt(t *testing.T) {
+	for _, always := range []bool{false, true} {
+		m := vfs.NewMemFS()
+		f, err := m.Create("a")
+		require.NoError(t, err)
+		m.FailAt(2, always)
+		write(t, f, "1")
+		_, err = io.WriteString(f, "2")
+		require.ErrorIs(t, err, vfs.ErrInjected)
+		_, err = io.WriteString(f, "3")
+		if always {
+			require.ErrorIs(t, err, vfs.ErrInjected, "every operation after the k-th fails")
+		} else {
+			require.NoError(t, err, "only the k-th operation fails")
+		}
+		m.FailAt(0, false)
+		require.NoError(t, f.Sync())
+	}
+}
+
+func TestFS_Lock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   vfs.FS
+		dir  string
+	}{
+		{"MemFS", vfs.NewMemFS(), "db"},
+		{"OSFS", vfs.OSFS{}, t.TempDir()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := filepath.Join(tc.dir, "LOCK")
+			l, err := tc.fs.Lock(name)
+			require.NoError(t, err)
+			_, err = tc.fs.Lock(name)
+			require.ErrorIs(t, err, vfs.ErrLocked, "a second lock in the same process")
+			require.NoError(t, l.Close())
+			l, err = tc.fs.Lock(name)
+			require.NoError(t, err, "the lock is free once closed")
+			require.NoError(t, l.Close())
+		})
+	}
+}
