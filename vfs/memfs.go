@@ -20,7 +20,7 @@ type MemFS struct {
 	synced map[string]*memFile // directory entries as of the last SyncDir of their directory
 	locks  map[string]bool
 
-	ops        int  // mutating operations so far
+	ops        int  // mutating operations since the last FailAt
 	failAt     int  // fail the failAt-th mutating operation (0: never)
 	failAlways bool // and every one after it
 }
@@ -45,13 +45,6 @@ func (m *MemFS) FailAt(k int, always bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ops, m.failAt, m.failAlways = 0, k, always
-}
-
-// Ops returns how many mutating operations were made since the last FailAt.
-func (m *MemFS) Ops() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.ops
 }
 
 // op counts a mutating operation and returns the injected error, if any;
