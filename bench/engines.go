@@ -11,7 +11,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/wal"
 	"github.com/tidwall/buntdb"
 	bolt "go.etcd.io/bbolt"
 )
@@ -61,7 +60,7 @@ func incremented(old string, found bool) (string, error) {
 func openLivekv(dir string, durable bool) (KV, error) {
 	o := &engine.Options{SweepInterval: -1}
 	if !durable {
-		o.Sync = wal.SyncNever
+		o.Sync = engine.SyncNever
 	}
 	db, err := engine.Open(dir, o)
 	return livekvKV{db}, err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/gcbusy"
-	"github.com/livekv/livekv/wal"
 )
 
 // The benchmarks use 1M keys "key:%08d" with 100-byte values. bench/ runs
@@ -216,7 +215,7 @@ func BenchmarkDB_Set_SlowConsumer(b *testing.B) {
 func BenchmarkOpen_Replay(b *testing.B) {
 	const records = 200_000
 	dir := b.TempDir()
-	db, err := engine.Open(dir, &engine.Options{Sync: wal.SyncNever, CheckpointBytes: -1})
+	db, err := engine.Open(dir, &engine.Options{Sync: engine.SyncNever, CheckpointBytes: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

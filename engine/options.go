@@ -35,13 +35,13 @@ type Options struct {
 	HistoryBytes  int64
 
 	// Sync says when a database on disk fsyncs its log, and so what a
-	// crash can lose: wal.SyncAlways (the zero value: a write returns once
+	// crash can lose: SyncAlways (the zero value: a write returns once
 	// it is on disk, and only then do readers and subscribers see it),
-	// wal.SyncInterval(d) or wal.SyncNever. See docs/durability.md.
-	Sync wal.SyncPolicy
+	// SyncInterval(d) or SyncNever. See docs/durability.md.
+	Sync SyncPolicy
 
 	// Repair makes Open of a damaged log truncate it at the first bad
-	// record instead of failing with wal.ErrCorrupt. What followed the
+	// record instead of failing with ErrCorrupt. What followed the
 	// damage is lost.
 	Repair bool
 
