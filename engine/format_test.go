@@ -1,8 +1,7 @@
 package engine_test
 
 import (
-	"encoding/binary"
-	"hash/crc32"
+	"os"
 	"testing"
 
 	"github.com/livekv/livekv/engine"
@@ -17,19 +16,22 @@ import (
 // record that ends in zero bytes. The database holds what it wrote, takes
 // new writes, and reopens with both.
 func TestDB_OpensFirstLogFormat(t *testing.T) {
-	seg := append([]byte("LIVEKVW"), wal.SegmentVersionNoTrailer)
-	seg = binary.LittleEndian.AppendUint64(seg, 1)
-	seg = binary.LittleEndian.AppendUint32(seg, crc32.Checksum(seg, crc32.MakeTable(crc32.Castagnoli)))
+	// testdata/segment-v1.log was made once, with wal's codec while it was
+	// still exported, and is kept byte for byte: the header "LIVEKVW",
+	// version 1 (segmentVersionNoTrailer), first revision 1 and its
+	// crc32c, then one transaction record (type 1) for each of
+	//
+	//	{Revision: 1, Time: 1, Writes: {Put "a" = "1", Created}}
+	//	{Revision: 2, Time: 2, Writes: {Put "b" = "2", Expires: 4102444800000000000 (2100-01-01), Created}}
+	//	{Revision: 3, Time: 3, Writes: {Put "c" = "3", Created}}
+	//	{Revision: 4, Time: 4, Writes: {Delete "c"}}
+	//
+	// each appended as wal.AppendRecord(seg, wal.TypeTx, p[:len(p)-1])
+	// with p := wal.AppendTx(nil, &tx): the current payload less its last
+	// byte, the trailer that format 1 did not have.
+	seg, err := os.ReadFile("testdata/segment-v1.log")
+	require.NoError(t, err)
 	far := int64(4102444800000000000) // 2100-01-01
-	for _, tx := range []wal.Tx{
-		{Revision: 1, Time: 1, Writes: []wal.Write{{Kind: wal.KindPut, Key: "a", Value: "1", Created: true}}},
-		{Revision: 2, Time: 2, Writes: []wal.Write{{Kind: wal.KindPut, Key: "b", Value: "2", Expires: far, Created: true}}},
-		{Revision: 3, Time: 3, Writes: []wal.Write{{Kind: wal.KindPut, Key: "c", Value: "3", Created: true}}},
-		{Revision: 4, Time: 4, Writes: []wal.Write{{Kind: wal.KindDelete, Key: "c"}}},
-	} {
-		payload := wal.AppendTx(nil, &tx)
-		seg = wal.AppendRecord(seg, wal.TypeTx, payload[:len(payload)-1]) // the first format: no trailer
-	}
 	fs := vfs.NewMemFS()
 	fs.WriteFile("db/wal/00000000000000000001.log", seg)
 
