@@ -50,7 +50,7 @@ func Check(dir string, opts *Options) (Report, error) {
 				return rep, err
 			}
 			rep.SnapshotItems = 0
-			rev, err := ReadSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil })
+			rev, err := readSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil })
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
 			}
@@ -94,7 +94,7 @@ func Check(dir string, opts *Options) (Report, error) {
 			return rep, err
 		case bad != nil:
 			return rep, bad
-		case len(b) < SegmentHeaderSize:
+		case len(b) < segmentHeaderSize:
 			rep.TornBytes += int64(len(b))
 		case res.Torn:
 			rep.TornBytes += int64(len(b)) - res.Good

@@ -35,7 +35,7 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	if err != nil {
 		return fmt.Errorf("wal: snapshot: %w", err)
 	}
-	_, err = WriteSnapshot(f, rev, items)
+	_, err = writeSnapshot(f, rev, items)
 	if err == nil {
 		err = f.Sync()
 	}

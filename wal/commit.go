@@ -31,9 +31,9 @@ func (l *Log) Append(tx *Tx) error {
 		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.mu.last)
 	}
 	start := len(l.mu.pending)
-	l.mu.pending = AppendRecord(l.mu.pending, TypeTx, nil)
-	l.mu.pending = AppendTx(l.mu.pending, tx)
-	if n := len(l.mu.pending) - start - RecordHeaderSize; n > l.opts.MaxRecord {
+	l.mu.pending = appendRecord(l.mu.pending, typeTx, nil)
+	l.mu.pending = appendTx(l.mu.pending, tx)
+	if n := len(l.mu.pending) - start - recordHeaderSize; n > l.opts.MaxRecord {
 		// Recovery would take a record over the limit for damage, so
 		// none is written; the log is as it was.
 		l.mu.pending = l.mu.pending[:start]
@@ -53,7 +53,7 @@ func (l *Log) Append(tx *Tx) error {
 // reframe fixes the header of the record at b[start:] after its payload
 // was appended in place behind an empty frame.
 func reframe(b []byte, start int) []byte {
-	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-RecordHeaderSize))
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-recordHeaderSize))
 	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
 	return b
 }

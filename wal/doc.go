@@ -30,17 +30,16 @@
 //	+----------------+-----------+------------------+-----------+
 //	 7 bytes           1 byte      8 bytes            4 bytes: 20 in all
 //
-// The log writes version 2 (SegmentVersion). It still reads version 1
-// (SegmentVersionNoTrailer), whose transaction payloads have no trailer,
-// so that logs written before it open: each segment is read in its own
-// version, and after Open new records always go to a new segment, so a
-// version-1 segment is never appended to.
+// The log writes version 2. It still reads version 1, whose transaction
+// payloads have no trailer, so that logs written before it open: each
+// segment is read in its own version, and after Open new records always
+// go to a new segment, so a version-1 segment is never appended to.
 //
 // # Snapshots
 //
 // A snapshot has a header like a segment's (magic "LIVEKVS", the
-// snapshot's revision), then one record of type TypeItem per key in key
-// order, then a TypeSnapshot record holding the number of items:
+// snapshot's revision), then one record of type 2 (item) per key in key
+// order, then a record of type 3 (snapshot) holding the number of items:
 //
 //	item payload: key len | key | value len | value | revision | create revision | version | expires
 //
@@ -52,19 +51,19 @@
 //
 // # Reading a damaged log
 //
-// Scan reads records until the end. A bad record followed by a good one
-// is corruption: Scan returns an error that errors.Is(err, ErrCorrupt)
-// recognises, naming the offset. A bad record with nothing good after it
-// is a torn tail, which the caller truncates, only if its bytes are what
-// a crash during the last write leaves: a prefix of what was written,
-// then the end of the file or zeros to it. So a record is torn if its
-// header is incomplete or all zero, if its length runs past the end of
-// the file, or if it ends in zeros that run to the end of the file and
-// some bytes in their place (in version 2, bytes ending in the trailer)
-// would make its checksum match; unless clearing one bit of its length
-// gives a whole record with a good checksum: a flipped length bit. A last
-// record that is all there and fails its checksum otherwise, after a
-// flipped bit say, is corruption like any other. In version 2 that is
+// The log reads a segment's records until the end. A bad record followed
+// by a good one is corruption, an error that errors.Is(err, ErrCorrupt)
+// recognises, naming the offset (see Open and Check). A bad record with
+// nothing good after it is a torn tail, which Open truncates, only if its
+// bytes are what a crash during the last write leaves: a prefix of what
+// was written, then the end of the file or zeros to it. So a record is
+// torn if its header is incomplete or all zero, if its length runs past
+// the end of the file, or if it ends in zeros that run to the end of the
+// file and some bytes in their place (in version 2, bytes ending in the
+// trailer) would make its checksum match; unless clearing one bit of its
+// length gives a whole record with a good checksum: a flipped length bit.
+// A last record that is all there and fails its checksum otherwise, after
+// a flipped bit say, is corruption like any other. In version 2 that is
 // every flip of a bit of the last record: a whole record there never ends
 // in a zero byte, and no single flip makes the trailer one. In version 1 a
 // record ends in zeros when its last write has no expiry or is a delete,

@@ -9,13 +9,13 @@ import (
 
 // Record types.
 const (
-	TypeTx       byte = 1 // in a segment: a committed transaction
-	TypeItem     byte = 2 // in a snapshot: one key
-	TypeSnapshot byte = 3 // in a snapshot: the last record, with the count
+	typeTx       byte = 1 // in a segment: a committed transaction
+	typeItem     byte = 2 // in a snapshot: one key
+	typeSnapshot byte = 3 // in a snapshot: the last record, with the count
 )
 
-// RecordHeaderSize is the size of a record's framing.
-const RecordHeaderSize = 9
+// recordHeaderSize is the size of a record's framing.
+const recordHeaderSize = 9
 
 // DefaultMaxRecord is the largest payload accepted by default: larger
 // lengths are damage, never an allocation.
@@ -38,8 +38,8 @@ var (
 	errType     = errors.New("wal: unknown record type")
 )
 
-// AppendRecord appends the framed record to dst.
-func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
+// appendRecord appends the framed record to dst.
+func appendRecord(dst []byte, typ byte, payload []byte) []byte {
 	start := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
 	dst = append(dst, 0, 0, 0, 0, typ)
@@ -49,12 +49,12 @@ func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
 	return dst
 }
 
-// DecodeRecord decodes the log record at the start of b, whose payload may
+// decodeRecord decodes the log record at the start of b, whose payload may
 // be at most max bytes. It returns the type, the payload (a sub-slice of b)
 // and the bytes consumed.
-func DecodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error) {
+func decodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error) {
 	typ, payload, n, err = decodeFrame(b, max)
-	if err == nil && typ != TypeTx {
+	if err == nil && typ != typeTx {
 		return 0, nil, 0, errType
 	}
 	return typ, payload, n, err
@@ -63,7 +63,7 @@ func DecodeRecord(b []byte, max int) (typ byte, payload []byte, n int, err error
 // decodeFrame decodes the framing of the record at the start of b, of any
 // type.
 func decodeFrame(b []byte, max int) (typ byte, payload []byte, n int, err error) {
-	if len(b) < RecordHeaderSize {
+	if len(b) < recordHeaderSize {
 		if allZero(b) {
 			return 0, nil, 0, errZero
 		}
@@ -78,11 +78,11 @@ func decodeFrame(b []byte, max int) (typ byte, payload []byte, n int, err error)
 	if uint64(length) > uint64(max) {
 		return 0, nil, 0, errTooLarge
 	}
-	end := RecordHeaderSize + int(length)
+	end := recordHeaderSize + int(length)
 	if len(b) < end {
 		return 0, nil, 0, errShort
 	}
-	payload = b[RecordHeaderSize:end]
+	payload = b[recordHeaderSize:end]
 	if crc32.Checksum(b[8:end], castagnoli) != crc {
 		return 0, nil, 0, errChecksum
 	}
@@ -98,14 +98,14 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// ScanResult says how far a segment's records are good.
-type ScanResult struct {
+// scanResult says how far a segment's records are good.
+type scanResult struct {
 	Records int   // good records read
 	Good    int64 // offset just past the last good record
 	Torn    bool  // bytes after Good are a torn tail, to be truncated
 }
 
-// Scan calls fn with each record of the segment body b (the bytes after
+// scan calls fn with each record of the segment body b (the bytes after
 // the header), in order; version is the segment's format version, from
 // its header. It stops at the first bad record. If a good record follows,
 // or nothing does but the bad record's bytes are not what an interrupted
@@ -114,11 +114,11 @@ type ScanResult struct {
 // offset in the file); otherwise that is a torn tail (Torn). Either way
 // Good is the bad record's offset, where to truncate. An error from fn
 // stops the scan and is returned.
-func Scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (ScanResult, error) {
-	var r ScanResult
+func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (scanResult, error) {
+	var r scanResult
 	off := 0
 	for off < len(b) {
-		typ, payload, n, err := DecodeRecord(b[off:], max)
+		typ, payload, n, err := decodeRecord(b[off:], max)
 		if err != nil {
 			r.Good = base + int64(off)
 			if next := findRecord(b[off+1:], max); next >= 0 {
@@ -146,8 +146,8 @@ func Scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload
 // findRecord returns the offset of the first position in b where a whole
 // valid record starts, or -1.
 func findRecord(b []byte, max int) int {
-	for i := 0; i+RecordHeaderSize <= len(b); i++ {
-		if _, _, _, err := DecodeRecord(b[i:], max); err == nil {
+	for i := 0; i+recordHeaderSize <= len(b); i++ {
+		if _, _, _, err := decodeRecord(b[i:], max); err == nil {
 			return i
 		}
 	}

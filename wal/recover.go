@@ -62,7 +62,7 @@ func (l *Log) loadSnapshot(r Replay) error {
 				return err
 			}
 		}
-		rev, err := ReadSnapshot(b, l.opts.MaxRecord, r.Item)
+		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -139,7 +139,7 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 		if err != nil {
 			return err
 		}
-		if lastSeg && (len(b) < SegmentHeaderSize || res.Records == 0 && bad == nil) {
+		if lastSeg && (len(b) < segmentHeaderSize || res.Records == 0 && bad == nil) {
 			// A crash while the segment was started: its header never
 			// became durable, or no record did. Remove it, so that the
 			// next append can start it again.
@@ -214,16 +214,16 @@ func (l *Log) historyDamage() (n int, damage, err error) {
 // it is, unread. bad is damage that is not a torn tail of the last segment
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
-func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res ScanResult, bad, err error) {
+func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
 	b, err = l.opts.FS.ReadFile(name)
-	if err != nil || len(b) < SegmentHeaderSize && last {
+	if err != nil || len(b) < segmentHeaderSize && last {
 		return b, res, nil, err
 	}
-	_, version, err := DecodeSegmentHeader(b)
+	_, version, err := decodeSegmentHeader(b)
 	if err != nil {
 		return b, res, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res, err = Scan(b[SegmentHeaderSize:], SegmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+	res, err = scan(b[segmentHeaderSize:], segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
 			if hist == nil {
@@ -231,7 +231,7 @@ func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b [
 			}
 			held = true
 		}
-		tx, err := DecodeTx(payload, version)
+		tx, err := decodeTx(payload, version)
 		if err != nil {
 			return err
 		}

@@ -7,11 +7,11 @@ import "path"
 // named by the revision of the group's first record.
 func (l *Log) write(group []byte) error {
 	if l.seg == nil || l.segSize >= l.opts.SegmentSize {
-		_, payload, _, err := DecodeRecord(group, l.opts.MaxRecord)
+		_, payload, _, err := decodeRecord(group, l.opts.MaxRecord)
 		if err != nil {
 			return err
 		}
-		tx, err := DecodeTx(payload, SegmentVersion)
+		tx, err := decodeTx(payload, segmentVersion)
 		if err != nil {
 			return err
 		}
@@ -44,7 +44,7 @@ func (l *Log) rotate(first int64) error {
 		return err
 	}
 	l.seg, l.segSize = f, 0
-	hdr := AppendSegmentHeader(nil, first)
+	hdr := appendSegmentHeader(nil, first)
 	if _, err := f.Write(hdr); err != nil {
 		return err
 	}

@@ -10,37 +10,37 @@ import (
 // Segment header layout; see the package comment.
 const (
 	segmentMagic = "LIVEKVW"
-	// SegmentVersion is the format of the segments the log writes: its
-	// transaction payloads end in a trailer byte (see AppendTx), so that
+	// segmentVersion is the format of the segments the log writes: its
+	// transaction payloads end in a trailer byte (see appendTx), so that
 	// no whole record ends in a zero byte.
-	SegmentVersion = 2
-	// SegmentVersionNoTrailer is the first format, whose transaction
+	segmentVersion = 2
+	// segmentVersionNoTrailer is the first format, whose transaction
 	// payloads end with the last write's expiry. Its segments are still
 	// read, never written.
-	SegmentVersionNoTrailer = 1
-	SegmentHeaderSize       = 20
+	segmentVersionNoTrailer = 1
+	segmentHeaderSize       = 20
 )
 
-// AppendSegmentHeader appends the header, in the current SegmentVersion,
+// appendSegmentHeader appends the header, in the current segmentVersion,
 // of a segment whose first record has revision first.
-func AppendSegmentHeader(dst []byte, first int64) []byte {
-	return appendHeader(dst, segmentMagic, SegmentVersion, first)
+func appendSegmentHeader(dst []byte, first int64) []byte {
+	return appendHeader(dst, segmentMagic, segmentVersion, first)
 }
 
-// DecodeSegmentHeader decodes a segment header and returns its first
-// revision and its format version, SegmentVersionNoTrailer or
-// SegmentVersion: the version decides how its records are read (see Scan
-// and DecodeTx). Any damage, or another version, is ErrCorrupt: a
+// decodeSegmentHeader decodes a segment header and returns its first
+// revision and its format version, segmentVersionNoTrailer or
+// segmentVersion: the version decides how its records are read (see scan
+// and decodeTx). Any damage, or another version, is ErrCorrupt: a
 // segment's header is written and synced before any record, so a bad one
 // is never a torn tail.
-func DecodeSegmentHeader(b []byte) (first int64, version byte, err error) {
-	return decodeHeader(b, "log segment", segmentMagic, SegmentVersionNoTrailer, SegmentVersion)
+func decodeSegmentHeader(b []byte) (first int64, version byte, err error) {
+	return decodeHeader(b, "log segment", segmentMagic, segmentVersionNoTrailer, segmentVersion)
 }
 
 // A header, of a segment or a snapshot: a 7-byte magic, a format version,
 // a revision and a checksum of what precedes it.
 func appendHeader(dst []byte, magic string, version byte, rev int64) []byte {
-	var h [SegmentHeaderSize]byte
+	var h [segmentHeaderSize]byte
 	copy(h[:7], magic)
 	h[7] = version
 	binary.LittleEndian.PutUint64(h[8:16], uint64(rev))
@@ -50,8 +50,8 @@ func appendHeader(dst []byte, magic string, version byte, rev int64) []byte {
 
 // decodeHeader accepts the versions oldest to newest.
 func decodeHeader(b []byte, what, magic string, oldest, newest byte) (rev int64, version byte, err error) {
-	if len(b) < SegmentHeaderSize {
-		return 0, 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), SegmentHeaderSize)
+	if len(b) < segmentHeaderSize {
+		return 0, 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), segmentHeaderSize)
 	}
 	if string(b[:7]) != magic {
 		return 0, 0, fmt.Errorf("%w: not a livekv %s (magic %q)", ErrCorrupt, what, b[:7])

@@ -26,16 +26,16 @@ type Item struct {
 // snapshotChunk is how much a snapshot encoder buffers between writes.
 const snapshotChunk = 1 << 20
 
-// WriteSnapshot writes the snapshot of the state at revision rev, holding
+// writeSnapshot writes the snapshot of the state at revision rev, holding
 // items, to w. It returns the number of items written.
-func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
+func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
 	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, SnapshotVersion, rev)
 	var n int64
 	var err error
 	var payload []byte
 	for it := range items {
-		payload = AppendItem(payload[:0], it)
-		buf = AppendRecord(buf, TypeItem, payload)
+		payload = appendItem(payload[:0], it)
+		buf = appendRecord(buf, typeItem, payload)
 		n++
 		if len(buf) >= snapshotChunk {
 			if _, err = w.Write(buf); err != nil {
@@ -44,15 +44,15 @@ func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error)
 			buf = buf[:0]
 		}
 	}
-	buf = AppendRecord(buf, TypeSnapshot, binary.AppendUvarint(nil, uint64(n)))
+	buf = appendRecord(buf, typeSnapshot, binary.AppendUvarint(nil, uint64(n)))
 	_, err = w.Write(buf)
 	return n, err
 }
 
-// AppendItem appends an item's payload encoding to dst:
+// appendItem appends an item's payload encoding to dst:
 //
 //	key len | key | value len | value | revision | create revision | version | expires
-func AppendItem(dst []byte, it *Item) []byte {
+func appendItem(dst []byte, it *Item) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(it.Key)))
 	dst = append(dst, it.Key...)
 	dst = binary.AppendUvarint(dst, uint64(len(it.Value)))
@@ -63,8 +63,8 @@ func AppendItem(dst []byte, it *Item) []byte {
 	return binary.AppendVarint(dst, it.Expires)
 }
 
-// DecodeItem decodes an item payload. Damage is ErrCorrupt.
-func DecodeItem(b []byte) (Item, error) {
+// decodeItem decodes an item payload. Damage is ErrCorrupt.
+func decodeItem(b []byte) (Item, error) {
 	d := decoder{b: b, what: "snapshot item"}
 	var it Item
 	it.Key = d.str()
@@ -90,18 +90,18 @@ func DecodeItem(b []byte) (Item, error) {
 	return it, nil
 }
 
-// ReadSnapshot decodes the snapshot b, calling fn with each item in order,
+// readSnapshot decodes the snapshot b, calling fn with each item in order,
 // and returns the snapshot's revision. Items larger than max are damage. A
 // snapshot is synced before it is given its name, so any damage, a cut
 // included, is ErrCorrupt; so is an item not above the one before it in
 // key order, or one changed after the snapshot's revision. An error from
 // fn stops the read and is returned.
-func ReadSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
+func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
 	rev, _, err = decodeHeader(b, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion)
 	if err != nil {
 		return 0, err
 	}
-	off := SegmentHeaderSize
+	off := segmentHeaderSize
 	var n uint64
 	var last string
 	for {
@@ -110,8 +110,8 @@ func ReadSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error
 			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, err)
 		}
 		switch typ {
-		case TypeItem:
-			it, err := DecodeItem(payload)
+		case typeItem:
+			it, err := decodeItem(payload)
 			if err != nil {
 				return 0, fmt.Errorf("%w at offset %d", err, off)
 			}
@@ -126,7 +126,7 @@ func ReadSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error
 			}
 			last = it.Key
 			n++
-		case TypeSnapshot:
+		case typeSnapshot:
 			count, k := binary.Uvarint(payload)
 			if k <= 0 || k != len(payload) || count != n {
 				return 0, fmt.Errorf("%w: snapshot trailer at offset %d does not match its %d items", ErrCorrupt, off, n)

@@ -31,7 +31,7 @@ import (
 // which etcd does not. pebble's record reader (record/record.go) takes a
 // chunk header that is all zero for space never written (ErrZeroedChunk),
 // as here, and reads ahead for a later good chunk to tell corruption from
-// an unclean end, as Scan does with findRecord.
+// an unclean end, as scan does with findRecord.
 
 // tailDamage looks at b, the bytes from a bad record to the end of the
 // last segment, with no good record after it, in a segment of the given
@@ -54,12 +54,12 @@ import (
 //     (as above, for a length that set a bit and now reaches into zeros
 //     after the record).
 //
-// In a SegmentVersion segment every transaction payload ends in a
+// In a segmentVersion segment every transaction payload ends in a
 // trailer byte that is not zero (txTrailer), and the bytes in place of the
 // zeros must end in it: so a whole record whose checksum fails is damage
 // unless its last byte is zero, which one flipped bit cannot make of the
 // trailer, and a flip of any bit of the last record is found. In a
-// SegmentVersionNoTrailer segment a record ends in zeros when its last
+// segmentVersionNoTrailer segment a record ends in zeros when its last
 // write has no expiry, is a delete, or has a value that ends in zeros:
 // four or more zero bytes always could hide the checksum, so a flip
 // before them cannot be told from a torn write; k < 4 could by chance,
@@ -72,19 +72,19 @@ func tailDamage(b []byte, max int, version byte) error {
 	for z > 0 && b[z-1] == 0 {
 		z--
 	}
-	if z < RecordHeaderSize || allZero(b[:RecordHeaderSize]) {
+	if z < recordHeaderSize || allZero(b[:recordHeaderSize]) {
 		return nil
 	}
 	length := binary.LittleEndian.Uint32(b[0:4])
 	crc := binary.LittleEndian.Uint32(b[4:8])
-	if uint64(RecordHeaderSize)+uint64(length) > uint64(len(b)) {
+	if uint64(recordHeaderSize)+uint64(length) > uint64(len(b)) {
 		if n, ok := lengthBitFlipped(b, length, crc); ok {
 			return fmt.Errorf("its length %d runs past the end of the file, but its first %d bytes are a whole record with a good checksum: a damaged length",
-				length, RecordHeaderSize+n)
+				length, recordHeaderSize+n)
 		}
 		return nil
 	}
-	end := RecordHeaderSize + int(length)
+	end := recordHeaderSize + int(length)
 	whole := crc32.Checksum(b[8:end], castagnoli) == crc
 	switch {
 	case uint64(length) > uint64(max) && whole:
@@ -98,9 +98,9 @@ func tailDamage(b []byte, max int, version byte) error {
 	}
 	if n, ok := lengthBitFlipped(b[:end], length, crc); ok {
 		return fmt.Errorf("it ends in zeros that run to the end of the file, but its first %d bytes are a whole record with a good checksum: a damaged length",
-			RecordHeaderSize+n)
+			recordHeaderSize+n)
 	}
-	trailer := version >= SegmentVersion
+	trailer := version >= segmentVersion
 	if !zerosCanHide(b[8:end], end-z, crc, trailer) {
 		if trailer {
 			return errors.New("checksum mismatch in a record that ends in zeros, which no bytes ending in the trailer in their place would give: not an interrupted write")
@@ -118,8 +118,8 @@ func lengthBitFlipped(b []byte, length, crc uint32) (int, bool) {
 	var ends []int
 	for i := range 32 {
 		short := length &^ (1 << i)
-		if short != length && uint64(RecordHeaderSize)+uint64(short) <= uint64(len(b)) {
-			ends = append(ends, RecordHeaderSize+int(short))
+		if short != length && uint64(recordHeaderSize)+uint64(short) <= uint64(len(b)) {
+			ends = append(ends, recordHeaderSize+int(short))
 		}
 	}
 	slices.Sort(ends)
@@ -128,7 +128,7 @@ func lengthBitFlipped(b []byte, length, crc uint32) (int, bool) {
 		sum = crc32.Update(sum, castagnoli, b[at:end]) // one pass over b, however many candidates
 		at = end
 		if sum == crc {
-			return end - RecordHeaderSize, true
+			return end - recordHeaderSize, true
 		}
 	}
 	return 0, false
@@ -137,7 +137,7 @@ func lengthBitFlipped(b []byte, length, crc uint32) (int, bool) {
 // zerosCanHide reports whether some k bytes in place of the k zero bytes
 // that end msg would give it the checksum want; with trailer, only bytes
 // whose last is txTrailer count, as the last byte of every whole record
-// of a SegmentVersion segment is.
+// of a segmentVersion segment is.
 //
 // A CRC is affine over GF(2): flipping bit j of msg's last k bytes changes
 // the checksum by a fixed delta[j], whatever the other bytes hold. So the

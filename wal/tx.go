@@ -40,7 +40,7 @@ type Tx struct {
 	Writes   []Write
 }
 
-// txTrailer ends every transaction payload of a SegmentVersion segment.
+// txTrailer ends every transaction payload of a segmentVersion segment.
 //
 // Without it a payload ends with the last write's expiry, a zero byte when
 // it has none (two for a delete, more when a value ends in zeros), and a
@@ -52,9 +52,9 @@ type Tx struct {
 // takes eight.
 const txTrailer byte = 0xFF
 
-// AppendTx appends tx's payload encoding, in the current SegmentVersion,
+// appendTx appends tx's payload encoding, in the current segmentVersion,
 // to dst.
-func AppendTx(dst []byte, tx *Tx) []byte {
+func appendTx(dst []byte, tx *Tx) []byte {
 	dst = binary.AppendUvarint(dst, uint64(tx.Revision))
 	dst = binary.AppendVarint(dst, tx.Time)
 	dst = binary.AppendUvarint(dst, uint64(len(tx.Writes)))
@@ -74,16 +74,16 @@ func AppendTx(dst []byte, tx *Tx) []byte {
 	return append(dst, txTrailer)
 }
 
-// DecodeTx decodes a transaction payload of a segment of the given format
-// version: SegmentVersion, as AppendTx writes it, or
-// SegmentVersionNoTrailer, without the trailer byte. Damage is
+// decodeTx decodes a transaction payload of a segment of the given format
+// version: segmentVersion, as appendTx writes it, or
+// segmentVersionNoTrailer, without the trailer byte. Damage is
 // ErrCorrupt; lengths are checked against the payload before anything is
 // allocated.
-func DecodeTx(b []byte, version byte) (Tx, error) {
+func decodeTx(b []byte, version byte) (Tx, error) {
 	d := decoder{b: b, what: "transaction record"}
 	switch version {
-	case SegmentVersionNoTrailer:
-	case SegmentVersion:
+	case segmentVersionNoTrailer:
+	case segmentVersion:
 		if len(b) == 0 || b[len(b)-1] != txTrailer {
 			d.fail("no trailer byte")
 		} else {
