@@ -1,21 +1,23 @@
 package wal
 
-import "path"
+import (
+	"encoding/binary"
+	"fmt"
+	"path"
+)
 
 // write appends a group to the current segment, starting a new segment
 // first if there is none or the current one is full; the new segment is
 // named by the revision of the group's first record.
 func (l *Log) write(group []byte) error {
 	if l.seg == nil || l.segSize >= l.opts.SegmentSize {
-		_, payload, _, err := decodeRecord(group, l.opts.MaxRecord)
-		if err != nil {
-			return err
+		// The group's first record's payload starts with its revision:
+		// no need to checksum and decode the whole record for it.
+		rev, n := binary.Uvarint(group[min(recordHeaderSize, len(group)):])
+		if n <= 0 {
+			return fmt.Errorf("%w: a group whose first record has no revision", ErrCorrupt)
 		}
-		tx, err := decodeTx(payload, segmentVersion)
-		if err != nil {
-			return err
-		}
-		if err := l.rotate(tx.Revision); err != nil {
+		if err := l.rotate(int64(rev)); err != nil {
 			return err
 		}
 	}
