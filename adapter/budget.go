@@ -14,9 +14,10 @@ import (
 type byteBudget struct {
 	max int64
 
-	mu    sync.Mutex
-	used  int64         // guarded by mu
-	freed chan struct{} // guarded by mu; closed, and replaced, when bytes are released
+	mu      sync.Mutex
+	used    int64         // guarded by mu
+	waiters int           // guarded by mu: acquires waiting for room
+	freed   chan struct{} // guarded by mu; closed, and replaced, when bytes are released to waiters
 }
 
 func newByteBudget(max int64) *byteBudget {
@@ -45,17 +46,25 @@ func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration
 			return used, nil
 		}
 		freed := b.freed
+		b.waiters++
 		b.mu.Unlock()
 		if t == nil {
 			t = time.NewTimer(timeout)
 		}
+		var err error
 		select {
 		case <-freed:
 		case <-ctx.Done():
 			t.Stop()
-			return 0, ctx.Err()
+			err = ctx.Err()
 		case <-t.C:
-			return 0, errNoRoom
+			err = errNoRoom
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if err != nil {
+			return 0, err
 		}
 	}
 }
@@ -67,8 +76,10 @@ func (b *byteBudget) release(n int64) {
 	}
 	b.mu.Lock()
 	b.used -= n
-	close(b.freed)
-	b.freed = make(chan struct{})
+	if b.waiters > 0 { // a new channel only when someone waits on the old
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 
