@@ -38,7 +38,8 @@ const (
 // Lock order: a lock may be taken while holding those to its left, never
 // the reverse: cheap.mu → regex.mu → Subscription.mu → mu → hmu. A lane's
 // goroutines, its watchdog and the followers take only their own lane's
-// mu; Publish takes both, with TryLock, when nobody is subscribed. The
+// mu, except that the cheap lane may TryLock regex.mu (skipIdle); Publish
+// takes both, with TryLock, when nobody is subscribed. The
 // cheap lane matches holding its mu (its matching is cheap); the regex
 // lane matches holding no lock, so that its watchdog can take the lane
 // over from a stuck match. Subscribe, Publish and Close never wait for
@@ -75,7 +76,7 @@ type Stats struct {
 	Compacted     int64 // subscriptions ended by ErrCompacted
 	TimedOut      int64 // subscriptions ended by ErrPatternTimeout
 	History       int   // events held in the history
-	Oldest        int64 // the oldest revision the history holds (see Broker.Oldest)
+	Oldest        int64 // the oldest revision the history holds, or the next to come (see Broker.Oldest)
 	Revision      int64 // newest revision published
 }
 
@@ -128,10 +129,7 @@ func (b *Broker) Publish(batch Batch) {
 				if done {
 					b.cheap.cursor.Store(batch.Revision)
 					b.regex.cursor.Store(batch.Revision) // nobody has a regex: skip what it had left
-					b.hmu.Lock()
-					b.hist.evict(batch.Revision)
-					b.evicted.Store(b.hist.evicted)
-					b.hmu.Unlock()
+					b.evict()
 				}
 				b.mu.Unlock()
 			}

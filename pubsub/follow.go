@@ -37,7 +37,7 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 			continue
 		}
 		b.hmu.Lock()
-		batches, ok := b.hist.after(next.Revision-1, cursor, 64)
+		batches, ok := b.hist.after(next.Revision-1, cursor, fetchMax)
 		oldest := b.hist.oldest()
 		b.hmu.Unlock()
 		if !ok {
@@ -62,7 +62,7 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 			}
 			next = Position{Revision: batches[i].Revision + 1}
 		}
-		if len(batches) < 64 {
+		if len(batches) < fetchMax {
 			next = later(next, Position{Revision: cursor + 1}) // nothing else up to the cursor
 		}
 		s.mu.Lock()

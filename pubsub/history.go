@@ -56,6 +56,10 @@ func (h *history) len() int { return len(h.batches) - h.start }
 // FromRevision oldest - 1) and get every event from it on.
 func (h *history) oldest() int64 { return h.evicted + 1 }
 
+// fetchMax is how many batches a lane or a follower takes from the
+// history at a time.
+const fetchMax = 64
+
 // after returns up to max batches with revisions above rev and at most
 // upTo, or ok=false if some of them were evicted.
 func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
@@ -70,8 +74,9 @@ func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
 	return out, true
 }
 
-// Oldest returns the oldest revision the history holds: a subscription
-// can go on from it (FromRevision Oldest-1) and get every event from it on.
+// Oldest returns the oldest revision the history holds, or the next to
+// come if it holds none: a subscription can go on from it (FromRevision
+// Oldest-1) and get every event from it on.
 func (b *Broker) Oldest() int64 {
 	b.hmu.Lock()
 	defer b.hmu.Unlock()

@@ -73,7 +73,7 @@ func TestBroker_HostileRegexes(t *testing.T) {
 
 // TestBroker_RegexNotSkipped: a regex subscription that a cheap pattern of
 // its own already matches needs no regex; and one whose regex decides gets
-// every event, fed by a goroutine of its own.
+// every event.
 func TestBroker_RegexNotSkipped(t *testing.T) {
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()

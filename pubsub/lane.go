@@ -37,7 +37,6 @@ import (
 // writers or Subscribe.
 type lane struct {
 	b      *Broker
-	regex  bool          // the regex lane
 	budget time.Duration // regex lane: the matching time one subscription may take for one batch
 
 	// mu guards the fields below and the markRev of the lane's
@@ -89,7 +88,6 @@ var regexBudget = time.Millisecond
 func newLane(b *Broker, regex bool, rev int64) *lane {
 	l := &lane{
 		b:         b,
-		regex:     regex,
 		budget:    regexBudget,
 		index:     pattern.NewIndex[*Subscription](),
 		followers: make(map[*Subscription]struct{}),
@@ -143,7 +141,7 @@ func (l *lane) catchUp() {
 	for {
 		b.hmu.Lock()
 		// The history keeps what the lanes have not handled.
-		batches, _ := b.hist.after(l.cursor.Load(), b.hist.last, 64)
+		batches, _ := b.hist.after(l.cursor.Load(), b.hist.last, fetchMax)
 		b.hmu.Unlock()
 		if len(batches) == 0 {
 			return

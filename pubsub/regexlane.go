@@ -44,7 +44,7 @@ func (l *lane) catchUpRegex(w *work) *detached {
 	for {
 		b.hmu.Lock()
 		// The history keeps what the lanes have not handled.
-		batches, _ := b.hist.after(l.cursor.Load(), b.hist.last, 64)
+		batches, _ := b.hist.after(l.cursor.Load(), b.hist.last, fetchMax)
 		b.hmu.Unlock()
 		if len(batches) == 0 {
 			return nil
