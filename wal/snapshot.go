@@ -10,7 +10,7 @@ import (
 // Snapshot file layout; see the package comment.
 const (
 	snapshotMagic   = "LIVEKVS"
-	SnapshotVersion = 1
+	snapshotVersion = 1
 )
 
 // Item is one key's state in a snapshot.
@@ -29,7 +29,7 @@ const snapshotChunk = 1 << 20
 // writeSnapshot writes the snapshot of the state at revision rev, holding
 // items, to w. It returns the number of items written.
 func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
-	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, SnapshotVersion, rev)
+	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
 	var err error
 	var payload []byte
@@ -97,7 +97,7 @@ func decodeItem(b []byte) (Item, error) {
 // key order, or one changed after the snapshot's revision. An error from
 // fn stops the read and is returned.
 func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
-	rev, _, err = decodeHeader(b, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion)
+	rev, _, err = decodeHeader(b, "snapshot", snapshotMagic, snapshotVersion, snapshotVersion)
 	if err != nil {
 		return 0, err
 	}
