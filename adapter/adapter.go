@@ -73,6 +73,13 @@ type Options struct {
 	// that does not answer within the interval is closed. Default 30s.
 	PingInterval time.Duration
 
+	// HeartbeatInterval is how often the DBX dialect sends a heartbeat
+	// message; a DBX client that sends nothing (its own heartbeats
+	// included) for HeartbeatInterval + HeartbeatTimeout is closed with
+	// status 1008. Defaults 30s and 30s.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+
 	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
 	// one subscribe message: over it, 400. Default 64. Each pattern is also
 	// limited to pattern.DefaultMaxLen bytes.
@@ -183,6 +190,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 30 * time.Second
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -190,7 +203,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Now = time.Now
 	}
 	if c.TokenTTL < 0 || c.MaxMessageSize < 0 || c.RequestRate < 0 || c.RequestBurst < 0 || c.MaxInFlight < 0 ||
-		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.MaxPatterns < 0 ||
+		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
 		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
 		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
@@ -243,6 +256,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case route == "ws":
 		a.serveWebSocket(w, r)
+	case route == "dbx/ws":
+		a.serveDBX(w, r)
 	case route == "token/websocket":
 		a.serveToken(w, r)
 	case route == "record" || route == "record/atomic" || route == "records":
