@@ -6,7 +6,8 @@
 //	livekv load DIR < backup.jsonl
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
-// HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
+// HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
+// /kv/dbx/ws) on HOST:PORT (default
 // 127.0.0.1:8080) until SIGINT or SIGTERM, then closes it cleanly. The API
 // key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
 // (made at random, and printed, on the first run);
@@ -155,6 +156,7 @@ func serve(args []string) error {
 	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
 	fmt.Printf("livekv: todo app at http://%s/todo/, chat at http://%s/chat/\n", ln.Addr(), ln.Addr())
 	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
+	fmt.Printf("livekv: DBX WebSocket API at ws://%s/kv/dbx/ws?api_key=KEY\n", ln.Addr())
 	if keyNote != "" {
 		fmt.Printf("livekv: %s\n", keyNote)
 	}
