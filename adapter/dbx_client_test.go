@@ -3,7 +3,6 @@
 package adapter_test
 
 import (
-	"context"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -26,14 +25,7 @@ func TestDBXClient(t *testing.T) {
 		t.Fatalf("node is required (it runs the DBXWebSocket class): %v", err)
 	}
 	f := newFixture(t, &adapter.Options{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	// Node 20 has the browser's WebSocket behind this flag; later ones
 	// accept it too.
-	cmd := exec.CommandContext(ctx, node, "--experimental-websocket", "client.mjs", f.base, apiKey)
-	cmd.Dir = filepath.Join("testdata", "dbx")
-	out, err := cmd.CombinedOutput()
-	if err != nil || string(out) != "ok\n" {
-		t.Fatalf("the DBXWebSocket class failed: %v\n%s", err, out)
-	}
+	runNode(t, node, filepath.Join("testdata", "dbx"), "the DBXWebSocket class", "--experimental-websocket", "client.mjs", f.base, apiKey)
 }

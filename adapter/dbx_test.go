@@ -1,7 +1,6 @@
 package adapter_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,19 +15,15 @@ import (
 )
 
 // dbxClient speaks the DBX dialect: requests with string ids, replies
-// matched by id, notifications and heartbeats kept aside.
+// matched by id, notifications kept aside (in notes) and heartbeats
+// counted.
 type dbxClient struct {
-	t     testing.TB
-	ws    *websocket.Conn
-	next  int
-	notes []map[string]any
+	*client
 	beats int
 }
 
 func (f *fixture) dbxDialRaw(query string, h http.Header) (*websocket.Conn, *http.Response, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return websocket.Dial(ctx, strings.Replace(f.base, "http", "ws", 1)+"/dbx/ws?"+query, &websocket.DialOptions{HTTPHeader: h})
+	return f.dialPath("/dbx/ws", query, h)
 }
 
 func (f *fixture) dbx(query string) *dbxClient {
@@ -37,26 +32,7 @@ func (f *fixture) dbx(query string) *dbxClient {
 	require.NoError(f.t, err, "status %v", resp)
 	ws.SetReadLimit(64 << 20)
 	f.t.Cleanup(func() { ws.CloseNow() })
-	return &dbxClient{t: f.t, ws: ws}
-}
-
-func (c *dbxClient) writeRaw(b []byte) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, b))
-}
-
-func (c *dbxClient) tryRead(d time.Duration) (map[string]any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	_, b, err := c.ws.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	require.NoError(c.t, json.Unmarshal(b, &m), "%s", b)
-	return m, nil
+	return &dbxClient{client: &client{t: f.t, ws: ws}}
 }
 
 // reply reads until the message with this id, keeping notifications.
@@ -127,15 +103,6 @@ func (c *dbxClient) note() map[string]any {
 	n := c.notes[0]
 	c.notes = c.notes[1:]
 	return n
-}
-
-func (c *dbxClient) closeStatus() websocket.StatusCode {
-	c.t.Helper()
-	for {
-		if _, err := c.tryRead(10 * time.Second); err != nil {
-			return websocket.CloseStatus(err)
-		}
-	}
 }
 
 type obj = map[string]any
