@@ -1,7 +1,9 @@
 // Package adapter serves a livekv DB over the wire protocol of the hosted
 // HPKV service: a WebSocket API at /ws and a REST API, so that HPKV
 // clients (the official @hpkv/websocket-client among them) and plain
-// browser pages work against it unmodified. Mount it in any ServeMux:
+// browser pages work against it unmodified. It also speaks the WebSocket
+// API that DBX's documentation describes, at /dbx/ws, with the same
+// credentials and limits. Mount it in any ServeMux:
 //
 //	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{key}})
 //	mux.Handle("/kv/", http.StripPrefix("/kv", a))
@@ -101,7 +103,10 @@ type Options struct {
 	MaxTokenSubscriptions int
 
 	// MaxRangeLimit bounds the records one range returns; DefaultRangeLimit
-	// is what a range without a limit returns. Defaults 1000 and 100.
+	// is what a range without a limit returns. Defaults 1000 and 100. In
+	// the DBX dialect they bound keys.scan's count in the same way, and
+	// MaxRangeLimit the operations of a batch and the keys of mget and
+	// mset.
 	MaxRangeLimit     int
 	DefaultRangeLimit int
 
@@ -109,6 +114,9 @@ type Options struct {
 	// the range stops before the record that would pass it and says
 	// truncated, as it does at its limit. Its first record is always
 	// returned, so that any value can be read. Default (for zero) 2 MiB.
+	// In the DBX dialect it bounds the values one request reads (get,
+	// mget, a batch's): over it, the request fails (one value alone
+	// always comes); and keys.scan stops early, as a range does.
 	MaxReplyBytes int
 
 	// MaxQueuedBytes bounds the bytes of replies and notifications held

@@ -50,7 +50,7 @@ func (a *Adapter) serveDBX(w http.ResponseWriter, r *http.Request) {
 		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "%v", err))
 		return
 	}
-	a.serveConn(w, r, ac, from, dbxDialect{}, clientID)
+	a.serveConn(w, r, ac, from, dbxDialect{maxItems: a.opts.MaxRangeLimit}, clientID)
 }
 
 // writeDBXHTTPError refuses a handshake the way DBX's REST API answers
@@ -113,12 +113,12 @@ func toDBXError(err error) *dbxError {
 }
 
 // dbxDialect is DBX's documented WebSocket protocol, at dbx/ws.
-type dbxDialect struct{}
+type dbxDialect struct {
+	maxItems int // operations of a batch, keys of mget and mset: MaxRangeLimit
+}
 
-func (dbxDialect) decode(b []byte) (any, any) {
-	// Batches and mget/mset hold at most MaxRangeLimit items; decodeDBX
-	// is told a generous bound and run checks the configured one.
-	req, derr := decodeDBX(b, math.MaxInt)
+func (d dbxDialect) decode(b []byte) (any, any) {
+	req, derr := decodeDBX(b, d.maxItems)
 	if derr != nil {
 		return nil, dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
 	}
@@ -259,9 +259,6 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 		}
 		return de
 	}
-	if len(ops) > a.opts.MaxRangeLimit {
-		return nil, dbxErrorf(dbxInvalidRequest, "a batch of %d operations, at most %d", len(ops), a.opts.MaxRangeLimit)
-	}
 	write := false
 	for i, op := range ops {
 		failed = i
@@ -306,13 +303,10 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 	return results, nil
 }
 
-// dbxCheck checks an operation's size and the keys it names against the
-// connection's access, before anything runs.
+// dbxCheck checks the keys an operation names against the connection's
+// access, before anything runs.
 func (a *Adapter) dbxCheck(ac *access, op *dbxOp) error {
 	p := &op.Params
-	if n := max(len(p.Keys), len(p.Pairs)); n > a.opts.MaxRangeLimit {
-		return dbxErrorf(dbxInvalidRequest, "%d keys, at most %d", n, a.opts.MaxRangeLimit)
-	}
 	check := func(k string) error {
 		switch ok, undecided := ac.allows(k); {
 		case undecided:

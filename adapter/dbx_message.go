@@ -301,7 +301,7 @@ func decodeDBXParams(m dbxMethod, raw json.RawMessage, maxItems int) (dbxParams,
 	}
 	if m.keys {
 		if len(w.Keys) == 0 || len(w.Keys) > maxItems {
-			return p, dbxErrorf(dbxInvalidKey, "keys: give 1 to %d", maxItems)
+			return p, dbxErrorf(dbxInvalidRequest, "keys: give 1 to %d", maxItems)
 		}
 		if slices.Contains(w.Keys, "") {
 			return p, dbxErrorf(dbxInvalidKey, "keys: an empty key")
@@ -310,7 +310,7 @@ func decodeDBXParams(m dbxMethod, raw json.RawMessage, maxItems int) (dbxParams,
 	}
 	if m.pairs {
 		if len(w.Pairs) == 0 || len(w.Pairs) > maxItems {
-			return p, dbxErrorf(dbxInvalidKey, "pairs: give 1 to %d", maxItems)
+			return p, dbxErrorf(dbxInvalidRequest, "pairs: give 1 to %d", maxItems)
 		}
 		for k, raw := range w.Pairs {
 			if k == "" {

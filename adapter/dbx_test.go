@@ -315,7 +315,7 @@ func TestDBX_ErrorCodes(t *testing.T) {
 	c.fails("invalid_key", "string.get", obj{"key": ""})
 	c.fails("invalid_key", "string.get", obj{})
 	c.fails("invalid_key", "string.set", obj{"key": strings.Repeat("k", 17), "value": "v"})
-	c.fails("invalid_key", "string.mget", obj{"keys": []string{}})
+	c.fails("invalid_request", "string.mget", obj{"keys": []string{}})
 	c.fails("invalid_value", "string.set", obj{"key": "k"})
 	c.fails("invalid_value", "string.set", obj{"key": "k", "value": []int{1}})
 	c.fails("invalid_value", "string.set", obj{"key": "k", "value": strings.Repeat("v", 65)})
@@ -550,6 +550,11 @@ func TestDBX_Limits(t *testing.T) {
 		keys[i] = fmt.Sprint(i)
 	}
 	c.fails("invalid_request", "string.mget", obj{"keys": keys})
+	ops := make([]obj, 11)
+	for i := range ops {
+		ops[i] = obj{"method": "ping"}
+	}
+	c.fails("invalid_request", "batch", obj{"operations": ops})
 	require.Len(t, c.ok("keys.scan", obj{"count": 100})["keys"], 2)
 	c.ok("subscribe", obj{"patterns": []string{"a"}})
 	c.fails("rate_limit_exceeded", "subscribe", obj{"patterns": []string{"b"}})
@@ -565,4 +570,25 @@ func TestDBX_Limits(t *testing.T) {
 	_, resp, err := f.dbxDialRaw("api_key="+apiKey, http.Header{"Origin": {"https://evil.example"}})
 	require.Error(t, err)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// TestDBX_SlowClient: the HPKV dialect's send queue, byte budget and
+// slow-client timeout hold for DBX connections: a subscriber that stops
+// reading is closed, holding no more than MaxQueuedBytes, and others go
+// on.
+func TestDBX_SlowClient(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryBytes: 256 << 20},
+		&adapter.Options{SendQueue: 64, MaxQueuedBytes: 64 << 10, SlowClientTimeout: 200 * time.Millisecond})
+	stalled := f.dbx("api_key=" + apiKey)
+	stalled.ok("subscribe", obj{"patterns": []string{"*"}})
+	other := f.dbx("api_key=" + apiKey)
+	value := strings.Repeat("x", 4096)
+	for i := 0; i < 20000 && f.a.Stats().SlowClosed == 0; i++ {
+		_, err := f.db.Set(fmt.Sprintf("k%d", i%100), value, nil)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(64<<10))
+	other.ok("string.set", obj{"key": "k", "value": "v"})
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
 }
