@@ -276,6 +276,7 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 			res, err := st.exec(&ops[i])
 			if err != nil {
 				failed = i
+				st.refund() // in the transaction, so the Quota sees one write at a time
 				return err
 			}
 			results[i] = res
@@ -290,9 +291,6 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 	}
 	rev, err := a.db.Update(fn)
 	if err != nil {
-		if failed >= 0 {
-			st.refund()
-		}
 		return nil, fail(err)
 	}
 	for i, op := range ops {
@@ -362,8 +360,9 @@ func (st *dbxTx) write(key string, op func() error) error {
 	return err
 }
 
-// refund gives back to the Quota what it counted for writes that rolled
-// back. Giving back (a negative charge) is always accepted.
+// refund gives back to the Quota what it counted for the transaction's
+// writes, which are about to roll back. Giving back (a negative charge) is
+// always accepted.
 func (st *dbxTx) refund() {
 	for _, c := range st.charges {
 		st.a.opts.Quota.Charge(c.key, -c.Bytes, -c.Keys)

@@ -592,3 +592,28 @@ func TestDBX_SlowClient(t *testing.T) {
 	other.ok("string.set", obj{"key": "k", "value": "v"})
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
 }
+
+// TestDBX_BatchOverQuota: a batch whose third write the quota refuses
+// writes nothing, and the quota's count stays exact.
+func TestDBX_BatchOverQuota(t *testing.T) {
+	// The quota counts what an empty DB holds; the fixture's is empty too.
+	empty, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	q, err := adapter.NewPrefixQuota(empty, adapter.QuotaLimit{Prefix: "q:", MaxKeys: 2, MaxBytes: 1 << 20})
+	require.NoError(t, err)
+	require.NoError(t, empty.Close())
+	f := newFixture(t, &adapter.Options{Quota: q})
+	c := f.dbx("api_key=" + apiKey)
+	e := c.fails("quota_exceeded", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "q:1", "value": "a"}},
+		{"method": "string.set", "params": obj{"key": "q:2", "value": "b"}},
+		{"method": "string.set", "params": obj{"key": "q:3", "value": "c"}},
+	}})
+	require.EqualValues(t, 2, e["operation"])
+	require.Equal(t, adapter.QuotaUsage{}, q.Usage("q:"))
+	c.fails("quota_exceeded", "string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b", "q:3": "c"}})
+	require.Equal(t, adapter.QuotaUsage{}, q.Usage("q:"))
+	require.Equal(t, 0.0, c.ok("keys.count", obj{"pattern": "q:*"})["count"])
+	c.ok("string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b"}})
+	require.Equal(t, adapter.QuotaUsage{Keys: 2, Bytes: 8}, q.Usage("q:"))
+}
