@@ -1,9 +1,11 @@
 package adapter_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -616,4 +618,62 @@ func TestDBX_BatchOverQuota(t *testing.T) {
 	require.Equal(t, 0.0, c.ok("keys.count", obj{"pattern": "q:*"})["count"])
 	c.ok("string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b"}})
 	require.Equal(t, adapter.QuotaUsage{Keys: 2, Bytes: 8}, q.Usage("q:"))
+}
+
+// TestDBX_TokenExpiry: an expired token is refused at the handshake with
+// 401 unauthorized, and a connection whose token expires is closed with
+// 1008, as on /ws.
+func TestDBX_TokenExpiry(t *testing.T) {
+	clock := time.Now()
+	f := newFixture(t, &adapter.Options{Now: func() time.Time { return clock }, TokenTTL: time.Minute})
+	tok := f.token(`{}`)
+	clock = clock.Add(2 * time.Minute)
+	_, resp, err := f.dbxDialRaw("api_key="+url.QueryEscape(tok), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.Equal(t, "unauthorized", body["error"])
+
+	f2 := newFixture(t, &adapter.Options{TokenTTL: 1500 * time.Millisecond})
+	c := f2.dbx("api_key=" + url.QueryEscape(f2.token(`{}`)))
+	c.ok("ping", nil)
+	require.Equal(t, websocket.StatusPolicyViolation, c.closeStatus())
+}
+
+// TestDBX_Shutdown: DBX connections drain like HPKV ones: requests under
+// way are answered, later ones get service_unavailable, the connection
+// closes with 1001.
+func TestDBX_Shutdown(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	const n = 200
+	for i := range n {
+		c.writeRaw(fmt.Appendf(nil, `{"id":%d,"method":"INCR","params":{"key":"n"}}`, i))
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.a.Shutdown(ctx)
+	}()
+	incremented := 0
+	for {
+		r, err := c.tryRead(10 * time.Second)
+		if err != nil {
+			require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
+			break
+		}
+		if e, isErr := r["error"].(map[string]any); isErr {
+			require.Equal(t, "service_unavailable", e["code"], "%v", r)
+			continue
+		}
+		incremented++
+	}
+	require.NoError(t, <-done)
+	counter := "0"
+	if it, err := f.db.Get("n"); err == nil {
+		counter = it.Value
+	}
+	require.Equal(t, fmt.Sprint(incremented), counter, "every increment that ran was answered, and only those")
 }
