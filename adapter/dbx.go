@@ -88,7 +88,7 @@ func dbxCode(code int, err error) string {
 		return dbxCompacted
 	case http.StatusRequestEntityTooLarge:
 		// The engine's limits: "key of N bytes" or "value of K is N bytes".
-		if strings.Contains(err.Error(), ": key of ") {
+		if err != nil && strings.Contains(err.Error(), ": key of ") {
 			return dbxInvalidKey
 		}
 		return dbxInvalidValue

@@ -61,7 +61,7 @@ var dbxMethods = map[string]dbxMethod{
 	"keys.scan":      {pattern: true},
 	"keys.count":     {pattern: true},
 	"ping":           {},
-	"batch":          {alone: true},
+	"batch":          {alone: true, operations: true},
 	"subscribe":      {alone: true},
 	"unsubscribe":    {alone: true},
 }
@@ -84,6 +84,7 @@ type dbxMethod struct {
 	pattern            bool // pattern, cursor, count
 	write              bool // it writes: a batch holding one runs as a write transaction
 	alone              bool // not inside a batch
+	operations         bool // operations: batch's, decoded only for it, so that nothing nests
 }
 
 // dbxRequest is one decoded DBX message.
@@ -337,7 +338,7 @@ func decodeDBXParams(m dbxMethod, raw json.RawMessage, maxItems int) (dbxParams,
 	if p.FromRevision < 0 {
 		return p, dbxErrorf(dbxInvalidRequest, "negative fromRevision")
 	}
-	if w.Operations != nil {
+	if m.operations {
 		if len(w.Operations) == 0 || len(w.Operations) > maxItems {
 			return p, dbxErrorf(dbxInvalidRequest, "operations: give 1 to %d", maxItems)
 		}

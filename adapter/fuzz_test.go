@@ -121,3 +121,23 @@ func FuzzDecodeDBX(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeDBX_NoNesting: params.operations is read for batch alone, so
+// that a message cannot nest operations to make the decoder read it
+// again at every level.
+func TestDecodeDBX_NoNesting(t *testing.T) {
+	inner := `{"method":"ping"}`
+	for range 50 {
+		inner = `{"method":"string.get","params":{"key":"k","operations":[` + inner + `]}}`
+	}
+	r, derr := decodeDBX([]byte(`{"id":1,"method":"batch","params":{"operations":[`+inner+`]}}`), 10)
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if len(r.Params.Operations) != 1 || r.Params.Operations[0].Params.Operations != nil {
+		t.Fatalf("operations decoded below the batch: %+v", r.Params.Operations)
+	}
+	if _, derr := decodeDBX([]byte(`{"method":"batch","params":{}}`), 10); derr == nil || derr.Code != dbxInvalidRequest {
+		t.Fatalf("a batch without operations: %v", derr)
+	}
+}
