@@ -584,12 +584,7 @@ func TestDBX_SlowClient(t *testing.T) {
 	stalled := f.dbx("api_key=" + apiKey)
 	stalled.ok("subscribe", obj{"patterns": []string{"*"}})
 	other := f.dbx("api_key=" + apiKey)
-	value := strings.Repeat("x", 4096)
-	for i := 0; i < 20000 && f.a.Stats().SlowClosed == 0; i++ {
-		_, err := f.db.Set(fmt.Sprintf("k%d", i%100), value, nil)
-		require.NoError(t, err)
-	}
-	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed == 1 }, 10*time.Second, 10*time.Millisecond)
+	f.writeUntilSlowClosed()
 	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(64<<10))
 	other.ok("string.set", obj{"key": "k", "value": "v"})
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
@@ -671,9 +666,5 @@ func TestDBX_Shutdown(t *testing.T) {
 		incremented++
 	}
 	require.NoError(t, <-done)
-	counter := "0"
-	if it, err := f.db.Get("n"); err == nil {
-		counter = it.Value
-	}
-	require.Equal(t, fmt.Sprint(incremented), counter, "every increment that ran was answered, and only those")
+	require.Equal(t, fmt.Sprint(incremented), f.counter("n"), "every increment that ran was answered, and only those")
 }
