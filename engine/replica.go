@@ -21,9 +21,18 @@ type Replicator interface {
 	// WaitDurable returns once revision rev is durable and published
 	// (Replica.Publish(rev) has run), or with the error that says why it
 	// will not be (or that nobody can know). The writer of rev, and a
-	// transaction that read rev's writes, get that error as it is.
+	// transaction that read rev's writes, get that error as it is. A
+	// revision may be appended again after an Abandon; the DB itself
+	// tells the writers of the abandoned one (ErrAbandoned) if
+	// WaitDurable reports the new one durable.
 	WaitDurable(rev int64) error
 }
+
+// ErrAbandoned is returned to a writer on a replica whose commit, or a
+// speculative commit it read, Replica.Abandon rolled back, when the
+// replicator itself reported success: the revision committed, but as
+// another transaction. The write did not happen.
+var ErrAbandoned = errors.New("engine: commit abandoned")
 
 // ErrOutOfOrder is returned by Replica.ApplyCommitted for a transaction
 // that is not the next revision, or while speculative commits wait.
@@ -155,6 +164,9 @@ func (db *DB) abandon() int {
 			}
 		}
 		queue[i] = nil
+	}
+	if len(queue) > 0 {
+		db.pub.lost = append(db.pub.lost, committed+1)
 	}
 	db.pub.queue = queue[:0]
 	db.pub.target = committed
