@@ -19,6 +19,7 @@ import (
 //	wmu → index shard                   (a write)
 //	wmu → pub.mu → readers.mu           (commit, publish, bury)
 //	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
+//	wmu → pub.mu → index shard, ordered.mu (Replica.Abandon)
 //	wmu → the log's mu                  (Append)
 //	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
 //	ckpt.mu → the broker's hmu          (what the history still needs)
