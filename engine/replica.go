@@ -56,7 +56,9 @@ type Replica struct{ db *DB }
 // Replicator.WaitDurable, not for a fsync, and becomes visible only with
 // Publish. The background sweeper does not run (SweepInterval is
 // ignored): the leader expires keys with Replica.Sweep, and the others
-// apply those expiries. Checkpoints do nothing. The clock of write
+// apply those expiries. Checkpoints do nothing. Close does not wait for
+// writers in WaitDurable: close the replicator too, so that they return.
+// The clock of write
 // transactions, which decides expiry times, never goes below the newest
 // commit time the replica applied or handed on, so that time does not
 // run backwards when another node takes over.
@@ -175,7 +177,8 @@ func (db *DB) abandon() int {
 }
 
 // Snapshot is a copy-on-write view of a database at one revision, kept
-// until Close: what a replicated log's snapshot of the state holds.
+// until Close: what a replicated log's snapshot of the state holds. Its
+// methods are not for use from several goroutines at once.
 type Snapshot struct {
 	db     *DB
 	t      treeCopy

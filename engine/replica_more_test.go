@@ -243,3 +243,104 @@ func TestReplica_SweepAndClock(t *testing.T) {
 	sim.commit(t, 1, ctl)
 	require.NoError(t, <-done)
 }
+
+// TestReplica_AbandonTail: a tail of speculative commits that create,
+// delete, recreate and change the expiry of keys rolls back to exactly
+// the published state: the same backup bytes, key count and expiries.
+func TestReplica_AbandonTail(t *testing.T) {
+	c := newClock()
+	db, ctl, sim := openSim(t, &engine.Options{Now: c.Now})
+	sub, err := db.Subscribe([]string{"*"}, nil)
+	require.NoError(t, err)
+	revs := collect(sub)
+	run := func(ops []func() error, commit bool) []error {
+		t.Helper()
+		errs := make([]chan error, len(ops))
+		for i, op := range ops {
+			errs[i] = make(chan error, 1)
+			go func() { errs[i] <- op() }()
+			waitPending(t, sim, i+1) // one at a time, in order
+		}
+		if commit {
+			sim.commit(t, len(ops), ctl)
+		} else {
+			sim.lose(t, ctl)
+		}
+		out := make([]error, len(ops))
+		for i := range errs {
+			out[i] = <-errs[i]
+		}
+		return out
+	}
+	ttl := func(d time.Duration) *engine.SetOptions { return &engine.SetOptions{TTL: d} }
+	set := func(k, v string, o *engine.SetOptions) func() error {
+		return func() error { _, err := db.Set(k, v, o); return err }
+	}
+	del := func(k string) func() error {
+		return func() error { _, err := db.Delete(k); return err }
+	}
+	for _, err := range run([]func() error{
+		set("a", "1", nil), set("b", "2", ttl(time.Hour)), set("c", "3", ttl(2*time.Hour)),
+		set("d", "4", nil), del("d"), set("n", "10", nil),
+	}, true) {
+		require.NoError(t, err)
+	}
+	var before bytes.Buffer
+	rev, err := db.Backup(&before)
+	require.NoError(t, err)
+	keys := db.Stats().Keys
+	require.Equal(t, int64(4), keys)
+
+	errs := run([]func() error{
+		set("a", "1b", ttl(30*time.Minute)), del("b"), set("d", "recreated", nil), set("e", "new", ttl(time.Minute)),
+		set("c", "no ttl", nil), del("e"), set("b", "back", nil), set("f", "new", nil),
+		func() error { _, err := db.Patch("a", "+"); return err },
+		func() error { _, _, err := db.Increment("n", 5); return err },
+	}, false)
+	for _, err := range errs {
+		require.ErrorIs(t, err, errNotCommitted)
+	}
+	var after bytes.Buffer
+	rev2, err := db.Backup(&after)
+	require.NoError(t, err)
+	require.Equal(t, rev, rev2)
+	require.Equal(t, before.Bytes(), after.Bytes())
+	require.Equal(t, keys, db.Stats().Keys)
+
+	// The expiry set is back as it was: at 90 minutes b alone expires
+	// (not a, whose 30-minute TTL was abandoned), at 3 hours c.
+	sweep := func() int {
+		t.Helper()
+		got := make(chan int, 1)
+		go func() { n, _ := ctl.Sweep(); got <- n }()
+		select {
+		case n := <-got:
+			return n // nothing to expire: no commit
+		case <-time.After(20 * time.Millisecond):
+		}
+		waitPending(t, sim, 1)
+		sim.commit(t, 1, ctl)
+		return <-got
+	}
+	c.Advance(90 * time.Minute)
+	require.Equal(t, 1, sweep())
+	_, err = db.Get("b")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	it, err := db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "1", it.Value)
+	c.Advance(2 * time.Hour)
+	require.Equal(t, 1, sweep())
+	require.Equal(t, int64(2), db.Stats().Keys)
+
+	// The abandoned revisions are taken again, and the subscriber saw
+	// only what committed: revisions 1 to 8, two of them sweeps.
+	require.NoError(t, run([]func() error{set("d", "again", nil)}, true)[0])
+	it, err = db.Get("d")
+	require.NoError(t, err)
+	require.Equal(t, int64(9), it.Revision)
+	require.Equal(t, int64(1), it.Version)
+	sim.close()
+	require.NoError(t, db.Close())
+	require.Equal(t, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}, <-revs)
+}
