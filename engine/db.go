@@ -19,6 +19,7 @@ import (
 //	wmu → index shard                   (a write)
 //	wmu → pub.mu → readers.mu           (commit, publish, bury)
 //	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
+//	wmu → pub.mu → index shard, ordered.mu (Replica.Abandon)
 //	wmu → the log's mu                  (Append)
 //	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
 //	ckpt.mu → the broker's hmu          (what the history still needs)
@@ -42,8 +43,16 @@ type DB struct {
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
 
-	broker *pubsub.Broker
-	log    *wal.Log // nil in memory
+	broker *pubsub.Broker // replaced only by Replica.Restore, under wmu and pub.mu
+	log    *wal.Log       // nil in memory
+
+	// repl, set by OpenReplica, replaces the log: commits are handed to
+	// it and wait for it, and Replica.Publish makes them visible.
+	repl Replicator
+	// lastTime is the newest commit time handed to repl or applied, in
+	// unix ns; the clock of a replica's transactions never goes below
+	// it. Guarded by wmu.
+	lastTime int64
 
 	// restored is the newest revision whose events Open gave the broker's
 	// history from the log.
@@ -51,9 +60,20 @@ type DB struct {
 
 	// pub orders the commits on their way to readers and subscribers.
 	pub struct {
-		mu     sync.Mutex       // guards queue and graves
+		mu     sync.Mutex       // guards queue, graves and target
 		queue  []*commit        // committed, not yet visible, in revision order
 		graves []committedWrite // visible deletions whose entries are still indexed
+		// target is the newest revision Replica.Publish was asked for: a
+		// commit queued at or below it, after Publish ran, publishes
+		// itself.
+		target int64
+		// lost holds, for each Replica.Abandon that rolled something
+		// back, the first revision it took back; it changes under wmu
+		// too. A writer notes its length when its transaction ends, and
+		// after waiting checks whether an Abandon since took back what
+		// it wrote or read: the replicator, which knows revisions only,
+		// may have seen another commit at the same revision succeed.
+		lost []int64
 	}
 	index   *index
 	order   *ordered
@@ -184,6 +204,9 @@ func (db *DB) Stats() Stats {
 	if db.log != nil {
 		logBytes = db.log.Stats().Bytes
 	}
+	db.pub.mu.Lock()
+	broker := db.broker
+	db.pub.mu.Unlock()
 	return Stats{
 		LogBytes:    logBytes,
 		Checkpoints: db.ckpt.n.Load(),
@@ -199,7 +222,7 @@ func (db *DB) Stats() Stats {
 		Snapshots:  db.readers.n.Load(),
 		ReadOnlyTx: db.stats.views.Load(),
 
-		Subscriptions: db.broker.Stats(),
+		Subscriptions: broker.Stats(),
 	}
 }
 
