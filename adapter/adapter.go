@@ -118,6 +118,12 @@ type Options struct {
 	// refuse it with code 507; see Quota and PrefixQuota. Default: none.
 	Quota Quota
 
+	// OnRequest, if set, is called once for each request answered, over
+	// WebSocket or REST, with its operation (OpGet, OpSet, ...) and the
+	// code of its reply; for monitoring. It must be quick and safe for
+	// concurrent use.
+	OnRequest func(op string, code int)
+
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
 
@@ -244,11 +250,16 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route == "ws":
 		a.serveWebSocket(w, r)
 	case route == "token/websocket":
-		a.serveToken(w, r)
-	case route == "record" || route == "record/atomic" || route == "records":
-		a.serveREST(w, r, route)
-	case strings.HasPrefix(path, "record/"):
-		a.serveREST(w, r, path)
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveToken(rw, r)
+		a.observe(rw.op, rw.status)
+	case route == "record" || route == "record/atomic" || route == "records" || strings.HasPrefix(path, "record/"):
+		if route != "record" && route != "record/atomic" && route != "records" {
+			route = path // the key of record/{key} keeps its final slash
+		}
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveREST(rw, r, route)
+		a.observe(rw.op, rw.status)
 	default:
 		writeJSON(w, http.StatusNotFound, reply{Code: http.StatusNotFound, Error: "no such endpoint"})
 	}

@@ -182,6 +182,7 @@ func (c *conn) readLoop() {
 			continue
 		}
 		if typ != websocket.MessageText {
+			c.a.observe(OpInvalid, http.StatusBadRequest)
 			c.send(reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
 			continue
 		}
@@ -194,10 +195,12 @@ func (c *conn) readLoop() {
 		}
 		req, err := decodeRequest(data)
 		if err != nil {
+			c.a.observe(opName(req.Op), http.StatusBadRequest)
 			c.send(reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()})
 			continue
 		}
 		if !c.bucket.take() {
+			c.a.observe(opName(req.Op), http.StatusTooManyRequests)
 			c.send(reply{Code: http.StatusTooManyRequests, MessageID: req.MessageID, Error: "too many requests"})
 			continue
 		}
@@ -208,6 +211,7 @@ func (c *conn) readLoop() {
 		}
 		c.mu.Unlock()
 		if draining {
+			c.a.observe(opName(req.Op), http.StatusServiceUnavailable)
 			c.send(reply{Code: http.StatusServiceUnavailable, MessageID: req.MessageID, Error: "server shutting down"})
 			continue
 		}
@@ -237,6 +241,7 @@ func (c *conn) handle(req *request) reply {
 		rep = c.a.do(c.ac, req)
 	}
 	rep.MessageID = req.MessageID
+	c.a.observe(opName(req.Op), rep.Code)
 	return rep
 }
 
@@ -468,6 +473,9 @@ func (c *conn) writeLoop() {
 		select {
 		case b := <-c.out:
 			err := c.ws.Write(c.ctx, websocket.MessageText, b)
+			if err == nil {
+				c.a.stats.bytesOut.Add(int64(len(b)))
+			}
 			c.unsent.Add(-1)
 			c.budget.release(int64(len(b)))
 			if err != nil {

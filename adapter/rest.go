@@ -100,6 +100,9 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		req := request{Op: opSet, Key: body.Key}
 		if body.PartialUpdate {
 			req.Op = opPatch
+			if rw, ok := w.(*restWriter); ok {
+				rw.op = OpPatch
+			}
 		}
 		if len(body.Value) > 0 && string(body.Value) != "null" {
 			v, err := valueText(body.Value)
