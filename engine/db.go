@@ -154,6 +154,19 @@ func (db *DB) Revision() int64 { return db.committed.Load() }
 
 func (db *DB) now() int64 { return db.opts.Now().UnixNano() }
 
+// Err reports whether the DB takes writes, for a readiness check: nil
+// if it does; ErrClosed once closed; the error of its log's failed write
+// or fsync, after which every write fails until the DB is reopened.
+func (db *DB) Err() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if db.log != nil {
+		return db.log.Err()
+	}
+	return nil
+}
+
 // Stats describe a DB at one moment.
 type Stats struct {
 	Keys     int64 // keys stored, including expired keys not yet swept

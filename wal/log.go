@@ -264,6 +264,15 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 func (l *Log) segDir() string  { return path.Join(l.dir, "wal") }
 func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
 
+// Err returns the log's sticky error: nil while it takes appends, else
+// the write or sync that failed, after which it refuses them until
+// reopened.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.err
+}
+
 // Written returns how many bytes have been appended to segments since
 // Open; a caller compares it over time to decide when to snapshot.
 func (l *Log) Written() int64 { return l.written.Load() }
