@@ -48,6 +48,14 @@ type Options struct {
 	// gets 403.
 	AllowedOrigins []string
 
+	// CORSOrigins are the origins (such as "https://app.example.com", or
+	// "*" for any) whose browser pages may call the REST API from another
+	// origin: their requests get Access-Control-Allow-Origin, and their
+	// preflight requests an answer. Default none: the REST API sends no
+	// CORS headers, and browsers keep other origins' pages from reading
+	// its responses. The API key is still required.
+	CORSOrigins []string
+
 	// MaxMessageSize is the largest message a client may send, in bytes;
 	// a larger one closes the connection with status 1009. Default 2 MiB.
 	MaxMessageSize int64
@@ -254,6 +262,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.serveToken(rw, r)
 		a.observe(rw.op, rw.status)
 	case route == "record" || route == "record/atomic" || route == "records" || strings.HasPrefix(path, "record/"):
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
 		if route != "record" && route != "record/atomic" && route != "records" {
 			route = path // the key of record/{key} keeps its final slash
 		}
