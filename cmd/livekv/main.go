@@ -57,7 +57,8 @@ func main() {
 		usage()
 		return
 	}
-	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load}
+	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
+		"backup": backup, "restore": restore}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
@@ -78,6 +79,8 @@ Commands:
   check    verify a data folder's snapshot and log, changing nothing
   dump     write a data folder's items to stdout as JSON lines
   load     add JSON lines from stdin (as dump writes them) to a data folder
+  backup   fetch a consistent backup of a running server's database
+  restore  make a data folder from a backup
 
 Run "livekv COMMAND --help" for a command's flags.
 `)
@@ -174,6 +177,7 @@ func serve(args []string) error {
 	mux.Handle("/kv/", http.StripPrefix("/kv", clients.limitConns(a)))
 	mountApps(mux, a, clients)
 	mountHealth(mux, db)
+	mountBackup(mux, db, *key, logf)
 	monMux := ops.mountMetrics(mux, db, m)
 	// A WebSocket is hijacked from the server, which clears these
 	// deadlines: they bound plain requests and the upgrade, not a

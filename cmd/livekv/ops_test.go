@@ -215,6 +215,13 @@ func TestServe_TLS(t *testing.T) {
 	require.Error(t, err, "a client that does not trust the certificate is refused")
 	code, _ = get(t, http.DefaultClient, strings.Replace(s.base, "https://", "http://", 1)+"/kv/record/a")
 	require.Equal(t, 400, code, "plain HTTP is refused")
+
+	file := filepath.Join(dir, "b.backup")
+	out, err := exec.Command(bin, "backup", "--addr", s.base, "--api-key", "k1", "--cacert", certFile, "-o", file).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "revision 1")
+	out, err = exec.Command(bin, "backup", "--addr", s.base, "--api-key", "k1", "-o", file+"2").CombinedOutput()
+	require.Error(t, err, "an untrusted certificate: %s", out)
 	s.stop(t)
 }
 
