@@ -1,9 +1,11 @@
 // Command livekv runs a livekv database.
 //
 //	livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]
-//	livekv check DIR
-//	livekv dump DIR > backup.jsonl
+//	livekv check [--repair] DIR
+//	livekv dump [--salvage] DIR > backup.jsonl
 //	livekv load DIR < backup.jsonl
+//	livekv backup [--addr URL] [-o FILE]
+//	livekv restore FILE DIR
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
@@ -31,8 +33,13 @@
 // nothing: no folder, no API key file.
 //
 // check verifies DIR's snapshot and log without changing them and exits
-// non-zero on corruption. dump writes every item as a JSON line; load adds
-// such lines to a (new or existing) folder, with new revisions.
+// non-zero on corruption; with --repair it copies DIR aside, then
+// truncates a damaged log at its first bad record. dump writes every item
+// as a JSON line (--salvage: those readable before a damaged log's first
+// bad record); load adds such lines to a (new or existing) folder, with new
+// revisions. backup fetches a consistent snapshot from a running serve
+// (GET /backup, with the API key); restore makes a data folder of it. See
+// docs/operations.md.
 package main
 
 import (
