@@ -191,6 +191,11 @@ func serve(args []string) error {
 	// connection once open (the adapter pings those).
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, *readTimeout),
 		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout, TLSConfig: tlsConf}
+	// Signals are caught before serve says it is up: one that comes right
+	// after the banner closes it cleanly.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stop)
 	served := make(chan error, 2)
 	go func() {
 		if tlsConf != nil {
@@ -219,8 +224,6 @@ func serve(args []string) error {
 		fmt.Printf("livekv: %s\n", keyNote)
 	}
 	fmt.Println("livekv: Ctrl-C to stop")
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	select {
 	case <-stop:
 	case err := <-served:
