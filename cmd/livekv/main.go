@@ -47,6 +47,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log"
 	"net/http"
 	"os"
 	"os/signal"
@@ -190,7 +191,9 @@ func serve(args []string) error {
 	// deadlines: they bound plain requests and the upgrade, not a
 	// connection once open (the adapter pings those).
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, *readTimeout),
-		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout, TLSConfig: tlsConf}
+		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout, TLSConfig: tlsConf,
+		ErrorLog: log.New(os.Stderr, "livekv: ", 0)} // TLS handshake errors, say
+
 	// Signals are caught before serve says it is up: one that comes right
 	// after the banner closes it cleanly.
 	stop := make(chan os.Signal, 1)
