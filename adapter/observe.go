@@ -66,6 +66,57 @@ func restOp(route, method string) string {
 	return OpInvalid
 }
 
+func (hpkvDialect) observed(req, answer any) (string, int) {
+	op := OpInvalid
+	if r, ok := req.(*request); ok {
+		op = opName(r.Op)
+	}
+	code := http.StatusOK
+	if rep, ok := answer.(reply); ok {
+		code = rep.Code
+	}
+	return op, code
+}
+
+// DBX operations are named OpDBXPrefix and the method: "dbx.string.get".
+const OpDBXPrefix = "dbx."
+
+func (dbxDialect) observed(req, answer any) (string, int) {
+	op := OpInvalid
+	if r, ok := req.(*dbxRequest); ok && r.Method != "" {
+		op = OpDBXPrefix + r.Method
+	}
+	code := http.StatusOK
+	if m, ok := answer.(dbxMessage); ok && m.Error != nil {
+		code = dbxStatus(m.Error.Code)
+	}
+	return op, code
+}
+
+// dbxStatus is the HPKV code (an HTTP status) of a DBX error code, as
+// dbxCode maps them the other way.
+func dbxStatus(code string) int {
+	switch code {
+	case dbxNotFound:
+		return http.StatusNotFound
+	case dbxInvalidKey, dbxInvalidValue, dbxInvalidTTL, dbxTypeMismatch, dbxInvalidRequest, dbxUnsupported:
+		return http.StatusBadRequest
+	case dbxUnauthorized:
+		return http.StatusUnauthorized
+	case dbxForbidden:
+		return http.StatusForbidden
+	case dbxRateLimited:
+		return http.StatusTooManyRequests
+	case dbxUnavailable:
+		return http.StatusServiceUnavailable
+	case dbxCompacted:
+		return http.StatusGone
+	case dbxQuotaExceeded:
+		return http.StatusInsufficientStorage
+	}
+	return http.StatusInternalServerError
+}
+
 // observe counts a request answered with code.
 func (a *Adapter) observe(op string, code int) {
 	if code == http.StatusTooManyRequests {

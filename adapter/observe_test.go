@@ -67,3 +67,23 @@ func TestOnRequest(t *testing.T) {
 	require.Equal(t, int64(1), st.Throttled)
 	require.Greater(t, st.BytesOut, restBytes, "WebSocket messages count")
 }
+
+// TestOnRequest_DBX: DBX requests are reported as dbx.METHOD with the
+// HPKV code of their answer.
+func TestOnRequest_DBX(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	f := newFixture(t, &adapter.Options{OnRequest: func(op string, code int) {
+		mu.Lock()
+		seen[fmt.Sprintf("%s %d", op, code)]++
+		mu.Unlock()
+	}})
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.set", obj{"key": "k", "value": "v"})
+	c.ok("string.get", obj{"key": "k"})
+	c.fails("not_found", "string.get", obj{"key": "none"})
+	c.fails("invalid_request", "no.such.method", obj{})
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"dbx.string.set 200": 1, "dbx.string.get 200": 1, "dbx.string.get 404": 1, "invalid 400": 1}, seen)
+}

@@ -103,7 +103,7 @@ func (l *clientLimits) closeConn(addr string) {
 // handler returns when its connection ends.
 func (l *clientLimits) limitConns(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Trim(r.URL.Path, "/") != "ws" {
+		if p := strings.Trim(r.URL.Path, "/"); p != "ws" && p != "dbx/ws" { // the WebSockets: HPKV's and DBX's
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -8,7 +8,8 @@
 //	livekv restore FILE DIR
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
-// HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
+// HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
+// /kv/dbx/ws) on HOST:PORT (default
 // 127.0.0.1:8080) until SIGINT or SIGTERM, then closes it cleanly. The API
 // key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
 // (made at random, and printed, on the first run);
@@ -218,6 +219,7 @@ func serve(args []string) error {
 	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
 	fmt.Printf("livekv: todo app at %s://%s/todo/, chat at %s://%s/chat/\n", web, ln.Addr(), web, ln.Addr())
 	fmt.Printf("livekv: HPKV API at %s://%s/kv (WebSocket %s://%s/kv/ws)\n", web, ln.Addr(), ws, ln.Addr())
+	fmt.Printf("livekv: DBX WebSocket API at %s://%s/kv/dbx/ws?api_key=KEY\n", ws, ln.Addr())
 	if monLn != nil {
 		fmt.Printf("livekv: metrics at http://%s/metrics\n", monLn.Addr())
 	} else {
