@@ -72,6 +72,11 @@ func backup(args []string) error {
 	if *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
 	}
+	if *out == "" {
+		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
+		}
+	}
 	client := &http.Client{}
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
