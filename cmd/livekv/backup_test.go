@@ -153,6 +153,23 @@ func TestBackupRestore(t *testing.T) {
 	require.Error(t, err, "a folder that is not empty")
 	require.Contains(t, string(out), "not empty")
 
+	// To stdout, once the writers stopped: the newest revision.
+	f, err := os.Create(filepath.Join(dir, "stdout.backup"))
+	require.NoError(t, err)
+	cmd = exec.Command(bin, "backup", "--addr", strings.TrimPrefix(s.base, "http://"), "--api-key", "k1")
+	cmd.Stdout = f
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	require.NoError(t, f.Close())
+	mu.Lock()
+	last := log[len(log)-1].rev
+	mu.Unlock()
+	require.Contains(t, stderr.String(), fmt.Sprintf("revision %d,", last))
+	out, err = exec.Command(bin, "restore", f.Name(), filepath.Join(dir, "latest")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("restored revision %d", last))
+
 	// A wrong key gets 403 and leaves no file.
 	bad := filepath.Join(dir, "bad.backup")
 	out, err = exec.Command(bin, "backup", "--addr", s.base, "--api-key", "nope", "-o", bad).CombinedOutput()
