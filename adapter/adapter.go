@@ -51,8 +51,8 @@ type Options struct {
 	AllowedOrigins []string
 
 	// CORSOrigins are the origins (such as "https://app.example.com", or
-	// "*" for any) whose browser pages may call the REST API from another
-	// origin: their requests get Access-Control-Allow-Origin, and their
+	// "*" for any) whose browser pages may call the REST API (token/websocket
+	// included) from another origin: their requests get Access-Control-Allow-Origin, and their
 	// preflight requests an answer. Default none: the REST API sends no
 	// CORS headers, and browsers keep other origins' pages from reading
 	// its responses. The API key is still required.
@@ -282,6 +282,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route == "dbx/ws":
 		a.serveDBX(w, r)
 	case route == "token/websocket":
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
 		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
 		a.serveToken(rw, r)
 		a.observe(rw.op, rw.status)

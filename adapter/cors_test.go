@@ -50,6 +50,10 @@ func TestCORS(t *testing.T) {
 	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, resp.Header.Values("Vary"), "Origin")
 
+	resp = corsDo(t, f, "OPTIONS", "/token/websocket", "https://app.example", preflight)
+	require.Equal(t, 204, resp.StatusCode, "the token endpoint is REST too")
+	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+
 	resp = corsDo(t, f, "OPTIONS", "/record", "https://evil.example", preflight)
 	require.Equal(t, 403, resp.StatusCode)
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
