@@ -50,6 +50,14 @@ type Options struct {
 	// gets 403.
 	AllowedOrigins []string
 
+	// CORSOrigins are the origins (such as "https://app.example.com", or
+	// "*" for any) whose browser pages may call the REST API (token/websocket
+	// included) from another origin: their requests get Access-Control-Allow-Origin, and their
+	// preflight requests an answer. Default none: the REST API sends no
+	// CORS headers, and browsers keep other origins' pages from reading
+	// its responses. The API key is still required.
+	CORSOrigins []string
+
 	// MaxMessageSize is the largest message a client may send, in bytes;
 	// a larger one closes the connection with status 1009. Default 2 MiB.
 	MaxMessageSize int64
@@ -132,6 +140,13 @@ type Options struct {
 	// Quota, if set, is asked about every write before it commits, and may
 	// refuse it with code 507; see Quota and PrefixQuota. Default: none.
 	Quota Quota
+
+	// OnRequest, if set, is called once for each request answered, over
+	// WebSocket (either dialect) or REST, with its operation (OpGet,
+	// OpSet, ...; a DBX request is OpDBXPrefix and its method) and the
+	// code of its reply (for DBX, the HPKV code of its error, 200 without
+	// one); for monitoring. It must be quick and safe for concurrent use.
+	OnRequest func(op string, code int)
 
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
@@ -267,11 +282,22 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route == "dbx/ws":
 		a.serveDBX(w, r)
 	case route == "token/websocket":
-		a.serveToken(w, r)
-	case route == "record" || route == "record/atomic" || route == "records":
-		a.serveREST(w, r, route)
-	case strings.HasPrefix(path, "record/"):
-		a.serveREST(w, r, path)
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveToken(rw, r)
+		a.observe(rw.op, rw.status)
+	case route == "record" || route == "record/atomic" || route == "records" || strings.HasPrefix(path, "record/"):
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
+		if route != "record" && route != "record/atomic" && route != "records" {
+			route = path // the key of record/{key} keeps its final slash
+		}
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveREST(rw, r, route)
+		a.observe(rw.op, rw.status)
 	default:
 		writeJSON(w, http.StatusNotFound, reply{Code: http.StatusNotFound, Error: "no such endpoint"})
 	}

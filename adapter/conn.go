@@ -82,6 +82,9 @@ type dialect interface {
 	failure(sub int64, err *wireError) any
 	// start starts the dialect's own goroutines on c, counted in c.tasks.
 	start(c *conn)
+	// observed names, for Options.OnRequest, the operation of req (nil:
+	// none could be decoded) and the HPKV code of answer, its answer.
+	observed(req, answer any) (op string, code int)
 }
 
 // wireError is an error with the HPKV code (an HTTP status) that says
@@ -251,7 +254,7 @@ func (c *conn) readLoop() {
 			continue
 		}
 		if typ != websocket.MessageText {
-			c.answer(c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
+			c.reply(nil, c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -263,11 +266,11 @@ func (c *conn) readLoop() {
 		}
 		req, answer := c.d.decode(data)
 		if req == nil {
-			c.answer(answer)
+			c.reply(nil, answer)
 			continue
 		}
 		if !c.bucket.take() {
-			c.answer(c.d.refuse(req, http.StatusTooManyRequests, "too many requests"))
+			c.reply(req, c.d.refuse(req, http.StatusTooManyRequests, "too many requests"))
 			continue
 		}
 		c.mu.Lock()
@@ -277,7 +280,7 @@ func (c *conn) readLoop() {
 		}
 		c.mu.Unlock()
 		if draining {
-			c.answer(c.d.refuse(req, http.StatusServiceUnavailable, "server shutting down"))
+			c.reply(req, c.d.refuse(req, http.StatusServiceUnavailable, "server shutting down"))
 			continue
 		}
 		select {
@@ -289,9 +292,19 @@ func (c *conn) readLoop() {
 		go func() {
 			defer c.reqs.Done()
 			defer func() { <-c.sem }()
-			c.answer(c.d.run(c, req))
+			c.reply(req, c.d.run(c, req))
 		}()
 	}
+}
+
+// reply sends answer, the answer to req, unless it is nil, and counts it
+// (Options.OnRequest, Stats).
+func (c *conn) reply(req, answer any) {
+	if answer == nil {
+		return
+	}
+	c.a.observe(c.d.observed(req, answer))
+	c.send(answer)
 }
 
 // answer sends m unless it is nil.
@@ -541,6 +554,9 @@ func (c *conn) writeLoop() {
 		select {
 		case b := <-c.out:
 			err := c.ws.Write(c.ctx, websocket.MessageText, b)
+			if err == nil {
+				c.a.stats.bytesOut.Add(int64(len(b)))
+			}
 			c.unsent.Add(-1)
 			c.budget.release(int64(len(b)))
 			if err != nil {

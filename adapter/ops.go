@@ -257,6 +257,8 @@ func errorReply(code int, msg string) reply { return reply{Code: code, Error: ms
 type Stats struct {
 	Connections int   // WebSocket connections open
 	Requests    int64 // operations run, over WebSocket and REST
+	Throttled   int64 // requests answered 429, over WebSocket and REST
+	BytesOut    int64 // bytes of WebSocket messages and REST responses written
 	SlowClosed  int64 // connections closed because the client stopped reading
 	DeadPeers   int64 // connections closed because a ping went unanswered
 
@@ -267,6 +269,7 @@ type Stats struct {
 
 type counters struct {
 	requests, slowClosed, deadPeers atomic.Int64
+	throttled, bytesOut             atomic.Int64
 	peakQueued                      atomic.Int64
 }
 
@@ -286,6 +289,6 @@ func (a *Adapter) Stats() Stats {
 	a.mu.Lock()
 	n := len(a.conns)
 	a.mu.Unlock()
-	return Stats{Connections: n, Requests: a.stats.requests.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load(),
+	return Stats{Connections: n, Requests: a.stats.requests.Load(), Throttled: a.stats.throttled.Load(), BytesOut: a.stats.bytesOut.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load(),
 		PeakQueuedBytes: a.stats.peakQueued.Load()}
 }
