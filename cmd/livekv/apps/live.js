@@ -167,6 +167,17 @@ export const newId = () => `${Date.now().toString(36)}-${Math.random().toString(
 // server is busy or stopping. Any other refusal is final for that write.
 const transient = (err) => !err.code || err.code === 429 || err.code === 503;
 
+// reason says why the server refused a write, in words for the page.
+export function reason(err) {
+  const limit = /limit (\d+)/.exec(err.message);
+  switch (err.code) {
+    case 413: return limit ? `too large (the server takes at most ${Number(limit[1]).toLocaleString()} bytes)` : 'too large for the server';
+    case 507: return 'the server has no room left for this app';
+    case 403: return 'not allowed';
+    default: return err.message;
+  }
+}
+
 // Outbox holds writes until the server has answered them. An entry is
 // {id, seq, state, ...fields}; state is "pending" (waiting or being
 // sent), "failed" (refused: reason says why) or "conflict" (the app's run
@@ -266,7 +277,7 @@ export class Outbox {
               return;
             } else {
               e.state = 'failed';
-              e.reason = err.message;
+              e.reason = reason(err);
               this.put(e);
             }
           } finally {

@@ -162,7 +162,7 @@ function renderRooms() {
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
-const SHOWN = 2000; // characters of a long message shown
+const SHOWN = 500; // characters of a long message shown
 
 function renderMessages(toBottom) {
   const el = $('messages');

@@ -138,6 +138,7 @@ try {
       assert.match(await page.textContent('#outbox'), /waiting to be sent/);
     }
     assert.deepEqual(await todoTexts(tb), ['from B offline', 'from B, kept across a reload']);
+    await shot(tb, 'todo-offline');
     assert.deepEqual(await chatTexts(ca), ['chat from A offline']);
     // A page closed with writes not sent: they wait in localStorage.
     await tb.close();
@@ -233,6 +234,10 @@ try {
         !document.querySelector('.conflict-note'), null, { timeout });
     }
 
+    await tb.locator('#list li input.text').first().fill('buy oat milk');
+    await tb.locator('#list li input.text').first().press('Enter');
+    await ta.waitForFunction(() => document.querySelector('#list li input.text').value === 'buy oat milk', null, { timeout });
+
     // Counts and priorities, and the desktop screenshot.
     await addTodo(ta, 'water the plants', 'low');
     await addTodo(ta, 'call the plumber', 'medium');
@@ -285,6 +290,7 @@ try {
     assert.match(await ca.textContent('#outbox'), /1 not sent/);
     await ca.reload();
     await ca.waitForSelector('#messages .msg.failed .failed-note', { timeout });
+    await shot(ca, 'chat-failed');
     await ca.click('#messages .msg.failed button:text("Edit")');
     assert.equal((await ca.inputValue('#text')).length, big.length, 'the text is back in the input');
     assert.equal(await ca.locator('#messages .msg.failed').count(), 0);
@@ -336,6 +342,13 @@ try {
       assert.ok(m.scroll <= 390, `${url}: no horizontal scroll (${m.scroll} px wide)`);
       assert.ok(m.sizes.length > 3 && Math.min(...m.sizes) >= 13, `${url}: text at full size (${Math.min(...m.sizes)} px)`);
       if (name) assert.equal(await p.evaluate(() => getComputedStyle(document.querySelector('#text')).fontSize), '16px', `${url}: inputs at 16 px`);
+      if (name === 'chat-phone') {
+        await p.fill('#name', 'Chloé');
+        await p.dispatchEvent('#name', 'change');
+        await say(p, 'On my way too!');
+        await p.waitForSelector('#messages .msg.own:not(.pending) .text:text("On my way too!")', { timeout });
+        assert.equal(await p.evaluate(() => document.documentElement.scrollWidth), 390);
+      }
       if (name) await shot(p, name);
     }
   } else {
