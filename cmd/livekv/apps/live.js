@@ -137,8 +137,15 @@ export class Live {
   // load reads the keys from start to end (both included, at most limit)
   // at one revision and hands them to apply; the notifications that
   // arrive meanwhile are held, and only those after that revision
-  // delivered. Loads run one at a time. It returns the range's reply.
-  async load(start, end, apply, limit = 1000) {
+  // delivered. Loads run one at a time, in the order asked. It returns
+  // the range's reply.
+  load(start, end, apply, limit = 1000) {
+    const done = (this.loading || Promise.resolve()).then(() => this.loadNow(start, end, apply, limit));
+    this.loading = done.catch(() => {});
+    return done;
+  }
+
+  async loadNow(start, end, apply, limit) {
     this.buffer = [];
     let base = Infinity;
     try {

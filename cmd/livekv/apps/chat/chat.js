@@ -94,7 +94,7 @@ async function join(name, push) {
   $('older').hidden = true;
   renderRooms();
   renderMessages(true);
-  if (!live.open) return; // loaded once the connection opens (loadAll)
+  // Offline, this waits for the connection.
   try {
     const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
       if (room !== name) return;
@@ -274,10 +274,15 @@ addEventListener('hashchange', () => {
 });
 
 const first = fromHash();
-if (first) join(first);
-else renderMessages();
+renderMessages();
 renderRooms();
 live.connect();
+const joined = first ? join(first) : null;
 await live.ready;
-await loadAll();
+try {
+  await loadRooms();
+} catch (err) {
+  notice($('notice'), `Could not load the rooms: ${err.message}`);
+}
+await joined;
 document.body.dataset.loaded = 'true';

@@ -99,12 +99,12 @@ const outbox = new Outbox({ live, name: 'todo', run, onChange: () => render() })
 
 async function load() {
   const want = prefix();
-  server.clear();
   try {
     let start = want;
     for (;;) {
       const reply = await live.load(start, upTo(want), (records) => {
         if (want !== prefix()) return;
+        if (start === want) server.clear(); // the first page: what the server has now replaces what was shown
         for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value) });
       });
       if (!reply.truncated || reply.records.length === 0) break;
@@ -140,7 +140,7 @@ function view(key) {
 function render() {
   const list = $('list');
   const p = prefix();
-  const keys = new Set([...server.keys()]);
+  const keys = new Set([...server.keys()].filter((k) => k.startsWith(p)));
   for (const e of outbox.list()) if (e.key.startsWith(p)) keys.add(e.key);
   const sorted = [...keys].sort();
   const views = new Map();
@@ -354,8 +354,9 @@ function setDay(d) {
   history.replaceState(null, '', `#${day}`);
   for (const li of items.values()) li.remove();
   items.clear();
+  server.clear();
   render();
-  if (live.open) load();
+  load(); // once connected, if offline
 }
 $('day').onchange = () => setDay($('day').value);
 $('today').onclick = () => setDay(localDay());
