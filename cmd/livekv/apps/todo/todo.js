@@ -124,7 +124,8 @@ function view(key) {
   const mine = outbox.list().filter((e) => e.key === key);
   const create = mine.find((e) => e.kind === 'create');
   if (!obj && create) obj = create.obj;
-  if (!obj) obj = mine.find((e) => e.kind === 'edit' && e.state !== 'pending')?.obj;
+  // Not loaded (offline since a reload), or deleted: as it was when edited.
+  if (!obj) obj = mine.find((e) => e.kind === 'edit')?.obj;
   if (!obj) return null;
   obj = { ...obj };
   for (const e of mine) if (e.kind === 'edit' && e.state === 'pending') obj[e.field] = e.value;

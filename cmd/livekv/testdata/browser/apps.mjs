@@ -124,8 +124,15 @@ try {
     await ca.waitForFunction(() => location.hash === '#lobby' && !document.querySelector('#rooms .pending'), null, { timeout });
     const cb = await open(two, '/chat/#lobby');
 
+    await addTodo(ta, 'to edit offline', 'low');
+    await todoItem(tb, 'to edit offline').waitFor({ timeout });
+
     await ask('stop-server');
     for (const page of [ta, tb, ca, cb]) await page.waitForSelector('#status[data-state=offline]', { timeout });
+    // Edits of one todo offline, a field each: both are kept.
+    await todoItem(ta, 'to edit offline').locator('select.priority').selectOption('high');
+    await todoItem(tb, 'to edit offline').locator('input.text').fill('edited offline by B');
+    await tb.locator('#list li input.text').first().press('Enter');
     await addTodo(ta, 'from A offline', 'high');
     await addTodo(tb, 'from B offline', 'low');
     await addTodo(tb, 'from B, kept across a reload');
@@ -137,7 +144,7 @@ try {
       assert.equal(await page.inputValue('#text'), '', 'the input is cleared once the write is kept');
       assert.match(await page.textContent('#outbox'), /waiting to be sent/);
     }
-    assert.deepEqual(await todoTexts(tb), ['from B offline', 'from B, kept across a reload']);
+    assert.deepEqual((await todoTexts(tb)).sort(), ['edited offline by B', 'from B offline', 'from B, kept across a reload']);
     await shot(tb, 'todo-offline');
     assert.deepEqual(await chatTexts(ca), ['chat from A offline']);
     // A page closed with writes not sent: they wait in localStorage.
@@ -153,21 +160,24 @@ try {
       await route.continue();
     });
     tb = await open(two, '/todo/', { online: false });
-    await tb.waitForFunction(() => document.querySelectorAll('#list li.pending').length === 2, null, { timeout });
+    await tb.waitForFunction(() => document.querySelectorAll('#list li.pending').length === 3, null, { timeout });
     assert.notEqual(await tb.getAttribute('#status', 'data-state'), 'online');
-    assert.match(await tb.textContent('#outbox'), /2 changes waiting to be sent/);
+    assert.match(await tb.textContent('#outbox'), /3 changes waiting to be sent/);
     release();
     await tb.waitForSelector('#status[data-state=online]', { timeout });
 
-    const todos = ['from A offline', 'from B offline', 'from B, kept across a reload'];
+    const todos = ['from A offline', 'from B offline', 'from B, kept across a reload', 'edited offline by B'];
     const chats = ['chat from A offline', 'chat from B offline'];
     for (const page of [tb, ta]) await settled(page, todos, 'todo');
+    for (const page of [ta, tb]) {
+      assert.equal(await todoItem(page, 'edited offline by B').locator('select.priority').inputValue(), 'high', 'both offline edits kept');
+    }
     for (const page of [ca, cb]) await settled(page, chats, 'chat');
     // A third user, who was never offline, sees each once too.
     const three = await browser.newContext();
     const tc = await open(three, '/todo/');
     await settled(tc, todos, 'todo');
-    assert.equal((await todoTexts(tc)).length, 3);
+    assert.equal((await todoTexts(tc)).length, 4);
     const cc = await open(three, '/chat/#lobby');
     await settled(cc, chats, 'chat');
     assert.equal((await chatTexts(cc)).length, 2);
