@@ -31,7 +31,7 @@ export class Live {
 
   async connect() {
     this.timer = null;
-    this.onStatus('connecting');
+    if (!this.offline) this.onStatus('connecting'); // once offline, it says so until online
     let token;
     try {
       const resp = await fetch('/apps/token', { method: 'POST', body: JSON.stringify({ app: this.app }) });
@@ -48,6 +48,7 @@ export class Live {
     ws.onopen = () => {
       this.backoff = 250;
       this.open = true;
+      this.offline = false;
       this.onStatus('online');
       this.markReady();
       if (this.stale) {
@@ -77,6 +78,7 @@ export class Live {
   }
 
   retry() {
+    this.offline = true;
     this.onStatus('offline');
     this.timer = setTimeout(() => this.connect(), this.backoff);
     this.backoff = Math.min(this.backoff * 2, 5000);
