@@ -330,11 +330,11 @@ function item(key) {
   };
   const del = Object.assign(document.createElement('button'), { type: 'button', textContent: '✕', className: 'delete' });
   del.onclick = () => {
-    const waiting = outbox.list().filter((e) => e.key === key && e.state !== 'failed' && e !== outbox.current);
-    for (const e of waiting) if (e.kind === 'edit') outbox.remove(e.id);
-    const create = waiting.find((e) => e.kind === 'create');
-    if (create) outbox.remove(create.id); // never sent: nothing to delete
-    else outbox.add({ kind: 'del', key });
+    // Its edits and its creation, unless under way, are dropped: a
+    // creation not sent (or refused) leaves nothing to delete.
+    const mine = outbox.list().filter((e) => e.key === key && e !== outbox.current);
+    for (const e of mine) if (e.kind !== 'del') outbox.remove(e.id);
+    if (server.has(key) || !mine.some((e) => e.kind === 'create')) outbox.add({ kind: 'del', key });
   };
   li.append(done, text, prio, del, notes);
   return li;

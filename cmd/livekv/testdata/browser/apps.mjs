@@ -258,6 +258,9 @@ try {
     assert.equal(await todoItem(ta, 'send the invoice').locator('select.priority').getAttribute('data-p'), 'high');
     await ta.locator('#text').focus();
     await shot(ta, 'todo-desktop');
+    await todoItem(tb, 'send the invoice').locator('button.delete').click();
+    await ta.waitForFunction(() => document.querySelector('#counts').textContent === '2 to do · 1 done', null, { timeout });
+    assert.equal(await todoItem(ta, 'send the invoice').count(), 0, 'a deleted todo goes from every window');
 
     // Chat: a blank room name is refused, a Unicode one kept, and in the URL.
     const ca = await open(one, '/chat/');
