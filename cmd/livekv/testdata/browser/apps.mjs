@@ -123,12 +123,19 @@ try {
     await ca.press('#room', 'Enter');
     await ca.waitForFunction(() => location.hash === '#lobby' && !document.querySelector('#rooms .pending'), null, { timeout });
     const cb = await open(two, '/chat/#lobby');
+    // A room to open while the server is down: its messages are read once
+    // it is back, however many attempts to reconnect failed meanwhile.
+    const cw = await open(one, '/chat/#second');
+    await say(cw, 'in the second room');
+    await cw.waitForSelector('#messages .msg:not(.pending) .text:text("in the second room")', { timeout });
+    await cw.click('#rooms button[data-room=lobby]');
 
     await addTodo(ta, 'to edit offline', 'low');
     await todoItem(tb, 'to edit offline').waitFor({ timeout });
 
     await ask('stop-server');
-    for (const page of [ta, tb, ca, cb]) await page.waitForSelector('#status[data-state=offline]', { timeout });
+    for (const page of [ta, tb, ca, cb, cw]) await page.waitForSelector('#status[data-state=offline]', { timeout });
+    await cw.click('#rooms button[data-room=second]');
     // Edits of one todo offline, a field each: both are kept.
     await todoItem(ta, 'to edit offline').locator('select.priority').selectOption('high');
     await todoItem(tb, 'to edit offline').locator('input.text').fill('edited offline by B');
@@ -173,6 +180,7 @@ try {
       assert.equal(await todoItem(page, 'edited offline by B').locator('select.priority').inputValue(), 'high', 'both offline edits kept');
     }
     for (const page of [ca, cb]) await settled(page, chats, 'chat');
+    await settled(cw, ['in the second room'], 'chat');
     // A third user, who was never offline, sees each once too.
     const three = await browser.newContext();
     const tc = await open(three, '/todo/');
@@ -270,7 +278,7 @@ try {
     await ca.fill('#room', '   ');
     await ca.press('#room', 'Enter');
     await ca.waitForSelector('#notice:not([hidden])', { timeout });
-    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#lobby'], 'no nameless room');
+    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#lobby', '#second'], 'no nameless room');
     await ca.fill('#room', ' Général café ');
     await ca.press('#room', 'Enter');
     await ca.waitForFunction(() => document.querySelector('#title').textContent === '#Général-café', null, { timeout });
