@@ -168,6 +168,18 @@ export class Live {
 // code point sorts after every character a key may hold.
 export const upTo = (prefix) => prefix + '\u{10FFFF}';
 
+// store is localStorage, or nothing where a browser refuses it (full,
+// or disabled): the page works on, without keeping anything.
+export const store = {
+  get(k) { try { return localStorage.getItem(k); } catch { return null; } },
+  set(k, v) { try { localStorage.setItem(k, v); return true; } catch { return false; } },
+  remove(k) { try { localStorage.removeItem(k); } catch { /* nothing kept */ } },
+  keys() { try { return Object.keys(localStorage); } catch { return []; } },
+};
+
+// unsavedNote is what a page adds to a write kept in the page only.
+export const unsavedNote = ' (kept in this page only: too large for this browser’s storage)';
+
 // A random id for keys the client chooses: time first, so that keys sort
 // by creation.
 export const newId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -201,15 +213,14 @@ export class Outbox {
     this.onChange = onChange || (() => {});
     this.entries = new Map();
     this.seq = 0;
-    for (let i = 0; i < localStorage.length; i++) {
-      const k = localStorage.key(i);
+    for (const k of store.keys()) {
       if (!k.startsWith(this.prefix)) continue;
       try {
-        const e = JSON.parse(localStorage.getItem(k));
+        const e = JSON.parse(store.get(k));
         this.entries.set(e.id, e);
         this.seq = Math.max(this.seq, e.seq);
       } catch {
-        localStorage.removeItem(k);
+        store.remove(k);
       }
     }
   }
@@ -230,17 +241,13 @@ export class Outbox {
   put(e) {
     this.entries.set(e.id, e);
     delete e.unsaved;
-    try {
-      localStorage.setItem(this.prefix + e.id, JSON.stringify(e));
-    } catch {
-      e.unsaved = true;
-    }
+    if (!store.set(this.prefix + e.id, JSON.stringify(e))) e.unsaved = true;
     this.onChange();
   }
 
   remove(id) {
     this.entries.delete(id);
-    localStorage.removeItem(this.prefix + id);
+    store.remove(this.prefix + id);
     this.onChange();
   }
 

@@ -8,7 +8,7 @@
 // connection) is stored once. Pages show messages in the order of their
 // time, so that keys of the older scheme (the time, 15 digits, oldest
 // first) still show in place.
-import { Live, Outbox, statusBanner, notice, upTo, newId } from '/live.js';
+import { Live, Outbox, statusBanner, notice, upTo, newId, store, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -17,13 +17,13 @@ const messages = new Map(); // key -> message, for the current room
 let room = null;
 let cursor = null; // the last key read by a range, for "load older"
 
-const me = localStorage.getItem('livekv-chat-uid') || newId();
-localStorage.setItem('livekv-chat-uid', me);
-$('name').value = localStorage.getItem('livekv-chat-name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
+const me = store.get('livekv-chat-uid') || newId();
+store.set('livekv-chat-uid', me);
+$('name').value = store.get('livekv-chat-name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
 $('name').onchange = () => {
   const name = $('name').value.trim();
-  if (name) localStorage.setItem('livekv-chat-name', name);
-  else $('name').value = localStorage.getItem('livekv-chat-name') || 'guest';
+  if (name) store.set('livekv-chat-name', name);
+  else $('name').value = store.get('livekv-chat-name') || 'guest';
 };
 
 const live = new Live({
@@ -199,7 +199,7 @@ function renderMessages(toBottom) {
     li.append(meta, body);
     if (e && e.state === 'failed') {
       const why = Object.assign(document.createElement('div'), { className: 'note failed-note' });
-      why.append(Object.assign(document.createElement('span'), { textContent: `Not sent: ${e.reason}` }),
+      why.append(Object.assign(document.createElement('span'), { textContent: `Not sent: ${e.reason}${e.unsaved ? unsavedNote : ''}` }),
         button('Retry', () => outbox.retry(e.id)),
         button('Edit', () => {
           $('text').value = text;
@@ -210,7 +210,7 @@ function renderMessages(toBottom) {
       li.append(why);
     } else if (e) {
       li.append(Object.assign(document.createElement('div'), { className: 'note pending-note',
-        textContent: live.open ? 'sending…' : 'waiting for the connection…' }));
+        textContent: (live.open ? 'sending…' : 'waiting for the connection…') + (e.unsaved ? unsavedNote : '') }));
     }
     list.append(li);
   }

@@ -8,7 +8,7 @@
 //     their value of that field decides: unchanged, the edit is applied
 //     on top of theirs; already equal to ours, nothing is left to do;
 //     otherwise both edits are shown and the user chooses.
-import { Live, Outbox, statusBanner, notice, upTo, newId } from '/live.js';
+import { Live, Outbox, statusBanner, notice, upTo, newId, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
 const server = new Map(); // key -> {obj, rev}: rev is undefined when loaded by a range
@@ -227,7 +227,8 @@ function update(li, key, v) {
       ['Retry', () => outbox.retry(e.id)], ['Discard', () => outbox.remove(e.id)]]);
   }
   if (v.pending && !v.failed.length && !v.conflicts.length) {
-    want.push(['pending-note', v.deleting ? 'deleting…' : live.open ? 'saving…' : 'waiting for the connection…']);
+    const unsaved = outbox.list().some((e) => e.key === key && e.unsaved);
+    want.push(['pending-note', (v.deleting ? 'deleting…' : live.open ? 'saving…' : 'waiting for the connection…') + (unsaved ? unsavedNote : '')]);
   }
   // Rebuilt only when they change, so that a button is not replaced
   // between the press and the release of a click.
