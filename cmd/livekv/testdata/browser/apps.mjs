@@ -193,15 +193,22 @@ try {
     // A write sent twice (its reply lost with the connection) is stored
     // once: a create whose key the server has changes nothing.
     const key = await todoItem(ta, 'from A offline').getAttribute('data-key');
+    // So is an edit: sent again from a revision now stale, it finds its
+    // value there and neither conflicts nor writes.
     await ta.evaluate((key) => {
       const e = { id: 'again', seq: 1, state: 'pending', kind: 'create', key, obj: { text: 'sent again', priority: 'low', status: 'todo', created: 0 } };
       localStorage.setItem('livekv-outbox:todo:again', JSON.stringify(e));
+      const edit = { id: 'again2', seq: 2, state: 'pending', kind: 'edit', key, field: 'text', base: 'before', value: 'from A offline',
+        obj: { text: 'before', priority: 'high', status: 'todo', created: 0 }, rev: 1 };
+      localStorage.setItem('livekv-outbox:todo:again2', JSON.stringify(edit));
     }, key);
     await ta.reload();
     await ta.waitForSelector('body[data-loaded=true]', { timeout });
     await settled(ta, todos, 'todo');
     assert.deepEqual((await todoTexts(ta)).sort(), [...todos].sort());
     assert.equal(await ta.evaluate(() => localStorage.getItem('livekv-outbox:todo:again')), null);
+    assert.equal(await ta.evaluate(() => localStorage.getItem('livekv-outbox:todo:again2')), null);
+    assert.equal(await ta.locator('.conflict-note, .failed-note').count(), 0);
   } else if (phase === 'ui') {
     // A time zone whose day is not UTC's now, so that a page showing UTC's
     // day fails.
