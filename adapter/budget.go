@@ -87,7 +87,7 @@ func (b *byteBudget) release(n int64) {
 // messageId, true and false.
 const (
 	messageOverhead = 512
-	recordOverhead  = len(`{"key":,"value":},`)
+	recordOverhead  = len(`{"key":,"value":,"revision":-9223372036854775808},`)
 )
 
 // encodedBound returns at least the length of v encoded by json.Marshal,

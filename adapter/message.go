@@ -159,10 +159,14 @@ type reply struct {
 	recordsBound int // at least the encoded length of Records, when rangeReply has counted it
 }
 
-// record is one key and value of a range reply.
+// record is one key and value of a range reply, with the revision of the
+// key's last change (livekv's, which HPKV clients ignore: a page edits the
+// record with compare-and-swap on it). Records that are not encoded (the
+// pairs of a DBX mset) leave it 0.
 type record struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Revision int64  `json:"revision,omitempty"`
 }
 
 // notification tells a subscribed connection that a key changed.

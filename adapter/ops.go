@@ -211,7 +211,7 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
 				break
 			}
 			size, bound = size+n, bound+nb
-			records = append(records, record{Key: it.Key, Value: it.Value})
+			records = append(records, record{Key: it.Key, Value: it.Value, Revision: it.Revision})
 		}
 		return nil
 	})

@@ -24,7 +24,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // writeReply writes a reply as a REST response, shaped as HPKV's: the code
-// is the HTTP status, not a field, and there is no revision.
+// is the HTTP status, not a field, and there is no revision of the reply's
+// own (a range's records keep theirs, which HPKV clients ignore).
 func writeReply(w http.ResponseWriter, r reply) {
 	code := r.Code
 	r.Code, r.Revision = 0, 0

@@ -39,10 +39,13 @@ func TestREST(t *testing.T) {
 		{"POST", "/record/atomic", apiKey, `{"key":"n","increment":"x"}`, 400, nil},
 		{"POST", "/record", apiKey, `{"key":"path/with space","value":"p"}`, 200, nil},
 		{"GET", "/record/" + url.PathEscape("path/with space"), apiKey, "", 200, map[string]any{"key": "path/with space", "value": "p"}},
+		// Each record with the revision of its last change: a was the
+		// first write, j's patch the third.
 		{"GET", "/records?startKey=a&endKey=j", apiKey, "", 200, map[string]any{"records": []any{
-			map[string]any{"key": "a", "value": "1"}, map[string]any{"key": "j", "value": `{"x":1}`}}, "count": 2.0, "truncated": false}},
+			map[string]any{"key": "a", "value": "1", "revision": 1.0}, map[string]any{"key": "j", "value": `{"x":1}`, "revision": 3.0}},
+			"count": 2.0, "truncated": false}},
 		{"GET", "/records?startKey=a&endKey=z&limit=1", apiKey, "", 200, map[string]any{"records": []any{
-			map[string]any{"key": "a", "value": "1"}}, "count": 1.0, "truncated": true}},
+			map[string]any{"key": "a", "value": "1", "revision": 1.0}}, "count": 1.0, "truncated": true}},
 		{"GET", "/records?startKey=a&limit=x", apiKey, "", 400, nil},
 		{"DELETE", "/record/a", apiKey, "", 200, map[string]any{"success": true, "message": "Record deleted successfully"}},
 		{"DELETE", "/record/a", apiKey, "", 404, nil},

@@ -52,7 +52,9 @@ func TestWS_Operations(t *testing.T) {
 		c.call(m{"op": 2, "key": fmt.Sprintf("r:%d", i), "value": fmt.Sprint(i)})
 	}
 	r = c.call(m{"op": 5, "key": "r:1", "endKey": "r:3"})
-	require.Equal(t, []any{m{"key": "r:1", "value": "1"}, m{"key": "r:2", "value": "2"}, m{"key": "r:3", "value": "3"}}, r["records"])
+	rev := func(k string) any { return c.call(m{"op": 1, "key": k})["revision"] }
+	require.Equal(t, []any{m{"key": "r:1", "value": "1", "revision": rev("r:1")}, m{"key": "r:2", "value": "2", "revision": rev("r:2")},
+		m{"key": "r:3", "value": "3", "revision": rev("r:3")}}, r["records"], "each record with its last change's revision")
 	require.Equal(t, 3.0, r["count"])
 	require.Equal(t, false, r["truncated"])
 	require.Equal(t, float64(f.db.Revision()), r["revision"], "the revision the range was read at")
@@ -65,10 +67,10 @@ func TestWS_Operations(t *testing.T) {
 	// CompareAndSwap (an extension): on the key's revision.
 	r = c.call(m{"op": 102, "key": "cas", "value": "a", "revision": 0})
 	require.Equal(t, 200.0, r["code"])
-	rev := r["revision"]
+	rev1 := r["revision"]
 	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "cas", "value": "b", "revision": 0})["code"])
-	require.Equal(t, 200.0, c.call(m{"op": 102, "key": "cas", "value": "b", "revision": rev})["code"])
-	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "cas", "value": "c", "revision": rev})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 102, "key": "cas", "value": "b", "revision": rev1})["code"])
+	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "cas", "value": "c", "revision": rev1})["code"])
 }
 
 // TestWS_ManyInFlight sends 300 requests before reading any reply: every
@@ -199,4 +201,43 @@ func TestWS_Auth(t *testing.T) {
 	}
 	code, _ = f.rest("POST", "/token/websocket", apiKey, many+`]}`)
 	require.Equal(t, http.StatusBadRequest, code, "more patterns than MaxPatterns")
+}
+
+// TestRangeRecordRevisions checks that a range reply gives each record the
+// revision of its last change, over WebSocket and REST, and that a client
+// can compare-and-swap on it: a key changed and changed back since the
+// range was read is refused, though its value is the same again.
+func TestRangeRecordRevisions(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	for _, k := range []string{"t:1", "t:2", "u:1"} {
+		require.Equal(t, 200.0, c.call(m{"op": 2, "key": k, "value": "v"})["code"])
+	}
+	r := c.call(m{"op": 5, "key": "t:", "endKey": "t:~"})
+	records := r["records"].([]any)
+	require.Len(t, records, 2)
+	for _, rec := range records {
+		k := rec.(m)["key"].(string)
+		it, err := f.db.Get(k)
+		require.NoError(t, err)
+		require.Equal(t, float64(it.Revision), rec.(m)["revision"], "%s: the revision of its last change", k)
+	}
+	old := records[1].(m)["revision"]
+	require.Less(t, old, r["revision"], "t:2's own revision, not the range's")
+
+	// REST gives the same records, without a revision of its own.
+	code, got := f.rest("GET", "/records?startKey=t:&endKey=t:~", apiKey, "")
+	require.Equal(t, 200, code)
+	require.Equal(t, records, got["records"])
+	require.NotContains(t, got, "revision")
+
+	// t:2 changed and changed back: the same value, a newer revision.
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "t:2", "value": "w"})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "t:2", "value": "v"})["code"])
+	require.Equal(t, 409.0, c.call(m{"op": 102, "key": "t:2", "value": "mine", "revision": old})["code"])
+	r = c.call(m{"op": 5, "key": "t:2", "endKey": "t:2"})
+	rec := r["records"].([]any)[0].(m)
+	require.Equal(t, "v", rec["value"])
+	require.Greater(t, rec["revision"], old)
+	require.Equal(t, 200.0, c.call(m{"op": 102, "key": "t:2", "value": "mine", "revision": rec["revision"]})["code"])
 }
