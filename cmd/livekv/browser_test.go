@@ -140,7 +140,9 @@ func TestBrowser(t *testing.T) {
 // arrives once, in every window and in the DB, the closed page's once it
 // is opened again. UI: a same-field conflict resolved visibly, a refused
 // write shown with its reason, room names and paging, and the pages at
-// 390 px; it saves the screenshots that docs/ shows.
+// 390 px; it saves the screenshots that docs/ shows. Edits: a todo loaded
+// by a range, changed and changed back underneath an editor, is a
+// conflict; edits of different fields merge.
 func TestBrowserApps(t *testing.T) {
 	node, chromium, dir, artifacts := browserSetup(t)
 	bin := build(t)
@@ -189,6 +191,7 @@ func TestBrowserApps(t *testing.T) {
 	}
 	run("outage")
 	run("ui")
+	run("edits")
 	s.stop(t)
 
 	// What the server kept: each item written offline, once.

@@ -7,9 +7,9 @@
 // localStorage until the server has answered it, so that nothing typed is
 // lost while the server is unreachable, nor across a reload. Every write
 // an outbox sends can be sent twice without effect (a key the client
-// chose, created with compare-and-swap on revision 0; an edit checked
-// against the value it started from), since a reply lost with the
-// connection leaves the client unsure whether the write happened.
+// chose, created with compare-and-swap on revision 0; an edit made with
+// compare-and-swap on the revision it started from), since a reply lost
+// with the connection leaves the client unsure whether the write happened.
 export class Live {
   constructor({ app, onStatus, onChange, onReload, onOpen }) {
     this.app = app;
@@ -258,6 +258,7 @@ export class Outbox {
     Object.assign(e, changes, { state: 'pending' });
     delete e.reason;
     delete e.theirs;
+    delete e.back;
     this.put(e);
     this.kick();
   }
@@ -285,6 +286,7 @@ export class Outbox {
             if (err.conflict) {
               e.state = 'conflict';
               e.theirs = err.theirs;
+              if (err.back) e.back = true; // changed and changed back
               this.put(e);
             } else if (transient(err)) {
               // Sent again when the next connection opens, or in a

@@ -4,15 +4,24 @@
 //   - a new todo is created with compare-and-swap on revision 0 under an
 //     id the page chose, so that sending it twice creates it once;
 //   - an edit changes one field, with compare-and-swap on the revision
-//     the editor started from. If someone else wrote the todo meanwhile,
-//     their value of that field decides: unchanged, the edit is applied
-//     on top of theirs; already equal to ours, nothing is left to do;
-//     otherwise both edits are shown and the user chooses.
+//     the editor started from (a range and a notification both give
+//     each todo's). If someone else wrote the todo meanwhile, what they
+//     did to that field decides: left alone, the edit is applied on top
+//     of theirs; already equal to ours, nothing is left to do; changed,
+//     even if changed back since, both edits are shown and the user
+//     chooses.
 import { Live, Outbox, statusBanner, notice, upTo, newId, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
-const server = new Map(); // key -> {obj, rev}: rev is undefined when loaded by a range
+const server = new Map(); // key -> {obj, rev}
 const items = new Map(); // key -> li
+// What the page saw each todo hold since it read the day: key ->
+// {from, seen: [{rev, obj}]}, every change after revision from (obj null
+// once deleted), so that an edit can tell whether its field was changed
+// and changed back since the revision it started from.
+const seen = new Map();
+const maxSeen = 50;
+let loadedAt = Infinity; // the revision the day was read at
 const priorities = ['high', 'medium', 'low'];
 
 // The local day, as the date input shows it, not UTC's.
@@ -30,8 +39,10 @@ const live = new Live({
   },
   onChange(key, value, rev) {
     if (!key.startsWith(prefix())) return;
-    if (value === null) server.delete(key);
-    else server.set(key, { obj: JSON.parse(value), rev });
+    const obj = value === null ? null : JSON.parse(value);
+    if (obj === null) server.delete(key);
+    else server.set(key, { obj, rev });
+    saw(key, obj, rev);
     render();
   },
   onReload: load,
@@ -39,6 +50,28 @@ const live = new Live({
 });
 
 const conflict = (theirs) => Object.assign(new Error('edited elsewhere'), { conflict: true, theirs });
+
+function saw(key, obj, rev) {
+  let h = seen.get(key);
+  if (!h) seen.set(key, (h = { from: loadedAt, seen: [] }));
+  h.seen.push({ rev, obj });
+  if (h.seen.length > maxSeen) h.from = h.seen.shift().rev;
+}
+
+// changedBetween says whether key's field held anything but base after
+// revision from, up to revision to; undefined when the page did not see
+// every change of key in between (it was not open, or kept too few).
+function changedBetween(key, field, base, from, to) {
+  const h = seen.get(key);
+  const start = h ? h.from : loadedAt;
+  if (from === undefined || from === null || from < start) return undefined;
+  return (h?.seen || []).some((c) => c.rev > from && c.rev <= to && c.obj?.[field] !== base);
+}
+
+const sameObj = (a, b) => {
+  const ka = Object.keys(a || {});
+  return ka.length === Object.keys(b || {}).length && ka.every((k) => a[k] === b[k]);
+};
 
 // wrote records a write the server has accepted as the server's value,
 // unless a newer one arrived first, so that the todo does not show its
@@ -65,10 +98,13 @@ async function run(e) {
       if (err.code !== 404) throw err;
     }
   } else if (e.kind === 'edit') {
+    // cur and rev: the todo the edit goes on top of, and its revision;
+    // the one the editor started from first.
     let cur = e.obj;
     let rev = e.rev;
+    let fresh = rev === undefined || rev === null; // no revision to start from: the server's now
     for (let i = 0; i < 10; i++) {
-      if (rev === undefined || rev === null || cur[e.field] !== e.base) {
+      if (fresh) {
         let reply;
         try {
           reply = await live.get(e.key);
@@ -76,10 +112,20 @@ async function run(e) {
           if (err.code === 404) throw Object.assign(new Error('someone else deleted this todo'), { code: 404 });
           throw err;
         }
-        cur = JSON.parse(reply.value);
+        const now = JSON.parse(reply.value);
+        if (now[e.field] === e.value) return; // already so: an earlier send, or the same edit elsewhere
+        if (now[e.field] !== e.base) throw conflict(now[e.field]);
+        if (rev !== undefined && rev !== null) {
+          // Written since rev, and the field holds what the edit started
+          // from: left alone, or changed and changed back?
+          let changed = changedBetween(e.key, e.field, e.base, rev, reply.revision);
+          // Not seen by this page: the same todo at a newer revision was
+          // written over, and may have been changed and back.
+          if (changed === undefined) changed = sameObj(now, cur);
+          if (changed) throw Object.assign(conflict(now[e.field]), { back: true });
+        }
+        cur = now;
         rev = reply.revision;
-        if (cur[e.field] === e.value) return; // already so: an earlier send, or the same edit elsewhere
-        if (cur[e.field] !== e.base) throw conflict(cur[e.field]);
       }
       try {
         const obj = { ...cur, [e.field]: e.value };
@@ -88,7 +134,7 @@ async function run(e) {
         return;
       } catch (err) {
         if (err.code !== 409) throw err;
-        rev = null; // written meanwhile: read it again
+        fresh = true; // written meanwhile: read it again
       }
     }
     throw Object.assign(new Error('the todo keeps changing: try again'), { code: 409 });
@@ -102,10 +148,16 @@ async function load() {
   try {
     let start = want;
     for (;;) {
-      const reply = await live.load(start, upTo(want), (records) => {
+      const reply = await live.load(start, upTo(want), (records, reply) => {
         if (want !== prefix()) return;
-        if (start === want) server.clear(); // the first page: what the server has now replaces what was shown
-        for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value) });
+        if (start === want) {
+          // The first page: what the server has now replaces what was
+          // shown, and the page sees every change after it.
+          server.clear();
+          seen.clear();
+          loadedAt = reply.revision || 0;
+        }
+        for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value), rev: r.revision });
       });
       if (!reply.truncated || reply.records.length === 0) break;
       start = reply.records[reply.records.length - 1].key;
@@ -204,8 +256,11 @@ function update(li, key, v) {
 
   const want = [];
   const textConflict = v.conflicts.some((e) => e.field === 'text');
-  if (li.editStart && t.text !== li.editStart.text && !textConflict) {
-    want.push(['underneath', `Changed elsewhere while you were editing, to “${t.text}”.`,
+  const back = li.editStart && t.text === li.editStart.text &&
+    changedBetween(key, 'text', t.text, li.editStart.rev, server.get(key)?.rev ?? -1);
+  if (li.editStart && (t.text !== li.editStart.text || back) && !textConflict) {
+    want.push(['underneath', back ? `Changed elsewhere while you were editing, and changed back to “${t.text}”.`
+      : `Changed elsewhere while you were editing, to “${t.text}”.`,
       ['Use theirs', () => {
         text.value = t.text;
         text.focus();
@@ -217,7 +272,8 @@ function update(li, key, v) {
     if (document.activeElement !== text) li.editStart = null;
   };
   for (const e of v.conflicts) {
-    want.push(['conflict-note', `Someone else changed the ${e.field} to “${e.theirs}”; yours is “${e.value}”.`,
+    const theirs = e.back ? `changed the ${e.field} and changed it back to “${e.theirs}”` : `changed the ${e.field} to “${e.theirs}”`;
+    want.push(['conflict-note', `Someone else ${theirs} meanwhile; yours is “${e.value}”.`,
       ['Keep mine', () => { done(); outbox.retry(e.id, { base: e.theirs, rev: null }); }],
       ['Use theirs', () => { done(); outbox.remove(e.id); }]]);
   }

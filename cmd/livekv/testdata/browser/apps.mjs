@@ -15,6 +15,11 @@
 //       "load older" paging; the local day and counts; at 390 px (a phone
 //       with viewport emulation) no horizontal scroll and text at full
 //       size; screenshots at phone and desktop width for docs/.
+//   PHASE "edits": an edit of a todo loaded by a range, made while
+//       another user changed its text and changed it back, is a conflict
+//       (compare-and-swap on the revision the editor started from), shown
+//       with "Keep mine" and "Use theirs"; edits of different fields
+//       still merge.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -379,6 +384,57 @@ try {
       }
       if (name) await shot(p, name);
     }
+  } else if (phase === 'edits') {
+    const one = await browser.newContext();
+    const two = await browser.newContext();
+    const ta = await open(one, '/todo/');
+    const tb = await open(two, '/todo/');
+    await addTodo(ta, 'changed and back', 'medium');
+    await todoItem(tb, 'changed and back').waitFor({ timeout });
+    const key = await todoItem(ta, 'changed and back').getAttribute('data-key');
+    const byKey = (page) => page.locator(`#list li[data-key="${key}"]`);
+    const shows = (page, text, priority) => page.waitForFunction(([key, text, priority]) => {
+      const li = document.querySelector(`#list li[data-key="${key}"]`);
+      return li && li.querySelector('.text').value === text && li.querySelector('select.priority').value === priority &&
+        !li.classList.contains('pending') && !li.querySelector('.conflict-note');
+    }, [key, text, priority], { timeout });
+    const write = async (page, text) => {
+      await byKey(page).locator('.text').fill(text);
+      await byKey(page).locator('.text').press('Enter');
+      await page.waitForFunction((key) => !document.querySelector(`#list li[data-key="${key}"]`).classList.contains('pending'), key, { timeout });
+    };
+
+    // B has the todo from a range (a reload), and starts editing; A
+    // changes the text and changes it back. B's edit, from the revision
+    // it started from, is a conflict, though the text is the same again.
+    await tb.reload();
+    await tb.waitForSelector('body[data-loaded=true]', { timeout });
+    await byKey(tb).locator('.text').click();
+    await write(ta, 'changed');
+    await byKey(tb).locator('.underneath').waitFor({ timeout });
+    await write(ta, 'changed and back');
+    await tb.waitForFunction((key) => document.querySelector(`#list li[data-key="${key}"]`).dataset.text === 'changed and back', key, { timeout });
+    await byKey(tb).locator('.underneath').waitFor({ timeout });
+    assert.match(await byKey(tb).locator('.underneath').textContent(), /back/, 'B is told while typing that it changed, and back');
+    await byKey(tb).locator('.text').fill('mine');
+    await byKey(tb).locator('.text').press('Enter');
+    await byKey(tb).locator('.conflict-note').waitFor({ timeout });
+    assert.match(await byKey(tb).locator('.conflict-note').textContent(), /mine/);
+    assert.equal(await byKey(tb).locator('.conflict-note button').allTextContents().then((t) => t.join(',')), 'Keep mine,Use theirs');
+    await shows(ta, 'changed and back', 'medium');
+    await byKey(tb).locator('.conflict-note button:text("Keep mine")').click();
+    for (const page of [ta, tb]) await shows(page, 'mine', 'medium');
+
+    // Different fields still merge: B (loaded by a range again) edits the
+    // text while A changes the priority.
+    await tb.reload();
+    await tb.waitForSelector('body[data-loaded=true]', { timeout });
+    await byKey(tb).locator('.text').click();
+    await byKey(ta).locator('select.priority').selectOption('high');
+    await tb.waitForFunction((key) => document.querySelector(`#list li[data-key="${key}"] select.priority`).value === 'high', key, { timeout });
+    await write(tb, 'mine, with A\'s priority');
+    for (const page of [ta, tb]) await shows(page, 'mine, with A\'s priority', 'high');
+    assert.equal(await tb.locator('.conflict-note, .failed-note').count(), 0);
   } else {
     assert.fail(`unknown phase ${phase}`);
   }
