@@ -11,8 +11,13 @@
 // compare-and-swap on the revision it started from), since a reply lost
 // with the connection leaves the client unsure whether the write happened.
 export class Live {
-  constructor({ app, onStatus, onChange, onReload, onOpen }) {
+  // timeout is how long a request waits for its reply, in milliseconds,
+  // on a connection that stays open (a server that lost it, or is stuck):
+  // then it fails as if the connection had gone, and an outbox sends the
+  // write again.
+  constructor({ app, onStatus, onChange, onReload, onOpen, timeout = 10000 }) {
     this.app = app;
+    this.timeout = timeout;
     this.onStatus = onStatus || (() => {});
     this.onChange = onChange || (() => {});
     this.onReload = onReload || (() => {});
@@ -124,7 +129,17 @@ export class Live {
     while (!this.ws || this.ws.readyState !== WebSocket.OPEN) await this.ready;
     const messageId = ++this.nextId;
     return new Promise((resolve, reject) => {
-      this.pending.set(messageId, { resolve, reject });
+      // Unanswered in time: given up, with no code (a reply that comes
+      // later is dropped), so that the write is tried again.
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(messageId)) return;
+        reject(Object.assign(new Error('no answer from the server'), { timedOut: true }));
+      }, this.timeout);
+      const settle = (fn) => (v) => {
+        clearTimeout(timer);
+        fn(v);
+      };
+      this.pending.set(messageId, { resolve: settle(resolve), reject: settle(reject) });
       this.ws.send(JSON.stringify({ ...req, messageId }));
     });
   }
@@ -185,7 +200,8 @@ export const unsavedNote = ' (kept in this page only: too large for this browser
 export const newId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 // Errors worth trying again as they are: the connection went away, the
-// server is busy or stopping. Any other refusal is final for that write.
+// request went unanswered, the server is busy or stopping. Any other
+// refusal is final for that write.
 const transient = (err) => !err.code || err.code === 429 || err.code === 503;
 
 // reason says why the server refused a write, in words for the page.

@@ -19,7 +19,9 @@
 //       another user changed its text and changed it back, is a conflict
 //       (compare-and-swap on the revision the editor started from), shown
 //       with "Keep mine" and "Use theirs"; edits of different fields
-//       still merge.
+//       still merge. A create whose reply is lost, and an edit whose
+//       request is lost, on a connection that stays open, wait as
+//       pending until they time out, then are sent again and stored once.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -435,6 +437,68 @@ try {
     await write(tb, 'mine, with A\'s priority');
     for (const page of [ta, tb]) await shows(page, 'mine, with A\'s priority', 'high');
     assert.equal(await tb.locator('.conflict-note, .failed-note').count(), 0);
+
+    // Requests the server never answers, on a connection that stays open:
+    // a create whose reply is lost (the server wrote it), and an edit the
+    // server never received. Each waits, shown as such, until its
+    // request times out, then is sent again, and arrives once.
+    const three = await browser.newContext();
+    let drop = null; // what to lose of the next compare-and-swap: "reply" or "request"
+    const cas = []; // every compare-and-swap the page sent
+    await three.routeWebSocket(/\/kv\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      const lost = new Set();
+      ws.onMessage((m) => {
+        const msg = JSON.parse(m);
+        if (msg.op === 102) {
+          cas.push(msg);
+          const what = drop;
+          drop = null;
+          if (what === 'request') return;
+          if (what === 'reply') lost.add(msg.messageId);
+        }
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        if (!lost.has(JSON.parse(m).messageId)) ws.send(m);
+      });
+    });
+    const tc = await three.newPage();
+    watch(tc);
+    await tc.clock.install();
+    await tc.goto(base + '/todo/');
+    await tc.waitForSelector('body[data-loaded=true]', { timeout });
+    await tc.waitForSelector('#status[data-state=online]', { timeout });
+    const waiting = async (page, text) => {
+      await page.waitForFunction((text) => document.querySelector(`#list li[data-text="${text}"]`)?.classList.contains('pending'), text, { timeout });
+      assert.match(await page.textContent('#outbox'), /1 change waiting to be sent/);
+    };
+
+    drop = 'reply';
+    await addTodo(tc, 'reply lost');
+    await waiting(tc, 'reply lost');
+    await todoItem(ta, 'reply lost').waitFor({ timeout }); // the server has it
+    await tc.clock.fastForward(5000);
+    await waiting(tc, 'reply lost'); // not timed out yet
+    assert.equal(cas.length, 1);
+    await tc.clock.fastForward(6000);
+    await settled(tc, ['reply lost'], 'todo');
+    const lostKey = await todoItem(tc, 'reply lost').getAttribute('data-key');
+    assert.deepEqual(cas.map((c) => [c.key, c.revision]), [[lostKey, 0], [lostKey, 0]], 'sent again, idempotently');
+
+    drop = 'request';
+    await todoItem(tc, 'reply lost').locator('.text').fill('request lost');
+    await todoItem(tc, 'reply lost').locator('.text').press('Enter');
+    await waiting(tc, 'request lost');
+    await tc.clock.fastForward(11000);
+    await settled(tc, ['request lost'], 'todo');
+    assert.equal(cas.length, 4);
+    assert.deepEqual(cas[3], { ...cas[2], messageId: cas[3].messageId }, 'the same edit, sent again');
+    await todoItem(ta, 'request lost').waitFor({ timeout });
+    assert.equal(await tc.locator('.conflict-note, .failed-note').count(), 0);
+    const res = await fetch(`${base}/kv/records?startKey=todo:&endKey=todo:~&limit=1000`, { headers: { 'x-api-key': 'browser-test' } });
+    const stored = (await res.json()).records.map((r) => JSON.parse(r.value).text);
+    assert.deepEqual(stored.filter((t) => t === 'request lost' || t === 'reply lost'), ['request lost'], 'stored once');
   } else {
     assert.fail(`unknown phase ${phase}`);
   }
