@@ -350,12 +350,14 @@ function item(key) {
   };
   const notes = Object.assign(document.createElement('div'), { className: 'notes' });
   notes.setAttribute('aria-live', 'polite');
-  const text = Object.assign(document.createElement('input'), { className: 'text', enterKeyHint: 'done' });
+  // A textarea, so that a long text wraps, on a phone too, rather than
+  // being cut off; it is one line of text (Enter ends the edit).
+  const text = Object.assign(document.createElement('textarea'), { className: 'text', enterKeyHint: 'done', rows: 1, maxLength: 500 });
   text.setAttribute('aria-label', 'Todo text');
   text.onfocus = () => (li.editStart = start(key));
   text.onchange = () => {
     const st = li.editStart || start(key);
-    const value = text.value.trim();
+    const value = text.value.replace(/\s*\n\s*/g, ' ').trim();
     if (!value) {
       text.value = st.text;
       notice($('notice'), 'A todo needs some text; use ✕ to delete it.');
@@ -370,6 +372,7 @@ function item(key) {
       text.value = li.editStart.text;
       text.blur();
     } else if (ev.key === 'Enter') {
+      ev.preventDefault(); // no line break
       text.blur(); // done editing: the change event sends it
     }
   };

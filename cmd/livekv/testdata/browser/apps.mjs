@@ -22,6 +22,7 @@
 //       still merge. A create whose reply is lost, and an edit whose
 //       request is lost, on a connection that stays open, wait as
 //       pending until they time out, then are sent again and stored once.
+//       At 390 px a long todo wraps, whole, and grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -75,7 +76,7 @@ async function open(context, url, { online = true } = {}) {
 const shot = (page, name) => page.mouse.move(0, 0).then(() => page.screenshot({ path: path.join(artifacts, `${name}.png`) }));
 
 // The texts shown by the todos and chat messages of a page.
-const todoTexts = (page) => page.$$eval('#list li input.text', (els) => els.map((e) => e.value));
+const todoTexts = (page) => page.$$eval('#list li textarea.text', (els) => els.map((e) => e.value));
 const chatTexts = (page) => page.$$eval('#messages .msg .text', (els) => els.map((e) => e.textContent));
 
 // settled waits until the page shows each of texts exactly once and has
@@ -99,7 +100,7 @@ async function waitOr(page, texts, list) {
 async function waitSettled(page, texts, list) {
   await page.waitForFunction(([texts, list]) => {
     const shown = list === 'todo'
-      ? [...document.querySelectorAll('#list li input.text')].map((e) => e.value)
+      ? [...document.querySelectorAll('#list li textarea.text')].map((e) => e.value)
       : [...document.querySelectorAll('#messages .msg .text')].map((e) => e.textContent);
     return texts.every((t) => shown.filter((s) => s === t).length === 1) &&
       document.querySelectorAll('.pending').length === 0 && document.querySelector('#outbox').hidden;
@@ -145,8 +146,8 @@ try {
     await cw.click('#rooms button[data-room=second]');
     // Edits of one todo offline, a field each: both are kept.
     await todoItem(ta, 'to edit offline').locator('select.priority').selectOption('high');
-    await todoItem(tb, 'to edit offline').locator('input.text').fill('edited offline by B');
-    await tb.locator('#list li input.text').first().press('Enter');
+    await todoItem(tb, 'to edit offline').locator('textarea.text').fill('edited offline by B');
+    await tb.locator('#list li textarea.text').first().press('Enter');
     await addTodo(ta, 'from A offline', 'high');
     await addTodo(tb, 'from B offline', 'low');
     await addTodo(tb, 'from B, kept across a reload');
@@ -233,42 +234,42 @@ try {
     // arrived; B is told while still typing, then chooses.
     await addTodo(ta, 'shared', 'high');
     await todoItem(tb, 'shared').waitFor({ timeout });
-    await tb.locator('#list li input.text').first().click();
-    await ta.locator('#list li input.text').first().fill('from A');
-    await ta.locator('#list li input.text').first().press('Enter');
+    await tb.locator('#list li textarea.text').first().click();
+    await ta.locator('#list li textarea.text').first().fill('from A');
+    await ta.locator('#list li textarea.text').first().press('Enter');
     await tb.waitForSelector('#list li .underneath', { timeout });
     assert.match(await tb.textContent('#list li .underneath'), /from A/);
-    assert.equal(await tb.locator('#list li input.text').first().inputValue(), 'shared', 'what B sees while typing is not overwritten');
-    await tb.locator('#list li input.text').first().fill('from B');
-    await tb.locator('#list li input.text').first().press('Enter');
+    assert.equal(await tb.locator('#list li textarea.text').first().inputValue(), 'shared', 'what B sees while typing is not overwritten');
+    await tb.locator('#list li textarea.text').first().fill('from B');
+    await tb.locator('#list li textarea.text').first().press('Enter');
     await tb.waitForSelector('#list li .conflict-note', { timeout });
     const said = await tb.textContent('#list li .conflict-note');
     assert.match(said, /from A/);
     assert.match(said, /from B/);
-    await ta.waitForFunction(() => document.querySelector('#list li input.text').value === 'from A', null, { timeout });
+    await ta.waitForFunction(() => document.querySelector('#list li textarea.text').value === 'from A', null, { timeout });
     await tb.click('#list li .conflict-note button:text("Keep mine")');
     for (const page of [ta, tb]) {
-      await page.waitForFunction(() => document.querySelector('#list li input.text').value === 'from B' &&
+      await page.waitForFunction(() => document.querySelector('#list li textarea.text').value === 'from B' &&
         !document.querySelector('.conflict-note') && !document.querySelector('.pending'), null, { timeout });
     }
     // The other way: A starts from a stale value, and takes B's.
-    await ta.locator('#list li input.text').first().click();
-    await tb.locator('#list li input.text').first().fill('from B again');
-    await tb.locator('#list li input.text').first().press('Enter');
+    await ta.locator('#list li textarea.text').first().click();
+    await tb.locator('#list li textarea.text').first().fill('from B again');
+    await tb.locator('#list li textarea.text').first().press('Enter');
     await ta.waitForSelector('#list li .underneath', { timeout });
-    await ta.locator('#list li input.text').first().fill('from A again');
-    await ta.locator('#list li input.text').first().press('Enter');
+    await ta.locator('#list li textarea.text').first().fill('from A again');
+    await ta.locator('#list li textarea.text').first().press('Enter');
     await ta.waitForSelector('#list li .conflict-note', { timeout });
     await ta.click('#list li .conflict-note button:text("Use theirs")');
-    await ta.locator('#list li input.text').first().blur();
+    await ta.locator('#list li textarea.text').first().blur();
     for (const page of [ta, tb]) {
-      await page.waitForFunction(() => document.querySelector('#list li input.text').value === 'from B again' &&
+      await page.waitForFunction(() => document.querySelector('#list li textarea.text').value === 'from B again' &&
         !document.querySelector('.conflict-note'), null, { timeout });
     }
 
-    await tb.locator('#list li input.text').first().fill('buy oat milk');
-    await tb.locator('#list li input.text').first().press('Enter');
-    await ta.waitForFunction(() => document.querySelector('#list li input.text').value === 'buy oat milk', null, { timeout });
+    await tb.locator('#list li textarea.text').first().fill('buy oat milk');
+    await tb.locator('#list li textarea.text').first().press('Enter');
+    await ta.waitForFunction(() => document.querySelector('#list li textarea.text').value === 'buy oat milk', null, { timeout });
 
     // Counts and priorities, and the desktop screenshot.
     await addTodo(ta, 'water the plants', 'low');
@@ -499,6 +500,40 @@ try {
     const res = await fetch(`${base}/kv/records?startKey=todo:&endKey=todo:~&limit=1000`, { headers: { 'x-api-key': 'browser-test' } });
     const stored = (await res.json()).records.map((r) => JSON.parse(r.value).text);
     assert.deepEqual(stored.filter((t) => t === 'request lost' || t === 'reply lost'), ['request lost'], 'stored once');
+
+    // A phone: a long todo is shown whole, wrapped, and grows while edited.
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const tp = await open(phone, '/todo/');
+    const long = 'Call the landlord about the leaking kitchen tap, and ask whether the plumber can come on Thursday morning before nine';
+    await addTodo(tp, long, 'high');
+    await settled(tp, [long], 'todo');
+    const fits = () => tp.evaluate((text) => {
+      const el = document.querySelector(`#list li[data-text="${text}"] .text`);
+      const line = parseFloat(getComputedStyle(el).lineHeight);
+      return { lines: Math.round((el.clientHeight - parseFloat(getComputedStyle(el).paddingTop) * 2) / line),
+        hidden: el.scrollHeight - el.clientHeight, wide: el.scrollWidth - el.clientWidth, page: document.documentElement.scrollWidth };
+    }, text);
+    let text = long;
+    let m = await fits();
+    assert.ok(m.lines >= 3, `the long todo wraps (${m.lines} lines)`);
+    assert.ok(m.hidden <= 1 && m.wide <= 1, `none of it is cut off (${m.hidden} px below, ${m.wide} px aside)`);
+    assert.ok(m.page <= 390, `no horizontal scroll (${m.page} px wide)`);
+    await todoItem(tp, long).locator('.text').click();
+    await tp.keyboard.press('Control+End');
+    await tp.keyboard.type(', or on Friday afternoon after three if that suits him better');
+    const grown = await tp.evaluate((text) => {
+      const el = document.querySelector(`#list li[data-text="${text}"] .text`);
+      return { value: el.value, hidden: el.scrollHeight - el.clientHeight, height: el.clientHeight };
+    }, long);
+    assert.ok(grown.value.endsWith('suits him better'));
+    assert.ok(grown.hidden <= 1, `the text being typed is shown whole (${grown.hidden} px below)`);
+    await shot(tp, 'todo-phone-long-editing');
+    await tp.keyboard.press('Enter');
+    text = grown.value;
+    await settled(tp, [text], 'todo');
+    m = await fits();
+    assert.ok(m.lines > 3 && m.hidden <= 1 && m.page <= 390, `after the edit: ${JSON.stringify(m)}`);
+    await shot(tp, 'todo-phone-long');
   } else {
     assert.fail(`unknown phase ${phase}`);
   }

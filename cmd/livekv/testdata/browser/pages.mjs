@@ -42,19 +42,19 @@ try {
     await a.fill('#text', 'buy milk');
     await a.selectOption('#priority', 'low');
     await a.click('#add button');
-    await b.waitForFunction(() => [...document.querySelectorAll('#list li input.text')].some((e) => e.value === 'buy milk'), null, { timeout });
+    await b.waitForFunction(() => [...document.querySelectorAll('#list li textarea.text')].some((e) => e.value === 'buy milk'), null, { timeout });
     const itemB = b.locator('#list li').first();
 
     // Concurrent edits of the same todo, one field each: both survive.
     const itemA = a.locator('#list li').first();
     await Promise.all([
-      itemA.locator('input.text').fill('buy oat milk').then(() => itemA.locator('input.text').press('Enter')),
+      itemA.locator('textarea.text').fill('buy oat milk').then(() => itemA.locator('textarea.text').press('Enter')),
       itemB.locator('select.priority').selectOption('high'),
     ]);
     for (const page of [a, b]) {
       await page.waitForFunction(() => {
         const li = document.querySelector('#list li');
-        return li && li.querySelector('input.text').value === 'buy oat milk' && li.querySelector('select.priority').value === 'high';
+        return li && li.querySelector('textarea.text').value === 'buy oat milk' && li.querySelector('select.priority').value === 'high';
       }, null, { timeout });
     }
     // Marking it done shows everywhere.
@@ -79,7 +79,7 @@ try {
   } else if (phase === 'restart') {
     await a.waitForFunction(() => {
       const li = document.querySelector('#list li.done');
-      return li && li.querySelector('input.text').value === 'buy oat milk' && li.querySelector('select.priority').value === 'high';
+      return li && li.querySelector('textarea.text').value === 'buy oat milk' && li.querySelector('select.priority').value === 'high';
     }, null, { timeout });
     const c = await open('/chat/');
     await c.locator('#rooms button[data-room=lobby]').click({ timeout });
