@@ -15,13 +15,13 @@ import { Live, Outbox, statusBanner, notice, upTo, newId, unsavedNote } from '/l
 const $ = (id) => document.getElementById(id);
 const server = new Map(); // key -> {obj, rev}
 const items = new Map(); // key -> li
-// What the page saw each todo hold since it read the day: key ->
-// {from, seen: [{rev, obj}]}, every change after revision from (obj null
-// once deleted), so that an edit can tell whether its field was changed
-// and changed back since the revision it started from.
+// What the page saw each todo hold, of any day, since it first read the
+// list: key -> {from, seen: [{rev, obj}]}, every change after revision
+// from (obj null once deleted), so that an edit can tell whether its
+// field was changed and changed back since the revision it started from.
 const seen = new Map();
 const maxSeen = 50;
-let loadedAt = Infinity; // the revision the day was read at
+let loadedAt = Infinity; // the revision the page saw every change after; none yet
 const priorities = ['high', 'medium', 'low'];
 
 // The local day, as the date input shows it, not UTC's.
@@ -38,20 +38,26 @@ const live = new Live({
     renderSummary();
   },
   onChange(key, value, rev) {
-    if (!key.startsWith(prefix())) return;
     const obj = value === null ? null : JSON.parse(value);
+    saw(key, obj, rev);
+    if (!key.startsWith(prefix())) return;
     if (obj === null) server.delete(key);
     else server.set(key, { obj, rev });
-    saw(key, obj, rev);
     render();
   },
-  onReload: load,
+  onReload() {
+    // Changes were missed: what was seen no longer tells.
+    seen.clear();
+    loadedAt = Infinity;
+    load();
+  },
   onOpen: () => outbox.kick(),
 });
 
 const conflict = (theirs) => Object.assign(new Error('edited elsewhere'), { conflict: true, theirs });
 
 function saw(key, obj, rev) {
+  if (loadedAt === Infinity) return;
   let h = seen.get(key);
   if (!h) seen.set(key, (h = { from: loadedAt, seen: [] }));
   h.seen.push({ rev, obj });
@@ -60,11 +66,12 @@ function saw(key, obj, rev) {
 
 // changedBetween says whether key's field held anything but base after
 // revision from, up to revision to; undefined when the page did not see
-// every change of key in between (it was not open, or kept too few).
+// every change of key in between (it was not open, kept too few, or has
+// not had the notifications up to to yet).
 function changedBetween(key, field, base, from, to) {
   const h = seen.get(key);
   const start = h ? h.from : loadedAt;
-  if (from === undefined || from === null || from < start) return undefined;
+  if (from === undefined || from === null || from < start || live.rev < to) return undefined;
   return (h?.seen || []).some((c) => c.rev > from && c.rev <= to && c.obj?.[field] !== base);
 }
 
@@ -152,10 +159,9 @@ async function load() {
         if (want !== prefix()) return;
         if (start === want) {
           // The first page: what the server has now replaces what was
-          // shown, and the page sees every change after it.
+          // shown; the first ever, the page sees every change after it.
           server.clear();
-          seen.clear();
-          loadedAt = reply.revision || 0;
+          if (loadedAt === Infinity) loadedAt = reply.revision || 0;
         }
         for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value), rev: r.revision });
       });
