@@ -144,7 +144,8 @@ func TestBrowser(t *testing.T) {
 // by a range, changed and changed back underneath an editor, is a
 // conflict; edits of different fields merge; a write whose request or
 // reply is lost on a connection that stays open times out, waits, and is
-// sent again, stored once; at 390 px a long todo wraps, shown whole, and
+// sent again, stored once (on a new connection when the old one went
+// silent); at 390 px a long todo wraps, shown whole, and
 // grows while edited.
 func TestBrowserApps(t *testing.T) {
 	node, chromium, dir, artifacts := browserSetup(t)

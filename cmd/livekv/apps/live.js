@@ -23,6 +23,7 @@ export class Live {
     this.onReload = onReload || (() => {});
     this.onOpen = onOpen || (() => {});
     this.rev = 0; // newest revision applied
+    this.heard = 0; // messages received
     this.nextId = 0;
     this.pending = new Map();
     this.backoff = 250;
@@ -65,21 +66,29 @@ export class Live {
       }
       this.onOpen();
     };
-    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (this.open) {
-        this.open = false;
-        // Nothing to resume from (the page read an empty store, at
-        // revision 0): read everything again once the next one opens.
-        if (this.rev === 0) this.stale = true;
-        this.ready = new Promise((resolve) => (this.markReady = resolve));
-      }
-      for (const p of this.pending.values()) p.reject(new Error('connection lost'));
-      this.pending.clear();
-      this.retry();
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return; // given up for dead, still closing
+      this.heard++;
+      this.receive(JSON.parse(ev.data));
     };
+    ws.onclose = () => this.closed(ws);
+  }
+
+  // closed is the end of ws: its requests fail, and another connection
+  // is tried.
+  closed(ws) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    if (this.open) {
+      this.open = false;
+      // Nothing to resume from (the page read an empty store, at
+      // revision 0): read everything again once the next one opens.
+      if (this.rev === 0) this.stale = true;
+      this.ready = new Promise((resolve) => (this.markReady = resolve));
+    }
+    for (const p of this.pending.values()) p.reject(new Error('connection lost'));
+    this.pending.clear();
+    this.retry();
   }
 
   retry() {
@@ -128,12 +137,21 @@ export class Live {
   async call(req) {
     while (!this.ws || this.ws.readyState !== WebSocket.OPEN) await this.ready;
     const messageId = ++this.nextId;
+    const ws = this.ws;
+    const heard = this.heard;
     return new Promise((resolve, reject) => {
       // Unanswered in time: given up, with no code (a reply that comes
-      // later is dropped), so that the write is tried again.
+      // later is dropped), so that the write is tried again. If nothing
+      // at all came meanwhile, the connection is taken for dead (a
+      // network that changed under it can leave it open for minutes) and
+      // a new one opened.
       const timer = setTimeout(() => {
         if (!this.pending.delete(messageId)) return;
         reject(Object.assign(new Error('no answer from the server'), { timedOut: true }));
+        if (this.ws === ws && this.heard === heard) {
+          this.closed(ws);
+          ws.close();
+        }
       }, this.timeout);
       const settle = (fn) => (v) => {
         clearTimeout(timer);

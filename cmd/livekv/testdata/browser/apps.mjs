@@ -21,7 +21,8 @@
 //       with "Keep mine" and "Use theirs"; edits of different fields
 //       still merge. A create whose reply is lost, and an edit whose
 //       request is lost, on a connection that stays open, wait as
-//       pending until they time out, then are sent again and stored once.
+//       pending until they time out, then are sent again and stored once;
+//       when nothing at all came meanwhile, on a new connection.
 //       At 390 px a long todo wraps, whole, and grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
@@ -446,7 +447,9 @@ try {
     const three = await browser.newContext();
     let drop = null; // what to lose of the next compare-and-swap: "reply" or "request"
     const cas = []; // every compare-and-swap the page sent
+    let connections = 0;
     await three.routeWebSocket(/\/kv\/ws/, (ws) => {
+      connections++;
       const server = ws.connectToServer();
       const lost = new Set();
       ws.onMessage((m) => {
@@ -486,6 +489,7 @@ try {
     await settled(tc, ['reply lost'], 'todo');
     const lostKey = await todoItem(tc, 'reply lost').getAttribute('data-key');
     assert.deepEqual(cas.map((c) => [c.key, c.revision]), [[lostKey, 0], [lostKey, 0]], 'sent again, idempotently');
+    assert.equal(connections, 1, 'on the same connection, which had the notification meanwhile');
 
     drop = 'request';
     await todoItem(tc, 'reply lost').locator('.text').fill('request lost');
@@ -495,6 +499,7 @@ try {
     await settled(tc, ['request lost'], 'todo');
     assert.equal(cas.length, 4);
     assert.deepEqual(cas[3], { ...cas[2], messageId: cas[3].messageId }, 'the same edit, sent again');
+    assert.equal(connections, 2, 'nothing heard while waiting: the connection is taken for dead and another opened');
     await todoItem(ta, 'request lost').waitFor({ timeout });
     assert.equal(await tc.locator('.conflict-note, .failed-note').count(), 0);
     const res = await fetch(`${base}/kv/records?startKey=todo:&endKey=todo:~&limit=1000`, { headers: { 'x-api-key': 'browser-test' } });
