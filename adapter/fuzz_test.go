@@ -141,3 +141,28 @@ func TestDecodeDBX_NoNesting(t *testing.T) {
 		t.Fatalf("a batch without operations: %v", derr)
 	}
 }
+
+// FuzzRecordBound: a range reply's records, revisions included, encode in
+// no more bytes than encodedBound counts for them, whether it adds them
+// up itself or takes rangeReply's count.
+func FuzzRecordBound(f *testing.F) {
+	f.Add("k", "v", int64(1))
+	f.Add("<&>\u2028", "\x00\xff\"\\", int64(-9223372036854775808))
+	f.Add("", "", int64(9223372036854775807))
+	f.Fuzz(func(t *testing.T, key, value string, rev int64) {
+		records := []record{{Key: key, Value: value, Revision: rev}, {Key: value, Value: key, Revision: rev}}
+		r := reply{Code: 200, MessageID: ptr(int64(-1)), Records: &records, Count: ptr(2), Truncated: ptr(true), Revision: rev}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := encodedBound(r)
+		if !ok || n < len(b) {
+			t.Fatalf("bound %d (%v) under the %d bytes encoded", n, ok, len(b))
+		}
+		r.recordsBound = recordBound(key, value) + recordBound(value, key)
+		if n, _ := encodedBound(r); n < len(b) {
+			t.Fatalf("bound %d from rangeReply's count under the %d bytes encoded", n, len(b))
+		}
+	})
+}
