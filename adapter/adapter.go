@@ -110,6 +110,12 @@ type Options struct {
 	MaxRangeLimit     int
 	DefaultRangeLimit int
 
+	// MaxExaminedKeys bounds the keys one DBX request, a batch included,
+	// may examine in keys.scan and keys.count, which read the keys in the
+	// range a pattern allows: over it the request fails with
+	// work_limit_exceeded and changes nothing. Default 100,000.
+	MaxExaminedKeys int
+
 	// MaxReplyBytes bounds the bytes of keys and values one range returns:
 	// the range stops before the record that would pass it and says
 	// truncated, as it does at its limit. Its first record is always
@@ -179,6 +185,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxTokenSubscriptions, 256)
 	def(&c.MaxRangeLimit, 1000)
 	def(&c.DefaultRangeLimit, 100)
+	def(&c.MaxExaminedKeys, 100_000)
 	def(&c.MaxReplyBytes, 2<<20)
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = 8 << 20
@@ -214,7 +221,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
 		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
-		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
+		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.MaxExaminedKeys < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
 		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
 	}
 	return c, nil

@@ -334,13 +334,14 @@ func (a *Adapter) dbxCheck(ac *access, op *dbxOp) error {
 
 // dbxTx runs the operations of one request in its transaction.
 type dbxTx struct {
-	a       *Adapter
-	ac      *access
-	tx      *engine.Tx
-	charges []quotaCharge // what the Quota counted, to give back if the transaction rolls back
-	values  int           // values read into the reply
-	size    int           // their bytes
-	bound   int           // their encoding's length, at most
+	a        *Adapter
+	ac       *access
+	tx       *engine.Tx
+	charges  []quotaCharge // what the Quota counted, to give back if the transaction rolls back
+	values   int           // values read into the reply
+	size     int           // their bytes
+	bound    int           // their encoding's length, at most
+	examined int           // keys examined by scans and counts, at most MaxExaminedKeys
 }
 
 type quotaCharge struct {
@@ -547,8 +548,14 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 // after the cursor (the last key a previous scan examined). A scan
 // examines at most ten times as many keys as it may return, so that a
 // pattern that matches few keys still answers soon: it may then return
-// fewer keys, or none, with a cursor to go on from.
+// fewer keys, or none, with a cursor to go on from. The scans and counts
+// of one request examine at most MaxExaminedKeys keys in all; past that
+// the request fails.
 func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
+	method := "keys.scan"
+	if count {
+		method = "keys.count"
+	}
 	src := p.Pattern
 	if src == "" {
 		src = "*"
@@ -579,6 +586,10 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				done = false
 				break
 			}
+			if st.examined == st.a.opts.MaxExaminedKeys {
+				return nil, dbxErrorf(dbxWorkExceeded, "%s: a request examines at most %d keys (MaxExaminedKeys) and the pattern's range holds more: narrow the pattern, or page with keys.scan", method, st.a.opts.MaxExaminedKeys)
+			}
+			st.examined++
 			examined++
 			last = it.Key
 			switch ok, err := pat.TryMatch(it.Key); {

@@ -668,3 +668,48 @@ func TestDBX_Shutdown(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, fmt.Sprint(incremented), f.counter("n"), "every increment that ran was answered, and only those")
 }
+
+// TestDBX_ExaminedKeys: keys.count and keys.scan read every key in the
+// range a pattern allows, so one request, a batch included, examines at
+// most MaxExaminedKeys keys: past it the request fails and changes
+// nothing, whatever the client asks.
+func TestDBX_ExaminedKeys(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	const n = 100_001 // one past the default
+	_, err := f.db.Update(func(tx *engine.Tx) error {
+		for i := range n {
+			if _, err := tx.Set(fmt.Sprintf("k:%06d", i), "", nil); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Set("x:1", "", nil)
+		return err
+	})
+	require.NoError(t, err)
+	e := c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "*"})
+	require.Contains(t, e["message"], "MaxExaminedKeys")
+	c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "*:1"}) // a suffix has no prefix to bound its range
+	require.Equal(t, 1.0, c.ok("keys.count", obj{"pattern": "x:*"})["count"], "a prefix bounds the range")
+	require.Equal(t, 1000.0, c.ok("keys.count", obj{"pattern": "k:000*"})["count"])
+
+	f = newFixture(t, &adapter.Options{MaxExaminedKeys: 50, MaxRangeLimit: 10, DefaultRangeLimit: 10})
+	c = f.dbx("api_key=" + apiKey)
+	for i := range 50 {
+		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 50.0, c.ok("keys.count", nil)["count"], "exactly MaxExaminedKeys keys")
+	c.ok("string.set", obj{"key": "k:50", "value": "v"})
+	c.fails("work_limit_exceeded", "keys.count", nil)
+	// Five full pages of scans fit; the sixth, in the same request, does
+	// not, and the batch's write is not kept.
+	ops := []obj{{"method": "string.set", "params": obj{"key": "new", "value": "v"}}}
+	for i := range 6 {
+		ops = append(ops, obj{"method": "keys.scan", "params": obj{"cursor": fmt.Sprintf("k:%02d", i*10-1), "count": 10}})
+	}
+	e = c.fails("work_limit_exceeded", "batch", obj{"operations": ops})
+	require.EqualValues(t, 6, e["operation"])
+	require.Equal(t, obj{"exists": false}, c.ok("string.exists", obj{"key": "new"}))
+	require.Len(t, c.ok("batch", obj{"operations": ops[:6]})["results"], 6)
+}
