@@ -116,6 +116,15 @@ type Options struct {
 	// work_limit_exceeded and changes nothing. Default 100,000.
 	MaxExaminedKeys int
 
+	// MaxWriteBytes bounds what the writes of one DBX request, a batch or
+	// an mset, put in the engine's log: len(key)+len(value) and 32 bytes
+	// of framing for each write (an expire or an append rewrites the whole
+	// value). Over it the request fails with work_limit_exceeded and
+	// changes nothing; a request of one write always runs (the engine
+	// bounds it). Keep it well under the engine's largest log record (64
+	// MiB by default), past which a commit fails. Default 16 MiB.
+	MaxWriteBytes int
+
 	// MaxReplyBytes bounds the bytes of keys and values one range returns:
 	// the range stops before the record that would pass it and says
 	// truncated, as it does at its limit. Its first record is always
@@ -186,6 +195,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxRangeLimit, 1000)
 	def(&c.DefaultRangeLimit, 100)
 	def(&c.MaxExaminedKeys, 100_000)
+	def(&c.MaxWriteBytes, 16<<20)
 	def(&c.MaxReplyBytes, 2<<20)
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = 8 << 20
@@ -221,7 +231,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
 		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
-		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.MaxExaminedKeys < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
+		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.MaxExaminedKeys < 0 || c.MaxWriteBytes < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
 		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
 	}
 	return c, nil

@@ -342,6 +342,8 @@ type dbxTx struct {
 	size     int           // their bytes
 	bound    int           // their encoding's length, at most
 	examined int           // keys examined by scans and counts, at most MaxExaminedKeys
+	writes   int           // writes run
+	written  int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
 }
 
 type quotaCharge struct {
@@ -359,6 +361,21 @@ func (st *dbxTx) write(key string, op func() error) error {
 		st.charges = append(st.charges, quotaCharge{key, d})
 	}
 	return err
+}
+
+// writeFraming is what the log adds to a write's key and value, at most.
+const writeFraming = 32
+
+// wrote counts a write to key of a value of n bytes, before it goes into
+// the transaction and its log record: the writes of one request must fit
+// in MaxWriteBytes (one alone always does).
+func (st *dbxTx) wrote(key string, n int) error {
+	st.writes++
+	st.written += len(key) + n + writeFraming
+	if st.writes > 1 && st.written > st.a.opts.MaxWriteBytes {
+		return dbxErrorf(dbxWorkExceeded, "the writes of one request put at most %d bytes (MaxWriteBytes) in the log, and these would put more: write less at once", st.a.opts.MaxWriteBytes)
+	}
+	return nil
 }
 
 // refund gives back to the Quota what it counted for the transaction's
@@ -466,10 +483,16 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		}
 		return map[string]any{"values": values}, nil
 	case "string.set":
+		if err := st.wrote(p.Key, len(p.Value)); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, p.Value, setOpts(p.TTL)); return err })
 		return map[string]any{"success": true, "key": p.Key}, err
 	case "string.setnx":
 		created := true
+		if err := st.wrote(p.Key, len(p.Value)); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error {
 			_, err := tx.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
 			if errors.Is(err, engine.ErrConflict) {
@@ -480,6 +503,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		return map[string]any{"success": true, "created": created}, err
 	case "string.delete":
 		deleted := true
+		if err := st.wrote(p.Key, 0); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error {
 			err := tx.Delete(p.Key)
 			if errors.Is(err, engine.ErrNotFound) {
@@ -502,6 +528,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			d = -d
 		}
 		var n int64
+		if err := st.wrote(p.Key, len("-9223372036854775808")); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
 		return map[string]any{"value": n}, err
 	case "string.append":
@@ -509,6 +538,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		err := st.write(p.Key, func() error {
 			it, _, err := st.get(p.Key)
 			if err != nil {
+				return err
+			}
+			if err := st.wrote(p.Key, len(it.Value)+len(p.Value)); err != nil {
 				return err
 			}
 			v := it.Value + p.Value
@@ -519,6 +551,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		return map[string]any{"length": n}, err
 	case "string.mset":
 		for _, r := range p.Pairs {
+			if err := st.wrote(r.Key, len(r.Value)); err != nil {
+				return nil, err
+			}
 			if err := st.write(r.Key, func() error { _, err := tx.Set(r.Key, r.Value, nil); return err }); err != nil {
 				return nil, err
 			}
@@ -530,6 +565,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			return map[string]any{"success": false}, err // nothing to change
 		}
 		opts := setOpts(p.TTL) // persist: none
+		if err := st.wrote(p.Key, len(it.Value)); err != nil {
+			return nil, err
+		}
 		if err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, it.Value, opts); return err }); err != nil {
 			return nil, err
 		}

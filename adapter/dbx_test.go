@@ -713,3 +713,33 @@ func TestDBX_ExaminedKeys(t *testing.T) {
 	require.Equal(t, obj{"exists": false}, c.ok("string.exists", obj{"key": "new"}))
 	require.Len(t, c.ok("batch", obj{"operations": ops[:6]})["results"], 6)
 }
+
+// TestDBX_WriteBytes: a write that rewrites a whole value (expire,
+// append) costs a few bytes of message and a whole value of memory and
+// log, so the writes of one request put at most MaxWriteBytes (16 MiB) in
+// the log: a batch past it fails and changes nothing, rather than
+// building a log record the engine would refuse.
+func TestDBX_WriteBytes(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	big := strings.Repeat("v", 1<<20-64)
+	for i := range 17 {
+		_, err := f.db.Set(fmt.Sprintf("big:%02d", i), big, nil)
+		require.NoError(t, err)
+	}
+	before := f.db.Revision()
+	var expires, appends []obj
+	for i := range 17 {
+		expires = append(expires, obj{"method": "string.expire", "params": obj{"key": fmt.Sprintf("big:%02d", i), "ttl": 60}})
+		appends = append(appends, obj{"method": "string.append", "params": obj{"key": "big:00", "value": "x"}})
+	}
+	for _, ops := range [][]obj{expires, appends} {
+		e := c.fails("work_limit_exceeded", "batch", obj{"operations": ops})
+		require.EqualValues(t, 16, e["operation"], "%v", e)
+		require.Contains(t, e["message"], "MaxWriteBytes")
+		require.Equal(t, before, f.db.Revision(), "the batch changed nothing")
+	}
+	require.Len(t, c.ok("batch", obj{"operations": expires[:16]})["results"], 16)
+	require.Len(t, c.ok("batch", obj{"operations": appends[:16]})["results"], 16)
+	require.Equal(t, float64(1<<20-64+16), c.ok("string.strlen", obj{"key": "big:00"})["length"])
+}
