@@ -3,9 +3,7 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -57,28 +54,6 @@ func TestDBXServe(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, "ok\n", string(out))
 
-	cmd := script(filepath.Join("testdata", "dbx"), "restart.mjs")
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	lines := bufio.NewScanner(stdout)
-	require.True(t, lines.Scan(), "restart.mjs stopped: %s", stderr.String())
-	require.Equal(t, "stop-server", lines.Text(), stderr.String())
-	s.stop(t)
-	db, err := engine.Open(data, nil)
-	require.NoError(t, err)
-	_, err = db.Set("r:2", "while away", nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	s = start(strings.TrimPrefix(s.base, "http://"))
-	_, err = io.WriteString(stdin, "go\n")
-	require.NoError(t, err)
-	require.True(t, lines.Scan(), "restart.mjs stopped: %s", stderr.String())
-	require.Equal(t, "ok", lines.Text(), stderr.String())
-	require.NoError(t, cmd.Wait(), stderr.String())
+	s = restartUnder(t, script(filepath.Join("testdata", "dbx"), "restart.mjs"), s, start, data, "r:2", "while away")
 	s.stop(t)
 }

@@ -12,19 +12,12 @@
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { DBXWebSocket } from '../../../../adapter/testdata/dbx/dbx-websocket.mjs';
+import { until } from '../../../../adapter/testdata/dbx/until.mjs';
 
 const [base, apiKey] = process.argv.slice(2);
 const url = base.replace(/^http/, 'ws') + '/dbx/ws';
 const options = { apiKey, heartbeatInterval: 100, reconnectDelay: 100, maxReconnectAttempts: 10, quiet: true };
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-async function until(cond, what, ms = 10000) {
-  for (const end = Date.now() + ms; Date.now() < end;) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 const dbx = new DBXWebSocket(url, { ...options, clientId: 'restart-reader' });
 await dbx.connect();
@@ -52,7 +45,7 @@ writer.disconnect();
 
 console.log('stop-server');
 assert.deepEqual(await stdin.next(), { value: 'go', done: false });
-await until(() => resumed !== undefined, 'the reconnect after the restart');
+await until(() => resumed !== undefined, 'the reconnect after the restart', 10000);
 const sub = await resumed;
 assert.ok(sub.subscriptionId > 0);
 assert.equal(drops, 1, 'one disconnect, at the restart');
