@@ -400,13 +400,13 @@ func (st *dbxTx) read(v string) error {
 	return nil
 }
 
-// ttlOf is a key's time to live in whole seconds, rounded up; -1 without
-// expiry.
-func ttlOf(it engine.Item) int64 {
+// ttlOf is a key's time to live in whole seconds, rounded up, by the
+// DB's clock (which may not be the wall clock); -1 without expiry.
+func (st *dbxTx) ttlOf(it engine.Item) int64 {
 	if it.ExpiresAt.IsZero() {
 		return -1
 	}
-	return max(0, int64(math.Ceil(time.Until(it.ExpiresAt).Seconds())))
+	return max(0, int64(math.Ceil(it.ExpiresAt.Sub(st.tx.Now()).Seconds())))
 }
 
 // setOpts is a write's SetOptions for a TTL in seconds (0: none).
@@ -417,12 +417,13 @@ func setOpts(ttl int64) *engine.SetOptions {
 	return &engine.SetOptions{TTL: time.Duration(ttl) * time.Second}
 }
 
-// keepTTL is the SetOptions that keep what is left of an item's expiry.
-func keepTTL(it engine.Item) *engine.SetOptions {
+// keepTTL is the SetOptions that keep an item's expiry as it is: a TTL
+// counts from the transaction's time.
+func (st *dbxTx) keepTTL(it engine.Item) *engine.SetOptions {
 	if it.ExpiresAt.IsZero() {
 		return nil
 	}
-	return &engine.SetOptions{TTL: max(time.Until(it.ExpiresAt), time.Nanosecond)}
+	return &engine.SetOptions{TTL: max(it.ExpiresAt.Sub(st.tx.Now()), time.Nanosecond)}
 }
 
 // get reads key: found false when it does not exist.
@@ -453,7 +454,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		if err := st.read(it.Value); err != nil {
 			return nil, err
 		}
-		return map[string]any{"value": it.Value, "ttl": ttlOf(it)}, nil
+		return map[string]any{"value": it.Value, "ttl": st.ttlOf(it)}, nil
 	case "string.exists":
 		_, found, err := st.get(p.Key)
 		return map[string]any{"exists": found}, err
@@ -462,7 +463,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		return map[string]any{"length": len(it.Value)}, err
 	case "string.ttl":
 		it, found, err := st.get(p.Key)
-		ttl := ttlOf(it)
+		ttl := st.ttlOf(it)
 		if !found {
 			ttl = -2
 		}
@@ -545,7 +546,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			}
 			v := it.Value + p.Value
 			n = len(v)
-			_, err = tx.Set(p.Key, v, keepTTL(it))
+			_, err = tx.Set(p.Key, v, st.keepTTL(it))
 			return err
 		})
 		return map[string]any{"length": n}, err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -742,4 +743,23 @@ func TestDBX_WriteBytes(t *testing.T) {
 	require.Len(t, c.ok("batch", obj{"operations": expires[:16]})["results"], 16)
 	require.Len(t, c.ok("batch", obj{"operations": appends[:16]})["results"], 16)
 	require.Equal(t, float64(1<<20-64+16), c.ok("string.strlen", obj{"key": "big:00"})["length"])
+}
+
+// TestDBX_TTLByTheDBClock: TTLs are read and kept by the DB's clock
+// (engine.Options.Now), not the wall clock: string.get and string.ttl
+// count down with it, and string.append keeps the expiry exactly.
+func TestDBX_TTLByTheDBClock(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, Now: func() time.Time { return time.Unix(0, now.Load()) }}, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.set", obj{"key": "k", "value": "a", "ttl": 100})
+	require.Equal(t, obj{"value": "a", "ttl": 100.0}, c.ok("string.get", obj{"key": "k"}))
+	now.Add(int64(40 * time.Second))
+	c.ok("string.append", obj{"key": "k", "value": "b"})
+	require.Equal(t, obj{"ttl": 60.0}, c.ok("string.ttl", obj{"key": "k"}))
+	now.Add(int64(59*time.Second + 500*time.Millisecond))
+	require.Equal(t, obj{"value": "ab", "ttl": 1.0}, c.ok("string.get", obj{"key": "k"}), "rounded up")
+	now.Add(int64(500 * time.Millisecond))
+	require.Equal(t, obj{"ttl": -2.0}, c.ok("string.ttl", obj{"key": "k"}), "expired at 100 s, as set")
 }
