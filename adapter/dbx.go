@@ -334,16 +334,17 @@ func (a *Adapter) dbxCheck(ac *access, op *dbxOp) error {
 
 // dbxTx runs the operations of one request in its transaction.
 type dbxTx struct {
-	a        *Adapter
-	ac       *access
-	tx       *engine.Tx
-	charges  []quotaCharge // what the Quota counted, to give back if the transaction rolls back
-	values   int           // values read into the reply
-	size     int           // their bytes
-	bound    int           // their encoding's length, at most
-	examined int           // keys examined by scans and counts, at most MaxExaminedKeys
-	writes   int           // writes run
-	written  int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
+	a            *Adapter
+	ac           *access
+	tx           *engine.Tx
+	charges      []quotaCharge // what the Quota counted, to give back if the transaction rolls back
+	values       int           // values read into the reply
+	size         int           // their bytes
+	bound        int           // their encoding's length, at most
+	examined     int           // keys examined by scans and counts, at most MaxExaminedKeys
+	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
+	writes       int           // writes run
+	written      int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
 }
 
 type quotaCharge struct {
@@ -583,13 +584,18 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	return nil, dbxErrorf(dbxInvalidRequest, "unknown method %q", op.Method)
 }
 
+// scanClockEvery is how many keys a scan examines between looks at the
+// clock: a regex may take up to its MatchTimeout on each.
+const scanClockEvery = 16
+
 // scan lists (or counts) the keys that match a pattern, in key order,
 // after the cursor (the last key a previous scan examined). A scan
 // examines at most ten times as many keys as it may return, so that a
 // pattern that matches few keys still answers soon: it may then return
 // fewer keys, or none, with a cursor to go on from. The scans and counts
-// of one request examine at most MaxExaminedKeys keys in all; past that
-// the request fails.
+// of one request examine at most MaxExaminedKeys keys in all, past which
+// the request fails, and take about ScanTimeBudget, past which a scan
+// returns the page so far and a count fails.
 func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	method := "keys.scan"
 	if count {
@@ -612,6 +618,9 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	if !count && p.Cursor != "" && engine.KeyAfter(p.Cursor) > start {
 		start = engine.KeyAfter(p.Cursor)
 	}
+	if st.scanDeadline.IsZero() {
+		st.scanDeadline = time.Now().Add(st.a.opts.ScanTimeBudget)
+	}
 	keys := []string{}
 	n, examined, last, done, size := 0, 0, "", true, 0
 	if end == "" || start < end {
@@ -623,6 +632,13 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			if !count && (len(keys) == limit || examined == 10*limit ||
 				len(keys) > 0 && int64(messageOverhead+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)) {
 				done = false
+				break
+			}
+			if examined > 0 && examined%scanClockEvery == 0 && time.Now().After(st.scanDeadline) {
+				if count {
+					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget) and this one took longer: narrow the pattern, or page with keys.scan", st.a.opts.ScanTimeBudget)
+				}
+				done = false // the page so far, and a cursor to go on from
 				break
 			}
 			if st.examined == st.a.opts.MaxExaminedKeys {

@@ -763,3 +763,32 @@ func TestDBX_TTLByTheDBClock(t *testing.T) {
 	now.Add(int64(500 * time.Millisecond))
 	require.Equal(t, obj{"ttl": -2.0}, c.ok("string.ttl", obj{"key": "k"}), "expired at 100 s, as set")
 }
+
+// TestDBX_ScanTimeBudget: a regex pattern may take its MatchTimeout on
+// every key, so the scans and counts of one request stop after
+// ScanTimeBudget: a scan returns its page so far, having examined at least
+// 16 keys, and paging goes on from its cursor; a count fails.
+func TestDBX_ScanTimeBudget(t *testing.T) {
+	f := newFixture(t, &adapter.Options{ScanTimeBudget: time.Nanosecond})
+	c := f.dbx("api_key=" + apiKey)
+	for i := range 40 {
+		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var all []any
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 3)
+		res := c.ok("keys.scan", obj{"pattern": "/^k:/", "cursor": cursor, "count": 100})
+		all = append(all, res["keys"].([]any)...)
+		if res["done"] == true {
+			break
+		}
+		require.Len(t, res["keys"], 16)
+		cursor = res["cursor"].(string)
+	}
+	require.Len(t, all, 40)
+	e := c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "/^k:/"})
+	require.Contains(t, e["message"], "ScanTimeBudget")
+	require.Equal(t, 10.0, c.ok("keys.count", obj{"pattern": "k:3*"})["count"], "a count that examines under 16 keys")
+}
