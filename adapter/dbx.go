@@ -270,10 +270,13 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 	failed = -1
 	st := &dbxTx{a: a, ac: ac}
 	results := make([]any, len(ops))
+	changed := make([]bool, len(ops))
 	fn := func(tx *engine.Tx) error {
 		st.tx = tx
 		for i := range ops {
+			st.changed = false
 			res, err := st.exec(&ops[i])
+			changed[i] = st.changed
 			if err != nil {
 				failed = i
 				st.refund() // in the transaction, so the Quota sees one write at a time
@@ -294,7 +297,7 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 		return nil, fail(err)
 	}
 	for i, op := range ops {
-		if m, ok := results[i].(map[string]any); ok && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
+		if m, ok := results[i].(map[string]any); ok && changed[i] && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
 			m["revision"] = rev
 		}
 	}
@@ -342,6 +345,7 @@ type dbxTx struct {
 	size         int           // their bytes
 	bound        int           // their encoding's length, at most
 	examined     int           // keys examined by scans and counts, at most MaxExaminedKeys
+	changed      bool          // the operation running wrote
 	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
 	writes       int           // writes run
 	written      int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
@@ -352,12 +356,16 @@ type quotaCharge struct {
 	QuotaUsage
 }
 
-// write runs op, a write to key, and has the Quota count it.
+// write runs op, a write to key, and has the Quota count it; the
+// operation then changed something, unless it says otherwise.
 func (st *dbxTx) write(key string, op func() error) error {
 	if st.a.opts.Quota == nil {
-		return op()
+		err := op()
+		st.changed = st.changed || err == nil
+		return err
 	}
 	d, err := st.a.charged(st.tx, key, op)
+	st.changed = st.changed || err == nil
 	if err == nil && d != (QuotaUsage{}) {
 		st.charges = append(st.charges, quotaCharge{key, d})
 	}
@@ -502,6 +510,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			}
 			return err
 		})
+		st.changed = st.changed && created
 		return map[string]any{"success": true, "created": created}, err
 	case "string.delete":
 		deleted := true
@@ -515,6 +524,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			}
 			return err
 		})
+		st.changed = st.changed && deleted
 		return map[string]any{"success": true, "deleted": deleted}, err
 	case "string.incr", "string.incrby", "string.decr", "string.decrby":
 		d := p.Amount

@@ -792,3 +792,28 @@ func TestDBX_ScanTimeBudget(t *testing.T) {
 	require.Contains(t, e["message"], "ScanTimeBudget")
 	require.Equal(t, 10.0, c.ok("keys.count", obj{"pattern": "k:3*"})["count"], "a count that examines under 16 keys")
 }
+
+// TestDBX_BatchRevisionOnlyOnWrites: in a batch that commits, only the
+// write operations that changed something carry its revision; a delete
+// of a missing key, a setnx of an existing one, an expire of a missing
+// one changed nothing and have none, as when they run alone.
+func TestDBX_BatchRevisionOnlyOnWrites(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	res := c.ok("batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "a", "value": "1"}},
+		{"method": "string.delete", "params": obj{"key": "missing"}},
+		{"method": "string.setnx", "params": obj{"key": "a", "value": "2"}},
+		{"method": "string.expire", "params": obj{"key": "missing", "ttl": 5}},
+		{"method": "string.persist", "params": obj{"key": "a"}},
+		{"method": "string.setnx", "params": obj{"key": "b", "value": "2"}},
+	}})["results"].([]any)
+	rev := f.db.Revision()
+	require.Equal(t, obj{"success": true, "key": "a", "revision": float64(rev)}, res[0])
+	require.Equal(t, obj{"success": true, "deleted": false}, res[1])
+	require.Equal(t, obj{"success": true, "created": false}, res[2])
+	require.Equal(t, obj{"success": false}, res[3])
+	require.Equal(t, obj{"success": false}, res[4])
+	require.Equal(t, obj{"success": true, "created": true, "revision": float64(rev)}, res[5])
+	require.Equal(t, obj{"success": true, "deleted": false}, c.ok("string.delete", obj{"key": "missing"}))
+}
