@@ -32,6 +32,7 @@ type conn struct {
 
 	clientID string       // what the client calls itself (DBX's client_id), for logs
 	lastRead atomic.Int64 // when the last message arrived, in unix ns
+	waiting  atomic.Bool  // the reader waits for a request slot, reading nothing: the client is not silent
 
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -280,12 +281,15 @@ func (c *conn) readLoop() {
 			c.answer(c.d.refuse(req, http.StatusServiceUnavailable, "server shutting down"))
 			continue
 		}
+		c.waiting.Store(true)
 		select {
 		case c.sem <- struct{}{}:
 		case <-c.ctx.Done():
 			c.reqs.Done()
 			return
 		}
+		c.waiting.Store(false)
+		c.lastRead.Store(time.Now().UnixNano()) // what came meanwhile is unread, not missing
 		go func() {
 			defer c.reqs.Done()
 			defer func() { <-c.sem }()

@@ -215,7 +215,9 @@ func (dbxDialect) start(c *conn) {
 // heartbeatLoop sends a heartbeat every HeartbeatInterval and closes the
 // connection (1008) once the client has sent nothing, heartbeats included,
 // for HeartbeatInterval + HeartbeatTimeout: it missed its heartbeat and
-// the grace after it.
+// the grace after it. The time the reader waits for a request slot, its
+// requests filling MaxInFlight, does not count: the server reads nothing
+// then.
 func (c *conn) heartbeatLoop() {
 	defer c.tasks.Done()
 	every, grace := c.a.opts.HeartbeatInterval, c.a.opts.HeartbeatTimeout
@@ -230,6 +232,9 @@ func (c *conn) heartbeatLoop() {
 		}
 		now := time.Now()
 		silentUntil := time.Unix(0, c.lastRead.Load()).Add(every + grace)
+		if c.waiting.Load() { // the server is not reading: not the client's silence
+			silentUntil = now.Add(every + grace)
+		}
 		if !now.Before(silentUntil) {
 			c.a.stats.deadPeers.Add(1)
 			c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client")

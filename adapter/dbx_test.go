@@ -817,3 +817,33 @@ func TestDBX_BatchRevisionOnlyOnWrites(t *testing.T) {
 	require.Equal(t, obj{"success": true, "created": true, "revision": float64(rev)}, res[5])
 	require.Equal(t, obj{"success": true, "deleted": false}, c.ok("string.delete", obj{"key": "missing"}))
 }
+
+// TestDBX_HeartbeatsWhileBusy: a client whose requests hold every slot
+// (MaxInFlight) waits for the server, which then reads nothing from it,
+// its heartbeats included; that wait is not the client's silence, and the
+// connection stays open until its requests are answered.
+func TestDBX_HeartbeatsWhileBusy(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxInFlight: 1, HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond})
+	c := f.dbx("api_key=" + apiKey)
+	locked, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.db.Update(func(*engine.Tx) error { // holds the writer lock
+			close(locked)
+			<-release
+			return nil
+		})
+		done <- err
+	}()
+	<-locked
+	c.writeRaw([]byte(`{"id":"w","method":"string.set","params":{"key":"k","value":"v"}}`))
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		c.writeRaw([]byte(`{"type":"heartbeat"}`))
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	require.NoError(t, <-done)
+	require.Nil(t, c.reply("w")["error"])
+	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
+	require.Zero(t, f.a.Stats().DeadPeers)
+}
