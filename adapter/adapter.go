@@ -111,9 +111,10 @@ type Options struct {
 	DefaultRangeLimit int
 
 	// MaxExaminedKeys bounds the keys one DBX request, a batch included,
-	// may examine in keys.scan and keys.count, which read the keys in the
-	// range a pattern allows: over it the request fails with
-	// work_limit_exceeded and changes nothing. Default 100,000.
+	// may read (string.get, mget, exists, ...) and examine in keys.scan
+	// and keys.count, which read the keys in the range a pattern allows:
+	// over it the request fails with work_limit_exceeded and changes
+	// nothing. Default 100,000.
 	MaxExaminedKeys int
 
 	// ScanTimeBudget bounds the time one DBX request's keys.scan and

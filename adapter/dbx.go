@@ -349,7 +349,7 @@ type dbxTx struct {
 	values       int           // values read into the reply
 	size         int           // their bytes
 	bound        int           // their encoding's length, at most
-	examined     int           // keys examined by scans and counts, at most MaxExaminedKeys
+	examined     int           // keys read, and examined by scans and counts: at most MaxExaminedKeys
 	changed      bool          // the operation running wrote
 	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
 	writes       int           // writes run
@@ -440,8 +440,21 @@ func (st *dbxTx) keepTTL(it engine.Item) *engine.SetOptions {
 	return &engine.SetOptions{TTL: max(it.ExpiresAt.Sub(st.tx.Now()), time.Nanosecond)}
 }
 
+// examine counts a key read or examined for what: one request may read
+// and examine at most MaxExaminedKeys keys.
+func (st *dbxTx) examine(what string) error {
+	if st.examined == st.a.opts.MaxExaminedKeys {
+		return dbxErrorf(dbxWorkExceeded, "%.80s: a request reads and examines at most %d keys (MaxExaminedKeys), and this one would go past it: narrow the pattern, page with keys.scan, or read fewer keys at once", what, st.a.opts.MaxExaminedKeys)
+	}
+	st.examined++
+	return nil
+}
+
 // get reads key: found false when it does not exist.
 func (st *dbxTx) get(key string) (it engine.Item, found bool, err error) {
+	if err := st.examine("reading"); err != nil {
+		return it, false, err
+	}
 	it, err = st.tx.Get(key)
 	if errors.Is(err, engine.ErrNotFound) {
 		return it, false, nil
@@ -656,10 +669,9 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				done = false // the page so far, and a cursor to go on from
 				break
 			}
-			if st.examined == st.a.opts.MaxExaminedKeys {
-				return nil, dbxErrorf(dbxWorkExceeded, "%s: a request examines at most %d keys (MaxExaminedKeys) and the pattern's range holds more: narrow the pattern, or page with keys.scan", method, st.a.opts.MaxExaminedKeys)
+			if err := st.examine(method); err != nil {
+				return nil, err
 			}
-			st.examined++
 			examined++
 			last = it.Key
 			switch ok, err := pat.TryMatch(it.Key); {

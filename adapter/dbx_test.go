@@ -694,7 +694,7 @@ func TestDBX_ExaminedKeys(t *testing.T) {
 	require.Equal(t, 1.0, c.ok("keys.count", obj{"pattern": "x:*"})["count"], "a prefix bounds the range")
 	require.Equal(t, 1000.0, c.ok("keys.count", obj{"pattern": "k:000*"})["count"])
 
-	f = newFixture(t, &adapter.Options{MaxExaminedKeys: 50, MaxRangeLimit: 10, DefaultRangeLimit: 10})
+	f = newFixture(t, &adapter.Options{MaxExaminedKeys: 50, MaxRangeLimit: 60, DefaultRangeLimit: 10})
 	c = f.dbx("api_key=" + apiKey)
 	for i := range 50 {
 		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
@@ -703,6 +703,16 @@ func TestDBX_ExaminedKeys(t *testing.T) {
 	require.Equal(t, 50.0, c.ok("keys.count", nil)["count"], "exactly MaxExaminedKeys keys")
 	c.ok("string.set", obj{"key": "k:50", "value": "v"})
 	c.fails("work_limit_exceeded", "keys.count", nil)
+	// Reads count too: mget of 50 keys fits, of 51 does not, nor 51 gets.
+	keys := make([]string, 51)
+	gets := make([]obj, 51)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k:%02d", i)
+		gets[i] = obj{"method": "string.exists", "params": obj{"key": keys[i]}}
+	}
+	c.ok("batch", obj{"operations": []obj{{"method": "string.mget", "params": obj{"keys": keys[:10]}}, {"method": "keys.count", "params": obj{"pattern": "k:1*"}}}})
+	e = c.fails("work_limit_exceeded", "batch", obj{"operations": gets})
+	require.EqualValues(t, 50, e["operation"])
 	// Five full pages of scans fit; the sixth, in the same request, does
 	// not, and the batch's write is not kept.
 	ops := []obj{{"method": "string.set", "params": obj{"key": "new", "value": "v"}}}
