@@ -835,24 +835,13 @@ func TestDBX_BatchRevisionOnlyOnWrites(t *testing.T) {
 func TestDBX_HeartbeatsWhileBusy(t *testing.T) {
 	f := newFixture(t, &adapter.Options{MaxInFlight: 1, HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond})
 	c := f.dbx("api_key=" + apiKey)
-	locked, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := f.db.Update(func(*engine.Tx) error { // holds the writer lock
-			close(locked)
-			<-release
-			return nil
-		})
-		done <- err
-	}()
-	<-locked
+	release := holdWriter(t, f.db)
 	c.writeRaw([]byte(`{"id":"w","method":"string.set","params":{"key":"k","value":"v"}}`))
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
 		c.writeRaw([]byte(`{"type":"heartbeat"}`))
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(release)
-	require.NoError(t, <-done)
+	release()
 	require.Nil(t, c.reply("w")["error"])
 	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
 	require.Zero(t, f.a.Stats().DeadPeers)

@@ -104,17 +104,7 @@ func TestWS_DeadPeer(t *testing.T) {
 func TestWS_BusyPeerAnswersPings(t *testing.T) {
 	f := newFixture(t, &adapter.Options{MaxInFlight: 1, PingInterval: 50 * time.Millisecond})
 	c := f.dial("apiKey=" + apiKey)
-	locked, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := f.db.Update(func(*engine.Tx) error { // holds the writer lock
-			close(locked)
-			<-release
-			return nil
-		})
-		done <- err
-	}()
-	<-locked
+	release := holdWriter(t, f.db)
 	c.write(m{"op": 2, "key": "a", "value": "v", "messageId": 1})
 	c.write(m{"op": 2, "key": "b", "value": "v", "messageId": 2}) // waits for a slot
 	replies := make(chan map[string]any, 2)
@@ -129,8 +119,7 @@ func TestWS_BusyPeerAnswersPings(t *testing.T) {
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	close(release)
-	require.NoError(t, <-done)
+	release()
 	for id := 1.0; id <= 2; id++ {
 		r := <-replies
 		require.Equal(t, id, r["messageId"], "%v", r)
