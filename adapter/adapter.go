@@ -118,6 +118,31 @@ type Options struct {
 	MaxRangeLimit     int
 	DefaultRangeLimit int
 
+	// MaxExaminedKeys bounds the keys one DBX request, a batch included,
+	// may read (string.get, mget, exists, ...) and examine in keys.scan
+	// and keys.count, which read the keys in the range a pattern allows:
+	// over it the request fails with work_limit_exceeded and changes
+	// nothing. Default 100,000.
+	MaxExaminedKeys int
+
+	// ScanTimeBudget bounds the time one DBX request's keys.scan and
+	// keys.count spend examining keys, which a regex pattern can make
+	// long (up to its MatchTimeout, 10ms, on each key). Past it keys.scan
+	// returns the page so far (done false, with a cursor; it examines
+	// at least 16 keys, so that paging always moves on) and keys.count
+	// fails with work_limit_exceeded. It is checked every 16 keys.
+	// Default 1s.
+	ScanTimeBudget time.Duration
+
+	// MaxWriteBytes bounds what the writes of one DBX request, a batch or
+	// an mset, put in the engine's log: len(key)+len(value) and 32 bytes
+	// of framing for each write (an expire or an append rewrites the whole
+	// value). Over it the request fails with work_limit_exceeded and
+	// changes nothing; a request of one write always runs (the engine
+	// bounds it). Keep it well under the engine's largest log record (64
+	// MiB by default), past which a commit fails. Default 16 MiB.
+	MaxWriteBytes int
+
 	// MaxReplyBytes bounds the bytes of keys and values one range returns:
 	// the range stops before the record that would pass it and says
 	// truncated, as it does at its limit. Its first record is always
@@ -194,6 +219,8 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxTokenSubscriptions, 256)
 	def(&c.MaxRangeLimit, 1000)
 	def(&c.DefaultRangeLimit, 100)
+	def(&c.MaxExaminedKeys, 100_000)
+	def(&c.MaxWriteBytes, 16<<20)
 	def(&c.MaxReplyBytes, 2<<20)
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = 8 << 20
@@ -213,6 +240,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.ScanTimeBudget == 0 {
+		c.ScanTimeBudget = time.Second
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 30 * time.Second
 	}
@@ -229,7 +259,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
 		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
-		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
+		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.MaxExaminedKeys < 0 || c.ScanTimeBudget < 0 || c.MaxWriteBytes < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
 		return c, fmt.Errorf("%w: a negative value, or DefaultRangeLimit over MaxRangeLimit", ErrInvalidOptions)
 	}
 	return c, nil

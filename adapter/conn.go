@@ -32,6 +32,8 @@ type conn struct {
 
 	clientID string       // what the client calls itself (DBX's client_id), for logs
 	lastRead atomic.Int64 // when the last message arrived, in unix ns
+	waiting  atomic.Bool  // the reader waits for a request slot, reading nothing: the client is not silent
+	waited   atomic.Int64 // when it last stopped waiting, in unix ns
 
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -285,9 +287,18 @@ func (c *conn) readLoop() {
 		}
 		select {
 		case c.sem <- struct{}{}:
-		case <-c.ctx.Done():
-			c.reqs.Done()
-			return
+		default: // every slot taken: wait, reading nothing meanwhile
+			c.waiting.Store(true)
+			select {
+			case c.sem <- struct{}{}:
+			case <-c.ctx.Done():
+				c.reqs.Done()
+				return
+			}
+			now := time.Now().UnixNano()
+			c.waited.Store(now)
+			c.lastRead.Store(now) // what came meanwhile is unread, not missing
+			c.waiting.Store(false)
 		}
 		go func() {
 			defer c.reqs.Done()
@@ -570,7 +581,8 @@ func (c *conn) writeLoop() {
 }
 
 // pingLoop pings the peer every PingInterval; one that does not answer
-// within the interval is gone.
+// within the interval is gone, unless the reader, which reads the pong,
+// was waiting for a request slot meanwhile.
 func (c *conn) pingLoop() {
 	defer c.tasks.Done()
 	t := time.NewTicker(c.a.opts.PingInterval)
@@ -580,10 +592,13 @@ func (c *conn) pingLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+			sent := time.Now().UnixNano()
 			ctx, cancel := context.WithTimeout(c.ctx, c.a.opts.PingInterval)
 			err := c.ws.Ping(ctx)
 			cancel()
-			if err != nil && c.ctx.Err() == nil {
+			// The pong is read by the reader, which reads nothing while it
+			// waits for a request slot: the client then only seems dead.
+			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent {
 				c.a.stats.deadPeers.Add(1)
 				c.fail(websocket.StatusPolicyViolation, "no answer to ping")
 				return

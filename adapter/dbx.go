@@ -215,7 +215,9 @@ func (dbxDialect) start(c *conn) {
 // heartbeatLoop sends a heartbeat every HeartbeatInterval and closes the
 // connection (1008) once the client has sent nothing, heartbeats included,
 // for HeartbeatInterval + HeartbeatTimeout: it missed its heartbeat and
-// the grace after it.
+// the grace after it. The time the reader waits for a request slot, its
+// requests filling MaxInFlight, does not count: the server reads nothing
+// then.
 func (c *conn) heartbeatLoop() {
 	defer c.tasks.Done()
 	every, grace := c.a.opts.HeartbeatInterval, c.a.opts.HeartbeatTimeout
@@ -230,6 +232,9 @@ func (c *conn) heartbeatLoop() {
 		}
 		now := time.Now()
 		silentUntil := time.Unix(0, c.lastRead.Load()).Add(every + grace)
+		if c.waiting.Load() { // the server is not reading: not the client's silence
+			silentUntil = now.Add(every + grace)
+		}
 		if !now.Before(silentUntil) {
 			c.a.stats.deadPeers.Add(1)
 			c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client")
@@ -270,10 +275,13 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 	failed = -1
 	st := &dbxTx{a: a, ac: ac}
 	results := make([]any, len(ops))
+	changed := make([]bool, len(ops))
 	fn := func(tx *engine.Tx) error {
 		st.tx = tx
 		for i := range ops {
+			st.changed = false
 			res, err := st.exec(&ops[i])
+			changed[i] = st.changed
 			if err != nil {
 				failed = i
 				st.refund() // in the transaction, so the Quota sees one write at a time
@@ -294,7 +302,7 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 		return nil, fail(err)
 	}
 	for i, op := range ops {
-		if m, ok := results[i].(map[string]any); ok && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
+		if m, ok := results[i].(map[string]any); ok && changed[i] && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
 			m["revision"] = rev
 		}
 	}
@@ -334,13 +342,18 @@ func (a *Adapter) dbxCheck(ac *access, op *dbxOp) error {
 
 // dbxTx runs the operations of one request in its transaction.
 type dbxTx struct {
-	a       *Adapter
-	ac      *access
-	tx      *engine.Tx
-	charges []quotaCharge // what the Quota counted, to give back if the transaction rolls back
-	values  int           // values read into the reply
-	size    int           // their bytes
-	bound   int           // their encoding's length, at most
+	a            *Adapter
+	ac           *access
+	tx           *engine.Tx
+	charges      []quotaCharge // what the Quota counted, to give back if the transaction rolls back
+	values       int           // values read into the reply
+	size         int           // their bytes
+	bound        int           // their encoding's length, at most
+	examined     int           // keys read, and examined by scans and counts: at most MaxExaminedKeys
+	changed      bool          // the operation running wrote
+	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
+	writes       int           // writes run
+	written      int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
 }
 
 type quotaCharge struct {
@@ -348,16 +361,35 @@ type quotaCharge struct {
 	QuotaUsage
 }
 
-// write runs op, a write to key, and has the Quota count it.
+// write runs op, a write to key, and has the Quota count it; the
+// operation then changed something, unless it says otherwise.
 func (st *dbxTx) write(key string, op func() error) error {
 	if st.a.opts.Quota == nil {
-		return op()
+		err := op()
+		st.changed = st.changed || err == nil
+		return err
 	}
 	d, err := st.a.charged(st.tx, key, op)
+	st.changed = st.changed || err == nil
 	if err == nil && d != (QuotaUsage{}) {
 		st.charges = append(st.charges, quotaCharge{key, d})
 	}
 	return err
+}
+
+// writeFraming is what the log adds to a write's key and value, at most.
+const writeFraming = 32
+
+// wrote counts a write to key of a value of n bytes, before it goes into
+// the transaction and its log record: the writes of one request must fit
+// in MaxWriteBytes (one alone always does).
+func (st *dbxTx) wrote(key string, n int) error {
+	st.writes++
+	st.written += len(key) + n + writeFraming
+	if st.writes > 1 && st.written > st.a.opts.MaxWriteBytes {
+		return dbxErrorf(dbxWorkExceeded, "the writes of one request put at most %d bytes (MaxWriteBytes) in the log, and these would put more: write less at once", st.a.opts.MaxWriteBytes)
+	}
+	return nil
 }
 
 // refund gives back to the Quota what it counted for the transaction's
@@ -382,13 +414,13 @@ func (st *dbxTx) read(v string) error {
 	return nil
 }
 
-// ttlOf is a key's time to live in whole seconds, rounded up; -1 without
-// expiry.
-func ttlOf(it engine.Item) int64 {
+// ttlOf is a key's time to live in whole seconds, rounded up, by the
+// DB's clock (which may not be the wall clock); -1 without expiry.
+func (st *dbxTx) ttlOf(it engine.Item) int64 {
 	if it.ExpiresAt.IsZero() {
 		return -1
 	}
-	return max(0, int64(math.Ceil(time.Until(it.ExpiresAt).Seconds())))
+	return max(0, int64(math.Ceil(it.ExpiresAt.Sub(st.tx.Now()).Seconds())))
 }
 
 // setOpts is a write's SetOptions for a TTL in seconds (0: none).
@@ -399,16 +431,30 @@ func setOpts(ttl int64) *engine.SetOptions {
 	return &engine.SetOptions{TTL: time.Duration(ttl) * time.Second}
 }
 
-// keepTTL is the SetOptions that keep what is left of an item's expiry.
-func keepTTL(it engine.Item) *engine.SetOptions {
+// keepTTL is the SetOptions that keep an item's expiry as it is: a TTL
+// counts from the transaction's time.
+func (st *dbxTx) keepTTL(it engine.Item) *engine.SetOptions {
 	if it.ExpiresAt.IsZero() {
 		return nil
 	}
-	return &engine.SetOptions{TTL: max(time.Until(it.ExpiresAt), time.Nanosecond)}
+	return &engine.SetOptions{TTL: max(it.ExpiresAt.Sub(st.tx.Now()), time.Nanosecond)}
+}
+
+// examine counts a key read or examined for what: one request may read
+// and examine at most MaxExaminedKeys keys.
+func (st *dbxTx) examine(what string) error {
+	if st.examined == st.a.opts.MaxExaminedKeys {
+		return dbxErrorf(dbxWorkExceeded, "%.80s: a request reads and examines at most %d keys (MaxExaminedKeys), and this one would go past it: narrow the pattern, page with keys.scan, or read fewer keys at once", what, st.a.opts.MaxExaminedKeys)
+	}
+	st.examined++
+	return nil
 }
 
 // get reads key: found false when it does not exist.
 func (st *dbxTx) get(key string) (it engine.Item, found bool, err error) {
+	if err := st.examine("reading"); err != nil {
+		return it, false, err
+	}
 	it, err = st.tx.Get(key)
 	if errors.Is(err, engine.ErrNotFound) {
 		return it, false, nil
@@ -435,7 +481,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		if err := st.read(it.Value); err != nil {
 			return nil, err
 		}
-		return map[string]any{"value": it.Value, "ttl": ttlOf(it)}, nil
+		return map[string]any{"value": it.Value, "ttl": st.ttlOf(it)}, nil
 	case "string.exists":
 		_, found, err := st.get(p.Key)
 		return map[string]any{"exists": found}, err
@@ -444,7 +490,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		return map[string]any{"length": len(it.Value)}, err
 	case "string.ttl":
 		it, found, err := st.get(p.Key)
-		ttl := ttlOf(it)
+		ttl := st.ttlOf(it)
 		if !found {
 			ttl = -2
 		}
@@ -465,10 +511,16 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		}
 		return map[string]any{"values": values}, nil
 	case "string.set":
+		if err := st.wrote(p.Key, len(p.Value)); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, p.Value, setOpts(p.TTL)); return err })
 		return map[string]any{"success": true, "key": p.Key}, err
 	case "string.setnx":
 		created := true
+		if err := st.wrote(p.Key, len(p.Value)); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error {
 			_, err := tx.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
 			if errors.Is(err, engine.ErrConflict) {
@@ -476,9 +528,13 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			}
 			return err
 		})
+		st.changed = st.changed && created
 		return map[string]any{"success": true, "created": created}, err
 	case "string.delete":
 		deleted := true
+		if err := st.wrote(p.Key, 0); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() error {
 			err := tx.Delete(p.Key)
 			if errors.Is(err, engine.ErrNotFound) {
@@ -486,6 +542,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			}
 			return err
 		})
+		st.changed = st.changed && deleted
 		return map[string]any{"success": true, "deleted": deleted}, err
 	case "string.incr", "string.incrby", "string.decr", "string.decrby":
 		d := p.Amount
@@ -501,6 +558,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			d = -d
 		}
 		var n int64
+		if err := st.wrote(p.Key, len("-9223372036854775808")); err != nil {
+			return nil, err
+		}
 		err := st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
 		return map[string]any{"value": n}, err
 	case "string.append":
@@ -510,14 +570,20 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			if err != nil {
 				return err
 			}
+			if err := st.wrote(p.Key, len(it.Value)+len(p.Value)); err != nil {
+				return err
+			}
 			v := it.Value + p.Value
 			n = len(v)
-			_, err = tx.Set(p.Key, v, keepTTL(it))
+			_, err = tx.Set(p.Key, v, st.keepTTL(it))
 			return err
 		})
 		return map[string]any{"length": n}, err
 	case "string.mset":
 		for _, r := range p.Pairs {
+			if err := st.wrote(r.Key, len(r.Value)); err != nil {
+				return nil, err
+			}
 			if err := st.write(r.Key, func() error { _, err := tx.Set(r.Key, r.Value, nil); return err }); err != nil {
 				return nil, err
 			}
@@ -529,6 +595,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			return map[string]any{"success": false}, err // nothing to change
 		}
 		opts := setOpts(p.TTL) // persist: none
+		if err := st.wrote(p.Key, len(it.Value)); err != nil {
+			return nil, err
+		}
 		if err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, it.Value, opts); return err }); err != nil {
 			return nil, err
 		}
@@ -543,12 +612,23 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	return nil, dbxErrorf(dbxInvalidRequest, "unknown method %q", op.Method)
 }
 
+// scanClockEvery is how many keys a scan examines between looks at the
+// clock: a regex may take up to its MatchTimeout on each.
+const scanClockEvery = 16
+
 // scan lists (or counts) the keys that match a pattern, in key order,
 // after the cursor (the last key a previous scan examined). A scan
 // examines at most ten times as many keys as it may return, so that a
 // pattern that matches few keys still answers soon: it may then return
-// fewer keys, or none, with a cursor to go on from.
+// fewer keys, or none, with a cursor to go on from. The scans and counts
+// of one request examine at most MaxExaminedKeys keys in all, past which
+// the request fails, and take about ScanTimeBudget, past which a scan
+// returns the page so far and a count fails.
 func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
+	method := "keys.scan"
+	if count {
+		method = "keys.count"
+	}
 	src := p.Pattern
 	if src == "" {
 		src = "*"
@@ -566,6 +646,9 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	if !count && p.Cursor != "" && engine.KeyAfter(p.Cursor) > start {
 		start = engine.KeyAfter(p.Cursor)
 	}
+	if st.scanDeadline.IsZero() {
+		st.scanDeadline = time.Now().Add(st.a.opts.ScanTimeBudget)
+	}
 	keys := []string{}
 	n, examined, last, done, size := 0, 0, "", true, 0
 	if end == "" || start < end {
@@ -578,6 +661,16 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				len(keys) > 0 && int64(messageOverhead+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)) {
 				done = false
 				break
+			}
+			if examined > 0 && examined%scanClockEvery == 0 && time.Now().After(st.scanDeadline) {
+				if count {
+					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget) and this one took longer: narrow the pattern, or page with keys.scan", st.a.opts.ScanTimeBudget)
+				}
+				done = false // the page so far, and a cursor to go on from
+				break
+			}
+			if err := st.examine(method); err != nil {
+				return nil, err
 			}
 			examined++
 			last = it.Key

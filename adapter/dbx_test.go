@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -667,4 +668,181 @@ func TestDBX_Shutdown(t *testing.T) {
 	}
 	require.NoError(t, <-done)
 	require.Equal(t, fmt.Sprint(incremented), f.counter("n"), "every increment that ran was answered, and only those")
+}
+
+// TestDBX_ExaminedKeys: keys.count and keys.scan read every key in the
+// range a pattern allows, so one request, a batch included, examines at
+// most MaxExaminedKeys keys: past it the request fails and changes
+// nothing, whatever the client asks.
+func TestDBX_ExaminedKeys(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	const n = 100_001 // one past the default
+	_, err := f.db.Update(func(tx *engine.Tx) error {
+		for i := range n {
+			if _, err := tx.Set(fmt.Sprintf("k:%06d", i), "", nil); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Set("x:1", "", nil)
+		return err
+	})
+	require.NoError(t, err)
+	e := c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "*"})
+	require.Contains(t, e["message"], "MaxExaminedKeys")
+	c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "*:1"}) // a suffix has no prefix to bound its range
+	require.Equal(t, 1.0, c.ok("keys.count", obj{"pattern": "x:*"})["count"], "a prefix bounds the range")
+	require.Equal(t, 1000.0, c.ok("keys.count", obj{"pattern": "k:000*"})["count"])
+
+	f = newFixture(t, &adapter.Options{MaxExaminedKeys: 50, MaxRangeLimit: 60, DefaultRangeLimit: 10})
+	c = f.dbx("api_key=" + apiKey)
+	for i := range 50 {
+		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 50.0, c.ok("keys.count", nil)["count"], "exactly MaxExaminedKeys keys")
+	c.ok("string.set", obj{"key": "k:50", "value": "v"})
+	c.fails("work_limit_exceeded", "keys.count", nil)
+	// Reads count too: mget of 50 keys fits, of 51 does not, nor 51 gets.
+	keys := make([]string, 51)
+	gets := make([]obj, 51)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k:%02d", i)
+		gets[i] = obj{"method": "string.exists", "params": obj{"key": keys[i]}}
+	}
+	c.ok("batch", obj{"operations": []obj{{"method": "string.mget", "params": obj{"keys": keys[:10]}}, {"method": "keys.count", "params": obj{"pattern": "k:1*"}}}})
+	e = c.fails("work_limit_exceeded", "batch", obj{"operations": gets})
+	require.EqualValues(t, 50, e["operation"])
+	// Five full pages of scans fit; the sixth, in the same request, does
+	// not, and the batch's write is not kept.
+	ops := []obj{{"method": "string.set", "params": obj{"key": "new", "value": "v"}}}
+	for i := range 6 {
+		ops = append(ops, obj{"method": "keys.scan", "params": obj{"cursor": fmt.Sprintf("k:%02d", i*10-1), "count": 10}})
+	}
+	e = c.fails("work_limit_exceeded", "batch", obj{"operations": ops})
+	require.EqualValues(t, 6, e["operation"])
+	require.Equal(t, obj{"exists": false}, c.ok("string.exists", obj{"key": "new"}))
+	require.Len(t, c.ok("batch", obj{"operations": ops[:6]})["results"], 6)
+}
+
+// TestDBX_WriteBytes: a write that rewrites a whole value (expire,
+// append) costs a few bytes of message and a whole value of memory and
+// log, so the writes of one request put at most MaxWriteBytes (16 MiB) in
+// the log: a batch past it fails and changes nothing, rather than
+// building a log record the engine would refuse.
+func TestDBX_WriteBytes(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	big := strings.Repeat("v", 1<<20-64)
+	for i := range 17 {
+		_, err := f.db.Set(fmt.Sprintf("big:%02d", i), big, nil)
+		require.NoError(t, err)
+	}
+	before := f.db.Revision()
+	var expires, appends []obj
+	for i := range 17 {
+		expires = append(expires, obj{"method": "string.expire", "params": obj{"key": fmt.Sprintf("big:%02d", i), "ttl": 60}})
+		appends = append(appends, obj{"method": "string.append", "params": obj{"key": "big:00", "value": "x"}})
+	}
+	for _, ops := range [][]obj{expires, appends} {
+		e := c.fails("work_limit_exceeded", "batch", obj{"operations": ops})
+		require.EqualValues(t, 16, e["operation"], "%v", e)
+		require.Contains(t, e["message"], "MaxWriteBytes")
+		require.Equal(t, before, f.db.Revision(), "the batch changed nothing")
+	}
+	require.Len(t, c.ok("batch", obj{"operations": expires[:16]})["results"], 16)
+	require.Len(t, c.ok("batch", obj{"operations": appends[:16]})["results"], 16)
+	require.Equal(t, float64(1<<20-64+16), c.ok("string.strlen", obj{"key": "big:00"})["length"])
+}
+
+// TestDBX_TTLByTheDBClock: TTLs are read and kept by the DB's clock
+// (engine.Options.Now), not the wall clock: string.get and string.ttl
+// count down with it, and string.append keeps the expiry exactly.
+func TestDBX_TTLByTheDBClock(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, Now: func() time.Time { return time.Unix(0, now.Load()) }}, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.set", obj{"key": "k", "value": "a", "ttl": 100})
+	require.Equal(t, obj{"value": "a", "ttl": 100.0}, c.ok("string.get", obj{"key": "k"}))
+	now.Add(int64(40 * time.Second))
+	c.ok("string.append", obj{"key": "k", "value": "b"})
+	require.Equal(t, obj{"ttl": 60.0}, c.ok("string.ttl", obj{"key": "k"}))
+	now.Add(int64(59*time.Second + 500*time.Millisecond))
+	require.Equal(t, obj{"value": "ab", "ttl": 1.0}, c.ok("string.get", obj{"key": "k"}), "rounded up")
+	now.Add(int64(500 * time.Millisecond))
+	require.Equal(t, obj{"ttl": -2.0}, c.ok("string.ttl", obj{"key": "k"}), "expired at 100 s, as set")
+}
+
+// TestDBX_ScanTimeBudget: a regex pattern may take its MatchTimeout on
+// every key, so the scans and counts of one request stop after
+// ScanTimeBudget: a scan returns its page so far, having examined at least
+// 16 keys, and paging goes on from its cursor; a count fails.
+func TestDBX_ScanTimeBudget(t *testing.T) {
+	f := newFixture(t, &adapter.Options{ScanTimeBudget: time.Nanosecond})
+	c := f.dbx("api_key=" + apiKey)
+	for i := range 40 {
+		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var all []any
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 3)
+		res := c.ok("keys.scan", obj{"pattern": "/^k:/", "cursor": cursor, "count": 100})
+		all = append(all, res["keys"].([]any)...)
+		if res["done"] == true {
+			break
+		}
+		require.Len(t, res["keys"], 16)
+		cursor = res["cursor"].(string)
+	}
+	require.Len(t, all, 40)
+	e := c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "/^k:/"})
+	require.Contains(t, e["message"], "ScanTimeBudget")
+	require.Equal(t, 10.0, c.ok("keys.count", obj{"pattern": "k:3*"})["count"], "a count that examines under 16 keys")
+}
+
+// TestDBX_BatchRevisionOnlyOnWrites: in a batch that commits, only the
+// write operations that changed something carry its revision; a delete
+// of a missing key, a setnx of an existing one, an expire of a missing
+// one changed nothing and have none, as when they run alone.
+func TestDBX_BatchRevisionOnlyOnWrites(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	res := c.ok("batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "a", "value": "1"}},
+		{"method": "string.delete", "params": obj{"key": "missing"}},
+		{"method": "string.setnx", "params": obj{"key": "a", "value": "2"}},
+		{"method": "string.expire", "params": obj{"key": "missing", "ttl": 5}},
+		{"method": "string.persist", "params": obj{"key": "a"}},
+		{"method": "string.setnx", "params": obj{"key": "b", "value": "2"}},
+	}})["results"].([]any)
+	rev := f.db.Revision()
+	require.Equal(t, obj{"success": true, "key": "a", "revision": float64(rev)}, res[0])
+	require.Equal(t, obj{"success": true, "deleted": false}, res[1])
+	require.Equal(t, obj{"success": true, "created": false}, res[2])
+	require.Equal(t, obj{"success": false}, res[3])
+	require.Equal(t, obj{"success": false}, res[4])
+	require.Equal(t, obj{"success": true, "created": true, "revision": float64(rev)}, res[5])
+	require.Equal(t, obj{"success": true, "deleted": false}, c.ok("string.delete", obj{"key": "missing"}))
+}
+
+// TestDBX_HeartbeatsWhileBusy: a client whose requests hold every slot
+// (MaxInFlight) waits for the server, which then reads nothing from it,
+// its heartbeats included; that wait is not the client's silence, and the
+// connection stays open until its requests are answered.
+func TestDBX_HeartbeatsWhileBusy(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxInFlight: 1, HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 50 * time.Millisecond})
+	c := f.dbx("api_key=" + apiKey)
+	release := holdWriter(t, f.db)
+	c.writeRaw([]byte(`{"id":"w","method":"string.set","params":{"key":"k","value":"v"}}`))
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		c.writeRaw([]byte(`{"type":"heartbeat"}`))
+		time.Sleep(20 * time.Millisecond)
+	}
+	release()
+	require.Nil(t, c.reply("w")["error"])
+	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
+	require.Zero(t, f.a.Stats().DeadPeers)
 }

@@ -207,3 +207,24 @@ func (f *fixture) token(cfg string) string {
 	require.Equal(f.t, http.StatusOK, code, "%v", m)
 	return m["token"].(string)
 }
+
+// holdWriter holds db's writer lock, so that every write waits, until the
+// function it returns is called.
+func holdWriter(t *testing.T, db *engine.DB) (release func()) {
+	t.Helper()
+	locked, unlock := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Update(func(*engine.Tx) error {
+			close(locked)
+			<-unlock
+			return nil
+		})
+		done <- err
+	}()
+	<-locked
+	return func() {
+		close(unlock)
+		require.NoError(t, <-done)
+	}
+}

@@ -97,6 +97,37 @@ func TestWS_DeadPeer(t *testing.T) {
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 5*time.Second, 10*time.Millisecond)
 }
 
+// TestWS_BusyPeerAnswersPings: a client whose requests hold every slot
+// (MaxInFlight) waits for the server, which then reads nothing from it,
+// pongs included; a ping that goes unanswered meanwhile is not a dead
+// peer, and the connection stays open until its requests are answered.
+func TestWS_BusyPeerAnswersPings(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxInFlight: 1, PingInterval: 50 * time.Millisecond})
+	c := f.dial("apiKey=" + apiKey)
+	release := holdWriter(t, f.db)
+	c.write(m{"op": 2, "key": "a", "value": "v", "messageId": 1})
+	c.write(m{"op": 2, "key": "b", "value": "v", "messageId": 2}) // waits for a slot
+	replies := make(chan map[string]any, 2)
+	go func() { // reads, and so answers pings
+		defer close(replies)
+		for range 2 {
+			r, err := c.tryRead(5 * time.Second)
+			if err != nil {
+				return
+			}
+			replies <- r
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	release()
+	for id := 1.0; id <= 2; id++ {
+		r := <-replies
+		require.Equal(t, id, r["messageId"], "%v", r)
+		require.Equal(t, 200.0, r["code"], "%v", r)
+	}
+	require.Zero(t, f.a.Stats().DeadPeers)
+}
+
 // TestShutdown: requests under way get their replies, connections close
 // with 1001, later requests get 503, and no goroutine is left (TestMain).
 func TestShutdown(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/livekv/livekv/pubsub"
 	"strconv"
+	"time"
 
 	"github.com/tidwall/btree"
 )
@@ -55,6 +56,12 @@ func (tx *Tx) check(write bool) error {
 // Revision is the revision a write transaction will commit as, or the
 // revision a read-only transaction sees.
 func (tx *Tx) Revision() int64 { return tx.rev }
+
+// Now is the time the transaction reads and writes at, by the DB's clock
+// (Options.Now): what it reads has not expired at Now, and a TTL it
+// writes counts from Now, so a key with ExpiresAt e has e.Sub(tx.Now())
+// left.
+func (tx *Tx) Now() time.Time { return time.Unix(0, tx.now) }
 
 // lookup returns the key's entry and its newest live version as a write
 // transaction sees it; either may be nil.

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
@@ -244,4 +245,28 @@ func TestDB_Update_Revision(t *testing.T) {
 	})
 	require.Error(t, err)
 	require.Zero(t, rev)
+}
+
+// TestTx_Now: a transaction's Now is the DB's clock when it began, for a
+// write and a read, and a TTL counts from it.
+func TestTx_Now(t *testing.T) {
+	c := newClock()
+	db := open(t, c)
+	start := c.Now()
+	_, err := db.Update(func(tx *engine.Tx) error {
+		require.Equal(t, start, tx.Now())
+		c.Advance(time.Hour) // the transaction keeps its time
+		require.Equal(t, start, tx.Now())
+		it, err := tx.Set("k", "v", &engine.SetOptions{TTL: time.Minute})
+		require.Equal(t, time.Minute, it.ExpiresAt.Sub(tx.Now()))
+		return err
+	})
+	require.NoError(t, err)
+	c.Advance(-time.Hour + 30*time.Second)
+	require.NoError(t, db.View(func(tx *engine.Tx) error {
+		require.Equal(t, start.Add(30*time.Second), tx.Now())
+		it, err := tx.Get("k")
+		require.Equal(t, 30*time.Second, it.ExpiresAt.Sub(tx.Now()))
+		return err
+	}))
 }

@@ -101,30 +101,9 @@ func TestBrowser(t *testing.T) {
 
 	// The server goes away under an open page and comes back on the same
 	// address, with a message written meanwhile.
-	cmd := script(s.base, "reconnect")
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	lines := bufio.NewScanner(stdout)
-	require.True(t, lines.Scan(), "the page script stopped: %s", stderr.String())
-	require.Equal(t, "stop-server", lines.Text(), stderr.String())
-	s.stop(t)
-	db, err := engine.Open(data, nil)
-	require.NoError(t, err)
 	now := time.Now().UnixMilli()
-	_, err = db.Set(fmt.Sprintf("chat:msg:lobby:%015d-away", now), fmt.Sprintf(`{"user":"bob","text":"written while you were away","ts":%d}`, now), nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	s = startServe(t, bin, data, strings.TrimPrefix(s.base, "http://"))
-	_, err = io.WriteString(stdin, "go\n")
-	require.NoError(t, err)
-	require.True(t, lines.Scan(), "the page script stopped: %s", stderr.String())
-	require.Equal(t, "ok", lines.Text(), stderr.String())
-	require.NoError(t, cmd.Wait(), stderr.String())
+	s = restartUnder(t, script(s.base, "reconnect"), s, func(addr string) *server { return startServe(t, bin, data, addr) }, data,
+		fmt.Sprintf("chat:msg:lobby:%015d-away", now), fmt.Sprintf(`{"user":"bob","text":"written while you were away","ts":%d}`, now))
 	s.stop(t)
 	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png", "reconnect-chat.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, png))

@@ -18,7 +18,9 @@
 // WebSockets and get --token-rate (30) tokens a minute from the pages'
 // POST /apps/token. The keys of each app (todo:, chat:) may hold
 // --app-quota-keys (10,000) keys and --app-quota-bytes (16 MiB) of keys
-// and values, whoever writes them. HTTP requests must arrive within --read-timeout (30s, body
+// and values, whoever writes them. A DBX WebSocket gets a heartbeat every
+// --heartbeat-interval (30s) and is closed once silent for that plus
+// --heartbeat-timeout (30s). HTTP requests must arrive within --read-timeout (30s, body
 // included) and be answered within --write-timeout (60s); idle keep-alive
 // connections close after --idle-timeout (120s). WebSockets, once open,
 // are not bound by these. On SIGTERM, requests under way get most of
@@ -109,6 +111,8 @@ func serve(args []string) error {
 	quotaKeys := fs.Int64("app-quota-keys", 10_000, "keys each showcase app (todo:, chat:) may hold; writes past it get 507")
 	quotaBytes := fs.Int64("app-quota-bytes", 16<<20, "bytes of keys and values each showcase app (todo:, chat:) may hold; writes past it get 507")
 	ops := addOpsFlags(fs)
+	heartbeat := fs.Duration("heartbeat-interval", 30*time.Second, "how often a DBX WebSocket gets a heartbeat from the server")
+	heartbeatTimeout := fs.Duration("heartbeat-timeout", 30*time.Second, "how long past a missed heartbeat a silent DBX client is closed")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -118,8 +122,8 @@ func serve(args []string) error {
 		return err
 	}
 	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
-		*quotaKeys <= 0 || *quotaBytes <= 0 {
-		return errors.New("timeouts, --grace, --token-rate, --max-conns-per-client and the --app-quota flags must be positive")
+		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0 {
+		return errors.New("timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota and --heartbeat flags must be positive")
 	}
 	// Everything that can fail without writing comes first: a serve that
 	// does not start leaves no folder and no key file behind.
@@ -174,7 +178,7 @@ func serve(args []string) error {
 	}
 	m := metrics.New(db)
 	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
-		CORSOrigins: cors, OnRequest: m.OnRequest})
+		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout})
 	if err != nil {
 		db.Close()
 		return fail(err)

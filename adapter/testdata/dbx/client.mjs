@@ -6,6 +6,7 @@
 // every check passes.
 import assert from 'node:assert/strict';
 import { DBXWebSocket } from './dbx-websocket.mjs';
+import { until } from './until.mjs';
 
 const [base, apiKey] = process.argv.slice(2);
 const url = base.replace(/^http/, 'ws') + '/dbx/ws';
@@ -19,14 +20,6 @@ async function rejects(promise, code, what) {
     return err;
   }
   assert.fail(`${what}: expected an error ${code}`);
-}
-
-async function until(cond, what, ms = 5000) {
-  for (const end = Date.now() + ms; Date.now() < end;) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 const dbx = new DBXWebSocket(url, { ...options, clientId: 'dbx-client-test' });
