@@ -37,6 +37,7 @@ type request struct {
 	FromRevision   int64    `json:"fromRevision,omitempty"`
 	SubscriptionID int64    `json:"subscriptionId,omitempty"`
 	Revision       int64    `json:"revision,omitempty"`
+	TTL            int64    `json:"ttl,omitempty"` // set, compare-and-swap: milliseconds until the key expires; 0 never
 }
 
 // wireRequest is Request as it arrives: value may be a string or a number.
@@ -51,6 +52,7 @@ type wireRequest struct {
 	FromRevision   int64           `json:"fromRevision"`
 	SubscriptionID int64           `json:"subscriptionId"`
 	Revision       int64           `json:"revision"`
+	TTL            int64           `json:"ttl"`
 }
 
 // errBadRequest marks a message that cannot be decoded or makes no sense.
@@ -71,7 +73,7 @@ func decodeRequest(b []byte) (request, error) {
 		return request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
 	}
 	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
-		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision}
+		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL}
 	if err := checkJSONText(b); err != nil {
 		return r, fmt.Errorf("%w: %w", errBadRequest, err)
 	}

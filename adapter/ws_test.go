@@ -200,3 +200,38 @@ func TestWS_Auth(t *testing.T) {
 	code, _ = f.rest("POST", "/token/websocket", apiKey, many+`]}`)
 	require.Equal(t, http.StatusBadRequest, code, "more patterns than MaxPatterns")
 }
+
+// TestWS_TTL: a set or compare-and-swap with ttl (milliseconds) makes the
+// key expire; a negative, oversized or patch ttl is refused.
+func TestWS_TTL(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": "v", "ttl": 60_000})["code"])
+	it, err := f.db.Get("k")
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(time.Minute), it.ExpiresAt, 5*time.Second)
+	r := c.call(m{"op": 102, "key": "k", "value": "w", "revision": it.Revision, "ttl": 3_600_000})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	it, err = f.db.Get("k")
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(time.Hour), it.ExpiresAt, 5*time.Second)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": "x"})["code"])
+	it, err = f.db.Get("k")
+	require.NoError(t, err)
+	require.True(t, it.ExpiresAt.IsZero(), "a set without ttl never expires")
+	for _, bad := range []m{
+		{"op": 2, "key": "k", "value": "v", "ttl": -1},
+		{"op": 2, "key": "k", "value": "v", "ttl": int64(1) << 62},
+		{"op": 3, "key": "k", "value": "v", "ttl": 1000},
+	} {
+		require.Equal(t, 400.0, c.call(bad)["code"], "%v", bad)
+	}
+	require.Equal(t, "x", must(f.db.Get("k")).Value, "nothing written by a refused request")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
