@@ -235,3 +235,21 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestWS_SubscribeFromZero: a subscribe that gives fromRevision 0 gets
+// every change after revision 0; one that leaves it out, only new ones.
+func TestWS_SubscribeFromZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	must(f.db.Set("a", "1", nil))
+	must(f.db.Set("a", "2", nil))
+	r := c.call(m{"op": 100, "patterns": []string{"a"}, "fromRevision": 0})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	require.Equal(t, "1", c.note()["value"])
+	require.Equal(t, "2", c.note()["value"])
+	r = c.call(m{"op": 100, "patterns": []string{"a"}})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	must(f.db.Set("a", "3", nil))
+	got := []any{c.note()["value"], c.note()["value"]}
+	require.Equal(t, []any{"3", "3"}, got, "once for each subscription, the new change only")
+}
