@@ -241,7 +241,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
 	cn := &conn{c: c, ws: ws, pending: make(map[int64]*call), subs: make(map[int64]*Subscription),
-		orphans: make(map[int64][]message), done: make(chan struct{})}
+		orphans: make(map[int64][]message), retired: make(map[int64]bool), done: make(chan struct{})}
 	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
 	return cn, nil
 }

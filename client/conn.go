@@ -26,6 +26,7 @@ type conn struct {
 	subs     map[int64]*Subscription // guarded by mu; by subscriptionId
 	orphans  map[int64][]message     // guarded by mu; notifications that came before their subscribe reply
 	norphans int                     // guarded by mu
+	retired  map[int64]bool          // guarded by mu; subscriptions unsubscribed, whose last messages are dropped
 }
 
 // maxOrphans bounds the notifications held for subscriptions whose
@@ -231,6 +232,10 @@ func (cn *conn) dispatch(m message) error {
 	}
 	cn.mu.Lock()
 	s := cn.subs[m.SubscriptionID]
+	if s == nil && cn.retired[m.SubscriptionID] {
+		cn.mu.Unlock()
+		return nil
+	}
 	if s == nil {
 		if cn.norphans >= maxOrphans {
 			cn.mu.Unlock()
@@ -257,6 +262,9 @@ func (cn *conn) subscribed(m message, cl *call) {
 	cn.norphans -= len(early)
 	cn.mu.Unlock()
 	if cl == nil || !cl.sub.attach(cn, id, m.Revision) {
+		cn.mu.Lock()
+		cn.retired[id] = true
+		cn.mu.Unlock()
 		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
 		return
 	}
@@ -273,7 +281,10 @@ func (cn *conn) subscribed(m message, cl *call) {
 func (cn *conn) unsubscribe(id int64) {
 	cn.mu.Lock()
 	_, ok := cn.subs[id]
-	delete(cn.subs, id)
+	if ok {
+		delete(cn.subs, id)
+		cn.retired[id] = true
+	}
 	cn.mu.Unlock()
 	if ok {
 		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
