@@ -159,13 +159,13 @@ func (c *Client) Close() error {
 	subs := c.subs
 	c.subs = nil
 	c.mu.Unlock()
-	c.cancel()
 	for s := range subs {
 		s.end(errClientClosed, true)
 	}
 	if cur != nil {
-		cur.close()
+		cur.close() // a close handshake, before the context ends the reads
 	}
+	c.cancel()
 	c.wg.Wait()
 	return nil
 }
