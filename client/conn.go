@@ -109,7 +109,7 @@ func (cn *conn) send(req request, cl *call) (int64, error) {
 	cn.mu.Lock()
 	if cn.err != nil {
 		cn.mu.Unlock()
-		return 0, cn.lost()
+		return 0, notSent{cn.lost()}
 	}
 	if cl != nil {
 		cn.pending[req.MessageID] = cl
@@ -122,6 +122,13 @@ func (cn *conn) send(req request, cl *call) (int64, error) {
 	}
 	return req.MessageID, nil
 }
+
+// notSent is the error of a request that never left: the connection had
+// ended (the reader may not have said so yet). It may be sent again on
+// another.
+type notSent struct{ error }
+
+func (e notSent) Unwrap() error { return e.error }
 
 // forget sends req, whose reply nobody waits for (an unsubscribe), from a
 // goroutine of its own: the reader must never wait on a write.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -37,6 +38,14 @@ func (c *Client) do(ctx context.Context, req request) (message, error) {
 		return message{}, err
 	}
 	m, err := cn.roundTrip(ctx, req, nil)
+	if errors.As(err, new(notSent)) {
+		// The connection had ended before the request left: make another.
+		c.dropped(cn)
+		if cn, err = c.conn(ctx); err != nil {
+			return message{}, err
+		}
+		m, err = cn.roundTrip(ctx, req, nil)
+	}
 	for wait := time.Millisecond; err == nil && m.Code == http.StatusTooManyRequests; wait = min(2*wait, time.Second) {
 		// Over the connection's request rate: the request did not run.
 		// Slow down, as HPKV's clients do.
