@@ -2,8 +2,11 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -467,4 +470,39 @@ func TestSubscribe_Close(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrClosed)
 	_, err = c.Subscribe(ctx, []string{"a"}, nil)
 	require.ErrorIs(t, err, client.ErrClosed)
+}
+
+// TestToken: a client with a token reaches the keys its access pattern
+// allows, and gets ErrForbidden for the others; an expired or forged
+// token is refused at Dial.
+func TestToken(t *testing.T) {
+	s := newServer(t, nil)
+	ctx := ctxT(t)
+	req, err := http.NewRequest("POST", s.url+"/token/websocket", strings.NewReader(`{"accessPattern":"^room:1:"}`))
+	require.NoError(t, err)
+	req.Header.Set("x-api-key", apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var tok struct{ Token string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	require.NotEmpty(t, tok.Token)
+
+	c := s.dial(t, &client.Options{Token: tok.Token})
+	_, err = c.Set(ctx, "room:1:a", "hi", nil)
+	require.NoError(t, err)
+	_, err = c.Set(ctx, "room:2:a", "no", nil)
+	require.ErrorIs(t, err, client.ErrForbidden)
+	sub, err := c.Subscribe(ctx, []string{"room:*"}, nil)
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = s.db.Set("room:2:b", "hidden", nil)
+	require.NoError(t, err)
+	_, err = s.db.Set("room:1:b", "seen", nil)
+	require.NoError(t, err)
+	ev := collect(t, sub, 1)[0]
+	require.Equal(t, "room:1:b", ev.Key, "only the keys the token may see")
+
+	_, err = client.Dial(ctx, s.url, &client.Options{Token: tok.Token + "x"})
+	require.ErrorIs(t, err, client.ErrForbidden)
 }
