@@ -133,7 +133,13 @@ func (e notSent) Unwrap() error { return e.error }
 // forget sends req, whose reply nobody waits for (an unsubscribe), from a
 // goroutine of its own: the reader must never wait on a write.
 func (cn *conn) forget(req request) {
-	cn.c.wg.Add(1)
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return // the connection is closing: nothing to stop on it
+	}
+	c.wg.Add(1) // under mu, so never once Close waits
 	go func() {
 		defer cn.c.wg.Done()
 		cn.send(req, &call{reply: make(chan message, 1)})

@@ -303,31 +303,41 @@ func (s *Subscription) receive(cn *conn, m message) {
 		ev.Value = *m.Value
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	stop := s.queueLocked(cn, ev)
+	s.mu.Unlock()
+	if stop != 0 {
+		cn.unsubscribe(stop)
+	}
+}
+
+// queueLocked queues ev, received on cn, unless it was received before;
+// under mu. It returns the id of the server's subscription to stop when
+// the queue is full.
+func (s *Subscription) queueLocked(cn *conn, ev Event) (stop int64) {
 	if s.ended || s.cn != cn || s.overflow {
-		return
+		return 0
 	}
 	if ev.Revision < s.last || ev.Revision == s.last && contains(s.lastKeys, ev.Key) {
-		return // resumed: received before
+		return 0 // resumed: received before
 	}
 	if len(s.queue) >= s.buffer {
 		// The reader is behind: stop the server's subscription, and resume
 		// from here once the reader has caught up.
 		s.overflow = true
-		id := s.id
+		stop = s.id
 		s.cn, s.id = nil, 0
-		cn.unsubscribe(id)
-		return
+		return stop
 	}
 	if ev.Revision != s.last {
 		s.last, s.lastKeys = ev.Revision, s.lastKeys[:0]
 	}
 	s.lastKeys = append(s.lastKeys, ev.Key)
 	if s.skip != nil && s.skip(ev.Key, ev.Revision) {
-		return
+		return 0
 	}
 	s.queue = append(s.queue, ev)
 	s.signal()
+	return 0
 }
 
 func contains(keys []string, k string) bool {
