@@ -506,3 +506,37 @@ func TestToken(t *testing.T) {
 	_, err = client.Dial(ctx, s.url, &client.Options{Token: tok.Token + "x"})
 	require.ErrorIs(t, err, client.ErrForbidden)
 }
+
+// TestCloseUnderLoad: Close while requests run and a subscription
+// delivers ends them all with clear errors; the package's leak check sees
+// no goroutine left.
+func TestCloseUnderLoad(t *testing.T) {
+	s := newServer(t, nil)
+	ctx := ctxT(t)
+	c, err := client.Dial(ctx, s.url, &client.Options{APIKey: apiKey})
+	require.NoError(t, err)
+	sub, err := c.Subscribe(ctx, []string{"*"}, &client.SubscribeOptions{Buffer: 2})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				_, err := c.Set(ctx, fmt.Sprintf("k%d", g), fmt.Sprint(i), nil)
+				if err != nil {
+					if !errors.Is(err, client.ErrClosed) && !errors.Is(err, client.ErrConnectionLost) {
+						t.Errorf("after Close: %v", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, c.Close())
+	wg.Wait()
+	for range sub.Events() {
+	}
+	require.ErrorIs(t, sub.Err(), engine.ErrClosed)
+}
