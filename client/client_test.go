@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
@@ -539,4 +541,30 @@ func TestCloseUnderLoad(t *testing.T) {
 	for range sub.Events() {
 	}
 	require.ErrorIs(t, sub.Err(), engine.ErrClosed)
+}
+
+// TestTLS: over https (wss), with the server's certificate trusted
+// through Options.HTTPClient.
+func TestTLS(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	ctx := ctxT(t)
+	_, err = client.Dial(ctx, srv.URL+"/kv", &client.Options{APIKey: apiKey})
+	require.Error(t, err, "an unknown certificate")
+	c, err := client.Dial(ctx, srv.URL+"/kv", &client.Options{APIKey: apiKey, HTTPClient: srv.Client()})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Set(ctx, "k", "v", nil)
+	require.NoError(t, err)
+	it, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
 }
