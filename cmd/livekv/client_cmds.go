@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -47,6 +50,7 @@ type clientFlags struct {
 	apiKey  *string
 	output  *string
 	timeout *time.Duration
+	cacert  *string
 	usage   string
 }
 
@@ -61,6 +65,7 @@ func newClientFlags(name, usage string) *clientFlags {
 	f.addr = fs.String("addr", addr, "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); default $LIVEKV_ADDR, else 127.0.0.1:8080")
 	f.apiKey = fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	f.output = fs.String("o", "plain", "output: plain, or json (one JSON object a line)")
+	f.cacert = fs.String("cacert", "", "a PEM file of the certificates to trust for an https --addr, beside the system's")
 	f.timeout = fs.Duration("timeout", 10*time.Second, "how long the command may wait for the server (watch: to connect and subscribe)")
 	return f
 }
@@ -173,9 +178,34 @@ func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--addr %s: %w", *f.addr, err)
 	}
+	o := &kvclient.Options{APIKey: *f.apiKey, DialTimeout: *f.timeout}
+	if *f.cacert != "" {
+		if o.HTTPClient, err = trusting(*f.cacert); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
-	return kvclient.Dial(ctx, u, &kvclient.Options{APIKey: *f.apiKey, DialTimeout: *f.timeout})
+	return kvclient.Dial(ctx, u, o)
+}
+
+// trusting returns an HTTP client that trusts the certificates in the
+// PEM file, beside the system's.
+func trusting(file string) (*http.Client, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cacert: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", file)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // run connects and runs fn with a context bound by --timeout.

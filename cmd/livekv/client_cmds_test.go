@@ -2,10 +2,14 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -230,4 +236,27 @@ func TestWatch(t *testing.T) {
 	go io.Copy(io.Discard, out)
 	require.NoError(t, plain.Wait())
 	srv.stop(t)
+}
+
+// TestClientTLS: an https --addr, trusted with --cacert.
+func TestClientTLS(t *testing.T) {
+	bin := build(t)
+	db, err := engine.Open("", nil)
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k1"}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	cert := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+
+	c := cli{t: t, bin: bin, addr: srv.URL + "/kv", key: "k1"}
+	require.Contains(t, c.fails(1, "put", "k", "v"), "certificate", "not trusted without --cacert")
+	require.Equal(t, "OK\n", c.ok("put", "--cacert", cert, "k", "v"))
+	require.Equal(t, "k\nv\n", c.ok("get", "--cacert", cert, "k"))
+	require.Contains(t, c.fails(1, "get", "--cacert", filepath.Join(t.TempDir(), "none.pem"), "k"), "--cacert")
 }
