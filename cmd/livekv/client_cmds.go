@@ -248,11 +248,18 @@ func getCmd(args []string) error {
 }
 
 func putCmd(args []string) error {
-	f := newClientFlags("put", "usage: livekv put [flags] KEY VALUE\n\nSets KEY to VALUE (not empty) and prints OK (-o json: {\"revision\"}).")
+	f := newClientFlags("put", "usage: livekv put [flags] KEY [VALUE]\n\nSets KEY to VALUE (not empty; without it, all of standard input, as it is)\nand prints OK (-o json: {\"revision\"}).")
 	ttl := f.fs.Duration("ttl", 0, "expire the key after this long (at least 1ms); 0 never")
-	rest, err := f.parse(args, 2, 2)
+	rest, err := f.parse(args, 1, 2)
 	if err != nil {
 		return err
+	}
+	if len(rest) == 1 {
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return fmt.Errorf("reading the value from standard input: %w", err)
+		}
+		rest = append(rest, string(b))
 	}
 	if *ttl < 0 || *ttl > 0 && *ttl < time.Millisecond {
 		return f.bad("--ttl: give 0 (never) or at least 1ms")

@@ -79,6 +79,13 @@ func TestClientCommands(t *testing.T) {
 	require.Equal(t, "greeting\nagain\n", c.ok("get", "--addr", "http://"+c.addr, "greeting"), "--addr as a URL")
 	require.Equal(t, "OK\n", c.ok("put", "--ttl", "1h", "soon", "x"))
 	require.Equal(t, "OK\n", c.ok("put", "--", "-dash", "v"), "-- ends the flags")
+	put := exec.Command(bin, "put", "fromstdin")
+	put.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+c.addr)
+	put.Stdin = strings.NewReader("line 1\nline 2\n")
+	out, err := put.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, json.Unmarshal([]byte(c.ok("get", "-o", "json", "fromstdin")), &got))
+	require.Equal(t, "line 1\nline 2\n", got["value"], "the value from standard input, as it is")
 	require.Equal(t, "-dash\nv\n", c.ok("get", "--", "-dash"))
 
 	require.Contains(t, c.fails(1, "get", "missing"), `"missing": key not found`)
@@ -105,7 +112,7 @@ func TestClientCommands(t *testing.T) {
 
 	// Usage errors: exit 2, the usage once.
 	for _, args := range [][]string{
-		{"get"}, {"get", "a", "b"}, {"put", "k"}, {"put", "k", ""}, {"put", "--ttl", "-1s", "k", "v"}, {"incr", "k", "x"},
+		{"get"}, {"get", "a", "b"}, {"put"}, {"put", "k", "v", "w"}, {"put", "k", ""}, {"put", "--ttl", "-1s", "k", "v"}, {"incr", "k", "x"},
 		{"get", "--bogus", "k"}, {"get", "-o", "yaml", "k"}, {"range"}, {"range", "--prefix", "a", "b"}, {"del"},
 		{"watch"}, {"watch", "k", "--prefix", "p"}, {"version", "extra"}, {"range", "--limit", "-1", "a"},
 	} {
@@ -122,9 +129,9 @@ func TestClientCommands(t *testing.T) {
 	require.Contains(t, cli{t: t, bin: bin, addr: c.addr}.fails(1, "get", "r:1"), "no API key")
 	require.Contains(t, c.fails(1, "get", "--addr", closedAddr(t), "--timeout", "2s", "r:1"), "connect")
 
-	out := c.ok("version")
-	require.Regexp(t, `^livekv \S+\nrevision (unknown|[0-9a-f]+)`, out)
-	require.Contains(t, out, "\ngo1.")
+	out = []byte(c.ok("version"))
+	require.Regexp(t, `^livekv \S+\nrevision (unknown|[0-9a-f]+)`, string(out))
+	require.Contains(t, string(out), "\ngo1.")
 	require.NoError(t, json.Unmarshal([]byte(c.ok("version", "-o", "json")), &got))
 	require.Contains(t, got["go"], "go1.")
 	srv.stop(t)
