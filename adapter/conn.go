@@ -214,7 +214,7 @@ func (c *conn) run(from int64) {
 			}
 		}
 		if len(pats) > 0 {
-			if _, _, err := c.subscribe(pats, from, false); err != nil {
+			if _, _, err := c.subscribe(pats, engine.SubscribeOptions{FromRevision: from}, false); err != nil {
 				if m := c.d.failure(0, err); m != nil {
 					c.send(m)
 				}
@@ -365,15 +365,15 @@ func (c *conn) unsubscribe(id int64) bool {
 }
 
 // subscribe starts a subscription whose events become notifications on
-// this connection; from > 0 resumes after that revision. tagged
+// this connection, starting where o says. tagged
 // notifications carry the subscription's id (those of a token's own
 // subscriptions do not, as in HPKV). It returns the subscription's id and
 // the revision it starts after.
-func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, int64, *wireError) {
+func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tagged bool) (int64, int64, *wireError) {
 	if err := c.reserve(len(pats)); err != nil {
 		return 0, 0, &wireError{code: http.StatusTooManyRequests, msg: err.Error()}
 	}
-	s, err := c.a.db.SubscribePatterns(pats, &engine.SubscribeOptions{FromRevision: from})
+	s, err := c.a.db.SubscribePatterns(pats, &o)
 	if err != nil {
 		c.release(len(pats))
 	}

@@ -35,7 +35,7 @@ func (hpkvDialect) run(c *conn, r any) any {
 		pats, werr := c.parsePatterns(req.Patterns)
 		if werr == nil {
 			var id, rev int64
-			if id, rev, werr = c.subscribe(pats, req.FromRevision, true); werr == nil {
+			if id, rev, werr = c.subscribe(pats, subscribeFrom(req), true); werr == nil {
 				rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: rev}
 			}
 		}
@@ -73,4 +73,15 @@ func (hpkvDialect) start(*conn) {}
 // wireReply is the HPKV reply of a wireError, of subscription sub if not 0.
 func wireReply(sub int64, err *wireError) reply {
 	return reply{Code: err.code, Error: err.msg, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
+}
+
+// subscribeFrom is where a subscribe request starts: after fromRevision,
+// or from now without one. fromRevision 0, given, is every change after
+// revision 0: what a client that subscribed to a new DB, and has seen
+// nothing yet, resumes from.
+func subscribeFrom(req *request) engine.SubscribeOptions {
+	if req.FromGiven && req.FromRevision == 0 {
+		return engine.SubscribeOptions{From: engine.Position{Revision: 1}}
+	}
+	return engine.SubscribeOptions{FromRevision: req.FromRevision}
 }

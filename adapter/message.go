@@ -35,8 +35,10 @@ type request struct {
 	// Extensions.
 	Patterns       []string `json:"patterns,omitempty"`
 	FromRevision   int64    `json:"fromRevision,omitempty"`
+	FromGiven      bool     `json:"-"` // fromRevision was in the message, even as 0
 	SubscriptionID int64    `json:"subscriptionId,omitempty"`
 	Revision       int64    `json:"revision,omitempty"`
+	TTL            int64    `json:"ttl,omitempty"` // set, compare-and-swap: milliseconds until the key expires; 0 never
 }
 
 // wireRequest is Request as it arrives: value may be a string or a number.
@@ -48,9 +50,10 @@ type wireRequest struct {
 	Limit          *int            `json:"limit"`
 	MessageID      *int64          `json:"messageId"`
 	Patterns       []string        `json:"patterns"`
-	FromRevision   int64           `json:"fromRevision"`
+	FromRevision   *int64          `json:"fromRevision"`
 	SubscriptionID int64           `json:"subscriptionId"`
 	Revision       int64           `json:"revision"`
+	TTL            int64           `json:"ttl"`
 }
 
 // errBadRequest marks a message that cannot be decoded or makes no sense.
@@ -71,7 +74,10 @@ func decodeRequest(b []byte) (request, error) {
 		return request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
 	}
 	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
-		FromRevision: w.FromRevision, SubscriptionID: w.SubscriptionID, Revision: w.Revision}
+		SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL}
+	if w.FromRevision != nil {
+		r.FromRevision, r.FromGiven = *w.FromRevision, true
+	}
 	if err := checkJSONText(b); err != nil {
 		return r, fmt.Errorf("%w: %w", errBadRequest, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/livekv/livekv/engine"
@@ -54,20 +55,29 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if req.Op == opCAS && req.Revision < 0 {
 			return errorReply(http.StatusBadRequest, "negative revision")
 		}
+		var so *engine.SetOptions
+		switch {
+		case req.TTL < 0 || req.TTL > maxTTL:
+			return errorReply(http.StatusBadRequest, "ttl: give 0 (never) to 100 years in milliseconds")
+		case req.TTL > 0 && req.Op == opPatch:
+			return errorReply(http.StatusBadRequest, "ttl applies to set and compare-and-swap, not patch")
+		case req.TTL > 0:
+			so = &engine.SetOptions{TTL: time.Duration(req.TTL) * time.Millisecond}
+		}
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (it engine.Item, err error) {
 			switch {
 			case req.Op == opSet && tx == nil:
-				return db.Set(req.Key, req.Value, nil)
+				return db.Set(req.Key, req.Value, so)
 			case req.Op == opSet:
-				return tx.Set(req.Key, req.Value, nil)
+				return tx.Set(req.Key, req.Value, so)
 			case req.Op == opPatch && tx == nil:
 				return db.Patch(req.Key, req.Value)
 			case req.Op == opPatch:
 				return tx.Patch(req.Key, req.Value)
 			case tx == nil:
-				return db.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+				return db.CompareAndSwap(req.Key, req.Revision, req.Value, so)
 			default:
-				return tx.CompareAndSwap(req.Key, req.Revision, req.Value, nil)
+				return tx.CompareAndSwap(req.Key, req.Revision, req.Value, so)
 			}
 		})
 		if err != nil {
@@ -113,6 +123,9 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
 	}
 }
+
+// maxTTL is the longest ttl a request may give, in milliseconds: 100 years.
+const maxTTL = 100 * 365 * 24 * 3600 * 1000
 
 // write runs op, one write to key, and returns the revision it committed
 // at. Without a Quota, op gets a nil transaction and uses the DB's own

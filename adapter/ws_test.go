@@ -241,3 +241,56 @@ func TestRangeRecordRevisions(t *testing.T) {
 	require.Greater(t, rec["revision"], old)
 	require.Equal(t, 200.0, c.call(m{"op": 102, "key": "t:2", "value": "mine", "revision": rec["revision"]})["code"])
 }
+
+// TestWS_TTL: a set or compare-and-swap with ttl (milliseconds) makes the
+// key expire; a negative, oversized or patch ttl is refused.
+func TestWS_TTL(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": "v", "ttl": 60_000})["code"])
+	it, err := f.db.Get("k")
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(time.Minute), it.ExpiresAt, 5*time.Second)
+	r := c.call(m{"op": 102, "key": "k", "value": "w", "revision": it.Revision, "ttl": 3_600_000})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	it, err = f.db.Get("k")
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(time.Hour), it.ExpiresAt, 5*time.Second)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": "x"})["code"])
+	it, err = f.db.Get("k")
+	require.NoError(t, err)
+	require.True(t, it.ExpiresAt.IsZero(), "a set without ttl never expires")
+	for _, bad := range []m{
+		{"op": 2, "key": "k", "value": "v", "ttl": -1},
+		{"op": 2, "key": "k", "value": "v", "ttl": int64(1) << 62},
+		{"op": 3, "key": "k", "value": "v", "ttl": 1000},
+	} {
+		require.Equal(t, 400.0, c.call(bad)["code"], "%v", bad)
+	}
+	require.Equal(t, "x", must(f.db.Get("k")).Value, "nothing written by a refused request")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestWS_SubscribeFromZero: a subscribe that gives fromRevision 0 gets
+// every change after revision 0; one that leaves it out, only new ones.
+func TestWS_SubscribeFromZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	must(f.db.Set("a", "1", nil))
+	must(f.db.Set("a", "2", nil))
+	r := c.call(m{"op": 100, "patterns": []string{"a"}, "fromRevision": 0})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	require.Equal(t, "1", c.note()["value"])
+	require.Equal(t, "2", c.note()["value"])
+	r = c.call(m{"op": 100, "patterns": []string{"a"}})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	must(f.db.Set("a", "3", nil))
+	got := []any{c.note()["value"], c.note()["value"]}
+	require.Equal(t, []any{"3", "3"}, got, "once for each subscription, the new change only")
+}

@@ -6,6 +6,8 @@
 //	livekv load DIR < backup.jsonl
 //	livekv backup [--addr URL] [-o FILE]
 //	livekv restore FILE DIR
+//	livekv get|put|del|incr|range|watch [--addr HOST:PORT] [--api-key KEY] [-o json] ARGS
+//	livekv version
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
@@ -43,6 +45,10 @@
 // revisions. backup fetches a consistent snapshot from a running serve
 // (GET /backup, with the API key); restore makes a data folder of it. See
 // docs/operations.md.
+//
+// get, put, del, incr, range and watch are clients of a running server
+// (see "livekv COMMAND --help"); they exit 0 on success, 1 on an error and
+// 2 on a command line that makes no sense.
 package main
 
 import (
@@ -51,6 +57,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,6 +77,7 @@ func main() {
 	}
 	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
 		"backup": backup, "restore": restore}
+	maps.Copy(cmds, clientCommands)
 	run, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
@@ -78,7 +86,7 @@ func main() {
 	}
 	if err := run(os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "livekv %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -92,6 +100,15 @@ Commands:
   load     add JSON lines from stdin (as dump writes them) to a data folder
   backup   fetch a consistent backup of a running server's database
   restore  make a data folder from a backup
+
+Commands for a running server (--addr, --api-key or $LIVEKV_API_KEY, -o json):
+  get      print a key's value
+  put      set a key's value
+  del      delete a key
+  incr     add to a key's integer
+  range    print the keys in a range, or under a prefix
+  watch    print changes as they happen, until Ctrl-C
+  version  print the version and the VCS revision livekv was built from
 
 Run "livekv COMMAND --help" for a command's flags.
 `)

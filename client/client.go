@@ -1,0 +1,325 @@
+// Package client is a Go client for a livekv server: the WebSocket API of
+// package adapter (docs/protocol.md), as `livekv serve` mounts it.
+//
+//	c, err := client.Dial(ctx, "http://127.0.0.1:8080/kv", &client.Options{APIKey: key})
+//	defer c.Close()
+//	rev, err := c.Set(ctx, "user:1", `{"name":"Ada"}`, nil)
+//	it, err := c.Get(ctx, "user:1") // errors.Is(err, engine.ErrNotFound) when missing
+//	sub, err := c.Subscribe(ctx, []string{"user:*"}, nil)
+//	for ev := range sub.Events() { ... }
+//
+// One connection carries every call, many in flight at once. When it
+// drops, the next call connects again, and subscriptions reconnect by
+// themselves, with backoff, resuming after the last change they
+// delivered: a subscriber's stream has no gap and no duplicate across a
+// server restart, or ends with an error that errors.Is recognises as
+// engine.ErrCompacted when the server's history no longer reaches back.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Options configure a Client. The zero value of each field means its
+// default.
+type Options struct {
+	// APIKey gives full access. Token, if set instead, is a token from the
+	// server's POST /token/websocket.
+	APIKey string
+	Token  string
+
+	// HTTPClient makes the WebSocket handshakes (for TLS settings, say).
+	// Default http.DefaultClient.
+	HTTPClient *http.Client
+
+	// DialTimeout bounds one connection attempt. Default 10 s.
+	DialTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the wait between a subscription's
+	// attempts to reconnect, which doubles (with jitter) from the one to
+	// the other. Defaults 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+
+	// ReadLimit is the largest message the client reads. Default 32 MiB.
+	ReadLimit int64
+}
+
+// Client is a connection to a livekv server, made again when it drops.
+// Its methods may be called from many goroutines at once.
+type Client struct {
+	url  string
+	opts Options
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // readers, the supervisor, subscriptions' pumps
+	kick   chan struct{}  // wakes the supervisor
+	nextID atomic.Int64
+
+	mu      sync.Mutex
+	cur     *conn         // guarded by mu; nil when there is none
+	dialing chan struct{} // guarded by mu; closed when the dial under way ends
+	subs    map[*Subscription]struct{}
+	closed  bool
+}
+
+// Dial connects to the server at u, the URL the adapter is mounted at
+// (http://host:8080/kv, as livekv serve prints it) or its WebSocket
+// (ws://host:8080/kv/ws). It returns once connected, or with the reason it
+// could not: errors.Is(err, ErrUnauthorized) or ErrForbidden for bad
+// credentials.
+func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(o.MinBackoff, 5*time.Second)
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 32 << 20
+	}
+	wsURL, err := socketURL(u, &o)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{url: wsURL, opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if _, err := c.conn(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.supervise()
+	return c, nil
+}
+
+// socketURL turns the mount URL into the WebSocket's, with credentials.
+func socketURL(u string, o *Options) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("livekv client: %w", err)
+	}
+	switch p.Scheme {
+	case "http":
+		p.Scheme = "ws"
+	case "https":
+		p.Scheme = "wss"
+	case "ws", "wss":
+	default:
+		return "", fmt.Errorf("livekv client: URL %q: want http, https, ws or wss", u)
+	}
+	if p.Host == "" {
+		return "", fmt.Errorf("livekv client: URL %q has no host", u)
+	}
+	if !strings.HasSuffix(p.Path, "/ws") {
+		p.Path = strings.TrimSuffix(p.Path, "/") + "/ws"
+	}
+	q := p.Query()
+	switch {
+	case o.APIKey != "":
+		q.Set("apiKey", o.APIKey)
+	case o.Token != "":
+		q.Set("token", o.Token)
+	default:
+		return "", fmt.Errorf("%w: give Options.APIKey or Options.Token", ErrUnauthorized)
+	}
+	p.RawQuery = q.Encode()
+	return p.String(), nil
+}
+
+// Close closes the connection and ends every subscription (with
+// engine.ErrClosed); calls under way return ErrClosed or
+// ErrConnectionLost. It returns once every goroutine of the client has.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	cur := c.cur
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for s := range subs {
+		s.end(errClientClosed, true)
+	}
+	if cur != nil {
+		cur.close() // a close handshake, before the context ends the reads
+	}
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// conn returns the open connection, making one if there is none.
+func (c *Client) conn(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.cur != nil {
+			cn := c.cur
+			c.mu.Unlock()
+			return cn, nil
+		}
+		if wait := c.dialing; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.dialing = done
+		c.mu.Unlock()
+
+		cn, err := c.dial(ctx)
+		c.mu.Lock()
+		c.dialing = nil
+		close(done)
+		if err == nil && c.closed {
+			err = ErrClosed
+		}
+		if err != nil {
+			c.mu.Unlock()
+			if cn != nil {
+				cn.ws.CloseNow()
+			}
+			return nil, err
+		}
+		c.cur = cn
+		c.wg.Add(1)
+		c.mu.Unlock()
+		go cn.read()
+		return cn, nil
+	}
+}
+
+// dial makes one connection.
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close ends a dial under way
+	defer stop()
+	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
+	if err != nil {
+		if resp != nil {
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
+				return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+			case http.StatusForbidden:
+				return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
+			}
+		}
+		if c.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("livekv client: connect: %w", err)
+	}
+	ws.SetReadLimit(c.opts.ReadLimit)
+	cn := &conn{c: c, ws: ws, pending: make(map[int64]*call), subs: make(map[int64]*Subscription),
+		orphans: make(map[int64][]message), retired: make(map[int64]bool), done: make(chan struct{})}
+	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
+	return cn, nil
+}
+
+// dropped forgets cn, which has failed, and has the subscriptions it
+// carried made again.
+func (c *Client) dropped(cn *conn) {
+	c.mu.Lock()
+	if c.cur == cn {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *Client) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// supervise (re)subscribes the subscriptions that need it, connecting
+// again with backoff when there is no connection.
+func (c *Client) supervise() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.kick:
+		}
+		backoff := c.opts.MinBackoff
+		for {
+			c.mu.Lock()
+			var todo []*Subscription
+			for s := range c.subs {
+				if s.needsSubscribe() {
+					todo = append(todo, s)
+				}
+			}
+			c.mu.Unlock()
+			if len(todo) == 0 {
+				break
+			}
+			failed := false
+			cn, err := c.conn(c.ctx)
+			switch {
+			case c.ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden):
+				for _, s := range todo {
+					s.end(err, false)
+				}
+				continue
+			case err != nil:
+				failed = true
+			default:
+				for _, s := range todo {
+					if err := s.subscribeOn(c.ctx, cn); err != nil {
+						failed = true
+					}
+				}
+			}
+			if !failed {
+				backoff = c.opts.MinBackoff
+				continue
+			}
+			// Jitter spreads the clients of a restarted server.
+			wait := backoff/2 + rand.N(backoff/2+1)
+			t := time.NewTimer(wait)
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, c.opts.MaxBackoff)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// conn is one WebSocket connection and the requests and subscriptions on
+// it.
+type conn struct {
+	c      *Client
+	ws     *websocket.Conn
+	ctx    context.Context // ends when the connection does
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader has ended
+
+	mu       sync.Mutex
+	err      error                   // guarded by mu; why the connection ended
+	pending  map[int64]*call         // guarded by mu; by messageId
+	subs     map[int64]*Subscription // guarded by mu; by subscriptionId
+	orphans  map[int64][]message     // guarded by mu; notifications that came before their subscribe reply
+	norphans int                     // guarded by mu
+	retired  map[int64]bool          // guarded by mu; subscriptions unsubscribed, whose last messages are dropped
+}
+
+// maxOrphans bounds the notifications held for subscriptions whose
+// subscribe reply has not come yet (the server may send a resumed
+// subscription's first notifications before it): past it, the connection
+// is dropped and the subscriptions resume on another.
+const maxOrphans = 1 << 16
+
+// call is a request waiting for its reply.
+type call struct {
+	reply chan message  // buffered: the reader never waits
+	sub   *Subscription // for a subscribe: registered by the reader on success
+}
+
+// request is a message to the server.
+type request struct {
+	Op             int      `json:"op"`
+	Key            string   `json:"key,omitempty"`
+	Value          any      `json:"value,omitempty"`
+	EndKey         string   `json:"endKey,omitempty"`
+	Limit          int      `json:"limit,omitempty"`
+	MessageID      int64    `json:"messageId"`
+	Patterns       []string `json:"patterns,omitempty"`
+	FromRevision   *int64   `json:"fromRevision,omitempty"` // 0, given, is "after revision 0"
+	SubscriptionID int64    `json:"subscriptionId,omitempty"`
+	Revision       int64    `json:"revision,omitempty"`
+	TTL            int64    `json:"ttl,omitempty"`
+}
+
+const (
+	opGet         = 1
+	opSet         = 2
+	opPatch       = 3
+	opDelete      = 4
+	opRange       = 5
+	opIncrement   = 6
+	opSubscribe   = 100
+	opUnsubscribe = 101
+	opCAS         = 102
+)
+
+// roundTrip sends req and waits for its reply, ctx, or the end of the
+// connection. A reply with a code other than 200 is returned as it came,
+// without error.
+func (cn *conn) roundTrip(ctx context.Context, req request, sub *Subscription) (message, error) {
+	if err := ctx.Err(); err != nil {
+		return message{}, err
+	}
+	cl := &call{reply: make(chan message, 1), sub: sub}
+	id, err := cn.send(req, cl)
+	if err != nil {
+		return message{}, err
+	}
+	select {
+	case m := <-cl.reply:
+		return m, nil
+	case <-cn.ctx.Done():
+		select {
+		case m := <-cl.reply: // the reader delivers before it ends
+			return m, nil
+		default:
+		}
+		return message{}, cn.lost()
+	case <-ctx.Done():
+		cn.mu.Lock()
+		delete(cn.pending, id)
+		cn.mu.Unlock()
+		return message{}, ctx.Err()
+	}
+}
+
+// send writes req with a new messageId, registering cl (if not nil) for
+// its reply.
+func (cn *conn) send(req request, cl *call) (int64, error) {
+	req.MessageID = cn.c.nextID.Add(1)
+	b, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("livekv client: encode: %w", err)
+	}
+	cn.mu.Lock()
+	if cn.err != nil {
+		cn.mu.Unlock()
+		return 0, notSent{cn.lost()}
+	}
+	if cl != nil {
+		cn.pending[req.MessageID] = cl
+	}
+	cn.mu.Unlock()
+	// Write is safe for concurrent use; the connection's context bounds it.
+	if err := cn.ws.Write(cn.ctx, websocket.MessageText, b); err != nil {
+		cn.fail(err)
+		return 0, cn.lost()
+	}
+	return req.MessageID, nil
+}
+
+// notSent is the error of a request that never left: the connection had
+// ended (the reader may not have said so yet). It may be sent again on
+// another.
+type notSent struct{ error }
+
+func (e notSent) Unwrap() error { return e.error }
+
+// forget sends req, whose reply nobody waits for (an unsubscribe), from a
+// goroutine of its own: the reader must never wait on a write.
+func (cn *conn) forget(req request) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return // the connection is closing: nothing to stop on it
+	}
+	c.wg.Add(1) // under mu, so never once Close waits
+	go func() {
+		defer cn.c.wg.Done()
+		cn.send(req, &call{reply: make(chan message, 1)})
+	}()
+}
+
+// lost is the error of a request whose connection ended.
+func (cn *conn) lost() error {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrConnectionLost, cn.err)
+}
+
+// fail ends the connection with err (the first reason is kept).
+func (cn *conn) fail(err error) {
+	cn.mu.Lock()
+	if cn.err == nil {
+		cn.err = err
+	}
+	cn.mu.Unlock()
+	cn.cancel()
+}
+
+// close ends the connection with a normal close and waits for its reader.
+func (cn *conn) close() {
+	cn.mu.Lock()
+	if cn.err == nil {
+		cn.err = ErrClosed
+	}
+	cn.mu.Unlock()
+	closed := make(chan struct{})
+	go func() {
+		cn.ws.Close(websocket.StatusNormalClosure, "")
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Second): // a server that does not answer the close
+		cn.cancel()
+		<-closed
+	}
+	cn.cancel()
+	<-cn.done
+}
+
+// read reads messages until the connection ends, then fails what waits on
+// it and has its subscriptions made again.
+func (cn *conn) read() {
+	defer cn.c.wg.Done()
+	defer close(cn.done)
+	for {
+		_, b, err := cn.ws.Read(cn.ctx)
+		if err != nil {
+			cn.fail(err)
+			break
+		}
+		m, err := decodeMessage(b)
+		if err == nil {
+			err = cn.dispatch(m)
+		}
+		if err != nil {
+			cn.fail(err)
+			cn.ws.Close(websocket.StatusProtocolError, "bad message")
+			break
+		}
+	}
+	cn.cancel()
+	cn.ws.CloseNow()
+	cn.mu.Lock()
+	subs := cn.subs
+	cn.subs = nil
+	cn.pending = nil
+	cn.orphans = nil
+	cn.mu.Unlock()
+	for _, s := range subs {
+		s.detach(cn)
+	}
+	cn.c.dropped(cn)
+}
+
+// dispatch hands one message to the request or subscription it is for.
+func (cn *conn) dispatch(m message) error {
+	if m.MessageID != nil {
+		cn.mu.Lock()
+		cl := cn.pending[*m.MessageID]
+		delete(cn.pending, *m.MessageID)
+		cn.mu.Unlock()
+		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
+			cn.subscribed(m, cl)
+		}
+		if cl != nil {
+			cl.reply <- m
+		}
+		return nil
+	}
+	if m.SubscriptionID <= 0 {
+		// A token's own notifications, or a message about the whole
+		// connection: this client makes no token subscriptions.
+		return nil
+	}
+	cn.mu.Lock()
+	s := cn.subs[m.SubscriptionID]
+	if s == nil && cn.retired[m.SubscriptionID] {
+		cn.mu.Unlock()
+		return nil
+	}
+	if s == nil {
+		if cn.norphans >= maxOrphans {
+			cn.mu.Unlock()
+			return errors.New("livekv client: too many notifications before their subscribe reply")
+		}
+		cn.orphans[m.SubscriptionID] = append(cn.orphans[m.SubscriptionID], m)
+		cn.norphans++
+		cn.mu.Unlock()
+		return nil
+	}
+	cn.mu.Unlock()
+	s.receive(cn, m)
+	return nil
+}
+
+// subscribed registers the subscription a subscribe reply made, before
+// the reader reads on, and gives it the notifications that came first. One
+// nobody waits for any more is ended on the server.
+func (cn *conn) subscribed(m message, cl *call) {
+	id := m.SubscriptionID
+	cn.mu.Lock()
+	early := cn.orphans[id]
+	delete(cn.orphans, id)
+	cn.norphans -= len(early)
+	cn.mu.Unlock()
+	if cl == nil || !cl.sub.attach(cn, id, m.Revision) {
+		cn.mu.Lock()
+		cn.retired[id] = true
+		cn.mu.Unlock()
+		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
+		return
+	}
+	cn.mu.Lock()
+	cn.subs[id] = cl.sub
+	cn.mu.Unlock()
+	for _, e := range early {
+		cl.sub.receive(cn, e)
+	}
+}
+
+// unsubscribe stops the server's subscription id; its notifications still
+// on the way are dropped.
+func (cn *conn) unsubscribe(id int64) {
+	cn.mu.Lock()
+	_, ok := cn.subs[id]
+	if ok {
+		delete(cn.subs, id)
+		cn.retired[id] = true
+	}
+	cn.mu.Unlock()
+	if ok {
+		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
+	}
+}

@@ -1,0 +1,96 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// Errors of the client's own. A server's error reply is an *Error, which
+// errors.Is also matches against the engine's errors (engine.ErrNotFound,
+// engine.ErrConflict, engine.ErrNotInteger, engine.ErrTooLarge, ...) and
+// against these.
+var (
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("livekv client: closed")
+
+	// ErrConnectionLost is returned by a request whose connection dropped
+	// before its reply came: whether a write was applied is unknown. The
+	// next call connects again.
+	ErrConnectionLost = errors.New("livekv client: connection lost")
+
+	// ErrUnauthorized: no credentials, or an expired token (HTTP 401).
+	ErrUnauthorized = errors.New("livekv client: unauthorized")
+	// ErrForbidden: a wrong API key or token, or a key outside the
+	// token's access pattern (403).
+	ErrForbidden = errors.New("livekv client: forbidden")
+	// ErrBadRequest: the server refused the request as malformed (400).
+	ErrBadRequest = errors.New("livekv client: bad request")
+	// ErrRateLimited: over the connection's request rate, or a cap on
+	// subscriptions (429).
+	ErrRateLimited = errors.New("livekv client: rate limited")
+	// ErrUnavailable: the server is shutting down, or could not decide on
+	// a key's access in time (503); try again.
+	ErrUnavailable = errors.New("livekv client: unavailable")
+	// ErrQuotaExceeded: the write would pass a storage quota (507);
+	// nothing was written.
+	ErrQuotaExceeded = errors.New("livekv client: quota exceeded")
+)
+
+// Error is an error reply from the server.
+type Error struct {
+	Code    int    // the HTTP-like status: 400, 404, 409, ...
+	Message string // the server's text
+	Oldest  int64  // for 410, the oldest revision the server's history holds
+
+	kinds []error // what errors.Is matches
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("livekv: %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// Unwrap lets errors.Is match the engine's error, or the client's, that
+// the reply stands for.
+func (e *Error) Unwrap() []error { return e.kinds }
+
+// engineErrors are those an error reply may name in its text, as the
+// adapter passes the engine's message on.
+var engineErrors = []error{engine.ErrNotInteger, engine.ErrOverflow, engine.ErrInvalidKey, engine.ErrInvalidOptions,
+	engine.ErrTooLarge, engine.ErrConflict, engine.ErrClosed, engine.ErrNotFound}
+
+// replyError makes the error of a reply with a code other than 200.
+func replyError(m *message) error {
+	e := &Error{Code: m.Code, Message: m.Error, Oldest: m.Oldest}
+	switch m.Code {
+	case http.StatusNotFound:
+		e.kinds = append(e.kinds, engine.ErrNotFound)
+	case http.StatusConflict:
+		e.kinds = append(e.kinds, engine.ErrConflict)
+	case http.StatusRequestEntityTooLarge:
+		e.kinds = append(e.kinds, engine.ErrTooLarge)
+	case http.StatusBadRequest:
+		e.kinds = append(e.kinds, ErrBadRequest)
+	case http.StatusUnauthorized:
+		e.kinds = append(e.kinds, ErrUnauthorized)
+	case http.StatusForbidden:
+		e.kinds = append(e.kinds, ErrForbidden)
+	case http.StatusTooManyRequests:
+		e.kinds = append(e.kinds, ErrRateLimited)
+	case http.StatusServiceUnavailable:
+		e.kinds = append(e.kinds, ErrUnavailable)
+	case http.StatusInsufficientStorage:
+		e.kinds = append(e.kinds, ErrQuotaExceeded)
+	case http.StatusGone:
+		return &engine.CompactedError{Revision: m.Revision, Oldest: m.Oldest}
+	}
+	for _, k := range engineErrors {
+		if strings.Contains(m.Error, k.Error()) && !errors.Is(e, k) {
+			e.kinds = append(e.kinds, k)
+		}
+	}
+	return e
+}

@@ -1,0 +1,269 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// cli runs the livekv binary with args against addr with the API key,
+// and returns its stdout, stderr and exit code.
+type cli struct {
+	t    *testing.T
+	bin  string
+	addr string
+	key  string
+}
+
+func (c cli) run(args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY="+c.key, "LIVEKV_ADDR="+c.addr)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return out.String(), errOut.String(), exit.ExitCode()
+	}
+	require.NoError(c.t, err)
+	return out.String(), errOut.String(), 0
+}
+
+// ok runs args, which must succeed, and returns stdout.
+func (c cli) ok(args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.run(args...)
+	require.Equal(c.t, 0, code, "%v: %s", args, errOut)
+	return out
+}
+
+// fails runs args, which must exit with code, and returns stderr.
+func (c cli) fails(code int, args ...string) string {
+	c.t.Helper()
+	out, errOut, got := c.run(args...)
+	require.Equal(c.t, code, got, "%v: %s%s", args, out, errOut)
+	return errOut
+}
+
+func TestClientCommands(t *testing.T) {
+	bin := build(t)
+	srv := runServe(t, bin, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--addr", "127.0.0.1:0", "--api-key", "k1")
+	c := cli{t: t, bin: bin, addr: strings.TrimPrefix(srv.base, "http://"), key: "k1"}
+
+	require.Equal(t, "OK\n", c.ok("put", "greeting", "hello world"))
+	require.Equal(t, "greeting\nhello world\n", c.ok("get", "greeting"))
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(c.ok("get", "-o", "json", "greeting")), &got))
+	require.Equal(t, "hello world", got["value"])
+	rev := got["revision"].(float64)
+	require.Positive(t, rev)
+	require.NoError(t, json.Unmarshal([]byte(c.ok("put", "greeting", "again", "-o", "json")), &got), "flags after arguments")
+	require.Equal(t, rev+1, got["revision"])
+	require.Equal(t, "greeting\nagain\n", c.ok("get", "--addr", "http://"+c.addr, "greeting"), "--addr as a URL")
+	require.Equal(t, "OK\n", c.ok("put", "--ttl", "1h", "soon", "x"))
+	require.Equal(t, "OK\n", c.ok("put", "--", "-dash", "v"), "-- ends the flags")
+	put := exec.Command(bin, "put", "fromstdin")
+	put.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+c.addr)
+	put.Stdin = strings.NewReader("line 1\nline 2\n")
+	out, err := put.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, json.Unmarshal([]byte(c.ok("get", "-o", "json", "fromstdin")), &got))
+	require.Equal(t, "line 1\nline 2\n", got["value"], "the value from standard input, as it is")
+	require.Equal(t, "-dash\nv\n", c.ok("get", "--", "-dash"))
+
+	require.Contains(t, c.fails(1, "get", "missing"), `"missing": key not found`)
+	require.Equal(t, "1\n", c.ok("incr", "n"))
+	require.Equal(t, "6\n", c.ok("incr", "n", "5"))
+	require.Equal(t, "-4\n", c.ok("incr", "n", "-10"))
+	require.NoError(t, json.Unmarshal([]byte(c.ok("incr", "-o", "json", "n")), &got))
+	require.Equal(t, map[string]any{"key": "n", "value": -3.0, "revision": got["revision"]}, got)
+	require.Contains(t, c.fails(1, "incr", "greeting"), "not an integer")
+
+	require.Equal(t, "1\n", c.ok("del", "greeting"))
+	require.Equal(t, "0\n", c.ok("del", "greeting"), "nothing to delete")
+	require.NoError(t, json.Unmarshal([]byte(c.ok("del", "-o", "json", "n")), &got))
+	require.Equal(t, 1.0, got["deleted"])
+
+	for i := 1; i <= 4; i++ {
+		c.ok("put", fmt.Sprintf("r:%d", i), fmt.Sprintf("v%d", i))
+	}
+	require.Equal(t, "r:1\nv1\nr:2\nv2\n", c.ok("range", "r:1", "r:3"))
+	require.Equal(t, "r:1\nr:2\nr:3\nr:4\n", c.ok("range", "--prefix", "r:", "--keys-only"))
+	require.Equal(t, "r:1\nv1\nr:2\nv2\n", c.ok("range", "--prefix=r:", "--limit", "2"))
+	lines := strings.Split(strings.TrimSpace(c.ok("range", "-o", "json", "r:3", "s")), "\n")
+	require.Equal(t, []string{`{"key":"r:3","value":"v3"}`, `{"key":"r:4","value":"v4"}`}, lines)
+
+	// Usage errors: exit 2, the usage once.
+	for _, args := range [][]string{
+		{"get"}, {"get", "a", "b"}, {"put"}, {"put", "k", "v", "w"}, {"put", "k", ""}, {"put", "--ttl", "-1s", "k", "v"}, {"incr", "k", "x"},
+		{"get", "--bogus", "k"}, {"get", "-o", "yaml", "k"}, {"range"}, {"range", "--prefix", "a", "b"}, {"del"},
+		{"watch"}, {"watch", "k", "--prefix", "p"}, {"version", "extra"}, {"range", "--limit", "-1", "a"},
+	} {
+		errOut := c.fails(2, args...)
+		require.Equal(t, 1, strings.Count(errOut, "usage: livekv "+args[0]), "%v: %s", args, errOut)
+	}
+	for _, sub := range []string{"get", "put", "del", "incr", "range", "watch", "version"} {
+		out := c.ok(sub, "--help")
+		require.Contains(t, out, "usage: livekv "+sub)
+	}
+
+	// Errors of the connection: exit 1.
+	require.Contains(t, cli{t: t, bin: bin, addr: c.addr, key: "wrong"}.fails(1, "get", "r:1"), "forbidden")
+	require.Contains(t, cli{t: t, bin: bin, addr: c.addr}.fails(1, "get", "r:1"), "no API key")
+	require.Contains(t, c.fails(1, "get", "--addr", closedAddr(t), "--timeout", "2s", "r:1"), "connect")
+
+	out = []byte(c.ok("version"))
+	require.Regexp(t, `^livekv \S+\nrevision (unknown|[0-9a-f]+)`, string(out))
+	require.Contains(t, string(out), "\ngo1.")
+	require.NoError(t, json.Unmarshal([]byte(c.ok("version", "-o", "json")), &got))
+	require.Contains(t, got["go"], "go1.")
+	srv.stop(t)
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// TestWatch: watch prints changes, past ones from --rev first, goes on
+// across a restart of the server with none missed or repeated, and exits
+// 0 on Ctrl-C.
+func TestWatch(t *testing.T) {
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	addr := closedAddr(t)
+	srv := runServe(t, bin, "serve", "--data", data, "--addr", addr, "--api-key", "k1")
+	c := cli{t: t, bin: bin, addr: addr, key: "k1"}
+	c.ok("put", "other", "x") // --rev 0 is "from now": w:0 comes after revision 1
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(c.ok("put", "-o", "json", "w:0", "before")), &first))
+	c.ok("put", "other", "y")
+
+	watch := exec.Command(bin, "watch", "--prefix", "w:", "--rev", fmt.Sprint(first["revision"].(float64)-1), "-o", "json")
+	watch.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+addr)
+	stdout, err := watch.StdoutPipe()
+	require.NoError(t, err)
+	watch.Stderr = os.Stderr
+	require.NoError(t, watch.Start())
+	defer watch.Process.Kill()
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	next := func() map[string]any {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "watch ended")
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatal("no change printed")
+			return nil
+		}
+	}
+	m := next()
+	require.Equal(t, map[string]any{"type": "PUT", "key": "w:0", "value": "before", "revision": first["revision"], "time": m["time"]}, m)
+	for i := 1; i <= 20; i++ {
+		c.ok("put", "w:a", fmt.Sprint(i))
+	}
+	c.ok("del", "w:0")
+	srv.stop(t)
+	srv = runServe(t, bin, "serve", "--data", data, "--addr", addr, "--api-key", "k1")
+	for i := 21; i <= 40; i++ {
+		c.ok("put", "w:a", fmt.Sprint(i))
+	}
+	var last float64
+	for i := 1; i <= 40; i++ {
+		m := next()
+		require.Equal(t, fmt.Sprint(i), m["value"], "in order, none missed or repeated")
+		require.Greater(t, m["revision"], last)
+		last = m["revision"].(float64)
+		if i == 20 {
+			m := next()
+			require.Equal(t, map[string]any{"type": "DELETE", "key": "w:0", "revision": m["revision"], "time": m["time"]}, m)
+		}
+	}
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() {
+		io.Copy(io.Discard, stdout)
+		done <- watch.Wait()
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "exit 0 on Ctrl-C")
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not stop on Ctrl-C")
+	}
+	srv.stop(t)
+
+	// Plain output, for one key.
+	srv = runServe(t, bin, "serve", "--data", data, "--addr", addr, "--api-key", "k1")
+	plain := exec.Command(bin, "watch", "w:a", "--rev", fmt.Sprint(last-1))
+	plain.Env = watch.Env
+	out, err := plain.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, plain.Start())
+	defer plain.Process.Kill()
+	c.ok("del", "w:a")
+	sc := bufio.NewScanner(out)
+	var got []string
+	for len(got) < 5 && sc.Scan() {
+		got = append(got, sc.Text())
+	}
+	require.Equal(t, []string{"PUT", "w:a", "40", "DELETE", "w:a"}, got)
+	require.NoError(t, plain.Process.Signal(syscall.SIGTERM))
+	go io.Copy(io.Discard, out)
+	require.NoError(t, plain.Wait())
+	srv.stop(t)
+}
+
+// TestClientTLS: an https --addr, trusted with --cacert.
+func TestClientTLS(t *testing.T) {
+	bin := build(t)
+	db, err := engine.Open("", nil)
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k1"}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	cert := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+
+	c := cli{t: t, bin: bin, addr: srv.URL + "/kv", key: "k1"}
+	require.Contains(t, c.fails(1, "put", "k", "v"), "certificate", "not trusted without --cacert")
+	require.Equal(t, "OK\n", c.ok("put", "--cacert", cert, "k", "v"))
+	require.Equal(t, "k\nv\n", c.ok("get", "--cacert", cert, "k"))
+	require.Contains(t, c.fails(1, "get", "--cacert", filepath.Join(t.TempDir(), "none.pem"), "k"), "--cacert")
+}
