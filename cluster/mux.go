@@ -152,7 +152,7 @@ func (m *mux) dialProto(ctx context.Context, addr string, proto byte) (net.Conn,
 	}
 	c, err := m.dial(ctx, addr)
 	if err != nil {
-		return nil, err
+		return nil, &dialError{err}
 	}
 	mc := m.track(c)
 	if mc == nil {
@@ -251,3 +251,9 @@ type tcpAddr string
 
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
+
+// dialError is a failure to connect: nothing was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "cluster: dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
