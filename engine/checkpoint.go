@@ -32,24 +32,10 @@ func (db *DB) checkpoint() error {
 	if rev == 0 {
 		return nil // nothing was ever written
 	}
-	items := func(yield func(*wal.Item) bool) {
-		var it wal.Item
-		t.Scan(func(ti treeItem) bool {
-			v := ti.e.head.Load().at(rev)
-			if v == nil || v.deleted() {
-				return true
-			}
-			// Expired keys not yet swept are kept: their expiry is
-			// still to be logged, after this snapshot.
-			it = wal.Item{Key: ti.e.key, Value: v.value, Revision: v.rev,
-				CreateRevision: v.createRev, Version: v.ver, Expires: v.expires}
-			return yield(&it)
-		})
-	}
 	// Keep the log that the history of changes still holds, so that
 	// subscribers can resume from it after a restart too.
 	db.log.Retain(db.broker.Oldest() - 1)
-	if err := db.log.Snapshot(rev, items); err != nil {
+	if err := db.log.Snapshot(rev, snapshotItems(t, rev)); err != nil {
 		if errors.Is(err, wal.ErrClosed) {
 			return ErrClosed
 		}

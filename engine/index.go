@@ -25,7 +25,8 @@ type entry struct {
 	next *entry
 
 	// gone is set when the entry leaves the index (deleted, or created by a
-	// transaction that rolled back), so that a pending ordered insert skips it.
+	// transaction that rolled back), by ordered.remove under its lock, so
+	// that a pending ordered insert skips it.
 	gone atomic.Bool
 }
 

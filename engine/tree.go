@@ -69,10 +69,13 @@ func (o *ordered) add(e *entry) {
 	o.mu.Unlock()
 }
 
-// remove takes an entry out of the order; e.gone must already be set, so
-// that a batch still holding e skips it.
+// remove takes an entry out of the order, and marks it gone so that a
+// batch still holding e skips it. It marks it under the lock: a copy made
+// before, whose revision may still read e, has it; one made after reads
+// at a revision that e's removal is visible at.
 func (o *ordered) remove(e *entry) {
 	o.mu.Lock()
+	e.gone.Store(true)
 	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
 		o.snap = nil
 	}

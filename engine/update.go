@@ -101,7 +101,6 @@ func (tx *Tx) rollback() {
 		w := tx.writes[i]
 		w.e.head.Store(w.old)
 		if w.created {
-			w.e.gone.Store(true)
 			db.index.remove(w.e)
 			db.order.remove(w.e)
 		}
@@ -258,7 +257,6 @@ func (db *DB) bury() {
 	db.pub.mu.Unlock()
 	for _, w := range graves {
 		if w.e.head.Load() == w.v {
-			w.e.gone.Store(true)
 			db.index.remove(w.e)
 			db.order.remove(w.e)
 		}

@@ -13,7 +13,6 @@ var (
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
-	WriteSnapshot       = writeSnapshot
 	ReadSnapshot        = readSnapshot
 )
 

@@ -34,7 +34,7 @@ func appendSegmentHeader(dst []byte, first int64) []byte {
 // segment's header is written and synced before any record, so a bad one
 // is never a torn tail.
 func decodeSegmentHeader(b []byte) (first int64, version byte, err error) {
-	return decodeHeader(b, "log segment", segmentMagic, segmentVersionNoTrailer, segmentVersion)
+	return decodeHeader(b, "log segment", segmentMagic, segmentVersionNoTrailer, segmentVersion, 1)
 }
 
 // A header, of a segment or a snapshot: a 7-byte magic, a format version,
@@ -48,8 +48,9 @@ func appendHeader(dst []byte, magic string, version byte, rev int64) []byte {
 	return append(dst, h[:]...)
 }
 
-// decodeHeader accepts the versions oldest to newest.
-func decodeHeader(b []byte, what, magic string, oldest, newest byte) (rev int64, version byte, err error) {
+// decodeHeader accepts the versions oldest to newest and revisions from
+// minRev on.
+func decodeHeader(b []byte, what, magic string, oldest, newest byte, minRev int64) (rev int64, version byte, err error) {
 	if len(b) < segmentHeaderSize {
 		return 0, 0, fmt.Errorf("%w: %s header of %d bytes, want %d", ErrCorrupt, what, len(b), segmentHeaderSize)
 	}
@@ -63,7 +64,7 @@ func decodeHeader(b []byte, what, magic string, oldest, newest byte) (rev int64,
 		return 0, 0, fmt.Errorf("%w: %s format version %d, this build reads %s", ErrCorrupt, what, version, versions(oldest, newest))
 	}
 	rev = int64(binary.LittleEndian.Uint64(b[8:16]))
-	if rev < 1 {
+	if rev < minRev {
 		return 0, 0, fmt.Errorf("%w: %s revision %d", ErrCorrupt, what, rev)
 	}
 	return rev, version, nil

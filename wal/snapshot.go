@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 )
 
 // Snapshot file layout; see the package comment.
@@ -90,29 +93,75 @@ func decodeItem(b []byte) (Item, error) {
 	return it, nil
 }
 
-// readSnapshot decodes the snapshot b, calling fn with each item in order,
-// and returns the snapshot's revision. Items larger than max are damage. A
-// snapshot is synced before it is given its name, so any damage, a cut
-// included, is ErrCorrupt; so is an item not above the one before it in
-// key order, or one changed after the snapshot's revision. An error from
-// fn stops the read and is returned.
-func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
-	rev, _, err = decodeHeader(b, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion)
+// WriteSnapshot writes a snapshot of the state at revision rev to w, in
+// the format of the log's snapshot files (see the package comment): the
+// same bytes a Log.Snapshot at rev would put in snap/<rev>.snap. items
+// must yield the keys in ascending order, none changed after rev. It
+// returns the number of items written. Revision 0 is the empty state: a
+// stream with no items, which ReadSnapshotFrom accepts but the log never
+// keeps as a file.
+func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
+	if rev < 0 {
+		return 0, fmt.Errorf("wal: snapshot at negative revision %d", rev)
+	}
+	return writeSnapshot(w, rev, items)
+}
+
+// ReadSnapshotFrom reads a snapshot that WriteSnapshot (or Log.Snapshot)
+// wrote from r, streamed: it holds one record at a time, never the whole
+// snapshot. It calls rp.Snapshot with the revision once the header is
+// read, then rp.Item with each item in key order (the *Item is reused:
+// copy what you keep), and returns the revision; rp.History and rp.Tx
+// are not used, and a nil func skips its part. Items larger than
+// maxRecord bytes (0: DefaultMaxRecord) are damage. Any damage, a stream
+// cut short included, is an error that wraps ErrCorrupt and names the
+// offset; so is an item not above the one before it in key order, one
+// changed after the snapshot's revision, or a byte after the trailer. An
+// error from r other than io.EOF is returned as it is, and so is an
+// error from rp's funcs, which stops the read. ReadSnapshotFrom reads r
+// to its end, to check that nothing follows the snapshot.
+func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err error) {
+	if maxRecord <= 0 {
+		maxRecord = DefaultMaxRecord
+	}
+	sr := snapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
+	hdr, err := sr.read(segmentHeaderSize)
+	if err != nil {
+		return 0, sr.fail(err, "snapshot header")
+	}
+	rev, _, err = decodeHeader(hdr, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion, 0)
 	if err != nil {
 		return 0, err
 	}
-	off := segmentHeaderSize
+	if rp.Snapshot != nil {
+		if err := rp.Snapshot(rev); err != nil {
+			return 0, err
+		}
+	}
 	var n uint64
 	var last string
+	var it Item
 	for {
-		typ, payload, size, err := decodeFrame(b[off:], max)
+		off := sr.off
+		sr.buf = sr.buf[:0]
+		frame, err := sr.read(recordHeaderSize)
+		if err != nil {
+			return 0, sr.fail(err, fmt.Sprintf("snapshot record at offset %d", off))
+		}
+		length := binary.LittleEndian.Uint32(frame)
+		if uint64(length) > uint64(maxRecord) {
+			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, errTooLarge)
+		}
+		if _, err := sr.read(int(length)); err != nil {
+			return 0, sr.fail(err, fmt.Sprintf("snapshot record at offset %d", off))
+		}
+		typ, payload, _, err := decodeFrame(sr.buf, maxRecord)
 		if err != nil {
 			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, err)
 		}
 		switch typ {
 		case typeItem:
-			it, err := decodeItem(payload)
-			if err != nil {
+			if it, err = decodeItem(payload); err != nil {
 				return 0, fmt.Errorf("%w at offset %d", err, off)
 			}
 			if n > 0 && it.Key <= last {
@@ -121,8 +170,10 @@ func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error
 			if it.Revision > rev {
 				return 0, fmt.Errorf("%w: snapshot item %q at offset %d has revision %d, after the snapshot's %d", ErrCorrupt, it.Key, off, it.Revision, rev)
 			}
-			if err := fn(&it); err != nil {
-				return 0, err
+			if rp.Item != nil {
+				if err := rp.Item(&it); err != nil {
+					return 0, err
+				}
 			}
 			last = it.Key
 			n++
@@ -131,13 +182,64 @@ func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error
 			if k <= 0 || k != len(payload) || count != n {
 				return 0, fmt.Errorf("%w: snapshot trailer at offset %d does not match its %d items", ErrCorrupt, off, n)
 			}
-			if off+size != len(b) {
-				return 0, fmt.Errorf("%w: %d bytes after the snapshot trailer", ErrCorrupt, len(b)-off-size)
+			extra, err := io.Copy(io.Discard, sr.r)
+			if err != nil {
+				return 0, err
+			}
+			if extra != 0 {
+				return 0, fmt.Errorf("%w: %d bytes after the snapshot trailer", ErrCorrupt, extra)
 			}
 			return rev, nil
 		default:
 			return 0, fmt.Errorf("%w: record type %d at offset %d in a snapshot", ErrCorrupt, typ, off)
 		}
-		off += size
 	}
+}
+
+// snapshotReader reads a snapshot stream record by record into buf, which
+// holds the current record, header and payload.
+type snapshotReader struct {
+	r   *bufio.Reader
+	buf []byte
+	off int64 // bytes read
+}
+
+// read reads n more bytes onto the end of buf and returns them. It grows buf only as the bytes arrive, so a length
+// that a damaged stream claims is never allocated before it is read.
+func (sr *snapshotReader) read(n int) ([]byte, error) {
+	start := len(sr.buf)
+	for len(sr.buf)-start < n {
+		chunk := min(n-(len(sr.buf)-start), 64<<10)
+		sr.buf = slices.Grow(sr.buf, chunk)
+		m, err := io.ReadFull(sr.r, sr.buf[len(sr.buf):len(sr.buf)+chunk])
+		sr.buf = sr.buf[:len(sr.buf)+m]
+		sr.off += int64(m)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sr.buf[start:], nil
+}
+
+// fail turns a read error into the error to return: the stream's end is a
+// cut, which is corruption; anything else is the reader's own failure.
+func (sr *snapshotReader) fail(err error, what string) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%w: %s: cut short at offset %d", ErrCorrupt, what, sr.off)
+	}
+	return err
+}
+
+// readSnapshot decodes the snapshot file b, calling fn with each item in
+// order, and returns the snapshot's revision: ReadSnapshotFrom over b,
+// which must hold a revision of at least 1, as a snapshot file does. A
+// snapshot is synced before it is given its name, so any damage, a cut
+// included, is ErrCorrupt. An error from fn stops the read and is
+// returned.
+func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
+	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn})
+	if err == nil && rev < 1 {
+		return 0, fmt.Errorf("%w: snapshot revision %d", ErrCorrupt, rev)
+	}
+	return rev, err
 }

@@ -193,3 +193,32 @@ func (d *decoder) str() string {
 	d.b = d.b[n:]
 	return s
 }
+
+// AppendTxRecord appends tx to dst as one framed record, as the log
+// writes it to a segment: the length, a CRC-32C of the type and payload,
+// the type and the transaction payload (see the package comment).
+// Records appended one after another can be read back in turn with
+// DecodeTxRecord; a replicated log ships them so.
+func AppendTxRecord(dst []byte, tx *Tx) []byte {
+	start := len(dst)
+	dst = appendRecord(dst, typeTx, nil)
+	dst = appendTx(dst, tx)
+	return reframe(dst, start)
+}
+
+// DecodeTxRecord decodes the framed transaction record at the start of b,
+// as AppendTxRecord wrote it, and returns it with the number of bytes it
+// took. The transaction's strings are copies: b may be reused. Any
+// damage, a record cut short included, is an error that wraps
+// ErrCorrupt.
+func DecodeTxRecord(b []byte) (tx *Tx, n int, err error) {
+	_, payload, n, err := decodeRecord(b, len(b))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: transaction record: %v", ErrCorrupt, err)
+	}
+	t, err := decodeTx(payload, segmentVersion)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &t, n, nil
+}

@@ -1,0 +1,82 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+)
+
+// ErrNotEmpty is returned by CreateFromSnapshot for a directory that
+// already holds files of a log, or any file.
+var ErrNotEmpty = errors.New("wal: directory not empty")
+
+// CreateFromSnapshot makes a new log in dir that holds the snapshot read
+// from r (as WriteSnapshot writes it), and returns the snapshot's
+// revision: Open then replays exactly that state, and appends go on at the
+// next revision. dir must be missing or empty (ErrNotEmpty otherwise).
+// The snapshot is streamed to a temporary file, checked as it is read,
+// synced, and only then given its name, with its directory synced: on any
+// error, a damaged stream (ErrCorrupt) included, nothing is left that Open
+// would read, and what CreateFromSnapshot made is removed. A snapshot at
+// revision 0 leaves an empty log.
+func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err error) {
+	o := opts.withDefaults()
+	fsys := o.FS
+	l := &Log{dir: dir}
+	var made []string // the directories this call creates
+	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
+		names, err := fsys.List(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			made = append(made, d)
+		} else if err != nil {
+			return 0, fmt.Errorf("wal: %w", err)
+		}
+		if len(names) > 0 {
+			return 0, fmt.Errorf("%w: %s holds %s", ErrNotEmpty, d, names[0])
+		}
+	}
+	tmp := path.Join(l.snapDir(), "restore.snap.tmp") // Open removes one a crash leaves
+	defer func() {
+		if err == nil {
+			return
+		}
+		fsys.Remove(tmp) // best effort: Open removes what is left
+		fsys.SyncDir(l.snapDir())
+		for i := len(made) - 1; i >= 0; i-- {
+			fsys.Remove(made[i])
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("wal: restoring a snapshot: %w", err)
+		}
+	}()
+	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
+		if err := fsys.MkdirAll(d); err != nil {
+			return 0, err
+		}
+	}
+	f, err := fsys.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	rev, err = ReadSnapshotFrom(io.TeeReader(r, f), o.MaxRecord, Replay{})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && rev > 0 {
+		err = fsys.Rename(tmp, path.Join(l.snapDir(), snapshotName(rev)))
+	} else if err == nil {
+		err = fsys.Remove(tmp)
+	}
+	if err == nil {
+		err = fsys.SyncDir(l.snapDir())
+	}
+	if err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
