@@ -17,6 +17,7 @@ import (
 // Node is one member of a livekv cluster.
 type Node struct {
 	opts Options
+	sm   stateMachine
 	mux  *mux
 	rn   *raftNode
 	rpc  *rpcClient
@@ -66,7 +67,7 @@ const joinTimeout = 2 * time.Minute
 const catchUpEntries = 1000
 
 // openNode opens a node whose state machine is fsm.
-func openNode(dir string, opts *Options, fsm raft.FSM) (_ *Node, err error) {
+func openNode(dir string, opts *Options, fsm stateMachine) (_ *Node, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -77,7 +78,7 @@ func openNode(dir string, opts *Options, fsm raft.FSM) (_ *Node, err error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, done: make(chan struct{})}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -178,7 +179,7 @@ func (n *Node) Status() Status {
 		Term:      r.CurrentTerm(),
 		LastIndex: r.LastIndex(),
 		Commit:    r.CommitIndex(),
-		Applied:   r.AppliedIndex(),
+		Applied:   n.sm.tracker().index(),
 	}
 	s.LeaderID, s.LeaderAddr = n.Leader()
 	if f := r.GetConfiguration(); f.Error() == nil {
@@ -504,25 +505,5 @@ func (n *Node) linearize(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return n.waitApplied(ctx, idx)
-}
-
-// waitApplied waits until this node has applied the raft index idx.
-func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
-	r := n.rn.raft
-	if r.AppliedIndex() >= idx {
-		return nil
-	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for r.AppliedIndex() < idx {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: applied %d of %d: %w", ErrBehind, r.AppliedIndex(), idx, ctx.Err())
-		case <-n.done:
-			return ErrClosed
-		case <-t.C:
-		}
-	}
-	return nil
+	return n.sm.tracker().wait(ctx, idx)
 }

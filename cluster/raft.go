@@ -26,7 +26,7 @@ type raftNode struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
-	snaps *raft.FileSnapshotStore
+	snaps snapStore
 
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
@@ -35,7 +35,7 @@ type raftNode struct {
 // startRaft opens the stores in dir, serves raft on the mux m and starts
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
 // any. On error everything opened is closed again, m included.
-func startRaft(dir string, o *Options, m *mux, fsm raft.FSM) (_ *raftNode, err error) {
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
 	defer func() {
 		if err != nil {
@@ -49,7 +49,8 @@ func startRaft(dir string, o *Options, m *mux, fsm raft.FSM) (_ *raftNode, err e
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
-	n.snaps, err = raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	n.snaps = snapStore{fss, fsm.tracker()}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
 	}

@@ -19,11 +19,16 @@ import (
 // it, in order: an entry proposed again after an uncertain failure is
 // kept once.
 type listFSM struct {
+	applied appliedTracker
+
 	mu      sync.Mutex // guards entries
 	entries [][]byte
 }
 
+func (f *listFSM) tracker() *appliedTracker { return &f.applied }
+
 func (f *listFSM) Apply(l *raft.Log) any {
+	defer f.applied.advance(l.Index)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, e := range f.entries {
@@ -62,6 +67,7 @@ func (f *listFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.entries = entries
 	f.mu.Unlock()
+	f.applied.restored()
 	return nil
 }
 
