@@ -42,8 +42,16 @@ type DB struct {
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
 
-	broker *pubsub.Broker
-	log    *wal.Log // nil in memory
+	broker *pubsub.Broker // replaced only by Replica.Restore, under wmu and pub.mu
+	log    *wal.Log       // nil in memory
+
+	// repl, set by OpenReplica, replaces the log: commits are handed to
+	// it and wait for it, and Replica.Publish makes them visible.
+	repl Replicator
+	// lastTime is the newest commit time handed to repl or applied, in
+	// unix ns; the clock of a replica's transactions never goes below
+	// it. Guarded by wmu.
+	lastTime int64
 
 	// restored is the newest revision whose events Open gave the broker's
 	// history from the log.
@@ -51,9 +59,13 @@ type DB struct {
 
 	// pub orders the commits on their way to readers and subscribers.
 	pub struct {
-		mu     sync.Mutex       // guards queue and graves
+		mu     sync.Mutex       // guards queue, graves and target
 		queue  []*commit        // committed, not yet visible, in revision order
 		graves []committedWrite // visible deletions whose entries are still indexed
+		// target is the newest revision Replica.Publish was asked for: a
+		// commit queued at or below it, after Publish ran, publishes
+		// itself.
+		target int64
 	}
 	index   *index
 	order   *ordered
@@ -184,6 +196,9 @@ func (db *DB) Stats() Stats {
 	if db.log != nil {
 		logBytes = db.log.Stats().Bytes
 	}
+	db.pub.mu.Lock()
+	broker := db.broker
+	db.pub.mu.Unlock()
 	return Stats{
 		LogBytes:    logBytes,
 		Checkpoints: db.ckpt.n.Load(),
@@ -199,7 +214,7 @@ func (db *DB) Stats() Stats {
 		Snapshots:  db.readers.n.Load(),
 		ReadOnlyTx: db.stats.views.Load(),
 
-		Subscriptions: db.broker.Stats(),
+		Subscriptions: broker.Stats(),
 	}
 }
 

@@ -45,15 +45,16 @@ func (db *DB) sweepLoop(interval time.Duration) {
 		case <-db.stop:
 			return
 		case <-t.C:
-			for db.sweep() == sweepBatch {
+			for n, _ := db.sweep(); n == sweepBatch; n, _ = db.sweep() {
 			}
 		}
 	}
 }
 
 // sweep removes up to sweepBatch expired keys in one transaction, as changes
-// of type expire, and returns how many it removed.
-func (db *DB) sweep() int {
+// of type expire, and returns how many it removed. Its error, the DB
+// closed or the log failing, writers see too.
+func (db *DB) sweep() (int, error) {
 	n := 0
 	err := db.update(func(tx *Tx) error {
 		var due []*entry
@@ -71,8 +72,8 @@ func (db *DB) sweep() int {
 		return nil
 	})
 	if err != nil {
-		return 0 // closed, or the log failed: writers see the error
+		return 0, err
 	}
 	db.stats.expired.Add(int64(n))
-	return n
+	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -182,8 +183,8 @@ var modelKeys = []string{"a", "a/1", "a/2", "a/10", "b", "b/x", "c", "n1", "n2",
 // become visible only once durable and the database is checkpointed,
 // closed and reopened between steps.
 func TestModel(t *testing.T) {
-	for _, disk := range []bool{false, true} {
-		t.Run(map[bool]string{false: "memory", true: "disk"}[disk], func(t *testing.T) {
+	for _, mode := range []string{"memory", "disk", "replica"} {
+		t.Run(mode, func(t *testing.T) {
 			seed := *modelSeed
 			if seed == 0 {
 				seed = rand.Uint64()
@@ -195,7 +196,7 @@ func TestModel(t *testing.T) {
 				runs /= 10
 			}
 			for run := 0; run < runs; run++ {
-				runModel(t, r, 200, disk)
+				runModel(t, r, 200, mode)
 				if t.Failed() {
 					t.Fatalf("failed in run %d of seed %d", run, seed)
 				}
@@ -204,16 +205,30 @@ func TestModel(t *testing.T) {
 	}
 }
 
-func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
+// runModel runs steps random operations on a DB and the model. mode
+// "disk" adds checkpoints and restarts; "replica" opens a leader and a
+// follower (OpenReplica) whose replicator, at each commit, randomly
+// either ships it to the follower (ApplyCommitted) and publishes it, or
+// abandons it, and checks both against the model of what committed.
+func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 	c := newClock()
 	o := &engine.Options{SweepInterval: -1, Now: c.Now, MaxValueSize: 256}
 	dir := ""
+	disk := mode == "disk"
 	if disk {
 		o.FS, o.SegmentSize, o.CheckpointBytes = vfs.NewMemFS(), 1<<10, 4<<10
 		dir = "db"
 	}
-	db, err := engine.Open(dir, o)
-	require.NoError(t, err)
+	var db, follower *engine.DB
+	var rep *syncReplicator
+	var err error
+	if mode == "replica" {
+		db, follower, rep = openReplicaPair(t, o, rand.New(rand.NewPCG(r.Uint64(), 1)))
+		defer follower.Close()
+	} else {
+		db, err = engine.Open(dir, o)
+		require.NoError(t, err)
+	}
 	defer func() { db.Close() }()
 	m := &model{now: c.ns.Load(), items: map[string]modelItem{}}
 
@@ -222,13 +237,13 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 		t.Helper()
 		t.Fatalf("after %s:\n"+format, append([]any{strings.Join(log, "\n")}, args...)...)
 	}
-	check := func() {
+	checkDB := func(name string, db *engine.DB) {
 		t.Helper()
 		if db.Revision() != m.rev {
-			fail("revision %d, model %d", db.Revision(), m.rev)
+			fail("%s: revision %d, model %d", name, db.Revision(), m.rev)
 		}
 		if got := db.Stats().Keys; got != int64(len(m.items)) {
-			fail("keys %d, model %d", got, len(m.items))
+			fail("%s: keys %d, model %d", name, got, len(m.items))
 		}
 		got := all(t, db)
 		want := m.scan("", "", engine.RangeOptions{})
@@ -236,8 +251,36 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 			got = []engine.Item{}
 		}
 		if !itemsEqual(got, want) {
-			fail("scan\n got %v\nwant %v", got, want)
+			fail("%s: scan\n got %v\nwant %v", name, got, want)
 		}
+	}
+	check := func() {
+		t.Helper()
+		checkDB("db", db)
+		if follower != nil {
+			checkDB("follower", follower)
+		}
+	}
+	// abandoned reports whether the replicator abandoned the last commit,
+	// and if so puts the model back as it was before the step.
+	var saved model
+	save := func() {
+		saved = *m
+		saved.items = maps.Clone(m.items)
+	}
+	abandoned := func(err error) bool {
+		if rep == nil || !rep.abandoned {
+			return false
+		}
+		rep.abandoned = false
+		if err != nil && !errors.Is(err, errNotCommitted) {
+			fail("abandoned: error %v, want %v", err, errNotCommitted)
+		}
+		now := m.now
+		*m = saved
+		m.now = now
+		log = append(log, "(abandoned)")
+		return true
 	}
 
 	// Open scans, pulled an item at a time between other steps: each must
@@ -287,11 +330,15 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 
 	for step := 0; step < steps; step++ {
 		pullScans()
+		save()
 		k := modelKeys[r.IntN(len(modelKeys))]
 		switch op := r.IntN(100); {
 		case op < 45: // one operation outside a transaction, through a one-op Update half the time
 			desc, err, want := oneOp(t, r, db, m, k, r.IntN(2) == 0)
 			log = append(log, desc)
+			if abandoned(err) {
+				break
+			}
 			if !errors.Is(err, want) {
 				fail("%s: error %v, want %v", desc, err, want)
 			}
@@ -315,6 +362,9 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 				return nil
 			})
 			log = append(log, desc)
+			if !abort && abandoned(err) {
+				break
+			}
 			if abort && !errors.Is(err, errAbort) || !abort && err != nil {
 				fail("%s: %v", desc, err)
 			}
@@ -373,7 +423,14 @@ func runModel(t *testing.T, r *rand.Rand, steps int, disk bool) {
 			require.NoError(t, err)
 		default:
 			log = append(log, "sweep")
-			if got, want := engine.Sweep(db), m.sweep(); got != want {
+			got, want := engine.Sweep(db), m.sweep()
+			if abandoned(nil) {
+				if got != 0 {
+					fail("an abandoned sweep removed %d", got)
+				}
+				break
+			}
+			if got != want {
 				fail("sweep removed %d, model %d", got, want)
 			}
 		}

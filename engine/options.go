@@ -68,6 +68,11 @@ type Options struct {
 	// Now returns the current time; it decides when keys expire. Default
 	// time.Now. Tests set it to a fake clock.
 	Now func() time.Time
+
+	// Replicator makes a database whose commits a replicated log keeps
+	// durable, in place of the write-ahead log; only OpenReplica takes
+	// it, Open refuses it.
+	Replicator Replicator
 }
 
 // Default limits.
@@ -115,6 +120,9 @@ func (o *Options) withDefaults() Options {
 
 // validate reports options that cannot work.
 func (o *Options) validate() error {
+	if o.Replicator != nil {
+		return fmt.Errorf("%w: a Replicator needs OpenReplica", ErrInvalidOptions)
+	}
 	if o.MaxKeySize < 0 {
 		return fmt.Errorf("%w: MaxKeySize %d is negative", ErrInvalidOptions, o.MaxKeySize)
 	}

@@ -20,6 +20,14 @@ func (db *DB) replay(r *wal.Tx) error {
 		return fmt.Errorf("%w: the log goes from revision %d to %d", wal.ErrCorrupt, db.rev, r.Revision)
 	}
 	db.historyNext(r.Revision)
+	_, err := db.apply(r) // and publishes it to the history
+	db.restored = r.Revision
+	return err
+}
+
+// apply writes the record's post-images again, as of its commit time,
+// under its revision, and commits them; db.wmu is held, or Open runs.
+func (db *DB) apply(r *wal.Tx) (int64, error) {
 	tx := &db.wtx
 	db.begin(tx)
 	tx.rev, tx.now = r.Revision, r.Time
@@ -30,9 +38,8 @@ func (db *DB) replay(r *wal.Tx) error {
 		}
 		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: kindFromWAL[w.Kind]})
 	}
-	_, err := tx.commit() // and publishes it to the history
-	db.restored = r.Revision
-	return err
+	tx.applied = db.repl != nil
+	return tx.commit()
 }
 
 // restoreHistory gives the broker's history a transaction that the

@@ -28,6 +28,10 @@ type Tx struct {
 	// only once read is durable (see DB.write).
 	read int64
 
+	// applied marks a transaction that Replica.ApplyCommitted replays:
+	// durable already, it goes to neither the log nor the replicator.
+	applied bool
+
 	snap  *btree.BTreeG[treeItem] // read: the snapshot's tree
 	probe entry                   // a search key for snap, reused
 }

@@ -86,8 +86,13 @@ func (db *DB) begin(tx *Tx) {
 	tx.done = false
 	tx.rev = db.rev + 1
 	tx.now = db.now()
+	if db.repl != nil {
+		// Time never runs backwards across a change of leader.
+		tx.now = max(tx.now, db.lastTime)
+	}
 	tx.writes = tx.writes[:0]
 	tx.read = 0
+	tx.applied = false
 	db.bury()
 }
 
@@ -121,7 +126,9 @@ func (tx *Tx) commit() (int64, error) {
 		return 0, nil
 	}
 	db := tx.db
-	if db.log != nil {
+	switch {
+	case tx.applied: // already durable elsewhere: ApplyCommitted
+	case db.log != nil:
 		if err := db.log.Append(tx.record()); err != nil {
 			tx.rollback()
 			if errors.Is(err, wal.ErrTooLarge) {
@@ -129,30 +136,30 @@ func (tx *Tx) commit() (int64, error) {
 			}
 			return 0, fmt.Errorf("engine: %w", err)
 		}
+	case db.repl != nil:
+		if err := db.repl.Append(tx.record()); err != nil {
+			tx.rollback()
+			return 0, err
+		}
+		db.lastTime = max(db.lastTime, tx.now)
 	}
 	tx.done = true
 	c := &commit{rev: tx.rev, writes: make([]committedWrite, len(tx.writes)), events: make([]pubsub.Event, len(tx.writes))}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
-		c.writes[i] = committedWrite{e: w.e, v: v}
+		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
 		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
-		if w.old != nil && !w.old.deleted() && w.old.expires != 0 {
+		if present(w.old) && w.old.expires != 0 {
 			db.exp.remove(w.old.expires, w.e)
 		}
-		switch {
-		case v.deleted():
-			if !w.created {
-				db.keys.Add(-1)
-			}
-		case v.expires != 0:
+		if present(v) && v.expires != 0 {
 			db.exp.add(v.expires, w.e)
-			fallthrough
-		default:
-			if w.created {
-				db.keys.Add(1)
-			}
 		}
+		// A key is counted while its newest version is not a tombstone.
+		// Its entry may hold a tombstone not yet buried, so created alone
+		// does not say whether the key is new.
+		db.keys.Add(count(v) - count(w.old))
 		tx.writes[i] = txWrite{}
 	}
 	tx.writes = tx.writes[:0]
@@ -161,8 +168,14 @@ func (tx *Tx) commit() (int64, error) {
 
 	db.pub.mu.Lock()
 	db.pub.queue = append(db.pub.queue, c)
+	// The replicated log may have committed it, and Publish run for
+	// it, between Append and here.
+	published := db.repl != nil && c.rev <= db.pub.target
 	db.pub.mu.Unlock()
-	if db.log == nil {
+	if published {
+		db.publish(c.rev)
+	}
+	if db.log == nil && db.repl == nil {
 		// In memory a commit is final at once: make it visible before the
 		// writer lock goes, so that the next transaction finds it so.
 		db.publish(tx.rev)
@@ -194,12 +207,33 @@ type commit struct {
 type committedWrite struct {
 	e *entry
 	v *version
+	// What the transaction found, so that Replica.Abandon can undo it.
+	old     *version
+	created bool
+}
+
+// present reports whether v is a version that holds a value, expired or
+// not: the key exists and is counted in DB.keys.
+func present(v *version) bool { return v != nil && !v.deleted() }
+
+func count(v *version) int64 {
+	if present(v) {
+		return 1
+	}
+	return 0
 }
 
 // durable waits until revision rev is durable and makes it visible; rev 0
 // (nothing written) returns at once.
 func (db *DB) durable(rev int64) error {
-	if rev == 0 || db.log == nil {
+	if rev == 0 {
+		return nil
+	}
+	if db.repl != nil {
+		// The replicator's commit path publishes (Replica.Publish).
+		return db.repl.WaitDurable(rev)
+	}
+	if db.log == nil {
 		return nil
 	}
 	if err := db.log.WaitDurable(rev); err != nil {

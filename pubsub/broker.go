@@ -185,7 +185,13 @@ func (b *Broker) Stats() Stats {
 // behind) and one with a regex pattern, since waiting for them could wait
 // for their readers, or their regexes. Its Position says where to resume.
 // Closing twice does nothing.
-func (b *Broker) Close() {
+func (b *Broker) Close() { b.CloseWith(ErrClosed) }
+
+// CloseWith closes the broker as Close does, but ends the subscriptions
+// with err rather than ErrClosed: a database whose state was replaced
+// ends them with a *CompactedError, since the history they follow is
+// gone.
+func (b *Broker) CloseWith(err error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -204,7 +210,7 @@ func (b *Broker) Close() {
 	b.mu.Unlock()
 	for _, s := range subs {
 		s.mu.Lock()
-		s.end(ErrClosed)
+		s.end(err)
 		s.mu.Unlock()
 	}
 	close(b.stop)
