@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
 )
 
 // Node is one member of a livekv cluster.
@@ -19,14 +20,39 @@ type Node struct {
 	opts Options
 	sm   stateMachine
 	mux  *mux
-	rn   *raftNode
-	rpc  *rpcClient
-	srv  *rpcServer
+
+	// The database, for a node that Open made (nil in tests of the
+	// raft machinery alone).
+	db  *engine.DB
+	ctl *engine.Replica
+	rep *replicator
+	fsm *fsm
+
+	rn  *raftNode
+	rpc *rpcClient
+	srv *rpcServer
 
 	// ready is set while this node leads and has applied a barrier in
 	// its term, so that its commit and applied indexes cover everything
 	// earlier leaders committed.
 	ready atomic.Bool
+
+	// served is set once this node has applied the commit index it first
+	// learned from a leader: before that it serves no read at all, stale
+	// ones included, since its state may be far behind.
+	served atomic.Bool
+
+	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
+
+	subMu sync.Mutex // guards subs
+	subs  map[*engine.Subscription]struct{}
+
+	// gate is held for reading while a raft future that raft might drop
+	// at shutdown is pending (VerifyLeader, LeadershipTransfer: raft
+	// queues them in buffered channels that nobody drains once it shuts
+	// down). Close takes it for writing before it shuts raft down; while
+	// raft runs, those futures always resolve.
+	gate sync.RWMutex
 
 	ctx       context.Context // ends when Close starts
 	cancel    context.CancelFunc
@@ -67,7 +93,8 @@ const joinTimeout = 2 * time.Minute
 const catchUpEntries = 1000
 
 // openNode opens a node whose state machine is fsm.
-func openNode(dir string, opts *Options, fsm stateMachine) (_ *Node, err error) {
+// started, if not nil, runs once raft runs, before the node serves.
+func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) (_ *Node, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -78,7 +105,7 @@ func openNode(dir string, opts *Options, fsm stateMachine) (_ *Node, err error) 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{})}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -86,8 +113,16 @@ func openNode(dir string, opts *Options, fsm stateMachine) (_ *Node, err error) 
 		n.cancel()
 		return nil, err
 	}
-	n.wg.Add(1)
+	if started != nil {
+		started(n)
+	}
+	n.wg.Add(2)
 	go n.leadership()
+	go n.catchUp()
+	if n.db != nil {
+		n.wg.Add(1)
+		go n.watchLeader()
+	}
 	n.srv = startRPCServer(n.mux.rpc, n.handle)
 	if !n.rn.bootstrapped && len(o.Join) > 0 {
 		if has, err := n.hasState(); err != nil || !has {
@@ -118,10 +153,17 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
 		n.cancel()
+		n.gate.Lock()
+		//lint:ignore SA2001 taking the lock waits out the pending futures; nothing to do under it
+		n.gate.Unlock()
 		n.rpc.close()
 		n.closeErr = n.rn.close() // closes the mux, and so the RPC connections
 		n.srv.close()
 		n.wg.Wait()
+		if n.rep != nil {
+			n.rep.close()
+			n.closeErr = errors.Join(n.closeErr, n.db.Close())
+		}
 	})
 	return n.closeErr
 }
@@ -360,7 +402,7 @@ func (n *Node) transfer(id string) error {
 		return n.notLeader()
 	}
 	if id == "" {
-		return r.LeadershipTransfer().Error()
+		return n.gated(func() error { return r.LeadershipTransfer().Error() })
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -368,7 +410,7 @@ func (n *Node) transfer(id string) error {
 	}
 	for _, s := range f.Configuration().Servers {
 		if string(s.ID) == id {
-			return r.LeadershipTransferToServer(s.ID, s.Address).Error()
+			return n.gated(func() error { return r.LeadershipTransferToServer(s.ID, s.Address).Error() })
 		}
 	}
 	return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
@@ -410,6 +452,9 @@ func (n *Node) leadership() {
 			return
 		case leading := <-r.LeaderCh():
 			n.ready.Store(false)
+			if n.rep != nil {
+				n.rep.endStint()
+			}
 			if !leading {
 				continue
 			}
@@ -419,8 +464,36 @@ func (n *Node) leadership() {
 				continue // lost leadership or shutting down
 			}
 			if r.State() == raft.Leader {
+				if n.rep != nil {
+					n.rep.startStint()
+				}
 				n.ready.Store(true)
 			}
+		}
+	}
+}
+
+// catchUp sets served once this node has applied what the cluster had
+// committed when it first heard from a leader.
+func (n *Node) catchUp() {
+	defer n.wg.Done()
+	for !n.served.Load() {
+		if n.ready.Load() {
+			n.served.Store(true)
+			return
+		}
+		if !n.IsLeader() {
+			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+			resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
+			if err == nil && n.sm.tracker().wait(ctx, resp.Index) == nil {
+				n.served.Store(true)
+			}
+			cancel()
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -443,6 +516,12 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		err = n.transfer(req.ID)
 	case opReadIndex:
 		resp.Index, err = n.leaderReadIndex()
+	case opSet, opPutIfAbsent, opCAS, opPatch, opIncrement, opDelete:
+		if n.db == nil {
+			err = fmt.Errorf("cluster: this node has no database")
+			break
+		}
+		resp.Result, err = n.execute(req)
 	default:
 		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)
 	}
@@ -466,13 +545,24 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
 	}
 	idx := r.CommitIndex()
-	if err := r.VerifyLeader().Error(); err != nil {
+	if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, n.notLeader()
 		}
 		return 0, err
 	}
 	return idx, nil
+}
+
+// gated runs fn, which waits for a raft future, unless the node is
+// closing; see gate.
+func (n *Node) gated(fn func() error) error {
+	n.gate.RLock()
+	defer n.gate.RUnlock()
+	if n.closed() {
+		return ErrClosed
+	}
+	return fn()
 }
 
 // linearize waits until this node has applied every entry committed

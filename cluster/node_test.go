@@ -55,7 +55,7 @@ func (c *listNodes) open(i int, peers []Peer, join []string) {
 	n, err := openNode(filepath.Join(c.dir, id), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(i), Peers: peers, Join: join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
-	}, c.fsms[i])
+	}, c.fsms[i], nil)
 	require.NoError(c.t, err)
 	c.nodes[i] = n
 }

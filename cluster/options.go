@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
 )
 
 // Peer is one voting member of the cluster: its node ID and the address of
@@ -70,6 +71,17 @@ type Options struct {
 	// that a follower that was down briefly catches up from the log rather
 	// than by a full snapshot. Default 10240.
 	TrailingLogs uint64
+
+	// WriteTimeout bounds how long a write waits to learn whether it
+	// committed; past it the write fails with ErrUncertain. It also
+	// bounds a linearizable read's wait for the leader. Default 10 s.
+	WriteTimeout time.Duration
+
+	// Engine configures the node's database: its size limits, history
+	// and clock. Its Sync, SweepInterval, checkpoint and file-system
+	// fields do not apply: the raft log keeps the data durable and only
+	// the leader sweeps expired keys.
+	Engine *engine.Options
 
 	// Listener, if set, is the listener the node serves on instead of
 	// listening on RaftAddr itself; the node closes it. Tests pass a
@@ -144,6 +156,16 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout < 0 {
+		return c, fmt.Errorf("%w: WriteTimeout %v is negative", ErrInvalidOptions, c.WriteTimeout)
+	}
+	if c.Engine != nil {
+		e := *c.Engine
+		c.Engine = &e
 	}
 	return c, nil
 }
