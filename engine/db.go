@@ -19,6 +19,7 @@ import (
 //	wmu → index shard                   (a write)
 //	wmu → pub.mu → readers.mu           (commit, publish, bury)
 //	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
+//	wmu → pub.mu → index shard, ordered.mu (Replica.Abandon)
 //	wmu → the log's mu                  (Append)
 //	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
 //	ckpt.mu → the broker's hmu          (what the history still needs)
@@ -66,6 +67,13 @@ type DB struct {
 		// commit queued at or below it, after Publish ran, publishes
 		// itself.
 		target int64
+		// lost holds, for each Replica.Abandon that rolled something
+		// back, the first revision it took back; it changes under wmu
+		// too. A writer notes its length when its transaction ends, and
+		// after waiting checks whether an Abandon since took back what
+		// it wrote or read: the replicator, which knows revisions only,
+		// may have seen another commit at the same revision succeed.
+		lost []int64
 	}
 	index   *index
 	order   *ordered

@@ -34,4 +34,13 @@
 // A key written with a TTL is invisible to every read from the instant it
 // expires. A background sweeper then removes it as a change of its own,
 // with a new revision, so that subscribers see the expiry.
+//
+// # Backup and replicas
+//
+// DB.Backup writes a consistent snapshot at one revision while writers go
+// on, and RestoreDir makes a folder from one that Open opens at exactly
+// that revision. OpenReplica opens a database whose commits a replicated
+// log keeps durable instead of the write-ahead log (Options.Replicator),
+// with a *Replica to control it; package cluster builds on it. See
+// docs/durability.md.
 package engine

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -421,6 +422,14 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 			require.NoError(t, db.Close())
 			db, err = engine.Open(dir, o)
 			require.NoError(t, err)
+		case op < 97 && rep != nil: // the follower restores from the leader's snapshot
+			log = append(log, "restore follower")
+			snap, err := rep.leader.Snapshot()
+			require.NoError(t, err)
+			var buf bytes.Buffer
+			require.NoError(t, snap.Write(&buf))
+			snap.Close()
+			require.NoError(t, rep.follower.Restore(&buf))
 		default:
 			log = append(log, "sweep")
 			got, want := engine.Sweep(db), m.sweep()

@@ -21,9 +21,18 @@ type Replicator interface {
 	// WaitDurable returns once revision rev is durable and published
 	// (Replica.Publish(rev) has run), or with the error that says why it
 	// will not be (or that nobody can know). The writer of rev, and a
-	// transaction that read rev's writes, get that error as it is.
+	// transaction that read rev's writes, get that error as it is. A
+	// revision may be appended again after an Abandon; the DB itself
+	// tells the writers of the abandoned one (ErrAbandoned) if
+	// WaitDurable reports the new one durable.
 	WaitDurable(rev int64) error
 }
+
+// ErrAbandoned is returned to a writer on a replica whose commit, or a
+// speculative commit it read, Replica.Abandon rolled back, when the
+// replicator itself reported success: the revision committed, but as
+// another transaction. The write did not happen.
+var ErrAbandoned = errors.New("engine: commit abandoned")
 
 // ErrOutOfOrder is returned by Replica.ApplyCommitted for a transaction
 // that is not the next revision, or while speculative commits wait.
@@ -47,7 +56,9 @@ type Replica struct{ db *DB }
 // Replicator.WaitDurable, not for a fsync, and becomes visible only with
 // Publish. The background sweeper does not run (SweepInterval is
 // ignored): the leader expires keys with Replica.Sweep, and the others
-// apply those expiries. Checkpoints do nothing. The clock of write
+// apply those expiries. Checkpoints do nothing. Close does not wait for
+// writers in WaitDurable: close the replicator too, so that they return.
+// The clock of write
 // transactions, which decides expiry times, never goes below the newest
 // commit time the replica applied or handed on, so that time does not
 // run backwards when another node takes over.
@@ -156,6 +167,9 @@ func (db *DB) abandon() int {
 		}
 		queue[i] = nil
 	}
+	if len(queue) > 0 {
+		db.pub.lost = append(db.pub.lost, committed+1)
+	}
 	db.pub.queue = queue[:0]
 	db.pub.target = committed
 	db.rev = committed
@@ -163,7 +177,8 @@ func (db *DB) abandon() int {
 }
 
 // Snapshot is a copy-on-write view of a database at one revision, kept
-// until Close: what a replicated log's snapshot of the state holds.
+// until Close: what a replicated log's snapshot of the state holds. Its
+// methods are not for use from several goroutines at once.
 type Snapshot struct {
 	db     *DB
 	t      treeCopy

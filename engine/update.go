@@ -58,6 +58,7 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 		rev, err = tx.commit()
 	}
 	read := tx.read
+	epoch := len(db.pub.lost) // changes only under wmu
 	locked = false
 	db.wmu.Unlock()
 	if rev == 0 && read > db.committed.Load() {
@@ -66,14 +67,14 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 		// write that is not yet durable. A crash could still take that
 		// write back, so the caller hears nothing until it is durable, and
 		// if it never becomes so, hears why instead.
-		if derr := db.durable(read); derr != nil {
+		if derr := db.durable(read, epoch); derr != nil {
 			return 0, derr
 		}
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := db.durable(rev); err != nil {
+	if err := db.durable(rev, epoch); err != nil {
 		return 0, err
 	}
 	return rev, nil
@@ -224,14 +225,27 @@ func count(v *version) int64 {
 }
 
 // durable waits until revision rev is durable and makes it visible; rev 0
-// (nothing written) returns at once.
-func (db *DB) durable(rev int64) error {
+// (nothing written) returns at once. epoch is len(db.pub.lost) when the
+// transaction that waits for rev ended.
+func (db *DB) durable(rev int64, epoch int) error {
 	if rev == 0 {
 		return nil
 	}
 	if db.repl != nil {
 		// The replicator's commit path publishes (Replica.Publish).
-		return db.repl.WaitDurable(rev)
+		if err := db.repl.WaitDurable(rev); err != nil {
+			return err
+		}
+		// rev may be durable as another leader's commit, after an
+		// Abandon took back the one this transaction made or read.
+		db.pub.mu.Lock()
+		defer db.pub.mu.Unlock()
+		for _, from := range db.pub.lost[epoch:] {
+			if from <= rev {
+				return fmt.Errorf("%w: revision %d", ErrAbandoned, rev)
+			}
+		}
+		return nil
 	}
 	if db.log == nil {
 		return nil
