@@ -25,6 +25,8 @@ type dbCluster struct {
 	mu    sync.Mutex // guards nodes when writers run beside faults
 	nodes []*Node
 	eo    *engine.Options
+
+	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 }
 
 func newDBCluster(t testing.TB, n int, eo *engine.Options) *dbCluster {
@@ -55,6 +57,7 @@ func (c *dbCluster) start(i int) {
 		NodeID: c.peers[i].ID, RaftAddr: c.peers[i].Addr, Peers: c.peers,
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
+		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 	})
 	require.NoError(c.t, err)
 	c.nodes[i] = n

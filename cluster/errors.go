@@ -60,23 +60,26 @@ func (e *NotLeaderError) Error() string {
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // wireErrors are the errors that keep their identity across the RPC, by
-// the code sent with them.
-var wireErrors = map[string]error{
-	"not_leader":     ErrNotLeader,
-	"no_leader":      ErrNoLeader,
-	"not_committed":  ErrNotCommitted,
-	"uncertain":      ErrUncertain,
-	"behind":         ErrBehind,
-	"closed":         ErrClosed,
-	"invalid_opts":   ErrInvalidOptions,
-	"not_found":      engine.ErrNotFound,
-	"conflict":       engine.ErrConflict,
-	"not_integer":    engine.ErrNotInteger,
-	"overflow":       engine.ErrOverflow,
-	"invalid_key":    engine.ErrInvalidKey,
-	"too_large":      engine.ErrTooLarge,
-	"engine_options": engine.ErrInvalidOptions,
-	"engine_closed":  engine.ErrClosed,
+// the code sent with them; the first that matches names an error.
+var wireErrors = []struct {
+	code string
+	err  error
+}{
+	{"not_leader", ErrNotLeader},
+	{"no_leader", ErrNoLeader},
+	{"not_committed", ErrNotCommitted},
+	{"uncertain", ErrUncertain},
+	{"behind", ErrBehind},
+	{"closed", ErrClosed},
+	{"invalid_opts", ErrInvalidOptions},
+	{"not_found", engine.ErrNotFound},
+	{"conflict", engine.ErrConflict},
+	{"not_integer", engine.ErrNotInteger},
+	{"overflow", engine.ErrOverflow},
+	{"invalid_key", engine.ErrInvalidKey},
+	{"too_large", engine.ErrTooLarge},
+	{"engine_options", engine.ErrInvalidOptions},
+	{"engine_closed", engine.ErrClosed},
 }
 
 // errorResponse is the response carrying err.
@@ -86,9 +89,9 @@ func errorResponse(err error) *rpcResponse {
 	if errors.As(err, &nl) {
 		r.LeaderID, r.LeaderAddr = nl.ID, nl.Addr
 	}
-	for code, e := range wireErrors {
-		if errors.Is(err, e) {
-			r.Code = code
+	for _, w := range wireErrors {
+		if errors.Is(err, w.err) {
+			r.Code = w.code
 			break
 		}
 	}
@@ -103,7 +106,13 @@ func (r *rpcResponse) err() error {
 	if r.Code == "not_leader" {
 		return &NotLeaderError{ID: r.LeaderID, Addr: r.LeaderAddr}
 	}
-	return &remoteError{msg: r.Err, sentinel: wireErrors[r.Code]}
+	e := &remoteError{msg: r.Err}
+	for _, w := range wireErrors {
+		if w.code == r.Code {
+			e.sentinel = w.err
+		}
+	}
+	return e
 }
 
 // remoteError is an error returned by another node.

@@ -61,7 +61,8 @@ func (f *fsm) apply(data []byte) error {
 	r := f.r
 	r.stintMu.Lock()
 	if nonce == r.stint && nonce != 0 {
-		// What this node executed in this stint: make it visible.
+		// What this node executed in its latest stint: make it
+		// visible.
 		r.rep.Publish(last)
 	} else {
 		if r.stint != 0 {

@@ -47,11 +47,13 @@ type Node struct {
 	subMu sync.Mutex // guards subs
 	subs  map[*engine.Subscription]struct{}
 
-	// gate is held for reading while a raft future that raft might drop
-	// at shutdown is pending (VerifyLeader, LeadershipTransfer: raft
-	// queues them in buffered channels that nobody drains once it shuts
-	// down). Close takes it for writing before it shuts raft down; while
-	// raft runs, those futures always resolve.
+	// gate is held for reading while a raft future is pending: raft may
+	// drop futures at shutdown (it queues VerifyLeader and
+	// LeadershipTransfer in buffered channels that nobody drains then,
+	// and committed entries wait in a buffered channel for the FSM),
+	// and their Error would never return. Close takes it for writing
+	// before it shuts raft down; while raft runs, they always resolve,
+	// if only with leadership lost.
 	gate sync.RWMutex
 
 	ctx       context.Context // ends when Close starts
@@ -156,12 +158,14 @@ func (n *Node) Close() error {
 		n.gate.Lock()
 		//lint:ignore SA2001 taking the lock waits out the pending futures; nothing to do under it
 		n.gate.Unlock()
+		if n.rep != nil {
+			n.rep.close() // waits for its proposals, while raft still runs
+		}
 		n.rpc.close()
 		n.closeErr = n.rn.close() // closes the mux, and so the RPC connections
 		n.srv.close()
 		n.wg.Wait()
-		if n.rep != nil {
-			n.rep.close()
+		if n.db != nil {
 			n.closeErr = errors.Join(n.closeErr, n.db.Close())
 		}
 	})
@@ -224,6 +228,9 @@ func (n *Node) Status() Status {
 		Applied:   n.sm.tracker().index(),
 	}
 	s.LeaderID, s.LeaderAddr = n.Leader()
+	if n.db != nil {
+		s.Revision = n.db.Revision()
+	}
 	if f := r.GetConfiguration(); f.Error() == nil {
 		for _, sv := range f.Configuration().Servers {
 			s.Servers = append(s.Servers, Server{ID: string(sv.ID), Addr: string(sv.Address), Voter: sv.Suffrage == raft.Voter})
@@ -337,12 +344,12 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		case string(s.ID) == id || string(s.Address) == addr:
 			// A node that came back under a new address, or a new
 			// node on an old one: the old entry goes first.
-			if err := r.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+			if err := n.gated(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
 				return err
 			}
 		}
 	}
-	if err := r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
+	if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
 		return err
 	}
 	for {
@@ -358,7 +365,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error()
+	return n.gated(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
 }
 
 // RemoveServer removes the member id from the cluster. On a follower the
@@ -379,7 +386,7 @@ func (n *Node) removeServer(id string) error {
 	if r.State() != raft.Leader {
 		return n.notLeader()
 	}
-	return r.RemoveServer(raft.ServerID(id), 0, 0).Error()
+	return n.gated(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
@@ -460,7 +467,7 @@ func (n *Node) leadership() {
 			}
 			// Barrier returns once every entry before it, those of
 			// earlier terms included, is applied here.
-			if err := r.Barrier(0).Error(); err != nil {
+			if err := n.gated(func() error { return r.Barrier(0).Error() }); err != nil {
 				continue // lost leadership or shutting down
 			}
 			if r.State() == raft.Leader {
@@ -485,7 +492,7 @@ func (n *Node) catchUp() {
 		if !n.IsLeader() {
 			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
 			resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
-			if err == nil && n.sm.tracker().wait(ctx, resp.Index) == nil {
+			if err == nil && n.waitReadIndex(ctx, readIndex{resp.Index, resp.Rev}) == nil {
 				n.served.Store(true)
 			}
 			cancel()
@@ -515,13 +522,16 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	case opTransfer:
 		err = n.transfer(req.ID)
 	case opReadIndex:
-		resp.Index, err = n.leaderReadIndex()
+		var ri readIndex
+		ri, err = n.leaderReadIndex()
+		resp.Index, resp.Rev = ri.index, ri.rev
 	case opSet, opPutIfAbsent, opCAS, opPatch, opIncrement, opDelete:
 		if n.db == nil {
 			err = fmt.Errorf("cluster: this node has no database")
 			break
 		}
 		resp.Result, err = n.execute(req)
+		err = writeError(err)
 	default:
 		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)
 	}
@@ -531,27 +541,49 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	return resp
 }
 
-// leaderReadIndex returns an index that a read must wait for this node to
-// apply to see every write committed before the call: the commit index,
-// once a quorum confirmed this node still leads (the Raft thesis, §6.4).
-func (n *Node) leaderReadIndex() (uint64, error) {
+// readIndex is what a read must wait for a node to have applied to see
+// every write acknowledged before the read began.
+type readIndex struct {
+	index uint64 // the leader's commit index, for a node without a database
+	rev   int64  // the leader's published revision
+}
+
+// leaderReadIndex returns the read index, taken once a quorum confirmed
+// that this node still leads (the Raft thesis, §6.4). With a database it
+// is the revision the leader has published: a leader is ready only once
+// its barrier applied everything earlier leaders committed, and it
+// publishes its own writes before they are acknowledged. A revision
+// rather than a raft index, since raft's no-op and barrier entries never
+// reach the FSM, so a follower's FSM may never reach such an index.
+func (n *Node) leaderReadIndex() (readIndex, error) {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
-		return 0, n.notLeader()
+		return readIndex{}, n.notLeader()
 	}
 	if !n.ready.Load() {
 		// A new leader's commit index may still lag its predecessor's
 		// until its barrier is applied.
-		return 0, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
+		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
 	}
-	idx := r.CommitIndex()
+	ri := readIndex{index: r.CommitIndex()}
+	if n.db != nil {
+		ri.rev = n.db.Revision()
+	}
 	if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, n.notLeader()
+			return readIndex{}, n.notLeader()
 		}
-		return 0, err
+		return readIndex{}, err
 	}
-	return idx, nil
+	return ri, nil
+}
+
+// waitReadIndex waits until this node has applied ri.
+func (n *Node) waitReadIndex(ctx context.Context, ri readIndex) error {
+	if n.db != nil {
+		return n.waitRevision(ctx, ri.rev)
+	}
+	return n.sm.tracker().wait(ctx, ri.index)
 }
 
 // gated runs fn, which waits for a raft future, unless the node is
@@ -570,15 +602,15 @@ func (n *Node) gated(fn func() error) error {
 // afterwards is linearizable. On a follower the leader supplies the index
 // over the RPC and the wait is local.
 func (n *Node) linearize(ctx context.Context) error {
-	var idx uint64
+	var ri readIndex
 	for {
 		var err error
 		if n.IsLeader() {
-			idx, err = n.leaderReadIndex()
+			ri, err = n.leaderReadIndex()
 		} else {
 			var resp *rpcResponse
 			if resp, err = n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true); err == nil {
-				idx = resp.Index
+				ri = readIndex{resp.Index, resp.Rev}
 			}
 		}
 		if err == nil {
@@ -595,5 +627,5 @@ func (n *Node) linearize(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return n.sm.tracker().wait(ctx, idx)
+	return n.waitReadIndex(ctx, ri)
 }

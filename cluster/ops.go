@@ -65,7 +65,8 @@ func (n *Node) Update(fn func(tx *engine.Tx) error) (int64, error) {
 	if err := n.leading(); err != nil {
 		return 0, err
 	}
-	return n.db.Update(fn)
+	rev, err := n.db.Update(fn)
+	return rev, writeError(err)
 }
 
 func ttl(o *engine.SetOptions) time.Duration {
@@ -129,7 +130,7 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 		if n.IsLeader() {
 			r, err := n.execute(req)
 			if !errors.Is(err, ErrNotLeader) {
-				return r, err
+				return r, writeError(err)
 			}
 			// Refused before anything was done: it may go elsewhere.
 		}
@@ -186,6 +187,16 @@ func (n *Node) execute(req *rpcRequest) (*result, error) {
 		return res, fmt.Errorf("cluster: unknown write %q", req.Op)
 	}
 	return itemResult(it), err
+}
+
+// writeError gives a write's error its cluster meaning: the engine's
+// ErrAbandoned (another leader's commit took the revision) is
+// ErrNotCommitted.
+func writeError(err error) error {
+	if errors.Is(err, engine.ErrAbandoned) && !errors.Is(err, ErrNotCommitted) {
+		return fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
+	return err
 }
 
 // Consistency is how fresh a read must be.
@@ -277,6 +288,8 @@ func (n *Node) waitRevision(ctx context.Context, rev int64) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: at revision %d, asked for %d", ErrBehind, n.db.Revision(), rev)
+		case <-n.done:
+			return ErrClosed
 		case <-time.After(time.Millisecond):
 		}
 	}

@@ -28,10 +28,10 @@ const (
 //
 // Writes happen in stints: each time this node becomes leader and has
 // applied a barrier, it draws a random nonce that every entry it proposes
-// carries. An entry applied with the current stint's nonce holds what
-// this node executed, speculatively, and is published; any other entry
-// is applied as a follower applies it, after the speculative tail (if
-// any) is abandoned. A writer's revision resolves when this node applies
+// carries. An entry applied with the latest stint's nonce holds what this
+// node executed, speculatively, and is published, even after leadership
+// was lost (the new leader committed it); any other entry is applied as a
+// follower applies it, after the speculative tail (if any) is abandoned. A writer's revision resolves when this node applies
 // it: with its own nonce the write committed; with another, another
 // leader's entry took the revision and the write definitely did not
 // commit (ErrNotCommitted); if neither happens in time, ErrUncertain.
@@ -94,8 +94,9 @@ func (r *replicator) start(rf *raft.Raft) {
 	go r.collect()
 }
 
-// close stops the proposer; raft must be shut down first, so that every
-// future resolves.
+// close stops the proposer and waits for what it proposed to resolve;
+// raft must still run, since it may drop the futures of entries it has
+// not applied when it shuts down.
 func (r *replicator) close() {
 	close(r.done)
 	r.wg.Wait()
@@ -211,28 +212,24 @@ func (r *replicator) startStint() {
 	r.mu.Unlock()
 }
 
-// endStint ends the stint when leadership is lost: Append refuses, what
-// was not proposed is dropped, and the engine's speculative commits are
-// rolled back. Their writers learn their fate as entries are applied.
+// endStint ends the stint when leadership is lost: Append refuses, and
+// what was not proposed yet is dropped, its writers told it did not
+// commit. The engine keeps the speculative commits that were proposed:
+// the new leader may still commit their entries, which then publish
+// them here as usual. The first entry of another stint, or this node's
+// next stint, abandons the rest.
 func (r *replicator) endStint() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.accepting = 0
-	dropped := r.pending
-	r.pending = nil
-	r.mu.Unlock()
-	r.stintMu.Lock()
-	r.rep.Abandon()
-	r.stint = 0
-	r.stintMu.Unlock()
-	r.mu.Lock()
-	for _, p := range dropped {
+	for _, p := range r.pending {
 		if w := r.waiters[p.rev]; w != nil && !isDone(w) {
 			w.err = fmt.Errorf("%w: leadership lost before revision %d was proposed", ErrNotCommitted, p.rev)
 			close(w.done)
 			r.resolved = append(r.resolved, p.rev)
 		}
 	}
-	r.mu.Unlock()
+	r.pending = nil
 }
 
 // propose packs pending transactions into entries and hands them to raft.

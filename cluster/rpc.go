@@ -68,6 +68,7 @@ type rpcResponse struct {
 	LeaderAddr string `json:"leader_addr,omitempty"`
 
 	Index  uint64  `json:"index,omitempty"`
+	Rev    int64   `json:"rev,omitempty"`
 	Status *Status `json:"status,omitempty"`
 	Result *result `json:"result,omitempty"`
 }
