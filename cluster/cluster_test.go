@@ -13,6 +13,7 @@ import (
 
 	"github.com/livekv/livekv/cluster/clustertest"
 	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,16 +28,25 @@ type dbCluster struct {
 	eo    *engine.Options
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
+	founders                []Peer
+	join                    []string // Options.Join of the nodes started next
 }
 
-func newDBCluster(t testing.TB, n int, eo *engine.Options) *dbCluster {
+// newDBCluster starts n nodes bootstrapped together, with room on the
+// network for extra[0] more to join later.
+func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbCluster {
 	t.Helper()
-	nt, err := clustertest.New(n)
+	total := n
+	if len(extra) > 0 {
+		total += extra[0]
+	}
+	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, n), eo: eo}
-	for i := range n {
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo}
+	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
+	c.founders = c.peers[:n]
 	for i := range n {
 		c.start(i)
 	}
@@ -53,8 +63,12 @@ func (c *dbCluster) start(i int) {
 	c.t.Helper()
 	ln, err := c.net.Listener(i)
 	require.NoError(c.t, err)
+	peers := c.founders
+	if i >= len(c.founders) {
+		peers = nil // a newcomer joins
+	}
 	n, err := Open(filepath.Join(c.dir, c.peers[i].ID), &Options{
-		NodeID: c.peers[i].ID, RaftAddr: c.peers[i].Addr, Peers: c.peers,
+		NodeID: c.peers[i].ID, RaftAddr: c.peers[i].Addr, Peers: peers, Join: c.join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
@@ -298,4 +312,65 @@ func writers(k int, w *writeLog, pick func() *Node, stop chan struct{}) *sync.Wa
 		}()
 	}
 	return &wg
+}
+
+// TestCluster_JoinAndLeaveUnderWrites adds a fourth node while writers
+// write, through a follower's address, and later takes a node out: the
+// newcomer ends with the same state as the others.
+func TestCluster_JoinAndLeaveUnderWrites(t *testing.T) {
+	c := newDBCluster(t, 3, nil, 1)
+	l := c.leader()
+	for k := range 200 {
+		_, err := c.nodes[l].Set(fmt.Sprintf("pre/%d", k), "v", nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.nodes[l].rn.raft.Snapshot().Error())
+	w := newWriteLog()
+	stop := make(chan struct{})
+	wg := writers(2, w, func() *Node { return c.node(l) }, stop)
+	c.join = []string{c.net.Addr((l + 1) % 3)}
+	c.restart(3)
+	require.Len(t, c.node(l).Status().Servers, 4)
+	it, err := c.node(3).Get("pre/199") // linearizable, through the leader
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+
+	// A follower leaves; the others go on.
+	f := (l + 2) % 3
+	require.NoError(t, c.node(f).Leave(ctxT(t)))
+	c.kill(f)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	require.Len(t, c.node(l).Status().Servers, 3)
+	c.converged()
+	w.check(t, c)
+	require.NotEmpty(t, w.acked)
+}
+
+func TestCluster_ConcurrentLinearizableReadsShareRounds(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	it, err := c.nodes[l].Set("k", "v", nil)
+	require.NoError(t, err)
+	const readers, each = 16, 20
+	var wg sync.WaitGroup
+	for g := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := c.nodes[[]int{l, f}[g%2]]
+			for range each {
+				got, err := n.Get("k")
+				if !assert.NoError(t, err) || !assert.Equal(t, it.Revision, got.Revision) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rounds := c.nodes[l].reads.rounds.Load()
+	t.Logf("%d linearizable reads took %d quorum rounds", readers*each, rounds)
+	require.Less(t, rounds, int64(readers*each), "concurrent reads share rounds")
 }

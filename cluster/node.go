@@ -42,6 +42,8 @@ type Node struct {
 	// ones included, since its state may be far behind.
 	served atomic.Bool
 
+	reads readRounds // coalesced read-index rounds, on the leader
+
 	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
 
 	subMu sync.Mutex // guards subs
@@ -523,7 +525,7 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		err = n.transfer(req.ID)
 	case opReadIndex:
 		var ri readIndex
-		ri, err = n.leaderReadIndex()
+		ri, err = n.sharedReadIndex()
 		resp.Index, resp.Rev = ri.index, ri.rev
 	case opSet, opPutIfAbsent, opCAS, opPatch, opIncrement, opDelete:
 		if n.db == nil {
@@ -606,7 +608,7 @@ func (n *Node) linearize(ctx context.Context) error {
 	for {
 		var err error
 		if n.IsLeader() {
-			ri, err = n.leaderReadIndex()
+			ri, err = n.sharedReadIndex()
 		} else {
 			var resp *rpcResponse
 			if resp, err = n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true); err == nil {

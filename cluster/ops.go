@@ -270,8 +270,17 @@ func (n *Node) readReady(opts []ReadOption) error {
 			return n.notLeader()
 		}
 	case Stale:
-		if !n.served.Load() {
-			return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+		// A node that has not caught up since it started serves no read;
+		// one that asks for a revision may wait for that.
+		for !n.served.Load() {
+			if c.minRev == 0 {
+				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+			case <-time.After(time.Millisecond):
+			}
 		}
 	default:
 		return fmt.Errorf("%w: consistency %d", ErrInvalidOptions, c.level)
