@@ -19,54 +19,52 @@ func testTxs(first int64, n int) []*wal.Tx {
 	return txs
 }
 
-func buildEntry(nonce uint64, txs []*wal.Tx) []byte {
+func buildEntry(nonce, prev uint64, txs []*wal.Tx) []byte {
 	var b entryBuilder
 	for _, tx := range txs {
 		b.add(wal.AppendTxRecord(nil, tx), tx.Revision)
 	}
-	return b.encode(nonce)
+	return b.encode(nonce, prev)
 }
 
 func TestEntry_RoundTrip(t *testing.T) {
 	txs := testTxs(41, 3)
-	e := buildEntry(0xfeedface, txs)
-	nonce, got, err := decodeEntry(e)
+	e := buildEntry(0xfeedface, 0xbeef, txs)
+	got, err := decodeEntry(e)
 	require.NoError(t, err)
-	require.Equal(t, uint64(0xfeedface), nonce)
-	require.Equal(t, txs, got)
+	require.Equal(t, entry{nonce: 0xfeedface, prev: 0xbeef, txs: txs}, got)
 }
 
 func TestEntry_DamageIsFound(t *testing.T) {
-	e := buildEntry(7, testTxs(1, 2))
+	e := buildEntry(7, 6, testTxs(1, 2))
 	for i := range e {
 		d := append([]byte(nil), e...)
 		d[i] ^= 0x10
-		_, _, err := decodeEntry(d)
+		_, err := decodeEntry(d)
 		require.ErrorIs(t, err, errBadEntry, "flipped byte %d", i)
 	}
 	for n := range len(e) {
-		_, _, err := decodeEntry(e[:n])
+		_, err := decodeEntry(e[:n])
 		require.ErrorIs(t, err, errBadEntry, "cut at %d", n)
 	}
 	// Records out of order are refused even when well framed.
 	txs := testTxs(1, 2)
 	txs[1].Revision = 5
-	_, _, err := decodeEntry(buildEntry(7, txs))
+	_, err := decodeEntry(buildEntry(7, 6, txs))
 	require.ErrorIs(t, err, errBadEntry)
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(buildEntry(1, testTxs(1, 1)))
-	f.Add(buildEntry(2, testTxs(100, 4)))
+	f.Add(buildEntry(1, 0, testTxs(1, 1)))
+	f.Add(buildEntry(2, 1, testTxs(100, 4)))
 	f.Add([]byte("L\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		nonce, txs, err := decodeEntry(b)
+		e, err := decodeEntry(b)
 		if err != nil {
 			return
 		}
-		nonce2, again, err := decodeEntry(buildEntry(nonce, txs))
+		again, err := decodeEntry(buildEntry(e.nonce, e.prev, e.txs))
 		require.NoError(t, err)
-		require.Equal(t, nonce, nonce2)
-		require.Equal(t, txs, again)
+		require.Equal(t, e, again)
 	})
 }

@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/engine"
@@ -53,13 +55,33 @@ func (f *fsm) apply(data []byte) error {
 	if f.err() != nil {
 		return f.err()
 	}
-	nonce, txs, err := decodeEntry(data)
+	e, err := decodeEntry(data)
 	if err != nil {
 		return err
 	}
+	nonce, txs := e.nonce, e.txs
 	first, last := txs[0].Revision, txs[len(txs)-1].Revision
 	r := f.r
 	r.stintMu.Lock()
+	if e.prev != r.last || first != r.lastRev+1 {
+		// Executed on a state that is not the committed one: a deposed
+		// leader's proposal that raft took after the revisions it
+		// followed were lost. Every node skips it alike.
+		f.logf("cluster: skipping stale entry: revisions %d-%d of stint %x after %x, applied %d of %x", first, last, nonce, e.prev, r.lastRev, r.last)
+		if nonce == r.stint && nonce != 0 {
+			r.rep.Abandon()
+			r.stint = 0
+			r.mu.Lock()
+			r.accepting = 0
+			r.pending = nil
+			r.mu.Unlock()
+		}
+		r.stintMu.Unlock()
+		r.mu.Lock()
+		r.failRange(first, last, nonce)
+		r.mu.Unlock()
+		return nil
+	}
 	if nonce == r.stint && nonce != 0 {
 		// What this node executed in its latest stint: make it
 		// visible.
@@ -82,6 +104,7 @@ func (f *fsm) apply(data []byte) error {
 			}
 		}
 	}
+	r.last, r.lastRev = nonce, last
 	r.stintMu.Unlock()
 	r.mu.Lock()
 	r.resolve(first, last, nonce)
@@ -99,23 +122,45 @@ func (f *fsm) err() error {
 // Snapshot implements raft.FSM: a copy-on-write view of the engine at
 // the last applied entry, which Apply published.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	s, err := f.r.rep.Snapshot()
+	r := f.r
+	r.stintMu.Lock()
+	last, lastRev := r.last, r.lastRev
+	r.stintMu.Unlock()
+	// A writer of this node may not have queued its published commit
+	// yet (it does so under the writer lock, right after Append): the
+	// view must hold every applied revision.
+	for f.db.Revision() < lastRev {
+		if f.err() != nil {
+			return nil, f.err()
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	s, err := r.rep.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	return fsmSnapshot{s}, nil
+	if s.Revision() != lastRev {
+		s.Close()
+		return nil, fmt.Errorf("cluster: snapshot at revision %d, applied %d", s.Revision(), lastRev)
+	}
+	return fsmSnapshot{s, last}, nil
 }
 
 // Restore implements raft.FSM: the engine's state is replaced by the
 // snapshot, streamed.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	var head [8]byte
+	if _, err := io.ReadFull(rc, head[:]); err != nil {
+		return fmt.Errorf("cluster: snapshot header: %w", err)
+	}
 	r := f.r
 	r.stintMu.Lock()
 	defer r.stintMu.Unlock()
 	if err := r.rep.Restore(rc); err != nil {
 		return err
 	}
+	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
 	r.stint = 0
 	r.mu.Lock()
 	r.accepting = 0
@@ -137,9 +182,20 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ s *engine.Snapshot }
+// fsmSnapshot is a raft snapshot: the nonce of the entry that holds its
+// revision (8 bytes, big endian), then the engine snapshot.
+type fsmSnapshot struct {
+	s    *engine.Snapshot
+	last uint64
+}
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	var head [8]byte
+	binary.BigEndian.PutUint64(head[:], s.last)
+	if _, err := sink.Write(head[:]); err != nil {
+		sink.Cancel()
+		return err
+	}
 	if err := s.s.Write(sink); err != nil {
 		sink.Cancel()
 		return err

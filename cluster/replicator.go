@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -44,7 +45,7 @@ type replicator struct {
 
 	wake    chan struct{} // the proposer has work
 	done    chan struct{} // closed by close
-	futures chan raft.ApplyFuture
+	futures chan proposal
 	sem     chan struct{} // one per entry in flight
 	wg      sync.WaitGroup
 
@@ -52,9 +53,12 @@ type replicator struct {
 	// stint.
 	stintMu sync.Mutex
 	stint   uint64 // the nonce of the stint whose speculative commits the engine holds; 0 if none
+	last    uint64 // the nonce of the last entry applied (0: none); the same on every node
+	lastRev int64  // the newest revision applied
 
 	mu        sync.Mutex // guards the fields below
 	accepting uint64     // the stint nonce Append stamps; 0 when not leader
+	prev      uint64     // the nonce the next proposed entry follows
 	pending   []pendingTx
 	waiters   map[int64]*waiter
 	resolved  []int64 // revisions with a resolved waiter, oldest first
@@ -79,7 +83,7 @@ func newReplicator(timeout time.Duration, notLeader func() error) *replicator {
 		timeout:   timeout,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		futures:   make(chan raft.ApplyFuture, maxInFlight),
+		futures:   make(chan proposal, maxInFlight),
 		sem:       make(chan struct{}, maxInFlight),
 		waiters:   map[int64]*waiter{},
 		notLeader: notLeader,
@@ -184,6 +188,18 @@ func (r *replicator) failAbove(rev int64, keep uint64) {
 	}
 }
 
+// failRange fails the waiters of revisions first..last executed in the
+// stint nonce: their entry was skipped; mu is held.
+func (r *replicator) failRange(first, last int64, nonce uint64) {
+	for rev := first; rev <= last; rev++ {
+		if w := r.waiters[rev]; w != nil && w.nonce == nonce && !isDone(w) {
+			w.err = fmt.Errorf("%w: revision %d was executed on a state that did not commit", ErrNotCommitted, rev)
+			close(w.done)
+			r.resolved = append(r.resolved, rev)
+		}
+	}
+}
+
 func isDone(w *waiter) bool {
 	select {
 	case <-w.done:
@@ -208,7 +224,7 @@ func (r *replicator) startStint() {
 	r.stint = nonce
 	r.mu.Lock()
 	r.failAbove(r.published, 0)
-	r.accepting = nonce
+	r.accepting, r.prev = nonce, r.last
 	r.mu.Unlock()
 }
 
@@ -256,23 +272,38 @@ func (r *replicator) propose() {
 				k++
 			}
 			r.pending = r.pending[k:]
+			prev := r.prev
+			r.prev = nonce
 			r.mu.Unlock()
 			select {
 			case r.sem <- struct{}{}:
 			case <-r.done:
 				return
 			}
-			r.futures <- r.raft.Apply(b.encode(nonce), 0)
+			r.futures <- proposal{r.raft.Apply(b.encode(nonce, prev), 0), b.first, b.last, nonce}
 		}
 	}
 }
 
+// proposal is an entry handed to raft.
+type proposal struct {
+	f           raft.ApplyFuture
+	first, last int64
+	nonce       uint64
+}
+
 // collect waits for the proposed entries in turn, to bound how many are
-// in flight. Their outcome reaches the writers through the FSM.
+// in flight. Their outcome reaches the writers through the FSM, except
+// for an entry raft refused outright (ErrNotLeader: it never reached the
+// log), whose writers learn at once that it did not commit.
 func (r *replicator) collect() {
 	defer r.wg.Done()
-	for f := range r.futures {
-		_ = f.Error()
+	for p := range r.futures {
+		if errors.Is(p.f.Error(), raft.ErrNotLeader) {
+			r.mu.Lock()
+			r.failRange(p.first, p.last, p.nonce)
+			r.mu.Unlock()
+		}
 		<-r.sem
 	}
 }
