@@ -94,7 +94,7 @@ func (n *Node) leading() error {
 		return err
 	}
 	deadline := time.Now().Add(n.opts.WriteTimeout)
-	for n.IsLeader() && !n.ready.Load() && time.Now().Before(deadline) {
+	for n.IsLeader() && !n.ready.Load() && time.Now().Before(deadline) && !n.closed() {
 		time.Sleep(time.Millisecond)
 	}
 	if n.ready.Load() {
