@@ -88,6 +88,11 @@ func serve(args []string) error {
 	maxConns := fs.Int("max-conns-per-client", 32, "WebSockets one client address may hold open at once")
 	quotaKeys := fs.Int64("app-quota-keys", 10_000, "keys each showcase app (todo:, chat:) may hold; writes past it get 507")
 	quotaBytes := fs.Int64("app-quota-bytes", 16<<20, "bytes of keys and values each showcase app (todo:, chat:) may hold; writes past it get 507")
+	node := fs.String("node", "", "cluster mode: this node's ID (default: the --raft address)")
+	raftAddr := fs.String("raft", "", "cluster mode: this node's raft and cluster RPC address, HOST:PORT, reachable by the others")
+	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
+	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
+	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -120,16 +125,20 @@ func serve(args []string) error {
 		secret = []byte(s)
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	db, err := engine.Open(*data, &engine.Options{Logf: logf})
+	db, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile})
 	if err != nil {
 		return fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 	}
-	quota, err := appQuota(db, *quotaKeys, *quotaBytes)
-	if err != nil {
-		db.Close()
-		return err
+	var quota adapter.Quota
+	if edb, ok := db.store.(*engine.DB); ok {
+		// A cluster node's writes go to the leader: the quota, which
+		// checks and writes in one local transaction, serves one DB only.
+		if quota, err = appQuota(edb, *quotaKeys, *quotaBytes); err != nil {
+			db.Close()
+			return err
+		}
 	}
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf})
+	a, err := adapter.New(db.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf})
 	if err != nil {
 		db.Close()
 		return err
@@ -152,7 +161,10 @@ func serve(args []string) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	abs, _ := filepath.Abs(*data)
-	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
+	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.revision())
+	if db.node != nil {
+		fmt.Printf("livekv: cluster node %s on %s\n", db.node.ID(), db.node.Addr())
+	}
 	fmt.Printf("livekv: todo app at http://%s/todo/, chat at http://%s/chat/\n", ln.Addr(), ln.Addr())
 	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
 	if keyNote != "" {
