@@ -124,7 +124,7 @@ func readFrame(r io.Reader, v any) error {
 
 // rpcClient sends requests to other nodes over pooled connections.
 type rpcClient struct {
-	m *mux
+	dial func(ctx context.Context, addr string) (net.Conn, error) // opens an RPC connection
 
 	mu   sync.Mutex            // guards idle
 	idle map[string][]net.Conn // by address
@@ -132,7 +132,11 @@ type rpcClient struct {
 
 const maxIdlePerAddr = 4
 
-func newRPCClient(m *mux) *rpcClient { return &rpcClient{m: m, idle: map[string][]net.Conn{}} }
+func newRPCClient(m *mux) *rpcClient {
+	return &rpcClient{dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		return m.dialProto(ctx, addr, protoRPC)
+	}, idle: map[string][]net.Conn{}}
+}
 
 // call sends req to addr and returns its response; an error in the
 // response is returned as an error too.
@@ -175,7 +179,7 @@ func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
 		return conn, nil
 	}
 	c.mu.Unlock()
-	return c.m.dialProto(ctx, addr, protoRPC)
+	return c.dial(ctx, addr)
 }
 
 func (c *rpcClient) put(addr string, conn net.Conn) {

@@ -1,10 +1,12 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,6 +65,33 @@ func TestServe_Cluster(t *testing.T) {
 		require.Equal(t, 200, code, body)
 		require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
 	}
+
+	// livekv cluster, through any node.
+	out, err := exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var st struct {
+		ID       string `json:"id"`
+		LeaderID string `json:"leader_id"`
+		Servers  []any  `json:"servers"`
+	}
+	require.NoError(t, json.Unmarshal(out, &st), "%s", out)
+	require.Equal(t, "n2", st.ID)
+	require.Len(t, st.Servers, 3)
+	target := "n0"
+	if st.LeaderID == "n0" {
+		target = "n1"
+	}
+	out, err = exec.Command(bin, "cluster", "transfer", target, "--raft", raft[2]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Eventually(t, func() bool { // n2 learns of it with the next heartbeat
+		out, err = exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoError(t, json.Unmarshal(out, &st))
+		return st.LeaderID == target
+	}, 10*time.Second, 50*time.Millisecond, "leadership moved to %s", target)
+	out, err = exec.Command(bin, "cluster", "remove").CombinedOutput()
+	require.Error(t, err, "remove without an ID: %s", out)
+
 	for _, s := range srvs {
 		s.stop(t)
 	}

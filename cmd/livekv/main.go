@@ -49,7 +49,7 @@ func main() {
 		usage()
 		return
 	}
-	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load}
+	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load, "cluster": clusterCmd}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
@@ -70,6 +70,7 @@ Commands:
   check    verify a data folder's snapshot and log, changing nothing
   dump     write a data folder's items to stdout as JSON lines
   load     add JSON lines from stdin (as dump writes them) to a data folder
+  cluster  status, remove ID, transfer [ID]: operate a cluster through a node
 
 Run "livekv COMMAND --help" for a command's flags.
 `)

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/cluster"
@@ -75,4 +81,52 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 		return nil, err
 	}
 	return &store{store: n.With(cluster.Linearizable), node: n}, nil
+}
+
+// clusterCmd is livekv cluster status|remove ID|transfer [ID] --raft ADDR.
+func clusterCmd(args []string) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	addr := fs.String("raft", "127.0.0.1:7001", "the raft address of any node of the cluster")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]\n\n"+
+			"status prints a node's view of the cluster as JSON; remove takes a member out (a dead node, say);\n"+
+			"transfer hands leadership to ID, or to any up-to-date voter.")
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 {
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	op, rest := args[0], args[1:]
+	var id string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	r := cluster.NewRemote(*addr)
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	switch op {
+	case "status":
+		s, err := r.Status(ctx)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	case "remove":
+		if id == "" {
+			return errors.New("remove needs the ID of the node to remove")
+		}
+		return r.RemoveServer(ctx, id)
+	case "transfer":
+		return r.TransferLeadership(ctx, id)
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown cluster command %q", op)
 }
