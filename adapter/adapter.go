@@ -1,7 +1,9 @@
 // Package adapter serves a livekv DB over the wire protocol of the hosted
 // HPKV service: a WebSocket API at /ws and a REST API, so that HPKV
 // clients (the official @hpkv/websocket-client among them) and plain
-// browser pages work against it unmodified. Mount it in any ServeMux:
+// browser pages work against it unmodified. It also speaks the WebSocket
+// API that DBX's documentation describes, at /dbx/ws, with the same
+// credentials and limits. Mount it in any ServeMux:
 //
 //	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{key}})
 //	mux.Handle("/kv/", http.StripPrefix("/kv", a))
@@ -47,6 +49,14 @@ type Options struct {
 	// gets 403.
 	AllowedOrigins []string
 
+	// CORSOrigins are the origins (such as "https://app.example.com", or
+	// "*" for any) whose browser pages may call the REST API (token/websocket
+	// included) from another origin: their requests get Access-Control-Allow-Origin, and their
+	// preflight requests an answer. Default none: the REST API sends no
+	// CORS headers, and browsers keep other origins' pages from reading
+	// its responses. The API key is still required.
+	CORSOrigins []string
+
 	// MaxMessageSize is the largest message a client may send, in bytes;
 	// a larger one closes the connection with status 1009. Default 2 MiB.
 	MaxMessageSize int64
@@ -72,6 +82,13 @@ type Options struct {
 	// that does not answer within the interval is closed. Default 30s.
 	PingInterval time.Duration
 
+	// HeartbeatInterval is how often the DBX dialect sends a heartbeat
+	// message; a DBX client that sends nothing (its own heartbeats
+	// included) for HeartbeatInterval + HeartbeatTimeout is closed with
+	// status 1008. Defaults 30s and 30s.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+
 	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
 	// one subscribe message: over it, 400. Default 64. Each pattern is also
 	// limited to pattern.DefaultMaxLen bytes.
@@ -93,7 +110,10 @@ type Options struct {
 	MaxTokenSubscriptions int
 
 	// MaxRangeLimit bounds the records one range returns; DefaultRangeLimit
-	// is what a range without a limit returns. Defaults 1000 and 100.
+	// is what a range without a limit returns. Defaults 1000 and 100. In
+	// the DBX dialect they bound keys.scan's count in the same way, and
+	// MaxRangeLimit the operations of a batch and the keys of mget and
+	// mset.
 	MaxRangeLimit     int
 	DefaultRangeLimit int
 
@@ -101,6 +121,9 @@ type Options struct {
 	// the range stops before the record that would pass it and says
 	// truncated, as it does at its limit. Its first record is always
 	// returned, so that any value can be read. Default (for zero) 2 MiB.
+	// In the DBX dialect it bounds the values one request reads (get,
+	// mget, a batch's): over it, the request fails (one value alone
+	// always comes); and keys.scan stops early, as a range does.
 	MaxReplyBytes int
 
 	// MaxQueuedBytes bounds the bytes of replies and notifications held
@@ -116,6 +139,13 @@ type Options struct {
 	// Quota, if set, is asked about every write before it commits, and may
 	// refuse it with code 507; see Quota and PrefixQuota. Default: none.
 	Quota Quota
+
+	// OnRequest, if set, is called once for each request answered, over
+	// WebSocket (either dialect) or REST, with its operation (OpGet,
+	// OpSet, ...; a DBX request is OpDBXPrefix and its method) and the
+	// code of its reply (for DBX, the HPKV code of its error, 200 without
+	// one); for monitoring. It must be quick and safe for concurrent use.
+	OnRequest func(op string, code int)
 
 	// Logf reports connection errors. Default: nothing is reported.
 	Logf func(format string, args ...any)
@@ -182,6 +212,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.PingInterval == 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 30 * time.Second
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -189,7 +225,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Now = time.Now
 	}
 	if c.TokenTTL < 0 || c.MaxMessageSize < 0 || c.RequestRate < 0 || c.RequestBurst < 0 || c.MaxInFlight < 0 ||
-		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.MaxPatterns < 0 ||
+		c.SendQueue < 0 || c.SlowClientTimeout < 0 || c.PingInterval < 0 || c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.MaxPatterns < 0 ||
 		c.MaxSubscriptions < 0 || c.MaxConnPatterns < 0 || c.MaxTokenSubscriptions < 0 ||
 		c.MaxReplyBytes < 0 || c.MaxQueuedBytes < 0 ||
 		c.MaxRangeLimit < 0 || c.DefaultRangeLimit < 0 || c.DefaultRangeLimit > c.MaxRangeLimit {
@@ -242,12 +278,25 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case route == "ws":
 		a.serveWebSocket(w, r)
+	case route == "dbx/ws":
+		a.serveDBX(w, r)
 	case route == "token/websocket":
-		a.serveToken(w, r)
-	case route == "record" || route == "record/atomic" || route == "records":
-		a.serveREST(w, r, route)
-	case strings.HasPrefix(path, "record/"):
-		a.serveREST(w, r, path)
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveToken(rw, r)
+		a.observe(rw.op, rw.status)
+	case route == "record" || route == "record/atomic" || route == "records" || strings.HasPrefix(path, "record/"):
+		if a.cors(w, r) {
+			return // a preflight, answered
+		}
+		if route != "record" && route != "record/atomic" && route != "records" {
+			route = path // the key of record/{key} keeps its final slash
+		}
+		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}
+		a.serveREST(rw, r, route)
+		a.observe(rw.op, rw.status)
 	default:
 		writeJSON(w, http.StatusNotFound, reply{Code: http.StatusNotFound, Error: "no such endpoint"})
 	}

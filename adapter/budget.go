@@ -115,6 +115,20 @@ func encodedBound(v any) (int, bool) {
 			n += jsonStringBound(*m.Value)
 		}
 		return n, true
+	case dbxMessage:
+		// An id is echoed compacted, with HTML characters escaped: six
+		// bytes for each of its bytes at most.
+		n := messageOverhead + 6*len(m.ID) + anyBound(m.Result)
+		if m.Error != nil {
+			n += jsonStringBound(m.Error.Message)
+		}
+		if m.Key != nil {
+			n += jsonStringBound(*m.Key)
+		}
+		if m.Value != nil {
+			n += jsonStringBound(*m.Value)
+		}
+		return n, true
 	}
 	return 0, false
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,11 +19,19 @@ import (
 	"github.com/livekv/livekv/pubsub"
 )
 
-// conn is one WebSocket connection.
+// conn is one WebSocket connection, in one of the dialects the adapter
+// speaks. What the dialects share is here: authentication, the limits
+// (rate, requests in flight, the send queue and byte budget, pings),
+// subscriptions and their caps; the dialect decodes messages, runs them
+// and shapes the answers.
 type conn struct {
 	a  *Adapter
 	ws *websocket.Conn
 	ac *access
+	d  dialect
+
+	clientID string       // what the client calls itself (DBX's client_id), for logs
+	lastRead atomic.Int64 // when the last message arrived, in unix ns
 
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -51,38 +60,96 @@ type subscription struct {
 	patterns int
 }
 
-// serveWebSocket authenticates, upgrades and runs one connection until it
-// ends.
+// A dialect is one wire protocol over a conn: HPKV's (hpkvDialect) or
+// DBX's (dbxDialect).
+type dialect interface {
+	// decode decodes one text message into a request to run, or returns
+	// the answer to send instead (nil: nothing).
+	decode(b []byte) (req any, answer any)
+	// refuse is the answer to a request that is not run: req is nil for a
+	// frame that is not text (code 400); code 429 is over the rate, 503
+	// the server shutting down. nil: nothing.
+	refuse(req any, code int, msg string) any
+	// run runs a request on c and returns its answer (nil: nothing).
+	run(c *conn, req any) any
+	// notification is an event of subscription sub as a message; tagged
+	// is false for a token's own subscriptions.
+	notification(sub int64, tagged bool, ev *engine.Event) any
+	// failure is a message for an error that ends something without a
+	// request: the token's own subscriptions not starting (sub 0), or a
+	// subscription ending by itself (a *pubsub.CompactedError or a
+	// *pubsub.PatternTimeoutError).
+	failure(sub int64, err *wireError) any
+	// start starts the dialect's own goroutines on c, counted in c.tasks.
+	start(c *conn)
+	// observed names, for Options.OnRequest, the operation of req (nil:
+	// none could be decoded) and the HPKV code of answer, its answer.
+	observed(req, answer any) (op string, code int)
+}
+
+// wireError is an error with the HPKV code (an HTTP status) that says
+// what kind it is; each dialect shapes it its own way.
+type wireError struct {
+	code             int
+	msg              string
+	oldest, revision int64 // a 410's oldest revision held; for 410 and a pattern's 400, the revision
+	err              error // the engine's error, when it came from one
+}
+
+func (e *wireError) Error() string { return e.msg }
+
+// credentials checks the credentials of a connection or request: an API
+// key or a token (only one is given). It returns the access they give, or
+// the HTTP status and error that refuse them.
+func (a *Adapter) credentials(apiKey, token string) (*access, int, error) {
+	switch {
+	case apiKey != "":
+		if !a.validAPIKey(apiKey) {
+			return nil, http.StatusForbidden, errors.New("invalid API key")
+		}
+		return &access{full: true}, 0, nil
+	case token != "":
+		return a.tokenAccess(token)
+	}
+	return nil, http.StatusUnauthorized, errors.New("credentials required")
+}
+
+// fromRevision reads the fromRevision query parameter: 0 when absent.
+func fromRevision(q url.Values) (int64, error) {
+	s := q.Get("fromRevision")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("bad fromRevision")
+	}
+	return n, nil
+}
+
+// serveWebSocket authenticates, upgrades and runs one connection of the
+// HPKV dialect until it ends.
 func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var ac *access
-	switch {
-	case q.Get("apiKey") != "":
-		if !a.validAPIKey(q.Get("apiKey")) {
-			writeJSON(w, http.StatusForbidden, reply{Code: http.StatusForbidden, Error: "invalid API key"})
-			return
+	ac, code, err := a.credentials(q.Get("apiKey"), q.Get("token"))
+	if err != nil {
+		if code == http.StatusUnauthorized && !errors.Is(err, errTokenExpired) {
+			err = errors.New("apiKey or token required")
 		}
-		ac = &access{full: true}
-	case q.Get("token") != "":
-		var code int
-		var err error
-		if ac, code, err = a.tokenAccess(q.Get("token")); err != nil {
-			writeJSON(w, code, reply{Code: code, Error: err.Error()})
-			return
-		}
-	default:
-		writeJSON(w, http.StatusUnauthorized, reply{Code: http.StatusUnauthorized, Error: "apiKey or token required"})
+		writeJSON(w, code, reply{Code: code, Error: err.Error()})
 		return
 	}
-	var from int64
-	if s := q.Get("fromRevision"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			writeJSON(w, http.StatusBadRequest, reply{Code: http.StatusBadRequest, Error: "bad fromRevision"})
-			return
-		}
-		from = n
+	from, err := fromRevision(q)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, reply{Code: http.StatusBadRequest, Error: err.Error()})
+		return
 	}
+	a.serveConn(w, r, ac, from, hpkvDialect{}, "")
+}
+
+// serveConn upgrades an authenticated request and runs the connection in
+// dialect d until it ends.
+func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, from int64, d dialect, clientID string) {
 	bucket := &tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins,
 		// A ping costs the server a pong, as a request costs a reply: one
@@ -93,7 +160,7 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered (403 for a foreign origin)
 	}
 	ws.SetReadLimit(a.opts.MaxMessageSize)
-	c := &conn{a: a, ws: ws, ac: ac, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
+	c := &conn{a: a, ws: ws, ac: ac, d: d, clientID: clientID, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
 		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
 		bucket: bucket}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -125,9 +192,11 @@ func (a *Adapter) untrack(c *conn) {
 // and the subscriptions in goroutines of their own. It returns when all
 // of them have.
 func (c *conn) run(from int64) {
+	c.lastRead.Store(time.Now().UnixNano())
 	c.tasks.Add(2)
 	go c.writeLoop()
 	go c.pingLoop()
+	c.d.start(c)
 	if cl := c.ac.claims; !c.ac.full {
 		expires := time.Unix(cl.Expires, 0).Sub(c.a.opts.Now())
 		t := time.AfterFunc(expires, func() { c.fail(websocket.StatusPolicyViolation, "token expired") })
@@ -143,9 +212,11 @@ func (c *conn) run(from int64) {
 			}
 		}
 		if len(pats) > 0 {
-			if _, rep := c.subscribe(pats, from, false); rep.Code != http.StatusOK {
-				c.send(rep)
-				c.fail(websocket.StatusPolicyViolation, rep.Error)
+			if _, _, err := c.subscribe(pats, from, false); err != nil {
+				if m := c.d.failure(0, err); m != nil {
+					c.send(m)
+				}
+				c.fail(websocket.StatusPolicyViolation, err.msg)
 			}
 		}
 	}
@@ -174,15 +245,16 @@ func (c *conn) readLoop() {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
 			if status := websocket.CloseStatus(err); status == -1 && !errors.Is(err, context.Canceled) {
-				c.a.opts.Logf("livekv adapter: read: %v", err)
+				c.a.opts.Logf("livekv adapter: read%s: %v", c.logName(), err)
 			}
 			return
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		if failed {
 			continue
 		}
 		if typ != websocket.MessageText {
-			c.send(reply{Code: http.StatusBadRequest, Error: "messages are JSON text frames"})
+			c.reply(nil, c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -192,13 +264,13 @@ func (c *conn) readLoop() {
 			c.fail(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8")
 			continue
 		}
-		req, err := decodeRequest(data)
-		if err != nil {
-			c.send(reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()})
+		req, answer := c.d.decode(data)
+		if req == nil {
+			c.reply(nil, answer)
 			continue
 		}
 		if !c.bucket.take() {
-			c.send(reply{Code: http.StatusTooManyRequests, MessageID: req.MessageID, Error: "too many requests"})
+			c.reply(req, c.d.refuse(req, http.StatusTooManyRequests, "too many requests"))
 			continue
 		}
 		c.mu.Lock()
@@ -208,7 +280,7 @@ func (c *conn) readLoop() {
 		}
 		c.mu.Unlock()
 		if draining {
-			c.send(reply{Code: http.StatusServiceUnavailable, MessageID: req.MessageID, Error: "server shutting down"})
+			c.reply(req, c.d.refuse(req, http.StatusServiceUnavailable, "server shutting down"))
 			continue
 		}
 		select {
@@ -220,82 +292,89 @@ func (c *conn) readLoop() {
 		go func() {
 			defer c.reqs.Done()
 			defer func() { <-c.sem }()
-			c.send(c.handle(&req))
+			c.reply(req, c.d.run(c, req))
 		}()
 	}
 }
 
-// handle runs one request.
-func (c *conn) handle(req *request) reply {
-	var rep reply
-	switch req.Op {
-	case opSubscribe:
-		rep = c.handleSubscribe(req)
-	case opUnsubscribe:
-		rep = c.handleUnsubscribe(req)
-	default:
-		rep = c.a.do(c.ac, req)
+// reply sends answer, the answer to req, unless it is nil, and counts it
+// (Options.OnRequest, Stats).
+func (c *conn) reply(req, answer any) {
+	if answer == nil {
+		return
 	}
-	rep.MessageID = req.MessageID
-	return rep
+	c.a.observe(c.d.observed(req, answer))
+	c.send(answer)
 }
 
-func (c *conn) handleSubscribe(req *request) reply {
-	if len(req.Patterns) == 0 || len(req.Patterns) > c.a.opts.MaxPatterns {
-		return errorReply(http.StatusBadRequest, "patterns: give 1 to "+strconv.Itoa(c.a.opts.MaxPatterns))
+// answer sends m unless it is nil.
+func (c *conn) answer(m any) {
+	if m != nil {
+		c.send(m)
 	}
-	pats := make([]*pattern.Pattern, len(req.Patterns))
-	for i, s := range req.Patterns {
+}
+
+// logName names the connection in logs by its client id, if it gave one.
+func (c *conn) logName() string {
+	if c.clientID == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (client %q)", c.clientID)
+}
+
+// parsePatterns parses the patterns of a subscribe request: 1 to
+// MaxPatterns of them.
+func (c *conn) parsePatterns(srcs []string) ([]*pattern.Pattern, *wireError) {
+	if len(srcs) == 0 || len(srcs) > c.a.opts.MaxPatterns {
+		return nil, &wireError{code: http.StatusBadRequest, msg: "patterns: give 1 to " + strconv.Itoa(c.a.opts.MaxPatterns)}
+	}
+	pats := make([]*pattern.Pattern, len(srcs))
+	for i, s := range srcs {
 		p, err := pattern.Parse(s)
 		if err != nil {
-			return errorReply(http.StatusBadRequest, err.Error())
+			return nil, &wireError{code: http.StatusBadRequest, msg: err.Error(), err: err}
 		}
 		pats[i] = p
 	}
-	_, rep := c.subscribe(pats, req.FromRevision, true)
-	return rep
+	return pats, nil
 }
 
-func (c *conn) handleUnsubscribe(req *request) reply {
+// unsubscribe ends subscription id; false if there is none.
+func (c *conn) unsubscribe(id int64) bool {
 	c.mu.Lock()
-	s, ok := c.subs[req.SubscriptionID]
-	delete(c.subs, req.SubscriptionID)
+	s, ok := c.subs[id]
+	delete(c.subs, id)
 	c.mu.Unlock()
 	if !ok {
-		return errorReply(http.StatusNotFound, "no such subscription")
+		return false
 	}
 	s.s.Close()
 	c.release(s.patterns)
-	return reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
+	return true
 }
 
 // subscribe starts a subscription whose events become notifications on
 // this connection; from > 0 resumes after that revision. tagged
 // notifications carry the subscription's id (those of a token's own
-// subscriptions do not, as in HPKV).
-func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, reply) {
+// subscriptions do not, as in HPKV). It returns the subscription's id and
+// the revision it starts after.
+func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int64, int64, *wireError) {
 	if err := c.reserve(len(pats)); err != nil {
-		return 0, errorReply(http.StatusTooManyRequests, err.Error())
+		return 0, 0, &wireError{code: http.StatusTooManyRequests, msg: err.Error()}
 	}
 	s, err := c.a.db.SubscribePatterns(pats, &engine.SubscribeOptions{FromRevision: from})
 	if err != nil {
 		c.release(len(pats))
 	}
-	var compacted *pubsub.CompactedError
-	switch {
-	case errors.As(err, &compacted):
-		return 0, reply{Code: http.StatusGone, Error: err.Error(), Oldest: compacted.Oldest, Revision: compacted.Revision}
-	case errors.Is(err, engine.ErrClosed):
-		return 0, errorReply(http.StatusServiceUnavailable, err.Error())
-	case err != nil:
-		return 0, errorReply(http.StatusBadRequest, err.Error())
+	if err != nil {
+		return 0, 0, subscriptionError(err)
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		s.Close()
 		c.release(len(pats))
-		return 0, errorReply(http.StatusServiceUnavailable, "connection closing")
+		return 0, 0, &wireError{code: http.StatusServiceUnavailable, msg: "connection closing"}
 	}
 	c.nextSub++
 	id := c.nextSub
@@ -303,7 +382,26 @@ func (c *conn) subscribe(pats []*pattern.Pattern, from int64, tagged bool) (int6
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	go c.forward(id, tagged, s)
-	return id, reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: s.Revision()}
+	return id, s.Revision(), nil
+}
+
+// subscriptionError is the wireError of a subscription that did not start
+// or that ended by itself.
+func subscriptionError(err error) *wireError {
+	var compacted *pubsub.CompactedError
+	var undecided *pubsub.PatternTimeoutError
+	switch {
+	case errors.As(err, &compacted):
+		return &wireError{code: http.StatusGone, msg: err.Error(), oldest: compacted.Oldest, revision: compacted.Revision, err: err}
+	case errors.As(err, &undecided):
+		// A regex of its own could not decide on a key: the message names
+		// the pattern and the revision, not the key, which the client may
+		// not be allowed to see.
+		return &wireError{code: http.StatusBadRequest, msg: err.Error(), revision: undecided.Revision - 1, err: err}
+	case errors.Is(err, engine.ErrClosed):
+		return &wireError{code: http.StatusServiceUnavailable, msg: err.Error(), err: err}
+	}
+	return &wireError{code: http.StatusBadRequest, msg: err.Error(), err: err}
 }
 
 // reserve counts a subscription of n patterns against the connection's
@@ -377,28 +475,16 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 		case !ok:
 			continue
 		}
-		n := notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}
-		if tagged {
-			n.SubscriptionID = id
-		}
-		if ev.Type != pubsub.Delete && ev.Type != pubsub.Expire {
-			n.Value = ptr(ev.Value)
-		}
-		if !c.send(n) {
+		if !c.send(c.d.notification(id, tagged, &ev)) {
 			return
 		}
 	}
+	// A subscription that fell behind the history, or one of whose regexes
+	// could not decide on a key, says so, once.
 	var compacted *pubsub.CompactedError
 	var undecided *pubsub.PatternTimeoutError
-	switch err := s.Err(); {
-	case errors.As(err, &compacted):
-		// The subscription fell behind the history: say so, once.
-		c.send(reply{Code: http.StatusGone, Error: err.Error(), SubscriptionID: id, Oldest: compacted.Oldest, Revision: compacted.Revision})
-	case errors.As(err, &undecided):
-		// A regex of its own could not decide on a key: the message names
-		// the pattern and the revision, not the key, which the client may
-		// not be allowed to see.
-		c.send(reply{Code: http.StatusBadRequest, Error: err.Error(), SubscriptionID: id, Revision: undecided.Revision - 1})
+	if err := s.Err(); errors.As(err, &compacted) || errors.As(err, &undecided) {
+		c.answer(c.d.failure(id, subscriptionError(err)))
 	}
 }
 
@@ -468,6 +554,9 @@ func (c *conn) writeLoop() {
 		select {
 		case b := <-c.out:
 			err := c.ws.Write(c.ctx, websocket.MessageText, b)
+			if err == nil {
+				c.a.stats.bytesOut.Add(int64(len(b)))
+			}
 			c.unsent.Add(-1)
 			c.budget.release(int64(len(b)))
 			if err != nil {

@@ -70,3 +70,74 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeDBX: any bytes decode to a DBX request or to a DBX error
+// with a code, never a panic; a decoded request names a known method (or
+// is a heartbeat), and its id, when it has one, is valid JSON that the
+// reply can echo.
+func FuzzDecodeDBX(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"msg_1","method":"string.get","params":{"key":"k"},"timestamp":"2024-01-15T10:30:00Z"}`,
+		`{"id":7,"method":"SET","params":{"key":"k","value":"v","expire":60}}`,
+		`{"id":{"a":1},"method":"string.mset","params":{"pairs":{"a":"1","b":2}}}`,
+		`{"id":null,"method":"batch","params":{"operations":[{"method":"INCRBY","params":{"key":"n","amount":-3}},{"method":"string.mget","params":{"keys":["a","b"]}}]}}`,
+		`{"method":"subscribe","params":{"patterns":["user:*"],"fromRevision":12}}`,
+		`{"method":"keys.scan","params":{"pattern":"/^a/","cursor":"a1","count":10}}`,
+		`{"type":"heartbeat","timestamp":"2024-01-15T10:30:00Z"}`,
+		`{"id":1,"method":"batch","params":{"operations":[{"method":"batch"}]}}`,
+		`{"id":1,"method":"string.set","params":{"key":"a\ud800","value":"v"}}`,
+		`{"id":1,"method":"string.set","params":{"key":"k","value":"v","ttl":0}}`,
+		`{"id":[1,`, `[]`, `null`, `{"method":7}`, "{\"method\":\"GET\",\"params\":{\"key\":\"\xff\"}}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, derr := decodeDBX(b, 16)
+		if r.ID != nil && !json.Valid(r.ID) {
+			t.Fatalf("id %q is not JSON", r.ID)
+		}
+		if derr != nil {
+			if derr.Code == "" || derr.Message == "" {
+				t.Fatalf("error without a code or message: %+v", derr)
+			}
+			return
+		}
+		if r.Heartbeat {
+			return
+		}
+		if _, ok := dbxMethods[r.Method]; !ok {
+			t.Fatalf("decoded unknown method %q", r.Method)
+		}
+		if len(r.Params.Operations) > 16 || len(r.Params.Keys) > 16 || len(r.Params.Pairs) > 16 {
+			t.Fatalf("more items than the bound: %+v", r.Params)
+		}
+		for _, op := range r.Params.Operations {
+			if m, ok := dbxMethods[op.Method]; !ok || m.alone {
+				t.Fatalf("batch holds %q", op.Method)
+			}
+		}
+		if _, err := json.Marshal(dbxMessage{ID: r.ID, Timestamp: "t"}); err != nil {
+			t.Fatalf("the id cannot be echoed: %v", err)
+		}
+	})
+}
+
+// TestDecodeDBX_NoNesting: params.operations is read for batch alone, so
+// that a message cannot nest operations to make the decoder read it
+// again at every level.
+func TestDecodeDBX_NoNesting(t *testing.T) {
+	inner := `{"method":"ping"}`
+	for range 50 {
+		inner = `{"method":"string.get","params":{"key":"k","operations":[` + inner + `]}}`
+	}
+	r, derr := decodeDBX([]byte(`{"id":1,"method":"batch","params":{"operations":[`+inner+`]}}`), 10)
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if len(r.Params.Operations) != 1 || r.Params.Operations[0].Params.Operations != nil {
+		t.Fatalf("operations decoded below the batch: %+v", r.Params.Operations)
+	}
+	if _, derr := decodeDBX([]byte(`{"method":"batch","params":{}}`), 10); derr == nil || derr.Code != dbxInvalidRequest {
+		t.Fatalf("a batch without operations: %v", derr)
+	}
+}

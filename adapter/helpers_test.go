@@ -90,9 +90,14 @@ func (f *fixture) dial(query string) *client {
 }
 
 func (f *fixture) dialRaw(query string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	return f.dialPath("/ws", query, h)
+}
+
+// dialPath opens a WebSocket at path under the mount, with the query.
+func (f *fixture) dialPath(path, query string, h http.Header) (*websocket.Conn, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return websocket.Dial(ctx, strings.Replace(f.base, "http", "ws", 1)+"/ws?"+query, &websocket.DialOptions{HTTPHeader: h})
+	return websocket.Dial(ctx, strings.Replace(f.base, "http", "ws", 1)+path+"?"+query, &websocket.DialOptions{HTTPHeader: h})
 }
 
 func (c *client) write(v any) {

@@ -77,14 +77,7 @@ func TestWS_SlowClient(t *testing.T) {
 	stalled := f.dial("token=" + url.QueryEscape(tok))
 	require.Equal(t, 404.0, stalled.call(m{"op": 1, "key": "none"})["code"])
 	other := f.dial("apiKey=" + apiKey)
-	value := strings.Repeat("x", 4096)
-	start := time.Now()
-	for i := 0; i < 20000 && f.a.Stats().SlowClosed == 0; i++ {
-		_, err := f.db.Set(fmt.Sprintf("k%d", i%100), value, nil)
-		require.NoError(t, err)
-	}
-	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed == 1 }, 10*time.Second, 10*time.Millisecond)
-	require.Less(t, time.Since(start), 10*time.Second)
+	f.writeUntilSlowClosed()
 	require.Equal(t, 200.0, other.call(m{"op": 2, "key": "k", "value": "v"})["code"], "others go on")
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
 }
@@ -133,17 +126,35 @@ func TestShutdown(t *testing.T) {
 		replies++
 	}
 	require.NoError(t, <-done)
-	counter := "0"
-	if it, err := f.db.Get("n"); err == nil {
-		counter = it.Value
-	}
-	require.Equal(t, fmt.Sprint(done200), counter, "every increment that ran was answered, and only those")
+	require.Equal(t, fmt.Sprint(done200), f.counter("n"), "every increment that ran was answered, and only those")
 	t.Logf("%d replies, %d increments", replies, done200)
 	code, _ := f.rest("GET", "/record/n", apiKey, "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	_, resp, err := f.dialRaw("apiKey="+apiKey, nil)
 	require.Error(t, err)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+// writeUntilSlowClosed writes 4 KiB values to 100 keys until the adapter
+// closes a client that does not read as slow, which it must within 10 s.
+func (f *fixture) writeUntilSlowClosed() {
+	f.t.Helper()
+	value := strings.Repeat("x", 4096)
+	start := time.Now()
+	for i := 0; i < 20000 && f.a.Stats().SlowClosed == 0; i++ {
+		_, err := f.db.Set(fmt.Sprintf("k%d", i%100), value, nil)
+		require.NoError(f.t, err)
+	}
+	require.Eventually(f.t, func() bool { return f.a.Stats().SlowClosed == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Less(f.t, time.Since(start), 10*time.Second)
+}
+
+// counter is the value of key, "0" if it does not exist.
+func (f *fixture) counter(key string) string {
+	if it, err := f.db.Get(key); err == nil {
+		return it.Value
+	}
+	return "0"
 }
 
 func TestNew_InvalidOptions(t *testing.T) {

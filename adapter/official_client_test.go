@@ -27,12 +27,19 @@ func TestOfficialClient(t *testing.T) {
 		t.Fatalf("the official client is not installed: run `npm ci` in adapter/testdata/hpkv (make test does): %v", err)
 	}
 	f := newFixture(t, nil)
+	runNode(t, node, dir, "the official client", "client.mjs", f.base, apiKey)
+}
+
+// runNode runs node with args in dir, for up to a minute, and fails the
+// test unless it prints exactly "ok".
+func runNode(t *testing.T, node, dir, what string, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", f.base, apiKey)
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil || string(out) != "ok\n" {
-		t.Fatalf("the official client failed: %v\n%s", err, out)
+		t.Fatalf("%s failed: %v\n%s", what, err, out)
 	}
 }

@@ -126,19 +126,34 @@ func (a *Adapter) write(key string, op func(tx *engine.Tx) (engine.Item, error))
 		return it.Revision, err
 	}
 	return a.db.Update(func(tx *engine.Tx) error {
-		before, err := sizeIn(tx, key)
-		if err != nil {
+		_, err := a.charged(tx, key, func() error {
+			_, err := op(tx)
 			return err
-		}
-		if _, err := op(tx); err != nil {
-			return err
-		}
-		after, err := sizeIn(tx, key)
-		if err != nil {
-			return err
-		}
-		return a.opts.Quota.Charge(key, after.Bytes-before.Bytes, after.Keys-before.Keys)
+		})
+		return err
 	})
+}
+
+// charged runs op, a write to key in tx, and asks the Quota about the
+// change it makes to what key holds, which it returns once the Quota has
+// counted it.
+func (a *Adapter) charged(tx *engine.Tx, key string, op func() error) (QuotaUsage, error) {
+	before, err := sizeIn(tx, key)
+	if err != nil {
+		return QuotaUsage{}, err
+	}
+	if err := op(); err != nil {
+		return QuotaUsage{}, err
+	}
+	after, err := sizeIn(tx, key)
+	if err != nil {
+		return QuotaUsage{}, err
+	}
+	d := QuotaUsage{Keys: after.Keys - before.Keys, Bytes: after.Bytes - before.Bytes}
+	if err := a.opts.Quota.Charge(key, d.Bytes, d.Keys); err != nil {
+		return QuotaUsage{}, err
+	}
+	return d, nil
 }
 
 // sizeIn is what key holds in tx: one key of len(key)+len(value) bytes,
@@ -242,6 +257,8 @@ func errorReply(code int, msg string) reply { return reply{Code: code, Error: ms
 type Stats struct {
 	Connections int   // WebSocket connections open
 	Requests    int64 // operations run, over WebSocket and REST
+	Throttled   int64 // requests answered 429, over WebSocket and REST
+	BytesOut    int64 // bytes of WebSocket messages and REST responses written
 	SlowClosed  int64 // connections closed because the client stopped reading
 	DeadPeers   int64 // connections closed because a ping went unanswered
 
@@ -252,6 +269,7 @@ type Stats struct {
 
 type counters struct {
 	requests, slowClosed, deadPeers atomic.Int64
+	throttled, bytesOut             atomic.Int64
 	peakQueued                      atomic.Int64
 }
 
@@ -271,6 +289,6 @@ func (a *Adapter) Stats() Stats {
 	a.mu.Lock()
 	n := len(a.conns)
 	a.mu.Unlock()
-	return Stats{Connections: n, Requests: a.stats.requests.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load(),
+	return Stats{Connections: n, Requests: a.stats.requests.Load(), Throttled: a.stats.throttled.Load(), BytesOut: a.stats.bytesOut.Load(), SlowClosed: a.stats.slowClosed.Load(), DeadPeers: a.stats.deadPeers.Load(),
 		PeakQueuedBytes: a.stats.peakQueued.Load()}
 }

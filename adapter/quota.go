@@ -29,7 +29,10 @@ type Quota interface {
 	// nothing is written. Charge must not use the DB, whose writer lock
 	// the transaction holds. A write that Charge accepted but that then
 	// fails to commit (a disk error) stays counted: a Quota may count
-	// more than the DB holds, never less.
+	// more than the DB holds, never less. A DBX batch (or mset) whose
+	// transaction fails after Charge accepted some of its writes gives
+	// them back before it rolls back, calling Charge again (in the
+	// transaction) with bytes and keys negated, which Charge must accept.
 	Charge(key string, bytes, keys int64) error
 }
 

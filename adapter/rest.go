@@ -48,7 +48,11 @@ func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
 // decodeBody decodes a JSON request body of at most MaxMessageSize bytes,
 // which must be valid UTF-8 (see checkJSONText).
 func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxMessageSize))
+	mw := w
+	if rw, ok := w.(*restWriter); ok {
+		mw = rw.ResponseWriter // so that a body too large closes the connection
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(mw, r.Body, a.opts.MaxMessageSize))
 	if err != nil {
 		code := http.StatusBadRequest
 		if _, ok := err.(*http.MaxBytesError); ok {
@@ -100,6 +104,9 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		req := request{Op: opSet, Key: body.Key}
 		if body.PartialUpdate {
 			req.Op = opPatch
+			if rw, ok := w.(*restWriter); ok {
+				rw.op = OpPatch
+			}
 		}
 		if len(body.Value) > 0 && string(body.Value) != "null" {
 			v, err := valueText(body.Value)

@@ -14,6 +14,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -122,17 +123,17 @@ func run(cfg config, only, out string) error {
 	for _, p := range peers {
 		rep.Settings = append(rep.Settings, Setting{Engine: p.name, Memory: p.settings, Durable: p.durable})
 	}
+	pr := progressTo(os.Stderr, isTerminal(os.Stdout) && isTerminal(os.Stderr))
 	for i, w := range chosen {
 		start := time.Now()
-		progress := func(msg string) {
-			fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s: %s", i+1, len(chosen), w.name, msg)
-		}
+		progress := func(msg string) { pr.update(fmt.Sprintf("[%d/%d] %s: %s", i+1, len(chosen), w.name, msg)) }
 		progress("starting")
 		results, err := w.run(cfg, progress)
 		if err != nil {
+			pr.done("")
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
-		fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s: done in %v\n", i+1, len(chosen), w.name, time.Since(start).Round(time.Millisecond))
+		pr.done(fmt.Sprintf("[%d/%d] %s: done in %v", i+1, len(chosen), w.name, time.Since(start).Round(time.Millisecond)))
 		rep.Workloads = append(rep.Workloads, WorkloadReport{Name: w.name, About: w.about, Results: results})
 	}
 	rep.Finished = time.Now().UTC()
@@ -154,4 +155,45 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d cores, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+// progress shows what the suite is doing: on a terminal, one line that
+// each update rewrites; elsewhere (a log, a pipe, CI), a plain line per
+// update, with no control characters.
+type progress struct {
+	w       io.Writer
+	tty     bool
+	pending bool // a line is shown, unfinished (tty)
+}
+
+func progressTo(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
+
+func (p *progress) update(msg string) {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", msg)
+		p.pending = true
+		return
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+// done ends the current line with msg ("" leaves nothing on a terminal).
+func (p *progress) done(msg string) {
+	switch {
+	case p.tty && msg == "":
+		if p.pending {
+			fmt.Fprint(p.w, "\r\033[K")
+		}
+	case p.tty:
+		fmt.Fprintf(p.w, "\r\033[K%s\n", msg)
+	case msg != "":
+		fmt.Fprintln(p.w, msg)
+	}
+	p.pending = false
+}
+
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

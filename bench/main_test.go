@@ -56,6 +56,9 @@ func TestQuick(t *testing.T) {
 		if err != nil || !strings.Contains(string(svg), "<svg") {
 			t.Errorf("%s: no SVG plot: %v", w.Name, err)
 		}
+		if png, err := os.ReadFile(filepath.Join(out, w.Name+".png")); err != nil || !strings.HasPrefix(string(png), "\x89PNG") {
+			t.Errorf("%s: no PNG plot: %v", w.Name, err)
+		}
 		if !strings.Contains(string(md), "## "+w.Name+"\n") {
 			t.Errorf("%s: not in results.md", w.Name)
 		}

@@ -4,15 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // Report is a run of the suite.
@@ -66,8 +71,10 @@ func (r *Report) write(dir string) error {
 		return err
 	}
 	for _, w := range r.Workloads {
-		if err := plotWorkload(w, filepath.Join(dir, w.Name+".svg")); err != nil {
-			return fmt.Errorf("plot %s: %w", w.Name, err)
+		for _, ext := range []string{".svg", ".png"} {
+			if err := plotWorkload(w, filepath.Join(dir, w.Name+ext)); err != nil {
+				return fmt.Errorf("plot %s: %w", w.Name, err)
+			}
 		}
 	}
 	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.markdown()), 0o644)
@@ -153,13 +160,20 @@ var palette = []color.Color{
 }
 
 // plotWorkload draws the medians as grouped bars: a group per case, a bar
-// per engine.
+// per engine, with the legend to the right of the plot, clear of bars and
+// title, and the notes of peers that did not run (no redis-server) under
+// it. The file's extension, .svg or .png, chooses the format.
 func plotWorkload(w WorkloadReport, file string) error {
-	var cases, engines []string
+	var cases, engines, notes []string
+	tallest := 0.0
 	for _, r := range w.Results {
 		if len(r.Runs) == 0 {
+			if r.Note != "" {
+				notes = append(notes, r.Engine+": "+r.Note)
+			}
 			continue
 		}
+		tallest = max(tallest, r.Median)
 		if !slices.Contains(cases, r.Case) {
 			cases = append(cases, r.Case)
 		}
@@ -178,7 +192,14 @@ func plotWorkload(w WorkloadReport, file string) error {
 		}
 	}
 	p.Title.Text = w.Name
+	p.Title.Padding = vg.Points(8)
 	p.Y.Label.Text = unit
+	p.Y.Tick.Marker = labelTicks{}
+	p.Y.Min = 0
+	p.Y.Max = headroom(tallest)
+	legend := plot.NewLegend()
+	legend.Top, legend.Left = true, true
+	legend.Padding = vg.Points(3)
 	width := vg.Points(16)
 	for i, e := range engines {
 		vals := make(plotter.Values, len(cases))
@@ -197,10 +218,8 @@ func plotWorkload(w WorkloadReport, file string) error {
 		bars.LineStyle.Width = 0
 		bars.Offset = width * vg.Length(float64(i)-float64(len(engines)-1)/2)
 		p.Add(bars)
-		p.Legend.Add(e, bars)
+		legend.Add(e, bars)
 	}
-	p.Legend.Top, p.Legend.Left = true, true
-	p.Legend.XOffs = vg.Points(50)
 	names := slices.Clone(cases)
 	for i, c := range names {
 		if c == "" {
@@ -208,5 +227,109 @@ func plotWorkload(w WorkloadReport, file string) error {
 		}
 	}
 	p.NominalX(names...)
-	return p.Save(vg.Points(max(360, float64(len(cases)*(len(engines)+2))*16+120)), 300, file)
+
+	legendWidth := vg.Length(0)
+	for _, e := range engines {
+		legendWidth = max(legendWidth, legend.ThumbnailWidth+legend.TextStyle.Rectangle("  "+e).Max.X)
+	}
+	legendWidth += vg.Points(16)
+	plotWidth := vg.Points(max(360, float64(len(cases)*(len(engines)+2))*16+120))
+	// Notes go under the plot, one a line, left-aligned.
+	noteStyle := p.X.Tick.Label
+	noteStyle.XAlign, noteStyle.YAlign = draw.XLeft, draw.YBottom
+	for i, n := range notes {
+		notes[i] = "not shown: " + n
+		plotWidth = max(plotWidth, noteStyle.Rectangle(notes[i]).Max.X+vg.Points(16)-legendWidth)
+	}
+	lineHeight := noteStyle.Rectangle("Xy").Max.Y * 1.3
+	notesHeight := vg.Length(0)
+	if len(notes) > 0 {
+		notesHeight = lineHeight*vg.Length(len(notes)) + vg.Points(8)
+	}
+	wd, ht := plotWidth+legendWidth, vg.Points(300)+notesHeight
+
+	var c vg.CanvasWriterTo
+	switch filepath.Ext(file) {
+	case ".svg":
+		c = vgsvg.New(wd, ht)
+	case ".png":
+		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(wd, ht), vgimg.UseDPI(144))}
+	default:
+		return fmt.Errorf("%s: plots are .svg or .png", file)
+	}
+	dc := draw.New(c)
+	p.Draw(draw.Crop(dc, 0, -legendWidth, notesHeight, 0))
+	for i, n := range notes {
+		dc.FillText(noteStyle, vg.Point{X: vg.Points(8), Y: vg.Points(4) + lineHeight*vg.Length(len(notes)-1-i)}, n)
+	}
+	// Beside the plot, level with the top of its data area, below the title.
+	titleHeight := p.Title.TextStyle.Rectangle(p.Title.Text).Max.Y + p.Title.Padding
+	legend.Draw(draw.Crop(dc, plotWidth+vg.Points(8), 0, 0, -titleHeight-vg.Points(4)))
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// headroom is the top of the value axis for bars up to tallest: a tenth
+// above it, so that the tallest bar does not touch the frame.
+func headroom(tallest float64) float64 {
+	if tallest <= 0 {
+		return 1
+	}
+	return tallest * 1.1
+}
+
+// labelTicks are plot.DefaultTicks labelled for people: thousands
+// separators, and as many decimals as the step between ticks needs, no
+// more (not 0.30000000000000004, nor 1e+06, nor 0.2 for 0.25).
+type labelTicks struct{}
+
+func (labelTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	// The fewest decimals that write every labelled value exactly.
+	decimals := 0
+	for ; decimals < 9; decimals++ {
+		exact := true
+		for _, t := range ticks {
+			scaled := t.Value * math.Pow10(decimals)
+			if t.Label != "" && math.Abs(scaled-math.Round(scaled)) > 1e-6*max(1, math.Abs(scaled)) {
+				exact = false
+			}
+		}
+		if exact {
+			break
+		}
+	}
+	for i, t := range ticks {
+		if t.Label != "" {
+			ticks[i].Label = tickLabel(t.Value, decimals)
+		}
+	}
+	return ticks
+}
+
+// tickLabel writes v with decimals decimals and thousands separators.
+func tickLabel(v float64, decimals int) string {
+	s := strconv.FormatFloat(math.Abs(v), 'f', decimals, 64)
+	whole, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	if v < 0 && strings.Trim(s, "0.") != "" {
+		b.WriteByte('-')
+	}
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if frac != "" {
+		b.WriteString("." + frac)
+	}
+	return b.String()
 }

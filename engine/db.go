@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
@@ -173,6 +174,19 @@ func (db *DB) Revision() int64 { return db.committed.Load() }
 
 func (db *DB) now() int64 { return db.opts.Now().UnixNano() }
 
+// Err reports whether the DB takes writes, for a readiness check: nil
+// if it does; ErrClosed once closed; the error of its log's failed write
+// or fsync, after which every write fails until the DB is reopened.
+func (db *DB) Err() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if db.log != nil {
+		return db.log.Err()
+	}
+	return nil
+}
+
 // Stats describe a DB at one moment.
 type Stats struct {
 	Keys     int64 // keys stored, including expired keys not yet swept
@@ -190,6 +204,9 @@ type Stats struct {
 	// On disk; zero in memory.
 	LogBytes    int64 // bytes in log segments
 	Checkpoints int64 // snapshots written since Open
+	Syncs       int64 // fsyncs of log segments since Open
+	// SyncLatency is how long those fsyncs took.
+	SyncLatency LatencyHistogram
 
 	Subscriptions pubsub.Stats // the change feed: subscriptions, deliveries, history
 }
@@ -198,18 +215,30 @@ type counters struct {
 	writes, commits, rollbacks, scans, expired, views atomic.Int64
 }
 
+// LatencyHistogram counts events by how long they took: Counts[i] those
+// that took at most Bounds[i] (and more than Bounds[i-1]); the last of
+// Counts, one longer than Bounds, those that took longer than every
+// bound. Sum is the time of all of them.
+type LatencyHistogram struct {
+	Bounds []time.Duration
+	Counts []int64
+	Sum    time.Duration
+}
+
 // Stats returns counters that describe the DB.
 func (db *DB) Stats() Stats {
-	var logBytes int64
+	var ls wal.Stats
 	if db.log != nil {
-		logBytes = db.log.Stats().Bytes
+		ls = db.log.Stats()
 	}
 	db.pub.mu.Lock()
 	broker := db.broker
 	db.pub.mu.Unlock()
 	return Stats{
-		LogBytes:    logBytes,
+		LogBytes:    ls.Bytes,
 		Checkpoints: db.ckpt.n.Load(),
+		Syncs:       ls.Syncs,
+		SyncLatency: LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: ls.SyncLatency.Counts[:], Sum: ls.SyncLatency.Sum},
 
 		Keys:       db.keys.Load(),
 		Revision:   db.committed.Load(),

@@ -202,3 +202,23 @@ func TestDisk_LargeTransaction(t *testing.T) {
 	_, err = db.Get("big:00")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 }
+
+// TestDisk_SyncLatency: every fsync of the log is timed in Stats.
+func TestDisk_SyncLatency(t *testing.T) {
+	db, err := engine.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	defer db.Close()
+	for i := 0; i < 20; i++ {
+		_, err := db.Set(fmt.Sprintf("k%d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	st := db.Stats()
+	require.GreaterOrEqual(t, st.Syncs, int64(20), "each Set waits for its own fsync")
+	require.Len(t, st.SyncLatency.Counts, len(st.SyncLatency.Bounds)+1)
+	var n int64
+	for _, c := range st.SyncLatency.Counts {
+		n += c
+	}
+	require.Equal(t, st.Syncs, n)
+	require.Positive(t, st.SyncLatency.Sum)
+}

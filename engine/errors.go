@@ -1,6 +1,10 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/livekv/livekv/pubsub"
+)
 
 // Errors returned by the engine. Each is a sentinel that errors.Is recognises;
 // an operation may wrap one with detail (the key, the size, the limit).
@@ -31,8 +35,10 @@ var (
 	// that make no sense (a negative TTL or limit, say).
 	ErrInvalidOptions = errors.New("engine: invalid options")
 
-	// ErrClosed is returned by every operation on a DB after Close.
-	ErrClosed = errors.New("engine: database closed")
+	// ErrClosed is returned by every operation on a DB after Close, and
+	// ends a subscription closed by its own Close or the DB's
+	// (Subscription.Err): one error for both.
+	ErrClosed = pubsub.ErrClosed
 
 	// ErrTxDone is returned when a Tx is used after its function returned.
 	ErrTxDone = errors.New("engine: transaction done")

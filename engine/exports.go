@@ -62,9 +62,6 @@ var (
 	ErrCompacted = pubsub.ErrCompacted
 	// ErrPatternTimeout: a regex pattern ran out of time on a key.
 	ErrPatternTimeout = pubsub.ErrPatternTimeout
-	// ErrSubscriptionClosed ends a subscription closed by Close, its own
-	// or the DB's (Subscription.Err).
-	ErrSubscriptionClosed = pubsub.ErrClosed
 	// ErrLocked: another process, or another DB in this one, has the
 	// folder open.
 	ErrLocked = vfs.ErrLocked

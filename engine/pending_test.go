@@ -223,9 +223,11 @@ func TestDB_PendingWrite_FailedSync(t *testing.T) {
 	go func() { _, err := db.CompareAndSwap("k", rev0, "x", nil); read <- err }()
 	time.Sleep(20 * time.Millisecond) // let it read the pending write, if it is going to
 
+	require.NoError(t, db.Err())
 	disk := errors.New("disk on fire")
 	g.release <- disk
 	require.ErrorIs(t, <-wrote, disk)
+	require.ErrorIs(t, db.Err(), disk, "the DB says it refuses writes")
 	err := <-read
 	require.Error(t, err)
 	require.NotErrorIs(t, err, engine.ErrConflict, "a conflict with a write that never became durable")
@@ -233,6 +235,7 @@ func TestDB_PendingWrite_FailedSync(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v0", it.Value)
 	require.ErrorIs(t, db.Close(), disk)
+	require.ErrorIs(t, db.Err(), engine.ErrClosed)
 }
 
 // TestDB_DurableReads_DoNotWait checks that a write transaction that reads

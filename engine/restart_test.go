@@ -171,7 +171,7 @@ func TestDB_Close_DeliversEverything(t *testing.T) {
 			require.Equal(t, got+1, ev.Revision, "round %d", round)
 			got = ev.Revision
 		}
-		require.ErrorIs(t, sub.Err(), pubsub.ErrClosed)
+		require.ErrorIs(t, sub.Err(), engine.ErrClosed)
 
 		db, err = engine.Open("db", o)
 		require.NoError(t, err)

@@ -132,7 +132,10 @@ func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, erro
 				return true
 			}
 			ok, merr := p.TryMatch(it.Key)
-			if merr != nil && !matchedBy(pats, p, it.Key) {
+			if merr != nil {
+				ok, _ = pattern.MatchAny(pats, it.Key) // another may match
+			}
+			if merr != nil && !ok {
 				err = &pubsub.PatternTimeoutError{Pattern: p.String(), Key: it.Key, Revision: rev}
 				return false
 			}
@@ -148,18 +151,4 @@ func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, erro
 	}
 	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
 	return items, nil
-}
-
-// matchedBy reports whether one of pats other than undecided surely
-// matches key.
-func matchedBy(pats []*pattern.Pattern, undecided *pattern.Pattern, key string) bool {
-	for _, p := range pats {
-		if p == undecided {
-			continue
-		}
-		if ok, _ := p.TryMatch(key); ok {
-			return true
-		}
-	}
-	return false
 }

@@ -250,7 +250,7 @@ func TestSubscribe_ResumeAndExpiry(t *testing.T) {
 	require.Equal(t, []string{`4 expire k1=""`, `5 delete k2=""`}, got)
 	require.NoError(t, db.Close())
 	_, err = s2.Next(ctx)
-	require.ErrorIs(t, err, pubsub.ErrClosed, "Close of the DB ends subscriptions")
+	require.ErrorIs(t, err, engine.ErrClosed, "Close of the DB ends subscriptions")
 }
 
 func TestSubscribe_Errors(t *testing.T) {

@@ -300,6 +300,23 @@ func (p *Pattern) Match(key string) bool {
 	return ok
 }
 
+// MatchAny reports whether key matches one of pats. When none does, it
+// returns the first pattern that could not decide (a regex out of time),
+// or nil if every one surely does not match.
+func MatchAny(pats []*Pattern, key string) (bool, *Pattern) {
+	var undecided *Pattern
+	for _, p := range pats {
+		ok, err := p.TryMatch(key)
+		if ok {
+			return true, nil
+		}
+		if err != nil && undecided == nil {
+			undecided = p
+		}
+	}
+	return false, undecided
+}
+
 // TryMatch is Match that says when it could not decide: a regex match that
 // runs out of time (see Options.MatchTimeout) returns false and an error
 // that errors.Is recognises as ErrTimeout. Only a regex can fail.

@@ -161,3 +161,30 @@ func TestParse_RegexWholeKey(t *testing.T) {
 	require.True(t, pattern.MustParse(`^user:[0-9]+$`).Match("user:12"))
 	require.True(t, pattern.MustParse(`/^a(?m:$)\n/`).Match("a\n"), "multiline mode is asked for")
 }
+
+// TestMatchAny: a sure match wins over a regex that runs out of time, in
+// either order; with no sure match the first undecided pattern is named.
+func TestMatchAny(t *testing.T) {
+	long := strings.Repeat("a", 100_000) + "!"
+	slow, err := pattern.ParseWith(`/(a+)+$/`, &pattern.Options{MatchTimeout: time.Millisecond})
+	require.NoError(t, err)
+	prefix, err := pattern.Parse("aaa*")
+	require.NoError(t, err)
+	other, err := pattern.Parse("b*")
+	require.NoError(t, err)
+
+	ok, undecided := pattern.MatchAny([]*pattern.Pattern{slow, prefix}, long)
+	require.True(t, ok)
+	require.Nil(t, undecided)
+	ok, undecided = pattern.MatchAny([]*pattern.Pattern{prefix, slow}, long)
+	require.True(t, ok)
+	require.Nil(t, undecided)
+
+	ok, undecided = pattern.MatchAny([]*pattern.Pattern{other, slow}, long)
+	require.False(t, ok)
+	require.Same(t, slow, undecided)
+
+	ok, undecided = pattern.MatchAny([]*pattern.Pattern{other}, long)
+	require.False(t, ok)
+	require.Nil(t, undecided)
+}

@@ -78,6 +78,9 @@ type Stats struct {
 	History       int   // events held in the history
 	Oldest        int64 // the oldest revision the history holds, or the next to come (see Broker.Oldest)
 	Revision      int64 // newest revision published
+	// MaxLag is how many revisions the furthest behind of the open
+	// subscriptions' readers is behind Revision (see Subscription.Revision).
+	MaxLag int64
 }
 
 // NewBroker returns a broker whose history starts after revision rev:
@@ -165,10 +168,17 @@ func (b *Broker) evict() {
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
 	st := Stats{Subscriptions: len(b.subs)}
+	subs := make([]*Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
 	b.mu.Unlock()
 	b.hmu.Lock()
 	st.History, st.Revision, st.Oldest = b.hist.events, b.hist.last, b.hist.oldest()
 	b.hmu.Unlock()
+	for _, s := range subs {
+		st.MaxLag = max(st.MaxLag, st.Revision-s.Revision())
+	}
 	st.CatchingUp = int(b.stats.following.Load())
 	st.Published = b.stats.published.Load()
 	st.Delivered = b.stats.delivered.Load()

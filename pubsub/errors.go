@@ -9,8 +9,10 @@ import (
 
 var (
 	// ErrClosed ends a subscription closed by its owner or by the broker's
-	// (the database's) Close.
-	ErrClosed = errors.New("pubsub: subscription closed")
+	// (the database's) Close. The engine returns the same error from every
+	// operation on a closed database (engine.ErrClosed), so one errors.Is
+	// test covers both.
+	ErrClosed = errors.New("livekv: closed")
 
 	// ErrCompacted ends a subscription that needs events the history no
 	// longer holds; the *CompactedError that wraps it says which

@@ -107,14 +107,24 @@ func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) bool {
 	s.scratch = keep
 	if undecided != nil {
 		s.mu.Lock()
-		if !s.ended {
-			s.sent = later(s.sent, Position{Revision: batch.Revision, Index: skip}) // the history has nothing in between
-		}
-		s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
+		s.endUndecided(batch, skip, i, undecided)
 		s.mu.Unlock()
 		return false
 	}
 	return s.sendKept(batch, keep, kill)
+}
+
+// endUndecided ends s before the events of batch from index from on, on
+// the key of event i, which no pattern matched and p could not decide on:
+// the subscription has been sent nothing of them, and its Position says so,
+// so that nothing is skipped unsaid. A subscription already ended stays as
+// it is. s.mu is held.
+func (s *Subscription) endUndecided(batch *Batch, from, i int, p *pattern.Pattern) {
+	if s.ended {
+		return
+	}
+	s.sent = later(s.sent, Position{Revision: batch.Revision, Index: from}) // the history has nothing in between
+	s.end(&PatternTimeoutError{Pattern: p.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
 }
 
 // matchFrom appends to keep the indexes of the events of batch, from index

@@ -334,3 +334,25 @@ func TestBroker_NoSubscribers(t *testing.T) {
 	var compacted *pubsub.CompactedError
 	require.ErrorAs(t, err, &compacted)
 }
+
+// TestBroker_StatsMaxLag: MaxLag is how far the slowest reader is behind.
+func TestBroker_StatsMaxLag(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	s, err := b.Subscribe(pats(t, "k:*"), nil)
+	require.NoError(t, err)
+	require.Zero(t, b.Stats().MaxLag)
+	for rev := int64(1); rev <= 5; rev++ {
+		b.Publish(batch(rev, fmt.Sprintf("k:%d", rev)))
+	}
+	require.Eventually(t, func() bool { return b.Stats().Delivered == 5 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int64(5), b.Stats().MaxLag, "nothing read")
+	for range 3 {
+		next(t, s)
+	}
+	require.Equal(t, int64(2), b.Stats().MaxLag)
+	next(t, s)
+	next(t, s)
+	require.Zero(t, b.Stats().MaxLag)
+	require.NoError(t, s.Close())
+}

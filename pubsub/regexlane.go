@@ -158,8 +158,7 @@ func (l *lane) offered(s *Subscription, batch *Batch, keep []int, i int, undecid
 	before := Position{Revision: batch.Revision}
 	switch {
 	case undecided != nil:
-		s.sent = later(s.sent, before) // nothing of the batch is in ch
-		s.end(&PatternTimeoutError{Pattern: undecided.String(), Key: batch.Events[i].Key, Revision: batch.Revision})
+		s.endUndecided(batch, 0, i, undecided) // nothing of the batch is in ch
 	case cap(s.ch)-len(s.ch) < len(keep):
 		l.fallBehind(s, before)
 	default:
@@ -254,9 +253,8 @@ func (d *detached) finish() {
 	}
 	s.mu.Lock()
 	if s.ended || d.undecided != nil {
-		if !s.ended {
-			s.sent = later(s.sent, Position{Revision: batch.Revision})
-			s.end(&PatternTimeoutError{Pattern: d.undecided.String(), Key: batch.Events[d.next].Key, Revision: batch.Revision})
+		if d.undecided != nil {
+			s.endUndecided(batch, 0, d.next, d.undecided)
 		}
 		s.mu.Unlock()
 		l.mu.Lock()

@@ -147,17 +147,7 @@ func (s *Subscription) matchesCheap(key string) bool {
 // match reports whether key matches one of the patterns; it returns the
 // first pattern that could not decide when none matched.
 func (s *Subscription) match(key string) (bool, *pattern.Pattern) {
-	var undecided *pattern.Pattern
-	for _, p := range s.patterns {
-		ok, err := p.TryMatch(key)
-		if ok {
-			return true, nil
-		}
-		if err != nil && undecided == nil {
-			undecided = p
-		}
-	}
-	return false, undecided
+	return pattern.MatchAny(s.patterns, key)
 }
 
 // Events returns the channel that delivers the subscription's events. It is

@@ -186,11 +186,14 @@ func (l *Log) gather(n int, d time.Duration) {
 const maxGather = time.Millisecond
 
 func (l *Log) sync() error {
+	began := time.Now()
 	if err := l.seg.Sync(); err != nil {
 		return err
 	}
+	took := time.Since(began)
 	l.mu.Lock()
 	l.mu.stats.Syncs++
+	l.mu.stats.SyncLatency.add(took)
 	l.mu.Unlock()
 	return nil
 }

@@ -115,6 +115,33 @@ type Stats struct {
 	Snapshots int64 // snapshots written
 	// SnapshotRevision is the revision of the newest snapshot, 0 if none.
 	SnapshotRevision int64
+	// SyncLatency is how long the fsyncs of segments took.
+	SyncLatency SyncHistogram
+}
+
+// SyncBounds are the upper bounds of SyncHistogram's buckets.
+var SyncBounds = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+}
+
+// SyncHistogram counts fsyncs by how long they took: Counts[i] those that
+// took at most SyncBounds[i] (and more than SyncBounds[i-1]); the last,
+// those that took longer than every bound.
+type SyncHistogram struct {
+	Counts [len(SyncBounds) + 1]int64
+	Sum    time.Duration // of every fsync counted
+}
+
+func (h *SyncHistogram) add(d time.Duration) {
+	i := 0
+	for i < len(SyncBounds) && d > SyncBounds[i] {
+		i++
+	}
+	h.Counts[i]++
+	h.Sum += d
 }
 
 // Replay receives what Open reads back, in order: the newest snapshot,
@@ -223,7 +250,7 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 		return nil, err
 	}
 	l.mu.durable = l.mu.last
-	l.mu.stats = Stats{Bytes: l.mu.stats.Bytes, SnapshotRevision: l.mu.snapRev}
+	l.mu.stats = Stats{Bytes: l.mu.stats.Bytes, SnapshotRevision: l.mu.snapRev, SyncLatency: l.mu.stats.SyncLatency}
 	l.gatherTimer = time.NewTimer(time.Hour)
 	l.gatherTimer.Stop()
 	if l.opts.Sync.every > 0 {
@@ -236,6 +263,15 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 
 func (l *Log) segDir() string  { return path.Join(l.dir, "wal") }
 func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
+
+// Err returns the log's sticky error: nil while it takes appends, else
+// the write or sync that failed, after which it refuses them until
+// reopened.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.err
+}
 
 // Written returns how many bytes have been appended to segments since
 // Open; a caller compares it over time to decide when to snapshot.

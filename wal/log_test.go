@@ -139,6 +139,12 @@ func TestLog_GroupCommit(t *testing.T) {
 	st := l.Stats()
 	require.Equal(t, int64(writers*each), st.Records)
 	require.Less(t, st.Syncs, st.Records/4, "group commit: %d syncs for %d commits", st.Syncs, st.Records)
+	var timed int64
+	for _, n := range st.SyncLatency.Counts {
+		timed += n
+	}
+	require.Equal(t, st.Syncs, timed, "every sync is in the latency histogram")
+	require.Positive(t, st.SyncLatency.Sum)
 	require.NoError(t, l.Close())
 }
 

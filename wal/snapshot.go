@@ -13,7 +13,7 @@ import (
 // Snapshot file layout; see the package comment.
 const (
 	snapshotMagic   = "LIVEKVS"
-	SnapshotVersion = 1
+	snapshotVersion = 1
 )
 
 // Item is one key's state in a snapshot.
@@ -32,7 +32,7 @@ const snapshotChunk = 1 << 20
 // writeSnapshot writes the snapshot of the state at revision rev, holding
 // items, to w. It returns the number of items written.
 func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
-	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, SnapshotVersion, rev)
+	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
 	var err error
 	var payload []byte
@@ -129,7 +129,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 	if err != nil {
 		return 0, sr.fail(err, "snapshot header")
 	}
-	rev, _, err = decodeHeader(hdr, "snapshot", snapshotMagic, SnapshotVersion, SnapshotVersion, 0)
+	rev, _, err = decodeHeader(hdr, "snapshot", snapshotMagic, snapshotVersion, snapshotVersion, 0)
 	if err != nil {
 		return 0, err
 	}

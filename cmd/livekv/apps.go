@@ -42,6 +42,9 @@ func mountApps(mux *http.ServeMux, a *adapter.Adapter, clients *clientLimits) {
 		panic(err) // the embedded tree is part of the binary
 	}
 	mux.Handle("/", http.FileServerFS(root))
+	// Pages name /favicon.svg; a browser that asks for /favicon.ico anyway
+	// (a bookmark, a feed reader) is sent there rather than given a 404.
+	mux.Handle("GET /favicon.ico", http.RedirectHandler("/favicon.svg", http.StatusMovedPermanently))
 	mux.HandleFunc("POST /apps/token", func(w http.ResponseWriter, r *http.Request) {
 		if !clients.mintToken(clientAddr(r)) {
 			tooMany(w, "too many tokens for this address: wait a minute")

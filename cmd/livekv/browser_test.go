@@ -5,18 +5,60 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
+
+// browserSetup finds Node.js, Chromium and playwright-core, failing the
+// test when one is missing, and makes the folder for screenshots.
+func browserSetup(t *testing.T) (node, chromium, dir, artifacts string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	require.NoError(t, err, "node is required")
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	_, err = os.Stat(chromium)
+	require.NoError(t, err, "Chromium is required (make test installs Debian's chromium)")
+	dir = filepath.Join("testdata", "browser")
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
+	require.NoError(t, err, "run `npm ci` in cmd/livekv/testdata/browser (make test does)")
+	artifacts, err = filepath.Abs(filepath.Join(dir, "artifacts"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+	return node, chromium, dir, artifacts
+}
+
+// syncBuffer collects a process's output, which a test may read while the
+// process still writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 func startServe(t *testing.T, bin, data, addr string) *server {
 	t.Helper()
@@ -35,21 +77,7 @@ func startServe(t *testing.T, bin, data, addr string) *server {
 // playwright-core. With the tag and without them this test fails; it
 // never skips.
 func TestBrowser(t *testing.T) {
-	node, err := exec.LookPath("node")
-	require.NoError(t, err, "node is required")
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	_, err = os.Stat(chromium)
-	require.NoError(t, err, "Chromium is required (make test installs Debian's chromium)")
-	dir := filepath.Join("testdata", "browser")
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
-	require.NoError(t, err, "run `npm ci` in cmd/livekv/testdata/browser (make test does)")
-	artifacts, err := filepath.Abs(filepath.Join(dir, "artifacts"))
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(artifacts, 0o755))
-
+	node, chromium, dir, artifacts := browserSetup(t)
 	bin := build(t)
 	data := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -78,7 +106,7 @@ func TestBrowser(t *testing.T) {
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr strings.Builder
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	lines := bufio.NewScanner(stdout)
@@ -99,6 +127,87 @@ func TestBrowser(t *testing.T) {
 	require.NoError(t, cmd.Wait(), stderr.String())
 	s.stop(t)
 	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png", "reconnect-chat.png"} {
+		st, err := os.Stat(filepath.Join(artifacts, png))
+		require.NoError(t, err)
+		require.Greater(t, st.Size(), int64(1000))
+	}
+}
+
+// TestBrowserApps drives the pages through what they must never get
+// wrong (testdata/browser/apps.mjs), as two users in two browser
+// contexts. Outage: the server stops, both users add todos and send chat
+// messages, one closes the page; the server starts again, and every item
+// arrives once, in every window and in the DB, the closed page's once it
+// is opened again. UI: a same-field conflict resolved visibly, a refused
+// write shown with its reason, room names and paging, and the pages at
+// 390 px; it saves the screenshots that docs/ shows.
+func TestBrowserApps(t *testing.T) {
+	node, chromium, dir, artifacts := browserSetup(t)
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	s := startServe(t, bin, data, "127.0.0.1:0")
+	addr := strings.TrimPrefix(s.base, "http://")
+	// run runs a phase of apps.mjs, doing what it asks for (stopping and
+	// starting the server) and answering "done".
+	run := func(phase string) {
+		cmd := exec.CommandContext(ctx, node, "apps.mjs", s.base, phase, artifacts)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+		stdin, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		lines := bufio.NewScanner(stdout)
+		for {
+			if !lines.Scan() {
+				cmd.Wait() // so that stderr is whole
+				t.Fatalf("phase %s stopped: %s", phase, stderr.String())
+			}
+			line := lines.Text()
+			if line == "ok" {
+				break
+			}
+			switch line {
+			case "stop-server":
+				s.stop(t)
+			case "start-server":
+				s = startServe(t, bin, data, addr)
+			default:
+				t.Fatalf("phase %s: unexpected %q", phase, line)
+			}
+			_, err = io.WriteString(stdin, "done\n")
+			require.NoError(t, err)
+		}
+		require.NoError(t, stdin.Close())
+		require.NoError(t, cmd.Wait(), stderr.String())
+	}
+	run("outage")
+	run("ui")
+	s.stop(t)
+
+	// What the server kept: each item written offline, once.
+	db, err := engine.Open(data, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	count := map[string]int{}
+	for it, err := range db.Range("chat:msg:", "todo;", nil) {
+		require.NoError(t, err)
+		var v struct{ Text string }
+		if json.Unmarshal([]byte(it.Value), &v) == nil {
+			count[v.Text]++
+		}
+	}
+	for _, text := range []string{"from A offline", "from B offline", "from B, kept across a reload", "chat from A offline", "chat from B offline"} {
+		require.Equal(t, 1, count[text], "%q stored once", text)
+	}
+	require.Zero(t, count["sent again"], "a create sent twice is stored once")
+	for _, png := range []string{"todo-desktop.png", "todo-phone.png", "chat-desktop.png", "chat-phone.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, png))
 		require.NoError(t, err)
 		require.Greater(t, st.Size(), int64(1000))

@@ -16,6 +16,7 @@ import (
 type clientLimits struct {
 	tokensPerMinute int // also the burst
 	maxConns        int
+	refused         func(reason string) // if set, told of each 429: "tokens" or "connections"
 
 	mu      sync.Mutex
 	clients map[string]*client // guarded by mu
@@ -65,6 +66,7 @@ func (l *clientLimits) mintToken(addr string) bool {
 	now := time.Now()
 	c := l.get(addr, now)
 	if l.refill(c, now) < 1 {
+		l.refuse("tokens")
 		return false
 	}
 	c.tokens--
@@ -77,10 +79,17 @@ func (l *clientLimits) openConn(addr string) bool {
 	defer l.mu.Unlock()
 	c := l.get(addr, time.Now())
 	if c.conns >= l.maxConns {
+		l.refuse("connections")
 		return false
 	}
 	c.conns++
 	return true
+}
+
+func (l *clientLimits) refuse(reason string) {
+	if l.refused != nil {
+		l.refused(reason)
+	}
 }
 
 func (l *clientLimits) closeConn(addr string) {
@@ -94,7 +103,7 @@ func (l *clientLimits) closeConn(addr string) {
 // handler returns when its connection ends.
 func (l *clientLimits) limitConns(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Trim(r.URL.Path, "/") != "ws" {
+		if p := strings.Trim(r.URL.Path, "/"); p != "ws" && p != "dbx/ws" { // the WebSockets: HPKV's and DBX's
 			next.ServeHTTP(w, r)
 			return
 		}

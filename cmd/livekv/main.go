@@ -1,12 +1,15 @@
 // Command livekv runs a livekv database.
 //
 //	livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY]
-//	livekv check DIR
-//	livekv dump DIR > backup.jsonl
+//	livekv check [--repair] DIR
+//	livekv dump [--salvage] DIR > backup.jsonl
 //	livekv load DIR < backup.jsonl
+//	livekv backup [--addr URL] [-o FILE]
+//	livekv restore FILE DIR
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
-// HPKV WebSocket and REST API at /kv/ on HOST:PORT (default
+// HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
+// /kv/dbx/ws) on HOST:PORT (default
 // 127.0.0.1:8080) until SIGINT or SIGTERM, then closes it cleanly. The API
 // key is KEY, else $LIVEKV_API_KEY, else the one kept in DIR/api-key
 // (made at random, and printed, on the first run);
@@ -22,9 +25,22 @@
 // --grace (10s); what is left is then closed, and serve exits 0 within
 // it.
 //
+// GET /healthz answers 200 while serve runs, GET /readyz 200 only while
+// the database is open and takes writes (503 otherwise), and GET /metrics
+// gives Prometheus metrics; none needs the API key. With --metrics-addr
+// they are served there instead (/metrics only there). With --tls-cert and
+// --tls-key serve speaks HTTPS (and wss) only. --cors-origins lets pages
+// of those origins call the REST API. A serve that fails to start writes
+// nothing: no folder, no API key file.
+//
 // check verifies DIR's snapshot and log without changing them and exits
-// non-zero on corruption. dump writes every item as a JSON line; load adds
-// such lines to a (new or existing) folder, with new revisions.
+// non-zero on corruption; with --repair it copies DIR aside, then
+// truncates a damaged log at its first bad record. dump writes every item
+// as a JSON line (--salvage: those readable before a damaged log's first
+// bad record); load adds such lines to a (new or existing) folder, with new
+// revisions. backup fetches a consistent snapshot from a running serve
+// (GET /backup, with the API key); restore makes a data folder of it. See
+// docs/operations.md.
 package main
 
 import (
@@ -32,7 +48,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
+	"log"
 	"net/http"
 	"os"
 	"os/signal"
@@ -41,7 +57,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/adapter"
-	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/metrics"
 )
 
 func main() {
@@ -49,7 +65,8 @@ func main() {
 		usage()
 		return
 	}
-	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load, "cluster": clusterCmd}
+	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
+		"backup": backup, "restore": restore, "cluster": clusterCmd}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
@@ -70,6 +87,8 @@ Commands:
   check    verify a data folder's snapshot and log, changing nothing
   dump     write a data folder's items to stdout as JSON lines
   load     add JSON lines from stdin (as dump writes them) to a data folder
+  backup   fetch a consistent backup of a running server's database
+  restore  make a data folder from a backup
   cluster  status, remove ID, transfer [ID]: operate a cluster through a node
 
 Run "livekv COMMAND --help" for a command's flags.
@@ -89,6 +108,7 @@ func serve(args []string) error {
 	maxConns := fs.Int("max-conns-per-client", 32, "WebSockets one client address may hold open at once")
 	quotaKeys := fs.Int64("app-quota-keys", 10_000, "keys each showcase app (todo:, chat:) may hold; writes past it get 507")
 	quotaBytes := fs.Int64("app-quota-bytes", 16<<20, "bytes of keys and values each showcase app (todo:, chat:) may hold; writes past it get 507")
+	ops := addOpsFlags(fs)
 	node := fs.String("node", "", "cluster mode: this node's ID (default: the --raft address)")
 	raftAddr := fs.String("raft", "", "cluster mode: this node's raft and cluster RPC address, HOST:PORT, reachable by the others")
 	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
@@ -106,14 +126,41 @@ func serve(args []string) error {
 		*quotaKeys <= 0 || *quotaBytes <= 0 {
 		return errors.New("timeouts, --grace, --token-rate, --max-conns-per-client and the --app-quota flags must be positive")
 	}
-	if err := os.MkdirAll(*data, 0o755); err != nil {
+	// Everything that can fail without writing comes first: a serve that
+	// does not start leaves no folder and no key file behind.
+	tlsConf, err := ops.tlsConfig()
+	if err != nil {
 		return err
+	}
+	cors, err := ops.corsOrigins()
+	if err != nil {
+		return err
+	}
+	ln, monLn, err := ops.listeners(*addr)
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(*data)
+	madeDir := errors.Is(statErr, os.ErrNotExist)
+	fail := func(err error) error {
+		ln.Close()
+		if monLn != nil {
+			monLn.Close()
+		}
+		removeIfCreated(*data, madeDir)
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
+	st, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile})
+	if err != nil {
+		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
 	}
 	keyNote := ""
 	if *key == "" {
 		k, created, err := storedKey(filepath.Join(*data, "api-key"))
 		if err != nil {
-			return err
+			st.Close()
+			return fail(err)
 		}
 		*key = k
 		keyNote = fmt.Sprintf("API key in %s", filepath.Join(*data, "api-key"))
@@ -125,64 +172,94 @@ func serve(args []string) error {
 	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
 		secret = []byte(s)
 	}
-	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	db, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile})
-	if err != nil {
-		return fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
-	}
+	// In cluster mode db is the node's own copy, for health, metrics and
+	// backups; the API goes through the node.
+	db := st.local()
 	var quota adapter.Quota
-	if edb, ok := db.store.(*engine.DB); ok {
+	if st.node == nil {
 		// A cluster node's writes go to the leader: the quota, which
 		// checks and writes in one local transaction, serves one DB only.
-		if quota, err = appQuota(edb, *quotaKeys, *quotaBytes); err != nil {
-			db.Close()
-			return err
+		if quota, err = appQuota(db, *quotaKeys, *quotaBytes); err != nil {
+			st.Close()
+			return fail(err)
 		}
 	}
-	a, err := adapter.New(db.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf})
+	m := metrics.New(db)
+	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
+		CORSOrigins: cors, OnRequest: m.OnRequest})
 	if err != nil {
-		db.Close()
-		return err
+		st.Close()
+		return fail(err)
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		db.Close()
-		return err
-	}
+	m.SetAdapter(a)
 	mux := http.NewServeMux()
 	clients := newClientLimits(*tokenRate, *maxConns)
+	clients.refused = m.Refused
 	mux.Handle("/kv/", http.StripPrefix("/kv", clients.limitConns(a)))
 	mountApps(mux, a, clients)
+	mountHealth(mux, db)
+	mountBackup(mux, db, *key, logf)
+	monMux := ops.mountMetrics(mux, db, m)
 	// A WebSocket is hijacked from the server, which clears these
 	// deadlines: they bound plain requests and the upgrade, not a
 	// connection once open (the adapter pings those).
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, *readTimeout),
-		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout, TLSConfig: tlsConf,
+		ErrorLog: log.New(os.Stderr, "livekv: ", 0)} // TLS handshake errors, say
+
+	// Signals are caught before serve says it is up: one that comes right
+	// after the banner closes it cleanly.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	served := make(chan error, 2)
+	go func() {
+		if tlsConf != nil {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
+	var monSrv *http.Server
+	if monMux != nil {
+		monSrv = &http.Server{Handler: monMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+		go func() { served <- monSrv.Serve(monLn) }()
+	}
 
 	abs, _ := filepath.Abs(*data)
-	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.revision())
-	if db.node != nil {
-		fmt.Printf("livekv: cluster node %s on %s\n", db.node.ID(), db.node.Addr())
+	web, ws := scheme(tlsConf)
+	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
+	if st.node != nil {
+		fmt.Printf("livekv: cluster node %s on %s\n", st.node.ID(), st.node.Addr())
 	}
-	fmt.Printf("livekv: todo app at http://%s/todo/, chat at http://%s/chat/\n", ln.Addr(), ln.Addr())
-	fmt.Printf("livekv: HPKV API at http://%s/kv (WebSocket ws://%s/kv/ws)\n", ln.Addr(), ln.Addr())
+	fmt.Printf("livekv: todo app at %s://%s/todo/, chat at %s://%s/chat/\n", web, ln.Addr(), web, ln.Addr())
+	fmt.Printf("livekv: HPKV API at %s://%s/kv (WebSocket %s://%s/kv/ws)\n", web, ln.Addr(), ws, ln.Addr())
+	fmt.Printf("livekv: DBX WebSocket API at %s://%s/kv/dbx/ws?api_key=KEY\n", ws, ln.Addr())
+	if monLn != nil {
+		fmt.Printf("livekv: metrics at http://%s/metrics\n", monLn.Addr())
+	} else {
+		fmt.Printf("livekv: metrics at %s://%s/metrics\n", web, ln.Addr())
+	}
 	if keyNote != "" {
 		fmt.Printf("livekv: %s\n", keyNote)
 	}
 	fmt.Println("livekv: Ctrl-C to stop")
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	select {
 	case <-stop:
 	case err := <-served:
-		db.Close()
+		srv.Close()
+		if monSrv != nil {
+			monSrv.Close()
+		}
+		st.Close()
 		return err
 	}
 	fmt.Println("livekv: closing")
+	if monSrv != nil {
+		monSrv.Close()
+	}
 	shutdown(a, srv, *grace, logf)
-	return db.Close()
+	return st.Close()
 }
 
 // shutdown lets requests and connections under way finish, for most of

@@ -29,11 +29,13 @@ type store struct {
 	node  *cluster.Node // cluster mode
 }
 
-func (s *store) revision() int64 {
+// local is the database on this machine: the node's own copy in cluster
+// mode.
+func (s *store) local() *engine.DB {
 	if s.node != nil {
-		return s.node.Revision()
+		return s.node.DB()
 	}
-	return s.db.Revision()
+	return s.db
 }
 
 func (s *store) Close() error {

@@ -169,6 +169,9 @@ func TestServe_ClientLimits(t *testing.T) {
 	defer second.CloseNow()
 	_, code = dial()
 	require.Equal(t, http.StatusTooManyRequests, code)
+	_, resp, err := websocket.Dial(ctx, "ws://"+host+"/kv/dbx/ws?api_key=k1", nil) // DBX's WebSocket counts too
+	require.Error(t, err)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	first.Close(websocket.StatusNormalClosure, "")
 	require.Eventually(t, func() bool {
 		ws, code := dial()
@@ -177,4 +180,16 @@ func TestServe_ClientLimits(t *testing.T) {
 		}
 		return code == http.StatusSwitchingProtocols
 	}, 5*time.Second, 20*time.Millisecond)
+
+	// serve mounts the DBX dialect under /kv/
+	var dbx *websocket.Conn
+	require.Eventually(t, func() bool {
+		dbx, _, err = websocket.Dial(ctx, "ws://"+host+"/kv/dbx/ws?api_key=k1&client_id=test", nil)
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	defer dbx.CloseNow()
+	require.NoError(t, dbx.Write(ctx, websocket.MessageText, []byte(`{"id":"p","method":"ping"}`)))
+	_, b, err := dbx.Read(ctx)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"result":{"pong":true}`)
 }

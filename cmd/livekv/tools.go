@@ -41,8 +41,22 @@ func storedKey(file string) (key string, created bool, err error) {
 // folderArg parses a subcommand's flags and its one argument, a data
 // folder that must exist.
 func folderArg(name, usage string, args []string, mustExist bool) (string, error) {
+	return folderFlags(name, usage, args, mustExist, nil)
+}
+
+// folderFlags is folderArg for a subcommand with flags, which define adds.
+func folderFlags(name, usage string, args []string, mustExist bool, define func(*flag.FlagSet)) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		if define != nil {
+			fmt.Fprintln(fs.Output())
+			fs.PrintDefaults()
+		}
+	}
+	if define != nil {
+		define(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", err
 	}
@@ -60,7 +74,12 @@ func folderArg(name, usage string, args []string, mustExist bool) (string, error
 }
 
 func check(args []string) error {
-	dir, err := folderArg("check", "usage: livekv check DIR\n\nVerifies the snapshot and the log in DIR without changing them; exits 1 on corruption.", args, true)
+	var doRepair bool
+	dir, err := folderFlags("check", "usage: livekv check [--repair] DIR\n\nVerifies the snapshot and the log in DIR without changing them; exits 1 on corruption.\n"+
+		"With --repair, a damaged log is truncated at its first bad record, losing what follows,\nafter DIR is copied to DIR.before-repair-TIME.", args, true,
+		func(fs *flag.FlagSet) {
+			fs.BoolVar(&doRepair, "repair", false, "truncate a damaged log at its first bad record, keeping a copy of DIR first")
+		})
 	if err != nil {
 		return err
 	}
@@ -68,8 +87,17 @@ func check(args []string) error {
 	if errors.Is(err, vfs.ErrLocked) {
 		return fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
+	if err != nil && doRepair {
+		fmt.Printf("damaged: %v\n", err)
+		kept, rerr := repair(dir, err)
+		if rerr != nil {
+			return rerr
+		}
+		fmt.Printf("repaired: the log is truncated at the damage; the folder as it was is in %s\n", kept)
+		rep, err = wal.Check(dir, nil)
+	}
 	if err != nil {
-		return fmt.Errorf("%w\n(livekv serve refuses this folder; engine.Options.Repair truncates the log at the damage, losing what follows: keep a copy first)", err)
+		return fmt.Errorf("%w\n(livekv serve refuses this folder; livekv check --repair truncates the log at the damage, losing what follows, after keeping a copy; livekv dump --salvage writes what is readable)", err)
 	}
 	if rep.SnapshotRevision > 0 {
 		fmt.Printf("snapshot at revision %d with %d keys\n", rep.SnapshotRevision, rep.SnapshotItems)
@@ -106,15 +134,32 @@ func openFolder(dir string) (*engine.DB, error) {
 }
 
 func dump(args []string) error {
-	dir, err := folderArg("dump", "usage: livekv dump DIR > backup.jsonl\n\nWrites every item in DIR, as of one revision, as JSON lines.", args, true)
+	var doSalvage bool
+	dir, err := folderFlags("dump", "usage: livekv dump [--salvage] DIR > backup.jsonl\n\nWrites every item in DIR, as of one revision, as JSON lines.\n"+
+		"With --salvage, a folder whose log is damaged gives the items as of the last revision\nbefore the damage; DIR is not changed (a temporary copy is read).", args, true,
+		func(fs *flag.FlagSet) {
+			fs.BoolVar(&doSalvage, "salvage", false, "write what is readable before a damaged log's first bad record")
+		})
 	if err != nil {
 		return err
 	}
-	db, err := openFolder(dir)
-	if err != nil {
-		return err
+	var db *engine.DB
+	if doSalvage {
+		var done func()
+		if db, done, err = salvage(dir); err != nil {
+			return err
+		}
+		defer done()
+		fmt.Fprintf(os.Stderr, "livekv dump: salvaged %s up to revision %d\n", dir, db.Revision())
+	} else {
+		if db, err = openFolder(dir); err != nil {
+			if errors.Is(err, engine.ErrCorrupt) {
+				err = fmt.Errorf("%w\n(livekv dump --salvage writes what is readable before the damage)", err)
+			}
+			return err
+		}
+		defer db.Close()
 	}
-	defer db.Close()
 	w := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(w)
 	err = db.View(func(tx *engine.Tx) error {

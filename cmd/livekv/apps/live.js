@@ -2,21 +2,36 @@
 // by the todo and chat pages. It gets a scoped token from the server,
 // keeps the connection open, reconnects with backoff, and resumes from the
 // last revision it has seen, so that no change is missed while offline.
+//
+// Writes go through an Outbox: each is kept in the page and in
+// localStorage until the server has answered it, so that nothing typed is
+// lost while the server is unreachable, nor across a reload. Every write
+// an outbox sends can be sent twice without effect (a key the client
+// chose, created with compare-and-swap on revision 0; an edit checked
+// against the value it started from), since a reply lost with the
+// connection leaves the client unsure whether the write happened.
 export class Live {
-  constructor({ app, onStatus, onChange, onReload }) {
+  constructor({ app, onStatus, onChange, onReload, onOpen }) {
     this.app = app;
     this.onStatus = onStatus || (() => {});
     this.onChange = onChange || (() => {});
     this.onReload = onReload || (() => {});
+    this.onOpen = onOpen || (() => {});
     this.rev = 0; // newest revision applied
     this.nextId = 0;
     this.pending = new Map();
     this.backoff = 250;
+    this.open = false;
+    // ready resolves when a connection opens. It is replaced only when an
+    // open connection closes, never by a failed attempt to reconnect, so
+    // that a call waiting on it is woken by the next connection.
     this.ready = new Promise((resolve) => (this.markReady = resolve));
+    addEventListener('online', () => this.reconnectNow());
   }
 
   async connect() {
-    this.onStatus('connecting');
+    this.timer = null;
+    if (!this.offline) this.onStatus('connecting'); // once offline, it says so until online
     let token;
     try {
       const resp = await fetch('/apps/token', { method: 'POST', body: JSON.stringify({ app: this.app }) });
@@ -32,6 +47,8 @@ export class Live {
     this.ws = ws;
     ws.onopen = () => {
       this.backoff = 250;
+      this.open = true;
+      this.offline = false;
       this.onStatus('online');
       this.markReady();
       if (this.stale) {
@@ -41,11 +58,19 @@ export class Live {
         document.body.dataset.reloads = String(Number(document.body.dataset.reloads || 0) + 1);
         this.onReload();
       }
+      this.onOpen();
     };
     ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (this.open) {
+        this.open = false;
+        // Nothing to resume from (the page read an empty store, at
+        // revision 0): read everything again once the next one opens.
+        if (this.rev === 0) this.stale = true;
+        this.ready = new Promise((resolve) => (this.markReady = resolve));
+      }
       for (const p of this.pending.values()) p.reject(new Error('connection lost'));
       this.pending.clear();
       this.retry();
@@ -53,10 +78,19 @@ export class Live {
   }
 
   retry() {
+    this.offline = true;
     this.onStatus('offline');
-    this.ready = new Promise((resolve) => (this.markReady = resolve));
-    setTimeout(() => this.connect(), this.backoff);
+    this.timer = setTimeout(() => this.connect(), this.backoff);
     this.backoff = Math.min(this.backoff * 2, 5000);
+  }
+
+  // reconnectNow skips the backoff's wait, when the browser says it is
+  // back online.
+  reconnectNow() {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.backoff = 250;
+    this.connect();
   }
 
   receive(msg) {
@@ -83,11 +117,11 @@ export class Live {
   deliver(note) {
     if (note.revision <= this.rev) return; // already reflected
     this.rev = note.revision;
-    this.onChange(note.key, note.value);
+    this.onChange(note.key, note.value, note.revision);
   }
 
   async call(req) {
-    await this.ready;
+    while (!this.ws || this.ws.readyState !== WebSocket.OPEN) await this.ready;
     const messageId = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.pending.set(messageId, { resolve, reject });
@@ -95,26 +129,180 @@ export class Live {
     });
   }
 
+  get(key) { return this.call({ op: 1, key }); }
   set(key, value) { return this.call({ op: 2, key, value }); }
-  patch(key, value) { return this.call({ op: 3, key, value }); }
   del(key) { return this.call({ op: 4, key }); }
+  // cas sets key only if its revision is revision (0: only if absent).
+  cas(key, value, revision) { return this.call({ op: 102, key, value, revision }); }
+  range(start, end, limit) { return this.call({ op: 5, key: start, endKey: end, limit }); }
 
-  // load reads the keys from start to end (both included) at one
-  // revision and hands them to apply; the notifications that arrive
-  // meanwhile are held, and only those after that revision delivered.
-  // Loads run one at a time.
-  async load(start, end, apply) {
+  // load reads the keys from start to end (both included, at most limit)
+  // at one revision and hands them to apply; the notifications that
+  // arrive meanwhile are held, and only those after that revision
+  // delivered. Loads run one at a time, in the order asked. It returns
+  // the range's reply.
+  load(start, end, apply, limit = 1000) {
+    const done = (this.loading || Promise.resolve()).then(() => this.loadNow(start, end, apply, limit));
+    this.loading = done.catch(() => {});
+    return done;
+  }
+
+  async loadNow(start, end, apply, limit) {
     this.buffer = [];
     let base = Infinity;
     try {
-      const reply = await this.call({ op: 5, key: start, endKey: end, limit: 1000 });
-      base = reply.revision;
-      apply(reply.records);
+      const reply = await this.range(start, end, limit);
+      base = reply.revision || 0; // left out when 0: an empty store
+      apply(reply.records, reply);
       if (base > this.rev) this.rev = base;
+      return reply;
     } finally {
       const held = this.buffer;
       this.buffer = null;
       for (const note of held) if (note.revision > base) this.deliver(note);
+    }
+  }
+}
+
+// The end of a range of every key that starts with prefix: the highest
+// code point sorts after every character a key may hold.
+export const upTo = (prefix) => prefix + '\u{10FFFF}';
+
+// store is localStorage, or nothing where a browser refuses it (full,
+// or disabled): the page works on, without keeping anything.
+export const store = {
+  get(k) { try { return localStorage.getItem(k); } catch { return null; } },
+  set(k, v) { try { localStorage.setItem(k, v); return true; } catch { return false; } },
+  remove(k) { try { localStorage.removeItem(k); } catch { /* nothing kept */ } },
+  keys() { try { return Object.keys(localStorage); } catch { return []; } },
+};
+
+// unsavedNote is what a page adds to a write kept in the page only.
+export const unsavedNote = ' (kept in this page only: too large for this browser’s storage)';
+
+// A random id for keys the client chooses: time first, so that keys sort
+// by creation.
+export const newId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+// Errors worth trying again as they are: the connection went away, the
+// server is busy or stopping. Any other refusal is final for that write.
+const transient = (err) => !err.code || err.code === 429 || err.code === 503;
+
+// reason says why the server refused a write, in words for the page.
+export function reason(err) {
+  const limit = /limit (\d+)/.exec(err.message);
+  switch (err.code) {
+    case 413: return limit ? `too large (the server takes at most ${Number(limit[1]).toLocaleString()} bytes)` : 'too large for the server';
+    case 507: return 'the server has no room left for this app';
+    case 403: return 'not allowed';
+    default: return err.message;
+  }
+}
+
+// Outbox holds writes until the server has answered them. An entry is
+// {id, seq, state, ...fields}; state is "pending" (waiting or being
+// sent), "failed" (refused: reason says why) or "conflict" (the app's run
+// found another edit in the way: theirs holds it). run(entry) sends an
+// entry and returns once the server has it; it throws an error with a
+// code for a refusal, or one with conflict set.
+export class Outbox {
+  constructor({ live, name, run, onChange }) {
+    this.live = live;
+    this.prefix = `livekv-outbox:${name}:`;
+    this.run = run;
+    this.onChange = onChange || (() => {});
+    this.entries = new Map();
+    this.seq = 0;
+    for (const k of store.keys()) {
+      if (!k.startsWith(this.prefix)) continue;
+      try {
+        const e = JSON.parse(store.get(k));
+        this.entries.set(e.id, e);
+        this.seq = Math.max(this.seq, e.seq);
+      } catch {
+        store.remove(k);
+      }
+    }
+  }
+
+  list() { return [...this.entries.values()].sort((a, b) => a.seq - b.seq); }
+  get size() { return this.entries.size; }
+
+  add(fields) {
+    const e = { id: newId(), seq: Math.max(++this.seq, Date.now()), state: 'pending', ...fields };
+    this.seq = e.seq;
+    this.put(e);
+    this.kick();
+    return e;
+  }
+
+  // put stores e, in the page and in localStorage; an entry too large for
+  // localStorage is kept in the page only, and says so.
+  put(e) {
+    this.entries.set(e.id, e);
+    delete e.unsaved;
+    if (!store.set(this.prefix + e.id, JSON.stringify(e))) e.unsaved = true;
+    this.onChange();
+  }
+
+  remove(id) {
+    this.entries.delete(id);
+    store.remove(this.prefix + id);
+    this.onChange();
+  }
+
+  // retry sends a failed or conflicting entry again, with changes.
+  retry(id, changes = {}) {
+    const e = this.entries.get(id);
+    if (!e) return;
+    Object.assign(e, changes, { state: 'pending' });
+    delete e.reason;
+    delete e.theirs;
+    this.put(e);
+    this.kick();
+  }
+
+  // kick sends the pending entries, oldest first, one at a time, while
+  // connected.
+  async kick() {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        for (const e of this.list()) {
+          if (!this.live.open) return;
+          if (e.state !== 'pending' || this.entries.get(e.id) !== e) continue;
+          this.current = e;
+          try {
+            await this.run(e);
+            if (this.entries.get(e.id) === e) this.remove(e.id);
+          } catch (err) {
+            if (this.entries.get(e.id) !== e) continue;
+            if (err.conflict) {
+              e.state = 'conflict';
+              e.theirs = err.theirs;
+              this.put(e);
+            } else if (transient(err)) {
+              // Sent again when the next connection opens, or in a
+              // moment if this one stays open (busy server).
+              if (this.live.open) setTimeout(() => this.kick(), 1000);
+              return;
+            } else {
+              e.state = 'failed';
+              e.reason = reason(err);
+              this.put(e);
+            }
+          } finally {
+            this.current = null;
+          }
+        }
+      } while (this.again);
+    } finally {
+      this.running = false;
     }
   }
 }
@@ -124,4 +312,11 @@ export function statusBanner(el) {
     el.dataset.state = state;
     el.textContent = { online: 'live', connecting: 'connecting…', offline: 'offline: reconnecting…' }[state];
   };
+}
+
+// notice shows a message in el (a role=alert element) until dismissed or
+// replaced.
+export function notice(el, text) {
+  el.textContent = text;
+  el.hidden = !text;
 }

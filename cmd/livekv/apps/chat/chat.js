@@ -1,101 +1,288 @@
 // Rooms are chat:room:NAME; each message is its own key,
-// chat:msg:ROOM:TIME-ID, so sending never rewrites the room.
-import { Live, statusBanner } from '/live.js';
+// chat:msg:ROOM:INV-ID, where INV is 10^13 minus the sending time in
+// milliseconds, 13 digits: keys sort newest first, so that a range from
+// the room's prefix reads the newest messages, and the next range, from
+// the last key read, the older ones. Sending never rewrites the room.
+// Messages are created with compare-and-swap on revision 0 under a key
+// the page chose, so that one sent twice (its reply lost with the
+// connection) is stored once. Pages show messages in the order of their
+// time, so that keys of the older scheme (the time, 15 digits, oldest
+// first) still show in place.
+import { Live, Outbox, statusBanner, notice, upTo, newId, store, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
+const PAGE = 50;
 const rooms = new Set();
 const messages = new Map(); // key -> message, for the current room
 let room = null;
+let cursor = null; // the last key read by a range, for "load older"
 
-$('name').value = localStorage.getItem('livekv-chat-name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
-$('name').onchange = () => localStorage.setItem('livekv-chat-name', $('name').value);
+const me = store.get('livekv-chat-uid') || newId();
+store.set('livekv-chat-uid', me);
+$('name').value = store.get('livekv-chat-name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
+$('name').onchange = () => {
+  const name = $('name').value.trim();
+  if (name) store.set('livekv-chat-name', name);
+  else $('name').value = store.get('livekv-chat-name') || 'guest';
+};
 
 const live = new Live({
   app: 'chat',
-  onStatus: statusBanner($('status')),
+  onStatus(state) {
+    statusBanner($('status'))(state);
+    renderMessages();
+  },
   onChange(key, value) {
     if (key.startsWith('chat:room:') && value !== null) {
       rooms.add(key.slice('chat:room:'.length));
       renderRooms();
-    } else if (room && key.startsWith(`chat:msg:${room}:`)) {
+    } else if (room && key.startsWith(msgPrefix(room))) {
       if (value === null) messages.delete(key);
       else messages.set(key, JSON.parse(value));
       renderMessages();
     }
   },
   onReload: loadAll,
+  onOpen: () => outbox.kick(),
 });
 
+async function run(e) {
+  try {
+    await live.cas(e.key, e.value, 0);
+    // Shown as sent until its notification comes, not gone meanwhile.
+    if (e.kind === 'msg' && e.room === room) messages.set(e.key, JSON.parse(e.value));
+    if (e.kind === 'room') rooms.add(e.room);
+  } catch (err) {
+    if (err.code !== 409) throw err; // 409: it exists, an earlier send arrived
+  }
+}
+const outbox = new Outbox({ live, name: 'chat', run, onChange: () => { renderRooms(); renderMessages(); } });
+
+const msgPrefix = (name) => `chat:msg:${name}:`;
+
+// roomName makes a typed name a room's: Unicode letters kept, spaces
+// made dashes, no colon (it ends the room's part of a key), no control
+// characters; it needs a letter or a digit. It returns null for a name
+// that is none.
+function roomName(raw) {
+  const name = raw.normalize('NFC').trim().replace(/\s+/gu, '-').replace(/[:#/?\p{Cc}\p{Cf}]/gu, '');
+  if (!/[\p{L}\p{N}]/u.test(name)) return null;
+  return [...name].slice(0, 40).join('');
+}
+
 async function loadRooms() {
-  await live.load('chat:room:', 'chat:room:~', (records) => {
-    for (const r of records) rooms.add(r.key.slice('chat:room:'.length));
-  });
+  let start = 'chat:room:';
+  for (;;) {
+    const first = start;
+    const reply = await live.load(first, upTo('chat:room:'), (records) => {
+      for (const r of records) if (r.key !== first || first === 'chat:room:') rooms.add(r.key.slice('chat:room:'.length));
+    });
+    if (!reply.truncated || reply.records.length === 0) break;
+    start = reply.records[reply.records.length - 1].key;
+  }
   renderRooms();
 }
 
-async function join(name) {
+async function join(name, push) {
+  if (push) history.pushState(null, '', `#${encodeURIComponent(name)}`);
   room = name;
+  document.title = `#${name} · Chat · livekv`;
   $('title').textContent = `#${name}`;
   $('text').disabled = $('sendbtn').disabled = false;
-  await live.load(`chat:msg:${name}:`, `chat:msg:${name}:~`, (records) => {
-    messages.clear();
-    for (const r of records) messages.set(r.key, JSON.parse(r.value));
-  });
+  messages.clear();
+  cursor = null;
+  $('older').hidden = true;
   renderRooms();
-  renderMessages();
+  renderMessages(true);
+  // Offline, this waits for the connection.
+  try {
+    const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
+      if (room !== name) return;
+      for (const r of records) messages.set(r.key, JSON.parse(r.value));
+    }, PAGE);
+    if (room !== name) return;
+    pageRead(reply);
+    notice($('notice'), '');
+  } catch (err) {
+    notice($('notice'), `Could not load #${name}: ${err.message}`);
+  }
+  renderMessages(true);
 }
 
+function pageRead(reply) {
+  if (reply.records.length) cursor = reply.records[reply.records.length - 1].key;
+  $('older').hidden = !reply.truncated;
+}
+
+$('older').onclick = async () => {
+  const name = room;
+  const el = $('messages');
+  const below = el.scrollHeight - el.scrollTop;
+  $('older').disabled = true;
+  try {
+    const reply = await live.range(cursor, upTo(msgPrefix(name)), PAGE + 1);
+    if (room !== name) return;
+    for (const r of reply.records) if (r.key !== cursor) messages.set(r.key, JSON.parse(r.value));
+    pageRead(reply);
+    renderMessages();
+    el.scrollTop = el.scrollHeight - below; // the messages read stay in place
+  } catch (err) {
+    notice($('notice'), `Could not load older messages: ${err.message}`);
+  } finally {
+    $('older').disabled = false;
+  }
+};
+
 async function loadAll() {
-  await loadRooms();
-  if (room) await join(room);
+  try {
+    await loadRooms();
+    if (room) await join(room);
+  } catch (err) {
+    notice($('notice'), `Could not load the rooms: ${err.message}`);
+  }
 }
 
 function renderRooms() {
   const el = $('rooms');
+  const names = new Set(rooms);
+  for (const e of outbox.list()) if (e.kind === 'room') names.add(e.room);
+  if (room) names.add(room);
   el.replaceChildren();
-  for (const name of [...rooms].sort()) {
-    const b = Object.assign(document.createElement('button'), { textContent: `#${name}` });
+  for (const name of [...names].sort((a, b) => a.localeCompare(b))) {
+    const b = Object.assign(document.createElement('button'), { type: 'button', textContent: `#${name}` });
     b.dataset.room = name;
-    if (name === room) b.className = 'current';
-    b.onclick = () => join(name);
+    if (name === room) b.setAttribute('aria-current', 'true');
+    if (outbox.list().some((e) => e.kind === 'room' && e.room === name)) b.classList.add('pending');
+    b.onclick = () => join(name, true);
     el.append(b);
   }
+  $('norooms').hidden = names.size > 0;
 }
 
-function renderMessages() {
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+const SHOWN = 500; // characters of a long message shown
+
+function renderMessages(toBottom) {
   const el = $('messages');
-  el.replaceChildren();
-  for (const key of [...messages.keys()].sort()) {
-    const m = messages.get(key);
-    const div = document.createElement('div');
-    div.className = 'msg';
-    const who = Object.assign(document.createElement('span'), { className: 'who', textContent: m.user });
-    const text = Object.assign(document.createElement('span'), { className: 'text', textContent: m.text });
-    div.append(who, text);
-    el.append(div);
+  const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+  const list = $('msglist');
+  const all = [];
+  if (room) {
+    for (const [key, m] of messages) all.push({ key, m });
+    for (const e of outbox.list()) {
+      if (e.kind === 'msg' && e.room === room && !messages.has(e.key)) all.push({ key: e.key, m: JSON.parse(e.value), e });
+    }
   }
-  el.scrollTop = el.scrollHeight;
+  all.sort((a, b) => (a.m.ts - b.m.ts) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  list.replaceChildren();
+  let lastDay = null;
+  for (const { key, m, e } of all) {
+    const when = new Date(m.ts);
+    const d = when.toDateString();
+    if (d !== lastDay) {
+      lastDay = d;
+      list.append(Object.assign(document.createElement('li'), { className: 'day', textContent: dayFmt.format(when) }));
+    }
+    const li = document.createElement('li');
+    li.dataset.key = key;
+    const own = m.uid ? m.uid === me : false;
+    li.className = 'msg' + (own || e ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
+    const meta = Object.assign(document.createElement('div'), { className: 'meta' });
+    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: own || e ? `${m.user} (you)` : m.user }));
+    const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
+    meta.append(time);
+    const text = String(m.text);
+    const body = Object.assign(document.createElement('div'), { className: 'text',
+      textContent: text.length > SHOWN ? `${text.slice(0, SHOWN)}… (${text.length.toLocaleString()} characters)` : text });
+    li.append(meta, body);
+    if (e && e.state === 'failed') {
+      const why = Object.assign(document.createElement('div'), { className: 'note failed-note' });
+      why.append(Object.assign(document.createElement('span'), { textContent: `Not sent: ${e.reason}${e.unsaved ? unsavedNote : ''}` }),
+        button('Retry', () => outbox.retry(e.id)),
+        button('Edit', () => {
+          $('text').value = text;
+          outbox.remove(e.id);
+          $('text').focus();
+        }),
+        button('Discard', () => outbox.remove(e.id)));
+      li.append(why);
+    } else if (e) {
+      li.append(Object.assign(document.createElement('div'), { className: 'note pending-note',
+        textContent: (live.open ? 'sending…' : 'waiting for the connection…') + (e.unsaved ? unsavedNote : '') }));
+    }
+    list.append(li);
+  }
+  $('empty').hidden = all.length > 0;
+  $('empty').textContent = room ? `No messages in #${room} yet. Say hello!` : 'Pick a room, or create one, to start talking.';
+  if (toBottom || atBottom) el.scrollTop = el.scrollHeight;
+  const waiting = outbox.list().filter((x) => x.state === 'pending').length;
+  const failed = outbox.list().filter((x) => x.state === 'failed').length;
+  const parts = [];
+  if (waiting) parts.push(`${waiting} waiting to be sent`);
+  if (failed) parts.push(`${failed} not sent`);
+  $('outbox').textContent = parts.join(' · ');
+  $('outbox').hidden = parts.length === 0;
 }
 
-$('newroom').onsubmit = async (ev) => {
+function button(label, onclick) {
+  return Object.assign(document.createElement('button'), { type: 'button', textContent: label, onclick });
+}
+
+$('newroom').onsubmit = (ev) => {
   ev.preventDefault();
-  const name = $('room').value.trim().replace(/[^\w-]/g, '-');
+  const name = roomName($('room').value);
+  if (!name) {
+    notice($('notice'), 'A room name needs at least one letter or digit.');
+    return;
+  }
+  notice($('notice'), '');
   $('room').value = '';
-  await live.set(`chat:room:${name}`, JSON.stringify({ created: Date.now() }));
-  rooms.add(name);
-  await join(name);
+  if (!rooms.has(name)) {
+    outbox.add({ kind: 'room', room: name, key: `chat:room:${name}`, value: JSON.stringify({ created: Date.now() }) });
+  }
+  join(name, true);
 };
 
-$('send').onsubmit = async (ev) => {
+$('send').onsubmit = (ev) => {
   ev.preventDefault();
-  const now = Date.now();
-  const key = `chat:msg:${room}:${String(now).padStart(15, '0')}-${Math.random().toString(36).slice(2, 8)}`;
   const text = $('text').value;
+  if (!room || !text.trim()) return;
+  if (!rooms.has(room) && !outbox.list().some((e) => e.kind === 'room' && e.room === room)) {
+    // A room reached by its link, not created yet: the first message creates it.
+    outbox.add({ kind: 'room', room, key: `chat:room:${room}`, value: JSON.stringify({ created: Date.now() }) });
+  }
+  const ts = Date.now();
+  const key = `${msgPrefix(room)}${String(1e13 - ts).padStart(13, '0')}-${Math.random().toString(36).slice(2, 8)}`;
+  outbox.add({ kind: 'msg', room, key, value: JSON.stringify({ user: $('name').value.trim() || 'guest', uid: me, text, ts }) });
   $('text').value = '';
-  await live.set(key, JSON.stringify({ user: $('name').value, text, ts: now }));
+  renderMessages(true);
 };
 
+function fromHash() {
+  if (location.hash.length < 2) return null;
+  try {
+    return roomName(decodeURIComponent(location.hash.slice(1)));
+  } catch {
+    return null;
+  }
+}
+addEventListener('hashchange', () => {
+  const name = fromHash();
+  if (name && name !== room) join(name);
+});
+
+const first = fromHash();
+renderMessages();
+renderRooms();
 live.connect();
+const joined = first ? join(first) : null;
 await live.ready;
-await loadRooms();
+try {
+  await loadRooms();
+} catch (err) {
+  notice($('notice'), `Could not load the rooms: ${err.message}`);
+}
+await joined;
 document.body.dataset.loaded = 'true';

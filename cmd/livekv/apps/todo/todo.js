@@ -1,94 +1,372 @@
 // One key per todo, todo:DAY:ID, holding {text, priority, status, created}.
-// Edits send only the changed field as a JSON merge patch, so that two
-// windows editing the same todo at once keep both edits.
-import { Live, statusBanner } from '/live.js';
+// Every write goes through an outbox (see live.js), so that nothing is
+// lost offline or across a reload:
+//   - a new todo is created with compare-and-swap on revision 0 under an
+//     id the page chose, so that sending it twice creates it once;
+//   - an edit changes one field, with compare-and-swap on the revision
+//     the editor started from. If someone else wrote the todo meanwhile,
+//     their value of that field decides: unchanged, the edit is applied
+//     on top of theirs; already equal to ours, nothing is left to do;
+//     otherwise both edits are shown and the user chooses.
+import { Live, Outbox, statusBanner, notice, upTo, newId, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
-const todos = new Map(); // key -> todo
-let day = new Date().toISOString().slice(0, 10);
-$('day').value = day;
+const server = new Map(); // key -> {obj, rev}: rev is undefined when loaded by a range
+const items = new Map(); // key -> li
+const priorities = ['high', 'medium', 'low'];
 
+// The local day, as the date input shows it, not UTC's.
+const localDay = (d = new Date()) =>
+  `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+let day = /^#\d{4}-\d{2}-\d{2}$/.test(location.hash) ? location.hash.slice(1) : localDay();
+$('day').value = day;
 const prefix = () => `todo:${day}:`;
+
 const live = new Live({
   app: 'todo',
-  onStatus: statusBanner($('status')),
-  onChange(key, value) {
+  onStatus(state) {
+    statusBanner($('status'))(state);
+    renderSummary();
+  },
+  onChange(key, value, rev) {
     if (!key.startsWith(prefix())) return;
-    if (value === null) todos.delete(key);
-    else todos.set(key, JSON.parse(value));
+    if (value === null) server.delete(key);
+    else server.set(key, { obj: JSON.parse(value), rev });
     render();
   },
   onReload: load,
+  onOpen: () => outbox.kick(),
 });
 
+const conflict = (theirs) => Object.assign(new Error('edited elsewhere'), { conflict: true, theirs });
+
+// wrote records a write the server has accepted as the server's value,
+// unless a newer one arrived first, so that the todo does not show its
+// old value between the reply and the notification.
+function wrote(key, obj, rev) {
+  const s = server.get(key);
+  if (s && s.rev !== undefined && s.rev >= rev) return;
+  if (key.startsWith(prefix())) server.set(key, { obj, rev });
+}
+
+async function run(e) {
+  if (e.kind === 'create') {
+    try {
+      const reply = await live.cas(e.key, JSON.stringify(e.obj), 0);
+      wrote(e.key, e.obj, reply.revision);
+    } catch (err) {
+      if (err.code !== 409) throw err; // 409: it exists, an earlier send arrived
+    }
+  } else if (e.kind === 'del') {
+    try {
+      await live.del(e.key);
+      server.delete(e.key);
+    } catch (err) {
+      if (err.code !== 404) throw err;
+    }
+  } else if (e.kind === 'edit') {
+    let cur = e.obj;
+    let rev = e.rev;
+    for (let i = 0; i < 10; i++) {
+      if (rev === undefined || rev === null || cur[e.field] !== e.base) {
+        let reply;
+        try {
+          reply = await live.get(e.key);
+        } catch (err) {
+          if (err.code === 404) throw Object.assign(new Error('someone else deleted this todo'), { code: 404 });
+          throw err;
+        }
+        cur = JSON.parse(reply.value);
+        rev = reply.revision;
+        if (cur[e.field] === e.value) return; // already so: an earlier send, or the same edit elsewhere
+        if (cur[e.field] !== e.base) throw conflict(cur[e.field]);
+      }
+      try {
+        const obj = { ...cur, [e.field]: e.value };
+        const reply = await live.cas(e.key, JSON.stringify(obj), rev);
+        wrote(e.key, obj, reply.revision);
+        return;
+      } catch (err) {
+        if (err.code !== 409) throw err;
+        rev = null; // written meanwhile: read it again
+      }
+    }
+    throw Object.assign(new Error('the todo keeps changing: try again'), { code: 409 });
+  }
+}
+
+const outbox = new Outbox({ live, name: 'todo', run, onChange: () => render() });
+
 async function load() {
-  await live.load(prefix(), prefix() + '~', (records) => {
-    todos.clear();
-    for (const li of items.values()) li.remove();
-    items.clear();
-    for (const r of records) todos.set(r.key, JSON.parse(r.value));
-  });
+  const want = prefix();
+  try {
+    let start = want;
+    for (;;) {
+      const reply = await live.load(start, upTo(want), (records) => {
+        if (want !== prefix()) return;
+        if (start === want) server.clear(); // the first page: what the server has now replaces what was shown
+        for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value) });
+      });
+      if (!reply.truncated || reply.records.length === 0) break;
+      start = reply.records[reply.records.length - 1].key;
+    }
+    notice($('notice'), '');
+  } catch (err) {
+    notice($('notice'), `Could not load the list: ${err.message}`);
+  }
   render();
 }
 
-// render updates the list in place: a field being edited keeps its
-// element (and what the user is typing) while other changes arrive.
-const items = new Map(); // key -> li
+// view is what a todo shows: the server's value, or the one being
+// created, with the edits not yet sent on top; and the outbox's state.
+function view(key) {
+  let obj = server.get(key)?.obj;
+  const mine = outbox.list().filter((e) => e.key === key);
+  const create = mine.find((e) => e.kind === 'create');
+  if (!obj && create) obj = create.obj;
+  // Not loaded (offline since a reload), or deleted: as it was when edited.
+  if (!obj) obj = mine.find((e) => e.kind === 'edit')?.obj;
+  if (!obj) return null;
+  obj = { ...obj };
+  for (const e of mine) if (e.kind === 'edit' && e.state === 'pending') obj[e.field] = e.value;
+  return {
+    obj,
+    pending: mine.some((e) => e.state === 'pending'),
+    deleting: mine.some((e) => e.kind === 'del' && e.state === 'pending'),
+    failed: mine.filter((e) => e.state === 'failed'),
+    conflicts: mine.filter((e) => e.state === 'conflict'),
+  };
+}
+
 function render() {
   const list = $('list');
+  const p = prefix();
+  const keys = new Set([...server.keys()].filter((k) => k.startsWith(p)));
+  for (const e of outbox.list()) if (e.key.startsWith(p)) keys.add(e.key);
+  const sorted = [...keys].sort();
+  const views = new Map();
+  for (const key of sorted) {
+    const v = view(key);
+    if (v) views.set(key, v);
+  }
   for (const [key, li] of items) {
-    if (!todos.has(key)) {
+    if (!views.has(key)) {
       li.remove();
       items.delete(key);
     }
   }
-  const keys = [...todos.keys()].sort();
-  keys.forEach((key, i) => {
-    const t = todos.get(key);
+  let prev = null;
+  for (const [key, v] of views) {
     let li = items.get(key);
     if (!li) {
       li = item(key);
       items.set(key, li);
-      const next = items.get(keys[i + 1]);
-      list.insertBefore(li, next && next.isConnected ? next : null);
     }
-    li.className = `priority-${t.priority}` + (t.status === 'done' ? ' done' : '');
-    const text = li.querySelector('.text');
-    if (document.activeElement !== text) text.value = t.text;
-    li.querySelector('.priority').value = t.priority;
-    li.querySelector('.status').checked = t.status === 'done';
-  });
+    if (li.previousElementSibling !== prev || li.parentNode !== list) list.insertBefore(li, prev ? prev.nextSibling : list.firstChild);
+    prev = li;
+    update(li, key, v);
+  }
+  $('empty').hidden = views.size > 0;
+  const done = [...views.values()].filter((v) => v.obj.status === 'done').length;
+  $('counts').textContent = views.size ? `${views.size - done} to do · ${done} done` : '';
+  renderSummary();
+}
+
+function renderSummary() {
+  const waiting = outbox.list().filter((e) => e.state === 'pending').length;
+  const failed = outbox.list().filter((e) => e.state !== 'pending').length;
+  const parts = [];
+  if (waiting) parts.push(`${waiting} change${waiting > 1 ? 's' : ''} waiting to be sent`);
+  if (failed) parts.push(`${failed} need${failed > 1 ? '' : 's'} your attention`);
+  $('outbox').textContent = parts.join(' · ');
+  $('outbox').hidden = parts.length === 0;
+}
+
+function update(li, key, v) {
+  const t = v.obj;
+  li.className = `todo prio-${t.priority}` + (t.status === 'done' ? ' done' : '') + (v.pending ? ' pending' : '') +
+    (v.failed.length ? ' failed' : '') + (v.conflicts.length ? ' conflict' : '') + (v.deleting ? ' deleting' : '');
+  li.dataset.text = t.text;
+  const text = li.querySelector('.text');
+  const notes = li.querySelector('.notes');
+  // The text being edited stays as typed, while its notes have focus too.
+  const editing = li.editStart && (document.activeElement === text || notes.contains(document.activeElement));
+  if (!editing) {
+    text.value = t.text;
+    li.editStart = null;
+  }
+  li.querySelector('.status').checked = t.status === 'done';
+  li.querySelector('.status').setAttribute('aria-label', `Done: ${t.text}`);
+  li.querySelector('.delete').setAttribute('aria-label', `Delete: ${t.text}`);
+  const prio = li.querySelector('.priority');
+  prio.value = t.priority;
+  prio.dataset.p = t.priority;
+
+  const want = [];
+  const textConflict = v.conflicts.some((e) => e.field === 'text');
+  if (li.editStart && t.text !== li.editStart.text && !textConflict) {
+    want.push(['underneath', `Changed elsewhere while you were editing, to “${t.text}”.`,
+      ['Use theirs', () => {
+        text.value = t.text;
+        text.focus();
+        li.editStart = start(key);
+        render();
+      }]]);
+  }
+  const done = () => {
+    if (document.activeElement !== text) li.editStart = null;
+  };
+  for (const e of v.conflicts) {
+    want.push(['conflict-note', `Someone else changed the ${e.field} to “${e.theirs}”; yours is “${e.value}”.`,
+      ['Keep mine', () => { done(); outbox.retry(e.id, { base: e.theirs, rev: null }); }],
+      ['Use theirs', () => { done(); outbox.remove(e.id); }]]);
+  }
+  for (const e of v.failed) {
+    const what = { create: 'Not saved', edit: `Change of ${e.field} not saved`, del: 'Not deleted' }[e.kind];
+    want.push(['failed-note', `${what}: ${e.reason}`,
+      ['Retry', () => outbox.retry(e.id)], ['Discard', () => outbox.remove(e.id)]]);
+  }
+  if (v.pending && !v.failed.length && !v.conflicts.length) {
+    const unsaved = outbox.list().some((e) => e.key === key && e.unsaved);
+    want.push(['pending-note', (v.deleting ? 'deleting…' : live.open ? 'saving…' : 'waiting for the connection…') + (unsaved ? unsavedNote : '')]);
+  }
+  // Rebuilt only when they change, so that a button is not replaced
+  // between the press and the release of a click.
+  const sig = JSON.stringify(want.map(([c, t, ...b]) => [c, t, b.map((x) => x[0])]));
+  if (notes.dataset.sig !== sig) {
+    notes.dataset.sig = sig;
+    notes.replaceChildren(...want.map(([c, t, ...b]) => note(c, t, ...b.map(([label, fn]) => button(label, fn)))));
+  } else {
+    // The same notes, with the actions of this render.
+    const fns = want.flatMap(([, , ...b]) => b.map((x) => x[1]));
+    notes.querySelectorAll('button').forEach((b, i) => (b.onclick = fns[i]));
+  }
+}
+
+function note(className, text, ...buttons) {
+  const div = Object.assign(document.createElement('div'), { className: `note ${className}` });
+  div.append(Object.assign(document.createElement('span'), { textContent: text }), ...buttons);
+  return div;
+}
+
+function button(label, onclick) {
+  return Object.assign(document.createElement('button'), { type: 'button', textContent: label, onclick });
+}
+
+// start is where an edit of key's text begins: the text shown, and the
+// server's value and revision it rests on.
+function start(key) {
+  const s = server.get(key);
+  return { text: view(key)?.obj.text, obj: s?.obj, rev: s?.rev };
+}
+
+// edit queues a change of one field, merged into a write of the same
+// field not yet sent (or into the todo's creation) when there is one.
+function edit(key, field, base, value, obj, rev) {
+  const waiting = outbox.list().filter((e) => e.key === key && e.state === 'pending' && e !== outbox.current);
+  const same = waiting.find((e) => e.kind === 'edit' && e.field === field);
+  const create = waiting.find((e) => e.kind === 'create');
+  if (same) {
+    if (value === same.base) outbox.remove(same.id);
+    else {
+      same.value = value;
+      outbox.put(same);
+    }
+  } else if (create) {
+    create.obj = { ...create.obj, [field]: value };
+    outbox.put(create);
+  } else if (obj) {
+    outbox.add({ kind: 'edit', key, field, base, value, obj, rev });
+  } else {
+    const s = server.get(key);
+    outbox.add({ kind: 'edit', key, field, base, value, obj: s?.obj || { [field]: base }, rev: s?.rev });
+  }
+  outbox.kick();
 }
 
 function item(key) {
   const li = document.createElement('li');
   li.dataset.key = key;
-  const done = Object.assign(document.createElement('input'), { type: 'checkbox', title: 'done', className: 'status' });
-  done.onchange = () => live.patch(key, JSON.stringify({ status: done.checked ? 'done' : 'todo' }));
-  const text = Object.assign(document.createElement('input'), { className: 'text' });
-  text.onchange = () => live.patch(key, JSON.stringify({ text: text.value }));
+  const done = Object.assign(document.createElement('input'), { type: 'checkbox', className: 'status' });
+  done.onchange = () => {
+    const s = server.get(key);
+    edit(key, 'status', done.checked ? 'todo' : 'done', done.checked ? 'done' : 'todo', s?.obj, s?.rev);
+  };
+  const notes = Object.assign(document.createElement('div'), { className: 'notes' });
+  notes.setAttribute('aria-live', 'polite');
+  const text = Object.assign(document.createElement('input'), { className: 'text', enterKeyHint: 'done' });
+  text.setAttribute('aria-label', 'Todo text');
+  text.onfocus = () => (li.editStart = start(key));
+  text.onchange = () => {
+    const st = li.editStart || start(key);
+    const value = text.value.trim();
+    if (!value) {
+      text.value = st.text;
+      notice($('notice'), 'A todo needs some text; use ✕ to delete it.');
+      return;
+    }
+    notice($('notice'), '');
+    if (value !== st.text) edit(key, 'text', st.text, value, st.obj, st.rev);
+    if (document.activeElement === text) li.editStart = start(key);
+  };
+  text.onkeydown = (ev) => {
+    if (ev.key === 'Escape' && li.editStart) {
+      text.value = li.editStart.text;
+      text.blur();
+    } else if (ev.key === 'Enter') {
+      text.blur(); // done editing: the change event sends it
+    }
+  };
+  text.onblur = (ev) => {
+    if (notes.contains(ev.relatedTarget)) return; // a note's button: still editing
+    li.editStart = null;
+    render();
+  };
   const prio = Object.assign(document.createElement('select'), { className: 'priority' });
-  for (const p of ['low', 'medium', 'high']) prio.add(new Option(p, p));
-  prio.onchange = () => live.patch(key, JSON.stringify({ priority: prio.value }));
-  const del = Object.assign(document.createElement('button'), { textContent: '✕', title: 'delete', className: 'delete' });
-  del.onclick = () => live.del(key);
-  li.append(done, text, prio, del);
+  prio.setAttribute('aria-label', 'Priority');
+  for (const p of priorities) prio.add(new Option(p, p));
+  prio.onchange = () => {
+    const s = server.get(key);
+    edit(key, 'priority', prio.dataset.p, prio.value, s?.obj, s?.rev);
+  };
+  const del = Object.assign(document.createElement('button'), { type: 'button', textContent: '✕', className: 'delete' });
+  del.onclick = () => {
+    // Its edits and its creation, unless under way, are dropped: a
+    // creation not sent (or refused) leaves nothing to delete.
+    const mine = outbox.list().filter((e) => e.key === key && e !== outbox.current);
+    for (const e of mine) if (e.kind !== 'del') outbox.remove(e.id);
+    if (server.has(key) || !mine.some((e) => e.kind === 'create')) outbox.add({ kind: 'del', key });
+  };
+  li.append(done, text, prio, del, notes);
   return li;
 }
 
-$('add').onsubmit = async (ev) => {
+$('add').onsubmit = (ev) => {
   ev.preventDefault();
-  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  const todo = { text: $('text').value, priority: $('priority').value, status: 'todo', created: Date.now() };
+  const text = $('text').value.trim();
+  if (!text) return;
+  const obj = { text, priority: $('priority').value, status: 'todo', created: Date.now() };
+  outbox.add({ kind: 'create', key: prefix() + newId(), obj });
   $('text').value = '';
-  await live.set(prefix() + id, JSON.stringify(todo));
 };
 
-$('day').onchange = () => {
-  day = $('day').value;
-  load();
-};
+function setDay(d) {
+  day = d || localDay();
+  $('day').value = day;
+  history.replaceState(null, '', `#${day}`);
+  for (const li of items.values()) li.remove();
+  items.clear();
+  server.clear();
+  render();
+  load(); // once connected, if offline
+}
+$('day').onchange = () => setDay($('day').value);
+$('today').onclick = () => setDay(localDay());
+addEventListener('hashchange', () => {
+  if (/^#\d{4}-\d{2}-\d{2}$/.test(location.hash) && location.hash.slice(1) !== day) setDay(location.hash.slice(1));
+});
 
+render(); // what the outbox kept shows before the connection opens
 live.connect();
 await live.ready;
 await load();

@@ -1,0 +1,63 @@
+package adapter_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/livekv/livekv/adapter"
+	"github.com/stretchr/testify/require"
+)
+
+// corsDo sends a request with an Origin header.
+func corsDo(t *testing.T, f *fixture, method, path, origin string, h map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.base+path, strings.NewReader(`{"key":"a","value":"1"}`))
+	require.NoError(t, err)
+	req.Header.Set("Origin", origin)
+	req.Header.Set("x-api-key", apiKey)
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp
+}
+
+// TestCORS: without CORSOrigins the REST API sends no CORS headers; with
+// them, an allowed origin gets its requests' and preflights' headers and
+// another gets none, and a 403 to its preflight.
+func TestCORS(t *testing.T) {
+	preflight := map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+
+	off := newFixture(t, nil)
+	resp := corsDo(t, off, "POST", "/record", "https://app.example", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "off by default")
+	resp = corsDo(t, off, "OPTIONS", "/record", "https://app.example", preflight)
+	require.Equal(t, 405, resp.StatusCode)
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+
+	f := newFixture(t, &adapter.Options{CORSOrigins: []string{"https://app.example"}})
+	resp = corsDo(t, f, "OPTIONS", "/record", "https://app.example", preflight)
+	require.Equal(t, 204, resp.StatusCode)
+	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, resp.Header.Get("Access-Control-Allow-Methods"), "POST")
+	require.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "x-api-key")
+	resp = corsDo(t, f, "POST", "/record", "https://app.example", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, resp.Header.Values("Vary"), "Origin")
+
+	resp = corsDo(t, f, "OPTIONS", "/token/websocket", "https://app.example", preflight)
+	require.Equal(t, 204, resp.StatusCode, "the token endpoint is REST too")
+	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+
+	resp = corsDo(t, f, "OPTIONS", "/record", "https://evil.example", preflight)
+	require.Equal(t, 403, resp.StatusCode)
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	resp = corsDo(t, f, "GET", "/record/a", "https://evil.example", nil)
+	require.Equal(t, 200, resp.StatusCode, "the server answers; the browser keeps the page from reading it")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+}

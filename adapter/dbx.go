@@ -1,0 +1,610 @@
+package adapter
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
+	"github.com/livekv/livekv/pubsub"
+)
+
+// maxClientID bounds the client_id a DBX connection may give, which goes
+// into logs.
+const maxClientID = 256
+
+// serveDBX authenticates, upgrades and runs one connection of the DBX
+// dialect (at dbx/ws) until it ends. api_key is an API key, or a token in
+// its place, whose scope then applies as on /ws.
+func (a *Adapter) serveDBX(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if v := q.Get("version"); v != "" && v != dbxVersion && v != "1" {
+		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxUnsupported, "version %.32q is not supported; this server speaks version %s", v, dbxVersion))
+		return
+	}
+	clientID := q.Get("client_id")
+	if len(clientID) > maxClientID || !utf8.ValidString(clientID) {
+		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "client_id: at most %d bytes of UTF-8", maxClientID))
+		return
+	}
+	apiKey, token := q.Get("api_key"), ""
+	if strings.Contains(apiKey, ".") && !a.validAPIKey(apiKey) { // a token: base64url "." base64url
+		apiKey, token = "", apiKey
+	}
+	ac, code, err := a.credentials(apiKey, token)
+	if err != nil {
+		if code == http.StatusUnauthorized && !errors.Is(err, errTokenExpired) {
+			err = errors.New("api_key (an API key or a token) required")
+		}
+		writeDBXHTTPError(w, code, dbxErrorf(dbxCode(code, err), "%v", err))
+		return
+	}
+	from, err := fromRevision(q)
+	if err != nil {
+		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "%v", err))
+		return
+	}
+	a.serveConn(w, r, ac, from, dbxDialect{maxItems: a.opts.MaxRangeLimit}, clientID)
+}
+
+// writeDBXHTTPError refuses a handshake the way DBX's REST API answers
+// errors: {"error": code, "message", "status"}.
+func writeDBXHTTPError(w http.ResponseWriter, status int, e *dbxError) {
+	writeJSON(w, status, struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+		Status  int    `json:"status"`
+	}{e.Code, e.Message, status})
+}
+
+// dbxCode is the DBX error code of an error that has an HPKV code.
+func dbxCode(code int, err error) string {
+	switch code {
+	case http.StatusBadRequest:
+		switch {
+		case errors.Is(err, engine.ErrNotInteger):
+			return dbxTypeMismatch
+		case errors.Is(err, engine.ErrInvalidKey):
+			return dbxInvalidKey
+		case errors.Is(err, engine.ErrOverflow):
+			return dbxInvalidValue
+		case errors.Is(err, engine.ErrInvalidOptions):
+			return dbxInvalidTTL
+		}
+		return dbxInvalidRequest
+	case http.StatusUnauthorized:
+		return dbxUnauthorized
+	case http.StatusForbidden:
+		return dbxForbidden
+	case http.StatusNotFound:
+		return dbxNotFound
+	case http.StatusGone:
+		return dbxCompacted
+	case http.StatusRequestEntityTooLarge:
+		// The engine's limits: "key of N bytes" or "value of K is N bytes".
+		if err != nil && strings.Contains(err.Error(), ": key of ") {
+			return dbxInvalidKey
+		}
+		return dbxInvalidValue
+	case http.StatusTooManyRequests:
+		return dbxRateLimited
+	case http.StatusServiceUnavailable:
+		return dbxUnavailable
+	case http.StatusInsufficientStorage:
+		return dbxQuotaExceeded
+	}
+	return dbxServerError
+}
+
+// toDBXError is the DBX error of an error from running a request.
+func toDBXError(err error) *dbxError {
+	var de *dbxError
+	if errors.As(err, &de) {
+		return de
+	}
+	rep := engineError(err)
+	return &dbxError{Code: dbxCode(rep.Code, err), Message: rep.Error}
+}
+
+// dbxDialect is DBX's documented WebSocket protocol, at dbx/ws.
+type dbxDialect struct {
+	maxItems int // operations of a batch, keys of mget and mset: MaxRangeLimit
+}
+
+func (d dbxDialect) decode(b []byte) (any, any) {
+	req, derr := decodeDBX(b, d.maxItems)
+	if derr != nil {
+		return nil, dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
+	}
+	return &req, nil
+}
+
+func (dbxDialect) refuse(req any, code int, msg string) any {
+	r, _ := req.(*dbxRequest)
+	if r != nil && r.Heartbeat {
+		return nil // a heartbeat over the rate goes unanswered, as a ping does
+	}
+	m := dbxMessage{Error: &dbxError{Code: dbxCode(code, nil), Message: msg}, Timestamp: dbxTime(time.Now())}
+	if code == http.StatusBadRequest {
+		m.Error.Code = dbxInvalidRequest
+	}
+	if r != nil {
+		m.ID = r.ID
+	}
+	return m
+}
+
+func (dbxDialect) run(c *conn, r any) any {
+	req := r.(*dbxRequest)
+	if req.Heartbeat {
+		return nil // the reader noted that the client is alive
+	}
+	c.a.stats.requests.Add(1)
+	var result any
+	var derr *dbxError
+	p := &req.Params
+	switch req.Method {
+	case "subscribe":
+		result, derr = c.dbxSubscribe(p)
+	case "unsubscribe":
+		if !c.unsubscribe(p.SubscriptionID) {
+			derr = dbxErrorf(dbxNotFound, "no subscription %d", p.SubscriptionID)
+		} else {
+			result = map[string]any{"success": true, "subscriptionId": p.SubscriptionID}
+		}
+	case "batch":
+		var results []any
+		if results, derr = c.a.dbxRun(c.ac, p.Operations, true); derr == nil {
+			result = map[string]any{"results": results}
+		}
+	default:
+		var results []any
+		if results, derr = c.a.dbxRun(c.ac, []dbxOp{{Method: req.Method, Params: *p}}, false); derr == nil {
+			result = results[0]
+		}
+	}
+	return dbxMessage{ID: req.ID, Result: result, Error: derr, Timestamp: dbxTime(time.Now())}
+}
+
+func (c *conn) dbxSubscribe(p *dbxParams) (any, *dbxError) {
+	pats, werr := c.parsePatterns(p.Patterns)
+	var id, rev int64
+	if werr == nil {
+		id, rev, werr = c.subscribe(pats, p.FromRevision, true)
+	}
+	if werr != nil {
+		return nil, dbxWireError(0, werr)
+	}
+	return map[string]any{"success": true, "subscriptionId": id, "revision": rev}, nil
+}
+
+// dbxWireError is the DBX error of a wireError, about subscription sub if
+// not 0.
+func dbxWireError(sub int64, e *wireError) *dbxError {
+	return &dbxError{Code: dbxCode(e.code, e.err), Message: e.msg, SubscriptionID: sub, Oldest: e.oldest, Revision: e.revision}
+}
+
+func (dbxDialect) notification(sub int64, tagged bool, ev *engine.Event) any {
+	n := dbxMessage{Type: "notification", Key: ptr(ev.Key), Revision: ev.Revision, Timestamp: dbxTime(ev.Time)}
+	if tagged {
+		n.SubscriptionID = sub
+	}
+	if ev.Type == pubsub.Delete || ev.Type == pubsub.Expire {
+		n.Deleted = true
+	} else {
+		n.Value = ptr(ev.Value)
+	}
+	return n
+}
+
+func (dbxDialect) failure(sub int64, err *wireError) any {
+	return dbxMessage{Type: "error", Error: dbxWireError(sub, err), Timestamp: dbxTime(time.Now())}
+}
+
+func (dbxDialect) start(c *conn) {
+	c.tasks.Add(1)
+	go c.heartbeatLoop()
+}
+
+// heartbeatLoop sends a heartbeat every HeartbeatInterval and closes the
+// connection (1008) once the client has sent nothing, heartbeats included,
+// for HeartbeatInterval + HeartbeatTimeout: it missed its heartbeat and
+// the grace after it.
+func (c *conn) heartbeatLoop() {
+	defer c.tasks.Done()
+	every, grace := c.a.opts.HeartbeatInterval, c.a.opts.HeartbeatTimeout
+	next := time.Now().Add(every)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		silentUntil := time.Unix(0, c.lastRead.Load()).Add(every + grace)
+		if !now.Before(silentUntil) {
+			c.a.stats.deadPeers.Add(1)
+			c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client")
+			return
+		}
+		if !now.Before(next) {
+			if !c.send(dbxMessage{Type: "heartbeat", Timestamp: dbxTime(now)}) {
+				return
+			}
+			next = now.Add(every)
+		}
+		t.Reset(min(next.Sub(now), silentUntil.Sub(now)))
+	}
+}
+
+// dbxRun runs operations in one transaction: a write transaction, which
+// commits as one revision, if any of them writes; else a read snapshot.
+// If one fails, none has any effect, and the error says which (batch
+// true: by its index). Write results carry the revision.
+func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError) {
+	failed := -1
+	fail := func(err error) *dbxError {
+		de := toDBXError(err)
+		if batch && failed >= 0 {
+			de = &dbxError{Code: de.Code, Operation: ptr(failed), Oldest: de.Oldest, Revision: de.Revision,
+				Message: fmt.Sprintf("operations[%d] (%s): %s; the batch changed nothing", failed, ops[failed].Method, de.Message)}
+		}
+		return de
+	}
+	write := false
+	for i, op := range ops {
+		failed = i
+		if err := a.dbxCheck(ac, &op); err != nil {
+			return nil, fail(err)
+		}
+		write = write || dbxMethods[op.Method].write
+	}
+	failed = -1
+	st := &dbxTx{a: a, ac: ac}
+	results := make([]any, len(ops))
+	fn := func(tx *engine.Tx) error {
+		st.tx = tx
+		for i := range ops {
+			res, err := st.exec(&ops[i])
+			if err != nil {
+				failed = i
+				st.refund() // in the transaction, so the Quota sees one write at a time
+				return err
+			}
+			results[i] = res
+		}
+		return nil
+	}
+	if !write {
+		if err := a.db.View(fn); err != nil {
+			return nil, fail(err)
+		}
+		return results, nil
+	}
+	rev, err := a.db.Update(fn)
+	if err != nil {
+		return nil, fail(err)
+	}
+	for i, op := range ops {
+		if m, ok := results[i].(map[string]any); ok && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
+			m["revision"] = rev
+		}
+	}
+	return results, nil
+}
+
+// dbxCheck checks the keys an operation names against the connection's
+// access, before anything runs.
+func (a *Adapter) dbxCheck(ac *access, op *dbxOp) error {
+	p := &op.Params
+	check := func(k string) error {
+		switch ok, undecided := ac.allows(k); {
+		case undecided:
+			return dbxErrorf(dbxUnavailable, "%s", errUndecided)
+		case !ok:
+			return dbxErrorf(dbxForbidden, "key %.64q is outside the token's access pattern", k)
+		}
+		return nil
+	}
+	if p.Key != "" {
+		if err := check(p.Key); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.Keys {
+		if err := check(k); err != nil {
+			return err
+		}
+	}
+	for _, r := range p.Pairs {
+		if err := check(r.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dbxTx runs the operations of one request in its transaction.
+type dbxTx struct {
+	a       *Adapter
+	ac      *access
+	tx      *engine.Tx
+	charges []quotaCharge // what the Quota counted, to give back if the transaction rolls back
+	values  int           // values read into the reply
+	size    int           // their bytes
+	bound   int           // their encoding's length, at most
+}
+
+type quotaCharge struct {
+	key string
+	QuotaUsage
+}
+
+// write runs op, a write to key, and has the Quota count it.
+func (st *dbxTx) write(key string, op func() error) error {
+	if st.a.opts.Quota == nil {
+		return op()
+	}
+	d, err := st.a.charged(st.tx, key, op)
+	if err == nil && d != (QuotaUsage{}) {
+		st.charges = append(st.charges, quotaCharge{key, d})
+	}
+	return err
+}
+
+// refund gives back to the Quota what it counted for the transaction's
+// writes, which are about to roll back. Giving back (a negative charge) is
+// always accepted.
+func (st *dbxTx) refund() {
+	for _, c := range st.charges {
+		st.a.opts.Quota.Charge(c.key, -c.Bytes, -c.Keys)
+	}
+	st.charges = nil
+}
+
+// read counts a value going into the reply: all of them must fit in
+// MaxReplyBytes and the byte budget (one alone always does).
+func (st *dbxTx) read(v string) error {
+	st.values++
+	st.size += len(v)
+	st.bound += jsonStringBound(v) + 1
+	if st.values > 1 && (st.size > st.a.opts.MaxReplyBytes || int64(messageOverhead+st.bound) > st.a.opts.MaxQueuedBytes) {
+		return dbxErrorf(dbxInvalidRequest, "the values asked for hold over %d bytes (MaxReplyBytes) or would not fit in the connection's byte budget: ask for fewer at once", st.a.opts.MaxReplyBytes)
+	}
+	return nil
+}
+
+// ttlOf is a key's time to live in whole seconds, rounded up; -1 without
+// expiry.
+func ttlOf(it engine.Item) int64 {
+	if it.ExpiresAt.IsZero() {
+		return -1
+	}
+	return max(0, int64(math.Ceil(time.Until(it.ExpiresAt).Seconds())))
+}
+
+// setOpts is a write's SetOptions for a TTL in seconds (0: none).
+func setOpts(ttl int64) *engine.SetOptions {
+	if ttl == 0 {
+		return nil
+	}
+	return &engine.SetOptions{TTL: time.Duration(ttl) * time.Second}
+}
+
+// keepTTL is the SetOptions that keep what is left of an item's expiry.
+func keepTTL(it engine.Item) *engine.SetOptions {
+	if it.ExpiresAt.IsZero() {
+		return nil
+	}
+	return &engine.SetOptions{TTL: max(time.Until(it.ExpiresAt), time.Nanosecond)}
+}
+
+// get reads key: found false when it does not exist.
+func (st *dbxTx) get(key string) (it engine.Item, found bool, err error) {
+	it, err = st.tx.Get(key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return it, false, nil
+	}
+	return it, err == nil, err
+}
+
+func notFound(key string) error { return dbxErrorf(dbxNotFound, "Key '%s' not found", key) }
+
+// exec runs one operation.
+func (st *dbxTx) exec(op *dbxOp) (any, error) {
+	tx, p := st.tx, &op.Params
+	switch op.Method {
+	case "ping":
+		return map[string]any{"pong": true}, nil
+	case "string.get":
+		it, found, err := st.get(p.Key)
+		switch {
+		case err != nil:
+			return nil, err
+		case !found:
+			return nil, notFound(p.Key)
+		}
+		if err := st.read(it.Value); err != nil {
+			return nil, err
+		}
+		return map[string]any{"value": it.Value, "ttl": ttlOf(it)}, nil
+	case "string.exists":
+		_, found, err := st.get(p.Key)
+		return map[string]any{"exists": found}, err
+	case "string.strlen":
+		it, _, err := st.get(p.Key)
+		return map[string]any{"length": len(it.Value)}, err
+	case "string.ttl":
+		it, found, err := st.get(p.Key)
+		ttl := ttlOf(it)
+		if !found {
+			ttl = -2
+		}
+		return map[string]any{"ttl": ttl}, err
+	case "string.mget":
+		values := make([]any, len(p.Keys))
+		for i, k := range p.Keys {
+			it, found, err := st.get(k)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				if err := st.read(it.Value); err != nil {
+					return nil, err
+				}
+				values[i] = it.Value
+			}
+		}
+		return map[string]any{"values": values}, nil
+	case "string.set":
+		err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, p.Value, setOpts(p.TTL)); return err })
+		return map[string]any{"success": true, "key": p.Key}, err
+	case "string.setnx":
+		created := true
+		err := st.write(p.Key, func() error {
+			_, err := tx.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
+			if errors.Is(err, engine.ErrConflict) {
+				created, err = false, nil
+			}
+			return err
+		})
+		return map[string]any{"success": true, "created": created}, err
+	case "string.delete":
+		deleted := true
+		err := st.write(p.Key, func() error {
+			err := tx.Delete(p.Key)
+			if errors.Is(err, engine.ErrNotFound) {
+				deleted, err = false, nil
+			}
+			return err
+		})
+		return map[string]any{"success": true, "deleted": deleted}, err
+	case "string.incr", "string.incrby", "string.decr", "string.decrby":
+		d := p.Amount
+		switch op.Method {
+		case "string.incr":
+			d = 1
+		case "string.decr":
+			d = -1
+		case "string.decrby":
+			if d == math.MinInt64 {
+				return nil, dbxErrorf(dbxInvalidValue, "amount %d cannot be negated", d)
+			}
+			d = -d
+		}
+		var n int64
+		err := st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
+		return map[string]any{"value": n}, err
+	case "string.append":
+		var n int
+		err := st.write(p.Key, func() error {
+			it, _, err := st.get(p.Key)
+			if err != nil {
+				return err
+			}
+			v := it.Value + p.Value
+			n = len(v)
+			_, err = tx.Set(p.Key, v, keepTTL(it))
+			return err
+		})
+		return map[string]any{"length": n}, err
+	case "string.mset":
+		for _, r := range p.Pairs {
+			if err := st.write(r.Key, func() error { _, err := tx.Set(r.Key, r.Value, nil); return err }); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]any{"success": true}, nil
+	case "string.expire", "string.persist":
+		it, found, err := st.get(p.Key)
+		if err != nil || !found || op.Method == "string.persist" && it.ExpiresAt.IsZero() {
+			return map[string]any{"success": false}, err // nothing to change
+		}
+		opts := setOpts(p.TTL) // persist: none
+		if err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, it.Value, opts); return err }); err != nil {
+			return nil, err
+		}
+		res := map[string]any{"success": true}
+		if op.Method == "string.expire" {
+			res["ttl"] = p.TTL
+		}
+		return res, nil
+	case "keys.scan", "keys.count":
+		return st.scan(op.Method == "keys.count", p)
+	}
+	return nil, dbxErrorf(dbxInvalidRequest, "unknown method %q", op.Method)
+}
+
+// scan lists (or counts) the keys that match a pattern, in key order,
+// after the cursor (the last key a previous scan examined). A scan
+// examines at most ten times as many keys as it may return, so that a
+// pattern that matches few keys still answers soon: it may then return
+// fewer keys, or none, with a cursor to go on from.
+func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
+	src := p.Pattern
+	if src == "" {
+		src = "*"
+	}
+	pat, err := pattern.Parse(src)
+	if err != nil {
+		return nil, dbxErrorf(dbxInvalidRequest, "pattern: %v", err)
+	}
+	limit := p.Count
+	if limit == 0 {
+		limit = st.a.opts.DefaultRangeLimit
+	}
+	limit = min(limit, st.a.opts.MaxRangeLimit)
+	start, end := pat.Bounds()
+	if !count && p.Cursor != "" && engine.KeyAfter(p.Cursor) > start {
+		start = engine.KeyAfter(p.Cursor)
+	}
+	keys := []string{}
+	n, examined, last, done, size := 0, 0, "", true, 0
+	if end == "" || start < end {
+		for it, err := range st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true}) {
+			if err != nil {
+				return nil, err
+			}
+			kb := jsonStringBound(it.Key) + 1
+			if !count && (len(keys) == limit || examined == 10*limit ||
+				len(keys) > 0 && int64(messageOverhead+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)) {
+				done = false
+				break
+			}
+			examined++
+			last = it.Key
+			switch ok, err := pat.TryMatch(it.Key); {
+			case err != nil:
+				return nil, dbxErrorf(dbxUnavailable, "the pattern could not decide on a key in time; try again")
+			case !ok:
+				continue
+			}
+			switch ok, undecided := st.ac.allows(it.Key); {
+			case undecided:
+				return nil, dbxErrorf(dbxUnavailable, "%s", errUndecided)
+			case !ok:
+				continue
+			}
+			n++
+			if !count {
+				keys = append(keys, it.Key)
+				size += kb
+			}
+		}
+	}
+	if count {
+		return map[string]any{"count": n}, nil
+	}
+	if done {
+		last = ""
+	}
+	return map[string]any{"keys": keys, "cursor": last, "done": done}, nil
+}

@@ -1,0 +1,670 @@
+package adapter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// dbxClient speaks the DBX dialect: requests with string ids, replies
+// matched by id, notifications kept aside (in notes) and heartbeats
+// counted.
+type dbxClient struct {
+	*client
+	beats int
+}
+
+func (f *fixture) dbxDialRaw(query string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	return f.dialPath("/dbx/ws", query, h)
+}
+
+func (f *fixture) dbx(query string) *dbxClient {
+	f.t.Helper()
+	ws, resp, err := f.dbxDialRaw(query, nil)
+	require.NoError(f.t, err, "status %v", resp)
+	ws.SetReadLimit(64 << 20)
+	f.t.Cleanup(func() { ws.CloseNow() })
+	return &dbxClient{client: &client{t: f.t, ws: ws}}
+}
+
+// reply reads until the message with this id, keeping notifications.
+func (c *dbxClient) reply(id any) map[string]any {
+	c.t.Helper()
+	for {
+		m, err := c.tryRead(5 * time.Second)
+		require.NoError(c.t, err)
+		switch m["type"] {
+		case "notification":
+			c.notes = append(c.notes, m)
+			continue
+		case "heartbeat":
+			c.beats++
+			continue
+		}
+		require.Equal(c.t, id, m["id"], "reply %v", m)
+		ts, ok := m["timestamp"].(string)
+		require.True(c.t, ok, "timestamp in %v", m)
+		_, err = time.Parse(time.RFC3339, ts)
+		require.NoError(c.t, err)
+		return m
+	}
+}
+
+// call sends a request and returns its whole reply.
+func (c *dbxClient) call(method string, params any) map[string]any {
+	c.t.Helper()
+	c.next++
+	id := fmt.Sprintf("msg_%d", c.next)
+	b, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params, "timestamp": time.Now().UTC().Format(time.RFC3339)})
+	require.NoError(c.t, err)
+	c.writeRaw(b)
+	return c.reply(id)
+}
+
+// ok calls and returns the result, failing on an error reply.
+func (c *dbxClient) ok(method string, params any) map[string]any {
+	c.t.Helper()
+	m := c.call(method, params)
+	require.Nil(c.t, m["error"], "%s %v: %v", method, params, m)
+	res, isMap := m["result"].(map[string]any)
+	require.True(c.t, isMap, "%v", m)
+	return res
+}
+
+// fails calls and returns the error, which must have code.
+func (c *dbxClient) fails(code, method string, params any) map[string]any {
+	c.t.Helper()
+	m := c.call(method, params)
+	e, isMap := m["error"].(map[string]any)
+	require.True(c.t, isMap, "%s %v: want error %s, got %v", method, params, code, m)
+	require.Equal(c.t, code, e["code"], "%v", e)
+	require.NotEmpty(c.t, e["message"])
+	require.Nil(c.t, m["result"])
+	return e
+}
+
+func (c *dbxClient) note() map[string]any {
+	c.t.Helper()
+	for len(c.notes) == 0 {
+		m, err := c.tryRead(5 * time.Second)
+		require.NoError(c.t, err)
+		if m["type"] == "notification" {
+			c.notes = append(c.notes, m)
+		}
+	}
+	n := c.notes[0]
+	c.notes = c.notes[1:]
+	return n
+}
+
+type obj = map[string]any
+
+func TestDBX_StringMethods(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey + "&client_id=tests")
+
+	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
+	res := c.ok("string.set", obj{"key": "k", "value": "hello"})
+	require.Equal(t, true, res["success"])
+	require.Equal(t, "k", res["key"])
+	require.EqualValues(t, f.db.Revision(), res["revision"])
+	require.Equal(t, obj{"value": "hello", "ttl": -1.0}, c.ok("string.get", obj{"key": "k"}))
+	require.Equal(t, obj{"exists": true}, c.ok("string.exists", obj{"key": "k"}))
+	require.Equal(t, obj{"exists": false}, c.ok("string.exists", obj{"key": "nope"}))
+	require.Equal(t, obj{"length": 5.0}, c.ok("string.strlen", obj{"key": "k"}))
+
+	// append keeps the expiry; ttl counts down from it
+	c.ok("string.set", obj{"key": "t", "value": "a", "ttl": 100})
+	require.EqualValues(t, 2, c.ok("string.append", obj{"key": "t", "value": "b"})["length"])
+	got := c.ok("string.get", obj{"key": "t"})
+	require.Equal(t, "ab", got["value"])
+	require.InDelta(t, 100, got["ttl"], 1)
+	require.InDelta(t, 100, c.ok("string.ttl", obj{"key": "t"})["ttl"], 1)
+	require.EqualValues(t, 3, c.ok("string.append", obj{"key": "fresh", "value": "new"})["length"])
+
+	// expire, persist, ttl of a missing key
+	require.Equal(t, obj{"ttl": -1.0}, c.ok("string.ttl", obj{"key": "k"}))
+	require.Equal(t, obj{"ttl": -2.0}, c.ok("string.ttl", obj{"key": "nope"}))
+	require.Equal(t, true, c.ok("string.expire", obj{"key": "k", "ttl": 50})["success"])
+	require.InDelta(t, 50, c.ok("string.ttl", obj{"key": "k"})["ttl"], 1)
+	it, err := f.db.Get("k")
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(50*time.Second), it.ExpiresAt, 2*time.Second)
+	require.Equal(t, true, c.ok("string.persist", obj{"key": "k"})["success"])
+	require.Equal(t, obj{"ttl": -1.0}, c.ok("string.ttl", obj{"key": "k"}))
+	require.Equal(t, obj{"success": false}, c.ok("string.persist", obj{"key": "k"}))
+	require.Equal(t, obj{"success": false}, c.ok("string.expire", obj{"key": "nope", "ttl": 5}))
+
+	// setnx
+	require.Equal(t, false, c.ok("string.setnx", obj{"key": "k", "value": "other"})["created"])
+	require.Equal(t, true, c.ok("string.setnx", obj{"key": "n", "value": "first"})["created"])
+	it, err = f.db.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "hello", it.Value)
+
+	// counters
+	require.Equal(t, 1.0, c.ok("string.incr", obj{"key": "c"})["value"])
+	require.Equal(t, 11.0, c.ok("string.incrby", obj{"key": "c", "amount": 10})["value"])
+	require.Equal(t, 10.0, c.ok("string.decr", obj{"key": "c"})["value"])
+	require.Equal(t, 3.0, c.ok("string.decrby", obj{"key": "c", "amount": 7})["value"])
+
+	// mset, mget (a missing key is null)
+	c.ok("string.mset", obj{"pairs": obj{"m:1": "one", "m:2": "two"}})
+	require.Equal(t, []any{"one", nil, "two"}, c.ok("string.mget", obj{"keys": []string{"m:1", "m:x", "m:2"}})["values"])
+
+	// delete, twice
+	require.Equal(t, true, c.ok("string.delete", obj{"key": "k"})["deleted"])
+	require.Equal(t, false, c.ok("string.delete", obj{"key": "k"})["deleted"])
+	e := c.fails("not_found", "string.get", obj{"key": "k"})
+	require.Equal(t, "Key 'k' not found", e["message"])
+}
+
+func TestDBX_UpperCaseSpellings(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("SET", obj{"key": "u", "value": "John Doe", "expire": 3600})
+	require.InDelta(t, 3600, c.ok("GET", obj{"key": "u"})["ttl"], 1)
+	require.Equal(t, true, c.ok("SETNX", obj{"key": "v", "value": "x"})["created"])
+	c.ok("MSET", obj{"pairs": obj{"a": "1", "b": "2"}})
+	require.Equal(t, []any{"1", "2"}, c.ok("MGET", obj{"keys": []string{"a", "b"}})["values"])
+	require.Equal(t, 2.0, c.ok("INCR", obj{"key": "a"})["value"])
+	require.Equal(t, 7.0, c.ok("INCRBY", obj{"key": "a", "amount": 5})["value"])
+	require.Equal(t, 6.0, c.ok("DECR", obj{"key": "a"})["value"])
+	require.Equal(t, 3.0, c.ok("DECRBY", obj{"key": "a", "amount": 3})["value"])
+	require.Equal(t, 3.0, c.ok("APPEND", obj{"key": "b", "value": "34"})["length"])
+	require.Equal(t, 3.0, c.ok("STRLEN", obj{"key": "b"})["length"])
+	require.Equal(t, true, c.ok("EXISTS", obj{"key": "b"})["exists"])
+	require.Equal(t, true, c.ok("EXPIRE", obj{"key": "b", "ttl": 9})["success"])
+	require.InDelta(t, 9, c.ok("TTL", obj{"key": "b"})["ttl"], 1)
+	require.Equal(t, true, c.ok("PERSIST", obj{"key": "b"})["success"])
+	require.Equal(t, true, c.ok("DEL", obj{"key": "b"})["deleted"])
+	require.Equal(t, obj{"pong": true}, c.ok("PING", nil))
+	c.fails("invalid_request", "get", obj{"key": "a"}) // lower-case bare names are not DBX's
+}
+
+func TestDBX_IDEchoed(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	for _, id := range []string{`"msg_1"`, `7`, `1.5`, `{"n":[1,2]}`, `["a"]`, `true`, `null`} {
+		c.writeRaw([]byte(`{"id":` + id + `,"method":"ping","timestamp":"2024-01-15T10:30:00Z"}`))
+		var want any
+		require.NoError(t, json.Unmarshal([]byte(id), &want))
+		m := c.reply(want)
+		require.Equal(t, obj{"pong": true}, m["result"])
+		if id == `null` {
+			require.Contains(t, m, "id")
+		}
+	}
+	// no id: none in the reply
+	c.writeRaw([]byte(`{"method":"ping"}`))
+	m, err := c.tryRead(5 * time.Second)
+	require.NoError(t, err)
+	require.NotContains(t, m, "id")
+	// an error still carries the id, even when the rest does not decode
+	c.writeRaw([]byte(`{"id":"bad","method":"string.get","params":{"key":1}}`))
+	require.Equal(t, "invalid_key", c.reply("bad")["error"].(map[string]any)["code"])
+	c.writeRaw([]byte(`{"id":42,"method":"string.set","params":{"key":"k","value":{"x":1}}}`))
+	require.Equal(t, "invalid_value", c.reply(42.0)["error"].(map[string]any)["code"])
+	c.writeRaw([]byte(`{"id":[1],"method":`))
+	m, err = c.tryRead(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "invalid_request", m["error"].(map[string]any)["code"])
+	c.writeRaw([]byte(`{"id":"x","method":"string.get","params":{"key":"a\ud800"}}`))
+	require.Equal(t, "invalid_request", c.reply("x")["error"].(map[string]any)["code"])
+}
+
+func TestDBX_BatchOneRevision(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("subscribe", obj{"patterns": []string{"b:*"}})
+	c.ok("string.set", obj{"key": "b:n", "value": "5"})
+	before := f.db.Revision()
+	res := c.ok("batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "b:1", "value": "one"}},
+		{"method": "string.get", "params": obj{"key": "b:1"}},
+		{"method": "INCRBY", "params": obj{"key": "b:n", "amount": 2}},
+		{"method": "string.delete", "params": obj{"key": "b:1"}},
+		{"method": "string.exists", "params": obj{"key": "b:1"}},
+	}})
+	require.Equal(t, before+1, f.db.Revision(), "one transaction, one revision")
+	results := res["results"].([]any)
+	require.Len(t, results, 5)
+	require.Equal(t, "one", results[1].(map[string]any)["value"], "a read sees the batch's own writes")
+	require.Equal(t, 7.0, results[2].(map[string]any)["value"])
+	require.Equal(t, false, results[4].(map[string]any)["exists"])
+	for _, i := range []int{0, 2, 3} {
+		require.EqualValues(t, before+1, results[i].(map[string]any)["revision"])
+	}
+	// the notifications: the single set, then the batch's at one
+	// revision, a key's writes in it as one change
+	require.Equal(t, "b:n", c.note()["key"])
+	got := map[string]map[string]any{}
+	for range 2 {
+		n := c.note()
+		require.EqualValues(t, before+1, n["revision"])
+		got[n["key"].(string)] = n
+	}
+	require.Equal(t, true, got["b:1"]["deleted"])
+	require.Equal(t, "7", got["b:n"]["value"])
+	// a batch of reads only commits nothing
+	c.ok("batch", obj{"operations": []obj{{"method": "GET", "params": obj{"key": "b:n"}}, {"method": "ping"}}})
+	require.Equal(t, before+1, f.db.Revision())
+}
+
+func TestDBX_FailingBatchChangesNothing(t *testing.T) {
+	q := &recordingQuota{}
+	f := newFixture(t, &adapter.Options{Quota: q})
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.set", obj{"key": "a", "value": "old"})
+	c.ok("string.set", obj{"key": "word", "value": "not a number"})
+	before, charged := f.db.Revision(), q.total()
+	e := c.fails("type_mismatch", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "a", "value": "new"}},
+		{"method": "string.set", "params": obj{"key": "z", "value": "created"}},
+		{"method": "string.incr", "params": obj{"key": "word"}},
+		{"method": "string.set", "params": obj{"key": "y", "value": "never"}},
+	}})
+	require.EqualValues(t, 2, e["operation"])
+	require.Contains(t, e["message"], "operations[2] (string.incr)")
+	require.Equal(t, before, f.db.Revision())
+	it, err := f.db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "old", it.Value)
+	for _, k := range []string{"z", "y"} {
+		_, err = f.db.Get(k)
+		require.ErrorIs(t, err, engine.ErrNotFound)
+	}
+	require.Equal(t, charged, q.total(), "what the quota counted for the rolled-back writes is given back")
+
+	// a bad operation is refused before anything runs, by its index
+	e = c.fails("invalid_ttl", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "a", "value": "x"}},
+		{"method": "string.set", "params": obj{"key": "a", "value": "x", "ttl": 0}},
+	}})
+	require.EqualValues(t, 1, e["operation"])
+	c.fails("invalid_request", "batch", obj{"operations": []obj{{"method": "subscribe", "params": obj{"patterns": []string{"*"}}}}})
+	c.fails("invalid_request", "batch", obj{"operations": []obj{}})
+	require.Equal(t, before, f.db.Revision())
+}
+
+// recordingQuota accepts every write and sums what it is charged.
+type recordingQuota struct {
+	bytes, keys int64
+}
+
+func (q *recordingQuota) Charge(key string, bytes, keys int64) error {
+	q.bytes += bytes // Charge is called one write transaction at a time
+	q.keys += keys
+	return nil
+}
+
+func (q *recordingQuota) total() [2]int64 { return [2]int64{q.bytes, q.keys} }
+
+func TestDBX_ErrorCodes(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, MaxKeySize: 16, MaxValueSize: 64}, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.fails("not_found", "string.get", obj{"key": "missing"})
+	c.fails("invalid_key", "string.get", obj{"key": ""})
+	c.fails("invalid_key", "string.get", obj{})
+	c.fails("invalid_key", "string.set", obj{"key": strings.Repeat("k", 17), "value": "v"})
+	c.fails("invalid_request", "string.mget", obj{"keys": []string{}})
+	c.fails("invalid_value", "string.set", obj{"key": "k"})
+	c.fails("invalid_value", "string.set", obj{"key": "k", "value": []int{1}})
+	c.fails("invalid_value", "string.set", obj{"key": "k", "value": strings.Repeat("v", 65)})
+	c.fails("invalid_value", "string.incrby", obj{"key": "k"})
+	c.fails("invalid_value", "string.incrby", obj{"key": "k", "amount": 1.5})
+	for _, ttl := range []any{0, -1, "60", 1.5, int64(1) << 40} {
+		c.fails("invalid_ttl", "string.set", obj{"key": "k", "value": "v", "ttl": ttl})
+	}
+	c.fails("invalid_ttl", "string.expire", obj{"key": "k"})
+	c.ok("string.set", obj{"key": "s", "value": "text"})
+	c.fails("type_mismatch", "string.incr", obj{"key": "s"})
+	c.ok("string.set", obj{"key": "big", "value": "9223372036854775807"})
+	c.fails("invalid_value", "string.incr", obj{"key": "big"})
+	c.fails("invalid_request", "hash.get", obj{"key": "k"})
+	c.fails("invalid_request", "keys.scan", obj{"pattern": "/(/"})
+	c.fails("not_found", "unsubscribe", obj{"subscriptionId": 99})
+	c.writeRaw([]byte(`{"id":"hb","type":"heartbeat"}`)) // a client's heartbeat gets no answer
+	c.writeRaw([]byte(`not json`))
+	m, err := c.tryRead(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "invalid_request", m["error"].(map[string]any)["code"])
+	require.NotContains(t, m, "id")
+
+	// the handshake: no key, a wrong one, an expired or tampered token, an unknown version
+	for _, tc := range []struct {
+		query, code string
+		status      int
+	}{
+		{"", "unauthorized", 401},
+		{"api_key=wrong", "forbidden", 403},
+		{"api_key=abc.def", "forbidden", 403},
+		{"api_key=" + apiKey + "&version=2.0", "unsupported_version", 400},
+		{"api_key=" + apiKey + "&client_id=" + strings.Repeat("x", 300), "invalid_request", 400},
+	} {
+		_, resp, err := f.dbxDialRaw(tc.query, nil)
+		require.Error(t, err, tc.query)
+		require.Equal(t, tc.status, resp.StatusCode, tc.query)
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		require.Equal(t, tc.code, body["error"], "%s: %v", tc.query, body)
+		require.EqualValues(t, tc.status, body["status"])
+	}
+	for _, v := range []string{"1.0", "1"} {
+		f.dbx("api_key="+apiKey+"&version="+v).ok("ping", nil)
+	}
+}
+
+func TestDBX_RateAndQuota(t *testing.T) {
+	q := &failingQuota{}
+	f := newFixture(t, &adapter.Options{RequestRate: 0.001, RequestBurst: 2, Quota: q})
+	c := f.dbx("api_key=" + apiKey)
+	c.fails("quota_exceeded", "string.set", obj{"key": "k", "value": "v"})
+	c.ok("ping", nil)
+	c.fails("rate_limit_exceeded", "ping", nil)
+	_, err := f.db.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}
+
+type failingQuota struct{}
+
+func (failingQuota) Charge(key string, bytes, keys int64) error {
+	if bytes > 0 {
+		return fmt.Errorf("%w: test", adapter.ErrQuotaExceeded)
+	}
+	return nil
+}
+
+func TestDBX_TokenScope(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.token(`{"subscribePatterns":["room:1:*"],"accessPattern":"^room:1:"}`)
+	api := f.dbx("api_key=" + apiKey)
+	api.ok("string.mset", obj{"pairs": obj{"room:1:a": "a", "room:1:b": "b", "room:2:a": "other"}})
+	c := f.dbx("api_key=" + tok)
+	require.Equal(t, "a", c.ok("string.get", obj{"key": "room:1:a"})["value"])
+	c.fails("forbidden", "string.get", obj{"key": "room:2:a"})
+	c.fails("forbidden", "string.mget", obj{"keys": []string{"room:1:a", "room:2:a"}})
+	e := c.fails("forbidden", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "room:1:c", "value": "c"}},
+		{"method": "string.set", "params": obj{"key": "room:2:c", "value": "c"}},
+	}})
+	require.EqualValues(t, 1, e["operation"])
+	_, err := f.db.Get("room:1:c")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Equal(t, []any{"room:1:a", "room:1:b"}, c.ok("keys.scan", obj{"pattern": "room:*"})["keys"])
+	require.Equal(t, 2.0, c.ok("keys.count", obj{"pattern": "*"})["count"])
+	// the token's own subscription notifies of its keys only
+	api.ok("string.set", obj{"key": "room:2:x", "value": "no"})
+	api.ok("string.set", obj{"key": "room:1:x", "value": "yes"})
+	n := c.note()
+	require.Equal(t, "room:1:x", n["key"])
+	require.Equal(t, "yes", n["value"])
+}
+
+func TestDBX_Scan(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	pairs := obj{}
+	for i := range 25 {
+		pairs[fmt.Sprintf("user:%02d", i)] = "u"
+		pairs[fmt.Sprintf("order:%02d", i)] = "o"
+	}
+	c.ok("string.mset", obj{"pairs": pairs})
+	var all []any
+	cursor := ""
+	for range 10 {
+		res := c.ok("keys.scan", obj{"pattern": "user:*", "cursor": cursor, "count": 10})
+		all = append(all, res["keys"].([]any)...)
+		if res["done"] == true {
+			require.Equal(t, "", res["cursor"])
+			break
+		}
+		cursor = res["cursor"].(string)
+		require.Equal(t, all[len(all)-1], cursor, "cursor = the last key")
+	}
+	require.Len(t, all, 25)
+	require.Equal(t, "user:00", all[0])
+	require.Equal(t, "user:24", all[24])
+	require.Equal(t, 25.0, c.ok("keys.count", obj{"pattern": "order:*"})["count"])
+	require.Equal(t, 20.0, c.ok("keys.count", obj{"pattern": "*:0?"})["count"]) // a glob: user:0x and order:0x
+}
+
+func TestDBX_SubscriptionResume(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	sub := c.ok("subscribe", obj{"patterns": []string{"doc:*"}})
+	id := sub["subscriptionId"]
+	w := f.dbx("api_key=" + apiKey)
+	for i := range 5 {
+		w.ok("string.set", obj{"key": fmt.Sprintf("doc:%d", i), "value": fmt.Sprint(i)})
+	}
+	w.ok("string.delete", obj{"key": "doc:0"})
+	w.ok("string.set", obj{"key": "other", "value": "x"})
+	var last float64
+	for i := range 3 {
+		n := c.note()
+		require.Equal(t, id, n["subscriptionId"])
+		require.Equal(t, fmt.Sprintf("doc:%d", i), n["key"])
+		require.Greater(t, n["revision"], last)
+		last = n["revision"].(float64)
+		_, err := time.Parse(time.RFC3339, n["timestamp"].(string))
+		require.NoError(t, err)
+	}
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	w.ok("string.set", obj{"key": "doc:9", "value": "while away"})
+
+	// reconnect, resume from the last revision seen: the rest, no gap, no repeat
+	c = f.dbx("api_key=" + apiKey)
+	c.ok("subscribe", obj{"patterns": []string{"doc:*"}, "fromRevision": last})
+	for _, want := range []string{"doc:3", "doc:4", "doc:0", "doc:9"} {
+		n := c.note()
+		require.Equal(t, want, n["key"])
+		require.Greater(t, n["revision"], last)
+		last = n["revision"].(float64)
+		if want == "doc:0" {
+			require.Equal(t, true, n["deleted"])
+			require.NotContains(t, n, "value")
+		}
+	}
+	// unsubscribe stops them
+	c.ok("unsubscribe", obj{"subscriptionId": 1})
+	w.ok("string.set", obj{"key": "doc:10", "value": "x"})
+	c.ok("ping", nil)
+	require.Empty(t, c.notes)
+}
+
+func TestDBX_ResumeTooOld(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryEvents: 4}, nil)
+	c := f.dbx("api_key=" + apiKey)
+	for i := range 20 {
+		c.ok("string.set", obj{"key": fmt.Sprintf("k%d", i), "value": "v"})
+	}
+	e := c.fails("revision_compacted", "subscribe", obj{"patterns": []string{"*"}, "fromRevision": 1})
+	require.Greater(t, e["oldest"], 1.0)
+}
+
+func TestDBX_Heartbeats(t *testing.T) {
+	f := newFixture(t, &adapter.Options{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond})
+	// a client that sends heartbeats stays, and receives the server's
+	c := f.dbx("api_key=" + apiKey)
+	msgs := make(chan map[string]any, 100)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := c.tryRead(5 * time.Second)
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	for end := time.Now().Add(600 * time.Millisecond); time.Now().Before(end); {
+		c.writeRaw([]byte(`{"type":"heartbeat","timestamp":"` + time.Now().UTC().Format(time.RFC3339) + `"}`))
+		time.Sleep(30 * time.Millisecond)
+	}
+	c.writeRaw([]byte(`{"id":"last","method":"ping"}`))
+	beats := 0
+	for m := range msgs {
+		if m["id"] == "last" {
+			require.Equal(t, obj{"pong": true}, m["result"])
+			break
+		}
+		require.Equal(t, "heartbeat", m["type"], "%v", m)
+		_, err := time.Parse(time.RFC3339, m["timestamp"].(string))
+		require.NoError(t, err)
+		beats++
+	}
+	require.GreaterOrEqual(t, beats, 5, "about one every 50ms for 600ms")
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	for range msgs {
+	}
+
+	// a silent one is closed once it missed its heartbeat and the timeout after it
+	s := f.dbx("api_key=" + apiKey)
+	start := time.Now()
+	require.Equal(t, websocket.StatusPolicyViolation, s.closeStatus())
+	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+	require.EqualValues(t, 1, f.a.Stats().DeadPeers)
+}
+
+func TestDBX_Limits(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxMessageSize: 4 << 10, MaxReplyBytes: 1 << 10, MaxRangeLimit: 10, DefaultRangeLimit: 5,
+		MaxSubscriptions: 1})
+	c := f.dbx("api_key=" + apiKey)
+	big := strings.Repeat("v", 800)
+	c.ok("string.mset", obj{"pairs": obj{"a": big, "b": big}})
+	require.Equal(t, big, c.ok("string.get", obj{"key": "a"})["value"], "one value alone always comes")
+	c.fails("invalid_request", "string.mget", obj{"keys": []string{"a", "b"}})
+	c.fails("invalid_request", "batch", obj{"operations": []obj{
+		{"method": "GET", "params": obj{"key": "a"}}, {"method": "GET", "params": obj{"key": "b"}}}})
+	keys := make([]string, 11)
+	for i := range keys {
+		keys[i] = fmt.Sprint(i)
+	}
+	c.fails("invalid_request", "string.mget", obj{"keys": keys})
+	ops := make([]obj, 11)
+	for i := range ops {
+		ops[i] = obj{"method": "ping"}
+	}
+	c.fails("invalid_request", "batch", obj{"operations": ops})
+	require.Len(t, c.ok("keys.scan", obj{"count": 100})["keys"], 2)
+	c.ok("subscribe", obj{"patterns": []string{"a"}})
+	c.fails("rate_limit_exceeded", "subscribe", obj{"patterns": []string{"b"}})
+
+	// invalid UTF-8 closes with 1007; an oversized message with 1009
+	c.writeRaw([]byte("{\"id\":1,\"method\":\"string.get\",\"params\":{\"key\":\"\xff\"}}"))
+	require.Equal(t, websocket.StatusInvalidFramePayloadData, c.closeStatus())
+	c = f.dbx("api_key=" + apiKey)
+	c.writeRaw([]byte(`{"id":1,"method":"string.set","params":{"key":"k","value":"` + strings.Repeat("x", 5<<10) + `"}}`))
+	require.Equal(t, websocket.StatusMessageTooBig, c.closeStatus())
+
+	// a foreign page is refused at the handshake
+	_, resp, err := f.dbxDialRaw("api_key="+apiKey, http.Header{"Origin": {"https://evil.example"}})
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// TestDBX_SlowClient: the HPKV dialect's send queue, byte budget and
+// slow-client timeout hold for DBX connections: a subscriber that stops
+// reading is closed, holding no more than MaxQueuedBytes, and others go
+// on.
+func TestDBX_SlowClient(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryBytes: 256 << 20},
+		&adapter.Options{SendQueue: 64, MaxQueuedBytes: 64 << 10, SlowClientTimeout: 200 * time.Millisecond})
+	stalled := f.dbx("api_key=" + apiKey)
+	stalled.ok("subscribe", obj{"patterns": []string{"*"}})
+	other := f.dbx("api_key=" + apiKey)
+	f.writeUntilSlowClosed()
+	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(64<<10))
+	other.ok("string.set", obj{"key": "k", "value": "v"})
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestDBX_BatchOverQuota: a batch whose third write the quota refuses
+// writes nothing, and the quota's count stays exact.
+func TestDBX_BatchOverQuota(t *testing.T) {
+	// The quota counts what an empty DB holds; the fixture's is empty too.
+	empty, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	q, err := adapter.NewPrefixQuota(empty, adapter.QuotaLimit{Prefix: "q:", MaxKeys: 2, MaxBytes: 1 << 20})
+	require.NoError(t, err)
+	require.NoError(t, empty.Close())
+	f := newFixture(t, &adapter.Options{Quota: q})
+	c := f.dbx("api_key=" + apiKey)
+	e := c.fails("quota_exceeded", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "q:1", "value": "a"}},
+		{"method": "string.set", "params": obj{"key": "q:2", "value": "b"}},
+		{"method": "string.set", "params": obj{"key": "q:3", "value": "c"}},
+	}})
+	require.EqualValues(t, 2, e["operation"])
+	require.Equal(t, adapter.QuotaUsage{}, q.Usage("q:"))
+	c.fails("quota_exceeded", "string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b", "q:3": "c"}})
+	require.Equal(t, adapter.QuotaUsage{}, q.Usage("q:"))
+	require.Equal(t, 0.0, c.ok("keys.count", obj{"pattern": "q:*"})["count"])
+	c.ok("string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b"}})
+	require.Equal(t, adapter.QuotaUsage{Keys: 2, Bytes: 8}, q.Usage("q:"))
+}
+
+// TestDBX_TokenExpiry: an expired token is refused at the handshake with
+// 401 unauthorized, and a connection whose token expires is closed with
+// 1008, as on /ws.
+func TestDBX_TokenExpiry(t *testing.T) {
+	clock := time.Now()
+	f := newFixture(t, &adapter.Options{Now: func() time.Time { return clock }, TokenTTL: time.Minute})
+	tok := f.token(`{}`)
+	clock = clock.Add(2 * time.Minute)
+	_, resp, err := f.dbxDialRaw("api_key="+url.QueryEscape(tok), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.Equal(t, "unauthorized", body["error"])
+
+	f2 := newFixture(t, &adapter.Options{TokenTTL: 1500 * time.Millisecond})
+	c := f2.dbx("api_key=" + url.QueryEscape(f2.token(`{}`)))
+	c.ok("ping", nil)
+	require.Equal(t, websocket.StatusPolicyViolation, c.closeStatus())
+}
+
+// TestDBX_Shutdown: DBX connections drain like HPKV ones: requests under
+// way are answered, later ones get service_unavailable, the connection
+// closes with 1001.
+func TestDBX_Shutdown(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	const n = 200
+	for i := range n {
+		c.writeRaw(fmt.Appendf(nil, `{"id":%d,"method":"INCR","params":{"key":"n"}}`, i))
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.a.Shutdown(ctx)
+	}()
+	incremented := 0
+	for {
+		r, err := c.tryRead(10 * time.Second)
+		if err != nil {
+			require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err))
+			break
+		}
+		if e, isErr := r["error"].(map[string]any); isErr {
+			require.Equal(t, "service_unavailable", e["code"], "%v", r)
+			continue
+		}
+		incremented++
+	}
+	require.NoError(t, <-done)
+	require.Equal(t, fmt.Sprint(incremented), f.counter("n"), "every increment that ran was answered, and only those")
+}

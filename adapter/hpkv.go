@@ -1,0 +1,76 @@
+package adapter
+
+import (
+	"net/http"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+)
+
+// hpkvDialect is HPKV's WebSocket protocol, at /ws: requests by op
+// number, replies with a code and the request's messageId.
+type hpkvDialect struct{}
+
+func (hpkvDialect) decode(b []byte) (any, any) {
+	req, err := decodeRequest(b)
+	if err != nil {
+		return nil, reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()}
+	}
+	return &req, nil
+}
+
+func (hpkvDialect) refuse(req any, code int, msg string) any {
+	rep := errorReply(code, msg)
+	if r, ok := req.(*request); ok {
+		rep.MessageID = r.MessageID
+	}
+	return rep
+}
+
+func (hpkvDialect) run(c *conn, r any) any {
+	req := r.(*request)
+	var rep reply
+	switch req.Op {
+	case opSubscribe:
+		pats, werr := c.parsePatterns(req.Patterns)
+		if werr == nil {
+			var id, rev int64
+			if id, rev, werr = c.subscribe(pats, req.FromRevision, true); werr == nil {
+				rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: rev}
+			}
+		}
+		if werr != nil {
+			rep = wireReply(0, werr)
+		}
+	case opUnsubscribe:
+		if !c.unsubscribe(req.SubscriptionID) {
+			rep = errorReply(http.StatusNotFound, "no such subscription")
+		} else {
+			rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
+		}
+	default:
+		rep = c.a.do(c.ac, req)
+	}
+	rep.MessageID = req.MessageID
+	return rep
+}
+
+func (hpkvDialect) notification(sub int64, tagged bool, ev *engine.Event) any {
+	n := notification{Type: "notification", Key: ev.Key, Timestamp: ev.Time.UnixMilli(), Revision: ev.Revision}
+	if tagged {
+		n.SubscriptionID = sub
+	}
+	if ev.Type != pubsub.Delete && ev.Type != pubsub.Expire {
+		n.Value = ptr(ev.Value)
+	}
+	return n
+}
+
+func (hpkvDialect) failure(sub int64, err *wireError) any { return wireReply(sub, err) }
+
+func (hpkvDialect) start(*conn) {}
+
+// wireReply is the HPKV reply of a wireError, of subscription sub if not 0.
+func wireReply(sub int64, err *wireError) reply {
+	return reply{Code: err.code, Error: err.msg, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
+}

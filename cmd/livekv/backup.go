@@ -1,0 +1,178 @@
+package main
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// revisionTrailer carries a backup's revision once it is all written: a
+// response without it was cut short.
+const revisionTrailer = "Livekv-Revision"
+
+// mountBackup serves GET /backup, with the API key in x-api-key: a
+// snapshot of db at one revision (engine.DB.Backup), taken while writes
+// go on.
+func mountBackup(mux *http.ServeMux, db *engine.DB, key string, logf func(string, ...any)) {
+	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("x-api-key")), []byte(key)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintln(w, `{"code":403,"error":"x-api-key header with the API key required"}`)
+			return
+		}
+		// A backup takes as long as the database is large: it is not
+		// bound by --write-timeout.
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="livekv.backup"`)
+		w.Header().Set("Trailer", revisionTrailer)
+		rev, err := db.Backup(w)
+		if err != nil {
+			// Break the connection: the client sees the body cut short
+			// and no trailer, rather than a backup that looks whole.
+			logf("backup: %v", err)
+			panic(http.ErrAbortHandler)
+		}
+		w.Header().Set(revisionTrailer, strconv.FormatInt(rev, 10))
+	})
+}
+
+func backup(args []string) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "the server: http(s)://HOST:PORT, or HOST:PORT for http")
+	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
+	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
+	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: livekv backup [--addr URL] [--api-key KEY] [-o FILE] > FILE\n\n"+
+			"Fetches a consistent backup of a running server's database, at one revision, taken\n"+
+			"while writes go on. livekv restore makes a data folder of it.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return errors.New("backup takes no arguments: the server is --addr")
+	}
+	if *key == "" {
+		return errors.New("give --api-key or set $LIVEKV_API_KEY")
+	}
+	if *out == "" {
+		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
+		}
+	}
+	client := &http.Client{}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--cacert: no PEM certificate in %s", *caFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(base, "/")+"/backup", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("x-api-key", *key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var w io.Writer = os.Stdout
+	var tmp *os.File
+	if *out != "" {
+		if tmp, err = os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".tmp-*"); err != nil {
+			return err
+		}
+		defer func() {
+			tmp.Close()
+			os.Remove(tmp.Name()) // gone once renamed
+		}()
+		w = tmp
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return fmt.Errorf("after %d bytes: %w (the backup is incomplete)", n, err)
+	}
+	rev := resp.Trailer.Get(revisionTrailer)
+	if rev == "" {
+		return fmt.Errorf("the server cut the backup short after %d bytes", n)
+	}
+	if tmp != nil {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), *out); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "livekv backup: revision %s, %d bytes\n", rev, n)
+	return nil
+}
+
+func restore(args []string) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: livekv restore FILE DIR\n\n"+
+			"Makes the data folder DIR (missing or empty) from a backup that livekv backup wrote\n"+
+			"(FILE - reads stdin): livekv serve --data DIR then serves the database as it was at\n"+
+			"the backup's revision.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return errors.New("give a backup file and a folder")
+	}
+	var r io.Reader = os.Stdin
+	if f := fs.Arg(0); f != "-" {
+		file, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		r = file
+	}
+	rev, err := engine.RestoreDir(r, fs.Arg(1), nil)
+	if errors.Is(err, engine.ErrNotEmpty) {
+		return fmt.Errorf("%w: restore makes a new folder; give one that is missing or empty", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("restored revision %d into %s\n", rev, fs.Arg(1))
+	return nil
+}

@@ -1,0 +1,192 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// write is one acknowledged write: its revision, key and value ("" for a
+// delete).
+type write struct {
+	rev        int64
+	key, value string
+}
+
+// writeOverWS sets and deletes keys over one WebSocket until stop is
+// closed, recording each acknowledged write with its revision.
+func writeOverWS(t *testing.T, url string, w int, stop chan struct{}, mu *sync.Mutex, log *[]write) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer ws.CloseNow()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			ws.Close(websocket.StatusNormalClosure, "")
+			return
+		default:
+		}
+		key := fmt.Sprintf("w%d:%d", w, i%17)
+		req := map[string]any{"op": 2, "key": key, "value": fmt.Sprintf("%d", i), "messageId": i}
+		if i%5 == 4 {
+			req = map[string]any{"op": 4, "key": fmt.Sprintf("w%d:%d", w, (i-3)%17), "messageId": i}
+		}
+		b, _ := json.Marshal(req)
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Error(err)
+			return
+		}
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var rep struct {
+			Code     int
+			Revision int64
+		}
+		require.NoError(t, json.Unmarshal(b, &rep))
+		if rep.Code == 404 {
+			continue // deleted already
+		}
+		if rep.Code != 200 {
+			t.Errorf("write: %s", b)
+			return
+		}
+		wr := write{rev: rep.Revision, key: req["key"].(string)}
+		if v, ok := req["value"]; ok {
+			wr.value = v.(string)
+		}
+		mu.Lock()
+		*log = append(*log, wr)
+		mu.Unlock()
+	}
+}
+
+// TestBackupRestore: a backup fetched from a serve under concurrent
+// writes restores to exactly the state at its revision, as the writes
+// acknowledged up to it make it.
+func TestBackupRestore(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	s := serveOps(t, bin, "--data", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--api-key", "k1")
+	wsURL := strings.Replace(s.base, "http://", "ws://", 1) + "/kv/ws?apiKey=k1"
+
+	var mu sync.Mutex
+	var log []write
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); writeOverWS(t, wsURL, w, stop, &mu, &log) }()
+	}
+	for {
+		mu.Lock()
+		n := len(log)
+		mu.Unlock()
+		if n > 200 || t.Failed() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	file := filepath.Join(dir, "b.backup")
+	cmd := exec.Command(bin, "backup", "--addr", s.base, "-o", file)
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	time.Sleep(50 * time.Millisecond) // writes go on after it
+	close(stop)
+	wg.Wait()
+	var rev int64
+	_, err = fmt.Sscanf(string(out), "livekv backup: revision %d", &rev)
+	require.NoError(t, err, "%s", out)
+	mu.Lock()
+	sort.Slice(log, func(i, j int) bool { return log[i].rev < log[j].rev })
+	require.Greater(t, log[len(log)-1].rev, rev, "writes went on after the backup")
+	want := map[string]string{}
+	for _, w := range log {
+		if w.rev > rev {
+			break
+		}
+		if w.value == "" {
+			delete(want, w.key)
+		} else {
+			want[w.key] = w.value
+		}
+	}
+	mu.Unlock()
+	require.NotEmpty(t, want)
+
+	restored := filepath.Join(dir, "restored")
+	out, err = exec.Command(bin, "restore", file, restored).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("restored revision %d", rev))
+	db, err := engine.Open(restored, nil)
+	require.NoError(t, err)
+	require.Equal(t, rev, db.Revision())
+	got := map[string]string{}
+	for it, err := range db.Range("", "", nil) {
+		require.NoError(t, err)
+		got[it.Key] = it.Value
+	}
+	require.NoError(t, db.Close())
+	require.Equal(t, want, got, "exactly the state at revision %d", rev)
+
+	out, err = exec.Command(bin, "restore", file, restored).CombinedOutput()
+	require.Error(t, err, "a folder that is not empty")
+	require.Contains(t, string(out), "not empty")
+
+	// To stdout, once the writers stopped: the newest revision.
+	f, err := os.Create(filepath.Join(dir, "stdout.backup"))
+	require.NoError(t, err)
+	cmd = exec.Command(bin, "backup", "--addr", strings.TrimPrefix(s.base, "http://"), "--api-key", "k1")
+	cmd.Stdout = f
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	require.NoError(t, f.Close())
+	mu.Lock()
+	last := log[len(log)-1].rev
+	mu.Unlock()
+	require.Contains(t, stderr.String(), fmt.Sprintf("revision %d,", last))
+	out, err = exec.Command(bin, "restore", f.Name(), filepath.Join(dir, "latest")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("restored revision %d", last))
+
+	// A wrong key gets 403 and leaves no file.
+	bad := filepath.Join(dir, "bad.backup")
+	out, err = exec.Command(bin, "backup", "--addr", s.base, "--api-key", "nope", "-o", bad).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "403")
+	entries, err := filepath.Glob(filepath.Join(dir, "bad.backup*"))
+	require.NoError(t, err)
+	require.Empty(t, entries)
+
+	// A cut backup does not restore.
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bad, b[:len(b)/2], 0o644))
+	out, err = exec.Command(bin, "restore", bad, filepath.Join(dir, "r2")).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	snaps, err := filepath.Glob(filepath.Join(dir, "r2", "snap", "*.snap"))
+	require.NoError(t, err)
+	require.Empty(t, snaps, "nothing that Open would read")
+	s.stop(t)
+}

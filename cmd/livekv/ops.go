@@ -1,0 +1,126 @@
+package main
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/metrics"
+)
+
+// opsFlags are serve's flags for operating it: metrics, TLS, CORS.
+type opsFlags struct {
+	metricsAddr string
+	tlsCert     string
+	tlsKey      string
+	cors        string
+}
+
+func addOpsFlags(fs *flag.FlagSet) *opsFlags {
+	o := &opsFlags{}
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics (and /healthz, /readyz) on this HOST:PORT instead of --addr; neither needs the API key")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&o.cors, "cors-origins", "", "comma-separated origins (https://app.example.com, or *) whose pages may call the REST API; default none")
+	return o
+}
+
+// tlsConfig loads the certificate, if one is given.
+func (o *opsFlags) tlsConfig() (*tls.Config, error) {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("give both --tls-cert and --tls-key, or neither")
+	}
+	if o.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// corsOrigins is the list of --cors-origins.
+func (o *opsFlags) corsOrigins() ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(o.cors, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if s != "*" && !strings.Contains(s, "://") {
+			return nil, fmt.Errorf("--cors-origins: %q is not an origin such as https://app.example.com", s)
+		}
+		out = append(out, strings.TrimRight(s, "/"))
+	}
+	return out, nil
+}
+
+// listeners opens where serve listens: addr, and the metrics address if
+// one is given. Nothing is written before both succeed.
+func (o *opsFlags) listeners(addr string) (main, mon net.Listener, err error) {
+	if main, err = net.Listen("tcp", addr); err != nil {
+		return nil, nil, err
+	}
+	if o.metricsAddr != "" {
+		if mon, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			main.Close()
+			return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
+	return main, mon, nil
+}
+
+// mountHealth serves GET /healthz, which answers while the process
+// serves, and GET /readyz, which answers 200 only while the database is
+// open and takes writes, 503 with the reason otherwise.
+func mountHealth(mux *http.ServeMux, db *engine.DB) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := db.Err(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]any{"ready": false, "error": err.Error()})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ready": true, "revision": db.Revision()})
+	})
+}
+
+// mountMetrics serves GET /metrics from m, on mux or, with
+// --metrics-addr, on mon's server, which it returns to be started.
+func (o *opsFlags) mountMetrics(mux *http.ServeMux, db *engine.DB, m *metrics.Collector) *http.ServeMux {
+	if o.metricsAddr == "" {
+		mux.Handle("GET /metrics", m.Handler())
+		return nil
+	}
+	mon := http.NewServeMux()
+	mon.Handle("GET /metrics", m.Handler())
+	mountHealth(mon, db)
+	return mon
+}
+
+// scheme is the URL scheme serve answers on.
+func scheme(tc *tls.Config) (http, ws string) {
+	if tc != nil {
+		return "https", "wss"
+	}
+	return "http", "ws"
+}
+
+// removeIfCreated removes dir if this run made it, so that a serve that
+// fails to start leaves nothing behind.
+func removeIfCreated(dir string, created bool) {
+	if created {
+		os.RemoveAll(dir)
+	}
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/vfs"
+	"github.com/livekv/livekv/wal"
+)
+
+// repair truncates dir's damaged log at its first bad record, as
+// engine.Options.Repair does, after copying dir to a folder beside it,
+// whose name it returns. It returns "" when dir has no damage to repair.
+func repair(dir string, checkErr error) (kept string, err error) {
+	if !errors.Is(checkErr, wal.ErrCorrupt) {
+		return "", checkErr
+	}
+	kept = fmt.Sprintf("%s.before-repair-%s", filepath.Clean(dir), time.Now().UTC().Format("20060102T150405Z"))
+	if err := copyFolder(dir, kept); err != nil {
+		os.RemoveAll(kept)
+		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
+	}
+	db, err := engine.Open(dir, &engine.Options{Repair: true, SweepInterval: -1})
+	if err != nil {
+		return kept, fmt.Errorf("%w\n(repair truncates the log; it cannot mend a damaged snapshot. The folder as it was is in %s)", err, kept)
+	}
+	return kept, db.Close()
+}
+
+// copyFolder copies the files under src, but its LOCK, to dst, which must
+// not exist, and syncs them.
+func copyFolder(src, dst string) error {
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("%s exists", dst)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case rel == "LOCK" || !d.Type().IsRegular():
+			return nil
+		}
+		return copyFile(p, to)
+	})
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// salvage opens a copy of dir, in a temporary folder, truncating its log
+// at the first damage, and returns it with a func that closes and removes
+// it. dir itself is not changed.
+func salvage(dir string) (*engine.DB, func(), error) {
+	if _, err := wal.Check(dir, nil); errors.Is(err, vfs.ErrLocked) {
+		return nil, nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
+	}
+	tmp, err := os.MkdirTemp("", "livekv-salvage-")
+	if err != nil {
+		return nil, nil, err
+	}
+	copyDir := filepath.Join(tmp, "data")
+	if err := copyFolder(dir, copyDir); err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, fmt.Errorf("copying %s to read it: %w", dir, err)
+	}
+	db, err := engine.Open(copyDir, &engine.Options{Repair: true, SweepInterval: -1})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, fmt.Errorf("%w\n(salvage reads a log up to its damage; a damaged snapshot cannot be read)", err)
+	}
+	return db, func() { db.Close(); os.RemoveAll(tmp) }, nil
+}

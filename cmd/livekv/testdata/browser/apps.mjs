@@ -1,0 +1,391 @@
+// Drives livekv serve's todo and chat pages in headless Chromium as two
+// users (two browser contexts), for what the pages must never get wrong:
+// losing what was typed, diverging, failing silently, or not fitting a
+// phone.
+// Usage: node apps.mjs BASE_URL PHASE ARTIFACTS_DIR
+//   PHASE "outage": prints "stop-server" and waits for a line on stdin
+//       while the test stops the server; writes in both apps in both
+//       contexts, and closes one page with a write not sent; prints
+//       "start-server" and waits again while the server starts on the
+//       same address. Every write arrives once, the closed page's too
+//       once reopened; a write sent twice is stored once.
+//   PHASE "ui": same-field conflict of a todo resolved visibly; a write
+//       the server refuses shown with its reason and its text kept, also
+//       after a reload; room names, the room in the URL, own messages,
+//       "load older" paging; the local day and counts; at 390 px (a phone
+//       with viewport emulation) no horizontal scroll and text at full
+//       size; screenshots at phone and desktop width for docs/.
+// Every page must load without a 404 or a script error. Prints "ok" and
+// exits 0 when every check passes.
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const [base, phase, artifacts] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const timeout = 10000;
+const problems = [];
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+// ask has the test do something (stop or start the server) and waits
+// until it says it is done.
+async function ask(what) {
+  console.log(what);
+  const { value } = await lines.next();
+  assert.equal(value, 'done', `the test did not ${what}`);
+}
+
+function watch(page) {
+  if (process.env.DEBUG) {
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => console.error(page.url(), '>', String(f.payload).slice(0, 200)));
+      ws.on('framereceived', (f) => console.error(page.url(), '<', String(f.payload).slice(0, 200)));
+    });
+    page.on('console', (m) => console.error(page.url(), 'console', m.text()));
+  }
+  page.on('pageerror', (err) => problems.push(`script error on ${page.url()}: ${err.message}`));
+  page.on('response', (r) => {
+    if (r.status() === 404) problems.push(`404 for ${r.url()}`);
+  });
+}
+
+async function open(context, url, { online = true } = {}) {
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(base + url);
+  if (online) {
+    await page.waitForSelector('body[data-loaded=true]', { timeout });
+    await page.waitForSelector('#status[data-state=online]', { timeout });
+  }
+  return page;
+}
+
+const shot = (page, name) => page.mouse.move(0, 0).then(() => page.screenshot({ path: path.join(artifacts, `${name}.png`) }));
+
+// The texts shown by the todos and chat messages of a page.
+const todoTexts = (page) => page.$$eval('#list li input.text', (els) => els.map((e) => e.value));
+const chatTexts = (page) => page.$$eval('#messages .msg .text', (els) => els.map((e) => e.textContent));
+
+// settled waits until the page shows each of texts exactly once and has
+// nothing left to send.
+async function settled(page, texts, list) {
+  await waitOr(page, texts, list);
+}
+async function waitOr(page, texts, list) {
+  try {
+    await waitSettled(page, texts, list);
+  } catch (err) {
+    const state = await page.evaluate(() => ({
+      status: document.querySelector('#status').dataset.state,
+      items: [...document.querySelectorAll('#list li, #messages .msg')].map((e) => `${e.className}: ${e.querySelector('.text')?.value ?? e.querySelector('.text')?.textContent} ${e.querySelector('.note')?.textContent ?? ''}`),
+      outbox: document.querySelector('#outbox').textContent,
+      notice: document.querySelector('#notice').textContent,
+    }));
+    throw new Error(`${page.url()} did not settle on ${JSON.stringify(texts)}: ${JSON.stringify(state)}`, { cause: err });
+  }
+}
+async function waitSettled(page, texts, list) {
+  await page.waitForFunction(([texts, list]) => {
+    const shown = list === 'todo'
+      ? [...document.querySelectorAll('#list li input.text')].map((e) => e.value)
+      : [...document.querySelectorAll('#messages .msg .text')].map((e) => e.textContent);
+    return texts.every((t) => shown.filter((s) => s === t).length === 1) &&
+      document.querySelectorAll('.pending').length === 0 && document.querySelector('#outbox').hidden;
+  }, [texts, list], { timeout: 20000 });
+}
+
+async function addTodo(page, text, priority = 'medium') {
+  await page.fill('#text', text);
+  await page.selectOption('#priority', priority);
+  await page.press('#text', 'Enter');
+}
+
+async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+const todoItem = (page, text) => page.locator(`#list li[data-text="${text}"]`);
+
+try {
+  if (phase === 'outage') {
+    const one = await browser.newContext();
+    const two = await browser.newContext();
+    const ta = await open(one, '/todo/');
+    let tb = await open(two, '/todo/');
+    const ca = await open(one, '/chat/');
+    await ca.fill('#room', 'lobby');
+    await ca.press('#room', 'Enter');
+    await ca.waitForFunction(() => location.hash === '#lobby' && !document.querySelector('#rooms .pending'), null, { timeout });
+    const cb = await open(two, '/chat/#lobby');
+    // A room to open while the server is down: its messages are read once
+    // it is back, however many attempts to reconnect failed meanwhile.
+    const cw = await open(one, '/chat/#second');
+    await say(cw, 'in the second room');
+    await cw.waitForSelector('#messages .msg:not(.pending) .text:text("in the second room")', { timeout });
+    await cw.click('#rooms button[data-room=lobby]');
+
+    await addTodo(ta, 'to edit offline', 'low');
+    await todoItem(tb, 'to edit offline').waitFor({ timeout });
+
+    await ask('stop-server');
+    for (const page of [ta, tb, ca, cb, cw]) await page.waitForSelector('#status[data-state=offline]', { timeout });
+    await cw.click('#rooms button[data-room=second]');
+    // Edits of one todo offline, a field each: both are kept.
+    await todoItem(ta, 'to edit offline').locator('select.priority').selectOption('high');
+    await todoItem(tb, 'to edit offline').locator('input.text').fill('edited offline by B');
+    await tb.locator('#list li input.text').first().press('Enter');
+    await addTodo(ta, 'from A offline', 'high');
+    await addTodo(tb, 'from B offline', 'low');
+    await addTodo(tb, 'from B, kept across a reload');
+    await say(ca, 'chat from A offline');
+    await say(cb, 'chat from B offline');
+    // Shown at once, as waiting; the inputs are free for the next one.
+    for (const [page, sel] of [[ta, '#list li.pending'], [tb, '#list li.pending'], [ca, '#messages .msg.pending'], [cb, '#messages .msg.pending']]) {
+      await page.waitForSelector(sel, { timeout });
+      assert.equal(await page.inputValue('#text'), '', 'the input is cleared once the write is kept');
+      assert.match(await page.textContent('#outbox'), /waiting to be sent/);
+    }
+    assert.deepEqual((await todoTexts(tb)).sort(), ['edited offline by B', 'from B offline', 'from B, kept across a reload']);
+    await shot(tb, 'todo-offline');
+    assert.deepEqual(await chatTexts(ca), ['chat from A offline']);
+    // A page closed with writes not sent: they wait in localStorage.
+    await tb.close();
+
+    await ask('start-server');
+    // The page opened again shows them as waiting before it connects (its
+    // token request held back here), then sends them.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await two.route('**/apps/token', async (route) => {
+      await held;
+      await route.continue();
+    });
+    tb = await open(two, '/todo/', { online: false });
+    await tb.waitForFunction(() => document.querySelectorAll('#list li.pending').length === 3, null, { timeout });
+    assert.notEqual(await tb.getAttribute('#status', 'data-state'), 'online');
+    assert.match(await tb.textContent('#outbox'), /3 changes waiting to be sent/);
+    release();
+    await tb.waitForSelector('#status[data-state=online]', { timeout });
+
+    const todos = ['from A offline', 'from B offline', 'from B, kept across a reload', 'edited offline by B'];
+    const chats = ['chat from A offline', 'chat from B offline'];
+    for (const page of [tb, ta]) await settled(page, todos, 'todo');
+    for (const page of [ta, tb]) {
+      assert.equal(await todoItem(page, 'edited offline by B').locator('select.priority').inputValue(), 'high', 'both offline edits kept');
+    }
+    for (const page of [ca, cb]) await settled(page, chats, 'chat');
+    await settled(cw, ['in the second room'], 'chat');
+    // A third user, who was never offline, sees each once too.
+    const three = await browser.newContext();
+    const tc = await open(three, '/todo/');
+    await settled(tc, todos, 'todo');
+    assert.equal((await todoTexts(tc)).length, 4);
+    const cc = await open(three, '/chat/#lobby');
+    await settled(cc, chats, 'chat');
+    assert.equal((await chatTexts(cc)).length, 2);
+
+    // A write sent twice (its reply lost with the connection) is stored
+    // once: a create whose key the server has changes nothing.
+    const key = await todoItem(ta, 'from A offline').getAttribute('data-key');
+    // So is an edit: sent again from a revision now stale, it finds its
+    // value there and neither conflicts nor writes.
+    await ta.evaluate((key) => {
+      const e = { id: 'again', seq: 1, state: 'pending', kind: 'create', key, obj: { text: 'sent again', priority: 'low', status: 'todo', created: 0 } };
+      localStorage.setItem('livekv-outbox:todo:again', JSON.stringify(e));
+      const edit = { id: 'again2', seq: 2, state: 'pending', kind: 'edit', key, field: 'text', base: 'before', value: 'from A offline',
+        obj: { text: 'before', priority: 'high', status: 'todo', created: 0 }, rev: 1 };
+      localStorage.setItem('livekv-outbox:todo:again2', JSON.stringify(edit));
+    }, key);
+    await ta.reload();
+    await ta.waitForSelector('body[data-loaded=true]', { timeout });
+    await settled(ta, todos, 'todo');
+    assert.deepEqual((await todoTexts(ta)).sort(), [...todos].sort());
+    assert.equal(await ta.evaluate(() => localStorage.getItem('livekv-outbox:todo:again')), null);
+    assert.equal(await ta.evaluate(() => localStorage.getItem('livekv-outbox:todo:again2')), null);
+    assert.equal(await ta.locator('.conflict-note, .failed-note').count(), 0);
+  } else if (phase === 'ui') {
+    // A time zone whose day is not UTC's now, so that a page showing UTC's
+    // day fails.
+    const zone = new Date().getUTCHours() >= 10 ? 'Pacific/Kiritimati' : 'Pacific/Pago_Pago';
+    const one = await browser.newContext({ timezoneId: zone, viewport: { width: 1280, height: 800 } });
+    const two = await browser.newContext({ timezoneId: zone, viewport: { width: 1280, height: 800 } });
+    const ta = await open(one, '/todo/');
+    const tb = await open(two, '/todo/');
+    const today = new Intl.DateTimeFormat('en-CA', { timeZone: zone }).format(new Date());
+    assert.notEqual(today, new Date().toISOString().slice(0, 10));
+    assert.equal(await ta.inputValue('#day'), today, 'the todo page opens on the local day');
+    assert.ok(await ta.isVisible('#empty'), 'an empty day says so');
+
+    // Same field, two editors: B started editing before A's change
+    // arrived; B is told while still typing, then chooses.
+    await addTodo(ta, 'shared', 'high');
+    await todoItem(tb, 'shared').waitFor({ timeout });
+    await tb.locator('#list li input.text').first().click();
+    await ta.locator('#list li input.text').first().fill('from A');
+    await ta.locator('#list li input.text').first().press('Enter');
+    await tb.waitForSelector('#list li .underneath', { timeout });
+    assert.match(await tb.textContent('#list li .underneath'), /from A/);
+    assert.equal(await tb.locator('#list li input.text').first().inputValue(), 'shared', 'what B sees while typing is not overwritten');
+    await tb.locator('#list li input.text').first().fill('from B');
+    await tb.locator('#list li input.text').first().press('Enter');
+    await tb.waitForSelector('#list li .conflict-note', { timeout });
+    const said = await tb.textContent('#list li .conflict-note');
+    assert.match(said, /from A/);
+    assert.match(said, /from B/);
+    await ta.waitForFunction(() => document.querySelector('#list li input.text').value === 'from A', null, { timeout });
+    await tb.click('#list li .conflict-note button:text("Keep mine")');
+    for (const page of [ta, tb]) {
+      await page.waitForFunction(() => document.querySelector('#list li input.text').value === 'from B' &&
+        !document.querySelector('.conflict-note') && !document.querySelector('.pending'), null, { timeout });
+    }
+    // The other way: A starts from a stale value, and takes B's.
+    await ta.locator('#list li input.text').first().click();
+    await tb.locator('#list li input.text').first().fill('from B again');
+    await tb.locator('#list li input.text').first().press('Enter');
+    await ta.waitForSelector('#list li .underneath', { timeout });
+    await ta.locator('#list li input.text').first().fill('from A again');
+    await ta.locator('#list li input.text').first().press('Enter');
+    await ta.waitForSelector('#list li .conflict-note', { timeout });
+    await ta.click('#list li .conflict-note button:text("Use theirs")');
+    await ta.locator('#list li input.text').first().blur();
+    for (const page of [ta, tb]) {
+      await page.waitForFunction(() => document.querySelector('#list li input.text').value === 'from B again' &&
+        !document.querySelector('.conflict-note'), null, { timeout });
+    }
+
+    await tb.locator('#list li input.text').first().fill('buy oat milk');
+    await tb.locator('#list li input.text').first().press('Enter');
+    await ta.waitForFunction(() => document.querySelector('#list li input.text').value === 'buy oat milk', null, { timeout });
+
+    // Counts and priorities, and the desktop screenshot.
+    await addTodo(ta, 'water the plants', 'low');
+    await addTodo(ta, 'call the plumber', 'medium');
+    await addTodo(ta, 'send the invoice', 'high');
+    await todoItem(tb, 'send the invoice').waitFor({ timeout });
+    await todoItem(tb, 'water the plants').locator('input.status').check();
+    await ta.waitForFunction(() => document.querySelector('#counts').textContent === '3 to do · 1 done', null, { timeout });
+    assert.equal(await todoItem(ta, 'send the invoice').locator('select.priority').getAttribute('data-p'), 'high');
+    await ta.locator('#text').focus();
+    await shot(ta, 'todo-desktop');
+    await todoItem(tb, 'send the invoice').locator('button.delete').click();
+    await ta.waitForFunction(() => document.querySelector('#counts').textContent === '2 to do · 1 done', null, { timeout });
+    assert.equal(await todoItem(ta, 'send the invoice').count(), 0, 'a deleted todo goes from every window');
+
+    // Chat: a blank room name is refused, a Unicode one kept, and in the URL.
+    const ca = await open(one, '/chat/');
+    assert.ok(await ca.isVisible('#empty'));
+    await ca.fill('#name', 'Ada');
+    await ca.dispatchEvent('#name', 'change');
+    await ca.fill('#room', '   ');
+    await ca.press('#room', 'Enter');
+    await ca.waitForSelector('#notice:not([hidden])', { timeout });
+    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#lobby', '#second'], 'no nameless room');
+    await ca.fill('#room', ' Général café ');
+    await ca.press('#room', 'Enter');
+    await ca.waitForFunction(() => document.querySelector('#title').textContent === '#Général-café', null, { timeout });
+    assert.equal(await ca.evaluate(() => decodeURIComponent(location.hash)), '#Général-café');
+    const cb = await open(two, `/chat/#${encodeURIComponent('Général-café')}`);
+    await cb.fill('#name', 'Bruno');
+    await cb.dispatchEvent('#name', 'change');
+    await cb.waitForSelector('#rooms button[aria-current]:text("#Général-café")', { timeout });
+    await say(ca, 'Bonjour ! Le café est prêt ☕');
+    await cb.waitForSelector('#messages .msg:not(.own) .text:text("Bonjour")', { timeout });
+    await say(cb, 'J’arrive dans cinq minutes.');
+    await say(ca, 'Parfait, à tout de suite.');
+    await ca.waitForSelector('#messages .msg:not(.own) .text:text("J’arrive")', { timeout });
+    await cb.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 3, null, { timeout });
+    assert.equal(await ca.locator('#messages .msg.own').count(), 2, 'own messages are marked');
+    assert.equal(await ca.locator('#messages .msg time').count(), 3, 'every message has its time');
+
+    // The room is kept in the URL across a reload.
+    await ca.reload();
+    await ca.waitForSelector('body[data-loaded=true]', { timeout });
+    await ca.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 3, null, { timeout });
+
+    // A write the server refuses (a value over 1 MiB) is shown as not
+    // sent, with the server's reason; its text is kept, across a reload too.
+    const big = 'x'.repeat(1_100_000);
+    await ca.evaluate((big) => (document.querySelector('#text').value = big), big);
+    await ca.click('#sendbtn');
+    await ca.waitForSelector('#messages .msg.failed .failed-note', { timeout });
+    assert.match(await ca.textContent('#messages .msg.failed .failed-note'), /Not sent: .*too large/);
+    assert.match(await ca.textContent('#outbox'), /1 not sent/);
+    await ca.reload();
+    await ca.waitForSelector('#messages .msg.failed .failed-note', { timeout });
+    await shot(ca, 'chat-failed');
+    await ca.click('#messages .msg.failed button:text("Edit")');
+    assert.equal((await ca.inputValue('#text')).length, big.length, 'the text is back in the input');
+    assert.equal(await ca.locator('#messages .msg.failed').count(), 0);
+    await ca.fill('#text', '');
+    assert.equal(await cb.locator('#messages .msg').count(), 3, 'nothing of the refused write reached the other user');
+    await shot(ca, 'chat-desktop');
+
+    // "Load older": 120 messages in a room, the newest 50 first.
+    const res = await fetch(`${base}/kv/record`, { method: 'POST', headers: { 'x-api-key': 'browser-test' },
+      body: JSON.stringify({ key: 'chat:room:history', value: '{"created":0}' }) });
+    assert.equal(res.status, 200);
+    const t0 = Date.now() - 120 * 60_000;
+    for (let i = 0; i < 120; i++) {
+      const ts = t0 + i * 60_000;
+      const key = `chat:msg:history:${String(1e13 - ts).padStart(13, '0')}-h${i}`;
+      const r = await fetch(`${base}/kv/record`, { method: 'POST', headers: { 'x-api-key': 'browser-test' },
+        body: JSON.stringify({ key, value: JSON.stringify({ user: 'bot', text: `message ${i}`, ts }) }) });
+      assert.equal(r.status, 200);
+    }
+    const ch = await open(two, '/chat/#history');
+    const numbers = () => chatTexts(ch).then((t) => t.map((s) => Number(s.split(' ')[1])));
+    await ch.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 50, null, { timeout });
+    assert.deepEqual(await numbers(), Array.from({ length: 50 }, (_, i) => 70 + i));
+    for (const n of [100, 120]) {
+      await ch.click('#older');
+      await ch.waitForFunction((n) => document.querySelectorAll('#messages .msg').length === n, n, { timeout });
+    }
+    assert.deepEqual(await numbers(), Array.from({ length: 120 }, (_, i) => i));
+    assert.ok(await ch.isHidden('#older'), 'no "load older" once the first message is shown');
+
+    // A phone: 390 px wide, with the viewport emulation that renders a
+    // page without a viewport meta at 980 px.
+    const phone = await browser.newContext({ timezoneId: zone, viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    for (const [url, name] of [['/', null], ['/todo/', 'todo-phone'], [`/chat/#${encodeURIComponent('Général-café')}`, 'chat-phone']]) {
+      const p = await phone.newPage();
+      watch(p);
+      await p.goto(base + url);
+      if (name) await p.waitForSelector('body[data-loaded=true]', { timeout });
+      if (name === 'chat-phone') await p.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 3, null, { timeout });
+      const m = await p.evaluate(() => ({
+        inner: innerWidth,
+        scroll: document.documentElement.scrollWidth,
+        scale: visualViewport.scale,
+        sizes: [...document.querySelectorAll('p, input, select, button, .text, label, h1')]
+          .filter((e) => e.getClientRects().length).map((e) => parseFloat(getComputedStyle(e).fontSize)),
+      }));
+      assert.equal(m.inner, 390, `${url}: laid out at the phone's width`);
+      assert.equal(m.scale, 1, `${url}: not zoomed out`);
+      assert.ok(m.scroll <= 390, `${url}: no horizontal scroll (${m.scroll} px wide)`);
+      assert.ok(m.sizes.length > 3 && Math.min(...m.sizes) >= 13, `${url}: text at full size (${Math.min(...m.sizes)} px)`);
+      if (name) assert.equal(await p.evaluate(() => getComputedStyle(document.querySelector('#text')).fontSize), '16px', `${url}: inputs at 16 px`);
+      if (name === 'chat-phone') {
+        await p.fill('#name', 'Chloé');
+        await p.dispatchEvent('#name', 'change');
+        await say(p, 'On my way too!');
+        await p.waitForSelector('#messages .msg.own:not(.pending) .text:text("On my way too!")', { timeout });
+        assert.equal(await p.evaluate(() => document.documentElement.scrollWidth), 390);
+      }
+      if (name) await shot(p, name);
+    }
+  } else {
+    assert.fail(`unknown phase ${phase}`);
+  }
+  assert.deepEqual(problems, []);
+  console.log('ok');
+} finally {
+  await browser.close();
+  lines.return?.();
+  process.stdin.destroy();
+}
