@@ -6,6 +6,13 @@
 //	livekv load DIR < backup.jsonl
 //	livekv backup [--addr URL] [-o FILE]
 //	livekv restore FILE DIR
+//	livekv serve ... --node ID --raft HOST:PORT --peers ID=HOST:PORT,... | --join HOST:PORT
+//	livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]
+//
+// With --peers or --join, serve runs DIR as one node of a cluster
+// replicated with raft (see docs/cluster.md): writes on any node go to the
+// leader, reads are linearizable, and the showcase apps' quotas are off.
+// cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
