@@ -24,7 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pattern"
 )
 
@@ -268,7 +267,7 @@ func (o *Options) withDefaults() (Options, error) {
 // Adapter is an http.Handler serving one DB. It is safe for concurrent
 // use.
 type Adapter struct {
-	db   *engine.DB
+	db   Store
 	opts Options
 
 	mu       sync.Mutex
@@ -283,9 +282,9 @@ type Adapter struct {
 	}
 }
 
-// New returns an adapter serving db. The caller closes the DB after
-// Shutdown.
-func New(db *engine.DB, opts *Options) (*Adapter, error) {
+// New returns an adapter serving db, an *engine.DB or any other Store.
+// The caller closes the DB after Shutdown.
+func New(db Store, opts *Options) (*Adapter, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err

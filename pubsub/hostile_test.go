@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -273,4 +274,25 @@ func TestSubscription_Close_WhileBehind(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Less(t, time.Since(start), 500*time.Millisecond, "Close waited for the follower's matching")
 	require.Less(t, s.Position().Revision, int64(n), "it was still behind")
+}
+
+// TestSubscription_CloseWith ends a subscription with the given reason,
+// after the events already buffered.
+func TestSubscription_CloseWith(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	s, err := b.Subscribe([]*pattern.Pattern{pattern.MustParse("k")}, nil)
+	require.NoError(t, err)
+	b.Publish(pubsub.Batch{Revision: 1, Events: []pubsub.Event{{Revision: 1, Type: pubsub.Put, Key: "k"}}})
+	require.Eventually(t, func() bool { return len(s.Events()) == 1 }, 5*time.Second, time.Millisecond)
+	reason := errors.New("no leader")
+	require.NoError(t, s.CloseWith(reason))
+	ev, err := s.Next(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, int64(1), ev.Revision, "a buffered event is still read")
+	_, err = s.Next(context.Background())
+	require.ErrorIs(t, err, reason)
+	require.ErrorIs(t, s.Err(), reason)
+	require.NoError(t, s.Close(), "closing again does nothing")
+	require.ErrorIs(t, s.Err(), reason)
 }

@@ -235,6 +235,20 @@ func (s *Subscription) Close() error {
 	return nil
 }
 
+// CloseWith ends the subscription as Close does, but with err, which Err
+// and Next then return: a replica that lost its leader ends its
+// subscriptions with a reason to resume elsewhere rather than ErrClosed.
+func (s *Subscription) CloseWith(err error) error {
+	s.mu.Lock()
+	s.end(err)
+	exited := s.exited
+	s.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+	return nil
+}
+
 // end stops the subscription; s.mu is held.
 func (s *Subscription) end(err error) {
 	if s.ended {

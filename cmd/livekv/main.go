@@ -8,6 +8,13 @@
 //	livekv restore FILE DIR
 //	livekv get|put|del|incr|range|watch [--addr HOST:PORT] [--api-key KEY] [-o json] ARGS
 //	livekv version
+//	livekv serve ... --node ID --raft HOST:PORT --peers ID=HOST:PORT,... | --join HOST:PORT
+//	livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]
+//
+// With --peers or --join, serve runs DIR as one node of a cluster
+// replicated with raft (see docs/cluster.md): writes on any node go to the
+// leader, reads are linearizable, and the showcase apps' quotas are off.
+// cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
@@ -66,7 +73,6 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/adapter"
-	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/metrics"
 )
 
@@ -76,7 +82,7 @@ func main() {
 		return
 	}
 	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
-		"backup": backup, "restore": restore}
+		"backup": backup, "restore": restore, "cluster": clusterCmd}
 	maps.Copy(cmds, clientCommands)
 	run, ok := cmds[os.Args[1]]
 	if !ok {
@@ -100,6 +106,7 @@ Commands:
   load     add JSON lines from stdin (as dump writes them) to a data folder
   backup   fetch a consistent backup of a running server's database
   restore  make a data folder from a backup
+  cluster  status, remove ID, transfer [ID]: operate a cluster through a node
 
 Commands for a running server (--addr, --api-key or $LIVEKV_API_KEY, -o json):
   get      print a key's value
@@ -130,6 +137,11 @@ func serve(args []string) error {
 	ops := addOpsFlags(fs)
 	heartbeat := fs.Duration("heartbeat-interval", 30*time.Second, "how often a DBX WebSocket gets a heartbeat from the server")
 	heartbeatTimeout := fs.Duration("heartbeat-timeout", 30*time.Second, "how long past a missed heartbeat a silent DBX client is closed")
+	node := fs.String("node", "", "cluster mode: this node's ID (default: the --raft address)")
+	raftAddr := fs.String("raft", "", "cluster mode: this node's raft and cluster RPC address, HOST:PORT, reachable by the others")
+	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
+	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
+	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -167,7 +179,7 @@ func serve(args []string) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	db, err := engine.Open(*data, &engine.Options{Logf: logf})
+	st, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile})
 	if err != nil {
 		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
 	}
@@ -175,7 +187,7 @@ func serve(args []string) error {
 	if *key == "" {
 		k, created, err := storedKey(filepath.Join(*data, "api-key"))
 		if err != nil {
-			db.Close()
+			st.Close()
 			return fail(err)
 		}
 		*key = k
@@ -188,16 +200,23 @@ func serve(args []string) error {
 	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
 		secret = []byte(s)
 	}
-	quota, err := appQuota(db, *quotaKeys, *quotaBytes)
-	if err != nil {
-		db.Close()
-		return fail(err)
+	// In cluster mode db is the node's own copy, for health, metrics and
+	// backups; the API goes through the node.
+	db := st.local()
+	var quota adapter.Quota
+	if st.node == nil {
+		// A cluster node's writes go to the leader: the quota, which
+		// checks and writes in one local transaction, serves one DB only.
+		if quota, err = appQuota(db, *quotaKeys, *quotaBytes); err != nil {
+			st.Close()
+			return fail(err)
+		}
 	}
 	m := metrics.New(db)
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
+	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
 		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout})
 	if err != nil {
-		db.Close()
+		st.Close()
 		return fail(err)
 	}
 	m.SetAdapter(a)
@@ -238,6 +257,9 @@ func serve(args []string) error {
 	abs, _ := filepath.Abs(*data)
 	web, ws := scheme(tlsConf)
 	fmt.Printf("livekv: database open in %s at revision %d\n", abs, db.Revision())
+	if st.node != nil {
+		fmt.Printf("livekv: cluster node %s on %s\n", st.node.ID(), st.node.Addr())
+	}
 	fmt.Printf("livekv: todo app at %s://%s/todo/, chat at %s://%s/chat/\n", web, ln.Addr(), web, ln.Addr())
 	fmt.Printf("livekv: HPKV API at %s://%s/kv (WebSocket %s://%s/kv/ws)\n", web, ln.Addr(), ws, ln.Addr())
 	fmt.Printf("livekv: DBX WebSocket API at %s://%s/kv/dbx/ws?api_key=KEY\n", ws, ln.Addr())
@@ -257,7 +279,7 @@ func serve(args []string) error {
 		if monSrv != nil {
 			monSrv.Close()
 		}
-		db.Close()
+		st.Close()
 		return err
 	}
 	fmt.Println("livekv: closing")
@@ -265,7 +287,7 @@ func serve(args []string) error {
 		monSrv.Close()
 	}
 	shutdown(a, srv, *grace, logf)
-	return db.Close()
+	return st.Close()
 }
 
 // shutdown lets requests and connections under way finish, for most of

@@ -1,0 +1,403 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/cluster/clustertest"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// dbCluster is n Nodes with databases on a clustertest.Net.
+type dbCluster struct {
+	t     testing.TB
+	net   *clustertest.Net
+	dir   string
+	peers []Peer
+	mu    sync.Mutex // guards nodes when writers run beside faults
+	nodes []*Node
+	eo    *engine.Options
+
+	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
+	founders                []Peer
+	join                    []string // Options.Join of the nodes started next
+}
+
+// newDBCluster starts n nodes bootstrapped together, with room on the
+// network for extra[0] more to join later.
+func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbCluster {
+	t.Helper()
+	total := n
+	if len(extra) > 0 {
+		total += extra[0]
+	}
+	nt, err := clustertest.New(total)
+	require.NoError(t, err)
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo}
+	for i := range total {
+		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
+	}
+	c.founders = c.peers[:n]
+	for i := range n {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+		require.NoError(t, nt.Close())
+	})
+	return c
+}
+
+func (c *dbCluster) start(i int) {
+	c.t.Helper()
+	ln, err := c.net.Listener(i)
+	require.NoError(c.t, err)
+	peers := c.founders
+	if i >= len(c.founders) {
+		peers = nil // a newcomer joins
+	}
+	n, err := Open(filepath.Join(c.dir, c.peers[i].ID), &Options{
+		NodeID: c.peers[i].ID, RaftAddr: c.peers[i].Addr, Peers: peers, Join: c.join,
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
+		WriteTimeout: 5 * time.Second, Engine: c.eo,
+		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
+	})
+	require.NoError(c.t, err)
+	c.nodes[i] = n
+}
+
+// node returns node i, nil while it is down.
+func (c *dbCluster) node(i int) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// kill closes node i, as a crash would stop it serving.
+func (c *dbCluster) kill(i int) {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	require.NoError(c.t, n.Close())
+}
+
+// restart opens node i again from its directory.
+func (c *dbCluster) restart(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.start(i)
+}
+
+func (c *dbCluster) stop(i int) {
+	if c.nodes[i] != nil {
+		require.NoError(c.t, c.nodes[i].Close())
+		c.nodes[i] = nil
+	}
+}
+
+// leader waits for a ready leader among the running nodes not in skip.
+func (c *dbCluster) leader(skip ...int) int {
+	c.t.Helper()
+	l := -1
+	require.Eventually(c.t, func() bool {
+	next:
+		for i := range c.nodes {
+			n := c.node(i)
+			for _, s := range skip {
+				if s == i {
+					continue next
+				}
+			}
+			if n != nil && n.ready.Load() {
+				l = i
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 5*time.Millisecond, "no ready leader")
+	return l
+}
+
+// stateHash hashes every item of node i.
+func stateHash(t testing.TB, n *Node) string {
+	h := sha256.New()
+	for it, err := range n.DB().Range("", "", nil) {
+		require.NoError(t, err)
+		fmt.Fprintf(h, "%q=%q@%d/%d/%d/%d\n", it.Key, it.Value, it.Revision, it.CreateRevision, it.Version, it.ExpiresAt.UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// converged waits until every running node is at one revision and
+// checks that they hold the same state there.
+func (c *dbCluster) converged() int64 {
+	c.t.Helper()
+	var rev int64
+	require.Eventually(c.t, func() bool {
+		rev = -1
+		for i := range c.nodes {
+			n := c.node(i)
+			if n == nil {
+				continue
+			}
+			if rev == -1 {
+				rev = n.Revision()
+			} else if n.Revision() != rev {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 5*time.Millisecond, "nodes at different revisions")
+	want := ""
+	for i := range c.nodes {
+		n := c.node(i)
+		if n == nil {
+			continue
+		}
+		h := stateHash(c.t, n)
+		if want == "" {
+			want = h
+		}
+		require.Equal(c.t, want, h, "state of node %d at revision %d", i, rev)
+	}
+	return rev
+}
+
+func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+
+	it, err := c.nodes[l].Set("a", "1", nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), it.Revision)
+	it, err = c.nodes[f].Set("b", "2", nil) // forwarded
+	require.NoError(t, err)
+	require.Equal(t, int64(2), it.Revision)
+	require.Equal(t, "b", it.Key)
+
+	n, rev, err := c.nodes[f].Increment("n", 5)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n)
+	_, err = c.nodes[f].CompareAndSwap("a", 99, "x", nil)
+	require.ErrorIs(t, err, engine.ErrConflict, "engine errors keep their identity across forwarding")
+	_, err = c.nodes[f].PutIfAbsent("a", "x", nil)
+	require.ErrorIs(t, err, engine.ErrConflict)
+	it, err = c.nodes[f].Patch("j", `{"x":1}`)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"x":1}`, it.Value)
+	drev, err := c.nodes[f].Delete("b")
+	require.NoError(t, err)
+	require.Greater(t, drev, rev)
+
+	_, err = c.nodes[f].Update(func(tx *engine.Tx) error { return nil })
+	require.ErrorIs(t, err, ErrNotLeader)
+	var nl *NotLeaderError
+	require.ErrorAs(t, err, &nl)
+	require.Equal(t, c.nodes[l].Addr(), nl.Addr)
+	urev, err := c.nodes[l].Update(func(tx *engine.Tx) error {
+		if _, err := tx.Set("u1", "x", nil); err != nil {
+			return err
+		}
+		_, err := tx.Set("u2", "y", nil)
+		return err
+	})
+	require.NoError(t, err)
+
+	// A linearizable read on any node sees every acknowledged write.
+	for i, n := range c.nodes {
+		it, err := n.Get("u2")
+		require.NoError(t, err, "node %d", i)
+		require.Equal(t, urev, it.Revision)
+		_, err = n.Get("b")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		it, err = n.Get("u1", Read(Stale, MinRevision(urev)))
+		require.NoError(t, err)
+		require.Equal(t, "x", it.Value)
+	}
+	_, err = c.nodes[f].Get("a", Leader)
+	require.ErrorIs(t, err, ErrNotLeader)
+	_, err = c.nodes[l].Get("a", Leader)
+	require.NoError(t, err)
+	c.converged()
+}
+
+// writeLog records each write's outcome, by its unique key.
+type writeLog struct {
+	mu      sync.Mutex
+	acked   map[string]int64 // key → revision
+	refused map[string]error // definitely not committed
+	unknown map[string]error
+}
+
+func newWriteLog() *writeLog {
+	return &writeLog{acked: map[string]int64{}, refused: map[string]error{}, unknown: map[string]error{}}
+}
+
+func (w *writeLog) record(key string, rev int64, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err == nil:
+		w.acked[key] = rev
+	case errors.Is(err, ErrNotCommitted), errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrUncertain):
+		w.refused[key] = err
+	default:
+		w.unknown[key] = err
+	}
+}
+
+// check verifies on every running node that each acknowledged write holds
+// its value at its revision and each refused one is absent.
+func (w *writeLog) check(t testing.TB, c *dbCluster) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range c.nodes {
+		n := c.node(i)
+		if n == nil {
+			continue
+		}
+		for k, rev := range w.acked {
+			it, err := n.DB().Get(k)
+			require.NoError(t, err, "node %d lost acknowledged %s@%d", i, k, rev)
+			require.Equal(t, rev, it.Revision, "node %d: %s", i, k)
+			require.Equal(t, k, it.Value)
+		}
+		for k, why := range w.refused {
+			_, err := n.DB().Get(k)
+			require.ErrorIs(t, err, engine.ErrNotFound, "node %d holds %s, refused with %v", i, k, why)
+		}
+	}
+}
+
+// writerIDs numbers writers, so that their keys never collide.
+var writerIDs atomic.Int64
+
+// writers runs k writers, each setting fresh keys through pick(), until
+// stop closes.
+func writers(k int, w *writeLog, pick func() *Node, stop chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range k {
+		g := writerIDs.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w/%d/%d", g, seq)
+				it, err := pick().Set(key, key, nil)
+				w.record(key, it.Revision, err)
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// TestCluster_JoinAndLeaveUnderWrites adds a fourth node while writers
+// write, through a follower's address, and later takes a node out: the
+// newcomer ends with the same state as the others.
+func TestCluster_JoinAndLeaveUnderWrites(t *testing.T) {
+	c := newDBCluster(t, 3, nil, 1)
+	l := c.leader()
+	for k := range 200 {
+		_, err := c.nodes[l].Set(fmt.Sprintf("pre/%d", k), "v", nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.nodes[l].rn.raft.Snapshot().Error())
+	w := newWriteLog()
+	stop := make(chan struct{})
+	wg := writers(2, w, func() *Node { return c.node(l) }, stop)
+	c.join = []string{c.net.Addr((l + 1) % 3)}
+	c.restart(3)
+	require.Len(t, c.node(l).Status().Servers, 4)
+	it, err := c.node(3).Get("pre/199") // linearizable, through the leader
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+
+	// A follower leaves; the others go on.
+	f := (l + 2) % 3
+	require.NoError(t, c.node(f).Leave(ctxT(t)))
+	c.kill(f)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	require.Len(t, c.node(l).Status().Servers, 3)
+	c.converged()
+	w.check(t, c)
+	require.NotEmpty(t, w.acked)
+}
+
+func TestCluster_ConcurrentLinearizableReadsShareRounds(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	it, err := c.nodes[l].Set("k", "v", nil)
+	require.NoError(t, err)
+	const readers, each = 16, 20
+	var wg sync.WaitGroup
+	for g := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := c.nodes[[]int{l, f}[g%2]]
+			for range each {
+				got, err := n.Get("k")
+				if !assert.NoError(t, err) || !assert.Equal(t, it.Revision, got.Revision) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rounds := c.nodes[l].reads.rounds.Load()
+	t.Logf("%d linearizable reads took %d quorum rounds", readers*each, rounds)
+	require.Less(t, rounds, int64(readers*each), "concurrent reads share rounds")
+}
+
+// TestCluster_LeaderSweepsExpiriesForAll sets a key with a TTL: only the
+// leader sweeps, and the expiry reaches every node as a change through
+// the log, at the same revision.
+func TestCluster_LeaderSweepsExpiriesForAll(t *testing.T) {
+	c := newDBCluster(t, 3, &engine.Options{SweepInterval: 20 * time.Millisecond})
+	l := c.leader()
+	f := (l + 1) % 3
+	s, err := c.nodes[f].Subscribe([]string{"ttl"}, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := s.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, it.Revision, ev.Revision)
+	ev, err = s.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, pubsub.Expire, ev.Type, "the expiry arrives as a change on a follower")
+	require.Greater(t, ev.Revision, it.Revision)
+	rev := c.converged()
+	require.GreaterOrEqual(t, rev, ev.Revision)
+}

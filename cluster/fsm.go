@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
+)
+
+// fsm is the raft state machine over the engine: applying an entry
+// publishes it (entries this node executed) or applies it (entries
+// another leader executed); snapshots are engine snapshots.
+type fsm struct {
+	r    *replicator
+	db   *engine.DB
+	logf func(format string, args ...any)
+
+	applied appliedTracker
+
+	mu     sync.Mutex // guards failed
+	failed error      // set when an entry could not be applied: the node stops serving
+}
+
+func newFSM(r *replicator, db *engine.DB, logf func(string, ...any)) *fsm {
+	return &fsm{r: r, db: db, logf: logf}
+}
+
+func (f *fsm) tracker() *appliedTracker { return &f.applied }
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	defer f.applied.advance(l.Index)
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if err := f.apply(l.Data); err != nil {
+		// The state would diverge from the log: stop serving rather
+		// than serve it.
+		f.logf("cluster: apply entry %d: %v; the node stops serving", l.Index, err)
+		f.mu.Lock()
+		if f.failed == nil {
+			f.failed = err
+		}
+		f.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (f *fsm) apply(data []byte) error {
+	if f.err() != nil {
+		return f.err()
+	}
+	e, err := decodeEntry(data)
+	if err != nil {
+		return err
+	}
+	nonce, txs := e.nonce, e.txs
+	first, last := txs[0].Revision, txs[len(txs)-1].Revision
+	r := f.r
+	r.stintMu.Lock()
+	if e.prev != r.last || first != r.lastRev+1 {
+		// Executed on a state that is not the committed one: a deposed
+		// leader's proposal that raft took after the revisions it
+		// followed were lost. Every node skips it alike.
+		f.logf("cluster: skipping stale entry: revisions %d-%d of stint %x after %x, applied %d of %x", first, last, nonce, e.prev, r.lastRev, r.last)
+		if nonce == r.stint && nonce != 0 {
+			r.rep.Abandon()
+			r.stint = 0
+			r.mu.Lock()
+			r.accepting = 0
+			r.pending = nil
+			r.mu.Unlock()
+		}
+		r.stintMu.Unlock()
+		r.mu.Lock()
+		r.failRange(first, last, nonce)
+		r.mu.Unlock()
+		return nil
+	}
+	if nonce == r.stint && nonce != 0 {
+		// What this node executed in its latest stint: make it
+		// visible.
+		r.rep.Publish(last)
+	} else {
+		if r.stint != 0 {
+			// Another leader's entry while this node still holds a
+			// stint: the stint is over, and its tail will never commit.
+			r.rep.Abandon()
+			r.stint = 0
+			r.mu.Lock()
+			r.accepting = 0
+			r.pending = nil
+			r.mu.Unlock()
+		}
+		for _, tx := range txs {
+			if err := r.rep.ApplyCommitted(tx); err != nil {
+				r.stintMu.Unlock()
+				return fmt.Errorf("revision %d: %w", tx.Revision, err)
+			}
+		}
+	}
+	r.last, r.lastRev = nonce, last
+	r.stintMu.Unlock()
+	r.mu.Lock()
+	r.resolve(first, last, nonce)
+	r.mu.Unlock()
+	return nil
+}
+
+// err is the error that stopped the node, if any.
+func (f *fsm) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// Snapshot implements raft.FSM: a copy-on-write view of the engine at
+// the last applied entry, which Apply published.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	r := f.r
+	r.stintMu.Lock()
+	last, lastRev := r.last, r.lastRev
+	r.stintMu.Unlock()
+	// A writer of this node may not have queued its published commit
+	// yet (it does so under the writer lock, right after Append): the
+	// view must hold every applied revision.
+	for f.db.Revision() < lastRev {
+		if f.err() != nil {
+			return nil, f.err()
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	s, err := r.rep.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	if s.Revision() != lastRev {
+		s.Close()
+		return nil, fmt.Errorf("cluster: snapshot at revision %d, applied %d", s.Revision(), lastRev)
+	}
+	return fsmSnapshot{s, last}, nil
+}
+
+// Restore implements raft.FSM: the engine's state is replaced by the
+// snapshot, streamed.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var head [8]byte
+	if _, err := io.ReadFull(rc, head[:]); err != nil {
+		return fmt.Errorf("cluster: snapshot header: %w", err)
+	}
+	r := f.r
+	r.stintMu.Lock()
+	defer r.stintMu.Unlock()
+	if err := r.rep.Restore(rc); err != nil {
+		return err
+	}
+	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
+	r.stint = 0
+	r.mu.Lock()
+	r.accepting = 0
+	r.pending = nil
+	rev := f.db.Revision()
+	// The waiters below rev cannot tell how their revisions ended.
+	for wr, w := range r.waiters {
+		if wr <= rev && !isDone(w) {
+			if w.nonce != 0 {
+				w.err = fmt.Errorf("%w: a snapshot replaced the state at revision %d", ErrUncertain, rev)
+			}
+			close(w.done)
+			r.resolved = append(r.resolved, wr)
+		}
+	}
+	r.published = rev
+	r.mu.Unlock()
+	f.applied.restored()
+	return nil
+}
+
+// fsmSnapshot is a raft snapshot: the nonce of the entry that holds its
+// revision (8 bytes, big endian), then the engine snapshot.
+type fsmSnapshot struct {
+	s    *engine.Snapshot
+	last uint64
+}
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	var head [8]byte
+	binary.BigEndian.PutUint64(head[:], s.last)
+	if _, err := sink.Write(head[:]); err != nil {
+		sink.Cancel()
+		return err
+	}
+	if err := s.s.Write(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() { s.s.Close() }

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
+	"github.com/stretchr/testify/require"
+)
+
+// newTestFSM is a follower's state machine with no raft around it.
+func newTestFSM(t *testing.T) *fsm {
+	r := newReplicator(time.Second, func() error { return ErrNotLeader })
+	db, ctl, err := engine.OpenReplica(&engine.Options{Replicator: r})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	r.rep = ctl
+	return newFSM(r, db, t.Logf)
+}
+
+func putTx(rev int64, key string) *wal.Tx {
+	return &wal.Tx{Revision: rev, Time: time.Now().UnixNano(), Writes: []wal.Write{{Kind: wal.KindPut, Key: key, Value: key, Created: true}}}
+}
+
+func applyEntry(f *fsm, index uint64, nonce, prev uint64, txs ...*wal.Tx) {
+	f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: buildEntry(nonce, prev, txs)})
+}
+
+func TestFSM_SkipsEntriesExecutedOnALostState(t *testing.T) {
+	f := newTestFSM(t)
+	applyEntry(f, 1, 0xA, 0, putTx(1, "a"))
+	require.Equal(t, int64(1), f.db.Revision())
+
+	// A deposed leader's entry, executed after revisions that never
+	// committed: its revision even follows, but its parent does not.
+	applyEntry(f, 2, 0xB, 0xDEAD, putTx(2, "stale"))
+	// An entry whose revisions do not follow.
+	applyEntry(f, 3, 0xA, 0xA, putTx(5, "gap"))
+	require.NoError(t, f.err(), "skipped, not failed")
+	require.Equal(t, int64(1), f.db.Revision())
+	_, err := f.db.Get("stale")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+
+	applyEntry(f, 4, 0xC, 0xA, putTx(2, "b"), putTx(3, "c"))
+	require.Equal(t, int64(3), f.db.Revision())
+	require.Equal(t, uint64(4), f.applied.index())
+
+	// A snapshot carries the chain: a node restored from it goes on.
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	sink := &memSink{}
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+	g := newTestFSM(t)
+	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.Equal(t, int64(3), g.db.Revision())
+	applyEntry(g, 5, 0xD, 0xC, putTx(4, "d"))
+	require.Equal(t, int64(4), g.db.Revision())
+	applyEntry(g, 6, 0xE, 0xC, putTx(5, "e")) // follows C, not D: stale
+	require.Equal(t, int64(4), g.db.Revision())
+
+	// Damage stops the node rather than diverging.
+	g.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: []byte("junk")})
+	require.Error(t, g.err())
+}
+
+type memSink struct{ bytes.Buffer }
+
+func (*memSink) ID() string    { return "mem" }
+func (*memSink) Cancel() error { return nil }
+func (*memSink) Close() error  { return nil }

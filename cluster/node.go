@@ -1,0 +1,633 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
+)
+
+// Node is one member of a livekv cluster.
+type Node struct {
+	opts Options
+	sm   stateMachine
+	mux  *mux
+
+	// The database, for a node that Open made (nil in tests of the
+	// raft machinery alone).
+	db  *engine.DB
+	ctl *engine.Replica
+	rep *replicator
+	fsm *fsm
+
+	rn  *raftNode
+	rpc *rpcClient
+	srv *rpcServer
+
+	// ready is set while this node leads and has applied a barrier in
+	// its term, so that its commit and applied indexes cover everything
+	// earlier leaders committed.
+	ready atomic.Bool
+
+	// served is set once this node has applied the commit index it first
+	// learned from a leader: before that it serves no read at all, stale
+	// ones included, since its state may be far behind.
+	served atomic.Bool
+
+	reads readRounds // coalesced read-index rounds, on the leader
+
+	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
+
+	subMu sync.Mutex // guards subs
+	subs  map[*engine.Subscription]struct{}
+
+	// gate is held for reading while a raft future is pending: raft may
+	// drop futures at shutdown (it queues VerifyLeader and
+	// LeadershipTransfer in buffered channels that nobody drains then,
+	// and committed entries wait in a buffered channel for the FSM),
+	// and their Error would never return. Close takes it for writing
+	// before it shuts raft down; while raft runs, they always resolve,
+	// if only with leadership lost.
+	gate sync.RWMutex
+
+	ctx       context.Context // ends when Close starts
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the leadership loop
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{} // closed by Close
+}
+
+// Status describes a node and the cluster as it sees it.
+type Status struct {
+	ID         string   `json:"id"`
+	Addr       string   `json:"addr"`
+	State      string   `json:"state"` // Leader, Follower, Candidate or Shutdown
+	LeaderID   string   `json:"leader_id,omitempty"`
+	LeaderAddr string   `json:"leader_addr,omitempty"`
+	Term       uint64   `json:"term"`
+	LastIndex  uint64   `json:"last_index"`
+	Commit     uint64   `json:"commit_index"`
+	Applied    uint64   `json:"applied_index"`
+	Revision   int64    `json:"revision"`
+	Servers    []Server `json:"servers,omitempty"`
+}
+
+// Server is one member of the cluster's configuration.
+type Server struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
+
+// joinTimeout bounds Open's joining of a cluster through Options.Join, and
+// the leader's wait for a newcomer to catch up before it may vote.
+const joinTimeout = 2 * time.Minute
+
+// catchUpEntries is how close to the leader's last index a newcomer must
+// be before the leader makes it a voter.
+const catchUpEntries = 1000
+
+// openNode opens a node whose state machine is fsm.
+// started, if not nil, runs once raft runs, before the node serves.
+func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) (_ *Node, err error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.RaftAddr); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.mux = newMux(ln, o.RaftAddr, o.Dial)
+	n.rpc = newRPCClient(n.mux)
+	if n.rn, err = startRaft(dir, &o, n.mux, fsm); err != nil {
+		n.cancel()
+		return nil, err
+	}
+	if started != nil {
+		started(n)
+	}
+	n.wg.Add(2)
+	go n.leadership()
+	go n.catchUp()
+	if n.db != nil {
+		n.wg.Add(1)
+		go n.watchLeader()
+	}
+	n.srv = startRPCServer(n.mux.rpc, n.handle)
+	if !n.rn.bootstrapped && len(o.Join) > 0 {
+		if has, err := n.hasState(); err != nil || !has {
+			ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+			err = n.Join(ctx, o.Join...)
+			cancel()
+			if err != nil {
+				n.Close()
+				return nil, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// hasState reports whether this node is in a cluster's configuration.
+func (n *Node) hasState() (bool, error) {
+	f := n.rn.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, err
+	}
+	return len(f.Configuration().Servers) > 0, nil
+}
+
+// Close stops the node: raft, every connection, the stores. It waits for
+// every goroutine the node started.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.done)
+		n.cancel()
+		n.gate.Lock()
+		//lint:ignore SA2001 taking the lock waits out the pending futures; nothing to do under it
+		n.gate.Unlock()
+		if n.rep != nil {
+			n.rep.close() // waits for its proposals, while raft still runs
+		}
+		n.rpc.close()
+		n.closeErr = n.rn.close() // closes the mux, and so the RPC connections
+		n.srv.close()
+		n.wg.Wait()
+		if n.db != nil {
+			n.closeErr = errors.Join(n.closeErr, n.db.Close())
+		}
+	})
+	return n.closeErr
+}
+
+func (n *Node) closed() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ID is this node's ID.
+func (n *Node) ID() string { return n.opts.NodeID }
+
+// Addr is this node's raft address.
+func (n *Node) Addr() string { return n.opts.RaftAddr }
+
+// Leader returns the ID and address of the leader this node knows of,
+// empty when it knows none.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.rn.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.rn.raft.State() == raft.Leader }
+
+// WaitLeader waits until this node knows a leader and returns it.
+func (n *Node) WaitLeader(ctx context.Context) (id, addr string, err error) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, addr = n.Leader(); addr != "" {
+			return id, addr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-n.done:
+			return "", "", ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// Status returns this node's view of itself and the cluster.
+func (n *Node) Status() Status {
+	r := n.rn.raft
+	s := Status{
+		ID:        n.opts.NodeID,
+		Addr:      n.opts.RaftAddr,
+		State:     r.State().String(),
+		Term:      r.CurrentTerm(),
+		LastIndex: r.LastIndex(),
+		Commit:    r.CommitIndex(),
+		Applied:   n.sm.tracker().index(),
+	}
+	s.LeaderID, s.LeaderAddr = n.Leader()
+	if n.db != nil {
+		s.Revision = n.db.Revision()
+	}
+	if f := r.GetConfiguration(); f.Error() == nil {
+		for _, sv := range f.Configuration().Servers {
+			s.Servers = append(s.Servers, Server{ID: string(sv.ID), Addr: string(sv.Address), Voter: sv.Suffrage == raft.Voter})
+		}
+	}
+	return s
+}
+
+// notLeader is the error for a request only the leader can serve.
+func (n *Node) notLeader() error {
+	if n.closed() {
+		return ErrClosed
+	}
+	id, addr := n.Leader()
+	return &NotLeaderError{ID: id, Addr: addr}
+}
+
+// toLeader sends req to the leader, following redirects, until ctx ends.
+// A node without a known leader waits for one. A request that may have
+// reached the leader is sent again only if it is idempotent.
+func (n *Node) toLeader(ctx context.Context, req *rpcRequest, idempotent bool) (*rpcResponse, error) {
+	for {
+		_, addr, err := n.WaitLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := n.rpc.call(ctx, addr, req)
+		if err == nil || !retryable(err, idempotent) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNoLeader, errors.Join(err, ctx.Err()))
+		case <-n.done:
+			return nil, ErrClosed
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// retryable reports whether a request that failed with err may be sent
+// again: it was refused before doing anything, or never arrived, or it is
+// idempotent and failed on the network.
+func retryable(err error, idempotent bool) bool {
+	if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) {
+		return true
+	}
+	var dial *dialError
+	if errors.As(err, &dial) {
+		return true
+	}
+	if !idempotent {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &ne) && !ne.Timeout()
+}
+
+// Join asks the cluster at one of addrs (tried in turn, redirects
+// followed) to add this node, first as a non-voter and, once it has
+// caught up, as a voter.
+func (n *Node) Join(ctx context.Context, addrs ...string) error {
+	if len(addrs) == 0 {
+		return fmt.Errorf("%w: no address to join", ErrInvalidOptions)
+	}
+	req := &rpcRequest{Op: opJoin, ID: n.opts.NodeID, Addr: n.opts.RaftAddr}
+	var last error
+	for {
+		for _, a := range addrs {
+			for hops := 0; a != "" && hops < 5; hops++ {
+				_, err := n.rpc.call(ctx, a, req)
+				if err == nil {
+					return nil
+				}
+				last = err
+				var nl *NotLeaderError
+				if !errors.As(err, &nl) {
+					break
+				}
+				a = nl.Addr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: join %v: %w", addrs, errors.Join(last, ctx.Err()))
+		case <-n.done:
+			return ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// addServer makes id at addr a member: a non-voter first, a voter once it
+// is within catchUpEntries of the leader's log. It runs on the leader.
+func (n *Node) addServer(ctx context.Context, id, addr string) error {
+	r := n.rn.raft
+	if r.State() != raft.Leader {
+		return n.notLeader()
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter:
+			return nil // joined already
+		case string(s.ID) == id && string(s.Address) == addr:
+		case string(s.ID) == id || string(s.Address) == addr:
+			// A node that came back under a new address, or a new
+			// node on an old one: the old entry goes first.
+			if err := n.gated(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
+				return err
+			}
+		}
+	}
+	if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
+		return err
+	}
+	for {
+		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
+		if err == nil && resp.Status != nil && resp.Status.Applied+catchUpEntries >= r.LastIndex() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s did not catch up: %w", id, ctx.Err())
+		case <-n.done:
+			return ErrClosed
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return n.gated(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
+}
+
+// RemoveServer removes the member id from the cluster. On a follower the
+// request is forwarded to the leader.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if n.IsLeader() {
+		return n.removeServer(id)
+	}
+	_, err := n.toLeader(ctx, &rpcRequest{Op: opRemove, ID: id}, true)
+	return err
+}
+
+func (n *Node) removeServer(id string) error {
+	r := n.rn.raft
+	if r.State() != raft.Leader {
+		return n.notLeader()
+	}
+	return n.gated(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
+}
+
+// TransferLeadership hands leadership to the voter id, or to the most
+// up-to-date voter if id is empty. On a follower it is forwarded to the
+// leader.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if !n.IsLeader() {
+		_, err := n.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id}, true)
+		return err
+	}
+	return n.transfer(id)
+}
+
+func (n *Node) transfer(id string) error {
+	r := n.rn.raft
+	if r.State() != raft.Leader {
+		return n.notLeader()
+	}
+	if id == "" {
+		return n.gated(func() error { return r.LeadershipTransfer().Error() })
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return n.gated(func() error { return r.LeadershipTransferToServer(s.ID, s.Address).Error() })
+		}
+	}
+	return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
+}
+
+// Leave takes this node out of the cluster: a leader first hands its
+// leadership on, then the leader removes this node. Close it afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if n.IsLeader() {
+		if err := n.transfer(""); err != nil {
+			return err
+		}
+	}
+	for {
+		err := n.RemoveServer(ctx, n.opts.NodeID)
+		if err == nil || !errors.Is(err, ErrNotLeader) {
+			return err
+		}
+		// Still the leader: the transfer has not taken yet.
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// leadership follows this node's leadership: on gaining it, it applies a
+// barrier before the node serves as leader; on losing it, it stops.
+func (n *Node) leadership() {
+	defer n.wg.Done()
+	r := n.rn.raft
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case leading := <-r.LeaderCh():
+			n.ready.Store(false)
+			if n.rep != nil {
+				n.rep.endStint()
+			}
+			if !leading {
+				continue
+			}
+			// Barrier returns once every entry before it, those of
+			// earlier terms included, is applied here.
+			if err := n.gated(func() error { return r.Barrier(0).Error() }); err != nil {
+				continue // lost leadership or shutting down
+			}
+			if r.State() == raft.Leader {
+				if n.rep != nil {
+					n.rep.startStint()
+				}
+				n.ready.Store(true)
+			}
+		}
+	}
+}
+
+// catchUp sets served once this node has applied what the cluster had
+// committed when it first heard from a leader.
+func (n *Node) catchUp() {
+	defer n.wg.Done()
+	for !n.served.Load() {
+		if n.ready.Load() {
+			n.served.Store(true)
+			return
+		}
+		if !n.IsLeader() {
+			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+			resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
+			if err == nil && n.waitReadIndex(ctx, readIndex{resp.Index, resp.Rev}) == nil {
+				n.served.Store(true)
+			}
+			cancel()
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// handle answers one cluster RPC request.
+func (n *Node) handle(req *rpcRequest) *rpcResponse {
+	ctx, cancel := context.WithTimeout(n.ctx, joinTimeout)
+	defer cancel()
+	var err error
+	resp := &rpcResponse{}
+	switch req.Op {
+	case opStatus:
+		s := n.Status()
+		resp.Status = &s
+	case opJoin:
+		err = n.addServer(ctx, req.ID, req.Addr)
+	case opRemove:
+		err = n.removeServer(req.ID)
+	case opTransfer:
+		err = n.transfer(req.ID)
+	case opReadIndex:
+		var ri readIndex
+		ri, err = n.sharedReadIndex()
+		resp.Index, resp.Rev = ri.index, ri.rev
+	case opSet, opPutIfAbsent, opCAS, opPatch, opIncrement, opDelete:
+		if n.db == nil {
+			err = fmt.Errorf("cluster: this node has no database")
+			break
+		}
+		resp.Result, err = n.execute(req)
+		err = writeError(err)
+	default:
+		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)
+	}
+	if err != nil {
+		return errorResponse(err)
+	}
+	return resp
+}
+
+// readIndex is what a read must wait for a node to have applied to see
+// every write acknowledged before the read began.
+type readIndex struct {
+	index uint64 // the leader's commit index, for a node without a database
+	rev   int64  // the leader's published revision
+}
+
+// leaderReadIndex returns the read index, taken once a quorum confirmed
+// that this node still leads (the Raft thesis, §6.4). With a database it
+// is the revision the leader has published: a leader is ready only once
+// its barrier applied everything earlier leaders committed, and it
+// publishes its own writes before they are acknowledged. A revision
+// rather than a raft index, since raft's no-op and barrier entries never
+// reach the FSM, so a follower's FSM may never reach such an index.
+func (n *Node) leaderReadIndex() (readIndex, error) {
+	r := n.rn.raft
+	if r.State() != raft.Leader {
+		return readIndex{}, n.notLeader()
+	}
+	if !n.ready.Load() {
+		// A new leader's commit index may still lag its predecessor's
+		// until its barrier is applied.
+		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
+	}
+	ri := readIndex{index: r.CommitIndex()}
+	if n.db != nil {
+		ri.rev = n.db.Revision()
+	}
+	if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return readIndex{}, n.notLeader()
+		}
+		return readIndex{}, err
+	}
+	return ri, nil
+}
+
+// waitReadIndex waits until this node has applied ri.
+func (n *Node) waitReadIndex(ctx context.Context, ri readIndex) error {
+	if n.db != nil {
+		return n.waitRevision(ctx, ri.rev)
+	}
+	return n.sm.tracker().wait(ctx, ri.index)
+}
+
+// gated runs fn, which waits for a raft future, unless the node is
+// closing; see gate.
+func (n *Node) gated(fn func() error) error {
+	n.gate.RLock()
+	defer n.gate.RUnlock()
+	if n.closed() {
+		return ErrClosed
+	}
+	return fn()
+}
+
+// linearize waits until this node has applied every entry committed
+// before the call, as the leader confirms with a quorum: a read made
+// afterwards is linearizable. On a follower the leader supplies the index
+// over the RPC and the wait is local.
+func (n *Node) linearize(ctx context.Context) error {
+	var ri readIndex
+	for {
+		var err error
+		if n.IsLeader() {
+			ri, err = n.sharedReadIndex()
+		} else {
+			var resp *rpcResponse
+			if resp, err = n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true); err == nil {
+				ri = readIndex{resp.Index, resp.Rev}
+			}
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-n.done:
+			return ErrClosed
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return n.waitReadIndex(ctx, ri)
+}

@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/cluster/clustertest"
+	"github.com/stretchr/testify/require"
+)
+
+// listNodes are Nodes over list FSMs on a clustertest.Net: the cluster
+// machinery without the engine.
+type listNodes struct {
+	t     *testing.T
+	net   *clustertest.Net
+	dir   string
+	nodes []*Node
+	fsms  []*listFSM
+}
+
+// newListNodes starts founders nodes bootstrapped together, and leaves
+// room on the network for extra more.
+func newListNodes(t *testing.T, founders, extra int) *listNodes {
+	t.Helper()
+	nt, err := clustertest.New(founders + extra)
+	require.NoError(t, err)
+	c := &listNodes{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, founders+extra), fsms: make([]*listFSM, founders+extra)}
+	var peers []Peer
+	for i := range founders {
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
+	}
+	for i := range founders {
+		c.open(i, peers, nil)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			if n != nil {
+				require.NoError(t, n.Close())
+			}
+		}
+		require.NoError(t, nt.Close())
+	})
+	return c
+}
+
+func (c *listNodes) open(i int, peers []Peer, join []string) {
+	c.t.Helper()
+	ln, err := c.net.Listener(i)
+	require.NoError(c.t, err)
+	c.fsms[i] = &listFSM{}
+	id := fmt.Sprintf("n%d", i)
+	n, err := openNode(filepath.Join(c.dir, id), &Options{
+		NodeID: id, RaftAddr: c.net.Addr(i), Peers: peers, Join: join,
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
+	}, c.fsms[i], nil)
+	require.NoError(c.t, err)
+	c.nodes[i] = n
+}
+
+func (c *listNodes) leader() int {
+	c.t.Helper()
+	var l int
+	require.Eventually(c.t, func() bool {
+		for i, n := range c.nodes {
+			if n != nil && n.IsLeader() && n.ready.Load() {
+				l = i
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond, "no ready leader")
+	return l
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestNode_StatusLeaderAndTransfer(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	for _, n := range c.nodes {
+		id, addr, err := n.WaitLeader(ctxT(t))
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("n%d", l), id)
+		require.Equal(t, c.net.Addr(l), addr)
+		s := n.Status()
+		require.Len(t, s.Servers, 3)
+		require.Equal(t, id, s.LeaderID)
+	}
+	require.Equal(t, "Leader", c.nodes[l].Status().State)
+
+	// Asked of a follower, the transfer is forwarded to the leader.
+	target := (l + 1) % 3
+	from := (l + 2) % 3
+	require.NoError(t, c.nodes[from].TransferLeadership(ctxT(t), fmt.Sprintf("n%d", target)))
+	require.Equal(t, target, c.leader())
+
+	err := c.nodes[target].TransferLeadership(ctxT(t), "nobody")
+	require.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+func TestNode_JoinCatchesUpThenVotesAndRemoveTakesOut(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	l := c.leader()
+	for k := range 20 {
+		require.NoError(t, c.nodes[l].rn.raft.Apply([]byte(fmt.Sprintf("e%d", k)), 5*time.Second).Error())
+	}
+	// The newcomer joins through a follower, which redirects it.
+	c.open(3, nil, []string{c.net.Addr((l + 1) % 3)})
+	s := c.nodes[l].Status()
+	require.Len(t, s.Servers, 4)
+	for _, sv := range s.Servers {
+		require.True(t, sv.Voter, "%s is a voter once caught up", sv.ID)
+	}
+	require.Eventually(t, func() bool { return len(c.fsms[3].list()) == 20 }, 10*time.Second, 5*time.Millisecond)
+
+	// Joining again is a no-op.
+	require.NoError(t, c.nodes[3].Join(ctxT(t), c.net.Addr(l)))
+	require.Len(t, c.nodes[l].Status().Servers, 4)
+
+	// A follower removes a member through the leader.
+	require.NoError(t, c.nodes[3].RemoveServer(ctxT(t), "n3"))
+	require.Eventually(t, func() bool { return len(c.nodes[l].Status().Servers) == 3 }, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestNode_LeaderLeaves(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	require.NoError(t, c.nodes[l].Leave(ctxT(t)))
+	require.NoError(t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	l2 := c.leader()
+	require.NotEqual(t, l, l2)
+	require.Eventually(t, func() bool { return len(c.nodes[l2].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
+	// Two nodes left of two voters: writes still commit.
+	require.NoError(t, c.nodes[l2].rn.raft.Apply([]byte("after"), 5*time.Second).Error())
+}
+
+func TestNode_LinearizeOnFollowerWaitsForCommittedEntries(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	f := (l + 1) % 3
+	// Slow down what the leader sends the follower, so that it applies
+	// late, then commit with the other follower.
+	c.net.Link(l, f).SetDelay(100 * time.Millisecond)
+	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("x"), 5*time.Second).Error())
+	require.NoError(t, c.nodes[f].linearize(ctxT(t)))
+	require.Equal(t, "x", string(c.fsms[f].list()[0]), "after linearize the follower has applied the committed entry")
+
+	// A minority node cannot linearize.
+	c.net.Heal()
+	c.net.Isolate(f)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	require.ErrorIs(t, c.nodes[f].linearize(ctx), ErrNoLeader)
+}

@@ -1,0 +1,352 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// Single-operation writes, which a follower forwards to the leader.
+const (
+	opSet         = "set"
+	opPutIfAbsent = "putifabsent"
+	opCAS         = "cas"
+	opPatch       = "patch"
+	opIncrement   = "incr"
+	opDelete      = "delete"
+)
+
+// Set sets key to value, as engine.DB.Set does, on the leader: a follower
+// forwards it.
+func (n *Node) Set(key, value string, opts *engine.SetOptions) (engine.Item, error) {
+	res, err := n.write(&rpcRequest{Op: opSet, Key: key, Value: value, TTL: ttl(opts)})
+	return res.item(), err
+}
+
+// PutIfAbsent sets key only if it does not exist, as engine.DB.PutIfAbsent.
+func (n *Node) PutIfAbsent(key, value string, opts *engine.SetOptions) (engine.Item, error) {
+	res, err := n.write(&rpcRequest{Op: opPutIfAbsent, Key: key, Value: value, TTL: ttl(opts)})
+	return res.item(), err
+}
+
+// CompareAndSwap sets key only if its revision is rev, as
+// engine.DB.CompareAndSwap.
+func (n *Node) CompareAndSwap(key string, rev int64, value string, opts *engine.SetOptions) (engine.Item, error) {
+	res, err := n.write(&rpcRequest{Op: opCAS, Key: key, Rev: rev, Value: value, TTL: ttl(opts)})
+	return res.item(), err
+}
+
+// Patch merges a JSON patch into key's value, as engine.DB.Patch.
+func (n *Node) Patch(key, value string) (engine.Item, error) {
+	res, err := n.write(&rpcRequest{Op: opPatch, Key: key, Value: value})
+	return res.item(), err
+}
+
+// Increment adds delta to key's integer value, as engine.DB.Increment.
+func (n *Node) Increment(key string, delta int64) (v, rev int64, err error) {
+	res, err := n.write(&rpcRequest{Op: opIncrement, Key: key, Delta: delta})
+	return res.N, res.Revision, err
+}
+
+// Delete deletes key, as engine.DB.Delete.
+func (n *Node) Delete(key string) (rev int64, err error) {
+	res, err := n.write(&rpcRequest{Op: opDelete, Key: key})
+	return res.Revision, err
+}
+
+// Update runs fn in a write transaction, as engine.DB.Update. A Go
+// function cannot be forwarded, so only the leader runs it: elsewhere it
+// returns a *NotLeaderError naming the leader.
+func (n *Node) Update(fn func(tx *engine.Tx) error) (int64, error) {
+	if err := n.leading(); err != nil {
+		return 0, err
+	}
+	rev, err := n.db.Update(fn)
+	return rev, writeError(err)
+}
+
+func ttl(o *engine.SetOptions) time.Duration {
+	if o == nil {
+		return 0
+	}
+	return o.TTL
+}
+
+func (r *result) item() engine.Item {
+	if r == nil {
+		return engine.Item{}
+	}
+	return engine.Item{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version, ExpiresAt: r.ExpiresAt}
+}
+
+func itemResult(it engine.Item) *result {
+	return &result{Key: it.Key, Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, ExpiresAt: it.ExpiresAt}
+}
+
+// leading returns nil if this node leads and serves writes, waiting a
+// little for a new leader's barrier, else why not.
+func (n *Node) leading() error {
+	if err := n.usable(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(n.opts.WriteTimeout)
+	for n.IsLeader() && !n.ready.Load() && time.Now().Before(deadline) && !n.closed() {
+		time.Sleep(time.Millisecond)
+	}
+	if n.ready.Load() {
+		return nil
+	}
+	return n.notLeader()
+}
+
+// usable returns why the node cannot serve at all, or nil.
+func (n *Node) usable() error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if n.fsm == nil {
+		return nil
+	}
+	if err := n.fsm.err(); err != nil {
+		return fmt.Errorf("cluster: node stopped after a failure to apply: %w", err)
+	}
+	return nil
+}
+
+// write runs a single-operation write here if this node leads, or on the
+// leader.
+func (n *Node) write(req *rpcRequest) (*result, error) {
+	res := &result{}
+	if err := n.usable(); err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+	defer cancel()
+	for {
+		if n.IsLeader() {
+			r, err := n.execute(req)
+			if !errors.Is(err, ErrNotLeader) {
+				return r, writeError(err)
+			}
+			// Refused before anything was done: it may go elsewhere.
+		}
+		resp, err := n.toLeader(ctx, req, false)
+		if err == nil {
+			if resp.Result == nil {
+				return res, fmt.Errorf("cluster: the leader sent no result")
+			}
+			return resp.Result, nil
+		}
+		var re *remoteError
+		switch {
+		case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed):
+			return res, err
+		case errors.Is(err, ErrNotLeader):
+			// The leader we asked moved on before doing anything;
+			// toLeader gives up only when ctx ends.
+			return res, err
+		default:
+			// The request may have reached the leader.
+			return res, fmt.Errorf("%w: %w", ErrUncertain, err)
+		}
+	}
+}
+
+// execute runs a single-operation write on this node, which must lead.
+func (n *Node) execute(req *rpcRequest) (*result, error) {
+	res := &result{}
+	if err := n.leading(); err != nil {
+		return res, err
+	}
+	var so *engine.SetOptions
+	if req.TTL != 0 {
+		so = &engine.SetOptions{TTL: req.TTL}
+	}
+	var it engine.Item
+	var err error
+	switch req.Op {
+	case opSet:
+		it, err = n.db.Set(req.Key, req.Value, so)
+	case opPutIfAbsent:
+		it, err = n.db.PutIfAbsent(req.Key, req.Value, so)
+	case opCAS:
+		it, err = n.db.CompareAndSwap(req.Key, req.Rev, req.Value, so)
+	case opPatch:
+		it, err = n.db.Patch(req.Key, req.Value)
+	case opIncrement:
+		res.N, res.Revision, err = n.db.Increment(req.Key, req.Delta)
+		return res, err
+	case opDelete:
+		res.Revision, err = n.db.Delete(req.Key)
+		return res, err
+	default:
+		return res, fmt.Errorf("cluster: unknown write %q", req.Op)
+	}
+	return itemResult(it), err
+}
+
+// writeError gives a write's error its cluster meaning: the engine's
+// ErrAbandoned (another leader's commit took the revision) is
+// ErrNotCommitted.
+func writeError(err error) error {
+	if errors.Is(err, engine.ErrAbandoned) && !errors.Is(err, ErrNotCommitted) {
+		return fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
+	return err
+}
+
+// Consistency is how fresh a read must be.
+type Consistency int
+
+// Read consistency levels.
+const (
+	// Linearizable reads see every write acknowledged before they began,
+	// on any node: the node learns the leader's commit index, which the
+	// leader confirms with a quorum, and waits to have applied it
+	// (ReadIndex). Costs one quorum round trip. The default.
+	Linearizable Consistency = iota
+
+	// Leader reads locally on the leader without asking a quorum. A
+	// leader cut off in a minority may serve stale data until it notices
+	// (about a leader lease). Other nodes return a *NotLeaderError.
+	Leader
+
+	// Stale reads what this node has applied, on any node, at no cost.
+	// MinRevision makes it wait for a revision (read-your-writes).
+	Stale
+)
+
+// A ReadOption modifies a read: a Consistency, MinRevision, or several
+// combined with Read.
+type ReadOption interface{ applyRead(*readConfig) }
+
+type readConfig struct {
+	level  Consistency
+	minRev int64
+}
+
+func (c Consistency) applyRead(r *readConfig) { r.level = c }
+
+type minRevision int64
+
+func (m minRevision) applyRead(r *readConfig) { r.minRev = max(r.minRev, int64(m)) }
+
+// MinRevision makes a read wait until this node has applied revision rev
+// (up to Options.WriteTimeout, else ErrBehind): with the revision of a
+// write it gives read-your-writes at any level.
+func MinRevision(rev int64) ReadOption { return minRevision(rev) }
+
+type readOptions []ReadOption
+
+func (o readOptions) applyRead(r *readConfig) {
+	for _, x := range o {
+		x.applyRead(r)
+	}
+}
+
+// Read combines read options into one.
+func Read(opts ...ReadOption) ReadOption { return readOptions(opts) }
+
+// ready waits until a read with opts may run here.
+func (n *Node) readReady(opts []ReadOption) error {
+	if err := n.usable(); err != nil {
+		return err
+	}
+	var c readConfig
+	readOptions(opts).applyRead(&c)
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+	defer cancel()
+	switch c.level {
+	case Linearizable:
+		if err := n.linearize(ctx); err != nil {
+			return err
+		}
+	case Leader:
+		if !n.ready.Load() {
+			return n.notLeader()
+		}
+	case Stale:
+		// A node that has not caught up since it started serves no read;
+		// one that asks for a revision may wait for that.
+		for !n.served.Load() {
+			if c.minRev == 0 {
+				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	default:
+		return fmt.Errorf("%w: consistency %d", ErrInvalidOptions, c.level)
+	}
+	if c.minRev > 0 {
+		return n.waitRevision(ctx, c.minRev)
+	}
+	return nil
+}
+
+// waitRevision waits until this node has applied revision rev.
+func (n *Node) waitRevision(ctx context.Context, rev int64) error {
+	for n.db.Revision() < rev {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: at revision %d, asked for %d", ErrBehind, n.db.Revision(), rev)
+		case <-n.done:
+			return ErrClosed
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Get returns key's item, as engine.DB.Get, at the consistency opts ask
+// (Linearizable by default).
+func (n *Node) Get(key string, opts ...ReadOption) (engine.Item, error) {
+	if err := n.readReady(opts); err != nil {
+		return engine.Item{}, err
+	}
+	return n.db.Get(key)
+}
+
+// Range scans keys in [start, end), as engine.DB.Range, at the
+// consistency opts ask.
+func (n *Node) Range(start, end string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+	if err := n.readReady(opts); err != nil {
+		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+	}
+	return n.db.Range(start, end, ro)
+}
+
+// Prefix scans the keys that start with prefix, as engine.DB.Prefix, at
+// the consistency opts ask.
+func (n *Node) Prefix(prefix string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+	if err := n.readReady(opts); err != nil {
+		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+	}
+	return n.db.Prefix(prefix, ro)
+}
+
+// View runs fn in a read-only transaction, as engine.DB.View, at the
+// consistency opts ask.
+func (n *Node) View(fn func(tx *engine.Tx) error, opts ...ReadOption) error {
+	if err := n.readReady(opts); err != nil {
+		return err
+	}
+	return n.db.View(fn)
+}
+
+// Revision is the newest revision this node has applied.
+func (n *Node) Revision() int64 { return n.db.Revision() }
+
+// Stats returns the node's database statistics.
+func (n *Node) Stats() engine.Stats { return n.db.Stats() }
+
+// DB is the node's database, for reads that need none of the cluster's
+// checks. Writing through it works only on the leader.
+func (n *Node) DB() *engine.DB { return n.db }

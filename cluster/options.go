@@ -1,0 +1,215 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
+)
+
+// Peer is one voting member of the cluster: its node ID and the address of
+// its raft port.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Profile names a set of raft timeouts.
+type Profile string
+
+// Timing profiles.
+const (
+	// ProfileDefault is hashicorp/raft's defaults: heartbeat and election
+	// timeouts 1 s, leader lease 500 ms. It suits nodes on different
+	// machines and is the zero value.
+	ProfileDefault Profile = "default"
+
+	// ProfileLAN is 200 ms heartbeat and election timeouts and a 100 ms
+	// leader lease, for nodes on one LAN or one machine: failover is about
+	// five times faster, at the price of more elections when the network
+	// or the disk stalls.
+	ProfileLAN Profile = "lan"
+)
+
+// Options configure a Node. Open copies them; the zero value of every field
+// means its default.
+type Options struct {
+	// NodeID is this node's unique, stable name in the cluster. Required.
+	NodeID string
+
+	// RaftAddr is the host:port of this node's one TCP port, which serves
+	// both raft and the cluster RPC. Other nodes dial it, so it must be
+	// reachable from them (not 0.0.0.0). Required. The node listens on
+	// it unless Listener is set.
+	RaftAddr string
+
+	// Peers are the voters of a new cluster, this node included. Every
+	// founding node gets the same list. They are used only when Dir holds
+	// no raft state yet; a restarted node ignores them and takes its
+	// membership from its log.
+	Peers []Peer
+
+	// Join lists raft addresses of existing members. A node that has no
+	// raft state and no Peers asks them, in order, to add it.
+	Join []string
+
+	// Profile chooses the raft timeouts. Default ProfileDefault.
+	Profile Profile
+
+	// SnapshotThreshold and SnapshotInterval say when raft takes a
+	// snapshot: once this many entries were applied since the last one,
+	// checked every interval. Defaults 8192 and 120 s.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// that a follower that was down briefly catches up from the log rather
+	// than by a full snapshot. Default 10240.
+	TrailingLogs uint64
+
+	// WriteTimeout bounds how long a write waits to learn whether it
+	// committed; past it the write fails with ErrUncertain. It also
+	// bounds a linearizable read's wait for the leader. Default 10 s.
+	WriteTimeout time.Duration
+
+	// Engine configures the node's database: its size limits, history
+	// and clock. Its Sync, SweepInterval, checkpoint and file-system
+	// fields do not apply: the raft log keeps the data durable and only
+	// the leader sweeps expired keys.
+	Engine *engine.Options
+
+	// Listener, if set, is the listener the node serves on instead of
+	// listening on RaftAddr itself; the node closes it. Tests pass a
+	// listener bound to port 0.
+	Listener net.Listener
+
+	// Dial, if set, opens connections to other nodes instead of a plain
+	// TCP dial. Tests route every link through a proxy that can delay,
+	// drop or cut it (see package clustertest).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	// Logf receives raft's log lines (level info and above). Default:
+	// nothing is logged.
+	Logf func(format string, args ...any)
+}
+
+// withDefaults returns a validated copy of o with every zero field set to
+// its default.
+func (o *Options) withDefaults() (Options, error) {
+	if o == nil {
+		return Options{}, fmt.Errorf("%w: nil options", ErrInvalidOptions)
+	}
+	c := *o
+	c.Peers = append([]Peer(nil), o.Peers...)
+	c.Join = append([]string(nil), o.Join...)
+	if c.NodeID == "" {
+		return c, fmt.Errorf("%w: NodeID is empty", ErrInvalidOptions)
+	}
+	if c.RaftAddr == "" {
+		return c, fmt.Errorf("%w: RaftAddr is empty", ErrInvalidOptions)
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrInvalidOptions, c.RaftAddr, err)
+	}
+	switch c.Profile {
+	case "":
+		c.Profile = ProfileDefault
+	case ProfileDefault, ProfileLAN:
+	default:
+		return c, fmt.Errorf("%w: unknown profile %q", ErrInvalidOptions, c.Profile)
+	}
+	if len(c.Peers) > 0 {
+		ids, addrs := map[string]bool{}, map[string]bool{}
+		self := false
+		for _, p := range c.Peers {
+			if p.ID == "" || p.Addr == "" {
+				return c, fmt.Errorf("%w: peer %q at %q lacks an ID or address", ErrInvalidOptions, p.ID, p.Addr)
+			}
+			if ids[p.ID] || addrs[p.Addr] {
+				return c, fmt.Errorf("%w: peer %s at %s is listed twice", ErrInvalidOptions, p.ID, p.Addr)
+			}
+			ids[p.ID], addrs[p.Addr] = true, true
+			if p.ID == c.NodeID {
+				if p.Addr != c.RaftAddr {
+					return c, fmt.Errorf("%w: Peers give %s the address %s, RaftAddr is %s", ErrInvalidOptions, p.ID, p.Addr, c.RaftAddr)
+				}
+				self = true
+			}
+		}
+		if !self {
+			return c, fmt.Errorf("%w: Peers do not include this node %s", ErrInvalidOptions, c.NodeID)
+		}
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 120 * time.Second
+	}
+	if c.SnapshotInterval < 0 {
+		return c, fmt.Errorf("%w: SnapshotInterval %v is negative", ErrInvalidOptions, c.SnapshotInterval)
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout < 0 {
+		return c, fmt.Errorf("%w: WriteTimeout %v is negative", ErrInvalidOptions, c.WriteTimeout)
+	}
+	if c.Engine != nil {
+		e := *c.Engine
+		c.Engine = &e
+	}
+	return c, nil
+}
+
+// raftConfig returns the raft configuration for o, whose defaults are set.
+func (o *Options) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(o.NodeID)
+	if o.Profile == ProfileLAN {
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+	rc.SnapshotThreshold = o.SnapshotThreshold
+	rc.SnapshotInterval = o.SnapshotInterval
+	rc.TrailingLogs = o.TrailingLogs
+	rc.LogOutput = o.logWriter()
+	rc.LogLevel = "INFO"
+	return rc
+}
+
+// ioTimeout bounds one raft RPC on the network; a link that swallows
+// packets holds replication to a peer up for at most this long.
+func (o *Options) ioTimeout() time.Duration {
+	if o.Profile == ProfileLAN {
+		return 2 * time.Second
+	}
+	return 10 * time.Second
+}
+
+// logWriter returns the writer raft's loggers write to.
+func (o *Options) logWriter() io.Writer {
+	if o.Logf == nil {
+		return io.Discard
+	}
+	return logfWriter(o.Logf)
+}
+
+// logfWriter passes each line written to it to a Logf function.
+type logfWriter func(format string, args ...any)
+
+func (f logfWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		f("%s", line)
+	}
+	return len(p), nil
+}

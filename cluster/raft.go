@@ -1,0 +1,108 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Files in a node's directory.
+const (
+	raftDBFile  = "raft.db" // the raft log and stable store (BoltDB)
+	snapshotDir = "."       // FileSnapshotStore adds "snapshots" below it
+	snapRetain  = 2         // raft snapshots kept on disk
+	maxPool     = 3         // pooled outbound raft connections per peer
+)
+
+// raftNode is raft with its stores and transport, on a mux.
+type raftNode struct {
+	opts  Options
+	mux   *mux
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	snaps snapStore
+
+	// bootstrapped says whether this start founded the cluster.
+	bootstrapped bool
+}
+
+// startRaft opens the stores in dir, serves raft on the mux m and starts
+// raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
+// any. On error everything opened is closed again, m included.
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, err error) {
+	n := &raftNode{opts: *o, mux: m}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	n.snaps = snapStore{fss, fsm.tracker()}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
+	rc := o.raftConfig()
+	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	if !exists && len(o.Peers) > 0 {
+		var cfg raft.Configuration
+		for _, p := range o.Peers {
+			cfg.Servers = append(cfg.Servers, raft.Server{
+				Suffrage: raft.Voter,
+				ID:       raft.ServerID(p.ID),
+				Address:  raft.ServerAddress(p.Addr),
+			})
+		}
+		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.trans, cfg); err != nil {
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		n.bootstrapped = true
+	}
+	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	return n, nil
+}
+
+// close stops raft, then the transport and every connection, then the
+// stores. It leaves no goroutine running.
+func (n *raftNode) close() error {
+	var errs []error
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+			errs = append(errs, err)
+		}
+	}
+	if n.trans != nil {
+		n.trans.Close()
+		n.trans.CloseStreams()
+	}
+	if n.mux != nil {
+		if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

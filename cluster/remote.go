@@ -1,0 +1,72 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+)
+
+// Remote operates a cluster from outside it, through the cluster RPC of
+// one of its nodes; livekv cluster status|remove|transfer use it.
+// Requests that only the leader serves are forwarded by the node.
+type Remote struct {
+	addr string
+	c    *rpcClient
+}
+
+// NewRemote returns a Remote that talks to the node at addr (its raft
+// address). Close it when done.
+func NewRemote(addr string) *Remote {
+	var d net.Dialer
+	return &Remote{addr: addr, c: &rpcClient{dial: func(ctx context.Context, a string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		if _, err := c.Write([]byte{protoRPC}); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}, idle: map[string][]net.Conn{}}}
+}
+
+// Status returns the node's view of itself and the cluster.
+func (r *Remote) Status(ctx context.Context) (Status, error) {
+	resp, err := r.c.call(ctx, r.addr, &rpcRequest{Op: opStatus})
+	if err != nil {
+		return Status{}, err
+	}
+	if resp.Status == nil {
+		return Status{}, fmt.Errorf("cluster: %s sent no status", r.addr)
+	}
+	return *resp.Status, nil
+}
+
+// RemoveServer removes the member id, as Node.RemoveServer does.
+func (r *Remote) RemoveServer(ctx context.Context, id string) error {
+	return r.toLeader(ctx, &rpcRequest{Op: opRemove, ID: id})
+}
+
+// TransferLeadership hands leadership to id ("" for any voter), as
+// Node.TransferLeadership does.
+func (r *Remote) TransferLeadership(ctx context.Context, id string) error {
+	return r.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id})
+}
+
+// toLeader sends req to the node, then to the leader it names.
+func (r *Remote) toLeader(ctx context.Context, req *rpcRequest) error {
+	addr := r.addr
+	for range 5 {
+		_, err := r.c.call(ctx, addr, req)
+		nl, ok := err.(*NotLeaderError)
+		if !ok || nl.Addr == "" {
+			return err
+		}
+		addr = nl.Addr
+	}
+	return fmt.Errorf("%w: too many redirects", ErrNoLeader)
+}
+
+// Close closes the Remote's connections.
+func (r *Remote) Close() { r.c.close() }

@@ -1,0 +1,309 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
+)
+
+// Packing limits of the proposer (see CLUSTER.md §2.1): group commit at
+// the raft level.
+const (
+	maxEntryTxs   = 256     // transactions in one raft entry
+	maxEntryBytes = 1 << 20 // bytes of records in one raft entry, unless one record is larger
+	maxInFlight   = 64      // raft entries proposed and not yet resolved
+	maxRecord     = 64 << 20
+	keepOutcomes  = 8192 // resolved revisions remembered for late waiters
+)
+
+// replicator is the engine's Replicator: it takes the transactions the
+// leader executes, packs them into raft entries and tells their writers
+// how each ended.
+//
+// Writes happen in stints: each time this node becomes leader and has
+// applied a barrier, it draws a random nonce that every entry it proposes
+// carries. An entry applied with the latest stint's nonce holds what this
+// node executed, speculatively, and is published, even after leadership
+// was lost (the new leader committed it); any other entry is applied as a
+// follower applies it, after the speculative tail (if any) is abandoned. A writer's revision resolves when this node applies
+// it: with its own nonce the write committed; with another, another
+// leader's entry took the revision and the write definitely did not
+// commit (ErrNotCommitted); if neither happens in time, ErrUncertain.
+//
+// Lock order: stintMu, then the engine's writer lock, then mu.
+type replicator struct {
+	raft    *raft.Raft // set before the node serves
+	rep     *engine.Replica
+	timeout time.Duration
+
+	wake    chan struct{} // the proposer has work
+	done    chan struct{} // closed by close
+	futures chan proposal
+	sem     chan struct{} // one per entry in flight
+	wg      sync.WaitGroup
+
+	// stintMu serialises applying entries with the start and end of a
+	// stint.
+	stintMu sync.Mutex
+	stint   uint64 // the nonce of the stint whose speculative commits the engine holds; 0 if none
+	last    uint64 // the nonce of the last entry applied (0: none); the same on every node
+	lastRev int64  // the newest revision applied
+
+	mu        sync.Mutex // guards the fields below
+	accepting uint64     // the stint nonce Append stamps; 0 when not leader
+	prev      uint64     // the nonce the next proposed entry follows
+	pending   []pendingTx
+	waiters   map[int64]*waiter
+	resolved  []int64 // revisions with a resolved waiter, oldest first
+	published int64   // newest revision applied here
+	notLeader func() error
+}
+
+type pendingTx struct {
+	rev int64
+	rec []byte
+}
+
+// waiter is the fate of one revision this node executed.
+type waiter struct {
+	nonce uint64 // the stint that executed it; 0 waits for any commit
+	done  chan struct{}
+	err   error
+}
+
+func newReplicator(timeout time.Duration, notLeader func() error) *replicator {
+	return &replicator{
+		timeout:   timeout,
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		futures:   make(chan proposal, maxInFlight),
+		sem:       make(chan struct{}, maxInFlight),
+		waiters:   map[int64]*waiter{},
+		notLeader: notLeader,
+	}
+}
+
+// start starts the proposer once raft runs.
+func (r *replicator) start(rf *raft.Raft) {
+	r.raft = rf
+	r.wg.Add(2)
+	go r.propose()
+	go r.collect()
+}
+
+// close stops the proposer and waits for what it proposed to resolve;
+// raft must still run, since it may drop the futures of entries it has
+// not applied when it shuts down.
+func (r *replicator) close() {
+	close(r.done)
+	r.wg.Wait()
+}
+
+// Append implements engine.Replicator. It runs under the engine's writer
+// lock, in revision order, and never waits.
+func (r *replicator) Append(tx *wal.Tx) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.accepting == 0 {
+		return r.notLeader()
+	}
+	rec := wal.AppendTxRecord(nil, tx)
+	if len(rec) > maxRecord {
+		return fmt.Errorf("%w: transaction of %d bytes, over the %d of a raft entry", engine.ErrTooLarge, len(rec), maxRecord)
+	}
+	r.pending = append(r.pending, pendingTx{rev: tx.Revision, rec: rec})
+	r.waiters[tx.Revision] = &waiter{nonce: r.accepting, done: make(chan struct{})}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// WaitDurable implements engine.Replicator.
+func (r *replicator) WaitDurable(rev int64) error {
+	r.mu.Lock()
+	w := r.waiters[rev]
+	if w == nil {
+		if rev <= r.published {
+			r.mu.Unlock()
+			return nil
+		}
+		// A revision not executed here (a dependency on a commit
+		// applied meanwhile): wait for it to be applied.
+		w = &waiter{done: make(chan struct{})}
+		r.waiters[rev] = w
+	}
+	r.mu.Unlock()
+	t := time.NewTimer(r.timeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return w.err
+	case <-t.C:
+		return fmt.Errorf("%w: revision %d not applied within %v", ErrUncertain, rev, r.timeout)
+	case <-r.done:
+		return fmt.Errorf("%w: %w", ErrUncertain, ErrClosed)
+	}
+}
+
+// resolve settles the waiters of revisions first..last, applied here
+// with nonce; mu is held.
+func (r *replicator) resolve(first, last int64, nonce uint64) {
+	for rev := first; rev <= last; rev++ {
+		w := r.waiters[rev]
+		if w == nil || isDone(w) {
+			continue
+		}
+		if w.nonce != 0 && w.nonce != nonce {
+			w.err = fmt.Errorf("%w: revision %d went to another leader's write", ErrNotCommitted, rev)
+		}
+		close(w.done)
+		r.resolved = append(r.resolved, rev)
+	}
+	r.published = max(r.published, last)
+	for len(r.resolved) > keepOutcomes {
+		delete(r.waiters, r.resolved[0])
+		r.resolved = r.resolved[1:]
+	}
+}
+
+// failAbove fails every waiter of a stint other than keep above
+// revision rev: a barrier applied since they were proposed, and their
+// revisions are not in the log, so they never will be; mu is held.
+func (r *replicator) failAbove(rev int64, keep uint64) {
+	for wr, w := range r.waiters {
+		if wr > rev && w.nonce != 0 && w.nonce != keep && !isDone(w) {
+			w.err = fmt.Errorf("%w: revision %d was not in the log when leadership changed", ErrNotCommitted, wr)
+			close(w.done)
+			r.resolved = append(r.resolved, wr)
+		}
+	}
+}
+
+// failRange fails the waiters of revisions first..last executed in the
+// stint nonce: their entry was skipped; mu is held.
+func (r *replicator) failRange(first, last int64, nonce uint64) {
+	for rev := first; rev <= last; rev++ {
+		if w := r.waiters[rev]; w != nil && w.nonce == nonce && !isDone(w) {
+			w.err = fmt.Errorf("%w: revision %d was executed on a state that did not commit", ErrNotCommitted, rev)
+			close(w.done)
+			r.resolved = append(r.resolved, rev)
+		}
+	}
+}
+
+func isDone(w *waiter) bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startStint begins a stint after this node, as leader, applied a
+// barrier: from now on Append accepts writes.
+func (r *replicator) startStint() {
+	var b [8]byte
+	nonce := uint64(0)
+	for nonce == 0 {
+		_, _ = rand.Read(b[:])
+		nonce = binary.BigEndian.Uint64(b[:])
+	}
+	r.stintMu.Lock()
+	defer r.stintMu.Unlock()
+	r.rep.Abandon() // nothing speculative should remain; be sure
+	r.stint = nonce
+	r.mu.Lock()
+	r.failAbove(r.published, 0)
+	r.accepting, r.prev = nonce, r.last
+	r.mu.Unlock()
+}
+
+// endStint ends the stint when leadership is lost: Append refuses, and
+// what was not proposed yet is dropped, its writers told it did not
+// commit. The engine keeps the speculative commits that were proposed:
+// the new leader may still commit their entries, which then publish
+// them here as usual. The first entry of another stint, or this node's
+// next stint, abandons the rest.
+func (r *replicator) endStint() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accepting = 0
+	for _, p := range r.pending {
+		if w := r.waiters[p.rev]; w != nil && !isDone(w) {
+			w.err = fmt.Errorf("%w: leadership lost before revision %d was proposed", ErrNotCommitted, p.rev)
+			close(w.done)
+			r.resolved = append(r.resolved, p.rev)
+		}
+	}
+	r.pending = nil
+}
+
+// propose packs pending transactions into entries and hands them to raft.
+func (r *replicator) propose() {
+	defer r.wg.Done()
+	defer close(r.futures)
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.wake:
+		}
+		for {
+			r.mu.Lock()
+			nonce := r.accepting
+			if len(r.pending) == 0 || nonce == 0 {
+				r.mu.Unlock()
+				break
+			}
+			var b entryBuilder
+			k := 0
+			for k < len(r.pending) && k < maxEntryTxs && (k == 0 || len(b.recs)+len(r.pending[k].rec) <= maxEntryBytes) {
+				b.add(r.pending[k].rec, r.pending[k].rev)
+				k++
+			}
+			r.pending = r.pending[k:]
+			prev := r.prev
+			r.prev = nonce
+			r.mu.Unlock()
+			select {
+			case r.sem <- struct{}{}:
+			case <-r.done:
+				return
+			}
+			r.futures <- proposal{r.raft.Apply(b.encode(nonce, prev), 0), b.first, b.last, nonce}
+		}
+	}
+}
+
+// proposal is an entry handed to raft.
+type proposal struct {
+	f           raft.ApplyFuture
+	first, last int64
+	nonce       uint64
+}
+
+// collect waits for the proposed entries in turn, to bound how many are
+// in flight. Their outcome reaches the writers through the FSM, except
+// for an entry raft refused outright (ErrNotLeader: it never reached the
+// log), whose writers learn at once that it did not commit.
+func (r *replicator) collect() {
+	defer r.wg.Done()
+	for p := range r.futures {
+		if errors.Is(p.f.Error(), raft.ErrNotLeader) {
+			r.mu.Lock()
+			r.failRange(p.first, p.last, p.nonce)
+			r.mu.Unlock()
+		}
+		<-r.sem
+	}
+}

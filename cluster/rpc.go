@@ -1,0 +1,254 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// The cluster RPC runs on connections whose first byte is protoRPC. Each
+// carries requests one at a time, each answered before the next is sent:
+//
+//	frame    := length(uint32, big endian) JSON
+//	request  := frame holding an rpcRequest
+//	response := frame holding an rpcResponse
+//
+// A connection goes back to its pool after a full exchange; any error
+// closes it.
+
+// maxFrame bounds an RPC frame: room for a largest value and its key.
+const maxFrame = 8 << 20
+
+// rpcTimeout bounds one RPC exchange unless the caller's context is
+// shorter.
+const rpcTimeout = 10 * time.Second
+
+// errFrameTooLarge is returned when a frame's length is over maxFrame.
+var errFrameTooLarge = errors.New("cluster: rpc frame too large")
+
+// RPC operations.
+const (
+	opStatus    = "status"
+	opJoin      = "join"
+	opReadIndex = "readindex"
+	opRemove    = "remove"
+	opTransfer  = "transfer"
+)
+
+// rpcRequest is every request of the cluster RPC; Op says which fields
+// mean something.
+type rpcRequest struct {
+	Op string `json:"op"`
+
+	// join
+	ID   string `json:"id,omitempty"`
+	Addr string `json:"addr,omitempty"`
+
+	// single-operation writes
+	Key   string        `json:"key,omitempty"`
+	Value string        `json:"value,omitempty"`
+	TTL   time.Duration `json:"ttl,omitempty"`
+	Rev   int64         `json:"rev,omitempty"`
+	Delta int64         `json:"delta,omitempty"`
+}
+
+// rpcResponse is every response; Err, if set, is the error, with Code
+// naming its sentinel so that the caller gets errors.Is right.
+type rpcResponse struct {
+	Err  string `json:"err,omitempty"`
+	Code string `json:"code,omitempty"`
+
+	LeaderID   string `json:"leader_id,omitempty"`
+	LeaderAddr string `json:"leader_addr,omitempty"`
+
+	Index  uint64  `json:"index,omitempty"`
+	Rev    int64   `json:"rev,omitempty"`
+	Status *Status `json:"status,omitempty"`
+	Result *result `json:"result,omitempty"`
+}
+
+// result is what a forwarded write returns.
+type result struct {
+	Key            string    `json:"key,omitempty"`
+	Value          string    `json:"value,omitempty"`
+	Revision       int64     `json:"rev,omitempty"`
+	CreateRevision int64     `json:"create_rev,omitempty"`
+	Version        int64     `json:"version,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	N              int64     `json:"n,omitempty"`
+}
+
+// writeFrame writes v as one frame.
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxFrame {
+		return errFrameTooLarge
+	}
+	buf := make([]byte, 4, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+// readFrame reads one frame into v.
+func readFrame(r io.Reader, v any) error {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if n > maxFrame {
+		return errFrameTooLarge
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("cluster: bad rpc frame: %w", err)
+	}
+	return nil
+}
+
+// rpcClient sends requests to other nodes over pooled connections.
+type rpcClient struct {
+	dial func(ctx context.Context, addr string) (net.Conn, error) // opens an RPC connection
+
+	mu   sync.Mutex            // guards idle
+	idle map[string][]net.Conn // by address
+}
+
+const maxIdlePerAddr = 4
+
+func newRPCClient(m *mux) *rpcClient {
+	return &rpcClient{dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		return m.dialProto(ctx, addr, protoRPC)
+	}, idle: map[string][]net.Conn{}}
+}
+
+// call sends req to addr and returns its response; an error in the
+// response is returned as an error too.
+func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rpcResponse, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
+		defer cancel()
+	}
+	conn, err := c.get(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	var resp rpcResponse
+	err = writeFrame(conn, req)
+	if err == nil {
+		err = readFrame(conn, &resp)
+	}
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil || ctx.Err() != nil {
+			err = errors.Join(ctx.Err(), err)
+		}
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c.put(addr, conn)
+	return &resp, resp.err()
+}
+
+func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	if cs := c.idle[addr]; len(cs) > 0 {
+		conn := cs[len(cs)-1]
+		c.idle[addr] = cs[:len(cs)-1]
+		c.mu.Unlock()
+		return conn, nil
+	}
+	c.mu.Unlock()
+	return c.dial(ctx, addr)
+}
+
+func (c *rpcClient) put(addr string, conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle == nil || len(c.idle[addr]) >= maxIdlePerAddr {
+		conn.Close()
+		return
+	}
+	c.idle[addr] = append(c.idle[addr], conn)
+}
+
+// close closes the idle connections; later calls dial afresh and fail
+// once the mux is closed.
+func (c *rpcClient) close() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cs := range idle {
+		for _, conn := range cs {
+			conn.Close()
+		}
+	}
+}
+
+// rpcServer answers the cluster RPC on the mux's RPC listener.
+type rpcServer struct {
+	l      *subListener
+	handle func(*rpcRequest) *rpcResponse
+	wg     sync.WaitGroup
+}
+
+func startRPCServer(l *subListener, handle func(*rpcRequest) *rpcResponse) *rpcServer {
+	s := &rpcServer{l: l, handle: handle}
+	s.wg.Add(1)
+	go s.accept()
+	return s
+}
+
+func (s *rpcServer) accept() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.l.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go s.serve(conn)
+	}
+}
+
+func (s *rpcServer) serve(conn net.Conn) {
+	defer s.wg.Done()
+	defer conn.Close()
+	for {
+		var req rpcRequest
+		if err := readFrame(conn, &req); err != nil {
+			return
+		}
+		if err := writeFrame(conn, s.handle(&req)); err != nil {
+			return
+		}
+	}
+}
+
+// close stops accepting and waits for the connections being served; the
+// mux closes those connections, so close must follow the mux's Close.
+func (s *rpcServer) close() {
+	s.l.Close()
+	s.wg.Wait()
+}

@@ -1,0 +1,106 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
+)
+
+// subscribeWait is how long Subscribe waits for this node to apply the
+// revision a subscription resumes from.
+const subscribeWait = 5 * time.Second
+
+// Subscribe subscribes to changes, as engine.DB.Subscribe, on this node:
+// every node publishes the same events at the same revisions, so a
+// subscriber resumes on any node from the revision it reached elsewhere.
+// A FromRevision (or From) this node has not applied yet is waited for
+// up to 5 s, then the call fails with ErrBehind. A node that has had no
+// leader for three heartbeat timeouts ends its subscriptions with
+// ErrNoLeader: resume on another node.
+func (n *Node) Subscribe(patterns []string, opts *engine.SubscribeOptions) (*engine.Subscription, error) {
+	pats := make([]*pattern.Pattern, len(patterns))
+	for i, s := range patterns {
+		p, err := pattern.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: subscribe: %w", err)
+		}
+		pats[i] = p
+	}
+	return n.SubscribePatterns(pats, opts)
+}
+
+// SubscribePatterns is Subscribe with compiled patterns.
+func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.SubscribeOptions) (*engine.Subscription, error) {
+	if err := n.usable(); err != nil {
+		return nil, err
+	}
+	if n.leaderless() {
+		return nil, ErrNoLeader
+	}
+	if opts != nil {
+		from := max(opts.FromRevision, opts.From.Revision-1)
+		if from > 0 {
+			ctx, cancel := context.WithTimeout(n.ctx, subscribeWait)
+			err := n.waitRevision(ctx, from)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	s, err := n.db.SubscribePatterns(pats, opts)
+	if err != nil {
+		return nil, err
+	}
+	n.subMu.Lock()
+	n.subs[s] = struct{}{}
+	n.subMu.Unlock()
+	return s, nil
+}
+
+// leaderless reports whether this node has had no leader for longer than
+// three heartbeat timeouts.
+func (n *Node) leaderless() bool {
+	since := n.noLeaderSince.Load()
+	return since != 0 && time.Since(time.Unix(0, since)) > 3*n.heartbeat()
+}
+
+func (n *Node) heartbeat() time.Duration { return n.opts.raftConfig().HeartbeatTimeout }
+
+// watchLeader ends the subscriptions once the node has had no leader for
+// three heartbeat timeouts, and forgets the subscriptions that ended.
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.heartbeat() / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, addr := n.Leader(); addr != "" {
+			n.noLeaderSince.Store(0)
+		} else if n.noLeaderSince.Load() == 0 {
+			n.noLeaderSince.Store(time.Now().UnixNano())
+		}
+		leaderless := n.leaderless()
+		n.subMu.Lock()
+		var end []*engine.Subscription
+		for s := range n.subs {
+			if s.Err() != nil || leaderless {
+				delete(n.subs, s)
+				if s.Err() == nil {
+					end = append(end, s)
+				}
+			}
+		}
+		n.subMu.Unlock()
+		for _, s := range end {
+			s.CloseWith(ErrNoLeader)
+		}
+	}
+}

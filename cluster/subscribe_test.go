@@ -1,0 +1,168 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/require"
+)
+
+// follower of a stream that resumes on a random running node whenever
+// its stream ends.
+type resumer struct {
+	c    *dbCluster
+	mu   sync.Mutex
+	revs []int64
+	keys []string
+	ends []error
+}
+
+func (r *resumer) run(ctx context.Context) {
+	var from int64
+	for ctx.Err() == nil {
+		n := r.c.node(rand.IntN(len(r.c.nodes)))
+		if n == nil {
+			continue
+		}
+		o := &engine.SubscribeOptions{FromRevision: from}
+		if from == 0 {
+			o = &engine.SubscribeOptions{From: pubsub.Position{Revision: 1}} // from the start
+		}
+		s, err := n.Subscribe([]string{"*"}, o)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for {
+			ev, err := s.Next(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.mu.Lock()
+					r.ends = append(r.ends, err)
+					r.mu.Unlock()
+				}
+				break
+			}
+			r.mu.Lock()
+			r.revs = append(r.revs, ev.Revision)
+			r.keys = append(r.keys, ev.Key)
+			r.mu.Unlock()
+			from = ev.Revision // one event per transaction here
+		}
+		s.Close()
+	}
+}
+
+func (r *resumer) last() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.revs) == 0 {
+		return 0
+	}
+	return r.revs[len(r.revs)-1]
+}
+
+// TestFault_SubscribersResumeOnAnyNode follows the changes from every
+// node while leaders are killed, resuming each stream on a random node
+// when it ends: joined, the streams are exactly the committed history.
+func TestFault_SubscribersResumeOnAnyNode(t *testing.T) {
+	rng := testRand(t)
+	c := newDBCluster(t, 3, nil)
+	w := newWriteLog()
+	stop := make(chan struct{})
+	wg := writers(2, w, func() *Node {
+		for {
+			if n := c.node(rand.IntN(3)); n != nil {
+				return n
+			}
+		}
+	}, stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := make([]*resumer, 3)
+	var rwg sync.WaitGroup
+	for i := range rs {
+		rs[i] = &resumer{c: c}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			rs[i].run(ctx)
+		}()
+	}
+	for range *rounds {
+		time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond)
+		l := c.leader()
+		c.kill(l)
+		c.leader()
+		time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond)
+		c.restart(l)
+	}
+	close(stop)
+	wg.Wait()
+	c.leader()
+	final := c.converged()
+	for _, r := range rs {
+		require.Eventually(t, func() bool { return r.last() == final }, 20*time.Second, 5*time.Millisecond,
+			"the stream reaches the final revision %d", final)
+	}
+	cancel()
+	rwg.Wait()
+
+	// The committed history, from any node's database: which key each
+	// acknowledged revision wrote.
+	ackedAt := map[int64]string{}
+	w.mu.Lock()
+	for k, rev := range w.acked {
+		ackedAt[rev] = k
+	}
+	w.mu.Unlock()
+	for i, r := range rs {
+		require.Len(t, r.revs, int(final), "stream %d: one event per revision", i)
+		for j, rev := range r.revs {
+			require.Equal(t, int64(j+1), rev, "stream %d: no gap, no duplicate, in order", i)
+			if k, ok := ackedAt[rev]; ok {
+				require.Equal(t, k, r.keys[j], "stream %d at revision %d", i, rev)
+			}
+		}
+		for _, err := range r.ends {
+			require.True(t, errors.Is(err, ErrNoLeader) || errors.Is(err, pubsub.ErrClosed),
+				"stream %d ended with %v", i, err)
+		}
+		t.Logf("stream %d resumed %d times", i, len(r.ends))
+	}
+}
+
+func TestSubscribe_EndsWithoutLeaderAndWaitsForRevision(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	it, err := c.nodes[l].Set("k", "v", nil)
+	require.NoError(t, err)
+
+	// A revision the node has applied resumes at once; one far ahead
+	// fails after the wait with ErrBehind.
+	s, err := c.nodes[f].Subscribe([]string{"*"}, &engine.SubscribeOptions{From: pubsub.Position{Revision: 1}})
+	require.NoError(t, err)
+	ev, err := s.Next(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, it.Revision, ev.Revision)
+	start := time.Now()
+	_, err = c.nodes[f].Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: it.Revision + 100})
+	require.ErrorIs(t, err, ErrBehind)
+	require.GreaterOrEqual(t, time.Since(start), subscribeWait)
+
+	// Cut off, the follower loses its leader and ends the stream.
+	c.net.Isolate(f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = s.Next(ctx)
+	require.ErrorIs(t, err, ErrNoLeader)
+	_, err = c.nodes[f].Subscribe([]string{"*"}, nil)
+	require.ErrorIs(t, err, ErrNoLeader)
+	c.net.Heal()
+}

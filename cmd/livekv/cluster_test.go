@@ -1,0 +1,98 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// freeAddr returns a 127.0.0.1 address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServe_Cluster starts three serve processes as one cluster: a write
+// through one node's REST API is read through another's, and all three
+// stop cleanly on SIGTERM.
+func TestServe_Cluster(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	var raft, peers []string
+	for i := range 3 {
+		raft = append(raft, freeAddr(t))
+		peers = append(peers, fmt.Sprintf("n%d=%s", i, raft[i]))
+	}
+	var srvs []*server
+	for i := range 3 {
+		srvs = append(srvs, runServe(t, bin, "serve", "--data", filepath.Join(dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
+			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", raft[i], "--peers", strings.Join(peers, ","),
+			"--raft-profile", "lan"))
+	}
+	do := func(s *server, method, path, body string) (int, string) {
+		req, err := http.NewRequest(method, s.base+"/kv"+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", "k")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The first write may come before the election is over.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := do(srvs[0], "POST", "/record", `{"key":"hello","value":"cluster"}`)
+		if code == 200 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no write accepted: %d %s", code, body)
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, s := range srvs[1:] {
+		code, body := do(s, "GET", "/record/hello", "")
+		require.Equal(t, 200, code, body)
+		require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
+	}
+
+	// livekv cluster, through any node.
+	out, err := exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var st struct {
+		ID       string `json:"id"`
+		LeaderID string `json:"leader_id"`
+		Servers  []any  `json:"servers"`
+	}
+	require.NoError(t, json.Unmarshal(out, &st), "%s", out)
+	require.Equal(t, "n2", st.ID)
+	require.Len(t, st.Servers, 3)
+	target := "n0"
+	if st.LeaderID == "n0" {
+		target = "n1"
+	}
+	out, err = exec.Command(bin, "cluster", "transfer", target, "--raft", raft[2]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Eventually(t, func() bool { // n2 learns of it with the next heartbeat
+		out, err = exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoError(t, json.Unmarshal(out, &st))
+		return st.LeaderID == target
+	}, 10*time.Second, 50*time.Millisecond, "leadership moved to %s", target)
+	out, err = exec.Command(bin, "cluster", "remove").CombinedOutput()
+	require.Error(t, err, "remove without an ID: %s", out)
+
+	for _, s := range srvs {
+		s.stop(t)
+	}
+}
