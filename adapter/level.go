@@ -1,7 +1,6 @@
 package adapter
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -47,8 +46,12 @@ func readParams(q url.Values) (level string, minRev int64, err error) {
 	return level, minRev, err
 }
 
-// errReadLevel marks an error of the store's ReadAt.
-var errReadLevel = errors.New("livekv adapter: read level")
+// readLevelError is an error of the store's ReadAt: the read could not
+// run at the level asked.
+type readLevelError struct{ err error }
+
+func (e *readLevelError) Error() string { return e.err.Error() }
+func (e *readLevelError) Unwrap() error { return e.err }
 
 // reader returns what a read at level, after revision minRev, reads
 // through. The session level (and no level) is a stale read after minRev,
@@ -63,7 +66,7 @@ func (a *Adapter) reader(level string, minRev int64) (reads, error) {
 	}
 	r, err := lr.ReadAt(level, minRev)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errReadLevel, err)
+		return nil, &readLevelError{err}
 	}
 	return r, nil
 }

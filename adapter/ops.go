@@ -254,7 +254,8 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 // refusal of the level (a cluster node that does not lead, or is behind
 // minRevision) is 503, and the client may try elsewhere or again.
 func readError(err error) reply {
-	if errors.Is(err, errReadLevel) && !errors.Is(err, engine.ErrClosed) {
+	var rle *readLevelError
+	if errors.As(err, &rle) && !errors.Is(err, engine.ErrClosed) {
 		return errorReply(http.StatusServiceUnavailable, err.Error())
 	}
 	return engineError(err)
