@@ -10,7 +10,8 @@
 // the leader; Update runs only on the leader. Subscriptions work on every
 // node with the same events at the same revisions, so a stream resumes on
 // any node. Node.With gives a Handle with the engine's exact signatures,
-// for interfaces such as adapter.Store.
+// for interfaces such as adapter.Store; its ReadAt lets the adapter read
+// each request at the level its client asks for (adapter.ReadLeveler).
 //
 // # How a write travels
 //

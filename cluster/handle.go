@@ -78,5 +78,33 @@ func (h *Handle) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeO
 	return h.n.SubscribePatterns(pats, o)
 }
 
+// Reader is what ReadAt returns: reads that run at once. It is an alias
+// of an unnamed interface, the same as adapter.Reader, so that a Handle
+// satisfies adapter.ReadLeveler without either package importing the
+// other.
+type Reader = interface {
+	Get(key string) (engine.Item, error)
+	View(fn func(tx *engine.Tx) error) error
+	Revision() int64
+}
+
+// ReadAt waits until a read at level (a Consistency's name:
+// "linearizable", "leader" or "stale") may run on this node, having
+// applied revision minRev (0: any), and returns the node's database to
+// read through at once. Its errors are those of Get at that level: a
+// *NotLeaderError for "leader" off the leader, ErrBehind, ErrNoLeader. The
+// adapter calls it to serve each request at the level its client asks
+// for; the handle's own options do not apply.
+func (h *Handle) ReadAt(level string, minRev int64) (Reader, error) {
+	c, err := ParseConsistency(level)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.n.readReady([]ReadOption{c, MinRevision(minRev)}); err != nil {
+		return nil, err
+	}
+	return h.n.db, nil
+}
+
 // Revision is the newest revision the node has applied.
 func (h *Handle) Revision() int64 { return h.n.Revision() }

@@ -220,6 +220,29 @@ const (
 	Stale
 )
 
+// String is the level's name: "linearizable", "leader" or "stale".
+func (c Consistency) String() string {
+	switch c {
+	case Linearizable:
+		return "linearizable"
+	case Leader:
+		return "leader"
+	case Stale:
+		return "stale"
+	}
+	return fmt.Sprintf("Consistency(%d)", int(c))
+}
+
+// ParseConsistency returns the level a name from String names.
+func ParseConsistency(s string) (Consistency, error) {
+	for _, c := range []Consistency{Linearizable, Leader, Stale} {
+		if s == c.String() {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown consistency %.40q: give linearizable, leader or stale", ErrInvalidOptions, s)
+}
+
 // A ReadOption modifies a read: a Consistency, MinRevision, or several
 // combined with Read.
 type ReadOption interface{ applyRead(*readConfig) }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,6 +41,7 @@ func TestServe_Cluster(t *testing.T) {
 			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", raft[i], "--peers", strings.Join(peers, ","),
 			"--raft-profile", "lan"))
 	}
+	var rev string // the revision header of the last reply
 	do := func(s *server, method, path, body string) (int, string) {
 		req, err := http.NewRequest(method, s.base+"/kv"+path, strings.NewReader(body))
 		require.NoError(t, err)
@@ -48,6 +50,7 @@ func TestServe_Cluster(t *testing.T) {
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		rev = resp.Header.Get(adapter.RevisionHeader)
 		return resp.StatusCode, string(b)
 	}
 	// The first write may come before the election is over.
@@ -60,10 +63,15 @@ func TestServe_Cluster(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "no write accepted: %d %s", code, body)
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Reads are session reads by default: with the write's revision they
+	// see it on any node; linearizable ones see it without.
+	require.NotEmpty(t, rev, "the write's revision header")
 	for _, s := range srvs[1:] {
-		code, body := do(s, "GET", "/record/hello", "")
-		require.Equal(t, 200, code, body)
-		require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
+		for _, q := range []string{"?minRevision=" + rev, "?consistency=linearizable"} {
+			code, body := do(s, "GET", "/record/hello"+q, "")
+			require.Equal(t, 200, code, body)
+			require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
+		}
 	}
 
 	// livekv cluster, through any node.

@@ -13,7 +13,9 @@
 //
 // With --peers or --join, serve runs DIR as one node of a cluster
 // replicated with raft (see docs/cluster.md): writes on any node go to the
-// leader, reads are linearizable, and the showcase apps' quotas are off.
+// leader, reads are at the level each client asks for (consistency=, by
+// default session: read-your-writes), and the showcase apps' quotas are
+// off.
 // cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the

@@ -82,7 +82,9 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 	if err != nil {
 		return nil, err
 	}
-	return &store{store: n.With(cluster.Linearizable), node: n}, nil
+	// The adapter reads each request through the handle's ReadAt, at the
+	// level its client asks for: session (read-your-writes) by default.
+	return &store{store: n.With(), node: n}, nil
 }
 
 // clusterCmd is livekv cluster status|remove ID|transfer [ID] --raft ADDR.
