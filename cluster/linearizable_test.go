@@ -172,9 +172,11 @@ func linOutcome(err error) (out linOutput, ok bool) {
 // while the leader is killed and, later, cut off into a minority; it
 // checks with porcupine that each key's history is linearizable, reads
 // at the default (Linearizable) level included.
-func TestLinearizable_AcrossFailover(t *testing.T) {
+func TestLinearizable_AcrossFailover(t *testing.T) { forEachStore(t, testLinearizableAcrossFailover) }
+
+func testLinearizableAcrossFailover(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	c.leader()
 	keys := []string{"a", "b", "c", "d", "e"}
 	begin := time.Now()
