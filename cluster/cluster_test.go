@@ -29,6 +29,7 @@ type dbCluster struct {
 	mu    sync.Mutex // guards nodes when writers run beside faults
 	nodes []*Node
 	eo    *engine.Options
+	store LogStore // the raft log store; "" for the default
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
@@ -39,13 +40,19 @@ type dbCluster struct {
 // network for extra[0] more to join later.
 func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbCluster {
 	t.Helper()
+	return newDBClusterOn(t, "", n, eo, extra...)
+}
+
+// newDBClusterOn is newDBCluster with the raft log in store.
+func newDBClusterOn(t testing.TB, store LogStore, n int, eo *engine.Options, extra ...int) *dbCluster {
+	t.Helper()
 	total := n
 	if len(extra) > 0 {
 		total += extra[0]
 	}
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo}
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
@@ -75,6 +82,7 @@ func (c *dbCluster) start(i int) {
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
+		LogStore: c.store, walSegmentSize: testSegmentSize,
 	})
 	require.NoError(c.t, err)
 	c.nodes[i] = n

@@ -174,7 +174,7 @@ func linOutcome(err error) (out linOutput, ok bool) {
 // checks with porcupine that each key's history is linearizable, reads
 // at the default (Linearizable) level included.
 func TestLinearizable_AcrossFailover(t *testing.T) {
-	linearizableAcrossFailover(t, Linearizable)
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Linearizable) })
 }
 
 // TestLinearizable_LeaderReadsAcrossFailover is
@@ -182,7 +182,7 @@ func TestLinearizable_AcrossFailover(t *testing.T) {
 // whichever node leads at the time; a read refused with a
 // *NotLeaderError observed nothing and is left out.
 func TestLinearizable_LeaderReadsAcrossFailover(t *testing.T) {
-	linearizableAcrossFailover(t, Leader)
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Leader) })
 }
 
 // leaderNow returns the node that leads now, as far as it knows, or nil.
@@ -195,9 +195,9 @@ func (c *dbCluster) leaderNow() *Node {
 	return nil
 }
 
-func linearizableAcrossFailover(t *testing.T, level Consistency) {
+func linearizableAcrossFailover(t *testing.T, store LogStore, level Consistency) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	c.leader()
 	keys := []string{"a", "b", "c", "d", "e"}
 	begin := time.Now()

@@ -8,15 +8,13 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Files in a node's directory.
 const (
-	raftDBFile  = "raft.db" // the raft log and stable store (BoltDB)
-	snapshotDir = "."       // FileSnapshotStore adds "snapshots" below it
-	snapRetain  = 2         // raft snapshots kept on disk
-	maxPool     = 3         // pooled outbound raft connections per peer
+	snapshotDir = "." // FileSnapshotStore adds "snapshots" below it
+	snapRetain  = 2   // raft snapshots kept on disk
+	maxPool     = 3   // pooled outbound raft connections per peer
 )
 
 // raftNode is raft with its stores and transport, on a mux.
@@ -25,7 +23,7 @@ type raftNode struct {
 	mux   *mux
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
+	store logStore
 	snaps snapStore
 
 	// bootstrapped says whether this start founded the cluster.
@@ -45,9 +43,9 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	n.store, err = openLogStore(dir, o)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+		return nil, err
 	}
 	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
 	n.snaps = snapStore{fss, fsm.tracker()}

@@ -36,10 +36,11 @@ func TestServe_Cluster(t *testing.T) {
 		peers = append(peers, fmt.Sprintf("n%d=%s", i, raft[i]))
 	}
 	var srvs []*server
+	logStores := []string{"bolt", "wal", "bolt"} // each node keeps its raft log its own way
 	for i := range 3 {
 		srvs = append(srvs, runServe(t, bin, "serve", "--data", filepath.Join(dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
 			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", raft[i], "--peers", strings.Join(peers, ","),
-			"--raft-profile", "lan"))
+			"--raft-profile", "lan", "--raft-log", logStores[i]))
 	}
 	var rev string // the revision header of the last reply
 	do := func(s *server, method, path, body string) (int, string) {
@@ -103,4 +104,40 @@ func TestServe_Cluster(t *testing.T) {
 	for _, s := range srvs {
 		s.stop(t)
 	}
+	require.FileExists(t, filepath.Join(dir, "0", "raft", "raft.db"))
+	require.FileExists(t, filepath.Join(dir, "1", "raft", "wal", "wal-meta.db"))
+	require.NoFileExists(t, filepath.Join(dir, "1", "raft", "raft.db"))
+}
+
+// TestServe_RaftLogFlag: --raft-log takes bolt or wal, in cluster mode
+// only, and a node's directory keeps the store it was made with.
+func TestServe_RaftLogFlag(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	raft := freeAddr(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--raft-log", "rocks", "--raft", raft, "--peers", "a=" + raft}, `unknown log store "rocks"`},
+		{[]string{"--raft-log", "wal"}, "--raft-log needs --peers or --join"},
+	} {
+		data := filepath.Join(dir, "new")
+		args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k"}, tc.args...)
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		require.Error(t, err, "%s", out)
+		require.Contains(t, string(out), tc.want)
+		require.NoDirExists(t, data, "a serve that did not start leaves nothing behind")
+	}
+
+	// A node made with bolt refuses to start on wal, which would find no
+	// raft state there and forget its log and votes.
+	data := filepath.Join(dir, "n")
+	s := runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "a", "--raft", raft, "--peers", "a="+raft, "--raft-profile", "lan")
+	s.stop(t)
+	out, err := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "a", "--raft", raft, "--peers", "a="+raft, "--raft-log", "wal").CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "raft.db")
 }
