@@ -397,26 +397,19 @@ func replicatedWrites(cfg config, progress func(string), timed bool, measure fun
 				}
 				measure("livekv", w, d)
 				for i, c := range clusters {
-					l, _, err := c.settled()
-					if err != nil {
-						return err
-					}
-					for _, via := range []struct {
-						node int
-						name string
-					}{{l, "cluster, " + clusterStores[i].name}, {c.follower(l), "cluster, " + clusterStores[i].name + ", via a follower"}} {
-						progress(fmt.Sprintf("run %d of %d, writers=%d, %s", r+1, cfg.runs, w, via.name))
-						n := c.nodes[via.node]
-						d, err := drive(w, cfg.durableIn, timed, func(g int) func(int) error {
-							return func(i int) error {
-								_, err := n.Set(keyOf(g*1_000_000+i%100_000), value100, nil)
-								return err
-							}
+					for _, follower := range []bool{false, true} {
+						name := "cluster, " + clusterStores[i].name
+						if follower {
+							name += ", via a follower"
+						}
+						progress(fmt.Sprintf("run %d of %d, writers=%d, %s", r+1, cfg.runs, w, name))
+						d, err := clusterWrites(c, follower, w, cfg.durableIn, timed, func(err error) {
+							progress(fmt.Sprintf("run %d of %d, writers=%d, %s: a change of leader (%v), again", r+1, cfg.runs, w, name, err))
 						})
 						if err != nil {
-							return fmt.Errorf("%s, writers=%d: %w (a change of leader during the run fails it)", via.name, w, err)
+							return fmt.Errorf("%s, writers=%d: %w", name, w, err)
 						}
-						measure(via.name, w, d)
+						measure(name, w, d)
 					}
 				}
 			}
@@ -427,6 +420,46 @@ func replicatedWrites(cfg config, progress func(string), timed bool, measure fun
 		}
 	}
 	return nil
+}
+
+// caseAttempts is how many times a cluster write case runs when a change
+// of leader interrupts it.
+const caseAttempts = 3
+
+// clusterWrites runs w writers for d through c's leader, or through a
+// follower. A case that a change of leader interrupts (an election under
+// load) runs again once the cluster has settled; see retryCase.
+func clusterWrites(c *benchCluster, follower bool, w int, d time.Duration, timed bool, again func(error)) (driven, error) {
+	return retryCase(func() (driven, error) {
+		l, _, err := c.settled()
+		if err != nil {
+			return driven{}, err
+		}
+		if follower {
+			l = c.follower(l)
+		}
+		n := c.nodes[l]
+		return drive(w, d, timed, func(g int) func(int) error {
+			return func(i int) error {
+				_, err := n.Set(keyOf(g*1_000_000+i%100_000), value100, nil)
+				return err
+			}
+		})
+	}, again)
+}
+
+// retryCase runs a case, and runs it again while a change of leader
+// interrupts it, up to caseAttempts times in all, telling again why each
+// time. Any other error ends it at once. A figure thus never includes
+// retried writes.
+func retryCase(run func() (driven, error), again func(error)) (driven, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := run()
+		if err == nil || !retryableWrite(err) || attempt == caseAttempts {
+			return res, err
+		}
+		again(err)
+	}
 }
 
 func runReplicated(cfg config, progress func(string)) ([]Result, error) {

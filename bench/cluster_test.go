@@ -121,6 +121,38 @@ func TestSeries(t *testing.T) {
 	}
 }
 
+func TestRetryCase(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		errs   []error // what each attempt returns, in turn
+		runs   int
+		agains int
+		want   error
+	}{
+		{"at once", []error{nil}, 1, 0, nil},
+		{"after elections", []error{cluster.ErrNoLeader, &cluster.NotLeaderError{}, nil}, 3, 2, nil},
+		{"not committed, uncertain", []error{cluster.ErrNotCommitted, fmt.Errorf("x: %w", cluster.ErrUncertain), nil}, 3, 2, nil},
+		{"gives up", []error{cluster.ErrNoLeader, cluster.ErrNoLeader, cluster.ErrNoLeader, nil}, caseAttempts, caseAttempts - 1, cluster.ErrNoLeader},
+		{"other errors end it", []error{cluster.ErrNoLeader, cluster.ErrClosed, nil}, 2, 1, cluster.ErrClosed},
+	} {
+		runs, agains := 0, 0
+		res, err := retryCase(func() (driven, error) {
+			e := c.errs[runs]
+			runs++
+			if e != nil {
+				return driven{}, e
+			}
+			return driven{perSec: 42}, nil
+		}, func(error) { agains++ })
+		if runs != c.runs || agains != c.agains || !errors.Is(err, c.want) || (err == nil) != (c.want == nil) {
+			t.Errorf("%s: %d runs, %d retries, %v; want %d, %d, %v", c.name, runs, agains, err, c.runs, c.agains, c.want)
+		}
+		if err == nil && res.perSec != 42 {
+			t.Errorf("%s: result %+v is not the last run's", c.name, res)
+		}
+	}
+}
+
 // TestStartCluster_FailureLeavesNothing: a cluster that cannot start
 // leaves no folder, no port and (TestMain checks) no goroutine behind.
 func TestStartCluster_FailureLeavesNothing(t *testing.T) {
