@@ -652,7 +652,11 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	keys := []string{}
 	n, examined, last, done, size := 0, 0, "", true, 0
 	if end == "" || start < end {
-		for it, err := range st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true}) {
+		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		for it, err := range items {
 			if err != nil {
 				return nil, err
 			}

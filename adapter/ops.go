@@ -207,7 +207,11 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
 	size, bound := 0, 0 // bytes of keys and values; their encoded length, at most
 	err := a.db.View(func(tx *engine.Tx) error {
 		rev = tx.Revision()
-		for it, err := range tx.Range(start, stop, nil) {
+		items, err := tx.Range(start, stop, nil)
+		if err != nil {
+			return err
+		}
+		for it, err := range items {
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/livekv/livekv/cluster/clustertest"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -136,7 +137,7 @@ func (c *dbCluster) leader(skip ...int) int {
 // stateHash hashes every item of node i.
 func stateHash(t testing.TB, n *Node) string {
 	h := sha256.New()
-	for it, err := range n.DB().Range("", "", nil) {
+	for it, err := range enginetest.Items(n.DB().Range("", "", nil)) {
 		require.NoError(t, err)
 		fmt.Fprintf(h, "%q=%q@%d/%d/%d/%d\n", it.Key, it.Value, it.Revision, it.CreateRevision, it.Version, it.ExpiresAt.UnixNano())
 	}

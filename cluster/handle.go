@@ -27,12 +27,12 @@ func (h *Handle) Node() *Node { return h.n }
 func (h *Handle) Get(key string) (engine.Item, error) { return h.n.Get(key, h.opts...) }
 
 // Range is Node.Range with the handle's read options.
-func (h *Handle) Range(start, end string, o *engine.RangeOptions) iter.Seq2[engine.Item, error] {
+func (h *Handle) Range(start, end string, o *engine.RangeOptions) (iter.Seq2[engine.Item, error], error) {
 	return h.n.Range(start, end, o, h.opts...)
 }
 
 // Prefix is Node.Prefix with the handle's read options.
-func (h *Handle) Prefix(prefix string, o *engine.RangeOptions) iter.Seq2[engine.Item, error] {
+func (h *Handle) Prefix(prefix string, o *engine.RangeOptions) (iter.Seq2[engine.Item, error], error) {
 	return h.n.Prefix(prefix, o, h.opts...)
 }
 

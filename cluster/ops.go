@@ -316,18 +316,18 @@ func (n *Node) Get(key string, opts ...ReadOption) (engine.Item, error) {
 
 // Range scans keys in [start, end), as engine.DB.Range, at the
 // consistency opts ask.
-func (n *Node) Range(start, end string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+func (n *Node) Range(start, end string, ro *engine.RangeOptions, opts ...ReadOption) (iter.Seq2[engine.Item, error], error) {
 	if err := n.readReady(opts); err != nil {
-		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+		return nil, err
 	}
 	return n.db.Range(start, end, ro)
 }
 
 // Prefix scans the keys that start with prefix, as engine.DB.Prefix, at
 // the consistency opts ask.
-func (n *Node) Prefix(prefix string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+func (n *Node) Prefix(prefix string, ro *engine.RangeOptions, opts ...ReadOption) (iter.Seq2[engine.Item, error], error) {
 	if err := n.readReady(opts); err != nil {
-		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+		return nil, err
 	}
 	return n.db.Prefix(prefix, ro)
 }
