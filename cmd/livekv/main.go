@@ -13,17 +13,12 @@
 //
 // With --peers or --join, serve runs DIR as one node of a cluster
 // replicated with raft (see docs/cluster.md): writes on any node go to the
-<<<<<<< HEAD
 // leader, reads are at the level each client asks for (consistency=, by
 // default session: read-your-writes), and the showcase apps' quotas are
-// off.
-=======
-// leader, reads are linearizable, and the showcase apps' quotas are off.
-// --raft-profile lan shortens raft's timeouts for nodes on one network;
-// --raft-log wal keeps the raft log in raft-wal's segment files rather
-// than one BoltDB file (bolt, the default), and a node keeps the store
-// it was made with.
->>>>>>> raftwal
+// off. --raft-profile lan shortens raft's timeouts for nodes on one
+// network; --raft-log wal keeps the raft log in raft-wal's segment files
+// rather than one BoltDB file (bolt, the default), and a node keeps the
+// store it was made with.
 // cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
