@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,155 +14,32 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/kvmodel"
 	"github.com/stretchr/testify/require"
 )
 
 var linDump = flag.String("cluster.lindump", "", "file to write a history that is not linearizable to")
 
-// One key's history, modelled. A write whose outcome the client could
-// not learn may have taken effect at any time after its call, or never;
-// after it the key's revision is unknown (-1) until a read shows it.
-type (
-	linInput struct {
-		op    string // get, set, cas, incr, del
-		key   string
-		value string
-		rev   int64
-		delta int64
-	}
-	linOutput struct {
-		unknown bool
-		err     string // "", notfound, conflict, notinteger
-		value   string
-		rev     int64
-		n       int64
-	}
-	linState struct {
-		exists bool
-		value  string
-		rev    int64
-	}
-)
-
-var linModel = (&porcupine.NondeterministicModel{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		by := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range h {
-			k := op.Input.(linInput).key
-			if _, ok := by[k]; !ok {
-				keys = append(keys, k)
-			}
-			by[k] = append(by[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, by[k])
-		}
-		return out
-	},
-	Init: func() []any { return []any{linState{}} },
-	Step: func(st, in, out any) []any {
-		return linStep(st.(linState), in.(linInput), out.(linOutput))
-	},
-	DescribeOperation: func(in, out any) string { return fmt.Sprintf("%+v -> %+v", in, out) },
-	DescribeState:     func(st any) string { return fmt.Sprintf("%+v", st) },
-}).ToModel()
-
-func linStep(s linState, in linInput, out linOutput) []any {
-	// after is the state once the write took effect, if out allows it.
-	after := func(exists bool, value string) []any {
-		if out.unknown {
-			return []any{s, linState{exists: exists, value: value, rev: -1}}
-		}
-		if out.err != "" || (s.rev >= 0 && out.rev <= s.rev) {
-			return nil
-		}
-		return []any{linState{exists: exists, value: value, rev: out.rev}}
-	}
-	switch in.op {
-	case "get":
-		if !s.exists {
-			if out.err == "notfound" {
-				return []any{s}
-			}
-			return nil
-		}
-		if out.err != "" || out.value != s.value || (s.rev >= 0 && out.rev != s.rev) {
-			return nil
-		}
-		return []any{linState{exists: true, value: s.value, rev: out.rev}}
-	case "set":
-		return after(true, in.value)
-	case "cas":
-		if s.exists && s.rev < 0 && in.rev != 0 {
-			// The revision is unknown: the swap may match or not.
-			switch {
-			case out.unknown:
-				return []any{s, linState{exists: true, value: in.value, rev: -1}}
-			case out.err == "conflict":
-				return []any{s}
-			case out.err == "":
-				return []any{linState{exists: true, value: in.value, rev: out.rev}}
-			}
-			return nil
-		}
-		// Revision 0 asks for a key that does not exist.
-		if match := in.rev == 0 && !s.exists || in.rev != 0 && s.exists && s.rev == in.rev; !match {
-			if out.unknown || out.err == "conflict" {
-				return []any{s}
-			}
-			return nil
-		}
-		return after(true, in.value)
-	case "incr":
-		n := int64(0)
-		if s.exists {
-			var err error
-			if n, err = strconv.ParseInt(s.value, 10, 64); err != nil {
-				if out.unknown || out.err == "notinteger" {
-					return []any{s}
-				}
-				return nil
-			}
-		}
-		n += in.delta
-		if !out.unknown && out.err == "" && out.n != n {
-			return nil
-		}
-		return after(true, strconv.FormatInt(n, 10))
-	case "del":
-		if !s.exists {
-			if out.unknown || out.err == "notfound" {
-				return []any{s}
-			}
-			return nil
-		}
-		return after(false, "")
-	}
-	panic("unknown op " + in.op)
-}
-
 // linOutcome turns a call's error into its output; ok is false for a call
 // that definitely did nothing, which the history leaves out.
-func linOutcome(err error) (out linOutput, ok bool) {
+func linOutcome(err error) (out kvmodel.Output, ok bool) {
 	switch {
 	case err == nil:
 		return out, true
 	case errors.Is(err, engine.ErrNotFound):
-		out.err = "notfound"
+		out.Err = "notfound"
 	case errors.Is(err, engine.ErrConflict):
-		out.err = "conflict"
+		out.Err = "conflict"
 	case errors.Is(err, engine.ErrNotInteger):
-		out.err = "notinteger"
+		out.Err = "notinteger"
 	case errors.Is(err, ErrUncertain):
-		out.unknown = true
+		out.Unknown = true
 	case errors.Is(err, ErrNotCommitted), errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
 		// ErrNoLeader without ErrUncertain: the write never reached a
 		// leader.
 		return out, false
 	default:
-		out.unknown = true
+		out.Unknown = true
 	}
 	return out, true
 }
@@ -220,55 +96,55 @@ func linearizableAcrossFailover(t *testing.T, store LogStore, level Consistency)
 				if n == nil {
 					continue
 				}
-				in := linInput{key: keys[r.IntN(len(keys))], value: fmt.Sprintf("%d.%d", cl, k)}
-				var out linOutput
+				in := kvmodel.Input{Key: keys[r.IntN(len(keys))], Value: fmt.Sprintf("%d.%d", cl, k)}
+				var out kvmodel.Output
 				var err error
 				call := clock()
 				switch p := r.IntN(10); {
 				case p < 4:
-					in.op = "get"
+					in.Op = "get"
 					if level == Leader {
 						if l := c.leaderNow(); l != nil {
 							n = l
 						}
 					}
 					var it engine.Item
-					it, err = n.Get(in.key, level)
-					out.value, out.rev = it.Value, it.Revision
+					it, err = n.Get(in.Key, level)
+					out.Value, out.Rev = it.Value, it.Revision
 					if errors.Is(err, ErrNotLeader) {
 						leaderRefusals.Add(1)
 					}
 				case p < 6:
-					in.op = "set"
+					in.Op = "set"
 					var it engine.Item
-					it, err = n.Set(in.key, in.value, nil)
-					out.rev = it.Revision
+					it, err = n.Set(in.Key, in.Value, nil)
+					out.Rev = it.Revision
 				case p < 8:
-					in.op = "cas"
-					in.rev = seen[in.key] // the revision this client last saw, 0 if none
+					in.Op = "cas"
+					in.Rev = seen[in.Key] // the revision this client last saw, 0 if none
 					var it engine.Item
-					it, err = n.CompareAndSwap(in.key, in.rev, in.value, nil)
-					out.rev = it.Revision
+					it, err = n.CompareAndSwap(in.Key, in.Rev, in.Value, nil)
+					out.Rev = it.Revision
 				case p < 9:
-					in.op, in.delta = "incr", 1
-					out.n, out.rev, err = n.Increment(in.key, in.delta)
+					in.Op, in.Delta = "incr", 1
+					out.N, out.Rev, err = n.Increment(in.Key, in.Delta)
 				default:
-					in.op = "del"
-					out.rev, err = n.Delete(in.key)
+					in.Op = "del"
+					out.Rev, err = n.Delete(in.Key)
 				}
 				ret := clock()
 				o, ok := linOutcome(err)
-				o.value, o.rev, o.n = out.value, out.rev, out.n
-				if in.op == "get" && err != nil && !errors.Is(err, engine.ErrNotFound) {
+				o.Value, o.Rev, o.N = out.Value, out.Rev, out.N
+				if in.Op == "get" && err != nil && !errors.Is(err, engine.ErrNotFound) {
 					continue // a read that answered nothing
 				}
 				if !ok {
 					continue
 				}
-				if o.unknown {
+				if o.Unknown {
 					ret = math.MaxInt64
-				} else if o.err == "" && in.op != "del" {
-					seen[in.key] = o.rev
+				} else if o.Err == "" && in.Op != "del" {
+					seen[in.Key] = o.Rev
 				}
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: o, Return: ret})
@@ -293,13 +169,13 @@ func linearizableAcrossFailover(t *testing.T, store LogStore, level Consistency)
 
 	gets := 0
 	for _, op := range history {
-		if op.Input.(linInput).op == "get" {
+		if op.Input.(kvmodel.Input).Op == "get" {
 			gets++
 		}
 	}
 	require.NotZero(t, gets, "no read at %v observed anything", level)
 
-	res, info := porcupine.CheckOperationsVerbose(linModel, history, time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, time.Minute)
 	if res != porcupine.Ok {
 		for i, p := range info.PartialLinearizations() {
 			t.Logf("partition %d: longest linearizable prefixes %v", i, p)

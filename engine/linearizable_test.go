@@ -16,6 +16,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/kvmodel"
 	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
@@ -39,7 +40,7 @@ func TestDB_Linearizable(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				history := runClients(t, seed, disk)
-				res, info := porcupine.CheckOperationsVerbose(kvModel, history, time.Minute)
+				res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, time.Minute)
 				if res != porcupine.Ok {
 					t.Logf("seed %d: %d operations", seed, len(history))
 					explain(t, name, info)
@@ -48,114 +49,6 @@ func TestDB_Linearizable(t *testing.T) {
 			})
 		}
 	}
-}
-
-// A linearizable history of one key, modelled.
-type (
-	kvInput struct {
-		op    string // get, txget, set, cas, patch, incr, del
-		key   string
-		value string
-		rev   int64 // cas: the expected revision
-		delta int64
-	}
-	kvOutput struct {
-		err   string // "", "notfound", "conflict", "notinteger"
-		value string
-		rev   int64 // the revision the call returned: the item's, or the one it committed at
-		n     int64 // incr's result
-	}
-	// kvState is one key: its value, if it exists, and the revision of
-	// its last change (the deletion's, if it was deleted).
-	kvState struct {
-		exists bool
-		value  string
-		rev    int64
-	}
-)
-
-var kvModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		by := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range h {
-			k := op.Input.(kvInput).key
-			if _, ok := by[k]; !ok {
-				keys = append(keys, k)
-			}
-			by[k] = append(by[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, by[k])
-		}
-		return out
-	},
-	Init: func() any { return kvState{} },
-	Step: func(st, in, out any) (bool, any) {
-		return kvStep(st.(kvState), in.(kvInput), out.(kvOutput))
-	},
-	DescribeOperation: func(in, out any) string {
-		return fmt.Sprintf("%+v -> %+v", in, out)
-	},
-	DescribeState: func(st any) string { return fmt.Sprintf("%+v", st) },
-}
-
-func kvStep(s kvState, in kvInput, out kvOutput) (bool, any) {
-	// written is the state after a write that returned revision r: a later
-	// one than the key's.
-	written := func(exists bool, value string) (bool, any) {
-		if out.err != "" || out.rev <= s.rev {
-			return false, s
-		}
-		return true, kvState{exists: exists, value: value, rev: out.rev}
-	}
-	switch in.op {
-	case "get", "txget":
-		if !s.exists {
-			return out.err == "notfound", s
-		}
-		return out.err == "" && out.value == s.value && out.rev == s.rev, s
-	case "set":
-		return written(true, in.value)
-	case "patch":
-		v := in.value
-		if s.exists {
-			v = s.value + in.value
-		}
-		if out.value != v {
-			return false, s
-		}
-		return written(true, v)
-	case "cas":
-		match := in.rev == 0 && !s.exists || in.rev != 0 && s.exists && s.rev == in.rev
-		if out.err == "conflict" {
-			return !match, s
-		}
-		if !match {
-			return false, s
-		}
-		return written(true, in.value)
-	case "incr":
-		n := int64(0)
-		if s.exists {
-			var err error
-			if n, err = strconv.ParseInt(s.value, 10, 64); err != nil {
-				return out.err == "notinteger", s
-			}
-		}
-		n += in.delta
-		if out.n != n {
-			return false, s
-		}
-		return written(true, strconv.FormatInt(n, 10))
-	case "del":
-		if !s.exists {
-			return out.err == "notfound", s
-		}
-		return written(false, "")
-	}
-	panic("unknown op " + in.op)
 }
 
 // slowSyncFS makes every fsync take a while, as a real disk's does, so
@@ -225,8 +118,8 @@ func runClients(t *testing.T, seed uint64, disk bool) []porcupine.Operation {
 					t.Errorf("client %d: %+v: %v", c, in, err)
 					return
 				}
-				if out.rev > 0 {
-					seen[in.key] = out.rev
+				if out.Rev > 0 {
+					seen[in.Key] = out.Rev
 				}
 				hmu.Lock()
 				history = append(history, porcupine.Operation{ClientId: c, Input: in, Output: out, Call: call, Return: ret})
@@ -254,73 +147,73 @@ func runClients(t *testing.T, seed uint64, disk bool) []porcupine.Operation {
 	return history
 }
 
-func randomInput(r *rand.Rand, keys []string, seen map[string]int64, client, i int) kvInput {
-	in := kvInput{key: keys[r.IntN(len(keys))]}
+func randomInput(r *rand.Rand, keys []string, seen map[string]int64, client, i int) kvmodel.Input {
+	in := kvmodel.Input{Key: keys[r.IntN(len(keys))]}
 	unique := fmt.Sprintf("c%di%d", client, i)
 	switch p := r.IntN(100); {
 	case p < 25:
-		in.op = "get"
+		in.Op = "get"
 	case p < 30:
-		in.op = "txget"
+		in.Op = "txget"
 	case p < 45:
-		in.op = "set"
-		in.value = unique
+		in.Op = "set"
+		in.Value = unique
 		if r.IntN(2) == 0 {
-			in.value = strconv.Itoa(r.IntN(100))
+			in.Value = strconv.Itoa(r.IntN(100))
 		}
 	case p < 65:
-		in.op, in.value, in.rev = "cas", unique, seen[in.key]
+		in.Op, in.Value, in.Rev = "cas", unique, seen[in.Key]
 		if r.IntN(4) == 0 {
-			in.rev = 0
+			in.Rev = 0
 		}
 	case p < 70:
-		in.op, in.value = "patch", "+"
+		in.Op, in.Value = "patch", "+"
 	case p < 85:
-		in.op, in.delta = "incr", int64(1+r.IntN(5))
+		in.Op, in.Delta = "incr", int64(1+r.IntN(5))
 	default:
-		in.op = "del"
+		in.Op = "del"
 	}
 	return in
 }
 
 // apply makes one call; an error it returns is one the model has no
 // answer for, and fails the test.
-func apply(db *engine.DB, in kvInput) (kvOutput, error) {
+func apply(db *engine.DB, in kvmodel.Input) (kvmodel.Output, error) {
 	var (
-		out kvOutput
+		out kvmodel.Output
 		it  engine.Item
 		err error
 	)
-	switch in.op {
+	switch in.Op {
 	case "get":
-		it, err = db.Get(in.key)
+		it, err = db.Get(in.Key)
 	case "txget":
 		_, err = db.Update(func(tx *engine.Tx) error {
-			it, err = tx.Get(in.key)
+			it, err = tx.Get(in.Key)
 			return err
 		})
 	case "set":
-		it, err = db.Set(in.key, in.value, nil)
+		it, err = db.Set(in.Key, in.Value, nil)
 	case "cas":
-		it, err = db.CompareAndSwap(in.key, in.rev, in.value, nil)
+		it, err = db.CompareAndSwap(in.Key, in.Rev, in.Value, nil)
 	case "patch":
-		it, err = db.Patch(in.key, in.value)
+		it, err = db.Patch(in.Key, in.Value)
 	case "incr":
-		out.n, it.Revision, err = db.Increment(in.key, in.delta)
+		out.N, it.Revision, err = db.Increment(in.Key, in.Delta)
 	case "del":
-		it.Revision, err = db.Delete(in.key)
+		it.Revision, err = db.Delete(in.Key)
 	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
-		out.err = "notfound"
+		out.Err = "notfound"
 	case errors.Is(err, engine.ErrConflict):
-		out.err = "conflict"
+		out.Err = "conflict"
 	case errors.Is(err, engine.ErrNotInteger):
-		out.err = "notinteger"
+		out.Err = "notinteger"
 	case err != nil:
 		return out, err
 	default:
-		out.value, out.rev = it.Value, it.Revision
+		out.Value, out.Rev = it.Value, it.Revision
 	}
 	return out, nil
 }
@@ -337,11 +230,11 @@ func explain(t *testing.T, name string, info porcupine.LinearizationInfo) {
 			}
 		}
 		for _, op := range longest[max(0, len(longest)-8):] {
-			t.Logf("key %d: client %d: %s", p, op.ClientId, kvModel.DescribeOperation(op.Input, op.Output))
+			t.Logf("key %d: client %d: %s", p, op.ClientId, kvmodel.Model.DescribeOperation(op.Input, op.Output))
 		}
 	}
 	path := filepath.Join(os.TempDir(), "livekv-"+strings.ReplaceAll(name, "/", "-")+".html")
-	if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
+	if err := porcupine.VisualizePath(kvmodel.Model, info, path); err == nil {
 		t.Logf("the history, drawn: %s", path)
 	}
 }
