@@ -63,6 +63,12 @@ func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbClus
 
 func (c *dbCluster) start(i int) {
 	c.t.Helper()
+	c.nodes[i] = c.open(i)
+}
+
+// open opens node i from its directory, without registering it.
+func (c *dbCluster) open(i int) *Node {
+	c.t.Helper()
 	ln, err := c.net.Listener(i)
 	require.NoError(c.t, err)
 	peers := c.founders
@@ -76,7 +82,7 @@ func (c *dbCluster) start(i int) {
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 	})
 	require.NoError(c.t, err)
-	c.nodes[i] = n
+	return n
 }
 
 // node returns node i, nil while it is down.
