@@ -31,7 +31,8 @@ type dbCluster struct {
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
-	join                    []string // Options.Join of the nodes started next
+	join                    []string      // Options.Join of the nodes started next
+	full                    []atomic.Bool // per node: its disk is full (see diskFault)
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -44,7 +45,7 @@ func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbClus
 	}
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo}
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, full: make([]atomic.Bool, total)}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
@@ -80,6 +81,7 @@ func (c *dbCluster) open(i int) *Node {
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
+		storeFault: c.diskFault(i),
 	})
 	require.NoError(c.t, err)
 	return n

@@ -113,7 +113,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
-	if n.rn, err = startRaft(dir, &o, n.mux, fsm); err != nil {
+	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
 		n.cancel()
 		return nil, err
 	}

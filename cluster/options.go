@@ -96,6 +96,11 @@ type Options struct {
 	// Logf receives raft's log lines (level info and above). Default:
 	// nothing is logged.
 	Logf func(format string, args ...any)
+
+	// storeFault, if set, runs before every write to the raft log,
+	// stable and snapshot stores and fails it with its error. Tests
+	// make the disk full this way.
+	storeFault func() error
 }
 
 // withDefaults returns a validated copy of o with every zero field set to

@@ -19,14 +19,17 @@ const (
 	maxPool     = 3         // pooled outbound raft connections per peer
 )
 
+// keyCurrentTerm is raft's key for its current term in the stable store.
+var keyCurrentTerm = []byte("CurrentTerm")
+
 // raftNode is raft with its stores and transport, on a mux.
 type raftNode struct {
 	opts  Options
 	mux   *mux
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
-	snaps snapStore
+	store *raftStore
+	snaps raft.SnapshotStore
 
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
@@ -34,8 +37,9 @@ type raftNode struct {
 
 // startRaft opens the stores in dir, serves raft on the mux m and starts
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
-// any. On error everything opened is closed again, m included.
-func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, err error) {
+// any. closing is closed when the node starts closing (see raftStore).
+// On error everything opened is closed again, m included.
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
 	defer func() {
 		if err != nil {
@@ -45,14 +49,23 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	n.store = &raftStore{BoltStore: bolt, fault: o.storeFault, closing: closing, logf: logf,
+		cut: func() { _ = m.Close() }}
 	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
-	n.snaps = snapStore{fss, fsm.tracker()}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	n.snaps = snapStore{fss, fsm.tracker()}
+	if o.storeFault != nil {
+		n.snaps = faultySnaps{snapStore{fss, fsm.tracker()}, o.storeFault}
 	}
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
 	rc := o.raftConfig()
@@ -74,6 +87,17 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, e
 		}
 		n.bootstrapped = true
 	}
+	// raft saves its term as it starts and panics if it cannot: find
+	// out first whether the disk takes a write, then let raft's stable
+	// writes wait for space rather than fail.
+	term, err := n.store.GetUint64(keyCurrentTerm)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return nil, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	if err := n.store.SetUint64(keyCurrentTerm, term); err != nil {
+		return nil, fmt.Errorf("cluster: the raft store takes no write: %w", err)
+	}
+	n.store.retry.Store(true)
 	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)

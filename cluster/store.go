@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// errLogRefused marks a failure to append to the raft log after which
+// the entries are certainly not in it: the disk was full, so the BoltDB
+// transaction did not commit, or the node was closing. raft answers the
+// proposal with this error and the leader steps down; its writers learn
+// at once that the write did not commit.
+var errLogRefused = errors.New("cluster: the raft log refused the entries")
+
+// errFenced is what the raft stores return to writes once the node has
+// given up on a full disk while closing; see raftStore.
+var errFenced = errors.New("cluster: the raft store is fenced off: the node is closing")
+
+// raftStore is the raft log and stable store, BoltDB, made to survive a
+// full disk. hashicorp/raft copes with a failed log append (a leader
+// steps down, a follower refuses the entries and the leader retries
+// them), but it panics when it cannot save its current term. So:
+//
+//   - a log write (StoreLogs, DeleteRange) that fails is returned to raft;
+//     a full disk (ENOSPC) is marked errLogRefused;
+//   - a stable-store write (term and vote) that fails is retried, with
+//     backoff, until it succeeds: the node stalls, answering no raft RPC,
+//     and takes up again once there is space;
+//   - if the node closes while such a write still fails, the store first
+//     cuts the node's network, then lets raft believe the write was saved
+//     and refuses every write after it. Nothing raft does from then on
+//     reaches the disk or another node, so the node ends as if it had
+//     crashed before that write, which raft tolerates.
+type raftStore struct {
+	*raftboltdb.BoltStore
+
+	fault   func() error    // test hook: fails every write with its error; nil normally
+	closing <-chan struct{} // closed when the node starts closing
+	cut     func()          // closes the node's network
+	logf    func(format string, args ...any)
+
+	// retry is set once raft runs: before, stable-store errors are
+	// returned, since bootstrapping handles them.
+	retry  atomic.Bool
+	fenced atomic.Bool
+	stalls atomic.Int64 // stable-store writes that had to wait, for tests
+}
+
+func (s *raftStore) faulty() error {
+	if s.fault != nil {
+		return s.fault()
+	}
+	return nil
+}
+
+// logErr marks err, from a log write, for raft's caller.
+func (s *raftStore) logErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %w", errLogRefused, err)
+	}
+	return err
+}
+
+func (s *raftStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s *raftStore) StoreLogs(logs []*raft.Log) error {
+	if s.fenced.Load() {
+		return fmt.Errorf("%w: %w", errLogRefused, errFenced)
+	}
+	if err := s.faulty(); err != nil {
+		return s.logErr(err)
+	}
+	return s.logErr(s.BoltStore.StoreLogs(logs))
+}
+
+func (s *raftStore) DeleteRange(lo, hi uint64) error {
+	if s.fenced.Load() {
+		return errFenced
+	}
+	if err := s.faulty(); err != nil {
+		return err
+	}
+	return s.BoltStore.DeleteRange(lo, hi)
+}
+
+func (s *raftStore) Set(k, v []byte) error {
+	return s.stable(func() error { return s.BoltStore.Set(k, v) })
+}
+
+func (s *raftStore) SetUint64(k []byte, v uint64) error {
+	return s.stable(func() error { return s.BoltStore.SetUint64(k, v) })
+}
+
+// stable runs a stable-store write, retrying it once raft runs; see
+// raftStore.
+func (s *raftStore) stable(write func() error) error {
+	wait := time.Millisecond
+	for logged := false; ; logged = true {
+		if s.fenced.Load() {
+			return nil // dropped: nothing of this node reaches anyone now
+		}
+		err := s.faulty()
+		if err == nil {
+			err = write()
+		}
+		if err == nil || !s.retry.Load() {
+			if logged && err == nil {
+				s.logf("cluster: the raft stable store accepts writes again")
+			}
+			return err
+		}
+		if !logged {
+			s.stalls.Add(1)
+			s.logf("cluster: the raft stable store refuses a write, retrying until it accepts: %v", err)
+		}
+		select {
+		case <-s.closing:
+			s.cut()
+			s.fenced.Store(true)
+			s.logf("cluster: closing while the raft stable store refuses writes; raft's later writes are dropped")
+			return nil
+		case <-time.After(wait):
+			wait = min(2*wait, 100*time.Millisecond)
+		}
+	}
+}
+
+// faultySnaps fails the creation of snapshots while the fault hook says
+// so, as a full disk would.
+type faultySnaps struct {
+	snapStore
+	fault func() error
+}
+
+func (s faultySnaps) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return nil, err
+		}
+	}
+	return s.snapStore.Create(version, index, term, configuration, configurationIndex, trans)
+}
+
+var (
+	_ raft.LogStore      = (*raftStore)(nil)
+	_ raft.StableStore   = (*raftStore)(nil)
+	_ raft.SnapshotStore = faultySnaps{}
+	_ io.Closer          = (*raftStore)(nil)
+)
