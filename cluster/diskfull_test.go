@@ -120,9 +120,10 @@ func TestFault_DiskFullOnFollower(t *testing.T) {
 
 // TestDiskFull_CloseWhileStalled closes a follower whose disk is full
 // while it waits to save a new term (the leader handed leadership on):
-// Close returns without waiting for space, raft's later writes are
-// dropped with the network cut first, and the node reopened on the same
-// directory once there is space catches up with everything committed.
+// Close returns without waiting for space, with an error saying that
+// raft's later writes were dropped (the network cut first), and the node
+// reopened on the same directory once there is space catches up with
+// everything committed.
 func TestDiskFull_CloseWhileStalled(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
 	l := c.leader()
@@ -149,7 +150,7 @@ func TestDiskFull_CloseWhileStalled(t *testing.T) {
 	go func() { closed <- c.node(f).Close() }()
 	select {
 	case err := <-closed:
-		require.NoError(t, err)
+		require.ErrorIs(t, err, syscall.ENOSPC, "Close says that raft's last writes were dropped")
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close waits for the disk")
 	}

@@ -152,7 +152,9 @@ func (n *Node) hasState() (bool, error) {
 }
 
 // Close stops the node: raft, every connection, the stores. It waits for
-// every goroutine the node started.
+// every goroutine the node started. A node whose disk is full while raft
+// waits to save a new term still closes, with an error saying so (see
+// docs/cluster.md, "Full disk").
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)

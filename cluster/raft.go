@@ -127,6 +127,9 @@ func (n *raftNode) close() error {
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, err)
 		}
+		if err := n.store.fenceErr(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

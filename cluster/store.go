@@ -48,9 +48,18 @@ type raftStore struct {
 
 	// retry is set once raft runs: before, stable-store errors are
 	// returned, since bootstrapping handles them.
-	retry  atomic.Bool
-	fenced atomic.Bool
-	stalls atomic.Int64 // stable-store writes that had to wait, for tests
+	retry    atomic.Bool
+	fenced   atomic.Bool
+	fencedBy error        // the write error that fenced the store; set before fenced
+	stalls   atomic.Int64 // stable-store writes that had to wait, for tests
+}
+
+// fenceErr reports, for Close, that raft's last writes were dropped.
+func (s *raftStore) fenceErr() error {
+	if !s.fenced.Load() {
+		return nil
+	}
+	return fmt.Errorf("cluster: closed while the raft stable store refused writes; raft's last changes of term or vote were dropped: %w", s.fencedBy)
 }
 
 func (s *raftStore) faulty() error {
@@ -126,6 +135,7 @@ func (s *raftStore) stable(write func() error) error {
 		select {
 		case <-s.closing:
 			s.cut()
+			s.fencedBy = err
 			s.fenced.Store(true)
 			s.logf("cluster: closing while the raft stable store refuses writes; raft's later writes are dropped")
 			return nil
