@@ -68,6 +68,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		n.snaps = faultySnaps{snapStore{fss, fsm.tracker()}, o.storeFault}
 	}
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
+	trans := syncTransport{n.trans}
 	rc := o.raftConfig()
 	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
 	if err != nil {
@@ -82,7 +83,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 				Address:  raft.ServerAddress(p.Addr),
 			})
 		}
-		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.trans, cfg); err != nil {
+		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, trans, cfg); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.bootstrapped = true
@@ -98,11 +99,27 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		return nil, fmt.Errorf("cluster: the raft store takes no write: %w", err)
 	}
 	n.store.retry.Store(true)
-	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	return n, nil
+}
+
+// syncTransport is raft's network transport without pipelined
+// replication: every AppendEntries to a follower waits for the answer to
+// the one before (raft still packs up to MaxAppendEntries entries in one).
+// In raft v1.7.2 the pipeline wedges when a follower refuses entries, as
+// one whose disk is full does: the pipeline's decoder stops reading at
+// the refusal while the sender may already be blocked on the next send,
+// both on unbuffered channels; replication to that follower then stops
+// for good while heartbeats keep it from calling an election. hashicorp
+// measured the pipeline to bring little (NetworkTransportConfig's
+// MaxRPCsInFlight).
+type syncTransport struct{ *raft.NetworkTransport }
+
+func (syncTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // close stops raft, then the transport and every connection, then the
