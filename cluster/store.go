@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ type raftStore struct {
 	// retry is set once raft runs: before, stable-store errors are
 	// returned, since bootstrapping handles them.
 	retry    atomic.Bool
+	fence    sync.Once
 	fenced   atomic.Bool
 	fencedBy error        // the write error that fenced the store; set before fenced
 	stalls   atomic.Int64 // stable-store writes that had to wait, for tests
@@ -134,10 +136,14 @@ func (s *raftStore) stable(write func() error) error {
 		}
 		select {
 		case <-s.closing:
-			s.cut()
-			s.fencedBy = err
-			s.fenced.Store(true)
-			s.logf("cluster: closing while the raft stable store refuses writes; raft's later writes are dropped")
+			// raft's main goroutine and its heartbeat handler may
+			// both be here.
+			s.fence.Do(func() {
+				s.cut()
+				s.fencedBy = err
+				s.fenced.Store(true)
+				s.logf("cluster: closing while the raft stable store refuses writes; raft's later writes are dropped")
+			})
 			return nil
 		case <-time.After(wait):
 			wait = min(2*wait, 100*time.Millisecond)
