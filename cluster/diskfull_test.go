@@ -168,3 +168,31 @@ func TestDiskFull_CloseWhileStalled(t *testing.T) {
 	require.Equal(t, last, it.Revision)
 	c.converged()
 }
+
+// TestDiskFull_RefusalsDoNotWedgeReplication fills and frees a
+// follower's disk many times, briefly, while a writer writes: after each
+// episode the follower catches up. With raft's pipelined replication a
+// refusal could stop replication to the follower for good (see
+// syncTransport); this catches that within a few episodes.
+func TestDiskFull_RefusalsDoNotWedgeReplication(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	w := newWriteLog()
+	stop := make(chan struct{})
+	wg := writers(8, w, func() *Node { return c.node(l) }, stop)
+	ln, fn := c.node(l), c.node(f)
+	for range 30 {
+		c.full[f].Store(true)
+		time.Sleep(30 * time.Millisecond)
+		c.full[f].Store(false)
+		target := ln.Revision()
+		require.Eventually(t, func() bool { return fn.Revision() >= target }, 10*time.Second, time.Millisecond,
+			"the follower catches up after its disk refused entries")
+	}
+	close(stop)
+	wg.Wait()
+	c.converged()
+	w.check(t, c)
+	require.NotEmpty(t, w.acked)
+}
