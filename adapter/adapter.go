@@ -10,7 +10,9 @@
 //	...
 //	a.Shutdown(ctx) // before db.Close
 //
-// See docs/protocol.md for every message.
+// Clients may choose how fresh each read must be (consistency=, see
+// ReadLeveler); a cluster node's Handle serves every level, a DB reads
+// the same at all of them. See docs/protocol.md for every message.
 package adapter
 
 import (

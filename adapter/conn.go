@@ -31,6 +31,8 @@ type conn struct {
 	d  dialect
 
 	clientID string       // what the client calls itself (DBX's client_id), for logs
+	level    string       // the read level the connection asked for at dial; "" is session
+	session  atomic.Int64 // the highest revision the connection has been sent: its session reads wait for it
 	lastRead atomic.Int64 // when the last message arrived, in unix ns
 	waiting  atomic.Bool  // the reader waits for a request slot, reading nothing: the client is not silent
 	waited   atomic.Int64 // when it last stopped waiting, in unix ns
@@ -146,12 +148,26 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, reply{Code: http.StatusBadRequest, Error: err.Error()})
 		return
 	}
-	a.serveConn(w, r, ac, from, hpkvDialect{}, "")
+	level, minRev, err := readParams(q)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, reply{Code: http.StatusBadRequest, Error: err.Error()})
+		return
+	}
+	a.serveConn(w, r, ac, dial{from: from, level: level, minRev: minRev}, hpkvDialect{}, "")
+}
+
+// dial is what a WebSocket connection asked for when it opened: where its
+// token's own subscriptions start, its read level and the revision its
+// session starts at.
+type dial struct {
+	from   int64
+	level  string
+	minRev int64
 }
 
 // serveConn upgrades an authenticated request and runs the connection in
 // dialect d until it ends.
-func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, from int64, d dialect, clientID string) {
+func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, dl dial, d dialect, clientID string) {
 	bucket := &tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins,
 		// A ping costs the server a pong, as a request costs a reply: one
@@ -164,14 +180,15 @@ func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, 
 	ws.SetReadLimit(a.opts.MaxMessageSize)
 	c := &conn{a: a, ws: ws, ac: ac, d: d, clientID: clientID, out: make(chan []byte, a.opts.SendQueue), budget: newByteBudget(a.opts.MaxQueuedBytes),
 		sem: make(chan struct{}, a.opts.MaxInFlight), subs: make(map[int64]subscription),
-		bucket: bucket}
+		bucket: bucket, level: dl.level}
+	c.session.Store(dl.minRev)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !a.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
 	defer a.untrack(c)
-	c.run(from)
+	c.run(dl.from)
 }
 
 func (a *Adapter) track(c *conn) bool {
@@ -393,6 +410,7 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	go c.forward(id, tagged, s)
+	c.noteSeen(s.Revision())
 	return id, s.Revision(), nil
 }
 
@@ -486,6 +504,7 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 		case !ok:
 			continue
 		}
+		c.noteSeen(ev.Revision)
 		if !c.send(c.d.notification(id, tagged, &ev)) {
 			return
 		}

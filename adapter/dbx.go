@@ -50,7 +50,12 @@ func (a *Adapter) serveDBX(w http.ResponseWriter, r *http.Request) {
 		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "%v", err))
 		return
 	}
-	a.serveConn(w, r, ac, from, dbxDialect{maxItems: a.opts.MaxRangeLimit}, clientID)
+	level, minRev, err := readParams(q)
+	if err != nil {
+		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "%v", err))
+		return
+	}
+	a.serveConn(w, r, ac, dial{from: from, level: level, minRev: minRev}, dbxDialect{maxItems: a.opts.MaxRangeLimit}, clientID)
 }
 
 // writeDBXHTTPError refuses a handshake the way DBX's REST API answers
@@ -108,7 +113,7 @@ func toDBXError(err error) *dbxError {
 	if errors.As(err, &de) {
 		return de
 	}
-	rep := engineError(err)
+	rep := readError(err)
 	return &dbxError{Code: dbxCode(rep.Code, err), Message: rep.Error}
 }
 
@@ -160,12 +165,12 @@ func (dbxDialect) run(c *conn, r any) any {
 		}
 	case "batch":
 		var results []any
-		if results, derr = c.a.dbxRun(c.ac, p.Operations, true); derr == nil {
+		if results, derr = c.dbxRun(p.Operations, true); derr == nil {
 			result = map[string]any{"results": results}
 		}
 	default:
 		var results []any
-		if results, derr = c.a.dbxRun(c.ac, []dbxOp{{Method: req.Method, Params: *p}}, false); derr == nil {
+		if results, derr = c.dbxRun([]dbxOp{{Method: req.Method, Params: *p}}, false); derr == nil {
 			result = results[0]
 		}
 	}
@@ -254,7 +259,17 @@ func (c *conn) heartbeatLoop() {
 // commits as one revision, if any of them writes; else a read snapshot.
 // If one fails, none has any effect, and the error says which (batch
 // true: by its index). Write results carry the revision.
-func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError) {
+func (c *conn) dbxRun(ops []dbxOp, batch bool) ([]any, *dbxError) {
+	level, minRev := c.readLevel("", 0)
+	results, seen, derr := c.a.dbxRun(c.ac, level, minRev, ops, batch)
+	c.noteSeen(seen)
+	return results, derr
+}
+
+// dbxRun runs operations for a connection with access ac: a read reads at
+// level after minRev. It returns the results and the revision they
+// reflect (see reply.seen).
+func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, batch bool) ([]any, int64, *dbxError) {
 	failed := -1
 	fail := func(err error) *dbxError {
 		de := toDBXError(err)
@@ -268,7 +283,7 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 	for i, op := range ops {
 		failed = i
 		if err := a.dbxCheck(ac, &op); err != nil {
-			return nil, fail(err)
+			return nil, 0, fail(err)
 		}
 		write = write || dbxMethods[op.Method].write
 	}
@@ -292,21 +307,29 @@ func (a *Adapter) dbxRun(ac *access, ops []dbxOp, batch bool) ([]any, *dbxError)
 		return nil
 	}
 	if !write {
-		if err := a.db.View(fn); err != nil {
-			return nil, fail(err)
+		r, err := a.reader(level, minRev)
+		if err != nil {
+			return nil, 0, fail(err)
 		}
-		return results, nil
+		var seen int64
+		if err := r.View(func(tx *engine.Tx) error {
+			seen = tx.Revision()
+			return fn(tx)
+		}); err != nil {
+			return nil, 0, fail(err)
+		}
+		return results, seen, nil
 	}
 	rev, err := a.db.Update(fn)
 	if err != nil {
-		return nil, fail(err)
+		return nil, 0, fail(err)
 	}
 	for i, op := range ops {
 		if m, ok := results[i].(map[string]any); ok && changed[i] && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
 			m["revision"] = rev
 		}
 	}
-	return results, nil
+	return results, rev, nil
 }
 
 // dbxCheck checks the keys an operation names against the connection's
@@ -652,7 +675,11 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	keys := []string{}
 	n, examined, last, done, size := 0, 0, "", true, 0
 	if end == "" || start < end {
-		for it, err := range st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true}) {
+		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		for it, err := range items {
 			if err != nil {
 				return nil, err
 			}

@@ -16,6 +16,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"op":6,"key":"n","value":-5}`,
 		`{"op":5,"key":"a","endKey":"z","limit":10}`,
 		`{"op":100,"patterns":["user:*"],"fromRevision":7}`,
+		`{"op":1,"key":"a","consistency":"linearizable","minRevision":12}`,
+		`{"op":5,"key":"a","consistency":"Stale"}`, `{"op":1,"key":"a","minRevision":-1}`, `{"op":1,"key":"a","consistency":7}`,
 		`{"op":1,"key":`, `[]`, `null`, `{"op":"1"}`, `{"op":2,"key":"a","value":{"x":1}}`,
 		`{"op":2,"key":"a\ud800","value":"v"}`, `{"op":2,"key":"\\udc00","value":"\ud83d\ude00"}`, "{\"op\":1,\"key\":\"\xff\"}",
 	} {
@@ -28,6 +30,9 @@ func FuzzDecodeRequest(f *testing.F) {
 				t.Fatalf("error %v is not errBadRequest", err)
 			}
 			return
+		}
+		if _, err := parseLevel(r.Consistency); err != nil || r.MinRevision < 0 {
+			t.Fatalf("decoded a bad read level %q or minRevision %d", r.Consistency, r.MinRevision)
 		}
 		if r.HasValue {
 			enc, err := json.Marshal(r.Value)

@@ -49,7 +49,9 @@ func (hpkvDialect) run(c *conn, r any) any {
 			rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: req.SubscriptionID}
 		}
 	default:
+		req.Consistency, req.MinRevision = c.readLevel(req.Consistency, req.MinRevision)
 		rep = c.a.do(c.ac, req)
+		c.noteSeen(rep.seen)
 	}
 	rep.MessageID = req.MessageID
 	return rep

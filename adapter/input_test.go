@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -45,7 +46,7 @@ func TestWS_InvalidUTF8(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "\U0001F600", it.Value)
 
-	for it, err := range f.db.Range("", "", nil) {
+	for it, err := range enginetest.Items(f.db.Range("", "", nil)) {
 		require.NoError(t, err)
 		require.True(t, utf8.ValidString(it.Key))
 		if it.Key != "repl:\uFFFD" {
@@ -76,7 +77,7 @@ func TestREST_InvalidUTF8(t *testing.T) {
 		require.Contains(t, got["error"], "UTF-8", "%s %s", c.method, c.path)
 	}
 	n := 0
-	for _, err := range f.db.Range("", "", nil) {
+	for _, err := range enginetest.Items(f.db.Range("", "", nil)) {
 		require.NoError(t, err)
 		n++
 	}

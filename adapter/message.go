@@ -38,7 +38,9 @@ type request struct {
 	FromGiven      bool     `json:"-"` // fromRevision was in the message, even as 0
 	SubscriptionID int64    `json:"subscriptionId,omitempty"`
 	Revision       int64    `json:"revision,omitempty"`
-	TTL            int64    `json:"ttl,omitempty"` // set, compare-and-swap: milliseconds until the key expires; 0 never
+	TTL            int64    `json:"ttl,omitempty"`         // set, compare-and-swap: milliseconds until the key expires; 0 never
+	Consistency    string   `json:"consistency,omitempty"` // get, range: the read level; "" is the connection's
+	MinRevision    int64    `json:"minRevision,omitempty"` // get, range: read only once the node has applied this revision
 }
 
 // wireRequest is Request as it arrives: value may be a string or a number.
@@ -54,6 +56,8 @@ type wireRequest struct {
 	SubscriptionID int64           `json:"subscriptionId"`
 	Revision       int64           `json:"revision"`
 	TTL            int64           `json:"ttl"`
+	Consistency    string          `json:"consistency"`
+	MinRevision    int64           `json:"minRevision"`
 }
 
 // errBadRequest marks a message that cannot be decoded or makes no sense.
@@ -74,7 +78,7 @@ func decodeRequest(b []byte) (request, error) {
 		return request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
 	}
 	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
-		SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL}
+		SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL, MinRevision: w.MinRevision}
 	if w.FromRevision != nil {
 		r.FromRevision, r.FromGiven = *w.FromRevision, true
 	}
@@ -83,6 +87,14 @@ func decodeRequest(b []byte) (request, error) {
 	}
 	if w.Op == nil {
 		return r, fmt.Errorf("%w: missing op", errBadRequest)
+	}
+	level, err := parseLevel(w.Consistency)
+	if err != nil {
+		return r, err
+	}
+	r.Consistency = level
+	if r.MinRevision < 0 {
+		return r, fmt.Errorf("%w: negative minRevision", errBadRequest)
 	}
 	r.Op = *w.Op
 	if w.Limit != nil {
@@ -162,7 +174,8 @@ type reply struct {
 	SubscriptionID int64 `json:"subscriptionId,omitempty"`
 	Oldest         int64 `json:"oldest,omitempty"`
 
-	recordsBound int // at least the encoded length of Records, when rangeReply has counted it
+	recordsBound int   // at least the encoded length of Records, when rangeReply has counted it
+	seen         int64 // the revision the reply reflects: a write's, or at least the one a read saw
 }
 
 // record is one key and value of a range reply, with the revision of the

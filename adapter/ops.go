@@ -43,11 +43,18 @@ func (a *Adapter) do(ac *access, req *request) reply {
 	db := a.db
 	switch req.Op {
 	case opGet:
-		it, err := db.Get(req.Key)
+		r, err := a.reader(req.Consistency, req.MinRevision)
 		if err != nil {
-			return engineError(err)
+			return readError(err)
 		}
-		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision}
+		it, err := r.Get(req.Key)
+		seen := readRevision(r, it.Revision)
+		if err != nil {
+			rep := readError(err)
+			rep.seen = seen
+			return rep
+		}
+		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision, seen: seen}
 	case opSet, opPatch, opCAS:
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
@@ -87,7 +94,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if req.Op == opPatch {
 			msg = "Record patched successfully"
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev, seen: rev}
 	case opDelete:
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
 			if tx == nil {
@@ -99,7 +106,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if err != nil {
 			return engineError(err)
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev, seen: rev}
 	case opIncrement:
 		d, err := req.delta()
 		if err != nil {
@@ -118,9 +125,13 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if err != nil {
 			return engineError(err)
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev, seen: rev}
 	default: // OpRange
-		return a.rangeReply(ac, req.Key, req.EndKey, req.Limit)
+		r, err := a.reader(req.Consistency, req.MinRevision)
+		if err != nil {
+			return readError(err)
+		}
+		return a.rangeReply(ac, r, req.Key, req.EndKey, req.Limit)
 	}
 }
 
@@ -187,7 +198,7 @@ func sizeIn(tx *engine.Tx, key string) (QuotaUsage, error) {
 // values hold at most MaxReplyBytes and whose encoding fits in
 // MaxQueuedBytes; the first record is always returned, so that every value
 // can be read.
-func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
+func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) reply {
 	if limit == 0 {
 		limit = a.opts.DefaultRangeLimit
 	}
@@ -205,9 +216,13 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
 	truncated := false
 	var rev int64
 	size, bound := 0, 0 // bytes of keys and values; their encoded length, at most
-	err := a.db.View(func(tx *engine.Tx) error {
+	err := r.View(func(tx *engine.Tx) error {
 		rev = tx.Revision()
-		for it, err := range tx.Range(start, stop, nil) {
+		items, err := tx.Range(start, stop, nil)
+		if err != nil {
+			return err
+		}
+		for it, err := range items {
 			if err != nil {
 				return err
 			}
@@ -236,7 +251,18 @@ func (a *Adapter) rangeReply(ac *access, start, end string, limit int) reply {
 	}
 	// revision (livekv's) is the one the range was read at: a client that
 	// then applies only notifications after it misses nothing.
-	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound}
+	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound, seen: rev}
+}
+
+// readError maps the error of a read at a level to a reply: the store's
+// refusal of the level (a cluster node that does not lead, or is behind
+// minRevision) is 503, and the client may try elsewhere or again.
+func readError(err error) reply {
+	var rle *readLevelError
+	if errors.As(err, &rle) && !errors.Is(err, engine.ErrClosed) {
+		return errorReply(http.StatusServiceUnavailable, err.Error())
+	}
+	return engineError(err)
 }
 
 // engineError maps an engine error to a reply.

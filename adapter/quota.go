@@ -74,7 +74,11 @@ func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
 			return nil, fmt.Errorf("%w: quota for %q: an empty prefix or a negative limit", ErrInvalidOptions, l.Prefix)
 		}
 		err := db.View(func(tx *engine.Tx) error {
-			for it, err := range tx.Prefix(l.Prefix, nil) {
+			items, err := tx.Prefix(l.Prefix, nil)
+			if err != nil {
+				return err
+			}
+			for it, err := range items {
 				if err != nil {
 					return err
 				}

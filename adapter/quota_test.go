@@ -9,6 +9,7 @@ import (
 
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -39,7 +40,7 @@ func newQuotaFixture(t testing.TB, dir string, o *adapter.Options, limits ...ada
 func scanUsage(t testing.TB, db *engine.DB, prefix string) adapter.QuotaUsage {
 	t.Helper()
 	var u adapter.QuotaUsage
-	for it, err := range db.Prefix(prefix, nil) {
+	for it, err := range enginetest.Items(db.Prefix(prefix, nil)) {
 		require.NoError(t, err)
 		u.Keys++
 		u.Bytes += int64(len(it.Key) + len(it.Value))

@@ -27,10 +27,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // is the HTTP status, not a field, and there is no revision of the reply's
 // own (a range's records keep theirs, which HPKV clients ignore).
 func writeReply(w http.ResponseWriter, r reply) {
+	if r.seen > 0 {
+		w.Header().Set(RevisionHeader, strconv.FormatInt(r.seen, 10))
+	}
 	code := r.Code
 	r.Code, r.Revision = 0, 0
 	writeJSON(w, code, r)
 }
+
+// RevisionHeader is the header of a REST reply that carries the revision
+// it reflects: the revision a write committed at, or at least the one a
+// read saw. A client that sends it back as minRevision= reads its writes,
+// and nothing older than it has read, on any node.
+const RevisionHeader = "X-Livekv-Revision"
 
 // restAuth checks the x-api-key header.
 func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
@@ -88,6 +97,15 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 	if !a.restAuth(w, r) {
 		return
 	}
+	level, minRev, err := readParams(r.URL.Query())
+	if err != nil {
+		writeReply(w, errorReply(http.StatusBadRequest, err.Error()))
+		return
+	}
+	do := func(req *request) reply {
+		req.Consistency, req.MinRevision = level, minRev
+		return a.do(full, req)
+	}
 	switch {
 	case path == "record":
 		if r.Method != http.MethodPost {
@@ -117,7 +135,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			}
 			req.Value, req.HasValue = v, true
 		}
-		writeReply(w, a.do(full, &req))
+		writeReply(w, do(&req))
 	case path == "record/atomic":
 		if r.Method != http.MethodPost {
 			methodNotAllowed(w, "POST")
@@ -131,7 +149,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			return
 		}
 		req := request{Op: opIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
-		rep := a.do(full, &req)
+		rep := do(&req)
 		rep.Key = ""
 		writeReply(w, rep)
 	case path == "records":
@@ -150,7 +168,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			limit = n
 		}
 		req := request{Op: opRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
-		writeReply(w, a.do(full, &req))
+		writeReply(w, do(&req))
 	default: // record/{key}
 		key, err := url.PathUnescape(strings.TrimPrefix(path, "record/"))
 		if err != nil {
@@ -167,7 +185,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			methodNotAllowed(w, "GET, DELETE")
 			return
 		}
-		writeReply(w, a.do(full, &req))
+		writeReply(w, do(&req))
 	}
 }
 

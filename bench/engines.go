@@ -72,8 +72,12 @@ func (s livekvKV) Set(k, v string) error { _, err := s.db.Set(k, v, nil); return
 func (s livekvKV) Get(k string) error    { _, err := s.db.Get(k); return err }
 func (s livekvKV) Incr(k string) error   { _, _, err := s.db.Increment(k, 1); return err }
 func (s livekvKV) Range(start string, n int) (int, error) {
+	items, err := s.db.Range(start, "", &engine.RangeOptions{Limit: n})
+	if err != nil {
+		return 0, err
+	}
 	c := 0
-	for _, err := range s.db.Range(start, "", &engine.RangeOptions{Limit: n}) {
+	for _, err := range items {
 		if err != nil {
 			return c, err
 		}

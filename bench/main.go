@@ -5,6 +5,7 @@
 //	cd bench && go run .                      # every workload (about 15 minutes)
 //	cd bench && go run . -quick               # a short smoke run
 //	cd bench && go run . -workloads get,range -out /tmp/results
+//	cd bench && go run . -workloads replicated,replicated-latency,replicated-reads,failover,transfer
 //	cd bench && go run . -replot -out /tmp/results # redraw from results.json
 //
 // Each figure is the median of several runs, with the spread; each peer's
@@ -29,11 +30,15 @@ type config struct {
 	runs      int           // runs per figure
 	durableIn time.Duration // how long each durable case runs
 	subs      int           // pattern subscriptions
+	readsIn   time.Duration // how long each case of the cluster's reads runs
+	rounds    int           // changes of leader timed per cluster profile
 	quick     bool
 }
 
-var fullConfig = config{keys: 1_000_000, ops: 1_000_000, runs: 3, durableIn: 3 * time.Second, subs: 100_000}
-var quickConfig = config{keys: 20_000, ops: 20_000, runs: 1, durableIn: 300 * time.Millisecond, subs: 10_000, quick: true}
+var fullConfig = config{keys: 1_000_000, ops: 1_000_000, runs: 3, durableIn: 3 * time.Second, subs: 100_000,
+	readsIn: 2 * time.Second, rounds: 50}
+var quickConfig = config{keys: 20_000, ops: 20_000, runs: 1, durableIn: 300 * time.Millisecond, subs: 10_000,
+	readsIn: 100 * time.Millisecond, rounds: 2, quick: true}
 
 // Result is one figure: a workload, a case of it, an engine, and the runs.
 type Result struct {
@@ -74,11 +79,17 @@ var workloads = []workload{
 	{"patterns", "matching one key against the pattern subscriptions: livekv's index against a linear scan", runPatterns},
 	{"delivery", "time from a write to its event at 1, 100 and 1,000 in-process subscribers", runDelivery},
 	{"notify", "over loopback: set a key and notify 100 pattern subscribers, livekv's adapter against Redis", runNotify},
+	{"replicated", "durable writes with 1, 8 and 64 writers: one livekv node, and a 3-node cluster through its leader and through a follower, in turn", runReplicated},
+	{"replicated-latency", "the latency of those writes, p50 and p99 of every write of a run", runReplicatedLatency},
+	{"replicated-reads", "random gets of 100,000 keys (fewer in a quick run): one livekv node, and the cluster's leader and a follower at the Stale and Linearizable levels, in turn", runReplicatedReads},
+	{"failover", "a 3-node cluster's leader closed abruptly, to the first write acknowledged through a survivor, per store and timing profile: the p50 row's median is over every round (50; 2 in a quick run), its min and max the fastest and slowest", runFailover},
+	{"transfer", "a 3-node cluster's leader hands leadership on (TransferLeadership), to the first write acknowledged through another node, as failover measures it", runTransfer},
 }
 
 func main() {
 	quick := flag.Bool("quick", false, "a short smoke run: fewer keys, one run each")
 	only := flag.String("workloads", "", "comma-separated workloads to run (default all): "+names())
+	rounds := flag.Int("failover-rounds", 0, "changes of leader timed per store and profile in the failover and transfer workloads (default 50; 2 with -quick)")
 	out := flag.String("out", "results", "folder for results.md, results.json and the SVG plots")
 	again := flag.Bool("replot", false, "run nothing: rewrite results.md and the plots in -out from its results.json")
 	flag.Parse()
@@ -92,6 +103,9 @@ func main() {
 	cfg := fullConfig
 	if *quick {
 		cfg = quickConfig
+	}
+	if *rounds > 0 {
+		cfg.rounds = *rounds
 	}
 	if err := run(cfg, *only, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -123,6 +137,7 @@ func run(cfg config, only, out string) error {
 	for _, p := range peers {
 		rep.Settings = append(rep.Settings, Setting{Engine: p.name, Memory: p.settings, Durable: p.durable})
 	}
+	rep.Settings = append(rep.Settings, clusterSettings()...)
 	pr := progressTo(os.Stderr, isTerminal(os.Stdout) && isTerminal(os.Stderr))
 	for i, w := range chosen {
 		start := time.Now()

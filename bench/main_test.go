@@ -68,6 +68,12 @@ func TestQuick(t *testing.T) {
 			t.Errorf("results.md does not say how %s was configured", p.name)
 		}
 	}
+	for _, s := range clusterSettings() {
+		if !strings.Contains(string(md), "| "+s.Engine+" |") {
+			t.Errorf("results.md does not say how %s was configured", s.Engine)
+		}
+	}
+	checkClusterRows(t, rep)
 	if err := run(quickConfig, "nonsense", out); err == nil {
 		t.Error("an unknown workload is not an error")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -442,7 +443,7 @@ func TestSubscribe_Initial(t *testing.T) {
 		}
 	}
 	want := make(map[string]string)
-	for it, err := range s.db.Prefix("i:", nil) {
+	for it, err := range enginetest.Items(s.db.Prefix("i:", nil)) {
 		require.NoError(t, err)
 		want[it.Key] = it.Value
 	}

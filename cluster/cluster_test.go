@@ -14,6 +14,7 @@ import (
 
 	"github.com/livekv/livekv/cluster/clustertest"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,6 +29,7 @@ type dbCluster struct {
 	mu    sync.Mutex // guards nodes when writers run beside faults
 	nodes []*Node
 	eo    *engine.Options
+	store LogStore // the raft log store; "" for the default
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
@@ -39,13 +41,20 @@ type dbCluster struct {
 // network for extra[0] more to join later.
 func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbCluster {
 	t.Helper()
+	return newDBClusterOn(t, "", n, eo, extra...)
+}
+
+// newDBClusterOn is newDBCluster with the raft log in store.
+func newDBClusterOn(t testing.TB, store LogStore, n int, eo *engine.Options, extra ...int) *dbCluster {
+	t.Helper()
 	total := n
 	if len(extra) > 0 {
 		total += extra[0]
 	}
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, full: make([]atomic.Bool, total)}
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store,
+		full: make([]atomic.Bool, total)}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
@@ -81,6 +90,7 @@ func (c *dbCluster) open(i int) *Node {
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
+		LogStore: c.store, walSegmentSize: testSegmentSize,
 		storeFault: c.diskFault(i),
 	})
 	require.NoError(c.t, err)
@@ -144,7 +154,7 @@ func (c *dbCluster) leader(skip ...int) int {
 // stateHash hashes every item of node i.
 func stateHash(t testing.TB, n *Node) string {
 	h := sha256.New()
-	for it, err := range n.DB().Range("", "", nil) {
+	for it, err := range enginetest.Items(n.DB().Range("", "", nil)) {
 		require.NoError(t, err)
 		fmt.Fprintf(h, "%q=%q@%d/%d/%d/%d\n", it.Key, it.Value, it.Revision, it.CreateRevision, it.Version, it.ExpiresAt.UnixNano())
 	}

@@ -30,8 +30,12 @@ func (c *dbCluster) diskFault(i int) func() error {
 // one of the cluster's errors, and streams resumed on random nodes join
 // into exactly the committed history.
 func TestFault_DiskFullOnLeader(t *testing.T) {
+	forEachStore(t, testFaultDiskFullOnLeader)
+}
+
+func testFaultDiskFullOnLeader(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(3, w, c.anyNode, stop)
@@ -69,8 +73,12 @@ func TestFault_DiskFullOnLeader(t *testing.T) {
 // leader trimmed its log meanwhile, by installing a snapshot (whose
 // creation also fails while the disk is full).
 func TestFault_DiskFullOnFollower(t *testing.T) {
+	forEachStore(t, testFaultDiskFullOnFollower)
+}
+
+func testFaultDiskFullOnFollower(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	c.trailing = 32
 	for i := range c.nodes { // again, with a short trailing log
 		c.stop(i)

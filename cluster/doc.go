@@ -10,7 +10,8 @@
 // the leader; Update runs only on the leader. Subscriptions work on every
 // node with the same events at the same revisions, so a stream resumes on
 // any node. Node.With gives a Handle with the engine's exact signatures,
-// for interfaces such as adapter.Store.
+// for interfaces such as adapter.Store; its ReadAt lets the adapter read
+// each request at the level its client asks for (adapter.ReadLeveler).
 //
 // # How a write travels
 //
@@ -37,9 +38,10 @@
 //
 // # Storage
 //
-// A node's directory holds raft.db, the raft log and stable store
-// (raft-boltdb), and snapshots/, raft's FileSnapshotStore, whose
-// snapshots are engine snapshots. The database lives in memory and is
+// A node's directory holds its raft log and stable store, raft.db
+// (raft-boltdb, the default) or wal/ (raft-wal, with
+// Options.LogStore = LogStoreWAL), and snapshots/, raft's
+// FileSnapshotStore, whose snapshots are engine snapshots. The database lives in memory and is
 // rebuilt from the newest snapshot and the log after it on start. A
 // directory without raft state is bootstrapped with Options.Peers; a
 // restarted node takes its membership from its log and ignores Peers.

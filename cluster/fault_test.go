@@ -27,8 +27,12 @@ func testRand(t *testing.T) *rand.Rand {
 // writers write through every node, restarts it, and checks that every
 // acknowledged write is on every node and every refused one on none.
 func TestFault_LeaderKillLosesNoAcknowledgedWrite(t *testing.T) {
+	forEachStore(t, testFaultLeaderKillLosesNoAcknowledgedWrite)
+}
+
+func testFaultLeaderKillLosesNoAcknowledgedWrite(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(4, w, func() *Node {
@@ -60,8 +64,12 @@ func TestFault_LeaderKillLosesNoAcknowledgedWrite(t *testing.T) {
 // writers still write to it: what it acknowledges meanwhile must survive,
 // and its speculative writes must not.
 func TestFault_LeaderPartitionedIntoMinority(t *testing.T) {
+	forEachStore(t, testFaultLeaderPartitionedIntoMinority)
+}
+
+func testFaultLeaderPartitionedIntoMinority(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	for range *rounds {
 		l := c.leader()
 		w := newWriteLog()
@@ -93,8 +101,12 @@ func TestFault_LeaderPartitionedIntoMinority(t *testing.T) {
 // or swallow traffic one way: no acknowledged write is lost, no refused
 // one appears, and the nodes end with the same state.
 func TestFault_RollingRestartsAndLossyLinks(t *testing.T) {
+	forEachStore(t, testFaultRollingRestartsAndLossyLinks)
+}
+
+func testFaultRollingRestartsAndLossyLinks(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(3, w, func() *Node {

@@ -27,12 +27,12 @@ func (h *Handle) Node() *Node { return h.n }
 func (h *Handle) Get(key string) (engine.Item, error) { return h.n.Get(key, h.opts...) }
 
 // Range is Node.Range with the handle's read options.
-func (h *Handle) Range(start, end string, o *engine.RangeOptions) iter.Seq2[engine.Item, error] {
+func (h *Handle) Range(start, end string, o *engine.RangeOptions) (iter.Seq2[engine.Item, error], error) {
 	return h.n.Range(start, end, o, h.opts...)
 }
 
 // Prefix is Node.Prefix with the handle's read options.
-func (h *Handle) Prefix(prefix string, o *engine.RangeOptions) iter.Seq2[engine.Item, error] {
+func (h *Handle) Prefix(prefix string, o *engine.RangeOptions) (iter.Seq2[engine.Item, error], error) {
 	return h.n.Prefix(prefix, o, h.opts...)
 }
 
@@ -76,6 +76,34 @@ func (h *Handle) Subscribe(patterns []string, o *engine.SubscribeOptions) (*engi
 // SubscribePatterns is Node.SubscribePatterns.
 func (h *Handle) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeOptions) (*engine.Subscription, error) {
 	return h.n.SubscribePatterns(pats, o)
+}
+
+// Reader is what ReadAt returns: reads that run at once. It is an alias
+// of an unnamed interface, the same as adapter.Reader, so that a Handle
+// satisfies adapter.ReadLeveler without either package importing the
+// other.
+type Reader = interface {
+	Get(key string) (engine.Item, error)
+	View(fn func(tx *engine.Tx) error) error
+	Revision() int64
+}
+
+// ReadAt waits until a read at level (a Consistency's name:
+// "linearizable", "leader" or "stale") may run on this node, having
+// applied revision minRev (0: any), and returns the node's database to
+// read through at once. Its errors are those of Get at that level: a
+// *NotLeaderError for "leader" off the leader, ErrBehind, ErrNoLeader. The
+// adapter calls it to serve each request at the level its client asks
+// for; the handle's own options do not apply.
+func (h *Handle) ReadAt(level string, minRev int64) (Reader, error) {
+	c, err := ParseConsistency(level)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.n.readReady([]ReadOption{c, MinRevision(minRev)}); err != nil {
+		return nil, err
+	}
+	return h.n.db, nil
 }
 
 // Revision is the newest revision the node has applied.

@@ -15,12 +15,12 @@ import (
 var _ adapter.Store = (*Handle)(nil)
 
 // TestHandle_AdapterServesAFollower serves the REST API from a follower:
-// a write goes to the leader, and a read at the default level sees it.
+// a write goes to the leader, and a linearizable read sees it.
 func TestHandle_AdapterServesAFollower(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
 	l := c.leader()
 	f := (l + 1) % 3
-	a, err := adapter.New(c.nodes[f].With(Linearizable), &adapter.Options{APIKeys: []string{"k"}})
+	a, err := adapter.New(c.nodes[f].With(), &adapter.Options{APIKeys: []string{"k"}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(a)
 	defer srv.Close()
@@ -46,7 +46,7 @@ func TestHandle_AdapterServesAFollower(t *testing.T) {
 	}
 	code, m := do("POST", "/record", map[string]any{"key": "user:1", "value": "Ada"})
 	require.Equal(t, http.StatusOK, code, "%v", m)
-	code, m = do("GET", "/record/user:1", nil)
+	code, m = do("GET", "/record/user:1?consistency=linearizable", nil)
 	require.Equal(t, http.StatusOK, code, "%v", m)
 	require.Equal(t, "Ada", m["value"])
 	it, err := c.nodes[l].Get("user:1", Leader)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,14 +174,37 @@ func linOutcome(err error) (out linOutput, ok bool) {
 // checks with porcupine that each key's history is linearizable, reads
 // at the default (Linearizable) level included.
 func TestLinearizable_AcrossFailover(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Linearizable) })
+}
+
+// TestLinearizable_LeaderReadsAcrossFailover is
+// TestLinearizable_AcrossFailover with reads at the Leader level, sent to
+// whichever node leads at the time; a read refused with a
+// *NotLeaderError observed nothing and is left out.
+func TestLinearizable_LeaderReadsAcrossFailover(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Leader) })
+}
+
+// leaderNow returns the node that leads now, as far as it knows, or nil.
+func (c *dbCluster) leaderNow() *Node {
+	for i := range c.nodes {
+		if n := c.node(i); n != nil && n.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func linearizableAcrossFailover(t *testing.T, store LogStore, level Consistency) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	c.leader()
 	keys := []string{"a", "b", "c", "d", "e"}
 	begin := time.Now()
 	clock := func() int64 { return int64(time.Since(begin)) }
 	var mu sync.Mutex
 	var history []porcupine.Operation
+	var leaderRefusals atomic.Int64
 	var wg sync.WaitGroup
 	const clients = 5
 	ops := 60 * *rounds
@@ -203,9 +227,17 @@ func TestLinearizable_AcrossFailover(t *testing.T) {
 				switch p := r.IntN(10); {
 				case p < 4:
 					in.op = "get"
+					if level == Leader {
+						if l := c.leaderNow(); l != nil {
+							n = l
+						}
+					}
 					var it engine.Item
-					it, err = n.Get(in.key)
+					it, err = n.Get(in.key, level)
 					out.value, out.rev = it.Value, it.Revision
+					if errors.Is(err, ErrNotLeader) {
+						leaderRefusals.Add(1)
+					}
 				case p < 6:
 					in.op = "set"
 					var it engine.Item
@@ -259,6 +291,14 @@ func TestLinearizable_AcrossFailover(t *testing.T) {
 	c.net.Heal()
 	wg.Wait()
 
+	gets := 0
+	for _, op := range history {
+		if op.Input.(linInput).op == "get" {
+			gets++
+		}
+	}
+	require.NotZero(t, gets, "no read at %v observed anything", level)
+
 	res, info := porcupine.CheckOperationsVerbose(linModel, history, time.Minute)
 	if res != porcupine.Ok {
 		for i, p := range info.PartialLinearizations() {
@@ -274,5 +314,5 @@ func TestLinearizable_AcrossFailover(t *testing.T) {
 		}
 	}
 	require.Equal(t, porcupine.Ok, res, "%d operations are not linearizable", len(history))
-	t.Logf("%d operations, linearizable", len(history))
+	t.Logf("%d operations (%d reads at %v), linearizable; %d reads refused by a node that no longer led", len(history), gets, level, leaderRefusals.Load())
 }

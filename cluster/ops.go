@@ -220,6 +220,29 @@ const (
 	Stale
 )
 
+// String is the level's name: "linearizable", "leader" or "stale".
+func (c Consistency) String() string {
+	switch c {
+	case Linearizable:
+		return "linearizable"
+	case Leader:
+		return "leader"
+	case Stale:
+		return "stale"
+	}
+	return fmt.Sprintf("Consistency(%d)", int(c))
+}
+
+// ParseConsistency returns the level a name from String names.
+func ParseConsistency(s string) (Consistency, error) {
+	for _, c := range []Consistency{Linearizable, Leader, Stale} {
+		if s == c.String() {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown consistency %.40q: give linearizable, leader or stale", ErrInvalidOptions, s)
+}
+
 // A ReadOption modifies a read: a Consistency, MinRevision, or several
 // combined with Read.
 type ReadOption interface{ applyRead(*readConfig) }
@@ -316,18 +339,18 @@ func (n *Node) Get(key string, opts ...ReadOption) (engine.Item, error) {
 
 // Range scans keys in [start, end), as engine.DB.Range, at the
 // consistency opts ask.
-func (n *Node) Range(start, end string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+func (n *Node) Range(start, end string, ro *engine.RangeOptions, opts ...ReadOption) (iter.Seq2[engine.Item, error], error) {
 	if err := n.readReady(opts); err != nil {
-		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+		return nil, err
 	}
 	return n.db.Range(start, end, ro)
 }
 
 // Prefix scans the keys that start with prefix, as engine.DB.Prefix, at
 // the consistency opts ask.
-func (n *Node) Prefix(prefix string, ro *engine.RangeOptions, opts ...ReadOption) iter.Seq2[engine.Item, error] {
+func (n *Node) Prefix(prefix string, ro *engine.RangeOptions, opts ...ReadOption) (iter.Seq2[engine.Item, error], error) {
 	if err := n.readReady(opts); err != nil {
-		return func(yield func(engine.Item, error) bool) { yield(engine.Item{}, err) }
+		return nil, err
 	}
 	return n.db.Prefix(prefix, ro)
 }

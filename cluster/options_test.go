@@ -25,6 +25,8 @@ func TestOptions_Validate(t *testing.T) {
 		{"duplicate", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1", Peers: append(peers, Peer{"a", "127.0.0.1:3"})}, false},
 		{"empty peer", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1", Peers: append(peers, Peer{"", "127.0.0.1:3"})}, false},
 		{"negative interval", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1", SnapshotInterval: -time.Second}, false},
+		{"bad log store", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1", LogStore: "rocks"}, false},
+		{"wal", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1", LogStore: LogStoreWAL}, true},
 		{"single", &Options{NodeID: "a", RaftAddr: "127.0.0.1:1"}, true},
 		{"peers", &Options{NodeID: "b", RaftAddr: "127.0.0.1:2", Peers: peers, Profile: ProfileLAN}, true},
 	} {
@@ -43,6 +45,7 @@ func TestOptions_Profiles(t *testing.T) {
 	o, err := (&Options{NodeID: "a", RaftAddr: "127.0.0.1:1"}).withDefaults()
 	require.NoError(t, err)
 	require.Equal(t, ProfileDefault, o.Profile)
+	require.Equal(t, LogStoreBolt, o.LogStore)
 	rc := o.raftConfig()
 	require.Equal(t, time.Second, rc.HeartbeatTimeout)
 	require.Equal(t, time.Second, rc.ElectionTimeout)

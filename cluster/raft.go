@@ -13,10 +13,9 @@ import (
 
 // Files in a node's directory.
 const (
-	raftDBFile  = "raft.db" // the raft log and stable store (BoltDB)
-	snapshotDir = "."       // FileSnapshotStore adds "snapshots" below it
-	snapRetain  = 2         // raft snapshots kept on disk
-	maxPool     = 3         // pooled outbound raft connections per peer
+	snapshotDir = "." // FileSnapshotStore adds "snapshots" below it
+	snapRetain  = 2   // raft snapshots kept on disk
+	maxPool     = 3   // pooled outbound raft connections per peer
 )
 
 // keyCurrentTerm is raft's key for its current term in the stable store.
@@ -49,15 +48,15 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	inner, err := openLogStore(dir, o)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+		return nil, err
 	}
 	logf := o.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	n.store = &raftStore{BoltStore: bolt, fault: o.storeFault, closing: closing, logf: logf,
+	n.store = &raftStore{logStore: inner, fault: o.storeFault, closing: closing, logf: logf,
 		cut: func() { _ = m.Close() }}
 	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
 	if err != nil {

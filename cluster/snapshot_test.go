@@ -12,7 +12,11 @@ import (
 // only catch up by installing the snapshot, an engine snapshot streamed
 // over raft, then the entries after it.
 func TestSnapshot_FollowerBehindTheLogCatchesUpBySnapshot(t *testing.T) {
-	c := newDBCluster(t, 3, nil)
+	forEachStore(t, testSnapshotFollowerBehindTheLog)
+}
+
+func testSnapshotFollowerBehindTheLog(t *testing.T, store LogStore) {
+	c := newDBClusterOn(t, store, 3, nil)
 	c.snapThreshold, c.trailing = 20, 5
 	for i := range c.nodes { // again, with the small log limits
 		c.stop(i)

@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,8 +13,11 @@ import (
 )
 
 // errLogRefused marks a failure to append to the raft log after which
-// the entries are certainly not in it: the disk was full, so the BoltDB
-// transaction did not commit, or the node was closing. raft answers the
+// the entries are certainly not in it: BoltDB's disk was full (its
+// transaction then did not commit), the fault hook refused the write
+// before the store saw it, or the node was closing. raft-wal v0.4.0 does
+// not roll back its state after a failed write, so its errors are passed
+// on unmarked. raft answers the
 // proposal with this error and the leader steps down; its writers learn
 // at once that the write did not commit.
 var errLogRefused = errors.New("cluster: the raft log refused the entries")
@@ -24,13 +26,13 @@ var errLogRefused = errors.New("cluster: the raft log refused the entries")
 // given up on a full disk while closing; see raftStore.
 var errFenced = errors.New("cluster: the raft store is fenced off: the node is closing")
 
-// raftStore is the raft log and stable store, BoltDB, made to survive a
-// full disk. hashicorp/raft copes with a failed log append (a leader
+// raftStore is the raft log and stable store, BoltDB or raft-wal, made
+// to survive a full disk. hashicorp/raft copes with a failed log append (a leader
 // steps down, a follower refuses the entries and the leader retries
 // them), but it panics when it cannot save its current term. So:
 //
 //   - a log write (StoreLogs, DeleteRange) that fails is returned to raft;
-//     a full disk (ENOSPC) is marked errLogRefused;
+//     an append certainly not made is marked errLogRefused;
 //   - a stable-store write (term and vote) that fails is retried, with
 //     backoff, until it succeeds: the node stalls, answering no raft RPC,
 //     and takes up again once there is space;
@@ -40,7 +42,7 @@ var errFenced = errors.New("cluster: the raft store is fenced off: the node is c
 //     reaches the disk or another node, so the node ends as if it had
 //     crashed before that write, which raft tolerates.
 type raftStore struct {
-	*raftboltdb.BoltStore
+	logStore // BoltDB or raft-wal
 
 	fault   func() error    // test hook: fails every write with its error; nil normally
 	closing <-chan struct{} // closed when the node starts closing
@@ -73,13 +75,17 @@ func (s *raftStore) faulty() error {
 
 // logErr marks err, from a log write, for raft's caller.
 func (s *raftStore) logErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, syscall.ENOSPC) {
+	if _, bolt := s.logStore.(*raftboltdb.BoltStore); bolt && errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("%w: %w", errLogRefused, err)
 	}
 	return err
+}
+
+// IsMonotonic passes on raft-wal's raft.MonotonicLogStore: raft then
+// clears the whole log when it installs a snapshot.
+func (s *raftStore) IsMonotonic() bool {
+	m, ok := s.logStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }
 
 func (s *raftStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
@@ -89,9 +95,9 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 		return fmt.Errorf("%w: %w", errLogRefused, errFenced)
 	}
 	if err := s.faulty(); err != nil {
-		return s.logErr(err)
+		return fmt.Errorf("%w: %w", errLogRefused, err)
 	}
-	return s.logErr(s.BoltStore.StoreLogs(logs))
+	return s.logErr(s.logStore.StoreLogs(logs))
 }
 
 func (s *raftStore) DeleteRange(lo, hi uint64) error {
@@ -101,15 +107,15 @@ func (s *raftStore) DeleteRange(lo, hi uint64) error {
 	if err := s.faulty(); err != nil {
 		return err
 	}
-	return s.BoltStore.DeleteRange(lo, hi)
+	return s.logStore.DeleteRange(lo, hi)
 }
 
 func (s *raftStore) Set(k, v []byte) error {
-	return s.stable(func() error { return s.BoltStore.Set(k, v) })
+	return s.stable(func() error { return s.logStore.Set(k, v) })
 }
 
 func (s *raftStore) SetUint64(k []byte, v uint64) error {
-	return s.stable(func() error { return s.BoltStore.SetUint64(k, v) })
+	return s.stable(func() error { return s.logStore.SetUint64(k, v) })
 }
 
 // stable runs a stable-store write, retrying it once raft runs; see
@@ -169,8 +175,7 @@ func (s faultySnaps) Create(version raft.SnapshotVersion, index, term uint64, co
 }
 
 var (
-	_ raft.LogStore      = (*raftStore)(nil)
-	_ raft.StableStore   = (*raftStore)(nil)
-	_ raft.SnapshotStore = faultySnaps{}
-	_ io.Closer          = (*raftStore)(nil)
+	_ logStore               = (*raftStore)(nil)
+	_ raft.MonotonicLogStore = (*raftStore)(nil)
+	_ raft.SnapshotStore     = faultySnaps{}
 )

@@ -72,8 +72,12 @@ func (r *resumer) last() int64 {
 // node while leaders are killed, resuming each stream on a random node
 // when it ends: joined, the streams are exactly the committed history.
 func TestFault_SubscribersResumeOnAnyNode(t *testing.T) {
+	forEachStore(t, testFaultSubscribersResumeOnAnyNode)
+}
+
+func testFaultSubscribersResumeOnAnyNode(t *testing.T, store LogStore) {
 	rng := testRand(t)
-	c := newDBCluster(t, 3, nil)
+	c := newDBClusterOn(t, store, 3, nil)
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(2, w, func() *Node {

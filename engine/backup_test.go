@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
@@ -24,7 +25,7 @@ func stateAt(t testing.TB, db *engine.DB) (int64, []engine.Item) {
 	var items []engine.Item
 	require.NoError(t, db.View(func(tx *engine.Tx) error {
 		rev = tx.Revision()
-		for it, err := range tx.Range("", "", nil) {
+		for it, err := range enginetest.Items(tx.Range("", "", nil)) {
 			if err != nil {
 				return err
 			}

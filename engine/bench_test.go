@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/internal/gcbusy"
 )
 
@@ -96,7 +97,7 @@ func BenchmarkDB_Range_1000(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				n := 0
-				for _, err := range db.Range(benchKey(r.IntN(benchKeys-1000)), "", &engine.RangeOptions{Limit: 1000}) {
+				for _, err := range enginetest.Items(db.Range(benchKey(r.IntN(benchKeys-1000)), "", &engine.RangeOptions{Limit: 1000})) {
 					if err != nil {
 						b.Fatal(err)
 					}

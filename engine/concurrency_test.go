@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -142,7 +143,7 @@ func TestDB_Snapshot_Consistent(t *testing.T) {
 					return
 				default:
 				}
-				if s, n := sum(db.Prefix("acct:", nil)); s != total || n != accounts {
+				if s, n := sum(enginetest.Items(db.Prefix("acct:", nil))); s != total || n != accounts {
 					t.Errorf("scan saw total %d over %d accounts, want %d over %d", s, n, total, accounts)
 					return
 				}
@@ -159,7 +160,7 @@ func TestDB_Snapshot_Consistent(t *testing.T) {
 					if s != total {
 						return fmt.Errorf("view saw total %d, want %d", s, total)
 					}
-					if s2, _ := sum(tx.Prefix("acct:", nil)); s2 != total {
+					if s2, _ := sum(enginetest.Items(tx.Prefix("acct:", nil))); s2 != total {
 						return fmt.Errorf("view scan saw total %d, want %d", s2, total)
 					}
 					return nil
@@ -174,7 +175,7 @@ func TestDB_Snapshot_Consistent(t *testing.T) {
 	writers.Wait()
 	close(stop)
 	readers.Wait()
-	s, n := sum(db.Prefix("acct:", nil))
+	s, n := sum(enginetest.Items(db.Prefix("acct:", nil)))
 	require.Equal(t, int64(total), s)
 	require.Equal(t, accounts, n)
 	require.Equal(t, int64(0), db.Stats().Snapshots)
@@ -271,7 +272,7 @@ func TestDB_Reads_NeverTorn(t *testing.T) {
 						}
 					}
 				}
-				for it, err := range db.Range("", "", nil) {
+				for it, err := range enginetest.Items(db.Range("", "", nil)) {
 					if err == nil {
 						err = check(it)
 					}
@@ -281,7 +282,7 @@ func TestDB_Reads_NeverTorn(t *testing.T) {
 					}
 				}
 				err := db.View(func(tx *engine.Tx) error {
-					for it, err := range tx.Prefix("k", &engine.RangeOptions{Reverse: true}) {
+					for it, err := range enginetest.Items(tx.Prefix("k", &engine.RangeOptions{Reverse: true})) {
 						if err == nil {
 							err = check(it)
 						}

@@ -24,7 +24,11 @@ func Example() {
 
 	it, _ := db.Get("user:1")
 	fmt.Println(it.Value, it.Revision, visits)
-	for it, err := range db.Prefix("user:", nil) {
+	users, err := db.Prefix("user:", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for it, err := range users {
 		fmt.Println(it.Key, err)
 	}
 	// Output:
@@ -78,7 +82,11 @@ func ExampleDB_Range() {
 	end := ""
 	for {
 		var last string
-		for it, err := range db.Range("log:", end, &engine.RangeOptions{Limit: 2, Reverse: true, KeysOnly: true}) {
+		page, err := db.Range("log:", end, &engine.RangeOptions{Limit: 2, Reverse: true, KeysOnly: true})
+		if err != nil {
+			log.Fatal(err)
+		}
+		for it, err := range page {
 			if err != nil {
 				log.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func open(t testing.TB, c *clock) *engine.DB {
 func all(t testing.TB, db *engine.DB) []engine.Item {
 	t.Helper()
 	var items []engine.Item
-	for it, err := range db.Range("", "", nil) {
+	for it, err := range enginetest.Items(db.Range("", "", nil)) {
 		require.NoError(t, err)
 		items = append(items, it)
 	}

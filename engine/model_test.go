@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
@@ -300,7 +301,7 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 	pullScans := func() {
 		t.Helper()
 		if r.IntN(3) == 0 && len(scans) < 3 {
-			next, stop := iter.Pull2(db.Range("", "", nil))
+			next, stop := iter.Pull2(enginetest.Items(db.Range("", "", nil)))
 			s := &openScan{next: next, stop: stop, want: m.scan("", "", engine.RangeOptions{})}
 			scans = append(scans, s)
 			log = append(log, "open scan")
@@ -388,10 +389,10 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 			o := engine.RangeOptions{Limit: r.IntN(4), Reverse: r.IntN(2) == 0, KeysOnly: r.IntN(4) == 0}
 			log = append(log, fmt.Sprintf("range %q %q %+v", start, end, o))
 			var got []engine.Item
-			var seq func(func(engine.Item, error) bool) = db.Range(start, end, &o)
+			var seq func(func(engine.Item, error) bool) = enginetest.Items(db.Range(start, end, &o))
 			if r.IntN(3) == 0 {
 				start, end = "a/", "a0"
-				seq = db.Prefix("a/", &o)
+				seq = enginetest.Items(db.Prefix("a/", &o))
 			}
 			for it, err := range seq {
 				require.NoError(t, err)

@@ -2,12 +2,14 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -54,11 +56,13 @@ func TestDB_BadInput(t *testing.T) {
 		{"cas negative rev", func() error { _, err := db.CompareAndSwap("k", -1, "v", nil); return err }, engine.ErrInvalidOptions},
 		{"cas long value", func() error { _, err := db.CompareAndSwap("k", 0, long, nil); return err }, engine.ErrTooLarge},
 		{"range negative limit", func() error {
-			for _, err := range db.Range("", "", &engine.RangeOptions{Limit: -1}) {
-				return err
+			items, err := db.Range("", "", &engine.RangeOptions{Limit: -1})
+			if items != nil {
+				return errors.New("an iterator beside the error")
 			}
-			return nil
+			return err
 		}, engine.ErrInvalidOptions},
+		{"prefix negative limit", func() error { _, err := db.Prefix("a", &engine.RangeOptions{Limit: -1}); return err }, engine.ErrInvalidOptions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,7 +221,7 @@ func TestDB_TTL(t *testing.T) {
 	c.Advance(1) // the instant of expiry
 	_, err = db.Get("k")
 	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.Equal(t, []string{"k2"}, collectKeys(t, db.Prefix("k", nil)))
+	require.Equal(t, []string{"k2"}, collectKeys(t, enginetest.Items(db.Prefix("k", nil))))
 	require.ErrorIs(t, errOf(db.Delete("k")), engine.ErrNotFound)
 
 	rev := db.Revision()
@@ -274,6 +278,8 @@ func TestDB_Closed(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Set("k", "v", nil)
 	require.NoError(t, err)
+	before, err := db.Range("", "", nil) // taken while open, looped over after Close
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	require.NoError(t, db.Close(), "Close twice is safe")
 	ops := map[string]func() error{
@@ -285,11 +291,17 @@ func TestDB_Closed(t *testing.T) {
 		"delete": func() error { _, err := db.Delete("k"); return err },
 		"update": func() error { return errOf(db.Update(func(*engine.Tx) error { return nil })) },
 		"view":   func() error { return db.View(func(*engine.Tx) error { return nil }) },
-		"range": func() error {
-			for _, err := range db.Range("", "", nil) {
-				return err
+		"range":  func() error { _, err := db.Range("", "", nil); return err },
+		"prefix": func() error { _, err := db.Prefix("", nil); return err },
+		"range taken before Close": func() error {
+			n, last := 0, error(nil)
+			for _, err := range before {
+				n, last = n+1, err
 			}
-			return errors.New("range yielded nothing")
+			if n != 1 {
+				return fmt.Errorf("yielded %d items, want the error alone", n)
+			}
+			return last
 		},
 	}
 	for name, op := range ops {
@@ -304,7 +316,7 @@ func TestDB_Stats(t *testing.T) {
 	_, _ = db.Get("a")
 	_, _ = db.Get("zz")
 	_, _ = db.Delete("b")
-	for range db.Range("", "", nil) {
+	for range enginetest.Items(db.Range("", "", nil)) {
 	}
 	s := db.Stats()
 	require.Equal(t, int64(1), s.Keys)

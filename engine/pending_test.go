@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
@@ -150,7 +151,7 @@ func pendingCases() []pendingCase {
 			read: func(db *engine.DB, rev0 int64) error {
 				return errOf(db.Update(func(tx *engine.Tx) error {
 					n := 0
-					for _, err := range tx.Range("", "", nil) {
+					for _, err := range enginetest.Items(tx.Range("", "", nil)) {
 						if err != nil {
 							return err
 						}

@@ -6,46 +6,56 @@ import (
 	"iter"
 )
 
-// Range yields the items whose keys k satisfy start <= k < end, in key
+// Range returns the items whose keys k satisfy start <= k < end, in key
 // order (or reverse order with opts.Reverse); an empty end means no upper
-// bound. The scan reads one consistent snapshot, taken when the loop
-// starts, whatever writers do meanwhile. It yields a non-nil error, once and
-// last, only if the scan could not run (a closed DB, bad options).
+// bound. Bad options (ErrInvalidOptions) and a closed DB (ErrClosed) are
+// returned here, before any loop runs. Each loop over the iterator reads
+// one consistent snapshot, taken when the loop starts, whatever writers do
+// meanwhile; it yields a non-nil error, once and last, only if the DB was
+// closed by then.
 //
-//	for it, err := range db.Range("a", "b", nil) { ... }
-func (db *DB) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error] {
+//	items, err := db.Range("a", "b", nil)
+//	if err != nil { ... }
+//	for it, err := range items { ... }
+func (db *DB) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	o, err := rangeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	return func(yield func(Item, error) bool) {
 		if db.closed.Load() {
 			yield(Item{}, ErrClosed)
-			return
-		}
-		o, err := rangeOptions(opts)
-		if err != nil {
-			yield(Item{}, err)
 			return
 		}
 		db.stats.scans.Add(1)
 		t, rev := db.snapshot()
 		defer db.readers.close(rev)
 		scan(t, rev, db.now(), false, start, end, o, yield)
-	}
+	}, nil
 }
 
-// Prefix yields the items whose keys start with prefix; see Range.
-func (db *DB) Prefix(prefix string, opts *RangeOptions) iter.Seq2[Item, error] {
+// Prefix returns the items whose keys start with prefix; see Range.
+func (db *DB) Prefix(prefix string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
 	return db.Range(prefix, pattern.PrefixEnd(prefix), opts)
 }
 
 // Range is DB.Range within the transaction: a write transaction sees its
-// own writes made before the loop started.
-func (tx *Tx) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error] {
+// own writes made before the loop started. A transaction that has ended
+// gives ErrTxDone, from Range or, if it ends before the loop, as the
+// loop's only item.
+func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
+	if err := tx.check(false); err != nil {
+		return nil, err
+	}
+	o, err := rangeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	return func(yield func(Item, error) bool) {
 		if err := tx.check(false); err != nil {
-			yield(Item{}, err)
-			return
-		}
-		o, err := rangeOptions(opts)
-		if err != nil {
 			yield(Item{}, err)
 			return
 		}
@@ -58,11 +68,11 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) iter.Seq2[Item, error
 			tx.read = tx.rev - 1
 		}
 		scan(t, tx.rev, tx.now, tx.writable, start, end, o, yield)
-	}
+	}, nil
 }
 
 // Prefix is DB.Prefix within the transaction.
-func (tx *Tx) Prefix(prefix string, opts *RangeOptions) iter.Seq2[Item, error] {
+func (tx *Tx) Prefix(prefix string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
 	return tx.Range(prefix, pattern.PrefixEnd(prefix), opts)
 }
 

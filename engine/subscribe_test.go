@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/vfs"
@@ -199,7 +200,7 @@ func TestSubscribe_Initial(t *testing.T) {
 		}
 	}
 	want := map[string]string{}
-	for it, err := range db.Prefix("todo:", nil) {
+	for it, err := range enginetest.Items(db.Prefix("todo:", nil)) {
 		require.NoError(t, err)
 		want[it.Key] = it.Value
 	}

@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"errors"
+	"iter"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,7 +34,7 @@ func TestDB_Update_OneRevision(t *testing.T) {
 		require.Equal(t, "2", it.Value, "a transaction reads its own writes")
 		_, err = tx.Get("c")
 		require.ErrorIs(t, err, engine.ErrNotFound)
-		require.Equal(t, []string{"a", "b"}, collectKeys(t, tx.Range("", "", nil)))
+		require.Equal(t, []string{"a", "b"}, collectKeys(t, enginetest.Items(tx.Range("", "", nil))))
 		return nil
 	})
 	require.NoError(t, err)
@@ -56,7 +58,7 @@ func TestDB_Update_RollbackOnError(t *testing.T) {
 		_, _ = tx.Set("a", "2", nil)
 		_, _ = tx.Set("new", "x", nil)
 		_ = tx.Delete("a")
-		for range tx.Range("", "", nil) { // puts "new" into the ordered tree
+		for range enginetest.Items(tx.Range("", "", nil)) { // puts "new" into the ordered tree
 		}
 		return boom
 	})
@@ -67,7 +69,7 @@ func TestDB_Update_RollbackOnError(t *testing.T) {
 	require.Equal(t, "1", it.Value)
 	_, err = db.Get("new")
 	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.Equal(t, []string{"a"}, collectKeys(t, db.Range("", "", nil)))
+	require.Equal(t, []string{"a"}, collectKeys(t, enginetest.Items(db.Range("", "", nil))))
 	require.Equal(t, int64(1), db.Stats().Keys)
 
 	// The next transaction takes the revision the failed one did not.
@@ -120,6 +122,23 @@ func TestTx_UseAfterDone(t *testing.T) {
 	require.NoError(t, db.View(func(tx *engine.Tx) error { kept = tx; return nil }))
 	_, err = kept.Get("a")
 	require.ErrorIs(t, err, engine.ErrTxDone)
+	_, err = kept.Range("", "", nil)
+	require.ErrorIs(t, err, engine.ErrTxDone)
+
+	// An iterator taken inside the transaction and looped over after it
+	// ended yields ErrTxDone alone.
+	var items iter.Seq2[engine.Item, error]
+	require.NoError(t, db.View(func(tx *engine.Tx) error {
+		var err error
+		items, err = tx.Prefix("a", nil)
+		return err
+	}))
+	n := 0
+	for _, err := range items {
+		n++
+		require.ErrorIs(t, err, engine.ErrTxDone)
+	}
+	require.Equal(t, 1, n)
 }
 
 func TestDB_View_ReadOnlySnapshot(t *testing.T) {
@@ -152,12 +171,12 @@ func TestDB_View_ReadOnlySnapshot(t *testing.T) {
 		require.Equal(t, "1", it.Value)
 		_, err = tx.Get("c")
 		require.ErrorIs(t, err, engine.ErrNotFound)
-		require.Equal(t, []string{"a", "b"}, collectKeys(t, tx.Range("", "", nil)))
+		require.Equal(t, []string{"a", "b"}, collectKeys(t, enginetest.Items(tx.Range("", "", nil))))
 		require.Equal(t, int64(2), tx.Revision())
 		return nil
 	})
 	require.NoError(t, err)
-	require.Equal(t, []string{"a", "c"}, collectKeys(t, db.Range("", "", nil)))
+	require.Equal(t, []string{"a", "c"}, collectKeys(t, enginetest.Items(db.Range("", "", nil))))
 	require.Equal(t, int64(0), db.Stats().Snapshots)
 }
 
@@ -186,18 +205,18 @@ func TestDB_Range_Options(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, collectKeys(t, db.Range(tt.start, tt.end, tt.opts)))
+			require.Equal(t, tt.want, collectKeys(t, enginetest.Items(db.Range(tt.start, tt.end, tt.opts))))
 		})
 	}
-	require.Equal(t, []string{"b", "b\x00", "ba", "bb"}, collectKeys(t, db.Prefix("b", nil)))
-	require.Equal(t, []string{"\xff", "\xff\xff"}, collectKeys(t, db.Prefix("\xff", nil)))
-	require.Equal(t, []string{"bb", "ba"}, collectKeys(t, db.Prefix("b", &engine.RangeOptions{Reverse: true, Limit: 2})))
+	require.Equal(t, []string{"b", "b\x00", "ba", "bb"}, collectKeys(t, enginetest.Items(db.Prefix("b", nil))))
+	require.Equal(t, []string{"\xff", "\xff\xff"}, collectKeys(t, enginetest.Items(db.Prefix("\xff", nil))))
+	require.Equal(t, []string{"bb", "ba"}, collectKeys(t, enginetest.Items(db.Prefix("b", &engine.RangeOptions{Reverse: true, Limit: 2}))))
 
-	for it, err := range db.Range("a", "b", &engine.RangeOptions{KeysOnly: true}) {
+	for it, err := range enginetest.Items(db.Range("a", "b", &engine.RangeOptions{KeysOnly: true})) {
 		require.NoError(t, err)
 		require.Equal(t, engine.Item{Key: "a", Revision: 1, CreateRevision: 1, Version: 1}, it)
 	}
-	for it, err := range db.Range("a", "b", nil) {
+	for it, err := range enginetest.Items(db.Range("a", "b", nil)) {
 		require.NoError(t, err)
 		require.Equal(t, "v:a", it.Value)
 	}
@@ -209,7 +228,7 @@ func TestDB_Range_BreakClosesSnapshot(t *testing.T) {
 		_, err := db.Set(k, "v", nil)
 		require.NoError(t, err)
 	}
-	for range db.Range("", "", nil) {
+	for range enginetest.Items(db.Range("", "", nil)) {
 		require.Equal(t, int64(1), db.Stats().Snapshots)
 		break
 	}

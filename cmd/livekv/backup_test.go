@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -142,7 +143,7 @@ func TestBackupRestore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, rev, db.Revision())
 	got := map[string]string{}
-	for it, err := range db.Range("", "", nil) {
+	for it, err := range enginetest.Items(db.Range("", "", nil)) {
 		require.NoError(t, err)
 		got[it.Key] = it.Value
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -182,7 +183,7 @@ func TestBrowserApps(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	count := map[string]int{}
-	for it, err := range db.Range("chat:msg:", "todo;", nil) {
+	for it, err := range enginetest.Items(db.Range("chat:msg:", "todo;", nil)) {
 		require.NoError(t, err)
 		var v struct{ Text string }
 		if json.Unmarshal([]byte(it.Value), &v) == nil {

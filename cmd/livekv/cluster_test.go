@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/stretchr/testify/require"
 )
 
@@ -35,11 +36,13 @@ func TestServe_Cluster(t *testing.T) {
 		peers = append(peers, fmt.Sprintf("n%d=%s", i, raft[i]))
 	}
 	var srvs []*server
+	logStores := []string{"bolt", "wal", "bolt"} // each node keeps its raft log its own way
 	for i := range 3 {
 		srvs = append(srvs, runServe(t, bin, "serve", "--data", filepath.Join(dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
 			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", raft[i], "--peers", strings.Join(peers, ","),
-			"--raft-profile", "lan"))
+			"--raft-profile", "lan", "--raft-log", logStores[i]))
 	}
+	var rev string // the revision header of the last reply
 	do := func(s *server, method, path, body string) (int, string) {
 		req, err := http.NewRequest(method, s.base+"/kv"+path, strings.NewReader(body))
 		require.NoError(t, err)
@@ -48,6 +51,7 @@ func TestServe_Cluster(t *testing.T) {
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		rev = resp.Header.Get(adapter.RevisionHeader)
 		return resp.StatusCode, string(b)
 	}
 	// The first write may come before the election is over.
@@ -60,10 +64,15 @@ func TestServe_Cluster(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "no write accepted: %d %s", code, body)
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Reads are session reads by default: with the write's revision they
+	// see it on any node; linearizable ones see it without.
+	require.NotEmpty(t, rev, "the write's revision header")
 	for _, s := range srvs[1:] {
-		code, body := do(s, "GET", "/record/hello", "")
-		require.Equal(t, 200, code, body)
-		require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
+		for _, q := range []string{"?minRevision=" + rev, "?consistency=linearizable"} {
+			code, body := do(s, "GET", "/record/hello"+q, "")
+			require.Equal(t, 200, code, body)
+			require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
+		}
 	}
 
 	// livekv cluster, through any node.
@@ -95,4 +104,40 @@ func TestServe_Cluster(t *testing.T) {
 	for _, s := range srvs {
 		s.stop(t)
 	}
+	require.FileExists(t, filepath.Join(dir, "0", "raft", "raft.db"))
+	require.FileExists(t, filepath.Join(dir, "1", "raft", "wal", "wal-meta.db"))
+	require.NoFileExists(t, filepath.Join(dir, "1", "raft", "raft.db"))
+}
+
+// TestServe_RaftLogFlag: --raft-log takes bolt or wal, in cluster mode
+// only, and a node's directory keeps the store it was made with.
+func TestServe_RaftLogFlag(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	raft := freeAddr(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--raft-log", "rocks", "--raft", raft, "--peers", "a=" + raft}, `unknown log store "rocks"`},
+		{[]string{"--raft-log", "wal"}, "--raft-log needs --peers or --join"},
+	} {
+		data := filepath.Join(dir, "new")
+		args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k"}, tc.args...)
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		require.Error(t, err, "%s", out)
+		require.Contains(t, string(out), tc.want)
+		require.NoDirExists(t, data, "a serve that did not start leaves nothing behind")
+	}
+
+	// A node made with bolt refuses to start on wal, which would find no
+	// raft state there and forget its log and votes.
+	data := filepath.Join(dir, "n")
+	s := runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "a", "--raft", raft, "--peers", "a="+raft, "--raft-profile", "lan")
+	s.stop(t)
+	out, err := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "a", "--raft", raft, "--peers", "a="+raft, "--raft-log", "wal").CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "raft.db")
 }

@@ -13,7 +13,12 @@
 //
 // With --peers or --join, serve runs DIR as one node of a cluster
 // replicated with raft (see docs/cluster.md): writes on any node go to the
-// leader, reads are linearizable, and the showcase apps' quotas are off.
+// leader, reads are at the level each client asks for (consistency=, by
+// default session: read-your-writes), and the showcase apps' quotas are
+// off. --raft-profile lan shortens raft's timeouts for nodes on one
+// network; --raft-log wal keeps the raft log in raft-wal's segment files
+// rather than one BoltDB file (bolt, the default), and a node keeps the
+// store it was made with.
 // cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
@@ -142,6 +147,7 @@ func serve(args []string) error {
 	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
 	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
 	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
+	raftLog := fs.String("raft-log", "bolt", "cluster mode: where the raft log is kept, bolt (raft-boltdb, one file) or wal (raft-wal segment files, experimental); a node keeps the store it started with")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
@@ -179,7 +185,7 @@ func serve(args []string) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	st, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile})
+	st, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog})
 	if err != nil {
 		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
 	}

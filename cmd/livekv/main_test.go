@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -134,11 +135,11 @@ func TestCheckDumpLoad(t *testing.T) {
 	b, err := engine.Open(dst, nil)
 	require.NoError(t, err)
 	var left, right []string
-	for it, err := range a.Range("", "", nil) {
+	for it, err := range enginetest.Items(a.Range("", "", nil)) {
 		require.NoError(t, err)
 		left = append(left, it.Key+"="+it.Value+"@"+fmt.Sprint(!it.ExpiresAt.IsZero()))
 	}
-	for it, err := range b.Range("", "", nil) {
+	for it, err := range enginetest.Items(b.Range("", "", nil)) {
 		require.NoError(t, err)
 		right = append(right, it.Key+"="+it.Value+"@"+fmt.Sprint(!it.ExpiresAt.IsZero()))
 	}

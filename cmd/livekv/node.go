@@ -19,7 +19,7 @@ import (
 // clusterFlags are serve's cluster-mode flags; without --peers or --join
 // serve opens a single database.
 type clusterFlags struct {
-	node, raft, peers, join, profile string
+	node, raft, peers, join, profile, raftLog string
 }
 
 // store is what serve serves: a database, or a cluster node.
@@ -53,6 +53,9 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 		if cf.node != "" || cf.raft != "" {
 			return nil, fmt.Errorf("--node and --raft need --peers or --join")
 		}
+		if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) {
+			return nil, fmt.Errorf("--raft-log needs --peers or --join")
+		}
 		db, err := engine.Open(dir, &engine.Options{Logf: logf})
 		if err != nil {
 			return nil, err
@@ -62,7 +65,8 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 	if cf.raft == "" {
 		return nil, fmt.Errorf("cluster mode needs --raft HOST:PORT")
 	}
-	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile), Engine: &engine.Options{Logf: logf}}
+	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
+		LogStore: cluster.LogStore(cf.raftLog), Engine: &engine.Options{Logf: logf}}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
@@ -82,7 +86,9 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 	if err != nil {
 		return nil, err
 	}
-	return &store{store: n.With(cluster.Linearizable), node: n}, nil
+	// The adapter reads each request through the handle's ReadAt, at the
+	// level its client asks for: session (read-your-writes) by default.
+	return &store{store: n.With(), node: n}, nil
 }
 
 // clusterCmd is livekv cluster status|remove ID|transfer [ID] --raft ADDR.

@@ -163,7 +163,11 @@ func dump(args []string) error {
 	w := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(w)
 	err = db.View(func(tx *engine.Tx) error {
-		for it, err := range tx.Range("", "", nil) {
+		items, err := tx.Range("", "", nil)
+		if err != nil {
+			return err
+		}
+		for it, err := range items {
 			if err != nil {
 				return err
 			}
