@@ -45,9 +45,10 @@ func newServeCluster(t *testing.T, n int) *serveCluster {
 		peers = append(peers, fmt.Sprintf("n%d=%s", i, c.raft[i]))
 	}
 	for i := range n {
+		// Both raft log stores, raft-wal on most nodes.
 		c.args = append(c.args, []string{"serve", "--data", filepath.Join(c.dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
 			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", c.raft[i], "--peers", strings.Join(peers, ","),
-			"--raft-profile", "lan"})
+			"--raft-profile", "lan", "--raft-log", []string{"wal", "bolt"}[i%2]})
 		c.srvs = append(c.srvs, nil)
 		c.start(i)
 	}
@@ -205,7 +206,8 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 }
 
 // TestServe_ClusterLeaderSIGKILL runs three livekv serve processes as
-// one cluster while clients write through the REST and WebSocket APIs
+// one cluster (n0 and n2 keep their raft log in raft-wal, n1 in BoltDB)
+// while clients write through the REST and WebSocket APIs
 // of random nodes; each round the leader's process is killed with
 // SIGKILL and started again on its folder. At the end every acknowledged
 // write is readable, with its value, on every node.
