@@ -33,7 +33,8 @@ type dbCluster struct {
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
-	join                    []string // Options.Join of the nodes started next
+	join                    []string      // Options.Join of the nodes started next
+	full                    []atomic.Bool // per node: its disk is full (see diskFault)
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -52,7 +53,8 @@ func newDBClusterOn(t testing.TB, store LogStore, n int, eo *engine.Options, ext
 	}
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store}
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store,
+		full: make([]atomic.Bool, total)}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
@@ -71,6 +73,12 @@ func newDBClusterOn(t testing.TB, store LogStore, n int, eo *engine.Options, ext
 
 func (c *dbCluster) start(i int) {
 	c.t.Helper()
+	c.nodes[i] = c.open(i)
+}
+
+// open opens node i from its directory, without registering it.
+func (c *dbCluster) open(i int) *Node {
+	c.t.Helper()
 	ln, err := c.net.Listener(i)
 	require.NoError(c.t, err)
 	peers := c.founders
@@ -83,9 +91,10 @@ func (c *dbCluster) start(i int) {
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 		LogStore: c.store, walSegmentSize: testSegmentSize,
+		storeFault: c.diskFault(i),
 	})
 	require.NoError(c.t, err)
-	c.nodes[i] = n
+	return n
 }
 
 // node returns node i, nil while it is down.

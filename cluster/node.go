@@ -113,7 +113,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
-	if n.rn, err = startRaft(dir, &o, n.mux, fsm); err != nil {
+	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
 		n.cancel()
 		return nil, err
 	}
@@ -152,7 +152,9 @@ func (n *Node) hasState() (bool, error) {
 }
 
 // Close stops the node: raft, every connection, the stores. It waits for
-// every goroutine the node started.
+// every goroutine the node started. A node whose disk is full while raft
+// waits to save a new term still closes, with an error saying so (see
+// docs/cluster.md, "Full disk").
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)

@@ -123,6 +123,11 @@ type Options struct {
 	// walSegmentSize is the size of raft-wal's segment files; 0 for
 	// raft-wal's default (64 MiB, preallocated). Tests make them small.
 	walSegmentSize int
+
+	// storeFault, if set, runs before every write to the raft log,
+	// stable and snapshot stores and fails it with its error. Tests
+	// make the disk full this way.
+	storeFault func() error
 }
 
 // withDefaults returns a validated copy of o with every zero field set to

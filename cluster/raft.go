@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Files in a node's directory.
@@ -17,14 +18,17 @@ const (
 	maxPool     = 3   // pooled outbound raft connections per peer
 )
 
+// keyCurrentTerm is raft's key for its current term in the stable store.
+var keyCurrentTerm = []byte("CurrentTerm")
+
 // raftNode is raft with its stores and transport, on a mux.
 type raftNode struct {
 	opts  Options
 	mux   *mux
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	store logStore
-	snaps snapStore
+	store *raftStore
+	snaps raft.SnapshotStore
 
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
@@ -32,8 +36,9 @@ type raftNode struct {
 
 // startRaft opens the stores in dir, serves raft on the mux m and starts
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
-// any. On error everything opened is closed again, m included.
-func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, err error) {
+// any. closing is closed when the node starts closing (see raftStore).
+// On error everything opened is closed again, m included.
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
 	defer func() {
 		if err != nil {
@@ -43,16 +48,26 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.store, err = openLogStore(dir, o)
+	inner, err := openLogStore(dir, o)
 	if err != nil {
 		return nil, err
 	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	n.store = &raftStore{logStore: inner, fault: o.storeFault, closing: closing, logf: logf,
+		cut: func() { _ = m.Close() }}
 	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
-	n.snaps = snapStore{fss, fsm.tracker()}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
 	}
+	n.snaps = snapStore{fss, fsm.tracker()}
+	if o.storeFault != nil {
+		n.snaps = faultySnaps{snapStore{fss, fsm.tracker()}, o.storeFault}
+	}
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
+	trans := syncTransport{n.trans}
 	rc := o.raftConfig()
 	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
 	if err != nil {
@@ -67,16 +82,43 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine) (_ *raftNode, e
 				Address:  raft.ServerAddress(p.Addr),
 			})
 		}
-		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.trans, cfg); err != nil {
+		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, trans, cfg); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.bootstrapped = true
 	}
-	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, n.trans)
+	// raft saves its term as it starts and panics if it cannot: find
+	// out first whether the disk takes a write, then let raft's stable
+	// writes wait for space rather than fail.
+	term, err := n.store.GetUint64(keyCurrentTerm)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return nil, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	if err := n.store.SetUint64(keyCurrentTerm, term); err != nil {
+		return nil, fmt.Errorf("cluster: the raft store takes no write: %w", err)
+	}
+	n.store.retry.Store(true)
+	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	return n, nil
+}
+
+// syncTransport is raft's network transport without pipelined
+// replication: every AppendEntries to a follower waits for the answer to
+// the one before (raft still packs up to MaxAppendEntries entries in one).
+// In raft v1.7.2 the pipeline wedges when a follower refuses entries, as
+// one whose disk is full does: the pipeline's decoder stops reading at
+// the refusal while the sender may already be blocked on the next send,
+// both on unbuffered channels; replication to that follower then stops
+// for good while heartbeats keep it from calling an election. hashicorp
+// measured the pipeline to bring little (NetworkTransportConfig's
+// MaxRPCsInFlight).
+type syncTransport struct{ *raft.NetworkTransport }
+
+func (syncTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // close stops raft, then the transport and every connection, then the
@@ -99,6 +141,9 @@ func (n *raftNode) close() error {
 	}
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := n.store.fenceErr(); err != nil {
 			errs = append(errs, err)
 		}
 	}

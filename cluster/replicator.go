@@ -294,12 +294,14 @@ type proposal struct {
 
 // collect waits for the proposed entries in turn, to bound how many are
 // in flight. Their outcome reaches the writers through the FSM, except
-// for an entry raft refused outright (ErrNotLeader: it never reached the
-// log), whose writers learn at once that it did not commit.
+// for an entry that never reached the log, whose writers learn at once
+// that it did not commit: raft refused it (ErrNotLeader), or the leader's
+// log store did, the disk being full (errLogRefused; the leader then
+// steps down).
 func (r *replicator) collect() {
 	defer r.wg.Done()
 	for p := range r.futures {
-		if errors.Is(p.f.Error(), raft.ErrNotLeader) {
+		if err := p.f.Error(); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, errLogRefused) {
 			r.mu.Lock()
 			r.failRange(p.first, p.last, p.nonce)
 			r.mu.Unlock()

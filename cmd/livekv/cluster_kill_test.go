@@ -1,0 +1,305 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/cluster"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	killRounds = flag.Int("cluster.rounds", 2, "leader kills in TestServe_ClusterLeaderSIGKILL")
+	killSeed   = flag.Uint64("cluster.seed", 0, "seed of TestServe_ClusterLeaderSIGKILL; 0 picks one")
+)
+
+// serveCluster is three livekv serve processes run as one cluster.
+type serveCluster struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	raft []string
+	args [][]string
+
+	mu   sync.Mutex
+	srvs []*server // nil while a node is down
+}
+
+func newServeCluster(t *testing.T, n int) *serveCluster {
+	c := &serveCluster{t: t, bin: build(t), dir: t.TempDir()}
+	var peers []string
+	for i := range n {
+		c.raft = append(c.raft, freeAddr(t))
+		peers = append(peers, fmt.Sprintf("n%d=%s", i, c.raft[i]))
+	}
+	for i := range n {
+		// Both raft log stores, raft-wal on most nodes.
+		c.args = append(c.args, []string{"serve", "--data", filepath.Join(c.dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
+			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", c.raft[i], "--peers", strings.Join(peers, ","),
+			"--raft-profile", "lan", "--raft-log", []string{"wal", "bolt"}[i%2]})
+		c.srvs = append(c.srvs, nil)
+		c.start(i)
+	}
+	return c
+}
+
+// start runs node i on its folder.
+func (c *serveCluster) start(i int) {
+	s := runServe(c.t, c.bin, c.args[i]...)
+	c.mu.Lock()
+	c.srvs[i] = s
+	c.mu.Unlock()
+}
+
+// kill ends node i's process with SIGKILL: no shutdown code runs.
+func (c *serveCluster) kill(i int) {
+	c.mu.Lock()
+	s := c.srvs[i]
+	c.srvs[i] = nil
+	c.mu.Unlock()
+	require.NoError(c.t, s.cmd.Process.Signal(syscall.SIGKILL))
+	err := s.cmd.Wait()
+	require.ErrorContains(c.t, err, "killed")
+}
+
+// base returns the API base URL of a random running node, "" if none.
+func (c *serveCluster) base(rng func(int) int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.srvs[rng(len(c.srvs))]; s != nil {
+		return s.base
+	}
+	return ""
+}
+
+// leader waits until a running node says it leads, and returns it.
+func (c *serveCluster) leader() int {
+	c.t.Helper()
+	l := -1
+	require.Eventually(c.t, func() bool {
+		for i, addr := range c.raft {
+			c.mu.Lock()
+			up := c.srvs[i] != nil
+			c.mu.Unlock()
+			if !up {
+				continue
+			}
+			r := cluster.NewRemote(addr)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := r.Status(ctx)
+			cancel()
+			r.Close()
+			if err == nil && st.State == "Leader" {
+				l = i
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "no leader")
+	return l
+}
+
+// acks records the keys whose write was acknowledged; each key's value
+// is the key.
+type acks struct {
+	mu   sync.Mutex
+	keys []string
+	fail int
+}
+
+func (a *acks) add(key string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ok {
+		a.keys = append(a.keys, key)
+	} else {
+		a.fail++
+	}
+}
+
+var killClient = &http.Client{Timeout: 15 * time.Second}
+
+// restWriter sets fresh keys through the REST API of random nodes.
+func restWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
+	for seq := 0; ctx.Err() == nil; seq++ {
+		base := c.base(rand.IntN)
+		if base == "" {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		key := fmt.Sprintf("rest:%d:%d", g, seq)
+		body := fmt.Sprintf(`{"key":%q,"value":%q}`, key, key)
+		req, err := http.NewRequestWithContext(ctx, "POST", base+"/kv/record", strings.NewReader(body))
+		if err != nil {
+			panic(err)
+		}
+		req.Header.Set("x-api-key", "k")
+		resp, err := killClient.Do(req)
+		ok := false
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ok = resp.StatusCode == http.StatusOK
+		}
+		a.add(key, ok)
+		if !ok {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// wsWriter sets fresh keys over a WebSocket to a random node, and
+// reconnects to another when it breaks.
+func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
+	for seq := 0; ctx.Err() == nil; {
+		base := c.base(rand.IntN)
+		if base == "" {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ws, _, err := websocket.Dial(dctx, strings.Replace(base, "http://", "ws://", 1)+"/kv/ws?apiKey=k", nil)
+		cancel()
+		if err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		for ; ctx.Err() == nil; seq++ {
+			key := fmt.Sprintf("ws:%d:%d", g, seq)
+			b, _ := json.Marshal(map[string]any{"op": 2, "key": key, "value": key, "messageId": seq})
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			err := ws.Write(wctx, websocket.MessageText, b)
+			var rep struct {
+				Code      int
+				MessageID int
+			}
+			if err == nil {
+				_, b, err = ws.Read(wctx)
+				if err == nil {
+					err = json.Unmarshal(b, &rep)
+				}
+			}
+			cancel()
+			if err != nil {
+				a.add(key, false)
+				break
+			}
+			a.add(key, rep.Code == http.StatusOK && rep.MessageID == seq)
+		}
+		if ctx.Err() != nil {
+			ws.Close(websocket.StatusNormalClosure, "")
+		}
+		ws.CloseNow()
+	}
+}
+
+// TestServe_ClusterLeaderSIGKILL runs three livekv serve processes as
+// one cluster (n0 and n2 keep their raft log in raft-wal, n1 in BoltDB)
+// while clients write through the REST and WebSocket APIs
+// of random nodes; each round the leader's process is killed with
+// SIGKILL and started again on its folder. At the end every acknowledged
+// write is readable, with its value, on every node.
+func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
+	s := *killSeed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -cluster.seed=%d)", s, s)
+	rng := rand.New(rand.NewPCG(s, s))
+	c := newServeCluster(t, 3)
+	c.leader()
+
+	a := &acks{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if g%2 == 0 {
+				restWriter(ctx, g, c, a)
+			} else {
+				wsWriter(ctx, g, c, a)
+			}
+		}()
+	}
+	for range *killRounds {
+		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		l := c.leader()
+		c.kill(l)
+		nl := c.leader()
+		t.Logf("killed the leader n%d; n%d leads", l, nl)
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+		c.start(l)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	c.leader()
+
+	a.mu.Lock()
+	keys := a.keys
+	t.Logf("acknowledged %d writes, %d failed or unknown", len(keys), a.fail)
+	a.mu.Unlock()
+	require.NotEmpty(t, keys)
+	for i, srv := range c.srvs {
+		var cwg sync.WaitGroup
+		var mu sync.Mutex
+		var missing []string
+		for part := range 4 {
+			cwg.Add(1)
+			go func() {
+				defer cwg.Done()
+				for k := part; k < len(keys); k += 4 {
+					if v, err := readValue(srv.base, keys[k]); err != nil || v != keys[k] {
+						mu.Lock()
+						missing = append(missing, fmt.Sprintf("%s (%q, %v)", keys[k], v, err))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		cwg.Wait()
+		require.Empty(t, missing, "n%d lacks acknowledged writes", i)
+	}
+	for _, srv := range c.srvs {
+		srv.stop(t)
+	}
+	killClient.CloseIdleConnections()
+}
+
+// readValue reads key through the REST API at base.
+func readValue(base, key string) (string, error) {
+	req, err := http.NewRequest("GET", base+"/kv/record/"+key, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("x-api-key", "k")
+	resp, err := killClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var rec struct {
+		Value string `json:"value"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return "", fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&rec)
+	return rec.Value, err
+}
