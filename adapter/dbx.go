@@ -130,6 +130,10 @@ func (d dbxDialect) decode(b []byte) (any, any) {
 	return &req, nil
 }
 
+// inOrder is true: a DBX (Redis) user expects a connection's requests to
+// take effect in the order sent, as pipelined commands do.
+func (dbxDialect) inOrder() bool { return true }
+
 func (dbxDialect) refuse(req any, code int, msg string) any {
 	r, _ := req.(*dbxRequest)
 	if r != nil && r.Heartbeat {

@@ -1,0 +1,111 @@
+package adapter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// Requests sent on one DBX connection without waiting for their replies
+// take effect in the order sent, while a subscription's notifications
+// keep flowing.
+func TestDBX_PipelinedRequestsInOrder(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("subscribe", obj{"patterns": []string{"d:*"}})
+
+	// Round i: SET d:z, INCRBY d:n by i+1, and in even rounds DEL d:z.
+	const rounds = 200
+	type sent struct {
+		id, method string
+		round      int
+	}
+	var reqs []sent
+	var msgs [][]byte
+	add := func(method string, round int, params obj) {
+		id := fmt.Sprintf("p%d", len(reqs))
+		b, err := json.Marshal(obj{"id": id, "method": method, "params": params})
+		require.NoError(t, err)
+		reqs = append(reqs, sent{id, method, round})
+		msgs = append(msgs, b)
+	}
+	for i := range rounds {
+		add("SET", i, obj{"key": "d:z", "value": fmt.Sprintf("v%d", i)})
+		add("INCRBY", i, obj{"key": "d:n", "amount": i + 1})
+		if i%2 == 0 {
+			add("DEL", i, obj{"key": "d:z"})
+		}
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, b := range msgs {
+			if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+
+	replies := map[string]map[string]any{}
+	for len(replies) < len(reqs) {
+		m, err := c.tryRead(10 * time.Second)
+		require.NoError(t, err)
+		switch m["type"] {
+		case "notification":
+			c.notes = append(c.notes, m)
+			continue
+		case "heartbeat":
+			continue
+		}
+		id, _ := m["id"].(string)
+		require.NotContains(t, replies, id)
+		replies[id] = m
+	}
+	require.NoError(t, <-wrote)
+
+	var last float64
+	sum := 0
+	for _, r := range reqs {
+		m := replies[r.id]
+		require.Nil(t, m["error"], "%s: %v", r.id, m)
+		res := m["result"].(map[string]any)
+		switch r.method {
+		case "INCRBY":
+			sum += r.round + 1
+			require.EqualValues(t, sum, res["value"], "%s: %v", r.id, m)
+		case "DEL":
+			require.Equal(t, true, res["deleted"], "%s ran before the SET sent before it: %v", r.id, m)
+		}
+		rev, ok := res["revision"].(float64)
+		require.True(t, ok, "%s: %v", r.id, m)
+		require.Greater(t, rev, last, "%s took effect before a request sent before it", r.id)
+		last = rev
+	}
+	require.EqualValues(t, f.db.Revision(), last)
+
+	got := c.ok("string.get", obj{"key": "d:z"})
+	require.Equal(t, fmt.Sprintf("v%d", rounds-1), got["value"])
+	require.Equal(t, fmt.Sprint(rounds*(rounds+1)/2), c.ok("GET", obj{"key": "d:n"})["value"])
+
+	// One notification per write, in the order of the writes.
+	for len(c.notes) < len(reqs) {
+		m, err := c.tryRead(5 * time.Second)
+		require.NoError(t, err)
+		if m["type"] == "notification" {
+			c.notes = append(c.notes, m)
+		}
+	}
+	for i, r := range reqs {
+		n := c.notes[i]
+		require.Equal(t, replies[r.id]["result"].(map[string]any)["revision"], n["revision"], "%d: %v", i, n)
+		require.Equal(t, r.method == "DEL", n["deleted"] == true, "%d: %v", i, n)
+	}
+}
