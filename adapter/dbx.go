@@ -496,6 +496,12 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	tx, p := st.tx, &op.Params
 	switch op.Method {
 	case "ping":
+		if p.Message != nil { // DBX's docs: the message comes back as pong
+			if err := st.read(*p.Message); err != nil {
+				return nil, err
+			}
+			return map[string]any{"pong": *p.Message}, nil
+		}
 		return map[string]any{"pong": true}, nil
 	case "string.get":
 		it, found, err := st.get(p.Key)

@@ -109,3 +109,16 @@ func TestDBX_PipelinedRequestsInOrder(t *testing.T) {
 		require.Equal(t, r.method == "DEL", n["deleted"] == true, "%d: %v", i, n)
 	}
 }
+
+// ping echoes DBX's params.message as pong; without one, pong is true.
+func TestDBX_PingMessage(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	require.Equal(t, obj{"pong": "hello é"}, c.ok("ping", obj{"message": "hello é"}))
+	require.Equal(t, obj{"pong": ""}, c.ok("PING", obj{"message": ""}))
+	require.Equal(t, obj{"pong": true}, c.ok("ping", obj{}))
+	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
+	c.fails("invalid_request", "ping", obj{"message": 5})
+	res := c.ok("batch", obj{"operations": []obj{{"method": "ping", "params": obj{"message": "a"}}, {"method": "ping"}}})
+	require.Equal(t, []any{obj{"pong": "a"}, obj{"pong": true}}, res["results"])
+}
