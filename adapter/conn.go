@@ -68,7 +68,9 @@ type subscription struct {
 // DBX's (dbxDialect).
 type dialect interface {
 	// decode decodes one text message into a request to run, or returns
-	// the answer to send instead (nil: nothing).
+	// the answer to send instead (nil: nothing) and, with it, the request
+	// as far as it decoded, if that names its operation (else nil), for
+	// observed.
 	decode(b []byte) (req any, answer any)
 	// refuse is the answer to a request that is not run: req is nil for a
 	// frame that is not text (code 400); code 429 is over the rate, 503
@@ -292,8 +294,8 @@ func (c *conn) readLoop() {
 			continue
 		}
 		req, answer := c.d.decode(data)
-		if req == nil {
-			c.reply(nil, answer)
+		if req == nil || answer != nil {
+			c.reply(req, answer)
 			continue
 		}
 		if !c.bucket.take() {

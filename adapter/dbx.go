@@ -125,7 +125,11 @@ type dbxDialect struct {
 func (d dbxDialect) decode(b []byte) (any, any) {
 	req, derr := decodeDBX(b, d.maxItems)
 	if derr != nil {
-		return nil, dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
+		m := dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
+		if req.Method != "" { // a known method with bad params: counted under it
+			return &req, m
+		}
+		return nil, m
 	}
 	return &req, nil
 }
