@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
 	"github.com/stretchr/testify/require"
 )
 
@@ -121,4 +125,40 @@ func TestDBX_PingMessage(t *testing.T) {
 	c.fails("invalid_request", "ping", obj{"message": 5})
 	res := c.ok("batch", obj{"operations": []obj{{"method": "ping", "params": obj{"message": "a"}}, {"method": "ping"}}})
 	require.Equal(t, []any{obj{"pong": "a"}, obj{"pong": true}}, res["results"])
+}
+
+// A DBX connection's client_id names it in the adapter's log lines (and
+// not in OnRequest: see docs/protocol.md).
+func TestDBX_ClientIDInLogs(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	var ops []string
+	f := newFixture(t, &adapter.Options{
+		Logf: func(format string, args ...any) {
+			mu.Lock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+			mu.Unlock()
+		},
+		OnRequest: func(op string, code int) {
+			mu.Lock()
+			ops = append(ops, op)
+			mu.Unlock()
+		},
+	})
+	c := f.dbx("api_key=" + apiKey + "&client_id=" + url.QueryEscape("billing-worker 7"))
+	c.ok("ping", nil)
+	c.ws.CloseNow() // the connection drops without a close handshake: the server logs the read error
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, `livekv adapter: read (client "billing-worker 7"): `) {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"dbx.ping"}, ops)
 }
