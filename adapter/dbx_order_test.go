@@ -12,6 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -161,4 +163,34 @@ func TestDBX_ClientIDInLogs(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []string{"dbx.ping"}, ops)
+}
+
+// A store error that is none of the others' (here the log's file system
+// failing a write) is server_error; a closed DB is service_unavailable.
+// Neither writes anything.
+func TestDBX_StoreErrors(t *testing.T) {
+	fs := vfs.NewMemFS()
+	db, err := engine.Open("/db", &engine.Options{FS: fs, SweepInterval: -1})
+	require.NoError(t, err)
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	f := &fixture{t: t, db: db, a: a}
+	f.serve()
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.set", obj{"key": "k", "value": "v1"})
+
+	fs.FailAt(1, true)
+	e := c.fails("server_error", "string.set", obj{"key": "k", "value": "v2"})
+	require.Contains(t, e["message"], vfs.ErrInjected.Error())
+	e = c.fails("server_error", "batch", obj{"operations": []obj{{"method": "ping"}, {"method": "INCR", "params": obj{"key": "n"}}}})
+	require.NotContains(t, e, "operation", "the commit failed, not one operation")
+	fs.FailAt(0, false)
+	// The log refuses writes until the DB is reopened; reads still work.
+	c.fails("server_error", "string.set", obj{"key": "k", "value": "v3"})
+	require.Equal(t, obj{"value": "v1", "ttl": -1.0}, c.ok("string.get", obj{"key": "k"}))
+	c.fails("not_found", "string.get", obj{"key": "n"})
+
+	require.ErrorIs(t, db.Close(), vfs.ErrInjected)
+	c.fails("service_unavailable", "string.get", obj{"key": "k"})
+	c.fails("service_unavailable", "string.set", obj{"key": "k", "value": "v4"})
 }
