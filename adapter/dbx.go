@@ -281,9 +281,13 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 	failed := -1
 	fail := func(err error) *dbxError {
 		de := toDBXError(err)
-		if batch && failed >= 0 {
+		switch {
+		case batch && failed >= 0:
 			de = &dbxError{Code: de.Code, Operation: ptr(failed), Oldest: de.Oldest, Revision: de.Revision,
 				Message: fmt.Sprintf("operations[%d] (%s): %s; the batch changed nothing", failed, ops[failed].Method, de.Message)}
+		case batch: // no operation failed: reading or committing did
+			de = &dbxError{Code: de.Code, Oldest: de.Oldest, Revision: de.Revision,
+				Message: fmt.Sprintf("batch: %s; the batch changed nothing", de.Message)}
 		}
 		return de
 	}

@@ -184,6 +184,7 @@ func TestDBX_StoreErrors(t *testing.T) {
 	require.Contains(t, e["message"], vfs.ErrInjected.Error())
 	e = c.fails("server_error", "batch", obj{"operations": []obj{{"method": "ping"}, {"method": "INCR", "params": obj{"key": "n"}}}})
 	require.NotContains(t, e, "operation", "the commit failed, not one operation")
+	require.Contains(t, e["message"], "the batch changed nothing")
 	fs.FailAt(0, false)
 	// The log refuses writes until the DB is reopened; reads still work.
 	c.fails("server_error", "string.set", obj{"key": "k", "value": "v3"})
