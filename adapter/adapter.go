@@ -169,7 +169,8 @@ type Options struct {
 
 	// OnRequest, if set, is called once for each request answered, over
 	// WebSocket (either dialect) or REST, with its operation (OpGet,
-	// OpSet, ...; a DBX request is OpDBXPrefix and its method) and the
+	// OpSet, ...; a DBX request is OpDBXPrefix and its method, one with
+	// bad params included; OpInvalid when it names none) and the
 	// code of its reply (for DBX, the HPKV code of its error, 200 without
 	// one); for monitoring. It must be quick and safe for concurrent use.
 	OnRequest func(op string, code int)

@@ -68,7 +68,9 @@ type subscription struct {
 // DBX's (dbxDialect).
 type dialect interface {
 	// decode decodes one text message into a request to run, or returns
-	// the answer to send instead (nil: nothing).
+	// the answer to send instead (nil: nothing) and, with it, the request
+	// as far as it decoded, if that names its operation (else nil), for
+	// observed.
 	decode(b []byte) (req any, answer any)
 	// refuse is the answer to a request that is not run: req is nil for a
 	// frame that is not text (code 400); code 429 is over the rate, 503
@@ -89,6 +91,10 @@ type dialect interface {
 	// observed names, for Options.OnRequest, the operation of req (nil:
 	// none could be decoded) and the HPKV code of answer, its answer.
 	observed(req, answer any) (op string, code int)
+	// inOrder says whether a connection's requests take effect in the
+	// order they arrive, each after the one before has been answered; if
+	// not, they run concurrently.
+	inOrder() bool
 }
 
 // wireError is an error with the HPKV code (an HTTP status) that says
@@ -257,9 +263,13 @@ func (c *conn) run(from int64) {
 }
 
 // readLoop reads requests until the connection fails or closes, and starts
-// each in a goroutine of its own, at most MaxInFlight at once.
+// each in a goroutine of its own, at most MaxInFlight at once. In a
+// dialect whose requests run in order, each goroutine first waits for the
+// one before to have answered: the reader still reads ahead, up to
+// MaxInFlight requests, and notifications flow meanwhile.
 func (c *conn) readLoop() {
-	failed := false // the connection is closing: read only to let the close handshake end
+	failed := false        // the connection is closing: read only to let the close handshake end
+	var prev chan struct{} // closed once the request before has answered (inOrder)
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
@@ -284,8 +294,8 @@ func (c *conn) readLoop() {
 			continue
 		}
 		req, answer := c.d.decode(data)
-		if req == nil {
-			c.reply(nil, answer)
+		if req == nil || answer != nil {
+			c.reply(req, answer)
 			continue
 		}
 		if !c.bucket.take() {
@@ -317,10 +327,21 @@ func (c *conn) readLoop() {
 			c.lastRead.Store(now) // what came meanwhile is unread, not missing
 			c.waiting.Store(false)
 		}
+		var after, done chan struct{}
+		if c.d.inOrder() {
+			after, done = prev, make(chan struct{})
+			prev = done
+		}
 		go func() {
 			defer c.reqs.Done()
 			defer func() { <-c.sem }()
+			if after != nil {
+				<-after
+			}
 			c.reply(req, c.d.run(c, req))
+			if done != nil {
+				close(done)
+			}
 		}()
 	}
 }

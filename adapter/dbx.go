@@ -125,10 +125,18 @@ type dbxDialect struct {
 func (d dbxDialect) decode(b []byte) (any, any) {
 	req, derr := decodeDBX(b, d.maxItems)
 	if derr != nil {
-		return nil, dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
+		m := dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
+		if req.Method != "" { // a known method with bad params: counted under it
+			return &req, m
+		}
+		return nil, m
 	}
 	return &req, nil
 }
+
+// inOrder is true: a DBX (Redis) user expects a connection's requests to
+// take effect in the order sent, as pipelined commands do.
+func (dbxDialect) inOrder() bool { return true }
 
 func (dbxDialect) refuse(req any, code int, msg string) any {
 	r, _ := req.(*dbxRequest)
@@ -273,9 +281,13 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 	failed := -1
 	fail := func(err error) *dbxError {
 		de := toDBXError(err)
-		if batch && failed >= 0 {
+		switch {
+		case batch && failed >= 0:
 			de = &dbxError{Code: de.Code, Operation: ptr(failed), Oldest: de.Oldest, Revision: de.Revision,
 				Message: fmt.Sprintf("operations[%d] (%s): %s; the batch changed nothing", failed, ops[failed].Method, de.Message)}
+		case batch: // no operation failed: reading or committing did
+			de = &dbxError{Code: de.Code, Oldest: de.Oldest, Revision: de.Revision,
+				Message: fmt.Sprintf("batch: %s; the batch changed nothing", de.Message)}
 		}
 		return de
 	}
@@ -492,6 +504,12 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	tx, p := st.tx, &op.Params
 	switch op.Method {
 	case "ping":
+		if p.Message != nil { // DBX's docs: the message comes back as pong
+			if err := st.read(*p.Message); err != nil {
+				return nil, err
+			}
+			return map[string]any{"pong": *p.Message}, nil
+		}
 		return map[string]any{"pong": true}, nil
 	case "string.get":
 		it, found, err := st.get(p.Key)

@@ -13,8 +13,9 @@ import (
 
 // TestDBXClient runs the DBXWebSocket class of DBX's documentation,
 // completed (testdata/dbx/dbx-websocket.mjs), against the adapter's DBX
-// dialect: every method, an atomic batch and a failing one, error codes,
-// heartbeats both ways, and a subscription that resumes after the class
+// dialect: every method, pipelined requests taking effect in the order
+// sent, an atomic batch and a failing one, error codes (the handshake's
+// unauthorized and forbidden read over plain HTTP), heartbeats both ways, and a subscription that resumes after the class
 // reconnects (testdata/dbx/client.mjs has the checks). It needs Node.js
 // 20 or later, whose WebSocket the class uses, so it is behind the
 // browser build tag, which make test (and so CI) always sets; without

@@ -61,7 +61,7 @@ var dbxMethods = map[string]dbxMethod{
 	"string.persist": {needKey: true, write: true},
 	"keys.scan":      {pattern: true},
 	"keys.count":     {pattern: true},
-	"ping":           {},
+	"ping":           {message: true},
 	"batch":          {alone: true, operations: true},
 	"subscribe":      {alone: true},
 	"unsubscribe":    {alone: true},
@@ -83,6 +83,7 @@ type dbxMethod struct {
 	amount             bool // amount is required
 	keys, pairs        bool // keys (mget), pairs (mset): 1 or more
 	pattern            bool // pattern, cursor, count
+	message            bool // message, echoed (ping)
 	write              bool // it writes: a batch holding one runs as a write transaction
 	alone              bool // not inside a batch
 	operations         bool // operations: batch's, decoded only for it, so that nothing nests
@@ -107,6 +108,7 @@ type dbxParams struct {
 	Pattern        string
 	Cursor         string
 	Count          int
+	Message        *string // ping's; nil when not given
 	Operations     []dbxOp
 	Patterns       []string
 	FromRevision   int64
@@ -180,6 +182,7 @@ type dbxWireParams struct {
 	Pattern    string                     `json:"pattern"`
 	Cursor     string                     `json:"cursor"`
 	Count      *int                       `json:"count"`
+	Message    *string                    `json:"message"`
 	Operations []struct {
 		Method string          `json:"method"`
 		Params json.RawMessage `json:"params"`
@@ -334,6 +337,9 @@ func decodeDBXParams(m dbxMethod, raw json.RawMessage, maxItems int) (dbxParams,
 			}
 			p.Count = *w.Count
 		}
+	}
+	if m.message {
+		p.Message = w.Message
 	}
 	p.Patterns, p.FromRevision, p.SubscriptionID = w.Patterns, w.FromRevision, w.SubscriptionID
 	if p.FromRevision < 0 {

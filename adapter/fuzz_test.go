@@ -92,6 +92,10 @@ func FuzzDecodeDBX(f *testing.F) {
 		`{"id":1,"method":"batch","params":{"operations":[{"method":"batch"}]}}`,
 		`{"id":1,"method":"string.set","params":{"key":"a\ud800","value":"v"}}`,
 		`{"id":1,"method":"string.set","params":{"key":"k","value":"v","ttl":0}}`,
+		`{"id":2,"method":"PING","params":{"message":"hi"}}`,
+		`{"id":3,"method":"ping","params":{"message":5}}`,
+		`{"id":4,"method":"INCRBY","params":{"key":"n"}}`,
+		`{"id":5,"method":"no.such","params":{"key":"n"}}`,
 		`{"id":[1,`, `[]`, `null`, `{"method":7}`, "{\"method\":\"GET\",\"params\":{\"key\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s))
@@ -100,6 +104,12 @@ func FuzzDecodeDBX(f *testing.F) {
 		r, derr := decodeDBX(b, 16)
 		if r.ID != nil && !json.Valid(r.ID) {
 			t.Fatalf("id %q is not JSON", r.ID)
+		}
+		// The method names the request in OnRequest's op, a metrics
+		// label: it is one of the methods, or none, never the client's
+		// own spelling.
+		if _, ok := dbxMethods[r.Method]; r.Method != "" && !ok {
+			t.Fatalf("decoded unknown method %q", r.Method)
 		}
 		if derr != nil {
 			if derr.Code == "" || derr.Message == "" {

@@ -19,6 +19,11 @@ func (hpkvDialect) decode(b []byte) (any, any) {
 	return &req, nil
 }
 
+// inOrder is false: HPKV's client pairs replies with requests by
+// messageId and assumes no order, so a connection's requests run
+// concurrently.
+func (hpkvDialect) inOrder() bool { return false }
+
 func (hpkvDialect) refuse(req any, code int, msg string) any {
 	rep := errorReply(code, msg)
 	if r, ok := req.(*request); ok {

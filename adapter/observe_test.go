@@ -83,7 +83,15 @@ func TestOnRequest_DBX(t *testing.T) {
 	c.ok("string.get", obj{"key": "k"})
 	c.fails("not_found", "string.get", obj{"key": "none"})
 	c.fails("invalid_request", "no.such.method", obj{})
+	// Bad params of a known method count under the method, in either
+	// spelling; a message that names none is "invalid".
+	c.fails("invalid_value", "INCRBY", obj{"key": "n"})
+	c.fails("invalid_key", "string.incrby", obj{"amount": 1})
+	c.fails("invalid_key", "batch", obj{"operations": []obj{{"method": "string.get"}}})
+	c.writeRaw([]byte(`{"id":"x","params":{}}`))
+	require.Equal(t, "invalid_request", c.reply("x")["error"].(map[string]any)["code"])
 	mu.Lock()
 	defer mu.Unlock()
-	require.Equal(t, map[string]int{"dbx.string.set 200": 1, "dbx.string.get 200": 1, "dbx.string.get 404": 1, "invalid 400": 1}, seen)
+	require.Equal(t, map[string]int{"dbx.string.set 200": 1, "dbx.string.get 200": 1, "dbx.string.get 404": 1, "invalid 400": 2,
+		"dbx.string.incrby 400": 2, "dbx.batch 400": 1}, seen)
 }

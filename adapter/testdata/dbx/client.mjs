@@ -29,6 +29,7 @@ const call = (method, params) => dbx.sendRequest(method, params);
 
 // every method
 assert.deepEqual(await call('ping'), { pong: true });
+assert.deepEqual(await call('ping', { message: 'hello' }), { pong: 'hello' });
 let res = await call('string.set', { key: 'user:1', value: 'Ada', ttl: 3600 });
 assert.equal(res.success, true);
 assert.equal(res.key, 'user:1');
@@ -75,6 +76,22 @@ await call('SET', { key: 'up', value: '5', expire: 100 });
 assert.equal((await call('INCRBY', { key: 'up', amount: 5 })).value, 10);
 assert.equal((await call('GET', { key: 'up' })).value, '10');
 assert.deepEqual((await call('MGET', { keys: ['up'] })).values, ['10']);
+
+// requests sent without waiting take effect in the order sent
+const pipelined = await Promise.all([
+  call('SET', { key: 'order:z', value: 'a' }),
+  call('DEL', { key: 'order:z' }),
+  call('INCR', { key: 'order:n' }),
+  call('SET', { key: 'order:z', value: 'b' }),
+  call('INCR', { key: 'order:n' }),
+  call('DEL', { key: 'order:z' }),
+  call('SET', { key: 'order:z', value: 'c' }),
+]);
+assert.deepEqual(pipelined.map((r) => r.deleted ?? r.value ?? r.key), ['order:z', true, 1, 'order:z', 2, true, 'order:z']);
+const pipelinedRevs = pipelined.map((r) => r.revision);
+assert.deepEqual(pipelinedRevs, [...pipelinedRevs].sort((a, b) => a - b), `revisions ${pipelinedRevs}`);
+assert.equal(new Set(pipelinedRevs).size, pipelinedRevs.length);
+assert.equal((await call('GET', { key: 'order:z' })).value, 'c');
 
 // a batch commits as one transaction: one revision for all its writes
 res = await dbx.batchOperations([
@@ -124,6 +141,19 @@ scoped.disconnect();
 const wrong = new DBXWebSocket(url, { ...options, apiKey: 'wrong' });
 await assert.rejects(wrong.connect());
 assert.equal(wrong.getState(), 'disconnected');
+// and so is no key at all; a WebSocket only sees the connection fail, so
+// the refusal's code is read over plain HTTP: unauthorized, 401
+const anonymous = new DBXWebSocket(url, { ...options, apiKey: undefined, clientId: 'anonymous' });
+await assert.rejects(anonymous.connect());
+assert.equal(anonymous.getState(), 'disconnected');
+for (const [query, code, status] of [['client_id=anonymous', 'unauthorized', 401], ['api_key=wrong', 'forbidden', 403]]) {
+  const refused = await fetch(`${base}/dbx/ws?${query}`);
+  assert.equal(refused.status, status, query);
+  const body = await refused.json();
+  assert.equal(body.error, code, `${query}: ${JSON.stringify(body)}`);
+  assert.equal(body.status, status);
+  assert.ok(body.message);
+}
 
 // heartbeats both ways: the server's arrive; ours keep the connection
 // open well past the server's timeout
