@@ -62,12 +62,12 @@ func backup(args []string) error {
 			"while writes go on. livekv restore makes a data folder of it.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errors.New("backup takes no arguments: the server is --addr")
+	if len(rest) != 0 {
+		return badUsage(fs, fmt.Sprintf("backup takes no arguments (%q): the server is --addr", rest[0]))
 	}
 	if *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
@@ -150,15 +150,15 @@ func restore(args []string) error {
 			"(FILE - reads stdin): livekv serve --data DIR then serves the database as it was at\n"+
 			"the backup's revision.")
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return errors.New("give a backup file and a folder")
+	if len(rest) != 2 {
+		return badUsage(fs, fmt.Sprintf("give a backup file and a folder (%d given)", len(rest)))
 	}
 	var r io.Reader = os.Stdin
-	if f := fs.Arg(0); f != "-" {
+	if f := rest[0]; f != "-" {
 		file, err := os.Open(f)
 		if err != nil {
 			return err
@@ -166,13 +166,13 @@ func restore(args []string) error {
 		defer file.Close()
 		r = file
 	}
-	rev, err := engine.RestoreDir(r, fs.Arg(1), nil)
+	rev, err := engine.RestoreDir(r, rest[1], nil)
 	if errors.Is(err, engine.ErrNotEmpty) {
 		return fmt.Errorf("%w: restore makes a new folder; give one that is missing or empty", err)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("restored revision %d into %s\n", rev, fs.Arg(1))
+	fmt.Printf("restored revision %d into %s\n", rev, rest[1])
 	return nil
 }

@@ -51,13 +51,16 @@ type clientFlags struct {
 	output  *string
 	timeout *time.Duration
 	cacert  *string
-	usage   string
 }
 
 func newClientFlags(name, usage string) *clientFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // usage is printed once, by parse
-	f := &clientFlags{fs: fs, usage: usage}
+	f := &clientFlags{fs: fs}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
 	addr := os.Getenv("LIVEKV_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -70,40 +73,14 @@ func newClientFlags(name, usage string) *clientFlags {
 	return f
 }
 
-// printUsage writes the command's usage and flags to w.
-func (f *clientFlags) printUsage(w io.Writer) {
-	fmt.Fprintln(w, f.usage)
-	fmt.Fprintln(w, "\nFlags:")
-	f.fs.SetOutput(w)
-	f.fs.PrintDefaults()
-	f.fs.SetOutput(io.Discard)
-}
-
 // parse parses args, flags and arguments in any order, and checks that
 // between min and max arguments (max -1: any number) are left. --help
 // prints the usage to stdout and returns flag.ErrHelp; a bad command line
 // prints it to stderr and returns a usageError.
 func (f *clientFlags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
-	args = protectNegatives(f.fs, args)
-	var rest []string
-	for {
-		if err := f.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				f.printUsage(os.Stdout)
-				return nil, err
-			}
-			return nil, f.bad(err.Error())
-		}
-		args = f.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		if args[0] == "--" { // the rest are arguments, even those that start with -
-			rest = append(rest, args[1:]...)
-			break
-		}
-		rest = append(rest, strings.TrimPrefix(args[0], negative))
-		args = args[1:]
+	rest, err := parseArgs(f.fs, protectNegatives(f.fs, args))
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(rest) < minArgs || maxArgs >= 0 && len(rest) > maxArgs:
@@ -149,9 +126,7 @@ func protectNegatives(fs *flag.FlagSet, args []string) []string {
 
 // bad prints the usage and returns the usage error msg.
 func (f *clientFlags) bad(msg string) error {
-	f.printUsage(os.Stderr)
-	fmt.Fprintln(os.Stderr)
-	return usageError{errors.New(msg)}
+	return badUsage(f.fs, msg)
 }
 
 // serverURL turns --addr into the URL of the server's API.
@@ -454,25 +429,17 @@ func watchCmd(args []string) error {
 
 func versionCmd(args []string) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	output := fs.String("o", "plain", "output: plain, or json")
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: livekv version [-o json]\n\nPrints the module version, the VCS revision livekv was built from and the Go version.\n\nFlags:")
-		fs.SetOutput(w)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: livekv version [-o json]\n\nPrints the module version, the VCS revision livekv was built from and the Go version.\n\nFlags:")
 		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(os.Stdout)
-			return err
-		}
-		usage(os.Stderr)
-		return usageError{err}
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 || *output != "plain" && *output != "json" {
-		usage(os.Stderr)
-		return usageError{errors.New("version takes no arguments; -o is plain or json")}
+	if len(rest) > 0 || *output != "plain" && *output != "json" {
+		return badUsage(fs, "version takes no arguments; -o is plain or json")
 	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
