@@ -72,10 +72,8 @@ func backup(args []string) error {
 	if *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
 	}
-	if *out == "" {
-		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
-		}
+	if *out == "" && isTerminal(os.Stdout) {
+		return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
 	}
 	client := &http.Client{}
 	if *caFile != "" {
