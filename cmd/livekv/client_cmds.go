@@ -21,6 +21,7 @@ import (
 
 	kvclient "github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
 )
 
 // clientCommands are the commands that talk to a running server.
@@ -383,6 +384,11 @@ func watchCmd(args []string) error {
 	if *rev < 0 {
 		return f.bad("--rev must not be negative")
 	}
+	for _, p := range patterns {
+		if _, err := pattern.Parse(p); err != nil {
+			return f.bad(fmt.Sprintf("--pattern %s: %v", p, err))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c, err := f.dial(ctx)
@@ -394,7 +400,7 @@ func watchCmd(args []string) error {
 	defer cancel()
 	sub, err := c.Subscribe(subCtx, patterns, &kvclient.SubscribeOptions{FromRevision: *rev})
 	if err != nil {
-		return err
+		return explainCompacted(err)
 	}
 	defer sub.Close()
 	for {
@@ -403,7 +409,7 @@ func watchCmd(args []string) error {
 			return nil // Ctrl-C
 		}
 		if err != nil {
-			return err
+			return explainCompacted(err)
 		}
 		typ := "PUT"
 		if ev.Deleted {
@@ -425,6 +431,18 @@ func watchCmd(args []string) error {
 			return err
 		}
 	}
+}
+
+// explainCompacted says what to do about a watch whose changes the
+// server no longer holds; other errors it returns as they are.
+func explainCompacted(err error) error {
+	var compacted *engine.CompactedError
+	if !errors.As(err, &compacted) {
+		return err
+	}
+	return fmt.Errorf("the server's history no longer holds the changes after revision %d; the oldest it holds is %d.\n"+
+		"Watch again with --rev %d or later (the changes between are lost), or --rev 0 for changes from now",
+		compacted.Revision, compacted.Oldest, compacted.Oldest-1)
 }
 
 func versionCmd(args []string) error {
