@@ -27,10 +27,16 @@ const revisionTrailer = "Livekv-Revision"
 // go on.
 func mountBackup(mux *http.ServeMux, db *engine.DB, key string, logf func(string, ...any)) {
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("x-api-key")), []byte(key)) != 1 {
+		switch given := r.Header.Get("x-api-key"); {
+		case given == "": // no credentials
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintln(w, `{"code":401,"error":"x-api-key header with the API key required"}`)
+			return
+		case subtle.ConstantTimeCompare([]byte(given), []byte(key)) != 1: // a wrong key, or an app's token
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintln(w, `{"code":403,"error":"x-api-key header with the API key required"}`)
+			fmt.Fprintln(w, `{"code":403,"error":"invalid API key: a backup needs the server's API key"}`)
 			return
 		}
 		// A backup takes as long as the database is large: it is not
