@@ -109,7 +109,11 @@ func backup(args []string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
+		if hint := tlsHint(base); resp.StatusCode == http.StatusBadRequest && hint != "" {
+			err = fmt.Errorf("%w\n(%s)", err, hint)
+		}
+		return err
 	}
 	var w io.Writer = os.Stdout
 	var tmp *os.File

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -162,7 +163,38 @@ func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
-	return kvclient.Dial(ctx, u, o)
+	c, err := kvclient.Dial(ctx, u, o)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, kvclient.ErrUnauthorized) && !errors.Is(err, kvclient.ErrForbidden) {
+		if hint := tlsHint(u); hint != "" {
+			err = fmt.Errorf("%w\n(%s)", err, hint)
+		}
+	}
+	return c, err
+}
+
+// tlsHint returns, when u is an http:// URL of a server that speaks TLS
+// there, a hint to give its https:// URL instead; "" otherwise. It only
+// learns whether a TLS handshake completes: nothing is sent.
+func tlsHint(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "http" {
+		return ""
+	}
+	host := p.Host
+	if p.Port() == "" {
+		host = net.JoinHostPort(p.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	d := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // a probe: no data is sent
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return ""
+	}
+	conn.Close()
+	p.Scheme = "https"
+	return fmt.Sprintf("the server speaks HTTPS: give --addr %s", p)
 }
 
 // trusting returns an HTTP client that trusts the certificates in the

@@ -94,7 +94,10 @@ func TestClientCommands(t *testing.T) {
 	require.Equal(t, "-4\n", c.ok("incr", "n", "-10"))
 	require.NoError(t, json.Unmarshal([]byte(c.ok("incr", "-o", "json", "n")), &got))
 	require.Equal(t, map[string]any{"key": "n", "value": -3.0, "revision": got["revision"]}, got)
-	require.Contains(t, c.fails(1, "incr", "greeting"), "not an integer")
+	errOut := c.fails(1, "incr", "greeting")
+	require.Contains(t, errOut, "not an integer")
+	require.True(t, strings.HasPrefix(errOut, "livekv incr: 400 "), "one prefix: %s", errOut)
+	require.NotContains(t, errOut, "livekv: ")
 
 	require.Equal(t, "1\n", c.ok("del", "greeting"))
 	require.Equal(t, "0\n", c.ok("del", "greeting"), "nothing to delete")
@@ -261,6 +264,19 @@ func TestClientTLS(t *testing.T) {
 	require.Equal(t, "OK\n", c.ok("put", "--cacert", cert, "k", "v"))
 	require.Equal(t, "k\nv\n", c.ok("get", "--cacert", cert, "k"))
 	require.Contains(t, c.fails(1, "get", "--cacert", filepath.Join(t.TempDir(), "none.pem"), "k"), "--cacert")
+
+	// HOST:PORT alone is plain HTTP: the error says to give https://.
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+	for _, addr := range []string{hostPort, "http://" + hostPort + "/kv"} {
+		errOut := c.fails(1, "get", "--addr", addr, "k")
+		require.Contains(t, errOut, "(the server speaks HTTPS: give --addr https://"+hostPort+"/kv)", errOut)
+	}
+	// A server that does not speak TLS gets no such hint.
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	errOut := c.fails(1, "get", "--addr", strings.TrimPrefix(plain.URL, "http://"), "k")
+	require.NotContains(t, errOut, "HTTPS", errOut)
+	require.Equal(t, 1, strings.Count(errOut, "livekv"), "one prefix: %s", errOut)
 }
 
 // TestWatch_Patterns: watch --pattern, repeated, one of them a regex,

@@ -103,10 +103,15 @@ func main() {
 	}
 }
 
-// message is err's text without the "livekv: " that the engine's and the
-// client's errors start with: livekv prints its own prefix.
+// message is err's text without the "livekv: " or "livekv client: " that
+// the engine's and the client's errors start with: livekv prints its own
+// prefix.
 func message(err error) string {
-	return strings.TrimPrefix(err.Error(), "livekv: ")
+	s := err.Error()
+	for _, p := range []string{"livekv: ", "livekv client: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
 }
 
 // parseArgs parses args with fs, flags and arguments in any order ("--"
