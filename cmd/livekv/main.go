@@ -59,8 +59,9 @@
 // docs/operations.md.
 //
 // get, put, del, incr, range and watch are clients of a running server
-// (see "livekv COMMAND --help"); they exit 0 on success, 1 on an error and
-// 2 on a command line that makes no sense.
+// (see "livekv COMMAND --help"). Every command exits 0 on success, 1 on an
+// error and 2 on a command line that makes no sense (after printing its
+// usage once); --help prints the usage and exits 0.
 package main
 
 import (
