@@ -226,6 +226,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	defer stop()
 	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
 	if err != nil {
+		err = c.redact(err)
 		if resp != nil {
 			switch resp.StatusCode {
 			case http.StatusUnauthorized:
@@ -245,6 +246,32 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
 	return cn, nil
 }
+
+// redact returns err with the API key or token, which the URL it may
+// quote carries, replaced: errors end up in logs.
+func (c *Client) redact(err error) error {
+	msg := err.Error()
+	for _, secret := range []string{c.opts.APIKey, c.opts.Token} {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, url.QueryEscape(secret), "REDACTED")
+			msg = strings.ReplaceAll(msg, secret, "REDACTED")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactedError is an error whose text has had its secrets replaced; it
+// unwraps to the original, for errors.Is and errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // dropped forgets cn, which has failed, and has the subscriptions it
 // carried made again.

@@ -27,10 +27,16 @@ const revisionTrailer = "Livekv-Revision"
 // go on.
 func mountBackup(mux *http.ServeMux, db *engine.DB, key string, logf func(string, ...any)) {
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("x-api-key")), []byte(key)) != 1 {
+		switch given := r.Header.Get("x-api-key"); {
+		case given == "": // no credentials
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintln(w, `{"code":401,"error":"x-api-key header with the API key required"}`)
+			return
+		case subtle.ConstantTimeCompare([]byte(given), []byte(key)) != 1: // a wrong key, or an app's token
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintln(w, `{"code":403,"error":"x-api-key header with the API key required"}`)
+			fmt.Fprintln(w, `{"code":403,"error":"invalid API key: a backup needs the server's API key"}`)
 			return
 		}
 		// A backup takes as long as the database is large: it is not
@@ -62,20 +68,18 @@ func backup(args []string) error {
 			"while writes go on. livekv restore makes a data folder of it.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errors.New("backup takes no arguments: the server is --addr")
+	if len(rest) != 0 {
+		return badUsage(fs, fmt.Sprintf("backup takes no arguments (%q): the server is --addr", rest[0]))
 	}
 	if *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
 	}
-	if *out == "" {
-		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
-		}
+	if *out == "" && isTerminal(os.Stdout) {
+		return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
 	}
 	client := &http.Client{}
 	if *caFile != "" {
@@ -105,7 +109,11 @@ func backup(args []string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
+		if hint := tlsHint(base); resp.StatusCode == http.StatusBadRequest && hint != "" {
+			err = fmt.Errorf("%w\n(%s)", err, hint)
+		}
+		return err
 	}
 	var w io.Writer = os.Stdout
 	var tmp *os.File
@@ -150,15 +158,15 @@ func restore(args []string) error {
 			"(FILE - reads stdin): livekv serve --data DIR then serves the database as it was at\n"+
 			"the backup's revision.")
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return errors.New("give a backup file and a folder")
+	if len(rest) != 2 {
+		return badUsage(fs, fmt.Sprintf("give a backup file and a folder (%d given)", len(rest)))
 	}
 	var r io.Reader = os.Stdin
-	if f := fs.Arg(0); f != "-" {
+	if f := rest[0]; f != "-" {
 		file, err := os.Open(f)
 		if err != nil {
 			return err
@@ -166,13 +174,13 @@ func restore(args []string) error {
 		defer file.Close()
 		r = file
 	}
-	rev, err := engine.RestoreDir(r, fs.Arg(1), nil)
+	rev, err := engine.RestoreDir(r, rest[1], nil)
 	if errors.Is(err, engine.ErrNotEmpty) {
 		return fmt.Errorf("%w: restore makes a new folder; give one that is missing or empty", err)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("restored revision %d into %s\n", rev, fs.Arg(1))
+	fmt.Printf("restored revision %d into %s\n", rev, rest[1])
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,6 +180,32 @@ func TestBackupRestore(t *testing.T) {
 	entries, err := filepath.Glob(filepath.Join(dir, "bad.backup*"))
 	require.NoError(t, err)
 	require.Empty(t, entries)
+
+	// No key is 401, no credentials; a wrong one, or an app's token, 403.
+	resp, err := http.Post(s.base+"/apps/token", "application/json", strings.NewReader(`{"app":"todo"}`))
+	require.NoError(t, err)
+	var tok struct{ Token string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	resp.Body.Close()
+	require.NotEmpty(t, tok.Token)
+	for key, want := range map[string]int{"": 401, "nope": 403, tok.Token: 403} {
+		req, err := http.NewRequest("GET", s.base+"/backup", nil)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("x-api-key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var reply struct {
+			Code  int
+			Error string
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&reply))
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, "x-api-key %q", key)
+		require.Equal(t, want, reply.Code)
+		require.NotEmpty(t, reply.Error)
+	}
 
 	// A cut backup does not restore.
 	b, err := os.ReadFile(file)

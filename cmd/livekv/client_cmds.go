@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	kvclient "github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
 )
 
 // clientCommands are the commands that talk to a running server.
@@ -51,13 +53,16 @@ type clientFlags struct {
 	output  *string
 	timeout *time.Duration
 	cacert  *string
-	usage   string
 }
 
 func newClientFlags(name, usage string) *clientFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // usage is printed once, by parse
-	f := &clientFlags{fs: fs, usage: usage}
+	f := &clientFlags{fs: fs}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
 	addr := os.Getenv("LIVEKV_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -70,40 +75,14 @@ func newClientFlags(name, usage string) *clientFlags {
 	return f
 }
 
-// printUsage writes the command's usage and flags to w.
-func (f *clientFlags) printUsage(w io.Writer) {
-	fmt.Fprintln(w, f.usage)
-	fmt.Fprintln(w, "\nFlags:")
-	f.fs.SetOutput(w)
-	f.fs.PrintDefaults()
-	f.fs.SetOutput(io.Discard)
-}
-
 // parse parses args, flags and arguments in any order, and checks that
 // between min and max arguments (max -1: any number) are left. --help
 // prints the usage to stdout and returns flag.ErrHelp; a bad command line
 // prints it to stderr and returns a usageError.
 func (f *clientFlags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
-	args = protectNegatives(f.fs, args)
-	var rest []string
-	for {
-		if err := f.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				f.printUsage(os.Stdout)
-				return nil, err
-			}
-			return nil, f.bad(err.Error())
-		}
-		args = f.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		if args[0] == "--" { // the rest are arguments, even those that start with -
-			rest = append(rest, args[1:]...)
-			break
-		}
-		rest = append(rest, strings.TrimPrefix(args[0], negative))
-		args = args[1:]
+	rest, err := parseArgs(f.fs, protectNegatives(f.fs, args))
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(rest) < minArgs || maxArgs >= 0 && len(rest) > maxArgs:
@@ -149,9 +128,7 @@ func protectNegatives(fs *flag.FlagSet, args []string) []string {
 
 // bad prints the usage and returns the usage error msg.
 func (f *clientFlags) bad(msg string) error {
-	f.printUsage(os.Stderr)
-	fmt.Fprintln(os.Stderr)
-	return usageError{errors.New(msg)}
+	return badUsage(f.fs, msg)
 }
 
 // serverURL turns --addr into the URL of the server's API.
@@ -186,7 +163,38 @@ func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
-	return kvclient.Dial(ctx, u, o)
+	c, err := kvclient.Dial(ctx, u, o)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, kvclient.ErrUnauthorized) && !errors.Is(err, kvclient.ErrForbidden) {
+		if hint := tlsHint(u); hint != "" {
+			err = fmt.Errorf("%w\n(%s)", err, hint)
+		}
+	}
+	return c, err
+}
+
+// tlsHint returns, when u is an http:// URL of a server that speaks TLS
+// there, a hint to give its https:// URL instead; "" otherwise. It only
+// learns whether a TLS handshake completes: nothing is sent.
+func tlsHint(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "http" {
+		return ""
+	}
+	host := p.Host
+	if p.Port() == "" {
+		host = net.JoinHostPort(p.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	d := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // a probe: no data is sent
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return ""
+	}
+	conn.Close()
+	p.Scheme = "https"
+	return fmt.Sprintf("the server speaks HTTPS: give --addr %s", p)
 }
 
 // trusting returns an HTTP client that trusts the certificates in the
@@ -408,6 +416,11 @@ func watchCmd(args []string) error {
 	if *rev < 0 {
 		return f.bad("--rev must not be negative")
 	}
+	for _, p := range patterns {
+		if _, err := pattern.Parse(p); err != nil {
+			return f.bad(fmt.Sprintf("--pattern %s: %v", p, err))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c, err := f.dial(ctx)
@@ -419,7 +432,7 @@ func watchCmd(args []string) error {
 	defer cancel()
 	sub, err := c.Subscribe(subCtx, patterns, &kvclient.SubscribeOptions{FromRevision: *rev})
 	if err != nil {
-		return err
+		return explainCompacted(err)
 	}
 	defer sub.Close()
 	for {
@@ -428,7 +441,7 @@ func watchCmd(args []string) error {
 			return nil // Ctrl-C
 		}
 		if err != nil {
-			return err
+			return explainCompacted(err)
 		}
 		typ := "PUT"
 		if ev.Deleted {
@@ -452,27 +465,31 @@ func watchCmd(args []string) error {
 	}
 }
 
+// explainCompacted says what to do about a watch whose changes the
+// server no longer holds; other errors it returns as they are.
+func explainCompacted(err error) error {
+	var compacted *engine.CompactedError
+	if !errors.As(err, &compacted) {
+		return err
+	}
+	return fmt.Errorf("the server's history no longer holds the changes after revision %d; the oldest it holds is %d.\n"+
+		"Watch again with --rev %d or later (the changes between are lost), or --rev 0 for changes from now",
+		compacted.Revision, compacted.Oldest, compacted.Oldest-1)
+}
+
 func versionCmd(args []string) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	output := fs.String("o", "plain", "output: plain, or json")
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: livekv version [-o json]\n\nPrints the module version, the VCS revision livekv was built from and the Go version.\n\nFlags:")
-		fs.SetOutput(w)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: livekv version [-o json]\n\nPrints the module version, the VCS revision livekv was built from and the Go version.\n\nFlags:")
 		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(os.Stdout)
-			return err
-		}
-		usage(os.Stderr)
-		return usageError{err}
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 || *output != "plain" && *output != "json" {
-		usage(os.Stderr)
-		return usageError{errors.New("version takes no arguments; -o is plain or json")}
+	if len(rest) > 0 || *output != "plain" && *output != "json" {
+		return badUsage(fs, "version takes no arguments; -o is plain or json")
 	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -94,7 +94,10 @@ func TestClientCommands(t *testing.T) {
 	require.Equal(t, "-4\n", c.ok("incr", "n", "-10"))
 	require.NoError(t, json.Unmarshal([]byte(c.ok("incr", "-o", "json", "n")), &got))
 	require.Equal(t, map[string]any{"key": "n", "value": -3.0, "revision": got["revision"]}, got)
-	require.Contains(t, c.fails(1, "incr", "greeting"), "not an integer")
+	errOut := c.fails(1, "incr", "greeting")
+	require.Contains(t, errOut, "not an integer")
+	require.True(t, strings.HasPrefix(errOut, "livekv incr: 400 "), "one prefix: %s", errOut)
+	require.NotContains(t, errOut, "livekv: ")
 
 	require.Equal(t, "1\n", c.ok("del", "greeting"))
 	require.Equal(t, "0\n", c.ok("del", "greeting"), "nothing to delete")
@@ -129,11 +132,6 @@ func TestClientCommands(t *testing.T) {
 	require.Contains(t, cli{t: t, bin: bin, addr: c.addr}.fails(1, "get", "r:1"), "no API key")
 	require.Contains(t, c.fails(1, "get", "--addr", closedAddr(t), "--timeout", "2s", "r:1"), "connect")
 
-	out = []byte(c.ok("version"))
-	require.Regexp(t, `^livekv \S+\nrevision (unknown|[0-9a-f]+)`, string(out))
-	require.Contains(t, string(out), "\ngo1.")
-	require.NoError(t, json.Unmarshal([]byte(c.ok("version", "-o", "json")), &got))
-	require.Contains(t, got["go"], "go1.")
 	srv.stop(t)
 }
 
@@ -266,4 +264,96 @@ func TestClientTLS(t *testing.T) {
 	require.Equal(t, "OK\n", c.ok("put", "--cacert", cert, "k", "v"))
 	require.Equal(t, "k\nv\n", c.ok("get", "--cacert", cert, "k"))
 	require.Contains(t, c.fails(1, "get", "--cacert", filepath.Join(t.TempDir(), "none.pem"), "k"), "--cacert")
+
+	// HOST:PORT alone is plain HTTP: the error says to give https://.
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+	for _, addr := range []string{hostPort, "http://" + hostPort + "/kv"} {
+		errOut := c.fails(1, "get", "--addr", addr, "k")
+		require.Contains(t, errOut, "(the server speaks HTTPS: give --addr https://"+hostPort+"/kv)", errOut)
+	}
+	// A server that does not speak TLS gets no such hint.
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	errOut := c.fails(1, "get", "--addr", strings.TrimPrefix(plain.URL, "http://"), "k")
+	require.NotContains(t, errOut, "HTTPS", errOut)
+	require.Equal(t, 1, strings.Count(errOut, "livekv"), "one prefix: %s", errOut)
+}
+
+// TestWatch_Patterns: watch --pattern, repeated, one of them a regex,
+// prints the changes of the keys either matches, and only those; a
+// pattern that does not parse is a usage error; and a --rev older than
+// the server's history ends watch with exit 1 and what to do instead.
+func TestWatch_Patterns(t *testing.T) {
+	bin := build(t)
+	// A restored folder has no history before the backup's revision.
+	src, err := engine.Open("", nil)
+	require.NoError(t, err)
+	for i := range 10 {
+		_, err := src.Set(fmt.Sprintf("old:%d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var b strings.Builder
+	rev, err := src.Backup(&b)
+	require.NoError(t, err)
+	require.NoError(t, src.Close())
+	data := filepath.Join(t.TempDir(), "data")
+	_, err = engine.RestoreDir(strings.NewReader(b.String()), data, nil)
+	require.NoError(t, err)
+
+	srv := runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k1")
+	c := cli{t: t, bin: bin, addr: strings.TrimPrefix(srv.base, "http://"), key: "k1"}
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(c.ok("put", "-o", "json", "start", "x")), &got))
+	from := fmt.Sprint(got["revision"])
+
+	watch := exec.Command(bin, "watch", "--pattern", "p:*", "--pattern", `/^q:\d+$/`, "--rev", from, "-o", "json")
+	watch.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+c.addr)
+	stdout, err := watch.StdoutPipe()
+	require.NoError(t, err)
+	watch.Stderr = os.Stderr
+	require.NoError(t, watch.Start())
+	defer watch.Process.Kill()
+	for _, k := range []string{"p:1", "q:2", "q:x", "pp:1", "other", "q:12", "p:2"} {
+		c.ok("put", k, "v-"+k)
+	}
+	c.ok("del", "p:1")
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var keys []string
+	for len(keys) < 5 {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "watch ended")
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+			keys = append(keys, m["type"].(string)+" "+m["key"].(string))
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %v printed", keys)
+		}
+	}
+	require.Equal(t, []string{"PUT p:1", "PUT q:2", "PUT q:12", "PUT p:2", "DELETE p:1"}, keys)
+	require.NoError(t, watch.Process.Signal(syscall.SIGINT))
+	var more []string
+	for l := range lines { // until watch closes its stdout
+		more = append(more, l)
+	}
+	require.Empty(t, more, "nothing else printed")
+	require.NoError(t, watch.Wait(), "exit 0 on Ctrl-C")
+
+	for _, p := range []string{`/[/`, `/^a(/`} {
+		errOut := c.fails(2, "watch", "--pattern", "ok:*", "--pattern", p)
+		require.Equal(t, 1, strings.Count(errOut, "usage: livekv watch"), errOut)
+		require.Contains(t, errOut, "--pattern "+p)
+	}
+
+	errOut := c.fails(1, "watch", "--prefix", "old:", "--rev", "1")
+	require.Contains(t, errOut, "livekv watch: the server's history no longer holds the changes after revision 1; "+
+		fmt.Sprintf("the oldest it holds is %d.\nWatch again with --rev %d or later", rev+1, rev), errOut)
+	srv.stop(t)
 }

@@ -59,8 +59,9 @@
 // docs/operations.md.
 //
 // get, put, del, incr, range and watch are clients of a running server
-// (see "livekv COMMAND --help"); they exit 0 on success, 1 on an error and
-// 2 on a command line that makes no sense.
+// (see "livekv COMMAND --help"). Every command exits 0 on success, 1 on an
+// error and 2 on a command line that makes no sense (after printing its
+// usage once); --help prints the usage and exits 0.
 package main
 
 import (
@@ -68,12 +69,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"maps"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,9 +99,61 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(os.Stderr, "livekv %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "livekv %s: %s\n", os.Args[1], message(err))
 		os.Exit(exitCode(err))
 	}
+}
+
+// message is err's text without the "livekv: " or "livekv client: " that
+// the engine's and the client's errors start with: livekv prints its own
+// prefix.
+func message(err error) string {
+	s := err.Error()
+	for _, p := range []string{"livekv: ", "livekv client: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+// parseArgs parses args with fs, flags and arguments in any order ("--"
+// ends the flags), and returns the arguments. --help prints fs.Usage to
+// stdout and returns flag.ErrHelp; a bad flag prints it to stderr and
+// returns a usageError.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard) // the usage is printed once, here
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				showUsage(fs, os.Stdout)
+				return nil, err
+			}
+			return nil, badUsage(fs, err.Error())
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		if args[0] == "--" { // the rest are arguments, even those that start with -
+			return append(rest, args[1:]...), nil
+		}
+		rest = append(rest, strings.TrimPrefix(args[0], negative))
+		args = args[1:]
+	}
+}
+
+// showUsage prints fs.Usage to w.
+func showUsage(fs *flag.FlagSet, w io.Writer) {
+	fs.SetOutput(w)
+	fs.Usage()
+	fs.SetOutput(io.Discard)
+}
+
+// badUsage prints fs.Usage to stderr and returns the usage error msg.
+func badUsage(fs *flag.FlagSet, msg string) error {
+	showUsage(fs, os.Stderr)
+	fmt.Fprintln(os.Stderr)
+	return usageError{errors.New(msg)}
 }
 
 func usage() {
@@ -153,12 +208,23 @@ func serve(args []string) error {
 			"Opens the database in DIR and serves HPKV's WebSocket and REST API at /kv/ until Ctrl-C or SIGTERM.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
-		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0 {
-		return errors.New("timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota and --heartbeat flags must be positive")
+	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog}
+	switch {
+	case len(rest) > 0:
+		return badUsage(fs, fmt.Sprintf("serve takes no arguments (%q): the folder is --data", rest[0]))
+	case *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
+		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0:
+		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota and --heartbeat flags must be positive")
+	}
+	if err := ops.check(); err != nil {
+		return badUsage(fs, err.Error())
+	}
+	if err := cf.check(); err != nil {
+		return badUsage(fs, err.Error())
 	}
 	// Everything that can fail without writing comes first: a serve that
 	// does not start leaves no folder and no key file behind.
@@ -185,7 +251,7 @@ func serve(args []string) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	st, err := openStore(*data, logf, clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog})
+	st, err := openStore(*data, logf, cf)
 	if err != nil {
 		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
 	}

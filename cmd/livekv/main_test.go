@@ -82,8 +82,13 @@ func TestServe(t *testing.T) {
 	require.Equal(t, "world", it.Value)
 }
 
+// TestUsage: every command exits 2 on a command line that makes no sense,
+// with its usage printed once to stderr and nothing written, and 0 on
+// --help, with the usage on stdout.
 func TestUsage(t *testing.T) {
 	bin := build(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
 	out, err := exec.Command(bin, "serve", "--help").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "--api-key")
@@ -92,6 +97,38 @@ func TestUsage(t *testing.T) {
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 2, exit.ExitCode())
 	require.Contains(t, string(out), "unknown command")
+
+	c := cli{t: t, bin: bin, addr: closedAddr(t), key: "k1"}
+	for _, args := range [][]string{
+		{"serve", "--bogus"}, {"serve", "--data", data, "extra"}, {"serve", "--data", data, "--grace", "0"},
+		{"serve", "--data", data, "--tls-cert", "c.pem"}, {"serve", "--data", data, "--raft", "127.0.0.1:0"},
+		{"serve", "--data", data, "--cors-origins", "example.com"},
+		{"check"}, {"check", data, "other"}, {"check", "--bogus", data},
+		{"dump"}, {"dump", "--salvage"}, {"load"}, {"load", data, "other"},
+		{"restore", "a"}, {"restore", "a", "b", "c"}, {"restore", "--bogus", "a", "b"},
+		{"backup", "x"}, {"backup", "--bogus"},
+		{"cluster"}, {"cluster", "frob"}, {"cluster", "remove"}, {"cluster", "status", "x"},
+		{"cluster", "transfer", "a", "b"}, {"cluster", "status", "--bogus"}, {"cluster", "status", "--timeout", "0s"},
+		{"version", "--bogus"},
+	} {
+		stdout, stderr, code := c.run(args...)
+		require.Equal(t, 2, code, "%v: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(stderr, "usage: livekv "+args[0]), "%v: the usage once: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(stderr, "livekv "+args[0]+": "), "%v: the error once: %s", args, stderr)
+		require.Empty(t, stdout, "%v", args)
+	}
+	require.NoDirExists(t, data, "a serve refused wrote nothing")
+	for _, sub := range []string{"serve", "check", "dump", "load", "backup", "restore", "cluster", "version",
+		"get", "put", "del", "incr", "range", "watch"} {
+		stdout, stderr, code := c.run(sub, "--help")
+		require.Equal(t, 0, code, "%s --help: %s", sub, stderr)
+		require.Equal(t, 1, strings.Count(stdout, "usage: livekv "+sub), "%s --help: %s", sub, stdout)
+		require.Empty(t, stderr, "%s --help", sub)
+	}
+	// Flags may follow the arguments, as in the client commands.
+	stdout, stderr, code := c.run("load", filepath.Join(dir, "loaded"), "--help")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "usage: livekv load")
 }
 
 // TestCheckDumpLoad: check passes a sound folder and fails a corrupted

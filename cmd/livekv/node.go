@@ -22,6 +22,47 @@ type clusterFlags struct {
 	node, raft, peers, join, profile, raftLog string
 }
 
+// check finds the cluster flags that make no sense together, or whose
+// values make none.
+func (cf clusterFlags) check() error {
+	if cf.profile != "" && cf.profile != string(cluster.ProfileDefault) && cf.profile != string(cluster.ProfileLAN) {
+		return fmt.Errorf("--raft-profile: unknown profile %q: give default or lan", cf.profile)
+	}
+	if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) && cf.raftLog != string(cluster.LogStoreWAL) {
+		return fmt.Errorf("--raft-log: unknown log store %q: give bolt or wal", cf.raftLog)
+	}
+	if cf.peers == "" && cf.join == "" {
+		if cf.node != "" || cf.raft != "" {
+			return errors.New("--node and --raft need --peers or --join")
+		}
+		if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) {
+			return errors.New("--raft-log needs --peers or --join")
+		}
+		return nil
+	}
+	if cf.raft == "" {
+		return errors.New("cluster mode needs --raft HOST:PORT")
+	}
+	_, err := cf.peerList()
+	return err
+}
+
+// peerList is --peers.
+func (cf clusterFlags) peerList() ([]cluster.Peer, error) {
+	if cf.peers == "" {
+		return nil, nil
+	}
+	var out []cluster.Peer
+	for _, p := range strings.Split(cf.peers, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok {
+			return nil, fmt.Errorf("--peers: %q is not ID=HOST:PORT", p)
+		}
+		out = append(out, cluster.Peer{ID: id, Addr: addr})
+	}
+	return out, nil
+}
+
 // store is what serve serves: a database, or a cluster node.
 type store struct {
 	store adapter.Store
@@ -49,36 +90,22 @@ func (s *store) Close() error {
 // cluster node whose raft state is in dir/raft. A node serves reads at
 // the linearizable level and forwards writes to the leader.
 func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, error) {
+	if err := cf.check(); err != nil {
+		return nil, err
+	}
 	if cf.peers == "" && cf.join == "" {
-		if cf.node != "" || cf.raft != "" {
-			return nil, fmt.Errorf("--node and --raft need --peers or --join")
-		}
-		if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) {
-			return nil, fmt.Errorf("--raft-log needs --peers or --join")
-		}
 		db, err := engine.Open(dir, &engine.Options{Logf: logf})
 		if err != nil {
 			return nil, err
 		}
 		return &store{store: db, db: db}, nil
 	}
-	if cf.raft == "" {
-		return nil, fmt.Errorf("cluster mode needs --raft HOST:PORT")
-	}
 	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
 		LogStore: cluster.LogStore(cf.raftLog), Engine: &engine.Options{Logf: logf}}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
-	if cf.peers != "" {
-		for _, p := range strings.Split(cf.peers, ",") {
-			id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if !ok {
-				return nil, fmt.Errorf("--peers: %q is not ID=HOST:PORT", p)
-			}
-			o.Peers = append(o.Peers, cluster.Peer{ID: id, Addr: addr})
-		}
-	}
+	o.Peers, _ = cf.peerList()
 	if cf.join != "" {
 		o.Join = strings.Split(cf.join, ",")
 	}
@@ -102,39 +129,44 @@ func clusterCmd(args []string) error {
 			"transfer hands leadership to ID, or to any up-to-date voter.")
 		fs.PrintDefaults()
 	}
-	if len(args) == 0 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	op, rest := args[0], args[1:]
-	var id string
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		id, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return err
+	}
+	var op, id string
+	if len(rest) > 0 {
+		op = rest[0]
+	}
+	if len(rest) > 1 {
+		id = rest[1]
+	}
+	switch {
+	case op == "":
+		return badUsage(fs, "give status, remove ID or transfer [ID]")
+	case op != "status" && op != "remove" && op != "transfer":
+		return badUsage(fs, fmt.Sprintf("unknown cluster command %q", op))
+	case op == "remove" && id == "":
+		return badUsage(fs, "remove needs the ID of the node to remove")
+	case op == "status" && len(rest) > 1 || len(rest) > 2:
+		return badUsage(fs, fmt.Sprintf("%s: too many arguments (%d)", op, len(rest)-1))
+	case *timeout <= 0:
+		return badUsage(fs, "--timeout must be positive")
 	}
 	r := cluster.NewRemote(*addr)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	switch op {
-	case "status":
-		s, err := r.Status(ctx)
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
 	case "remove":
-		if id == "" {
-			return errors.New("remove needs the ID of the node to remove")
-		}
 		return r.RemoveServer(ctx, id)
 	case "transfer":
 		return r.TransferLeadership(ctx, id)
 	}
-	fs.Usage()
-	return fmt.Errorf("unknown cluster command %q", op)
+	s, err := r.Status(ctx)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
 }

@@ -32,10 +32,20 @@ func addOpsFlags(fs *flag.FlagSet) *opsFlags {
 	return o
 }
 
+// check finds the flags that make no sense together, or whose values
+// make none.
+func (o *opsFlags) check() error {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("give both --tls-cert and --tls-key, or neither")
+	}
+	_, err := o.corsOrigins()
+	return err
+}
+
 // tlsConfig loads the certificate, if one is given.
 func (o *opsFlags) tlsConfig() (*tls.Config, error) {
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return nil, errors.New("give both --tls-cert and --tls-key, or neither")
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	if o.tlsCert == "" {
 		return nil, nil

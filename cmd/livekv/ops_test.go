@@ -222,6 +222,10 @@ func TestServe_TLS(t *testing.T) {
 	require.Contains(t, string(out), "revision 1")
 	out, err = exec.Command(bin, "backup", "--addr", s.base, "--api-key", "k1", "-o", file+"2").CombinedOutput()
 	require.Error(t, err, "an untrusted certificate: %s", out)
+	hostPort := strings.TrimPrefix(s.base, "https://")
+	out, err = exec.Command(bin, "backup", "--addr", hostPort, "--api-key", "k1", "-o", file+"3").CombinedOutput()
+	require.Error(t, err, "plain HTTP to an HTTPS server: %s", out)
+	require.Contains(t, string(out), "(the server speaks HTTPS: give --addr https://"+hostPort+")")
 	s.stop(t)
 }
 

@@ -57,14 +57,14 @@ func folderFlags(name, usage string, args []string, mustExist bool, define func(
 	if define != nil {
 		define(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args)
+	if err != nil {
 		return "", err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return "", fmt.Errorf("give one data folder")
+	if len(rest) != 1 {
+		return "", badUsage(fs, fmt.Sprintf("give one data folder (%d given)", len(rest)))
 	}
-	dir := fs.Arg(0)
+	dir := rest[0]
 	if mustExist {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return "", fmt.Errorf("%s is not a folder (livekv serve --data makes one)", dir)
