@@ -304,6 +304,18 @@ func (w *writeLog) check(t testing.TB, c *dbCluster) {
 	}
 }
 
+// settle waits for a leader and for the running nodes to agree, checks
+// the writes on each (see check), and returns the revision they agree at.
+func (w *writeLog) settle(t testing.TB, c *dbCluster) int64 {
+	t.Helper()
+	c.leader()
+	rev := c.converged()
+	w.check(t, c)
+	require.NotEmpty(t, w.acked)
+	t.Logf("acknowledged %d, refused %d, uncertain %d", len(w.acked), len(w.refused), len(w.unknown))
+	return rev
+}
+
 // writerIDs numbers writers, so that their keys never collide.
 var writerIDs atomic.Int64
 

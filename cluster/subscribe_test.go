@@ -80,13 +80,7 @@ func testFaultSubscribersResumeOnAnyNode(t *testing.T, store LogStore) {
 	c := newDBClusterOn(t, store, 3, nil)
 	w := newWriteLog()
 	stop := make(chan struct{})
-	wg := writers(2, w, func() *Node {
-		for {
-			if n := c.node(rand.IntN(3)); n != nil {
-				return n
-			}
-		}
-	}, stop)
+	wg := writers(2, w, c.anyNode, stop)
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := make([]*resumer, 3)
 	var rwg sync.WaitGroup
