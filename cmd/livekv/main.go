@@ -211,6 +211,13 @@ func serve(args []string) error {
 	db := st.local()
 	var quota adapter.Quota
 	if st.node == nil {
+		// Before anyone reads: the chat page pages newest first only
+		// through keys of the new scheme. A cluster node's copy is
+		// written through raft only, so a cluster is not rewritten.
+		if _, err := migrateChatKeys(db, logf); err != nil {
+			st.Close()
+			return fail(err)
+		}
 		// A cluster node's writes go to the leader: the quota, which
 		// checks and writes in one local transaction, serves one DB only.
 		if quota, err = appQuota(db, *quotaKeys, *quotaBytes); err != nil {
