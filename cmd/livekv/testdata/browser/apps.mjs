@@ -12,7 +12,8 @@
 //   PHASE "ui": same-field conflict of a todo resolved visibly; a write
 //       the server refuses shown with its reason and its text kept, also
 //       after a reload; room names, the room in the URL, own messages,
-//       "load older" paging; the local day and counts; at 390 px (a phone
+//       "load older" paging, also of messages the test wrote under the
+//       keys of the old scheme; the local day and counts; at 390 px (a phone
 //       with viewport emulation) no horizontal scroll and text at full
 //       size; screenshots at phone and desktop width for docs/.
 //   PHASE "edits": an edit of a todo loaded by a range, made while
@@ -294,7 +295,7 @@ try {
     await ca.fill('#room', '   ');
     await ca.press('#room', 'Enter');
     await ca.waitForSelector('#notice:not([hidden])', { timeout });
-    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#lobby', '#second'], 'no nameless room');
+    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#archive', '#lobby', '#second'], 'no nameless room');
     await ca.fill('#room', ' Général café ');
     await ca.press('#room', 'Enter');
     await ca.waitForFunction(() => document.querySelector('#title').textContent === '#Général-café', null, { timeout });
@@ -357,6 +358,19 @@ try {
     }
     assert.deepEqual(await numbers(), Array.from({ length: 120 }, (_, i) => i));
     assert.ok(await ch.isHidden('#older'), 'no "load older" once the first message is shown');
+
+    // A folder written before keys sorted newest first (the test seeds
+    // "archive 0" to "archive 59" under the old keys, oldest first, and
+    // "archive 60" to "archive 64" under new ones): the first page is
+    // the newest 50, "load older" the rest, each once.
+    const ar = await open(two, '/chat/#archive');
+    const archived = () => chatTexts(ar).then((t) => t.map((s) => Number(s.split(' ')[1])));
+    await ar.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 50, null, { timeout });
+    assert.deepEqual(await archived(), Array.from({ length: 50 }, (_, i) => 15 + i));
+    await ar.click('#older');
+    await ar.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 65, null, { timeout });
+    assert.deepEqual(await archived(), Array.from({ length: 65 }, (_, i) => i));
+    assert.ok(await ar.isHidden('#older'), 'no "load older" once the first message is shown');
 
     // A phone: 390 px wide, with the viewport emulation that renders a
     // page without a viewport meta at 980 px.
