@@ -126,7 +126,8 @@ func TestBrowser(t *testing.T) {
 // reply is lost on a connection that stays open times out, waits, and is
 // sent again, stored once (on a new connection when the old one went
 // silent); at 390 px a long todo wraps, shown whole, and
-// grows while edited. The folder starts with chat messages under the
+// grows while edited; a page keeps the changes of a todo only while an
+// edit may ask for them. The folder starts with chat messages under the
 // keys of the old scheme (seedOldChat), which serve rewrites: the room
 // pages newest first, each message once.
 func TestBrowserApps(t *testing.T) {

@@ -24,7 +24,9 @@
 //       request is lost, on a connection that stays open, wait as
 //       pending until they time out, then are sent again and stored once;
 //       when nothing at all came meanwhile, on a new connection.
-//       At 390 px a long todo wraps, whole, and grows while edited.
+//       What a page remembers of each todo's changes is dropped once no
+//       edit may ask for it. At 390 px a long todo wraps, whole, and
+//       grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -453,6 +455,32 @@ try {
     await write(tb, 'mine, with A\'s priority');
     for (const page of [ta, tb]) await shows(page, 'mine, with A\'s priority', 'high');
     assert.equal(await tb.locator('.conflict-note, .failed-note').count(), 0);
+
+    // What a page remembers of each todo's changes (to tell whether an
+    // edit's field was changed and back) is kept only while an edit may
+    // ask: for the todo being edited, until the edit is acknowledged.
+    const remembered = (page) => page.evaluate(() => document.body.dataset.remembered);
+    const rewrite = async (page, from, to) => {
+      await todoItem(page, from).locator('.text').fill(to);
+      await todoItem(page, from).locator('.text').press('Enter');
+      await settled(page, [to], 'todo');
+    };
+    for (let i = 0; i < 6; i++) await addTodo(ta, `busy ${i}`);
+    await settled(ta, Array.from({ length: 6 }, (_, i) => `busy ${i}`), 'todo');
+    for (let i = 0; i < 6; i++) await rewrite(ta, `busy ${i}`, `busy ${i}!`);
+    await todoItem(tb, 'busy 5!').waitFor({ timeout });
+    assert.equal(await remembered(tb), '0', 'nothing kept of todos nobody edits');
+    await todoItem(tb, 'busy 0!').locator('.text').click();
+    await rewrite(ta, 'busy 0!', 'busy 0, again');
+    await rewrite(ta, 'busy 1!', 'busy 1, again');
+    await todoItem(tb, 'busy 1, again').waitFor({ timeout });
+    assert.equal(await remembered(tb), '1', 'the changes of the todo being edited are kept');
+    await todoItem(tb, 'busy 0, again').locator('.text').press('Escape');
+    await tb.waitForFunction(() => document.body.dataset.remembered === '0', null, { timeout });
+    // B's own edit, once acknowledged, leaves nothing kept.
+    await rewrite(tb, 'busy 2!', 'busy 2, from B');
+    await tb.waitForFunction(() => document.body.dataset.remembered === '0', null, { timeout });
+    await todoItem(ta, 'busy 2, from B').waitFor({ timeout });
 
     // Requests the server never answers, on a connection that stays open:
     // a create whose reply is lost (the server wrote it), and an edit the
