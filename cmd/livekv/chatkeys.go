@@ -25,8 +25,13 @@ const (
 	chatOldDigits = 15
 	chatNewDigits = 13
 	chatInvBase   = 10_000_000_000_000 // 10^13
-	chatBatch     = 256                // old keys rewritten per transaction
+	chatBatch     = 256                // old keys rewritten per transaction, at most
 )
+
+// chatBatchBytes bounds the keys and values a transaction of the rewrite
+// writes, well under the log's largest record (64 MiB): messages may be
+// up to a MiB each. A batch holds at least one message.
+var chatBatchBytes = 8 << 20
 
 // oldChatKey returns the new-scheme key for a message key of the old
 // scheme, and false for any other key.
@@ -53,15 +58,15 @@ func oldChatKey(key string) (string, bool) {
 }
 
 // migrateChatKeys rewrites every chat message key of the old scheme into
-// the new one, keeping its value and expiry, chatBatch keys per
-// transaction: each batch writes the new keys and deletes the old ones at
-// once, so that a crash midway leaves every message under exactly one key
-// and the next run carries on with what is left. A folder with no old
-// keys is not written to. A new key that exists already (the same message
-// rewritten, or two sent in the same millisecond with the same ID) keeps
-// its value; the old key is then only deleted if its value is the same,
-// else the message gets the new key with "~" appended. It returns how
-// many keys it rewrote.
+// the new one, keeping its value and expiry, chatBatch keys (at most
+// chatBatchBytes) per transaction: each batch writes the new keys and
+// deletes the old ones at once, so that a crash midway leaves every
+// message under exactly one key and the next run carries on with what is
+// left. A folder with no old keys is not written to. A new key that
+// exists already (the same message rewritten, or two sent in the same
+// millisecond with the same ID) keeps its value: the old key is deleted
+// if it holds the same, else its message goes under the new key with "~"
+// appended. It returns how many keys it rewrote.
 //
 // Each room's old keys lie between chat:msg:ROOM:0 and chat:msg:ROOM:1,
 // so it reads those and skips each room's new keys.
@@ -110,9 +115,9 @@ func migrateChatRoom(db *engine.DB, base string) (int, error) {
 	moved := 0
 	from := base + "0"
 	for {
-		n, read := 0, 0
+		n, done := 0, false
 		_, err := db.Update(func(tx *engine.Tx) error {
-			n, read = 0, 0
+			n = 0
 			items, err := tx.Range(from, base+"1", &engine.RangeOptions{Limit: chatBatch})
 			if err != nil {
 				return err
@@ -124,25 +129,30 @@ func migrateChatRoom(db *engine.DB, base string) (int, error) {
 				}
 				batch = append(batch, it)
 			}
+			size, read := 0, 0
 			for _, it := range batch {
+				key, ok := oldChatKey(it.Key)
+				if ok {
+					size += len(key) + len(it.Value)
+					if n > 0 && size > chatBatchBytes {
+						break // the next transaction's
+					}
+					if err := moveChatKey(tx, it, key); err != nil {
+						return err
+					}
+					n++
+				}
 				read++
 				from = it.Key + "\x00" // what a later batch reads is past it
-				key, ok := oldChatKey(it.Key)
-				if !ok {
-					continue
-				}
-				if err := moveChatKey(tx, it, key); err != nil {
-					return err
-				}
-				n++
 			}
+			done = len(batch) < chatBatch && read == len(batch)
 			return nil
 		})
 		if err != nil {
 			return moved, fmt.Errorf("chat: rewriting the message keys of the old scheme under %q: %w", base, err)
 		}
 		moved += n
-		if read < chatBatch {
+		if done {
 			return moved, nil
 		}
 	}

@@ -228,3 +228,32 @@ func TestMigrateChatKeysCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateChatKeysBytes: large messages are rewritten in several
+// transactions, each under chatBatchBytes unless one message alone is
+// larger.
+func TestMigrateChatKeysBytes(t *testing.T) {
+	defer func(n int) { chatBatchBytes = n }(chatBatchBytes)
+	chatBatchBytes = 10_000
+	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMemFS(), SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	want := map[string]string{}
+	ms := int64(1767322245000)
+	for i := range 40 {
+		v := strings.Repeat(string(rune('a'+i%26)), 3000)
+		if i == 7 {
+			v = strings.Repeat("z", 25_000) // over the bound alone
+		}
+		_, err := db.Set(oldKey("big", ms+int64(i), "x"), v, nil)
+		require.NoError(t, err)
+		want[newKey("big", ms+int64(i), "x")] = v
+	}
+	rev := db.Revision()
+	n, err := migrateChatKeys(db, t.Logf)
+	require.NoError(t, err)
+	require.Equal(t, 40, n)
+	require.Equal(t, want, allItems(t, db))
+	// 3 messages of 3,000 bytes a transaction, the large one alone: 15.
+	require.Equal(t, rev+15, db.Revision())
+}
