@@ -67,11 +67,40 @@ func oldChatKey(key string) (string, bool) {
 // millisecond with the same ID) keeps its value: the old key is deleted
 // if it holds the same, else its message goes under the new key with "~"
 // appended. It returns how many keys it rewrote.
-//
-// Each room's old keys lie between chat:msg:ROOM:0 and chat:msg:ROOM:1,
-// so it reads those and skips each room's new keys.
 func migrateChatKeys(db *engine.DB, logf func(string, ...any)) (int, error) {
-	moved := 0
+	moved, err := chatRooms(db, func(base string) (int, error) { return migrateChatRoom(db, base) })
+	if moved > 0 {
+		logf("chat: rewrote %d message keys of the old scheme (oldest first) into the new one (newest first)", moved)
+	}
+	return moved, err
+}
+
+// countOldChatKeys counts the chat message keys of the old scheme.
+func countOldChatKeys(db *engine.DB) (int, error) {
+	return chatRooms(db, func(base string) (int, error) {
+		items, err := db.Range(base+"0", base+"1", &engine.RangeOptions{KeysOnly: true})
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for it, err := range items {
+			if err != nil {
+				return n, err
+			}
+			if _, ok := oldChatKey(it.Key); ok {
+				n++
+			}
+		}
+		return n, nil
+	})
+}
+
+// chatRooms calls fn with the key prefix of each room that has messages,
+// chat:msg:ROOM:, and returns the sum of what fn returns. A room's old
+// keys lie between chat:msg:ROOM:0 and chat:msg:ROOM:1, which fn reads:
+// its new keys are skipped.
+func chatRooms(db *engine.DB, fn func(base string) (int, error)) (int, error) {
+	sum := 0
 	start := chatMsgPrefix
 	end := "chat:msg;"
 	for {
@@ -79,34 +108,29 @@ func migrateChatKeys(db *engine.DB, logf func(string, ...any)) (int, error) {
 		var first string
 		items, err := db.Range(start, end, &engine.RangeOptions{Limit: 1, KeysOnly: true})
 		if err != nil {
-			return moved, err
+			return sum, err
 		}
 		for it, err := range items {
 			if err != nil {
-				return moved, err
+				return sum, err
 			}
 			first = it.Key
 		}
 		if first == "" {
-			break
+			return sum, nil
 		}
 		room, _, ok := strings.Cut(first[len(chatMsgPrefix):], ":")
 		if !ok {
 			start = first + "\x00" // not a message key: next
 			continue
 		}
-		base := chatMsgPrefix + room + ":"
-		n, err := migrateChatRoom(db, base)
-		moved += n
+		n, err := fn(chatMsgPrefix + room + ":")
+		sum += n
 		if err != nil {
-			return moved, err
+			return sum, err
 		}
 		start = chatMsgPrefix + room + ";" // past this room's keys
 	}
-	if moved > 0 {
-		logf("chat: rewrote %d message keys of the old scheme (oldest first) into the new one (newest first)", moved)
-	}
-	return moved, nil
 }
 
 // migrateChatRoom rewrites the old keys that start with base, a room's

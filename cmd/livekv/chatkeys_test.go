@@ -154,6 +154,9 @@ func TestMigrateChatKeys(t *testing.T) {
 	want[newKey("dup", ms, "e")] = "theirs"
 	want[newKey("dup", ms, "e")+"~"] = "mine"
 
+	count, err := countOldChatKeys(db)
+	require.NoError(t, err)
+	require.Equal(t, 3*60+3, count)
 	var logged []string
 	logf := func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }
 	n, err := migrateChatKeys(db, logf)
@@ -186,6 +189,9 @@ func TestMigrateChatKeys(t *testing.T) {
 		require.Contains(t, v, fmt.Sprintf(`"text":"message %d"`, 61-i))
 	}
 
+	count, err = countOldChatKeys(db)
+	require.NoError(t, err)
+	require.Zero(t, count)
 	rev := db.Revision()
 	n, err = migrateChatKeys(db, logf)
 	require.NoError(t, err)

@@ -212,8 +212,7 @@ func serve(args []string) error {
 	var quota adapter.Quota
 	if st.node == nil {
 		// Before anyone reads: the chat page pages newest first only
-		// through keys of the new scheme. A cluster node's copy is
-		// written through raft only, so a cluster is not rewritten.
+		// through keys of the new scheme.
 		if _, err := migrateChatKeys(db, logf); err != nil {
 			st.Close()
 			return fail(err)
@@ -223,6 +222,13 @@ func serve(args []string) error {
 		if quota, err = appQuota(db, *quotaKeys, *quotaBytes); err != nil {
 			st.Close()
 			return fail(err)
+		}
+	}
+	if st.node != nil {
+		// A node's copy changes through raft only: it is not rewritten,
+		// but said.
+		if n, err := countOldChatKeys(db); err == nil && n > 0 {
+			logf("chat: %d message keys of the old scheme (oldest first) are not rewritten in cluster mode: their rooms page oldest first", n)
 		}
 	}
 	m := metrics.New(db)
