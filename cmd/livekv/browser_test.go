@@ -104,7 +104,7 @@ func TestBrowser(t *testing.T) {
 	// address, with a message written meanwhile.
 	now := time.Now().UnixMilli()
 	s = restartUnder(t, script(s.base, "reconnect"), s, func(addr string) *server { return startServe(t, bin, data, addr) }, data,
-		fmt.Sprintf("chat:msg:lobby:%015d-away", now), fmt.Sprintf(`{"user":"bob","text":"written while you were away","ts":%d}`, now))
+		fmt.Sprintf("chat:msg:lobby:%013d-away", 10_000_000_000_000-now), fmt.Sprintf(`{"user":"bob","text":"written while you were away","ts":%d}`, now))
 	s.stop(t)
 	for _, png := range []string{"live-todo.png", "live-chat.png", "restart-todo.png", "restart-chat.png", "reconnect-chat.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, png))
@@ -126,13 +126,17 @@ func TestBrowser(t *testing.T) {
 // reply is lost on a connection that stays open times out, waits, and is
 // sent again, stored once (on a new connection when the old one went
 // silent); at 390 px a long todo wraps, shown whole, and
-// grows while edited.
+// grows while edited; a page keeps the changes of a todo only while an
+// edit may ask for them. The folder starts with chat messages under the
+// keys of the old scheme (seedOldChat), which serve rewrites: the room
+// pages newest first, each message once.
 func TestBrowserApps(t *testing.T) {
 	node, chromium, dir, artifacts := browserSetup(t)
 	bin := build(t)
 	data := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	seedOldChat(t, data)
 
 	s := startServe(t, bin, data, "127.0.0.1:0")
 	addr := strings.TrimPrefix(s.base, "http://")
@@ -194,9 +198,43 @@ func TestBrowserApps(t *testing.T) {
 		require.Equal(t, 1, count[text], "%q stored once", text)
 	}
 	require.Zero(t, count["sent again"], "a create sent twice is stored once")
+	// The chat keys of the old scheme were rewritten, each message once.
+	archive := 0
+	for it, err := range enginetest.Items(db.Prefix("chat:msg:archive:", nil)) {
+		require.NoError(t, err)
+		require.NotRegexp(t, `^chat:msg:archive:\d{15}-`, it.Key)
+		archive++
+	}
+	require.Equal(t, archiveOld+archiveNew, archive)
 	for _, png := range []string{"todo-desktop.png", "todo-phone.png", "chat-desktop.png", "chat-phone.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, png))
 		require.NoError(t, err)
 		require.Greater(t, st.Size(), int64(1000))
+	}
+}
+
+const archiveOld, archiveNew = 60, 5
+
+// seedOldChat makes data a folder with chat messages in the room
+// "archive", "archive 0" to "archive 64" a minute apart: the first 60
+// under keys of the scheme the chat page used before it paged newest
+// first (chat:msg:ROOM:MS-ID, the time in 15 digits, oldest first,
+// values without uid), the last 5 under the current scheme.
+func seedOldChat(t *testing.T, data string) {
+	t.Helper()
+	db, err := engine.Open(data, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Set("chat:room:archive", `{"created":0}`, nil)
+	require.NoError(t, err)
+	t0 := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range archiveOld + archiveNew {
+		ms := t0 + int64(i)*60_000
+		key := fmt.Sprintf("chat:msg:archive:%015d-old%d", ms, i)
+		if i >= archiveOld {
+			key = fmt.Sprintf("chat:msg:archive:%013d-new%d", 10_000_000_000_000-ms, i)
+		}
+		_, err := db.Set(key, fmt.Sprintf(`{"user":"carol","text":"archive %d","ts":%d}`, i, ms), nil)
+		require.NoError(t, err)
 	}
 }

@@ -277,11 +277,24 @@ func serve(args []string) error {
 	db := st.local()
 	var quota adapter.Quota
 	if st.node == nil {
+		// Before anyone reads: the chat page pages newest first only
+		// through keys of the new scheme.
+		if _, err := migrateChatKeys(db, logf); err != nil {
+			st.Close()
+			return fail(err)
+		}
 		// A cluster node's writes go to the leader: the quota, which
 		// checks and writes in one local transaction, serves one DB only.
 		if quota, err = appQuota(db, *quotaKeys, *quotaBytes); err != nil {
 			st.Close()
 			return fail(err)
+		}
+	}
+	if st.node != nil {
+		// A node's copy changes through raft only: it is not rewritten,
+		// but said.
+		if n, err := countOldChatKeys(db); err == nil && n > 0 {
+			logf("chat: %d message keys of the old scheme (oldest first) are not rewritten in cluster mode: their rooms page oldest first", n)
 		}
 	}
 	m := metrics.New(db)

@@ -5,9 +5,17 @@
 // the last key read, the older ones. Sending never rewrites the room.
 // Messages are created with compare-and-swap on revision 0 under a key
 // the page chose, so that one sent twice (its reply lost with the
-// connection) is stored once. Pages show messages in the order of their
-// time, so that keys of the older scheme (the time, 15 digits, oldest
-// first) still show in place.
+// connection) is stored once. Pages show the messages read in the order
+// of their time. Keys of the older scheme (chat:msg:ROOM:MS-ID, the time
+// in 15 digits, oldest first) sort before all of these: livekv serve
+// rewrites them into this scheme when it opens a folder (chatkeys.go).
+//
+// The time, in the key and in the message, is the sending page's clock:
+// the server does not check it. A message from a machine whose clock is
+// off sorts, and is paged, where that clock puts it (an hour fast: above
+// the next hour's messages), and shows that time. The key is the page's
+// choice so that a message sent twice is stored once; a server-side
+// order would need the server to choose keys.
 import { Live, Outbox, statusBanner, notice, upTo, newId, store, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);

@@ -19,6 +19,9 @@ const items = new Map(); // key -> li
 // list: key -> {from, seen: [{rev, obj}]}, every change after revision
 // from (obj null once deleted), so that an edit can tell whether its
 // field was changed and changed back since the revision it started from.
+// Only todos that an edit may ask about are kept (see needsSeen): at
+// most maxSeen changes each, for the todos being edited or with an
+// edit not yet acknowledged.
 const seen = new Map();
 const maxSeen = 50;
 let loadedAt = Infinity; // the revision the page saw every change after; none yet
@@ -48,6 +51,7 @@ const live = new Live({
   onReload() {
     // Changes were missed: what was seen no longer tells.
     seen.clear();
+    remembered();
     loadedAt = Infinity;
     load();
   },
@@ -56,12 +60,42 @@ const live = new Live({
 
 const conflict = (theirs) => Object.assign(new Error('edited elsewhere'), { conflict: true, theirs });
 
+// askedFrom is the oldest revision from which an edit may yet ask what
+// happened to key: that of the edit waiting in the outbox or of the text
+// being edited; Infinity if they have none; null if there is none. Any
+// edit made later starts from the revision the page then holds for the
+// todo, never older than the last change the page saw of it: what came
+// before may go.
+function askedFrom(key) {
+  const revs = outbox.list().filter((e) => e.kind === 'edit' && e.key === key).map((e) => e.rev);
+  const st = items.get(key)?.editStart;
+  if (st) revs.push(st.rev);
+  if (!revs.length) return null;
+  return Math.min(...revs.map((r) => (typeof r === 'number' ? r : Infinity)));
+}
+
+// forget drops what was seen of the todos no edit may ask about. The
+// body's data-remembered says of how many todos changes are kept.
+function forget() {
+  for (const key of [...seen.keys()]) if (askedFrom(key) === null) seen.delete(key);
+  remembered();
+}
+const remembered = () => (document.body.dataset.remembered = String(seen.size));
+
 function saw(key, obj, rev) {
   if (loadedAt === Infinity) return;
+  const from = askedFrom(key);
+  if (from === null) {
+    seen.delete(key);
+    remembered();
+    return;
+  }
   let h = seen.get(key);
-  if (!h) seen.set(key, (h = { from: loadedAt, seen: [] }));
+  // Every change after from, at least, is seen from now on.
+  if (!h) seen.set(key, (h = { from: Math.max(loadedAt, from), seen: [] }));
   h.seen.push({ rev, obj });
   if (h.seen.length > maxSeen) h.from = h.seen.shift().rev;
+  remembered();
 }
 
 // changedBetween says whether key's field held anything but base after
@@ -197,6 +231,7 @@ function view(key) {
 }
 
 function render() {
+  forget();
   const list = $('list');
   const p = prefix();
   const keys = new Set([...server.keys()].filter((k) => k.startsWith(p)));

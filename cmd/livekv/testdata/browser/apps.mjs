@@ -12,7 +12,8 @@
 //   PHASE "ui": same-field conflict of a todo resolved visibly; a write
 //       the server refuses shown with its reason and its text kept, also
 //       after a reload; room names, the room in the URL, own messages,
-//       "load older" paging; the local day and counts; at 390 px (a phone
+//       "load older" paging, also of messages the test wrote under the
+//       keys of the old scheme; the local day and counts; at 390 px (a phone
 //       with viewport emulation) no horizontal scroll and text at full
 //       size; screenshots at phone and desktop width for docs/.
 //   PHASE "edits": an edit of a todo loaded by a range, made while
@@ -23,7 +24,9 @@
 //       request is lost, on a connection that stays open, wait as
 //       pending until they time out, then are sent again and stored once;
 //       when nothing at all came meanwhile, on a new connection.
-//       At 390 px a long todo wraps, whole, and grows while edited.
+//       What a page remembers of each todo's changes is dropped once no
+//       edit may ask for it. At 390 px a long todo wraps, whole, and
+//       grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -294,7 +297,7 @@ try {
     await ca.fill('#room', '   ');
     await ca.press('#room', 'Enter');
     await ca.waitForSelector('#notice:not([hidden])', { timeout });
-    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#lobby', '#second'], 'no nameless room');
+    assert.deepEqual(await ca.$$eval('#rooms button', (bs) => bs.map((b) => b.textContent)), ['#archive', '#lobby', '#second'], 'no nameless room');
     await ca.fill('#room', ' Général café ');
     await ca.press('#room', 'Enter');
     await ca.waitForFunction(() => document.querySelector('#title').textContent === '#Général-café', null, { timeout });
@@ -357,6 +360,19 @@ try {
     }
     assert.deepEqual(await numbers(), Array.from({ length: 120 }, (_, i) => i));
     assert.ok(await ch.isHidden('#older'), 'no "load older" once the first message is shown');
+
+    // A folder written before keys sorted newest first (the test seeds
+    // "archive 0" to "archive 59" under the old keys, oldest first, and
+    // "archive 60" to "archive 64" under new ones): the first page is
+    // the newest 50, "load older" the rest, each once.
+    const ar = await open(two, '/chat/#archive');
+    const archived = () => chatTexts(ar).then((t) => t.map((s) => Number(s.split(' ')[1])));
+    await ar.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 50, null, { timeout });
+    assert.deepEqual(await archived(), Array.from({ length: 50 }, (_, i) => 15 + i));
+    await ar.click('#older');
+    await ar.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 65, null, { timeout });
+    assert.deepEqual(await archived(), Array.from({ length: 65 }, (_, i) => i));
+    assert.ok(await ar.isHidden('#older'), 'no "load older" once the first message is shown');
 
     // A phone: 390 px wide, with the viewport emulation that renders a
     // page without a viewport meta at 980 px.
@@ -439,6 +455,32 @@ try {
     await write(tb, 'mine, with A\'s priority');
     for (const page of [ta, tb]) await shows(page, 'mine, with A\'s priority', 'high');
     assert.equal(await tb.locator('.conflict-note, .failed-note').count(), 0);
+
+    // What a page remembers of each todo's changes (to tell whether an
+    // edit's field was changed and back) is kept only while an edit may
+    // ask: for the todo being edited, until the edit is acknowledged.
+    const remembered = (page) => page.evaluate(() => document.body.dataset.remembered);
+    const rewrite = async (page, from, to) => {
+      await todoItem(page, from).locator('.text').fill(to);
+      await todoItem(page, from).locator('.text').press('Enter');
+      await settled(page, [to], 'todo');
+    };
+    for (let i = 0; i < 6; i++) await addTodo(ta, `busy ${i}`);
+    await settled(ta, Array.from({ length: 6 }, (_, i) => `busy ${i}`), 'todo');
+    for (let i = 0; i < 6; i++) await rewrite(ta, `busy ${i}`, `busy ${i}!`);
+    await todoItem(tb, 'busy 5!').waitFor({ timeout });
+    assert.equal(await remembered(tb), '0', 'nothing kept of todos nobody edits');
+    await todoItem(tb, 'busy 0!').locator('.text').click();
+    await rewrite(ta, 'busy 0!', 'busy 0, again');
+    await rewrite(ta, 'busy 1!', 'busy 1, again');
+    await todoItem(tb, 'busy 1, again').waitFor({ timeout });
+    assert.equal(await remembered(tb), '1', 'the changes of the todo being edited are kept');
+    await todoItem(tb, 'busy 0, again').locator('.text').press('Escape');
+    await tb.waitForFunction(() => document.body.dataset.remembered === '0', null, { timeout });
+    // B's own edit, once acknowledged, leaves nothing kept.
+    await rewrite(tb, 'busy 2!', 'busy 2, from B');
+    await tb.waitForFunction(() => document.body.dataset.remembered === '0', null, { timeout });
+    await todoItem(ta, 'busy 2, from B').waitFor({ timeout });
 
     // Requests the server never answers, on a connection that stays open:
     // a create whose reply is lost (the server wrote it), and an edit the
