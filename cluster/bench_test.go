@@ -81,10 +81,12 @@ func benchNodes(b *testing.B) []*Node {
 }
 
 // runParallel runs fn b.N times in all, on g goroutines, and reports
-// allocations.
-func runParallel(b *testing.B, g int, fn func(i int) error) {
+// allocations and, if timed, the slowest call (worst-ms), which shows
+// stalls that an average hides.
+func runParallel(b *testing.B, g int, timed bool, fn func(i int) error) {
 	b.Helper()
 	b.ReportAllocs()
+	var worst atomic.Int64
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var once sync.Once
@@ -99,9 +101,18 @@ func runParallel(b *testing.B, g int, fn func(i int) error) {
 				if i >= int64(b.N) {
 					return
 				}
+				var start time.Time
+				if timed {
+					start = time.Now()
+				}
 				if err := fn(int(i)); err != nil {
 					once.Do(func() { first = err })
 					return
+				}
+				if timed {
+					d := int64(time.Since(start))
+					for w := worst.Load(); d > w && !worst.CompareAndSwap(w, d); w = worst.Load() {
+					}
 				}
 			}
 		}()
@@ -111,13 +122,17 @@ func runParallel(b *testing.B, g int, fn func(i int) error) {
 	if first != nil {
 		b.Fatal(first)
 	}
+	if timed {
+		b.ReportMetric(float64(worst.Load())/1e6, "worst-ms")
+	}
 }
 
 const benchKeys = 10000
 
 // BenchmarkRead reads random keys of a loaded 3-node cluster: the node's
 // database directly (what a plain engine Get costs), then at Stale and at
-// Linearizable on the leader and on a follower, with 1 and 8 readers.
+// Linearizable on the leader and on a follower, with 1, 8 and 64
+// readers.
 func BenchmarkRead(b *testing.B) {
 	nodes := benchNodes(b)
 	leader, follower := nodes[0], nodes[1]
@@ -148,20 +163,21 @@ func BenchmarkRead(b *testing.B) {
 	key := func(i int) string { return keys[(i*7919)%benchKeys] }
 	stale := Stale
 	cases := []struct {
-		name string
-		node *Node
-		get  func(nd *Node, k string) (engine.Item, error)
+		name  string
+		timed bool
+		node  *Node
+		get   func(nd *Node, k string) (engine.Item, error)
 	}{
-		{"engine/follower", follower, func(nd *Node, k string) (engine.Item, error) { return nd.db.Get(k) }},
-		{"stale/follower", follower, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k, stale) }},
-		{"stale/leader", leader, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k, stale) }},
-		{"linearizable/leader", leader, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k) }},
-		{"linearizable/follower", follower, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k) }},
+		{"engine/follower", false, follower, func(nd *Node, k string) (engine.Item, error) { return nd.db.Get(k) }},
+		{"stale/follower", false, follower, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k, stale) }},
+		{"stale/leader", false, leader, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k, stale) }},
+		{"linearizable/leader", true, leader, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k) }},
+		{"linearizable/follower", true, follower, func(nd *Node, k string) (engine.Item, error) { return nd.Get(k) }},
 	}
 	for _, c := range cases {
-		for _, g := range []int{1, 8} {
+		for _, g := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/readers=%d", c.name, g), func(b *testing.B) {
-				runParallel(b, g, func(i int) error {
+				runParallel(b, g, c.timed, func(i int) error {
 					it, err := c.get(c.node, key(i))
 					if err == nil && it.Value != "value" {
 						err = fmt.Errorf("read %q: %q", it.Key, it.Value)
@@ -187,13 +203,13 @@ func BenchmarkReplicatedSet(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			runParallel(b, g, func(i int) error {
+			runParallel(b, g, true, func(i int) error {
 				_, err := db.Set("k"+strconv.Itoa(i%100000), value, nil)
 				return err
 			})
 		})
 		b.Run(fmt.Sprintf("cluster/writers=%d", g), func(b *testing.B) {
-			runParallel(b, g, func(i int) error {
+			runParallel(b, g, true, func(i int) error {
 				_, err := leader.Set("k"+strconv.Itoa(i%100000), value, nil)
 				return err
 			})
