@@ -407,6 +407,64 @@ func TestCluster_ConcurrentLinearizableReadsShareRounds(t *testing.T) {
 	require.Less(t, rounds, int64(readers*each), "concurrent reads share rounds")
 }
 
+// TestCluster_FollowerLinearizableReadsShareRequests reads on one
+// follower from many goroutines while the leader writes: the follower
+// sends far fewer read-index requests than it serves reads, one at a
+// time, and every read still sees each write acknowledged before it
+// began.
+func TestCluster_FollowerLinearizableReadsShareRequests(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	// A slower link to the leader makes each request last, so that
+	// readers pile up behind it.
+	c.net.Link(f, l).SetDelay(2 * time.Millisecond)
+	var acked atomic.Int64
+	it, err := c.nodes[l].Set("k", "0", nil)
+	require.NoError(t, err)
+	acked.Store(it.Revision)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			it, err := c.nodes[l].Set("k", fmt.Sprint(i), nil)
+			if !assert.NoError(t, err) {
+				return
+			}
+			acked.Store(it.Revision)
+		}
+	}()
+	const readers, each = 16, 25
+	var rg sync.WaitGroup
+	for range readers {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			for range each {
+				before := acked.Load()
+				got, err := c.nodes[f].Get("k")
+				if !assert.NoError(t, err) || !assert.GreaterOrEqual(t, got.Revision, before, "a linearizable read on a follower missed an acknowledged write") {
+					return
+				}
+			}
+		}()
+	}
+	rg.Wait()
+	close(stop)
+	wg.Wait()
+	sent := c.nodes[f].remoteReads.rounds.Load()
+	t.Logf("%d linearizable reads on a follower sent %d read-index requests", readers*each, sent)
+	require.Less(t, sent, int64(readers*each/2), "concurrent reads on a follower share requests")
+	require.Zero(t, c.nodes[f].remoteReads.maxInFlight.Load()-1, "one request in flight at a time")
+}
+
 // TestCluster_LeaderSweepsExpiriesForAll sets a key with a TTL: only the
 // leader sweeps, and the expiry reaches every node as a change through
 // the log, at the same revision.

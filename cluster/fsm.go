@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,8 +22,9 @@ type fsm struct {
 
 	applied appliedTracker
 
-	mu     sync.Mutex // guards failed
-	failed error      // set when an entry could not be applied: the node stops serving
+	mu     sync.Mutex  // guards failed
+	failed error       // set when an entry could not be applied: the node stops serving
+	broken atomic.Bool // failed is set; read without mu on every read
 }
 
 func newFSM(r *replicator, db *engine.DB, logf func(string, ...any)) *fsm {
@@ -44,6 +46,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.mu.Lock()
 		if f.failed == nil {
 			f.failed = err
+			f.broken.Store(true)
 		}
 		f.mu.Unlock()
 		return err
@@ -114,6 +117,9 @@ func (f *fsm) apply(data []byte) error {
 
 // err is the error that stopped the node, if any.
 func (f *fsm) err() error {
+	if !f.broken.Load() {
+		return nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failed
@@ -177,6 +183,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	r.published = rev
+	r.notifyApplied()
 	r.mu.Unlock()
 	f.applied.restored()
 	return nil

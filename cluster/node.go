@@ -42,7 +42,8 @@ type Node struct {
 	// ones included, since its state may be far behind.
 	served atomic.Bool
 
-	reads readRounds // coalesced read-index rounds, on the leader
+	reads       readRounds   // coalesced read-index rounds, on the leader
+	remoteReads remoteRounds // coalesced read-index requests to the leader, on a follower
 
 	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
 
@@ -612,10 +613,7 @@ func (n *Node) linearize(ctx context.Context) error {
 		if n.IsLeader() {
 			ri, err = n.sharedReadIndex()
 		} else {
-			var resp *rpcResponse
-			if resp, err = n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true); err == nil {
-				ri = readIndex{resp.Index, resp.Rev}
-			}
+			ri, err = n.remoteReadIndex(ctx)
 		}
 		if err == nil {
 			break

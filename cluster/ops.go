@@ -271,16 +271,57 @@ func (o readOptions) applyRead(r *readConfig) {
 	}
 }
 
+// add applies opts to c. The options of this package are matched by
+// type, so that c stays on the caller's stack.
+func (c *readConfig) add(opts []ReadOption) {
+	for _, o := range opts {
+		switch v := o.(type) {
+		case Consistency:
+			c.level = v
+		case minRevision:
+			c.minRev = max(c.minRev, int64(v))
+		case readOptions:
+			c.add(v)
+		default:
+			cc := *c
+			o.applyRead(&cc)
+			*c = cc
+		}
+	}
+}
+
 // Read combines read options into one.
 func Read(opts ...ReadOption) ReadOption { return readOptions(opts) }
 
-// ready waits until a read with opts may run here.
+// readReady waits until a read with opts may run here. A read that
+// needs no wait (a stale read on a node that has caught up, with a
+// minimum revision it has applied) takes no timer, context or
+// allocation.
 func (n *Node) readReady(opts []ReadOption) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
 	var c readConfig
-	readOptions(opts).applyRead(&c)
+	c.add(opts)
+	switch c.level {
+	case Linearizable:
+	case Leader:
+		if !n.ready.Load() {
+			return n.notLeader()
+		}
+		if c.minRev <= n.db.Revision() {
+			return nil
+		}
+	case Stale:
+		if n.served.Load() && c.minRev <= n.db.Revision() {
+			return nil
+		}
+		if !n.served.Load() && c.minRev == 0 {
+			return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+		}
+	default:
+		return fmt.Errorf("%w: consistency %d", ErrInvalidOptions, c.level)
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
 	defer cancel()
 	switch c.level {
@@ -288,25 +329,16 @@ func (n *Node) readReady(opts []ReadOption) error {
 		if err := n.linearize(ctx); err != nil {
 			return err
 		}
-	case Leader:
-		if !n.ready.Load() {
-			return n.notLeader()
-		}
 	case Stale:
 		// A node that has not caught up since it started serves no read;
 		// one that asks for a revision may wait for that.
 		for !n.served.Load() {
-			if c.minRev == 0 {
-				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
-			}
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
 			case <-time.After(time.Millisecond):
 			}
 		}
-	default:
-		return fmt.Errorf("%w: consistency %d", ErrInvalidOptions, c.level)
 	}
 	if c.minRev > 0 {
 		return n.waitRevision(ctx, c.minRev)
@@ -314,18 +346,29 @@ func (n *Node) readReady(opts []ReadOption) error {
 	return nil
 }
 
-// waitRevision waits until this node has applied revision rev.
+// waitRevision waits until this node has applied revision rev. It wakes
+// when the node applies an entry, and polls besides: a revision this
+// node executed may become visible a moment after its entry applied.
 func (n *Node) waitRevision(ctx context.Context, rev int64) error {
-	for n.db.Revision() < rev {
+	if n.db.Revision() >= rev {
+		return nil
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		applied := n.rep.appliedCh()
+		if n.db.Revision() >= rev {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: at revision %d, asked for %d", ErrBehind, n.db.Revision(), rev)
 		case <-n.done:
 			return ErrClosed
-		case <-time.After(time.Millisecond):
+		case <-applied:
+		case <-t.C:
 		}
 	}
-	return nil
 }
 
 // Get returns key's item, as engine.DB.Get, at the consistency opts ask

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -65,4 +67,96 @@ func (n *Node) runReadRound(r *readRound) {
 	if next != nil {
 		close(next.start)
 	}
+}
+
+// remoteRounds coalesces a follower's read-index requests to the leader
+// the same way: one request is in flight at a time, and the reads that
+// arrive meanwhile share the next one, which is sent when the running one
+// returns. A read that finds no request in flight sends one itself, with
+// its own context; a shared one runs in a goroutine of its own, so that a
+// reader that gives up (its context ends) never holds up the others.
+type remoteRounds struct {
+	mu   sync.Mutex   // guards busy and next
+	busy bool         // a request is in flight
+	next *remoteRound // the round that starts when the running one ends
+
+	rounds      atomic.Int64 // requests sent, for tests
+	inFlight    atomic.Int32 // requests in flight, for tests
+	maxInFlight atomic.Int32 // the most ever in flight at once, for tests
+}
+
+type remoteRound struct {
+	done chan struct{} // closed when ri and err are set
+	ri   readIndex
+	err  error
+}
+
+// remoteReadIndex asks the leader for the read index, sharing the
+// request with the concurrent callers; it returns when the round it
+// joined returns or ctx ends.
+func (n *Node) remoteReadIndex(ctx context.Context) (readIndex, error) {
+	v := &n.remoteReads
+	v.mu.Lock()
+	if !v.busy {
+		v.busy = true
+		v.mu.Unlock()
+		r := remoteRound{}
+		n.runRemoteRound(ctx, &r)
+		return r.ri, r.err
+	}
+	if v.next == nil {
+		v.next = &remoteRound{done: make(chan struct{})}
+	}
+	r := v.next
+	v.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.ri, r.err
+	case <-ctx.Done():
+		return readIndex{}, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+	case <-n.done:
+		return readIndex{}, ErrClosed
+	}
+}
+
+// runRemoteRound sends one read-index request to the leader, then starts
+// the round that waited for it, if any, in a goroutine of the node's.
+func (n *Node) runRemoteRound(ctx context.Context, r *remoteRound) {
+	v := &n.remoteReads
+	v.rounds.Add(1)
+	if k := v.inFlight.Add(1); k > v.maxInFlight.Load() {
+		v.maxInFlight.Store(k)
+	}
+	resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
+	v.inFlight.Add(-1)
+	if err == nil {
+		r.ri = readIndex{resp.Index, resp.Rev}
+	}
+	r.err = err
+	if r.done != nil {
+		close(r.done)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	next := v.next
+	v.next = nil
+	if next == nil {
+		v.busy = false
+		return
+	}
+	n.gate.RLock() // Close waits for the node's goroutines once it holds gate
+	defer n.gate.RUnlock()
+	if n.closed() {
+		next.err = ErrClosed
+		close(next.done)
+		v.busy = false
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+		defer cancel()
+		n.runRemoteRound(ctx, next)
+	}()
 }

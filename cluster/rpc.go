@@ -130,7 +130,12 @@ type rpcClient struct {
 	idle map[string][]net.Conn // by address
 }
 
-const maxIdlePerAddr = 4
+// maxIdlePerAddr bounds the idle connections kept per node. It is as
+// large as the writers a follower forwards at once in the benchmarks:
+// a call that finds no idle connection dials one, and one closed after
+// each call leaves a socket in TIME_WAIT, so that under load the local
+// ports run out and calls fail until they are freed.
+const maxIdlePerAddr = 64
 
 func newRPCClient(m *mux) *rpcClient {
 	return &rpcClient{dial: func(ctx context.Context, addr string) (net.Conn, error) {
