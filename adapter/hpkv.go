@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/livekv/livekv/pubsub"
 )
 
@@ -36,7 +37,7 @@ func (hpkvDialect) run(c *conn, r any) any {
 	req := r.(*request)
 	var rep reply
 	switch req.Op {
-	case opSubscribe:
+	case wire.OpSubscribe:
 		pats, werr := c.parsePatterns(req.Patterns)
 		if werr == nil {
 			var id, rev int64
@@ -47,7 +48,7 @@ func (hpkvDialect) run(c *conn, r any) any {
 		if werr != nil {
 			rep = wireReply(0, werr)
 		}
-	case opUnsubscribe:
+	case wire.OpUnsubscribe:
 		if !c.unsubscribe(req.SubscriptionID) {
 			rep = errorReply(http.StatusNotFound, "no such subscription")
 		} else {

@@ -8,20 +8,6 @@ import (
 	"strconv"
 )
 
-// Operations of the wire protocol. 1 to 6 are HPKV's; the others are
-// livekv's own, which HPKV clients never send.
-const (
-	opGet         = 1
-	opSet         = 2
-	opPatch       = 3
-	opDelete      = 4
-	opRange       = 5
-	opIncrement   = 6
-	opSubscribe   = 100 // patterns, fromRevision: start a subscription on this connection
-	opUnsubscribe = 101 // subscriptionId: end one
-	opCAS         = 102 // key, value, revision: set only if the key's revision is revision (0: absent)
-)
-
 // request is one message from a client.
 type request struct {
 	Op        int    `json:"op"`

@@ -3,6 +3,8 @@ package adapter
 import (
 	"net/http"
 	"strings"
+
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // The operations that Options.OnRequest names.
@@ -23,23 +25,23 @@ const (
 // opName is the name of a wire operation.
 func opName(op int) string {
 	switch op {
-	case opGet:
+	case wire.OpGet:
 		return OpGet
-	case opSet:
+	case wire.OpSet:
 		return OpSet
-	case opPatch:
+	case wire.OpPatch:
 		return OpPatch
-	case opDelete:
+	case wire.OpDelete:
 		return OpDelete
-	case opRange:
+	case wire.OpRange:
 		return OpRange
-	case opIncrement:
+	case wire.OpIncrement:
 		return OpIncrement
-	case opCAS:
+	case wire.OpCAS:
 		return OpCAS
-	case opSubscribe:
+	case wire.OpSubscribe:
 		return OpSubscribe
-	case opUnsubscribe:
+	case wire.OpUnsubscribe:
 		return OpUnsubscribe
 	}
 	return OpInvalid

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // do runs one HPKV operation (or CompareAndSwap) for a client with access
@@ -15,7 +16,7 @@ import (
 func (a *Adapter) do(ac *access, req *request) reply {
 	a.stats.requests.Add(1)
 	switch req.Op {
-	case opGet, opSet, opPatch, opDelete, opRange, opIncrement, opCAS:
+	case wire.OpGet, wire.OpSet, wire.OpPatch, wire.OpDelete, wire.OpRange, wire.OpIncrement, wire.OpCAS:
 	default:
 		return errorReply(http.StatusBadRequest, "unknown op")
 	}
@@ -29,7 +30,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		}
 	}
 	keys := []string{req.Key}
-	if req.Op == opRange && req.EndKey != "" {
+	if req.Op == wire.OpRange && req.EndKey != "" {
 		keys = append(keys, req.EndKey)
 	}
 	for _, k := range keys {
@@ -42,7 +43,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 	}
 	db := a.db
 	switch req.Op {
-	case opGet:
+	case wire.OpGet:
 		r, err := a.reader(req.Consistency, req.MinRevision)
 		if err != nil {
 			return readError(err)
@@ -55,31 +56,31 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return rep
 		}
 		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision, seen: seen}
-	case opSet, opPatch, opCAS:
+	case wire.OpSet, wire.OpPatch, wire.OpCAS:
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
 		}
-		if req.Op == opCAS && req.Revision < 0 {
+		if req.Op == wire.OpCAS && req.Revision < 0 {
 			return errorReply(http.StatusBadRequest, "negative revision")
 		}
 		var so *engine.SetOptions
 		switch {
 		case req.TTL < 0 || req.TTL > maxTTL:
 			return errorReply(http.StatusBadRequest, "ttl: give 0 (never) to 100 years in milliseconds")
-		case req.TTL > 0 && req.Op == opPatch:
+		case req.TTL > 0 && req.Op == wire.OpPatch:
 			return errorReply(http.StatusBadRequest, "ttl applies to set and compare-and-swap, not patch")
 		case req.TTL > 0:
 			so = &engine.SetOptions{TTL: time.Duration(req.TTL) * time.Millisecond}
 		}
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (it engine.Item, err error) {
 			switch {
-			case req.Op == opSet && tx == nil:
+			case req.Op == wire.OpSet && tx == nil:
 				return db.Set(req.Key, req.Value, so)
-			case req.Op == opSet:
+			case req.Op == wire.OpSet:
 				return tx.Set(req.Key, req.Value, so)
-			case req.Op == opPatch && tx == nil:
+			case req.Op == wire.OpPatch && tx == nil:
 				return db.Patch(req.Key, req.Value)
-			case req.Op == opPatch:
+			case req.Op == wire.OpPatch:
 				return tx.Patch(req.Key, req.Value)
 			case tx == nil:
 				return db.CompareAndSwap(req.Key, req.Revision, req.Value, so)
@@ -91,11 +92,11 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return engineError(err)
 		}
 		msg := "Record inserted/updated successfully"
-		if req.Op == opPatch {
+		if req.Op == wire.OpPatch {
 			msg = "Record patched successfully"
 		}
 		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev, seen: rev}
-	case opDelete:
+	case wire.OpDelete:
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
 			if tx == nil {
 				rev, err := db.Delete(req.Key)
@@ -107,7 +108,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return engineError(err)
 		}
 		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev, seen: rev}
-	case opIncrement:
+	case wire.OpIncrement:
 		d, err := req.delta()
 		if err != nil {
 			return errorReply(http.StatusBadRequest, err.Error())

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/livekv/livekv/pattern"
 )
 
@@ -120,9 +121,9 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		if !a.decodeBody(w, r, &body) {
 			return
 		}
-		req := request{Op: opSet, Key: body.Key}
+		req := request{Op: wire.OpSet, Key: body.Key}
 		if body.PartialUpdate {
-			req.Op = opPatch
+			req.Op = wire.OpPatch
 			if rw, ok := w.(*restWriter); ok {
 				rw.op = OpPatch
 			}
@@ -148,7 +149,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		if !a.decodeBody(w, r, &body) {
 			return
 		}
-		req := request{Op: opIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
+		req := request{Op: wire.OpIncrement, Key: body.Key, Value: body.Increment.String(), HasValue: body.Increment != ""}
 		rep := do(&req)
 		rep.Key = ""
 		writeReply(w, rep)
@@ -167,7 +168,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			}
 			limit = n
 		}
-		req := request{Op: opRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
+		req := request{Op: wire.OpRange, Key: q.Get("startKey"), EndKey: q.Get("endKey"), Limit: limit}
 		writeReply(w, do(&req))
 	default: // record/{key}
 		key, err := url.PathUnescape(strings.TrimPrefix(path, "record/"))
@@ -178,9 +179,9 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 		req := request{Key: key}
 		switch r.Method {
 		case http.MethodGet:
-			req.Op = opGet
+			req.Op = wire.OpGet
 		case http.MethodDelete:
-			req.Op = opDelete
+			req.Op = wire.OpDelete
 		default:
 			methodNotAllowed(w, "GET, DELETE")
 			return

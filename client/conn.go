@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // conn is one WebSocket connection and the requests and subscriptions on
@@ -55,18 +56,6 @@ type request struct {
 	Revision       int64    `json:"revision,omitempty"`
 	TTL            int64    `json:"ttl,omitempty"`
 }
-
-const (
-	opGet         = 1
-	opSet         = 2
-	opPatch       = 3
-	opDelete      = 4
-	opRange       = 5
-	opIncrement   = 6
-	opSubscribe   = 100
-	opUnsubscribe = 101
-	opCAS         = 102
-)
 
 // roundTrip sends req and waits for its reply, ctx, or the end of the
 // connection. A reply with a code other than 200 is returned as it came,
@@ -278,7 +267,7 @@ func (cn *conn) subscribed(m message, cl *call) {
 		cn.mu.Lock()
 		cn.retired[id] = true
 		cn.mu.Unlock()
-		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
+		cn.forget(request{Op: wire.OpUnsubscribe, SubscriptionID: id})
 		return
 	}
 	cn.mu.Lock()
@@ -300,6 +289,6 @@ func (cn *conn) unsubscribe(id int64) {
 	}
 	cn.mu.Unlock()
 	if ok {
-		cn.forget(request{Op: opUnsubscribe, SubscriptionID: id})
+		cn.forget(request{Op: wire.OpUnsubscribe, SubscriptionID: id})
 	}
 }

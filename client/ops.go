@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/livekv/livekv/pattern"
 )
 
@@ -70,7 +71,7 @@ func (c *Client) do(ctx context.Context, req request) (message, error) {
 // Get returns key's value and the revision of its last change;
 // errors.Is(err, engine.ErrNotFound) when there is none.
 func (c *Client) Get(ctx context.Context, key string) (Item, error) {
-	m, err := c.do(ctx, request{Op: opGet, Key: key})
+	m, err := c.do(ctx, request{Op: wire.OpGet, Key: key})
 	if err != nil {
 		return Item{}, err
 	}
@@ -98,7 +99,7 @@ func (c *Client) Set(ctx context.Context, key, value string, opts *SetOptions) (
 	if err != nil {
 		return 0, err
 	}
-	m, err := c.do(ctx, request{Op: opSet, Key: key, Value: value, TTL: t})
+	m, err := c.do(ctx, request{Op: wire.OpSet, Key: key, Value: value, TTL: t})
 	return m.Revision, err
 }
 
@@ -106,21 +107,21 @@ func (c *Client) Set(ctx context.Context, key, value string, opts *SetOptions) (
 // a value that is not one; a missing key is created. It returns the
 // revision it committed at.
 func (c *Client) Patch(ctx context.Context, key, value string) (int64, error) {
-	m, err := c.do(ctx, request{Op: opPatch, Key: key, Value: value})
+	m, err := c.do(ctx, request{Op: wire.OpPatch, Key: key, Value: value})
 	return m.Revision, err
 }
 
 // Delete deletes key and returns the revision it committed at;
 // errors.Is(err, engine.ErrNotFound) when there was no key.
 func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
-	m, err := c.do(ctx, request{Op: opDelete, Key: key})
+	m, err := c.do(ctx, request{Op: wire.OpDelete, Key: key})
 	return m.Revision, err
 }
 
 // Increment adds delta to key's integer (a missing key starts at 0) and
 // returns the result and the revision it committed at.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (n, rev int64, err error) {
-	m, err := c.do(ctx, request{Op: opIncrement, Key: key, Value: delta})
+	m, err := c.do(ctx, request{Op: wire.OpIncrement, Key: key, Value: delta})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -143,7 +144,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, key string, rev int64, valu
 	}
 	// A revision of 0 is left out of the message, which the server reads
 	// as 0: the key must not exist.
-	m, err := c.do(ctx, request{Op: opCAS, Key: key, Value: value, Revision: rev, TTL: t})
+	m, err := c.do(ctx, request{Op: wire.OpCAS, Key: key, Value: value, Revision: rev, TTL: t})
 	return m.Revision, err
 }
 
@@ -170,7 +171,7 @@ func (c *Client) rangePage(ctx context.Context, start, end string, limit int) (p
 	if start == "" {
 		start = "\x00" // the smallest key; the wire wants one
 	}
-	m, err := c.do(ctx, request{Op: opRange, Key: start, EndKey: end, Limit: limit})
+	m, err := c.do(ctx, request{Op: wire.OpRange, Key: start, EndKey: end, Limit: limit})
 	if err != nil {
 		return page{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // Event is one committed change of a key a subscription matches.
@@ -237,7 +238,7 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 		s.mu.Unlock()
 		return nil
 	}
-	req := request{Op: opSubscribe, Patterns: s.patterns}
+	req := request{Op: wire.OpSubscribe, Patterns: s.patterns}
 	if from := s.resumeFrom(); s.started || from > 0 {
 		req.FromRevision = &from
 	}
