@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,7 +61,7 @@ func testFaultDiskFullOnLeader(t *testing.T, store LogStore) {
 	final := w.settle(t, c)
 	w.requireTyped(t)
 	require.NotEmpty(t, w.refused, "the writes in the entry the full disk refused fail with ErrNotCommitted")
-	ss.check(t, w, final)
+	ss.check(t, w, final, engine.ErrCompacted)
 	t.Logf("acknowledged %d, failed %v", len(w.acked), w.summary())
 }
 
@@ -118,7 +119,7 @@ func testFaultDiskFullOnFollower(t *testing.T, store LogStore) {
 	wg.Wait()
 	final := w.settle(t, c)
 	w.requireTyped(t)
-	ss.check(t, w, final)
+	ss.check(t, w, final, engine.ErrCompacted)
 	t.Logf("acknowledged %d, failed %v", len(w.acked), w.summary())
 }
 
