@@ -40,6 +40,7 @@ const maxOrphans = 1 << 16
 type call struct {
 	reply chan message  // buffered: the reader never waits
 	sub   *Subscription // for a subscribe: registered by the reader on success
+	unsub int64         // for an unsubscribe: the subscription it ends
 }
 
 // request is a message to the server.
@@ -131,7 +132,11 @@ func (cn *conn) forget(req request) {
 	c.wg.Add(1) // under mu, so never once Close waits
 	go func() {
 		defer cn.c.wg.Done()
-		cn.send(req, &call{reply: make(chan message, 1)})
+		cl := &call{reply: make(chan message, 1)}
+		if req.Op == wire.OpUnsubscribe {
+			cl.unsub = req.SubscriptionID
+		}
+		cn.send(req, cl)
 	}()
 }
 
@@ -221,6 +226,12 @@ func (cn *conn) dispatch(m message) error {
 		cn.mu.Unlock()
 		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
 			cn.subscribed(m, cl)
+		}
+		if cl != nil && cl.unsub > 0 {
+			// The server sends nothing more for it after this reply.
+			cn.mu.Lock()
+			delete(cn.retired, cl.unsub)
+			cn.mu.Unlock()
 		}
 		if cl != nil {
 			cl.reply <- m
