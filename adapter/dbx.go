@@ -302,13 +302,18 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 	failed = -1
 	st := &dbxTx{a: a, ac: ac}
 	results := make([]any, len(ops))
-	changed := make([]bool, len(ops))
+	var changed []bool // which operations wrote; reads need not know
+	if write {
+		changed = make([]bool, len(ops))
+	}
 	fn := func(tx *engine.Tx) error {
 		st.tx = tx
 		for i := range ops {
 			st.changed = false
 			res, err := st.exec(&ops[i])
-			changed[i] = st.changed
+			if changed != nil {
+				changed[i] = st.changed
+			}
 			if err != nil {
 				failed = i
 				st.refund() // in the transaction, so the Quota sees one write at a time
