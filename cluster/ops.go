@@ -245,18 +245,20 @@ func ParseConsistency(s string) (Consistency, error) {
 
 // A ReadOption modifies a read: a Consistency, MinRevision, or several
 // combined with Read.
-type ReadOption interface{ applyRead(*readConfig) }
+// ReadOption is a read's consistency level or MinRevision; the options
+// are this package's types, matched by readConfig.add.
+type ReadOption interface{ readOption() }
 
 type readConfig struct {
 	level  Consistency
 	minRev int64
 }
 
-func (c Consistency) applyRead(r *readConfig) { r.level = c }
+func (Consistency) readOption() {}
 
 type minRevision int64
 
-func (m minRevision) applyRead(r *readConfig) { r.minRev = max(r.minRev, int64(m)) }
+func (minRevision) readOption() {}
 
 // MinRevision makes a read wait until this node has applied revision rev
 // (up to Options.WriteTimeout, else ErrBehind): with the revision of a
@@ -265,11 +267,7 @@ func MinRevision(rev int64) ReadOption { return minRevision(rev) }
 
 type readOptions []ReadOption
 
-func (o readOptions) applyRead(r *readConfig) {
-	for _, x := range o {
-		x.applyRead(r)
-	}
-}
+func (readOptions) readOption() {}
 
 // add applies opts to c. The options of this package are matched by
 // type, so that c stays on the caller's stack.
@@ -282,10 +280,6 @@ func (c *readConfig) add(opts []ReadOption) {
 			c.minRev = max(c.minRev, int64(v))
 		case readOptions:
 			c.add(v)
-		default:
-			cc := *c
-			o.applyRead(&cc)
-			*c = cc
 		}
 	}
 }

@@ -19,9 +19,8 @@ import (
 // entries in flight are stored and replicated gather into the next one:
 // every entry costs an fsync (two with BoltDB) on each node, and on one
 // machine the three nodes share one disk. Two in flight let the leader
-// store an entry while the followers store the one before. With 64
-// writers this packs about 20 transactions to an entry where 64 in
-// flight packed about 10 (docs/cluster.md, "Performance").
+// store an entry while the followers store the one before; what this
+// measured is in docs/cluster.md, "Performance".
 const (
 	maxEntryTxs   = 256     // transactions in one raft entry
 	maxEntryBytes = 1 << 20 // bytes of records in one raft entry, unless one record is larger
