@@ -1,0 +1,50 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// TestUnsubscribe_ForgetsTheID: a connection that subscribes and closes
+// subscriptions again and again remembers none of their ids once the
+// server has answered each unsubscribe, however long it lives.
+func TestUnsubscribe_ForgetsTheID(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
+	require.NoError(t, err)
+	defer c.Close()
+	for i := range 20 {
+		sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+		require.NoError(t, err, "subscription %d", i)
+		_, err = c.Set(ctx, "a", "v", nil) // a notification on the way as it closes
+		require.NoError(t, err)
+		sub.Close()
+	}
+	c.mu.Lock()
+	cn := c.cur
+	c.mu.Unlock()
+	require.NotNil(t, cn)
+	require.Eventually(t, func() bool {
+		cn.mu.Lock()
+		defer cn.mu.Unlock()
+		return len(cn.retired) == 0 && len(cn.subs) == 0
+	}, 10*time.Second, 5*time.Millisecond, "every unsubscribed id forgotten")
+}
