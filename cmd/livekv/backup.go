@@ -2,8 +2,6 @@ package main
 
 import (
 	"crypto/subtle"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,17 +79,12 @@ func backup(args []string) error {
 	if *out == "" && isTerminal(os.Stdout) {
 		return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
 	}
-	client := &http.Client{}
+	client := http.DefaultClient
 	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
+		var err error
+		if client, err = trusting(*caFile); err != nil {
 			return err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--cacert: no PEM certificate in %s", *caFile)
-		}
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
 	base := *addr
 	if !strings.Contains(base, "://") {
