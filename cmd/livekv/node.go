@@ -86,13 +86,11 @@ func (s *store) Close() error {
 	return s.db.Close()
 }
 
-// openStore opens the database in dir, or, with cluster flags, the
-// cluster node whose raft state is in dir/raft. A node serves reads at
-// the linearizable level and forwards writes to the leader.
+// openStore opens the database in dir, or, with cluster flags (which
+// check has passed), the cluster node whose raft state is in dir/raft. A
+// node serves each read at its client's level and forwards writes to the
+// leader.
 func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, error) {
-	if err := cf.check(); err != nil {
-		return nil, err
-	}
 	if cf.peers == "" && cf.join == "" {
 		db, err := engine.Open(dir, &engine.Options{Logf: logf})
 		if err != nil {
@@ -105,7 +103,10 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
-	o.Peers, _ = cf.peerList()
+	var err error
+	if o.Peers, err = cf.peerList(); err != nil {
+		return nil, err
+	}
 	if cf.join != "" {
 		o.Join = strings.Split(cf.join, ",")
 	}
