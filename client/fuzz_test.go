@@ -69,3 +69,17 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeMessage_OneValue: a frame holding two JSON values, or a value
+// and anything after it, is refused as a whole.
+func TestDecodeMessage_OneValue(t *testing.T) {
+	_, err := decodeMessage([]byte(`{"code":200,"messageId":1}`))
+	if err != nil {
+		t.Fatalf("a reply: %v", err)
+	}
+	for _, b := range []string{`{"code":200,"messageId":1}{"code":200,"messageId":2}`, `{"code":200,"messageId":1} x`} {
+		if _, err := decodeMessage([]byte(b)); !errors.Is(err, errBadMessage) {
+			t.Errorf("%s: %v, want errBadMessage", b, err)
+		}
+	}
+}

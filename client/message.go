@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,12 +45,8 @@ func decodeMessage(b []byte) (message, error) {
 	if !utf8.Valid(b) {
 		return m, fmt.Errorf("%w: not valid UTF-8", errBadMessage)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil { // one JSON value, nothing after it
 		return message{}, fmt.Errorf("%w: %v", errBadMessage, err)
-	}
-	if dec.More() {
-		return message{}, fmt.Errorf("%w: more than one JSON value", errBadMessage)
 	}
 	switch {
 	case m.Type == "notification":
