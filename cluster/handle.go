@@ -100,7 +100,7 @@ func (h *Handle) ReadAt(level string, minRev int64) (Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.n.readReady([]ReadOption{c, MinRevision(minRev)}); err != nil {
+	if err := h.n.readyFor(readConfig{level: c, minRev: minRev}); err != nil {
 		return nil, err
 	}
 	return h.n.db, nil

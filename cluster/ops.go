@@ -292,11 +292,16 @@ func Read(opts ...ReadOption) ReadOption { return readOptions(opts) }
 // minimum revision it has applied) takes no timer, context or
 // allocation.
 func (n *Node) readReady(opts []ReadOption) error {
+	var c readConfig
+	c.add(opts)
+	return n.readyFor(c)
+}
+
+// readyFor is readReady with the options applied.
+func (n *Node) readyFor(c readConfig) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
-	var c readConfig
-	c.add(opts)
 	switch c.level {
 	case Linearizable:
 	case Leader:
