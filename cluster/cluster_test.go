@@ -30,6 +30,7 @@ type dbCluster struct {
 	nodes []*Node
 	eo    *engine.Options
 	store LogStore // the raft log store; "" for the default
+	lease bool     // Options.LeaseReads
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
@@ -47,13 +48,20 @@ func newDBCluster(t testing.TB, n int, eo *engine.Options, extra ...int) *dbClus
 // newDBClusterOn is newDBCluster with the raft log in store.
 func newDBClusterOn(t testing.TB, store LogStore, n int, eo *engine.Options, extra ...int) *dbCluster {
 	t.Helper()
+	return newDBClusterLease(t, store, false, n, eo, extra...)
+}
+
+// newDBClusterLease is newDBClusterOn with Options.LeaseReads set to
+// lease.
+func newDBClusterLease(t testing.TB, store LogStore, lease bool, n int, eo *engine.Options, extra ...int) *dbCluster {
+	t.Helper()
 	total := n
 	if len(extra) > 0 {
 		total += extra[0]
 	}
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
-	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store,
+	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store, lease: lease,
 		full: make([]atomic.Bool, total)}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
@@ -91,7 +99,7 @@ func (c *dbCluster) open(i int) *Node {
 		WriteTimeout: 5 * time.Second, Engine: c.eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 		LogStore: c.store, walSegmentSize: testSegmentSize,
-		storeFault: c.diskFault(i),
+		storeFault: c.diskFault(i), LeaseReads: c.lease,
 	})
 	require.NoError(c.t, err)
 	return n

@@ -50,7 +50,15 @@ func linOutcome(err error) (out kvmodel.Output, ok bool) {
 // checks with porcupine that each key's history is linearizable, reads
 // at the default (Linearizable) level included.
 func TestLinearizable_AcrossFailover(t *testing.T) {
-	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Linearizable) })
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, false, Linearizable) })
+}
+
+// TestLinearizable_LeaseReadsAcrossFailover is
+// TestLinearizable_AcrossFailover with Options.LeaseReads: the leader
+// serves linearizable reads under its lease, and must stop before a new
+// leader can commit anything.
+func TestLinearizable_LeaseReadsAcrossFailover(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, true, Linearizable) })
 }
 
 // TestLinearizable_LeaderReadsAcrossFailover is
@@ -58,7 +66,7 @@ func TestLinearizable_AcrossFailover(t *testing.T) {
 // whichever node leads at the time; a read refused with a
 // *NotLeaderError observed nothing and is left out.
 func TestLinearizable_LeaderReadsAcrossFailover(t *testing.T) {
-	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, Leader) })
+	forEachStore(t, func(t *testing.T, store LogStore) { linearizableAcrossFailover(t, store, false, Leader) })
 }
 
 // leaderNow returns the node that leads now, as far as it knows, or nil.
@@ -71,9 +79,9 @@ func (c *dbCluster) leaderNow() *Node {
 	return nil
 }
 
-func linearizableAcrossFailover(t *testing.T, store LogStore, level Consistency) {
+func linearizableAcrossFailover(t *testing.T, store LogStore, lease bool, level Consistency) {
 	rng := testRand(t)
-	c := newDBClusterOn(t, store, 3, nil)
+	c := newDBClusterLease(t, store, lease, 3, nil)
 	c.leader()
 	keys := []string{"a", "b", "c", "d", "e"}
 	begin := time.Now()

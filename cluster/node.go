@@ -47,6 +47,12 @@ type Node struct {
 
 	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
 
+	// Lease reads (lease.go).
+	opened   time.Time                  // when Open began: the origin of now
+	lease    atomic.Pointer[leaseGrant] // the latest lease, if any
+	noLease  atomic.Uint64              // a term in which this node started a transfer: no lease then
+	renewing atomic.Bool                // a background renewal runs
+
 	subMu sync.Mutex // guards subs
 	subs  map[*engine.Subscription]struct{}
 
@@ -110,7 +116,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -413,6 +419,9 @@ func (n *Node) transfer(id string) error {
 	if r.State() != raft.Leader {
 		return n.notLeader()
 	}
+	// The voters grant the target their votes although they know this
+	// leader: no lease holds from now on in this term.
+	n.noLease.Store(r.CurrentTerm())
 	if id == "" {
 		return n.gated(func() error { return r.LeadershipTransfer().Error() })
 	}
@@ -526,6 +535,8 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		err = n.removeServer(req.ID)
 	case opTransfer:
 		err = n.transfer(req.ID)
+	case opLease:
+		err = n.answerLease(req, resp)
 	case opReadIndex:
 		var ri readIndex
 		ri, err = n.sharedReadIndex()
@@ -570,9 +581,16 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 		// until its barrier is applied.
 		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
 	}
-	ri := readIndex{index: r.CommitIndex()}
-	if n.db != nil {
-		ri.rev = n.db.Revision()
+	ri := n.localReadIndex()
+	if n.opts.LeaseReads {
+		// A lease round confirms leadership as VerifyLeader does, and
+		// renews the lease besides.
+		if !n.leaseValid() {
+			if err := n.leaseRound(); err != nil {
+				return readIndex{}, err
+			}
+		}
+		return ri, nil
 	}
 	if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
@@ -581,6 +599,15 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 		return readIndex{}, err
 	}
 	return ri, nil
+}
+
+// localReadIndex is this node's commit index and published revision.
+func (n *Node) localReadIndex() readIndex {
+	ri := readIndex{index: n.rn.raft.CommitIndex()}
+	if n.db != nil {
+		ri.rev = n.db.Revision()
+	}
+	return ri
 }
 
 // waitReadIndex waits until this node has applied ri.

@@ -304,6 +304,11 @@ func (n *Node) readyFor(c readConfig) error {
 	}
 	switch c.level {
 	case Linearizable:
+		// Under a lease the leader's published state is linearizable
+		// as it is: no timer, context or allocation.
+		if n.leaseValid() && c.minRev <= n.db.Revision() {
+			return nil
+		}
 	case Leader:
 		if !n.ready.Load() {
 			return n.notLeader()

@@ -100,6 +100,17 @@ type Options struct {
 	// bounds a linearizable read's wait for the leader. Default 10 s.
 	WriteTimeout time.Duration
 
+	// LeaseReads lets the leader serve linearizable reads under a lease
+	// instead of confirming its leadership with a quorum round per batch
+	// of reads: while a quorum of voters has promised, by their heartbeat
+	// timeouts, not to elect anyone else, the leader reads locally, as
+	// fast as a stale read; followers' linearizable reads get the read
+	// index from the leader without its round. It assumes the nodes'
+	// clocks run at rates within 10% of each other (see lease.go and
+	// docs/cluster.md). Default false: every linearizable read is
+	// confirmed by a quorum round (ReadIndex).
+	LeaseReads bool
+
 	// Engine configures the node's database: its size limits, history
 	// and clock. Its Sync, SweepInterval, checkpoint and file-system
 	// fields do not apply: the raft log keeps the data durable and only

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -29,6 +30,10 @@ type raftNode struct {
 	trans *raft.NetworkTransport
 	store *raftStore
 	snaps raft.SnapshotStore
+
+	// heartbeat is raft's HeartbeatTimeout: a follower that heard from
+	// its leader within it refuses to vote for anyone else.
+	heartbeat time.Duration
 
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
@@ -69,9 +74,21 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
 	trans := syncTransport{n.trans}
 	rc := o.raftConfig()
+	n.heartbeat = rc.HeartbeatTimeout
 	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	if exists {
+		// A restarted node has forgotten its leader and would vote at
+		// once; before it went down it may have told a leader it would
+		// not, for up to a heartbeat timeout (a lease, lease.go). Wait
+		// that out before raft runs.
+		select {
+		case <-time.After(rc.HeartbeatTimeout):
+		case <-closing:
+			return nil, ErrClosed
+		}
 	}
 	if !exists && len(o.Peers) > 0 {
 		var cfg raft.Configuration

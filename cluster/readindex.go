@@ -33,6 +33,9 @@ func newReadRound() *readRound { return &readRound{start: make(chan struct{})} }
 // sharedReadIndex is leaderReadIndex, with the round shared among the
 // concurrent callers.
 func (n *Node) sharedReadIndex() (readIndex, error) {
+	if n.leaseValid() {
+		return n.localReadIndex(), nil // no round under a lease
+	}
 	v := &n.reads
 	v.mu.Lock()
 	var r *readRound

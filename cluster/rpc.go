@@ -37,6 +37,7 @@ const (
 	opStatus    = "status"
 	opJoin      = "join"
 	opReadIndex = "readindex"
+	opLease     = "lease"
 	opRemove    = "remove"
 	opTransfer  = "transfer"
 )
@@ -49,6 +50,9 @@ type rpcRequest struct {
 	// join
 	ID   string `json:"id,omitempty"`
 	Addr string `json:"addr,omitempty"`
+
+	// lease: the asking leader's term (ID is its node ID)
+	Term uint64 `json:"term,omitempty"`
 
 	// single-operation writes
 	Key   string        `json:"key,omitempty"`
@@ -67,6 +71,7 @@ type rpcResponse struct {
 	LeaderID   string `json:"leader_id,omitempty"`
 	LeaderAddr string `json:"leader_addr,omitempty"`
 
+	Since  int64   `json:"since,omitempty"` // lease: ns since the follower last heard from its leader
 	Index  uint64  `json:"index,omitempty"`
 	Rev    int64   `json:"rev,omitempty"`
 	Status *Status `json:"status,omitempty"`

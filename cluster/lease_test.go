@@ -1,0 +1,238 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLease_ReadsSkipQuorumRounds checks that with LeaseReads the leader
+// serves linearizable reads without a quorum round each: a few rounds
+// renew the lease while many reads run, where without it every read
+// takes part in one.
+func TestLease_ReadsSkipQuorumRounds(t *testing.T) {
+	for _, lease := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lease=%v", lease), func(t *testing.T) {
+			c := newDBClusterLease(t, "", lease, 3, nil)
+			l := c.nodes[c.leader()]
+			_, err := l.Set("k", "v", nil)
+			require.NoError(t, err)
+			c.allServed() // no catch-up rounds from followers from here on
+			before := l.reads.rounds.Load()
+			const reads = 2000
+			start := time.Now()
+			for range reads {
+				it, err := l.Get("k")
+				require.NoError(t, err)
+				require.Equal(t, "v", it.Value)
+			}
+			rounds := l.reads.rounds.Load() - before
+			if lease {
+				require.LessOrEqual(t, rounds, maxRenewals(l, time.Since(start)), "%d reads took %d rounds", reads, rounds)
+			} else {
+				require.Equal(t, int64(reads), rounds, "without a lease every read takes a round")
+			}
+		})
+	}
+}
+
+// TestLease_FollowerReadsSkipLeaderRound checks that a follower's
+// linearizable read gets the read index from a leasing leader without a
+// quorum round there, and still sees the write acknowledged before it.
+func TestLease_FollowerReadsSkipLeaderRound(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	li := c.leader()
+	l := c.nodes[li]
+	f := c.nodes[(li+1)%3]
+	c.allServed()
+	before := l.reads.rounds.Load()
+	start := time.Now()
+	const reads = 20
+	for i := range reads {
+		v := fmt.Sprint(i)
+		_, err := l.Set("k", v, nil)
+		require.NoError(t, err)
+		it, err := f.Get("k")
+		require.NoError(t, err)
+		require.Equal(t, v, it.Value, "a follower's linearizable read missed an acknowledged write")
+	}
+	rounds := l.reads.rounds.Load() - before
+	require.LessOrEqual(t, rounds, maxRenewals(l, time.Since(start)), "%d follower reads took %d rounds on the leader", reads, rounds)
+}
+
+// maxRenewals is the most lease rounds a leader may run in d: a lease
+// lasts at least 0.9 × 0.9 of a heartbeat timeout (followers hear from
+// the leader every tenth of one) and is renewed with a quarter left, so
+// at most one round per half heartbeat timeout, and one more at each end.
+func maxRenewals(l *Node, d time.Duration) int64 {
+	return int64(d/(l.rn.heartbeat/2)) + 2
+}
+
+// allServed waits until every running node has caught up since it
+// started (Node.served), so that no catch-up read round is still to come.
+func (c *dbCluster) allServed() {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for i := range c.nodes {
+			if n := c.node(i); n != nil && !n.served.Load() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+}
+
+// TestLease_IsolatedLeaderStopsServing cuts the leasing leader off, lets
+// the others elect a leader and commit a write, and checks that the old
+// leader never serves the old value as a linearizable read: its lease
+// ran out before the new leader could be elected.
+func TestLease_IsolatedLeaderStopsServing(t *testing.T) {
+	for round := range *rounds {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			c := newDBClusterLease(t, "", true, 3, nil)
+			li := c.leader()
+			old := c.nodes[li]
+			_, err := old.Set("k", "old", nil)
+			require.NoError(t, err)
+			_, err = old.Get("k") // takes the lease
+			require.NoError(t, err)
+
+			// Readers on the old leader for the whole fault.
+			var mu sync.Mutex
+			type read struct {
+				value string
+				begun time.Time
+			}
+			var reads []read
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						begun := time.Now()
+						it, err := old.Get("k")
+						if err == nil {
+							mu.Lock()
+							reads = append(reads, read{it.Value, begun})
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			time.Sleep(50 * time.Millisecond)
+			c.net.Isolate(li)
+			ni := c.leader(li)
+			it, err := c.nodes[ni].Set("k", "new", nil)
+			require.NoError(t, err)
+			acked := time.Now()
+			time.Sleep(2 * old.rn.heartbeat)
+			cancel()
+			wg.Wait()
+			c.net.Heal()
+
+			mu.Lock()
+			defer mu.Unlock()
+			served := 0
+			for _, r := range reads {
+				if r.begun.After(acked) {
+					require.NotEqual(t, "old", r.value, "a read begun after the new leader acknowledged revision %d returned the old value", it.Revision)
+					served++
+				}
+			}
+			t.Logf("%d reads in all, %d begun after the new write", len(reads), served)
+		})
+	}
+}
+
+// TestLease_TransferEndsLease checks that a leader starting a transfer
+// stops reading under its lease at once, for the rest of its term.
+func TestLease_TransferEndsLease(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	l := c.nodes[c.leader()]
+	_, err := l.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.True(t, l.leaseValid(), "no lease after a linearizable read")
+	term := l.rn.raft.CurrentTerm()
+	require.NoError(t, l.TransferLeadership(context.Background(), ""))
+	require.Equal(t, term, l.noLease.Load())
+	require.False(t, l.leaseValid(), "a lease held through a transfer")
+}
+
+// TestLease_FollowerAnswers checks a follower's answer to lease
+// requests: only to its leader, in its term.
+func TestLease_FollowerAnswers(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	li := c.leader()
+	l := c.nodes[li]
+	f := c.nodes[(li+1)%3]
+	term := l.rn.raft.CurrentTerm()
+	require.Eventually(t, func() bool {
+		return f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &rpcResponse{}) == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	var resp rpcResponse
+	require.NoError(t, f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp))
+	require.Less(t, time.Duration(resp.Since), f.rn.heartbeat, "a follower of a live leader last heard from it a heartbeat timeout ago")
+	for _, req := range []*rpcRequest{
+		{Op: opLease, ID: l.opts.NodeID, Term: term + 1},
+		{Op: opLease, ID: l.opts.NodeID, Term: term - 1},
+		{Op: opLease, ID: f.opts.NodeID, Term: term},
+	} {
+		err := f.answerLease(req, &rpcResponse{})
+		require.ErrorIs(t, err, ErrNotLeader, "%+v", req)
+	}
+	// The leader itself follows no one.
+	require.ErrorIs(t, l.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &rpcResponse{}), ErrNotLeader)
+}
+
+// TestLease_RestartWaitsOutGrantedLeases checks that a node restarted
+// from its directory starts raft no sooner than a heartbeat timeout
+// after Open began, so that it cannot vote while a lease it granted
+// before may still run.
+func TestLease_RestartWaitsOutGrantedLeases(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	li := c.leader()
+	fi := (li + 1) % 3
+	c.kill(fi)
+	start := time.Now()
+	c.restart(fi)
+	took := time.Since(start)
+	require.GreaterOrEqual(t, took, c.node(fi).rn.heartbeat, "a restarted node started raft at once")
+	require.False(t, errors.Is(c.node(fi).usable(), ErrClosed))
+}
+
+// TestLease_EndsBeforeFollowersMayVote checks the lease's bound itself:
+// it ends before a quorum of followers may vote for anyone else (a
+// heartbeat timeout after they last heard from the leader). raft's own
+// leader lease makes a cut-off leader step down sooner still, so the
+// fault tests alone would not notice a lease that ran too long.
+func TestLease_EndsBeforeFollowersMayVote(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	li := c.leader()
+	l := c.nodes[li]
+	c.allServed()
+	for range 50 {
+		require.NoError(t, l.leaseRound())
+		g := l.lease.Load()
+		require.NotNil(t, g)
+		end := l.opened.Add(time.Duration(g.until))
+		bound := 0
+		for i, f := range c.nodes {
+			if i == li {
+				continue
+			}
+			if !end.After(f.rn.raft.LastContact().Add(f.rn.heartbeat)) {
+				bound++
+			}
+		}
+		require.GreaterOrEqual(t, bound, 1, "the lease ends %v after every follower may vote", time.Until(end))
+		time.Sleep(5 * time.Millisecond)
+	}
+}
