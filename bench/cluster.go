@@ -64,16 +64,23 @@ type benchCluster struct {
 	profile cluster.Profile
 	peers   []cluster.Peer
 	nodes   []*cluster.Node // nil while a node is down
+	lease   bool            // cluster.Options.LeaseReads
 }
 
 // startCluster founds a cluster in a new temporary folder and waits until
 // its leader has acknowledged a write that every node has applied.
 func startCluster(store clusterStore, profile cluster.Profile) (_ *benchCluster, err error) {
+	return startClusterLease(store, profile, false)
+}
+
+// startClusterLease is startCluster with cluster.Options.LeaseReads set
+// to lease.
+func startClusterLease(store clusterStore, profile cluster.Profile, lease bool) (_ *benchCluster, err error) {
 	dir, err := os.MkdirTemp("", "livekv-bench-cluster-")
 	if err != nil {
 		return nil, err
 	}
-	c := &benchCluster{dir: dir, store: store, profile: profile, nodes: make([]*cluster.Node, clusterNodes)}
+	c := &benchCluster{dir: dir, store: store, profile: profile, nodes: make([]*cluster.Node, clusterNodes), lease: lease}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.close())
@@ -113,11 +120,12 @@ func startCluster(store clusterStore, profile cluster.Profile) (_ *benchCluster,
 // itself (a restart).
 func (c *benchCluster) open(i int, ln net.Listener) error {
 	o := &cluster.Options{
-		NodeID:   c.peers[i].ID,
-		RaftAddr: c.peers[i].Addr,
-		Peers:    c.peers,
-		Profile:  c.profile,
-		Listener: ln,
+		NodeID:     c.peers[i].ID,
+		RaftAddr:   c.peers[i].Addr,
+		Peers:      c.peers,
+		Profile:    c.profile,
+		Listener:   ln,
+		LeaseReads: c.lease,
 	}
 	c.store.set(o)
 	n, err := cluster.Open(filepath.Join(c.dir, c.peers[i].ID), o)
@@ -506,7 +514,9 @@ func loadBatches(update func(func(tx *engine.Tx) error) (int64, error), keys []s
 
 // runReplicatedReads reads random keys at 1, 8 and 64 goroutines from a
 // single durable node and from the cluster's leader and a follower, at
-// the Stale and Linearizable levels, in turn within every run.
+// the Stale and Linearizable levels, and from a second cluster's leader
+// and follower at the Linearizable level with lease reads, in turn
+// within every run.
 func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err error) {
 	keys := shuffled(min(cfg.keys, readKeys), 1)
 	progress("loading one node")
@@ -523,42 +533,51 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 	if err := loadBatches(db.Update, keys); err != nil {
 		return nil, err
 	}
-	progress("loading the cluster")
-	c, err := startCluster(clusterStores[0], clusterProfile)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, c.close()) }()
-	l, err := c.leader()
-	if err != nil {
-		return nil, err
-	}
-	if err := loadBatches(c.nodes[l].Update, keys); err != nil {
-		return nil, err
-	}
-	if l, _, err = c.settled(); err != nil {
-		return nil, err
-	}
-	f := c.follower(l)
-	runtime.GC()
-
 	type reader struct {
 		name string
 		get  func(k string) error
 	}
 	readers := []reader{{"livekv", func(k string) error { _, err := db.Get(k); return err }}}
-	for _, at := range []struct {
-		node  int
-		where string
-	}{{l, "leader"}, {f, "follower"}} {
-		n := c.nodes[at.node]
-		for _, lv := range []struct {
-			level cluster.Consistency
-			name  string
-		}{{cluster.Stale, "stale"}, {cluster.Linearizable, "linearizable"}} {
-			readers = append(readers, reader{lv.name + ", " + at.where, func(k string) error { _, err := n.Get(k, lv.level); return err }})
+	// Two clusters: linearizable reads confirmed by a quorum round
+	// (the default), and under the leader's lease.
+	for _, lease := range []bool{false, true} {
+		progress(fmt.Sprintf("loading the cluster, lease reads %v", lease))
+		var c *benchCluster
+		if c, err = startClusterLease(clusterStores[0], clusterProfile, lease); err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, c.close()) }() // err: the named result
+		var l int
+		if l, err = c.leader(); err != nil {
+			return nil, err
+		}
+		if err := loadBatches(c.nodes[l].Update, keys); err != nil {
+			return nil, err
+		}
+		if l, _, err = c.settled(); err != nil {
+			return nil, err
+		}
+		f := c.follower(l)
+		for _, at := range []struct {
+			node  int
+			where string
+		}{{l, "leader"}, {f, "follower"}} {
+			n := c.nodes[at.node]
+			levels := []struct {
+				level cluster.Consistency
+				name  string
+			}{{cluster.Stale, "stale"}, {cluster.Linearizable, "linearizable"}}
+			if lease {
+				levels = levels[1:]
+				levels[0].name = "linearizable (lease)"
+			}
+			for _, lv := range levels {
+				readers = append(readers, reader{lv.name + ", " + at.where, func(k string) error { _, err := n.Get(k, lv.level); return err }})
+			}
 		}
 	}
+	runtime.GC()
+
 	s := newSeries("replicated-reads", "reads/s", true)
 	for r := 0; r < cfg.runs; r++ {
 		for _, g := range []int{1, 8, 64} {

@@ -217,7 +217,8 @@ func checkClusterRows(t *testing.T, rep Report) {
 		}
 	}
 	for _, g := range []int{1, 8, 64} {
-		for _, eng := range []string{"livekv", "stale, leader", "linearizable, leader", "stale, follower", "linearizable, follower"} {
+		for _, eng := range []string{"livekv", "stale, leader", "linearizable, leader", "stale, follower", "linearizable, follower",
+			"linearizable (lease), leader", "linearizable (lease), follower"} {
 			has("replicated-reads", fmt.Sprintf("goroutines=%d", g), eng)
 		}
 	}
