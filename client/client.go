@@ -14,6 +14,12 @@
 // delivered: a subscriber's stream has no gap and no duplicate across a
 // server restart, or ends with an error that errors.Is recognises as
 // engine.ErrCompacted when the server's history no longer reaches back.
+//
+// Against a cluster, Options.URLs names the other nodes: a connection
+// that drops is made again to the next node that answers, and it carries
+// the client's session there (see Client.SessionRevision), so that reads
+// after the move see the client's writes and nothing older than what it
+// read before.
 package client
 
 import (
@@ -23,6 +29,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,13 +60,22 @@ type Options struct {
 
 	// ReadLimit is the largest message the client reads. Default 32 MiB.
 	ReadLimit int64
+
+	// URLs are the other nodes of a cluster, each a URL as Dial takes,
+	// where the same credentials are valid. The client connects to the URL given to Dial first, then, when a
+	// connection cannot be made, to the next in the list, and round to the
+	// first; a connection that drops is made again to the URL after its
+	// own. Every connection starts with the client's session (see
+	// SessionRevision).
+	URLs []string
 }
 
 // Client is a connection to a livekv server, made again when it drops.
 // Its methods may be called from many goroutines at once.
 type Client struct {
-	url  string
+	urls []*url.URL // the WebSocket URLs with credentials, Dial's first
 	opts Options
+	seen atomic.Int64 // the highest revision the server has sent
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -68,6 +84,7 @@ type Client struct {
 	nextID atomic.Int64
 
 	mu      sync.Mutex
+	at      int           // guarded by mu; the index in urls to connect to first
 	cur     *conn         // guarded by mu; nil when there is none
 	dialing chan struct{} // guarded by mu; closed when the dial under way ends
 	subs    map[*Subscription]struct{}
@@ -96,11 +113,14 @@ func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 32 << 20
 	}
-	wsURL, err := socketURL(u, &o)
-	if err != nil {
-		return nil, err
+	c := &Client{opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{})}
+	for _, u := range append([]string{u}, o.URLs...) {
+		p, err := socketURL(u, &o)
+		if err != nil {
+			return nil, err
+		}
+		c.urls = append(c.urls, p)
 	}
-	c := &Client{url: wsURL, opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if _, err := c.conn(ctx); err != nil {
 		c.Close()
@@ -112,10 +132,10 @@ func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
 }
 
 // socketURL turns the mount URL into the WebSocket's, with credentials.
-func socketURL(u string, o *Options) (string, error) {
+func socketURL(u string, o *Options) (*url.URL, error) {
 	p, err := url.Parse(u)
 	if err != nil {
-		return "", fmt.Errorf("livekv client: %w", err)
+		return nil, fmt.Errorf("livekv client: %w", err)
 	}
 	switch p.Scheme {
 	case "http":
@@ -124,10 +144,10 @@ func socketURL(u string, o *Options) (string, error) {
 		p.Scheme = "wss"
 	case "ws", "wss":
 	default:
-		return "", fmt.Errorf("livekv client: URL %q: want http, https, ws or wss", u)
+		return nil, fmt.Errorf("livekv client: URL %q: want http, https, ws or wss", u)
 	}
 	if p.Host == "" {
-		return "", fmt.Errorf("livekv client: URL %q has no host", u)
+		return nil, fmt.Errorf("livekv client: URL %q has no host", u)
 	}
 	if !strings.HasSuffix(p.Path, "/ws") {
 		p.Path = strings.TrimSuffix(p.Path, "/") + "/ws"
@@ -139,10 +159,29 @@ func socketURL(u string, o *Options) (string, error) {
 	case o.Token != "":
 		q.Set("token", o.Token)
 	default:
-		return "", fmt.Errorf("%w: give Options.APIKey or Options.Token", ErrUnauthorized)
+		return nil, fmt.Errorf("%w: give Options.APIKey or Options.Token", ErrUnauthorized)
 	}
 	p.RawQuery = q.Encode()
-	return p.String(), nil
+	return p, nil
+}
+
+// SessionRevision is the highest revision the client has been sent: by
+// its writes' and reads' replies and its subscriptions' notifications.
+// Every connection the client makes asks the server, with minRevision,
+// to serve its reads (at the default session level) only once it has
+// applied this revision, so that a client that moves to another node of a
+// cluster still reads its writes, and never reads older than it did. A
+// node behind it makes the read wait, or fail with ErrUnavailable.
+func (c *Client) SessionRevision() int64 { return c.seen.Load() }
+
+// noteSeen raises the session revision to rev.
+func (c *Client) noteSeen(rev int64) {
+	for {
+		s := c.seen.Load()
+		if rev <= s || c.seen.CompareAndSwap(s, rev) {
+			return
+		}
+	}
 }
 
 // Close closes the connection and ends every subscription (with
@@ -218,13 +257,42 @@ func (c *Client) conn(ctx context.Context) (*conn, error) {
 	}
 }
 
-// dial makes one connection.
+// dial makes one connection, trying each URL in turn from the one to try
+// first, until one answers or one refuses the credentials.
 func (c *Client) dial(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	first := c.at
+	c.mu.Unlock()
+	var err error
+	for k := range c.urls {
+		at := (first + k) % len(c.urls)
+		var cn *conn
+		if cn, err = c.dialURL(ctx, at); err == nil {
+			c.mu.Lock()
+			c.at = at
+			c.mu.Unlock()
+			return cn, nil
+		}
+		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+// dialURL makes one connection to urls[at], with the client's session.
+func (c *Client) dialURL(ctx context.Context, at int) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel) // Close ends a dial under way
 	defer stop()
-	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
+	u := *c.urls[at]
+	if rev := c.seen.Load(); rev > 0 {
+		q := u.Query()
+		q.Set("minRevision", strconv.FormatInt(rev, 10))
+		u.RawQuery = q.Encode()
+	}
+	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
 	if err != nil {
 		err = c.redact(err)
 		if resp != nil {
@@ -241,7 +309,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("livekv client: connect: %w", err)
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
-	cn := &conn{c: c, ws: ws, pending: make(map[int64]*call), subs: make(map[int64]*Subscription),
+	cn := &conn{c: c, at: at, ws: ws, pending: make(map[int64]*call), subs: make(map[int64]*Subscription),
 		orphans: make(map[int64][]message), retired: make(map[int64]bool), done: make(chan struct{})}
 	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
 	return cn, nil
@@ -274,11 +342,12 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // dropped forgets cn, which has failed, and has the subscriptions it
-// carried made again.
+// carried made again; the next connection tries the URL after cn's first.
 func (c *Client) dropped(cn *conn) {
 	c.mu.Lock()
 	if c.cur == cn {
 		c.cur = nil
+		c.at = (cn.at + 1) % len(c.urls)
 	}
 	c.mu.Unlock()
 	c.wake()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // it.
 type conn struct {
 	c      *Client
+	at     int // the index of its URL in c.urls
 	ws     *websocket.Conn
 	ctx    context.Context // ends when the connection does
 	cancel context.CancelFunc
@@ -217,8 +219,12 @@ func (cn *conn) read() {
 	cn.c.dropped(cn)
 }
 
-// dispatch hands one message to the request or subscription it is for.
+// dispatch hands one message to the request or subscription it is for,
+// having noted the revision it carries in the client's session.
 func (cn *conn) dispatch(m message) error {
+	if m.Code == http.StatusOK || m.Type == "notification" {
+		cn.c.noteSeen(m.Revision)
+	}
 	if m.MessageID != nil {
 		cn.mu.Lock()
 		cl := cn.pending[*m.MessageID]
