@@ -122,10 +122,15 @@ func TestRange(t *testing.T) {
 	require.Equal(t, want(0, 10), keys(c.Prefix(ctx, "r:", &client.RangeOptions{PageSize: 3, Limit: 10})))
 	require.Equal(t, append(want(0, 25), "s"), keys(c.Range(ctx, "", "", nil)))
 	require.Empty(t, keys(c.Range(ctx, "b", "a", nil)))
+	_, err = s.db.Set("r:05", "5", nil) // a later revision than its neighbours'
+	require.NoError(t, err)
 	for it, err := range c.Range(ctx, "r:05", "", nil) {
 		require.NoError(t, err)
 		require.Equal(t, "r:05", it.Key)
 		require.Equal(t, "5", it.Value)
+		stored, err := s.db.Get("r:05")
+		require.NoError(t, err)
+		require.Equal(t, stored.Revision, it.Revision, "a ranged item's revision")
 		break // stops asking
 	}
 	for _, err := range c.Range(ctx, "a", "", &client.RangeOptions{Limit: -1}) {

@@ -29,8 +29,9 @@ type message struct {
 }
 
 type record struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Revision int64  `json:"revision"`
 }
 
 // errBadMessage marks a server message the client cannot use; the

@@ -17,9 +17,8 @@ import (
 type Item struct {
 	Key   string
 	Value string
-	// Revision is, from Get, the revision of the key's last change (what
-	// CompareAndSwap compares against). Range leaves it 0: the wire does
-	// not carry it.
+	// Revision is the revision of the key's last change (what
+	// CompareAndSwap compares against), from Get and from Range alike.
 	Revision int64
 }
 
@@ -180,7 +179,7 @@ func (c *Client) rangePage(ctx context.Context, start, end string, limit int) (p
 		if r.Key < start || end != "" && r.Key >= end { // endKey is included on the wire
 			continue
 		}
-		p.items = append(p.items, Item{Key: r.Key, Value: r.Value})
+		p.items = append(p.items, Item{Key: r.Key, Value: r.Value, Revision: r.Revision})
 	}
 	if n := len(m.Records); n > 0 {
 		p.next = engine.KeyAfter(m.Records[n-1].Key)
