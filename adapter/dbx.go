@@ -114,6 +114,9 @@ func toDBXError(err error) *dbxError {
 		return de
 	}
 	rep := readError(err)
+	if rep.ErrorCode != "" { // a cluster refusal: DBX's code is the same
+		return &dbxError{Code: rep.ErrorCode, Message: rep.Error}
+	}
 	return &dbxError{Code: dbxCode(rep.Code, err), Message: rep.Error}
 }
 
