@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/cluster"
@@ -245,4 +248,107 @@ func TestClusterErrors_OtherReadLevelRefusal(t *testing.T) {
 	code, m := f.rest("GET", "/record/k?consistency=leader", apiKey, "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.NotContains(t, m, "errorCode")
+}
+
+// follower is a DB that refuses Update, as a cluster node does off the
+// leader, and serves the single writes, which a node forwards.
+type follower struct{ *engine.DB }
+
+func (follower) Update(func(tx *engine.Tx) error) (int64, error) {
+	return 0, &cluster.NotLeaderError{ID: "n1", Addr: "127.0.0.1:1"}
+}
+
+// TestDBX_SingleWritesNeedNoTransaction checks that DBX's single writes
+// (set, setnx, delete, the increments) run through the Store's own
+// methods, which a cluster follower forwards to the leader, while the
+// writes that need a transaction get its refusal (not_leader).
+func TestDBX_SingleWritesNeedNoTransaction(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	a, err := adapter.New(follower{db}, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	f := &fixture{t: t, db: db, a: a}
+	f.serve()
+	c := f.dbx("api_key=" + apiKey)
+
+	res := c.ok("string.set", obj{"key": "k", "value": "v", "ttl": 100})
+	require.EqualValues(t, db.Revision(), res["revision"])
+	it, err := db.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+	require.WithinDuration(t, time.Now().Add(100*time.Second), it.ExpiresAt, 2*time.Second)
+	res = c.ok("string.setnx", obj{"key": "n", "value": "1"})
+	require.Equal(t, obj{"success": true, "created": true, "revision": float64(db.Revision())}, res)
+	require.Equal(t, obj{"success": true, "created": false}, c.ok("string.setnx", obj{"key": "n", "value": "2"}))
+	res = c.ok("string.incrby", obj{"key": "n", "amount": 10})
+	require.Equal(t, obj{"value": 11.0, "revision": float64(db.Revision())}, res)
+	require.Equal(t, 9.0, c.ok("string.decrby", obj{"key": "n", "amount": 2})["value"])
+	require.Equal(t, 10.0, c.ok("string.incr", obj{"key": "n"})["value"])
+	require.Equal(t, 9.0, c.ok("string.decr", obj{"key": "n"})["value"])
+	c.fails("type_mismatch", "string.incr", obj{"key": "k"})
+	c.fails("invalid_value", "string.decrby", obj{"key": "n", "amount": math.MinInt64})
+	res = c.ok("string.delete", obj{"key": "k"})
+	require.Equal(t, obj{"success": true, "deleted": true, "revision": float64(db.Revision())}, res)
+	require.Equal(t, obj{"success": true, "deleted": false}, c.ok("string.delete", obj{"key": "k"}))
+
+	for _, w := range []struct {
+		method string
+		params any
+	}{
+		{"string.append", obj{"key": "n", "value": "x"}},
+		{"string.expire", obj{"key": "n", "ttl": 5}},
+		{"string.mset", obj{"pairs": obj{"a": "1"}}},
+		{"batch", obj{"operations": []any{obj{"method": "string.set", "params": obj{"key": "a", "value": "1"}}}}},
+	} {
+		e := c.fails("not_leader", w.method, w.params)
+		require.Contains(t, e["message"], "the leader is n1", w.method)
+	}
+	it, err = db.Get("n")
+	require.NoError(t, err)
+	require.Equal(t, "9", it.Value)
+}
+
+// TestDBX_SingleWritesAsInATransaction runs the same DBX writes through
+// the single-write methods (no Quota) and through a transaction (with a
+// Quota, which needs one): the replies and the data are the same.
+func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
+	single := newFixture(t, nil)
+	inTx := newFixture(t, &adapter.Options{Quota: &recordingQuota{}})
+	reqs := []struct {
+		method string
+		params any
+	}{
+		{"string.set", obj{"key": "k", "value": "v"}},
+		{"string.set", obj{"key": "t", "value": "v", "ttl": 60}},
+		{"string.set", obj{"key": strings.Repeat("x", 2000), "value": "v"}},
+		{"string.setnx", obj{"key": "k", "value": "w"}},
+		{"string.setnx", obj{"key": "s", "value": "12"}},
+		{"string.incr", obj{"key": "s"}},
+		{"string.incrby", obj{"key": "s", "amount": math.MaxInt64}},
+		{"string.decrby", obj{"key": "c", "amount": 5}},
+		{"string.decrby", obj{"key": "c", "amount": math.MinInt64}},
+		{"string.decr", obj{"key": "k"}},
+		{"string.delete", obj{"key": "k"}},
+		{"string.delete", obj{"key": "k"}},
+		{"string.ttl", obj{"key": "t"}},
+	}
+	var replies [2][]map[string]any
+	for i, f := range []*fixture{single, inTx} {
+		c := f.dbx("api_key=" + apiKey)
+		for _, r := range reqs {
+			m := c.call(r.method, r.params)
+			delete(m, "timestamp")
+			replies[i] = append(replies[i], m)
+		}
+	}
+	require.Equal(t, replies[0], replies[1])
+	require.Equal(t, single.db.Revision(), inTx.db.Revision())
+	for _, k := range []string{"k", "t", "s", "c"} {
+		a, aerr := single.db.Get(k)
+		b, berr := inTx.db.Get(k)
+		require.Equal(t, aerr, berr, k)
+		require.Equal(t, a.Value, b.Value, k)
+		require.Equal(t, a.Revision, b.Revision, k)
+	}
 }
