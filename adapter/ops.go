@@ -278,8 +278,8 @@ type codedError interface {
 	ErrorCode() string
 }
 
-// errorCode is the code of the first codedError in err's chain whose code
-// the adapter knows, and its status; "" and 0 if none.
+// errorCode is the code of the first codedError in err's chain and its
+// status, 0 for a code the adapter does not know; "" and 0 if none.
 func errorCode(err error) (string, int) {
 	var ce codedError
 	if !errors.As(err, &ce) {
