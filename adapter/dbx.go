@@ -114,6 +114,9 @@ func toDBXError(err error) *dbxError {
 		return de
 	}
 	rep := readError(err)
+	if rep.ErrorCode != "" { // a cluster refusal: DBX's code is the same
+		return &dbxError{Code: rep.ErrorCode, Message: rep.Error}
+	}
 	return &dbxError{Code: dbxCode(rep.Code, err), Message: rep.Error}
 }
 
@@ -300,6 +303,14 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		write = write || dbxMethods[op.Method].write
 	}
 	failed = -1
+	if !batch && write && a.opts.Quota == nil {
+		if res, rev, ok, err := a.dbxSingle(&ops[0]); ok {
+			if err != nil {
+				return nil, 0, fail(err)
+			}
+			return []any{res}, rev, nil
+		}
+	}
 	st := &dbxTx{a: a, ac: ac}
 	results := make([]any, len(ops))
 	var changed []bool // which operations wrote; reads need not know
@@ -504,6 +515,81 @@ func (st *dbxTx) get(key string) (it engine.Item, found bool, err error) {
 
 func notFound(key string) error { return dbxErrorf(dbxNotFound, "Key '%s' not found", key) }
 
+// dbxDelta is what an increment or decrement adds.
+func dbxDelta(op *dbxOp) (int64, error) {
+	d := op.Params.Amount
+	switch op.Method {
+	case "string.incr":
+		d = 1
+	case "string.decr":
+		d = -1
+	case "string.decrby":
+		if d == math.MinInt64 {
+			return 0, dbxErrorf(dbxInvalidValue, "amount %d cannot be negated", d)
+		}
+		d = -d
+	}
+	return d, nil
+}
+
+// putIfAbsenter is a Store that also has *engine.DB's PutIfAbsent, as a
+// cluster node's handle does.
+type putIfAbsenter interface {
+	PutIfAbsent(key, value string, o *engine.SetOptions) (engine.Item, error)
+}
+
+// dbxSingle runs a request of one write with the Store's method for it,
+// when there is one, and reports whether it did: set, setnx, delete and
+// the increments. A cluster node forwards these from a follower to the
+// leader, while it refuses Update (it cannot ship a closure) off the
+// leader. Its result and revision are those exec gives in a transaction.
+// Writes that read first (append, expire), several keys and a Quota's
+// measures need the transaction.
+func (a *Adapter) dbxSingle(op *dbxOp) (res map[string]any, rev int64, ok bool, err error) {
+	p := &op.Params
+	switch op.Method {
+	case "string.set":
+		it, err := a.db.Set(p.Key, p.Value, setOpts(p.TTL))
+		if err != nil {
+			return nil, 0, true, err
+		}
+		return map[string]any{"success": true, "key": p.Key, "revision": it.Revision}, it.Revision, true, nil
+	case "string.setnx":
+		pia, has := a.db.(putIfAbsenter)
+		if !has {
+			return nil, 0, false, nil
+		}
+		it, err := pia.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
+		switch {
+		case errors.Is(err, engine.ErrConflict):
+			return map[string]any{"success": true, "created": false}, 0, true, nil
+		case err != nil:
+			return nil, 0, true, err
+		}
+		return map[string]any{"success": true, "created": true, "revision": it.Revision}, it.Revision, true, nil
+	case "string.delete":
+		rev, err := a.db.Delete(p.Key)
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			return map[string]any{"success": true, "deleted": false}, 0, true, nil
+		case err != nil:
+			return nil, 0, true, err
+		}
+		return map[string]any{"success": true, "deleted": true, "revision": rev}, rev, true, nil
+	case "string.incr", "string.incrby", "string.decr", "string.decrby":
+		d, err := dbxDelta(op)
+		if err != nil {
+			return nil, 0, true, err
+		}
+		n, rev, err := a.db.Increment(p.Key, d)
+		if err != nil {
+			return nil, 0, true, err
+		}
+		return map[string]any{"value": n, "revision": rev}, rev, true, nil
+	}
+	return nil, 0, false, nil
+}
+
 // exec runs one operation.
 func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	tx, p := st.tx, &op.Params
@@ -591,23 +677,15 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		st.changed = st.changed && deleted
 		return map[string]any{"success": true, "deleted": deleted}, err
 	case "string.incr", "string.incrby", "string.decr", "string.decrby":
-		d := p.Amount
-		switch op.Method {
-		case "string.incr":
-			d = 1
-		case "string.decr":
-			d = -1
-		case "string.decrby":
-			if d == math.MinInt64 {
-				return nil, dbxErrorf(dbxInvalidValue, "amount %d cannot be negated", d)
-			}
-			d = -d
+		d, err := dbxDelta(op)
+		if err != nil {
+			return nil, err
 		}
 		var n int64
 		if err := st.wrote(p.Key, len("-9223372036854775808")); err != nil {
 			return nil, err
 		}
-		err := st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
+		err = st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
 		return map[string]any{"value": n}, err
 	case "string.append":
 		var n int

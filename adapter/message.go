@@ -146,6 +146,7 @@ type reply struct {
 	Code      int       `json:"code,omitempty"`
 	MessageID *int64    `json:"messageId,omitempty"`
 	Error     string    `json:"error,omitempty"`
+	ErrorCode string    `json:"errorCode,omitempty"` // livekv's: a cluster refusal's code (internal/wire)
 	Message   string    `json:"message,omitempty"`
 	Success   *bool     `json:"success,omitempty"`
 	Key       string    `json:"key,omitempty"`

@@ -116,6 +116,9 @@ func dbxStatus(code string) int {
 	case dbxQuotaExceeded:
 		return http.StatusInsufficientStorage
 	}
+	if s := codeStatus(code); s != 0 {
+		return s
+	}
 	return http.StatusInternalServerError
 }
 

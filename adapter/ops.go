@@ -259,15 +259,56 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 // refusal of the level (a cluster node that does not lead, or is behind
 // minRevision) is 503, and the client may try elsewhere or again.
 func readError(err error) reply {
+	rep := engineError(err)
 	var rle *readLevelError
-	if errors.As(err, &rle) && !errors.Is(err, engine.ErrClosed) {
+	if errors.As(err, &rle) && rep.ErrorCode == "" && !errors.Is(err, engine.ErrClosed) {
 		return errorReply(http.StatusServiceUnavailable, err.Error())
 	}
-	return engineError(err)
+	return rep
 }
 
-// engineError maps an engine error to a reply.
+// codedError is an error that names itself with one of internal/wire's
+// error codes, as a cluster node's errors do (cluster.ErrNotCommitted,
+// cluster.ErrUncertain, ...). The adapter serves a Store, an interface, and
+// does not import package cluster (and raft with it) for an embedder of
+// one node: it finds a cluster error by this method instead of by its
+// sentinel, and the code is what the client gets.
+type codedError interface {
+	error
+	ErrorCode() string
+}
+
+// errorCode is the code of the first codedError in err's chain and its
+// status, 0 for a code the adapter does not know; "" and 0 if none.
+func errorCode(err error) (string, int) {
+	var ce codedError
+	if !errors.As(err, &ce) {
+		return "", 0
+	}
+	code := ce.ErrorCode()
+	return code, codeStatus(code)
+}
+
+// codeStatus is the status of a reply with an error code: 503 when
+// nothing was done and the request may be sent again (here later, or to
+// another node), 504 when a write may or may not have happened; 0 for a
+// code the adapter does not know.
+func codeStatus(code string) int {
+	switch code {
+	case wire.CodeNotCommitted, wire.CodeNoLeader, wire.CodeNotLeader, wire.CodeBehind, wire.CodeNodeClosed:
+		return http.StatusServiceUnavailable
+	case wire.CodeUncertain:
+		return http.StatusGatewayTimeout
+	}
+	return 0
+}
+
+// engineError maps an error of the Store, the engine's or a cluster
+// node's, to a reply.
 func engineError(err error) reply {
+	if code, status := errorCode(err); status != 0 {
+		return reply{Code: status, Error: err.Error(), ErrorCode: code}
+	}
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, engine.ErrNotFound):

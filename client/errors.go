@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // Errors of the client's own. A server's error reply is an *Error, which
@@ -32,19 +33,53 @@ var (
 	// ErrRateLimited: over the connection's request rate, or a cap on
 	// subscriptions (429).
 	ErrRateLimited = errors.New("livekv client: rate limited")
-	// ErrUnavailable: the server is shutting down, or could not decide on
-	// a key's access in time (503); try again.
+	// ErrUnavailable: the server is shutting down, could not decide on a
+	// key's access in time, or is a cluster node that refused the request
+	// without doing anything (503); try again.
 	ErrUnavailable = errors.New("livekv client: unavailable")
 	// ErrQuotaExceeded: the write would pass a storage quota (507);
 	// nothing was written.
 	ErrQuotaExceeded = errors.New("livekv client: quota exceeded")
 )
 
+// Errors of a server that is a node of a cluster, by the code its reply
+// carries (see docs/protocol.md, "Cluster error codes"). All but
+// ErrUncertain are also ErrUnavailable (503): nothing was done, and the
+// request may be sent again, to this node later or to another.
+var (
+	// ErrNotCommitted: the write did not commit and never will.
+	ErrNotCommitted = errors.New("livekv client: write not committed")
+	// ErrUncertain: the node could not learn in time whether the write
+	// committed (504); it may have happened or not. Read the key to know.
+	ErrUncertain = errors.New("livekv client: write outcome unknown")
+	// ErrNoLeader: the node reached no leader (an election, or a minority
+	// partition); nothing was done.
+	ErrNoLeader = errors.New("livekv client: no leader")
+	// ErrNotLeader: only the leader may serve the request, such as a read
+	// at the leader level.
+	ErrNotLeader = errors.New("livekv client: not the leader")
+	// ErrBehind: the node has not applied the revision the request asks
+	// for in time.
+	ErrBehind = errors.New("livekv client: node behind the requested revision")
+)
+
+// codeErrors are the errors of the codes a reply may carry. A code not
+// here (node_closed, or one a newer server sends) leaves the status alone
+// to say what happened.
+var codeErrors = map[string]error{
+	wire.CodeNotCommitted: ErrNotCommitted,
+	wire.CodeUncertain:    ErrUncertain,
+	wire.CodeNoLeader:     ErrNoLeader,
+	wire.CodeNotLeader:    ErrNotLeader,
+	wire.CodeBehind:       ErrBehind,
+}
+
 // Error is an error reply from the server.
 type Error struct {
-	Code    int    // the HTTP-like status: 400, 404, 409, ...
-	Message string // the server's text
-	Oldest  int64  // for 410, the oldest revision the server's history holds
+	Code      int    // the HTTP-like status: 400, 404, 409, ...
+	Message   string // the server's text
+	Oldest    int64  // for 410, the oldest revision the server's history holds
+	ErrorCode string // a cluster node's code for its refusal ("not_committed", "uncertain", ...), or ""
 
 	kinds []error // what errors.Is matches
 }
@@ -64,7 +99,10 @@ var engineErrors = []error{engine.ErrNotInteger, engine.ErrOverflow, engine.ErrI
 
 // replyError makes the error of a reply with a code other than 200.
 func replyError(m *message) error {
-	e := &Error{Code: m.Code, Message: m.Error, Oldest: m.Oldest}
+	e := &Error{Code: m.Code, Message: m.Error, Oldest: m.Oldest, ErrorCode: m.ErrorCode}
+	if k, ok := codeErrors[m.ErrorCode]; ok {
+		e.kinds = append(e.kinds, k)
+	}
 	switch m.Code {
 	case http.StatusNotFound:
 		e.kinds = append(e.kinds, engine.ErrNotFound)

@@ -23,6 +23,11 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"code":410,"subscriptionId":2,"error":"compacted","oldest":40,"revision":12}`,
 		`{"code":400,"subscriptionId":2,"error":"pattern timed out","revision":12}`,
 		`{"code":429,"error":"too many requests"}`,
+		`{"code":503,"messageId":4,"error":"cluster: write not committed: revision 7 went to another leader's write","errorCode":"not_committed"}`,
+		`{"code":504,"messageId":4,"error":"cluster: write outcome unknown","errorCode":"uncertain"}`,
+		`{"code":503,"messageId":1,"error":"cluster: no leader","errorCode":"no_leader"}`,
+		`{"code":503,"messageId":1,"error":"cluster: node closed","errorCode":"node_closed"}`,
+		`{"code":503,"messageId":1,"error":"x","errorCode":"not_yet_known"}`,
 		`{"type":"notification","key":"user:2","value":"x","timestamp":1764000000000,"revision":12,"subscriptionId":1}`,
 		`{"type":"notification","key":"user:2","value":null,"timestamp":1764000000001,"revision":13}`,
 		`{"code":200,"messageId":1,"success":true,"subscriptionId":1,"revision":12}`,
@@ -54,6 +59,12 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 			if m.Code == 404 && !errors.Is(err, engine.ErrNotFound) || m.Code == 410 && !errors.Is(err, engine.ErrCompacted) {
 				t.Fatalf("code %d maps to %v", m.Code, err)
+			}
+			if k, ok := codeErrors[m.ErrorCode]; ok && m.Code != 410 && !errors.Is(err, k) {
+				t.Fatalf("errorCode %q maps to %v", m.ErrorCode, err)
+			}
+			if errors.Is(err, ErrUncertain) && m.ErrorCode != "uncertain" {
+				t.Fatalf("uncertain without the code: %+v", m)
 			}
 		}
 		again, err := json.Marshal(m)

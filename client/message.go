@@ -16,6 +16,7 @@ type message struct {
 	Code           int      `json:"code"`
 	MessageID      *int64   `json:"messageId"`
 	Error          string   `json:"error"`
+	ErrorCode      string   `json:"errorCode"`
 	Success        bool     `json:"success"`
 	Key            string   `json:"key"`
 	Value          *string  `json:"value"` // a notification's null: the key was deleted or expired

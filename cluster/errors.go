@@ -5,42 +5,61 @@ import (
 	"fmt"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // Errors returned by the cluster package. Each is a sentinel that
 // errors.Is recognises; an operation may wrap one with detail. Operations
 // forwarded to the leader return the engine's errors (engine.ErrNotFound,
 // engine.ErrConflict, ...) just as a local engine.DB would.
+//
+// The errors a client may meet through the adapter (ErrClosed,
+// ErrNotLeader, ErrNoLeader, ErrNotCommitted, ErrUncertain, ErrBehind) also
+// name themselves with a code of package internal/wire, by an ErrorCode
+// method that errors.As finds through any wrapping.
 var (
 	// ErrInvalidOptions is returned by Open for options that cannot work.
 	ErrInvalidOptions = errors.New("cluster: invalid options")
 
 	// ErrClosed is returned by every operation on a Node after Close.
-	ErrClosed = errors.New("cluster: node closed")
+	ErrClosed error = &codedError{"cluster: node closed", wire.CodeNodeClosed}
 
 	// ErrNotLeader is returned for what only the leader can do, asked of
 	// another node. The error is a *NotLeaderError naming the leader when
 	// it is known.
-	ErrNotLeader = errors.New("cluster: not the leader")
+	ErrNotLeader error = &codedError{"cluster: not the leader", wire.CodeNotLeader}
 
 	// ErrNoLeader is returned when the cluster has no leader that this
 	// node can reach, as during an election or in a minority partition.
-	ErrNoLeader = errors.New("cluster: no leader")
+	ErrNoLeader error = &codedError{"cluster: no leader", wire.CodeNoLeader}
 
 	// ErrNotCommitted is returned by a write that definitely did not
 	// commit: another leader's entry took its revision. Nothing of it is
 	// visible anywhere, and retrying it is safe.
-	ErrNotCommitted = errors.New("cluster: write not committed")
+	ErrNotCommitted error = &codedError{"cluster: write not committed", wire.CodeNotCommitted}
 
 	// ErrUncertain is returned by a write whose fate this node could not
 	// learn in time (leadership was lost, or the leader became
 	// unreachable, after it was proposed). It may yet commit or not.
-	ErrUncertain = errors.New("cluster: write outcome unknown")
+	ErrUncertain error = &codedError{"cluster: write outcome unknown", wire.CodeUncertain}
 
 	// ErrBehind is returned by a subscription or read that asks for a
 	// revision this node has not applied within the wait allowed.
-	ErrBehind = errors.New("cluster: node behind the requested revision")
+	ErrBehind error = &codedError{"cluster: node behind the requested revision", wire.CodeBehind}
 )
+
+// codedError is a sentinel error with a code a client can rely on. The
+// adapter serves a node through an interface and does not import this
+// package (an embedder of a single node would not want raft in its
+// binary), so it cannot name these errors: it finds their code by
+// errors.As on interface{ ErrorCode() string }, and maps the code, which
+// internal/wire shares with the adapter and the client.
+type codedError struct{ msg, code string }
+
+func (e *codedError) Error() string { return e.msg }
+
+// ErrorCode is the error's code, one of internal/wire's Code constants.
+func (e *codedError) ErrorCode() string { return e.code }
 
 // NotLeaderError is ErrNotLeader with the leader's ID and address, empty
 // when no leader is known.
@@ -59,16 +78,21 @@ func (e *NotLeaderError) Error() string {
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
+// ErrorCode is ErrNotLeader's code.
+func (e *NotLeaderError) ErrorCode() string { return wire.CodeNotLeader }
+
 // wireErrors are the errors that keep their identity across the RPC, by
-// the code sent with them; the first that matches names an error.
+// the code sent with them; the first that matches names an error. A
+// write's outcome comes first: an uncertain write that also wraps, say, a
+// *NotLeaderError must not reach the sender as a refusal it may retry.
 var wireErrors = []struct {
 	code string
 	err  error
 }{
+	{"uncertain", ErrUncertain},
+	{"not_committed", ErrNotCommitted},
 	{"not_leader", ErrNotLeader},
 	{"no_leader", ErrNoLeader},
-	{"not_committed", ErrNotCommitted},
-	{"uncertain", ErrUncertain},
 	{"behind", ErrBehind},
 	{"closed", ErrClosed},
 	{"invalid_opts", ErrInvalidOptions},

@@ -2,13 +2,19 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,4 +58,86 @@ func TestHandle_AdapterServesAFollower(t *testing.T) {
 	it, err := c.nodes[l].Get("user:1", Leader)
 	require.NoError(t, err)
 	require.Equal(t, "Ada", it.Value, "the write went through the leader")
+}
+
+// TestHandle_DBXOnAFollower serves the DBX dialect from a follower: its
+// single writes go to the leader; writes that need a transaction, and a
+// read at the leader level, are refused with the code not_leader.
+func TestHandle_DBXOnAFollower(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	a, err := adapter.New(c.nodes[f].With(), &adapter.Options{APIKeys: []string{"k"}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	defer a.Shutdown(t.Context())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/dbx/ws?api_key=k", nil)
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	next := 0
+	call := func(method string, params any) map[string]any {
+		t.Helper()
+		next++
+		id := fmt.Sprint(next)
+		b, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+		require.NoError(t, err)
+		require.NoError(t, ws.Write(ctx, websocket.MessageText, b))
+		for {
+			_, b, err := ws.Read(ctx)
+			require.NoError(t, err)
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(b, &m))
+			if m["id"] == id {
+				return m
+			}
+		}
+	}
+	result := func(m map[string]any) map[string]any {
+		t.Helper()
+		r, ok := m["result"].(map[string]any)
+		require.True(t, ok, "%v", m)
+		return r
+	}
+	code := func(m map[string]any) any {
+		t.Helper()
+		e, ok := m["error"].(map[string]any)
+		require.True(t, ok, "%v", m)
+		return e["code"]
+	}
+
+	require.Equal(t, true, result(call("string.set", map[string]any{"key": "s", "value": "a"}))["success"])
+	require.Equal(t, true, result(call("string.setnx", map[string]any{"key": "n", "value": "1"}))["created"])
+	require.Equal(t, false, result(call("string.setnx", map[string]any{"key": "n", "value": "2"}))["created"])
+	require.EqualValues(t, 6, result(call("string.incrby", map[string]any{"key": "n", "amount": 5}))["value"])
+	require.Equal(t, true, result(call("string.delete", map[string]any{"key": "s"}))["deleted"])
+	require.Equal(t, false, result(call("string.delete", map[string]any{"key": "s"}))["deleted"])
+	result(call("string.set", map[string]any{"key": "txt", "value": "abc"}))
+	require.Equal(t, "type_mismatch", code(call("string.incr", map[string]any{"key": "txt"})), "the engine's error, from the leader")
+	it, err := c.nodes[l].Get("n", Leader)
+	require.NoError(t, err)
+	require.Equal(t, "6", it.Value, "the writes went through the leader")
+	_, err = c.nodes[l].Get("s", Leader)
+	require.ErrorIs(t, err, engine.ErrNotFound)
+
+	require.Equal(t, "not_leader", code(call("string.append", map[string]any{"key": "n", "value": "0"})))
+	require.Equal(t, "not_leader", code(call("string.mset", map[string]any{"pairs": map[string]any{"a": "1"}})))
+	it, err = c.nodes[l].Get("n", Leader)
+	require.NoError(t, err)
+	require.Equal(t, "6", it.Value)
+
+	// A read at the leader level off the leader, over REST.
+	req, err := http.NewRequest("GET", srv.URL+"/record/n?consistency=leader", nil)
+	require.NoError(t, err)
+	req.Header.Set("x-api-key", "k")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var m map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "not_leader", m["errorCode"], "%v", m)
 }

@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -47,6 +49,44 @@ func TestRPC_ErrorsKeepTheirIdentity(t *testing.T) {
 
 	require.NoError(t, (&rpcResponse{}).err())
 	require.Error(t, (&rpcResponse{Err: "boom", Code: "other"}).err())
+}
+
+// TestErrors_Codes checks the code each error a client may meet gives
+// the adapter (see codedError), here and forwarded from the leader; an
+// uncertain write keeps its code whatever error it wraps.
+func TestErrors_Codes(t *testing.T) {
+	type coded interface{ ErrorCode() string }
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{ErrClosed, wire.CodeNodeClosed},
+		{ErrNotLeader, wire.CodeNotLeader},
+		{&NotLeaderError{ID: "n2", Addr: "a"}, wire.CodeNotLeader},
+		{ErrNoLeader, wire.CodeNoLeader},
+		{ErrNotCommitted, wire.CodeNotCommitted},
+		{writeError(fmt.Errorf("commit: %w", engine.ErrAbandoned)), wire.CodeNotCommitted},
+		{ErrUncertain, wire.CodeUncertain},
+		{fmt.Errorf("%w: %w", ErrUncertain, ErrClosed), wire.CodeUncertain},
+		{fmt.Errorf("%w: %w", ErrUncertain, &NotLeaderError{ID: "n2", Addr: "a"}), wire.CodeUncertain},
+		{fmt.Errorf("%w: %w", ErrUncertain, ErrNoLeader), wire.CodeUncertain},
+		{ErrBehind, wire.CodeBehind},
+	} {
+		for _, err := range []error{c.err, fmt.Errorf("%w: key %q", c.err, "k")} {
+			var buf bytes.Buffer
+			require.NoError(t, writeFrame(&buf, errorResponse(err)))
+			var resp rpcResponse
+			require.NoError(t, readFrame(&buf, &resp))
+			for where, e := range map[string]error{"here": err, "forwarded": resp.err()} {
+				var ce coded
+				require.ErrorAs(t, e, &ce, "%s: %v", where, e)
+				require.Equal(t, c.code, ce.ErrorCode(), "%s: %v", where, e)
+			}
+		}
+	}
+	var ce interface{ ErrorCode() string }
+	require.False(t, errors.As(ErrInvalidOptions, &ce), "not an error of a request")
+	require.False(t, errors.As((&rpcResponse{Err: "boom", Code: "other"}).err(), &ce))
 }
 
 func FuzzReadFrame(f *testing.F) {

@@ -74,6 +74,36 @@ func (c *serveCluster) kill(i int) {
 	require.ErrorContains(c.t, err, "killed")
 }
 
+// pause stops node i's process with SIGSTOP, until resume: it answers
+// nothing, and the others elect a leader without it.
+func (c *serveCluster) pause(i int) {
+	c.mu.Lock()
+	s := c.srvs[i]
+	c.mu.Unlock()
+	require.NoError(c.t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	c.t.Cleanup(func() { _ = s.cmd.Process.Signal(syscall.SIGCONT) })
+}
+
+// resume continues node i's process after pause.
+func (c *serveCluster) resume(i int) {
+	c.mu.Lock()
+	s := c.srvs[i]
+	c.mu.Unlock()
+	require.NoError(c.t, s.cmd.Process.Signal(syscall.SIGCONT))
+}
+
+// leaderBesides waits until a running node other than not says it leads,
+// and returns it.
+func (c *serveCluster) leaderBesides(not int) int {
+	c.t.Helper()
+	l := -1
+	require.Eventually(c.t, func() bool {
+		l = c.leader()
+		return l != not
+	}, 20*time.Second, 20*time.Millisecond, "no other leader than n%d", not)
+	return l
+}
+
 // base returns the API base URL of a random running node, "" if none.
 func (c *serveCluster) base(rng func(int) int) string {
 	c.mu.Lock()
@@ -111,21 +141,35 @@ func (c *serveCluster) leader() int {
 	return l
 }
 
-// acks records the keys whose write was acknowledged; each key's value
-// is the key.
+// acks records the outcome of writes of fresh keys, each key's value the
+// key: acknowledged, refused with a code that says nothing was done, or
+// unknown (uncertain, a connection lost, an error without a code).
 type acks struct {
-	mu   sync.Mutex
-	keys []string
-	fail int
+	mu      sync.Mutex
+	keys    []string       // acknowledged
+	refused []string       // not_committed, no_leader, not_leader, node_closed
+	codes   map[string]int // refused and uncertain writes by code
+	unknown int            // failed without a code
 }
 
-func (a *acks) add(key string, ok bool) {
+// add records the write of key: acknowledged, or not with the error code
+// of its reply ("" for none, or no reply).
+func (a *acks) add(key string, ok bool, code string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ok {
+	if a.codes == nil {
+		a.codes = map[string]int{}
+	}
+	switch {
+	case ok:
 		a.keys = append(a.keys, key)
-	} else {
-		a.fail++
+	case code == "not_committed", code == "no_leader", code == "not_leader", code == "node_closed":
+		a.refused = append(a.refused, key)
+		a.codes[code]++
+	case code != "":
+		a.codes[code]++
+	default:
+		a.unknown++
 	}
 }
 
@@ -147,13 +191,19 @@ func restWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 		}
 		req.Header.Set("x-api-key", "k")
 		resp, err := killClient.Do(req)
-		ok := false
+		ok, code := false, ""
 		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
+			var rep struct {
+				ErrorCode string `json:"errorCode"`
+			}
+			b, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			ok = resp.StatusCode == http.StatusOK
+			if err == nil && !ok && json.Unmarshal(b, &rep) == nil {
+				code = rep.ErrorCode
+			}
 		}
-		a.add(key, ok)
+		a.add(key, ok, code)
 		if !ok {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -176,7 +226,7 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		for ; ctx.Err() == nil; seq++ {
+		for ctx.Err() == nil {
 			key := fmt.Sprintf("ws:%d:%d", g, seq)
 			b, _ := json.Marshal(map[string]any{"op": 2, "key": key, "value": key, "messageId": seq})
 			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -184,6 +234,7 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 			var rep struct {
 				Code      int
 				MessageID int
+				ErrorCode string
 			}
 			if err == nil {
 				_, b, err = ws.Read(wctx)
@@ -192,11 +243,12 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 				}
 			}
 			cancel()
-			if err != nil {
-				a.add(key, false)
+			seq++ // a fresh key for every write, after a lost connection too
+			if err != nil || rep.MessageID != seq-1 {
+				a.add(key, false, "")
 				break
 			}
-			a.add(key, rep.Code == http.StatusOK && rep.MessageID == seq)
+			a.add(key, rep.Code == http.StatusOK, rep.ErrorCode)
 		}
 		if ctx.Err() != nil {
 			ws.Close(websocket.StatusNormalClosure, "")
@@ -208,9 +260,14 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 // TestServe_ClusterLeaderSIGKILL runs three livekv serve processes as
 // one cluster (n0 and n2 keep their raft log in raft-wal, n1 in BoltDB)
 // while clients write through the REST and WebSocket APIs
-// of random nodes; each round the leader's process is killed with
-// SIGKILL and started again on its folder. At the end every acknowledged
-// write is readable, with its value, on every node.
+// of random nodes; each even round the leader's process is killed with
+// SIGKILL and started again on its folder, each odd round it is stopped
+// (SIGSTOP) until another node leads, then continued (SIGCONT): the
+// writes it then takes up as a deposed leader are refused as
+// not_committed, or uncertain. At the end every acknowledged write is
+// readable, with its value, on every node, and no write refused with a
+// code that says nothing was done (not_committed, no_leader, ...) is
+// found on any node; an uncertain write may be either.
 func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 	s := *killSeed
 	if s == 0 {
@@ -236,9 +293,17 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 			}
 		}()
 	}
-	for range *killRounds {
+	for r := range *killRounds {
 		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
 		l := c.leader()
+		if r%2 == 1 {
+			c.pause(l)
+			nl := c.leaderBesides(l)
+			t.Logf("stopped the leader n%d; n%d leads", l, nl)
+			time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+			c.resume(l)
+			continue
+		}
 		c.kill(l)
 		nl := c.leader()
 		t.Logf("killed the leader n%d; n%d leads", l, nl)
@@ -251,8 +316,8 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 	c.leader()
 
 	a.mu.Lock()
-	keys := a.keys
-	t.Logf("acknowledged %d writes, %d failed or unknown", len(keys), a.fail)
+	keys, refused := a.keys, a.refused
+	t.Logf("acknowledged %d writes; refused or uncertain, by code: %v; %d failed without a code", len(keys), a.codes, a.unknown)
 	a.mu.Unlock()
 	require.NotEmpty(t, keys)
 	for i, srv := range c.srvs {
@@ -274,11 +339,41 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 		}
 		cwg.Wait()
 		require.Empty(t, missing, "n%d lacks acknowledged writes", i)
+		// Linearizable: a refused write that had committed would be seen.
+		for _, k := range refused {
+			status, v, err := readAt(srv.base, k, "linearizable")
+			require.NoError(t, err, "n%d: %s", i, k)
+			require.Equal(t, http.StatusNotFound, status, "n%d holds %s (%q), refused with a code that says nothing was done", i, k, v)
+		}
 	}
 	for _, srv := range c.srvs {
 		srv.stop(t)
 	}
 	killClient.CloseIdleConnections()
+}
+
+// readAt reads key through the REST API at base at a consistency level,
+// and returns the status and, if 200, the value.
+func readAt(base, key, level string) (int, string, error) {
+	req, err := http.NewRequest("GET", base+"/kv/record/"+key+"?consistency="+level, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("x-api-key", "k")
+	resp, err := killClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, "", fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	var rec struct {
+		Value string `json:"value"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&rec)
+	return resp.StatusCode, rec.Value, err
 }
 
 // readValue reads key through the REST API at base.

@@ -1,6 +1,7 @@
 // Package wire holds what the adapter (the server) and the client share of
-// the HPKV WebSocket protocol: its operation codes. docs/protocol.md
-// describes the messages.
+// the HPKV WebSocket protocol: its operation codes, and the error codes of
+// a cluster node's refusals, which package cluster's errors name
+// themselves with. docs/protocol.md describes the messages.
 package wire
 
 // Operations of the wire protocol. 1 to 6 are HPKV's; the others are
@@ -15,4 +16,30 @@ const (
 	OpSubscribe   = 100 // patterns, fromRevision: start a subscription on this connection
 	OpUnsubscribe = 101 // subscriptionId: end one
 	OpCAS         = 102 // key, value, revision: set only if the key's revision is revision (0: absent)
+)
+
+// Error codes of a cluster node's refusals, which a reply carries beside
+// its status so that a client can tell a write that did not happen from
+// one that may have: in the HPKV dialect as errorCode (REST and
+// WebSocket), in the DBX dialect as the error's code. Package cluster's
+// errors name themselves with them (their ErrorCode method), the adapter
+// passes them on, and the client turns them back into its errors.
+const (
+	// CodeNotCommitted: the write did not commit and never will (another
+	// leader's entry took its revision); retrying it is safe.
+	CodeNotCommitted = "not_committed"
+	// CodeUncertain: the node could not learn in time whether the write
+	// committed; it may have happened or not.
+	CodeUncertain = "uncertain"
+	// CodeNoLeader: the node reached no leader (an election, or a
+	// minority partition); nothing was done, and retrying is safe.
+	CodeNoLeader = "no_leader"
+	// CodeNotLeader: only the leader may serve the request (a read at the
+	// leader level, a transaction); nothing was done.
+	CodeNotLeader = "not_leader"
+	// CodeBehind: the node has not applied the revision the request asks
+	// for within the wait allowed; another node, or a later try, may have.
+	CodeBehind = "behind"
+	// CodeNodeClosed: the node is shutting down; nothing was done.
+	CodeNodeClosed = "node_closed"
 )
