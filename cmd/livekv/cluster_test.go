@@ -121,6 +121,7 @@ func TestServe_RaftLogFlag(t *testing.T) {
 	}{
 		{[]string{"--raft-log", "rocks", "--raft", raft, "--peers", "a=" + raft}, `unknown log store "rocks"`},
 		{[]string{"--raft-log", "wal"}, "--raft-log needs --peers or --join"},
+		{[]string{"--lease-reads"}, "--lease-reads needs --peers or --join"},
 	} {
 		data := filepath.Join(dir, "new")
 		args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k"}, tc.args...)

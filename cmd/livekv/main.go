@@ -202,6 +202,7 @@ func serve(args []string) error {
 	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
 	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
 	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
+	leaseReads := fs.Bool("lease-reads", false, "cluster mode: the leader serves linearizable reads under a lease rather than a quorum round each; assumes the nodes' clocks run at rates within 10% of each other (docs/cluster.md)")
 	raftLog := fs.String("raft-log", "bolt", "cluster mode: where the raft log is kept, bolt (raft-boltdb, one file) or wal (raft-wal segment files, experimental); a node keeps the store it started with")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
@@ -212,7 +213,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog}
+	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog, leaseReads: *leaseReads}
 	switch {
 	case len(rest) > 0:
 		return badUsage(fs, fmt.Sprintf("serve takes no arguments (%q): the folder is --data", rest[0]))

@@ -20,6 +20,7 @@ import (
 // serve opens a single database.
 type clusterFlags struct {
 	node, raft, peers, join, profile, raftLog string
+	leaseReads                                bool
 }
 
 // check finds the cluster flags that make no sense together, or whose
@@ -37,6 +38,9 @@ func (cf clusterFlags) check() error {
 		}
 		if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) {
 			return errors.New("--raft-log needs --peers or --join")
+		}
+		if cf.leaseReads {
+			return errors.New("--lease-reads needs --peers or --join")
 		}
 		return nil
 	}
@@ -99,7 +103,7 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 		return &store{store: db, db: db}, nil
 	}
 	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
-		LogStore: cluster.LogStore(cf.raftLog), Engine: &engine.Options{Logf: logf}}
+		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, Engine: &engine.Options{Logf: logf}}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
