@@ -48,7 +48,7 @@ func newServeCluster(t *testing.T, n int) *serveCluster {
 		// Both raft log stores, raft-wal on most nodes.
 		c.args = append(c.args, []string{"serve", "--data", filepath.Join(c.dir, fmt.Sprint(i)), "--addr", "127.0.0.1:0",
 			"--api-key", "k", "--node", fmt.Sprintf("n%d", i), "--raft", c.raft[i], "--peers", strings.Join(peers, ","),
-			"--raft-profile", "lan", "--raft-log", []string{"wal", "bolt"}[i%2]})
+			"--raft-profile", "lan", "--raft-log", []string{"wal", "bolt"}[i%2], "--lease-reads"})
 		c.srvs = append(c.srvs, nil)
 		c.start(i)
 	}
@@ -264,7 +264,11 @@ func wsWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 // SIGKILL and started again on its folder, each odd round it is stopped
 // (SIGSTOP) until another node leads, then continued (SIGCONT): the
 // writes it then takes up as a deposed leader are refused as
-// not_committed, or uncertain. At the end every acknowledged write is
+// not_committed, or uncertain. The nodes run with --lease-reads: before
+// it is stopped the leader takes a lease with a linearizable read, and a
+// linearizable read it gets while stopped, of a write the new leader
+// acknowledged meanwhile, must see that write once it runs again (its
+// lease ran out while it was stopped). At the end every acknowledged write is
 // readable, with its value, on every node, and no write refused with a
 // code that says nothing was done (not_committed, no_leader, ...) is
 // found on any node; an uncertain write may be either.
@@ -297,11 +301,38 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
 		l := c.leader()
 		if r%2 == 1 {
+			// A linearizable read takes the leader a lease just before
+			// it stops.
+			_, _, err := readAt(c.srvs[l].base, "paused:lease", "linearizable")
+			require.NoError(t, err)
 			c.pause(l)
 			nl := c.leaderBesides(l)
 			t.Logf("stopped the leader n%d; n%d leads", l, nl)
+			// A write the new leader acknowledges while the old one is
+			// stopped, and a linearizable read of it sent to the old one,
+			// which it answers once it runs again: its lease, taken
+			// before it stopped, has run out by its own clock.
+			key := fmt.Sprintf("paused:%d", r)
+			status, _, err := writeAt(c.srvs[nl].base, key)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, status, "the new leader n%d refused a write", nl)
+			type read struct {
+				status int
+				value  string
+				err    error
+			}
+			got := make(chan read, 1)
+			go func() {
+				status, v, err := readAt(c.srvs[l].base, key, "linearizable")
+				got <- read{status, v, err}
+			}()
 			time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
 			c.resume(l)
+			rd := <-got
+			if rd.err == nil {
+				require.Equal(t, key, rd.value, "the stopped leader n%d, continued, served a linearizable read (status %d) that missed a write n%d acknowledged", l, rd.status, nl)
+			}
+			t.Logf("linearizable read on the continued n%d: status %d, %v", l, rd.status, rd.err)
 			continue
 		}
 		c.kill(l)
@@ -374,6 +405,29 @@ func readAt(base, key, level string) (int, string, error) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&rec)
 	return resp.StatusCode, rec.Value, err
+}
+
+// writeAt sets key to itself through the REST API at base, and returns
+// the status and, if not 200, the error code of the reply.
+func writeAt(base, key string) (int, string, error) {
+	body := fmt.Sprintf(`{"key":%q,"value":%q}`, key, key)
+	req, err := http.NewRequest("POST", base+"/kv/record", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("x-api-key", "k")
+	resp, err := killClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		ErrorCode string `json:"errorCode"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		_ = json.NewDecoder(resp.Body).Decode(&rep)
+	}
+	return resp.StatusCode, rep.ErrorCode, nil
 }
 
 // readValue reads key through the REST API at base.
