@@ -18,7 +18,8 @@
 // off. --raft-profile lan shortens raft's timeouts for nodes on one
 // network; --raft-log wal keeps the raft log in raft-wal's segment files
 // rather than one BoltDB file (bolt, the default), and a node keeps the
-// store it was made with.
+// store it was made with; --lease-reads lets the leader serve
+// linearizable reads under a lease instead of a quorum round each.
 // cluster operates the cluster through any node's raft address.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
