@@ -179,7 +179,7 @@ func (c *Client) rangePage(ctx context.Context, start, end string, limit int) (p
 		if r.Key < start || end != "" && r.Key >= end { // endKey is included on the wire
 			continue
 		}
-		p.items = append(p.items, Item{Key: r.Key, Value: r.Value, Revision: r.Revision})
+		p.items = append(p.items, Item(r))
 	}
 	if n := len(m.Records); n > 0 {
 		p.next = engine.KeyAfter(m.Records[n-1].Key)
