@@ -95,8 +95,8 @@ func (n *Node) leaseValid() bool {
 	return true
 }
 
-// renewInBackground runs a shared read round, which renews the lease, in
-// a goroutine of the node's.
+// renewInBackground runs a shared read round, which renews the lease
+// although the current one still runs, in a goroutine of the node's.
 func (n *Node) renewInBackground() {
 	n.gate.RLock()
 	defer n.gate.RUnlock()
@@ -108,7 +108,7 @@ func (n *Node) renewInBackground() {
 	go func() {
 		defer n.wg.Done()
 		defer n.renewing.Store(false)
-		_, _ = n.sharedReadIndex()
+		_, _ = n.sharedRound()
 	}()
 }
 

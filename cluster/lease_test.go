@@ -42,6 +42,31 @@ func TestLease_ReadsSkipQuorumRounds(t *testing.T) {
 	}
 }
 
+// TestLease_RenewedInTheBackground checks that steady readers never find
+// the lease run out: a read with less than a quarter of a heartbeat
+// timeout left renews it in the background, before it lapses.
+func TestLease_RenewedInTheBackground(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	l := c.nodes[c.leader()]
+	c.allServed()
+	_, err := l.Get("k") // the first lease
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	lapses, reads := 0, 0
+	deadline := time.Now().Add(10 * l.rn.heartbeat)
+	for time.Now().Before(deadline) {
+		if g := l.lease.Load(); g == nil || g.until <= l.now() {
+			lapses++
+		}
+		_, err := l.Get("k")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		reads++
+		time.Sleep(time.Millisecond)
+	}
+	// Ten heartbeat timeouts are about eleven leases: a lease that were
+	// only taken when the last one ran out would lapse about ten times.
+	require.LessOrEqual(t, lapses, 2, "the lease lapsed %d times in %d reads", lapses, reads)
+}
+
 // TestLease_FollowerReadsSkipLeaderRound checks that a follower's
 // linearizable read gets the read index from a leasing leader without a
 // quorum round there, and still sees the write acknowledged before it.

@@ -584,11 +584,10 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 	ri := n.localReadIndex()
 	if n.opts.LeaseReads {
 		// A lease round confirms leadership as VerifyLeader does, and
-		// renews the lease besides.
-		if !n.leaseValid() {
-			if err := n.leaseRound(); err != nil {
-				return readIndex{}, err
-			}
+		// renews the lease besides. (Callers that a lease lets go
+		// without a round do not come here.)
+		if err := n.leaseRound(); err != nil {
+			return readIndex{}, err
 		}
 		return ri, nil
 	}

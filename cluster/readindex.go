@@ -31,11 +31,17 @@ type readRound struct {
 func newReadRound() *readRound { return &readRound{start: make(chan struct{})} }
 
 // sharedReadIndex is leaderReadIndex, with the round shared among the
-// concurrent callers.
+// concurrent callers; under a lease it takes no round.
 func (n *Node) sharedReadIndex() (readIndex, error) {
 	if n.leaseValid() {
-		return n.localReadIndex(), nil // no round under a lease
+		return n.localReadIndex(), nil
 	}
+	return n.sharedRound()
+}
+
+// sharedRound runs leaderReadIndex in a round shared among the
+// concurrent callers.
+func (n *Node) sharedRound() (readIndex, error) {
 	v := &n.reads
 	v.mu.Lock()
 	var r *readRound
