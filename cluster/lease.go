@@ -43,6 +43,12 @@ import (
 //   - A transfer: a leader that starts one (TransferLeadership, Leave)
 //     stops using its lease for the rest of its term, before it sends
 //     TimeoutNow.
+//   - A change of the voters: the lease was granted by a quorum of the
+//     voters before it, which a quorum after it may not include (add two
+//     voters to three). A change counts itself in Node.voters before it
+//     starts and after it ends, and a lease holds only while the count
+//     is the one its round began with; the next round asks the new
+//     voters (raft's latest configuration, committed or not).
 //   - A follower that restarts forgets its leader and would vote at once:
 //     a node whose directory holds raft state waits HeartbeatTimeout
 //     before it starts raft (startRaft), so that every lease it granted
@@ -60,8 +66,9 @@ const leaseFraction = 9
 // node's monotonic clock (Node.now), before which no other leader can
 // be elected.
 type leaseGrant struct {
-	term  uint64
-	until int64
+	term   uint64
+	voters uint64 // Node.voters when the round that granted it began
+	until  int64
 }
 
 // now returns the node's monotonic clock, in ns since it opened.
@@ -82,7 +89,7 @@ func (n *Node) leaseValid() bool {
 		return false
 	}
 	r := n.rn.raft
-	if r.State() != raft.Leader || r.CurrentTerm() != g.term || n.noLease.Load() == g.term {
+	if r.State() != raft.Leader || r.CurrentTerm() != g.term || n.noLease.Load() == g.term || n.voters.Load() != g.voters {
 		return false
 	}
 	left := g.until - n.now()
@@ -119,6 +126,7 @@ func (n *Node) renewInBackground() {
 // leader of a later term existed when the call began.
 func (n *Node) leaseRound() error {
 	r := n.rn.raft
+	voters := n.voters.Load()
 	term := r.CurrentTerm()
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -150,7 +158,7 @@ func (n *Node) leaseRound() error {
 	hb := int64(n.rn.heartbeat)
 	start := n.now()
 	if need == 0 {
-		n.grant(term, start+hb*leaseFraction/10)
+		n.grant(term, voters, start+hb*leaseFraction/10)
 		return nil
 	}
 
@@ -211,19 +219,19 @@ func (n *Node) leaseRound() error {
 	}
 	// The quorum's bound is the one that `need` followers all reach.
 	slices.Sort(untils)
-	n.grant(term, untils[len(untils)-need])
+	n.grant(term, voters, untils[len(untils)-need])
 	return nil
 }
 
-// grant stores a lease for term running until until, unless a longer one
-// of the same term is stored already.
-func (n *Node) grant(term uint64, until int64) {
+// grant stores a lease for term and voters running until until, unless a
+// longer one of the same term and voters is stored already.
+func (n *Node) grant(term, voters uint64, until int64) {
 	for {
 		old := n.lease.Load()
-		if old != nil && old.term == term && old.until >= until {
+		if old != nil && old.term == term && old.voters == voters && old.until >= until {
 			return
 		}
-		if n.lease.CompareAndSwap(old, &leaseGrant{term: term, until: until}) {
+		if n.lease.CompareAndSwap(old, &leaseGrant{term: term, voters: voters, until: until}) {
 			return
 		}
 	}
@@ -244,4 +252,14 @@ func (n *Node) answerLease(req *rpcRequest, resp *rpcResponse) error {
 	}
 	resp.Since = int64(since)
 	return nil
+}
+
+// reconfigure runs fn, which changes the voters, counting the change in
+// n.voters before and after it: any lease granted before it ends, and any
+// granted by a round that began during it, which may have asked the old
+// voters.
+func (n *Node) reconfigure(fn func() error) error {
+	n.voters.Add(1)
+	defer n.voters.Add(1)
+	return n.gated(fn)
 }

@@ -191,6 +191,24 @@ func TestLease_TransferEndsLease(t *testing.T) {
 	require.False(t, l.leaseValid(), "a lease held through a transfer")
 }
 
+// TestLease_VotersChangeEndsLease checks that a change of the voters ends
+// the lease, which a quorum of the old voters granted, and that the next
+// read takes one from the new voters.
+func TestLease_VotersChangeEndsLease(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	li := c.leader()
+	l := c.nodes[li]
+	_, err := l.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.True(t, l.leaseValid())
+	fi := (li + 1) % 3
+	require.NoError(t, l.RemoveServer(context.Background(), c.peers[fi].ID))
+	require.False(t, l.leaseValid(), "a lease held across a change of the voters")
+	_, err = l.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.True(t, l.leaseValid(), "no lease from the new voters")
+}
+
 // TestLease_FollowerAnswers checks a follower's answer to lease
 // requests: only to its leader, in its term.
 func TestLease_FollowerAnswers(t *testing.T) {

@@ -51,6 +51,7 @@ type Node struct {
 	opened   time.Time                  // when Open began: the origin of now
 	lease    atomic.Pointer[leaseGrant] // the latest lease, if any
 	noLease  atomic.Uint64              // a term in which this node started a transfer: no lease then
+	voters   atomic.Uint64              // counts changes of the voters, before and after each
 	renewing atomic.Bool                // a background renewal runs
 
 	subMu sync.Mutex // guards subs
@@ -355,7 +356,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		case string(s.ID) == id || string(s.Address) == addr:
 			// A node that came back under a new address, or a new
 			// node on an old one: the old entry goes first.
-			if err := n.gated(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
+			if err := n.reconfigure(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
 				return err
 			}
 		}
@@ -376,7 +377,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return n.gated(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
+	return n.reconfigure(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
 }
 
 // RemoveServer removes the member id from the cluster. On a follower the
@@ -397,7 +398,7 @@ func (n *Node) removeServer(id string) error {
 	if r.State() != raft.Leader {
 		return n.notLeader()
 	}
-	return n.gated(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
+	return n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
