@@ -29,10 +29,10 @@ import (
 //     told to start a transfer election (TimeoutNow, which only a leader
 //     sends).
 //
-// So a follower answers a lease request with how long ago it last heard
-// from the leader (raft's LastContact, read before it checks that it
-// still follows the asker in the asker's term): it will refuse votes for
-// at least HeartbeatTimeout minus that. The leader counts from the
+// So a follower answers a lease request with how much longer it will
+// refuse votes: its own HeartbeatTimeout less the time since it last
+// heard from the leader (raft's LastContact, read before it checks that
+// it still follows the asker in the asker's term). The leader counts from the
 // moment it sent the request, which is before the follower answered,
 // takes nine tenths of the remainder (clocks of different machines may
 // run at slightly different rates), and keeps the bound that a quorum,
@@ -183,7 +183,7 @@ func (n *Node) leaseRound() error {
 				answers <- answer{err: err}
 				return
 			}
-			left := hb - resp.Since
+			left := resp.Left
 			answers <- answer{until: start + left*leaseFraction/10}
 		}()
 	}
@@ -237,20 +237,21 @@ func (n *Node) grant(term, voters uint64, until int64) {
 	}
 }
 
-// answerLease answers a leader's lease request: how long ago this node
-// last heard from its leader, if it follows the asker in the asker's
-// term.
+// answerLease answers a leader's lease request, if this node follows the
+// asker in the asker's term: how much longer it will refuse votes to
+// anyone else, by its own heartbeat timeout (which need not be the
+// leader's) less the time since it last heard from its leader.
 func (n *Node) answerLease(req *rpcRequest, resp *rpcResponse) error {
 	r := n.rn.raft
 	// Read the last contact first: this node forgets its leader no
 	// sooner than HeartbeatTimeout after it, and any later check that
 	// it still follows the asker makes the bound hold from then on.
-	since := time.Since(r.LastContact())
+	left := n.rn.heartbeat - time.Since(r.LastContact())
 	_, leader := r.LeaderWithID()
 	if r.State() != raft.Follower || string(leader) != req.ID || r.CurrentTerm() != req.Term {
 		return fmt.Errorf("%w: %s does not follow %s in term %d", ErrNotLeader, n.opts.NodeID, req.ID, req.Term)
 	}
-	resp.Since = int64(since)
+	resp.Left = int64(left)
 	return nil
 }
 

@@ -222,7 +222,8 @@ func TestLease_FollowerAnswers(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 	var resp rpcResponse
 	require.NoError(t, f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp))
-	require.Less(t, time.Duration(resp.Since), f.rn.heartbeat, "a follower of a live leader last heard from it a heartbeat timeout ago")
+	require.Positive(t, resp.Left, "a follower of a live leader last heard from it a heartbeat timeout ago")
+	require.LessOrEqual(t, time.Duration(resp.Left), f.rn.heartbeat)
 	for _, req := range []*rpcRequest{
 		{Op: opLease, ID: l.opts.NodeID, Term: term + 1},
 		{Op: opLease, ID: l.opts.NodeID, Term: term - 1},

@@ -71,7 +71,7 @@ type rpcResponse struct {
 	LeaderID   string `json:"leader_id,omitempty"`
 	LeaderAddr string `json:"leader_addr,omitempty"`
 
-	Since  int64   `json:"since,omitempty"` // lease: ns since the follower last heard from its leader
+	Left   int64   `json:"left,omitempty"` // lease: ns the follower still refuses votes to others, by its own heartbeat timeout
 	Index  uint64  `json:"index,omitempty"`
 	Rev    int64   `json:"rev,omitempty"`
 	Status *Status `json:"status,omitempty"`
