@@ -14,6 +14,7 @@ import (
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
 )
 
@@ -350,5 +351,102 @@ func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 		require.Equal(t, aerr, berr, k)
 		require.Equal(t, a.Value, b.Value, k)
 		require.Equal(t, a.Revision, b.Revision, k)
+	}
+}
+
+// ending is a DB whose subscriptions a test ends with a cluster node's
+// error, as a node without a leader ends its own, and which refuses new
+// ones with err while it is set.
+type ending struct {
+	*engine.DB
+	mu   sync.Mutex
+	err  error
+	subs []*engine.Subscription
+}
+
+func (s *ending) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeOptions) (*engine.Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	sub, err := s.DB.SubscribePatterns(pats, o)
+	if err == nil {
+		s.subs = append(s.subs, sub)
+	}
+	return sub, err
+}
+
+// end ends every subscription with err, and refuses new ones with it.
+func (s *ending) end(err error) {
+	s.mu.Lock()
+	s.err = err
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.CloseWith(err)
+	}
+}
+
+// TestClusterErrors_SubscriptionEnds checks that a subscription a cluster
+// node ends (no leader, behind, closing), and one it refuses to start,
+// reach the client as 503 with the error's code, in both dialects, after
+// the notifications sent before; not as a 400, which a client takes as
+// final.
+func TestClusterErrors_SubscriptionEnds(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	s := &ending{DB: db}
+	a, err := adapter.New(s, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	f := &fixture{t: t, db: db, a: a}
+	f.serve()
+	ws := f.dial("apiKey=" + apiKey)
+	dbx := f.dbx("api_key=" + apiKey)
+
+	for _, tc := range clusterRefusals {
+		switch tc.name {
+		case "no leader", "behind", "closed":
+		default:
+			continue // not errors a subscription meets
+		}
+		s.mu.Lock()
+		s.err = nil
+		s.mu.Unlock()
+		hr := ws.call(map[string]any{"op": 100, "patterns": []string{"k:*"}})
+		require.EqualValues(t, 200, hr["code"], "%v", hr)
+		dr := dbx.ok("subscribe", obj{"patterns": []string{"k:*"}})
+		it, err := db.Set("k:1", tc.name, nil)
+		require.NoError(t, err)
+		n := ws.note()
+		require.Equal(t, tc.name, n["value"])
+		require.EqualValues(t, it.Revision, n["revision"])
+		require.Equal(t, tc.name, dbx.note()["value"])
+
+		s.end(tc.err)
+		m := ws.read()
+		require.Equal(t, map[string]any{"code": float64(tc.status), "errorCode": tc.code, "error": tc.err.Error(),
+			"subscriptionId": hr["subscriptionId"]}, m, tc.name)
+		var dm map[string]any
+		for dm == nil || dm["type"] == "heartbeat" {
+			dm = dbx.read()
+		}
+		require.Equal(t, "error", dm["type"], "%v", dm)
+		require.Equal(t, map[string]any{"code": tc.code, "message": tc.err.Error(), "subscriptionId": dr["subscriptionId"]},
+			dm["error"], tc.name)
+
+		// A subscribe the node refuses: the same status and code.
+		rr := ws.call(map[string]any{"op": 100, "patterns": []string{"k:*"}, "fromRevision": it.Revision})
+		require.EqualValues(t, tc.status, rr["code"], "%v", rr)
+		require.Equal(t, tc.code, rr["errorCode"], tc.name)
+		require.Equal(t, tc.err.Error(), rr["error"])
+		e := dbx.fails(tc.code, "subscribe", obj{"patterns": []string{"k:*"}, "fromRevision": it.Revision})
+		require.Equal(t, tc.err.Error(), e["message"])
+
+		// The ended subscriptions hold their place until unsubscribed.
+		require.EqualValues(t, 200, ws.call(map[string]any{"op": 101, "subscriptionId": hr["subscriptionId"]})["code"])
+		require.Equal(t, true, dbx.ok("unsubscribe", obj{"subscriptionId": dr["subscriptionId"]})["success"])
 	}
 }

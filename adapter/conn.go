@@ -84,7 +84,8 @@ type dialect interface {
 	// failure is a message for an error that ends something without a
 	// request: the token's own subscriptions not starting (sub 0), or a
 	// subscription ending by itself (a *pubsub.CompactedError or a
-	// *pubsub.PatternTimeoutError).
+	// *pubsub.PatternTimeoutError, or a cluster node's error, such as
+	// one without a leader).
 	failure(sub int64, err *wireError) any
 	// start starts the dialect's own goroutines on c, counted in c.tasks.
 	start(c *conn)
@@ -102,8 +103,9 @@ type dialect interface {
 type wireError struct {
 	code             int
 	msg              string
-	oldest, revision int64 // a 410's oldest revision held; for 410 and a pattern's 400, the revision
-	err              error // the engine's error, when it came from one
+	oldest, revision int64  // a 410's oldest revision held; for 410 and a pattern's 400, the revision
+	errorCode        string // a cluster node's refusal: its code (internal/wire)
+	err              error  // the engine's error, when it came from one
 }
 
 func (e *wireError) Error() string { return e.msg }
@@ -436,10 +438,15 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 }
 
 // subscriptionError is the wireError of a subscription that did not start
-// or that ended by itself.
+// or that ended by itself. A cluster node's error (no leader, behind the
+// revision asked for, closing) has the status and code it has for a
+// request: 503, and the client resumes elsewhere or later.
 func subscriptionError(err error) *wireError {
 	var compacted *pubsub.CompactedError
 	var undecided *pubsub.PatternTimeoutError
+	if code, status := errorCode(err); status != 0 {
+		return &wireError{code: status, msg: err.Error(), errorCode: code, err: err}
+	}
 	switch {
 	case errors.As(err, &compacted):
 		return &wireError{code: http.StatusGone, msg: err.Error(), oldest: compacted.Oldest, revision: compacted.Revision, err: err}
@@ -456,8 +463,8 @@ func subscriptionError(err error) *wireError {
 
 // reserve counts a subscription of n patterns against the connection's
 // and its token's caps, or says which it would pass. A subscription that
-// ends by itself (410, 400) counts until it is unsubscribed or the
-// connection ends.
+// ends by itself (410, 400, a cluster node's 503) counts until it is
+// unsubscribed or the connection ends.
 func (c *conn) reserve(n int) error {
 	o := &c.a.opts
 	c.mu.Lock()
@@ -530,11 +537,13 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 			return
 		}
 	}
-	// A subscription that fell behind the history, or one of whose regexes
-	// could not decide on a key, says so, once.
+	// A subscription that fell behind the history, one of whose regexes
+	// could not decide on a key, or one a cluster node ended (it has had
+	// no leader for a while), says so, once.
 	var compacted *pubsub.CompactedError
 	var undecided *pubsub.PatternTimeoutError
-	if err := s.Err(); errors.As(err, &compacted) || errors.As(err, &undecided) {
+	err := s.Err()
+	if _, status := errorCode(err); status != 0 || errors.As(err, &compacted) || errors.As(err, &undecided) {
 		c.answer(c.d.failure(id, subscriptionError(err)))
 	}
 }

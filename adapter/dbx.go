@@ -201,9 +201,13 @@ func (c *conn) dbxSubscribe(p *dbxParams) (any, *dbxError) {
 }
 
 // dbxWireError is the DBX error of a wireError, about subscription sub if
-// not 0.
+// not 0. A cluster node's refusal has its own code, as in toDBXError.
 func dbxWireError(sub int64, e *wireError) *dbxError {
-	return &dbxError{Code: dbxCode(e.code, e.err), Message: e.msg, SubscriptionID: sub, Oldest: e.oldest, Revision: e.revision}
+	code := e.errorCode
+	if code == "" {
+		code = dbxCode(e.code, e.err)
+	}
+	return &dbxError{Code: code, Message: e.msg, SubscriptionID: sub, Oldest: e.oldest, Revision: e.revision}
 }
 
 func (dbxDialect) notification(sub int64, tagged bool, ev *engine.Event) any {

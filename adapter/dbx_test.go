@@ -530,9 +530,11 @@ func TestDBX_Heartbeats(t *testing.T) {
 	for range msgs {
 	}
 
-	// a silent one is closed once it missed its heartbeat and the timeout after it
-	s := f.dbx("api_key=" + apiKey)
+	// a silent one is closed once it missed its heartbeat and the timeout
+	// after it. The server's clock starts once the dial reached it: ours
+	// starts before the dial, so that it never runs behind the server's.
 	start := time.Now()
+	s := f.dbx("api_key=" + apiKey)
 	require.Equal(t, websocket.StatusPolicyViolation, s.closeStatus())
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 	require.EqualValues(t, 1, f.a.Stats().DeadPeers)

@@ -80,7 +80,7 @@ func (hpkvDialect) start(*conn) {}
 
 // wireReply is the HPKV reply of a wireError, of subscription sub if not 0.
 func wireReply(sub int64, err *wireError) reply {
-	return reply{Code: err.code, Error: err.msg, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
+	return reply{Code: err.code, Error: err.msg, ErrorCode: err.errorCode, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
 }
 
 // subscribeFrom is where a subscribe request starts: after fromRevision,

@@ -16,7 +16,9 @@
 // engine.ErrCompacted when the server's history no longer reaches back.
 //
 // Against a cluster, Options.URLs names the other nodes: a connection
-// that drops is made again to the next node that answers, and it carries
+// that drops, or whose node ends or refuses a subscription because it
+// has no leader or is behind, is made again to the next node that
+// answers, and it carries
 // the client's session there (see Client.SessionRevision), so that reads
 // after the move see the client's writes and nothing older than what it
 // read before.
@@ -350,6 +352,19 @@ func (c *Client) dropped(cn *conn) {
 		c.at = (cn.at + 1) % len(c.urls)
 	}
 	c.mu.Unlock()
+	c.wake()
+}
+
+// moveOn has the subscriptions that need it made again after cn's server
+// could not serve one (a cluster node without a leader, or behind):
+// with other URLs, cn is dropped, so that they, and the calls after,
+// go to the next node (the calls under way on cn fail with
+// ErrConnectionLost); otherwise they are tried on cn again, with backoff.
+func (c *Client) moveOn(cn *conn, why error) {
+	if len(c.urls) > 1 {
+		cn.fail(fmt.Errorf("livekv client: moving to another node: %w", why))
+		return
+	}
 	c.wake()
 }
 

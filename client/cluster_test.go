@@ -266,3 +266,112 @@ func TestDial_TriesTheOtherURLs(t *testing.T) {
 	_, err = client.Dial(ctx, s.url, &client.Options{APIKey: "wrong", URLs: []string{"http://127.0.0.1:1/kv"}})
 	require.ErrorIs(t, err, client.ErrForbidden)
 }
+
+// TestCluster_SubscriptionResumesOffALeaderlessNode subscribes through a
+// follower with two clients: one that knows the other nodes, one that
+// knows only the follower. The follower is cut off from the others while
+// writes go on through the leader, until it has had no leader long enough
+// to end its subscriptions (cluster.ErrNoLeader, 503 no_leader): the
+// first client resumes on another node at once, the second on the
+// follower once it is back with the cluster. Each delivers every
+// committed change exactly once, in order.
+func TestCluster_SubscriptionResumesOffALeaderlessNode(t *testing.T) {
+	tc := newTestCluster(t)
+	l := tc.leader()
+	f, other := (l+1)%3, (l+2)%3
+	ctx := ctxT(t)
+	opts := client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	solo, err := client.Dial(ctx, tc.urls[f], &opts)
+	require.NoError(t, err)
+	defer solo.Close()
+	opts.URLs = []string{tc.urls[other], tc.urls[l]}
+	moving, err := client.Dial(ctx, tc.urls[f], &opts)
+	require.NoError(t, err)
+	defer moving.Close()
+	var subs []*client.Subscription
+	for _, c := range []*client.Client{moving, solo} {
+		sub, err := c.Subscribe(ctx, []string{"k:*"}, nil)
+		require.NoError(t, err)
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+	start := subs[0].Revision()
+	require.Equal(t, start, subs[1].Revision())
+	require.Equal(t, 2, tc.connections(f))
+
+	// write sets a key through whichever node leads, until it is
+	// acknowledged (a write whose outcome is unknown is written again:
+	// what committed is read back from a node's history at the end).
+	var acked []engine.Item
+	write := func(i int) {
+		t.Helper()
+		for {
+			nd := tc.nodes[tc.leader()]
+			it, err := nd.Set(fmt.Sprintf("k:%d", i%5), fmt.Sprint(i), nil)
+			if err == nil {
+				acked = append(acked, it)
+				return
+			}
+			require.NoError(t, ctx.Err(), "last write error: %v", err)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	n := 0
+	for range 10 {
+		write(n)
+		n++
+	}
+
+	tc.net.Isolate(f)
+	require.Eventually(t, func() bool {
+		write(n)
+		n++
+		return tc.connections(f) == 1 && tc.connections(l)+tc.connections(other) == 1
+	}, 15*time.Second, 20*time.Millisecond, "the client that knows the other nodes never left the follower")
+	_, addr := tc.nodes[f].Leader()
+	require.Empty(t, addr, "the follower cut off has no leader")
+	for range 10 {
+		write(n)
+		n++
+	}
+	tc.net.Heal()
+	require.Eventually(t, func() bool {
+		_, addr := tc.nodes[f].Leader()
+		return addr != ""
+	}, 15*time.Second, 10*time.Millisecond, "the follower never found the leader again")
+	for range 10 {
+		write(n)
+		n++
+	}
+	last := acked[len(acked)-1].Revision
+
+	// What committed, from the history of a node.
+	ref, err := tc.nodes[tc.leader()].Subscribe([]string{"k:*"}, &engine.SubscribeOptions{From: engine.Position{Revision: start + 1}})
+	require.NoError(t, err)
+	defer ref.Close()
+	var want []client.Event
+	for len(want) == 0 || want[len(want)-1].Revision < last {
+		select {
+		case ev := <-ref.Events():
+			want = append(want, client.Event{Key: ev.Key, Value: ev.Value, Revision: ev.Revision})
+		case <-ctx.Done():
+			t.Fatalf("the history did not reach the last write (%d): %d events, %v", last, len(want), ref.Err())
+		}
+	}
+	for _, it := range acked {
+		require.Contains(t, want, client.Event{Key: it.Key, Value: it.Value, Revision: it.Revision}, "an acknowledged write")
+	}
+
+	for i, sub := range subs {
+		var got []client.Event
+		for len(got) < len(want) {
+			ev, err := sub.Next(ctx)
+			require.NoError(t, err, "subscriber %d after %d events", i, len(got))
+			ev.Time = time.Time{}
+			got = append(got, ev)
+		}
+		require.Equal(t, want, got, "subscriber %d: every committed change, once, in order", i)
+		require.Nil(t, sub.Err())
+	}
+	require.Equal(t, 1, tc.connections(f), "the client that knows only the follower stayed on it")
+}

@@ -162,7 +162,10 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 // after Close, an error that errors.Is recognises as engine.ErrCompacted
 // when it could not resume (the server's history no longer reaches back),
 // engine.ErrPatternTimeout, or ErrUnauthorized or ErrForbidden when the
-// server no longer takes its credentials. It is nil while it runs.
+// server no longer takes its credentials. It is nil while it runs. A
+// subscription a cluster node ends (503: it has had no leader for a
+// while, or is closing) does not end here: it resumes, on the next of
+// Options.URLs if there are others, as after a dropped connection.
 func (s *Subscription) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -250,8 +253,14 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 	switch m.Code {
 	case http.StatusOK:
 		return nil
-	case http.StatusServiceUnavailable: // shutting down: try again
-		return replyError(&m)
+	case http.StatusServiceUnavailable: // shutting down, or a cluster node that cannot serve it: try again
+		err := replyError(&m)
+		if m.ErrorCode != "" {
+			// A node without a leader, or behind the revision to resume
+			// from: the next try goes to the next node there is.
+			cn.c.moveOn(cn, err)
+		}
+		return err
 	}
 	err = replyError(&m)
 	if m.Code == http.StatusBadRequest && m.SubscriptionID == 0 && errors.Is(err, ErrBadRequest) {
@@ -287,6 +296,25 @@ func (s *Subscription) detach(cn *conn) {
 	}
 }
 
+// resume has the subscription, which the server ended on cn for a reason
+// that is not final (a cluster node without a leader for a while, or
+// closing), made again from the last event received: on the next node
+// there is, or on cn again, with backoff, when the client knows no other.
+func (s *Subscription) resume(cn *conn, why error) {
+	s.mu.Lock()
+	id := s.id
+	ours := s.cn == cn && !s.ended
+	if ours {
+		s.cn, s.id, s.need = nil, 0, true
+	}
+	s.mu.Unlock()
+	if !ours {
+		return
+	}
+	cn.unsubscribe(id) // it holds its place on the server until then
+	cn.c.moveOn(cn, why)
+}
+
 // receive takes a message for the subscription from cn's reader: a
 // notification, or the end of the subscription on the server.
 func (s *Subscription) receive(cn *conn, m message) {
@@ -296,6 +324,8 @@ func (s *Subscription) receive(cn *conn, m message) {
 			s.end(replyError(&m), false)
 		case http.StatusBadRequest:
 			s.end(fmt.Errorf("%w: %s (everything up to revision %d was delivered)", engine.ErrPatternTimeout, m.Error, m.Revision), false)
+		case http.StatusServiceUnavailable:
+			s.resume(cn, replyError(&m))
 		}
 		return
 	}

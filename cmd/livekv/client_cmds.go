@@ -394,7 +394,7 @@ func (p *patternList) Set(s string) error { *p = append(*p, s); return nil }
 
 func watchCmd(args []string) error {
 	f := newClientFlags("watch", "usage: livekv watch [flags] KEY\n       livekv watch [flags] --prefix PREFIX\n       livekv watch [flags] --pattern PATTERN [--pattern PATTERN ...]\n\n"+
-		"Prints each change of the keys watched as it happens, until Ctrl-C: PUT, the key\nand the value on three lines, or DELETE and the key on two (-o json: one\n{\"type\",\"key\",\"value\",\"revision\",\"time\"} a line). When the connection drops\n(a server restart) it connects again and goes on after the last change it\nprinted, with none missed or repeated; it exits 1 if the server's history no\nlonger reaches back that far.")
+		"Prints each change of the keys watched as it happens, until Ctrl-C: PUT, the key\nand the value on three lines, or DELETE and the key on two (-o json: one\n{\"type\",\"key\",\"value\",\"revision\",\"time\"} a line). When the connection drops\n(a server restart), or a cluster node without a leader ends the watch, it\nsubscribes again and goes on after the last change it printed, with none\nmissed or repeated; it exits 1 if the server's history no longer reaches\nback that far.")
 	prefix := f.fs.String("prefix", "", "watch the keys that start with this")
 	var patterns patternList
 	f.fs.Var(&patterns, "pattern", "watch the keys that match this pattern (user:*, *:session, /^order:\\d+$/); repeatable")

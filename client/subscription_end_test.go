@@ -1,0 +1,127 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/client"
+	"github.com/livekv/livekv/cluster"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
+	"github.com/stretchr/testify/require"
+)
+
+// endingDB is a DB whose subscriptions the test ends with an error, as
+// a cluster node ends its own, and which refuses new ones with refuse
+// while it is set.
+type endingDB struct {
+	*engine.DB
+	mu      sync.Mutex
+	refuse  error
+	refused int
+	subs    []*engine.Subscription
+}
+
+func (s *endingDB) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeOptions) (*engine.Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuse != nil {
+		s.refused++
+		return nil, s.refuse
+	}
+	sub, err := s.DB.SubscribePatterns(pats, o)
+	if err == nil {
+		s.subs = append(s.subs, sub)
+	}
+	return sub, err
+}
+
+// end ends every subscription with err and refuses new ones with refuse.
+func (s *endingDB) end(err, refuse error) {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs, s.refuse = nil, refuse
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.CloseWith(err)
+	}
+}
+
+// TestSubscription_ResumesAfterANodeEndsIt: a subscription the server
+// ends with a cluster node's error (503 no_leader) resumes on the one
+// server the client knows, once the server takes subscriptions again
+// (it refuses the first tries with 503 behind), with no gap and no
+// duplicate; one ended by a pattern timeout (400) stays ended.
+func TestSubscription_ResumesAfterANodeEndsIt(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	s := &endingDB{DB: db}
+	a, err := adapter.New(s, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	ctx := ctxT(t)
+	c, err := client.Dial(ctx, srv.URL+"/kv", &client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, []string{"k:*"}, nil)
+	require.NoError(t, err)
+	defer sub.Close()
+
+	var want []client.Event
+	write := func(k, v string) {
+		it, err := db.Set(k, v, nil)
+		require.NoError(t, err)
+		want = append(want, client.Event{Key: k, Value: v, Revision: it.Revision})
+	}
+	var got []client.Event
+	read := func() {
+		t.Helper()
+		for len(got) < len(want) {
+			ev, err := sub.Next(ctx)
+			require.NoError(t, err, "after %d events", len(got))
+			ev.Time = time.Time{}
+			got = append(got, ev)
+		}
+		require.Equal(t, want, got)
+	}
+	for i := range 3 {
+		write(fmt.Sprintf("k:%d", i), "before")
+	}
+	read()
+
+	s.end(cluster.ErrNoLeader, fmt.Errorf("%w: at revision 3, asked for 9", cluster.ErrBehind))
+	for i := range 3 {
+		write(fmt.Sprintf("k:%d", i), "meanwhile")
+	}
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.refused >= 2
+	}, 10*time.Second, time.Millisecond, "the client did not try to resume")
+	s.end(nil, nil)
+	write("k:0", "after")
+	read()
+	require.NoError(t, sub.Err())
+
+	// A pattern timeout is final.
+	rev := db.Revision()
+	s.end(&engine.PatternTimeoutError{Pattern: "/x/", Key: "k:9", Revision: rev + 1}, nil)
+	_, err = sub.Next(ctx)
+	require.ErrorIs(t, err, engine.ErrPatternTimeout)
+	write("k:1", "unseen")
+	time.Sleep(100 * time.Millisecond) // several backoffs: time to subscribe again, were it to
+	s.mu.Lock()
+	require.Empty(t, s.subs, "not subscribed again")
+	s.mu.Unlock()
+}
