@@ -23,7 +23,7 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 
 // BenchmarkGC_KeyScaling measures what a store of N keys costs the garbage
 // collector: it loads N keys "key:%010d" with random 100-byte values into a
-// DB in memory, then times full collections (runtime.GC, the store live).
+// DB in memory, in random order, then times full collections (runtime.GC, the store live).
 // Each size reports
 //
 //   - gc-ms: the median time of a full collection (ns/op is their mean);
@@ -81,8 +81,9 @@ func benchGC(b *testing.B, n int) time.Duration {
 		runtime.GC() // leave no garbage to the next size
 	}()
 	r := rand.New(rand.NewPCG(uint64(n), 19))
+	order := r.Perm(n) // in random order, as the suite's memory workload
 	var buf [100]byte
-	for i := 0; i < n; i++ {
+	for _, i := range order {
 		for j := 0; j+8 <= len(buf); j += 8 {
 			binary.LittleEndian.PutUint64(buf[j:], r.Uint64())
 		}
@@ -93,6 +94,7 @@ func benchGC(b *testing.B, n int) time.Duration {
 			b.Fatal(err)
 		}
 	}
+	order = nil
 	runtime.GC()
 	perKey := float64(liveHeap()-before) / float64(n)
 
