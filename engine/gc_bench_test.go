@@ -32,9 +32,10 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //     keys and values.
 //
 // With two sizes or more, the sub-benchmark "ratio" reports gc-ratio, the
-// median collection time at the largest size over that at the smallest,
-// and keys-ratio, the ratio of the sizes: a collector whose mark work does
-// not grow with the key count keeps gc-ratio far below keys-ratio.
+// median of every collection timed at the largest size over that at the
+// smallest, over all the runs of this process (-count), and keys-ratio,
+// the ratio of the sizes: a collector whose mark work does not grow with
+// the key count keeps gc-ratio far below keys-ratio.
 //
 // The change history is kept to one event, so that its 100,000 events by
 // default (a bounded cost, not one per key) do not count at small sizes.
@@ -43,10 +44,10 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	medians := map[int]time.Duration{}
+	times := map[int][]time.Duration{} // every collection timed, by size
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			medians[n] = benchGC(b, n)
+			times[n] = append(times[n], benchGC(b, n)...)
 		})
 	}
 	if len(sizes) < 2 {
@@ -54,10 +55,12 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 	}
 	lo, hi := sizes[0], sizes[len(sizes)-1]
 	b.Run("ratio", func(b *testing.B) {
-		mlo, okLo := medians[lo]
-		mhi, okHi := medians[hi]
-		if !okLo || !okHi || mlo <= 0 {
+		if len(times[lo]) == 0 || len(times[hi]) == 0 {
 			b.Skipf("needs both keys=%d and keys=%d measured in this run", lo, hi)
+		}
+		mlo, mhi := median(times[lo]), median(times[hi])
+		if mlo <= 0 {
+			b.Skipf("a collection at keys=%d took no time", lo)
 		}
 		b.ReportMetric(0, "ns/op") // nothing timed here
 		b.ReportMetric(float64(mhi)/float64(mlo), "gc-ratio")
@@ -65,8 +68,8 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 	})
 }
 
-// benchGC loads n keys, times full collections and returns their median.
-func benchGC(b *testing.B, n int) time.Duration {
+// benchGC loads n keys, times full collections and returns their times.
+func benchGC(b *testing.B, n int) []time.Duration {
 	runtime.GC()
 	before := liveHeap()
 	db, err := engine.Open("", &engine.Options{HistoryEvents: 1, SweepInterval: -1})
@@ -105,11 +108,15 @@ func benchGC(b *testing.B, n int) time.Duration {
 		times = append(times, time.Since(start))
 	}
 	runtime.KeepAlive(db)
-	slices.Sort(times)
-	median := times[len(times)/2]
-	b.ReportMetric(float64(median.Nanoseconds())/1e6, "gc-ms")
+	b.ReportMetric(float64(median(times).Nanoseconds())/1e6, "gc-ms")
 	b.ReportMetric(perKey, "heap-B/key")
-	return median
+	return times
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // liveHeap returns the bytes of heap objects; right after runtime.GC, the
