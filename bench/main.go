@@ -7,6 +7,7 @@
 //	cd bench && go run . -workloads get,range -out /tmp/results
 //	cd bench && go run . -workloads replicated,replicated-latency,replicated-reads,failover,transfer
 //	cd bench && go run . -replot -out /tmp/results # redraw from results.json
+//	cd bench && go run . -keys 20000000 -workloads memory,recovery
 //
 // Each figure is the median of several runs, with the spread; each peer's
 // row gives its ratio to livekv. See docs/benchmarks.md.
@@ -90,6 +91,8 @@ func main() {
 	quick := flag.Bool("quick", false, "a short smoke run: fewer keys, one run each")
 	only := flag.String("workloads", "", "comma-separated workloads to run (default all): "+names())
 	rounds := flag.Int("failover-rounds", 0, "changes of leader timed per store and profile in the failover and transfer workloads (default 50; 2 with -quick)")
+	keys := flag.Int("keys", 0, fmt.Sprintf("keys loaded by the workloads that load a store (default %d; %d with -quick), at most %d; "+
+		"for the memory and recovery workloads at scale, e.g. -keys 20000000 -workloads memory,recovery", fullConfig.keys, quickConfig.keys, maxKeys))
 	out := flag.String("out", "results", "folder for results.md, results.json and the SVG plots")
 	again := flag.Bool("replot", false, "run nothing: rewrite results.md and the plots in -out from its results.json")
 	flag.Parse()
@@ -106,6 +109,13 @@ func main() {
 	}
 	if *rounds > 0 {
 		cfg.rounds = *rounds
+	}
+	if *keys != 0 {
+		if *keys < 1 || *keys > maxKeys {
+			fmt.Fprintf(os.Stderr, "bench: -keys %d is outside 1..%d\n", *keys, maxKeys)
+			os.Exit(2)
+		}
+		cfg.keys = *keys
 	}
 	if err := run(cfg, *only, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -131,6 +141,17 @@ func run(cfg config, only, out string) error {
 				return fmt.Errorf("no workload %q; there are %s", name, names())
 			}
 			chosen = append(chosen, workloads[i])
+		}
+	}
+	if cfg.keys > fullConfig.keys {
+		// Check before loading anything: a store too large for the
+		// machine would push it into swap, or the kernel's OOM killer.
+		note, err := guardMemory(cfg.keys)
+		if err != nil {
+			return err
+		}
+		if note != "" {
+			fmt.Fprintln(os.Stderr, "bench:", note)
 		}
 	}
 	rep := Report{Machine: machine(), Started: time.Now().UTC(), Quick: cfg.quick, Keys: cfg.keys, Runs: cfg.runs}

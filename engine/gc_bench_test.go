@@ -1,0 +1,143 @@
+package engine_test
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// gcKeys sizes BenchmarkGC_KeyScaling; small by default, so that
+// `go test -bench .` stays quick. Issue 19's goal compares 10M keys with
+// 1M: -args -gckeys 1000000,10000000 (at 10M, a live heap of about
+// 3.6 GB, and up to twice that while loading).
+var gcKeys = flag.String("gckeys", "100000,1000000",
+	"comma-separated store sizes (keys) for BenchmarkGC_KeyScaling")
+
+// BenchmarkGC_KeyScaling measures what a store of N keys costs the garbage
+// collector: it loads N keys "key:%010d" with random 100-byte values into a
+// DB in memory, in random order, then times full collections (runtime.GC, the store live).
+// Each size reports
+//
+//   - gc-ms: the median time of a full collection (ns/op is their mean);
+//   - heap-B/key: the live heap after a collection, less the heap before
+//     the DB was opened, per key: entries, versions, tree, hash index,
+//     keys and values.
+//
+// With two sizes or more, the sub-benchmark "ratio" reports gc-ratio, the
+// median of every collection timed at the largest size over that at the
+// smallest, over all the runs of this process (-count), and keys-ratio,
+// the ratio of the sizes: a collector whose mark work does not grow with
+// the key count keeps gc-ratio far below keys-ratio.
+//
+// The change history is kept to one event, so that its 100,000 events by
+// default (a bounded cost, not one per key) do not count at small sizes.
+func BenchmarkGC_KeyScaling(b *testing.B) {
+	sizes, err := parseSizes(*gcKeys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	times := map[int][]time.Duration{} // every collection timed, by size
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			times[n] = append(times[n], benchGC(b, n)...)
+		})
+	}
+	if len(sizes) < 2 {
+		return
+	}
+	lo, hi := sizes[0], sizes[len(sizes)-1]
+	b.Run("ratio", func(b *testing.B) {
+		if len(times[lo]) == 0 || len(times[hi]) == 0 {
+			b.Skipf("needs both keys=%d and keys=%d measured in this run", lo, hi)
+		}
+		mlo, mhi := median(times[lo]), median(times[hi])
+		if mlo <= 0 {
+			b.Skipf("a collection at keys=%d took no time", lo)
+		}
+		b.ReportMetric(0, "ns/op") // nothing timed here
+		b.ReportMetric(float64(mhi)/float64(mlo), "gc-ratio")
+		b.ReportMetric(float64(hi)/float64(lo), "keys-ratio")
+	})
+}
+
+// benchGC loads n keys, times full collections and returns their times.
+func benchGC(b *testing.B, n int) []time.Duration {
+	runtime.GC()
+	before := liveHeap()
+	db, err := engine.Open("", &engine.Options{HistoryEvents: 1, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			b.Error(err)
+		}
+		db = nil
+		runtime.GC() // leave no garbage to the next size
+	}()
+	r := rand.New(rand.NewPCG(uint64(n), 19))
+	order := r.Perm(n) // in random order, as the suite's memory workload
+	var buf [100]byte
+	for _, i := range order {
+		for j := 0; j+8 <= len(buf); j += 8 {
+			binary.LittleEndian.PutUint64(buf[j:], r.Uint64())
+		}
+		binary.LittleEndian.PutUint32(buf[96:], r.Uint32())
+		// Keys and values made here, each its own, as the suite's memory
+		// workload makes them.
+		if _, err := db.Set(fmt.Sprintf("key:%010d", i), string(buf[:]), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	order = nil
+	runtime.GC()
+	perKey := float64(liveHeap()-before) / float64(n)
+
+	var times []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		runtime.GC()
+		times = append(times, time.Since(start))
+	}
+	runtime.KeepAlive(db)
+	b.ReportMetric(float64(median(times).Nanoseconds())/1e6, "gc-ms")
+	b.ReportMetric(perKey, "heap-B/key")
+	return times
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// liveHeap returns the bytes of heap objects; right after runtime.GC, the
+// live heap.
+func liveHeap() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// parseSizes parses -gckeys: positive sizes, returned in increasing order.
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-gckeys: %q is not a positive number of keys", f)
+		}
+		sizes = append(sizes, n)
+	}
+	slices.Sort(sizes)
+	return slices.Compact(sizes), nil
+}
