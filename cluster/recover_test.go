@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/require"
@@ -246,5 +247,43 @@ func TestRecover_RefusesBadInput(t *testing.T) {
 		// None of the refusals changed the node: it opens as it was.
 		c.restart(0)
 		c.leader()
+	})
+}
+
+// TestRecover_ConfigurationChangeLast recovers a node whose last log
+// entry is a configuration change: the cut is the log's end, and the log
+// is left empty, as RecoverCluster alone leaves it.
+func TestRecover_ConfigurationChangeLast(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) {
+		c := newDBClusterOn(t, store, 1, nil)
+		c.leader()
+		written := writeKeys(t, c, "k", 10)
+		r := c.node(0).rn.raft
+		require.NoError(t, r.AddNonvoter("gone", "127.0.0.1:1", 0, 0).Error())
+		last := r.LastIndex()
+		var l raft.Log
+		require.NoError(t, c.node(0).rn.store.GetLog(last, &l))
+		require.Equal(t, raft.LogConfiguration, l.Type)
+		c.kill(0)
+		require.NoError(t, Recover(c.dirOf(0), c.recoverOpts(0), []Peer{c.peers[0]}))
+		c.restart(0)
+		require.Equal(t, 0, c.leader())
+		require.Len(t, c.node(0).Status().Servers, 1)
+		for k, r := range writeKeys(t, c, "m", 5) {
+			written[k] = r
+		}
+		for k, rev := range written {
+			it, err := c.node(0).Get(k)
+			require.NoError(t, err, k)
+			require.Equal(t, rev, it.Revision)
+		}
+		// Restarted once more, it replays the log written since.
+		c.kill(0)
+		c.restart(0)
+		c.leader()
+		for k := range written {
+			_, err := c.node(0).Get(k)
+			require.NoError(t, err, k)
+		}
 	})
 }
