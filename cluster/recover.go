@@ -36,10 +36,11 @@ var (
 // configuration; the entries after it stay in the log, and the node
 // applies them once the new cluster's leader commits, so that its
 // subscriptions' history is rebuilt as on any restart. (RecoverCluster
-// snapshots the whole log; cut off before the last configuration change,
-// the log after the snapshot holds no configuration to override the new
-// one.) Entries that no dead node's help committed are kept as raft keeps
-// any: the new leader's log decides.
+// alone cuts at the log's end and deletes the whole log, and with it the
+// history subscriptions resume from. Cut at the last configuration change
+// or later, the entries left hold no configuration that would override
+// the new one.) Entries that never committed are kept as raft keeps any:
+// the new cluster's leader decides.
 //
 // opts are the node's options as Open takes them; only NodeID,
 // RaftAddr (default: this node's address in peers), LogStore (default:
