@@ -10,6 +10,7 @@
 //	livekv version
 //	livekv serve ... --node ID --raft HOST:PORT --peers ID=HOST:PORT,... | --join HOST:PORT
 //	livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]
+//	livekv cluster recover --data DIR --node ID --peers ID=HOST:PORT,...
 //
 // With --peers or --join, serve runs DIR as one node of a cluster
 // replicated with raft (see docs/cluster.md): writes on any node go to the
@@ -20,7 +21,9 @@
 // rather than one BoltDB file (bolt, the default), and a node keeps the
 // store it was made with; --lease-reads lets the leader serve
 // linearizable reads under a lease instead of a quorum round each.
-// cluster operates the cluster through any node's raft address.
+// cluster operates the cluster through any node's raft address; cluster
+// recover rewrites a stopped node's membership to the survivors of a
+// cluster that has lost its majority for good.
 //
 // serve opens the database in DIR (default ./livekv-data) and serves the
 // HPKV WebSocket and REST API at /kv/ (and DBX's WebSocket API at
@@ -167,7 +170,8 @@ Commands:
   load     add JSON lines from stdin (as dump writes them) to a data folder
   backup   fetch a consistent backup of a running server's database
   restore  make a data folder from a backup
-  cluster  status, remove ID, transfer [ID]: operate a cluster through a node
+  cluster  status, remove ID, transfer [ID]: operate a cluster through a node;
+           recover: make a stopped node's survivors its cluster
 
 Commands for a running server (--addr, --api-key or $LIVEKV_API_KEY, -o json):
   get      print a key's value

@@ -123,15 +123,21 @@ func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, 
 	return &store{store: n.With(), node: n}, nil
 }
 
-// clusterCmd is livekv cluster status|remove ID|transfer [ID] --raft ADDR.
+// clusterCmd is livekv cluster status|remove ID|transfer [ID] --raft ADDR,
+// or cluster recover (recover.go).
 func clusterCmd(args []string) error {
+	if len(args) > 0 && args[0] == "recover" {
+		return clusterRecover(args[1:])
+	}
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	addr := fs.String("raft", "127.0.0.1:7001", "the raft address of any node of the cluster")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]\n"+
+			"       livekv cluster recover --data DIR --node ID --peers ID=HOST:PORT,...\n\n"+
 			"status prints a node's view of the cluster as JSON; remove takes a member out (a dead node, say);\n"+
-			"transfer hands leadership to ID, or to any up-to-date voter.")
+			"transfer hands leadership to ID, or to any up-to-date voter; recover, on a stopped node's folder,\n"+
+			"makes the voters in --peers its cluster, once a majority is lost for good (see cluster recover --help).")
 		fs.PrintDefaults()
 	}
 	rest, err := parseArgs(fs, args)
