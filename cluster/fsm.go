@@ -183,7 +183,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	r.published = rev
-	r.notifyApplied()
 	r.mu.Unlock()
 	f.applied.restored()
 	return nil
