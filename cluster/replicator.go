@@ -265,15 +265,11 @@ func (r *replicator) propose() {
 		case <-r.wake:
 		}
 		for {
-			r.mu.Lock()
-			idle := len(r.pending) == 0 || r.accepting == 0
-			r.mu.Unlock()
-			if idle {
-				break
-			}
 			// Take a slot first, then pack what waits by then: while
 			// the entries in flight are stored and replicated, the
 			// writers that arrive meanwhile gather into the next one.
+			// With nothing to pack, give the slot back and wait for
+			// work.
 			select {
 			case r.sem <- struct{}{}:
 			case <-r.done:
