@@ -341,15 +341,14 @@ func rangeCmd(args []string) error {
 	prefix := f.fs.String("prefix", "", "the keys that start with this")
 	limit := f.fs.Int("limit", 0, "print at most this many keys; 0 all")
 	keysOnly := f.fs.Bool("keys-only", false, "print the keys alone")
-	lo, hi := 1, 2 // START [END], or none with --prefix
-	for _, a := range args {
-		if a == "--prefix" || a == "-prefix" || strings.HasPrefix(a, "--prefix=") || strings.HasPrefix(a, "-prefix=") {
-			lo, hi = 0, 0
-		}
-	}
-	rest, err := f.parse(args, lo, hi)
+	rest, err := f.parse(args, 0, 2)
 	if err != nil {
 		return err
+	}
+	byPrefix := false // --prefix given, even empty: every key
+	f.fs.Visit(func(fl *flag.Flag) { byPrefix = byPrefix || fl.Name == "prefix" })
+	if byPrefix == (len(rest) > 0) {
+		return f.bad(fmt.Sprintf("wrong number of arguments (%d): give START [END] or --prefix", len(rest)))
 	}
 	if *limit < 0 {
 		return f.bad("--limit must not be negative")
