@@ -96,18 +96,23 @@ func (f *clientFlags) parse(args []string, minArgs, maxArgs int) ([]string, erro
 }
 
 // negative marks an argument that is a negative number, such as incr's
-// DELTA, so that flag parsing does not take it for a flag.
+// DELTA, or that follows --, so that flag parsing does not take it for a
+// flag.
 const negative = "\x00"
 
 // protectNegatives marks the negative numbers in args that are arguments,
-// not the values of flags (--limit -1 stays as it is).
+// not the values of flags (--limit -1 stays as it is), and every argument
+// after --: parseArgs parses flags again after each argument, and the
+// flag package forgets the -- it has passed.
 func protectNegatives(fs *flag.FlagSet, args []string) []string {
 	out := make([]string, len(args))
 	takesValue := false // the previous token is a flag whose value is this one
 	for i, a := range args {
 		out[i] = a
-		if a == "--" {
-			copy(out[i:], args[i:])
+		if a == "--" && !takesValue {
+			for j := i + 1; j < len(args); j++ {
+				out[j] = negative + args[j]
+			}
 			break
 		}
 		if _, err := strconv.ParseInt(a, 10, 64); err == nil && strings.HasPrefix(a, "-") && !takesValue {

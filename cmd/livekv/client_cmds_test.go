@@ -87,6 +87,11 @@ func TestClientCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(c.ok("get", "-o", "json", "fromstdin")), &got))
 	require.Equal(t, "line 1\nline 2\n", got["value"], "the value from standard input, as it is")
 	require.Equal(t, "-dash\nv\n", c.ok("get", "--", "-dash"))
+	// After --, every argument is one, even after the first.
+	c.ok("put", "--", "-k", "-v")
+	require.Equal(t, "-k\n-v\n", c.ok("get", "--", "-k"))
+	c.ok("put", "k2", "--", "--x")
+	require.Equal(t, "k2\n--x\n", c.ok("get", "k2"))
 
 	require.Contains(t, c.fails(1, "get", "missing"), `"missing": key not found`)
 	require.Equal(t, "1\n", c.ok("incr", "n"))
