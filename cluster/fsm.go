@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,9 +21,9 @@ type fsm struct {
 
 	applied appliedTracker
 
-	mu     sync.Mutex  // guards failed
-	failed error       // set when an entry could not be applied: the node stops serving
-	broken atomic.Bool // failed is set; read without mu on every read
+	// failed holds the error of the first entry that could not be
+	// applied: the node stops serving. Read on every read.
+	failed atomic.Pointer[error]
 }
 
 func newFSM(r *replicator, db *engine.DB, logf func(string, ...any)) *fsm {
@@ -43,12 +42,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// The state would diverge from the log: stop serving rather
 		// than serve it.
 		f.logf("cluster: apply entry %d: %v; the node stops serving", l.Index, err)
-		f.mu.Lock()
-		if f.failed == nil {
-			f.failed = err
-			f.broken.Store(true)
-		}
-		f.mu.Unlock()
+		f.failed.CompareAndSwap(nil, &err)
 		return err
 	}
 	return nil
@@ -117,12 +111,10 @@ func (f *fsm) apply(data []byte) error {
 
 // err is the error that stopped the node, if any.
 func (f *fsm) err() error {
-	if !f.broken.Load() {
-		return nil
+	if p := f.failed.Load(); p != nil {
+		return *p
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.failed
+	return nil
 }
 
 // Snapshot implements raft.FSM: a copy-on-write view of the engine at
@@ -183,7 +175,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	r.published = rev
-	r.notifyApplied()
 	r.mu.Unlock()
 	f.applied.restored()
 	return nil

@@ -65,7 +65,12 @@ func TestFSM_SkipsEntriesExecutedOnALostState(t *testing.T) {
 
 	// Damage stops the node rather than diverging.
 	g.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: []byte("junk")})
-	require.Error(t, g.err())
+	failed := g.err()
+	require.Error(t, failed)
+	// It stays stopped, with the first error.
+	require.Equal(t, failed, g.Apply(&raft.Log{Index: 8, Type: raft.LogCommand, Data: buildEntry(0xF, 0xD, []*wal.Tx{putTx(5, "f")})}))
+	require.Equal(t, failed, g.err())
+	require.Equal(t, int64(4), g.db.Revision())
 }
 
 type memSink struct{ bytes.Buffer }

@@ -39,8 +39,10 @@ type Node struct {
 
 	// served is set once this node has applied the commit index it first
 	// learned from a leader: before that it serves no read at all, stale
-	// ones included, since its state may be far behind.
-	served atomic.Bool
+	// ones included, since its state may be far behind. caughtUp is
+	// closed when it is set.
+	served   atomic.Bool
+	caughtUp chan struct{}
 
 	reads       readRounds   // coalesced read-index rounds, on the leader
 	remoteReads remoteRounds // coalesced read-index requests to the leader, on a follower
@@ -117,7 +119,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -495,20 +497,26 @@ func (n *Node) leadership() {
 	}
 }
 
+// setServed records that this node has caught up; only catchUp calls it.
+func (n *Node) setServed() {
+	n.served.Store(true)
+	close(n.caughtUp)
+}
+
 // catchUp sets served once this node has applied what the cluster had
 // committed when it first heard from a leader.
 func (n *Node) catchUp() {
 	defer n.wg.Done()
 	for !n.served.Load() {
 		if n.ready.Load() {
-			n.served.Store(true)
+			n.setServed()
 			return
 		}
 		if !n.IsLeader() {
 			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
 			resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
 			if err == nil && n.waitReadIndex(ctx, readIndex{resp.Index, resp.Rev}) == nil {
-				n.served.Store(true)
+				n.setServed()
 			}
 			cancel()
 		}

@@ -336,11 +336,11 @@ func (n *Node) readyFor(c readConfig) error {
 	case Stale:
 		// A node that has not caught up since it started serves no read;
 		// one that asks for a revision may wait for that.
-		for !n.served.Load() {
-			select {
-			case <-ctx.Done():
+		select {
+		case <-n.caughtUp:
+		case <-ctx.Done():
+			if !n.served.Load() {
 				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
-			case <-time.After(time.Millisecond):
 			}
 		}
 	}
@@ -350,29 +350,19 @@ func (n *Node) readyFor(c readConfig) error {
 	return nil
 }
 
-// waitRevision waits until this node has applied revision rev. It wakes
-// when the node applies an entry, and polls besides: a revision this
-// node executed may become visible a moment after its entry applied.
+// waitRevision waits until this node has applied revision rev and made
+// it visible. The engine wakes it when a commit becomes visible: a
+// revision this node executed becomes so a moment after its entry
+// applied, once its writer has queued it.
 func (n *Node) waitRevision(ctx context.Context, rev int64) error {
-	if n.db.Revision() >= rev {
+	err := n.db.WaitRevision(ctx, rev)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, engine.ErrClosed) || n.closed():
+		return ErrClosed
 	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for {
-		applied := n.rep.appliedCh()
-		if n.db.Revision() >= rev {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: at revision %d, asked for %d", ErrBehind, n.db.Revision(), rev)
-		case <-n.done:
-			return ErrClosed
-		case <-applied:
-		case <-t.C:
-		}
-	}
+	return fmt.Errorf("%w: at revision %d, asked for %d", ErrBehind, n.db.Revision(), rev)
 }
 
 // Get returns key's item, as engine.DB.Get, at the consistency opts ask

@@ -36,6 +36,25 @@ const (
 	ProfileLAN Profile = "lan"
 )
 
+// profiles are the known profiles, the default first; a new one is added
+// here and in raftConfig and ioTimeout.
+var profiles = []Profile{ProfileDefault, ProfileLAN}
+
+// ParseProfile returns the profile a name gives; "" is ProfileDefault. An
+// unknown name is an error that wraps ErrInvalidOptions and lists the
+// known ones. Open checks Options.Profile with it.
+func ParseProfile(s string) (Profile, error) {
+	if s == "" {
+		return ProfileDefault, nil
+	}
+	for _, p := range profiles {
+		if s == string(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown profile %.40q: give %s", ErrInvalidOptions, s, orList(profiles))
+}
+
 // LogStore names the store that keeps a node's raft log and its stable
 // state (current term, vote).
 type LogStore string
@@ -53,6 +72,41 @@ const (
 	// raft-wal calls itself experimental.
 	LogStoreWAL LogStore = "wal"
 )
+
+// logStores are the known log stores, the default first; a new one is
+// added here and in openLogStore.
+var logStores = []LogStore{LogStoreBolt, LogStoreWAL}
+
+// ParseLogStore returns the log store a name gives; "" is LogStoreBolt.
+// An unknown name is an error that wraps ErrInvalidOptions and lists the
+// known ones. Open checks Options.LogStore with it.
+func ParseLogStore(s string) (LogStore, error) {
+	if s == "" {
+		return LogStoreBolt, nil
+	}
+	for _, l := range logStores {
+		if s == string(l) {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown log store %.40q: give %s", ErrInvalidOptions, s, orList(logStores))
+}
+
+// orList is names as "a, b or c".
+func orList[T ~string](names []T) string {
+	var b strings.Builder
+	for i, n := range names {
+		switch {
+		case i == 0:
+		case i == len(names)-1:
+			b.WriteString(" or ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(string(n))
+	}
+	return b.String()
+}
 
 // Options configure a Node. Open copies them; the zero value of every field
 // means its default.
@@ -159,19 +213,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return c, fmt.Errorf("%w: RaftAddr %q: %v", ErrInvalidOptions, c.RaftAddr, err)
 	}
-	switch c.Profile {
-	case "":
-		c.Profile = ProfileDefault
-	case ProfileDefault, ProfileLAN:
-	default:
-		return c, fmt.Errorf("%w: unknown profile %q", ErrInvalidOptions, c.Profile)
+	var err error
+	if c.Profile, err = ParseProfile(string(c.Profile)); err != nil {
+		return c, err
 	}
-	switch c.LogStore {
-	case "":
-		c.LogStore = LogStoreBolt
-	case LogStoreBolt, LogStoreWAL:
-	default:
-		return c, fmt.Errorf("%w: unknown log store %q (want %q or %q)", ErrInvalidOptions, c.LogStore, LogStoreBolt, LogStoreWAL)
+	if c.LogStore, err = ParseLogStore(string(c.LogStore)); err != nil {
+		return c, err
 	}
 	if len(c.Peers) > 0 {
 		ids, addrs := map[string]bool{}, map[string]bool{}

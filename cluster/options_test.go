@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +60,33 @@ func TestOptions_Profiles(t *testing.T) {
 	require.Equal(t, 200*time.Millisecond, rc.ElectionTimeout)
 	require.Equal(t, 100*time.Millisecond, rc.LeaderLeaseTimeout)
 	require.NoError(t, raft.ValidateConfig(rc))
+}
+
+// TestOptions_ParseNames: the names of profiles and log stores, which
+// livekv serve's flags check with the same functions.
+func TestOptions_ParseNames(t *testing.T) {
+	for s, want := range map[string]Profile{"": ProfileDefault, "default": ProfileDefault, "lan": ProfileLAN} {
+		p, err := ParseProfile(s)
+		require.NoError(t, err, "%q", s)
+		require.Equal(t, want, p)
+	}
+	for s, want := range map[string]LogStore{"": LogStoreBolt, "bolt": LogStoreBolt, "wal": LogStoreWAL} {
+		l, err := ParseLogStore(s)
+		require.NoError(t, err, "%q", s)
+		require.Equal(t, want, l)
+	}
+	for _, s := range []string{"wan", "LAN", " lan", "bolt"} {
+		_, err := ParseProfile(s)
+		require.ErrorIs(t, err, ErrInvalidOptions, "%q", s)
+		require.ErrorContains(t, err, "give default or lan")
+	}
+	for _, s := range []string{"rocks", "WAL", "lan"} {
+		_, err := ParseLogStore(s)
+		require.ErrorIs(t, err, ErrInvalidOptions, "%q", s)
+		require.ErrorContains(t, err, "give bolt or wal")
+	}
+	_, err := ParseProfile(strings.Repeat("x", 1000))
+	require.Less(t, len(err.Error()), 200, "a long name is cut in the error")
+	require.Equal(t, "a, b or c", orList([]string{"a", "b", "c"}))
+	require.Equal(t, "a", orList([]string{"a"}))
 }

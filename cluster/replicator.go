@@ -67,9 +67,8 @@ type replicator struct {
 	prev      uint64     // the nonce the next proposed entry follows
 	pending   []pendingTx
 	waiters   map[int64]*waiter
-	resolved  []int64       // revisions with a resolved waiter, oldest first
-	published int64         // newest revision applied here
-	applied   chan struct{} // closed and replaced when an entry is applied; nil until needed
+	resolved  []int64 // revisions with a resolved waiter, oldest first
+	published int64   // newest revision applied here
 	notLeader func() error
 }
 
@@ -176,7 +175,6 @@ func (r *replicator) resolve(first, last int64, nonce uint64) {
 		r.resolved = append(r.resolved, rev)
 	}
 	r.published = max(r.published, last)
-	r.notifyApplied()
 	for len(r.resolved) > keepOutcomes {
 		delete(r.waiters, r.resolved[0])
 		r.resolved = r.resolved[1:]
@@ -205,25 +203,6 @@ func (r *replicator) failRange(first, last int64, nonce uint64) {
 			close(w.done)
 			r.resolved = append(r.resolved, rev)
 		}
-	}
-}
-
-// appliedCh returns a channel closed once this node next applies an
-// entry or restores a snapshot.
-func (r *replicator) appliedCh() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.applied == nil {
-		r.applied = make(chan struct{})
-	}
-	return r.applied
-}
-
-// notifyApplied wakes those waiting in appliedCh; mu is held.
-func (r *replicator) notifyApplied() {
-	if r.applied != nil {
-		close(r.applied)
-		r.applied = nil
 	}
 }
 
@@ -286,15 +265,11 @@ func (r *replicator) propose() {
 		case <-r.wake:
 		}
 		for {
-			r.mu.Lock()
-			idle := len(r.pending) == 0 || r.accepting == 0
-			r.mu.Unlock()
-			if idle {
-				break
-			}
 			// Take a slot first, then pack what waits by then: while
 			// the entries in flight are stored and replicated, the
 			// writers that arrive meanwhile gather into the next one.
+			// With nothing to pack, give the slot back and wait for
+			// work.
 			select {
 			case r.sem <- struct{}{}:
 			case <-r.done:

@@ -158,7 +158,7 @@ func (s *raftStore) stable(write func() error) error {
 }
 
 // faultySnaps fails the creation of snapshots while the fault hook says
-// so, as a full disk would.
+// so, as a full disk would. It is used only with a hook (Options.storeFault).
 type faultySnaps struct {
 	snapStore
 	fault func() error
@@ -166,10 +166,8 @@ type faultySnaps struct {
 
 func (s faultySnaps) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
 	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
-	if s.fault != nil {
-		if err := s.fault(); err != nil {
-			return nil, err
-		}
+	if err := s.fault(); err != nil {
+		return nil, err
 	}
 	return s.snapStore.Create(version, index, term, configuration, configurationIndex, trans)
 }

@@ -43,6 +43,8 @@ type DB struct {
 
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
+	// revWaiters wakes WaitRevision when committed moves.
+	revWaiters revWaiters
 
 	broker *pubsub.Broker // replaced only by Replica.Restore, under wmu and pub.mu
 	log    *wal.Log       // nil in memory

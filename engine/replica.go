@@ -281,6 +281,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.broker = pubsub.NewBroker(rev, &pubsub.Options{HistoryEvents: db.opts.HistoryEvents, HistoryBytes: db.opts.HistoryBytes})
 	db.restored = rev
 	db.pub.mu.Unlock()
+	db.revWaiters.wake()
 	db.wmu.Unlock()
 	old.CloseWith(&pubsub.CompactedError{Revision: before, Oldest: rev + 1})
 	return nil

@@ -294,6 +294,9 @@ func (db *DB) publish(rev int64) {
 		n++
 	}
 	db.pub.queue = db.pub.queue[n:]
+	if n > 0 {
+		db.revWaiters.wake()
+	}
 }
 
 // bury takes the keys whose deletion is visible out of the index and the

@@ -96,18 +96,23 @@ func (f *clientFlags) parse(args []string, minArgs, maxArgs int) ([]string, erro
 }
 
 // negative marks an argument that is a negative number, such as incr's
-// DELTA, so that flag parsing does not take it for a flag.
+// DELTA, or that follows --, so that flag parsing does not take it for a
+// flag.
 const negative = "\x00"
 
 // protectNegatives marks the negative numbers in args that are arguments,
-// not the values of flags (--limit -1 stays as it is).
+// not the values of flags (--limit -1 stays as it is), and every argument
+// after --: parseArgs parses flags again after each argument, and the
+// flag package forgets the -- it has passed.
 func protectNegatives(fs *flag.FlagSet, args []string) []string {
 	out := make([]string, len(args))
 	takesValue := false // the previous token is a flag whose value is this one
 	for i, a := range args {
 		out[i] = a
-		if a == "--" {
-			copy(out[i:], args[i:])
+		if a == "--" && !takesValue {
+			for j := i + 1; j < len(args); j++ {
+				out[j] = negative + args[j]
+			}
 			break
 		}
 		if _, err := strconv.ParseInt(a, 10, 64); err == nil && strings.HasPrefix(a, "-") && !takesValue {
@@ -341,15 +346,14 @@ func rangeCmd(args []string) error {
 	prefix := f.fs.String("prefix", "", "the keys that start with this")
 	limit := f.fs.Int("limit", 0, "print at most this many keys; 0 all")
 	keysOnly := f.fs.Bool("keys-only", false, "print the keys alone")
-	lo, hi := 1, 2 // START [END], or none with --prefix
-	for _, a := range args {
-		if a == "--prefix" || a == "-prefix" || strings.HasPrefix(a, "--prefix=") || strings.HasPrefix(a, "-prefix=") {
-			lo, hi = 0, 0
-		}
-	}
-	rest, err := f.parse(args, lo, hi)
+	rest, err := f.parse(args, 0, 2)
 	if err != nil {
 		return err
+	}
+	byPrefix := false // --prefix given, even empty: every key
+	f.fs.Visit(func(fl *flag.Flag) { byPrefix = byPrefix || fl.Name == "prefix" })
+	if byPrefix == (len(rest) > 0) {
+		return f.bad(fmt.Sprintf("wrong number of arguments (%d): give START [END] or --prefix", len(rest)))
 	}
 	if *limit < 0 {
 		return f.bad("--limit must not be negative")

@@ -87,6 +87,11 @@ func TestClientCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(c.ok("get", "-o", "json", "fromstdin")), &got))
 	require.Equal(t, "line 1\nline 2\n", got["value"], "the value from standard input, as it is")
 	require.Equal(t, "-dash\nv\n", c.ok("get", "--", "-dash"))
+	// After --, every argument is one, even after the first.
+	c.ok("put", "--", "-k", "-v")
+	require.Equal(t, "-k\n-v\n", c.ok("get", "--", "-k"))
+	c.ok("put", "k2", "--", "--x")
+	require.Equal(t, "k2\n--x\n", c.ok("get", "k2"))
 
 	require.Contains(t, c.fails(1, "get", "missing"), `"missing": key not found`)
 	require.Equal(t, "1\n", c.ok("incr", "n"))
@@ -112,12 +117,18 @@ func TestClientCommands(t *testing.T) {
 	require.Equal(t, "r:1\nv1\nr:2\nv2\n", c.ok("range", "--prefix=r:", "--limit", "2"))
 	lines := strings.Split(strings.TrimSpace(c.ok("range", "-o", "json", "r:3", "s")), "\n")
 	require.Equal(t, []string{`{"key":"r:3","value":"v3"}`, `{"key":"r:4","value":"v4"}`}, lines)
+	// The arguments are those the flags leave: after --, a key that looks
+	// like --prefix is START; an empty --prefix is every key.
+	c.ok("put", "--", "--prefix", "p")
+	require.Equal(t, "--prefix\n", c.ok("range", "--keys-only", "--limit", "1", "--", "--prefix"))
+	require.Equal(t, "--prefix\n-dash\n", c.ok("range", "--keys-only", "--prefix=", "--limit", "2"))
 
 	// Usage errors: exit 2, the usage once.
 	for _, args := range [][]string{
 		{"get"}, {"get", "a", "b"}, {"put"}, {"put", "k", "v", "w"}, {"put", "k", ""}, {"put", "--ttl", "-1s", "k", "v"}, {"incr", "k", "x"},
 		{"get", "--bogus", "k"}, {"get", "-o", "yaml", "k"}, {"range"}, {"range", "--prefix", "a", "b"}, {"del"},
 		{"watch"}, {"watch", "k", "--prefix", "p"}, {"version", "extra"}, {"range", "--limit", "-1", "a"},
+		{"range", "--prefix=", "a"}, {"range", "a", "b", "c"}, {"range", "--prefix", "a", "--", "b"},
 	} {
 		errOut := c.fails(2, args...)
 		require.Equal(t, 1, strings.Count(errOut, "usage: livekv "+args[0]), "%v: %s", args, errOut)

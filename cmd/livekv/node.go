@@ -26,17 +26,18 @@ type clusterFlags struct {
 // check finds the cluster flags that make no sense together, or whose
 // values make none.
 func (cf clusterFlags) check() error {
-	if cf.profile != "" && cf.profile != string(cluster.ProfileDefault) && cf.profile != string(cluster.ProfileLAN) {
-		return fmt.Errorf("--raft-profile: unknown profile %q: give default or lan", cf.profile)
+	if _, err := cluster.ParseProfile(cf.profile); err != nil {
+		return fmt.Errorf("--raft-profile: %w", err)
 	}
-	if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) && cf.raftLog != string(cluster.LogStoreWAL) {
-		return fmt.Errorf("--raft-log: unknown log store %q: give bolt or wal", cf.raftLog)
+	store, err := cluster.ParseLogStore(cf.raftLog)
+	if err != nil {
+		return fmt.Errorf("--raft-log: %w", err)
 	}
 	if cf.peers == "" && cf.join == "" {
 		if cf.node != "" || cf.raft != "" {
 			return errors.New("--node and --raft need --peers or --join")
 		}
-		if cf.raftLog != "" && cf.raftLog != string(cluster.LogStoreBolt) {
+		if store != cluster.LogStoreBolt {
 			return errors.New("--raft-log needs --peers or --join")
 		}
 		if cf.leaseReads {
@@ -47,7 +48,7 @@ func (cf clusterFlags) check() error {
 	if cf.raft == "" {
 		return errors.New("cluster mode needs --raft HOST:PORT")
 	}
-	_, err := cf.peerList()
+	_, err = cf.peerList()
 	return err
 }
 
