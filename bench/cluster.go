@@ -55,6 +55,17 @@ const clusterProfile = cluster.ProfileLAN
 // that out; reads do not travel differently under it.
 const readsProfile = cluster.ProfileDefault
 
+// readYield is how many reads a reader makes before it yields the
+// processor. Readers that never block are not what a node serves (a
+// server's readers wait on their connections), and 64 of them in the
+// process of all three nodes starved raft's goroutines, which the
+// network poller readies onto the global run queue that a busy
+// processor checks only every 61st scheduling: the leader stepped down
+// during the 64-goroutine stale case even with the default timings, in
+// three attempts of three. A yield every 256 reads costs under 1 ns a
+// read.
+const readYield = 256
+
 // errLeaderMoved says that the leader changed during a read case.
 var errLeaderMoved = errors.New("the leader changed during the case")
 
@@ -610,7 +621,12 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 		}
 		d, err := drive(g, cfg.readsIn, false, func(w int) func(int) error {
 			rnd := rand.New(rand.NewPCG(uint64(w), 7))
-			return func(int) error { return get(keys[rnd.IntN(len(keys))]) }
+			return func(i int) error {
+				if i%readYield == readYield-1 {
+					runtime.Gosched()
+				}
+				return get(keys[rnd.IntN(len(keys))])
+			}
 		})
 		if err == nil && lead != nil && (!lead.IsLeader() || lead.Status().Term != term) {
 			err = errLeaderMoved
