@@ -63,7 +63,7 @@ func benchNodesWith(b *testing.B, p Profile, lease bool) []*Node {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		for i, nd := range nodes {
-			if nd.ready.Load() {
+			if nd.isReady() {
 				nodes[0], nodes[i] = nodes[i], nodes[0]
 				it, err := nodes[0].Set("bench:settled", "yes", nil)
 				if err != nil {

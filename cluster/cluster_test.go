@@ -149,7 +149,7 @@ func (c *dbCluster) leader(skip ...int) int {
 					continue next
 				}
 			}
-			if n != nil && n.ready.Load() {
+			if n != nil && n.isReady() {
 				l = i
 				return true
 			}

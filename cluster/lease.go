@@ -81,15 +81,17 @@ func (n *Node) now() int64 { return int64(time.Since(n.opened)) }
 // is left (a lease is at most nine tenths of one) it starts a renewal in
 // the background, so that steady readers never wait for one.
 func (n *Node) leaseValid() bool {
-	if !n.opts.LeaseReads || !n.ready.Load() {
+	if !n.opts.LeaseReads {
 		return false
 	}
 	g := n.lease.Load()
 	if g == nil {
 		return false
 	}
+	// isReady, with the lease's term.
 	r := n.rn.raft
-	if r.State() != raft.Leader || r.CurrentTerm() != g.term || n.noLease.Load() == g.term || n.voters.Load() != g.voters {
+	if n.readyTerm.Load() != g.term || r.CurrentTerm() != g.term || r.State() != raft.Leader ||
+		n.noLease.Load() == g.term || n.voters.Load() != g.voters {
 		return false
 	}
 	left := g.until - n.now()

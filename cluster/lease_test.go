@@ -280,3 +280,22 @@ func TestLease_EndsBeforeFollowersMayVote(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestNode_ReadyOnlyInItsTerm checks that a leader counts as ready only
+// in the term in which it applied its barrier: raft keeps only the
+// latest leadership notification, so one that lost and regained
+// leadership may not have seen the loss.
+func TestNode_ReadyOnlyInItsTerm(t *testing.T) {
+	c := newDBClusterLease(t, "", true, 3, nil)
+	l := c.nodes[c.leader()]
+	require.True(t, l.isReady())
+	term := l.readyTerm.Load()
+	l.readyTerm.Store(term - 1) // as if the barrier ran in the term before
+	require.False(t, l.isReady())
+	require.False(t, l.leaseValid())
+	_, err := l.Get("k", Leader)
+	require.ErrorIs(t, err, ErrNotLeader, "a Leader read before the barrier of the leader's term")
+	l.readyTerm.Store(term)
+	_, err = l.Get("k", Leader)
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}

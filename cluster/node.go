@@ -32,10 +32,10 @@ type Node struct {
 	rpc *rpcClient
 	srv *rpcServer
 
-	// ready is set while this node leads and has applied a barrier in
-	// its term, so that its commit and applied indexes cover everything
-	// earlier leaders committed.
-	ready atomic.Bool
+	// readyTerm is the term in which this node, leading, applied its
+	// barrier, so that its commit and applied indexes cover everything
+	// earlier leaders committed; 0 if none. See isReady.
+	readyTerm atomic.Uint64
 
 	// served is set once this node has applied the commit index it first
 	// learned from a leader: before that it serves no read at all, stale
@@ -475,7 +475,7 @@ func (n *Node) leadership() {
 		case <-n.ctx.Done():
 			return
 		case leading := <-r.LeaderCh():
-			n.ready.Store(false)
+			n.readyTerm.Store(0)
 			if n.rep != nil {
 				n.rep.endStint()
 			}
@@ -484,17 +484,29 @@ func (n *Node) leadership() {
 			}
 			// Barrier returns once every entry before it, those of
 			// earlier terms included, is applied here.
+			term := r.CurrentTerm()
 			if err := n.gated(func() error { return r.Barrier(0).Error() }); err != nil {
 				continue // lost leadership or shutting down
 			}
-			if r.State() == raft.Leader {
+			if r.State() == raft.Leader && r.CurrentTerm() == term {
 				if n.rep != nil {
 					n.rep.startStint()
 				}
-				n.ready.Store(true)
+				n.readyTerm.Store(term)
 			}
 		}
 	}
+}
+
+// isReady reports whether this node leads in the term in which it applied
+// its barrier. A term, not a flag: raft keeps only the latest of its
+// leadership notifications, so a node that lost leadership and won it
+// again in a later term before leadership saw either would otherwise
+// look ready in the new term, before its barrier there.
+func (n *Node) isReady() bool {
+	t := n.readyTerm.Load()
+	r := n.rn.raft
+	return t != 0 && r.CurrentTerm() == t && r.State() == raft.Leader
 }
 
 // setServed records that this node has caught up; only catchUp calls it.
@@ -508,7 +520,7 @@ func (n *Node) setServed() {
 func (n *Node) catchUp() {
 	defer n.wg.Done()
 	for !n.served.Load() {
-		if n.ready.Load() {
+		if n.isReady() {
 			n.setServed()
 			return
 		}
@@ -585,7 +597,7 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 	if r.State() != raft.Leader {
 		return readIndex{}, n.notLeader()
 	}
-	if !n.ready.Load() {
+	if !n.isReady() {
 		// A new leader's commit index may still lag its predecessor's
 		// until its barrier is applied.
 		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)

@@ -65,7 +65,7 @@ func (c *listNodes) leader() int {
 	var l int
 	require.Eventually(c.t, func() bool {
 		for i, n := range c.nodes {
-			if n != nil && n.IsLeader() && n.ready.Load() {
+			if n != nil && n.IsLeader() && n.isReady() {
 				l = i
 				return true
 			}

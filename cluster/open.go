@@ -65,7 +65,7 @@ func (n *Node) sweep(every time.Duration) {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			for n.ready.Load() {
+			for n.isReady() {
 				k, err := n.ctl.Sweep()
 				if err != nil || k < 1024 {
 					break

@@ -94,10 +94,10 @@ func (n *Node) leading() error {
 		return err
 	}
 	deadline := time.Now().Add(n.opts.WriteTimeout)
-	for n.IsLeader() && !n.ready.Load() && time.Now().Before(deadline) && !n.closed() {
+	for n.IsLeader() && !n.isReady() && time.Now().Before(deadline) && !n.closed() {
 		time.Sleep(time.Millisecond)
 	}
-	if n.ready.Load() {
+	if n.isReady() {
 		return nil
 	}
 	return n.notLeader()
@@ -310,7 +310,7 @@ func (n *Node) readyFor(c readConfig) error {
 			return nil
 		}
 	case Leader:
-		if !n.ready.Load() {
+		if !n.isReady() {
 			return n.notLeader()
 		}
 		if c.minRev <= n.db.Revision() {
