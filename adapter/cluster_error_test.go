@@ -14,81 +14,18 @@ import (
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
 )
 
-// refusing is a DB whose writes, and reads at a level, fail with an error
-// of a cluster node while err is set; otherwise it is the DB.
-type refusing struct {
-	*engine.DB
-	mu  sync.Mutex
-	err error
-}
-
-func (s *refusing) refusal() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *refusing) Set(key, value string, o *engine.SetOptions) (engine.Item, error) {
-	if err := s.refusal(); err != nil {
-		return engine.Item{}, err
-	}
-	return s.DB.Set(key, value, o)
-}
-
-func (s *refusing) CompareAndSwap(key string, rev int64, value string, o *engine.SetOptions) (engine.Item, error) {
-	if err := s.refusal(); err != nil {
-		return engine.Item{}, err
-	}
-	return s.DB.CompareAndSwap(key, rev, value, o)
-}
-
-func (s *refusing) Patch(key, value string) (engine.Item, error) {
-	if err := s.refusal(); err != nil {
-		return engine.Item{}, err
-	}
-	return s.DB.Patch(key, value)
-}
-
-func (s *refusing) Increment(key string, delta int64) (int64, int64, error) {
-	if err := s.refusal(); err != nil {
-		return 0, 0, err
-	}
-	return s.DB.Increment(key, delta)
-}
-
-func (s *refusing) Delete(key string) (int64, error) {
-	if err := s.refusal(); err != nil {
-		return 0, err
-	}
-	return s.DB.Delete(key)
-}
-
-// Update runs fn, then fails as a cluster node's commit would.
-func (s *refusing) Update(fn func(tx *engine.Tx) error) (int64, error) {
-	err := s.refusal()
-	if err == nil {
-		return s.DB.Update(fn)
-	}
-	errRefused := errors.New("refused")
-	_, uerr := s.DB.Update(func(tx *engine.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return errRefused // roll back what fn wrote
-	})
-	if !errors.Is(uerr, errRefused) {
-		return 0, uerr
-	}
-	return 0, err
-}
+// refusing is a DB whose writes, and reads at the leader level, fail with
+// an error of a cluster node while one is set.
+type refusing struct{ enginetest.Refusing }
 
 // ReadAt refuses reads at the leader level.
 func (s *refusing) ReadAt(level string, minRev int64) (adapter.Reader, error) {
-	if err := s.refusal(); err != nil && level == adapter.LevelLeader {
+	if err := s.Refusal(); err != nil && level == adapter.LevelLeader {
 		return nil, err
 	}
 	return s.DB, nil
@@ -124,7 +61,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 			db, err := engine.Open("", &engine.Options{SweepInterval: -1})
 			require.NoError(t, err)
 			t.Cleanup(func() { require.NoError(t, db.Close()) })
-			s := &refusing{DB: db}
+			s := &refusing{enginetest.Refusing{DB: db}}
 			var mu sync.Mutex
 			var observed []int
 			opts := &adapter.Options{APIKeys: []string{apiKey}, OnRequest: func(op string, code int) {
@@ -145,9 +82,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 			dbx := f.dbx("api_key=" + apiKey)
 
 			for _, tc := range clusterRefusals {
-				s.mu.Lock()
-				s.err = tc.err
-				s.mu.Unlock()
+				s.Refuse(tc.err)
 				mu.Lock()
 				observed = nil
 				mu.Unlock()
@@ -222,9 +157,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 				{fmt.Errorf("cluster: forwarded: %w", engine.ErrConflict), 409},
 				{engine.ErrClosed, 503},
 			} {
-				s.mu.Lock()
-				s.err = c.err
-				s.mu.Unlock()
+				s.Refuse(c.err)
 				code, m := f.rest("POST", "/record", apiKey, `{"key":"k","value":"w"}`)
 				require.Equal(t, c.status, code, "%v", m)
 				require.NotContains(t, m, "errorCode")
@@ -232,9 +165,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 				require.EqualValues(t, c.status, wm["code"], "%v", wm)
 				require.NotContains(t, wm, "errorCode")
 			}
-			s.mu.Lock()
-			s.err = nil
-			s.mu.Unlock()
+			s.Refuse(nil)
 			ws.ws.Close(1000, "")
 			dbx.ws.Close(1000, "")
 		})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,50 +13,9 @@ import (
 	"github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
-
-// refusing is a DB whose single writes fail with a cluster node's error
-// while err is set.
-type refusing struct {
-	*engine.DB
-	mu  sync.Mutex
-	err error
-}
-
-func (s *refusing) refusal() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *refusing) Set(key, value string, o *engine.SetOptions) (engine.Item, error) {
-	if err := s.refusal(); err != nil {
-		return engine.Item{}, err
-	}
-	return s.DB.Set(key, value, o)
-}
-
-func (s *refusing) CompareAndSwap(key string, rev int64, value string, o *engine.SetOptions) (engine.Item, error) {
-	if err := s.refusal(); err != nil {
-		return engine.Item{}, err
-	}
-	return s.DB.CompareAndSwap(key, rev, value, o)
-}
-
-func (s *refusing) Increment(key string, delta int64) (int64, int64, error) {
-	if err := s.refusal(); err != nil {
-		return 0, 0, err
-	}
-	return s.DB.Increment(key, delta)
-}
-
-func (s *refusing) Delete(key string) (int64, error) {
-	if err := s.refusal(); err != nil {
-		return 0, err
-	}
-	return s.DB.Delete(key)
-}
 
 // TestClusterErrors checks that a cluster node's refusal of a write,
 // passed on by the adapter with its code, is an error errors.Is tells
@@ -65,7 +23,7 @@ func (s *refusing) Delete(key string) (int64, error) {
 func TestClusterErrors(t *testing.T) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
 	require.NoError(t, err)
-	s := &refusing{DB: db}
+	s := &enginetest.Refusing{DB: db}
 	a, err := adapter.New(s, &adapter.Options{APIKeys: []string{apiKey}})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -100,9 +58,7 @@ func TestClusterErrors(t *testing.T) {
 		{cluster.ErrBehind, 503, "behind", []error{client.ErrBehind, client.ErrUnavailable}},
 		{cluster.ErrClosed, 503, "node_closed", []error{client.ErrUnavailable}},
 	} {
-		s.mu.Lock()
-		s.err = tc.err
-		s.mu.Unlock()
+		s.Refuse(tc.err)
 		for op, call := range map[string]func() error{
 			"set": func() error { _, err := c.Set(ctx, "k", "v", nil); return err },
 			"cas": func() error { _, err := c.CompareAndSwap(ctx, "k", 0, "v", nil); return err },
@@ -127,9 +83,7 @@ func TestClusterErrors(t *testing.T) {
 			}
 		}
 	}
-	s.mu.Lock()
-	s.err = nil
-	s.mu.Unlock()
+	s.Refuse(nil)
 	_, err = c.Set(ctx, "k", "v", nil)
 	require.NoError(t, err)
 	_, err = c.Get(ctx, "n")
