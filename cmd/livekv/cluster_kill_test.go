@@ -385,10 +385,15 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 	killClient.CloseIdleConnections()
 }
 
-// readAt reads key through the REST API at base at a consistency level,
-// and returns the status and, if 200, the value.
+// readAt reads key through the REST API at base at a consistency level
+// ("" for the server's default), and returns the status and, if 200, the
+// value.
 func readAt(base, key, level string) (int, string, error) {
-	req, err := http.NewRequest("GET", base+"/kv/record/"+key+"?consistency="+level, nil)
+	url := base + "/kv/record/" + key
+	if level != "" {
+		url += "?consistency=" + level
+	}
+	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -432,25 +437,12 @@ func writeAt(base, key string) (int, string, error) {
 	return resp.StatusCode, rep.ErrorCode, nil
 }
 
-// readValue reads key through the REST API at base.
+// readValue reads key through the REST API at base, at the server's
+// default level; a key that is not there is an error.
 func readValue(base, key string) (string, error) {
-	req, err := http.NewRequest("GET", base+"/kv/record/"+key, nil)
-	if err != nil {
-		return "", err
+	status, v, err := readAt(base, key, "")
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("%d: not found", status)
 	}
-	req.Header.Set("x-api-key", "k")
-	resp, err := killClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var rec struct {
-		Value string `json:"value"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return "", fmt.Errorf("%d %s", resp.StatusCode, b)
-	}
-	err = json.NewDecoder(resp.Body).Decode(&rec)
-	return rec.Value, err
+	return v, err
 }
