@@ -67,7 +67,7 @@ func newClientFlags(name, usage string) *clientFlags {
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	f.addr = fs.String("addr", addr, "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); default $LIVEKV_ADDR, else 127.0.0.1:8080")
+	f.addr = fs.String("addr", addr, "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn and on a lost connection; default $LIVEKV_ADDR, else 127.0.0.1:8080")
 	f.apiKey = fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	f.output = fs.String("o", "plain", "output: plain, or json (one JSON object a line)")
 	f.cacert = fs.String("cacert", "", "a PEM file of the certificates to trust for an https --addr, beside the system's")
@@ -151,16 +151,28 @@ func serverURL(addr string) (string, error) {
 	return u.String(), nil
 }
 
-// dial connects to --addr with --api-key.
+// dial connects to --addr with --api-key. With several addresses (the
+// nodes of a cluster) the client tries them in turn, and moves to the
+// next when a connection is lost, carrying its session.
 func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	if *f.apiKey == "" {
 		return nil, errors.New("no API key: give --api-key or set $LIVEKV_API_KEY (livekv serve prints where it keeps its key)")
 	}
-	u, err := serverURL(*f.addr)
-	if err != nil {
-		return nil, fmt.Errorf("--addr %s: %w", *f.addr, err)
+	var urls []string
+	for _, a := range strings.Split(*f.addr, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("--addr %q: an empty address", *f.addr)
+		}
+		u, err := serverURL(a)
+		if err != nil {
+			return nil, fmt.Errorf("--addr %s: %w", a, err)
+		}
+		urls = append(urls, u)
 	}
-	o := &kvclient.Options{APIKey: *f.apiKey, DialTimeout: *f.timeout}
+	u := urls[0]
+	o := &kvclient.Options{APIKey: *f.apiKey, DialTimeout: *f.timeout, URLs: urls[1:]}
+	var err error
 	if *f.cacert != "" {
 		if o.HTTPClient, err = trusting(*f.cacert); err != nil {
 			return nil, err

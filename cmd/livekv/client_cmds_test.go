@@ -77,6 +77,9 @@ func TestClientCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(c.ok("put", "greeting", "again", "-o", "json")), &got), "flags after arguments")
 	require.Equal(t, rev+1, got["revision"])
 	require.Equal(t, "greeting\nagain\n", c.ok("get", "--addr", "http://"+c.addr, "greeting"), "--addr as a URL")
+	require.Equal(t, "greeting\nagain\n", c.ok("get", "--addr", freeAddr(t)+", "+c.addr, "greeting"),
+		"several --addr: the next when the first is down")
+	require.Contains(t, c.fails(1, "get", "--addr", c.addr+",,", "greeting"), "an empty address")
 	require.Equal(t, "OK\n", c.ok("put", "--ttl", "1h", "soon", "x"))
 	require.Equal(t, "OK\n", c.ok("put", "--", "-dash", "v"), "-- ends the flags")
 	put := exec.Command(bin, "put", "fromstdin")
