@@ -19,8 +19,9 @@ import (
 
 // Files and directories of the log stores in a node's directory.
 const (
-	raftDBFile = "raft.db" // LogStoreBolt: the raft log and stable store (BoltDB)
-	walDir     = "wal"     // LogStoreWAL: segment files and wal-meta.db
+	raftDBFile  = "raft.db"     // LogStoreBolt: the raft log and stable store (BoltDB)
+	walDir      = "wal"         // LogStoreWAL: segment files and walMetaFile
+	walMetaFile = "wal-meta.db" // raft-wal's BoltDB file in walDir
 )
 
 // logStore is what raft needs of a log store: the log and the stable

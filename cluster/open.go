@@ -16,23 +16,12 @@ func Open(dir string, opts *Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	var eo engine.Options
-	if o.Engine != nil {
-		eo = *o.Engine
-	}
 	var n *Node
-	rep := newReplicator(o.WriteTimeout, func() error { return n.notLeader() })
-	eo.Replicator = rep
-	db, ctl, err := engine.OpenReplica(&eo)
+	sm, err := openStateMachine(&o, func() error { return n.notLeader() })
 	if err != nil {
 		return nil, err
 	}
-	rep.rep = ctl
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	f := newFSM(rep, db, logf)
+	db, ctl, rep, f, eo := sm.db, sm.ctl, sm.rep, sm.fsm, sm.eo
 	n, err = openNode(dir, &o, f, func(n *Node) {
 		n.db, n.ctl, n.rep, n.fsm = db, ctl, rep, f
 		rep.start(n.rn.raft)
@@ -44,6 +33,36 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// stateMachineParts is a node's database as raft's state machine: the
+// engine's replica, the replicator the engine hands its commits to, and
+// the FSM that applies raft's entries to it.
+type stateMachineParts struct {
+	eo  engine.Options // the engine's options, Replicator set
+	db  *engine.DB
+	ctl *engine.Replica
+	rep *replicator
+	fsm *fsm
+}
+
+// openStateMachine opens a node's database and its state machine, as Open
+// and Recover run them; notLeader is the error a write gets while this
+// node does not lead. The caller closes db.
+func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, error) {
+	var sm stateMachineParts
+	if o.Engine != nil {
+		sm.eo = *o.Engine
+	}
+	sm.rep = newReplicator(o.WriteTimeout, notLeader)
+	sm.eo.Replicator = sm.rep
+	var err error
+	if sm.db, sm.ctl, err = engine.OpenReplica(&sm.eo); err != nil {
+		return stateMachineParts{}, err
+	}
+	sm.rep.rep = sm.ctl
+	sm.fsm = newFSM(sm.rep, sm.db, o.logf())
+	return sm, nil
 }
 
 // sweepEvery is how often the leader sweeps expired keys.

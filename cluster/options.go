@@ -43,17 +43,7 @@ var profiles = []Profile{ProfileDefault, ProfileLAN}
 // ParseProfile returns the profile a name gives; "" is ProfileDefault. An
 // unknown name is an error that wraps ErrInvalidOptions and lists the
 // known ones. Open checks Options.Profile with it.
-func ParseProfile(s string) (Profile, error) {
-	if s == "" {
-		return ProfileDefault, nil
-	}
-	for _, p := range profiles {
-		if s == string(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%w: unknown profile %.40q: give %s", ErrInvalidOptions, s, orList(profiles))
-}
+func ParseProfile(s string) (Profile, error) { return parseName(s, profiles, "profile") }
 
 // LogStore names the store that keeps a node's raft log and its stable
 // state (current term, vote).
@@ -80,16 +70,20 @@ var logStores = []LogStore{LogStoreBolt, LogStoreWAL}
 // ParseLogStore returns the log store a name gives; "" is LogStoreBolt.
 // An unknown name is an error that wraps ErrInvalidOptions and lists the
 // known ones. Open checks Options.LogStore with it.
-func ParseLogStore(s string) (LogStore, error) {
+func ParseLogStore(s string) (LogStore, error) { return parseName(s, logStores, "log store") }
+
+// parseName returns the one of known that s names, known[0] for "", or
+// an error that wraps ErrInvalidOptions and lists them.
+func parseName[T ~string](s string, known []T, what string) (T, error) {
 	if s == "" {
-		return LogStoreBolt, nil
+		return known[0], nil
 	}
-	for _, l := range logStores {
-		if s == string(l) {
-			return l, nil
+	for _, k := range known {
+		if s == string(k) {
+			return k, nil
 		}
 	}
-	return "", fmt.Errorf("%w: unknown log store %.40q: give %s", ErrInvalidOptions, s, orList(logStores))
+	return "", fmt.Errorf("%w: unknown %s %.40q: give %s", ErrInvalidOptions, what, s, orList(known))
 }
 
 // orList is names as "a, b or c".
@@ -291,6 +285,14 @@ func (o *Options) ioTimeout() time.Duration {
 		return 2 * time.Second
 	}
 	return 10 * time.Second
+}
+
+// logf returns Logf, or a function that logs nothing.
+func (o *Options) logf() func(string, ...any) {
+	if o.Logf == nil {
+		return func(string, ...any) {}
+	}
+	return o.Logf
 }
 
 // logWriter returns the writer raft's loggers write to.

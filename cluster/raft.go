@@ -57,19 +57,15 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	if err != nil {
 		return nil, err
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	n.store = &raftStore{logStore: inner, fault: o.storeFault, closing: closing, logf: logf,
+	n.store = &raftStore{logStore: inner, fault: o.storeFault, closing: closing, logf: o.logf(),
 		cut: func() { _ = m.Close() }}
-	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	snaps, err := openSnapStore(dir, o, fsm.tracker())
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+		return nil, err
 	}
-	n.snaps = snapStore{fss, fsm.tracker()}
+	n.snaps = snaps
 	if o.storeFault != nil {
-		n.snaps = faultySnaps{snapStore{fss, fsm.tracker()}, o.storeFault}
+		n.snaps = faultySnaps{snaps, o.storeFault}
 	}
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
 	trans := syncTransport{n.trans}
@@ -91,14 +87,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		}
 	}
 	if !exists && len(o.Peers) > 0 {
-		var cfg raft.Configuration
-		for _, p := range o.Peers {
-			cfg.Servers = append(cfg.Servers, raft.Server{
-				Suffrage: raft.Voter,
-				ID:       raft.ServerID(p.ID),
-				Address:  raft.ServerAddress(p.Addr),
-			})
-		}
+		cfg := voters(o.Peers)
 		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, trans, cfg); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
@@ -120,6 +109,24 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	return n, nil
+}
+
+// openSnapStore opens the raft snapshot store in dir.
+func openSnapStore(dir string, o *Options, t *appliedTracker) (snapStore, error) {
+	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	if err != nil {
+		return snapStore{}, fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	return snapStore{fss, t}, nil
+}
+
+// voters is the raft configuration whose voters are peers.
+func voters(peers []Peer) raft.Configuration {
+	var cfg raft.Configuration
+	for _, p := range peers {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+	}
+	return cfg
 }
 
 // syncTransport is raft's network transport without pipelined

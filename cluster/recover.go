@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
-	"github.com/livekv/livekv/engine"
 )
 
 // Errors of Recover.
@@ -97,23 +97,12 @@ func Recover(dir string, opts *Options, peers []Peer) error {
 
 // recoverDir is Recover once its arguments are checked.
 func recoverDir(dir string, o *Options, peers []Peer) (err error) {
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	var eo engine.Options
-	if o.Engine != nil {
-		eo = *o.Engine
-	}
-	rep := newReplicator(o.WriteTimeout, func() error { return ErrNotLeader })
-	eo.Replicator = rep
-	db, ctl, err := engine.OpenReplica(&eo)
+	sm, err := openStateMachine(o, func() error { return ErrNotLeader })
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	rep.rep = ctl
-	f := &recoverFSM{fsm: newFSM(rep, db, logf)}
+	defer func() { err = errors.Join(err, sm.db.Close()) }()
+	f := &recoverFSM{fsm: sm.fsm}
 	defer f.release()
 
 	logs, err := openLogStore(dir, o)
@@ -121,11 +110,10 @@ func recoverDir(dir string, o *Options, peers []Peer) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, logs.Close()) }()
-	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
+	snaps, err := openSnapStore(dir, o, f.tracker())
 	if err != nil {
-		return fmt.Errorf("cluster: open snapshots: %w", err)
+		return err
 	}
-	snaps := snapStore{fss, f.tracker()}
 	has, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: read raft state: %w", err)
@@ -137,10 +125,7 @@ func recoverDir(dir string, o *Options, peers []Peer) (err error) {
 	if err != nil {
 		return err
 	}
-	var cfg raft.Configuration
-	for _, p := range sortedPeers(peers) {
-		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
-	}
+	cfg := voters(sortedPeers(peers))
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(o.RaftAddr))
 	defer trans.Close()
 	if err := raft.RecoverCluster(o.raftConfig(), f, &cutLog{logStore: logs, last: cut}, logs, snaps, trans, cfg); err != nil {
@@ -149,7 +134,7 @@ func recoverDir(dir string, o *Options, peers []Peer) (err error) {
 	if err := f.err(); err != nil {
 		return fmt.Errorf("cluster: recover %s: %w", dir, err)
 	}
-	logf("cluster: recovered %s as %s with the voters %v; snapshot at raft index %d", dir, o.NodeID, peers, cut)
+	o.logf()("cluster: recovered %s as %s with the voters %v; snapshot at raft index %d", dir, o.NodeID, peers, cut)
 	return nil
 }
 
@@ -157,15 +142,7 @@ func recoverDir(dir string, o *Options, peers []Peer) (err error) {
 // recovered with the same list writes the same configuration.
 func sortedPeers(peers []Peer) []Peer {
 	s := slices.Clone(peers)
-	slices.SortFunc(s, func(a, b Peer) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 	return s
 }
 

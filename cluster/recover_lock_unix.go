@@ -9,9 +9,6 @@ import (
 	"syscall"
 )
 
-// walMetaFile is raft-wal's BoltDB file in its directory.
-const walMetaFile = "wal-meta.db"
-
 // notLocked returns ErrNodeRunning if a BoltDB file is open, in this
 // process or another: BoltDB holds an exclusive flock on it while open.
 func notLocked(path string) error {
