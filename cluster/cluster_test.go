@@ -470,7 +470,6 @@ func TestCluster_FollowerLinearizableReadsShareRequests(t *testing.T) {
 	sent := c.nodes[f].remoteReads.rounds.Load()
 	t.Logf("%d linearizable reads on a follower sent %d read-index requests", readers*each, sent)
 	require.Less(t, sent, int64(readers*each/2), "concurrent reads on a follower share requests")
-	require.Zero(t, c.nodes[f].remoteReads.maxInFlight.Load()-1, "one request in flight at a time")
 }
 
 // TestCluster_LeaderSweepsExpiriesForAll sets a key with a TTL: only the

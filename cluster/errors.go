@@ -89,12 +89,12 @@ var wireErrors = []struct {
 	code string
 	err  error
 }{
-	{"uncertain", ErrUncertain},
-	{"not_committed", ErrNotCommitted},
-	{"not_leader", ErrNotLeader},
-	{"no_leader", ErrNoLeader},
-	{"behind", ErrBehind},
-	{"closed", ErrClosed},
+	{wire.CodeUncertain, ErrUncertain},
+	{wire.CodeNotCommitted, ErrNotCommitted},
+	{wire.CodeNotLeader, ErrNotLeader},
+	{wire.CodeNoLeader, ErrNoLeader},
+	{wire.CodeBehind, ErrBehind},
+	{"closed", ErrClosed}, // not wire.CodeNodeClosed: earlier releases send "closed" between nodes
 	{"invalid_opts", ErrInvalidOptions},
 	{"not_found", engine.ErrNotFound},
 	{"conflict", engine.ErrConflict},

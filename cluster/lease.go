@@ -88,10 +88,7 @@ func (n *Node) leaseValid() bool {
 	if g == nil {
 		return false
 	}
-	// isReady, with the lease's term.
-	r := n.rn.raft
-	if n.readyTerm.Load() != g.term || r.CurrentTerm() != g.term || r.State() != raft.Leader ||
-		n.noLease.Load() == g.term || n.voters.Load() != g.voters {
+	if n.readyTerm.Load() != g.term || !n.isReady() || n.noLease.Load() == g.term || n.voters.Load() != g.voters {
 		return false
 	}
 	left := g.until - n.now()

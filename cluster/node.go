@@ -526,8 +526,8 @@ func (n *Node) catchUp() {
 		}
 		if !n.IsLeader() {
 			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
-			resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
-			if err == nil && n.waitReadIndex(ctx, readIndex{resp.Index, resp.Rev}) == nil {
+			ri, err := n.remoteReadIndex(ctx)
+			if err == nil && n.waitReadIndex(ctx, ri) == nil {
 				n.setServed()
 			}
 			cancel()

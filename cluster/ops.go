@@ -243,8 +243,6 @@ func ParseConsistency(s string) (Consistency, error) {
 	return 0, fmt.Errorf("%w: unknown consistency %.40q: give linearizable, leader or stale", ErrInvalidOptions, s)
 }
 
-// A ReadOption modifies a read: a Consistency, MinRevision, or several
-// combined with Read.
 // ReadOption is a read's consistency level or MinRevision; the options
 // are this package's types, matched by readConfig.add.
 type ReadOption interface{ readOption() }
@@ -287,6 +285,10 @@ func (c *readConfig) add(opts []ReadOption) {
 // Read combines read options into one.
 func Read(opts ...ReadOption) ReadOption { return readOptions(opts) }
 
+// errNotCaughtUp refuses a read on a node that has not caught up with the
+// leader since it started.
+var errNotCaughtUp = fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+
 // readReady waits until a read with opts may run here. A read that
 // needs no wait (a stale read on a node that has caught up, with a
 // minimum revision it has applied) takes no timer, context or
@@ -321,7 +323,7 @@ func (n *Node) readyFor(c readConfig) error {
 			return nil
 		}
 		if !n.served.Load() && c.minRev == 0 {
-			return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+			return errNotCaughtUp
 		}
 	default:
 		return fmt.Errorf("%w: consistency %d", ErrInvalidOptions, c.level)
@@ -340,7 +342,7 @@ func (n *Node) readyFor(c readConfig) error {
 		case <-n.caughtUp:
 		case <-ctx.Done():
 			if !n.served.Load() {
-				return fmt.Errorf("%w: this node has not caught up with the leader since it started", ErrBehind)
+				return errNotCaughtUp
 			}
 		}
 	}

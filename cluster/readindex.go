@@ -89,9 +89,7 @@ type remoteRounds struct {
 	busy bool         // a request is in flight
 	next *remoteRound // the round that starts when the running one ends
 
-	rounds      atomic.Int64 // requests sent, for tests
-	inFlight    atomic.Int32 // requests in flight, for tests
-	maxInFlight atomic.Int32 // the most ever in flight at once, for tests
+	rounds atomic.Int64 // requests sent, for tests
 }
 
 type remoteRound struct {
@@ -133,11 +131,7 @@ func (n *Node) remoteReadIndex(ctx context.Context) (readIndex, error) {
 func (n *Node) runRemoteRound(ctx context.Context, r *remoteRound) {
 	v := &n.remoteReads
 	v.rounds.Add(1)
-	if k := v.inFlight.Add(1); k > v.maxInFlight.Load() {
-		v.maxInFlight.Store(k)
-	}
 	resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
-	v.inFlight.Add(-1)
 	if err == nil {
 		r.ri = readIndex{resp.Index, resp.Rev}
 	}
