@@ -38,9 +38,10 @@ func clusterRecover(args []string) error {
 		return badUsage(fs, "give the surviving voters with --peers ID=HOST:PORT,...")
 	case *node == "" && *raftAddr == "":
 		return badUsage(fs, "give the node's ID with --node")
-	case *raftLog != "" && *raftLog != string(cluster.LogStoreBolt) && *raftLog != string(cluster.LogStoreWAL):
-		return badUsage(fs, fmt.Sprintf("--raft-log: unknown log store %q: give bolt or wal", *raftLog))
 	}
+	// An unknown --raft-log is cluster.ErrInvalidOptions from Recover
+	// (cluster.ParseLogStore), a bad command line below; "" means the
+	// store the folder holds.
 	list, err := cf.peerList()
 	if err != nil {
 		return badUsage(fs, err.Error())
