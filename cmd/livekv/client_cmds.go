@@ -181,7 +181,9 @@ func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	c, err := kvclient.Dial(ctx, u, o)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+	// The hint probes the one address given; with several, the error
+	// is the last one's, and a probe of the first would mislead.
+	if err != nil && len(urls) == 1 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, kvclient.ErrUnauthorized) && !errors.Is(err, kvclient.ErrForbidden) {
 		if hint := tlsHint(u); hint != "" {
 			err = fmt.Errorf("%w\n(%s)", err, hint)
