@@ -481,13 +481,14 @@ func clusterWrites(c *benchCluster, follower bool, w int, d time.Duration, timed
 }
 
 // retryCase runs a case, and runs it again while a change of leader
-// interrupts it, up to caseAttempts times in all, telling again why each
-// time. Any other error ends it at once. A figure thus never includes
-// retried writes.
+// interrupts it (a write refused for it, or errLeaderMoved), up to
+// caseAttempts times in all, telling again why each time. Any other error
+// ends it at once. A figure thus never includes retried writes, nor a
+// read case that saw an election.
 func retryCase(run func() (driven, error), again func(error)) (driven, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := run()
-		if err == nil || !retryableWrite(err) || attempt == caseAttempts {
+		if err == nil || !retryableWrite(err) && !errors.Is(err, errLeaderMoved) || attempt == caseAttempts {
 			return res, err
 		}
 		again(err)
@@ -638,11 +639,9 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 		for _, g := range []int{1, 8, 64} {
 			for _, rd := range readers {
 				progress(fmt.Sprintf("run %d of %d, goroutines=%d, %s", r+1, cfg.runs, g, rd.name))
-				d, err := readCase(rd, g)
-				for attempt := 2; errors.Is(err, errLeaderMoved) && attempt <= caseAttempts; attempt++ {
-					progress(fmt.Sprintf("run %d of %d, goroutines=%d, %s: the leader changed, again", r+1, cfg.runs, g, rd.name))
-					d, err = readCase(rd, g)
-				}
+				d, err := retryCase(func() (driven, error) { return readCase(rd, g) }, func(err error) {
+					progress(fmt.Sprintf("run %d of %d, goroutines=%d, %s: %v, again", r+1, cfg.runs, g, rd.name, err))
+				})
 				if err != nil {
 					return nil, fmt.Errorf("%s, goroutines=%d: %w", rd.name, g, err)
 				}
