@@ -14,8 +14,9 @@ import (
 )
 
 // The benchmarks run 3 nodes in the test process over plain TCP on
-// 127.0.0.1 (no fault proxies), with the LAN profile and the default
-// (bolt) raft log. Each top-level benchmark starts one cluster and its
+// 127.0.0.1 (no fault proxies), with the default (bolt) raft log: the
+// read benchmarks with the default timing profile, BenchmarkReplicatedSet
+// with the LAN profile. Each top-level benchmark starts one cluster and its
 // sub-benchmarks share it. Run them with, for example:
 //
 //	go test -run '^$' -bench . -benchtime 1s -count 5 ./cluster/
