@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,23 +97,17 @@ func (f *clientFlags) parse(args []string, minArgs, maxArgs int) ([]string, erro
 }
 
 // negative marks an argument that is a negative number, such as incr's
-// DELTA, or that follows --, so that flag parsing does not take it for a
-// flag.
+// DELTA, so that flag parsing does not take it for a flag.
 const negative = "\x00"
 
 // protectNegatives marks the negative numbers in args that are arguments,
-// not the values of flags (--limit -1 stays as it is), and every argument
-// after --: parseArgs parses flags again after each argument, and the
-// flag package forgets the -- it has passed.
+// not the values of flags (--limit -1 stays as it is), up to -- (after
+// it parseArgs takes every argument as it is).
 func protectNegatives(fs *flag.FlagSet, args []string) []string {
-	out := make([]string, len(args))
+	out := slices.Clone(args)
 	takesValue := false // the previous token is a flag whose value is this one
 	for i, a := range args {
-		out[i] = a
 		if a == "--" && !takesValue {
-			for j := i + 1; j < len(args); j++ {
-				out[j] = negative + args[j]
-			}
 			break
 		}
 		if _, err := strconv.ParseInt(a, 10, 64); err == nil && strings.HasPrefix(a, "-") && !takesValue {

@@ -134,12 +134,15 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			}
 			return nil, badUsage(fs, err.Error())
 		}
+		if n := len(args) - len(fs.Args()); n > 0 && args[n-1] == "--" {
+			// Parse stopped at --: the rest are arguments, even those
+			// that start with - (it forgets the -- it passed, so this
+			// loop must not parse them again).
+			return append(rest, fs.Args()...), nil
+		}
 		args = fs.Args()
 		if len(args) == 0 {
 			return rest, nil
-		}
-		if args[0] == "--" { // the rest are arguments, even those that start with -
-			return append(rest, args[1:]...), nil
 		}
 		rest = append(rest, strings.TrimPrefix(args[0], negative))
 		args = args[1:]

@@ -110,10 +110,12 @@ func TestUsage(t *testing.T) {
 		{"cluster"}, {"cluster", "frob"}, {"cluster", "remove"}, {"cluster", "status", "x"},
 		{"cluster", "transfer", "a", "b"}, {"cluster", "status", "--bogus"}, {"cluster", "status", "--timeout", "0s"},
 		{"version", "--bogus"},
+		{"check", "--", "-x", "-y"}, // after --, arguments (two: one too many), not flags
 	} {
 		stdout, stderr, code := c.run(args...)
 		require.Equal(t, 2, code, "%v: %s", args, stderr)
 		require.Equal(t, 1, strings.Count(stderr, "usage: livekv "+args[0]), "%v: the usage once: %s", args, stderr)
+		require.NotContains(t, stderr, "flag provided but not defined: -y", "%v: an argument after -- taken for a flag", args)
 		require.Equal(t, 1, strings.Count(stderr, "livekv "+args[0]+": "), "%v: the error once: %s", args, stderr)
 		require.Empty(t, stdout, "%v", args)
 	}
