@@ -68,8 +68,12 @@ func writeDBXHTTPError(w http.ResponseWriter, status int, e *dbxError) {
 	}{e.Code, e.Message, status})
 }
 
-// dbxCode is the DBX error code of an error that has an HPKV code.
+// dbxCode is the DBX error code of an error that has an HPKV code. A
+// cluster node's refusal keeps its own code (errorCode), as in HPKV.
 func dbxCode(code int, err error) string {
+	if c, s := errorCode(err); s != 0 {
+		return c
+	}
 	switch code {
 	case http.StatusBadRequest:
 		switch {
@@ -114,9 +118,6 @@ func toDBXError(err error) *dbxError {
 		return de
 	}
 	rep := readError(err)
-	if rep.ErrorCode != "" { // a cluster refusal: DBX's code is the same
-		return &dbxError{Code: rep.ErrorCode, Message: rep.Error}
-	}
 	return &dbxError{Code: dbxCode(rep.Code, err), Message: rep.Error}
 }
 
@@ -201,13 +202,9 @@ func (c *conn) dbxSubscribe(p *dbxParams) (any, *dbxError) {
 }
 
 // dbxWireError is the DBX error of a wireError, about subscription sub if
-// not 0. A cluster node's refusal has its own code, as in toDBXError.
+// not 0.
 func dbxWireError(sub int64, e *wireError) *dbxError {
-	code := e.errorCode
-	if code == "" {
-		code = dbxCode(e.code, e.err)
-	}
-	return &dbxError{Code: code, Message: e.msg, SubscriptionID: sub, Oldest: e.oldest, Revision: e.revision}
+	return &dbxError{Code: dbxCode(e.code, e.err), Message: e.msg, SubscriptionID: sub, Oldest: e.oldest, Revision: e.revision}
 }
 
 func (dbxDialect) notification(sub int64, tagged bool, ev *engine.Event) any {
