@@ -81,8 +81,8 @@ func readRevision(r reads, rev int64) int64 {
 	return rev
 }
 
-// session is the highest revision a connection has been sent, for its
-// session reads.
+// noteSeen records rev as sent to the connection: its session, for its
+// session reads, is the highest revision sent.
 func (c *conn) noteSeen(rev int64) {
 	for {
 		s := c.session.Load()

@@ -122,9 +122,9 @@ type notSent struct{ error }
 
 func (e notSent) Unwrap() error { return e.error }
 
-// forget sends req, whose reply nobody waits for (an unsubscribe), from a
-// goroutine of its own: the reader must never wait on a write.
-func (cn *conn) forget(req request) {
+// sendUnsubscribe sends an unsubscribe of id, whose reply nobody waits for,
+// from a goroutine of its own: the reader must never wait on a write.
+func (cn *conn) sendUnsubscribe(id int64) {
 	c := cn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -134,11 +134,7 @@ func (cn *conn) forget(req request) {
 	c.wg.Add(1) // under mu, so never once Close waits
 	go func() {
 		defer cn.c.wg.Done()
-		cl := &call{reply: make(chan message, 1)}
-		if req.Op == wire.OpUnsubscribe {
-			cl.unsub = req.SubscriptionID
-		}
-		cn.send(req, cl)
+		cn.send(request{Op: wire.OpUnsubscribe, SubscriptionID: id}, &call{reply: make(chan message, 1), unsub: id})
 	}()
 }
 
@@ -284,7 +280,7 @@ func (cn *conn) subscribed(m message, cl *call) {
 		cn.mu.Lock()
 		cn.retired[id] = true
 		cn.mu.Unlock()
-		cn.forget(request{Op: wire.OpUnsubscribe, SubscriptionID: id})
+		cn.sendUnsubscribe(id)
 		return
 	}
 	cn.mu.Lock()
@@ -306,6 +302,6 @@ func (cn *conn) unsubscribe(id int64) {
 	}
 	cn.mu.Unlock()
 	if ok {
-		cn.forget(request{Op: wire.OpUnsubscribe, SubscriptionID: id})
+		cn.sendUnsubscribe(id)
 	}
 }
