@@ -271,6 +271,7 @@ func (o *Options) withDefaults() (Options, error) {
 // use.
 type Adapter struct {
 	db   Store
+	pia  putIfAbsenter // db, when it has PutIfAbsent; else nil
 	opts Options
 
 	mu       sync.Mutex
@@ -293,6 +294,7 @@ func New(db Store, opts *Options) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}
+	a.pia, _ = db.(putIfAbsenter)
 	a.tokens.subs = make(map[string]int)
 	return a, nil
 }

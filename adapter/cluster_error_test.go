@@ -242,11 +242,19 @@ func TestDBX_SingleWritesNeedNoTransaction(t *testing.T) {
 }
 
 // TestDBX_SingleWritesAsInATransaction runs the same DBX writes through
-// the single-write methods (no Quota) and through a transaction (with a
-// Quota, which needs one): the replies and the data are the same.
+// the single-write methods (no Quota), through a transaction (with a
+// Quota, which needs one), and with setnx in a transaction (a Store
+// without PutIfAbsent): the replies and the data are the same.
 func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 	single := newFixture(t, nil)
 	inTx := newFixture(t, &adapter.Options{Quota: &recordingQuota{}})
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	a, err := adapter.New(struct{ adapter.Store }{db}, &adapter.Options{APIKeys: []string{apiKey}})
+	require.NoError(t, err)
+	noPIA := &fixture{t: t, db: db, a: a}
+	noPIA.serve()
 	reqs := []struct {
 		method string
 		params any
@@ -265,8 +273,9 @@ func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 		{"string.delete", obj{"key": "k"}},
 		{"string.ttl", obj{"key": "t"}},
 	}
-	var replies [2][]map[string]any
-	for i, f := range []*fixture{single, inTx} {
+	fixtures := []*fixture{single, inTx, noPIA}
+	var replies [3][]map[string]any
+	for i, f := range fixtures {
 		c := f.dbx("api_key=" + apiKey)
 		for _, r := range reqs {
 			m := c.call(r.method, r.params)
@@ -274,14 +283,16 @@ func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 			replies[i] = append(replies[i], m)
 		}
 	}
-	require.Equal(t, replies[0], replies[1])
-	require.Equal(t, single.db.Revision(), inTx.db.Revision())
-	for _, k := range []string{"k", "t", "s", "c"} {
-		a, aerr := single.db.Get(k)
-		b, berr := inTx.db.Get(k)
-		require.Equal(t, aerr, berr, k)
-		require.Equal(t, a.Value, b.Value, k)
-		require.Equal(t, a.Revision, b.Revision, k)
+	for i, f := range fixtures[1:] {
+		require.Equal(t, replies[0], replies[i+1], i+1)
+		require.Equal(t, single.db.Revision(), f.db.Revision())
+		for _, k := range []string{"k", "t", "s", "c"} {
+			a, aerr := single.db.Get(k)
+			b, berr := f.db.Get(k)
+			require.Equal(t, aerr, berr, k)
+			require.Equal(t, a.Value, b.Value, k)
+			require.Equal(t, a.Revision, b.Revision, k)
+		}
 	}
 }
 

@@ -304,14 +304,6 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		write = write || dbxMethods[op.Method].write
 	}
 	failed = -1
-	if !batch && write && a.opts.Quota == nil {
-		if res, rev, ok, err := a.dbxSingle(&ops[0]); ok {
-			if err != nil {
-				return nil, 0, fail(err)
-			}
-			return []any{res}, rev, nil
-		}
-	}
 	st := &dbxTx{a: a, ac: ac}
 	results := make([]any, len(ops))
 	var changed []bool // which operations wrote; reads need not know
@@ -349,7 +341,14 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		}
 		return results, seen, nil
 	}
-	rev, err := a.db.Update(fn)
+	var rev int64
+	var err error
+	if !batch && a.direct(&ops[0]) {
+		err = fn(nil)
+		rev = st.rev
+	} else {
+		rev, err = a.db.Update(fn)
+	}
 	if err != nil {
 		return nil, 0, fail(err)
 	}
@@ -406,6 +405,7 @@ type dbxTx struct {
 	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
 	writes       int           // writes run
 	written      int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
+	rev          int64         // without a transaction (tx nil): the revision the write committed at
 }
 
 type quotaCharge struct {
@@ -539,59 +539,59 @@ type putIfAbsenter interface {
 	PutIfAbsent(key, value string, o *engine.SetOptions) (engine.Item, error)
 }
 
-// dbxSingle runs a request of one write with the Store's method for it,
-// when there is one, and reports whether it did: set, setnx, delete and
-// the increments. A cluster node forwards these from a follower to the
-// leader, while it refuses Update (it cannot ship a closure) off the
-// leader. Its result and revision are those exec gives in a transaction.
-// Writes that read first (append, expire), several keys and a Quota's
-// measures need the transaction.
-func (a *Adapter) dbxSingle(op *dbxOp) (res map[string]any, rev int64, ok bool, err error) {
-	p := &op.Params
-	switch op.Method {
-	case "string.set":
-		it, err := a.db.Set(p.Key, p.Value, setOpts(p.TTL))
-		if err != nil {
-			return nil, 0, true, err
-		}
-		return map[string]any{"success": true, "key": p.Key, "revision": it.Revision}, it.Revision, true, nil
-	case "string.setnx":
-		pia, has := a.db.(putIfAbsenter)
-		if !has {
-			return nil, 0, false, nil
-		}
-		it, err := pia.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
-		switch {
-		case errors.Is(err, engine.ErrConflict):
-			return map[string]any{"success": true, "created": false}, 0, true, nil
-		case err != nil:
-			return nil, 0, true, err
-		}
-		return map[string]any{"success": true, "created": true, "revision": it.Revision}, it.Revision, true, nil
-	case "string.delete":
-		rev, err := a.db.Delete(p.Key)
-		switch {
-		case errors.Is(err, engine.ErrNotFound):
-			return map[string]any{"success": true, "deleted": false}, 0, true, nil
-		case err != nil:
-			return nil, 0, true, err
-		}
-		return map[string]any{"success": true, "deleted": true, "revision": rev}, rev, true, nil
-	case "string.incr", "string.incrby", "string.decr", "string.decrby":
-		d, err := dbxDelta(op)
-		if err != nil {
-			return nil, 0, true, err
-		}
-		n, rev, err := a.db.Increment(p.Key, d)
-		if err != nil {
-			return nil, 0, true, err
-		}
-		return map[string]any{"value": n, "revision": rev}, rev, true, nil
-	}
-	return nil, 0, false, nil
+// direct reports whether op, a request's one operation, runs without a
+// transaction (exec with a nil tx), with the Store's method for it, as
+// Adapter.write runs a write without a Quota: set, setnx (when the Store
+// has PutIfAbsent), delete and the increments. A cluster node forwards
+// these from a follower to the leader, while it refuses Update (it cannot
+// ship a closure) off the leader. Writes that read first (append,
+// expire), several keys and a Quota's measures need the transaction.
+func (a *Adapter) direct(op *dbxOp) bool {
+	return a.opts.Quota == nil && dbxMethods[op.Method].single && (op.Method != "string.setnx" || a.pia != nil)
 }
 
-// exec runs one operation.
+// set, putIfAbsent, del and increment are the writes exec runs without a
+// transaction (see direct) when st.tx is nil, with the Store's methods;
+// st.rev is then the revision they committed at.
+func (st *dbxTx) set(key, value string, o *engine.SetOptions) error {
+	if st.tx != nil {
+		_, err := st.tx.Set(key, value, o)
+		return err
+	}
+	it, err := st.a.db.Set(key, value, o)
+	st.rev = it.Revision
+	return err
+}
+
+func (st *dbxTx) putIfAbsent(key, value string, o *engine.SetOptions) error {
+	if st.tx != nil {
+		_, err := st.tx.PutIfAbsent(key, value, o)
+		return err
+	}
+	it, err := st.a.pia.PutIfAbsent(key, value, o)
+	st.rev = it.Revision
+	return err
+}
+
+func (st *dbxTx) del(key string) error {
+	if st.tx != nil {
+		return st.tx.Delete(key)
+	}
+	var err error
+	st.rev, err = st.a.db.Delete(key)
+	return err
+}
+
+func (st *dbxTx) increment(key string, d int64) (n int64, err error) {
+	if st.tx != nil {
+		return st.tx.Increment(key, d)
+	}
+	n, st.rev, err = st.a.db.Increment(key, d)
+	return n, err
+}
+
+// exec runs one operation, in st.tx; a single write (see direct) may run
+// without one, tx nil.
 func (st *dbxTx) exec(op *dbxOp) (any, error) {
 	tx, p := st.tx, &op.Params
 	switch op.Method {
@@ -647,7 +647,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		if err := st.wrote(p.Key, len(p.Value)); err != nil {
 			return nil, err
 		}
-		err := st.write(p.Key, func() error { _, err := tx.Set(p.Key, p.Value, setOpts(p.TTL)); return err })
+		err := st.write(p.Key, func() error { return st.set(p.Key, p.Value, setOpts(p.TTL)) })
 		return map[string]any{"success": true, "key": p.Key}, err
 	case "string.setnx":
 		created := true
@@ -655,7 +655,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			return nil, err
 		}
 		err := st.write(p.Key, func() error {
-			_, err := tx.PutIfAbsent(p.Key, p.Value, setOpts(p.TTL))
+			err := st.putIfAbsent(p.Key, p.Value, setOpts(p.TTL))
 			if errors.Is(err, engine.ErrConflict) {
 				created, err = false, nil
 			}
@@ -669,7 +669,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 			return nil, err
 		}
 		err := st.write(p.Key, func() error {
-			err := tx.Delete(p.Key)
+			err := st.del(p.Key)
 			if errors.Is(err, engine.ErrNotFound) {
 				deleted, err = false, nil
 			}
@@ -686,7 +686,7 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 		if err := st.wrote(p.Key, len("-9223372036854775808")); err != nil {
 			return nil, err
 		}
-		err = st.write(p.Key, func() (err error) { n, err = tx.Increment(p.Key, d); return err })
+		err = st.write(p.Key, func() (err error) { n, err = st.increment(p.Key, d); return err })
 		return map[string]any{"value": n}, err
 	case "string.append":
 		var n int

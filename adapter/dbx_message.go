@@ -44,14 +44,14 @@ const (
 // spellings of DBX's per-type pages map onto them (dbxUpper).
 var dbxMethods = map[string]dbxMethod{
 	"string.get":     {needKey: true},
-	"string.set":     {needKey: true, needValue: true, ttl: true, write: true},
-	"string.setnx":   {needKey: true, needValue: true, ttl: true, write: true},
-	"string.delete":  {needKey: true, write: true},
+	"string.set":     {needKey: true, needValue: true, ttl: true, write: true, single: true},
+	"string.setnx":   {needKey: true, needValue: true, ttl: true, write: true, single: true},
+	"string.delete":  {needKey: true, write: true, single: true},
 	"string.exists":  {needKey: true},
-	"string.incr":    {needKey: true, write: true},
-	"string.incrby":  {needKey: true, amount: true, write: true},
-	"string.decr":    {needKey: true, write: true},
-	"string.decrby":  {needKey: true, amount: true, write: true},
+	"string.incr":    {needKey: true, write: true, single: true},
+	"string.incrby":  {needKey: true, amount: true, write: true, single: true},
+	"string.decr":    {needKey: true, write: true, single: true},
+	"string.decrby":  {needKey: true, amount: true, write: true, single: true},
 	"string.append":  {needKey: true, needValue: true, write: true},
 	"string.strlen":  {needKey: true},
 	"string.mget":    {keys: true},
@@ -85,6 +85,7 @@ type dbxMethod struct {
 	pattern            bool // pattern, cursor, count
 	message            bool // message, echoed (ping)
 	write              bool // it writes: a batch holding one runs as a write transaction
+	single             bool // one write the Store has a method for: alone, it may run without a transaction (Adapter.direct)
 	alone              bool // not inside a batch
 	operations         bool // operations: batch's, decoded only for it, so that nothing nests
 }
