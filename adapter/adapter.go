@@ -270,9 +270,10 @@ func (o *Options) withDefaults() (Options, error) {
 // Adapter is an http.Handler serving one DB. It is safe for concurrent
 // use.
 type Adapter struct {
-	db   Store
-	pia  putIfAbsenter // db, when it has PutIfAbsent; else nil
-	opts Options
+	db      Store
+	pia     putIfAbsenter // db, when it has PutIfAbsent; else nil
+	leveler ReadLeveler   // db, when it reads at levels; else nil, and every level reads the same
+	opts    Options
 
 	mu       sync.Mutex
 	closing  bool               // guarded by mu
@@ -295,6 +296,7 @@ func New(db Store, opts *Options) (*Adapter, error) {
 	}
 	a := &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}
 	a.pia, _ = db.(putIfAbsenter)
+	a.leveler, _ = db.(ReadLeveler)
 	a.tokens.subs = make(map[string]int)
 	return a, nil
 }

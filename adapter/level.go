@@ -57,14 +57,13 @@ func (e *readLevelError) Unwrap() error { return e.err }
 // through. The session level (and no level) is a stale read after minRev,
 // which the caller has raised to its session's revision.
 func (a *Adapter) reader(level string, minRev int64) (reads, error) {
-	lr, ok := a.db.(ReadLeveler)
-	if !ok {
+	if a.leveler == nil {
 		return a.db, nil
 	}
 	if level == "" || level == LevelSession {
 		level = LevelStale
 	}
-	r, err := lr.ReadAt(level, minRev)
+	r, err := a.leveler.ReadAt(level, minRev)
 	if err != nil {
 		return nil, &readLevelError{err}
 	}
@@ -82,8 +81,12 @@ func readRevision(r reads, rev int64) int64 {
 }
 
 // noteSeen records rev as sent to the connection: its session, for its
-// session reads, is the highest revision sent.
+// session reads, is the highest revision sent. A store without levels
+// (a DB) ignores the revision a read asks for, so none is kept for it.
 func (c *conn) noteSeen(rev int64) {
+	if c.a.leveler == nil {
+		return
+	}
 	for {
 		s := c.session.Load()
 		if rev <= s || c.session.CompareAndSwap(s, rev) {

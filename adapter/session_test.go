@@ -1,0 +1,39 @@
+package adapter
+
+import (
+	"testing"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// levels is a DB that reads at levels (every one the same), as a cluster
+// node's handle does.
+type levels struct{ *engine.DB }
+
+func (s levels) ReadAt(string, int64) (Reader, error) { return s.DB, nil }
+
+// TestNoteSeen_OnlyWithLevels: a connection keeps its session (the
+// highest revision it was sent) only for a store that reads at levels; a
+// DB ignores the revision a read asks for, and a connection to one does
+// no work per notification or reply to keep it.
+func TestNoteSeen_OnlyWithLevels(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, tc := range []struct {
+		store Store
+		want  int64
+	}{{db, 2}, {levels{db}, 7}} {
+		a, err := New(tc.store, &Options{APIKeys: []string{"k"}})
+		require.NoError(t, err)
+		c := &conn{a: a}
+		c.session.Store(2) // the dial's minRevision
+		c.noteSeen(7)
+		c.noteSeen(5)
+		require.Equal(t, tc.want, c.session.Load(), "%T", tc.store)
+		r, err := a.reader(LevelLinearizable, 99)
+		require.NoError(t, err)
+		require.Same(t, db, r.(interface{ Revision() int64 }), "%T", tc.store)
+	}
+}
