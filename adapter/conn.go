@@ -437,11 +437,25 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 	return id, s.Revision(), nil
 }
 
-// subscriptionError is the wireError of a subscription that did not start
-// or that ended by itself. A cluster node's error (no leader, behind the
-// revision asked for, closing) has the status and code it has for a
-// request: 503, and the client resumes elsewhere or later.
+// subscriptionError is the wireError of a subscription that did not
+// start: one of subscriptionEnd's, or 503 for a closed DB, or 400.
 func subscriptionError(err error) *wireError {
+	if e := subscriptionEnd(err); e != nil {
+		return e
+	}
+	if errors.Is(err, engine.ErrClosed) {
+		return &wireError{code: http.StatusServiceUnavailable, msg: err.Error(), err: err}
+	}
+	return &wireError{code: http.StatusBadRequest, msg: err.Error(), err: err}
+}
+
+// subscriptionEnd is the wireError of a subscription that ended by
+// itself, which the client is told of, or nil for one that was closed
+// (unsubscribed, or its connection or DB closing). A cluster node's error
+// (no leader, behind the revision asked for, closing) has the status and
+// code it has for a request: 503, and the client resumes elsewhere or
+// later.
+func subscriptionEnd(err error) *wireError {
 	var compacted *pubsub.CompactedError
 	var undecided *pubsub.PatternTimeoutError
 	if code, status := errorCode(err); status != 0 {
@@ -455,10 +469,8 @@ func subscriptionError(err error) *wireError {
 		// the pattern and the revision, not the key, which the client may
 		// not be allowed to see.
 		return &wireError{code: http.StatusBadRequest, msg: err.Error(), revision: undecided.Revision - 1, err: err}
-	case errors.Is(err, engine.ErrClosed):
-		return &wireError{code: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 	}
-	return &wireError{code: http.StatusBadRequest, msg: err.Error(), err: err}
+	return nil
 }
 
 // reserve counts a subscription of n patterns against the connection's
@@ -540,11 +552,8 @@ func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
 	// A subscription that fell behind the history, one of whose regexes
 	// could not decide on a key, or one a cluster node ended (it has had
 	// no leader for a while), says so, once.
-	var compacted *pubsub.CompactedError
-	var undecided *pubsub.PatternTimeoutError
-	err := s.Err()
-	if _, status := errorCode(err); status != 0 || errors.As(err, &compacted) || errors.As(err, &undecided) {
-		c.answer(c.d.failure(id, subscriptionError(err)))
+	if e := subscriptionEnd(s.Err()); e != nil {
+		c.answer(c.d.failure(id, e))
 	}
 }
 
