@@ -361,12 +361,16 @@ func (c *Client) dropped(cn *conn) {
 // go to the next node (the calls under way on cn fail with
 // ErrConnectionLost); otherwise they are tried on cn again, with backoff.
 func (c *Client) moveOn(cn *conn, why error) {
-	if len(c.urls) > 1 {
+	if c.movesAway() {
 		cn.fail(fmt.Errorf("livekv client: moving to another node: %w", why))
 		return
 	}
 	c.wake()
 }
+
+// movesAway reports whether moveOn drops the connection: there are other
+// URLs to go to.
+func (c *Client) movesAway() bool { return len(c.urls) > 1 }
 
 func (c *Client) wake() {
 	select {

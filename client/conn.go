@@ -294,14 +294,20 @@ func (cn *conn) subscribed(m message, cl *call) {
 // unsubscribe stops the server's subscription id; its notifications still
 // on the way are dropped.
 func (cn *conn) unsubscribe(id int64) {
+	if cn.retire(id) {
+		cn.sendUnsubscribe(id)
+	}
+}
+
+// retire forgets the server's subscription id, dropping its notifications
+// still on the way, and reports whether cn had it.
+func (cn *conn) retire(id int64) bool {
 	cn.mu.Lock()
+	defer cn.mu.Unlock()
 	_, ok := cn.subs[id]
 	if ok {
 		delete(cn.subs, id)
 		cn.retired[id] = true
 	}
-	cn.mu.Unlock()
-	if ok {
-		cn.sendUnsubscribe(id)
-	}
+	return ok
 }

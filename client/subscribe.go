@@ -311,7 +311,13 @@ func (s *Subscription) resume(cn *conn, why error) {
 	if !ours {
 		return
 	}
-	cn.unsubscribe(id) // it holds its place on the server until then
+	if cn.c.movesAway() {
+		// cn is dropped next, and the server's subscription ends with
+		// it: an unsubscribe sent there would only race the close.
+		cn.retire(id)
+	} else {
+		cn.unsubscribe(id) // it holds its place on the server until then
+	}
 	cn.c.moveOn(cn, why)
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,4 +125,81 @@ func TestSubscription_ResumesAfterANodeEndsIt(t *testing.T) {
 	s.mu.Lock()
 	require.Empty(t, s.subs, "not subscribed again")
 	s.mu.Unlock()
+}
+
+// TestSubscription_UnsubscribesOnlyWhereItStays: a subscription a server
+// ends with a cluster node's error (503 no_leader) is unsubscribed on
+// that server when the client stays there (it knows no other), since the
+// server holds it against the connection's caps until then; a client
+// that moves to another node drops the connection instead, which ends it
+// there, and sends no unsubscribe on it. Both resume with no gap.
+func TestSubscription_UnsubscribesOnlyWhereItStays(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := ctxT(t)
+	// serve serves store, counting the unsubscribes it answers.
+	serve := func(store adapter.Store) (string, *atomic.Int64) {
+		var unsubs atomic.Int64
+		a, err := adapter.New(store, &adapter.Options{APIKeys: []string{apiKey}, OnRequest: func(op string, code int) {
+			if op == adapter.OpUnsubscribe {
+				unsubs.Add(1)
+			}
+		}})
+		require.NoError(t, err)
+		mux := http.NewServeMux()
+		mux.Handle("/kv/", http.StripPrefix("/kv", a))
+		srv := httptest.NewServer(mux)
+		t.Cleanup(func() {
+			require.NoError(t, a.Shutdown(context.Background()))
+			srv.Close()
+		})
+		return srv.URL + "/kv", &unsubs
+	}
+	stays, moves := &endingDB{DB: db}, &endingDB{DB: db}
+	staysURL, staysUnsubs := serve(stays)
+	movesURL, movesUnsubs := serve(moves)
+	otherURL, _ := serve(db)
+
+	opts := client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	solo, err := client.Dial(ctx, staysURL, &opts)
+	require.NoError(t, err)
+	defer solo.Close()
+	opts.URLs = []string{otherURL}
+	moving, err := client.Dial(ctx, movesURL, &opts)
+	require.NoError(t, err)
+	defer moving.Close()
+	var subs []*client.Subscription
+	for _, c := range []*client.Client{solo, moving} {
+		sub, err := c.Subscribe(ctx, []string{"k:*"}, nil)
+		require.NoError(t, err)
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+
+	var want []client.Event
+	write := func(k, v string) {
+		it, err := db.Set(k, v, nil)
+		require.NoError(t, err)
+		want = append(want, client.Event{Key: k, Value: v, Revision: it.Revision})
+	}
+	write("k:0", "before")
+	stays.end(cluster.ErrNoLeader, nil)
+	moves.end(cluster.ErrNoLeader, nil)
+	write("k:1", "meanwhile")
+	require.Eventually(t, func() bool { return staysUnsubs.Load() == 1 }, 10*time.Second, time.Millisecond,
+		"the client that stays unsubscribed the ended subscription")
+	write("k:2", "after")
+	for i, sub := range subs {
+		var got []client.Event
+		for len(got) < len(want) {
+			ev, err := sub.Next(ctx)
+			require.NoError(t, err, "subscriber %d after %d events", i, len(got))
+			ev.Time = time.Time{}
+			got = append(got, ev)
+		}
+		require.Equal(t, want, got, "subscriber %d", i)
+	}
+	require.Zero(t, movesUnsubs.Load(), "no unsubscribe on the connection dropped")
+	require.EqualValues(t, 1, staysUnsubs.Load())
 }
