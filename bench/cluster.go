@@ -544,16 +544,12 @@ func loadBatches(update func(func(tx *engine.Tx) error) (int64, error), keys []s
 func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err error) {
 	keys := shuffled(min(cfg.keys, readKeys), 1)
 	progress("loading one node")
-	dir, err := os.MkdirTemp("", "livekv-bench-")
+	kv, done, err := openFresh(peers[0], true)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	db, err := engine.Open(dir, &engine.Options{SweepInterval: -1})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
+	defer done()
+	db := kv.(livekvKV).db // loaded a thousand keys to a transaction, as the cluster
 	if err := loadBatches(db.Update, keys); err != nil {
 		return nil, err
 	}
