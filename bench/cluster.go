@@ -332,8 +332,8 @@ func drive(w int, d time.Duration, timed bool, newOp func(g int) func(i int) err
 	return out, nil
 }
 
-// quantile returns the q quantile of sorted, s[⌊q·n⌋], the element
-// newResult takes as the median for q = 0.5.
+// quantile returns the q quantile of sorted, s[⌊q·n⌋] (the last for
+// q = 1); newResult takes q = 0.5 as the median.
 func quantile[T any](sorted []T, q float64) T {
 	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
