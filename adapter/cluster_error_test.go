@@ -15,7 +15,6 @@ import (
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/enginetest"
-	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
 )
 
@@ -296,41 +295,6 @@ func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 	}
 }
 
-// ending is a DB whose subscriptions a test ends with a cluster node's
-// error, as a node without a leader ends its own, and which refuses new
-// ones with err while it is set.
-type ending struct {
-	*engine.DB
-	mu   sync.Mutex
-	err  error
-	subs []*engine.Subscription
-}
-
-func (s *ending) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeOptions) (*engine.Subscription, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, s.err
-	}
-	sub, err := s.DB.SubscribePatterns(pats, o)
-	if err == nil {
-		s.subs = append(s.subs, sub)
-	}
-	return sub, err
-}
-
-// end ends every subscription with err, and refuses new ones with it.
-func (s *ending) end(err error) {
-	s.mu.Lock()
-	s.err = err
-	subs := s.subs
-	s.subs = nil
-	s.mu.Unlock()
-	for _, sub := range subs {
-		sub.CloseWith(err)
-	}
-}
-
 // TestClusterErrors_SubscriptionEnds checks that a subscription a cluster
 // node ends (no leader, behind, closing), and one it refuses to start,
 // reach the client as 503 with the error's code, in both dialects, after
@@ -340,7 +304,7 @@ func TestClusterErrors_SubscriptionEnds(t *testing.T) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	s := &ending{DB: db}
+	s := &enginetest.Ending{DB: db}
 	a, err := adapter.New(s, &adapter.Options{APIKeys: []string{apiKey}})
 	require.NoError(t, err)
 	f := &fixture{t: t, db: db, a: a}
@@ -354,9 +318,7 @@ func TestClusterErrors_SubscriptionEnds(t *testing.T) {
 		default:
 			continue // not errors a subscription meets
 		}
-		s.mu.Lock()
-		s.err = nil
-		s.mu.Unlock()
+		s.Refuse(nil)
 		hr := ws.call(map[string]any{"op": 100, "patterns": []string{"k:*"}})
 		require.EqualValues(t, 200, hr["code"], "%v", hr)
 		dr := dbx.ok("subscribe", obj{"patterns": []string{"k:*"}})
@@ -367,7 +329,7 @@ func TestClusterErrors_SubscriptionEnds(t *testing.T) {
 		require.EqualValues(t, it.Revision, n["revision"])
 		require.Equal(t, tc.name, dbx.note()["value"])
 
-		s.end(tc.err)
+		s.End(tc.err, tc.err)
 		m := ws.read()
 		require.Equal(t, map[string]any{"code": float64(tc.status), "errorCode": tc.code, "error": tc.err.Error(),
 			"subscriptionId": hr["subscriptionId"]}, m, tc.name)

@@ -55,36 +55,41 @@ type Result struct {
 	Note     string    `json:"note,omitempty"`
 }
 
+// newResult makes the figure of runs: its median is their 0.5 quantile
+// (of an even number of runs, the upper of the middle two).
 func newResult(workload, cas, eng, unit string, higher bool, runs []float64) Result {
-	s := slices.Clone(runs)
-	slices.Sort(s)
+	s := slices.Sorted(slices.Values(runs))
 	return Result{Workload: workload, Case: cas, Engine: eng, Unit: unit, Higher: higher, Runs: runs,
-		Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}
+		Median: quantile(s, 0.5), Min: s[0], Max: s[len(s)-1]}
 }
 
 // workload is one thing measured.
 type workload struct {
 	name  string
 	about string
+	// loads says whether the workload loads cfg.keys keys into a store,
+	// which the memory guard must find room for (increment writes at
+	// most cfg.ops keys, replicated-reads at most readKeys).
+	loads bool
 	run   func(cfg config, progress func(string)) ([]Result, error)
 }
 
 var workloads = []workload{
-	{"insert", "random insert of the keys into an empty store (100-byte values)", runInsert},
-	{"get", "random get of loaded keys, 1 and 8 goroutines", runGet},
-	{"range", "1000-key ordered range from a random key", runRange},
-	{"increment", "atomic increment of random keys", runIncrement},
-	{"durable", "durable writes (fsync on every commit) with 1, 8 and 64 writers, beside the disk's raw fsync rate", runDurable},
-	{"recovery", "time to open a store of the keys after a restart", runRecovery},
-	{"memory", "resident memory per key, 100-byte values", runMemory},
-	{"patterns", "matching one key against the pattern subscriptions: livekv's index against a linear scan", runPatterns},
-	{"delivery", "time from a write to its event at 1, 100 and 1,000 in-process subscribers", runDelivery},
-	{"notify", "over loopback: set a key and notify 100 pattern subscribers, livekv's adapter against Redis", runNotify},
-	{"replicated", "durable writes with 1, 8 and 64 writers: one livekv node, and a 3-node cluster through its leader and through a follower, in turn", runReplicated},
-	{"replicated-latency", "the latency of those writes, p50 and p99 of every write of a run", runReplicatedLatency},
-	{"replicated-reads", "random gets of 100,000 keys (fewer in a quick run): one livekv node, and the cluster's leader and a follower at the Stale and Linearizable levels, then those of a cluster with lease reads (cluster.Options.LeaseReads) at the Linearizable level, in turn", runReplicatedReads},
-	{"failover", "a 3-node cluster's leader closed abruptly, to the first write acknowledged through a survivor, per store and timing profile: the p50 row's median is over every round (50; 2 in a quick run), its min and max the fastest and slowest", runFailover},
-	{"transfer", "a 3-node cluster's leader hands leadership on (TransferLeadership), to the first write acknowledged through another node, as failover measures it", runTransfer},
+	{"insert", "random insert of the keys into an empty store (100-byte values)", true, runInsert},
+	{"get", "random get of loaded keys, 1 and 8 goroutines", true, runGet},
+	{"range", "1000-key ordered range from a random key", true, runRange},
+	{"increment", "atomic increment of random keys", false, runIncrement},
+	{"durable", "durable writes (fsync on every commit) with 1, 8 and 64 writers, beside the disk's raw fsync rate", false, runDurable},
+	{"recovery", "time to open a store of the keys after a restart", true, runRecovery},
+	{"memory", "resident memory per key, 100-byte values", true, runMemory},
+	{"patterns", "matching one key against the pattern subscriptions: livekv's index against a linear scan", false, runPatterns},
+	{"delivery", "time from a write to its event at 1, 100 and 1,000 in-process subscribers", false, runDelivery},
+	{"notify", "over loopback: set a key and notify 100 pattern subscribers, livekv's adapter against Redis", false, runNotify},
+	{"replicated", "durable writes with 1, 8 and 64 writers: one livekv node, and a 3-node cluster through its leader and through a follower, in turn", false, runReplicated},
+	{"replicated-latency", "the latency of those writes, p50 and p99 of every write of a run", false, runReplicatedLatency},
+	{"replicated-reads", "random gets of 100,000 keys (fewer in a quick run): one livekv node, and the cluster's leader and a follower at the Stale and Linearizable levels, then those of a cluster with lease reads (cluster.Options.LeaseReads) at the Linearizable level, in turn", false, runReplicatedReads},
+	{"failover", "a 3-node cluster's leader closed abruptly, to the first write acknowledged through a survivor, per store and timing profile: the p50 row's median is over every round (50; 2 in a quick run), its min and max the fastest and slowest; the slowest row is that slowest round", false, runFailover},
+	{"transfer", "a 3-node cluster's leader hands leadership on (TransferLeadership), to the first write acknowledged through another node, as failover measures it", false, runTransfer},
 }
 
 func main() {
@@ -131,6 +136,13 @@ func names() string {
 	return strings.Join(n, ",")
 }
 
+// needsGuard says whether the memory guard runs before the chosen
+// workloads: only for more keys than a full run loads, and only if one of
+// them loads the keys.
+func needsGuard(cfg config, chosen []workload) bool {
+	return cfg.keys > fullConfig.keys && slices.ContainsFunc(chosen, func(w workload) bool { return w.loads })
+}
+
 func run(cfg config, only, out string) error {
 	chosen := workloads
 	if only != "" {
@@ -143,7 +155,7 @@ func run(cfg config, only, out string) error {
 			chosen = append(chosen, workloads[i])
 		}
 	}
-	if cfg.keys > fullConfig.keys {
+	if needsGuard(cfg, chosen) {
 		// Check before loading anything: a store too large for the
 		// machine would push it into swap, or the kernel's OOM killer.
 		note, err := guardMemory(cfg.keys)

@@ -40,3 +40,42 @@ func TestMemAvailable(t *testing.T) {
 		t.Fatalf("MemAvailable %d", n)
 	}
 }
+
+func TestNeedsGuard(t *testing.T) {
+	big := fullConfig
+	big.keys = 20_000_000
+	pick := func(names ...string) []workload {
+		var ws []workload
+		for _, w := range workloads {
+			for _, n := range names {
+				if w.name == n {
+					ws = append(ws, w)
+				}
+			}
+		}
+		if len(ws) != len(names) {
+			t.Fatalf("workloads %v: found %d", names, len(ws))
+		}
+		return ws
+	}
+	for _, c := range []struct {
+		cfg   config
+		names []string
+		want  bool
+	}{
+		{big, []string{"memory", "recovery"}, true},
+		{big, []string{"replicated", "get"}, true},
+		{big, []string{"insert"}, true},
+		{big, []string{"replicated", "replicated-reads", "failover", "transfer"}, false},
+		{big, []string{"durable", "patterns", "delivery", "notify", "increment"}, false},
+		{fullConfig, []string{"memory", "recovery"}, false},
+		{quickConfig, []string{"insert"}, false},
+	} {
+		if got := needsGuard(c.cfg, pick(c.names...)); got != c.want {
+			t.Errorf("%d keys, %v: guard %v, want %v", c.cfg.keys, c.names, got, c.want)
+		}
+	}
+	if !needsGuard(big, workloads) {
+		t.Error("all workloads at 20M keys: no guard")
+	}
+}

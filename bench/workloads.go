@@ -242,31 +242,14 @@ func runDurable(cfg config, progress func(string)) ([]Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			var n atomic.Int64
-			var failed atomic.Value
-			var wg sync.WaitGroup
-			stop := time.Now().Add(cfg.durableIn)
-			start := time.Now()
-			for g := 0; g < w; g++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; time.Now().Before(stop); i++ {
-						if err := kv.Set(keyOf(g*1_000_000+i%100_000), value100); err != nil {
-							failed.Store(err)
-							return
-						}
-						n.Add(1)
-					}
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
+			d, err := drive(w, cfg.durableIn, false, func(g int) func(int) error {
+				return func(i int) error { return kv.Set(keyOf(g*1_000_000+i%100_000), value100) }
+			})
 			done()
-			if err, ok := failed.Load().(error); ok {
+			if err != nil {
 				return nil, err
 			}
-			out[fmt.Sprintf("writers=%d", w)] = opsPerSec(int(n.Load()), elapsed)
+			out[fmt.Sprintf("writers=%d", w)] = d.perSec
 		}
 		return out, nil
 	})

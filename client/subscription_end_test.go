@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,45 +13,9 @@ import (
 	"github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
-	"github.com/livekv/livekv/pattern"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
-
-// endingDB is a DB whose subscriptions the test ends with an error, as
-// a cluster node ends its own, and which refuses new ones with refuse
-// while it is set.
-type endingDB struct {
-	*engine.DB
-	mu      sync.Mutex
-	refuse  error
-	refused int
-	subs    []*engine.Subscription
-}
-
-func (s *endingDB) SubscribePatterns(pats []*pattern.Pattern, o *engine.SubscribeOptions) (*engine.Subscription, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refuse != nil {
-		s.refused++
-		return nil, s.refuse
-	}
-	sub, err := s.DB.SubscribePatterns(pats, o)
-	if err == nil {
-		s.subs = append(s.subs, sub)
-	}
-	return sub, err
-}
-
-// end ends every subscription with err and refuses new ones with refuse.
-func (s *endingDB) end(err, refuse error) {
-	s.mu.Lock()
-	subs := s.subs
-	s.subs, s.refuse = nil, refuse
-	s.mu.Unlock()
-	for _, sub := range subs {
-		sub.CloseWith(err)
-	}
-}
 
 // TestSubscription_ResumesAfterANodeEndsIt: a subscription the server
 // ends with a cluster node's error (503 no_leader) resumes on the one
@@ -63,7 +26,7 @@ func TestSubscription_ResumesAfterANodeEndsIt(t *testing.T) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
 	require.NoError(t, err)
 	defer db.Close()
-	s := &endingDB{DB: db}
+	s := &enginetest.Ending{DB: db}
 	a, err := adapter.New(s, &adapter.Options{APIKeys: []string{apiKey}})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -101,30 +64,26 @@ func TestSubscription_ResumesAfterANodeEndsIt(t *testing.T) {
 	}
 	read()
 
-	s.end(cluster.ErrNoLeader, fmt.Errorf("%w: at revision 3, asked for 9", cluster.ErrBehind))
+	s.End(cluster.ErrNoLeader, fmt.Errorf("%w: at revision 3, asked for 9", cluster.ErrBehind))
 	for i := range 3 {
 		write(fmt.Sprintf("k:%d", i), "meanwhile")
 	}
 	require.Eventually(t, func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.refused >= 2
+		return s.Refused() >= 2
 	}, 10*time.Second, time.Millisecond, "the client did not try to resume")
-	s.end(nil, nil)
+	s.End(nil, nil)
 	write("k:0", "after")
 	read()
 	require.NoError(t, sub.Err())
 
 	// A pattern timeout is final.
 	rev := db.Revision()
-	s.end(&engine.PatternTimeoutError{Pattern: "/x/", Key: "k:9", Revision: rev + 1}, nil)
+	s.End(&engine.PatternTimeoutError{Pattern: "/x/", Key: "k:9", Revision: rev + 1}, nil)
 	_, err = sub.Next(ctx)
 	require.ErrorIs(t, err, engine.ErrPatternTimeout)
 	write("k:1", "unseen")
 	time.Sleep(100 * time.Millisecond) // several backoffs: time to subscribe again, were it to
-	s.mu.Lock()
-	require.Empty(t, s.subs, "not subscribed again")
-	s.mu.Unlock()
+	require.Zero(t, s.Open(), "not subscribed again")
 }
 
 // TestSubscription_UnsubscribesOnlyWhereItStays: a subscription a server
@@ -156,7 +115,7 @@ func TestSubscription_UnsubscribesOnlyWhereItStays(t *testing.T) {
 		})
 		return srv.URL + "/kv", &unsubs
 	}
-	stays, moves := &endingDB{DB: db}, &endingDB{DB: db}
+	stays, moves := &enginetest.Ending{DB: db}, &enginetest.Ending{DB: db}
 	staysURL, staysUnsubs := serve(stays)
 	movesURL, movesUnsubs := serve(moves)
 	otherURL, _ := serve(db)
@@ -184,8 +143,8 @@ func TestSubscription_UnsubscribesOnlyWhereItStays(t *testing.T) {
 		want = append(want, client.Event{Key: k, Value: v, Revision: it.Revision})
 	}
 	write("k:0", "before")
-	stays.end(cluster.ErrNoLeader, nil)
-	moves.end(cluster.ErrNoLeader, nil)
+	stays.End(cluster.ErrNoLeader, nil)
+	moves.End(cluster.ErrNoLeader, nil)
 	write("k:1", "meanwhile")
 	require.Eventually(t, func() bool { return staysUnsubs.Load() == 1 }, 10*time.Second, time.Millisecond,
 		"the client that stays unsubscribed the ended subscription")

@@ -1,11 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/engine"
@@ -125,13 +125,19 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	last, lastRev := r.last, r.lastRev
 	r.stintMu.Unlock()
 	// A writer of this node may not have queued its published commit
-	// yet (it does so under the writer lock, right after Append): the
-	// view must hold every applied revision.
-	for f.db.Revision() < lastRev {
-		if f.err() != nil {
-			return nil, f.err()
+	// yet (it does so under the writer lock, right after Append, without
+	// blocking, and the commit then makes itself visible): the view must
+	// hold every applied revision. Raft calls Snapshot on the goroutine
+	// that calls Apply, so lastRev and the node's failure stay as they
+	// are meanwhile; the engine wakes the wait when the commit becomes
+	// visible, or ends it when the DB closes.
+	if f.db.Revision() < lastRev {
+		if err := f.err(); err != nil {
+			return nil, err
 		}
-		time.Sleep(50 * time.Microsecond)
+		if err := f.db.WaitRevision(context.Background(), lastRev); err != nil {
+			return nil, fmt.Errorf("cluster: snapshot at revision %d: %w", lastRev, err)
+		}
 	}
 	s, err := r.rep.Snapshot()
 	if err != nil {

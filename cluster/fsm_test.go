@@ -73,6 +73,61 @@ func TestFSM_SkipsEntriesExecutedOnALostState(t *testing.T) {
 	require.Equal(t, int64(4), g.db.Revision())
 }
 
+// TestFSM_SnapshotWaitsForTheAppliedRevision: an entry this node
+// executed may apply before its writer has queued the commit, so
+// Snapshot waits until the applied revision is visible, and fails, not
+// waits for ever, if the DB closes first.
+func TestFSM_SnapshotWaitsForTheAppliedRevision(t *testing.T) {
+	f := newTestFSM(t)
+	applyEntry(f, 1, 0xA, 0, putTx(1, "a"))
+	behind := func(rev int64) { // as if revision rev applied, not yet visible
+		f.r.stintMu.Lock()
+		defer f.r.stintMu.Unlock()
+		f.r.lastRev = rev
+	}
+	type result struct {
+		s   raft.FSMSnapshot
+		err error
+	}
+	got := make(chan result, 1)
+	snapshot := func() {
+		go func() {
+			s, err := f.Snapshot()
+			got <- result{s, err}
+		}()
+	}
+	wait := func() result {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("Snapshot did not return")
+			return result{}
+		}
+	}
+
+	behind(2)
+	snapshot()
+	select {
+	case r := <-got:
+		t.Fatalf("Snapshot returned (%v) before revision 2 was visible", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.NoError(t, f.r.rep.ApplyCommitted(putTx(2, "b")))
+	r := wait()
+	require.NoError(t, r.err)
+	require.Equal(t, int64(2), r.s.(fsmSnapshot).s.Revision())
+	r.s.Release()
+
+	behind(3)
+	snapshot()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, f.db.Close())
+	r = wait()
+	require.ErrorIs(t, r.err, engine.ErrClosed)
+}
+
 type memSink struct{ bytes.Buffer }
 
 func (*memSink) ID() string    { return "mem" }

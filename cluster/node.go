@@ -44,8 +44,8 @@ type Node struct {
 	served   atomic.Bool
 	caughtUp chan struct{}
 
-	reads       readRounds   // coalesced read-index rounds, on the leader
-	remoteReads remoteRounds // coalesced read-index requests to the leader, on a follower
+	reads       coalescer[readIndex] // coalesced read-index rounds, on the leader
+	remoteReads coalescer[readIndex] // coalesced read-index requests to the leader, on a follower
 
 	noLeaderSince atomic.Int64 // unix ns since when no leader is known; 0 while one is
 

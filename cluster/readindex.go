@@ -12,23 +12,71 @@ import (
 // by a round that began after it did (as the ReadIndex rule needs), and
 // any number of concurrent reads cost one or two rounds, not one each.
 
-// readRounds coalesces the leader's read-index rounds.
-type readRounds struct {
+// coalescer shares rounds of one call among its concurrent callers: one
+// round runs at a time, and the callers that arrive meanwhile join the
+// next, which starts when the running one ends. The leader's read-index
+// rounds and a follower's read-index requests both go through one.
+type coalescer[T any] struct {
 	mu   sync.Mutex // guards busy and next
 	busy bool       // a round runs
-	next *readRound // the round that starts when the running one ends
+	next *round[T]  // the round that starts when the running one ends
 
 	rounds atomic.Int64 // rounds run, for tests
 }
 
-type readRound struct {
-	start chan struct{} // closed when the round may run
+// round is one round of a coalescer, shared by the callers that joined
+// it.
+type round[T any] struct {
+	start chan struct{} // closed when the round may run, if its callers run it
 	once  sync.Once
-	ri    readIndex
+	done  chan struct{} // closed when v and err are set
+	v     T
 	err   error
 }
 
-func newReadRound() *readRound { return &readRound{start: make(chan struct{})} }
+func newRound[T any]() *round[T] {
+	return &round[T]{start: make(chan struct{}), done: make(chan struct{})}
+}
+
+// join returns the round the caller joins: a new one that it runs at
+// once itself (first) when none runs, or else the next one, shared.
+func (c *coalescer[T]) join() (r *round[T], first bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.busy {
+		c.busy = true
+		return newRound[T](), true
+	}
+	if c.next == nil {
+		c.next = newRound[T]()
+	}
+	return c.next, false
+}
+
+// run runs r with f, unless it has run already, then hands on to the
+// round that waited for it, if any: with c.mu held, startNext must start
+// that one, or return the error its callers get instead (then no round
+// runs until the next caller comes).
+func (c *coalescer[T]) run(r *round[T], f func() (T, error), startNext func(next *round[T]) error) {
+	r.once.Do(func() {
+		c.rounds.Add(1)
+		r.v, r.err = f()
+		close(r.done)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		next := c.next
+		c.next = nil
+		if next == nil {
+			c.busy = false
+			return
+		}
+		if err := startNext(next); err != nil {
+			next.err = err
+			close(next.done)
+			c.busy = false
+		}
+	})
+}
 
 // sharedReadIndex is leaderReadIndex, with the round shared among the
 // concurrent callers; under a lease it takes no round.
@@ -40,85 +88,37 @@ func (n *Node) sharedReadIndex() (readIndex, error) {
 }
 
 // sharedRound runs leaderReadIndex in a round shared among the
-// concurrent callers.
+// concurrent callers. The round that waited is run by the first of its
+// callers that the running one lets go.
 func (n *Node) sharedRound() (readIndex, error) {
-	v := &n.reads
-	v.mu.Lock()
-	var r *readRound
-	if !v.busy {
-		v.busy = true
-		r = newReadRound()
-		close(r.start)
-	} else {
-		if v.next == nil {
-			v.next = newReadRound()
-		}
-		r = v.next
+	r, first := n.reads.join()
+	if !first {
+		<-r.start // the running round always hands on to the next
 	}
-	v.mu.Unlock()
-	<-r.start // the running round always hands on to the next
-	r.once.Do(func() { n.runReadRound(r) })
-	return r.ri, r.err
-}
-
-// runReadRound runs r, then starts the round that waited for it.
-func (n *Node) runReadRound(r *readRound) {
-	v := &n.reads
-	v.rounds.Add(1)
-	r.ri, r.err = n.leaderReadIndex()
-	v.mu.Lock()
-	next := v.next
-	v.next = nil
-	if next == nil {
-		v.busy = false
-	}
-	v.mu.Unlock()
-	if next != nil {
+	n.reads.run(r, n.leaderReadIndex, func(next *round[readIndex]) error {
 		close(next.start)
-	}
-}
-
-// remoteRounds coalesces a follower's read-index requests to the leader
-// the same way: one request is in flight at a time, and the reads that
-// arrive meanwhile share the next one, which is sent when the running one
-// returns. A read that finds no request in flight sends one itself, with
-// its own context; a shared one runs in a goroutine of its own, so that a
-// reader that gives up (its context ends) never holds up the others.
-type remoteRounds struct {
-	mu   sync.Mutex   // guards busy and next
-	busy bool         // a request is in flight
-	next *remoteRound // the round that starts when the running one ends
-
-	rounds atomic.Int64 // requests sent, for tests
-}
-
-type remoteRound struct {
-	done chan struct{} // closed when ri and err are set
-	ri   readIndex
-	err  error
+		return nil
+	})
+	return r.v, r.err
 }
 
 // remoteReadIndex asks the leader for the read index, sharing the
-// request with the concurrent callers; it returns when the round it
+// request with the concurrent callers the same way: one request is in
+// flight at a time, and the reads that arrive meanwhile share the next
+// one, which is sent when the running one returns. A read that finds no
+// request in flight sends one itself, with its own context; a shared one
+// runs in a goroutine of its own, so that a reader that gives up (its
+// context ends) never holds up the others. It returns when the round it
 // joined returns or ctx ends.
 func (n *Node) remoteReadIndex(ctx context.Context) (readIndex, error) {
-	v := &n.remoteReads
-	v.mu.Lock()
-	if !v.busy {
-		v.busy = true
-		v.mu.Unlock()
-		r := remoteRound{}
-		n.runRemoteRound(ctx, &r)
-		return r.ri, r.err
+	r, first := n.remoteReads.join()
+	if first {
+		n.runRemoteRound(ctx, r)
+		return r.v, r.err
 	}
-	if v.next == nil {
-		v.next = &remoteRound{done: make(chan struct{})}
-	}
-	r := v.next
-	v.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.ri, r.err
+		return r.v, r.err
 	case <-ctx.Done():
 		return readIndex{}, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
 	case <-n.done:
@@ -126,40 +126,28 @@ func (n *Node) remoteReadIndex(ctx context.Context) (readIndex, error) {
 	}
 }
 
-// runRemoteRound sends one read-index request to the leader, then starts
+// runRemoteRound sends r's read-index request to the leader, then starts
 // the round that waited for it, if any, in a goroutine of the node's.
-func (n *Node) runRemoteRound(ctx context.Context, r *remoteRound) {
-	v := &n.remoteReads
-	v.rounds.Add(1)
-	resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
-	if err == nil {
-		r.ri = readIndex{resp.Index, resp.Rev}
-	}
-	r.err = err
-	if r.done != nil {
-		close(r.done)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	next := v.next
-	v.next = nil
-	if next == nil {
-		v.busy = false
-		return
-	}
-	n.gate.RLock() // Close waits for the node's goroutines once it holds gate
-	defer n.gate.RUnlock()
-	if n.closed() {
-		next.err = ErrClosed
-		close(next.done)
-		v.busy = false
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
-		defer cancel()
-		n.runRemoteRound(ctx, next)
-	}()
+func (n *Node) runRemoteRound(ctx context.Context, r *round[readIndex]) {
+	n.remoteReads.run(r, func() (readIndex, error) {
+		resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
+		if err != nil {
+			return readIndex{}, err
+		}
+		return readIndex{resp.Index, resp.Rev}, nil
+	}, func(next *round[readIndex]) error {
+		n.gate.RLock() // Close waits for the node's goroutines once it holds gate
+		defer n.gate.RUnlock()
+		if n.closed() {
+			return ErrClosed
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+			defer cancel()
+			n.runRemoteRound(ctx, next)
+		}()
+		return nil
+	})
 }
