@@ -14,10 +14,13 @@ func heads(db *DB) int {
 		s := &db.index.shards[i]
 		s.mu.RLock()
 		for _, e := range s.m {
-			for ; e != nil; e = e.next {
-				if e.head.Load() != nil {
-					n++
-				}
+			if e.head.Load() != nil {
+				n++
+			}
+		}
+		for _, e := range s.more {
+			if e.head.Load() != nil {
+				n++
 			}
 		}
 		s.mu.RUnlock()
