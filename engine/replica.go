@@ -276,6 +276,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.rev = rev
 	db.pub.mu.Lock()
 	db.pub.graves = nil
+	db.pub.held = nil // versions of entries no longer indexed
 	db.pub.target = rev
 	db.committed.Store(rev)
 	old := db.broker
