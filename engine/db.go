@@ -63,9 +63,10 @@ type DB struct {
 
 	// pub orders the commits on their way to readers and subscribers.
 	pub struct {
-		mu     sync.Mutex       // guards queue, graves and target
+		mu     sync.Mutex       // guards queue, graves, held and target
 		queue  []*commit        // committed, not yet visible, in revision order
 		graves []committedWrite // visible deletions whose entries are still indexed
+		held   []heldVersion    // newest versions a snapshot still reads below, by revision
 		// target is the newest revision Replica.Publish was asked for: a
 		// commit queued at or below it, after Publish ran, publishes
 		// itself.

@@ -30,7 +30,11 @@ type Item struct {
 }
 
 // version is one immutable state of a key. The chain of older versions
-// (prev) is kept only as long as some open snapshot may need it.
+// (prev) is kept only as long as some open snapshot may need it, and a
+// key's newest version only while a writer or a snapshot needs it as an
+// object: once it is committed and visible, and no open snapshot reads
+// below it, the entry's visible copy (vis) is all that is kept of it
+// (entry.head goes back to nil).
 type version struct {
 	value     string
 	rev       int64
@@ -44,11 +48,6 @@ type version struct {
 // deleted reports whether v is a tombstone (a delete or an expiry).
 func (v *version) deleted() bool { return v.kind == pubsub.Delete || v.kind == pubsub.Expire }
 
-// live reports whether v is a value that has not expired at now.
-func (v *version) live(now int64) bool {
-	return v != nil && !v.deleted() && (v.expires == 0 || now < v.expires)
-}
-
 // at returns the newest version in the chain starting at v whose revision
 // is at most rev, or nil.
 func (v *version) at(rev int64) *version {
@@ -58,10 +57,14 @@ func (v *version) at(rev int64) *version {
 	return v
 }
 
-// shown returns v as a reader sees it; a nil v is a key that does not exist.
+// shown returns v as a reader sees it; a nil v is a key that does not
+// exist, and a tombstone keeps only its revision, as the visible copy does.
 func (v *version) shown() shown {
-	if v == nil || v.deleted() {
+	if v == nil {
 		return shown{}
+	}
+	if v.deleted() {
+		return shown{rev: v.rev}
 	}
 	return shown{value: v.value, rev: v.rev, created: v.createRev, ver: v.ver, expires: v.expires}
 }
@@ -79,3 +82,56 @@ func (v *version) item(key string) Item {
 //
 //go:noinline
 func expiresAt(unixNano int64) time.Time { return time.Unix(0, unixNano) }
+
+// newest returns e's newest version as a writer, holding DB.wmu, sees it:
+// its own or another transaction's uncommitted write if there is one,
+// otherwise the committed version in vis. ver is 0 when the key has no
+// value (rev still says which revision left it so).
+func (e *entry) newest() shown {
+	if h := e.head.Load(); h != nil {
+		return h.shown()
+	}
+	var s shown
+	e.vis.load(&s)
+	return s
+}
+
+// at returns e as a snapshot at revision rev sees it (ver 0: no value).
+// The visible copy is read first: if it is at or below rev, it is the
+// newest committed version the snapshot can see, and anything in the
+// chain is newer. Otherwise the chain holds what rev saw: the snapshot
+// was open when the newer version became visible, so the version before
+// it was linked into the chain then (DB.publish), and the chain is loaded
+// after the visible copy, so it is at least that new.
+func (e *entry) at(rev int64) shown {
+	var s shown
+	if e.vis.load(&s); s.rev <= rev {
+		return s
+	}
+	return e.head.Load().at(rev).shown()
+}
+
+// before reports what e held before a write that found old as its head:
+// whether the key had a value (expired or not) and that value's expiry. A
+// nil old on an entry the write did not create means the committed version
+// in vis was the newest, and that is always a value: a tombstone's version
+// stays in head until its entry is buried.
+func (e *entry) before(old *version, created bool) (present bool, expires int64) {
+	switch {
+	case old != nil:
+		return !old.deleted(), old.expires
+	case created:
+		return false, 0
+	default:
+		return true, e.vis.expires.Load()
+	}
+}
+
+// committed returns the committed version in vis as an object, for a
+// chain that a snapshot still reads; vis must hold a value. Only publish
+// calls it, which is also the only writer of vis.
+func (x *visible) committed() *version {
+	var s shown
+	x.load(&s)
+	return &version{value: s.value, rev: s.rev, createRev: s.created, ver: s.ver, expires: s.expires, kind: pubsub.Put}
+}

@@ -226,9 +226,9 @@ func (sc *scanner) emit(es []*entry) {
 func (sc *scanner) slow(e *entry) (Item, bool) {
 	var v shown
 	if sc.pending {
-		v = e.head.Load().at(sc.rev).shown()
-	} else if e.vis.load(&v); v.rev > sc.rev {
-		v = e.head.Load().at(sc.rev).shown()
+		v = e.newest()
+	} else {
+		v = e.at(sc.rev)
 	}
 	it := v.item(e.key)
 	if sc.o.KeysOnly {

@@ -9,14 +9,15 @@ import (
 // readers tracks the revisions of open snapshots, so that writers keep the
 // older versions those snapshots may still read and drop the rest.
 type readers struct {
-	n  atomic.Int64 // open snapshots; lets writers skip mu when there are none
+	n  atomic.Int64 // open snapshots, for Stats
 	mu sync.Mutex   // guards revs
 	// revs counts open snapshots by revision.
 	revs map[int64]int
 }
 
 // open registers a snapshot; rev is called under the lock to read its
-// revision, so that a writer's oldest() either sees it or runs before it.
+// revision, so that publish, holding the lock while it makes a commit visible,
+// either counts it or has made the commit visible before it reads.
 func (r *readers) open(rev func() int64) int64 {
 	r.n.Add(1)
 	r.mu.Lock()
@@ -38,15 +39,10 @@ func (r *readers) close(rev int64) {
 	r.n.Add(-1)
 }
 
-// oldest returns the lowest revision any open snapshot reads at, or
-// math.MaxInt64 when there is none. A snapshot opened after this call reads
-// at a revision no lower than the committed one when it was called.
-func (r *readers) oldest() int64 {
-	if r.n.Load() == 0 {
-		return math.MaxInt64
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// oldestLocked returns the lowest revision any open snapshot reads at, or
+// math.MaxInt64 when there is none; r.mu is held. A snapshot opened once
+// r.mu goes reads at a revision no lower than the committed one then.
+func (r *readers) oldestLocked() int64 {
 	lo := int64(math.MaxInt64)
 	for v := range r.revs {
 		if v < lo {

@@ -34,7 +34,7 @@ func (db *DB) apply(r *wal.Tx) (int64, error) {
 	for _, w := range r.Writes {
 		e, cur := tx.lookup(w.Key)
 		if w.Created {
-			cur = nil // deleted and written again in the transaction
+			cur = shown{} // deleted and written again in the transaction
 		}
 		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: kindFromWAL[w.Kind]})
 	}
@@ -80,11 +80,12 @@ func (db *DB) restoreRevision(rev int64) error {
 
 // restoreItem loads one key of the snapshot, exactly as it was.
 func (db *DB) restoreItem(it *wal.Item) error {
-	v := &version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
+	// The visible copy alone: no writer or snapshot needs the version as
+	// an object (head stays nil until the key is written).
+	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
 	e := &entry{key: it.Key}
-	e.head.Store(v)
-	e.vis.store(v)
+	e.vis.store(&v)
 	db.index.put(e)
 	db.order.add(e)
 	if v.expires != 0 {

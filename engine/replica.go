@@ -151,10 +151,11 @@ func (db *DB) abandon() int {
 			if present(w.v) && w.v.expires != 0 {
 				db.exp.remove(w.v.expires, w.e)
 			}
-			if present(w.old) && w.old.expires != 0 {
-				db.exp.add(w.old.expires, w.e)
+			had, hadExpires := w.e.before(w.old, w.created)
+			if had && hadExpires != 0 {
+				db.exp.add(hadExpires, w.e)
 			}
-			db.keys.Add(count(w.old) - count(w.v))
+			db.keys.Add(one(had) - count(w.v))
 			switch {
 			case w.created:
 				db.index.remove(w.e)
@@ -275,6 +276,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.rev = rev
 	db.pub.mu.Lock()
 	db.pub.graves = nil
+	db.pub.held = nil // versions of entries no longer indexed
 	db.pub.target = rev
 	db.committed.Store(rev)
 	old := db.broker

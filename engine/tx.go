@@ -38,9 +38,11 @@ type Tx struct {
 }
 
 type txWrite struct {
-	e       *entry
-	old     *version // head before the transaction; nil if none
-	created bool     // the transaction put e into the index
+	e *entry
+	// old is head before the transaction: nil if the entry is new, or if
+	// its newest version was the committed one in vis (entry.before).
+	old     *version
+	created bool // the transaction put e into the index
 }
 
 func (tx *Tx) check(write bool) error {
@@ -63,19 +65,20 @@ func (tx *Tx) Revision() int64 { return tx.rev }
 // left.
 func (tx *Tx) Now() time.Time { return time.Unix(0, tx.now) }
 
-// lookup returns the key's entry and its newest live version as a write
-// transaction sees it; either may be nil.
-func (tx *Tx) lookup(key string) (*entry, *version) {
+// lookup returns the key's entry (nil if it has none) and its newest
+// version as a write transaction sees it, with ver 0 if that is not a live
+// value.
+func (tx *Tx) lookup(key string) (*entry, shown) {
 	e := tx.db.index.get(key)
 	if e == nil {
-		return nil, nil
+		return nil, shown{}
 	}
-	v := e.head.Load()
+	v := e.newest()
 	if v.rev != tx.rev {
 		tx.read = max(tx.read, v.rev)
 	}
 	if !v.live(tx.now) {
-		return e, nil
+		return e, shown{}
 	}
 	return e, v
 }
@@ -95,25 +98,25 @@ func (tx *Tx) Get(key string) (Item, error) {
 		if !ok {
 			return Item{}, ErrNotFound
 		}
-		v := ti.e.head.Load().at(tx.rev)
+		v := ti.e.at(tx.rev)
 		if !v.live(tx.now) {
 			return Item{}, ErrNotFound
 		}
 		return v.item(ti.e.key), nil
 	}
 	_, v := tx.lookup(key)
-	if v == nil {
+	if v.ver == 0 {
 		return Item{}, ErrNotFound
 	}
 	return v.item(key), nil
 }
 
 // write makes v the key's newest version. cur is the key's live version
-// (nil if none) and e its entry (nil if the key has none yet).
-func (tx *Tx) write(key string, e *entry, cur *version, v *version) {
+// (ver 0 if none) and e its entry (nil if the key has none yet).
+func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	v.rev = tx.rev
-	if cur != nil {
-		v.createRev, v.ver = cur.createRev, cur.ver+1
+	if cur.ver != 0 {
+		v.createRev, v.ver = cur.created, cur.ver+1
 		if cur.rev == tx.rev { // written before in this transaction: one change
 			v.ver = cur.ver
 		}
@@ -125,6 +128,9 @@ func (tx *Tx) write(key string, e *entry, cur *version, v *version) {
 		e = &entry{key: key}
 		created = true
 	}
+	// A nil old on an entry that exists leaves v.prev nil: the version
+	// before v is the committed one in vis, which publish links into the
+	// chain if a snapshot still needs it.
 	old := e.head.Load()
 	if old != nil && old.rev == tx.rev {
 		v.prev.Store(old.prev.Load())
@@ -177,7 +183,7 @@ func (tx *Tx) CompareAndSwap(key string, rev int64, value string, opts *SetOptio
 		return Item{}, err
 	}
 	e, cur := tx.lookup(key)
-	if cur == nil && rev != 0 || cur != nil && cur.rev != rev {
+	if cur.ver == 0 && rev != 0 || cur.ver != 0 && cur.rev != rev {
 		return Item{}, ErrConflict
 	}
 	v := &version{value: value, expires: exp, kind: pubsub.Put}
@@ -198,7 +204,7 @@ func (tx *Tx) Patch(key, value string) (Item, error) {
 	}
 	e, cur := tx.lookup(key)
 	v := &version{value: value, kind: pubsub.Patch}
-	if cur != nil {
+	if cur.ver != 0 {
 		v.value = patch(cur.value, value)
 		v.expires = cur.expires
 		if len(v.value) > tx.db.opts.MaxValueSize {
@@ -222,7 +228,7 @@ func (tx *Tx) Increment(key string, delta int64) (int64, error) {
 	}
 	e, cur := tx.lookup(key)
 	var n, exp int64
-	if cur != nil {
+	if cur.ver != 0 {
 		var err error
 		if n, err = strconv.ParseInt(cur.value, 10, 64); err != nil {
 			return 0, fmt.Errorf("%w: %q holds %.32q", ErrNotInteger, key, cur.value)
@@ -251,7 +257,7 @@ func (tx *Tx) Delete(key string) error {
 		return err
 	}
 	e, cur := tx.lookup(key)
-	if cur == nil {
+	if cur.ver == 0 {
 		return ErrNotFound
 	}
 	tx.write(key, e, cur, &version{kind: pubsub.Delete})
@@ -260,7 +266,7 @@ func (tx *Tx) Delete(key string) error {
 
 // expire writes a tombstone for an expired key; the sweeper calls it.
 func (tx *Tx) expire(e *entry) {
-	tx.write(e.key, e, nil, &version{kind: pubsub.Expire})
+	tx.write(e.key, e, shown{}, &version{kind: pubsub.Expire})
 }
 
 func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {

@@ -151,8 +151,9 @@ func (tx *Tx) commit() (int64, error) {
 		v := w.e.head.Load()
 		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
 		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
-		if present(w.old) && w.old.expires != 0 {
-			db.exp.remove(w.old.expires, w.e)
+		had, hadExpires := w.e.before(w.old, w.created)
+		if had && hadExpires != 0 {
+			db.exp.remove(hadExpires, w.e)
 		}
 		if present(v) && v.expires != 0 {
 			db.exp.add(v.expires, w.e)
@@ -160,7 +161,7 @@ func (tx *Tx) commit() (int64, error) {
 		// A key is counted while its newest version is not a tombstone.
 		// Its entry may hold a tombstone not yet buried, so created alone
 		// does not say whether the key is new.
-		db.keys.Add(count(v) - count(w.old))
+		db.keys.Add(count(v) - one(had))
 		tx.writes[i] = txWrite{}
 	}
 	tx.writes = tx.writes[:0]
@@ -217,8 +218,10 @@ type committedWrite struct {
 // not: the key exists and is counted in DB.keys.
 func present(v *version) bool { return v != nil && !v.deleted() }
 
-func count(v *version) int64 {
-	if present(v) {
+func count(v *version) int64 { return one(present(v)) }
+
+func one(b bool) int64 {
+	if b {
 		return 1
 	}
 	return 0
@@ -268,28 +271,29 @@ func (db *DB) publish(rev int64) {
 		if c.rev > rev {
 			break
 		}
+		// No snapshot opens while the commit becomes visible: one opened
+		// before reads below c.rev and is counted in oldest, one opened
+		// after reads at c.rev or later.
+		db.readers.mu.Lock()
+		oldest := db.readers.oldestLocked()
 		for _, w := range c.writes {
+			if oldest < w.v.rev && w.v.prev.Load() == nil && !w.created {
+				// The version before w.v is the committed one, kept only
+				// in vis, and a snapshot below w.v may still read it:
+				// link it into the chain before vis moves on.
+				w.v.prev.Store(w.e.vis.committed())
+			}
 			w.e.vis.store(w.v)
 			if w.v.deleted() {
 				db.pub.graves = append(db.pub.graves, w)
 			}
 		}
 		db.committed.Store(c.rev)
+		db.readers.mu.Unlock()
 		if db.broker != nil {
 			db.broker.Publish(pubsub.Batch{Revision: c.rev, Events: c.events})
 		}
-		// Drop the versions no snapshot can read any more: a snapshot
-		// opened from now on reads at c.rev or later.
-		oldest := min(db.readers.oldest(), c.rev)
-		for _, w := range c.writes {
-			v := w.e.head.Load()
-			for v != nil && v.rev > oldest {
-				v = v.prev.Load()
-			}
-			if v != nil {
-				v.prev.Store(nil)
-			}
-		}
+		db.release(c, oldest)
 		db.pub.queue[n] = nil
 		n++
 	}
@@ -297,6 +301,50 @@ func (db *DB) publish(rev int64) {
 	if n > 0 {
 		db.revWaiters.wake()
 	}
+}
+
+// release drops the versions of the just visible commit c that no
+// snapshot can read any more; oldest is the lowest revision an open
+// snapshot reads at, and one opened from now on reads at c.rev or later.
+// A key's newest version that is a value goes too once no snapshot reads
+// below it, leaving the entry's visible copy alone (head nil); one that a
+// snapshot still reads below waits in pub.held until none does. A
+// tombstone stays in head until bury takes its entry out. pub.mu is held.
+func (db *DB) release(c *commit, oldest int64) {
+	for len(db.pub.held) > 0 && db.pub.held[0].rev <= oldest {
+		h := db.pub.held[0]
+		h.e.head.CompareAndSwap(h.v, nil) // unless a newer write is there
+		db.pub.held[0] = heldVersion{}
+		db.pub.held = db.pub.held[1:]
+	}
+	if len(db.pub.held) == 0 {
+		db.pub.held = nil // let the backing array go
+	}
+	below := min(oldest, c.rev)
+	for _, w := range c.writes {
+		v := w.e.head.Load()
+		for v != nil && v.rev > below {
+			v = v.prev.Load()
+		}
+		if v != nil {
+			v.prev.Store(nil)
+		}
+		switch {
+		case w.v.deleted():
+		case oldest >= w.v.rev:
+			w.e.head.CompareAndSwap(w.v, nil)
+		default:
+			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v, rev: w.v.rev})
+		}
+	}
+}
+
+// heldVersion is a key's newest version kept as an object after it became
+// visible, because a snapshot opened before it was still reading.
+type heldVersion struct {
+	e   *entry
+	v   *version
+	rev int64
 }
 
 // bury takes the keys whose deletion is visible out of the index and the

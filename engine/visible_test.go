@@ -75,4 +75,7 @@ func TestEntry_Layout(t *testing.T) {
 	require.Zero(t, unsafe.Offsetof(e.key))
 	require.Equal(t, unsafe.Sizeof(e.key), unsafe.Offsetof(e.vis))
 	require.LessOrEqual(t, unsafe.Offsetof(e.vis)+unsafe.Sizeof(e.vis), uintptr(64))
+	// One entry a key: at 80 bytes it takes the allocator's 80-byte size
+	// class; a byte more and every key would take 96.
+	require.LessOrEqual(t, unsafe.Sizeof(e), uintptr(80))
 }
