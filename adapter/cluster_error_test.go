@@ -118,6 +118,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 					params any
 				}{
 					{"string.set", map[string]any{"key": "k", "value": "w"}},
+					{"string.setnx", map[string]any{"key": "z", "value": "1"}},
 					{"string.incr", map[string]any{"key": "n"}},
 					{"string.delete", map[string]any{"key": "k"}},
 					{"string.mset", map[string]any{"pairs": map[string]any{"a": "1", "b": "2"}}},
@@ -131,7 +132,7 @@ func TestClusterErrors_Codes(t *testing.T) {
 				}
 
 				mu.Lock()
-				require.Len(t, observed, 4+6+5)
+				require.Len(t, observed, 4+6+6)
 				for _, code := range observed {
 					require.Equal(t, tc.status, code, "%s: the status counted", tc.name)
 				}

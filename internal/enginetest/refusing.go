@@ -46,6 +46,13 @@ func (s *Refusing) CompareAndSwap(key string, rev int64, value string, o *engine
 	return s.DB.CompareAndSwap(key, rev, value, o)
 }
 
+func (s *Refusing) PutIfAbsent(key, value string, o *engine.SetOptions) (engine.Item, error) {
+	if err := s.Refusal(); err != nil {
+		return engine.Item{}, err
+	}
+	return s.DB.PutIfAbsent(key, value, o)
+}
+
 func (s *Refusing) Patch(key, value string) (engine.Item, error) {
 	if err := s.Refusal(); err != nil {
 		return engine.Item{}, err
