@@ -548,8 +548,12 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	db := kv.(livekvKV).db // loaded a thousand keys to a transaction, as the cluster
+	defer func() { err = errors.Join(err, done()) }()
+	lkv, ok := kv.(livekvKV)
+	if !ok {
+		return nil, fmt.Errorf("the single node is %s, not livekv", peers[0].name)
+	}
+	db := lkv.db // loaded a thousand keys to a transaction, as the cluster
 	if err := loadBatches(db.Update, keys); err != nil {
 		return nil, err
 	}

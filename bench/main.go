@@ -67,9 +67,9 @@ func newResult(workload, cas, eng, unit string, higher bool, runs []float64) Res
 type workload struct {
 	name  string
 	about string
-	// loads says whether the workload loads cfg.keys keys into a store,
-	// which the memory guard must find room for (increment writes at
-	// most cfg.ops keys, replicated-reads at most readKeys).
+	// loads says whether the workload holds cfg.keys keys, in a store or
+	// in its list of keys, which the memory guard must find room for
+	// (replicated-reads loads at most readKeys).
 	loads bool
 	run   func(cfg config, progress func(string)) ([]Result, error)
 }
@@ -78,7 +78,7 @@ var workloads = []workload{
 	{"insert", "random insert of the keys into an empty store (100-byte values)", true, runInsert},
 	{"get", "random get of loaded keys, 1 and 8 goroutines", true, runGet},
 	{"range", "1000-key ordered range from a random key", true, runRange},
-	{"increment", "atomic increment of random keys", false, runIncrement},
+	{"increment", "atomic increment of random keys", true, runIncrement},
 	{"durable", "durable writes (fsync on every commit) with 1, 8 and 64 writers, beside the disk's raw fsync rate", false, runDurable},
 	{"recovery", "time to open a store of the keys after a restart", true, runRecovery},
 	{"memory", "resident memory per key, 100-byte values", true, runMemory},

@@ -67,7 +67,8 @@ func TestNeedsGuard(t *testing.T) {
 		{big, []string{"replicated", "get"}, true},
 		{big, []string{"insert"}, true},
 		{big, []string{"replicated", "replicated-reads", "failover", "transfer"}, false},
-		{big, []string{"durable", "patterns", "delivery", "notify", "increment"}, false},
+		{big, []string{"durable", "patterns", "delivery", "notify"}, false},
+		{big, []string{"increment"}, true}, // its list of keys
 		{fullConfig, []string{"memory", "recovery"}, false},
 		{quickConfig, []string{"insert"}, false},
 	} {

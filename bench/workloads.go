@@ -33,7 +33,7 @@ func shuffled(n int, seed uint64) []string {
 
 // openFresh opens a peer in memory, or in a new temporary folder if it
 // needs one or durable is asked; cleanup closes it and removes the folder.
-func openFresh(p peer, durable bool) (KV, func(), error) {
+func openFresh(p peer, durable bool) (KV, func() error, error) {
 	dir := ""
 	if durable || p.name == "bbolt" {
 		d, err := os.MkdirTemp("", "livekv-bench-")
@@ -47,11 +47,12 @@ func openFresh(p peer, durable bool) (KV, func(), error) {
 		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("%s: %w", p.name, err)
 	}
-	return kv, func() {
-		kv.Close()
+	return kv, func() error {
+		err := kv.Close()
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
+		return err
 	}, nil
 }
 
