@@ -20,7 +20,8 @@ type entry struct {
 	// head is the newest version, possibly written by a transaction that
 	// has not committed yet; nil when the committed version in vis is the
 	// newest and no snapshot reads below it (see version). Writers
-	// (holding DB.wmu) store it, and publish takes it back to nil.
+	// (holding DB.wmu) store it, rollbacks and Abandon put back what was
+	// there, and DB.release takes it back to nil.
 	head atomic.Pointer[version]
 
 	// gone is set when the entry leaves the index (deleted, or created by a
@@ -45,9 +46,10 @@ type indexShard struct {
 	m map[uint64]*entry
 	// more holds the entries whose key's hash was already taken in m by
 	// another key. The hash is 64 bits, seeded anew for every index, so
-	// more is almost always empty (about one pair of keys in 10^6 stores
-	// of 10M keys share a hash), and a lookup looks at it only when it is
-	// not. Keeping collisions apart saves every entry a link to the next.
+	// more is almost always empty (a store of 10M keys has a pair sharing
+	// a hash about once in 370,000: 10^14/2 pairs over 2^64 hashes), and
+	// a lookup looks at it only when it is not. Keeping collisions apart
+	// saves every entry a link to the next.
 	more  map[string]*entry
 	reads atomic.Int64 // lookups by readers, for Stats
 	// A shard is 64 bytes, a cache line: the array is not aligned to

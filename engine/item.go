@@ -129,7 +129,8 @@ func (e *entry) before(old *version, created bool) (present bool, expires int64)
 
 // committed returns the committed version in vis as an object, for a
 // chain that a snapshot still reads; vis must hold a value. Only publish
-// calls it, which is also the only writer of vis.
+// calls it, holding pub.mu: vis does not change meanwhile (besides
+// publish, only recovery and Restore store it, with no commit queued).
 func (x *visible) committed() *version {
 	var s shown
 	x.load(&s)

@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// readers tracks the revisions of open snapshots, so that writers keep the
-// older versions those snapshots may still read and drop the rest.
+// readers tracks the revisions of open snapshots, so that publish keeps
+// the older versions those snapshots may still read and drops the rest.
 type readers struct {
 	n  atomic.Int64 // open snapshots, for Stats
 	mu sync.Mutex   // guards revs

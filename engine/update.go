@@ -106,6 +106,11 @@ func (tx *Tx) rollback() {
 	for i := len(tx.writes) - 1; i >= 0; i-- {
 		w := tx.writes[i]
 		w.e.head.Store(w.old)
+		if mayHold(w.old) {
+			db.pub.mu.Lock()
+			db.rehold(w.e, w.old)
+			db.pub.mu.Unlock()
+		}
 		if w.created {
 			db.index.remove(w.e)
 			db.order.remove(w.e)
@@ -271,6 +276,19 @@ func (db *DB) publish(rev int64) {
 		if c.rev > rev {
 			break
 		}
+		// A write whose head was nil left the version before it, the
+		// committed one, in vis alone; a snapshot below the write may
+		// still read it, so it goes into the chain before vis moves on.
+		// With snapshots open, that is done here, outside readers.mu,
+		// for every such write (a link no snapshot needs is cut by
+		// release); below, only for a snapshot opened since.
+		if db.readers.n.Load() != 0 {
+			for _, w := range c.writes {
+				if w.v.prev.Load() == nil && !w.created {
+					w.v.prev.Store(w.e.vis.committed())
+				}
+			}
+		}
 		// No snapshot opens while the commit becomes visible: one opened
 		// before reads below c.rev and is counted in oldest, one opened
 		// after reads at c.rev or later.
@@ -278,9 +296,6 @@ func (db *DB) publish(rev int64) {
 		oldest := db.readers.oldestLocked()
 		for _, w := range c.writes {
 			if oldest < w.v.rev && w.v.prev.Load() == nil && !w.created {
-				// The version before w.v is the committed one, kept only
-				// in vis, and a snapshot below w.v may still read it:
-				// link it into the chain before vis moves on.
 				w.v.prev.Store(w.e.vis.committed())
 			}
 			w.e.vis.store(w.v)
@@ -311,7 +326,7 @@ func (db *DB) publish(rev int64) {
 // snapshot still reads below waits in pub.held until none does. A
 // tombstone stays in head until bury takes its entry out. pub.mu is held.
 func (db *DB) release(c *commit, oldest int64) {
-	for len(db.pub.held) > 0 && db.pub.held[0].rev <= oldest {
+	for len(db.pub.held) > 0 && db.pub.held[0].v.rev <= oldest {
 		h := db.pub.held[0]
 		h.e.head.CompareAndSwap(h.v, nil) // unless a newer write is there
 		db.pub.held[0] = heldVersion{}
@@ -334,17 +349,32 @@ func (db *DB) release(c *commit, oldest int64) {
 		case oldest >= w.v.rev:
 			w.e.head.CompareAndSwap(w.v, nil)
 		default:
-			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v, rev: w.v.rev})
+			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v})
 		}
 	}
 }
 
 // heldVersion is a key's newest version kept as an object after it became
-// visible, because a snapshot opened before it was still reading.
+// visible, because a snapshot opened before it was still reading (or a
+// rollback put it back). pub.held is in revision order but for those
+// put back, which only wait longer.
 type heldVersion struct {
-	e   *entry
-	v   *version
-	rev int64
+	e *entry
+	v *version
+}
+
+// mayHold reports whether v, put back in an entry's head by a rollback or
+// an Abandon, may be a visible value whose release already ran.
+func mayHold(v *version) bool { return v != nil && !v.deleted() }
+
+// rehold queues v, which a rollback or an Abandon has put back in e's
+// head, to be released again if it is visible: its own release, which ran
+// when it became so, found a newer write in head and left it. pub.mu is
+// held.
+func (db *DB) rehold(e *entry, v *version) {
+	if mayHold(v) && v.rev <= db.committed.Load() {
+		db.pub.held = append(db.pub.held, heldVersion{e: e, v: v})
+	}
 }
 
 // bury takes the keys whose deletion is visible out of the index and the
