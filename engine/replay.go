@@ -87,7 +87,7 @@ func (db *DB) restoreItem(it *wal.Item) error {
 	e := &entry{key: it.Key}
 	e.vis.store(&v)
 	db.index.put(e)
-	db.order.add(e)
+	db.order.load(e) // a snapshot's items come in key order
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
 	}
