@@ -64,6 +64,20 @@ func newIndex() *index {
 	return ix
 }
 
+// reserve sizes the shards of an empty index for about n keys, so that
+// loading them does not grow the maps step by step.
+func (ix *index) reserve(n int) {
+	per := n/indexShards + n/indexShards/16 // the shards' sizes vary a little
+	for i := range ix.shards {
+		s := &ix.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 {
+			s.m = make(map[uint64]*entry, per)
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (ix *index) shard(key string) (*indexShard, uint64) {
 	h := maphash.String(ix.seed, key)
 	return &ix.shards[h%indexShards], h

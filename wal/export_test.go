@@ -14,6 +14,7 @@ var (
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
 	ReadSnapshot        = readSnapshot
+	SnapshotCount       = snapshotCount
 )
 
 type ScanResult = scanResult

@@ -149,7 +149,13 @@ func (h *SyncHistogram) add(d time.Duration) {
 // part.
 type Replay struct {
 	Snapshot func(rev int64) error // called first: the snapshot's revision
-	Item     func(*Item) error     // then each of its items, in key order
+	// Items, if not nil, is called after Snapshot and before the first
+	// Item with how many items the snapshot's trailer says it holds: a
+	// hint for sizing what the items go into. It is not called when the
+	// trailer cannot be read ahead; the count is checked against the
+	// items once they are read.
+	Items func(n int)
+	Item  func(*Item) error // then each of its items, in key order
 	// History receives, before Tx, the transactions that the snapshot
 	// already holds but that the log still keeps (see Log.Retain), in
 	// order and without gaps: the history of changes, not state to apply.

@@ -62,6 +62,9 @@ func (l *Log) loadSnapshot(r Replay) error {
 				return err
 			}
 		}
+		if n, ok := snapshotCount(b, l.opts.MaxRecord); ok && r.Items != nil {
+			r.Items(n)
+		}
 		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
