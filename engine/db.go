@@ -124,7 +124,8 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.wtx.db = db
 	if dir != "" {
 		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
-			wal.Replay{Snapshot: db.restoreRevision, Items: db.index.reserve, Item: db.restoreItem, History: db.restoreHistory, Tx: db.replay})
+			wal.Replay{Snapshot: db.restoreRevision, Items: db.index.reserve, Item: db.restoreItem,
+				History: db.restoreHistory, HistoryEvents: o.historyEvents(), Tx: db.replay})
 		if err != nil {
 			if db.broker != nil {
 				db.broker.Close()

@@ -9,6 +9,7 @@ var (
 	Scan                = scan
 	AppendTx            = appendTx
 	DecodeTx            = decodeTx
+	CheckTx             = checkTx
 	AppendSegmentHeader = appendSegmentHeader
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem

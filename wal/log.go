@@ -160,7 +160,13 @@ type Replay struct {
 	// already holds but that the log still keeps (see Log.Retain), in
 	// order and without gaps: the history of changes, not state to apply.
 	History func(*Tx) error
-	Tx      func(*Tx) error // then each later transaction, in order
+	// HistoryEvents, if above 0, is how many events (writes) the history
+	// that History builds keeps: the oldest transactions, which newer ones
+	// holding more events than that would push out of it, are skipped
+	// unread. Which ones is worked out from the segments of history
+	// alone, so a few that do not last may still come.
+	HistoryEvents int
+	Tx            func(*Tx) error // then each later transaction, in order
 }
 
 // segment is a segment file: the revision of its first record, its size.
