@@ -11,28 +11,61 @@ import (
 )
 
 // recover loads the newest snapshot and replays the segments after it;
-// see Open.
+// see Open. The segments kept only for the history are checked
+// (historyDamage) on another goroutine while the snapshot loads: which
+// they are, and what they must hold, depends only on the snapshot's
+// revision, which its name gives.
 func (l *Log) recover(r Replay) error {
-	if err := l.loadSnapshot(r); err != nil {
+	revs, stale, err := l.snapshots()
+	if err != nil {
 		return err
+	}
+	segs, listErr := l.listSegments()
+	var hd historyCheck
+	done := make(chan struct{})
+	if listErr == nil && len(revs) > 0 {
+		l.mu.segments = segs
+		go func() {
+			defer close(done)
+			hd.n, hd.damage, hd.events, hd.err = l.historyDamage(revs[len(revs)-1])
+		}()
+	} else {
+		close(done)
+	}
+	err = l.loadSnapshot(r, revs, stale)
+	<-done // whatever loadSnapshot returned: no goroutine is left behind
+	if err != nil {
+		return err
+	}
+	if listErr != nil {
+		return listErr
+	}
+	if len(revs) == 0 {
+		l.mu.segments = segs
+		hd.n, hd.damage, hd.events, hd.err = l.historyDamage(0)
 	}
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.History, r.Tx, r.HistoryEvents)
+	return l.replay(r.History, r.Tx, r.HistoryEvents, hd)
 }
 
-// loadSnapshot finds the newest snapshot, removes older ones and
-// unfinished ones, and reads it into r.
-func (l *Log) loadSnapshot(r Replay) error {
-	fsys := l.opts.FS
+// historyCheck is what historyDamage found.
+type historyCheck struct {
+	n      int
+	damage error
+	events [][]txEvents
+	err    error
+}
+
+// snapshots lists the snapshot folder: the revisions of the snapshots in
+// it, oldest first, and the files to remove once the newest is read.
+func (l *Log) snapshots() (revs []int64, stale []string, err error) {
 	dir := l.snapDir()
-	names, err := fsys.List(dir)
+	names, err := l.opts.FS.List(dir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	var revs []int64
-	var stale []string
 	for _, name := range names {
 		if strings.HasSuffix(name, ".snap.tmp") {
 			stale = append(stale, name) // a snapshot cut short by a crash
@@ -40,10 +73,35 @@ func (l *Log) loadSnapshot(r Replay) error {
 		}
 		rev, err := strconv.ParseInt(strings.TrimSuffix(name, ".snap"), 10, 64)
 		if !strings.HasSuffix(name, ".snap") || err != nil || rev < 1 {
-			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
+			return nil, nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
 		}
 		revs = append(revs, rev)
 	}
+	return revs, stale, nil
+}
+
+// listSegments lists the segment folder.
+func (l *Log) listSegments() ([]segment, error) {
+	names, err := l.opts.FS.List(l.segDir())
+	if err != nil {
+		return nil, err
+	}
+	var segs []segment
+	for _, name := range names {
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
+			return nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
+		}
+		segs = append(segs, segment{first: first})
+	}
+	return segs, nil
+}
+
+// loadSnapshot reads the newest of the snapshots revs into r, and removes
+// the older ones and the stale files (see snapshots).
+func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
+	fsys := l.opts.FS
+	dir := l.snapDir()
 	if len(revs) > 0 {
 		newest := revs[len(revs)-1]
 		for _, rev := range revs[:len(revs)-1] {
@@ -90,24 +148,12 @@ func (l *Log) loadSnapshot(r Replay) error {
 // snapshot holds and fn those after it; see Open. hist is not given those
 // that a history keeping keep events (0: all) would drop anyway, for
 // newer ones hold more than keep events (Replay.HistoryEvents).
-func (l *Log) replay(hist, fn func(*Tx) error, keep int) error {
-	fsys := l.opts.FS
-	names, err := fsys.List(l.segDir())
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
-		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
-			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
-		}
-		l.mu.segments = append(l.mu.segments, segment{first: first})
-	}
+func (l *Log) replay(hist, fn func(*Tx) error, keep int, hd historyCheck) error {
 	// Segments whose records the snapshot holds all of, kept for the
-	// history (or left over from a crash before they were removed), are
+	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
 	// one drops it and every older one. The state is not at stake.
-	n, damage, events, err := l.historyDamage()
+	n, damage, events, err := hd.n, hd.damage, hd.events, hd.err
 	if err != nil {
 		return err
 	}
@@ -182,12 +228,13 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int) error {
 // and the next. It returns how many segments, oldest first, must go for
 // the history that is left to be whole (0: none), and the damage. Only
 // the history is at stake there, never the state: Open drops them and
-// says so (Logf), and Check reports it. It checks the records without
+// says so (Logf), and Check reports it. snapRev is the snapshot's
+// revision. It checks the records without
 // decoding their keys and values, and returns, for each segment it read,
 // its records' revisions and numbers of events (historyCut uses them).
-func (l *Log) historyDamage() (n int, damage error, events [][]txEvents, err error) {
+func (l *Log) historyDamage(snapRev int64) (n int, damage error, events [][]txEvents, err error) {
 	covered := 0
-	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= l.mu.snapRev+1 {
+	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
 		covered++
 	}
 	events = make([][]txEvents, covered)

@@ -9,6 +9,7 @@ import (
 	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // openHistory opens the log in dir and returns the revisions it hands to
@@ -211,5 +212,45 @@ func TestLog_HistoryEvents(t *testing.T) {
 		if keep <= 100 {
 			require.Greater(t, first, int64(100), "keep %d: most of the history is skipped", keep)
 		}
+	}
+}
+
+// TestLog_HistoryCheckBesideSnapshot: the segments of history are checked
+// while the snapshot loads; a damaged snapshot still fails Open with
+// ErrCorrupt, whatever the check finds, and leaves no goroutine behind.
+func TestLog_HistoryCheckBesideSnapshot(t *testing.T) {
+	for _, damageHistory := range []bool{false, true} {
+		fs := vfs.NewMemFS()
+		o := wal.Options{FS: fs, SegmentSize: 200}
+		l, err := wal.Open("db", &o, wal.Replay{})
+		require.NoError(t, err)
+		appendDurable(t, l, 1, 80)
+		l.Retain(1)
+		require.NoError(t, l.Snapshot(70, slices.Values(sampleItems(50))))
+		require.NoError(t, l.Close())
+		names, err := fs.List("db/snap")
+		require.NoError(t, err)
+		require.Len(t, names, 1)
+		snap := path.Join("db/snap", names[0])
+		b, err := fs.ReadFile(snap)
+		require.NoError(t, err)
+		b = slices.Clone(b)
+		b[len(b)/2] ^= 0x08
+		fs.WriteFile(snap, b)
+		if damageHistory {
+			segs, err := fs.List("db/wal")
+			require.NoError(t, err)
+			seg := path.Join("db/wal", segs[0])
+			b, err := fs.ReadFile(seg)
+			require.NoError(t, err)
+			b = slices.Clone(b)
+			b[len(b)/2] ^= 0x08
+			fs.WriteFile(seg, b)
+		}
+		before := goleak.IgnoreCurrent()
+		_, err = wal.Open("db", &o, wal.Replay{History: func(*wal.Tx) error { return nil }})
+		require.ErrorIs(t, err, wal.ErrCorrupt, "history damaged too: %v", damageHistory)
+		require.Contains(t, err.Error(), names[0])
+		goleak.VerifyNone(t, before)
 	}
 }
