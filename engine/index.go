@@ -155,6 +155,33 @@ func (ix *index) put(e *entry) {
 	s.mu.Unlock()
 }
 
+// putAll puts es, whose keys must not be in the index, taking each
+// shard's lock once: inserts under one lock do not wait for each other's
+// cache misses, as each unlock's atomic would make them.
+func (ix *index) putAll(es []*entry) {
+	var by [indexShards][]hashedEntry
+	for _, e := range es {
+		h := maphash.String(ix.seed, e.key)
+		by[h%indexShards] = append(by[h%indexShards], hashedEntry{h, e})
+	}
+	for i := range by {
+		if len(by[i]) == 0 {
+			continue
+		}
+		s := &ix.shards[i]
+		s.mu.Lock()
+		for _, he := range by[i] {
+			s.insert(he.h, he.e)
+		}
+		s.mu.Unlock()
+	}
+}
+
+type hashedEntry struct {
+	h uint64
+	e *entry
+}
+
 // remove takes e out of the index, if it is there.
 func (ix *index) remove(e *entry) {
 	s, h := ix.shard(e.key)

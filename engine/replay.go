@@ -80,12 +80,15 @@ func (db *DB) restoreRevision(rev int64) error {
 
 // restoreItem loads one key of the snapshot, exactly as it was.
 func (db *DB) restoreItem(it *wal.Item) error {
-	db.index.put(db.restoreEntry(it))
+	e := db.restoreEntry(it)
+	db.order.load(e) // a snapshot's items come in key order
+	db.index.put(e)
 	return nil
 }
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
-// was, and adds it to everything but the index.
+// was, and adds it to the expiries; the tree and the index are the
+// caller's.
 func (db *DB) restoreEntry(it *wal.Item) *entry {
 	// The visible copy alone: no writer or snapshot needs the version as
 	// an object (head stays nil until the key is written).
@@ -93,7 +96,6 @@ func (db *DB) restoreEntry(it *wal.Item) *entry {
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
 	e := &entry{key: it.Key}
 	e.vis.store(&v)
-	db.order.load(e) // a snapshot's items come in key order
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
 	}
@@ -110,8 +112,8 @@ const (
 
 // indexLoader loads a snapshot at Open in two steps that run side by
 // side: the log's reader decodes each item and makes its entry (item),
-// and a goroutine puts the entries into the index, whose inserts miss the
-// cache and would otherwise take a third of the time. The goroutine
+// and a goroutine puts the entries into the tree and the index, whose
+// inserts miss the cache and would otherwise take a third of the time. The goroutine
 // starts with the first item and ends in finish, which must be called
 // before anything reads the index, error or not.
 type indexLoader struct {
@@ -138,9 +140,8 @@ func (l *indexLoader) item(it *wal.Item) error {
 func (l *indexLoader) run() {
 	defer close(l.done)
 	for batch := range l.queue {
-		for _, e := range batch {
-			l.db.index.put(e)
-		}
+		l.db.order.loadAll(batch)
+		l.db.index.putAll(batch)
 	}
 }
 

@@ -80,6 +80,16 @@ func (o *ordered) load(e *entry) {
 	o.mu.Unlock()
 }
 
+// loadAll is load for entries in key order, under one lock.
+func (o *ordered) loadAll(es []*entry) {
+	o.mu.Lock()
+	for _, e := range es {
+		o.tree.Load(makeTreeItem(e))
+	}
+	o.snap = nil
+	o.mu.Unlock()
+}
+
 // remove takes an entry out of the order, and marks it gone so that a
 // batch still holding e skips it. It marks it under the lock: a copy made
 // before, whose revision may still read e, has it; one made after reads
