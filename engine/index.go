@@ -66,6 +66,20 @@ func newIndex() *index {
 	return ix
 }
 
+// reserve sizes the shards of an empty index for about n keys, so that
+// loading them does not grow the maps step by step.
+func (ix *index) reserve(n int) {
+	per := n/indexShards + n/indexShards/16 // the shards' sizes vary a little
+	for i := range ix.shards {
+		s := &ix.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 {
+			s.m = make(map[uint64]*entry, per)
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (ix *index) shard(key string) (*indexShard, uint64) {
 	h := maphash.String(ix.seed, key)
 	return &ix.shards[h%indexShards], h
@@ -141,6 +155,33 @@ func (ix *index) put(e *entry) {
 	s.mu.Lock()
 	s.insert(h, e)
 	s.mu.Unlock()
+}
+
+// putAll puts es, whose keys must not be in the index, taking each
+// shard's lock once: inserts under one lock do not wait for each other's
+// cache misses, as each unlock's atomic would make them.
+func (ix *index) putAll(es []*entry) {
+	var by [indexShards][]hashedEntry
+	for _, e := range es {
+		h := maphash.String(ix.seed, e.key)
+		by[h%indexShards] = append(by[h%indexShards], hashedEntry{h, e})
+	}
+	for i := range by {
+		if len(by[i]) == 0 {
+			continue
+		}
+		s := &ix.shards[i]
+		s.mu.Lock()
+		for _, he := range by[i] {
+			s.insert(he.h, he.e)
+		}
+		s.mu.Unlock()
+	}
+}
+
+type hashedEntry struct {
+	h uint64
+	e *entry
 }
 
 // remove takes e out of the index, if it is there.

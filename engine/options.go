@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 )
@@ -172,3 +173,11 @@ type RangeOptions struct {
 // continues after the last key it saw with Range(KeyAfter(last), end, ...);
 // a reverse scan continues with Range(start, last, ...).
 func KeyAfter(key string) string { return key + "\x00" }
+
+// historyEvents is how many events the history keeps.
+func (o *Options) historyEvents() int {
+	if o.HistoryEvents > 0 {
+		return o.HistoryEvents
+	}
+	return pubsub.DefaultHistoryEvents
+}

@@ -11,7 +11,9 @@ import (
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/vfs"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // readUntil reads sub's events until the one of revision rev, which must
@@ -178,4 +180,59 @@ func TestDB_Close_DeliversEverything(t *testing.T) {
 		require.Equal(t, db.Revision(), got, "round %d: events delivered before Close ended the subscription", round)
 		require.NoError(t, db.Close())
 	}
+}
+
+// TestOpen_SnapshotIndexLoader: a snapshot of many batches of keys comes
+// back whole (the index is loaded beside the reader), and one damaged
+// near its end fails Open with ErrCorrupt and leaves no goroutine behind.
+func TestOpen_SnapshotIndexLoader(t *testing.T) {
+	fs := vfs.NewMemFS()
+	o := &engine.Options{FS: fs, SweepInterval: -1, CheckpointBytes: -1}
+	db, err := engine.Open("db", o)
+	require.NoError(t, err)
+	const n = 20_000
+	for i := range n {
+		_, err := db.Set(fmt.Sprintf("k%06d", i), fmt.Sprint("v", i), nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Checkpoint())
+	_, err = db.Set("k000007", "after", nil) // a write after the snapshot looks its key up
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	db, err = engine.Open("db", o)
+	require.NoError(t, err)
+	require.Equal(t, int64(n), db.Stats().Keys)
+	for i := range n {
+		it, err := db.Get(fmt.Sprintf("k%06d", i))
+		require.NoError(t, err)
+		want := fmt.Sprint("v", i)
+		if i == 7 {
+			want = "after"
+		}
+		require.Equal(t, want, it.Value)
+	}
+	seq, err := db.Range("", "", nil)
+	require.NoError(t, err)
+	count := 0
+	for _, err := range seq {
+		require.NoError(t, err)
+		count++
+	}
+	require.Equal(t, n, count)
+	require.NoError(t, db.Close())
+
+	names, err := fs.List("db/snap")
+	require.NoError(t, err)
+	require.Len(t, names, 1)
+	name := "db/snap/" + names[0]
+	b, err := fs.ReadFile(name)
+	require.NoError(t, err)
+	b = append([]byte(nil), b...)
+	b[len(b)-200] ^= 0x40 // in one of the last items, after many batches
+	fs.WriteFile(name, b)
+	before := goleak.IgnoreCurrent()
+	_, err = engine.Open("db", o)
+	require.ErrorIs(t, err, wal.ErrCorrupt)
+	goleak.VerifyNone(t, before)
 }

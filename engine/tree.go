@@ -69,6 +69,27 @@ func (o *ordered) add(e *entry) {
 	o.mu.Unlock()
 }
 
+// load records a new entry whose key is above every key added so far, as
+// a snapshot's items are: it goes straight into the tree, appended to its
+// right edge (Load), with no batch to sort. A key out of order is still
+// put in its place, only more slowly.
+func (o *ordered) load(e *entry) {
+	o.mu.Lock()
+	o.tree.Load(makeTreeItem(e))
+	o.snap = nil
+	o.mu.Unlock()
+}
+
+// loadAll is load for entries in key order, under one lock.
+func (o *ordered) loadAll(es []*entry) {
+	o.mu.Lock()
+	for _, e := range es {
+		o.tree.Load(makeTreeItem(e))
+	}
+	o.snap = nil
+	o.mu.Unlock()
+}
+
 // remove takes an entry out of the order, and marks it gone so that a
 // batch still holding e skips it. It marks it under the lock: a copy made
 // before, whose revision may still read e, has it; one made after reads

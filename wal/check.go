@@ -70,7 +70,7 @@ func Check(dir string, opts *Options) (Report, error) {
 		}
 		l.mu.segments = append(l.mu.segments, segment{first: first})
 	}
-	n, damage, err := l.historyDamage()
+	n, damage, _, err := l.historyDamage(l.mu.snapRev)
 	if err != nil {
 		return rep, err
 	}

@@ -9,11 +9,13 @@ var (
 	Scan                = scan
 	AppendTx            = appendTx
 	DecodeTx            = decodeTx
+	CheckTx             = checkTx
 	AppendSegmentHeader = appendSegmentHeader
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
 	ReadSnapshot        = readSnapshot
+	SnapshotCount       = snapshotCount
 )
 
 type ScanResult = scanResult

@@ -149,12 +149,24 @@ func (h *SyncHistogram) add(d time.Duration) {
 // part.
 type Replay struct {
 	Snapshot func(rev int64) error // called first: the snapshot's revision
-	Item     func(*Item) error     // then each of its items, in key order
+	// Items, if not nil, is called after Snapshot and before the first
+	// Item with how many items the snapshot's trailer says it holds: a
+	// hint for sizing what the items go into. It is not called when the
+	// trailer cannot be read ahead; the count is checked against the
+	// items once they are read.
+	Items func(n int)
+	Item  func(*Item) error // then each of its items, in key order
 	// History receives, before Tx, the transactions that the snapshot
 	// already holds but that the log still keeps (see Log.Retain), in
 	// order and without gaps: the history of changes, not state to apply.
 	History func(*Tx) error
-	Tx      func(*Tx) error // then each later transaction, in order
+	// HistoryEvents, if above 0, is how many events (writes) the history
+	// that History builds keeps: the oldest transactions, which newer ones
+	// holding more events than that would push out of it, are skipped
+	// unread. Which ones is worked out from the segments of history
+	// alone, so a few that do not last may still come.
+	HistoryEvents int
+	Tx            func(*Tx) error // then each later transaction, in order
 }
 
 // segment is a segment file: the revision of its first record, its size.

@@ -11,28 +11,61 @@ import (
 )
 
 // recover loads the newest snapshot and replays the segments after it;
-// see Open.
+// see Open. The segments kept only for the history are checked
+// (historyDamage) on another goroutine while the snapshot loads: which
+// they are, and what they must hold, depends only on the snapshot's
+// revision, which its name gives.
 func (l *Log) recover(r Replay) error {
-	if err := l.loadSnapshot(r); err != nil {
+	revs, stale, err := l.snapshots()
+	if err != nil {
 		return err
+	}
+	segs, listErr := l.listSegments()
+	var hd historyCheck
+	done := make(chan struct{})
+	if listErr == nil && len(revs) > 0 {
+		l.mu.segments = segs
+		go func() {
+			defer close(done)
+			hd.n, hd.damage, hd.events, hd.err = l.historyDamage(revs[len(revs)-1])
+		}()
+	} else {
+		close(done)
+	}
+	err = l.loadSnapshot(r, revs, stale)
+	<-done // whatever loadSnapshot returned: no goroutine is left behind
+	if err != nil {
+		return err
+	}
+	if listErr != nil {
+		return listErr
+	}
+	if len(revs) == 0 {
+		l.mu.segments = segs
+		hd.n, hd.damage, hd.events, hd.err = l.historyDamage(0)
 	}
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.History, r.Tx)
+	return l.replay(r.History, r.Tx, r.HistoryEvents, hd)
 }
 
-// loadSnapshot finds the newest snapshot, removes older ones and
-// unfinished ones, and reads it into r.
-func (l *Log) loadSnapshot(r Replay) error {
-	fsys := l.opts.FS
+// historyCheck is what historyDamage found.
+type historyCheck struct {
+	n      int
+	damage error
+	events [][]txEvents
+	err    error
+}
+
+// snapshots lists the snapshot folder: the revisions of the snapshots in
+// it, oldest first, and the files to remove once the newest is read.
+func (l *Log) snapshots() (revs []int64, stale []string, err error) {
 	dir := l.snapDir()
-	names, err := fsys.List(dir)
+	names, err := l.opts.FS.List(dir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	var revs []int64
-	var stale []string
 	for _, name := range names {
 		if strings.HasSuffix(name, ".snap.tmp") {
 			stale = append(stale, name) // a snapshot cut short by a crash
@@ -40,10 +73,35 @@ func (l *Log) loadSnapshot(r Replay) error {
 		}
 		rev, err := strconv.ParseInt(strings.TrimSuffix(name, ".snap"), 10, 64)
 		if !strings.HasSuffix(name, ".snap") || err != nil || rev < 1 {
-			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
+			return nil, nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, dir)
 		}
 		revs = append(revs, rev)
 	}
+	return revs, stale, nil
+}
+
+// listSegments lists the segment folder.
+func (l *Log) listSegments() ([]segment, error) {
+	names, err := l.opts.FS.List(l.segDir())
+	if err != nil {
+		return nil, err
+	}
+	var segs []segment
+	for _, name := range names {
+		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
+			return nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
+		}
+		segs = append(segs, segment{first: first})
+	}
+	return segs, nil
+}
+
+// loadSnapshot reads the newest of the snapshots revs into r, and removes
+// the older ones and the stale files (see snapshots).
+func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
+	fsys := l.opts.FS
+	dir := l.snapDir()
 	if len(revs) > 0 {
 		newest := revs[len(revs)-1]
 		for _, rev := range revs[:len(revs)-1] {
@@ -61,6 +119,9 @@ func (l *Log) loadSnapshot(r Replay) error {
 			if err := r.Snapshot(newest); err != nil {
 				return err
 			}
+		}
+		if n, ok := snapshotCount(b, l.opts.MaxRecord); ok && r.Items != nil {
+			r.Items(n)
 		}
 		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item)
 		if err != nil {
@@ -84,25 +145,15 @@ func (l *Log) loadSnapshot(r Replay) error {
 }
 
 // replay reads the segments in order, passing hist the transactions the
-// snapshot holds and fn those after it; see Open.
-func (l *Log) replay(hist, fn func(*Tx) error) error {
-	fsys := l.opts.FS
-	names, err := fsys.List(l.segDir())
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
-		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
-			return fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
-		}
-		l.mu.segments = append(l.mu.segments, segment{first: first})
-	}
+// snapshot holds and fn those after it; see Open. hist is not given those
+// that a history keeping keep events (0: all) would drop anyway, for
+// newer ones hold more than keep events (Replay.HistoryEvents).
+func (l *Log) replay(hist, fn func(*Tx) error, keep int, hd historyCheck) error {
 	// Segments whose records the snapshot holds all of, kept for the
-	// history (or left over from a crash before they were removed), are
+	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
 	// one drops it and every older one. The state is not at stake.
-	n, damage, err := l.historyDamage()
+	n, damage, events, err := hd.n, hd.damage, hd.events, hd.err
 	if err != nil {
 		return err
 	}
@@ -111,7 +162,9 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 		if err := l.removeSegments(n); err != nil {
 			return err
 		}
+		events = events[n:]
 	}
+	skip := historyCut(events, keep)
 	var histLast int64
 	history := func(tx *Tx) error {
 		// historyDamage vetted the segments of history alone; this is the
@@ -128,7 +181,7 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 	for i, seg := range l.mu.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
 		lastSeg := i == len(l.mu.segments)-1
-		b, res, bad, err := l.readSegment(name, lastSeg, history, func(tx *Tx) error {
+		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, history, func(tx *Tx) error {
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
@@ -175,28 +228,37 @@ func (l *Log) replay(hist, fn func(*Tx) error) error {
 // and the next. It returns how many segments, oldest first, must go for
 // the history that is left to be whole (0: none), and the damage. Only
 // the history is at stake there, never the state: Open drops them and
-// says so (Logf), and Check reports it.
-func (l *Log) historyDamage() (n int, damage, err error) {
+// says so (Logf), and Check reports it. snapRev is the snapshot's
+// revision. It checks the records without
+// decoding their keys and values, and returns, for each segment it read,
+// its records' revisions and numbers of events (historyCut uses them).
+func (l *Log) historyDamage(snapRev int64) (n int, damage error, events [][]txEvents, err error) {
 	covered := 0
-	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= l.mu.snapRev+1 {
+	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
 		covered++
 	}
+	events = make([][]txEvents, covered)
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
-		inOrder := func(tx *Tx) error {
-			if tx.Revision != next {
-				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, tx.Revision, next)
+		var evs []txEvents
+		_, _, bad, err := l.scanSegment(name, false, func(version byte, payload []byte) error {
+			rev, writes, err := checkTx(payload, version)
+			if err != nil {
+				return err
+			}
+			if rev != next {
+				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
 			}
 			next++
+			evs = append(evs, txEvents{rev: rev, events: writes})
 			return nil
-		}
-		_, _, bad, err := l.readSegment(name, false, inOrder, inOrder)
+		})
 		if err != nil && errors.Is(err, ErrCorrupt) {
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
 		}
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		if bad == nil && next != l.mu.segments[i+1].first {
 			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.mu.segments[i+1].first)
@@ -204,8 +266,39 @@ func (l *Log) historyDamage() (n int, damage, err error) {
 		if bad != nil {
 			n, damage = i+1, bad
 		}
+		events[i] = evs
 	}
-	return n, damage, nil
+	return n, damage, events, nil
+}
+
+// txEvents is a transaction's revision and its number of writes: the
+// events it adds to the history.
+type txEvents struct {
+	rev    int64
+	events int
+}
+
+// historyCut returns the newest revision that a history keeping keep
+// events drops once the records of events (segments oldest first, in
+// order and without gaps) are given to it: one with newer records after
+// it holding more than keep events in all, counting these records alone
+// (those after them add to the history too, so the cut is never too
+// far). 0 means none, as does keep 0.
+func historyCut(events [][]txEvents, keep int) int64 {
+	if keep <= 0 {
+		return 0
+	}
+	sum, newest := 0, true
+	for i := len(events) - 1; i >= 0; i-- {
+		for j := len(events[i]) - 1; j >= 0; j-- {
+			sum += events[i][j].events
+			if !newest && sum > keep {
+				return events[i][j].rev
+			}
+			newest = false
+		}
+	}
+	return 0
 }
 
 // readSegment reads the segment file name and calls hist with each of its
@@ -215,18 +308,16 @@ func (l *Log) historyDamage() (n int, damage, err error) {
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
 func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
-	b, err = l.opts.FS.ReadFile(name)
-	if err != nil || len(b) < segmentHeaderSize && last {
-		return b, res, nil, err
-	}
-	_, version, err := decodeSegmentHeader(b)
-	if err != nil {
-		return b, res, nil, fmt.Errorf("%s: %w", name, err)
-	}
-	res, err = scan(b[segmentHeaderSize:], segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+	return l.readSegmentFrom(name, last, 0, hist, fn)
+}
+
+// readSegmentFrom is readSegment, but skips unread the transactions at
+// revisions up to skip rather than give them to hist.
+func (l *Log) readSegmentFrom(name string, last bool, skip int64, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+	return l.scanSegment(name, last, func(version byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
-			if hist == nil {
+			if hist == nil || rev <= uint64(skip) {
 				return nil // in the snapshot
 			}
 			held = true
@@ -239,6 +330,23 @@ func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b [
 			return hist(&tx)
 		}
 		return fn(&tx)
+	})
+}
+
+// scanSegment reads the segment file name and calls fn with the payload
+// of each of its records, and the segment's format version; the rest is
+// as readSegment.
+func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload []byte) error) (b []byte, res scanResult, bad, err error) {
+	b, err = l.opts.FS.ReadFile(name)
+	if err != nil || len(b) < segmentHeaderSize && last {
+		return b, res, nil, err
+	}
+	_, version, err := decodeSegmentHeader(b)
+	if err != nil {
+		return b, res, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res, err = scan(b[segmentHeaderSize:], segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+		return fn(version, payload)
 	})
 	switch {
 	case errors.Is(err, ErrCorrupt):

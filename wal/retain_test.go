@@ -9,6 +9,7 @@ import (
 	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // openHistory opens the log in dir and returns the revisions it hands to
@@ -142,3 +143,114 @@ func firstRev(t *testing.T, name string) int64 {
 }
 
 func noItems(func(*wal.Item) bool) {}
+
+// TestLog_HistoryEvents checks that Replay.HistoryEvents skips only
+// transactions that a history keeping that many events would drop, and
+// all of those that the segments of history alone show it would: the
+// history still starts at or before the oldest transaction such a
+// history keeps, and runs without a gap to the snapshot.
+func TestLog_HistoryEvents(t *testing.T) {
+	writes := func(rev int64) int { return int(rev%3) + 1 }
+	txOf := func(rev int64) *wal.Tx {
+		tx := &wal.Tx{Revision: rev, Time: rev}
+		for i := range writes(rev) {
+			tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", i), Value: fmt.Sprint(rev)})
+		}
+		return tx
+	}
+	fs := vfs.NewMemFS()
+	o := wal.Options{FS: fs, SegmentSize: 300}
+	l, err := wal.Open("db", &o, wal.Replay{})
+	require.NoError(t, err)
+	const snap, last = 280, 300
+	for r := int64(1); r <= last; r++ {
+		require.NoError(t, l.Append(txOf(r)))
+		require.NoError(t, l.WaitDurable(r))
+		if r == snap {
+			l.Retain(1)
+			require.NoError(t, l.Snapshot(snap, noItems))
+		}
+	}
+	require.NoError(t, l.Close())
+
+	open := func(keep int) (hist []int64) {
+		var txs []int64
+		l, err := wal.Open("db", &o, wal.Replay{HistoryEvents: keep,
+			History: func(tx *wal.Tx) error {
+				require.Equal(t, *txOf(tx.Revision), *tx)
+				hist = append(hist, tx.Revision)
+				return nil
+			},
+			Tx: func(tx *wal.Tx) error { txs = append(txs, tx.Revision); return nil }})
+		require.NoError(t, err)
+		require.NoError(t, l.Close())
+		require.Equal(t, seq(snap+1, last), txs)
+		require.NotEmpty(t, hist)
+		require.Equal(t, seq(hist[0], snap), hist, "keep %d", keep)
+		return hist
+	}
+	all := open(0)
+	require.Equal(t, int64(1), all[0], "Retain(1) keeps every segment")
+	for _, keep := range []int{1, 2, 5, 40, 100, 300, 1000} {
+		first := open(keep)[0]
+		// The oldest revision a history of keep events holds at the end:
+		// the newest always, then older ones while they fit.
+		kept, events := int64(last), writes(last)
+		for kept > 1 && events+writes(kept-1) <= keep {
+			kept--
+			events += writes(kept)
+		}
+		require.LessOrEqual(t, first, kept, "keep %d", keep)
+		if first > 1 {
+			// What was skipped, the history segments alone show dropped.
+			n := 0
+			for r := first - 1; r <= snap; r++ {
+				n += writes(r)
+			}
+			require.Greater(t, n, keep, "keep %d: %d skipped", keep, first-1)
+		}
+		if keep <= 100 {
+			require.Greater(t, first, int64(100), "keep %d: most of the history is skipped", keep)
+		}
+	}
+}
+
+// TestLog_HistoryCheckBesideSnapshot: the segments of history are checked
+// while the snapshot loads; a damaged snapshot still fails Open with
+// ErrCorrupt, whatever the check finds, and leaves no goroutine behind.
+func TestLog_HistoryCheckBesideSnapshot(t *testing.T) {
+	for _, damageHistory := range []bool{false, true} {
+		fs := vfs.NewMemFS()
+		o := wal.Options{FS: fs, SegmentSize: 200}
+		l, err := wal.Open("db", &o, wal.Replay{})
+		require.NoError(t, err)
+		appendDurable(t, l, 1, 80)
+		l.Retain(1)
+		require.NoError(t, l.Snapshot(70, slices.Values(sampleItems(50))))
+		require.NoError(t, l.Close())
+		names, err := fs.List("db/snap")
+		require.NoError(t, err)
+		require.Len(t, names, 1)
+		snap := path.Join("db/snap", names[0])
+		b, err := fs.ReadFile(snap)
+		require.NoError(t, err)
+		b = slices.Clone(b)
+		b[len(b)/2] ^= 0x08
+		fs.WriteFile(snap, b)
+		if damageHistory {
+			segs, err := fs.List("db/wal")
+			require.NoError(t, err)
+			seg := path.Join("db/wal", segs[0])
+			b, err := fs.ReadFile(seg)
+			require.NoError(t, err)
+			b = slices.Clone(b)
+			b[len(b)/2] ^= 0x08
+			fs.WriteFile(seg, b)
+		}
+		before := goleak.IgnoreCurrent()
+		_, err = wal.Open("db", &o, wal.Replay{History: func(*wal.Tx) error { return nil }})
+		require.ErrorIs(t, err, wal.ErrCorrupt, "history damaged too: %v", damageHistory)
+		require.Contains(t, err.Error(), names[0])
+		goleak.VerifyNone(t, before)
+	}
+}

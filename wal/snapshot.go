@@ -230,6 +230,33 @@ func (sr *snapshotReader) fail(err error, what string) error {
 	return err
 }
 
+// minItemRecord is the fewest bytes an item's record takes: its framing,
+// a one-byte key, and one byte for each length and number.
+const minItemRecord = recordHeaderSize + 7
+
+// snapshotCount reads ahead the item count in the trailer of the snapshot
+// file b, without reading the items. ok is false if the end of b is not a
+// well-formed trailer, or if its count is more items than b can hold.
+// The count is a hint: ReadSnapshotFrom checks it against the items.
+func snapshotCount(b []byte, max int) (n int, ok bool) {
+	for k := 1; k <= binary.MaxVarintLen64; k++ {
+		start := len(b) - recordHeaderSize - k
+		if start < segmentHeaderSize {
+			break
+		}
+		typ, payload, end, err := decodeFrame(b[start:], max)
+		if err != nil || typ != typeSnapshot || start+end != len(b) {
+			continue
+		}
+		count, m := binary.Uvarint(payload)
+		if m != len(payload) || count > uint64(len(b)/minItemRecord) {
+			return 0, false
+		}
+		return int(count), true
+	}
+	return 0, false
+}
+
 // readSnapshot decodes the snapshot file b, calling fn with each item in
 // order, and returns the snapshot's revision: ReadSnapshotFrom over b,
 // which must hold a revision of at least 1, as a snapshot file does. A

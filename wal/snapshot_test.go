@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -145,6 +146,50 @@ func FuzzReadSnapshot(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, rev, rev2)
 		require.Equal(t, items, items2)
+	})
+}
+
+// TestSnapshotCount: the count is read ahead from a snapshot's trailer,
+// whatever its varint's length, and not from bytes that are not one.
+func TestSnapshotCount(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 20000} {
+		b := snapshotBytes(t, 90000, sampleItems(n))
+		got, ok := wal.SnapshotCount(b, wal.DefaultMaxRecord)
+		require.True(t, ok, "%d items", n)
+		require.Equal(t, n, got)
+		_, ok = wal.SnapshotCount(b[:len(b)-1], wal.DefaultMaxRecord)
+		require.False(t, ok, "cut short, %d items", n)
+		bad := slices.Clone(b)
+		bad[len(bad)-1] ^= 1
+		_, ok = wal.SnapshotCount(bad, wal.DefaultMaxRecord)
+		require.False(t, ok, "a flipped bit, %d items", n)
+	}
+	_, ok := wal.SnapshotCount(nil, wal.DefaultMaxRecord)
+	require.False(t, ok)
+	// A trailer claiming more items than the bytes can hold is no hint.
+	b := snapshotBytes(t, 5, sampleItems(1))
+	end := len(wal.AppendRecord(nil, wal.TypeSnapshot, []byte{1}))
+	huge := wal.AppendRecord(slices.Clone(b[:len(b)-end]), wal.TypeSnapshot, binary.AppendUvarint(nil, 1<<40))
+	_, ok = wal.SnapshotCount(huge, wal.DefaultMaxRecord)
+	require.False(t, ok)
+}
+
+// FuzzSnapshotCount: whatever the bytes, snapshotCount never panics, and
+// for a snapshot that reads without damage it gives its number of items.
+func FuzzSnapshotCount(f *testing.F) {
+	f.Add(snapshotBytes(f, 7, sampleItems(0)))
+	f.Add(snapshotBytes(f, 50, sampleItems(3)))
+	f.Add(snapshotBytes(f, 50, sampleItems(200)))
+	b := snapshotBytes(f, 50, sampleItems(2))
+	f.Add(b[:len(b)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, ok := wal.SnapshotCount(b, wal.DefaultMaxRecord)
+		require.GreaterOrEqual(t, n, 0)
+		_, items, err := readSnapshot(b)
+		if err == nil {
+			require.True(t, ok)
+			require.Equal(t, len(items), n)
+		}
 	})
 }
 

@@ -80,6 +80,23 @@ func appendTx(dst []byte, tx *Tx) []byte {
 // ErrCorrupt; lengths are checked against the payload before anything is
 // allocated.
 func decodeTx(b []byte, version byte) (Tx, error) {
+	var tx Tx
+	if _, _, err := readTx(b, version, &tx); err != nil {
+		return Tx{}, err
+	}
+	return tx, nil
+}
+
+// checkTx checks a transaction payload as decodeTx does, the same damage
+// being the same error, without keeping anything: it returns the
+// revision and the number of writes, and allocates nothing.
+func checkTx(b []byte, version byte) (rev int64, writes int, err error) {
+	return readTx(b, version, nil)
+}
+
+// readTx decodes a transaction payload into tx, or, if tx is nil, only
+// checks it; it returns the revision and the number of writes.
+func readTx(b []byte, version byte, tx *Tx) (rev int64, writes int, err error) {
 	d := decoder{b: b, what: "transaction record"}
 	switch version {
 	case segmentVersionNoTrailer:
@@ -92,41 +109,42 @@ func decodeTx(b []byte, version byte) (Tx, error) {
 	default:
 		d.fail("format version %d", version)
 	}
-	var tx Tx
-	tx.Revision = int64(d.uvarint())
-	tx.Time = d.varint()
+	rev = int64(d.uvarint())
+	at := d.varint()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) { // every write takes at least 4 bytes
 		d.fail("write count %d over the payload", n)
 	}
-	if d.err == nil && tx.Revision < 1 {
-		d.fail("revision %d", tx.Revision)
+	if d.err == nil && rev < 1 {
+		d.fail("revision %d", rev)
 	}
-	if d.err == nil {
+	if d.err == nil && tx != nil {
+		tx.Revision, tx.Time = rev, at
 		tx.Writes = make([]Write, 0, n)
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		var w Write
-		w.Kind = d.byte()
-		w.Created, w.Kind = w.Kind&kindCreated != 0, w.Kind&^kindCreated
-		w.Key = d.str()
-		w.Value = d.str()
-		w.Expires = d.varint()
-		if d.err == nil && (w.Kind < KindPut || w.Kind > KindExpire) {
-			d.fail("write kind %d", w.Kind)
+		kind := d.byte()
+		key := d.bytes()
+		value := d.bytes()
+		expires := d.varint()
+		created, kind := kind&kindCreated != 0, kind&^kindCreated
+		if d.err == nil && (kind < KindPut || kind > KindExpire) {
+			d.fail("write kind %d", kind)
 		}
-		if d.err == nil && w.Key == "" {
+		if d.err == nil && len(key) == 0 {
 			d.fail("empty key")
 		}
-		tx.Writes = append(tx.Writes, w)
+		if tx != nil {
+			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: string(key), Value: string(value), Expires: expires})
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the last write", len(d.b))
 	}
 	if d.err != nil {
-		return Tx{}, d.err
+		return 0, 0, d.err
 	}
-	return tx, nil
+	return rev, int(n), nil
 }
 
 type decoder struct {
@@ -181,15 +199,21 @@ func (d *decoder) byte() byte {
 }
 
 func (d *decoder) str() string {
+	return string(d.bytes())
+}
+
+// bytes reads a length-prefixed string and returns its bytes, part of
+// the payload: nil if there is damage.
+func (d *decoder) bytes() []byte {
 	n := d.uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(d.b)) {
 		d.fail("string of %d bytes over the payload", n)
-		return ""
+		return nil
 	}
-	s := string(d.b[:n])
+	s := d.b[:n:n]
 	d.b = d.b[n:]
 	return s
 }

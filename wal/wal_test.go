@@ -310,6 +310,34 @@ func FuzzDecodeTx(f *testing.F) {
 	})
 }
 
+// FuzzCheckTx: checkTx, which checks a transaction without keeping it,
+// fails exactly when decodeTx does, with the same error, and otherwise
+// gives its revision and number of writes.
+func FuzzCheckTx(f *testing.F) {
+	for _, v := range versions {
+		f.Add(appendTx(nil, sampleTx(1), v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 1}, v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 2, Writes: []wal.Write{{Kind: wal.KindPut, Key: "k", Value: "v\x00\x00"}}}, v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 3, Writes: []wal.Write{{Kind: wal.KindDelete, Key: "k"}, {Kind: 9, Key: "j"}}}, v))
+		f.Add(appendTx(nil, &wal.Tx{Revision: 4, Writes: []wal.Write{{Kind: wal.KindPut, Value: "v"}}}, v))
+	}
+	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, v := range versions {
+			tx, err := wal.DecodeTx(b, v)
+			rev, writes, cerr := wal.CheckTx(b, v)
+			if err != nil {
+				require.Error(t, cerr)
+				require.Equal(t, err.Error(), cerr.Error())
+				continue
+			}
+			require.NoError(t, cerr)
+			require.Equal(t, tx.Revision, rev)
+			require.Equal(t, len(tx.Writes), writes)
+		}
+	})
+}
+
 // FuzzScan: whatever the bytes, Scan either reads records, reports a torn
 // tail, or reports corruption; it never panics, and a torn tail ends where
 // the good records end.
