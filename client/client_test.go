@@ -223,6 +223,15 @@ func collect(t *testing.T, sub *client.Subscription, n int) []client.Event {
 	return out
 }
 
+// untimed returns evs with their times zeroed, to compare with events
+// built by hand.
+func untimed(evs []client.Event) []client.Event {
+	for i := range evs {
+		evs[i].Time = time.Time{}
+	}
+	return evs
+}
+
 // checkSequence: events of one key k, written 1, 2, ..., n in order.
 func checkSequence(t *testing.T, evs []client.Event) {
 	t.Helper()

@@ -150,14 +150,7 @@ func TestSubscription_UnsubscribesOnlyWhereItStays(t *testing.T) {
 		"the client that stays unsubscribed the ended subscription")
 	write("k:2", "after")
 	for i, sub := range subs {
-		var got []client.Event
-		for len(got) < len(want) {
-			ev, err := sub.Next(ctx)
-			require.NoError(t, err, "subscriber %d after %d events", i, len(got))
-			ev.Time = time.Time{}
-			got = append(got, ev)
-		}
-		require.Equal(t, want, got, "subscriber %d", i)
+		require.Equal(t, want, untimed(collect(t, sub, len(want))), "subscriber %d", i)
 	}
 	require.Zero(t, movesUnsubs.Load(), "no unsubscribe on the connection dropped")
 	require.EqualValues(t, 1, staysUnsubs.Load())
