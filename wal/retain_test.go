@@ -74,12 +74,7 @@ func TestLog_Retain_Damage(t *testing.T) {
 		damage func(t *testing.T, fs *vfs.MemFS, names []string) (lost int)
 	}{
 		{"a flipped bit", func(t *testing.T, fs *vfs.MemFS, names []string) int {
-			damaged := path.Join("db/wal", names[1])
-			b, err := fs.ReadFile(damaged)
-			require.NoError(t, err)
-			b = append([]byte(nil), b...)
-			b[len(b)/2] ^= 0x10
-			fs.WriteFile(damaged, b)
+			flipMiddle(t, fs, path.Join("db/wal", names[1]), 0x10)
 			return 2
 		}},
 		{"a segment gone", func(t *testing.T, fs *vfs.MemFS, names []string) int {
@@ -231,21 +226,11 @@ func TestLog_HistoryCheckBesideSnapshot(t *testing.T) {
 		names, err := fs.List("db/snap")
 		require.NoError(t, err)
 		require.Len(t, names, 1)
-		snap := path.Join("db/snap", names[0])
-		b, err := fs.ReadFile(snap)
-		require.NoError(t, err)
-		b = slices.Clone(b)
-		b[len(b)/2] ^= 0x08
-		fs.WriteFile(snap, b)
+		flipMiddle(t, fs, path.Join("db/snap", names[0]), 0x08)
 		if damageHistory {
 			segs, err := fs.List("db/wal")
 			require.NoError(t, err)
-			seg := path.Join("db/wal", segs[0])
-			b, err := fs.ReadFile(seg)
-			require.NoError(t, err)
-			b = slices.Clone(b)
-			b[len(b)/2] ^= 0x08
-			fs.WriteFile(seg, b)
+			flipMiddle(t, fs, path.Join("db/wal", segs[0]), 0x08)
 		}
 		before := goleak.IgnoreCurrent()
 		_, err = wal.Open("db", &o, wal.Replay{History: func(*wal.Tx) error { return nil }})
@@ -253,4 +238,14 @@ func TestLog_HistoryCheckBesideSnapshot(t *testing.T) {
 		require.Contains(t, err.Error(), names[0])
 		goleak.VerifyNone(t, before)
 	}
+}
+
+// flipMiddle flips the bits of mask in the middle byte of the file name.
+func flipMiddle(t *testing.T, fs *vfs.MemFS, name string, mask byte) {
+	t.Helper()
+	b, err := fs.ReadFile(name)
+	require.NoError(t, err)
+	b = slices.Clone(b)
+	b[len(b)/2] ^= mask
+	fs.WriteFile(name, b)
 }
