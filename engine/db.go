@@ -19,6 +19,7 @@ import (
 //	wmu → ordered.mu → readers.mu       (a write; a snapshot taken under wmu)
 //	wmu → index shard                   (a write)
 //	wmu → pub.mu → readers.mu           (commit, publish, bury)
+//	wmu → pub.mu → arena.mu             (publish, a compaction)
 //	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
 //	wmu → pub.mu → index shard, ordered.mu (Replica.Abandon)
 //	wmu → the log's mu                  (Append)
@@ -79,6 +80,9 @@ type DB struct {
 		// may have seen another commit at the same revision succeed.
 		lost []int64
 	}
+	// vals holds the values' bytes; replaced only by Replica.Restore,
+	// under wmu and pub.mu.
+	vals    *arena
 	index   *index
 	order   *ordered
 	readers readers
@@ -116,6 +120,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db := &DB{
 		opts:  o,
 		dir:   dir,
+		vals:  newArena(o.chunkSize),
 		index: newIndex(),
 		order: newOrdered(),
 		exp:   newExpiries(),

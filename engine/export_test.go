@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // Sweep runs one sweep of expired keys now and returns how many it removed.
 func Sweep(db *DB) int {
 	n, _ := db.sweep()
@@ -15,3 +17,16 @@ func Held(db *DB) int {
 	defer db.pub.mu.Unlock()
 	return len(db.pub.held)
 }
+
+// WithChunkSize sets the size of o's value chunks, so that a small store
+// fills many and compacts them, and returns o.
+func WithChunkSize(o *Options, size int) *Options {
+	o.chunkSize = size
+	return o
+}
+
+// Compactions returns how many compactions of the value chunks ran.
+func Compactions(db *DB) int64 { return db.arena().compactions.Load() }
+
+// ArenaStats describes the value chunks, for a failure message.
+func ArenaStats(db *DB) string { return fmt.Sprintf("%+v", db.arena().stats()) }

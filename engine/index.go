@@ -28,6 +28,10 @@ type entry struct {
 	// transaction that rolled back), by ordered.remove under its lock, so
 	// that a pending ordered insert skips it.
 	gone atomic.Bool
+
+	// chunk is the arena's chunk that holds the value in vis (0: none);
+	// it changes with vis, under DB.pub.mu.
+	chunk uint32
 }
 
 const indexShards = 64

@@ -42,6 +42,7 @@ type version struct {
 	ver       int64
 	expires   int64 // unix nanoseconds; 0 means no expiry
 	kind      pubsub.Type
+	chunk     uint32 // the arena's chunk that holds value; 0: none
 	prev      atomic.Pointer[version]
 }
 

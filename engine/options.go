@@ -74,6 +74,10 @@ type Options struct {
 	// durable, in place of the write-ahead log; only OpenReplica takes
 	// it, Open refuses it.
 	Replicator Replicator
+
+	// chunkSize, if not zero, sizes the arena's chunks, so that tests
+	// see compactions in a small store.
+	chunkSize int
 }
 
 // Default limits.

@@ -78,23 +78,25 @@ func (db *DB) restoreRevision(rev int64) error {
 	return nil
 }
 
-// restoreItem loads one key of the snapshot, exactly as it was.
-func (db *DB) restoreItem(it *wal.Item) error {
-	e := db.restoreEntry(it)
+// restoreItem loads one key of the snapshot, exactly as it was, with its
+// value in a.
+func (db *DB) restoreItem(it *wal.Item, a *arena) error {
+	e := db.restoreEntry(it, a)
 	db.order.load(e) // a snapshot's items come in key order
 	db.index.put(e)
 	return nil
 }
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
-// was, and adds it to the expiries; the tree and the index are the
-// caller's.
-func (db *DB) restoreEntry(it *wal.Item) *entry {
+// was, with its value in a, which nothing else uses yet, and adds it to
+// the expiries; the tree and the index are the caller's.
+func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 	// The visible copy alone: no writer or snapshot needs the version as
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	e := &entry{key: it.Key}
+	v.value, v.chunk = a.restore(v.value, it.Revision)
+	e := &entry{key: it.Key, chunk: v.chunk}
 	e.vis.store(&v)
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
@@ -129,7 +131,7 @@ func (l *indexLoader) item(it *wal.Item) error {
 		l.done = make(chan struct{})
 		go l.run()
 	}
-	l.batch = append(l.batch, l.db.restoreEntry(it))
+	l.batch = append(l.batch, l.db.restoreEntry(it, l.db.vals))
 	if len(l.batch) == indexLoadBatch {
 		l.queue <- l.batch
 		l.batch = make([]*entry, 0, indexLoadBatch)

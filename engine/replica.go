@@ -271,11 +271,13 @@ func (r *Replica) Restore(src io.Reader) error {
 	})
 	db.exp = newExpiries()
 	db.keys.Store(0)
+	vals := newArena(db.opts.chunkSize)
 	for i := range items {
-		db.restoreItem(&items[i])
+		db.restoreItem(&items[i], vals)
 	}
 	db.rev = rev
 	db.pub.mu.Lock()
+	db.vals = vals // a compaction of the old state stops
 	db.pub.graves = nil
 	db.pub.held = nil // versions of entries no longer indexed
 	db.pub.target = rev

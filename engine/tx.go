@@ -123,6 +123,7 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	} else {
 		v.createRev, v.ver = tx.rev, 1
 	}
+	v.value, v.chunk = tx.db.vals.put(v.value, tx.rev)
 	created := false
 	if e == nil {
 		e = &entry{key: key}

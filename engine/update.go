@@ -77,6 +77,7 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	if err := db.durable(rev, epoch); err != nil {
 		return 0, err
 	}
+	db.maybeCompact()
 	return rev, nil
 }
 
@@ -289,6 +290,7 @@ func (db *DB) publish(rev int64) {
 				}
 			}
 		}
+		db.account(c)
 		// No snapshot opens while the commit becomes visible: one opened
 		// before reads below c.rev and is counted in oldest, one opened
 		// after reads at c.rev or later.
@@ -316,6 +318,24 @@ func (db *DB) publish(rev int64) {
 	if n > 0 {
 		db.revWaiters.wake()
 	}
+}
+
+// account moves the counts of the value chunks' live bytes from the
+// values that c's writes replace to theirs, before they become visible;
+// pub.mu is held.
+func (db *DB) account(c *commit) {
+	a := db.vals
+	a.mu.Lock()
+	for _, w := range c.writes {
+		// Commits below c.rev are visible: a chunk that they alone could
+		// fill may be used again.
+		a.moved(w.e.chunk, int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value), c.rev-1)
+		w.e.chunk = w.v.chunk
+	}
+	if a.due() {
+		a.wanted.Store(true)
+	}
+	a.mu.Unlock()
 }
 
 // release drops the versions of the just visible commit c that no

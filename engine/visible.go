@@ -84,6 +84,15 @@ func (x *visible) store(v *version) {
 	x.seq.Store(q + 2*seqOne | n)
 }
 
+// move points the visible copy at value, a copy of the value it holds
+// made elsewhere. Callers serialise with store.
+func (x *visible) move(value string) {
+	q := x.seq.Load()
+	x.seq.Store(q + seqOne) // odd: readers wait
+	x.data.Store(unsafe.StringData(value))
+	x.seq.Store(q + 2*seqOne)
+}
+
 // load reads the visible version into s.
 func (x *visible) load(s *shown) {
 	for spins := 0; ; spins++ {

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// The bytes of stored values live in chunks: large byte slices, which the
+// collector does not scan and counts as one object each, instead of one
+// string per value. A value is copied into a chunk when it is written and
+// never changes there: a string handed to a reader points into the chunk
+// and stays valid and unchanged as long as the reader keeps it, since the
+// collector frees a chunk only when nothing points into it.
+//
+// Overwrites and deletions leave dead bytes behind. Each chunk counts its
+// live bytes, those of the values that entries' visible copies hold, and
+// when the dead bytes in full chunks outgrow the live ones, a compaction
+// copies the live values of the emptiest chunks into new ones and points
+// the entries at the copies; what still points into an old chunk (a
+// reader's string, a version a snapshot reads, an event in the history)
+// keeps it alive, and the collector frees it when that goes.
+const (
+	// defaultChunkSize is the size of a chunk.
+	defaultChunkSize = 256 << 10
+	// A value larger than a chunk over chunkMaxValueDiv is allocated on
+	// its own: its size makes a chunk's saving small.
+	chunkMaxValueDiv = 16
+	// compactMinChunks is how many chunks' worth of dead bytes it takes,
+	// at least, to start a compaction: a small store never compacts.
+	compactMinChunks = 16
+	// compactBatch is how many entries a compaction looks at under one
+	// hold of pub.mu, so that publishing waits for it only briefly.
+	compactBatch = 256
+)
+
+// chunkInfo is what the arena knows of one chunk; its id is its index in
+// arena.chunks (id 0 is no chunk: a value allocated on its own, or none).
+type chunkInfo struct {
+	size int // bytes handed out (final once full)
+	live int // bytes of the values that visible copies hold
+	// full is set when no more values go into the chunk; fullRev is the
+	// revision from which on no commit can hold a value in it: its id
+	// may be used again once that revision is visible and live is 0.
+	full    bool
+	fullRev int64
+	moving  bool // chosen by the running compaction
+	// base is the chunk's address, for checks; a number, which does not
+	// keep the chunk alive.
+	base uintptr
+}
+
+// arena allocates values into chunks and keeps each chunk's count of
+// live bytes.
+type arena struct {
+	// mu guards chunks, free, the counts and mover. Lock order: wmu →
+	// pub.mu → arena.mu; the writer's allocator takes it only to change
+	// chunks.
+	mu     sync.Mutex
+	chunks []chunkInfo
+	// chunkSize, maxValue and minDead are the size of a chunk, that of
+	// the largest value put in one, and the dead bytes it takes to start
+	// a compaction.
+	chunkSize, maxValue, minDead int
+	free                         []uint32
+
+	// liveBytes and fullBytes are the sums of live and size over the full
+	// chunks; a compaction is due when fullBytes-liveBytes passes both
+	// minDead and liveBytes.
+	liveBytes, fullBytes int
+
+	writer allocator // guarded by DB.wmu
+	mover  allocator // guarded by mu (the compaction holds pub.mu too)
+
+	// wanted is set when a compaction is due, compacting while one runs.
+	wanted, compacting atomic.Bool
+	compactions        atomic.Int64
+}
+
+// allocator fills one chunk at a time.
+type allocator struct {
+	id  uint32
+	buf []byte // the chunk; len is what is handed out
+}
+
+// newArena returns an empty arena whose chunks are size bytes (0: the
+// default).
+func newArena(size int) *arena {
+	if size <= 0 {
+		size = defaultChunkSize
+	}
+	return &arena{chunks: make([]chunkInfo, 1), // id 0: no chunk
+		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: compactMinChunks * size}
+}
+
+// put copies value into a chunk and returns the copy and the chunk's id;
+// a value too large (or empty) comes back as it is, with id 0. rev is the
+// revision of the transaction it is for. db.wmu is held.
+func (a *arena) put(value string, rev int64) (string, uint32) {
+	return a.writer.put(a, value, rev)
+}
+
+// put copies value into the allocator's chunk, starting a new one if it
+// does not fit; rev is the newest revision a commit holding value may
+// have.
+func (al *allocator) put(a *arena, value string, rev int64) (string, uint32) {
+	n := len(value)
+	if n == 0 || n > a.maxValue {
+		return value, 0
+	}
+	if len(al.buf)+n > cap(al.buf) {
+		a.next(al, rev)
+	}
+	start := len(al.buf)
+	al.buf = append(al.buf, value...)
+	return unsafe.String(&al.buf[start], n), al.id
+}
+
+// next closes the allocator's chunk, if it has one, at revision rev, and
+// gives it a new one. a.mu is taken unless locked.
+func (a *arena) next(al *allocator, rev int64) {
+	lock := al != &a.mover // the mover's caller holds a.mu
+	if lock {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
+	if al.id != 0 {
+		c := &a.chunks[al.id]
+		c.size, c.full, c.fullRev = len(al.buf), true, rev
+		a.fullBytes += c.size
+		a.liveBytes += c.live
+	}
+	var id uint32
+	if n := len(a.free); n > 0 {
+		id = a.free[n-1]
+		a.free = a.free[:n-1]
+	} else {
+		a.chunks = append(a.chunks, chunkInfo{})
+		id = uint32(len(a.chunks) - 1)
+	}
+	al.id, al.buf = id, make([]byte, 0, a.chunkSize)
+	a.chunks[id] = chunkInfo{base: uintptr(unsafe.Pointer(unsafe.SliceData(al.buf)))}
+}
+
+// moved records that a visible copy went from a value of oldLen bytes in
+// chunk old to one of newLen bytes in chunk nu; committed is the newest
+// visible revision. a.mu is held.
+func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int, committed int64) {
+	if old != 0 {
+		c := &a.chunks[old]
+		c.live -= oldLen
+		if c.full {
+			a.liveBytes -= oldLen
+			a.reuse(old, committed)
+		}
+	}
+	if nu != 0 {
+		c := &a.chunks[nu]
+		c.live += newLen
+		if c.full {
+			a.liveBytes += newLen
+		}
+	}
+}
+
+// reuse frees chunk id's id if no visible copy holds a value in it and no
+// commit that may yet become visible can. a.mu is held.
+func (a *arena) reuse(id uint32, committed int64) {
+	c := &a.chunks[id]
+	if !c.full || c.live != 0 || c.fullRev > committed || c.moving {
+		return
+	}
+	a.fullBytes -= c.size
+	a.chunks[id] = chunkInfo{}
+	a.free = append(a.free, id)
+}
+
+// due reports whether a compaction would pay. a.mu is held.
+func (a *arena) due() bool {
+	dead := a.fullBytes - a.liveBytes
+	return dead >= a.minDead && dead >= a.liveBytes
+}
+
+// choose marks the full chunks less than half live to be emptied by a
+// compaction and returns how many it marked. a.mu is held.
+func (a *arena) choose() int {
+	n := 0
+	for id := range a.chunks {
+		c := &a.chunks[id]
+		if c.full && c.live*2 < c.size {
+			c.moving = true
+			n++
+		}
+	}
+	return n
+}
+
+// restore is put for recovery, which fills an arena that nothing else
+// uses yet: the value is live at once.
+func (a *arena) restore(value string, rev int64) (string, uint32) {
+	v, id := a.writer.put(a, value, rev)
+	if id != 0 {
+		a.chunks[id].live += len(v)
+	}
+	return v, id
+}
+
+// arenaStats describes the chunks that hold values.
+type arenaStats struct {
+	chunks      int   // chunks in use
+	liveBytes   int64 // bytes of values that entries hold, in full chunks
+	fullBytes   int64 // bytes handed out in full chunks
+	compactions int64 // compactions run since Open
+}
+
+func (a *arena) stats() arenaStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return arenaStats{chunks: len(a.chunks) - 1 - len(a.free), liveBytes: int64(a.liveBytes),
+		fullBytes: int64(a.fullBytes), compactions: a.compactions.Load()}
+}

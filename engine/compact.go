@@ -1,0 +1,96 @@
+package engine
+
+import "unsafe"
+
+// maybeCompact starts a compaction of the value chunks in the background
+// if one is due and none runs. It is called with no lock held.
+func (db *DB) maybeCompact() {
+	a := db.arena()
+	if !a.wanted.Load() || !a.compacting.CompareAndSwap(false, true) {
+		return
+	}
+	db.bg.mu.Lock()
+	defer db.bg.mu.Unlock()
+	if db.bg.closed {
+		a.compacting.Store(false)
+		return
+	}
+	db.bg.wg.Add(1)
+	go func() {
+		defer db.bg.wg.Done()
+		defer a.compacting.Store(false)
+		db.compact(a)
+	}()
+}
+
+// arena returns the arena that holds the values of the current state.
+func (db *DB) arena() *arena {
+	db.pub.mu.Lock()
+	defer db.pub.mu.Unlock()
+	return db.vals
+}
+
+// compact empties the chunks of a that are less than half live: it walks
+// every entry and copies each visible value held in such a chunk into a
+// new one, a batch of entries under each hold of pub.mu, which keeps the
+// visible copies from changing meanwhile. A chunk a commit still fills
+// (one whose values become visible after the walk passed their entries)
+// is left for the next compaction.
+func (db *DB) compact(a *arena) {
+	db.pub.mu.Lock()
+	a.mu.Lock()
+	a.wanted.Store(false)
+	chosen := a.choose()
+	a.mu.Unlock()
+	db.pub.mu.Unlock()
+	if chosen == 0 {
+		return
+	}
+	t := db.order.copy(func() {})
+	batch := make([]*entry, 0, compactBatch)
+	ok := true
+	move := func() {
+		db.pub.mu.Lock()
+		defer db.pub.mu.Unlock()
+		if ok = db.vals == a && !db.closed.Load(); !ok {
+			return // Restore replaced the state, or Close runs
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		committed := db.committed.Load()
+		for _, e := range batch {
+			if e.chunk == 0 || !a.chunks[e.chunk].moving {
+				continue
+			}
+			n := int(e.vis.seq.Load() & lenMask)
+			old := unsafe.String(e.vis.data.Load(), n)
+			v, id := a.mover.put(a, old, committed)
+			e.vis.move(v)
+			a.moved(e.chunk, n, id, len(v), committed-1)
+			e.chunk = id
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+	t.Scan(func(ti treeItem) bool {
+		if batch = append(batch, ti.e); len(batch) == compactBatch {
+			move()
+		}
+		return ok
+	})
+	if ok && len(batch) > 0 {
+		move()
+	}
+	db.pub.mu.Lock()
+	a.mu.Lock()
+	committed := db.committed.Load()
+	for id := range a.chunks {
+		if c := &a.chunks[id]; c.moving {
+			c.moving = false
+			a.reuse(uint32(id), committed)
+		}
+	}
+	a.compactions.Add(1)
+	a.mu.Unlock()
+	db.pub.mu.Unlock()
+}
