@@ -58,21 +58,24 @@ func (h *heldStrings) check(t *testing.T, when string) {
 // runs; then the DB is closed and reopened from disk, and all of it goes on
 // over the recovered values. Every held string must read as it did.
 //
-// A storage layer that keeps values in chunks of its own must never reuse
-// a chunk while a string may point into it; this is the test that catches
-// one that does. (Checked by making visible.store copy a new value over the
-// old one's bytes when their lengths match: the test then fails in its
-// first round.)
+// Values live in chunks that compactions empty (small chunks here, so
+// that they do, several times a round); a chunk must never be written
+// over while a string may point into it, and this is the test that
+// catches one that is. (Checked by making visible.store copy a new value
+// over the old one's bytes when their lengths match: the test then fails
+// in its first round.)
 func TestHeldStrings_NeverChange(t *testing.T) {
 	const keys = 500
 	dir := t.TempDir()
-	opts := &engine.Options{
+	// Chunks of 2 KiB hold values up to 128 bytes and compact once 32
+	// KiB in them are dead: the writes below take several compactions.
+	opts := engine.WithChunkSize(&engine.Options{
 		Sync:            engine.SyncNever,
 		CheckpointBytes: 32 << 10, // background checkpoints too
 		SegmentSize:     16 << 10,
 		HistoryEvents:   256,
 		SweepInterval:   5 * time.Millisecond,
-	}
+	}, 2<<10)
 	r := rand.New(rand.NewPCG(19, 19))
 	value := func(n int) string {
 		b := make([]byte, n)
@@ -196,6 +199,7 @@ func TestHeldStrings_NeverChange(t *testing.T) {
 			h.check(t, when)
 		}
 		require.Positive(t, events)
+		require.Positive(t, engine.Compactions(db), "generation %d: no compaction of the value chunks", gen)
 		require.NoError(t, sub.Close())
 		require.NoError(t, db.Close())
 		runtime.GC()
