@@ -83,14 +83,17 @@ type allocator struct {
 	buf []byte // the chunk; len is what is handed out
 }
 
-// newArena returns an empty arena whose chunks are size bytes (0: the
-// default).
-func newArena(size int) *arena {
+// newArena returns an empty arena whose chunks are size bytes, and which
+// compacts once minDead bytes are dead (0: the defaults).
+func newArena(size, minDead int) *arena {
 	if size <= 0 {
 		size = defaultChunkSize
 	}
+	if minDead <= 0 {
+		minDead = compactMinChunks * size
+	}
 	return &arena{chunks: make([]chunkInfo, 1), // id 0: no chunk
-		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: compactMinChunks * size}
+		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: minDead}
 }
 
 // put copies value into a chunk and returns the copy and the chunk's id;

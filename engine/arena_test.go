@@ -5,65 +5,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
 
-// checkArena checks the arena's counts against the entries: every chunk's
-// live bytes are those of the visible values that entries hold in it,
-// each of which lies inside its chunk, and the sums over full chunks add
-// up. Nothing may be queued to publish.
+// checkArena fails the test if ArenaErr finds something wrong.
 func checkArena(t *testing.T, db *DB) {
 	t.Helper()
-	db.pub.mu.Lock()
-	defer db.pub.mu.Unlock()
-	require.Empty(t, db.pub.queue, "commits waiting to be published")
-	a := db.vals
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	live := make([]int, len(a.chunks))
-	check := func(e *entry) {
-		n := int(e.vis.seq.Load() & lenMask)
-		if e.chunk == 0 {
-			return
-		}
-		c := a.chunks[e.chunk]
-		p := uintptr(unsafe.Pointer(e.vis.data.Load()))
-		require.True(t, p >= c.base && p+uintptr(n) <= c.base+uintptr(a.chunkSize),
-			"%q's value lies outside its chunk %d", e.key, e.chunk)
-		live[e.chunk] += n
-	}
-	for i := range db.index.shards {
-		s := &db.index.shards[i]
-		for _, e := range s.m {
-			check(e)
-		}
-		for _, e := range s.more {
-			check(e)
-		}
-	}
-	free := map[uint32]bool{}
-	for _, id := range a.free {
-		require.False(t, free[id], "chunk %d freed twice", id)
-		free[id] = true
-	}
-	var liveBytes, fullBytes int
-	for id := 1; id < len(a.chunks); id++ {
-		c := a.chunks[id]
-		if free[uint32(id)] {
-			require.Zero(t, live[id], "chunk %d is free but entries hold values in it", id)
-			continue
-		}
-		require.Equal(t, live[id], c.live, "live bytes of chunk %d", id)
-		require.False(t, c.moving, "chunk %d still marked for a compaction", id)
-		if c.full {
-			liveBytes += c.live
-			fullBytes += c.size
-		}
-	}
-	require.Equal(t, liveBytes, a.liveBytes, "live bytes in full chunks")
-	require.Equal(t, fullBytes, a.fullBytes, "bytes in full chunks")
+	require.NoError(t, ArenaErr(db))
 }
 
 func arenaValue(key string, round int) string {

@@ -120,7 +120,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db := &DB{
 		opts:  o,
 		dir:   dir,
-		vals:  newArena(o.chunkSize),
+		vals:  newArena(o.chunkSize, o.compactMinDead),
 		index: newIndex(),
 		order: newOrdered(),
 		exp:   newExpiries(),

@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Sweep runs one sweep of expired keys now and returns how many it removed.
 func Sweep(db *DB) int {
@@ -25,8 +28,93 @@ func WithChunkSize(o *Options, size int) *Options {
 	return o
 }
 
+// WithChunks sets the size of o's value chunks and the dead bytes that
+// start a compaction, and returns o.
+func WithChunks(o *Options, size, minDead int) *Options {
+	o.chunkSize, o.compactMinDead = size, minDead
+	return o
+}
+
 // Compactions returns how many compactions of the value chunks ran.
 func Compactions(db *DB) int64 { return db.arena().compactions.Load() }
 
 // ArenaStats describes the value chunks, for a failure message.
 func ArenaStats(db *DB) string { return fmt.Sprintf("%+v", db.arena().stats()) }
+
+// ArenaErr checks the value chunks' counts against the entries: every
+// chunk's live bytes are those of the visible values that entries hold in
+// it, each of which lies inside its chunk; free chunks hold none; and the
+// sums over full chunks add up. With commits waiting to be published it
+// checks nothing.
+func ArenaErr(db *DB) error {
+	db.pub.mu.Lock()
+	defer db.pub.mu.Unlock()
+	if len(db.pub.queue) != 0 {
+		return nil
+	}
+	a := db.vals
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	live := make([]int, len(a.chunks))
+	var bad error
+	check := func(e *entry) {
+		n := int(e.vis.seq.Load() & lenMask)
+		if e.chunk == 0 || bad != nil {
+			return
+		}
+		if int(e.chunk) >= len(a.chunks) {
+			bad = fmt.Errorf("%q's value is in chunk %d of %d", e.key, e.chunk, len(a.chunks))
+			return
+		}
+		c := a.chunks[e.chunk]
+		p := uintptr(unsafe.Pointer(e.vis.data.Load()))
+		if p < c.base || p+uintptr(n) > c.base+uintptr(a.chunkSize) {
+			bad = fmt.Errorf("%q's value lies outside its chunk %d", e.key, e.chunk)
+		}
+		live[e.chunk] += n
+	}
+	for i := range db.index.shards {
+		s := &db.index.shards[i]
+		s.mu.RLock()
+		for _, e := range s.m {
+			check(e)
+		}
+		for _, e := range s.more {
+			check(e)
+		}
+		s.mu.RUnlock()
+	}
+	if bad != nil {
+		return bad
+	}
+	free := map[uint32]bool{}
+	for _, id := range a.free {
+		if free[id] {
+			return fmt.Errorf("chunk %d freed twice", id)
+		}
+		free[id] = true
+	}
+	var liveBytes, fullBytes int
+	for id := 1; id < len(a.chunks); id++ {
+		c := a.chunks[id]
+		switch {
+		case free[uint32(id)]:
+			if live[id] != 0 {
+				return fmt.Errorf("chunk %d is free but entries hold %d bytes in it", id, live[id])
+			}
+			continue
+		case live[id] != c.live:
+			return fmt.Errorf("chunk %d: %d live bytes counted, %d held", id, c.live, live[id])
+		case c.moving && !a.compacting.Load():
+			return fmt.Errorf("chunk %d marked for a compaction that does not run", id)
+		}
+		if c.full {
+			liveBytes += c.live
+			fullBytes += c.size
+		}
+	}
+	if liveBytes != a.liveBytes || fullBytes != a.fullBytes {
+		return fmt.Errorf("full chunks: %d live of %d bytes counted, %d of %d summed", a.liveBytes, a.fullBytes, liveBytes, fullBytes)
+	}
+	return nil
+}

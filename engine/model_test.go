@@ -214,7 +214,14 @@ func TestModel(t *testing.T) {
 // abandons it, and checks both against the model of what committed.
 func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 	c := newClock()
+	// In half the runs, value chunks of 256 bytes (values up to 16 bytes
+	// go in them) that may compact once 256 bytes are dead, so that
+	// chunks fill and are used again within a run; checkDB checks their
+	// counts (engine.ArenaErr).
 	o := &engine.Options{SweepInterval: -1, Now: c.Now, MaxValueSize: 256}
+	if r.IntN(2) == 0 {
+		engine.WithChunks(o, 256, 256)
+	}
 	dir := ""
 	disk := mode == "disk"
 	if disk {
@@ -254,6 +261,9 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 		}
 		if !itemsEqual(got, want) {
 			fail("%s: scan\n got %v\nwant %v", name, got, want)
+		}
+		if err := engine.ArenaErr(db); err != nil {
+			fail("%s: %v", name, err)
 		}
 	}
 	check := func() {

@@ -75,9 +75,10 @@ type Options struct {
 	// it, Open refuses it.
 	Replicator Replicator
 
-	// chunkSize, if not zero, sizes the arena's chunks, so that tests
-	// see compactions in a small store.
-	chunkSize int
+	// chunkSize and compactMinDead, if not zero, size the arena's chunks
+	// and the dead bytes that start a compaction, so that tests see
+	// compactions in a small store.
+	chunkSize, compactMinDead int
 }
 
 // Default limits.

@@ -271,7 +271,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	})
 	db.exp = newExpiries()
 	db.keys.Store(0)
-	vals := newArena(db.opts.chunkSize)
+	vals := newArena(db.opts.chunkSize, db.opts.compactMinDead)
 	for i := range items {
 		db.restoreItem(&items[i], vals)
 	}
