@@ -50,7 +50,7 @@ func Check(dir string, opts *Options) (Report, error) {
 				return rep, err
 			}
 			rep.SnapshotItems = 0
-			rev, err := readSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil })
+			rev, err := readSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil }, true)
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
 			}

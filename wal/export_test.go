@@ -14,9 +14,14 @@ var (
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
-	ReadSnapshot        = readSnapshot
+	ReadSnapshotBorrow  = readSnapshot
 	SnapshotCount       = snapshotCount
 )
+
+// ReadSnapshot is readSnapshot with values of their own.
+func ReadSnapshot(b []byte, max int, fn func(*Item) error) (int64, error) {
+	return readSnapshot(b, max, fn, false)
+}
 
 type ScanResult = scanResult
 

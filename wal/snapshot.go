@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"unsafe"
 )
 
 // Snapshot file layout; see the package comment.
@@ -66,12 +67,18 @@ func appendItem(dst []byte, it *Item) []byte {
 	return binary.AppendVarint(dst, it.Expires)
 }
 
-// decodeItem decodes an item payload. Damage is ErrCorrupt.
-func decodeItem(b []byte) (Item, error) {
+// decodeItem decodes an item payload. Damage is ErrCorrupt. With borrow
+// set, the Value points into b.
+func decodeItem(b []byte, borrow bool) (Item, error) {
 	d := decoder{b: b, what: "snapshot item"}
 	var it Item
 	it.Key = d.str()
-	it.Value = d.str()
+	if borrow {
+		v := d.bytes()
+		it.Value = unsafe.String(unsafe.SliceData(v), len(v))
+	} else {
+		it.Value = d.str()
+	}
 	it.Revision = int64(d.uvarint())
 	it.CreateRevision = int64(d.uvarint())
 	it.Version = int64(d.uvarint())
@@ -161,7 +168,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 		}
 		switch typ {
 		case typeItem:
-			if it, err = decodeItem(payload); err != nil {
+			if it, err = decodeItem(payload, rp.BorrowValues); err != nil {
 				return 0, fmt.Errorf("%w at offset %d", err, off)
 			}
 			if n > 0 && it.Key <= last {
@@ -258,13 +265,13 @@ func snapshotCount(b []byte, max int) (n int, ok bool) {
 }
 
 // readSnapshot decodes the snapshot file b, calling fn with each item in
-// order, and returns the snapshot's revision: ReadSnapshotFrom over b,
+// order (its value borrowed if borrow is set), and returns the snapshot's revision: ReadSnapshotFrom over b,
 // which must hold a revision of at least 1, as a snapshot file does. A
 // snapshot is synced before it is given its name, so any damage, a cut
 // included, is ErrCorrupt. An error from fn stops the read and is
 // returned.
-func readSnapshot(b []byte, max int, fn func(*Item) error) (rev int64, err error) {
-	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn})
+func readSnapshot(b []byte, max int, fn func(*Item) error, borrow bool) (rev int64, err error) {
+	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn, BorrowValues: borrow})
 	if err == nil && rev < 1 {
 		return 0, fmt.Errorf("%w: snapshot revision %d", ErrCorrupt, rev)
 	}

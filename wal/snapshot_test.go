@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
@@ -37,6 +39,23 @@ func readSnapshot(b []byte) (int64, []*wal.Item, error) {
 		return nil
 	})
 	return rev, items, err
+}
+
+// TestSnapshot_BorrowedValues: read with BorrowValues, each value is
+// right while Item runs (a copy made then matches what was written),
+// whatever the reader's buffer holds afterwards.
+func TestSnapshot_BorrowedValues(t *testing.T) {
+	items := sampleItems(5000)
+	var got []*wal.Item
+	rev, err := wal.ReadSnapshotBorrow(snapshotBytes(t, 9000, items), wal.DefaultMaxRecord, func(it *wal.Item) error {
+		c := *it
+		c.Value = strings.Clone(it.Value)
+		got = append(got, &c)
+		return nil
+	}, true)
+	require.NoError(t, err)
+	require.Equal(t, int64(9000), rev)
+	require.Equal(t, items, got)
 }
 
 func TestSnapshot_RoundTrip(t *testing.T) {
@@ -199,12 +218,22 @@ func FuzzDecodeItem(f *testing.F) {
 	}
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		it, err := wal.DecodeItem(b)
+		// A borrowed value decodes to the same item, and points into b.
+		borrowed, berr := wal.DecodeItem(b, true)
+		it, err := wal.DecodeItem(b, false)
 		if err != nil {
 			require.ErrorIs(t, err, wal.ErrCorrupt)
+			require.Equal(t, err, berr)
 			return
 		}
-		again, err := wal.DecodeItem(wal.AppendItem(nil, &it))
+		require.NoError(t, berr)
+		require.Equal(t, it, borrowed)
+		if v := unsafe.StringData(borrowed.Value); len(borrowed.Value) > 0 {
+			require.True(t, uintptr(unsafe.Pointer(v)) >= uintptr(unsafe.Pointer(&b[0])) &&
+				uintptr(unsafe.Pointer(v))+uintptr(len(borrowed.Value)) <= uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)),
+				"a borrowed value outside the payload")
+		}
+		again, err := wal.DecodeItem(wal.AppendItem(nil, &it), false)
 		require.NoError(t, err)
 		require.Equal(t, it, again)
 	})
