@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/livekv/livekv/pubsub"
@@ -96,6 +97,11 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
 	v.value, v.chunk = a.restore(v.value, it.Revision)
+	if v.chunk == 0 {
+		// Not copied into a chunk: at Open, the value points into the
+		// log's read buffer (wal.Replay.BorrowValues).
+		v.value = strings.Clone(v.value)
+	}
 	e := &entry{key: it.Key, chunk: v.chunk}
 	e.vis.store(&v)
 	if v.expires != 0 {
