@@ -21,8 +21,10 @@ import (
 // reader's string, a version a snapshot reads, an event in the history)
 // keeps it alive, and the collector frees it when that goes.
 const (
-	// defaultChunkSize is the size of a chunk.
-	defaultChunkSize = 256 << 10
+	// defaultChunkSize is the size of a chunk: thousands of values to an
+	// object the collector marks, and yet not much memory kept by a
+	// reader that holds one value of a chunk the store no longer uses.
+	defaultChunkSize = 64 << 10
 	// A value larger than a chunk over chunkMaxValueDiv is allocated on
 	// its own: its size makes a chunk's saving small.
 	chunkMaxValueDiv = 16

@@ -28,7 +28,7 @@ func TestArena_CountsAndCompaction(t *testing.T) {
 	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	const keys = 40000 // 8 MB of values: 31 chunks
+	const keys = 40000 // 8 MB of values: 123 chunks
 	want := map[string]string{}
 	// Each round writes (1), deletes (-1) or leaves (0) key i: deleting
 	// most keys but a few in every chunk leaves dead bytes that only a
