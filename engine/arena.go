@@ -71,8 +71,11 @@ type arena struct {
 	// minDead and liveBytes.
 	liveBytes, fullBytes int
 
-	writer allocator // guarded by DB.wmu
-	mover  allocator // guarded by mu (the compaction holds pub.mu too)
+	// writer takes values and keys the keys of new entries, apart: a
+	// key lasts as long as its entry, a value often much less. Both are
+	// guarded by DB.wmu. mover takes what a compaction moves; it is
+	// guarded by mu (the compaction holds pub.mu too).
+	writer, keys, mover allocator
 
 	// wanted is set when a compaction is due, compacting while one runs.
 	wanted, compacting atomic.Bool
@@ -160,11 +163,7 @@ func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int, committed i
 		}
 	}
 	if nu != 0 {
-		c := &a.chunks[nu]
-		c.live += newLen
-		if c.full {
-			a.liveBytes += newLen
-		}
+		a.count(nu, newLen)
 	}
 }
 
@@ -198,6 +197,47 @@ func (a *arena) choose() int {
 		}
 	}
 	return n
+}
+
+// putKey copies the key of a new entry into a chunk and returns the copy
+// and the chunk's id; its bytes count as live until dropKey. db.wmu is
+// held.
+func (a *arena) putKey(key string) (string, uint32) {
+	// A chunk of keys may be used again as soon as no entry's key is in
+	// it: its bytes count from the moment they are written (rev 0).
+	k, id := a.keys.put(a, key, 0)
+	if id != 0 {
+		a.mu.Lock()
+		a.count(id, len(k))
+		a.mu.Unlock()
+	}
+	return k, id
+}
+
+// restoreKey is putKey for recovery, which fills an arena that nothing
+// else uses yet.
+func (a *arena) restoreKey(key string) (string, uint32) {
+	k, id := a.keys.put(a, key, 0)
+	if id != 0 {
+		a.chunks[id].live += len(k)
+	}
+	return k, id
+}
+
+// dropKey takes e's key out of its chunk's live bytes; e has left the
+// index and is marked gone. a.mu is held.
+func (a *arena) dropKey(e *entry, committed int64) {
+	a.moved(e.kchunk, int(e.kg.Load()&keyLenMask), 0, 0, committed)
+	e.kchunk = 0
+}
+
+// count adds n live bytes to chunk id. a.mu is held.
+func (a *arena) count(id uint32, n int) {
+	c := &a.chunks[id]
+	c.live += n
+	if c.full {
+		a.liveBytes += n
+	}
 }
 
 // restore is put for recovery, which fills an arena that nothing else

@@ -69,7 +69,7 @@ func snapshotItems(t treeCopy, rev int64) iter.Seq[*wal.Item] {
 			if v.ver == 0 {
 				return true
 			}
-			it = wal.Item{Key: ti.e.key, Value: v.value, Revision: v.rev,
+			it = wal.Item{Key: ti.e.key(), Value: v.value, Revision: v.rev,
 				CreateRevision: v.created, Version: v.ver, Expires: v.expires}
 			return yield(&it)
 		})

@@ -31,9 +31,10 @@ func (db *DB) arena() *arena {
 }
 
 // compact empties the chunks of a that are less than half live: it walks
-// every entry and copies each visible value held in such a chunk into a
-// new one, a batch of entries under each hold of pub.mu, which keeps the
-// visible copies from changing meanwhile. A chunk a commit still fills
+// every entry and copies each visible value and each key held in such a
+// chunk into a new one, a batch of entries under each hold of pub.mu,
+// which keeps the visible copies from changing meanwhile, and of a.mu,
+// which keeps entries from being forgotten. A chunk a commit still fills
 // (one whose values become visible after the walk passed their entries)
 // is left for the next compaction.
 func (db *DB) compact(a *arena) {
@@ -59,15 +60,23 @@ func (db *DB) compact(a *arena) {
 		defer a.mu.Unlock()
 		committed := db.committed.Load()
 		for _, e := range batch {
-			if e.chunk == 0 || !a.chunks[e.chunk].moving {
-				continue
+			if e.chunk != 0 && a.chunks[e.chunk].moving {
+				n := int(e.vis.seq.Load() & lenMask)
+				old := unsafe.String(e.vis.data.Load(), n)
+				v, id := a.mover.put(a, old, committed)
+				e.vis.move(v)
+				a.moved(e.chunk, n, id, len(v), committed)
+				e.chunk = id
 			}
-			n := int(e.vis.seq.Load() & lenMask)
-			old := unsafe.String(e.vis.data.Load(), n)
-			v, id := a.mover.put(a, old, committed)
-			e.vis.move(v)
-			a.moved(e.chunk, n, id, len(v), committed-1)
-			e.chunk = id
+			// The key of an entry that has left the index is no longer
+			// counted (forget): it stays where it is.
+			if e.kchunk != 0 && a.chunks[e.kchunk].moving && !e.gone() {
+				old := e.key()
+				k, id := a.mover.put(a, old, committed)
+				e.kdata.Store(unsafe.StringData(k))
+				a.moved(e.kchunk, len(old), id, len(k), committed)
+				e.kchunk = id
+			}
 		}
 		clear(batch)
 		batch = batch[:0]

@@ -23,7 +23,7 @@ func newExpiries() *expiries {
 		if a.at != b.at {
 			return a.at < b.at
 		}
-		return a.e.key < b.e.key
+		return a.e.key() < b.e.key()
 	}
 	return &expiries{t: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true})}
 }

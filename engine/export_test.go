@@ -57,21 +57,26 @@ func ArenaErr(db *DB) error {
 	defer a.mu.Unlock()
 	live := make([]int, len(a.chunks))
 	var bad error
+	in := func(e *entry, what string, id uint32, p *byte, n int) {
+		if id == 0 || bad != nil {
+			return
+		}
+		if int(id) >= len(a.chunks) {
+			bad = fmt.Errorf("%q's %s is in chunk %d of %d", e.key(), what, id, len(a.chunks))
+			return
+		}
+		c := a.chunks[id]
+		if at := uintptr(unsafe.Pointer(p)); at < c.base || at+uintptr(n) > c.base+uintptr(a.chunkSize) {
+			bad = fmt.Errorf("%q's %s lies outside its chunk %d", e.key(), what, id)
+		}
+		live[id] += n
+	}
 	check := func(e *entry) {
-		n := int(e.vis.seq.Load() & lenMask)
-		if e.chunk == 0 || bad != nil {
-			return
+		if e.gone() {
+			bad = fmt.Errorf("%q is in the index, marked gone", e.key())
 		}
-		if int(e.chunk) >= len(a.chunks) {
-			bad = fmt.Errorf("%q's value is in chunk %d of %d", e.key, e.chunk, len(a.chunks))
-			return
-		}
-		c := a.chunks[e.chunk]
-		p := uintptr(unsafe.Pointer(e.vis.data.Load()))
-		if p < c.base || p+uintptr(n) > c.base+uintptr(a.chunkSize) {
-			bad = fmt.Errorf("%q's value lies outside its chunk %d", e.key, e.chunk)
-		}
-		live[e.chunk] += n
+		in(e, "value", e.chunk, e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", e.kchunk, e.kdata.Load(), len(e.key()))
 	}
 	for i := range db.index.shards {
 		s := &db.index.shards[i]

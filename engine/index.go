@@ -4,16 +4,27 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // entry is one key's slot. The entry lives in the hash index (point reads)
 // and in the ordered tree (ranges) while the key exists.
 type entry struct {
-	key string
+	// kdata and kg hold the key: its bytes, and its length, with the gone
+	// flag in the top bit. The bytes are in one of the arena's chunks
+	// (kchunk), or allocated on their own; a compaction may point kdata
+	// at a copy, so readers load it atomically. The length never changes:
+	// every pointer kdata ever holds reads as the same key.
+	kdata atomic.Pointer[byte]
+	kg    atomic.Uint32
+
+	// chunk is the arena's chunk that holds the value in vis (0: none);
+	// it changes with vis, under DB.pub.mu.
+	chunk uint32
 
 	// vis is a copy of the newest committed version, which point reads and
-	// scans load without a lock. With key it fills the entry's first 64
-	// bytes, all that a scan reads and all that prefetch fetches
+	// scans load without a lock. With the key it fills the entry's first
+	// 64 bytes, all that a scan reads and all that prefetch fetches
 	// (TestEntry_Layout).
 	vis visible
 
@@ -24,15 +35,41 @@ type entry struct {
 	// there, and DB.release takes it back to nil.
 	head atomic.Pointer[version]
 
-	// gone is set when the entry leaves the index (deleted, or created by a
-	// transaction that rolled back), by ordered.remove under its lock, so
-	// that a pending ordered insert skips it.
-	gone atomic.Bool
-
-	// chunk is the arena's chunk that holds the value in vis (0: none);
-	// it changes with vis, under DB.pub.mu.
-	chunk uint32
+	// kchunk is the arena's chunk that holds the key's bytes (0: none);
+	// it changes under arena.mu.
+	kchunk uint32
 }
+
+// The gone flag, in entry.kg, is set when the entry leaves the index
+// (deleted, or created by a transaction that rolled back), by
+// ordered.remove under its lock, so that a pending ordered insert skips
+// it, and a compaction leaves its key alone.
+const (
+	goneBit    = 1 << 31
+	keyLenMask = goneBit - 1
+)
+
+// newEntry returns an entry for key, whose bytes are in the arena's chunk
+// kchunk (0: none).
+func newEntry(key string, kchunk uint32) *entry {
+	e := &entry{kchunk: kchunk}
+	e.setKey(key)
+	return e
+}
+
+func (e *entry) setKey(key string) {
+	e.kdata.Store(unsafe.StringData(key))
+	e.kg.Store(uint32(len(key)))
+}
+
+// key returns the entry's key.
+func (e *entry) key() string {
+	return unsafe.String(e.kdata.Load(), int(e.kg.Load()&keyLenMask))
+}
+
+func (e *entry) gone() bool { return e.kg.Load()&goneBit != 0 }
+
+func (e *entry) markGone() { e.kg.Or(goneBit) }
 
 const indexShards = 64
 
@@ -90,7 +127,7 @@ func (ix *index) shard(key string) (*indexShard, uint64) {
 }
 
 func (s *indexShard) find(h uint64, key string) *entry {
-	if e := s.m[h]; e != nil && e.key == key {
+	if e := s.m[h]; e != nil && e.key() == key {
 		return e
 	}
 	if len(s.more) != 0 {
@@ -109,7 +146,7 @@ func (s *indexShard) insert(h uint64, e *entry) {
 	if s.more == nil {
 		s.more = make(map[string]*entry)
 	}
-	s.more[e.key] = e
+	s.more[e.key()] = e
 }
 
 // delete takes e, whose key hashes to h, out of the shard if it is there;
@@ -117,8 +154,8 @@ func (s *indexShard) insert(h uint64, e *entry) {
 func (s *indexShard) delete(h uint64, e *entry) {
 	if s.m[h] == e {
 		delete(s.m, h)
-	} else if s.more[e.key] == e {
-		delete(s.more, e.key)
+	} else if s.more[e.key()] == e {
+		delete(s.more, e.key())
 		if len(s.more) == 0 {
 			s.more = nil
 		}
@@ -155,7 +192,7 @@ func (ix *index) gets() int64 {
 
 // put adds e, whose key must not be in the index.
 func (ix *index) put(e *entry) {
-	s, h := ix.shard(e.key)
+	s, h := ix.shard(e.key())
 	s.mu.Lock()
 	s.insert(h, e)
 	s.mu.Unlock()
@@ -167,7 +204,7 @@ func (ix *index) put(e *entry) {
 func (ix *index) putAll(es []*entry) {
 	var by [indexShards][]hashedEntry
 	for _, e := range es {
-		h := maphash.String(ix.seed, e.key)
+		h := maphash.String(ix.seed, e.key())
 		by[h%indexShards] = append(by[h%indexShards], hashedEntry{h, e})
 	}
 	for i := range by {
@@ -190,7 +227,7 @@ type hashedEntry struct {
 
 // remove takes e out of the index, if it is there.
 func (ix *index) remove(e *entry) {
-	s, h := ix.shard(e.key)
+	s, h := ix.shard(e.key())
 	s.mu.Lock()
 	s.delete(h, e)
 	s.mu.Unlock()

@@ -21,27 +21,27 @@ func TestIndexShard_SharedHash(t *testing.T) {
 	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
 		s := &indexShard{m: map[uint64]*entry{}}
 		const h = 42
-		es := []*entry{{key: "a"}, {key: "b"}, {key: "c"}}
+		es := []*entry{newEntry("a", 0), newEntry("b", 0), newEntry("c", 0)}
 		for _, e := range es {
-			require.Nil(t, s.find(h, e.key))
+			require.Nil(t, s.find(h, e.key()))
 			s.insert(h, e)
 		}
-		s.insert(7, &entry{key: "d"}) // another hash, untouched
+		s.insert(7, newEntry("d", 0)) // another hash, untouched
 		left := map[string]bool{"a": true, "b": true, "c": true}
 		for _, i := range order {
 			for _, e := range es {
-				if left[e.key] {
-					require.Same(t, e, s.find(h, e.key), e.key)
+				if left[e.key()] {
+					require.Same(t, e, s.find(h, e.key()), e.key())
 				}
 			}
 			s.delete(h, es[i])
-			delete(left, es[i].key)
-			require.Nil(t, s.find(h, es[i].key))
+			delete(left, es[i].key())
+			require.Nil(t, s.find(h, es[i].key()))
 			// Deleting an entry that is not there changes nothing.
 			s.delete(h, es[i])
 		}
 		require.Len(t, s.m, 1)
 		require.Nil(t, s.more, "emptied, it is let go")
-		require.Equal(t, "d", s.find(7, "d").key)
+		require.Equal(t, "d", s.find(7, "d").key())
 	}
 }

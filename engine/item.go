@@ -9,9 +9,9 @@ import (
 // Item is one key and its value as of some revision. Items are values: they
 // stay valid and unchanged whatever happens to the key afterwards.
 //
-// A Value of up to 4 KiB shares memory with other values: kept long after
-// the store has moved on, it keeps up to 64 KiB of it in use. Clone it
-// (strings.Clone) to keep its bytes alone.
+// A Key or Value of up to 4 KiB shares memory with other keys and values:
+// kept long after the store has moved on, it keeps up to 64 KiB of it in
+// use. Clone it (strings.Clone) to keep its bytes alone.
 type Item struct {
 	Key   string
 	Value string

@@ -19,7 +19,7 @@ func (db *DB) Get(key string) (Item, error) {
 	if !v.live(db.now()) {
 		return Item{}, ErrNotFound
 	}
-	return v.item(e.key), nil
+	return v.item(e.key()), nil
 }
 
 // Set stores value under key; see Tx.Set.

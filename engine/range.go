@@ -88,7 +88,7 @@ func rangeOptions(opts *RangeOptions) (RangeOptions, error) {
 
 func probe(key string) treeItem {
 	k0, k1 := abbrev(key)
-	return treeItem{k0: k0, k1: k1, e: &entry{key: key}}
+	return treeItem{k0: k0, k1: k1, e: newEntry(key, 0)}
 }
 
 // scanBatch is how many entries a scan gathers before it reads them.
@@ -194,7 +194,7 @@ func (sc *scanner) emit(es []*entry) {
 		}
 		keep[i] = liveAt(ver, expires, sc.now)
 		it := &items[i]
-		it.Key = e.key
+		it.Key = e.key()
 		if !sc.o.KeysOnly {
 			it.Value = value
 		}
@@ -230,7 +230,7 @@ func (sc *scanner) slow(e *entry) (Item, bool) {
 	} else {
 		v = e.at(sc.rev)
 	}
-	it := v.item(e.key)
+	it := v.item(e.key())
 	if sc.o.KeysOnly {
 		it.Value = ""
 	}

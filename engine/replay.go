@@ -102,7 +102,8 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 		// log's read buffer (wal.Replay.BorrowValues).
 		v.value = strings.Clone(v.value)
 	}
-	e := &entry{key: it.Key, chunk: v.chunk}
+	e := newEntry(a.restoreKey(it.Key))
+	e.chunk = v.chunk
 	e.vis.store(&v)
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)

@@ -159,8 +159,7 @@ func (db *DB) abandon() int {
 			db.keys.Add(one(had) - count(w.v))
 			switch {
 			case w.created:
-				db.index.remove(w.e)
-				db.order.remove(w.e)
+				db.forget(w.e)
 			case w.old != nil && w.old.deleted() && w.old.rev <= committed:
 				// A visible deletion, whose burial the abandoned write
 				// prevented: bury it again.

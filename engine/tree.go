@@ -17,7 +17,7 @@ type treeItem struct {
 }
 
 func makeTreeItem(e *entry) treeItem {
-	k0, k1 := abbrev(e.key)
+	k0, k1 := abbrev(e.key())
 	return treeItem{k0: k0, k1: k1, e: e}
 }
 
@@ -36,7 +36,7 @@ func lessTreeItem(a, b treeItem) bool {
 	if a.k1 != b.k1 {
 		return a.k1 < b.k1
 	}
-	return a.e.key < b.e.key
+	return a.e.key() < b.e.key()
 }
 
 // freshBatch is how many new keys wait before they are sorted and inserted
@@ -96,7 +96,7 @@ func (o *ordered) loadAll(es []*entry) {
 // at a revision that e's removal is visible at.
 func (o *ordered) remove(e *entry) {
 	o.mu.Lock()
-	e.gone.Store(true)
+	e.markGone()
 	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
 		o.snap = nil
 	}
@@ -119,7 +119,7 @@ func (o *ordered) flushLocked() {
 		return 0
 	})
 	for i, ti := range o.fresh {
-		if !ti.e.gone.Load() {
+		if !ti.e.gone() {
 			o.tree.SetHint(ti, &o.hint)
 		}
 		o.fresh[i] = treeItem{}

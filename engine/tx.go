@@ -93,7 +93,7 @@ func (tx *Tx) Get(key string) (Item, error) {
 	}
 	if !tx.writable {
 		k0, k1 := abbrev(key)
-		tx.probe.key = key
+		tx.probe.setKey(key)
 		ti, ok := tx.snap.Get(treeItem{k0: k0, k1: k1, e: &tx.probe})
 		if !ok {
 			return Item{}, ErrNotFound
@@ -102,7 +102,7 @@ func (tx *Tx) Get(key string) (Item, error) {
 		if !v.live(tx.now) {
 			return Item{}, ErrNotFound
 		}
-		return v.item(ti.e.key), nil
+		return v.item(ti.e.key()), nil
 	}
 	_, v := tx.lookup(key)
 	if v.ver == 0 {
@@ -126,7 +126,7 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	v.value, v.chunk = tx.db.vals.put(v.value, tx.rev)
 	created := false
 	if e == nil {
-		e = &entry{key: key}
+		e = newEntry(tx.db.vals.putKey(key))
 		created = true
 	}
 	// A nil old on an entry that exists leaves v.prev nil: the version
@@ -267,7 +267,7 @@ func (tx *Tx) Delete(key string) error {
 
 // expire writes a tombstone for an expired key; the sweeper calls it.
 func (tx *Tx) expire(e *entry) {
-	tx.write(e.key, e, shown{}, &version{kind: pubsub.Expire})
+	tx.write(e.key(), e, shown{}, &version{kind: pubsub.Expire})
 }
 
 func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {

@@ -113,8 +113,7 @@ func (tx *Tx) rollback() {
 			db.pub.mu.Unlock()
 		}
 		if w.created {
-			db.index.remove(w.e)
-			db.order.remove(w.e)
+			db.forget(w.e)
 		}
 		tx.writes[i] = txWrite{}
 	}
@@ -156,7 +155,7 @@ func (tx *Tx) commit() (int64, error) {
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
 		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
-		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key, Value: v.value, Time: at}
+		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key(), Value: v.value, Time: at}
 		had, hadExpires := w.e.before(w.old, w.created)
 		if had && hadExpires != 0 {
 			db.exp.remove(hadExpires, w.e)
@@ -197,7 +196,7 @@ func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
-		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key, Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
+		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key(), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
 }
@@ -397,6 +396,17 @@ func (db *DB) rehold(e *entry, v *version) {
 	}
 }
 
+// forget takes e out of the index and the tree, and its key out of its
+// chunk's live bytes. db.wmu is held, and maybe pub.mu.
+func (db *DB) forget(e *entry) {
+	db.index.remove(e)
+	db.order.remove(e) // marks it gone: a compaction leaves its key alone
+	a := db.vals
+	a.mu.Lock()
+	a.dropKey(e, db.committed.Load())
+	a.mu.Unlock()
+}
+
 // bury takes the keys whose deletion is visible out of the index and the
 // tree, unless a later write brought them back; db.wmu is held.
 func (db *DB) bury() {
@@ -406,8 +416,7 @@ func (db *DB) bury() {
 	db.pub.mu.Unlock()
 	for _, w := range graves {
 		if w.e.head.Load() == w.v {
-			db.index.remove(w.e)
-			db.order.remove(w.e)
+			db.forget(w.e)
 		}
 	}
 }

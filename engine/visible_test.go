@@ -66,14 +66,14 @@ func BenchmarkVisible_Load(b *testing.B) {
 	}
 }
 
-// TestEntry_Layout: a scan reads an entry's key and visible copy and
-// nothing else, and prefetch fetches the lines of its first 64 bytes; a
+// TestEntry_Layout: a scan reads an entry's key (its bytes and length)
+// and visible copy and nothing else, and prefetch fetches the lines of its first 64 bytes; a
 // field moved in front of them, or grown, would make every scan touch a
 // line it did not prefetch.
 func TestEntry_Layout(t *testing.T) {
 	var e entry
-	require.Zero(t, unsafe.Offsetof(e.key))
-	require.Equal(t, unsafe.Sizeof(e.key), unsafe.Offsetof(e.vis))
+	require.Zero(t, unsafe.Offsetof(e.kdata))
+	require.Less(t, unsafe.Offsetof(e.kg), unsafe.Offsetof(e.vis))
 	require.LessOrEqual(t, unsafe.Offsetof(e.vis)+unsafe.Sizeof(e.vis), uintptr(64))
 	// One entry a key: at 80 bytes it takes the allocator's 80-byte size
 	// class; a byte more and every key would take 96.
