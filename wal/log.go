@@ -156,11 +156,11 @@ type Replay struct {
 	// items once they are read.
 	Items func(n int)
 	Item  func(*Item) error // then each of its items, in key order
-	// BorrowValues, if set, hands Item values that point into the
-	// reader's buffer instead of strings of their own: an Item's Value
-	// is valid only until Item returns, and Item copies what it keeps.
-	// It spares an allocation for every value that Item copies anyway.
-	BorrowValues bool
+	// Borrow, if set, hands Item keys and values that point into the
+	// reader's buffer instead of strings of their own: an Item's Key and
+	// Value are valid only until Item returns, and Item copies what it
+	// keeps. It spares two allocations an item when Item copies anyway.
+	Borrow bool
 	// History receives, before Tx, the transactions that the snapshot
 	// already holds but that the log still keeps (see Log.Retain), in
 	// order and without gaps: the history of changes, not state to apply.

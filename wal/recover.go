@@ -123,7 +123,7 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 		if n, ok := snapshotCount(b, l.opts.MaxRecord); ok && r.Items != nil {
 			r.Items(n)
 		}
-		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item, r.BorrowValues)
+		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item, r.Borrow)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

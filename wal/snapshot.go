@@ -68,15 +68,17 @@ func appendItem(dst []byte, it *Item) []byte {
 }
 
 // decodeItem decodes an item payload. Damage is ErrCorrupt. With borrow
-// set, the Value points into b.
+// set, the Key and Value point into b.
 func decodeItem(b []byte, borrow bool) (Item, error) {
 	d := decoder{b: b, what: "snapshot item"}
 	var it Item
-	it.Key = d.str()
 	if borrow {
+		k := d.bytes()
+		it.Key = unsafe.String(unsafe.SliceData(k), len(k))
 		v := d.bytes()
 		it.Value = unsafe.String(unsafe.SliceData(v), len(v))
 	} else {
+		it.Key = d.str()
 		it.Value = d.str()
 	}
 	it.Revision = int64(d.uvarint())
@@ -146,7 +148,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 		}
 	}
 	var n uint64
-	var last string
+	var last []byte // the previous item's key, copied: it may be borrowed
 	var it Item
 	for {
 		off := sr.off
@@ -168,10 +170,10 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 		}
 		switch typ {
 		case typeItem:
-			if it, err = decodeItem(payload, rp.BorrowValues); err != nil {
+			if it, err = decodeItem(payload, rp.Borrow); err != nil {
 				return 0, fmt.Errorf("%w at offset %d", err, off)
 			}
-			if n > 0 && it.Key <= last {
+			if n > 0 && it.Key <= string(last) {
 				return 0, fmt.Errorf("%w: snapshot item %q at offset %d after %q", ErrCorrupt, it.Key, off, last)
 			}
 			if it.Revision > rev {
@@ -182,7 +184,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 					return 0, err
 				}
 			}
-			last = it.Key
+			last = append(last[:0], it.Key...)
 			n++
 		case typeSnapshot:
 			count, k := binary.Uvarint(payload)
@@ -265,13 +267,13 @@ func snapshotCount(b []byte, max int) (n int, ok bool) {
 }
 
 // readSnapshot decodes the snapshot file b, calling fn with each item in
-// order (its value borrowed if borrow is set), and returns the snapshot's revision: ReadSnapshotFrom over b,
+// order (its key and value borrowed if borrow is set), and returns the snapshot's revision: ReadSnapshotFrom over b,
 // which must hold a revision of at least 1, as a snapshot file does. A
 // snapshot is synced before it is given its name, so any damage, a cut
 // included, is ErrCorrupt. An error from fn stops the read and is
 // returned.
 func readSnapshot(b []byte, max int, fn func(*Item) error, borrow bool) (rev int64, err error) {
-	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn, BorrowValues: borrow})
+	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn, Borrow: borrow})
 	if err == nil && rev < 1 {
 		return 0, fmt.Errorf("%w: snapshot revision %d", ErrCorrupt, rev)
 	}

@@ -41,7 +41,7 @@ func readSnapshot(b []byte) (int64, []*wal.Item, error) {
 	return rev, items, err
 }
 
-// TestSnapshot_BorrowedValues: read with BorrowValues, each value is
+// TestSnapshot_BorrowedValues: read with Borrow, each key and value is
 // right while Item runs (a copy made then matches what was written),
 // whatever the reader's buffer holds afterwards.
 func TestSnapshot_BorrowedValues(t *testing.T) {
@@ -49,13 +49,22 @@ func TestSnapshot_BorrowedValues(t *testing.T) {
 	var got []*wal.Item
 	rev, err := wal.ReadSnapshotBorrow(snapshotBytes(t, 9000, items), wal.DefaultMaxRecord, func(it *wal.Item) error {
 		c := *it
-		c.Value = strings.Clone(it.Value)
+		c.Key, c.Value = strings.Clone(it.Key), strings.Clone(it.Value)
 		got = append(got, &c)
 		return nil
 	}, true)
 	require.NoError(t, err)
 	require.Equal(t, int64(9000), rev)
 	require.Equal(t, items, got)
+
+	// The order of keys is checked against a copy of the previous one,
+	// not against the buffer it was borrowed from.
+	for _, swap := range [][2]int{{1, 2}, {2, 3}, {0, 4999}} {
+		unordered := sampleItems(5000)
+		unordered[swap[0]], unordered[swap[1]] = unordered[swap[1]], unordered[swap[0]]
+		_, err = wal.ReadSnapshotBorrow(snapshotBytes(t, 9000, unordered), wal.DefaultMaxRecord, func(*wal.Item) error { return nil }, true)
+		require.ErrorIs(t, err, wal.ErrCorrupt, "keys %d and %d swapped", swap[0], swap[1])
+	}
 }
 
 func TestSnapshot_RoundTrip(t *testing.T) {
@@ -218,7 +227,7 @@ func FuzzDecodeItem(f *testing.F) {
 	}
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// A borrowed value decodes to the same item, and points into b.
+		// Borrowed, an item decodes the same, its value pointing into b.
 		borrowed, berr := wal.DecodeItem(b, true)
 		it, err := wal.DecodeItem(b, false)
 		if err != nil {
