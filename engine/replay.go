@@ -99,10 +99,14 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 	v.value, v.chunk = a.restore(v.value, it.Revision)
 	if v.chunk == 0 {
 		// Not copied into a chunk: at Open, the value points into the
-		// log's read buffer (wal.Replay.BorrowValues).
+		// log's read buffer (wal.Replay.Borrow).
 		v.value = strings.Clone(v.value)
 	}
-	e := newEntry(a.restoreKey(it.Key))
+	k, kchunk := a.restoreKey(it.Key)
+	if kchunk == 0 {
+		k = strings.Clone(k) // as the value below
+	}
+	e := newEntry(k, kchunk)
 	e.chunk = v.chunk
 	e.vis.store(&v)
 	if v.expires != 0 {
