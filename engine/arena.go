@@ -31,9 +31,9 @@ const (
 	// compactMinChunks is how many chunks' worth of dead bytes it takes,
 	// at least, to start a compaction: a small store never compacts.
 	compactMinChunks = 16
-	// compactBatch is how many entries a compaction looks at under one
-	// hold of pub.mu, so that publishing waits for it only briefly.
-	compactBatch = 256
+	// compactBatch is how many entries a compaction moves under one hold
+	// of pub.mu, so that publishing waits for it only briefly.
+	compactBatch = 64
 )
 
 // chunkInfo is what the arena knows of one chunk; its id is its index in
@@ -227,8 +227,8 @@ func (a *arena) restoreKey(key string) (string, uint32) {
 // dropKey takes e's key out of its chunk's live bytes; e has left the
 // index and is marked gone. a.mu is held.
 func (a *arena) dropKey(e *entry, committed int64) {
-	a.moved(e.kchunk, int(e.kg.Load()&keyLenMask), 0, 0, committed)
-	e.kchunk = 0
+	a.moved(e.kchunk.Load(), int(e.kg.Load()&keyLenMask), 0, 0, committed)
+	e.kchunk.Store(0)
 }
 
 // count adds n live bytes to chunk id. a.mu is held.

@@ -32,21 +32,29 @@ func (db *DB) arena() *arena {
 
 // compact empties the chunks of a that are less than half live: it walks
 // every entry and copies each visible value and each key held in such a
-// chunk into a new one, a batch of entries under each hold of pub.mu,
-// which keeps the visible copies from changing meanwhile, and of a.mu,
-// which keeps entries from being forgotten. A chunk a commit still fills
-// (one whose values become visible after the walk passed their entries)
-// is left for the next compaction.
+// chunk into a new one. It picks the entries to move without a lock,
+// from their chunk ids, and moves them a batch at a time under pub.mu,
+// which keeps the visible copies from changing meanwhile, and a.mu,
+// which keeps entries from being forgotten; so a publish waits for at
+// most one batch, and never for the walk's cache misses.
 func (db *DB) compact(a *arena) {
 	db.pub.mu.Lock()
 	a.mu.Lock()
 	a.wanted.Store(false)
 	chosen := a.choose()
+	// The chunks chosen, as the walk sees them: a chunk chosen stays so
+	// until the end, and one not chosen can become so only in the next
+	// compaction.
+	moving := make([]bool, len(a.chunks))
+	for id := range a.chunks {
+		moving[id] = a.chunks[id].moving
+	}
 	a.mu.Unlock()
 	db.pub.mu.Unlock()
 	if chosen == 0 {
 		return
 	}
+	chosenChunk := func(id uint32) bool { return int(id) < len(moving) && moving[id] }
 	t := db.order.copy(func() {})
 	batch := make([]*entry, 0, compactBatch)
 	ok := true
@@ -60,30 +68,32 @@ func (db *DB) compact(a *arena) {
 		defer a.mu.Unlock()
 		committed := db.committed.Load()
 		for _, e := range batch {
-			if e.chunk != 0 && a.chunks[e.chunk].moving {
+			if id := e.chunk.Load(); id != 0 && a.chunks[id].moving {
 				n := int(e.vis.seq.Load() & lenMask)
 				old := unsafe.String(e.vis.data.Load(), n)
-				v, id := a.mover.put(a, old, committed)
+				v, nu := a.mover.put(a, old, committed)
 				e.vis.move(v)
-				a.moved(e.chunk, n, id, len(v), committed)
-				e.chunk = id
+				a.moved(id, n, nu, len(v), committed)
+				e.chunk.Store(nu)
 			}
 			// The key of an entry that has left the index is no longer
 			// counted (forget): it stays where it is.
-			if e.kchunk != 0 && a.chunks[e.kchunk].moving && !e.gone() {
+			if id := e.kchunk.Load(); id != 0 && a.chunks[id].moving && !e.gone() {
 				old := e.key()
-				k, id := a.mover.put(a, old, committed)
+				k, nu := a.mover.put(a, old, committed)
 				e.kdata.Store(unsafe.StringData(k))
-				a.moved(e.kchunk, len(old), id, len(k), committed)
-				e.kchunk = id
+				a.moved(id, len(old), nu, len(k), committed)
+				e.kchunk.Store(nu)
 			}
 		}
 		clear(batch)
 		batch = batch[:0]
 	}
 	t.Scan(func(ti treeItem) bool {
-		if batch = append(batch, ti.e); len(batch) == compactBatch {
-			move()
+		if chosenChunk(ti.e.chunk.Load()) || chosenChunk(ti.e.kchunk.Load()) {
+			if batch = append(batch, ti.e); len(batch) == compactBatch {
+				move()
+			}
 		}
 		return ok
 	})

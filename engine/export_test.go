@@ -75,8 +75,8 @@ func ArenaErr(db *DB) error {
 		if e.gone() {
 			bad = fmt.Errorf("%q is in the index, marked gone", e.key())
 		}
-		in(e, "value", e.chunk, e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
-		in(e, "key", e.kchunk, e.kdata.Load(), len(e.key()))
+		in(e, "value", e.chunk.Load(), e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", e.kchunk.Load(), e.kdata.Load(), len(e.key()))
 	}
 	for i := range db.index.shards {
 		s := &db.index.shards[i]

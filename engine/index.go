@@ -19,8 +19,9 @@ type entry struct {
 	kg    atomic.Uint32
 
 	// chunk is the arena's chunk that holds the value in vis (0: none);
-	// it changes with vis, under DB.pub.mu.
-	chunk uint32
+	// it changes with vis, under DB.pub.mu and arena.mu. A compaction
+	// loads it without them to pass over entries it has nothing to move.
+	chunk atomic.Uint32
 
 	// vis is a copy of the newest committed version, which point reads and
 	// scans load without a lock. With the key it fills the entry's first
@@ -36,8 +37,8 @@ type entry struct {
 	head atomic.Pointer[version]
 
 	// kchunk is the arena's chunk that holds the key's bytes (0: none);
-	// it changes under arena.mu.
-	kchunk uint32
+	// it changes under arena.mu; loaded like chunk.
+	kchunk atomic.Uint32
 }
 
 // The gone flag, in entry.kg, is set when the entry leaves the index
@@ -52,7 +53,8 @@ const (
 // newEntry returns an entry for key, whose bytes are in the arena's chunk
 // kchunk (0: none).
 func newEntry(key string, kchunk uint32) *entry {
-	e := &entry{kchunk: kchunk}
+	e := &entry{}
+	e.kchunk.Store(kchunk)
 	e.setKey(key)
 	return e
 }

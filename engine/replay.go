@@ -107,7 +107,7 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 		k = strings.Clone(k) // as the value below
 	}
 	e := newEntry(k, kchunk)
-	e.chunk = v.chunk
+	e.chunk.Store(v.chunk)
 	e.vis.store(&v)
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)

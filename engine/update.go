@@ -328,8 +328,8 @@ func (db *DB) account(c *commit) {
 	for _, w := range c.writes {
 		// Commits below c.rev are visible: a chunk that they alone could
 		// fill may be used again.
-		a.moved(w.e.chunk, int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value), c.rev-1)
-		w.e.chunk = w.v.chunk
+		a.moved(w.e.chunk.Load(), int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value), c.rev-1)
+		w.e.chunk.Store(w.v.chunk)
 	}
 	if a.due() {
 		a.wanted.Store(true)
