@@ -135,21 +135,59 @@ func TestHandle_DBXOnAFollower(t *testing.T) {
 	_, err = c.nodes[l].Get("s")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 
-	require.Equal(t, "not_leader", code(call("string.append", map[string]any{"key": "n", "value": "0"})))
-	require.Equal(t, "not_leader", code(call("string.mset", map[string]any{"pairs": map[string]any{"a": "1"}})))
-	it, err = c.nodes[l].Get("n")
+	// Refused on a follower: the node must stay one, in one term, for the
+	// whole call. Under load an election may come in between (f may even
+	// win it, and then rightly take the write): such a call tells
+	// nothing, and is made again, on a key of its own, with f a follower.
+	refused := func(method string, params func(key string) any) {
+		t.Helper()
+		for attempt := 0; ; attempt++ {
+			key := fmt.Sprintf("%s/%d", method, attempt)
+			before := c.nodes[f].Status()
+			m := call(method, params(key))
+			after := c.nodes[f].Status()
+			if before.State == "Follower" && after.State == "Follower" && before.Term == after.Term {
+				require.Equal(t, "not_leader", code(m), "%s", method)
+				_, err := c.nodes[c.leader()].Get(key)
+				require.ErrorIs(t, err, engine.ErrNotFound, "%s wrote nothing", method)
+				return
+			}
+			require.Less(t, attempt, 5, "leadership kept moving: %v, then %v", before, after)
+			if after.State == "Leader" {
+				require.NoError(t, c.nodes[f].TransferLeadership(ctx, ""))
+			}
+			c.leader(f) // a leader other than f, ready
+		}
+	}
+	refused("string.append", func(key string) any { return map[string]any{"key": key, "value": "0"} })
+	refused("string.mset", func(key string) any { return map[string]any{"pairs": map[string]any{key: "1"}} })
+	it, err = c.nodes[c.leader()].Get("n")
 	require.NoError(t, err)
 	require.Equal(t, "6", it.Value)
 
-	// A read at the leader level off the leader, over REST.
-	req, err := http.NewRequest("GET", srv.URL+"/record/n?consistency=leader", nil)
-	require.NoError(t, err)
-	req.Header.Set("x-api-key", "k")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var m map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
-	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	require.Equal(t, "not_leader", m["errorCode"], "%v", m)
+	// A read at the leader level off the leader, over REST; as above, made
+	// again if f did not stay a follower in one term meanwhile.
+	for attempt := 0; ; attempt++ {
+		before := c.nodes[f].Status()
+		req, err := http.NewRequest("GET", srv.URL+"/record/n?consistency=leader", nil)
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", "k")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var m map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		require.NoError(t, err)
+		after := c.nodes[f].Status()
+		if before.State == "Follower" && after.State == "Follower" && before.Term == after.Term {
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			require.Equal(t, "not_leader", m["errorCode"], "%v", m)
+			return
+		}
+		require.Less(t, attempt, 5, "leadership kept moving: %v, then %v", before, after)
+		if after.State == "Leader" {
+			require.NoError(t, c.nodes[f].TransferLeadership(ctx, ""))
+		}
+		c.leader(f)
+	}
 }
