@@ -77,9 +77,8 @@ type arena struct {
 	// guarded by mu (the compaction holds pub.mu too).
 	writer, keys, mover allocator
 
-	// wanted is set when a compaction is due, compacting while one runs.
-	wanted, compacting atomic.Bool
-	compactions        atomic.Int64
+	compacting  atomic.Bool // a compaction runs
+	compactions atomic.Int64
 }
 
 // allocator fills one chunk at a time.
@@ -214,16 +213,6 @@ func (a *arena) putKey(key string) (string, uint32) {
 	return k, id
 }
 
-// restoreKey is putKey for recovery, which fills an arena that nothing
-// else uses yet.
-func (a *arena) restoreKey(key string) (string, uint32) {
-	k, id := a.keys.put(a, key, 0)
-	if id != 0 {
-		a.chunks[id].live += len(k)
-	}
-	return k, id
-}
-
 // dropKey takes e's key out of its chunk's live bytes; e has left the
 // index and is marked gone. a.mu is held.
 func (a *arena) dropKey(e *entry, committed int64) {
@@ -240,27 +229,13 @@ func (a *arena) count(id uint32, n int) {
 	}
 }
 
-// restore is put for recovery, which fills an arena that nothing else
-// uses yet: the value is live at once.
-func (a *arena) restore(value string, rev int64) (string, uint32) {
-	v, id := a.writer.put(a, value, rev)
+// restore copies s, a key (into al, a.keys) or a value (a.writer) of
+// a snapshot that recovery loads into an arena nothing else uses yet: it
+// is live at once.
+func (a *arena) restore(al *allocator, s string, rev int64) (string, uint32) {
+	c, id := al.put(a, s, rev)
 	if id != 0 {
-		a.chunks[id].live += len(v)
+		a.chunks[id].live += len(c)
 	}
-	return v, id
-}
-
-// arenaStats describes the chunks that hold values.
-type arenaStats struct {
-	chunks      int   // chunks in use
-	liveBytes   int64 // bytes of values that entries hold, in full chunks
-	fullBytes   int64 // bytes handed out in full chunks
-	compactions int64 // compactions run since Open
-}
-
-func (a *arena) stats() arenaStats {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return arenaStats{chunks: len(a.chunks) - 1 - len(a.free), liveBytes: int64(a.liveBytes),
-		fullBytes: int64(a.fullBytes), compactions: a.compactions.Load()}
+	return c, id
 }

@@ -81,9 +81,8 @@ func TestArena_CountsAndCompaction(t *testing.T) {
 		"%d chunks in use for %d live bytes", st.chunks, live)
 }
 
-// waitCompaction runs the compaction that is due, if any, to its end.
+// waitCompaction waits for the compaction that runs, if any, to end.
 func waitCompaction(db *DB) {
-	db.maybeCompact()
 	for db.arena().compacting.Load() {
 		runtime.Gosched()
 	}

@@ -2,11 +2,12 @@ package engine
 
 import "unsafe"
 
-// maybeCompact starts a compaction of the value chunks in the background
-// if one is due and none runs. It is called with no lock held.
-func (db *DB) maybeCompact() {
-	a := db.arena()
-	if !a.wanted.Load() || !a.compacting.CompareAndSwap(false, true) {
+// maybeCompact starts a compaction of a's chunks in the background if one
+// is due and none runs. publish calls it, holding pub.mu and a.mu, on
+// every node, whichever way its commits come (a write, or a replica's
+// ApplyCommitted).
+func (db *DB) maybeCompact(a *arena) {
+	if !a.due() || !a.compacting.CompareAndSwap(false, true) {
 		return
 	}
 	db.bg.mu.Lock()
@@ -23,13 +24,6 @@ func (db *DB) maybeCompact() {
 	}()
 }
 
-// arena returns the arena that holds the values of the current state.
-func (db *DB) arena() *arena {
-	db.pub.mu.Lock()
-	defer db.pub.mu.Unlock()
-	return db.vals
-}
-
 // compact empties the chunks of a that are less than half live: it walks
 // every entry and copies each visible value and each key held in such a
 // chunk into a new one. It picks the entries to move without a lock,
@@ -40,7 +34,6 @@ func (db *DB) arena() *arena {
 func (db *DB) compact(a *arena) {
 	db.pub.mu.Lock()
 	a.mu.Lock()
-	a.wanted.Store(false)
 	chosen := a.choose()
 	// The chunks chosen, as the walk sees them: a chunk chosen stays so
 	// until the end, and one not chosen can become so only in the next

@@ -1,11 +1,14 @@
 package engine_test
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/enginetest"
@@ -123,4 +126,41 @@ func TestCompaction_ReadersSeeWholeValues(t *testing.T) {
 		t.Error(err)
 	}
 	require.Positive(t, engine.Compactions(db), engine.ArenaStats(db))
+}
+
+// TestCompaction_OnAFollower: a follower's commits come through
+// ApplyCommitted, never through a write of its own, and its chunks must
+// compact all the same (they once compacted only after a local write).
+func TestCompaction_OnAFollower(t *testing.T) {
+	o := engine.WithChunks(&engine.Options{SweepInterval: -1, HistoryEvents: 1}, 1<<10, 4<<10)
+	leader, follower, _ := openReplicaPair(t, o, rand.New(rand.NewPCG(7, 7)))
+	defer func() {
+		require.NoError(t, leader.Close())
+		require.NoError(t, follower.Close())
+	}()
+	// Keys 0, 10, 20, ... keep their first values; the others are
+	// deleted and written again, leaving chunks mostly dead.
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 1000; i++ {
+			if i%10 == 0 && round > 0 {
+				continue
+			}
+			k := fmt.Sprintf("k%04d", i)
+			var err error
+			if round%2 == 1 {
+				_, err = leader.Delete(k)
+			} else {
+				_, err = leader.Set(k, fmt.Sprintf("%s|%d|%s", k, round, strings.Repeat("x", 20)), nil)
+			}
+			if err != nil && !errors.Is(err, engine.ErrNotFound) {
+				require.ErrorIs(t, err, errNotCommitted) // the replicator abandoned it
+			}
+		}
+	}
+	require.Eventually(t, func() bool { return engine.Compactions(follower) > 0 }, 10*time.Second, time.Millisecond,
+		"the follower never compacted: %s", engine.ArenaStats(follower))
+	require.Eventually(t, func() bool { return engine.ArenaErr(follower) == nil && !engine.Compacting(follower) },
+		10*time.Second, time.Millisecond)
+	require.NoError(t, engine.ArenaErr(follower))
+	require.Equal(t, all(t, leader), all(t, follower))
 }

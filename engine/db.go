@@ -26,7 +26,8 @@ import (
 //	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
 //	ckpt.mu → the broker's hmu          (what the history still needs)
 //	ckpt.mu → the log's snapMu → mu     (writing the snapshot)
-//	bg.mu                               (alone: starting background work)
+//	pub.mu → arena.mu → bg.mu           (publish starting a compaction)
+//	bg.mu                               (last: starting background work)
 //
 // Readers take no lock but an index shard's read lock, or ordered.mu and
 // readers.mu to open a snapshot. No fsync and no subscriber ever runs
@@ -127,6 +128,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 		stop:  make(chan struct{}),
 	}
 	db.wtx.db = db
+	// No background work while the log replays: an Open that fails has
+	// nothing to stop.
+	db.bg.closed = true
 	if dir != "" {
 		ld := indexLoader{db: db}
 		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
@@ -147,6 +151,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db.log = l
 	}
 	db.historyNext(db.rev + 1)
+	db.bg.closed = false // no other goroutine has db yet
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)

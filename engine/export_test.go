@@ -123,3 +123,28 @@ func ArenaErr(db *DB) error {
 	}
 	return nil
 }
+
+// arena returns the arena that holds the values of the current state.
+func (db *DB) arena() *arena {
+	db.pub.mu.Lock()
+	defer db.pub.mu.Unlock()
+	return db.vals
+}
+
+// arenaStats describes the chunks that hold values.
+type arenaStats struct {
+	chunks      int   // chunks in use
+	liveBytes   int64 // bytes of values that entries hold, in full chunks
+	fullBytes   int64 // bytes handed out in full chunks
+	compactions int64 // compactions run since Open
+}
+
+func (a *arena) stats() arenaStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return arenaStats{chunks: len(a.chunks) - 1 - len(a.free), liveBytes: int64(a.liveBytes),
+		fullBytes: int64(a.fullBytes), compactions: a.compactions.Load()}
+}
+
+// Compacting reports whether a compaction of the value chunks runs.
+func Compacting(db *DB) bool { return db.arena().compacting.Load() }

@@ -96,13 +96,13 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena) *entry {
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	v.value, v.chunk = a.restore(v.value, it.Revision)
+	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision)
 	if v.chunk == 0 {
 		// Not copied into a chunk: at Open, the value points into the
 		// log's read buffer (wal.Replay.Borrow).
 		v.value = strings.Clone(v.value)
 	}
-	k, kchunk := a.restoreKey(it.Key)
+	k, kchunk := a.restore(&a.keys, it.Key, 0)
 	if kchunk == 0 {
 		k = strings.Clone(k) // as the value below
 	}

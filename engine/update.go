@@ -77,7 +77,6 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	if err := db.durable(rev, epoch); err != nil {
 		return 0, err
 	}
-	db.maybeCompact()
 	return rev, nil
 }
 
@@ -331,9 +330,7 @@ func (db *DB) account(c *commit) {
 		a.moved(w.e.chunk.Load(), int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value), c.rev-1)
 		w.e.chunk.Store(w.v.chunk)
 	}
-	if a.due() {
-		a.wanted.Store(true)
-	}
+	db.maybeCompact(a)
 	a.mu.Unlock()
 }
 
