@@ -137,6 +137,30 @@ func (c *dbCluster) stop(i int) {
 }
 
 // leader waits for a ready leader among the running nodes not in skip.
+// steady runs f and reports whether node i was in state ("Leader",
+// "Follower") throughout, in one term: under load (-race, a busy CI
+// machine) an election may come in between, and a check of what a leader
+// or a follower does tells nothing about a call that met one.
+func (c *dbCluster) steady(i int, state string, f func()) bool {
+	before := c.nodes[i].Status()
+	f()
+	after := c.nodes[i].Status()
+	return before.State == state && after.State == state && before.Term == after.Term
+}
+
+// awayFrom readies another try of a check that node f, meant to be a
+// follower, did not stay one through (see steady): it hands leadership
+// away from f if f leads, and waits for a leader other than f. It fails
+// the test after 5 tries.
+func (c *dbCluster) awayFrom(f, attempt int) {
+	c.t.Helper()
+	require.Less(c.t, attempt, 5, "leadership kept moving")
+	if c.nodes[f].IsLeader() {
+		require.NoError(c.t, c.nodes[f].TransferLeadership(context.Background(), ""))
+	}
+	c.leader(f)
+}
+
 func (c *dbCluster) leader(skip ...int) int {
 	c.t.Helper()
 	l := -1

@@ -143,20 +143,14 @@ func TestHandle_DBXOnAFollower(t *testing.T) {
 		t.Helper()
 		for attempt := 0; ; attempt++ {
 			key := fmt.Sprintf("%s/%d", method, attempt)
-			before := c.nodes[f].Status()
-			m := call(method, params(key))
-			after := c.nodes[f].Status()
-			if before.State == "Follower" && after.State == "Follower" && before.Term == after.Term {
+			var m map[string]any
+			if c.steady(f, "Follower", func() { m = call(method, params(key)) }) {
 				require.Equal(t, "not_leader", code(m), "%s", method)
 				_, err := c.nodes[c.leader()].Get(key)
 				require.ErrorIs(t, err, engine.ErrNotFound, "%s wrote nothing", method)
 				return
 			}
-			require.Less(t, attempt, 5, "leadership kept moving: %v, then %v", before, after)
-			if after.State == "Leader" {
-				require.NoError(t, c.nodes[f].TransferLeadership(ctx, ""))
-			}
-			c.leader(f) // a leader other than f, ready
+			c.awayFrom(f, attempt)
 		}
 	}
 	refused("string.append", func(key string) any { return map[string]any{"key": key, "value": "0"} })
@@ -168,26 +162,22 @@ func TestHandle_DBXOnAFollower(t *testing.T) {
 	// A read at the leader level off the leader, over REST; as above, made
 	// again if f did not stay a follower in one term meanwhile.
 	for attempt := 0; ; attempt++ {
-		before := c.nodes[f].Status()
-		req, err := http.NewRequest("GET", srv.URL+"/record/n?consistency=leader", nil)
-		require.NoError(t, err)
-		req.Header.Set("x-api-key", "k")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
+		var status int
 		var m map[string]any
-		err = json.NewDecoder(resp.Body).Decode(&m)
-		resp.Body.Close()
-		require.NoError(t, err)
-		after := c.nodes[f].Status()
-		if before.State == "Follower" && after.State == "Follower" && before.Term == after.Term {
-			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		if c.steady(f, "Follower", func() {
+			req, err := http.NewRequest("GET", srv.URL+"/record/n?consistency=leader", nil)
+			require.NoError(t, err)
+			req.Header.Set("x-api-key", "k")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			status = resp.StatusCode
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+		}) {
+			require.Equal(t, http.StatusServiceUnavailable, status)
 			require.Equal(t, "not_leader", m["errorCode"], "%v", m)
 			return
 		}
-		require.Less(t, attempt, 5, "leadership kept moving: %v, then %v", before, after)
-		if after.State == "Leader" {
-			require.NoError(t, c.nodes[f].TransferLeadership(ctx, ""))
-		}
-		c.leader(f)
+		c.awayFrom(f, attempt)
 	}
 }
