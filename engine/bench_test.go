@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,6 +40,11 @@ func loadedDB(b *testing.B) (*engine.DB, []string) {
 		if _, err := db.Set(k, benchValue, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+	// A request brings its own copy of a key: look keys up with copies,
+	// not the strings stored, which an index compares by pointer alone.
+	for i, k := range keys {
+		keys[i] = strings.Clone(k)
 	}
 	return db, keys
 }
