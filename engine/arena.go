@@ -38,18 +38,18 @@ const (
 
 // chunkInfo is what the arena knows of one chunk; its id is its index in
 // arena.chunks (id 0 is no chunk: a value allocated on its own, or none).
+// Publishing reads the chunkInfo of the value each commit replaces, at
+// random, so it is kept small: 24 bytes, what only checks need kept apart
+// (arena.bases).
 type chunkInfo struct {
-	size int // bytes handed out (final once full)
-	live int // bytes of the values that visible copies hold
-	// full is set when no more values go into the chunk; fullRev is the
-	// revision from which on no commit can hold a value in it: its id
+	size int32 // bytes handed out (final once full)
+	live int32 // bytes of the values that visible copies hold
+	// fullRev is the revision from which on no commit can hold a value
+	// in the chunk, once full is set (no more values go into it): its id
 	// may be used again once that revision is visible and live is 0.
-	full    bool
 	fullRev int64
+	full    bool
 	moving  bool // chosen by the running compaction
-	// base is the chunk's address, for checks; a number, which does not
-	// keep the chunk alive.
-	base uintptr
 }
 
 // arena allocates values into chunks and keeps each chunk's count of
@@ -65,6 +65,9 @@ type arena struct {
 	// a compaction.
 	chunkSize, maxValue, minDead int
 	free                         []uint32
+	// bases holds each chunk's address, by id, for checks: numbers,
+	// which do not keep the chunks alive.
+	bases []uintptr
 
 	// liveBytes and fullBytes are the sums of live and size over the full
 	// chunks; a compaction is due when fullBytes-liveBytes passes both
@@ -96,7 +99,7 @@ func newArena(size, minDead int) *arena {
 	if minDead <= 0 {
 		minDead = compactMinChunks * size
 	}
-	return &arena{chunks: make([]chunkInfo, 1), // id 0: no chunk
+	return &arena{chunks: make([]chunkInfo, 1), bases: make([]uintptr, 1), // id 0: no chunk
 		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: minDead}
 }
 
@@ -133,9 +136,9 @@ func (a *arena) next(al *allocator, rev int64) {
 	}
 	if al.id != 0 {
 		c := &a.chunks[al.id]
-		c.size, c.full, c.fullRev = len(al.buf), true, rev
-		a.fullBytes += c.size
-		a.liveBytes += c.live
+		c.size, c.full, c.fullRev = int32(len(al.buf)), true, rev
+		a.fullBytes += int(c.size)
+		a.liveBytes += int(c.live)
 	}
 	var id uint32
 	if n := len(a.free); n > 0 {
@@ -143,10 +146,12 @@ func (a *arena) next(al *allocator, rev int64) {
 		a.free = a.free[:n-1]
 	} else {
 		a.chunks = append(a.chunks, chunkInfo{})
+		a.bases = append(a.bases, 0)
 		id = uint32(len(a.chunks) - 1)
 	}
 	al.id, al.buf = id, make([]byte, 0, a.chunkSize)
-	a.chunks[id] = chunkInfo{base: uintptr(unsafe.Pointer(unsafe.SliceData(al.buf)))}
+	a.chunks[id] = chunkInfo{}
+	a.bases[id] = uintptr(unsafe.Pointer(unsafe.SliceData(al.buf)))
 }
 
 // moved records that a visible copy went from a value of oldLen bytes in
@@ -155,7 +160,7 @@ func (a *arena) next(al *allocator, rev int64) {
 func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int, committed int64) {
 	if old != 0 {
 		c := &a.chunks[old]
-		c.live -= oldLen
+		c.live -= int32(oldLen)
 		if c.full {
 			a.liveBytes -= oldLen
 			a.reuse(old, committed)
@@ -173,8 +178,8 @@ func (a *arena) reuse(id uint32, committed int64) {
 	if !c.full || c.live != 0 || c.fullRev > committed || c.moving {
 		return
 	}
-	a.fullBytes -= c.size
-	a.chunks[id] = chunkInfo{}
+	a.fullBytes -= int(c.size)
+	a.chunks[id], a.bases[id] = chunkInfo{}, 0
 	a.free = append(a.free, id)
 }
 
@@ -223,7 +228,7 @@ func (a *arena) dropKey(e *entry, committed int64) {
 // count adds n live bytes to chunk id. a.mu is held.
 func (a *arena) count(id uint32, n int) {
 	c := &a.chunks[id]
-	c.live += n
+	c.live += int32(n)
 	if c.full {
 		a.liveBytes += n
 	}
@@ -235,7 +240,7 @@ func (a *arena) count(id uint32, n int) {
 func (a *arena) restore(al *allocator, s string, rev int64) (string, uint32) {
 	c, id := al.put(a, s, rev)
 	if id != 0 {
-		a.chunks[id].live += len(c)
+		a.chunks[id].live += int32(len(c))
 	}
 	return c, id
 }

@@ -65,8 +65,8 @@ func ArenaErr(db *DB) error {
 			bad = fmt.Errorf("%q's %s is in chunk %d of %d", e.key(), what, id, len(a.chunks))
 			return
 		}
-		c := a.chunks[id]
-		if at := uintptr(unsafe.Pointer(p)); at < c.base || at+uintptr(n) > c.base+uintptr(a.chunkSize) {
+		base := a.bases[id]
+		if at := uintptr(unsafe.Pointer(p)); at < base || at+uintptr(n) > base+uintptr(a.chunkSize) {
 			bad = fmt.Errorf("%q's %s lies outside its chunk %d", e.key(), what, id)
 		}
 		live[id] += n
@@ -108,14 +108,14 @@ func ArenaErr(db *DB) error {
 				return fmt.Errorf("chunk %d is free but entries hold %d bytes in it", id, live[id])
 			}
 			continue
-		case live[id] != c.live:
+		case live[id] != int(c.live):
 			return fmt.Errorf("chunk %d: %d live bytes counted, %d held", id, c.live, live[id])
 		case c.moving && !a.compacting.Load():
 			return fmt.Errorf("chunk %d marked for a compaction that does not run", id)
 		}
 		if c.full {
-			liveBytes += c.live
-			fullBytes += c.size
+			liveBytes += int(c.live)
+			fullBytes += int(c.size)
 		}
 	}
 	if liveBytes != a.liveBytes || fullBytes != a.fullBytes {
