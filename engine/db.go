@@ -41,7 +41,10 @@ type DB struct {
 	wmu sync.Mutex
 	rev int64 // last committed revision; guarded by wmu
 	wtx Tx    // the write transaction, reused; guarded by wmu
-	exp *expiries
+	// events is where commits take their events from; guarded by wmu
+	// (at Open, by the replay, which runs before anything else).
+	events eventSlab
+	exp    *expiries
 
 	// committed is the newest revision readers may see.
 	committed atomic.Int64

@@ -48,7 +48,7 @@ func (db *DB) apply(r *wal.Tx) (int64, error) {
 // snapshot, and from before the restart.
 func (db *DB) restoreHistory(r *wal.Tx) error {
 	db.historyNext(r.Revision)
-	b := pubsub.Batch{Revision: r.Revision, Events: make([]pubsub.Event, len(r.Writes))}
+	b := pubsub.Batch{Revision: r.Revision, Events: db.events.take(len(r.Writes))}
 	at := time.Unix(0, r.Time)
 	for i, w := range r.Writes {
 		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: kindFromWAL[w.Kind], Key: w.Key, Value: w.Value, Time: at}

@@ -149,7 +149,7 @@ func (tx *Tx) commit() (int64, error) {
 		db.lastTime = max(db.lastTime, tx.now)
 	}
 	tx.done = true
-	c := &commit{rev: tx.rev, writes: make([]committedWrite, len(tx.writes)), events: make([]pubsub.Event, len(tx.writes))}
+	c := &commit{rev: tx.rev, writes: make([]committedWrite, len(tx.writes)), events: db.events.take(len(tx.writes))}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
@@ -444,4 +444,29 @@ func (db *DB) snapshot() (t treeCopy, rev int64) {
 
 func errInvalidTTL(d time.Duration) error {
 	return fmt.Errorf("%w: negative TTL %v", ErrInvalidOptions, d)
+}
+
+// eventSlab hands out the events of commits from slices of many: one
+// object for the collector instead of one a commit, and, as events leave
+// the history in the order they came, none of them mixed in among
+// long-lived objects of its size (an event is 80 bytes, as an entry is:
+// the events leaving the history would leave holes in the entries' spans
+// of memory that only entries created later can fill).
+type eventSlab struct{ free []pubsub.Event }
+
+// eventSlabSize is how many events a slab holds: a slab stays as long as
+// any of its events, in the history or held by a subscriber.
+const eventSlabSize = 64
+
+// take returns n zeroed events.
+func (s *eventSlab) take(n int) []pubsub.Event {
+	if n > eventSlabSize/4 {
+		return make([]pubsub.Event, n)
+	}
+	if len(s.free) < n {
+		s.free = make([]pubsub.Event, eventSlabSize)
+	}
+	ev := s.free[:n:n]
+	s.free = s.free[n:]
+	return ev
 }

@@ -1,0 +1,38 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEventSlab_Take: the events of one commit are zeroed, exactly as many
+// as asked, and share no memory with another commit's, even when a
+// subscriber appends to them; a large transaction's events are their own.
+func TestEventSlab_Take(t *testing.T) {
+	var s eventSlab
+	var got [][]pubsub.Event
+	for i := range 200 {
+		n := 1 + i%5
+		ev := s.take(n)
+		require.Len(t, ev, n)
+		require.Equal(t, n, cap(ev), "an append must not write into the next commit's events")
+		for j := range ev {
+			require.Equal(t, pubsub.Event{}, ev[j])
+			ev[j] = pubsub.Event{Revision: int64(i), Index: j}
+		}
+		got = append(got, ev)
+	}
+	_ = append(got[0], pubsub.Event{Revision: -1})
+	for i, ev := range got {
+		for j := range ev {
+			require.Equal(t, pubsub.Event{Revision: int64(i), Index: j}, ev[j])
+		}
+	}
+	big := s.take(eventSlabSize)
+	require.Len(t, big, eventSlabSize)
+	before := len(s.free)
+	s.take(eventSlabSize/4 + 1)
+	require.Equal(t, before, len(s.free), "a large transaction takes nothing from the slab")
+}
