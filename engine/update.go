@@ -149,7 +149,12 @@ func (tx *Tx) commit() (int64, error) {
 		db.lastTime = max(db.lastTime, tx.now)
 	}
 	tx.done = true
-	c := &commit{rev: tx.rev, writes: make([]committedWrite, len(tx.writes)), events: db.events.take(len(tx.writes))}
+	c := &commit{rev: tx.rev, events: db.events.take(len(tx.writes))}
+	if len(tx.writes) <= len(c.one) {
+		c.writes = c.one[:len(tx.writes)]
+	} else {
+		c.writes = make([]committedWrite, len(tx.writes))
+	}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
@@ -208,6 +213,7 @@ type commit struct {
 	rev    int64
 	writes []committedWrite
 	events []pubsub.Event
+	one    [1]committedWrite // writes of a commit of one write, the most
 }
 
 type committedWrite struct {
