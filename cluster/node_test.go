@@ -164,7 +164,7 @@ func TestNode_LeaderLeaves(t *testing.T) {
 	require.NotEqual(t, l, l2)
 	require.Eventually(t, func() bool { return len(c.nodes[l2].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
 	// Two nodes left of two voters: writes still commit.
-	require.NoError(t, c.nodes[l2].rn.raft.Apply([]byte("after"), 5*time.Second).Error())
+	c.apply([]byte("after"))
 }
 
 func TestNode_LinearizeOnFollowerWaitsForCommittedEntries(t *testing.T) {
