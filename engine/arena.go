@@ -195,7 +195,7 @@ func (a *arena) choose() int {
 	n := 0
 	for id := range a.chunks {
 		c := &a.chunks[id]
-		if c.full && c.live*2 < c.size {
+		if c.full && int(c.live)*2 < int(c.size) {
 			c.moving = true
 			n++
 		}
