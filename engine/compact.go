@@ -60,22 +60,24 @@ func (db *DB) compact(a *arena) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		committed := db.committed.Load()
+		// relocate copies s, which chunk id holds, into the mover's
+		// chunk, and moves its live bytes along.
+		relocate := func(id uint32, s string) (string, uint32) {
+			c, nu := a.mover.put(a, s, committed)
+			a.moved(id, len(s), nu, len(c), committed)
+			return c, nu
+		}
 		for _, e := range batch {
 			if id := e.chunk.Load(); id != 0 && a.chunks[id].moving {
-				n := int(e.vis.seq.Load() & lenMask)
-				old := unsafe.String(e.vis.data.Load(), n)
-				v, nu := a.mover.put(a, old, committed)
+				v, nu := relocate(id, unsafe.String(e.vis.data.Load(), int(e.vis.seq.Load()&lenMask)))
 				e.vis.move(v)
-				a.moved(id, n, nu, len(v), committed)
 				e.chunk.Store(nu)
 			}
 			// The key of an entry that has left the index is no longer
 			// counted (forget): it stays where it is.
 			if id := e.kchunk.Load(); id != 0 && a.chunks[id].moving && !e.gone() {
-				old := e.key()
-				k, nu := a.mover.put(a, old, committed)
+				k, nu := relocate(id, e.key())
 				e.kdata.Store(unsafe.StringData(k))
-				a.moved(id, len(old), nu, len(k), committed)
 				e.kchunk.Store(nu)
 			}
 		}
