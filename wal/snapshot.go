@@ -267,8 +267,9 @@ func snapshotCount(b []byte, max int) (n int, ok bool) {
 }
 
 // readSnapshot decodes the snapshot file b, calling fn with each item in
-// order (its key and value borrowed if borrow is set), and returns the snapshot's revision: ReadSnapshotFrom over b,
-// which must hold a revision of at least 1, as a snapshot file does. A
+// order (its key and value borrowed if borrow is set), and returns the
+// snapshot's revision: ReadSnapshotFrom over b, which must hold a
+// revision of at least 1, as a snapshot file does. A
 // snapshot is synced before it is given its name, so any damage, a cut
 // included, is ErrCorrupt. An error from fn stops the read and is
 // returned.
