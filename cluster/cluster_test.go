@@ -136,7 +136,6 @@ func (c *dbCluster) stop(i int) {
 	}
 }
 
-// leader waits for a ready leader among the running nodes not in skip.
 // steady runs f and reports whether node i was in state ("Leader",
 // "Follower") throughout, in one term: under load (-race, a busy CI
 // machine) an election may come in between, and a check of what a leader
@@ -161,6 +160,7 @@ func (c *dbCluster) awayFrom(f, attempt int) {
 	c.leader(f)
 }
 
+// leader waits for a ready leader among the running nodes not in skip.
 func (c *dbCluster) leader(skip ...int) int {
 	c.t.Helper()
 	l := -1
