@@ -23,12 +23,12 @@ func (db *DB) Backup(w io.Writer) (rev int64, err error) {
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}
-	t, rev := db.snapshot()
-	defer db.readers.close(rev)
-	if _, err := wal.WriteSnapshot(w, rev, snapshotItems(t, rev)); err != nil {
+	s := db.snapshot()
+	defer db.closeSnapshot(s)
+	if _, err := wal.WriteSnapshot(w, s.rev, snapshotItems(s.t, s.rev)); err != nil {
 		return 0, err
 	}
-	return rev, nil
+	return s.rev, nil
 }
 
 // RestoreDir makes the database folder dir from a snapshot that Backup

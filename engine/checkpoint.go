@@ -27,15 +27,15 @@ func (db *DB) checkpoint() error {
 	db.ckpt.mu.Lock()
 	defer db.ckpt.mu.Unlock()
 	at := db.log.Written()
-	t, rev := db.snapshot()
-	defer db.readers.close(rev)
-	if rev == 0 {
+	s := db.snapshot()
+	defer db.closeSnapshot(s)
+	if s.rev == 0 {
 		return nil // nothing was ever written
 	}
 	// Keep the log that the history of changes still holds, so that
 	// subscribers can resume from it after a restart too.
 	db.log.Retain(db.broker.Oldest() - 1)
-	if err := db.log.Snapshot(rev, snapshotItems(t, rev)); err != nil {
+	if err := db.log.Snapshot(s.rev, snapshotItems(s.t, s.rev)); err != nil {
 		if errors.Is(err, wal.ErrClosed) {
 			return ErrClosed
 		}

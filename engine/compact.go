@@ -48,7 +48,8 @@ func (db *DB) compact(a *arena) {
 		return
 	}
 	chosenChunk := func(id uint32) bool { return int(id) < len(moving) && moving[id] }
-	t := db.order.copy(func() {})
+	t, p := db.order.copy(func() {})
+	defer db.order.unpin(p)
 	batch := make([]*entry, 0, compactBatch)
 	ok := true
 	move := func() {

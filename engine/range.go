@@ -31,9 +31,9 @@ func (db *DB) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 			return
 		}
 		db.stats.scans.Add(1)
-		t, rev := db.snapshot()
-		defer db.readers.close(rev)
-		scan(t, rev, db.now(), false, start, end, o, yield)
+		s := db.snapshot()
+		defer db.closeSnapshot(s)
+		scan(s.t, s.rev, db.now(), false, start, end, o, yield)
 	}, nil
 }
 
@@ -62,7 +62,9 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 		tx.db.stats.scans.Add(1)
 		t := tx.snap
 		if tx.writable {
-			t = tx.db.order.copy(func() {})
+			var p pin
+			t, p = tx.db.order.copy(func() {})
+			defer tx.db.order.unpin(p)
 			// A scan reads the newest version of every key it passes,
 			// and which keys it passes depends on every write before it.
 			tx.read = tx.rev - 1

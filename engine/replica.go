@@ -182,8 +182,7 @@ func (db *DB) abandon() int {
 // methods are not for use from several goroutines at once.
 type Snapshot struct {
 	db     *DB
-	t      treeCopy
-	rev    int64
+	s      snapshot
 	closed bool
 }
 
@@ -198,12 +197,11 @@ func (r *Replica) Snapshot() (*Snapshot, error) {
 }
 
 func (db *DB) openSnapshot() *Snapshot {
-	t, rev := db.snapshot()
-	return &Snapshot{db: db, t: t, rev: rev}
+	return &Snapshot{db: db, s: db.snapshot()}
 }
 
 // Revision is the revision the snapshot holds the state at.
-func (s *Snapshot) Revision() int64 { return s.rev }
+func (s *Snapshot) Revision() int64 { return s.s.rev }
 
 // Write writes the snapshot to w in the format of Backup, streamed. An
 // error from w is returned as it is.
@@ -211,7 +209,7 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if s.closed {
 		return fmt.Errorf("%w: snapshot closed", ErrClosed)
 	}
-	_, err := wal.WriteSnapshot(w, s.rev, snapshotItems(s.t, s.rev))
+	_, err := wal.WriteSnapshot(w, s.s.rev, snapshotItems(s.s.t, s.s.rev))
 	return err
 }
 
@@ -219,7 +217,7 @@ func (s *Snapshot) Write(w io.Writer) error {
 func (s *Snapshot) Close() {
 	if !s.closed {
 		s.closed = true
-		s.db.readers.close(s.rev)
+		s.db.closeSnapshot(s.s)
 	}
 }
 
@@ -262,7 +260,8 @@ func (r *Replica) Restore(src io.Reader) error {
 	before := db.committed.Load()
 	// Nothing is queued now, and nothing can be while wmu is held, so
 	// publish stores no visible version meanwhile.
-	all := db.order.copy(func() {})
+	all, p := db.order.copy(func() {})
+	db.order.unpin(p) // wmu is held: no entry is used again meanwhile
 	all.Scan(func(ti treeItem) bool {
 		db.index.remove(ti.e)
 		db.order.remove(ti.e)

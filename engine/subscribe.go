@@ -89,26 +89,25 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 		db.wmu.Unlock()
 		return nil, ErrClosed
 	}
-	var snap treeCopy
-	var rev int64
+	var snap snapshot
 	po := &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}
 	if o.Initial {
-		snap, rev = db.snapshot()
-		po.From = pubsub.Position{Revision: rev + 1}
+		snap = db.snapshot()
+		po.From = pubsub.Position{Revision: snap.rev + 1}
 	}
 	ps, err := db.broker.Subscribe(pats, po)
 	db.wmu.Unlock()
 	if err != nil {
 		if o.Initial {
-			db.readers.close(rev)
+			db.closeSnapshot(snap)
 		}
 		return nil, fmt.Errorf("engine: subscribe: %w", err)
 	}
 	sub := &Subscription{Subscription: ps}
 	if o.Initial {
-		sub.Initial, err = matching(snap, rev, db.now(), pats)
-		sub.InitialRevision = rev
-		db.readers.close(rev)
+		sub.Initial, err = matching(snap.t, snap.rev, db.now(), pats)
+		sub.InitialRevision = snap.rev
+		db.closeSnapshot(snap)
 		if err != nil {
 			ps.Close()
 			return nil, fmt.Errorf("engine: subscribe: initial items: %w", err)

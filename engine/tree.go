@@ -48,15 +48,24 @@ const freshBatch = 16384
 // inserted one by one: they wait in a batch that is sorted and inserted when
 // it is full or when a scan needs the tree.
 type ordered struct {
-	mu    sync.Mutex              // guards tree, fresh and snap
+	mu    sync.Mutex              // guards tree, fresh, snap, hint, removed and pins
 	tree  *btree.BTreeG[treeItem] // entries in key order
 	fresh []treeItem              // new entries not yet in tree
 	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
 	hint  btree.PathHint          // speeds up the sorted inserts of a batch
+
+	// removed counts the entries taken out so far; a copy made now holds
+	// none of them, and may hold every one taken out from now on.
+	removed int64
+	// pins counts the copies in use, by the value of removed when each
+	// was made: an entry taken out at removed r may still be reached
+	// through a copy pinned at r or below.
+	pins map[int64]int
 }
 
 func newOrdered() *ordered {
-	return &ordered{tree: btree.NewBTreeGOptions(lessTreeItem, btree.Options{NoLocks: true})}
+	return &ordered{tree: btree.NewBTreeGOptions(lessTreeItem, btree.Options{NoLocks: true}),
+		pins: make(map[int64]int)}
 }
 
 // add records a new entry.
@@ -100,6 +109,7 @@ func (o *ordered) remove(e *entry) {
 	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
 		o.snap = nil
 	}
+	o.removed++
 	o.mu.Unlock()
 }
 
@@ -129,10 +139,12 @@ func (o *ordered) flushLocked() {
 }
 
 // copy returns a read-only copy of the tree holding every entry added so
-// far. Copies are copy-on-write and shared until the tree changes. before
-// runs first, under the lock: a revision read there is one that every entry
+// far, pinned: the caller must unpin it when done, and until then no
+// entry the copy holds is used again for another key. Copies are
+// copy-on-write and shared until the tree changes. before runs first,
+// under the lock: a revision read there is one that every entry
 // committed at or below it is in the copy.
-func (o *ordered) copy(before func()) treeCopy {
+func (o *ordered) copy(before func()) (treeCopy, pin) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	before()
@@ -140,7 +152,21 @@ func (o *ordered) copy(before func()) treeCopy {
 	if o.snap == nil {
 		o.snap = o.tree.Copy()
 	}
-	return o.snap
+	o.pins[o.removed]++
+	return o.snap, pin(o.removed)
+}
+
+// pin is what unpin needs to release a copy.
+type pin int64
+
+// unpin releases a copy that copy returned; its items must no longer be
+// read.
+func (o *ordered) unpin(p pin) {
+	o.mu.Lock()
+	if o.pins[int64(p)]--; o.pins[int64(p)] == 0 {
+		delete(o.pins, int64(p))
+	}
+	o.mu.Unlock()
 }
 
 // treeCopy is a read-only copy of the ordered tree.

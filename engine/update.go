@@ -433,19 +433,33 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	}
 	db.stats.views.Add(1)
 	tx := &Tx{db: db, now: db.now()}
-	tx.snap, tx.rev = db.snapshot()
-	defer db.readers.close(tx.rev)
+	s := db.snapshot()
+	defer db.closeSnapshot(s)
+	tx.snap, tx.rev = s.t, s.rev
 	defer func() { tx.done = true }()
 	return fn(tx)
 }
 
-// snapshot opens a snapshot: a copy of the ordered tree and the revision to
-// read it at. The caller closes it with db.readers.close(rev).
-func (db *DB) snapshot() (t treeCopy, rev int64) {
-	t = db.order.copy(func() {
-		rev = db.readers.open(db.committed.Load)
+// snapshot is a copy of the ordered tree and the revision to read it at,
+// open until closeSnapshot: the versions it reads below the newest are
+// kept, and so are the entries it holds.
+type snapshot struct {
+	t   treeCopy
+	rev int64
+	pin pin
+}
+
+// snapshot opens a snapshot; the caller closes it with closeSnapshot.
+func (db *DB) snapshot() (s snapshot) {
+	s.t, s.pin = db.order.copy(func() {
+		s.rev = db.readers.open(db.committed.Load)
 	})
-	return t, rev
+	return s
+}
+
+func (db *DB) closeSnapshot(s snapshot) {
+	db.readers.close(s.rev)
+	db.order.unpin(s.pin)
 }
 
 func errInvalidTTL(d time.Duration) error {

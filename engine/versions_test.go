@@ -61,11 +61,11 @@ func TestVersions_KeptOnlyWhileNeeded(t *testing.T) {
 			}
 			require.Equal(t, keys, heads(db), "the open snapshot reads below every new version")
 			for i := range keys {
-				v := s.db.index.get(key(i)).at(s.rev)
+				v := s.db.index.get(key(i)).at(s.s.rev)
 				require.Equal(t, "v1", v.value, key(i))
 			}
 			n := 0
-			for it := range snapshotItems(s.t, s.rev) {
+			for it := range snapshotItems(s.s.t, s.s.rev) {
 				require.Equal(t, "v1", it.Value, it.Key)
 				n++
 			}
