@@ -164,24 +164,25 @@ func (s *indexShard) delete(h uint64, e *entry) {
 	}
 }
 
-func (ix *index) lookup(key string) (*indexShard, *entry) {
+// get returns key's entry, or nil. Only writers call it, holding DB.wmu:
+// an entry leaves the index only under it.
+func (ix *index) get(key string) *entry {
 	s, h := ix.shard(key)
 	s.mu.RLock()
 	e := s.find(h, key)
 	s.mu.RUnlock()
-	return s, e
-}
-
-func (ix *index) get(key string) *entry {
-	_, e := ix.lookup(key)
 	return e
 }
 
-// read is get for a reader: it is counted in Stats.
-func (ix *index) read(key string) *entry {
-	s, e := ix.lookup(key)
+// read is get for a reader, counted in Stats. It returns with the shard
+// read-locked: the caller reads the entry, then unlocks s.mu. Until then
+// the entry cannot leave the index, and so cannot be used again for
+// another key (ordered.reclaim).
+func (ix *index) read(key string) (*indexShard, *entry) {
+	s, h := ix.shard(key)
+	s.mu.RLock()
 	s.reads.Add(1) // on the shard's line, which RLock has just touched
-	return e
+	return s, s.find(h, key)
 }
 
 func (ix *index) gets() int64 {

@@ -10,16 +10,19 @@ func (db *DB) Get(key string) (Item, error) {
 	if err := db.checkKey(key); err != nil {
 		return Item{}, err
 	}
-	e := db.index.read(key)
+	s, e := db.index.read(key)
 	if e == nil {
+		s.mu.RUnlock()
 		return Item{}, ErrNotFound
 	}
 	var v shown
 	e.vis.load(&v)
+	k := e.key()
+	s.mu.RUnlock()
 	if !v.live(db.now()) {
 		return Item{}, ErrNotFound
 	}
-	return v.item(e.key()), nil
+	return v.item(k), nil
 }
 
 // Set stores value under key; see Tx.Set.
