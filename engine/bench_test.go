@@ -60,6 +60,27 @@ func BenchmarkDB_Set_Random(b *testing.B) {
 	}
 }
 
+// BenchmarkDB_Churn deletes a random key and creates a new one, in two
+// transactions an operation: the store keeps 1M keys while keys come and
+// go, and their entries are reclaimed and used again.
+func BenchmarkDB_Churn(b *testing.B) {
+	db, keys := loadedDB(b)
+	r := rand.New(rand.NewPCG(3, 3))
+	next := len(keys)
+	b.ReportAllocs()
+	for b.Loop() {
+		i := r.IntN(len(keys))
+		if _, err := db.Delete(keys[i]); err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = benchKey(next)
+		next++
+		if _, err := db.Set(keys[i], benchValue, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDB_Get_Random(b *testing.B) {
 	db, keys := loadedDB(b)
 	b.Run("goroutines=1", func(b *testing.B) {
