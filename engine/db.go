@@ -44,7 +44,10 @@ type DB struct {
 	// events is where commits take their events from; guarded by wmu
 	// (at Open, by the replay, which runs before anything else).
 	events eventSlab
-	exp    *expiries
+	// entries is where new keys take their entries from; guarded by wmu
+	// (at Open, by the replay).
+	entries entries
+	exp     *expiries
 
 	// committed is the newest revision readers may see.
 	committed atomic.Int64

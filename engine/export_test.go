@@ -11,6 +11,10 @@ func Sweep(db *DB) int {
 	return n
 }
 
+// PoisonReclaimed makes reclaimed entries read as a key and value of
+// their own until they are used again (see poisonReclaimed).
+func PoisonReclaimed(on bool) { poisonReclaimed = on }
+
 // Heads counts the entries that hold a version object, and Held the
 // versions waiting in pub.held to be let go.
 func Heads(db *DB) int { return heads(db) }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/livekv/livekv/pubsub"
 )
 
 // entry is one key's slot. The entry lives in the hash index (point reads)
@@ -51,12 +53,126 @@ const (
 )
 
 // newEntry returns an entry for key, whose bytes are in the arena's chunk
-// kchunk (0: none).
+// kchunk (0: none), allocated on its own: for a search key. The store's
+// entries come from DB.allocEntry.
 func newEntry(key string, kchunk uint32) *entry {
 	e := &entry{}
 	e.kchunk.Store(kchunk)
 	e.setKey(key)
 	return e
+}
+
+// entrySlabMax is how many entries the largest slab holds (80 KiB).
+const entrySlabMax = 1024
+
+// entries hands out the store's entries: ones that left the store and
+// that nothing can reach any more (ordered.reclaim), or else new ones,
+// taken from slabs, so that the collector marks one object for many
+// entries (see docs/engine.md, "Entries in slabs"). A slab stays in
+// memory while any of its entries is in use or waits in free. Guarded by
+// DB.wmu (at Open, by the replay, which runs before anything else).
+type entries struct {
+	slab   []entry  // the rest of the current slab
+	size   int      // the current slab's size; slabs double up to entrySlabMax
+	free   []*entry // reclaimed entries, cleared, to be used again
+	reused int64    // entries used again, for tests
+}
+
+// take returns a zeroed entry from the current slab, or a new slab.
+func (es *entries) take() *entry {
+	if len(es.slab) == 0 {
+		es.size = min(max(2*es.size, 64), entrySlabMax)
+		es.slab = make([]entry, es.size)
+	}
+	e := &es.slab[0]
+	es.slab = es.slab[1:]
+	return e
+}
+
+// allocEntry returns an entry for key, whose bytes are in the arena's
+// chunk kchunk (0: none): a reclaimed one if there is one, else a new
+// one. db.wmu is held.
+func (db *DB) allocEntry(key string, kchunk uint32) *entry {
+	es := &db.entries
+	if len(es.free) == 0 && db.order.waiting.Load() > 0 {
+		n := len(es.free)
+		es.free = db.order.reclaim(es.free)
+		clearAll(es.free[n:])
+		// Keep no more than half the store's size, and at least a slab:
+		// entries dropped here let the collector free the slabs that
+		// hold no other entry in use (after a store shrinks).
+		if keep := max(entrySlabMax, int(db.keys.Load()/2)); len(es.free) > keep {
+			clear(es.free[keep:])
+			es.free = es.free[:keep]
+		}
+	}
+	var e *entry
+	if n := len(es.free); n > 0 {
+		e = es.free[n-1]
+		es.free[n-1] = nil
+		es.free = es.free[:n-1]
+		if n > 1 {
+			// The next new key's entry, a cache miss: loaded by then.
+			var next [scanBatch]*entry
+			next[0] = es.free[n-2]
+			prefetch(&next, 1)
+		}
+		es.reused++
+		if poisonReclaimed {
+			e.vis.store(&version{kind: pubsub.Delete})
+		}
+	} else {
+		e = es.take()
+	}
+	e.kchunk.Store(kchunk)
+	e.setKey(key)
+	return e
+}
+
+// poisonReclaimed, set by the package's tests, makes a reclaimed entry
+// read as a key of its own with a value of its own until it is used
+// again, so that a reader that could still reach it returns what no
+// write ever stored.
+var poisonReclaimed bool
+
+// Poison key and value; no key a test writes starts with 0xff.
+const (
+	poisonKey   = "\xffreclaimed entry"
+	poisonValue = "reclaimed entry"
+)
+
+// clearAll clears es a batch at a time, each batch prefetched while the
+// one before is cleared: the entries of deleted keys are scattered over
+// the heap, each a cache miss.
+func clearAll(es []*entry) {
+	var next [scanBatch]*entry
+	prev := es[:0]
+	for len(es) > 0 || len(prev) > 0 {
+		n := copy(next[:], es)
+		prefetch(&next, n)
+		for _, e := range prev {
+			e.clear()
+		}
+		prev, es = es[:n], es[n:]
+	}
+}
+
+// clear drops what a reclaimed entry points to, so that it keeps no chunk
+// in memory. Nothing reaches the entry now but, later, a pending release
+// of a version it once held (pub.held), which compares its head with that
+// version: every field is stored atomically.
+func (e *entry) clear() {
+	e.head.Store(nil)
+	e.chunk.Store(0)
+	e.kchunk.Store(0)
+	if poisonReclaimed {
+		e.setKey(poisonKey)
+		e.vis.store(&version{value: poisonValue, rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
+		return
+	}
+	e.kdata.Store(nil)
+	e.kg.Store(0)
+	e.vis.store(&version{kind: pubsub.Delete})
 }
 
 func (e *entry) setKey(key string) {

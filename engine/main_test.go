@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"flag"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,10 @@ import (
 // the child and exits, with no tests and no leak check.
 func TestMain(m *testing.M) {
 	kill9Main()
+	flag.Parse()
+	// Tests poison the entries that are reclaimed; benchmarks time what
+	// users run.
+	engine.PoisonReclaimed(flag.Lookup("test.bench").Value.String() == "")
 	leaktest.Main(m)
 }
 

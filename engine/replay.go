@@ -108,7 +108,7 @@ func (db *DB) restoreEntry(it *wal.Item, a *arena, borrowed bool) *entry {
 	if kchunk == 0 && borrowed {
 		k = strings.Clone(k) // as the value above
 	}
-	e := newEntry(k, kchunk)
+	e := db.allocEntry(k, kchunk)
 	e.chunk.Store(v.chunk)
 	e.vis.store(&v)
 	if v.expires != 0 {

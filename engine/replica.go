@@ -267,6 +267,11 @@ func (r *Replica) Restore(src io.Reader) error {
 		db.order.remove(ti.e)
 		return true
 	})
+	// The old state's entries go to the collector, once the views still
+	// reading them are done, and the new state's come from slabs of its
+	// own.
+	db.order.dropLimbo()
+	db.entries = entries{}
 	db.exp = newExpiries()
 	db.keys.Store(0)
 	vals := newArena(db.opts.chunkSize, db.opts.compactMinDead)

@@ -2,7 +2,12 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -94,4 +99,254 @@ func TestOrdered_EveryCopyUnpinned(t *testing.T) {
 	waitCompaction(db)
 	require.Positive(t, Compactions(db), ArenaStats(db))
 	require.Zero(t, pinned(db), "after compactions")
+}
+
+// reused counts the entries used again for another key.
+func reused(db *DB) int64 {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.entries.reused
+}
+
+// setAll sets key(i) to value(key(i)) for i in [0, n); delAll deletes them.
+func setAll(t *testing.T, db *DB, n int, key func(int) string) {
+	t.Helper()
+	for i := range n {
+		_, err := db.Set(key(i), "v:"+key(i), nil)
+		require.NoError(t, err)
+	}
+}
+
+func delAll(t *testing.T, db *DB, n int, key func(int) string) {
+	t.Helper()
+	for i := range n {
+		_, err := db.Delete(key(i))
+		require.NoError(t, err)
+	}
+}
+
+// checkAll reads the whole store with Range and Get: exactly the keys of
+// want, in order, each with its own value.
+func checkAll(t *testing.T, db *DB, want []string) {
+	t.Helper()
+	seq, err := db.Range("", "", nil)
+	require.NoError(t, err)
+	var got []string
+	for it, err := range seq {
+		require.NoError(t, err)
+		require.Equal(t, "v:"+it.Key, it.Value)
+		got = append(got, it.Key)
+	}
+	slices.Sort(want)
+	require.Equal(t, want, got)
+	for _, k := range want {
+		it, err := db.Get(k)
+		require.NoError(t, err)
+		require.Equal(t, k, it.Key)
+		require.Equal(t, "v:"+k, it.Value)
+	}
+	require.NoError(t, ArenaErr(db))
+}
+
+func keysOf(n int, key func(int) string) []string {
+	ks := make([]string, n)
+	for i := range ks {
+		ks[i] = key(i)
+	}
+	return ks
+}
+
+// TestEntries_ReusedOnlyWhenNothingReachesThem: the entries of deleted
+// keys are used again for new keys, but not while a snapshot opened
+// before the deletions may still reach them.
+func TestEntries_ReusedOnlyWhenNothingReachesThem(t *testing.T) {
+	require.True(t, poisonReclaimed, "tests run with reclaimed entries poisoned")
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	a := func(i int) string { return fmt.Sprintf("a%03d", i) }
+	b := func(i int) string { return fmt.Sprintf("b%03d", i) }
+	c := func(i int) string { return fmt.Sprintf("c%03d", i) }
+	setAll(t, db, 100, a)
+	s := db.openSnapshot()
+	delAll(t, db, 100, a)
+	setAll(t, db, 100, b)
+	require.Zero(t, reused(db), "entries used again while a snapshot may reach them")
+	n := 0
+	for it := range snapshotItems(s.s.t, s.s.rev) {
+		require.Equal(t, a(n), it.Key)
+		require.Equal(t, "v:"+a(n), it.Value)
+		n++
+	}
+	require.Equal(t, 100, n)
+	s.Close()
+
+	setAll(t, db, 100, c)
+	require.Equal(t, int64(100), reused(db), "the deleted keys' entries, once the snapshot closed")
+	checkAll(t, db, append(keysOf(100, b), keysOf(100, c)...))
+}
+
+// TestEntries_ReusedOnlyOnceOutOfTheBatch: an entry deleted while the
+// batch of new keys may still hold it is used again only once that batch
+// is in the tree (which skips it): a new key in it would otherwise go in
+// under the old key's place.
+func TestEntries_ReusedOnlyOnceOutOfTheBatch(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	x := func(i int) string { return fmt.Sprintf("x%03d", i) }
+	y := func(i int) string { return fmt.Sprintf("a%03d", i) } // before x in order
+	z := func(i int) string { return fmt.Sprintf("z%03d", i) }
+	setAll(t, db, 100, x) // in the batch: nothing has read the tree
+	delAll(t, db, 100, x)
+	setAll(t, db, 100, y)
+	require.Zero(t, reused(db), "entries used again while the batch holds them")
+	checkAll(t, db, keysOf(100, y)) // the range puts the batch in the tree
+	setAll(t, db, 100, z)
+	require.Equal(t, int64(100), reused(db))
+	checkAll(t, db, append(keysOf(100, y), keysOf(100, z)...))
+}
+
+// TestEntries_ReadersNeverSeeAnotherKey: while a writer deletes keys and
+// creates others, so that entries are reclaimed and used again all the
+// time, readers (Get, Range, views, replica snapshots, subscriptions'
+// initial items) only ever see a key with a value written for it, and
+// a view the same value twice.
+func TestEntries_ReadersNeverSeeAnotherKey(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const keys, rounds = 300, 40
+	// Round r holds keys k<i>.<r>; the next round deletes them and sets
+	// k<i>.<r+1>, a new key, which takes a reclaimed entry.
+	key := func(i, r int) string { return fmt.Sprintf("k%03d.%d", i, r) }
+	check := func(it Item) error {
+		if it.Value != "v:"+it.Key {
+			return fmt.Errorf("key %q holds %q", it.Key, it.Value)
+		}
+		return nil
+	}
+	var round atomic.Int64
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	reader := func(read func(rng *rand.Rand) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(len(errs)), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := read(rng); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	reader(func(rng *rand.Rand) error { // Get
+		r := int(round.Load())
+		k := key(rng.IntN(keys), r-rng.IntN(2))
+		it, err := db.Get(k)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if it.Key != k {
+			return fmt.Errorf("Get(%q) returned key %q", k, it.Key)
+		}
+		return check(it)
+	})
+	scanAll := func(seq func(func(Item, error) bool)) ([]Item, error) {
+		var items []Item
+		for it, err := range seq {
+			if err != nil {
+				return nil, err
+			}
+			if err := check(it); err != nil {
+				return nil, err
+			}
+			if n := len(items); n > 0 && items[n-1].Key >= it.Key {
+				return nil, fmt.Errorf("range: %q after %q", it.Key, items[n-1].Key)
+			}
+			items = append(items, it)
+		}
+		return items, nil
+	}
+	reader(func(*rand.Rand) error { // Range
+		seq, err := db.Range("", "", nil)
+		if err != nil {
+			return err
+		}
+		_, err = scanAll(seq)
+		return err
+	})
+	reader(func(*rand.Rand) error { // a view, read twice
+		return db.View(func(tx *Tx) error {
+			seq, err := tx.Range("", "", nil)
+			if err != nil {
+				return err
+			}
+			items, err := scanAll(seq)
+			if err != nil {
+				return err
+			}
+			for _, it := range items {
+				again, err := tx.Get(it.Key)
+				if err != nil {
+					return fmt.Errorf("view: %q: %w", it.Key, err)
+				}
+				if again != it {
+					return fmt.Errorf("view: %q read %+v, then %+v", it.Key, it, again)
+				}
+			}
+			return nil
+		})
+	})
+	reader(func(*rand.Rand) error { // a replica's snapshot, and initial items
+		s := db.openSnapshot()
+		defer s.Close()
+		for it := range snapshotItems(s.s.t, s.s.rev) {
+			if it.Value != "v:"+it.Key {
+				return fmt.Errorf("snapshot: key %q holds %q", it.Key, it.Value)
+			}
+		}
+		sub, err := db.Subscribe([]string{"k1*"}, &SubscribeOptions{Initial: true})
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		for _, it := range sub.Initial {
+			if err := check(it); err != nil {
+				return fmt.Errorf("initial: %w", err)
+			}
+		}
+		return nil
+	})
+
+	for r := range rounds {
+		for i := range keys {
+			if r > 0 {
+				_, err := db.Delete(key(i, r-1))
+				require.NoError(t, err)
+			}
+			_, err := db.Set(key(i, r), "v:"+key(i, r), nil)
+			require.NoError(t, err)
+		}
+		round.Store(int64(r))
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	require.Positive(t, reused(db), "no entry was used again")
+	checkAll(t, db, keysOf(keys, func(i int) string { return key(i, rounds-1) }))
 }

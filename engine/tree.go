@@ -2,8 +2,10 @@ package engine
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tidwall/btree"
 )
@@ -48,7 +50,7 @@ const freshBatch = 16384
 // inserted one by one: they wait in a batch that is sorted and inserted when
 // it is full or when a scan needs the tree.
 type ordered struct {
-	mu    sync.Mutex              // guards tree, fresh, snap, hint, removed and pins
+	mu    sync.Mutex              // guards tree, fresh, snap, hint, flushes, removed, pins and limbo
 	tree  *btree.BTreeG[treeItem] // entries in key order
 	fresh []treeItem              // new entries not yet in tree
 	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
@@ -61,6 +63,19 @@ type ordered struct {
 	// was made: an entry taken out at removed r may still be reached
 	// through a copy pinned at r or below.
 	pins map[int64]int
+	// flushes counts the batches of new entries put into the tree.
+	flushes int64
+	// limbo holds the entries taken out, in the order they were, until
+	// reclaim hands them back to be used again; waiting is its length.
+	limbo   []removedEntry
+	waiting atomic.Int64
+}
+
+// removedEntry is an entry taken out of the tree: at removed r, and while
+// the batch of new entries was empty (flushes f) or not (f is the next).
+type removedEntry struct {
+	e                *entry
+	removed, flushes int64
 }
 
 func newOrdered() *ordered {
@@ -109,7 +124,55 @@ func (o *ordered) remove(e *entry) {
 	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
 		o.snap = nil
 	}
+	// The batch of new entries may hold e, so e waits for the batch to go
+	// into the tree, which skips it now that it is gone.
+	f := o.flushes
+	if len(o.fresh) > 0 {
+		f++
+	}
+	o.limbo = append(o.limbo, removedEntry{e: e, removed: o.removed, flushes: f})
+	o.waiting.Store(int64(len(o.limbo)))
 	o.removed++
+	o.mu.Unlock()
+}
+
+// reclaim appends to free the entries taken out that nothing can reach
+// any more, and returns it: no copy in use may hold them (one made before
+// they were taken out is pinned at or below their removal), nor the batch
+// of new entries. The index and the writers cannot either: an entry
+// leaves the index before it leaves the tree, under DB.wmu and the
+// shard's lock, which Get holds while it reads an entry (index.read).
+// db.wmu is held.
+func (o *ordered) reclaim(free []*entry) []*entry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	lo := int64(math.MaxInt64)
+	for p := range o.pins {
+		lo = min(lo, p)
+	}
+	n := 0
+	for _, r := range o.limbo {
+		if r.removed >= lo || r.flushes > o.flushes {
+			break
+		}
+		free = append(free, r.e)
+		n++
+	}
+	clear(o.limbo[:n])
+	o.limbo = o.limbo[n:]
+	if len(o.limbo) == 0 {
+		o.limbo = nil // let the backing array go
+	}
+	o.waiting.Store(int64(len(o.limbo)))
+	return free
+}
+
+// dropLimbo lets the entries taken out so far go to the collector, never
+// to be used again; db.wmu is held.
+func (o *ordered) dropLimbo() {
+	o.mu.Lock()
+	o.limbo = nil
+	o.waiting.Store(0)
 	o.mu.Unlock()
 }
 
@@ -136,6 +199,7 @@ func (o *ordered) flushLocked() {
 	}
 	o.fresh = o.fresh[:0]
 	o.snap = nil
+	o.flushes++
 }
 
 // copy returns a read-only copy of the tree holding every entry added so

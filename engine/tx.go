@@ -126,7 +126,7 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	v.value, v.chunk = tx.db.vals.put(v.value, tx.rev)
 	created := false
 	if e == nil {
-		e = newEntry(tx.db.vals.putKey(key))
+		e = tx.db.allocEntry(tx.db.vals.putKey(key))
 		created = true
 	}
 	// A nil old on an entry that exists leaves v.prev nil: the version
