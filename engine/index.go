@@ -95,12 +95,13 @@ func (es *entries) take() *entry {
 func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	es := &db.entries
 	if len(es.free) == 0 && db.order.waiting.Load() > 0 {
-		n := len(es.free)
 		es.free = db.order.reclaim(es.free)
-		clearAll(es.free[n:])
+		clearAll(es.free)
 		// Keep no more than half the store's size, and at least a slab:
 		// entries dropped here let the collector free the slabs that
-		// hold no other entry in use (after a store shrinks).
+		// hold no other entry in use (after a store shrinks). They are
+		// cleared all the same: the collector scans every entry of a
+		// slab it keeps.
 		if keep := max(entrySlabMax, int(db.keys.Load()/2)); len(es.free) > keep {
 			clear(es.free[keep:])
 			es.free = es.free[:keep]

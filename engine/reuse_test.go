@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"weak"
 
 	"github.com/stretchr/testify/require"
 )
@@ -349,4 +351,39 @@ func TestEntries_ReadersNeverSeeAnotherKey(t *testing.T) {
 	}
 	require.Positive(t, reused(db), "no entry was used again")
 	checkAll(t, db, keysOf(keys, func(i int) string { return key(i, rounds-1) }))
+}
+
+// TestEntries_SlabsFreedAfterTheStoreShrinks: once most keys are deleted,
+// the entries kept to be used again are at most max(a slab, half the
+// keys), and the collector frees the slabs that hold none of them.
+func TestEntries_SlabsFreedAfterTheStoreShrinks(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const keys = 20000
+	k := func(i int) string { return fmt.Sprintf("k%05d", i) }
+	setAll(t, db, keys, k)
+	checkAll(t, db, keysOf(keys, k)) // puts the batch of new keys in the tree
+	weaks := make([]weak.Pointer[entry], keys)
+	for i := range keys {
+		weaks[i] = weak.Make(db.index.get(k(i)))
+	}
+	delAll(t, db, keys, k)
+	setAll(t, db, 1, func(int) string { return "new" }) // reclaims the entries
+	db.wmu.Lock()
+	free := len(db.entries.free)
+	db.wmu.Unlock()
+	require.Equal(t, entrySlabMax-1, free, "entries kept to be used again, one of them used")
+	runtime.GC()
+	runtime.GC()
+	gone := 0
+	for _, w := range weaks {
+		if w.Value() == nil {
+			gone++
+		}
+	}
+	// The entries kept are the first deleted, in the first slabs (64,
+	// 128, 256, 512 entries, then 1,024 a slab): the first 1,984 entries'
+	// slabs stay, and so does the slab that new entries come from.
+	require.GreaterOrEqual(t, gone, keys-1984-entrySlabMax, "entries freed of %d", keys)
 }
