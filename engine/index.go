@@ -120,7 +120,7 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 		}
 		es.reused++
 		if poisonReclaimed {
-			e.vis.store(&version{kind: pubsub.Delete})
+			e.clear()
 		}
 	} else {
 		e = es.take()
@@ -153,6 +153,9 @@ func clearAll(es []*entry) {
 		prefetch(&next, n)
 		for _, e := range prev {
 			e.clear()
+			if poisonReclaimed {
+				e.poison()
+			}
 		}
 		prev, es = es[:n], es[n:]
 	}
@@ -166,14 +169,16 @@ func (e *entry) clear() {
 	e.head.Store(nil)
 	e.chunk.Store(0)
 	e.kchunk.Store(0)
-	if poisonReclaimed {
-		e.setKey(poisonKey)
-		e.vis.store(&version{value: poisonValue, rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
-		return
-	}
 	e.kdata.Store(nil)
 	e.kg.Store(0)
 	e.vis.store(&version{kind: pubsub.Delete})
+}
+
+// poison makes a cleared entry read as the poison key, holding the poison
+// value (poisonReclaimed).
+func (e *entry) poison() {
+	e.setKey(poisonKey)
+	e.vis.store(&version{value: poisonValue, rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
 }
 
 func (e *entry) setKey(key string) {
