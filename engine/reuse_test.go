@@ -232,11 +232,14 @@ func TestEntries_ReadersNeverSeeAnotherKey(t *testing.T) {
 	stop := make(chan struct{})
 	errs := make(chan error, 8)
 	var wg sync.WaitGroup
+	readers := 0
 	reader := func(read func(rng *rand.Rand) error) {
+		readers++
+		seed := uint64(readers)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(len(errs)), 7))
+			rng := rand.New(rand.NewPCG(seed, 7))
 			for {
 				select {
 				case <-stop:
