@@ -63,20 +63,32 @@ func TestLease_ReadsSkipQuorumRounds(t *testing.T) {
 // timeout left renews it in the background, before it lapses.
 func TestLease_RenewedInTheBackground(t *testing.T) {
 	c := newDBClusterLease(t, "", true, 3, nil)
-	l := c.nodes[c.leader()]
 	c.allServed()
-	_, err := l.Get("k") // the first lease
-	require.ErrorIs(t, err, engine.ErrNotFound)
-	lapses, reads := 0, 0
-	deadline := time.Now().Add(10 * l.rn.heartbeat)
-	for time.Now().Before(deadline) {
-		if g := l.lease.Load(); g == nil || g.until <= l.now() {
-			lapses++
+	// The lapses counted are the leader's: after an election in between
+	// (under -race on a busy machine) they tell nothing, and the reads run
+	// again on the new leader.
+	var lapses, reads int
+	for attempt := 0; ; attempt++ {
+		i := c.leader()
+		l := c.nodes[i]
+		lapses, reads = 0, 0
+		if c.steady(i, "Leader", func() {
+			_, err := l.Get("k") // the first lease
+			require.ErrorIs(t, err, engine.ErrNotFound)
+			deadline := time.Now().Add(10 * l.rn.heartbeat)
+			for time.Now().Before(deadline) {
+				if g := l.lease.Load(); g == nil || g.until <= l.now() {
+					lapses++
+				}
+				_, err := l.Get("k")
+				require.ErrorIs(t, err, engine.ErrNotFound)
+				reads++
+				time.Sleep(time.Millisecond)
+			}
+		}) {
+			break
 		}
-		_, err := l.Get("k")
-		require.ErrorIs(t, err, engine.ErrNotFound)
-		reads++
-		time.Sleep(time.Millisecond)
+		require.Less(t, attempt, 5, "leadership kept moving")
 	}
 	// Ten heartbeat timeouts are about eleven leases: a lease that were
 	// only taken when the last one ran out would lapse about ten times.
@@ -275,12 +287,26 @@ func TestLease_RestartWaitsOutGrantedLeases(t *testing.T) {
 // fault tests alone would not notice a lease that ran too long.
 func TestLease_EndsBeforeFollowersMayVote(t *testing.T) {
 	c := newDBClusterLease(t, "", true, 3, nil)
-	li := c.leader()
-	l := c.nodes[li]
 	c.allServed()
-	for range 50 {
-		require.NoError(t, l.leaseRound())
-		g := l.lease.Load()
+	// A round counts only if the leader kept its role through it: an
+	// election in between (under -race on a busy machine) ends the round
+	// with ErrNotLeader and tells nothing of the bound.
+	li, moved := c.leader(), 0
+	for checked := 0; checked < 50; {
+		l := c.nodes[li]
+		var err error
+		var g *leaseGrant
+		if !c.steady(li, "Leader", func() {
+			err = l.leaseRound()
+			g = l.lease.Load()
+		}) {
+			moved++
+			require.Less(t, moved, 5, "leadership kept moving")
+			li = c.leader()
+			continue
+		}
+		checked++
+		require.NoError(t, err)
 		require.NotNil(t, g)
 		end := l.opened.Add(time.Duration(g.until))
 		bound := 0
