@@ -65,11 +65,12 @@ func snapshotItems(t treeCopy, rev int64) iter.Seq[*wal.Item] {
 	return func(yield func(*wal.Item) bool) {
 		var it wal.Item
 		t.Scan(func(ti treeItem) bool {
-			v := ti.e.at(rev)
+			e := t.entry(ti)
+			v := e.at(rev)
 			if v.ver == 0 {
 				return true
 			}
-			it = wal.Item{Key: ti.e.key(), Value: v.value, Revision: v.rev,
+			it = wal.Item{Key: e.key(), Value: v.value, Revision: v.rev,
 				CreateRevision: v.created, Version: v.ver, Expires: v.expires}
 			return yield(&it)
 		})

@@ -86,8 +86,8 @@ func (db *DB) compact(a *arena) {
 		batch = batch[:0]
 	}
 	t.Scan(func(ti treeItem) bool {
-		if chosenChunk(ti.e.chunk.Load()) || chosenChunk(ti.e.kchunk.Load()) {
-			if batch = append(batch, ti.e); len(batch) == compactBatch {
+		if e := t.entry(ti); chosenChunk(e.chunk.Load()) || chosenChunk(e.kchunk.Load()) {
+			if batch = append(batch, e); len(batch) == compactBatch {
 				move()
 			}
 		}

@@ -124,14 +124,16 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	tab := newEntryTable()
 	db := &DB{
-		opts:  o,
-		dir:   dir,
-		vals:  newArena(o.chunkSize, o.compactMinDead),
-		index: newIndex(),
-		order: newOrdered(),
-		exp:   newExpiries(),
-		stop:  make(chan struct{}),
+		opts:    o,
+		dir:     dir,
+		vals:    newArena(o.chunkSize, o.compactMinDead),
+		index:   newIndex(tab),
+		order:   newOrdered(tab),
+		entries: newEntries(tab),
+		exp:     newExpiries(),
+		stop:    make(chan struct{}),
 	}
 	db.wtx.db = db
 	// No background work while the log replays: an Open that fails has

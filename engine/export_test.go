@@ -85,11 +85,11 @@ func ArenaErr(db *DB) error {
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
 		s.mu.RLock()
-		for _, e := range s.m {
-			check(e)
+		for _, id := range s.m {
+			check(db.index.tab.at(id))
 		}
-		for _, e := range s.more {
-			check(e)
+		for _, id := range s.more {
+			check(db.index.tab.at(id))
 		}
 		s.mu.RUnlock()
 	}

@@ -41,6 +41,9 @@ type entry struct {
 	// kchunk is the arena's chunk that holds the key's bytes (0: none);
 	// it changes under arena.mu; loaded like chunk.
 	kchunk atomic.Uint32
+
+	// id names the entry in the DB's entryTable, for good.
+	id uint32
 }
 
 // The gone flag, in entry.kg, is set when the entry leaves the index
@@ -52,41 +55,46 @@ const (
 	keyLenMask = goneBit - 1
 )
 
-// newEntry returns an entry for key, whose bytes are in the arena's chunk
-// kchunk (0: none), allocated on its own: for a search key. The store's
-// entries come from DB.allocEntry.
-func newEntry(key string, kchunk uint32) *entry {
-	e := &entry{}
-	e.kchunk.Store(kchunk)
-	e.setKey(key)
-	return e
-}
-
-// entrySlabMax is how many entries the largest slab holds (80 KiB).
-const entrySlabMax = 1024
-
 // entries hands out the store's entries: ones that left the store and
 // that nothing can reach any more (ordered.reclaim), or else new ones,
-// taken from slabs, so that the collector marks one object for many
-// entries (see docs/engine.md, "Entries in slabs"). A slab stays in
-// memory while any of its entries is in use or waits in free. Guarded by
-// DB.wmu (at Open, by the replay, which runs before anything else).
+// taken from the table's slabs. A slab stays in the table while any of
+// its entries is in use or waits in free; once none does, it is freed.
+// Guarded by DB.wmu (at Open, by the replay, which runs before anything
+// else).
 type entries struct {
-	slab   []entry  // the rest of the current slab
-	size   int      // the current slab's size; slabs double up to entrySlabMax
-	free   []*entry // reclaimed entries, cleared, to be used again
+	tab    *entryTable
+	slab   uint32   // the place of the slab new entries come from
+	next   int      // the next new entry's place in it; entrySlabMax: none
+	live   []int32  // by place in the table: the slab's entries not dropped
+	free   []uint32 // reclaimed entries, cleared, to be used again
 	reused int64    // entries used again, for tests
+}
+
+func newEntries(tab *entryTable) entries {
+	return entries{tab: tab, next: entrySlabMax}
 }
 
 // take returns a zeroed entry from the current slab, or a new slab.
 func (es *entries) take() *entry {
-	if len(es.slab) == 0 {
-		es.size = min(max(2*es.size, 64), entrySlabMax)
-		es.slab = make([]entry, es.size)
+	if es.next == entrySlabMax {
+		es.slab, es.next = es.tab.newSlab(), 0
+		if n := int(es.slab) + 1; len(es.live) < n {
+			es.live = append(es.live, make([]int32, n-len(es.live))...)
+		}
+		es.live[es.slab] = entrySlabMax
 	}
-	e := &es.slab[0]
-	es.slab = es.slab[1:]
+	e := es.tab.at(es.slab<<entrySlabBits | uint32(es.next))
+	es.next++
 	return e
+}
+
+// drop gives up the reclaimed entry id: it is neither in use nor kept,
+// and its slab is freed once none of its entries is.
+func (es *entries) drop(id uint32) {
+	n := id >> entrySlabBits
+	if es.live[n]--; es.live[n] == 0 {
+		es.tab.freeSlab(n)
+	}
 }
 
 // allocEntry returns an entry for key, whose bytes are in the arena's
@@ -96,26 +104,25 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	es := &db.entries
 	if len(es.free) == 0 && db.order.waiting.Load() > 0 {
 		es.free = db.order.reclaim(es.free)
-		clearAll(es.free)
+		clearAll(es.tab, es.free)
 		// Keep no more than half the store's size, and at least a slab:
-		// entries dropped here let the collector free the slabs that
-		// hold no other entry in use (after a store shrinks). They are
-		// cleared all the same: the collector scans every entry of a
-		// slab it keeps.
+		// the slabs that hold no other entry in use are freed (after a
+		// store shrinks).
 		if keep := max(entrySlabMax, int(db.keys.Load()/2)); len(es.free) > keep {
-			clear(es.free[keep:])
+			for _, id := range es.free[keep:] {
+				es.drop(id)
+			}
 			es.free = es.free[:keep]
 		}
 	}
 	var e *entry
 	if n := len(es.free); n > 0 {
-		e = es.free[n-1]
-		es.free[n-1] = nil
+		e = es.tab.at(es.free[n-1])
 		es.free = es.free[:n-1]
 		if n > 1 {
 			// The next new key's entry, a cache miss: loaded by then.
 			var next [scanBatch]*entry
-			next[0] = es.free[n-2]
+			next[0] = es.tab.at(es.free[n-2])
 			prefetch(&next, 1)
 		}
 		es.reused++
@@ -142,22 +149,25 @@ const (
 	poisonValue = "reclaimed entry"
 )
 
-// clearAll clears es a batch at a time, each batch prefetched while the
-// one before is cleared: the entries of deleted keys are scattered over
-// the heap, each a cache miss.
-func clearAll(es []*entry) {
-	var next [scanBatch]*entry
-	prev := es[:0]
-	for len(es) > 0 || len(prev) > 0 {
-		n := copy(next[:], es)
+// clearAll clears the entries ids a batch at a time, each batch
+// prefetched while the one before is cleared: the entries of deleted keys
+// are scattered over the slabs, each a cache miss.
+func clearAll(tab *entryTable, ids []uint32) {
+	var next, prev [scanBatch]*entry
+	np := 0
+	for len(ids) > 0 || np > 0 {
+		n := 0
+		for ; n < len(next) && n < len(ids); n++ {
+			next[n] = tab.at(ids[n])
+		}
 		prefetch(&next, n)
-		for _, e := range prev {
+		for _, e := range prev[:np] {
 			e.clear()
 			if poisonReclaimed {
 				e.poison()
 			}
 		}
-		prev, es = es[:n], es[n:]
+		prev, np, ids = next, n, ids[n:]
 	}
 }
 
@@ -201,21 +211,23 @@ const indexShards = 64
 // not contend on one lock; writers are already serialised by DB.wmu.
 type index struct {
 	seed   maphash.Seed
+	tab    *entryTable
 	shards [indexShards]indexShard
 }
 
 type indexShard struct {
 	mu sync.RWMutex // guards m and more
 	// m is keyed by the key's hash, not the key: growing the map then
-	// rehashes integers instead of reading every key again.
-	m map[uint64]*entry
+	// rehashes integers instead of reading every key again. It holds
+	// entries' ids, so that the collector has no pointer in it to mark.
+	m map[uint64]uint32
 	// more holds the entries whose key's hash was already taken in m by
 	// another key. The hash is 64 bits, seeded anew for every index, so
 	// more is almost always empty (a store of 10M keys has a pair sharing
 	// a hash about once in 370,000: 10^14/2 pairs over 2^64 hashes), and
 	// a lookup looks at it only when it is not. Keeping collisions apart
 	// saves every entry a link to the next.
-	more  map[string]*entry
+	more  map[string]uint32
 	reads atomic.Int64 // lookups by readers, for Stats
 	// A shard is 64 bytes, a cache line: the array is not aligned to
 	// lines, so one shard may straddle two, but neighbours never share
@@ -223,10 +235,10 @@ type indexShard struct {
 	_ [16]byte
 }
 
-func newIndex() *index {
-	ix := &index{seed: maphash.MakeSeed()}
+func newIndex(tab *entryTable) *index {
+	ix := &index{seed: maphash.MakeSeed(), tab: tab}
 	for i := range ix.shards {
-		ix.shards[i].m = make(map[uint64]*entry)
+		ix.shards[i].m = make(map[uint64]uint32)
 	}
 	return ix
 }
@@ -239,7 +251,7 @@ func (ix *index) reserve(n int) {
 		s := &ix.shards[i]
 		s.mu.Lock()
 		if len(s.m) == 0 {
-			s.m = make(map[uint64]*entry, per)
+			s.m = make(map[uint64]uint32, per)
 		}
 		s.mu.Unlock()
 	}
@@ -250,12 +262,16 @@ func (ix *index) shard(key string) (*indexShard, uint64) {
 	return &ix.shards[h%indexShards], h
 }
 
-func (s *indexShard) find(h uint64, key string) *entry {
-	if e := s.m[h]; e != nil && e.key() == key {
-		return e
+func (s *indexShard) find(tab *entryTable, h uint64, key string) *entry {
+	if id, ok := s.m[h]; ok {
+		if e := tab.at(id); e.key() == key {
+			return e
+		}
 	}
 	if len(s.more) != 0 {
-		return s.more[key]
+		if id, ok := s.more[key]; ok {
+			return tab.at(id)
+		}
 	}
 	return nil
 }
@@ -264,21 +280,21 @@ func (s *indexShard) find(h uint64, key string) *entry {
 // held.
 func (s *indexShard) insert(h uint64, e *entry) {
 	if _, taken := s.m[h]; !taken {
-		s.m[h] = e
+		s.m[h] = e.id
 		return
 	}
 	if s.more == nil {
-		s.more = make(map[string]*entry)
+		s.more = make(map[string]uint32)
 	}
-	s.more[e.key()] = e
+	s.more[e.key()] = e.id
 }
 
 // delete takes e, whose key hashes to h, out of the shard if it is there;
 // s.mu is held.
 func (s *indexShard) delete(h uint64, e *entry) {
-	if s.m[h] == e {
+	if id, ok := s.m[h]; ok && id == e.id {
 		delete(s.m, h)
-	} else if s.more[e.key()] == e {
+	} else if id, ok := s.more[e.key()]; ok && id == e.id {
 		delete(s.more, e.key())
 		if len(s.more) == 0 {
 			s.more = nil
@@ -291,7 +307,7 @@ func (s *indexShard) delete(h uint64, e *entry) {
 func (ix *index) get(key string) *entry {
 	s, h := ix.shard(key)
 	s.mu.RLock()
-	e := s.find(h, key)
+	e := s.find(ix.tab, h, key)
 	s.mu.RUnlock()
 	return e
 }
@@ -304,7 +320,7 @@ func (ix *index) read(key string) (*indexShard, *entry) {
 	s, h := ix.shard(key)
 	s.mu.RLock()
 	s.reads.Add(1) // on the shard's line, which RLock has just touched
-	return s, s.find(h, key)
+	return s, s.find(ix.tab, h, key)
 }
 
 func (ix *index) gets() int64 {

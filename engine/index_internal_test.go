@@ -19,29 +19,36 @@ func TestIndexShard_Size(t *testing.T) {
 // removed alone, in any order.
 func TestIndexShard_SharedHash(t *testing.T) {
 	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
-		s := &indexShard{m: map[uint64]*entry{}}
+		s := &indexShard{m: map[uint64]uint32{}}
+		tab := newEntryTable()
+		es := newEntries(tab)
+		newEntry := func(key string) *entry {
+			e := es.take()
+			e.setKey(key)
+			return e
+		}
 		const h = 42
-		es := []*entry{newEntry("a", 0), newEntry("b", 0), newEntry("c", 0)}
-		for _, e := range es {
-			require.Nil(t, s.find(h, e.key()))
+		ents := []*entry{newEntry("a"), newEntry("b"), newEntry("c")}
+		for _, e := range ents {
+			require.Nil(t, s.find(tab, h, e.key()))
 			s.insert(h, e)
 		}
-		s.insert(7, newEntry("d", 0)) // another hash, untouched
+		s.insert(7, newEntry("d")) // another hash, untouched
 		left := map[string]bool{"a": true, "b": true, "c": true}
 		for _, i := range order {
-			for _, e := range es {
+			for _, e := range ents {
 				if left[e.key()] {
-					require.Same(t, e, s.find(h, e.key()), e.key())
+					require.Same(t, e, s.find(tab, h, e.key()), e.key())
 				}
 			}
-			s.delete(h, es[i])
-			delete(left, es[i].key())
-			require.Nil(t, s.find(h, es[i].key()))
+			s.delete(h, ents[i])
+			delete(left, ents[i].key())
+			require.Nil(t, s.find(tab, h, ents[i].key()))
 			// Deleting an entry that is not there changes nothing.
-			s.delete(h, es[i])
+			s.delete(h, ents[i])
 		}
 		require.Len(t, s.m, 1)
 		require.Nil(t, s.more, "emptied, it is let go")
-		require.Equal(t, "d", s.find(7, "d").key())
+		require.Equal(t, "d", s.find(tab, 7, "d").key())
 	}
 }

@@ -88,9 +88,12 @@ func rangeOptions(opts *RangeOptions) (RangeOptions, error) {
 	return *opts, nil
 }
 
-func probe(key string) treeItem {
+// probe returns a search key for key, resolved in tab, and the entry
+// behind it, which the caller gives back with tab.unprobe.
+func probe(tab *entryTable, key string) (treeItem, *entry) {
 	k0, k1 := abbrev(key)
-	return treeItem{k0: k0, k1: k1, e: newEntry(key, 0)}
+	e := tab.probe(key)
+	return treeItem{k0: k0, k1: k1, id: e.id}, e
 }
 
 // scanBatch is how many entries a scan gathers before it reads them.
@@ -101,23 +104,26 @@ const scanBatch = 32
 // the versions it has written itself, which are not yet visible.
 func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOptions, yield func(Item, error) bool) {
 	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield}
-	lo, hi := probe(start), probe(end)
+	lo, loe := probe(t.tab, start)
+	defer t.tab.unprobe(loe)
+	hi, hie := probe(t.tab, end)
+	defer t.tab.unprobe(hie)
 	if !o.Reverse {
 		t.Ascend(lo, func(ti treeItem) bool {
-			if end != "" && !lessTreeItem(ti, hi) {
+			if end != "" && !lessTreeItem(t.tab, ti, hi) {
 				return false
 			}
-			return sc.add(ti.e)
+			return sc.add(t.entry(ti))
 		})
 	} else {
 		visit := func(ti treeItem) bool {
-			if lessTreeItem(ti, lo) {
+			if lessTreeItem(t.tab, ti, lo) {
 				return false
 			}
-			if end != "" && !lessTreeItem(ti, hi) {
+			if end != "" && !lessTreeItem(t.tab, ti, hi) {
 				return true // the end key itself: a reverse range excludes it
 			}
-			return sc.add(ti.e)
+			return sc.add(t.entry(ti))
 		}
 		if end == "" {
 			t.Reverse(visit)

@@ -263,15 +263,13 @@ func (r *Replica) Restore(src io.Reader) error {
 	all, p := db.order.copy(func() {})
 	db.order.unpin(p) // wmu is held: no entry is used again meanwhile
 	all.Scan(func(ti treeItem) bool {
-		db.index.remove(ti.e)
-		db.order.remove(ti.e)
+		e := all.entry(ti)
+		db.index.remove(e)
+		db.order.remove(e)
 		return true
 	})
-	// The old state's entries go to the collector, once the views still
-	// reading them are done, and the new state's come from slabs of its
-	// own.
-	db.order.dropLimbo()
-	db.entries = entries{}
+	// The old state's entries are used again for the new state's keys
+	// as they would be after deletions: once no view reads them.
 	db.exp = newExpiries()
 	db.keys.Store(0)
 	vals := newArena(db.opts.chunkSize, db.opts.compactMinDead)

@@ -10,17 +10,18 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// treeItem is an entry in the ordered tree. The first 16 bytes of the key
-// are kept inline, big-endian, so that most comparisons never leave the
-// node (abbreviated keys); the full key breaks ties.
+// treeItem is an entry in the ordered tree, by its id in the entryTable:
+// the collector has no pointer to mark in the tree's nodes. The first 16
+// bytes of the key are kept inline, big-endian, so that most comparisons
+// never leave the node (abbreviated keys); the full key breaks ties.
 type treeItem struct {
 	k0, k1 uint64
-	e      *entry
+	id     uint32
 }
 
 func makeTreeItem(e *entry) treeItem {
 	k0, k1 := abbrev(e.key())
-	return treeItem{k0: k0, k1: k1, e: e}
+	return treeItem{k0: k0, k1: k1, id: e.id}
 }
 
 // abbrev packs the first 16 bytes of key, padded with zeros, into two
@@ -31,14 +32,16 @@ func abbrev(key string) (k0, k1 uint64) {
 	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 }
 
-func lessTreeItem(a, b treeItem) bool {
+// lessTreeItem orders items by key, resolving their ids in tab only when
+// their abbreviated keys are equal.
+func lessTreeItem(tab *entryTable, a, b treeItem) bool {
 	if a.k0 != b.k0 {
 		return a.k0 < b.k0
 	}
 	if a.k1 != b.k1 {
 		return a.k1 < b.k1
 	}
-	return a.e.key() < b.e.key()
+	return tab.at(a.id).key() < tab.at(b.id).key()
 }
 
 // freshBatch is how many new keys wait before they are sorted and inserted
@@ -50,6 +53,7 @@ const freshBatch = 16384
 // inserted one by one: they wait in a batch that is sorted and inserted when
 // it is full or when a scan needs the tree.
 type ordered struct {
+	tab   *entryTable             // resolves the items' ids
 	mu    sync.Mutex              // guards tree, fresh, snap, hint, flushes, removed, pins and limbo
 	tree  *btree.BTreeG[treeItem] // entries in key order
 	fresh []treeItem              // new entries not yet in tree
@@ -74,12 +78,13 @@ type ordered struct {
 // removedEntry is an entry taken out of the tree: at removed r, and while
 // the batch of new entries was empty (flushes f) or not (f is the next).
 type removedEntry struct {
-	e                *entry
 	removed, flushes int64
+	id               uint32
 }
 
-func newOrdered() *ordered {
-	return &ordered{tree: btree.NewBTreeGOptions(lessTreeItem, btree.Options{NoLocks: true}),
+func newOrdered(tab *entryTable) *ordered {
+	less := func(a, b treeItem) bool { return lessTreeItem(tab, a, b) }
+	return &ordered{tab: tab, tree: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true}),
 		pins: make(map[int64]int)}
 }
 
@@ -130,7 +135,7 @@ func (o *ordered) remove(e *entry) {
 	if len(o.fresh) > 0 {
 		f++
 	}
-	o.limbo = append(o.limbo, removedEntry{e: e, removed: o.removed, flushes: f})
+	o.limbo = append(o.limbo, removedEntry{id: e.id, removed: o.removed, flushes: f})
 	o.waiting.Store(int64(len(o.limbo)))
 	o.removed++
 	o.mu.Unlock()
@@ -143,7 +148,7 @@ func (o *ordered) remove(e *entry) {
 // leaves the index before it leaves the tree, under DB.wmu and the
 // shard's lock, which Get holds while it reads an entry (index.read).
 // db.wmu is held.
-func (o *ordered) reclaim(free []*entry) []*entry {
+func (o *ordered) reclaim(free []uint32) []uint32 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	lo := int64(math.MaxInt64)
@@ -155,7 +160,7 @@ func (o *ordered) reclaim(free []*entry) []*entry {
 		if r.removed >= lo || r.flushes > o.flushes {
 			break
 		}
-		free = append(free, r.e)
+		free = append(free, r.id)
 		n++
 	}
 	clear(o.limbo[:n])
@@ -167,15 +172,6 @@ func (o *ordered) reclaim(free []*entry) []*entry {
 	return free
 }
 
-// dropLimbo lets the entries taken out so far go to the collector, never
-// to be used again; db.wmu is held.
-func (o *ordered) dropLimbo() {
-	o.mu.Lock()
-	o.limbo = nil
-	o.waiting.Store(0)
-	o.mu.Unlock()
-}
-
 func (o *ordered) flushLocked() {
 	if len(o.fresh) == 0 {
 		return
@@ -183,16 +179,16 @@ func (o *ordered) flushLocked() {
 	// Sorting the items, not the entries, compares the inline abbreviated
 	// keys and rarely touches the keys themselves.
 	slices.SortFunc(o.fresh, func(a, b treeItem) int {
-		if lessTreeItem(a, b) {
+		if lessTreeItem(o.tab, a, b) {
 			return -1
 		}
-		if lessTreeItem(b, a) {
+		if lessTreeItem(o.tab, b, a) {
 			return 1
 		}
 		return 0
 	})
 	for i, ti := range o.fresh {
-		if !ti.e.gone() {
+		if !o.tab.at(ti.id).gone() {
 			o.tree.SetHint(ti, &o.hint)
 		}
 		o.fresh[i] = treeItem{}
@@ -217,7 +213,7 @@ func (o *ordered) copy(before func()) (treeCopy, pin) {
 		o.snap = o.tree.Copy()
 	}
 	o.pins[o.removed]++
-	return o.snap, pin(o.removed)
+	return treeCopy{o.snap, o.tab}, pin(o.removed)
 }
 
 // pin is what unpin needs to release a copy.
@@ -233,5 +229,12 @@ func (o *ordered) unpin(p pin) {
 	o.mu.Unlock()
 }
 
-// treeCopy is a read-only copy of the ordered tree.
-type treeCopy = *btree.BTreeG[treeItem]
+// treeCopy is a read-only copy of the ordered tree, with the table that
+// resolves its items.
+type treeCopy struct {
+	*btree.BTreeG[treeItem]
+	tab *entryTable
+}
+
+// entry returns the entry of an item of the copy.
+func (t treeCopy) entry(ti treeItem) *entry { return t.tab.at(ti.id) }

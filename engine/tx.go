@@ -5,8 +5,6 @@ import (
 	"github.com/livekv/livekv/pubsub"
 	"strconv"
 	"time"
-
-	"github.com/tidwall/btree"
 )
 
 // Tx is a transaction: a write transaction inside Update, or a read-only
@@ -33,8 +31,8 @@ type Tx struct {
 	// durable already, it goes to neither the log nor the replicator.
 	applied bool
 
-	snap  *btree.BTreeG[treeItem] // read: the snapshot's tree
-	probe entry                   // a search key for snap, reused
+	snap  treeCopy // read: the snapshot's tree
+	probe *entry   // read: a search key for snap, taken at the first Get
 }
 
 type txWrite struct {
@@ -93,16 +91,21 @@ func (tx *Tx) Get(key string) (Item, error) {
 	}
 	if !tx.writable {
 		k0, k1 := abbrev(key)
-		tx.probe.setKey(key)
-		ti, ok := tx.snap.Get(treeItem{k0: k0, k1: k1, e: &tx.probe})
+		if tx.probe == nil {
+			tx.probe = tx.snap.tab.probe(key) // given back when View ends
+		} else {
+			tx.probe.setKey(key)
+		}
+		ti, ok := tx.snap.Get(treeItem{k0: k0, k1: k1, id: tx.probe.id})
 		if !ok {
 			return Item{}, ErrNotFound
 		}
-		v := ti.e.at(tx.rev)
+		e := tx.snap.entry(ti)
+		v := e.at(tx.rev)
 		if !v.live(tx.now) {
 			return Item{}, ErrNotFound
 		}
-		return v.item(ti.e.key()), nil
+		return v.item(e.key()), nil
 	}
 	_, v := tx.lookup(key)
 	if v.ver == 0 {

@@ -436,7 +436,12 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	s := db.snapshot()
 	defer db.closeSnapshot(s)
 	tx.snap, tx.rev = s.t, s.rev
-	defer func() { tx.done = true }()
+	defer func() {
+		tx.done = true
+		if tx.probe != nil {
+			s.t.tab.unprobe(tx.probe)
+		}
+	}()
 	return fn(tx)
 }
 

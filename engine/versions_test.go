@@ -13,13 +13,13 @@ func heads(db *DB) int {
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
 		s.mu.RLock()
-		for _, e := range s.m {
-			if e.head.Load() != nil {
+		for _, id := range s.m {
+			if db.index.tab.at(id).head.Load() != nil {
 				n++
 			}
 		}
-		for _, e := range s.more {
-			if e.head.Load() != nil {
+		for _, id := range s.more {
+			if db.index.tab.at(id).head.Load() != nil {
 				n++
 			}
 		}
