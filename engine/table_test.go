@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestEntryTable_ProbesGivenBack: the search keys that ranges and views
+// take are given back however they end (to the last item, stopped early,
+// a panic in the caller's loop), so that readers running one after
+// another, or a few at once, never make the table grow.
+func TestEntryTable_ProbesGivenBack(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for i := range 100 {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	tab := db.entries.tab
+	read := func(i int) {
+		seq, err := db.Range(fmt.Sprintf("k%03d", i%100), "k050", &RangeOptions{Reverse: i%2 == 0})
+		require.NoError(t, err)
+		for range seq {
+			if i%3 == 0 {
+				break
+			}
+		}
+		if i%5 == 0 {
+			seq, err := db.Range("", "", nil)
+			require.NoError(t, err)
+			func() {
+				defer func() { require.Equal(t, "stop", recover()) }()
+				for range seq {
+					panic("stop")
+				}
+			}()
+		}
+		require.NoError(t, db.View(func(tx *Tx) error {
+			_, err := tx.Get(fmt.Sprintf("k%03d", i%200))
+			if i%200 >= 100 {
+				require.ErrorIs(t, err, ErrNotFound)
+				return nil
+			}
+			return err
+		}))
+	}
+	read(0) // the first slab of probes
+	slabs := len(*tab.slabs.Load())
+	for i := range 1000 {
+		read(i)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				read(g*500 + i)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, slabs, len(*tab.slabs.Load()), "probes not given back made the table grow")
+	tab.mu.Lock()
+	defer tab.mu.Unlock()
+	require.Len(t, tab.probes, entrySlabMax, "probes in use after every reader ended")
+}
