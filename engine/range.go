@@ -103,7 +103,7 @@ const scanBatch = 32
 // live version as of rev. A write transaction's scan sets pending: it reads
 // the versions it has written itself, which are not yet visible.
 func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOptions, yield func(Item, error) bool) {
-	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield}
+	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield, slabs: t.tab.load()}
 	lo, loe := probe(t.tab, start)
 	defer t.tab.unprobe(loe)
 	hi, hie := probe(t.tab, end)
@@ -113,7 +113,7 @@ func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOp
 			if end != "" && !lessTreeItem(t.tab, ti, hi) {
 				return false
 			}
-			return sc.add(t.entry(ti))
+			return sc.add(ti.id)
 		})
 	} else {
 		visit := func(ti treeItem) bool {
@@ -123,7 +123,7 @@ func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOp
 			if end != "" && !lessTreeItem(t.tab, ti, hi) {
 				return true // the end key itself: a reverse range excludes it
 			}
-			return sc.add(t.entry(ti))
+			return sc.add(ti.id)
 		}
 		if end == "" {
 			t.Reverse(visit)
@@ -152,20 +152,28 @@ type scanner struct {
 	sent     int  // items yielded
 	done     bool // yield said stop, or the limit was reached
 
-	batch [2][scanBatch]*entry // the batch being gathered, and the one prefetched before it
+	// The batch being gathered, and the one prefetched before it, by
+	// their entries' ids, resolved in slabs: storing an id needs no write
+	// barrier while the collector marks, as a pointer would.
+	batch [2][scanBatch]uint32
 	n     [2]int
 	cur   int // the batch being gathered
+	slabs slabList
 }
 
-// add gathers e and reports whether the scan goes on.
-func (sc *scanner) add(e *entry) bool {
+// add gathers the entry id and reports whether the scan goes on.
+func (sc *scanner) add(id uint32) bool {
 	b := &sc.batch[sc.cur]
-	b[sc.n[sc.cur]] = e
+	b[sc.n[sc.cur]] = id
 	sc.n[sc.cur]++
 	if sc.n[sc.cur] < scanBatch {
 		return true
 	}
-	prefetch(b, scanBatch)
+	var es [scanBatch]*entry // on the stack: no write barrier
+	for i, id := range b {
+		es[i] = sc.slabs.at(id)
+	}
+	prefetch(&es, scanBatch)
 	sc.cur ^= 1
 	sc.emit(sc.batch[sc.cur][:sc.n[sc.cur]])
 	sc.n[sc.cur] = 0
@@ -186,7 +194,7 @@ func (sc *scanner) finish() {
 // barrier on each item's key and value slows scans measurably
 // (BenchmarkRange1000_Interleaved/gc=busy in bench/; figures in
 // docs/engine.md).
-func (sc *scanner) emit(es []*entry) {
+func (sc *scanner) emit(ids []uint32) {
 	if sc.done {
 		return
 	}
@@ -194,7 +202,8 @@ func (sc *scanner) emit(es []*entry) {
 		items [scanBatch]Item
 		keep  [scanBatch]bool // items[i] is live
 	)
-	for i, e := range es {
+	for i, id := range ids {
+		e := sc.slabs.at(id)
 		value, rev, created, ver, expires, ok := e.vis.tryLoad()
 		if !ok || rev > sc.rev || sc.pending {
 			items[i], keep[i] = sc.slow(e)
@@ -211,7 +220,7 @@ func (sc *scanner) emit(es []*entry) {
 			it.ExpiresAt = expiresAt(expires)
 		}
 	}
-	for i := range es {
+	for i := range ids {
 		if !keep[i] {
 			continue
 		}

@@ -22,7 +22,7 @@ type entrySlab [entrySlabMax]entry
 // without a lock: the table is copied, never changed in place, where a
 // reader may look.
 type entryTable struct {
-	slabs atomic.Pointer[[]*entrySlab]
+	slabs atomic.Pointer[slabList]
 
 	mu     sync.Mutex // guards growing the table, freeing slabs, unused and probes
 	unused []uint32   // places in the table whose slab was freed
@@ -31,13 +31,23 @@ type entryTable struct {
 
 func newEntryTable() *entryTable {
 	t := &entryTable{}
-	t.slabs.Store(new([]*entrySlab))
+	t.slabs.Store(new(slabList))
 	return t
 }
 
 // at returns the entry named id.
-func (t *entryTable) at(id uint32) *entry {
-	return &(*t.slabs.Load())[id>>entrySlabBits][id&(entrySlabMax-1)]
+func (t *entryTable) at(id uint32) *entry { return t.load().at(id) }
+
+// load returns the table as it is now: it resolves every id in use now,
+// and every id a copy of the tree pinned now holds, until it is unpinned.
+func (t *entryTable) load() slabList { return *t.slabs.Load() }
+
+// slabList is the table's slabs, by place.
+type slabList []*entrySlab
+
+// at returns the entry named id.
+func (l slabList) at(id uint32) *entry {
+	return &l[id>>entrySlabBits][id&(entrySlabMax-1)]
 }
 
 // newSlab adds a slab to the table, its entries named, and returns its
@@ -48,11 +58,11 @@ func (t *entryTable) newSlab() uint32 {
 	s := new(entrySlab)
 	old := *t.slabs.Load()
 	var n uint32
-	var slabs []*entrySlab
+	var slabs slabList
 	if k := len(t.unused); k > 0 {
 		n = t.unused[k-1]
 		t.unused = t.unused[:k-1]
-		slabs = append([]*entrySlab(nil), old...)
+		slabs = append(slabList(nil), old...)
 		slabs[n] = s
 	} else {
 		n = uint32(len(old))
@@ -75,7 +85,7 @@ func (t *entryTable) newSlab() uint32 {
 func (t *entryTable) freeSlab(n uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	slabs := append([]*entrySlab(nil), *t.slabs.Load()...)
+	slabs := append(slabList(nil), *t.slabs.Load()...)
 	slabs[n] = nil
 	t.slabs.Store(&slabs)
 	t.unused = append(t.unused, n)
