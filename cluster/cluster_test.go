@@ -255,19 +255,33 @@ func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, drev, rev)
 
-	_, err = c.nodes[f].Update(func(tx *engine.Tx) error { return nil })
-	require.ErrorIs(t, err, ErrNotLeader)
-	var nl *NotLeaderError
-	require.ErrorAs(t, err, &nl)
-	require.Equal(t, c.nodes[l].Addr(), nl.Addr)
-	urev, err := c.nodes[l].Update(func(tx *engine.Tx) error {
-		if _, err := tx.Set("u1", "x", nil); err != nil {
-			return err
+	// A follower refuses Update, naming the leader, which runs it. The
+	// check counts only if the leader kept its role through it (under
+	// -race on a busy machine an election may come in between).
+	var urev int64
+	for attempt := 0; ; attempt++ {
+		var errF, errL error
+		if c.steady(l, "Leader", func() {
+			_, errF = c.nodes[f].Update(func(tx *engine.Tx) error { return nil })
+			urev, errL = c.nodes[l].Update(func(tx *engine.Tx) error {
+				if _, err := tx.Set("u1", "x", nil); err != nil {
+					return err
+				}
+				_, err := tx.Set("u2", "y", nil)
+				return err
+			})
+		}) {
+			require.ErrorIs(t, errF, ErrNotLeader)
+			var nl *NotLeaderError
+			require.ErrorAs(t, errF, &nl)
+			require.Equal(t, c.nodes[l].Addr(), nl.Addr)
+			require.NoError(t, errL)
+			break
 		}
-		_, err := tx.Set("u2", "y", nil)
-		return err
-	})
-	require.NoError(t, err)
+		require.Less(t, attempt, 5, "leadership kept moving")
+		l = c.leader()
+		f = (l + 1) % 3
+	}
 
 	// A linearizable read on any node sees every acknowledged write.
 	for i, n := range c.nodes {
@@ -280,10 +294,20 @@ func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "x", it.Value)
 	}
-	_, err = c.nodes[f].Get("a", Leader)
-	require.ErrorIs(t, err, ErrNotLeader)
-	_, err = c.nodes[l].Get("a", Leader)
-	require.NoError(t, err)
+	for attempt := 0; ; attempt++ {
+		var errF, errL error
+		if c.steady(l, "Leader", func() {
+			_, errF = c.nodes[f].Get("a", Leader)
+			_, errL = c.nodes[l].Get("a", Leader)
+		}) {
+			require.ErrorIs(t, errF, ErrNotLeader)
+			require.NoError(t, errL)
+			break
+		}
+		require.Less(t, attempt, 5, "leadership kept moving")
+		l = c.leader()
+		f = (l + 1) % 3
+	}
 	c.converged()
 }
 
