@@ -225,33 +225,64 @@ func TestLease_IsolatedLeaderStopsServing(t *testing.T) {
 // TestLease_TransferEndsLease checks that a leader starting a transfer
 // stops reading under its lease at once, for the rest of its term.
 func TestLease_TransferEndsLease(t *testing.T) {
-	c := newDBClusterLease(t, "", true, 3, nil)
-	l := c.nodes[c.leader()]
-	_, err := l.Get("k")
-	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.True(t, l.leaseValid(), "no lease after a linearizable read")
-	term := l.rn.raft.CurrentTerm()
-	require.NoError(t, l.TransferLeadership(context.Background(), ""))
-	require.Equal(t, term, l.noLease.Load())
-	require.False(t, l.leaseValid(), "a lease held through a transfer")
+	// The check counts only if the leader kept its role up to the
+	// transfer (under -race on a busy machine an election may come in
+	// between): else it runs again on a new cluster.
+	for attempt := 0; ; attempt++ {
+		c := newDBClusterLease(t, "", true, 3, nil)
+		li := c.leader()
+		l := c.nodes[li]
+		var err error
+		var valid bool
+		if !c.steady(li, "Leader", func() {
+			_, err = l.Get("k")
+			valid = l.leaseValid()
+		}) {
+			require.Less(t, attempt, 5, "leadership kept moving")
+			continue
+		}
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		require.True(t, valid, "no lease after a linearizable read")
+		term := l.rn.raft.CurrentTerm()
+		require.NoError(t, l.TransferLeadership(context.Background(), ""))
+		require.Equal(t, term, l.noLease.Load())
+		require.False(t, l.leaseValid(), "a lease held through a transfer")
+		return
+	}
 }
 
 // TestLease_VotersChangeEndsLease checks that a change of the voters ends
 // the lease, which a quorum of the old voters granted, and that the next
 // read takes one from the new voters.
 func TestLease_VotersChangeEndsLease(t *testing.T) {
-	c := newDBClusterLease(t, "", true, 3, nil)
-	li := c.leader()
-	l := c.nodes[li]
-	_, err := l.Get("k")
-	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.True(t, l.leaseValid())
-	fi := (li + 1) % 3
-	require.NoError(t, l.RemoveServer(context.Background(), c.peers[fi].ID))
-	require.False(t, l.leaseValid(), "a lease held across a change of the voters")
-	_, err = l.Get("k")
-	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.True(t, l.leaseValid(), "no lease from the new voters")
+	// The checks count only if the leader kept its role through them
+	// (under -race on a busy machine an election may come in between):
+	// else they run again on a new cluster.
+	for attempt := 0; ; attempt++ {
+		c := newDBClusterLease(t, "", true, 3, nil)
+		li := c.leader()
+		l := c.nodes[li]
+		var errs [3]error
+		var valid [3]bool
+		if c.steady(li, "Leader", func() {
+			_, errs[0] = l.Get("k")
+			valid[0] = l.leaseValid()
+			fi := (li + 1) % 3
+			errs[1] = l.RemoveServer(context.Background(), c.peers[fi].ID)
+			valid[1] = l.leaseValid()
+			_, errs[2] = l.Get("k")
+			valid[2] = l.leaseValid()
+		}) {
+			require.ErrorIs(t, errs[0], engine.ErrNotFound)
+			require.True(t, valid[0])
+			require.NoError(t, errs[1])
+			require.False(t, valid[1], "a lease held across a change of the voters")
+			require.ErrorIs(t, errs[2], engine.ErrNotFound)
+			require.True(t, valid[2], "no lease from the new voters")
+			return
+		}
+		require.Less(t, attempt, 5, "leadership kept moving")
+	}
 }
 
 // TestLease_FollowerAnswers checks a follower's answer to lease
