@@ -152,3 +152,6 @@ func (a *arena) stats() arenaStats {
 
 // Compacting reports whether a compaction of the value chunks runs.
 func Compacting(db *DB) bool { return db.arena().compacting.Load() }
+
+// EntrySlabs is the length of db's table of entry slabs.
+func EntrySlabs(db *DB) int { return len(db.entries.tab.load()) }

@@ -1,0 +1,83 @@
+package engine_test
+
+import (
+	"bytes"
+	"fmt"
+	"iter"
+	"testing"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReplica_RestoreReusesEntriesOnceUnread: a Restore takes the old
+// state's entries out as deletions would. A range begun before it still
+// reads the old state to its end, however many of the new state's keys
+// are made meanwhile; once it ends, the old entries are used again for
+// the keys of the next Restore, which makes the table of entries no
+// larger.
+func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
+	const keys = 5000
+	backup := func(prefix string) *bytes.Buffer {
+		src, err := engine.Open("", &engine.Options{SweepInterval: -1})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, src.Close()) }()
+		for i := range keys {
+			k := fmt.Sprintf("%s%05d", prefix, i)
+			_, err := src.Set(k, "v:"+k, nil)
+			require.NoError(t, err)
+		}
+		var b bytes.Buffer
+		_, err = src.Backup(&b)
+		require.NoError(t, err)
+		return &b
+	}
+	a, b := backup("a"), backup("b")
+
+	db, ctl, _ := openSim(t, nil)
+	require.NoError(t, ctl.Restore(bytes.NewReader(a.Bytes())))
+	seq, err := db.Range("", "", nil)
+	require.NoError(t, err)
+	next, stop := iter.Pull2(seq)
+	defer stop()
+	readSoFar := 0
+	read := func(n int) int {
+		got := 0
+		for range n {
+			it, err, ok := next()
+			if !ok {
+				break
+			}
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprintf("a%05d", got+readSoFar), it.Key)
+			require.Equal(t, "v:"+it.Key, it.Value)
+			got++
+		}
+		return got
+	}
+	readSoFar = read(keys / 2)
+
+	// The old state's entries are pinned by the range: the new state's
+	// keys take entries of their own.
+	require.NoError(t, ctl.Restore(bytes.NewReader(b.Bytes())))
+	readSoFar += read(keys)
+	require.Equal(t, keys, readSoFar, "the range begun before the Restore read the old state")
+	stop()
+
+	// Unread now, the entries of a are used again for b's keys.
+	slabs := engine.EntrySlabs(db)
+	for range 3 {
+		require.NoError(t, ctl.Restore(bytes.NewReader(b.Bytes())))
+	}
+	require.Equal(t, slabs, engine.EntrySlabs(db), "a Restore took new slabs with the old entries unread")
+	seq, err = db.Range("", "", nil)
+	require.NoError(t, err)
+	n := 0
+	for it, err := range seq {
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("b%05d", n), it.Key)
+		require.Equal(t, "v:"+it.Key, it.Value)
+		n++
+	}
+	require.Equal(t, keys, n)
+}
