@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -343,4 +344,55 @@ func TestReplica_AbandonTail(t *testing.T) {
 	sim.close()
 	require.NoError(t, db.Close())
 	require.Equal(t, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}, <-revs)
+}
+
+// TestReplica_DeletionBuriedOnce: a deletion published while a write of
+// the same key waits, then that write abandoned, queues the deletion's
+// burial twice; the key's entry leaves the store once, and the keys
+// created after it each have an entry of their own.
+func TestReplica_DeletionBuriedOnce(t *testing.T) {
+	db, ctl, sim := openSim(t, nil)
+	write := func(op func() error) chan error {
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		return done
+	}
+	set := func(k, v string) func() error {
+		return func() error { _, err := db.Set(k, v, nil); return err }
+	}
+	first := write(set("k", "v1"))
+	waitPending(t, sim, 1)
+	sim.commit(t, 1, ctl)
+	require.NoError(t, <-first)
+
+	del := write(func() error { _, err := db.Delete("k"); return err })
+	waitPending(t, sim, 1)
+	again := write(set("k", "v2"))
+	waitPending(t, sim, 2)
+	sim.commit(t, 1, ctl) // the deletion is published, the write waits
+	require.NoError(t, <-del)
+	sim.lose(t, ctl) // the write is abandoned
+	require.Error(t, <-again)
+
+	for i := range 4 {
+		k := fmt.Sprintf("new%d", i)
+		done := write(set(k, "v:"+k))
+		waitPending(t, sim, 1)
+		sim.commit(t, 1, ctl)
+		require.NoError(t, <-done)
+		seq, err := db.Range("", "", nil) // buries, and flushes the new keys
+		require.NoError(t, err)
+		for _, err := range seq {
+			require.NoError(t, err)
+		}
+	}
+	for i := range 4 {
+		k := fmt.Sprintf("new%d", i)
+		it, err := db.Get(k)
+		require.NoError(t, err, k)
+		require.Equal(t, "v:"+k, it.Value)
+	}
+	_, err := db.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Equal(t, int64(4), db.Stats().Keys)
 }
