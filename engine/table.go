@@ -19,8 +19,13 @@ type entrySlab [entrySlabMax]entry
 // the slab. The index and the ordered tree hold ids, not pointers, so
 // that the collector has nothing to mark in their maps and nodes (see
 // docs/engine.md, "Entries by number"). Readers resolve an id with at,
-// without a lock: the table is copied, never changed in place, where a
-// reader may look.
+// without a lock. The table grows by appending past the length that
+// readers know, and publishes the longer slice; a place is written in
+// place only when its slab is freed or a new slab takes it, and no
+// reader looks there then: none of a freed slab's entries can be reached
+// (they were reclaimed: see ordered.reclaim), and the ids of a new slab's
+// entries reach readers only through the index and the tree, under
+// their locks.
 type entryTable struct {
 	slabs atomic.Pointer[slabList]
 
@@ -51,31 +56,27 @@ func (l slabList) at(id uint32) *entry {
 }
 
 // newSlab adds a slab to the table, its entries named, and returns its
-// place.
+// place: a freed slab's, or a new one at the end.
 func (t *entryTable) newSlab() uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := new(entrySlab)
-	old := *t.slabs.Load()
+	slabs := *t.slabs.Load()
 	var n uint32
-	var slabs slabList
 	if k := len(t.unused); k > 0 {
 		n = t.unused[k-1]
 		t.unused = t.unused[:k-1]
-		slabs = append(slabList(nil), old...)
-		slabs[n] = s
 	} else {
-		n = uint32(len(old))
+		n = uint32(len(slabs))
 		if n >= 1<<(32-entrySlabBits) {
 			panic("engine: more than 2^32 entries")
 		}
-		// Appending past the length writes where no reader of old
-		// looks; the new length is published with the new header.
-		slabs = append(old, s)
+		slabs = append(slabs, nil)
 	}
 	for i := range s {
 		s[i].id = n<<entrySlabBits | uint32(i)
 	}
+	slabs[n] = s
 	t.slabs.Store(&slabs)
 	return n
 }
@@ -85,9 +86,7 @@ func (t *entryTable) newSlab() uint32 {
 func (t *entryTable) freeSlab(n uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	slabs := append(slabList(nil), *t.slabs.Load()...)
-	slabs[n] = nil
-	t.slabs.Store(&slabs)
+	(*t.slabs.Load())[n] = nil
 	t.unused = append(t.unused, n)
 }
 
