@@ -155,3 +155,10 @@ func Compacting(db *DB) bool { return db.arena().compacting.Load() }
 
 // EntrySlabs is the length of db's table of entry slabs.
 func EntrySlabs(db *DB) int { return len(db.entries.tab.load()) }
+
+// EntriesReused counts the entries db used again for new keys.
+func EntriesReused(db *DB) int64 {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.entries.reused
+}

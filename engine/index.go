@@ -103,17 +103,10 @@ func (es *entries) drop(id uint32) {
 func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	es := &db.entries
 	if len(es.free) == 0 && db.order.waiting.Load() > 0 {
-		es.free = db.order.reclaim(es.free)
-		clearAll(es.tab, es.free)
 		// Keep no more than half the store's size, and at least a slab:
 		// the slabs that hold no other entry in use are freed (after a
 		// store shrinks).
-		if keep := max(entrySlabMax, int(db.keys.Load()/2)); len(es.free) > keep {
-			for _, id := range es.free[keep:] {
-				es.drop(id)
-			}
-			es.free = es.free[:keep]
-		}
+		db.reclaimEntries(max(entrySlabMax, int(db.keys.Load()/2)))
 	}
 	var e *entry
 	if n := len(es.free); n > 0 {
@@ -135,6 +128,22 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	e.kchunk.Store(kchunk)
 	e.setKey(key)
 	return e
+}
+
+// reclaimEntries adds the entries that nothing reaches any more to the
+// free list, cleared, and keeps at most keep of them there: the others
+// are given up. db.wmu is held.
+func (db *DB) reclaimEntries(keep int) {
+	es := &db.entries
+	n := len(es.free)
+	es.free = db.order.reclaim(es.free)
+	clearAll(es.tab, es.free[n:])
+	if len(es.free) > keep {
+		for _, id := range es.free[keep:] {
+			es.drop(id)
+		}
+		es.free = es.free[:keep]
+	}
 }
 
 // poisonReclaimed, set by the package's tests, makes a reclaimed entry

@@ -269,7 +269,10 @@ func (r *Replica) Restore(src io.Reader) error {
 		return true
 	})
 	// The old state's entries are used again for the new state's keys
-	// as they would be after deletions: once no view reads them.
+	// as they would be after deletions: once no view reads them. Those
+	// that none reads now are kept for the new keys, as many as there
+	// are (the store's size, which allocEntry goes by, is 0 meanwhile).
+	db.reclaimEntries(max(entrySlabMax, len(items)))
 	db.exp = newExpiries()
 	db.keys.Store(0)
 	vals := newArena(db.opts.chunkSize, db.opts.compactMinDead)

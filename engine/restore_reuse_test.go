@@ -14,7 +14,7 @@ import (
 // state's entries out as deletions would. A range begun before it still
 // reads the old state to its end, however many of the new state's keys
 // are made meanwhile; once it ends, the old entries are used again for
-// the keys of the next Restore, which makes the table of entries no
+// every key of the next Restore, which makes the table of entries no
 // larger.
 func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
 	const keys = 5000
@@ -64,10 +64,13 @@ func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
 	require.Equal(t, keys, readSoFar, "the range begun before the Restore read the old state")
 	stop()
 
-	// Unread now, the entries of a are used again for b's keys.
+	// Unread now, the old entries are used again for the new keys, every
+	// one of them.
 	slabs := engine.EntrySlabs(db)
 	for range 3 {
+		reused := engine.EntriesReused(db)
 		require.NoError(t, ctl.Restore(bytes.NewReader(b.Bytes())))
+		require.Equal(t, int64(keys), engine.EntriesReused(db)-reused, "old entries used again for a Restore's keys")
 	}
 	require.Equal(t, slabs, engine.EntrySlabs(db), "a Restore took new slabs with the old entries unread")
 	seq, err = db.Range("", "", nil)
