@@ -58,7 +58,8 @@ const (
 // entries hands out the store's entries: ones that left the store and
 // that nothing can reach any more (ordered.reclaim), or else new ones,
 // taken from the table's slabs. A slab stays in the table while any of
-// its entries is in use or waits in free; once none does, it is freed.
+// its entries is in use, waits in the limbo or in free, or is still to be
+// handed out; once none is, it is freed.
 // Guarded by DB.wmu (at Open, by the replay, which runs before anything
 // else).
 type entries struct {
