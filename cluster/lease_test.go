@@ -288,18 +288,34 @@ func TestLease_VotersChangeEndsLease(t *testing.T) {
 // TestLease_FollowerAnswers checks a follower's answer to lease
 // requests: only to its leader, in its term.
 func TestLease_FollowerAnswers(t *testing.T) {
+	// The answers count only if the leader kept its role and term
+	// through them (under -race on a busy machine an election may come
+	// in between): else they are asked again of the new leader's.
 	c := newDBClusterLease(t, "", true, 3, nil)
-	li := c.leader()
-	l := c.nodes[li]
-	f := c.nodes[(li+1)%3]
-	term := l.rn.raft.CurrentTerm()
-	require.Eventually(t, func() bool {
-		return f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &rpcResponse{}) == nil
-	}, 5*time.Second, 10*time.Millisecond)
-	var resp rpcResponse
-	require.NoError(t, f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp))
-	require.Positive(t, resp.Left, "a follower of a live leader last heard from it a heartbeat timeout ago")
-	require.LessOrEqual(t, time.Duration(resp.Left), f.rn.heartbeat)
+	var l, f *Node
+	var term uint64
+	for attempt := 0; ; attempt++ {
+		li := c.leader()
+		l, f = c.nodes[li], c.nodes[(li+1)%3]
+		term = l.rn.raft.CurrentTerm()
+		var err error
+		var resp rpcResponse
+		if c.steady(li, "Leader", func() {
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if err = f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp); err == nil || time.Now().After(deadline) {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}) && term == l.rn.raft.CurrentTerm() {
+			require.NoError(t, err)
+			require.Positive(t, resp.Left, "a follower of a live leader last heard from it a heartbeat timeout ago")
+			require.LessOrEqual(t, time.Duration(resp.Left), f.rn.heartbeat)
+			break
+		}
+		require.Less(t, attempt, 5, "leadership kept moving")
+	}
 	for _, req := range []*rpcRequest{
 		{Op: opLease, ID: l.opts.NodeID, Term: term + 1},
 		{Op: opLease, ID: l.opts.NodeID, Term: term - 1},
@@ -377,15 +393,32 @@ func TestLease_EndsBeforeFollowersMayVote(t *testing.T) {
 // leadership may not have seen the loss.
 func TestNode_ReadyOnlyInItsTerm(t *testing.T) {
 	c := newDBClusterLease(t, "", true, 3, nil)
-	l := c.nodes[c.leader()]
-	require.True(t, l.isReady())
-	term := l.readyTerm.Load()
-	l.readyTerm.Store(term - 1) // as if the barrier ran in the term before
-	require.False(t, l.isReady())
-	require.False(t, l.leaseValid())
-	_, err := l.Get("k", Leader)
-	require.ErrorIs(t, err, ErrNotLeader, "a Leader read before the barrier of the leader's term")
-	l.readyTerm.Store(term)
-	_, err = l.Get("k", Leader)
-	require.ErrorIs(t, err, engine.ErrNotFound)
+	// The checks count only if the leader kept its role and term through
+	// them (under -race on a busy machine an election may come in
+	// between): else they run again on the new leader.
+	for attempt := 0; ; attempt++ {
+		li := c.leader()
+		l := c.nodes[li]
+		var ready, before, lease bool
+		var errBefore, errAfter error
+		if c.steady(li, "Leader", func() {
+			ready = l.isReady()
+			term := l.readyTerm.Load()
+			// As if the barrier ran in the term before; put back unless a
+			// new barrier has run meanwhile.
+			l.readyTerm.CompareAndSwap(term, term-1)
+			before, lease = l.isReady(), l.leaseValid()
+			_, errBefore = l.Get("k", Leader)
+			l.readyTerm.CompareAndSwap(term-1, term)
+			_, errAfter = l.Get("k", Leader)
+		}) {
+			require.True(t, ready)
+			require.False(t, before)
+			require.False(t, lease)
+			require.ErrorIs(t, errBefore, ErrNotLeader, "a Leader read before the barrier of the leader's term")
+			require.ErrorIs(t, errAfter, engine.ErrNotFound)
+			return
+		}
+		require.Less(t, attempt, 5, "leadership kept moving")
+	}
 }
