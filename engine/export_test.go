@@ -157,8 +157,4 @@ func Compacting(db *DB) bool { return db.arena().compacting.Load() }
 func EntrySlabs(db *DB) int { return len(db.entries.tab.load()) }
 
 // EntriesReused counts the entries db used again for new keys.
-func EntriesReused(db *DB) int64 {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	return db.entries.reused
-}
+func EntriesReused(db *DB) int64 { return reused(db) }
