@@ -138,6 +138,8 @@ func (db *DB) reclaimEntries(keep int) {
 	es := &db.entries
 	n := len(es.free)
 	es.free = db.order.reclaim(es.free)
+	// Those given up are cleared all the same: their slab may stay for
+	// other entries, and the collector scans every entry of a slab.
 	clearAll(es.tab, es.free[n:])
 	if len(es.free) > keep {
 		for _, id := range es.free[keep:] {
