@@ -106,8 +106,12 @@ func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOp
 	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield, slabs: t.tab.load()}
 	lo, loe := probe(t.tab, start)
 	defer t.tab.unprobe(loe)
-	hi, hie := probe(t.tab, end)
-	defer t.tab.unprobe(hie)
+	var hi treeItem // no end: no search key for it
+	if end != "" {
+		var hie *entry
+		hi, hie = probe(t.tab, end)
+		defer t.tab.unprobe(hie)
+	}
 	if !o.Reverse {
 		t.Ascend(lo, func(ti treeItem) bool {
 			if end != "" && !lessTreeItem(t.tab, ti, hi) {
