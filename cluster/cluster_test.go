@@ -147,6 +147,22 @@ func (c *dbCluster) steady(i int, state string, f func()) bool {
 	return before.State == state && after.State == state && before.Term == after.Term
 }
 
+// onSteadyLeader runs f on the ready leader, given its index, and again
+// on the next leader when the leader did not stay leader in one term
+// through it (see steady); it returns the index of the run that counts,
+// and fails the test after 5 tries. What f checks or counts of a leader
+// tells something only of that run.
+func (c *dbCluster) onSteadyLeader(f func(li int)) int {
+	c.t.Helper()
+	for attempt := 0; ; attempt++ {
+		li := c.leader()
+		if c.steady(li, "Leader", func() { f(li) }) {
+			return li
+		}
+		require.Less(c.t, attempt, 5, "leadership kept moving")
+	}
+}
+
 // awayFrom readies another try of a check that node f, meant to be a
 // follower, did not stay one through (see steady): it hands leadership
 // away from f if f leads, and waits for a leader other than f. It fails
@@ -259,29 +275,22 @@ func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
 	// check counts only if the leader kept its role through it (under
 	// -race on a busy machine an election may come in between).
 	var urev int64
-	for attempt := 0; ; attempt++ {
-		var errF, errL error
-		if c.steady(l, "Leader", func() {
-			_, errF = c.nodes[f].Update(func(tx *engine.Tx) error { return nil })
-			urev, errL = c.nodes[l].Update(func(tx *engine.Tx) error {
-				if _, err := tx.Set("u1", "x", nil); err != nil {
-					return err
-				}
-				_, err := tx.Set("u2", "y", nil)
+	var errF, errL error
+	l = c.onSteadyLeader(func(li int) {
+		_, errF = c.nodes[(li+1)%3].Update(func(tx *engine.Tx) error { return nil })
+		urev, errL = c.nodes[li].Update(func(tx *engine.Tx) error {
+			if _, err := tx.Set("u1", "x", nil); err != nil {
 				return err
-			})
-		}) {
-			require.ErrorIs(t, errF, ErrNotLeader)
-			var nl *NotLeaderError
-			require.ErrorAs(t, errF, &nl)
-			require.Equal(t, c.nodes[l].Addr(), nl.Addr)
-			require.NoError(t, errL)
-			break
-		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-		l = c.leader()
-		f = (l + 1) % 3
-	}
+			}
+			_, err := tx.Set("u2", "y", nil)
+			return err
+		})
+	})
+	require.ErrorIs(t, errF, ErrNotLeader)
+	var nl *NotLeaderError
+	require.ErrorAs(t, errF, &nl)
+	require.Equal(t, c.nodes[l].Addr(), nl.Addr)
+	require.NoError(t, errL)
 
 	// A linearizable read on any node sees every acknowledged write.
 	for i, n := range c.nodes {
@@ -294,20 +303,12 @@ func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "x", it.Value)
 	}
-	for attempt := 0; ; attempt++ {
-		var errF, errL error
-		if c.steady(l, "Leader", func() {
-			_, errF = c.nodes[f].Get("a", Leader)
-			_, errL = c.nodes[l].Get("a", Leader)
-		}) {
-			require.ErrorIs(t, errF, ErrNotLeader)
-			require.NoError(t, errL)
-			break
-		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-		l = c.leader()
-		f = (l + 1) % 3
-	}
+	c.onSteadyLeader(func(li int) {
+		_, errF = c.nodes[(li+1)%3].Get("a", Leader)
+		_, errL = c.nodes[li].Get("a", Leader)
+	})
+	require.ErrorIs(t, errF, ErrNotLeader)
+	require.NoError(t, errL)
 	c.converged()
 }
 

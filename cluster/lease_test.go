@@ -30,23 +30,17 @@ func TestLease_ReadsSkipQuorumRounds(t *testing.T) {
 			var l *Node
 			var rounds int64
 			var start time.Time
-			for attempt := 0; ; attempt++ {
-				i := c.leader()
+			c.onSteadyLeader(func(i int) {
 				l = c.nodes[i]
 				before := l.reads.rounds.Load()
 				start = time.Now()
-				if c.steady(i, "Leader", func() {
-					for range reads {
-						it, err := l.Get("k")
-						require.NoError(t, err)
-						require.Equal(t, "v", it.Value)
-					}
-				}) {
-					rounds = l.reads.rounds.Load() - before
-					break
+				for range reads {
+					it, err := l.Get("k")
+					require.NoError(t, err)
+					require.Equal(t, "v", it.Value)
 				}
-				require.Less(t, attempt, 5, "leadership kept moving")
-			}
+				rounds = l.reads.rounds.Load() - before
+			})
 			if lease {
 				require.LessOrEqual(t, rounds, maxRenewals(l, time.Since(start)), "%d reads took %d rounds", reads, rounds)
 			} else {
@@ -68,28 +62,22 @@ func TestLease_RenewedInTheBackground(t *testing.T) {
 	// (under -race on a busy machine) they tell nothing, and the reads run
 	// again on the new leader.
 	var lapses, reads int
-	for attempt := 0; ; attempt++ {
-		i := c.leader()
+	c.onSteadyLeader(func(i int) {
 		l := c.nodes[i]
 		lapses, reads = 0, 0
-		if c.steady(i, "Leader", func() {
-			_, err := l.Get("k") // the first lease
-			require.ErrorIs(t, err, engine.ErrNotFound)
-			deadline := time.Now().Add(10 * l.rn.heartbeat)
-			for time.Now().Before(deadline) {
-				if g := l.lease.Load(); g == nil || g.until <= l.now() {
-					lapses++
-				}
-				_, err := l.Get("k")
-				require.ErrorIs(t, err, engine.ErrNotFound)
-				reads++
-				time.Sleep(time.Millisecond)
+		_, err := l.Get("k") // the first lease
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		deadline := time.Now().Add(10 * l.rn.heartbeat)
+		for time.Now().Before(deadline) {
+			if g := l.lease.Load(); g == nil || g.until <= l.now() {
+				lapses++
 			}
-		}) {
-			break
+			_, err := l.Get("k")
+			require.ErrorIs(t, err, engine.ErrNotFound)
+			reads++
+			time.Sleep(time.Millisecond)
 		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-	}
+	})
 	// Ten heartbeat timeouts are about eleven leases: a lease that were
 	// only taken when the last one ran out would lapse about ten times.
 	require.LessOrEqual(t, lapses, 2, "the lease lapsed %d times in %d reads", lapses, reads)
@@ -105,35 +93,31 @@ func TestLease_FollowerReadsSkipLeaderRound(t *testing.T) {
 	// The rounds counted are the leader's: after an election in between
 	// (under -race on a busy machine) the follower's retries to the old
 	// leader count there too, and the reads run again on the new leader.
-	for attempt := 0; ; attempt++ {
-		li := c.leader()
-		l := c.nodes[li]
+	// A write or read cut off by an election fails: it counts only if
+	// the leader kept its role through it.
+	var l *Node
+	var before int64
+	var start time.Time
+	var err error
+	c.onSteadyLeader(func(li int) {
+		l = c.nodes[li]
 		f := c.nodes[(li+1)%3]
-		before := l.reads.rounds.Load()
-		start := time.Now()
-		// A write or read cut off by an election fails: it counts only
-		// if the leader kept its role through it.
-		var err error
-		if c.steady(li, "Leader", func() {
-			for i := range reads {
-				v := fmt.Sprint(i)
-				if _, err = l.Set("k", v, nil); err != nil {
-					return
-				}
-				var it engine.Item
-				if it, err = f.Get("k"); err != nil {
-					return
-				}
-				require.Equal(t, v, it.Value, "a follower's linearizable read missed an acknowledged write")
+		before, start = l.reads.rounds.Load(), time.Now()
+		for i := range reads {
+			v := fmt.Sprint(i)
+			if _, err = l.Set("k", v, nil); err != nil {
+				return
 			}
-		}) {
-			require.NoError(t, err)
-			rounds := l.reads.rounds.Load() - before
-			require.LessOrEqual(t, rounds, maxRenewals(l, time.Since(start)), "%d follower reads took %d rounds on the leader", reads, rounds)
-			return
+			var it engine.Item
+			if it, err = f.Get("k"); err != nil {
+				return
+			}
+			require.Equal(t, v, it.Value, "a follower's linearizable read missed an acknowledged write")
 		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-	}
+	})
+	require.NoError(t, err)
+	rounds := l.reads.rounds.Load() - before
+	require.LessOrEqual(t, rounds, maxRenewals(l, time.Since(start)), "%d follower reads took %d rounds on the leader", reads, rounds)
 }
 
 // maxRenewals is the most lease rounds a leader may run in d: a lease
@@ -294,28 +278,22 @@ func TestLease_FollowerAnswers(t *testing.T) {
 	c := newDBClusterLease(t, "", true, 3, nil)
 	var l, f *Node
 	var term uint64
-	for attempt := 0; ; attempt++ {
-		li := c.leader()
+	var err error
+	var resp rpcResponse
+	c.onSteadyLeader(func(li int) {
 		l, f = c.nodes[li], c.nodes[(li+1)%3]
-		term = l.rn.raft.CurrentTerm()
-		var err error
-		var resp rpcResponse
-		if c.steady(li, "Leader", func() {
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				if err = f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp); err == nil || time.Now().After(deadline) {
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
+		term, resp = l.rn.raft.CurrentTerm(), rpcResponse{}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err = f.answerLease(&rpcRequest{Op: opLease, ID: l.opts.NodeID, Term: term}, &resp); err == nil || time.Now().After(deadline) {
+				return
 			}
-		}) && term == l.rn.raft.CurrentTerm() {
-			require.NoError(t, err)
-			require.Positive(t, resp.Left, "a follower of a live leader last heard from it a heartbeat timeout ago")
-			require.LessOrEqual(t, time.Duration(resp.Left), f.rn.heartbeat)
-			break
+			time.Sleep(10 * time.Millisecond)
 		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-	}
+	})
+	require.NoError(t, err)
+	require.Positive(t, resp.Left, "a follower of a live leader last heard from it a heartbeat timeout ago")
+	require.LessOrEqual(t, time.Duration(resp.Left), f.rn.heartbeat)
 	for _, req := range []*rpcRequest{
 		{Op: opLease, ID: l.opts.NodeID, Term: term + 1},
 		{Op: opLease, ID: l.opts.NodeID, Term: term - 1},
@@ -355,21 +333,14 @@ func TestLease_EndsBeforeFollowersMayVote(t *testing.T) {
 	// A round counts only if the leader kept its role through it: an
 	// election in between (under -race on a busy machine) ends the round
 	// with ErrNotLeader and tells nothing of the bound.
-	li, moved := c.leader(), 0
-	for checked := 0; checked < 50; {
-		l := c.nodes[li]
+	for range 50 {
 		var err error
 		var g *leaseGrant
-		if !c.steady(li, "Leader", func() {
-			err = l.leaseRound()
-			g = l.lease.Load()
-		}) {
-			moved++
-			require.Less(t, moved, 5, "leadership kept moving")
-			li = c.leader()
-			continue
-		}
-		checked++
+		li := c.onSteadyLeader(func(li int) {
+			err = c.nodes[li].leaseRound()
+			g = c.nodes[li].lease.Load()
+		})
+		l := c.nodes[li]
 		require.NoError(t, err)
 		require.NotNil(t, g)
 		end := l.opened.Add(time.Duration(g.until))
@@ -396,29 +367,23 @@ func TestNode_ReadyOnlyInItsTerm(t *testing.T) {
 	// The checks count only if the leader kept its role and term through
 	// them (under -race on a busy machine an election may come in
 	// between): else they run again on the new leader.
-	for attempt := 0; ; attempt++ {
-		li := c.leader()
+	var ready, before, lease bool
+	var errBefore, errAfter error
+	c.onSteadyLeader(func(li int) {
 		l := c.nodes[li]
-		var ready, before, lease bool
-		var errBefore, errAfter error
-		if c.steady(li, "Leader", func() {
-			ready = l.isReady()
-			term := l.readyTerm.Load()
-			// As if the barrier ran in the term before; put back unless a
-			// new barrier has run meanwhile.
-			l.readyTerm.CompareAndSwap(term, term-1)
-			before, lease = l.isReady(), l.leaseValid()
-			_, errBefore = l.Get("k", Leader)
-			l.readyTerm.CompareAndSwap(term-1, term)
-			_, errAfter = l.Get("k", Leader)
-		}) {
-			require.True(t, ready)
-			require.False(t, before)
-			require.False(t, lease)
-			require.ErrorIs(t, errBefore, ErrNotLeader, "a Leader read before the barrier of the leader's term")
-			require.ErrorIs(t, errAfter, engine.ErrNotFound)
-			return
-		}
-		require.Less(t, attempt, 5, "leadership kept moving")
-	}
+		ready = l.isReady()
+		term := l.readyTerm.Load()
+		// As if the barrier ran in the term before; put back unless a
+		// new barrier has run meanwhile.
+		l.readyTerm.CompareAndSwap(term, term-1)
+		before, lease = l.isReady(), l.leaseValid()
+		_, errBefore = l.Get("k", Leader)
+		l.readyTerm.CompareAndSwap(term-1, term)
+		_, errAfter = l.Get("k", Leader)
+	})
+	require.True(t, ready)
+	require.False(t, before)
+	require.False(t, lease)
+	require.ErrorIs(t, errBefore, ErrNotLeader, "a Leader read before the barrier of the leader's term")
+	require.ErrorIs(t, errAfter, engine.ErrNotFound)
 }
