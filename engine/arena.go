@@ -80,7 +80,10 @@ type arena struct {
 	// guarded by mu (the compaction holds pub.mu too).
 	writer, keys, mover allocator
 
-	compacting  atomic.Bool // a compaction runs
+	compacting atomic.Bool // a compaction runs
+	// restores counts the Replica.Restores, which end a compaction of
+	// the state they replace; guarded by DB.pub.mu.
+	restores    int64
 	compactions atomic.Int64
 }
 
@@ -204,7 +207,7 @@ func (a *arena) choose() int {
 }
 
 // putKey copies the key of a new entry into a chunk and returns the copy
-// and the chunk's id; its bytes count as live until dropKey. db.wmu is
+// and the chunk's id; its bytes count as live until release. db.wmu is
 // held.
 func (a *arena) putKey(key string) (string, uint32) {
 	// A chunk of keys may be used again as soon as no entry's key is in
@@ -218,11 +221,17 @@ func (a *arena) putKey(key string) (string, uint32) {
 	return k, id
 }
 
-// dropKey takes e's key out of its chunk's live bytes; e has left the
-// index and is marked gone. a.mu is held.
-func (a *arena) dropKey(e *entry, committed int64) {
+// release takes the bytes of a reclaimed entry out of its chunks' live
+// counts: its key's, and its visible value's if it still holds one (an
+// entry of the state a Replica.Restore replaced; a deletion's publish has
+// already moved the counts off a deleted key's value). Until then a
+// reader that could reach the entry could read them: no chunk they are
+// in is used again before. a.mu is held.
+func (a *arena) release(e *entry, committed int64) {
 	a.moved(e.kchunk.Load(), int(e.kg.Load()&keyLenMask), 0, 0, committed)
 	e.kchunk.Store(0)
+	a.moved(e.chunk.Load(), int(e.vis.seq.Load()&lenMask), 0, 0, committed)
+	e.chunk.Store(0)
 }
 
 // count adds n live bytes to chunk id. a.mu is held.
@@ -234,13 +243,18 @@ func (a *arena) count(id uint32, n int) {
 	}
 }
 
-// restore copies s, a key (into al, a.keys) or a value (a.writer) of
-// a snapshot that recovery loads into an arena nothing else uses yet: it
-// is live at once.
-func (a *arena) restore(al *allocator, s string, rev int64) (string, uint32) {
+// restore copies s, a key (into al, a.keys) or a value (a.writer) of a
+// snapshot that recovery or Replica.Restore loads: it is live at once. If
+// shared, a compaction may run meanwhile (Restore), and a.mu is taken;
+// otherwise nothing else uses the arena yet.
+func (a *arena) restore(al *allocator, s string, rev int64, shared bool) (string, uint32) {
 	c, id := al.put(a, s, rev)
 	if id != 0 {
-		a.chunks[id].live += int32(len(c))
+		if shared {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+		}
+		a.count(id, len(c))
 	}
 	return c, id
 }

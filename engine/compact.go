@@ -33,6 +33,7 @@ func (db *DB) maybeCompact(a *arena) {
 // most one batch, and never for the walk's cache misses.
 func (db *DB) compact(a *arena) {
 	db.pub.mu.Lock()
+	restores := a.restores
 	a.mu.Lock()
 	chosen := a.choose()
 	// The chunks chosen, as the walk sees them: a chunk chosen stays so
@@ -55,7 +56,7 @@ func (db *DB) compact(a *arena) {
 	move := func() {
 		db.pub.mu.Lock()
 		defer db.pub.mu.Unlock()
-		if ok = db.vals == a && !db.closed.Load(); !ok {
+		if ok = a.restores == restores && !db.closed.Load(); !ok {
 			return // Restore replaced the state, or Close runs
 		}
 		a.mu.Lock()
@@ -74,8 +75,9 @@ func (db *DB) compact(a *arena) {
 				e.vis.move(v)
 				e.chunk.Store(nu)
 			}
-			// The key of an entry that has left the index is no longer
-			// counted (forget): it stays where it is.
+			// The key of an entry that has left the index stays where it
+			// is: its chunk is kept until the entry is reclaimed, and
+			// then nothing reads it.
 			if id := e.kchunk.Load(); id != 0 && a.chunks[id].moving && !e.gone() {
 				k, nu := relocate(id, e.key())
 				e.kdata.Store(unsafe.StringData(k))

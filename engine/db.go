@@ -87,8 +87,7 @@ type DB struct {
 		// may have seen another commit at the same revision succeed.
 		lost []int64
 	}
-	// vals holds the values' bytes; replaced only by Replica.Restore,
-	// under wmu and pub.mu.
+	// vals holds the bytes of keys and values, for the DB's life.
 	vals    *arena
 	index   *index
 	order   *ordered

@@ -93,6 +93,15 @@ func ArenaErr(db *DB) error {
 		}
 		s.mu.RUnlock()
 	}
+	// Entries taken out but not yet reclaimed keep their keys in the
+	// counts, and their values too if they left with one (Restore).
+	db.order.mu.Lock()
+	for _, r := range db.order.limbo {
+		e := db.index.tab.at(r.id)
+		in(e, "value", e.chunk.Load(), e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", e.kchunk.Load(), e.kdata.Load(), len(e.key()))
+	}
+	db.order.mu.Unlock()
 	if bad != nil {
 		return bad
 	}
@@ -152,6 +161,9 @@ func (a *arena) stats() arenaStats {
 
 // Compacting reports whether a compaction of the value chunks runs.
 func Compacting(db *DB) bool { return db.arena().compacting.Load() }
+
+// ArenaChunks counts the chunks of keys and values db uses.
+func ArenaChunks(db *DB) int { return db.arena().stats().chunks }
 
 // EntrySlabs is the length of db's table of entry slabs.
 func EntrySlabs(db *DB) int { return len(db.entries.tab.load()) }

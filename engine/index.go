@@ -140,7 +140,7 @@ func (db *DB) reclaimEntries(keep int) {
 	es.free = db.order.reclaim(es.free)
 	// Those given up are cleared all the same: their slab may stay for
 	// other entries, and the collector scans every entry of a slab.
-	clearAll(es.tab, es.free[n:])
+	db.clearAll(es.free[n:])
 	if len(es.free) > keep {
 		for _, id := range es.free[keep:] {
 			es.drop(id)
@@ -161,10 +161,15 @@ const (
 	poisonValue = "reclaimed entry"
 )
 
-// clearAll clears the entries ids a batch at a time, each batch
-// prefetched while the one before is cleared: the entries of deleted keys
-// are scattered over the slabs, each a cache miss.
-func clearAll(tab *entryTable, ids []uint32) {
+// clearAll clears the reclaimed entries ids a batch at a time, each
+// batch prefetched while the one before is cleared: the entries of
+// deleted keys are scattered over the slabs, each a cache miss. db.wmu is
+// held.
+func (db *DB) clearAll(ids []uint32) {
+	tab, a := db.entries.tab, db.vals
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	committed := db.committed.Load()
 	var next, prev [scanBatch]*entry
 	np := 0
 	for len(ids) > 0 || np > 0 {
@@ -174,6 +179,7 @@ func clearAll(tab *entryTable, ids []uint32) {
 		}
 		prefetch(&next, n)
 		for _, e := range prev[:np] {
+			a.release(e, committed)
 			e.clear()
 			if poisonReclaimed {
 				e.poison()
@@ -184,7 +190,7 @@ func clearAll(tab *entryTable, ids []uint32) {
 }
 
 // clear drops what a reclaimed entry points to, so that it keeps no chunk
-// in memory. Nothing reaches the entry now but, later, a pending release
+// in memory; arena.release has taken its bytes out of the chunks' counts. Nothing reaches the entry now but, later, a pending release
 // of a version it once held (pub.held), which compares its head with that
 // version: every field is stored atomically.
 func (e *entry) clear() {

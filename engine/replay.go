@@ -79,32 +79,33 @@ func (db *DB) restoreRevision(rev int64) error {
 	return nil
 }
 
-// restoreItem loads one key of the snapshot, exactly as it was, with its
-// value in a; its key and value are its own (not borrowed).
-func (db *DB) restoreItem(it *wal.Item, a *arena) error {
-	e := db.restoreEntry(it, a, false)
+// restoreItem loads one key of a snapshot that Replica.Restore installs,
+// exactly as it was; its key and value are its own (not borrowed).
+func (db *DB) restoreItem(it *wal.Item) error {
+	e := db.restoreEntry(it, false, true)
 	db.order.load(e) // a snapshot's items come in key order
 	db.index.put(e)
 	return nil
 }
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
-// was, with its value in a, which nothing else uses yet, and adds it to
-// the expiries; the tree and the index are the caller's. If borrowed, the
-// item's key and value point into a buffer that is used again: what is
-// not copied into a chunk is cloned.
-func (db *DB) restoreEntry(it *wal.Item, a *arena, borrowed bool) *entry {
+// was, and adds it to the expiries; the tree and the index are the
+// caller's. If borrowed, the item's key and value point into a buffer
+// that is used again: what is not copied into a chunk is cloned. If
+// shared, the arena is in use (arena.restore).
+func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
+	a := db.vals
 	// The visible copy alone: no writer or snapshot needs the version as
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision)
+	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, shared)
 	if v.chunk == 0 && borrowed {
 		// Not copied into a chunk, and pointing into the log's read
 		// buffer (wal.Replay.Borrow).
 		v.value = strings.Clone(v.value)
 	}
-	k, kchunk := a.restore(&a.keys, it.Key, 0)
+	k, kchunk := a.restore(&a.keys, it.Key, 0, shared)
 	if kchunk == 0 && borrowed {
 		k = strings.Clone(k) // as the value above
 	}
@@ -144,7 +145,7 @@ func (l *indexLoader) item(it *wal.Item) error {
 		l.done = make(chan struct{})
 		go l.run()
 	}
-	l.batch = append(l.batch, l.db.restoreEntry(it, l.db.vals, true))
+	l.batch = append(l.batch, l.db.restoreEntry(it, true, false))
 	if len(l.batch) == indexLoadBatch {
 		l.queue <- l.batch
 		l.batch = make([]*entry, 0, indexLoadBatch)

@@ -275,13 +275,14 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.reclaimEntries(max(entrySlabMax, len(items)))
 	db.exp = newExpiries()
 	db.keys.Store(0)
-	vals := newArena(db.opts.chunkSize, db.opts.compactMinDead)
+	db.pub.mu.Lock()
+	db.vals.restores++ // a compaction of the old state stops
+	db.pub.mu.Unlock()
 	for i := range items {
-		db.restoreItem(&items[i], vals)
+		db.restoreItem(&items[i])
 	}
 	db.rev = rev
 	db.pub.mu.Lock()
-	db.vals = vals // a compaction of the old state stops
 	db.pub.graves = nil
 	db.pub.held = nil // versions of entries no longer indexed
 	db.pub.target = rev

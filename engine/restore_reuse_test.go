@@ -34,7 +34,8 @@ func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
 	}
 	a, b := backup("a"), backup("b")
 
-	db, ctl, _ := openSim(t, nil)
+	// Small chunks, so that each state fills many.
+	db, ctl, _ := openSim(t, engine.WithChunkSize(&engine.Options{}, 4096))
 	require.NoError(t, ctl.Restore(bytes.NewReader(a.Bytes())))
 	seq, err := db.Range("", "", nil)
 	require.NoError(t, err)
@@ -62,17 +63,25 @@ func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
 	require.NoError(t, ctl.Restore(bytes.NewReader(b.Bytes())))
 	readSoFar += read(keys)
 	require.Equal(t, keys, readSoFar, "the range begun before the Restore read the old state")
+	require.NoError(t, engine.ArenaErr(db))
 	stop()
 
 	// Unread now, the old entries are used again for the new keys, every
 	// one of them.
+	// And the chunks of their keys and values too: the arena holds one
+	// state, and the allocators' chunks not yet full.
 	slabs := engine.EntrySlabs(db)
-	for range 3 {
+	var chunks []int
+	for range 4 {
 		reused := engine.EntriesReused(db)
 		require.NoError(t, ctl.Restore(bytes.NewReader(b.Bytes())))
 		require.Equal(t, int64(keys), engine.EntriesReused(db)-reused, "old entries used again for a Restore's keys")
+		require.NoError(t, engine.ArenaErr(db))
+		chunks = append(chunks, engine.ArenaChunks(db))
 	}
 	require.Equal(t, slabs, engine.EntrySlabs(db), "a Restore took new slabs with the old entries unread")
+	t.Logf("chunks in use after each Restore: %v", chunks)
+	require.LessOrEqual(t, chunks[3], chunks[0]+2, "the old states' chunks were not used again")
 	seq, err = db.Range("", "", nil)
 	require.NoError(t, err)
 	n := 0

@@ -399,21 +399,18 @@ func (db *DB) rehold(e *entry, v *version) {
 	}
 }
 
-// forget takes e out of the index and the tree, and its key out of its
-// chunk's live bytes, unless it is out already: a deletion's burial may
-// be queued twice (published, then queued again by the Abandon of a later
-// write of its key), and an entry taken out twice would be used again
-// for two keys. db.wmu is held, and maybe pub.mu.
+// forget takes e out of the index and the tree, unless it is out
+// already: a deletion's burial may be queued twice (published, then
+// queued again by the Abandon of a later write of its key), and an entry
+// taken out twice would be used again for two keys. Its key stays in
+// its chunk's live bytes until the entry is reclaimed (entry.clear): a
+// reader may still compare it. db.wmu is held, and maybe pub.mu.
 func (db *DB) forget(e *entry) {
 	if e.gone() {
 		return
 	}
 	db.index.remove(e)
 	db.order.remove(e) // marks it gone: a compaction leaves its key alone
-	a := db.vals
-	a.mu.Lock()
-	a.dropKey(e, db.committed.Load())
-	a.mu.Unlock()
 }
 
 // bury takes the keys whose deletion is visible out of the index and the
