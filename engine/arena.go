@@ -36,11 +36,14 @@ const (
 	compactBatch = 64
 )
 
-// chunkInfo is what the arena knows of one chunk; its id is its index in
-// arena.chunks (id 0 is no chunk: a value allocated on its own, or none).
-// Publishing reads the chunkInfo of the value each commit replaces, at
-// random, so it is kept small: 24 bytes, what only checks need kept apart
-// (arena.bases).
+// chunkInfo is what the arena knows of one block; its id is its index in
+// arena.chunks (id 0 is no block: an empty value or key). A block is a
+// chunk, or a value or key too large for one, allocated on its own and
+// counted as a chunk that is full from the start (solo). Entries name
+// blocks by id, and their bytes by offset (entryTable.ref); the table's
+// chunks list holds each block's base, which keeps it alive. Publishing
+// reads the chunkInfo of the value each commit replaces, at random, so it
+// is kept small: 24 bytes.
 type chunkInfo struct {
 	size int32 // bytes handed out (final once full)
 	live int32 // bytes of the values that visible copies hold
@@ -65,9 +68,9 @@ type arena struct {
 	// a compaction.
 	chunkSize, maxValue, minDead int
 	free                         []uint32
-	// bases holds each chunk's address, by id, for checks: numbers,
-	// which do not keep the chunks alive.
-	bases []uintptr
+	// bases holds each block's base, by id: the entry table's, whose
+	// readers resolve entries' references with it.
+	bases *blocks
 
 	// liveBytes and fullBytes are the sums of live and size over the full
 	// chunks; a compaction is due when fullBytes-liveBytes passes both
@@ -95,14 +98,14 @@ type allocator struct {
 
 // newArena returns an empty arena whose chunks are size bytes, and which
 // compacts once minDead bytes are dead (0: the defaults).
-func newArena(size, minDead int) *arena {
+func newArena(bases *blocks, size, minDead int) *arena {
 	if size <= 0 {
 		size = defaultChunkSize
 	}
 	if minDead <= 0 {
 		minDead = compactMinChunks * size
 	}
-	return &arena{chunks: make([]chunkInfo, 1), bases: make([]uintptr, 1), // id 0: no chunk
+	return &arena{chunks: make([]chunkInfo, 1), bases: bases, // id 0: no block
 		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: minDead}
 }
 
@@ -143,35 +146,62 @@ func (a *arena) next(al *allocator, rev int64) {
 		a.fullBytes += int(c.size)
 		a.liveBytes += int(c.live)
 	}
-	var id uint32
-	if n := len(a.free); n > 0 {
-		id = a.free[n-1]
-		a.free = a.free[:n-1]
-	} else {
-		a.chunks = append(a.chunks, chunkInfo{})
-		a.bases = append(a.bases, 0)
-		id = uint32(len(a.chunks) - 1)
-	}
+	id := a.newID()
 	al.id, al.buf = id, make([]byte, 0, a.chunkSize)
 	a.chunks[id] = chunkInfo{}
-	a.bases[id] = uintptr(unsafe.Pointer(unsafe.SliceData(al.buf)))
+	a.bases.set(id, unsafe.SliceData(al.buf))
 }
 
+// newID returns the id of a new block: a freed one, or a new one. a.mu
+// is held.
+func (a *arena) newID() uint32 {
+	if n := len(a.free); n > 0 {
+		id := a.free[n-1]
+		a.free = a.free[:n-1]
+		return id
+	}
+	a.chunks = append(a.chunks, chunkInfo{})
+	id := uint32(len(a.chunks) - 1)
+	if id >= probeBit {
+		panic("engine: more than 2^31 blocks")
+	}
+	return id
+}
+
+// solo makes s, a value or key too large for a chunk, a block of its own
+// and returns its id; it counts as a full chunk that holds nothing yet,
+// from revision rev (put). a.mu is held.
+func (a *arena) solo(s string, rev int64) uint32 {
+	id := a.newID()
+	a.chunks[id] = chunkInfo{size: int32(len(s)), full: true, fullRev: rev}
+	a.fullBytes += len(s)
+	a.bases.set(id, unsafe.StringData(s))
+	return id
+}
+
+// big reports whether a value or key of n bytes goes into a block of its
+// own (solo) rather than a chunk.
+func (a *arena) big(n int) bool { return n > a.maxValue }
+
 // moved records that a visible copy went from a value of oldLen bytes in
-// chunk old to one of newLen bytes in chunk nu; committed is the newest
-// visible revision. a.mu is held.
-func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int, committed int64) {
+// block old to one of newLen bytes in block nu. It returns old if that
+// block may be used again now (reuse), 0 otherwise: the caller calls
+// reuse once no visible copy names it any more. a.mu is held.
+func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int) (emptied uint32) {
 	if old != 0 {
 		c := &a.chunks[old]
 		c.live -= int32(oldLen)
 		if c.full {
 			a.liveBytes -= oldLen
-			a.reuse(old, committed)
+			if c.live == 0 {
+				emptied = old
+			}
 		}
 	}
 	if nu != 0 {
 		a.count(nu, newLen)
 	}
+	return emptied
 }
 
 // reuse frees chunk id's id if no visible copy holds a value in it and no
@@ -182,7 +212,8 @@ func (a *arena) reuse(id uint32, committed int64) {
 		return
 	}
 	a.fullBytes -= int(c.size)
-	a.chunks[id], a.bases[id] = chunkInfo{}, 0
+	a.chunks[id] = chunkInfo{}
+	a.bases.set(id, nil) // for the collector, unless something else holds it
 	a.free = append(a.free, id)
 }
 
@@ -212,12 +243,16 @@ func (a *arena) choose() int {
 func (a *arena) putKey(key string) (string, uint32) {
 	// A chunk of keys may be used again as soon as no entry's key is in
 	// it: its bytes count from the moment they are written (rev 0).
-	k, id := a.keys.put(a, key, 0)
-	if id != 0 {
-		a.mu.Lock()
-		a.count(id, len(k))
-		a.mu.Unlock()
+	if key == "" {
+		return "", 0
 	}
+	k, id := a.keys.put(a, key, 0)
+	a.mu.Lock()
+	if id == 0 { // too large for a chunk
+		id = a.solo(k, 0)
+	}
+	a.count(id, len(k))
+	a.mu.Unlock()
 	return k, id
 }
 
@@ -228,9 +263,12 @@ func (a *arena) putKey(key string) (string, uint32) {
 // reader that could reach the entry could read them: no chunk they are
 // in is used again before. a.mu is held.
 func (a *arena) release(e *entry, committed int64) {
-	a.moved(e.kchunk.Load(), int(e.kg.Load()&keyLenMask), 0, 0, committed)
-	e.kchunk.Store(0)
-	a.moved(e.chunk.Load(), int(e.vis.seq.Load()&lenMask), 0, 0, committed)
+	if id := a.moved(uint32(e.kref.Load()>>32), int(e.kg.Load()&keyLenMask), 0, 0); id != 0 {
+		a.reuse(id, committed)
+	}
+	if id := a.moved(e.chunk.Load(), int(e.vis.seq.Load()&lenMask), 0, 0); id != 0 {
+		a.reuse(id, committed)
+	}
 	e.chunk.Store(0)
 }
 
@@ -248,13 +286,17 @@ func (a *arena) count(id uint32, n int) {
 // shared, a compaction may run meanwhile (Restore), and a.mu is taken;
 // otherwise nothing else uses the arena yet.
 func (a *arena) restore(al *allocator, s string, rev int64, shared bool) (string, uint32) {
-	c, id := al.put(a, s, rev)
-	if id != 0 {
-		if shared {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-		}
-		a.count(id, len(c))
+	if s == "" {
+		return "", 0
 	}
+	c, id := al.put(a, s, rev)
+	if shared {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
+	if id == 0 { // too large for a chunk
+		id = a.solo(c, rev)
+	}
+	a.count(id, len(c))
 	return c, id
 }

@@ -66,11 +66,11 @@ func snapshotItems(t treeCopy, rev int64) iter.Seq[*wal.Item] {
 		var it wal.Item
 		t.Scan(func(ti treeItem) bool {
 			e := t.entry(ti)
-			v := e.at(rev)
+			v := e.at(rev, t.tab)
 			if v.ver == 0 {
 				return true
 			}
-			it = wal.Item{Key: e.key(), Value: v.value, Revision: v.rev,
+			it = wal.Item{Key: t.tab.key(e), Value: v.value, Revision: v.rev,
 				CreateRevision: v.created, Version: v.ver, Expires: v.expires}
 			return yield(&it)
 		})

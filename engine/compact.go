@@ -1,7 +1,5 @@
 package engine
 
-import "unsafe"
-
 // maybeCompact starts a compaction of a's chunks in the background if one
 // is due and none runs. publish calls it, holding pub.mu and a.mu, on
 // every node, whichever way its commits come (a write, or a replica's
@@ -64,31 +62,31 @@ func (db *DB) compact(a *arena) {
 		committed := db.committed.Load()
 		// relocate copies s, which chunk id holds, into the mover's
 		// chunk, and moves its live bytes along.
-		relocate := func(id uint32, s string) (string, uint32) {
+		// (The chunk is moving: it is used again only at the end.)
+		relocate := func(id uint32, s string) (uint64, uint32) {
 			c, nu := a.mover.put(a, s, committed)
-			a.moved(id, len(s), nu, len(c), committed)
-			return c, nu
+			a.moved(id, len(s), nu, len(c))
+			return db.entries.tab.ref(nu, c), nu
 		}
 		for _, e := range batch {
 			if id := e.chunk.Load(); id != 0 && a.chunks[id].moving {
-				v, nu := relocate(id, unsafe.String(e.vis.data.Load(), int(e.vis.seq.Load()&lenMask)))
-				e.vis.move(v)
+				ref, nu := relocate(id, e.vis.value(db.entries.tab))
+				e.vis.move(ref)
 				e.chunk.Store(nu)
 			}
 			// The key of an entry that has left the index stays where it
 			// is: its chunk is kept until the entry is reclaimed, and
 			// then nothing reads it.
-			if id := e.kchunk.Load(); id != 0 && a.chunks[id].moving && !e.gone() {
-				k, nu := relocate(id, e.key())
-				e.kdata.Store(unsafe.StringData(k))
-				e.kchunk.Store(nu)
+			if id := uint32(e.kref.Load() >> 32); id != 0 && a.chunks[id].moving && !e.gone() {
+				ref, _ := relocate(id, db.entries.tab.key(e))
+				e.kref.Store(ref)
 			}
 		}
 		clear(batch)
 		batch = batch[:0]
 	}
 	t.Scan(func(ti treeItem) bool {
-		if e := t.entry(ti); chosenChunk(e.chunk.Load()) || chosenChunk(e.kchunk.Load()) {
+		if e := t.entry(ti); chosenChunk(e.chunk.Load()) || chosenChunk(uint32(e.kref.Load()>>32)) {
 			if batch = append(batch, e); len(batch) == compactBatch {
 				move()
 			}

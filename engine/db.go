@@ -75,6 +75,9 @@ type DB struct {
 		queue  []*commit        // committed, not yet visible, in revision order
 		graves []committedWrite // visible deletions whose entries are still indexed
 		held   []heldVersion    // newest versions a snapshot still reads below, by revision
+		// emptied holds the blocks a commit being published left with
+		// no live bytes (DB.account).
+		emptied []uint32
 		// target is the newest revision Replica.Publish was asked for: a
 		// commit queued at or below it, after Publish ran, publishes
 		// itself.
@@ -127,11 +130,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db := &DB{
 		opts:    o,
 		dir:     dir,
-		vals:    newArena(o.chunkSize, o.compactMinDead),
+		vals:    newArena(&tab.chunks, o.chunkSize, o.compactMinDead),
 		index:   newIndex(tab),
 		order:   newOrdered(tab),
 		entries: newEntries(tab),
-		exp:     newExpiries(),
+		exp:     newExpiries(tab),
 		stop:    make(chan struct{}),
 	}
 	db.wtx.db = db

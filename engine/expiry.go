@@ -18,12 +18,12 @@ type expiring struct {
 	e  *entry
 }
 
-func newExpiries() *expiries {
+func newExpiries(tab *entryTable) *expiries {
 	less := func(a, b expiring) bool {
 		if a.at != b.at {
 			return a.at < b.at
 		}
-		return a.e.key() < b.e.key()
+		return tab.key(a.e) < tab.key(b.e)
 	}
 	return &expiries{t: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true})}
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"unsafe"
 )
 
 // Sweep runs one sweep of expired keys now and returns how many it removed.
@@ -61,26 +60,39 @@ func ArenaErr(db *DB) error {
 	defer a.mu.Unlock()
 	live := make([]int, len(a.chunks))
 	var bad error
-	in := func(e *entry, what string, id uint32, p *byte, n int) {
+	tab := db.entries.tab
+	in := func(e *entry, what string, id uint32, ref uint64, n int) {
+		if bad != nil {
+			return
+		}
+		switch {
+		case uint32(ref>>32) != id:
+			bad = fmt.Errorf("%q's %s is named in block %d, counted in %d", tab.key(e), what, ref>>32, id)
+		case id == 0 && n != 0:
+			bad = fmt.Errorf("%q's %s of %d bytes is in no block", tab.key(e), what, n)
+		case int(id) >= len(a.chunks):
+			bad = fmt.Errorf("%q's %s is in block %d of %d", tab.key(e), what, id, len(a.chunks))
+		case id != 0 && tab.base(id) == nil:
+			bad = fmt.Errorf("%q's %s is in block %d, which is gone", tab.key(e), what, id)
+		}
 		if id == 0 || bad != nil {
 			return
 		}
-		if int(id) >= len(a.chunks) {
-			bad = fmt.Errorf("%q's %s is in chunk %d of %d", e.key(), what, id, len(a.chunks))
-			return
+		size := a.chunkSize
+		if c := a.chunks[id]; c.full {
+			size = int(c.size)
 		}
-		base := a.bases[id]
-		if at := uintptr(unsafe.Pointer(p)); at < base || at+uintptr(n) > base+uintptr(a.chunkSize) {
-			bad = fmt.Errorf("%q's %s lies outside its chunk %d", e.key(), what, id)
+		if int(uint32(ref))+n > size {
+			bad = fmt.Errorf("%q's %s lies outside its block %d", tab.key(e), what, id)
 		}
 		live[id] += n
 	}
 	check := func(e *entry) {
 		if e.gone() {
-			bad = fmt.Errorf("%q is in the index, marked gone", e.key())
+			bad = fmt.Errorf("%q is in the index, marked gone", tab.key(e))
 		}
-		in(e, "value", e.chunk.Load(), e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
-		in(e, "key", e.kchunk.Load(), e.kdata.Load(), len(e.key()))
+		in(e, "value", e.chunk.Load(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
 	}
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
@@ -98,8 +110,8 @@ func ArenaErr(db *DB) error {
 	db.order.mu.Lock()
 	for _, r := range db.order.limbo {
 		e := db.index.tab.at(r.id)
-		in(e, "value", e.chunk.Load(), e.vis.data.Load(), int(e.vis.seq.Load()&lenMask))
-		in(e, "key", e.kchunk.Load(), e.kdata.Load(), len(e.key()))
+		in(e, "value", e.chunk.Load(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
 	}
 	db.order.mu.Unlock()
 	if bad != nil {

@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -12,15 +11,16 @@ import (
 // entry is one key's slot. The entry lives in the hash index (point reads)
 // and in the ordered tree (ranges) while the key exists.
 type entry struct {
-	// kdata and kg hold the key: its bytes, and its length, with the gone
-	// flag in the top bit. The bytes are in one of the arena's chunks
-	// (kchunk), or allocated on their own; a compaction may point kdata
-	// at a copy, so readers load it atomically. The length never changes:
-	// every pointer kdata ever holds reads as the same key.
-	kdata atomic.Pointer[byte]
-	kg    atomic.Uint32
+	// kref and kg hold the key: a reference to its bytes (entryTable.key),
+	// and its length, with the gone flag in the top bit. The bytes are in
+	// one of the arena's blocks, which kref names in its top 32 bits; a
+	// compaction may point kref at a copy, so readers load it atomically.
+	// The length never changes: every reference kref ever holds reads as
+	// the same key.
+	kref atomic.Uint64
+	kg   atomic.Uint32
 
-	// chunk is the arena's chunk that holds the value in vis (0: none);
+	// chunk is the arena's block that holds the value in vis (0: none);
 	// it changes with vis, under DB.pub.mu and arena.mu. A compaction
 	// loads it without them to pass over entries it has nothing to move.
 	chunk atomic.Uint32
@@ -37,10 +37,6 @@ type entry struct {
 	// (holding DB.wmu) store it, rollbacks and Abandon put back what was
 	// there, and DB.release takes it back to nil.
 	head atomic.Pointer[version]
-
-	// kchunk is the arena's chunk that holds the key's bytes (0: none);
-	// it changes under arena.mu; loaded like chunk.
-	kchunk atomic.Uint32
 
 	// id names the entry in the DB's entryTable, for good.
 	id uint32
@@ -99,8 +95,8 @@ func (es *entries) drop(id uint32) {
 }
 
 // allocEntry returns an entry for key, whose bytes are in the arena's
-// chunk kchunk (0: none): a reclaimed one if there is one, else a new
-// one. db.wmu is held.
+// block kchunk (0: the key is empty): a reclaimed one if there is one,
+// else a new one. db.wmu is held.
 func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	es := &db.entries
 	if len(es.free) == 0 && db.order.waiting.Load() > 0 {
@@ -126,8 +122,7 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 	} else {
 		e = es.take()
 	}
-	e.kchunk.Store(kchunk)
-	e.setKey(key)
+	e.setKey(es.tab.ref(kchunk, key), len(key))
 	return e
 }
 
@@ -196,27 +191,22 @@ func (db *DB) clearAll(ids []uint32) {
 func (e *entry) clear() {
 	e.head.Store(nil)
 	e.chunk.Store(0)
-	e.kchunk.Store(0)
-	e.kdata.Store(nil)
+	e.kref.Store(0)
 	e.kg.Store(0)
-	e.vis.store(&version{kind: pubsub.Delete})
+	e.vis.store(&version{kind: pubsub.Delete}, 0)
 }
 
 // poison makes a cleared entry read as the poison key, holding the poison
 // value (poisonReclaimed).
 func (e *entry) poison() {
-	e.setKey(poisonKey)
-	e.vis.store(&version{value: poisonValue, rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
+	e.setKey(poisonKeyRef, len(poisonKey))
+	e.vis.store(&version{value: poisonValue, rev: 1, createRev: 1, ver: 1, kind: pubsub.Put}, poisonValueRef)
 }
 
-func (e *entry) setKey(key string) {
-	e.kdata.Store(unsafe.StringData(key))
-	e.kg.Store(uint32(len(key)))
-}
-
-// key returns the entry's key.
-func (e *entry) key() string {
-	return unsafe.String(e.kdata.Load(), int(e.kg.Load()&keyLenMask))
+// setKey makes e's key the n bytes that ref names.
+func (e *entry) setKey(ref uint64, n int) {
+	e.kref.Store(ref)
+	e.kg.Store(uint32(n))
 }
 
 func (e *entry) gone() bool { return e.kg.Load()&goneBit != 0 }
@@ -282,7 +272,7 @@ func (ix *index) shard(key string) (*indexShard, uint64) {
 
 func (s *indexShard) find(tab *entryTable, h uint64, key string) *entry {
 	if id, ok := s.m[h]; ok {
-		if e := tab.at(id); e.key() == key {
+		if e := tab.at(id); tab.key(e) == key {
 			return e
 		}
 	}
@@ -296,7 +286,7 @@ func (s *indexShard) find(tab *entryTable, h uint64, key string) *entry {
 
 // insert adds e, whose key hashes to h and is not in the shard; s.mu is
 // held.
-func (s *indexShard) insert(h uint64, e *entry) {
+func (s *indexShard) insert(tab *entryTable, h uint64, e *entry) {
 	if _, taken := s.m[h]; !taken {
 		s.m[h] = e.id
 		return
@@ -304,16 +294,16 @@ func (s *indexShard) insert(h uint64, e *entry) {
 	if s.more == nil {
 		s.more = make(map[string]uint32)
 	}
-	s.more[e.key()] = e.id
+	s.more[tab.key(e)] = e.id
 }
 
 // delete takes e, whose key hashes to h, out of the shard if it is there;
 // s.mu is held.
-func (s *indexShard) delete(h uint64, e *entry) {
+func (s *indexShard) delete(tab *entryTable, h uint64, e *entry) {
 	if id, ok := s.m[h]; ok && id == e.id {
 		delete(s.m, h)
-	} else if id, ok := s.more[e.key()]; ok && id == e.id {
-		delete(s.more, e.key())
+	} else if id, ok := s.more[tab.key(e)]; ok && id == e.id {
+		delete(s.more, tab.key(e))
 		if len(s.more) == 0 {
 			s.more = nil
 		}
@@ -351,9 +341,9 @@ func (ix *index) gets() int64 {
 
 // put adds e, whose key must not be in the index.
 func (ix *index) put(e *entry) {
-	s, h := ix.shard(e.key())
+	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.insert(h, e)
+	s.insert(ix.tab, h, e)
 	s.mu.Unlock()
 }
 
@@ -363,7 +353,7 @@ func (ix *index) put(e *entry) {
 func (ix *index) putAll(es []*entry) {
 	var by [indexShards][]hashedEntry
 	for _, e := range es {
-		h := maphash.String(ix.seed, e.key())
+		h := maphash.String(ix.seed, ix.tab.key(e))
 		by[h%indexShards] = append(by[h%indexShards], hashedEntry{h, e})
 	}
 	for i := range by {
@@ -373,7 +363,7 @@ func (ix *index) putAll(es []*entry) {
 		s := &ix.shards[i]
 		s.mu.Lock()
 		for _, he := range by[i] {
-			s.insert(he.h, he.e)
+			s.insert(ix.tab, he.h, he.e)
 		}
 		s.mu.Unlock()
 	}
@@ -386,8 +376,8 @@ type hashedEntry struct {
 
 // remove takes e out of the index, if it is there.
 func (ix *index) remove(e *entry) {
-	s, h := ix.shard(e.key())
+	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.delete(h, e)
+	s.delete(ix.tab, h, e)
 	s.mu.Unlock()
 }

@@ -24,31 +24,31 @@ func TestIndexShard_SharedHash(t *testing.T) {
 		es := newEntries(tab)
 		newEntry := func(key string) *entry {
 			e := es.take()
-			e.setKey(key)
+			e.setKey(block(tab, key), len(key))
 			return e
 		}
 		const h = 42
 		ents := []*entry{newEntry("a"), newEntry("b"), newEntry("c")}
 		for _, e := range ents {
-			require.Nil(t, s.find(tab, h, e.key()))
-			s.insert(h, e)
+			require.Nil(t, s.find(tab, h, tab.key(e)))
+			s.insert(tab, h, e)
 		}
-		s.insert(7, newEntry("d")) // another hash, untouched
+		s.insert(tab, 7, newEntry("d")) // another hash, untouched
 		left := map[string]bool{"a": true, "b": true, "c": true}
 		for _, i := range order {
 			for _, e := range ents {
-				if left[e.key()] {
-					require.Same(t, e, s.find(tab, h, e.key()), e.key())
+				if left[tab.key(e)] {
+					require.Same(t, e, s.find(tab, h, tab.key(e)), tab.key(e))
 				}
 			}
-			s.delete(h, ents[i])
-			delete(left, ents[i].key())
-			require.Nil(t, s.find(tab, h, ents[i].key()))
+			s.delete(tab, h, ents[i])
+			delete(left, tab.key(ents[i]))
+			require.Nil(t, s.find(tab, h, tab.key(ents[i])))
 			// Deleting an entry that is not there changes nothing.
-			s.delete(h, ents[i])
+			s.delete(tab, h, ents[i])
 		}
 		require.Len(t, s.m, 1)
 		require.Nil(t, s.more, "emptied, it is let go")
-		require.Equal(t, "d", s.find(tab, 7, "d").key())
+		require.Equal(t, "d", tab.key(s.find(tab, 7, "d")))
 	}
 }

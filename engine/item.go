@@ -92,12 +92,12 @@ func expiresAt(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 // its own or another transaction's uncommitted write if there is one,
 // otherwise the committed version in vis. ver is 0 when the key has no
 // value (rev still says which revision left it so).
-func (e *entry) newest() shown {
+func (e *entry) newest(tab *entryTable) shown {
 	if h := e.head.Load(); h != nil {
 		return h.shown()
 	}
 	var s shown
-	e.vis.load(&s)
+	e.vis.load(&s, tab)
 	return s
 }
 
@@ -108,9 +108,9 @@ func (e *entry) newest() shown {
 // was open when the newer version became visible, so the version before
 // it was linked into the chain then (DB.publish), and the chain is loaded
 // after the visible copy, so it is at least that new.
-func (e *entry) at(rev int64) shown {
+func (e *entry) at(rev int64, tab *entryTable) shown {
 	var s shown
-	if e.vis.load(&s); s.rev <= rev {
+	if e.vis.load(&s, tab); s.rev <= rev {
 		return s
 	}
 	return e.head.Load().at(rev).shown()
@@ -136,8 +136,8 @@ func (e *entry) before(old *version, created bool) (present bool, expires int64)
 // chain that a snapshot still reads; vis must hold a value. Only publish
 // calls it, holding pub.mu: vis does not change meanwhile (besides
 // publish, only recovery and Restore store it, with no commit queued).
-func (x *visible) committed() *version {
+func (x *visible) committed(tab *entryTable) *version {
 	var s shown
-	x.load(&s)
+	x.load(&s, tab)
 	return &version{value: s.value, rev: s.rev, createRev: s.created, ver: s.ver, expires: s.expires, kind: pubsub.Put}
 }

@@ -16,8 +16,8 @@ func (db *DB) Get(key string) (Item, error) {
 		return Item{}, ErrNotFound
 	}
 	var v shown
-	e.vis.load(&v)
-	k := e.key()
+	e.vis.load(&v, db.entries.tab)
+	k := db.entries.tab.key(e)
 	s.mu.RUnlock()
 	if !v.live(db.now()) {
 		return Item{}, ErrNotFound

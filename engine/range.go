@@ -103,7 +103,7 @@ const scanBatch = 32
 // live version as of rev. A write transaction's scan sets pending: it reads
 // the versions it has written itself, which are not yet visible.
 func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOptions, yield func(Item, error) bool) {
-	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield, slabs: t.tab.load()}
+	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield, slabs: t.tab.load(), tab: t.tab}
 	lo, loe := probe(t.tab, start)
 	defer t.tab.unprobe(loe)
 	var hi treeItem // no end: no search key for it
@@ -163,6 +163,7 @@ type scanner struct {
 	n     [2]int
 	cur   int // the batch being gathered
 	slabs slabList
+	tab   *entryTable // resolves keys and values
 }
 
 // add gathers the entry id and reports whether the scan goes on.
@@ -208,14 +209,14 @@ func (sc *scanner) emit(ids []uint32) {
 	)
 	for i, id := range ids {
 		e := sc.slabs.at(id)
-		value, rev, created, ver, expires, ok := e.vis.tryLoad()
+		value, rev, created, ver, expires, ok := e.vis.tryLoad(sc.tab)
 		if !ok || rev > sc.rev || sc.pending {
 			items[i], keep[i] = sc.slow(e)
 			continue
 		}
 		keep[i] = liveAt(ver, expires, sc.now)
 		it := &items[i]
-		it.Key = e.key()
+		it.Key = sc.tab.key(e)
 		if !sc.o.KeysOnly {
 			it.Value = value
 		}
@@ -247,11 +248,11 @@ func (sc *scanner) emit(ids []uint32) {
 func (sc *scanner) slow(e *entry) (Item, bool) {
 	var v shown
 	if sc.pending {
-		v = e.newest()
+		v = e.newest(sc.tab)
 	} else {
-		v = e.at(sc.rev)
+		v = e.at(sc.rev, sc.tab)
 	}
-	it := v.item(e.key())
+	it := v.item(sc.tab.key(e))
 	if sc.o.KeysOnly {
 		it.Value = ""
 	}

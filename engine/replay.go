@@ -99,19 +99,20 @@ func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, shared)
-	if v.chunk == 0 && borrowed {
-		// Not copied into a chunk, and pointing into the log's read
-		// buffer (wal.Replay.Borrow).
+	if borrowed && a.big(len(v.value)) {
+		// Not to be copied into a chunk, and pointing into the log's
+		// read buffer (wal.Replay.Borrow).
 		v.value = strings.Clone(v.value)
 	}
-	k, kchunk := a.restore(&a.keys, it.Key, 0, shared)
-	if kchunk == 0 && borrowed {
+	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, shared)
+	k := it.Key
+	if borrowed && a.big(len(k)) {
 		k = strings.Clone(k) // as the value above
 	}
+	k, kchunk := a.restore(&a.keys, k, 0, shared)
 	e := db.allocEntry(k, kchunk)
 	e.chunk.Store(v.chunk)
-	e.vis.store(&v)
+	e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
 	}

@@ -273,7 +273,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	// that none reads now are kept for the new keys, as many as there
 	// are (the store's size, which allocEntry goes by, is 0 meanwhile).
 	db.reclaimEntries(max(entrySlabMax, len(items)))
-	db.exp = newExpiries()
+	db.exp = newExpiries(db.entries.tab)
 	db.keys.Store(0)
 	db.pub.mu.Lock()
 	db.vals.restores++ // a compaction of the old state stops

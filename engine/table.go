@@ -3,6 +3,7 @@ package engine
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // entrySlabBits is log2 of entrySlabMax.
@@ -26,18 +27,120 @@ type entrySlab [entrySlabMax]entry
 // (they were reclaimed: see ordered.reclaim), and the ids of a new slab's
 // entries reach readers only through the index and the tree, under
 // their locks.
+//
+// The table also resolves the references that entries hold to the bytes
+// of their keys and visible values, (block, offset) in one word: blocks
+// are the arena's chunks and the values too large for one (chunks, by
+// the arena's chunk ids), and the keys of search keys (probeKeys, with
+// probeBit set). An entry holds no pointer to them, so the collector has
+// nothing to follow in the slabs for them.
 type entryTable struct {
 	slabs atomic.Pointer[slabList]
 
-	mu     sync.Mutex // guards growing the table, freeing slabs, unused and probes
-	unused []uint32   // places in the table whose slab was freed
-	probes []uint32   // search keys not in use
+	// chunks holds the base of each of the arena's blocks, by id; the
+	// arena sets it under arena.mu.
+	chunks blocks
+
+	mu        sync.Mutex // guards growing the table, freeing slabs, unused, probes and probeKeys' stores
+	unused    []uint32   // places in the table whose slab was freed
+	probes    []uint32   // search keys not in use
+	probeKeys blocks     // the keys of search keys, by probe number
+	nprobes   uint32     // probe numbers handed out
 }
+
+// probeBit, in a block's id, says that the block is a probe's key
+// (entryTable.probeKeys) rather than the arena's.
+const probeBit = 1 << 31
+
+// The poison key and value (poisonReclaimed) are the probe numbers 0 and 1.
+const (
+	poisonKeyRef   = uint64(probeBit) << 32
+	poisonValueRef = uint64(probeBit|1) << 32
+)
 
 func newEntryTable() *entryTable {
 	t := &entryTable{}
 	t.slabs.Store(new(slabList))
+	t.chunks.list.Store(&blockList{})
+	t.chunks.set(0, nil) // id 0: no block (an empty key or value)
+	t.probeKeys.list.Store(&blockList{})
+	t.probeKeys.set(0, unsafe.StringData(poisonKey))
+	t.probeKeys.set(1, unsafe.StringData(poisonValue))
+	t.nprobes = 2
 	return t
+}
+
+// blocks is a list of the bases of blocks of bytes, by id. Readers load
+// a base without a lock; one writer at a time, under its caller's lock,
+// sets one or adds some.
+type blocks struct {
+	list atomic.Pointer[blockList]
+}
+
+type blockList []atomic.Pointer[byte]
+
+// base returns the base of block id (nil: none now).
+func (b *blocks) base(id uint32) *byte { return (*b.list.Load())[id].Load() }
+
+// set makes p the base of block id, growing the list if need be.
+func (b *blocks) set(id uint32, p *byte) {
+	l := *b.list.Load()
+	if int(id) >= len(l) {
+		nl := make(blockList, max(int(id)+1, 2*len(l), 64))
+		for i := range l {
+			nl[i].Store(l[i].Load())
+		}
+		b.list.Store(&nl)
+		l = nl
+	}
+	l[id].Store(p)
+}
+
+// base returns the base of the block named id: a probe's key, or the
+// arena's.
+func (t *entryTable) base(id uint32) *byte {
+	if id&probeBit != 0 {
+		return t.probeKeys.base(id &^ probeBit)
+	}
+	return t.chunks.base(id)
+}
+
+// ref returns the reference to s, whose bytes are in block id (0: s is
+// empty, and so is the reference).
+func (t *entryTable) ref(id uint32, s string) uint64 {
+	if id == 0 {
+		return 0
+	}
+	off := uintptr(unsafe.Pointer(unsafe.StringData(s))) - uintptr(unsafe.Pointer(t.base(id)))
+	return uint64(id)<<32 | uint64(off)
+}
+
+// bytes returns the n bytes that ref names; the block must hold them
+// until the caller is done with them.
+func (t *entryTable) bytes(ref uint64, n int) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(t.base(uint32(ref>>32))), uint32(ref))), n)
+}
+
+// key returns e's key. A compaction may move it meanwhile: the block is
+// read between two loads of the reference, and the key read again if it
+// moved. The block cannot be another's then: it is used again only once
+// no entry's key is in it, and this one's was at both loads (were it
+// moved away and back, the bytes are still the key's).
+func (t *entryTable) key(e *entry) string {
+	n := int(e.kg.Load() & keyLenMask)
+	if n == 0 {
+		return ""
+	}
+	for {
+		r := e.kref.Load()
+		p := t.base(uint32(r >> 32))
+		if p != nil && e.kref.Load() == r {
+			return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(r))), n)
+		}
+	}
 }
 
 // at returns the entry named id.
@@ -100,7 +203,12 @@ func (t *entryTable) probe(key string) *entry {
 		t.mu.Unlock()
 		n := t.newSlab() // a slab of probes, never freed
 		t.mu.Lock()
+		slab := t.load()[n]
 		for i := entrySlabMax - 1; i >= 0; i-- {
+			// Each has a probe number, its key's block.
+			slab[i].kref.Store(uint64(probeBit|t.nprobes) << 32)
+			t.probeKeys.set(t.nprobes, nil)
+			t.nprobes++
 			t.probes = append(t.probes, n<<entrySlabBits|uint32(i))
 		}
 		k = len(t.probes)
@@ -109,14 +217,22 @@ func (t *entryTable) probe(key string) *entry {
 	t.probes = t.probes[:k-1]
 	t.mu.Unlock()
 	e := t.at(id)
-	e.setKey(key)
+	t.reprobe(e, key)
 	return e
+}
+
+// reprobe makes the search key e, which probe returned, read as key.
+func (t *entryTable) reprobe(e *entry, key string) {
+	t.mu.Lock()
+	t.probeKeys.set(uint32(e.kref.Load()>>32)&^probeBit, unsafe.StringData(key))
+	t.mu.Unlock()
+	e.kg.Store(uint32(len(key)))
 }
 
 // unprobe gives back a search key that probe returned.
 func (t *entryTable) unprobe(e *entry) {
-	e.kdata.Store(nil) // keeps no key in memory
 	t.mu.Lock()
+	t.probeKeys.set(uint32(e.kref.Load()>>32)&^probeBit, nil) // keeps no key in memory
 	t.probes = append(t.probes, e.id)
 	t.mu.Unlock()
 }

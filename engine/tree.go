@@ -19,8 +19,8 @@ type treeItem struct {
 	id     uint32
 }
 
-func makeTreeItem(e *entry) treeItem {
-	k0, k1 := abbrev(e.key())
+func makeTreeItem(tab *entryTable, e *entry) treeItem {
+	k0, k1 := abbrev(tab.key(e))
 	return treeItem{k0: k0, k1: k1, id: e.id}
 }
 
@@ -41,7 +41,7 @@ func lessTreeItem(tab *entryTable, a, b treeItem) bool {
 	if a.k1 != b.k1 {
 		return a.k1 < b.k1
 	}
-	return tab.at(a.id).key() < tab.at(b.id).key()
+	return tab.key(tab.at(a.id)) < tab.key(tab.at(b.id))
 }
 
 // freshBatch is how many new keys wait before they are sorted and inserted
@@ -91,7 +91,7 @@ func newOrdered(tab *entryTable) *ordered {
 // add records a new entry.
 func (o *ordered) add(e *entry) {
 	o.mu.Lock()
-	o.fresh = append(o.fresh, makeTreeItem(e))
+	o.fresh = append(o.fresh, makeTreeItem(o.tab, e))
 	if len(o.fresh) >= freshBatch {
 		o.flushLocked()
 	}
@@ -104,7 +104,7 @@ func (o *ordered) add(e *entry) {
 // put in its place, only more slowly.
 func (o *ordered) load(e *entry) {
 	o.mu.Lock()
-	o.tree.Load(makeTreeItem(e))
+	o.tree.Load(makeTreeItem(o.tab, e))
 	o.snap = nil
 	o.mu.Unlock()
 }
@@ -113,7 +113,7 @@ func (o *ordered) load(e *entry) {
 func (o *ordered) loadAll(es []*entry) {
 	o.mu.Lock()
 	for _, e := range es {
-		o.tree.Load(makeTreeItem(e))
+		o.tree.Load(makeTreeItem(o.tab, e))
 	}
 	o.snap = nil
 	o.mu.Unlock()
@@ -126,7 +126,7 @@ func (o *ordered) loadAll(es []*entry) {
 func (o *ordered) remove(e *entry) {
 	o.mu.Lock()
 	e.markGone()
-	if _, ok := o.tree.Delete(makeTreeItem(e)); ok {
+	if _, ok := o.tree.Delete(makeTreeItem(o.tab, e)); ok {
 		o.snap = nil
 	}
 	// The batch of new entries may hold e, so e waits for the batch to go

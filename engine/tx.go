@@ -71,7 +71,7 @@ func (tx *Tx) lookup(key string) (*entry, shown) {
 	if e == nil {
 		return nil, shown{}
 	}
-	v := e.newest()
+	v := e.newest(tx.db.entries.tab)
 	if v.rev != tx.rev {
 		tx.read = max(tx.read, v.rev)
 	}
@@ -94,18 +94,18 @@ func (tx *Tx) Get(key string) (Item, error) {
 		if tx.probe == nil {
 			tx.probe = tx.snap.tab.probe(key) // given back when View ends
 		} else {
-			tx.probe.setKey(key)
+			tx.snap.tab.reprobe(tx.probe, key)
 		}
 		ti, ok := tx.snap.Get(treeItem{k0: k0, k1: k1, id: tx.probe.id})
 		if !ok {
 			return Item{}, ErrNotFound
 		}
 		e := tx.snap.entry(ti)
-		v := e.at(tx.rev)
+		v := e.at(tx.rev, tx.snap.tab)
 		if !v.live(tx.now) {
 			return Item{}, ErrNotFound
 		}
-		return v.item(e.key()), nil
+		return v.item(tx.snap.tab.key(e)), nil
 	}
 	_, v := tx.lookup(key)
 	if v.ver == 0 {
@@ -270,7 +270,7 @@ func (tx *Tx) Delete(key string) error {
 
 // expire writes a tombstone for an expired key; the sweeper calls it.
 func (tx *Tx) expire(e *entry) {
-	tx.write(e.key(), e, shown{}, &version{kind: pubsub.Expire})
+	tx.write(tx.db.entries.tab.key(e), e, shown{}, &version{kind: pubsub.Expire})
 }
 
 func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {

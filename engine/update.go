@@ -159,7 +159,7 @@ func (tx *Tx) commit() (int64, error) {
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
 		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
-		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: w.e.key(), Value: v.value, Time: at}
+		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: db.entries.tab.key(w.e), Value: v.value, Time: at}
 		had, hadExpires := w.e.before(w.old, w.created)
 		if had && hadExpires != 0 {
 			db.exp.remove(hadExpires, w.e)
@@ -200,7 +200,7 @@ func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
 		v := w.e.head.Load()
-		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: w.e.key(), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
+		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: tx.db.entries.tab.key(w.e), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
 }
@@ -290,7 +290,7 @@ func (db *DB) publish(rev int64) {
 		if db.readers.n.Load() != 0 {
 			for _, w := range c.writes {
 				if w.v.prev.Load() == nil && !w.created {
-					w.v.prev.Store(w.e.vis.committed())
+					w.v.prev.Store(w.e.vis.committed(db.entries.tab))
 				}
 			}
 		}
@@ -302,15 +302,16 @@ func (db *DB) publish(rev int64) {
 		oldest := db.readers.oldestLocked()
 		for _, w := range c.writes {
 			if oldest < w.v.rev && w.v.prev.Load() == nil && !w.created {
-				w.v.prev.Store(w.e.vis.committed())
+				w.v.prev.Store(w.e.vis.committed(db.entries.tab))
 			}
-			w.e.vis.store(w.v)
+			w.e.vis.store(w.v, db.entries.tab.ref(w.v.chunk, w.v.value))
 			if w.v.deleted() {
 				db.pub.graves = append(db.pub.graves, w)
 			}
 		}
 		db.committed.Store(c.rev)
 		db.readers.mu.Unlock()
+		db.reuseEmptied(c.rev - 1)
 		if db.broker != nil {
 			db.broker.Publish(pubsub.Batch{Revision: c.rev, Events: c.events})
 		}
@@ -331,13 +332,38 @@ func (db *DB) account(c *commit) {
 	a := db.vals
 	a.mu.Lock()
 	for _, w := range c.writes {
-		// Commits below c.rev are visible: a chunk that they alone could
-		// fill may be used again.
-		a.moved(w.e.chunk.Load(), int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value), c.rev-1)
+		if w.v.chunk == 0 && a.big(len(w.v.value)) {
+			// Too large for a chunk: a block of its own from now on,
+			// which nothing holds until it is visible.
+			w.v.chunk = a.solo(w.v.value, c.rev)
+		}
+		emptied := a.moved(w.e.chunk.Load(), int(w.e.vis.seq.Load()&lenMask), w.v.chunk, len(w.v.value))
+		if emptied != 0 {
+			// Used again only once no visible copy names it: after the
+			// stores that make c visible (reuseEmptied).
+			db.pub.emptied = append(db.pub.emptied, emptied)
+		}
 		w.e.chunk.Store(w.v.chunk)
 	}
 	db.maybeCompact(a)
 	a.mu.Unlock()
+}
+
+// reuseEmptied lets the blocks that account found emptied be used again,
+// now that the visible copies name others; committed is the newest
+// visible revision before them (a block that commits up to it alone could
+// fill may be used again). pub.mu is held.
+func (db *DB) reuseEmptied(committed int64) {
+	if len(db.pub.emptied) == 0 {
+		return
+	}
+	a := db.vals
+	a.mu.Lock()
+	for _, id := range db.pub.emptied {
+		a.reuse(id, committed)
+	}
+	a.mu.Unlock()
+	db.pub.emptied = db.pub.emptied[:0]
 }
 
 // release drops the versions of the just visible commit c that no

@@ -61,7 +61,7 @@ func TestVersions_KeptOnlyWhileNeeded(t *testing.T) {
 			}
 			require.Equal(t, keys, heads(db), "the open snapshot reads below every new version")
 			for i := range keys {
-				v := s.db.index.get(key(i)).at(s.s.rev)
+				v := s.db.index.get(key(i)).at(s.s.rev, s.db.entries.tab)
 				require.Equal(t, "v1", v.value, key(i))
 			}
 			n := 0

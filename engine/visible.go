@@ -17,19 +17,24 @@ import (
 // readers take no lock. It is a sequence lock built from atomics: the
 // writer makes seq odd, stores the fields, and makes seq even again; a
 // reader that sees seq change, or odd, reads again. Every field is atomic,
-// so a reader never acts on a torn string: it builds the value from data
-// and length only once seq has shown that they belong together.
+// so a reader never acts on a torn string: it builds the value from the
+// block's base, the offset and the length only once seq has shown that
+// they belong together. The value's bytes are named, not pointed to
+// (entryTable.ref): the block is looked up inside the sequence lock, so a
+// reader that passes its check has the base of a block that held the
+// value throughout (publish lets a block be used again only after the
+// stores that moved every value out of it).
 type visible struct {
 	// seq is the sequence number (high 32 bits, odd while a store is under
 	// way) and the value's length (low 32 bits; the log frames records
 	// with 32-bit lengths, and Options caps MaxValueSize to match). Sharing
 	// one word keeps an entry's key and visible version within 64 bytes.
 	seq     atomic.Uint64
-	data    atomic.Pointer[byte] // the value's bytes
-	rev     atomic.Int64         // 0: nothing committed yet
-	created atomic.Int64         // create revision
-	ver     atomic.Int64         // 0: deleted (or expired) at rev
-	expires atomic.Int64         // unix ns; 0: never
+	ref     atomic.Uint64 // the value's bytes: block and offset
+	rev     atomic.Int64  // 0: nothing committed yet
+	created atomic.Int64  // create revision
+	ver     atomic.Int64  // 0: deleted (or expired) at rev
+	expires atomic.Int64  // unix ns; 0: never
 }
 
 const (
@@ -62,21 +67,22 @@ func (s *shown) item(key string) Item {
 	return it
 }
 
-// store makes v the visible version; a tombstone is stored as a deletion
-// at its revision. Callers serialise.
-func (x *visible) store(v *version) {
+// store makes v the visible version, its value's bytes named by ref
+// (entryTable.ref); a tombstone is stored as a deletion at its revision.
+// Callers serialise.
+func (x *visible) store(v *version, ref uint64) {
 	q := x.seq.Load() &^ lenMask
 	x.seq.Store(q + seqOne) // odd: readers wait
 	x.rev.Store(v.rev)
 	n := uint64(0)
 	if v.deleted() {
-		x.data.Store(nil)
+		x.ref.Store(0)
 		x.created.Store(0)
 		x.ver.Store(0)
 		x.expires.Store(0)
 	} else {
 		n = uint64(len(v.value))
-		x.data.Store(unsafe.StringData(v.value))
+		x.ref.Store(ref)
 		x.created.Store(v.createRev)
 		x.ver.Store(v.ver)
 		x.expires.Store(v.expires)
@@ -84,20 +90,26 @@ func (x *visible) store(v *version) {
 	x.seq.Store(q + 2*seqOne | n)
 }
 
-// move points the visible copy at value, a copy of the value it holds
+// move points the visible copy at ref, a copy of the value it holds
 // made elsewhere. Callers serialise with store.
-func (x *visible) move(value string) {
+func (x *visible) move(ref uint64) {
 	q := x.seq.Load()
 	x.seq.Store(q + seqOne) // odd: readers wait
-	x.data.Store(unsafe.StringData(value))
+	x.ref.Store(ref)
 	x.seq.Store(q + 2*seqOne)
 }
 
-// load reads the visible version into s.
-func (x *visible) load(s *shown) {
+// value returns the visible value, for a caller that keeps it from
+// changing (it holds pub.mu).
+func (x *visible) value(tab *entryTable) string {
+	return tab.bytes(x.ref.Load(), int(x.seq.Load()&lenMask))
+}
+
+// load reads the visible version into s; tab resolves its bytes.
+func (x *visible) load(s *shown, tab *entryTable) {
 	for spins := 0; ; spins++ {
 		var ok bool
-		if s.value, s.rev, s.created, s.ver, s.expires, ok = x.tryLoad(); ok {
+		if s.value, s.rev, s.created, s.ver, s.expires, ok = x.tryLoad(tab); ok {
 			return
 		}
 		if spins >= 16 {
@@ -117,12 +129,20 @@ func (x *visible) load(s *shown) {
 // be built in memory and copied out with wider loads than it was stored
 // with, which the processor cannot forward from its store buffer
 // (BenchmarkVisible_Load). docs/engine.md has the measurements.
-func (x *visible) tryLoad() (value string, rev, created, ver, expires int64, ok bool) {
+func (x *visible) tryLoad(tab *entryTable) (value string, rev, created, ver, expires int64, ok bool) {
 	q := x.seq.Load()
-	p := x.data.Load()
+	r := x.ref.Load()
+	p := tab.base(uint32(r >> 32))
 	rev, created, ver, expires = x.rev.Load(), x.created.Load(), x.ver.Load(), x.expires.Load()
 	if q&seqOne != 0 || x.seq.Load() != q {
 		return "", 0, 0, 0, 0, false
 	}
-	return unsafe.String(p, int(q&lenMask)), rev, created, ver, expires, true
+	n := int(q & lenMask)
+	if n == 0 {
+		return "", rev, created, ver, expires, true
+	}
+	if p == nil {
+		panic("engine: a visible value's block is gone")
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(r))), n), rev, created, ver, expires, true
 }

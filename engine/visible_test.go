@@ -12,7 +12,8 @@ import (
 func TestVisible_StoreLoad(t *testing.T) {
 	var x visible
 	var s shown
-	x.load(&s)
+	tab := newEntryTable()
+	x.load(&s, tab)
 	require.Equal(t, shown{}, s, "an entry never committed has nothing visible")
 	require.False(t, s.live(0))
 
@@ -33,8 +34,8 @@ func TestVisible_StoreLoad(t *testing.T) {
 			shown{value: "again", rev: 7, created: 7, ver: 1}},
 		{"expire", &version{rev: 8, kind: pubsub.Expire}, shown{rev: 8}},
 	} {
-		x.store(tc.v)
-		x.load(&s)
+		x.store(tc.v, block(tab, tc.v.value))
+		x.load(&s, tab)
 		require.Equal(t, tc.want, s, tc.name)
 		require.Equal(t, tc.want.ver != 0, s.live(0), tc.name)
 		require.Zero(t, x.seq.Load()&seqOne, "%s: the sequence is even after a store", tc.name)
@@ -43,23 +44,25 @@ func TestVisible_StoreLoad(t *testing.T) {
 
 func TestVisible_TryLoad_DuringStore(t *testing.T) {
 	var x visible
-	x.store(&version{value: "old", rev: 1, createRev: 1, ver: 1, kind: pubsub.Put})
+	tab := newEntryTable()
+	x.store(&version{value: "old", rev: 1, createRev: 1, ver: 1, kind: pubsub.Put}, block(tab, "old"))
 	x.seq.Add(seqOne) // a store under way
-	_, _, _, _, _, ok := x.tryLoad()
+	_, _, _, _, _, ok := x.tryLoad(tab)
 	require.False(t, ok, "a reader must not take fields while the sequence is odd")
 	x.seq.Add(seqOne)
-	value, rev, created, ver, expires, ok := x.tryLoad()
+	value, rev, created, ver, expires, ok := x.tryLoad(tab)
 	require.True(t, ok)
 	require.Equal(t, shown{value: "old", rev: 1, created: 1, ver: 1}, shown{value, rev, created, ver, expires})
 }
 
 func BenchmarkVisible_Load(b *testing.B) {
 	var x visible
-	x.store(&version{value: "hello", rev: 3, createRev: 3, ver: 1, kind: pubsub.Put})
+	tab := newEntryTable()
+	x.store(&version{value: "hello", rev: 3, createRev: 3, ver: 1, kind: pubsub.Put}, block(tab, "hello"))
 	var s shown
 	b.ReportAllocs()
 	for b.Loop() {
-		x.load(&s)
+		x.load(&s, tab)
 	}
 	if s.rev != 3 {
 		b.Fatal(s)
@@ -72,10 +75,21 @@ func BenchmarkVisible_Load(b *testing.B) {
 // line it did not prefetch.
 func TestEntry_Layout(t *testing.T) {
 	var e entry
-	require.Zero(t, unsafe.Offsetof(e.kdata))
+	require.Zero(t, unsafe.Offsetof(e.kref))
 	require.Less(t, unsafe.Offsetof(e.kg), unsafe.Offsetof(e.vis))
 	require.LessOrEqual(t, unsafe.Offsetof(e.vis)+unsafe.Sizeof(e.vis), uintptr(64))
 	// One entry a key: at 80 bytes it takes the allocator's 80-byte size
 	// class; a byte more and every key would take 96.
 	require.LessOrEqual(t, unsafe.Sizeof(e), uintptr(80))
+}
+
+// block makes s a block of tab's, as the arena does with its chunks, and
+// returns the reference to s.
+func block(tab *entryTable, s string) uint64 {
+	if s == "" {
+		return 0
+	}
+	id := uint32(len(*tab.chunks.list.Load())) // set grows the list
+	tab.chunks.set(id, unsafe.StringData(s))
+	return uint64(id) << 32
 }
