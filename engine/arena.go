@@ -266,10 +266,9 @@ func (a *arena) release(e *entry, committed int64) {
 	if id := a.moved(uint32(e.kref.Load()>>32), int(e.kg.Load()&keyLenMask), 0, 0); id != 0 {
 		a.reuse(id, committed)
 	}
-	if id := a.moved(e.chunk.Load(), int(e.vis.seq.Load()&lenMask), 0, 0); id != 0 {
+	if id := a.moved(e.vis.block(), int(e.vis.seq.Load()&lenMask), 0, 0); id != 0 {
 		a.reuse(id, committed)
 	}
-	e.chunk.Store(0)
 }
 
 // count adds n live bytes to chunk id. a.mu is held.

@@ -69,10 +69,9 @@ func (db *DB) compact(a *arena) {
 			return db.entries.tab.ref(nu, c), nu
 		}
 		for _, e := range batch {
-			if id := e.chunk.Load(); id != 0 && a.chunks[id].moving {
-				ref, nu := relocate(id, e.vis.value(db.entries.tab))
+			if id := e.vis.block(); id != 0 && a.chunks[id].moving {
+				ref, _ := relocate(id, e.vis.value(db.entries.tab))
 				e.vis.move(ref)
-				e.chunk.Store(nu)
 			}
 			// The key of an entry that has left the index stays where it
 			// is: its chunk is kept until the entry is reclaimed, and
@@ -86,7 +85,7 @@ func (db *DB) compact(a *arena) {
 		batch = batch[:0]
 	}
 	t.Scan(func(ti treeItem) bool {
-		if e := t.entry(ti); chosenChunk(e.chunk.Load()) || chosenChunk(uint32(e.kref.Load()>>32)) {
+		if e := t.entry(ti); chosenChunk(e.vis.block()) || chosenChunk(uint32(e.kref.Load()>>32)) {
 			if batch = append(batch, e); len(batch) == compactBatch {
 				move()
 			}

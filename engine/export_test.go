@@ -91,7 +91,7 @@ func ArenaErr(db *DB) error {
 		if e.gone() {
 			bad = fmt.Errorf("%q is in the index, marked gone", tab.key(e))
 		}
-		in(e, "value", e.chunk.Load(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "value", e.vis.block(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
 		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
 	}
 	for i := range db.index.shards {
@@ -110,7 +110,7 @@ func ArenaErr(db *DB) error {
 	db.order.mu.Lock()
 	for _, r := range db.order.limbo {
 		e := db.index.tab.at(r.id)
-		in(e, "value", e.chunk.Load(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "value", e.vis.block(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
 		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
 	}
 	db.order.mu.Unlock()

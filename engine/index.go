@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -20,26 +21,32 @@ type entry struct {
 	kref atomic.Uint64
 	kg   atomic.Uint32
 
-	// chunk is the arena's block that holds the value in vis (0: none);
-	// it changes with vis, under DB.pub.mu and arena.mu. A compaction
-	// loads it without them to pass over entries it has nothing to move.
-	chunk atomic.Uint32
-
-	// vis is a copy of the newest committed version, which point reads and
-	// scans load without a lock. With the key it fills the entry's first
-	// 64 bytes, all that a scan reads and all that prefetch fetches
-	// (TestEntry_Layout).
-	vis visible
-
-	// head is the newest version, possibly written by a transaction that
-	// has not committed yet; nil when the committed version in vis is the
-	// newest and no snapshot reads below it (see version). Writers
-	// (holding DB.wmu) store it, rollbacks and Abandon put back what was
-	// there, and DB.release takes it back to nil.
-	head atomic.Pointer[version]
-
 	// id names the entry in the DB's entryTable, for good.
 	id uint32
+
+	// vis is a copy of the newest committed version, which point reads and
+	// scans load without a lock. The arena's block that holds its value
+	// is the one its reference names (visible.block). With the key and
+	// the id it fills the entry's 64 bytes, one line of the processor's
+	// cache, all that a scan reads and all that prefetch fetches
+	// (TestEntry_Layout). An entry holds no pointer: the collector has
+	// nothing to scan in it. Its one pointer, the head of its versions,
+	// is kept apart in its slab (head).
+	vis visible
+}
+
+// head returns the newest version of e, possibly written by a transaction
+// that has not committed yet; nil when the committed version in vis is
+// the newest and no snapshot reads below it (see version). Writers
+// (holding DB.wmu) store it, rollbacks and Abandon put back what was
+// there, and DB.release takes it back to nil. It is kept in the slab's
+// heads, found from e's place in the slab: the collector scans those and
+// not the entries.
+func (e *entry) head() *atomic.Pointer[version] {
+	i := int(e.id & (entrySlabMax - 1))
+	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
+	heads := unsafe.Add(entries, -int(unsafe.Offsetof(entrySlab{}.entries)))
+	return &(*[entrySlabMax]atomic.Pointer[version])(heads)[i]
 }
 
 // The gone flag, in entry.kg, is set when the entry leaves the index
@@ -189,8 +196,7 @@ func (db *DB) clearAll(ids []uint32) {
 // of a version it once held (pub.held), which compares its head with that
 // version: every field is stored atomically.
 func (e *entry) clear() {
-	e.head.Store(nil)
-	e.chunk.Store(0)
+	e.head().Store(nil)
 	e.kref.Store(0)
 	e.kg.Store(0)
 	e.vis.store(&version{kind: pubsub.Delete}, 0)

@@ -111,7 +111,6 @@ func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
 	}
 	k, kchunk := a.restore(&a.keys, k, 0, shared)
 	e := db.allocEntry(k, kchunk)
-	e.chunk.Store(v.chunk)
 	e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)

@@ -147,7 +147,7 @@ func (db *DB) abandon() int {
 		c := queue[i]
 		for j := len(c.writes) - 1; j >= 0; j-- {
 			w := c.writes[j]
-			w.e.head.Store(w.old)
+			w.e.head().Store(w.old)
 			db.rehold(w.e, w.old)
 			if present(w.v) && w.v.expires != 0 {
 				db.exp.remove(w.v.expires, w.e)

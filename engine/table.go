@@ -12,8 +12,13 @@ const entrySlabBits = 10
 // entrySlabMax is how many entries a slab holds (80 KiB).
 const entrySlabMax = 1 << entrySlabBits
 
-// entrySlab is a slab of entries, which the collector marks as one object.
-type entrySlab [entrySlabMax]entry
+// entrySlab is a slab of entries, which the collector marks as one
+// object: it scans the heads (8 KiB, mostly nil) and not the entries
+// (64 KiB), which hold no pointers and come after them.
+type entrySlab struct {
+	heads   [entrySlabMax]atomic.Pointer[version]
+	entries [entrySlabMax]entry
+}
 
 // entryTable holds every entry of the store in slabs, and names each by
 // a number, its id: its slab's place in the table, then its own place in
@@ -155,7 +160,7 @@ type slabList []*entrySlab
 
 // at returns the entry named id.
 func (l slabList) at(id uint32) *entry {
-	return &l[id>>entrySlabBits][id&(entrySlabMax-1)]
+	return &l[id>>entrySlabBits].entries[id&(entrySlabMax-1)]
 }
 
 // newSlab adds a slab to the table, its entries named, and returns its
@@ -176,8 +181,8 @@ func (t *entryTable) newSlab() uint32 {
 		}
 		slabs = append(slabs, nil)
 	}
-	for i := range s {
-		s[i].id = n<<entrySlabBits | uint32(i)
+	for i := range s.entries {
+		s.entries[i].id = n<<entrySlabBits | uint32(i)
 	}
 	slabs[n] = s
 	t.slabs.Store(&slabs)
@@ -206,7 +211,7 @@ func (t *entryTable) probe(key string) *entry {
 		slab := t.load()[n]
 		for i := entrySlabMax - 1; i >= 0; i-- {
 			// Each has a probe number, its key's block.
-			slab[i].kref.Store(uint64(probeBit|t.nprobes) << 32)
+			slab.entries[i].kref.Store(uint64(probeBit|t.nprobes) << 32)
 			t.probeKeys.set(t.nprobes, nil)
 			t.nprobes++
 			t.probes = append(t.probes, n<<entrySlabBits|uint32(i))

@@ -14,12 +14,12 @@ func heads(db *DB) int {
 		s := &db.index.shards[i]
 		s.mu.RLock()
 		for _, id := range s.m {
-			if db.index.tab.at(id).head.Load() != nil {
+			if db.index.tab.at(id).head().Load() != nil {
 				n++
 			}
 		}
 		for _, id := range s.more {
-			if db.index.tab.at(id).head.Load() != nil {
+			if db.index.tab.at(id).head().Load() != nil {
 				n++
 			}
 		}

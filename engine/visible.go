@@ -99,6 +99,14 @@ func (x *visible) move(ref uint64) {
 	x.seq.Store(q + 2*seqOne)
 }
 
+// block returns the arena's block that holds the visible value (0: none).
+func (x *visible) block() uint32 {
+	if id := uint32(x.ref.Load() >> 32); id&probeBit == 0 {
+		return id
+	}
+	return 0 // the poison value (poisonReclaimed)
+}
+
 // value returns the visible value, for a caller that keeps it from
 // changing (it holds pub.mu).
 func (x *visible) value(tab *entryTable) string {

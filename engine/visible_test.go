@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"unsafe"
@@ -69,18 +70,48 @@ func BenchmarkVisible_Load(b *testing.B) {
 	}
 }
 
-// TestEntry_Layout: a scan reads an entry's key (its bytes and length)
-// and visible copy and nothing else, and prefetch fetches the lines of its first 64 bytes; a
-// field moved in front of them, or grown, would make every scan touch a
-// line it did not prefetch.
+// TestEntry_Layout: a scan reads an entry's key (its reference and
+// length) and visible copy and nothing else, and prefetch fetches its
+// first 64 bytes; a field moved in front of them, or grown, would make
+// every scan touch a line it did not prefetch. An entry is one line, and
+// in its slab, where the entries start on a line, takes one line alone.
+// It holds no pointer, so that the collector scans only the slab's heads,
+// which come first.
 func TestEntry_Layout(t *testing.T) {
 	var e entry
 	require.Zero(t, unsafe.Offsetof(e.kref))
 	require.Less(t, unsafe.Offsetof(e.kg), unsafe.Offsetof(e.vis))
-	require.LessOrEqual(t, unsafe.Offsetof(e.vis)+unsafe.Sizeof(e.vis), uintptr(64))
-	// One entry a key: at 80 bytes it takes the allocator's 80-byte size
-	// class; a byte more and every key would take 96.
-	require.LessOrEqual(t, unsafe.Sizeof(e), uintptr(80))
+	require.Equal(t, uintptr(64), unsafe.Sizeof(e))
+	var s entrySlab
+	require.Zero(t, unsafe.Offsetof(s.entries)%64)
+	require.False(t, hasPointers(reflect.TypeFor[entry]()), "an entry holds a pointer")
+	require.Zero(t, unsafe.Offsetof(s.heads), "the heads come first")
+
+	tab := newEntryTable()
+	es := newEntries(tab)
+	for range entrySlabMax + 3 {
+		e := es.take()
+		slab := tab.load()[e.id>>entrySlabBits]
+		require.Same(t, &slab.heads[e.id&(entrySlabMax-1)], e.head())
+	}
+}
+
+// hasPointers reports whether a value of type t holds a pointer.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.UnsafePointer, reflect.Map, reflect.Slice, reflect.String,
+		reflect.Chan, reflect.Func, reflect.Interface:
+		return true
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // block makes s a block of tab's, as the arena does with its chunks, and
