@@ -60,6 +60,35 @@ func BenchmarkDB_Set_Random(b *testing.B) {
 	}
 }
 
+// BenchmarkDB_Churn_AfterRange is BenchmarkDB_Churn with a range of one
+// key before each operation: the range copies the ordered tree, and the
+// deletion and the new key then copy the nodes on their paths (the tree
+// is copy-on-write), which is what a change of keys costs in a store
+// that ranges read as often.
+func BenchmarkDB_Churn_AfterRange(b *testing.B) {
+	db, keys := loadedDB(b)
+	r := rand.New(rand.NewPCG(4, 4))
+	next := len(keys)
+	opts := &engine.RangeOptions{Limit: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, err := range enginetest.Items(db.Range(keys[r.IntN(len(keys))], "", opts)) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		i := r.IntN(len(keys))
+		if _, err := db.Delete(keys[i]); err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = benchKey(next)
+		next++
+		if _, err := db.Set(keys[i], benchValue, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDB_Churn deletes a random key and creates a new one, in two
 // transactions an operation: the store keeps 1M keys while keys come and
 // go, and their entries are reclaimed and used again.
