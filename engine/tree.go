@@ -82,9 +82,17 @@ type removedEntry struct {
 	id               uint32
 }
 
+// treeDegree sizes the tree's nodes: up to 255 items (6 KiB) a node,
+// against the library's 63. Each node is two objects for the collector
+// to mark, which at 10M keys and the library's size took half of a full
+// collection's time; copying larger nodes on write after a copy of the
+// tree costs no measurable time (BenchmarkDB_Churn_AfterRange; figures
+// in docs/engine.md, "Entries without pointers").
+const treeDegree = 128
+
 func newOrdered(tab *entryTable) *ordered {
 	less := func(a, b treeItem) bool { return lessTreeItem(tab, a, b) }
-	return &ordered{tab: tab, tree: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true}),
+	return &ordered{tab: tab, tree: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true, Degree: treeDegree}),
 		pins: make(map[int64]int)}
 }
 
