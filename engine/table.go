@@ -46,11 +46,22 @@ type entryTable struct {
 	// arena sets it under arena.mu.
 	chunks blocks
 
-	mu        sync.Mutex // guards growing the table, freeing slabs, unused, probes and probeKeys' stores
-	unused    []uint32   // places in the table whose slab was freed
-	probes    []uint32   // search keys not in use
-	probeKeys blocks     // the keys of search keys, by probe number
-	nprobes   uint32     // probe numbers handed out
+	mu     sync.Mutex // guards growing the table, freeing slabs, unused, probes and growing probeKeys
+	unused []uint32   // places in the table whose slab was freed
+	probes []uint32   // search keys not in use
+
+	// probeKeys holds the bytes of search keys, by probe number, in
+	// pages of entrySlabMax: a probe number's page is its slab's, and a
+	// page is never copied, so the reader that holds a search key sets
+	// its bytes without a lock. Page 0 holds the poison key and value.
+	probeKeys atomic.Pointer[[]*probePage]
+}
+
+type probePage [entrySlabMax]atomic.Pointer[byte]
+
+// probeKey returns the base of the search key numbered n.
+func (t *entryTable) probeKey(n uint32) *atomic.Pointer[byte] {
+	return &(*t.probeKeys.Load())[n>>entrySlabBits][n&(entrySlabMax-1)]
 }
 
 // probeBit, in a block's id, says that the block is a probe's key
@@ -68,10 +79,10 @@ func newEntryTable() *entryTable {
 	t.slabs.Store(new(slabList))
 	t.chunks.list.Store(&blockList{})
 	t.chunks.set(0, nil) // id 0: no block (an empty key or value)
-	t.probeKeys.list.Store(&blockList{})
-	t.probeKeys.set(0, unsafe.StringData(poisonKey))
-	t.probeKeys.set(1, unsafe.StringData(poisonValue))
-	t.nprobes = 2
+	page := new(probePage)
+	page[0].Store(unsafe.StringData(poisonKey))
+	page[1].Store(unsafe.StringData(poisonValue))
+	t.probeKeys.Store(&[]*probePage{page})
 	return t
 }
 
@@ -105,7 +116,7 @@ func (b *blocks) set(id uint32, p *byte) {
 // arena's.
 func (t *entryTable) base(id uint32) *byte {
 	if id&probeBit != 0 {
-		return t.probeKeys.base(id &^ probeBit)
+		return t.probeKey(id &^ probeBit).Load()
 	}
 	return t.chunks.base(id)
 }
@@ -209,11 +220,12 @@ func (t *entryTable) probe(key string) *entry {
 		n := t.newSlab() // a slab of probes, never freed
 		t.mu.Lock()
 		slab := t.load()[n]
+		pages := append(*t.probeKeys.Load(), new(probePage))
+		t.probeKeys.Store(&pages)
+		first := uint32(len(pages)-1) << entrySlabBits
 		for i := entrySlabMax - 1; i >= 0; i-- {
 			// Each has a probe number, its key's block.
-			slab.entries[i].kref.Store(uint64(probeBit|t.nprobes) << 32)
-			t.probeKeys.set(t.nprobes, nil)
-			t.nprobes++
+			slab.entries[i].kref.Store(uint64(probeBit|first|uint32(i)) << 32)
 			t.probes = append(t.probes, n<<entrySlabBits|uint32(i))
 		}
 		k = len(t.probes)
@@ -228,16 +240,14 @@ func (t *entryTable) probe(key string) *entry {
 
 // reprobe makes the search key e, which probe returned, read as key.
 func (t *entryTable) reprobe(e *entry, key string) {
-	t.mu.Lock()
-	t.probeKeys.set(uint32(e.kref.Load()>>32)&^probeBit, unsafe.StringData(key))
-	t.mu.Unlock()
+	t.probeKey(uint32(e.kref.Load()>>32) &^ probeBit).Store(unsafe.StringData(key))
 	e.kg.Store(uint32(len(key)))
 }
 
 // unprobe gives back a search key that probe returned.
 func (t *entryTable) unprobe(e *entry) {
+	t.probeKey(uint32(e.kref.Load()>>32) &^ probeBit).Store(nil) // keeps no key in memory
 	t.mu.Lock()
-	t.probeKeys.set(uint32(e.kref.Load()>>32)&^probeBit, nil) // keeps no key in memory
 	t.probes = append(t.probes, e.id)
 	t.mu.Unlock()
 }
