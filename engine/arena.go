@@ -43,16 +43,18 @@ const (
 // blocks by id, and their bytes by offset (entryTable.ref); the table's
 // chunks list holds each block's base, which keeps it alive. Publishing
 // reads the chunkInfo of the value each commit replaces, at random, so it
-// is kept small: 24 bytes.
+// is kept small: 32 bytes. Its counts are 64-bit: a block of its own may
+// hold a value of up to 4 GiB (Options.MaxValueSize).
 type chunkInfo struct {
-	size int32 // bytes handed out (final once full)
-	live int32 // bytes of the values that visible copies hold
+	size int64 // bytes handed out (final once full)
+	live int64 // bytes of the values that visible copies hold
 	// fullRev is the revision from which on no commit can hold a value
 	// in the chunk, once full is set (no more values go into it): its id
 	// may be used again once that revision is visible and live is 0.
 	fullRev int64
 	full    bool
 	moving  bool // chosen by the running compaction
+	solo    bool // a key's or value's own block, never compacted
 }
 
 // arena allocates values into chunks and keeps each chunk's count of
@@ -142,7 +144,7 @@ func (a *arena) next(al *allocator, rev int64) {
 	}
 	if al.id != 0 {
 		c := &a.chunks[al.id]
-		c.size, c.full, c.fullRev = int32(len(al.buf)), true, rev
+		c.size, c.full, c.fullRev = int64(len(al.buf)), true, rev
 		a.fullBytes += int(c.size)
 		a.liveBytes += int(c.live)
 	}
@@ -173,7 +175,7 @@ func (a *arena) newID() uint32 {
 // from revision rev (put). a.mu is held.
 func (a *arena) solo(s string, rev int64) uint32 {
 	id := a.newID()
-	a.chunks[id] = chunkInfo{size: int32(len(s)), full: true, fullRev: rev}
+	a.chunks[id] = chunkInfo{size: int64(len(s)), full: true, fullRev: rev, solo: true}
 	a.fullBytes += len(s)
 	a.bases.set(id, unsafe.StringData(s))
 	return id
@@ -190,7 +192,7 @@ func (a *arena) big(n int) bool { return n > a.maxValue }
 func (a *arena) moved(old uint32, oldLen int, nu uint32, newLen int) (emptied uint32) {
 	if old != 0 {
 		c := &a.chunks[old]
-		c.live -= int32(oldLen)
+		c.live -= int64(oldLen)
 		if c.full {
 			a.liveBytes -= oldLen
 			if c.live == 0 {
@@ -229,7 +231,7 @@ func (a *arena) choose() int {
 	n := 0
 	for id := range a.chunks {
 		c := &a.chunks[id]
-		if c.full && int(c.live)*2 < int(c.size) {
+		if c.full && !c.solo && c.live*2 < c.size {
 			c.moving = true
 			n++
 		}
@@ -274,7 +276,7 @@ func (a *arena) release(e *entry, committed int64) {
 // count adds n live bytes to chunk id. a.mu is held.
 func (a *arena) count(id uint32, n int) {
 	c := &a.chunks[id]
-	c.live += int32(n)
+	c.live += int64(n)
 	if c.full {
 		a.liveBytes += n
 	}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -86,4 +87,27 @@ func waitCompaction(db *DB) {
 	for db.arena().compacting.Load() {
 		runtime.Gosched()
 	}
+}
+
+// TestArena_CompactionPassesOverBlocksOfTheirOwn: a value too large for a
+// chunk has a block of its own, which a compaction never chooses, even
+// when the counts pass 2 GiB (a value may be up to 4 GiB).
+func TestArena_CompactionPassesOverBlocksOfTheirOwn(t *testing.T) {
+	tab := newEntryTable()
+	a := newArena(&tab.chunks, 1<<10, 0)
+	big := strings.Repeat("b", 100) // above 1 KiB / 16
+	_, id := a.put(big, 1)
+	require.Zero(t, id, "too large for a chunk")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id = a.solo(big, 1)
+	a.count(id, len(big))
+	require.Equal(t, unsafe.StringData(big), tab.chunks.base(id))
+	require.Zero(t, a.choose(), "a block of its own, wholly live, chosen")
+	a.chunks[id].size, a.chunks[id].live = 3<<30, 3<<30 // as a 3 GiB value's
+	require.Zero(t, a.choose(), "a 3 GiB block chosen")
+	// Emptied, it is used again, its base let go.
+	require.Equal(t, id, a.moved(id, 3<<30, 0, 0))
+	a.reuse(id, 1)
+	require.Nil(t, tab.chunks.base(id))
 }

@@ -27,8 +27,9 @@ func (db *DB) maybeCompact(a *arena) {
 // chunk into a new one. It picks the entries to move without a lock,
 // from their chunk ids, and moves them a batch at a time under pub.mu,
 // which keeps the visible copies from changing meanwhile, and a.mu,
-// which keeps entries from being forgotten; so a publish waits for at
-// most one batch, and never for the walk's cache misses.
+// which keeps the counts and the entries' keys from being released; so
+// a publish waits for at most one batch, and never for the walk's cache
+// misses.
 func (db *DB) compact(a *arena) {
 	db.pub.mu.Lock()
 	restores := a.restores
@@ -62,23 +63,31 @@ func (db *DB) compact(a *arena) {
 		committed := db.committed.Load()
 		// relocate copies s, which chunk id holds, into the mover's
 		// chunk, and moves its live bytes along.
-		// (The chunk is moving: it is used again only at the end.)
-		relocate := func(id uint32, s string) (uint64, uint32) {
+		// (The chunk is moving: it is used again only at the end.) A
+		// chosen chunk holds nothing too large for a chunk (choose
+		// passes over blocks of their own); were it to, the mover would
+		// not copy it (nu 0), and it would stay where it is.
+		relocate := func(id uint32, s string) (ref uint64, ok bool) {
 			c, nu := a.mover.put(a, s, committed)
+			if nu == 0 {
+				return 0, false
+			}
 			a.moved(id, len(s), nu, len(c))
-			return db.entries.tab.ref(nu, c), nu
+			return db.entries.tab.ref(nu, c), true
 		}
 		for _, e := range batch {
 			if id := e.vis.block(); id != 0 && a.chunks[id].moving {
-				ref, _ := relocate(id, e.vis.value(db.entries.tab))
-				e.vis.move(ref)
+				if ref, ok := relocate(id, e.vis.value(db.entries.tab)); ok {
+					e.vis.move(ref)
+				}
 			}
 			// The key of an entry that has left the index stays where it
 			// is: its chunk is kept until the entry is reclaimed, and
 			// then nothing reads it.
 			if id := uint32(e.kref.Load() >> 32); id != 0 && a.chunks[id].moving && !e.gone() {
-				ref, _ := relocate(id, db.entries.tab.key(e))
-				e.kref.Store(ref)
+				if ref, ok := relocate(id, db.entries.tab.key(e)); ok {
+					e.kref.Store(ref)
+				}
 			}
 		}
 		clear(batch)

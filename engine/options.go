@@ -77,8 +77,8 @@ type Options struct {
 
 	// chunkSize and compactMinDead, if not zero, size the arena's chunks
 	// and the dead bytes that start a compaction, so that tests see
-	// compactions in a small store. A chunk counts its bytes in 32 bits:
-	// chunkSize is below 2 GiB.
+	// compactions in a small store. A reference names an offset in a
+	// chunk in 32 bits: chunkSize is below 4 GiB.
 	chunkSize, compactMinDead int
 }
 
