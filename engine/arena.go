@@ -219,6 +219,17 @@ func (a *arena) reuse(id uint32, committed int64) {
 	a.free = append(a.free, id)
 }
 
+// forgetRevisions lets every full block be used again once nothing in it
+// is live, whatever the revision: no commit that could hold a value in
+// one is to come (Replica.Restore). a.mu is held.
+func (a *arena) forgetRevisions() {
+	for id := range a.chunks {
+		if a.chunks[id].full {
+			a.chunks[id].fullRev = 0
+		}
+	}
+}
+
 // due reports whether a compaction would pay. a.mu is held.
 func (a *arena) due() bool {
 	dead := a.fullBytes - a.liveBytes

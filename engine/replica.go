@@ -277,6 +277,13 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.keys.Store(0)
 	db.pub.mu.Lock()
 	db.vals.restores++ // a compaction of the old state stops
+	// The revision goes back to the snapshot's, perhaps below the
+	// blocks' fullRev; no commit that could still hold a value in a full
+	// block is to come (abandon took back every one queued), so the
+	// blocks the old state leaves are used again whatever the revision.
+	db.vals.mu.Lock()
+	db.vals.forgetRevisions()
+	db.vals.mu.Unlock()
 	db.pub.mu.Unlock()
 	for i := range items {
 		db.restoreItem(&items[i])

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"iter"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -92,4 +95,55 @@ func TestReplica_RestoreReusesEntriesOnceUnread(t *testing.T) {
 		n++
 	}
 	require.Equal(t, keys, n)
+}
+
+// TestReplica_RestoreToAnOlderRevisionFreesTheOldBlocks: a Restore may
+// take the revision back below the one at which the old state's blocks
+// were filled. Those blocks are used again all the same once the old
+// entries are unread: no commit that could hold a value in them is to
+// come. Values too large for a chunk (blocks of their own) and in chunks.
+func TestReplica_RestoreToAnOlderRevisionFreesTheOldBlocks(t *testing.T) {
+	const keys = 1000
+	src, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	for i := range keys {
+		_, err := src.Set(fmt.Sprintf("k%05d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var snap bytes.Buffer
+	_, err = src.Backup(&snap)
+	require.NoError(t, err)
+	require.NoError(t, src.Close())
+
+	db, ctl, _ := openSim(t, engine.WithChunkSize(&engine.Options{}, 4096))
+	require.NoError(t, ctl.Restore(bytes.NewReader(snap.Bytes())))
+	fresh := engine.ArenaChunks(db)
+
+	// Past the snapshot's revision, as a follower: new keys with values
+	// in chunks and of their own (the chunks' largest is 256 bytes).
+	rev := db.Revision()
+	for i := range keys {
+		value := strings.Repeat("c", 100)
+		if i%2 == 0 {
+			value = strings.Repeat("s", 1000)
+		}
+		rev++
+		require.NoError(t, ctl.ApplyCommitted(&wal.Tx{Revision: rev, Time: time.Now().UnixNano(),
+			Writes: []wal.Write{{Kind: wal.KindPut, Key: fmt.Sprintf("n%05d", i), Value: value, Created: true}}}))
+	}
+	require.Greater(t, engine.ArenaChunks(db), fresh+keys/2, "the values of their own are blocks")
+
+	// A range reads the state across the Restore, so its entries are
+	// released only after it, at the snapshot's older revision.
+	seq, err := db.Range("", "", nil)
+	require.NoError(t, err)
+	next, stop := iter.Pull2(seq)
+	_, err, ok := next()
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.NoError(t, ctl.Restore(bytes.NewReader(snap.Bytes())))
+	stop()
+	require.NoError(t, ctl.Restore(bytes.NewReader(snap.Bytes()))) // reclaims what the range held
+	require.NoError(t, engine.ArenaErr(db))
+	require.LessOrEqual(t, engine.ArenaChunks(db), fresh+2, "the old state's blocks were not used again")
 }
