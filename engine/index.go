@@ -169,8 +169,6 @@ const (
 // held.
 func (db *DB) clearAll(ids []uint32) {
 	tab, a := db.entries.tab, db.vals
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	committed := db.committed.Load()
 	var next, prev [scanBatch]*entry
 	np := 0
@@ -180,8 +178,13 @@ func (db *DB) clearAll(ids []uint32) {
 			next[n] = tab.at(ids[n])
 		}
 		prefetch(&next, n)
+		// arena.mu a batch at a time: publish waits for it.
+		a.mu.Lock()
 		for _, e := range prev[:np] {
 			a.release(e, committed)
+		}
+		a.mu.Unlock()
+		for _, e := range prev[:np] {
 			e.clear()
 			if poisonReclaimed {
 				e.poison()
@@ -191,8 +194,8 @@ func (db *DB) clearAll(ids []uint32) {
 	}
 }
 
-// clear drops what a reclaimed entry points to, so that it keeps no chunk
-// in memory; arena.release has taken its bytes out of the chunks' counts. Nothing reaches the entry now but, later, a pending release
+// clear empties a reclaimed entry: no version, no key, no value;
+// arena.release has taken its bytes out of the blocks' counts. Nothing reaches the entry now but, later, a pending release
 // of a version it once held (pub.held), which compares its head with that
 // version: every field is stored atomically.
 func (e *entry) clear() {
