@@ -9,11 +9,11 @@ import (
 // entrySlabBits is log2 of entrySlabMax.
 const entrySlabBits = 10
 
-// entrySlabMax is how many entries a slab holds (80 KiB).
+// entrySlabMax is how many entries a slab holds.
 const entrySlabMax = 1 << entrySlabBits
 
-// entrySlab is a slab of entries, which the collector marks as one
-// object: it scans the heads (8 KiB, mostly nil) and not the entries
+// entrySlab is a slab of entries (72 KiB), which the collector marks as
+// one object: it scans the heads (8 KiB, mostly nil) and not the entries
 // (64 KiB), which hold no pointers and come after them.
 type entrySlab struct {
 	heads   [entrySlabMax]atomic.Pointer[version]
@@ -146,14 +146,16 @@ func (t *entryTable) bytes(ref uint64, n int) string {
 // no entry's key is in it, and this one's was at both loads (were it
 // moved away and back, the bytes are still the key's).
 func (t *entryTable) key(e *entry) string {
-	n := int(e.kg.Load() & keyLenMask)
-	if n == 0 {
-		return ""
-	}
 	for {
 		r := e.kref.Load()
+		g := e.kg.Load()
 		p := t.base(uint32(r >> 32))
-		if p != nil && e.kref.Load() == r {
+		if e.kref.Load() != r || e.kg.Load() != g {
+			continue // moved, or (a reader that should not be here) cleared
+		}
+		if n := int(g & keyLenMask); n == 0 {
+			return ""
+		} else if p != nil {
 			return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(r))), n)
 		}
 	}
