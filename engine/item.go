@@ -46,7 +46,7 @@ type version struct {
 	ver       int64
 	expires   int64 // unix nanoseconds; 0 means no expiry
 	kind      pubsub.Type
-	chunk     uint32 // the arena's chunk that holds value; 0: none
+	chunk     uint32 // the arena's block that holds value (a chunk, or its own from publish on); 0: none yet
 	prev      atomic.Pointer[version]
 }
 

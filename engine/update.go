@@ -428,8 +428,8 @@ func (db *DB) rehold(e *entry, v *version) {
 // already: a deletion's burial may be queued twice (published, then
 // queued again by the Abandon of a later write of its key), and an entry
 // taken out twice would be used again for two keys. Its key stays in
-// its chunk's live bytes until the entry is reclaimed (entry.clear): a
-// reader may still compare it. db.wmu is held, and maybe pub.mu.
+// its chunk's live bytes until the entry is reclaimed (arena.release,
+// from DB.clearAll): a reader may still compare it. db.wmu is held, and maybe pub.mu.
 func (db *DB) forget(e *entry) {
 	if e.gone() {
 		return
@@ -502,9 +502,9 @@ func errInvalidTTL(d time.Duration) error {
 // eventSlab hands out the events of commits from slices of many: one
 // object for the collector instead of one a commit, and, as events leave
 // the history in the order they came, none of them mixed in among
-// long-lived objects of its size (an event is 80 bytes, as an entry is:
-// the events leaving the history would leave holes in the entries' spans
-// of memory that only entries created later can fill).
+// long-lived objects of its size: when entries were objects of 80 bytes,
+// as an event is, the events leaving the history left holes in the
+// entries' spans of memory that only entries created later could fill).
 type eventSlab struct{ free []pubsub.Event }
 
 // eventSlabSize is how many events a slab holds: a slab stays as long as

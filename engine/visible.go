@@ -13,7 +13,9 @@ import (
 // made 1000-key ranges slower than buntdb's (BenchmarkRange1000_Interleaved
 // in bench/; figures in docs/engine.md).
 //
-// Only publish (under DB.pub.mu, one at a time) and recovery write it;
+// Only publish and a compaction's moves (under DB.pub.mu, one at a time),
+// recovery and Restore (before their entries are reachable or with no
+// commit queued), and the reclaim of an entry nothing reaches write it;
 // readers take no lock. It is a sequence lock built from atomics: the
 // writer makes seq odd, stores the fields, and makes seq even again; a
 // reader that sees seq change, or odd, reads again. Every field is atomic,
