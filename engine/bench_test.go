@@ -77,16 +77,21 @@ func BenchmarkDB_Churn_AfterRange(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		i := r.IntN(len(keys))
-		if _, err := db.Delete(keys[i]); err != nil {
-			b.Fatal(err)
-		}
-		keys[i] = benchKey(next)
-		next++
-		if _, err := db.Set(keys[i], benchValue, nil); err != nil {
-			b.Fatal(err)
-		}
+		next = churnOne(b, db, keys, r.IntN(len(keys)), next)
 	}
+}
+
+// churnOne deletes keys[i] and creates a new key, numbered next, in its
+// place, in two transactions; it returns the next number.
+func churnOne(b *testing.B, db *engine.DB, keys []string, i, next int) int {
+	if _, err := db.Delete(keys[i]); err != nil {
+		b.Fatal(err)
+	}
+	keys[i] = benchKey(next)
+	if _, err := db.Set(keys[i], benchValue, nil); err != nil {
+		b.Fatal(err)
+	}
+	return next + 1
 }
 
 // BenchmarkDB_Churn deletes a random key and creates a new one, in two
@@ -98,15 +103,7 @@ func BenchmarkDB_Churn(b *testing.B) {
 	next := len(keys)
 	b.ReportAllocs()
 	for b.Loop() {
-		i := r.IntN(len(keys))
-		if _, err := db.Delete(keys[i]); err != nil {
-			b.Fatal(err)
-		}
-		keys[i] = benchKey(next)
-		next++
-		if _, err := db.Set(keys[i], benchValue, nil); err != nil {
-			b.Fatal(err)
-		}
+		next = churnOne(b, db, keys, r.IntN(len(keys)), next)
 	}
 }
 
