@@ -137,7 +137,12 @@ func (t *entryTable) bytes(ref uint64, n int) string {
 	if n == 0 {
 		return ""
 	}
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(t.base(uint32(ref>>32))), uint32(ref))), n)
+	return at(t.base(uint32(ref>>32)), ref, n)
+}
+
+// at returns the n bytes at ref's offset in the block based at p.
+func at(p *byte, ref uint64, n int) string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(ref))), n)
 }
 
 // key returns e's key. A compaction may move it meanwhile: the block is
@@ -156,7 +161,7 @@ func (t *entryTable) key(e *entry) string {
 		if n := int(g & keyLenMask); n == 0 {
 			return ""
 		} else if p != nil {
-			return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(r))), n)
+			return at(p, r, n)
 		}
 	}
 }

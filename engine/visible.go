@@ -3,7 +3,6 @@ package engine
 import (
 	"runtime"
 	"sync/atomic"
-	"unsafe"
 )
 
 // visible is a copy of a key's newest committed version, kept inside the
@@ -154,5 +153,5 @@ func (x *visible) tryLoad(tab *entryTable) (value string, rev, created, ver, exp
 	if p == nil {
 		panic("engine: a visible value's block is gone")
 	}
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), uint32(r))), n), rev, created, ver, expires, true
+	return at(p, r, n), rev, created, ver, expires, true
 }
