@@ -54,7 +54,6 @@ type chunkInfo struct {
 	fullRev int64
 	full    bool
 	moving  bool // chosen by the running compaction
-	solo    bool // a key's or value's own block, never compacted
 }
 
 // arena allocates values into chunks and keeps each chunk's count of
@@ -175,7 +174,7 @@ func (a *arena) newID() uint32 {
 // from revision rev (put). a.mu is held.
 func (a *arena) solo(s string, rev int64) uint32 {
 	id := a.newID()
-	a.chunks[id] = chunkInfo{size: int64(len(s)), full: true, fullRev: rev, solo: true}
+	a.chunks[id] = chunkInfo{size: int64(len(s)), full: true, fullRev: rev}
 	a.fullBytes += len(s)
 	a.bases.set(id, unsafe.StringData(s))
 	return id
@@ -242,7 +241,7 @@ func (a *arena) choose() int {
 	n := 0
 	for id := range a.chunks {
 		c := &a.chunks[id]
-		if c.full && !c.solo && c.live*2 < c.size {
+		if c.full && c.live*2 < c.size {
 			c.moving = true
 			n++
 		}

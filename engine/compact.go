@@ -64,9 +64,9 @@ func (db *DB) compact(a *arena) {
 		// relocate copies s, which chunk id holds, into the mover's
 		// chunk, and moves its live bytes along.
 		// (The chunk is moving: it is used again only at the end.) A
-		// chosen chunk holds nothing too large for a chunk (choose
-		// passes over blocks of their own); were it to, the mover would
-		// not copy it (nu 0), and it would stay where it is.
+		// block of its own is never chosen (it is wholly live, or empty
+		// with nothing to move); were one to be, the mover would not
+		// copy its value (nu 0), and it would stay where it is.
 		relocate := func(id uint32, s string) (ref uint64, ok bool) {
 			c, nu := a.mover.put(a, s, committed)
 			if nu == 0 {
