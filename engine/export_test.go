@@ -87,12 +87,15 @@ func ArenaErr(db *DB) error {
 		}
 		live[id] += n
 	}
+	counted := func(e *entry) {
+		in(e, "value", e.vis.block(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
+		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
+	}
 	check := func(e *entry) {
 		if e.gone() {
 			bad = fmt.Errorf("%q is in the index, marked gone", tab.key(e))
 		}
-		in(e, "value", e.vis.block(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
-		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
+		counted(e)
 	}
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
@@ -109,9 +112,7 @@ func ArenaErr(db *DB) error {
 	// counts, and their values too if they left with one (Restore).
 	db.order.mu.Lock()
 	for _, r := range db.order.limbo {
-		e := db.index.tab.at(r.id)
-		in(e, "value", e.vis.block(), e.vis.ref.Load(), int(e.vis.seq.Load()&lenMask))
-		in(e, "key", uint32(e.kref.Load()>>32), e.kref.Load(), int(e.kg.Load()&keyLenMask))
+		counted(db.index.tab.at(r.id))
 	}
 	db.order.mu.Unlock()
 	if bad != nil {
