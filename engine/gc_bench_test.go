@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +32,11 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //   - gc-ms: the median time of a full collection (ns/op is their mean);
 //   - heap-B/key: the live heap after a collection, less the heap before
 //     the DB was opened, per key: entries, versions, tree, hash index,
-//     keys and values.
+//     keys and values;
+//   - scan-B/key: the bytes of the heap the collector scans for pointers,
+//     whole process, per key (the slabs' heads, mostly);
+//   - objects/key: the heap objects it marks, per key; each is also a
+//     span, or part of one, that runtime.GC sweeps.
 //
 // With two sizes or more, the sub-benchmark "ratio" reports gc-ratio, the
 // median of every collection timed at the largest size over that at the
@@ -102,6 +107,7 @@ func benchGC(b *testing.B, n int) []time.Duration {
 	order = nil
 	runtime.GC()
 	perKey := float64(liveHeap()-before) / float64(n)
+	scan, objects := heapScan()
 
 	var times []time.Duration
 	for b.Loop() {
@@ -112,6 +118,8 @@ func benchGC(b *testing.B, n int) []time.Duration {
 	runtime.KeepAlive(db)
 	b.ReportMetric(float64(median(times).Nanoseconds())/1e6, "gc-ms")
 	b.ReportMetric(perKey, "heap-B/key")
+	b.ReportMetric(float64(scan)/float64(n), "scan-B/key")
+	b.ReportMetric(float64(objects)/float64(n), "objects/key")
 	return times
 }
 
@@ -127,6 +135,16 @@ func liveHeap() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// heapScan returns the bytes of heap the collector scans for pointers
+// (less the bytes of its objects past their last pointer) and the number
+// of heap objects it marks, whole process; right after runtime.GC, of the
+// live heap.
+func heapScan() (scan, objects uint64) {
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/objects:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 // parseSizes parses -gckeys: positive sizes, returned in increasing order.
