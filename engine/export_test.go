@@ -100,12 +100,7 @@ func ArenaErr(db *DB) error {
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
 		s.mu.RLock()
-		for _, id := range s.m {
-			check(db.index.tab.at(id))
-		}
-		for _, id := range s.more {
-			check(db.index.tab.at(id))
-		}
+		s.t.each(func(id uint32) { check(db.index.tab.at(id)) })
 		s.mu.RUnlock()
 	}
 	// Entries taken out but not yet reclaimed keep their keys in the

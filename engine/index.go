@@ -233,31 +233,19 @@ type index struct {
 }
 
 type indexShard struct {
-	mu sync.RWMutex // guards m and more
-	// m is keyed by the key's hash, not the key: growing the map then
-	// rehashes integers instead of reading every key again. It holds
-	// entries' ids, so that the collector has no pointer in it to mark.
-	m map[uint64]uint32
-	// more holds the entries whose key's hash was already taken in m by
-	// another key. The hash is 64 bits, seeded anew for every index, so
-	// more is almost always empty (a store of 10M keys has a pair sharing
-	// a hash about once in 370,000: 10^14/2 pairs over 2^64 hashes), and
-	// a lookup looks at it only when it is not. Keeping collisions apart
-	// saves every entry a link to the next.
-	more  map[string]uint32
+	mu sync.RWMutex // guards t
+	// t is keyed by the key's hash, and holds entries' ids: the collector
+	// has nothing to mark in it, and growing it moves integers without
+	// reading a key.
+	t     idTable
 	reads atomic.Int64 // lookups by readers, for Stats
 	// A shard is 64 bytes, a cache line: the array is not aligned to
 	// lines, so one shard may straddle two, but neighbours never share
 	// more than one (TestIndexShard_Size).
-	_ [16]byte
 }
 
 func newIndex(tab *entryTable) *index {
-	ix := &index{seed: maphash.MakeSeed(), tab: tab}
-	for i := range ix.shards {
-		ix.shards[i].m = make(map[uint64]uint32)
-	}
-	return ix
+	return &index{seed: maphash.MakeSeed(), tab: tab}
 }
 
 // reserve sizes the shards of an empty index for about n keys, so that
@@ -267,9 +255,7 @@ func (ix *index) reserve(n int) {
 	for i := range ix.shards {
 		s := &ix.shards[i]
 		s.mu.Lock()
-		if len(s.m) == 0 {
-			s.m = make(map[uint64]uint32, per)
-		}
+		s.t.reserve(per)
 		s.mu.Unlock()
 	}
 }
@@ -280,44 +266,16 @@ func (ix *index) shard(key string) (*indexShard, uint64) {
 }
 
 func (s *indexShard) find(tab *entryTable, h uint64, key string) *entry {
-	if id, ok := s.m[h]; ok {
-		if e := tab.at(id); tab.key(e) == key {
-			return e
-		}
-	}
-	if len(s.more) != 0 {
-		if id, ok := s.more[key]; ok {
-			return tab.at(id)
-		}
-	}
-	return nil
+	return s.t.find(tab, h, key)
 }
 
 // insert adds e, whose key hashes to h and is not in the shard; s.mu is
 // held.
-func (s *indexShard) insert(tab *entryTable, h uint64, e *entry) {
-	if _, taken := s.m[h]; !taken {
-		s.m[h] = e.id
-		return
-	}
-	if s.more == nil {
-		s.more = make(map[string]uint32)
-	}
-	s.more[tab.key(e)] = e.id
-}
+func (s *indexShard) insert(h uint64, e *entry) { s.t.insert(h, e.id) }
 
 // delete takes e, whose key hashes to h, out of the shard if it is there;
 // s.mu is held.
-func (s *indexShard) delete(tab *entryTable, h uint64, e *entry) {
-	if id, ok := s.m[h]; ok && id == e.id {
-		delete(s.m, h)
-	} else if id, ok := s.more[tab.key(e)]; ok && id == e.id {
-		delete(s.more, tab.key(e))
-		if len(s.more) == 0 {
-			s.more = nil
-		}
-	}
-}
+func (s *indexShard) delete(h uint64, e *entry) { s.t.delete(h, e.id) }
 
 // get returns key's entry, or nil. Only writers call it, holding DB.wmu:
 // an entry leaves the index only under it.
@@ -352,7 +310,7 @@ func (ix *index) gets() int64 {
 func (ix *index) put(e *entry) {
 	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.insert(ix.tab, h, e)
+	s.insert(h, e)
 	s.mu.Unlock()
 }
 
@@ -372,7 +330,7 @@ func (ix *index) putAll(es []*entry) {
 		s := &ix.shards[i]
 		s.mu.Lock()
 		for _, he := range by[i] {
-			s.insert(ix.tab, he.h, he.e)
+			s.insert(he.h, he.e)
 		}
 		s.mu.Unlock()
 	}
@@ -387,6 +345,6 @@ type hashedEntry struct {
 func (ix *index) remove(e *entry) {
 	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.delete(ix.tab, h, e)
+	s.delete(h, e)
 	s.mu.Unlock()
 }

@@ -1,7 +1,12 @@
 package engine
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
@@ -14,12 +19,12 @@ func TestIndexShard_Size(t *testing.T) {
 	require.Equal(t, uintptr(64), unsafe.Sizeof(indexShard{}))
 }
 
-// TestIndexShard_SharedHash: keys whose hashes are equal (forced here; a
+// TestIDTable_SharedHash: keys whose hashes are equal (forced here; a
 // 64-bit seeded hash almost never does it) are each found, and each
 // removed alone, in any order.
-func TestIndexShard_SharedHash(t *testing.T) {
+func TestIDTable_SharedHash(t *testing.T) {
 	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
-		s := &indexShard{m: map[uint64]uint32{}}
+		var it idTable
 		tab := newEntryTable()
 		es := newEntries(tab)
 		newEntry := func(key string) *entry {
@@ -27,28 +32,200 @@ func TestIndexShard_SharedHash(t *testing.T) {
 			e.setKey(block(tab, key), len(key))
 			return e
 		}
-		const h = 42
+		const h = 42 << 32
 		ents := []*entry{newEntry("a"), newEntry("b"), newEntry("c")}
 		for _, e := range ents {
-			require.Nil(t, s.find(tab, h, tab.key(e)))
-			s.insert(tab, h, e)
+			require.Nil(t, it.find(tab, h, tab.key(e)))
+			it.insert(h, e.id)
 		}
-		s.insert(tab, 7, newEntry("d")) // another hash, untouched
+		it.insert(7<<32, newEntry("d").id) // another hash, untouched
 		left := map[string]bool{"a": true, "b": true, "c": true}
 		for _, i := range order {
 			for _, e := range ents {
 				if left[tab.key(e)] {
-					require.Same(t, e, s.find(tab, h, tab.key(e)), tab.key(e))
+					require.Same(t, e, it.find(tab, h, tab.key(e)), tab.key(e))
 				}
 			}
-			s.delete(tab, h, ents[i])
+			require.True(t, it.delete(h, ents[i].id))
 			delete(left, tab.key(ents[i]))
-			require.Nil(t, s.find(tab, h, tab.key(ents[i])))
+			require.Nil(t, it.find(tab, h, tab.key(ents[i])))
 			// Deleting an entry that is not there changes nothing.
-			s.delete(tab, h, ents[i])
+			require.False(t, it.delete(h, ents[i].id))
 		}
-		require.Len(t, s.m, 1)
-		require.Nil(t, s.more, "emptied, it is let go")
-		require.Equal(t, "d", tab.key(s.find(tab, 7, "d")))
+		require.EqualValues(t, 1, it.n)
+		checkIDTable(t, &it)
+		require.Equal(t, "d", tab.key(it.find(tab, 7<<32, "d")))
 	}
+}
+
+// checkIDTable checks t's shape: every part named by a row of
+// 1<<(depth-part's depth) directory entries starting at a multiple of
+// that, holding only hashes whose top bits name those entries, its count
+// right, no fuller than idTableFill/idTableFillDiv unless it cannot grow,
+// every slot reachable from its home (the slots between are in use).
+func checkIDTable(t *testing.T, it *idTable) {
+	t.Helper()
+	if it.n == 0 {
+		if it.dir != nil {
+			t.Fatal("an emptied table keeps its parts")
+		}
+		return
+	}
+	if len(it.dir) != 1<<it.depth {
+		t.Fatalf("%d directory entries at depth %d", len(it.dir), it.depth)
+	}
+	total := int32(0)
+	for first := 0; first < len(it.dir); {
+		p := it.dir[first]
+		span := 1 << (it.depth - p.depth)
+		if first%span != 0 {
+			t.Fatalf("part at depth %d starts at entry %d", p.depth, first)
+		}
+		for i := first; i < first+span; i++ {
+			if it.dir[i] != p {
+				t.Fatalf("entry %d of a row of %d from %d names another part", i, span, first)
+			}
+		}
+		n := int32(0)
+		mask := len(p.slots) - 1
+		for i, s := range p.slots {
+			if s == 0 {
+				continue
+			}
+			n++
+			if got := int(s >> (64 - it.depth)); it.depth > 0 && (got < first || got >= first+span) {
+				t.Fatalf("slot %x in the part of entries [%d, %d)", s, first, first+span)
+			}
+			for j := p.home(s); j != i; j = (j + 1) & mask {
+				if p.slots[j] == 0 {
+					t.Fatalf("slot %d unreachable from its home %d", i, p.home(s))
+				}
+			}
+		}
+		if n != p.n {
+			t.Fatalf("part counts %d slots, holds %d", p.n, n)
+		}
+		if int(n)*idTableFillDiv > len(p.slots)*idTableFill {
+			t.Fatalf("part of %d slots holds %d", len(p.slots), n)
+		}
+		total += n
+		first += span
+	}
+	if total != it.n {
+		t.Fatalf("table counts %d, parts hold %d", it.n, total)
+	}
+}
+
+// TestIDTable_Model runs random inserts, deletes and lookups against a Go
+// map, with parts small enough to split and a directory small enough to
+// reach its cap. Hashes are drawn so that homes crowd, tags repeat, many
+// keys share their whole hash and runs wrap past a part's end; parts
+// grow, split and shrink on the way. After every step each key in the
+// model is found, and the table's shape holds (checkIDTable).
+func TestIDTable_Model(t *testing.T) {
+	defer func(m int, d uint8) { idPartMax, idDirDepthMax = m, d }(idPartMax, idDirDepthMax)
+	idPartMax, idDirDepthMax = 32, 5
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		tab := newEntryTable()
+		es := newEntries(tab)
+		var it idTable
+		type kv struct {
+			h uint64
+			e *entry
+		}
+		model := map[string]kv{}
+		var keys []string // the model's keys, in the order added
+		deepest := uint8(0)
+		// Every key of the seed in one block: "k%05d", by step.
+		var all strings.Builder
+		for step := range 3000 {
+			fmt.Fprintf(&all, "k%05d", step)
+		}
+		ref := block(tab, all.String())
+		hashOf := func() uint64 {
+			switch r.IntN(4) {
+			case 0: // one of 4 hashes: parts cannot split them apart
+				return ^uint64(r.IntN(4)) << 58
+			case 1: // a tag another key may have
+				return uint64(r.IntN(16))<<60 | uint64(r.IntN(3))<<32
+			case 2: // crowded at a part's end: runs wrap
+				return uint64(r.IntN(8))<<61 | (1<<61-1)&^(uint64(r.IntN(4))<<50)
+			default:
+				return r.Uint64()
+			}
+		}
+		for step := range 3000 {
+			grow := step < 1500
+			switch {
+			case len(keys) == 0 || (grow && r.IntN(3) > 0) || (!grow && r.IntN(4) == 0):
+				key := fmt.Sprintf("k%05d", step)
+				e := es.take()
+				e.setKey(ref+uint64(6*step), len(key))
+				require.Equal(t, key, tab.key(e))
+				h := hashOf()
+				require.Nil(t, it.find(tab, h, key))
+				it.insert(h, e.id)
+				model[key] = kv{h, e}
+				keys = append(keys, key)
+			default:
+				i := r.IntN(len(keys))
+				key := keys[i]
+				keys[i] = keys[len(keys)-1]
+				keys = keys[:len(keys)-1]
+				require.True(t, it.delete(model[key].h, model[key].e.id), key)
+				require.Nil(t, it.find(tab, model[key].h, key), key)
+				require.False(t, it.delete(model[key].h, model[key].e.id), key)
+				delete(model, key)
+			}
+			require.EqualValues(t, len(model), it.n)
+			if step%50 == 0 || len(model) < 20 {
+				for key, v := range model {
+					if got := it.find(tab, v.h, key); got != v.e {
+						t.Fatalf("seed %d step %d: %q found as %p, want %p", seed, step, key, got, v.e)
+					}
+				}
+				n := 0
+				it.each(func(id uint32) { n++ })
+				require.Equal(t, len(model), n, "each")
+				checkIDTable(t, &it)
+			}
+			deepest = max(deepest, it.depth)
+		}
+		require.Equal(t, idDirDepthMax, deepest, "seed %d: the directory stops at its cap", seed)
+		for _, key := range keys {
+			require.True(t, it.delete(model[key].h, model[key].e.id))
+		}
+		checkIDTable(t, &it)
+	}
+}
+
+// TestIDTable_Reserve: a reserved table takes n ids without growing or
+// splitting a part.
+func TestIDTable_Reserve(t *testing.T) {
+	for _, n := range []int{1, 1000, 3000, 100000} {
+		var it idTable
+		it.reserve(n)
+		parts := slices.Clone(it.dir)
+		for i := range uint32(n) {
+			it.insert(uint64(i)*0x9e3779b97f4a7c15, i)
+		}
+		require.Equal(t, parts, it.dir, "n=%d", n)
+		checkIDTable(t, &it)
+	}
+}
+
+// BenchmarkIDTable_Insert inserts b.N ids into one table, as a shard of a
+// growing store does, and reports the longest single insert (max-µs):
+// what a reader of the shard may wait for, as the insert holds its lock.
+func BenchmarkIDTable_Insert(b *testing.B) {
+	b.ReportAllocs()
+	var it idTable
+	var worst time.Duration
+	for i := range uint32(b.N) {
+		start := time.Now()
+		it.insert(uint64(i)*0x9e3779b97f4a7c15, i)
+		worst = max(worst, time.Since(start))
+	}
+	b.ReportMetric(float64(worst.Nanoseconds())/1e3, "max-µs")
 }

@@ -13,16 +13,11 @@ func heads(db *DB) int {
 	for i := range db.index.shards {
 		s := &db.index.shards[i]
 		s.mu.RLock()
-		for _, id := range s.m {
+		s.t.each(func(id uint32) {
 			if db.index.tab.at(id).head().Load() != nil {
 				n++
 			}
-		}
-		for _, id := range s.more {
-			if db.index.tab.at(id).head().Load() != nil {
-				n++
-			}
-		}
+		})
 		s.mu.RUnlock()
 	}
 	return n

@@ -1,0 +1,279 @@
+package engine
+
+// idTable maps keys, by their 64-bit hash, to the ids of their entries.
+// Slots are 8 bytes: the top 32 bits of a key's hash (its tag) and its
+// entry's id plus one (0: an empty slot). They hold integers: the
+// collector has nothing to scan in them, and a table of millions of keys
+// is a few hundred objects.
+//
+// The table is split by the top bits of the hash into parts of at most
+// idPartMax slots (extendible hashing): the directory, indexed by the top
+// depth bits, names each key's part, and a part that fills up splits in
+// two by the next bit, without touching the others. So no insert moves
+// more than one part's slots: growing a table of 10M keys at once would
+// hold the shard's lock for milliseconds (6.7 ms for a shard's 196,608
+// keys, measured with a table of one part), a split holds it for a part.
+//
+// Within a part, a key's home is the slot named by the bits of its hash
+// that follow the part's own depth, and it sits in the first free slot
+// from there on (linear probing, wrapping at the part's end). Keys whose
+// tags are equal simply sit one after the other: a lookup compares the
+// key of every slot whose tag matches. Splitting and growing place slots
+// by their tags alone, never reading a key.
+//
+// An idTable is not safe for concurrent use; indexShard guards it.
+type idTable struct {
+	dir   []*idPart // 1<<depth of them, or none while the table is empty
+	depth uint8     // the top bits of a hash that index dir
+	n     int32     // ids held
+}
+
+// idPart is a share of an idTable's slots: those whose hashes start with
+// the same depth bits.
+type idPart struct {
+	slots []uint64 // a power of two of them
+	n     int32    // slots in use
+	depth uint8    // the top bits its hashes share; dir names it 1<<(table's depth-depth) times, in a row
+	bits  uint8    // how many bits after depth a home takes, at most log2(len(slots))
+	fill  uint8    // log2(len(slots)) - bits: homes are spread that far apart
+}
+
+const (
+	// idTableMin is the fewest slots a part has.
+	idTableMin = 8
+	// A part grows (or splits) when an insert would fill more than
+	// idTableFill/idTableFillDiv of it: linear probing at three quarters
+	// full looks at 2.5 slots a hit and 8.5 a miss on average, and 8
+	// slots share a cache line.
+	idTableFill    = 3
+	idTableFillDiv = 4
+	// A part shrinks to a quarter of its size when fewer than one slot
+	// in idTableSparse is in use (then about a quarter full).
+	idTableSparse = 16
+	// tagBits are the bits of a hash a slot keeps: a part's depth and
+	// home bits come from them.
+	tagBits = 32
+)
+
+// Variables, for tests.
+var (
+	// idPartMax is the most slots a part grows to before it splits:
+	// 32 KiB, moved in some tens of microseconds.
+	idPartMax = 4096
+	// idDirDepthMax caps the directory at 1<<16 parts (512 KiB), which
+	// hold some 100M keys; past it, parts grow instead. Splitting parts
+	// whose keys share a hash would otherwise double it without end.
+	idDirDepthMax uint8 = 16
+)
+
+// slotOf packs a hash's tag and an id into a slot.
+func slotOf(h uint64, id uint32) uint64 { return h&^0xffffffff | (uint64(id) + 1) }
+
+// slotID returns the id a slot in use holds.
+func slotID(s uint64) uint32 { return uint32(s) - 1 }
+
+// part returns the part that holds hash h (or a slot, which keeps its
+// hash's top bits).
+func (t *idTable) part(h uint64) *idPart { return t.dir[h>>(64-t.depth)] } // >>64 is 0
+
+// home returns the slot where a hash (or a slot) starts looking.
+func (p *idPart) home(h uint64) int {
+	return int((h<<p.depth)>>(64-p.bits)&(1<<p.bits-1)) << p.fill
+}
+
+// newIDPart returns an empty part of size slots, for hashes that share
+// their top depth bits.
+func newIDPart(size int, depth uint8) *idPart {
+	p := &idPart{slots: make([]uint64, size), depth: depth}
+	log := uint8(0)
+	for 1<<log < size {
+		log++
+	}
+	// Homes take the tag's bits that follow depth; a part that grows
+	// past them (past 1<<16 slots at idDirDepthMax) spreads its homes
+	// apart.
+	p.bits = min(log, tagBits-depth)
+	p.fill = log - p.bits
+	return p
+}
+
+// find returns the entry of key, whose hash is h, or nil; tab resolves
+// the ids.
+func (t *idTable) find(tab *entryTable, h uint64, key string) *entry {
+	if t.n == 0 {
+		return nil
+	}
+	p := t.part(h)
+	mask := len(p.slots) - 1
+	tag := h &^ 0xffffffff
+	for i := p.home(h); ; i = (i + 1) & mask {
+		s := p.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if s&^0xffffffff == tag {
+			if e := tab.at(slotID(s)); tab.key(e) == key {
+				return e
+			}
+		}
+	}
+}
+
+// insert adds id under hash h; its key must not be in the table.
+func (t *idTable) insert(h uint64, id uint32) {
+	if t.dir == nil {
+		t.dir = []*idPart{newIDPart(idTableMin, 0)}
+	}
+	p := t.part(h)
+	for int(p.n+1)*idTableFillDiv > len(p.slots)*idTableFill {
+		if len(p.slots) < idPartMax || p.depth >= idDirDepthMax || p.depth+p.bits >= tagBits {
+			p = t.resize(p, 2*len(p.slots))
+		} else {
+			t.split(p)
+			p = t.part(h)
+		}
+	}
+	p.place(slotOf(h, id))
+	p.n++
+	t.n++
+}
+
+// place puts slot s in the first free slot from its home.
+func (p *idPart) place(s uint64) {
+	mask := len(p.slots) - 1
+	i := p.home(s)
+	for p.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	p.slots[i] = s
+}
+
+// delete takes id, under hash h, out of the table, and reports whether it
+// was there.
+func (t *idTable) delete(h uint64, id uint32) bool {
+	if t.n == 0 {
+		return false
+	}
+	p := t.part(h)
+	mask := len(p.slots) - 1
+	want := slotOf(h, id)
+	i := p.home(h)
+	for p.slots[i] != want {
+		if p.slots[i] == 0 {
+			return false
+		}
+		i = (i + 1) & mask
+	}
+	// Shift back the slots after i that may move to it: each one whose
+	// home is not in (i, j], cyclically, is reachable from its home only
+	// through i, which would now stop its lookups.
+	for j := (i + 1) & mask; p.slots[j] != 0; j = (j + 1) & mask {
+		if k := p.home(p.slots[j]); (j-k)&mask >= (j-i)&mask {
+			p.slots[i] = p.slots[j]
+			i = j
+		}
+	}
+	p.slots[i] = 0
+	p.n--
+	t.n--
+	switch {
+	case t.n == 0:
+		t.dir, t.depth = nil, 0 // let every part go
+	case int(p.n)*idTableSparse < len(p.slots) && len(p.slots) > idTableMin:
+		t.resize(p, max(idTableMin, len(p.slots)/4))
+	}
+	return true
+}
+
+// resize moves p's slots into a new part of size slots, in p's place in
+// the directory, and returns it.
+func (t *idTable) resize(p *idPart, size int) *idPart {
+	q := newIDPart(size, p.depth)
+	for _, s := range p.slots {
+		if s != 0 {
+			q.place(s)
+		}
+	}
+	q.n = p.n
+	t.replace(p, q, q)
+	return q
+}
+
+// split moves p's slots into two parts of its size, by the bit of their
+// hashes that follows p's depth, doubling the directory first if p is the
+// only part its entries name.
+func (t *idTable) split(p *idPart) {
+	if p.depth == t.depth {
+		dir := make([]*idPart, 2*len(t.dir))
+		for i := range dir {
+			dir[i] = t.dir[i>>1]
+		}
+		t.dir, t.depth = dir, t.depth+1
+	}
+	lo, hi := newIDPart(len(p.slots), p.depth+1), newIDPart(len(p.slots), p.depth+1)
+	bit := uint64(1) << (63 - p.depth)
+	for _, s := range p.slots {
+		switch {
+		case s == 0:
+		case s&bit == 0:
+			lo.place(s)
+			lo.n++
+		default:
+			hi.place(s)
+			hi.n++
+		}
+	}
+	t.replace(p, lo, hi)
+}
+
+// replace points the directory's entries for p at lo (the first half of
+// them) and hi (the second); lo and hi are one part when p is resized.
+func (t *idTable) replace(p, lo, hi *idPart) {
+	span := 1 << (t.depth - p.depth)
+	first := 0
+	for t.dir[first] != p {
+		first += span // p's entries start at a multiple of their number
+	}
+	for i := range span {
+		if i < span/2 {
+			t.dir[first+i] = lo
+		} else {
+			t.dir[first+i] = hi
+		}
+	}
+}
+
+// reserve makes room for n ids in an empty table: parts of up to
+// idPartMax slots, each about half full once the n are in.
+func (t *idTable) reserve(n int) {
+	if t.n != 0 || n <= 0 {
+		return
+	}
+	depth := uint8(0)
+	for n>>depth > idPartMax/2 {
+		depth++
+	}
+	per := n>>depth + 1
+	size := idTableMin
+	for size*idTableFill < per*idTableFillDiv*5/4 { // room for the parts' sizes to vary
+		size *= 2
+	}
+	t.dir, t.depth = make([]*idPart, 1<<depth), depth
+	for i := range t.dir {
+		t.dir[i] = newIDPart(size, depth)
+	}
+}
+
+// each calls fn with every id in the table.
+func (t *idTable) each(fn func(id uint32)) {
+	for i, p := range t.dir {
+		if i > 0 && t.dir[i-1] == p {
+			continue // a part's entries are in a row
+		}
+		for _, s := range p.slots {
+			if s != 0 {
+				fn(slotID(s))
+			}
+		}
+	}
+}
