@@ -14,6 +14,11 @@ func Sweep(db *DB) int {
 // their own until they are used again (see poisonReclaimed).
 func PoisonReclaimed(on bool) { poisonReclaimed = on }
 
+// VisitIdleHeadsOften makes writes visit slabs for idle heads every few
+// heads set, so that tests let heads go and make them again all the
+// time, as a store does only now and then.
+func VisitIdleHeadsOften() { idleHeadsEvery, idleHeadsSlabs = 8, 4 }
+
 // Heads counts the entries that hold a version object, and Held the
 // versions waiting in pub.held to be let go.
 func Heads(db *DB) int { return heads(db) }

@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -35,20 +34,6 @@ type entry struct {
 	vis visible
 }
 
-// head returns the newest version of e, possibly written by a transaction
-// that has not committed yet; nil when the committed version in vis is
-// the newest and no snapshot reads below it (see version). Writers
-// (holding DB.wmu) store it, rollbacks and Abandon put back what was
-// there, and DB.release takes it back to nil. It is kept in the slab's
-// heads, found from e's place in the slab: the collector scans those and
-// not the entries.
-func (e *entry) head() *atomic.Pointer[version] {
-	i := int(e.id & (entrySlabMax - 1))
-	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
-	heads := unsafe.Add(entries, -int(unsafe.Offsetof(entrySlab{}.entries)))
-	return &(*[entrySlabMax]atomic.Pointer[version])(heads)[i]
-}
-
 // The gone flag, in entry.kg, is set when the entry leaves the index
 // (deleted, or created by a transaction that rolled back), by
 // ordered.remove under its lock, so that a pending ordered insert skips
@@ -68,7 +53,7 @@ const (
 type entries struct {
 	tab    *entryTable
 	slab   uint32   // the place of the slab new entries come from
-	next   int      // the next new entry's place in it; entrySlabMax: none
+	next   int      // the next new entry's place in it (from 1); entrySlabMax: none
 	live   []int32  // by place in the table: the slab's entries not dropped
 	free   []uint32 // reclaimed entries, cleared, to be used again
 	reused int64    // entries used again, for tests
@@ -81,11 +66,11 @@ func newEntries(tab *entryTable) entries {
 // take returns a zeroed entry from the current slab, or a new slab.
 func (es *entries) take() *entry {
 	if es.next == entrySlabMax {
-		es.slab, es.next = es.tab.newSlab(), 0
+		es.slab, es.next = es.tab.newSlab(), 1
 		if n := int(es.slab) + 1; len(es.live) < n {
 			es.live = append(es.live, make([]int32, n-len(es.live))...)
 		}
-		es.live[es.slab] = entrySlabMax
+		es.live[es.slab] = slabEntries
 	}
 	e := es.tab.at(es.slab<<entrySlabBits | uint32(es.next))
 	es.next++
@@ -110,7 +95,7 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 		// Keep no more than half the store's size, and at least a slab:
 		// the slabs that hold no other entry in use are freed (after a
 		// store shrinks).
-		db.reclaimEntries(max(entrySlabMax, int(db.keys.Load()/2)))
+		db.reclaimEntries(max(slabEntries, int(db.keys.Load()/2)))
 	}
 	var e *entry
 	if n := len(es.free); n > 0 {
@@ -124,7 +109,7 @@ func (db *DB) allocEntry(key string, kchunk uint32) *entry {
 		}
 		es.reused++
 		if poisonReclaimed {
-			e.clear()
+			e.clear(es.tab)
 		}
 	} else {
 		e = es.take()
@@ -185,7 +170,7 @@ func (db *DB) clearAll(ids []uint32) {
 		}
 		a.mu.Unlock()
 		for _, e := range prev[:np] {
-			e.clear()
+			e.clear(tab)
 			if poisonReclaimed {
 				e.poison()
 			}
@@ -198,8 +183,8 @@ func (db *DB) clearAll(ids []uint32) {
 // arena.release has taken its bytes out of the blocks' counts. Nothing reaches the entry now but, later, a pending release
 // of a version it once held (pub.held), which compares its head with that
 // version: every field is stored atomically.
-func (e *entry) clear() {
-	e.head().Store(nil)
+func (e *entry) clear(tab *entryTable) {
+	tab.setHead(e, nil)
 	e.kref.Store(0)
 	e.kg.Store(0)
 	e.vis.store(&version{kind: pubsub.Delete}, 0)

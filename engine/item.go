@@ -93,7 +93,7 @@ func expiresAt(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 // otherwise the committed version in vis. ver is 0 when the key has no
 // value (rev still says which revision left it so).
 func (e *entry) newest(tab *entryTable) shown {
-	if h := e.head().Load(); h != nil {
+	if h := e.head(); h != nil {
 		return h.shown()
 	}
 	var s shown
@@ -113,7 +113,7 @@ func (e *entry) at(rev int64, tab *entryTable) shown {
 	if e.vis.load(&s, tab); s.rev <= rev {
 		return s
 	}
-	return e.head().Load().at(rev).shown()
+	return e.head().at(rev).shown()
 }
 
 // before reports what e held before a write that found old as its head:

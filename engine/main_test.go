@@ -19,7 +19,10 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	// Tests poison the entries that are reclaimed; benchmarks time what
 	// users run.
-	engine.PoisonReclaimed(flag.Lookup("test.bench").Value.String() == "")
+	if flag.Lookup("test.bench").Value.String() == "" {
+		engine.PoisonReclaimed(true)
+		engine.VisitIdleHeadsOften()
+	}
 	leaktest.Main(m)
 }
 

@@ -147,7 +147,7 @@ func (db *DB) abandon() int {
 		c := queue[i]
 		for j := len(c.writes) - 1; j >= 0; j-- {
 			w := c.writes[j]
-			w.e.head().Store(w.old)
+			db.entries.tab.setHead(w.e, w.old)
 			db.rehold(w.e, w.old)
 			if present(w.v) && w.v.expires != 0 {
 				db.exp.remove(w.v.expires, w.e)
@@ -272,7 +272,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	// as they would be after deletions: once no view reads them. Those
 	// that none reads now are kept for the new keys, as many as there
 	// are (the store's size, which allocEntry goes by, is 0 meanwhile).
-	db.reclaimEntries(max(entrySlabMax, len(items)))
+	db.reclaimEntries(max(slabEntries, len(items)))
 	db.exp = newExpiries(db.entries.tab)
 	db.keys.Store(0)
 	db.pub.mu.Lock()

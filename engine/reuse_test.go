@@ -376,7 +376,7 @@ func TestEntries_SlabsFreedAfterTheStoreShrinks(t *testing.T) {
 	db.wmu.Lock()
 	free := len(db.entries.free)
 	db.wmu.Unlock()
-	require.Equal(t, entrySlabMax-1, free, "entries kept to be used again, one of them used")
+	require.Equal(t, slabEntries-1, free, "entries kept to be used again, one of them used")
 	runtime.GC()
 	runtime.GC()
 	gone := 0
@@ -387,13 +387,13 @@ func TestEntries_SlabsFreedAfterTheStoreShrinks(t *testing.T) {
 	}
 	// The entries kept are the first deleted, all in the first slab, which
 	// stays, and so does the last, which new entries come from.
-	require.GreaterOrEqual(t, gone, keys-entrySlabMax-keys%entrySlabMax, "entries freed of %d", keys)
+	require.GreaterOrEqual(t, gone, keys-slabEntries-keys%slabEntries, "entries freed of %d", keys)
 
 	// The places of the slabs freed are taken again as the store grows
 	// back (to fewer keys than the entries kept and those freed).
 	slabs := len(*db.entries.tab.slabs.Load())
 	m := func(i int) string { return fmt.Sprintf("m%05d", i) }
-	setAll(t, db, keys-entrySlabMax, m)
+	setAll(t, db, keys-slabEntries, m)
 	require.Equal(t, slabs, len(*db.entries.tab.slabs.Load()), "the table grew with freed places in it")
-	checkAll(t, db, append(keysOf(keys-entrySlabMax, m), "new"))
+	checkAll(t, db, append(keysOf(keys-slabEntries, m), "new"))
 }

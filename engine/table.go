@@ -9,16 +9,36 @@ import (
 // entrySlabBits is log2 of entrySlabMax.
 const entrySlabBits = 10
 
-// entrySlabMax is how many entries a slab holds.
+// entrySlabMax is how many places a slab has, and so how many ids: the
+// low entrySlabBits of an entry's id are its place in its slab.
 const entrySlabMax = 1 << entrySlabBits
 
-// entrySlab is a slab of entries (72 KiB), which the collector marks as
-// one object: it scans the heads (8 KiB, mostly nil) and not the entries
-// (64 KiB), which hold no pointers and come after them.
+// slabEntries is how many entries a slab holds: one at each place but the
+// first, whose room holds the slab's header (heads, touched), so
+// that a slab is 64 KiB, a whole number of the allocator's pages.
+const slabEntries = entrySlabMax - 1
+
+// entrySlab is a slab of entries (64 KiB), which the collector marks as
+// one object. It scans only the pointer at the front, to the heads of
+// the entries' versions: the entries hold no pointers.
 type entrySlab struct {
-	heads   [entrySlabMax]atomic.Pointer[version]
-	entries [entrySlabMax]entry
+	// heads holds the heads of the entries' versions (entry.head), or is
+	// nil while every one of them is nil, as it is for nearly every slab
+	// of a store that no snapshot reads below: an array of heads would
+	// cost the collector 8 bytes a key to scan. A write that gives one of
+	// the slab's entries a version object sets it (entryTable.setHead),
+	// and entryTable.idleHeads takes it back once none was set since its
+	// last visit and all are nil.
+	heads atomic.Pointer[slabHeads]
+	// touched says a head was set since idleHeads last looked; guarded
+	// by DB.wmu.
+	touched bool
+	_       [64 - 8 - 1]byte   // the entries start on a line
+	entries [slabEntries]entry // the entry at place i is entries[i-1]
 }
+
+// slabHeads is a slab's heads, by an entry's place in the slab.
+type slabHeads [entrySlabMax]atomic.Pointer[version]
 
 // entryTable holds every entry of the store in slabs, and names each by
 // a number, its id: its slab's place in the table, then its own place in
@@ -55,6 +75,12 @@ type entryTable struct {
 	// page is never copied, so the reader that holds a search key sets
 	// its bytes without a lock. Page 0 holds the poison key and value.
 	probeKeys atomic.Pointer[[]*probePage]
+
+	// headSets counts the heads set since idleHeads last ran, and
+	// headCursor is the place of the next slab it visits; guarded by
+	// DB.wmu.
+	headSets   int
+	headCursor uint32
 }
 
 type probePage [entrySlabMax]atomic.Pointer[byte]
@@ -178,7 +204,7 @@ type slabList []*entrySlab
 
 // at returns the entry named id.
 func (l slabList) at(id uint32) *entry {
-	return &l[id>>entrySlabBits].entries[id&(entrySlabMax-1)]
+	return &l[id>>entrySlabBits].entries[id&(entrySlabMax-1)-1]
 }
 
 // newSlab adds a slab to the table, its entries named, and returns its
@@ -200,7 +226,7 @@ func (t *entryTable) newSlab() uint32 {
 		slabs = append(slabs, nil)
 	}
 	for i := range s.entries {
-		s.entries[i].id = n<<entrySlabBits | uint32(i)
+		s.entries[i].id = n<<entrySlabBits | uint32(i+1)
 	}
 	slabs[n] = s
 	t.slabs.Store(&slabs)
@@ -230,9 +256,9 @@ func (t *entryTable) probe(key string) *entry {
 		pages := append(*t.probeKeys.Load(), new(probePage))
 		t.probeKeys.Store(&pages)
 		first := uint32(len(pages)-1) << entrySlabBits
-		for i := entrySlabMax - 1; i >= 0; i-- {
+		for i := slabEntries; i >= 1; i-- {
 			// Each has a probe number, its key's block.
-			slab.entries[i].kref.Store(uint64(probeBit|first|uint32(i)) << 32)
+			slab.entries[i-1].kref.Store(uint64(probeBit|first|uint32(i)) << 32)
 			t.probes = append(t.probes, n<<entrySlabBits|uint32(i))
 		}
 		k = len(t.probes)
@@ -257,4 +283,109 @@ func (t *entryTable) unprobe(e *entry) {
 	t.mu.Lock()
 	t.probes = append(t.probes, e.id)
 	t.mu.Unlock()
+}
+
+// slab returns the slab that holds e.
+func (e *entry) slab() *entrySlab {
+	i := int(e.id&(entrySlabMax-1)) - 1
+	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
+	return (*entrySlab)(unsafe.Add(entries, -int(unsafe.Offsetof(entrySlab{}.entries))))
+}
+
+// head returns the newest version of e, possibly written by a transaction
+// that has not committed yet; nil when the committed version in vis is
+// the newest and no snapshot reads below it (see version). Writers
+// (holding DB.wmu) set it (entryTable.setHead), rollbacks and Abandon put
+// back what was there, and DB.release takes it back to nil
+// (entryTable.dropHead).
+//
+// A reader that loads e's visible copy and then its head finds a head at
+// least as new as that copy: the write stored its version in the heads
+// before the commit's visible stores, and a slab's heads are let go only
+// when all are nil, which a head a snapshot still reads never is.
+func (e *entry) head() *version {
+	h := e.slab().heads.Load()
+	if h == nil {
+		return nil
+	}
+	return h[e.id&(entrySlabMax-1)].Load()
+}
+
+// setHead makes v the head of e's versions; DB.wmu is held.
+func (t *entryTable) setHead(e *entry, v *version) {
+	s := e.slab()
+	h := s.heads.Load()
+	if h == nil {
+		if v == nil {
+			return
+		}
+		h = new(slabHeads)
+		s.heads.Store(h)
+	}
+	h[e.id&(entrySlabMax-1)].Store(v)
+	if v != nil {
+		if !s.touched {
+			s.touched = true
+		}
+		if t.headSets++; t.headSets >= idleHeadsEvery {
+			t.headSets = 0
+			t.idleHeads(idleHeadsSlabs)
+		}
+	}
+}
+
+// dropHead takes the head of e's versions back to nil if it is still v,
+// and reports whether it did; any goroutine may call it.
+func (t *entryTable) dropHead(e *entry, v *version) bool {
+	s := e.slab()
+	h := s.heads.Load()
+	// A slab's heads are let go only when all are nil: if they went, v
+	// is not there.
+	return h != nil && h[e.id&(entrySlabMax-1)].CompareAndSwap(v, nil)
+}
+
+// After every idleHeadsEvery heads set, idleHeads visits the next
+// idleHeadsSlabs slabs: a pass over the slabs of a store of 1M keys
+// every 16,384 writes, of 10M every 163,840. A visit costs the slab's
+// first line, and a look at its heads if none was set since the last
+// (8 KiB, read once before they go). Variables, for tests, which visit
+// far more often.
+var (
+	idleHeadsEvery = 1024
+	idleHeadsSlabs = 64
+)
+
+// idleHeads visits the next n slabs (each once at most), from headCursor
+// on, and lets the
+// heads of each go if none was set since its last visit and all are nil;
+// the slab gets them again, new, when a head is next set. A slab written
+// all the time keeps them, so that they are not made again and again.
+// DB.wmu is held: no head is set meanwhile, so heads found nil stay so
+// (dropHead only takes them to nil).
+func (t *entryTable) idleHeads(n int) {
+	slabs := t.load()
+	for range min(n, len(slabs)) {
+		if int(t.headCursor) >= len(slabs) {
+			t.headCursor = 0
+		}
+		s := slabs[t.headCursor]
+		t.headCursor++
+		switch {
+		case s == nil:
+		case s.touched:
+			s.touched = false
+		case s.heads.Load() != nil && s.heads.Load().allNil():
+			s.heads.Store(nil)
+		}
+	}
+}
+
+// allNil reports whether every head in h is nil.
+func (h *slabHeads) allNil() bool {
+	for i := range h {
+		if h[i].Load() != nil {
+			return false
+		}
+	}
+	return true
 }

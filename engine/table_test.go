@@ -67,5 +67,5 @@ func TestEntryTable_ProbesGivenBack(t *testing.T) {
 	require.Equal(t, slabs, len(*tab.slabs.Load()), "probes not given back made the table grow")
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
-	require.Len(t, tab.probes, entrySlabMax, "probes in use after every reader ended")
+	require.Len(t, tab.probes, slabEntries, "probes in use after every reader ended")
 }

@@ -135,14 +135,14 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	// A nil old on an entry that exists leaves v.prev nil: the version
 	// before v is the committed one in vis, which publish links into the
 	// chain if a snapshot still needs it.
-	old := e.head().Load()
+	old := e.head()
 	if old != nil && old.rev == tx.rev {
 		v.prev.Store(old.prev.Load())
 	} else {
 		v.prev.Store(old)
 		tx.writes = append(tx.writes, txWrite{e: e, old: old, created: created})
 	}
-	e.head().Store(v)
+	tx.db.entries.tab.setHead(e, v)
 	if created {
 		tx.db.index.put(e)
 		tx.db.order.add(e)

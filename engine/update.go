@@ -105,7 +105,7 @@ func (tx *Tx) rollback() {
 	db := tx.db
 	for i := len(tx.writes) - 1; i >= 0; i-- {
 		w := tx.writes[i]
-		w.e.head().Store(w.old)
+		db.entries.tab.setHead(w.e, w.old)
 		if mayHold(w.old) {
 			db.pub.mu.Lock()
 			db.rehold(w.e, w.old)
@@ -157,7 +157,7 @@ func (tx *Tx) commit() (int64, error) {
 	}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
-		v := w.e.head().Load()
+		v := w.e.head()
 		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
 		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: db.entries.tab.key(w.e), Value: v.value, Time: at}
 		had, hadExpires := w.e.before(w.old, w.created)
@@ -199,7 +199,7 @@ func (tx *Tx) commit() (int64, error) {
 func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
-		v := w.e.head().Load()
+		v := w.e.head()
 		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: tx.db.entries.tab.key(w.e), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
@@ -375,7 +375,7 @@ func (db *DB) reuseEmptied(committed int64) {
 func (db *DB) release(c *commit, oldest int64) {
 	for len(db.pub.held) > 0 && db.pub.held[0].v.rev <= oldest {
 		h := db.pub.held[0]
-		h.e.head().CompareAndSwap(h.v, nil) // unless a newer write is there
+		db.entries.tab.dropHead(h.e, h.v) // unless a newer write is there
 		db.pub.held[0] = heldVersion{}
 		db.pub.held = db.pub.held[1:]
 	}
@@ -384,7 +384,7 @@ func (db *DB) release(c *commit, oldest int64) {
 	}
 	below := min(oldest, c.rev)
 	for _, w := range c.writes {
-		v := w.e.head().Load()
+		v := w.e.head()
 		for v != nil && v.rev > below {
 			v = v.prev.Load()
 		}
@@ -394,7 +394,7 @@ func (db *DB) release(c *commit, oldest int64) {
 		switch {
 		case w.v.deleted():
 		case oldest >= w.v.rev:
-			w.e.head().CompareAndSwap(w.v, nil)
+			db.entries.tab.dropHead(w.e, w.v)
 		default:
 			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v})
 		}
@@ -446,7 +446,7 @@ func (db *DB) bury() {
 	db.pub.graves = nil
 	db.pub.mu.Unlock()
 	for _, w := range graves {
-		if w.e.head().Load() == w.v {
+		if w.e.head() == w.v {
 			db.forget(w.e)
 		}
 	}

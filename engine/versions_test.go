@@ -14,7 +14,7 @@ func heads(db *DB) int {
 		s := &db.index.shards[i]
 		s.mu.RLock()
 		s.t.each(func(id uint32) {
-			if db.index.tab.at(id).head().Load() != nil {
+			if db.index.tab.at(id).head() != nil {
 				n++
 			}
 		})
@@ -105,4 +105,82 @@ func TestVersions_KeptOnlyWhileNeeded(t *testing.T) {
 			require.Equal(t, int64(3), it.Version)
 		})
 	}
+}
+
+// TestVersions_IdleSlabsLetTheirHeadsGo checks that a slab's array of
+// heads goes once its heads have all been nil since the last visit, that
+// one a snapshot still reads through is kept however often slabs are
+// visited, and that a slab gets its heads back when a key of it is
+// written again.
+func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
+	db, err := Open("", nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	tab := db.entries.tab
+	visit := func() { // twice over every slab, as writes do in turn
+		db.wmu.Lock()
+		defer db.wmu.Unlock()
+		tab.idleHeads(len(tab.load()))
+		tab.idleHeads(len(tab.load()))
+	}
+	armed := func() (slabs []uint32) {
+		for n, s := range tab.load() {
+			if s != nil && s.heads.Load() != nil {
+				slabs = append(slabs, uint32(n))
+			}
+		}
+		return slabs
+	}
+
+	const keys = 3 * entrySlabMax
+	key := func(i int) string { return fmt.Sprintf("k%05d", i) }
+	for i := range keys {
+		_, err := db.Set(key(i), "v1", nil)
+		require.NoError(t, err)
+	}
+	require.NotEmpty(t, armed(), "writes give their slabs heads")
+	visit()
+	require.Empty(t, armed(), "no snapshot is open: every slab lets its heads go")
+
+	// The keys of one slab change under an open snapshot, which reads
+	// "v1" through their heads.
+	s := db.openSnapshot()
+	slab := db.index.get(key(entrySlabMax+5)).id >> entrySlabBits
+	var changed []string
+	for i := range keys {
+		if db.index.get(key(i)).id>>entrySlabBits == slab {
+			_, err := db.Set(key(i), "v2", nil)
+			require.NoError(t, err)
+			changed = append(changed, key(i))
+		}
+	}
+	require.Greater(t, len(changed), entrySlabMax/2)
+	for range 3 {
+		visit()
+		require.Equal(t, []uint32{slab}, armed(), "the slab a snapshot reads through keeps its heads")
+	}
+	for i := range keys {
+		v := db.index.get(key(i)).at(s.s.rev, tab)
+		require.Equal(t, "v1", v.value, key(i))
+	}
+	s.Close()
+
+	// The next commit lets the kept versions go, and then the heads.
+	_, err = db.Set(key(0), "v3", nil)
+	require.NoError(t, err)
+	require.Zero(t, heads(db))
+	visit()
+	require.Empty(t, armed())
+
+	// A write gives its slab heads again, and a snapshot reads through
+	// them.
+	s = db.openSnapshot()
+	defer s.Close()
+	_, err = db.Set(changed[0], "v4", nil)
+	require.NoError(t, err)
+	require.Equal(t, []uint32{slab}, armed())
+	require.Equal(t, "v2", db.index.get(changed[0]).at(s.s.rev, tab).value)
+	it, err := db.Get(changed[0])
+	require.NoError(t, err)
+	require.Equal(t, "v4", it.Value)
 }
