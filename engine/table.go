@@ -346,7 +346,7 @@ func (t *entryTable) dropHead(e *entry, v *version) bool {
 
 // After every idleHeadsEvery heads set, idleHeads visits the next
 // idleHeadsSlabs slabs: a pass over the slabs of a store of 1M keys
-// every 16,384 writes, of 10M every 163,840. A visit costs the slab's
+// every 16,000 writes or so, of 10M every 160,000. A visit costs the slab's
 // first line, and a look at its heads if none was set since the last
 // (8 KiB, read once before they go). Variables, for tests, which visit
 // far more often.
