@@ -250,7 +250,7 @@ func (t *idTable) reserve(n int) {
 		return
 	}
 	depth := uint8(0)
-	for n>>depth > idPartMax/2 {
+	for n>>depth > idPartMax/2 && depth < idDirDepthMax {
 		depth++
 	}
 	per := n>>depth + 1
