@@ -22,6 +22,7 @@ import (
 //	wmu → pub.mu → arena.mu             (publish, a compaction)
 //	wmu → pub.mu → the broker's locks   (publish; Subscribe under wmu)
 //	wmu → pub.mu → index shard, ordered.mu (Replica.Abandon)
+//	wmu → pub.mu → entryTable.mu       (a visit of idle heads, in a write or Abandon)
 //	wmu → the log's mu                  (Append)
 //	ckpt.mu → ordered.mu → readers.mu   (a checkpoint's snapshot)
 //	ckpt.mu → the broker's hmu          (what the history still needs)

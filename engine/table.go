@@ -81,6 +81,7 @@ type entryTable struct {
 	// DB.wmu.
 	headSets   int
 	headCursor uint32
+	headVisit  []*entrySlab // idleHeads's slabs to visit, kept for the next
 }
 
 type probePage [entrySlabMax]atomic.Pointer[byte]
@@ -363,21 +364,32 @@ var (
 // DB.wmu is held: no head is set meanwhile, so heads found nil stay so
 // (dropHead only takes them to nil).
 func (t *entryTable) idleHeads(n int) {
+	// The slabs to visit are read under t.mu: a reader that makes a slab
+	// of search keys may put it in a freed place meanwhile (newSlab). A
+	// slab freed since is harmless to visit: its heads and flag change
+	// only under DB.wmu.
+	visit := t.headVisit[:0]
+	t.mu.Lock()
 	slabs := t.load()
 	for range min(n, len(slabs)) {
 		if int(t.headCursor) >= len(slabs) {
 			t.headCursor = 0
 		}
-		s := slabs[t.headCursor]
+		if s := slabs[t.headCursor]; s != nil {
+			visit = append(visit, s)
+		}
 		t.headCursor++
-		switch {
-		case s == nil:
-		case s.touched:
+	}
+	t.mu.Unlock()
+	for _, s := range visit {
+		if s.touched {
 			s.touched = false
-		case s.heads.Load() != nil && s.heads.Load().allNil():
+		} else if h := s.heads.Load(); h != nil && h.allNil() {
 			s.heads.Store(nil)
 		}
 	}
+	clear(visit)
+	t.headVisit = visit[:0]
 }
 
 // allNil reports whether every head in h is nil.
