@@ -221,8 +221,10 @@ func (t *entryTable) newSlab() uint32 {
 		t.unused = t.unused[:k-1]
 	} else {
 		n = uint32(len(slabs))
-		if n >= 1<<(32-entrySlabBits) {
-			panic("engine: more than 2^32 entries")
+		if n >= 1<<(32-entrySlabBits)-1 {
+			// The last slab's last id would be 2^32-1, which idTable
+			// cannot hold (it keeps an id plus one).
+			panic("engine: more than 2^32-2048 entries")
 		}
 		slabs = append(slabs, nil)
 	}
