@@ -15,10 +15,10 @@ import (
 const maxKeys = 99_999_999
 
 // liveBytesPerKey is what one loaded key holds in this process, at most:
-// livekv, the hungriest engine of the memory workload, measured 425 bytes
-// per key of resident memory after a collection (docs/benchmarks.md; its
-// live heap is less, 363 bytes a key, docs/engine.md), and the suite keeps
-// each key's string and its slot in the key list, 32 bytes.
+// 425 bytes per key of resident memory after a collection, the most any
+// engine of the memory workload has measured (livekv, once; it now
+// measures 246, and badger up to 327: docs/benchmarks.md), and the suite
+// keeps each key's string and its slot in the key list, 32 bytes.
 const liveBytesPerKey = 425 + 32
 
 // memoryPlan says whether a run that loads n keys fits in available bytes
