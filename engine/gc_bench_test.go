@@ -34,7 +34,8 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //     the DB was opened, per key: entries, versions, tree, hash index,
 //     keys and values;
 //   - scan-B/key: the bytes of the heap the collector scans for pointers,
-//     whole process, per key (the slabs' heads, mostly);
+//     whole process, per key (the tree's nodes, the index's directories,
+//     the heads of slabs that hold them);
 //   - objects/key: the heap objects it marks, per key; each is also a
 //     span, or part of one, that runtime.GC sweeps.
 //

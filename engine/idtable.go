@@ -10,9 +10,10 @@ package engine
 // idPartMax slots (extendible hashing): the directory, indexed by the top
 // depth bits, names each key's part, and a part that fills up splits in
 // two by the next bit, without touching the others. So no insert moves
-// more than one part's slots: growing a table of 10M keys at once would
-// hold the shard's lock for milliseconds (6.7 ms for a shard's 196,608
-// keys, measured with a table of one part), a split holds it for a part.
+// more than one part's slots: growing a shard of a 10M-key store at once
+// held its lock for milliseconds (5.2 to 5.8 ms doubling at 196,608 keys,
+// BenchmarkIDTable_Insert with a table of one part: docs/engine.md), a
+// split holds it for a part.
 //
 // Within a part, a key's home is the slot named by the bits of its hash
 // that follow the part's own depth, and it sits in the first free slot
@@ -61,7 +62,7 @@ var (
 	// 32 KiB, moved in some tens of microseconds.
 	idPartMax = 4096
 	// idDirDepthMax caps the directory at 1<<16 parts (512 KiB), which
-	// hold some 100M keys; past it, parts grow instead. Splitting parts
+	// hold some 130M keys half full; past it, parts grow instead. Splitting parts
 	// whose keys share a hash would otherwise double it without end.
 	idDirDepthMax uint8 = 16
 )
@@ -78,7 +79,7 @@ func (t *idTable) part(h uint64) *idPart { return t.dir[h>>(64-t.depth)] } // >>
 
 // home returns the slot where a hash (or a slot) starts looking.
 func (p *idPart) home(h uint64) int {
-	return int((h<<p.depth)>>(64-p.bits)&(1<<p.bits-1)) << p.fill
+	return int((h<<p.depth)>>(64-p.bits)) << p.fill // bits is at least 3
 }
 
 // newIDPart returns an empty part of size slots, for hashes that share
@@ -127,11 +128,11 @@ func (t *idTable) insert(h uint64, id uint32) {
 	p := t.part(h)
 	for int(p.n+1)*idTableFillDiv > len(p.slots)*idTableFill {
 		if len(p.slots) < idPartMax || p.depth >= idDirDepthMax || p.depth+p.bits >= tagBits {
-			p = t.resize(p, 2*len(p.slots))
+			t.resize(h, p, 2*len(p.slots))
 		} else {
-			t.split(p)
-			p = t.part(h)
+			t.split(h, p)
 		}
+		p = t.part(h)
 	}
 	p.place(slotOf(h, id))
 	p.n++
@@ -180,14 +181,14 @@ func (t *idTable) delete(h uint64, id uint32) bool {
 	case t.n == 0:
 		t.dir, t.depth = nil, 0 // let every part go
 	case int(p.n)*idTableSparse < len(p.slots) && len(p.slots) > idTableMin:
-		t.resize(p, max(idTableMin, len(p.slots)/4))
+		t.resize(h, p, max(idTableMin, len(p.slots)/4))
 	}
 	return true
 }
 
-// resize moves p's slots into a new part of size slots, in p's place in
-// the directory, and returns it.
-func (t *idTable) resize(p *idPart, size int) *idPart {
+// resize moves p, the part of hash h, into a new part of size slots, in
+// p's place in the directory.
+func (t *idTable) resize(h uint64, p *idPart, size int) {
 	q := newIDPart(size, p.depth)
 	for _, s := range p.slots {
 		if s != 0 {
@@ -195,14 +196,13 @@ func (t *idTable) resize(p *idPart, size int) *idPart {
 		}
 	}
 	q.n = p.n
-	t.replace(p, q, q)
-	return q
+	t.replace(h, p, q, q)
 }
 
-// split moves p's slots into two parts of its size, by the bit of their
-// hashes that follows p's depth, doubling the directory first if p is the
-// only part its entries name.
-func (t *idTable) split(p *idPart) {
+// split moves p's slots (p the part of hash h) into two parts of its
+// size, by the bit of their hashes that follows p's depth, doubling the
+// directory first if p is the only part its entries name.
+func (t *idTable) split(h uint64, p *idPart) {
 	if p.depth == t.depth {
 		dir := make([]*idPart, 2*len(t.dir))
 		for i := range dir {
@@ -223,17 +223,16 @@ func (t *idTable) split(p *idPart) {
 			hi.n++
 		}
 	}
-	t.replace(p, lo, hi)
+	t.replace(h, p, lo, hi)
 }
 
-// replace points the directory's entries for p at lo (the first half of
-// them) and hi (the second); lo and hi are one part when p is resized.
-func (t *idTable) replace(p, lo, hi *idPart) {
+// replace points the directory's entries for p, the part of hash h, at
+// lo (the first half of them) and hi (the second); lo and hi are one part
+// when p is resized. p's entries are those whose index shares h's top
+// p.depth bits, in a row.
+func (t *idTable) replace(h uint64, p, lo, hi *idPart) {
 	span := 1 << (t.depth - p.depth)
-	first := 0
-	for t.dir[first] != p {
-		first += span // p's entries start at a multiple of their number
-	}
+	first := int(h>>(64-t.depth)) &^ (span - 1) // >>64 is 0
 	for i := range span {
 		if i < span/2 {
 			t.dir[first+i] = lo

@@ -250,24 +250,12 @@ func (ix *index) shard(key string) (*indexShard, uint64) {
 	return &ix.shards[h%indexShards], h
 }
 
-func (s *indexShard) find(tab *entryTable, h uint64, key string) *entry {
-	return s.t.find(tab, h, key)
-}
-
-// insert adds e, whose key hashes to h and is not in the shard; s.mu is
-// held.
-func (s *indexShard) insert(h uint64, e *entry) { s.t.insert(h, e.id) }
-
-// delete takes e, whose key hashes to h, out of the shard if it is there;
-// s.mu is held.
-func (s *indexShard) delete(h uint64, e *entry) { s.t.delete(h, e.id) }
-
 // get returns key's entry, or nil. Only writers call it, holding DB.wmu:
 // an entry leaves the index only under it.
 func (ix *index) get(key string) *entry {
 	s, h := ix.shard(key)
 	s.mu.RLock()
-	e := s.find(ix.tab, h, key)
+	e := s.t.find(ix.tab, h, key)
 	s.mu.RUnlock()
 	return e
 }
@@ -280,7 +268,7 @@ func (ix *index) read(key string) (*indexShard, *entry) {
 	s, h := ix.shard(key)
 	s.mu.RLock()
 	s.reads.Add(1) // on the shard's line, which RLock has just touched
-	return s, s.find(ix.tab, h, key)
+	return s, s.t.find(ix.tab, h, key)
 }
 
 func (ix *index) gets() int64 {
@@ -295,7 +283,7 @@ func (ix *index) gets() int64 {
 func (ix *index) put(e *entry) {
 	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.insert(h, e)
+	s.t.insert(h, e.id)
 	s.mu.Unlock()
 }
 
@@ -315,7 +303,7 @@ func (ix *index) putAll(es []*entry) {
 		s := &ix.shards[i]
 		s.mu.Lock()
 		for _, he := range by[i] {
-			s.insert(he.h, he.e)
+			s.t.insert(he.h, he.e.id)
 		}
 		s.mu.Unlock()
 	}
@@ -330,6 +318,6 @@ type hashedEntry struct {
 func (ix *index) remove(e *entry) {
 	s, h := ix.shard(ix.tab.key(e))
 	s.mu.Lock()
-	s.delete(h, e)
+	s.t.delete(h, e.id)
 	s.mu.Unlock()
 }

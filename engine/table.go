@@ -288,9 +288,12 @@ func (t *entryTable) unprobe(e *entry) {
 	t.mu.Unlock()
 }
 
+// place returns e's place in its slab, from 1.
+func (e *entry) place() int { return int(e.id & (entrySlabMax - 1)) }
+
 // slab returns the slab that holds e.
 func (e *entry) slab() *entrySlab {
-	i := int(e.id&(entrySlabMax-1)) - 1
+	i := e.place() - 1
 	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
 	return (*entrySlab)(unsafe.Add(entries, -int(unsafe.Offsetof(entrySlab{}.entries))))
 }
@@ -311,7 +314,7 @@ func (e *entry) head() *version {
 	if h == nil {
 		return nil
 	}
-	return h[e.id&(entrySlabMax-1)].Load()
+	return h[e.place()].Load()
 }
 
 // setHead makes v the head of e's versions; DB.wmu is held.
@@ -325,7 +328,7 @@ func (t *entryTable) setHead(e *entry, v *version) {
 		h = new(slabHeads)
 		s.heads.Store(h)
 	}
-	h[e.id&(entrySlabMax-1)].Store(v)
+	h[e.place()].Store(v)
 	if v != nil {
 		if !s.touched {
 			s.touched = true
@@ -337,14 +340,13 @@ func (t *entryTable) setHead(e *entry, v *version) {
 	}
 }
 
-// dropHead takes the head of e's versions back to nil if it is still v,
-// and reports whether it did; any goroutine may call it.
-func (t *entryTable) dropHead(e *entry, v *version) bool {
-	s := e.slab()
-	h := s.heads.Load()
-	// A slab's heads are let go only when all are nil: if they went, v
-	// is not there.
-	return h != nil && h[e.id&(entrySlabMax-1)].CompareAndSwap(v, nil)
+// dropHead takes the head of e's versions back to nil if it is still v;
+// any goroutine may call it. A slab's heads are let go only when all are
+// nil: if they went, v is not there.
+func (t *entryTable) dropHead(e *entry, v *version) {
+	if h := e.slab().heads.Load(); h != nil {
+		h[e.place()].CompareAndSwap(v, nil)
+	}
 }
 
 // After every idleHeadsEvery heads set, idleHeads visits the next
@@ -359,10 +361,10 @@ var (
 )
 
 // idleHeads visits the next n slabs (each once at most), from headCursor
-// on, and lets the
-// heads of each go if none was set since its last visit and all are nil;
-// the slab gets them again, new, when a head is next set. A slab written
-// all the time keeps them, so that they are not made again and again.
+// on, and lets the heads of each go if none was set since its last visit
+// and all are nil; the slab gets them again, new, when a head is next
+// set. A slab written all the time keeps them, so that they are not made
+// again and again.
 // DB.wmu is held: no head is set meanwhile, so heads found nil stay so
 // (dropHead only takes them to nil).
 func (t *entryTable) idleHeads(n int) {
