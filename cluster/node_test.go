@@ -184,12 +184,23 @@ func TestNode_LeaderLeaves(t *testing.T) {
 
 func TestNode_LinearizeOnFollowerWaitsForCommittedEntries(t *testing.T) {
 	c := newListNodes(t, 3, 0)
-	l := c.leader()
-	f := (l + 1) % 3
 	// Slow down what the leader sends the follower, so that it applies
-	// late, then commit with the other follower.
-	c.net.Link(l, f).SetDelay(100 * time.Millisecond)
-	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("x"), 5*time.Second).Error())
+	// late, then commit with the other follower. If an election (under
+	// -race on a busy machine) takes the leadership away first, it is
+	// tried again with the new leader, at most 5 times.
+	var f int
+	for attempt := 0; ; attempt++ {
+		l := c.leader()
+		f = (l + 1) % 3
+		c.net.Link(l, f).SetDelay(100 * time.Millisecond)
+		err := c.nodes[l].rn.raft.Apply([]byte("x"), 5*time.Second).Error()
+		if (errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost)) && attempt < 5 {
+			c.net.Heal()
+			continue
+		}
+		require.NoError(t, err)
+		break
+	}
 	require.NoError(t, c.nodes[f].linearize(ctxT(t)))
 	require.Equal(t, "x", string(c.fsms[f].list()[0]), "after linearize the follower has applied the committed entry")
 
