@@ -2,7 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -228,4 +230,81 @@ func BenchmarkIDTable_Insert(b *testing.B) {
 		worst = max(worst, time.Since(start))
 	}
 	b.ReportMetric(float64(worst.Nanoseconds())/1e3, "max-µs")
+}
+
+// TestTreeItem_Order: a tree item is 16 bytes with no pointer, and keys
+// order as their bytes do whether they differ within the 12 bytes kept
+// inline, after them, or only in length or trailing zero bytes, which the
+// inline bytes pad with. Ranges and gets over such keys, before and after
+// half are deleted, see exactly the keys in byte order.
+func TestTreeItem_Order(t *testing.T) {
+	require.Equal(t, uintptr(16), unsafe.Sizeof(treeItem{}))
+	require.False(t, hasPointers(reflect.TypeFor[treeItem]()))
+
+	keys := map[string]bool{}
+	for _, k := range []string{"a", "a\x00", "a\x00\x00", "b", "\x00", "\xff",
+		"abcdefghijk", "abcdefghijkl", "abcdefghijkl\x00", "abcdefghijklm", "abcdefghijkm",
+		"abcdefgh", "abcdefgh\x00", "abcdefgh\xff", "abcdefghijkl\xff", "abcdefghijklmnopq", "abcdefghijklmnopr"} {
+		keys[k] = true
+	}
+	r := rand.New(rand.NewPCG(12, 12))
+	const alphabet = "\x00\x01ab\xfe\xff"
+	for len(keys) < 3000 {
+		b := []byte("abcdefghijkl")[:r.IntN(13)]
+		for range r.IntN(9) {
+			b = append(b, alphabet[r.IntN(len(alphabet))])
+		}
+		if len(b) > 0 {
+			keys[string(b)] = true
+		}
+	}
+	want := slices.Sorted(maps.Keys(keys))
+
+	db, err := Open("", nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for _, k := range slices.Collect(maps.Keys(keys)) { // map order: not sorted
+		_, err := db.Set(k, k, nil)
+		require.NoError(t, err)
+	}
+	check := func(want []string) {
+		t.Helper()
+		seq, err := db.Range("", "", nil)
+		require.NoError(t, err)
+		var got []string
+		for it, err := range seq {
+			require.NoError(t, err)
+			require.Equal(t, it.Key, it.Value)
+			got = append(got, it.Key)
+		}
+		require.Equal(t, want, got)
+		for _, k := range want {
+			it, err := db.Get(k)
+			require.NoError(t, err, "%q", k)
+			require.Equal(t, k, it.Value)
+		}
+		// A range from each key to the next one holds exactly that key.
+		for i := 0; i+1 < len(want); i += 7 {
+			seq, err := db.Range(want[i], want[i+1], nil)
+			require.NoError(t, err)
+			n := 0
+			for it, err := range seq {
+				require.NoError(t, err)
+				require.Equal(t, want[i], it.Key)
+				n++
+			}
+			require.Equal(t, 1, n, "range [%q, %q)", want[i], want[i+1])
+		}
+	}
+	check(want)
+	var kept []string
+	for i, k := range want {
+		if i%2 == 0 {
+			_, err := db.Delete(k)
+			require.NoError(t, err)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	check(kept)
 }

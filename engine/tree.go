@@ -11,12 +11,14 @@ import (
 )
 
 // treeItem is an entry in the ordered tree, by its id in the entryTable:
-// the collector has no pointer to mark in the tree's nodes. The first 16
+// the collector has no pointer to mark in the tree's nodes. The first 12
 // bytes of the key are kept inline, big-endian, so that most comparisons
-// never leave the node (abbreviated keys); the full key breaks ties.
+// never leave the node (abbreviated keys); the full key breaks ties. With
+// the id that makes 16 bytes an item, no padding (TestTreeItem_Size).
 type treeItem struct {
-	k0, k1 uint64
-	id     uint32
+	k0 uint64 // the key's bytes 0 to 7
+	k1 uint32 // its bytes 8 to 11
+	id uint32
 }
 
 func makeTreeItem(tab *entryTable, e *entry) treeItem {
@@ -24,12 +26,12 @@ func makeTreeItem(tab *entryTable, e *entry) treeItem {
 	return treeItem{k0: k0, k1: k1, id: e.id}
 }
 
-// abbrev packs the first 16 bytes of key, padded with zeros, into two
+// abbrev packs the first 12 bytes of key, padded with zeros, into two
 // integers that order as the bytes do.
-func abbrev(key string) (k0, k1 uint64) {
-	var b [16]byte
+func abbrev(key string) (k0 uint64, k1 uint32) {
+	var b [12]byte
 	copy(b[:], key)
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint32(b[8:])
 }
 
 // lessTreeItem orders items by key, resolving their ids in tab only when
