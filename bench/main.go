@@ -8,6 +8,7 @@
 //	cd bench && go run . -workloads replicated,replicated-latency,replicated-reads,failover,transfer
 //	cd bench && go run . -replot -out /tmp/results # redraw from results.json
 //	cd bench && go run . -keys 20000000 -workloads memory,recovery
+//	cd bench && go run . -workloads memory -peers pebble,bbolt -runs 5
 //
 // Each figure is the median of several runs, with the spread; each peer's
 // row gives its ratio to livekv. See docs/benchmarks.md.
@@ -34,6 +35,48 @@ type config struct {
 	readsIn   time.Duration // how long each case of the cluster's reads runs
 	rounds    int           // changes of leader timed per cluster profile
 	quick     bool
+	peers     []peer // the engines run, livekv first; nil: every one
+}
+
+// engines returns the engines the workloads run: livekv, then the peers
+// chosen.
+func (cfg config) engines() []peer {
+	if cfg.peers != nil {
+		return cfg.peers
+	}
+	return peers
+}
+
+// choosePeers returns livekv and the peers list names (comma-separated),
+// in the suite's order, or every engine if list is empty. livekv always
+// runs: every figure is compared with it.
+func choosePeers(list string) ([]peer, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	want := map[string]bool{peers[0].name: true}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.ContainsFunc(peers, func(p peer) bool { return p.name == name }) {
+			return nil, fmt.Errorf("no peer %q; there are %s", name, peerNames())
+		}
+		want[name] = true
+	}
+	var chosen []peer
+	for _, p := range peers {
+		if want[p.name] {
+			chosen = append(chosen, p)
+		}
+	}
+	return chosen, nil
+}
+
+func peerNames() string {
+	var n []string
+	for _, p := range peers[1:] {
+		n = append(n, p.name)
+	}
+	return strings.Join(n, ", ")
 }
 
 var fullConfig = config{keys: 1_000_000, ops: 1_000_000, runs: 3, durableIn: 3 * time.Second, subs: 100_000,
@@ -98,6 +141,8 @@ func main() {
 	rounds := flag.Int("failover-rounds", 0, "changes of leader timed per store and profile in the failover and transfer workloads (default 50; 2 with -quick)")
 	keys := flag.Int("keys", 0, fmt.Sprintf("keys loaded by the workloads that load a store (default %d; %d with -quick), at most %d; "+
 		"for the memory and recovery workloads at scale, e.g. -keys 20000000 -workloads memory,recovery", fullConfig.keys, quickConfig.keys, maxKeys))
+	peerList := flag.String("peers", "", "comma-separated peers run beside livekv (default all): "+peerNames())
+	runs := flag.Int("runs", 0, fmt.Sprintf("runs of each figure, of which it gives the median (default %d; %d with -quick)", fullConfig.runs, quickConfig.runs))
 	out := flag.String("out", "results", "folder for results.md, results.json and the SVG plots")
 	again := flag.Bool("replot", false, "run nothing: rewrite results.md and the plots in -out from its results.json")
 	flag.Parse()
@@ -115,6 +160,19 @@ func main() {
 	if *rounds > 0 {
 		cfg.rounds = *rounds
 	}
+	if *runs != 0 {
+		if *runs < 1 {
+			fmt.Fprintf(os.Stderr, "bench: -runs %d is below 1\n", *runs)
+			os.Exit(2)
+		}
+		cfg.runs = *runs
+	}
+	chosen, err := choosePeers(*peerList)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	cfg.peers = chosen
 	if *keys != 0 {
 		if *keys < 1 || *keys > maxKeys {
 			fmt.Fprintf(os.Stderr, "bench: -keys %d is outside 1..%d\n", *keys, maxKeys)
@@ -167,7 +225,7 @@ func run(cfg config, only, out string) error {
 		}
 	}
 	rep := Report{Machine: machine(), Started: time.Now().UTC(), Quick: cfg.quick, Keys: cfg.keys, Runs: cfg.runs}
-	for _, p := range peers {
+	for _, p := range cfg.engines() {
 		rep.Settings = append(rep.Settings, Setting{Engine: p.name, Memory: p.settings, Durable: p.durable})
 	}
 	rep.Settings = append(rep.Settings, clusterSettings()...)

@@ -78,3 +78,86 @@ func TestQuick(t *testing.T) {
 		t.Error("an unknown workload is not an error")
 	}
 }
+
+// TestChoosePeers: -peers names the peers beside livekv, which always
+// runs first; the engines keep the suite's order, and a name that is no
+// peer is refused with the list of those that are.
+func TestChoosePeers(t *testing.T) {
+	names := func(ps []peer) string {
+		var n []string
+		for _, p := range ps {
+			n = append(n, p.name)
+		}
+		return strings.Join(n, ",")
+	}
+	for list, want := range map[string]string{
+		"pebble,buntdb":              "livekv,buntdb,pebble",
+		" badger ":                   "livekv,badger",
+		"livekv":                     "livekv",
+		"bbolt,bbolt,livekv":         "livekv,bbolt",
+		"buntdb,bbolt,pebble,badger": "livekv,buntdb,bbolt,pebble,badger",
+	} {
+		got, err := choosePeers(list)
+		if err != nil {
+			t.Fatalf("%q: %v", list, err)
+		}
+		if names(got) != want {
+			t.Errorf("%q: %s, want %s", list, names(got), want)
+		}
+	}
+	if got, err := choosePeers(""); err != nil || got != nil {
+		t.Errorf("no list: %v, %v; want every engine (nil)", got, err)
+	}
+	if _, err := choosePeers("buntdb,redis"); err == nil || !strings.Contains(err.Error(), `"redis"`) || !strings.Contains(err.Error(), "pebble") {
+		t.Errorf("an unknown peer: %v", err)
+	}
+}
+
+// TestRun_PeersAndRuns: a run with -peers and -runs measures just those
+// engines, each figure from that many runs, and its table says how only
+// those were configured.
+func TestRun_PeersAndRuns(t *testing.T) {
+	cfg := quickConfig
+	cfg.keys, cfg.runs = 2000, 2
+	var err error
+	if cfg.peers, err = choosePeers("buntdb"); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := run(cfg, "memory,recovery", out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Workloads) != 2 {
+		t.Fatalf("%d workloads, want 2", len(rep.Workloads))
+	}
+	for _, w := range rep.Workloads {
+		var engines []string
+		for _, r := range w.Results {
+			engines = append(engines, r.Engine)
+			if len(r.Runs) != 2 {
+				t.Errorf("%s %s: %d runs, want 2", w.Name, r.Engine, len(r.Runs))
+			}
+		}
+		if got := strings.Join(engines, ","); got != "livekv,buntdb" {
+			t.Errorf("%s: engines %s, want livekv,buntdb", w.Name, got)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "| buntdb |") || strings.Contains(string(md), "| pebble |") {
+		t.Errorf("results.md should say how livekv and buntdb were configured, and no other peer:\n%s", md)
+	}
+	if !strings.Contains(string(md), "median of 2 runs") {
+		t.Error("results.md does not say each figure is the median of 2 runs")
+	}
+}

@@ -109,7 +109,7 @@ func opsPerSec(n int, d time.Duration) float64 { return float64(n) / d.Seconds()
 
 func runInsert(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, peers, "insert", "ops/s", true, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "insert", "ops/s", true, func(p peer) (map[string]float64, error) {
 		kv, done, err := openFresh(p, false)
 		if err != nil {
 			return nil, err
@@ -132,7 +132,7 @@ func withLoaded(cfg config, progress func(string), workload, unit string, higher
 	fn func(kv KV, keys []string) (map[string]float64, error)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
 	var results []Result
-	for _, p := range peers {
+	for _, p := range cfg.engines() {
 		progress(p.name + ", loading")
 		kv, done, err := openFresh(p, false)
 		if err != nil {
@@ -204,7 +204,7 @@ func runRange(cfg config, progress func(string)) ([]Result, error) {
 
 func runIncrement(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, peers, "increment", "ops/s", true, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "increment", "ops/s", true, func(p peer) (map[string]float64, error) {
 		kv, done, err := openFresh(p, false)
 		if err != nil {
 			return nil, err
@@ -236,7 +236,7 @@ func runDurable(cfg config, progress func(string)) ([]Result, error) {
 	for _, w := range []int{1, 8, 64} {
 		results = append(results, newResult("durable", fmt.Sprintf("writers=%d", w), "raw fsync", "writes/s", true, raw))
 	}
-	r, err := perPeer(cfg, progress, peers, "durable", "writes/s", true, func(p peer) (map[string]float64, error) {
+	r, err := perPeer(cfg, progress, cfg.engines(), "durable", "writes/s", true, func(p peer) (map[string]float64, error) {
 		out := map[string]float64{}
 		for _, w := range []int{1, 8, 64} {
 			kv, done, err := openFresh(p, true)
@@ -285,7 +285,7 @@ func rawFsync(d time.Duration) (float64, error) {
 
 func runRecovery(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, peers, "recovery", "ms", false, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "recovery", "ms", false, func(p peer) (map[string]float64, error) {
 		dir, err := os.MkdirTemp("", "livekv-bench-")
 		if err != nil {
 			return nil, err
@@ -334,7 +334,7 @@ func settle() {
 
 func runMemory(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, peers, "memory", "bytes/key", false, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "memory", "bytes/key", false, func(p peer) (map[string]float64, error) {
 		settle()
 		before, err := rss()
 		if err != nil {
