@@ -84,12 +84,14 @@ type removedEntry struct {
 	id               uint32
 }
 
-// treeDegree sizes the tree's nodes: up to 255 items (6 KiB) a node,
+// treeDegree sizes the tree's nodes: up to 255 items (4 KiB) a node,
 // against the library's 63. Each node is two objects for the collector
 // to mark, which at 10M keys and the library's size took half of a full
 // collection's time; copying larger nodes on write after a copy of the
 // tree costs no measurable time (BenchmarkDB_Churn_AfterRange; figures
-// in docs/engine.md, "Entries without pointers").
+// in docs/engine.md, "Entries without pointers"). Nodes of 511 items
+// (degree 256) mark a third fewer objects, but make that copy cost a
+// third more ("Tree items of 16 bytes").
 const treeDegree = 128
 
 func newOrdered(tab *entryTable) *ordered {
