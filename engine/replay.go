@@ -79,13 +79,17 @@ func (db *DB) restoreRevision(rev int64) error {
 	return nil
 }
 
-// restoreItem loads one key of a snapshot that Replica.Restore installs,
-// exactly as it was; its key and value are its own (not borrowed).
-func (db *DB) restoreItem(it *wal.Item) error {
-	e := db.restoreEntry(it, false, true)
-	db.order.load(e) // a snapshot's items come in key order
-	db.index.put(e)
-	return nil
+// restoreItems loads the keys of a snapshot that Replica.Restore
+// installs, in key order, exactly as they were; their keys and values
+// are their own (not borrowed).
+func (db *DB) restoreItems(items []wal.Item) {
+	es := make([]*entry, len(items))
+	for i := range items {
+		es[i] = db.restoreEntry(&items[i], false, true)
+		db.index.put(es[i])
+	}
+	db.order.loadAll(es) // a snapshot's items come in key order
+	db.order.finishLoad()
 }
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
@@ -159,6 +163,7 @@ func (l *indexLoader) run() {
 		l.db.order.loadAll(batch)
 		l.db.index.putAll(batch)
 	}
+	l.db.order.finishLoad()
 }
 
 // finish puts the entries still held into the index and waits for the

@@ -285,9 +285,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.vals.forgetRevisions()
 	db.vals.mu.Unlock()
 	db.pub.mu.Unlock()
-	for i := range items {
-		db.restoreItem(&items[i])
-	}
+	db.restoreItems(items)
 	db.rev = rev
 	db.pub.mu.Lock()
 	db.pub.graves = nil

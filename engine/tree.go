@@ -75,6 +75,11 @@ type ordered struct {
 	// reclaim hands them back to be used again; waiting is its length.
 	limbo   []removedEntry
 	waiting atomic.Int64
+
+	// loaded counts the entries of a load in key order so far, and held
+	// keeps those that wait for finishLoad (loadAll).
+	loaded int
+	held   []treeItem
 }
 
 // removedEntry is an entry taken out of the tree: at removed r, and while
@@ -110,23 +115,55 @@ func (o *ordered) add(e *entry) {
 	o.mu.Unlock()
 }
 
-// load records a new entry whose key is above every key added so far, as
-// a snapshot's items are: it goes straight into the tree, appended to its
-// right edge (Load), with no batch to sort. A key out of order is still
-// put in its place, only more slowly.
-func (o *ordered) load(e *entry) {
+// loadGroup is a full leaf's worth of items: loadAll keeps the first
+// half of each group it is given, and the last item, and holds back the
+// rest for finishLoad.
+const loadGroup = 2*treeDegree - 1
+
+// loadAll records new entries in key order, each above every key added
+// so far, as a snapshot's items are. Appended one after another (the
+// library's Load), they would leave every leaf half full: the library
+// splits a full leaf in the middle, and keys in order never come back to
+// its left half. So of every loadGroup entries, the first half and the
+// last go in now, appended at the tree's right edge: each leaf ends up
+// with one group's first half, and the group's last entry goes up as the
+// separator after it. The entries in between are held back until the
+// split that closes their leaf (when the next group's last entry comes)
+// and then put at its end, where they fill it without a split. Leaves
+// end nearly full (TestOrdered_LoadFillsLeaves). Whatever the library's
+// splits, the tree holds every entry in order; only how full it is
+// depends on them. finishLoad puts in what is still held.
+func (o *ordered) loadAll(es []*entry) {
 	o.mu.Lock()
-	o.tree.Load(makeTreeItem(o.tab, e))
+	for _, e := range es {
+		ti := makeTreeItem(o.tab, e)
+		switch p := o.loaded % loadGroup; {
+		case p < loadGroup/2:
+			o.tree.Load(ti)
+		case p < loadGroup-1:
+			o.held = append(o.held, ti)
+		default:
+			o.tree.Load(ti) // closes the leaf of the group before
+			if len(o.held) > loadGroup/2 {
+				for _, h := range o.held[:loadGroup/2] {
+					o.tree.SetHint(h, &o.hint)
+				}
+				o.held = append(o.held[:0], o.held[loadGroup/2:]...)
+			}
+		}
+		o.loaded++
+	}
 	o.snap = nil
 	o.mu.Unlock()
 }
 
-// loadAll is load for entries in key order, under one lock.
-func (o *ordered) loadAll(es []*entry) {
+// finishLoad puts into the tree the entries loadAll still holds back.
+func (o *ordered) finishLoad() {
 	o.mu.Lock()
-	for _, e := range es {
-		o.tree.Load(makeTreeItem(o.tab, e))
+	for _, ti := range o.held {
+		o.tree.SetHint(ti, &o.hint)
 	}
+	o.held, o.loaded = nil, 0
 	o.snap = nil
 	o.mu.Unlock()
 }
