@@ -14,23 +14,9 @@ import (
 // It checks the shape of the results, not the speed.
 func TestQuick(t *testing.T) {
 	out := t.TempDir()
-	if err := run(quickConfig, "", out); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, md := runReport(t, quickConfig, "", out)
 	if len(rep.Workloads) != len(workloads) {
 		t.Fatalf("%d workloads in the report, want %d", len(rep.Workloads), len(workloads))
-	}
-	md, err := os.ReadFile(filepath.Join(out, "results.md"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, w := range rep.Workloads {
 		if len(w.Results) == 0 {
@@ -123,18 +109,7 @@ func TestRun_PeersAndRuns(t *testing.T) {
 	if cfg.peers, err = choosePeers("buntdb"); err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
-	if err := run(cfg, "memory,recovery", out); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, md := runReport(t, cfg, "memory,recovery", t.TempDir())
 	if len(rep.Workloads) != 2 {
 		t.Fatalf("%d workloads, want 2", len(rep.Workloads))
 	}
@@ -150,14 +125,33 @@ func TestRun_PeersAndRuns(t *testing.T) {
 			t.Errorf("%s: engines %s, want livekv,buntdb", w.Name, got)
 		}
 	}
-	md, err := os.ReadFile(filepath.Join(out, "results.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !strings.Contains(string(md), "| buntdb |") || strings.Contains(string(md), "| pebble |") {
 		t.Errorf("results.md should say how livekv and buntdb were configured, and no other peer:\n%s", md)
 	}
 	if !strings.Contains(string(md), "median of 2 runs") {
 		t.Error("results.md does not say each figure is the median of 2 runs")
 	}
+}
+
+// runReport runs the suite's workloads only (all if empty) with cfg,
+// writing to out, and returns the report read back from results.json and
+// the text of results.md.
+func runReport(t *testing.T, cfg config, only, out string) (Report, []byte) {
+	t.Helper()
+	if err := run(cfg, only, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, md
 }

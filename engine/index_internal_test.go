@@ -267,25 +267,12 @@ func TestTreeItem_Order(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	for _, k := range slices.Collect(maps.Keys(keys)) { // map order: not sorted
-		_, err := db.Set(k, k, nil)
+		_, err := db.Set(k, "v:"+k, nil)
 		require.NoError(t, err)
 	}
 	check := func(want []string) {
 		t.Helper()
-		seq, err := db.Range("", "", nil)
-		require.NoError(t, err)
-		var got []string
-		for it, err := range seq {
-			require.NoError(t, err)
-			require.Equal(t, it.Key, it.Value)
-			got = append(got, it.Key)
-		}
-		require.Equal(t, want, got)
-		for _, k := range want {
-			it, err := db.Get(k)
-			require.NoError(t, err, "%q", k)
-			require.Equal(t, k, it.Value)
-		}
+		checkAll(t, db, want)
 		// A range from each key to the next one holds exactly that key.
 		for i := 0; i+1 < len(want); i += 7 {
 			seq, err := db.Range(want[i], want[i+1], nil)
