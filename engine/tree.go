@@ -14,7 +14,7 @@ import (
 // the collector has no pointer to mark in the tree's nodes. The first 12
 // bytes of the key are kept inline, big-endian, so that most comparisons
 // never leave the node (abbreviated keys); the full key breaks ties. With
-// the id that makes 16 bytes an item, no padding (TestTreeItem_Size).
+// the id that makes 16 bytes an item, no padding (TestTreeItem_Order).
 type treeItem struct {
 	k0 uint64 // the key's bytes 0 to 7
 	k1 uint32 // its bytes 8 to 11
