@@ -75,7 +75,7 @@ func (f *fsm) apply(data []byte) error {
 		}
 		r.stintMu.Unlock()
 		r.mu.Lock()
-		r.failRange(first, last, nonce)
+		r.failRange(first, last, nonce, "was executed on a state that did not commit")
 		r.mu.Unlock()
 		return nil
 	}

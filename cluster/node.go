@@ -53,6 +53,7 @@ type Node struct {
 	opened   time.Time                  // when Open began: the origin of now
 	lease    atomic.Pointer[leaseGrant] // the latest lease, if any
 	noLease  atomic.Uint64              // a term in which this node started a transfer: no lease then
+	resume   chan struct{}              // a failed transfer asks the leadership loop to take writes again
 	voters   atomic.Uint64              // counts changes of the voters, before and after each
 	renewing atomic.Bool                // a background renewal runs
 
@@ -119,7 +120,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), resume: make(chan struct{}, 1), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -422,22 +423,44 @@ func (n *Node) transfer(id string) error {
 	if r.State() != raft.Leader {
 		return n.notLeader()
 	}
+	var to *raft.Server
+	if id != "" {
+		f := r.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return err
+		}
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == id {
+				to = &s
+			}
+		}
+		if to == nil {
+			return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
+		}
+	}
 	// The voters grant the target their votes although they know this
 	// leader: no lease holds from now on in this term.
 	n.noLease.Store(r.CurrentTerm())
-	if id == "" {
-		return n.gated(func() error { return r.LeadershipTransfer().Error() })
+	// Raft refuses entries while the transfer runs: stop taking writes
+	// now, so that writers learn at once that theirs did not commit (a
+	// write arriving meanwhile waits for the new leader, or for this
+	// one, should the transfer fail).
+	if n.rep != nil {
+		n.rep.endStint("leadership handed on")
 	}
-	f := r.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return err
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id {
-			return n.gated(func() error { return r.LeadershipTransferToServer(s.ID, s.Address).Error() })
+	err := n.gated(func() error {
+		if to == nil {
+			return r.LeadershipTransfer().Error()
+		}
+		return r.LeadershipTransferToServer(to.ID, to.Address).Error()
+	})
+	if err != nil {
+		select {
+		case n.resume <- struct{}{}:
+		default: // one is pending
 		}
 	}
-	return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
+	return err
 }
 
 // Leave takes this node out of the cluster: a leader first hands its
@@ -477,25 +500,57 @@ func (n *Node) leadership() {
 		case leading := <-r.LeaderCh():
 			n.readyTerm.Store(0)
 			if n.rep != nil {
-				n.rep.endStint()
+				n.rep.endStint("leadership lost")
 			}
 			if !leading {
 				continue
 			}
-			// Barrier returns once every entry before it, those of
-			// earlier terms included, is applied here.
-			term := r.CurrentTerm()
-			if err := n.gated(func() error { return r.Barrier(0).Error() }); err != nil {
-				continue // lost leadership or shutting down
-			}
-			if r.State() == raft.Leader && r.CurrentTerm() == term {
-				if n.rep != nil {
-					n.rep.startStint()
-				}
+			if term := r.CurrentTerm(); n.lead(term) {
 				n.readyTerm.Store(term)
+			}
+		case <-n.resume:
+			// A transfer failed: this node, still leading in the
+			// term it is ready in, takes writes again.
+			if term := n.readyTerm.Load(); term != 0 {
+				n.lead(term)
 			}
 		}
 	}
+}
+
+// lead applies a barrier, which returns once every entry before it,
+// those of earlier terms included, is applied here; then, if this node
+// still leads in term, it starts a stint of writes. It reports whether
+// it did.
+func (n *Node) lead(term uint64) bool {
+	r := n.rn.raft
+	for {
+		err := n.gated(func() error { return r.Barrier(0).Error() })
+		if err == nil {
+			break
+		}
+		// Raft refuses entries, barriers included, while a transfer
+		// runs, and for a while after a failed one has answered: it
+		// clears the flag once the transfer's work has stopped.
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return false // lost leadership or shutting down
+		}
+		select {
+		case <-n.ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+		if r.State() != raft.Leader || r.CurrentTerm() != term {
+			return false
+		}
+	}
+	if r.State() != raft.Leader || r.CurrentTerm() != term {
+		return false
+	}
+	if n.rep != nil {
+		n.rep.startStint()
+	}
+	return true
 }
 
 // isReady reports whether this node leads in the term in which it applied

@@ -195,11 +195,12 @@ func (r *replicator) failAbove(rev int64, keep uint64) {
 }
 
 // failRange fails the waiters of revisions first..last executed in the
-// stint nonce: their entry was skipped; mu is held.
-func (r *replicator) failRange(first, last int64, nonce uint64) {
+// stint nonce: their entry was skipped, or never reached the log (why
+// says which); mu is held.
+func (r *replicator) failRange(first, last int64, nonce uint64, why string) {
 	for rev := first; rev <= last; rev++ {
 		if w := r.waiters[rev]; w != nil && w.nonce == nonce && !isDone(w) {
-			w.err = fmt.Errorf("%w: revision %d was executed on a state that did not commit", ErrNotCommitted, rev)
+			w.err = fmt.Errorf("%w: revision %d %s", ErrNotCommitted, rev, why)
 			close(w.done)
 			r.resolved = append(r.resolved, rev)
 		}
@@ -234,19 +235,20 @@ func (r *replicator) startStint() {
 	r.mu.Unlock()
 }
 
-// endStint ends the stint when leadership is lost: Append refuses, and
-// what was not proposed yet is dropped, its writers told it did not
-// commit. The engine keeps the speculative commits that were proposed:
-// the new leader may still commit their entries, which then publish
-// them here as usual. The first entry of another stint, or this node's
-// next stint, abandons the rest.
-func (r *replicator) endStint() {
+// endStint ends the stint when leadership is lost, or is being handed
+// on (why says which): Append refuses, and what was not proposed yet is
+// dropped, its writers told it did not commit. The engine keeps the
+// speculative commits that were proposed: the new leader may still
+// commit their entries, which then publish them here as usual. The
+// first entry of another stint, or this node's next stint, abandons the
+// rest.
+func (r *replicator) endStint(why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.accepting = 0
 	for _, p := range r.pending {
 		if w := r.waiters[p.rev]; w != nil && !isDone(w) {
-			w.err = fmt.Errorf("%w: leadership lost before revision %d was proposed", ErrNotCommitted, p.rev)
+			w.err = fmt.Errorf("%w: %s before revision %d was proposed", ErrNotCommitted, why, p.rev)
 			close(w.done)
 			r.resolved = append(r.resolved, p.rev)
 		}
@@ -307,15 +309,16 @@ type proposal struct {
 // collect waits for the proposed entries in turn, to bound how many are
 // in flight. Their outcome reaches the writers through the FSM, except
 // for an entry that never reached the log, whose writers learn at once
-// that it did not commit: raft refused it (ErrNotLeader), or the leader's
-// log store did, the disk being full (errLogRefused; the leader then
-// steps down).
+// that it did not commit: raft refused it (ErrNotLeader, or
+// ErrLeadershipTransferInProgress while this node hands leadership on),
+// or the leader's log store did, the disk being full (errLogRefused; the
+// leader then steps down).
 func (r *replicator) collect() {
 	defer r.wg.Done()
 	for p := range r.futures {
-		if err := p.f.Error(); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, errLogRefused) {
+		if err := p.f.Error(); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, errLogRefused) {
 			r.mu.Lock()
-			r.failRange(p.first, p.last, p.nonce)
+			r.failRange(p.first, p.last, p.nonce, "was refused: "+err.Error())
 			r.mu.Unlock()
 		}
 		<-r.sem

@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTransfer_WritersLearnAtOnce runs writers on every node while
+// leadership is handed on several times, and once to a node cut off so
+// that the transfer fails. Raft refuses the entries proposed while a
+// transfer is in progress: their writers must learn at once that the
+// write did not commit (never "uncertain", which waits out the write
+// timeout), and a leader whose transfer failed must take writes again.
+// Every acknowledged write is then on every node, and no write refused
+// as not committed is anywhere.
+func TestTransfer_WritersLearnAtOnce(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	c.leader()
+
+	const writers = 4
+	type result struct {
+		key string
+		err error
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	var once sync.Once
+	halt := func() {
+		once.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	t.Cleanup(halt) // before the nodes close, should a check fail
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", w, k)
+				_, err := c.node((w+k)%3).Set(key, "v", nil)
+				mu.Lock()
+				results = append(results, result{key, err})
+				mu.Unlock()
+			}
+		}()
+	}
+	acked := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range results {
+			if r.err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	// ackedSince waits for more writes acknowledged than before.
+	ackedSince := func(before int, why string) {
+		require.Eventually(t, func() bool { return acked() > before+10 }, 10*time.Second, time.Millisecond, why)
+	}
+
+	ackedSince(0, "no write acknowledged at the start")
+	for range 4 {
+		l := c.leader()
+		require.NoError(t, c.node(l).TransferLeadership(ctxT(t), ""))
+		ackedSince(acked(), "no write acknowledged after a transfer")
+	}
+
+	// A transfer to a node the leader cannot reach fails; the leader
+	// keeps leading, and takes writes again.
+	var failed bool
+	for attempt := 0; !failed; attempt++ {
+		require.Less(t, attempt, 5, "the transfer to a cut-off node never failed")
+		l := c.leader()
+		target := (l + 1) % 3
+		c.net.Link(l, target).Cut()
+		err := c.node(l).TransferLeadership(ctxT(t), c.peers[target].ID)
+		c.net.Link(l, target).Heal()
+		failed = err != nil && c.leader() == l
+		t.Logf("transfer to a cut-off node: %v", err)
+		ackedSince(acked(), "no write acknowledged after a failed transfer")
+	}
+
+	halt()
+	c.converged()
+	var ok, refused int
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			ok++
+			for i := range c.nodes {
+				it, err := c.node(i).Get(r.key, Stale)
+				require.NoError(t, err, "acknowledged %s, node %d", r.key, i)
+				require.Equal(t, "v", it.Value)
+			}
+		case errors.Is(r.err, ErrNotCommitted):
+			refused++
+			for i := range c.nodes {
+				_, err := c.node(i).Get(r.key, Stale)
+				require.ErrorIs(t, err, engine.ErrNotFound, "%s refused as not committed (%v), node %d", r.key, r.err, i)
+			}
+		case errors.Is(r.err, ErrNotLeader), errors.Is(r.err, ErrNoLeader):
+			// Refused before it ran: nothing to check.
+		default:
+			t.Errorf("write %s: %v", r.key, r.err)
+		}
+	}
+	t.Logf("writes: %d, acknowledged %d, not committed %d", len(results), ok, refused)
+}
