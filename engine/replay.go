@@ -30,8 +30,8 @@ func (db *DB) replay(r *wal.Tx) error {
 // under its revision, and commits them; db.wmu is held, or Open runs.
 func (db *DB) apply(r *wal.Tx) (int64, error) {
 	tx := &db.wtx
-	db.begin(tx)
-	tx.rev, tx.now = r.Revision, r.Time
+	db.beginAt(tx, r.Time)
+	tx.rev = r.Revision
 	for _, w := range r.Writes {
 		e, cur := tx.lookup(w.Key)
 		if w.Created {

@@ -82,15 +82,22 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 
 // begin starts a write transaction; db.wmu is held.
 func (db *DB) begin(tx *Tx) {
+	now := db.now()
+	if db.repl != nil {
+		// Time never runs backwards across a change of leader.
+		now = max(now, db.lastTime)
+	}
+	db.beginAt(tx, now)
+}
+
+// beginAt is begin at the time now, the commit time of a record applied
+// again, without reading the clock.
+func (db *DB) beginAt(tx *Tx, now int64) {
 	tx.db = db
 	tx.writable = true
 	tx.done = false
 	tx.rev = db.rev + 1
-	tx.now = db.now()
-	if db.repl != nil {
-		// Time never runs backwards across a change of leader.
-		tx.now = max(tx.now, db.lastTime)
-	}
+	tx.now = now
 	tx.writes = tx.writes[:0]
 	tx.read = 0
 	tx.applied = false
