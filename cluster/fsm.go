@@ -66,12 +66,15 @@ func (f *fsm) apply(data []byte) error {
 		// followed were lost. Every node skips it alike.
 		f.logf("cluster: skipping stale entry: revisions %d-%d of stint %x after %x, applied %d of %x", first, last, nonce, e.prev, r.lastRev, r.last)
 		if nonce == r.stint && nonce != 0 {
+			// This node's own stint broke (an entry of it was refused
+			// by a transfer): if it still leads, it leads again.
 			r.rep.Abandon()
 			r.stint = 0
 			r.mu.Lock()
 			r.accepting = 0
 			r.pending = nil
 			r.mu.Unlock()
+			r.askRestart()
 		}
 		r.stintMu.Unlock()
 		r.mu.Lock()

@@ -53,7 +53,6 @@ type Node struct {
 	opened   time.Time                  // when Open began: the origin of now
 	lease    atomic.Pointer[leaseGrant] // the latest lease, if any
 	noLease  atomic.Uint64              // a term in which this node started a transfer: no lease then
-	resume   chan struct{}              // a failed transfer asks the leadership loop to take writes again
 	voters   atomic.Uint64              // counts changes of the voters, before and after each
 	renewing atomic.Bool                // a background renewal runs
 
@@ -120,7 +119,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), resume: make(chan struct{}, 1), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
 	n.rpc = newRPCClient(n.mux)
@@ -454,11 +453,8 @@ func (n *Node) transfer(id string) error {
 		}
 		return r.LeadershipTransferToServer(to.ID, to.Address).Error()
 	})
-	if err != nil {
-		select {
-		case n.resume <- struct{}{}:
-		default: // one is pending
-		}
+	if err != nil && n.rep != nil {
+		n.rep.askRestart()
 	}
 	return err
 }
@@ -493,6 +489,10 @@ func (n *Node) Leave(ctx context.Context) error {
 func (n *Node) leadership() {
 	defer n.wg.Done()
 	r := n.rn.raft
+	var restart chan struct{} // nil, never ready, without a replicator
+	if n.rep != nil {
+		restart = n.rep.restart
+	}
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -508,9 +508,10 @@ func (n *Node) leadership() {
 			if term := r.CurrentTerm(); n.lead(term) {
 				n.readyTerm.Store(term)
 			}
-		case <-n.resume:
-			// A transfer failed: this node, still leading in the
-			// term it is ready in, takes writes again.
+		case <-restart:
+			// The stint broke, or a transfer failed: if this node
+			// still leads in the term it is ready in, it takes
+			// writes again.
 			if term := n.readyTerm.Load(); term != 0 {
 				n.lead(term)
 			}
@@ -518,12 +519,18 @@ func (n *Node) leadership() {
 	}
 }
 
-// lead applies a barrier, which returns once every entry before it,
-// those of earlier terms included, is applied here; then, if this node
-// still leads in term, it starts a stint of writes. It reports whether
-// it did.
+// lead starts a stint of writes on this node, leading in term. It ends
+// the stint it may hold first and waits until raft has every entry
+// packed in it (quiesce), then applies a barrier, which returns once
+// every entry before it, of earlier terms or of that stint, is applied
+// or refused; so the new stint fails, as not committed, only writes that
+// are in no entry. Then, if this node still leads in term, the stint
+// starts. It reports whether it did.
 func (n *Node) lead(term uint64) bool {
 	r := n.rn.raft
+	if n.rep != nil {
+		n.rep.quiesce("the leader started its writes anew")
+	}
 	for {
 		err := n.gated(func() error { return r.Barrier(0).Error() })
 		if err == nil {

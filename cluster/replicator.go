@@ -33,17 +33,20 @@ const (
 // leader executes, packs them into raft entries and tells their writers
 // how each ended.
 //
-// Writes happen in stints: each time this node becomes leader and has
-// applied a barrier, it draws a random nonce that every entry it proposes
-// carries. An entry applied with the latest stint's nonce holds what this
-// node executed, speculatively, and is published, even after leadership
-// was lost (the new leader committed it); any other entry is applied as a
-// follower applies it, after the speculative tail (if any) is abandoned. A writer's revision resolves when this node applies
-// it: with its own nonce the write committed; with another, another
-// leader's entry took the revision and the write definitely did not
-// commit (ErrNotCommitted); if neither happens in time, ErrUncertain.
+// Writes happen in stints: each time this node becomes leader, or leads
+// again after its stint broke (Node.lead), and has applied a barrier, it
+// draws a random nonce that every entry it proposes carries. An entry
+// applied with the latest stint's nonce holds what this node executed,
+// speculatively, and is published, even after leadership was lost (the
+// new leader committed it); any other entry is applied as a follower
+// applies it, after the speculative tail (if any) is abandoned. A
+// writer's revision resolves when this node applies it: with its own
+// nonce the write committed; with another, another leader's entry took
+// the revision and the write definitely did not commit
+// (ErrNotCommitted); if neither happens in time, ErrUncertain.
 //
-// Lock order: stintMu, then the engine's writer lock, then mu.
+// Lock order: stintMu, then the engine's writer lock, then mu; handoff,
+// then mu.
 type replicator struct {
 	raft    *raft.Raft // set before the node serves
 	rep     *engine.Replica
@@ -61,6 +64,16 @@ type replicator struct {
 	stint   uint64 // the nonce of the stint whose speculative commits the engine holds; 0 if none
 	last    uint64 // the nonce of the last entry applied (0: none); the same on every node
 	lastRev int64  // the newest revision applied
+
+	// handoff is held by the proposer from packing an entry until raft
+	// has it, so that quiesce can wait for an entry packed before the
+	// stint ended to be in raft's hands, and so before a barrier.
+	handoff sync.Mutex
+
+	// restart asks the node to lead again: this node's stint broke (raft
+	// refused one of its entries, or every node skipped one) or its
+	// transfer failed, while it may still lead. See Node.lead.
+	restart chan struct{}
 
 	mu        sync.Mutex // guards the fields below
 	accepting uint64     // the stint nonce Append stamps; 0 when not leader
@@ -90,6 +103,7 @@ func newReplicator(timeout time.Duration, notLeader func() error) *replicator {
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		futures:   make(chan proposal, maxInFlight),
+		restart:   make(chan struct{}, 1),
 		sem:       make(chan struct{}, maxInFlight),
 		waiters:   map[int64]*waiter{},
 		notLeader: notLeader,
@@ -256,6 +270,25 @@ func (r *replicator) endStint(why string) {
 	r.pending = nil
 }
 
+// askRestart asks the node to lead again (restart); one request pending
+// is enough.
+func (r *replicator) askRestart() {
+	select {
+	case r.restart <- struct{}{}:
+	default:
+	}
+}
+
+// quiesce ends the stint (see endStint) and waits until an entry the
+// proposer packed before is in raft's hands: a barrier raft takes after
+// quiesce follows every entry of the stint.
+func (r *replicator) quiesce(why string) {
+	r.endStint(why)
+	r.handoff.Lock()
+	//lint:ignore SA2001 an empty critical section: waiting for the proposer is the point
+	r.handoff.Unlock()
+}
+
 // propose packs pending transactions into entries and hands them to raft.
 func (r *replicator) propose() {
 	defer r.wg.Done()
@@ -277,10 +310,12 @@ func (r *replicator) propose() {
 			case <-r.done:
 				return
 			}
+			r.handoff.Lock()
 			r.mu.Lock()
 			nonce := r.accepting
 			if len(r.pending) == 0 || nonce == 0 {
 				r.mu.Unlock()
+				r.handoff.Unlock()
 				<-r.sem
 				break
 			}
@@ -295,6 +330,7 @@ func (r *replicator) propose() {
 			r.prev = nonce
 			r.mu.Unlock()
 			r.futures <- proposal{r.raft.Apply(b.encode(nonce, prev), 0), b.first, b.last, nonce}
+			r.handoff.Unlock()
 		}
 	}
 }
@@ -312,14 +348,21 @@ type proposal struct {
 // that it did not commit: raft refused it (ErrNotLeader, or
 // ErrLeadershipTransferInProgress while this node hands leadership on),
 // or the leader's log store did, the disk being full (errLogRefused; the
-// leader then steps down).
+// leader then steps down). An entry refused by a transfer leaves a gap
+// in the stint, whose later entries every node will skip: the node is
+// asked to lead again, should it still lead when the transfer ends.
 func (r *replicator) collect() {
 	defer r.wg.Done()
 	for p := range r.futures {
-		if err := p.f.Error(); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, errLogRefused) {
+		err := p.f.Error()
+		transfer := errors.Is(err, raft.ErrLeadershipTransferInProgress)
+		if transfer || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, errLogRefused) {
 			r.mu.Lock()
 			r.failRange(p.first, p.last, p.nonce, "was refused: "+err.Error())
 			r.mu.Unlock()
+		}
+		if transfer {
+			r.askRestart()
 		}
 		<-r.sem
 	}
