@@ -70,10 +70,7 @@ func (f *fsm) apply(data []byte) error {
 			// by a transfer): if it still leads, it leads again.
 			r.rep.Abandon()
 			r.stint = 0
-			r.mu.Lock()
-			r.accepting = 0
-			r.pending = nil
-			r.mu.Unlock()
+			r.endStint("its stint broke")
 			r.askRestart()
 		}
 		r.stintMu.Unlock()
@@ -90,12 +87,12 @@ func (f *fsm) apply(data []byte) error {
 		if r.stint != 0 {
 			// Another leader's entry while this node still holds a
 			// stint: the stint is over, and its tail will never commit.
+			// Should this node still lead (it should not), it leads
+			// again rather than refuse writes until an election.
 			r.rep.Abandon()
 			r.stint = 0
-			r.mu.Lock()
-			r.accepting = 0
-			r.pending = nil
-			r.mu.Unlock()
+			r.endStint("another leader's entry came first")
+			r.askRestart()
 		}
 		for _, tx := range txs {
 			if err := r.rep.ApplyCommitted(tx); err != nil {

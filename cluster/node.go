@@ -555,6 +555,13 @@ func (n *Node) lead(term uint64) bool {
 		return false
 	}
 	if n.rep != nil {
+		// A request to lead again made by now (a failed transfer, an
+		// entry of the last stint refused or skipped) is answered by
+		// this stint.
+		select {
+		case <-n.rep.restart:
+		default:
+		}
 		n.rep.startStint()
 	}
 	return true
