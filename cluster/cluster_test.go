@@ -36,6 +36,7 @@ type dbCluster struct {
 	founders                []Peer
 	join                    []string      // Options.Join of the nodes started next
 	full                    []atomic.Bool // per node: its disk is full (see diskFault)
+	slowHandoff             atomic.Bool   // every node sleeps between packing an entry and handing it to raft
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -100,6 +101,11 @@ func (c *dbCluster) open(i int) *Node {
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 		LogStore: c.store, walSegmentSize: testSegmentSize,
 		storeFault: c.diskFault(i), LeaseReads: c.lease,
+		beforeApply: func() {
+			if c.slowHandoff.Load() {
+				time.Sleep(20 * time.Millisecond)
+			}
+		},
 	})
 	require.NoError(c.t, err)
 	return n

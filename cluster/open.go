@@ -55,6 +55,7 @@ func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, er
 		sm.eo = *o.Engine
 	}
 	sm.rep = newReplicator(o.WriteTimeout, notLeader)
+	sm.rep.beforeApply = o.beforeApply
 	sm.eo.Replicator = sm.rep
 	var err error
 	if sm.db, sm.ctl, err = engine.OpenReplica(&sm.eo); err != nil {

@@ -187,6 +187,10 @@ type Options struct {
 	// stable and snapshot stores and fails it with its error. Tests
 	// make the disk full this way.
 	storeFault func() error
+
+	// beforeApply, if set, runs between the proposer's packing of an
+	// entry and its handing to raft. Tests make that moment long.
+	beforeApply func()
 }
 
 // withDefaults returns a validated copy of o with every zero field set to

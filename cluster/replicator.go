@@ -75,6 +75,8 @@ type replicator struct {
 	// transfer failed, while it may still lead. See Node.lead.
 	restart chan struct{}
 
+	beforeApply func() // Options.beforeApply
+
 	mu        sync.Mutex // guards the fields below
 	accepting uint64     // the stint nonce Append stamps; 0 when not leader
 	prev      uint64     // the nonce the next proposed entry follows
@@ -329,6 +331,9 @@ func (r *replicator) propose() {
 			prev := r.prev
 			r.prev = nonce
 			r.mu.Unlock()
+			if r.beforeApply != nil {
+				r.beforeApply()
+			}
 			r.futures <- proposal{r.raft.Apply(b.encode(nonce, prev), 0), b.first, b.last, nonce}
 			r.handoff.Unlock()
 		}

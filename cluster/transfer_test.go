@@ -19,9 +19,18 @@ import (
 // leader", which wait out the write timeout), and a leader whose
 // transfer failed must take writes again. Every acknowledged write is
 // then on every node, and no write refused as not committed is anywhere.
+// With a slow handoff, every entry waits between its packing and raft,
+// so that one packed as a stint ends reaches raft late: the stint that
+// follows must not start before it is applied or refused.
 func TestTransfer_WritersLearnAtOnce(t *testing.T) {
+	t.Run("prompt", func(t *testing.T) { testTransferWriters(t, false) })
+	t.Run("slow handoff", func(t *testing.T) { testTransferWriters(t, true) })
+}
+
+func testTransferWriters(t *testing.T, slow bool) {
 	c := newDBCluster(t, 3, nil)
 	c.leader()
+	c.slowHandoff.Store(slow)
 
 	const writers = 4
 	type result struct {
