@@ -362,7 +362,7 @@ func TestLevels_SessionAcrossNodes(t *testing.T) {
 			continue
 		}
 		// Hold a follower of the current leader behind instead.
-		require.Less(t, attempt, 5, "leadership kept moving")
+		require.Less(t, attempt, 5, "elections kept interrupting the probe")
 		attempt++
 		unlag()
 		l = c.leader()
