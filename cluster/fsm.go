@@ -67,11 +67,8 @@ func (f *fsm) apply(data []byte) error {
 		f.logf("cluster: skipping stale entry: revisions %d-%d of stint %x after %x, applied %d of %x", first, last, nonce, e.prev, r.lastRev, r.last)
 		if nonce == r.stint && nonce != 0 {
 			// This node's own stint broke (an entry of it was refused
-			// by a transfer): if it still leads, it leads again.
-			r.rep.Abandon()
-			r.stint = 0
-			r.endStint("its stint broke")
-			r.askRestart()
+			// by a transfer).
+			r.breakStint("its stint broke")
 		}
 		r.stintMu.Unlock()
 		r.mu.Lock()
@@ -87,12 +84,7 @@ func (f *fsm) apply(data []byte) error {
 		if r.stint != 0 {
 			// Another leader's entry while this node still holds a
 			// stint: the stint is over, and its tail will never commit.
-			// Should this node still lead (it should not), it leads
-			// again rather than refuse writes until an election.
-			r.rep.Abandon()
-			r.stint = 0
-			r.endStint("another leader's entry came first")
-			r.askRestart()
+			r.breakStint("another leader's entry came first")
 		}
 		for _, tx := range txs {
 			if err := r.rep.ApplyCommitted(tx); err != nil {

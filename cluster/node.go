@@ -542,13 +542,11 @@ func (n *Node) lead(term uint64) bool {
 		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return false // lost leadership or shutting down
 		}
+		// Asked again: once leadership is lost, the barrier says so.
 		select {
 		case <-n.ctx.Done():
 			return false
 		case <-time.After(10 * time.Millisecond):
-		}
-		if r.State() != raft.Leader || r.CurrentTerm() != term {
-			return false
 		}
 	}
 	if r.State() != raft.Leader || r.CurrentTerm() != term {

@@ -272,6 +272,17 @@ func (r *replicator) endStint(why string) {
 	r.pending = nil
 }
 
+// breakStint ends the stint this node holds, which will never commit
+// more: its speculative tail is abandoned, its writes not yet proposed
+// fail (why), and the node is asked to lead again, should it still lead
+// (it may not: then lead finds so and does nothing). stintMu is held.
+func (r *replicator) breakStint(why string) {
+	r.rep.Abandon()
+	r.stint = 0
+	r.endStint(why)
+	r.askRestart()
+}
+
 // askRestart asks the node to lead again (restart); one request pending
 // is enough.
 func (r *replicator) askRestart() {
