@@ -1,13 +1,11 @@
 package cluster
 
 import (
-	"errors"
-	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,51 +30,20 @@ func testTransferWriters(t *testing.T, slow bool) {
 	c.leader()
 	c.slowHandoff.Store(slow)
 
-	const writers = 4
-	type result struct {
-		key string
-		err error
-	}
-	var (
-		mu      sync.Mutex
-		results []result
-		wg      sync.WaitGroup
-	)
+	w := newWriteLog()
+	var turn atomic.Int64
 	stop := make(chan struct{})
+	wg := writers(4, w, func() *Node { return c.node(int(turn.Add(1) % 3)) }, stop)
 	var once sync.Once
 	halt := func() {
 		once.Do(func() { close(stop) })
 		wg.Wait()
 	}
 	t.Cleanup(halt) // before the nodes close, should a check fail
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("w%d-%d", w, k)
-				_, err := c.node((w+k)%3).Set(key, "v", nil)
-				mu.Lock()
-				results = append(results, result{key, err})
-				mu.Unlock()
-			}
-		}()
-	}
 	acked := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, r := range results {
-			if r.err == nil {
-				n++
-			}
-		}
-		return n
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.acked)
 	}
 	// ackedSince waits for more writes acknowledged than before.
 	ackedSince := func(before int, why string) {
@@ -119,29 +86,12 @@ func testTransferWriters(t *testing.T, slow bool) {
 	}
 
 	halt()
-	c.converged()
-	var ok, refused int
-	for _, r := range results {
-		switch {
-		case r.err == nil:
-			ok++
-			for i := range c.nodes {
-				it, err := c.node(i).Get(r.key, Stale)
-				require.NoError(t, err, "acknowledged %s, node %d", r.key, i)
-				require.Equal(t, "v", it.Value)
-			}
-		case errors.Is(r.err, ErrNotCommitted):
-			refused++
-			for i := range c.nodes {
-				_, err := c.node(i).Get(r.key, Stale)
-				require.ErrorIs(t, err, engine.ErrNotFound, "%s refused as not committed (%v), node %d", r.key, r.err, i)
-			}
-		default:
-			// Among them ErrUncertain, and ErrNotLeader or ErrNoLeader
-			// (a write that found no leader to take it within the write
-			// timeout).
-			t.Errorf("write %s: %v", r.key, r.err)
-		}
+	w.settle(t, c) // every acknowledged write everywhere, no refused one anywhere
+	// Refused at once as not committed: not uncertain, nor refused as
+	// not the leader or no leader (a write that found no leader to take
+	// it within the write timeout).
+	require.Empty(t, w.unknown)
+	for k, err := range w.refused {
+		require.ErrorIs(t, err, ErrNotCommitted, "write %s", k)
 	}
-	t.Logf("writes: %d, acknowledged %d, not committed %d", len(results), ok, refused)
 }
