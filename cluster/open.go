@@ -17,7 +17,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, err
 	}
 	var n *Node
-	sm, err := openStateMachine(&o, func() error { return n.notLeader() })
+	sm, err := openStateMachine(&o, func() error { return n.refusal() })
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ type stateMachineParts struct {
 
 // openStateMachine opens a node's database and its state machine, as Open
 // and Recover run them; notLeader is the error a write gets while this
-// node does not lead. The caller closes db.
+// node holds no stint of writes. The caller closes db.
 func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, error) {
 	var sm stateMachineParts
 	if o.Engine != nil {

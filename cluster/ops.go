@@ -60,7 +60,11 @@ func (n *Node) Delete(key string) (rev int64, err error) {
 
 // Update runs fn in a write transaction, as engine.DB.Update. A Go
 // function cannot be forwarded, so only the leader runs it: elsewhere it
-// returns a *NotLeaderError naming the leader.
+// returns a *NotLeaderError naming the leader. A leader handing on
+// leadership, or starting its writes anew, waits up to the write timeout
+// for its next stint of writes before it runs fn; should the stint end
+// while fn runs, Update returns ErrNotCommitted (fn ran once, and nothing
+// of it committed).
 func (n *Node) Update(fn func(tx *engine.Tx) error) (int64, error) {
 	if err := n.leading(); err != nil {
 		return 0, err
@@ -87,18 +91,42 @@ func itemResult(it engine.Item) *result {
 	return &result{Key: it.Key, Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, ExpiresAt: it.ExpiresAt}
 }
 
-// leading returns nil if this node leads and serves writes, waiting a
-// little for a new leader's barrier, else why not.
+// leading returns nil if this node leads and takes writes, waiting up to
+// the write timeout for a new leader's barrier, or for the next stint of
+// a leader handing on leadership or starting its writes anew, else why
+// not (refusal).
 func (n *Node) leading() error {
 	if err := n.usable(); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(n.opts.WriteTimeout)
-	for n.IsLeader() && !n.isReady() && time.Now().Before(deadline) && !n.closed() {
+	for n.IsLeader() && !n.writable() && time.Now().Before(deadline) && !n.closed() {
 		time.Sleep(time.Millisecond)
 	}
-	if n.isReady() {
+	if n.writable() {
 		return nil
+	}
+	return n.refusal()
+}
+
+// writable reports whether this node is ready as leader and holds a stint
+// of writes: a leader handing leadership on, or starting its writes anew
+// (Node.lead), has none for a while.
+func (n *Node) writable() bool {
+	return n.isReady() && (n.rep == nil || n.rep.accepts())
+}
+
+// errBetweenStints refuses a write on a leader that holds no stint of
+// writes: a transfer of leadership is under way, or the node is starting
+// its writes anew. Nothing was done; the next stint may take it.
+var errBetweenStints = fmt.Errorf("%w: the leader is between two stints of writes (handing on leadership, or starting anew)", ErrNotCommitted)
+
+// refusal is the error for a write this node cannot take: a leader
+// between stints refuses it as not committed (a *NotLeaderError would name
+// the node itself), any other node as not the leader.
+func (n *Node) refusal() error {
+	if !n.closed() && n.IsLeader() {
+		return errBetweenStints
 	}
 	return n.notLeader()
 }
@@ -129,6 +157,9 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 	for {
 		if n.IsLeader() {
 			r, err := n.execute(req)
+			if errors.Is(err, errBetweenStints) && ctx.Err() == nil {
+				continue // execute waits for the next stint
+			}
 			if !errors.Is(err, ErrNotLeader) {
 				return r, writeError(err)
 			}

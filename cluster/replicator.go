@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -76,6 +77,8 @@ type replicator struct {
 	restart chan struct{}
 
 	beforeApply func() // Options.beforeApply
+
+	open atomic.Bool // accepting != 0, read without mu (accepts)
 
 	mu        sync.Mutex // guards the fields below
 	accepting uint64     // the stint nonce Append stamps; 0 when not leader
@@ -148,6 +151,9 @@ func (r *replicator) Append(tx *wal.Tx) error {
 	}
 	return nil
 }
+
+// accepts reports whether a stint is under way: Append takes records.
+func (r *replicator) accepts() bool { return r.open.Load() }
 
 // WaitDurable implements engine.Replicator.
 func (r *replicator) WaitDurable(rev int64) error {
@@ -248,6 +254,7 @@ func (r *replicator) startStint() {
 	r.mu.Lock()
 	r.failAbove(r.published, 0)
 	r.accepting, r.prev = nonce, r.last
+	r.open.Store(true)
 	r.mu.Unlock()
 }
 
@@ -262,6 +269,7 @@ func (r *replicator) endStint(why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.accepting = 0
+	r.open.Store(false)
 	for _, p := range r.pending {
 		if w := r.waiters[p.rev]; w != nil && !isDone(w) {
 			w.err = fmt.Errorf("%w: %s before revision %d was proposed", ErrNotCommitted, why, p.rev)

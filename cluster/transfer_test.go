@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,10 +37,13 @@ func testTransferWriters(t *testing.T, slow bool) {
 	var turn atomic.Int64
 	stop := make(chan struct{})
 	wg := writers(4, w, func() *Node { return c.node(int(turn.Add(1) % 3)) }, stop)
+	var selfNamed atomic.Value // the first NotLeaderError a node gave naming itself
+	uwg := updaters(2, w, c, stop, &selfNamed)
 	var once sync.Once
 	halt := func() {
 		once.Do(func() { close(stop) })
 		wg.Wait()
+		uwg.Wait()
 	}
 	t.Cleanup(halt) // before the nodes close, should a check fail
 	acked := func() int {
@@ -94,4 +100,47 @@ func testTransferWriters(t *testing.T, slow bool) {
 	for k, err := range w.refused {
 		require.ErrorIs(t, err, ErrNotCommitted, "write %s", k)
 	}
+	require.Nil(t, selfNamed.Load(), "a leader refused a transaction as not the leader, naming itself")
+}
+
+// updaters runs k writers that set fresh keys in transactions (Update,
+// which only the leader runs), each through the nodes in turn, until
+// stop closes. A node that does not lead answers with a *NotLeaderError
+// naming another node, or none, and does nothing: those are not
+// recorded. One that names the node itself, which a leader between two
+// stints of writes did, is kept in selfNamed.
+func updaters(k int, w *writeLog, c *dbCluster, stop chan struct{}, selfNamed *atomic.Value) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range k {
+		g := writerIDs.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := seq % len(c.founders)
+				key := fmt.Sprintf("u/%d/%d", g, seq)
+				rev, err := c.node(i).Update(func(tx *engine.Tx) error {
+					_, err := tx.Set(key, key, nil)
+					return err
+				})
+				var nl *NotLeaderError
+				switch {
+				case errors.As(err, &nl) && nl.ID == c.peers[i].ID:
+					selfNamed.CompareAndSwap(nil, fmt.Errorf("node %d: %w", i, err))
+				case errors.As(err, &nl):
+				default:
+					w.record(key, rev, err)
+				}
+				if err != nil {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	return &wg
 }
