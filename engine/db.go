@@ -146,7 +146,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		ld := indexLoader{db: db}
 		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
 			wal.Replay{Snapshot: db.restoreRevision, Items: db.index.reserve, Item: ld.item,
-				Borrow:  true, // restoreEntry copies each key and value
+				Borrow:  true, // restoreEntry, restoreHistory and replay copy what they keep
 				History: db.restoreHistory, HistoryEvents: o.historyEvents(),
 				Tx: func(tx *wal.Tx) error {
 					ld.finish() // the snapshot is all in the index before a write looks a key up

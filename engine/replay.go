@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
@@ -13,12 +14,24 @@ var kindFromWAL = map[byte]pubsub.Type{wal.KindPut: pubsub.Put, wal.KindPatch: p
 	wal.KindIncrement: pubsub.Increment, wal.KindDelete: pubsub.Delete, wal.KindExpire: pubsub.Expire}
 
 // replay applies one transaction read from the log at Open: its writes
-// again, as of its commit time, under its revision.
+// again, as of its commit time, under its revision. Its keys and values
+// point into the log's read buffer (wal.Replay.Borrow): the arena copies
+// those it keeps into its chunks, and those too large for a chunk, which
+// it would keep as they are, are cloned here.
 func (db *DB) replay(r *wal.Tx) error {
 	if r.Revision != db.rev+1 {
 		// Every commit takes the next revision and is logged, so a gap
 		// means records are missing.
 		return fmt.Errorf("%w: the log goes from revision %d to %d", wal.ErrCorrupt, db.rev, r.Revision)
+	}
+	for i := range r.Writes {
+		w := &r.Writes[i]
+		if db.vals.big(len(w.Key)) {
+			w.Key = strings.Clone(w.Key)
+		}
+		if db.vals.big(len(w.Value)) {
+			w.Value = strings.Clone(w.Value)
+		}
 	}
 	db.historyNext(r.Revision)
 	_, err := db.apply(r) // and publishes it to the history
@@ -45,13 +58,22 @@ func (db *DB) apply(r *wal.Tx) (int64, error) {
 
 // restoreHistory gives the broker's history a transaction that the
 // snapshot already holds, so that a subscriber can resume from before the
-// snapshot, and from before the restart.
+// snapshot, and from before the restart. Its keys and values point into
+// the log's read buffer (wal.Replay.Borrow): each event's key and value
+// are copied into one allocation of their own.
 func (db *DB) restoreHistory(r *wal.Tx) error {
 	db.historyNext(r.Revision)
 	b := pubsub.Batch{Revision: r.Revision, Events: db.events.take(len(r.Writes))}
 	at := time.Unix(0, r.Time)
 	for i, w := range r.Writes {
-		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: kindFromWAL[w.Kind], Key: w.Key, Value: w.Value, Time: at}
+		kv := make([]byte, len(w.Key)+len(w.Value))
+		copy(kv, w.Key)
+		copy(kv[len(w.Key):], w.Value)
+		key, value := unsafe.String(&kv[0], len(w.Key)), "" // a key is never empty
+		if len(w.Value) > 0 {
+			value = unsafe.String(&kv[len(w.Key)], len(w.Value))
+		}
+		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: kindFromWAL[w.Kind], Key: key, Value: value, Time: at}
 	}
 	db.broker.Publish(b)
 	db.restored = r.Revision

@@ -10,6 +10,7 @@ var (
 	AppendTx            = appendTx
 	DecodeTx            = decodeTx
 	CheckTx             = checkTx
+	BorrowTx            = borrowTx
 	AppendSegmentHeader = appendSegmentHeader
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem

@@ -156,10 +156,13 @@ type Replay struct {
 	// items once they are read.
 	Items func(n int)
 	Item  func(*Item) error // then each of its items, in key order
-	// Borrow, if set, hands Item keys and values that point into the
-	// reader's buffer instead of strings of their own: an Item's Key and
-	// Value are valid only until Item returns, and Item copies what it
-	// keeps. It spares two allocations an item when Item copies anyway.
+	// Borrow, if set, hands Item, History and Tx keys and values that
+	// point into the reader's buffer instead of strings of their own: an
+	// Item's Key and Value, and a Tx with its Writes and their keys and
+	// values, are valid only until the call returns (History and Tx are
+	// given one Tx, decoded again for each record), and the callee copies
+	// what it keeps. It spares two allocations an item, and three or more a
+	// transaction, when the callee copies anyway.
 	Borrow bool
 	// History receives, before Tx, the transactions that the snapshot
 	// already holds but that the log still keeps (see Log.Retain), in

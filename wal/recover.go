@@ -47,7 +47,7 @@ func (l *Log) recover(r Replay) error {
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.History, r.Tx, r.HistoryEvents, hd)
+	return l.replay(r.History, r.Tx, r.HistoryEvents, r.Borrow, hd)
 }
 
 // historyCheck is what historyDamage found.
@@ -148,7 +148,7 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 // snapshot holds and fn those after it; see Open. hist is not given those
 // that a history keeping keep events (0: all) would drop anyway, for
 // newer ones hold more than keep events (Replay.HistoryEvents).
-func (l *Log) replay(hist, fn func(*Tx) error, keep int, hd historyCheck) error {
+func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd historyCheck) error {
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
@@ -181,7 +181,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, hd historyCheck) error 
 	for i, seg := range l.mu.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
 		lastSeg := i == len(l.mu.segments)-1
-		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, history, func(tx *Tx) error {
+		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, borrow, history, func(tx *Tx) error {
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
@@ -308,12 +308,15 @@ func historyCut(events [][]txEvents, keep int) int64 {
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
 func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
-	return l.readSegmentFrom(name, last, 0, hist, fn)
+	return l.readSegmentFrom(name, last, 0, false, hist, fn)
 }
 
 // readSegmentFrom is readSegment, but skips unread the transactions at
-// revisions up to skip rather than give them to hist.
-func (l *Log) readSegmentFrom(name string, last bool, skip int64, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+// revisions up to skip rather than give them to hist. If borrow, hist
+// and fn get one Tx used again, whose keys and values point into the
+// segment's bytes (Replay.Borrow).
+func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+	var tx Tx
 	return l.scanSegment(name, last, func(version byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
@@ -322,7 +325,12 @@ func (l *Log) readSegmentFrom(name string, last bool, skip int64, hist, fn func(
 			}
 			held = true
 		}
-		tx, err := decodeTx(payload, version)
+		var err error
+		if borrow {
+			err = borrowTx(payload, version, &tx)
+		} else {
+			tx, err = decodeTx(payload, version)
+		}
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/livekv/livekv/vfs"
@@ -248,4 +249,59 @@ func flipMiddle(t *testing.T, fs *vfs.MemFS, name string, mask byte) {
 	b = slices.Clone(b)
 	b[len(b)/2] ^= mask
 	fs.WriteFile(name, b)
+}
+
+// TestLog_ReplayBorrowed: with Replay.Borrow, History and Tx get the same
+// transactions as without, each copied by the callee before the next
+// comes, though one Tx is decoded again for each record.
+func TestLog_ReplayBorrowed(t *testing.T) {
+	txOf := func(rev int64) *wal.Tx {
+		tx := &wal.Tx{Revision: rev, Time: rev}
+		for i := range int(rev%4) + 1 {
+			tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d/%d", rev, i),
+				Value: strings.Repeat(fmt.Sprint(rev), i), Expires: rev * int64(i), Created: i%2 == 0})
+		}
+		return tx
+	}
+	fs := vfs.NewMemFS()
+	o := wal.Options{FS: fs, SegmentSize: 500}
+	l, err := wal.Open("db", &o, wal.Replay{})
+	require.NoError(t, err)
+	const snap, last = 150, 200
+	for r := int64(1); r <= last; r++ {
+		require.NoError(t, l.Append(txOf(r)))
+		require.NoError(t, l.WaitDurable(r))
+		if r == snap {
+			l.Retain(1)
+			require.NoError(t, l.Snapshot(snap, noItems))
+		}
+	}
+	require.NoError(t, l.Close())
+
+	deep := func(tx *wal.Tx) wal.Tx {
+		c := *tx
+		c.Writes = nil
+		for _, w := range tx.Writes {
+			w.Key, w.Value = strings.Clone(w.Key), strings.Clone(w.Value)
+			c.Writes = append(c.Writes, w)
+		}
+		return c
+	}
+	open := func(borrow bool) (hist, txs []wal.Tx) {
+		l, err := wal.Open("db", &o, wal.Replay{Borrow: borrow,
+			History: func(tx *wal.Tx) error { hist = append(hist, deep(tx)); return nil },
+			Tx:      func(tx *wal.Tx) error { txs = append(txs, deep(tx)); return nil }})
+		require.NoError(t, err)
+		require.NoError(t, l.Close())
+		return hist, txs
+	}
+	hist, txs := open(false)
+	require.Len(t, hist, snap)
+	require.Len(t, txs, last-snap)
+	for i, tx := range append(hist, txs...) {
+		require.Equal(t, *txOf(int64(i + 1)), tx)
+	}
+	bhist, btxs := open(true)
+	require.Equal(t, hist, bhist)
+	require.Equal(t, txs, btxs)
 }

@@ -3,6 +3,7 @@ package wal
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 )
 
 // Kinds of write in a transaction record. The numbers are the on-disk
@@ -81,22 +82,31 @@ func appendTx(dst []byte, tx *Tx) []byte {
 // allocated.
 func decodeTx(b []byte, version byte) (Tx, error) {
 	var tx Tx
-	if _, _, err := readTx(b, version, &tx); err != nil {
+	if _, _, err := readTx(b, version, &tx, false); err != nil {
 		return Tx{}, err
 	}
 	return tx, nil
+}
+
+// borrowTx decodes as decodeTx does, into tx, whose Writes it uses again:
+// its keys and values point into b, not strings of their own
+// (Replay.Borrow).
+func borrowTx(b []byte, version byte, tx *Tx) error {
+	_, _, err := readTx(b, version, tx, true)
+	return err
 }
 
 // checkTx checks a transaction payload as decodeTx does, the same damage
 // being the same error, without keeping anything: it returns the
 // revision and the number of writes, and allocates nothing.
 func checkTx(b []byte, version byte) (rev int64, writes int, err error) {
-	return readTx(b, version, nil)
+	return readTx(b, version, nil, false)
 }
 
 // readTx decodes a transaction payload into tx, or, if tx is nil, only
-// checks it; it returns the revision and the number of writes.
-func readTx(b []byte, version byte, tx *Tx) (rev int64, writes int, err error) {
+// checks it; it returns the revision and the number of writes. If borrow,
+// tx's Writes are used again and its keys and values point into b.
+func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int, err error) {
 	d := decoder{b: b, what: "transaction record"}
 	switch version {
 	case segmentVersionNoTrailer:
@@ -120,7 +130,12 @@ func readTx(b []byte, version byte, tx *Tx) (rev int64, writes int, err error) {
 	}
 	if d.err == nil && tx != nil {
 		tx.Revision, tx.Time = rev, at
-		tx.Writes = make([]Write, 0, n)
+		if borrow && uint64(cap(tx.Writes)) >= n {
+			clear(tx.Writes) // the last record's: nothing of it stays reachable
+			tx.Writes = tx.Writes[:0]
+		} else {
+			tx.Writes = make([]Write, 0, n)
+		}
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		kind := d.byte()
@@ -134,7 +149,12 @@ func readTx(b []byte, version byte, tx *Tx) (rev int64, writes int, err error) {
 		if d.err == nil && len(key) == 0 {
 			d.fail("empty key")
 		}
-		if tx != nil {
+		switch {
+		case tx == nil:
+		case borrow:
+			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: unsafe.String(unsafe.SliceData(key), len(key)),
+				Value: unsafe.String(unsafe.SliceData(value), len(value)), Expires: expires})
+		default:
 			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: string(key), Value: string(value), Expires: expires})
 		}
 	}

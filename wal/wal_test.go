@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
@@ -326,6 +328,30 @@ func FuzzCheckTx(f *testing.F) {
 		for _, v := range versions {
 			tx, err := wal.DecodeTx(b, v)
 			rev, writes, cerr := wal.CheckTx(b, v)
+			// Borrowed into a Tx that held a record before, of one write
+			// and of three, as a replay uses one again.
+			for _, before := range []wal.Tx{{Revision: 9, Writes: []wal.Write{{Kind: wal.KindPut, Key: "old", Value: "old"}}}, *sampleTx(9)} {
+				borrowed := before
+				borrowed.Writes = slices.Clone(before.Writes)
+				berr := wal.BorrowTx(b, v, &borrowed)
+				if err != nil {
+					require.Error(t, berr)
+					require.Equal(t, err.Error(), berr.Error())
+					continue
+				}
+				require.NoError(t, berr)
+				require.Equal(t, tx.Revision, borrowed.Revision)
+				require.Equal(t, tx.Time, borrowed.Time)
+				require.Equal(t, len(tx.Writes), len(borrowed.Writes))
+				for i, w := range borrowed.Writes {
+					require.Equal(t, tx.Writes[i], w)
+					if p := unsafe.StringData(w.Key); len(w.Key) > 0 {
+						require.True(t, uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(&b[0])) &&
+							uintptr(unsafe.Pointer(p))+uintptr(len(w.Key)) <= uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)),
+							"a borrowed key points into the record")
+					}
+				}
+			}
 			if err != nil {
 				require.Error(t, cerr)
 				require.Equal(t, err.Error(), cerr.Error())
