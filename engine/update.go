@@ -326,7 +326,15 @@ func (db *DB) publish(rev int64) {
 		db.pub.queue[n] = nil
 		n++
 	}
-	db.pub.queue = db.pub.queue[n:]
+	// What is left moves to the front, so that the array is used again:
+	// sliced off the front instead, it would run out, and the next
+	// commit's append would make a new one (at one commit a publish, one
+	// for each commit).
+	if n > 0 {
+		left := copy(db.pub.queue, db.pub.queue[n:])
+		clear(db.pub.queue[left:])
+		db.pub.queue = db.pub.queue[:left]
+	}
 	if n > 0 {
 		db.revWaiters.wake()
 	}
