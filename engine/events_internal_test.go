@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -35,4 +36,22 @@ func TestEventSlab_Take(t *testing.T) {
 	before := len(s.free)
 	s.take(eventSlabSize/4 + 1)
 	require.Equal(t, before, len(s.free), "a large transaction takes nothing from the slab")
+}
+
+// TestKinds_RoundTrip: every event type goes into the log as a write kind
+// and comes back as itself; kinds and types that do not exist map to 0,
+// which the log refuses and no event has.
+func TestKinds_RoundTrip(t *testing.T) {
+	for _, typ := range []pubsub.Type{pubsub.Put, pubsub.Patch, pubsub.Increment, pubsub.Delete, pubsub.Expire} {
+		k := walKindOf(typ)
+		require.NotZero(t, k, "%v", typ)
+		require.Equal(t, typ, eventType(k))
+	}
+	require.Equal(t, byte(wal.KindDelete), walKindOf(pubsub.Delete))
+	for _, k := range []byte{0, 6, 255} {
+		require.Zero(t, eventType(k), "kind %d", k)
+	}
+	for _, typ := range []pubsub.Type{0, 6, 255} {
+		require.Zero(t, walKindOf(typ), "type %d", typ)
+	}
 }

@@ -10,8 +10,19 @@ import (
 	"github.com/livekv/livekv/wal"
 )
 
-var kindFromWAL = map[byte]pubsub.Type{wal.KindPut: pubsub.Put, wal.KindPatch: pubsub.Patch,
+// kindFromWAL is the event type of a log record's write kind (the log's
+// decoder refuses any other kind). An array, not a map: it is read for
+// every write replayed or applied.
+var kindFromWAL = [...]pubsub.Type{wal.KindPut: pubsub.Put, wal.KindPatch: pubsub.Patch,
 	wal.KindIncrement: pubsub.Increment, wal.KindDelete: pubsub.Delete, wal.KindExpire: pubsub.Expire}
+
+// eventType is kindFromWAL[k], or 0 for a kind it does not know.
+func eventType(k byte) pubsub.Type {
+	if int(k) < len(kindFromWAL) {
+		return kindFromWAL[k]
+	}
+	return 0
+}
 
 // replay applies one transaction read from the log at Open: its writes
 // again, as of its commit time, under its revision. Its keys and values
@@ -50,7 +61,7 @@ func (db *DB) apply(r *wal.Tx) (int64, error) {
 		if w.Created {
 			cur = shown{} // deleted and written again in the transaction
 		}
-		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: kindFromWAL[w.Kind]})
+		tx.write(w.Key, e, cur, &version{value: w.Value, expires: w.Expires, kind: eventType(w.Kind)})
 	}
 	tx.applied = db.repl != nil
 	return tx.commit()
@@ -73,7 +84,7 @@ func (db *DB) restoreHistory(r *wal.Tx) error {
 		if len(w.Value) > 0 {
 			value = unsafe.String(&kv[len(w.Key)], len(w.Value))
 		}
-		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: kindFromWAL[w.Kind], Key: key, Value: value, Time: at}
+		b.Events[i] = pubsub.Event{Revision: r.Revision, Type: eventType(w.Kind), Key: key, Value: value, Time: at}
 	}
 	db.broker.Publish(b)
 	db.restored = r.Revision

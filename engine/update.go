@@ -207,13 +207,24 @@ func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
 		v := w.e.head()
-		r.Writes[i] = wal.Write{Kind: walKind[v.kind], Key: tx.db.entries.tab.key(w.e), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
+		r.Writes[i] = wal.Write{Kind: walKindOf(v.kind), Key: tx.db.entries.tab.key(w.e), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
 }
 
-var walKind = map[pubsub.Type]byte{pubsub.Put: wal.KindPut, pubsub.Patch: wal.KindPatch,
+// walKind is the log's write kind of an event type (a version's kind is
+// always one of them). An array, not a map: it is read for every write.
+var walKind = [...]byte{pubsub.Put: wal.KindPut, pubsub.Patch: wal.KindPatch,
 	pubsub.Increment: wal.KindIncrement, pubsub.Delete: wal.KindDelete, pubsub.Expire: wal.KindExpire}
+
+// walKindOf is walKind[t], or 0, which the log's decoder refuses, for a
+// type it does not know.
+func walKindOf(t pubsub.Type) byte {
+	if int(t) < len(walKind) {
+		return walKind[t]
+	}
+	return 0
+}
 
 // commit is a committed transaction waiting to become visible.
 type commit struct {
