@@ -19,6 +19,17 @@ type history struct {
 // add appends a batch and evicts the oldest beyond the limits, but none
 // after handled: a lane has yet to read those.
 func (h *history) add(b Batch, handled int64) {
+	if len(h.batches) == cap(h.batches) && h.start > 0 && h.start >= len(h.batches)/4 {
+		// Full, with a quarter or more of it evicted: the live batches
+		// move to the front rather than into a larger array. Each move
+		// copies at most three quarters of the array and frees a quarter
+		// for the adds after it (at most 3 batches copied an add), and an
+		// array grows only while more than three quarters of it are live.
+		n := copy(h.batches, h.batches[h.start:])
+		clear(h.batches[n:])
+		h.batches = h.batches[:n]
+		h.start = 0
+	}
 	h.batches = append(h.batches, b)
 	h.last = b.Revision
 	h.events += len(b.Events)
@@ -38,14 +49,8 @@ func (h *history) evict(handled int64) {
 			h.bytes -= old.Events[i].size()
 		}
 		h.evicted = old.Revision
-		*old = Batch{}
+		*old = Batch{} // its events go; add reuses the room
 		h.start++
-	}
-	if h.start > 1024 && h.start > len(h.batches)/2 {
-		n := copy(h.batches, h.batches[h.start:])
-		clear(h.batches[n:])
-		h.batches = h.batches[:n]
-		h.start = 0
 	}
 }
 
