@@ -15,12 +15,21 @@ package engine
 // BenchmarkIDTable_Insert with a table of one part: docs/engine.md), a
 // split holds it for a part.
 //
-// Within a part, a key's home is the slot named by the bits of its hash
-// that follow the part's own depth, and it sits in the first free slot
-// from there on (linear probing, wrapping at the part's end). Keys whose
-// tags are equal simply sit one after the other: a lookup compares the
-// key of every slot whose tag matches. Splitting and growing place slots
-// by their tags alone, never reading a key.
+// Within a part, a key's home is the slot that the bits of its tag after
+// the part's own depth name, read as a fraction of the part's length
+// (home), and it sits in the first free slot from there on (linear
+// probing, wrapping at the part's end). Keys whose tags are equal simply
+// sit one after the other: a lookup compares the key of every slot whose
+// tag matches. Splitting and growing place slots by their tags alone,
+// never reading a key.
+//
+// A part's length is any number of slots, not a power of two: a part
+// grows by a quarter, and the two halves of a split are sized for what
+// each holds, so that parts are between 60% and 75% full. Hashes spread
+// keys evenly, so parts fill at the same pace and grow or split at about
+// the same time: with doubling parts, the whole table was half full, 16
+// bytes a key, right after they had, as at 1M keys (docs/engine.md,
+// "Hash slots by fraction").
 //
 // An idTable is not safe for concurrent use; indexShard guards it.
 type idTable struct {
@@ -32,11 +41,9 @@ type idTable struct {
 // idPart is a share of an idTable's slots: those whose hashes start with
 // the same depth bits.
 type idPart struct {
-	slots []uint64 // a power of two of them
+	slots []uint64 // at least idTableMin of them
 	n     int32    // slots in use
 	depth uint8    // the top bits its hashes share; dir names it 1<<(table's depth-depth) times, in a row
-	bits  uint8    // how many bits after depth a home takes, at most log2(len(slots))
-	fill  uint8    // log2(len(slots)) - bits: homes are spread that far apart
 }
 
 const (
@@ -48,6 +55,13 @@ const (
 	// slots share a cache line.
 	idTableFill    = 3
 	idTableFillDiv = 4
+	// A part grows by idTableGrowDiv-th of its slots (at least
+	// idTableMin), to 60% full; the halves of a split, and a reserved
+	// part, are made idTableRoom/idTableRoomDiv times what they hold:
+	// 60% full too.
+	idTableGrowDiv = 4
+	idTableRoom    = 5
+	idTableRoomDiv = 3
 	// A part shrinks to a quarter of its size when fewer than one slot
 	// in idTableSparse is in use (then about a quarter full).
 	idTableSparse = 16
@@ -58,8 +72,9 @@ const (
 
 // Variables, for tests.
 var (
-	// idPartMax is the most slots a part grows to before it splits:
-	// 32 KiB, moved in some tens of microseconds.
+	// idPartMax is the most slots a part grows to before it splits (a
+	// part at or above it splits): 32 KiB, moved in some tens of
+	// microseconds.
 	idPartMax = 4096
 	// idDirDepthMax caps the directory at 1<<16 parts (512 KiB), which
 	// hold some 130M keys half full; past it, parts grow instead. Splitting parts
@@ -77,25 +92,38 @@ func slotID(s uint64) uint32 { return uint32(s) - 1 }
 // hash's top bits).
 func (t *idTable) part(h uint64) *idPart { return t.dir[h>>(64-t.depth)] } // >>64 is 0
 
-// home returns the slot where a hash (or a slot) starts looking.
+// home returns the slot where a hash (or a slot) starts looking: the
+// tag's bits after the part's depth, tagBits-depth of them, read as a
+// fraction of the part's length (at idDirDepthMax, 16 bits: a part of
+// more slots than 1<<16 spreads its homes apart).
 func (p *idPart) home(h uint64) int {
-	return int((h<<p.depth)>>(64-p.bits)) << p.fill // bits is at least 3
+	f := (h << p.depth) >> (64 - tagBits + p.depth)
+	return int((f * uint64(len(p.slots))) >> (tagBits - p.depth))
 }
+
+// next returns the slot after i, the first after the last.
+func (p *idPart) next(i int) int {
+	if i++; i == len(p.slots) {
+		return 0
+	}
+	return i
+}
+
+// dist returns how many slots from i on j is, wrapping at the end.
+func (p *idPart) dist(i, j int) int {
+	if d := j - i; d >= 0 {
+		return d
+	}
+	return j - i + len(p.slots)
+}
+
+// roomFor returns the slots a part is made with to hold n ids: 60% full.
+func roomFor(n int) int { return max(idTableMin, (n*idTableRoom+idTableRoomDiv-1)/idTableRoomDiv) }
 
 // newIDPart returns an empty part of size slots, for hashes that share
 // their top depth bits.
 func newIDPart(size int, depth uint8) *idPart {
-	p := &idPart{slots: make([]uint64, size), depth: depth}
-	log := uint8(0)
-	for 1<<log < size {
-		log++
-	}
-	// Homes take the tag's bits that follow depth; a part that grows
-	// past them (past 1<<16 slots at idDirDepthMax) spreads its homes
-	// apart.
-	p.bits = min(log, tagBits-depth)
-	p.fill = log - p.bits
-	return p
+	return &idPart{slots: make([]uint64, size), depth: depth}
 }
 
 // find returns the entry of key, whose hash is h, or nil; tab resolves
@@ -105,9 +133,8 @@ func (t *idTable) find(tab *entryTable, h uint64, key string) *entry {
 		return nil
 	}
 	p := t.part(h)
-	mask := len(p.slots) - 1
 	tag := h &^ 0xffffffff
-	for i := p.home(h); ; i = (i + 1) & mask {
+	for i := p.home(h); ; i = p.next(i) {
 		s := p.slots[i]
 		if s == 0 {
 			return nil
@@ -127,8 +154,8 @@ func (t *idTable) insert(h uint64, id uint32) {
 	}
 	p := t.part(h)
 	for int(p.n+1)*idTableFillDiv > len(p.slots)*idTableFill {
-		if len(p.slots) < idPartMax || p.depth >= idDirDepthMax || p.depth+p.bits >= tagBits {
-			t.resize(h, p, 2*len(p.slots))
+		if len(p.slots) < idPartMax || p.depth >= idDirDepthMax {
+			t.resize(h, p, len(p.slots)+max(idTableMin, len(p.slots)/idTableGrowDiv))
 		} else {
 			t.split(h, p)
 		}
@@ -141,10 +168,9 @@ func (t *idTable) insert(h uint64, id uint32) {
 
 // place puts slot s in the first free slot from its home.
 func (p *idPart) place(s uint64) {
-	mask := len(p.slots) - 1
 	i := p.home(s)
 	for p.slots[i] != 0 {
-		i = (i + 1) & mask
+		i = p.next(i)
 	}
 	p.slots[i] = s
 }
@@ -156,20 +182,19 @@ func (t *idTable) delete(h uint64, id uint32) bool {
 		return false
 	}
 	p := t.part(h)
-	mask := len(p.slots) - 1
 	want := slotOf(h, id)
 	i := p.home(h)
 	for p.slots[i] != want {
 		if p.slots[i] == 0 {
 			return false
 		}
-		i = (i + 1) & mask
+		i = p.next(i)
 	}
 	// Shift back the slots after i that may move to it: each one whose
 	// home is not in (i, j], cyclically, is reachable from its home only
 	// through i, which would now stop its lookups.
-	for j := (i + 1) & mask; p.slots[j] != 0; j = (j + 1) & mask {
-		if k := p.home(p.slots[j]); (j-k)&mask >= (j-i)&mask {
+	for j := p.next(i); p.slots[j] != 0; j = p.next(j) {
+		if k := p.home(p.slots[j]); p.dist(k, j) >= p.dist(i, j) {
 			p.slots[i] = p.slots[j]
 			i = j
 		}
@@ -199,9 +224,10 @@ func (t *idTable) resize(h uint64, p *idPart, size int) {
 	t.replace(h, p, q, q)
 }
 
-// split moves p's slots (p the part of hash h) into two parts of its
-// size, by the bit of their hashes that follows p's depth, doubling the
-// directory first if p is the only part its entries name.
+// split moves p's slots (p the part of hash h) into two parts, by the bit
+// of their hashes that follows p's depth, each made for what it takes
+// (roomFor), doubling the directory first if p is the only part its
+// entries name.
 func (t *idTable) split(h uint64, p *idPart) {
 	if p.depth == t.depth {
 		dir := make([]*idPart, 2*len(t.dir))
@@ -210,8 +236,14 @@ func (t *idTable) split(h uint64, p *idPart) {
 		}
 		t.dir, t.depth = dir, t.depth+1
 	}
-	lo, hi := newIDPart(len(p.slots), p.depth+1), newIDPart(len(p.slots), p.depth+1)
 	bit := uint64(1) << (63 - p.depth)
+	high := 0
+	for _, s := range p.slots {
+		if s&bit != 0 {
+			high++ // an empty slot is 0: never high
+		}
+	}
+	lo, hi := newIDPart(roomFor(int(p.n)-high), p.depth+1), newIDPart(roomFor(high), p.depth+1)
 	for _, s := range p.slots {
 		switch {
 		case s == 0:
@@ -242,21 +274,18 @@ func (t *idTable) replace(h uint64, p, lo, hi *idPart) {
 	}
 }
 
-// reserve makes room for n ids in an empty table: parts of up to
-// idPartMax slots, each about half full once the n are in.
+// reserve makes room for n ids in an empty table: parts of fewer than
+// idPartMax slots, each about 60% full once the n are in (the fullest,
+// of a few hundred parts, some 5% fuller: 75% leaves room for more).
 func (t *idTable) reserve(n int) {
 	if t.n != 0 || n <= 0 {
 		return
 	}
 	depth := uint8(0)
-	for n>>depth > idPartMax/2 && depth < idDirDepthMax {
+	for roomFor(n>>depth+1) >= idPartMax && depth < idDirDepthMax {
 		depth++
 	}
-	per := n>>depth + 1
-	size := idTableMin
-	for size*idTableFill < per*idTableFillDiv*5/4 { // room for the parts' sizes to vary
-		size *= 2
-	}
+	size := roomFor(n>>depth + 1)
 	t.dir, t.depth = make([]*idPart, 1<<depth), depth
 	for i := range t.dir {
 		t.dir[i] = newIDPart(size, depth)
