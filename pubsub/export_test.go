@@ -20,3 +20,6 @@ func InStep(s *Subscription) bool {
 	defer s.mu.Unlock()
 	return s.synced
 }
+
+// SetLaneBudget sets the budget of b's regex lane from now on.
+func SetLaneBudget(b *Broker, d time.Duration) { b.regex.budget.Store(int64(d)) }

@@ -6,10 +6,22 @@ import (
 	"github.com/livekv/livekv/pattern"
 )
 
+// handBackAfter is how many batches in a row a subscription left alone
+// must match, each within a handBackShare-th of its lane's budget, before
+// it goes back to the lane once it has caught up: a regex slow on a few
+// keys, or matching paused once by the machine, does not keep a goroutine
+// of its own for good, and one slow on most keys does not go back and
+// forth.
+const (
+	handBackAfter = 256
+	handBackShare = 4
+)
+
 // follow feeds a subscription from the history, from position from, until
 // it is in step with its lane again, or, alone (its regexes were slow on
-// the lane), for as long as it runs. b.Close, s.Close and the end of the
-// subscription stop it (kill). Its caller counts it in b.wg.
+// the lane), until its matching has been fast for handBackAfter batches
+// and it has caught up. b.Close, s.Close and the end of the subscription
+// stop it (kill). Its caller counts it in b.wg.
 func (s *Subscription) follow(from Position, alone bool, kill, exited chan struct{}) {
 	b, l := s.b, s.lane
 	defer close(exited)
@@ -22,6 +34,7 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 		}
 	}()
 	next := from // every matching event before next is in ch
+	fast := 0    // alone: batches in a row matched within the share of the budget
 	for {
 		cursor := l.cursor.Load()
 		if next.Revision > cursor {
@@ -57,10 +70,22 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 			if batches[i].Revision == next.Revision {
 				skip = next.Index
 			}
-			if !s.send(&batches[i], skip, kill) {
+			ok, took := s.send(&batches[i], skip, kill)
+			if !ok {
 				return
 			}
 			next = Position{Revision: batches[i].Revision + 1}
+			if alone {
+				if fast++; took > l.budgetNow()/handBackShare {
+					fast = 0
+				}
+				if fast >= handBackAfter {
+					alone = false // back to the lane once caught up
+					s.mu.Lock()
+					s.alone = false
+					s.mu.Unlock()
+				}
+			}
 		}
 		if len(batches) < fetchMax {
 			next = later(next, Position{Revision: cursor + 1}) // nothing else up to the cursor
@@ -101,17 +126,20 @@ const roomPoll = time.Millisecond
 // send decides which events of the batch from index skip on the
 // subscription matches, then puts them into ch (see sendKept). A key that
 // a regex could not decide on ends the subscription before the batch:
-// nothing is skipped unsaid. It reports false if the subscription ended.
-func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) bool {
+// nothing is skipped unsaid. It reports false if the subscription ended,
+// and how long the matching took.
+func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) (ok bool, took time.Duration) {
+	start := time.Now()
 	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{})
+	took = time.Since(start)
 	s.scratch = keep
 	if undecided != nil {
 		s.mu.Lock()
 		s.endUndecided(batch, skip, i, undecided)
 		s.mu.Unlock()
-		return false
+		return false, took
 	}
-	return s.sendKept(batch, keep, kill)
+	return s.sendKept(batch, keep, kill), took
 }
 
 // endUndecided ends s before the events of batch from index from on, on

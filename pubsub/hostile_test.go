@@ -172,8 +172,9 @@ func TestBroker_HostileDelaysRegexLaneOnce(t *testing.T) {
 }
 
 // TestBroker_SlowRegexLeftAlone: a subscription whose regexes take longer
-// than the regex lane's budget gets a goroutine of its own, for good, and
-// misses nothing; the others stay in step.
+// than the regex lane's budget gets a goroutine of its own, for as long as
+// they do (with a budget of 0, always), and misses nothing; the others
+// stay in step.
 func TestBroker_SlowRegexLeftAlone(t *testing.T) {
 	pubsub.SetRegexBudget(t, 0) // every matching is over budget
 	b := pubsub.NewBroker(0, nil)
@@ -195,6 +196,60 @@ func TestBroker_SlowRegexLeftAlone(t *testing.T) {
 	require.Equal(t, 1, b.Stats().CatchingUp)
 	require.NoError(t, slow.Close())
 	require.Equal(t, int64(50), slow.Revision())
+}
+
+// TestBroker_RegexHandedBack: a subscription left alone because its
+// matching of one batch took over the budget (a budget of 0 here, as a
+// machine's pause would make it) goes back to the regex lane once its
+// matching has been well within the budget for a while and it has caught
+// up, and it misses nothing and gets nothing twice on the way. Slow on
+// every batch, it stays alone.
+func TestBroker_RegexHandedBack(t *testing.T) {
+	pubsub.SetRegexBudget(t, 0)
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	s, err := b.Subscribe(pats(t, `/^k:\d+$/`), nil)
+	require.NoError(t, err)
+	rev := int64(0)
+	publish := func(n int) {
+		for range n {
+			rev++
+			b.Publish(batch(rev, fmt.Sprintf("k:%d", rev), "x"))
+		}
+	}
+	got := int64(0)
+	receive := func() {
+		for got < rev {
+			got++
+			require.Equal(t, fmt.Sprintf("k:%d", got), nextWithin(t, s, 5*time.Second).Key)
+		}
+	}
+	publish(1)
+	receive()
+	require.False(t, pubsub.InStep(s), "over a budget of 0: left alone")
+	publish(400) // each over the budget: still alone
+	receive()
+	require.False(t, pubsub.InStep(s), "still over the budget: still alone")
+	require.Equal(t, 1, b.Stats().CatchingUp)
+
+	pubsub.SetLaneBudget(b, time.Second) // from now on, well within it
+	require.Eventually(t, func() bool {
+		publish(50)
+		receive()
+		return pubsub.InStep(s)
+	}, 20*time.Second, time.Millisecond, "never handed back to the lane")
+	require.Equal(t, 0, b.Stats().CatchingUp)
+	publish(100) // from the lane now, in order, each once
+	receive()
+	require.True(t, pubsub.InStep(s))
+	require.NoError(t, s.Close())
+	require.Equal(t, rev, s.Revision())
+	select {
+	case ev, ok := <-s.Events():
+		require.False(t, ok, "an event after the last: %+v", ev)
+	case <-time.After(time.Second):
+		t.Fatal("Events not closed")
+	}
 }
 
 // TestBroker_HostileRegexesTakenOver: 64 regex subscriptions that meet a

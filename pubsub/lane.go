@@ -23,8 +23,10 @@ import (
 // it, and matches outside mu. A subscription whose matching of one batch
 // takes longer than the lane's budget is detached from the lane and left
 // to a goroutine of its own, which finishes that batch for it (or ends it
-// on an undecided key) and then feeds it from the history for good; the
-// lane goes on with the other subscriptions and the later batches. Seen
+// on an undecided key) and then feeds it from the history, until it has
+// matched handBackAfter batches in a row each within a quarter of the
+// budget and caught up, when the lane takes it back (follow); the lane
+// goes on with the other subscriptions and the later batches. Seen
 // between two keys, by the holder's own check, the holder hands the
 // subscription to a new goroutine and goes on; stuck on one key, seen by
 // a watchdog timer, the holder keeps the subscription and the watchdog's
@@ -37,7 +39,7 @@ import (
 // writers or Subscribe.
 type lane struct {
 	b      *Broker
-	budget time.Duration // regex lane: the matching time one subscription may take for one batch
+	budget atomic.Int64 // regex lane: the matching time (ns) one subscription may take for one batch; see budgetNow
 
 	// mu guards the fields below and the markRev of the lane's
 	// subscriptions. The cheap lane holds it while it handles a batch; the
@@ -85,14 +87,18 @@ type offerTo struct {
 // regexBudget is the regex lane's budget: see lane.
 var regexBudget = time.Millisecond
 
+// budgetNow returns the regex lane's budget. It is set when the lane is
+// made; tests change it (SetLaneBudget).
+func (l *lane) budgetNow() time.Duration { return time.Duration(l.budget.Load()) }
+
 func newLane(b *Broker, regex bool, rev int64) *lane {
 	l := &lane{
 		b:         b,
-		budget:    regexBudget,
 		index:     pattern.NewIndex[*Subscription](),
 		followers: make(map[*Subscription]struct{}),
 		wake:      make(chan struct{}, 1),
 	}
+	l.budget.Store(int64(regexBudget))
 	if regex {
 		l.holder = &work{}
 		l.dog = time.AfterFunc(time.Hour, l.watch)

@@ -104,11 +104,11 @@ func (l *lane) handOut(w *work) *detached {
 		// the role (seen below).
 		w.at, w.since = s, time.Now()
 		if !w.armed {
-			l.dog.Reset(l.budget)
+			l.dog.Reset(l.budgetNow())
 			w.armed = true
 		}
 		l.mu.Unlock()
-		i, keep, undecided, late := s.matchFrom(batch, o.first, w.keep[:0], w.since.Add(l.budget))
+		i, keep, undecided, late := s.matchFrom(batch, o.first, w.keep[:0], w.since.Add(l.budgetNow()))
 		w.keep = keep
 		l.mu.Lock()
 		if l.holder != w { // the watchdog detached s and gave the role to another
@@ -182,10 +182,10 @@ func (l *lane) watch() {
 	switch {
 	case l.handing == 0:
 	case w.at == nil: // about to match, or just took the role
-		l.dog.Reset(l.budget)
+		l.dog.Reset(l.budgetNow())
 		w.armed = true // for the batch's end to stop it
 	default:
-		if left := l.budget - time.Since(w.since); left > 0 {
+		if left := l.budgetNow() - time.Since(w.since); left > 0 {
 			l.dog.Reset(left)
 			w.armed = true
 		} else {
@@ -207,7 +207,7 @@ func (l *lane) takeOver(w *work) *work {
 	l.holder = nw
 	l.detach(w.at, w.batch)
 	w.at = nil
-	l.dog.Reset(l.budget)
+	l.dog.Reset(l.budgetNow())
 	l.b.wg.Add(1) // w's goroutine is counted and has not returned: the count is not 0
 	return nw
 }
@@ -241,8 +241,8 @@ type detached struct {
 
 // finish matches the rest of the batch, delivers it, or ends the
 // subscription before it on an undecided key, then feeds the subscription
-// from the history for as long as it runs: a regex that was slow once is
-// likely to be slow again.
+// from the history, alone, until its matching has been fast for a while
+// (follow): a regex that was slow once is likely to be slow again.
 func (d *detached) finish() {
 	l, s, batch := d.l, d.s, d.batch
 	s.mu.Lock()

@@ -52,7 +52,7 @@ type Subscription struct {
 	// never meets a closed channel: ch is closed under mu.
 	mu     sync.Mutex
 	synced bool          // its lane sends to it
-	alone  bool          // its regexes were slow: a goroutine of its own feeds it for good
+	alone  bool          // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
 	ended  bool          // no more events will be sent
 	err    error         // why it ended
 	sent   Position      // every matching event before it is in ch (synced: or up to the cursor)
