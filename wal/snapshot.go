@@ -8,7 +8,6 @@ import (
 	"io"
 	"iter"
 	"slices"
-	"unsafe"
 )
 
 // Snapshot file layout; see the package comment.
@@ -74,9 +73,9 @@ func decodeItem(b []byte, borrow bool) (Item, error) {
 	var it Item
 	if borrow {
 		k := d.bytes()
-		it.Key = unsafe.String(unsafe.SliceData(k), len(k))
+		it.Key = borrowString(k)
 		v := d.bytes()
-		it.Value = unsafe.String(unsafe.SliceData(v), len(v))
+		it.Value = borrowString(v)
 	} else {
 		it.Key = d.str()
 		it.Value = d.str()

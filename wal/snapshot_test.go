@@ -241,6 +241,8 @@ func FuzzDecodeItem(f *testing.F) {
 			require.True(t, uintptr(unsafe.Pointer(v)) >= uintptr(unsafe.Pointer(&b[0])) &&
 				uintptr(unsafe.Pointer(v))+uintptr(len(borrowed.Value)) <= uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)),
 				"a borrowed value outside the payload")
+		} else {
+			require.Nil(t, v, "an empty value that points into the payload")
 		}
 		again, err := wal.DecodeItem(wal.AppendItem(nil, &it), false)
 		require.NoError(t, err)

@@ -152,8 +152,8 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 		switch {
 		case tx == nil:
 		case borrow:
-			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: unsafe.String(unsafe.SliceData(key), len(key)),
-				Value: unsafe.String(unsafe.SliceData(value), len(value)), Expires: expires})
+			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: borrowString(key),
+				Value: borrowString(value), Expires: expires})
 		default:
 			tx.Writes = append(tx.Writes, Write{Kind: kind, Created: created, Key: string(key), Value: string(value), Expires: expires})
 		}
@@ -165,6 +165,17 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 		return 0, 0, d.err
 	}
 	return rev, int(n), nil
+}
+
+// borrowString returns a string of b's bytes, pointing into b: "" if b is
+// empty, never a string of no bytes that still points into b, which a
+// callee would keep without a thought (an empty value is not copied) and
+// with it the whole buffer.
+func borrowString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 type decoder struct {

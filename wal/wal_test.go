@@ -345,6 +345,9 @@ func FuzzCheckTx(f *testing.F) {
 				require.Equal(t, len(tx.Writes), len(borrowed.Writes))
 				for i, w := range borrowed.Writes {
 					require.Equal(t, tx.Writes[i], w)
+					if len(w.Value) == 0 {
+						require.Nil(t, unsafe.StringData(w.Value), "an empty value that points into the record")
+					}
 					if p := unsafe.StringData(w.Key); len(w.Key) > 0 {
 						require.True(t, uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(&b[0])) &&
 							uintptr(unsafe.Pointer(p))+uintptr(len(w.Key)) <= uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)),
