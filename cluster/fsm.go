@@ -160,6 +160,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	r.stint = 0
 	r.mu.Lock()
 	r.accepting = 0
+	r.open.Store(false)
 	r.pending = nil
 	rev := f.db.Revision()
 	// The waiters below rev cannot tell how their revisions ended.

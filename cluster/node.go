@@ -634,7 +634,10 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 			err = fmt.Errorf("cluster: this node has no database")
 			break
 		}
-		resp.Result, err = n.execute(req)
+		resp.Result, err = n.executeWithin(req, forwardedWait)
+		if errors.Is(err, errBetweenStints) {
+			err = n.notLeader() // nothing done: the forwarder asks again
+		}
 		err = writeError(err)
 	default:
 		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)

@@ -95,11 +95,14 @@ func itemResult(it engine.Item) *result {
 // the write timeout for a new leader's barrier, or for the next stint of
 // a leader handing on leadership or starting its writes anew, else why
 // not (refusal).
-func (n *Node) leading() error {
+func (n *Node) leading() error { return n.leadingWithin(n.opts.WriteTimeout) }
+
+// leadingWithin is leading, waiting at most wait.
+func (n *Node) leadingWithin(wait time.Duration) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(n.opts.WriteTimeout)
+	deadline := time.Now().Add(wait)
 	for n.IsLeader() && !n.writable() && time.Now().Before(deadline) && !n.closed() {
 		time.Sleep(time.Millisecond)
 	}
@@ -187,10 +190,23 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 	}
 }
 
-// execute runs a single-operation write on this node, which must lead.
+// execute runs a single-operation write on this node, which must lead,
+// waiting up to the write timeout for it to take writes.
 func (n *Node) execute(req *rpcRequest) (*result, error) {
+	return n.executeWithin(req, n.opts.WriteTimeout)
+}
+
+// forwardedWait is how long a leader waits to take a write forwarded by
+// another node (a new leader's barrier, the next stint) before it refuses
+// it as not the leader, naming itself: the forwarding node asks again
+// (every 20 ms) within its own write timeout, rather than waiting out the
+// request, which would leave it uncertain.
+const forwardedWait = 250 * time.Millisecond
+
+// executeWithin is execute, waiting at most wait.
+func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, error) {
 	res := &result{}
-	if err := n.leading(); err != nil {
+	if err := n.leadingWithin(wait); err != nil {
 		return res, err
 	}
 	var so *engine.SetOptions
