@@ -156,18 +156,8 @@ func TestLog_HistoryEvents(t *testing.T) {
 	}
 	fs := vfs.NewMemFS()
 	o := wal.Options{FS: fs, SegmentSize: 300}
-	l, err := wal.Open("db", &o, wal.Replay{})
-	require.NoError(t, err)
 	const snap, last = 280, 300
-	for r := int64(1); r <= last; r++ {
-		require.NoError(t, l.Append(txOf(r)))
-		require.NoError(t, l.WaitDurable(r))
-		if r == snap {
-			l.Retain(1)
-			require.NoError(t, l.Snapshot(snap, noItems))
-		}
-	}
-	require.NoError(t, l.Close())
+	writeRetained(t, &o, snap, last, txOf)
 
 	open := func(keep int) (hist []int64) {
 		var txs []int64
@@ -265,18 +255,8 @@ func TestLog_ReplayBorrowed(t *testing.T) {
 	}
 	fs := vfs.NewMemFS()
 	o := wal.Options{FS: fs, SegmentSize: 500}
-	l, err := wal.Open("db", &o, wal.Replay{})
-	require.NoError(t, err)
 	const snap, last = 150, 200
-	for r := int64(1); r <= last; r++ {
-		require.NoError(t, l.Append(txOf(r)))
-		require.NoError(t, l.WaitDurable(r))
-		if r == snap {
-			l.Retain(1)
-			require.NoError(t, l.Snapshot(snap, noItems))
-		}
-	}
-	require.NoError(t, l.Close())
+	writeRetained(t, &o, snap, last, txOf)
 
 	deep := func(tx *wal.Tx) wal.Tx {
 		c := *tx
@@ -304,4 +284,22 @@ func TestLog_ReplayBorrowed(t *testing.T) {
 	bhist, btxs := open(true)
 	require.Equal(t, hist, bhist)
 	require.Equal(t, txs, btxs)
+}
+
+// writeRetained writes the transactions txOf gives for revisions 1 to
+// last into a new log of o, every one kept (Retain(1)), with a snapshot
+// at snap.
+func writeRetained(t *testing.T, o *wal.Options, snap, last int64, txOf func(int64) *wal.Tx) {
+	t.Helper()
+	l, err := wal.Open("db", o, wal.Replay{})
+	require.NoError(t, err)
+	for r := int64(1); r <= last; r++ {
+		require.NoError(t, l.Append(txOf(r)))
+		require.NoError(t, l.WaitDurable(r))
+		if r == snap {
+			l.Retain(1)
+			require.NoError(t, l.Snapshot(snap, noItems))
+		}
+	}
+	require.NoError(t, l.Close())
 }
