@@ -385,6 +385,18 @@ var writerIDs atomic.Int64
 // writers runs k writers, each setting fresh keys through pick(), until
 // stop closes.
 func writers(k int, w *writeLog, pick func() *Node, stop chan struct{}) *sync.WaitGroup {
+	return runWriters(k, stop, 5*time.Millisecond, func(g int64, seq int) error {
+		key := fmt.Sprintf("w/%d/%d", g, seq)
+		it, err := pick().Set(key, key, nil)
+		w.record(key, it.Revision, err)
+		return err
+	})
+}
+
+// runWriters runs k goroutines, each numbered g (writerIDs), calling
+// write with g and 0, 1, 2, ... until stop closes; after a failed write,
+// a goroutine pauses for pause.
+func runWriters(k int, stop chan struct{}, pause time.Duration, write func(g int64, seq int) error) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for range k {
 		g := writerIDs.Add(1)
@@ -397,11 +409,8 @@ func writers(k int, w *writeLog, pick func() *Node, stop chan struct{}) *sync.Wa
 					return
 				default:
 				}
-				key := fmt.Sprintf("w/%d/%d", g, seq)
-				it, err := pick().Set(key, key, nil)
-				w.record(key, it.Revision, err)
-				if err != nil {
-					time.Sleep(5 * time.Millisecond)
+				if write(g, seq) != nil {
+					time.Sleep(pause)
 				}
 			}
 		}()

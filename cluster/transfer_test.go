@@ -110,37 +110,21 @@ func testTransferWriters(t *testing.T, slow bool) {
 // recorded. One that names the node itself, which a leader between two
 // stints of writes did, is kept in selfNamed.
 func updaters(k int, w *writeLog, c *dbCluster, stop chan struct{}, selfNamed *atomic.Value) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for range k {
-		g := writerIDs.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				i := seq % len(c.founders)
-				key := fmt.Sprintf("u/%d/%d", g, seq)
-				rev, err := c.node(i).Update(func(tx *engine.Tx) error {
-					_, err := tx.Set(key, key, nil)
-					return err
-				})
-				var nl *NotLeaderError
-				switch {
-				case errors.As(err, &nl) && nl.ID == c.peers[i].ID:
-					selfNamed.CompareAndSwap(nil, fmt.Errorf("node %d: %w", i, err))
-				case errors.As(err, &nl):
-				default:
-					w.record(key, rev, err)
-				}
-				if err != nil {
-					time.Sleep(time.Millisecond)
-				}
-			}
-		}()
-	}
-	return &wg
+	return runWriters(k, stop, time.Millisecond, func(g int64, seq int) error {
+		i := seq % len(c.founders)
+		key := fmt.Sprintf("u/%d/%d", g, seq)
+		rev, err := c.node(i).Update(func(tx *engine.Tx) error {
+			_, err := tx.Set(key, key, nil)
+			return err
+		})
+		var nl *NotLeaderError
+		switch {
+		case errors.As(err, &nl) && nl.ID == c.peers[i].ID:
+			selfNamed.CompareAndSwap(nil, fmt.Errorf("node %d: %w", i, err))
+		case errors.As(err, &nl):
+		default:
+			w.record(key, rev, err)
+		}
+		return err
+	})
 }
