@@ -159,8 +159,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
 	r.stint = 0
 	r.mu.Lock()
-	r.accepting = 0
-	r.open.Store(false)
+	r.accepting.Store(0)
 	r.pending = nil
 	rev := f.db.Revision()
 	// The waiters below rev cannot tell how their revisions ended.

@@ -78,11 +78,11 @@ type replicator struct {
 
 	beforeApply func() // Options.beforeApply
 
-	open atomic.Bool // accepting != 0, read without mu (accepts)
-
-	mu        sync.Mutex // guards the fields below
-	accepting uint64     // the stint nonce Append stamps; 0 when not leader
-	prev      uint64     // the nonce the next proposed entry follows
+	mu sync.Mutex // guards the fields below
+	// accepting is the stint nonce Append stamps; 0 when not leader.
+	// Changed under mu; accepts reads it without.
+	accepting atomic.Uint64
+	prev      uint64 // the nonce the next proposed entry follows
 	pending   []pendingTx
 	waiters   map[int64]*waiter
 	resolved  []int64 // revisions with a resolved waiter, oldest first
@@ -136,7 +136,8 @@ func (r *replicator) close() {
 func (r *replicator) Append(tx *wal.Tx) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.accepting == 0 {
+	nonce := r.accepting.Load()
+	if nonce == 0 {
 		return r.notLeader()
 	}
 	rec := wal.AppendTxRecord(nil, tx)
@@ -144,7 +145,7 @@ func (r *replicator) Append(tx *wal.Tx) error {
 		return fmt.Errorf("%w: transaction of %d bytes, over the %d of a raft entry", engine.ErrTooLarge, len(rec), maxRecord)
 	}
 	r.pending = append(r.pending, pendingTx{rev: tx.Revision, rec: rec})
-	r.waiters[tx.Revision] = &waiter{nonce: r.accepting, done: make(chan struct{})}
+	r.waiters[tx.Revision] = &waiter{nonce: nonce, done: make(chan struct{})}
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -153,7 +154,7 @@ func (r *replicator) Append(tx *wal.Tx) error {
 }
 
 // accepts reports whether a stint is under way: Append takes records.
-func (r *replicator) accepts() bool { return r.open.Load() }
+func (r *replicator) accepts() bool { return r.accepting.Load() != 0 }
 
 // WaitDurable implements engine.Replicator.
 func (r *replicator) WaitDurable(rev int64) error {
@@ -253,8 +254,8 @@ func (r *replicator) startStint() {
 	r.stint = nonce
 	r.mu.Lock()
 	r.failAbove(r.published, 0)
-	r.accepting, r.prev = nonce, r.last
-	r.open.Store(true)
+	r.accepting.Store(nonce)
+	r.prev = r.last
 	r.mu.Unlock()
 }
 
@@ -268,8 +269,7 @@ func (r *replicator) startStint() {
 func (r *replicator) endStint(why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.accepting = 0
-	r.open.Store(false)
+	r.accepting.Store(0)
 	for _, p := range r.pending {
 		if w := r.waiters[p.rev]; w != nil && !isDone(w) {
 			w.err = fmt.Errorf("%w: %s before revision %d was proposed", ErrNotCommitted, why, p.rev)
@@ -333,7 +333,7 @@ func (r *replicator) propose() {
 			}
 			r.handoff.Lock()
 			r.mu.Lock()
-			nonce := r.accepting
+			nonce := r.accepting.Load()
 			if len(r.pending) == 0 || nonce == 0 {
 				r.mu.Unlock()
 				r.handoff.Unlock()
