@@ -345,8 +345,6 @@ func (db *DB) publish(rev int64) {
 		left := copy(db.pub.queue, db.pub.queue[n:])
 		clear(db.pub.queue[left:])
 		db.pub.queue = db.pub.queue[:left]
-	}
-	if n > 0 {
 		db.revWaiters.wake()
 	}
 }
