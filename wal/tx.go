@@ -131,7 +131,8 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 	if d.err == nil && tx != nil {
 		tx.Revision, tx.Time = rev, at
 		if borrow && uint64(cap(tx.Writes)) >= n {
-			clear(tx.Writes) // the last record's: nothing of it stays reachable
+			// What is left of the last record's writes points into the
+			// same segment, or at a callee's copy: nothing to clear.
 			tx.Writes = tx.Writes[:0]
 		} else {
 			tx.Writes = make([]Write, 0, n)
