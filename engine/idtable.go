@@ -27,9 +27,9 @@ package engine
 // grows by a quarter, and the two halves of a split are sized for what
 // each holds, so that parts are between 60% and 75% full. Hashes spread
 // keys evenly, so parts fill at the same pace and grow or split at about
-// the same time: with doubling parts, the whole table was half full, 16
-// bytes a key, right after they had, as at 1M keys (docs/engine.md,
-// "Hash slots by fraction").
+// the same time: with doubling parts, the whole table dropped to 37.5%
+// full at once (48% at 1M keys: docs/engine.md, "Hash slots by
+// fraction").
 //
 // An idTable is not safe for concurrent use; indexShard guards it.
 type idTable struct {
