@@ -70,7 +70,7 @@ func (s *Subscription) follow(from Position, alone bool, kill, exited chan struc
 			if batches[i].Revision == next.Revision {
 				skip = next.Index
 			}
-			ok, took := s.send(&batches[i], skip, kill)
+			ok, took := s.send(&batches[i], skip, kill, alone)
 			if !ok {
 				return
 			}
@@ -127,11 +127,16 @@ const roomPoll = time.Millisecond
 // subscription matches, then puts them into ch (see sendKept). A key that
 // a regex could not decide on ends the subscription before the batch:
 // nothing is skipped unsaid. It reports false if the subscription ended,
-// and how long the matching took.
-func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}) (ok bool, took time.Duration) {
-	start := time.Now()
+// and, if timed, how long the matching took.
+func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}, timed bool) (ok bool, took time.Duration) {
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
 	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{})
-	took = time.Since(start)
+	if timed {
+		took = time.Since(start)
+	}
 	s.scratch = keep
 	if undecided != nil {
 		s.mu.Lock()
