@@ -289,9 +289,13 @@ func (ix *index) put(e *entry) {
 
 // putAll puts es, whose keys must not be in the index, taking each
 // shard's lock once: inserts under one lock do not wait for each other's
-// cache misses, as each unlock's atomic would make them.
-func (ix *index) putAll(es []*entry) {
-	var by [indexShards][]hashedEntry
+// cache misses, as each unlock's atomic would make them. by is the
+// caller's, used again from one call to the next: the entries sorted by
+// shard, so that a snapshot's load allocates nothing a batch.
+func (ix *index) putAll(es []*entry, by *[indexShards][]hashedEntry) {
+	for i := range by {
+		by[i] = by[i][:0]
+	}
 	for _, e := range es {
 		h := maphash.String(ix.seed, ix.tab.key(e))
 		by[h%indexShards] = append(by[h%indexShards], hashedEntry{h, e})

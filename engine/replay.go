@@ -192,9 +192,10 @@ func (l *indexLoader) item(it *wal.Item) error {
 
 func (l *indexLoader) run() {
 	defer close(l.done)
+	var by [indexShards][]hashedEntry
 	for batch := range l.queue {
 		l.db.order.loadAll(batch)
-		l.db.index.putAll(batch)
+		l.db.index.putAll(batch, &by)
 	}
 	l.db.order.finishLoad()
 }
