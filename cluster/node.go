@@ -444,8 +444,10 @@ func (n *Node) transfer(id string) error {
 	// now, so that writers learn at once that theirs did not commit (a
 	// write arriving meanwhile waits for the new leader, or for this
 	// one, should the transfer fail).
+	var gen uint64 // the generation of the stint ended here, or of a later one
 	if n.rep != nil {
 		n.rep.endStint("leadership handed on")
+		gen = n.rep.gen.Load()
 	}
 	err := n.gated(func() error {
 		if to == nil {
@@ -454,7 +456,7 @@ func (n *Node) transfer(id string) error {
 		return r.LeadershipTransferToServer(to.ID, to.Address).Error()
 	})
 	if err != nil && n.rep != nil {
-		n.rep.askRestart()
+		n.rep.askRestart(gen)
 	}
 	return err
 }
@@ -510,9 +512,9 @@ func (n *Node) leadership() {
 			}
 		case <-restart:
 			// The stint broke, or a transfer failed: if this node
-			// still leads in the term it is ready in, it takes
-			// writes again.
-			if term := n.readyTerm.Load(); term != 0 {
+			// still leads in the term it is ready in, and has not
+			// started a stint since, it takes writes again.
+			if term := n.readyTerm.Load(); term != 0 && n.rep.restartWanted() {
 				n.lead(term)
 			}
 		}

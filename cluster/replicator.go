@@ -73,8 +73,15 @@ type replicator struct {
 
 	// restart asks the node to lead again: this node's stint broke (raft
 	// refused one of its entries, or every node skipped one) or its
-	// transfer failed, while it may still lead. See Node.lead.
-	restart chan struct{}
+	// transfer failed, while it may still lead. See Node.lead. A request
+	// names the stint it is about by its generation (gen, when it was
+	// made); restartFor is the newest named. A stint started since a
+	// request answers it: a request that arrives late, about a stint
+	// that has ended, must not end the healthy one after it.
+	restart    chan struct{}
+	restartFor atomic.Uint64
+	// gen counts the stints started; changed under stintMu.
+	gen atomic.Uint64
 
 	beforeApply func() // Options.beforeApply
 
@@ -252,6 +259,7 @@ func (r *replicator) startStint() {
 	defer r.stintMu.Unlock()
 	r.rep.Abandon() // nothing speculative should remain; be sure
 	r.stint = nonce
+	r.gen.Add(1)
 	r.mu.Lock()
 	r.failAbove(r.published, 0)
 	r.accepting.Store(nonce)
@@ -288,17 +296,29 @@ func (r *replicator) breakStint(why string) {
 	r.rep.Abandon()
 	r.stint = 0
 	r.endStint(why)
-	r.askRestart()
+	r.askRestart(r.gen.Load())
 }
 
-// askRestart asks the node to lead again (restart); one request pending
-// is enough.
-func (r *replicator) askRestart() {
+// askRestart asks the node to lead again (restart) about the stint of
+// generation gen (the stint it holds, or the last it held): nothing
+// happens if another stint has started since. One request pending is
+// enough.
+func (r *replicator) askRestart(gen uint64) {
+	for {
+		old := r.restartFor.Load()
+		if gen <= old || r.restartFor.CompareAndSwap(old, gen) {
+			break
+		}
+	}
 	select {
 	case r.restart <- struct{}{}:
 	default:
 	}
 }
+
+// restartWanted reports whether a request to lead again is about the
+// latest stint: none has started since it was made.
+func (r *replicator) restartWanted() bool { return r.restartFor.Load() >= r.gen.Load() }
 
 // quiesce ends the stint (see endStint) and waits until an entry the
 // proposer packed before is in raft's hands: a barrier raft takes after
@@ -386,7 +406,14 @@ func (r *replicator) collect() {
 			r.mu.Unlock()
 		}
 		if transfer {
-			r.askRestart()
+			// About the stint of that entry, if it is still the
+			// latest: one started since, after the refusal, has no
+			// gap, and one that broke has asked already.
+			r.stintMu.Lock()
+			if p.nonce == r.stint {
+				r.askRestart(r.gen.Load())
+			}
+			r.stintMu.Unlock()
 		}
 		<-r.sem
 	}

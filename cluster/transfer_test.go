@@ -28,6 +28,38 @@ func TestTransfer_WritersLearnAtOnce(t *testing.T) {
 	t.Run("slow handoff", func(t *testing.T) { testTransferWriters(t, true) })
 }
 
+// TestTransfer_LateRestartLeavesLaterStint: a request that a leader take
+// writes anew names the stint it is about. One about a stint that has
+// ended since (a failed transfer's caller, or raft's late refusal of an
+// entry, may make it after the next stint started) must leave the later
+// stint alone, whose writers would otherwise be told that their writes
+// did not commit; one about the latest stint must start another.
+func TestTransfer_LateRestartLeavesLaterStint(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	n := c.node(c.leader())
+	rep := n.rep
+	_, err := n.Set("k", "1", nil)
+	require.NoError(t, err)
+	stint, gen := rep.accepting.Load(), rep.gen.Load()
+	require.NotZero(t, stint)
+	require.NotZero(t, gen)
+
+	rep.askRestart(gen - 1) // about the stint before this one
+	// The node acts on a request within a few milliseconds, if at all.
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, stint, rep.accepting.Load(), "a request about an ended stint ended the one after it")
+	require.Equal(t, gen, rep.gen.Load())
+
+	rep.askRestart(gen)
+	require.Eventually(t, func() bool {
+		s := rep.accepting.Load()
+		return s != 0 && s != stint
+	}, 10*time.Second, time.Millisecond, "a request about the latest stint started no other")
+	require.Greater(t, rep.gen.Load(), gen)
+	_, err = n.Set("k", "2", nil)
+	require.NoError(t, err)
+}
+
 func testTransferWriters(t *testing.T, slow bool) {
 	c := newDBCluster(t, 3, nil)
 	c.leader()
