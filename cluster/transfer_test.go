@@ -36,27 +36,39 @@ func TestTransfer_WritersLearnAtOnce(t *testing.T) {
 // did not commit; one about the latest stint must start another.
 func TestTransfer_LateRestartLeavesLaterStint(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
-	n := c.node(c.leader())
-	rep := n.rep
-	_, err := n.Set("k", "1", nil)
+	_, err := c.node(c.leader()).Set("k", "1", nil)
 	require.NoError(t, err)
-	stint, gen := rep.accepting.Load(), rep.gen.Load()
+
+	// Each check runs again on the next leader should an election come
+	// in between (onSteadyLeader): it would start a stint of its own.
+	var stint, stintAfter, gen, genAfter uint64
+	c.onSteadyLeader(func(li int) {
+		rep := c.node(li).rep
+		stint, gen = rep.accepting.Load(), rep.gen.Load()
+		rep.askRestart(gen - 1) // about the stint before this one
+		// The node acts on a request within a few milliseconds, if at all.
+		time.Sleep(200 * time.Millisecond)
+		stintAfter, genAfter = rep.accepting.Load(), rep.gen.Load()
+	})
 	require.NotZero(t, stint)
 	require.NotZero(t, gen)
+	require.Equal(t, stint, stintAfter, "a request about an ended stint ended the one after it")
+	require.Equal(t, gen, genAfter)
 
-	rep.askRestart(gen - 1) // about the stint before this one
-	// The node acts on a request within a few milliseconds, if at all.
-	time.Sleep(200 * time.Millisecond)
-	require.Equal(t, stint, rep.accepting.Load(), "a request about an ended stint ended the one after it")
-	require.Equal(t, gen, rep.gen.Load())
-
-	rep.askRestart(gen)
-	require.Eventually(t, func() bool {
-		s := rep.accepting.Load()
-		return s != 0 && s != stint
-	}, 10*time.Second, time.Millisecond, "a request about the latest stint started no other")
-	require.Greater(t, rep.gen.Load(), gen)
-	_, err = n.Set("k", "2", nil)
+	var started bool
+	li := c.onSteadyLeader(func(li int) {
+		rep := c.node(li).rep
+		stint, gen = rep.accepting.Load(), rep.gen.Load()
+		rep.askRestart(gen)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if s := rep.accepting.Load(); s != 0 && s != stint && rep.gen.Load() > gen {
+				started = true
+				return
+			}
+		}
+	})
+	require.True(t, started, "a request about the latest stint started no other")
+	_, err = c.node(li).Set("k", "2", nil)
 	require.NoError(t, err)
 }
 
