@@ -271,6 +271,9 @@ func (n *Node) toLeader(ctx context.Context, req *rpcRequest, idempotent bool) (
 		if err != nil {
 			return nil, err
 		}
+		if dl, ok := ctx.Deadline(); ok {
+			req.Left = max(time.Until(dl), 1) // 0 would say nothing
+		}
 		resp, err := n.rpc.call(ctx, addr, req)
 		if err == nil || !retryable(err, idempotent) {
 			return resp, err
@@ -636,7 +639,7 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 			err = fmt.Errorf("cluster: this node has no database")
 			break
 		}
-		resp.Result, err = n.executeWithin(req, forwardedWait)
+		resp.Result, err = n.executeWithin(req, forwardedWaitFor(req.Left))
 		if errors.Is(err, errBetweenStints) {
 			err = n.notLeader() // nothing done: the forwarder asks again
 		}

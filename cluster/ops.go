@@ -203,6 +203,18 @@ func (n *Node) execute(req *rpcRequest) (*result, error) {
 // request, which would leave it uncertain.
 const forwardedWait = 250 * time.Millisecond
 
+// forwardedWaitFor is how long a leader waits to take a write forwarded
+// by a node that still waits left for the answer (0: not said): at most
+// half of that, so that a write taken still has time to commit and
+// answer before the forwarding node gives up on it, which would leave it
+// uncertain; a write refused sooner is asked again or ends as not done.
+func forwardedWaitFor(left time.Duration) time.Duration {
+	if left <= 0 {
+		return forwardedWait
+	}
+	return min(forwardedWait, left/2)
+}
+
 // executeWithin is execute, waiting at most wait.
 func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, error) {
 	res := &result{}

@@ -60,6 +60,9 @@ type rpcRequest struct {
 	TTL   time.Duration `json:"ttl,omitempty"`
 	Rev   int64         `json:"rev,omitempty"`
 	Delta int64         `json:"delta,omitempty"`
+	// Left is how long the sending node still waits for the answer,
+	// as it sent the request (0: not said).
+	Left time.Duration `json:"left,omitempty"`
 }
 
 // rpcResponse is every response; Err, if set, is the error, with Code

@@ -72,6 +72,42 @@ func TestTransfer_LateRestartLeavesLaterStint(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestTransfer_ForwardedWaitWithinWhatIsLeft: a leader between stints
+// holds a forwarded write at most half of what the forwarding node said
+// it still waits (and 250 ms when it said nothing), then refuses it as
+// not the leader, having done nothing: a write taken later could commit
+// after the forwarding node gave up, which would leave its writer
+// uncertain.
+func TestTransfer_ForwardedWaitWithinWhatIsLeft(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	forward := func(n *Node, left time.Duration) (time.Duration, error) {
+		start := time.Now()
+		resp := n.handle(&rpcRequest{Op: opSet, Key: "k", Value: "v", Left: left})
+		return time.Since(start), resp.err()
+	}
+	var short, long time.Duration
+	var shortErr, longErr error
+	l := c.onSteadyLeader(func(li int) {
+		n := c.node(li)
+		n.rep.endStint("a test holds the leader between stints")
+		short, shortErr = forward(n, 40*time.Millisecond)
+		long, longErr = forward(n, 0)
+		n.rep.askRestart(n.rep.gen.Load())
+	})
+	require.ErrorIs(t, shortErr, ErrNotLeader)
+	require.Less(t, short, forwardedWait-50*time.Millisecond, "held past what the forwarding node waits")
+	require.ErrorIs(t, longErr, ErrNotLeader)
+	require.GreaterOrEqual(t, long, forwardedWait, "refused before the wait for a node that said nothing")
+
+	_, err := c.node((l+1)%3).Set("k", "v", nil)
+	require.NoError(t, err)
+	for i := range c.nodes {
+		it, err := c.node(i).Get("k")
+		require.NoError(t, err)
+		require.Equal(t, "v", it.Value)
+	}
+}
+
 func testTransferWriters(t *testing.T, slow bool) {
 	c := newDBCluster(t, 3, nil)
 	c.leader()
