@@ -334,13 +334,13 @@ func (db *DB) publish(rev int64) {
 			db.broker.Publish(pubsub.Batch{Revision: c.rev, Events: c.events})
 		}
 		db.release(c, oldest)
-		db.pub.queue[n] = nil
 		n++
 	}
 	// What is left moves to the front, so that the array is used again:
 	// sliced off the front instead, it would run out, and the next
 	// commit's append would make a new one (at one commit a publish, one
-	// for each commit).
+	// for each commit). The room after it is cleared, published commits
+	// and copies alike.
 	if n > 0 {
 		left := copy(db.pub.queue, db.pub.queue[n:])
 		clear(db.pub.queue[left:])
