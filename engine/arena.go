@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -183,6 +184,17 @@ func (a *arena) solo(s string, rev int64) uint32 {
 // big reports whether a value or key of n bytes goes into a block of its
 // own (solo) rather than a chunk.
 func (a *arena) big(n int) bool { return n > a.maxValue }
+
+// own returns s, or a copy of it if it is too large for a chunk: the
+// arena keeps such a string as it is (solo) rather than copy it, so one
+// that points into a buffer used again (wal.Replay.Borrow) must become
+// the caller's own first.
+func (a *arena) own(s string) string {
+	if a.big(len(s)) {
+		return strings.Clone(s)
+	}
+	return s
+}
 
 // moved records that a visible copy went from a value of oldLen bytes in
 // block old to one of newLen bytes in block nu. It returns old if that

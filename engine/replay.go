@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -37,12 +36,7 @@ func (db *DB) replay(r *wal.Tx) error {
 	}
 	for i := range r.Writes {
 		w := &r.Writes[i]
-		if db.vals.big(len(w.Key)) {
-			w.Key = strings.Clone(w.Key)
-		}
-		if db.vals.big(len(w.Value)) {
-			w.Value = strings.Clone(w.Value)
-		}
+		w.Key, w.Value = db.vals.own(w.Key), db.vals.own(w.Value)
 	}
 	db.historyNext(r.Revision)
 	_, err := db.apply(r) // and publishes it to the history
@@ -136,15 +130,13 @@ func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	if borrowed && a.big(len(v.value)) {
-		// Not to be copied into a chunk, and pointing into the log's
-		// read buffer (wal.Replay.Borrow).
-		v.value = strings.Clone(v.value)
+	if borrowed {
+		v.value = a.own(v.value) // it points into the log's read buffer
 	}
 	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, shared)
 	k := it.Key
-	if borrowed && a.big(len(k)) {
-		k = strings.Clone(k) // as the value above
+	if borrowed {
+		k = a.own(k) // as the value above
 	}
 	k, kchunk := a.restore(&a.keys, k, 0, shared)
 	e := db.allocEntry(k, kchunk)
