@@ -157,11 +157,14 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	for {
 		if n.IsLeader() {
-			r, err := n.execute(req)
+			// Waiting for the next stint within what is left of the
+			// write's timeout, however often its stint ends under it.
+			r, err := n.executeWithin(req, time.Until(deadline))
 			if errors.Is(err, errBetweenStints) && ctx.Err() == nil {
-				continue // execute waits for the next stint
+				continue
 			}
 			if !errors.Is(err, ErrNotLeader) {
 				return r, writeError(err)
@@ -190,12 +193,6 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 	}
 }
 
-// execute runs a single-operation write on this node, which must lead,
-// waiting up to the write timeout for it to take writes.
-func (n *Node) execute(req *rpcRequest) (*result, error) {
-	return n.executeWithin(req, n.opts.WriteTimeout)
-}
-
 // forwardedWait is how long a leader waits to take a write forwarded by
 // another node (a new leader's barrier, the next stint) before it refuses
 // it as not the leader, naming itself: the forwarding node asks again
@@ -215,7 +212,8 @@ func forwardedWaitFor(left time.Duration) time.Duration {
 	return min(forwardedWait, left/2)
 }
 
-// executeWithin is execute, waiting at most wait.
+// executeWithin runs a single-operation write on this node, which must
+// lead, waiting at most wait for it to take writes (leadingWithin).
 func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, error) {
 	res := &result{}
 	if err := n.leadingWithin(wait); err != nil {
