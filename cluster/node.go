@@ -560,11 +560,7 @@ func (n *Node) lead(term uint64) bool {
 	if n.rep != nil {
 		// A request to lead again made by now (a failed transfer, an
 		// entry of the last stint refused or skipped) is answered by
-		// this stint.
-		select {
-		case <-n.rep.restart:
-		default:
-		}
+		// this stint: it names an older one (restartWanted).
 		n.rep.startStint()
 	}
 	return true
