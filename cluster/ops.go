@@ -193,24 +193,23 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 	}
 }
 
-// forwardedWait is how long a leader waits to take a write forwarded by
-// another node (a new leader's barrier, the next stint) before it refuses
-// it as not the leader, naming itself: the forwarding node asks again
-// (every 20 ms) within its own write timeout, rather than waiting out the
-// request, which would leave it uncertain.
-const forwardedWait = 250 * time.Millisecond
-
 // forwardedWaitFor is how long a leader waits to take a write forwarded
-// by a node that still waits left for the answer (0: not said): at most
-// half of that, so that a write taken still has time to commit and
-// answer before the forwarding node gives up on it, which would leave it
-// uncertain; a write refused sooner is asked again or ends as not done.
+// by another node (for a new leader's barrier, or the next stint) before
+// it refuses it as not the leader, naming itself, and the forwarding node
+// asks again (every 20 ms) within its own write timeout: half of left,
+// what the forwarding node said it still waits, and at most
+// forwardedWait (also for a node that said nothing, left 0). A write
+// taken later could commit after the forwarding node gave up on it,
+// which would leave it uncertain.
 func forwardedWaitFor(left time.Duration) time.Duration {
 	if left <= 0 {
 		return forwardedWait
 	}
 	return min(forwardedWait, left/2)
 }
+
+// forwardedWait is the longest forwardedWaitFor gives.
+const forwardedWait = 250 * time.Millisecond
 
 // executeWithin runs a single-operation write on this node, which must
 // lead, waiting at most wait for it to take writes (leadingWithin).
