@@ -345,14 +345,8 @@ func FuzzCheckTx(f *testing.F) {
 				require.Equal(t, len(tx.Writes), len(borrowed.Writes))
 				for i, w := range borrowed.Writes {
 					require.Equal(t, tx.Writes[i], w)
-					if len(w.Value) == 0 {
-						require.Nil(t, unsafe.StringData(w.Value), "an empty value that points into the record")
-					}
-					if p := unsafe.StringData(w.Key); len(w.Key) > 0 {
-						require.True(t, uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(&b[0])) &&
-							uintptr(unsafe.Pointer(p))+uintptr(len(w.Key)) <= uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)),
-							"a borrowed key points into the record")
-					}
+					requireBorrowed(t, w.Key, b, "key")
+					requireBorrowed(t, w.Value, b, "value")
 				}
 			}
 			if err != nil {
@@ -388,4 +382,18 @@ func FuzzScan(f *testing.F) {
 			require.LessOrEqual(t, r.Good, int64(len(b)))
 		}
 	})
+}
+
+// requireBorrowed checks that s, decoded from b without a copy
+// (Replay.Borrow), points into b, or, if empty, at nothing: an empty
+// string into b would keep all of b for whoever keeps it.
+func requireBorrowed(t *testing.T, s string, b []byte, what string) {
+	t.Helper()
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	if len(s) == 0 {
+		require.Zero(t, p, "an empty %s that points into the record", what)
+		return
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	require.True(t, p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(b)), "a borrowed %s outside the record", what)
 }
