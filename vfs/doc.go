@@ -7,6 +7,10 @@
 // operating system (flock(2) on Unix, a share mode of 0 on Windows, and an
 // error where neither exists).
 //
+// OpenRead opens a file to be read in pieces, so that a large one (a
+// snapshot) is never held whole in memory: with the FS's own OpenRead if
+// it is a ReaderFS, as OSFS and MemFS are, or else from its ReadFile.
+//
 // MemFS is an in-memory file system for tests. It remembers what was
 // synced, so that Crash and CrashZeroFilled can return what a restart
 // after power loss would find, and FailAt makes the k-th mutating

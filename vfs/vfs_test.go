@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"io"
+	"io/fs"
 	"path/filepath"
 	"testing"
 
@@ -107,4 +108,49 @@ func TestFS_Lock(t *testing.T) {
 			require.NoError(t, l.Close())
 		})
 	}
+}
+
+// readOnly is an FS that is not a ReaderFS: OpenRead falls back to its
+// ReadFile.
+type readOnly struct{ vfs.FS }
+
+func TestOpenRead(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   vfs.FS
+		dir  string
+	}{
+		{"MemFS", vfs.NewMemFS(), "db"},
+		{"OSFS", vfs.OSFS{}, t.TempDir()},
+		{"ReadFile", readOnly{vfs.NewMemFS()}, "db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := filepath.Join(tc.dir, "f")
+			f, err := tc.fs.Create(name)
+			require.NoError(t, err)
+			write(t, f, "0123456789")
+			require.NoError(t, f.Close())
+
+			r, err := vfs.OpenRead(tc.fs, name)
+			require.NoError(t, err)
+			require.EqualValues(t, 10, r.Size())
+			tail := make([]byte, 3)
+			n, err := r.ReadAt(tail, 7)
+			require.NoError(t, err)
+			require.Equal(t, "789", string(tail[:n]))
+			head := make([]byte, 4)
+			_, err = io.ReadFull(r, head)
+			require.NoError(t, err)
+			require.Equal(t, "0123", string(head), "ReadAt leaves Read's offset alone")
+			rest, err := io.ReadAll(r)
+			require.NoError(t, err)
+			require.Equal(t, "456789", string(rest))
+			require.NoError(t, r.Close())
+
+			_, err = vfs.OpenRead(tc.fs, filepath.Join(tc.dir, "missing"))
+			require.ErrorIs(t, err, fs.ErrNotExist)
+		})
+	}
+	var _ vfs.ReaderFS = vfs.OSFS{}
+	var _ vfs.ReaderFS = vfs.NewMemFS()
 }
