@@ -5,6 +5,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // Report is what Check found in a log's directory.
@@ -45,12 +47,13 @@ func Check(dir string, opts *Options) (Report, error) {
 	}
 	for _, name := range names {
 		if strings.HasSuffix(name, ".snap") {
-			b, err := fsys.ReadFile(path.Join(l.snapDir(), name))
+			f, err := vfs.OpenRead(fsys, path.Join(l.snapDir(), name))
 			if err != nil {
 				return rep, err
 			}
 			rep.SnapshotItems = 0
-			rev, err := readSnapshot(b, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil }, true)
+			rev, err := readSnapshot(f, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil }, true)
+			f.Close()
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
 			}

@@ -1,5 +1,7 @@
 package wal
 
+import "bytes"
+
 // The log's codec is unexported; wal's black-box tests and fuzz targets
 // (package wal_test) reach it under its old exported names.
 
@@ -15,14 +17,31 @@ var (
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
-	ReadSnapshotBorrow  = readSnapshot
-	SnapshotCount       = snapshotCount
 )
 
-// ReadSnapshot is readSnapshot with values of their own.
+// ReadSnapshot is readSnapshot of the file b, with values of their own.
 func ReadSnapshot(b []byte, max int, fn func(*Item) error) (int64, error) {
-	return readSnapshot(b, max, fn, false)
+	return readSnapshot(bytes.NewReader(b), max, fn, false)
 }
+
+// ReadSnapshotBorrow is readSnapshot of the file b.
+func ReadSnapshotBorrow(b []byte, max int, fn func(*Item) error, borrow bool) (int64, error) {
+	return readSnapshot(bytes.NewReader(b), max, fn, borrow)
+}
+
+// SnapshotCount is readSnapshotCount of the file b: it reads b's end.
+func SnapshotCount(b []byte, max int) (int, bool) {
+	return readSnapshotCount(bytesFile{bytes.NewReader(b)}, max)
+}
+
+// SnapshotCountOfAll is snapshotCount given the whole file b.
+func SnapshotCountOfAll(b []byte, max int) (int, bool) {
+	return snapshotCount(b, int64(len(b)), max)
+}
+
+type bytesFile struct{ *bytes.Reader }
+
+func (bytesFile) Close() error { return nil }
 
 type ScanResult = scanResult
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // recover loads the newest snapshot and replays the segments after it;
@@ -108,10 +110,11 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 			stale = append(stale, snapshotName(rev)) // replaced by newest, not yet removed
 		}
 		name := path.Join(dir, snapshotName(newest))
-		b, err := fsys.ReadFile(name)
+		f, err := vfs.OpenRead(fsys, name)
 		if err != nil {
 			return err
 		}
+		defer f.Close()
 		if r.Item == nil {
 			r.Item = func(*Item) error { return nil }
 		}
@@ -120,10 +123,10 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 				return err
 			}
 		}
-		if n, ok := snapshotCount(b, l.opts.MaxRecord); ok && r.Items != nil {
+		if n, ok := readSnapshotCount(f, l.opts.MaxRecord); ok && r.Items != nil {
 			r.Items(n)
 		}
-		rev, err := readSnapshot(b, l.opts.MaxRecord, r.Item, r.Borrow)
+		rev, err := readSnapshot(f, l.opts.MaxRecord, r.Item, r.Borrow)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

@@ -1,8 +1,10 @@
 package wal_test
 
 import (
+	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -24,3 +26,15 @@ func (r rootedFS) MkdirAll(dir string) error                { return r.fs.MkdirA
 func (r rootedFS) List(dir string) ([]string, error)        { return r.fs.List(r.p(dir)) }
 func (r rootedFS) SyncDir(dir string) error                 { return r.fs.SyncDir(r.p(dir)) }
 func (r rootedFS) Lock(name string) (io.Closer, error)      { return r.fs.Lock(r.p(name)) }
+
+func (r rootedFS) OpenRead(name string) (vfs.Reader, error) { return vfs.OpenRead(r.fs, r.p(name)) }
+
+// streamOnly is a ReaderFS that refuses to read a snapshot whole.
+type streamOnly struct{ vfs.ReaderFS }
+
+func (s streamOnly) ReadFile(name string) ([]byte, error) {
+	if strings.HasSuffix(name, ".snap") {
+		return nil, errors.New("a snapshot read whole")
+	}
+	return s.ReaderFS.ReadFile(name)
+}

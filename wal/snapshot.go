@@ -2,12 +2,13 @@ package wal
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"iter"
 	"slices"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // Snapshot file layout; see the package comment.
@@ -242,22 +243,24 @@ func (sr *snapshotReader) fail(err error, what string) error {
 // a one-byte key, and one byte for each length and number.
 const minItemRecord = recordHeaderSize + 7
 
-// snapshotCount reads ahead the item count in the trailer of the snapshot
-// file b, without reading the items. ok is false if the end of b is not a
-// well-formed trailer, or if its count is more items than b can hold.
-// The count is a hint: ReadSnapshotFrom checks it against the items.
-func snapshotCount(b []byte, max int) (n int, ok bool) {
+// snapshotCount reads ahead the item count in the trailer of a snapshot
+// file of size bytes, of which tail holds the last (all of them, or
+// enough for the trailer: snapshotTail), without reading the items. ok is
+// false if the end of the file is not a well-formed trailer, or if its
+// count is more items than the file can hold. The count is a hint:
+// ReadSnapshotFrom checks it against the items.
+func snapshotCount(tail []byte, size int64, max int) (n int, ok bool) {
 	for k := 1; k <= binary.MaxVarintLen64; k++ {
-		start := len(b) - recordHeaderSize - k
-		if start < segmentHeaderSize {
+		start := len(tail) - recordHeaderSize - k
+		if start < 0 || size-int64(recordHeaderSize+k) < segmentHeaderSize {
 			break
 		}
-		typ, payload, end, err := decodeFrame(b[start:], max)
-		if err != nil || typ != typeSnapshot || start+end != len(b) {
+		typ, payload, end, err := decodeFrame(tail[start:], max)
+		if err != nil || typ != typeSnapshot || start+end != len(tail) {
 			continue
 		}
 		count, m := binary.Uvarint(payload)
-		if m != len(payload) || count > uint64(len(b)/minItemRecord) {
+		if m != len(payload) || count > uint64(size/minItemRecord) {
 			return 0, false
 		}
 		return int(count), true
@@ -265,15 +268,30 @@ func snapshotCount(b []byte, max int) (n int, ok bool) {
 	return 0, false
 }
 
-// readSnapshot decodes the snapshot file b, calling fn with each item in
+// snapshotTail is the most of a snapshot's end that snapshotCount reads:
+// the trailer's framing and the longest count.
+const snapshotTail = recordHeaderSize + binary.MaxVarintLen64
+
+// readSnapshotCount is snapshotCount for the snapshot file f: it reads
+// only the file's end.
+func readSnapshotCount(f vfs.Reader, max int) (n int, ok bool) {
+	size := f.Size()
+	tail := make([]byte, min(size, snapshotTail))
+	if m, _ := f.ReadAt(tail, size-int64(len(tail))); m != len(tail) {
+		return 0, false // io.ReaderAt: fewer bytes come with an error
+	}
+	return snapshotCount(tail, size, max)
+}
+
+// readSnapshot decodes the snapshot file r, calling fn with each item in
 // order (its key and value borrowed if borrow is set), and returns the
-// snapshot's revision: ReadSnapshotFrom over b, which must hold a
+// snapshot's revision: ReadSnapshotFrom over r, which must hold a
 // revision of at least 1, as a snapshot file does. A
 // snapshot is synced before it is given its name, so any damage, a cut
 // included, is ErrCorrupt. An error from fn stops the read and is
 // returned.
-func readSnapshot(b []byte, max int, fn func(*Item) error, borrow bool) (rev int64, err error) {
-	rev, err = ReadSnapshotFrom(bytes.NewReader(b), max, Replay{Item: fn, Borrow: borrow})
+func readSnapshot(r io.Reader, max int, fn func(*Item) error, borrow bool) (rev int64, err error) {
+	rev, err = ReadSnapshotFrom(r, max, Replay{Item: fn, Borrow: borrow})
 	if err == nil && rev < 1 {
 		return 0, fmt.Errorf("%w: snapshot revision %d", ErrCorrupt, rev)
 	}

@@ -156,6 +156,32 @@ func TestLog_Snapshot(t *testing.T) {
 	}
 }
 
+// TestLog_SnapshotReadInPieces: Open and Check read a snapshot in pieces
+// (vfs.OpenRead), never whole into memory, and Open still learns its
+// number of items ahead from its end (Items).
+func TestLog_SnapshotReadInPieces(t *testing.T) {
+	for _, inner := range []vfs.FS{vfs.NewMemFS(), osfsIn(t)} {
+		fs := streamOnly{inner.(vfs.ReaderFS)}
+		l, _ := reopen(t, fs, nil)
+		appendDurable(t, l, 1, 1020)
+		require.NoError(t, l.Snapshot(1010, slices.Values(sampleItems(1000))))
+		require.NoError(t, l.Close())
+
+		count, items := -1, 0
+		l, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{
+			Items: func(n int) { count = n },
+			Item:  func(*wal.Item) error { items++; return nil },
+		})
+		require.NoError(t, err)
+		require.Equal(t, 1000, count)
+		require.Equal(t, 1000, items)
+		require.NoError(t, l.Close())
+		rep, err := wal.Check("db", &wal.Options{FS: fs})
+		require.NoError(t, err)
+		require.EqualValues(t, 1000, rep.SnapshotItems)
+	}
+}
+
 // FuzzReadSnapshot: whatever the bytes, ReadSnapshot returns a snapshot
 // whose encoding reads back the same, or ErrCorrupt; it never panics.
 func FuzzReadSnapshot(f *testing.F) {
@@ -212,6 +238,10 @@ func FuzzSnapshotCount(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, ok := wal.SnapshotCount(b, wal.DefaultMaxRecord)
 		require.GreaterOrEqual(t, n, 0)
+		// Reading the end alone finds what the whole file gives.
+		nAll, okAll := wal.SnapshotCountOfAll(b, wal.DefaultMaxRecord)
+		require.Equal(t, okAll, ok)
+		require.Equal(t, nAll, n)
 		_, items, err := readSnapshot(b)
 		if err == nil {
 			require.True(t, ok)
