@@ -73,12 +73,13 @@ func Check(dir string, opts *Options) (Report, error) {
 		}
 		l.mu.segments = append(l.mu.segments, segment{first: first})
 	}
-	n, damage, _, err := l.historyDamage(l.mu.snapRev)
-	if err != nil {
-		return rep, err
+	hc := l.historyDamage(l.mu.snapRev)
+	if hc.err != nil {
+		return rep, hc.err
 	}
+	n := hc.n
 	if n > 0 {
-		rep.HistoryDamage, rep.HistorySegmentsLost = damage.Error(), n
+		rep.HistoryDamage, rep.HistorySegmentsLost = hc.damage.Error(), n
 		names = names[n:]
 	}
 	for i, name := range names {

@@ -29,7 +29,7 @@ func (l *Log) recover(r Replay) error {
 		l.mu.segments = segs
 		go func() {
 			defer close(done)
-			hd.n, hd.damage, hd.events, hd.err = l.historyDamage(revs[len(revs)-1])
+			hd = l.historyDamage(revs[len(revs)-1])
 		}()
 	} else {
 		close(done)
@@ -44,7 +44,7 @@ func (l *Log) recover(r Replay) error {
 	}
 	if len(revs) == 0 {
 		l.mu.segments = segs
-		hd.n, hd.damage, hd.events, hd.err = l.historyDamage(0)
+		hd = l.historyDamage(0)
 	}
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
@@ -52,11 +52,16 @@ func (l *Log) recover(r Replay) error {
 	return l.replay(r.History, r.Tx, r.HistoryEvents, r.Borrow, hd)
 }
 
-// historyCheck is what historyDamage found.
+// historyCheck is what historyDamage found: how many segments must go,
+// and why; each checked segment's records and length; the bytes of the
+// newest one (nil if none), which the replay reads again; and an error
+// that stopped the check.
 type historyCheck struct {
 	n      int
 	damage error
 	events [][]txEvents
+	sizes  []int64
+	newest []byte
 	err    error
 }
 
@@ -155,17 +160,22 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
-	// one drops it and every older one. The state is not at stake.
-	n, damage, events, err := hd.n, hd.damage, hd.events, hd.err
-	if err != nil {
-		return err
+	// one drops it and every older one. The state is not at stake. Of
+	// those that are left, only the ones with records the history keeps
+	// are read again, the newest from the bytes the check read.
+	n, events, sizes, newest := hd.n, hd.events, hd.sizes, hd.newest
+	if hd.err != nil {
+		return hd.err
 	}
 	if n > 0 {
-		l.opts.Logf("wal: %v: removing the %d oldest segments, which hold only history", damage, n)
+		l.opts.Logf("wal: %v: removing the %d oldest segments, which hold only history", hd.damage, n)
 		if err := l.removeSegments(n); err != nil {
 			return err
 		}
-		events = events[n:]
+		events, sizes = events[n:], sizes[n:]
+		if len(events) == 0 {
+			newest = nil
+		}
 	}
 	skip := historyCut(events, keep)
 	var histLast int64
@@ -182,9 +192,22 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 		return hist(tx)
 	}
 	for i, seg := range l.mu.segments {
+		var b []byte // nil: read the segment
+		if i < len(events) {
+			// Checked, and of history alone: read again only if some of
+			// its records go to the history.
+			if hist == nil || len(events[i]) == 0 || events[i][len(events[i])-1].rev <= skip {
+				l.mu.segments[i].size = sizes[i]
+				l.mu.stats.Bytes += sizes[i]
+				continue
+			}
+			if i == len(events)-1 {
+				b = newest
+			}
+		}
 		name := path.Join(l.segDir(), segmentName(seg.first))
 		lastSeg := i == len(l.mu.segments)-1
-		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, borrow, history, func(tx *Tx) error {
+		b, res, bad, err := l.readSegmentFrom(name, b, lastSeg, skip, borrow, history, func(tx *Tx) error {
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
@@ -235,17 +258,18 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 // revision. It checks the records without
 // decoding their keys and values, and returns, for each segment it read,
 // its records' revisions and numbers of events (historyCut uses them).
-func (l *Log) historyDamage(snapRev int64) (n int, damage error, events [][]txEvents, err error) {
+func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 	covered := 0
 	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
 		covered++
 	}
-	events = make([][]txEvents, covered)
+	hc.events = make([][]txEvents, covered)
+	hc.sizes = make([]int64, covered)
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
 		var evs []txEvents
-		_, _, bad, err := l.scanSegment(name, false, func(version byte, payload []byte) error {
+		b, _, bad, err := l.scanSegment(name, nil, false, func(version byte, payload []byte) error {
 			rev, writes, err := checkTx(payload, version)
 			if err != nil {
 				return err
@@ -261,17 +285,20 @@ func (l *Log) historyDamage(snapRev int64) (n int, damage error, events [][]txEv
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
 		}
 		if err != nil {
-			return 0, nil, nil, err
+			return historyCheck{err: err}
 		}
 		if bad == nil && next != l.mu.segments[i+1].first {
 			bad = fmt.Errorf("%w: %s ends at revision %d, and the next segment starts at %d", ErrCorrupt, name, next-1, l.mu.segments[i+1].first)
 		}
 		if bad != nil {
-			n, damage = i+1, bad
+			hc.n, hc.damage = i+1, bad
 		}
-		events[i] = evs
+		hc.events[i], hc.sizes[i] = evs, int64(len(b))
+		if i == covered-1 {
+			hc.newest = b
+		}
 	}
-	return n, damage, events, nil
+	return hc
 }
 
 // txEvents is a transaction's revision and its number of writes: the
@@ -311,16 +338,17 @@ func historyCut(events [][]txEvents, keep int) int64 {
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
 func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
-	return l.readSegmentFrom(name, last, 0, false, hist, fn)
+	return l.readSegmentFrom(name, nil, last, 0, false, hist, fn)
 }
 
 // readSegmentFrom is readSegment, but skips unread the transactions at
-// revisions up to skip rather than give them to hist. If borrow, hist
-// and fn get one Tx used again, whose keys and values point into the
-// segment's bytes (Replay.Borrow).
-func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+// revisions up to skip rather than give them to hist, and reads b, if not
+// nil, as the segment's bytes. If borrow, hist and fn get one Tx used
+// again, whose keys and values point into the segment's bytes
+// (Replay.Borrow).
+func (l *Log) readSegmentFrom(name string, b []byte, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (_ []byte, res scanResult, bad, err error) {
 	var tx Tx
-	return l.scanSegment(name, last, func(version byte, payload []byte) error {
+	return l.scanSegment(name, b, last, func(version byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
 			if hist == nil || rev <= uint64(skip) {
@@ -344,11 +372,13 @@ func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, h
 	})
 }
 
-// scanSegment reads the segment file name and calls fn with the payload
-// of each of its records, and the segment's format version; the rest is
-// as readSegment.
-func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload []byte) error) (b []byte, res scanResult, bad, err error) {
-	b, err = l.opts.FS.ReadFile(name)
+// scanSegment reads the segment file name, unless b, not nil, holds its
+// bytes, and calls fn with the payload of each of its records, and the
+// segment's format version; the rest is as readSegment.
+func (l *Log) scanSegment(name string, b []byte, last bool, fn func(version byte, payload []byte) error) (_ []byte, res scanResult, bad, err error) {
+	if b == nil {
+		b, err = l.opts.FS.ReadFile(name)
+	}
 	if err != nil || len(b) < segmentHeaderSize && last {
 		return b, res, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/livekv/livekv/vfs"
@@ -144,7 +145,9 @@ func noItems(func(*wal.Item) bool) {}
 // transactions that a history keeping that many events would drop, and
 // all of those that the segments of history alone show it would: the
 // history still starts at or before the oldest transaction such a
-// history keeps, and runs without a gap to the snapshot.
+// history keeps, and runs without a gap to the snapshot. A segment is
+// read twice only if it is of history alone, holds some of what History
+// is given, and is not the newest such segment.
 func TestLog_HistoryEvents(t *testing.T) {
 	writes := func(rev int64) int { return int(rev%3) + 1 }
 	txOf := func(rev int64) *wal.Tx {
@@ -161,7 +164,10 @@ func TestLog_HistoryEvents(t *testing.T) {
 
 	open := func(keep int) (hist []int64) {
 		var txs []int64
-		l, err := wal.Open("db", &o, wal.Replay{HistoryEvents: keep,
+		reads := &readCounter{MemFS: fs, n: map[string]int{}}
+		counted := o
+		counted.FS = reads
+		l, err := wal.Open("db", &counted, wal.Replay{HistoryEvents: keep,
 			History: func(tx *wal.Tx) error {
 				require.Equal(t, *txOf(tx.Revision), *tx)
 				hist = append(hist, tx.Revision)
@@ -173,6 +179,27 @@ func TestLog_HistoryEvents(t *testing.T) {
 		require.Equal(t, seq(snap+1, last), txs)
 		require.NotEmpty(t, hist)
 		require.Equal(t, seq(hist[0], snap), hist, "keep %d", keep)
+		// Each segment is read once, but for those of history alone that
+		// hold some of it and are not the newest of them: the check reads
+		// them, then the replay again.
+		segs, err := fs.List("db/wal")
+		require.NoError(t, err)
+		firsts := make([]int64, len(segs))
+		for i, name := range segs {
+			fmt.Sscanf(name, "%d.log", &firsts[i])
+		}
+		covered := 0 // segments of history alone: the next starts at or before snap+1
+		for covered+1 < len(segs) && firsts[covered+1] <= snap+1 {
+			covered++
+		}
+		require.Greater(t, covered, 2)
+		for i, name := range segs {
+			want := 1
+			if i < covered-1 && firsts[i+1]-1 >= hist[0] {
+				want = 2
+			}
+			require.Equal(t, want, reads.n[path.Join("db/wal", name)], "keep %d: %s of %d, the newest of history alone %d", keep, name, len(segs), covered-1)
+		}
 		return hist
 	}
 	all := open(0)
@@ -199,6 +226,20 @@ func TestLog_HistoryEvents(t *testing.T) {
 			require.Greater(t, first, int64(100), "keep %d: most of the history is skipped", keep)
 		}
 	}
+}
+
+// readCounter is a MemFS that counts the reads of whole files.
+type readCounter struct {
+	*vfs.MemFS
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *readCounter) ReadFile(name string) ([]byte, error) {
+	r.mu.Lock()
+	r.n[name]++
+	r.mu.Unlock()
+	return r.MemFS.ReadFile(name)
 }
 
 // TestLog_HistoryCheckBesideSnapshot: the segments of history are checked
