@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"slices"
 )
 
 // Record types.
@@ -152,4 +155,40 @@ func findRecord(b []byte, max int) int {
 		}
 	}
 	return -1
+}
+
+// recordReader reads a stream of records (a snapshot, or a segment being
+// checked) record by record into buf, which holds the current record,
+// header and payload.
+type recordReader struct {
+	r   *bufio.Reader
+	buf []byte
+	off int64 // bytes read
+}
+
+// read reads n more bytes onto the end of buf and returns them. It grows
+// buf only as the bytes arrive, so a length that a damaged stream claims
+// is never allocated before it is read.
+func (sr *recordReader) read(n int) ([]byte, error) {
+	start := len(sr.buf)
+	for len(sr.buf)-start < n {
+		chunk := min(n-(len(sr.buf)-start), 64<<10)
+		sr.buf = slices.Grow(sr.buf, chunk)
+		m, err := io.ReadFull(sr.r, sr.buf[len(sr.buf):len(sr.buf)+chunk])
+		sr.buf = sr.buf[:len(sr.buf)+m]
+		sr.off += int64(m)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sr.buf[start:], nil
+}
+
+// fail turns a read error into the error to return: the stream's end is a
+// cut, which is corruption; anything else is the reader's own failure.
+func (sr *recordReader) fail(err error, what string) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%w: %s: cut short at offset %d", ErrCorrupt, what, sr.off)
+	}
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"slices"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -133,7 +132,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 	if maxRecord <= 0 {
 		maxRecord = DefaultMaxRecord
 	}
-	sr := snapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
+	sr := recordReader{r: bufio.NewReaderSize(r, 64<<10)}
 	hdr, err := sr.read(segmentHeaderSize)
 	if err != nil {
 		return 0, sr.fail(err, "snapshot header")
@@ -203,40 +202,6 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 			return 0, fmt.Errorf("%w: record type %d at offset %d in a snapshot", ErrCorrupt, typ, off)
 		}
 	}
-}
-
-// snapshotReader reads a snapshot stream record by record into buf, which
-// holds the current record, header and payload.
-type snapshotReader struct {
-	r   *bufio.Reader
-	buf []byte
-	off int64 // bytes read
-}
-
-// read reads n more bytes onto the end of buf and returns them. It grows buf only as the bytes arrive, so a length
-// that a damaged stream claims is never allocated before it is read.
-func (sr *snapshotReader) read(n int) ([]byte, error) {
-	start := len(sr.buf)
-	for len(sr.buf)-start < n {
-		chunk := min(n-(len(sr.buf)-start), 64<<10)
-		sr.buf = slices.Grow(sr.buf, chunk)
-		m, err := io.ReadFull(sr.r, sr.buf[len(sr.buf):len(sr.buf)+chunk])
-		sr.buf = sr.buf[:len(sr.buf)+m]
-		sr.off += int64(m)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return sr.buf[start:], nil
-}
-
-// fail turns a read error into the error to return: the stream's end is a
-// cut, which is corruption; anything else is the reader's own failure.
-func (sr *snapshotReader) fail(err error, what string) error {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: %s: cut short at offset %d", ErrCorrupt, what, sr.off)
-	}
-	return err
 }
 
 // minItemRecord is the fewest bytes an item's record takes: its framing,
