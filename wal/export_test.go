@@ -1,6 +1,11 @@
 package wal
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+
+	"github.com/livekv/livekv/vfs"
+)
 
 // The log's codec is unexported; wal's black-box tests and fuzz targets
 // (package wal_test) reach it under its old exported names.
@@ -55,3 +60,16 @@ const (
 	TypeItem     = typeItem
 	TypeSnapshot = typeSnapshot
 )
+
+// CheckSegment is checkSegment of the segment file b: the offsets and
+// payloads of the records it gives fn, and what it returns.
+func CheckSegment(b []byte, max int) (offs []int64, payloads [][]byte, size int64, version byte, err error) {
+	fs := vfs.NewMemFS()
+	fs.WriteFile("seg", b)
+	l := &Log{opts: (&Options{FS: fs, MaxRecord: max}).withDefaults()}
+	size, version, err = l.checkSegment("seg", func(_ byte, off int64, p []byte) error {
+		offs, payloads = append(offs, off), append(payloads, slices.Clone(p))
+		return nil
+	})
+	return offs, payloads, size, version, err
+}

@@ -1,9 +1,12 @@
 package wal
 
 import (
+	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"strconv"
@@ -53,16 +56,15 @@ func (l *Log) recover(r Replay) error {
 }
 
 // historyCheck is what historyDamage found: how many segments must go,
-// and why; each checked segment's records and length; the bytes of the
-// newest one (nil if none), which the replay reads again; and an error
-// that stopped the check.
+// and why; each checked segment's records, length and format version;
+// and an error that stopped the check.
 type historyCheck struct {
-	n      int
-	damage error
-	events [][]txEvents
-	sizes  []int64
-	newest []byte
-	err    error
+	n        int
+	damage   error
+	events   [][]txEvents
+	sizes    []int64
+	versions []byte
+	err      error
 }
 
 // snapshots lists the snapshot folder: the revisions of the snapshots in
@@ -161,9 +163,9 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
 	// one drops it and every older one. The state is not at stake. Of
-	// those that are left, only the ones with records the history keeps
-	// are read again, the newest from the bytes the check read.
-	n, events, sizes, newest := hd.n, hd.events, hd.sizes, hd.newest
+	// those that are left, only the records the history keeps are read
+	// again (readHistory).
+	n, events, sizes, versions := hd.n, hd.events, hd.sizes, hd.versions
 	if hd.err != nil {
 		return hd.err
 	}
@@ -172,10 +174,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 		if err := l.removeSegments(n); err != nil {
 			return err
 		}
-		events, sizes = events[n:], sizes[n:]
-		if len(events) == 0 {
-			newest = nil
-		}
+		events, sizes, versions = events[n:], sizes[n:], versions[n:]
 	}
 	skip := historyCut(events, keep)
 	var histLast int64
@@ -192,22 +191,19 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 		return hist(tx)
 	}
 	for i, seg := range l.mu.segments {
-		var b []byte // nil: read the segment
-		if i < len(events) {
-			// Checked, and of history alone: read again only if some of
-			// its records go to the history.
-			if hist == nil || len(events[i]) == 0 || events[i][len(events[i])-1].rev <= skip {
-				l.mu.segments[i].size = sizes[i]
-				l.mu.stats.Bytes += sizes[i]
-				continue
-			}
-			if i == len(events)-1 {
-				b = newest
-			}
-		}
 		name := path.Join(l.segDir(), segmentName(seg.first))
+		if i < len(events) {
+			if hist != nil {
+				if err := l.readHistory(name, events[i], versions[i], sizes[i], skip, borrow, history); err != nil {
+					return err
+				}
+			}
+			l.mu.segments[i].size = sizes[i]
+			l.mu.stats.Bytes += sizes[i]
+			continue
+		}
 		lastSeg := i == len(l.mu.segments)-1
-		b, res, bad, err := l.readSegmentFrom(name, b, lastSeg, skip, borrow, history, func(tx *Tx) error {
+		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, borrow, history, func(tx *Tx) error {
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
@@ -265,11 +261,12 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 	}
 	hc.events = make([][]txEvents, covered)
 	hc.sizes = make([]int64, covered)
+	hc.versions = make([]byte, covered)
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
 		var evs []txEvents
-		b, _, bad, err := l.scanSegment(name, nil, false, func(version byte, payload []byte) error {
+		size, version, err := l.checkSegment(name, func(version byte, off int64, payload []byte) error {
 			rev, writes, err := checkTx(payload, version)
 			if err != nil {
 				return err
@@ -278,9 +275,10 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
 			}
 			next++
-			evs = append(evs, txEvents{rev: rev, events: writes})
+			evs = append(evs, txEvents{rev: rev, events: writes, off: off})
 			return nil
 		})
+		var bad error
 		if err != nil && errors.Is(err, ErrCorrupt) {
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
 		}
@@ -293,12 +291,96 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 		if bad != nil {
 			hc.n, hc.damage = i+1, bad
 		}
-		hc.events[i], hc.sizes[i] = evs, int64(len(b))
-		if i == covered-1 {
-			hc.newest = b
-		}
+		hc.events[i], hc.sizes[i], hc.versions[i] = evs, size, version
 	}
 	return hc
+}
+
+// checkSegment reads the segment file name in pieces, never whole, and
+// calls fn with the offset and payload of each of its records, and the
+// segment's format version. It returns the file's length and the version.
+// Damage, a record cut short included, is an error that wraps ErrCorrupt,
+// as is one from fn that does; any other error is the file's or fn's.
+func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload []byte) error) (size int64, version byte, err error) {
+	f, err := vfs.OpenRead(l.opts.FS, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	size = f.Size()
+	rr := recordReader{r: bufio.NewReaderSize(f, 64<<10)}
+	hdr, err := rr.read(segmentHeaderSize)
+	if err != nil {
+		return size, 0, rr.fail(err, "segment header")
+	}
+	if _, version, err = decodeSegmentHeader(hdr); err != nil {
+		return size, 0, err
+	}
+	for rr.off < size {
+		off := rr.off
+		rr.buf = rr.buf[:0]
+		frame, err := rr.read(recordHeaderSize)
+		if err != nil {
+			return size, version, rr.fail(err, fmt.Sprintf("record at offset %d", off))
+		}
+		if length := binary.LittleEndian.Uint32(frame); uint64(length) <= uint64(l.opts.MaxRecord) {
+			if _, err := rr.read(int(length)); err != nil {
+				return size, version, rr.fail(err, fmt.Sprintf("record at offset %d", off))
+			}
+		}
+		_, payload, _, err := decodeRecord(rr.buf, l.opts.MaxRecord)
+		if err != nil {
+			return size, version, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)
+		}
+		if err := fn(version, off, payload); err != nil {
+			return size, version, err
+		}
+	}
+	return size, version, nil
+}
+
+// readHistory gives history the transactions after skip among those of
+// the segment of history alone name, which the check found intact: evs
+// are its records, size its length and version its format. It reads the
+// file only from the first of them on.
+func (l *Log) readHistory(name string, evs []txEvents, version byte, size, skip int64, borrow bool, history func(*Tx) error) error {
+	j, _ := slices.BinarySearchFunc(evs, skip+1, func(e txEvents, rev int64) int { return cmp.Compare(e.rev, rev) })
+	if j == len(evs) {
+		return nil
+	}
+	f, err := vfs.OpenRead(l.opts.FS, name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	from := evs[j].off
+	b := make([]byte, size-from)
+	if n, err := f.ReadAt(b, from); n < len(b) {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("%w: cut short at offset %d, after the check", ErrCorrupt, from+int64(n))
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var tx Tx
+	res, err := scan(b, from, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+		var err error
+		if borrow {
+			err = borrowTx(payload, version, &tx)
+		} else {
+			tx, err = decodeTx(payload, version)
+		}
+		if err != nil {
+			return err
+		}
+		return history(&tx)
+	})
+	if err == nil && (res.Torn || res.Records != len(evs)-j) {
+		err = fmt.Errorf("%w: %d records from offset %d, where the check found %d", ErrCorrupt, res.Records, from, len(evs)-j)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // txEvents is a transaction's revision and its number of writes: the
@@ -306,6 +388,7 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 type txEvents struct {
 	rev    int64
 	events int
+	off    int64 // where its record starts in its segment
 }
 
 // historyCut returns the newest revision that a history keeping keep
@@ -338,17 +421,16 @@ func historyCut(events [][]txEvents, keep int) int64 {
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
 func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
-	return l.readSegmentFrom(name, nil, last, 0, false, hist, fn)
+	return l.readSegmentFrom(name, last, 0, false, hist, fn)
 }
 
 // readSegmentFrom is readSegment, but skips unread the transactions at
-// revisions up to skip rather than give them to hist, and reads b, if not
-// nil, as the segment's bytes. If borrow, hist and fn get one Tx used
-// again, whose keys and values point into the segment's bytes
-// (Replay.Borrow).
-func (l *Log) readSegmentFrom(name string, b []byte, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (_ []byte, res scanResult, bad, err error) {
+// revisions up to skip rather than give them to hist. If borrow, hist
+// and fn get one Tx used again, whose keys and values point into the
+// segment's bytes (Replay.Borrow).
+func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
 	var tx Tx
-	return l.scanSegment(name, b, last, func(version byte, payload []byte) error {
+	return l.scanSegment(name, last, func(version byte, payload []byte) error {
 		held := false
 		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
 			if hist == nil || rev <= uint64(skip) {
@@ -372,13 +454,11 @@ func (l *Log) readSegmentFrom(name string, b []byte, last bool, skip int64, borr
 	})
 }
 
-// scanSegment reads the segment file name, unless b, not nil, holds its
-// bytes, and calls fn with the payload of each of its records, and the
-// segment's format version; the rest is as readSegment.
-func (l *Log) scanSegment(name string, b []byte, last bool, fn func(version byte, payload []byte) error) (_ []byte, res scanResult, bad, err error) {
-	if b == nil {
-		b, err = l.opts.FS.ReadFile(name)
-	}
+// scanSegment reads the segment file name and calls fn with the payload
+// of each of its records, and the segment's format version; the rest is
+// as readSegment.
+func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload []byte) error) (b []byte, res scanResult, bad, err error) {
+	b, err = l.opts.FS.ReadFile(name)
 	if err != nil || len(b) < segmentHeaderSize && last {
 		return b, res, nil, err
 	}

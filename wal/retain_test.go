@@ -1,6 +1,7 @@
 package wal_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"path"
 	"slices"
@@ -79,6 +80,31 @@ func TestLog_Retain_Damage(t *testing.T) {
 			flipMiddle(t, fs, path.Join("db/wal", names[1]), 0x10)
 			return 2
 		}},
+		{"a segment cut short", func(t *testing.T, fs *vfs.MemFS, names []string) int {
+			rewrite(t, fs, path.Join("db/wal", names[1]), func(b []byte) []byte { return b[:len(b)-3] })
+			return 2
+		}},
+		{"a zeroed tail", func(t *testing.T, fs *vfs.MemFS, names []string) int {
+			rewrite(t, fs, path.Join("db/wal", names[1]), func(b []byte) []byte {
+				clear(b[len(b)/2:])
+				return b
+			})
+			return 2
+		}},
+		{"a record's length over the limit", func(t *testing.T, fs *vfs.MemFS, names []string) int {
+			rewrite(t, fs, path.Join("db/wal", names[1]), func(b []byte) []byte {
+				binary.LittleEndian.PutUint32(b[wal.SegmentHeaderSize:], 1<<31)
+				return b
+			})
+			return 2
+		}},
+		{"a damaged header", func(t *testing.T, fs *vfs.MemFS, names []string) int {
+			rewrite(t, fs, path.Join("db/wal", names[1]), func(b []byte) []byte {
+				b[0] ^= 0xff
+				return b
+			})
+			return 2
+		}},
 		{"a segment gone", func(t *testing.T, fs *vfs.MemFS, names []string) int {
 			require.NoError(t, fs.Remove(path.Join("db/wal", names[1])))
 			return 1 // the one before the gap; the rest is whole
@@ -145,9 +171,8 @@ func noItems(func(*wal.Item) bool) {}
 // transactions that a history keeping that many events would drop, and
 // all of those that the segments of history alone show it would: the
 // history still starts at or before the oldest transaction such a
-// history keeps, and runs without a gap to the snapshot. A segment is
-// read twice only if it is of history alone, holds some of what History
-// is given, and is not the newest such segment.
+// history keeps, and runs without a gap to the snapshot. Of a segment of
+// history alone, only the records History is given are read twice.
 func TestLog_HistoryEvents(t *testing.T) {
 	writes := func(rev int64) int { return int(rev%3) + 1 }
 	txOf := func(rev int64) *wal.Tx {
@@ -164,7 +189,7 @@ func TestLog_HistoryEvents(t *testing.T) {
 
 	open := func(keep int) (hist []int64) {
 		var txs []int64
-		reads := &readCounter{MemFS: fs, n: map[string]int{}}
+		reads := &readCounter{MemFS: fs, whole: map[string]int{}, bytes: map[string]int64{}}
 		counted := o
 		counted.FS = reads
 		l, err := wal.Open("db", &counted, wal.Replay{HistoryEvents: keep,
@@ -179,9 +204,9 @@ func TestLog_HistoryEvents(t *testing.T) {
 		require.Equal(t, seq(snap+1, last), txs)
 		require.NotEmpty(t, hist)
 		require.Equal(t, seq(hist[0], snap), hist, "keep %d", keep)
-		// Each segment is read once, but for those of history alone that
-		// hold some of it and are not the newest of them: the check reads
-		// them, then the replay again.
+		// A segment of history alone is read in pieces, whole by the check,
+		// then again only from the first record History is given, if any;
+		// the others are read whole, once.
 		segs, err := fs.List("db/wal")
 		require.NoError(t, err)
 		firsts := make([]int64, len(segs))
@@ -194,11 +219,26 @@ func TestLog_HistoryEvents(t *testing.T) {
 		}
 		require.Greater(t, covered, 2)
 		for i, name := range segs {
-			want := 1
-			if i < covered-1 && firsts[i+1]-1 >= hist[0] {
-				want = 2
+			name = path.Join("db/wal", name)
+			what := fmt.Sprintf("keep %d: %s, revisions from %d, History from %d", keep, name, firsts[i], hist[0])
+			b, err := fs.ReadFile(name)
+			require.NoError(t, err)
+			size := int64(len(b))
+			if i >= covered {
+				require.Equal(t, 1, reads.whole[name], what)
+				require.Zero(t, reads.bytes[name], what)
+				continue
 			}
-			require.Equal(t, want, reads.n[path.Join("db/wal", name)], "keep %d: %s of %d, the newest of history alone %d", keep, name, len(segs), covered-1)
+			require.Zero(t, reads.whole[name], what)
+			switch last := firsts[i+1] - 1; {
+			case last < hist[0]:
+				require.Equal(t, size, reads.bytes[name], what)
+			case firsts[i] < hist[0]:
+				require.Greater(t, reads.bytes[name], size, what)
+				require.Less(t, reads.bytes[name], 2*size-wal.SegmentHeaderSize, what)
+			default:
+				require.Equal(t, 2*size-wal.SegmentHeaderSize, reads.bytes[name], what)
+			}
 		}
 		return hist
 	}
@@ -228,18 +268,49 @@ func TestLog_HistoryEvents(t *testing.T) {
 	}
 }
 
-// readCounter is a MemFS that counts the reads of whole files.
+// readCounter is a MemFS that counts, for each file, the reads of it
+// whole and the bytes read from it in pieces.
 type readCounter struct {
 	*vfs.MemFS
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	whole map[string]int
+	bytes map[string]int64
 }
 
 func (r *readCounter) ReadFile(name string) ([]byte, error) {
 	r.mu.Lock()
-	r.n[name]++
+	r.whole[name]++
 	r.mu.Unlock()
 	return r.MemFS.ReadFile(name)
+}
+
+func (r *readCounter) OpenRead(name string) (vfs.Reader, error) {
+	f, err := r.MemFS.OpenRead(name)
+	return countedReader{f, r, name}, err
+}
+
+type countedReader struct {
+	vfs.Reader
+	r    *readCounter
+	name string
+}
+
+func (c countedReader) count(n int) {
+	c.r.mu.Lock()
+	c.r.bytes[c.name] += int64(n)
+	c.r.mu.Unlock()
+}
+
+func (c countedReader) Read(p []byte) (int, error) {
+	n, err := c.Reader.Read(p)
+	c.count(n)
+	return n, err
+}
+
+func (c countedReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.Reader.ReadAt(p, off)
+	c.count(n)
+	return n, err
 }
 
 // TestLog_HistoryCheckBesideSnapshot: the segments of history are checked
@@ -270,6 +341,14 @@ func TestLog_HistoryCheckBesideSnapshot(t *testing.T) {
 		require.Contains(t, err.Error(), names[0])
 		goleak.VerifyNone(t, before)
 	}
+}
+
+// rewrite replaces the file name with what change makes of a copy of it.
+func rewrite(t *testing.T, fs *vfs.MemFS, name string, change func([]byte) []byte) {
+	t.Helper()
+	b, err := fs.ReadFile(name)
+	require.NoError(t, err)
+	fs.WriteFile(name, change(slices.Clone(b)))
 }
 
 // flipMiddle flips the bits of mask in the middle byte of the file name.
