@@ -73,7 +73,7 @@ func Check(dir string, opts *Options) (Report, error) {
 		}
 		l.mu.segments = append(l.mu.segments, segment{first: first})
 	}
-	hc := l.historyDamage(l.mu.snapRev)
+	hc := l.historyDamage(l.mu.snapRev, 0)
 	if hc.err != nil {
 		return rep, hc.err
 	}

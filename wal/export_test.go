@@ -73,3 +73,19 @@ func CheckSegment(b []byte, max int) (offs []int64, payloads [][]byte, size int6
 	})
 	return offs, payloads, size, version, err
 }
+
+// HistoryCut feeds historyCut records at revisions first, first+1... with
+// events[i] events each, the record at offset 100*rev, after a reset if
+// resetAt > 0 (before the record at index resetAt), and returns the cut
+// and the offset it gives for the record after it.
+func HistoryCut(first int64, events []int, keep, resetAt int) (cut, off int64) {
+	c := historyCut{keep: keep}
+	for i, n := range events {
+		if i == resetAt && i > 0 {
+			c.reset()
+		}
+		rev := first + int64(i)
+		c.add(txEvents{rev: rev, events: n, off: 100 * rev})
+	}
+	return c.cut, c.offAfter()
+}

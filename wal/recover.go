@@ -2,7 +2,6 @@ package wal
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,7 +31,7 @@ func (l *Log) recover(r Replay) error {
 		l.mu.segments = segs
 		go func() {
 			defer close(done)
-			hd = l.historyDamage(revs[len(revs)-1])
+			hd = l.historyDamage(revs[len(revs)-1], r.HistoryEvents)
 		}()
 	} else {
 		close(done)
@@ -47,23 +46,26 @@ func (l *Log) recover(r Replay) error {
 	}
 	if len(revs) == 0 {
 		l.mu.segments = segs
-		hd = l.historyDamage(0)
+		hd = l.historyDamage(0, r.HistoryEvents)
 	}
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.History, r.Tx, r.HistoryEvents, r.Borrow, hd)
+	return l.replay(r.History, r.Tx, r.Borrow, hd)
 }
 
 // historyCheck is what historyDamage found: how many segments must go,
-// and why; each checked segment's records, length and format version;
-// and an error that stopped the check.
+// and why; each checked segment's length and format version; the newest
+// revision the history drops among the records of those that stay
+// (historyCut), and where the record after it starts in its segment; and
+// an error that stopped the check.
 type historyCheck struct {
 	n        int
 	damage   error
-	events   [][]txEvents
 	sizes    []int64
 	versions []byte
+	cut      int64 // 0: none
+	cutOff   int64
 	err      error
 }
 
@@ -156,16 +158,16 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 
 // replay reads the segments in order, passing hist the transactions the
 // snapshot holds and fn those after it; see Open. hist is not given those
-// that a history keeping keep events (0: all) would drop anyway, for
-// newer ones hold more than keep events (Replay.HistoryEvents).
-func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd historyCheck) error {
+// of the segments of history alone that the history drops anyway
+// (hd.cut; Replay.HistoryEvents).
+func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) error {
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), were
 	// checked first: the history they hold must be whole, so damage in
 	// one drops it and every older one. The state is not at stake. Of
 	// those that are left, only the records the history keeps are read
 	// again (readHistory).
-	n, events, sizes, versions := hd.n, hd.events, hd.sizes, hd.versions
+	n, sizes, versions, skip := hd.n, hd.sizes, hd.versions, hd.cut
 	if hd.err != nil {
 		return hd.err
 	}
@@ -174,9 +176,8 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 		if err := l.removeSegments(n); err != nil {
 			return err
 		}
-		events, sizes, versions = events[n:], sizes[n:], versions[n:]
+		sizes, versions = sizes[n:], versions[n:]
 	}
-	skip := historyCut(events, keep)
 	var histLast int64
 	history := func(tx *Tx) error {
 		// historyDamage vetted the segments of history alone; this is the
@@ -192,9 +193,16 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 	}
 	for i, seg := range l.mu.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
-		if i < len(events) {
-			if hist != nil {
-				if err := l.readHistory(name, events[i], versions[i], sizes[i], skip, borrow, history); err != nil {
+		if i < len(sizes) {
+			// The check found the records from seg.first to the next
+			// segment's first, less one, and read the offset of skip+1.
+			if last := l.mu.segments[i+1].first - 1; hist != nil && last > skip {
+				from := int64(segmentHeaderSize)
+				if seg.first <= skip {
+					from = hd.cutOff
+				}
+				records := last - max(skip, seg.first-1)
+				if err := l.readHistory(name, versions[i], sizes[i], from, records, borrow, history); err != nil {
 					return err
 				}
 			}
@@ -252,20 +260,19 @@ func (l *Log) replay(hist, fn func(*Tx) error, keep int, borrow bool, hd history
 // the history is at stake there, never the state: Open drops them and
 // says so (Logf), and Check reports it. snapRev is the snapshot's
 // revision. It checks the records without
-// decoding their keys and values, and returns, for each segment it read,
-// its records' revisions and numbers of events (historyCut uses them).
-func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
+// decoding their keys and values, and finds, among those of the segments
+// that stay, what a history keeping keep events drops (historyCut).
+func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 	covered := 0
 	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
 		covered++
 	}
-	hc.events = make([][]txEvents, covered)
 	hc.sizes = make([]int64, covered)
 	hc.versions = make([]byte, covered)
+	cut := historyCut{keep: keep}
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
-		var evs []txEvents
 		size, version, err := l.checkSegment(name, func(version byte, off int64, payload []byte) error {
 			rev, writes, err := checkTx(payload, version)
 			if err != nil {
@@ -275,7 +282,7 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
 			}
 			next++
-			evs = append(evs, txEvents{rev: rev, events: writes, off: off})
+			cut.add(txEvents{rev: rev, events: writes, off: off})
 			return nil
 		})
 		var bad error
@@ -290,9 +297,11 @@ func (l *Log) historyDamage(snapRev int64) (hc historyCheck) {
 		}
 		if bad != nil {
 			hc.n, hc.damage = i+1, bad
+			cut.reset() // its records, and those before, go with it
 		}
-		hc.events[i], hc.sizes[i], hc.versions[i] = evs, size, version
+		hc.sizes[i], hc.versions[i] = size, version
 	}
+	hc.cut, hc.cutOff = cut.cut, cut.offAfter()
 	return hc
 }
 
@@ -339,21 +348,16 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 	return size, version, nil
 }
 
-// readHistory gives history the transactions after skip among those of
-// the segment of history alone name, which the check found intact: evs
-// are its records, size its length and version its format. It reads the
-// file only from the first of them on.
-func (l *Log) readHistory(name string, evs []txEvents, version byte, size, skip int64, borrow bool, history func(*Tx) error) error {
-	j, _ := slices.BinarySearchFunc(evs, skip+1, func(e txEvents, rev int64) int { return cmp.Compare(e.rev, rev) })
-	if j == len(evs) {
-		return nil
-	}
+// readHistory gives history the transactions of the segment of history
+// alone name, which the check found intact, from the record at offset
+// from on: records of them. version is the segment's format, size its
+// length.
+func (l *Log) readHistory(name string, version byte, size, from, records int64, borrow bool, history func(*Tx) error) error {
 	f, err := vfs.OpenRead(l.opts.FS, name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	from := evs[j].off
 	b := make([]byte, size-from)
 	if n, err := f.ReadAt(b, from); n < len(b) {
 		if err == nil || err == io.EOF {
@@ -374,8 +378,8 @@ func (l *Log) readHistory(name string, evs []txEvents, version byte, size, skip 
 		}
 		return history(&tx)
 	})
-	if err == nil && (res.Torn || res.Records != len(evs)-j) {
-		err = fmt.Errorf("%w: %d records from offset %d, where the check found %d", ErrCorrupt, res.Records, from, len(evs)-j)
+	if err == nil && (res.Torn || int64(res.Records) != records) {
+		err = fmt.Errorf("%w: %d records from offset %d, where the check found %d", ErrCorrupt, res.Records, from, records)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -391,27 +395,50 @@ type txEvents struct {
 	off    int64 // where its record starts in its segment
 }
 
-// historyCut returns the newest revision that a history keeping keep
-// events drops once the records of events (segments oldest first, in
-// order and without gaps) are given to it: one with newer records after
-// it holding more than keep events in all, counting these records alone
-// (those after them add to the history too, so the cut is never too
-// far). 0 means none, as does keep 0.
-func historyCut(events [][]txEvents, keep int) int64 {
-	if keep <= 0 {
+// historyCut finds, as the records of the segments of history alone come
+// in, oldest first, in order and without gaps, the newest revision that a
+// history keeping keep events drops once they are given to it: one with
+// newer records after it holding more than keep events in all, counting
+// these records alone (those after them add to the history too, so the
+// cut is never too far). It holds only the records after the cut, about
+// keep of them at most. keep 0 keeps all: no cut.
+type historyCut struct {
+	keep   int
+	after  []txEvents // after[head:]: the records after cut, oldest first
+	head   int
+	events int // of after[head:]
+	cut    int64
+}
+
+func (c *historyCut) add(e txEvents) {
+	if c.keep <= 0 {
+		return
+	}
+	if c.head > len(c.after)/2 {
+		c.after = c.after[:copy(c.after, c.after[c.head:])]
+		c.head = 0
+	}
+	c.after = append(c.after, e)
+	c.events += e.events
+	// The oldest goes while the records from it on hold more than keep,
+	// though never the newest.
+	for len(c.after)-c.head > 1 && c.events > c.keep {
+		c.cut = c.after[c.head].rev
+		c.events -= c.after[c.head].events
+		c.head++
+	}
+}
+
+// reset forgets the records added so far: damage drops them.
+func (c *historyCut) reset() { *c = historyCut{keep: c.keep, after: c.after[:0]} }
+
+// offAfter returns where the record after the cut starts in its segment
+// (0 if there is no cut).
+func (c *historyCut) offAfter() int64 {
+	if c.cut == 0 {
 		return 0
 	}
-	sum, newest := 0, true
-	for i := len(events) - 1; i >= 0; i-- {
-		for j := len(events[i]) - 1; j >= 0; j-- {
-			sum += events[i][j].events
-			if !newest && sum > keep {
-				return events[i][j].rev
-			}
-			newest = false
-		}
-	}
-	return 0
+	return c.after[c.head].off
 }
 
 // readSegment reads the segment file name and calls hist with each of its

@@ -3,6 +3,7 @@ package wal_test
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"strings"
@@ -422,4 +423,43 @@ func writeRetained(t *testing.T, o *wal.Options, snap, last int64, txOf func(int
 		}
 	}
 	require.NoError(t, l.Close())
+}
+
+// TestHistoryCut: the cut that historyCut finds as records come in, while
+// holding only those after it, is the one a count back from the newest
+// record over all of them gives: the newest revision, short of the
+// newest, with more than keep events from it on; and the record after it
+// is where the history's reading starts again.
+func TestHistoryCut(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 5))
+	for round := range 2000 {
+		events := make([]int, rng.IntN(60))
+		for i := range events {
+			events[i] = rng.IntN(4) // a record of no writes counts too
+		}
+		keep, resetAt := rng.IntN(40), 0
+		if round%3 == 0 && len(events) > 0 {
+			resetAt = rng.IntN(len(events))
+		}
+		const first = 1000
+		cut, off := wal.HistoryCut(first, events, keep, resetAt)
+
+		var want int64
+		if keep > 0 {
+			sum := 0
+			for i := len(events) - 1; i >= resetAt && want == 0; i-- {
+				sum += events[i]
+				if i < len(events)-1 && sum > keep {
+					want = first + int64(i)
+				}
+			}
+		}
+		what := fmt.Sprintf("events %v, keep %d, reset at %d", events, keep, resetAt)
+		require.Equal(t, want, cut, what)
+		if want == 0 {
+			require.Zero(t, off, what)
+		} else {
+			require.Equal(t, 100*(want+1), off, what)
+		}
+	}
 }
