@@ -1,5 +1,7 @@
 package engine
 
+import "unsafe"
+
 // idTable maps keys, by their 64-bit hash, to the ids of their entries.
 // Slots are 8 bytes: the top 32 bits of a key's hash (its tag) and its
 // entry's id plus one (0: an empty slot). They hold integers: the
@@ -164,6 +166,17 @@ func (t *idTable) insert(h uint64, id uint32) {
 	p.place(slotOf(h, id))
 	p.n++
 	t.n++
+}
+
+// prefetchHome starts loading the slot where an insert of hash h will
+// start looking, so that the inserts of a batch wait for memory side by
+// side rather than one after the other.
+func (t *idTable) prefetchHome(h uint64) {
+	if t.dir == nil {
+		return
+	}
+	p := t.part(h)
+	prefetchLine(unsafe.Pointer(&p.slots[p.home(h)]))
 }
 
 // place puts slot s in the first free slot from its home.

@@ -306,12 +306,19 @@ func (ix *index) putAll(es []*entry, by *[indexShards][]hashedEntry) {
 		}
 		s := &ix.shards[i]
 		s.mu.Lock()
-		for _, he := range by[i] {
+		hs := by[i]
+		for j, he := range hs {
+			if j+putAhead < len(hs) {
+				s.t.prefetchHome(hs[j+putAhead].h)
+			}
 			s.t.insert(he.h, he.e.id)
 		}
 		s.mu.Unlock()
 	}
 }
+
+// putAhead is how many inserts ahead putAll prefetches a slot.
+const putAhead = 8
 
 type hashedEntry struct {
 	h uint64
