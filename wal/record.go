@@ -184,6 +184,35 @@ func (sr *recordReader) read(n int) ([]byte, error) {
 	return sr.buf[start:], nil
 }
 
+// next reads the next record, header and payload, and returns it: bytes
+// that stay valid only until the next read. A record that fits in the
+// reader's buffer is returned from there, not copied; a larger one is
+// read into buf. Of a record whose length is over max, only the header is
+// read and returned, which decodeFrame finds too large.
+func (sr *recordReader) next(max int) ([]byte, error) {
+	hdr, err := sr.r.Peek(recordHeaderSize)
+	if err != nil {
+		sr.off += int64(len(hdr))
+		return nil, err
+	}
+	n := recordHeaderSize
+	if length := binary.LittleEndian.Uint32(hdr); uint64(length) <= uint64(max) {
+		n += int(length)
+	}
+	if n > sr.r.Size() {
+		sr.buf = sr.buf[:0]
+		return sr.read(n)
+	}
+	rec, err := sr.r.Peek(n)
+	if err != nil {
+		sr.off += int64(len(rec))
+		return nil, err
+	}
+	sr.r.Discard(n) // never fails: the bytes are buffered
+	sr.off += int64(n)
+	return rec, nil
+}
+
 // fail turns a read error into the error to return: the stream's end is a
 // cut, which is corruption; anything else is the reader's own failure.
 func (sr *recordReader) fail(err error, what string) error {

@@ -327,17 +327,11 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 	}
 	for rr.off < size {
 		off := rr.off
-		rr.buf = rr.buf[:0]
-		frame, err := rr.read(recordHeaderSize)
+		rec, err := rr.next(l.opts.MaxRecord)
 		if err != nil {
 			return size, version, rr.fail(err, fmt.Sprintf("record at offset %d", off))
 		}
-		if length := binary.LittleEndian.Uint32(frame); uint64(length) <= uint64(l.opts.MaxRecord) {
-			if _, err := rr.read(int(length)); err != nil {
-				return size, version, rr.fail(err, fmt.Sprintf("record at offset %d", off))
-			}
-		}
-		_, payload, _, err := decodeRecord(rr.buf, l.opts.MaxRecord)
+		_, payload, _, err := decodeRecord(rec, l.opts.MaxRecord)
 		if err != nil {
 			return size, version, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)
 		}

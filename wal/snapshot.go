@@ -151,19 +151,11 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 	var it Item
 	for {
 		off := sr.off
-		sr.buf = sr.buf[:0]
-		frame, err := sr.read(recordHeaderSize)
+		rec, err := sr.next(maxRecord)
 		if err != nil {
 			return 0, sr.fail(err, fmt.Sprintf("snapshot record at offset %d", off))
 		}
-		length := binary.LittleEndian.Uint32(frame)
-		if uint64(length) > uint64(maxRecord) {
-			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, errTooLarge)
-		}
-		if _, err := sr.read(int(length)); err != nil {
-			return 0, sr.fail(err, fmt.Sprintf("snapshot record at offset %d", off))
-		}
-		typ, payload, _, err := decodeFrame(sr.buf, maxRecord)
+		typ, payload, _, err := decodeFrame(rec, maxRecord)
 		if err != nil {
 			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, err)
 		}

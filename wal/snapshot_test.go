@@ -67,8 +67,14 @@ func TestSnapshot_BorrowedValues(t *testing.T) {
 }
 
 func TestSnapshot_RoundTrip(t *testing.T) {
-	for _, n := range []int{0, 1, 5000} { // 5000 items cross the encoder's buffer
-		items := sampleItems(n)
+	for _, n := range []int{0, 1, 5000, -5000} { // 5000 items cross the encoder's and the reader's buffers
+		items := sampleItems(max(n, -n))
+		if n < 0 {
+			// Values larger than the reader's buffer, between others.
+			for _, i := range []int{10, 11, 4000} {
+				items[i].Value = strings.Repeat(fmt.Sprint(i), 50<<10)
+			}
+		}
 		rev, got, err := readSnapshot(snapshotBytes(t, 9000, items))
 		require.NoError(t, err)
 		require.Equal(t, int64(9000), rev)

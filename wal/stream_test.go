@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -104,6 +105,10 @@ func FuzzReadSnapshotFrom(f *testing.F) {
 	b := snapshotBytes(f, 50, sampleItems(2))
 	f.Add(b[:len(b)-1], false)
 	f.Add(append(bytes.Clone(b), 0), true)
+	// Records that straddle the reader's buffer, and one larger than it.
+	big := snapshotBytes(f, 9000, append(sampleItems(3000), &wal.Item{Key: "z", Value: strings.Repeat("v", 100<<10), Revision: 8000, CreateRevision: 1, Version: 1}))
+	f.Add(big, false)
+	f.Add(big[:len(big)-50], false)
 	f.Fuzz(func(t *testing.T, b []byte, oneByte bool) {
 		var r io.Reader = bytes.NewReader(b)
 		if oneByte {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"slices"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -411,8 +412,18 @@ func FuzzCheckSegment(f *testing.F) {
 	f.Add(append(b[:30:30], b[40:]...))
 	f.Add(b[:wal.SegmentHeaderSize])
 	f.Add(b[:7])
+	// Records that straddle the reader's buffer, and one larger than it.
+	var many []byte
+	for i := range 2000 {
+		many = wal.AppendRecord(many, wal.TypeTx, appendTx(nil, sampleTx(int64(i+1)), wal.SegmentVersion))
+	}
+	huge := &wal.Tx{Revision: 2001, Writes: []wal.Write{{Kind: wal.KindPut, Key: "k", Value: strings.Repeat("v", 100<<10)}}}
+	many = wal.AppendRecord(many, wal.TypeTx, appendTx(nil, huge, wal.SegmentVersion))
+	many = append(wal.AppendSegmentHeader(nil, 1), many...)
+	f.Add(many)
+	f.Add(many[:len(many)-10])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		const max = 1 << 16
+		const max = 1 << 18
 		offs, payloads, size, version, err := wal.CheckSegment(b, max)
 		require.Equal(t, int64(len(b)), size)
 		if err != nil {
