@@ -395,12 +395,13 @@ type txEvents struct {
 // newer records after it holding more than keep events in all, counting
 // these records alone (those after them add to the history too, so the
 // cut is never too far). It holds only the records after the cut, about
-// keep of them at most. keep 0 keeps all: no cut.
+// keep of them at most, in a ring. keep 0 keeps all: no cut.
 type historyCut struct {
 	keep   int
-	after  []txEvents // after[head:]: the records after cut, oldest first
+	after  []txEvents // a ring: the records after cut, oldest first from head
 	head   int
-	events int // of after[head:]
+	n      int // records in after
+	events int // of those records
 	cut    int64
 }
 
@@ -408,23 +409,44 @@ func (c *historyCut) add(e txEvents) {
 	if c.keep <= 0 {
 		return
 	}
-	if c.head > len(c.after)/2 {
-		c.after = c.after[:copy(c.after, c.after[c.head:])]
-		c.head = 0
+	if c.n == len(c.after) {
+		c.grow()
 	}
-	c.after = append(c.after, e)
+	i := c.head + c.n
+	if i >= len(c.after) {
+		i -= len(c.after)
+	}
+	c.after[i] = e
+	c.n++
 	c.events += e.events
 	// The oldest goes while the records from it on hold more than keep,
 	// though never the newest.
-	for len(c.after)-c.head > 1 && c.events > c.keep {
+	for c.n > 1 && c.events > c.keep {
 		c.cut = c.after[c.head].rev
 		c.events -= c.after[c.head].events
-		c.head++
+		if c.head++; c.head == len(c.after) {
+			c.head = 0
+		}
+		c.n--
 	}
 }
 
+// grow makes room in the ring for more records: keep and a little, if
+// each holds an event, as records almost always do, and twice as many
+// each time that is not enough.
+func (c *historyCut) grow() {
+	size := min(c.keep, 1<<16) + 2
+	if len(c.after) > 0 {
+		size = 2 * len(c.after)
+	}
+	after := make([]txEvents, size)
+	k := copy(after, c.after[c.head:])
+	copy(after[k:], c.after[:c.head])
+	c.after, c.head = after, 0
+}
+
 // reset forgets the records added so far: damage drops them.
-func (c *historyCut) reset() { *c = historyCut{keep: c.keep, after: c.after[:0]} }
+func (c *historyCut) reset() { *c = historyCut{keep: c.keep, after: c.after} }
 
 // offAfter returns where the record after the cut starts in its segment
 // (0 if there is no cut).
