@@ -56,7 +56,7 @@ const freshBatch = 16384
 // it is full or when a scan needs the tree.
 type ordered struct {
 	tab   *entryTable             // resolves the items' ids
-	mu    sync.Mutex              // guards tree, fresh, snap, hint, flushes, removed, pins and limbo
+	mu    sync.Mutex              // guards tree, fresh, snap, hint, flushes, removed, freshRemoved, pins and limbo
 	tree  *btree.BTreeG[treeItem] // entries in key order
 	fresh []treeItem              // new entries not yet in tree
 	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
@@ -71,6 +71,10 @@ type ordered struct {
 	pins map[int64]int
 	// flushes counts the batches of new entries put into the tree.
 	flushes int64
+	// freshRemoved counts the entries taken out while fresh held any:
+	// only then may fresh hold one that is gone, whose entry a flush must
+	// read (a cache miss each) to skip it.
+	freshRemoved int
 	// limbo holds the entries taken out, in the order they were, until
 	// reclaim hands them back to be used again; waiting is its length.
 	limbo   []removedEntry
@@ -183,6 +187,7 @@ func (o *ordered) remove(e *entry) {
 	f := o.flushes
 	if len(o.fresh) > 0 {
 		f++
+		o.freshRemoved++
 	}
 	o.limbo = append(o.limbo, removedEntry{id: e.id, removed: o.removed, flushes: f})
 	o.waiting.Store(int64(len(o.limbo)))
@@ -236,13 +241,14 @@ func (o *ordered) flushLocked() {
 		}
 		return 0
 	})
+	check := o.freshRemoved > 0 // an entry is in fresh before it can be taken out
 	for i, ti := range o.fresh {
-		if !o.tab.at(ti.id).gone() {
+		if !check || !o.tab.at(ti.id).gone() {
 			o.tree.SetHint(ti, &o.hint)
 		}
 		o.fresh[i] = treeItem{}
 	}
-	o.fresh = o.fresh[:0]
+	o.fresh, o.freshRemoved = o.fresh[:0], 0
 	o.snap = nil
 	o.flushes++
 }
