@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -303,6 +304,22 @@ func TestTreeItem_Order(t *testing.T) {
 	for _, k := range slices.Collect(maps.Keys(keys)) { // map order: not sorted
 		_, err := db.Set(k, "v:"+k, nil)
 		require.NoError(t, err)
+	}
+	// The sort's three-way comparison agrees with the tree's order, on
+	// every pair of neighbours in it and on random pairs.
+	tab := db.entries.tab
+	items := make([]treeItem, len(want))
+	for i, k := range want {
+		items[i] = makeTreeItem(tab, db.index.get(k))
+	}
+	for n := range 20_000 {
+		i, j := n%len(items), r.IntN(len(items))
+		if n < len(items)-1 {
+			j = i + 1
+		}
+		c := compareTreeItem(tab, items[i], items[j])
+		require.Equal(t, cmp.Compare(want[i], want[j]), c, "%q and %q", want[i], want[j])
+		require.Equal(t, c < 0, lessTreeItem(tab, items[i], items[j]))
 	}
 	check := func(want []string) {
 		t.Helper()

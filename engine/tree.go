@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -44,6 +46,18 @@ func lessTreeItem(tab *entryTable, a, b treeItem) bool {
 		return a.k1 < b.k1
 	}
 	return tab.key(tab.at(a.id)) < tab.key(tab.at(b.id))
+}
+
+// compareTreeItem is lessTreeItem as a three-way comparison, for sorting:
+// one call where two calls of lessTreeItem would read both keys twice.
+func compareTreeItem(tab *entryTable, a, b treeItem) int {
+	if c := cmp.Compare(a.k0, b.k0); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.k1, b.k1); c != 0 {
+		return c
+	}
+	return strings.Compare(tab.key(tab.at(a.id)), tab.key(tab.at(b.id)))
 }
 
 // freshBatch is how many new keys wait before they are sorted and inserted
@@ -232,15 +246,7 @@ func (o *ordered) flushLocked() {
 	}
 	// Sorting the items, not the entries, compares the inline abbreviated
 	// keys and rarely touches the keys themselves.
-	slices.SortFunc(o.fresh, func(a, b treeItem) int {
-		if lessTreeItem(o.tab, a, b) {
-			return -1
-		}
-		if lessTreeItem(o.tab, b, a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(o.fresh, func(a, b treeItem) int { return compareTreeItem(o.tab, a, b) })
 	check := o.freshRemoved > 0 // an entry is in fresh before it can be taken out
 	for i, ti := range o.fresh {
 		if !check || !o.tab.at(ti.id).gone() {
