@@ -87,15 +87,23 @@ func TestMemFS_FailAt(t *testing.T) {
 	}
 }
 
-func TestFS_Lock(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fs   vfs.FS
-		dir  string
-	}{
+// fsCase is a file system to run a test on, and a folder in it.
+type fsCase struct {
+	name string
+	fs   vfs.FS
+	dir  string
+}
+
+// fileSystems returns the two file systems, each with an empty folder.
+func fileSystems(t *testing.T) []fsCase {
+	return []fsCase{
 		{"MemFS", vfs.NewMemFS(), "db"},
 		{"OSFS", vfs.OSFS{}, t.TempDir()},
-	} {
+	}
+}
+
+func TestFS_Lock(t *testing.T) {
+	for _, tc := range fileSystems(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := filepath.Join(tc.dir, "LOCK")
 			l, err := tc.fs.Lock(name)
@@ -115,15 +123,7 @@ func TestFS_Lock(t *testing.T) {
 type readOnly struct{ vfs.FS }
 
 func TestOpenRead(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fs   vfs.FS
-		dir  string
-	}{
-		{"MemFS", vfs.NewMemFS(), "db"},
-		{"OSFS", vfs.OSFS{}, t.TempDir()},
-		{"ReadFile", readOnly{vfs.NewMemFS()}, "db"},
-	} {
+	for _, tc := range append(fileSystems(t), fsCase{"ReadFile", readOnly{vfs.NewMemFS()}, "db"}) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := filepath.Join(tc.dir, "f")
 			f, err := tc.fs.Create(name)
