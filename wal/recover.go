@@ -361,13 +361,7 @@ func (l *Log) readHistory(name string, version byte, size, from, records int64, 
 	}
 	var tx Tx
 	res, err := scan(b, from, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
-		var err error
-		if borrow {
-			err = borrowTx(payload, version, &tx)
-		} else {
-			tx, err = decodeTx(payload, version)
-		}
-		if err != nil {
+		if err := readInto(&tx, payload, version, borrow); err != nil {
 			return err
 		}
 		return history(&tx)
@@ -481,13 +475,7 @@ func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, h
 			}
 			held = true
 		}
-		var err error
-		if borrow {
-			err = borrowTx(payload, version, &tx)
-		} else {
-			tx, err = decodeTx(payload, version)
-		}
-		if err != nil {
+		if err := readInto(&tx, payload, version, borrow); err != nil {
 			return err
 		}
 		if held {
@@ -495,6 +483,18 @@ func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, h
 		}
 		return fn(&tx)
 	})
+}
+
+// readInto decodes the transaction record payload, of a segment of the
+// given format version, into tx: borrowed if borrow (Replay.Borrow), into
+// a Tx of its own otherwise.
+func readInto(tx *Tx, payload []byte, version byte, borrow bool) error {
+	if borrow {
+		return borrowTx(payload, version, tx)
+	}
+	var err error
+	*tx, err = decodeTx(payload, version)
+	return err
 }
 
 // scanSegment reads the segment file name and calls fn with the payload
