@@ -158,8 +158,8 @@ func findRecord(b []byte, max int) int {
 }
 
 // recordReader reads a stream of records (a snapshot, or a segment being
-// checked) record by record into buf, which holds the current record,
-// header and payload.
+// checked) record by record (next): in place in its buffered reader r, or,
+// for a record larger than r's buffer, into buf.
 type recordReader struct {
 	r   *bufio.Reader
 	buf []byte
