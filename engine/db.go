@@ -144,10 +144,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.bg.closed = true
 	if dir != "" {
 		ld := indexLoader{db: db}
+		var events eventBytes
 		l, err := wal.Open(dir, &wal.Options{FS: o.FS, Sync: o.Sync, SegmentSize: o.SegmentSize, MaxRecord: o.maxRecord(), Repair: o.Repair, Logf: o.Logf},
 			wal.Replay{Snapshot: db.restoreRevision, Items: db.index.reserve, Item: ld.item,
-				Borrow:  true, // restoreEntry, restoreHistory and replay copy what they keep
-				History: db.restoreHistory, HistoryEvents: o.historyEvents(),
+				Borrow:        true, // restoreEntry, restoreHistory and replay copy what they keep
+				History:       func(tx *wal.Tx) error { return db.restoreHistory(tx, &events) },
+				HistoryEvents: o.historyEvents(),
 				Tx: func(tx *wal.Tx) error {
 					ld.finish() // the snapshot is all in the index before a write looks a key up
 					return db.replay(tx)

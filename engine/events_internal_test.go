@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
@@ -54,4 +56,44 @@ func TestKinds_RoundTrip(t *testing.T) {
 	for _, typ := range []pubsub.Type{0, 6, 255} {
 		require.Zero(t, walKindOf(typ), "type %d", typ)
 	}
+}
+
+// TestEventBytes: the pieces eventBytes hands out never overlap, each
+// holds what was written into it after all the others were, small ones
+// come one after another from shared chunks, and one larger than a
+// quarter chunk has its own.
+func TestEventBytes(t *testing.T) {
+	var eb eventBytes
+	r := rand.New(rand.NewPCG(3, 5))
+	var pieces [][]byte
+	var end uintptr // where the last small piece ended
+	small, next := 0, 0
+	for i := range 5000 {
+		n := 1 + r.IntN(300)
+		if i%500 == 0 {
+			n = eventChunk/4 + 1 + r.IntN(eventChunk)
+		}
+		b := eb.take(n)
+		require.Len(t, b, n)
+		require.Equal(t, n, cap(b), "no room after a piece")
+		for j := range b {
+			b[j] = byte(i)
+		}
+		pieces = append(pieces, b)
+		if start := uintptr(unsafe.Pointer(unsafe.SliceData(b))); n <= eventChunk/4 {
+			small++
+			if start == end {
+				next++
+			}
+			end = start + uintptr(n)
+		} else {
+			require.NotEqual(t, end, start, "a large piece in a shared chunk")
+		}
+	}
+	for i, b := range pieces {
+		for _, c := range b {
+			require.Equal(t, byte(i), c, "piece %d written over", i)
+		}
+	}
+	require.Greater(t, next, small*9/10, "small pieces come one after another in shared chunks")
 }

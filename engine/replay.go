@@ -65,13 +65,13 @@ func (db *DB) apply(r *wal.Tx) (int64, error) {
 // snapshot already holds, so that a subscriber can resume from before the
 // snapshot, and from before the restart. Its keys and values point into
 // the log's read buffer (wal.Replay.Borrow): each event's key and value
-// are copied into one allocation of their own.
-func (db *DB) restoreHistory(r *wal.Tx) error {
+// are copied together into bytes that into hands out.
+func (db *DB) restoreHistory(r *wal.Tx, into *eventBytes) error {
 	db.historyNext(r.Revision)
 	b := pubsub.Batch{Revision: r.Revision, Events: db.events.take(len(r.Writes))}
 	at := time.Unix(0, r.Time)
 	for i, w := range r.Writes {
-		kv := make([]byte, len(w.Key)+len(w.Value))
+		kv := into.take(len(w.Key) + len(w.Value))
 		copy(kv, w.Key)
 		copy(kv[len(w.Key):], w.Value)
 		key, value := unsafe.String(&kv[0], len(w.Key)), "" // a key is never empty
@@ -83,6 +83,29 @@ func (db *DB) restoreHistory(r *wal.Tx) error {
 	db.broker.Publish(b)
 	db.restored = r.Revision
 	return nil
+}
+
+// eventBytes hands out the bytes of the events that Open restores to the
+// history from chunks that many events share, rather than an allocation
+// each. The bytes it hands out are never handed out again nor written
+// after the copy; a chunk lives while any string into it does, and the
+// history drops events oldest first, so chunks go in turn.
+type eventBytes struct{ free []byte }
+
+// eventChunk is the size of eventBytes' chunks; an event of more than a
+// quarter of one gets an allocation of its own.
+const eventChunk = 64 << 10
+
+func (eb *eventBytes) take(n int) []byte {
+	if n > eventChunk/4 {
+		return make([]byte, n)
+	}
+	if len(eb.free) < n {
+		eb.free = make([]byte, eventChunk)
+	}
+	b := eb.free[:n:n]
+	eb.free = eb.free[n:]
+	return b
 }
 
 // historyNext readies the broker for the events of revision rev: its
