@@ -425,9 +425,10 @@ func (c *historyCut) add(e txEvents) {
 	}
 }
 
-// grow makes room in the ring for more records: keep and a little, if
-// each holds an event, as records almost always do, and twice as many
-// each time that is not enough.
+// grow makes room in the ring for more records: at first keep and two
+// (what it holds if each record has an event, as records almost always
+// do), or 65,538 if keep is larger, and twice as many each time that is
+// not enough.
 func (c *historyCut) grow() {
 	size := min(c.keep, 1<<16) + 2
 	if len(c.after) > 0 {
