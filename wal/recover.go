@@ -55,18 +55,23 @@ func (l *Log) recover(r Replay) error {
 }
 
 // historyCheck is what historyDamage found: how many segments must go,
-// and why; each checked segment's length and format version; the newest
+// and why; the segments it checked; the newest
 // revision the history drops among the records of those that stay
 // (historyCut), and where the record after it starts in its segment; and
 // an error that stopped the check.
 type historyCheck struct {
-	n        int
-	damage   error
-	sizes    []int64
-	versions []byte
-	cut      int64 // 0: none
-	cutOff   int64
-	err      error
+	n       int
+	damage  error
+	checked []checkedSegment
+	cut     int64 // 0: none
+	cutOff  int64
+	err     error
+}
+
+// checkedSegment is a segment of history alone as the check found it.
+type checkedSegment struct {
+	size    int64
+	version byte // its format
 }
 
 // snapshots lists the snapshot folder: the revisions of the snapshots in
@@ -167,7 +172,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 	// one drops it and every older one. The state is not at stake. Of
 	// those that are left, only the records the history keeps are read
 	// again (readHistory).
-	n, sizes, versions, skip := hd.n, hd.sizes, hd.versions, hd.cut
+	n, checked, skip := hd.n, hd.checked, hd.cut
 	if hd.err != nil {
 		return hd.err
 	}
@@ -176,7 +181,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 		if err := l.removeSegments(n); err != nil {
 			return err
 		}
-		sizes, versions = sizes[n:], versions[n:]
+		checked = checked[n:]
 	}
 	var histLast int64
 	history := func(tx *Tx) error {
@@ -193,7 +198,8 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 	}
 	for i, seg := range l.mu.segments {
 		name := path.Join(l.segDir(), segmentName(seg.first))
-		if i < len(sizes) {
+		if i < len(checked) {
+			c := checked[i]
 			// The check found the records from seg.first to the next
 			// segment's first, less one, and read the offset of skip+1.
 			if last := l.mu.segments[i+1].first - 1; hist != nil && last > skip {
@@ -202,12 +208,12 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 					from = hd.cutOff
 				}
 				records := last - max(skip, seg.first-1)
-				if err := l.readHistory(name, versions[i], sizes[i], from, records, borrow, history); err != nil {
+				if err := l.readHistory(name, c, from, records, borrow, history); err != nil {
 					return err
 				}
 			}
-			l.mu.segments[i].size = sizes[i]
-			l.mu.stats.Bytes += sizes[i]
+			l.mu.segments[i].size = c.size
+			l.mu.stats.Bytes += c.size
 			continue
 		}
 		lastSeg := i == len(l.mu.segments)-1
@@ -267,8 +273,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
 		covered++
 	}
-	hc.sizes = make([]int64, covered)
-	hc.versions = make([]byte, covered)
+	hc.checked = make([]checkedSegment, covered)
 	cut := historyCut{keep: keep}
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
@@ -299,7 +304,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 			hc.n, hc.damage = i+1, bad
 			cut.reset() // its records, and those before, go with it
 		}
-		hc.sizes[i], hc.versions[i] = size, version
+		hc.checked[i] = checkedSegment{size, version}
 	}
 	hc.cut, hc.cutOff = cut.cut, cut.offAfter()
 	return hc
@@ -343,16 +348,16 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 }
 
 // readHistory gives history the transactions of the segment of history
-// alone name, which the check found intact, from the record at offset
-// from on: records of them. version is the segment's format, size its
-// length.
-func (l *Log) readHistory(name string, version byte, size, from, records int64, borrow bool, history func(*Tx) error) error {
+// alone name, which the check found intact (c), from the record at
+// offset from on: records of them.
+func (l *Log) readHistory(name string, c checkedSegment, from, records int64, borrow bool, history func(*Tx) error) error {
+	version := c.version
 	f, err := vfs.OpenRead(l.opts.FS, name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	b := make([]byte, size-from)
+	b := make([]byte, c.size-from)
 	if n, err := f.ReadAt(b, from); n < len(b) {
 		if err == nil || err == io.EOF {
 			err = fmt.Errorf("%w: cut short at offset %d, after the check", ErrCorrupt, from+int64(n))
