@@ -67,10 +67,12 @@ func TestSnapshot_BorrowedValues(t *testing.T) {
 }
 
 func TestSnapshot_RoundTrip(t *testing.T) {
-	for _, n := range []int{0, 1, 5000, -5000} { // 5000 items cross the encoder's and the reader's buffers
-		items := sampleItems(max(n, -n))
-		if n < 0 {
-			// Values larger than the reader's buffer, between others.
+	for _, c := range []struct {
+		n   int
+		big bool // values larger than the reader's buffer, between others
+	}{{0, false}, {1, false}, {5000, false}, {5000, true}} { // 5000 items cross the encoder's and the reader's buffers
+		items := sampleItems(c.n)
+		if c.big {
 			for _, i := range []int{10, 11, 4000} {
 				items[i].Value = strings.Repeat(fmt.Sprint(i), 50<<10)
 			}
