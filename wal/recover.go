@@ -322,57 +322,65 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 	}
 	defer f.Close()
 	size = f.Size()
-	rr := recordReader{r: bufio.NewReaderSize(f, 64<<10)}
-	hdr, err := rr.read(segmentHeaderSize)
-	if err != nil {
-		return size, 0, rr.fail(err, "segment header")
+	hdr := make([]byte, segmentHeaderSize)
+	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("%w: segment header: cut short at offset %d", ErrCorrupt, n)
+		}
+		return size, 0, err
 	}
 	if _, version, err = decodeSegmentHeader(hdr); err != nil {
 		return size, 0, err
 	}
-	for rr.off < size {
+	_, err = l.eachRecord(f, segmentHeaderSize, size, func(off int64, payload []byte) error {
+		return fn(version, off, payload)
+	})
+	return size, version, err
+}
+
+// eachRecord reads the records of the segment file f from offset from to
+// offset to, in pieces, and calls fn with the offset and payload of each
+// (the payload valid only until fn returns). It returns how many it read.
+// Damage, a record cut short included, is an error that wraps ErrCorrupt;
+// any other error is the file's or fn's.
+func (l *Log) eachRecord(f vfs.Reader, from, to int64, fn func(off int64, payload []byte) error) (n int64, err error) {
+	rr := recordReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, to-from), 64<<10), off: from}
+	for rr.off < to {
 		off := rr.off
 		rec, err := rr.next(l.opts.MaxRecord)
 		if err != nil {
-			return size, version, rr.fail(err, fmt.Sprintf("record at offset %d", off))
+			return n, rr.fail(err, fmt.Sprintf("record at offset %d", off))
 		}
 		_, payload, _, err := decodeRecord(rec, l.opts.MaxRecord)
 		if err != nil {
-			return size, version, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)
+			return n, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)
 		}
-		if err := fn(version, off, payload); err != nil {
-			return size, version, err
+		if err := fn(off, payload); err != nil {
+			return n, err
 		}
+		n++
 	}
-	return size, version, nil
+	return n, nil
 }
 
 // readHistory gives history the transactions of the segment of history
 // alone name, which the check found intact (c), from the record at
 // offset from on: records of them.
 func (l *Log) readHistory(name string, c checkedSegment, from, records int64, borrow bool, history func(*Tx) error) error {
-	version := c.version
 	f, err := vfs.OpenRead(l.opts.FS, name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	b := make([]byte, c.size-from)
-	if n, err := f.ReadAt(b, from); n < len(b) {
-		if err == nil || err == io.EOF {
-			err = fmt.Errorf("%w: cut short at offset %d, after the check", ErrCorrupt, from+int64(n))
-		}
-		return fmt.Errorf("%s: %w", name, err)
-	}
 	var tx Tx
-	res, err := scan(b, from, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
-		if err := readInto(&tx, payload, version, borrow); err != nil {
+	n, err := l.eachRecord(f, from, c.size, func(_ int64, payload []byte) error {
+		if err := readInto(&tx, payload, c.version, borrow); err != nil {
 			return err
 		}
 		return history(&tx)
 	})
-	if err == nil && (res.Torn || int64(res.Records) != records) {
-		err = fmt.Errorf("%w: %d records from offset %d, where the check found %d", ErrCorrupt, res.Records, from, records)
+	if err == nil && n != records {
+		err = fmt.Errorf("%w: %d records from offset %d, where the check found %d", ErrCorrupt, n, from, records)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
