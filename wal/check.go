@@ -84,7 +84,7 @@ func Check(dir string, opts *Options) (Report, error) {
 	}
 	for i, name := range names {
 		last := i == len(names)-1
-		b, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
+		size, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
 			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
 			}
@@ -98,10 +98,10 @@ func Check(dir string, opts *Options) (Report, error) {
 			return rep, err
 		case bad != nil:
 			return rep, bad
-		case len(b) < segmentHeaderSize:
-			rep.TornBytes += int64(len(b))
+		case size < segmentHeaderSize:
+			rep.TornBytes += size
 		case res.Torn:
-			rep.TornBytes += int64(len(b)) - res.Good
+			rep.TornBytes += size - res.Good
 		}
 	}
 	return rep, nil

@@ -24,6 +24,22 @@ var (
 	DecodeItem          = decodeItem
 )
 
+// ScanFile is scanFile over a file holding b, from offset base; f, if
+// not nil, stands between it and the file (to make its reads fail).
+func ScanFile(b []byte, base int64, version byte, max int, f func(vfs.Reader) vfs.Reader, fn func(typ byte, payload []byte) error) (ScanResult, error) {
+	fs := vfs.NewMemFS()
+	fs.WriteFile("seg", b)
+	r, err := fs.OpenRead("seg")
+	if err != nil {
+		return ScanResult{}, err
+	}
+	defer r.Close()
+	if f != nil {
+		r = f(r)
+	}
+	return scanFile(r, base, version, max, fn)
+}
+
 // ReadSnapshot is readSnapshot of the file b, with values of their own.
 func ReadSnapshot(b []byte, max int, fn func(*Item) error) (int64, error) {
 	return readSnapshot(bytes.NewReader(b), max, fn, false)

@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // Record types.
@@ -143,6 +145,54 @@ func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload
 		r.Records++
 	}
 	r.Good = base + int64(off)
+	return r, nil
+}
+
+// scanFile is scan over the body of the segment file f, from offset base
+// to the file's end, read in pieces rather than whole: the same calls to
+// fn, with a payload valid only until fn returns, the same result and the
+// same error. Only at a record it cannot take (cut short, too long, or
+// failing its checksum) does it read the rest of the file, from that
+// record on, and leave it to scan, which tells a torn tail from damage by
+// what follows. An error reading f is returned as it is.
+func scanFile(f vfs.Reader, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (scanResult, error) {
+	size := f.Size()
+	body := size - base
+	if body < 0 {
+		body = 0
+	}
+	rr := recordReader{r: bufio.NewReaderSize(io.NewSectionReader(f, base, body), 64<<10), off: base}
+	var r scanResult
+	for rr.off < size {
+		off := rr.off
+		rec, err := rr.next(max)
+		var typ byte
+		var payload []byte
+		switch {
+		case err == nil:
+			typ, payload, _, err = decodeRecord(rec, max)
+		case err != io.EOF && err != io.ErrUnexpectedEOF:
+			return r, err
+		}
+		if err != nil {
+			rest := make([]byte, size-off)
+			if n, err := f.ReadAt(rest, off); n < len(rest) {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF // the file shrank under the read
+				}
+				return r, err
+			}
+			res, err := scan(rest, off, version, max, fn)
+			res.Records += r.Records
+			return res, err
+		}
+		if err := fn(typ, payload); err != nil {
+			r.Good = off
+			return r, err
+		}
+		r.Records++
+	}
+	r.Good = rr.off
 	return r, nil
 }
 

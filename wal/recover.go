@@ -217,7 +217,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 			continue
 		}
 		lastSeg := i == len(l.mu.segments)-1
-		b, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, borrow, history, func(tx *Tx) error {
+		size, res, bad, err := l.readSegmentFrom(name, lastSeg, skip, borrow, history, func(tx *Tx) error {
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
@@ -228,7 +228,7 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 		if err != nil {
 			return err
 		}
-		if lastSeg && (len(b) < segmentHeaderSize || res.Records == 0 && bad == nil) {
+		if lastSeg && (size < segmentHeaderSize || res.Records == 0 && bad == nil) {
 			// A crash while the segment was started: its header never
 			// became durable, or no record did. Remove it, so that the
 			// next append can start it again.
@@ -243,14 +243,14 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 			if bad != nil {
 				what = "damage (repair)"
 			}
-			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, int64(len(b))-res.Good)
+			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, size-res.Good)
 			if err := l.truncate(name, res.Good); err != nil {
 				return err
 			}
-			b = b[:res.Good]
+			size = res.Good
 		}
-		l.mu.segments[i].size = int64(len(b))
-		l.mu.stats.Bytes += int64(len(b))
+		l.mu.segments[i].size = size
+		l.mu.stats.Bytes += size
 		if bad != nil && !lastSeg {
 			return l.dropFrom(i + 1)
 		}
@@ -467,19 +467,19 @@ func (c *historyCut) offAfter() int64 {
 
 // readSegment reads the segment file name and calls hist with each of its
 // transactions that the snapshot holds (nil: skip them unread), fn with
-// each after it. A last segment too short for its header is returned as
-// it is, unread. bad is damage that is not a torn tail of the last segment
+// each after it, and returns the file's length. A last segment too short
+// for its header is left unread. bad is damage that is not a torn tail of the last segment
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
-func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (size int64, res scanResult, bad, err error) {
 	return l.readSegmentFrom(name, last, 0, false, hist, fn)
 }
 
 // readSegmentFrom is readSegment, but skips unread the transactions at
 // revisions up to skip rather than give them to hist. If borrow, hist
 // and fn get one Tx used again, whose keys and values point into the
-// segment's bytes (Replay.Borrow).
-func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (b []byte, res scanResult, bad, err error) {
+// reader's buffer (Replay.Borrow).
+func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, hist, fn func(*Tx) error) (size int64, res scanResult, bad, err error) {
 	var tx Tx
 	return l.scanSegment(name, last, func(version byte, payload []byte) error {
 		held := false
@@ -511,30 +511,43 @@ func readInto(tx *Tx, payload []byte, version byte, borrow bool) error {
 	return err
 }
 
-// scanSegment reads the segment file name and calls fn with the payload
-// of each of its records, and the segment's format version; the rest is
-// as readSegment.
-func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload []byte) error) (b []byte, res scanResult, bad, err error) {
-	b, err = l.opts.FS.ReadFile(name)
-	if err != nil || len(b) < segmentHeaderSize && last {
-		return b, res, nil, err
-	}
-	_, version, err := decodeSegmentHeader(b)
+// scanSegment reads the segment file name, in pieces (scanFile), and calls
+// fn with the payload of each of its records, valid only until fn returns,
+// and the segment's format version; it returns the file's length, and the
+// rest is as readSegment.
+func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload []byte) error) (size int64, res scanResult, bad, err error) {
+	f, err := vfs.OpenRead(l.opts.FS, name)
 	if err != nil {
-		return b, res, nil, fmt.Errorf("%s: %w", name, err)
+		return 0, res, nil, err
 	}
-	res, err = scan(b[segmentHeaderSize:], segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+	defer f.Close()
+	size = f.Size()
+	if size < segmentHeaderSize && last {
+		return size, res, nil, nil
+	}
+	hdr := make([]byte, min(size, segmentHeaderSize))
+	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF // the file shrank under the read
+		}
+		return size, res, nil, err
+	}
+	_, version, err := decodeSegmentHeader(hdr)
+	if err != nil {
+		return size, res, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
 		return fn(version, payload)
 	})
 	switch {
 	case errors.Is(err, ErrCorrupt):
-		return b, res, fmt.Errorf("%s: %w", name, err), nil
+		return size, res, fmt.Errorf("%s: %w", name, err), nil
 	case err != nil:
-		return b, res, nil, err
+		return size, res, nil, err
 	case res.Torn && !last:
-		return b, res, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", name, ErrCorrupt, res.Good), nil
+		return size, res, fmt.Errorf("%s: %w: torn record at offset %d with later segments after it", name, ErrCorrupt, res.Good), nil
 	}
-	return b, res, nil, nil
+	return size, res, nil, nil
 }
 
 func (l *Log) truncate(name string, size int64) error {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/livekv/livekv/vfs"
 	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
@@ -383,6 +384,112 @@ func FuzzScan(f *testing.F) {
 			require.LessOrEqual(t, r.Good, int64(len(b)))
 		}
 	})
+}
+
+// FuzzScanFile: whatever the bytes, scanFile, which reads a segment in
+// pieces, agrees with scan over the same bytes whole: the same records, in
+// order, the same result (records, where the good ones end, a torn tail
+// or not) and the same error, from any offset, whether fn takes every
+// record or stops the scan at one.
+func FuzzScanFile(f *testing.F) {
+	for _, v := range versions {
+		b, _ := segmentV(3, v)
+		f.Add(b)
+		f.Add(b[:len(b)-3])
+		f.Add(append(b[:20:20], b[30:]...))
+		f.Add(append(slices.Clone(b), make([]byte, 40)...)) // a zeroed tail
+	}
+	// Records that straddle the reader's buffer, and one larger than it,
+	// whole and cut short.
+	var many []byte
+	for i := range 2000 {
+		many = wal.AppendRecord(many, wal.TypeTx, appendTx(nil, sampleTx(int64(i+1)), wal.SegmentVersion))
+	}
+	huge := &wal.Tx{Revision: 2001, Writes: []wal.Write{{Kind: wal.KindPut, Key: "k", Value: strings.Repeat("v", 100<<10)}}}
+	many = wal.AppendRecord(many, wal.TypeTx, appendTx(nil, huge, wal.SegmentVersion))
+	f.Add(many)
+	f.Add(many[:len(many)-10])
+	f.Add(append(slices.Clone(many[:70000]), many[70100:]...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const max = 1 << 18
+		type got struct {
+			payloads [][]byte
+			res      wal.ScanResult
+			err      string
+		}
+		run := func(whole bool, base int64, v byte, stopAt int) got {
+			var g got
+			fn := func(_ byte, p []byte) error {
+				if len(g.payloads) == stopAt {
+					return errStop
+				}
+				g.payloads = append(g.payloads, slices.Clone(p))
+				return nil
+			}
+			var err error
+			if whole {
+				g.res, err = wal.Scan(b[base:], base, v, max, fn)
+			} else {
+				g.res, err = wal.ScanFile(b, base, v, max, nil, fn)
+			}
+			if err != nil {
+				g.err = err.Error()
+			}
+			return g
+		}
+		for _, v := range versions {
+			for _, base := range []int64{0, int64(len(b) / 3)} {
+				for _, stopAt := range []int{-1, len(b) % 5} {
+					want := run(true, base, v, stopAt)
+					require.Equal(t, want, run(false, base, v, stopAt), "version %d, from %d, stop at %d", v, base, stopAt)
+				}
+			}
+		}
+	})
+}
+
+var errStop = errors.New("stop")
+
+// TestScanFile_ReadError: a read of the file that fails, in the records
+// or in the rest read after a bad one, stops scanFile with that error,
+// not one of damage.
+func TestScanFile_ReadError(t *testing.T) {
+	b, ends := segmentV(50, wal.SegmentVersion)
+	bad := slices.Clone(b)
+	bad[ends[20]+10] ^= 1 // record 22 fails its checksum; the rest is read whole
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name   string
+		b      []byte
+		failAt int64
+	}{
+		{"in the records", b, int64(ends[10] + 3)},
+		{"in the rest after a bad record", bad, int64(ends[30])},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			_, err := wal.ScanFile(tc.b, 0, wal.SegmentVersion, wal.DefaultMaxRecord, func(r vfs.Reader) vfs.Reader {
+				return failingReader{r, tc.failAt, boom}
+			}, func(byte, []byte) error { n++; return nil })
+			require.ErrorIs(t, err, boom)
+			require.NotErrorIs(t, err, wal.ErrCorrupt)
+			require.LessOrEqual(t, n, 21)
+		})
+	}
+}
+
+// failingReader fails every read that reaches offset at.
+type failingReader struct {
+	vfs.Reader
+	at  int64
+	err error
+}
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > r.at {
+		return 0, r.err
+	}
+	return r.Reader.ReadAt(p, off)
 }
 
 // requireBorrowed checks that s, decoded from b without a copy
