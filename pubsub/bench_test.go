@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/livekv/livekv/internal/gcbusy"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
 )
@@ -62,6 +63,35 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+		})
+	}
+}
+
+// BenchmarkPublish_FullHistory: one op is one batch of one event
+// published, with no subscriber, into a history already at its bound
+// (the default 100,000 events), so that each publish evicts one; with
+// the collector idle and while it marks back to back (each batch's
+// events are pointers that a copy of the history would pass through the
+// write barrier).
+func BenchmarkPublish_FullHistory(b *testing.B) {
+	for _, busy := range []bool{false, true} {
+		b.Run(map[bool]string{false: "gc=idle", true: "gc=busy"}[busy], func(b *testing.B) {
+			br := pubsub.NewBroker(0, nil)
+			defer br.Close()
+			evs := []pubsub.Event{{Type: pubsub.Put, Key: "user:1", Value: "v"}}
+			rev := int64(0)
+			for range pubsub.DefaultHistoryEvents {
+				rev++
+				br.Publish(pubsub.Batch{Revision: rev, Events: evs})
+			}
+			if busy {
+				defer gcbusy.Start()()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				rev++
+				br.Publish(pubsub.Batch{Revision: rev, Events: evs})
+			}
 		})
 	}
 }

@@ -4,9 +4,17 @@ import "sort"
 
 // history keeps the most recent batches, bounded by events and bytes, so
 // that subscriptions can catch up and resume. It is guarded by Broker.hmu.
+//
+// The batches are a ring: an add fills the slot after the newest, an
+// eviction empties the oldest, and nothing moves until the ring is full
+// of live batches, when it doubles. So a history at its bounds copies no
+// batch as batches come and go; a copy would also pay the collector's
+// write barrier for each of its events' pointers while a collection
+// marks.
 type history struct {
-	batches []Batch // oldest first; batches[start:] are live
-	start   int
+	ring    []Batch // the live batches, oldest first from head, wrapping
+	head    int
+	n       int // live batches
 	events  int
 	bytes   int64
 	last    int64 // revision of the newest batch ever added
@@ -16,21 +24,23 @@ type history struct {
 	maxBytes  int64
 }
 
+// at returns the i-th live batch, oldest first.
+func (h *history) at(i int) *Batch {
+	j := h.head + i
+	if j >= len(h.ring) {
+		j -= len(h.ring)
+	}
+	return &h.ring[j]
+}
+
 // add appends a batch and evicts the oldest beyond the limits, but none
 // after handled: a lane has yet to read those.
 func (h *history) add(b Batch, handled int64) {
-	if len(h.batches) == cap(h.batches) && h.start > 0 && h.start >= len(h.batches)/4 {
-		// Full, with a quarter or more of it evicted: the live batches
-		// move to the front rather than into a larger array. Each move
-		// copies at most three quarters of the array and frees a quarter
-		// for the adds after it (at most 3 batches copied an add), and an
-		// array grows only while more than three quarters of it are live.
-		n := copy(h.batches, h.batches[h.start:])
-		clear(h.batches[n:])
-		h.batches = h.batches[:n]
-		h.start = 0
+	if h.n == len(h.ring) {
+		h.grow()
 	}
-	h.batches = append(h.batches, b)
+	*h.at(h.n) = b
+	h.n++
 	h.last = b.Revision
 	h.events += len(b.Events)
 	for i := range b.Events {
@@ -39,22 +49,33 @@ func (h *history) add(b Batch, handled int64) {
 	h.evict(handled)
 }
 
+// grow doubles the ring, its live batches first in the new one.
+func (h *history) grow() {
+	ring := make([]Batch, max(2*len(h.ring), 16))
+	k := copy(ring, h.ring[h.head:])
+	copy(ring[k:], h.ring[:h.head])
+	h.ring, h.head = ring, 0
+}
+
 // evict drops the oldest batches beyond the limits, but none after handled.
 func (h *history) evict(handled int64) {
 	// Keep the newest batch even if it alone is over the limits.
-	for h.len() > 1 && h.batches[h.start].Revision <= handled && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
-		old := &h.batches[h.start]
+	for h.n > 1 && h.at(0).Revision <= handled && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
+		old := h.at(0)
 		h.events -= len(old.Events)
 		for i := range old.Events {
 			h.bytes -= old.Events[i].size()
 		}
 		h.evicted = old.Revision
-		*old = Batch{} // its events go; add reuses the room
-		h.start++
+		*old = Batch{} // its events go
+		if h.head++; h.head == len(h.ring) {
+			h.head = 0
+		}
+		h.n--
 	}
 }
 
-func (h *history) len() int { return len(h.batches) - h.start }
+func (h *history) len() int { return h.n }
 
 // oldest returns the oldest revision held, or the next to come if none
 // is: a subscription can go on in it (From: Position{Revision: oldest}, or
@@ -71,10 +92,9 @@ func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
 	if rev < h.evicted {
 		return nil, false
 	}
-	live := h.batches[h.start:]
-	i := sort.Search(len(live), func(i int) bool { return live[i].Revision > rev })
-	for ; i < len(live) && live[i].Revision <= upTo && len(out) < max; i++ {
-		out = append(out, live[i])
+	i := sort.Search(h.n, func(i int) bool { return h.at(i).Revision > rev })
+	for ; i < h.n && h.at(i).Revision <= upTo && len(out) < max; i++ {
+		out = append(out, *h.at(i))
 	}
 	return out, true
 }
