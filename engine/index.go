@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -201,6 +202,13 @@ func (e *entry) poison() {
 func (e *entry) setKey(ref uint64, n int) {
 	e.kref.Store(ref)
 	e.kg.Store(uint32(n))
+}
+
+// setKeyFresh is setKey for an entry no other goroutine can reach yet
+// (visible.storeFresh).
+func (e *entry) setKeyFresh(ref uint64, n int) {
+	*plainU(&e.kref) = ref
+	*(*uint32)(unsafe.Pointer(&e.kg)) = uint32(n)
 }
 
 func (e *entry) gone() bool { return e.kg.Load()&goneBit != 0 }

@@ -146,7 +146,8 @@ func (db *DB) restoreItems(items []wal.Item) {
 // was, and adds it to the expiries; the tree and the index are the
 // caller's. If borrowed, the item's key and value point into a buffer
 // that is used again: what is not copied into a chunk is cloned. If
-// shared, the arena is in use (arena.restore).
+// shared, the arena is in use (arena.restore), and entries may be used
+// again; if not (Open), nothing else runs and the entry is a new one.
 func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
 	a := db.vals
 	// The visible copy alone: no writer or snapshot needs the version as
@@ -162,8 +163,17 @@ func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
 		k = a.own(k) // as the value above
 	}
 	k, kchunk := a.restore(&a.keys, k, 0, shared)
-	e := db.allocEntry(k, kchunk)
-	e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
+	var e *entry
+	if shared {
+		e = db.allocEntry(k, kchunk)
+		e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
+	} else {
+		// Open: a new entry that nothing reads before the loader, which
+		// gets it through a channel.
+		e = db.entries.take()
+		e.setKeyFresh(db.entries.tab.ref(kchunk, k), len(k))
+		e.vis.storeFresh(&v, db.entries.tab.ref(v.chunk, v.value))
+	}
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 )
 
 // visible is a copy of a key's newest committed version, kept inside the
@@ -90,6 +91,31 @@ func (x *visible) store(v *version, ref uint64) {
 	}
 	x.seq.Store(q + 2*seqOne | n)
 }
+
+// storeFresh is store for a visible copy that no other goroutine can
+// reach, nor will before a happens-before edge: an entry that Open's load
+// of a snapshot just made, which goes to the loader through a channel and
+// to readers once Open returns. Plain stores: each of store's atomic ones
+// is a locked instruction, and a load of 1M keys makes 1M entries.
+func (x *visible) storeFresh(v *version, ref uint64) {
+	n := uint64(0)
+	if v.deleted() {
+		ref = 0
+		*plain(&x.created), *plain(&x.ver), *plain(&x.expires) = 0, 0, 0
+	} else {
+		n = uint64(len(v.value))
+		*plain(&x.created), *plain(&x.ver), *plain(&x.expires) = v.createRev, v.ver, v.expires
+	}
+	*plainU(&x.ref) = ref
+	*plain(&x.rev) = v.rev
+	seq := plainU(&x.seq)
+	*seq = *seq&^lenMask + 2*seqOne | n
+}
+
+// plain and plainU give the word of an atomic integer, for storeFresh:
+// the atomic types hold their word and nothing else (TestPlainWords).
+func plain(a *atomic.Int64) *int64    { return (*int64)(unsafe.Pointer(a)) }
+func plainU(a *atomic.Uint64) *uint64 { return (*uint64)(unsafe.Pointer(a)) }
 
 // move points the visible copy at ref, a copy of the value it holds
 // made elsewhere. Callers serialise with store.

@@ -3,6 +3,7 @@ package engine
 import (
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -127,4 +128,43 @@ func block(tab *entryTable, s string) uint64 {
 	id := uint32(len(*tab.chunks.list.Load())) // set grows the list
 	tab.chunks.set(id, unsafe.StringData(s))
 	return uint64(id) << 32
+}
+
+// TestPlainWords: the atomic integers hold their word and nothing else,
+// so that plain and plainU name it; and storeFresh and setKeyFresh leave
+// an entry as store and setKey do, whatever it held before, for a live
+// value and a deletion.
+func TestPlainWords(t *testing.T) {
+	require.Equal(t, unsafe.Sizeof(int64(0)), unsafe.Sizeof(atomic.Int64{}))
+	require.Equal(t, unsafe.Sizeof(uint64(0)), unsafe.Sizeof(atomic.Uint64{}))
+	require.Equal(t, unsafe.Sizeof(uint32(0)), unsafe.Sizeof(atomic.Uint32{}))
+	var a atomic.Int64
+	*plain(&a) = -7
+	require.Equal(t, int64(-7), a.Load())
+	var u atomic.Uint64
+	*plainU(&u) = 1<<63 | 5
+	require.Equal(t, uint64(1<<63|5), u.Load())
+
+	for _, v := range []*version{
+		{value: "hello", rev: 9, createRev: 3, ver: 4, expires: 1 << 60},
+		{rev: 10, kind: pubsub.Delete},
+	} {
+		var atomicE, plainE entry
+		for _, e := range []*entry{&atomicE, &plainE} { // each held something else before
+			e.setKey(1<<40|8, 3)
+			e.vis.store(&version{value: "old value", rev: 2, createRev: 1, ver: 1, expires: 5}, 1<<33|64)
+		}
+		atomicE.setKey(2<<32|16, 5)
+		atomicE.vis.store(v, 3<<32|128)
+		plainE.setKeyFresh(2<<32|16, 5)
+		plainE.vis.storeFresh(v, 3<<32|128)
+		require.Equal(t, atomicE.kref.Load(), plainE.kref.Load())
+		require.Equal(t, atomicE.kg.Load(), plainE.kg.Load())
+		require.Equal(t, atomicE.vis.seq.Load(), plainE.vis.seq.Load())
+		require.Equal(t, atomicE.vis.ref.Load(), plainE.vis.ref.Load())
+		require.Equal(t, atomicE.vis.rev.Load(), plainE.vis.rev.Load())
+		require.Equal(t, atomicE.vis.created.Load(), plainE.vis.created.Load())
+		require.Equal(t, atomicE.vis.ver.Load(), plainE.vis.ver.Load())
+		require.Equal(t, atomicE.vis.expires.Load(), plainE.vis.expires.Load())
+	}
 }
