@@ -22,6 +22,7 @@ var (
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
 	DecodeItem          = decodeItem
+	ReadItem            = readItem
 )
 
 // ScanFile is scanFile over a file holding b, from offset base; f, if

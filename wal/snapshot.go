@@ -69,13 +69,19 @@ func appendItem(dst []byte, it *Item) []byte {
 // decodeItem decodes an item payload. Damage is ErrCorrupt. With borrow
 // set, the Key and Value point into b.
 func decodeItem(b []byte, borrow bool) (Item, error) {
-	d := decoder{b: b, what: "snapshot item"}
 	var it Item
+	err := readItem(b, borrow, &it)
+	return it, err
+}
+
+// readItem is decodeItem into it, which Open's load of a snapshot uses
+// again for every item rather than copy each one out of a return (on
+// error, it is zero).
+func readItem(b []byte, borrow bool, it *Item) error {
+	d := decoder{b: b, what: "snapshot item"}
 	if borrow {
-		k := d.bytes()
-		it.Key = borrowString(k)
-		v := d.bytes()
-		it.Value = borrowString(v)
+		it.Key = borrowString(d.bytes())
+		it.Value = borrowString(d.bytes())
 	} else {
 		it.Key = d.str()
 		it.Value = d.str()
@@ -96,9 +102,10 @@ func decodeItem(b []byte, borrow bool) (Item, error) {
 		d.fail("%d bytes after the item", len(d.b))
 	}
 	if d.err != nil {
-		return Item{}, d.err
+		*it = Item{}
+		return d.err
 	}
-	return it, nil
+	return nil
 }
 
 // WriteSnapshot writes a snapshot of the state at revision rev to w, in
@@ -161,7 +168,7 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 		}
 		switch typ {
 		case typeItem:
-			if it, err = decodeItem(payload, rp.Borrow); err != nil {
+			if err = readItem(payload, rp.Borrow, &it); err != nil {
 				return 0, fmt.Errorf("%w at offset %d", err, off)
 			}
 			if n > 0 && it.Key <= string(last) {

@@ -185,36 +185,47 @@ type decoder struct {
 	err  error
 }
 
+// fail records the first error; what is left to decode is dropped, so
+// that every read after it finds nothing and returns zero.
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: %s: %s", ErrCorrupt, d.what, fmt.Sprintf(format, args...))
 	}
+	d.b = nil
 }
 
+// uvarint decodes as binary.Uvarint does. Most of what a record holds
+// (lengths, versions, revisions below 2M) takes one to three bytes, read
+// here without a loop.
 func (d *decoder) uvarint() uint64 {
+	b := d.b
+	switch {
+	case len(b) > 0 && b[0] < 0x80:
+		d.b = b[1:]
+		return uint64(b[0])
+	case len(b) > 1 && b[1] < 0x80:
+		d.b = b[2:]
+		return uint64(b[0]&0x7f) | uint64(b[1])<<7
+	case len(b) > 2 && b[1] >= 0x80 && b[2] < 0x80:
+		d.b = b[3:]
+		return uint64(b[0]&0x7f) | uint64(b[1]&0x7f)<<7 | uint64(b[2])<<14
+	}
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(b)
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.b = b[n:]
 	return v
 }
 
+// varint decodes as binary.Varint does: a zigzag uvarint.
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func (d *decoder) byte() byte {
