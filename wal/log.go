@@ -171,8 +171,10 @@ type Replay struct {
 	// HistoryEvents, if above 0, is how many events (writes) the history
 	// that History builds keeps: the oldest transactions, which newer ones
 	// holding more events than that would push out of it, are skipped
-	// unread. Which ones is worked out from the segments of history
-	// alone, so a few that do not last may still come.
+	// unread. Which ones is worked out from every record up to the first
+	// damage, as far as the replay goes, so none that lasts is skipped;
+	// a few that do not last may still come (the history also drops
+	// events by size).
 	HistoryEvents int
 	Tx            func(*Tx) error // then each later transaction, in order
 }

@@ -266,8 +266,9 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 // the history is at stake there, never the state: Open drops them and
 // says so (Logf), and Check reports it. snapRev is the snapshot's
 // revision. It checks the records without
-// decoding their keys and values, and finds, among those of the segments
-// that stay, what a history keeping keep events drops (historyCut).
+// keeping their keys and values, and finds, among those of the segments
+// that stay and of the later ones (countLater), what a history keeping
+// keep events drops (historyCut).
 func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 	covered := 0
 	for covered+1 < len(l.mu.segments) && l.mu.segments[covered+1].first <= snapRev+1 {
@@ -306,8 +307,44 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		}
 		hc.checked[i] = checkedSegment{size, version}
 	}
+	if keep > 0 && snapRev > 0 && len(l.mu.segments) > 0 && l.mu.segments[0].first <= snapRev {
+		// The records of the segment the snapshot ends in, and of those
+		// after it, go to the history too, as history or as writes
+		// replayed, and push out what came before them: counted, they
+		// move the cut on.
+		l.countLater(covered, &cut)
+	}
 	hc.cut, hc.cutOff = cut.cut, cut.offAfter()
 	return hc
+}
+
+// countLater adds to cut the records of the segments from the i-th on, in
+// order, reading them in pieces, up to the first damage or gap: the
+// replay stops there too (or fails), so no record it never replays is
+// counted.
+func (l *Log) countLater(i int, cut *historyCut) {
+	for ; i < len(l.mu.segments); i++ {
+		next := l.mu.segments[i].first
+		if i > 0 && cut.n > 0 && cut.newest() != next-1 {
+			return
+		}
+		name := path.Join(l.segDir(), segmentName(next))
+		_, _, err := l.checkSegment(name, func(version byte, off int64, payload []byte) error {
+			rev, writes, err := checkTx(payload, version)
+			if err == nil && rev != next {
+				err = fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
+			}
+			if err != nil {
+				return err
+			}
+			next++
+			cut.add(txEvents{rev: rev, events: writes, off: off})
+			return nil
+		})
+		if err != nil {
+			return
+		}
+	}
 }
 
 // checkSegment reads the segment file name in pieces, never whole, and
@@ -396,13 +433,13 @@ type txEvents struct {
 	off    int64 // where its record starts in its segment
 }
 
-// historyCut finds, as the records of the segments of history alone come
-// in, oldest first, in order and without gaps, the newest revision that a
-// history keeping keep events drops once they are given to it: one with
-// newer records after it holding more than keep events in all, counting
-// these records alone (those after them add to the history too, so the
-// cut is never too far). It holds only the records after the cut, about
-// keep of them at most, in a ring. keep 0 keeps all: no cut.
+// historyCut finds, as the records of the log come in, oldest first, in
+// order and without gaps, the newest revision that a history keeping keep
+// events drops once they are given to it: one with newer records after it
+// holding more than keep events in all. Every record counted goes to the
+// history (given to History, or replayed and published), so the cut is
+// never too far. It holds only the records after the cut, about keep of
+// them at most, in a ring. keep 0 keeps all: no cut.
 type historyCut struct {
 	keep   int
 	after  []txEvents // a ring: the records after cut, oldest first from head
@@ -451,6 +488,15 @@ func (c *historyCut) grow() {
 	k := copy(after, c.after[c.head:])
 	copy(after[k:], c.after[:c.head])
 	c.after, c.head = after, 0
+}
+
+// newest returns the revision of the newest record added; c.n > 0.
+func (c *historyCut) newest() int64 {
+	i := c.head + c.n - 1
+	if i >= len(c.after) {
+		i -= len(c.after)
+	}
+	return c.after[i].rev
 }
 
 // reset forgets the records added so far: damage drops them.

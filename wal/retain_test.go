@@ -188,8 +188,8 @@ func TestLog_HistoryEvents(t *testing.T) {
 	const snap, last = 280, 300
 	writeRetained(t, &o, snap, last, txOf)
 
-	open := func(keep int) (hist []int64) {
-		var txs []int64
+	open := func(keep int) int64 {
+		var hist, txs []int64
 		reads := &readCounter{MemFS: fs, whole: map[string]int{}, bytes: map[string]int64{}}
 		counted := o
 		counted.FS = reads
@@ -203,11 +203,16 @@ func TestLog_HistoryEvents(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, l.Close())
 		require.Equal(t, seq(snap+1, last), txs)
-		require.NotEmpty(t, hist)
-		require.Equal(t, seq(hist[0], snap), hist, "keep %d", keep)
+		first := int64(snap + 1) // the first revision History is given, if any
+		if len(hist) > 0 {
+			first = hist[0]
+			require.Equal(t, seq(first, snap), hist, "keep %d", keep)
+		}
 		// A segment of history alone is read in pieces, whole by the check,
 		// then again only from the first record History is given, if any;
-		// the others are read in pieces too, once. None is read whole.
+		// the others are read in pieces too: once by the replay, and once
+		// before by the check, which counts their records' events, if the
+		// history is bounded. None is read whole.
 		segs, err := fs.List("db/wal")
 		require.NoError(t, err)
 		firsts := make([]int64, len(segs))
@@ -221,31 +226,34 @@ func TestLog_HistoryEvents(t *testing.T) {
 		require.Greater(t, covered, 2)
 		for i, name := range segs {
 			name = path.Join("db/wal", name)
-			what := fmt.Sprintf("keep %d: %s, revisions from %d, History from %d", keep, name, firsts[i], hist[0])
+			what := fmt.Sprintf("keep %d: %s, revisions from %d, History from %d", keep, name, firsts[i], first)
 			b, err := fs.ReadFile(name)
 			require.NoError(t, err)
 			size := int64(len(b))
 			require.Zero(t, reads.whole[name], what)
 			if i >= covered {
-				require.Equal(t, size, reads.bytes[name], what)
+				if keep == 0 {
+					require.Equal(t, size, reads.bytes[name], what)
+				} else {
+					require.Equal(t, 2*size, reads.bytes[name], what)
+				}
 				continue
 			}
 			switch last := firsts[i+1] - 1; {
-			case last < hist[0]:
+			case last < first:
 				require.Equal(t, size, reads.bytes[name], what)
-			case firsts[i] < hist[0]:
+			case firsts[i] < first:
 				require.Greater(t, reads.bytes[name], size, what)
 				require.Less(t, reads.bytes[name], 2*size-wal.SegmentHeaderSize, what)
 			default:
 				require.Equal(t, 2*size-wal.SegmentHeaderSize, reads.bytes[name], what)
 			}
 		}
-		return hist
+		return first
 	}
-	all := open(0)
-	require.Equal(t, int64(1), all[0], "Retain(1) keeps every segment")
+	require.Equal(t, int64(1), open(0), "Retain(1) keeps every segment")
 	for _, keep := range []int{1, 2, 5, 40, 100, 300, 1000} {
-		first := open(keep)[0]
+		first := open(keep)
 		// The oldest revision a history of keep events holds at the end:
 		// the newest always, then older ones while they fit.
 		kept, events := int64(last), writes(last)
@@ -255,9 +263,9 @@ func TestLog_HistoryEvents(t *testing.T) {
 		}
 		require.LessOrEqual(t, first, kept, "keep %d", keep)
 		if first > 1 {
-			// What was skipped, the history segments alone show dropped.
+			// What was skipped, the records from it on show dropped.
 			n := 0
-			for r := first - 1; r <= snap; r++ {
+			for r := first - 1; r <= last; r++ {
 				n += writes(r)
 			}
 			require.Greater(t, n, keep, "keep %d: %d skipped", keep, first-1)
@@ -265,6 +273,78 @@ func TestLog_HistoryEvents(t *testing.T) {
 		if keep <= 100 {
 			require.Greater(t, first, int64(100), "keep %d: most of the history is skipped", keep)
 		}
+	}
+}
+
+// TestLog_HistoryEvents_DamagedTail: the records after the snapshot,
+// counted to move the history's cut on, are counted only as far as the
+// replay goes: with the last segment cut short, or a segment after the
+// snapshot damaged and the rest dropped (Repair), the history still
+// starts at or before the oldest transaction a history of that many
+// events holds once the replay ends.
+func TestLog_HistoryEvents_DamagedTail(t *testing.T) {
+	writes := func(rev int64) int { return int(rev%3) + 1 }
+	txOf := func(rev int64) *wal.Tx {
+		tx := &wal.Tx{Revision: rev, Time: rev}
+		for i := range writes(rev) {
+			tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", i), Value: fmt.Sprint(rev)})
+		}
+		return tx
+	}
+	const snap, last = 280, 300
+	// damaged writes the log anew, then damages it: Repair drops what is
+	// after the damage at the first Open.
+	damaged := func(t *testing.T, damage string) *vfs.MemFS {
+		fs := vfs.NewMemFS()
+		writeRetained(t, &wal.Options{FS: fs, SegmentSize: 300}, snap, last, txOf)
+		segs, err := fs.List("db/wal")
+		require.NoError(t, err)
+		var after []string // the segments after the snapshot's
+		for _, name := range segs {
+			if firstRev(t, name) > snap {
+				after = append(after, path.Join("db/wal", name))
+			}
+		}
+		require.GreaterOrEqual(t, len(after), 3)
+		name := after[1] // with more segments after it
+		if damage == "cut short" {
+			name = after[len(after)-1]
+		}
+		b, err := fs.ReadFile(name)
+		require.NoError(t, err)
+		if damage == "cut short" {
+			fs.WriteFile(name, b[:len(b)-3])
+		} else {
+			b[wal.SegmentHeaderSize+12] ^= 0xff // inside its first record
+			fs.WriteFile(name, b)
+		}
+		return fs
+	}
+	for _, damage := range []string{"cut short", "damaged, then more segments"} {
+		t.Run(damage, func(t *testing.T) {
+			for _, keep := range []int{1, 5, 20, 40, 60, 100} {
+				var hist, txs []int64
+				l, err := wal.Open("db", &wal.Options{FS: damaged(t, damage), SegmentSize: 300, Repair: true}, wal.Replay{HistoryEvents: keep,
+					History: func(tx *wal.Tx) error { hist = append(hist, tx.Revision); return nil },
+					Tx:      func(tx *wal.Tx) error { txs = append(txs, tx.Revision); return nil }})
+				require.NoError(t, err)
+				require.NoError(t, l.Close())
+				require.NotEmpty(t, txs)
+				newest := txs[len(txs)-1]
+				require.Less(t, newest, int64(last), "the damage cost records")
+				kept, events := newest, writes(newest)
+				for kept > 1 && events+writes(kept-1) <= keep {
+					kept--
+					events += writes(kept)
+				}
+				first := int64(snap + 1)
+				if len(hist) > 0 {
+					first = hist[0]
+					require.Equal(t, seq(first, snap), hist)
+				}
+				require.LessOrEqual(t, first, kept, "keep %d, replayed to %d", keep, newest)
+			}
+		})
 	}
 }
 
