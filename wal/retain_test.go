@@ -168,6 +168,18 @@ func firstRev(t *testing.T, name string) int64 {
 
 func noItems(func(*wal.Item) bool) {}
 
+// historyWrites is how many writes historyTx(rev) holds: one to three.
+func historyWrites(rev int64) int { return int(rev%3) + 1 }
+
+// historyTx is the transaction at rev of the history tests' logs.
+func historyTx(rev int64) *wal.Tx {
+	tx := &wal.Tx{Revision: rev, Time: rev}
+	for i := range historyWrites(rev) {
+		tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", i), Value: fmt.Sprint(rev)})
+	}
+	return tx
+}
+
 // TestLog_HistoryEvents checks that Replay.HistoryEvents skips only
 // transactions that a history keeping that many events would drop, and
 // all of those that the segments of history alone show it would: the
@@ -175,14 +187,7 @@ func noItems(func(*wal.Item) bool) {}
 // history keeps, and runs without a gap to the snapshot. Of a segment of
 // history alone, only the records History is given are read twice.
 func TestLog_HistoryEvents(t *testing.T) {
-	writes := func(rev int64) int { return int(rev%3) + 1 }
-	txOf := func(rev int64) *wal.Tx {
-		tx := &wal.Tx{Revision: rev, Time: rev}
-		for i := range writes(rev) {
-			tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", i), Value: fmt.Sprint(rev)})
-		}
-		return tx
-	}
+	writes, txOf := historyWrites, historyTx
 	fs := vfs.NewMemFS()
 	o := wal.Options{FS: fs, SegmentSize: 300}
 	const snap, last = 280, 300
@@ -283,14 +288,7 @@ func TestLog_HistoryEvents(t *testing.T) {
 // starts at or before the oldest transaction a history of that many
 // events holds once the replay ends.
 func TestLog_HistoryEvents_DamagedTail(t *testing.T) {
-	writes := func(rev int64) int { return int(rev%3) + 1 }
-	txOf := func(rev int64) *wal.Tx {
-		tx := &wal.Tx{Revision: rev, Time: rev}
-		for i := range writes(rev) {
-			tx.Writes = append(tx.Writes, wal.Write{Kind: wal.KindPut, Key: fmt.Sprintf("k%d", i), Value: fmt.Sprint(rev)})
-		}
-		return tx
-	}
+	writes, txOf := historyWrites, historyTx
 	const snap, last = 280, 300
 	// damaged writes the log anew, then damages it: Repair drops what is
 	// after the damage at the first Open.
