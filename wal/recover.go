@@ -289,6 +289,9 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 			}
 			next++
 			cut.add(txEvents{rev: rev, events: writes, off: off})
+			if cut.cut >= snapRev {
+				return errCounted
+			}
 			return nil
 		})
 		var bad error
@@ -312,7 +315,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		// after it, go to the history too, as history or as writes
 		// replayed, and push out what came before them: counted, they
 		// move the cut on.
-		l.countLater(covered, &cut)
+		l.countLater(covered, snapRev, &cut)
 	}
 	hc.cut, hc.cutOff = cut.cut, cut.offAfter()
 	return hc
@@ -321,9 +324,11 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 // countLater adds to cut the records of the segments from the i-th on, in
 // order, reading them in pieces, up to the first damage or gap: the
 // replay stops there too (or fails), so no record it never replays is
-// counted.
-func (l *Log) countLater(i int, cut *historyCut) {
-	for ; i < len(l.mu.segments); i++ {
+// counted. It stops early once the cut reaches snapRev: the history
+// keeps none of the records the snapshot holds, and the count has
+// nothing more to skip.
+func (l *Log) countLater(i int, snapRev int64, cut *historyCut) {
+	for ; i < len(l.mu.segments) && cut.cut < snapRev; i++ {
 		next := l.mu.segments[i].first
 		if i > 0 && cut.n > 0 && cut.newest() != next-1 {
 			return
@@ -339,6 +344,9 @@ func (l *Log) countLater(i int, cut *historyCut) {
 			}
 			next++
 			cut.add(txEvents{rev: rev, events: writes, off: off})
+			if cut.cut >= snapRev {
+				return errCounted
+			}
 			return nil
 		})
 		if err != nil {
@@ -346,6 +354,9 @@ func (l *Log) countLater(i int, cut *historyCut) {
 		}
 	}
 }
+
+// errCounted stops countLater's reading once it has counted enough.
+var errCounted = errors.New("wal: counted enough")
 
 // checkSegment reads the segment file name in pieces, never whole, and
 // calls fn with the offset and payload of each of its records, and the

@@ -215,9 +215,10 @@ func TestLog_HistoryEvents(t *testing.T) {
 		}
 		// A segment of history alone is read in pieces, whole by the check,
 		// then again only from the first record History is given, if any;
-		// the others are read in pieces too: once by the replay, and once
-		// before by the check, which counts their records' events, if the
-		// history is bounded. None is read whole.
+		// the others are read in pieces too: once by the replay, and before
+		// that by the check, which counts their records' events if the
+		// history is bounded, until the count skips every record the
+		// snapshot holds. None is read whole.
 		segs, err := fs.List("db/wal")
 		require.NoError(t, err)
 		firsts := make([]int64, len(segs))
@@ -237,10 +238,14 @@ func TestLog_HistoryEvents(t *testing.T) {
 			size := int64(len(b))
 			require.Zero(t, reads.whole[name], what)
 			if i >= covered {
-				if keep == 0 {
+				switch {
+				case keep == 0, keep == 1 && i == len(segs)-1:
+					// No count; or one that stopped once the records after
+					// the snapshot alone held more than the history keeps.
 					require.Equal(t, size, reads.bytes[name], what)
-				} else {
-					require.Equal(t, 2*size, reads.bytes[name], what)
+				default:
+					require.GreaterOrEqual(t, reads.bytes[name], size, what)
+					require.LessOrEqual(t, reads.bytes[name], 2*size, what)
 				}
 				continue
 			}

@@ -132,7 +132,7 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 		tx.Revision, tx.Time = rev, at
 		if borrow && uint64(cap(tx.Writes)) >= n {
 			// What is left of the last record's writes points into the
-			// same segment, or at a callee's copy: nothing to clear.
+			// reader's buffer, or at a callee's copy: nothing to clear.
 			tx.Writes = tx.Writes[:0]
 		} else {
 			tx.Writes = make([]Write, 0, n)
