@@ -206,7 +206,7 @@ func (d *decoder) uvarint() uint64 {
 	case len(b) > 1 && b[1] < 0x80:
 		d.b = b[2:]
 		return uint64(b[0]&0x7f) | uint64(b[1])<<7
-	case len(b) > 2 && b[1] >= 0x80 && b[2] < 0x80:
+	case len(b) > 2 && b[2] < 0x80: // b[0] and b[1] have their high bit set
 		d.b = b[3:]
 		return uint64(b[0]&0x7f) | uint64(b[1]&0x7f)<<7 | uint64(b[2])<<14
 	}
