@@ -27,7 +27,7 @@ var (
 
 // ScanFile is scanFile over a file holding b, from offset base; f, if
 // not nil, stands between it and the file (to make its reads fail).
-func ScanFile(b []byte, base int64, version byte, max int, f func(vfs.Reader) vfs.Reader, fn func(typ byte, payload []byte) error) (ScanResult, error) {
+func ScanFile(b []byte, base int64, version byte, max int, f func(vfs.Reader) vfs.Reader, fn func(payload []byte) error) (ScanResult, error) {
 	fs := vfs.NewMemFS()
 	fs.WriteFile("seg", b)
 	r, err := fs.OpenRead("seg")

@@ -149,52 +149,76 @@ func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload
 }
 
 // scanFile is scan over the body of the segment file f, from offset base
-// to the file's end, read in pieces rather than whole: the same calls to
-// fn, with a payload valid only until fn returns, the same result and the
-// same error. Only at a record it cannot take (cut short, too long, or
-// failing its checksum) does it read the rest of the file, from that
-// record on, and leave it to scan, which tells a torn tail from damage by
-// what follows. An error reading f is returned as it is.
-func scanFile(f vfs.Reader, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (scanResult, error) {
-	size := f.Size()
-	body := size - base
-	if body < 0 {
-		body = 0
-	}
-	rr := recordReader{r: bufio.NewReaderSize(io.NewSectionReader(f, base, body), 64<<10), off: base}
+// to the file's end, read in pieces rather than whole (eachRecord): the
+// same calls to fn, with a payload valid only until fn returns, the same
+// result and the same error. Only at a record it cannot take (badRecord)
+// does it read the rest of the file, from that record on, and leave it to
+// scan, which tells a torn tail from damage by what follows. An error
+// reading f is returned as it is.
+func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, fn func(payload []byte) error) (scanResult, error) {
 	var r scanResult
-	for rr.off < size {
-		off := rr.off
-		rec, err := rr.next(max)
-		var typ byte
-		var payload []byte
-		switch {
-		case err == nil:
-			typ, payload, _, err = decodeRecord(rec, max)
-		case err != io.EOF && err != io.ErrUnexpectedEOF:
-			return r, err
-		}
-		if err != nil {
-			rest := make([]byte, size-off)
-			if n, err := f.ReadAt(rest, off); n < len(rest) {
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF // the file shrank under the read
-				}
-				return r, err
+	n, err := eachRecord(f, base, f.Size(), maxRecord, func(off int64, payload []byte) error {
+		r.Good = off // where to truncate if fn fails
+		return fn(payload)
+	})
+	r.Records = int(n)
+	var bad *badRecord
+	switch {
+	case errors.As(err, &bad):
+		rest := make([]byte, f.Size()-bad.off)
+		if m, err := f.ReadAt(rest, bad.off); m < len(rest) {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF // the file shrank under the read
 			}
-			res, err := scan(rest, off, version, max, fn)
-			res.Records += r.Records
-			return res, err
-		}
-		if err := fn(typ, payload); err != nil {
-			r.Good = off
 			return r, err
 		}
-		r.Records++
+		res, err := scan(rest, bad.off, version, maxRecord, func(_ byte, payload []byte) error { return fn(payload) })
+		res.Records += r.Records
+		return res, err
+	case err != nil:
+		return r, err
 	}
-	r.Good = rr.off
+	r.Good = max(f.Size(), base)
 	return r, nil
 }
+
+// eachRecord reads the records of the segment file f from offset from to
+// offset to, in pieces, and calls fn with the offset and payload of each
+// (the payload valid only until fn returns). It returns how many it read.
+// A record it cannot take, cut short included, is a *badRecord, which
+// wraps ErrCorrupt; any other error is the file's or fn's.
+func eachRecord(f vfs.Reader, from, to int64, maxRecord int, fn func(off int64, payload []byte) error) (n int64, err error) {
+	rr := recordReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, max(to-from, 0)), 64<<10), off: from}
+	for rr.off < to {
+		off := rr.off
+		rec, err := rr.next(maxRecord)
+		if err != nil {
+			if err = rr.fail(err, fmt.Sprintf("record at offset %d", off)); errors.Is(err, ErrCorrupt) {
+				err = &badRecord{off, err}
+			}
+			return n, err
+		}
+		_, payload, _, err := decodeRecord(rec, maxRecord)
+		if err != nil {
+			return n, &badRecord{off, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)}
+		}
+		if err := fn(off, payload); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// badRecord is eachRecord's error for the record at off that it could not
+// take: cut short, longer than the limit, or failing its checksum.
+type badRecord struct {
+	off int64
+	err error // wraps ErrCorrupt
+}
+
+func (e *badRecord) Error() string { return e.err.Error() }
+func (e *badRecord) Unwrap() error { return e.err }
 
 // findRecord returns the offset of the first position in b where a whole
 // valid record starts, or -1.

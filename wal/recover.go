@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -279,21 +278,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
-		size, version, err := l.checkSegment(name, func(version byte, off int64, payload []byte) error {
-			rev, writes, err := checkTx(payload, version)
-			if err != nil {
-				return err
-			}
-			if rev != next {
-				return fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
-			}
-			next++
-			cut.add(txEvents{rev: rev, events: writes, off: off})
-			if cut.cut >= snapRev {
-				return errCounted
-			}
-			return nil
-		})
+		size, version, err := l.countRecords(name, &next, &cut, 0)
 		var bad error
 		if err != nil && errors.Is(err, ErrCorrupt) {
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
@@ -328,34 +313,40 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 // keeps none of the records the snapshot holds, and the count has
 // nothing more to skip.
 func (l *Log) countLater(i int, snapRev int64, cut *historyCut) {
-	for ; i < len(l.mu.segments) && cut.cut < snapRev; i++ {
-		next := l.mu.segments[i].first
-		if i > 0 && cut.n > 0 && cut.newest() != next-1 {
-			return
-		}
+	if i >= len(l.mu.segments) {
+		return
+	}
+	next := l.mu.segments[i].first
+	for ; i < len(l.mu.segments) && l.mu.segments[i].first == next; i++ {
 		name := path.Join(l.segDir(), segmentName(next))
-		_, _, err := l.checkSegment(name, func(version byte, off int64, payload []byte) error {
-			rev, writes, err := checkTx(payload, version)
-			if err == nil && rev != next {
-				err = fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, next)
-			}
-			if err != nil {
-				return err
-			}
-			next++
-			cut.add(txEvents{rev: rev, events: writes, off: off})
-			if cut.cut >= snapRev {
-				return errCounted
-			}
-			return nil
-		})
-		if err != nil {
+		if _, _, err := l.countRecords(name, &next, cut, snapRev); err != nil {
 			return
 		}
 	}
 }
 
-// errCounted stops countLater's reading once it has counted enough.
+// countRecords checks the records of the segment file name (checkSegment),
+// which must go on from revision *next, and adds each to cut, moving *next
+// on; it stops with errCounted once the cut reaches stop (0: never).
+func (l *Log) countRecords(name string, next *int64, cut *historyCut, stop int64) (size int64, version byte, err error) {
+	return l.checkSegment(name, func(version byte, off int64, payload []byte) error {
+		rev, writes, err := checkTx(payload, version)
+		if err == nil && rev != *next {
+			err = fmt.Errorf("%w: revision %d where %d was due", ErrCorrupt, rev, *next)
+		}
+		if err != nil {
+			return err
+		}
+		*next++
+		cut.add(txEvents{rev: rev, events: writes, off: off})
+		if stop > 0 && cut.cut >= stop {
+			return errCounted
+		}
+		return nil
+	})
+}
+
+// errCounted stops countRecords once the cut has gone far enough.
 var errCounted = errors.New("wal: counted enough")
 
 // checkSegment reads the segment file name in pieces, never whole, and
@@ -370,45 +361,27 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 	}
 	defer f.Close()
 	size = f.Size()
-	hdr := make([]byte, segmentHeaderSize)
-	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
-		if err == nil || err == io.EOF {
-			err = fmt.Errorf("%w: segment header: cut short at offset %d", ErrCorrupt, n)
-		}
+	if version, err = readSegmentHeader(f); err != nil {
 		return size, 0, err
 	}
-	if _, version, err = decodeSegmentHeader(hdr); err != nil {
-		return size, 0, err
-	}
-	_, err = l.eachRecord(f, segmentHeaderSize, size, func(off int64, payload []byte) error {
+	_, err = eachRecord(f, segmentHeaderSize, size, l.opts.MaxRecord, func(off int64, payload []byte) error {
 		return fn(version, off, payload)
 	})
 	return size, version, err
 }
 
-// eachRecord reads the records of the segment file f from offset from to
-// offset to, in pieces, and calls fn with the offset and payload of each
-// (the payload valid only until fn returns). It returns how many it read.
-// Damage, a record cut short included, is an error that wraps ErrCorrupt;
-// any other error is the file's or fn's.
-func (l *Log) eachRecord(f vfs.Reader, from, to int64, fn func(off int64, payload []byte) error) (n int64, err error) {
-	rr := recordReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, to-from), 64<<10), off: from}
-	for rr.off < to {
-		off := rr.off
-		rec, err := rr.next(l.opts.MaxRecord)
-		if err != nil {
-			return n, rr.fail(err, fmt.Sprintf("record at offset %d", off))
+// readSegmentHeader reads and checks the header of the segment file f, and
+// returns its format version. A header cut short or damaged is ErrCorrupt.
+func readSegmentHeader(f vfs.Reader) (version byte, err error) {
+	hdr := make([]byte, min(f.Size(), segmentHeaderSize))
+	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF // the file shrank under the read
 		}
-		_, payload, _, err := decodeRecord(rec, l.opts.MaxRecord)
-		if err != nil {
-			return n, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)
-		}
-		if err := fn(off, payload); err != nil {
-			return n, err
-		}
-		n++
+		return 0, err
 	}
-	return n, nil
+	_, version, err = decodeSegmentHeader(hdr)
+	return version, err
 }
 
 // readHistory gives history the transactions of the segment of history
@@ -421,7 +394,7 @@ func (l *Log) readHistory(name string, c checkedSegment, from, records int64, bo
 	}
 	defer f.Close()
 	var tx Tx
-	n, err := l.eachRecord(f, from, c.size, func(_ int64, payload []byte) error {
+	n, err := eachRecord(f, from, c.size, l.opts.MaxRecord, func(_ int64, payload []byte) error {
 		if err := readInto(&tx, payload, c.version, borrow); err != nil {
 			return err
 		}
@@ -501,15 +474,6 @@ func (c *historyCut) grow() {
 	c.after, c.head = after, 0
 }
 
-// newest returns the revision of the newest record added; c.n > 0.
-func (c *historyCut) newest() int64 {
-	i := c.head + c.n - 1
-	if i >= len(c.after) {
-		i -= len(c.after)
-	}
-	return c.after[i].rev
-}
-
 // reset forgets the records added so far: damage drops them.
 func (c *historyCut) reset() { *c = historyCut{keep: c.keep, after: c.after} }
 
@@ -582,18 +546,11 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 	if size < segmentHeaderSize && last {
 		return size, res, nil, nil
 	}
-	hdr := make([]byte, min(size, segmentHeaderSize))
-	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF // the file shrank under the read
-		}
-		return size, res, nil, err
-	}
-	_, version, err := decodeSegmentHeader(hdr)
+	version, err := readSegmentHeader(f)
 	if err != nil {
 		return size, res, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, func(_ byte, payload []byte) error {
+	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, func(payload []byte) error {
 		return fn(version, payload)
 	})
 	switch {

@@ -423,7 +423,7 @@ func FuzzScanFile(f *testing.F) {
 		}
 		run := func(whole bool, base int64, v byte, stopAt int) got {
 			var g got
-			fn := func(_ byte, p []byte) error {
+			fn := func(p []byte) error {
 				if len(g.payloads) == stopAt {
 					return errStop
 				}
@@ -432,7 +432,7 @@ func FuzzScanFile(f *testing.F) {
 			}
 			var err error
 			if whole {
-				g.res, err = wal.Scan(b[base:], base, v, max, fn)
+				g.res, err = wal.Scan(b[base:], base, v, max, func(_ byte, p []byte) error { return fn(p) })
 			} else {
 				g.res, err = wal.ScanFile(b, base, v, max, nil, fn)
 			}
@@ -474,7 +474,7 @@ func TestScanFile_ReadError(t *testing.T) {
 			n := 0
 			_, err := wal.ScanFile(tc.b, 0, wal.SegmentVersion, wal.DefaultMaxRecord, func(r vfs.Reader) vfs.Reader {
 				return failingReader{r, tc.failAt, boom}
-			}, func(byte, []byte) error { n++; return nil })
+			}, func([]byte) error { n++; return nil })
 			require.ErrorIs(t, err, boom)
 			require.NotErrorIs(t, err, wal.ErrCorrupt)
 			require.LessOrEqual(t, n, 21)
