@@ -1,20 +1,19 @@
 package pubsub
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/livekv/livekv/internal/ring"
+)
 
 // history keeps the most recent batches, bounded by events and bytes, so
 // that subscriptions can catch up and resume. It is guarded by Broker.hmu.
 //
-// The batches are a ring: an add fills the slot after the newest, an
-// eviction empties the oldest, and nothing moves until the ring is full
-// of live batches, when it doubles. So a history at its bounds copies no
-// batch as batches come and go; a copy would also pay the collector's
-// write barrier for each of its events' pointers while a collection
-// marks.
+// The batches are a ring (internal/ring): at its bounds, nothing moves as
+// batches come and go; a copy would also pay the collector's write
+// barrier for each of its events' pointers while a collection marks.
 type history struct {
-	ring    []Batch // the live batches, oldest first from head, wrapping
-	head    int
-	n       int // live batches
+	batches ring.Ring[Batch] // the live batches, oldest first
 	events  int
 	bytes   int64
 	last    int64 // revision of the newest batch ever added
@@ -24,23 +23,10 @@ type history struct {
 	maxBytes  int64
 }
 
-// at returns the i-th live batch, oldest first.
-func (h *history) at(i int) *Batch {
-	j := h.head + i
-	if j >= len(h.ring) {
-		j -= len(h.ring)
-	}
-	return &h.ring[j]
-}
-
 // add appends a batch and evicts the oldest beyond the limits, but none
 // after handled: a lane has yet to read those.
 func (h *history) add(b Batch, handled int64) {
-	if h.n == len(h.ring) {
-		h.grow()
-	}
-	*h.at(h.n) = b
-	h.n++
+	h.batches.Push(b)
 	h.last = b.Revision
 	h.events += len(b.Events)
 	for i := range b.Events {
@@ -49,33 +35,21 @@ func (h *history) add(b Batch, handled int64) {
 	h.evict(handled)
 }
 
-// grow doubles the ring, its live batches first in the new one.
-func (h *history) grow() {
-	ring := make([]Batch, max(2*len(h.ring), 16))
-	k := copy(ring, h.ring[h.head:])
-	copy(ring[k:], h.ring[:h.head])
-	h.ring, h.head = ring, 0
-}
-
 // evict drops the oldest batches beyond the limits, but none after handled.
 func (h *history) evict(handled int64) {
 	// Keep the newest batch even if it alone is over the limits.
-	for h.n > 1 && h.at(0).Revision <= handled && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
-		old := h.at(0)
+	for h.len() > 1 && h.batches.At(0).Revision <= handled && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
+		old := h.batches.At(0)
 		h.events -= len(old.Events)
 		for i := range old.Events {
 			h.bytes -= old.Events[i].size()
 		}
 		h.evicted = old.Revision
-		*old = Batch{} // its events go
-		if h.head++; h.head == len(h.ring) {
-			h.head = 0
-		}
-		h.n--
+		h.batches.Pop() // and its events go
 	}
 }
 
-func (h *history) len() int { return h.n }
+func (h *history) len() int { return h.batches.Len() }
 
 // oldest returns the oldest revision held, or the next to come if none
 // is: a subscription can go on in it (From: Position{Revision: oldest}, or
@@ -92,9 +66,10 @@ func (h *history) after(rev, upTo int64, max int) (out []Batch, ok bool) {
 	if rev < h.evicted {
 		return nil, false
 	}
-	i := sort.Search(h.n, func(i int) bool { return h.at(i).Revision > rev })
-	for ; i < h.n && h.at(i).Revision <= upTo && len(out) < max; i++ {
-		out = append(out, *h.at(i))
+	n := h.len()
+	i := sort.Search(n, func(i int) bool { return h.batches.At(i).Revision > rev })
+	for ; i < n && h.batches.At(i).Revision <= upTo && len(out) < max; i++ {
+		out = append(out, *h.batches.At(i))
 	}
 	return out, true
 }

@@ -8,8 +8,7 @@ import (
 
 // TestHistory_ArrayReused: a history that keeps a bounded number of
 // batches reuses its ring once it has filled it, instead of growing it
-// for good, and still holds exactly the newest batches, in order; the
-// slots of evicted batches hold no events.
+// for good, and still holds exactly the newest batches, in order.
 func TestHistory_ArrayReused(t *testing.T) {
 	const keep = 1000
 	h := history{maxEvents: keep, maxBytes: 1 << 40}
@@ -18,23 +17,15 @@ func TestHistory_ArrayReused(t *testing.T) {
 	for rev := int64(1); rev <= 50*keep; rev++ {
 		h.add(Batch{Revision: rev, Events: ev}, rev)
 		if rev == keep {
-			capAt = len(h.ring)
+			capAt = h.batches.Cap()
 		}
 		if rev > keep {
 			require.Equal(t, keep, h.len(), "revision %d", rev)
-			require.Equal(t, rev-keep+1, h.at(0).Revision)
-			require.Equal(t, rev, h.at(h.len()-1).Revision)
+			require.Equal(t, rev-keep+1, h.batches.At(0).Revision)
+			require.Equal(t, rev, h.batches.At(h.len()-1).Revision)
 		}
 	}
-	require.Equal(t, capAt, len(h.ring), "the ring grew past what it keeps")
-	for i := range h.ring {
-		if live := (i - h.head + len(h.ring)) % len(h.ring); live >= h.n {
-			require.Nil(t, h.ring[i].Events, "an evicted batch still holds its events")
-		}
-	}
-	for i := 1; i < h.n; i++ {
-		require.Equal(t, h.at(i-1).Revision+1, h.at(i).Revision, "out of order at %d", i)
-	}
+	require.Equal(t, capAt, h.batches.Cap(), "the ring grew past what it keeps")
 	out, ok := h.after(50*keep-10, 50*keep, 100)
 	require.True(t, ok)
 	require.Len(t, out, 10)
@@ -43,18 +34,16 @@ func TestHistory_ArrayReused(t *testing.T) {
 	}
 }
 
-// TestHistory_RingGrowsInOrder: batches a lane has yet to read are never
-// evicted, so the ring grows past its bounds, from wherever it had
-// wrapped to, and keeps every batch in order; once read, they go down to
-// the bounds again.
-func TestHistory_RingGrowsInOrder(t *testing.T) {
+// TestHistory_UnreadBatchesStay: batches a lane has yet to read are never
+// evicted, so the history grows past its bounds and keeps every batch in
+// order; once read, they go down to the bounds again.
+func TestHistory_UnreadBatchesStay(t *testing.T) {
 	const keep = 10
 	h := history{maxEvents: keep, maxBytes: 1 << 40}
 	ev := []Event{{Key: "k"}}
 	for rev := int64(1); rev <= 25; rev++ {
 		h.add(Batch{Revision: rev, Events: ev}, rev)
 	}
-	require.NotZero(t, h.head, "the ring has wrapped")
 	for rev := int64(26); rev <= 100; rev++ {
 		h.add(Batch{Revision: rev, Events: ev}, 25) // a lane read up to 25
 	}
@@ -67,6 +56,6 @@ func TestHistory_RingGrowsInOrder(t *testing.T) {
 	}
 	h.evict(100)
 	require.Equal(t, keep, h.len())
-	require.Equal(t, int64(91), h.at(0).Revision)
+	require.Equal(t, int64(91), h.batches.At(0).Revision)
 	require.Equal(t, int64(90), h.evicted)
 }

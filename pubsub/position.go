@@ -24,34 +24,3 @@ func later(p, q Position) Position {
 	}
 	return p
 }
-
-// ring holds the positions of the events that may still be in a
-// subscription's channel, oldest first: the first unread event's is where
-// the reader is. It grows to the most events the channel has held at once.
-type ring struct {
-	buf     []Position
-	head, n int
-}
-
-func (r *ring) push(p Position) {
-	if r.n == len(r.buf) {
-		buf := make([]Position, max(8, 2*len(r.buf)))
-		for i := 0; i < r.n; i++ {
-			buf[i] = r.buf[(r.head+i)%len(r.buf)]
-		}
-		r.buf, r.head = buf, 0
-	}
-	r.buf[(r.head+r.n)%len(r.buf)] = p
-	r.n++
-}
-
-// keep drops all but the newest n positions.
-func (r *ring) keep(n int) {
-	if d := r.n - n; d > 0 {
-		r.head = (r.head + d) % len(r.buf)
-		r.n = n
-	}
-}
-
-// oldest returns the oldest position; the ring is not empty.
-func (r *ring) oldest() Position { return r.buf[r.head] }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/livekv/livekv/internal/ring"
 	"github.com/livekv/livekv/pattern"
 )
 
@@ -51,14 +52,14 @@ type Subscription struct {
 	// mu guards the fields below and every send on ch, so that a send
 	// never meets a closed channel: ch is closed under mu.
 	mu     sync.Mutex
-	synced bool          // its lane sends to it
-	alone  bool          // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
-	ended  bool          // no more events will be sent
-	err    error         // why it ended
-	sent   Position      // every matching event before it is in ch (synced: or up to the cursor)
-	inCh   ring          // the positions of the events that may still be in ch
-	kill   chan struct{} // closed to stop the follower
-	exited chan struct{} // closed when the follower returns
+	synced bool                // its lane sends to it
+	alone  bool                // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
+	ended  bool                // no more events will be sent
+	err    error               // why it ended
+	sent   Position            // every matching event before it is in ch (synced: or up to the cursor)
+	inCh   ring.Ring[Position] // the positions of the events that may still be in ch, oldest first
+	kill   chan struct{}       // closed to stop the follower
+	exited chan struct{}       // closed when the follower returns
 
 	markRev int64 // guarded by lane.mu: last batch the lane offered it
 
@@ -191,8 +192,8 @@ func (s *Subscription) Position() Position {
 	defer s.mu.Unlock()
 	if unread := len(s.ch); unread > 0 {
 		// Sends happen under mu: the unread events are the newest in inCh.
-		s.inCh.keep(unread)
-		return s.inCh.oldest()
+		s.inCh.Trim(unread)
+		return *s.inCh.At(0)
 	}
 	if s.synced {
 		return later(s.sent, Position{Revision: s.lane.cursor.Load() + 1})
@@ -212,8 +213,8 @@ func (s *Subscription) Revision() int64 { return s.Position().Revision - 1 }
 func (s *Subscription) put(batch *Batch, i int, last bool) {
 	ev := batch.Events[i]
 	ev.Index = i
-	s.inCh.keep(len(s.ch)) // the others have been read
-	s.inCh.push(Position{Revision: batch.Revision, Index: i})
+	s.inCh.Trim(len(s.ch)) // the others have been read
+	s.inCh.Push(Position{Revision: batch.Revision, Index: i})
 	s.ch <- ev // the room stays: only one goroutine sends at a time, under mu
 	s.sent = Position{Revision: batch.Revision, Index: i + 1}
 	if last {

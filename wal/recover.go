@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/livekv/livekv/internal/ring"
 	"github.com/livekv/livekv/vfs"
 )
 
@@ -426,10 +427,8 @@ type txEvents struct {
 // them at most, in a ring. keep 0 keeps all: no cut.
 type historyCut struct {
 	keep   int
-	after  []txEvents // a ring: the records after cut, oldest first from head
-	head   int
-	n      int // records in after
-	events int // of those records
+	after  ring.Ring[txEvents] // the records after cut, oldest first
+	events int                 // of those records
 	cut    int64
 }
 
@@ -437,45 +436,27 @@ func (c *historyCut) add(e txEvents) {
 	if c.keep <= 0 {
 		return
 	}
-	if c.n == len(c.after) {
-		c.grow()
-	}
-	i := c.head + c.n
-	if i >= len(c.after) {
-		i -= len(c.after)
-	}
-	c.after[i] = e
-	c.n++
+	// Room at first for keep and two (what it holds if each record has an
+	// event, as records almost always do), or 65,538 if keep is larger;
+	// the ring doubles when that is not enough.
+	c.after.Reserve(min(c.keep, 1<<16) + 2)
+	c.after.Push(e)
 	c.events += e.events
 	// The oldest goes while the records from it on hold more than keep,
 	// though never the newest.
-	for c.n > 1 && c.events > c.keep {
-		c.cut = c.after[c.head].rev
-		c.events -= c.after[c.head].events
-		if c.head++; c.head == len(c.after) {
-			c.head = 0
-		}
-		c.n--
+	for c.after.Len() > 1 && c.events > c.keep {
+		old := c.after.At(0)
+		c.cut = old.rev
+		c.events -= old.events
+		c.after.Pop()
 	}
-}
-
-// grow makes room in the ring for more records: at first keep and two
-// (what it holds if each record has an event, as records almost always
-// do), or 65,538 if keep is larger, and twice as many each time that is
-// not enough.
-func (c *historyCut) grow() {
-	size := min(c.keep, 1<<16) + 2
-	if len(c.after) > 0 {
-		size = 2 * len(c.after)
-	}
-	after := make([]txEvents, size)
-	k := copy(after, c.after[c.head:])
-	copy(after[k:], c.after[:c.head])
-	c.after, c.head = after, 0
 }
 
 // reset forgets the records added so far: damage drops them.
-func (c *historyCut) reset() { *c = historyCut{keep: c.keep, after: c.after} }
+func (c *historyCut) reset() {
+	c.after.Clear()
+	c.events, c.cut = 0, 0
+}
 
 // offAfter returns where the record after the cut starts in its segment
 // (0 if there is no cut).
@@ -483,7 +464,7 @@ func (c *historyCut) offAfter() int64 {
 	if c.cut == 0 {
 		return 0
 	}
-	return c.after[c.head].off
+	return c.after.At(0).off
 }
 
 // readSegment reads the segment file name and calls hist with each of its
