@@ -206,6 +206,39 @@ func TestLease_IsolatedLeaderStopsServing(t *testing.T) {
 	}
 }
 
+// leaseSeen is what a leader held at one moment: its lease, its term and
+// count of voter changes, whether leaseValid took the lease, and when.
+type leaseSeen struct {
+	grant        *leaseGrant
+	term, voters uint64
+	valid        bool
+	at           int64
+}
+
+// seeLease reads l's lease, term and voters, then asks leaseValid.
+func seeLease(l *Node) leaseSeen {
+	s := leaseSeen{grant: l.lease.Load(), term: l.rn.raft.CurrentTerm(), voters: l.voters.Load()}
+	s.valid = l.leaseValid()
+	s.at = l.now()
+	return s
+}
+
+// requireTaken checks that a read's round left a lease of the leader's
+// term and of its current voters, which leaseValid takes unless it ran
+// out: a follower grants its heartbeat timeout less the time since it
+// last heard from the leader, so on a busy machine (-race, other
+// packages' tests beside) a lease may be short, or even over when it is
+// stored.
+func (s leaseSeen) requireTaken(t *testing.T, when string) {
+	t.Helper()
+	require.NotNil(t, s.grant, "no lease %s", when)
+	require.Equal(t, s.term, s.grant.term, "a lease of another term %s", when)
+	require.Equal(t, s.voters, s.grant.voters, "a lease of other voters %s", when)
+	if !s.valid {
+		require.LessOrEqual(t, s.grant.until, s.at, "a running lease %s not taken", when)
+	}
+}
+
 // TestLease_TransferEndsLease checks that a leader starting a transfer
 // stops reading under its lease at once, for the rest of its term.
 func TestLease_TransferEndsLease(t *testing.T) {
@@ -217,16 +250,16 @@ func TestLease_TransferEndsLease(t *testing.T) {
 		li := c.leader()
 		l := c.nodes[li]
 		var err error
-		var valid bool
+		var seen leaseSeen
 		if !c.steady(li, "Leader", func() {
 			_, err = l.Get("k")
-			valid = l.leaseValid()
+			seen = seeLease(l)
 		}) {
 			require.Less(t, attempt, 5, "leadership kept moving")
 			continue
 		}
 		require.ErrorIs(t, err, engine.ErrNotFound)
-		require.True(t, valid, "no lease after a linearizable read")
+		seen.requireTaken(t, "after a linearizable read")
 		term := l.rn.raft.CurrentTerm()
 		require.NoError(t, l.TransferLeadership(context.Background(), ""))
 		require.Equal(t, term, l.noLease.Load())
@@ -247,22 +280,23 @@ func TestLease_VotersChangeEndsLease(t *testing.T) {
 		li := c.leader()
 		l := c.nodes[li]
 		var errs [3]error
-		var valid [3]bool
+		var seen [3]leaseSeen
 		if c.steady(li, "Leader", func() {
 			_, errs[0] = l.Get("k")
-			valid[0] = l.leaseValid()
+			seen[0] = seeLease(l)
 			fi := (li + 1) % 3
 			errs[1] = l.RemoveServer(context.Background(), c.peers[fi].ID)
-			valid[1] = l.leaseValid()
+			seen[1] = seeLease(l)
 			_, errs[2] = l.Get("k")
-			valid[2] = l.leaseValid()
+			seen[2] = seeLease(l)
 		}) {
 			require.ErrorIs(t, errs[0], engine.ErrNotFound)
-			require.True(t, valid[0])
+			seen[0].requireTaken(t, "after a linearizable read")
 			require.NoError(t, errs[1])
-			require.False(t, valid[1], "a lease held across a change of the voters")
+			require.False(t, seen[1].valid, "a lease held across a change of the voters")
+			require.Greater(t, seen[1].voters, seen[0].voters, "a change of the voters not counted")
 			require.ErrorIs(t, errs[2], engine.ErrNotFound)
-			require.True(t, valid[2], "no lease from the new voters")
+			seen[2].requireTaken(t, "from the new voters")
 			return
 		}
 		require.Less(t, attempt, 5, "leadership kept moving")
