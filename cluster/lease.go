@@ -222,12 +222,14 @@ func (n *Node) leaseRound() error {
 	return nil
 }
 
-// grant stores a lease for term and voters running until until, unless a
-// longer one of the same term and voters is stored already.
+// grant stores a lease for term and voters running until until, unless
+// the one stored is newer: of a later term, of later voters (a round that
+// began before a change and ended after a round that began after it), or
+// of the same ones and longer.
 func (n *Node) grant(term, voters uint64, until int64) {
 	for {
 		old := n.lease.Load()
-		if old != nil && old.term == term && old.voters == voters && old.until >= until {
+		if old != nil && (old.term > term || old.term == term && (old.voters > voters || old.voters == voters && old.until >= until)) {
 			return
 		}
 		if n.lease.CompareAndSwap(old, &leaseGrant{term: term, voters: voters, until: until}) {

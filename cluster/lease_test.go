@@ -421,3 +421,29 @@ func TestNode_ReadyOnlyInItsTerm(t *testing.T) {
 	require.ErrorIs(t, errBefore, ErrNotLeader, "a Leader read before the barrier of the leader's term")
 	require.ErrorIs(t, errAfter, engine.ErrNotFound)
 }
+
+// TestLease_GrantKeepsNewer checks that a round which ends late (it began
+// in an earlier term, or before a change of the voters) never replaces
+// the lease of a later one, which leaseValid would take.
+func TestLease_GrantKeepsNewer(t *testing.T) {
+	var n Node
+	want := func(term, voters uint64, until int64) {
+		t.Helper()
+		g := n.lease.Load()
+		require.Equal(t, leaseGrant{term: term, voters: voters, until: until}, *g)
+	}
+	n.grant(5, 2, 100)
+	want(5, 2, 100)
+	n.grant(5, 0, 200) // began before the change of the voters
+	want(5, 2, 100)
+	n.grant(4, 2, 300) // began in the term before
+	want(5, 2, 100)
+	n.grant(5, 2, 50) // shorter
+	want(5, 2, 100)
+	n.grant(5, 2, 150)
+	want(5, 2, 150)
+	n.grant(5, 4, 10)
+	want(5, 4, 10)
+	n.grant(6, 0, 5)
+	want(6, 0, 5)
+}
