@@ -1,5 +1,7 @@
 // Package gcbusy keeps the garbage collector marking, for benchmarks of
-// code whose cost changes while it does (write barriers are on only then).
+// code whose cost changes while it does (write barriers are on only then),
+// and tells a thread's processor time (ThreadCPU), which sets that code's
+// own cost apart from the work the collector does on its processor.
 package gcbusy
 
 import "runtime"
