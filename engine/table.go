@@ -204,9 +204,24 @@ func (t *entryTable) load() slabList { return *t.slabs.Load() }
 type slabList []*entrySlab
 
 // at returns the entry named id.
+//
+// It computes the entry's address from its slab's without loading
+// anything from the slab: &slab.entries[i] would make the compiler check
+// the slab pointer for nil with a load from the slab's first line, which
+// is on another page than nearly all of its entries, so that every entry
+// reached (a scan's, a read's) would cost two pages' translations and
+// two lines, one of them for nothing. The checks it makes instead (a
+// slab, and a place, which is never 0) are on registers.
 func (l slabList) at(id uint32) *entry {
-	return &l[id>>entrySlabBits].entries[id&(entrySlabMax-1)-1]
+	s, place := l[id>>entrySlabBits], id&(entrySlabMax-1)
+	if s == nil || place == 0 {
+		panic("engine: an id that names no entry")
+	}
+	return (*entry)(unsafe.Add(unsafe.Pointer(s), entriesOffset+uintptr(place-1)*unsafe.Sizeof(entry{})))
 }
+
+// entriesOffset is where a slab's entries start in it.
+const entriesOffset = unsafe.Offsetof(entrySlab{}.entries)
 
 // newSlab adds a slab to the table, its entries named, and returns its
 // place: a freed slab's, or a new one at the end.

@@ -69,3 +69,21 @@ func TestEntryTable_ProbesGivenBack(t *testing.T) {
 	defer tab.mu.Unlock()
 	require.Len(t, tab.probes, slabEntries, "probes in use after every reader ended")
 }
+
+// TestSlabList_At checks that an entry's address, computed from its
+// slab's without a load, is the one indexing the slab gives, for every
+// place of a slab, and that an id naming no entry (place 0, or a place in
+// the table without a slab) panics rather than yield a wild pointer.
+func TestSlabList_At(t *testing.T) {
+	l := slabList{new(entrySlab), nil, new(entrySlab)}
+	for _, s := range []uint32{0, 2} {
+		for place := uint32(1); place < entrySlabMax; place++ {
+			id := s<<entrySlabBits | place
+			require.Same(t, &l[s].entries[place-1], l.at(id), "id %d", id)
+		}
+	}
+	for _, id := range []uint32{0, 2 << entrySlabBits, 1<<entrySlabBits | 5} {
+		require.Panics(t, func() { l.at(id) }, "id %d", id)
+	}
+	require.Panics(t, func() { l.at(3 << entrySlabBits) }, "beyond the table")
+}
