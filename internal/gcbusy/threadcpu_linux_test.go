@@ -32,28 +32,35 @@ func TestThreadCPU_CountsTheThreadAlone(t *testing.T) {
 		t.Fatalf("the thread's time grew by %v in ten seconds of spinning", t1-t0)
 	}
 
+	// Another goroutine spins on a thread of its own, whatever else
+	// runs, until its thread has used 50 ms (for at most ten seconds of a
+	// loaded machine's), while this one sleeps.
 	var stop atomic.Bool
+	var spun atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
-	var spun time.Duration
 	go func() {
 		defer wg.Done()
-		runtime.LockOSThread() // on a thread of its own, whatever else runs
+		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		s0, _ := gcbusy.ThreadCPU()
 		for !stop.Load() {
+			s, _ := gcbusy.ThreadCPU()
+			spun.Store(int64(s - s0))
 		}
-		s1, _ := gcbusy.ThreadCPU()
-		spun = s1 - s0
 	}()
-	time.Sleep(100 * time.Millisecond)
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Duration(spun.Load()) < 50*time.Millisecond && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	t2, _ := gcbusy.ThreadCPU()
 	stop.Store(true)
 	wg.Wait()
-	if spun < 20*time.Millisecond {
-		t.Fatalf("the spinning goroutine's thread counted %v in 100 ms", spun)
+	other := time.Duration(spun.Load())
+	if other < 50*time.Millisecond {
+		t.Fatalf("the spinning goroutine's thread counted %v in ten seconds", other)
 	}
-	if slept := t2 - t1; slept > spun/2 {
-		t.Fatalf("the sleeping thread counted %v while another spun for %v", slept, spun)
+	if slept := t2 - t1; slept > other/2 {
+		t.Fatalf("the sleeping thread counted %v while another spun for %v", slept, other)
 	}
 }
