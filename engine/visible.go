@@ -76,20 +76,23 @@ func (x *visible) store(v *version, ref uint64) {
 	q := x.seq.Load() &^ lenMask
 	x.seq.Store(q + seqOne) // odd: readers wait
 	x.rev.Store(v.rev)
-	n := uint64(0)
-	if v.deleted() {
-		x.ref.Store(0)
-		x.created.Store(0)
-		x.ver.Store(0)
-		x.expires.Store(0)
-	} else {
-		n = uint64(len(v.value))
-		x.ref.Store(ref)
-		x.created.Store(v.createRev)
-		x.ver.Store(v.ver)
-		x.expires.Store(v.expires)
-	}
+	ref, n, created, ver, expires := v.visibleWords(ref)
+	x.ref.Store(ref)
+	x.created.Store(created)
+	x.ver.Store(ver)
+	x.expires.Store(expires)
 	x.seq.Store(q + 2*seqOne | n)
+}
+
+// visibleWords returns what a visible copy of v holds besides its
+// revision, given ref, its value's reference: the reference, the value's
+// length, the create revision, the version and the expiry. A tombstone
+// holds none of them (a deletion at its revision).
+func (v *version) visibleWords(ref uint64) (r, n uint64, created, ver, expires int64) {
+	if v.deleted() {
+		return 0, 0, 0, 0, 0
+	}
+	return ref, uint64(len(v.value)), v.createRev, v.ver, v.expires
 }
 
 // storeFresh is store for a visible copy that no other goroutine can
@@ -98,16 +101,10 @@ func (x *visible) store(v *version, ref uint64) {
 // to readers once Open returns. Plain stores: each of store's atomic ones
 // is a locked instruction, and a load of 1M keys makes 1M entries.
 func (x *visible) storeFresh(v *version, ref uint64) {
-	n := uint64(0)
-	if v.deleted() {
-		ref = 0
-		*plain(&x.created), *plain(&x.ver), *plain(&x.expires) = 0, 0, 0
-	} else {
-		n = uint64(len(v.value))
-		*plain(&x.created), *plain(&x.ver), *plain(&x.expires) = v.createRev, v.ver, v.expires
-	}
-	*plainU(&x.ref) = ref
+	ref, n, created, ver, expires := v.visibleWords(ref)
 	*plain(&x.rev) = v.rev
+	*plainU(&x.ref) = ref
+	*plain(&x.created), *plain(&x.ver), *plain(&x.expires) = created, ver, expires
 	seq := plainU(&x.seq)
 	*seq = *seq&^lenMask + 2*seqOne | n
 }
