@@ -275,7 +275,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		covered++
 	}
 	hc.checked = make([]checkedSegment, covered)
-	cut := historyCut{keep: keep}
+	cut := newHistoryCut(keep)
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
@@ -432,14 +432,22 @@ type historyCut struct {
 	cut    int64
 }
 
+// newHistoryCut returns a historyCut for a history keeping keep events.
+func newHistoryCut(keep int) historyCut {
+	c := historyCut{keep: keep}
+	if keep > 0 {
+		// Room at first for keep and two (what it holds if each record
+		// has an event, as records almost always do), or 65,538 if keep
+		// is larger; the ring doubles when that is not enough.
+		c.after.Reserve(min(keep, 1<<16) + 2)
+	}
+	return c
+}
+
 func (c *historyCut) add(e txEvents) {
 	if c.keep <= 0 {
 		return
 	}
-	// Room at first for keep and two (what it holds if each record has an
-	// event, as records almost always do), or 65,538 if keep is larger;
-	// the ring doubles when that is not enough.
-	c.after.Reserve(min(c.keep, 1<<16) + 2)
 	c.after.Push(e)
 	c.events += e.events
 	// The oldest goes while the records from it on hold more than keep,
