@@ -310,7 +310,7 @@ func (e *entry) place() int { return int(e.id & (entrySlabMax - 1)) }
 func (e *entry) slab() *entrySlab {
 	i := e.place() - 1
 	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
-	return (*entrySlab)(unsafe.Add(entries, -int(unsafe.Offsetof(entrySlab{}.entries))))
+	return (*entrySlab)(unsafe.Add(entries, -int(entriesOffset)))
 }
 
 // head returns the newest version of e, possibly written by a transaction
