@@ -5,8 +5,8 @@ package engine
 import "unsafe"
 
 // prefetch asks the processor to start loading the first n entries of es,
-// the two cache lines of each that a scan reads (the key and the visible
-// version, the first 64 bytes), and returns without waiting for them.
+// each one line of the cache that a scan reads whole (the key's reference
+// and the visible version), and returns without waiting for them.
 //
 // It is assembly because Go has no prefetch, and it is kept, with the
 // purego build that goes without it, because it measured well over the

@@ -4,8 +4,8 @@
 
 // func prefetch(es *[scanBatch]*entry, n int)
 //
-// An entry is one line of the cache (its slab starts on a page, its
-// entries on a line: TestEntry_Layout), so its start and its last byte,
+// An entry is one line of the cache (a slab, 64 KiB, starts on a page,
+// and its entries on a line: TestEntry_Layout), so its start and its last byte,
 // both fetched, are in the same line; fetching the start alone measured
 // slower all the same (BenchmarkDB_Range_1000, binaries run in turn 3
 // times each, idle medians 40.9 µs with both and 42.7 with one), so both

@@ -98,6 +98,10 @@ func TestEntry_Layout(t *testing.T) {
 	for range entrySlabMax + 3 {
 		e := es.take()
 		require.Same(t, tab.load()[e.id>>entrySlabBits], e.slab())
+		// A slab is a large object, which the runtime puts on a page of
+		// its own: each entry is one line of the cache, as prefetch and
+		// scans take it.
+		require.Zero(t, uintptr(unsafe.Pointer(e))%64, "an entry straddles two lines")
 	}
 }
 
