@@ -135,7 +135,7 @@ func (db *DB) restoreRevision(rev int64) error {
 func (db *DB) restoreItems(items []wal.Item) {
 	es := make([]*entry, len(items))
 	for i := range items {
-		es[i] = db.restoreEntry(&items[i], false, true)
+		es[i] = db.restoreEntry(&items[i], false)
 		db.index.put(es[i])
 	}
 	db.order.loadAll(es) // a snapshot's items come in key order
@@ -144,35 +144,33 @@ func (db *DB) restoreItems(items []wal.Item) {
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
 // was, and adds it to the expiries; the tree and the index are the
-// caller's. If borrowed, the item's key and value point into a buffer
-// that is used again: what is not copied into a chunk is cloned. If
-// shared, the arena is in use (arena.restore), and entries may be used
-// again; if not (Open), nothing else runs and the entry is a new one.
-func (db *DB) restoreEntry(it *wal.Item, borrowed, shared bool) *entry {
+// caller's. At Open (open), the item's key and value point into the log's
+// read buffer, which is used again: what is not copied into a chunk is
+// cloned; the arena is not in use yet; and the entry is a new one, filled
+// with plain stores, that no other goroutine reaches before the loader
+// gets it through a channel. Otherwise (Replica.Restore) the item's
+// strings are its own, a compaction may run (arena.restore), and entries
+// may be used again, which readers may still load.
+func (db *DB) restoreEntry(it *wal.Item, open bool) *entry {
 	a := db.vals
 	// The visible copy alone: no writer or snapshot needs the version as
 	// an object (head stays nil until the key is written).
 	v := version{value: it.Value, rev: it.Revision, createRev: it.CreateRevision,
 		ver: it.Version, expires: it.Expires, kind: pubsub.Put}
-	if borrowed {
-		v.value = a.own(v.value) // it points into the log's read buffer
-	}
-	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, shared)
 	k := it.Key
-	if borrowed {
-		k = a.own(k) // as the value above
+	if open {
+		v.value, k = a.own(v.value), a.own(k) // they point into the read buffer
 	}
-	k, kchunk := a.restore(&a.keys, k, 0, shared)
+	v.value, v.chunk = a.restore(&a.writer, v.value, it.Revision, !open)
+	k, kchunk := a.restore(&a.keys, k, 0, !open)
 	var e *entry
-	if shared {
-		e = db.allocEntry(k, kchunk)
-		e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
-	} else {
-		// Open: a new entry that nothing reads before the loader, which
-		// gets it through a channel.
+	if open {
 		e = db.entries.take()
 		e.setKeyFresh(db.entries.tab.ref(kchunk, k), len(k))
 		e.vis.storeFresh(&v, db.entries.tab.ref(v.chunk, v.value))
+	} else {
+		e = db.allocEntry(k, kchunk)
+		e.vis.store(&v, db.entries.tab.ref(v.chunk, v.value))
 	}
 	if v.expires != 0 {
 		db.exp.add(v.expires, e)
@@ -207,7 +205,7 @@ func (l *indexLoader) item(it *wal.Item) error {
 		l.done = make(chan struct{})
 		go l.run()
 	}
-	l.batch = append(l.batch, l.db.restoreEntry(it, true, false))
+	l.batch = append(l.batch, l.db.restoreEntry(it, true))
 	if len(l.batch) == indexLoadBatch {
 		l.queue <- l.batch
 		l.batch = make([]*entry, 0, indexLoadBatch)
