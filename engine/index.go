@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -208,7 +207,7 @@ func (e *entry) setKey(ref uint64, n int) {
 // (visible.storeFresh).
 func (e *entry) setKeyFresh(ref uint64, n int) {
 	*plainU(&e.kref) = ref
-	*(*uint32)(unsafe.Pointer(&e.kg)) = uint32(n)
+	*plainU32(&e.kg) = uint32(n)
 }
 
 func (e *entry) gone() bool { return e.kg.Load()&goneBit != 0 }

@@ -109,10 +109,12 @@ func (x *visible) storeFresh(v *version, ref uint64) {
 	*seq = *seq&^lenMask + 2*seqOne | n
 }
 
-// plain and plainU give the word of an atomic integer, for storeFresh:
-// the atomic types hold their word and nothing else (TestPlainWords).
-func plain(a *atomic.Int64) *int64    { return (*int64)(unsafe.Pointer(a)) }
-func plainU(a *atomic.Uint64) *uint64 { return (*uint64)(unsafe.Pointer(a)) }
+// plain, plainU and plainU32 give the word of an atomic integer, for
+// storeFresh and setKeyFresh: the atomic types hold their word and
+// nothing else (TestPlainWords).
+func plain(a *atomic.Int64) *int64      { return (*int64)(unsafe.Pointer(a)) }
+func plainU(a *atomic.Uint64) *uint64   { return (*uint64)(unsafe.Pointer(a)) }
+func plainU32(a *atomic.Uint32) *uint32 { return (*uint32)(unsafe.Pointer(a)) }
 
 // move points the visible copy at ref, a copy of the value it holds
 // made elsewhere. Callers serialise with store.

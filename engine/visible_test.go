@@ -135,7 +135,7 @@ func block(tab *entryTable, s string) uint64 {
 }
 
 // TestPlainWords: the atomic integers hold their word and nothing else,
-// so that plain and plainU name it; and storeFresh and setKeyFresh leave
+// so that plain, plainU and plainU32 name it; and storeFresh and setKeyFresh leave
 // an entry as store and setKey do, whatever it held before, for a live
 // value and a deletion.
 func TestPlainWords(t *testing.T) {
@@ -148,6 +148,9 @@ func TestPlainWords(t *testing.T) {
 	var u atomic.Uint64
 	*plainU(&u) = 1<<63 | 5
 	require.Equal(t, uint64(1<<63|5), u.Load())
+	var u32 atomic.Uint32
+	*plainU32(&u32) = 1<<31 | 3
+	require.Equal(t, uint32(1<<31|3), u32.Load())
 
 	for _, v := range []*version{
 		{value: "hello", rev: 9, createRev: 3, ver: 4, expires: 1 << 60},
