@@ -1,7 +1,8 @@
 // Package ring is a queue kept in a ring buffer: values go in at the back
 // and leave from the front, and any of them is read in place by its place
-// from the front. Nothing moves as values come and go; the buffer doubles
-// only when every slot holds a value.
+// from the front. Nothing moves as values come and go; the buffer grows
+// only when every slot holds a value (it doubles), or when asked to
+// (Reserve).
 package ring
 
 // Ring is a queue of T. The zero Ring is empty and ready to use.
@@ -17,8 +18,12 @@ func (r *Ring[T]) Len() int { return r.n }
 // Cap returns how many values the ring can hold before it grows.
 func (r *Ring[T]) Cap() int { return len(r.buf) }
 
-// At returns the i-th value from the front, 0 <= i < Len(), in place.
+// At returns the i-th value from the front, in place; it panics unless
+// 0 <= i < Len().
 func (r *Ring[T]) At(i int) *T {
+	if uint(i) >= uint(r.n) {
+		panic("ring: index out of range")
+	}
 	j := r.head + i
 	if j >= len(r.buf) {
 		j -= len(r.buf)

@@ -72,3 +72,28 @@ func TestRing_NoGrowthAtABound(t *testing.T) {
 		t.Fatalf("the ring grew from %d to %d at a bound of 1,000", c, r.Cap())
 	}
 }
+
+// TestRing_AtOutOfRange checks that At panics outside the values held,
+// where a slot may hold a value popped or never pushed.
+func TestRing_AtOutOfRange(t *testing.T) {
+	var r Ring[int]
+	panics := func(i int) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("At(%d) with %d values held did not panic", i, r.Len())
+			}
+		}()
+		r.At(i)
+	}
+	panics(0)
+	for i := range 20 {
+		r.Push(i)
+	}
+	r.Pop()
+	if *r.At(0) != 1 || *r.At(18) != 19 {
+		t.Fatalf("front %d, back %d; want 1 and 19", *r.At(0), *r.At(18))
+	}
+	panics(19) // a slot beyond the back
+	panics(-1)
+}
