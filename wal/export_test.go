@@ -96,7 +96,7 @@ func CheckSegment(b []byte, max int) (offs []int64, payloads [][]byte, size int6
 // resetAt > 0 (before the record at index resetAt), and returns the cut
 // and the offset it gives for the record after it.
 func HistoryCut(first int64, events []int, keep, resetAt int) (cut, off int64) {
-	c := newHistoryCut(keep)
+	c := historyCut{keep: keep}
 	for i, n := range events {
 		if i == resetAt && i > 0 {
 			c.reset()

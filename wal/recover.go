@@ -275,7 +275,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		covered++
 	}
 	hc.checked = make([]checkedSegment, covered)
-	cut := newHistoryCut(keep)
+	cut := historyCut{keep: keep}
 	for i := 0; i < covered; i++ {
 		name := path.Join(l.segDir(), segmentName(l.mu.segments[i].first))
 		next := l.mu.segments[i].first // the revision its next record must have
@@ -432,21 +432,16 @@ type historyCut struct {
 	cut    int64
 }
 
-// newHistoryCut returns a historyCut for a history keeping keep events.
-func newHistoryCut(keep int) historyCut {
-	c := historyCut{keep: keep}
-	if keep > 0 {
-		// Room at first for keep and two (what it holds if each record
-		// has an event, as records almost always do), or 65,538 if keep
-		// is larger; the ring doubles when that is not enough.
-		c.after.Reserve(min(keep, 1<<16) + 2)
-	}
-	return c
-}
-
 func (c *historyCut) add(e txEvents) {
 	if c.keep <= 0 {
 		return
+	}
+	if c.after.Cap() == 0 {
+		// Room at first for keep and two (what it holds if each record
+		// has an event, as records almost always do), or 65,538 if keep
+		// is larger; the ring doubles when that is not enough. Made at
+		// the first record, as an Open may count none.
+		c.after.Reserve(min(c.keep, 1<<16) + 2)
 	}
 	c.after.Push(e)
 	c.events += e.events
