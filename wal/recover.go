@@ -25,13 +25,17 @@ func (l *Log) recover(r Replay) error {
 		return err
 	}
 	segs, listErr := l.listSegments()
+	keep := r.HistoryEvents
+	if r.History == nil {
+		keep = 0 // no history to cut: count nothing
+	}
 	var hd historyCheck
 	done := make(chan struct{})
 	if listErr == nil && len(revs) > 0 {
 		l.mu.segments = segs
 		go func() {
 			defer close(done)
-			hd = l.historyDamage(revs[len(revs)-1], r.HistoryEvents)
+			hd = l.historyDamage(revs[len(revs)-1], keep)
 		}()
 	} else {
 		close(done)
@@ -46,7 +50,7 @@ func (l *Log) recover(r Replay) error {
 	}
 	if len(revs) == 0 {
 		l.mu.segments = segs
-		hd = l.historyDamage(0, r.HistoryEvents)
+		hd = l.historyDamage(0, keep)
 	}
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
