@@ -166,10 +166,7 @@ func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, fn func(pay
 	switch {
 	case errors.As(err, &bad):
 		rest := make([]byte, f.Size()-bad.off)
-		if m, err := f.ReadAt(rest, bad.off); m < len(rest) {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF // the file shrank under the read
-			}
+		if err := readFullAt(f, rest, bad.off); err != nil {
 			return r, err
 		}
 		res, err := scan(rest, bad.off, version, maxRecord, func(_ byte, payload []byte) error { return fn(payload) })
@@ -180,6 +177,20 @@ func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, fn func(pay
 	}
 	r.Good = max(f.Size(), base)
 	return r, nil
+}
+
+// readFullAt reads len(b) bytes of f at offset off into b; a read that
+// comes back short, the file having shrunk under it, is
+// io.ErrUnexpectedEOF.
+func readFullAt(f vfs.Reader, b []byte, off int64) error {
+	n, err := f.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // eachRecord reads the records of the segment file f from offset from to
@@ -231,8 +242,8 @@ func findRecord(b []byte, max int) int {
 	return -1
 }
 
-// recordReader reads a stream of records (a snapshot, or a segment being
-// checked) record by record (next): in place in its buffered reader r, or,
+// recordReader reads a stream of records (a snapshot, or a segment)
+// record by record (next): in place in its buffered reader r, or,
 // for a record larger than r's buffer, into buf.
 type recordReader struct {
 	r   *bufio.Reader

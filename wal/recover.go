@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"strconv"
@@ -376,13 +375,12 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 }
 
 // readSegmentHeader reads and checks the header of the segment file f, and
-// returns its format version. A header cut short or damaged is ErrCorrupt.
+// returns its format version. A file too short for a header, or a header
+// damaged, is ErrCorrupt; a read that comes back short (readFullAt) is
+// io.ErrUnexpectedEOF.
 func readSegmentHeader(f vfs.Reader) (version byte, err error) {
 	hdr := make([]byte, min(f.Size(), segmentHeaderSize))
-	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF // the file shrank under the read
-		}
+	if err := readFullAt(f, hdr, 0); err != nil {
 		return 0, err
 	}
 	_, version, err = decodeSegmentHeader(hdr)
