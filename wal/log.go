@@ -171,8 +171,8 @@ type Replay struct {
 	// HistoryEvents, if above 0, is how many events (writes) the history
 	// that History builds keeps: the oldest transactions, which newer ones
 	// holding more events than that would push out of it, are skipped
-	// unread. Which ones is worked out from every record up to the first
-	// damage, as far as the replay goes, so none that lasts is skipped
+	// unread. Which ones is worked out from the records up to the first
+	// damage or gap in the log, so none that lasts is skipped
 	// (given that each transaction, given to History or to Tx, adds one
 	// event a write to that history, as the engine's do); a few that do
 	// not last may still come (the history also drops events by size).

@@ -58,10 +58,10 @@ func (l *Log) recover(r Replay) error {
 }
 
 // historyCheck is what historyDamage found: how many segments must go,
-// and why; the segments it checked; the newest
-// revision the history drops among the records of those that stay
-// (historyCut), and where the record after it starts in its segment; and
-// an error that stopped the check.
+// and why; the segments it checked; the newest revision the history
+// drops (historyCut), which may be in a segment it checked or in a later
+// one, and where the record after it starts in its segment (used when
+// that is one it checked); and an error that stopped the check.
 type historyCheck struct {
 	n       int
 	damage  error
@@ -166,8 +166,8 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 
 // replay reads the segments in order, passing hist the transactions the
 // snapshot holds and fn those after it; see Open. hist is not given those
-// of the segments of history alone that the history drops anyway
-// (hd.cut; Replay.HistoryEvents).
+// that the history drops anyway (hd.cut; Replay.HistoryEvents), in the
+// segments of history alone or in the one the snapshot ends in.
 func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) error {
 	// Segments whose records the snapshot holds all of, kept for the
 	// history (or left over from a crash before they were removed), were
@@ -299,7 +299,7 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		}
 		hc.checked[i] = checkedSegment{size, version}
 	}
-	if keep > 0 && snapRev > 0 && len(l.mu.segments) > 0 && l.mu.segments[0].first <= snapRev {
+	if keep > 0 && len(l.mu.segments) > 0 && l.mu.segments[0].first <= snapRev {
 		// The records of the segment the snapshot ends in, and of those
 		// after it, go to the history too, as history or as writes
 		// replayed, and push out what came before them: counted, they
@@ -310,16 +310,15 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 	return hc
 }
 
-// countLater adds to cut the records of the segments from the i-th on, in
-// order, reading them in pieces, up to the first damage or gap: the
-// replay stops there too (or fails), so no record it never replays is
-// counted. It stops early once the cut reaches snapRev: the history
-// keeps none of the records the snapshot holds, and the count has
-// nothing more to skip.
+// countLater adds to cut the records of the segments from the i-th on
+// (there is one), in order, reading them in pieces. It stops at the first
+// damage, gap or read error: the replay stops at damage, and the engine's
+// fails at a gap or at that error, and a record counted that is never
+// replayed would push the cut too far, where one left uncounted only
+// leaves it earlier. It also stops once the cut reaches snapRev: the
+// history keeps none of the records the snapshot holds, and the count
+// has nothing more to skip (errCounted ends checkSegment's loop).
 func (l *Log) countLater(i int, snapRev int64, cut *historyCut) {
-	if i >= len(l.mu.segments) {
-		return
-	}
 	next := l.mu.segments[i].first
 	for ; i < len(l.mu.segments) && l.mu.segments[i].first == next; i++ {
 		name := path.Join(l.segDir(), segmentName(next))
