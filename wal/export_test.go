@@ -21,7 +21,6 @@ var (
 	AppendSegmentHeader = appendSegmentHeader
 	DecodeSegmentHeader = decodeSegmentHeader
 	AppendItem          = appendItem
-	DecodeItem          = decodeItem
 	ReadItem            = readItem
 )
 
@@ -105,4 +104,11 @@ func HistoryCut(first int64, events []int, keep, resetAt int) (cut, off int64) {
 		c.add(txEvents{rev: rev, events: n, off: 100 * rev})
 	}
 	return c.cut, c.offAfter()
+}
+
+// DecodeItem decodes an item payload (readItem) into an Item of its own.
+func DecodeItem(b []byte, borrow bool) (Item, error) {
+	var it Item
+	err := readItem(b, borrow, &it)
+	return it, err
 }

@@ -66,17 +66,9 @@ func appendItem(dst []byte, it *Item) []byte {
 	return binary.AppendVarint(dst, it.Expires)
 }
 
-// decodeItem decodes an item payload. Damage is ErrCorrupt. With borrow
-// set, the Key and Value point into b.
-func decodeItem(b []byte, borrow bool) (Item, error) {
-	var it Item
-	err := readItem(b, borrow, &it)
-	return it, err
-}
-
-// readItem is decodeItem into it, which Open's load of a snapshot uses
-// again for every item rather than copy each one out of a return (on
-// error, it is zero).
+// readItem decodes an item payload into it, which Open's load of a
+// snapshot uses again for every item. Damage is ErrCorrupt, and leaves it
+// zero. With borrow set, the Key and Value point into b.
 func readItem(b []byte, borrow bool, it *Item) error {
 	d := decoder{b: b, what: "snapshot item"}
 	if borrow {
