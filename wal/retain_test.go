@@ -209,11 +209,7 @@ func TestLog_HistoryEvents(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, l.Close())
 		require.Equal(t, seq(snap+1, last), txs)
-		first := int64(snap + 1) // the first revision History is given, if any
-		if len(hist) > 0 {
-			first = hist[0]
-			require.Equal(t, seq(first, snap), hist, "keep %d", keep)
-		}
+		first := firstGiven(t, hist, snap)
 		// A segment of history alone is read in pieces, whole by the check,
 		// then again only from the first record History is given, if any;
 		// the others are read in pieces too: once by the replay, and before
@@ -265,13 +261,7 @@ func TestLog_HistoryEvents(t *testing.T) {
 	require.Equal(t, int64(1), open(0), "Retain(1) keeps every segment")
 	for _, keep := range []int{1, 2, 5, 40, 100, 300, 1000} {
 		first := open(keep)
-		// The oldest revision a history of keep events holds at the end:
-		// the newest always, then older ones while they fit.
-		kept, events := int64(last), writes(last)
-		for kept > 1 && events+writes(kept-1) <= keep {
-			kept--
-			events += writes(kept)
-		}
+		kept := keptFrom(writes, last, keep)
 		// Exactly: every record, those after the snapshot included, is
 		// counted, and no more are skipped than the history drops.
 		require.Equal(t, min(kept, int64(snap+1)), first, "keep %d", keep)
@@ -338,20 +328,35 @@ func TestLog_HistoryEvents_DamagedTail(t *testing.T) {
 				require.NotEmpty(t, txs)
 				newest := txs[len(txs)-1]
 				require.Less(t, newest, int64(last), "the damage cost records")
-				kept, events := newest, writes(newest)
-				for kept > 1 && events+writes(kept-1) <= keep {
-					kept--
-					events += writes(kept)
-				}
-				first := int64(snap + 1)
-				if len(hist) > 0 {
-					first = hist[0]
-					require.Equal(t, seq(first, snap), hist)
-				}
-				require.LessOrEqual(t, first, kept, "keep %d, replayed to %d", keep, newest)
+				kept := keptFrom(writes, newest, keep)
+				first := firstGiven(t, hist, snap)
+				require.Equal(t, min(kept, int64(snap+1)), first, "keep %d, replayed to %d", keep, newest)
 			}
 		})
 	}
+}
+
+// keptFrom returns the oldest revision a history of keep events holds
+// once the replay has given it every revision up to newest, each with
+// writes(rev) events: the newest always, then older ones while they fit.
+func keptFrom(writes func(int64) int, newest int64, keep int) int64 {
+	kept, events := newest, writes(newest)
+	for kept > 1 && events+writes(kept-1) <= keep {
+		kept--
+		events += writes(kept)
+	}
+	return kept
+}
+
+// firstGiven returns the first revision History was given (hist, which
+// must run without a gap to the snapshot at snap), or snap+1 if none.
+func firstGiven(t *testing.T, hist []int64, snap int64) int64 {
+	t.Helper()
+	if len(hist) == 0 {
+		return snap + 1
+	}
+	require.Equal(t, seq(hist[0], snap), hist)
+	return hist[0]
 }
 
 // readCounter is a MemFS that counts, for each file, the reads of it
