@@ -37,13 +37,19 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //     whole process, per key (the tree's nodes, the index's directories,
 //     the heads of slabs that hold them);
 //   - objects/key: the heap objects it marks, per key; each is also a
-//     span, or part of one, that runtime.GC sweeps.
+//     span, or part of one, that runtime.GC sweeps;
+//   - mark-cpu-ms: the median processor time of a collection's marking
+//     (the runtime's estimate, /cpu/classes/gc/mark and /cpu/classes/gc/pause
+//     in runtime/metrics): what gc-ms holds less the sweep of every span,
+//     which runtime.GC finishes before it returns and a running program
+//     does a little at a time as it allocates.
 //
 // With two sizes or more, the sub-benchmark "ratio" reports gc-ratio, the
 // median of every collection timed at the largest size over that at the
-// smallest, over all the runs of this process (-count), and keys-ratio,
-// the ratio of the sizes: a collector whose mark work does not grow with
-// the key count keeps gc-ratio far below keys-ratio.
+// smallest, over all the runs of this process (-count), mark-ratio, the
+// same of mark-cpu-ms, and keys-ratio, the ratio of the sizes: a
+// collector whose mark work does not grow with the key count keeps
+// mark-ratio far below keys-ratio.
 //
 // The change history is kept to one event, so that its 100,000 events by
 // default (a bounded cost, not one per key) do not count at small sizes.
@@ -53,9 +59,11 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 		b.Fatal(err)
 	}
 	times := map[int][]time.Duration{} // every collection timed, by size
+	marks := map[int][]time.Duration{} // the processor time of its marking
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			times[n] = append(times[n], benchGC(b, n)...)
+			t, m := benchGC(b, n)
+			times[n], marks[n] = append(times[n], t...), append(marks[n], m...)
 		})
 	}
 	if len(sizes) < 2 {
@@ -67,17 +75,20 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 			b.Skipf("needs both keys=%d and keys=%d measured in this run", lo, hi)
 		}
 		mlo, mhi := median(times[lo]), median(times[hi])
-		if mlo <= 0 {
+		klo, khi := median(marks[lo]), median(marks[hi])
+		if mlo <= 0 || klo <= 0 {
 			b.Skipf("a collection at keys=%d took no time", lo)
 		}
 		b.ReportMetric(0, "ns/op") // nothing timed here
 		b.ReportMetric(float64(mhi)/float64(mlo), "gc-ratio")
+		b.ReportMetric(float64(khi)/float64(klo), "mark-ratio")
 		b.ReportMetric(float64(hi)/float64(lo), "keys-ratio")
 	})
 }
 
-// benchGC loads n keys, times full collections and returns their times.
-func benchGC(b *testing.B, n int) []time.Duration {
+// benchGC loads n keys, times full collections and returns their times
+// and the processor time of their marking.
+func benchGC(b *testing.B, n int) (times, marks []time.Duration) {
 	runtime.GC()
 	before := liveHeap()
 	db, err := engine.Open("", &engine.Options{HistoryEvents: 1, SweepInterval: -1})
@@ -110,18 +121,38 @@ func benchGC(b *testing.B, n int) []time.Duration {
 	perKey := float64(liveHeap()-before) / float64(n)
 	scan, objects := heapScan()
 
-	var times []time.Duration
 	for b.Loop() {
+		mark := markCPU()
 		start := time.Now()
 		runtime.GC()
 		times = append(times, time.Since(start))
+		marks = append(marks, markCPU()-mark)
 	}
 	runtime.KeepAlive(db)
 	b.ReportMetric(float64(median(times).Nanoseconds())/1e6, "gc-ms")
+	b.ReportMetric(float64(median(marks).Nanoseconds())/1e6, "mark-cpu-ms")
 	b.ReportMetric(perKey, "heap-B/key")
 	b.ReportMetric(float64(scan)/float64(n), "scan-B/key")
 	b.ReportMetric(float64(objects)/float64(n), "objects/key")
-	return times
+	return times, marks
+}
+
+// markCPU returns the processor time the collector has spent marking, in
+// its workers, in assists and in its pauses, since the process began: the
+// runtime's estimate, brought up to date at the end of each cycle.
+func markCPU() time.Duration {
+	s := []metrics.Sample{
+		{Name: "/cpu/classes/gc/mark/assist:cpu-seconds"},
+		{Name: "/cpu/classes/gc/mark/dedicated:cpu-seconds"},
+		{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"},
+		{Name: "/cpu/classes/gc/pause:cpu-seconds"},
+	}
+	metrics.Read(s)
+	var sec float64
+	for _, x := range s {
+		sec += x.Value.Float64()
+	}
+	return time.Duration(sec * 1e9)
 }
 
 func median(d []time.Duration) time.Duration {
