@@ -33,7 +33,7 @@ func (db *DB) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 		db.stats.scans.Add(1)
 		s := db.snapshot()
 		defer db.closeSnapshot(s)
-		scan(s.t, s.rev, db.now(), false, start, end, o, yield)
+		scan(s.t, s.rev, db.now(), nil, start, end, o, yield)
 	}, nil
 }
 
@@ -42,8 +42,11 @@ func (db *DB) Prefix(prefix string, opts *RangeOptions) (iter.Seq2[Item, error],
 	return db.Range(prefix, pattern.PrefixEnd(prefix), opts)
 }
 
-// Range is DB.Range within the transaction: a write transaction sees its
-// own writes made before the loop started. A transaction that has ended
+// Range is DB.Range within the transaction. A write transaction's loop
+// shows every key as it was when the loop began: with the transaction's
+// own writes made before then, and none that its body makes (a key it
+// deletes or changes is shown as it was, a key it creates is not shown).
+// A transaction that has ended
 // gives ErrTxDone, from Range or, if it ends before the loop, as the
 // loop's only item.
 func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
@@ -61,6 +64,7 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 		}
 		tx.db.stats.scans.Add(1)
 		t := tx.snap
+		var loop *txLoop
 		if tx.writable {
 			var p pin
 			t, p = tx.db.order.copy(func() {})
@@ -68,8 +72,10 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 			// A scan reads the newest version of every key it passes,
 			// and which keys it passes depends on every write before it.
 			tx.read = tx.rev - 1
+			loop = tx.startLoop()
+			defer tx.endLoop(loop)
 		}
-		scan(t, tx.rev, tx.now, tx.writable, start, end, o, yield)
+		scan(t, tx.rev, tx.now, loop, start, end, o, yield)
 	}, nil
 }
 
@@ -100,10 +106,11 @@ func probe(tab *entryTable, key string) (treeItem, *entry) {
 const scanBatch = 32
 
 // scan walks the tree copy t between start and end, yielding each key's
-// live version as of rev. A write transaction's scan sets pending: it reads
-// the versions it has written itself, which are not yet visible.
-func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOptions, yield func(Item, error) bool) {
-	sc := scanner{rev: rev, now: now, pending: pending, o: o, yield: yield, slabs: t.tab.load(), tab: t.tab}
+// live version as of rev. A write transaction's scan has its loop: it
+// reads the versions the transaction has written itself, which are not
+// yet visible, as they were when the loop began.
+func scan(t treeCopy, rev, now int64, loop *txLoop, start, end string, o RangeOptions, yield func(Item, error) bool) {
+	sc := scanner{rev: rev, now: now, loop: loop, o: o, yield: yield, slabs: t.tab.load(), tab: t.tab}
 	lo, loe := probe(t.tab, start)
 	defer t.tab.unprobe(loe)
 	var hi treeItem // no end: no search key for it
@@ -150,7 +157,7 @@ func scan(t treeCopy, rev, now int64, pending bool, start, end string, o RangeOp
 // workload of BenchmarkDB_Range_1000 (docs/engine.md).
 type scanner struct {
 	rev, now int64
-	pending  bool
+	loop     *txLoop // a write transaction's loop; nil for a snapshot's
 	o        RangeOptions
 	yield    func(Item, error) bool
 	sent     int  // items yielded
@@ -210,7 +217,7 @@ func (sc *scanner) emit(ids []uint32) {
 	for i, id := range ids {
 		e := sc.slabs.at(id)
 		value, rev, created, ver, expires, ok := e.vis.tryLoad(sc.tab)
-		if !ok || rev > sc.rev || sc.pending {
+		if !ok || rev > sc.rev || sc.loop != nil {
 			items[i], keep[i] = sc.slow(e)
 			continue
 		}
@@ -247,8 +254,8 @@ func (sc *scanner) emit(ids []uint32) {
 // whether the key is live.
 func (sc *scanner) slow(e *entry) (Item, bool) {
 	var v shown
-	if sc.pending {
-		v = e.newest(sc.tab)
+	if sc.loop != nil {
+		v = sc.loop.shown(e, sc.tab)
 	} else {
 		v = e.at(sc.rev, sc.tab)
 	}

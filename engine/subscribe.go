@@ -126,7 +126,7 @@ func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, erro
 	var err error
 	for _, p := range pats {
 		start, end := p.Bounds()
-		scan(t, rev, now, false, start, end, RangeOptions{}, func(it Item, _ error) bool {
+		scan(t, rev, now, nil, start, end, RangeOptions{}, func(it Item, _ error) bool {
 			if seen[it.Key] {
 				return true
 			}

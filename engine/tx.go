@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"github.com/livekv/livekv/pubsub"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -33,6 +34,38 @@ type Tx struct {
 
 	snap  treeCopy // read: the snapshot's tree
 	probe *entry   // read: a search key for snap, taken at the first Get
+
+	// loops are the Range loops of a write transaction still running.
+	loops []*txLoop
+}
+
+// txLoop is a Range loop of a write transaction: it shows every key as it
+// was when the loop began, so each write the loop's body makes keeps, here,
+// what the key held before it.
+type txLoop struct {
+	before map[uint32]shown // by entry id; nil until the first write
+}
+
+// startLoop registers a Range loop of a write transaction; endLoop, once
+// it ends.
+func (tx *Tx) startLoop() *txLoop {
+	l := &txLoop{}
+	tx.loops = append(tx.loops, l)
+	return l
+}
+
+func (tx *Tx) endLoop(l *txLoop) {
+	if i := slices.Index(tx.loops, l); i >= 0 {
+		tx.loops = slices.Delete(tx.loops, i, i+1)
+	}
+}
+
+// shown returns e as the loop shows it: as it was when the loop began.
+func (l *txLoop) shown(e *entry, tab *entryTable) shown {
+	if v, ok := l.before[e.id]; ok {
+		return v
+	}
+	return e.newest(tab)
 }
 
 type txWrite struct {
@@ -127,6 +160,16 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 		v.createRev, v.ver = tx.rev, 1
 	}
 	v.value, v.chunk = tx.db.vals.put(v.value, tx.rev)
+	if e != nil {
+		for _, l := range tx.loops {
+			if _, ok := l.before[e.id]; !ok {
+				if l.before == nil {
+					l.before = make(map[uint32]shown)
+				}
+				l.before[e.id] = e.newest(tx.db.entries.tab)
+			}
+		}
+	}
 	created := false
 	if e == nil {
 		e = tx.db.allocEntry(tx.db.vals.putKey(key))

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"iter"
 	"testing"
 	"time"
@@ -288,4 +289,67 @@ func TestTx_Now(t *testing.T) {
 		require.Equal(t, 30*time.Second, it.ExpiresAt.Sub(tx.Now()))
 		return err
 	}))
+}
+
+// A write transaction's Range loop shows every key as it was when the loop
+// began, whatever its body writes, whichever batch of the scan a key is in;
+// a loop begun after those writes shows them.
+func TestTx_RangeShowsTheLoopsStart(t *testing.T) {
+	db := open(t, nil)
+	for i := range 100 {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), "old", nil)
+		require.NoError(t, err)
+	}
+	want := map[string]string{"k000": "before"} // as the loop must show it
+	for i := 2; i < 100; i++ {
+		want[fmt.Sprintf("k%03d", i)] = "old"
+	}
+	after := map[string]string{} // as a loop begun after the body's writes must
+	for i := range 100 {
+		if i != 50 {
+			after[fmt.Sprintf("k%03d", i)] = "new"
+		}
+	}
+	after["k050x"] = "new"
+
+	_, err := db.Update(func(tx *engine.Tx) error {
+		_, err := tx.Set("k000", "before", nil)
+		require.NoError(t, err)
+		require.NoError(t, tx.Delete("k001"))
+		got := map[string]string{}
+		for it, err := range enginetest.Items(tx.Range("", "", nil)) {
+			require.NoError(t, err)
+			if len(got) == 0 {
+				for i := range 100 {
+					_, err := tx.Set(fmt.Sprintf("k%03d", i), "new", nil)
+					require.NoError(t, err)
+				}
+				require.NoError(t, tx.Delete("k050"))
+				_, err := tx.Set("k050x", "new", nil)
+				require.NoError(t, err)
+				inner := map[string]string{}
+				for it, err := range enginetest.Items(tx.Range("", "", nil)) {
+					require.NoError(t, err)
+					inner[it.Key] = it.Value
+				}
+				require.Equal(t, after, inner, "a loop begun after the writes")
+			}
+			got[it.Key] = it.Value
+		}
+		require.Equal(t, want, got, "the loop the writes were made in")
+		again := map[string]string{}
+		for it, err := range enginetest.Items(tx.Range("", "", nil)) {
+			require.NoError(t, err)
+			again[it.Key] = it.Value
+		}
+		require.Equal(t, after, again, "a loop begun after the first ended")
+		return nil
+	})
+	require.NoError(t, err)
+	committed := map[string]string{}
+	for it, err := range enginetest.Items(db.Range("", "", nil)) {
+		require.NoError(t, err)
+		committed[it.Key] = it.Value
+	}
+	require.Equal(t, after, committed)
 }
