@@ -51,6 +51,7 @@ func TestDB_BadInput(t *testing.T) {
 		{"patch long value", func() error { _, err := db.Patch("k", long); return err }, engine.ErrTooLarge},
 		{"patch empty key", func() error { _, err := db.Patch("", "v"); return err }, engine.ErrInvalidKey},
 		{"increment empty key", func() error { _, _, err := db.Increment("", 1); return err }, engine.ErrInvalidKey},
+		{"increment past the value limit", func() error { _, _, err := db.Increment("k", 123456789); return err }, engine.ErrTooLarge},
 		{"delete empty key", func() error { _, err := db.Delete(""); return err }, engine.ErrInvalidKey},
 		{"delete missing", func() error { _, err := db.Delete("k"); return err }, engine.ErrNotFound},
 		{"cas negative rev", func() error { _, err := db.CompareAndSwap("k", -1, "v", nil); return err }, engine.ErrInvalidOptions},

@@ -18,7 +18,7 @@ type Options struct {
 	MaxKeySize int
 
 	// MaxValueSize is the largest value accepted, in bytes, including the
-	// result of a Patch. Default 1 MiB; at most 4 GiB - 1.
+	// result of a Patch or an Increment. Default 1 MiB; at most 4 GiB - 1.
 	MaxValueSize int
 
 	// SweepInterval is how often the background sweeper removes expired

@@ -286,7 +286,11 @@ func (tx *Tx) Increment(key string, delta int64) (int64, error) {
 		return 0, fmt.Errorf("%w: %d%+d", ErrOverflow, n, delta)
 	}
 	n += delta
-	tx.write(key, e, cur, &version{value: strconv.FormatInt(n, 10), expires: exp, kind: pubsub.Increment})
+	v := &version{value: strconv.FormatInt(n, 10), expires: exp, kind: pubsub.Increment}
+	if len(v.value) > tx.db.opts.MaxValueSize {
+		return 0, fmt.Errorf("%w: %q would hold %s, %d bytes, limit %d", ErrTooLarge, key, v.value, len(v.value), tx.db.opts.MaxValueSize)
+	}
+	tx.write(key, e, cur, v)
 	return n, nil
 }
 
