@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,13 +290,16 @@ func (db *DB) Stats() Stats {
 	}
 }
 
-// ttl turns SetOptions into an expiry time in unix nanoseconds.
+// expiry turns SetOptions into an expiry time in unix nanoseconds.
 func (db *DB) expiry(o *SetOptions, now int64) (int64, error) {
 	if o == nil || o.TTL == 0 {
 		return 0, nil
 	}
 	if o.TTL < 0 {
-		return 0, errInvalidTTL(o.TTL)
+		return 0, fmt.Errorf("%w: negative TTL %v", ErrInvalidOptions, o.TTL)
+	}
+	if int64(o.TTL) > math.MaxInt64-now {
+		return 0, fmt.Errorf("%w: TTL %v ends after %v, the last instant an expiry can name", ErrInvalidOptions, o.TTL, expiresAt(math.MaxInt64).UTC())
 	}
 	return now + int64(o.TTL), nil
 }

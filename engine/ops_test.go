@@ -48,6 +48,10 @@ func TestDB_BadInput(t *testing.T) {
 		{"set long key", func() error { _, err := db.Set("12345", "v", nil); return err }, engine.ErrTooLarge},
 		{"set long value", func() error { _, err := db.Set("k", long, nil); return err }, engine.ErrTooLarge},
 		{"set negative ttl", func() error { _, err := db.Set("k", "v", &engine.SetOptions{TTL: -time.Second}); return err }, engine.ErrInvalidOptions},
+		{"set ttl past 2262", func() error {
+			_, err := db.Set("k", "v", &engine.SetOptions{TTL: time.Duration(math.MaxInt64)})
+			return err
+		}, engine.ErrInvalidOptions},
 		{"patch long value", func() error { _, err := db.Patch("k", long); return err }, engine.ErrTooLarge},
 		{"patch empty key", func() error { _, err := db.Patch("", "v"); return err }, engine.ErrInvalidKey},
 		{"increment empty key", func() error { _, _, err := db.Increment("", 1); return err }, engine.ErrInvalidKey},
@@ -232,6 +236,22 @@ func TestDB_TTL(t *testing.T) {
 	require.Equal(t, rev+1, db.Revision(), "a sweep with nothing to do takes no revision")
 	require.Equal(t, int64(1), db.Stats().Keys)
 	require.Equal(t, int64(1), db.Stats().Expired)
+}
+
+// The longest TTL is the one that ends at the last instant an expiry can
+// name; the key lives until then.
+func TestDB_TTL_Longest(t *testing.T) {
+	c := newClock()
+	db := open(t, c)
+	longest := time.Duration(math.MaxInt64 - c.Now().UnixNano())
+	it, err := db.Set("k", "v", &engine.SetOptions{TTL: longest})
+	require.NoError(t, err)
+	require.Equal(t, time.Unix(0, math.MaxInt64), it.ExpiresAt)
+	c.Advance(100 * 365 * 24 * time.Hour)
+	_, err = db.Get("k")
+	require.NoError(t, err)
+	_, err = db.Set("k2", "v", &engine.SetOptions{TTL: longest})
+	require.ErrorIs(t, err, engine.ErrInvalidOptions, "100 years on, the same TTL ends too late")
 }
 
 func TestDB_TTL_KeptByPatchAndIncrement_ClearedBySet(t *testing.T) {

@@ -158,7 +158,9 @@ func (o *Options) maxRecord() int {
 // SetOptions modify a write. A nil *SetOptions means no options.
 type SetOptions struct {
 	// TTL makes the key expire this long after the write. Zero means the
-	// key never expires; a negative TTL is ErrInvalidOptions.
+	// key never expires; a negative TTL, or one that would end after the
+	// year 2262 (the last instant a time.Time of unix nanoseconds names),
+	// is ErrInvalidOptions.
 	TTL time.Duration
 }
 

@@ -519,10 +519,6 @@ func (db *DB) closeSnapshot(s snapshot) {
 	db.order.unpin(s.pin)
 }
 
-func errInvalidTTL(d time.Duration) error {
-	return fmt.Errorf("%w: negative TTL %v", ErrInvalidOptions, d)
-}
-
 // eventSlab hands out the events of commits from slices of many: one
 // object for the collector instead of one a commit, and, as events leave
 // the history in the order they came, none of them mixed in among
