@@ -108,10 +108,15 @@ func TestDB_Patch(t *testing.T) {
 		{name: "array onto object appends", old: `{"a":1}`, patch: `[1]`, want: `{"a":1}[1]`},
 		{name: "merge adds and replaces", old: `{"a":1,"b":2}`, patch: `{"b":3,"c":4}`, want: `{"a":1,"b":3,"c":4}`},
 		{name: "null removes", old: `{"a":1,"b":2}`, patch: `{"a":null}`, want: `{"b":2}`},
+		{name: "null among spaces removes", old: `{"a":1,"b":{"c":1,"d":2}}`, patch: " { \"a\" :\tnull , \"b\": {\"c\":  null\n} } ", want: `{"b":{"d":2}}`},
 		{name: "nested merge", old: `{"a":{"x":1,"y":2}}`, patch: `{"a":{"y":null,"z":3}}`, want: `{"a":{"x":1,"z":3}}`},
 		{name: "object replaces scalar", old: `{"a":1}`, patch: `{"a":{"b":null,"c":1}}`, want: `{"a":{"c":1}}`},
 		{name: "numbers keep their text", old: `{"a":1.50}`, patch: `{"b":12345678901234567890}`, want: `{"a":1.50,"b":12345678901234567890}`},
 		{name: "no html escaping", old: `{"a":"<b>"}`, patch: `{"c":"&"}`, want: `{"a":"<b>","c":"&"}`},
+		{name: "members left alone keep their text", old: `{"a":"caf\u00e9 \/ \ud800","b":{"n":1.0,"e":1E2},"c":[1, 2]}`, patch: `{"d":1}`,
+			want: `{"a":"caf\u00e9 \/ \ud800","b":{"n":1.0,"e":1E2},"c":[1,2],"d":1}`},
+		{name: "members of a nested merge left alone keep their text", old: `{"a":{"s":"\u00e9","t":1}}`, patch: `{"a":{"t":2}}`, want: `{"a":{"s":"\u00e9","t":2}}`},
+		{name: "bytes that are not UTF-8 stay", old: "{\"a\":\"\xff\"}", patch: `{"b":1}`, want: "{\"a\":\"\xff\",\"b\":1}"},
 		{name: "trailing garbage is not an object", old: `{"a":1}`, patch: `{"b":2} x`, want: `{"a":1}{"b":2} x`},
 	}
 	for _, tt := range tests {
