@@ -432,9 +432,12 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 	c.subs[id] = subscription{s, len(pats)}
 	c.tasks.Add(1)
 	c.mu.Unlock()
+	// The revision it starts after, read before the forwarder takes
+	// events, which moves it on.
+	rev := s.Revision()
 	go c.forward(id, tagged, s)
-	c.noteSeen(s.Revision())
-	return id, s.Revision(), nil
+	c.noteSeen(rev)
+	return id, rev, nil
 }
 
 // subscriptionError is the wireError of a subscription that did not

@@ -1,0 +1,68 @@
+package adapter_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The subscribe reply's revision is the one the subscription starts after:
+// every notification of the subscription is of a later revision, though
+// writers run while it starts.
+func TestSubscribe_ReplyRevisionBeforeEveryNotification(t *testing.T) {
+	f := newFixture(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			must(f.db.Set(fmt.Sprintf("k:%d", i%100), "v", nil))
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	c := f.dial("apiKey=" + apiKey)
+	for i := 0; i < 200; i++ {
+		c.next++
+		id := float64(c.next)
+		c.write(m{"op": 100, "patterns": []string{"k:*"}, "messageId": c.next})
+		var early []map[string]any
+		var rep map[string]any
+		for rep == nil {
+			msg := c.read()
+			if msg["messageId"] == id {
+				rep = msg
+			} else {
+				early = append(early, msg)
+			}
+		}
+		require.Equal(t, 200.0, rep["code"], "%v", rep)
+		sub, rev := rep["subscriptionId"], rep["revision"].(float64)
+		for _, n := range early {
+			if n["subscriptionId"] == sub {
+				require.Greater(t, n["revision"].(float64), rev, "subscription %v: reply revision %v, but a notification of revision %v came", sub, rev, n["revision"])
+			}
+		}
+		c.notes = nil
+		r := c.call(m{"op": 1, "key": "k:1"})
+		require.Equal(t, 200.0, r["code"], "%v", r)
+		for _, n := range c.notes {
+			if n["subscriptionId"] == sub {
+				require.Greater(t, n["revision"].(float64), rev, "subscription %v: reply revision %v, but a notification of revision %v came after", sub, rev, n["revision"])
+			}
+		}
+		c.notes = nil
+		r = c.call(m{"op": 101, "subscriptionId": sub})
+		require.Equal(t, 200.0, r["code"], "%v", r)
+		c.notes = nil
+	}
+}
