@@ -62,6 +62,8 @@ type conn struct {
 type subscription struct {
 	s        *engine.Subscription
 	patterns int
+	stop     chan struct{} // closed by unsubscribe: forward sends no more
+	done     chan struct{} // closed when forward has returned
 }
 
 // A dialect is one wire protocol over a conn: HPKV's (hpkvDialect) or
@@ -390,7 +392,10 @@ func (c *conn) parsePatterns(srcs []string) ([]*pattern.Pattern, *wireError) {
 	return pats, nil
 }
 
-// unsubscribe ends subscription id; false if there is none.
+// unsubscribe ends subscription id; false if there is none. It returns
+// once its forwarder has sent its last notification, so that none follows
+// the reply: a client forgets the id when the reply comes. Events the
+// subscription had taken and not sent are dropped.
 func (c *conn) unsubscribe(id int64) bool {
 	c.mu.Lock()
 	s, ok := c.subs[id]
@@ -399,7 +404,9 @@ func (c *conn) unsubscribe(id int64) bool {
 	if !ok {
 		return false
 	}
+	close(s.stop)
 	s.s.Close()
+	<-s.done
 	c.release(s.patterns)
 	return true
 }
@@ -429,13 +436,14 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 	}
 	c.nextSub++
 	id := c.nextSub
-	c.subs[id] = subscription{s, len(pats)}
+	sub := subscription{s: s, patterns: len(pats), stop: make(chan struct{}), done: make(chan struct{})}
+	c.subs[id] = sub
 	c.tasks.Add(1)
 	c.mu.Unlock()
 	// The revision it starts after, read before the forwarder takes
 	// events, which moves it on.
 	rev := s.Revision()
-	go c.forward(id, tagged, s)
+	go c.forward(id, tagged, sub)
 	c.noteSeen(rev)
 	return id, rev, nil
 }
@@ -532,10 +540,18 @@ func (a *Adapter) releaseTokenSubscription(token string) {
 	}
 }
 
-// forward turns a subscription's events into notifications.
-func (c *conn) forward(id int64, tagged bool, s *engine.Subscription) {
+// forward turns a subscription's events into notifications, until the
+// subscription ends or unsubscribe stops it.
+func (c *conn) forward(id int64, tagged bool, sub subscription) {
 	defer c.tasks.Done()
+	defer close(sub.done)
+	s := sub.s
 	for ev := range s.Events() {
+		select {
+		case <-sub.stop:
+			return
+		default:
+		}
 		switch ok, undecided := c.ac.allows(ev.Key); {
 		case undecided:
 			// Neither allowed nor refused: dropping the notification
