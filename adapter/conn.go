@@ -128,17 +128,17 @@ func (a *Adapter) credentials(apiKey, token string) (*access, int, error) {
 	return nil, http.StatusUnauthorized, errors.New("credentials required")
 }
 
-// fromRevision reads the fromRevision query parameter: 0 when absent.
-func fromRevision(q url.Values) (int64, error) {
-	s := q.Get("fromRevision")
-	if s == "" {
-		return 0, nil
+// fromRevision reads the fromRevision query parameter: where a token's
+// own subscriptions start (startAfter).
+func fromRevision(q url.Values) (engine.SubscribeOptions, error) {
+	if !q.Has("fromRevision") {
+		return startAfter(0, false), nil
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(q.Get("fromRevision"), 10, 64)
 	if err != nil || n < 0 {
-		return 0, errors.New("bad fromRevision")
+		return engine.SubscribeOptions{}, errors.New("bad fromRevision")
 	}
-	return n, nil
+	return startAfter(n, true), nil
 }
 
 // serveWebSocket authenticates, upgrades and runs one connection of the
@@ -170,7 +170,7 @@ func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // token's own subscriptions start, its read level and the revision its
 // session starts at.
 type dial struct {
-	from   int64
+	from   engine.SubscribeOptions // where a token's own subscriptions start
 	level  string
 	minRev int64
 }
@@ -220,7 +220,7 @@ func (a *Adapter) untrack(c *conn) {
 // run serves the connection: the reader loop here, the writer, the pinger
 // and the subscriptions in goroutines of their own. It returns when all
 // of them have.
-func (c *conn) run(from int64) {
+func (c *conn) run(from engine.SubscribeOptions) {
 	c.lastRead.Store(time.Now().UnixNano())
 	c.tasks.Add(2)
 	go c.writeLoop()
@@ -241,7 +241,7 @@ func (c *conn) run(from int64) {
 			}
 		}
 		if len(pats) > 0 {
-			if _, _, err := c.subscribe(pats, engine.SubscribeOptions{FromRevision: from}, false); err != nil {
+			if _, _, err := c.subscribe(pats, from, false); err != nil {
 				if m := c.d.failure(0, err); m != nil {
 					c.send(m)
 				}

@@ -193,7 +193,7 @@ func (c *conn) dbxSubscribe(p *dbxParams) (any, *dbxError) {
 	pats, werr := c.parsePatterns(p.Patterns)
 	var id, rev int64
 	if werr == nil {
-		id, rev, werr = c.subscribe(pats, engine.SubscribeOptions{FromRevision: p.FromRevision}, true)
+		id, rev, werr = c.subscribe(pats, startAfter(p.FromRevision, p.FromGiven), true)
 	}
 	if werr != nil {
 		return nil, dbxWireError(0, werr)

@@ -113,6 +113,7 @@ type dbxParams struct {
 	Operations     []dbxOp
 	Patterns       []string
 	FromRevision   int64
+	FromGiven      bool // fromRevision was in the message, even as 0
 	SubscriptionID int64
 }
 
@@ -189,7 +190,7 @@ type dbxWireParams struct {
 		Params json.RawMessage `json:"params"`
 	} `json:"operations"`
 	Patterns       []string `json:"patterns"`
-	FromRevision   int64    `json:"fromRevision"`
+	FromRevision   *int64   `json:"fromRevision"`
 	SubscriptionID int64    `json:"subscriptionId"`
 }
 
@@ -342,7 +343,10 @@ func decodeDBXParams(m dbxMethod, raw json.RawMessage, maxItems int) (dbxParams,
 	if m.message {
 		p.Message = w.Message
 	}
-	p.Patterns, p.FromRevision, p.SubscriptionID = w.Patterns, w.FromRevision, w.SubscriptionID
+	p.Patterns, p.SubscriptionID = w.Patterns, w.SubscriptionID
+	if w.FromRevision != nil {
+		p.FromRevision, p.FromGiven = *w.FromRevision, true
+	}
 	if p.FromRevision < 0 {
 		return p, dbxErrorf(dbxInvalidRequest, "negative fromRevision")
 	}

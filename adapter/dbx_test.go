@@ -484,6 +484,23 @@ func TestDBX_SubscriptionResume(t *testing.T) {
 	require.Empty(t, c.notes)
 }
 
+// A client that subscribed to a new DB (reply revision 0) and lost its
+// connection before the first change resumes with fromRevision 0 and gets
+// the changes made meanwhile.
+func TestDBX_ResumeFromZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dbx("api_key=" + apiKey)
+	r := c.ok("subscribe", obj{"patterns": []string{"a"}})
+	require.Equal(t, 0.0, r["revision"])
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	must(f.db.Set("a", "while away", nil))
+	c = f.dbx("api_key=" + apiKey)
+	c.ok("subscribe", obj{"patterns": []string{"a"}, "fromRevision": 0})
+	n := c.note()
+	require.Equal(t, "a", n["key"])
+	require.Equal(t, 1.0, n["revision"])
+}
+
 func TestDBX_ResumeTooOld(t *testing.T) {
 	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryEvents: 4}, nil)
 	c := f.dbx("api_key=" + apiKey)

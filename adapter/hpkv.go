@@ -41,7 +41,7 @@ func (hpkvDialect) run(c *conn, r any) any {
 		pats, werr := c.parsePatterns(req.Patterns)
 		if werr == nil {
 			var id, rev int64
-			if id, rev, werr = c.subscribe(pats, subscribeFrom(req), true); werr == nil {
+			if id, rev, werr = c.subscribe(pats, startAfter(req.FromRevision, req.FromGiven), true); werr == nil {
 				rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: rev}
 			}
 		}
@@ -83,13 +83,12 @@ func wireReply(sub int64, err *wireError) reply {
 	return reply{Code: err.code, Error: err.msg, ErrorCode: err.errorCode, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
 }
 
-// subscribeFrom is where a subscribe request starts: after fromRevision,
-// or from now without one. fromRevision 0, given, is every change after
-// revision 0: what a client that subscribed to a new DB, and has seen
-// nothing yet, resumes from.
-func subscribeFrom(req *request) engine.SubscribeOptions {
-	if req.FromGiven && req.FromRevision == 0 {
+// startAfter is where a subscription starts: after revision rev if given,
+// or from now. 0, given, is every change after revision 0: what a client
+// that subscribed to a new DB, and has seen nothing yet, resumes from.
+func startAfter(rev int64, given bool) engine.SubscribeOptions {
+	if given && rev == 0 {
 		return engine.SubscribeOptions{From: engine.Position{Revision: 1}}
 	}
-	return engine.SubscribeOptions{FromRevision: req.FromRevision}
+	return engine.SubscribeOptions{FromRevision: rev}
 }

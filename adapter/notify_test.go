@@ -94,6 +94,24 @@ func TestWS_SubscribeAndResume(t *testing.T) {
 	require.Equal(t, 400.0, c2.call(m{"op": 100})["code"])
 }
 
+// A token connection that saw no change of a new DB resumes with
+// &fromRevision=0: every change after revision 0, as "fromRevision": 0
+// gives a subscribe; without the parameter it starts from now.
+func TestWS_TokenResumesFromZero(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.token(`{"subscribeKeys":["a","b"]}`)
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "a"})["code"])
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	must(f.db.Set("a", "while away", nil))
+	c = f.dial("token=" + url.QueryEscape(tok) + "&fromRevision=0")
+	require.Equal(t, "while away", c.note()["value"])
+	now := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 200.0, now.call(m{"op": 1, "key": "a"})["code"])
+	must(f.db.Set("b", "later", nil))
+	require.Equal(t, "b", now.note()["key"], "from now: nothing before")
+}
+
 // TestWS_ResumeCompacted: resuming from before the history gets 410 with
 // the oldest revision still held, not a silent gap.
 func TestWS_ResumeCompacted(t *testing.T) {
