@@ -286,24 +286,31 @@ func (c *conn) readLoop() {
 		if failed {
 			continue
 		}
-		if typ != websocket.MessageText {
-			c.reply(nil, c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
-			continue
-		}
-		if !utf8.Valid(data) {
+		if typ == websocket.MessageText && !utf8.Valid(data) {
 			// RFC 6455, section 8.1: a text frame that is not UTF-8 fails
 			// the connection.
 			failed = true
 			c.fail(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8")
 			continue
 		}
-		req, answer := c.d.decode(data)
-		if req == nil || answer != nil {
-			c.reply(req, answer)
+		// Every message takes from the bucket, one that does not decode
+		// too: it costs a reply as a request does.
+		limited := !c.bucket.take()
+		if typ != websocket.MessageText {
+			if limited {
+				c.reply(nil, c.d.refuse(nil, http.StatusTooManyRequests, "too many requests"))
+			} else {
+				c.reply(nil, c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
+			}
 			continue
 		}
-		if !c.bucket.take() {
+		req, answer := c.d.decode(data)
+		if limited {
 			c.reply(req, c.d.refuse(req, http.StatusTooManyRequests, "too many requests"))
+			continue
+		}
+		if req == nil || answer != nil {
+			c.reply(req, answer)
 			continue
 		}
 		c.mu.Lock()

@@ -62,6 +62,24 @@ func TestWS_RateLimit(t *testing.T) {
 	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "k"})["code"], "the bucket refills")
 }
 
+// Messages that do not decode take from the bucket as requests do: over
+// the rate they get 429, so that a flood of them is limited too.
+func TestWS_RateLimitsBadMessages(t *testing.T) {
+	f := newFixture(t, &adapter.Options{RequestRate: 1, RequestBurst: 5})
+	c := f.dial("apiKey=" + apiKey)
+	codes := map[float64]int{}
+	for i := 0; i < 30; i++ {
+		if i%2 == 0 {
+			c.writeRaw([]byte(`{"op":1,"key":"k","messageId":1,`)) // cut short
+		} else {
+			require.NoError(t, c.ws.Write(context.Background(), websocket.MessageBinary, []byte("{}")))
+		}
+		codes[c.read()["code"].(float64)]++
+	}
+	require.GreaterOrEqual(t, codes[http.StatusTooManyRequests], 20, "codes %v", codes)
+	require.GreaterOrEqual(t, codes[http.StatusBadRequest], 5, "codes %v", codes)
+}
+
 // TestWS_SlowClient: a subscriber that stops reading is closed once its
 // queue has stayed full for SlowClientTimeout; writers and other clients
 // never wait for it.
