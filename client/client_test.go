@@ -289,6 +289,32 @@ func TestSubscribe_Restart(t *testing.T) {
 	}
 }
 
+// Subscriptions resumed at once after a restart, over the new
+// connection's request rate, get 429 and try again: none ends.
+func TestSubscribe_ResumeOverTheRate(t *testing.T) {
+	s := newServer(t, nil)
+	c := s.dial(t, nil)
+	ctx := ctxT(t)
+	var subs []*client.Subscription
+	for i := range 4 {
+		sub, err := c.Subscribe(ctx, []string{fmt.Sprintf("k%d", i)}, nil)
+		require.NoError(t, err)
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+	s.mu.Lock()
+	s.ao = adapter.Options{RequestRate: 10, RequestBurst: 2}
+	s.mu.Unlock()
+	s.restart()
+	for i, sub := range subs {
+		_, err := s.db.Set(fmt.Sprintf("k%d", i), "v", nil)
+		require.NoError(t, err)
+		ev, err := sub.Next(ctx)
+		require.NoError(t, err, "subscription %d", i)
+		require.Equal(t, fmt.Sprintf("k%d", i), ev.Key)
+	}
+}
+
 // TestSubscribe_Transactions: resuming inside a transaction's
 // notifications neither repeats nor drops any of them.
 func TestSubscribe_Transactions(t *testing.T) {

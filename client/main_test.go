@@ -30,6 +30,7 @@ type server struct {
 
 	mu sync.Mutex
 	a  *adapter.Adapter
+	ao adapter.Options // the next adapter's options, API keys aside
 }
 
 func newServer(t testing.TB, eo *engine.Options) *server {
@@ -59,7 +60,11 @@ func newServer(t testing.TB, eo *engine.Options) *server {
 }
 
 func (s *server) newAdapter() *adapter.Adapter {
-	a, err := adapter.New(s.db, &adapter.Options{APIKeys: []string{apiKey}})
+	s.mu.Lock()
+	o := s.ao
+	s.mu.Unlock()
+	o.APIKeys = []string{apiKey}
+	a, err := adapter.New(s.db, &o)
 	require.NoError(s.t, err)
 	return a
 }
@@ -76,8 +81,9 @@ func (s *server) shutdown() {
 // restart closes every connection (1001) and serves with a new adapter.
 func (s *server) restart() {
 	s.shutdown()
+	a := s.newAdapter()
 	s.mu.Lock()
-	s.a = s.newAdapter()
+	s.a = a
 	s.mu.Unlock()
 }
 
