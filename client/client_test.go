@@ -407,8 +407,9 @@ func TestSubscribe_Compacted(t *testing.T) {
 		_, err := s.db.Set("k", fmt.Sprint(i), nil)
 		require.NoError(t, err)
 	}
+	a := s.newAdapter()
 	s.mu.Lock()
-	s.a = s.newAdapter()
+	s.a = a
 	s.mu.Unlock()
 	ctx2, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
