@@ -133,7 +133,7 @@ func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}, timed bo
 	if timed {
 		start = time.Now()
 	}
-	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{})
+	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{}, nil)
 	if timed {
 		took = time.Since(start)
 	}
@@ -165,9 +165,16 @@ func (s *Subscription) endUndecided(batch *Batch, from, i int, p *pattern.Patter
 // event to match: len(batch.Events) when it matched them all. It stops
 // early at a key that no pattern matched and a regex could not decide on,
 // whose index and regex it returns, or, if until is not zero, once the
-// clock has passed until (then late).
-func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Time) (next int, _ []int, undecided *pattern.Pattern, late bool) {
+// clock has passed until (then late), or once kill, if not nil, is closed.
+func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Time, kill chan struct{}) (next int, _ []int, undecided *pattern.Pattern, late bool) {
 	for ; i < len(batch.Events); i++ {
+		if kill != nil {
+			select {
+			case <-kill:
+				return i, keep, nil, false
+			default:
+			}
+		}
 		ok, u := s.match(batch.Events[i].Key)
 		if u != nil {
 			return i, keep, u, false

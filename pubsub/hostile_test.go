@@ -335,6 +335,45 @@ func TestSubscription_Close_WhileBehind(t *testing.T) {
 	require.Less(t, s.Position().Revision, int64(n), "it was still behind")
 }
 
+// TestSubscription_Close_WhileDetached: a regex subscription that the lane
+// detached in the middle of a batch (over budget) is matched on by a
+// goroutine of its own; Close stops it at the next key and returns once it
+// is gone, and the broker's Close does not wait for the rest of the batch.
+func TestSubscription_Close_WhileDetached(t *testing.T) {
+	pubsub.SetRegexBudget(t, 0) // detached after its first key
+	p := pattern.MustParse(`/^(a+)+b$/`)
+	var key string // the shortest key that takes over 2ms to refuse
+	for n := 12; n < 30 && key == ""; n++ {
+		k := strings.Repeat("a", n) + "c"
+		p.TryMatch(k) // warm
+		start := time.Now()
+		ok, err := p.TryMatch(k)
+		require.False(t, ok)
+		require.NoError(t, err)
+		if time.Since(start) > 2*time.Millisecond {
+			key = k
+		}
+	}
+	require.NotEmpty(t, key)
+	b := pubsub.NewBroker(0, nil)
+	s, err := b.Subscribe([]*pattern.Pattern{p}, nil)
+	require.NoError(t, err)
+	bt := pubsub.Batch{Revision: 1}
+	for range 500 { // over a second of matching
+		bt.Events = append(bt.Events, pubsub.Event{Revision: 1, Type: pubsub.Put, Key: key})
+	}
+	b.Publish(bt)
+	require.Eventually(t, func() bool { return b.Stats().CatchingUp == 1 }, 5*time.Second, time.Millisecond, "detached")
+	time.Sleep(20 * time.Millisecond) // its own goroutine matches meanwhile
+	require.NoError(t, s.Close())
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	require.NotContains(t, stacks, "(*detached).finish", "a goroutine of the subscription runs after its Close returned")
+	start := time.Now()
+	b.Close()
+	require.Less(t, time.Since(start), 500*time.Millisecond, "the broker's Close waited for the rest of the batch")
+}
+
 // TestSubscription_CloseWith ends a subscription with the given reason,
 // after the events already buffered.
 func TestSubscription_CloseWith(t *testing.T) {

@@ -75,6 +75,7 @@ type work struct {
 	since time.Time     // when the matching for at began
 	armed bool          // the watchdog's timer is set for this batch
 	keep  []int         // scratch: the events one subscription matched
+	stop  follower      // at's, once the watchdog has detached it
 }
 
 // offerTo is a subscription to offer a batch to, from the first event

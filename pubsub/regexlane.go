@@ -108,20 +108,22 @@ func (l *lane) handOut(w *work) *detached {
 			w.armed = true
 		}
 		l.mu.Unlock()
-		i, keep, undecided, late := s.matchFrom(batch, o.first, w.keep[:0], w.since.Add(l.budgetNow()))
+		i, keep, undecided, late := s.matchFrom(batch, o.first, w.keep[:0], w.since.Add(l.budgetNow()), nil)
 		w.keep = keep
 		l.mu.Lock()
 		if l.holder != w { // the watchdog detached s and gave the role to another
+			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided, stop: w.stop}
+			w.stop = follower{}
 			l.mu.Unlock()
-			return &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided}
+			return d
 		}
 		w.at = nil
 		if late {
 			// Over budget, but decided so far: the lane goes on here,
 			// and a goroutine of its own takes the rest of s's matching.
-			l.detach(s, batch)
+			stop := l.detach(s, batch)
 			w.keep = nil // the new goroutine's now
-			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided}
+			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided, stop: stop}
 			l.b.wg.Add(1)
 			go func() {
 				defer l.b.wg.Done()
@@ -205,7 +207,7 @@ func (l *lane) watch() {
 func (l *lane) takeOver(w *work) *work {
 	nw := &work{batch: w.batch, todo: w.todo, next: w.next, armed: true}
 	l.holder = nw
-	l.detach(w.at, w.batch)
+	w.stop = l.detach(w.at, w.batch)
 	w.at = nil
 	l.dog.Reset(l.budgetNow())
 	l.b.wg.Add(1) // w's goroutine is counted and has not returned: the count is not 0
@@ -213,17 +215,29 @@ func (l *lane) takeOver(w *work) *work {
 }
 
 // detach takes s, whose matching of batch is under way, from the lane:
-// the goroutine matching it goes on feeding it, alone (see detached). mu
-// is held.
-func (l *lane) detach(s *Subscription, batch *Batch) {
+// the goroutine matching it goes on feeding it, alone (see detached). It
+// returns the channels that stop that goroutine and say it has returned,
+// which s's end and Close use from now on; none if s has ended. mu is
+// held.
+func (l *lane) detach(s *Subscription, batch *Batch) follower {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ended {
-		s.synced, s.alone = false, true
-		s.sent = later(s.sent, Position{Revision: batch.Revision}) // the lane sent everything before
-		l.followers[s] = struct{}{}
-		l.b.stats.following.Add(1)
+	if s.ended {
+		return follower{}
 	}
+	s.synced, s.alone = false, true
+	s.sent = later(s.sent, Position{Revision: batch.Revision}) // the lane sent everything before
+	l.followers[s] = struct{}{}
+	l.b.stats.following.Add(1)
+	f := follower{kill: make(chan struct{}), exited: make(chan struct{})}
+	s.kill, s.exited = f.kill, f.exited
+	return f
+}
+
+// follower is what stops a goroutine that feeds one subscription (kill),
+// and what says it has returned (exited).
+type follower struct {
+	kill, exited chan struct{}
 }
 
 // detached is a subscription that the regex lane left, during a batch, to
@@ -237,6 +251,7 @@ type detached struct {
 	next      int
 	keep      []int
 	undecided *pattern.Pattern // at event next, if not nil
+	stop      follower         // from detach; none if s had ended
 }
 
 // finish matches the rest of the batch, delivers it, or ends the
@@ -245,11 +260,22 @@ type detached struct {
 // (follow): a regex that was slow once is likely to be slow again.
 func (d *detached) finish() {
 	l, s, batch := d.l, d.s, d.batch
-	s.mu.Lock()
-	ended := s.ended
-	s.mu.Unlock()
-	if !ended && d.undecided == nil {
-		d.next, d.keep, d.undecided, _ = s.matchFrom(batch, d.next, d.keep, time.Time{})
+	kill, exited := d.stop.kill, d.stop.exited
+	quit := func() {
+		l.mu.Lock()
+		l.unfollow(s)
+		l.mu.Unlock()
+		if exited != nil {
+			close(exited)
+		}
+	}
+	if kill == nil { // s had ended before it was detached
+		quit()
+		return
+	}
+	if d.undecided == nil {
+		// Stopped by kill (s's end, or the broker's Close) at the next key.
+		d.next, d.keep, d.undecided, _ = s.matchFrom(batch, d.next, d.keep, time.Time{}, kill)
 	}
 	s.mu.Lock()
 	if s.ended || d.undecided != nil {
@@ -257,19 +283,12 @@ func (d *detached) finish() {
 			s.endUndecided(batch, 0, d.next, d.undecided)
 		}
 		s.mu.Unlock()
-		l.mu.Lock()
-		l.unfollow(s)
-		l.mu.Unlock()
+		quit()
 		return
 	}
-	kill, exited := make(chan struct{}), make(chan struct{})
-	s.kill, s.exited = kill, exited
 	s.mu.Unlock()
 	if !s.sendKept(batch, d.keep, kill) {
-		close(exited)
-		l.mu.Lock()
-		l.unfollow(s)
-		l.mu.Unlock()
+		quit()
 		return
 	}
 	next := Position{Revision: batch.Revision + 1}
