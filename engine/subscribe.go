@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if err != nil {
 		if o.Initial {
 			db.closeSnapshot(snap)
+		}
+		if errors.Is(err, pubsub.ErrInvalidOptions) {
+			return nil, fmt.Errorf("%w (%w)", ErrInvalidOptions, err)
 		}
 		return nil, fmt.Errorf("engine: subscribe: %w", err)
 	}

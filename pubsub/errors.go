@@ -21,6 +21,10 @@ var (
 
 	// ErrNoPatterns is returned by Subscribe without patterns.
 	ErrNoPatterns = errors.New("pubsub: no patterns")
+
+	// ErrInvalidOptions is returned by Subscribe for a nil pattern or for
+	// SubscribeOptions that make no sense (a negative revision, say).
+	ErrInvalidOptions = errors.New("pubsub: invalid options")
 )
 
 // CompactedError ends a subscription that fell behind the history, or that

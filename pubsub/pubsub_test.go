@@ -69,8 +69,18 @@ func TestBroker_Subscribe_Errors(t *testing.T) {
 	b := pubsub.NewBroker(10, &pubsub.Options{HistoryEvents: 2})
 	_, err := b.Subscribe(nil, nil)
 	require.ErrorIs(t, err, pubsub.ErrNoPatterns)
-	_, err = b.Subscribe(pats(t, "*"), &pubsub.SubscribeOptions{FromRevision: -1})
-	require.Error(t, err)
+	for _, o := range []pubsub.SubscribeOptions{
+		{FromRevision: -1},
+		{From: pubsub.Position{Revision: -1}},
+		{From: pubsub.Position{Revision: 2, Index: -1}},
+		{From: pubsub.Position{Index: 1}},
+		{FromRevision: 1, From: pubsub.Position{Revision: 2}},
+	} {
+		_, err = b.Subscribe(pats(t, "*"), &o)
+		require.ErrorIs(t, err, pubsub.ErrInvalidOptions, "%+v", o)
+	}
+	_, err = b.Subscribe(append(pats(t, "*"), nil), nil)
+	require.ErrorIs(t, err, pubsub.ErrInvalidOptions, "a nil pattern")
 	_, err = b.Subscribe(pats(t, "*"), &pubsub.SubscribeOptions{FromRevision: 9})
 	var ce *pubsub.CompactedError
 	require.ErrorAs(t, err, &ce)

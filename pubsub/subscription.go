@@ -72,6 +72,9 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if len(patterns) == 0 {
 		return nil, ErrNoPatterns
 	}
+	if i := slices.Index(patterns, nil); i >= 0 {
+		return nil, fmt.Errorf("%w: pattern %d is nil", ErrInvalidOptions, i)
+	}
 	o := SubscribeOptions{}
 	if opts != nil {
 		o = *opts
@@ -82,11 +85,11 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	start := o.From
 	switch {
 	case o.FromRevision < 0 || start.Revision < 0 || start.Index < 0:
-		return nil, fmt.Errorf("pubsub: negative FromRevision %d or From %+v", o.FromRevision, start)
+		return nil, fmt.Errorf("%w: negative FromRevision %d or From %+v", ErrInvalidOptions, o.FromRevision, start)
 	case o.FromRevision > 0 && start != Position{}:
-		return nil, fmt.Errorf("pubsub: both FromRevision and From")
+		return nil, fmt.Errorf("%w: both FromRevision and From", ErrInvalidOptions)
 	case start.Revision == 0 && start.Index != 0:
-		return nil, fmt.Errorf("pubsub: From %+v has an index but no revision", start)
+		return nil, fmt.Errorf("%w: From %+v has an index but no revision", ErrInvalidOptions, start)
 	case o.FromRevision > 0:
 		start = Position{Revision: o.FromRevision + 1}
 	}
