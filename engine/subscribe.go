@@ -11,7 +11,8 @@ import (
 )
 
 // SubscribeOptions modify a subscription. A nil *SubscribeOptions means the
-// defaults: live changes from now on.
+// defaults: live changes from now on, that is every change after the
+// revision Revision returns when the subscription is made.
 type SubscribeOptions struct {
 	// FromRevision, when above 0, asks for every matching change after
 	// that revision, then the live ones, with no gap between. A revision
@@ -92,9 +93,14 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	}
 	var snap snapshot
 	po := &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}
-	if o.Initial {
+	switch {
+	case o.Initial:
 		snap = db.snapshot()
 		po.From = pubsub.Position{Revision: snap.rev + 1}
+	case o.FromRevision == 0 && o.From == (pubsub.Position{}):
+		// From now: after the newest visible revision, which may not
+		// have reached the broker yet (it does right after).
+		po.From = pubsub.Position{Revision: db.committed.Load() + 1}
 	}
 	ps, err := db.broker.Subscribe(pats, po)
 	db.wmu.Unlock()

@@ -40,8 +40,9 @@ func (w *revWaiters) wake() {
 }
 
 // WaitRevision returns nil once revision rev is visible (Revision() >=
-// rev): reads see its writes, and its subscribers have been handed its
-// events. It returns ctx's error if ctx ends first, and ErrClosed if the
+// rev): reads see its writes, and a subscription made from now on starts
+// after it (its events reach the subscriptions made before a moment
+// later). It returns ctx's error if ctx ends first, and ErrClosed if the
 // DB is closed first. A revision already visible returns nil at once,
 // whatever ctx. It takes no lock and starts no goroutine: it is woken
 // where a commit becomes visible.
