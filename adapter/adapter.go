@@ -309,7 +309,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.inflight.Done()
 	// A route may end in a slash; the key of record/{key} is all that
-	// follows record/, a final slash included.
+	// follows record/, a final slash included. record/atomic is the
+	// increment's route for POST, which record/{key} does not take; for
+	// GET and DELETE it is the key "atomic".
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	route := strings.TrimRight(path, "/")
 	switch {
@@ -328,7 +330,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a.cors(w, r) {
 			return // a preflight, answered
 		}
-		if route != "record" && route != "record/atomic" && route != "records" {
+		if route != "record" && route != "records" && (route != "record/atomic" || r.Method != http.MethodPost) {
 			route = path // the key of record/{key} keeps its final slash
 		}
 		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}

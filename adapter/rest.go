@@ -137,11 +137,7 @@ func (a *Adapter) serveREST(w http.ResponseWriter, r *http.Request, path string)
 			req.Value, req.HasValue = v, true
 		}
 		writeReply(w, do(&req))
-	case path == "record/atomic":
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, "POST")
-			return
-		}
+	case path == "record/atomic" && r.Method == http.MethodPost:
 		var body struct {
 			Key       string      `json:"key"`
 			Increment json.Number `json:"increment"`

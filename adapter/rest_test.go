@@ -37,6 +37,16 @@ func TestREST(t *testing.T) {
 		{"POST", "/record/atomic", apiKey, `{"key":"n","increment":-7}`, 200, map[string]any{"success": true, "newValue": -2.0}},
 		{"POST", "/record/atomic", apiKey, `{"key":"j","increment":1}`, 400, nil},
 		{"POST", "/record/atomic", apiKey, `{"key":"n","increment":"x"}`, 400, nil},
+		{"POST", "/record/atomic/", apiKey, `{"key":"n","increment":2}`, 200, map[string]any{"success": true, "newValue": 0.0}},
+		// For GET and DELETE, record/atomic is a key like any other.
+		{"POST", "/record", apiKey, `{"key":"atomic","value":"x"}`, 200, nil},
+		{"POST", "/record", apiKey, `{"key":"atomic/","value":"y"}`, 200, nil},
+		{"GET", "/record/atomic", apiKey, "", 200, map[string]any{"key": "atomic", "value": "x"}},
+		{"GET", "/record/atomic/", apiKey, "", 200, map[string]any{"key": "atomic/", "value": "y"}},
+		{"DELETE", "/record/atomic/", apiKey, "", 200, nil},
+		{"DELETE", "/record/atomic", apiKey, "", 200, nil},
+		{"GET", "/record/atomic", apiKey, "", 404, nil},
+		{"PUT", "/record/atomic", apiKey, `{}`, 405, nil},
 		{"POST", "/record", apiKey, `{"key":"path/with space","value":"p"}`, 200, nil},
 		{"GET", "/record/" + url.PathEscape("path/with space"), apiKey, "", 200, map[string]any{"key": "path/with space", "value": "p"}},
 		// Each record with the revision of its last change: a was the
