@@ -83,6 +83,15 @@ func TestDB_BadInput(t *testing.T) {
 func TestOpen_InvalidOptions(t *testing.T) {
 	_, err := engine.Open("", &engine.Options{MaxKeySize: -1})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	if math.MaxInt > math.MaxInt32 {
+		// Keys are stored with 31-bit lengths.
+		limit := int64(math.MaxInt32)
+		_, err = engine.Open("", &engine.Options{MaxKeySize: int(limit + 1)})
+		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+		db, err := engine.Open("", &engine.Options{MaxKeySize: int(limit)})
+		require.NoError(t, err)
+		require.NoError(t, db.Close())
+	}
 	_, err = engine.Open("", &engine.Options{MaxValueSize: -1})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 	if math.MaxInt > math.MaxUint32 {

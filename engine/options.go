@@ -14,7 +14,8 @@ import (
 // the zero value of every field means its default too. Open copies the
 // options, so changing them afterwards has no effect.
 type Options struct {
-	// MaxKeySize is the largest key accepted, in bytes. Default 1 KiB.
+	// MaxKeySize is the largest key accepted, in bytes. Default 1 KiB; at
+	// most 2 GiB - 1.
 	MaxKeySize int
 
 	// MaxValueSize is the largest value accepted, in bytes, including the
@@ -130,8 +131,8 @@ func (o *Options) validate() error {
 	if o.Replicator != nil {
 		return fmt.Errorf("%w: a Replicator needs OpenReplica", ErrInvalidOptions)
 	}
-	if o.MaxKeySize < 0 {
-		return fmt.Errorf("%w: MaxKeySize %d is negative", ErrInvalidOptions, o.MaxKeySize)
+	if o.MaxKeySize < 0 || int64(o.MaxKeySize) > keyLenMask {
+		return fmt.Errorf("%w: MaxKeySize %d is outside 0..%d", ErrInvalidOptions, o.MaxKeySize, int64(keyLenMask))
 	}
 	if o.HistoryEvents < 0 || o.HistoryBytes < 0 {
 		return fmt.Errorf("%w: negative history limit", ErrInvalidOptions)
