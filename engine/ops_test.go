@@ -68,6 +68,8 @@ func TestDB_BadInput(t *testing.T) {
 			return err
 		}, engine.ErrInvalidOptions},
 		{"prefix negative limit", func() error { _, err := db.Prefix("a", &engine.RangeOptions{Limit: -1}); return err }, engine.ErrInvalidOptions},
+		{"update nil", func() error { _, err := db.Update(nil); return err }, engine.ErrInvalidOptions},
+		{"view nil", func() error { return db.View(nil) }, engine.ErrInvalidOptions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

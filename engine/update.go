@@ -20,6 +20,9 @@ import (
 // It returns the revision the transaction committed at, 0 if it wrote
 // nothing.
 func (db *DB) Update(fn func(tx *Tx) error) (rev int64, err error) {
+	if fn == nil {
+		return 0, fmt.Errorf("%w: Update of a nil function", ErrInvalidOptions)
+	}
 	return db.write(&Tx{}, fn)
 }
 
@@ -480,6 +483,9 @@ func (db *DB) bury() {
 // the database as of the newest committed revision when View began. Writes
 // inside it return ErrReadOnly. View never waits for writers.
 func (db *DB) View(fn func(tx *Tx) error) error {
+	if fn == nil {
+		return fmt.Errorf("%w: View of a nil function", ErrInvalidOptions)
+	}
 	if db.closed.Load() {
 		return ErrClosed
 	}
