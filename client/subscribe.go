@@ -135,7 +135,15 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 			return nil, err
 		}
 	}
+	// Counted under mu, as Close reads closed before it waits: no pump
+	// starts once Close is waiting.
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed // Close has ended s
+	}
 	c.wg.Add(1)
+	c.mu.Unlock()
 	go s.pump()
 	return s, nil
 }
