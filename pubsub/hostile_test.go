@@ -308,18 +308,7 @@ func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 // matched everything up to its lane.
 func TestSubscription_Close_WhileBehind(t *testing.T) {
 	p := pattern.MustParse(`/^(a+)+b$/`)
-	var key string // the shortest key that takes over 2ms to refuse
-	for n := 12; n < 30 && key == ""; n++ {
-		k := strings.Repeat("a", n) + "c"
-		start := time.Now()
-		ok, err := p.TryMatch(k)
-		require.False(t, ok)
-		require.NoError(t, err)
-		if time.Since(start) > 2*time.Millisecond {
-			key = k
-		}
-	}
-	require.NotEmpty(t, key)
+	key := slowToRefuse(t, p)
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()
 	const n = 1000 // about 2s of matching
@@ -335,15 +324,11 @@ func TestSubscription_Close_WhileBehind(t *testing.T) {
 	require.Less(t, s.Position().Revision, int64(n), "it was still behind")
 }
 
-// TestSubscription_Close_WhileDetached: a regex subscription that the lane
-// detached in the middle of a batch (over budget) is matched on by a
-// goroutine of its own; Close stops it at the next key and returns once it
-// is gone, and the broker's Close does not wait for the rest of the batch.
-func TestSubscription_Close_WhileDetached(t *testing.T) {
-	pubsub.SetRegexBudget(t, 0) // detached after its first key
-	p := pattern.MustParse(`/^(a+)+b$/`)
-	var key string // the shortest key that takes over 2ms to refuse
-	for n := 12; n < 30 && key == ""; n++ {
+// slowToRefuse returns the shortest key a...ac that /^(a+)+b$/, p, takes
+// over 2ms to refuse (and decides on).
+func slowToRefuse(t *testing.T, p *pattern.Pattern) string {
+	t.Helper()
+	for n := 12; n < 30; n++ {
 		k := strings.Repeat("a", n) + "c"
 		p.TryMatch(k) // warm
 		start := time.Now()
@@ -351,10 +336,21 @@ func TestSubscription_Close_WhileDetached(t *testing.T) {
 		require.False(t, ok)
 		require.NoError(t, err)
 		if time.Since(start) > 2*time.Millisecond {
-			key = k
+			return k
 		}
 	}
-	require.NotEmpty(t, key)
+	t.Fatal("no key a...ac takes 2ms to refuse")
+	return ""
+}
+
+// TestSubscription_Close_WhileDetached: a regex subscription that the lane
+// detached in the middle of a batch (over budget) is matched on by a
+// goroutine of its own; Close stops it at the next key and returns once it
+// is gone, and the broker's Close does not wait for the rest of the batch.
+func TestSubscription_Close_WhileDetached(t *testing.T) {
+	pubsub.SetRegexBudget(t, 0) // detached after its first key
+	p := pattern.MustParse(`/^(a+)+b$/`)
+	key := slowToRefuse(t, p)
 	b := pubsub.NewBroker(0, nil)
 	s, err := b.Subscribe([]*pattern.Pattern{p}, nil)
 	require.NoError(t, err)
