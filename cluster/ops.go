@@ -23,38 +23,38 @@ const (
 // Set sets key to value, as engine.DB.Set does, on the leader: a follower
 // forwards it.
 func (n *Node) Set(key, value string, opts *engine.SetOptions) (engine.Item, error) {
-	res, err := n.write(&rpcRequest{Op: opSet, Key: key, Value: value, TTL: ttl(opts)})
+	res, err := n.write(&rpcRequest{Op: opSet, Key: wireString(key), Value: wireString(value), TTL: ttl(opts)})
 	return res.item(), err
 }
 
 // PutIfAbsent sets key only if it does not exist, as engine.DB.PutIfAbsent.
 func (n *Node) PutIfAbsent(key, value string, opts *engine.SetOptions) (engine.Item, error) {
-	res, err := n.write(&rpcRequest{Op: opPutIfAbsent, Key: key, Value: value, TTL: ttl(opts)})
+	res, err := n.write(&rpcRequest{Op: opPutIfAbsent, Key: wireString(key), Value: wireString(value), TTL: ttl(opts)})
 	return res.item(), err
 }
 
 // CompareAndSwap sets key only if its revision is rev, as
 // engine.DB.CompareAndSwap.
 func (n *Node) CompareAndSwap(key string, rev int64, value string, opts *engine.SetOptions) (engine.Item, error) {
-	res, err := n.write(&rpcRequest{Op: opCAS, Key: key, Rev: rev, Value: value, TTL: ttl(opts)})
+	res, err := n.write(&rpcRequest{Op: opCAS, Key: wireString(key), Rev: rev, Value: wireString(value), TTL: ttl(opts)})
 	return res.item(), err
 }
 
 // Patch merges a JSON patch into key's value, as engine.DB.Patch.
 func (n *Node) Patch(key, value string) (engine.Item, error) {
-	res, err := n.write(&rpcRequest{Op: opPatch, Key: key, Value: value})
+	res, err := n.write(&rpcRequest{Op: opPatch, Key: wireString(key), Value: wireString(value)})
 	return res.item(), err
 }
 
 // Increment adds delta to key's integer value, as engine.DB.Increment.
 func (n *Node) Increment(key string, delta int64) (v, rev int64, err error) {
-	res, err := n.write(&rpcRequest{Op: opIncrement, Key: key, Delta: delta})
+	res, err := n.write(&rpcRequest{Op: opIncrement, Key: wireString(key), Delta: delta})
 	return res.N, res.Revision, err
 }
 
 // Delete deletes key, as engine.DB.Delete.
 func (n *Node) Delete(key string) (rev int64, err error) {
-	res, err := n.write(&rpcRequest{Op: opDelete, Key: key})
+	res, err := n.write(&rpcRequest{Op: opDelete, Key: wireString(key)})
 	return res.Revision, err
 }
 
@@ -84,11 +84,11 @@ func (r *result) item() engine.Item {
 	if r == nil {
 		return engine.Item{}
 	}
-	return engine.Item{Key: r.Key, Value: r.Value, Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version, ExpiresAt: r.ExpiresAt}
+	return engine.Item{Key: string(r.Key), Value: string(r.Value), Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version, ExpiresAt: r.ExpiresAt}
 }
 
 func itemResult(it engine.Item) *result {
-	return &result{Key: it.Key, Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, ExpiresAt: it.ExpiresAt}
+	return &result{Key: wireString(it.Key), Value: wireString(it.Value), Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, ExpiresAt: it.ExpiresAt}
 }
 
 // leading returns nil if this node leads and takes writes, waiting up to
@@ -224,20 +224,21 @@ func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, erro
 	}
 	var it engine.Item
 	var err error
+	key, value := string(req.Key), string(req.Value)
 	switch req.Op {
 	case opSet:
-		it, err = n.db.Set(req.Key, req.Value, so)
+		it, err = n.db.Set(key, value, so)
 	case opPutIfAbsent:
-		it, err = n.db.PutIfAbsent(req.Key, req.Value, so)
+		it, err = n.db.PutIfAbsent(key, value, so)
 	case opCAS:
-		it, err = n.db.CompareAndSwap(req.Key, req.Rev, req.Value, so)
+		it, err = n.db.CompareAndSwap(key, req.Rev, value, so)
 	case opPatch:
-		it, err = n.db.Patch(req.Key, req.Value)
+		it, err = n.db.Patch(key, value)
 	case opIncrement:
-		res.N, res.Revision, err = n.db.Increment(req.Key, req.Delta)
+		res.N, res.Revision, err = n.db.Increment(key, req.Delta)
 		return res, err
 	case opDelete:
-		res.Revision, err = n.db.Delete(req.Key)
+		res.Revision, err = n.db.Delete(key)
 		return res, err
 	default:
 		return res, fmt.Errorf("cluster: unknown write %q", req.Op)

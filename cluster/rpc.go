@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // The cluster RPC runs on connections whose first byte is protoRPC. Each
@@ -24,6 +25,36 @@ import (
 
 // maxFrame bounds an RPC frame: room for a largest value and its key.
 const maxFrame = 8 << 20
+
+// wireString is a key or a value on the RPC: a JSON string when it is
+// valid UTF-8, else {"b64": its bytes in base64}, since a JSON string
+// would have its bytes that are not UTF-8 replaced with U+FFFD, and the
+// engine takes any bytes.
+type wireString string
+
+func (w wireString) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(w)) {
+		return json.Marshal(string(w))
+	}
+	return json.Marshal(struct {
+		B64 []byte `json:"b64"`
+	}{[]byte(w)})
+}
+
+func (w *wireString) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var o struct {
+			B64 []byte `json:"b64"`
+		}
+		err := json.Unmarshal(b, &o)
+		*w = wireString(o.B64)
+		return err
+	}
+	var s string
+	err := json.Unmarshal(b, &s)
+	*w = wireString(s)
+	return err
+}
 
 // rpcTimeout bounds one RPC exchange unless the caller's context is
 // shorter.
@@ -55,8 +86,8 @@ type rpcRequest struct {
 	Term uint64 `json:"term,omitempty"`
 
 	// single-operation writes
-	Key   string        `json:"key,omitempty"`
-	Value string        `json:"value,omitempty"`
+	Key   wireString    `json:"key,omitempty"`
+	Value wireString    `json:"value,omitempty"`
 	TTL   time.Duration `json:"ttl,omitempty"`
 	Rev   int64         `json:"rev,omitempty"`
 	Delta int64         `json:"delta,omitempty"`
@@ -83,13 +114,13 @@ type rpcResponse struct {
 
 // result is what a forwarded write returns.
 type result struct {
-	Key            string    `json:"key,omitempty"`
-	Value          string    `json:"value,omitempty"`
-	Revision       int64     `json:"rev,omitempty"`
-	CreateRevision int64     `json:"create_rev,omitempty"`
-	Version        int64     `json:"version,omitempty"`
-	ExpiresAt      time.Time `json:"expires_at,omitzero"`
-	N              int64     `json:"n,omitempty"`
+	Key            wireString `json:"key,omitempty"`
+	Value          wireString `json:"value,omitempty"`
+	Revision       int64      `json:"rev,omitempty"`
+	CreateRevision int64      `json:"create_rev,omitempty"`
+	Version        int64      `json:"version,omitempty"`
+	ExpiresAt      time.Time  `json:"expires_at,omitzero"`
+	N              int64      `json:"n,omitempty"`
 }
 
 // writeFrame writes v as one frame.

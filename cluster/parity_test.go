@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// A follower forwards single writes as JSON strings, which replace invalid
+// UTF-8 with U+FFFD: binary keys and values arrive changed at the leader.
+func TestParity_ForwardedBinaryKeyAndValue(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := c.nodes[(l+1)%3]
+	key, val := "bin\xff", "v\xfe\x80"
+
+	// The leader (and a single engine.DB) keep them byte for byte.
+	it, err := c.nodes[l].Set("lead"+key, val, nil)
+	require.NoError(t, err)
+	require.Equal(t, val, it.Value)
+
+	it, err = f.Set(key, val, nil)
+	require.NoError(t, err)
+	if it.Key != key || it.Value != val {
+		t.Errorf("forwarded Set returned %q=%q, want %q=%q", it.Key, it.Value, key, val)
+	}
+	got, err := c.nodes[l].Get(key)
+	if err != nil || got.Value != val {
+		t.Errorf("the key the follower set, read on the leader: %q, %v; want %q", got.Value, err, val)
+	}
+}
+
+// Errors of forwarded writes keep their identity.
+func TestParity_ForwardedErrorsKeepIdentity(t *testing.T) {
+	c := newDBCluster(t, 3, &engine.Options{MaxValueSize: 64})
+	l := c.leader()
+	for _, n := range []*Node{c.nodes[l], c.nodes[(l+1)%3]} {
+		_, err := n.Set("s", "x", nil)
+		require.NoError(t, err)
+		_, err = n.Set("i", "9223372036854775807", nil)
+		require.NoError(t, err)
+		_, err = n.CompareAndSwap("s", 999, "y", nil)
+		require.ErrorIs(t, err, engine.ErrConflict)
+		_, err = n.PutIfAbsent("s", "y", nil)
+		require.ErrorIs(t, err, engine.ErrConflict)
+		_, _, err = n.Increment("s", 1)
+		require.ErrorIs(t, err, engine.ErrNotInteger)
+		_, _, err = n.Increment("i", 1)
+		require.ErrorIs(t, err, engine.ErrOverflow)
+		_, err = n.Set("s", strings.Repeat("x", 65), nil)
+		require.ErrorIs(t, err, engine.ErrTooLarge)
+		_, err = n.Patch("s", strings.Repeat("x", 64))
+		require.ErrorIs(t, err, engine.ErrTooLarge)
+		_, err = n.Set("s", "x", &engine.SetOptions{TTL: -time.Second})
+		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+		_, err = n.CompareAndSwap("s", -1, "y", nil)
+		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+		_, err = n.Set("", "x", nil)
+		require.ErrorIs(t, err, engine.ErrInvalidKey)
+		_, err = n.Delete("nope")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		_, err = n.Range("", "", &engine.RangeOptions{Limit: -1})
+		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	}
+}
+
+// Every call after Close is a typed error, promptly.
+func TestParity_AfterClose(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	for _, i := range []int{(l + 1) % 3, l} {
+		n := c.nodes[i]
+		c.kill(i)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			check := func(what string, err error) {
+				if !errors.Is(err, ErrClosed) {
+					t.Errorf("%s after Close: %v", what, err)
+				}
+			}
+			_, err := n.Get("a")
+			check("Get", err)
+			_, err = n.Set("a", "1", nil)
+			check("Set", err)
+			_, _, err = n.Increment("a", 1)
+			check("Increment", err)
+			_, err = n.Update(func(tx *engine.Tx) error { return nil })
+			check("Update", err)
+			check("View", n.View(func(tx *engine.Tx) error { return nil }, Stale))
+			_, err = n.Range("", "", nil, Stale)
+			check("Range", err)
+			_, err = n.Subscribe([]string{"*"}, nil)
+			check("Subscribe", err)
+			_ = n.Stats()
+			_ = n.Revision()
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("hang after Close")
+		}
+		if i == (l+1)%3 {
+			c.restart(i)
+		}
+	}
+}
