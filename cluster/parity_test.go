@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/require"
 )
 
@@ -65,6 +67,26 @@ func TestParity_ForwardedErrorsKeepIdentity(t *testing.T) {
 		require.ErrorIs(t, err, engine.ErrNotFound)
 		_, err = n.Range("", "", &engine.RangeOptions{Limit: -1})
 		require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	}
+}
+
+// Invalid subscribe options are engine.ErrInvalidOptions, as on engine.DB,
+// not ErrBehind after waiting for a revision they name.
+func TestParity_SubscribeInvalidOptions(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	n := c.nodes[l]
+	_, err := n.Set("a", "1", nil)
+	require.NoError(t, err)
+	for name, o := range map[string]*engine.SubscribeOptions{
+		"Initial+FromRevision":   {Initial: true, FromRevision: 1000},
+		"FromRevision+From":      {FromRevision: 1000, From: pubsub.Position{Revision: 1}},
+		"From.Revision MinInt64": {From: pubsub.Position{Revision: math.MinInt64}},
+	} {
+		_, err := n.Subscribe([]string{"*"}, o)
+		if !errors.Is(err, engine.ErrInvalidOptions) {
+			t.Errorf("%s: got %v, want engine.ErrInvalidOptions", name, err)
+		}
 	}
 }
 
