@@ -66,6 +66,9 @@ func (n *Node) Delete(key string) (rev int64, err error) {
 // while fn runs, Update returns ErrNotCommitted (fn ran once, and nothing
 // of it committed).
 func (n *Node) Update(fn func(tx *engine.Tx) error) (int64, error) {
+	if fn == nil {
+		return 0, fmt.Errorf("%w: Update of a nil function", engine.ErrInvalidOptions)
+	}
 	if err := n.leading(); err != nil {
 		return 0, err
 	}

@@ -90,6 +90,16 @@ func TestParity_SubscribeInvalidOptions(t *testing.T) {
 	}
 }
 
+// Update of a nil function is ErrInvalidOptions on engine.DB; on a follower.
+func TestParity_UpdateNilOnFollower(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	_, err := c.nodes[l].Update(nil)
+	require.ErrorIs(t, err, engine.ErrInvalidOptions, "leader")
+	_, err = c.nodes[(l+1)%3].Update(nil)
+	require.ErrorIs(t, err, engine.ErrInvalidOptions, "follower")
+}
+
 // Every call after Close is a typed error, promptly.
 func TestParity_AfterClose(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
