@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/vfs"
@@ -119,6 +120,8 @@ func check(args []string) error {
 type record struct {
 	Key            string     `json:"key"`
 	Value          string     `json:"value"`
+	KeyBase64      []byte     `json:"keyBase64,omitempty"`   // the key, when it is not valid UTF-8 (Key is then "")
+	ValueBase64    []byte     `json:"valueBase64,omitempty"` // the value, when it is not valid UTF-8
 	Revision       int64      `json:"revision,omitempty"`
 	CreateRevision int64      `json:"createRevision,omitempty"`
 	Version        int64      `json:"version,omitempty"`
@@ -162,6 +165,7 @@ func dump(args []string) error {
 	}
 	w := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	err = db.View(func(tx *engine.Tx) error {
 		items, err := tx.Range("", "", nil)
 		if err != nil {
@@ -172,6 +176,12 @@ func dump(args []string) error {
 				return err
 			}
 			r := record{Key: it.Key, Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version}
+			if !utf8.ValidString(r.Key) { // JSON would replace its bad bytes with U+FFFD
+				r.Key, r.KeyBase64 = "", []byte(it.Key)
+			}
+			if !utf8.ValidString(r.Value) {
+				r.Value, r.ValueBase64 = "", []byte(it.Value)
+			}
 			if !it.ExpiresAt.IsZero() {
 				r.ExpiresAt = &it.ExpiresAt
 			}
@@ -210,14 +220,24 @@ func load(args []string) error {
 // loadFrom adds the items of r to db, 1,000 to a transaction.
 func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	// A line holds a key and a value of up to the engine's limits, each
+	// byte of which JSON may escape as \u00XX (or base64 makes 4/3 of).
+	sc.Buffer(make([]byte, 64<<10), 6*(engine.DefaultMaxKeySize+engine.DefaultMaxValueSize)+64<<10)
 	var batch []record
+	skippedNow := 0
 	flush := func() error {
 		_, err := db.Update(func(tx *engine.Tx) error {
+			skippedNow = 0
 			for _, rec := range batch {
 				var o *engine.SetOptions
 				if rec.ExpiresAt != nil {
-					o = &engine.SetOptions{TTL: time.Until(*rec.ExpiresAt)}
+					// It may have expired since its line was read.
+					ttl := time.Until(*rec.ExpiresAt)
+					if ttl <= 0 {
+						skippedNow++
+						continue
+					}
+					o = &engine.SetOptions{TTL: ttl}
 				}
 				if _, err := tx.Set(rec.Key, rec.Value, o); err != nil {
 					return fmt.Errorf("key %q: %w", rec.Key, err)
@@ -226,7 +246,8 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 			return nil
 		})
 		if err == nil {
-			loaded += len(batch)
+			loaded += len(batch) - skippedNow
+			skipped += skippedNow
 		}
 		batch = batch[:0]
 		return err
@@ -238,6 +259,12 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 		var rec record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			return loaded, skipped, fmt.Errorf("line %d: %v", line, err)
+		}
+		if rec.KeyBase64 != nil {
+			rec.Key = string(rec.KeyBase64)
+		}
+		if rec.ValueBase64 != nil {
+			rec.Value = string(rec.ValueBase64)
 		}
 		if rec.Key == "" {
 			return loaded, skipped, fmt.Errorf("line %d: no key", line)
