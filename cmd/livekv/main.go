@@ -245,18 +245,24 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	var secret []byte
+	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
+		if len(s) < 16 {
+			return errors.New("$LIVEKV_TOKEN_SECRET must be at least 16 bytes")
+		}
+		secret = []byte(s)
+	}
 	ln, monLn, err := ops.listeners(*addr)
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(*data)
-	madeDir := errors.Is(statErr, os.ErrNotExist)
+	made := firstMissing(*data) // the outermost folder this run makes, if any
 	fail := func(err error) error {
 		ln.Close()
 		if monLn != nil {
 			monLn.Close()
 		}
-		removeIfCreated(*data, madeDir)
+		removeIfCreated(made, made != "")
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
@@ -276,10 +282,6 @@ func serve(args []string) error {
 		if created { // shown this once
 			keyNote = fmt.Sprintf("API key %s (new, kept in %s)", k, filepath.Join(*data, "api-key"))
 		}
-	}
-	var secret []byte
-	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
-		secret = []byte(s)
 	}
 	// In cluster mode db is the node's own copy, for health, metrics and
 	// backups; the API goes through the node.

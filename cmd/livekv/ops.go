@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/livekv/livekv/engine"
@@ -125,6 +126,21 @@ func scheme(tc *tls.Config) (http, ws string) {
 		return "https", "wss"
 	}
 	return "http", "ws"
+}
+
+// firstMissing returns the outermost of dir and its parents that does not
+// exist, "" if dir exists.
+func firstMissing(dir string) string {
+	missing := ""
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			return missing
+		}
+		missing = d
+		if filepath.Dir(d) == d {
+			return missing
+		}
+	}
 }
 
 // removeIfCreated removes dir if this run made it, so that a serve that

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -112,4 +113,36 @@ func TestLoad_KeyExpiringBeforeItsBatch(t *testing.T) {
 	in.Close()
 	err = cmd.Wait()
 	require.NoError(t, err, "load: %s", out.String())
+}
+
+// serve with a LIVEKV_TOKEN_SECRET the adapter refuses fails before it
+// writes anything into its folder.
+func TestServe_BadTokenSecretWritesNothing(t *testing.T) {
+	bin := build(t)
+	existing := filepath.Join(t.TempDir(), "existing")
+	require.NoError(t, os.Mkdir(existing, 0o755))
+	cmd := exec.Command(bin, "serve", "--data", existing, "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "LIVEKV_TOKEN_SECRET=short")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	entries, err := os.ReadDir(existing)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.Empty(t, names, "nothing written into an existing folder")
+}
+
+// A serve that fails to start removes every folder of --data it made, the
+// parents too.
+func TestServe_FailedLeavesNoNewParents(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "serve", "--data", filepath.Join(dir, "a", "b", "c"), "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "LIVEKV_TOKEN_SECRET=short")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	_, err = os.Stat(filepath.Join(dir, "a"))
+	require.ErrorIs(t, err, os.ErrNotExist, "no folder made")
 }
