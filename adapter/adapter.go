@@ -39,7 +39,8 @@ type Options struct {
 
 	// TokenSecret signs tokens (HMAC-SHA256). Default: random, so tokens
 	// do not outlive the process. Give one to keep them valid across
-	// restarts, or across processes sharing it.
+	// restarts, or across processes sharing it. At least
+	// MinTokenSecretSize bytes.
 	TokenSecret []byte
 
 	// TokenTTL is how long an issued token is valid. Default 2 hours.
@@ -204,8 +205,8 @@ func (o *Options) withDefaults() (Options, error) {
 			return c, err
 		}
 	}
-	if len(c.TokenSecret) < 16 {
-		return c, fmt.Errorf("%w: TokenSecret shorter than 16 bytes", ErrInvalidOptions)
+	if len(c.TokenSecret) < MinTokenSecretSize {
+		return c, fmt.Errorf("%w: TokenSecret shorter than %d bytes", ErrInvalidOptions, MinTokenSecretSize)
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -286,6 +287,9 @@ type Adapter struct {
 		subs       map[string]int // subscriptions held per token (by signature)
 	}
 }
+
+// MinTokenSecretSize is the shortest Options.TokenSecret, in bytes.
+const MinTokenSecretSize = 16
 
 // New returns an adapter serving db, an *engine.DB or any other Store.
 // The caller closes the DB after Shutdown.

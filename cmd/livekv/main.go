@@ -247,8 +247,8 @@ func serve(args []string) error {
 	}
 	var secret []byte
 	if s := os.Getenv("LIVEKV_TOKEN_SECRET"); s != "" {
-		if len(s) < 16 {
-			return errors.New("$LIVEKV_TOKEN_SECRET must be at least 16 bytes")
+		if len(s) < adapter.MinTokenSecretSize {
+			return fmt.Errorf("$LIVEKV_TOKEN_SECRET must be at least %d bytes", adapter.MinTokenSecretSize)
 		}
 		secret = []byte(s)
 	}
