@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/enginetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,19 +21,10 @@ func storedItems(t *testing.T, dir string) map[string]engine.Item {
 	require.NoError(t, err)
 	defer db.Close()
 	out := map[string]engine.Item{}
-	require.NoError(t, db.View(func(tx *engine.Tx) error {
-		items, err := tx.Range("", "", nil)
-		if err != nil {
-			return err
-		}
-		for it, err := range items {
-			if err != nil {
-				return err
-			}
-			out[it.Key] = it
-		}
-		return nil
-	}))
+	for it, err := range enginetest.Items(db.Range("", "", nil)) {
+		require.NoError(t, err)
+		out[it.Key] = it
+	}
 	return out
 }
 
