@@ -46,9 +46,8 @@ func (db *DB) Prefix(prefix string, opts *RangeOptions) (iter.Seq2[Item, error],
 // shows every key as it was when the loop began: with the transaction's
 // own writes made before then, and none that its body makes (a key it
 // deletes or changes is shown as it was, a key it creates is not shown).
-// A transaction that has ended
-// gives ErrTxDone, from Range or, if it ends before the loop, as the
-// loop's only item.
+// A transaction that has ended gives ErrTxDone, from Range or, if it ends
+// before the loop, as the loop's only item.
 func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, error], error) {
 	if err := tx.check(false); err != nil {
 		return nil, err
