@@ -129,12 +129,13 @@ func (a *Adapter) credentials(apiKey, token string) (*access, int, error) {
 }
 
 // fromRevision reads the fromRevision query parameter: where a token's
-// own subscriptions start (startAfter).
+// own subscriptions start (startAfter); from now when absent or empty.
 func fromRevision(q url.Values) (engine.SubscribeOptions, error) {
-	if !q.Has("fromRevision") {
+	s := q.Get("fromRevision")
+	if s == "" {
 		return startAfter(0, false), nil
 	}
-	n, err := strconv.ParseInt(q.Get("fromRevision"), 10, 64)
+	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return engine.SubscribeOptions{}, errors.New("bad fromRevision")
 	}
