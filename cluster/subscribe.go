@@ -7,7 +7,6 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/pattern"
-	"github.com/livekv/livekv/pubsub"
 )
 
 // subscribeWait is how long Subscribe waits for this node to apply the
@@ -41,15 +40,20 @@ func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.Subscribe
 	if n.leaderless() {
 		return nil, ErrNoLeader
 	}
-	if opts != nil && subscribeOptionsValid(pats, opts) {
-		from := max(opts.FromRevision, opts.From.Revision-1)
-		if from > 0 {
-			ctx, cancel := context.WithTimeout(n.ctx, subscribeWait)
-			err := n.waitRevision(ctx, from)
-			cancel()
-			if err != nil {
-				return nil, err
-			}
+	var o engine.SubscribeOptions
+	if opts != nil {
+		o = *opts
+	}
+	start, err := o.Start(pats)
+	if err != nil {
+		return nil, err // as a single DB refuses them, at once
+	}
+	if from := start.Revision - 1; from > 0 {
+		ctx, cancel := context.WithTimeout(n.ctx, subscribeWait)
+		err := n.waitRevision(ctx, from)
+		cancel()
+		if err != nil {
+			return nil, err
 		}
 	}
 	s, err := n.db.SubscribePatterns(pats, opts)
@@ -60,16 +64,6 @@ func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.Subscribe
 	n.subs[s] = struct{}{}
 	n.subMu.Unlock()
 	return s, nil
-}
-
-// subscribeOptionsValid reports whether the engine may take opts, so that
-// waiting for their revision is worth it: options it refuses get its
-// typed error at once (engine.ErrInvalidOptions), as on a single DB.
-func subscribeOptionsValid(pats []*pattern.Pattern, o *engine.SubscribeOptions) bool {
-	none := o.From == (pubsub.Position{})
-	return len(pats) > 0 && !(o.Initial && (o.FromRevision != 0 || !none)) &&
-		o.FromRevision >= 0 && o.From.Revision >= 0 && o.From.Index >= 0 &&
-		!(o.FromRevision > 0 && !none) && !(o.From.Revision == 0 && o.From.Index != 0)
 }
 
 // leaderless reports whether this node has had no leader for longer than

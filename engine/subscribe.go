@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,6 +34,27 @@ type SubscribeOptions struct {
 	// Buffer is how many events the subscription's channel holds; see
 	// pubsub.SubscribeOptions. Default 256.
 	Buffer int
+}
+
+// Start returns the position a subscription with these options and
+// patterns starts at, Revision 0 for now (Initial: right after the
+// snapshot it reads); or, for what SubscribePatterns refuses, an error
+// that wraps ErrInvalidOptions. A cluster node waits for the revision
+// before it.
+func (o SubscribeOptions) Start(pats []*pattern.Pattern) (pubsub.Position, error) {
+	switch {
+	case o.Initial && (o.FromRevision != 0 || o.From != pubsub.Position{}):
+		return pubsub.Position{}, fmt.Errorf("%w: Initial and FromRevision or From together", ErrInvalidOptions)
+	case len(pats) == 0:
+		return pubsub.Position{}, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
+	case slices.Contains(pats, nil):
+		return pubsub.Position{}, fmt.Errorf("%w: a nil pattern", ErrInvalidOptions)
+	}
+	start, err := pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From}.Start()
+	if err != nil {
+		return pubsub.Position{}, fmt.Errorf("%w (%w)", ErrInvalidOptions, err)
+	}
+	return start, nil
 }
 
 // Subscription is a subscription to the changes of the keys that match its
@@ -75,11 +95,8 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if opts != nil {
 		o = *opts
 	}
-	if o.Initial && (o.FromRevision != 0 || o.From != pubsub.Position{}) {
-		return nil, fmt.Errorf("%w: Initial and FromRevision or From together", ErrInvalidOptions)
-	}
-	if len(pats) == 0 {
-		return nil, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
+	if _, err := o.Start(pats); err != nil {
+		return nil, err
 	}
 
 	// The events start right after the snapshot: the subscription asks
@@ -107,9 +124,6 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if err != nil {
 		if o.Initial {
 			db.closeSnapshot(snap)
-		}
-		if errors.Is(err, pubsub.ErrInvalidOptions) {
-			return nil, fmt.Errorf("%w (%w)", ErrInvalidOptions, err)
 		}
 		return nil, fmt.Errorf("engine: subscribe: %w", err)
 	}

@@ -254,6 +254,28 @@ func TestSubscribe_ResumeAndExpiry(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrClosed, "Close of the DB ends subscriptions")
 }
 
+// Start says where a subscription begins, or why it would be refused.
+func TestSubscribeOptions_Start(t *testing.T) {
+	pats := []*pattern.Pattern{pattern.MustParse("a")}
+	for _, tt := range []struct {
+		o    engine.SubscribeOptions
+		want engine.Position
+	}{
+		{engine.SubscribeOptions{}, engine.Position{}},
+		{engine.SubscribeOptions{Initial: true}, engine.Position{}},
+		{engine.SubscribeOptions{FromRevision: 7}, engine.Position{Revision: 8}},
+		{engine.SubscribeOptions{From: engine.Position{Revision: 7, Index: 2}}, engine.Position{Revision: 7, Index: 2}},
+	} {
+		got, err := tt.o.Start(pats)
+		require.NoError(t, err, "%+v", tt.o)
+		require.Equal(t, tt.want, got, "%+v", tt.o)
+	}
+	_, err := engine.SubscribeOptions{}.Start(nil)
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	_, err = engine.SubscribeOptions{From: engine.Position{Index: 1}}.Start(pats)
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+}
+
 func TestSubscribe_Errors(t *testing.T) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1, HistoryEvents: 2})
 	require.NoError(t, err)

@@ -35,6 +35,24 @@ type SubscribeOptions struct {
 	Buffer int
 }
 
+// Start returns the position a subscription with these options starts at,
+// Revision 0 for now, or, for options that make no sense, an error that
+// wraps ErrInvalidOptions.
+func (o SubscribeOptions) Start() (Position, error) {
+	start := o.From
+	switch {
+	case o.FromRevision < 0 || start.Revision < 0 || start.Index < 0:
+		return Position{}, fmt.Errorf("%w: negative FromRevision %d or From %+v", ErrInvalidOptions, o.FromRevision, start)
+	case o.FromRevision > 0 && start != Position{}:
+		return Position{}, fmt.Errorf("%w: both FromRevision and From", ErrInvalidOptions)
+	case start.Revision == 0 && start.Index != 0:
+		return Position{}, fmt.Errorf("%w: From %+v has an index but no revision", ErrInvalidOptions, start)
+	case o.FromRevision > 0:
+		start = Position{Revision: o.FromRevision + 1}
+	}
+	return start, nil
+}
+
 // Subscription receives the events whose keys match its patterns: in
 // revision order, each once, without gaps, the events of one transaction
 // one after another. It ends on Close, when the broker closes, when it
@@ -82,16 +100,9 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
-	start := o.From
-	switch {
-	case o.FromRevision < 0 || start.Revision < 0 || start.Index < 0:
-		return nil, fmt.Errorf("%w: negative FromRevision %d or From %+v", ErrInvalidOptions, o.FromRevision, start)
-	case o.FromRevision > 0 && start != Position{}:
-		return nil, fmt.Errorf("%w: both FromRevision and From", ErrInvalidOptions)
-	case start.Revision == 0 && start.Index != 0:
-		return nil, fmt.Errorf("%w: From %+v has an index but no revision", ErrInvalidOptions, start)
-	case o.FromRevision > 0:
-		start = Position{Revision: o.FromRevision + 1}
+	start, err := o.Start()
+	if err != nil {
+		return nil, err
 	}
 	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1)}
 	s.patterns = slices.Clone(patterns)
