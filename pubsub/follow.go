@@ -133,7 +133,7 @@ func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}, timed bo
 	if timed {
 		start = time.Now()
 	}
-	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{}, nil)
+	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{}, kill)
 	if timed {
 		took = time.Since(start)
 	}
