@@ -22,9 +22,10 @@ const (
 // the lane), until its matching has been fast for handBackAfter batches
 // and it has caught up. b.Close, s.Close and the end of the subscription
 // stop it (kill). Its caller counts it in b.wg.
-func (s *Subscription) follow(from Position, alone bool, kill, exited chan struct{}) {
+func (s *Subscription) follow(from Position, alone bool, f follower) {
 	b, l := s.b, s.lane
-	defer close(exited)
+	kill := f.kill
+	defer close(f.exited)
 	handedBack := false
 	defer func() {
 		if !handedBack {

@@ -279,16 +279,30 @@ func (l *lane) fallBehind(s *Subscription, at Position) {
 // s.sent; mu and s.mu are held.
 func (l *lane) follow(s *Subscription) {
 	b := l.b
-	l.followers[s] = struct{}{}
-	b.stats.following.Add(1)
-	kill, exited := make(chan struct{}), make(chan struct{})
-	s.kill, s.exited = kill, exited
+	f := l.addFollower(s)
 	b.wg.Add(1)
 	from, alone := s.sent, s.alone
 	go func() {
 		defer b.wg.Done()
-		s.follow(from, alone, kill, exited)
+		s.follow(from, alone, f)
 	}()
+}
+
+// addFollower counts s among the subscriptions that a goroutine of their
+// own feeds, and returns what stops that goroutine and says it has
+// returned, which s's end and Close use from now on; mu and s.mu are held.
+func (l *lane) addFollower(s *Subscription) follower {
+	l.followers[s] = struct{}{}
+	l.b.stats.following.Add(1)
+	f := follower{kill: make(chan struct{}), exited: make(chan struct{})}
+	s.kill, s.exited = f.kill, f.exited
+	return f
+}
+
+// follower is what stops a goroutine that feeds one subscription (kill),
+// and what says it has returned (exited).
+type follower struct {
+	kill, exited chan struct{}
 }
 
 // unfollow forgets the goroutine that fed s; mu is held.

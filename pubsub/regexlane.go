@@ -113,7 +113,6 @@ func (l *lane) handOut(w *work) *detached {
 		l.mu.Lock()
 		if l.holder != w { // the watchdog detached s and gave the role to another
 			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided, stop: w.stop}
-			w.stop = follower{}
 			l.mu.Unlock()
 			return d
 		}
@@ -215,10 +214,9 @@ func (l *lane) takeOver(w *work) *work {
 }
 
 // detach takes s, whose matching of batch is under way, from the lane:
-// the goroutine matching it goes on feeding it, alone (see detached). It
-// returns the channels that stop that goroutine and say it has returned,
-// which s's end and Close use from now on; none if s has ended. mu is
-// held.
+// the goroutine matching it goes on feeding it, alone (see detached), and
+// is stopped by what this returns (addFollower); nothing if s has ended.
+// mu is held.
 func (l *lane) detach(s *Subscription, batch *Batch) follower {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,17 +225,7 @@ func (l *lane) detach(s *Subscription, batch *Batch) follower {
 	}
 	s.synced, s.alone = false, true
 	s.sent = later(s.sent, Position{Revision: batch.Revision}) // the lane sent everything before
-	l.followers[s] = struct{}{}
-	l.b.stats.following.Add(1)
-	f := follower{kill: make(chan struct{}), exited: make(chan struct{})}
-	s.kill, s.exited = f.kill, f.exited
-	return f
-}
-
-// follower is what stops a goroutine that feeds one subscription (kill),
-// and what says it has returned (exited).
-type follower struct {
-	kill, exited chan struct{}
+	return l.addFollower(s)
 }
 
 // detached is a subscription that the regex lane left, during a batch, to
@@ -260,18 +248,15 @@ type detached struct {
 // (follow): a regex that was slow once is likely to be slow again.
 func (d *detached) finish() {
 	l, s, batch := d.l, d.s, d.batch
-	kill, exited := d.stop.kill, d.stop.exited
+	kill := d.stop.kill
+	if kill == nil { // s had ended before it was detached
+		return
+	}
 	quit := func() {
 		l.mu.Lock()
 		l.unfollow(s)
 		l.mu.Unlock()
-		if exited != nil {
-			close(exited)
-		}
-	}
-	if kill == nil { // s had ended before it was detached
-		quit()
-		return
+		close(d.stop.exited)
 	}
 	if d.undecided == nil {
 		// Stopped by kill (s's end, or the broker's Close) at the next key.
@@ -297,5 +282,5 @@ func (d *detached) finish() {
 		s.sent = later(s.sent, next)
 	}
 	s.mu.Unlock()
-	s.follow(next, true, kill, exited)
+	s.follow(next, true, d.stop)
 }
