@@ -95,7 +95,8 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	if opts != nil {
 		o = *opts
 	}
-	if _, err := o.Start(pats); err != nil {
+	start, err := o.Start(pats)
+	if err != nil {
 		return nil, err
 	}
 
@@ -109,12 +110,12 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 		return nil, ErrClosed
 	}
 	var snap snapshot
-	po := &pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}
+	po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer}
 	switch {
 	case o.Initial:
 		snap = db.snapshot()
 		po.From = pubsub.Position{Revision: snap.rev + 1}
-	case o.FromRevision == 0 && o.From == (pubsub.Position{}):
+	case start.Revision == 0:
 		// From now: after the newest visible revision, which may not
 		// have reached the broker yet (it does right after).
 		po.From = pubsub.Position{Revision: db.committed.Load() + 1}

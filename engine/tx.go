@@ -254,8 +254,8 @@ func (tx *Tx) Patch(key, value string) (Item, error) {
 	if cur.ver != 0 {
 		v.value = patch(cur.value, value)
 		v.expires = cur.expires
-		if len(v.value) > tx.db.opts.MaxValueSize {
-			return Item{}, fmt.Errorf("%w: patched value of %q is %d bytes, limit %d", ErrTooLarge, key, len(v.value), tx.db.opts.MaxValueSize)
+		if err := tx.db.checkValue("patched value", key, v.value); err != nil {
+			return Item{}, err
 		}
 	}
 	tx.write(key, e, cur, v)
@@ -287,8 +287,8 @@ func (tx *Tx) Increment(key string, delta int64) (int64, error) {
 	}
 	n += delta
 	v := &version{value: strconv.FormatInt(n, 10), expires: exp, kind: pubsub.Increment}
-	if len(v.value) > tx.db.opts.MaxValueSize {
-		return 0, fmt.Errorf("%w: %q would hold %s, %d bytes, limit %d", ErrTooLarge, key, v.value, len(v.value), tx.db.opts.MaxValueSize)
+	if err := tx.db.checkValue("incremented value", key, v.value); err != nil {
+		return 0, err
 	}
 	tx.write(key, e, cur, v)
 	return n, nil
@@ -324,10 +324,19 @@ func (tx *Tx) validate(key, value string, opts *SetOptions) (int64, error) {
 	if err := tx.db.checkKey(key); err != nil {
 		return 0, err
 	}
-	if len(value) > tx.db.opts.MaxValueSize {
-		return 0, fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, key, len(value), tx.db.opts.MaxValueSize)
+	if err := tx.db.checkValue("value", key, value); err != nil {
+		return 0, err
 	}
 	return tx.db.expiry(opts, tx.now)
+}
+
+// checkValue returns ErrTooLarge for a value over MaxValueSize; what names
+// it in the message.
+func (db *DB) checkValue(what, key, value string) error {
+	if len(value) > db.opts.MaxValueSize {
+		return fmt.Errorf("%w: %s of %q is %d bytes, limit %d", ErrTooLarge, what, key, len(value), db.opts.MaxValueSize)
+	}
+	return nil
 }
 
 func (db *DB) checkKey(key string) error {
