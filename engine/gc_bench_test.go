@@ -38,11 +38,13 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //     the heads of slabs that hold them);
 //   - objects/key: the heap objects it marks, per key; each is also a
 //     span, or part of one, that runtime.GC sweeps;
-//   - mark-cpu-ms: the median processor time of a collection's marking
-//     (the runtime's estimate, /cpu/classes/gc/mark and /cpu/classes/gc/pause
-//     in runtime/metrics): what gc-ms holds less the sweep of every span,
-//     which runtime.GC finishes before it returns and a running program
-//     does a little at a time as it allocates.
+//   - mark-cpu-ms: the median processor time of a collection, summed over
+//     the processors (the runtime's estimate, /cpu/classes/gc/total in
+//     runtime/metrics: the mark workers, idle ones included, assists and
+//     the pauses). Unlike gc-ms, the wall time of runtime.GC, it leaves
+//     out the sweep of every span, which runtime.GC finishes before it
+//     returns and a running program does a little at a time as it
+//     allocates.
 //
 // With two sizes or more, the sub-benchmark "ratio" reports gc-ratio, the
 // median of every collection timed at the largest size over that at the
@@ -141,18 +143,9 @@ func benchGC(b *testing.B, n int) (times, marks []time.Duration) {
 // its workers, in assists and in its pauses, since the process began: the
 // runtime's estimate, brought up to date at the end of each cycle.
 func markCPU() time.Duration {
-	s := []metrics.Sample{
-		{Name: "/cpu/classes/gc/mark/assist:cpu-seconds"},
-		{Name: "/cpu/classes/gc/mark/dedicated:cpu-seconds"},
-		{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"},
-		{Name: "/cpu/classes/gc/pause:cpu-seconds"},
-	}
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(s)
-	var sec float64
-	for _, x := range s {
-		sec += x.Value.Float64()
-	}
-	return time.Duration(sec * 1e9)
+	return time.Duration(s[0].Value.Float64() * 1e9)
 }
 
 func median(d []time.Duration) time.Duration {
