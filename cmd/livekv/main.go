@@ -262,7 +262,7 @@ func serve(args []string) error {
 		if monLn != nil {
 			monLn.Close()
 		}
-		removeIfCreated(made, made != "")
+		removeIfCreated(made)
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }

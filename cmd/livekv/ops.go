@@ -143,10 +143,11 @@ func firstMissing(dir string) string {
 	}
 }
 
-// removeIfCreated removes dir if this run made it, so that a serve that
-// fails to start leaves nothing behind.
-func removeIfCreated(dir string, created bool) {
-	if created {
+// removeIfCreated removes dir, the outermost folder this run made
+// (firstMissing; "" for none), so that a serve that fails to start
+// leaves nothing behind.
+func removeIfCreated(dir string) {
+	if dir != "" {
 		os.RemoveAll(dir)
 	}
 }

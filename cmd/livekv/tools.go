@@ -224,17 +224,17 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 	// byte of which JSON may escape as \u00XX (or base64 makes 4/3 of).
 	sc.Buffer(make([]byte, 64<<10), 6*(engine.DefaultMaxKeySize+engine.DefaultMaxValueSize)+64<<10)
 	var batch []record
-	skippedNow := 0
 	flush := func() error {
+		expired := 0
 		_, err := db.Update(func(tx *engine.Tx) error {
-			skippedNow = 0
+			expired = 0
 			for _, rec := range batch {
 				var o *engine.SetOptions
 				if rec.ExpiresAt != nil {
-					// It may have expired since its line was read.
+					// Expired, when its line was read or since.
 					ttl := time.Until(*rec.ExpiresAt)
 					if ttl <= 0 {
-						skippedNow++
+						expired++
 						continue
 					}
 					o = &engine.SetOptions{TTL: ttl}
@@ -246,8 +246,8 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 			return nil
 		})
 		if err == nil {
-			loaded += len(batch) - skippedNow
-			skipped += skippedNow
+			loaded += len(batch) - expired
+			skipped += expired
 		}
 		batch = batch[:0]
 		return err
@@ -268,10 +268,6 @@ func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
 		}
 		if rec.Key == "" {
 			return loaded, skipped, fmt.Errorf("line %d: no key", line)
-		}
-		if rec.ExpiresAt != nil && time.Until(*rec.ExpiresAt) <= 0 {
-			skipped++
-			continue
 		}
 		if batch = append(batch, rec); len(batch) == 1000 {
 			if err := flush(); err != nil {
