@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -491,30 +489,6 @@ func TestSubscribe_Initial(t *testing.T) {
 		want[it.Key] = it.Value
 	}
 	require.Equal(t, want, state)
-}
-
-// A Subscribe that meets the client's Close either returns a subscription
-// that Close ended or an error; no goroutine of it runs after Close.
-func TestSubscribe_DuringClose(t *testing.T) {
-	s := newServer(t, nil)
-	for range 50 {
-		c := s.dial(t, nil)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sub, err := c.Subscribe(context.Background(), []string{"a"}, nil)
-			if err == nil {
-				if _, err = sub.Next(context.Background()); !errors.Is(err, engine.ErrClosed) {
-					t.Errorf("a subscription after Close: %v", err)
-				}
-			}
-		}()
-		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-		require.NoError(t, c.Close())
-		buf := make([]byte, 1<<20)
-		require.NotContains(t, string(buf[:runtime.Stack(buf, true)]), "(*Subscription).pump", "a pump runs after Close returned")
-		<-done
-	}
 }
 
 // TestSubscribe_Close: Close ends the stream with engine.ErrClosed;

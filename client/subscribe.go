@@ -272,14 +272,9 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 	case http.StatusTooManyRequests:
 		// Over the connection's rate or caps: the request did not run.
 		// A subscription being resumed (every one of a connection's at
-		// once, after a reconnect) tries again after a pause; a new one
-		// returns the error to Subscribe's caller.
-		s.mu.Lock()
-		started := s.started
-		s.mu.Unlock()
-		if started {
-			return replyError(&m)
-		}
+		// once, after a reconnect) tries again after a pause; Subscribe
+		// ends a new one and returns the error to its caller.
+		return replyError(&m)
 	}
 	err = replyError(&m)
 	if m.Code == http.StatusBadRequest && m.SubscriptionID == 0 && errors.Is(err, ErrBadRequest) {
