@@ -142,6 +142,16 @@ func fromRevision(q url.Values) (engine.SubscribeOptions, error) {
 	return startAfter(n, true), nil
 }
 
+// startAfter is where a subscription starts: after revision rev if given,
+// or from now. 0, given, is every change after revision 0: what a client
+// that subscribed to a new DB, and has seen nothing yet, resumes from.
+func startAfter(rev int64, given bool) engine.SubscribeOptions {
+	if given && rev == 0 {
+		return engine.SubscribeOptions{From: engine.Position{Revision: 1}}
+	}
+	return engine.SubscribeOptions{FromRevision: rev}
+}
+
 // serveWebSocket authenticates, upgrades and runs one connection of the
 // HPKV dialect until it ends.
 func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -297,15 +307,12 @@ func (c *conn) readLoop() {
 		// Every message takes from the bucket, one that does not decode
 		// too: it costs a reply as a request does.
 		limited := !c.bucket.take()
-		if typ != websocket.MessageText {
-			if limited {
-				c.reply(nil, c.d.refuse(nil, http.StatusTooManyRequests, "too many requests"))
-			} else {
-				c.reply(nil, c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames"))
-			}
-			continue
+		var req, answer any
+		if typ == websocket.MessageText {
+			req, answer = c.d.decode(data)
+		} else {
+			answer = c.d.refuse(nil, http.StatusBadRequest, "messages are JSON text frames")
 		}
-		req, answer := c.d.decode(data)
 		if limited {
 			c.reply(req, c.d.refuse(req, http.StatusTooManyRequests, "too many requests"))
 			continue

@@ -82,13 +82,3 @@ func (hpkvDialect) start(*conn) {}
 func wireReply(sub int64, err *wireError) reply {
 	return reply{Code: err.code, Error: err.msg, ErrorCode: err.errorCode, SubscriptionID: sub, Oldest: err.oldest, Revision: err.revision}
 }
-
-// startAfter is where a subscription starts: after revision rev if given,
-// or from now. 0, given, is every change after revision 0: what a client
-// that subscribed to a new DB, and has seen nothing yet, resumes from.
-func startAfter(rev int64, given bool) engine.SubscribeOptions {
-	if given && rev == 0 {
-		return engine.SubscribeOptions{From: engine.Position{Revision: 1}}
-	}
-	return engine.SubscribeOptions{FromRevision: rev}
-}
