@@ -25,7 +25,6 @@ func TestUnsubscribe_NothingAfterTheReply(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	c.write(m{"op": 101, "subscriptionId": sub, "messageId": 99})
-	time.Sleep(200 * time.Millisecond)
 	replied, after := false, 0
 	for {
 		msg, err := c.tryRead(2 * time.Second)
