@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A follower forwards single writes as JSON strings, which replace invalid
-// UTF-8 with U+FFFD: binary keys and values arrive changed at the leader.
+// Keys and values that are not UTF-8, written through a follower, reach
+// the leader byte for byte, and come back so in the write's item.
 func TestParity_ForwardedBinaryKeyAndValue(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
 	l := c.leader()

@@ -20,6 +20,19 @@ func TestRPC_FramesRoundTrip(t *testing.T) {
 	require.NoError(t, readFrame(&buf, &got))
 	require.Equal(t, *req, got)
 
+	// Keys and values that are not UTF-8 arrive byte for byte, as do the
+	// results of writes.
+	bin := &rpcRequest{Op: opSet, Key: "bin\xff", Value: "v\xfe\x80"}
+	require.NoError(t, writeFrame(&buf, bin))
+	got = rpcRequest{}
+	require.NoError(t, readFrame(&buf, &got))
+	require.Equal(t, *bin, got)
+	res := &result{Key: "k\x80", Value: "\xff", Revision: 3}
+	require.NoError(t, writeFrame(&buf, res))
+	var gotRes result
+	require.NoError(t, readFrame(&buf, &gotRes))
+	require.Equal(t, *res, gotRes)
+
 	// A length over the limit is refused before anything is allocated.
 	var h [4]byte
 	binary.BigEndian.PutUint32(h[:], maxFrame+1)
