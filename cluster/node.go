@@ -122,7 +122,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newMux(ln, o.RaftAddr, o.Dial)
-	n.rpc = newRPCClient(n.mux)
+	n.rpc = newRPCClient(n.mux, frameLimit(o.Engine))
 	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
 		n.cancel()
 		return nil, err
@@ -137,7 +137,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 		n.wg.Add(1)
 		go n.watchLeader()
 	}
-	n.srv = startRPCServer(n.mux.rpc, n.handle)
+	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
 	if !n.rn.bootstrapped && len(o.Join) > 0 {
 		if has, err := n.hasState(); err != nil || !has {
 			ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)

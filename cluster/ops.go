@@ -183,7 +183,7 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 		}
 		var re *remoteError
 		switch {
-		case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed):
+		case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed), errors.Is(err, engine.ErrTooLarge):
 			return res, err
 		case errors.Is(err, ErrNotLeader):
 			// The leader we asked moved on before doing anything;

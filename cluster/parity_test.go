@@ -57,6 +57,10 @@ func TestParity_ForwardedErrorsKeepIdentity(t *testing.T) {
 		require.ErrorIs(t, err, engine.ErrTooLarge)
 		_, err = n.Patch("s", strings.Repeat("x", 64))
 		require.ErrorIs(t, err, engine.ErrTooLarge)
+		// Too large for an RPC frame: refused, not sent, so certain.
+		_, err = n.Set("s", strings.Repeat("x", minFrame), nil)
+		require.ErrorIs(t, err, engine.ErrTooLarge)
+		require.NotErrorIs(t, err, ErrUncertain)
 		_, err = n.Set("s", "x", &engine.SetOptions{TTL: -time.Second})
 		require.ErrorIs(t, err, engine.ErrInvalidOptions)
 		_, err = n.CompareAndSwap("s", -1, "y", nil)

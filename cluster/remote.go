@@ -28,7 +28,8 @@ func NewRemote(addr string) *Remote {
 			return nil, err
 		}
 		return c, nil
-	}, idle: map[string][]net.Conn{}}}
+	}, maxFrame: minFrame, idle: map[string][]net.Conn{}}} // status and membership only
+
 }
 
 // Status returns the node's view of itself and the cluster.

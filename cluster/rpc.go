@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/livekv/livekv/engine"
 )
 
 // The cluster RPC runs on connections whose first byte is protoRPC. Each
@@ -23,18 +26,52 @@ import (
 // A connection goes back to its pool after a full exchange; any error
 // closes it.
 
-// maxFrame bounds an RPC frame: room for a largest value and its key.
-const maxFrame = 8 << 20
+// minFrame is the least limit of an RPC frame: more than a key and a
+// value of the engine's default sizes take (frameLimit).
+const minFrame = 8 << 20
+
+// frameRoom is what a frame holds besides its key and value, with
+// room to spare: the operation, revisions, times, an error's text.
+const frameRoom = 64 << 10
+
+// frameLimit is the largest RPC frame a node sends or takes, from its
+// engine's options (nil: the defaults): room for a request or a result
+// holding a key and a value as large as the engine takes, at least
+// minFrame, and no more than a transaction record of a raft entry may
+// hold (maxRecord), since a larger write is refused anyway. Every node
+// of a cluster should have the same limits; a node with smaller ones
+// refuses frames over its own.
+func frameLimit(eo *engine.Options) int {
+	k, v := engine.DefaultMaxKeySize, engine.DefaultMaxValueSize
+	if eo != nil && eo.MaxKeySize > 0 {
+		k = eo.MaxKeySize
+	}
+	if eo != nil && eo.MaxValueSize > 0 {
+		v = eo.MaxValueSize
+	}
+	n := min(wireLen(k)+wireLen(v), wireLen(maxRecord)) + frameRoom
+	return max(n, minFrame)
+}
+
+// wireLen is the most a wireString of n bytes takes in a frame: its
+// base64 form, which MarshalJSON sends when the string is shorter.
+func wireLen(n int) int { return base64.StdEncoding.EncodedLen(n) + len(`{"b64":""}`) }
 
 // wireString is a key or a value on the RPC: a JSON string when it is
-// valid UTF-8, else {"b64": its bytes in base64}, since a JSON string
-// would have its bytes that are not UTF-8 replaced with U+FFFD, and the
-// engine takes any bytes.
+// valid UTF-8 and no longer so than in base64, else {"b64": its bytes in
+// base64}, since a JSON string would have its bytes that are not UTF-8
+// replaced with U+FFFD, and the engine takes any bytes. Escapes can make
+// a JSON string six times as long as its bytes (\u0001), base64 a third
+// longer: so a frame's size follows from the engine's limits
+// (frameLimit).
 type wireString string
 
 func (w wireString) MarshalJSON() ([]byte, error) {
 	if utf8.ValidString(string(w)) {
-		return json.Marshal(string(w))
+		b, err := json.Marshal(string(w))
+		if err != nil || len(b) <= wireLen(len(w)) {
+			return b, err
+		}
 	}
 	return json.Marshal(struct {
 		B64 []byte `json:"b64"`
@@ -60,7 +97,7 @@ func (w *wireString) UnmarshalJSON(b []byte) error {
 // shorter.
 const rpcTimeout = 10 * time.Second
 
-// errFrameTooLarge is returned when a frame's length is over maxFrame.
+// errFrameTooLarge is returned when a frame's length is over the limit.
 var errFrameTooLarge = errors.New("cluster: rpc frame too large")
 
 // RPC operations.
@@ -123,30 +160,41 @@ type result struct {
 	N              int64      `json:"n,omitempty"`
 }
 
-// writeFrame writes v as one frame.
-func writeFrame(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+// writeFrame writes v as one frame of at most limit bytes; a larger one
+// is not written at all.
+func writeFrame(w io.Writer, v any, limit int) error {
+	b, err := encodeFrame(v, limit)
 	if err != nil {
 		return err
 	}
-	if len(b) > maxFrame {
-		return errFrameTooLarge
-	}
-	buf := make([]byte, 4, 4+len(b))
-	binary.BigEndian.PutUint32(buf, uint32(len(b)))
-	_, err = w.Write(append(buf, b...))
+	_, err = w.Write(b)
 	return err
 }
 
-// readFrame reads one frame into v.
-func readFrame(r io.Reader, v any) error {
+// encodeFrame returns v as a frame of at most limit bytes, its length
+// first, or errFrameTooLarge.
+func encodeFrame(v any, limit int) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%w: %d bytes, over the %d a frame may hold", errFrameTooLarge, len(b), limit)
+	}
+	buf := make([]byte, 4, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	return append(buf, b...), nil
+}
+
+// readFrame reads one frame of at most limit bytes into v.
+func readFrame(r io.Reader, v any, limit int) error {
 	var h [4]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return err
 	}
 	n := binary.BigEndian.Uint32(h[:])
-	if n > maxFrame {
-		return errFrameTooLarge
+	if uint64(n) > uint64(limit) {
+		return fmt.Errorf("%w: %d bytes, over the %d a frame may hold", errFrameTooLarge, n, limit)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
@@ -163,7 +211,8 @@ func readFrame(r io.Reader, v any) error {
 
 // rpcClient sends requests to other nodes over pooled connections.
 type rpcClient struct {
-	dial func(ctx context.Context, addr string) (net.Conn, error) // opens an RPC connection
+	dial     func(ctx context.Context, addr string) (net.Conn, error) // opens an RPC connection
+	maxFrame int                                                      // frameLimit
 
 	mu   sync.Mutex            // guards idle
 	idle map[string][]net.Conn // by address
@@ -176,15 +225,22 @@ type rpcClient struct {
 // ports run out and calls fail until they are freed.
 const maxIdlePerAddr = 64
 
-func newRPCClient(m *mux) *rpcClient {
+func newRPCClient(m *mux, maxFrame int) *rpcClient {
 	return &rpcClient{dial: func(ctx context.Context, addr string) (net.Conn, error) {
 		return m.dialProto(ctx, addr, protoRPC)
-	}, idle: map[string][]net.Conn{}}
+	}, maxFrame: maxFrame, idle: map[string][]net.Conn{}}
 }
 
 // call sends req to addr and returns its response; an error in the
-// response is returned as an error too.
+// response is returned as an error too. A request too large for a frame
+// is engine.ErrTooLarge, and was not sent.
 func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rpcResponse, error) {
+	frame, err := encodeFrame(req, c.maxFrame)
+	if errors.Is(err, errFrameTooLarge) {
+		return nil, fmt.Errorf("%w: %w", engine.ErrTooLarge, err)
+	} else if err != nil {
+		return nil, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
@@ -198,9 +254,9 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	var resp rpcResponse
-	err = writeFrame(conn, req)
+	_, err = conn.Write(frame)
 	if err == nil {
-		err = readFrame(conn, &resp)
+		err = readFrame(conn, &resp, c.maxFrame)
 	}
 	if !stop() || err != nil {
 		conn.Close()
@@ -252,13 +308,14 @@ func (c *rpcClient) close() {
 
 // rpcServer answers the cluster RPC on the mux's RPC listener.
 type rpcServer struct {
-	l      *subListener
-	handle func(*rpcRequest) *rpcResponse
-	wg     sync.WaitGroup
+	l        *subListener
+	handle   func(*rpcRequest) *rpcResponse
+	maxFrame int // frameLimit
+	wg       sync.WaitGroup
 }
 
-func startRPCServer(l *subListener, handle func(*rpcRequest) *rpcResponse) *rpcServer {
-	s := &rpcServer{l: l, handle: handle}
+func startRPCServer(l *subListener, handle func(*rpcRequest) *rpcResponse, maxFrame int) *rpcServer {
+	s := &rpcServer{l: l, handle: handle, maxFrame: maxFrame}
 	s.wg.Add(1)
 	go s.accept()
 	return s
@@ -281,10 +338,10 @@ func (s *rpcServer) serve(conn net.Conn) {
 	defer conn.Close()
 	for {
 		var req rpcRequest
-		if err := readFrame(conn, &req); err != nil {
+		if err := readFrame(conn, &req, s.maxFrame); err != nil {
 			return
 		}
-		if err := writeFrame(conn, s.handle(&req)); err != nil {
+		if err := writeFrame(conn, s.handle(&req), s.maxFrame); err != nil {
 			return
 		}
 	}

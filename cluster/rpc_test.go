@@ -3,9 +3,12 @@ package cluster
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/wire"
@@ -15,28 +18,28 @@ import (
 func TestRPC_FramesRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	req := &rpcRequest{Op: opJoin, ID: "n4", Addr: "127.0.0.1:7004", Key: "k", Value: "v", Rev: 7}
-	require.NoError(t, writeFrame(&buf, req))
+	require.NoError(t, writeFrame(&buf, req, minFrame))
 	var got rpcRequest
-	require.NoError(t, readFrame(&buf, &got))
+	require.NoError(t, readFrame(&buf, &got, minFrame))
 	require.Equal(t, *req, got)
 
 	// Keys and values that are not UTF-8 arrive byte for byte, as do the
 	// results of writes.
 	bin := &rpcRequest{Op: opSet, Key: "bin\xff", Value: "v\xfe\x80"}
-	require.NoError(t, writeFrame(&buf, bin))
+	require.NoError(t, writeFrame(&buf, bin, minFrame))
 	got = rpcRequest{}
-	require.NoError(t, readFrame(&buf, &got))
+	require.NoError(t, readFrame(&buf, &got, minFrame))
 	require.Equal(t, *bin, got)
 	res := &result{Key: "k\x80", Value: "\xff", Revision: 3}
-	require.NoError(t, writeFrame(&buf, res))
+	require.NoError(t, writeFrame(&buf, res, minFrame))
 	var gotRes result
-	require.NoError(t, readFrame(&buf, &gotRes))
+	require.NoError(t, readFrame(&buf, &gotRes, minFrame))
 	require.Equal(t, *res, gotRes)
 
 	// A length over the limit is refused before anything is allocated.
 	var h [4]byte
-	binary.BigEndian.PutUint32(h[:], maxFrame+1)
-	require.ErrorIs(t, readFrame(bytes.NewReader(h[:]), &got), errFrameTooLarge)
+	binary.BigEndian.PutUint32(h[:], minFrame+1)
+	require.ErrorIs(t, readFrame(bytes.NewReader(h[:]), &got, minFrame), errFrameTooLarge)
 }
 
 func TestRPC_ErrorsKeepTheirIdentity(t *testing.T) {
@@ -47,9 +50,9 @@ func TestRPC_ErrorsKeepTheirIdentity(t *testing.T) {
 	} {
 		err := fmt.Errorf("%w: key %q", sentinel, "k")
 		var buf bytes.Buffer
-		require.NoError(t, writeFrame(&buf, errorResponse(err)))
+		require.NoError(t, writeFrame(&buf, errorResponse(err), minFrame))
 		var resp rpcResponse
-		require.NoError(t, readFrame(&buf, &resp))
+		require.NoError(t, readFrame(&buf, &resp, minFrame))
 		got := resp.err()
 		require.ErrorIs(t, got, sentinel)
 		require.Equal(t, err.Error(), got.Error())
@@ -87,9 +90,9 @@ func TestErrors_Codes(t *testing.T) {
 	} {
 		for _, err := range []error{c.err, fmt.Errorf("%w: key %q", c.err, "k")} {
 			var buf bytes.Buffer
-			require.NoError(t, writeFrame(&buf, errorResponse(err)))
+			require.NoError(t, writeFrame(&buf, errorResponse(err), minFrame))
 			var resp rpcResponse
-			require.NoError(t, readFrame(&buf, &resp))
+			require.NoError(t, readFrame(&buf, &resp, minFrame))
 			for where, e := range map[string]error{"here": err, "forwarded": resp.err()} {
 				var ce coded
 				require.ErrorAs(t, e, &ce, "%s: %v", where, e)
@@ -110,7 +113,7 @@ func FuzzReadFrame(f *testing.F) {
 		errorResponse(&NotLeaderError{ID: "n2", Addr: "a"}),
 	} {
 		var buf bytes.Buffer
-		require.NoError(f, writeFrame(&buf, v))
+		require.NoError(f, writeFrame(&buf, v, minFrame))
 		f.Add(buf.Bytes())
 	}
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})
@@ -118,16 +121,72 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 9, '{'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var req rpcRequest
-		if err := readFrame(bytes.NewReader(b), &req); err == nil {
+		if err := readFrame(bytes.NewReader(b), &req, minFrame); err == nil {
 			var buf bytes.Buffer
-			require.NoError(t, writeFrame(&buf, &req))
+			require.NoError(t, writeFrame(&buf, &req, minFrame))
 			var again rpcRequest
-			require.NoError(t, readFrame(&buf, &again))
+			require.NoError(t, readFrame(&buf, &again, minFrame))
 			require.Equal(t, req, again)
 		}
 		var resp rpcResponse
-		if err := readFrame(bytes.NewReader(b), &resp); err == nil {
+		if err := readFrame(bytes.NewReader(b), &resp, minFrame); err == nil {
 			_ = resp.err()
 		}
 	})
+}
+
+// A frame holds a request or a result with a key and a value as large as
+// the node's engine takes, whatever their bytes: JSON would escape a
+// control byte into six, so such strings go as base64.
+func TestRPC_FrameLimitHoldsTheLargestWrite(t *testing.T) {
+	for _, eo := range []*engine.Options{nil, {MaxKeySize: 4 << 10, MaxValueSize: 9 << 20}} {
+		limit := frameLimit(eo)
+		k, v := engine.DefaultMaxKeySize, engine.DefaultMaxValueSize
+		if eo != nil {
+			k, v = eo.MaxKeySize, eo.MaxValueSize
+		}
+		for _, b := range []string{"\x01", "<", "x", "\xff"} {
+			key, value := strings.Repeat(b, k), strings.Repeat(b, v)
+			var buf bytes.Buffer
+			req := &rpcRequest{Op: opSet, Key: wireString(key), Value: wireString(value), TTL: time.Hour, Left: time.Second}
+			require.NoError(t, writeFrame(&buf, req, limit), "%q", b)
+			require.LessOrEqual(t, buf.Len(), 4+wireLen(k)+wireLen(v)+frameRoom)
+			var got rpcRequest
+			require.NoError(t, readFrame(&buf, &got, limit))
+			require.True(t, string(got.Key) == key && string(got.Value) == value, "%q", b)
+
+			res := &rpcResponse{Result: &result{Key: wireString(key), Value: wireString(value), Revision: 1, ExpiresAt: time.Now()}}
+			require.NoError(t, writeFrame(&buf, res, limit), "%q", b)
+			var gotRes rpcResponse
+			require.NoError(t, readFrame(&buf, &gotRes, limit))
+			require.True(t, string(gotRes.Result.Value) == value, "%q", b)
+		}
+	}
+	require.Equal(t, minFrame, frameLimit(&engine.Options{MaxValueSize: 10}))
+	require.Less(t, frameLimit(&engine.Options{MaxValueSize: 1 << 30}), 100<<20, "at most a raft entry's record")
+
+	// A frame over the limit is not written at all.
+	var buf bytes.Buffer
+	err := writeFrame(&buf, &rpcRequest{Op: opSet, Value: wireString(strings.Repeat("x", minFrame))}, minFrame)
+	require.ErrorIs(t, err, errFrameTooLarge)
+	require.Zero(t, buf.Len())
+}
+
+func TestWireString_Shortest(t *testing.T) {
+	for s, want := range map[string]string{
+		"abc":          `"abc"`,
+		"<>":           `"\u003c\u003e"`,
+		"<<<<<<":       `{"b64":"PDw8PDw8"}`,
+		"\x01\x02\x03": `{"b64":"AQID"}`,
+		"\xff":         `{"b64":"/w=="}`,
+		"":             `""`,
+		"é and ü ✓":    `"é and ü ✓"`,
+	} {
+		b, err := json.Marshal(wireString(s))
+		require.NoError(t, err)
+		require.Equal(t, want, string(b), "%q", s)
+		var got wireString
+		require.NoError(t, json.Unmarshal(b, &got))
+		require.Equal(t, s, string(got))
+	}
 }
