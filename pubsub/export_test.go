@@ -23,3 +23,19 @@ func InStep(s *Subscription) bool {
 
 // SetLaneBudget sets the budget of b's regex lane from now on.
 func SetLaneBudget(b *Broker, d time.Duration) { b.regex.budget.Store(int64(d)) }
+
+// Indexed counts the patterns in b's lanes' indexes.
+func Indexed(b *Broker) int {
+	n := 0
+	for _, l := range []*lane{b.cheap, b.regex} {
+		l.mu.Lock()
+		n += l.index.Len()
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// Handled reports whether both of b's lanes have handled revision rev.
+func Handled(b *Broker, rev int64) bool {
+	return b.cheap.cursor.Load() >= rev && b.regex.cursor.Load() >= rev
+}

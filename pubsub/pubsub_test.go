@@ -366,3 +366,24 @@ func TestBroker_StatsMaxLag(t *testing.T) {
 	require.Zero(t, b.Stats().MaxLag)
 	require.NoError(t, s.Close())
 }
+
+// A closed subscription leaves its lane's index, and with it the events
+// it still buffers, without waiting for the next batch.
+func TestSubscription_Close_LeavesTheIndex(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	cheap, err := b.Subscribe(pats(t, "user:*"), nil)
+	require.NoError(t, err)
+	regex, err := b.Subscribe(pats(t, `/^user:\d+$/`), nil)
+	require.NoError(t, err)
+	b.Publish(batch(1, "user:1"))
+	next(t, cheap)
+	next(t, regex)
+	require.Equal(t, 2, pubsub.Indexed(b))
+	b.Publish(batch(2, "user:2")) // buffered, never read
+	require.Eventually(t, func() bool { return pubsub.Handled(b, 2) }, 5*time.Second, time.Millisecond)
+	require.NoError(t, cheap.Close())
+	require.NoError(t, regex.Close())
+	require.Eventually(t, func() bool { return pubsub.Indexed(b) == 0 }, 5*time.Second, time.Millisecond,
+		"no batch comes after the Close")
+}

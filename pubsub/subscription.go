@@ -288,6 +288,9 @@ func (s *Subscription) end(err error) {
 	}
 	s.lane.removed = append(s.lane.removed, s)
 	b.mu.Unlock()
+	// The lane takes s out of its index when it wakes; no batch may come
+	// to wake it, and until then the index keeps s and what it buffers.
+	s.lane.poke()
 	switch err.(type) {
 	case *CompactedError:
 		b.stats.compacted.Add(1)
