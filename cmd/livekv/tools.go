@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,13 +41,13 @@ func storedKey(file string) (key string, created bool, err error) {
 }
 
 // folderArg parses a subcommand's flags and its one argument, a data
-// folder that must exist.
-func folderArg(name, usage string, args []string, mustExist bool) (string, error) {
-	return folderFlags(name, usage, args, mustExist, nil)
+// folder, which must hold livekv data when holdsData (see dataFolder).
+func folderArg(name, usage string, args []string, holdsData bool) (string, error) {
+	return folderFlags(name, usage, args, holdsData, nil)
 }
 
 // folderFlags is folderArg for a subcommand with flags, which define adds.
-func folderFlags(name, usage string, args []string, mustExist bool, define func(*flag.FlagSet)) (string, error) {
+func folderFlags(name, usage string, args []string, holdsData bool, define func(*flag.FlagSet)) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), usage)
@@ -66,12 +67,33 @@ func folderFlags(name, usage string, args []string, mustExist bool, define func(
 		return "", badUsage(fs, fmt.Sprintf("give one data folder (%d given)", len(rest)))
 	}
 	dir := rest[0]
-	if mustExist {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return "", fmt.Errorf("%s is not a folder (livekv serve --data makes one)", dir)
+	if holdsData {
+		if err := dataFolder(dir); err != nil {
+			return "", err
 		}
 	}
 	return dir, nil
+}
+
+// dataFolder returns an error unless dir is a livekv data folder: one
+// that holds the log's wal and snap folders, empty or not, as engine.Open
+// makes them (wal.Open) and wal.Check reads them. check and dump ask
+// before they touch dir, which they must leave as it was: in any other
+// folder engine.Open would make those folders, and wal.Check its LOCK.
+func dataFolder(dir string) error {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s is not a folder (livekv serve --data makes one)", dir)
+	}
+	for _, sub := range []string{"wal", "snap"} {
+		st, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err != nil || !st.IsDir() {
+			return fmt.Errorf("%s holds no livekv data: it has no %s folder (livekv serve --data, load and restore make one)", dir, sub)
+		}
+	}
+	return nil
 }
 
 func check(args []string) error {

@@ -105,3 +105,63 @@ func TestServe_BadTokenSecretWritesNothing(t *testing.T) {
 	}
 	require.Empty(t, names, "nothing written into an existing folder")
 }
+
+// tree lists the paths under dir, dir itself included.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var paths []string
+	require.NoError(t, filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		paths = append(paths, p)
+		return err
+	}))
+	return paths
+}
+
+// check and dump refuse a folder that holds no livekv data, empty or
+// another program's, and leave it as it was; a livekv folder that holds
+// no items yet, opened once or restored from an empty backup, is one.
+func TestCheckDump_FolderWithoutData(t *testing.T) {
+	bin := build(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.Mkdir(empty, 0o755))
+	foreign := filepath.Join(t.TempDir(), "foreign")
+	require.NoError(t, os.MkdirAll(filepath.Join(foreign, "wal"), 0o755)) // a wal folder, but no snap
+	require.NoError(t, os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine\n"), 0o644))
+	for _, dir := range []string{empty, foreign} {
+		before := tree(t, dir)
+		for _, args := range [][]string{{"check"}, {"check", "--repair"}, {"dump"}, {"dump", "--salvage"}} {
+			cmd := exec.Command(bin, append(args, dir)...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			require.Equal(t, before, tree(t, dir), "%v %s: the folder as it was", args, dir)
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "%v %s: %s", args, dir, stdout.String())
+			require.Equal(t, 1, exit.ExitCode(), "%v %s", args, dir)
+			require.Contains(t, stderr.String(), "holds no livekv data", "%v %s", args, dir)
+			require.Empty(t, stdout.String(), "%v %s", args, dir)
+		}
+	}
+
+	opened := filepath.Join(t.TempDir(), "opened")
+	db, err := engine.Open(opened, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	mem, err := engine.Open("", nil)
+	require.NoError(t, err)
+	var backup bytes.Buffer
+	_, err = mem.Backup(&backup)
+	require.NoError(t, err)
+	require.NoError(t, mem.Close())
+	restored := filepath.Join(t.TempDir(), "restored")
+	_, err = engine.RestoreDir(&backup, restored, nil)
+	require.NoError(t, err)
+	for _, dir := range []string{opened, restored} {
+		out, err := exec.Command(bin, "check", dir).CombinedOutput()
+		require.NoError(t, err, "%s: %s", dir, out)
+		require.Contains(t, string(out), "ok\n")
+		out, err = exec.Command(bin, "dump", dir).CombinedOutput()
+		require.NoError(t, err, "%s: %s", dir, out)
+		require.Empty(t, out, "%s: no items", dir)
+	}
+}
