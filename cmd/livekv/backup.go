@@ -56,7 +56,7 @@ func mountBackup(mux *http.ServeMux, db *engine.DB, key string, logf func(string
 
 func backup(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	addr := fs.String("addr", "http://127.0.0.1:8080", "the server: http(s)://HOST:PORT, or HOST:PORT for http")
+	addr := fs.String("addr", defaultAddr(), "the server: HOST:PORT for http, http(s)://HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn until one answers; default $LIVEKV_ADDR, else 127.0.0.1:8080")
 	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
 	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
@@ -86,16 +86,25 @@ func backup(args []string) error {
 			return err
 		}
 	}
-	base := *addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	var urls []string
+	for _, a := range strings.Split(*addr, ",") {
+		u, err := backupURL(strings.TrimSpace(a))
+		if err != nil {
+			return fmt.Errorf("--addr %q: %w", *addr, err)
+		}
+		urls = append(urls, u)
 	}
-	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(base, "/")+"/backup", nil)
-	if err != nil {
-		return err
+	var req *http.Request
+	var resp *http.Response
+	for _, u := range urls { // in turn, as the client commands do, until one answers
+		if req, err = http.NewRequest(http.MethodGet, u, nil); err != nil {
+			return err
+		}
+		req.Header.Set("x-api-key", *key)
+		if resp, err = client.Do(req); err == nil {
+			break
+		}
 	}
-	req.Header.Set("x-api-key", *key)
-	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func backup(args []string) error {
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		err := fmt.Errorf("%s: %s %s", req.URL, resp.Status, strings.TrimSpace(string(b)))
-		if hint := tlsHint(base); resp.StatusCode == http.StatusBadRequest && hint != "" {
+		if hint := tlsHint(strings.TrimSuffix(req.URL.String(), "/backup")); resp.StatusCode == http.StatusBadRequest && hint != "" {
 			err = fmt.Errorf("%w\n(%s)", err, hint)
 		}
 		return err
@@ -141,6 +150,20 @@ func backup(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "livekv backup: revision %s, %d bytes\n", rev, n)
 	return nil
+}
+
+// backupURL is the URL of GET /backup on the server at addr, given as
+// to the client commands: HOST:PORT, or the URL of the server or of its
+// API (/kv), beside which serve mounts /backup.
+func backupURL(addr string) (string, error) {
+	if addr == "" {
+		return "", errors.New("an empty address")
+	}
+	api, err := serverURL(addr)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimRight(api, "/"), "/kv") + "/backup", nil
 }
 
 func restore(args []string) error {

@@ -218,3 +218,28 @@ func TestBackupRestore(t *testing.T) {
 	require.Empty(t, snaps, "nothing that Open would read")
 	s.stop(t)
 }
+
+// backup takes its server from $LIVEKV_ADDR, in any form the client
+// commands take, when --addr is not given.
+func TestBackup_LivekvAddr(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	s := serveOps(t, bin, "--data", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--api-key", "k1")
+	hostPort := strings.TrimPrefix(s.base, "http://")
+	closed := closedAddr(t)
+	for i, env := range []string{hostPort, s.base + "/kv", closed + "," + hostPort} {
+		file := filepath.Join(dir, fmt.Sprintf("%d.backup", i))
+		cmd := exec.Command(bin, "backup", "-o", file)
+		cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+env)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "LIVEKV_ADDR=%s: %s", env, out)
+		require.Contains(t, string(out), "livekv backup: revision ")
+		require.FileExists(t, file)
+	}
+	// --addr wins over it.
+	cmd := exec.Command(bin, "backup", "--addr", hostPort, "-o", filepath.Join(dir, "flag.backup"))
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+closed)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s.stop(t)
+}

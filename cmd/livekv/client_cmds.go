@@ -46,6 +46,15 @@ func exitCode(err error) int {
 	return 1
 }
 
+// defaultAddr is the default --addr of the commands that talk to a
+// server: $LIVEKV_ADDR, else 127.0.0.1:8080.
+func defaultAddr() string {
+	if addr := os.Getenv("LIVEKV_ADDR"); addr != "" {
+		return addr
+	}
+	return "127.0.0.1:8080"
+}
+
 // clientFlags are the flags every client command takes.
 type clientFlags struct {
 	fs      *flag.FlagSet
@@ -64,11 +73,7 @@ func newClientFlags(name, usage string) *clientFlags {
 		fmt.Fprintln(fs.Output(), "\nFlags:")
 		fs.PrintDefaults()
 	}
-	addr := os.Getenv("LIVEKV_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	f.addr = fs.String("addr", addr, "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn and on a lost connection; default $LIVEKV_ADDR, else 127.0.0.1:8080")
+	f.addr = fs.String("addr", defaultAddr(), "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn and on a lost connection; default $LIVEKV_ADDR, else 127.0.0.1:8080")
 	f.apiKey = fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	f.output = fs.String("o", "plain", "output: plain, or json (one JSON object a line)")
 	f.cacert = fs.String("cacert", "", "a PEM file of the certificates to trust for an https --addr, beside the system's")
