@@ -97,6 +97,16 @@ func TestUsage(t *testing.T) {
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 2, exit.ExitCode())
 	require.Contains(t, string(out), "unknown command")
+	// No command at all makes no sense either.
+	var noneOut, noneErr bytes.Buffer
+	none := exec.Command(bin)
+	none.Stdout, none.Stderr = &noneOut, &noneErr
+	err = none.Run()
+	require.ErrorAs(t, err, &exit, "livekv with no command: %s", noneErr.String())
+	require.Equal(t, 2, exit.ExitCode())
+	require.Contains(t, noneErr.String(), "no command given")
+	require.Equal(t, 1, strings.Count(noneErr.String(), "Commands:"), "the usage once: %s", noneErr.String())
+	require.Empty(t, noneOut.String())
 
 	c := cli{t: t, bin: bin, addr: closedAddr(t), key: "k1"}
 	for _, args := range [][]string{
