@@ -21,7 +21,9 @@ func repair(dir string, checkErr error) (kept string, err error) {
 	if !errors.Is(checkErr, wal.ErrCorrupt) {
 		return "", checkErr
 	}
-	kept = fmt.Sprintf("%s.before-repair-%s", filepath.Clean(dir), time.Now().UTC().Format("20060102T150405Z"))
+	if kept, err = keepAside(dir, time.Now()); err != nil {
+		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
+	}
 	if err := copyFolder(dir, kept); err != nil {
 		os.RemoveAll(kept)
 		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
@@ -33,12 +35,25 @@ func repair(dir string, checkErr error) (kept string, err error) {
 	return kept, db.Close()
 }
 
-// copyFolder copies the files under src, but its LOCK, to dst, which must
-// not exist, and syncs them.
-func copyFolder(src, dst string) error {
-	if _, err := os.Stat(dst); err == nil {
-		return fmt.Errorf("%s exists", dst)
+// keepAside makes the empty folder that is to hold dir's copy before a
+// repair at time at, beside dir, and returns its name:
+// DIR.before-repair-YYYYMMDDTHHMMSSZ, or, when a repair in the same
+// second has that, the first of -002, -003, ... after it that is free,
+// so that the names sort as the copies were made.
+func keepAside(dir string, at time.Time) (string, error) {
+	base := fmt.Sprintf("%s.before-repair-%s", filepath.Clean(dir), at.UTC().Format("20060102T150405Z"))
+	name := base
+	for n := 2; ; n++ {
+		if err := os.Mkdir(name, 0o755); !errors.Is(err, fs.ErrExist) {
+			return name, err
+		}
+		name = fmt.Sprintf("%s-%03d", base, n)
 	}
+}
+
+// copyFolder copies the files under src, but its LOCK, to dst, which must
+// be missing or empty, and syncs them.
+func copyFolder(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
@@ -123,4 +125,52 @@ func TestCheckRepair(t *testing.T) {
 	require.NotContains(t, string(out), "repaired", "nothing to repair")
 	kept, _ = filepath.Glob(dir + ".before-repair-*")
 	require.Len(t, kept, 1, "no copy when there is nothing to repair")
+}
+
+// check --repair twice in one second keeps two copies, whose names sort
+// as they were made: the second is not refused for the first's name, nor
+// does it remove the first.
+func TestCheckRepair_TwiceInOneSecond(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	seg, raw := damaged(t, dir)
+	// The copies that repairs made earlier in this second and the next
+	// nine: those below come in a second that has one, however slow.
+	now := time.Now().UTC()
+	var earlier []string
+	for i := range 10 {
+		name := dir + ".before-repair-" + now.Add(time.Duration(i)*time.Second).Format("20060102T150405Z")
+		require.NoError(t, os.Mkdir(name, 0o755))
+		earlier = append(earlier, name)
+	}
+	var made []string
+	for range 2 {
+		require.NoError(t, os.WriteFile(seg, raw, 0o644)) // damaged again
+		out, err := exec.Command(bin, "check", "--repair", dir).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "repaired")
+		kept, err := filepath.Glob(dir + ".before-repair-*")
+		require.NoError(t, err)
+		var added []string
+		for _, k := range kept {
+			if !slices.Contains(earlier, k) && !slices.Contains(made, k) {
+				added = append(added, k)
+			}
+		}
+		require.Len(t, added, 1, "one new copy: %s", out)
+		require.Contains(t, string(out), added[0])
+		copied, err := os.ReadFile(filepath.Join(added[0], "wal", filepath.Base(seg)))
+		require.NoError(t, err)
+		require.Equal(t, raw, copied, "the copy is the folder as it was")
+		made = append(made, added[0])
+		for _, k := range append(slices.Clone(earlier), made...) {
+			require.DirExists(t, k, "a copy kept before is kept")
+		}
+	}
+	for _, m := range made {
+		base := m[:strings.LastIndex(m, "-")]
+		require.Contains(t, earlier, base, "%s: the name of its second, then a count", m)
+		require.Less(t, base, m)
+	}
+	require.Less(t, made[0], made[1], "the names sort as the copies were made")
 }
