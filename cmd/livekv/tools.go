@@ -151,7 +151,12 @@ type record struct {
 }
 
 func openFolder(dir string) (*engine.DB, error) {
-	db, err := engine.Open(dir, &engine.Options{SweepInterval: -1})
+	return openFolderWith(dir, &engine.Options{SweepInterval: -1})
+}
+
+// openFolderWith is openFolder with options o.
+func openFolderWith(dir string, o *engine.Options) (*engine.DB, error) {
+	db, err := engine.Open(dir, o)
 	if errors.Is(err, vfs.ErrLocked) {
 		return nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
@@ -220,17 +225,25 @@ func dump(args []string) error {
 }
 
 func load(args []string) error {
-	dir, err := folderArg("load", "usage: livekv load DIR < backup.jsonl\n\nAdds the items of JSON lines (as livekv dump writes them) to DIR, created if\nmissing, replacing keys that exist. Items get new revisions; expired ones are skipped.", args, false)
+	lim := engine.Options{SweepInterval: -1}
+	dir, err := folderFlags("load", "usage: livekv load [--max-key-size N] [--max-value-size N] DIR < backup.jsonl\n\nAdds the items of JSON lines (as livekv dump writes them) to DIR, created if\nmissing, replacing keys that exist. Items get new revisions; expired ones are skipped.", args, false,
+		func(fs *flag.FlagSet) {
+			fs.IntVar(&lim.MaxKeySize, "max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes, as engine.Options.MaxKeySize")
+			fs.IntVar(&lim.MaxValueSize, "max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes, as engine.Options.MaxValueSize")
+		})
 	if err != nil {
 		return err
 	}
-	db, err := openFolder(dir)
+	db, err := openFolderWith(dir, &lim)
 	if err != nil {
 		return err
 	}
-	n, skipped, err := loadFrom(db, os.Stdin)
+	n, skipped, err := loadFrom(db, os.Stdin, &lim)
 	if cerr := db.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, engine.ErrTooLarge) || errors.Is(err, bufio.ErrTooLong) {
+		err = fmt.Errorf("%w (the folder it came from may take more: see --max-key-size and --max-value-size)", err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w (%d items loaded before it)", err, n)
@@ -239,12 +252,13 @@ func load(args []string) error {
 	return nil
 }
 
-// loadFrom adds the items of r to db, 1,000 to a transaction.
-func loadFrom(db *engine.DB, r io.Reader) (loaded, skipped int, err error) {
+// loadFrom adds the items of r to db, whose key and value limits lim
+// gives, 1,000 to a transaction.
+func loadFrom(db *engine.DB, r io.Reader, lim *engine.Options) (loaded, skipped int, err error) {
 	sc := bufio.NewScanner(r)
 	// A line holds a key and a value of up to the engine's limits, each
 	// byte of which JSON may escape as \u00XX (or base64 makes 4/3 of).
-	sc.Buffer(make([]byte, 64<<10), 6*(engine.DefaultMaxKeySize+engine.DefaultMaxValueSize)+64<<10)
+	sc.Buffer(make([]byte, 64<<10), 6*(lim.MaxKeySize+lim.MaxValueSize)+64<<10)
 	var batch []record
 	flush := func() error {
 		expired := 0

@@ -26,7 +26,7 @@ func TestLoadFrom_KeyExpiringBeforeItsBatch(t *testing.T) {
 		time.Sleep(time.Until(exp) + 50*time.Millisecond) // the rest of a large dump still coming
 		w.Close()
 	}()
-	loaded, skipped, err := loadFrom(db, r)
+	loaded, skipped, err := loadFrom(db, r, &engine.Options{MaxKeySize: engine.DefaultMaxKeySize, MaxValueSize: engine.DefaultMaxValueSize})
 	require.NoError(t, err)
 	require.Equal(t, 1, loaded)
 	require.Equal(t, 1, skipped)

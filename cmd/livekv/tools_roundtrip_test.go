@@ -87,6 +87,39 @@ func TestDumpLoad_RoundTrip(t *testing.T) {
 	}
 }
 
+// A folder made with larger limits than the defaults dumps, and loads
+// with those limits given.
+func TestLoad_LargerLimits(t *testing.T) {
+	bin := build(t)
+	src := filepath.Join(t.TempDir(), "src")
+	db, err := engine.Open(src, &engine.Options{MaxKeySize: 2048, MaxValueSize: 2 << 20})
+	require.NoError(t, err)
+	key, value := strings.Repeat("k", 2000), strings.Repeat("\x01", 2<<20)
+	_, err = db.Set(key, value, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	var dumped, stderr bytes.Buffer
+	cmd := exec.Command(bin, "dump", src)
+	cmd.Stdout, cmd.Stderr = &dumped, &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+
+	dst := filepath.Join(t.TempDir(), "dst")
+	cmd = exec.Command(bin, "load", dst)
+	cmd.Stdin = bytes.NewReader(dumped.Bytes())
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "--max-value-size")
+
+	dst = filepath.Join(t.TempDir(), "dst2")
+	cmd = exec.Command(bin, "load", "--max-key-size", "2048", "--max-value-size", "2097152", dst)
+	cmd.Stdin = bytes.NewReader(dumped.Bytes())
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	got := storedItems(t, dst)
+	require.Len(t, got, 1)
+	require.True(t, got[key].Value == value, "the value came back changed")
+}
+
 // serve with a LIVEKV_TOKEN_SECRET the adapter refuses fails before it
 // writes anything into its folder.
 func TestServe_BadTokenSecretWritesNothing(t *testing.T) {
