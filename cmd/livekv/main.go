@@ -91,11 +91,11 @@ import (
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, "livekv: no command given\n\n")
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
+		usage(os.Stdout) // asked for, as COMMAND --help prints it
 		return
 	}
 	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
@@ -104,7 +104,7 @@ func main() {
 	run, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "livekv: unknown command %q\n\n", os.Args[1])
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	if err := run(os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -168,8 +168,8 @@ func badUsage(fs *flag.FlagSet, msg string) error {
 	return usageError{errors.New(msg)}
 }
 
-func usage() {
-	fmt.Fprint(os.Stderr, `livekv: an embeddable key-value store with a live change feed.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `livekv: an embeddable key-value store with a live change feed.
 
 Commands:
   serve    serve the database in ./livekv-data over HPKV's API until Ctrl-C

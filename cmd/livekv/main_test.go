@@ -107,6 +107,15 @@ func TestUsage(t *testing.T) {
 	require.Contains(t, noneErr.String(), "no command given")
 	require.Equal(t, 1, strings.Count(noneErr.String(), "Commands:"), "the usage once: %s", noneErr.String())
 	require.Empty(t, noneOut.String())
+	// Asked for, the usage goes to stdout, as a command's --help does.
+	for _, h := range []string{"help", "--help", "-h"} {
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, h)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		require.NoError(t, cmd.Run(), h)
+		require.Contains(t, o.String(), "Commands:", h)
+		require.Empty(t, e.String(), h)
+	}
 
 	c := cli{t: t, bin: bin, addr: closedAddr(t), key: "k1"}
 	for _, args := range [][]string{
