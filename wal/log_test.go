@@ -383,3 +383,37 @@ func TestLog_OpensFirstFormat(t *testing.T) {
 	require.Equal(t, seq(11, 12), revs)
 	require.NoError(t, l.Close())
 }
+
+// TestLog_Repair_FirstRecordOfSegment: Repair that drops every record of
+// a segment, its first one damaged, leaves no segment that the next append
+// cannot start: the log takes writes and reopens whole.
+func TestLog_Repair_FirstRecordOfSegment(t *testing.T) {
+	for _, which := range []string{"last", "middle"} {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+		appendDurable(t, l, 1, 30)
+		require.NoError(t, l.Close())
+		names, err := fs.List("db/wal")
+		require.NoError(t, err)
+		require.Greater(t, len(names), 2)
+		name := names[len(names)-1]
+		if which == "middle" {
+			name = names[1]
+		}
+		first := firstRev(t, name)
+		rewrite(t, fs, "db/wal/"+name, func(b []byte) []byte {
+			b[wal.SegmentHeaderSize+wal.RecordHeaderSize+2] ^= 0x10 // the segment's first record
+			return b
+		})
+		l, revs := reopen(t, fs, &wal.Options{SegmentSize: 300, Repair: true})
+		require.Equal(t, seq(1, first-1), revs, which)
+		for r := first; r <= first+2; r++ {
+			require.NoError(t, l.Append(txN(r)), which)
+			require.NoError(t, l.WaitDurable(r), which)
+		}
+		require.NoError(t, l.Close())
+		l, revs = reopen(t, fs, nil)
+		require.Equal(t, seq(1, first+2), revs, which)
+		require.NoError(t, l.Close())
+	}
+}

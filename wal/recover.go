@@ -241,6 +241,12 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 		if bad != nil && !l.opts.Repair {
 			return bad
 		}
+		if bad != nil && res.Records == 0 {
+			// Repair keeps no record of it: a segment of its header alone
+			// would hold the name the next append starts its segment by.
+			l.opts.Logf("wal: %s: damage (repair) at offset %d: removing it and every later segment", name, res.Good)
+			return l.dropFrom(i)
+		}
 		if bad != nil || res.Torn {
 			what := "torn tail"
 			if bad != nil {
