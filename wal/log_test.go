@@ -417,3 +417,79 @@ func TestLog_Repair_FirstRecordOfSegment(t *testing.T) {
 		require.NoError(t, l.Close())
 	}
 }
+
+// createSyncFS syncs the segment folder right after a segment is created,
+// as a checkpoint that removes segments meanwhile does (or a journal that
+// commits the new entry with other metadata), and keeps what crashes
+// right after the segment's header was written, before it was synced,
+// would leave.
+type createSyncFS struct {
+	*vfs.MemFS
+	acked   *int64
+	crashes []crashImage
+}
+
+type crashImage struct {
+	fs    *vfs.MemFS
+	acked int64
+	what  string
+}
+
+func (f *createSyncFS) Create(name string) (vfs.File, error) {
+	file, err := f.MemFS.Create(name)
+	if err != nil || !strings.HasPrefix(name, "db/wal/") {
+		return file, err
+	}
+	if err := f.MemFS.SyncDir("db/wal"); err != nil {
+		return nil, err
+	}
+	return &headerCrash{File: file, fs: f}, nil
+}
+
+type headerCrash struct {
+	vfs.File
+	fs      *createSyncFS
+	written bool
+}
+
+func (h *headerCrash) Write(p []byte) (int, error) {
+	n, err := h.File.Write(p)
+	if !h.written {
+		h.written = true
+		for _, keep := range []float64{0, 0.5, 1} {
+			h.fs.crashes = append(h.fs.crashes,
+				crashImage{h.fs.Crash(keep), *h.fs.acked, fmt.Sprintf("keep %v", keep)},
+				crashImage{h.fs.CrashZeroFilled(keep), *h.fs.acked, fmt.Sprintf("keep %v, zero-filled", keep)})
+		}
+	}
+	return n, err
+}
+
+// TestLog_CrashInSegmentHeader: a crash while a new segment's header is
+// written, its entry in the folder already durable, leaves a last
+// segment of at most a header, cut short or zero-filled, and no record:
+// Open removes it, and the log takes appends.
+func TestLog_CrashInSegmentHeader(t *testing.T) {
+	var acked int64
+	fs := &createSyncFS{MemFS: vfs.NewMemFS(), acked: &acked}
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+	for r := int64(1); r <= 20; r++ {
+		require.NoError(t, l.Append(txN(r)))
+		require.NoError(t, l.WaitDurable(r))
+		acked = r
+	}
+	require.NoError(t, l.Close())
+	require.Greater(t, len(fs.crashes), 12)
+	for _, c := range fs.crashes {
+		rep, err := wal.Check("db", &wal.Options{FS: c.fs})
+		require.NoError(t, err, "acked %d, %s", c.acked, c.what)
+		require.Equal(t, c.acked, rep.LastRevision, c.what)
+		l, err := wal.Open("db", &wal.Options{FS: c.fs}, wal.Replay{})
+		require.NoError(t, err, "acked %d, %s", c.acked, c.what)
+		require.NoError(t, l.Close())
+		l, revs := reopen(t, c.fs, nil)
+		require.Equal(t, seq(1, c.acked), revs, c.what)
+		appendDurable(t, l, c.acked+1, c.acked+2)
+		require.NoError(t, l.Close())
+	}
+}

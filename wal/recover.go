@@ -479,8 +479,8 @@ func (c *historyCut) offAfter() int64 {
 
 // readSegment reads the segment file name and calls hist with each of its
 // transactions that the snapshot holds (nil: skip them unread), fn with
-// each after it, and returns the file's length. A last segment too short
-// for its header is left unread. bad is damage that is not a torn tail of the last segment
+// each after it, and returns the file's length. A last segment no longer
+// than a header is left unread. bad is damage that is not a torn tail of the last segment
 // (it wraps ErrCorrupt and names the file); err is what stopped the read
 // otherwise: an I/O error, a bad header, hist's or fn's error.
 func (l *Log) readSegment(name string, last bool, hist, fn func(*Tx) error) (size int64, res scanResult, bad, err error) {
@@ -534,7 +534,11 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 	}
 	defer f.Close()
 	size = f.Size()
-	if size < segmentHeaderSize && last {
+	if size <= segmentHeaderSize && last {
+		// No record: a crash while its header was written, with its
+		// entry in the folder durable first (another sync of the folder,
+		// or a journal, may make it so), leaves its header cut short or
+		// zero-filled. replay removes it, whatever its bytes.
 		return size, res, nil, nil
 	}
 	version, err := readSegmentHeader(f)

@@ -32,7 +32,8 @@ func appendSegmentHeader(dst []byte, first int64) []byte {
 // segmentVersion: the version decides how its records are read (see scan
 // and decodeTx). Any damage, or another version, is ErrCorrupt: a
 // segment's header is written and synced before any record, so a bad one
-// is never a torn tail.
+// is never a torn tail (a last segment no longer than a header, which holds
+// no record, is not read: see scanSegment).
 func decodeSegmentHeader(b []byte) (first int64, version byte, err error) {
 	return decodeHeader(b, "log segment", segmentMagic, segmentVersionNoTrailer, segmentVersion, 1)
 }
