@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -491,5 +492,40 @@ func TestLog_CrashInSegmentHeader(t *testing.T) {
 		require.Equal(t, seq(1, c.acked), revs, c.what)
 		appendDurable(t, l, c.acked+1, c.acked+2)
 		require.NoError(t, l.Close())
+	}
+}
+
+// killedFS is a MemFS on which a process was killed: the lock it held
+// went with it, and what it wrote without a sync is still in the OS.
+type killedFS struct{ *vfs.MemFS }
+
+func (killedFS) Lock(string) (io.Closer, error) { return io.NopCloser(nil), nil }
+
+// TestLog_KillThenMachineCrash: records a killed process wrote but did
+// not sync are replayed at the next Open, which appends after them; a
+// machine crash later must not take them back, or the log has a hole
+// before records acknowledged since.
+func TestLog_KillThenMachineCrash(t *testing.T) {
+	for _, policy := range []wal.SyncPolicy{wal.SyncNever, wal.SyncInterval(time.Hour)} {
+		fs := killedFS{vfs.NewMemFS()}
+		l, _ := reopen(t, fs, &wal.Options{Sync: policy})
+		appendDurable(t, l, 1, 5)
+		// Killed: l is never closed, its records are in the OS alone.
+		l2, revs := reopen(t, fs, nil)
+		require.Equal(t, seq(1, 5), revs)
+		appendDurable(t, l2, 6, 8) // synced, so acknowledged under SyncAlways
+		require.NoError(t, l2.Close())
+		crashes := []*vfs.MemFS{fs.Crash(0), fs.CrashZeroFilled(0)}
+		require.NoError(t, l.Close()) // its goroutine goes; a killed one would sync nothing
+
+		for i, crashed := range crashes {
+			zeroFill := i == 1
+			l3, err := wal.Open("db", &wal.Options{FS: crashed}, wal.Replay{})
+			require.NoError(t, err, "zeroFill=%v", zeroFill)
+			require.NoError(t, l3.Close())
+			l3, revs = reopen(t, crashed, nil)
+			require.Equal(t, seq(1, 8), revs, "zeroFill=%v", zeroFill)
+			require.NoError(t, l3.Close())
+		}
 	}
 }

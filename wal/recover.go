@@ -257,6 +257,13 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 				return err
 			}
 			size = res.Good
+		} else if lastSeg {
+			// A process killed before its sync leaves records in the OS
+			// alone. They were replayed, and records go on after them:
+			// a machine crash must not take them back now.
+			if err := l.syncFile(name); err != nil {
+				return err
+			}
 		}
 		l.mu.segments[i].size = size
 		l.mu.stats.Bytes += size
@@ -566,6 +573,19 @@ func (l *Log) truncate(name string, size int64) error {
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncFile fsyncs the file name.
+func (l *Log) syncFile(name string) error {
+	f, err := l.opts.FS.OpenAppend(name)
+	if err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
