@@ -38,11 +38,15 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 		}
 	}
 	tmp := path.Join(l.snapDir(), "restore.snap.tmp") // Open removes one a crash leaves
+	named := ""                                       // the snapshot, once renamed
 	defer func() {
 		if err == nil {
 			return
 		}
 		fsys.Remove(tmp) // best effort: Open removes what is left
+		if named != "" {
+			fsys.Remove(named) // its directory's sync failed
+		}
 		fsys.SyncDir(l.snapDir())
 		for i := len(made) - 1; i >= 0; i-- {
 			fsys.Remove(made[i])
@@ -69,6 +73,9 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	}
 	if err == nil && rev > 0 {
 		err = fsys.Rename(tmp, path.Join(l.snapDir(), snapshotName(rev)))
+		if err == nil {
+			named = path.Join(l.snapDir(), snapshotName(rev))
+		}
 	} else if err == nil {
 		err = fsys.Remove(tmp)
 	}

@@ -332,3 +332,30 @@ func TestCheck(t *testing.T) {
 	require.ErrorIs(t, err, wal.ErrCorrupt)
 	require.Contains(t, err.Error(), "snap")
 }
+
+// TestCreateFromSnapshot_IOErrors fails each file operation of
+// CreateFromSnapshot in turn: an error leaves nothing that Open would
+// read, and the folder can be restored again.
+func TestCreateFromSnapshot_IOErrors(t *testing.T) {
+	b := snapshotBytes(t, 100, sampleItems(3))
+	for k := 1; ; k++ {
+		fs := vfs.NewMemFS()
+		fs.FailAt(k, false)
+		rev, err := wal.CreateFromSnapshot("db", bytes.NewReader(b), &wal.Options{FS: fs})
+		fs.FailAt(0, false)
+		if err == nil {
+			require.Equal(t, int64(100), rev)
+			require.Greater(t, k, 3, "too few operations to be a test")
+			break
+		}
+		require.ErrorIs(t, err, vfs.ErrInjected, "k=%d", k)
+		for _, d := range []string{"db", "db/wal", "db/snap"} {
+			names, err := fs.List(d)
+			require.NoError(t, err)
+			require.Empty(t, names, "k=%d: %s", k, d)
+		}
+		rev, err = wal.CreateFromSnapshot("db", bytes.NewReader(b), &wal.Options{FS: fs})
+		require.NoError(t, err, "k=%d", k)
+		require.Equal(t, int64(100), rev)
+	}
+}
