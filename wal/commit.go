@@ -146,7 +146,7 @@ func (l *Log) syncLoop(every time.Duration) {
 		for l.mu.busy {
 			l.mu.cond.Wait()
 		}
-		if !l.mu.dirty || l.mu.err != nil || l.mu.stopped {
+		if !l.mu.dirty || l.mu.syncFailed || l.seg == nil || l.mu.stopped {
 			l.mu.Unlock()
 			continue
 		}
@@ -188,6 +188,9 @@ const maxGather = time.Millisecond
 func (l *Log) sync() error {
 	began := time.Now()
 	if err := l.seg.Sync(); err != nil {
+		l.mu.Lock()
+		l.mu.syncFailed = true
+		l.mu.Unlock()
 		return err
 	}
 	took := time.Since(began)

@@ -219,6 +219,11 @@ type Log struct {
 		segments []segment // the segment files, ascending
 		snapRev  int64     // revision of the newest snapshot
 		retain   int64     // a snapshot removes no segment with records after this; see Retain
+
+		// syncFailed: a sync of a segment failed. What the OS holds of it
+		// is unknown then, so no sync is tried again; after a failed
+		// write alone, what was written before is whole and still synced.
+		syncFailed bool
 	}
 
 	written atomic.Int64 // bytes appended to segments since Open; Written reads it without mu
@@ -332,7 +337,7 @@ func (l *Log) Close() error {
 	if len(l.mu.pending) > 0 {
 		l.lead() // appended, but nobody waited for them yet
 	}
-	if l.seg != nil && l.mu.err == nil && l.mu.dirty {
+	if l.seg != nil && !l.mu.syncFailed && l.mu.dirty {
 		l.mu.Unlock()
 		err := l.sync()
 		l.mu.Lock()

@@ -529,3 +529,33 @@ func TestLog_KillThenMachineCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestLog_WriteErrorStillSyncs: under SyncNever and SyncInterval a write
+// that fails stops the log, but the records acknowledged before it are
+// in the OS, whole: the interval sync and Close still sync them, as they
+// would have without the failure. (A failed sync is another matter: it is
+// never tried again.)
+func TestLog_WriteErrorStillSyncs(t *testing.T) {
+	for _, policy := range []wal.SyncPolicy{wal.SyncNever, wal.SyncInterval(time.Hour), wal.SyncInterval(20 * time.Millisecond)} {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{Sync: policy})
+		appendDurable(t, l, 1, 5)
+		fs.FailAt(1, false) // the next write, once
+		require.NoError(t, l.Append(txN(6)))
+		require.ErrorIs(t, l.WaitDurable(6), vfs.ErrInjected)
+		if policy != wal.SyncNever && policy != wal.SyncInterval(time.Hour) {
+			require.Eventually(t, func() bool {
+				n := 0
+				l2, err := wal.Open("db", &wal.Options{FS: fs.Crash(0)}, wal.Replay{Tx: func(*wal.Tx) error { n++; return nil }})
+				if err != nil {
+					return false
+				}
+				return l2.Close() == nil && n == 5
+			}, 5*time.Second, 5*time.Millisecond, "the interval sync goes on")
+		}
+		require.ErrorIs(t, l.Close(), vfs.ErrInjected)
+		l2, revs := reopen(t, fs.Crash(0), nil)
+		require.Equal(t, seq(1, 5), revs, "%+v: Close syncs what was acknowledged", policy)
+		require.NoError(t, l2.Close())
+	}
+}
