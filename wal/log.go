@@ -1,8 +1,10 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"path"
 	"sync"
@@ -263,8 +265,17 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	l.mu.retain = math.MaxInt64
 	l.mu.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
+	var made []string // folders made here: their entries are synced in their parents
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
+		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) {
+			made = append(made, d)
+		}
 		if err := fsys.MkdirAll(d); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range made {
+		if err := fsys.SyncDir(path.Dir(d)); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,8 @@ package wal_test
 import (
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -558,4 +560,82 @@ func TestLog_WriteErrorStillSyncs(t *testing.T) {
 		require.Equal(t, seq(1, 5), revs, "%+v: Close syncs what was acknowledged", policy)
 		require.NoError(t, l2.Close())
 	}
+}
+
+// dirsFS is a MemFS that keeps track of its folders too: a folder that
+// MkdirAll made, and every file under it, is gone after a crash until
+// its entry in its parent folder is synced.
+type dirsFS struct {
+	*vfs.MemFS
+	mu   sync.Mutex
+	dirs map[string]bool // the folders made: true once their parent was synced
+}
+
+func (d *dirsFS) MkdirAll(dir string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p := path.Clean(dir); p != "." && p != "/"; p = path.Dir(p) {
+		if _, ok := d.dirs[p]; !ok {
+			d.dirs[p] = false
+		}
+	}
+	return d.MemFS.MkdirAll(dir)
+}
+
+func (d *dirsFS) List(dir string) ([]string, error) {
+	d.mu.Lock()
+	_, ok := d.dirs[path.Clean(dir)]
+	d.mu.Unlock()
+	if !ok && path.Clean(dir) != "." {
+		return nil, &iofs.PathError{Op: "open", Path: dir, Err: iofs.ErrNotExist}
+	}
+	return d.MemFS.List(dir)
+}
+
+func (d *dirsFS) SyncDir(dir string) error {
+	if err := d.MemFS.SyncDir(dir); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p := range d.dirs {
+		if path.Dir(p) == path.Clean(dir) {
+			d.dirs[p] = true
+		}
+	}
+	return nil
+}
+
+// crash is Crash(0), less the files of the log under a folder whose
+// entry is not durable.
+func (d *dirsFS) crash(t *testing.T) *vfs.MemFS {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.MemFS.Crash(0)
+	for _, dir := range []string{"db/wal", "db/snap"} {
+		if d.dirs["db"] && d.dirs[dir] {
+			continue
+		}
+		names, err := c.List(dir)
+		require.NoError(t, err)
+		for _, name := range names {
+			require.NoError(t, c.Remove(path.Join(dir, name)))
+		}
+		require.NoError(t, c.SyncDir(dir))
+	}
+	return c
+}
+
+// TestLog_NewFoldersDurable: the folders that Open makes are synced in
+// their parents before a record is acknowledged, so that a crash cannot
+// take the log's files with them.
+func TestLog_NewFoldersDurable(t *testing.T) {
+	fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	l, _ := reopen(t, fs, nil)
+	appendDurable(t, l, 1, 3)
+	crashed := fs.crash(t)
+	require.NoError(t, l.Close())
+	l, revs := reopen(t, crashed, nil)
+	require.Equal(t, seq(1, 3), revs)
+	require.NoError(t, l.Close())
 }
