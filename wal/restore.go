@@ -60,6 +60,11 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 			return 0, err
 		}
 	}
+	for _, d := range made { // a crash must not take them, and the snapshot, away
+		if err := fsys.SyncDir(path.Dir(d)); err != nil {
+			return 0, err
+		}
+	}
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return 0, err

@@ -359,3 +359,18 @@ func TestCreateFromSnapshot_IOErrors(t *testing.T) {
 		require.Equal(t, int64(100), rev)
 	}
 }
+
+// TestCreateFromSnapshot_NewFoldersDurable: the folders that
+// CreateFromSnapshot makes are synced in their parents before it
+// returns: a crash then leaves the snapshot, which Open reads.
+func TestCreateFromSnapshot_NewFoldersDurable(t *testing.T) {
+	fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	rev, err := wal.CreateFromSnapshot("db", bytes.NewReader(snapshotBytes(t, 100, sampleItems(3))), &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Equal(t, int64(100), rev)
+	var got int64
+	l, err := wal.Open("db", &wal.Options{FS: fs.crash(t)}, wal.Replay{Snapshot: func(rev int64) error { got = rev; return nil }})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	require.Equal(t, int64(100), got)
+}
