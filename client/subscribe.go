@@ -125,7 +125,16 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 	}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
-	if err := s.subscribeOn(ctx, cn); err != nil {
+	err = s.subscribeOn(ctx, cn)
+	if errors.As(err, new(notSent)) {
+		// The connection had ended before the request left: nothing
+		// reached the server. Make another, as do does.
+		c.dropped(cn)
+		if cn, err = c.conn(ctx); err == nil {
+			err = s.subscribeOn(ctx, cn)
+		}
+	}
+	if err != nil {
 		s.end(err, true)
 		return nil, err
 	}
