@@ -3,11 +3,13 @@ package adapter_test
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -89,6 +91,34 @@ func TestWS_SubscriptionsPerToken(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return c2.call(m{"op": 100, "patterns": []string{"room:3"}})["code"] == 200.0
 	}, 5*time.Second, 20*time.Millisecond, "c1's three are free again")
+}
+
+// TestWS_CapRefusalsSayWhichCap: a subscribe over a cap gets 429, as one
+// over the request rate does, with an error that starts with the cap's
+// text, so that a client can tell a refusal that waiting cures (the rate)
+// from one only an unsubscribe does.
+func TestWS_CapRefusalsSayWhichCap(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxSubscriptions: 1, MaxTokenSubscriptions: 1, MaxConnPatterns: 2, MaxPatterns: 3})
+	refused := func(c *client, prefix string, patterns ...string) {
+		t.Helper()
+		r := c.call(m{"op": 100, "patterns": patterns})
+		require.Equal(t, 429.0, r["code"], "%v", r)
+		require.True(t, strings.HasPrefix(r["error"].(string), prefix), "error %q, want it to start %q", r["error"], prefix)
+	}
+	c := f.dial("apiKey=" + apiKey)
+	refused(c, wire.ConnSubscriptionLimit+": ", "a", "b", "c") // patterns
+	require.Equal(t, 200.0, c.call(m{"op": 100, "patterns": []string{"a"}})["code"])
+	refused(c, wire.ConnSubscriptionLimit+": ", "b") // subscriptions
+
+	tok := url.QueryEscape(f.token(`{}`))
+	t1, t2 := f.dial("token="+tok), f.dial("token="+tok)
+	require.Equal(t, 200.0, t1.call(m{"op": 100, "patterns": []string{"a"}})["code"])
+	refused(t2, wire.TokenSubscriptionLimit+": ", "a")
+
+	slow := newFixture(t, &adapter.Options{RequestRate: 0.001, RequestBurst: 1})
+	r := slow.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, r.call(m{"op": 100, "patterns": []string{"a"}})["code"])
+	refused(r, "too many requests", "b")
 }
 
 func TestNew_NegativeCaps(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
 )
@@ -500,7 +501,9 @@ func subscriptionEnd(err error) *wireError {
 }
 
 // reserve counts a subscription of n patterns against the connection's
-// and its token's caps, or says which it would pass. A subscription that
+// and its token's caps, or says which it would pass, in an error that
+// starts with that cap's text (internal/wire), so that a client can tell
+// it from the request rate's 429. A subscription that
 // ends by itself (410, 400, a cluster node's 503) counts until it is
 // unsubscribed or the connection ends.
 func (c *conn) reserve(n int) error {
@@ -509,11 +512,14 @@ func (c *conn) reserve(n int) error {
 	defer c.mu.Unlock()
 	switch {
 	case c.nsubs >= o.MaxSubscriptions:
-		return fmt.Errorf("this connection holds %d subscriptions, at most %d: unsubscribe one first", c.nsubs, o.MaxSubscriptions)
+		return fmt.Errorf("%s: this connection holds %d subscriptions, at most %d: unsubscribe one first",
+			wire.ConnSubscriptionLimit, c.nsubs, o.MaxSubscriptions)
 	case c.npats+n > o.MaxConnPatterns:
-		return fmt.Errorf("this connection's subscriptions would hold %d patterns, at most %d", c.npats+n, o.MaxConnPatterns)
+		return fmt.Errorf("%s: this connection's subscriptions would hold %d patterns, at most %d",
+			wire.ConnSubscriptionLimit, c.npats+n, o.MaxConnPatterns)
 	case !c.a.takeTokenSubscription(c.ac.token):
-		return fmt.Errorf("the connections of this token hold %d subscriptions, at most %d", o.MaxTokenSubscriptions, o.MaxTokenSubscriptions)
+		return fmt.Errorf("%s: the connections of this token hold %d subscriptions, at most %d",
+			wire.TokenSubscriptionLimit, o.MaxTokenSubscriptions, o.MaxTokenSubscriptions)
 	}
 	c.nsubs++
 	c.npats += n

@@ -43,3 +43,14 @@ const (
 	// CodeNodeClosed: the node is shutting down; nothing was done.
 	CodeNodeClosed = "node_closed"
 )
+
+// Texts that the error of a 429 reply to a subscribe starts with when a
+// cap on subscriptions refused it, rather than the request rate (whose
+// error is "too many requests"): the connection's own (MaxSubscriptions,
+// MaxConnPatterns), which only its unsubscribes free, or its token's
+// (MaxTokenSubscriptions), which all the token's connections share. The
+// status stays 429, as HPKV's clients expect.
+const (
+	ConnSubscriptionLimit  = "connection subscription limit"
+	TokenSubscriptionLimit = "token subscription limit"
+)
