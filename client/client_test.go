@@ -315,6 +315,67 @@ func TestSubscribe_ResumeOverTheRate(t *testing.T) {
 	}
 }
 
+// A subscription resumed over the new connection's cap on subscriptions
+// ends with ErrSubscriptionLimit rather than trying again for ever, unseen;
+// the other runs on.
+func TestSubscribe_ResumeOverTheCapEnds(t *testing.T) {
+	s := newServer(t, nil)
+	c := s.dial(t, nil)
+	ctx := ctxT(t)
+	a, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := c.Subscribe(ctx, []string{"b"}, nil)
+	require.NoError(t, err)
+	defer b.Close()
+	s.mu.Lock()
+	s.ao = adapter.Options{MaxSubscriptions: 1}
+	s.mu.Unlock()
+	s.restart()
+	// Nothing is written yet: an Events channel gives only when it closes.
+	var gone, kept *client.Subscription
+	var key string
+	select {
+	case <-a.Events():
+		gone, kept, key = a, b, "b"
+	case <-b.Events():
+		gone, kept, key = b, a, "a"
+	case <-time.After(10 * time.Second):
+		t.Fatal("no subscription ended: the one over the cap is still being resumed")
+	}
+	require.ErrorIs(t, gone.Err(), client.ErrSubscriptionLimit)
+	require.ErrorIs(t, gone.Err(), client.ErrRateLimited)
+	_, err = s.db.Set(key, "v", nil)
+	require.NoError(t, err)
+	ev, err := kept.Next(ctx)
+	require.NoError(t, err, "the subscription under the cap runs on")
+	require.Equal(t, key, ev.Key)
+}
+
+// A subscription whose reader falls behind is stopped on the server and
+// resumed on the same connection; at the connection's cap, its resume may
+// reach the server before its unsubscribe is done, and is refused: it
+// tries again, and does not end.
+func TestSubscribe_OverflowAtTheCapResumes(t *testing.T) {
+	s := newServer(t, nil)
+	s.mu.Lock()
+	s.ao = adapter.Options{MaxSubscriptions: 1}
+	s.mu.Unlock()
+	s.restart()
+	c := s.dial(t, nil)
+	ctx := ctxT(t)
+	sub, err := c.Subscribe(ctx, []string{"k"}, &client.SubscribeOptions{Buffer: 1})
+	require.NoError(t, err)
+	defer sub.Close()
+	const n = 300
+	for i := 1; i <= n; i++ {
+		_, err := s.db.Set("k", fmt.Sprint(i), nil)
+		require.NoError(t, err)
+	}
+	evs := collect(t, sub, n)
+	checkSequence(t, evs)
+}
+
 // TestSubscribe_Transactions: resuming inside a transaction's
 // notifications neither repeats nor drops any of them.
 func TestSubscribe_Transactions(t *testing.T) {

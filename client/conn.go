@@ -275,15 +275,14 @@ func (cn *conn) subscribed(m message, cl *call) {
 	early := cn.orphans[id]
 	delete(cn.orphans, id)
 	cn.norphans -= len(early)
+	cn.retired[id] = true // until it is known to be wanted: see settled
 	cn.mu.Unlock()
 	if cl == nil || !cl.sub.attach(cn, id, m.Revision) {
-		cn.mu.Lock()
-		cn.retired[id] = true
-		cn.mu.Unlock()
 		cn.sendUnsubscribe(id)
 		return
 	}
 	cn.mu.Lock()
+	delete(cn.retired, id)
 	cn.subs[id] = cl.sub
 	cn.mu.Unlock()
 	for _, e := range early {
@@ -291,16 +290,19 @@ func (cn *conn) subscribed(m message, cl *call) {
 	}
 }
 
-// unsubscribe stops the server's subscription id; its notifications still
-// on the way are dropped.
-func (cn *conn) unsubscribe(id int64) {
-	if cn.retire(id) {
-		cn.sendUnsubscribe(id)
-	}
+// settled reports whether the server has answered every unsubscribe of
+// cn's: no place on the server that the client has given up is still
+// held there, as seen from a request sent now.
+func (cn *conn) settled() bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return len(cn.retired) == 0
 }
 
 // retire forgets the server's subscription id, dropping its notifications
-// still on the way, and reports whether cn had it.
+// still on the way, and reports whether cn had it. A subscription retires
+// its id under its own mu, as it gives the id up, so that while the
+// server may still hold the place, the id is retired (see settled).
 func (cn *conn) retire(id int64) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()

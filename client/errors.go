@@ -33,6 +33,11 @@ var (
 	// ErrRateLimited: over the connection's request rate, or a cap on
 	// subscriptions (429).
 	ErrRateLimited = errors.New("livekv client: rate limited")
+	// ErrSubscriptionLimit: a subscribe over a cap on the subscriptions
+	// (or their patterns) of the connection or of its token (a 429 that
+	// says so; also ErrRateLimited). A subscription the client resumes
+	// over the connection's cap ends with it: close another to make room.
+	ErrSubscriptionLimit = errors.New("livekv client: subscription limit")
 	// ErrUnavailable: the server is shutting down, could not decide on a
 	// key's access in time, or is a cluster node that refused the request
 	// without doing anything (503); try again.
@@ -118,6 +123,9 @@ func replyError(m *message) error {
 		e.kinds = append(e.kinds, ErrForbidden)
 	case http.StatusTooManyRequests:
 		e.kinds = append(e.kinds, ErrRateLimited)
+		if strings.HasPrefix(m.Error, wire.ConnSubscriptionLimit) || strings.HasPrefix(m.Error, wire.TokenSubscriptionLimit) {
+			e.kinds = append(e.kinds, ErrSubscriptionLimit)
+		}
 	case http.StatusServiceUnavailable:
 		e.kinds = append(e.kinds, ErrUnavailable)
 	case http.StatusInsufficientStorage:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,8 +179,9 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 // Err returns why the subscription ended: engine.ErrClosed
 // after Close, an error that errors.Is recognises as engine.ErrCompacted
 // when it could not resume (the server's history no longer reaches back),
-// engine.ErrPatternTimeout, or ErrUnauthorized or ErrForbidden when the
-// server no longer takes its credentials. It is nil while it runs. A
+// engine.ErrPatternTimeout, ErrUnauthorized or ErrForbidden when the
+// server no longer takes its credentials, or ErrSubscriptionLimit when it
+// was resumed on a connection that had no room left for it. It is nil while it runs. A
 // subscription a cluster node ends (503: it has had no leader for a
 // while, or is closing) does not end here: it resumes, on the next of
 // Options.URLs if there are others, as after a dropped connection.
@@ -214,13 +216,14 @@ func (s *Subscription) end(err error, now bool) {
 	}
 	cn, id := s.cn, s.id
 	s.cn, s.id = nil, 0
+	stop := cn != nil && cn.retire(id) // under mu: see retire
 	if now && !s.closed {
 		s.closed = true
 		close(s.stop)
 	}
 	s.mu.Unlock()
-	if cn != nil {
-		cn.unsubscribe(id)
+	if stop {
+		cn.sendUnsubscribe(id)
 	}
 	s.signal()
 	s.c.mu.Lock()
@@ -263,6 +266,9 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 		req.FromRevision = &from
 	}
 	s.mu.Unlock()
+	// Whether every place on cn the client has given up was free on the
+	// server when the request left.
+	settled := cn.settled()
 	m, err := cn.roundTrip(ctx, req, s)
 	if err != nil {
 		return err
@@ -279,11 +285,19 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 		}
 		return err
 	case http.StatusTooManyRequests:
-		// Over the connection's rate or caps: the request did not run.
-		// A subscription being resumed (every one of a connection's at
-		// once, after a reconnect) tries again after a pause; Subscribe
-		// ends a new one and returns the error to its caller.
-		return replyError(&m)
+		// The request did not run. Over the connection's rate, or its
+		// token's cap on subscriptions, which the token's other
+		// connections free as they end (the one this client has just lost
+		// among them), a subscription being resumed tries again after a
+		// pause; Subscribe ends a new one and returns the error.
+		err := replyError(&m)
+		if settled && strings.HasPrefix(m.Error, wire.ConnSubscriptionLimit) {
+			// Over the connection's own cap, with no unsubscribe of the
+			// client's still on the way to free a place: only the caller
+			// can, and trying again would wait for ever, unseen.
+			s.end(err, false)
+		}
+		return err
 	}
 	err = replyError(&m)
 	if m.Code == http.StatusBadRequest && m.SubscriptionID == 0 && errors.Is(err, ErrBadRequest) {
@@ -327,19 +341,19 @@ func (s *Subscription) resume(cn *conn, why error) {
 	s.mu.Lock()
 	id := s.id
 	ours := s.cn == cn && !s.ended
+	stop := false
 	if ours {
 		s.cn, s.id, s.need = nil, 0, true
+		stop = cn.retire(id) // under mu: see retire
 	}
 	s.mu.Unlock()
 	if !ours {
 		return
 	}
-	if cn.c.movesAway() {
-		// cn is dropped next, and the server's subscription ends with
-		// it: an unsubscribe sent there would only race the close.
-		cn.retire(id)
-	} else {
-		cn.unsubscribe(id) // it holds its place on the server until then
+	// With other URLs, cn is dropped next, and the server's subscription
+	// ends with it: an unsubscribe sent there would only race the close.
+	if stop && !cn.c.movesAway() {
+		cn.sendUnsubscribe(id) // it holds its place on the server until then
 	}
 	cn.c.moveOn(cn, why)
 }
@@ -366,13 +380,13 @@ func (s *Subscription) receive(cn *conn, m message) {
 	stop := s.queueLocked(cn, ev)
 	s.mu.Unlock()
 	if stop != 0 {
-		cn.unsubscribe(stop)
+		cn.sendUnsubscribe(stop)
 	}
 }
 
 // queueLocked queues ev, received on cn, unless it was received before;
-// under mu. It returns the id of the server's subscription to stop when
-// the queue is full.
+// under mu. When the queue is full, it retires the server's subscription
+// and returns its id, to unsubscribe.
 func (s *Subscription) queueLocked(cn *conn, ev Event) (stop int64) {
 	if s.ended || s.cn != cn || s.overflow {
 		return 0
@@ -384,7 +398,9 @@ func (s *Subscription) queueLocked(cn *conn, ev Event) (stop int64) {
 		// The reader is behind: stop the server's subscription, and resume
 		// from here once the reader has caught up.
 		s.overflow = true
-		stop = s.id
+		if cn.retire(s.id) {
+			stop = s.id
+		}
 		s.cn, s.id = nil, 0
 		return stop
 	}
