@@ -14,6 +14,7 @@ import (
 // writers run while it starts.
 func TestSubscribe_ReplyRevisionBeforeEveryNotification(t *testing.T) {
 	f := newFixture(t, nil)
+	must(f.db.Set("k:1", "v", nil)) // read below, maybe before the writer gets to it
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
