@@ -12,7 +12,8 @@ import (
 // and in the ordered tree (ranges) while the key exists.
 type entry struct {
 	// kref and kg hold the key: a reference to its bytes (entryTable.key),
-	// and its length, with the gone flag in the top bit. The bytes are in
+	// and its length, with the gone flag in the top bit (a search key's
+	// length takes the whole word: entryTable.reprobe). The bytes are in
 	// one of the arena's blocks, which kref names in its top 32 bits; a
 	// compaction may point kref at a copy, so readers load it atomically.
 	// The length never changes: every reference kref ever holds reads as

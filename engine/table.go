@@ -185,7 +185,9 @@ func (t *entryTable) key(e *entry) string {
 		if e.kref.Load() != r || e.kg.Load() != g {
 			continue // moved, or (a reader that should not be here) cleared
 		}
-		if n := int(g & keyLenMask); n == 0 {
+		// A search key's length takes all 32 bits (entryTable.reprobe):
+		// only an entry's has the gone flag on top.
+		if n := int(g & (keyLenMask | uint32(r>>63)<<31)); n == 0 {
 			return ""
 		} else if p != nil {
 			return at(p, r, n)
@@ -289,10 +291,14 @@ func (t *entryTable) probe(key string) *entry {
 	return e
 }
 
-// reprobe makes the search key e, which probe returned, read as key.
+// reprobe makes the search key e, which probe returned, read as key. A
+// range's bound may be longer than any key (KeyAfter of the longest is
+// 2 GiB), so a search key's length takes all 32 bits of kg; one of 4 GiB
+// or more reads as its first 4 GiB - 1 bytes, which order against every
+// key as the whole bound does.
 func (t *entryTable) reprobe(e *entry, key string) {
 	t.probeKey(uint32(e.kref.Load()>>32) &^ probeBit).Store(unsafe.StringData(key))
-	e.kg.Store(uint32(len(key)))
+	e.kg.Store(uint32(min(uint64(len(key)), lenMask)))
 }
 
 // unprobe gives back a search key that probe returned.

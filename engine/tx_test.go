@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/enginetest"
@@ -220,6 +222,31 @@ func TestDB_Range_Options(t *testing.T) {
 	for it, err := range enginetest.Items(db.Range("a", "b", nil)) {
 		require.NoError(t, err)
 		require.Equal(t, "v:a", it.Value)
+	}
+}
+
+// TestDB_Range_BoundsOfAnyLength: a range's bounds may be longer than a
+// key can be (KeyAfter of a key of MaxKeySize's largest, 2 GiB - 1, is 2
+// GiB): they order against the keys whole, never cut to the length an
+// entry holds for a key.
+func TestDB_Range_BoundsOfAnyLength(t *testing.T) {
+	if math.MaxInt == math.MaxInt32 {
+		t.Skip("bounds of 2 GiB and more")
+	}
+	db := open(t, nil)
+	for _, k := range []string{"b", "b\x00", "c"} {
+		_, err := db.Set(k, "v:"+k, nil)
+		require.NoError(t, err)
+	}
+	for _, n := range []int{1 << 31, 1<<31 + 1, 1<<32 + 1} {
+		// "b" and zero bytes after it, never written: the memory of the
+		// bound is not touched but for its first page.
+		b := make([]byte, n)
+		b[0] = 'b'
+		bound := unsafe.String(&b[0], n)
+		require.Equal(t, []string{"c"}, collectKeys(t, enginetest.Items(db.Range(bound, "", nil))), "from a bound of %d bytes", n)
+		require.Equal(t, []string{"b", "b\x00"}, collectKeys(t, enginetest.Items(db.Range("", bound, nil))), "to a bound of %d bytes", n)
+		require.Equal(t, []string{"b\x00", "b"}, collectKeys(t, enginetest.Items(db.Range("", bound, &engine.RangeOptions{Reverse: true}))), "down from a bound of %d bytes", n)
 	}
 }
 
