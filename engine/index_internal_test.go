@@ -350,11 +350,10 @@ func TestTreeItem_Order(t *testing.T) {
 	check(kept)
 }
 
-// TestOrdered_LoadFillsLeaves: a store loaded from a snapshot, at Open
-// and by Replica.Restore, has its tree's leaves nearly full, where
-// appending keys in order would leave them half full, and holds every
-// key, in order. Keys of 14 bytes, set in random order.
-func TestOrdered_LoadFillsLeaves(t *testing.T) {
+// TestOrdered_LoadFillsPages: a store loaded from a snapshot, at Open
+// and by Replica.Restore, has its tree's pages nearly full, and holds
+// every key, in order. Keys of 14 bytes, set in random order.
+func TestOrdered_LoadFillsPages(t *testing.T) {
 	const n = 100_000
 	dir := t.TempDir()
 	db, err := Open(dir, &Options{SweepInterval: -1, Sync: SyncNever})
@@ -373,25 +372,19 @@ func TestOrdered_LoadFillsLeaves(t *testing.T) {
 	check := func(db *DB, how string) {
 		t.Helper()
 		// Gathered under the tree's lock, checked after it.
-		leaves, inLeaves := 0, 0
 		var keys []string
 		db.order.mu.Lock()
-		db.order.tree.Walk(func(items []treeItem) bool {
-			if len(items) > 1 { // a leaf (a separator comes alone)
-				leaves++
-				inLeaves += len(items)
-			}
-			for _, ti := range items {
-				keys = append(keys, db.entries.tab.key(db.entries.tab.at(ti.id)))
-			}
+		pages := db.order.tree.upper.Len()
+		db.order.tree.Scan(func(ti treeItem) bool {
+			keys = append(keys, db.entries.tab.key(db.entries.tab.at(ti.id)))
 			return true
 		})
 		db.order.mu.Unlock()
 		require.True(t, slices.IsSorted(keys), "%s: keys out of order", how)
 		require.Len(t, slices.Compact(keys), n, "%s: keys missing or twice", how)
-		fill := float64(inLeaves) / float64(leaves*(2*treeDegree-1))
-		t.Logf("%s: %d leaves, %.3f full", how, leaves, fill)
-		require.Greater(t, fill, 0.95, "%s: leaves not filled", how)
+		fill := float64(n) / float64(pages*pageCap)
+		t.Logf("%s: %d pages, %.3f full", how, pages, fill)
+		require.Greater(t, fill, 0.95, "%s: pages not filled", how)
 		for _, i := range []int{0, 1, n / 2, n - 1} {
 			it, err := db.Get(fmt.Sprintf("key:%010d", i))
 			require.NoError(t, err)

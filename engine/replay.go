@@ -139,7 +139,6 @@ func (db *DB) restoreItems(items []wal.Item) {
 		db.index.put(es[i])
 	}
 	db.order.loadAll(es) // a snapshot's items come in key order
-	db.order.finishLoad()
 }
 
 // restoreEntry makes the entry of one key of the snapshot, exactly as it
@@ -220,7 +219,6 @@ func (l *indexLoader) run() {
 		l.db.order.loadAll(batch)
 		l.db.index.putAll(batch, &by)
 	}
-	l.db.order.finishLoad()
 }
 
 // finish puts the entries still held into the index and waits for the

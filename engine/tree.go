@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/tidwall/btree"
 )
 
 // treeItem is an entry in the ordered tree, by its id in the entryTable:
@@ -69,12 +67,11 @@ const freshBatch = 16384
 // inserted one by one: they wait in a batch that is sorted and inserted when
 // it is full or when a scan needs the tree.
 type ordered struct {
-	tab   *entryTable             // resolves the items' ids
-	mu    sync.Mutex              // guards tree, fresh, snap, hint, flushes, removed, freshRemoved, pins and limbo
-	tree  *btree.BTreeG[treeItem] // entries in key order
-	fresh []treeItem              // new entries not yet in tree
-	snap  *btree.BTreeG[treeItem] // a copy of tree, if tree has not changed since
-	hint  btree.PathHint          // speeds up the sorted inserts of a batch
+	tab   *entryTable // resolves the items' ids
+	mu    sync.Mutex  // guards tree, fresh, snap, flushes, removed, freshRemoved, pins, gens and limbo
+	tree  *pagedTree  // entries in key order
+	fresh []treeItem  // new entries not yet in tree
+	snap  *pagedTree  // a copy of tree, if tree has not changed since
 
 	// removed counts the entries taken out so far; a copy made now holds
 	// none of them, and may hold every one taken out from now on.
@@ -83,6 +80,9 @@ type ordered struct {
 	// was made: an entry taken out at removed r may still be reached
 	// through a copy pinned at r or below.
 	pins map[int64]int
+	// gens counts the copies in use by their generation (copyGen): the
+	// tree's pages let go since the oldest was made wait for it.
+	gens map[uint64]int
 	// flushes counts the batches of new entries put into the tree.
 	flushes int64
 	// freshRemoved counts the entries taken out while fresh held any:
@@ -93,11 +93,6 @@ type ordered struct {
 	// reclaim hands them back to be used again; waiting is its length.
 	limbo   []removedEntry
 	waiting atomic.Int64
-
-	// loaded counts the entries of a load in key order so far, and held
-	// keeps those that wait for finishLoad (loadAll).
-	loaded int
-	held   []treeItem
 }
 
 // removedEntry is an entry taken out of the tree: at removed r, and while
@@ -107,20 +102,16 @@ type removedEntry struct {
 	id               uint32
 }
 
-// treeDegree sizes the tree's nodes: up to 255 items (4 KiB) a node,
-// against the library's 63. Each node is two objects for the collector
-// to mark, which at 10M keys and the library's size took half of a full
-// collection's time; copying larger nodes on write after a copy of the
-// tree costs no measurable time (BenchmarkDB_Churn_AfterRange; figures
-// in docs/engine.md, "Entries without pointers"). Nodes of 511 items
-// (degree 256) mark a third fewer objects, but make that copy cost a
-// third more ("Tree items of 16 bytes").
+// treeDegree sizes the nodes of the B-tree of pages (pagedTree): up to
+// 255 pages a node, against the library's 63. Each node is two objects
+// for the collector to mark; at 10M keys, a B-tree of the items
+// themselves at the library's size took half of a full collection's
+// time (docs/engine.md, "Entries without pointers").
 const treeDegree = 128
 
 func newOrdered(tab *entryTable) *ordered {
 	less := func(a, b treeItem) bool { return lessTreeItem(tab, a, b) }
-	return &ordered{tab: tab, tree: btree.NewBTreeGOptions(less, btree.Options{NoLocks: true, Degree: treeDegree}),
-		pins: make(map[int64]int)}
+	return &ordered{tab: tab, tree: newPagedTree(less), pins: make(map[int64]int), gens: make(map[uint64]int)}
 }
 
 // add records a new entry.
@@ -133,55 +124,14 @@ func (o *ordered) add(e *entry) {
 	o.mu.Unlock()
 }
 
-// loadGroup is a full leaf's worth of items: loadAll keeps the first
-// half of each group it is given, and the last item, and holds back the
-// rest for finishLoad.
-const loadGroup = 2*treeDegree - 1
-
 // loadAll records new entries in key order, each above every key added
-// so far, as a snapshot's items are. Appended one after another (the
-// library's Load), they would leave every leaf half full: the library
-// splits a full leaf in the middle, and keys in order never come back to
-// its left half. So of every loadGroup entries, the first half and the
-// last go in now, appended at the tree's right edge: each leaf ends up
-// with one group's first half, and the group's last entry goes up as the
-// separator after it. The entries in between are held back until the
-// split that closes their leaf (when the next group's last entry comes)
-// and then put at its end, where they fill it without a split. Leaves
-// end nearly full (TestOrdered_LoadFillsLeaves). Whatever the library's
-// splits, the tree holds every entry in order; only how full it is
-// depends on them. finishLoad puts in what is still held.
+// so far, as a snapshot's items are: appended, they fill the tree's pages
+// (TestOrdered_LoadFillsPages).
 func (o *ordered) loadAll(es []*entry) {
 	o.mu.Lock()
 	for _, e := range es {
-		ti := makeTreeItem(o.tab, e)
-		switch p := o.loaded % loadGroup; {
-		case p < loadGroup/2:
-			o.tree.Load(ti)
-		case p < loadGroup-1:
-			o.held = append(o.held, ti)
-		default:
-			o.tree.Load(ti) // closes the leaf of the group before
-			if len(o.held) > loadGroup/2 {
-				for _, h := range o.held[:loadGroup/2] {
-					o.tree.SetHint(h, &o.hint)
-				}
-				o.held = append(o.held[:0], o.held[loadGroup/2:]...)
-			}
-		}
-		o.loaded++
+		o.tree.Load(makeTreeItem(o.tab, e))
 	}
-	o.snap = nil
-	o.mu.Unlock()
-}
-
-// finishLoad puts into the tree the entries loadAll still holds back.
-func (o *ordered) finishLoad() {
-	o.mu.Lock()
-	for _, ti := range o.held {
-		o.tree.SetHint(ti, &o.hint)
-	}
-	o.held, o.loaded = nil, 0
 	o.snap = nil
 	o.mu.Unlock()
 }
@@ -237,6 +187,11 @@ func (o *ordered) reclaim(free []uint32) []uint32 {
 		o.limbo = nil // let the backing array go
 	}
 	o.waiting.Store(int64(len(o.limbo)))
+	oldest := o.tree.copyGen()
+	for g := range o.gens {
+		oldest = min(oldest, g)
+	}
+	o.tree.release(oldest)
 	return free
 }
 
@@ -250,7 +205,7 @@ func (o *ordered) flushLocked() {
 	check := o.freshRemoved > 0 // an entry is in fresh before it can be taken out
 	for i, ti := range o.fresh {
 		if !check || !o.tab.at(ti.id).gone() {
-			o.tree.SetHint(ti, &o.hint)
+			o.tree.Set(ti)
 		}
 		o.fresh[i] = treeItem{}
 	}
@@ -273,19 +228,28 @@ func (o *ordered) copy(before func()) (treeCopy, pin) {
 	if o.snap == nil {
 		o.snap = o.tree.Copy()
 	}
-	o.pins[o.removed]++
-	return treeCopy{o.snap, o.tab}, pin(o.removed)
+	p := pin{removed: o.removed, gen: o.snap.copyGen()}
+	o.pins[p.removed]++
+	o.gens[p.gen]++
+	return treeCopy{o.snap, o.tab}, p
 }
 
-// pin is what unpin needs to release a copy.
-type pin int64
+// pin is what unpin needs to release a copy: the entries taken out so
+// far, and the copy's generation.
+type pin struct {
+	removed int64
+	gen     uint64
+}
 
 // unpin releases a copy that copy returned; its items must no longer be
 // read.
 func (o *ordered) unpin(p pin) {
 	o.mu.Lock()
-	if o.pins[int64(p)]--; o.pins[int64(p)] == 0 {
-		delete(o.pins, int64(p))
+	if o.pins[p.removed]--; o.pins[p.removed] == 0 {
+		delete(o.pins, p.removed)
+	}
+	if o.gens[p.gen]--; o.gens[p.gen] == 0 {
+		delete(o.gens, p.gen)
 	}
 	o.mu.Unlock()
 }
@@ -293,7 +257,7 @@ func (o *ordered) unpin(p pin) {
 // treeCopy is a read-only copy of the ordered tree, with the table that
 // resolves its items.
 type treeCopy struct {
-	*btree.BTreeG[treeItem]
+	*pagedTree
 	tab *entryTable
 }
 
