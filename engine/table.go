@@ -7,7 +7,7 @@ import (
 )
 
 // entrySlabBits is log2 of entrySlabMax.
-const entrySlabBits = 10
+const entrySlabBits = 12
 
 // entrySlabMax is how many places a slab has, and so how many ids: the
 // low entrySlabBits of an entry's id are its place in its slab.
@@ -15,11 +15,12 @@ const entrySlabMax = 1 << entrySlabBits
 
 // slabEntries is how many entries a slab holds: one at each place but the
 // first, whose room holds the slab's header (heads, touched), so
-// that a slab is 64 KiB, a whole number of the allocator's pages.
+// that a slab is 256 KiB, a whole number of the allocator's pages.
 const slabEntries = entrySlabMax - 1
 
-// entrySlab is a slab of entries (64 KiB), which the collector marks as
-// one object. It scans only the pointer at the front, to the heads of
+// entrySlab is a slab of entries (256 KiB), which the collector marks as
+// one object: the larger the objects, the less marking grows with the
+// keys (docs/engine.md, "Blocks of 256 KiB"). It scans only the pointer at the front, to the heads of
 // the entries' versions: the entries hold no pointers.
 type entrySlab struct {
 	// heads holds the heads of the entries' versions (entry.head), or is

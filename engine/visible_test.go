@@ -87,7 +87,7 @@ func TestEntry_Layout(t *testing.T) {
 	require.Zero(t, unsafe.Offsetof(s.entries)%64)
 	require.False(t, hasPointers(reflect.TypeFor[entry]()), "an entry holds a pointer")
 	require.Zero(t, unsafe.Offsetof(s.heads), "the heads come first")
-	require.Equal(t, uintptr(64<<10), unsafe.Sizeof(s), "a slab is a whole number of pages")
+	require.Equal(t, uintptr(256<<10), unsafe.Sizeof(s), "a slab is a whole number of pages")
 	st := reflect.TypeFor[entrySlab]()
 	for i := 1; i < st.NumField(); i++ {
 		require.False(t, hasPointers(st.Field(i).Type), "%s holds a pointer: the collector would scan the slab to it", st.Field(i).Name)
