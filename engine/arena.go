@@ -23,12 +23,16 @@ import (
 // keeps it alive, and the collector frees it when that goes.
 const (
 	// defaultChunkSize is the size of a chunk: thousands of values to an
-	// object the collector marks, and yet not much memory kept by a
-	// reader that holds one value of a chunk the store no longer uses.
-	defaultChunkSize = 64 << 10
-	// A value larger than a chunk over chunkMaxValueDiv is allocated on
-	// its own: its size makes a chunk's saving small.
+	// object the collector marks (the larger the objects, the less
+	// marking grows with the keys: docs/engine.md, "Blocks of 256 KiB"),
+	// and yet not much memory kept by a reader that holds one value of a
+	// chunk the store no longer uses.
+	defaultChunkSize = 256 << 10
+	// A value larger than a chunk over chunkMaxValueDiv, or than
+	// chunkMaxValue, is allocated on its own: its size makes a chunk's
+	// saving small.
 	chunkMaxValueDiv = 16
+	chunkMaxValue    = 4 << 10
 	// compactMinChunks is how many chunks' worth of dead bytes it takes,
 	// at least, to start a compaction: a small store never compacts.
 	compactMinChunks = 16
@@ -108,7 +112,7 @@ func newArena(bases *blocks, size, minDead int) *arena {
 		minDead = compactMinChunks * size
 	}
 	return &arena{chunks: make([]chunkInfo, 1), bases: bases, // id 0: no block
-		chunkSize: size, maxValue: size / chunkMaxValueDiv, minDead: minDead}
+		chunkSize: size, maxValue: min(size/chunkMaxValueDiv, chunkMaxValue), minDead: minDead}
 }
 
 // put copies value into a chunk and returns the copy and the chunk's id;

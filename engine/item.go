@@ -10,7 +10,7 @@ import (
 // stay valid and unchanged whatever happens to the key afterwards.
 //
 // A Key or Value of up to 4 KiB shares memory with other keys and values:
-// kept long after the store has moved on, it keeps up to 64 KiB of it in
+// kept long after the store has moved on, it keeps up to 256 KiB of it in
 // use. Clone it (strings.Clone) to keep its bytes alone.
 type Item struct {
 	Key   string
