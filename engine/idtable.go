@@ -75,11 +75,12 @@ const (
 // Variables, for tests.
 var (
 	// idPartMax is the most slots a part grows to before it splits (a
-	// part at or above it splits): 32 KiB, moved in some tens of
-	// microseconds.
-	idPartMax = 4096
+	// part at or above it splits): 256 KiB, moved in some hundreds of
+	// microseconds (BenchmarkIDTable_Insert's max-µs), a large object so
+	// that the collector marks few (docs/engine.md, "Blocks of 256 KiB").
+	idPartMax = 32768
 	// idDirDepthMax caps the directory at 1<<16 parts (512 KiB), which
-	// hold some 130M keys half full; past it, parts grow instead. Splitting parts
+	// hold some 1,000M keys half full; past it, parts grow instead. Splitting parts
 	// whose keys share a hash would otherwise double it without end.
 	idDirDepthMax uint8 = 16
 )
