@@ -40,13 +40,9 @@ func storedKey(file string) (key string, created bool, err error) {
 	return key, true, nil
 }
 
-// folderArg parses a subcommand's flags and its one argument, a data
-// folder, which must hold livekv data when holdsData (see dataFolder).
-func folderArg(name, usage string, args []string, holdsData bool) (string, error) {
-	return folderFlags(name, usage, args, holdsData, nil)
-}
-
-// folderFlags is folderArg for a subcommand with flags, which define adds.
+// folderFlags parses a subcommand's flags, which define adds, and its one
+// argument, a data folder, which must hold livekv data when holdsData
+// (see dataFolder).
 func folderFlags(name, usage string, args []string, holdsData bool, define func(*flag.FlagSet)) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
