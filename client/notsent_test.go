@@ -1,14 +1,9 @@
 package client
 
 import (
-	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 
-	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -18,21 +13,7 @@ import (
 // client still holds it) reached no server, so it is made on a new
 // connection, by Subscribe as by Get, rather than failing.
 func TestNotSent_GoesOnANewConnection(t *testing.T) {
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer db.Close()
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer a.Shutdown(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
-	require.NoError(t, err)
-	defer c.Close()
+	c, ctx := dialInPackage(t)
 
 	// endUnnoticed ends the client's connection as its reader's fail does,
 	// without the reader going on to drop it: the moment between the two.
@@ -48,7 +29,7 @@ func TestNotSent_GoesOnANewConnection(t *testing.T) {
 	}
 
 	stale := endUnnoticed()
-	_, err = c.Get(ctx, "a")
+	_, err := c.Get(ctx, "a")
 	require.ErrorIs(t, err, engine.ErrNotFound, "a get on a new connection")
 
 	stale2 := endUnnoticed()

@@ -16,21 +16,7 @@ import (
 // subscriptions again and again remembers none of their ids once the
 // server has answered each unsubscribe, however long it lives.
 func TestUnsubscribe_ForgetsTheID(t *testing.T) {
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer db.Close()
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer a.Shutdown(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
-	require.NoError(t, err)
-	defer c.Close()
+	c, ctx := dialInPackage(t)
 	for i := range 20 {
 		sub, err := c.Subscribe(ctx, []string{"a"}, nil)
 		require.NoError(t, err, "subscription %d", i)
@@ -47,4 +33,25 @@ func TestUnsubscribe_ForgetsTheID(t *testing.T) {
 		defer cn.mu.Unlock()
 		return len(cn.retired) == 0 && len(cn.subs) == 0
 	}, 10*time.Second, 5*time.Millisecond, "every unsubscribed id forgotten")
+}
+
+// dialInPackage serves a store through the adapter and dials it, for the
+// tests of this package's internals; all of it ends with the test.
+func dialInPackage(t *testing.T) (*Client, context.Context) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c, ctx
 }
