@@ -27,6 +27,16 @@ func storedItems(t *testing.T, dir string) map[string]engine.Item {
 	return out
 }
 
+// dumpFolder runs livekv dump of dir and returns what it wrote.
+func dumpFolder(t *testing.T, bin, dir string) *bytes.Buffer {
+	t.Helper()
+	var dumped, stderr bytes.Buffer
+	cmd := exec.Command(bin, "dump", dir)
+	cmd.Stdout, cmd.Stderr = &dumped, &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	return &dumped
+}
+
 // dump then load keeps every key and value byte for byte: lines, bytes
 // that are not UTF-8 (in base64), HTML characters, a value of 1 MiB that
 // JSON escapes six times over (\u0001).
@@ -56,15 +66,11 @@ func TestDumpLoad_RoundTrip(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-
-	var dumped, stderr bytes.Buffer
-	cmd := exec.Command(bin, "dump", src)
-	cmd.Stdout, cmd.Stderr = &dumped, &stderr
-	require.NoError(t, cmd.Run(), stderr.String())
+	dumped := dumpFolder(t, bin, src)
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	stderr.Reset()
-	cmd = exec.Command(bin, "load", dst)
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "load", dst)
 	cmd.Stdin, cmd.Stderr = bytes.NewReader(dumped.Bytes()), &stderr
 	out, err := cmd.Output()
 	require.NoError(t, err, "load: %s %s", out, stderr.String())
@@ -98,13 +104,10 @@ func TestLoad_LargerLimits(t *testing.T) {
 	_, err = db.Set(key, value, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-	var dumped, stderr bytes.Buffer
-	cmd := exec.Command(bin, "dump", src)
-	cmd.Stdout, cmd.Stderr = &dumped, &stderr
-	require.NoError(t, cmd.Run(), stderr.String())
+	dumped := dumpFolder(t, bin, src)
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	cmd = exec.Command(bin, "load", dst)
+	cmd := exec.Command(bin, "load", dst)
 	cmd.Stdin = bytes.NewReader(dumped.Bytes())
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
