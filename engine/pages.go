@@ -27,7 +27,6 @@ type pagedTree struct {
 	upper *btree.BTreeG[pageRef] // a page's first item, and its id
 	store *pageStore             // shared with the copies
 	gen   uint64                 // copies made so far, plus one: a page of gen is the tree's alone
-	n     int                    // items
 	max   int                    // items a page holds before it splits: pageCap (tests make it small)
 	copy  bool                   // read-only: a copy
 }
@@ -79,9 +78,6 @@ func newPagedTree(less func(a, b treeItem) bool) *pagedTree {
 	t.store.blocks.Store(&empty)
 	return t
 }
-
-// Len returns the number of items.
-func (t *pagedTree) Len() int { return t.n }
 
 // page returns the page id, from blocks, a load of pageStore.blocks.
 func pageAt(blocks []*pageBlock, id uint32) *page {
@@ -136,10 +132,7 @@ func (t *pagedTree) Set(it treeItem) (prev treeItem, replaced bool) {
 	t.mustWrite()
 	ref, ok := t.locate(it)
 	if !ok {
-		id, p := t.newPage()
-		p.items[0], p.n = it, 1
-		t.upper.Set(pageRef{lo: it, id: id})
-		t.n++
+		t.startPage(it)
 		return treeItem{}, false
 	}
 	p := t.page(ref.id)
@@ -152,14 +145,11 @@ func (t *pagedTree) Set(it treeItem) (prev treeItem, replaced bool) {
 		}
 		return prev, true
 	}
-	t.n++
 	if int(p.n) == t.max {
 		if i == int(p.n) && t.isLast(ref) {
 			// Past the last item: a new page, so that items set in
 			// order fill their pages.
-			id, q := t.newPage()
-			q.items[0], q.n = it, 1
-			t.upper.Set(pageRef{lo: it, id: id})
+			t.startPage(it)
 			return treeItem{}, false
 		}
 		p = t.writable(&ref)
@@ -191,19 +181,24 @@ func (t *pagedTree) Set(it treeItem) (prev treeItem, replaced bool) {
 func (t *pagedTree) Load(it treeItem) {
 	t.mustWrite()
 	ref, ok := t.upper.Max()
-	if ok && !t.less(t.page(ref.id).items[t.page(ref.id).n-1], it) {
-		t.Set(it)
+	if !ok {
+		t.startPage(it)
 		return
 	}
-	t.n++
-	if ok {
-		if p := t.page(ref.id); int(p.n) < t.max {
-			p = t.writable(&ref)
-			p.items[p.n] = it
-			p.n++
-			return
-		}
+	switch p := t.page(ref.id); {
+	case !t.less(p.items[p.n-1], it):
+		t.Set(it)
+	case int(p.n) == t.max:
+		t.startPage(it)
+	default:
+		p = t.writable(&ref)
+		p.items[p.n] = it
+		p.n++
 	}
+}
+
+// startPage puts it alone into a new page.
+func (t *pagedTree) startPage(it treeItem) {
 	id, p := t.newPage()
 	p.items[0], p.n = it, 1
 	t.upper.Set(pageRef{lo: it, id: id})
@@ -221,7 +216,6 @@ func (t *pagedTree) Delete(it treeItem) (treeItem, bool) {
 	if i == int(p.n) || t.less(it, p.items[i]) {
 		return treeItem{}, false
 	}
-	t.n--
 	p = t.writable(&ref)
 	old := p.items[i]
 	copy(p.items[i:p.n-1], p.items[i+1:p.n])
@@ -247,16 +241,7 @@ func (t *pagedTree) Delete(it treeItem) (treeItem, bool) {
 // merge joins p, a page of few items, with the page after it, or else
 // with the one before, if their items fit in one.
 func (t *pagedTree) merge(ref pageRef, p *page) {
-	var next, prev pageRef
-	hasNext, hasPrev := false, false
-	t.upper.Ascend(ref, func(r pageRef) bool {
-		if r.id == ref.id {
-			return true
-		}
-		next, hasNext = r, true
-		return false
-	})
-	if hasNext && int(p.n+t.page(next.id).n) <= t.max {
+	if next, ok := t.beside(ref, t.upper.Ascend); ok && int(p.n+t.page(next.id).n) <= t.max {
 		q := t.page(next.id)
 		copy(p.items[p.n:], q.items[:q.n])
 		p.n += q.n
@@ -264,20 +249,26 @@ func (t *pagedTree) merge(ref pageRef, p *page) {
 		t.retire(next.id)
 		return
 	}
-	t.upper.Descend(ref, func(r pageRef) bool {
-		if r.id == ref.id {
-			return true
-		}
-		prev, hasPrev = r, true
-		return false
-	})
-	if hasPrev && int(p.n+t.page(prev.id).n) <= t.max {
+	if prev, ok := t.beside(ref, t.upper.Descend); ok && int(p.n+t.page(prev.id).n) <= t.max {
 		q := t.writable(&prev)
 		copy(q.items[q.n:], p.items[:p.n])
 		q.n += p.n
 		t.upper.Delete(ref)
 		t.retire(ref.id)
 	}
+}
+
+// beside returns the page next to ref in the order that walk (the
+// B-tree's Ascend or Descend) goes, if there is one.
+func (t *pagedTree) beside(ref pageRef, walk func(pageRef, func(pageRef) bool)) (r pageRef, ok bool) {
+	walk(ref, func(x pageRef) bool {
+		if x.id == ref.id {
+			return true
+		}
+		r, ok = x, true
+		return false
+	})
+	return r, ok
 }
 
 // isLast reports whether ref is the last page.
