@@ -20,7 +20,7 @@ func pinned(db *DB) int {
 	db.order.mu.Lock()
 	defer db.order.mu.Unlock()
 	n := 0
-	for _, c := range db.order.pins {
+	for _, c := range db.order.gens {
 		n += c
 	}
 	return n

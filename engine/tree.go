@@ -3,7 +3,6 @@ package engine
 import (
 	"cmp"
 	"encoding/binary"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -68,20 +67,15 @@ const freshBatch = 16384
 // it is full or when a scan needs the tree.
 type ordered struct {
 	tab   *entryTable // resolves the items' ids
-	mu    sync.Mutex  // guards tree, fresh, snap, flushes, removed, freshRemoved, pins, gens and limbo
+	mu    sync.Mutex  // guards tree, fresh, snap, flushes, freshRemoved, gens and limbo
 	tree  *pagedTree  // entries in key order
 	fresh []treeItem  // new entries not yet in tree
 	snap  *pagedTree  // a copy of tree, if tree has not changed since
 
-	// removed counts the entries taken out so far; a copy made now holds
-	// none of them, and may hold every one taken out from now on.
-	removed int64
-	// pins counts the copies in use, by the value of removed when each
-	// was made: an entry taken out at removed r may still be reached
-	// through a copy pinned at r or below.
-	pins map[int64]int
 	// gens counts the copies in use by their generation (copyGen): the
-	// tree's pages let go since the oldest was made wait for it.
+	// tree's pages let go, and the entries taken out, since the oldest
+	// was made wait for it. An entry taken out while the tree's
+	// generation was g may still be reached through a copy below g.
 	gens map[uint64]int
 	// flushes counts the batches of new entries put into the tree.
 	flushes int64
@@ -95,11 +89,13 @@ type ordered struct {
 	waiting atomic.Int64
 }
 
-// removedEntry is an entry taken out of the tree: at removed r, and while
-// the batch of new entries was empty (flushes f) or not (f is the next).
+// removedEntry is an entry taken out of the tree: at the tree's
+// generation gen, and while the batch of new entries was empty (flushes
+// f) or not (f is the next).
 type removedEntry struct {
-	removed, flushes int64
-	id               uint32
+	gen     uint64
+	flushes int64
+	id      uint32
 }
 
 // treeDegree sizes the nodes of the B-tree of pages (pagedTree): up to
@@ -111,7 +107,7 @@ const treeDegree = 128
 
 func newOrdered(tab *entryTable) *ordered {
 	less := func(a, b treeItem) bool { return lessTreeItem(tab, a, b) }
-	return &ordered{tab: tab, tree: newPagedTree(less), pins: make(map[int64]int), gens: make(map[uint64]int)}
+	return &ordered{tab: tab, tree: newPagedTree(less), gens: make(map[uint64]int)}
 }
 
 // add records a new entry.
@@ -153,15 +149,14 @@ func (o *ordered) remove(e *entry) {
 		f++
 		o.freshRemoved++
 	}
-	o.limbo = append(o.limbo, removedEntry{id: e.id, removed: o.removed, flushes: f})
+	o.limbo = append(o.limbo, removedEntry{id: e.id, gen: o.tree.copyGen(), flushes: f})
 	o.waiting.Store(int64(len(o.limbo)))
-	o.removed++
 	o.mu.Unlock()
 }
 
 // reclaim appends to free the entries taken out that nothing can reach
 // any more, and returns it: no copy in use may hold them (one made before
-// they were taken out is pinned at or below their removal), nor the batch
+// they were taken out is of a generation below their removal's), nor the batch
 // of new entries. The index and the writers cannot either: an entry
 // leaves the index before it leaves the tree, under DB.wmu and the
 // shard's lock, which Get holds while it reads an entry (index.read).
@@ -169,13 +164,13 @@ func (o *ordered) remove(e *entry) {
 func (o *ordered) reclaim(free []uint32) []uint32 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	lo := int64(math.MaxInt64)
-	for p := range o.pins {
-		lo = min(lo, p)
+	oldest := o.tree.copyGen() // the tree's own when no copy is in use
+	for g := range o.gens {
+		oldest = min(oldest, g)
 	}
 	n := 0
 	for _, r := range o.limbo {
-		if r.removed >= lo || r.flushes > o.flushes {
+		if r.gen > oldest || r.flushes > o.flushes {
 			break
 		}
 		free = append(free, r.id)
@@ -187,10 +182,6 @@ func (o *ordered) reclaim(free []uint32) []uint32 {
 		o.limbo = nil // let the backing array go
 	}
 	o.waiting.Store(int64(len(o.limbo)))
-	oldest := o.tree.copyGen()
-	for g := range o.gens {
-		oldest = min(oldest, g)
-	}
 	o.tree.release(oldest)
 	return free
 }
@@ -228,28 +219,20 @@ func (o *ordered) copy(before func()) (treeCopy, pin) {
 	if o.snap == nil {
 		o.snap = o.tree.Copy()
 	}
-	p := pin{removed: o.removed, gen: o.snap.copyGen()}
-	o.pins[p.removed]++
-	o.gens[p.gen]++
+	p := pin(o.snap.copyGen())
+	o.gens[uint64(p)]++
 	return treeCopy{o.snap, o.tab}, p
 }
 
-// pin is what unpin needs to release a copy: the entries taken out so
-// far, and the copy's generation.
-type pin struct {
-	removed int64
-	gen     uint64
-}
+// pin is what unpin needs to release a copy: its generation.
+type pin uint64
 
 // unpin releases a copy that copy returned; its items must no longer be
 // read.
 func (o *ordered) unpin(p pin) {
 	o.mu.Lock()
-	if o.pins[p.removed]--; o.pins[p.removed] == 0 {
-		delete(o.pins, p.removed)
-	}
-	if o.gens[p.gen]--; o.gens[p.gen] == 0 {
-		delete(o.gens, p.gen)
+	if o.gens[uint64(p)]--; o.gens[uint64(p)] == 0 {
+		delete(o.gens, uint64(p))
 	}
 	o.mu.Unlock()
 }
