@@ -260,8 +260,9 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 		} else if lastSeg {
 			// A process killed before its sync leaves records in the OS
 			// alone. They were replayed, and records go on after them:
-			// a machine crash must not take them back now.
-			if err := l.syncFile(name); err != nil {
+			// a machine crash must not take them back now. (truncate to
+			// its own length only syncs it.)
+			if err := l.truncate(name, size); err != nil {
 				return err
 			}
 		}
@@ -566,6 +567,7 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 	return size, res, nil, nil
 }
 
+// truncate cuts the file name to size and syncs it.
 func (l *Log) truncate(name string, size int64) error {
 	f, err := l.opts.FS.OpenAppend(name)
 	if err != nil {
@@ -573,19 +575,6 @@ func (l *Log) truncate(name string, size int64) error {
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// syncFile fsyncs the file name.
-func (l *Log) syncFile(name string) error {
-	f, err := l.opts.FS.OpenAppend(name)
-	if err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
