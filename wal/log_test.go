@@ -234,7 +234,10 @@ func TestLog_IOErrors(t *testing.T) {
 	}
 }
 
-func TestLog_CorruptionAndRepair(t *testing.T) {
+// segmentedLog writes revisions 1 to 30, durable, into segments of 300
+// bytes, closes the log and returns its segments' names, more than two.
+func segmentedLog(t *testing.T) (*vfs.MemFS, []string) {
+	t.Helper()
 	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
 	appendDurable(t, l, 1, 30)
@@ -242,13 +245,17 @@ func TestLog_CorruptionAndRepair(t *testing.T) {
 	names, err := fs.List("db/wal")
 	require.NoError(t, err)
 	require.Greater(t, len(names), 2)
-	first := "db/wal/" + names[0]
-	b, err := fs.ReadFile(first)
-	require.NoError(t, err)
-	b[len(b)-3] ^= 0x10 // the last record of the first segment
-	fs.WriteFile(first, b)
+	return fs, names
+}
 
-	_, err = wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
+func TestLog_CorruptionAndRepair(t *testing.T) {
+	fs, names := segmentedLog(t)
+	rewrite(t, fs, "db/wal/"+names[0], func(b []byte) []byte {
+		b[len(b)-3] ^= 0x10 // the last record of the first segment
+		return b
+	})
+
+	_, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
 	require.ErrorIs(t, err, wal.ErrCorrupt)
 	require.Contains(t, err.Error(), names[0])
 
@@ -392,13 +399,7 @@ func TestLog_OpensFirstFormat(t *testing.T) {
 // cannot start: the log takes writes and reopens whole.
 func TestLog_Repair_FirstRecordOfSegment(t *testing.T) {
 	for _, which := range []string{"last", "middle"} {
-		fs := vfs.NewMemFS()
-		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
-		appendDurable(t, l, 1, 30)
-		require.NoError(t, l.Close())
-		names, err := fs.List("db/wal")
-		require.NoError(t, err)
-		require.Greater(t, len(names), 2)
+		fs, names := segmentedLog(t)
 		name := names[len(names)-1]
 		if which == "middle" {
 			name = names[1]
