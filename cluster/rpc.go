@@ -73,9 +73,13 @@ func (w wireString) MarshalJSON() ([]byte, error) {
 			return b, err
 		}
 	}
-	return json.Marshal(struct {
-		B64 []byte `json:"b64"`
-	}{[]byte(w)})
+	// What json.Marshal makes of a struct{ B64 []byte `json:"b64"` },
+	// written directly: a string that came here has been encoded once
+	// already.
+	b := make([]byte, 0, wireLen(len(w)))
+	b = append(b, `{"b64":"`...)
+	b = base64.StdEncoding.AppendEncode(b, []byte(w))
+	return append(b, `"}`...), nil
 }
 
 func (w *wireString) UnmarshalJSON(b []byte) error {
