@@ -300,6 +300,22 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	return l, nil
 }
 
+// Exists reports whether dir holds a log: the folders of its segments
+// and of its snapshots, empty or not, as Open and CreateFromSnapshot make
+// them. It changes nothing; Open in a folder without them would make them.
+func Exists(dir string, opts *Options) (bool, error) {
+	fsys := opts.withDefaults().FS
+	l := &Log{dir: dir}
+	for _, d := range []string{l.segDir(), l.snapDir()} {
+		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 func (l *Log) segDir() string  { return path.Join(l.dir, "wal") }
 func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
 

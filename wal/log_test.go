@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -639,4 +641,27 @@ func TestLog_NewFoldersDurable(t *testing.T) {
 	l, revs := reopen(t, crashed, nil)
 	require.Equal(t, seq(1, 3), revs)
 	require.NoError(t, l.Close())
+}
+
+// Exists knows a log's folder, one Open made, empty or not, from any
+// other, and makes nothing in either.
+func TestExists(t *testing.T) {
+	dir := t.TempDir()
+	ok, err := wal.Exists(dir, nil)
+	require.NoError(t, err)
+	require.False(t, ok, "an empty folder")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "wal"), 0o755))
+	ok, err = wal.Exists(dir, nil)
+	require.NoError(t, err)
+	require.False(t, ok, "segments but no snapshots")
+	names, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, names, 1, "nothing made")
+
+	l, err := wal.Open(dir, nil, wal.Replay{})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	ok, err = wal.Exists(dir, nil)
+	require.NoError(t, err)
+	require.True(t, ok, "a log with no records yet")
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -72,22 +71,19 @@ func folderFlags(name, usage string, args []string, holdsData bool, define func(
 }
 
 // dataFolder returns an error unless dir is a livekv data folder: one
-// that holds the log's wal and snap folders, empty or not, as engine.Open
-// makes them (wal.Open) and wal.Check reads them. check and dump ask
-// before they touch dir, which they must leave as it was: in any other
-// folder engine.Open would make those folders, and wal.Check its LOCK.
+// that holds a log (wal.Exists), empty or not. check and dump ask before
+// they touch dir, which they must leave as it was: in any other folder
+// engine.Open would make the log's folders, and wal.Check its LOCK.
 func dataFolder(dir string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("%s is not a folder (livekv serve --data makes one)", dir)
 	}
-	for _, sub := range []string{"wal", "snap"} {
-		st, err := os.Stat(filepath.Join(dir, sub))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if err != nil || !st.IsDir() {
-			return fmt.Errorf("%s holds no livekv data: it has no %s folder (livekv serve --data, load and restore make one)", dir, sub)
-		}
+	ok, err := wal.Exists(dir, nil)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s holds no livekv data (livekv serve --data, load and restore make it)", dir)
 	}
 	return nil
 }
