@@ -122,6 +122,21 @@ type notSent struct{ error }
 
 func (e notSent) Unwrap() error { return e.error }
 
+// sendOn runs send on cn and, when its request never left (notSent),
+// once more on a new connection; it returns the connection send last
+// ran on.
+func (c *Client) sendOn(ctx context.Context, cn *conn, send func(*conn) error) (*conn, error) {
+	err := send(cn)
+	if !errors.As(err, new(notSent)) {
+		return cn, err
+	}
+	c.dropped(cn)
+	if cn, err = c.conn(ctx); err != nil {
+		return nil, err
+	}
+	return cn, send(cn)
+}
+
 // sendUnsubscribe sends an unsubscribe of id, whose reply nobody waits for,
 // from a goroutine of its own: the reader must never wait on a write.
 func (cn *conn) sendUnsubscribe(id int64) {

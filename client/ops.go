@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -37,15 +36,11 @@ func (c *Client) do(ctx context.Context, req request) (message, error) {
 	if err != nil {
 		return message{}, err
 	}
-	m, err := cn.roundTrip(ctx, req, nil)
-	if errors.As(err, new(notSent)) {
-		// The connection had ended before the request left: make another.
-		c.dropped(cn)
-		if cn, err = c.conn(ctx); err != nil {
-			return message{}, err
-		}
+	var m message
+	cn, err = c.sendOn(ctx, cn, func(cn *conn) (err error) {
 		m, err = cn.roundTrip(ctx, req, nil)
-	}
+		return err
+	})
 	for wait := time.Millisecond; err == nil && m.Code == http.StatusTooManyRequests; wait = min(2*wait, time.Second) {
 		// Over the connection's request rate: the request did not run.
 		// Slow down, as HPKV's clients do.

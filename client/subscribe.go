@@ -126,15 +126,7 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 	}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
-	err = s.subscribeOn(ctx, cn)
-	if errors.As(err, new(notSent)) {
-		// The connection had ended before the request left: nothing
-		// reached the server. Make another, as do does.
-		c.dropped(cn)
-		if cn, err = c.conn(ctx); err == nil {
-			err = s.subscribeOn(ctx, cn)
-		}
-	}
+	_, err = c.sendOn(ctx, cn, func(cn *conn) error { return s.subscribeOn(ctx, cn) })
 	if err != nil {
 		s.end(err, true)
 		return nil, err
