@@ -152,28 +152,85 @@ func (t *pagedTree) Set(it treeItem) (prev treeItem, replaced bool) {
 			t.startPage(it)
 			return treeItem{}, false
 		}
+		if t.spill(ref, i, it) {
+			return treeItem{}, false
+		}
 		p = t.writable(&ref)
 		id, q := t.newPage()
 		h := int(p.n) / 2
 		q.n = int32(copy(q.items[:], p.items[h:p.n]))
 		clear(p.items[h:p.n])
 		p.n = int32(h)
-		t.upper.Set(pageRef{lo: q.items[0], id: id})
+		qref := pageRef{lo: q.items[0], id: id}
+		t.upper.Set(qref)
 		if i > h {
-			p, i = q, i-h
+			t.insertAt(qref, q, i-h, it) // never at q's front
+			return treeItem{}, false
 		}
 	} else {
 		p = t.writable(&ref)
 	}
+	t.insertAt(ref, p, i, it)
+	return treeItem{}, false
+}
+
+// spill puts it at place i of ref's page, which is full, by moving items
+// into a neighbour that has room: the page after, or else the one
+// before. It reports false if neither has room enough to be worth the
+// move (a sixteenth of a page), and the page is to split. Splits alone
+// leave pages about 69% full after random inserts; spills first, about
+// 86% (TestPagedTree_RandomInsertsFillPages).
+func (t *pagedTree) spill(ref pageRef, i int, it treeItem) bool {
+	minRoom := max(2, t.max/16)
+	if next, ok := t.beside(ref, t.upper.Ascend); ok && t.max-int(t.page(next.id).n) >= minRoom {
+		p, q := t.writable(&ref), t.writable(&next)
+		k := (t.max - int(q.n)) / 2 // half of q's room: q keeps some for it
+		copy(q.items[k:int(q.n)+k], q.items[:q.n])
+		copy(q.items[:k], p.items[int(p.n)-k:p.n])
+		q.n += int32(k)
+		p.n -= int32(k)
+		clear(p.items[p.n:])
+		t.upper.Delete(next)
+		next.lo = q.items[0]
+		t.upper.Set(next)
+		if i <= int(p.n) {
+			t.insertAt(ref, p, i, it)
+		} else {
+			t.insertAt(next, q, i-int(p.n), it) // never at q's front
+		}
+		return true
+	}
+	if prev, ok := t.beside(ref, t.upper.Descend); ok && t.max-int(t.page(prev.id).n) >= minRoom {
+		q, p := t.writable(&prev), t.writable(&ref)
+		k := (t.max - int(q.n)) / 2
+		copy(q.items[q.n:], p.items[:k])
+		q.n += int32(k)
+		copy(p.items[:], p.items[k:p.n])
+		p.n -= int32(k)
+		clear(p.items[p.n:])
+		t.upper.Delete(ref)
+		ref.lo = p.items[0]
+		t.upper.Set(ref)
+		if i < k {
+			t.insertAt(prev, q, int(q.n)-k+i, it) // never at q's front: it held items before
+		} else {
+			t.insertAt(ref, p, i-k, it)
+		}
+		return true
+	}
+	return false
+}
+
+// insertAt puts it at place i of ref's page p, which is writable and has
+// room. Only the first page takes an item at its front, which renames it.
+func (t *pagedTree) insertAt(ref pageRef, p *page, i int, it treeItem) {
 	copy(p.items[i+1:p.n+1], p.items[i:p.n])
 	p.items[i] = it
 	p.n++
-	if i == 0 && p == t.page(ref.id) {
-		// Only the first page takes an item before its first.
+	if i == 0 {
 		t.upper.Delete(ref)
 		t.upper.Set(pageRef{lo: it, id: ref.id})
 	}
-	return treeItem{}, false
 }
 
 // Load adds it, fastest when it comes after every item in the tree, as
