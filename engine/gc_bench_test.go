@@ -55,7 +55,17 @@ var gcKeys = flag.String("gckeys", "100000,1000000",
 //
 // The change history is kept to one event, so that its 100,000 events by
 // default (a bounded cost, not one per key) do not count at small sizes.
-func BenchmarkGC_KeyScaling(b *testing.B) {
+func BenchmarkGC_KeyScaling(b *testing.B) { gcScaling(b, 0) }
+
+// BenchmarkGC_KeyScaling_Written is BenchmarkGC_KeyScaling of a store in
+// use: after the load, half as many writes as keys overwrite keys chosen
+// at random, as a store that takes writes all the time has had, before
+// the collections are timed.
+func BenchmarkGC_KeyScaling_Written(b *testing.B) { gcScaling(b, 0.5) }
+
+// gcScaling runs BenchmarkGC_KeyScaling at every size of -gckeys, with
+// writes a key overwritten at random after the load.
+func gcScaling(b *testing.B, writes float64) {
 	sizes, err := parseSizes(*gcKeys)
 	if err != nil {
 		b.Fatal(err)
@@ -64,7 +74,7 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 	marks := map[int][]time.Duration{} // the processor time of its marking
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			t, m := benchGC(b, n)
+			t, m := benchGC(b, n, int(writes*float64(n)))
 			times[n], marks[n] = append(times[n], t...), append(marks[n], m...)
 		})
 	}
@@ -88,9 +98,10 @@ func BenchmarkGC_KeyScaling(b *testing.B) {
 	})
 }
 
-// benchGC loads n keys, times full collections and returns their times
-// and the processor time of their marking.
-func benchGC(b *testing.B, n int) (times, marks []time.Duration) {
+// benchGC loads n keys, overwrites writes of them chosen at random, times
+// full collections and returns their times and the processor time of
+// their marking.
+func benchGC(b *testing.B, n, writes int) (times, marks []time.Duration) {
 	runtime.GC()
 	before := liveHeap()
 	db, err := engine.Open("", &engine.Options{HistoryEvents: 1, SweepInterval: -1})
@@ -106,6 +117,9 @@ func benchGC(b *testing.B, n int) (times, marks []time.Duration) {
 	}()
 	r := rand.New(rand.NewPCG(uint64(n), 19))
 	order := r.Perm(n) // in random order, as the suite's memory workload
+	for range writes {
+		order = append(order, r.IntN(n)) // then overwrites, at random
+	}
 	var buf [100]byte
 	for _, i := range order {
 		for j := 0; j+8 <= len(buf); j += 8 {
