@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -23,23 +24,125 @@ const slabEntries = entrySlabMax - 1
 // keys (docs/engine.md, "Blocks of 256 KiB"). It scans only the pointer at the front, to the heads of
 // the entries' versions: the entries hold no pointers.
 type entrySlab struct {
-	// heads holds the heads of the entries' versions (entry.head), or is
-	// nil while every one of them is nil, as it is for nearly every slab
-	// of a store that no snapshot reads below: an array of heads would
-	// cost the collector 8 bytes a key to scan. A write that gives one of
-	// the slab's entries a version object sets it (entryTable.setHead),
-	// and entryTable.idleHeads takes it back once none was set since its
-	// last visit and all are nil.
-	heads atomic.Pointer[slabHeads]
-	// touched says a head was set since idleHeads last looked; guarded
-	// by DB.wmu.
+	// heads holds the heads of the versions (entry.head) of those of the
+	// slab's entries that have one, or is nil while none does, as for
+	// nearly every slab of a store that no snapshot reads below. It is
+	// a table sized for the heads set, not an array by place: a slab
+	// written now and then holds a few heads at a time, and an array of
+	// all of them would cost the collector 8 bytes a key to scan in every
+	// slab written since its last visit (docs/engine.md, "Heads in
+	// tables"). A write that gives one of the slab's entries a version
+	// object sets its head (entryTable.setHead), and entryTable.idleHeads
+	// takes the table back once none was set since its last visit and
+	// all are nil.
+	heads atomic.Pointer[headSlot]
+	// touched says a head was set since idleHeads last looked, and used
+	// is how many of the table's slots hold a place; guarded by DB.wmu.
 	touched bool
-	_       [64 - 8 - 1]byte   // the entries start on a line
+	used    int32
+	_       [64 - 16]byte      // the entries start on a line
 	entries [slabEntries]entry // the entry at place i is entries[i-1]
 }
 
-// slabHeads is a slab's heads, by an entry's place in the slab.
-type slabHeads [entrySlabMax]atomic.Pointer[version]
+// headSlot is a slot of a slab's table of heads: an entry's place in the
+// slab (0: none yet) and the head of its versions (nil once it went).
+// A table is one array of slots: its first holds the number of the
+// others, a power of two, in place. A slot whose head is nil may be
+// given to another place (setHead): a place is in one slot at most, and
+// a reader that finds the place checks it again after it loads the head
+// (head). A table of up to headScan slots is searched whole, and its
+// slots are given in any order. A larger one is open addressing by
+// place, with linear probing; there a slot never becomes empty again,
+// so a probe for a place that has a head never meets an empty slot
+// before it, and only a slot on a place's way is given to it.
+type headSlot struct {
+	v     atomic.Pointer[version]
+	place atomic.Uint32
+}
+
+// headScan is the most slots of a table searched whole: four lines of the
+// processor's cache.
+const headScan = 16
+
+// newHeads returns a table of size slots, a power of two.
+func newHeads(size uint32) *headSlot {
+	t := make([]headSlot, size+1)
+	t[0].place.Store(size)
+	return &t[0]
+}
+
+// slots returns how many slots the table h has.
+func (h *headSlot) slots() uint32 { return h.place.Load() }
+
+// slot returns the table h's slot i, from 0.
+func (h *headSlot) slot(i uint32) *headSlot {
+	return (*headSlot)(unsafe.Add(unsafe.Pointer(h), uintptr(i+1)*unsafe.Sizeof(headSlot{})))
+}
+
+// probe returns place's slot in the table h, if it has one.
+func (h *headSlot) probe(place uint32) (x *headSlot, found bool) {
+	x, found, _ = h.find(place, false)
+	return x, found
+}
+
+// claim returns the slot of the table h for setHead to give place a
+// head in: place's own if it has one (found), else one whose head is nil
+// (a larger table's on place's way), else an empty one (fresh), else nil:
+// the table is full.
+func (h *headSlot) claim(place uint32) (x *headSlot, found, fresh bool) {
+	return h.find(place, true)
+}
+
+// find is probe, and claim if idle.
+func (h *headSlot) find(place uint32, idle bool) (x *headSlot, found, fresh bool) {
+	var nilHead, empty *headSlot
+	n := h.slots()
+	if n <= headScan {
+		for i := range n {
+			switch x := h.slot(i); x.place.Load() {
+			case place:
+				return x, true, false
+			case 0:
+				empty = cmp.Or(empty, x)
+			default:
+				if nilHead == nil && idle && x.v.Load() == nil {
+					nilHead = x
+				}
+			}
+		}
+	} else {
+		for i := (place * 0x9E3779B1 >> 19) & (n - 1); ; i = (i + 1) & (n - 1) {
+			x := h.slot(i)
+			if p := x.place.Load(); p == place {
+				return x, true, false
+			} else if p == 0 {
+				empty = x
+				break
+			}
+			if nilHead == nil && idle && x.v.Load() == nil {
+				nilHead = x
+			}
+		}
+	}
+	switch {
+	case !idle:
+		return nil, false, false
+	case nilHead != nil:
+		return nilHead, false, false
+	default:
+		return empty, false, empty != nil
+	}
+}
+
+// allNil reports whether every head in the table h is nil.
+func (h *headSlot) allNil() bool {
+	for i := range h.slots() {
+		if h.slot(i).v.Load() != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // entryTable holds every entry of the store in slabs, and names each by
 // a number, its id: its slab's place in the table, then its own place in
@@ -336,47 +439,146 @@ func (e *entry) head() *version {
 	if h == nil {
 		return nil
 	}
-	return h[e.place()].Load()
+	place := uint32(e.place())
+	for {
+		x, ok := h.probe(place)
+		if !ok {
+			return nil
+		}
+		v := x.v.Load()
+		if x.place.Load() == place {
+			return v
+		}
+		// The slot went to another place, as its head was nil, between
+		// the two loads: probe again.
+	}
 }
 
 // setHead makes v the head of e's versions; DB.wmu is held.
 func (t *entryTable) setHead(e *entry, v *version) {
 	s := e.slab()
+	place := uint32(e.place())
 	h := s.heads.Load()
-	if h == nil {
-		if v == nil {
+	if h == nil && v == nil {
+		return
+	}
+	if h != nil {
+		x, found, fresh := h.claim(place)
+		switch {
+		case found:
+			x.v.Store(v)
+			t.headSet(s, v)
+			return
+		case v == nil:
+			return
+		case x != nil && !fresh:
+			// A slot whose head is nil, given to place: a reader of its
+			// old place finds the place changed (head).
+			x.place.Store(place)
+			x.v.Store(v)
+			t.headSet(s, v)
+			return
+		case x != nil && (h.slots() <= headScan || 4*(s.used+1) <= 3*int32(h.slots())):
+			x.v.Store(v)
+			x.place.Store(place)
+			s.used++
+			t.headSet(s, v)
 			return
 		}
-		h = new(slabHeads)
-		s.heads.Store(h)
 	}
-	h[e.place()].Store(v)
-	if v != nil {
-		if !s.touched {
-			s.touched = true
+	h = t.regrow(s, h)
+	x, _, _ := h.claim(place)
+	x.v.Store(v)
+	x.place.Store(place)
+	s.used++
+	t.headSet(s, v)
+}
+
+// regrow gives slab s a new table of heads with room for one more, made
+// from the heads set in old (nil: none), and returns it; DB.wmu is held.
+// The new table is at most half full.
+func (t *entryTable) regrow(s *entrySlab, old *headSlot) *headSlot {
+	type copied struct {
+		from, to *headSlot
+		v        *version
+	}
+	var set []copied
+	if old != nil {
+		for i := range old.slots() {
+			if x := old.slot(i); x.v.Load() != nil {
+				set = append(set, copied{from: x})
+			}
 		}
-		if t.headSets++; t.headSets >= idleHeadsEvery {
-			t.headSets = 0
-			t.idleHeads(idleHeadsSlabs)
+	}
+	size := uint32(4)
+	for size < 2*uint32(len(set)+1) {
+		size *= 2
+	}
+	h := newHeads(size)
+	n := 0
+	for _, c := range set {
+		if c.v = c.from.v.Load(); c.v != nil {
+			place := c.from.place.Load()
+			c.to, _, _ = h.claim(place) // a fresh slot: none in h is nil
+			c.to.v.Store(c.v)
+			c.to.place.Store(place)
+			set[n] = c
+			n++
 		}
+	}
+	s.used = int32(n)
+	s.heads.Store(h)
+	// A dropHead may have taken a head to nil in old after it was copied,
+	// and found old still the slab's table: take it to nil here too. (One
+	// that finds the new table drops it there itself.)
+	for _, c := range set[:n] {
+		if c.from.v.Load() != c.v {
+			c.to.v.CompareAndSwap(c.v, nil)
+		}
+	}
+	return h
+}
+
+// headSet counts a head set to v in slab s, and visits slabs for idle
+// heads every idleHeadsEvery heads set.
+func (t *entryTable) headSet(s *entrySlab, v *version) {
+	if v == nil {
+		return
+	}
+	if !s.touched {
+		s.touched = true
+	}
+	if t.headSets++; t.headSets >= idleHeadsEvery {
+		t.headSets = 0
+		t.idleHeads(idleHeadsSlabs)
 	}
 }
 
 // dropHead takes the head of e's versions back to nil if it is still v;
-// any goroutine may call it. A slab's heads are let go only when all are
-// nil: if they went, v is not there.
+// any goroutine may call it. A slab's table of heads is let go only when
+// all are nil: if it went, v is not there. If setHead gave the slab a
+// new table meanwhile, v is taken to nil in it as well (regrow).
 func (t *entryTable) dropHead(e *entry, v *version) {
-	if h := e.slab().heads.Load(); h != nil {
-		h[e.place()].CompareAndSwap(v, nil)
+	s := e.slab()
+	place := uint32(e.place())
+	for h := s.heads.Load(); h != nil; {
+		if x, ok := h.probe(place); ok {
+			x.v.CompareAndSwap(v, nil)
+		}
+		next := s.heads.Load()
+		if next == h {
+			return
+		}
+		h = next
 	}
 }
 
 // After every idleHeadsEvery heads set, idleHeads visits the next
 // idleHeadsSlabs slabs: a pass over the slabs of a store of 1M keys
-// every 16,000 writes or so, of 10M every 160,000. A visit costs the slab's
-// first line, and a look at its heads if none was set since the last
-// (8 KiB, read once before they go). Variables, for tests, which visit
-// far more often.
+// (245 slabs) every 4,000 writes or so, of 10M every 40,000. A visit
+// costs the slab's first line, and a look at its table of heads if none
+// was set since the last. Variables, for tests, which visit far more
+// often.
 var (
 	idleHeadsEvery = 1024
 	idleHeadsSlabs = 64
@@ -412,18 +614,9 @@ func (t *entryTable) idleHeads(n int) {
 			s.touched = false
 		} else if h := s.heads.Load(); h != nil && h.allNil() {
 			s.heads.Store(nil)
+			s.used = 0
 		}
 	}
 	clear(visit)
 	t.headVisit = visit[:0]
-}
-
-// allNil reports whether every head in h is nil.
-func (h *slabHeads) allNil() bool {
-	for i := range h {
-		if h[i].Load() != nil {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -183,4 +187,142 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	it, err := db.Get(changed[0])
 	require.NoError(t, err)
 	require.Equal(t, "v4", it.Value)
+}
+
+// TestHeads_Table runs a slab's table of heads against a map: heads set,
+// replaced and taken back to nil at random places of one slab, tables
+// regrown and let go by visits, while other goroutines drop heads as
+// releases do. A head set must be found until it is dropped, and a
+// dropped one never again; a table stays sized for the heads it holds.
+func TestHeads_Table(t *testing.T) {
+	for seed := range uint64(8) {
+		tab := newEntryTable()
+		es := newEntries(tab)
+		var slab []*entry
+		for range slabEntries {
+			slab = append(slab, es.take())
+		}
+		s := slab[0].slab()
+		r := rand.New(rand.NewPCG(seed, 3))
+		model := map[*entry]*version{}
+		// Heads that other goroutines drop, each once its version is set.
+		drops := make(chan struct {
+			e *entry
+			v *version
+		}, 64)
+		var wg sync.WaitGroup
+		var wmu sync.Mutex // DB.wmu: setHead and idleHeads hold it
+		var pending atomic.Int64
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range drops {
+					tab.dropHead(d.e, d.v)
+					pending.Add(-1)
+				}
+			}()
+		}
+		var dropped []struct {
+			e *entry
+			v *version
+		}
+		for step := range 20_000 {
+			e := slab[r.IntN(len(slab))]
+			if r.IntN(4) == 0 {
+				e = slab[r.IntN(64)] // a few places often
+			}
+			wmu.Lock()
+			switch op := r.IntN(10); {
+			case op < 6:
+				v := &version{rev: int64(step + 1)}
+				tab.setHead(e, v)
+				model[e] = v
+				if r.IntN(2) == 0 {
+					delete(model, e) // dropped, now or soon
+					dropped = append(dropped, struct {
+						e *entry
+						v *version
+					}{e, v})
+					pending.Add(1)
+					drops <- dropped[len(dropped)-1]
+				}
+			case op < 8:
+				tab.setHead(e, nil) // a rollback to no head
+				delete(model, e)
+			default:
+				tab.idleHeads(1)
+			}
+			wmu.Unlock()
+			if step%500 == 0 {
+				for pending.Load() > 0 {
+					runtime.Gosched()
+				}
+				for _, e := range slab {
+					require.Same(t, model[e], e.head(), "seed %d step %d: place %d", seed, step, e.place())
+				}
+			}
+		}
+		close(drops)
+		wg.Wait()
+		for _, e := range slab {
+			require.Same(t, model[e], e.head(), "seed %d: place %d", seed, e.place())
+		}
+		// Every head but the model's was dropped: a table regrown now
+		// holds the model's alone, at most half full.
+		if h := s.heads.Load(); h != nil {
+			wmu.Lock()
+			h = tab.regrow(s, h)
+			wmu.Unlock()
+			require.Equal(t, len(model), int(s.used))
+			require.LessOrEqual(t, 2*(len(model)+1), int(h.slots()))
+		}
+		// With every head nil, two visits let the table go.
+		for e := range model {
+			tab.setHead(e, nil)
+		}
+		tab.idleHeads(1)
+		tab.idleHeads(1)
+		require.Nil(t, s.heads.Load())
+	}
+}
+
+// TestHeads_TableReusesIdleSlots: a slab whose keys are written one after
+// another, each head let go before the next is set, keeps one small
+// table, with no head or with a few held throughout: a slot whose head
+// is nil goes to the next place, so the table neither fills with places
+// that have no head nor is made again.
+func TestHeads_TableReusesIdleSlots(t *testing.T) {
+	for _, c := range []struct{ held, slots int }{{0, 4}, {7, 16}} {
+		held := c.held
+		tab := newEntryTable()
+		es := newEntries(tab)
+		var slab []*entry
+		for range slabEntries {
+			slab = append(slab, es.take())
+		}
+		s := slab[0].slab()
+		for _, e := range slab[:held] {
+			tab.setHead(e, &version{rev: 1})
+		}
+		first := s.heads.Load()
+		for round := range 3 {
+			for i, e := range slab[held:] {
+				v := &version{rev: int64(round*slabEntries + i + 2)}
+				tab.setHead(e, v)
+				require.Same(t, v, e.head())
+				if first == nil {
+					first = s.heads.Load()
+				}
+				tab.dropHead(e, v)
+				require.Nil(t, e.head())
+			}
+		}
+		require.Same(t, first, s.heads.Load(), "held %d: the table was made again", held)
+		require.Equal(t, uint32(c.slots), first.slots(), "held %d", held)
+		require.Equal(t, int32(held+1), s.used)
+		for _, e := range slab[:held] {
+			require.NotNil(t, e.head())
+		}
+	}
 }
