@@ -28,6 +28,14 @@ const (
 	// and yet not much memory kept by a reader that holds one value of a
 	// chunk the store no longer uses.
 	defaultChunkSize = 256 << 10
+	// A store's chunks grow with it: a new chunk of an arena of the
+	// default size is a power of two, at least defaultChunkSize and at
+	// most maxChunkSize, near the bytes in its full chunks over
+	// chunksAbout, so that the collector marks a few times as many
+	// chunks at 10M keys as at 1M, not ten (docs/engine.md, "Chunks
+	// that grow with the store").
+	maxChunkSize = 4 << 20
+	chunksAbout  = 256
 	// A value larger than a chunk over chunkMaxValueDiv, or than
 	// chunkMaxValue, is allocated on its own: its size makes a chunk's
 	// saving small.
@@ -73,7 +81,10 @@ type arena struct {
 	// the largest value put in one, and the dead bytes it takes to start
 	// a compaction.
 	chunkSize, maxValue, minDead int
-	free                         []uint32
+	// grow says the chunks grow with the store (chunkFor); tests that
+	// set chunkSize keep it.
+	grow bool
+	free []uint32
 	// bases holds each block's base, by id: the entry table's, whose
 	// readers resolve entries' references with it.
 	bases *blocks
@@ -105,14 +116,27 @@ type allocator struct {
 // newArena returns an empty arena whose chunks are size bytes, and which
 // compacts once minDead bytes are dead (0: the defaults).
 func newArena(bases *blocks, size, minDead int) *arena {
-	if size <= 0 {
+	grow := size <= 0
+	if grow {
 		size = defaultChunkSize
 	}
 	if minDead <= 0 {
 		minDead = compactMinChunks * size
 	}
 	return &arena{chunks: make([]chunkInfo, 1), bases: bases, // id 0: no block
-		chunkSize: size, maxValue: min(size/chunkMaxValueDiv, chunkMaxValue), minDead: minDead}
+		chunkSize: size, maxValue: min(size/chunkMaxValueDiv, chunkMaxValue), minDead: minDead, grow: grow}
+}
+
+// chunkFor returns the size of the next chunk: chunkSize, or, if the
+// chunks grow with the store, the largest power of two not above the
+// bytes of the full chunks over chunksAbout, between chunkSize and
+// maxChunkSize. a.mu is held.
+func (a *arena) chunkFor() int {
+	size := a.chunkSize
+	for a.grow && size < maxChunkSize && 2*size <= a.fullBytes/chunksAbout {
+		size *= 2
+	}
+	return size
 }
 
 // put copies value into a chunk and returns the copy and the chunk's id;
@@ -153,7 +177,7 @@ func (a *arena) next(al *allocator, rev int64) {
 		a.liveBytes += int(c.live)
 	}
 	id := a.newID()
-	al.id, al.buf = id, make([]byte, 0, a.chunkSize)
+	al.id, al.buf = id, make([]byte, 0, a.chunkFor())
 	a.chunks[id] = chunkInfo{}
 	a.bases.set(id, unsafe.SliceData(al.buf))
 }

@@ -111,3 +111,26 @@ func TestArena_CompactionPassesOverBlocksOfTheirOwn(t *testing.T) {
 	a.reuse(id, 1)
 	require.Nil(t, tab.chunks.base(id))
 }
+
+// An arena of the default size makes larger chunks as its full chunks
+// add up, about a chunksAbout-th of their bytes, up to maxChunkSize; one
+// whose size was set keeps it.
+func TestArena_ChunksGrowWithTheStore(t *testing.T) {
+	tab := newEntryTable()
+	a := newArena(&tab.chunks, 0, 0)
+	for _, c := range []struct{ full, want int }{
+		{0, defaultChunkSize},
+		{chunksAbout*defaultChunkSize*2 - 1, defaultChunkSize},
+		{chunksAbout * defaultChunkSize * 2, 2 * defaultChunkSize},
+		{chunksAbout * defaultChunkSize * 7, 4 * defaultChunkSize},
+		{chunksAbout * maxChunkSize * 3, maxChunkSize},
+	} {
+		a.fullBytes = c.full
+		require.Equal(t, c.want, a.chunkFor(), "full chunks of %d bytes", c.full)
+		a.next(&a.writer, 1)
+		require.Equal(t, c.want, cap(a.writer.buf))
+	}
+	fixed := newArena(&tab.chunks, 4096, 0)
+	fixed.fullBytes = chunksAbout * maxChunkSize
+	require.Equal(t, 4096, fixed.chunkFor())
+}

@@ -10,8 +10,9 @@ import (
 // stay valid and unchanged whatever happens to the key afterwards.
 //
 // A Key or Value of up to 4 KiB shares memory with other keys and values:
-// kept long after the store has moved on, it keeps up to 256 KiB of it in
-// use. Clone it (strings.Clone) to keep its bytes alone.
+// kept long after the store has moved on, it keeps a chunk of it in use,
+// 256 KiB, or in a store of more than 128 MiB about a 256th of the
+// store, up to 4 MiB. Clone it (strings.Clone) to keep its bytes alone.
 type Item struct {
 	Key   string
 	Value string
