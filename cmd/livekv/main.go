@@ -85,6 +85,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/metrics"
 )
 
@@ -216,6 +217,8 @@ func serve(args []string) error {
 	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
 	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
 	leaseReads := fs.Bool("lease-reads", false, "cluster mode: the leader serves linearizable reads under a lease rather than a quorum round each; assumes the nodes' clocks run at rates within 10% of each other (docs/cluster.md)")
+	maxKey := fs.Int("max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes (engine.Options.MaxKeySize); a folder loaded with larger keys (livekv load --max-key-size) needs as much, or they cannot be read")
+	maxValue := fs.Int("max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes (engine.Options.MaxValueSize); a client's message may be up to twice the largest key and value, and at least 2 MiB")
 	raftLog := fs.String("raft-log", "bolt", "cluster mode: where the raft log is kept, bolt (raft-boltdb, one file) or wal (raft-wal segment files, experimental); a node keeps the store it started with")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
@@ -231,8 +234,8 @@ func serve(args []string) error {
 	case len(rest) > 0:
 		return badUsage(fs, fmt.Sprintf("serve takes no arguments (%q): the folder is --data", rest[0]))
 	case *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
-		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0:
-		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota and --heartbeat flags must be positive")
+		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0 || *maxKey <= 0 || *maxValue <= 0:
+		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota, --heartbeat and --max-*-size flags must be positive")
 	}
 	if err := ops.check(); err != nil {
 		return badUsage(fs, err.Error())
@@ -271,7 +274,7 @@ func serve(args []string) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	st, err := openStore(*data, logf, cf)
+	st, err := openStore(*data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
 	if err != nil {
 		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
 	}
@@ -315,7 +318,8 @@ func serve(args []string) error {
 	}
 	m := metrics.New(db)
 	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
-		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout})
+		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
+		MaxMessageSize: max(2<<20, 2*(int64(*maxKey)+int64(*maxValue)))})
 	if err != nil {
 		st.Close()
 		return fail(err)

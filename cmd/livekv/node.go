@@ -95,16 +95,16 @@ func (s *store) Close() error {
 // check has passed), the cluster node whose raft state is in dir/raft. A
 // node serves each read at its client's level and forwards writes to the
 // leader.
-func openStore(dir string, logf func(string, ...any), cf clusterFlags) (*store, error) {
+func openStore(dir string, eo engine.Options, cf clusterFlags) (*store, error) {
 	if cf.peers == "" && cf.join == "" {
-		db, err := engine.Open(dir, &engine.Options{Logf: logf})
+		db, err := engine.Open(dir, &eo)
 		if err != nil {
 			return nil, err
 		}
 		return &store{store: db, db: db}, nil
 	}
 	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
-		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, Engine: &engine.Options{Logf: logf}}
+		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, Engine: &eo}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
