@@ -189,6 +189,17 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	require.Equal(t, "v4", it.Value)
 }
 
+// fullSlab returns a new entry table and the entries of its first slab.
+func fullSlab() (*entryTable, []*entry) {
+	tab := newEntryTable()
+	es := newEntries(tab)
+	var slab []*entry
+	for range slabEntries {
+		slab = append(slab, es.take())
+	}
+	return tab, slab
+}
+
 // TestHeads_Table runs a slab's table of heads against a map: heads set,
 // replaced and taken back to nil at random places of one slab, tables
 // regrown and let go by visits, while other goroutines drop heads as
@@ -196,12 +207,7 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 // dropped one never again; a table stays sized for the heads it holds.
 func TestHeads_Table(t *testing.T) {
 	for seed := range uint64(8) {
-		tab := newEntryTable()
-		es := newEntries(tab)
-		var slab []*entry
-		for range slabEntries {
-			slab = append(slab, es.take())
-		}
+		tab, slab := fullSlab()
 		s := slab[0].slab()
 		r := rand.New(rand.NewPCG(seed, 3))
 		model := map[*entry]*version{}
@@ -295,12 +301,7 @@ func TestHeads_Table(t *testing.T) {
 func TestHeads_TableReusesIdleSlots(t *testing.T) {
 	for _, c := range []struct{ held, slots int }{{0, 4}, {7, 16}} {
 		held := c.held
-		tab := newEntryTable()
-		es := newEntries(tab)
-		var slab []*entry
-		for range slabEntries {
-			slab = append(slab, es.take())
-		}
+		tab, slab := fullSlab()
 		s := slab[0].slab()
 		for _, e := range slab[:held] {
 			tab.setHead(e, &version{rev: 1})
