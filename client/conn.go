@@ -296,10 +296,6 @@ func (cn *conn) subscribed(m message, cl *call) {
 		cn.sendUnsubscribe(id)
 		return
 	}
-	cn.mu.Lock()
-	delete(cn.retired, id)
-	cn.subs[id] = cl.sub
-	cn.mu.Unlock()
 	for _, e := range early {
 		cl.sub.receive(cn, e)
 	}

@@ -300,7 +300,9 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 }
 
 // attach makes id on cn the subscription's, from the reader, for a
-// subscribe reply; false when the subscription no longer wants it.
+// subscribe reply; false when the subscription no longer wants it. The
+// connection has it from the same moment, under mu: a Close that comes
+// after finds it there to retire, and unsubscribes (end).
 func (s *Subscription) attach(cn *conn, id int64, rev int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -312,6 +314,10 @@ func (s *Subscription) attach(cn *conn, id int64, rev int64) bool {
 		s.started = true
 		s.from = rev
 	}
+	cn.mu.Lock()
+	delete(cn.retired, id)
+	cn.subs[id] = s
+	cn.mu.Unlock()
 	return true
 }
 
