@@ -219,7 +219,7 @@ func TestDBX_SingleWritesNeedNoTransaction(t *testing.T) {
 	require.Equal(t, 10.0, c.ok("string.incr", obj{"key": "n"})["value"])
 	require.Equal(t, 9.0, c.ok("string.decr", obj{"key": "n"})["value"])
 	c.fails("type_mismatch", "string.incr", obj{"key": "k"})
-	c.fails("invalid_value", "string.decrby", obj{"key": "n", "amount": math.MinInt64})
+	c.fails("invalid_value", "string.decrby", obj{"key": "n", "amount": int64(math.MinInt64)})
 	res = c.ok("string.delete", obj{"key": "k"})
 	require.Equal(t, obj{"success": true, "deleted": true, "revision": float64(db.Revision())}, res)
 	require.Equal(t, obj{"success": true, "deleted": false}, c.ok("string.delete", obj{"key": "k"}))
@@ -265,9 +265,9 @@ func TestDBX_SingleWritesAsInATransaction(t *testing.T) {
 		{"string.setnx", obj{"key": "k", "value": "w"}},
 		{"string.setnx", obj{"key": "s", "value": "12"}},
 		{"string.incr", obj{"key": "s"}},
-		{"string.incrby", obj{"key": "s", "amount": math.MaxInt64}},
+		{"string.incrby", obj{"key": "s", "amount": int64(math.MaxInt64)}},
 		{"string.decrby", obj{"key": "c", "amount": 5}},
-		{"string.decrby", obj{"key": "c", "amount": math.MinInt64}},
+		{"string.decrby", obj{"key": "c", "amount": int64(math.MinInt64)}},
 		{"string.decr", obj{"key": "k"}},
 		{"string.delete", obj{"key": "k"}},
 		{"string.delete", obj{"key": "k"}},

@@ -238,7 +238,8 @@ func TestDB_Range_BoundsOfAnyLength(t *testing.T) {
 		_, err := db.Set(k, "v:"+k, nil)
 		require.NoError(t, err)
 	}
-	for _, n := range []int{1 << 31, 1<<31 + 1, 1<<32 + 1} {
+	for _, n64 := range []int64{1 << 31, 1<<31 + 1, 1<<32 + 1} {
+		n := int(n64) // 64-bit ints only: skipped above otherwise
 		// "b" and zero bytes after it, never written: the memory of the
 		// bound is not touched but for its first page.
 		b := make([]byte, n)
