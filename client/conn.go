@@ -30,6 +30,7 @@ type conn struct {
 	orphans  map[int64][]message     // guarded by mu; notifications that came before their subscribe reply
 	norphans int                     // guarded by mu
 	retired  map[int64]bool          // guarded by mu; subscriptions unsubscribed, whose last messages are dropped
+	given    int                     // guarded by mu; subscribes given up, whose replies have not come
 }
 
 // maxOrphans bounds the notifications held for subscriptions whose
@@ -43,6 +44,7 @@ type call struct {
 	reply chan message  // buffered: the reader never waits
 	sub   *Subscription // for a subscribe: registered by the reader on success
 	unsub int64         // for an unsubscribe: the subscription it ends
+	given bool          // guarded by cn.mu; a subscribe whose caller gave up (giveUp)
 }
 
 // request is a message to the server.
@@ -83,10 +85,24 @@ func (cn *conn) roundTrip(ctx context.Context, req request, sub *Subscription) (
 		}
 		return message{}, cn.lost()
 	case <-ctx.Done():
-		cn.mu.Lock()
-		delete(cn.pending, id)
-		cn.mu.Unlock()
+		cn.giveUp(id, cl)
 		return message{}, ctx.Err()
+	}
+}
+
+// giveUp forgets the request id, whose caller no longer waits for cl, its
+// reply. A subscribe's reply may still make a place on the server: its
+// call stays, given up, so that the reply is unsubscribed (dispatch), and
+// until the reply comes the place counts as one the client has given up
+// (settled).
+func (cn *conn) giveUp(id int64, cl *call) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cl.sub == nil {
+		delete(cn.pending, id)
+	} else if _, ok := cn.pending[id]; ok && !cl.given {
+		cl.given = true
+		cn.given++
 	}
 }
 
@@ -240,8 +256,15 @@ func (cn *conn) dispatch(m message) error {
 		cn.mu.Lock()
 		cl := cn.pending[*m.MessageID]
 		delete(cn.pending, *m.MessageID)
+		if cl != nil && cl.given {
+			cn.given--
+		}
 		cn.mu.Unlock()
 		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
+			if cl != nil && cl.given {
+				cn.subscribed(m, nil) // nobody waits: unsubscribed
+				return nil
+			}
 			cn.subscribed(m, cl)
 		}
 		if cl != nil && cl.unsub > 0 {
@@ -302,12 +325,13 @@ func (cn *conn) subscribed(m message, cl *call) {
 }
 
 // settled reports whether the server has answered every unsubscribe of
-// cn's: no place on the server that the client has given up is still
-// held there, as seen from a request sent now.
+// cn's, and every subscribe whose caller gave up: no place on the server
+// that the client has given up is still held there, as seen from a
+// request sent now.
 func (cn *conn) settled() bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	return len(cn.retired) == 0
+	return len(cn.retired) == 0 && cn.given == 0
 }
 
 // retire forgets the server's subscription id, dropping its notifications
