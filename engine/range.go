@@ -231,6 +231,14 @@ func (sc *scanner) emit(ids []uint32) {
 			it.ExpiresAt = expiresAt(expires)
 		}
 	}
+	if l := sc.loop; l != nil && len(ids) > 0 {
+		// The batch is read: the body's writes to its keys need nothing
+		// kept for this loop from now on, nor do what it kept for them.
+		l.passed, l.read, l.reverse = sc.tab.key(sc.slabs.at(ids[len(ids)-1])), true, sc.o.Reverse
+		for _, id := range ids {
+			delete(l.before, id)
+		}
+	}
 	for i := range ids {
 		if !keep[i] {
 			continue

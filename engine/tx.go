@@ -40,10 +40,26 @@ type Tx struct {
 }
 
 // txLoop is a Range loop of a write transaction: it shows every key as it
-// was when the loop began, so each write the loop's body makes keeps, here,
-// what the key held before it.
+// was when the loop began, so each write the loop's body makes to a key
+// the loop has not read yet keeps, here, what the key held before it. A
+// key the loop has read (up to passed) needs nothing kept: a loop that
+// rewrites every key it walks keeps no more than a batch's.
 type txLoop struct {
-	before map[uint32]shown // by entry id; nil until the first write
+	before  map[uint32]shown // by entry id; nil until the first write
+	passed  string           // the last key the loop has read, in its order
+	read    bool             // passed is set
+	reverse bool             // the loop walks down
+}
+
+// behind reports whether the loop has read key, or has gone past it.
+func (l *txLoop) behind(key string) bool {
+	if !l.read {
+		return false
+	}
+	if l.reverse {
+		return key >= l.passed
+	}
+	return key <= l.passed
 }
 
 // startLoop registers a Range loop of a write transaction; endLoop, once
@@ -162,6 +178,9 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	v.value, v.chunk = tx.db.vals.put(v.value, tx.rev)
 	if e != nil {
 		for _, l := range tx.loops {
+			if l.behind(key) {
+				continue
+			}
 			if _, ok := l.before[e.id]; !ok {
 				if l.before == nil {
 					l.before = make(map[uint32]shown)
