@@ -190,9 +190,7 @@ func (t *pagedTree) spill(ref pageRef, i int, it treeItem) bool {
 		q.n += int32(k)
 		p.n -= int32(k)
 		clear(p.items[p.n:])
-		t.upper.Delete(next)
-		next.lo = q.items[0]
-		t.upper.Set(next)
+		t.rename(&next, q.items[0])
 		if i <= int(p.n) {
 			t.insertAt(ref, p, i, it)
 		} else {
@@ -208,9 +206,7 @@ func (t *pagedTree) spill(ref pageRef, i int, it treeItem) bool {
 		copy(p.items[:], p.items[k:p.n])
 		p.n -= int32(k)
 		clear(p.items[p.n:])
-		t.upper.Delete(ref)
-		ref.lo = p.items[0]
-		t.upper.Set(ref)
+		t.rename(&ref, p.items[0])
 		if i < k {
 			t.insertAt(prev, q, int(q.n)-k+i, it) // never at q's front: it held items before
 		} else {
@@ -228,9 +224,16 @@ func (t *pagedTree) insertAt(ref pageRef, p *page, i int, it treeItem) {
 	p.items[i] = it
 	p.n++
 	if i == 0 {
-		t.upper.Delete(ref)
-		t.upper.Set(pageRef{lo: it, id: ref.id})
+		t.rename(&ref, it)
 	}
+}
+
+// rename names ref's page in the B-tree by lo, its new first item, which
+// keeps the page's place among the others.
+func (t *pagedTree) rename(ref *pageRef, lo treeItem) {
+	t.upper.Delete(*ref)
+	ref.lo = lo
+	t.upper.Set(*ref)
 }
 
 // Load adds it, fastest when it comes after every item in the tree, as
@@ -285,9 +288,7 @@ func (t *pagedTree) Delete(it treeItem) (treeItem, bool) {
 	}
 	if i == 0 {
 		// The new first item is above the old and below the next page's.
-		t.upper.Delete(ref)
-		ref.lo = p.items[0]
-		t.upper.Set(ref)
+		t.rename(&ref, p.items[0])
 	}
 	if int(p.n) < t.max/4 {
 		t.merge(ref, p)
