@@ -506,7 +506,7 @@ func (t *entryTable) regrow(s *entrySlab, old *headSlot) *headSlot {
 	if old != nil {
 		for i := range old.slots() {
 			if x := old.slot(i); x.v.Load() != nil {
-				set = append(set, copied{from: x})
+				set = append(set, copied{from: x, v: x.v.Load()})
 			}
 		}
 	}
@@ -515,23 +515,18 @@ func (t *entryTable) regrow(s *entrySlab, old *headSlot) *headSlot {
 		size *= 2
 	}
 	h := newHeads(size)
-	n := 0
-	for _, c := range set {
-		if c.v = c.from.v.Load(); c.v != nil {
-			place := c.from.place.Load()
-			c.to, _, _ = h.claim(place) // a fresh slot: none in h is nil
-			c.to.v.Store(c.v)
-			c.to.place.Store(place)
-			set[n] = c
-			n++
-		}
+	for i, c := range set {
+		place := c.from.place.Load()
+		set[i].to, _, _ = h.claim(place) // a fresh slot: none in h is nil
+		set[i].to.v.Store(c.v)
+		set[i].to.place.Store(place)
 	}
-	s.used = int32(n)
+	s.used = int32(len(set))
 	s.heads.Store(h)
-	// A dropHead may have taken a head to nil in old after it was copied,
-	// and found old still the slab's table: take it to nil here too. (One
-	// that finds the new table drops it there itself.)
-	for _, c := range set[:n] {
+	// A dropHead may have taken a head to nil in old after it was read
+	// here, and found old still the slab's table: take it to nil here
+	// too. (One that finds the new table drops it there itself.)
+	for _, c := range set {
 		if c.from.v.Load() != c.v {
 			c.to.v.CompareAndSwap(c.v, nil)
 		}
