@@ -234,7 +234,7 @@ func (sc *scanner) emit(ids []uint32) {
 	if l := sc.loop; l != nil && len(ids) > 0 {
 		// The batch is read: the body's writes to its keys need nothing
 		// kept for this loop from now on, nor do what it kept for them.
-		l.passed, l.read, l.reverse = sc.tab.key(sc.slabs.at(ids[len(ids)-1])), true, sc.o.Reverse
+		l.passed, l.reverse = sc.tab.key(sc.slabs.at(ids[len(ids)-1])), sc.o.Reverse
 		for _, id := range ids {
 			delete(l.before, id)
 		}

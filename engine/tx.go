@@ -46,14 +46,13 @@ type Tx struct {
 // rewrites every key it walks keeps no more than a batch's.
 type txLoop struct {
 	before  map[uint32]shown // by entry id; nil until the first write
-	passed  string           // the last key the loop has read, in its order
-	read    bool             // passed is set
+	passed  string           // the last key the loop has read, in its order; "" (no key) before
 	reverse bool             // the loop walks down
 }
 
 // behind reports whether the loop has read key, or has gone past it.
 func (l *txLoop) behind(key string) bool {
-	if !l.read {
+	if l.passed == "" {
 		return false
 	}
 	if l.reverse {
