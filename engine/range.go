@@ -71,7 +71,7 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 			// A scan reads the newest version of every key it passes,
 			// and which keys it passes depends on every write before it.
 			tx.read = tx.rev - 1
-			loop = tx.startLoop()
+			loop = tx.startLoop(o.Reverse)
 			defer tx.endLoop(loop)
 		}
 		scan(t, tx.rev, tx.now, loop, start, end, o, yield)
@@ -234,7 +234,7 @@ func (sc *scanner) emit(ids []uint32) {
 	if l := sc.loop; l != nil && len(ids) > 0 {
 		// The batch is read: the body's writes to its keys need nothing
 		// kept for this loop from now on, nor do what it kept for them.
-		l.passed, l.reverse = sc.tab.key(sc.slabs.at(ids[len(ids)-1])), sc.o.Reverse
+		l.passed = sc.tab.key(sc.slabs.at(ids[len(ids)-1]))
 		for _, id := range ids {
 			delete(l.before, id)
 		}

@@ -63,8 +63,8 @@ func (l *txLoop) behind(key string) bool {
 
 // startLoop registers a Range loop of a write transaction; endLoop, once
 // it ends.
-func (tx *Tx) startLoop() *txLoop {
-	l := &txLoop{}
+func (tx *Tx) startLoop(reverse bool) *txLoop {
+	l := &txLoop{reverse: reverse}
 	tx.loops = append(tx.loops, l)
 	return l
 }
