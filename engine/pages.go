@@ -501,29 +501,16 @@ func (t *pagedTree) Descend(pivot treeItem, fn func(treeItem) bool) {
 
 // Scan calls fn with every item, in order, until fn returns false.
 func (t *pagedTree) Scan(fn func(treeItem) bool) {
-	blocks := *t.store.blocks.Load()
-	t.upper.Scan(func(r pageRef) bool {
-		p := pageAt(blocks, r.id)
-		for i := 0; i < int(p.n); i++ {
-			if !fn(p.items[i]) {
-				return false
-			}
-		}
-		return true
-	})
+	if first, ok := t.upper.Min(); ok {
+		t.Ascend(first.lo, fn) // a page's lo is its first item
+	}
 }
 
 // Reverse calls fn with every item, in reverse order, until fn returns
 // false.
 func (t *pagedTree) Reverse(fn func(treeItem) bool) {
-	blocks := *t.store.blocks.Load()
-	t.upper.Reverse(func(r pageRef) bool {
-		p := pageAt(blocks, r.id)
-		for i := int(p.n) - 1; i >= 0; i-- {
-			if !fn(p.items[i]) {
-				return false
-			}
-		}
-		return true
-	})
+	if last, ok := t.upper.Max(); ok {
+		p := t.page(last.id)
+		t.Descend(p.items[p.n-1], fn)
+	}
 }
