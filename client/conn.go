@@ -257,14 +257,13 @@ func (cn *conn) dispatch(m message) error {
 		cl := cn.pending[*m.MessageID]
 		delete(cn.pending, *m.MessageID)
 		if cl != nil && cl.given {
+			// Nobody waits for it: as for a request forgotten, a
+			// subscription it made is unsubscribed (subscribed).
 			cn.given--
+			cl = nil
 		}
 		cn.mu.Unlock()
 		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
-			if cl != nil && cl.given {
-				cn.subscribed(m, nil) // nobody waits: unsubscribed
-				return nil
-			}
 			cn.subscribed(m, cl)
 		}
 		if cl != nil && cl.unsub > 0 {
