@@ -175,8 +175,6 @@ func (a *acks) add(key string, ok bool, code string) {
 	}
 }
 
-var killClient = &http.Client{Timeout: 15 * time.Second}
-
 // restWriter sets fresh keys through the REST API of random nodes.
 func restWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 	for seq := 0; ctx.Err() == nil; seq++ {
@@ -192,7 +190,7 @@ func restWriter(ctx context.Context, g int, c *serveCluster, a *acks) {
 			panic(err)
 		}
 		req.Header.Set("x-api-key", "k")
-		resp, err := killClient.Do(req)
+		resp, err := restClient.Do(req)
 		ok, code := false, ""
 		if err == nil {
 			var rep struct {
@@ -315,7 +313,7 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 			// which it answers once it runs again: its lease, taken
 			// before it stopped, has run out by its own clock.
 			key := fmt.Sprintf("paused:%d", r)
-			status, _, err := writeAt(c.srvs[nl].base, key)
+			status, _, err := writeAt(c.srvs[nl].base, key, key)
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, status, "the new leader n%d refused a write", nl)
 			type read struct {
@@ -383,59 +381,7 @@ func TestServe_ClusterLeaderSIGKILL(t *testing.T) {
 	for _, srv := range c.srvs {
 		srv.stop(t)
 	}
-	killClient.CloseIdleConnections()
-}
-
-// readAt reads key through the REST API at base at a consistency level
-// ("" for the server's default), and returns the status and, if 200, the
-// value.
-func readAt(base, key, level string) (int, string, error) {
-	url := base + "/kv/record/" + key
-	if level != "" {
-		url += "?consistency=" + level
-	}
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("x-api-key", "k")
-	resp, err := killClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, "", fmt.Errorf("%d %s", resp.StatusCode, b)
-	}
-	var rec struct {
-		Value string `json:"value"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&rec)
-	return resp.StatusCode, rec.Value, err
-}
-
-// writeAt sets key to itself through the REST API at base, and returns
-// the status and, if not 200, the error code of the reply.
-func writeAt(base, key string) (int, string, error) {
-	body := fmt.Sprintf(`{"key":%q,"value":%q}`, key, key)
-	req, err := http.NewRequest("POST", base+"/kv/record", strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("x-api-key", "k")
-	resp, err := killClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var rep struct {
-		ErrorCode string `json:"errorCode"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		_ = json.NewDecoder(resp.Body).Decode(&rep)
-	}
-	return resp.StatusCode, rep.ErrorCode, nil
+	restClient.CloseIdleConnections()
 }
 
 // readValue reads key through the REST API at base, at the server's

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -19,41 +18,25 @@ func TestServe_KeyAndValueLimits(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	key := strings.Repeat("k", 1500)      // over the default 1 KiB
 	value := strings.Repeat("v", 5<<20/2) // 2.5 MiB: over the default 1 MiB, and the default 2 MiB message
-	record := func(s *server, method, path, body string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("x-api-key", "k1")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var rec struct {
-			Value string `json:"value"`
-		}
-		if resp.StatusCode == http.StatusOK && method == "GET" {
-			require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))
-		}
-		return resp.StatusCode, rec.Value
-	}
-	body, err := json.Marshal(map[string]string{"key": key, "value": value})
+	s := runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k")
+	code, _, err := writeAt(s.base, key, value)
 	require.NoError(t, err)
-
-	s := runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k1")
-	code, _ := record(s, "POST", "/kv/record", string(body))
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, "over the default limits")
 	s.stop(t)
 
 	limits := []string{"--max-key-size", "2048", "--max-value-size", "3145728"}
-	s = runServe(t, bin, append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k1"}, limits...)...)
-	code, _ = record(s, "POST", "/kv/record", string(body))
+	s = runServe(t, bin, append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k"}, limits...)...)
+	code, _, err = writeAt(s.base, key, value)
+	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
-	code, got := record(s, "GET", "/kv/record/"+key, "")
+	code, got, err := readAt(s.base, key, "")
+	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, value, got)
 	s.stop(t)
 
-	s = runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k1")
-	code, _ = record(s, "GET", "/kv/record/"+key, "")
+	s = runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k")
+	code, _, _ = readAt(s.base, key, "") // an error for any status but 200 and 404
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, "the key is over the default limit")
 	s.stop(t)
 

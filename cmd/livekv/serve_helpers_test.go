@@ -2,12 +2,17 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -44,4 +49,62 @@ func (s *server) stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, s.cmd.Wait(), "a clean exit on SIGTERM")
+}
+
+// restClient makes the tests' REST requests (readAt, writeAt).
+var restClient = &http.Client{Timeout: 15 * time.Second}
+
+// readAt reads key through the REST API at base at a consistency level
+// ("" for the server's default), and returns the status and, if 200, the
+// value.
+func readAt(base, key, level string) (int, string, error) {
+	url := base + "/kv/record/" + key
+	if level != "" {
+		url += "?consistency=" + level
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("x-api-key", "k")
+	resp, err := restClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, "", fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	var rec struct {
+		Value string `json:"value"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&rec)
+	return resp.StatusCode, rec.Value, err
+}
+
+// writeAt sets key to value through the REST API at base, and returns
+// the status and, if not 200, the error code of the reply.
+func writeAt(base, key, value string) (int, string, error) {
+	body, err := json.Marshal(map[string]string{"key": key, "value": value})
+	if err != nil {
+		return 0, "", err
+	}
+	req, err := http.NewRequest("POST", base+"/kv/record", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("x-api-key", "k")
+	resp, err := restClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		ErrorCode string `json:"errorCode"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		_ = json.NewDecoder(resp.Body).Decode(&rep)
+	}
+	return resp.StatusCode, rep.ErrorCode, nil
 }
