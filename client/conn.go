@@ -100,7 +100,7 @@ func (cn *conn) giveUp(id int64, cl *call) {
 	defer cn.mu.Unlock()
 	if cl.sub == nil {
 		delete(cn.pending, id)
-	} else if _, ok := cn.pending[id]; ok && !cl.given {
+	} else if _, ok := cn.pending[id]; ok { // not answered meanwhile
 		cl.given = true
 		cn.given++
 	}
