@@ -54,6 +54,16 @@ func (s *server) stop(t *testing.T) {
 // restClient makes the tests' REST requests (readAt, writeAt).
 var restClient = &http.Client{Timeout: 15 * time.Second}
 
+// restDo sends a request with the API key "k" through restClient.
+func restDo(method, url string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("x-api-key", "k")
+	return restClient.Do(req)
+}
+
 // readAt reads key through the REST API at base at a consistency level
 // ("" for the server's default), and returns the status and, if 200, the
 // value.
@@ -62,12 +72,7 @@ func readAt(base, key, level string) (int, string, error) {
 	if level != "" {
 		url += "?consistency=" + level
 	}
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("x-api-key", "k")
-	resp, err := restClient.Do(req)
+	resp, err := restDo("GET", url, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -90,12 +95,7 @@ func writeAt(base, key, value string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	req, err := http.NewRequest("POST", base+"/kv/record", bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("x-api-key", "k")
-	resp, err := restClient.Do(req)
+	resp, err := restDo("POST", base+"/kv/record", bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
 	}
