@@ -31,7 +31,7 @@ type entry struct {
 	// cache, all that a scan reads and all that prefetch fetches
 	// (TestEntry_Layout). An entry holds no pointer: the collector has
 	// nothing to scan in it. Its one pointer, the head of its versions,
-	// is kept apart in its slab (head).
+	// is kept apart, with its slab's (entryTable.head).
 	vis visible
 }
 

@@ -39,7 +39,7 @@ type Item struct {
 // key's newest version only while a writer or a snapshot needs it as an
 // object: once it is committed and visible, and no open snapshot reads
 // below it, the entry's visible copy (vis) is all that is kept of it
-// (entry.head goes back to nil).
+// (entryTable.head goes back to nil).
 type version struct {
 	value     string
 	rev       int64
@@ -94,7 +94,7 @@ func expiresAt(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 // otherwise the committed version in vis. ver is 0 when the key has no
 // value (rev still says which revision left it so).
 func (e *entry) newest(tab *entryTable) shown {
-	if h := e.head(); h != nil {
+	if h := tab.head(e); h != nil {
 		return h.shown()
 	}
 	var s shown
@@ -114,7 +114,7 @@ func (e *entry) at(rev int64, tab *entryTable) shown {
 	if e.vis.load(&s, tab); s.rev <= rev {
 		return s
 	}
-	return e.head().at(rev).shown()
+	return tab.head(e).at(rev).shown()
 }
 
 // before reports what e held before a write that found old as its head:

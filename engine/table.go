@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -15,17 +16,24 @@ const entrySlabBits = 12
 const entrySlabMax = 1 << entrySlabBits
 
 // slabEntries is how many entries a slab holds: one at each place but the
-// first, whose room holds the slab's header (heads, touched), so
+// first (no id names place 0), whose room keeps the entries on lines, so
 // that a slab is 256 KiB, a whole number of the allocator's pages.
 const slabEntries = entrySlabMax - 1
 
 // entrySlab is a slab of entries (256 KiB), which the collector marks as
-// one object: the larger the objects, the less marking grows with the
-// keys (docs/engine.md, "Blocks of 256 KiB"). It scans only the pointer at the front, to the heads of
-// the entries' versions: the entries hold no pointers.
+// one object, or a part of one (newSlab): the larger the objects, the less
+// marking grows with the keys (docs/engine.md, "Blocks of 256 KiB"). It
+// holds no pointer, so the collector scans nothing in it: the heads of its
+// entries' versions are kept apart, by its place (slabHeads).
 type entrySlab struct {
-	// heads holds the heads of the versions (entry.head) of those of the
-	// slab's entries that have one, or is nil while none does, as for
+	_       [64]byte           // the entries start on a line; place 0 is none
+	entries [slabEntries]entry // the entry at place i is entries[i-1]
+}
+
+// slabHeads is what the table keeps for a slab beside its entries.
+type slabHeads struct {
+	// heads holds the heads of the versions (entryTable.head) of those of
+	// the slab's entries that have one, or is nil while none does, as for
 	// nearly every slab of a store that no snapshot reads below. It is
 	// a table sized for the heads set, not an array by place: a slab
 	// written now and then holds a few heads at a time, and an array of
@@ -40,9 +48,14 @@ type entrySlab struct {
 	// is how many of the table's slots hold a place; guarded by DB.wmu.
 	touched bool
 	used    int32
-	_       [64 - 16]byte      // the entries start on a line
-	entries [slabEntries]entry // the entry at place i is entries[i-1]
 }
+
+// headsPage holds the slabHeads of headsPageSlabs slabs, by place in the
+// table; a page is never moved nor freed, so that a reader finds a slab's
+// heads without a lock (entryTable.slabHeads).
+type headsPage [headsPageSlabs]slabHeads
+
+const headsPageSlabs = 1024
 
 // headSlot is a slot of a slab's table of heads: an entry's place in the
 // slab (0: none yet) and the head of its versions (nil once it went).
@@ -185,7 +198,11 @@ type entryTable struct {
 	// DB.wmu.
 	headSets   int
 	headCursor uint32
-	headVisit  []*entrySlab // idleHeads's slabs to visit, kept for the next
+	headVisit  []*slabHeads // idleHeads's slabs to visit, kept for the next
+
+	// headPages holds the slabs' heads, by place; it grows with the
+	// table, under mu, before a slab that needs a new page is published.
+	headPages atomic.Pointer[[]*headsPage]
 }
 
 type probePage [entrySlabMax]atomic.Pointer[byte]
@@ -208,6 +225,7 @@ const (
 func newEntryTable() *entryTable {
 	t := &entryTable{}
 	t.slabs.Store(new(slabList))
+	t.headPages.Store(new([]*headsPage))
 	t.chunks.list.Store(&blockList{})
 	t.chunks.set(0, nil) // id 0: no block (an empty key or value)
 	page := new(probePage)
@@ -334,7 +352,6 @@ const entriesOffset = unsafe.Offsetof(entrySlab{}.entries)
 func (t *entryTable) newSlab() uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := new(entrySlab)
 	slabs := *t.slabs.Load()
 	var n uint32
 	if k := len(t.unused); k > 0 {
@@ -348,7 +365,12 @@ func (t *entryTable) newSlab() uint32 {
 			panic("engine: more than 2^32-2048 entries")
 		}
 		slabs = append(slabs, nil)
+		if pages := *t.headPages.Load(); int(n/headsPageSlabs) >= len(pages) {
+			pages = append(slices.Clip(pages), new(headsPage))
+			t.headPages.Store(&pages)
+		}
 	}
+	s := new(entrySlab)
 	for i := range s.entries {
 		s.entries[i].id = n<<entrySlabBits | uint32(i+1)
 	}
@@ -364,6 +386,19 @@ func (t *entryTable) freeSlab(n uint32) {
 	defer t.mu.Unlock()
 	(*t.slabs.Load())[n] = nil
 	t.unused = append(t.unused, n)
+	// Clean for the slab that takes the place next: DB.wmu is held, and
+	// no reader looks at the heads of entries it cannot reach.
+	h := t.slabHeadsAt(n)
+	h.heads.Store(nil)
+	h.touched, h.used = false, 0
+}
+
+// slabHeads returns the heads of the slab that holds the entry named id.
+func (t *entryTable) slabHeads(id uint32) *slabHeads { return t.slabHeadsAt(id >> entrySlabBits) }
+
+// slabHeadsAt returns the heads of the slab at place n.
+func (t *entryTable) slabHeadsAt(n uint32) *slabHeads {
+	return &(*t.headPages.Load())[n/headsPageSlabs][n%headsPageSlabs]
 }
 
 // probe returns an entry, in the table but not in the store, that reads
@@ -416,13 +451,6 @@ func (t *entryTable) unprobe(e *entry) {
 // place returns e's place in its slab, from 1.
 func (e *entry) place() int { return int(e.id & (entrySlabMax - 1)) }
 
-// slab returns the slab that holds e.
-func (e *entry) slab() *entrySlab {
-	i := e.place() - 1
-	entries := unsafe.Add(unsafe.Pointer(e), -i*int(unsafe.Sizeof(entry{})))
-	return (*entrySlab)(unsafe.Add(entries, -int(entriesOffset)))
-}
-
 // head returns the newest version of e, possibly written by a transaction
 // that has not committed yet; nil when the committed version in vis is
 // the newest and no snapshot reads below it (see version). Writers
@@ -434,8 +462,8 @@ func (e *entry) slab() *entrySlab {
 // least as new as that copy: the write stored its version in the heads
 // before the commit's visible stores, and a slab's heads are let go only
 // when all are nil, which a head a snapshot still reads never is.
-func (e *entry) head() *version {
-	h := e.slab().heads.Load()
+func (t *entryTable) head(e *entry) *version {
+	h := t.slabHeads(e.id).heads.Load()
 	if h == nil {
 		return nil
 	}
@@ -456,7 +484,7 @@ func (e *entry) head() *version {
 
 // setHead makes v the head of e's versions; DB.wmu is held.
 func (t *entryTable) setHead(e *entry, v *version) {
-	s := e.slab()
+	s := t.slabHeads(e.id)
 	place := uint32(e.place())
 	h := s.heads.Load()
 	if h == nil && v == nil {
@@ -497,7 +525,7 @@ func (t *entryTable) setHead(e *entry, v *version) {
 // regrow gives slab s a new table of heads with room for one more, made
 // from the heads set in old (nil: none), and returns it; DB.wmu is held.
 // The new table is at most half full.
-func (t *entryTable) regrow(s *entrySlab, old *headSlot) *headSlot {
+func (t *entryTable) regrow(s *slabHeads, old *headSlot) *headSlot {
 	type copied struct {
 		from, to *headSlot
 		v        *version
@@ -536,7 +564,7 @@ func (t *entryTable) regrow(s *entrySlab, old *headSlot) *headSlot {
 
 // headSet counts a head set to v in slab s, and visits slabs for idle
 // heads every idleHeadsEvery heads set.
-func (t *entryTable) headSet(s *entrySlab, v *version) {
+func (t *entryTable) headSet(s *slabHeads, v *version) {
 	if v == nil {
 		return
 	}
@@ -554,7 +582,7 @@ func (t *entryTable) headSet(s *entrySlab, v *version) {
 // all are nil: if it went, v is not there. If setHead gave the slab a
 // new table meanwhile, v is taken to nil in it as well (regrow).
 func (t *entryTable) dropHead(e *entry, v *version) {
-	s := e.slab()
+	s := t.slabHeads(e.id)
 	place := uint32(e.place())
 	for h := s.heads.Load(); h != nil; {
 		if x, ok := h.probe(place); ok {
@@ -571,7 +599,7 @@ func (t *entryTable) dropHead(e *entry, v *version) {
 // After every idleHeadsEvery heads set, idleHeads visits the next
 // idleHeadsSlabs slabs: a pass over the slabs of a store of 1M keys
 // (245 slabs) every 4,000 writes or so, of 10M every 40,000. A visit
-// costs the slab's first line, and a look at its table of heads if none
+// costs a look at the slab's slabHeads, and at its table of heads if none
 // was set since the last. Variables, for tests, which visit far more
 // often.
 var (
@@ -588,9 +616,9 @@ var (
 // (dropHead only takes them to nil).
 func (t *entryTable) idleHeads(n int) {
 	// The slabs to visit are read under t.mu: a reader that makes a slab
-	// of search keys may put it in a freed place meanwhile (newSlab). A
-	// slab freed since is harmless to visit: its heads and flag change
-	// only under DB.wmu.
+	// of search keys may put it in a freed place meanwhile (newSlab); its
+	// heads, which freeSlab left clean, stay nil. Slabs are freed, and
+	// heads and flags change, only under DB.wmu.
 	visit := t.headVisit[:0]
 	t.mu.Lock()
 	slabs := t.load()
@@ -598,8 +626,8 @@ func (t *entryTable) idleHeads(n int) {
 		if int(t.headCursor) >= len(slabs) {
 			t.headCursor = 0
 		}
-		if s := slabs[t.headCursor]; s != nil {
-			visit = append(visit, s)
+		if slabs[t.headCursor] != nil {
+			visit = append(visit, t.slabHeadsAt(t.headCursor))
 		}
 		t.headCursor++
 	}

@@ -196,7 +196,7 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 	// A nil old on an entry that exists leaves v.prev nil: the version
 	// before v is the committed one in vis, which publish links into the
 	// chain if a snapshot still needs it.
-	old := e.head()
+	old := tx.db.entries.tab.head(e)
 	if old != nil && old.rev == tx.rev {
 		v.prev.Store(old.prev.Load())
 	} else {

@@ -167,7 +167,7 @@ func (tx *Tx) commit() (int64, error) {
 	}
 	at := time.Unix(0, tx.now)
 	for i, w := range tx.writes {
-		v := w.e.head()
+		v := db.entries.tab.head(w.e)
 		c.writes[i] = committedWrite{e: w.e, v: v, old: w.old, created: w.created}
 		c.events[i] = pubsub.Event{Revision: tx.rev, Type: v.kind, Key: db.entries.tab.key(w.e), Value: v.value, Time: at}
 		had, hadExpires := w.e.before(w.old, w.created)
@@ -209,7 +209,7 @@ func (tx *Tx) commit() (int64, error) {
 func (tx *Tx) record() *wal.Tx {
 	r := &wal.Tx{Revision: tx.rev, Time: tx.now, Writes: make([]wal.Write, len(tx.writes))}
 	for i, w := range tx.writes {
-		v := w.e.head()
+		v := tx.db.entries.tab.head(w.e)
 		r.Writes[i] = wal.Write{Kind: walKindOf(v.kind), Key: tx.db.entries.tab.key(w.e), Value: v.value, Expires: v.expires, Created: v.createRev == tx.rev}
 	}
 	return r
@@ -411,7 +411,7 @@ func (db *DB) release(c *commit, oldest int64) {
 	}
 	below := min(oldest, c.rev)
 	for _, w := range c.writes {
-		v := w.e.head()
+		v := db.entries.tab.head(w.e)
 		for v != nil && v.rev > below {
 			v = v.prev.Load()
 		}
@@ -473,7 +473,7 @@ func (db *DB) bury() {
 	db.pub.graves = nil
 	db.pub.mu.Unlock()
 	for _, w := range graves {
-		if w.e.head() == w.v {
+		if db.entries.tab.head(w.e) == w.v {
 			db.forget(w.e)
 		}
 	}

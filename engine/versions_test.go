@@ -18,7 +18,7 @@ func heads(db *DB) int {
 		s := &db.index.shards[i]
 		s.mu.RLock()
 		s.t.each(func(id uint32) {
-			if db.index.tab.at(id).head() != nil {
+			if db.index.tab.head(db.index.tab.at(id)) != nil {
 				n++
 			}
 		})
@@ -129,7 +129,7 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	}
 	armed := func() (slabs []uint32) {
 		for n, s := range tab.load() {
-			if s != nil && s.heads.Load() != nil {
+			if s != nil && tab.slabHeadsAt(uint32(n)).heads.Load() != nil {
 				slabs = append(slabs, uint32(n))
 			}
 		}
@@ -208,7 +208,7 @@ func fullSlab() (*entryTable, []*entry) {
 func TestHeads_Table(t *testing.T) {
 	for seed := range uint64(8) {
 		tab, slab := fullSlab()
-		s := slab[0].slab()
+		s := tab.slabHeads(slab[0].id)
 		r := rand.New(rand.NewPCG(seed, 3))
 		model := map[*entry]*version{}
 		// Heads that other goroutines drop, each once its version is set.
@@ -265,14 +265,14 @@ func TestHeads_Table(t *testing.T) {
 					runtime.Gosched()
 				}
 				for _, e := range slab {
-					require.Same(t, model[e], e.head(), "seed %d step %d: place %d", seed, step, e.place())
+					require.Same(t, model[e], tab.head(e), "seed %d step %d: place %d", seed, step, e.place())
 				}
 			}
 		}
 		close(drops)
 		wg.Wait()
 		for _, e := range slab {
-			require.Same(t, model[e], e.head(), "seed %d: place %d", seed, e.place())
+			require.Same(t, model[e], tab.head(e), "seed %d: place %d", seed, e.place())
 		}
 		// Every head but the model's was dropped: a table regrown now
 		// holds the model's alone, at most half full.
@@ -302,7 +302,7 @@ func TestHeads_TableReusesIdleSlots(t *testing.T) {
 	for _, c := range []struct{ held, slots int }{{0, 4}, {7, 16}} {
 		held := c.held
 		tab, slab := fullSlab()
-		s := slab[0].slab()
+		s := tab.slabHeads(slab[0].id)
 		for _, e := range slab[:held] {
 			tab.setHead(e, &version{rev: 1})
 		}
@@ -311,19 +311,19 @@ func TestHeads_TableReusesIdleSlots(t *testing.T) {
 			for i, e := range slab[held:] {
 				v := &version{rev: int64(round*slabEntries + i + 2)}
 				tab.setHead(e, v)
-				require.Same(t, v, e.head())
+				require.Same(t, v, tab.head(e))
 				if first == nil {
 					first = s.heads.Load()
 				}
 				tab.dropHead(e, v)
-				require.Nil(t, e.head())
+				require.Nil(t, tab.head(e))
 			}
 		}
 		require.Same(t, first, s.heads.Load(), "held %d: the table was made again", held)
 		require.Equal(t, uint32(c.slots), first.slots(), "held %d", held)
 		require.Equal(t, int32(held+1), s.used)
 		for _, e := range slab[:held] {
-			require.NotNil(t, e.head())
+			require.NotNil(t, tab.head(e))
 		}
 	}
 }
