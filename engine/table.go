@@ -370,7 +370,7 @@ func (t *entryTable) newSlab() uint32 {
 			t.headPages.Store(&pages)
 		}
 	}
-	s := new(entrySlab)
+	s := slabMemory(slabs, n)
 	for i := range s.entries {
 		s.entries[i].id = n<<entrySlabBits | uint32(i+1)
 	}
@@ -379,8 +379,52 @@ func (t *entryTable) newSlab() uint32 {
 	return n
 }
 
+// Slabs share their allocation with others as the table grows: the
+// collector marks an object for the price of a few hundred bytes' scan
+// whatever its size (docs/engine.md, "Slabs in groups"), so that with one
+// object a slab a store of 10M keys had it mark some 2,400 objects for
+// its slabs alone, more than for everything else. A place's group is
+// fixed by the place: alone below 32, then groups of 2, 4 and 8 slabs,
+// and of maxSlabGroup (4 MiB) from place 256 (a store of about 1M keys)
+// on, each aligned to its size, so that a small store takes no more
+// memory than it uses, and a large one at most a group less one slab.
+const maxSlabGroup = 16
+
+// slabGroup returns the first place of the group of the slab at place
+// n, and how many places it has.
+func slabGroup(n uint32) (first, size uint32) {
+	size = 1
+	for size < maxSlabGroup && 32*size <= n {
+		size *= 2
+	}
+	return n &^ (size - 1), size
+}
+
+// slabMemory returns the memory for a new slab at place n, all zero:
+// a slab of its group's allocation if another slab of the group is in
+// slabs (the places of freed slabs in it are nil, and nothing reaches
+// their entries), or of a new one. An allocation is freed by the
+// collector once none of its slabs is in the table.
+func slabMemory(slabs slabList, n uint32) *entrySlab {
+	first, size := slabGroup(n)
+	const slabSize = int(unsafe.Sizeof(entrySlab{}))
+	for i := first; i < first+size && int(i) < len(slabs); i++ {
+		if s := slabs[i]; s != nil && i != n {
+			base := unsafe.Add(unsafe.Pointer(s), -int(i-first)*slabSize)
+			m := (*entrySlab)(unsafe.Add(base, int(n-first)*slabSize))
+			m.entries = [slabEntries]entry{} // a slab freed here left its entries
+			return m
+		}
+	}
+	if size == 1 {
+		return new(entrySlab)
+	}
+	return &make([]entrySlab, size)[n-first]
+}
+
 // freeSlab takes the slab at place n out of the table, for the collector
-// to free: none of its entries is in use, nor can any be reached.
+// to free with the rest of its group (slabMemory): none of its entries is
+// in use, nor can any be reached.
 func (t *entryTable) freeSlab(n uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

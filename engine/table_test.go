@@ -2,8 +2,11 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"unsafe"
+	"weak"
 
 	"github.com/stretchr/testify/require"
 )
@@ -86,4 +89,64 @@ func TestSlabList_At(t *testing.T) {
 		require.Panics(t, func() { l.at(id) }, "id %d", id)
 	}
 	require.Panics(t, func() { l.at(3 << entrySlabBits) }, "beyond the table")
+}
+
+// TestSlabGroups: slabs share allocations in groups fixed by their
+// places, which grow with the table; a slab made in a freed place of a
+// group that lives on gets that memory again, cleared; and a group's
+// allocation is freed once none of its slabs is in the table, and not
+// before.
+func TestSlabGroups(t *testing.T) {
+	for n := range uint32(2000) {
+		first, size := slabGroup(n)
+		require.True(t, size >= 1 && size <= maxSlabGroup && size&(size-1) == 0, "place %d: size %d", n, size)
+		require.True(t, first%size == 0 && first <= n && n < first+size, "place %d: group %d of %d", n, first, size)
+		for i := first; i < first+size; i++ {
+			f, s := slabGroup(i)
+			require.Equal(t, [2]uint32{first, size}, [2]uint32{f, s}, "places %d and %d", n, i)
+		}
+	}
+	_, small := slabGroup(31)
+	require.Equal(t, uint32(1), small, "a small table's slabs are each alone")
+	_, large := slabGroup(256)
+	require.Equal(t, uint32(maxSlabGroup), large)
+
+	tab := newEntryTable()
+	const places = 256 + 2*maxSlabGroup
+	for i := range uint32(places) {
+		require.Equal(t, i, tab.newSlab())
+	}
+	slabs := tab.load()
+	size := uintptr(unsafe.Sizeof(entrySlab{}))
+	for n := range uint32(places) {
+		first, _ := slabGroup(n)
+		want := uintptr(unsafe.Pointer(slabs[first])) + uintptr(n-first)*size
+		require.Equal(t, want, uintptr(unsafe.Pointer(slabs[n])), "place %d is not in its group's allocation", n)
+	}
+
+	// A freed place in a group that lives on: the same memory, cleared.
+	const n = 256 + 3
+	old := slabs[n]
+	old.entries[7].kref.Store(42)
+	old.entries[7].vis.rev.Store(42)
+	tab.freeSlab(n)
+	require.Equal(t, uint32(n), tab.newSlab())
+	again := tab.load()[n]
+	require.Same(t, old, again)
+	require.Zero(t, again.entries[7].kref.Load())
+	require.Zero(t, again.entries[7].vis.rev.Load())
+	require.Equal(t, uint32(n<<entrySlabBits|8), again.entries[7].id)
+	old, again, slabs = nil, nil, nil
+
+	// A group is freed once all its slabs are out of the table.
+	gone := weak.Make(tab.load()[256])
+	for i := uint32(256); i < 256+maxSlabGroup-1; i++ {
+		tab.freeSlab(i)
+	}
+	runtime.GC()
+	require.NotNil(t, gone.Value(), "a group was freed while one of its slabs was in the table")
+	tab.freeSlab(256 + maxSlabGroup - 1)
+	runtime.GC()
+	require.Nil(t, gone.Value(), "a group none of whose slabs is in the table was kept")
+	runtime.KeepAlive(tab)
 }
