@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/livekv/livekv/pubsub"
 )
 
 // entrySlabBits is log2 of entrySlabMax.
@@ -371,8 +373,13 @@ func (t *entryTable) newSlab() uint32 {
 		}
 	}
 	s := slabMemory(slabs, n)
-	for i := range s.entries {
-		s.entries[i].id = n<<entrySlabBits | uint32(i+1)
+	if s.entries[0].id == 0 {
+		// Memory never used: nothing reaches it yet.
+		for i := range s.entries {
+			s.entries[i].id = n<<entrySlabBits | uint32(i+1)
+		}
+	} else {
+		s.reuse()
 	}
 	slabs[n] = s
 	t.slabs.Store(&slabs)
@@ -387,7 +394,9 @@ func (t *entryTable) newSlab() uint32 {
 // fixed by the place: alone below 32, then groups of 2, 4 and 8 slabs,
 // and of maxSlabGroup (4 MiB) from place 256 (a store of about 1M keys)
 // on, each aligned to its size, so that a small store takes no more
-// memory than it uses, and a large one at most a group less one slab.
+// memory than it uses, and a growing one at most a group less one slab.
+// One that shrinks keeps the memory of freed places while another slab
+// of their group lives (slabMemory).
 const maxSlabGroup = 16
 
 // slabGroup returns the first place of the group of the slab at place
@@ -400,20 +409,21 @@ func slabGroup(n uint32) (first, size uint32) {
 	return n &^ (size - 1), size
 }
 
-// slabMemory returns the memory for a new slab at place n, all zero:
-// a slab of its group's allocation if another slab of the group is in
-// slabs (the places of freed slabs in it are nil, and nothing reaches
-// their entries), or of a new one. An allocation is freed by the
-// collector once none of its slabs is in the table.
+// slabMemory returns the memory for a new slab at place n: a slab of its
+// group's allocation if another slab of the group is in slabs (the
+// places of freed slabs in it are nil), or of a new one. An allocation is
+// freed by the collector once none of its slabs is in the table; until
+// then, the memory of its freed places is kept, and used again first
+// (newSlab takes a freed place before a new one). The memory of a place
+// is always at the same offset in its group's allocation, so memory used
+// before holds a slab freed at the same place: see entrySlab.reuse.
 func slabMemory(slabs slabList, n uint32) *entrySlab {
 	first, size := slabGroup(n)
 	const slabSize = int(unsafe.Sizeof(entrySlab{}))
 	for i := first; i < first+size && int(i) < len(slabs); i++ {
 		if s := slabs[i]; s != nil && i != n {
 			base := unsafe.Add(unsafe.Pointer(s), -int(i-first)*slabSize)
-			m := (*entrySlab)(unsafe.Add(base, int(n-first)*slabSize))
-			m.entries = [slabEntries]entry{} // a slab freed here left its entries
-			return m
+			return (*entrySlab)(unsafe.Add(base, int(n-first)*slabSize))
 		}
 	}
 	if size == 1 {
@@ -422,9 +432,25 @@ func slabMemory(slabs slabList, n uint32) *entrySlab {
 	return &make([]entrySlab, size)[n-first]
 }
 
+// reuse readies the memory of a slab freed at the same place for a new
+// one. Its entries' ids are already theirs. Nothing reaches its entries
+// but, later, a pending release of a version one of them once held
+// (pub.held), which reads the entry's id and its atomic fields (as it
+// may of an entry used again: entry.clear): so the ids are left as
+// they are, and the rest is cleared with atomic stores.
+func (s *entrySlab) reuse() {
+	none := &version{kind: pubsub.Delete}
+	for i := range s.entries {
+		e := &s.entries[i]
+		e.kref.Store(0)
+		e.kg.Store(0)
+		e.vis.store(none, 0)
+	}
+}
+
 // freeSlab takes the slab at place n out of the table, for the collector
 // to free with the rest of its group (slabMemory): none of its entries is
-// in use, nor can any be reached.
+// in use, nor can any be reached but as entrySlab.reuse says.
 func (t *entryTable) freeSlab(n uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

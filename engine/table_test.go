@@ -150,3 +150,37 @@ func TestSlabGroups(t *testing.T) {
 	require.Nil(t, gone.Value(), "a group none of whose slabs is in the table was kept")
 	runtime.KeepAlive(tab)
 }
+
+// TestSlabGroups_ReuseWhileReleasing: a release pending for a version
+// that an entry of a freed slab once held (pub.held) reads the entry
+// while its place's memory goes to a new slab. Under -race, a plain store
+// there (ids written again, the slab cleared as plain memory) is a race.
+func TestSlabGroups_ReuseWhileReleasing(t *testing.T) {
+	tab := newEntryTable()
+	for range 34 {
+		tab.newSlab()
+	}
+	first, size := slabGroup(33)
+	require.Equal(t, [2]uint32{32, 2}, [2]uint32{first, size})
+	const id = 33<<entrySlabBits | 5
+	e := tab.at(id)
+	v := &version{rev: 1}
+	tab.setHead(e, v)
+	tab.setHead(e, nil) // as clear does before the entry is dropped
+	tab.freeSlab(33)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			tab.dropHead(e, v)
+			if tab.head(e) != nil {
+				t.Error("a head on an entry of a freed slab")
+				return
+			}
+		}
+	}()
+	require.Equal(t, uint32(33), tab.newSlab())
+	<-done
+	require.Same(t, e, tab.at(id), "the place's memory was not used again")
+	require.Equal(t, uint32(id), e.id)
+}
