@@ -397,3 +397,61 @@ func TestEntries_SlabsFreedAfterTheStoreShrinks(t *testing.T) {
 	require.Equal(t, slabs, len(*db.entries.tab.slabs.Load()), "the table grew with freed places in it")
 	checkAll(t, db, append(keysOf(keys-slabEntries, m), "new"))
 }
+
+// TestEntries_SlabGroupsUsedAgainAfterTheStoreShrinks: a store large
+// enough for slabs in groups (places from 32 on) shrinks and grows back:
+// a freed place whose group lives on gets its memory again, and every
+// key reads back as written.
+func TestEntries_SlabGroupsUsedAgainAfterTheStoreShrinks(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const keys = 40 * slabEntries // places 32 and on are in groups of 2
+	k := func(i int) string { return fmt.Sprintf("k%06d", i) }
+	setAll(t, db, keys, k)
+	checkAll(t, db, keysOf(keys, k))
+	tab := db.entries.tab
+	before := slices.Clone(tab.load())
+	// One key is kept, in the slab at place 33: the group {32, 33} lives.
+	kept33 := -1
+	for i := range keys {
+		if kept33 < 0 && db.index.get(k(i)).id>>entrySlabBits == 33 {
+			kept33 = i
+			continue
+		}
+		_, err := db.Delete(k(i))
+		require.NoError(t, err)
+	}
+	require.GreaterOrEqual(t, kept33, 0, "no key in the slab at place 33")
+	setAll(t, db, 1, func(int) string { return "new" }) // reclaims the entries
+	// The freed places whose group lives on.
+	var kept []uint32
+	now := tab.load()
+	for p := uint32(32); int(p) < len(now); p++ {
+		first, size := slabGroup(p)
+		if now[p] != nil {
+			continue
+		}
+		for q := first; q < first+size && int(q) < len(now); q++ {
+			if now[q] != nil {
+				kept = append(kept, p)
+				break
+			}
+		}
+	}
+	var live []uint32
+	for p, s := range now {
+		if s != nil {
+			live = append(live, uint32(p))
+		}
+	}
+	require.NotEmpty(t, kept, "no freed place in a group that lives on; live: %v of %d", live, len(now))
+
+	m := func(i int) string { return fmt.Sprintf("m%06d", i) }
+	setAll(t, db, keys-slabEntries, m)
+	now = tab.load()
+	for _, p := range kept {
+		require.True(t, now[p] == before[p], "place %d did not get its memory again", p)
+	}
+	checkAll(t, db, append(keysOf(keys-slabEntries, m), "new", k(kept33)))
+}
