@@ -186,6 +186,11 @@ func (db *DB) clearAll(ids []uint32) {
 // version: every field is stored atomically.
 func (e *entry) clear(tab *entryTable) {
 	tab.setHead(e, nil)
+	e.empty()
+}
+
+// empty takes e's key and visible version away, with atomic stores.
+func (e *entry) empty() {
 	e.kref.Store(0)
 	e.kg.Store(0)
 	e.vis.store(&version{kind: pubsub.Delete}, 0)

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	"github.com/livekv/livekv/pubsub"
 )
 
 // entrySlabBits is log2 of entrySlabMax.
@@ -437,14 +435,11 @@ func slabMemory(slabs slabList, n uint32) *entrySlab {
 // but, later, a pending release of a version one of them once held
 // (pub.held), which reads the entry's id and its atomic fields (as it
 // may of an entry used again: entry.clear): so the ids are left as
-// they are, and the rest is cleared with atomic stores.
+// they are, and the rest is emptied with atomic stores. Its heads were
+// taken back by freeSlab.
 func (s *entrySlab) reuse() {
-	none := &version{kind: pubsub.Delete}
 	for i := range s.entries {
-		e := &s.entries[i]
-		e.kref.Store(0)
-		e.kg.Store(0)
-		e.vis.store(none, 0)
+		s.entries[i].empty()
 	}
 }
 
