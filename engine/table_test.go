@@ -129,7 +129,12 @@ func TestSlabGroups(t *testing.T) {
 	old := slabs[n]
 	old.entries[7].kref.Store(42)
 	old.entries[7].vis.rev.Store(42)
+	v := &version{rev: 1}
+	tab.setHead(&old.entries[7], v)
+	tab.dropHead(&old.entries[7], v) // the slab keeps its table of heads, all nil
+	require.NotNil(t, tab.slabHeadsAt(n).heads.Load())
 	tab.freeSlab(n)
+	require.Nil(t, tab.slabHeadsAt(n).heads.Load(), "a freed place kept its table of heads")
 	require.Equal(t, uint32(n), tab.newSlab())
 	again := tab.load()[n]
 	require.Same(t, old, again)
