@@ -10,11 +10,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the run if goroutines outlive it. buntdb's background
+// TestMain turns transparent huge pages off, as the suite's main does,
+// and fails the run if goroutines outlive it. buntdb's background
 // goroutine notices Close only on its next tick, up to a second later, so
 // goroutines get a few seconds to finish before they count as leaked
 // (goleak alone waits less than half a second).
 func TestMain(m *testing.M) {
+	if err := noHugePages(); err != nil {
+		fmt.Fprintln(os.Stderr, "turning transparent huge pages off:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if code == 0 {
 		var err error

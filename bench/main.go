@@ -124,7 +124,7 @@ var workloads = []workload{
 	{"increment", "atomic increment of random keys", true, runIncrement},
 	{"durable", "durable writes (fsync on every commit) with 1, 8 and 64 writers, beside the disk's raw fsync rate", false, runDurable},
 	{"recovery", "time to open a store of the keys after a restart", true, runRecovery},
-	{"memory", "resident memory per key, 100-byte values", true, runMemory},
+	{"memory", "resident memory per key, 100-byte values (transparent huge pages off)", true, runMemory},
 	{"patterns", "matching one key against the pattern subscriptions: livekv's index against a linear scan", false, runPatterns},
 	{"delivery", "time from a write to its event at 1, 100 and 1,000 in-process subscribers", false, runDelivery},
 	{"notify", "over loopback: set a key and notify 100 pattern subscribers, livekv's adapter against Redis", false, runNotify},
@@ -152,6 +152,10 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if err := noHugePages(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: turning transparent huge pages off:", err)
+		os.Exit(1)
 	}
 	cfg := fullConfig
 	if *quick {
