@@ -117,6 +117,14 @@ type DB struct {
 		wg     sync.WaitGroup
 	}
 
+	// rest is the visit that lets the slabs' idle heads go once writes
+	// stop (headsAtRest); guarded by wmu.
+	rest struct {
+		after time.Duration // headsRestAfter, at Open
+		timer *time.Timer
+		seen  uint64 // entryTable.headsEver when it was armed
+	}
+
 	stats counters
 }
 
@@ -166,6 +174,10 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db.historyNext(db.rev + 1)
 	db.bg.closed = false // no other goroutine has db yet
+	// Heads set while the log replayed wait for the first visit at rest.
+	db.rest.after = headsRestAfter
+	tab.atRest, tab.restArmed = db.armRest, true
+	db.armRest()
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)
@@ -182,6 +194,9 @@ func (db *DB) Close() error {
 		return nil
 	}
 	close(db.stop)
+	if db.rest.timer != nil {
+		db.rest.timer.Stop() // one already running finds the DB closed
+	}
 	last := db.rev // no transaction commits after closed is set
 	db.wmu.Unlock()
 	db.sweeping.Wait()

@@ -200,6 +200,15 @@ type entryTable struct {
 	headCursor uint32
 	headVisit  []*slabHeads // idleHeads's slabs to visit, kept for the next
 
+	// headsEver counts every head set to a version, and atRest, if set,
+	// is called with the first one while restArmed is false, which it
+	// sets; both guarded by DB.wmu. The DB's visit at rest
+	// (DB.headsAtRest) lets the slabs' idle heads go once writes stop,
+	// which idleHeads, run by writes, would not.
+	headsEver uint64
+	atRest    func()
+	restArmed bool
+
 	// headPages holds the slabs' heads, by place; it grows with the
 	// table, under mu, before a slab that needs a new page is published.
 	headPages atomic.Pointer[[]*headsPage]
@@ -636,6 +645,10 @@ func (t *entryTable) headSet(s *slabHeads, v *version) {
 	if !s.touched {
 		s.touched = true
 	}
+	if t.headsEver++; !t.restArmed && t.atRest != nil {
+		t.restArmed = true
+		t.atRest()
+	}
 	if t.headSets++; t.headSets >= idleHeadsEvery {
 		t.headSets = 0
 		t.idleHeads(idleHeadsSlabs)
@@ -679,7 +692,19 @@ var (
 // again and again.
 // DB.wmu is held: no head is set meanwhile, so heads found nil stay so
 // (dropHead only takes them to nil).
-func (t *entryTable) idleHeads(n int) {
+func (t *entryTable) idleHeads(n int) { t.visitHeads(n, false) }
+
+// restHeads visits every slab as idleHeads does, for a store whose
+// writes stopped: it lets go the heads of each slab whose heads are all
+// nil, whether or not one was set since its last visit (touched), since
+// none was for a while (DB.headsAtRest). DB.wmu is held.
+func (t *entryTable) restHeads() {
+	t.headCursor = 0
+	t.visitHeads(len(t.load()), true)
+}
+
+// visitHeads is idleHeads, and restHeads if rest.
+func (t *entryTable) visitHeads(n int, rest bool) {
 	// The slabs to visit are read under t.mu: a reader that makes a slab
 	// of search keys may put it in a freed place meanwhile (newSlab); its
 	// heads, which freeSlab left clean, stay nil. Slabs are freed, and
@@ -698,9 +723,12 @@ func (t *entryTable) idleHeads(n int) {
 	}
 	t.mu.Unlock()
 	for _, s := range visit {
-		if s.touched {
-			s.touched = false
-		} else if h := s.heads.Load(); h != nil && h.allNil() {
+		touched := s.touched && !rest
+		s.touched = false
+		if touched {
+			continue
+		}
+		if h := s.heads.Load(); h != nil && h.allNil() {
 			s.heads.Store(nil)
 			s.used = 0
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -117,6 +118,7 @@ func TestVersions_KeptOnlyWhileNeeded(t *testing.T) {
 // visited, and that a slab gets its heads back when a key of it is
 // written again.
 func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
+	restAfter(t, time.Hour) // only the visits of this test
 	db, err := Open("", nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
@@ -187,6 +189,74 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	it, err := db.Get(changed[0])
 	require.NoError(t, err)
 	require.Equal(t, "v4", it.Value)
+}
+
+// restAfter sets headsRestAfter, for the DBs opened until the test ends.
+func restAfter(t *testing.T, d time.Duration) {
+	old := headsRestAfter
+	headsRestAfter = d
+	t.Cleanup(func() { headsRestAfter = old })
+}
+
+// TestVersions_HeadsGoOnceWritesRest checks that once writes stop, the
+// visit at rest lets go the tables of heads that the writes' own visits
+// leave (every 1,024 heads set, a few slabs), in memory and on disk, and
+// that it keeps the table of a slab a snapshot reads through.
+func TestVersions_HeadsGoOnceWritesRest(t *testing.T) {
+	restAfter(t, 30*time.Millisecond)
+	for _, dir := range []string{"", t.TempDir()} {
+		db, err := Open(dir, &Options{SweepInterval: -1})
+		require.NoError(t, err)
+		tab := db.entries.tab
+		tables := func() (slabs []uint32) {
+			tab.mu.Lock()
+			defer tab.mu.Unlock()
+			for n, s := range tab.load() {
+				if s != nil && tab.slabHeadsAt(uint32(n)).heads.Load() != nil {
+					slabs = append(slabs, uint32(n))
+				}
+			}
+			return slabs
+		}
+		key := func(i int) string { return fmt.Sprintf("k%05d", i) }
+		const keys = 3 * entrySlabMax
+		for i := range keys {
+			_, err := db.Set(key(i), "v1", nil)
+			require.NoError(t, err)
+		}
+		require.NotEmpty(t, tables(), "the last writes leave their slabs tables of heads")
+		require.Zero(t, heads(db))
+		require.Eventually(t, func() bool { return len(tables()) == 0 }, 5*time.Second, time.Millisecond,
+			"the visit at rest lets the idle tables go")
+
+		// The keys of one slab change under an open snapshot, which reads
+		// "v1" through their heads.
+		s := db.openSnapshot()
+		slab := db.index.get(key(entrySlabMax+5)).id >> entrySlabBits
+		var changed []string
+		for i := range keys {
+			if db.index.get(key(i)).id>>entrySlabBits == slab {
+				_, err := db.Set(key(i), "v2", nil)
+				require.NoError(t, err)
+				changed = append(changed, key(i))
+			}
+		}
+		require.Greater(t, len(changed), entrySlabMax/2)
+		time.Sleep(200 * time.Millisecond) // several visits
+		require.Equal(t, []uint32{slab}, tables(), "the slab a snapshot reads through keeps its table")
+		for _, k := range changed {
+			require.Equal(t, "v1", db.index.get(k).at(s.s.rev, tab).value, k)
+		}
+		s.Close()
+		_, err = db.Set(key(keys-1), "v3", nil) // the next commit lets the kept versions go
+		require.NoError(t, err)
+		require.Zero(t, heads(db))
+		require.Eventually(t, func() bool { return len(tables()) == 0 }, 5*time.Second, time.Millisecond)
+		it, err := db.Get(changed[0])
+		require.NoError(t, err)
+		require.Equal(t, "v2", it.Value)
+		require.NoError(t, db.Close())
+	}
 }
 
 // fullSlab returns a new entry table and the entries of its first slab.
