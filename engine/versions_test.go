@@ -151,16 +151,7 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	// The keys of one slab change under an open snapshot, which reads
 	// "v1" through their heads.
 	s := db.openSnapshot()
-	slab := db.index.get(key(entrySlabMax+5)).id >> entrySlabBits
-	var changed []string
-	for i := range keys {
-		if db.index.get(key(i)).id>>entrySlabBits == slab {
-			_, err := db.Set(key(i), "v2", nil)
-			require.NoError(t, err)
-			changed = append(changed, key(i))
-		}
-	}
-	require.Greater(t, len(changed), entrySlabMax/2)
+	slab, changed := setOneSlab(t, db, key, keys, "v2")
 	for range 3 {
 		visit()
 		require.Equal(t, []uint32{slab}, armed(), "the slab a snapshot reads through keeps its heads")
@@ -189,6 +180,22 @@ func TestVersions_IdleSlabsLetTheirHeadsGo(t *testing.T) {
 	it, err := db.Get(changed[0])
 	require.NoError(t, err)
 	require.Equal(t, "v4", it.Value)
+}
+
+// setOneSlab sets to v those of the first n keys whose entries are in
+// the slab of key(entrySlabMax+5), the second slab's when they were set
+// in order; it returns the slab and the keys.
+func setOneSlab(t *testing.T, db *DB, key func(int) string, n int, v string) (slab uint32, changed []string) {
+	slab = db.index.get(key(entrySlabMax+5)).id >> entrySlabBits
+	for i := range n {
+		if db.index.get(key(i)).id>>entrySlabBits == slab {
+			_, err := db.Set(key(i), v, nil)
+			require.NoError(t, err)
+			changed = append(changed, key(i))
+		}
+	}
+	require.Greater(t, len(changed), entrySlabMax/2)
+	return slab, changed
 }
 
 // restAfter sets headsRestAfter, for the DBs opened until the test ends.
@@ -232,16 +239,7 @@ func TestVersions_HeadsGoOnceWritesRest(t *testing.T) {
 		// The keys of one slab change under an open snapshot, which reads
 		// "v1" through their heads.
 		s := db.openSnapshot()
-		slab := db.index.get(key(entrySlabMax+5)).id >> entrySlabBits
-		var changed []string
-		for i := range keys {
-			if db.index.get(key(i)).id>>entrySlabBits == slab {
-				_, err := db.Set(key(i), "v2", nil)
-				require.NoError(t, err)
-				changed = append(changed, key(i))
-			}
-		}
-		require.Greater(t, len(changed), entrySlabMax/2)
+		slab, changed := setOneSlab(t, db, key, keys, "v2")
 		time.Sleep(200 * time.Millisecond) // several visits
 		require.Equal(t, []uint32{slab}, tables(), "the slab a snapshot reads through keeps its table")
 		for _, k := range changed {
