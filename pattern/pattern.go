@@ -63,10 +63,9 @@ type Options struct {
 	// MaxLen is the longest pattern accepted, in bytes. Default 256.
 	MaxLen int
 
-	// MatchTimeout bounds a regex match. A match that runs out of time is
-	// tried once more (on a loaded machine regexp2's clock can jump, or
-	// the matching goroutine wait, longer than the timeout in the middle
-	// of a short match); one that still cannot decide is
+	// MatchTimeout bounds a regex match. A match that runs out of time
+	// before MatchTimeout has passed (regexp2's clock can jump on a loaded
+	// machine) is tried once more; one that still cannot decide is
 	// ErrTimeout from TryMatch, and no match from Match, and is counted by
 	// Pattern.Timeouts. Default 10ms. regexp2 checks deadlines on a clock
 	// that ticks every 100ms, so a runaway match runs for about
@@ -351,17 +350,16 @@ func (p *Pattern) TryMatch(key string) (bool, error) {
 	return false, nil
 }
 
-// matchRunes runs the regex, and once more if it ran out of time. A try
-// can run out of time without having used it: regexp2 reads time from a
-// clock that a goroutine of its own moves forward, which on a loaded
-// machine can be starved, then jump, and fail a match that had barely
-// started; and the goroutine that matches can itself be descheduled for
-// longer than the timeout in the middle of a short match. Either would
-// end a subscription for nothing. A runaway match runs out of time twice:
-// it costs two timeouts, once, since its subscription then ends.
+// matchRunes runs the regex, and once more if it ran out of time before
+// its timeout had passed. regexp2 reads time from a clock that a goroutine
+// of its own moves forward; on a loaded machine that goroutine can be
+// starved, then jump, and fail a match that had barely started, which
+// would end a subscription for nothing. A runaway match that has used its
+// time is not tried again: its cost stays one timeout.
 func (p *Pattern) matchRunes(r []rune) (bool, error) {
+	start := time.Now()
 	ok, err := regexMatch(p.re, r)
-	if err != nil {
+	if err != nil && time.Since(start) < p.re.MatchTimeout {
 		ok, err = regexMatch(p.re, r)
 	}
 	return ok, err
