@@ -317,6 +317,21 @@ func MatchAny(pats []*Pattern, key string) (bool, *Pattern) {
 	return false, undecided
 }
 
+// MatchAnyTwice is MatchAny for a caller that a wrong "could not decide"
+// costs dearly, as a subscription, which ends: when a pattern could not
+// decide, it runs MatchAny once more and returns what that says. A try
+// can run out of time without having used it: the goroutine that matches
+// can wait, on a loaded machine, longer than the timeout in the middle of
+// a short match, which the retry of a try that ran out of time early
+// (matchRunes) does not catch. A runaway regex costs two tries so.
+func MatchAnyTwice(pats []*Pattern, key string) (bool, *Pattern) {
+	ok, undecided := MatchAny(pats, key)
+	if undecided != nil {
+		ok, undecided = MatchAny(pats, key)
+	}
+	return ok, undecided
+}
+
 // TryMatch is Match that says when it could not decide: a regex match that
 // runs out of time (see Options.MatchTimeout) returns false and an error
 // that errors.Is recognises as ErrTimeout. Only a regex can fail.

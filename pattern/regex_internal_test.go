@@ -121,3 +121,46 @@ func TestRegex_LiteralPrefixNeedsNoRegex(t *testing.T) {
 		require.ErrorIs(t, err, ErrTimeout, "%s runs the regex", src)
 	}
 }
+
+// TestMatchAnyTwice: a pattern that could not decide, having used its
+// whole timeout (as when the goroutine waited rather than matched), is
+// tried once more by MatchAnyTwice and not by MatchAny; one that cannot
+// decide twice is returned as undecided, after two tries and no more.
+func TestMatchAnyTwice(t *testing.T) {
+	real := regexMatch
+	t.Cleanup(func() { regexMatch = real })
+	p, err := ParseWith(`/^(order|x)/`, &Options{MatchTimeout: time.Millisecond})
+	require.NoError(t, err)
+	pats := []*Pattern{MustParse("user:*"), p}
+	tries, fail := 0, 1
+	regexMatch = func(re *regexp2.Regexp, r []rune) (bool, error) {
+		tries++
+		time.Sleep(2 * time.Millisecond) // the whole timeout used
+		if tries <= fail {
+			return false, errors.New("match timeout")
+		}
+		return real(re, r)
+	}
+	ok, undecided := MatchAny(pats, "order:1")
+	require.False(t, ok)
+	require.Same(t, p, undecided, "MatchAny: one try")
+	require.Equal(t, 1, tries)
+
+	tries = 0
+	ok, undecided = MatchAnyTwice(pats, "order:1")
+	require.True(t, ok, "the second try decides")
+	require.Nil(t, undecided)
+	require.Equal(t, 2, tries)
+
+	tries, fail = 0, 2
+	ok, undecided = MatchAnyTwice(pats, "order:1")
+	require.False(t, ok)
+	require.Same(t, p, undecided)
+	require.Equal(t, 2, tries, "no third try")
+
+	tries, fail = 0, 0
+	ok, undecided = MatchAnyTwice(pats, "user:1")
+	require.True(t, ok)
+	require.Nil(t, undecided)
+	require.Zero(t, tries, "the glob matches first")
+}

@@ -160,9 +160,10 @@ func (s *Subscription) matchesCheap(key string) bool {
 }
 
 // match reports whether key matches one of the patterns; it returns the
-// first pattern that could not decide when none matched.
+// first pattern that could not decide when none matched, twice: the
+// subscription ends for it (pattern.MatchAnyTwice).
 func (s *Subscription) match(key string) (bool, *pattern.Pattern) {
-	return pattern.MatchAny(s.patterns, key)
+	return pattern.MatchAnyTwice(s.patterns, key)
 }
 
 // Events returns the channel that delivers the subscription's events. It is
