@@ -176,8 +176,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.bg.closed = false // no other goroutine has db yet
 	// Heads set while the log replayed wait for the first visit at rest.
 	db.rest.after = headsRestAfter
-	tab.atRest, tab.restArmed = db.armRest, true
-	db.armRest()
+	tab.atRest = db.armRest
+	if tab.headsEver != 0 {
+		tab.restArmed = true
+		db.armRest()
+	}
 	if o.SweepInterval > 0 {
 		db.sweeping.Add(1)
 		go db.sweepLoop(o.SweepInterval)

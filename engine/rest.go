@@ -11,6 +11,9 @@ var headsRestAfter = time.Second
 // entryTable.headSet calls it, with DB.wmu held, with the first head set
 // since the last visit.
 func (db *DB) armRest() {
+	if db.closed.Load() {
+		return // Close stopped the timer
+	}
 	db.rest.seen = db.entries.tab.headsEver
 	if db.rest.timer == nil {
 		db.rest.timer = time.AfterFunc(db.rest.after, db.headsAtRest)
@@ -21,12 +24,16 @@ func (db *DB) armRest() {
 
 // headsAtRest lets go the tables of heads of every slab whose heads are
 // all nil (entryTable.restHeads), if no head was set since the visit was
-// armed; if one was, it looks again DB.rest.after later. Writes let
+// armed; if one was, or if it kept a table for a head still set, it looks
+// again DB.rest.after later: heads go back to nil without being set
+// (once a snapshot closes, or a commit waiting for the disk is
+// published), and the table they leave must go too. Writes let
 // idle heads go themselves (entryTable.idleHeads), a few slabs every
 // idleHeadsEvery heads set; once they stop, the tables that the last of
 // them left stay, one small object a slab to mark in every collection,
-// until this visit. It takes DB.wmu for one pass over the slabs' heads,
-// a few microseconds a thousand slabs.
+// until this visit. It takes DB.wmu for one pass over the slabs: a look
+// at each one's place in the table, and at the table of heads of each
+// that has one.
 func (db *DB) headsAtRest() {
 	db.bg.mu.Lock()
 	if db.bg.closed {
@@ -47,6 +54,9 @@ func (db *DB) headsAtRest() {
 		db.armRest()
 		return
 	}
-	t.restHeads()
+	if t.restHeads() {
+		db.armRest()
+		return
+	}
 	t.restArmed = false
 }

@@ -697,14 +697,17 @@ func (t *entryTable) idleHeads(n int) { t.visitHeads(n, false) }
 // restHeads visits every slab as idleHeads does, for a store whose
 // writes stopped: it lets go the heads of each slab whose heads are all
 // nil, whether or not one was set since its last visit (touched), since
-// none was for a while (DB.headsAtRest). DB.wmu is held.
-func (t *entryTable) restHeads() {
+// none was for a while (DB.headsAtRest). It reports whether it kept a
+// table for a head still set (a snapshot reads below it, or its commit
+// waits to be published). DB.wmu is held.
+func (t *entryTable) restHeads() (kept bool) {
 	t.headCursor = 0
-	t.visitHeads(len(t.load()), true)
+	return t.visitHeads(len(t.load()), true)
 }
 
-// visitHeads is idleHeads, and restHeads if rest.
-func (t *entryTable) visitHeads(n int, rest bool) {
+// visitHeads is idleHeads, and restHeads if rest; it reports whether it
+// kept a table for a head still set.
+func (t *entryTable) visitHeads(n int, rest bool) (kept bool) {
 	// The slabs to visit are read under t.mu: a reader that makes a slab
 	// of search keys may put it in a freed place meanwhile (newSlab); its
 	// heads, which freeSlab left clean, stay nil. Slabs are freed, and
@@ -728,11 +731,16 @@ func (t *entryTable) visitHeads(n int, rest bool) {
 		if touched {
 			continue
 		}
-		if h := s.heads.Load(); h != nil && h.allNil() {
+		if h := s.heads.Load(); h != nil {
+			if !h.allNil() {
+				kept = true
+				continue
+			}
 			s.heads.Store(nil)
 			s.used = 0
 		}
 	}
 	clear(visit)
 	t.headVisit = visit[:0]
+	return kept
 }

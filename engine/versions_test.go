@@ -210,10 +210,14 @@ func restAfter(t *testing.T, d time.Duration) {
 // leave (every 1,024 heads set, a few slabs), in memory and on disk, and
 // that it keeps the table of a slab a snapshot reads through.
 func TestVersions_HeadsGoOnceWritesRest(t *testing.T) {
-	restAfter(t, 30*time.Millisecond)
+	restAfter(t, 100*time.Millisecond)
 	for _, dir := range []string{"", t.TempDir()} {
 		db, err := Open(dir, &Options{SweepInterval: -1})
 		require.NoError(t, err)
+		db.wmu.Lock()
+		timer := db.rest.timer
+		db.wmu.Unlock()
+		require.Nil(t, timer, "a store not written arms nothing")
 		tab := db.entries.tab
 		tables := func() (slabs []uint32) {
 			tab.mu.Lock()
@@ -240,8 +244,12 @@ func TestVersions_HeadsGoOnceWritesRest(t *testing.T) {
 		// "v1" through their heads.
 		s := db.openSnapshot()
 		slab, changed := setOneSlab(t, db, key, keys, "v2")
-		time.Sleep(200 * time.Millisecond) // several visits
+		time.Sleep(500 * time.Millisecond) // several visits
 		require.Equal(t, []uint32{slab}, tables(), "the slab a snapshot reads through keeps its table")
+		db.wmu.Lock()
+		armed := tab.restArmed
+		db.wmu.Unlock()
+		require.True(t, armed, "a visit that kept a table for a head still set looks again")
 		for _, k := range changed {
 			require.Equal(t, "v1", db.index.get(k).at(s.s.rev, tab).value, k)
 		}
