@@ -17,8 +17,7 @@ import (
 // (goleak alone waits less than half a second).
 func TestMain(m *testing.M) {
 	if err := noHugePages(); err != nil {
-		fmt.Fprintln(os.Stderr, "turning transparent huge pages off:", err)
-		os.Exit(1)
+		fmt.Fprintln(os.Stderr, "transparent huge pages stay as the kernel has them (TestNoHugePages fails):", err)
 	}
 	code := m.Run()
 	if code == 0 {
