@@ -1,4 +1,4 @@
-package engine_test
+package engine
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 var layoutKeys = flag.Int("layoutkeys", 10_000_000, "keys of BenchmarkLayout_Scan's model")
@@ -49,18 +50,26 @@ var layoutSink uint64
 // BenchmarkLayout_Scan times, on a model, what a scan pays a key to read
 // the fields of each key's visible version: from a 64-byte entry alone,
 // or from a 32-byte entry and then its record's header (its first word;
-// how the header would be encoded is left out), one more line of
-// the processor's cache a key, read after the entry (the header's place
-// is in the entry), or gathered first for the whole scan and read in a
-// second pass, so that the processor overlaps the misses. A scan is 1,000
-// keys in the tree's order from a random start: entries at random
-// places. It reports ns/key. The model does nothing else a scan does
-// (locks, sequence checks, items); docs/engine.md, "A 32-byte entry",
-// has what it measured.
+// how the header would be encoded is left out), one more line of the
+// processor's cache a key, read after the entry that says where it is.
+// Each either reads the entries one after another, or as a scan does
+// (scanBatch at a time, all prefetched before the first is read), and
+// then, for the headers, prefetches the batch's records before it reads
+// them. A scan is 1,000 keys in the tree's order from a random start:
+// entries at random places. It reports ns/key. The model does nothing
+// else a scan does (locks, sequence checks, items); docs/engine.md, "A
+// 32-byte entry", has what it measured.
 func BenchmarkLayout_Scan(b *testing.B) {
 	layoutOnce.Do(func() { layout = newLayoutModel(*layoutKeys) })
 	m := layout
-	refs := make([]uint64, 1000)
+	header := func(ref uint64) uint64 { return binary.LittleEndian.Uint64(m.records[ref+12:]) }
+	batches := func(ids []int, f func(ids []int)) {
+		for len(ids) > 0 {
+			k := min(scanBatch, len(ids))
+			f(ids[:k])
+			ids = ids[k:]
+		}
+	}
 	cases := []struct {
 		name string
 		scan func(ids []int)
@@ -74,18 +83,34 @@ func BenchmarkLayout_Scan(b *testing.B) {
 		{"entry=32+header", func(ids []int) {
 			for _, id := range ids {
 				e := m.e32[id*4 : id*4+4 : id*4+4]
-				v := binary.LittleEndian.Uint64(m.records[e[0]+12:])
-				layoutSink += e[2] + v
+				layoutSink += e[2] + header(e[0])
 			}
 		}},
-		{"entry=32+header,gathered", func(ids []int) {
-			for i, id := range ids {
-				refs[i] = m.e32[id*4]
-			}
-			for i, id := range ids {
-				v := binary.LittleEndian.Uint64(m.records[refs[i]+12:])
-				layoutSink += m.e32[id*4+2] + v
-			}
+		{"entry=64,prefetched", func(ids []int) {
+			batches(ids, func(ids []int) {
+				for _, id := range ids {
+					prefetchLine(unsafe.Pointer(&m.e64[id*8]))
+				}
+				for _, id := range ids {
+					e := m.e64[id*8 : id*8+8 : id*8+8]
+					layoutSink += e[2] + e[3] + e[4] + e[5] + e[6] + e[7]
+				}
+			})
+		}},
+		{"entry=32+header,prefetched", func(ids []int) {
+			var refs [scanBatch]uint64
+			batches(ids, func(ids []int) {
+				for _, id := range ids {
+					prefetchLine(unsafe.Pointer(&m.e32[id*4]))
+				}
+				for i, id := range ids {
+					refs[i] = m.e32[id*4]
+					prefetchLine(unsafe.Pointer(&m.records[refs[i]+12]))
+				}
+				for i, id := range ids {
+					layoutSink += m.e32[id*4+2] + header(refs[i])
+				}
+			})
 		}},
 	}
 	for _, c := range cases {
