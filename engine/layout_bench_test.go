@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"unsafe"
 )
@@ -22,11 +21,6 @@ type layoutModel struct {
 	records  []byte
 	order    []int
 }
-
-var (
-	layoutOnce sync.Once
-	layout     *layoutModel
-)
 
 func newLayoutModel(n int) *layoutModel {
 	const rec = 120
@@ -60,8 +54,7 @@ var layoutSink uint64
 // else a scan does (locks, sequence checks, items); docs/engine.md, "A
 // 32-byte entry", has what it measured.
 func BenchmarkLayout_Scan(b *testing.B) {
-	layoutOnce.Do(func() { layout = newLayoutModel(*layoutKeys) })
-	m := layout
+	m := newLayoutModel(*layoutKeys) // garbage once the benchmark ends
 	header := func(ref uint64) uint64 { return binary.LittleEndian.Uint64(m.records[ref+12:]) }
 	batches := func(ids []int, f func(ids []int)) {
 		for len(ids) > 0 {
