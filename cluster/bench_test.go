@@ -195,6 +195,7 @@ func benchRead(b *testing.B, lease bool) {
 	for _, c := range cases {
 		for _, g := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/readers=%d", c.name, g), func(b *testing.B) {
+				sent := c.node.remoteReads.rounds.Load()
 				runParallel(b, g, c.timed, func(i int) error {
 					it, err := c.get(c.node, key(i))
 					if err == nil && it.Value != "value" {
@@ -202,6 +203,10 @@ func benchRead(b *testing.B, lease bool) {
 					}
 					return err
 				})
+				if sent := c.node.remoteReads.rounds.Load() - sent; sent != 0 {
+					// a follower's read-index requests to the leader
+					b.ReportMetric(float64(sent)/float64(b.N), "requests/read")
+				}
 			})
 		}
 	}
