@@ -122,7 +122,6 @@ type DB struct {
 	rest struct {
 		after time.Duration // headsRestAfter, at Open
 		timer *time.Timer
-		seen  uint64 // entryTable.headsEver when it was armed
 	}
 
 	stats counters
@@ -177,7 +176,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	// Heads set while the log replayed wait for the first visit at rest.
 	db.rest.after = headsRestAfter
 	tab.atRest = db.armRest
-	if tab.headsEver != 0 {
+	if tab.headsLately {
 		tab.restArmed = true
 		db.armRest()
 	}

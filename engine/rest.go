@@ -14,7 +14,7 @@ func (db *DB) armRest() {
 	if db.closed.Load() {
 		return // Close stopped the timer
 	}
-	db.rest.seen = db.entries.tab.headsEver
+	db.entries.tab.headsLately = false
 	if db.rest.timer == nil {
 		db.rest.timer = time.AfterFunc(db.rest.after, db.headsAtRest)
 		return
@@ -50,11 +50,7 @@ func (db *DB) headsAtRest() {
 		return
 	}
 	t := db.entries.tab
-	if t.headsEver != db.rest.seen {
-		db.armRest()
-		return
-	}
-	if t.restHeads() {
+	if t.headsLately || t.restHeads() {
 		db.armRest()
 		return
 	}

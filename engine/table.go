@@ -200,14 +200,14 @@ type entryTable struct {
 	headCursor uint32
 	headVisit  []*slabHeads // idleHeads's slabs to visit, kept for the next
 
-	// headsEver counts every head set to a version, and atRest, if set,
-	// is called with the first one while restArmed is false, which it
-	// sets; both guarded by DB.wmu. The DB's visit at rest
-	// (DB.headsAtRest) lets the slabs' idle heads go once writes stop,
-	// which idleHeads, run by writes, would not.
-	headsEver uint64
-	atRest    func()
-	restArmed bool
+	// headsLately says a head was set to a version since the visit at
+	// rest was last armed, and atRest, if set, is called with a head set
+	// while restArmed is false, which it sets; guarded by DB.wmu. The
+	// DB's visit at rest (DB.headsAtRest) lets the slabs' idle heads go
+	// once writes stop, which idleHeads, run by writes, would not.
+	headsLately bool
+	atRest      func()
+	restArmed   bool
 
 	// headPages holds the slabs' heads, by place; it grows with the
 	// table, under mu, before a slab that needs a new page is published.
@@ -645,7 +645,7 @@ func (t *entryTable) headSet(s *slabHeads, v *version) {
 	if !s.touched {
 		s.touched = true
 	}
-	if t.headsEver++; !t.restArmed && t.atRest != nil {
+	if t.headsLately = true; !t.restArmed && t.atRest != nil {
 		t.restArmed = true
 		t.atRest()
 	}
