@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 )
 
 // Sweep runs one sweep of expired keys now and returns how many it removed.
@@ -18,6 +19,10 @@ func PoisonReclaimed(on bool) { poisonReclaimed = on }
 // heads set, so that tests let heads go and make them again all the
 // time, as a store does only now and then.
 func VisitIdleHeadsOften() { idleHeadsEvery, idleHeadsSlabs = 8, 4 }
+
+// HeadsRestAfter is how long after the last head set the visit at rest
+// comes (DB.headsAtRest): once, or twice when it was armed before.
+func HeadsRestAfter() time.Duration { return headsRestAfter }
 
 // Heads counts the entries that hold a version object, and Held the
 // versions waiting in pub.held to be let go.

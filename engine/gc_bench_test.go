@@ -60,8 +60,9 @@ func BenchmarkGC_KeyScaling(b *testing.B) { gcScaling(b, 0) }
 // BenchmarkGC_KeyScaling_Written is BenchmarkGC_KeyScaling of a store in
 // use: after the load, half as many writes as keys overwrite keys chosen
 // at random, as a store that takes writes all the time has had, and the
-// store rests for its visit at rest (2.5 seconds, the visit waiting for
-// a second without a head set) before the collections are timed.
+// store rests for its visit at rest (twice the visit's wait of a second
+// without a head set, and half a second: 2.5 seconds) before the
+// collections are timed.
 func BenchmarkGC_KeyScaling_Written(b *testing.B) { gcScaling(b, 0.5) }
 
 // gcScaling runs BenchmarkGC_KeyScaling at every size of -gckeys, with
@@ -135,7 +136,9 @@ func benchGC(b *testing.B, n, writes int) (times, marks []time.Duration) {
 	}
 	order = nil
 	if writes > 0 {
-		time.Sleep(2500 * time.Millisecond) // the visit at rest
+		// The visit at rest: armed by a head set before the last, it
+		// may first find heads set since, and look again.
+		time.Sleep(2*engine.HeadsRestAfter() + 500*time.Millisecond)
 	}
 	runtime.GC()
 	perKey := float64(liveHeap()-before) / float64(n)
