@@ -2,8 +2,11 @@ package main
 
 import "syscall"
 
-// prSetTHPDisable is PR_SET_THP_DISABLE of prctl(2).
-const prSetTHPDisable = 41
+// PR_SET_THP_DISABLE and PR_GET_THP_DISABLE of prctl(2).
+const (
+	prSetTHPDisable = 41
+	prGetTHPDisable = 42
+)
 
 // noHugePages turns transparent huge pages off for this process, so that
 // its resident memory counts the 4 KiB pages an engine touched, whatever

@@ -6,9 +6,9 @@ import (
 )
 
 // TestNoHugePages checks that TestMain, as main does, turned transparent
-// huge pages off for the process (PR_GET_THP_DISABLE is 42).
+// huge pages off for the process.
 func TestNoHugePages(t *testing.T) {
-	off, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, 42, 0, 0)
+	off, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTHPDisable, 0, 0)
 	if errno != 0 {
 		t.Fatalf("prctl(PR_GET_THP_DISABLE): %v", errno)
 	}
