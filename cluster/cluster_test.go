@@ -166,6 +166,7 @@ func (c *dbCluster) onSteadyLeader(f func(li int)) int {
 			return li
 		}
 		require.Less(c.t, attempt, 5, "leadership kept moving")
+		c.settle()
 	}
 }
 
@@ -179,7 +180,32 @@ func (c *dbCluster) awayFrom(f, attempt int) {
 	if c.nodes[f].IsLeader() {
 		require.NoError(c.t, c.nodes[f].TransferLeadership(context.Background(), ""))
 	}
-	c.leader(f)
+	c.settle(f)
+}
+
+// settleFor is how long settle wants a leader to keep its term: five
+// of ProfileLAN's heartbeat timeouts.
+const settleFor = time.Second
+
+// settle waits for a ready leader, not in skip, that stays leader in one
+// term for settleFor, and returns its index; it fails the test if none
+// does within 30 s. A check retried after an election (see steady) runs
+// after settle, so that a burst of elections on a loaded machine does
+// not use up its tries one election each.
+func (c *dbCluster) settle(skip ...int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		li := c.leader(skip...)
+		n := c.node(li)
+		before := n.Status()
+		time.Sleep(settleFor)
+		after := n.Status()
+		if before.State == "Leader" && after.State == "Leader" && before.Term == after.Term {
+			return li
+		}
+		require.True(c.t, time.Now().Before(deadline), "no leader kept its term for %v", settleFor)
+	}
 }
 
 // leader waits for a ready leader among the running nodes not in skip.

@@ -365,7 +365,7 @@ func TestLevels_SessionAcrossNodes(t *testing.T) {
 		require.Less(t, attempt, 5, "elections kept interrupting the probe")
 		attempt++
 		unlag()
-		l = c.leader()
+		l = c.settle()
 		lag = (l + 1) % 3
 		unlag = lagFollower(t, c, l, lag, 30*time.Millisecond)
 		dial()

@@ -26,7 +26,7 @@ func TestRemote_StatusTransferRemove(t *testing.T) {
 			break
 		}
 		require.Less(t, attempt, 5, "leadership kept moving")
-		l = c.leader()
+		l = c.settle()
 	}
 
 	// Asked of a follower, both go to the leader; the transfer is asked
