@@ -129,6 +129,16 @@ func TestDB_Patch(t *testing.T) {
 		{name: "members of a nested merge left alone keep their text", old: `{"a":{"s":"\u00e9","t":1}}`, patch: `{"a":{"t":2}}`, want: `{"a":{"s":"\u00e9","t":2}}`},
 		{name: "bytes that are not UTF-8 stay", old: "{\"a\":\"\xff\"}", patch: `{"b":1}`, want: "{\"a\":\"\xff\",\"b\":1}"},
 		{name: "trailing garbage is not an object", old: `{"a":1}`, patch: `{"b":2} x`, want: `{"a":1}{"b":2} x`},
+		{name: "names left alone keep their text", old: `{"caf\u00e9":1,"\/":2}`, patch: `{"z":3}`, want: `{"\/":2,"caf\u00e9":1,"z":3}`},
+		{name: "names a decoder would replace stay apart", old: `{"\ud800":1,"\udfff":2,"\ufffd":3}`, patch: `{"z":4}`,
+			want: `{"z":4,"\ufffd":3,"\ud800":1,"\udfff":2}`},
+		{name: "name bytes that are not UTF-8 stay apart", old: "{\"a\xff\":1,\"a\xfe\":2}", patch: `{"z":3}`, want: "{\"a\xfe\":2,\"a\xff\":1,\"z\":3}"},
+		{name: "a null names only its own member", old: `{"\ud800":1,"\ufffd":2}`, patch: `{"\ufffd":null}`, want: `{"\ud800":1}`},
+		{name: "escaped and plain names are one name", old: `{"caf\u00e9":{"a":1},"x":1}`, patch: `{"café":{"b":2},"\u0078":null}`, want: `{"café":{"a":1,"b":2}}`},
+		{name: "a surrogate pair is its character", old: `{"\ud83d\ude00":1}`, patch: `{"😀":2}`, want: `{"😀":2}`},
+		{name: "of a repeated name the last counts", old: `{"a":1,"b":2,"a":3}`, patch: `{"c":{"x":1},"c":{"y":2}}`, want: `{"a":3,"b":2,"c":{"y":2}}`},
+		{name: "nested members in name order", old: `{"a":{"y":1,"x":2}}`, patch: `{"a":{"w":0}}`, want: `{"a":{"w":0,"x":2,"y":1}}`},
+		{name: "empty objects", old: `{}`, patch: ` {} `, want: `{}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
