@@ -2,7 +2,12 @@ package wal
 
 import (
 	"encoding/binary"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzDecoderVarint: the decoder's varints, with their fast paths for
@@ -42,4 +47,49 @@ func FuzzDecoderVarint(f *testing.F) {
 			t.Fatalf("varint of %x: %d, err %v, %d bytes left; want %d, %d left", b, sgot, s.err, len(s.b), swant, len(b)-sn)
 		}
 	})
+}
+
+// TestReadTx_DamagedCountAllocatesLittle: a record whose write count is
+// as large as its bytes allow, with damage in its first write, is refused
+// having allocated little more than its own size, whether it comes from
+// a peer (DecodeTxRecord) or from a segment at Open; and a count over
+// what the bytes can hold is refused as such.
+func TestReadTx_DamagedCountAllocatesLittle(t *testing.T) {
+	payload := func(size int, n uint64) []byte {
+		p := binary.AppendUvarint(nil, 1) // revision
+		p = binary.AppendVarint(p, 0)     // time
+		p = binary.AppendUvarint(p, n)
+		p = append(p, make([]byte, size)...) // zeros: the first write's kind, 0, is damage
+		return append(p, txTrailer)
+	}
+	allocated := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc
+	}
+	const size = 2 << 20
+	rec := appendRecord(nil, typeTx, payload(size, size/minWriteSize))
+	var err error
+	got := allocated(func() { _, _, err = DecodeTxRecord(rec) })
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "write kind 0")
+	require.Less(t, got, uint64(len(rec)), "bytes allocated to decode a damaged record of %d", len(rec))
+
+	dir := t.TempDir()
+	l, err := Open(dir, nil, Replay{})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	seg := append(appendSegmentHeader(nil, 1), rec...)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal", segmentName(1)), seg, 0o644))
+	got = allocated(func() {
+		l, err = Open(dir, nil, Replay{Tx: func(*Tx) error { return nil }})
+	})
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Less(t, got, 8*uint64(len(seg)), "bytes allocated to open a segment of %d (its reading buffers included)", len(seg))
+
+	_, _, err = DecodeTxRecord(appendRecord(nil, typeTx, payload(100, 100/minWriteSize+1)))
+	require.ErrorContains(t, err, "write count 21 over the payload")
 }

@@ -103,6 +103,15 @@ func checkTx(b []byte, version byte) (rev int64, writes int, err error) {
 	return readTx(b, version, nil, false)
 }
 
+// minWriteSize is the fewest bytes a write of a transaction record takes:
+// its kind, the key's length and at least one byte of key, the value's
+// length and its expiry.
+const minWriteSize = 5
+
+// maxWritesAhead bounds the writes readTx makes room for before it has
+// decoded them.
+const maxWritesAhead = 1024
+
 // readTx decodes a transaction payload into tx, or, if tx is nil, only
 // checks it; it returns the revision and the number of writes. If borrow,
 // tx's Writes are used again and its keys and values point into b.
@@ -122,7 +131,7 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 	rev = int64(d.uvarint())
 	at := d.varint()
 	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)) { // every write takes at least 4 bytes
+	if d.err == nil && n > uint64(len(d.b))/minWriteSize {
 		d.fail("write count %d over the payload", n)
 	}
 	if d.err == nil && rev < 1 {
@@ -135,7 +144,11 @@ func readTx(b []byte, version byte, tx *Tx, borrow bool) (rev int64, writes int,
 			// reader's buffer, or at a callee's copy: nothing to clear.
 			tx.Writes = tx.Writes[:0]
 		} else {
-			tx.Writes = make([]Write, 0, n)
+			// Room for the writes the record claims, up to a bound: a
+			// damaged count that passes the check above would
+			// otherwise cost some 11 times the record's size before
+			// the damage shows; more room comes as writes decode.
+			tx.Writes = make([]Write, 0, min(n, maxWritesAhead))
 		}
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
