@@ -193,8 +193,9 @@ func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, 
 	bucket := &tokenBucket{rate: a.opts.RequestRate, burst: float64(a.opts.RequestBurst), tokens: float64(a.opts.RequestBurst), last: time.Now()}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: a.opts.AllowedOrigins,
 		// A ping costs the server a pong, as a request costs a reply: one
-		// over the rate gets none. It runs while a Read holds the reading
-		// side, so the bucket still has one user at a time.
+		// over the rate gets none. It runs in a Read, the reader's or, as
+		// the connection closes, the close handshake's, beside the
+		// reader's last take: the bucket has a lock.
 		OnPingReceived: func(context.Context, []byte) bool { return bucket.take() }})
 	if err != nil {
 		return // Accept has answered (403 for a foreign origin)
@@ -769,13 +770,15 @@ func (c *conn) closeWith(close func()) {
 
 // tokenBucket limits a connection's request rate.
 type tokenBucket struct {
+	mu                  sync.Mutex // the reader, and a close handshake reading pings
 	rate, burst, tokens float64
 	last                time.Time
 }
 
-// take spends a token if there is one; only the reader calls it (a ping
-// is read by a Read).
+// take spends a token if there is one.
 func (b *tokenBucket) take() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	now := time.Now()
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	b.last = now

@@ -1,7 +1,10 @@
 package adapter
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
@@ -36,4 +39,27 @@ func TestNoteSeen_OnlyWithLevels(t *testing.T) {
 		require.NoError(t, err)
 		require.Same(t, db, r.(interface{ Revision() int64 }), "%T", tc.store)
 	}
+}
+
+// TestTokenBucket_TwoTakers: a connection's bucket is taken from by its
+// reader and, as the connection closes, by the close handshake reading a
+// ping (OnPingReceived): under -race this fails if take is not safe for
+// both at once. Together they never spend more than the burst.
+func TestTokenBucket_TwoTakers(t *testing.T) {
+	b := &tokenBucket{rate: 0, burst: 100, tokens: 100, last: time.Now()}
+	var took atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if b.take() {
+					took.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int64(100), took.Load())
 }
