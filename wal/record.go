@@ -210,6 +210,11 @@ func eachRecord(f vfs.Reader, from, to int64, maxRecord int, fn func(off int64, 
 			return n, err
 		}
 		_, payload, _, err := decodeRecord(rec, maxRecord)
+		if errors.Is(err, errTooLarge) {
+			if err := overLimit(f, off, to, maxRecord); err != nil {
+				return n, err
+			}
+		}
 		if err != nil {
 			return n, &badRecord{off, fmt.Errorf("%w: bad record at offset %d (%v)", ErrCorrupt, off, err)}
 		}
@@ -219,6 +224,74 @@ func eachRecord(f vfs.Reader, from, to int64, maxRecord int, fn func(off int64, 
 		n++
 	}
 	return n, nil
+}
+
+// RecordOverLimitError is a record of a segment or a snapshot that is
+// longer than the reader's limit (Options.MaxRecord, or ReadSnapshotFrom's
+// maxRecord) but whole, its checksum good: what a log with a larger limit
+// wrote, not damage. Open and Check fail with it, Repair included, which
+// never truncates there: read it with a limit as large (the engine's
+// comes from its MaxKeySize and MaxValueSize).
+type RecordOverLimitError struct {
+	Offset int64 // where the record starts in its file or stream
+	Length int64 // its payload's bytes
+	Limit  int   // the reader's MaxRecord
+}
+
+func (e *RecordOverLimitError) Error() string {
+	return fmt.Sprintf("wal: a whole record of %d bytes at offset %d, over this reader's limit of %d: written with a larger limit", e.Length, e.Offset, e.Limit)
+}
+
+// overLimit returns a *RecordOverLimitError if the record at offset off
+// of the segment f, whose length is over max, is a transaction record
+// that ends by offset to with a good checksum; nil if it is not, which
+// makes it damage. It reads the record in pieces, never whole. An error
+// reading f is returned as it is.
+func overLimit(f vfs.Reader, off, to int64, max int) error {
+	var hdr [recordHeaderSize]byte
+	if err := readFullAt(f, hdr[:], off); err != nil {
+		return err
+	}
+	length := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+	if hdr[8] != typeTx || off+recordHeaderSize+length > to {
+		return nil
+	}
+	h := crc32.New(castagnoli)
+	h.Write(hdr[8:])
+	if _, err := io.Copy(h, io.NewSectionReader(f, off+recordHeaderSize, length)); err != nil {
+		return err
+	}
+	if h.Sum32() != binary.LittleEndian.Uint32(hdr[4:8]) {
+		return nil
+	}
+	return &RecordOverLimitError{Offset: off, Length: length, Limit: max}
+}
+
+// overLimit is overLimit for a stream: hdr is the header of the record
+// at offset off, whose length is over max, which next read alone. It
+// reads the record's payload from the stream, never whole, and returns a
+// *RecordOverLimitError if the record is whole, of one of the types
+// given, with a good checksum; else nil, which makes it damage. An error
+// reading the stream, but its end, is returned as it is.
+func (sr *recordReader) overLimit(hdr []byte, off int64, max int, types ...byte) error {
+	length := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+	crc := binary.LittleEndian.Uint32(hdr[4:8])
+	if !slices.Contains(types, hdr[8]) {
+		return nil
+	}
+	h := crc32.New(castagnoli)
+	h.Write(hdr[8:9])
+	n, err := io.CopyN(h, sr.r, length)
+	sr.off += n
+	switch {
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return err
+	case h.Sum32() != crc:
+		return nil
+	}
+	return &RecordOverLimitError{Offset: off, Length: length, Limit: max}
 }
 
 // badRecord is eachRecord's error for the record at off that it could not

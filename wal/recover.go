@@ -298,10 +298,13 @@ func (l *Log) historyDamage(snapRev int64, keep int) (hc historyCheck) {
 		next := l.mu.segments[i].first // the revision its next record must have
 		size, version, err := l.countRecords(name, &next, &cut, 0)
 		var bad error
-		if err != nil && errors.Is(err, ErrCorrupt) {
+		var over *RecordOverLimitError
+		switch {
+		case errors.Is(err, ErrCorrupt):
 			bad, err = fmt.Errorf("%s: %w", name, err), nil
-		}
-		if err != nil {
+		case errors.As(err, &over):
+			return historyCheck{err: fmt.Errorf("%s: %w", name, err)}
+		case err != nil:
 			return historyCheck{err: err}
 		}
 		if bad == nil && next != l.mu.segments[i+1].first {
@@ -556,9 +559,12 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, func(payload []byte) error {
 		return fn(version, payload)
 	})
+	var over *RecordOverLimitError
 	switch {
 	case errors.Is(err, ErrCorrupt):
 		return size, res, fmt.Errorf("%s: %w", name, err), nil
+	case errors.As(err, &over):
+		return size, res, nil, fmt.Errorf("%s: %w", name, err)
 	case err != nil:
 		return size, res, nil, err
 	case res.Torn && !last:

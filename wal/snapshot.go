@@ -3,6 +3,7 @@ package wal
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -155,6 +156,11 @@ func ReadSnapshotFrom(r io.Reader, maxRecord int, rp Replay) (rev int64, err err
 			return 0, sr.fail(err, fmt.Sprintf("snapshot record at offset %d", off))
 		}
 		typ, payload, _, err := decodeFrame(rec, maxRecord)
+		if errors.Is(err, errTooLarge) {
+			if err := sr.overLimit(rec, off, maxRecord, typeItem, typeSnapshot); err != nil {
+				return 0, err
+			}
+		}
 		if err != nil {
 			return 0, fmt.Errorf("%w: snapshot record at offset %d: %v", ErrCorrupt, off, err)
 		}

@@ -3,6 +3,7 @@ package wal_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
@@ -506,4 +507,110 @@ func FuzzScanTail(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLog_RecordOverLimit: a whole record longer than the reader's
+// MaxRecord was written by a log with a larger limit, and is not damage:
+// Open, Open with Repair and Check all fail with a
+// *wal.RecordOverLimitError, not ErrCorrupt, and leave the segment as it
+// was, whether the record is the last or records follow it; with the
+// larger limit every record is read. A flipped bit inside such a record
+// is damage, as before.
+func TestLog_RecordOverLimit(t *testing.T) {
+	const small, large = 64 << 10, 1 << 20
+	for _, last := range []bool{true, false} {
+		t.Run(fmt.Sprintf("last=%v", last), func(t *testing.T) {
+			fs := vfs.NewMemFS()
+			l, _ := reopen(t, fs, &wal.Options{MaxRecord: large})
+			appendDurable(t, l, 1, 2)
+			value := strings.Repeat("v", 100<<10)
+			require.NoError(t, l.Append(&wal.Tx{Revision: 3, Time: 3, Writes: []wal.Write{{Kind: wal.KindPut, Key: "big", Value: value}}}))
+			require.NoError(t, l.WaitDurable(3))
+			want := seq(1, 3)
+			if !last {
+				appendDurable(t, l, 4, 5)
+				want = seq(1, 5)
+			}
+			require.NoError(t, l.Close())
+			names, err := fs.List("db/wal")
+			require.NoError(t, err)
+			require.Len(t, names, 1)
+			name := "db/wal/" + names[0]
+			before, err := fs.ReadFile(name)
+			require.NoError(t, err)
+
+			for _, repair := range []bool{false, true} {
+				_, _, err := openRevs(fs, wal.Options{MaxRecord: small, Repair: repair})
+				var over *wal.RecordOverLimitError
+				require.ErrorAs(t, err, &over, "repair %v", repair)
+				require.NotErrorIs(t, err, wal.ErrCorrupt)
+				require.ErrorContains(t, err, name)
+				require.Equal(t, small, over.Limit)
+				require.Greater(t, over.Length, int64(len(value)))
+				after, err := fs.ReadFile(name)
+				require.NoError(t, err)
+				require.Equal(t, before, after, "the segment after an open with repair %v", repair)
+			}
+			_, err = wal.Check("db", &wal.Options{FS: fs, MaxRecord: small})
+			var over *wal.RecordOverLimitError
+			require.ErrorAs(t, err, &over)
+
+			l, revs, err := openRevs(fs, wal.Options{MaxRecord: large})
+			require.NoError(t, err)
+			require.Equal(t, want, revs)
+			require.NoError(t, l.Close())
+
+			b, err := fs.ReadFile(name)
+			require.NoError(t, err)
+			b[bytes.Index(b, []byte(value))+len(value)/2] ^= 1
+			fs.WriteFile(name, b)
+			_, _, err = openRevs(fs, wal.Options{MaxRecord: small})
+			require.ErrorIs(t, err, wal.ErrCorrupt, "a flip in a record over the limit")
+			require.False(t, errors.As(err, &over))
+		})
+	}
+}
+
+// TestSnapshot_RecordOverLimit: an item of a snapshot whose record is
+// longer than the reader's limit, but whole, makes Open and
+// ReadSnapshotFrom fail with a *wal.RecordOverLimitError, not ErrCorrupt;
+// with the larger limit it is read; a flipped bit in it is damage.
+func TestSnapshot_RecordOverLimit(t *testing.T) {
+	const small, large = 64 << 10, 1 << 20
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{MaxRecord: large})
+	appendDurable(t, l, 1, 2)
+	value := strings.Repeat("v", 100<<10)
+	require.NoError(t, l.Snapshot(2, slices.Values([]*wal.Item{{Key: "big", Value: value, Revision: 2, CreateRevision: 2, Version: 1}})))
+	require.NoError(t, l.Close())
+	names, err := fs.List("db/snap")
+	require.NoError(t, err)
+	require.Len(t, names, 1)
+	name := "db/snap/" + names[0]
+	snap, err := fs.ReadFile(name)
+	require.NoError(t, err)
+
+	for _, repair := range []bool{false, true} {
+		_, _, err := openRevs(fs, wal.Options{MaxRecord: small, Repair: repair})
+		var over *wal.RecordOverLimitError
+		require.ErrorAs(t, err, &over, "repair %v", repair)
+		require.NotErrorIs(t, err, wal.ErrCorrupt)
+		require.Equal(t, small, over.Limit)
+	}
+	_, err = wal.ReadSnapshotFrom(bytes.NewReader(snap), small, wal.Replay{})
+	var over *wal.RecordOverLimitError
+	require.ErrorAs(t, err, &over)
+	var got []string
+	_, err = wal.ReadSnapshotFrom(bytes.NewReader(snap), large, wal.Replay{Item: func(it *wal.Item) error {
+		got = append(got, it.Key)
+		return nil
+	}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"big"}, got)
+
+	snap[bytes.Index(snap, []byte(value))+len(value)/2] ^= 1
+	_, err = wal.ReadSnapshotFrom(bytes.NewReader(snap), small, wal.Replay{})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "a flip in a record over the limit")
+	_, err = wal.ReadSnapshotFrom(bytes.NewReader(snap[:len(snap)/2]), small, wal.Replay{})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "a record over the limit cut short")
 }
