@@ -156,6 +156,15 @@ func (o *Options) maxRecord() int {
 	return int(min(max(n, wal.DefaultMaxRecord), math.MaxUint32, math.MaxInt))
 }
 
+// RecordLimit returns the largest record of the log that o writes, and
+// reads: a folder whose log holds a larger one opens only with limits as
+// large (see wal.RecordOverLimitError). Tools that read a folder's log
+// without the engine (wal.Check) give it as wal.Options.MaxRecord.
+func (o *Options) RecordLimit() int {
+	c := o.withDefaults()
+	return c.maxRecord()
+}
+
 // SetOptions modify a write. A nil *SetOptions means no options.
 type SetOptions struct {
 	// TTL makes the key expire this long after the write. Zero means the
