@@ -169,11 +169,15 @@ func backupURL(addr string) (string, error) {
 func restore(args []string) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv restore FILE DIR\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: livekv restore [--max-key-size N] [--max-value-size N] FILE DIR\n\n"+
 			"Makes the data folder DIR (missing or empty) from a backup that livekv backup wrote\n"+
 			"(FILE - reads stdin): livekv serve --data DIR then serves the database as it was at\n"+
 			"the backup's revision.")
+		fmt.Fprintln(fs.Output())
+		fs.PrintDefaults()
 	}
+	var lim engine.Options
+	sizeFlags(fs, &lim)
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -190,12 +194,12 @@ func restore(args []string) error {
 		defer file.Close()
 		r = file
 	}
-	rev, err := engine.RestoreDir(r, rest[1], nil)
+	rev, err := engine.RestoreDir(r, rest[1], &lim)
 	if errors.Is(err, engine.ErrNotEmpty) {
 		return fmt.Errorf("%w: restore makes a new folder; give one that is missing or empty", err)
 	}
 	if err != nil {
-		return err
+		return openHint(err, "restore")
 	}
 	fmt.Printf("restored revision %d into %s\n", rev, rest[1])
 	return nil

@@ -87,6 +87,7 @@ import (
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/metrics"
+	"github.com/livekv/livekv/vfs"
 )
 
 func main() {
@@ -276,7 +277,10 @@ func serve(args []string) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
 	st, err := openStore(*data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
 	if err != nil {
-		return fail(fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data))
+		if errors.Is(err, vfs.ErrLocked) {
+			err = fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
+		}
+		return fail(openHint(err, "serve"))
 	}
 	keyNote := ""
 	if *key == "" {

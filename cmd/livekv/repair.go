@@ -17,7 +17,8 @@ import (
 // repair truncates dir's damaged log at its first bad record, as
 // engine.Options.Repair does, after copying dir to a folder beside it,
 // whose name it returns. It returns "" when dir has no damage to repair.
-func repair(dir string, checkErr error) (kept string, err error) {
+// lim has the key and value limits to read dir with.
+func repair(dir string, checkErr error, lim *engine.Options) (kept string, err error) {
 	if !errors.Is(checkErr, wal.ErrCorrupt) {
 		return "", checkErr
 	}
@@ -28,7 +29,7 @@ func repair(dir string, checkErr error) (kept string, err error) {
 		os.RemoveAll(kept)
 		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
 	}
-	db, err := engine.Open(dir, &engine.Options{Repair: true, SweepInterval: -1})
+	db, err := engine.Open(dir, &engine.Options{Repair: true, SweepInterval: -1, MaxKeySize: lim.MaxKeySize, MaxValueSize: lim.MaxValueSize})
 	if err != nil {
 		return kept, fmt.Errorf("%w\n(repair truncates the log; it cannot mend a damaged snapshot. The folder as it was is in %s)", err, kept)
 	}
@@ -100,9 +101,10 @@ func copyFile(from, to string) error {
 
 // salvage opens a copy of dir, in a temporary folder, truncating its log
 // at the first damage, and returns it with a func that closes and removes
-// it. dir itself is not changed.
-func salvage(dir string) (*engine.DB, func(), error) {
-	if _, err := wal.Check(dir, nil); errors.Is(err, vfs.ErrLocked) {
+// it. dir itself is not changed. lim has the key and value limits to read
+// dir with.
+func salvage(dir string, lim *engine.Options) (*engine.DB, func(), error) {
+	if _, err := wal.Check(dir, &wal.Options{MaxRecord: lim.RecordLimit()}); errors.Is(err, vfs.ErrLocked) {
 		return nil, nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
 	tmp, err := os.MkdirTemp("", "livekv-salvage-")
@@ -114,9 +116,13 @@ func salvage(dir string) (*engine.DB, func(), error) {
 		os.RemoveAll(tmp)
 		return nil, nil, fmt.Errorf("copying %s to read it: %w", dir, err)
 	}
-	db, err := engine.Open(copyDir, &engine.Options{Repair: true, SweepInterval: -1})
+	db, err := engine.Open(copyDir, &engine.Options{Repair: true, SweepInterval: -1, MaxKeySize: lim.MaxKeySize, MaxValueSize: lim.MaxValueSize})
 	if err != nil {
 		os.RemoveAll(tmp)
+		var over *wal.RecordOverLimitError
+		if errors.As(err, &over) {
+			return nil, nil, openHint(err, "dump")
+		}
 		return nil, nil, fmt.Errorf("%w\n(salvage reads a log up to its damage; a damaged snapshot cannot be read)", err)
 	}
 	return db, func() { db.Close(); os.RemoveAll(tmp) }, nil

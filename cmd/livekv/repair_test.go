@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -173,4 +175,92 @@ func TestCheckRepair_TwiceInOneSecond(t *testing.T) {
 		require.Less(t, base, m)
 	}
 	require.Less(t, made[0], made[1], "the names sort as the copies were made")
+}
+
+// TestTools_LargerLimits: a folder written with a larger --max-value-size
+// holds a log record over the default limit, which is not damage: check,
+// check --repair, dump and serve refuse it with the default limits, name
+// the flags, and change nothing; with the flags, check and dump read it
+// whole; and a backup of it restores only with them. The folder and the
+// backup are written with the wal package, as the engine writes them, so
+// that the test's process holds the large value once or twice, not as an
+// engine under -race would.
+func TestTools_LargerLimits(t *testing.T) {
+	bin := build(t)
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "data")
+	big := strings.Repeat("x", 65<<20) // a record over the 64 MiB default
+	l, err := wal.Open(dir, &wal.Options{MaxRecord: 80 << 20}, wal.Replay{})
+	require.NoError(t, err)
+	require.NoError(t, l.Append(&wal.Tx{Revision: 1, Time: 1, Writes: []wal.Write{{Kind: wal.KindPut, Created: true, Key: "big", Value: big}}}))
+	require.NoError(t, l.Append(&wal.Tx{Revision: 2, Time: 2, Writes: []wal.Write{{Kind: wal.KindPut, Created: true, Key: "after", Value: "acknowledged"}}}))
+	require.NoError(t, l.WaitDurable(2))
+	require.NoError(t, l.Close())
+	backup, err := os.Create(filepath.Join(tmp, "backup"))
+	require.NoError(t, err)
+	_, err = wal.WriteSnapshot(backup, 2, slices.Values([]*wal.Item{
+		{Key: "after", Value: "acknowledged", Revision: 2, CreateRevision: 2, Version: 1},
+		{Key: "big", Value: big, Revision: 1, CreateRevision: 1, Version: 1},
+	}))
+	require.NoError(t, err)
+	require.NoError(t, backup.Close())
+	before := tree(t, dir)
+	limits := []string{"--max-value-size", fmt.Sprint(80 << 20)}
+
+	for _, args := range [][]string{{"check"}, {"check", "--repair"}, {"dump"}, {"dump", "--salvage"}} {
+		cmd := exec.Command(bin, append(args, dir)...)
+		cmd.Stdout = io.Discard
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		require.Error(t, err, "livekv %v", args)
+		require.Contains(t, stderr.String(), "over this reader's limit", "livekv %v", args)
+		require.Contains(t, stderr.String(), "--max-value-size", "livekv %v", args)
+		require.NotContains(t, stderr.String(), "check --repair truncates", "livekv %v", args)
+		require.Equal(t, before, tree(t, dir), "livekv %v changed the folder", args)
+	}
+	out, err := exec.Command(bin, "serve", "--data", dir, "--addr", "127.0.0.1:0").CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "--max-value-size", "%s", out)
+	require.NotContains(t, string(out), "another livekv", "%s", out)
+
+	out, err = exec.Command(bin, append(append([]string{"check"}, limits...), dir)...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "up to revision 2")
+	dumped := func(dir string) (lines, size int, after bool) {
+		cmd := exec.Command(bin, append(append([]string{"dump"}, limits...), dir)...)
+		var c counter
+		cmd.Stdout = &c
+		require.NoError(t, cmd.Run())
+		return c.lines, c.size, c.after
+	}
+	lines, size, after := dumped(dir)
+	require.Equal(t, 2, lines)
+	require.Greater(t, size, len(big))
+	require.True(t, after, "the write after the large one")
+
+	restored := filepath.Join(tmp, "restored")
+	out, err = exec.Command(bin, "restore", filepath.Join(tmp, "backup"), restored).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "--max-value-size")
+	out, err = exec.Command(bin, append(append([]string{"restore"}, limits...), filepath.Join(tmp, "backup"), restored)...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines, size, after = dumped(restored)
+	require.Equal(t, 2, lines)
+	require.Greater(t, size, len(big))
+	require.True(t, after, "the key after the large one")
+}
+
+// counter counts the lines and bytes written to it, and whether they
+// held the key "after".
+type counter struct {
+	lines, size int
+	after       bool
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.lines += bytes.Count(p, []byte("\n"))
+	c.size += len(p)
+	c.after = c.after || bytes.Contains(p, []byte(`"key":"after"`))
+	return len(p), nil
 }

@@ -90,29 +90,32 @@ func dataFolder(dir string) error {
 
 func check(args []string) error {
 	var doRepair bool
-	dir, err := folderFlags("check", "usage: livekv check [--repair] DIR\n\nVerifies the snapshot and the log in DIR without changing them; exits 1 on corruption.\n"+
+	lim := engine.Options{SweepInterval: -1}
+	dir, err := folderFlags("check", "usage: livekv check [--repair] [--max-key-size N] [--max-value-size N] DIR\n\nVerifies the snapshot and the log in DIR without changing them; exits 1 on corruption.\n"+
 		"With --repair, a damaged log is truncated at its first bad record, losing what follows,\nafter DIR is copied to DIR.before-repair-TIME.", args, true,
 		func(fs *flag.FlagSet) {
 			fs.BoolVar(&doRepair, "repair", false, "truncate a damaged log at its first bad record, keeping a copy of DIR first")
+			sizeFlags(fs, &lim)
 		})
 	if err != nil {
 		return err
 	}
-	rep, err := wal.Check(dir, nil)
+	wo := &wal.Options{MaxRecord: lim.RecordLimit()}
+	rep, err := wal.Check(dir, wo)
 	if errors.Is(err, vfs.ErrLocked) {
 		return fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
-	if err != nil && doRepair {
+	if errors.Is(err, wal.ErrCorrupt) && doRepair {
 		fmt.Printf("damaged: %v\n", err)
-		kept, rerr := repair(dir, err)
+		kept, rerr := repair(dir, err, &lim)
 		if rerr != nil {
 			return rerr
 		}
 		fmt.Printf("repaired: the log is truncated at the damage; the folder as it was is in %s\n", kept)
-		rep, err = wal.Check(dir, nil)
+		rep, err = wal.Check(dir, wo)
 	}
 	if err != nil {
-		return fmt.Errorf("%w\n(livekv serve refuses this folder; livekv check --repair truncates the log at the damage, losing what follows, after keeping a copy; livekv dump --salvage writes what is readable)", err)
+		return openHint(err, "check")
 	}
 	if rep.SnapshotRevision > 0 {
 		fmt.Printf("snapshot at revision %d with %d keys\n", rep.SnapshotRevision, rep.SnapshotItems)
@@ -142,8 +145,27 @@ type record struct {
 	ExpiresAt      *time.Time `json:"expiresAt,omitempty"`
 }
 
-func openFolder(dir string) (*engine.DB, error) {
-	return openFolderWith(dir, &engine.Options{SweepInterval: -1})
+// sizeFlags defines --max-key-size and --max-value-size on fs, into o:
+// the limits of keys and values, and so of the log's records, that a
+// folder written by a program with larger ones than the defaults needs to
+// be read.
+func sizeFlags(fs *flag.FlagSet, o *engine.Options) {
+	fs.IntVar(&o.MaxKeySize, "max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes, as engine.Options.MaxKeySize")
+	fs.IntVar(&o.MaxValueSize, "max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes, as engine.Options.MaxValueSize")
+}
+
+// openHint adds to err, an error of reading a folder or a backup, what
+// to do about it: the damage the tools mend, or the limits a folder
+// written with larger ones needs. cmd is the command that failed.
+func openHint(err error, cmd string) error {
+	var over *wal.RecordOverLimitError
+	switch {
+	case errors.As(err, &over):
+		return fmt.Errorf("%w\n(it holds keys or values over this command's limits, which is not damage: give livekv %s --max-key-size and --max-value-size as large as those it was written with)", err, cmd)
+	case errors.Is(err, wal.ErrCorrupt):
+		return fmt.Errorf("%w\n(livekv serve refuses this folder; livekv check --repair truncates the log at the damage, losing what follows, after keeping a copy; livekv dump --salvage writes what is readable)", err)
+	}
+	return err
 }
 
 // openFolderWith is openFolder with options o.
@@ -157,10 +179,12 @@ func openFolderWith(dir string, o *engine.Options) (*engine.DB, error) {
 
 func dump(args []string) error {
 	var doSalvage bool
-	dir, err := folderFlags("dump", "usage: livekv dump [--salvage] DIR > backup.jsonl\n\nWrites every item in DIR, as of one revision, as JSON lines.\n"+
+	lim := engine.Options{SweepInterval: -1}
+	dir, err := folderFlags("dump", "usage: livekv dump [--salvage] [--max-key-size N] [--max-value-size N] DIR > backup.jsonl\n\nWrites every item in DIR, as of one revision, as JSON lines.\n"+
 		"With --salvage, a folder whose log is damaged gives the items as of the last revision\nbefore the damage; DIR is not changed (a temporary copy is read).", args, true,
 		func(fs *flag.FlagSet) {
 			fs.BoolVar(&doSalvage, "salvage", false, "write what is readable before a damaged log's first bad record")
+			sizeFlags(fs, &lim)
 		})
 	if err != nil {
 		return err
@@ -168,17 +192,17 @@ func dump(args []string) error {
 	var db *engine.DB
 	if doSalvage {
 		var done func()
-		if db, done, err = salvage(dir); err != nil {
+		if db, done, err = salvage(dir, &lim); err != nil {
 			return err
 		}
 		defer done()
 		fmt.Fprintf(os.Stderr, "livekv dump: salvaged %s up to revision %d\n", dir, db.Revision())
 	} else {
-		if db, err = openFolder(dir); err != nil {
+		if db, err = openFolderWith(dir, &lim); err != nil {
 			if errors.Is(err, engine.ErrCorrupt) {
 				err = fmt.Errorf("%w\n(livekv dump --salvage writes what is readable before the damage)", err)
 			}
-			return err
+			return openHint(err, "dump")
 		}
 		defer db.Close()
 	}
@@ -220,15 +244,14 @@ func load(args []string) error {
 	lim := engine.Options{SweepInterval: -1}
 	dir, err := folderFlags("load", "usage: livekv load [--max-key-size N] [--max-value-size N] DIR < backup.jsonl\n\nAdds the items of JSON lines (as livekv dump writes them) to DIR, created if\nmissing, replacing keys that exist. Items get new revisions; expired ones are skipped.", args, false,
 		func(fs *flag.FlagSet) {
-			fs.IntVar(&lim.MaxKeySize, "max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes, as engine.Options.MaxKeySize")
-			fs.IntVar(&lim.MaxValueSize, "max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes, as engine.Options.MaxValueSize")
+			sizeFlags(fs, &lim)
 		})
 	if err != nil {
 		return err
 	}
 	db, err := openFolderWith(dir, &lim)
 	if err != nil {
-		return err
+		return openHint(err, "load")
 	}
 	n, skipped, err := loadFrom(db, os.Stdin, &lim)
 	if cerr := db.Close(); err == nil {
