@@ -147,6 +147,11 @@ func backup(args []string) error {
 		if err := os.Rename(tmp.Name(), *out); err != nil {
 			return err
 		}
+		// The name is durable only once its folder is: a crash after the
+		// message below must not take the backup away.
+		if err := syncDir(filepath.Dir(*out)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "livekv backup: revision %s, %d bytes\n", rev, n)
 	return nil

@@ -52,10 +52,15 @@ func keepAside(dir string, at time.Time) (string, error) {
 	}
 }
 
+// syncDir makes a folder's entries durable; tests watch it.
+var syncDir = vfs.OSFS{}.SyncDir
+
 // copyFolder copies the files under src, but its LOCK, to dst, which must
-// be missing or empty, and syncs them.
+// be missing or empty, and syncs them, the folders of the copy, and dst's
+// own folder: once it returns, a crash keeps the whole copy.
 func copyFolder(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	var dirs []string
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -66,12 +71,25 @@ func copyFolder(src, dst string) error {
 		to := filepath.Join(dst, rel)
 		switch {
 		case d.IsDir():
+			dirs = append(dirs, to)
 			return os.MkdirAll(to, 0o755)
 		case rel == "LOCK" || !d.Type().IsRegular():
 			return nil
 		}
 		return copyFile(p, to)
 	})
+	if err != nil {
+		return err
+	}
+	// Deepest first (WalkDir gave each folder before those in it), then
+	// the folder dst is in: each folder's entries are durable before its
+	// own entry in its parent.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := syncDir(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return syncDir(filepath.Dir(filepath.Clean(dst)))
 }
 
 func copyFile(from, to string) error {

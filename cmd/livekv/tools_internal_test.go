@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,4 +50,61 @@ func TestFirstMissing(t *testing.T) {
 	removeIfCreated("") // nothing made: nothing removed
 	_, err = os.Stat(dir)
 	require.NoError(t, err)
+}
+
+// watchSyncs records the folders syncDir is asked to sync, in order, and
+// calls seen with each, until the test ends.
+func watchSyncs(t *testing.T, seen func(dir string)) *[]string {
+	var dirs []string
+	old := syncDir
+	syncDir = func(dir string) error {
+		dirs = append(dirs, dir)
+		if seen != nil {
+			seen(dir)
+		}
+		return old(dir)
+	}
+	t.Cleanup(func() { syncDir = old })
+	return &dirs
+}
+
+// TestCopyFolder_SyncsFolders: the copy check --repair keeps before it
+// changes anything is durable when copyFolder returns: each folder of the
+// copy is synced after the folders in it, and the folder it is in last.
+func TestCopyFolder_SyncsFolders(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "data")
+	db, err := engine.Open(src, nil)
+	require.NoError(t, err)
+	_, err = db.Set("k", "v", nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	dst := filepath.Join(t.TempDir(), "copy")
+	dirs := watchSyncs(t, nil)
+	require.NoError(t, copyFolder(src, dst))
+	require.Equal(t, []string{filepath.Join(dst, "wal"), filepath.Join(dst, "snap"), dst, filepath.Dir(dst)}, *dirs)
+}
+
+// TestBackup_SyncsFolderAfterRename: backup -o FILE syncs FILE's folder
+// once FILE has its name, so that a crash after it reports the backup
+// cannot take the name away.
+func TestBackup_SyncsFolderAfterRename(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", revisionTrailer)
+		io.WriteString(w, "backup bytes")
+		w.Header().Set(revisionTrailer, "7")
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "out", "b.backup")
+	require.NoError(t, os.Mkdir(filepath.Dir(file), 0o755))
+	named := false
+	dirs := watchSyncs(t, func(dir string) {
+		_, err := os.Stat(file)
+		named = err == nil
+	})
+	require.NoError(t, backup([]string{"--addr", srv.URL, "--api-key", "k", "-o", file}))
+	require.Equal(t, []string{filepath.Dir(file)}, *dirs)
+	require.True(t, named, "the folder was synced before the file had its name")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "backup bytes", string(b))
 }
