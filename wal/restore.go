@@ -6,10 +6,14 @@ import (
 	"io"
 	"io/fs"
 	"path"
+
+	"github.com/livekv/livekv/vfs"
 )
 
 // ErrNotEmpty is returned by CreateFromSnapshot for a directory that
-// already holds files of a log, or any file.
+// already holds files of a log, or any file or folder but the log's own
+// empty ones (a folder is seen where the FS lists folders, as vfs.OSFS
+// does).
 var ErrNotEmpty = errors.New("wal: directory not empty")
 
 // CreateFromSnapshot makes a new log in dir that holds the snapshot read
@@ -35,6 +39,9 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 		}
 		if len(names) > 0 {
 			return 0, fmt.Errorf("%w: %s holds %s", ErrNotEmpty, d, names[0])
+		}
+		if f := otherFolder(fsys, d, l); f != "" {
+			return 0, fmt.Errorf("%w: %s holds the folder %s", ErrNotEmpty, d, f)
 		}
 	}
 	tmp := path.Join(l.snapDir(), "restore.snap.tmp") // Open removes one a crash leaves
@@ -91,4 +98,23 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 		return 0, err
 	}
 	return rev, nil
+}
+
+// otherFolder returns a folder in dir that is not one the log l makes
+// there (its segments' and snapshots' in l.dir, none in those), where
+// fsys lists folders (as vfs.OSFS does); else "".
+func otherFolder(fsys vfs.FS, dir string, l *Log) string {
+	lister, ok := fsys.(interface {
+		Folders(string) ([]string, error)
+	})
+	if !ok {
+		return ""
+	}
+	names, _ := lister.Folders(dir) // a missing dir holds none; another error shows at MkdirAll
+	for _, n := range names {
+		if p := path.Join(dir, n); dir != l.dir || p != l.segDir() && p != l.snapDir() {
+			return n
+		}
+	}
+	return ""
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -373,4 +375,47 @@ func TestCreateFromSnapshot_NewFoldersDurable(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 	require.Equal(t, int64(100), got)
+}
+
+// TestCreateFromSnapshot_FolderNotEmpty: a folder is empty for a restore
+// only if it holds nothing but, perhaps, the log's own empty folders: a
+// file or any other folder, anywhere in it, is ErrNotEmpty, and nothing
+// is written.
+func TestCreateFromSnapshot_FolderNotEmpty(t *testing.T) {
+	b := snapshotBytes(t, 100, sampleItems(3))
+	for _, c := range []struct {
+		name  string
+		make  []string // folders; a name ending in "file" is a file
+		empty bool
+	}{
+		{"missing", nil, true},
+		{"empty", []string{""}, true},
+		{"the log's empty folders", []string{"wal", "snap"}, true},
+		{"a folder of photos", []string{"photos/2024"}, false},
+		{"an empty folder", []string{"x"}, false},
+		{"a file", []string{"", "file"}, false},
+		{"a folder in the log's", []string{"wal/x"}, false},
+		{"a file in the log's", []string{"snap", "snap/file"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "restored")
+			for _, m := range c.make {
+				p := filepath.Join(dir, m)
+				if strings.HasSuffix(m, "file") {
+					require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+				} else {
+					require.NoError(t, os.MkdirAll(p, 0o755))
+				}
+			}
+			rev, err := wal.CreateFromSnapshot(dir, bytes.NewReader(b), nil)
+			if c.empty {
+				require.NoError(t, err)
+				require.Equal(t, int64(100), rev)
+				return
+			}
+			require.ErrorIs(t, err, wal.ErrNotEmpty)
+			_, err = os.Stat(filepath.Join(dir, "snap", "00000000000000000100.snap"))
+			require.ErrorIs(t, err, os.ErrNotExist)
+		})
+	}
 }
