@@ -3,8 +3,6 @@ package wal
 import (
 	"fmt"
 	"path"
-	"strconv"
-	"strings"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -26,10 +24,11 @@ type Report struct {
 }
 
 // Check reads the snapshot and the segments in dir without changing
-// anything and reports what it found. Damage that Open would refuse, a
-// damaged last record included, is returned as an error that
-// errors.Is(err, ErrCorrupt) recognises and that names the segment and
-// the offset; a torn tail, which Open truncates, and damage in segments
+// anything and reports what it found. Damage that the engine's Open would
+// refuse, a damaged last record, a gap between revisions and a log
+// without a snapshot that starts after revision 1 included, is returned
+// as an error that errors.Is(err, ErrCorrupt) recognises and that names
+// the segment and the offset; a torn tail, which Open truncates, and damage in segments
 // kept only for the history, which Open drops, are only reported. The
 // directory must not be open: Check takes its lock.
 func Check(dir string, opts *Options) (Report, error) {
@@ -41,37 +40,32 @@ func Check(dir string, opts *Options) (Report, error) {
 	}
 	defer lock.Close()
 	var rep Report
-	names, err := fsys.List(l.snapDir())
+	revs, _, err := l.snapshots() // as Open lists them, refusing what it refuses
 	if err != nil {
 		return rep, err
 	}
-	for _, name := range names {
-		if strings.HasSuffix(name, ".snap") {
-			f, err := vfs.OpenRead(fsys, path.Join(l.snapDir(), name))
-			if err != nil {
-				return rep, err
-			}
-			rep.SnapshotItems = 0
-			rev, err := readSnapshot(f, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil }, true)
-			f.Close()
-			if err != nil {
-				return rep, fmt.Errorf("%s: %w", path.Join(l.snapDir(), name), err)
-			}
-			rep.SnapshotRevision = rev // names sort by revision: the last is the newest
+	for _, rev := range revs {
+		name := path.Join(l.snapDir(), snapshotName(rev))
+		f, err := vfs.OpenRead(fsys, name)
+		if err != nil {
+			return rep, err
 		}
+		rep.SnapshotItems = 0
+		rev, err := readSnapshot(f, l.opts.MaxRecord, func(*Item) error { rep.SnapshotItems++; return nil }, true)
+		f.Close()
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", name, err)
+		}
+		rep.SnapshotRevision = rev // revs are in order: the last is the newest
 	}
 	rep.LastRevision = rep.SnapshotRevision
 	l.mu.snapRev = rep.SnapshotRevision
-	names, err = fsys.List(l.segDir())
-	if err != nil {
+	if l.mu.segments, err = l.listSegments(); err != nil {
 		return rep, err
 	}
-	for _, name := range names {
-		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
-		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
-			return rep, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
-		}
-		l.mu.segments = append(l.mu.segments, segment{first: first})
+	var names []string
+	for _, seg := range l.mu.segments {
+		names = append(names, segmentName(seg.first))
 	}
 	hc := l.historyDamage(l.mu.snapRev, 0)
 	if hc.err != nil {
@@ -85,7 +79,9 @@ func Check(dir string, opts *Options) (Report, error) {
 	for i, name := range names {
 		last := i == len(names)-1
 		size, res, bad, err := l.readSegment(path.Join(l.segDir(), name), last, nil, func(tx *Tx) error {
-			if rep.LastRevision != 0 && tx.Revision != rep.LastRevision+1 {
+			// The first record after no snapshot is revision 1, as the
+			// engine's replay requires.
+			if tx.Revision != rep.LastRevision+1 {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, rep.LastRevision)
 			}
 			rep.LastRevision = tx.Revision

@@ -335,6 +335,36 @@ func TestCheck(t *testing.T) {
 	require.Contains(t, err.Error(), "snap")
 }
 
+// TestCheck_RefusesWhatOpenRefuses: a log with no snapshot whose first
+// segment is gone (its records start after revision 1), and a snapshot
+// folder holding a file that is not a snapshot, are damage to Check as
+// they are to Open; a snapshot a crash cut short (.snap.tmp) is not.
+func TestCheck_RefusesWhatOpenRefuses(t *testing.T) {
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+	appendDurable(t, l, 1, 30)
+	require.NoError(t, l.Close())
+	segs, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 2)
+	fs.WriteFile("db/snap/00000000000000000007.snap.tmp", []byte("cut short"))
+	_, err = wal.Check("db", &wal.Options{FS: fs})
+	require.NoError(t, err, "a stale temporary snapshot")
+
+	fs.WriteFile("db/snap/00000000000000000001.snap.bak", []byte("x"))
+	_, _, err = openRevs(fs, wal.Options{})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "Open of a stray file in snap")
+	_, err = wal.Check("db", &wal.Options{FS: fs})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "a stray file in snap")
+	require.ErrorContains(t, err, "00000000000000000001.snap.bak")
+	require.NoError(t, fs.Remove("db/snap/00000000000000000001.snap.bak"))
+
+	require.NoError(t, fs.Remove("db/wal/"+segs[0]))
+	_, err = wal.Check("db", &wal.Options{FS: fs})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "no snapshot, and the first segment gone")
+	require.ErrorContains(t, err, "after 0")
+}
+
 // TestCreateFromSnapshot_IOErrors fails each file operation of
 // CreateFromSnapshot in turn: an error leaves nothing that Open would
 // read, and the folder can be restored again.
