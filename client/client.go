@@ -63,6 +63,14 @@ type Options struct {
 	// ReadLimit is the largest message the client reads. Default 32 MiB.
 	ReadLimit int64
 
+	// PingInterval is how often the client pings the server. A
+	// connection whose ping is not answered within the interval is lost:
+	// its requests return ErrConnectionLost and its subscriptions
+	// connect again, where a flow that went silent (a hung server, a NAT
+	// or firewall that dropped it) would leave them waiting for ever.
+	// Default 15 s; negative, never.
+	PingInterval time.Duration
+
 	// URLs are the other nodes of a cluster, each a URL as Dial takes,
 	// where the same credentials are valid. The client connects to the URL given to Dial first, then, when a
 	// connection cannot be made, to the next in the list, and round to the
@@ -114,6 +122,9 @@ func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
 	}
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 32 << 20
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 15 * time.Second
 	}
 	c := &Client{opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{})}
 	for _, u := range append([]string{u}, o.URLs...) {
@@ -253,6 +264,10 @@ func (c *Client) conn(ctx context.Context) (*conn, error) {
 		}
 		c.cur = cn
 		c.wg.Add(1)
+		if c.opts.PingInterval > 0 {
+			c.wg.Add(1)
+			go cn.ping(c.opts.PingInterval)
+		}
 		c.mu.Unlock()
 		go cn.read()
 		return cn, nil

@@ -246,6 +246,29 @@ func (cn *conn) read() {
 	cn.c.dropped(cn)
 }
 
+// ping pings the server every interval until the connection ends, and
+// ends it, lost, when a ping is not answered within the interval. The
+// reader reads the pongs.
+func (cn *conn) ping(every time.Duration) {
+	defer cn.c.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(cn.ctx, every)
+		err := cn.ws.Ping(ctx)
+		cancel()
+		if err != nil {
+			cn.fail(fmt.Errorf("no answer to a ping within %v: %w", every, err))
+			return
+		}
+	}
+}
+
 // dispatch hands one message to the request or subscription it is for,
 // having noted the revision it carries in the client's session.
 func (cn *conn) dispatch(m message) error {
