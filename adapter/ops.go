@@ -29,12 +29,12 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return errorReply(http.StatusBadRequest, f.name+" is not valid UTF-8")
 		}
 	}
-	keys := []string{req.Key}
-	if req.Op == wire.OpRange && req.EndKey != "" {
-		keys = append(keys, req.EndKey)
-	}
-	for _, k := range keys {
-		switch ok, undecided := ac.allows(k); {
+	// A range's bounds are not keys it touches: it returns the keys
+	// between them that the access pattern admits, whatever the bounds
+	// (a prefix's end, "room:1;", is outside "^room:1:" though every key
+	// before it is inside).
+	if req.Op != wire.OpRange {
+		switch ok, undecided := ac.allows(req.Key); {
 		case undecided:
 			return errorReply(http.StatusServiceUnavailable, errUndecided)
 		case !ok:

@@ -167,7 +167,25 @@ func TestWS_Auth(t *testing.T) {
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "product:1", "value": "p"})["code"])
 	require.Equal(t, 403.0, c.call(m{"op": 2, "key": "order:1", "value": "o"})["code"])
 	require.Equal(t, 403.0, c.call(m{"op": 1, "key": "order:1"})["code"])
-	require.Equal(t, 403.0, c.call(m{"op": 5, "key": "product:", "endKey": "zzz"})["code"], "a range ending outside")
+	_, err = f.db.Set("order:2", "o", nil)
+	require.NoError(t, err)
+	_, err = f.db.Set("user:1", "u", nil)
+	require.NoError(t, err)
+	// A range's bounds need not be inside: it gives the keys between
+	// them that are.
+	for _, r := range []m{{"op": 5, "key": "a", "endKey": "zzz"}, {"op": 5, "key": "\x00"}, {"op": 5, "key": "product:", "endKey": "product;"}} {
+		got := c.call(r)
+		require.Equal(t, 200.0, got["code"], "%v", r)
+		var keys []string
+		for _, rec := range got["records"].([]any) {
+			keys = append(keys, rec.(map[string]any)["key"].(string))
+		}
+		want := []string{"product:1", "user:1"}
+		if r["endKey"] == "product;" {
+			want = want[:1]
+		}
+		require.Equal(t, want, keys, "%v", r)
+	}
 	_, err = f.db.Get("order:1")
 	require.Error(t, err, "nothing written outside the access pattern")
 
