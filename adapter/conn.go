@@ -595,6 +595,13 @@ func (c *conn) forward(id int64, tagged bool, sub subscription) {
 	// no leader for a while), says so, once.
 	if e := subscriptionEnd(s.Err()); e != nil {
 		c.answer(c.d.failure(id, e))
+		if !tagged {
+			// The token's own subscription, whose end its client has no
+			// id to be told of by (HPKV's clients know nothing of it):
+			// the connection would go on silent. Closed, it is made
+			// again, as after the access pattern's undecided key.
+			c.fail(websocket.StatusTryAgainLater, "the token's subscription ended; connect again")
+		}
 	}
 }
 

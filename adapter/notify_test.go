@@ -112,6 +112,30 @@ func TestWS_TokenResumesFromZero(t *testing.T) {
 	require.Equal(t, "b", now.note()["key"], "from now: nothing before")
 }
 
+// TestWS_TokenSubscriptionEndCloses: a token's own subscription that
+// falls behind the history ends, and its client, which has no id to be
+// told of that by, is not left on a silent connection: it gets the 410,
+// then the connection closes with 1013 (try again later), to be made
+// again.
+func TestWS_TokenSubscriptionEndCloses(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryEvents: 8}, nil)
+	tok := f.token(`{"subscribePatterns":["k:*"]}`)
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "none"})["code"]) // the connection is up, its subscription made
+	for i := range 5000 {
+		must(f.db.Set(fmt.Sprintf("k:%d", i%50), fmt.Sprint(i), nil))
+	}
+	for {
+		msg := c.read()
+		if msg["type"] == "notification" {
+			continue
+		}
+		require.Equal(t, 410.0, msg["code"], "%v", msg)
+		break
+	}
+	require.Equal(t, websocket.StatusTryAgainLater, c.closeStatus())
+}
+
 // TestWS_ResumeCompacted: resuming from before the history gets 410 with
 // the oldest revision still held, not a silent gap.
 func TestWS_ResumeCompacted(t *testing.T) {
