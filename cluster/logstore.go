@@ -48,6 +48,17 @@ func openLogStore(dir string, o *Options) (logStore, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	// A BoltDB file that a running node holds would make the open wait
+	// for it forever.
+	lockPath := boltPath
+	if o.LogStore == LogStoreWAL {
+		lockPath = filepath.Join(walPath, walMetaFile)
+	}
+	if _, err := os.Stat(lockPath); err == nil {
+		if err := notLocked(lockPath); err != nil {
+			return nil, err
+		}
+	}
 	switch o.LogStore {
 	case LogStoreWAL:
 		return openWAL(walPath, o)

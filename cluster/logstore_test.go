@@ -120,6 +120,38 @@ func TestLogStore_TruncationsSurviveRestart(t *testing.T) {
 	})
 }
 
+// TestLogStore_RefusesAStoreInUse: a store that a running node holds is
+// refused at once with ErrNodeRunning, where BoltDB's lock would make the
+// open wait for ever; once closed, it opens.
+func TestLogStore_RefusesAStoreInUse(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) {
+		dir := t.TempDir()
+		s := openTestStore(t, dir, store)
+		storeLogs(t, s, 1, 3, 1)
+		o, err := storeOpts(store).withDefaults()
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			s2, err := openLogStore(dir, &o)
+			if err == nil {
+				s2.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, ErrNodeRunning)
+		case <-time.After(10 * time.Second):
+			require.NoError(t, s.Close()) // lets the open go on and end
+			t.Fatal("the open of a store in use waits")
+		}
+		require.NoError(t, s.Close())
+		s = openTestStore(t, dir, store)
+		defer s.Close()
+		requireLogs(t, s, 1, 3, func(uint64) uint64 { return 1 })
+	})
+}
+
 // TestLogStore_RefusesTheOtherStoresDirectory: a directory with raft
 // state opened with the other store would look empty, and the node would
 // forget its log and votes.

@@ -17,8 +17,10 @@ var (
 	// raft state: nothing to recover (a wrong path, most likely).
 	ErrNoRaftState = errors.New("cluster: no raft state in the directory")
 
-	// ErrNodeRunning is returned by Recover for a directory whose raft
-	// store another process, or this one, has open: stop the node first.
+	// ErrNodeRunning is returned by Open and Recover for a directory
+	// whose raft store another process, or this one, has open: stop the
+	// node first. (Where the lock cannot be tested, outside unix, Open
+	// waits for it.)
 	ErrNodeRunning = errors.New("cluster: the node's raft store is open; stop the node first")
 )
 
