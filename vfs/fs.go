@@ -69,35 +69,27 @@ func (OSFS) Rename(oldname, newname string) error { return os.Rename(oldname, ne
 func (OSFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
 
 // List implements FS.
-func (OSFS) List(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range ents {
-		if !e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	return names, nil
-}
+func (OSFS) List(dir string) ([]string, error) { return names(dir, false) }
 
 // Folders returns the names of the folders in dir, sorted: what List
 // leaves out. A caller that must know a folder empty (wal's restore) asks
 // it of an FS that has it.
-func (OSFS) Folders(dir string) ([]string, error) {
+func (OSFS) Folders(dir string) ([]string, error) { return names(dir, true) }
+
+// names returns the names of the folders in dir if folders, else of the
+// files, sorted.
+func names(dir string, folders bool) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() == folders {
 			names = append(names, e.Name())
 		}
 	}
+	sort.Strings(names)
 	return names, nil
 }
 
