@@ -2,12 +2,10 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -583,18 +581,10 @@ func TestSubscribe_Close(t *testing.T) {
 func TestToken(t *testing.T) {
 	s := newServer(t, nil)
 	ctx := ctxT(t)
-	req, err := http.NewRequest("POST", s.url+"/token/websocket", strings.NewReader(`{"accessPattern":"^room:1:"}`))
-	require.NoError(t, err)
-	req.Header.Set("x-api-key", apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var tok struct{ Token string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	require.NotEmpty(t, tok.Token)
+	tok := s.token(t, `{"accessPattern":"^room:1:"}`)
 
-	c := s.dial(t, &client.Options{Token: tok.Token})
-	_, err = c.Set(ctx, "room:1:a", "hi", nil)
+	c := s.dial(t, &client.Options{Token: tok})
+	_, err := c.Set(ctx, "room:1:a", "hi", nil)
 	require.NoError(t, err)
 	_, err = c.Set(ctx, "room:2:a", "no", nil)
 	require.ErrorIs(t, err, client.ErrForbidden)
@@ -608,7 +598,7 @@ func TestToken(t *testing.T) {
 	ev := collect(t, sub, 1)[0]
 	require.Equal(t, "room:1:b", ev.Key, "only the keys the token may see")
 
-	_, err = client.Dial(ctx, s.url, &client.Options{Token: tok.Token + "x"})
+	_, err = client.Dial(ctx, s.url, &client.Options{Token: tok + "x"})
 	require.ErrorIs(t, err, client.ErrForbidden)
 }
 

@@ -2,8 +2,10 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +87,22 @@ func (s *server) restart() {
 	s.mu.Lock()
 	s.a = a
 	s.mu.Unlock()
+}
+
+// token asks the server for a token with claims, as POST
+// /token/websocket takes them.
+func (s *server) token(t testing.TB, claims string) string {
+	t.Helper()
+	req, err := http.NewRequest("POST", s.url+"/token/websocket", strings.NewReader(claims))
+	require.NoError(t, err)
+	req.Header.Set("x-api-key", apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var tok struct{ Token string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	require.NotEmpty(t, tok.Token)
+	return tok.Token
 }
 
 func (s *server) dial(t testing.TB, o *client.Options) *client.Client {

@@ -1,9 +1,6 @@
 package client_test
 
 import (
-	"encoding/json"
-	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/livekv/livekv/client"
@@ -17,19 +14,12 @@ import (
 func TestClient_TokenPrefixAndInitial(t *testing.T) {
 	s := newServer(t, nil)
 	ctx := ctxT(t)
-	req, err := http.NewRequest("POST", s.url+"/token/websocket", strings.NewReader(`{"accessPattern":"^room:1:"}`))
-	require.NoError(t, err)
-	req.Header.Set("x-api-key", apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var tok struct{ Token string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	tok := s.token(t, `{"accessPattern":"^room:1:"}`)
 	for _, k := range []string{"room:0:a", "room:1:a", "room:1:b", "room:2:a"} {
-		_, err = s.db.Set(k, "x", nil)
+		_, err := s.db.Set(k, "x", nil)
 		require.NoError(t, err)
 	}
-	c := s.dial(t, &client.Options{Token: tok.Token})
+	c := s.dial(t, &client.Options{Token: tok})
 
 	keys := func(items func(func(client.Item, error) bool)) []string {
 		var keys []string

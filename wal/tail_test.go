@@ -55,17 +55,24 @@ func tailLog(t *testing.T, w wal.Write, version byte) (name string, good []byte,
 	require.NoError(t, l.Append(lastTx(w)))
 	require.NoError(t, l.WaitDurable(5))
 	require.NoError(t, l.Close())
-	names, err := fs.List("db/wal")
-	require.NoError(t, err)
-	require.Len(t, names, 1)
-	name = "db/wal/" + names[0]
-	good, err = fs.ReadFile(name)
-	require.NoError(t, err)
+	name, good = onlyFile(t, fs, "db/wal")
 	require.Equal(t, segmentHeader(wal.SegmentVersion, 1), good[:wal.SegmentHeaderSize])
 	rec := wal.AppendRecord(nil, wal.TypeTx, wal.AppendTx(nil, lastTx(w)))
 	lastStart = len(good) - len(rec)
 	require.Equal(t, rec, good[lastStart:])
 	return name, good, lastStart
+}
+
+// onlyFile returns the name and the bytes of the one file in dir.
+func onlyFile(t *testing.T, fs *vfs.MemFS, dir string) (name string, b []byte) {
+	t.Helper()
+	names, err := fs.List(dir)
+	require.NoError(t, err)
+	require.Len(t, names, 1)
+	name = dir + "/" + names[0]
+	b, err = fs.ReadFile(name)
+	require.NoError(t, err)
+	return name, b
 }
 
 // openRevs opens the log on fs and returns the revisions it replays.
@@ -532,26 +539,17 @@ func TestLog_RecordOverLimit(t *testing.T) {
 				want = seq(1, 5)
 			}
 			require.NoError(t, l.Close())
-			names, err := fs.List("db/wal")
-			require.NoError(t, err)
-			require.Len(t, names, 1)
-			name := "db/wal/" + names[0]
-			before, err := fs.ReadFile(name)
-			require.NoError(t, err)
+			name, before := onlyFile(t, fs, "db/wal")
 
 			for _, repair := range []bool{false, true} {
-				_, _, err := openRevs(fs, wal.Options{MaxRecord: small, Repair: repair})
-				var over *wal.RecordOverLimitError
-				require.ErrorAs(t, err, &over, "repair %v", repair)
-				require.NotErrorIs(t, err, wal.ErrCorrupt)
+				over, err := openOverLimit(t, fs, small, repair)
 				require.ErrorContains(t, err, name)
-				require.Equal(t, small, over.Limit)
 				require.Greater(t, over.Length, int64(len(value)))
 				after, err := fs.ReadFile(name)
 				require.NoError(t, err)
 				require.Equal(t, before, after, "the segment after an open with repair %v", repair)
 			}
-			_, err = wal.Check("db", &wal.Options{FS: fs, MaxRecord: small})
+			_, err := wal.Check("db", &wal.Options{FS: fs, MaxRecord: small})
 			var over *wal.RecordOverLimitError
 			require.ErrorAs(t, err, &over)
 
@@ -571,6 +569,19 @@ func TestLog_RecordOverLimit(t *testing.T) {
 	}
 }
 
+// openOverLimit opens the log on fs with MaxRecord limit, with Repair or
+// not, and requires that it fail with a *wal.RecordOverLimitError of that
+// limit, not with ErrCorrupt.
+func openOverLimit(t *testing.T, fs *vfs.MemFS, limit int, repair bool) (*wal.RecordOverLimitError, error) {
+	t.Helper()
+	_, _, err := openRevs(fs, wal.Options{MaxRecord: limit, Repair: repair})
+	var over *wal.RecordOverLimitError
+	require.ErrorAs(t, err, &over, "repair %v", repair)
+	require.NotErrorIs(t, err, wal.ErrCorrupt)
+	require.Equal(t, limit, over.Limit)
+	return over, err
+}
+
 // TestSnapshot_RecordOverLimit: an item of a snapshot whose record is
 // longer than the reader's limit, but whole, makes Open and
 // ReadSnapshotFrom fail with a *wal.RecordOverLimitError, not ErrCorrupt;
@@ -583,21 +594,12 @@ func TestSnapshot_RecordOverLimit(t *testing.T) {
 	value := strings.Repeat("v", 100<<10)
 	require.NoError(t, l.Snapshot(2, slices.Values([]*wal.Item{{Key: "big", Value: value, Revision: 2, CreateRevision: 2, Version: 1}})))
 	require.NoError(t, l.Close())
-	names, err := fs.List("db/snap")
-	require.NoError(t, err)
-	require.Len(t, names, 1)
-	name := "db/snap/" + names[0]
-	snap, err := fs.ReadFile(name)
-	require.NoError(t, err)
+	_, snap := onlyFile(t, fs, "db/snap")
 
 	for _, repair := range []bool{false, true} {
-		_, _, err := openRevs(fs, wal.Options{MaxRecord: small, Repair: repair})
-		var over *wal.RecordOverLimitError
-		require.ErrorAs(t, err, &over, "repair %v", repair)
-		require.NotErrorIs(t, err, wal.ErrCorrupt)
-		require.Equal(t, small, over.Limit)
+		openOverLimit(t, fs, small, repair)
 	}
-	_, err = wal.ReadSnapshotFrom(bytes.NewReader(snap), small, wal.Replay{})
+	_, err := wal.ReadSnapshotFrom(bytes.NewReader(snap), small, wal.Replay{})
 	var over *wal.RecordOverLimitError
 	require.ErrorAs(t, err, &over)
 	var got []string
