@@ -274,16 +274,27 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	return &resp, resp.err()
 }
 
+// get returns an idle connection to addr, or else dials one. An idle
+// connection that its peer has closed (it restarted, say) is closed and
+// passed over: a request written to it would find no reply, and a write
+// forwarded that way would be reported uncertain though it never reached
+// the leader.
 func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
-	c.mu.Lock()
-	if cs := c.idle[addr]; len(cs) > 0 {
+	for {
+		c.mu.Lock()
+		cs := c.idle[addr]
+		if len(cs) == 0 {
+			c.mu.Unlock()
+			return c.dial(ctx, addr)
+		}
 		conn := cs[len(cs)-1]
 		c.idle[addr] = cs[:len(cs)-1]
 		c.mu.Unlock()
-		return conn, nil
+		if !peerClosed(conn) {
+			return conn, nil
+		}
+		conn.Close()
 	}
-	c.mu.Unlock()
-	return c.dial(ctx, addr)
 }
 
 func (c *rpcClient) put(addr string, conn net.Conn) {

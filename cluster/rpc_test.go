@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,5 +190,56 @@ func TestWireString_Shortest(t *testing.T) {
 		var got wireString
 		require.NoError(t, json.Unmarshal(b, &got))
 		require.Equal(t, s, string(got))
+	}
+}
+
+// TestRPC_PooledConnectionsOfARestartedLeader: a follower pools its
+// connections to the leader; once the leader has restarted (at its
+// address) and leads again, the pooled connections are dead. Forwarded
+// writes must not go out on them, which would fail with no reply and be
+// reported ErrUncertain though they never reached the leader: each of
+// 20 writes after the restart commits. Run again if leadership moved
+// while they were forwarded (under -race on a busy machine).
+func TestRPC_PooledConnectionsOfARestartedLeader(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 3, "leadership kept moving")
+		li := c.settle()
+		f := (li + 1) % 3
+		var wg sync.WaitGroup
+		for i := range 16 { // 16 connections pooled, f to li
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = c.node(f).Set(fmt.Sprintf("p%d", i), "v", nil)
+			}()
+		}
+		wg.Wait()
+		c.kill(li)
+		c.restart(li)
+		require.Eventually(t, func() bool {
+			l := c.leader()
+			if l == li {
+				return true
+			}
+			_ = c.node(l).TransferLeadership(context.Background(), c.peers[li].ID)
+			return false
+		}, 30*time.Second, 100*time.Millisecond, "leadership never came back to the restarted node")
+		if c.settle() != li {
+			continue
+		}
+		var errs []error
+		if !c.steady(li, "Leader", func() {
+			for i := range 20 {
+				_, err := c.node(f).Set(fmt.Sprintf("q%d.%d", attempt, i), "v", nil)
+				errs = append(errs, err)
+			}
+		}) {
+			continue
+		}
+		for i, err := range errs {
+			require.NoError(t, err, "write %d through the follower", i)
+		}
+		return
 	}
 }
