@@ -34,9 +34,10 @@ type dbCluster struct {
 
 	snapThreshold, trailing uint64 // raft log limits; 0 for the defaults
 	founders                []Peer
-	join                    []string      // Options.Join of the nodes started next
-	full                    []atomic.Bool // per node: its disk is full (see diskFault)
-	slowHandoff             atomic.Bool   // every node sleeps between packing an entry and handing it to raft
+	join                    []string                    // Options.Join of the nodes started next
+	full                    []atomic.Bool               // per node: its disk is full (see diskFault)
+	slowHandoff             atomic.Bool                 // every node sleeps between packing an entry and handing it to raft
+	readStall               atomic.Pointer[func(i int)] // runs on node i between taking a read index and confirming it
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -104,6 +105,11 @@ func (c *dbCluster) open(i int) *Node {
 		beforeApply: func() {
 			if c.slowHandoff.Load() {
 				time.Sleep(20 * time.Millisecond)
+			}
+		},
+		afterReadIndex: func() {
+			if f := c.readStall.Load(); f != nil {
+				(*f)(i)
 			}
 		},
 	})

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -199,4 +200,63 @@ func linearizableAcrossFailover(t *testing.T, store LogStore, lease bool, level 
 	}
 	require.Equal(t, porcupine.Ok, res, "%d operations are not linearizable", len(history))
 	t.Logf("%d operations (%d reads at %v), linearizable; %d reads refused by a node that no longer led", len(history), gets, level, leaderRefusals.Load())
+}
+
+// TestLinearizable_ReadIndexInOneTerm: a leader takes a read index, and
+// then, stalled, loses leadership and wins it back before it confirms
+// leadership: the index of its first term confirmed in its second could
+// miss writes another leader made between, so it refuses (ErrNoLeader),
+// and a read index taken and confirmed in one term is given. Both with
+// and without lease reads.
+func TestLinearizable_ReadIndexInOneTerm(t *testing.T) {
+	for _, lease := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lease=%v", lease), func(t *testing.T) {
+			c := newDBClusterLease(t, "", lease, 3, nil)
+			for attempt := 0; ; attempt++ {
+				require.Less(t, attempt, 3, "leadership kept moving")
+				li := c.settle()
+				l := c.node(li)
+				var stalled atomic.Bool
+				stall := func(i int) {
+					if i != li || !stalled.CompareAndSwap(false, true) {
+						return
+					}
+					// Away to another node, which writes, and back.
+					x := (li + 1) % 3
+					if l.TransferLeadership(context.Background(), c.peers[x].ID) != nil {
+						return
+					}
+					if _, err := c.node(c.leader()).Set("k", "elsewhere", nil); err != nil {
+						return
+					}
+					require.Eventually(t, func() bool {
+						if l.isReady() {
+							return true
+						}
+						if o := c.leader(); o != li {
+							_ = c.node(o).TransferLeadership(context.Background(), c.peers[li].ID)
+						}
+						return false
+					}, 30*time.Second, 10*time.Millisecond, "leadership never came back")
+				}
+				c.readStall.Store(&stall)
+				term := l.rn.raft.CurrentTerm()
+				_, err := l.leaderReadIndex()
+				c.readStall.Store(nil)
+				if !stalled.Load() || l.rn.raft.CurrentTerm() == term {
+					continue // no stall, or it did not take leadership away: again
+				}
+				require.ErrorIs(t, err, ErrNoLeader, "a read index taken in term %d, confirmed in %d", term, l.rn.raft.CurrentTerm())
+
+				// Without a stall, one term: given.
+				var ri readIndex
+				if !c.steady(li, "Leader", func() { ri, err = l.leaderReadIndex() }) {
+					continue
+				}
+				require.NoError(t, err)
+				require.Equal(t, l.Revision(), ri.rev)
+				return
+			}
+		})
+	}
 }

@@ -663,8 +663,15 @@ type readIndex struct {
 // publishes its own writes before they are acknowledged. A revision
 // rather than a raft index, since raft's no-op and barrier entries never
 // reach the FSM, so a follower's FSM may never reach such an index.
+//
+// The index is taken and leadership confirmed in one term: the term is
+// read first and asked again last. A node that lost leadership and won it
+// back in between (a long stall) would have the index of its old term
+// confirmed in its new one, while another leader's writes, acknowledged
+// before the read began, came between: it refuses (ErrNoLeader) instead.
 func (n *Node) leaderReadIndex() (readIndex, error) {
 	r := n.rn.raft
+	term := r.CurrentTerm()
 	if r.State() != raft.Leader {
 		return readIndex{}, n.notLeader()
 	}
@@ -674,6 +681,9 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
 	}
 	ri := n.localReadIndex()
+	if n.opts.afterReadIndex != nil {
+		n.opts.afterReadIndex()
+	}
 	if n.opts.LeaseReads {
 		// A lease round confirms leadership as VerifyLeader does, and
 		// renews the lease besides. (Callers that a lease lets go
@@ -681,13 +691,14 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 		if err := n.leaseRound(); err != nil {
 			return readIndex{}, err
 		}
-		return ri, nil
-	}
-	if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
+	} else if err := n.gated(func() error { return r.VerifyLeader().Error() }); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return readIndex{}, n.notLeader()
 		}
 		return readIndex{}, err
+	}
+	if r.CurrentTerm() != term {
+		return readIndex{}, fmt.Errorf("%w: leadership changed while the read index was confirmed", ErrNoLeader)
 	}
 	return ri, nil
 }

@@ -191,6 +191,10 @@ type Options struct {
 	// beforeApply, if set, runs between the proposer's packing of an
 	// entry and its handing to raft. Tests make that moment long.
 	beforeApply func()
+
+	// afterReadIndex, if set, runs between a leader's taking of a read
+	// index and the confirming of its leadership. Tests stall there.
+	afterReadIndex func()
 }
 
 // withDefaults returns a validated copy of o with every zero field set to
