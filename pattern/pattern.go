@@ -249,7 +249,9 @@ func parseGlob(src string) (*Pattern, error) {
 		p.kind = Prefix // "*": every key
 	case len(toks) == 2 && toks[0].op == 0 && toks[1].op == '*':
 		p.kind, p.lit = Prefix, toks[0].lit
-	case len(toks) == 2 && toks[0].op == '*' && toks[1].op == 0:
+	case len(toks) == 2 && toks[0].op == '*' && toks[1].op == 0 && utf8.ValidString(toks[1].lit):
+		// A literal that is not UTF-8 may start inside a character,
+		// which a glob's * never stops in: such a pattern stays a glob.
 		p.kind, p.lit = Suffix, toks[1].lit
 	default:
 		p.kind, p.glob = Glob, toks

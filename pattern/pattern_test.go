@@ -37,6 +37,8 @@ func TestParse_Kinds(t *testing.T) {
 		{`\?x`, pattern.Exact, "?x", []string{"?x"}, []string{"ax"}, "?x", "?x\x00"},
 		{`\\*`, pattern.Prefix, `\`, []string{`\`, `\a`}, []string{"a"}, `\`, "]"},
 		{`*\*`, pattern.Suffix, "*", []string{"a*", "*"}, []string{"a"}, "", ""},
+		{"*\xa9", pattern.Glob, "", []string{"\xa9", "x\xa9"}, []string{"é"}, "", ""}, // as "a*\xa9" does not match "aé"
+		{"a*\xa9", pattern.Glob, "", []string{"a\xa9", "ax\xa9"}, []string{"aé"}, "a", "b"},
 		{`héllo*`, pattern.Prefix, "héllo", []string{"héllo wörld"}, []string{"hello"}, "héllo", "héllp"},
 		{"\xff\xff*", pattern.Prefix, "\xff\xff", []string{"\xff\xff", "\xff\xffa"}, []string{"\xff"}, "\xff\xff", ""},
 		{`/^user:\d+$/`, pattern.Regex, "", []string{"user:1", "user:42"}, []string{"user:", "user:x", "xuser:1"}, "user:", "user;"},
