@@ -413,6 +413,25 @@ func (ac *access) allows(key string) (ok, undecided bool) {
 	return ok, err != nil
 }
 
+// narrow returns the part of the keys from start to stop (excluded; ""
+// no bound) that the access pattern can match, by its bounds (an anchored
+// regex's literal prefix): a range with a token reads only those, not
+// every key between its bounds. An empty part has stop <= start, not "".
+func (ac *access) narrow(start, stop string) (string, string) {
+	if ac.full || ac.pattern == nil {
+		return start, stop
+	}
+	from, to := ac.pattern.Bounds()
+	start = max(start, from)
+	if to != "" && (stop == "" || to < stop) {
+		stop = to
+	}
+	if stop != "" && stop < start {
+		stop = start
+	}
+	return start, stop
+}
+
 // errUndecided is the message of a request's 503 when its access pattern
 // ran out of time on a key: the client may try again.
 const errUndecided = "the token's access pattern could not decide on the key in time; try again"

@@ -213,6 +213,7 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 	if end != "" {
 		stop = engine.KeyAfter(end)
 	}
+	start, stop = ac.narrow(start, stop)
 	records := []record{}
 	truncated := false
 	var rev int64

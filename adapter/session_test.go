@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
 )
 
@@ -62,4 +63,26 @@ func TestTokenBucket_TwoTakers(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, int64(100), took.Load())
+}
+
+// TestAccess_Narrow: a token's range reads only the keys its access
+// pattern's bounds allow, and all of those between its own bounds.
+func TestAccess_Narrow(t *testing.T) {
+	room := &access{pattern: pattern.MustParse("^room:1:")}
+	anywhere := &access{pattern: pattern.MustParse("/room/")}
+	for _, c := range []struct {
+		ac                    *access
+		start, stop, from, to string
+	}{
+		{&access{full: true}, "\x00", "", "\x00", ""},
+		{anywhere, "\x00", "z", "\x00", "z"},
+		{room, "\x00", "", "room:1:", "room:1;"},
+		{room, "room:1:b", "room:2", "room:1:b", "room:1;"},
+		{room, "a", "room:1:c", "room:1:", "room:1:c"},
+		{room, "z", "", "z", "z"}, // nothing
+		{room, "a", "b", "room:1:", "room:1:"},
+	} {
+		from, to := c.ac.narrow(c.start, c.stop)
+		require.Equal(t, [2]string{c.from, c.to}, [2]string{from, to}, "%q..%q", c.start, c.stop)
+	}
 }
