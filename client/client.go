@@ -63,11 +63,14 @@ type Options struct {
 	// ReadLimit is the largest message the client reads. Default 32 MiB.
 	ReadLimit int64
 
-	// PingInterval is how often the client pings the server. A
-	// connection whose ping is not answered within the interval is lost:
-	// its requests return ErrConnectionLost and its subscriptions
-	// connect again, where a flow that went silent (a hung server, a NAT
-	// or firewall that dropped it) would leave them waiting for ever.
+	// PingInterval: when nothing has come from the server for this
+	// long, the client pings it, and a connection from which nothing,
+	// not even the pong, comes within one more interval is lost: its
+	// requests return ErrConnectionLost and its subscriptions connect
+	// again, where a flow that went silent (a hung server, a NAT or
+	// firewall that dropped it) would leave them waiting for ever. Any
+	// message counts as an answer: a server may leave a ping over its
+	// request rate unanswered while it answers requests with 429.
 	// Default 15 s; negative, never.
 	PingInterval time.Duration
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -22,6 +23,7 @@ type conn struct {
 	ctx    context.Context // ends when the connection does
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the reader has ended
+	heard  atomic.Int64  // when the reader last read a message, unix ns
 
 	mu       sync.Mutex
 	err      error                   // guarded by mu; why the connection ended
@@ -222,6 +224,7 @@ func (cn *conn) read() {
 			cn.fail(err)
 			break
 		}
+		cn.heard.Store(time.Now().UnixNano())
 		m, err := decodeMessage(b)
 		if err == nil {
 			err = cn.dispatch(m)
@@ -246,24 +249,32 @@ func (cn *conn) read() {
 	cn.c.dropped(cn)
 }
 
-// ping pings the server every interval until the connection ends, and
-// ends it, lost, when a ping is not answered within the interval. The
-// reader reads the pongs.
+// ping pings the server when nothing came from it for an interval, until
+// the connection ends, and ends it, lost, when neither the pong nor any
+// message comes within the next. (A message is as good as a pong: a
+// server that refuses requests over its rate may leave a ping
+// unanswered too, while it answers the requests with 429.) The reader
+// reads the pongs.
 func (cn *conn) ping(every time.Duration) {
 	defer cn.c.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	quiet := func() bool { return time.Since(time.Unix(0, cn.heard.Load())) >= every }
+	cn.heard.Store(time.Now().UnixNano())
 	for {
 		select {
 		case <-cn.ctx.Done():
 			return
 		case <-t.C:
 		}
+		if !quiet() {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(cn.ctx, every)
 		err := cn.ws.Ping(ctx)
 		cancel()
-		if err != nil {
-			cn.fail(fmt.Errorf("no answer to a ping within %v: %w", every, err))
+		if err != nil && quiet() {
+			cn.fail(fmt.Errorf("nothing from the server, not even a pong, for %v: %w", every, err))
 			return
 		}
 	}

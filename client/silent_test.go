@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/client"
 	"github.com/stretchr/testify/require"
 )
@@ -127,4 +129,36 @@ func TestClient_SilentConnectionIsLost(t *testing.T) {
 	ev, err = sub.Next(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "2", ev.Value)
+}
+
+// TestClient_RateLimitedConnectionIsNotLost: a server that refuses
+// requests over its rate may leave the client's pings unanswered too (a
+// ping takes from the same rate), while it answers the requests with
+// 429: the client, hearing from it, keeps the connection.
+func TestClient_RateLimitedConnectionIsNotLost(t *testing.T) {
+	s := newServer(t, nil)
+	s.mu.Lock()
+	s.ao = adapter.Options{RequestRate: 20, RequestBurst: 1}
+	s.mu.Unlock()
+	s.restart()
+	ctx := ctxT(t)
+	c := s.dial(t, &client.Options{APIKey: apiKey, PingInterval: time.Second})
+	_, err := s.db.Set("k", "v", nil)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var lost atomic.Int64
+	end := time.Now().Add(3 * time.Second) // three intervals
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				if _, err := c.Get(ctx, "k"); errors.Is(err, client.ErrConnectionLost) {
+					lost.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, lost.Load(), "calls lost with their connection, which the server answered all along")
 }
