@@ -56,6 +56,8 @@ type conn struct {
 	nsubs    int  // subscriptions held or being made: counted against the caps
 	npats    int  // the patterns of those
 	closed   bool // run is ending: nothing new may start
+
+	failed atomic.Bool // fail has been called
 }
 
 // subscription is one of a connection's subscriptions, with its share of
@@ -658,10 +660,12 @@ func (c *conn) send(v any) bool {
 	return false
 }
 
-// slow closes the connection of a client that does not read.
+// slow closes the connection of a client that does not read. Every
+// sender that waited on it comes here: the connection counts once.
 func (c *conn) slow(reason string) {
-	c.a.stats.slowClosed.Add(1)
-	c.fail(websocket.StatusPolicyViolation, reason)
+	if c.fail(websocket.StatusPolicyViolation, reason) {
+		c.a.stats.slowClosed.Add(1)
+	}
 }
 
 // writeLoop writes queued messages until the connection ends.
@@ -705,8 +709,9 @@ func (c *conn) pingLoop() {
 			// The pong is read by the reader, which reads nothing while it
 			// waits for a request slot: the client then only seems dead.
 			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent {
-				c.a.stats.deadPeers.Add(1)
-				c.fail(websocket.StatusPolicyViolation, "no answer to ping")
+				if c.fail(websocket.StatusPolicyViolation, "no answer to ping") {
+					c.a.stats.deadPeers.Add(1)
+				}
 				return
 			}
 		}
@@ -714,9 +719,12 @@ func (c *conn) pingLoop() {
 }
 
 // fail closes the connection with a status and a reason; what runs on it
-// ends.
-func (c *conn) fail(code websocket.StatusCode, reason string) {
+// ends. It reports whether it was the first to fail the connection, so
+// that what is counted of why connections close counts each once.
+func (c *conn) fail(code websocket.StatusCode, reason string) bool {
+	first := c.failed.CompareAndSwap(false, true)
 	c.closeWith(func() { c.closeFast(code, reason) })
+	return first
 }
 
 // closeGrace is how long a close handshake may take before the connection

@@ -253,8 +253,9 @@ func (c *conn) heartbeatLoop() {
 			silentUntil = now.Add(every + grace)
 		}
 		if !now.Before(silentUntil) {
-			c.a.stats.deadPeers.Add(1)
-			c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client")
+			if c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client") {
+				c.a.stats.deadPeers.Add(1)
+			}
 			return
 		}
 		if !now.Before(next) {
