@@ -334,9 +334,9 @@ func serve(args []string) error {
 	clients.refused = m.Refused
 	mux.Handle("/kv/", http.StripPrefix("/kv", clients.limitConns(a)))
 	mountApps(mux, a, clients)
-	mountHealth(mux, db)
+	mountHealth(mux, st.ready)
 	mountBackup(mux, db, *key, logf)
-	monMux := ops.mountMetrics(mux, db, m)
+	monMux := ops.mountMetrics(mux, st.ready, m)
 	// A WebSocket is hijacked from the server, which clears these
 	// deadlines: they bound plain requests and the upgrade, not a
 	// connection once open (the adapter pings those).

@@ -84,6 +84,22 @@ func (s *store) local() *engine.DB {
 	return s.db
 }
 
+// ready reports whether the store takes writes, with its revision: its
+// database is open and its log works, and, in cluster mode, the node
+// knows a leader (one without refuses every write).
+func (s *store) ready() (int64, error) {
+	db := s.local()
+	if err := db.Err(); err != nil {
+		return 0, err
+	}
+	if s.node != nil {
+		if id, _ := s.node.Leader(); id == "" {
+			return 0, cluster.ErrNoLeader
+		}
+	}
+	return db.Revision(), nil
+}
+
 func (s *store) Close() error {
 	if s.node != nil {
 		return s.node.Close()

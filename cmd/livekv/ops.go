@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/metrics"
 )
 
@@ -89,34 +88,35 @@ func (o *opsFlags) listeners(addr string) (main, mon net.Listener, err error) {
 }
 
 // mountHealth serves GET /healthz, which answers while the process
-// serves, and GET /readyz, which answers 200 only while the database is
-// open and takes writes, 503 with the reason otherwise.
-func mountHealth(mux *http.ServeMux, db *engine.DB) {
+// serves, and GET /readyz, which answers 200 only while the store takes
+// writes (ready, with the revision), 503 with the reason otherwise.
+func mountHealth(mux *http.ServeMux, ready func() (rev int64, err error)) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if err := db.Err(); err != nil {
+		rev, err := ready()
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			json.NewEncoder(w).Encode(map[string]any{"ready": false, "error": err.Error()})
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]any{"ready": true, "revision": db.Revision()})
+		json.NewEncoder(w).Encode(map[string]any{"ready": true, "revision": rev})
 	})
 }
 
 // mountMetrics serves GET /metrics from m, on mux or, with
 // --metrics-addr, on mon's server, which it returns to be started.
-func (o *opsFlags) mountMetrics(mux *http.ServeMux, db *engine.DB, m *metrics.Collector) *http.ServeMux {
+func (o *opsFlags) mountMetrics(mux *http.ServeMux, ready func() (int64, error), m *metrics.Collector) *http.ServeMux {
 	if o.metricsAddr == "" {
 		mux.Handle("GET /metrics", m.Handler())
 		return nil
 	}
 	mon := http.NewServeMux()
 	mon.Handle("GET /metrics", m.Handler())
-	mountHealth(mon, db)
+	mountHealth(mon, ready)
 	return mon
 }
 
