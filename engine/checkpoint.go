@@ -42,7 +42,6 @@ func (db *DB) checkpoint() error {
 		return fmt.Errorf("engine: checkpoint: %w", err)
 	}
 	db.ckpt.at.Store(at)
-	db.ckpt.n.Add(1)
 	return nil
 }
 

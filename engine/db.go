@@ -91,6 +91,10 @@ type DB struct {
 		// it wrote or read: the replicator, which knows revisions only,
 		// may have seen another commit at the same revision succeed.
 		lost []int64
+		// feed is added to the broker's counters in Stats: what the
+		// brokers a Restore replaced counted, less what Open's replay
+		// published, so that the counters only grow, from zero at Open.
+		feed feedCounts
 	}
 	// vals holds the bytes of keys and values, for the DB's life.
 	vals    *arena
@@ -107,7 +111,6 @@ type DB struct {
 		mu      sync.Mutex   // one checkpoint at a time
 		running atomic.Bool  // a background checkpoint is under way
 		at      atomic.Int64 // the log's Written() when the last one began
-		n       atomic.Int64 // checkpoints written
 	}
 	// bg tracks background work that Close waits for; mu orders starting
 	// it against Close.
@@ -172,6 +175,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db.log = l
 	}
 	db.historyNext(db.rev + 1)
+	// The counters start from zero: what the replay counted, applying
+	// and publishing the log again, is not this DB's work.
+	db.stats.writes.Store(0)
+	db.stats.commits.Store(0)
+	db.pub.feed = counted(pubsub.Stats{}, db.broker.Stats())
 	db.bg.closed = false // no other goroutine has db yet
 	// Heads set while the log replayed wait for the first visit at rest.
 	db.rest.after = headsRestAfter
@@ -265,6 +273,7 @@ type Stats struct {
 
 type counters struct {
 	writes, commits, rollbacks, scans, expired, views atomic.Int64
+	gets                                              atomic.Int64 // in transactions; the index counts the others
 }
 
 // LatencyHistogram counts events by how long they took: Counts[i] those
@@ -284,17 +293,17 @@ func (db *DB) Stats() Stats {
 		ls = db.log.Stats()
 	}
 	db.pub.mu.Lock()
-	broker := db.broker
+	broker, feed := db.broker, db.pub.feed
 	db.pub.mu.Unlock()
 	return Stats{
 		LogBytes:    ls.Bytes,
-		Checkpoints: db.ckpt.n.Load(),
+		Checkpoints: ls.Snapshots,
 		Syncs:       ls.Syncs,
 		SyncLatency: LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: ls.SyncLatency.Counts[:], Sum: ls.SyncLatency.Sum},
 
 		Keys:       db.keys.Load(),
 		Revision:   db.committed.Load(),
-		Gets:       db.index.gets(),
+		Gets:       db.index.gets() + db.stats.gets.Load(),
 		Writes:     db.stats.writes.Load(),
 		Commits:    db.stats.commits.Load(),
 		Rollbacks:  db.stats.rollbacks.Load(),
@@ -303,8 +312,34 @@ func (db *DB) Stats() Stats {
 		Snapshots:  db.readers.n.Load(),
 		ReadOnlyTx: db.stats.views.Load(),
 
-		Subscriptions: broker.Stats(),
+		Subscriptions: feed.add(broker.Stats()),
 	}
+}
+
+// feedCounts are counters of the change feed (pubsub.Stats's).
+type feedCounts struct {
+	published, delivered, compacted, timedOut int64
+}
+
+func (f feedCounts) add(st pubsub.Stats) pubsub.Stats {
+	st.Published += f.published
+	st.Delivered += f.delivered
+	st.Compacted += f.compacted
+	st.TimedOut += f.timedOut
+	return st
+}
+
+// counted returns the counters of st, less those of since.
+func counted(st, since pubsub.Stats) feedCounts {
+	return feedCounts{st.Published - since.Published, st.Delivered - since.Delivered, st.Compacted - since.Compacted, st.TimedOut - since.TimedOut}
+}
+
+// plus adds g to f.
+func (f *feedCounts) plus(g feedCounts) {
+	f.published += g.published
+	f.delivered += g.delivered
+	f.compacted += g.compacted
+	f.timedOut += g.timedOut
 }
 
 // expiry turns SetOptions into an expiry time in unix nanoseconds.

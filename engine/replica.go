@@ -293,12 +293,19 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.pub.target = rev
 	db.committed.Store(rev)
 	old := db.broker
+	// The new broker counts from zero: the old one's counts carry on.
+	oldStats := old.Stats()
+	db.pub.feed.plus(counted(oldStats, pubsub.Stats{}))
 	db.broker = pubsub.NewBroker(rev, &pubsub.Options{HistoryEvents: db.opts.HistoryEvents, HistoryBytes: db.opts.HistoryBytes})
 	db.restored = rev
 	db.pub.mu.Unlock()
 	db.revWaiters.wake()
 	db.wmu.Unlock()
 	old.CloseWith(&pubsub.CompactedError{Revision: before, Oldest: rev + 1})
+	// And what it counted as it closed, the subscriptions it ended.
+	db.pub.mu.Lock()
+	db.pub.feed.plus(counted(old.Stats(), oldStats))
+	db.pub.mu.Unlock()
 	return nil
 }
 

@@ -37,6 +37,10 @@ type Tx struct {
 
 	// loops are the Range loops of a write transaction still running.
 	loops []*txLoop
+
+	// nwrites and gets count the transaction's writes and point reads,
+	// added to the DB's counters when it ends: writes only if it commits.
+	nwrites, gets int64
 }
 
 // txLoop is a Range loop of a write transaction: it shows every key as it
@@ -134,6 +138,7 @@ func (tx *Tx) Get(key string) (Item, error) {
 	if err := tx.check(false); err != nil {
 		return Item{}, err
 	}
+	tx.gets++
 	if err := tx.db.checkKey(key); err != nil {
 		return Item{}, err
 	}
@@ -208,7 +213,7 @@ func (tx *Tx) write(key string, e *entry, cur shown, v *version) {
 		tx.db.index.put(e)
 		tx.db.order.add(e)
 	}
-	tx.db.stats.writes.Add(1)
+	tx.nwrites++
 }
 
 // Set stores value under key, replacing any value it had. Without a TTL the

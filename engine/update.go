@@ -60,6 +60,7 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	} else {
 		rev, err = tx.commit()
 	}
+	db.stats.gets.Add(tx.gets)
 	read := tx.read
 	epoch := len(db.pub.lost) // changes only under wmu
 	locked = false
@@ -104,6 +105,7 @@ func (db *DB) beginAt(tx *Tx, now int64) {
 	tx.writes = tx.writes[:0]
 	tx.read = 0
 	tx.applied = false
+	tx.nwrites, tx.gets = 0, 0
 	db.bury()
 }
 
@@ -186,6 +188,7 @@ func (tx *Tx) commit() (int64, error) {
 	tx.writes = tx.writes[:0]
 	db.rev = tx.rev
 	db.stats.commits.Add(1)
+	db.stats.writes.Add(tx.nwrites)
 
 	db.pub.mu.Lock()
 	db.pub.queue = append(db.pub.queue, c)
@@ -499,6 +502,7 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 		if tx.probe != nil {
 			s.t.tab.unprobe(tx.probe)
 		}
+		db.stats.gets.Add(tx.gets)
 	}()
 	return fn(tx)
 }
