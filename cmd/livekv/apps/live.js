@@ -1,7 +1,8 @@
 // live.js: a small client for livekv's HPKV-compatible WebSocket API, used
 // by the todo and chat pages. It gets a scoped token from the server,
 // keeps the connection open, reconnects with backoff, and resumes from the
-// last revision it has seen, so that no change is missed while offline.
+// last revision it has seen (that revision's changes included, in case
+// the drop cut a transaction), so that no change is missed while offline.
 //
 // Writes go through an Outbox: each is kept in the page and in
 // localStorage until the server has answered it, so that nothing typed is
@@ -18,10 +19,20 @@ export class Live {
   constructor({ app, onStatus, onChange, onReload, onOpen, timeout = 10000 }) {
     this.app = app;
     this.timeout = timeout;
-    this.onStatus = onStatus || (() => {});
-    this.onChange = onChange || (() => {});
-    this.onReload = onReload || (() => {});
-    this.onOpen = onOpen || (() => {});
+    // The page's callbacks may throw (on a stored value it cannot read,
+    // say): that must not stop the connection's own work, such as
+    // reconnecting, so each runs guarded.
+    const guard = (f) => (...args) => {
+      try {
+        return f(...args);
+      } catch (err) {
+        console.error('live.js: a callback failed', err);
+      }
+    };
+    this.onStatus = guard(onStatus || (() => {}));
+    this.onChange = guard(onChange || (() => {}));
+    this.onReload = guard(onReload || (() => {}));
+    this.onOpen = guard(onOpen || (() => {}));
     this.rev = 0; // newest revision applied
     this.heard = 0; // messages received
     this.nextId = 0;
@@ -48,7 +59,11 @@ export class Live {
     }
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     let url = `${proto}://${location.host}/kv/ws?token=${encodeURIComponent(token)}`;
-    if (this.rev > 0) url += `&fromRevision=${this.rev}`;
+    // From the revision before the newest seen: a connection cut in the
+    // middle of a transaction's notifications, which all carry one
+    // revision, gets the whole transaction again (applying one twice
+    // changes nothing).
+    if (this.rev > 0) url += `&fromRevision=${this.rev - 1}`;
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
@@ -129,7 +144,9 @@ export class Live {
   }
 
   deliver(note) {
-    if (note.revision <= this.rev) return; // already reflected
+    // Below the newest revision seen: already reflected. At it: another
+    // key of the same transaction, or one sent again on a resume.
+    if (note.revision < this.rev) return;
     this.rev = note.revision;
     this.onChange(note.key, note.value, note.revision);
   }
