@@ -61,15 +61,7 @@ func TestStats_ZeroAfterReopen(t *testing.T) {
 // change feed's counters carry on from the old one's, and count the
 // subscription the restore ended.
 func TestStats_FeedCountersAcrossRestore(t *testing.T) {
-	src, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer src.Close()
-	_, err = src.Set("x", "1", nil)
-	require.NoError(t, err)
-	var snap bytes.Buffer
-	_, err = src.Backup(&snap)
-	require.NoError(t, err)
-
+	snap := oneKeyBackup(t)
 	db, ctl, err := engine.OpenReplica(&engine.Options{Replicator: refuse{}})
 	require.NoError(t, err)
 	defer db.Close()
@@ -81,7 +73,7 @@ func TestStats_FeedCountersAcrossRestore(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return db.Stats().Subscriptions.Delivered == 5 }, 5*time.Second, time.Millisecond)
 	before := db.Stats()
-	require.NoError(t, ctl.Restore(&snap))
+	require.NoError(t, ctl.Restore(bytes.NewReader(snap)))
 	after := db.Stats()
 	t.Logf("published %d -> %d, delivered %d -> %d, compacted %d -> %d, commits %d -> %d",
 		before.Subscriptions.Published, after.Subscriptions.Published,
@@ -137,14 +129,7 @@ func TestStats_CheckpointsWritten(t *testing.T) {
 // TestStats_DuringRestore: Stats while a replica applies and restores;
 // under -race it fails if they race.
 func TestStats_DuringRestore(t *testing.T) {
-	src, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer src.Close()
-	_, err = src.Set("x", "1", nil)
-	require.NoError(t, err)
-	var snap bytes.Buffer
-	_, err = src.Backup(&snap)
-	require.NoError(t, err)
+	snap := oneKeyBackup(t)
 	db, ctl, err := engine.OpenReplica(&engine.Options{Replicator: refuse{}})
 	require.NoError(t, err)
 	defer db.Close()
@@ -155,7 +140,7 @@ func TestStats_DuringRestore(t *testing.T) {
 			rev := db.Revision() + 1
 			ctl.ApplyCommitted(&wal.Tx{Revision: rev, Writes: []wal.Write{{Key: "k", Value: "v", Kind: wal.KindPut, Created: true}}})
 			if rev%20 == 0 {
-				require.NoError(t, ctl.Restore(bytes.NewReader(snap.Bytes())))
+				require.NoError(t, ctl.Restore(bytes.NewReader(snap)))
 			}
 		}
 	}()
@@ -167,4 +152,18 @@ func TestStats_DuringRestore(t *testing.T) {
 			db.Stats()
 		}
 	}
+}
+
+// oneKeyBackup is the backup of a database of one key.
+func oneKeyBackup(t *testing.T) []byte {
+	t.Helper()
+	src, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer src.Close()
+	_, err = src.Set("x", "1", nil)
+	require.NoError(t, err)
+	var snap bytes.Buffer
+	_, err = src.Backup(&snap)
+	require.NoError(t, err)
+	return snap.Bytes()
 }
