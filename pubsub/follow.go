@@ -109,6 +109,9 @@ func (s *Subscription) handBack(next Position) bool {
 	if l.cursor.Load() >= next.Revision || l.handing >= next.Revision {
 		return false // the lane has handed that batch out, or is handing it out
 	}
+	// No goroutine of its own feeds it from here on: counted so before
+	// it shows as in step, so that Stats never has it both.
+	l.unfollow(s)
 	s.mu.Lock()
 	if !s.ended {
 		// From the lane's next batch on, it sends to s again.
@@ -117,7 +120,6 @@ func (s *Subscription) handBack(next Position) bool {
 		s.sent = later(s.sent, next)
 	}
 	s.mu.Unlock()
-	l.unfollow(s)
 	return true
 }
 
