@@ -663,9 +663,7 @@ func (c *conn) send(v any) bool {
 // slow closes the connection of a client that does not read. Every
 // sender that waited on it comes here: the connection counts once.
 func (c *conn) slow(reason string) {
-	if c.fail(websocket.StatusPolicyViolation, reason) {
-		c.a.stats.slowClosed.Add(1)
-	}
+	c.failCounting(&c.a.stats.slowClosed, websocket.StatusPolicyViolation, reason)
 }
 
 // writeLoop writes queued messages until the connection ends.
@@ -709,9 +707,7 @@ func (c *conn) pingLoop() {
 			// The pong is read by the reader, which reads nothing while it
 			// waits for a request slot: the client then only seems dead.
 			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent {
-				if c.fail(websocket.StatusPolicyViolation, "no answer to ping") {
-					c.a.stats.deadPeers.Add(1)
-				}
+				c.failCounting(&c.a.stats.deadPeers, websocket.StatusPolicyViolation, "no answer to ping")
 				return
 			}
 		}
@@ -719,12 +715,19 @@ func (c *conn) pingLoop() {
 }
 
 // fail closes the connection with a status and a reason; what runs on it
-// ends. It reports whether it was the first to fail the connection, so
-// that what is counted of why connections close counts each once.
-func (c *conn) fail(code websocket.StatusCode, reason string) bool {
-	first := c.failed.CompareAndSwap(false, true)
+// ends.
+func (c *conn) fail(code websocket.StatusCode, reason string) {
+	c.failCounting(nil, code, reason)
+}
+
+// failCounting is fail that, if it is the first to fail the connection,
+// first adds one to n: what is counted of why connections close counts
+// each once, and before the client can see the close.
+func (c *conn) failCounting(n *atomic.Int64, code websocket.StatusCode, reason string) {
+	if c.failed.CompareAndSwap(false, true) && n != nil {
+		n.Add(1)
+	}
 	c.closeWith(func() { c.closeFast(code, reason) })
-	return first
 }
 
 // closeGrace is how long a close handshake may take before the connection

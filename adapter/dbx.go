@@ -253,9 +253,7 @@ func (c *conn) heartbeatLoop() {
 			silentUntil = now.Add(every + grace)
 		}
 		if !now.Before(silentUntil) {
-			if c.fail(websocket.StatusPolicyViolation, "no heartbeat from the client") {
-				c.a.stats.deadPeers.Add(1)
-			}
+			c.failCounting(&c.a.stats.deadPeers, websocket.StatusPolicyViolation, "no heartbeat from the client")
 			return
 		}
 		if !now.Before(next) {
