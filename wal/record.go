@@ -211,7 +211,7 @@ func eachRecord(f vfs.Reader, from, to int64, maxRecord int, fn func(off int64, 
 		}
 		_, payload, _, err := decodeRecord(rec, maxRecord)
 		if errors.Is(err, errTooLarge) {
-			if err := overLimit(f, off, to, maxRecord); err != nil {
+			if err := rr.overLimit(rec, off, maxRecord, typeTx); err != nil {
 				return n, err
 			}
 		}
@@ -242,37 +242,13 @@ func (e *RecordOverLimitError) Error() string {
 	return fmt.Sprintf("wal: a whole record of %d bytes at offset %d, over this reader's limit of %d: written with a larger limit", e.Length, e.Offset, e.Limit)
 }
 
-// overLimit returns a *RecordOverLimitError if the record at offset off
-// of the segment f, whose length is over max, is a transaction record
-// that ends by offset to with a good checksum; nil if it is not, which
-// makes it damage. It reads the record in pieces, never whole. An error
-// reading f is returned as it is.
-func overLimit(f vfs.Reader, off, to int64, max int) error {
-	var hdr [recordHeaderSize]byte
-	if err := readFullAt(f, hdr[:], off); err != nil {
-		return err
-	}
-	length := int64(binary.LittleEndian.Uint32(hdr[0:4]))
-	if hdr[8] != typeTx || off+recordHeaderSize+length > to {
-		return nil
-	}
-	h := crc32.New(castagnoli)
-	h.Write(hdr[8:])
-	if _, err := io.Copy(h, io.NewSectionReader(f, off+recordHeaderSize, length)); err != nil {
-		return err
-	}
-	if h.Sum32() != binary.LittleEndian.Uint32(hdr[4:8]) {
-		return nil
-	}
-	return &RecordOverLimitError{Offset: off, Length: length, Limit: max}
-}
-
-// overLimit is overLimit for a stream: hdr is the header of the record
-// at offset off, whose length is over max, which next read alone. It
-// reads the record's payload from the stream, never whole, and returns a
-// *RecordOverLimitError if the record is whole, of one of the types
-// given, with a good checksum; else nil, which makes it damage. An error
-// reading the stream, but its end, is returned as it is.
+// overLimit tells a record over the limit that a larger limit wrote from
+// damage: hdr is the header of the record at offset off, whose length is
+// over max, which next read alone. It reads the record's payload from the
+// stream, never whole, and returns a *RecordOverLimitError if the record
+// is whole, of one of the types given, with a good checksum; else nil,
+// which makes it damage. An error reading the stream, but its end, is
+// returned as it is.
 func (sr *recordReader) overLimit(hdr []byte, off int64, max int, types ...byte) error {
 	length := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 	crc := binary.LittleEndian.Uint32(hdr[4:8])
