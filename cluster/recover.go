@@ -82,18 +82,8 @@ func Recover(dir string, opts *Options, peers []Peer) error {
 	if boltErr != nil && walErr != nil {
 		return fmt.Errorf("%w: %s holds neither %s nor %s", ErrNoRaftState, dir, raftDBFile, walDir)
 	}
-	// Opening a BoltDB file that a running node holds would wait for it
-	// forever. (A directory of the other store is refused by
-	// openLogStore.)
-	lockPath := boltPath
-	if o.LogStore == LogStoreWAL {
-		lockPath = filepath.Join(walPath, walMetaFile)
-	}
-	if _, err := os.Stat(lockPath); err == nil {
-		if err := notLocked(lockPath); err != nil {
-			return err
-		}
-	}
+	// openLogStore refuses a store that a running node holds
+	// (ErrNodeRunning), and a directory of the other store.
 	return recoverDir(dir, &o, peers)
 }
 
