@@ -60,7 +60,9 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	} else {
 		rev, err = tx.commit()
 	}
-	db.stats.gets.Add(tx.gets)
+	if tx.gets > 0 { // most writes read nothing: no shared counter to touch
+		db.stats.gets.Add(tx.gets)
+	}
 	read := tx.read
 	epoch := len(db.pub.lost) // changes only under wmu
 	locked = false
@@ -502,7 +504,9 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 		if tx.probe != nil {
 			s.t.tab.unprobe(tx.probe)
 		}
-		db.stats.gets.Add(tx.gets)
+		if tx.gets > 0 {
+			db.stats.gets.Add(tx.gets)
+		}
 	}()
 	return fn(tx)
 }
