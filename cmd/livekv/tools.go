@@ -199,10 +199,7 @@ func dump(args []string) error {
 		fmt.Fprintf(os.Stderr, "livekv dump: salvaged %s up to revision %d\n", dir, db.Revision())
 	} else {
 		if db, err = openFolderWith(dir, &lim); err != nil {
-			if errors.Is(err, engine.ErrCorrupt) {
-				err = fmt.Errorf("%w\n(livekv dump --salvage writes what is readable before the damage)", err)
-			}
-			return openHint(err, "dump")
+			return openHint(err, "dump") // names --salvage for damage
 		}
 		defer db.Close()
 	}
