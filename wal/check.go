@@ -28,9 +28,9 @@ type Report struct {
 // refuse, a damaged last record, a gap between revisions and a log
 // without a snapshot that starts after revision 1 included, is returned
 // as an error that errors.Is(err, ErrCorrupt) recognises and that names
-// the segment and the offset; a torn tail, which Open truncates, and damage in segments
-// kept only for the history, which Open drops, are only reported. The
-// directory must not be open: Check takes its lock.
+// the segment and the offset; a torn tail, which Open truncates, and
+// damage in segments kept only for the history, which Open drops, are only
+// reported. The directory must not be open: Check takes its lock.
 func Check(dir string, opts *Options) (Report, error) {
 	l := &Log{opts: opts.withDefaults(), dir: dir}
 	fsys := l.opts.FS
