@@ -62,16 +62,40 @@ func TestSubscribe_HostileRegexes(t *testing.T) {
 
 // TestSubscribe_WhileHostileMatching: Subscribe, which takes the writer
 // lock for a moment, never waits for matching, so writers do not either.
+// Waiting would cost one of them the 64 subscriptions' matching of the
+// hostile key, at least 64 tries of the regex's 10 ms. A stall of the
+// whole machine (a shared 2-core one, running other packages' tests under
+// -race) can make one call slow for other reasons, once: the bound must
+// hold in one of two runs, each on a database of its own, which waiting
+// on the matching fails every time.
 func TestSubscribe_WhileHostileMatching(t *testing.T) {
-	db := open(t, nil)
+	const bound = 100 * time.Millisecond
+	var slowestSub, slowestSet time.Duration
+	for try := 1; try <= 2; try++ {
+		slowestSub, slowestSet = subscribeWhileHostileMatching(t)
+		t.Logf("run %d: slowest Subscribe %v, slowest Set %v", try, slowestSub, slowestSet)
+		if slowestSub < bound && slowestSet < bound {
+			return
+		}
+	}
+	require.Less(t, slowestSub, bound, "the slowest Subscribe")
+	require.Less(t, slowestSet, bound, "the slowest Set while others subscribe")
+}
+
+// subscribeWhileHostileMatching opens a database with 64 subscriptions
+// chewing on a hostile key, then subscribes and writes meanwhile, and
+// returns the slowest Subscribe and the slowest Set.
+func subscribeWhileHostileMatching(t *testing.T) (slowestSub, slowestSet time.Duration) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }() // its matching stops before the next run
 	for i := 0; i < 64; i++ {
 		_, err := db.Subscribe([]string{hostileRegex}, nil)
 		require.NoError(t, err)
 	}
-	_, err := db.Set(hostileKey, "v", nil) // the hostile subscriptions chew on this
+	_, err = db.Set(hostileKey, "v", nil) // the hostile subscriptions chew on this
 	require.NoError(t, err)
 	var wg sync.WaitGroup
-	var slowestSub time.Duration
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -87,7 +111,6 @@ func TestSubscribe_WhileHostileMatching(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	var slowestSet time.Duration
 	for i := 0; i < 200; i++ {
 		start := time.Now()
 		_, err := db.Set(fmt.Sprintf("x:%d", i), "v", nil)
@@ -96,9 +119,7 @@ func TestSubscribe_WhileHostileMatching(t *testing.T) {
 		time.Sleep(500 * time.Microsecond)
 	}
 	wg.Wait()
-	t.Logf("slowest Subscribe %v, slowest Set %v", slowestSub, slowestSet)
-	require.Less(t, slowestSub, 100*time.Millisecond, "the slowest Subscribe")
-	require.Less(t, slowestSet, 100*time.Millisecond, "the slowest Set while others subscribe")
+	return slowestSub, slowestSet
 }
 
 // TestSubscribe_InitialUndecided: an initial item that a regex cannot
