@@ -184,7 +184,7 @@ func linearizableAcrossFailover(t *testing.T, store LogStore, lease bool, level 
 	}
 	require.NotZero(t, gets, "no read at %v observed anything", level)
 
-	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, kvmodel.CheckBudget)
 	if res != porcupine.Ok {
 		for i, p := range info.PartialLinearizations() {
 			t.Logf("partition %d: longest linearizable prefixes %v", i, p)

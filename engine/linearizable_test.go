@@ -40,7 +40,7 @@ func TestDB_Linearizable(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				history := runClients(t, seed, disk)
-				res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, time.Minute)
+				res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, kvmodel.CheckBudget)
 				if res != porcupine.Ok {
 					t.Logf("seed %d: %d operations", seed, len(history))
 					explain(t, name, info)

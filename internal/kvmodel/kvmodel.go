@@ -10,9 +10,19 @@ package kvmodel
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
+
+// CheckBudget is how long a check may search before it gives up with
+// porcupine.Unknown, which proves nothing either way. A history with
+// many concurrent uncertain writes (a failover's) once used up a
+// minute's budget, on a 2-core machine busy with other tests; another
+// run of the same seed alone decided in 2.3 s. The search returns as
+// soon as it decides, so a larger budget costs nothing when it is not
+// needed; it stays well inside go test's 10 minutes a package.
+const CheckBudget = 3 * time.Minute
 
 // Input is one call: Op is get (or txget, a Get inside a transaction),
 // set, cas, patch, incr or del.
