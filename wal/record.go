@@ -280,17 +280,6 @@ type badRecord struct {
 func (e *badRecord) Error() string { return e.err.Error() }
 func (e *badRecord) Unwrap() error { return e.err }
 
-// findRecord returns the offset of the first position in b where a whole
-// valid record starts, or -1.
-func findRecord(b []byte, max int) int {
-	for i := 0; i+recordHeaderSize <= len(b); i++ {
-		if _, _, _, err := decodeRecord(b[i:], max); err == nil {
-			return i
-		}
-	}
-	return -1
-}
-
 // recordReader reads a stream of records (a snapshot, or a segment)
 // record by record (next): in place in its buffered reader r, or,
 // for a record larger than r's buffer, into buf.
