@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/client"
 	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
 )
@@ -541,8 +544,43 @@ func loadBatches(update func(func(tx *engine.Tx) error) (int64, error), keys []s
 // the Stale and Linearizable levels, and from a second cluster's leader
 // and follower at the Linearizable level with lease reads, in turn
 // within every run.
-func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err error) {
+func runReplicatedReads(cfg config, progress func(string)) ([]Result, error) {
+	return replicatedReads(cfg, progress, "replicated-reads", false)
+}
+
+// runReplicatedReadsWS is runReplicatedReads over WebSocket: each node
+// serves the adapter on loopback, and each goroutine is a Go client of
+// its own, with its connection's read level (the single node's: the
+// default, session).
+func runReplicatedReadsWS(cfg config, progress func(string)) ([]Result, error) {
+	return replicatedReads(cfg, progress, "replicated-reads-ws", true)
+}
+
+// replicatedReads runs the reads of workload, in process or, if wire,
+// through the adapter and the Go client.
+func replicatedReads(cfg config, progress func(string), workload string, wire bool) (_ []Result, err error) {
 	keys := shuffled(min(cfg.keys, readKeys), 1)
+	// urls holds, in a run over the wire, the adapter's URL for each
+	// store read: the single node's database and each node of a cluster.
+	urls := map[any]string{}
+	var defers []func() error
+	defer func() {
+		for i := len(defers) - 1; i >= 0; i-- {
+			err = errors.Join(err, defers[i]())
+		}
+	}()
+	serve := func(key any, st adapter.Store) error {
+		if !wire {
+			return nil
+		}
+		u, stop, err := serveReads(st)
+		if err != nil {
+			return err
+		}
+		urls[key] = u
+		defers = append(defers, stop)
+		return nil
+	}
 	progress("loading one node")
 	kv, done, err := openFresh(peers[0], true)
 	if err != nil {
@@ -555,6 +593,9 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 	}
 	db := lkv.db // loaded a thousand keys to a transaction, as the cluster
 	if err := loadBatches(db.Update, keys); err != nil {
+		return nil, err
+	}
+	if err := serve(db, db); err != nil {
 		return nil, err
 	}
 	// A reader reads through one role's node of a cluster (nil for the
@@ -582,6 +623,11 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 		if err := loadBatches(c.nodes[l].Update, keys); err != nil {
 			return nil, err
 		}
+		for _, n := range c.nodes {
+			if err := serve(n, n.With()); err != nil {
+				return nil, err
+			}
+		}
 		for _, at := range []struct {
 			lead  bool
 			where string
@@ -607,6 +653,7 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 		get := func(k string) error { _, err := db.Get(k); return err }
 		var lead *cluster.Node
 		var term uint64
+		var at any = db // the store read, for its URL
 		if rd.c != nil {
 			l, _, err := rd.c.settled()
 			if err != nil {
@@ -619,9 +666,36 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 				n = rd.c.nodes[rd.c.follower(l)]
 			}
 			get = func(k string) error { _, err := n.Get(k, rd.level); return err }
+			at = n
+		}
+		// Over the wire, each goroutine dials a client of its own before
+		// the clock starts; they are closed after the case.
+		var clients []*client.Client
+		defer func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		}()
+		gets := make([]func(string) error, g)
+		for w := range gets {
+			gets[w] = get
+			if !wire {
+				continue
+			}
+			u := urls[at]
+			if rd.c != nil {
+				u += "?consistency=" + levelNames[rd.level]
+			}
+			c, err := client.Dial(context.Background(), u, &client.Options{APIKey: "bench"})
+			if err != nil {
+				return driven{}, err
+			}
+			clients = append(clients, c)
+			gets[w] = func(k string) error { _, err := c.Get(context.Background(), k); return err }
 		}
 		d, err := drive(g, cfg.readsIn, false, func(w int) func(int) error {
 			rnd := rand.New(rand.NewPCG(uint64(w), 7))
+			get := gets[w]
 			return func(i int) error {
 				if i%readYield == readYield-1 {
 					runtime.Gosched()
@@ -634,7 +708,7 @@ func runReplicatedReads(cfg config, progress func(string)) (_ []Result, err erro
 		}
 		return d, err
 	}
-	s := newSeries("replicated-reads", "reads/s", true)
+	s := newSeries(workload, "reads/s", true)
 	for r := 0; r < cfg.runs; r++ {
 		for _, g := range []int{1, 8, 64} {
 			for _, rd := range readers {
@@ -743,4 +817,23 @@ func runTransfer(cfg config, progress func(string)) ([]Result, error) {
 			defer cancel()
 			return c.nodes[l].TransferLeadership(ctx, "")
 		}, nil)
+}
+
+// levelNames are the adapter's names of the read levels the reads
+// workloads use.
+var levelNames = map[cluster.Consistency]string{cluster.Stale: "stale", cluster.Linearizable: "linearizable"}
+
+// serveReads serves the adapter over st on loopback, with no limit on a
+// connection's request rate, and returns its URL and what stops it.
+func serveReads(st adapter.Store) (url string, stop func() error, err error) {
+	a, err := adapter.New(st, &adapter.Options{APIKeys: []string{"bench"}, RequestRate: 1e12, RequestBurst: 1 << 30})
+	if err != nil {
+		return "", nil, err
+	}
+	srv := httptest.NewServer(a)
+	return srv.URL, func() error {
+		err := a.Shutdown(context.Background())
+		srv.Close()
+		return err
+	}, nil
 }

@@ -224,6 +224,7 @@ func checkClusterRows(t *testing.T, rep Report) {
 		for _, eng := range []string{"livekv", "stale, leader", "linearizable, leader", "stale, follower", "linearizable, follower",
 			"linearizable (lease), leader", "linearizable (lease), follower"} {
 			has("replicated-reads", fmt.Sprintf("goroutines=%d", g), eng)
+			has("replicated-reads-ws", fmt.Sprintf("goroutines=%d", g), eng)
 		}
 	}
 }

@@ -131,6 +131,7 @@ var workloads = []workload{
 	{"replicated", "durable writes with 1, 8 and 64 writers: one livekv node, and a 3-node cluster through its leader and through a follower, in turn", false, runReplicated},
 	{"replicated-latency", "the latency of those writes, p50 and p99 of every write of a run", false, runReplicatedLatency},
 	{"replicated-reads", "random gets of 100,000 keys (fewer in a quick run): one livekv node, and the cluster's leader and a follower at the Stale and Linearizable levels, then those of a cluster with lease reads (cluster.Options.LeaseReads) at the Linearizable level, in turn", false, runReplicatedReads},
+	{"replicated-reads-ws", "replicated-reads over WebSocket on loopback: each node serves the adapter, each goroutine is a Go client with a connection of its own, at its connection's read level", false, runReplicatedReadsWS},
 	{"failover", "a 3-node cluster's leader closed abruptly, to the first write acknowledged through a survivor, per store and timing profile: the p50 row's median is over every round (50; 2 in a quick run), its min and max the fastest and slowest; the slowest row is that slowest round", false, runFailover},
 	{"transfer", "a 3-node cluster's leader hands leadership on (TransferLeadership), to the first write acknowledged through another node, as failover measures it", false, runTransfer},
 }

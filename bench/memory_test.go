@@ -66,7 +66,7 @@ func TestNeedsGuard(t *testing.T) {
 		{big, []string{"memory", "recovery"}, true},
 		{big, []string{"replicated", "get"}, true},
 		{big, []string{"insert"}, true},
-		{big, []string{"replicated", "replicated-reads", "failover", "transfer"}, false},
+		{big, []string{"replicated", "replicated-reads", "replicated-reads-ws", "failover", "transfer"}, false},
 		{big, []string{"durable", "patterns", "delivery", "notify"}, false},
 		{big, []string{"increment"}, true}, // its list of keys
 		{fullConfig, []string{"memory", "recovery"}, false},
