@@ -53,6 +53,14 @@ type DB struct {
 
 	// committed is the newest revision readers may see.
 	committed atomic.Int64
+	// restoring is odd while Replica.Restore replaces the state, which
+	// it does in place, key by key. Readers that do not hold wmu (Get,
+	// and the snapshots of Range, View, Backup and checkpoints) read
+	// only while it is even, and read again if it moved meanwhile
+	// (readGate), so that they see the old state or the new one whole.
+	// Restore holds restoreWait meanwhile, for them to wait on.
+	restoring   atomic.Uint64
+	restoreWait sync.RWMutex
 	// revWaiters wakes WaitRevision when committed moves.
 	revWaiters revWaiters
 

@@ -10,19 +10,43 @@ func (db *DB) Get(key string) (Item, error) {
 	if err := db.checkKey(key); err != nil {
 		return Item{}, err
 	}
-	s, e := db.index.read(key)
-	if e == nil {
+	for {
+		g := db.readGate()
+		s, e := db.index.read(key)
+		if e == nil {
+			s.mu.RUnlock()
+			if db.restoring.Load() != g {
+				continue // a Restore began: read its state
+			}
+			return Item{}, ErrNotFound
+		}
+		var v shown
+		e.vis.load(&v, db.entries.tab)
+		k := db.entries.tab.key(e)
 		s.mu.RUnlock()
-		return Item{}, ErrNotFound
+		if db.restoring.Load() != g {
+			continue
+		}
+		if !v.live(db.now()) {
+			return Item{}, ErrNotFound
+		}
+		return v.item(k), nil
 	}
-	var v shown
-	e.vis.load(&v, db.entries.tab)
-	k := db.entries.tab.key(e)
-	s.mu.RUnlock()
-	if !v.live(db.now()) {
-		return Item{}, ErrNotFound
+}
+
+// readGate returns the count of Restores begun (DB.restoring) once no
+// Restore is under way, waiting for one that is to end. A reader that
+// reads the state without the writer lock reads it between readGate and
+// a second look at the count, and reads again if the count moved.
+func (db *DB) readGate() uint64 {
+	for {
+		g := db.restoring.Load()
+		if g&1 == 0 {
+			return g
+		}
+		db.restoreWait.RLock() // held by the Restore until it ends
+		db.restoreWait.RUnlock()
 	}
-	return v.item(k), nil
 }
 
 // Set stores value under key; see Tx.Set.

@@ -234,9 +234,10 @@ func (r *Replica) WriteSnapshot(w io.Writer) (rev int64, err error) {
 // error, a damaged stream (wal.ErrCorrupt) included, the state is as it
 // was. Subscriptions end with a *pubsub.CompactedError (ErrCompacted),
 // since the history they follow is gone; the history starts again after
-// the snapshot's revision. Views open meanwhile go on reading the old
-// state; a Get or a Range that runs during the swap may see a key of
-// neither state.
+// the snapshot's revision. Views and ranges begun before go on reading
+// the old state; a Get, and a View or a range that begins, while the
+// state is being replaced waits until it is, and reads the new state
+// whole.
 func (r *Replica) Restore(src io.Reader) error {
 	db := r.db
 	if db.closed.Load() {
@@ -256,6 +257,10 @@ func (r *Replica) Restore(src io.Reader) error {
 		db.wmu.Unlock()
 		return ErrClosed
 	}
+	// Readers without the writer lock wait from here until the new state
+	// is whole (DB.readGate).
+	db.restoreWait.Lock()
+	db.restoring.Add(1)
 	db.abandon()
 	before := db.committed.Load()
 	// Nothing is queued now, and nothing can be while wmu is held, so
@@ -299,6 +304,8 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.broker = pubsub.NewBroker(rev, &pubsub.Options{HistoryEvents: db.opts.HistoryEvents, HistoryBytes: db.opts.HistoryBytes})
 	db.restored = rev
 	db.pub.mu.Unlock()
+	db.restoring.Add(1)
+	db.restoreWait.Unlock()
 	db.revWaiters.wake()
 	db.wmu.Unlock()
 	old.CloseWith(&pubsub.CompactedError{Revision: before, Oldest: rev + 1})

@@ -521,11 +521,19 @@ type snapshot struct {
 }
 
 // snapshot opens a snapshot; the caller closes it with closeSnapshot.
+// It is of a whole state: a Restore under way is waited for, and a copy
+// that one began during is taken again (DB.readGate).
 func (db *DB) snapshot() (s snapshot) {
-	s.t, s.pin = db.order.copy(func() {
-		s.rev = db.readers.open(db.committed.Load)
-	})
-	return s
+	for {
+		g := db.readGate()
+		s.t, s.pin = db.order.copy(func() {
+			s.rev = db.readers.open(db.committed.Load)
+		})
+		if db.restoring.Load() == g {
+			return s
+		}
+		db.closeSnapshot(s)
+	}
 }
 
 func (db *DB) closeSnapshot(s snapshot) {
