@@ -251,8 +251,12 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 	if err != nil {
 		return engineError(err)
 	}
-	// revision (livekv's) is the one the range was read at: a client that
-	// then applies only notifications after it misses nothing.
+	// revision (livekv's) is the one the range was read at, the whole
+	// store's: a client that then applies only the notifications of the
+	// range's keys after it misses nothing. Notifications at or below it
+	// may still follow the reply (conn.go: forward and the request's
+	// goroutine each send), and other keys' are news whatever their
+	// revision.
 	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound, seen: rev}
 }
 
