@@ -81,9 +81,11 @@ function roomName(raw) {
 async function loadRooms() {
   let start = 'chat:room:';
   for (;;) {
-    const first = start;
-    const reply = await live.load(first, upTo('chat:room:'), (records) => {
-      for (const r of records) if (r.key !== first || first === 'chat:room:') rooms.add(r.key.slice('chat:room:'.length));
+    // A page after the first starts at the last key of the one before,
+    // read again and applied again: the load skips its changes up to
+    // this read.
+    const reply = await live.load(start, upTo('chat:room:'), (records) => {
+      for (const r of records) rooms.add(r.key.slice('chat:room:'.length));
     });
     if (!reply.truncated || reply.records.length === 0) break;
     start = reply.records[reply.records.length - 1].key;

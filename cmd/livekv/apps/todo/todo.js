@@ -197,7 +197,9 @@ async function load() {
           server.clear();
           if (loadedAt === Infinity) loadedAt = reply.revision || 0;
         }
-        for (const r of records) if (r.key !== start || start === want) server.set(r.key, { obj: JSON.parse(r.value), rev: r.revision });
+        // Every record, the last of the page before too, read again:
+        // the load skips its changes up to this read.
+        for (const r of records) server.set(r.key, { obj: JSON.parse(r.value), rev: r.revision });
       });
       if (!reply.truncated || reply.records.length === 0) break;
       start = reply.records[reply.records.length - 1].key;
