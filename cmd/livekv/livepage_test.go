@@ -83,3 +83,126 @@ console.log(JSON.stringify({ got, sockets: sockets.length }));
 `)
 	require.Equal(t, `{"got":["good"],"sockets":2}`, out)
 }
+
+// liveSocket drives live.js's fake socket as a server would: open opens
+// the newest, sent lists what the page sent on it, note sends a
+// notification, answer the reply to the i-th request sent on it.
+const liveSocket = `
+const sent = new Map();
+const open = () => {
+  const ws = sockets[sockets.length - 1];
+  sent.set(ws, []);
+  ws.send = (m) => sent.get(ws).push(JSON.parse(m));
+  ws.readyState = 1;
+  ws.onopen();
+  return ws;
+};
+const drop = (ws) => { ws.readyState = 3; ws.onclose(); };
+const note = (ws, key, revision) => ws.onmessage({ data: JSON.stringify({ type: 'notification', key, value: 'v', revision }) });
+const answer = (ws, i, reply) => ws.onmessage({ data: JSON.stringify({ code: 200, messageId: sent.get(ws)[i].messageId, ...reply }) });
+const got = [];
+const live = new Live({ app: 'chat', onChange: (k, v, r) => got.push(k + '@' + r) });
+const { upTo } = await import('./live.js');
+`
+
+// TestLiveJS_LoadSkipsOnlyItsKeys: a range's revision is the whole
+// store's. The notifications held while it loads, and those that come
+// after its reply (the server does not order them), are skipped only for
+// the keys it read, up to that revision; other keys' are delivered,
+// below it too, and after the records.
+func TestLiveJS_LoadSkipsOnlyItsKeys(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+const ws = open();
+note(ws, 'x', 3);
+const loaded = live.load('r:', upTo('r:'), (records) => got.push('apply ' + records.map((r) => r.key)));
+await tick();
+note(ws, 'y', 5); // held, then delivered: not a key read
+note(ws, 'r:a', 6); // held, then skipped: read
+answer(ws, 0, { records: [{ key: 'r:a', value: 'v', revision: 6 }], truncated: false, revision: 9 });
+await loaded;
+note(ws, 'r:b', 8); // after the reply: read, skipped
+note(ws, 'z', 8); // after the reply: delivered
+note(ws, 'r:c', 10);
+console.log(JSON.stringify({ got, rev: live.rev }));
+`)
+	require.Equal(t, `{"got":["x@3","apply r:a","y@5","z@8","r:c@10"],"rev":10}`, out)
+}
+
+// TestLiveJS_ResumeAfterALoad: a load does not move where the
+// notifications resume from: a drop after it resumes from the newest
+// notification's revision, not the range's, and the notifications sent
+// again are skipped only for the keys the load read.
+func TestLiveJS_ResumeAfterALoad(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+let ws = open();
+note(ws, 'x', 3);
+const loaded = live.load('r:', upTo('r:'), () => got.push('apply'));
+await tick();
+answer(ws, 0, { records: [], truncated: false, revision: 9 });
+await loaded;
+drop(ws);
+await tick(400); // the backoff, 250 ms
+ws = open();
+for (const [key, rev] of [['x', 3], ['r:a', 4], ['y', 5], ['r:b', 10]]) note(ws, key, rev);
+console.log(JSON.stringify({ got, url: ws.url, reloads: document.body.dataset.reloads }));
+`)
+	require.Equal(t, `{"got":["x@3","apply","x@3","y@5","r:b@10"],"url":"ws://x/kv/ws?token=t&fromRevision=2"}`, out)
+}
+
+// TestLiveJS_ResumeWithNoNotification: before any notification, a page
+// that loaded resumes from the lowest revision its loads read at (every
+// change after it is in a load or comes again), rather than reading
+// everything again; one that loaded an empty store, from revision 0. A
+// load whose apply threw (its records maybe partly applied) counts too.
+func TestLiveJS_ResumeWithNoNotification(t *testing.T) {
+	out := runLive(t, liveSocket+`
+const urls = [];
+for (const revs of [[9, 12], [0], [-5, 9]]) {
+  const live = new Live({ app: 'chat' });
+  sockets.length = 0;
+  await live.connect();
+  const ws = open();
+  for (const [i, revision] of revs.entries()) {
+    const loaded = live.load('r:' + i, upTo('r:' + i), () => { if (revision < 0) throw new SyntaxError('not JSON'); });
+    await tick();
+    answer(ws, i, { records: [], truncated: false, revision: Math.abs(revision) });
+    await loaded.catch(() => {});
+  }
+  drop(ws);
+  await tick(400);
+  open();
+  urls.push(sockets[1].url);
+}
+console.log(JSON.stringify({ urls, reloads: document.body.dataset.reloads }));
+`)
+	require.Equal(t, `{"urls":["ws://x/kv/ws?token=t&fromRevision=9","ws://x/kv/ws?token=t&fromRevision=0",`+
+		`"ws://x/kv/ws?token=t&fromRevision=5"]}`, out)
+}
+
+// TestLiveJS_LoadedKeys: the keys a load read are those the server's
+// range holds: in the order of their UTF-8 bytes, not of JavaScript's
+// strings (UTF-16), and, when the reply is cut short, up to its last
+// record only.
+func TestLiveJS_LoadedKeys(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+const ws = open();
+const ranges = [
+  // U+1D400 sorts after U+FF48 as UTF-8, before it as UTF-16.
+  ['k:a', 'k:\uFF48', { truncated: false }, ['k:\u{1D400}', 'k:\uFF42']],
+  ['p:', upTo('p:'), { truncated: false }, ['p:\uFFFD', 'q:']],
+  ['t:', upTo('t:'), { truncated: true, records: [{ key: 't:b', value: 'v', revision: 2 }] }, ['t:a', 't:c']],
+];
+for (const [i, [start, end, reply, keys]] of ranges.entries()) {
+  const loaded = live.load(start, end, () => {});
+  await tick();
+  keys.forEach((key, j) => note(ws, key, 3 * i + j + 1));
+  answer(ws, i, { records: [], revision: 9 * (i + 1), ...reply });
+  await loaded;
+}
+console.log(JSON.stringify(got).replace(/[^ -~]/gu, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}'));
+`)
+	require.Equal(t, `["k:\u{1d400}@1","q:@5","t:c@8"]`, out)
+}

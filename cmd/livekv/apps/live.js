@@ -3,6 +3,9 @@
 // keeps the connection open, reconnects with backoff, and resumes from the
 // last revision it has seen (that revision's changes included, in case
 // the drop cut a transaction), so that no change is missed while offline.
+// Before any notification has come, it resumes from the lowest revision a
+// load was read at (see load), and with neither it reads everything again
+// (onReload).
 //
 // Writes go through an Outbox: each is kept in the page and in
 // localStorage until the server has answered it, so that nothing typed is
@@ -33,7 +36,17 @@ export class Live {
     this.onChange = guard(onChange || (() => {}));
     this.onReload = guard(onReload || (() => {}));
     this.onOpen = guard(onOpen || (() => {}));
-    this.rev = 0; // newest revision applied
+    // rev is where the notifications are: the newest revision of one
+    // received, 0 before the first. Only notifications move it, never a
+    // load (see load).
+    this.rev = 0;
+    // since is, while rev is 0, the lowest revision a load was read at
+    // (null: none), which the next connection resumes from.
+    this.since = null;
+    // loaded holds a {start, end, base} for each load whose range's
+    // notifications up to base (its revision) may still come: these are
+    // skipped. Bases never fall along the list (see remember).
+    this.loaded = [];
     this.heard = 0; // messages received
     this.nextId = 0;
     this.pending = new Map();
@@ -59,11 +72,8 @@ export class Live {
     }
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     let url = `${proto}://${location.host}/kv/ws?token=${encodeURIComponent(token)}`;
-    // From the revision before the newest seen: a connection cut in the
-    // middle of a transaction's notifications, which all carry one
-    // revision, gets the whole transaction again (applying one twice
-    // changes nothing).
-    if (this.rev > 0) url += `&fromRevision=${this.rev - 1}`;
+    const from = this.resumeFrom();
+    if (from !== null) url += `&fromRevision=${from}`;
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
@@ -89,6 +99,22 @@ export class Live {
     ws.onclose = () => this.closed(ws);
   }
 
+  // resumeFrom is the revision the next connection's notifications start
+  // after, or null for none (from now). From the revision before the
+  // newest seen: a connection cut in the middle of a transaction's
+  // notifications, which all carry one revision, gets the whole
+  // transaction again (applying one twice changes nothing). With no
+  // notification yet, all the page holds comes from loads: from the
+  // lowest revision one was read at, after which every change comes
+  // again. Where a connection's notifications began is not known (the
+  // server does not say), only that a range read on it saw every change
+  // before: the connection subscribes before it reads any request
+  // (adapter/conn.go, run), so that the notifications take over where a
+  // load's records end.
+  resumeFrom() {
+    return this.rev > 0 ? this.rev - 1 : this.since;
+  }
+
   // closed is the end of ws: its requests fail, and another connection
   // is tried.
   closed(ws) {
@@ -96,9 +122,9 @@ export class Live {
     this.ws = null;
     if (this.open) {
       this.open = false;
-      // Nothing to resume from (the page read an empty store, at
-      // revision 0): read everything again once the next one opens.
-      if (this.rev === 0) this.stale = true;
+      // Nothing to resume from (no notification came, and nothing was
+      // loaded): read everything again once the next one opens.
+      if (this.resumeFrom() === null) this.stale = true;
       this.ready = new Promise((resolve) => (this.markReady = resolve));
     }
     for (const p of this.pending.values()) p.reject(new Error('connection lost'));
@@ -133,6 +159,8 @@ export class Live {
       // restarted, or we were away long): the server closes this
       // connection; read everything again once the next one opens.
       this.rev = 0;
+      this.since = null;
+      this.loaded = []; // the next connection's notifications start anew
       this.stale = true;
       return;
     }
@@ -144,10 +172,17 @@ export class Live {
   }
 
   deliver(note) {
-    // Below the newest revision seen: already reflected. At it: another
-    // key of the same transaction, or one sent again on a resume.
+    // Below the newest revision seen: already delivered, sent again on a
+    // resume. At it: another key of the same transaction, or one sent
+    // again.
     if (note.revision < this.rev) return;
     this.rev = note.revision;
+    // A load whose base the notifications have passed skips nothing
+    // more, even on a resume (from rev - 1).
+    if (this.loaded.length && this.loaded[0].base < this.rev) this.loaded = this.loaded.filter((l) => l.base >= this.rev);
+    // A key a load read at a revision at or above this one: the load
+    // holds this change, or a newer one.
+    if (this.loaded.some((l) => note.revision <= l.base && within(note.key, l))) return;
     this.onChange(note.key, note.value, note.revision);
   }
 
@@ -187,10 +222,18 @@ export class Live {
   range(start, end, limit) { return this.call({ op: 5, key: start, endKey: end, limit }); }
 
   // load reads the keys from start to end (both included, at most limit)
-  // at one revision and hands them to apply; the notifications that
-  // arrive meanwhile are held, and only those after that revision
-  // delivered. Loads run one at a time, in the order asked. It returns
-  // the range's reply.
+  // at one revision, the reply's, its base, and hands them to apply. The
+  // notifications that arrive meanwhile are held until apply has run;
+  // from then on those of the keys read (up to the last record, when the
+  // reply is cut short) at or below base are skipped: the records hold
+  // them. Every other notification is delivered, whatever its revision:
+  // base is the whole store's, and the keys outside the range may have
+  // changed below it. Skipped are also those that come after the reply:
+  // the server sends a connection's notifications and its replies as
+  // each is ready, from goroutines of their own (adapter/conn.go, forward
+  // and readLoop), so that a change at or below base may be notified
+  // after the range's reply. load does not move rev. Loads run one at a
+  // time, in the order asked. It returns the range's reply.
   load(start, end, apply, limit = 1000) {
     const done = (this.loading || Promise.resolve()).then(() => this.loadNow(start, end, apply, limit));
     this.loading = done.catch(() => {});
@@ -199,20 +242,76 @@ export class Live {
 
   async loadNow(start, end, apply, limit) {
     this.buffer = [];
-    let base = Infinity;
+    let reply;
     try {
-      const reply = await this.range(start, end, limit);
-      base = reply.revision || 0; // left out when 0: an empty store
-      apply(reply.records, reply);
-      if (base > this.rev) this.rev = base;
-      return reply;
-    } finally {
-      const held = this.buffer;
-      this.buffer = null;
-      for (const note of held) if (note.revision > base) this.deliver(note);
+      reply = await this.range(start, end, limit);
+    } catch (err) {
+      this.release();
+      throw err;
     }
+    const base = reply.revision || 0; // left out when 0: an empty store
+    // Before apply, which may apply some records and throw.
+    if (this.rev === 0) this.since = Math.min(this.since ?? base, base);
+    try {
+      apply(reply.records, reply);
+      // Cut short, the reply read the keys up to its last record only.
+      const records = reply.records || [];
+      const last = reply.truncated ? records[records.length - 1]?.key : end || null;
+      if (last !== undefined) this.remember(start, last, base);
+    } finally {
+      this.release();
+    }
+    return reply;
+  }
+
+  // release delivers the notifications held while a range was read.
+  release() {
+    const held = this.buffer;
+    this.buffer = null;
+    for (const note of held) this.deliver(note);
+  }
+
+  // remember records that a load applied the keys from start to end (null:
+  // every key after start) as they were at revision base.
+  remember(start, end, base) {
+    if (base === 0) return; // no change at or below it
+    // A load read at a lower revision than one before (from a server
+    // behind another) takes the earlier ones down to it: the changes of
+    // their keys above it are then delivered, older than what those
+    // loads applied, but each followed by the newer ones; none is
+    // missed. So bases never fall along the list, and a load whose range
+    // covers an earlier one's replaces it.
+    for (const l of this.loaded) l.base = Math.min(l.base, base);
+    this.loaded = this.loaded.filter((l) => !(keyOrder(start, l.start) <= 0 &&
+      (end === null || (l.end !== null && keyOrder(l.end, end) <= 0))));
+    this.loaded.push({ start, end, base });
   }
 }
+
+// keyOrder compares two keys as the server orders them, by their UTF-8
+// bytes, which is the order of their code points. JavaScript's < compares
+// UTF-16 code units, which put a character above U+FFFF (two surrogates,
+// 0xD800 to 0xDFFF) before those from U+E000 to U+FFFF: a fullwidth
+// letter, say, would fall outside a range from a key it follows.
+function keyOrder(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // Surrogates up above U+E000 to U+FFFF, which come down.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+// within says whether key is in a load's range, from l.start to l.end
+// (null: no end), both included.
+const within = (key, l) => keyOrder(l.start, key) <= 0 && (l.end === null || keyOrder(key, l.end) <= 0);
 
 // The end of a range of every key that starts with prefix: the highest
 // code point sorts after every character a key may hold.
