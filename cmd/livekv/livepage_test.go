@@ -99,7 +99,10 @@ const open = () => {
 };
 const drop = (ws) => { ws.readyState = 3; ws.onclose(); };
 const note = (ws, key, revision) => ws.onmessage({ data: JSON.stringify({ type: 'notification', key, value: 'v', revision }) });
-const answer = (ws, i, reply) => ws.onmessage({ data: JSON.stringify({ code: 200, messageId: sent.get(ws)[i].messageId, ...reply }) });
+const answer = (ws, i, reply) => {
+  if (!sent.get(ws)[i]) throw new Error('request ' + i + ' not sent on this socket');
+  ws.onmessage({ data: JSON.stringify({ code: 200, messageId: sent.get(ws)[i].messageId, ...reply }) });
+};
 const got = [];
 const live = new Live({ app: 'chat', onChange: (k, v, r) => got.push(k + '@' + r) });
 const { upTo } = await import('./live.js');
@@ -205,4 +208,33 @@ for (const [i, [start, end, reply, keys]] of ranges.entries()) {
 console.log(JSON.stringify(got).replace(/[^ -~]/gu, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}'));
 `)
 	require.Equal(t, `["k:\u{1d400}@1","q:@5","t:c@8"]`, out)
+}
+
+// TestLiveJS_LoadAgainAfterADrop: a load cut by a drop is made again on
+// the next connection, where the page resumes, so that it does not keep
+// a range partly read; a busy server's refusal is tried again; other
+// refusals fail the load.
+func TestLiveJS_LoadAgainAfterADrop(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+let ws = open();
+note(ws, 'x', 3);
+const applied = [];
+const loaded = live.load('r:', upTo('r:'), (records) => applied.push(records.length));
+await tick();
+drop(ws);
+await tick(400);
+ws = open();
+await tick();
+answer(ws, 0, { code: 503, error: 'busy' });
+await tick(1100);
+answer(ws, 1, { records: [{ key: 'r:a', value: 'v', revision: 4 }], truncated: false, revision: 9 });
+const reply = await loaded;
+const pending = live.load('s:', upTo('s:'), () => applied.push('s'));
+await tick();
+answer(ws, 2, { code: 403, error: 'no' });
+console.log(JSON.stringify({ applied, revision: reply.revision, url: ws.url, asked: sent.get(ws).length,
+  refused: await pending.catch((err) => err.code) }));
+`)
+	require.Equal(t, `{"applied":[1],"revision":9,"url":"ws://x/kv/ws?token=t&fromRevision=2","asked":3,"refused":403}`, out)
 }

@@ -232,8 +232,14 @@ export class Live {
   // the server sends a connection's notifications and its replies as
   // each is ready, from goroutines of their own (adapter/conn.go, forward
   // and readLoop), so that a change at or below base may be notified
-  // after the range's reply. load does not move rev. Loads run one at a
-  // time, in the order asked. It returns the range's reply.
+  // after the range's reply. load does not move rev.
+  //
+  // A load that fails for want of the server (the connection went, no
+  // answer came, or it was busy: no code, 429, 503) is made again, on the
+  // next connection if this one went, so that a page never keeps a range
+  // it asked for partly read; any other refusal, or an error thrown by
+  // apply, fails it. Loads run one at a time, in the order asked. It
+  // returns the range's reply.
   load(start, end, apply, limit = 1000) {
     const done = (this.loading || Promise.resolve()).then(() => this.loadNow(start, end, apply, limit));
     this.loading = done.catch(() => {});
@@ -241,27 +247,33 @@ export class Live {
   }
 
   async loadNow(start, end, apply, limit) {
-    this.buffer = [];
-    let reply;
-    try {
-      reply = await this.range(start, end, limit);
-    } catch (err) {
-      this.release();
-      throw err;
+    for (;;) {
+      this.buffer = [];
+      let reply;
+      try {
+        reply = await this.range(start, end, limit);
+      } catch (err) {
+        this.release();
+        if (!transient(err)) throw err;
+        // Gone with the connection: call waits for the next one. Busy,
+        // or unanswered on a connection that stays open: in a moment.
+        if (this.open) await new Promise((resolve) => setTimeout(resolve, 1000));
+        continue;
+      }
+      const base = reply.revision || 0; // left out when 0: an empty store
+      // Before apply, which may apply some records and throw.
+      if (this.rev === 0) this.since = Math.min(this.since ?? base, base);
+      try {
+        apply(reply.records, reply);
+        // Cut short, the reply read the keys up to its last record only.
+        const records = reply.records || [];
+        const last = reply.truncated ? records[records.length - 1]?.key : end || null;
+        if (last !== undefined) this.remember(start, last, base);
+      } finally {
+        this.release();
+      }
+      return reply;
     }
-    const base = reply.revision || 0; // left out when 0: an empty store
-    // Before apply, which may apply some records and throw.
-    if (this.rev === 0) this.since = Math.min(this.since ?? base, base);
-    try {
-      apply(reply.records, reply);
-      // Cut short, the reply read the keys up to its last record only.
-      const records = reply.records || [];
-      const last = reply.truncated ? records[records.length - 1]?.key : end || null;
-      if (last !== undefined) this.remember(start, last, base);
-    } finally {
-      this.release();
-    }
-    return reply;
   }
 
   // release delivers the notifications held while a range was read.

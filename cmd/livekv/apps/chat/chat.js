@@ -104,7 +104,7 @@ async function join(name, push) {
   $('older').hidden = true;
   renderRooms();
   renderMessages(true);
-  // Offline, this waits for the connection.
+  // Offline, or cut off by a drop, this waits for the connection.
   try {
     const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
       if (room !== name) return;
