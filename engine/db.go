@@ -58,9 +58,13 @@ type DB struct {
 	// and the snapshots of Range, View, Backup and checkpoints) read
 	// only while it is even, and read again if it moved meanwhile
 	// (readGate), so that they see the old state or the new one whole.
-	// Restore holds restoreWait meanwhile, for them to wait on.
+	// Every Get loads it twice: it has a line of the processor's cache
+	// to itself, which only a Restore writes, where next to committed
+	// every commit took the line from the readers' caches.
+	_           [64]byte
 	restoring   atomic.Uint64
-	restoreWait sync.RWMutex
+	_           [56]byte
+	restoreWait sync.RWMutex // held by Restore, for readers to wait on
 	// revWaiters wakes WaitRevision when committed moves.
 	revWaiters revWaiters
 
