@@ -27,7 +27,9 @@ func (db *DB) armRest() {
 // armed; if one was, or if it kept a table for a head still set, it looks
 // again DB.rest.after later: heads go back to nil without being set
 // (once a snapshot closes, or a commit waiting for the disk is
-// published), and the table they leave must go too. Writes let
+// published), and the table they leave must go too. The versions held
+// for snapshots that have closed since the last publish are dropped
+// first, since no publish may come to do it. Writes let
 // idle heads go themselves (entryTable.idleHeads), a few slabs every
 // idleHeadsEvery heads set; once they stop, the tables that the last of
 // them left stay, one small object a slab to mark in every collection,
@@ -49,6 +51,14 @@ func (db *DB) headsAtRest() {
 	if db.closed.Load() {
 		return
 	}
+	// The versions kept for snapshots that have closed since the last
+	// commit was published, which would have let them go.
+	db.pub.mu.Lock()
+	db.readers.mu.Lock()
+	oldest := db.readers.oldestLocked()
+	db.readers.mu.Unlock()
+	db.dropHeld(oldest)
+	db.pub.mu.Unlock()
 	t := db.entries.tab
 	if t.headsLately || t.restHeads() {
 		db.armRest()

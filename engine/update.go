@@ -403,17 +403,10 @@ func (db *DB) reuseEmptied(committed int64) {
 // A key's newest version that is a value goes too once no snapshot reads
 // below it, leaving the entry's visible copy alone (head nil); one that a
 // snapshot still reads below waits in pub.held until none does. A
-// tombstone stays in head until bury takes its entry out. pub.mu is held.
+// tombstone stays in head until bury takes its entry out, then goes as
+// a value does. pub.mu is held.
 func (db *DB) release(c *commit, oldest int64) {
-	for len(db.pub.held) > 0 && db.pub.held[0].v.rev <= oldest {
-		h := db.pub.held[0]
-		db.entries.tab.dropHead(h.e, h.v) // unless a newer write is there
-		db.pub.held[0] = heldVersion{}
-		db.pub.held = db.pub.held[1:]
-	}
-	if len(db.pub.held) == 0 {
-		db.pub.held = nil // let the backing array go
-	}
+	db.dropHeld(oldest)
 	below := min(oldest, c.rev)
 	for _, w := range c.writes {
 		v := db.entries.tab.head(w.e)
@@ -430,6 +423,22 @@ func (db *DB) release(c *commit, oldest int64) {
 		default:
 			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v})
 		}
+	}
+}
+
+// dropHeld drops the versions in pub.held that no snapshot reads below
+// any more; oldest is the lowest revision an open snapshot reads at (one
+// opened since reads at the newest visible revision, above every held
+// version). pub.mu is held.
+func (db *DB) dropHeld(oldest int64) {
+	for len(db.pub.held) > 0 && db.pub.held[0].v.rev <= oldest {
+		h := db.pub.held[0]
+		db.entries.tab.dropHead(h.e, h.v) // unless a newer write is there
+		db.pub.held[0] = heldVersion{}
+		db.pub.held = db.pub.held[1:]
+	}
+	if len(db.pub.held) == 0 {
+		db.pub.held = nil // let the backing array go
 	}
 }
 
@@ -471,17 +480,40 @@ func (db *DB) forget(e *entry) {
 }
 
 // bury takes the keys whose deletion is visible out of the index and the
-// tree, unless a later write brought them back; db.wmu is held.
+// tree, unless a later write brought them back; db.wmu is held. The
+// tombstone in a buried entry's head goes as soon as no snapshot reads
+// below it, as a value's does (release): it would otherwise stay, an
+// object for the collector, with its slab's table of heads, until the
+// entry is used again for a new key, which a store that only deletes
+// never makes.
 func (db *DB) bury() {
 	db.pub.mu.Lock()
 	graves := db.pub.graves
 	db.pub.graves = nil
 	db.pub.mu.Unlock()
+	n := 0
 	for _, w := range graves {
 		if db.entries.tab.head(w.e) == w.v {
 			db.forget(w.e)
+			graves[n] = w
+			n++
 		}
 	}
+	if n == 0 {
+		return
+	}
+	db.pub.mu.Lock()
+	db.readers.mu.Lock()
+	oldest := db.readers.oldestLocked()
+	db.readers.mu.Unlock()
+	for _, w := range graves[:n] {
+		if oldest >= w.v.rev {
+			db.entries.tab.dropHead(w.e, w.v)
+		} else {
+			db.pub.held = append(db.pub.held, heldVersion{e: w.e, v: w.v})
+		}
+	}
+	db.pub.mu.Unlock()
 }
 
 // View runs fn in a read-only transaction that sees one consistent snapshot:

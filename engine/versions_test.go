@@ -265,6 +265,106 @@ func TestVersions_HeadsGoOnceWritesRest(t *testing.T) {
 	}
 }
 
+// restState reports how many slabs of db hold a table of heads, and
+// whether the visit at rest is armed.
+func restState(db *DB) (tables int, armed bool) {
+	tab := db.entries.tab
+	tab.mu.Lock()
+	for i, s := range tab.load() {
+		if s != nil && tab.slabHeadsAt(uint32(i)).heads.Load() != nil {
+			tables++
+		}
+	}
+	tab.mu.Unlock()
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return tables, tab.restArmed
+}
+
+// TestVersions_HeadsGoAtRestAfterADelete: a deletion's tombstone, the
+// head of its entry, goes once no snapshot reads below it, and with it
+// its slab's table, when the deletion is the last write: it used to stay
+// until the entry was used again for a new key, which a store that only
+// deletes never makes, and the visit at rest, finding a head still set,
+// armed itself every period for good.
+func TestVersions_HeadsGoAtRestAfterADelete(t *testing.T) {
+	const period = 50 * time.Millisecond
+	restAfter(t, period)
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for i := range 100 {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { n, armed := restState(db); return n == 0 && !armed }, 2*time.Second, time.Millisecond,
+		"after sets alone, the tables go and the visit stops")
+
+	// A view begun before the deletions still reads the keys after they
+	// are buried: the tombstones stay for it.
+	began, deleted := make(chan struct{}), make(chan struct{})
+	read := make(chan []string, 1)
+	viewed := make(chan struct{})
+	go func() {
+		defer close(viewed)
+		_ = db.View(func(tx *Tx) error {
+			close(began)
+			<-deleted
+			var vs []string
+			for _, k := range []string{"k007", "k008"} {
+				it, err := tx.Get(k)
+				vs = append(vs, fmt.Sprint(it.Value, err))
+			}
+			read <- vs
+			return nil
+		})
+	}()
+	<-began
+	_, err = db.Delete("k007")
+	require.NoError(t, err)
+	_, err = db.Delete("k008")
+	require.NoError(t, err)
+	require.Equal(t, 2, Held(db), "the tombstones, which the view reads below")
+	close(deleted)
+	require.Equal(t, []string{"v<nil>", "v<nil>"}, <-read)
+	<-viewed
+
+	_, err = db.Delete("k009") // the last write
+	require.NoError(t, err)
+	require.Zero(t, pinned(db))
+	time.Sleep(20 * period)
+	n, armed := restState(db)
+	require.Zero(t, n, "twenty periods after the last write, a table of heads stays (a buried key's tombstone)")
+	require.False(t, armed, "twenty periods after the last write, the visit at rest still arms itself")
+	require.Zero(t, Held(db))
+}
+
+// TestVersions_HeadsGoAtRestAfterASnapshotCloses: a version kept for a
+// snapshot goes, with its slab's table, once the snapshot closes, when
+// no commit comes after: it went only in release, on the next publish,
+// and the visit at rest armed itself every period for good.
+func TestVersions_HeadsGoAtRestAfterASnapshotCloses(t *testing.T) {
+	const period = 50 * time.Millisecond
+	restAfter(t, period)
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for i := range 100 {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	s := db.openSnapshot()
+	_, err = db.Set("k007", "w", nil) // the last write, kept for s
+	require.NoError(t, err)
+	require.Equal(t, 1, Held(db))
+	s.Close()
+	time.Sleep(20 * period)
+	require.Zero(t, Held(db), "the version kept for the closed snapshot is still held")
+	n, armed := restState(db)
+	require.Zero(t, n, "twenty periods after the last write and the snapshot's close, a table of heads stays")
+	require.False(t, armed, "twenty periods after the last write and the snapshot's close, the visit at rest still arms itself")
+}
+
 // fullSlab returns a new entry table and the entries of its first slab.
 func fullSlab() (*entryTable, []*entry) {
 	tab := newEntryTable()
