@@ -17,7 +17,9 @@ const subscribeWait = 5 * time.Second
 // every node publishes the same events at the same revisions, so a
 // subscriber resumes on any node from the revision it reached elsewhere.
 // A FromRevision (or From) this node has not applied yet is waited for
-// up to 5 s, then the call fails with ErrBehind. A node that has had no
+// up to 5 s, then the call fails with ErrBehind. Initial items are a
+// read: a node that has not caught up with the leader since it started
+// refuses them with ErrBehind, as a stale read. A node that has had no
 // leader for three heartbeat timeouts ends its subscriptions with
 // ErrNoLeader: resume on another node.
 func (n *Node) Subscribe(patterns []string, opts *engine.SubscribeOptions) (*engine.Subscription, error) {
@@ -47,6 +49,12 @@ func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.Subscribe
 	start, err := o.Start(pats)
 	if err != nil {
 		return nil, err // as a single DB refuses them, at once
+	}
+	// Initial items are a read of this node's state, which a node that
+	// has not caught up since it started does not serve, as for a stale
+	// read.
+	if o.Initial && !n.served.Load() {
+		return nil, errNotCaughtUp
 	}
 	if from := start.Revision - 1; from > 0 {
 		ctx, cancel := context.WithTimeout(n.ctx, subscribeWait)

@@ -185,3 +185,32 @@ func TestSubscribe_EndsWithoutLeaderAndWaitsForRevision(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoLeader)
 	c.net.Heal()
 }
+
+// TestSubscribe_InitialWaitsForCatchUp: a restarted node refuses stale
+// reads until it has caught up with the leader, and the Initial items of
+// a subscription, a read of its state, too: served at once, they missed
+// a key the cluster had held all along.
+func TestSubscribe_InitialWaitsForCatchUp(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	it, err := c.node(l).Set("k", "v", nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.node(f).Revision() >= it.Revision }, 10*time.Second, time.Millisecond)
+	c.kill(f)
+	c.net.Isolate(f) // it comes back cut off from the others
+	c.restart(f)
+	n := c.node(f)
+	_, err = n.Get("k", Read(Stale))
+	require.ErrorIs(t, err, ErrBehind, "a stale read on a node that has not caught up")
+	_, err = n.Subscribe([]string{"k"}, &engine.SubscribeOptions{Initial: true})
+	require.ErrorIs(t, err, ErrBehind, "Initial items on a node that has not caught up")
+
+	c.net.Heal()
+	require.Eventually(t, n.served.Load, 20*time.Second, time.Millisecond, "the node caught up")
+	sub, err := n.Subscribe([]string{"k"}, &engine.SubscribeOptions{Initial: true})
+	require.NoError(t, err)
+	defer sub.Close()
+	require.Len(t, sub.Initial, 1)
+	require.Equal(t, "v", sub.Initial[0].Value)
+}
