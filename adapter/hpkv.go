@@ -58,6 +58,9 @@ func (hpkvDialect) run(c *conn, r any) any {
 		req.Consistency, req.MinRevision = c.readLevel(req.Consistency, req.MinRevision)
 		rep = c.a.do(c.ac, req)
 		c.noteSeen(rep.seen)
+		if rep.seen > rep.Revision {
+			rep.AtRevision = rep.seen
+		}
 	}
 	rep.MessageID = req.MessageID
 	return rep

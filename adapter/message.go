@@ -160,6 +160,11 @@ type reply struct {
 	Revision       int64 `json:"revision,omitempty"`
 	SubscriptionID int64 `json:"subscriptionId,omitempty"`
 	Oldest         int64 `json:"oldest,omitempty"`
+	// AtRevision is the revision the reply reflects (seen), on the
+	// WebSocket, where it says more than Revision: a get, 404 included,
+	// was read at it, though its item's revision is older. A client
+	// that follows its session across connections takes it as one.
+	AtRevision int64 `json:"atRevision,omitempty"`
 
 	recordsBound int   // at least the encoded length of Records, when rangeReply has counted it
 	seen         int64 // the revision the reply reflects: a write's, or at least the one a read saw

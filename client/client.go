@@ -182,7 +182,8 @@ func socketURL(u string, o *Options) (*url.URL, error) {
 }
 
 // SessionRevision is the highest revision the client has been sent: by
-// its writes' and reads' replies and its subscriptions' notifications.
+// its writes' replies, the revisions its reads were read at (a read that
+// found nothing included), and its subscriptions' notifications.
 // Every connection the client makes asks the server, with minRevision,
 // to serve its reads (at the default session level) only once it has
 // applied this revision, so that a client that moves to another node of a

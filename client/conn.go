@@ -286,6 +286,8 @@ func (cn *conn) dispatch(m message) error {
 	if m.Code == http.StatusOK || m.Type == "notification" {
 		cn.c.noteSeen(m.Revision)
 	}
+	// A read, a 404 included, reflects the revision it was read at.
+	cn.c.noteSeen(m.AtRevision)
 	if m.MessageID != nil {
 		cn.mu.Lock()
 		cl := cn.pending[*m.MessageID]

@@ -24,6 +24,7 @@ type message struct {
 	Truncated      bool     `json:"truncated"`
 	NewValue       *int64   `json:"newValue"`
 	Revision       int64    `json:"revision"`
+	AtRevision     int64    `json:"atRevision"` // the revision a reply reflects, where it says more than Revision
 	SubscriptionID int64    `json:"subscriptionId"`
 	Oldest         int64    `json:"oldest"`
 	Timestamp      int64    `json:"timestamp"`
