@@ -16,13 +16,7 @@ import (
 // a panic in the caller's loop), so that readers running one after
 // another, or a few at once, never make the table grow.
 func TestEntryTable_ProbesGivenBack(t *testing.T) {
-	db, err := Open("", &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	for i := range 100 {
-		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
-		require.NoError(t, err)
-	}
+	db := open100(t)
 	tab := db.entries.tab
 	read := func(i int) {
 		seq, err := db.Range(fmt.Sprintf("k%03d", i%100), "k050", &RangeOptions{Reverse: i%2 == 0})

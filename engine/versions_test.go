@@ -281,6 +281,20 @@ func restState(db *DB) (tables int, armed bool) {
 	return tables, tab.restArmed
 }
 
+// open100 opens a DB in memory, closed when the test ends, that holds
+// the keys k000 to k099, each "v".
+func open100(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	for i := range 100 {
+		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	return db
+}
+
 // TestVersions_HeadsGoAtRestAfterADelete: a deletion's tombstone, the
 // head of its entry, goes once no snapshot reads below it, and with it
 // its slab's table, when the deletion is the last write: it used to stay
@@ -290,13 +304,7 @@ func restState(db *DB) (tables int, armed bool) {
 func TestVersions_HeadsGoAtRestAfterADelete(t *testing.T) {
 	const period = 50 * time.Millisecond
 	restAfter(t, period)
-	db, err := Open("", &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	for i := range 100 {
-		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
-		require.NoError(t, err)
-	}
+	db := open100(t)
 	require.Eventually(t, func() bool { n, armed := restState(db); return n == 0 && !armed }, 2*time.Second, time.Millisecond,
 		"after sets alone, the tables go and the visit stops")
 
@@ -320,7 +328,7 @@ func TestVersions_HeadsGoAtRestAfterADelete(t *testing.T) {
 		})
 	}()
 	<-began
-	_, err = db.Delete("k007")
+	_, err := db.Delete("k007")
 	require.NoError(t, err)
 	_, err = db.Delete("k008")
 	require.NoError(t, err)
@@ -346,15 +354,9 @@ func TestVersions_HeadsGoAtRestAfterADelete(t *testing.T) {
 func TestVersions_HeadsGoAtRestAfterASnapshotCloses(t *testing.T) {
 	const period = 50 * time.Millisecond
 	restAfter(t, period)
-	db, err := Open("", &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	for i := range 100 {
-		_, err := db.Set(fmt.Sprintf("k%03d", i), "v", nil)
-		require.NoError(t, err)
-	}
+	db := open100(t)
 	s := db.openSnapshot()
-	_, err = db.Set("k007", "w", nil) // the last write, kept for s
+	_, err := db.Set("k007", "w", nil) // the last write, kept for s
 	require.NoError(t, err)
 	require.Equal(t, 1, Held(db))
 	s.Close()
