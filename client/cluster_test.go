@@ -147,6 +147,32 @@ func (tc *testCluster) leader() int {
 	return l
 }
 
+// caughtUp waits until every node serves stale reads: each has caught
+// up with the leader since it started.
+func (tc *testCluster) caughtUp() {
+	tc.t.Helper()
+	for _, nd := range tc.nodes {
+		require.Eventually(tc.t, func() bool {
+			_, err := nd.Get("x", cluster.Read(cluster.Stale))
+			return !errors.Is(err, cluster.ErrBehind)
+		}, 10*time.Second, time.Millisecond, "a node never caught up")
+	}
+}
+
+// dialMoving dials the leader l with a client that moves to f (l + 1)
+// when its connection drops, once every node has caught up.
+func (tc *testCluster) dialMoving() (c *client.Client, l, f int) {
+	tc.t.Helper()
+	l = tc.leader()
+	f = (l + 1) % 3
+	tc.caughtUp()
+	c, err := client.Dial(ctxT(tc.t), tc.urls[l], &client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond, URLs: []string{tc.urls[f]}})
+	require.NoError(tc.t, err)
+	tc.t.Cleanup(func() { c.Close() })
+	return c, l, f
+}
+
 // readAfter reads key through c until a read succeeds: a read that fails
 // because the connection dropped or the node cannot serve it yet (behind
 // the session, or without a leader) is tried again, as a caller would.
@@ -180,13 +206,7 @@ func TestCluster_SessionFollowsTheClient(t *testing.T) {
 	tc := newTestCluster(t)
 	l := tc.leader()
 	f := (l + 1) % 3
-	for _, nd := range tc.nodes {
-		require.Eventually(t, func() bool {
-			_, err := nd.Get("x", cluster.Read(cluster.Stale))
-			return !errors.Is(err, cluster.ErrBehind)
-		},
-			10*time.Second, time.Millisecond, "a node never caught up")
-	}
+	tc.caughtUp()
 	for _, lk := range []*clustertest.Link{tc.net.Link(l, f), tc.net.Link(f, l)} {
 		lk.SetDelay(50 * time.Millisecond)
 	}

@@ -1,12 +1,9 @@
 package client_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
-	"github.com/livekv/livekv/client"
-	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -20,19 +17,8 @@ import (
 // no revision and the client noted only 200s.
 func TestClient_NotFoundRaisesTheSession(t *testing.T) {
 	tc := newTestCluster(t)
-	l := tc.leader()
-	f := (l + 1) % 3
-	for _, nd := range tc.nodes {
-		require.Eventually(t, func() bool {
-			_, err := nd.Get("x", cluster.Read(cluster.Stale))
-			return !errors.Is(err, cluster.ErrBehind)
-		}, 10*time.Second, time.Millisecond, "a node never caught up")
-	}
+	c, l, f := tc.dialMoving()
 	ctx := ctxT(t)
-	c, err := client.Dial(ctx, tc.urls[l], &client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond,
-		MaxBackoff: 50 * time.Millisecond, URLs: []string{tc.urls[f]}})
-	require.NoError(t, err)
-	defer c.Close()
 
 	rev, err := c.Set(ctx, "k", "old", nil)
 	require.NoError(t, err)
@@ -66,20 +52,9 @@ func TestClient_NotFoundRaisesTheSession(t *testing.T) {
 // came back.
 func TestClient_GetRaisesTheSessionToItsReadRevision(t *testing.T) {
 	tc := newTestCluster(t)
-	l := tc.leader()
-	f := (l + 1) % 3
-	for _, nd := range tc.nodes {
-		require.Eventually(t, func() bool {
-			_, err := nd.Get("x", cluster.Read(cluster.Stale))
-			return !errors.Is(err, cluster.ErrBehind)
-		}, 10*time.Second, time.Millisecond, "a node never caught up")
-	}
+	c, l, f := tc.dialMoving()
 	ctx := ctxT(t)
-	c, err := client.Dial(ctx, tc.urls[l], &client.Options{APIKey: apiKey, MinBackoff: 5 * time.Millisecond,
-		MaxBackoff: 50 * time.Millisecond, URLs: []string{tc.urls[f]}})
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = tc.nodes[l].Set("a", "1", nil)
+	_, err := tc.nodes[l].Set("a", "1", nil)
 	require.NoError(t, err)
 	rev, err := tc.nodes[l].Set("b", "1", nil)
 	require.NoError(t, err)
