@@ -58,13 +58,15 @@ type DB struct {
 	// and the snapshots of Range, View, Backup and checkpoints) read
 	// only while it is even, and read again if it moved meanwhile
 	// (readGate), so that they see the old state or the new one whole.
-	// Every Get loads it twice: it has a line of the processor's cache
-	// to itself, which only a Restore writes, where next to committed
-	// every commit took the line from the readers' caches.
+	// Each Restore stores a new restoreDone before it makes the count
+	// odd, for them to wait on. Every Get loads the count twice: it has
+	// a line of the processor's cache to itself, which only a Restore
+	// writes, where next to committed every commit took the line from
+	// the readers' caches.
 	_           [64]byte
 	restoring   atomic.Uint64
 	_           [56]byte
-	restoreWait sync.RWMutex // held by Restore, for readers to wait on
+	restoreDone atomic.Pointer[chan struct{}] // closed when the Restore under way ends
 	// revWaiters wakes WaitRevision when committed moves.
 	revWaiters revWaiters
 

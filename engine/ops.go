@@ -44,8 +44,9 @@ func (db *DB) readGate() uint64 {
 		if g&1 == 0 {
 			return g
 		}
-		db.restoreWait.RLock() // held by the Restore until it ends
-		db.restoreWait.RUnlock()
+		if done := db.restoreDone.Load(); done != nil {
+			<-*done // this Restore's, stored before the count went odd, or a later one's
+		}
 	}
 }
 

@@ -259,7 +259,8 @@ func (r *Replica) Restore(src io.Reader) error {
 	}
 	// Readers without the writer lock wait from here until the new state
 	// is whole (DB.readGate).
-	db.restoreWait.Lock()
+	done := make(chan struct{})
+	db.restoreDone.Store(&done)
 	db.restoring.Add(1)
 	db.abandon()
 	before := db.committed.Load()
@@ -305,7 +306,7 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.restored = rev
 	db.pub.mu.Unlock()
 	db.restoring.Add(1)
-	db.restoreWait.Unlock()
+	close(done)
 	db.revWaiters.wake()
 	db.wmu.Unlock()
 	old.CloseWith(&pubsub.CompactedError{Revision: before, Oldest: rev + 1})
