@@ -89,7 +89,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			}
 		})
 		if err != nil {
-			return engineError(err)
+			return a.refusal(err, rev)
 		}
 		msg := "Record inserted/updated successfully"
 		if req.Op == wire.OpPatch {
@@ -105,7 +105,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return engine.Item{}, tx.Delete(req.Key)
 		})
 		if err != nil {
-			return engineError(err)
+			return a.refusal(err, rev)
 		}
 		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev, seen: rev}
 	case wire.OpIncrement:
@@ -124,7 +124,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return engine.Item{}, err
 		})
 		if err != nil {
-			return engineError(err)
+			return a.refusal(err, rev)
 		}
 		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev, seen: rev}
 	default: // OpRange
@@ -258,6 +258,25 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 	// goroutine each send), and other keys' are news whatever their
 	// revision.
 	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound, seen: rev}
+}
+
+// refusal is the reply to a write that failed with err, rev the revision
+// the store gave with it. A write refused on the state it found (a
+// missing key, a revision that does not match, a value that is not an
+// integer) reflects that state: at least rev (a cluster node gives the
+// leader's, where the write was decided) and this node's own revision.
+// The reply says so (seen), so that the connection's session, or a REST
+// client's minRevision, reads nothing older after it.
+func (a *Adapter) refusal(err error, rev int64) reply {
+	rep := engineError(err)
+	if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) ||
+		errors.Is(err, engine.ErrNotInteger) || errors.Is(err, engine.ErrOverflow) {
+		if rv, ok := a.db.(interface{ Revision() int64 }); ok {
+			rev = max(rev, rv.Revision())
+		}
+		rep.seen = rev
+	}
+	return rep
 }
 
 // readError maps the error of a read at a level to a reply: the store's

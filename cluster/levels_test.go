@@ -46,16 +46,42 @@ type wsClient struct {
 	t    testing.TB
 	ws   *websocket.Conn
 	next int64
+	// conflicts lets call return 409 to its caller, which expects it,
+	// where it fails the test otherwise.
+	conflicts bool
 }
 
 func dialWS(t testing.TB, base, query string) *wsClient {
+	return &wsClient{t: t, ws: dialPath(t, base, "/ws?apiKey=k&"+query)}
+}
+
+// dialPath dials the WebSocket at base's path, closed when the test ends.
+func dialPath(t testing.TB, base, path string) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/ws?apiKey=k&"+query, nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+path, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { ws.CloseNow() })
-	return &wsClient{t: t, ws: ws}
+	return ws
+}
+
+// roundTrip sends req as JSON on ws and returns the first message that
+// mine takes for its reply.
+func roundTrip(t testing.TB, ws *websocket.Conn, req any, mine func([]byte) bool) []byte {
+	t.Helper()
+	b, err := json.Marshal(req)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, ws.Write(ctx, websocket.MessageText, b))
+	for {
+		_, b, err := ws.Read(ctx)
+		require.NoError(t, err)
+		if mine(b) {
+			return b
+		}
+	}
 }
 
 // call sends req and returns its reply: code, value, revision. A code
@@ -65,37 +91,30 @@ func (c *wsClient) call(req map[string]any) (code int, value string, rev int64) 
 	c.t.Helper()
 	c.next++
 	req["messageId"] = c.next
-	b, err := json.Marshal(req)
-	require.NoError(c.t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(c.t, c.ws.Write(ctx, websocket.MessageText, b))
-	for {
-		_, b, err := c.ws.Read(ctx)
-		require.NoError(c.t, err)
-		var m struct {
-			Type      string `json:"type"`
-			MessageID int64  `json:"messageId"`
-			Code      int    `json:"code"`
-			Value     string `json:"value"`
-			Revision  int64  `json:"revision"`
-			Error     string `json:"error"`
-		}
-		require.NoError(c.t, json.Unmarshal(b, &m))
-		if m.Type == "notification" {
-			continue
-		}
-		require.Equal(c.t, c.next, m.MessageID, "%s", b)
-		switch {
-		case m.Code == http.StatusOK, m.Code == http.StatusNotFound:
-		case election(m.Code):
-			// The caller decides whether one may happen.
-			c.t.Logf("%v: %s", req, b)
-		default:
-			c.t.Errorf("%v: %s", req, b)
-		}
-		return m.Code, m.Value, m.Revision
+	var m struct {
+		Type      string `json:"type"`
+		MessageID int64  `json:"messageId"`
+		Code      int    `json:"code"`
+		Value     string `json:"value"`
+		Revision  int64  `json:"revision"`
+		Error     string `json:"error"`
 	}
+	b := roundTrip(c.t, c.ws, req, func(b []byte) bool {
+		m.Type = ""
+		require.NoError(c.t, json.Unmarshal(b, &m))
+		return m.Type != "notification"
+	})
+	require.Equal(c.t, c.next, m.MessageID, "%s", b)
+	switch {
+	case m.Code == http.StatusOK, m.Code == http.StatusNotFound:
+	case m.Code == http.StatusConflict && c.conflicts:
+	case election(m.Code):
+		// The caller decides whether one may happen.
+		c.t.Logf("%v: %s", req, b)
+	default:
+		c.t.Errorf("%v: %s", req, b)
+	}
+	return m.Code, m.Value, m.Revision
 }
 
 // election reports whether code answers a request met by an election:
@@ -388,4 +407,133 @@ func TestLevels_SessionAcrossNodes(t *testing.T) {
 	}
 	code, _, _ := restGet(t, bases[lag], "probe", "consistency=eventual")
 	require.Equal(t, http.StatusBadRequest, code)
+}
+
+// dbxWS is a DBX WebSocket client that waits for each reply.
+type dbxWS struct {
+	t    testing.TB
+	ws   *websocket.Conn
+	next int
+}
+
+func dialDBX(t testing.TB, base string) *dbxWS {
+	return &dbxWS{t: t, ws: dialPath(t, base, "/dbx/ws?api_key=k")}
+}
+
+func (c *dbxWS) call(method string, params map[string]any) map[string]any {
+	c.t.Helper()
+	c.next++
+	id := fmt.Sprint(c.next)
+	var m map[string]any
+	roundTrip(c.t, c.ws, map[string]any{"id": id, "method": method, "params": params}, func(b []byte) bool {
+		m = nil
+		require.NoError(c.t, json.Unmarshal(b, &m))
+		return m["id"] == id
+	})
+	return m
+}
+
+// TestLevels_WriteRefusalRaisesTheSession: on a follower held behind
+// (only the leader's link to it is slow, so its forwarded writes are
+// answered at once), a write the leader refuses on what it holds (a
+// delete of a key another client just deleted: 404; a compare-and-swap
+// on a revision another client just replaced: 409) reflects the leader's
+// state. The reply raises the connection's session (REST: gives the
+// revision header), so that the next session read on the same
+// connection does not read the follower's older state: the key gone, or
+// changed, is not back. Before, a refusal carried no revision.
+func TestLevels_WriteRefusalRaisesTheSession(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	f := (l + 1) % 3
+	bases := serveAdapters(t, c)
+	for i := range c.nodes {
+		require.Eventually(t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
+	}
+	ld := c.node(l)
+	synced := func() {
+		rev := ld.Revision()
+		require.Eventually(t, func() bool { return c.node(f).Revision() >= rev }, 10*time.Second, time.Millisecond)
+	}
+	slow := c.net.Link(l, f) // what the leader sends f: entries, heartbeats
+	t.Cleanup(func() { slow.SetDelay(0) })
+	for k := range 3 {
+		// HPKV: a delete of a key another client just deleted.
+		key := fmt.Sprintf("k%d", k)
+		_, err := ld.Set(key, "old", nil)
+		require.NoError(t, err)
+		synced()
+		ws := dialWS(t, bases[f], "") // session level, the default
+		ws.conflicts = true
+		slow.SetDelay(80 * time.Millisecond)
+		_, err = ld.Delete(key) // another client's, acknowledged
+		require.NoError(t, err)
+		code, _, _ := ws.call(map[string]any{"op": 4, "key": key})
+		require.Equal(t, http.StatusNotFound, code, "the leader has applied the delete")
+		code, v, rev := ws.call(map[string]any{"op": 1, "key": key})
+		require.Equal(t, http.StatusNotFound, code, "HPKV: a delete answered 404 (gone), then a session read on the same connection found %q at revision %d", v, rev)
+		slow.SetDelay(0)
+		synced()
+
+		// HPKV: a compare-and-swap on a revision another client replaced.
+		it, err := ld.Set(key, "old", nil)
+		require.NoError(t, err)
+		synced()
+		slow.SetDelay(80 * time.Millisecond)
+		_, err = ld.Set(key, "theirs", nil)
+		require.NoError(t, err)
+		code, _, _ = ws.call(map[string]any{"op": 102, "key": key, "value": "mine", "revision": it.Revision})
+		require.Equal(t, http.StatusConflict, code)
+		code, v, _ = ws.call(map[string]any{"op": 1, "key": key})
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "theirs", v, "HPKV: a compare-and-swap answered 409, then a session read on the same connection found the value it replaced")
+		slow.SetDelay(0)
+		synced()
+
+		// DBX: setnx of a key another client just created, then delete
+		// of a key another client just deleted.
+		dk := "d" + key
+		dx := dialDBX(t, bases[f])
+		slow.SetDelay(80 * time.Millisecond)
+		_, err = ld.Set(dk, "theirs", nil)
+		require.NoError(t, err)
+		m := dx.call("string.setnx", map[string]any{"key": dk, "value": "mine"})
+		require.Equal(t, false, m["result"].(map[string]any)["created"], "%v", m)
+		m = dx.call("string.exists", map[string]any{"key": dk})
+		require.Equal(t, true, m["result"].(map[string]any)["exists"], "DBX: setnx answered created false, then exists on the same connection: %v", m)
+		slow.SetDelay(0)
+		synced()
+		slow.SetDelay(80 * time.Millisecond)
+		_, err = ld.Delete(dk)
+		require.NoError(t, err)
+		m = dx.call("string.delete", map[string]any{"key": dk})
+		require.Equal(t, false, m["result"].(map[string]any)["deleted"], "%v", m)
+		m = dx.call("string.exists", map[string]any{"key": dk})
+		require.Equal(t, false, m["result"].(map[string]any)["exists"], "DBX: delete answered deleted false, then exists on the same connection: %v", m)
+		slow.SetDelay(0)
+		synced()
+
+		// REST: a DELETE answered 404 gives the revision header; a GET
+		// with it as minRevision does not find the key.
+		rk := "r" + key
+		_, err = ld.Set(rk, "old", nil)
+		require.NoError(t, err)
+		synced()
+		slow.SetDelay(80 * time.Millisecond)
+		_, err = ld.Delete(rk)
+		require.NoError(t, err)
+		req, err := http.NewRequest("DELETE", bases[f]+"/record/"+rk, nil)
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", "k")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode)
+		hdr := resp.Header.Get("X-Livekv-Revision")
+		require.NotEmpty(t, hdr, "a refused DELETE gives the revision it reflects")
+		code, v, _ = restGet(t, bases[f], rk, "minRevision="+hdr)
+		require.Equal(t, http.StatusNotFound, code, "REST: DELETE answered 404 with revision %s, then GET with it found %q", hdr, v)
+		slow.SetDelay(0)
+		synced()
+	}
 }

@@ -640,6 +640,12 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 			err = n.notLeader() // nothing done: the forwarder asks again
 		}
 		err = writeError(err)
+		if refused(err) {
+			// The revision the refusal reflects, for the writer's session.
+			r := errorResponse(err)
+			r.Rev = resp.Result.Revision
+			return r
+		}
 	default:
 		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)
 	}

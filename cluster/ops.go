@@ -10,7 +10,12 @@ import (
 	"github.com/livekv/livekv/engine"
 )
 
-// Single-operation writes, which a follower forwards to the leader.
+// Single-operation writes, which a follower forwards to the leader. A
+// write refused on the state it found (engine.ErrNotFound, ErrConflict,
+// ErrNotInteger, ErrOverflow) returns, as its revision (the Item's, or
+// rev), the leader's revision when it refused: the state the answer
+// reflects, which a session's later reads must not go below (the
+// adapter gives it to the client). engine.DB returns 0 there.
 const (
 	opSet         = "set"
 	opPutIfAbsent = "putifabsent"
@@ -183,6 +188,9 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 		}
 		var re *remoteError
 		switch {
+		case errors.As(err, &re) && refused(err) && resp != nil:
+			res.Revision = resp.Rev // the leader's, which the refusal reflects
+			return res, err
 		case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed), errors.Is(err, engine.ErrTooLarge):
 			return res, err
 		case errors.Is(err, ErrNotLeader):
@@ -239,14 +247,28 @@ func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, erro
 		it, err = n.db.Patch(key, value)
 	case opIncrement:
 		res.N, res.Revision, err = n.db.Increment(key, req.Delta)
-		return res, err
 	case opDelete:
 		res.Revision, err = n.db.Delete(key)
-		return res, err
 	default:
 		return res, fmt.Errorf("cluster: unknown write %q", req.Op)
 	}
-	return itemResult(it), err
+	if req.Op != opIncrement && req.Op != opDelete {
+		res = itemResult(it)
+	}
+	if refused(err) {
+		// The answer reflects this node's state: at least the revision
+		// it has published since, which the writer's session takes.
+		res.Revision = n.db.Revision()
+	}
+	return res, err
+}
+
+// refused reports whether a write's err refuses it on the state it found
+// (a missing key, a revision that does not match, a value that is not an
+// integer), rather than on the cluster's.
+func refused(err error) bool {
+	return errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) ||
+		errors.Is(err, engine.ErrNotInteger) || errors.Is(err, engine.ErrOverflow)
 }
 
 // writeError gives a write's error its cluster meaning: the engine's
