@@ -269,12 +269,8 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 // client's minRevision, reads nothing older after it.
 func (a *Adapter) refusal(err error, rev int64) reply {
 	rep := engineError(err)
-	if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) ||
-		errors.Is(err, engine.ErrNotInteger) || errors.Is(err, engine.ErrOverflow) {
-		if rv, ok := a.db.(interface{ Revision() int64 }); ok {
-			rev = max(rev, rv.Revision())
-		}
-		rep.seen = rev
+	if wire.Refused(err) {
+		rep.seen = readRevision(a.db, rev)
 	}
 	return rep
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // Node is one member of a livekv cluster.
@@ -640,17 +641,15 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 			err = n.notLeader() // nothing done: the forwarder asks again
 		}
 		err = writeError(err)
-		if refused(err) {
-			// The revision the refusal reflects, for the writer's session.
-			r := errorResponse(err)
-			r.Rev = resp.Result.Revision
-			return r
-		}
 	default:
 		err = fmt.Errorf("cluster: unknown rpc op %q", req.Op)
 	}
 	if err != nil {
-		return errorResponse(err)
+		r := errorResponse(err)
+		if wire.Refused(err) && resp.Result != nil { // a write's
+			r.Rev = resp.Result.Revision // the state it reflects, for the writer's session
+		}
+		return r
 	}
 	return resp
 }

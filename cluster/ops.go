@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 )
 
 // Single-operation writes, which a follower forwards to the leader. A
@@ -94,6 +95,9 @@ func (r *result) item() engine.Item {
 	}
 	return engine.Item{Key: string(r.Key), Value: string(r.Value), Revision: r.Revision, CreateRevision: r.CreateRevision, Version: r.Version, ExpiresAt: r.ExpiresAt}
 }
+
+// itemResultOf is itemResult of a write's item, with its error.
+func itemResultOf(it engine.Item, err error) (*result, error) { return itemResult(it), err }
 
 func itemResult(it engine.Item) *result {
 	return &result{Key: wireString(it.Key), Value: wireString(it.Value), Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, ExpiresAt: it.ExpiresAt}
@@ -188,7 +192,7 @@ func (n *Node) write(req *rpcRequest) (*result, error) {
 		}
 		var re *remoteError
 		switch {
-		case errors.As(err, &re) && refused(err) && resp != nil:
+		case errors.As(err, &re) && wire.Refused(err) && resp != nil:
 			res.Revision = resp.Rev // the leader's, which the refusal reflects
 			return res, err
 		case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed), errors.Is(err, engine.ErrTooLarge):
@@ -233,18 +237,17 @@ func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, erro
 	if req.TTL != 0 {
 		so = &engine.SetOptions{TTL: req.TTL}
 	}
-	var it engine.Item
 	var err error
 	key, value := string(req.Key), string(req.Value)
 	switch req.Op {
 	case opSet:
-		it, err = n.db.Set(key, value, so)
+		res, err = itemResultOf(n.db.Set(key, value, so))
 	case opPutIfAbsent:
-		it, err = n.db.PutIfAbsent(key, value, so)
+		res, err = itemResultOf(n.db.PutIfAbsent(key, value, so))
 	case opCAS:
-		it, err = n.db.CompareAndSwap(key, req.Rev, value, so)
+		res, err = itemResultOf(n.db.CompareAndSwap(key, req.Rev, value, so))
 	case opPatch:
-		it, err = n.db.Patch(key, value)
+		res, err = itemResultOf(n.db.Patch(key, value))
 	case opIncrement:
 		res.N, res.Revision, err = n.db.Increment(key, req.Delta)
 	case opDelete:
@@ -252,23 +255,12 @@ func (n *Node) executeWithin(req *rpcRequest, wait time.Duration) (*result, erro
 	default:
 		return res, fmt.Errorf("cluster: unknown write %q", req.Op)
 	}
-	if req.Op != opIncrement && req.Op != opDelete {
-		res = itemResult(it)
-	}
-	if refused(err) {
+	if wire.Refused(err) {
 		// The answer reflects this node's state: at least the revision
 		// it has published since, which the writer's session takes.
 		res.Revision = n.db.Revision()
 	}
 	return res, err
-}
-
-// refused reports whether a write's err refuses it on the state it found
-// (a missing key, a revision that does not match, a value that is not an
-// integer), rather than on the cluster's.
-func refused(err error) bool {
-	return errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) ||
-		errors.Is(err, engine.ErrNotInteger) || errors.Is(err, engine.ErrOverflow)
 }
 
 // writeError gives a write's error its cluster meaning: the engine's

@@ -4,6 +4,22 @@
 // themselves with. docs/protocol.md describes the messages.
 package wire
 
+import (
+	"errors"
+
+	"github.com/livekv/livekv/engine"
+)
+
+// Refused reports whether err refuses a write on the state it found (a
+// missing key, a revision that does not match, a value that is not an
+// integer or would overflow), rather than on the cluster's or the
+// request's: such a reply reflects that state, and a session's later
+// reads must not go below its revision.
+func Refused(err error) bool {
+	return errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) ||
+		errors.Is(err, engine.ErrNotInteger) || errors.Is(err, engine.ErrOverflow)
+}
+
 // Operations of the wire protocol. 1 to 6 are HPKV's; the others are
 // livekv's own, which HPKV clients never send.
 const (
