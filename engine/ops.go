@@ -13,21 +13,17 @@ func (db *DB) Get(key string) (Item, error) {
 	for {
 		g := db.readGate()
 		s, e := db.index.read(key)
-		if e == nil {
-			s.mu.RUnlock()
-			if db.restoring.Load() != g {
-				continue // a Restore began: read its state
-			}
-			return Item{}, ErrNotFound
-		}
 		var v shown
-		e.vis.load(&v, db.entries.tab)
-		k := db.entries.tab.key(e)
+		var k string
+		if e != nil {
+			e.vis.load(&v, db.entries.tab)
+			k = db.entries.tab.key(e)
+		}
 		s.mu.RUnlock()
 		if db.restoring.Load() != g {
-			continue
+			continue // a Restore began: read its state
 		}
-		if !v.live(db.now()) {
+		if e == nil || !v.live(db.now()) {
 			return Item{}, ErrNotFound
 		}
 		return v.item(k), nil
