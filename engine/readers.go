@@ -39,6 +39,13 @@ func (r *readers) close(rev int64) {
 	r.n.Add(-1)
 }
 
+// oldest is oldestLocked, taking r.mu.
+func (r *readers) oldest() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.oldestLocked()
+}
+
 // oldestLocked returns the lowest revision any open snapshot reads at, or
 // math.MaxInt64 when there is none; r.mu is held. A snapshot opened once
 // r.mu goes reads at a revision no lower than the committed one then.

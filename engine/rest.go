@@ -54,10 +54,7 @@ func (db *DB) headsAtRest() {
 	// The versions kept for snapshots that have closed since the last
 	// commit was published, which would have let them go.
 	db.pub.mu.Lock()
-	db.readers.mu.Lock()
-	oldest := db.readers.oldestLocked()
-	db.readers.mu.Unlock()
-	db.dropHeld(oldest)
+	db.dropHeld(db.readers.oldest())
 	db.pub.mu.Unlock()
 	t := db.entries.tab
 	if t.headsLately || t.restHeads() {

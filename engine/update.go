@@ -503,9 +503,7 @@ func (db *DB) bury() {
 		return
 	}
 	db.pub.mu.Lock()
-	db.readers.mu.Lock()
-	oldest := db.readers.oldestLocked()
-	db.readers.mu.Unlock()
+	oldest := db.readers.oldest()
 	for _, w := range graves[:n] {
 		if oldest >= w.v.rev {
 			db.entries.tab.dropHead(w.e, w.v)
