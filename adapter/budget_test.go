@@ -69,6 +69,8 @@ func TestWS_ReplyBudget(t *testing.T) {
 // TestWS_ReplyBudget_SlowClient: a client that sends many large ranges
 // and reads nothing is closed as a slow client once its budget has stayed
 // full for SlowClientTimeout, and what it was owed never passed the budget.
+// It is counted once in SlowClosed (livekv_adapter_slow_closed_total),
+// however many of the senders waiting for room found it slow.
 func TestWS_ReplyBudget_SlowClient(t *testing.T) {
 	f := newFixture(t, &adapter.Options{MaxQueuedBytes: 4 << 20, SlowClientTimeout: 300 * time.Millisecond})
 	bigValues(t, f.db, 100)
@@ -79,4 +81,6 @@ func TestWS_ReplyBudget_SlowClient(t *testing.T) {
 	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed >= 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 10*time.Second, 10*time.Millisecond)
 	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(4<<20))
+	time.Sleep(2 * 300 * time.Millisecond) // the senders' timeouts that came after the first
+	require.Equal(t, int64(1), f.a.Stats().SlowClosed)
 }

@@ -100,22 +100,6 @@ func TestWS_SlowClient(t *testing.T) {
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 1 }, 10*time.Second, 10*time.Millisecond)
 }
 
-// TestWS_SlowClientCountsOnce: a client that stops reading while many
-// replies wait for room is closed once, and counted once in SlowClosed
-// (livekv_adapter_slow_closed_total), however many senders found it
-// slow.
-func TestWS_SlowClientCountsOnce(t *testing.T) {
-	f := newFixture(t, &adapter.Options{MaxQueuedBytes: 4 << 20, SlowClientTimeout: 300 * time.Millisecond})
-	bigValues(t, f.db, 100)
-	c := f.dial("apiKey=" + apiKey)
-	for i := 1; i <= 64; i++ {
-		c.write(m{"op": 5, "key": "big:", "limit": 100, "messageId": i})
-	}
-	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(2 * 300 * time.Millisecond) // the senders' timeouts that came after the first
-	require.Equal(t, int64(1), f.a.Stats().SlowClosed)
-}
-
 // TestWS_DeadPeer: a peer that answers no ping is closed.
 func TestWS_DeadPeer(t *testing.T) {
 	f := newFixture(t, &adapter.Options{PingInterval: 100 * time.Millisecond})
