@@ -61,8 +61,8 @@ type DB struct {
 	// Each Restore stores a new restoreDone before it makes the count
 	// odd, for them to wait on. Every Get loads the count twice: it has
 	// a line of the processor's cache to itself, which only a Restore
-	// writes, where next to committed every commit took the line from
-	// the readers' caches.
+	// writes; next to committed, which every commit writes, each commit
+	// would take the line from the readers' caches.
 	_           [64]byte
 	restoring   atomic.Uint64
 	_           [56]byte
