@@ -248,6 +248,17 @@ func (db *DB) Revision() int64 { return db.committed.Load() }
 
 func (db *DB) now() int64 { return db.opts.Now().UnixNano() }
 
+// readAt is the time reads judge expiry at: the clock, or on a replica
+// (OpenReplica) never, since a replica's state at a revision must be the
+// same on every node whatever their clocks say. There a key is there
+// until its expiry commits, as a change the leader's sweep makes.
+func (db *DB) readAt() int64 {
+	if db.repl != nil {
+		return math.MinInt64
+	}
+	return db.now()
+}
+
 // Err reports whether the DB takes writes, for a readiness check: nil
 // if it does; ErrClosed once closed; the error of its log's failed write
 // or fsync, after which every write fails until the DB is reopened.

@@ -32,6 +32,9 @@ type model struct {
 	now   int64
 	rev   int64
 	items map[string]modelItem // includes expired items not yet swept
+	// swept says that an item is there until the sweep removes it, as on
+	// a replica, rather than until its expiry time.
+	swept bool
 }
 
 type modelItem struct {
@@ -41,8 +44,13 @@ type modelItem struct {
 }
 
 func (m *model) live(k string) (modelItem, bool) {
-	it, ok := m.items[k]
-	if !ok || it.expires != 0 && m.now >= it.expires {
+	return m.liveIn(m.items, k)
+}
+
+// liveIn returns the item under k in items if it is there to reads.
+func (m *model) liveIn(items map[string]modelItem, k string) (modelItem, bool) {
+	it, ok := items[k]
+	if !ok || !m.swept && it.expires != 0 && m.now >= it.expires {
 		return modelItem{}, false
 	}
 	return it, true
@@ -80,13 +88,7 @@ func (t *mtx) commit() {
 	}
 }
 
-func (t *mtx) live(k string) (modelItem, bool) {
-	it, ok := t.items[k]
-	if !ok || it.expires != 0 && t.m.now >= it.expires {
-		return modelItem{}, false
-	}
-	return it, true
-}
+func (t *mtx) live(k string) (modelItem, bool) { return t.m.liveIn(t.items, k) }
 
 func (t *mtx) write(k, v string, expires int64) {
 	cur, ok := t.live(k)
@@ -239,7 +241,7 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 		require.NoError(t, err)
 	}
 	defer func() { db.Close() }()
-	m := &model{now: c.ns.Load(), items: map[string]modelItem{}}
+	m := &model{now: c.ns.Load(), items: map[string]modelItem{}, swept: mode == "replica"}
 
 	var log []string
 	fail := func(format string, args ...any) {

@@ -23,7 +23,7 @@ func (db *DB) Get(key string) (Item, error) {
 		if db.restoring.Load() != g {
 			continue // a Restore began: read its state
 		}
-		if e == nil || !v.live(db.now()) {
+		if e == nil || !v.live(db.readAt()) {
 			return Item{}, ErrNotFound
 		}
 		return v.item(k), nil

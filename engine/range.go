@@ -33,7 +33,7 @@ func (db *DB) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 		db.stats.scans.Add(1)
 		s := db.snapshot()
 		defer db.closeSnapshot(s)
-		scan(s.t, s.rev, db.now(), nil, start, end, o, yield)
+		scan(s.t, s.rev, db.readAt(), nil, start, end, o, yield)
 	}, nil
 }
 
@@ -74,7 +74,7 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 			loop = tx.startLoop(o.Reverse)
 			defer tx.endLoop(loop)
 		}
-		scan(t, tx.rev, tx.now, loop, start, end, o, yield)
+		scan(t, tx.rev, tx.at, loop, start, end, o, yield)
 	}, nil
 }
 

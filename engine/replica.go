@@ -56,7 +56,10 @@ type Replica struct{ db *DB }
 // Replicator.WaitDurable, not for a fsync, and becomes visible only with
 // Publish. The background sweeper does not run (SweepInterval is
 // ignored): the leader expires keys with Replica.Sweep, and the others
-// apply those expiries. Checkpoints do nothing. Close does not wait for
+// apply those expiries. Until its expiry commits, a key is there to
+// every read and transaction whatever the clock says (unlike on a DB
+// that Open opens, whose reads hide it from the instant it expires), so
+// that the state at a revision is the same on every node. Checkpoints do nothing. Close does not wait for
 // writers in WaitDurable: close the replicator too, so that they return.
 // The clock of write
 // transactions, which decides expiry times, never goes below the newest

@@ -130,7 +130,7 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	}
 	sub := &Subscription{Subscription: ps}
 	if o.Initial {
-		sub.Initial, err = matching(snap.t, snap.rev, db.now(), pats)
+		sub.Initial, err = matching(snap.t, snap.rev, db.readAt(), pats)
 		sub.InitialRevision = snap.rev
 		db.closeSnapshot(snap)
 		if err != nil {

@@ -17,6 +17,7 @@ type Tx struct {
 	done     bool
 	rev      int64 // write: the revision it commits as; read: the snapshot's
 	now      int64 // the clock when the transaction began, in unix ns
+	at       int64 // the time its reads judge expiry at (DB.readAt)
 
 	// A write transaction records each entry it changes once, with the
 	// version it found, so that a rollback can restore it.
@@ -112,7 +113,8 @@ func (tx *Tx) Revision() int64 { return tx.rev }
 // Now is the time the transaction reads and writes at, by the DB's clock
 // (Options.Now): what it reads has not expired at Now, and a TTL it
 // writes counts from Now, so a key with ExpiresAt e has e.Sub(tx.Now())
-// left.
+// left. On a replica (OpenReplica) a key is there until its expiry
+// commits, so what it reads may have expired at Now, with no time left.
 func (tx *Tx) Now() time.Time { return time.Unix(0, tx.now) }
 
 // lookup returns the key's entry (nil if it has none) and its newest
@@ -127,7 +129,7 @@ func (tx *Tx) lookup(key string) (*entry, shown) {
 	if v.rev != tx.rev {
 		tx.read = max(tx.read, v.rev)
 	}
-	if !v.live(tx.now) {
+	if !v.live(tx.at) {
 		return e, shown{}
 	}
 	return e, v
@@ -155,7 +157,7 @@ func (tx *Tx) Get(key string) (Item, error) {
 		}
 		e := tx.snap.entry(ti)
 		v := e.at(tx.rev, tx.snap.tab)
-		if !v.live(tx.now) {
+		if !v.live(tx.at) {
 			return Item{}, ErrNotFound
 		}
 		return v.item(tx.snap.tab.key(e)), nil

@@ -1,12 +1,13 @@
 package engine
 
 import (
-	"github.com/livekv/livekv/pubsub"
-	"github.com/livekv/livekv/wal"
-
 	"errors"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/livekv/livekv/pubsub"
+	"github.com/livekv/livekv/wal"
 )
 
 // Update runs fn in a write transaction. If fn returns nil, every write it
@@ -94,6 +95,10 @@ func (db *DB) begin(tx *Tx) {
 		now = max(now, db.lastTime)
 	}
 	db.beginAt(tx, now)
+	tx.at = now
+	if db.repl != nil {
+		tx.at = db.readAt()
+	}
 }
 
 // beginAt is begin at the time now, the commit time of a record applied
@@ -104,6 +109,9 @@ func (db *DB) beginAt(tx *Tx, now int64) {
 	tx.done = false
 	tx.rev = db.rev + 1
 	tx.now = now
+	// A record applied again says by its Created flags which keys it
+	// created, so it does not judge expiry: a key it finds is there.
+	tx.at = math.MinInt64
 	tx.writes = tx.writes[:0]
 	tx.read = 0
 	tx.applied = false
@@ -525,7 +533,7 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 		return ErrClosed
 	}
 	db.stats.views.Add(1)
-	tx := &Tx{db: db, now: db.now()}
+	tx := &Tx{db: db, now: db.now(), at: db.readAt()}
 	s := db.snapshot()
 	defer db.closeSnapshot(s)
 	tx.snap, tx.rev = s.t, s.rev
