@@ -513,6 +513,9 @@ func (n *Node) leadership() {
 			}
 			if term := r.CurrentTerm(); n.lead(term) {
 				n.readyTerm.Store(term)
+				if n.rep != nil {
+					n.rep.sweeps.wake() // keys may be due: only a leader sweeps
+				}
 			}
 		case <-restart:
 			// The stint broke, or a transfer failed: if this node

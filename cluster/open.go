@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"time"
-
 	"github.com/livekv/livekv/engine"
 )
 
@@ -64,33 +62,4 @@ func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, er
 	sm.rep.rep = sm.ctl
 	sm.fsm = newFSM(sm.rep, sm.db, o.logf())
 	return sm, nil
-}
-
-// sweepEvery is how often the leader sweeps expired keys.
-func sweepEvery(o *engine.Options) time.Duration {
-	if o.SweepInterval > 0 {
-		return o.SweepInterval
-	}
-	return engine.DefaultSweepInterval
-}
-
-// sweep expires keys, on the leader only: the expiries reach the others
-// through the log like any write.
-func (n *Node) sweep(every time.Duration) {
-	defer n.wg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-			for n.isReady() {
-				k, err := n.ctl.Sweep()
-				if err != nil || k < 1024 {
-					break
-				}
-			}
-		}
-	}
 }

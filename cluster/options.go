@@ -160,9 +160,10 @@ type Options struct {
 	LeaseReads bool
 
 	// Engine configures the node's database: its size limits, history
-	// and clock. Its Sync, SweepInterval, checkpoint and file-system
-	// fields do not apply: the raft log keeps the data durable and only
-	// the leader sweeps expired keys.
+	// and clock. Its Sync, checkpoint and file-system fields do not
+	// apply: the raft log keeps the data durable. Only the leader sweeps
+	// expired keys, as soon as the first is due and at least every
+	// SweepInterval; every node shows a key until its expiry commits.
 	Engine *engine.Options
 
 	// Listener, if set, is the listener the node serves on instead of
@@ -195,6 +196,9 @@ type Options struct {
 	// afterReadIndex, if set, runs between a leader's taking of a read
 	// index and the confirming of its leadership. Tests stall there.
 	afterReadIndex func()
+
+	// sweepHeld, if set, holds the leader's sweeps while it returns true.
+	sweepHeld func() bool
 }
 
 // withDefaults returns a validated copy of o with every zero field set to

@@ -85,6 +85,8 @@ type replicator struct {
 
 	beforeApply func() // Options.beforeApply
 
+	sweeps *sweeps // told of each transaction Append takes
+
 	mu sync.Mutex // guards the fields below
 	// accepting is the stint nonce Append stamps; 0 when not leader.
 	// Changed under mu; accepts reads it without.
@@ -119,6 +121,7 @@ func newReplicator(timeout time.Duration, notLeader func() error) *replicator {
 		sem:       make(chan struct{}, maxInFlight),
 		waiters:   map[int64]*waiter{},
 		notLeader: notLeader,
+		sweeps:    newSweeps(),
 	}
 }
 
@@ -151,6 +154,7 @@ func (r *replicator) Append(tx *wal.Tx) error {
 	if len(rec) > maxRecord {
 		return fmt.Errorf("%w: transaction of %d bytes, over the %d of a raft entry", engine.ErrTooLarge, len(rec), maxRecord)
 	}
+	r.sweeps.wrote(tx)
 	r.pending = append(r.pending, pendingTx{rev: tx.Revision, rec: rec})
 	r.waiters[tx.Revision] = &waiter{nonce: nonce, done: make(chan struct{})}
 	select {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/livekv/livekv/pubsub"
 	"github.com/livekv/livekv/wal"
@@ -318,6 +319,22 @@ func (r *Replica) Restore(src io.Reader) error {
 	db.pub.feed.plus(counted(old.Stats(), oldStats))
 	db.pub.mu.Unlock()
 	return nil
+}
+
+// NextExpiry returns the expiry time of the key that expires first, and
+// false if no key has a TTL, with the time now by the clock that Sweep
+// judges by (Options.Now, never below the newest commit time), so that
+// the node that sweeps can sweep as soon as a key is due.
+func (r *Replica) NextExpiry() (first, now time.Time, ok bool) {
+	db := r.db
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	now = time.Unix(0, max(db.now(), db.lastTime))
+	x, ok := db.exp.t.Min()
+	if !ok {
+		return time.Time{}, now, false
+	}
+	return time.Unix(0, x.at), now, true
 }
 
 // Sweep expires up to 1024 keys whose time has come, in one write

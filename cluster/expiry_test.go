@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/pubsub"
+	"github.com/stretchr/testify/require"
+)
+
+// nextOf returns the next event of s, within 10 s.
+func nextOf(t *testing.T, s *engine.Subscription) pubsub.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := s.Next(ctx)
+	require.NoError(t, err)
+	return ev
+}
+
+// TestCluster_SweepsWhenAKeyIsDue: with an hour between sweeps, the
+// leader still expires a key as soon as it is due, and not before, though
+// it learned of the key while waiting for another due in an hour.
+func TestCluster_SweepsWhenAKeyIsDue(t *testing.T) {
+	c := newDBCluster(t, 3, &engine.Options{SweepInterval: time.Hour})
+	l := c.leader()
+	f := (l + 1) % 3
+	s, err := c.nodes[f].Subscribe([]string{"ttl*"}, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = c.nodes[f].Set("ttl-late", "v", &engine.SetOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 200 * time.Millisecond})
+	require.NoError(t, err)
+	for _, want := range []string{"ttl-late", "ttl"} {
+		ev := nextOf(t, s)
+		require.Equal(t, want, ev.Key)
+		require.Equal(t, pubsub.Put, ev.Type)
+	}
+	ev := nextOf(t, s)
+	t.Logf("the follower learned of the expiry %v after the key was due", time.Since(it.ExpiresAt))
+	require.Equal(t, "ttl", ev.Key)
+	require.Equal(t, pubsub.Expire, ev.Type)
+	require.False(t, ev.Time.Before(it.ExpiresAt), "expired at %v, due at %v", ev.Time, it.ExpiresAt)
+}
+
+// TestCluster_NewLeaderSweepsWhatIsDue: a key due after its leader died
+// is expired by the next leader when due, with an hour between sweeps.
+func TestCluster_NewLeaderSweepsWhatIsDue(t *testing.T) {
+	c := newDBCluster(t, 3, &engine.Options{SweepInterval: time.Hour})
+	l := c.leader()
+	f := (l + 1) % 3
+	s, err := c.nodes[f].Subscribe([]string{"ttl"}, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 500 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, pubsub.Put, nextOf(t, s).Type)
+	c.kill(l)
+	c.leader(l)
+	ev := nextOf(t, s)
+	require.Equal(t, pubsub.Expire, ev.Type)
+}
