@@ -38,6 +38,8 @@ type dbCluster struct {
 	full                    []atomic.Bool               // per node: its disk is full (see diskFault)
 	slowHandoff             atomic.Bool                 // every node sleeps between packing an entry and handing it to raft
 	readStall               atomic.Pointer[func(i int)] // runs on node i between taking a read index and confirming it
+	clockSkew               []atomic.Int64              // per node: how far its engine's clock is ahead, in ns
+	sweepHeld               atomic.Bool                 // the leader does not sweep
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -64,7 +66,7 @@ func newDBClusterLease(t testing.TB, store LogStore, lease bool, n int, eo *engi
 	nt, err := clustertest.New(total)
 	require.NoError(t, err)
 	c := &dbCluster{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, total), eo: eo, store: store, lease: lease,
-		full: make([]atomic.Bool, total)}
+		full: make([]atomic.Bool, total), clockSkew: make([]atomic.Int64, total)}
 	for i := range total {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
 	}
@@ -95,10 +97,17 @@ func (c *dbCluster) open(i int) *Node {
 	if i >= len(c.founders) {
 		peers = nil // a newcomer joins
 	}
+	eo := engine.Options{}
+	if c.eo != nil {
+		eo = *c.eo
+	}
+	if eo.Now == nil {
+		eo.Now = func() time.Time { return time.Now().Add(time.Duration(c.clockSkew[i].Load())) }
+	}
 	n, err := Open(filepath.Join(c.dir, c.peers[i].ID), &Options{
 		NodeID: c.peers[i].ID, RaftAddr: c.peers[i].Addr, Peers: peers, Join: c.join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
-		WriteTimeout: 5 * time.Second, Engine: c.eo,
+		WriteTimeout: 5 * time.Second, Engine: &eo,
 		SnapshotThreshold: c.snapThreshold, TrailingLogs: c.trailing,
 		LogStore: c.store, walSegmentSize: testSegmentSize,
 		storeFault: c.diskFault(i), LeaseReads: c.lease,
@@ -112,6 +121,7 @@ func (c *dbCluster) open(i int) *Node {
 				(*f)(i)
 			}
 		},
+		sweepHeld: c.sweepHeld.Load,
 	})
 	require.NoError(c.t, err)
 	return n

@@ -20,6 +20,52 @@ func nextOf(t *testing.T, s *engine.Subscription) pubsub.Event {
 	return ev
 }
 
+// TestCluster_ExpiryIsTheSameOnEveryNode sets a key with a TTL while one
+// follower's clock is 2 s behind the leader's, the other's 2 s ahead, and
+// the sweeps are held. Once the key's time has come, every node still
+// holds it, alike at one revision, and writes on the leader find it
+// there, until the sweep's expiry commits; then no node has it. Reads
+// that judged expiry by the clock of the node that serves them would
+// answer differently on the three.
+func TestCluster_ExpiryIsTheSameOnEveryNode(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.leader()
+	c.clockSkew[(l+1)%3].Store(int64(-2 * time.Second))
+	c.clockSkew[(l+2)%3].Store(int64(2 * time.Second))
+	c.sweepHeld.Store(true)
+	it, err := c.nodes[(l+1)%3].Set("ttl", "v", &engine.SetOptions{TTL: 300 * time.Millisecond})
+	require.NoError(t, err)
+	time.Sleep(time.Until(it.ExpiresAt) + 100*time.Millisecond) // the leader's clock is the real one
+
+	rev := c.converged() // the same state on every node, the key included
+	require.Equal(t, it.Revision, rev)
+	for i, n := range c.nodes {
+		got, err := n.Get("ttl")
+		require.NoError(t, err, "node %d", i)
+		require.True(t, it.ExpiresAt.Equal(got.ExpiresAt), "node %d", i)
+		got.ExpiresAt = it.ExpiresAt
+		require.Equal(t, it, got, "node %d", i)
+	}
+	_, err = c.nodes[l].PutIfAbsent("ttl", "w", nil)
+	require.ErrorIs(t, err, engine.ErrConflict, "a write finds what reads find")
+
+	c.sweepHeld.Store(false)
+	require.Eventually(t, func() bool {
+		for _, n := range c.nodes {
+			if n.Revision() == it.Revision {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+	rev = c.converged()
+	require.Greater(t, rev, it.Revision, "the expiry commits")
+	for i, n := range c.nodes {
+		_, err := n.Get("ttl")
+		require.ErrorIs(t, err, engine.ErrNotFound, "node %d", i)
+	}
+}
+
 // TestCluster_SweepsWhenAKeyIsDue: with an hour between sweeps, the
 // leader still expires a key as soon as it is due, and not before, though
 // it learned of the key while waiting for another due in an hour.
