@@ -435,6 +435,52 @@ func writers(k int, w *writeLog, pick func() *Node, stop chan struct{}) *sync.Wa
 	})
 }
 
+// ttlWriters runs k writers, each writing a few keys under "ttl/" again
+// and again through pick() until stop closes: by turns with a TTL of
+// 1 µs to 3.5 ms and without one, so that keys expire, and are written
+// again before, during and after their sweep, while faults strike. It
+// counts the writes acknowledged in acked; expireAll checks where they
+// end.
+func ttlWriters(k int, pick func() *Node, stop chan struct{}, acked *atomic.Int64) *sync.WaitGroup {
+	return runWriters(k, stop, 5*time.Millisecond, func(g int64, seq int) error {
+		key := fmt.Sprintf("ttl/%d/%d", g, seq/2%4)
+		var o *engine.SetOptions
+		if seq%2 == 0 {
+			o = &engine.SetOptions{TTL: time.Microsecond + time.Duration(seq/2%8)*500*time.Microsecond}
+		}
+		_, err := pick().Set(key, key, o)
+		if err == nil {
+			acked.Add(1)
+		}
+		return err
+	})
+}
+
+// expireAll waits until no running node holds a key under "ttl/" with an
+// expiry: every expiry was swept and reached every node. Then the nodes
+// converge. acked is the count of ttlWriters.
+func (c *dbCluster) expireAll(acked *atomic.Int64) {
+	c.t.Helper()
+	require.Positive(c.t, acked.Load(), "no write under ttl/ was acknowledged")
+	c.t.Logf("%d writes under ttl/ acknowledged", acked.Load())
+	c.leader()
+	require.Eventually(c.t, func() bool {
+		for i := range c.nodes {
+			n := c.node(i)
+			if n == nil {
+				continue
+			}
+			for it := range enginetest.Items(n.DB().Range("ttl/", "ttl0", nil)) {
+				if !it.ExpiresAt.IsZero() {
+					return false
+				}
+			}
+		}
+		return true
+	}, 15*time.Second, 10*time.Millisecond, "keys with a TTL never expired")
+	c.converged()
+}
+
 // runWriters runs k goroutines, each numbered g (writerIDs), calling
 // write with g and 0, 1, 2, ... until stop closes; after a failed write,
 // a goroutine pauses for pause.

@@ -3,6 +3,7 @@ package cluster
 import (
 	"flag"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,6 +35,8 @@ func testFaultLeaderKillLosesNoAcknowledgedWrite(t *testing.T, store LogStore) {
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(4, w, c.anyNode, stop)
+	var ttls atomic.Int64
+	tg := ttlWriters(1, c.anyNode, stop, &ttls)
 	for range *rounds {
 		time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond)
 		l := c.leader()
@@ -45,7 +48,9 @@ func testFaultLeaderKillLosesNoAcknowledgedWrite(t *testing.T, store LogStore) {
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wg.Wait()
+	tg.Wait()
 	w.settle(t, c)
+	c.expireAll(&ttls)
 }
 
 // TestFault_LeaderPartitionedIntoMinority cuts the leader off while
@@ -91,9 +96,15 @@ func TestFault_RollingRestartsAndLossyLinks(t *testing.T) {
 func testFaultRollingRestartsAndLossyLinks(t *testing.T, store LogStore) {
 	rng := testRand(t)
 	c := newDBClusterOn(t, store, 3, nil)
+	for i := range c.nodes {
+		// Clocks up to 0.5 s apart: expiry must not depend on them.
+		c.clockSkew[i].Store(int64(rng.IntN(1001)-500) * int64(time.Millisecond))
+	}
 	w := newWriteLog()
 	stop := make(chan struct{})
 	wg := writers(3, w, c.anyNode, stop)
+	var ttls atomic.Int64
+	tg := ttlWriters(1, c.anyNode, stop, &ttls)
 	for range *rounds {
 		for i := range c.nodes {
 			// A one-way fault on a random link, for a while.
@@ -115,5 +126,7 @@ func testFaultRollingRestartsAndLossyLinks(t *testing.T, store LogStore) {
 	}
 	close(stop)
 	wg.Wait()
+	tg.Wait()
 	w.settle(t, c)
+	c.expireAll(&ttls)
 }
