@@ -33,8 +33,12 @@ type sweeps struct {
 	// by is the time the sweep runs by unless woken, by the engine's
 	// clock in unix ns: a commit that writes a key expiring before it
 	// wakes the sweep (wrote).
-	by   atomic.Int64
-	soon chan struct{}
+	by atomic.Int64
+	// written is the earliest expiry a commit wrote since the sweep last
+	// began to look (math.MaxInt64: none), so that one that the look
+	// missed and that came before by was set is not missed.
+	written atomic.Int64
+	soon    chan struct{}
 }
 
 func newSweeps() *sweeps {
@@ -51,13 +55,19 @@ func (s *sweeps) wake() {
 	}
 }
 
-// wrote is given each transaction the leader hands its replicator.
+// wrote is given each transaction the leader hands its replicator, under
+// the engine's writer lock.
 func (s *sweeps) wrote(tx *wal.Tx) {
-	by := s.by.Load()
 	for i := range tx.Writes {
-		if e := tx.Writes[i].Expires; e != 0 && e < by {
+		e := tx.Writes[i].Expires
+		if e == 0 {
+			continue
+		}
+		if e < s.written.Load() {
+			s.written.Store(e) // writers hold the lock: no other stores
+		}
+		if e < s.by.Load() {
 			s.wake()
-			return
 		}
 	}
 }
@@ -92,11 +102,21 @@ func (n *Node) sweep(every time.Duration) {
 // first key is due on a leader whose last sweep did not fail, else
 // every; a new leader wakes it (Node.leadership).
 func (n *Node) sweepWait(every time.Duration, failed bool) time.Duration {
+	s := n.rep.sweeps
+	s.written.Store(math.MaxInt64)
 	d := every
 	first, now, ok := n.ctl.NextExpiry()
-	if ok && !failed && n.isReady() {
+	ready := !failed && n.isReady()
+	if ok && ready {
 		d = min(d, max(first.Sub(now), retrySweep))
 	}
-	n.rep.sweeps.by.Store(now.Add(d).UnixNano())
+	s.by.Store(now.Add(d).UnixNano())
+	// A commit after NextExpiry's look and before by was set: its wrote
+	// stored written before it read by, so either it saw the new by
+	// (and woke the sweep if it must) or this sees its expiry.
+	if w := s.written.Load(); ready && w < now.Add(d).UnixNano() {
+		d = max(time.Unix(0, w).Sub(now), retrySweep)
+		s.by.Store(now.Add(d).UnixNano())
+	}
 	return d
 }
