@@ -24,9 +24,9 @@ type Options struct {
 
 	// SweepInterval is how often the background sweeper removes expired
 	// keys. An expired key is invisible to reads from the instant it
-	// expires whatever this is; the sweep only reclaims its memory and
-	// publishes its expiry as a change. Default 1s; negative disables the
-	// sweeper.
+	// expires whatever this is (except on a replica: see OpenReplica);
+	// the sweep only reclaims its memory and publishes its expiry as a
+	// change. Default 1s; negative disables the sweeper.
 	SweepInterval time.Duration
 
 	// HistoryEvents and HistoryBytes bound the recent changes kept so that
