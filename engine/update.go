@@ -95,10 +95,6 @@ func (db *DB) begin(tx *Tx) {
 		now = max(now, db.lastTime)
 	}
 	db.beginAt(tx, now)
-	tx.at = now
-	if db.repl != nil {
-		tx.at = db.readAt()
-	}
 }
 
 // beginAt is begin at the time now, the commit time of a record applied
@@ -109,9 +105,14 @@ func (db *DB) beginAt(tx *Tx, now int64) {
 	tx.done = false
 	tx.rev = db.rev + 1
 	tx.now = now
-	// A record applied again says by its Created flags which keys it
-	// created, so it does not judge expiry: a key it finds is there.
-	tx.at = math.MinInt64
+	// What a transaction finds, a record applied again finds at its
+	// commit time, its writer's clock: on a replica a key is there until
+	// its expiry commits; otherwise one past its time is not (and records
+	// of old logs, which have no Created flags, need this).
+	tx.at = now
+	if db.repl != nil {
+		tx.at = math.MinInt64
+	}
 	tx.writes = tx.writes[:0]
 	tx.read = 0
 	tx.applied = false
