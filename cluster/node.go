@@ -521,8 +521,8 @@ func (n *Node) leadership() {
 			// The stint broke, or a transfer failed: if this node
 			// still leads in the term it is ready in, and has not
 			// started a stint since, it takes writes again.
-			if term := n.readyTerm.Load(); term != 0 && n.rep.restartWanted() {
-				n.lead(term)
+			if term := n.readyTerm.Load(); term != 0 && n.rep.restartWanted() && n.lead(term) {
+				n.rep.sweeps.wake() // keys came due while it took no writes
 			}
 		}
 	}

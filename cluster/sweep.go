@@ -77,8 +77,9 @@ func (s *sweeps) wrote(tx *wal.Tx) {
 func (n *Node) sweep(every time.Duration) {
 	defer n.wg.Done()
 	s := n.rep.sweeps
-	t := time.NewTimer(n.sweepWait(every, false))
+	t := time.NewTimer(n.sweepWait(every, 0))
 	defer t.Stop()
+	failures := 0 // in a row
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -86,37 +87,49 @@ func (n *Node) sweep(every time.Duration) {
 		case <-t.C:
 		case <-s.soon:
 		}
-		failed := false
 		for n.isReady() && (n.opts.sweepHeld == nil || !n.opts.sweepHeld()) {
 			k, err := n.ctl.Sweep()
-			failed = err != nil
-			if err != nil || k < 1024 {
+			if err != nil {
+				failures++
+				break
+			}
+			failures = 0
+			if k < 1024 {
 				break
 			}
 		}
-		t.Reset(n.sweepWait(every, failed))
+		t.Reset(n.sweepWait(every, failures))
 	}
 }
 
-// sweepWait is how long the sweep waits before it looks again: until the
-// first key is due on a leader whose last sweep did not fail, else
-// every; a new leader wakes it (Node.leadership).
-func (n *Node) sweepWait(every time.Duration, failed bool) time.Duration {
+// sweepWait is how long the sweep waits before it looks again: on a
+// leader, until the first key is due, or after failures sweeps in a row
+// failed (the leader stopped taking writes: a transfer, a refused entry,
+// no quorum) from retrySweep doubling; at most every. A new leader, and
+// one that takes writes again, wakes it (Node.leadership).
+func (n *Node) sweepWait(every time.Duration, failures int) time.Duration {
 	s := n.rep.sweeps
 	s.written.Store(math.MaxInt64)
 	d := every
 	first, now, ok := n.ctl.NextExpiry()
-	ready := !failed && n.isReady()
-	if ok && ready {
+	ready := n.isReady()
+	switch {
+	case ready && failures > 0:
+		d = min(d, retrySweep<<min(failures-1, 16))
+	case ready && ok:
 		d = min(d, max(first.Sub(now), retrySweep))
 	}
-	s.by.Store(now.Add(d).UnixNano())
+	// A write wakes the sweep if it brings the look forward by more than
+	// retrySweep, the least time between looks: not each write of a key
+	// already due.
+	by := now.Add(d - retrySweep).UnixNano()
+	s.by.Store(by)
 	// A commit after NextExpiry's look and before by was set: its wrote
 	// stored written before it read by, so either it saw the new by
 	// (and woke the sweep if it must) or this sees its expiry.
-	if w := s.written.Load(); ready && w < now.Add(d).UnixNano() {
+	if w := s.written.Load(); ready && failures == 0 && w < by {
 		d = max(time.Unix(0, w).Sub(now), retrySweep)
-		s.by.Store(now.Add(d).UnixNano())
+		s.by.Store(now.Add(d - retrySweep).UnixNano())
 	}
 	return d
 }
