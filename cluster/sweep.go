@@ -94,7 +94,7 @@ func (n *Node) sweep(every time.Duration) {
 				break
 			}
 			failures = 0
-			if k < 1024 {
+			if k == 0 {
 				break
 			}
 		}

@@ -222,3 +222,37 @@ func TestDisk_SyncLatency(t *testing.T) {
 	require.Equal(t, st.Syncs, n)
 	require.Positive(t, st.SyncLatency.Sum)
 }
+
+// TestDisk_SweepOfLongKeysFitsTheLog expires 300 keys of 250 KiB each
+// at once: 73 MiB of keys, more than one log record takes (64 MiB).
+// The sweeps split them, and every key goes, on disk and after a reopen.
+func TestDisk_SweepOfLongKeysFitsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	o := &engine.Options{Now: c.Now, SweepInterval: -1, MaxKeySize: 256 << 10}
+	db, err := engine.Open(dir, o)
+	require.NoError(t, err)
+	const keys = 300
+	key := func(i int) string { return fmt.Sprintf("%03d", i) + strings.Repeat("k", 250<<10-3) }
+	for i := range keys {
+		_, err := db.Set(key(i), "v", &engine.SetOptions{TTL: time.Second})
+		require.NoError(t, err)
+	}
+	c.Advance(2 * time.Second)
+	swept, sweeps := 0, 0
+	for n := engine.Sweep(db); n > 0; n = engine.Sweep(db) {
+		swept += n
+		sweeps++
+	}
+	require.Equal(t, keys, swept)
+	require.Greater(t, sweeps, 1)
+	require.Equal(t, int64(0), db.Stats().Keys)
+	rev := db.Revision()
+	require.NoError(t, db.Close())
+
+	db, err = engine.Open(dir, o)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, rev, db.Revision())
+	require.Equal(t, int64(0), db.Stats().Keys)
+}

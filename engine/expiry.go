@@ -35,6 +35,11 @@ func (x *expiries) remove(at int64, e *entry) { x.t.Delete(expiring{at, e}) }
 // writers wait for the sweeper only briefly.
 const sweepBatch = 1024
 
+// sweepBytes bounds the bytes of the keys one sweep expires (it takes one
+// key at least), so that its record stays far below the largest a log or
+// a raft entry takes: 1024 long keys would not.
+const sweepBytes = 8 << 20
+
 // sweepLoop removes expired keys every interval until Close.
 func (db *DB) sweepLoop(interval time.Duration) {
 	defer db.sweeping.Done()
@@ -45,24 +50,26 @@ func (db *DB) sweepLoop(interval time.Duration) {
 		case <-db.stop:
 			return
 		case <-t.C:
-			for n, _ := db.sweep(); n == sweepBatch; n, _ = db.sweep() {
+			for n, err := db.sweep(); n > 0 && err == nil; n, err = db.sweep() {
 			}
 		}
 	}
 }
 
-// sweep removes up to sweepBatch expired keys in one transaction, as changes
-// of type expire, and returns how many it removed. Its error, the DB
-// closed or the log failing, writers see too.
+// sweep removes up to sweepBatch expired keys (and sweepBytes of keys) in
+// one transaction, as changes of type expire, and returns how many it
+// removed. Its error, the DB closed or the log failing, writers see too.
 func (db *DB) sweep() (int, error) {
 	n := 0
 	err := db.update(func(tx *Tx) error {
 		var due []*entry
+		size := 0
 		db.exp.t.Scan(func(x expiring) bool {
-			if x.at > tx.now || len(due) == sweepBatch {
+			if x.at > tx.now || len(due) == sweepBatch || size >= sweepBytes {
 				return false
 			}
 			due = append(due, x.e)
+			size += len(db.entries.tab.key(x.e))
 			return true
 		})
 		for _, e := range due {

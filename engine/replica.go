@@ -337,10 +337,10 @@ func (r *Replica) NextExpiry() (first, now time.Time, ok bool) {
 	return time.Unix(0, x.at), now, true
 }
 
-// Sweep expires up to 1024 keys whose time has come, in one write
-// transaction that goes through the replicator like any other, and
-// returns how many. Only the node that executes writes sweeps; call it
-// until it returns less than 1024.
+// Sweep expires up to 1024 keys whose time has come (fewer if their keys
+// pass 8 MiB), in one write transaction that goes through the replicator
+// like any other, and returns how many. Only the node that executes
+// writes sweeps; call it until it returns 0.
 func (r *Replica) Sweep() (int, error) {
 	return r.db.sweep()
 }
