@@ -33,7 +33,8 @@
 //
 // A key written with a TTL is invisible to every read from the instant it
 // expires. A background sweeper then removes it as a change of its own,
-// with a new revision, so that subscribers see the expiry.
+// with a new revision, so that subscribers see the expiry. A replica
+// (OpenReplica) differs: there a key is there until its expiry commits.
 //
 // # Backup and replicas
 //
