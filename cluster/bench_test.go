@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -16,8 +17,9 @@ import (
 // The benchmarks run 3 nodes in the test process over plain TCP on
 // 127.0.0.1 (no fault proxies), with the default (bolt) raft log: the
 // read benchmarks with the default timing profile, BenchmarkReplicatedSet
-// with the LAN profile. Each top-level benchmark starts one cluster and its
-// sub-benchmarks share it. Run them with, for example:
+// with the LAN profile, BenchmarkFollowerLag with each. Each top-level
+// benchmark starts one cluster and its sub-benchmarks share it (but
+// BenchmarkFollowerLag, whose sub-benchmarks start one each). Run them with, for example:
 //
 //	go test -run '^$' -bench . -benchtime 1s -count 5 ./cluster/
 
@@ -236,6 +238,36 @@ func BenchmarkReplicatedSet(b *testing.B) {
 				_, err := leader.Set("k"+strconv.Itoa(i%100000), value, nil)
 				return err
 			})
+		})
+	}
+}
+
+// BenchmarkFollowerLag writes through the leader and then waits until a
+// follower has applied the write, one write at a time, so that writes
+// pause between: ns/op is the acknowledgement and the wait, lag-ns/op the
+// wait alone (how long after the acknowledgement a follower's reads and
+// subscribers see the write), with each timing profile.
+func BenchmarkFollowerLag(b *testing.B) {
+	for _, p := range profiles {
+		b.Run(string(p), func(b *testing.B) {
+			nodes := benchNodesWith(b, p, false)
+			leader, follower := nodes[0], nodes[1].DB()
+			ctx := context.Background()
+			var lag time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				it, err := leader.Set("k"+strconv.Itoa(i%1000), "v", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				if err := follower.WaitRevision(ctx, it.Revision); err != nil {
+					b.Fatal(err)
+				}
+				lag += time.Since(t0)
+			}
+			b.ReportMetric(float64(lag.Nanoseconds())/float64(b.N), "lag-ns/op")
 		})
 	}
 }

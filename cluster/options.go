@@ -32,7 +32,10 @@ const (
 	// ProfileLAN is 200 ms heartbeat and election timeouts and a 100 ms
 	// leader lease, for nodes on one LAN or one machine: failover is about
 	// five times faster, at the price of more elections when the network
-	// or the disk stalls.
+	// or the disk stalls. Its commit timeout is 5 ms: when writes pause,
+	// the leader tells the followers of its last commit within 5 to 10 ms
+	// (the default: 50 to 100), so that their reads and subscribers see
+	// it sooner, for an empty append to each follower as often while idle.
 	ProfileLAN Profile = "lan"
 )
 
@@ -281,6 +284,7 @@ func (o *Options) raftConfig() *raft.Config {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond
 		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
 	}
 	rc.SnapshotThreshold = o.SnapshotThreshold
 	rc.SnapshotInterval = o.SnapshotInterval

@@ -51,6 +51,7 @@ func TestOptions_Profiles(t *testing.T) {
 	require.Equal(t, time.Second, rc.HeartbeatTimeout)
 	require.Equal(t, time.Second, rc.ElectionTimeout)
 	require.Equal(t, 500*time.Millisecond, rc.LeaderLeaseTimeout)
+	require.Equal(t, 50*time.Millisecond, rc.CommitTimeout)
 	require.EqualValues(t, 8192, rc.SnapshotThreshold)
 	require.EqualValues(t, 10240, rc.TrailingLogs)
 
@@ -59,6 +60,7 @@ func TestOptions_Profiles(t *testing.T) {
 	require.Equal(t, 200*time.Millisecond, rc.HeartbeatTimeout)
 	require.Equal(t, 200*time.Millisecond, rc.ElectionTimeout)
 	require.Equal(t, 100*time.Millisecond, rc.LeaderLeaseTimeout)
+	require.Equal(t, 5*time.Millisecond, rc.CommitTimeout)
 	require.NoError(t, raft.ValidateConfig(rc))
 }
 
