@@ -15,7 +15,6 @@ import (
 	"github.com/livekv/livekv/cluster/clustertest"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/enginetest"
-	"github.com/livekv/livekv/pubsub"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -622,29 +621,4 @@ func TestCluster_FollowerLinearizableReadsShareRequests(t *testing.T) {
 	sent := c.nodes[f].remoteReads.rounds.Load()
 	t.Logf("%d linearizable reads on a follower sent %d read-index requests", readers*each, sent)
 	require.Less(t, sent, int64(readers*each/2), "concurrent reads on a follower share requests")
-}
-
-// TestCluster_LeaderSweepsExpiriesForAll sets a key with a TTL: only the
-// leader sweeps, and the expiry reaches every node as a change through
-// the log, at the same revision.
-func TestCluster_LeaderSweepsExpiriesForAll(t *testing.T) {
-	c := newDBCluster(t, 3, &engine.Options{SweepInterval: 20 * time.Millisecond})
-	l := c.leader()
-	f := (l + 1) % 3
-	s, err := c.nodes[f].Subscribe([]string{"ttl"}, nil)
-	require.NoError(t, err)
-	defer s.Close()
-	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 100 * time.Millisecond})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ev, err := s.Next(ctx)
-	require.NoError(t, err)
-	require.Equal(t, it.Revision, ev.Revision)
-	ev, err = s.Next(ctx)
-	require.NoError(t, err)
-	require.Equal(t, pubsub.Expire, ev.Type, "the expiry arrives as a change on a follower")
-	require.Greater(t, ev.Revision, it.Revision)
-	rev := c.converged()
-	require.GreaterOrEqual(t, rev, ev.Revision)
 }

@@ -20,6 +20,36 @@ func nextOf(t *testing.T, s *engine.Subscription) pubsub.Event {
 	return ev
 }
 
+// watchFollower starts 3 nodes with eo and subscribes to pattern on a
+// follower: it returns the cluster, the leader's index, the follower's,
+// and the subscription, closed when the test ends.
+func watchFollower(t *testing.T, eo *engine.Options, pattern string) (c *dbCluster, l, f int, s *engine.Subscription) {
+	t.Helper()
+	c = newDBCluster(t, 3, eo)
+	l = c.leader()
+	f = (l + 1) % 3
+	s, err := c.nodes[f].Subscribe([]string{pattern}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return c, l, f, s
+}
+
+// TestCluster_LeaderSweepsExpiriesForAll sets a key with a TTL: only the
+// leader sweeps, and the expiry reaches every node as a change through
+// the log, at the same revision.
+func TestCluster_LeaderSweepsExpiriesForAll(t *testing.T) {
+	c, _, f, s := watchFollower(t, &engine.Options{SweepInterval: 20 * time.Millisecond}, "ttl")
+	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ev := nextOf(t, s)
+	require.Equal(t, it.Revision, ev.Revision)
+	ev = nextOf(t, s)
+	require.Equal(t, pubsub.Expire, ev.Type, "the expiry arrives as a change on a follower")
+	require.Greater(t, ev.Revision, it.Revision)
+	rev := c.converged()
+	require.GreaterOrEqual(t, rev, ev.Revision)
+}
+
 // TestCluster_ExpiryIsTheSameOnEveryNode sets a key with a TTL while one
 // follower's clock is 2 s behind the leader's, the other's 2 s ahead, and
 // the sweeps are held. Once the key's time has come, every node still
@@ -70,13 +100,8 @@ func TestCluster_ExpiryIsTheSameOnEveryNode(t *testing.T) {
 // leader still expires a key as soon as it is due, and not before, though
 // it learned of the key while waiting for another due in an hour.
 func TestCluster_SweepsWhenAKeyIsDue(t *testing.T) {
-	c := newDBCluster(t, 3, &engine.Options{SweepInterval: time.Hour})
-	l := c.leader()
-	f := (l + 1) % 3
-	s, err := c.nodes[f].Subscribe([]string{"ttl*"}, nil)
-	require.NoError(t, err)
-	defer s.Close()
-	_, err = c.nodes[f].Set("ttl-late", "v", &engine.SetOptions{TTL: time.Hour})
+	c, _, f, s := watchFollower(t, &engine.Options{SweepInterval: time.Hour}, "ttl*")
+	_, err := c.nodes[f].Set("ttl-late", "v", &engine.SetOptions{TTL: time.Hour})
 	require.NoError(t, err)
 	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 200 * time.Millisecond})
 	require.NoError(t, err)
@@ -95,12 +120,7 @@ func TestCluster_SweepsWhenAKeyIsDue(t *testing.T) {
 // TestCluster_NewLeaderSweepsWhatIsDue: a key due after its leader died
 // is expired by the next leader when due, with an hour between sweeps.
 func TestCluster_NewLeaderSweepsWhatIsDue(t *testing.T) {
-	c := newDBCluster(t, 3, &engine.Options{SweepInterval: time.Hour})
-	l := c.leader()
-	f := (l + 1) % 3
-	s, err := c.nodes[f].Subscribe([]string{"ttl"}, nil)
-	require.NoError(t, err)
-	defer s.Close()
+	c, l, f, s := watchFollower(t, &engine.Options{SweepInterval: time.Hour}, "ttl")
 	it, err := c.nodes[f].Set("ttl", "v", &engine.SetOptions{TTL: 2 * time.Second})
 	require.NoError(t, err)
 	require.Equal(t, pubsub.Put, nextOf(t, s).Type)
