@@ -238,3 +238,26 @@ console.log(JSON.stringify({ applied, revision: reply.revision, url: ws.url, ask
 `)
 	require.Equal(t, `{"applied":[1],"revision":9,"url":"ws://x/kv/ws?token=t&fromRevision=2","asked":3,"refused":403}`, out)
 }
+
+// TestLiveJS_WaitingForTheServer: a load the server refuses for now (503:
+// no leader, behind) on a connection that stays open is made again, and
+// meanwhile the page's status says that it waits for the server; once
+// the load is served, it says live again.
+func TestLiveJS_WaitingForTheServer(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+const statuses = [];
+live.onStatus = (s) => statuses.push(s);
+const ws = open();
+const loaded = live.load('r:', upTo('r:'), () => {});
+await tick();
+answer(ws, 0, { code: 503, error: 'no leader' });
+await tick();
+const during = statuses.slice();
+await tick(1100);
+answer(ws, 1, { records: [], truncated: false, revision: 3 });
+await loaded;
+console.log(JSON.stringify({ during, after: statuses }));
+`)
+	require.Equal(t, `{"during":["online","waiting"],"after":["online","waiting","online"]}`, out)
+}

@@ -52,6 +52,7 @@ export class Live {
     this.pending = new Map();
     this.backoff = 250;
     this.open = false;
+    this.waiting = false; // a load waits for the server to serve it (onStatus 'waiting')
     // ready resolves when a connection opens. It is replaced only when an
     // open connection closes, never by a failed attempt to reconnect, so
     // that a call waiting on it is woken by the next connection.
@@ -80,6 +81,7 @@ export class Live {
       this.backoff = 250;
       this.open = true;
       this.offline = false;
+      this.waiting = false;
       this.onStatus('online');
       this.markReady();
       if (this.stale) {
@@ -256,9 +258,18 @@ export class Live {
         this.release();
         if (!transient(err)) throw err;
         // Gone with the connection: call waits for the next one. Busy,
-        // or unanswered on a connection that stays open: in a moment.
-        if (this.open) await new Promise((resolve) => setTimeout(resolve, 1000));
+        // or unanswered on a connection that stays open: in a moment,
+        // and the page says that it waits for the server meanwhile.
+        if (this.open) {
+          this.waiting = true;
+          this.onStatus('waiting');
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
         continue;
+      }
+      if (this.waiting) {
+        this.waiting = false;
+        if (this.open) this.onStatus('online');
       }
       const base = reply.revision || 0; // left out when 0: an empty store
       // Before apply, which may apply some records and throw.
@@ -474,7 +485,12 @@ export class Outbox {
 export function statusBanner(el) {
   return (state) => {
     el.dataset.state = state;
-    el.textContent = { online: 'live', connecting: 'connecting…', offline: 'offline: reconnecting…' }[state];
+    el.textContent = {
+      online: 'live',
+      connecting: 'connecting…',
+      offline: 'offline: reconnecting…',
+      waiting: 'waiting for the server…',
+    }[state];
   };
 }
 
