@@ -32,9 +32,9 @@ type model struct {
 	now   int64
 	rev   int64
 	items map[string]modelItem // includes expired items not yet swept
-	// swept says that an item is there until the sweep removes it, as on
-	// a replica, rather than until its expiry time.
-	swept bool
+	// untilSwept says that an item is there until the sweep removes it,
+	// as on a replica, rather than until its expiry time.
+	untilSwept bool
 }
 
 type modelItem struct {
@@ -50,7 +50,7 @@ func (m *model) live(k string) (modelItem, bool) {
 // liveIn returns the item under k in items if it is there to reads.
 func (m *model) liveIn(items map[string]modelItem, k string) (modelItem, bool) {
 	it, ok := items[k]
-	if !ok || !m.swept && it.expires != 0 && m.now >= it.expires {
+	if !ok || !m.untilSwept && it.expires != 0 && m.now >= it.expires {
 		return modelItem{}, false
 	}
 	return it, true
@@ -241,7 +241,7 @@ func runModel(t *testing.T, r *rand.Rand, steps int, mode string) {
 		require.NoError(t, err)
 	}
 	defer func() { db.Close() }()
-	m := &model{now: c.ns.Load(), items: map[string]modelItem{}, swept: mode == "replica"}
+	m := &model{now: c.ns.Load(), items: map[string]modelItem{}, untilSwept: mode == "replica"}
 
 	var log []string
 	fail := func(format string, args ...any) {

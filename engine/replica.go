@@ -60,10 +60,10 @@ type Replica struct{ db *DB }
 // apply those expiries. Until its expiry commits, a key is there to
 // every read and transaction whatever the clock says (unlike on a DB
 // that Open opens, whose reads hide it from the instant it expires), so
-// that the state at a revision is the same on every node. Checkpoints do nothing. Close does not wait for
-// writers in WaitDurable: close the replicator too, so that they return.
-// The clock of write
-// transactions, which decides expiry times, never goes below the newest
+// that the state at a revision is the same on every node. Checkpoints do
+// nothing. Close does not wait for writers in WaitDurable: close the
+// replicator too, so that they return. The clock of write transactions
+// and of Sweep, which decides expiry times, never goes below the newest
 // commit time the replica applied or handed on, so that time does not
 // run backwards when another node takes over.
 func OpenReplica(opts *Options) (*DB, *Replica, error) {
@@ -329,7 +329,7 @@ func (r *Replica) NextExpiry() (first, now time.Time, ok bool) {
 	db := r.db
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
-	now = time.Unix(0, max(db.now(), db.lastTime))
+	now = time.Unix(0, db.txNow())
 	x, ok := db.exp.t.Min()
 	if !ok {
 		return time.Time{}, now, false

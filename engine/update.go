@@ -88,13 +88,17 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 }
 
 // begin starts a write transaction; db.wmu is held.
-func (db *DB) begin(tx *Tx) {
+func (db *DB) begin(tx *Tx) { db.beginAt(tx, db.txNow()) }
+
+// txNow is the clock of write transactions and of the sweep: on a
+// replica never below the newest commit time, so that time never runs
+// backwards across a change of leader. db.wmu is held.
+func (db *DB) txNow() int64 {
 	now := db.now()
 	if db.repl != nil {
-		// Time never runs backwards across a change of leader.
 		now = max(now, db.lastTime)
 	}
-	db.beginAt(tx, now)
+	return now
 }
 
 // beginAt is begin at the time now, the commit time of a record applied
@@ -105,10 +109,10 @@ func (db *DB) beginAt(tx *Tx, now int64) {
 	tx.done = false
 	tx.rev = db.rev + 1
 	tx.now = now
-	// What a transaction finds, a record applied again finds at its
-	// commit time, its writer's clock: on a replica a key is there until
-	// its expiry commits; otherwise one past its time is not (and records
-	// of old logs, which have no Created flags, need this).
+	// A replica never judges expiry (readAt): a key is there until its
+	// expiry commits. A DB judges at now, which for a record applied
+	// again is its commit time: what its writer judged by, and what
+	// records of old logs, without Created flags, need.
 	tx.at = now
 	if db.repl != nil {
 		tx.at = math.MinInt64
