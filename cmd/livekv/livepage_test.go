@@ -242,7 +242,7 @@ console.log(JSON.stringify({ applied, revision: reply.revision, url: ws.url, ask
 // TestLiveJS_WaitingForTheServer: a load the server refuses for now (503:
 // no leader, behind) on a connection that stays open is made again, and
 // meanwhile the page's status says that it waits for the server; once
-// the load is served, it says live again.
+// the load is served, or refused for good, it says live again.
 func TestLiveJS_WaitingForTheServer(t *testing.T) {
 	out := runLive(t, liveSocket+`
 await live.connect();
@@ -257,7 +257,15 @@ const during = statuses.slice();
 await tick(1100);
 answer(ws, 1, { records: [], truncated: false, revision: 3 });
 await loaded;
-console.log(JSON.stringify({ during, after: statuses }));
+const after = statuses.slice();
+// Refused for now, then for good: the page is not left waiting.
+const refused = live.load('s:', upTo('s:'), () => {});
+await tick();
+answer(ws, 2, { code: 503, error: 'no leader' });
+await tick(1100);
+answer(ws, 3, { code: 403, error: 'no' });
+const code = await refused.catch((err) => err.code);
+console.log(JSON.stringify({ during, after, then: statuses.slice(after.length), code }));
 `)
-	require.Equal(t, `{"during":["online","waiting"],"after":["online","waiting","online"]}`, out)
+	require.Equal(t, `{"during":["online","waiting"],"after":["online","waiting","online"],"then":["waiting","online"],"code":403}`, out)
 }

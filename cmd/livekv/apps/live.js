@@ -256,7 +256,10 @@ export class Live {
         reply = await this.range(start, end, limit);
       } catch (err) {
         this.release();
-        if (!transient(err)) throw err;
+        if (!transient(err)) {
+          this.served();
+          throw err;
+        }
         // Gone with the connection: call waits for the next one. Busy,
         // or unanswered on a connection that stays open: in a moment,
         // and the page says that it waits for the server meanwhile.
@@ -267,10 +270,7 @@ export class Live {
         }
         continue;
       }
-      if (this.waiting) {
-        this.waiting = false;
-        if (this.open) this.onStatus('online');
-      }
+      this.served();
       const base = reply.revision || 0; // left out when 0: an empty store
       // Before apply, which may apply some records and throw.
       if (this.rev === 0) this.since = Math.min(this.since ?? base, base);
@@ -285,6 +285,14 @@ export class Live {
       }
       return reply;
     }
+  }
+
+  // served ends the 'waiting' status of a load the server refused for
+  // now, once it has answered otherwise.
+  served() {
+    if (!this.waiting) return;
+    this.waiting = false;
+    if (this.open) this.onStatus('online');
   }
 
   // release delivers the notifications held while a range was read.
