@@ -216,7 +216,7 @@ func serve(args []string) error {
 	raftAddr := fs.String("raft", "", "cluster mode: this node's raft and cluster RPC address, HOST:PORT, reachable by the others")
 	peers := fs.String("peers", "", "cluster mode: the founding voters, ID=HOST:PORT,... (the same on every founding node)")
 	join := fs.String("join", "", "cluster mode: raft addresses of members to join through, HOST:PORT,...")
-	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms)")
+	profile := fs.String("raft-profile", "default", "cluster mode: raft timeouts, default (1 s) or lan (200 ms; followers learn of a commit within 5-10 ms)")
 	leaseReads := fs.Bool("lease-reads", false, "cluster mode: the leader serves linearizable reads under a lease rather than a quorum round each; assumes the nodes' clocks run at rates within 10% of each other (docs/cluster.md)")
 	maxKey := fs.Int("max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes (engine.Options.MaxKeySize); a folder loaded with larger keys (livekv load --max-key-size) needs as much, or they cannot be read")
 	maxValue := fs.Int("max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes (engine.Options.MaxValueSize); a client's message may be up to twice the largest key and value, and at least 2 MiB")
