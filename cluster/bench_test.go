@@ -19,7 +19,8 @@ import (
 // read benchmarks with the default timing profile, BenchmarkReplicatedSet
 // with the LAN profile, BenchmarkFollowerLag with each. Each top-level
 // benchmark starts one cluster and its sub-benchmarks share it (but
-// BenchmarkFollowerLag, whose sub-benchmarks start one each). Run them with, for example:
+// BenchmarkFollowerLag, whose sub-benchmarks start one each). Run them
+// with, for example:
 //
 //	go test -run '^$' -bench . -benchtime 1s -count 5 ./cluster/
 

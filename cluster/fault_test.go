@@ -97,7 +97,8 @@ func testFaultRollingRestartsAndLossyLinks(t *testing.T, store LogStore) {
 	rng := testRand(t)
 	c := newDBClusterOn(t, store, 3, nil)
 	for i := range c.nodes {
-		// Clocks up to 0.5 s apart: expiry must not depend on them.
+		// Clocks each up to 0.5 s off, up to 1 s apart: expiry must
+		// not depend on them.
 		c.clockSkew[i].Store(int64(rng.IntN(1001)-500) * int64(time.Millisecond))
 	}
 	w := newWriteLog()

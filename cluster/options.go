@@ -35,7 +35,8 @@ const (
 	// or the disk stalls. Its commit timeout is 5 ms: when writes pause,
 	// the leader tells the followers of its last commit within 5 to 10 ms
 	// (the default: 50 to 100), so that their reads and subscribers see
-	// it sooner, for an empty append to each follower as often while idle.
+	// it sooner. The price: while idle, the leader sends each follower an
+	// empty append every 5 to 10 ms.
 	ProfileLAN Profile = "lan"
 )
 
@@ -166,7 +167,8 @@ type Options struct {
 	// and clock. Its Sync, checkpoint and file-system fields do not
 	// apply: the raft log keeps the data durable. Only the leader sweeps
 	// expired keys, as soon as the first is due and at least every
-	// SweepInterval; every node shows a key until its expiry commits.
+	// SweepInterval (1 s if it is 0 or negative: a cluster always
+	// sweeps); every node shows a key until its expiry commits.
 	Engine *engine.Options
 
 	// Listener, if set, is the listener the node serves on instead of

@@ -12,8 +12,9 @@ import (
 // A replica shows a key until its expiry commits (engine.OpenReplica), so
 // that every node answers alike at a revision whatever its clock says.
 // The leader therefore sweeps as soon as the first key with a TTL is due,
-// and a key outlives its TTL by about one commit, not by up to the
-// interval between sweeps.
+// and a key outlives its TTL by about one commit (and on a follower the
+// time it takes to learn of it), not by up to the interval between
+// sweeps.
 
 // sweepEvery is the longest the leader waits between sweeps.
 func sweepEvery(o *engine.Options) time.Duration {
@@ -28,7 +29,9 @@ func sweepEvery(o *engine.Options) time.Duration {
 // raced a write of the key) does not spin.
 const retrySweep = 10 * time.Millisecond
 
-// sweeps is when the leader sweeps next.
+// sweeps holds what decides when the leader sweeps next, besides the
+// timer armSweep sets: the deadline that writes compare their expiries
+// with, and the channel that wakes the sweep early.
 type sweeps struct {
 	// by is the time the sweep runs by unless woken, by the engine's
 	// clock in unix ns: a commit that writes a key expiring before it
@@ -77,7 +80,7 @@ func (s *sweeps) wrote(tx *wal.Tx) {
 func (n *Node) sweep(every time.Duration) {
 	defer n.wg.Done()
 	s := n.rep.sweeps
-	t := time.NewTimer(n.sweepWait(every, 0))
+	t := time.NewTimer(n.armSweep(every, 0))
 	defer t.Stop()
 	failures := 0 // in a row
 	for {
@@ -98,16 +101,17 @@ func (n *Node) sweep(every time.Duration) {
 				break
 			}
 		}
-		t.Reset(n.sweepWait(every, failures))
+		t.Reset(n.armSweep(every, failures))
 	}
 }
 
-// sweepWait is how long the sweep waits before it looks again: on a
+// armSweep returns how long the sweep waits before it looks again, and
+// sets the deadline by which writes decide to wake it early: on a
 // leader, until the first key is due, or after failures sweeps in a row
 // failed (the leader stopped taking writes: a transfer, a refused entry,
 // no quorum) from retrySweep doubling; at most every. A new leader, and
 // one that takes writes again, wakes it (Node.leadership).
-func (n *Node) sweepWait(every time.Duration, failures int) time.Duration {
+func (n *Node) armSweep(every time.Duration, failures int) time.Duration {
 	s := n.rep.sweeps
 	s.written.Store(math.MaxInt64)
 	d := every
