@@ -126,6 +126,15 @@ func (c *dbCluster) open(i int) *Node {
 	return n
 }
 
+// caughtUp waits until every node has caught up (Node.served): before
+// that a node serves no read.
+func (c *dbCluster) caughtUp() {
+	c.t.Helper()
+	for i := range c.nodes {
+		require.Eventually(c.t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
+	}
+}
+
 // node returns node i, nil while it is down.
 func (c *dbCluster) node(i int) *Node {
 	c.mu.Lock()

@@ -195,9 +195,7 @@ func TestLevels_SessionAcrossNodes(t *testing.T) {
 	l := c.leader()
 	lag := (l + 1) % 3
 	bases := serveAdapters(t, c)
-	for i := range c.nodes {
-		require.Eventually(t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
-	}
+	c.caughtUp()
 	unlag := lagFollower(t, c, l, lag, 30*time.Millisecond)
 
 	keys := []string{"a", "b", "c", "d"}
@@ -447,9 +445,7 @@ func TestLevels_WriteRefusalRaisesTheSession(t *testing.T) {
 	l := c.leader()
 	f := (l + 1) % 3
 	bases := serveAdapters(t, c)
-	for i := range c.nodes {
-		require.Eventually(t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
-	}
+	c.caughtUp()
 	ld := c.node(l)
 	synced := func() {
 		rev := ld.Revision()

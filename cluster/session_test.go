@@ -305,9 +305,7 @@ func TestFault_SessionReadsAcrossFaults(t *testing.T) {
 	rng := testRand(t)
 	c := newDBCluster(t, 3, nil)
 	na := serveRestartable(t, c)
-	for i := range c.nodes {
-		require.Eventually(t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
-	}
+	c.caughtUp()
 	keys := []string{"s/a", "s/b", "s/c"}
 	w := newWriteLog()
 	stop := make(chan struct{})

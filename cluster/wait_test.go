@@ -18,9 +18,7 @@ func TestNode_MinRevisionWakes(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
 	l := c.leader()
 	f := (l + 1) % 3
-	for i := range c.nodes {
-		require.Eventually(t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
-	}
+	c.caughtUp()
 	base := c.nodes[l].Revision()
 	const writes = 20
 	type read struct {
