@@ -91,13 +91,13 @@ func (n *Node) sweep(every time.Duration) {
 		case <-s.soon:
 		}
 		for n.isReady() && (n.opts.sweepHeld == nil || !n.opts.sweepHeld()) {
-			k, err := n.ctl.Sweep()
+			_, more, err := n.ctl.Sweep()
 			if err != nil {
 				failures++
 				break
 			}
 			failures = 0
-			if k == 0 {
+			if !more {
 				break
 			}
 		}

@@ -50,7 +50,8 @@ func (db *DB) sweepLoop(interval time.Duration) {
 		case <-db.stop:
 			return
 		case <-t.C:
-			for n, err := db.sweep(); n > 0 && err == nil; n, err = db.sweep() {
+			for more := true; more; {
+				_, more, _ = db.sweep()
 			}
 		}
 	}
@@ -58,14 +59,18 @@ func (db *DB) sweepLoop(interval time.Duration) {
 
 // sweep removes up to sweepBatch expired keys (and sweepBytes of keys) in
 // one transaction, as changes of type expire, and returns how many it
-// removed. Its error, the DB closed or the log failing, writers see too.
-func (db *DB) sweep() (int, error) {
-	n := 0
-	err := db.update(func(tx *Tx) error {
+// removed, and whether it stopped at those bounds (more may be due). Its
+// error, the DB closed or the log failing, writers see too.
+func (db *DB) sweep() (n int, more bool, err error) {
+	err = db.update(func(tx *Tx) error {
 		var due []*entry
 		size := 0
 		db.exp.t.Scan(func(x expiring) bool {
-			if x.at > tx.now || len(due) == sweepBatch || size >= sweepBytes {
+			if x.at > tx.now {
+				return false
+			}
+			if len(due) == sweepBatch || size >= sweepBytes {
+				more = true
 				return false
 			}
 			due = append(due, x.e)
@@ -79,8 +84,8 @@ func (db *DB) sweep() (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	db.stats.expired.Add(int64(n))
-	return n, nil
+	return n, more, nil
 }

@@ -7,7 +7,7 @@ import (
 
 // Sweep runs one sweep of expired keys now and returns how many it removed.
 func Sweep(db *DB) int {
-	n, _ := db.sweep()
+	n, _, _ := db.sweep()
 	return n
 }
 

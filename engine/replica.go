@@ -339,8 +339,9 @@ func (r *Replica) NextExpiry() (first, now time.Time, ok bool) {
 
 // Sweep expires up to 1024 keys whose time has come (fewer if their keys
 // pass 8 MiB), in one write transaction that goes through the replicator
-// like any other, and returns how many. Only the node that executes
-// writes sweeps; call it until it returns 0.
-func (r *Replica) Sweep() (int, error) {
+// like any other, and returns how many, and whether it stopped at those
+// bounds: then more may be due. Only the node that executes writes
+// sweeps; call it again while more is true.
+func (r *Replica) Sweep() (n int, more bool, err error) {
 	return r.db.sweep()
 }

@@ -203,7 +203,7 @@ func TestReplica_Restore(t *testing.T) {
 	// sweep, and nothing else.
 	c.Advance(10 * time.Hour)
 	swept := make(chan int, 1)
-	go func() { n, _ := fc.Sweep(); swept <- n }()
+	go func() { n, _, _ := fc.Sweep(); swept <- n }()
 	waitPending(t, fsim, 1)
 	fsim.commit(t, 1, fc)
 	require.Equal(t, 2, <-swept)
@@ -223,7 +223,7 @@ func TestReplica_SweepAndClock(t *testing.T) {
 	require.NoError(t, <-done)
 	c.Advance(2 * time.Second)
 	swept := make(chan int, 1)
-	go func() { n, _ := ctl.Sweep(); swept <- n }()
+	go func() { n, _, _ := ctl.Sweep(); swept <- n }()
 	waitPending(t, sim, 1)
 	sim.mu.Lock()
 	require.Equal(t, wal.KindExpire, sim.pending[0].Writes[0].Kind)
@@ -313,7 +313,7 @@ func TestReplica_AbandonTail(t *testing.T) {
 	sweep := func() int {
 		t.Helper()
 		got := make(chan int, 1)
-		go func() { n, _ := ctl.Sweep(); got <- n }()
+		go func() { n, _, _ := ctl.Sweep(); got <- n }()
 		select {
 		case n := <-got:
 			return n // nothing to expire: no commit

@@ -83,7 +83,7 @@ func TestVersions_Replica(t *testing.T) {
 		require.Equal(t, "ttl", it.Value)
 		require.Equal(t, int64(1), db.Stats().Keys)
 		c.Advance(2 * time.Minute)
-		go func() { done <- errOf(ctl.Sweep()) }()
+		go func() { _, _, err := ctl.Sweep(); done <- err }()
 		waitPending(t, sim, 1)
 		sim.commit(t, 1, ctl)
 		require.NoError(t, <-done)
