@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -18,24 +19,114 @@ type stateMachine interface {
 	tracker() *appliedTracker
 }
 
-// appliedTracker follows the raft index of the last entry an FSM applied.
+// appliedTracker follows the raft index of the last entry an FSM applied,
+// and the command entries this node has stored and not yet applied.
+//
+// The second is for reads on a leader. raft tells the followers of a
+// commit while the leader may still be applying the entry, so a follower
+// can apply it, and serve a read that sees it, before the leader does. A
+// read that begins after that one ends, on the leader, must see it too:
+// the leader's read index is its commit index (the Raft thesis, §6.4),
+// which may hold entries it has not applied yet, and not what it has
+// applied. raft's own AppliedIndex will not do (it moves when an entry is
+// handed to the FSM), nor will waiting for the commit index itself (its
+// no-op and barrier entries never reach the FSM); so the raft store tells
+// the tracker which entries are commands, and a read waits until the
+// newest of them at or below the commit index is applied.
 type appliedTracker struct {
 	applied atomic.Uint64
 	opened  atomic.Uint64 // the index of the snapshot being restored
+	// firstPending is pending[0], or 0 when none is pending: the lowest
+	// command entry stored and not applied.
+	firstPending atomic.Uint64
 
-	mu      sync.Mutex    // guards changed
+	mu      sync.Mutex    // guards changed and pending
 	changed chan struct{} // closed and replaced when applied moves; nil until needed
+	pending []uint64      // the indices of command entries stored and not applied, ascending
 }
 
 // advance records that the entry at index was applied.
 func (t *appliedTracker) advance(index uint64) {
 	t.mu.Lock()
 	t.applied.Store(index)
+	t.dropPending(func(i uint64) bool { return i <= index })
 	if t.changed != nil {
 		close(t.changed)
 		t.changed = nil
 	}
 	t.mu.Unlock()
+}
+
+// stored records the command entries of logs, which the raft store has
+// just stored. Entries at those indices stored before were deleted, or
+// are replaced now.
+func (t *appliedTracker) stored(logs []*raft.Log) {
+	if len(logs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	from := logs[0].Index
+	t.dropPending(func(i uint64) bool { return i >= from })
+	applied := t.applied.Load()
+	for _, l := range logs {
+		if l.Type == raft.LogCommand && l.Index > applied {
+			t.pending = append(t.pending, l.Index)
+		}
+	}
+	t.setFirstPending()
+}
+
+// deleted records that the raft store deleted the entries from lo to hi.
+func (t *appliedTracker) deleted(lo, hi uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropPending(func(i uint64) bool { return i >= lo && i <= hi })
+}
+
+// dropPending removes the pending indices drop picks; with t.mu held.
+func (t *appliedTracker) dropPending(drop func(uint64) bool) {
+	if len(t.pending) == 0 {
+		return
+	}
+	t.pending = slices.DeleteFunc(t.pending, drop)
+	if len(t.pending) == 0 {
+		t.pending = nil // let a long backlog's array go
+	}
+	t.setFirstPending()
+}
+
+func (t *appliedTracker) setFirstPending() {
+	if len(t.pending) == 0 {
+		t.firstPending.Store(0)
+	} else {
+		t.firstPending.Store(t.pending[0])
+	}
+}
+
+// appliedThrough reports, without waiting or locking, whether every
+// command entry up to index ci that this node stored is applied.
+func (t *appliedTracker) appliedThrough(ci uint64) bool {
+	p := t.firstPending.Load()
+	return p == 0 || p > ci
+}
+
+// waitThrough waits until every command entry up to index ci that this
+// node stored is applied.
+func (t *appliedTracker) waitThrough(ctx context.Context, ci uint64) error {
+	t.mu.Lock()
+	var last uint64
+	for _, i := range t.pending {
+		if i > ci {
+			break
+		}
+		last = i
+	}
+	t.mu.Unlock()
+	if last == 0 {
+		return nil
+	}
+	return t.wait(ctx, last)
 }
 
 // restored records that the snapshot last opened was restored.

@@ -39,6 +39,8 @@ type dbCluster struct {
 	readStall               atomic.Pointer[func(i int)] // runs on node i between taking a read index and confirming it
 	clockSkew               []atomic.Int64              // per node: how far its engine's clock is ahead, in ns
 	sweepHeld               atomic.Bool                 // the leader does not sweep
+	applyHold               atomic.Pointer[func(i int)] // runs on node i as its FSM starts to apply a command entry
+	readHold                atomic.Pointer[func(i int)] // runs on node i as a linearizable read that waited for its index is about to read
 }
 
 // newDBCluster starts n nodes bootstrapped together, with room on the
@@ -121,6 +123,16 @@ func (c *dbCluster) open(i int) *Node {
 			}
 		},
 		sweepHeld: c.sweepHeld.Load,
+		applyEntry: func() {
+			if f := c.applyHold.Load(); f != nil {
+				(*f)(i)
+			}
+		},
+		linearized: func() {
+			if f := c.readHold.Load(); f != nil {
+				(*f)(i)
+			}
+		},
 	})
 	require.NoError(c.t, err)
 	return n

@@ -24,6 +24,8 @@ type fsm struct {
 	// failed holds the error of the first entry that could not be
 	// applied: the node stops serving. Read on every read.
 	failed atomic.Pointer[error]
+
+	applyEntry func() // Options.applyEntry
 }
 
 func newFSM(r *replicator, db *engine.DB, logf func(string, ...any)) *fsm {
@@ -37,6 +39,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	defer f.applied.advance(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if f.applyEntry != nil {
+		f.applyEntry()
 	}
 	if err := f.apply(l.Data); err != nil {
 		// The state would diverge from the log: stop serving rather
@@ -94,6 +99,7 @@ func (f *fsm) apply(data []byte) error {
 		}
 	}
 	r.last, r.lastRev = nonce, last
+	r.appliedRev.Store(last)
 	r.stintMu.Unlock()
 	r.mu.Lock()
 	r.resolve(first, last, nonce)
@@ -157,6 +163,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
+	r.appliedRev.Store(r.lastRev)
 	r.stint = 0
 	r.mu.Lock()
 	r.accepting.Store(0)

@@ -260,3 +260,117 @@ func TestLinearizable_ReadIndexInOneTerm(t *testing.T) {
 		})
 	}
 }
+
+// TestLinearizable_NoReadMissesWhatAnotherSaw: raft tells the followers
+// of a commit while the leader may still be applying it, so a follower
+// can apply an entry before the leader publishes it. A linearizable read
+// on that follower may see the write; a linearizable read that begins
+// after it ends, on the leader, must see it too. The leader's applying is
+// held here while the nodes read, and the follower's read takes its read
+// index either after the write committed or before (then it is held, and
+// reads once it has applied the write). With and without lease reads.
+func TestLinearizable_NoReadMissesWhatAnotherSaw(t *testing.T) {
+	for _, lease := range []bool{false, true} {
+		for _, index := range []string{"after", "before"} {
+			t.Run(fmt.Sprintf("lease=%v/index=%s", lease, index), func(t *testing.T) {
+				noReadMissesWhatAnotherSaw(t, lease, index == "before")
+			})
+		}
+	}
+}
+
+func noReadMissesWhatAnotherSaw(t *testing.T, lease, indexFirst bool) {
+	c := newDBClusterLease(t, "", lease, 3, nil)
+	c.caughtUp()
+	li := c.settle()
+	fi := (li + 1) % 3
+	l, f := c.node(li), c.node(fi)
+	type result struct {
+		it  engine.Item
+		err error
+	}
+	read := func(n *Node) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			it, err := n.Get("k")
+			ch <- result{it, err}
+		}()
+		return ch
+	}
+	seen := func(ch <-chan result, msg string) {
+		t.Helper()
+		r := <-ch
+		require.NoError(t, r.err, msg)
+		require.Equal(t, "v", r.it.Value, msg)
+	}
+
+	// With indexFirst, the follower's read takes its index and waits.
+	var onFollower <-chan result
+	indexed, goOn := make(chan struct{}), make(chan struct{})
+	if indexFirst {
+		var stalled atomic.Bool
+		stall := func(i int) {
+			if i == fi && stalled.CompareAndSwap(false, true) {
+				close(indexed)
+				<-goOn
+			}
+		}
+		c.readHold.Store(&stall)
+		onFollower = read(f)
+		select {
+		case <-indexed:
+		case r := <-onFollower:
+			t.Fatalf("the follower's read did not stall: %v", r.err)
+		}
+	}
+
+	release := make(chan struct{})
+	var held atomic.Bool
+	hold := func(i int) {
+		if i == li && held.CompareAndSwap(false, true) {
+			<-release
+		}
+	}
+	c.applyHold.Store(&hold)
+	released := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(released)
+	written := make(chan error, 1)
+	go func() {
+		_, err := l.Set("k", "v", nil)
+		written <- err
+	}()
+	require.Eventually(t, func() bool {
+		it, err := f.Get("k", Stale)
+		return err == nil && it.Value == "v"
+	}, 10*time.Second, time.Millisecond, "the follower never applied the write")
+	require.True(t, held.Load(), "the leader's applying was not held")
+
+	if indexFirst {
+		close(goOn)
+	} else {
+		onFollower = read(f)
+	}
+	select {
+	case r := <-onFollower:
+		require.NoError(t, r.err, "a linearizable read on the follower")
+		require.Equal(t, "v", r.it.Value, "a linearizable read on the follower missed what it had applied")
+		onLeader := read(l)
+		select {
+		case r := <-onLeader:
+			require.NoError(t, r.err)
+			require.Equal(t, "v", r.it.Value, "a read on the leader missed a write that a read on a follower, ended before it began, saw")
+		case <-time.After(200 * time.Millisecond):
+			released()
+			seen(onLeader, "a read on the leader, once it applied the write")
+		}
+	case <-time.After(300 * time.Millisecond):
+		// The follower's read waits for the leader's read index, which
+		// waits for the leader to apply what it has committed.
+		require.False(t, indexFirst, "the follower's read waited, with its index and the write applied")
+		released()
+		seen(onFollower, "a read on the follower, once the leader applied the write")
+		seen(read(l), "a read on the leader after one on the follower")
+	}
+	released()
+	require.NoError(t, <-written)
+}

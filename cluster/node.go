@@ -688,7 +688,7 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 		// until its barrier is applied.
 		return readIndex{}, fmt.Errorf("%w: the leader is not ready yet", ErrNoLeader)
 	}
-	ri := n.localReadIndex()
+	ci := r.CommitIndex()
 	if n.opts.afterReadIndex != nil {
 		n.opts.afterReadIndex()
 	}
@@ -708,16 +708,37 @@ func (n *Node) leaderReadIndex() (readIndex, error) {
 	if r.CurrentTerm() != term {
 		return readIndex{}, fmt.Errorf("%w: leadership changed while the read index was confirmed", ErrNoLeader)
 	}
+	return n.committedReadIndex(ci)
+}
+
+// committedReadIndex is the read index of this node, the leader, at its
+// commit index ci: ci, and the newest revision it has applied once it has
+// applied every entry up to ci. What it has published alone would not
+// do: raft tells the followers of a commit while the leader may still be
+// applying it, so a follower may have served a read that saw an entry the
+// leader has not applied (see appliedTracker). The wait is for this
+// node's own FSM, which applies committed entries as fast as it can.
+func (n *Node) committedReadIndex(ci uint64) (readIndex, error) {
+	ri := readIndex{index: ci}
+	if n.db == nil {
+		return ri, nil
+	}
+	if t := n.sm.tracker(); !t.appliedThrough(ci) {
+		ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
+		defer cancel()
+		if err := t.waitThrough(ctx, ci); err != nil {
+			return readIndex{}, err
+		}
+	}
+	ri.rev = max(n.db.Revision(), n.rep.appliedRev.Load())
 	return ri, nil
 }
 
-// localReadIndex is this node's commit index and published revision.
-func (n *Node) localReadIndex() readIndex {
-	ri := readIndex{index: n.rn.raft.CommitIndex()}
-	if n.db != nil {
-		ri.rev = n.db.Revision()
-	}
-	return ri
+// showsCommitted reports, without waiting, whether this node's visible
+// state holds every entry committed so far, by its commit index.
+func (n *Node) showsCommitted() bool {
+	return n.sm.tracker().appliedThrough(n.rn.raft.CommitIndex()) &&
+		n.db.Revision() >= n.rep.appliedRev.Load()
 }
 
 // waitReadIndex waits until this node has applied ri.
@@ -766,5 +787,11 @@ func (n *Node) linearize(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return n.waitReadIndex(ctx, ri)
+	if err := n.waitReadIndex(ctx, ri); err != nil {
+		return err
+	}
+	if n.opts.linearized != nil {
+		n.opts.linearized()
+	}
+	return nil
 }

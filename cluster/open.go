@@ -61,5 +61,6 @@ func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, er
 	}
 	sm.rep.rep = sm.ctl
 	sm.fsm = newFSM(sm.rep, sm.db, o.logf())
+	sm.fsm.applyEntry = o.applyEntry
 	return sm, nil
 }

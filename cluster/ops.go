@@ -380,9 +380,10 @@ func (n *Node) readyFor(c readConfig) error {
 	}
 	switch c.level {
 	case Linearizable:
-		// Under a lease the leader's published state is linearizable
-		// as it is: no timer, context or allocation.
-		if n.leaseValid() && c.minRev <= n.db.Revision() {
+		// Under a lease the leader's visible state is linearizable as
+		// it is once it holds every committed entry: no timer, context
+		// or allocation.
+		if n.leaseValid() && c.minRev <= n.db.Revision() && n.showsCommitted() {
 			return nil
 		}
 	case Leader:

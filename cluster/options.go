@@ -198,6 +198,14 @@ type Options struct {
 	// entry and its handing to raft. Tests make that moment long.
 	beforeApply func()
 
+	// applyEntry, if set, runs as the FSM starts to apply a command
+	// entry. Tests hold a node's applying there.
+	applyEntry func()
+
+	// linearized, if set, runs as a linearizable read that waited for
+	// its read index is about to read. Tests stall reads there.
+	linearized func()
+
 	// afterReadIndex, if set, runs between a leader's taking of a read
 	// index and the confirming of its leadership. Tests stall there.
 	afterReadIndex func()

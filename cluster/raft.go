@@ -57,7 +57,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	if err != nil {
 		return nil, err
 	}
-	n.store = &raftStore{logStore: inner, fault: o.storeFault, closing: closing, logf: o.logf(),
+	n.store = &raftStore{logStore: inner, fault: o.storeFault, tracker: fsm.tracker(), closing: closing, logf: o.logf(),
 		cut: func() { _ = m.Close() }}
 	snaps, err := openSnapStore(dir, o, fsm.tracker())
 	if err != nil {

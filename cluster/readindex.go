@@ -82,7 +82,7 @@ func (c *coalescer[T]) run(r *round[T], f func() (T, error), startNext func(next
 // concurrent callers; under a lease it takes no round.
 func (n *Node) sharedReadIndex() (readIndex, error) {
 	if n.leaseValid() {
-		return n.localReadIndex(), nil
+		return n.committedReadIndex(n.rn.raft.CommitIndex())
 	}
 	return n.sharedRound()
 }

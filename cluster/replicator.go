@@ -65,6 +65,8 @@ type replicator struct {
 	stint   uint64 // the nonce of the stint whose speculative commits the engine holds; 0 if none
 	last    uint64 // the nonce of the last entry applied (0: none); the same on every node
 	lastRev int64  // the newest revision applied
+	// appliedRev is lastRev, for readers that do not take stintMu.
+	appliedRev atomic.Int64
 
 	// handoff is held by the proposer from packing an entry until raft
 	// has it, so that quiesce can wait for an entry packed before the

@@ -45,6 +45,7 @@ type raftStore struct {
 	logStore // BoltDB or raft-wal
 
 	fault   func() error    // test hook: fails every write with its error; nil normally
+	tracker *appliedTracker // told of the command entries stored and deleted
 	closing <-chan struct{} // closed when the node starts closing
 	cut     func()          // closes the node's network
 	logf    func(format string, args ...any)
@@ -97,7 +98,13 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	if err := s.faulty(); err != nil {
 		return fmt.Errorf("%w: %w", errLogRefused, err)
 	}
-	return s.logErr(s.logStore.StoreLogs(logs))
+	if err := s.logStore.StoreLogs(logs); err != nil {
+		return s.logErr(err)
+	}
+	if s.tracker != nil {
+		s.tracker.stored(logs)
+	}
+	return nil
 }
 
 func (s *raftStore) DeleteRange(lo, hi uint64) error {
@@ -106,6 +113,10 @@ func (s *raftStore) DeleteRange(lo, hi uint64) error {
 	}
 	if err := s.faulty(); err != nil {
 		return err
+	}
+	// Told first: a read must not wait for an entry that is gone.
+	if s.tracker != nil {
+		s.tracker.deleted(lo, hi)
 	}
 	return s.logStore.DeleteRange(lo, hi)
 }
