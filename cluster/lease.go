@@ -75,9 +75,10 @@ type leaseGrant struct {
 func (n *Node) now() int64 { return int64(time.Since(n.opened)) }
 
 // leaseValid reports whether this node leads under a lease that still
-// runs, in its current term, with its barrier applied. On true, the
-// revision this node has published holds every write acknowledged before
-// the call, by any node. When less than a quarter of a heartbeat timeout
+// runs, in its current term, with its barrier applied. On true, this
+// node's commit index covers every write acknowledged before the call,
+// by any node: once it has applied that index (showsCommitted), its state
+// may be read. When less than a quarter of a heartbeat timeout
 // is left (a lease is at most nine tenths of one) it starts a renewal in
 // the background, so that steady readers never wait for one.
 func (n *Node) leaseValid() bool {

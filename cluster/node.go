@@ -661,16 +661,16 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 // every write acknowledged before the read began.
 type readIndex struct {
 	index uint64 // the leader's commit index, for a node without a database
-	rev   int64  // the leader's published revision
+	rev   int64  // the revision the leader showed once it had applied index
 }
 
 // leaderReadIndex returns the read index, taken once a quorum confirmed
-// that this node still leads (the Raft thesis, §6.4). With a database it
-// is the revision the leader has published: a leader is ready only once
-// its barrier applied everything earlier leaders committed, and it
-// publishes its own writes before they are acknowledged. A revision
-// rather than a raft index, since raft's no-op and barrier entries never
-// reach the FSM, so a follower's FSM may never reach such an index.
+// that this node still leads (the Raft thesis, §6.4): the commit index,
+// and with a database the revision this node shows once it has applied
+// the entries up to it (see committedReadIndex). A revision rather than a
+// raft index for the reading node, since raft's no-op and barrier
+// entries never reach the FSM, so a follower's FSM may never reach such
+// an index.
 //
 // The index is taken and leadership confirmed in one term: the term is
 // read first and asked again last. A node that lost leadership and won it
