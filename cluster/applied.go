@@ -33,6 +33,17 @@ type stateMachine interface {
 // no-op and barrier entries never reach the FSM); so the raft store tells
 // the tracker which entries are commands, and a read waits until the
 // newest of them at or below the commit index is applied.
+//
+// Why no committed command can be missing from the list unapplied: a
+// leader serves reads only once the barrier it applied on taking
+// leadership is through, so every entry before the barrier is applied;
+// every entry after it, this leader stored through the raft store, which
+// tells the tracker before raft counts the entry stored here, and so
+// before a quorum can commit it. An index left in the list that will
+// never be applied (a snapshot restored over it, with the index of
+// another snapshot opened meanwhile: raft opens its snapshots also to
+// send them) would hold reads until a later command applies; the
+// leader drops what lies before its barrier (dropThrough).
 type appliedTracker struct {
 	applied atomic.Uint64
 	opened  atomic.Uint64 // the index of the snapshot being restored
@@ -49,7 +60,7 @@ type appliedTracker struct {
 func (t *appliedTracker) advance(index uint64) {
 	t.mu.Lock()
 	t.applied.Store(index)
-	t.dropPending(func(i uint64) bool { return i <= index })
+	t.dropFront(index)
 	if t.changed != nil {
 		close(t.changed)
 		t.changed = nil
@@ -67,7 +78,10 @@ func (t *appliedTracker) stored(logs []*raft.Log) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	from := logs[0].Index
-	t.dropPending(func(i uint64) bool { return i >= from })
+	if n := len(t.pending); n > 0 && t.pending[n-1] >= from {
+		k, _ := slices.BinarySearch(t.pending, from)
+		t.pending = t.pending[:k]
+	}
 	applied := t.applied.Load()
 	for _, l := range logs {
 		if l.Type == raft.LogCommand && l.Index > applied {
@@ -84,6 +98,31 @@ func (t *appliedTracker) deleted(lo, hi uint64) {
 	t.dropPending(func(i uint64) bool { return i >= lo && i <= hi })
 }
 
+// dropThrough forgets the pending entries up to index, which are
+// applied, or were replaced by a snapshot: the leader calls it once its
+// barrier, after index, is applied.
+func (t *appliedTracker) dropThrough(index uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropFront(index)
+}
+
+// dropFront removes the pending indices up to index; with t.mu held.
+func (t *appliedTracker) dropFront(index uint64) {
+	if len(t.pending) == 0 || t.pending[0] > index {
+		return
+	}
+	k, found := slices.BinarySearch(t.pending, index)
+	if found {
+		k++
+	}
+	t.pending = t.pending[k:]
+	if len(t.pending) == 0 {
+		t.pending = nil // let a long backlog's array go
+	}
+	t.setFirstPending()
+}
+
 // dropPending removes the pending indices drop picks; with t.mu held.
 func (t *appliedTracker) dropPending(drop func(uint64) bool) {
 	if len(t.pending) == 0 {
@@ -91,7 +130,7 @@ func (t *appliedTracker) dropPending(drop func(uint64) bool) {
 	}
 	t.pending = slices.DeleteFunc(t.pending, drop)
 	if len(t.pending) == 0 {
-		t.pending = nil // let a long backlog's array go
+		t.pending = nil
 	}
 	t.setFirstPending()
 }

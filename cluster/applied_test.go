@@ -68,4 +68,13 @@ func TestAppliedTracker_Pending(t *testing.T) {
 	require.Equal(t, []uint64{51}, tr.pending)
 	require.True(t, tr.appliedThrough(50))
 	require.False(t, tr.appliedThrough(51))
+
+	// A leader drops what lies before its barrier, applied or not.
+	tr.stored(logsAt(raft.LogCommand, raft.LogNoop, raft.LogCommand)(52))
+	require.Equal(t, []uint64{51, 52, 54}, tr.pending)
+	tr.dropThrough(53)
+	require.Equal(t, []uint64{54}, tr.pending)
+	require.False(t, tr.appliedThrough(54))
+	tr.advance(60)
+	require.True(t, tr.appliedThrough(1000))
 }

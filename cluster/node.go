@@ -540,6 +540,7 @@ func (n *Node) lead(term uint64) bool {
 	if n.rep != nil {
 		n.rep.quiesce("the leader started its writes anew")
 	}
+	before := r.LastIndex() // every entry up to it comes before the barrier
 	for {
 		err := n.gated(func() error { return r.Barrier(0).Error() })
 		if err == nil {
@@ -561,6 +562,7 @@ func (n *Node) lead(term uint64) bool {
 	if r.State() != raft.Leader || r.CurrentTerm() != term {
 		return false
 	}
+	n.sm.tracker().dropThrough(before)
 	if n.rep != nil {
 		// A request to lead again made by now (a failed transfer, an
 		// entry of the last stint refused or skipped) is answered by
@@ -727,6 +729,9 @@ func (n *Node) committedReadIndex(ci uint64) (readIndex, error) {
 		ctx, cancel := context.WithTimeout(n.ctx, n.opts.WriteTimeout)
 		defer cancel()
 		if err := t.waitThrough(ctx, ci); err != nil {
+			if n.closed() {
+				return readIndex{}, ErrClosed
+			}
 			return readIndex{}, err
 		}
 	}
