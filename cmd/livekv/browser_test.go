@@ -122,7 +122,9 @@ func TestBrowser(t *testing.T) {
 // write shown with its reason, room names and paging, and the pages at
 // 390 px; it saves the screenshots that docs/ shows. Edits: a todo loaded
 // by a range, changed and changed back underneath an editor, is a
-// conflict; edits of different fields merge; a write whose request or
+// conflict, also underneath an edit waiting while the page switches days
+// and back (the load skips the changes' notifications); edits of
+// different fields merge; a write whose request or
 // reply is lost on a connection that stays open times out, waits, and is
 // sent again, stored once (on a new connection when the old one went
 // silent); at 390 px a long todo wraps, shown whole, and

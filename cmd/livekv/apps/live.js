@@ -341,8 +341,8 @@ function keyOrder(a, b) {
 }
 
 // within says whether key is in a load's range, from l.start to l.end
-// (null: no end), both included.
-const within = (key, l) => keyOrder(l.start, key) <= 0 && (l.end === null || keyOrder(key, l.end) <= 0);
+// (null: no end), both included, as the server orders keys.
+export const within = (key, l) => keyOrder(l.start, key) <= 0 && (l.end === null || keyOrder(key, l.end) <= 0);
 
 // The end of a range of every key that starts with prefix: the highest
 // code point sorts after every character a key may hold.

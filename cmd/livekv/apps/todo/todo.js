@@ -10,7 +10,7 @@
 //     of theirs; already equal to ours, nothing is left to do; changed,
 //     even if changed back since, both edits are shown and the user
 //     chooses.
-import { Live, Outbox, statusBanner, notice, upTo, newId, unsavedNote } from '/live.js';
+import { Live, Outbox, statusBanner, notice, upTo, within, newId, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
 const server = new Map(); // key -> {obj, rev}
@@ -95,6 +95,31 @@ function saw(key, obj, rev) {
   if (!h) seen.set(key, (h = { from: Math.max(loadedAt, from), seen: [] }));
   h.seen.push({ rev, obj });
   if (h.seen.length > maxSeen) h.from = h.seen.shift().rev;
+  remembered();
+}
+
+// reread records what a load skips: the notifications of the keys it
+// read (from start to last; null: to the end of the range), up to its
+// revision, base (see Live.load). A todo an edit may ask about may have
+// changed in between without the page seeing it, up to the revision the
+// load gives it (base if it is gone): from there on only has the page
+// seen its every change.
+function reread(start, last, records, base) {
+  if (loadedAt === Infinity) return; // nothing kept yet
+  const revs = new Map((records || []).map((r) => [r.key, r.revision]));
+  const keys = new Set(seen.keys());
+  for (const e of outbox.list()) if (e.kind === 'edit') keys.add(e.key);
+  for (const [key, li] of items) if (li.editStart) keys.add(key);
+  for (const key of keys) {
+    if (!within(key, { start, end: last }) || askedFrom(key) === null) continue;
+    const at = revs.get(key) ?? base;
+    let h = seen.get(key);
+    if (!h) seen.set(key, (h = { from: loadedAt, seen: [] }));
+    if (h.from < at) {
+      h.from = at;
+      h.seen = h.seen.filter((c) => c.rev > at);
+    }
+  }
   remembered();
 }
 
@@ -190,6 +215,10 @@ async function load() {
     let start = want;
     for (;;) {
       const reply = await live.load(start, upTo(want), (records, reply) => {
+        // Cut short, the reply read the keys up to its last record only
+        // (none: it skips nothing).
+        const last = reply.truncated ? records?.[records.length - 1]?.key : upTo(want);
+        if (last !== undefined) reread(start, last, records, reply.revision || 0);
         if (want !== prefix()) return;
         if (start === want) {
           // The first page: what the server has now replaces what was

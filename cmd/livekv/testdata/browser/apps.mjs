@@ -19,8 +19,10 @@
 //   PHASE "edits": an edit of a todo loaded by a range, made while
 //       another user changed its text and changed it back, is a conflict
 //       (compare-and-swap on the revision the editor started from), shown
-//       with "Keep mine" and "Use theirs"; edits of different fields
-//       still merge. A create whose reply is lost, and an edit whose
+//       with "Keep mine" and "Use theirs", also when the page
+//       switched days and back while its edit waited, and read the
+//       changes' notifications only after the list; edits of different
+//       fields still merge. A create whose reply is lost, and an edit whose
 //       request is lost, on a connection that stays open, wait as
 //       pending until they time out, then are sent again and stored once;
 //       when nothing at all came meanwhile, on a new connection.
@@ -547,6 +549,80 @@ try {
     const res = await fetch(`${base}/kv/records?startKey=todo:&endKey=todo:~&limit=1000`, { headers: { 'x-api-key': 'browser-test' } });
     const stored = (await res.json()).records.map((r) => JSON.parse(r.value).text);
     assert.deepEqual(stored.filter((t) => t === 'request lost' || t === 'reply lost'), ['request lost'], 'stored once');
+
+    // A page that switches to another day and back while its edit of a
+    // todo waits (its request lost): the todo is changed and changed
+    // back meanwhile, and the notifications of both changes reach the
+    // page only after the list is read again, so that the load skips
+    // them (its records hold their result). The edit, sent again, must
+    // still be a conflict: the page did not see every change since the
+    // revision it started from.
+    const until = async (cond, what) => {
+      for (const end = Date.now() + timeout; !cond(); await new Promise((r) => setTimeout(r, 20))) {
+        assert.ok(Date.now() < end, `timed out waiting for ${what}`);
+      }
+    };
+    const four = await browser.newContext();
+    let loseCas = false;
+    let holdKey = null; // notifications of this key are held until a range that reads it is answered
+    let rangeId = null;
+    const held = [];
+    await four.routeWebSocket(/\/kv\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        const msg = JSON.parse(m);
+        if (msg.op === 102 && loseCas) {
+          loseCas = false;
+          return;
+        }
+        if (msg.op === 5 && holdKey && msg.key <= holdKey && holdKey <= msg.endKey) rangeId = msg.messageId;
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        const msg = JSON.parse(m);
+        if (holdKey && msg.type === 'notification' && msg.key === holdKey) {
+          held.push(m);
+          return;
+        }
+        ws.send(m);
+        if (rangeId !== null && msg.messageId === rangeId) {
+          holdKey = rangeId = null;
+          for (const h of held.splice(0)) ws.send(h);
+        }
+      });
+    });
+    const td = await four.newPage();
+    watch(td);
+    await td.clock.install();
+    await td.goto(base + '/todo/');
+    await td.waitForSelector('body[data-loaded=true]', { timeout });
+    await td.waitForSelector('#status[data-state=online]', { timeout });
+    await addTodo(ta, 'switched away');
+    await settled(td, ['switched away'], 'todo');
+    const away = await todoItem(td, 'switched away').getAttribute('data-key');
+    loseCas = true;
+    holdKey = away;
+    await todoItem(td, 'switched away').locator('.text').fill('mine, from away');
+    await todoItem(td, 'switched away').locator('.text').press('Enter');
+    await waiting(td, 'mine, from away');
+    await todoItem(ta, 'switched away').locator('.text').fill('switched and changed');
+    await todoItem(ta, 'switched away').locator('.text').press('Enter');
+    await settled(ta, ['switched and changed'], 'todo');
+    await todoItem(ta, 'switched and changed').locator('.text').fill('switched away');
+    await todoItem(ta, 'switched and changed').locator('.text').press('Enter');
+    await settled(ta, ['switched away'], 'todo');
+    await until(() => held.length === 2, 'the notifications of both changes held');
+    const today = await td.evaluate(() => document.getElementById('day').value);
+    await td.evaluate(() => { location.hash = '#2001-01-01'; });
+    await td.waitForFunction(() => document.getElementById('day').value === '2001-01-01', null, { timeout });
+    await td.evaluate((day) => { location.hash = `#${day}`; }, today);
+    await until(() => holdKey === null, 'the list read again, and the held notifications sent after it');
+    await td.locator(`#list li[data-key="${away}"]`).waitFor({ timeout });
+    await td.clock.fastForward(11000); // the lost request times out, and the edit is sent again
+    const awayItem = td.locator(`#list li[data-key="${away}"]`);
+    await awayItem.locator('.conflict-note').waitFor({ timeout });
+    assert.equal(await awayItem.locator('.conflict-note button').allTextContents().then((t) => t.join(',')), 'Keep mine,Use theirs',
+      'changed and back while the page skipped the notifications: a conflict, not written over');
 
     // A phone: a long todo is shown whole, wrapped, and grows while edited.
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
