@@ -286,7 +286,9 @@ const (
 
 	// Leader reads locally on the leader without asking a quorum. A
 	// leader cut off in a minority may serve stale data until it notices
-	// (about a leader lease). Other nodes return a *NotLeaderError.
+	// (about a leader lease), and a write a follower applied before the
+	// leader did is missing here until the leader applies it. Other
+	// nodes return a *NotLeaderError.
 	Leader
 
 	// Stale reads what this node has applied, on any node, at no cost.
