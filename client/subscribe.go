@@ -439,6 +439,8 @@ func (s *Subscription) pump() {
 			case s.events <- ev:
 			case <-s.stop:
 				return
+			case <-s.c.ctx.Done(): // Client.Close, after s ended unread
+				return
 			}
 			continue
 		}
@@ -457,6 +459,8 @@ func (s *Subscription) pump() {
 		select {
 		case <-s.wake:
 		case <-s.stop:
+			return
+		case <-s.c.ctx.Done():
 			return
 		}
 	}

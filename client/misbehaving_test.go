@@ -1,0 +1,92 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
+	"github.com/stretchr/testify/require"
+)
+
+// scriptedServer answers a connection's first subscribe with script,
+// which writes what it likes (the subscribe's messageId given), then
+// holds the connection until the client goes; every other request gets
+// no answer. It counts the connections made.
+func scriptedServer(t *testing.T, script func(w func(string), id int64)) (url string, conns *atomic.Int64) {
+	conns = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(rw, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		conns.Add(1)
+		ctx := r.Context()
+		w := func(s string) { _ = ws.Write(ctx, websocket.MessageText, []byte(s)) }
+		scripted := false
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			var req struct {
+				Op        int   `json:"op"`
+				MessageID int64 `json:"messageId"`
+			}
+			if json.Unmarshal(b, &req) == nil && req.Op == wire.OpSubscribe && !scripted {
+				scripted = true
+				script(w, req.MessageID)
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/kv", conns
+}
+
+func dialScripted(t *testing.T, url string) (*Client, context.Context) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	c, err := Dial(ctx, url, &Options{APIKey: "k", MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c, ctx
+}
+
+// TestClient_CloseAfterTheServerEndedASubscription: a subscription the
+// server ended (here 410) with an event its reader never took no longer
+// belongs to the client's list; Close must still end its goroutine, and
+// return.
+func TestClient_CloseAfterTheServerEndedASubscription(t *testing.T) {
+	url, _ := scriptedServer(t, func(w func(string), id int64) {
+		w(fmt.Sprintf(`{"code":200,"messageId":%d,"subscriptionId":1,"revision":1}`, id))
+		w(`{"type":"notification","subscriptionId":1,"key":"a","value":"x","revision":2}`)
+		w(`{"code":410,"subscriptionId":1,"revision":1,"oldest":5,"error":"compacted"}`)
+	})
+	c, ctx := dialScripted(t, url)
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sub.Err() != nil }, 5*time.Second, time.Millisecond, "the 410 never ended it")
+	require.ErrorIs(t, sub.Err(), engine.ErrCompacted)
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		sub.Close() // so that the test ends
+		<-closed
+		t.Fatal("Client.Close waited for a subscription the server had ended, its event unread")
+	}
+	for range sub.Events() { // closed, with or without the event
+	}
+}
