@@ -25,6 +25,8 @@ type conn struct {
 	done   chan struct{} // closed when the reader has ended
 	heard  atomic.Int64  // when the reader last read a message, unix ns
 
+	unsubRetries atomic.Int64 // unsubscribes sent again after a refusal for now, for tests
+
 	mu       sync.Mutex
 	err      error                   // guarded by mu; why the connection ended
 	pending  map[int64]*call         // guarded by mu; by messageId
@@ -46,6 +48,7 @@ type call struct {
 	reply chan message  // buffered: the reader never waits
 	sub   *Subscription // for a subscribe: registered by the reader on success
 	unsub int64         // for an unsubscribe: the subscription it ends
+	tries int           // for an unsubscribe: the ones of unsub sent before it
 	given bool          // guarded by cn.mu; a subscribe whose caller gave up (giveUp)
 }
 
@@ -157,17 +160,38 @@ func (c *Client) sendOn(ctx context.Context, cn *conn, send func(*conn) error) (
 
 // sendUnsubscribe sends an unsubscribe of id, whose reply nobody waits for,
 // from a goroutine of its own: the reader must never wait on a write.
-func (cn *conn) sendUnsubscribe(id int64) {
+func (cn *conn) sendUnsubscribe(id int64) { cn.unsubscribeAfter(id, 0) }
+
+// unsubscribeAfter is sendUnsubscribe for the tries-th time: after a
+// pause, which grows with tries from Options.MinBackoff to MaxBackoff,
+// when the server refused the ones before for now (over its rate).
+func (cn *conn) unsubscribeAfter(id int64, tries int) {
 	c := cn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return // the connection is closing: nothing to stop on it
 	}
+	var wait time.Duration
+	if tries > 0 {
+		wait = c.opts.MaxBackoff
+		if tries < 20 {
+			wait = min(c.opts.MinBackoff<<(tries-1), wait)
+		}
+	}
 	c.wg.Add(1) // under mu, so never once Close waits
 	go func() {
 		defer cn.c.wg.Done()
-		cn.send(request{Op: wire.OpUnsubscribe, SubscriptionID: id}, &call{reply: make(chan message, 1), unsub: id})
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-cn.ctx.Done(): // the server's subscription ends with the connection
+				t.Stop()
+				return
+			}
+		}
+		cn.send(request{Op: wire.OpUnsubscribe, SubscriptionID: id}, &call{reply: make(chan message, 1), unsub: id, tries: tries})
 	}()
 }
 
@@ -303,10 +327,18 @@ func (cn *conn) dispatch(m message) error {
 			cn.subscribed(m, cl)
 		}
 		if cl != nil && cl.unsub > 0 {
-			// The server sends nothing more for it after this reply.
-			cn.mu.Lock()
-			delete(cn.retired, cl.unsub)
-			cn.mu.Unlock()
+			if m.Code == http.StatusTooManyRequests || m.Code == http.StatusServiceUnavailable {
+				// Not run: the server holds the subscription, and
+				// sends its notifications (dropped: retired), until an
+				// unsubscribe runs. Again, after a pause.
+				cn.unsubRetries.Add(1)
+				cn.unsubscribeAfter(cl.unsub, cl.tries+1)
+			} else {
+				// The server sends nothing more for it after this reply.
+				cn.mu.Lock()
+				delete(cn.retired, cl.unsub)
+				cn.mu.Unlock()
+			}
 		}
 		if cl != nil {
 			cl.reply <- m

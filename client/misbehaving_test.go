@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/wire"
 	"github.com/stretchr/testify/require"
@@ -89,4 +90,47 @@ func TestClient_CloseAfterTheServerEndedASubscription(t *testing.T) {
 	}
 	for range sub.Events() { // closed, with or without the event
 	}
+}
+
+// TestUnsubscribe_RefusedForNowIsSentAgain: an unsubscribe the server
+// refuses over the connection's request rate (429) did not run: the
+// server still holds the subscription and sends its notifications. The
+// client keeps its id retired (dropping them, rather than holding them
+// as notifications that came before a subscribe reply) and sends the
+// unsubscribe again until it runs.
+func TestUnsubscribe_RefusedForNowIsSentAgain(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}, RequestRate: 20, RequestBurst: 3})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", a))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k", MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil) // 1 of the burst of 3
+	require.NoError(t, err)
+	c.mu.Lock()
+	cn := c.cur
+	c.mu.Unlock()
+	for range 2 { // the rest of the burst
+		_, err := cn.send(request{Op: wire.OpGet, Key: "x"}, nil)
+		require.NoError(t, err)
+	}
+	sub.Close() // its unsubscribe finds the bucket empty: 429
+	for range 20 {
+		_, err := db.Set("a", "v", nil)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return cn.settled() }, 5*time.Second, 5*time.Millisecond, "the unsubscribe never ran")
+	require.Positive(t, cn.unsubRetries.Load(), "no unsubscribe was refused: the test did not test")
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	require.Zero(t, cn.norphans, "notifications of a subscription the client closed held as orphans")
 }
