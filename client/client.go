@@ -61,6 +61,8 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// ReadLimit is the largest message the client reads. Default 32 MiB.
+	// A larger one drops its connection and ends the subscriptions on it
+	// with ErrMessageTooLarge (resuming would only bring it again).
 	ReadLimit int64
 
 	// PingInterval: when nothing has come from the server for this

@@ -202,7 +202,7 @@ func (cn *conn) lost() error {
 	if cn.c.ctx.Err() != nil {
 		return ErrClosed
 	}
-	return fmt.Errorf("%w: %v", ErrConnectionLost, cn.err)
+	return fmt.Errorf("%w: %w", ErrConnectionLost, cn.err)
 }
 
 // fail ends the connection with err (the first reason is kept).
@@ -242,9 +242,16 @@ func (cn *conn) close() {
 func (cn *conn) read() {
 	defer cn.c.wg.Done()
 	defer close(cn.done)
+	// final, when set, ends the subscriptions on cn instead of having
+	// them made again: a message that resuming would only bring again.
+	var final error
 	for {
 		_, b, err := cn.ws.Read(cn.ctx)
 		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				err = fmt.Errorf("%w (Options.ReadLimit %d bytes): %w", ErrMessageTooLarge, cn.c.opts.ReadLimit, err)
+				final = err
+			}
 			cn.fail(err)
 			break
 		}
@@ -254,6 +261,9 @@ func (cn *conn) read() {
 			err = cn.dispatch(m)
 		}
 		if err != nil {
+			if errors.Is(err, ErrBadMessage) {
+				final = err
+			}
 			cn.fail(err)
 			cn.ws.Close(websocket.StatusProtocolError, "bad message")
 			break
@@ -268,7 +278,11 @@ func (cn *conn) read() {
 	cn.orphans = nil
 	cn.mu.Unlock()
 	for _, s := range subs {
-		s.detach(cn)
+		if final != nil {
+			s.end(final, false)
+		} else {
+			s.detach(cn)
+		}
 	}
 	cn.c.dropped(cn)
 }
@@ -324,6 +338,16 @@ func (cn *conn) dispatch(m message) error {
 		}
 		cn.mu.Unlock()
 		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
+			if cl == nil {
+				cn.mu.Lock()
+				_, live := cn.subs[m.SubscriptionID]
+				cn.mu.Unlock()
+				if live {
+					// Unsubscribing it, as a reply nobody waits for,
+					// would leave it attached and silent.
+					return fmt.Errorf("%w: a second subscribe reply for subscription %d", ErrBadMessage, m.SubscriptionID)
+				}
+			}
 			cn.subscribed(m, cl)
 		}
 		if cl != nil && cl.unsub > 0 {

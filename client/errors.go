@@ -45,6 +45,20 @@ var (
 	// ErrQuotaExceeded: the write would pass a storage quota (507);
 	// nothing was written.
 	ErrQuotaExceeded = errors.New("livekv client: quota exceeded")
+
+	// ErrBadMessage: the server sent a message the client cannot use
+	// (malformed, or against the protocol: a reply repeated, a
+	// subscription's revisions going back). The connection is dropped,
+	// and the subscriptions on it end with this error rather than
+	// resume, since resuming would bring the same message again; calls
+	// under way fail with ErrConnectionLost and this error.
+	ErrBadMessage = errors.New("livekv client: bad message from the server")
+	// ErrMessageTooLarge: a message from the server passed
+	// Options.ReadLimit. As with ErrBadMessage, the connection is
+	// dropped, its subscriptions end with this error, and calls under
+	// way fail with ErrConnectionLost and this error: raise ReadLimit
+	// above the largest value the server holds.
+	ErrMessageTooLarge = errors.New("livekv client: message over the read limit")
 )
 
 // Errors of a server that is a node of a cluster, by the code its reply

@@ -39,8 +39,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)
 		if err != nil {
-			if !errors.Is(err, errBadMessage) {
-				t.Fatalf("an error that is not errBadMessage: %v", err)
+			if !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("an error that is not ErrBadMessage: %v", err)
 			}
 			return
 		}
@@ -89,8 +89,8 @@ func TestDecodeMessage_OneValue(t *testing.T) {
 		t.Fatalf("a reply: %v", err)
 	}
 	for _, b := range []string{`{"code":200,"messageId":1}{"code":200,"messageId":2}`, `{"code":200,"messageId":1} x`} {
-		if _, err := decodeMessage([]byte(b)); !errors.Is(err, errBadMessage) {
-			t.Errorf("%s: %v, want errBadMessage", b, err)
+		if _, err := decodeMessage([]byte(b)); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("%s: %v, want ErrBadMessage", b, err)
 		}
 	}
 }

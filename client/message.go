@@ -2,7 +2,6 @@ package client
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -36,38 +35,34 @@ type record struct {
 	Revision int64  `json:"revision"`
 }
 
-// errBadMessage marks a server message the client cannot use; the
-// connection that sent it is dropped and made again.
-var errBadMessage = errors.New("livekv client: bad message from the server")
-
 // decodeMessage decodes and checks one message from the server. A message
 // it returns without error is a notification with a key and a positive
 // revision, or a reply with a code.
 func decodeMessage(b []byte) (message, error) {
 	var m message
 	if !utf8.Valid(b) {
-		return m, fmt.Errorf("%w: not valid UTF-8", errBadMessage)
+		return m, fmt.Errorf("%w: not valid UTF-8", ErrBadMessage)
 	}
 	if err := json.Unmarshal(b, &m); err != nil { // one JSON value, nothing after it
-		return message{}, fmt.Errorf("%w: %v", errBadMessage, err)
+		return message{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	switch {
 	case m.Type == "notification":
 		if m.Key == "" || m.Revision <= 0 || m.SubscriptionID < 0 {
-			return message{}, fmt.Errorf("%w: a notification without a key or a revision", errBadMessage)
+			return message{}, fmt.Errorf("%w: a notification without a key or a revision", ErrBadMessage)
 		}
 	case m.Type != "":
-		return message{}, fmt.Errorf("%w: unknown type %q", errBadMessage, m.Type)
+		return message{}, fmt.Errorf("%w: unknown type %q", ErrBadMessage, m.Type)
 	case m.Code < 100 || m.Code > 599:
-		return message{}, fmt.Errorf("%w: code %d", errBadMessage, m.Code)
+		return message{}, fmt.Errorf("%w: code %d", ErrBadMessage, m.Code)
 	case m.MessageID == nil && m.SubscriptionID <= 0 && m.Code == 200:
-		return message{}, fmt.Errorf("%w: a reply to no request", errBadMessage)
+		return message{}, fmt.Errorf("%w: a reply to no request", ErrBadMessage)
 	case m.Revision < 0 || m.Oldest < 0 || m.SubscriptionID < 0:
-		return message{}, fmt.Errorf("%w: a negative revision or id", errBadMessage)
+		return message{}, fmt.Errorf("%w: a negative revision or id", ErrBadMessage)
 	}
 	for _, r := range m.Records {
 		if r.Key == "" {
-			return message{}, fmt.Errorf("%w: a record without a key", errBadMessage)
+			return message{}, fmt.Errorf("%w: a record without a key", ErrBadMessage)
 		}
 	}
 	return m, nil

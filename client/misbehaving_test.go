@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,6 +91,88 @@ func TestClient_CloseAfterTheServerEndedASubscription(t *testing.T) {
 	}
 	for range sub.Events() { // closed, with or without the event
 	}
+}
+
+// TestSubscription_RevisionGoingBackEndsIt: a subscription's revisions
+// never go back (a resume starts after the revision before the last
+// event's): one that does is a server's fault, and the subscription ends
+// with ErrBadMessage rather than drop the change unseen.
+func TestSubscription_RevisionGoingBackEndsIt(t *testing.T) {
+	url, _ := scriptedServer(t, func(w func(string), id int64) {
+		w(fmt.Sprintf(`{"code":200,"messageId":%d,"subscriptionId":1,"revision":1}`, id))
+		w(`{"type":"notification","subscriptionId":1,"key":"a","value":"x","revision":5}`)
+		w(`{"type":"notification","subscriptionId":1,"key":"a","value":"x","revision":5}`) // sent again: dropped
+		w(`{"type":"notification","subscriptionId":1,"key":"b","value":"y","revision":3}`)
+		w(`{"type":"notification","subscriptionId":1,"key":"c","value":"z","revision":6}`)
+	})
+	c, ctx := dialScripted(t, url)
+	sub, err := c.Subscribe(ctx, []string{"*"}, nil)
+	require.NoError(t, err)
+	defer sub.Close()
+	ev, err := sub.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "a@5", fmt.Sprintf("%s@%d", ev.Key, ev.Revision))
+	ev, err = sub.Next(ctx)
+	require.ErrorIs(t, err, ErrBadMessage, "got %s@%d", ev.Key, ev.Revision)
+	require.ErrorContains(t, err, "revision 3 after 5")
+}
+
+// TestSubscription_RepeatedSubscribeReply: a subscribe reply sent twice
+// is a server's fault; taken as a reply nobody waits for, it would
+// unsubscribe the subscription while the client thinks it attached, and
+// the subscription would go silent. It ends with ErrBadMessage instead.
+func TestSubscription_RepeatedSubscribeReply(t *testing.T) {
+	url, _ := scriptedServer(t, func(w func(string), id int64) {
+		r := fmt.Sprintf(`{"code":200,"messageId":%d,"subscriptionId":1,"revision":1}`, id)
+		w(r)
+		w(r)
+		w(`{"type":"notification","subscriptionId":1,"key":"a","value":"x","revision":2}`)
+	})
+	c, ctx := dialScripted(t, url)
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = sub.Next(ctx)
+	require.ErrorIs(t, err, ErrBadMessage)
+	require.ErrorContains(t, err, "a second subscribe reply")
+}
+
+// TestSubscription_MessageOverTheReadLimit: a notification larger than
+// Options.ReadLimit would come again on every resume: the subscription
+// ends with ErrMessageTooLarge after one connection, instead of
+// reconnecting without end and never saying why.
+func TestSubscription_MessageOverTheReadLimit(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
+	require.NoError(t, err)
+	var conns atomic.Int64
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		a.ServeHTTP(w, r)
+	})))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer a.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k", ReadLimit: 4096, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = db.Set("a", strings.Repeat("v", 8000), nil)
+	require.NoError(t, err)
+	_, err = sub.Next(ctx)
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	time.Sleep(50 * time.Millisecond) // ten backoffs: time enough to loop
+	require.Equal(t, int64(1), conns.Load(), "connections made: the subscription was resumed into the same message")
+	// A call on the next connection works.
+	_, err = c.Set(ctx, "b", "small", nil)
+	require.NoError(t, err)
 }
 
 // TestUnsubscribe_RefusedForNowIsSentAgain: an unsubscribe the server

@@ -120,7 +120,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (n, rev
 		return 0, 0, err
 	}
 	if m.NewValue == nil {
-		return 0, 0, fmt.Errorf("%w: increment reply without newValue", errBadMessage)
+		return 0, 0, fmt.Errorf("%w: increment reply without newValue", ErrBadMessage)
 	}
 	return *m.NewValue, m.Revision, nil
 }
@@ -180,7 +180,7 @@ func (c *Client) rangePage(ctx context.Context, start, end string, limit int) (p
 		p.next = engine.KeyAfter(m.Records[n-1].Key)
 	}
 	if m.Truncated && len(m.Records) == 0 {
-		return page{}, fmt.Errorf("%w: a truncated range with no records", errBadMessage)
+		return page{}, fmt.Errorf("%w: a truncated range with no records", ErrBadMessage)
 	}
 	return p, nil
 }

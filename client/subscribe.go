@@ -173,7 +173,9 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 // when it could not resume (the server's history no longer reaches back),
 // engine.ErrPatternTimeout, ErrUnauthorized or ErrForbidden when the
 // server no longer takes its credentials, or ErrSubscriptionLimit when it
-// was resumed on a connection that had no room left for it. It is nil while it runs. A
+// was resumed on a connection that had no room left for it, or
+// ErrBadMessage or ErrMessageTooLarge when its connection brought a
+// message the client cannot take. It is nil while it runs. A
 // subscription a cluster node ends (503: it has had no leader for a
 // while, or is closing) does not end here: it resumes, on the next of
 // Options.URLs if there are others, as after a dropped connection.
@@ -375,6 +377,15 @@ func (s *Subscription) receive(cn *conn, m message) {
 		ev.Value = *m.Value
 	}
 	s.mu.Lock()
+	if s.cn == cn && !s.ended && ev.Revision < s.last {
+		// The server resumes after the revision before the last event's
+		// and sends revisions in order: one that goes back means that
+		// changes were sent out of order, or lost.
+		last := s.last
+		s.mu.Unlock()
+		s.end(fmt.Errorf("%w: subscription %d sent revision %d after %d", ErrBadMessage, m.SubscriptionID, ev.Revision, last), false)
+		return
+	}
 	stop := s.queueLocked(cn, ev)
 	s.mu.Unlock()
 	if stop != 0 {
@@ -389,7 +400,7 @@ func (s *Subscription) queueLocked(cn *conn, ev Event) (stop int64) {
 	if s.ended || s.cn != cn || s.overflow {
 		return 0
 	}
-	if ev.Revision < s.last || ev.Revision == s.last && contains(s.lastKeys, ev.Key) {
+	if ev.Revision == s.last && contains(s.lastKeys, ev.Key) {
 		return 0 // resumed: received before
 	}
 	if len(s.queue) >= s.buffer {
