@@ -785,8 +785,13 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				return nil, err
 			}
 			kb := jsonStringBound(it.Key) + 1
-			if !count && (len(keys) == limit || examined == 10*limit ||
-				len(keys) > 0 && int64(messageOverhead+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)) {
+			// The bytes of the whole request's reply: what its other
+			// operations read, and this page.
+			over := int64(messageOverhead+st.bound+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)
+			if !count && over && len(keys) == 0 && st.bound > 0 {
+				return nil, dbxErrorf(dbxInvalidRequest, "%s: the keys and values asked for would pass %d bytes (MaxReplyBytes) or the connection's byte budget: ask for fewer at once", method, st.a.opts.MaxReplyBytes)
+			}
+			if !count && (len(keys) == limit || examined == 10*limit || len(keys) > 0 && over) {
 				done = false
 				break
 			}
@@ -824,6 +829,8 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	if count {
 		return map[string]any{"count": n}, nil
 	}
+	st.size += size
+	st.bound += size
 	if done {
 		last = ""
 	}

@@ -865,3 +865,26 @@ func TestDBX_HeartbeatsWhileBusy(t *testing.T) {
 	require.Equal(t, obj{"pong": true}, c.ok("ping", nil))
 	require.Zero(t, f.a.Stats().DeadPeers)
 }
+
+// TestDBX_BatchOfScansInTheByteBudget: the keys a scan returns count,
+// with the values read, toward the request's reply bytes: a batch of
+// scans, each within MaxReplyBytes alone, must not build a reply past
+// the connection's byte budget. A scan alone still pages.
+func TestDBX_BatchOfScansInTheByteBudget(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxReplyBytes: 64 << 10, MaxQueuedBytes: 256 << 10})
+	c := f.dbx("api_key=" + apiKey)
+	for i := range 200 {
+		_, err := f.db.Set(fmt.Sprintf("k:%03d:%s", i, strings.Repeat("<", 500)), "v", nil) // 6 bytes a '<' in JSON
+		require.NoError(t, err)
+	}
+	res := c.ok("keys.scan", obj{"pattern": "k:*", "count": 1000})
+	require.Equal(t, false, res["done"], "one scan pages within the budget")
+	require.NotEmpty(t, res["keys"])
+	ops := make([]obj, 100)
+	for i := range ops {
+		ops[i] = obj{"method": "keys.scan", "params": obj{"pattern": "k:*", "count": 1000}}
+	}
+	e := c.fails("invalid_request", "batch", obj{"operations": ops})
+	require.Contains(t, e["message"], "ask for fewer at once")
+	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(256<<10), "a reply past the connection's byte budget")
+}
