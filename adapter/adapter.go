@@ -133,7 +133,10 @@ type Options struct {
 	// returns the page so far (done false, with a cursor; it examines
 	// at least 16 keys, so that paging always moves on) and keys.count
 	// fails with work_limit_exceeded. It is checked every 16 keys.
-	// Default 1s.
+	// In a request that also writes (a batch), whose transaction holds
+	// the engine's writer lock, which every writer waits for, the budget
+	// is a hundredth of this, checked after every key (a page then holds
+	// one key at least). Default 1s.
 	ScanTimeBudget time.Duration
 
 	// MaxWriteBytes bounds what the writes of one DBX request, a batch or

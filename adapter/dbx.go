@@ -303,7 +303,7 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		write = write || dbxMethods[op.Method].write
 	}
 	failed = -1
-	st := &dbxTx{a: a, ac: ac}
+	st := &dbxTx{a: a, ac: ac, writing: write}
 	results := make([]any, len(ops))
 	var changed []bool // which operations wrote; reads need not know
 	if write {
@@ -405,6 +405,7 @@ type dbxTx struct {
 	writes       int           // writes run
 	written      int           // what they put in the log, at most; once there are two, up to MaxWriteBytes
 	rev          int64         // without a transaction (tx nil): the revision the write committed at
+	writing      bool          // the request writes: its transaction holds the engine's writer lock
 }
 
 type quotaCharge struct {
@@ -770,8 +771,15 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	if !count && p.Cursor != "" && engine.KeyAfter(p.Cursor) > start {
 		start = engine.KeyAfter(p.Cursor)
 	}
+	// In a request that writes, the scan runs under the engine's writer
+	// lock, which every writer of the process waits for: a hundredth of
+	// the budget, the clock read after every key.
+	budget, clockEvery := st.a.opts.ScanTimeBudget, scanClockEvery
+	if st.writing {
+		budget, clockEvery = budget/100, 1
+	}
 	if st.scanDeadline.IsZero() {
-		st.scanDeadline = time.Now().Add(st.a.opts.ScanTimeBudget)
+		st.scanDeadline = time.Now().Add(budget)
 	}
 	keys := []string{}
 	n, examined, last, done, size := 0, 0, "", true, 0
@@ -795,9 +803,9 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				done = false
 				break
 			}
-			if examined > 0 && examined%scanClockEvery == 0 && time.Now().After(st.scanDeadline) {
+			if examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
 				if count {
-					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget) and this one took longer: narrow the pattern, or page with keys.scan", st.a.opts.ScanTimeBudget)
+					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget; a hundredth of it in a request that writes) and this one took longer: narrow the pattern, or page with keys.scan", budget)
 				}
 				done = false // the page so far, and a cursor to go on from
 				break

@@ -888,3 +888,33 @@ func TestDBX_BatchOfScansInTheByteBudget(t *testing.T) {
 	require.Contains(t, e["message"], "ask for fewer at once")
 	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(256<<10), "a reply past the connection's byte budget")
 }
+
+// TestDBX_ScanInAWriteBatch: a scan in a request that writes runs under
+// the engine's writer lock, which every writer waits for: it has a
+// hundredth of ScanTimeBudget, and the clock is read after every key. A
+// count of under 16 keys, which a request that only reads finishes
+// whatever its budget, is over it in a batch that writes.
+func TestDBX_ScanInAWriteBatch(t *testing.T) {
+	f := newFixture(t, &adapter.Options{ScanTimeBudget: time.Nanosecond})
+	c := f.dbx("api_key=" + apiKey)
+	for i := range 10 {
+		_, err := f.db.Set(fmt.Sprintf("k:%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 10.0, c.ok("keys.count", obj{"pattern": "/^k:/"})["count"])
+	e := c.fails("work_limit_exceeded", "batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "w", "value": "1"}},
+		{"method": "keys.count", "params": obj{"pattern": "/^k:/"}},
+	}})
+	require.Contains(t, e["message"], "a hundredth of it in a request that writes")
+	_, err := f.db.Get("w")
+	require.ErrorIs(t, err, engine.ErrNotFound, "the failed batch changed nothing")
+	// keys.scan returns the page so far, of one key at least.
+	res := c.ok("batch", obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "w", "value": "1"}},
+		{"method": "keys.scan", "params": obj{"pattern": "/^k:/", "count": 100}},
+	}})["results"].([]any)
+	page := res[1].(map[string]any)
+	require.Equal(t, false, page["done"])
+	require.Len(t, page["keys"], 1)
+}
