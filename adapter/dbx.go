@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/engine"
+	"github.com/livekv/livekv/internal/wire"
 	"github.com/livekv/livekv/pattern"
 	"github.com/livekv/livekv/pubsub"
 )
@@ -349,14 +350,25 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		rev, err = a.db.Update(fn)
 	}
 	if err != nil {
-		return nil, 0, fail(err)
+		// A refusal reflects the state it found: at least the store's
+		// revision now (a cluster's leader's, when it refused there),
+		// which the connection's session takes, as for a write.
+		var seen int64
+		if wire.Refused(err) {
+			seen = readRevision(a.db, st.rev)
+		}
+		return nil, seen, fail(err)
 	}
 	for i, op := range ops {
 		if m, ok := results[i].(map[string]any); ok && changed[i] && dbxMethods[op.Method].write && rev != 0 { // 0: nothing written
 			m["revision"] = rev
 		}
 	}
-	return results, rev, nil
+	seen := rev
+	if rev == 0 { // nothing written: the state it read
+		seen = readRevision(a.db, st.rev)
+	}
+	return results, seen, nil
 }
 
 // dbxCheck checks the keys an operation names against the connection's

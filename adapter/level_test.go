@@ -231,3 +231,39 @@ func TestLevels_DBX(t *testing.T) {
 	c2.ok("string.get", map[string]any{"key": "k"})
 	require.Equal(t, readAt{adapter.LevelStale, 2}, s.last(t), "DBX sessions read their writes")
 }
+
+// TestLevels_DBXRefusalRaisesTheSession: a DBX write refused on the
+// state it found (an increment of a value that is not an integer), and a
+// batch that changed nothing, reflect the store's state: the connection's
+// next session read waits for the revision they saw, as after a write.
+func TestLevels_DBXRefusalRaisesTheSession(t *testing.T) {
+	f, s := newLeveledFixture(t)
+	c := f.dbx("api_key=" + apiKey)
+	for range 3 {
+		_, err := f.db.Set("text", "not a number", nil) // revisions this connection was not sent
+		require.NoError(t, err)
+	}
+	c.fails("type_mismatch", "string.incr", map[string]any{"key": "text"})
+	c.ok("string.get", map[string]any{"key": "text"})
+	require.Equal(t, readAt{adapter.LevelStale, 3}, s.last(t), "after a refused increment")
+
+	for range 2 {
+		_, err := f.db.Set("text", "still not", nil)
+		require.NoError(t, err)
+	}
+	c.fails("type_mismatch", "batch", map[string]any{"operations": []map[string]any{
+		{"method": "string.set", "params": map[string]any{"key": "other", "value": "1"}},
+		{"method": "string.incr", "params": map[string]any{"key": "text"}},
+	}})
+	c.ok("string.get", map[string]any{"key": "text"})
+	require.Equal(t, readAt{adapter.LevelStale, 5}, s.last(t), "after a refused batch")
+
+	_, err := f.db.Set("text", "again", nil)
+	require.NoError(t, err)
+	c.ok("batch", map[string]any{"operations": []map[string]any{
+		{"method": "string.delete", "params": map[string]any{"key": "missing"}},
+		{"method": "string.setnx", "params": map[string]any{"key": "text", "value": "x"}},
+	}})
+	c.ok("string.get", map[string]any{"key": "text"})
+	require.Equal(t, readAt{adapter.LevelStale, 6}, s.last(t), "after a batch that changed nothing")
+}
