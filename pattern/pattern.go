@@ -3,6 +3,7 @@ package pattern
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,9 +97,17 @@ type Pattern struct {
 	// prefix test decides without running it (and so never runs out of
 	// time).
 	onlyPre bool
+	// costly: see Costly.
+	costly bool
 
 	timeouts atomic.Int64
 }
+
+// cheapGlobTokens bounds the tokens (literal runs and wildcards) a glob
+// may have after its first * and still be cheap: on a key it does not
+// match, a glob tries them again from each character past that *, so
+// that a match costs up to their number times the key's length.
+const cheapGlobTokens = 16
 
 type token struct {
 	op  byte   // 0: literal, '*': any run, '?': one character
@@ -258,6 +267,9 @@ func parseGlob(src string) (*Pattern, error) {
 		if toks[0].op == 0 {
 			p.pre = toks[0].lit
 		}
+		if star := slices.IndexFunc(toks, func(t token) bool { return t.op == '*' }); star >= 0 {
+			p.costly = len(toks)-star-1 > cheapGlobTokens
+		}
 		if last := toks[len(toks)-1]; last.op == 0 {
 			p.suf = last.lit
 		}
@@ -284,6 +296,14 @@ func (p *Pattern) String() string { return p.src }
 
 // Kind returns the pattern's form.
 func (p *Pattern) Kind() Kind { return p.kind }
+
+// Costly reports whether matching the pattern may take long: a regex,
+// which may run up to its MatchTimeout on a key, or a glob with more than
+// 16 tokens (literal runs and wildcards) after its first *, whose cost
+// grows with their number times the key's length (a glob of 255 bytes
+// can take milliseconds on a key of 1 KiB). Package pubsub matches such
+// patterns where a slow match falls on its own subscription.
+func (p *Pattern) Costly() bool { return p.kind == Regex || p.costly }
 
 // Literal returns the key of an exact pattern, the prefix of a prefix
 // pattern or the suffix of a suffix pattern; "" for the other kinds.

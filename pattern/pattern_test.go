@@ -190,3 +190,24 @@ func TestMatchAny(t *testing.T) {
 	require.False(t, ok)
 	require.Nil(t, undecided)
 }
+
+// TestPattern_Costly: regexes and globs with more than 16 tokens after
+// their first * are costly; exact, prefix, suffix and other globs are not.
+func TestPattern_Costly(t *testing.T) {
+	for src, want := range map[string]bool{
+		"user:1":                               false,
+		"user:*":                               false,
+		"*:session":                            false,
+		"user:*:session:*":                     false,
+		"*" + strings.Repeat("a?", 8):          false, // 16 tokens after the *
+		"*" + strings.Repeat("a?", 8) + "b":    true,
+		strings.Repeat("a?", 40):               false, // no *: linear
+		"*" + strings.Repeat("a?", 126) + "x*": true,
+		"/^user:/":                             true,
+		"/^(a+)+$/":                            true,
+	} {
+		p, err := pattern.Parse(src)
+		require.NoError(t, err, src)
+		require.Equal(t, want, p.Costly(), src)
+	}
+}

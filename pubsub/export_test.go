@@ -39,3 +39,7 @@ func Indexed(b *Broker) int {
 func Handled(b *Broker, rev int64) bool {
 	return b.cheap.cursor.Load() >= rev && b.regex.cursor.Load() >= rev
 }
+
+// OnRegexLane reports whether s is served by the regex lane, where a
+// slow match falls on its own subscription.
+func OnRegexLane(s *Subscription) bool { return s.regex }

@@ -405,3 +405,30 @@ func TestSubscription_CloseWith(t *testing.T) {
 	require.NoError(t, s.Close(), "closing again does nothing")
 	require.ErrorIs(t, s.Err(), reason)
 }
+
+// TestBroker_LongGlobsOnTheRegexLane: a glob with many tokens after its
+// first * costs up to their number times the key's length on a key it
+// does not match (1.5 ms for a glob of 255 bytes on a key of 1 KiB), and
+// the cheap lane matches all its subscriptions one after another: such a
+// glob goes to the regex lane, where that cost falls on its own
+// subscription. It still gets exactly the keys it matches.
+func TestBroker_LongGlobsOnTheRegexLane(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	long := "*" + strings.Repeat("a?", 126) + "x*"
+	hostile, err := b.Subscribe(pats(t, long), nil)
+	require.NoError(t, err)
+	defer hostile.Close()
+	short, err := b.Subscribe(pats(t, "user:*:session:?*"), nil)
+	require.NoError(t, err)
+	defer short.Close()
+	require.True(t, pubsub.OnRegexLane(hostile), "a long glob on the cheap lane")
+	require.False(t, pubsub.OnRegexLane(short), "a short glob on the regex lane")
+
+	miss := strings.Repeat("a", 1000) + "zzxb"
+	hit := strings.Repeat("a1", 126) + "x!"
+	b.Publish(batch(1, miss, "user:1:session:9"))
+	b.Publish(batch(2, hit))
+	require.Equal(t, hit, nextWithin(t, hostile, 10*time.Second).Key)
+	require.Equal(t, "user:1:session:9", nextWithin(t, short, 10*time.Second).Key)
+}

@@ -62,7 +62,7 @@ func (o SubscribeOptions) Start() (Position, error) {
 type Subscription struct {
 	b        *Broker
 	patterns []*pattern.Pattern // those that cannot run out of time first
-	regex    bool               // a regex is among them: the regex lane serves it
+	regex    bool               // a costly pattern (pattern.Costly: a regex, a long glob) is among them: the regex lane serves it
 	lane     *lane              // the lane that serves it
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
@@ -106,11 +106,12 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	}
 	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1)}
 	s.patterns = slices.Clone(patterns)
-	// Regexes last: a key that a cheap pattern matches needs no regex.
+	// Costly patterns (regexes, long globs) last: a key that a cheap
+	// pattern matches needs none of them.
 	slices.SortStableFunc(s.patterns, func(p, q *pattern.Pattern) int {
-		return btoi(p.Kind() == pattern.Regex) - btoi(q.Kind() == pattern.Regex)
+		return btoi(p.Costly()) - btoi(q.Costly())
 	})
-	s.regex = s.patterns[len(s.patterns)-1].Kind() == pattern.Regex
+	s.regex = s.patterns[len(s.patterns)-1].Costly()
 	s.lane = b.cheap
 	if s.regex {
 		s.lane = b.regex
@@ -149,7 +150,7 @@ func btoi(b bool) int {
 }
 
 // matchesCheap reports whether key matches one of the patterns, none of
-// them a regex.
+// them costly (pattern.Costly).
 func (s *Subscription) matchesCheap(key string) bool {
 	for _, p := range s.patterns {
 		if p.Match(key) {
