@@ -65,6 +65,7 @@ type Broker struct {
 
 type counters struct {
 	published, delivered, compacted, timedOut, following atomic.Int64
+	roomLooks                                            atomic.Int64 // followers' looks for room in a full buffer, for tests
 }
 
 // Stats describe a broker at one moment.

@@ -43,3 +43,6 @@ func Handled(b *Broker, rev int64) bool {
 // OnRegexLane reports whether s is served by the regex lane, where a
 // slow match falls on its own subscription.
 func OnRegexLane(s *Subscription) bool { return s.regex }
+
+// RoomLooks counts the looks of b's followers for room in a full buffer.
+func RoomLooks(b *Broker) int64 { return b.stats.roomLooks.Load() }

@@ -123,8 +123,14 @@ func (s *Subscription) handBack(next Position) bool {
 	return true
 }
 
-// roomPoll is how often a follower looks for room in a full buffer.
-const roomPoll = time.Millisecond
+// A follower looks for room in a full buffer after roomPoll, then ever
+// less often, up to every roomPollMax: a reader that has stopped reading
+// costs a few wake-ups a second, not a thousand, and one that reads again
+// waits at most that long to be fed.
+const (
+	roomPoll    = time.Millisecond
+	roomPollMax = 50 * time.Millisecond
+)
 
 // send decides which events of the batch from index skip on the
 // subscription matches, then puts them into ch (see sendKept). A key that
@@ -228,21 +234,26 @@ func (s *Subscription) sendKept(batch *Batch, keep []int, kill chan struct{}) bo
 // subscription was stopped first, or if the history has dropped revision
 // needs while it waited: then it ends with ErrCompacted.
 func (s *Subscription) waitRoom(n int, needs int64, kill chan struct{}) bool {
-	var t *time.Ticker
+	var t *time.Timer
+	wait := roomPoll
 	for cap(s.ch)-len(s.ch) < n {
 		if evicted := s.b.evicted.Load(); needs <= evicted {
 			s.stop(&CompactedError{Revision: needs - 1, Oldest: evicted + 1})
 			return false
 		}
+		s.b.stats.roomLooks.Add(1)
 		if t == nil {
-			t = time.NewTicker(roomPoll)
+			t = time.NewTimer(wait)
 			defer t.Stop()
+		} else {
+			t.Reset(wait)
 		}
 		select {
 		case <-t.C:
 		case <-kill:
 			return false
 		}
+		wait = min(2*wait, roomPollMax)
 	}
 	return true
 }

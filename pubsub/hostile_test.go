@@ -432,3 +432,26 @@ func TestBroker_LongGlobsOnTheRegexLane(t *testing.T) {
 	require.Equal(t, hit, nextWithin(t, hostile, 10*time.Second).Key)
 	require.Equal(t, "user:1:session:9", nextWithin(t, short, 10*time.Second).Key)
 }
+
+// TestSubscription_StalledReaderCostsLittle: a subscription whose reader
+// stopped reading is fed by a goroutine of its own, which looks for room
+// ever less often (up to every 50 ms), not every millisecond; once the
+// reader reads again it gets every event, in order.
+func TestSubscription_StalledReaderCostsLittle(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	s, err := b.Subscribe(pats(t, "k:*"), &pubsub.SubscribeOptions{Buffer: 1})
+	require.NoError(t, err)
+	defer s.Close()
+	for rev := int64(1); rev <= 3; rev++ {
+		b.Publish(batch(rev, fmt.Sprintf("k:%d", rev)))
+	}
+	require.Eventually(t, func() bool { return pubsub.RoomLooks(b) > 0 }, 5*time.Second, time.Millisecond, "no follower waits for room")
+	before := pubsub.RoomLooks(b)
+	time.Sleep(500 * time.Millisecond)
+	looks := pubsub.RoomLooks(b) - before
+	require.Less(t, looks, int64(50), "looks for room in half a second of a stalled reader")
+	for rev := int64(1); rev <= 3; rev++ {
+		require.Equal(t, fmt.Sprintf("k:%d", rev), nextWithin(t, s, 5*time.Second).Key)
+	}
+}
