@@ -184,7 +184,10 @@ func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Tim
 			default:
 			}
 		}
-		ok, u := s.match(batch.Events[i].Key)
+		ok, u, killed := s.match(batch.Events[i].Key, kill)
+		if killed {
+			return i, keep, nil, false
+		}
 		if u != nil {
 			return i, keep, u, false
 		}

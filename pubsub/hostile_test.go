@@ -455,3 +455,25 @@ func TestSubscription_StalledReaderCostsLittle(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("k:%d", rev), nextWithin(t, s, 5*time.Second).Key)
 	}
 }
+
+// TestSubscription_CloseAmongManyUndecidedRegexes: a key that none of a
+// subscription's many regexes can decide costs two tries of each; Close
+// stops between two tries, and does not wait for the rest.
+func TestSubscription_CloseAmongManyUndecidedRegexes(t *testing.T) {
+	pubsub.SetRegexBudget(t, 0) // detached after its first key
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	var ps []*pattern.Pattern
+	for i := range 64 {
+		ps = append(ps, pattern.MustParse(fmt.Sprintf(`/^(a+)+$|^zz%d/`, i)))
+	}
+	s, err := b.Subscribe(ps, nil)
+	require.NoError(t, err)
+	b.Publish(batch(1, hostileKey))
+	require.Eventually(t, func() bool { return b.Stats().CatchingUp == 1 }, 5*time.Second, time.Millisecond, "detached")
+	time.Sleep(50 * time.Millisecond) // its own goroutine tries them meanwhile
+	start := time.Now()
+	require.NoError(t, s.Close())
+	require.Less(t, time.Since(start), time.Second, "Close waited for every try (64 regexes, two tries each, 10 ms at least a try)")
+	require.Zero(t, b.Stats().CatchingUp)
+}

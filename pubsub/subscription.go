@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/livekv/livekv/internal/ring"
 	"github.com/livekv/livekv/pattern"
@@ -70,14 +71,16 @@ type Subscription struct {
 	// mu guards the fields below and every send on ch, so that a send
 	// never meets a closed channel: ch is closed under mu.
 	mu     sync.Mutex
-	synced bool                // its lane sends to it
-	alone  bool                // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
-	ended  bool                // no more events will be sent
-	err    error               // why it ended
-	sent   Position            // every matching event before it is in ch (synced: or up to the cursor)
-	inCh   ring.Ring[Position] // the positions of the events that may still be in ch, oldest first
-	kill   chan struct{}       // closed to stop the follower
-	exited chan struct{}       // closed when the follower returns
+	synced bool // its lane sends to it
+	alone  bool // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
+
+	stopped atomic.Bool         // ended: whoever matches for it stops between two patterns (match)
+	ended   bool                // no more events will be sent
+	err     error               // why it ended
+	sent    Position            // every matching event before it is in ch (synced: or up to the cursor)
+	inCh    ring.Ring[Position] // the positions of the events that may still be in ch, oldest first
+	kill    chan struct{}       // closed to stop the follower
+	exited  chan struct{}       // closed when the follower returns
 
 	markRev int64 // guarded by lane.mu: last batch the lane offered it
 
@@ -162,9 +165,37 @@ func (s *Subscription) matchesCheap(key string) bool {
 
 // match reports whether key matches one of the patterns; it returns the
 // first pattern that could not decide when none matched, twice: the
-// subscription ends for it (pattern.MatchAnyTwice).
-func (s *Subscription) match(key string) (bool, *pattern.Pattern) {
-	return pattern.MatchAnyTwice(s.patterns, key)
+// subscription ends for it (as pattern.MatchAnyTwice). The end of the
+// subscription, or kill (if not nil) closed, stops it between two
+// patterns (killed true): a key that none of many regexes can decide
+// costs two tries of each, which Close must not wait for.
+func (s *Subscription) match(key string, kill chan struct{}) (ok bool, undecided *pattern.Pattern, killed bool) {
+	for range 2 {
+		undecided = nil
+		for _, p := range s.patterns {
+			if s.stopped.Load() {
+				return false, nil, true
+			}
+			if kill != nil {
+				select {
+				case <-kill:
+					return false, nil, true
+				default:
+				}
+			}
+			ok, err := p.TryMatch(key)
+			if ok {
+				return true, nil, false
+			}
+			if err != nil && undecided == nil {
+				undecided = p
+			}
+		}
+		if undecided == nil {
+			return false, nil, false
+		}
+	}
+	return false, undecided, false
 }
 
 // Events returns the channel that delivers the subscription's events. It is
@@ -273,6 +304,7 @@ func (s *Subscription) end(err error) {
 	}
 	b := s.b
 	s.ended, s.err = true, err
+	s.stopped.Store(true)
 	if s.synced {
 		s.synced = false
 		s.sent = later(s.sent, Position{Revision: s.lane.cursor.Load() + 1})
