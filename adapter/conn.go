@@ -476,6 +476,12 @@ func subscriptionError(err error) *wireError {
 	if errors.Is(err, engine.ErrClosed) {
 		return &wireError{code: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 	}
+	if errors.Is(err, engine.ErrRevisionAhead) {
+		// A revision of another history: the changes after it are not
+		// here to give, as for a history compacted past it, and the
+		// client reads the state again.
+		return &wireError{code: http.StatusGone, msg: err.Error(), err: err}
+	}
 	return &wireError{code: http.StatusBadRequest, msg: err.Error(), err: err}
 }
 

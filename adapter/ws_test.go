@@ -312,3 +312,22 @@ func TestWS_SubscribeFromZero(t *testing.T) {
 	got := []any{c.note()["value"], c.note()["value"]}
 	require.Equal(t, []any{"3", "3"}, got, "once for each subscription, the new change only")
 }
+
+// TestWS_SubscribeFromAhead: a fromRevision past the store's newest is
+// of another history (a server in memory that restarted, a store
+// restored from an older backup): the changes after it are not here, so
+// the subscribe is refused 410, as for a history compacted past it, and
+// the client reads the state again. DBX says revision_compacted.
+func TestWS_SubscribeFromAhead(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	must(f.db.Set("a", "1", nil))
+	r := c.call(m{"op": 100, "patterns": []string{"a"}, "fromRevision": 5})
+	require.Equal(t, 410.0, r["code"], "%v", r)
+	require.Contains(t, r["error"], "the newest is 1")
+	r = c.call(m{"op": 100, "patterns": []string{"a"}, "fromRevision": 1})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	d := f.dbx("api_key=" + apiKey)
+	e := d.fails("revision_compacted", "subscribe", obj{"patterns": []string{"*"}, "fromRevision": 7})
+	require.Contains(t, e["message"], "ahead")
+}

@@ -35,6 +35,14 @@ var (
 	// that make no sense (a negative TTL or limit, say).
 	ErrInvalidOptions = errors.New("engine: invalid options")
 
+	// ErrRevisionAhead is returned by Subscribe for a revision to start
+	// after that is past the newest this DB has committed: a revision of
+	// another history (a store in memory that restarted, one restored
+	// from an older backup, or one that lost its last writes in a crash
+	// under a sync policy that allows it). Resuming from it would skip
+	// every change up to it unsaid: read the state again (Initial).
+	ErrRevisionAhead = errors.New("engine: revision ahead of the store")
+
 	// ErrClosed is returned by every operation on a DB after Close, and
 	// ends a subscription closed by its own Close or the DB's
 	// (Subscription.Err): one error for both.

@@ -109,6 +109,12 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 		db.wmu.Unlock()
 		return nil, ErrClosed
 	}
+	// The caller has seen every change before start: none can be past
+	// the newest revision this DB has made.
+	if after := start.Revision - 1; start.Revision != 0 && (after > db.rev || after == db.rev && start.Index > 0) {
+		db.wmu.Unlock()
+		return nil, fmt.Errorf("%w: the changes after revision %d asked for, and the newest is %d: a revision of another history (a store in memory that restarted, or restored from an older backup); read the state again", ErrRevisionAhead, after, db.rev)
+	}
 	var snap snapshot
 	po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer}
 	switch {

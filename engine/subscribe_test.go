@@ -343,3 +343,37 @@ func TestSubscribe_Initial_OnDisk(t *testing.T) {
 		require.NoError(t, sub.Close())
 	}
 }
+
+// TestSubscribe_RevisionAhead: a revision to start after that is past
+// the newest the DB has made is of another history (a store in memory
+// that restarted, one restored from an older backup): resuming from it
+// would skip the changes up to it unsaid, so it is refused.
+func TestSubscribe_RevisionAhead(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	for range 5 {
+		_, err := db.Set("a", "v", nil)
+		require.NoError(t, err)
+	}
+	for _, o := range []engine.SubscribeOptions{
+		{FromRevision: 6},
+		{FromRevision: 100},
+		{From: engine.Position{Revision: 7}},
+		{From: engine.Position{Revision: 6, Index: 1}}, // inside a transaction not made
+	} {
+		_, err := db.Subscribe([]string{"a"}, &o)
+		require.ErrorIs(t, err, engine.ErrRevisionAhead, "%+v", o)
+		require.ErrorContains(t, err, "the newest is 5")
+	}
+	for _, o := range []engine.SubscribeOptions{{FromRevision: 5}, {From: engine.Position{Revision: 6}}, {}} {
+		s, err := db.Subscribe([]string{"a"}, &o)
+		require.NoError(t, err, "%+v", o)
+		_, err = db.Set("a", "w", nil)
+		require.NoError(t, err)
+		ev, err := s.Next(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, "w", ev.Value)
+		require.NoError(t, s.Close())
+	}
+}
