@@ -142,23 +142,11 @@ func TestSubscription_RepeatedSubscribeReply(t *testing.T) {
 // ends with ErrMessageTooLarge after one connection, instead of
 // reconnecting without end and never saying why.
 func TestSubscription_MessageOverTheReadLimit(t *testing.T) {
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer db.Close()
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
-	require.NoError(t, err)
 	var conns atomic.Int64
-	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conns.Add(1)
-		a.ServeHTTP(w, r)
-	})))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer a.Shutdown(context.Background())
+	db, url := serveInPackage(t, adapter.Options{}, &conns)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k", ReadLimit: 4096, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	c, err := Dial(ctx, url, &Options{APIKey: "k", ReadLimit: 4096, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	require.NoError(t, err)
 	defer c.Close()
 	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
@@ -182,19 +170,10 @@ func TestSubscription_MessageOverTheReadLimit(t *testing.T) {
 // as notifications that came before a subscribe reply) and sends the
 // unsubscribe again until it runs.
 func TestUnsubscribe_RefusedForNowIsSentAgain(t *testing.T) {
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	defer db.Close()
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}, RequestRate: 20, RequestBurst: 3})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer a.Shutdown(context.Background())
+	db, url := serveInPackage(t, adapter.Options{RequestRate: 20, RequestBurst: 3}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k", MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	c, err := Dial(ctx, url, &Options{APIKey: "k", MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 	require.NoError(t, err)
 	defer c.Close()
 	sub, err := c.Subscribe(ctx, []string{"a"}, nil) // 1 of the burst of 3

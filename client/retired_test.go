@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,20 +39,34 @@ func TestUnsubscribe_ForgetsTheID(t *testing.T) {
 // dialInPackage serves a store through the adapter and dials it, for the
 // tests of this package's internals; all of it ends with the test.
 func dialInPackage(t *testing.T) (*Client, context.Context) {
-	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/kv/", http.StripPrefix("/kv", a))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	_, url := serveInPackage(t, adapter.Options{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
+	c, err := Dial(ctx, url, &Options{APIKey: "k"})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c, ctx
+}
+
+// serveInPackage serves a DB in memory through an adapter with ao (its
+// API key "k") at the URL it returns; conns, if not nil, counts the
+// connections made to it.
+func serveInPackage(t *testing.T, ao adapter.Options, conns *atomic.Int64) (*engine.DB, string) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	ao.APIKeys = []string{"k"}
+	a, err := adapter.New(db, &ao)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conns != nil {
+			conns.Add(1)
+		}
+		a.ServeHTTP(w, r)
+	})))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	return db, srv.URL + "/kv"
 }
