@@ -159,8 +159,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	r := f.r
 	r.stintMu.Lock()
 	defer r.stintMu.Unlock()
+	// No write may get in from here on: it would be speculative on the
+	// state the snapshot replaces (Restore abandons what came before).
+	r.stint = 0
+	r.endStint("a snapshot replaced the state")
 	if err := r.rep.Restore(rc); err != nil {
 		return err
+	}
+	if r.breaking != nil {
+		r.breaking()
 	}
 	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
 	r.appliedRev.Store(r.lastRev)

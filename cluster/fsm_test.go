@@ -133,3 +133,71 @@ type memSink struct{ bytes.Buffer }
 func (*memSink) ID() string    { return "mem" }
 func (*memSink) Cancel() error { return nil }
 func (*memSink) Close() error  { return nil }
+
+// TestFSM_BreakingAStintRefusesWritesFirst: another leader's entry ends
+// the stint this node holds. A write that took the engine's writer lock
+// between the abandoning of the speculative tail and the end of the stint
+// would stay speculative, and the entry's own revisions could not apply:
+// the node would stop. The stint ends first, so such a write is refused.
+func TestFSM_BreakingAStintRefusesWritesFirst(t *testing.T) {
+	f := newTestFSM(t)
+	applyEntry(f, 1, 0xA, 0, putTx(1, "a"))
+	f.r.startStint() // this node leads
+	late := make(chan error, 1)
+	f.r.breaking = func() {
+		go func() {
+			_, err := f.db.Set("late", "v", nil)
+			late <- err
+		}()
+		select {
+		case err := <-late: // refused at once
+			late <- err
+		case <-time.After(200 * time.Millisecond): // taken: it waits for its entry
+		}
+	}
+	applyEntry(f, 2, 0xB, 0xA, putTx(2, "b")) // another leader's
+	require.NoError(t, f.err(), "the entry of the other leader could not apply")
+	require.Equal(t, int64(2), f.db.Revision())
+	_, err := f.db.Get("b")
+	require.NoError(t, err)
+	_, err = f.db.Get("late")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	require.Error(t, <-late, "the write between the two steps succeeded")
+}
+
+// TestFSM_RestoreRefusesWritesFirst: a snapshot restored on a node that
+// held a stint (raft installs one on a deposed leader that fell behind)
+// ends the stint before it replaces the state, so that no write of that
+// stint executes on the restored state and stays speculative there: the
+// next entry could not apply.
+func TestFSM_RestoreRefusesWritesFirst(t *testing.T) {
+	src := newTestFSM(t)
+	applyEntry(src, 1, 0xA, 0, putTx(1, "a"), putTx(2, "b"))
+	snap, err := src.Snapshot()
+	require.NoError(t, err)
+	sink := &memSink{}
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+
+	f := newTestFSM(t)
+	f.r.startStint()
+	late := make(chan error, 1)
+	f.r.breaking = func() {
+		go func() {
+			_, err := f.db.Set("late", "v", nil)
+			late <- err
+		}()
+		select {
+		case err := <-late:
+			late <- err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.Error(t, <-late, "a write on the state the snapshot replaced succeeded")
+	applyEntry(f, 2, 0xB, 0xA, putTx(3, "c"))
+	require.NoError(t, f.err())
+	require.Equal(t, int64(3), f.db.Revision())
+	_, err = f.db.Get("late")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+}

@@ -86,6 +86,7 @@ type replicator struct {
 	gen atomic.Uint64
 
 	beforeApply func() // Options.beforeApply
+	breaking    func() // tests: runs in breakStint between refusing writes and abandoning, and in fsm.Restore after the restore
 
 	sweeps *sweeps // told of each transaction Append takes
 
@@ -299,9 +300,15 @@ func (r *replicator) endStint(why string) {
 // fail (why), and the node is asked to lead again, should it still lead
 // (it may not: then lead finds so and does nothing). stintMu is held.
 func (r *replicator) breakStint(why string) {
-	r.rep.Abandon()
+	// Append refuses first: a write that got in after the abandoning
+	// would stay speculative in the engine, and the next committed
+	// entry could not apply.
 	r.stint = 0
 	r.endStint(why)
+	if r.breaking != nil {
+		r.breaking()
+	}
+	r.rep.Abandon()
 	r.askRestart(r.gen.Load())
 }
 
