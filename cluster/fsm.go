@@ -26,6 +26,10 @@ type fsm struct {
 	failed atomic.Pointer[error]
 
 	applyEntry func() // Options.applyEntry
+
+	// onFail, if set, runs once when the node fails to apply an entry,
+	// on raft's FSM goroutine: it must not wait for raft.
+	onFail atomic.Pointer[func(error)]
 }
 
 func newFSM(r *replicator, db *engine.DB, logf func(string, ...any)) *fsm {
@@ -47,7 +51,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// The state would diverge from the log: stop serving rather
 		// than serve it.
 		f.logf("cluster: apply entry %d: %v; the node stops serving", l.Index, err)
-		f.failed.CompareAndSwap(nil, &err)
+		f.fail(err)
 		return err
 	}
 	return nil
@@ -107,6 +111,25 @@ func (f *fsm) apply(data []byte) error {
 	return nil
 }
 
+// fail stops the node for err, once: it serves nothing more, and
+// onFail (if set) takes it out of raft.
+func (f *fsm) fail(err error) {
+	if f.failed.CompareAndSwap(nil, &err) {
+		if on := f.onFail.Load(); on != nil {
+			(*on)(err)
+		}
+	}
+}
+
+// whenFailed has on run once the node fails to apply an entry, at once
+// if it has already.
+func (f *fsm) whenFailed(on func(error)) {
+	f.onFail.Store(&on)
+	if err := f.err(); err != nil {
+		on(err) // failed before: on may run twice, and takes that
+	}
+}
+
 // err is the error that stopped the node, if any.
 func (f *fsm) err() error {
 	if p := f.failed.Load(); p != nil {
@@ -118,6 +141,11 @@ func (f *fsm) err() error {
 // Snapshot implements raft.FSM: a copy-on-write view of the engine at
 // the last applied entry, which Apply published.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	// A node that failed to apply an entry holds a state behind what raft
+	// would label the snapshot with: never give it.
+	if err := f.err(); err != nil {
+		return nil, err
+	}
 	r := f.r
 	r.stintMu.Lock()
 	last, lastRev := r.last, r.lastRev

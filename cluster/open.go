@@ -22,6 +22,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 	db, ctl, rep, f, eo := sm.db, sm.ctl, sm.rep, sm.fsm, sm.eo
 	n, err = openNode(dir, &o, f, func(n *Node) {
 		n.db, n.ctl, n.rep, n.fsm = db, ctl, rep, f
+		f.whenFailed(n.leaveAfterFailure)
 		rep.start(n.rn.raft)
 		n.wg.Add(1)
 		go n.sweep(sweepEvery(&eo))

@@ -155,9 +155,23 @@ func (n *Node) usable() error {
 		return nil
 	}
 	if err := n.fsm.err(); err != nil {
-		return fmt.Errorf("cluster: node stopped after a failure to apply: %w", err)
+		// Out of raft too (leaveAfterFailure): the client goes to
+		// another node.
+		return fmt.Errorf("%w: this node stopped after a failure to apply: %w", ErrNoLeader, err)
 	}
 	return nil
+}
+
+// leaveAfterFailure takes this node out of the cluster once it failed to
+// apply an entry: its state is behind the log and would diverge, so it
+// must not lead, vote, or take a snapshot (fsm.Snapshot refuses). raft
+// stops; the node serves nothing (usable), and its subscriptions end
+// with ErrNoLeader (watchLeader), so that clients resume on another
+// node. Restarted, it replays the log from its last snapshot. It runs
+// on raft's FSM goroutine, so it does not wait for raft to stop.
+func (n *Node) leaveAfterFailure(err error) {
+	n.opts.logf()("cluster: node %s leaves raft after a failure to apply: %v", n.opts.NodeID, err)
+	n.rn.stop()
 }
 
 // write runs a single-operation write here if this node leads, or on the

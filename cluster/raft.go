@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,6 +38,16 @@ type raftNode struct {
 
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
+
+	stopOnce sync.Once
+	stopped  raft.Future // raft's shutdown, once stop ran
+}
+
+// stop shuts raft down, once, without waiting for it: raft's own
+// goroutines may call it. close waits for the shutdown.
+func (n *raftNode) stop() raft.Future {
+	n.stopOnce.Do(func() { n.stopped = n.raft.Shutdown() })
+	return n.stopped
 }
 
 // startRaft opens the stores in dir, serves raft on the mux m and starts
@@ -150,7 +161,7 @@ func (syncTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (r
 func (n *raftNode) close() error {
 	var errs []error
 	if n.raft != nil {
-		if err := n.raft.Shutdown().Error(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		if err := n.stop().Error(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
 			errs = append(errs, err)
 		}
 	}

@@ -100,7 +100,7 @@ func (n *Node) watchLeader() {
 		} else if n.noLeaderSince.Load() == 0 {
 			n.noLeaderSince.Store(time.Now().UnixNano())
 		}
-		leaderless := n.leaderless()
+		leaderless := n.leaderless() || n.usable() != nil
 		n.subMu.Lock()
 		var end []*engine.Subscription
 		for s := range n.subs {
