@@ -85,6 +85,10 @@ func TestDB_BadInput(t *testing.T) {
 func TestOpen_InvalidOptions(t *testing.T) {
 	_, err := engine.Open("", &engine.Options{MaxKeySize: -1})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	// A negative interval would never fsync, where a bound on loss was
+	// asked for.
+	_, err = engine.Open(t.TempDir(), &engine.Options{Sync: engine.SyncInterval(-time.Second)})
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 	if math.MaxInt > math.MaxInt32 {
 		// Keys are stored with 31-bit lengths.
 		limit := int64(math.MaxInt32)

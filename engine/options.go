@@ -140,6 +140,11 @@ func (o *Options) validate() error {
 	if o.SegmentSize < 0 {
 		return fmt.Errorf("%w: SegmentSize %d is negative", ErrInvalidOptions, o.SegmentSize)
 	}
+	if d := o.Sync.Interval(); d < 0 {
+		// It would never fsync, where the caller asked for a bound on
+		// what a crash loses.
+		return fmt.Errorf("%w: SyncInterval(%v) is negative", ErrInvalidOptions, d)
+	}
 	if o.MaxValueSize < 0 || int64(o.MaxValueSize) > lenMask {
 		return fmt.Errorf("%w: MaxValueSize %d is outside 0..%d", ErrInvalidOptions, o.MaxValueSize, int64(lenMask))
 	}

@@ -66,8 +66,13 @@ var (
 )
 
 // SyncInterval writes every group at once and fsyncs every d: a machine
-// crash loses at most about the last d of acknowledged writes.
+// crash loses at most about the last d of acknowledged writes. d must
+// not be negative (Open refuses it); 0 fsyncs every group, as
+// SyncAlways.
 func SyncInterval(d time.Duration) SyncPolicy { return SyncPolicy{every: d} }
+
+// Interval is d of SyncInterval(d); 0 for SyncAlways and SyncNever.
+func (p SyncPolicy) Interval() time.Duration { return p.every }
 
 // Options configure a Log. The zero value of each field means its default.
 type Options struct {
@@ -261,6 +266,10 @@ func snapshotName(rev int64) string  { return fmt.Sprintf("%020d.snap", rev) }
 // opts.Repair; a damaged snapshot always fails it. Appends continue after
 // the last revision replayed.
 func Open(dir string, opts *Options, r Replay) (*Log, error) {
+	if opts != nil && opts.Sync.every < 0 {
+		// It would never fsync, where a user asked for a bound on loss.
+		return nil, fmt.Errorf("wal: SyncInterval(%v): the interval is negative", opts.Sync.every)
+	}
 	l := &Log{opts: opts.withDefaults(), dir: dir, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	l.mu.retain = math.MaxInt64
 	l.mu.cond = sync.NewCond(&l.mu)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/livekv/livekv/vfs"
@@ -575,4 +576,12 @@ func FuzzCheckSegment(f *testing.F) {
 			require.Error(t, err, "scan: %v, torn %v, good to %d of %d", serr, r.Torn, r.Good, len(b))
 		}
 	})
+}
+
+// TestOpen_NegativeSyncInterval: a negative interval would never fsync,
+// where a bound on what a crash loses was asked for: Open refuses it.
+func TestOpen_NegativeSyncInterval(t *testing.T) {
+	_, err := wal.Open(t.TempDir(), &wal.Options{Sync: wal.SyncInterval(-time.Second)}, wal.Replay{})
+	require.ErrorContains(t, err, "negative")
+	require.Equal(t, time.Second, wal.SyncInterval(time.Second).Interval())
 }
