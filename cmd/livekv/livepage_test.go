@@ -3,11 +3,13 @@
 package main_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +22,7 @@ globalThis.location = { protocol: 'http:', host: 'x' };
 globalThis.document = { body: { dataset: {} } };
 globalThis.fetch = async () => ({ ok: true, json: async () => ({ token: 't' }) });
 const sockets = [];
-globalThis.WebSocket = class { static OPEN = 1;
+globalThis.WebSocket = class { static CONNECTING = 0; static OPEN = 1;
   constructor(url) { this.url = url; this.readyState = 0; sockets.push(this); }
   send() {} close() {} };
 const { Live } = await import('./live.js');
@@ -38,7 +40,10 @@ func runLive(t *testing.T, script string) string {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "live.js"), src, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "t.mjs"), []byte(liveHarness+script), 0o644))
-	cmd := exec.Command(node, "t.mjs")
+	// A script that spins (a page that froze) fails, not hangs the test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "t.mjs")
 	cmd.Dir = dir
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -268,4 +273,25 @@ const code = await refused.catch((err) => err.code);
 console.log(JSON.stringify({ during, after, then: statuses.slice(after.length), code }));
 `)
 	require.Equal(t, `{"during":["online","waiting"],"after":["online","waiting","online"],"then":["waiting","online"],"code":403}`, out)
+}
+
+// TestLiveJS_CallWhileTheSocketCloses: the server closed the socket
+// (CLOSING), and the close event comes a round trip later. A call made
+// meanwhile waits for the next connection instead of spinning on the
+// settled promise of the closing one's opening, which froze the page.
+func TestLiveJS_CallWhileTheSocketCloses(t *testing.T) {
+	out := runLive(t, liveSocket+`
+await live.connect();
+const ws = open();
+ws.readyState = 2; // CLOSING: no close event yet
+const reply = live.get('k');
+await tick(300); // the page's timers run: the next connection is made
+const ws2 = open();
+await tick();
+answer(ws2, 0, { key: 'k', value: 'v' });
+const r = await reply;
+ws.onclose(); // late: changes nothing
+console.log(JSON.stringify({ value: r.value, sockets: sockets.length }));
+`)
+	require.Equal(t, `{"value":"v","sockets":2}`, out)
 }

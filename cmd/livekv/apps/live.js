@@ -189,7 +189,13 @@ export class Live {
   }
 
   async call(req) {
-    while (!this.ws || this.ws.readyState !== WebSocket.OPEN) await this.ready;
+    while (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      // A socket closing (the server closed it) fires its close event
+      // only a round trip later, and ready is still the settled promise
+      // of its opening: waiting on it would spin without end.
+      if (this.ws && this.ws.readyState !== WebSocket.CONNECTING) this.closed(this.ws);
+      await this.ready;
+    }
     const messageId = ++this.nextId;
     const ws = this.ws;
     const heard = this.heard;
