@@ -22,6 +22,11 @@ func repair(dir string, checkErr error, lim *engine.Options) (kept string, err e
 	if !errors.Is(checkErr, wal.ErrCorrupt) {
 		return "", checkErr
 	}
+	// Beside the folder, whatever names it: DIR.before-repair-... of "."
+	// would be inside it, and the copy would copy itself.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", fmt.Errorf("%w (nothing repaired)", err)
+	}
 	if kept, err = keepAside(dir, time.Now()); err != nil {
 		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
 	}

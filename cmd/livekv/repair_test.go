@@ -129,6 +129,28 @@ func TestCheckRepair(t *testing.T) {
 	require.Len(t, kept, 1, "no copy when there is nothing to repair")
 }
 
+// TestCheckRepair_TheWorkingFolder: check --repair . run inside the
+// damaged folder keeps its copy beside it, not inside it (where the copy
+// would copy itself until the path was too long), and repairs.
+func TestCheckRepair_TheWorkingFolder(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	damaged(t, dir)
+	cmd := exec.Command(bin, "check", "--repair", ".")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "repaired")
+	kept, err := filepath.Glob(dir + ".before-repair-*")
+	require.NoError(t, err)
+	require.Len(t, kept, 1, "%s", out)
+	inside, err := filepath.Glob(filepath.Join(dir, "*before-repair*"))
+	require.NoError(t, err)
+	require.Empty(t, inside)
+	out, err = exec.Command(bin, "check", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}
+
 // check --repair twice in one second keeps two copies, whose names sort
 // as they were made: the second is not refused for the first's name, nor
 // does it remove the first.
