@@ -45,6 +45,11 @@ func (cf clusterFlags) check() error {
 		}
 		return nil
 	}
+	if cf.peers != "" && cf.join != "" {
+		// A new node given both would found a cluster of its own with
+		// --peers and never join: two clusters.
+		return errors.New("give --peers (the nodes that found the cluster) or --join (the nodes to join), not both")
+	}
 	if cf.raft == "" {
 		return errors.New("cluster mode needs --raft HOST:PORT")
 	}

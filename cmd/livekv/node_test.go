@@ -27,6 +27,7 @@ func TestClusterFlags_Check(t *testing.T) {
 		{clusterFlags{node: "a"}, "--node and --raft need --peers or --join"},
 		{clusterFlags{peers: peers}, "cluster mode needs --raft HOST:PORT"},
 		{clusterFlags{raft: raft, peers: "a"}, "is not ID=HOST:PORT"},
+		{clusterFlags{node: "a", raft: raft, peers: peers, join: raft}, "not both"},
 	} {
 		err := tc.cf.check()
 		if tc.want == "" {
