@@ -265,7 +265,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	made := firstMissing(*data) // the outermost folder this run makes, if any
+	made, err := makeFolder(*data) // the outermost folder this run made, if any
 	fail := func(err error) error {
 		ln.Close()
 		if monLn != nil {
@@ -274,10 +274,16 @@ func serve(args []string) error {
 		removeIfCreated(made)
 		return err
 	}
+	if err != nil {
+		return fail(err)
+	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
 	st, err := openStore(*data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
 	if err != nil {
 		if errors.Is(err, vfs.ErrLocked) {
+			// Another process holds the folder, whoever made it: nothing
+			// here is this run's to remove.
+			made = ""
 			err = fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 		}
 		return fail(openHint(err, "serve"))

@@ -143,8 +143,26 @@ func firstMissing(dir string) string {
 	}
 }
 
+// makeFolder makes dir and its missing parents, and returns the
+// outermost folder this run made: "" when dir existed, or when another
+// process made that folder first (two serves started at once on a new
+// folder: the one that loses the lock must not remove the winner's).
+func makeFolder(dir string) (string, error) {
+	made := firstMissing(dir)
+	if made == "" {
+		return "", nil
+	}
+	switch err := os.Mkdir(made, 0o755); {
+	case errors.Is(err, os.ErrExist):
+		made = "" // not this run's
+	case err != nil:
+		return "", err
+	}
+	return made, os.MkdirAll(dir, 0o755)
+}
+
 // removeIfCreated removes dir, the outermost folder this run made
-// (firstMissing; "" for none), so that a serve that fails to start
+// (makeFolder; "" for none), so that a serve that fails to start
 // leaves nothing behind.
 func removeIfCreated(dir string) {
 	if dir != "" {
