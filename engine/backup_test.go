@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -262,4 +263,38 @@ func (r *failingReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+// TestRestoreDir_Unfinished: a restore that stopped (a crash, a kill)
+// leaves its folder with the snapshot cut short under its temporary
+// name. Open refuses that folder, which holds no state: opening it as an
+// empty database would serve nothing as if it were the backup. A restore
+// run again takes the folder as empty, and finishes.
+func TestRestoreDir_Unfinished(t *testing.T) {
+	db := open(t, nil)
+	for i := range 20 {
+		_, err := db.Set(fmt.Sprintf("k%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var buf bytes.Buffer
+	rev, err := db.Backup(&buf)
+	require.NoError(t, err)
+
+	dir := filepath.Join(t.TempDir(), "restored")
+	for _, d := range []string{"wal", "snap"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "snap", "restore.snap.tmp"), buf.Bytes()[:buf.Len()/2], 0o644))
+	_, err = engine.Open(dir, nil)
+	require.ErrorIs(t, err, wal.ErrUnfinishedRestore)
+
+	got, err := engine.RestoreDir(bytes.NewReader(buf.Bytes()), dir, nil)
+	require.NoError(t, err)
+	require.Equal(t, rev, got)
+	db2, err := engine.Open(dir, nil)
+	require.NoError(t, err)
+	defer db2.Close()
+	require.Equal(t, rev, db2.Revision())
+	_, err = db2.Get("k19")
+	require.NoError(t, err)
 }

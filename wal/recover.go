@@ -86,6 +86,9 @@ func (l *Log) snapshots() (revs []int64, stale []string, err error) {
 		return nil, nil, err
 	}
 	for _, name := range names {
+		if name == restoreTmp {
+			return nil, nil, fmt.Errorf("%w: %s holds %s, which a restore left that did not finish: restore again (into this folder, or a new one)", ErrUnfinishedRestore, dir, name)
+		}
 		if strings.HasSuffix(name, ".snap.tmp") {
 			stale = append(stale, name) // a snapshot cut short by a crash
 			continue

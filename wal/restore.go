@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -15,6 +16,17 @@ import (
 // empty ones (a folder is seen where the FS lists folders, as vfs.OSFS
 // does).
 var ErrNotEmpty = errors.New("wal: directory not empty")
+
+// ErrUnfinishedRestore is returned by Open for a directory where
+// CreateFromSnapshot stopped before it finished (a crash, a kill): it
+// holds no state, and opening it would serve an empty log as if it were
+// the one restored. CreateFromSnapshot takes such a directory as empty:
+// restore again.
+var ErrUnfinishedRestore = errors.New("wal: an unfinished restore")
+
+// restoreTmp is the name, in the snapshot directory, of the snapshot
+// CreateFromSnapshot writes until it is whole.
+const restoreTmp = "restore.snap.tmp"
 
 // CreateFromSnapshot makes a new log in dir that holds the snapshot read
 // from r (as WriteSnapshot writes it), and returns the snapshot's
@@ -30,12 +42,21 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	fsys := o.FS
 	l := &Log{dir: dir}
 	var made []string // the directories this call creates
+	// A restore that stopped left its snapshot cut short: written over,
+	// and the lock file of an Open that refused the folder since, too.
+	inSnap, _ := fsys.List(l.snapDir())
+	unfinished := slices.Contains(inSnap, restoreTmp)
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
 		names, err := fsys.List(d)
 		if errors.Is(err, fs.ErrNotExist) {
 			made = append(made, d)
 		} else if err != nil {
 			return 0, fmt.Errorf("wal: %w", err)
+		}
+		if unfinished {
+			names = slices.DeleteFunc(names, func(n string) bool {
+				return d == l.snapDir() && n == restoreTmp || d == dir && n == "LOCK"
+			})
 		}
 		if len(names) > 0 {
 			return 0, fmt.Errorf("%w: %s holds %s", ErrNotEmpty, d, names[0])
@@ -44,8 +65,8 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 			return 0, fmt.Errorf("%w: %s holds the folder %s", ErrNotEmpty, d, f)
 		}
 	}
-	tmp := path.Join(l.snapDir(), "restore.snap.tmp") // Open removes one a crash leaves
-	named := ""                                       // the snapshot, once renamed
+	tmp := path.Join(l.snapDir(), restoreTmp) // Open refuses a folder a crash leaves it in
+	named := ""                               // the snapshot, once renamed
 	defer func() {
 		if err == nil {
 			return
@@ -69,6 +90,11 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	}
 	for _, d := range made { // a crash must not take them, and the snapshot, away
 		if err := fsys.SyncDir(path.Dir(d)); err != nil {
+			return 0, err
+		}
+	}
+	if unfinished {
+		if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, err
 		}
 	}
