@@ -129,7 +129,8 @@ func TestBrowser(t *testing.T) {
 // sent again, stored once (on a new connection when the old one went
 // silent); at 390 px a long todo wraps, shown whole, and
 // grows while edited; a page keeps the changes of a todo only while an
-// edit may ask for them. The folder starts with chat messages under the
+// edit may ask for them; values no page writes are left out, and the
+// room and the day still load. The folder starts with chat messages under the
 // keys of the old scheme (seedOldChat), which serve rewrites: the room
 // pages newest first, each message once.
 func TestBrowserApps(t *testing.T) {

@@ -45,8 +45,9 @@ const live = new Live({
       rooms.add(key.slice('chat:room:'.length));
       renderRooms();
     } else if (room && key.startsWith(msgPrefix(room))) {
-      if (value === null) messages.delete(key);
-      else messages.set(key, JSON.parse(value));
+      const m = value === null ? null : readMsg(value);
+      if (m === null) messages.delete(key);
+      else messages.set(key, m);
       renderMessages();
     }
   },
@@ -67,6 +68,20 @@ async function run(e) {
 const outbox = new Outbox({ live, name: 'chat', run, onChange: () => { renderRooms(); renderMessages(); } });
 
 const msgPrefix = (name) => `chat:msg:${name}:`;
+
+// readMsg reads a stored message, or gives null for a value that is not
+// one (not JSON, or without a time a date can hold, or without text):
+// anyone with a token may write any value under chat:, and one such value
+// must not keep the room from loading or rendering.
+function readMsg(value) {
+  try {
+    const m = JSON.parse(value);
+    if (m && typeof m === 'object' && Number.isFinite(m.ts) && Math.abs(m.ts) <= 8.64e15 && m.text !== undefined) return m;
+  } catch {
+    // not JSON
+  }
+  return null;
+}
 
 // roomName makes a typed name a room's: Unicode letters kept, spaces
 // made dashes, no colon (it ends the room's part of a key), no control
@@ -108,7 +123,10 @@ async function join(name, push) {
   try {
     const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
       if (room !== name) return;
-      for (const r of records) messages.set(r.key, JSON.parse(r.value));
+      for (const r of records) {
+        const m = readMsg(r.value);
+        if (m) messages.set(r.key, m);
+      }
     }, PAGE);
     if (room !== name) return;
     pageRead(reply);
@@ -132,7 +150,10 @@ $('older').onclick = async () => {
   try {
     const reply = await live.range(cursor, upTo(msgPrefix(name)), PAGE + 1);
     if (room !== name) return;
-    for (const r of reply.records) if (r.key !== cursor) messages.set(r.key, JSON.parse(r.value));
+    for (const r of reply.records) {
+      const m = r.key !== cursor && readMsg(r.value);
+      if (m) messages.set(r.key, m);
+    }
     pageRead(reply);
     renderMessages();
     el.scrollTop = el.scrollHeight - below; // the messages read stay in place

@@ -41,7 +41,7 @@ const live = new Live({
     renderSummary();
   },
   onChange(key, value, rev) {
-    const obj = value === null ? null : JSON.parse(value);
+    const obj = value === null ? null : readTodo(value); // null too for a value that is no todo
     saw(key, obj, rev);
     if (!key.startsWith(prefix())) return;
     if (obj === null) server.delete(key);
@@ -57,6 +57,20 @@ const live = new Live({
   },
   onOpen: () => outbox.kick(),
 });
+
+// readTodo reads a stored todo, or gives null for a value that is not
+// one (not JSON, or without text): anyone with a token may write any
+// value under todo:, and one such value must not keep the day from
+// loading.
+function readTodo(value) {
+  try {
+    const o = JSON.parse(value);
+    if (o && typeof o === 'object' && !Array.isArray(o) && typeof o.text === 'string') return o;
+  } catch {
+    // not JSON
+  }
+  return null;
+}
 
 const conflict = (theirs) => Object.assign(new Error('edited elsewhere'), { conflict: true, theirs });
 
@@ -228,7 +242,10 @@ async function load() {
         }
         // Every record, the last of the page before too, read again:
         // the load skips its changes up to this read.
-        for (const r of records) server.set(r.key, { obj: JSON.parse(r.value), rev: r.revision });
+        for (const r of records) {
+          const obj = readTodo(r.value);
+          if (obj) server.set(r.key, { obj, rev: r.revision });
+        }
       });
       if (!reply.truncated || reply.records.length === 0) break;
       start = reply.records[reply.records.length - 1].key;

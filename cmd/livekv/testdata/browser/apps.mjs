@@ -27,7 +27,8 @@
 //       pending until they time out, then are sent again and stored once;
 //       when nothing at all came meanwhile, on a new connection.
 //       What a page remembers of each todo's changes is dropped once no
-//       edit may ask for it. At 390 px a long todo wraps, whole, and
+//       edit may ask for it. Values no page writes (plain text, a
+//       message with no date) are left out, live and after a reload. At 390 px a long todo wraps, whole, and
 //       grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
@@ -623,6 +624,35 @@ try {
     await awayItem.locator('.conflict-note').waitFor({ timeout });
     assert.equal(await awayItem.locator('.conflict-note button').allTextContents().then((t) => t.join(',')), 'Keep mine,Use theirs',
       'changed and back while the page skipped the notifications: a conflict, not written over');
+
+    // Values no page writes (any token may write anything under chat:
+    // and todo:, as may an admin's livekv put of plain text) are left
+    // out: the room and the day still load and render, live and after a
+    // reload.
+    const put = async (key, value) => {
+      const r = await fetch(`${base}/kv/record`, { method: 'POST', headers: { 'x-api-key': 'browser-test', 'content-type': 'application/json' }, body: JSON.stringify({ key, value }) });
+      assert.equal(r.status, 200, `${key}: ${await r.text()}`);
+    };
+    const ch = await open(one, '/chat/#odd');
+    await say(ch, 'before the odd ones');
+    await settled(ch, ['before the odd ones'], 'chat');
+    const day = await ta.inputValue('#day');
+    for (const [key, value] of [['chat:msg:odd:zz-1', 'plain text'], ['chat:msg:odd:zz-2', '{"ts":"soon","text":"no date"}'],
+      ['chat:msg:odd:zz-3', '{"ts":1}'], [`todo:${day}:zz-1`, 'plain text'], [`todo:${day}:zz-2`, '{"priority":"high"}']]) {
+      await put(key, value);
+    }
+    await say(ch, 'after the odd ones');
+    await settled(ch, ['before the odd ones', 'after the odd ones'], 'chat');
+    await addTodo(ta, 'after the odd ones');
+    await settled(ta, ['after the odd ones'], 'todo');
+    for (const page of [ch, ta]) {
+      await page.reload();
+      await page.waitForSelector('body[data-loaded=true]', { timeout });
+    }
+    await settled(ch, ['before the odd ones', 'after the odd ones'], 'chat');
+    await settled(ta, ['after the odd ones'], 'todo');
+    assert.equal(await ch.locator('#messages .msg').count(), 2, 'only the messages a page wrote');
+    assert.equal(await ta.textContent('#notice'), '', 'the day loaded');
 
     // A phone: a long todo is shown whole, wrapped, and grows while edited.
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
