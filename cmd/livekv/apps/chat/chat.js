@@ -27,6 +27,30 @@ let cursor = null; // the last key read by a range, for "load older"
 
 const me = store.get('livekv-chat-uid') || newId();
 store.set('livekv-chat-uid', me);
+// The keys of the messages this browser sent, its tabs alike: only they
+// show as "(you)". Not the uid a message carries, which anyone who reads
+// the room can copy into one of their own. The newest 2,000 are kept.
+const ownStore = 'livekv-chat-own';
+const readOwn = () => {
+  try {
+    return new Set(JSON.parse(store.get(ownStore) || '[]'));
+  } catch {
+    return new Set();
+  }
+};
+let own = readOwn();
+function markOwn(key) {
+  own = readOwn(); // another tab's too
+  own.add(key);
+  const keys = [...own].slice(-2000);
+  own = new Set(keys);
+  store.set(ownStore, JSON.stringify(keys));
+}
+addEventListener('storage', (ev) => {
+  if (ev.key !== ownStore) return;
+  own = readOwn();
+  renderMessages();
+});
 $('name').value = store.get('livekv-chat-name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
 $('name').onchange = () => {
   const name = $('name').value.trim();
@@ -218,10 +242,10 @@ function renderMessages(toBottom) {
     }
     const li = document.createElement('li');
     li.dataset.key = key;
-    const own = m.uid ? m.uid === me : false;
-    li.className = 'msg' + (own || e ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
+    const mine = own.has(key);
+    li.className = 'msg' + (mine || e ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
     const meta = Object.assign(document.createElement('div'), { className: 'meta' });
-    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: own || e ? `${m.user} (you)` : m.user }));
+    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine || e ? `${m.user} (you)` : m.user }));
     const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
     meta.append(time);
     const text = String(m.text);
@@ -286,6 +310,7 @@ $('send').onsubmit = (ev) => {
   }
   const ts = Date.now();
   const key = `${msgPrefix(room)}${String(1e13 - ts).padStart(13, '0')}-${Math.random().toString(36).slice(2, 8)}`;
+  markOwn(key);
   outbox.add({ kind: 'msg', room, key, value: JSON.stringify({ user: $('name').value.trim() || 'guest', uid: me, text, ts }) });
   $('text').value = '';
   renderMessages(true);

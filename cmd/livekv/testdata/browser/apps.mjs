@@ -643,15 +643,25 @@ try {
     }
     await say(ch, 'after the odd ones');
     await settled(ch, ['before the odd ones', 'after the odd ones'], 'chat');
+    // A message that carries this browser's uid, written elsewhere, is
+    // not this browser's: only the messages it sent say "(you)".
+    const uid = await ch.evaluate(() => localStorage.getItem('livekv-chat-uid'));
+    await put('chat:msg:odd:zz-4', JSON.stringify({ user: 'Mallory', uid, text: 'not you', ts: Date.now() }));
+    await settled(ch, ['before the odd ones', 'after the odd ones', 'not you'], 'chat');
+    const whose = () => ch.$$eval('#messages .msg', (els) => els.map((e) => `${e.querySelector('.who').textContent}|${e.classList.contains('own')}`));
+    const wantWhose = (name) => [`${name} (you)|true`, `${name} (you)|true`, 'Mallory|false'];
+    const name = await ch.inputValue('#name');
+    assert.deepEqual((await whose()).sort(), wantWhose(name).sort(), 'a copied uid makes no message "(you)"');
     await addTodo(ta, 'after the odd ones');
     await settled(ta, ['after the odd ones'], 'todo');
     for (const page of [ch, ta]) {
       await page.reload();
       await page.waitForSelector('body[data-loaded=true]', { timeout });
     }
-    await settled(ch, ['before the odd ones', 'after the odd ones'], 'chat');
+    await settled(ch, ['before the odd ones', 'after the odd ones', 'not you'], 'chat');
     await settled(ta, ['after the odd ones'], 'todo');
-    assert.equal(await ch.locator('#messages .msg').count(), 2, 'only the messages a page wrote');
+    assert.equal(await ch.locator('#messages .msg').count(), 3, 'the odd values left out');
+    assert.deepEqual((await whose()).sort(), wantWhose(name).sort(), 'after a reload too');
     assert.equal(await ta.textContent('#notice'), '', 'the day loaded');
 
     // A phone: a long todo is shown whole, wrapped, and grows while edited.
