@@ -443,6 +443,9 @@ func watchCmd(args []string) error {
 	defer stop()
 	c, err := f.dial(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while connecting
+		}
 		return err
 	}
 	defer c.Close()
@@ -450,6 +453,9 @@ func watchCmd(args []string) error {
 	defer cancel()
 	sub, err := c.Subscribe(subCtx, patterns, &kvclient.SubscribeOptions{FromRevision: *rev})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while subscribing
+		}
 		return explainCompacted(err)
 	}
 	defer sub.Close()

@@ -1,8 +1,12 @@
 package main_test
 
 import (
+	"context"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,4 +48,48 @@ func TestServe_TwoAtOnceOnANewFolder(t *testing.T) {
 		require.NoError(t, winner.Process.Kill())
 		<-exited
 	}
+}
+
+// TestServe_APIKeyWithSpaces: HTTP trims a header's value, so that no
+// client could send a key that starts or ends with a space: serve
+// refuses it as a usage error (exit 2), and makes no folder.
+func TestServe_APIKeyWithSpaces(t *testing.T) {
+	bin := build(t)
+	for _, key := range []string{" ", "key ", " key"} {
+		data := filepath.Join(t.TempDir(), "data")
+		// A serve that takes the key runs: stopped after 10 s, it fails.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", key).CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%q: %s", key, out)
+		require.Equal(t, 2, ee.ExitCode(), "%q: %s", key, out)
+		require.Contains(t, string(out), "--api-key must not start or end with a space")
+		require.NoDirExists(t, data)
+	}
+}
+
+// TestWatch_CtrlCWhileConnecting: Ctrl-C ends watch with exit 0, also
+// while it is still connecting (to a server that never answers).
+func TestWatch_CtrlCWhileConnecting(t *testing.T) {
+	bin := build(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() { // accepts, and says nothing
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cmd := exec.Command(bin, "watch", "--addr", ln.Addr().String(), "--api-key", "k", "--timeout", "30s", "k")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, cmd.Wait(), "%s", out.String())
 }

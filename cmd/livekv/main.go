@@ -238,6 +238,10 @@ func serve(args []string) error {
 		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0 || *maxKey <= 0 || *maxValue <= 0:
 		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota, --heartbeat and --max-*-size flags must be positive")
 	}
+	if strings.TrimSpace(*key) != *key {
+		// HTTP trims a header's value: no client could send this key.
+		return badUsage(fs, "--api-key must not start or end with a space")
+	}
 	if err := ops.check(); err != nil {
 		return badUsage(fs, err.Error())
 	}
