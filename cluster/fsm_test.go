@@ -143,18 +143,7 @@ func TestFSM_BreakingAStintRefusesWritesFirst(t *testing.T) {
 	f := newTestFSM(t)
 	applyEntry(f, 1, 0xA, 0, putTx(1, "a"))
 	f.r.startStint() // this node leads
-	late := make(chan error, 1)
-	f.r.breaking = func() {
-		go func() {
-			_, err := f.db.Set("late", "v", nil)
-			late <- err
-		}()
-		select {
-		case err := <-late: // refused at once
-			late <- err
-		case <-time.After(200 * time.Millisecond): // taken: it waits for its entry
-		}
-	}
+	late := writeWhileBreaking(f)
 	applyEntry(f, 2, 0xB, 0xA, putTx(2, "b")) // another leader's
 	require.NoError(t, f.err(), "the entry of the other leader could not apply")
 	require.Equal(t, int64(2), f.db.Revision())
@@ -181,18 +170,7 @@ func TestFSM_RestoreRefusesWritesFirst(t *testing.T) {
 
 	f := newTestFSM(t)
 	f.r.startStint()
-	late := make(chan error, 1)
-	f.r.breaking = func() {
-		go func() {
-			_, err := f.db.Set("late", "v", nil)
-			late <- err
-		}()
-		select {
-		case err := <-late:
-			late <- err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	late := writeWhileBreaking(f)
 	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
 	require.Error(t, <-late, "a write on the state the snapshot replaced succeeded")
 	applyEntry(f, 2, 0xB, 0xA, putTx(3, "c"))
@@ -200,4 +178,24 @@ func TestFSM_RestoreRefusesWritesFirst(t *testing.T) {
 	require.Equal(t, int64(3), f.db.Revision())
 	_, err = f.db.Get("late")
 	require.ErrorIs(t, err, engine.ErrNotFound)
+}
+
+// writeWhileBreaking has f's replicator write the key "late" when a
+// stint breaks (replicator.breaking), and returns that write's outcome.
+// The hook returns once the write was refused, or after 200 ms, taken:
+// then it waits for its entry.
+func writeWhileBreaking(f *fsm) <-chan error {
+	late := make(chan error, 1)
+	f.r.breaking = func() {
+		go func() {
+			_, err := f.db.Set("late", "v", nil)
+			late <- err
+		}()
+		select {
+		case err := <-late: // refused at once
+			late <- err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return late
 }
