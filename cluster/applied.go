@@ -77,25 +77,25 @@ func (t *appliedTracker) stored(logs []*raft.Log) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	from := logs[0].Index
-	if n := len(t.pending); n > 0 && t.pending[n-1] >= from {
-		k, _ := slices.BinarySearch(t.pending, from)
-		t.pending = t.pending[:k]
-	}
+	t.pending = t.pending[:t.below(logs[0].Index)]
 	applied := t.applied.Load()
 	for _, l := range logs {
 		if l.Type == raft.LogCommand && l.Index > applied {
 			t.pending = append(t.pending, l.Index)
 		}
 	}
-	t.setFirstPending()
+	t.settle()
 }
 
 // deleted records that the raft store deleted the entries from lo to hi.
 func (t *appliedTracker) deleted(lo, hi uint64) {
+	if lo > hi {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.dropPending(func(i uint64) bool { return i >= lo && i <= hi })
+	t.pending = slices.Delete(t.pending, t.below(lo), t.through(hi))
+	t.settle()
 }
 
 // dropThrough forgets the pending entries up to index, which are
@@ -109,34 +109,32 @@ func (t *appliedTracker) dropThrough(index uint64) {
 
 // dropFront removes the pending indices up to index; with t.mu held.
 func (t *appliedTracker) dropFront(index uint64) {
-	if len(t.pending) == 0 || t.pending[0] > index {
-		return
+	if k := t.through(index); k > 0 {
+		t.pending = t.pending[k:]
+		t.settle()
 	}
+}
+
+// below and through count the pending indices below index, and at or
+// below it; with t.mu held.
+func (t *appliedTracker) below(index uint64) int {
+	k, _ := slices.BinarySearch(t.pending, index)
+	return k
+}
+
+func (t *appliedTracker) through(index uint64) int {
 	k, found := slices.BinarySearch(t.pending, index)
 	if found {
 		k++
 	}
-	t.pending = t.pending[k:]
-	if len(t.pending) == 0 {
-		t.pending = nil // let a long backlog's array go
-	}
-	t.setFirstPending()
+	return k
 }
 
-// dropPending removes the pending indices drop picks; with t.mu held.
-func (t *appliedTracker) dropPending(drop func(uint64) bool) {
-	if len(t.pending) == 0 {
-		return
-	}
-	t.pending = slices.DeleteFunc(t.pending, drop)
+// settle sets firstPending after pending changed, and lets the array of
+// a backlog go once none is left; with t.mu held.
+func (t *appliedTracker) settle() {
 	if len(t.pending) == 0 {
 		t.pending = nil
-	}
-	t.setFirstPending()
-}
-
-func (t *appliedTracker) setFirstPending() {
-	if len(t.pending) == 0 {
 		t.firstPending.Store(0)
 	} else {
 		t.firstPending.Store(t.pending[0])
@@ -154,12 +152,10 @@ func (t *appliedTracker) appliedThrough(ci uint64) bool {
 // node stored is applied.
 func (t *appliedTracker) waitThrough(ctx context.Context, ci uint64) error {
 	t.mu.Lock()
+	k := t.through(ci)
 	var last uint64
-	for _, i := range t.pending {
-		if i > ci {
-			break
-		}
-		last = i
+	if k > 0 {
+		last = t.pending[k-1]
 	}
 	t.mu.Unlock()
 	if last == 0 {
