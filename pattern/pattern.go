@@ -3,7 +3,6 @@ package pattern
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,9 +103,10 @@ type Pattern struct {
 }
 
 // cheapGlobTokens bounds the tokens (literal runs and wildcards) a glob
-// may have after its first * and still be cheap: on a key it does not
-// match, a glob tries them again from each character past that *, so
-// that a match costs up to their number times the key's length.
+// may have after one of its * and before the next, and still be cheap: on
+// a key it does not match, a glob tries them again from each character
+// past that *, so that a match costs up to their number times the key's
+// length.
 const cheapGlobTokens = 16
 
 type token struct {
@@ -267,8 +267,18 @@ func parseGlob(src string) (*Pattern, error) {
 		if toks[0].op == 0 {
 			p.pre = toks[0].lit
 		}
-		if star := slices.IndexFunc(toks, func(t token) bool { return t.op == '*' }); star >= 0 {
-			p.costly = len(toks)-star-1 > cheapGlobTokens
+		// A mismatch goes back to the last * and tries the tokens after it
+		// again, one character further on: the longest run of tokens
+		// after a * is what a match may repeat up to the key's length.
+		run := -1 // tokens since the last *; -1 before the first
+		for _, t := range toks {
+			switch {
+			case t.op == '*':
+				run = 0
+			case run >= 0:
+				run++
+				p.costly = p.costly || run > cheapGlobTokens
+			}
 		}
 		if last := toks[len(toks)-1]; last.op == 0 {
 			p.suf = last.lit
@@ -298,11 +308,11 @@ func (p *Pattern) String() string { return p.src }
 func (p *Pattern) Kind() Kind { return p.kind }
 
 // Costly reports whether matching the pattern may take long: a regex,
-// which may run up to its MatchTimeout on a key, or a glob with more than
-// 16 tokens (literal runs and wildcards) after its first *, whose cost
-// grows with their number times the key's length (a glob of 255 bytes
-// can take milliseconds on a key of 1 KiB). Package pubsub matches such
-// patterns where a slow match falls on its own subscription.
+// which may run up to its MatchTimeout on a key, or a glob with a run of
+// more than 16 tokens (literal runs and wildcards) after one of its *,
+// whose cost grows with their number times the key's length. Package
+// pubsub matches such patterns where a slow match falls on its own
+// subscription.
 func (p *Pattern) Costly() bool { return p.kind == Regex || p.costly }
 
 // Literal returns the key of an exact pattern, the prefix of a prefix

@@ -203,6 +203,8 @@ func TestPattern_Costly(t *testing.T) {
 		"*" + strings.Repeat("a?", 8) + "b":    true,
 		strings.Repeat("a?", 40):               false, // no *: linear
 		"*" + strings.Repeat("a?", 126) + "x*": true,
+		strings.Repeat("a*", 40):               false, // short runs between the *s
+		"a*" + strings.Repeat("b?", 9) + "*c":  true,  // 18 after the first *
 		"/^user:/":                             true,
 		"/^(a+)+$/":                            true,
 	} {

@@ -174,7 +174,9 @@ func (s *Subscription) endUndecided(batch *Batch, from, i int, p *pattern.Patter
 // event to match: len(batch.Events) when it matched them all. It stops
 // early at a key that no pattern matched and a regex could not decide on,
 // whose index and regex it returns, or, if until is not zero, once the
-// clock has passed until (then late), or once kill, if not nil, is closed.
+// clock has passed until (then late), or once the subscription has
+// ended: kill (if not nil) closed before a key, or, between two patterns,
+// the end seen by match; then next is the key not matched whole.
 func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Time, kill chan struct{}) (next int, _ []int, undecided *pattern.Pattern, late bool) {
 	for ; i < len(batch.Events); i++ {
 		if kill != nil {
@@ -184,7 +186,7 @@ func (s *Subscription) matchFrom(batch *Batch, i int, keep []int, until time.Tim
 			default:
 			}
 		}
-		ok, u, killed := s.match(batch.Events[i].Key, kill)
+		ok, u, killed := s.match(batch.Events[i].Key)
 		if killed {
 			return i, keep, nil, false
 		}

@@ -67,6 +67,7 @@ type Subscription struct {
 	lane     *lane              // the lane that serves it
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
+	stopped  atomic.Bool   // set by end, read without mu: whoever matches for it stops between two patterns (match)
 
 	// mu guards the fields below and every send on ch, so that a send
 	// never meets a closed channel: ch is closed under mu.
@@ -74,13 +75,12 @@ type Subscription struct {
 	synced bool // its lane sends to it
 	alone  bool // its regexes were slow: a goroutine of its own feeds it until they are fast again (follow)
 
-	stopped atomic.Bool         // ended: whoever matches for it stops between two patterns (match)
-	ended   bool                // no more events will be sent
-	err     error               // why it ended
-	sent    Position            // every matching event before it is in ch (synced: or up to the cursor)
-	inCh    ring.Ring[Position] // the positions of the events that may still be in ch, oldest first
-	kill    chan struct{}       // closed to stop the follower
-	exited  chan struct{}       // closed when the follower returns
+	ended  bool                // no more events will be sent
+	err    error               // why it ended
+	sent   Position            // every matching event before it is in ch (synced: or up to the cursor)
+	inCh   ring.Ring[Position] // the positions of the events that may still be in ch, oldest first
+	kill   chan struct{}       // closed to stop the follower
+	exited chan struct{}       // closed when the follower returns
 
 	markRev int64 // guarded by lane.mu: last batch the lane offered it
 
@@ -165,23 +165,16 @@ func (s *Subscription) matchesCheap(key string) bool {
 
 // match reports whether key matches one of the patterns; it returns the
 // first pattern that could not decide when none matched, twice: the
-// subscription ends for it (as pattern.MatchAnyTwice). The end of the
-// subscription, or kill (if not nil) closed, stops it between two
-// patterns (killed true): a key that none of many regexes can decide
-// costs two tries of each, which Close must not wait for.
-func (s *Subscription) match(key string, kill chan struct{}) (ok bool, undecided *pattern.Pattern, killed bool) {
+// subscription ends for it (pattern.MatchAnyTwice, but for this): once
+// the subscription has ended, it stops between two patterns (killed
+// true), since a key that none of many regexes can decide costs two
+// tries of each, which Close must not wait for.
+func (s *Subscription) match(key string) (ok bool, undecided *pattern.Pattern, killed bool) {
 	for range 2 {
 		undecided = nil
 		for _, p := range s.patterns {
 			if s.stopped.Load() {
 				return false, nil, true
-			}
-			if kill != nil {
-				select {
-				case <-kill:
-					return false, nil, true
-				default:
-				}
 			}
 			ok, err := p.TryMatch(key)
 			if ok {
