@@ -20,8 +20,9 @@ const subscribeWait = 5 * time.Second
 // up to 5 s, then the call fails with ErrBehind. Initial items are a
 // read: a node that has not caught up with the leader since it started
 // refuses them with ErrBehind, as a stale read. A node that has had no
-// leader for three heartbeat timeouts ends its subscriptions with
-// ErrNoLeader: resume on another node.
+// leader for three heartbeat timeouts, or that failed to apply an entry
+// (leaveAfterFailure), ends its subscriptions with ErrNoLeader: resume on
+// another node.
 func (n *Node) Subscribe(patterns []string, opts *engine.SubscribeOptions) (*engine.Subscription, error) {
 	pats := make([]*pattern.Pattern, len(patterns))
 	for i, s := range patterns {
@@ -56,9 +57,16 @@ func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.Subscribe
 	if o.Initial && !n.served.Load() {
 		return nil, errNotCaughtUp
 	}
-	if from := start.Revision - 1; from > 0 {
+	// The newest revision the start assumes this node has: the one
+	// before it, or its own when it starts inside it (From with an
+	// Index), as the engine checks (ErrRevisionAhead).
+	need := start.Revision - 1
+	if start.Index > 0 {
+		need = start.Revision
+	}
+	if need > 0 {
 		ctx, cancel := context.WithTimeout(n.ctx, subscribeWait)
-		err := n.waitRevision(ctx, from)
+		err := n.waitRevision(ctx, need)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -84,7 +92,8 @@ func (n *Node) leaderless() bool {
 func (n *Node) heartbeat() time.Duration { return n.opts.raftConfig().HeartbeatTimeout }
 
 // watchLeader ends the subscriptions once the node has had no leader for
-// three heartbeat timeouts, and forgets the subscriptions that ended.
+// three heartbeat timeouts, or serves nothing (usable: a failure to
+// apply), and forgets the subscriptions that ended.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.heartbeat() / 4)

@@ -170,6 +170,18 @@ func TestSubscribe_EndsWithoutLeaderAndWaitsForRevision(t *testing.T) {
 	ev, err := s.Next(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, it.Revision, ev.Revision)
+	// A position inside the next revision is waited for too: the engine
+	// would refuse it, ahead of what the node has made.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.nodes[l].Set("k2", "v", nil)
+	}()
+	s2, err := c.nodes[f].Subscribe([]string{"*"}, &engine.SubscribeOptions{From: pubsub.Position{Revision: it.Revision + 1, Index: 1}})
+	require.NoError(t, err, "a position inside a revision on its way")
+	require.NoError(t, s2.Close())
+	ev, err = s.Next(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "k2", ev.Key)
 	start := time.Now()
 	_, err = c.nodes[f].Subscribe([]string{"*"}, &engine.SubscribeOptions{FromRevision: it.Revision + 100})
 	require.ErrorIs(t, err, ErrBehind)
