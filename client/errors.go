@@ -145,7 +145,14 @@ func replyError(m *message) error {
 	case http.StatusInsufficientStorage:
 		e.kinds = append(e.kinds, ErrQuotaExceeded)
 	case http.StatusGone:
-		return &engine.CompactedError{Revision: m.Revision, Oldest: m.Oldest}
+		ce := &engine.CompactedError{Revision: m.Revision, Oldest: m.Oldest}
+		if m.Oldest == 0 {
+			// Not a history compacted past the revision (which names the
+			// oldest it holds): one the server's never reached, a
+			// revision of another history. Its text says so.
+			return fmt.Errorf("%w: %s", engine.ErrCompacted, m.Error)
+		}
+		return ce
 	}
 	for _, k := range engineErrors {
 		if strings.Contains(m.Error, k.Error()) && !errors.Is(e, k) {

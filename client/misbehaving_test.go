@@ -196,3 +196,21 @@ func TestUnsubscribe_RefusedForNowIsSentAgain(t *testing.T) {
 	defer cn.mu.Unlock()
 	require.Zero(t, cn.norphans, "notifications of a subscription the client closed held as orphans")
 }
+
+// TestSubscribe_FromAheadOfTheServer: a revision the server has not
+// reached (it restarted in memory) is refused 410 with no oldest revision:
+// an error errors.Is takes for engine.ErrCompacted (read again), which
+// keeps the server's words rather than say "revision 0 compacted".
+func TestSubscribe_FromAheadOfTheServer(t *testing.T) {
+	db, url := serveInPackage(t, adapter.Options{}, nil)
+	_, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, url, &Options{APIKey: "k"})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Subscribe(ctx, []string{"a"}, &SubscribeOptions{FromRevision: 5})
+	require.ErrorIs(t, err, engine.ErrCompacted)
+	require.ErrorContains(t, err, "the newest is 1")
+}

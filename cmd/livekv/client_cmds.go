@@ -494,6 +494,9 @@ func watchCmd(args []string) error {
 func explainCompacted(err error) error {
 	var compacted *engine.CompactedError
 	if !errors.As(err, &compacted) {
+		if errors.Is(err, engine.ErrCompacted) { // a revision the server never reached
+			return fmt.Errorf("%w.\nThe server has not reached that revision (restarted in memory, or restored from an older backup): watch again with --rev 0 for changes from now", err)
+		}
 		return err
 	}
 	return fmt.Errorf("the server's history no longer holds the changes after revision %d; the oldest it holds is %d.\n"+
