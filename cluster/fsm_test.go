@@ -151,7 +151,7 @@ func TestFSM_BreakingAStintRefusesWritesFirst(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.db.Get("late")
 	require.ErrorIs(t, err, engine.ErrNotFound)
-	require.Error(t, <-late, "the write between the two steps succeeded")
+	require.ErrorIs(t, <-late, ErrNotLeader, "the write between the two steps was not refused")
 }
 
 // TestFSM_RestoreRefusesWritesFirst: a snapshot restored on a node that
@@ -172,7 +172,7 @@ func TestFSM_RestoreRefusesWritesFirst(t *testing.T) {
 	f.r.startStint()
 	late := writeWhileBreaking(f)
 	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
-	require.Error(t, <-late, "a write on the state the snapshot replaced succeeded")
+	require.ErrorIs(t, <-late, ErrNotLeader, "a write on the restored state was not refused")
 	applyEntry(f, 2, 0xB, 0xA, putTx(3, "c"))
 	require.NoError(t, f.err())
 	require.Equal(t, int64(3), f.db.Revision())
