@@ -199,10 +199,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	r.last, r.lastRev = binary.BigEndian.Uint64(head[:]), f.db.Revision()
 	r.appliedRev.Store(r.lastRev)
-	r.stint = 0
-	r.mu.Lock()
-	r.accepting.Store(0)
-	r.pending = nil
+	r.mu.Lock() // the stint ended above, and none starts under stintMu
 	rev := f.db.Revision()
 	// The waiters below rev cannot tell how their revisions ended.
 	for wr, w := range r.waiters {
