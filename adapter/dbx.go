@@ -408,7 +408,6 @@ type dbxTx struct {
 	ac           *access
 	tx           *engine.Tx
 	charges      []quotaCharge // what the Quota counted, to give back if the transaction rolls back
-	values       int           // values read into the reply
 	size         int           // their bytes
 	bound        int           // their encoding's length, at most
 	examined     int           // keys read, and examined by scans and counts: at most MaxExaminedKeys
@@ -469,10 +468,10 @@ func (st *dbxTx) refund() {
 // read counts a value going into the reply: all of them must fit in
 // MaxReplyBytes and the byte budget (one alone always does).
 func (st *dbxTx) read(v string) error {
-	st.values++
+	first := st.bound == 0 // nothing read or scanned before: it always runs
 	st.size += len(v)
 	st.bound += jsonStringBound(v) + 1
-	if st.values > 1 && (st.size > st.a.opts.MaxReplyBytes || int64(messageOverhead+st.bound) > st.a.opts.MaxQueuedBytes) {
+	if !first && (st.size > st.a.opts.MaxReplyBytes || int64(messageOverhead+st.bound) > st.a.opts.MaxQueuedBytes) {
 		return dbxErrorf(dbxInvalidRequest, "the values asked for hold over %d bytes (MaxReplyBytes) or would not fit in the connection's byte budget: ask for fewer at once", st.a.opts.MaxReplyBytes)
 	}
 	return nil
@@ -794,7 +793,7 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 		st.scanDeadline = time.Now().Add(budget)
 	}
 	keys := []string{}
-	n, examined, last, done, size := 0, 0, "", true, 0
+	n, examined, last, done, size, raw := 0, 0, "", true, 0, 0 // size: the keys' JSON, at most; raw: their bytes
 	if end == "" || start < end {
 		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
 		if err != nil {
@@ -843,13 +842,14 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			if !count {
 				keys = append(keys, it.Key)
 				size += kb
+				raw += len(it.Key)
 			}
 		}
 	}
 	if count {
 		return map[string]any{"count": n}, nil
 	}
-	st.size += size
+	st.size += raw
 	st.bound += size
 	if done {
 		last = ""

@@ -886,6 +886,15 @@ func TestDBX_BatchOfScansInTheByteBudget(t *testing.T) {
 	}
 	e := c.fails("invalid_request", "batch", obj{"operations": ops})
 	require.Contains(t, e["message"], "ask for fewer at once")
+	// A value read after a scan counts with the scan's keys: the first
+	// thing a request reads always runs, not the first value.
+	_, err := f.db.Set("big", strings.Repeat("<", 40<<10), nil)
+	require.NoError(t, err)
+	e = c.fails("invalid_request", "batch", obj{"operations": []obj{
+		{"method": "keys.scan", "params": obj{"pattern": "k:*", "count": 1000}},
+		{"method": "string.get", "params": obj{"key": "big"}},
+	}})
+	require.Contains(t, e["message"], "ask for fewer at once")
 	require.LessOrEqual(t, f.a.Stats().PeakQueuedBytes, int64(256<<10), "a reply past the connection's byte budget")
 }
 
