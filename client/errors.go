@@ -47,11 +47,12 @@ var (
 	ErrQuotaExceeded = errors.New("livekv client: quota exceeded")
 
 	// ErrBadMessage: the server sent a message the client cannot use
-	// (malformed, or against the protocol: a reply repeated, a
-	// subscription's revisions going back). The connection is dropped,
-	// and the subscriptions on it end with this error rather than
-	// resume, since resuming would bring the same message again; calls
-	// under way fail with ErrConnectionLost and this error.
+	// (malformed, or against the protocol: a subscribe reply repeated).
+	// The connection is dropped, and the subscriptions on it end with
+	// this error rather than resume, since resuming would bring the same
+	// message again; calls under way fail with ErrConnectionLost and this
+	// error. A subscription whose revisions go back ends with it alone,
+	// its connection kept.
 	ErrBadMessage = errors.New("livekv client: bad message from the server")
 	// ErrMessageTooLarge: a message from the server passed
 	// Options.ReadLimit. As with ErrBadMessage, the connection is

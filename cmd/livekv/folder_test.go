@@ -76,6 +76,7 @@ func TestWatch_CtrlCWhileConnecting(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
+	dialed := make(chan struct{}, 1)
 	go func() { // accepts, and says nothing
 		for {
 			c, err := ln.Accept()
@@ -83,13 +84,22 @@ func TestWatch_CtrlCWhileConnecting(t *testing.T) {
 				return
 			}
 			defer c.Close()
+			select {
+			case dialed <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	cmd := exec.Command(bin, "watch", "--addr", ln.Addr().String(), "--api-key", "k", "--timeout", "30s", "k")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
-	time.Sleep(300 * time.Millisecond)
+	// watch takes Ctrl-C before it dials: once it has, the signal is its.
+	select {
+	case <-dialed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch never dialed")
+	}
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	require.NoError(t, cmd.Wait(), "%s", out.String())
 }

@@ -239,7 +239,8 @@ func serve(args []string) error {
 		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota, --heartbeat and --max-*-size flags must be positive")
 	}
 	if strings.TrimSpace(*key) != *key {
-		// HTTP trims a header's value: no client could send this key.
+		// HTTP trims a header's value: a client could not send this key
+		// in x-api-key, only in a query.
 		return badUsage(fs, "--api-key must not start or end with a space")
 	}
 	if err := ops.check(); err != nil {
