@@ -288,6 +288,17 @@ func TestRestoreDir_Unfinished(t *testing.T) {
 	_, err = engine.Open(dir, nil)
 	require.ErrorIs(t, err, wal.ErrUnfinishedRestore)
 
+	// Another restore running there holds the folder's lock: this one
+	// waits its turn rather than write over the other's file.
+	held, err := vfs.OSFS{}.Lock(filepath.Join(dir, "LOCK"))
+	require.NoError(t, err)
+	_, err = engine.RestoreDir(bytes.NewReader(buf.Bytes()), dir, nil)
+	require.ErrorIs(t, err, vfs.ErrLocked)
+	part, err := os.ReadFile(filepath.Join(dir, "snap", "restore.snap.tmp"))
+	require.NoError(t, err)
+	require.Len(t, part, buf.Len()/2, "the other restore's file was written over")
+	require.NoError(t, held.Close())
+
 	got, err := engine.RestoreDir(bytes.NewReader(buf.Bytes()), dir, nil)
 	require.NoError(t, err)
 	require.Equal(t, rev, got)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"sync"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -42,22 +43,44 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	fsys := o.FS
 	l := &Log{dir: dir}
 	var made []string // the directories this call creates
-	// A restore that stopped left its snapshot cut short: written over,
-	// and the lock file of an Open that refused the folder since, too.
+	before, err := fsys.List(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		made = append(made, dir)
+		if err := fsys.MkdirAll(dir); err != nil {
+			return 0, err
+		}
+	}
+	// Held as Open holds it: no Open, and no other restore, runs in dir
+	// meanwhile, so that what a restore that stopped left is this one's
+	// to write over.
+	lockName := path.Join(dir, "LOCK")
+	hadLock := slices.Contains(before, "LOCK") // an Open's: dir held a database
+	lock, err := fsys.Lock(lockName)
+	if err != nil {
+		if len(made) > 0 {
+			fsys.Remove(dir)
+		}
+		return 0, err
+	}
+	unlock := sync.OnceFunc(func() { lock.Close() })
+	defer unlock()
 	inSnap, _ := fsys.List(l.snapDir())
 	unfinished := slices.Contains(inSnap, restoreTmp)
+	// The lock file is this call's, or that of an Open that refused what
+	// a restore that stopped left.
+	ownLock := !hadLock || unfinished
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
 		names, err := fsys.List(d)
 		if errors.Is(err, fs.ErrNotExist) {
-			made = append(made, d)
+			if d != dir {
+				made = append(made, d)
+			}
 		} else if err != nil {
 			return 0, fmt.Errorf("wal: %w", err)
 		}
-		if unfinished {
-			names = slices.DeleteFunc(names, func(n string) bool {
-				return d == l.snapDir() && n == restoreTmp || d == dir && n == "LOCK"
-			})
-		}
+		names = slices.DeleteFunc(names, func(n string) bool {
+			return d == dir && n == "LOCK" && ownLock || d == l.snapDir() && n == restoreTmp
+		})
 		if len(names) > 0 {
 			return 0, fmt.Errorf("%w: %s holds %s", ErrNotEmpty, d, names[0])
 		}
@@ -76,6 +99,10 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 			fsys.Remove(named) // its directory's sync failed
 		}
 		fsys.SyncDir(l.snapDir())
+		if !hadLock {
+			unlock()
+			fsys.Remove(lockName) // made here
+		}
 		for i := len(made) - 1; i >= 0; i-- {
 			fsys.Remove(made[i])
 		}
