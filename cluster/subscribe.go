@@ -92,8 +92,8 @@ func (n *Node) leaderless() bool {
 func (n *Node) heartbeat() time.Duration { return n.opts.raftConfig().HeartbeatTimeout }
 
 // watchLeader ends the subscriptions once the node has had no leader for
-// three heartbeat timeouts, or serves nothing (usable: a failure to
-// apply), and forgets the subscriptions that ended.
+// three heartbeat timeouts, or has failed to apply an entry, and forgets
+// the subscriptions that ended.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.heartbeat() / 4)
@@ -109,7 +109,9 @@ func (n *Node) watchLeader() {
 		} else if n.noLeaderSince.Load() == 0 {
 			n.noLeaderSince.Store(time.Now().UnixNano())
 		}
-		leaderless := n.leaderless() || n.usable() != nil
+		// A node that failed to apply serves nothing (not ErrClosed: a
+		// closing node ends its subscriptions as closed, node_closed).
+		leaderless := n.leaderless() || n.fsm != nil && n.fsm.err() != nil
 		n.subMu.Lock()
 		var end []*engine.Subscription
 		for s := range n.subs {
