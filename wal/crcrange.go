@@ -96,6 +96,12 @@ func (p *prefixCRC) section(s, e int) uint32 {
 // findRecord returns the offset of the first position in b where a whole
 // valid record starts (one that decodeRecord accepts), or -1.
 func findRecord(b []byte, max int) int {
+	return findRecordWhere(b, max, func(int) bool { return true })
+}
+
+// findRecordWhere is findRecord, but skips the whole valid records at
+// offsets for which ok is false; one pass over b, however many it skips.
+func findRecordWhere(b []byte, max int, ok func(at int) bool) int {
 	var sums *prefixCRC // made once a candidate needs it
 	for i := 0; i+recordHeaderSize <= len(b); i++ {
 		h := b[i:]
@@ -110,7 +116,7 @@ func findRecord(b []byte, max int) int {
 			sums = newPrefixCRC(b)
 		}
 		end := i + recordHeaderSize + int(length)
-		if sums.section(i+8, end) == binary.LittleEndian.Uint32(h[4:8]) {
+		if sums.section(i+8, end) == binary.LittleEndian.Uint32(h[4:8]) && ok(i) {
 			return i
 		}
 	}

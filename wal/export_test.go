@@ -25,7 +25,8 @@ var (
 )
 
 // ScanFile is scanFile over a file holding b, from offset base; f, if
-// not nil, stands between it and the file (to make its reads fail).
+// not nil, stands between it and the file (to make its reads fail). The
+// body's records start at revision 1.
 func ScanFile(b []byte, base int64, version byte, max int, f func(vfs.Reader) vfs.Reader, fn func(payload []byte) error) (ScanResult, error) {
 	fs := vfs.NewMemFS()
 	fs.WriteFile("seg", b)
@@ -37,7 +38,7 @@ func ScanFile(b []byte, base int64, version byte, max int, f func(vfs.Reader) vf
 	if f != nil {
 		r = f(r)
 	}
-	return scanFile(r, base, version, max, fn)
+	return scanFile(r, base, version, max, 0, fn)
 }
 
 // ReadSnapshot is readSnapshot of the file b, with values of their own.

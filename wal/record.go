@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/livekv/livekv/vfs"
@@ -112,21 +113,29 @@ type scanResult struct {
 
 // scan calls fn with each record of the segment body b (the bytes after
 // the header), in order; version is the segment's format version, from
-// its header. It stops at the first bad record. If a good record follows,
-// or nothing does but the bad record's bytes are not what an interrupted
-// write leaves in a segment of that version (see tailDamage), it returns
-// an error that wraps ErrCorrupt and names the offset (base is the body's
-// offset in the file); otherwise that is a torn tail (Torn). Either way
-// Good is the bad record's offset, where to truncate. An error from fn
-// stops the scan and is returned.
-func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload []byte) error) (scanResult, error) {
+// its header, and prev the revision of the record before b (the
+// segment's first revision less one, if b starts the body). It stops at
+// the first bad record. If a record of a later revision than the last
+// good one follows, or nothing does but the bad record's bytes are not
+// what an interrupted write leaves in a segment of that version (see
+// tailDamage), it returns an error that wraps ErrCorrupt and names the
+// offset (base is the body's offset in the file); otherwise that is a
+// torn tail (Torn). Either way Good is the bad record's offset, where to
+// truncate. An error from fn stops the scan and is returned.
+//
+// A whole record after the bad one whose revision is not later than the
+// last good record's is not one the log wrote after them (revisions go
+// up): it is bytes of the bad record's value that frame as a record, as
+// a value holding a copy of a log can, which the write that was cut
+// short had got to the disk.
+func scan(b []byte, base int64, version byte, max int, prev int64, fn func(typ byte, payload []byte) error) (scanResult, error) {
 	var r scanResult
 	off := 0
 	for off < len(b) {
 		typ, payload, n, err := decodeRecord(b[off:], max)
 		if err != nil {
 			r.Good = base + int64(off)
-			if next := findRecord(b[off+1:], max); next >= 0 {
+			if next := laterRecord(b[off+1:], max, prev); next >= 0 {
 				return r, fmt.Errorf("%w: bad record at offset %d (%v) with a good record at offset %d after it",
 					ErrCorrupt, base+int64(off), err, base+int64(off+1+next))
 			}
@@ -141,11 +150,31 @@ func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload
 			r.Good = base + int64(off)
 			return r, err
 		}
+		prev = revisionOf(payload, prev)
 		off += n
 		r.Records++
 	}
 	r.Good = base + int64(off)
 	return r, nil
+}
+
+// laterRecord returns the offset of the first whole valid record in b
+// whose revision is after prev, or -1.
+func laterRecord(b []byte, max int, prev int64) int {
+	return findRecordWhere(b, max, func(at int) bool {
+		_, payload, _, _ := decodeRecord(b[at:], max)
+		return revisionOf(payload, prev) > prev
+	})
+}
+
+// revisionOf returns the revision that starts the transaction record's
+// payload, or else if it has none.
+func revisionOf(payload []byte, or int64) int64 {
+	rev, n := binary.Uvarint(payload)
+	if n <= 0 || rev > math.MaxInt64 {
+		return or
+	}
+	return int64(rev)
 }
 
 // scanFile is scan over the body of the segment file f, from offset base
@@ -155,11 +184,15 @@ func scan(b []byte, base int64, version byte, max int, fn func(typ byte, payload
 // does it read the rest of the file, from that record on, and leave it to
 // scan, which tells a torn tail from damage by what follows. An error
 // reading f is returned as it is.
-func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, fn func(payload []byte) error) (scanResult, error) {
+func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, prev int64, fn func(payload []byte) error) (scanResult, error) {
 	var r scanResult
 	n, err := eachRecord(f, base, f.Size(), maxRecord, func(off int64, payload []byte) error {
 		r.Good = off // where to truncate if fn fails
-		return fn(payload)
+		if err := fn(payload); err != nil {
+			return err
+		}
+		prev = revisionOf(payload, prev)
+		return nil
 	})
 	r.Records = int(n)
 	var bad *badRecord
@@ -169,7 +202,7 @@ func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, fn func(pay
 		if err := readFullAt(f, rest, bad.off); err != nil {
 			return r, err
 		}
-		res, err := scan(rest, bad.off, version, maxRecord, func(_ byte, payload []byte) error { return fn(payload) })
+		res, err := scan(rest, bad.off, version, maxRecord, prev, func(_ byte, payload []byte) error { return fn(payload) })
 		res.Records += r.Records
 		return res, err
 	case err != nil:

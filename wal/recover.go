@@ -384,7 +384,7 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 	}
 	defer f.Close()
 	size = f.Size()
-	if version, err = readSegmentHeader(f); err != nil {
+	if _, version, err = readSegmentHeader(f); err != nil {
 		return size, 0, err
 	}
 	_, err = eachRecord(f, segmentHeaderSize, size, l.opts.MaxRecord, func(off int64, payload []byte) error {
@@ -394,16 +394,15 @@ func (l *Log) checkSegment(name string, fn func(version byte, off int64, payload
 }
 
 // readSegmentHeader reads and checks the header of the segment file f, and
-// returns its format version. A file too short for a header, or a header
-// damaged, is ErrCorrupt; a read that comes back short (readFullAt) is
-// io.ErrUnexpectedEOF.
-func readSegmentHeader(f vfs.Reader) (version byte, err error) {
+// returns its first revision and its format version. A file too short for
+// a header, or a header damaged, is ErrCorrupt; a read that comes back
+// short (readFullAt) is io.ErrUnexpectedEOF.
+func readSegmentHeader(f vfs.Reader) (first int64, version byte, err error) {
 	hdr := make([]byte, min(f.Size(), segmentHeaderSize))
 	if err := readFullAt(f, hdr, 0); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	_, version, err = decodeSegmentHeader(hdr)
-	return version, err
+	return decodeSegmentHeader(hdr)
 }
 
 // readHistory gives history the transactions of the segment of history
@@ -555,11 +554,11 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 		// zero-filled. replay removes it, whatever its bytes.
 		return size, res, nil, nil
 	}
-	version, err := readSegmentHeader(f)
+	first, version, err := readSegmentHeader(f)
 	if err != nil {
 		return size, res, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, func(payload []byte) error {
+	res, err = scanFile(f, segmentHeaderSize, version, l.opts.MaxRecord, first-1, func(payload []byte) error {
 		return fn(version, payload)
 	})
 	var over *RecordOverLimitError

@@ -253,6 +253,59 @@ func TestLog_TornTail_Interrupted(t *testing.T) {
 	}
 }
 
+// TestLog_TornTail_ValueHoldsARecord: a crash while the log writes a
+// value that holds a whole record of its own (a copy of a log stored as a
+// value) can leave that record whole after the cut-short one. When its
+// revision is not after the last good record's, it cannot be one the log
+// wrote later: the tail is torn, Open truncates it and keeps records 1 to
+// 4, and Check finds no damage. When it is later, it could be a record
+// written after a damaged one, and Open refuses the log, as it would any
+// damage; Repair then keeps 1 to 4.
+func TestLog_TornTail_ValueHoldsARecord(t *testing.T) {
+	for _, version := range versions {
+		for _, inner := range []int64{1, 4, 5, 9} {
+			rec := wal.AppendRecord(nil, wal.TypeTx, appendTx(nil, txN(inner), version))
+			w := wal.Write{Kind: wal.KindPut, Key: "copy", Value: "log:" + string(rec) + ":end"}
+			name, good, lastStart := tailLog(t, w, version)
+			at := lastStart + bytes.Index(good[lastStart:], rec)
+			require.Greater(t, at, lastStart)
+			for cut := lastStart; cut <= len(good); cut++ {
+				for _, pad := range []int{0, len(good) - cut} {
+					what := fmt.Sprintf("version %d: a record of revision %d in the value: cut at %d, %d zero bytes after", version, inner, cut, pad)
+					b := append(slices.Clone(good[:cut]), make([]byte, pad)...)
+					fs := vfs.NewMemFS()
+					fs.WriteFile(name, b)
+					whole := len(b) >= len(good) && bytes.Equal(b[:len(good)], good) // the zeros cut off were the record's own
+					inside := len(b) >= at+len(rec) && bytes.Equal(b[at:at+len(rec)], rec)
+					if !whole && inside && inner > 4 {
+						_, err := wal.Check("db", &wal.Options{FS: fs})
+						require.ErrorIs(t, err, wal.ErrCorrupt, what)
+						_, _, err = openRevs(fs, wal.Options{})
+						require.ErrorIs(t, err, wal.ErrCorrupt, what)
+						require.ErrorContains(t, err, fmt.Sprintf("good record at offset %d", at), what)
+						l, revs, err := openRevs(fs, wal.Options{Repair: true})
+						require.NoError(t, err, what)
+						require.Equal(t, seq(1, 4), revs, what)
+						require.NoError(t, l.Close())
+						continue
+					}
+					want := seq(1, 4)
+					if whole {
+						want = seq(1, 5)
+					}
+					rep, err := wal.Check("db", &wal.Options{FS: fs})
+					require.NoError(t, err, what)
+					require.Equal(t, len(b) != lastStart && !bytes.Equal(b, good), rep.TornBytes > 0, what)
+					l, revs, err := openRevs(fs, wal.Options{})
+					require.NoError(t, err, what)
+					require.Equal(t, want, revs, what)
+					require.NoError(t, l.Close())
+				}
+			}
+		}
+	}
+}
+
 // scanBody returns a segment body of records 1 to 3 and a last record
 // holding payload, and where the last record starts, in a segment of the
 // given version.
@@ -265,7 +318,7 @@ func scanBody(payload []byte, version byte) ([]byte, int) {
 // 64 KiB, checking the count of records.
 func scanV(t *testing.T, b []byte, version byte) (wal.ScanResult, error) {
 	n := 0
-	r, err := wal.Scan(b, 0, version, 1<<16, func(byte, []byte) error { n++; return nil })
+	r, err := wal.Scan(b, 0, version, 1<<16, 0, func(byte, []byte) error { n++; return nil })
 	require.Equal(t, n, r.Records)
 	return r, err
 }

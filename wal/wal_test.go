@@ -66,7 +66,7 @@ func scanAll(b []byte) ([]wal.Tx, wal.ScanResult, error) { return scanAllV(b, wa
 // scanAllV is scanAll in a segment of the given version.
 func scanAllV(b []byte, version byte) ([]wal.Tx, wal.ScanResult, error) {
 	var txs []wal.Tx
-	r, err := wal.Scan(b, wal.SegmentHeaderSize, version, wal.DefaultMaxRecord, func(typ byte, p []byte) error {
+	r, err := wal.Scan(b, wal.SegmentHeaderSize, version, wal.DefaultMaxRecord, 0, func(typ byte, p []byte) error {
 		tx, err := wal.DecodeTx(p, version)
 		if err != nil {
 			return err
@@ -225,7 +225,7 @@ func TestScan_CallbackError(t *testing.T) {
 	b, ends := segment(3)
 	stop := errors.New("stop")
 	n := 0
-	r, err := wal.Scan(b, 0, wal.SegmentVersion, wal.DefaultMaxRecord, func(byte, []byte) error {
+	r, err := wal.Scan(b, 0, wal.SegmentVersion, wal.DefaultMaxRecord, 0, func(byte, []byte) error {
 		if n++; n == 2 {
 			return stop
 		}
@@ -383,7 +383,7 @@ func FuzzScan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, v := range versions {
 			n := 0
-			r, err := wal.Scan(b, 0, v, 1<<16, func(byte, []byte) error { n++; return nil })
+			r, err := wal.Scan(b, 0, v, 1<<16, 0, func(byte, []byte) error { n++; return nil })
 			if err != nil {
 				require.ErrorIs(t, err, wal.ErrCorrupt)
 			}
@@ -433,7 +433,7 @@ func FuzzScanFile(f *testing.F) {
 			}
 			var err error
 			if whole {
-				g.res, err = wal.Scan(b[base:], base, v, max, func(_ byte, p []byte) error { return fn(p) })
+				g.res, err = wal.Scan(b[base:], base, v, max, 0, func(_ byte, p []byte) error { return fn(p) })
 			} else {
 				g.res, err = wal.ScanFile(b, base, v, max, nil, fn)
 			}
@@ -563,7 +563,7 @@ func FuzzCheckSegment(f *testing.F) {
 		var wantOffs []int64
 		var want [][]byte
 		off := int64(wal.SegmentHeaderSize)
-		r, serr := wal.Scan(b[wal.SegmentHeaderSize:], wal.SegmentHeaderSize, hversion, max, func(_ byte, p []byte) error {
+		r, serr := wal.Scan(b[wal.SegmentHeaderSize:], wal.SegmentHeaderSize, hversion, max, 0, func(_ byte, p []byte) error {
 			wantOffs, want = append(wantOffs, off), append(want, slices.Clone(p))
 			off += int64(wal.RecordHeaderSize + len(p))
 			return nil
