@@ -421,12 +421,14 @@ func watchCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	byPrefix := false // --prefix given, even empty: every key, as range takes it
+	f.fs.Visit(func(fl *flag.Flag) { byPrefix = byPrefix || fl.Name == "prefix" })
 	switch {
-	case len(rest) == 1 && (*prefix != "" || len(patterns) > 0):
+	case len(rest) == 1 && (byPrefix || len(patterns) > 0):
 		return f.bad("give a KEY, or --prefix and --pattern, not both")
 	case len(rest) == 1:
 		patterns = append(patterns, kvclient.KeyPattern(rest[0]))
-	case *prefix != "":
+	case byPrefix:
 		patterns = append(patterns, kvclient.PrefixPattern(*prefix))
 	case len(patterns) == 0:
 		return f.bad("give a KEY, --prefix or --pattern")

@@ -360,6 +360,25 @@ func TestWatch_Patterns(t *testing.T) {
 	require.Empty(t, more, "nothing else printed")
 	require.NoError(t, watch.Wait(), "exit 0 on Ctrl-C")
 
+	// --prefix "" is every key, as for range.
+	all := exec.Command(bin, "watch", "--prefix", "", "--rev", from, "-o", "json")
+	all.Env = watch.Env
+	stdout, err = all.StdoutPipe()
+	require.NoError(t, err)
+	all.Stderr = os.Stderr
+	require.NoError(t, all.Start())
+	defer all.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	keys = nil
+	for len(keys) < 8 && sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		keys = append(keys, m["type"].(string)+" "+m["key"].(string))
+	}
+	require.Equal(t, []string{"PUT p:1", "PUT q:2", "PUT q:x", "PUT pp:1", "PUT other", "PUT q:12", "PUT p:2", "DELETE p:1"}, keys)
+	require.NoError(t, all.Process.Signal(syscall.SIGINT))
+	require.NoError(t, all.Wait(), "exit 0 on Ctrl-C")
+
 	for _, p := range []string{`/[/`, `/^a(/`} {
 		errOut := c.fails(2, "watch", "--pattern", "ok:*", "--pattern", p)
 		require.Equal(t, 1, strings.Count(errOut, "usage: livekv watch"), errOut)
