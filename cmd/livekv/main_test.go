@@ -125,6 +125,8 @@ func TestUsage(t *testing.T) {
 		{"check"}, {"check", data, "other"}, {"check", "--bogus", data},
 		{"dump"}, {"dump", "--salvage"}, {"load"}, {"load", data, "other"},
 		{"restore", "a"}, {"restore", "a", "b", "c"}, {"restore", "--bogus", "a", "b"},
+		{"restore", "--max-key-size", "-1", "a", "b"}, {"load", "--max-value-size", "-1", data},
+		{"check", "--max-key-size", "x", data}, {"dump", "--max-value-size", "-5", data},
 		{"backup", "x"}, {"backup", "--bogus"},
 		{"cluster"}, {"cluster", "frob"}, {"cluster", "remove"}, {"cluster", "status", "x"},
 		{"cluster", "transfer", "a", "b"}, {"cluster", "status", "--bogus"}, {"cluster", "status", "--timeout", "0s"},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -150,8 +151,31 @@ type record struct {
 // folder written by a program with larger ones than the defaults needs to
 // be read.
 func sizeFlags(fs *flag.FlagSet, o *engine.Options) {
-	fs.IntVar(&o.MaxKeySize, "max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes, as engine.Options.MaxKeySize")
-	fs.IntVar(&o.MaxValueSize, "max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes, as engine.Options.MaxValueSize")
+	o.MaxKeySize, o.MaxValueSize = engine.DefaultMaxKeySize, engine.DefaultMaxValueSize
+	fs.Var(sizeFlag{&o.MaxKeySize}, "max-key-size", "the largest key taken, in `bytes`, as engine.Options.MaxKeySize")
+	fs.Var(sizeFlag{&o.MaxValueSize}, "max-value-size", "the largest value taken, in `bytes`, as engine.Options.MaxValueSize")
+}
+
+// sizeFlag is a flag of a size in bytes: a negative one is a usage error.
+type sizeFlag struct{ n *int }
+
+func (s sizeFlag) String() string {
+	if s.n == nil {
+		return "0"
+	}
+	return strconv.Itoa(*s.n)
+}
+
+func (s sizeFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	switch {
+	case err != nil:
+		return errors.New("not a whole number")
+	case n < 0:
+		return errors.New("must not be negative")
+	}
+	*s.n = n
+	return nil
 }
 
 // openHint adds to err, an error of reading a folder or a backup, what
