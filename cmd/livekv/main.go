@@ -85,6 +85,7 @@ import (
 	"time"
 
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/cluster"
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/metrics"
 	"github.com/livekv/livekv/vfs"
@@ -290,6 +291,11 @@ func serve(args []string) error {
 			// here is this run's to remove.
 			made = ""
 			err = fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
+		}
+		if errors.Is(err, cluster.ErrInvalidOptions) || errors.Is(err, engine.ErrInvalidOptions) {
+			// Flags the checks above let through (a peer listed twice,
+			// a --raft that is no address): the command line's fault.
+			return fail(badUsage(fs, err.Error()))
 		}
 		return fail(openHint(err, "serve"))
 	}
