@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -308,4 +309,50 @@ func TestRestoreDir_Unfinished(t *testing.T) {
 	require.Equal(t, rev, db2.Revision())
 	_, err = db2.Get("k19")
 	require.NoError(t, err)
+}
+
+// crashingReader reads r until left bytes are read, then crashes the
+// machine fs runs on (crashed) and fails: a restore that a power cut
+// stops while it reads the backup.
+type crashingReader struct {
+	r       io.Reader
+	left    int
+	fs      *vfs.MemFS
+	crashed *vfs.MemFS
+}
+
+func (c *crashingReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		c.crashed = c.fs.Crash(1)
+		return 0, errors.New("the machine crashed")
+	}
+	n, err := c.r.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	return n, err
+}
+
+// TestRestoreDir_MachineCrash: a machine crash while a restore reads its
+// backup leaves the restore's file, its entry made durable first: Open
+// refuses the folder rather than serve it as an empty database.
+func TestRestoreDir_MachineCrash(t *testing.T) {
+	db := open(t, nil)
+	for i := range 2000 {
+		_, err := db.Set(fmt.Sprintf("k%04d", i), "some value", nil)
+		require.NoError(t, err)
+	}
+	var buf bytes.Buffer
+	_, err := db.Backup(&buf)
+	require.NoError(t, err)
+	for _, at := range []int{0, 1, buf.Len() / 2, buf.Len() - 1} {
+		fs := vfs.NewMemFS()
+		cr := &crashingReader{r: bytes.NewReader(buf.Bytes()), left: at, fs: fs}
+		_, err = engine.RestoreDir(cr, "restored", &engine.Options{FS: fs})
+		require.Error(t, err)
+		require.NotNil(t, cr.crashed, "at %d", at)
+		got, err := engine.Open("restored", &engine.Options{FS: cr.crashed, SweepInterval: -1})
+		if err == nil {
+			got.Close()
+		}
+		require.ErrorIs(t, err, wal.ErrUnfinishedRestore, "a crash after %d bytes", at)
+	}
 }

@@ -274,9 +274,9 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	l.mu.retain = math.MaxInt64
 	l.mu.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
-	var made []string // folders made here: their entries are synced in their parents
+	made := missingFolders(fsys, dir) // folders made here: their entries are synced in their parents
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
-		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) {
+		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) && d != dir {
 			made = append(made, d)
 		}
 		if err := fsys.MkdirAll(d); err != nil {

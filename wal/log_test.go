@@ -1,6 +1,7 @@
 package wal_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -641,6 +642,38 @@ func TestLog_NewFoldersDurable(t *testing.T) {
 	l, revs := reopen(t, crashed, nil)
 	require.Equal(t, seq(1, 3), revs)
 	require.NoError(t, l.Close())
+}
+
+// unsynced returns the folders made whose entries are not durable.
+func (d *dirsFS) unsynced() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for p, ok := range d.dirs {
+		if !ok {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestLog_NewParentsDurable: Open and CreateFromSnapshot in a folder whose
+// parents are missing too sync each folder they make in its parent, the
+// parents included: a crash cannot take the whole tree away.
+func TestLog_NewParentsDurable(t *testing.T) {
+	fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	l, err := wal.Open("new/nested/db", &wal.Options{FS: fs}, wal.Replay{})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	require.Len(t, fs.dirs, 5)
+	require.Empty(t, fs.unsynced(), "Open")
+
+	fs = &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	_, err = wal.CreateFromSnapshot("new/nested/db", bytes.NewReader(snapshotBytes(t, 100, sampleItems(3))), &wal.Options{FS: fs})
+	require.NoError(t, err)
+	require.Len(t, fs.dirs, 5)
+	require.Empty(t, fs.unsynced(), "CreateFromSnapshot")
 }
 
 // Exists knows a log's folder, one Open made, empty or not, from any

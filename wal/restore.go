@@ -42,11 +42,12 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	o := opts.withDefaults()
 	fsys := o.FS
 	l := &Log{dir: dir}
-	var made []string // the directories this call creates
+	var made []string // the directories this call creates, outermost first
 	before, err := fsys.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		made = append(made, dir)
+		made = missingFolders(fsys, dir)
 		if err := fsys.MkdirAll(dir); err != nil {
+			removeFolders(fsys, made)
 			return 0, err
 		}
 	}
@@ -57,13 +58,34 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	hadLock := slices.Contains(before, "LOCK") // an Open's: dir held a database
 	lock, err := fsys.Lock(lockName)
 	if err != nil {
-		if len(made) > 0 {
-			fsys.Remove(dir)
-		}
+		removeFolders(fsys, made)
 		return 0, err
 	}
 	unlock := sync.OnceFunc(func() { lock.Close() })
 	defer unlock()
+	tmp := path.Join(l.snapDir(), restoreTmp) // Open refuses a folder a crash leaves it in
+	named := ""                               // the snapshot, once renamed
+	begun := false                            // past the checks: what is in dir is this call's
+	defer func() {
+		if err == nil {
+			return
+		}
+		if begun {
+			fsys.Remove(tmp) // best effort: Open removes what is left
+			if named != "" {
+				fsys.Remove(named) // its directory's sync failed
+			}
+			fsys.SyncDir(l.snapDir())
+		}
+		if !hadLock {
+			unlock()
+			fsys.Remove(lockName) // made here, also in a folder refused as not empty
+		}
+		removeFolders(fsys, made)
+		if begun && !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("wal: restoring a snapshot: %w", err)
+		}
+	}()
 	inSnap, _ := fsys.List(l.snapDir())
 	unfinished := slices.Contains(inSnap, restoreTmp)
 	// The lock file is this call's, or that of an Open that refused what
@@ -88,28 +110,7 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 			return 0, fmt.Errorf("%w: %s holds the folder %s", ErrNotEmpty, d, f)
 		}
 	}
-	tmp := path.Join(l.snapDir(), restoreTmp) // Open refuses a folder a crash leaves it in
-	named := ""                               // the snapshot, once renamed
-	defer func() {
-		if err == nil {
-			return
-		}
-		fsys.Remove(tmp) // best effort: Open removes what is left
-		if named != "" {
-			fsys.Remove(named) // its directory's sync failed
-		}
-		fsys.SyncDir(l.snapDir())
-		if !hadLock {
-			unlock()
-			fsys.Remove(lockName) // made here
-		}
-		for i := len(made) - 1; i >= 0; i-- {
-			fsys.Remove(made[i])
-		}
-		if !errors.Is(err, ErrCorrupt) {
-			err = fmt.Errorf("wal: restoring a snapshot: %w", err)
-		}
-	}()
+	begun = true
 	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
 		if err := fsys.MkdirAll(d); err != nil {
 			return 0, err
@@ -127,6 +128,13 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	}
 	f, err := fsys.Create(tmp)
 	if err != nil {
+		return 0, err
+	}
+	// The file's entry is made durable before the stream is read: a
+	// crash from here on leaves it, and Open refuses the folder
+	// (ErrUnfinishedRestore) rather than serve it empty.
+	if err := fsys.SyncDir(l.snapDir()); err != nil {
+		f.Close()
 		return 0, err
 	}
 	rev, err = ReadSnapshotFrom(io.TeeReader(r, f), o.MaxRecord, Replay{})
@@ -170,4 +178,30 @@ func otherFolder(fsys vfs.FS, dir string, l *Log) string {
 		}
 	}
 	return ""
+}
+
+// missingFolders returns dir and those of its ancestors that do not
+// exist, outermost first: the folders MkdirAll(dir) makes, each of whose
+// entries must be synced in its parent to outlast a crash.
+func missingFolders(fsys vfs.FS, dir string) []string {
+	var out []string
+	for d := path.Clean(dir); ; d = path.Dir(d) {
+		if _, err := fsys.List(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		out = append(out, d)
+		if path.Dir(d) == d {
+			break
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// removeFolders removes the folders made, innermost first, as far as
+// they are empty: best effort, after a failure.
+func removeFolders(fsys vfs.FS, made []string) {
+	for i := len(made) - 1; i >= 0; i-- {
+		fsys.Remove(made[i])
+	}
 }

@@ -446,6 +446,20 @@ func TestCreateFromSnapshot_FolderNotEmpty(t *testing.T) {
 			require.ErrorIs(t, err, wal.ErrNotEmpty)
 			_, err = os.Stat(filepath.Join(dir, "snap", "00000000000000000100.snap"))
 			require.ErrorIs(t, err, os.ErrNotExist)
+			_, err = os.Stat(filepath.Join(dir, "LOCK"))
+			require.ErrorIs(t, err, os.ErrNotExist, "the lock file of a restore refused")
 		})
 	}
+}
+
+// TestCreateFromSnapshot_FailureLeavesNoFolder: a restore into a folder
+// whose parents are missing too, of a stream that is no snapshot, removes
+// every folder it made, the parents included.
+func TestCreateFromSnapshot_FailureLeavesNoFolder(t *testing.T) {
+	root := t.TempDir()
+	_, err := wal.CreateFromSnapshot(filepath.Join(root, "new", "nested", "db"), strings.NewReader("not a snapshot at all, not at all"), nil)
+	require.ErrorIs(t, err, wal.ErrCorrupt)
+	names, err := os.ReadDir(root)
+	require.NoError(t, err)
+	require.Empty(t, names)
 }
