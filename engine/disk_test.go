@@ -256,3 +256,27 @@ func TestDisk_SweepOfLongKeysFitsTheLog(t *testing.T) {
 	require.Equal(t, rev, db.Revision())
 	require.Equal(t, int64(0), db.Stats().Keys)
 }
+
+// TestDisk_SweepOfKeysAtTheLogsLimit: a sweep's keys stay within its
+// bound with the last one counted, so that a key as long as MaxKeySize
+// allows, where that is near the log's record limit, does not make a
+// record past it after keys that nearly fill the bound (every later
+// sweep would fail the same way, and no key would ever expire).
+func TestDisk_SweepOfKeysAtTheLogsLimit(t *testing.T) {
+	c := newClock()
+	o := &engine.Options{Now: c.Now, SweepInterval: -1, MaxKeySize: 60 << 20, MaxValueSize: 1,
+		FS: vfs.NewMemFS(), Sync: engine.SyncNever, CheckpointBytes: -1} // the log's limit: 64 MiB
+	db, err := engine.Open("d", o)
+	require.NoError(t, err)
+	defer db.Close()
+	for _, k := range []string{"a" + strings.Repeat("k", 8<<20-2), "b" + strings.Repeat("k", 60<<20-1), "c"} {
+		_, err := db.Set(k, "v", &engine.SetOptions{TTL: time.Second})
+		require.NoError(t, err)
+	}
+	c.Advance(2 * time.Second)
+	for range 3 {
+		engine.Sweep(db)
+	}
+	require.Equal(t, int64(0), db.Stats().Keys)
+	require.Equal(t, int64(3), db.Stats().Expired)
+}

@@ -69,12 +69,16 @@ func (db *DB) sweep() (n int, more bool, err error) {
 			if x.at > tx.now {
 				return false
 			}
-			if len(due) == sweepBatch || size >= sweepBytes {
+			// The bound is checked with this key counted: one key over it
+			// would make a record past the log's limit when the keys
+			// are long (MaxKeySize near it). A key alone always fits.
+			k := len(db.entries.tab.key(x.e))
+			if len(due) == sweepBatch || len(due) > 0 && size+k > sweepBytes {
 				more = true
 				return false
 			}
 			due = append(due, x.e)
-			size += len(db.entries.tab.key(x.e))
+			size += k
 			return true
 		})
 		for _, e := range due {
