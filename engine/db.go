@@ -375,8 +375,11 @@ func (db *DB) expiry(o *SetOptions, now int64) (int64, error) {
 	if o.TTL < 0 {
 		return 0, fmt.Errorf("%w: negative TTL %v", ErrInvalidOptions, o.TTL)
 	}
-	if int64(o.TTL) > math.MaxInt64-now {
+	if now > 0 && int64(o.TTL) > math.MaxInt64-now { // a clock before 1970 (Options.Now) cannot overflow
 		return 0, fmt.Errorf("%w: TTL %v ends after %v, the last instant an expiry can name", ErrInvalidOptions, o.TTL, expiresAt(math.MaxInt64).UTC())
 	}
-	return now + int64(o.TTL), nil
+	if at := now + int64(o.TTL); at != 0 {
+		return at, nil
+	}
+	return 1, nil // 0 means no expiry: a nanosecond later
 }

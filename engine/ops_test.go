@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,6 +283,27 @@ func TestDB_TTL_Longest(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Set("k2", "v", &engine.SetOptions{TTL: longest})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions, "100 years on, the same TTL ends too late")
+}
+
+// TestDB_TTL_ClockBefore1970: with a clock (Options.Now) before 1970 a
+// TTL is taken and the key expires after it, also one that would end at
+// the epoch itself, the instant 0 names no expiry.
+func TestDB_TTL_ClockBefore1970(t *testing.T) {
+	var now atomic.Int64
+	now.Store(-int64(time.Second))
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, ttl := range []time.Duration{time.Second, time.Minute} {
+		it, err := db.Set("k"+ttl.String(), "v", &engine.SetOptions{TTL: ttl})
+		require.NoError(t, err, "a TTL of %v", ttl)
+		require.False(t, it.ExpiresAt.IsZero(), "a TTL of %v", ttl)
+	}
+	now.Add(int64(2 * time.Second))
+	_, err = db.Get("k1s")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+	_, err = db.Get("k1m0s")
+	require.NoError(t, err)
 }
 
 func TestDB_TTL_KeptByPatchAndIncrement_ClearedBySet(t *testing.T) {
