@@ -39,7 +39,8 @@ func (db *DB) Backup(w io.Writer) (rev int64, err error) {
 // checked as it is read and written under a temporary name, synced, then
 // named: on any error, a damaged snapshot (an error that
 // errors.Is(err, wal.ErrCorrupt) recognises) included, nothing is left
-// that Open would read.
+// that Open would read. A key or a value over opts' limits, which Open
+// would refuse, is an *OverLimitError.
 func RestoreDir(r io.Reader, dir string, opts *Options) (rev int64, err error) {
 	o := opts.withDefaults()
 	if err := o.validate(); err != nil {
@@ -48,9 +49,12 @@ func RestoreDir(r io.Reader, dir string, opts *Options) (rev int64, err error) {
 	if dir == "" {
 		return 0, fmt.Errorf("%w: RestoreDir needs a folder", ErrInvalidOptions)
 	}
-	rev, err = wal.CreateFromSnapshot(dir, r, &wal.Options{FS: o.FS, MaxRecord: o.maxRecord()})
+	rev, err = wal.CreateFromSnapshotChecked(dir, r, &wal.Options{FS: o.FS, MaxRecord: o.maxRecord()}, func(it *wal.Item) error {
+		return o.checkLimits(it.Key, it.Value) // Open would refuse the folder
+	})
 	if err != nil {
-		if errors.Is(err, wal.ErrNotEmpty) || errors.Is(err, wal.ErrCorrupt) {
+		var over *OverLimitError
+		if errors.Is(err, wal.ErrNotEmpty) || errors.Is(err, wal.ErrCorrupt) || errors.As(err, &over) {
 			return 0, err
 		}
 		return 0, fmt.Errorf("engine: %w", err)

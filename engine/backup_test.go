@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,5 +355,56 @@ func TestRestoreDir_MachineCrash(t *testing.T) {
 			got.Close()
 		}
 		require.ErrorIs(t, err, wal.ErrUnfinishedRestore, "a crash after %d bytes", at)
+	}
+}
+
+// TestOpen_SmallerLimits: a folder, or a backup, that holds a key or a
+// value over the limits it is opened or restored with is refused with an
+// *OverLimitError (ErrTooLarge), whether the item is in the log or in a
+// snapshot, rather than served with a key that could be listed but not
+// read or deleted. With limits as large, it opens.
+func TestOpen_SmallerLimits(t *testing.T) {
+	large := &engine.Options{SweepInterval: -1, MaxKeySize: 4096, MaxValueSize: 4 << 20}
+	for _, c := range []struct {
+		what, key, value string
+		limit            int
+	}{
+		{"key", strings.Repeat("k", 2000), "v", engine.DefaultMaxKeySize},
+		{"value", "k", strings.Repeat("v", 2<<20), engine.DefaultMaxValueSize},
+	} {
+		for _, checkpoint := range []bool{false, true} {
+			what := fmt.Sprintf("a %s over the limit, checkpoint %v", c.what, checkpoint)
+			dir := t.TempDir()
+			db, err := engine.Open(dir, large)
+			require.NoError(t, err)
+			_, err = db.Set(c.key, c.value, nil)
+			require.NoError(t, err)
+			if checkpoint {
+				require.NoError(t, db.Checkpoint())
+			}
+			var buf bytes.Buffer
+			_, err = db.Backup(&buf)
+			require.NoError(t, err)
+			require.NoError(t, db.Close())
+
+			_, err = engine.Open(dir, &engine.Options{SweepInterval: -1})
+			var over *engine.OverLimitError
+			require.ErrorAs(t, err, &over, what)
+			require.ErrorIs(t, err, engine.ErrTooLarge, what)
+			require.Equal(t, c.what, over.What, what)
+			require.Equal(t, max(len(c.key), len(c.value)), over.Size, what)
+			require.Equal(t, c.limit, over.Limit, what)
+			db, err = engine.Open(dir, large)
+			require.NoError(t, err, what)
+			require.NoError(t, db.Close())
+
+			restored := filepath.Join(t.TempDir(), "restored")
+			_, err = engine.RestoreDir(bytes.NewReader(buf.Bytes()), restored, nil)
+			require.ErrorAs(t, err, &over, what)
+			_, err = os.Stat(restored)
+			require.ErrorIs(t, err, os.ErrNotExist, what)
+			_, err = engine.RestoreDir(bytes.NewReader(buf.Bytes()), restored, large)
+			require.NoError(t, err, what)
+		}
 	}
 }

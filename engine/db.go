@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -183,6 +184,10 @@ func Open(dir string, opts *Options) (*DB, error) {
 		if err != nil {
 			if db.broker != nil {
 				db.broker.Close()
+			}
+			var over *OverLimitError
+			if errors.As(err, &over) {
+				return nil, fmt.Errorf("open %s: %w", dir, over)
 			}
 			return nil, fmt.Errorf("engine: open %s: %w", dir, err)
 		}

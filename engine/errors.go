@@ -2,6 +2,8 @@ package engine
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/livekv/livekv/pubsub"
 )
@@ -54,3 +56,40 @@ var (
 	// ErrReadOnly is returned by a write inside View.
 	ErrReadOnly = errors.New("engine: read-only transaction")
 )
+
+// OverLimitError is returned by Open for a folder, and by RestoreDir for a
+// backup, that holds a key or a value over Options.MaxKeySize or
+// MaxValueSize: written by a store with larger limits, it must be opened
+// with limits as large (served with smaller ones, such a key could be
+// listed but not read, written or deleted). It is ErrTooLarge to
+// errors.Is.
+type OverLimitError struct {
+	What  string // "key" or "value"
+	Size  int    // its bytes
+	Limit int    // MaxKeySize or MaxValueSize
+	Key   string // its key, cut to 64 bytes
+}
+
+func (e *OverLimitError) Error() string {
+	limit := "MaxKeySize"
+	if e.What == "value" {
+		limit = "MaxValueSize"
+	}
+	return fmt.Sprintf("engine: a %s of %d bytes (key %q), over %s %d: written with larger limits, it needs them to be read",
+		e.What, e.Size, e.Key, limit, e.Limit)
+}
+
+func (e *OverLimitError) Unwrap() error { return ErrTooLarge }
+
+// checkLimits returns an *OverLimitError if key or value is over the
+// limits of o.
+func (o *Options) checkLimits(key, value string) error {
+	what, size, limit := "key", len(key), o.MaxKeySize
+	if size <= limit {
+		what, size, limit = "value", len(value), o.MaxValueSize
+		if size <= limit {
+			return nil
+		}
+	}
+	return &OverLimitError{What: what, Size: size, Limit: limit, Key: strings.Clone(key[:min(len(key), 64)])}
+}

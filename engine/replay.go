@@ -36,6 +36,9 @@ func (db *DB) replay(r *wal.Tx) error {
 	}
 	for i := range r.Writes {
 		w := &r.Writes[i]
+		if err := db.opts.checkLimits(w.Key, w.Value); err != nil {
+			return err
+		}
 		w.Key, w.Value = db.vals.own(w.Key), db.vals.own(w.Value)
 	}
 	db.historyNext(r.Revision)
@@ -199,6 +202,9 @@ type indexLoader struct {
 }
 
 func (l *indexLoader) item(it *wal.Item) error {
+	if err := l.db.opts.checkLimits(it.Key, it.Value); err != nil {
+		return err
+	}
 	if l.queue == nil {
 		l.queue = make(chan []*entry, indexLoadQueue)
 		l.done = make(chan struct{})

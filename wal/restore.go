@@ -39,6 +39,13 @@ const restoreTmp = "restore.snap.tmp"
 // would read, and what CreateFromSnapshot made is removed. A snapshot at
 // revision 0 leaves an empty log.
 func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err error) {
+	return CreateFromSnapshotChecked(dir, r, opts, nil)
+}
+
+// CreateFromSnapshotChecked is CreateFromSnapshot, but calls check, if
+// not nil, with each item as it is read: an error from it stops the
+// restore, which removes what it made, and is returned as it is.
+func CreateFromSnapshotChecked(dir string, r io.Reader, opts *Options, check func(*Item) error) (rev int64, err error) {
 	o := opts.withDefaults()
 	fsys := o.FS
 	l := &Log{dir: dir}
@@ -66,6 +73,7 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 	tmp := path.Join(l.snapDir(), restoreTmp) // Open refuses a folder a crash leaves it in
 	named := ""                               // the snapshot, once renamed
 	begun := false                            // past the checks: what is in dir is this call's
+	var checked error                         // check's, returned as it is
 	defer func() {
 		if err == nil {
 			return
@@ -82,7 +90,7 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 			fsys.Remove(lockName) // made here, also in a folder refused as not empty
 		}
 		removeFolders(fsys, made)
-		if begun && !errors.Is(err, ErrCorrupt) {
+		if begun && !errors.Is(err, ErrCorrupt) && (checked == nil || !errors.Is(err, checked)) {
 			err = fmt.Errorf("wal: restoring a snapshot: %w", err)
 		}
 	}()
@@ -137,7 +145,14 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 		f.Close()
 		return 0, err
 	}
-	rev, err = ReadSnapshotFrom(io.TeeReader(r, f), o.MaxRecord, Replay{})
+	var item func(*Item) error
+	if check != nil {
+		item = func(it *Item) error {
+			checked = check(it)
+			return checked
+		}
+	}
+	rev, err = ReadSnapshotFrom(io.TeeReader(r, f), o.MaxRecord, Replay{Item: item})
 	if err == nil {
 		err = f.Sync()
 	}

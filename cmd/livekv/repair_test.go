@@ -286,3 +286,41 @@ func (c *counter) Write(p []byte) (int, error) {
 	c.after = c.after || bytes.Contains(p, []byte(`"key":"after"`))
 	return len(p), nil
 }
+
+// TestTools_KeyOverLimits: a folder or a backup holding a key over the
+// default limit, in a record within the log's, is refused by serve, dump
+// and restore without the flags, which the error names, and taken with
+// them.
+func TestTools_KeyOverLimits(t *testing.T) {
+	bin := build(t)
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "data")
+	long := strings.Repeat("k", 2000)
+	db, err := engine.Open(dir, &engine.Options{MaxKeySize: 4096})
+	require.NoError(t, err)
+	_, err = db.Set(long, "v", nil)
+	require.NoError(t, err)
+	backup, err := os.Create(filepath.Join(tmp, "backup"))
+	require.NoError(t, err)
+	_, err = db.Backup(backup)
+	require.NoError(t, err)
+	require.NoError(t, backup.Close())
+	require.NoError(t, db.Close())
+	restored := filepath.Join(tmp, "restored")
+	for _, args := range [][]string{
+		{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, {"dump", dir}, {"restore", filepath.Join(tmp, "backup"), restored},
+	} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "livekv %v: %s", args, out)
+		require.Equal(t, 1, exit.ExitCode(), "livekv %v: %s", args, out)
+		require.Contains(t, string(out), "a key of 2000 bytes", "livekv %v", args)
+		require.Contains(t, string(out), "--max-key-size", "livekv %v", args)
+	}
+	require.NoDirExists(t, restored)
+	out, err := exec.Command(bin, "dump", "--max-key-size", "4096", dir).Output()
+	require.NoError(t, err)
+	require.Contains(t, string(out), long)
+	out, err = exec.Command(bin, "restore", "--max-key-size", "4096", filepath.Join(tmp, "backup"), restored).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}

@@ -183,8 +183,9 @@ func (s sizeFlag) Set(v string) error {
 // written with larger ones needs. cmd is the command that failed.
 func openHint(err error, cmd string) error {
 	var over *wal.RecordOverLimitError
+	var item *engine.OverLimitError
 	switch {
-	case errors.As(err, &over):
+	case errors.As(err, &over), errors.As(err, &item):
 		return fmt.Errorf("%w\n(it holds keys or values over this command's limits, which is not damage: give livekv %s --max-key-size and --max-value-size as large as those it was written with)", err, cmd)
 	case errors.Is(err, wal.ErrCorrupt):
 		return fmt.Errorf("%w\n(livekv serve refuses this folder; livekv check --repair truncates the log at the damage, losing what follows, after keeping a copy; livekv dump --salvage writes what is readable)", err)
