@@ -54,7 +54,8 @@ type Options struct {
 
 	// CORSOrigins are the origins (such as "https://app.example.com", or
 	// "*" for any) whose browser pages may call the REST API (token/websocket
-	// included) from another origin: their requests get Access-Control-Allow-Origin, and their
+	// included) from another origin: their requests get Access-Control-Allow-Origin
+	// (and Access-Control-Expose-Headers naming RevisionHeader), and their
 	// preflight requests an answer. Default none: the REST API sends no
 	// CORS headers, and browsers keep other origins' pages from reading
 	// its responses. The API key is still required.

@@ -23,6 +23,10 @@ func (a *Adapter) cors(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	if !preflight {
+		// Browsers show a page only the CORS-safelisted headers of a
+		// response: the revision, which a client sends back as
+		// minRevision=, must be named.
+		h.Set("Access-Control-Expose-Headers", RevisionHeader)
 		return false
 	}
 	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")

@@ -26,8 +26,9 @@ func corsDo(t *testing.T, f *fixture, method, path, origin string, h map[string]
 }
 
 // TestCORS: without CORSOrigins the REST API sends no CORS headers; with
-// them, an allowed origin gets its requests' and preflights' headers and
-// another gets none, and a 403 to its preflight.
+// them, an allowed origin gets its requests' and preflights' headers (its
+// requests' expose the revision header) and another gets none, and a 403
+// to its preflight.
 func TestCORS(t *testing.T) {
 	preflight := map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
 
@@ -49,6 +50,9 @@ func TestCORS(t *testing.T) {
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, resp.Header.Values("Vary"), "Origin")
+	require.NotEmpty(t, resp.Header.Get(adapter.RevisionHeader))
+	require.Equal(t, adapter.RevisionHeader, resp.Header.Get("Access-Control-Expose-Headers"),
+		"the page reads the revision, to send back as minRevision=")
 
 	resp = corsDo(t, f, "OPTIONS", "/token/websocket", "https://app.example", preflight)
 	require.Equal(t, 204, resp.StatusCode, "the token endpoint is REST too")
@@ -60,4 +64,5 @@ func TestCORS(t *testing.T) {
 	resp = corsDo(t, f, "GET", "/record/a", "https://evil.example", nil)
 	require.Equal(t, 200, resp.StatusCode, "the server answers; the browser keeps the page from reading it")
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Empty(t, resp.Header.Get("Access-Control-Expose-Headers"))
 }
