@@ -74,8 +74,9 @@ type subscription struct {
 type dialect interface {
 	// decode decodes one text message into a request to run, or returns
 	// the answer to send instead (nil: nothing) and, with it, the request
-	// as far as it decoded, if that names its operation (else nil), for
-	// observed.
+	// as far as it decoded: never nil, so that a refusal of the message
+	// (over the rate) carries its id when it had one, and naming an
+	// operation only if that is known, for observed.
 	decode(b []byte) (req any, answer any)
 	// refuse is the answer to a request that is not run: req is nil for a
 	// frame that is not text (code 400); code 429 is over the rate, 503

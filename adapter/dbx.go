@@ -130,11 +130,10 @@ type dbxDialect struct {
 func (d dbxDialect) decode(b []byte) (any, any) {
 	req, derr := decodeDBX(b, d.maxItems)
 	if derr != nil {
-		m := dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
-		if req.Method != "" { // a known method with bad params: counted under it
-			return &req, m
-		}
-		return nil, m
+		// The request keeps its id, which a 429 carries too; a known
+		// method with bad params is counted under it, and one without a
+		// known method as invalid (observed).
+		return &req, dbxMessage{ID: req.ID, Error: derr, Timestamp: dbxTime(time.Now())}
 	}
 	return &req, nil
 }

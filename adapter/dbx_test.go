@@ -373,6 +373,10 @@ func TestDBX_RateAndQuota(t *testing.T) {
 	c.fails("quota_exceeded", "string.set", obj{"key": "k", "value": "v"})
 	c.ok("ping", nil)
 	c.fails("rate_limit_exceeded", "ping", nil)
+	// A message that does not decode keeps its id over the rate too.
+	c.fails("rate_limit_exceeded", "no.such.method", nil)
+	c.writeRaw([]byte(`{"id":"bad","method":5}`))
+	require.Equal(t, "rate_limit_exceeded", c.reply("bad")["error"].(map[string]any)["code"])
 	_, err := f.db.Get("k")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 }

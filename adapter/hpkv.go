@@ -15,7 +15,9 @@ type hpkvDialect struct{}
 func (hpkvDialect) decode(b []byte) (any, any) {
 	req, err := decodeRequest(b)
 	if err != nil {
-		return nil, reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()}
+		// Only the messageId, which a 429 carries too: the op of a
+		// message that did not decode is counted as none (observed).
+		return &request{MessageID: req.MessageID}, reply{Code: http.StatusBadRequest, MessageID: req.MessageID, Error: err.Error()}
 	}
 	return &req, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +79,36 @@ func TestWS_RateLimitsBadMessages(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, codes[http.StatusTooManyRequests], 20, "codes %v", codes)
 	require.GreaterOrEqual(t, codes[http.StatusBadRequest], 5, "codes %v", codes)
+}
+
+// TestWS_RateLimitKeepsMessageID: a message that does not decode gets its
+// 429 with its messageId, as its 400 would have it, and is counted as no
+// operation, even one whose op was read.
+func TestWS_RateLimitKeepsMessageID(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	f := newFixture(t, &adapter.Options{RequestRate: 0.001, RequestBurst: 1, OnRequest: func(op string, code int) {
+		mu.Lock()
+		seen[fmt.Sprintf("%s %d", op, code)]++
+		mu.Unlock()
+	}})
+	c := f.dial("apiKey=" + apiKey)
+	c.writeRaw([]byte(`{"op":1,"key":5,"messageId":1}`)) // takes the one token
+	r := c.read()
+	require.Equal(t, 400.0, r["code"])
+	require.Equal(t, 1.0, r["messageId"], "%v", r)
+	for id, raw := range map[float64]string{
+		2: `{"op":1,"key":5,"messageId":2}`,
+		3: `{"op":5,"key":"a","limit":-1,"messageId":3}`,
+	} {
+		c.writeRaw([]byte(raw))
+		r = c.read()
+		require.Equal(t, 429.0, r["code"], raw)
+		require.Equal(t, id, r["messageId"], "%s: %v", raw, r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"invalid 400": 1, "invalid 429": 2}, seen)
 }
 
 // TestWS_SlowClient: a subscriber that stops reading is closed once its
