@@ -197,11 +197,12 @@ type dbxWireParams struct {
 // dbxMaxTTL is the longest TTL, in seconds, that DBX accepts (68 years).
 const dbxMaxTTL = math.MaxInt32
 
-// decodeDBX decodes one DBX message. maxItems bounds the operations of a
-// batch and the keys of mget and mset. On error it still returns the
-// message's id when it had one, so that the error reply carries it. A
-// message that is not valid UTF-8, or escapes an unpaired surrogate, is
-// an error (see checkJSONText).
+// decodeDBX decodes one DBX message: one JSON value, with nothing but
+// white space after it. maxItems bounds the operations of a batch and the
+// keys of mget and mset. On error it still returns the message's id when
+// it had one, so that the error reply carries it. A message that is not
+// valid UTF-8, or escapes an unpaired surrogate, is an error (see
+// checkJSONText).
 func decodeDBX(b []byte, maxItems int) (dbxRequest, *dbxError) {
 	var w dbxWire
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -209,8 +210,8 @@ func decodeDBX(b []byte, maxItems int) (dbxRequest, *dbxError) {
 		return dbxRequest{ID: peekDBXID(b)}, dbxErrorf(dbxInvalidRequest, "malformed JSON: %v", err)
 	}
 	r := dbxRequest{ID: w.ID}
-	if dec.More() {
-		return r, dbxErrorf(dbxInvalidRequest, "more than one JSON value in a message")
+	if !atEnd(dec) {
+		return r, dbxErrorf(dbxInvalidRequest, "malformed JSON: more after the message's value")
 	}
 	if err := checkJSONText(b); err != nil {
 		return r, dbxErrorf(dbxInvalidRequest, "%v", err)

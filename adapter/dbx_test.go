@@ -341,6 +341,21 @@ func TestDBX_ErrorCodes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "invalid_request", m["error"].(map[string]any)["code"])
 	require.NotContains(t, m, "id")
+	// More after the message's value is malformed JSON too: nothing runs.
+	for _, raw := range []string{
+		`{"id":"t1","method":"string.set","params":{"key":"t","value":"v"}}]`,
+		`{"id":"t2","method":"string.set","params":{"key":"t","value":"v"}}}`,
+		`{"id":"t3","method":"string.set","params":{"key":"t","value":"v"}} {"id":"t4"}`,
+	} {
+		var head struct{ ID string }
+		require.NoError(t, json.NewDecoder(strings.NewReader(raw)).Decode(&head))
+		c.writeRaw([]byte(raw))
+		r := c.reply(head.ID)
+		e, _ := r["error"].(map[string]any)
+		require.Equal(t, "invalid_request", e["code"], "%s: %v", raw, r)
+	}
+	_, err = f.db.Get("t")
+	require.ErrorIs(t, err, engine.ErrNotFound)
 
 	// the handshake: no key, a wrong one, an expired or tampered token, an unknown version
 	for _, tc := range []struct {

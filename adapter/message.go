@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -49,10 +50,11 @@ type wireRequest struct {
 // errBadRequest marks a message that cannot be decoded or makes no sense.
 var errBadRequest = errors.New("bad request")
 
-// decodeRequest decodes one client message. On error it still returns the
-// messageId when the message had a readable one, so that the reply can
-// carry it. A message that is not valid UTF-8, or escapes an unpaired
-// surrogate, is an error: decoded, it would hold U+FFFD in its place.
+// decodeRequest decodes one client message: one JSON value, with nothing
+// but white space after it. On error it still returns the messageId when
+// the message had a readable one, so that the reply can carry it. A
+// message that is not valid UTF-8, or escapes an unpaired surrogate, is
+// an error: decoded, it would hold U+FFFD in its place.
 func decodeRequest(b []byte) (request, error) {
 	var w wireRequest
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -60,8 +62,8 @@ func decodeRequest(b []byte) (request, error) {
 	if err := dec.Decode(&w); err != nil {
 		return request{MessageID: peekMessageID(b)}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
 	}
-	if dec.More() {
-		return request{MessageID: w.MessageID}, fmt.Errorf("%w: more than one JSON value in a message", errBadRequest)
+	if !atEnd(dec) {
+		return request{MessageID: w.MessageID}, fmt.Errorf("%w: malformed JSON: more after the message's value", errBadRequest)
 	}
 	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
 		SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL, MinRevision: w.MinRevision}
@@ -97,6 +99,13 @@ func decodeRequest(b []byte) (request, error) {
 		r.Value, r.HasValue = v, true
 	}
 	return r, nil
+}
+
+// atEnd reports whether only white space follows the value dec decoded.
+// dec.More is no test of it: it is false before a stray '}' or ']'.
+func atEnd(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // valueText returns a value sent as a JSON string or number as text.

@@ -56,8 +56,9 @@ func (a *Adapter) restAuth(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// decodeBody decodes a JSON request body of at most MaxMessageSize bytes,
-// which must be valid UTF-8 (see checkJSONText).
+// decodeBody decodes a JSON request body of at most MaxMessageSize bytes:
+// one JSON value, with nothing but white space after it, and valid UTF-8
+// (see checkJSONText).
 func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	mw := w
 	if rw, ok := w.(*restWriter); ok {
@@ -76,6 +77,10 @@ func (a *Adapter) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		writeReply(w, errorReply(http.StatusBadRequest, fmt.Sprintf("bad JSON body: %v", err)))
+		return false
+	}
+	if !atEnd(dec) {
+		writeReply(w, errorReply(http.StatusBadRequest, "bad JSON body: more after its value"))
 		return false
 	}
 	if err := checkJSONText(body); err != nil {

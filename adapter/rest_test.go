@@ -31,6 +31,12 @@ func TestREST(t *testing.T) {
 		{"POST", "/record", apiKey, `{"key":"","value":"v"}`, 400, nil},
 		{"POST", "/record", apiKey, `{"key":"k","value":""}`, 400, nil},
 		{"POST", "/record", apiKey, `{"key":"k"`, 400, nil},
+		// More after the body's value is malformed JSON: nothing runs.
+		{"POST", "/record", apiKey, `{"key":"t","value":"v"}}`, 400, nil},
+		{"POST", "/record", apiKey, `{"key":"t","value":"v"} garbage`, 400, nil},
+		{"POST", "/record/atomic", apiKey, `{"key":"t","increment":1}]`, 400, nil},
+		{"POST", "/token/websocket", apiKey, `{} {}`, 400, nil},
+		{"GET", "/record/t", apiKey, "", 404, nil},
 		{"POST", "/record", apiKey, `{"key":"k","value":"` + strings.Repeat("v", 5000) + `"}`, 413, nil},
 		{"PUT", "/record", apiKey, `{}`, 405, nil},
 		{"POST", "/record/atomic", apiKey, `{"key":"n","increment":5}`, 200, map[string]any{"success": true, "newValue": 5.0}},

@@ -119,6 +119,9 @@ func TestWS_BadInput(t *testing.T) {
 		{`{"op":5,"key":"b","endKey":"a","messageId":16}`, 16.0, 400},
 		{`{"op":5,"key":"a","limit":-1,"messageId":17}`, 17.0, 400},
 		{`{"op":1,"key":"a","messageId":18} {"op":1}`, 18.0, 400},
+		{`{"op":2,"key":"trail","value":"v","messageId":19}}`, 19.0, 400},
+		{`{"op":2,"key":"trail","value":"v","messageId":20}]`, 20.0, 400},
+		{`{"op":2,"key":"trail","value":"v","messageId":21} x`, 21.0, 400},
 		{`[]`, nil, 400},
 	} {
 		c.writeRaw([]byte(tc.raw))
@@ -135,6 +138,7 @@ func TestWS_BadInput(t *testing.T) {
 	}
 	require.Equal(t, 413.0, c.call(m{"op": 2, "key": string(long), "value": "v"})["code"], "key over the limit")
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "still", "value": "usable"})["code"])
+	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "trail"})["code"], "a message with more after its value does not run")
 }
 
 func TestWS_Auth(t *testing.T) {
