@@ -319,7 +319,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A route may end in a slash; the key of record/{key} is all that
 	// follows record/, a final slash included. record/atomic is the
 	// increment's route for POST, which record/{key} does not take; for
-	// GET and DELETE it is the key "atomic".
+	// GET and DELETE it is the key "atomic". Likewise record/ is the
+	// set's route for POST; for GET and DELETE it names the empty key,
+	// which is refused as a missing key is.
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	route := strings.TrimRight(path, "/")
 	switch {
@@ -338,7 +340,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a.cors(w, r) {
 			return // a preflight, answered
 		}
-		if route != "record" && route != "records" && (route != "record/atomic" || r.Method != http.MethodPost) {
+		keyed := strings.HasPrefix(path, "record/") && (r.Method == http.MethodGet || r.Method == http.MethodDelete)
+		if keyed || route != "record" && route != "records" && (route != "record/atomic" || r.Method != http.MethodPost) {
 			route = path // the key of record/{key} keeps its final slash
 		}
 		rw := &restWriter{ResponseWriter: w, a: a, op: restOp(route, r.Method)}

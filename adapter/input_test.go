@@ -85,7 +85,8 @@ func TestREST_InvalidUTF8(t *testing.T) {
 }
 
 // TestREST_TrailingSlash: the key of /record/{key} is everything after
-// /record/, URL-decoded, a final slash included.
+// /record/, URL-decoded, a final slash included: for GET and DELETE,
+// /record/ names the empty key, which gets 400.
 func TestREST_TrailingSlash(t *testing.T) {
 	f := newFixture(t, nil)
 	code, _ := f.rest("POST", "/record", apiKey, `{"key":"x","value":"plain"}`)
@@ -109,6 +110,11 @@ func TestREST_TrailingSlash(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, got = f.rest("GET", "/records/?startKey=x&endKey="+strings.Repeat("z", 3), apiKey, "")
 	require.Equal(t, http.StatusOK, code, "%v", got)
+	for _, method := range []string{"GET", "DELETE"} {
+		code, got = f.rest(method, "/record/", apiKey, "")
+		require.Equal(t, http.StatusBadRequest, code, "%s /record/: %v", method, got)
+		require.Equal(t, "key is required", got["error"])
+	}
 }
 
 // TestWS_AccessPatternWholeKey: an access pattern anchored with $ admits
