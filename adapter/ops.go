@@ -29,6 +29,11 @@ func (a *Adapter) do(ac *access, req *request) reply {
 			return errorReply(http.StatusBadRequest, f.name+" is not valid UTF-8")
 		}
 	}
+	// Only a set and a compare-and-swap take a ttl, but a bad one is
+	// refused whatever the op, rather than ignored.
+	if req.TTL < 0 || req.TTL > maxTTL {
+		return errorReply(http.StatusBadRequest, "ttl: give 0 (never) to 100 years in milliseconds")
+	}
 	// A range's bounds are not keys it touches: it returns the keys
 	// between them that the access pattern admits, whatever the bounds
 	// (a prefix's end, "room:1;", is outside "^room:1:" though every key
@@ -65,8 +70,6 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		}
 		var so *engine.SetOptions
 		switch {
-		case req.TTL < 0 || req.TTL > maxTTL:
-			return errorReply(http.StatusBadRequest, "ttl: give 0 (never) to 100 years in milliseconds")
 		case req.TTL > 0 && req.Op == wire.OpPatch:
 			return errorReply(http.StatusBadRequest, "ttl applies to set and compare-and-swap, not patch")
 		case req.TTL > 0:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -265,7 +266,8 @@ func TestRangeRecordRevisions(t *testing.T) {
 }
 
 // TestWS_TTL: a set or compare-and-swap with ttl (milliseconds) makes the
-// key expire; a negative, oversized or patch ttl is refused.
+// key expire; a negative or oversized ttl is refused whatever the op, and
+// a patch's.
 func TestWS_TTL(t *testing.T) {
 	f := newFixture(t, nil)
 	c := f.dial("apiKey=" + apiKey)
@@ -286,10 +288,16 @@ func TestWS_TTL(t *testing.T) {
 		{"op": 2, "key": "k", "value": "v", "ttl": -1},
 		{"op": 2, "key": "k", "value": "v", "ttl": int64(1) << 62},
 		{"op": 3, "key": "k", "value": "v", "ttl": 1000},
+		{"op": 6, "key": "n", "value": 1, "ttl": -5},
+		{"op": 4, "key": "k", "ttl": -1},
+		{"op": 1, "key": "k", "ttl": int64(1) << 62},
+		{"op": 5, "key": "a", "ttl": -1},
 	} {
 		require.Equal(t, 400.0, c.call(bad)["code"], "%v", bad)
 	}
 	require.Equal(t, "x", must(f.db.Get("k")).Value, "nothing written by a refused request")
+	_, err = f.db.Get("n")
+	require.ErrorIs(t, err, engine.ErrNotFound, "nor incremented")
 }
 
 func must[T any](v T, err error) T {
