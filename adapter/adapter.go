@@ -312,7 +312,7 @@ func New(db Store, opts *Options) (*Adapter, error) {
 // ServeHTTP routes a request under the adapter's mount point.
 func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.enter() {
-		writeJSON(w, http.StatusServiceUnavailable, reply{Code: http.StatusServiceUnavailable, Error: "shutting down"})
+		writeReply(w, errorReply(http.StatusServiceUnavailable, "shutting down"))
 		return
 	}
 	defer a.inflight.Done()
@@ -348,7 +348,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.serveREST(rw, r, route)
 		a.observe(rw.op, rw.status)
 	default:
-		writeJSON(w, http.StatusNotFound, reply{Code: http.StatusNotFound, Error: "no such endpoint"})
+		writeReply(w, errorReply(http.StatusNotFound, "no such endpoint"))
 	}
 }
 

@@ -65,7 +65,7 @@ func TestREST(t *testing.T) {
 		{"GET", "/records?startKey=a&limit=x", apiKey, "", 400, nil},
 		{"DELETE", "/record/a", apiKey, "", 200, map[string]any{"success": true, "message": "Record deleted successfully"}},
 		{"DELETE", "/record/a", apiKey, "", 404, nil},
-		{"GET", "/nothing", apiKey, "", 404, nil},
+		{"GET", "/nothing", apiKey, "", 404, map[string]any{"error": "no such endpoint"}},
 	} {
 		code, got := f.rest(c.method, c.path, c.key, c.body)
 		require.Equal(t, c.code, code, "%s %s %s: %v", c.method, c.path, c.body, got)
