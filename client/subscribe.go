@@ -28,7 +28,9 @@ type SubscribeOptions struct {
 	// FromRevision, when above 0, asks for every matching change after
 	// that revision, then the live ones. A revision older than the
 	// server's history holds is an error that errors.Is recognises as
-	// engine.ErrCompacted.
+	// engine.ErrCompacted. 0 means from now, not after revision 0: a
+	// revision held that is 0 (a server with no change yet) resumes with
+	// Initial instead, which reads the items and goes on after them.
 	FromRevision int64
 
 	// Initial asks for the matching items first (Subscription.Initial),

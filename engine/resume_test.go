@@ -52,3 +52,28 @@ func TestSubscribe_ResumeInsideTransaction(t *testing.T) {
 	require.Equal(t, []string{"k:3", "k:4", "k:after"}, got)
 	require.NoError(t, s.Close())
 }
+
+// TestSubscribe_ResumeAfterRevisionZero: a subscriber that took nothing
+// from a store with no change holds revision 0, as does an Initial load
+// of it; resumed with From: pubsub.After of it, it gets the change made
+// while it was away. (FromRevision 0 is from now, and would miss it.)
+func TestSubscribe_ResumeAfterRevisionZero(t *testing.T) {
+	db := open(t, nil)
+	s, err := db.Subscribe([]string{"k*"}, &engine.SubscribeOptions{Initial: true})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.Equal(t, int64(0), s.InitialRevision)
+	require.Equal(t, int64(0), s.Revision())
+	_, err = db.Set("k1", "while away", nil)
+	require.NoError(t, err)
+
+	for _, from := range []int64{s.Revision(), s.InitialRevision, db.Stats().Subscriptions.Oldest - 1} {
+		r, err := db.Subscribe([]string{"k*"}, &engine.SubscribeOptions{From: pubsub.After(from)})
+		require.NoError(t, err)
+		ev, err := r.Next(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, "k1", ev.Key)
+		require.Equal(t, int64(1), ev.Revision)
+		require.NoError(t, r.Close())
+	}
+}

@@ -16,7 +16,10 @@ type SubscribeOptions struct {
 	// FromRevision, when above 0, asks for every matching change after
 	// that revision, then the live ones, with no gap between. A revision
 	// older than the change history holds ends the call with an error
-	// that errors.Is recognises as pubsub.ErrCompacted.
+	// that errors.Is recognises as pubsub.ErrCompacted. 0 means from now,
+	// not after revision 0: to resume after a revision held that may be
+	// 0 (Subscription.Revision before any change, the InitialRevision of
+	// a store with none), give From: pubsub.After(rev).
 	FromRevision int64
 
 	// From, when its Revision is above 0, asks for every matching change
@@ -67,7 +70,8 @@ type Subscription struct {
 	Initial []Item
 
 	// InitialRevision is the revision Initial was read at; the events
-	// start after it.
+	// start after it. Resume after it with From:
+	// pubsub.After(InitialRevision): it is 0 for a store with no change.
 	InitialRevision int64
 }
 

@@ -20,7 +20,7 @@ type SubscribeOptions struct {
 	// history to hold every revision after FromRevision (it is at least
 	// CompactedError.Oldest - 1); if not, Subscribe returns a
 	// *CompactedError. 0 means from now: events of revisions published
-	// after Subscribe.
+	// after Subscribe, not those after revision 0 (From: After(0)).
 	FromRevision int64
 
 	// From, when its Revision is above 0, asks for every matching event
@@ -242,10 +242,12 @@ func (s *Subscription) Position() Position {
 }
 
 // Revision returns the newest revision all of whose matching events the
-// reader has taken: Position().Revision - 1. Subscribing again with
-// FromRevision set to it goes on after that revision, which repeats the
-// events the reader took of a transaction that Close cut; From:
-// Position() does not.
+// reader has taken: Position().Revision - 1, 0 before any change.
+// Subscribing again with From: After(Revision()) goes on after that
+// revision, which repeats the events the reader took of a transaction
+// that Close cut; From: Position() does not. (FromRevision set to it does
+// the same, but for 0, which it takes for now: changes made meanwhile
+// would be missed.)
 func (s *Subscription) Revision() int64 { return s.Position().Revision - 1 }
 
 // put sends the event of batch at index i, the last of the batch that s
