@@ -408,14 +408,16 @@ func (n *Node) removeServer(id string) error {
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
-// up-to-date voter if id is empty. On a follower it is forwarded to the
-// leader.
+// up-to-date voter if id is empty; to the leader itself it is done at
+// once. On a follower it is forwarded to the leader: sent again after a
+// reply lost on the network only when it names id (the second finds it
+// done), since a transfer to any voter would move leadership twice.
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	if n.closed() {
 		return ErrClosed
 	}
 	if !n.IsLeader() {
-		_, err := n.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id}, true)
+		_, err := n.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id}, id != "")
 		return err
 	}
 	return n.transfer(id)
@@ -439,6 +441,9 @@ func (n *Node) transfer(id string) error {
 		}
 		if to == nil {
 			return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
+		}
+		if id == n.opts.NodeID {
+			return nil // it leads already: a forwarded transfer sent again finds it done
 		}
 	}
 	// The voters grant the target their votes although they know this

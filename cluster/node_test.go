@@ -137,6 +137,20 @@ func TestNode_StatusLeaderAndTransfer(t *testing.T) {
 
 	err := c.nodes[c.leader()].TransferLeadership(ctxT(t), "nobody")
 	require.ErrorIs(t, err, ErrInvalidOptions)
+
+	// To the leader itself, it holds already: done, nothing moves (a
+	// forwarded transfer whose reply was lost is sent again, and finds
+	// the target leading).
+	for attempt := 0; ; attempt++ {
+		l := c.leader()
+		term := c.nodes[l].rn.raft.CurrentTerm()
+		require.NoError(t, c.nodes[l].TransferLeadership(ctxT(t), fmt.Sprintf("n%d", l)))
+		require.NoError(t, c.nodes[(l+1)%3].TransferLeadership(ctxT(t), fmt.Sprintf("n%d", l)))
+		if c.leader() == l && c.nodes[l].rn.raft.CurrentTerm() == term {
+			break
+		}
+		require.Less(t, attempt, 5, "leadership kept moving")
+	}
 }
 
 func TestNode_JoinCatchesUpThenVotesAndRemoveTakesOut(t *testing.T) {
