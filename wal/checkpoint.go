@@ -1,7 +1,9 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"path"
 )
@@ -31,6 +33,10 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	fsys, dir := l.opts.FS, l.snapDir()
 	name := path.Join(dir, snapshotName(rev))
 	tmp := name + ".tmp"
+	// One a try at rev left, its removal failing too, is in the way.
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: snapshot: %w", err)
+	}
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("wal: snapshot: %w", err)

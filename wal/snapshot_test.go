@@ -132,6 +132,13 @@ func TestLog_Snapshot(t *testing.T) {
 		require.Less(t, st.Segments, before.Segments, "covered segments removed")
 		require.Less(t, st.Bytes, before.Bytes)
 		appendDurable(t, l, 41, 45)
+		// What a failed try at 44 left, its removal failing too, does not
+		// stop the next.
+		left, err := fs.Create(fmt.Sprintf("db/snap/%020d.snap.tmp", 44))
+		require.NoError(t, err)
+		_, err = left.Write([]byte("half a snapshot"))
+		require.NoError(t, err)
+		require.NoError(t, left.Close())
 		require.NoError(t, l.Snapshot(44, slices.Values(sampleItems(2))))
 		require.NoError(t, l.Snapshot(30, nil), "an older snapshot does nothing")
 		require.NoError(t, l.Close())
