@@ -96,13 +96,16 @@ func backup(args []string) error {
 	}
 	var req *http.Request
 	var resp *http.Response
-	for _, u := range urls { // in turn, as the client commands do, until one answers
+	for i, u := range urls { // in turn, as the client commands do, until one answers
 		if req, err = http.NewRequest(http.MethodGet, u, nil); err != nil {
 			return err
 		}
 		req.Header.Set("x-api-key", *key)
 		if resp, err = client.Do(req); err == nil {
-			break
+			if resp.StatusCode != http.StatusServiceUnavailable || i == len(urls)-1 {
+				break
+			}
+			resp.Body.Close() // a node shutting down: the next may serve
 		}
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,7 +228,12 @@ func TestBackup_LivekvAddr(t *testing.T) {
 	s := serveOps(t, bin, "--data", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--api-key", "k1")
 	hostPort := strings.TrimPrefix(s.base, "http://")
 	closed := closedAddr(t)
-	for i, env := range []string{hostPort, s.base + "/kv", closed + "," + hostPort} {
+	// A node shutting down answers 503: the next is tried.
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"shutting down"}`, http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	for i, env := range []string{hostPort, s.base + "/kv", closed + "," + hostPort, down.URL + "," + hostPort} {
 		file := filepath.Join(dir, fmt.Sprintf("%d.backup", i))
 		cmd := exec.Command(bin, "backup", "-o", file)
 		cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+env)
@@ -236,10 +242,16 @@ func TestBackup_LivekvAddr(t *testing.T) {
 		require.Contains(t, string(out), "livekv backup: revision ")
 		require.FileExists(t, file)
 	}
-	// --addr wins over it.
-	cmd := exec.Command(bin, "backup", "--addr", hostPort, "-o", filepath.Join(dir, "flag.backup"))
-	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+closed)
+	cmd := exec.Command(bin, "backup", "-o", filepath.Join(dir, "down.backup"))
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+closed+","+down.URL)
 	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the last one's answer: %s", out)
+	require.Contains(t, string(out), "503")
+
+	// --addr wins over it.
+	cmd = exec.Command(bin, "backup", "--addr", hostPort, "-o", filepath.Join(dir, "flag.backup"))
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+closed)
+	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	s.stop(t)
 }
