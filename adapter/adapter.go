@@ -34,7 +34,8 @@ import (
 type Options struct {
 	// APIKeys are the keys that give full access, sent as ?apiKey= to /ws
 	// and as the x-api-key header to the REST API. At least one is
-	// required.
+	// required; none may be empty, or start or end with white space,
+	// which HTTP trims from a header.
 	APIKeys []string
 
 	// TokenSecret signs tokens (HMAC-SHA256). Default: random, so tokens
@@ -199,8 +200,13 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("%w: no API key", ErrInvalidOptions)
 	}
 	for _, k := range c.APIKeys {
-		if k == "" {
+		switch {
+		case k == "":
 			return c, fmt.Errorf("%w: empty API key", ErrInvalidOptions)
+		case strings.TrimSpace(k) != k:
+			// HTTP trims a header's value: no client could send it in
+			// x-api-key.
+			return c, fmt.Errorf("%w: an API key starts or ends with white space", ErrInvalidOptions)
 		}
 	}
 	if c.TokenSecret == nil {

@@ -240,7 +240,8 @@ func (f *fixture) counter(key string) string {
 
 func TestNew_InvalidOptions(t *testing.T) {
 	f := newFixture(t, nil)
-	for _, o := range []*adapter.Options{nil, {}, {APIKeys: []string{""}}, {APIKeys: []string{"k"}, TokenSecret: []byte("short")},
+	for _, o := range []*adapter.Options{nil, {}, {APIKeys: []string{""}}, {APIKeys: []string{"k", " k"}}, {APIKeys: []string{"k\t"}},
+		{APIKeys: []string{"k"}, TokenSecret: []byte("short")},
 		{APIKeys: []string{"k"}, RequestRate: -1}, {APIKeys: []string{"k"}, DefaultRangeLimit: 5000}} {
 		_, err := adapter.New(f.db, o)
 		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%+v", o)
