@@ -100,6 +100,8 @@ func TestBroker_Subscribe_Errors(t *testing.T) {
 	require.ErrorIs(t, err, pubsub.ErrClosed)
 	_, err = b.Subscribe(pats(t, "*"), nil)
 	require.ErrorIs(t, err, pubsub.ErrClosed)
+	_, err = b.Subscribe(pats(t, "*"), &pubsub.SubscribeOptions{FromRevision: 1})
+	require.ErrorIs(t, err, pubsub.ErrClosed, "closed, whatever the history held")
 	require.Panics(t, func() { b.Publish(batch(15, "k")) }, "out of order")
 }
 

@@ -122,6 +122,9 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed { // first: a closed broker is not one to resume from
+		return nil, ErrClosed
+	}
 	b.hmu.Lock()
 	last, oldest := b.hist.last, b.hist.oldest()
 	b.hmu.Unlock()
@@ -130,9 +133,6 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	}
 	if start.Revision < oldest {
 		return nil, &CompactedError{Revision: start.Revision - 1, Oldest: oldest}
-	}
-	if b.closed {
-		return nil, ErrClosed
 	}
 	s.sent = start
 	b.subs[s] = struct{}{}
