@@ -83,7 +83,7 @@ type walStore struct {
 
 // openWAL opens, or creates, the raft-wal log in dir.
 func openWAL(dir string, o *Options) (logStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	meta := &metadb.BoltMetaDB{}

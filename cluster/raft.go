@@ -61,7 +61,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 			n.close()
 		}
 	}()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	inner, err := openLogStore(dir, o)

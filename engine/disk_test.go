@@ -1,7 +1,12 @@
 package engine_test
 
 import (
+	"bytes"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -279,4 +284,40 @@ func TestDisk_SweepOfKeysAtTheLogsLimit(t *testing.T) {
 	}
 	require.Equal(t, int64(0), db.Stats().Keys)
 	require.Equal(t, int64(3), db.Stats().Expired)
+}
+
+// TestDisk_FilesPrivate: the folders and files a store makes, and those
+// a restore makes from a backup, are its user's alone (0700 and 0600),
+// as a backup file is: a database may hold secrets.
+func TestDisk_FilesPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no Unix permissions")
+	}
+	root := t.TempDir()
+	dir := filepath.Join(root, "new", "db")
+	db, err := engine.Open(dir, &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	_, err = db.Set("secret", "v", nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Checkpoint())
+	var buf bytes.Buffer
+	_, err = db.Backup(&buf)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	_, err = engine.RestoreDir(&buf, filepath.Join(root, "restored"), nil)
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		require.Zero(t, st.Mode().Perm()&0o077, "%s is %v", p, st.Mode().Perm())
+		n++
+		return nil
+	}))
+	require.Greater(t, n, 8)
 }

@@ -48,7 +48,7 @@ type OSFS struct{}
 
 // Create implements FS.
 func (OSFS) Create(name string) (File, error) {
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // OpenAppend implements FS.
@@ -66,7 +66,7 @@ func (OSFS) Remove(name string) error { return os.Remove(name) }
 func (OSFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
 
 // MkdirAll implements FS.
-func (OSFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+func (OSFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o700) }
 
 // List implements FS.
 func (OSFS) List(dir string) ([]string, error) { return names(dir, false) }

@@ -18,7 +18,7 @@ import (
 // lockFile locks name with flock(2), which also excludes a second Open in
 // the same process because each takes its own file descriptor.
 func lockFile(name string) (io.Closer, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

@@ -152,13 +152,13 @@ func makeFolder(dir string) (string, error) {
 	if made == "" {
 		return "", nil
 	}
-	switch err := os.Mkdir(made, 0o755); {
+	switch err := os.Mkdir(made, 0o700); {
 	case errors.Is(err, os.ErrExist):
 		made = "" // not this run's
 	case err != nil:
 		return "", err
 	}
-	return made, os.MkdirAll(dir, 0o755)
+	return made, os.MkdirAll(dir, 0o700)
 }
 
 // removeIfCreated removes dir, the outermost folder this run made

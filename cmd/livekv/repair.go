@@ -50,7 +50,7 @@ func keepAside(dir string, at time.Time) (string, error) {
 	base := fmt.Sprintf("%s.before-repair-%s", filepath.Clean(dir), at.UTC().Format("20060102T150405Z"))
 	name := base
 	for n := 2; ; n++ {
-		if err := os.Mkdir(name, 0o755); !errors.Is(err, fs.ErrExist) {
+		if err := os.Mkdir(name, 0o700); !errors.Is(err, fs.ErrExist) {
 			return name, err
 		}
 		name = fmt.Sprintf("%s-%03d", base, n)
@@ -77,7 +77,7 @@ func copyFolder(src, dst string) error {
 		switch {
 		case d.IsDir():
 			dirs = append(dirs, to)
-			return os.MkdirAll(to, 0o755)
+			return os.MkdirAll(to, 0o700)
 		case rel == "LOCK" || !d.Type().IsRegular():
 			return nil
 		}
