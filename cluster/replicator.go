@@ -14,7 +14,7 @@ import (
 	"github.com/livekv/livekv/wal"
 )
 
-// Packing limits of the proposer (see CLUSTER.md §2.1): group commit at
+// Packing limits of the proposer (see docs/cluster.md): group commit at
 // the raft level. The proposer packs an entry only when one of the
 // maxInFlight slots is free, so that the writers that arrive while the
 // entries in flight are stored and replicated gather into the next one:
