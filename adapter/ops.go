@@ -178,7 +178,17 @@ func (a *Adapter) charged(tx *engine.Tx, key string, op func() error) (QuotaUsag
 		return QuotaUsage{}, err
 	}
 	d := QuotaUsage{Keys: after.Keys - before.Keys, Bytes: after.Bytes - before.Bytes}
-	if err := a.opts.Quota.Charge(key, d.Bytes, d.Keys); err != nil {
+	err = a.opts.Quota.Charge(key, d.Bytes, d.Keys)
+	if rc, ok := a.opts.Quota.(recounter); ok && errors.Is(err, ErrQuotaExceeded) {
+		// The counts only drift up (keys gone by expiry): counted again,
+		// they may leave room.
+		if again, rerr := rc.recount(tx, key, d); rerr != nil {
+			return QuotaUsage{}, rerr
+		} else if again {
+			err = a.opts.Quota.Charge(key, d.Bytes, d.Keys)
+		}
+	}
+	if err != nil {
 		return QuotaUsage{}, err
 	}
 	return d, nil

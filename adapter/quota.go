@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/livekv/livekv/engine"
 )
@@ -55,43 +56,95 @@ type QuotaUsage struct {
 // MaxBytes. A write that frees room, or keeps its key's size, is never
 // refused, even over a limit (after the limits were lowered). The totals
 // are kept in memory, counted from the DB by NewPrefixQuota, so that they
-// follow the DB across restarts; writes that bypass the adapter (the Go
-// API, a key's expiry) are not counted until then.
+// follow the DB across restarts. Writes that bypass the adapter (the Go
+// API, a key's expiry) are not counted as they happen: before it refuses
+// a write, the adapter has the quota count the prefix again from the
+// write's transaction (at most every recountEvery a prefix), so that keys
+// gone by expiry cannot hold an app at its limit.
 type PrefixQuota struct {
 	limits []QuotaLimit
 
-	mu   sync.Mutex
-	used []QuotaUsage // guarded by mu; one per limit
+	mu      sync.Mutex
+	used    []QuotaUsage // guarded by mu; one per limit
+	counted []time.Time  // guarded by mu; when each limit's prefix was last counted
+}
+
+// recountEvery bounds how often a refusal counts a prefix again: each
+// count reads its keys, up to MaxKeys, under the writer lock.
+const recountEvery = 100 * time.Millisecond
+
+// recounter is a Quota that can count again what the keys under key's
+// prefixes hold, from tx, in which a write made the change d to key;
+// it reports whether it did.
+type recounter interface {
+	recount(tx *engine.Tx, key string, d QuotaUsage) (bool, error)
 }
 
 // NewPrefixQuota counts what db holds under each limit's prefix (a scan
 // of them) and returns a quota for an adapter over db. Make it before the
 // adapter serves: writes made during the scan are not counted.
 func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
-	q := &PrefixQuota{limits: limits, used: make([]QuotaUsage, len(limits))}
+	q := &PrefixQuota{limits: limits, used: make([]QuotaUsage, len(limits)), counted: make([]time.Time, len(limits))}
 	for i, l := range limits {
 		if l.Prefix == "" || l.MaxKeys < 0 || l.MaxBytes < 0 {
 			return nil, fmt.Errorf("%w: quota for %q: an empty prefix or a negative limit", ErrInvalidOptions, l.Prefix)
 		}
 		err := db.View(func(tx *engine.Tx) error {
-			items, err := tx.Prefix(l.Prefix, nil)
-			if err != nil {
-				return err
-			}
-			for it, err := range items {
-				if err != nil {
-					return err
-				}
-				q.used[i].Keys++
-				q.used[i].Bytes += int64(len(it.Key) + len(it.Value))
-			}
-			return nil
+			u, err := countPrefix(tx, l.Prefix)
+			q.used[i] = u
+			return err
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
 	return q, nil
+}
+
+// countPrefix is what the keys that start with prefix hold in tx.
+func countPrefix(tx *engine.Tx, prefix string) (QuotaUsage, error) {
+	var u QuotaUsage
+	items, err := tx.Prefix(prefix, nil)
+	if err != nil {
+		return u, err
+	}
+	for it, err := range items {
+		if err != nil {
+			return u, err
+		}
+		u.Keys++
+		u.Bytes += int64(len(it.Key) + len(it.Value))
+	}
+	return u, nil
+}
+
+// recount implements recounter: the prefixes of key not counted in the
+// last recountEvery are counted from tx, less d, which Charge adds again.
+func (q *PrefixQuota) recount(tx *engine.Tx, key string, d QuotaUsage) (bool, error) {
+	did := false
+	for i, l := range q.limits {
+		if !strings.HasPrefix(key, l.Prefix) {
+			continue
+		}
+		q.mu.Lock()
+		due := time.Since(q.counted[i]) >= recountEvery
+		if due {
+			q.counted[i] = time.Now()
+		}
+		q.mu.Unlock()
+		if !due {
+			continue
+		}
+		u, err := countPrefix(tx, l.Prefix)
+		if err != nil {
+			return did, err
+		}
+		q.mu.Lock()
+		q.used[i] = QuotaUsage{Keys: u.Keys - d.Keys, Bytes: u.Bytes - d.Bytes}
+		q.mu.Unlock()
+		did = true
+	}
+	return did, nil
 }
 
 // Charge implements Quota.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/engine"
@@ -183,4 +184,28 @@ func TestQuota_InvalidLimits(t *testing.T) {
 	require.ErrorIs(t, err, adapter.ErrInvalidOptions)
 	_, err = adapter.NewPrefixQuota(db, adapter.QuotaLimit{Prefix: "a:", MaxKeys: -1, MaxBytes: 1})
 	require.ErrorIs(t, err, adapter.ErrInvalidOptions)
+}
+
+// TestQuota_ExpiredKeysLeaveRoom: keys gone by expiry, which no write
+// through the adapter removed, do not hold a prefix at its limit: a key
+// written again and again with a TTL stays one key, and a write refused
+// while the counts were off is taken once they are counted again.
+func TestQuota_ExpiredKeysLeaveRoom(t *testing.T) {
+	f, q := newQuotaFixture(t, "", nil, adapter.QuotaLimit{Prefix: "todo:", MaxKeys: 2, MaxBytes: 1000})
+	c := f.dial("token=" + url.QueryEscape(f.token(visitorScope)))
+	for i := 1; i <= 6; i++ {
+		r := c.call(m{"op": 2, "key": "todo:a", "value": "v", "ttl": 1})
+		require.Equal(t, 200.0, r["code"], "write %d of the one key todo:a: %v", i, r)
+		time.Sleep(120 * time.Millisecond) // the TTL runs out, and a count may be made again
+		require.Equal(t, 404.0, c.call(m{"op": 1, "key": "todo:a"})["code"])
+	}
+	require.LessOrEqual(t, q.Usage("todo:").Keys, int64(2))
+
+	// Two keys that stay: the limit still holds.
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "todo:b", "value": "v"})["code"])
+	time.Sleep(120 * time.Millisecond)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "todo:c", "value": "v"})["code"])
+	time.Sleep(120 * time.Millisecond)
+	require.Equal(t, 507.0, c.call(m{"op": 2, "key": "todo:d", "value": "v"})["code"])
+	require.Equal(t, scanUsage(t, f.db, "todo:"), q.Usage("todo:"))
 }
