@@ -12,7 +12,8 @@ import (
 
 // TestServe_KeyAndValueLimits: serve takes the engine's key and value
 // limits, and a client's messages grow to carry them; a folder that holds
-// a key over the default limit serves it only with the flag.
+// a key over the default limit is served only with the flag, and refused
+// without it.
 func TestServe_KeyAndValueLimits(t *testing.T) {
 	bin := build(t)
 	data := filepath.Join(t.TempDir(), "data")
@@ -35,13 +36,16 @@ func TestServe_KeyAndValueLimits(t *testing.T) {
 	require.Equal(t, value, got)
 	s.stop(t)
 
-	s = runServe(t, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k")
-	code, _, _ = readAt(s.base, key, "") // an error for any status but 200 and 404
-	require.Equal(t, http.StatusRequestEntityTooLarge, code, "the key is over the default limit")
-	s.stop(t)
-
-	out, err := exec.Command(bin, "serve", "--data", data, "--max-value-size", "0").CombinedOutput()
+	// Without the flags, the folder is refused, which names them: served,
+	// its key could be listed but not read, written or deleted.
+	out, err := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k").CombinedOutput()
 	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "a key of 1500 bytes")
+	require.Contains(t, string(out), "--max-key-size")
+
+	out, err = exec.Command(bin, "serve", "--data", data, "--max-value-size", "0").CombinedOutput()
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 2, exit.ExitCode())
 	require.Contains(t, string(out), "--max-*-size")
