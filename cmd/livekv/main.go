@@ -272,10 +272,14 @@ func serve(args []string) error {
 		return err
 	}
 	made, err := makeFolder(*data) // the outermost folder this run made, if any
+	madeKey := ""                  // the api-key file this run made, if any
 	fail := func(err error) error {
 		ln.Close()
 		if monLn != nil {
 			monLn.Close()
+		}
+		if madeKey != "" {
+			os.Remove(madeKey)
 		}
 		removeIfCreated(made)
 		return err
@@ -310,6 +314,7 @@ func serve(args []string) error {
 		keyNote = fmt.Sprintf("API key in %s", filepath.Join(*data, "api-key"))
 		if created { // shown this once
 			keyNote = fmt.Sprintf("API key %s (new, kept in %s)", k, filepath.Join(*data, "api-key"))
+			madeKey = filepath.Join(*data, "api-key")
 		}
 	}
 	// In cluster mode db is the node's own copy, for health, metrics and

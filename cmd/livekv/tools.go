@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,10 @@ import (
 	"github.com/livekv/livekv/wal"
 )
 
-// storedKey returns the API key kept in file, making one if there is none.
+// storedKey returns the API key kept in file, making one if there is none:
+// written to a file of its own, synced, then given its name, its folder
+// synced, so that a failure or a crash leaves the whole key or none (a
+// key cut short would be taken as the key by the next serve).
 func storedKey(file string) (key string, created bool, err error) {
 	b, err := os.ReadFile(file)
 	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
@@ -34,11 +38,32 @@ func storedKey(file string) (key string, created bool, err error) {
 		return "", false, err
 	}
 	key = hex.EncodeToString(raw)
-	if err := os.WriteFile(file, []byte(key+"\n"), 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".tmp-*") // mode 0600
+	if err != nil {
+		return "", false, err
+	}
+	defer os.Remove(f.Name()) // gone once renamed
+	_, err = f.WriteString(key + "\n")
+	if err == nil {
+		err = syncKeyFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), file)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(file))
+	}
+	if err != nil {
 		return "", false, err
 	}
 	return key, true, nil
 }
+
+// syncKeyFile syncs a new key's file; tests make it fail.
+var syncKeyFile = (*os.File).Sync
 
 // folderFlags parses a subcommand's flags, which define adds, and its one
 // argument, a data folder, which must hold livekv data when holdsData

@@ -108,3 +108,30 @@ func TestBackup_SyncsFolderAfterRename(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "backup bytes", string(b))
 }
+
+// TestStoredKey_WholeOrNone: a key whose writing fails leaves no api-key
+// file, nor a file of its own, so that the next serve makes a whole key
+// rather than take what was cut short; one written is read back whole.
+func TestStoredKey_WholeOrNone(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "api-key")
+	syncKeyFile = func(*os.File) error { return fmt.Errorf("disk full") }
+	_, _, err := storedKey(file)
+	syncKeyFile = (*os.File).Sync
+	require.ErrorContains(t, err, "disk full")
+	names, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, names)
+
+	key, created, err := storedKey(file)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Len(t, key, 32)
+	again, created, err := storedKey(file)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, key, again)
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
