@@ -14,9 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// storedItems opens dir and returns its items by key.
-func storedItems(t *testing.T, dir string) map[string]engine.Item {
-	db, err := engine.Open(dir, nil)
+// storedItems opens dir, with the options o (nil: the defaults), and
+// returns its items by key.
+func storedItems(t *testing.T, dir string, o *engine.Options) map[string]engine.Item {
+	db, err := engine.Open(dir, o)
 	require.NoError(t, err)
 	defer db.Close()
 	out := map[string]engine.Item{}
@@ -28,10 +29,10 @@ func storedItems(t *testing.T, dir string) map[string]engine.Item {
 }
 
 // dumpFolder runs livekv dump of dir and returns what it wrote.
-func dumpFolder(t *testing.T, bin, dir string) *bytes.Buffer {
+func dumpFolder(t *testing.T, bin, dir string, flags ...string) *bytes.Buffer {
 	t.Helper()
 	var dumped, stderr bytes.Buffer
-	cmd := exec.Command(bin, "dump", dir)
+	cmd := exec.Command(bin, append(append([]string{"dump"}, flags...), dir)...)
 	cmd.Stdout, cmd.Stderr = &dumped, &stderr
 	require.NoError(t, cmd.Run(), stderr.String())
 	return &dumped
@@ -75,7 +76,7 @@ func TestDumpLoad_RoundTrip(t *testing.T) {
 	out, err := cmd.Output()
 	require.NoError(t, err, "load: %s %s", out, stderr.String())
 
-	got := storedItems(t, dst)
+	got := storedItems(t, dst, nil)
 	for k, v := range want {
 		it, ok := got[k]
 		if !ok {
@@ -93,8 +94,8 @@ func TestDumpLoad_RoundTrip(t *testing.T) {
 	}
 }
 
-// A folder made with larger limits than the defaults dumps, and loads
-// with those limits given.
+// A folder made with larger limits than the defaults dumps, and loads,
+// with those limits given (without them, each refuses, naming them).
 func TestLoad_LargerLimits(t *testing.T) {
 	bin := build(t)
 	src := filepath.Join(t.TempDir(), "src")
@@ -104,12 +105,15 @@ func TestLoad_LargerLimits(t *testing.T) {
 	_, err = db.Set(key, value, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-	dumped := dumpFolder(t, bin, src)
+	out, err := exec.Command(bin, "dump", src).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "--max-key-size")
+	dumped := dumpFolder(t, bin, src, "--max-key-size", "2048", "--max-value-size", "2097152")
 
 	dst := filepath.Join(t.TempDir(), "dst")
 	cmd := exec.Command(bin, "load", dst)
 	cmd.Stdin = bytes.NewReader(dumped.Bytes())
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	require.Contains(t, string(out), "--max-value-size")
 
@@ -118,7 +122,7 @@ func TestLoad_LargerLimits(t *testing.T) {
 	cmd.Stdin = bytes.NewReader(dumped.Bytes())
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	got := storedItems(t, dst)
+	got := storedItems(t, dst, &engine.Options{MaxKeySize: 2048, MaxValueSize: 2 << 20})
 	require.Len(t, got, 1)
 	require.True(t, got[key].Value == value, "the value came back changed")
 }
