@@ -296,7 +296,7 @@ type Adapter struct {
 
 	tokens struct {
 		sync.Mutex                // taken after a conn's mu, never before
-		subs       map[string]int // subscriptions held per token (by signature)
+		subs       map[string]int // subscriptions held per token (by MAC)
 	}
 }
 
@@ -419,7 +419,7 @@ type access struct {
 	full    bool
 	pattern *pattern.Pattern // keys a token may touch; nil with full
 	claims  claims
-	token   string // the token's signature, which names it; "" with full
+	token   string // the token's MAC, which names it; "" with full
 }
 
 // allows reports whether the connection may touch key. undecided is
@@ -470,8 +470,16 @@ func (a *Adapter) tokenAccess(token string) (*access, int, error) {
 	case err != nil:
 		return nil, http.StatusForbidden, err
 	}
+	// The token's subscriptions are counted under its MAC, the bytes
+	// its signature decodes to, not under the signature's text: one
+	// token, however spelled, has one share of MaxTokenSubscriptions.
+	// (verifyToken admits one spelling only; this holds without it.)
 	_, sig, _ := strings.Cut(token, ".")
-	ac := &access{claims: c, token: sig}
+	sum, err := tokenEncoding.DecodeString(sig)
+	if err != nil {
+		return nil, http.StatusForbidden, errTokenMalformed
+	}
+	ac := &access{claims: c, token: string(sum)}
 	if c.AccessPattern != "" {
 		p, err := accessPattern(c.AccessPattern)
 		if err != nil {

@@ -93,6 +93,42 @@ func TestWS_SubscriptionsPerToken(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "c1's three are free again")
 }
 
+// TestWS_TokenAliasesShareTheCap: a token has one spelling. Another
+// spelling of its signature (a line break inside, which base64 decoders
+// skip, or final bits that are not zero) is refused at the handshake with
+// 403, rather than admitted with a MaxTokenSubscriptions share of its
+// own.
+func TestWS_TokenAliasesShareTheCap(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxTokenSubscriptions: 1})
+	tok := f.token(`{"accessPattern":"^room:1:"}`)
+	c1 := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 200.0, c1.call(m{"op": 100, "patterns": []string{"room:1:*"}})["code"])
+	c2 := f.dial("token=" + url.QueryEscape(tok))
+	r := c2.call(m{"op": 100, "patterns": []string{"room:1:*"}})
+	require.Equal(t, 429.0, r["code"], "%v", r)
+
+	payload, sig, _ := strings.Cut(tok, ".")
+	// The MAC's 32 bytes take 43 characters, whose last carries 2 bits
+	// of it and 4 of zero: setting the lowest one spells the same bytes.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	for _, alias := range []string{
+		payload + "." + sig[:5] + "\n" + sig[5:],
+		payload + "." + sig[:5] + "\r\n" + sig[5:],
+		payload[:3] + "\n" + payload[3:] + "." + sig,
+		payload + "." + sig[:len(sig)-1] + string(alphabet[last|1]),
+		payload + "=." + sig,
+		payload + "." + sig + "=",
+	} {
+		ws, resp, err := f.dialRaw("token="+url.QueryEscape(alias), nil)
+		if err == nil {
+			ws.CloseNow()
+		}
+		require.Error(t, err, "alias %q of the token is admitted", alias)
+		require.Equal(t, 403, resp.StatusCode, "alias %q", alias)
+	}
+}
+
 // TestWS_CapRefusalsSayWhichCap: a subscribe over a cap gets 429, as one
 // over the request rate does, with an error that starts with the cap's
 // text, so that a client can tell a refusal that waiting cures (the rate)

@@ -1,8 +1,10 @@
 package adapter
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -61,10 +63,29 @@ func FuzzVerifyToken(f *testing.F) {
 	f.Add(".")
 	f.Add("e30.AAAA")
 	f.Add(good[:len(good)-2])
+	// Other spellings of good, which it refuses: a line break or a
+	// carriage return inside a part, padding, final bits that are not
+	// zero.
+	payload, sig, _ := strings.Cut(good, ".")
+	f.Add(payload + "." + sig[:5] + "\n" + sig[5:])
+	f.Add(payload + "." + sig[:5] + "\r\n" + sig[5:])
+	f.Add(payload[:3] + "\n" + payload[3:] + "." + sig)
+	f.Add(payload + "." + sig + "=")
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	f.Add(payload + "." + sig[:len(sig)-1] + string(alphabet[last|1]))
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := verifyToken(secret, tok, now)
 		if err != nil {
 			return
+		}
+		// A token has one spelling: what it accepts is the encoding of
+		// the bytes its parts decode to.
+		p, s, _ := strings.Cut(tok, ".")
+		pb, perr := base64.RawURLEncoding.DecodeString(p)
+		sb, serr := base64.RawURLEncoding.DecodeString(s)
+		if perr != nil || serr != nil || tok != base64.RawURLEncoding.EncodeToString(pb)+"."+base64.RawURLEncoding.EncodeToString(sb) {
+			t.Fatalf("accepted %q, not the one spelling of its bytes", tok)
 		}
 		again, err := signToken(secret, c)
 		if err != nil {

@@ -57,20 +57,24 @@ func mac(secret []byte, payload string) []byte {
 }
 
 // verifyToken checks a token's signature (in constant time) and expiry and
-// returns its claims.
+// returns its claims. It accepts one spelling of a token only, the one
+// signToken gives: the base64url alphabet and no other byte, and final
+// bits that are zero. The decoder alone would skip '\r' and '\n' and
+// ignore those bits, so that one token had many spellings, and a count
+// kept under its text (MaxTokenSubscriptions) one share per spelling.
 func verifyToken(secret []byte, token string, now time.Time) (claims, error) {
 	payload, sig, ok := strings.Cut(token, ".")
-	if !ok || len(token) > maxTokenLen {
+	if !ok || len(token) > maxTokenLen || !isTokenPart(payload) || !isTokenPart(sig) {
 		return claims{}, errTokenMalformed
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := tokenEncoding.DecodeString(sig)
 	if err != nil {
 		return claims{}, errTokenMalformed
 	}
 	if !hmac.Equal(got, mac(secret, payload)) {
 		return claims{}, errTokenSignature
 	}
-	body, err := base64.RawURLEncoding.DecodeString(payload)
+	body, err := tokenEncoding.DecodeString(payload)
 	if err != nil {
 		return claims{}, errTokenMalformed
 	}
@@ -89,3 +93,24 @@ func verifyToken(secret []byte, token string, now time.Time) (claims, error) {
 
 // maxTokenLen bounds what verifyToken decodes.
 const maxTokenLen = 64 << 10
+
+// tokenEncoding decodes a token's parts. Strict refuses final bits that
+// are not zero, which would give a part of the same bytes another
+// spelling; it still skips '\r' and '\n', which isTokenPart refuses.
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+// isTokenPart reports whether s is a non-empty run of base64url's
+// alphabet, without padding: the only bytes of a token's parts.
+func isTokenPart(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'A' <= b && b <= 'Z', 'a' <= b && b <= 'z', '0' <= b && b <= '9', b == '-', b == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
