@@ -17,6 +17,7 @@ package adapter
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -39,10 +40,11 @@ type Options struct {
 	// which HTTP trims from a header.
 	APIKeys []string
 
-	// TokenSecret signs tokens (HMAC-SHA256). Default: random, so tokens
-	// do not outlive the process. Give one to keep them valid across
-	// restarts, or across processes sharing it. At least
-	// MinTokenSecretSize bytes.
+	// TokenSecret signs tokens (HMAC-SHA256), and a key derived from it
+	// seals the DBX keys.scan cursors that name a key the connection may
+	// not read. Default: random, so tokens and sealed cursors do not
+	// outlive the process. Give one to keep them valid across restarts,
+	// or across processes sharing it. At least MinTokenSecretSize bytes.
 	TokenSecret []byte
 
 	// TokenTTL is how long an issued token is valid. Default 2 hours.
@@ -125,9 +127,9 @@ type Options struct {
 
 	// MaxExaminedKeys bounds the keys one DBX request, a batch included,
 	// may read (string.get, mget, exists, ...) and examine in keys.scan
-	// and keys.count, which read the keys in the range a pattern allows:
-	// over it the request fails with work_limit_exceeded and changes
-	// nothing. Default 100,000.
+	// and keys.count, which read the keys in the range a pattern (and a
+	// token's access pattern) allows: over it the request fails with
+	// work_limit_exceeded and changes nothing. Default 100,000.
 	MaxExaminedKeys int
 
 	// ScanTimeBudget bounds the time one DBX request's keys.scan and
@@ -287,6 +289,7 @@ type Adapter struct {
 	leveler ReadLeveler   // db, when it reads at levels; else nil, and every level reads the same
 	opts    Options
 	keySums [][sha256.Size]byte // of opts.APIKeys, compared by validAPIKey
+	cursors cipher.AEAD         // seals the keys.scan cursors that name a key the connection may not read
 
 	mu       sync.Mutex
 	closing  bool               // guarded by mu
@@ -311,6 +314,9 @@ func New(db Store, opts *Options) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{db: db, opts: o, conns: make(map[*conn]struct{})}
+	if a.cursors, err = newCursorAEAD(o.TokenSecret); err != nil {
+		return nil, err
+	}
 	for _, k := range o.APIKeys {
 		a.keySums = append(a.keySums, sha256.Sum256([]byte(k)))
 	}

@@ -752,7 +752,9 @@ func (st *dbxTx) exec(op *dbxOp) (any, error) {
 const scanClockEvery = 16
 
 // scan lists (or counts) the keys that match a pattern, in key order,
-// after the cursor (the last key a previous scan examined). A scan
+// after the cursor (the last key a previous scan examined, sealed when the
+// connection may not read it: see scanCursor). With a token it examines
+// only the keys between its access pattern's bounds. A scan
 // examines at most ten times as many keys as it may return, so that a
 // pattern that matches few keys still answers soon: it may then return
 // fewer keys, or none, with a cursor to go on from. The scans and counts
@@ -777,9 +779,17 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 		limit = st.a.opts.DefaultRangeLimit
 	}
 	limit = min(limit, st.a.opts.MaxRangeLimit)
-	start, end := pat.Bounds()
-	if !count && p.Cursor != "" && engine.KeyAfter(p.Cursor) > start {
-		start = engine.KeyAfter(p.Cursor)
+	// A token's scan reads only the keys its access pattern's bounds
+	// allow, as a range does.
+	start, end := st.ac.narrow(pat.Bounds())
+	if !count && p.Cursor != "" {
+		from, err := st.a.openCursor(p.Cursor)
+		if err != nil {
+			return nil, dbxErrorf(dbxInvalidRequest, "cursor: %v", err)
+		}
+		if engine.KeyAfter(from) > start {
+			start = engine.KeyAfter(from)
+		}
 	}
 	// In a request that writes, the scan runs under the engine's writer
 	// lock, which every writer of the process waits for: a hundredth of
@@ -793,6 +803,7 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	}
 	keys := []string{}
 	n, examined, last, done, size, raw := 0, 0, "", true, 0, 0 // size: the keys' JSON, at most; raw: their bytes
+	readable := false                                          // the connection may read last
 	if end == "" || start < end {
 		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
 		if err != nil {
@@ -824,7 +835,7 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				return nil, err
 			}
 			examined++
-			last = it.Key
+			last, readable = it.Key, st.ac.full || st.ac.pattern == nil
 			switch ok, err := pat.TryMatch(it.Key); {
 			case err != nil:
 				return nil, dbxErrorf(dbxUnavailable, "the pattern could not decide on a key in time; try again")
@@ -837,6 +848,7 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			case !ok:
 				continue
 			}
+			readable = true
 			n++
 			if !count {
 				keys = append(keys, it.Key)
@@ -850,8 +862,13 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	}
 	st.size += raw
 	st.bound += size
-	if done {
-		last = ""
+	cursor := ""
+	if !done && last != "" {
+		// The page's last key may be one the connection may not read
+		// (or one whose access was not looked at, as the scan's own
+		// pattern refused it): its cursor is then sealed, see
+		// scanCursor.
+		cursor = st.a.scanCursor(last, readable)
 	}
-	return map[string]any{"keys": keys, "cursor": last, "done": done}, nil
+	return map[string]any{"keys": keys, "cursor": cursor, "done": done}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -457,6 +459,110 @@ func TestDBX_Scan(t *testing.T) {
 	require.Equal(t, "user:24", all[24])
 	require.Equal(t, 25.0, c.ok("keys.count", obj{"pattern": "order:*"})["count"])
 	require.Equal(t, 20.0, c.ok("keys.count", obj{"pattern": "*:0?"})["count"]) // a glob: user:0x and order:0x
+}
+
+// TestDBX_ScanCursorNamesNoForeignKey: a token's scan reads only the keys
+// between its access pattern's bounds, and a page that stops on a key the
+// token may not read (one inside the bounds that the pattern refuses,
+// after examining ten times its count or past ScanTimeBudget) has a sealed
+// cursor, which names no key: no reply of the scan tells of a key outside
+// the token's access, and paging from the cursors gives every allowed key
+// once. A sealed cursor tampered with is refused; the API key's cursors
+// are keys, sealed only when a key starts as a sealed cursor does.
+func TestDBX_ScanCursorNamesNoForeignKey(t *testing.T) {
+	for _, o := range []*adapter.Options{nil, {ScanTimeBudget: time.Nanosecond}} {
+		f := newFixture(t, o)
+		api := f.dbx("api_key=" + apiKey)
+		pairs := obj{"admin:password=hunter2": "x", "~sealed:x": "x", "~sealed:": "x"}
+		for i := range 40 {
+			pairs[fmt.Sprintf("admin:%02d", i)] = "x"
+			pairs[fmt.Sprintf("room:x:secret%02d", i)] = "x"
+			pairs[fmt.Sprintf("zoo:secret%02d", i)] = "x"
+			pairs[fmt.Sprintf("room:%d:a", i%4)] = "v"
+			pairs[fmt.Sprintf("room:1:b%02d", i)] = "v"
+		}
+		for i := range 4 {
+			pairs[fmt.Sprintf("room:3:x:%02d", i)] = "v" // allowed by ^room:\d+:
+		}
+		api.ok("string.mset", obj{"pairs": pairs})
+
+		// page scans with c and returns the keys, checking that no
+		// reply names a key outside allowed.
+		page := func(c *dbxClient, pattern string, count int, allowed func(string) bool) (keys []string, sealed string) {
+			t.Helper()
+			cursor := ""
+			for pages := 0; ; pages++ {
+				require.Less(t, pages, 500)
+				res := c.ok("keys.scan", obj{"pattern": pattern, "cursor": cursor, "count": count})
+				for _, k := range res["keys"].([]any) {
+					require.True(t, allowed(k.(string)), "scan gives %q: %v", k, res)
+					keys = append(keys, k.(string))
+				}
+				cursor = res["cursor"].(string)
+				if res["done"] == true {
+					require.Equal(t, "", cursor)
+					return keys, sealed
+				}
+				if strings.HasPrefix(cursor, "~sealed:") {
+					sealed = cursor
+					require.NotContains(t, cursor, "secret", "%v", res)
+					require.NotContains(t, cursor, "admin", "%v", res)
+				} else {
+					require.True(t, allowed(cursor), "the cursor names %q, outside the token's access: %v", cursor, res)
+				}
+			}
+		}
+		want := func(allowed func(string) bool) []string {
+			var keys []string
+			for k := range pairs {
+				if allowed(k) {
+					keys = append(keys, k)
+				}
+			}
+			slices.Sort(keys)
+			return keys
+		}
+		for _, tc := range []struct {
+			access  string
+			allowed func(string) bool
+		}{
+			{`^room:1:`, func(k string) bool { return strings.HasPrefix(k, "room:1:") }},
+			{`^room:\d+:`, func(k string) bool {
+				return strings.HasPrefix(k, "room:") && k[5] >= '0' && k[5] <= '9' && strings.Contains(k[5:], ":")
+			}},
+		} {
+			c := f.dbx("api_key=" + f.token(`{"accessPattern":`+strconv.Quote(tc.access)+`}`))
+			var sealed string
+			for _, count := range []int{1, 3, 1000} {
+				keys, s := page(c, "*", count, tc.allowed)
+				require.Equal(t, want(tc.allowed), keys, "%s, count %d: every allowed key once, in order", tc.access, count)
+				if s != "" {
+					sealed = s
+				}
+			}
+			keys, _ := page(c, "room:*:*", 2, tc.allowed)
+			require.Equal(t, want(tc.allowed), keys, "%s", tc.access)
+			if tc.access == `^room:\d+:` {
+				require.NotEmpty(t, sealed, "a page stopped on room:x:secret and got a sealed cursor")
+				// A sealed cursor goes on after the key it seals.
+				res := c.ok("keys.scan", obj{"cursor": sealed, "count": 1000})
+				require.Equal(t, true, res["done"])
+				tampered := []byte(sealed)
+				tampered[len(tampered)-3] ^= 1
+				for _, bad := range []string{string(tampered), "~sealed:", "~sealed:AAAA", sealed + "\n", "~sealed:" + strings.Repeat("A", 64)} {
+					e := c.fails("invalid_request", "keys.scan", obj{"cursor": bad})
+					require.Contains(t, e["message"], "cursor")
+				}
+			}
+		}
+
+		// The API key reads every key: its cursors are keys, but for one
+		// that starts as a sealed cursor does, which is sealed.
+		keys, sealed := page(api, "*", 1, func(string) bool { return true })
+		require.Equal(t, want(func(string) bool { return true }), keys)
+		require.NotEmpty(t, sealed)
+		require.NotContains(t, []string{"~sealed:", "~sealed:x"}, sealed)
+	}
 }
 
 func TestDBX_SubscriptionResume(t *testing.T) {

@@ -97,6 +97,38 @@ func FuzzVerifyToken(f *testing.F) {
 	})
 }
 
+// FuzzOpenCursor: whatever the text, openCursor never panics; a cursor
+// not sealed is its key, one that is opens or is refused with errCursor,
+// and any key sealed opens to itself.
+func FuzzOpenCursor(f *testing.F) {
+	aead, err := newCursorAEAD([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	a := &Adapter{cursors: aead}
+	sealed := a.scanCursor("room:x:secret", false)
+	for _, s := range []string{"", "room:1:a", sealedCursorPrefix, sealedCursorPrefix + "AAAA", sealed, sealed + "\n", sealed[:len(sealed)-1], sealed + "=", sealedCursorPrefix + "~" + sealed} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cursor string) {
+		key, err := a.openCursor(cursor)
+		switch {
+		case !strings.HasPrefix(cursor, sealedCursorPrefix):
+			if err != nil || key != cursor {
+				t.Fatalf("plain cursor %q opens to %q, %v", cursor, key, err)
+			}
+		case err != nil && !errors.Is(err, errCursor):
+			t.Fatalf("error %v is not errCursor", err)
+		}
+		for _, readable := range []bool{false, true} {
+			c := a.scanCursor(cursor, readable)
+			if back, err := a.openCursor(c); err != nil || back != cursor {
+				t.Fatalf("cursor of %q (readable %v) opens to %q, %v", cursor, readable, back, err)
+			}
+		}
+	})
+}
+
 // FuzzDecodeDBX: any bytes decode to a DBX request or to a DBX error
 // with a code, never a panic; a decoded request names a known method (or
 // is a heartbeat), and its id, when it has one, is valid JSON that the
