@@ -440,6 +440,18 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 	if err := c.reserve(len(pats)); err != nil {
 		return 0, 0, &wireError{code: http.StatusTooManyRequests, msg: err.Error()}
 	}
+	if !c.ac.full && c.ac.pattern != nil {
+		// The client's regexes run only on the keys it may read: on
+		// another key, one running out of time would end the
+		// subscription with its revision, telling the client of a key
+		// it may not see, and one that merely backtracked would tell
+		// it by its time. An undecided key goes through, to be matched
+		// and then decided on again by forward.
+		o.Filter = func(key string) bool {
+			ok, undecided := c.ac.allows(key)
+			return ok || undecided
+		}
+	}
 	s, err := c.a.db.SubscribePatterns(pats, &o)
 	if err != nil {
 		c.release(len(pats))
@@ -503,8 +515,9 @@ func subscriptionEnd(err error) *wireError {
 		return &wireError{code: http.StatusGone, msg: err.Error(), oldest: compacted.Oldest, revision: compacted.Revision, err: err}
 	case errors.As(err, &undecided):
 		// A regex of its own could not decide on a key: the message names
-		// the pattern and the revision, not the key, which the client may
-		// not be allowed to see.
+		// the pattern and the revision, not the key. With a token, the
+		// key is one it may read (or whose access was undecided): its
+		// regexes run on no other (subscribe's filter).
 		return &wireError{code: http.StatusBadRequest, msg: err.Error(), revision: undecided.Revision - 1, err: err}
 	}
 	return nil

@@ -835,20 +835,24 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				return nil, err
 			}
 			examined++
-			last, readable = it.Key, st.ac.full || st.ac.pattern == nil
+			last = it.Key
+			// The access first: the client's pattern runs only on the
+			// keys it may read, so that its running out of time (or
+			// its time) tells nothing of another key.
+			switch ok, undecided := st.ac.allows(it.Key); {
+			case undecided:
+				return nil, dbxErrorf(dbxUnavailable, "%s", errUndecided)
+			case !ok:
+				readable = false
+				continue
+			}
+			readable = true
 			switch ok, err := pat.TryMatch(it.Key); {
 			case err != nil:
 				return nil, dbxErrorf(dbxUnavailable, "the pattern could not decide on a key in time; try again")
 			case !ok:
 				continue
 			}
-			switch ok, undecided := st.ac.allows(it.Key); {
-			case undecided:
-				return nil, dbxErrorf(dbxUnavailable, "%s", errUndecided)
-			case !ok:
-				continue
-			}
-			readable = true
 			n++
 			if !count {
 				keys = append(keys, it.Key)
@@ -864,10 +868,8 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	st.bound += size
 	cursor := ""
 	if !done && last != "" {
-		// The page's last key may be one the connection may not read
-		// (or one whose access was not looked at, as the scan's own
-		// pattern refused it): its cursor is then sealed, see
-		// scanCursor.
+		// The page's last key may be one the connection may not read:
+		// its cursor is then sealed, see scanCursor.
 		cursor = st.a.scanCursor(last, readable)
 	}
 	return map[string]any{"keys": keys, "cursor": cursor, "done": done}, nil

@@ -565,6 +565,27 @@ func TestDBX_ScanCursorNamesNoForeignKey(t *testing.T) {
 	}
 }
 
+// TestDBX_ScanPatternRunsOnlyOnReadableKeys: a token's scan looks at its
+// access before running the client's pattern on a key, so a regex that
+// runs out of time on a key the token may not read (one inside its access
+// pattern's bounds) tells nothing of it: the scan goes on as past any key
+// it may not read. On a key it may read, it fails with service_unavailable.
+func TestDBX_ScanPatternRunsOnlyOnReadableKeys(t *testing.T) {
+	f := newFixture(t, nil)
+	api := f.dbx("api_key=" + apiKey)
+	hostile := strings.Repeat("a", 28) + "!"
+	api.ok("string.mset", obj{"pairs": obj{"room:x:" + hostile: "secret", "room:1:b": "v", "admin:" + hostile: "secret"}})
+	c := f.dbx("api_key=" + f.token(`{"accessPattern":"^room:[0-9]+:"}`))
+	for _, p := range []string{`/^room:x:(a+)+$/`, `/^(room:x:)?(a+)+$/`, `/:(a+)+$/`} {
+		res := c.ok("keys.scan", obj{"pattern": p})
+		require.Equal(t, obj{"keys": []any{}, "cursor": "", "done": true}, res, "%s", p)
+		require.Equal(t, obj{"count": 0.0}, c.ok("keys.count", obj{"pattern": p}), "%s", p)
+	}
+	api.ok("string.set", obj{"key": "room:2:" + hostile, "value": "v"})
+	c.fails("service_unavailable", "keys.scan", obj{"pattern": `/:(a+)+$/`})
+	c.fails("service_unavailable", "keys.count", obj{"pattern": `/:(a+)+$/`})
+}
+
 func TestDBX_SubscriptionResume(t *testing.T) {
 	f := newFixture(t, nil)
 	c := f.dbx("api_key=" + apiKey)

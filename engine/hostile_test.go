@@ -149,6 +149,30 @@ func TestSubscribe_InitialUndecided(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
+// TestSubscribe_FilterBeforeRegex: a key the subscription's Filter refuses
+// runs no regex, among the initial items and the events alike: a regex
+// that cannot decide on it ends nothing.
+func TestSubscribe_FilterBeforeRegex(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set(hostileKey, "v", nil)
+	require.NoError(t, err)
+	filter := func(key string) bool { return key != hostileKey }
+	s, err := db.Subscribe([]string{hostileRegex}, &engine.SubscribeOptions{Initial: true, Filter: filter})
+	require.NoError(t, err)
+	require.Empty(t, s.Initial)
+	_, err = db.Set(hostileKey, "w", nil)
+	require.NoError(t, err)
+	_, err = db.Set("aaa", "v", nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ev, err := s.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "aaa", ev.Key)
+	require.NoError(t, s.Close())
+	require.Zero(t, db.Stats().Subscriptions.TimedOut)
+}
+
 // BenchmarkDB_Set_HostileRegexes: one op is a Set on each of two in-memory
 // DBs, one with 64 subscriptions to a backtracking regex open (which every
 // key written runs through), one without, each with a subscriber to the

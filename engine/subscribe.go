@@ -37,6 +37,13 @@ type SubscribeOptions struct {
 	// Buffer is how many events the subscription's channel holds; see
 	// pubsub.SubscribeOptions. Default 256.
 	Buffer int
+
+	// Filter, when not nil, is asked about a key before a costly pattern
+	// (a regex, a long glob) runs on it, for the events and the Initial
+	// items alike: a key it refuses is one no costly pattern matches, and
+	// such a pattern's running out of time on it ends nothing. See
+	// pubsub.SubscribeOptions.
+	Filter func(key string) bool
 }
 
 // Start returns the position a subscription with these options and
@@ -120,7 +127,7 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 		return nil, fmt.Errorf("%w: the changes after revision %d asked for, and the newest is %d: a revision of another history (a store in memory that restarted, or restored from an older backup); read the state again", ErrRevisionAhead, after, db.rev)
 	}
 	var snap snapshot
-	po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer}
+	po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer, Filter: o.Filter}
 	switch {
 	case o.Initial:
 		snap = db.snapshot()
@@ -140,7 +147,7 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	}
 	sub := &Subscription{Subscription: ps}
 	if o.Initial {
-		sub.Initial, err = matching(snap.t, snap.rev, db.readAt(), pats)
+		sub.Initial, err = matching(snap.t, snap.rev, db.readAt(), pats, o.Filter)
 		sub.InitialRevision = snap.rev
 		db.closeSnapshot(snap)
 		if err != nil {
@@ -154,8 +161,9 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 // matching returns the items of the snapshot that match any of pats, in
 // key order, scanning only the key ranges the patterns can match. A key
 // that a regex could not decide on is a *pubsub.PatternTimeoutError, as
-// it is for events: an item is never left out unsaid.
-func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, error) {
+// it is for events: an item is never left out unsaid. A key filter (not
+// nil) refuses is matched by the cheap patterns only, as for events.
+func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern, filter func(string) bool) ([]Item, error) {
 	seen := make(map[string]bool)
 	var items []Item
 	var err error
@@ -164,6 +172,9 @@ func matching(t treeCopy, rev, now int64, pats []*pattern.Pattern) ([]Item, erro
 		scan(t, rev, now, nil, start, end, RangeOptions{}, func(it Item, _ error) bool {
 			if seen[it.Key] {
 				return true
+			}
+			if filter != nil && p.Costly() && !filter(it.Key) {
+				return true // a cheap pattern of pats, if it matches, takes the key on its own scan
 			}
 			ok, merr := p.TryMatch(it.Key)
 			if merr != nil {

@@ -90,6 +90,33 @@ func TestBroker_RegexNotSkipped(t *testing.T) {
 	require.Zero(t, b.Stats().TimedOut)
 }
 
+// TestBroker_FilterBeforeRegex: a key the subscription's Filter refuses
+// is one no costly pattern matches: the regex never runs on it, so its
+// running out of time ends nothing, live or from the history; a cheap
+// pattern still delivers such a key.
+func TestBroker_FilterBeforeRegex(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	filter := func(key string) bool { return !strings.HasSuffix(key, "!") }
+	ps := pats(t, `/^(a+)+$/`, "b:*")
+	live, err := b.Subscribe(ps, &pubsub.SubscribeOptions{Filter: filter})
+	require.NoError(t, err)
+	b.Publish(batch(1, hostileKey, "aa", "b:!"))
+	b.Publish(batch(2, hostileKey))
+	b.Publish(batch(3, "aaa"))
+	later, err := b.Subscribe(ps, &pubsub.SubscribeOptions{Filter: filter, From: pubsub.After(0)})
+	require.NoError(t, err)
+	for _, s := range []*pubsub.Subscription{live, later} {
+		require.Equal(t, "aa", next(t, s).Key)
+		require.Equal(t, "b:!", next(t, s).Key, "a cheap pattern's key, though refused")
+		require.Equal(t, "aaa", next(t, s).Key)
+		require.NoError(t, s.Close())
+		require.Equal(t, int64(3), s.Revision())
+	}
+	require.Zero(t, b.Stats().TimedOut)
+	require.Zero(t, ps[0].Timeouts(), "the regex never ran on the refused key")
+}
+
 func nextWithin(t testing.TB, s *pubsub.Subscription, d time.Duration) pubsub.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)

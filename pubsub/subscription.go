@@ -34,6 +34,19 @@ type SubscribeOptions struct {
 	// whose buffer is full falls behind and catches up from the history;
 	// it never makes a writer wait. Default 256.
 	Buffer int
+
+	// Filter, when not nil, is asked about a key before a costly pattern
+	// of the subscription (pattern.Costly: a regex, a long glob) runs on
+	// it: a key it refuses is one that no costly pattern matches. A
+	// caller that drops the events of some keys (those its reader may not
+	// see) refuses them here, so that how a pattern its reader chose fares
+	// on such a key (its time, running out of it, which ends the
+	// subscription with a *PatternTimeoutError naming the revision) tells
+	// the reader nothing of the key. A cheap pattern may still deliver a
+	// key Filter refuses: the caller checks the keys it gets. Filter runs
+	// in the broker's goroutines, for many keys: it must be quick and
+	// safe for concurrent use.
+	Filter func(key string) bool
 }
 
 // Start returns the position a subscription with these options starts at,
@@ -64,6 +77,7 @@ type Subscription struct {
 	b        *Broker
 	patterns []*pattern.Pattern // those that cannot run out of time first
 	regex    bool               // a costly pattern (pattern.Costly: a regex, a long glob) is among them: the regex lane serves it
+	filter   func(string) bool  // SubscribeOptions.Filter: asked before a costly pattern runs; nil lets every key through
 	lane     *lane              // the lane that serves it
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
@@ -107,7 +121,7 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1)}
+	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1), filter: o.Filter}
 	s.patterns = slices.Clone(patterns)
 	// Costly patterns (regexes, long globs) last: a key that a cheap
 	// pattern matches needs none of them.
@@ -168,13 +182,21 @@ func (s *Subscription) matchesCheap(key string) bool {
 // subscription ends for it (pattern.MatchAnyTwice, but for this): once
 // the subscription has ended, it stops between two patterns (killed
 // true), since a key that none of many regexes can decide costs two
-// tries of each, which Close must not wait for.
+// tries of each, which Close must not wait for. A key the filter refuses
+// is matched by the cheap patterns only, which come first.
 func (s *Subscription) match(key string) (ok bool, undecided *pattern.Pattern, killed bool) {
+	filtered := s.filter == nil
 	for range 2 {
 		undecided = nil
 		for _, p := range s.patterns {
 			if s.stopped.Load() {
 				return false, nil, true
+			}
+			if !filtered && p.Costly() {
+				if !s.filter(key) {
+					return false, nil, false
+				}
+				filtered = true
 			}
 			ok, err := p.TryMatch(key)
 			if ok {
