@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -386,8 +387,13 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 	return n.reconfigure(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
 }
 
-// RemoveServer removes the member id from the cluster. On a follower the
-// request is forwarded to the leader.
+// RemoveServer removes the member id from the cluster; an id that is in
+// no entry of the configuration is ErrInvalidOptions, since hashicorp
+// raft would take it as done and a mistyped ID would leave the node meant
+// a voter. On a follower the request is forwarded to the leader. A
+// forwarded removal whose reply was lost on the network is sent again,
+// and then a "no server" answer means that it is done: the member is
+// gone, by the first request or another.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if n.closed() {
 		return ErrClosed
@@ -395,14 +401,34 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if n.IsLeader() {
 		return n.removeServer(id)
 	}
-	_, err := n.toLeader(ctx, &rpcRequest{Op: opRemove, ID: id}, true)
+	req := &rpcRequest{Op: opRemove, ID: id}
+	_, err := n.toLeader(ctx, req, false)
+	if err == nil || retryable(err, false) || !retryable(err, true) {
+		return err // done, or refused, or out of time
+	}
+	// Failed on the network once sent: the request may have reached
+	// the leader and removed id, so the answer to the second one cannot
+	// tell a mistyped ID from that.
+	_, err = n.toLeader(ctx, req, true)
+	if errors.Is(err, ErrInvalidOptions) {
+		return nil
+	}
 	return err
 }
 
+// removeServer removes id on the leader, once it has checked that id is
+// in the configuration (the latest one, committed or not).
 func (n *Node) removeServer(id string) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
 		return n.notLeader()
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == id }) {
+		return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
 	}
 	return n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
 }
@@ -471,7 +497,9 @@ func (n *Node) transfer(id string) error {
 }
 
 // Leave takes this node out of the cluster: a leader first hands its
-// leadership on, then the leader removes this node. Close it afterwards.
+// leadership on, then the leader removes this node. A node that is in the
+// configuration no more has left already: that is no error. Close it
+// afterwards.
 func (n *Node) Leave(ctx context.Context) error {
 	if n.closed() {
 		return ErrClosed
@@ -483,6 +511,9 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	for {
 		err := n.RemoveServer(ctx, n.opts.NodeID)
+		if errors.Is(err, ErrInvalidOptions) {
+			return nil // out of the configuration already: a second Leave, say
+		}
 		if err == nil || !errors.Is(err, ErrNotLeader) {
 			return err
 		}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,4 +227,102 @@ func TestNode_LinearizeOnFollowerWaitsForCommittedEntries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	require.ErrorIs(t, c.nodes[f].linearize(ctx), ErrNoLeader)
+}
+
+// TestNode_RemoveUnknownIDIsRefused: hashicorp raft takes the removal of
+// an ID it does not know as done; a mistyped ID would leave the node it
+// meant a voter, and the operator told it was removed. The leader refuses
+// it, asked through a Remote (livekv cluster remove) or a follower.
+func TestNode_RemoveUnknownIDIsRefused(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	r := NewRemote(c.net.Addr((l + 1) % 3))
+	defer r.Close()
+	errRemote := r.RemoveServer(ctxT(t), "n7")
+	errNode := c.nodes[(l+2)%3].RemoveServer(ctxT(t), "no-such-node")
+	errLeader := c.nodes[l].RemoveServer(ctxT(t), "n9")
+	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
+	require.ErrorIs(t, errRemote, ErrInvalidOptions)
+	require.ErrorContains(t, errRemote, `no server "n7" in the cluster`)
+	require.ErrorIs(t, errNode, ErrInvalidOptions)
+	require.ErrorIs(t, errLeader, ErrInvalidOptions)
+}
+
+// loseReply is a connection that loses the reply to the first remove
+// request written on it while arm is set: it waits until done reports
+// the removal made, then fails as a connection cut would.
+type loseReply struct {
+	net.Conn
+	arm  *atomic.Bool
+	done func() bool
+	lost bool
+}
+
+func (c *loseReply) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte(`"op":"remove"`)) && c.arm.CompareAndSwap(true, false) {
+		c.lost = true
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *loseReply) Read(b []byte) (int, error) {
+	if !c.lost {
+		return c.Conn.Read(b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !c.done() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Conn.Close()
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestNode_ForwardedRemoveWhoseReplyIsLostIsDone: a follower sends a
+// removal whose reply the network loses again; the leader answers the
+// second that the member is no server, since the first removed it, and
+// that is success.
+func TestNode_ForwardedRemoveWhoseReplyIsLostIsDone(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	f := (c.leader() + 1) % 3
+	require.NoError(t, c.nodes[f].Close())
+	c.nodes[f] = nil
+	// f again, with a network that can lose a reply.
+	var arm atomic.Bool
+	var removed atomic.Value // the ID to remove
+	removed.Store("")
+	done := func() bool {
+		for _, n := range c.nodes {
+			if n != nil && n.IsLeader() {
+				return !slices.ContainsFunc(n.Status().Servers, func(s Server) bool { return s.ID == removed.Load() })
+			}
+		}
+		return false
+	}
+	ln, err := c.net.Listener(f)
+	require.NoError(t, err)
+	dial := c.net.Dialer(f)
+	c.fsms[f] = &listFSM{}
+	id := fmt.Sprintf("n%d", f)
+	c.nodes[f], err = openNode(filepath.Join(c.dir, id), &Options{
+		NodeID: id, RaftAddr: c.net.Addr(f), Profile: ProfileLAN, Listener: ln,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &loseReply{Conn: conn, arm: &arm, done: done}, nil
+		},
+	}, c.fsms[f], nil)
+	require.NoError(t, err)
+	l := c.leader()
+	for attempt := 0; l == f; attempt++ {
+		require.Less(t, attempt, 5, "leadership kept moving")
+		require.NoError(t, c.nodes[f].TransferLeadership(ctxT(t), ""))
+		l = c.leader()
+	}
+	gone := 3 - l - f // neither the leader nor f
+	removed.Store(fmt.Sprintf("n%d", gone))
+	arm.Store(true)
+	require.NoError(t, c.nodes[f].RemoveServer(ctxT(t), fmt.Sprintf("n%d", gone)))
+	require.False(t, arm.Load(), "the reply was lost")
+	require.True(t, done())
 }

@@ -100,6 +100,17 @@ func TestServe_Cluster(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "leadership moved to %s", target)
 	out, err = exec.Command(bin, "cluster", "remove").CombinedOutput()
 	require.Error(t, err, "remove without an ID: %s", out)
+	// A mistyped ID removes nothing and says so, exit 1: raft alone
+	// would take it as done.
+	out, err = exec.Command(bin, "cluster", "remove", "n7", "--raft", raft[2]).CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "remove of no member: %s", out)
+	require.Equal(t, 1, exit.ExitCode(), "%s", out)
+	require.Contains(t, string(out), `no server "n7" in the cluster`)
+	out, err = exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, json.Unmarshal(out, &st))
+	require.Len(t, st.Servers, 3)
 
 	for _, s := range srvs {
 		s.stop(t)

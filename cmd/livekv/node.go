@@ -157,9 +157,10 @@ func clusterCmd(args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]\n"+
 			"       livekv cluster recover --data DIR --node ID --peers ID=HOST:PORT,...\n\n"+
-			"status prints a node's view of the cluster as JSON; remove takes a member out (a dead node, say);\n"+
-			"transfer hands leadership to ID, or to any up-to-date voter; recover, on a stopped node's folder,\n"+
-			"makes the voters in --peers its cluster, once a majority is lost for good (see cluster recover --help).")
+			"status prints a node's view of the cluster as JSON; remove takes a member out (a dead node, say;\n"+
+			"an ID that is no member is an error, exit 1); transfer hands leadership to ID, or to any up-to-date\n"+
+			"voter; recover, on a stopped node's folder, makes the voters in --peers its cluster, once a majority\n"+
+			"is lost for good (see cluster recover --help).")
 		fs.PrintDefaults()
 	}
 	rest, err := parseArgs(fs, args)
