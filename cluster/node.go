@@ -312,7 +312,8 @@ func retryable(err error, idempotent bool) bool {
 
 // Join asks the cluster at one of addrs (tried in turn, redirects
 // followed) to add this node, first as a non-voter and, once it has
-// caught up, as a voter.
+// caught up, as a voter. A join the leader refuses (ErrInvalidOptions:
+// this node's address is a live member's) is not asked again.
 func (n *Node) Join(ctx context.Context, addrs ...string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("%w: no address to join", ErrInvalidOptions)
@@ -325,6 +326,9 @@ func (n *Node) Join(ctx context.Context, addrs ...string) error {
 				_, err := n.rpc.call(ctx, a, req)
 				if err == nil {
 					return nil
+				}
+				if errors.Is(err, ErrInvalidOptions) {
+					return fmt.Errorf("cluster: join: %w", err) // refused: asking again changes nothing
 				}
 				last = err
 				var nl *NotLeaderError
@@ -344,8 +348,16 @@ func (n *Node) Join(ctx context.Context, addrs ...string) error {
 	}
 }
 
+// addressCheckTimeout bounds the leader's question to the node at a
+// member's address, before it gives that address to a newcomer.
+const addressCheckTimeout = 5 * time.Second
+
 // addServer makes id at addr a member: a non-voter first, a voter once it
 // is within catchUpEntries of the leader's log. It runs on the leader.
+// An entry of another ID at addr is removed first only if no other node
+// answers there (checkAddress): a newcomer given a live member's address
+// (a copied command line) is refused, ErrInvalidOptions, instead of
+// taking that member out.
 func (n *Node) addServer(ctx context.Context, id, addr string) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
@@ -355,14 +367,22 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 	if err := f.Error(); err != nil {
 		return err
 	}
-	for _, s := range f.Configuration().Servers {
-		switch {
-		case string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter:
+	servers := f.Configuration().Servers
+	for _, s := range servers {
+		if string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter {
 			return nil // joined already
+		}
+	}
+	if err := n.checkAddress(ctx, id, addr, servers); err != nil {
+		return err
+	}
+	for _, s := range servers {
+		switch {
 		case string(s.ID) == id && string(s.Address) == addr:
 		case string(s.ID) == id || string(s.Address) == addr:
 			// A node that came back under a new address, or a new
-			// node on an old one: the old entry goes first.
+			// node on the address of a dead one (checkAddress): the
+			// old entry goes first.
 			if err := n.reconfigure(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
 				return err
 			}
@@ -373,6 +393,13 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 	}
 	for {
 		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
+		if err == nil && resp.Status != nil && resp.Status.ID != id {
+			// Another node answers at addr, which none did or the
+			// newcomer did before: the newcomer's entry, which would
+			// send that node raft's messages, goes again.
+			err := fmt.Errorf("%w: %s answers as %s, not %s", ErrInvalidOptions, addr, resp.Status.ID, id)
+			return errors.Join(err, n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() }))
+		}
 		if err == nil && resp.Status != nil && resp.Status.Applied+catchUpEntries >= r.LastIndex() {
 			break
 		}
@@ -385,6 +412,27 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		}
 	}
 	return n.reconfigure(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
+}
+
+// checkAddress returns nil if the newcomer id may have addr, by the
+// status of the node there: it answers as id, or no node answers (a dead
+// member's address then goes to the newcomer, whose status the catch-up
+// asks again). A node answering under another ID is alive and keeps its
+// address, the member of the configuration servers included:
+// ErrInvalidOptions.
+func (n *Node) checkAddress(ctx context.Context, id, addr string, servers []raft.Server) error {
+	ctx, cancel := context.WithTimeout(ctx, addressCheckTimeout)
+	defer cancel()
+	resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
+	if err != nil || resp.Status == nil || resp.Status.ID == id {
+		return nil
+	}
+	for _, s := range servers {
+		if string(s.Address) == addr {
+			return fmt.Errorf("%w: address %s is member %s's", ErrInvalidOptions, addr, s.ID)
+		}
+	}
+	return fmt.Errorf("%w: %s answers as %s, not %s", ErrInvalidOptions, addr, resp.Status.ID, id)
 }
 
 // RemoveServer removes the member id from the cluster; an id that is in

@@ -326,3 +326,65 @@ func TestNode_ForwardedRemoveWhoseReplyIsLostIsDone(t *testing.T) {
 	require.False(t, arm.Load(), "the reply was lost")
 	require.True(t, done())
 }
+
+// TestNode_JoinWithTakenAddressIsRefused: a newcomer given a live member's
+// raft address (a copied command line) is refused, and the member keeps
+// its place; the address of a dead member goes to a newcomer, as before.
+func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
+	c := newListNodes(t, 3, 3)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f := (l + 1) % 3
+	ln, err := c.net.Listener(3)
+	require.NoError(t, err)
+	n, err := openNode(filepath.Join(c.dir, "n9"), &Options{
+		NodeID: "n9", RaftAddr: c.net.Addr(f), Join: []string{c.net.Addr(l)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
+	}, &listFSM{}, nil)
+	if err == nil {
+		c.nodes[3] = n
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, fmt.Sprintf("address %s is member n%d's", c.net.Addr(f), f))
+	servers := c.nodes[c.leader()].Status().Servers
+	require.Len(t, servers, 3)
+	require.True(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == fmt.Sprintf("n%d", f) && s.Voter }),
+		"the live member n%d keeps its place: %+v", f, servers)
+
+	// Nor is an address where a node that is no member answers.
+	ln, err = c.net.Listener(5)
+	require.NoError(t, err)
+	x, err := openNode(filepath.Join(c.dir, "x"), &Options{
+		NodeID: "x", RaftAddr: c.net.Addr(5), Peers: []Peer{{ID: "x", Addr: c.net.Addr(5)}},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(5),
+	}, &listFSM{}, nil)
+	require.NoError(t, err)
+	defer x.Close()
+	ln, err = c.net.Listener(3)
+	require.NoError(t, err)
+	n, err = openNode(filepath.Join(c.dir, "n8"), &Options{
+		NodeID: "n8", RaftAddr: c.net.Addr(5), Join: []string{c.net.Addr(l)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
+	}, &listFSM{}, nil)
+	if err == nil {
+		c.nodes[3] = n
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, fmt.Sprintf("%s answers as x, not n8", c.net.Addr(5)))
+	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
+
+	// Once f is dead, a newcomer on its address replaces it.
+	require.NoError(t, c.nodes[f].Close())
+	c.nodes[f] = nil
+	ln, err = c.net.Listener(f)
+	require.NoError(t, err)
+	c.fsms[4] = &listFSM{}
+	c.nodes[4], err = openNode(filepath.Join(c.dir, "n4"), &Options{
+		NodeID: "n4", RaftAddr: c.net.Addr(f), Join: []string{c.net.Addr(l)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(f),
+	}, c.fsms[4], nil)
+	require.NoError(t, err)
+	servers = c.nodes[c.leader()].Status().Servers
+	require.Len(t, servers, 3)
+	require.True(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n4" && s.Voter && s.Addr == c.net.Addr(f) }), "%+v", servers)
+}
