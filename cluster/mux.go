@@ -36,6 +36,14 @@ type mux struct {
 	raft *subListener
 	rpc  *subListener
 
+	// raftOpen is closed once raft may take connections; until then the
+	// mux hangs up on them. A node without raft state that joins a
+	// cluster keeps it shut until the leader has accepted it: an empty
+	// raft votes for any candidate, and a node that lost its folder
+	// would so help elect a leader lacking committed entries.
+	raftOpen     chan struct{}
+	raftOpenOnce sync.Once
+
 	done chan struct{}  // closed by Close
 	wg   sync.WaitGroup // the accept loop and the header readers
 
@@ -46,6 +54,13 @@ type mux struct {
 
 // newMux starts serving ln; advertise is the address other nodes dial.
 func newMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
+	m := newGatedMux(ln, advertise, dial)
+	m.openRaft()
+	return m
+}
+
+// newGatedMux is newMux with raft's connections refused until openRaft.
+func newGatedMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
 	if dial == nil {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -53,11 +68,12 @@ func newMux(ln net.Listener, advertise string, dial func(ctx context.Context, ad
 		}
 	}
 	m := &mux{
-		ln:    ln,
-		addr:  tcpAddr(advertise),
-		dial:  dial,
-		done:  make(chan struct{}),
-		conns: map[*muxConn]struct{}{},
+		ln:       ln,
+		addr:     tcpAddr(advertise),
+		dial:     dial,
+		done:     make(chan struct{}),
+		conns:    map[*muxConn]struct{}{},
+		raftOpen: make(chan struct{}),
 	}
 	m.raft = &subListener{m: m, ch: make(chan net.Conn), done: make(chan struct{})}
 	m.rpc = &subListener{m: m, ch: make(chan net.Conn), done: make(chan struct{})}
@@ -114,6 +130,10 @@ func (m *mux) route(c *muxConn) {
 	var l *subListener
 	switch b[0] {
 	case protoRaft:
+		if !m.raftIsOpen() {
+			c.Close()
+			return
+		}
 		l = m.raft
 	case protoRPC:
 		l = m.rpc
@@ -127,6 +147,19 @@ func (m *mux) route(c *muxConn) {
 		c.Close()
 	case <-m.done:
 		c.Close()
+	}
+}
+
+// openRaft lets raft's connections through from now on.
+func (m *mux) openRaft() { m.raftOpenOnce.Do(func() { close(m.raftOpen) }) }
+
+// raftIsOpen reports whether openRaft has run.
+func (m *mux) raftIsOpen() bool {
+	select {
+	case <-m.raftOpen:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -77,3 +77,36 @@ func TestMux_CloseEndsAcceptAndConnections(t *testing.T) {
 	_, err = m.dialProto(context.Background(), ln.Addr().String(), protoRaft)
 	require.True(t, errors.Is(err, ErrClosed), "got %v", err)
 }
+
+// TestMux_GatedRaftHangsUpUntilOpen: a gated mux hangs up on raft's
+// connections, and serves the RPC, until openRaft: a fresh node's raft
+// takes part in nothing before a leader accepts it.
+func TestMux_GatedRaftHangsUpUntilOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := newGatedMux(ln, ln.Addr().String(), nil)
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	c, err := m.dialProto(ctx, ln.Addr().String(), protoRaft)
+	require.NoError(t, err)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	require.Error(t, err)
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "got a timeout, want a hang-up")
+	c, err = m.dialProto(ctx, ln.Addr().String(), protoRPC)
+	require.NoError(t, err)
+	_, err = m.rpc.Accept()
+	require.NoError(t, err, "the RPC is served meanwhile")
+	c.Close()
+
+	m.openRaft()
+	c, err = m.dialProto(ctx, ln.Addr().String(), protoRaft)
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := m.raft.Accept()
+	require.NoError(t, err)
+	s.Close()
+}

@@ -123,7 +123,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	}
 	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.mux = newMux(ln, o.RaftAddr, o.Dial)
+	n.mux = newGatedMux(ln, o.RaftAddr, o.Dial) // startRaft opens it, unless the node is fresh
 	n.rpc = newRPCClient(n.mux, frameLimit(o.Engine))
 	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
 		n.cancel()
@@ -313,12 +313,34 @@ func retryable(err error, idempotent bool) bool {
 // Join asks the cluster at one of addrs (tried in turn, redirects
 // followed) to add this node, first as a non-voter and, once it has
 // caught up, as a voter. A join the leader refuses (ErrInvalidOptions:
-// this node's address is a live member's) is not asked again.
+// this node's address is a live member's, or this node is a voter that
+// lost its raft state) is not asked again.
+//
+// A fresh node (no raft state when it opened) asks in two steps: to be
+// added as a non-voter, saying it is fresh, and then, once the leader has
+// done so and its raft takes connections, to be made a voter. Until the
+// first is answered its raft takes part in nothing, votes above all: a
+// member whose folder was lost and that comes back under its ID would
+// otherwise vote, with an empty log, for a candidate lacking entries it
+// had helped commit, and the leader refuses it.
 func (n *Node) Join(ctx context.Context, addrs ...string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("%w: no address to join", ErrInvalidOptions)
 	}
 	req := &rpcRequest{Op: opJoin, ID: n.opts.NodeID, Addr: n.opts.RaftAddr}
+	if !n.mux.raftIsOpen() {
+		fresh := *req
+		fresh.Fresh = true
+		if err := n.askJoin(ctx, addrs, &fresh); err != nil {
+			return err
+		}
+		n.mux.openRaft()
+	}
+	return n.askJoin(ctx, addrs, req)
+}
+
+// askJoin sends the join request req to one of addrs, as Join says.
+func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) error {
 	var last error
 	for {
 		for _, a := range addrs {
@@ -354,11 +376,14 @@ const addressCheckTimeout = 5 * time.Second
 
 // addServer makes id at addr a member: a non-voter first, a voter once it
 // is within catchUpEntries of the leader's log. It runs on the leader.
+// For a fresh node (no raft state) it stops once the node is a non-voter,
+// and refuses an id that is a voter: a node that lost its state must not
+// vote as the one that had it, whose votes and log entries made commits.
 // An entry of another ID at addr is removed first only if no other node
 // answers there (checkAddress): a newcomer given a live member's address
 // (a copied command line) is refused, ErrInvalidOptions, instead of
 // taking that member out.
-func (n *Node) addServer(ctx context.Context, id, addr string) error {
+func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -368,9 +393,17 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 		return err
 	}
 	servers := f.Configuration().Servers
+	added := false // id is at addr already, a non-voter
 	for _, s := range servers {
-		if string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter {
+		switch {
+		case string(s.ID) != id:
+		case s.Suffrage == raft.Voter && fresh:
+			return fmt.Errorf("%w: %s is a voter of the cluster, yet it joins with no raft state (was its folder lost?): "+
+				"remove it first (livekv cluster remove %s), then join the node under a new ID", ErrInvalidOptions, id, id)
+		case s.Suffrage == raft.Voter && string(s.Address) == addr:
 			return nil // joined already
+		case string(s.Address) == addr:
+			added = true
 		}
 	}
 	if err := n.checkAddress(ctx, id, addr, servers); err != nil {
@@ -388,8 +421,13 @@ func (n *Node) addServer(ctx context.Context, id, addr string) error {
 			}
 		}
 	}
-	if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
-		return err
+	if !added {
+		if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
+			return err
+		}
+	}
+	if fresh {
+		return nil // it asks again, its raft open, to become a voter
 	}
 	for {
 		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
@@ -709,7 +747,7 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		s := n.Status()
 		resp.Status = &s
 	case opJoin:
-		err = n.addServer(ctx, req.ID, req.Addr)
+		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
 	case opRemove:
 		err = n.removeServer(req.ID)
 	case opTransfer:

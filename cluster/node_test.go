@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -55,16 +56,25 @@ func newListNodes(t *testing.T, founders, extra int) *listNodes {
 
 func (c *listNodes) open(i int, peers []Peer, join []string) {
 	c.t.Helper()
-	ln, err := c.net.Listener(i)
+	n, err := c.openErr(i, peers, join)
 	require.NoError(c.t, err)
+	c.nodes[i] = n
+}
+
+// openErr opens node i, as open does, and returns it or the error; it
+// neither registers the node nor fails the test, so that it may run in
+// its own goroutine.
+func (c *listNodes) openErr(i int, peers []Peer, join []string) (*Node, error) {
+	ln, err := c.net.Listener(i)
+	if err != nil {
+		return nil, err
+	}
 	c.fsms[i] = &listFSM{}
 	id := fmt.Sprintf("n%d", i)
-	n, err := openNode(filepath.Join(c.dir, id), &Options{
+	return openNode(filepath.Join(c.dir, id), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(i), Peers: peers, Join: join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
 	}, c.fsms[i], nil)
-	require.NoError(c.t, err)
-	c.nodes[i] = n
 }
 
 func (c *listNodes) leader() int {
@@ -387,4 +397,64 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 	servers = c.nodes[c.leader()].Status().Servers
 	require.Len(t, servers, 3)
 	require.True(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n4" && s.Voter && s.Addr == c.net.Addr(f) }), "%+v", servers)
+}
+
+// TestNode_WipedVoterIsRefusedAndVotesForNoOne: a member whose folder was
+// emptied comes back under its ID with --join. Its raft, empty, would
+// vote for any candidate, and a follower lacking a committed entry could
+// win with that vote and lose the entry; and the leader would take it as
+// joined already. Its raft takes no connection until a leader accepts
+// it, and the leader refuses it: it is a voter, and it has no state.
+func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f1, f2 := (l+1)%3, (l+2)%3
+	c.net.Isolate(f1) // f1 lags behind
+	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("X"), 5*time.Second).Error())
+	require.NoError(t, c.nodes[f2].Close())
+	c.nodes[f2] = nil
+	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("n%d", f2))))
+	require.NoError(t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	c.net.Heal()
+
+	// f2's join waits for a leader while f1 campaigns, which f2's vote
+	// alone would make it win; then l, which holds X, comes back.
+	type opened struct {
+		n   *Node
+		err error
+	}
+	wiped := make(chan opened, 1)
+	go func() {
+		n, err := c.openErr(f2, nil, []string{c.net.Addr(f1), c.net.Addr(l)})
+		wiped <- opened{n, err}
+	}()
+	time.Sleep(time.Second)
+	c.open(l, nil, nil)
+	o := <-wiped
+	if o.err == nil {
+		c.nodes[f2] = o.n
+	}
+	require.ErrorIs(t, o.err, ErrInvalidOptions)
+	require.ErrorContains(t, o.err, fmt.Sprintf("remove it first (livekv cluster remove n%d)", f2))
+	nl := c.leader()
+	require.NotEqual(t, f2, nl)
+	require.Contains(t, c.fsms[nl].list(), []byte("X"), "a committed entry was lost; the leader is n%d", nl)
+	require.Len(t, c.nodes[nl].Status().Servers, 3, "the wiped node is still a member, until removed")
+
+	// Removed, it joins under a new ID, with nothing of the old one's.
+	require.NoError(t, c.nodes[nl].RemoveServer(ctxT(t), fmt.Sprintf("n%d", f2)))
+	ln, err := c.net.Listener(f2)
+	require.NoError(t, err)
+	c.fsms[f2] = &listFSM{}
+	c.nodes[f2], err = openNode(filepath.Join(c.dir, "n2b"), &Options{
+		NodeID: "n2b", RaftAddr: c.net.Addr(f2), Join: []string{c.net.Addr(nl)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(f2),
+	}, c.fsms[f2], nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(c.fsms[f2].list(), func(b []byte) bool { return string(b) == "X" })
+	},
+		10*time.Second, 5*time.Millisecond)
 }

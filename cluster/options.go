@@ -125,7 +125,11 @@ type Options struct {
 	Peers []Peer
 
 	// Join lists raft addresses of existing members. A node that has no
-	// raft state and no Peers asks them, in order, to add it.
+	// raft state and no Peers asks them, in order, to add it; its raft
+	// takes part in nothing until the leader has (see Node.Join). The
+	// leader refuses, and Open fails with ErrInvalidOptions, a node whose
+	// ID is a voter: one whose folder was lost, which must be removed
+	// and join under a new ID.
 	Join []string
 
 	// Profile chooses the raft timeouts. Default ProfileDefault.

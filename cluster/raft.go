@@ -39,6 +39,11 @@ type raftNode struct {
 	// bootstrapped says whether this start founded the cluster.
 	bootstrapped bool
 
+	// fresh says whether this start found no raft state and founded no
+	// cluster: a new node, or one whose folder was lost. Its mux keeps
+	// raft's connections out until a leader has accepted it (Join).
+	fresh bool
+
 	stopOnce sync.Once
 	stopped  raft.Future // raft's shutdown, once stop ran
 }
@@ -52,7 +57,8 @@ func (n *raftNode) stop() raft.Future {
 
 // startRaft opens the stores in dir, serves raft on the mux m and starts
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
-// any. closing is closed when the node starts closing (see raftStore).
+// any; without them the node is fresh, and m's raft stays shut (see
+// mux.raftOpen), else startRaft opens it. closing is closed when the node starts closing (see raftStore).
 // On error everything opened is closed again, m included.
 func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
@@ -85,6 +91,10 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	n.fresh = !exists && len(o.Peers) == 0
+	if !n.fresh {
+		m.openRaft()
 	}
 	if exists {
 		// A restarted node has forgotten its leader and would vote at

@@ -122,6 +122,11 @@ type rpcRequest struct {
 	// join
 	ID   string `json:"id,omitempty"`
 	Addr string `json:"addr,omitempty"`
+	// Fresh says that the joining node has no raft state, and its raft
+	// takes part in nothing yet: the leader adds it as a non-voter and
+	// answers at once, unless the ID is a voter (the folder of a member
+	// was lost), which it refuses. The node then asks again without it.
+	Fresh bool `json:"fresh,omitempty"`
 
 	// lease: the asking leader's term (ID is its node ID)
 	Term uint64 `json:"term,omitempty"`
