@@ -229,19 +229,23 @@ func TestServe_TLS(t *testing.T) {
 	s.stop(t)
 }
 
-// TestServe_CORS: --cors-origins reaches the REST API.
+// TestServe_CORS: --cors-origins reaches the REST API, each origin as a
+// browser sends it: in lower case, without the scheme's own port or a
+// final slash.
 func TestServe_CORS(t *testing.T) {
 	bin := build(t)
 	s := serveOps(t, bin, "--data", filepath.Join(t.TempDir(), "data"), "--addr", "127.0.0.1:0", "--api-key", "k1",
-		"--cors-origins", "https://app.example, https://other.example")
-	req, _ := http.NewRequest("OPTIONS", s.base+"/kv/record", nil)
-	req.Header.Set("Origin", "https://other.example")
-	req.Header.Set("Access-Control-Request-Method", "POST")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 204, resp.StatusCode)
-	require.Equal(t, "https://other.example", resp.Header.Get("Access-Control-Allow-Origin"))
+		"--cors-origins", "https://app.example, https://Other.Example:443/, http://local.example:8080")
+	for _, origin := range []string{"https://app.example", "https://other.example", "http://local.example:8080"} {
+		req, _ := http.NewRequest("OPTIONS", s.base+"/kv/record", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, 204, resp.StatusCode, origin)
+		require.Equal(t, origin, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
 	s.stop(t)
 }
 
@@ -267,6 +271,7 @@ func TestServe_FailsWritingNothing(t *testing.T) {
 		{"key as cert", []string{"--addr", "127.0.0.1:0", "--tls-cert", keyFile, "--tls-key", keyFile}, "--tls-cert"},
 		{"missing cert", []string{"--addr", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "none"), "--tls-key", keyFile}, "no such file"},
 		{"bad origin", []string{"--addr", "127.0.0.1:0", "--cors-origins", "app.example"}, "--cors-origins"},
+		{"origin with a path", []string{"--addr", "127.0.0.1:0", "--cors-origins", "https://app.example/x"}, "--cors-origins"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, data := range []string{filepath.Join(dir, "new"), existing} {
