@@ -141,17 +141,95 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	}
 	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
 	if !n.rn.bootstrapped && len(o.Join) > 0 {
-		if has, err := n.hasState(); err != nil || !has {
-			ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
-			err = n.Join(ctx, o.Join...)
-			cancel()
-			if err != nil {
-				n.Close()
-				return nil, err
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+		err = n.joinIfOut(ctx, o.Join)
+		cancel()
+		if err != nil {
+			n.Close()
+			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// joinIfOut runs Join for a node opened with Options.Join unless the
+// configuration its raft holds lists it as a voter at its raft address.
+// A node with raft state joins too when it is missing there (removed), a
+// non-voter (a join cut short while it caught up) or listed at another
+// address (restarted on a new one): the leader adds it, moves its entry,
+// or makes it a voter once it has caught up. Such a node must share a
+// member (the same ID at the same address) with the configuration the
+// cluster at addrs reports, else its folder holds another cluster's
+// state and it is refused, ErrInvalidOptions.
+func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
+	f := n.rn.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	stored := f.Configuration().Servers
+	if len(stored) == 0 {
+		return n.Join(ctx, addrs...) // fresh
+	}
+	if slices.ContainsFunc(stored, func(s raft.Server) bool {
+		return string(s.ID) == n.opts.NodeID && string(s.Address) == n.opts.RaftAddr && s.Suffrage == raft.Voter
+	}) {
+		return nil // a member already
+	}
+	servers, err := n.clusterServers(ctx, addrs)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(stored, func(s raft.Server) bool {
+		return slices.ContainsFunc(servers, func(sv Server) bool { return sv.ID == string(s.ID) && sv.Addr == string(s.Address) })
+	}) {
+		return fmt.Errorf("%w: the folder holds another cluster's state: empty it "+
+			"(no member of the configuration it holds is in the cluster at %v)", ErrInvalidOptions, addrs)
+	}
+	return n.Join(ctx, addrs...)
+}
+
+// clusterServers returns the configuration of the cluster at addrs (tried
+// in turn, until ctx ends): its leader's, or that of the node that
+// answers if the leader does not. This node, if among addrs, is skipped.
+func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, error) {
+	status := func(addr string) (*Status, error) {
+		ctx, cancel := context.WithTimeout(ctx, addressCheckTimeout)
+		defer cancel()
+		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
+		if err == nil && (resp.Status == nil || resp.Status.ID == n.opts.NodeID || len(resp.Status.Servers) == 0) {
+			err = fmt.Errorf("cluster: %s gave no configuration", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp.Status, nil
+	}
+	var last error
+	for {
+		for _, a := range addrs {
+			if a == n.opts.RaftAddr {
+				continue
+			}
+			s, err := status(a)
+			if err != nil {
+				last = err
+				continue
+			}
+			if s.LeaderAddr != "" && s.LeaderAddr != a && s.LeaderAddr != n.opts.RaftAddr {
+				if ls, err := status(s.LeaderAddr); err == nil {
+					s = ls
+				}
+			}
+			return s.Servers, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: join %v: %w", addrs, errors.Join(last, ctx.Err()))
+		case <-n.done:
+			return nil, ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // hasState reports whether this node is in a cluster's configuration.

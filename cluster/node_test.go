@@ -458,3 +458,128 @@ func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 	},
 		10*time.Second, 5*time.Millisecond)
 }
+
+// memberAs reports whether the configuration servers list id as a voter
+// at addr.
+func memberAs(servers []Server, id, addr string) bool {
+	return slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id && s.Addr == addr && s.Voter })
+}
+
+// TestNode_RestartOnNewAddressWithJoinRejoins: a member restarted on its
+// folder with a new raft address and Join is moved there; before, Open
+// succeeded and the cluster kept a voter at the old address.
+func TestNode_RestartOnNewAddressWithJoinRejoins(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f := (l + 1) % 3
+	require.NoError(t, c.nodes[f].Close())
+	c.nodes[f] = nil
+	ln, err := c.net.Listener(3) // the new address
+	require.NoError(t, err)
+	id := fmt.Sprintf("n%d", f)
+	c.nodes[3], err = openNode(filepath.Join(c.dir, id), &Options{
+		NodeID: id, RaftAddr: c.net.Addr(3), Join: []string{c.net.Addr(l)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
+	}, &listFSM{}, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		servers := c.nodes[c.leader()].Status().Servers
+		return len(servers) == 3 && memberAs(servers, id, c.net.Addr(3))
+	}, 10*time.Second, 5*time.Millisecond, "%s is not a voter at its new address: %+v", id, c.nodes[c.leader()].Status().Servers)
+}
+
+// TestNode_InterruptedJoinIsResumedOnRestart: a newcomer whose join was
+// cut short while it caught up (its process stopped) is a non-voter of
+// the configuration; started again with Join, it becomes a voter. Before,
+// a node with raft state skipped Join and stayed a non-voter for good.
+func TestNode_InterruptedJoinIsResumedOnRestart(t *testing.T) {
+	c := newDBCluster(t, 3, nil, 1)
+	writeKeys(t, c, "k", 1200)
+	slow := func(i int) {
+		if i == 3 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c.applyHold.Store(&slow)
+	l := c.leader()
+	c.start(3) // empty, no peers, no join yet
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	err := c.nodes[3].Join(ctx, c.peers[l].Addr)
+	cancel()
+	require.Error(t, err) // still catching up
+	c.net.Isolate(3)      // the leader sees it caught up no more
+	c.applyHold.Store(nil)
+	require.Eventually(t, func() bool {
+		h, err := c.nodes[3].hasState()
+		return err == nil && h
+	}, 10*time.Second, 5*time.Millisecond)
+	c.kill(3) // the newcomer's process stops mid-join
+	c.net.Heal()
+	// The old leader's wait for n3 would promote it once it catches up;
+	// another leader knows nothing of that wait.
+	require.NoError(t, c.nodes[l].TransferLeadership(ctxT(t), c.peers[(l+1)%3].ID))
+	require.Eventually(t, func() bool {
+		return !slices.ContainsFunc(c.node(c.leader()).Status().Servers, func(s Server) bool { return s.ID == "n3" && s.Voter })
+	}, 5*time.Second, 5*time.Millisecond, "n3 is a voter already: %+v", c.node(c.leader()).Status().Servers)
+	c.join = []string{c.peers[0].Addr, c.peers[1].Addr, c.peers[2].Addr, c.peers[3].Addr}
+	c.start(3)
+	require.Eventually(t, func() bool {
+		return memberAs(c.node(c.leader()).Status().Servers, "n3", c.peers[3].Addr)
+	}, 10*time.Second, 5*time.Millisecond, "n3 caught up and was started with Join, yet is no voter: %+v", c.node(c.leader()).Status().Servers)
+}
+
+// TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused: a node
+// with raft state that its cluster removed joins again with Join (its log
+// is its own: its votes were honest); a folder holding another cluster's
+// state, sharing no member with the cluster at Join, is refused.
+func TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused(t *testing.T) {
+	c := newListNodes(t, 3, 2)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f := (l + 1) % 3
+	id := fmt.Sprintf("n%d", f)
+	require.NoError(t, c.nodes[l].RemoveServer(ctxT(t), id))
+	// Raft's leader sends the removal to the removed node as it stops
+	// replicating to it, which now and then it does not receive: then the
+	// node still lists itself a voter and Join is skipped, as before.
+	learned := false
+	for end := time.Now().Add(5 * time.Second); !learned && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		learned = !slices.ContainsFunc(c.nodes[f].Status().Servers, func(s Server) bool { return s.ID == id })
+	}
+	require.NoError(t, c.nodes[f].Close())
+	c.nodes[f] = nil
+	if learned {
+		c.open(f, nil, []string{c.net.Addr(l)})
+		require.Eventually(t, func() bool {
+			return memberAs(c.nodes[c.leader()].Status().Servers, id, c.net.Addr(f))
+		}, 10*time.Second, 5*time.Millisecond, "%+v", c.nodes[c.leader()].Status().Servers)
+	} else {
+		t.Logf("%s never learned of its removal: its rejoin is not checked", id)
+	}
+
+	// A single-node cluster of its own, stopped; its folder is opened
+	// under another ID with Join.
+	ln, err := c.net.Listener(4)
+	require.NoError(t, err)
+	x, err := openNode(filepath.Join(c.dir, "x"), &Options{
+		NodeID: "x", RaftAddr: c.net.Addr(4), Peers: []Peer{{ID: "x", Addr: c.net.Addr(4)}},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(4),
+	}, &listFSM{}, nil)
+	require.NoError(t, err)
+	_, _, err = x.WaitLeader(ctxT(t))
+	require.NoError(t, err)
+	require.NoError(t, x.Close())
+	ln, err = c.net.Listener(3)
+	require.NoError(t, err)
+	n, err := openNode(filepath.Join(c.dir, "x"), &Options{
+		NodeID: "n9", RaftAddr: c.net.Addr(3), Join: []string{c.net.Addr(l)},
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
+	}, &listFSM{}, nil)
+	if err == nil {
+		c.nodes[3] = n
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "the folder holds another cluster's state: empty it")
+	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
+}

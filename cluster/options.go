@@ -129,7 +129,11 @@ type Options struct {
 	// takes part in nothing until the leader has (see Node.Join). The
 	// leader refuses, and Open fails with ErrInvalidOptions, a node whose
 	// ID is a voter: one whose folder was lost, which must be removed
-	// and join under a new ID.
+	// and join under a new ID. A node with raft state joins again when
+	// the configuration it holds lists it as no voter at RaftAddr
+	// (missing, a non-voter, or at another address); one whose
+	// configuration shares no member with the cluster's is refused,
+	// ErrInvalidOptions, as holding another cluster's state.
 	Join []string
 
 	// Profile chooses the raft timeouts. Default ProfileDefault.
