@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"time"
 )
 
 // Remote operates a cluster from outside it, through the cluster RPC of
@@ -55,18 +57,34 @@ func (r *Remote) TransferLeadership(ctx context.Context, id string) error {
 	return r.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id})
 }
 
-// toLeader sends req to the node, then to the leader it names.
+// toLeader sends req to the node, then to the leader it names. While the
+// node knows no leader (ErrNoLeader, or a NotLeaderError naming none: an
+// election under way) it is asked again after a short pause, until ctx
+// ends.
 func (r *Remote) toLeader(ctx context.Context, req *rpcRequest) error {
-	addr := r.addr
-	for range 5 {
-		_, err := r.c.call(ctx, addr, req)
-		nl, ok := err.(*NotLeaderError)
-		if !ok || nl.Addr == "" {
-			return err
+	for {
+		addr := r.addr
+		var err error
+		for hops := 0; ; hops++ {
+			if hops == 5 {
+				return fmt.Errorf("%w: too many redirects", ErrNoLeader)
+			}
+			_, err = r.c.call(ctx, addr, req)
+			var nl *NotLeaderError
+			if !errors.As(err, &nl) || nl.Addr == "" {
+				break
+			}
+			addr = nl.Addr
 		}
-		addr = nl.Addr
+		if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
+			return err // done, or refused
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoLeader, errors.Join(err, ctx.Err()))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("%w: too many redirects", ErrNoLeader)
 }
 
 // Close closes the Remote's connections.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"time"
 
 	"testing"
@@ -41,4 +42,34 @@ func TestRemote_StatusTransferRemove(t *testing.T) {
 	other := (f + 1) % 3 // a follower now
 	require.NoError(t, r.RemoveServer(ctxT(t), c.nodes[other].ID()))
 	require.Eventually(t, func() bool { return len(c.nodes[f].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestRemote_WaitsOutAnElection: asked of a node that knows no leader (an
+// election under way), a removal waits for one and is done; before, it
+// failed at once with a NotLeaderError naming no leader.
+func TestRemote_WaitsOutAnElection(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f1, f2 := (l+1)%3, (l+2)%3
+	require.NoError(t, c.nodes[f2].Close())
+	c.nodes[f2] = nil
+	require.NoError(t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	require.Eventually(t, func() bool { id, _ := c.nodes[f1].Leader(); return id == "" }, 5*time.Second, 5*time.Millisecond)
+	r := NewRemote(c.nodes[f1].Addr())
+	defer r.Close()
+	reopened := make(chan *Node, 1)
+	go func() {
+		time.Sleep(time.Second) // f1 alone elects no one meanwhile
+		n, err := c.openErr(l, nil, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		reopened <- n
+	}()
+	err := r.RemoveServer(ctxT(t), fmt.Sprintf("n%d", f2))
+	c.nodes[l] = <-reopened
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(c.nodes[f1].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
 }
