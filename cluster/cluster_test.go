@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -267,49 +268,53 @@ func (c *dbCluster) leader(skip ...int) int {
 	return l
 }
 
-// stateHash hashes every item of node i.
-func stateHash(t testing.TB, n *Node) string {
+// stateHash hashes every item of node n, read in one View, and returns
+// the revision it read at.
+func stateHash(t testing.TB, n *Node) (rev int64, hash string) {
 	h := sha256.New()
-	for it, err := range enginetest.Items(n.DB().Range("", "", nil)) {
-		require.NoError(t, err)
-		fmt.Fprintf(h, "%q=%q@%d/%d/%d/%d\n", it.Key, it.Value, it.Revision, it.CreateRevision, it.Version, it.ExpiresAt.UnixNano())
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	require.NoError(t, n.DB().View(func(tx *engine.Tx) error {
+		rev = tx.Revision()
+		items, err := tx.Range("", "", nil)
+		if err != nil {
+			return err
+		}
+		for it, err := range items {
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%q=%q@%d/%d/%d/%d\n", it.Key, it.Value, it.Revision, it.CreateRevision, it.Version, it.ExpiresAt.UnixNano())
+		}
+		return nil
+	}))
+	return rev, hex.EncodeToString(h.Sum(nil))
 }
 
 // converged waits until every running node is at one revision and
-// checks that they hold the same state there.
+// checks that they hold the same state there: each node's state is read
+// at the revision it reports with it, so that a change committed between
+// two reads (an expiry the leader sweeps) makes the check look again
+// rather than fail.
 func (c *dbCluster) converged() int64 {
 	c.t.Helper()
-	var rev int64
-	require.Eventually(c.t, func() bool {
-		rev = -1
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var revs []int64
+		var hashes []string
+		var nodes []int
 		for i := range c.nodes {
-			n := c.node(i)
-			if n == nil {
-				continue
-			}
-			if rev == -1 {
-				rev = n.Revision()
-			} else if n.Revision() != rev {
-				return false
+			if n := c.node(i); n != nil {
+				rev, h := stateHash(c.t, n)
+				revs, hashes, nodes = append(revs, rev), append(hashes, h), append(nodes, i)
 			}
 		}
-		return true
-	}, 15*time.Second, 5*time.Millisecond, "nodes at different revisions")
-	want := ""
-	for i := range c.nodes {
-		n := c.node(i)
-		if n == nil {
+		if slices.Min(revs) != slices.Max(revs) {
+			require.True(c.t, time.Now().Before(end), "nodes at different revisions: %v", revs)
 			continue
 		}
-		h := stateHash(c.t, n)
-		if want == "" {
-			want = h
+		for j := range hashes {
+			require.Equal(c.t, hashes[0], hashes[j], "state of node %d at revision %d", nodes[j], revs[j])
 		}
-		require.Equal(c.t, want, h, "state of node %d at revision %d", i, rev)
+		return revs[0]
 	}
-	return rev
 }
 
 func TestCluster_WritesReplicateAndReadEverywhere(t *testing.T) {
