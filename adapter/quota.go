@@ -90,7 +90,7 @@ func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
 			return nil, fmt.Errorf("%w: quota for %q: an empty prefix or a negative limit", ErrInvalidOptions, l.Prefix)
 		}
 		err := db.View(func(tx *engine.Tx) error {
-			u, err := countPrefix(tx, l.Prefix)
+			u, _, err := countPrefix(tx, l.Prefix, -1)
 			q.used[i] = u
 			return err
 		})
@@ -101,25 +101,33 @@ func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
 	return q, nil
 }
 
-// countPrefix is what the keys that start with prefix hold in tx.
-func countPrefix(tx *engine.Tx, prefix string) (QuotaUsage, error) {
-	var u QuotaUsage
+// countPrefix is what the keys that start with prefix hold in tx; with
+// most at 0 or more, it stops past most keys, and whole is false.
+func countPrefix(tx *engine.Tx, prefix string, most int64) (u QuotaUsage, whole bool, err error) {
 	items, err := tx.Prefix(prefix, nil)
 	if err != nil {
-		return u, err
+		return u, false, err
 	}
 	for it, err := range items {
 		if err != nil {
-			return u, err
+			return u, false, err
+		}
+		if most >= 0 && u.Keys == most+1 {
+			return u, false, nil
 		}
 		u.Keys++
 		u.Bytes += int64(len(it.Key) + len(it.Value))
 	}
-	return u, nil
+	return u, true, nil
 }
 
-// recount implements recounter: the prefixes of key not counted in the
-// last recountEvery are counted from tx, less d, which Charge adds again.
+// recount implements recounter: the prefixes of key whose last count
+// ended recountEvery ago or more are counted from tx, less d, which
+// Charge adds again. A count stops past MaxKeys keys (and recountEvery
+// runs from its end), so that it holds the writer lock for a bounded
+// time: the write it stopped for is over the limit anyway, and the count
+// kept is left as it was, since a part of it would be below what the DB
+// holds.
 func (q *PrefixQuota) recount(tx *engine.Tx, key string, d QuotaUsage) (bool, error) {
 	did := false
 	for i, l := range q.limits {
@@ -128,21 +136,21 @@ func (q *PrefixQuota) recount(tx *engine.Tx, key string, d QuotaUsage) (bool, er
 		}
 		q.mu.Lock()
 		due := time.Since(q.counted[i]) >= recountEvery
-		if due {
-			q.counted[i] = time.Now()
-		}
 		q.mu.Unlock()
 		if !due {
 			continue
 		}
-		u, err := countPrefix(tx, l.Prefix)
+		u, whole, err := countPrefix(tx, l.Prefix, l.MaxKeys)
+		q.mu.Lock()
+		q.counted[i] = time.Now()
+		if err == nil && whole {
+			q.used[i] = QuotaUsage{Keys: u.Keys - d.Keys, Bytes: u.Bytes - d.Bytes}
+			did = true
+		}
+		q.mu.Unlock()
 		if err != nil {
 			return did, err
 		}
-		q.mu.Lock()
-		q.used[i] = QuotaUsage{Keys: u.Keys - d.Keys, Bytes: u.Bytes - d.Bytes}
-		q.mu.Unlock()
-		did = true
 	}
 	return did, nil
 }

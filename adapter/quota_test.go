@@ -209,3 +209,20 @@ func TestQuota_ExpiredKeysLeaveRoom(t *testing.T) {
 	require.Equal(t, 507.0, c.call(m{"op": 2, "key": "todo:d", "value": "v"})["code"])
 	require.Equal(t, scanUsage(t, f.db, "todo:"), q.Usage("todo:"))
 }
+
+// TestQuota_RecountIsBounded: a count made again before a refusal reads
+// at most MaxKeys + 1 keys, whatever the prefix holds (keys written by the
+// Go API pass no quota), so that it holds the writer lock for a bounded
+// time; the refusal stands, and the count stopped short is not kept.
+func TestQuota_RecountIsBounded(t *testing.T) {
+	f, q := newQuotaFixture(t, "", nil, adapter.QuotaLimit{Prefix: "todo:", MaxKeys: 2, MaxBytes: 1 << 30})
+	c := f.dial("apiKey=" + apiKey)
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "todo:a", "value": "v"})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "todo:b", "value": "v"})["code"])
+	for i := range 5000 {
+		_, err := f.db.Set(fmt.Sprintf("todo:%05d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 507.0, c.call(m{"op": 2, "key": "todo:new", "value": "v"})["code"])
+	require.Equal(t, adapter.QuotaUsage{Keys: 2, Bytes: 14}, q.Usage("todo:"), "the count stopped short is not kept")
+}
