@@ -19,8 +19,9 @@ import (
 // Such a cursor is sealed instead: the key encrypted and authenticated
 // (AES-256-GCM, a random nonce) under a key derived from
 // Options.TokenSecret, in base64url, after sealedCursorPrefix. The server
-// opens it when it comes back; the client learns nothing of the key, and
-// cannot make one up. A cursor naming a key the connection may read stays
+// opens it when it comes back; the client learns nothing of the key but
+// its length (AES-GCM keeps it), and cannot make one up. A cursor naming
+// a key the connection may read stays
 // the key itself, unless it starts with sealedCursorPrefix: then it is
 // sealed too, so that a plain cursor the server gives never does, and a
 // cursor that does and does not open was not the server's.
