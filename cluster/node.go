@@ -668,6 +668,16 @@ func (n *Node) Leave(ctx context.Context) error {
 	if n.closed() {
 		return ErrClosed
 	}
+	// A node removed already hears from no leader, and, no voter in the
+	// configuration it holds, calls no election: asking a leader would
+	// wait for ever. Out is done.
+	f := n.rn.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == n.opts.NodeID }) {
+		return nil
+	}
 	if n.IsLeader() {
 		if err := n.transfer(""); err != nil {
 			return err

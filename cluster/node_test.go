@@ -583,3 +583,20 @@ func TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused(t *testing.T) 
 	require.ErrorContains(t, err, "the folder holds another cluster's state: empty it")
 	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
 }
+
+// TestNode_LeaveOfARemovedNodeIsDone: a node removed already hears from
+// no leader and calls no election; its Leave is done at once, rather than
+// wait for a leader until its context ends.
+func TestNode_LeaveOfARemovedNodeIsDone(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	f := (l + 1) % 3
+	require.NoError(t, c.nodes[l].RemoveServer(ctxT(t), fmt.Sprintf("n%d", f)))
+	require.Eventually(t, func() bool {
+		return !slices.ContainsFunc(c.nodes[f].Status().Servers, func(s Server) bool { return s.ID == fmt.Sprintf("n%d", f) })
+	}, 10*time.Second, 5*time.Millisecond, "the removed node learns of its removal")
+	time.Sleep(time.Second) // past the heartbeat timeout: it knows no leader
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[f].Leave(ctx))
+}
