@@ -76,7 +76,11 @@ func (r *Remote) toLeader(ctx context.Context, req *rpcRequest) error {
 			}
 			addr = nl.Addr
 		}
-		if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
+		// A leader named that does not answer has died, and the node that
+		// named it has not seen so yet: an election is under way too.
+		var dial *dialError
+		stale := addr != r.addr && errors.As(err, &dial)
+		if !stale && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
 			return err // done, or refused
 		}
 		select {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -72,4 +73,21 @@ func TestRemote_WaitsOutAnElection(t *testing.T) {
 	c.nodes[l] = <-reopened
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(c.nodes[f1].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestRemote_RightAfterTheLeaderDies: a follower still names the leader
+// that just died; a Remote asking it waits out the election rather than
+// fail on the dead leader's address.
+func TestRemote_RightAfterTheLeaderDies(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	c.apply([]byte("a"))
+	l := c.leader()
+	f := (l + 1) % 3
+	r := NewRemote(c.net.Addr(f))
+	defer r.Close()
+	require.NoError(t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, r.TransferLeadership(ctx, fmt.Sprintf("n%d", f)))
 }
