@@ -21,6 +21,13 @@ var (
 	// ErrInvalidOptions is returned by Open for options that cannot work.
 	ErrInvalidOptions = errors.New("cluster: invalid options")
 
+	// ErrJoinRefused is returned by Open and Join when the cluster refuses
+	// this node: its ID is a voter though it has no raft state (its folder
+	// was lost), its raft address is a live member's, or its folder holds
+	// another cluster's state. errors.Is(err, ErrInvalidOptions) holds
+	// for it too: the same request would be refused again.
+	ErrJoinRefused error = joinRefused{}
+
 	// ErrClosed is returned by every operation on a Node after Close.
 	ErrClosed error = &codedError{"cluster: node closed", wire.CodeNodeClosed}
 
@@ -47,6 +54,12 @@ var (
 	// revision this node has not applied within the wait allowed.
 	ErrBehind error = &codedError{"cluster: node behind the requested revision", wire.CodeBehind}
 )
+
+// joinRefused is ErrJoinRefused: a kind of ErrInvalidOptions.
+type joinRefused struct{}
+
+func (joinRefused) Error() string        { return "cluster: join refused" }
+func (joinRefused) Is(target error) bool { return target == ErrInvalidOptions }
 
 // codedError is a sentinel error with a code a client can rely on. The
 // adapter serves a node through an interface and does not import this
@@ -94,7 +107,8 @@ var wireErrors = []struct {
 	{wire.CodeNotLeader, ErrNotLeader},
 	{wire.CodeNoLeader, ErrNoLeader},
 	{wire.CodeBehind, ErrBehind},
-	{"closed", ErrClosed}, // not wire.CodeNodeClosed: earlier releases send "closed" between nodes
+	{"closed", ErrClosed},            // not wire.CodeNodeClosed: earlier releases send "closed" between nodes
+	{"join_refused", ErrJoinRefused}, // before invalid_opts, which it is too
 	{"invalid_opts", ErrInvalidOptions},
 	{"not_found", engine.ErrNotFound},
 	{"conflict", engine.ErrConflict},

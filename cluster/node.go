@@ -183,7 +183,7 @@ func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 		return slices.ContainsFunc(servers, func(sv Server) bool { return sv.ID == string(s.ID) && sv.Addr == string(s.Address) })
 	}) {
 		return fmt.Errorf("%w: the folder holds another cluster's state: empty it "+
-			"(no member of the configuration it holds is in the cluster at %v)", ErrInvalidOptions, addrs)
+			"(no member of the configuration it holds is in the cluster at %v)", ErrJoinRefused, addrs)
 	}
 	return n.Join(ctx, addrs...)
 }
@@ -477,7 +477,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 		case string(s.ID) != id:
 		case s.Suffrage == raft.Voter && fresh:
 			return fmt.Errorf("%w: %s is a voter of the cluster, yet it joins with no raft state (was its folder lost?): "+
-				"remove it first (livekv cluster remove %s), then join the node under a new ID", ErrInvalidOptions, id, id)
+				"remove it first (livekv cluster remove %s), then join the node under a new ID", ErrJoinRefused, id, id)
 		case s.Suffrage == raft.Voter && string(s.Address) == addr:
 			return nil // joined already
 		case string(s.Address) == addr:
@@ -513,7 +513,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 			// Another node answers at addr, which none did or the
 			// newcomer did before: the newcomer's entry, which would
 			// send that node raft's messages, goes again.
-			err := fmt.Errorf("%w: %s answers as %s, not %s", ErrInvalidOptions, addr, resp.Status.ID, id)
+			err := fmt.Errorf("%w: %s answers as %s, not %s", ErrJoinRefused, addr, resp.Status.ID, id)
 			return errors.Join(err, n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() }))
 		}
 		if err == nil && resp.Status != nil && resp.Status.Applied+catchUpEntries >= r.LastIndex() {
@@ -545,10 +545,10 @@ func (n *Node) checkAddress(ctx context.Context, id, addr string, servers []raft
 	}
 	for _, s := range servers {
 		if string(s.Address) == addr {
-			return fmt.Errorf("%w: address %s is member %s's", ErrInvalidOptions, addr, s.ID)
+			return fmt.Errorf("%w: address %s is member %s's", ErrJoinRefused, addr, s.ID)
 		}
 	}
-	return fmt.Errorf("%w: %s answers as %s, not %s", ErrInvalidOptions, addr, resp.Status.ID, id)
+	return fmt.Errorf("%w: %s answers as %s, not %s", ErrJoinRefused, addr, resp.Status.ID, id)
 }
 
 // RemoveServer removes the member id from the cluster; an id that is in

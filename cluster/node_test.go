@@ -355,6 +355,7 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 		c.nodes[3] = n
 	}
 	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorIs(t, err, ErrJoinRefused)
 	require.ErrorContains(t, err, fmt.Sprintf("address %s is member n%d's", c.net.Addr(f), f))
 	servers := c.nodes[c.leader()].Status().Servers
 	require.Len(t, servers, 3)
@@ -380,6 +381,7 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 		c.nodes[3] = n
 	}
 	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorIs(t, err, ErrJoinRefused)
 	require.ErrorContains(t, err, fmt.Sprintf("%s answers as x, not n8", c.net.Addr(5)))
 	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
 
@@ -437,6 +439,7 @@ func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 		c.nodes[f2] = o.n
 	}
 	require.ErrorIs(t, o.err, ErrInvalidOptions)
+	require.ErrorIs(t, o.err, ErrJoinRefused)
 	require.ErrorContains(t, o.err, fmt.Sprintf("remove it first (livekv cluster remove n%d)", f2))
 	nl := c.leader()
 	require.NotEqual(t, f2, nl)
@@ -580,6 +583,7 @@ func TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused(t *testing.T) 
 		c.nodes[3] = n
 	}
 	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorIs(t, err, ErrJoinRefused)
 	require.ErrorContains(t, err, "the folder holds another cluster's state: empty it")
 	require.Len(t, c.nodes[c.leader()].Status().Servers, 3)
 }

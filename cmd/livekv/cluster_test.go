@@ -112,6 +112,18 @@ func TestServe_Cluster(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &st))
 	require.Len(t, st.Servers, 3)
 
+	// A member whose folder was lost, started again under its ID with
+	// --join: refused, exit 1 with the leader's reason (not a usage
+	// error); the cluster still lists it, a voter.
+	srvs[2].stop(t)
+	out, err = exec.Command(bin, "serve", "--data", filepath.Join(dir, "2-lost"), "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "n2", "--raft", raft[2], "--join", raft[0], "--raft-profile", "lan").CombinedOutput()
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "remove it first")
+	require.NotContains(t, string(out), "usage: livekv serve")
+	srvs = srvs[:2]
+
 	for _, s := range srvs {
 		s.stop(t)
 	}

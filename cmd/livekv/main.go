@@ -296,7 +296,7 @@ func serve(args []string) error {
 			made = ""
 			err = fmt.Errorf("%w\n(is another livekv using %s? pass --data to use another folder)", err, *data)
 		}
-		if errors.Is(err, cluster.ErrInvalidOptions) || errors.Is(err, engine.ErrInvalidOptions) {
+		if !errors.Is(err, cluster.ErrJoinRefused) && (errors.Is(err, cluster.ErrInvalidOptions) || errors.Is(err, engine.ErrInvalidOptions)) {
 			// Flags the checks above let through (a peer listed twice,
 			// a --raft that is no address): the command line's fault.
 			return fail(badUsage(fs, err.Error()))
