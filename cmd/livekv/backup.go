@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -124,41 +123,24 @@ func backup(args []string) error {
 		}
 		return err
 	}
-	var w io.Writer = os.Stdout
-	var tmp *os.File
-	if *out != "" {
-		if tmp, err = os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".tmp-*"); err != nil {
-			return err
+	var n int64
+	var rev string
+	copyBackup := func(w io.Writer) error {
+		if n, err = io.Copy(w, resp.Body); err != nil {
+			return fmt.Errorf("after %d bytes: %w (the backup is incomplete)", n, err)
 		}
-		defer func() {
-			tmp.Close()
-			os.Remove(tmp.Name()) // gone once renamed
-		}()
-		w = tmp
+		if rev = resp.Trailer.Get(revisionTrailer); rev == "" {
+			return fmt.Errorf("the server cut the backup short after %d bytes", n)
+		}
+		return nil
 	}
-	n, err := io.Copy(w, resp.Body)
+	if *out == "" {
+		err = copyBackup(os.Stdout)
+	} else {
+		err = writeWhole(*out, copyBackup) // a crash after the message below keeps it
+	}
 	if err != nil {
-		return fmt.Errorf("after %d bytes: %w (the backup is incomplete)", n, err)
-	}
-	rev := resp.Trailer.Get(revisionTrailer)
-	if rev == "" {
-		return fmt.Errorf("the server cut the backup short after %d bytes", n)
-	}
-	if tmp != nil {
-		if err := tmp.Sync(); err != nil {
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), *out); err != nil {
-			return err
-		}
-		// The name is durable only once its folder is: a crash after the
-		// message below must not take the backup away.
-		if err := syncDir(filepath.Dir(*out)); err != nil {
-			return err
-		}
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "livekv backup: revision %s, %d bytes\n", rev, n)
 	return nil

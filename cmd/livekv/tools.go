@@ -38,32 +38,44 @@ func storedKey(file string) (key string, created bool, err error) {
 		return "", false, err
 	}
 	key = hex.EncodeToString(raw)
-	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".tmp-*") // mode 0600
-	if err != nil {
-		return "", false, err
-	}
-	defer os.Remove(f.Name()) // gone once renamed
-	_, err = f.WriteString(key + "\n")
-	if err == nil {
-		err = syncKeyFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), file)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(file))
-	}
-	if err != nil {
+	if err := writeWhole(file, func(w io.Writer) error {
+		_, err := io.WriteString(w, key+"\n")
+		return err
+	}); err != nil {
 		return "", false, err
 	}
 	return key, true, nil
 }
 
-// syncKeyFile syncs a new key's file; tests make it fail.
-var syncKeyFile = (*os.File).Sync
+// writeWhole makes the file name whole or not at all: write fills a file
+// of its own beside it (mode 0600), which is synced, then given the name,
+// its folder synced, so that a failure (write's error included) or a crash
+// leaves name as it was or whole, never cut short.
+func writeWhole(name string, write func(w io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone once renamed
+	err = write(f)
+	if err == nil {
+		err = syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err == nil {
+		// The name is durable only once its folder is.
+		err = syncDir(filepath.Dir(name))
+	}
+	return err
+}
+
+// syncFile syncs a file writeWhole made; tests make it fail.
+var syncFile = (*os.File).Sync
 
 // folderFlags parses a subcommand's flags, which define adds, and its one
 // argument, a data folder, which must hold livekv data when holdsData

@@ -115,9 +115,9 @@ func TestBackup_SyncsFolderAfterRename(t *testing.T) {
 func TestStoredKey_WholeOrNone(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "api-key")
-	syncKeyFile = func(*os.File) error { return fmt.Errorf("disk full") }
+	syncFile = func(*os.File) error { return fmt.Errorf("disk full") }
 	_, _, err := storedKey(file)
-	syncKeyFile = (*os.File).Sync
+	syncFile = (*os.File).Sync
 	require.ErrorContains(t, err, "disk full")
 	names, err := os.ReadDir(dir)
 	require.NoError(t, err)
