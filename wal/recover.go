@@ -1,9 +1,9 @@
 package wal
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -508,8 +508,8 @@ func (l *Log) readSegmentFrom(name string, last bool, skip int64, borrow bool, h
 	var tx Tx
 	return l.scanSegment(name, last, func(version byte, payload []byte) error {
 		held := false
-		if rev, n := binary.Uvarint(payload); n > 0 && rev <= uint64(l.mu.snapRev) {
-			if hist == nil || rev <= uint64(skip) {
+		if rev := revisionOf(payload, math.MaxInt64); rev <= l.mu.snapRev { // one with none is decoded, and refused
+			if hist == nil || rev <= skip {
 				return nil // in the snapshot
 			}
 			held = true
