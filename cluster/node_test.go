@@ -65,16 +65,25 @@ func (c *listNodes) open(i int, peers []Peer, join []string) {
 // neither registers the node nor fails the test, so that it may run in
 // its own goroutine.
 func (c *listNodes) openErr(i int, peers []Peer, join []string) (*Node, error) {
-	ln, err := c.net.Listener(i)
+	c.fsms[i] = &listFSM{}
+	id := fmt.Sprintf("n%d", i)
+	return c.openAt(id, id, i, i, peers, join, c.fsms[i])
+}
+
+// openAt opens the node id on the folder dir under c.dir, listening on
+// slot's listener and dialing from it, but telling the others the raft
+// address of slot addr (another node's, for a node that takes it), with
+// peers or join and the state machine fsm. It neither registers the node
+// nor fails the test.
+func (c *listNodes) openAt(dir, id string, slot, addr int, peers []Peer, join []string, fsm stateMachine) (*Node, error) {
+	ln, err := c.net.Listener(slot)
 	if err != nil {
 		return nil, err
 	}
-	c.fsms[i] = &listFSM{}
-	id := fmt.Sprintf("n%d", i)
-	return openNode(filepath.Join(c.dir, id), &Options{
-		NodeID: id, RaftAddr: c.net.Addr(i), Peers: peers, Join: join,
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(i),
-	}, c.fsms[i], nil)
+	return openNode(filepath.Join(c.dir, dir), &Options{
+		NodeID: id, RaftAddr: c.net.Addr(addr), Peers: peers, Join: join,
+		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(slot),
+	}, fsm, nil)
 }
 
 func (c *listNodes) leader() int {
@@ -345,12 +354,7 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 	c.apply([]byte("a"))
 	l := c.leader()
 	f := (l + 1) % 3
-	ln, err := c.net.Listener(3)
-	require.NoError(t, err)
-	n, err := openNode(filepath.Join(c.dir, "n9"), &Options{
-		NodeID: "n9", RaftAddr: c.net.Addr(f), Join: []string{c.net.Addr(l)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
-	}, &listFSM{}, nil)
+	n, err := c.openAt("n9", "n9", 3, f, nil, []string{c.net.Addr(l)}, &listFSM{})
 	if err == nil {
 		c.nodes[3] = n
 	}
@@ -363,20 +367,10 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 		"the live member n%d keeps its place: %+v", f, servers)
 
 	// Nor is an address where a node that is no member answers.
-	ln, err = c.net.Listener(5)
-	require.NoError(t, err)
-	x, err := openNode(filepath.Join(c.dir, "x"), &Options{
-		NodeID: "x", RaftAddr: c.net.Addr(5), Peers: []Peer{{ID: "x", Addr: c.net.Addr(5)}},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(5),
-	}, &listFSM{}, nil)
+	x, err := c.openAt("x", "x", 5, 5, []Peer{{ID: "x", Addr: c.net.Addr(5)}}, nil, &listFSM{})
 	require.NoError(t, err)
 	defer x.Close()
-	ln, err = c.net.Listener(3)
-	require.NoError(t, err)
-	n, err = openNode(filepath.Join(c.dir, "n8"), &Options{
-		NodeID: "n8", RaftAddr: c.net.Addr(5), Join: []string{c.net.Addr(l)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
-	}, &listFSM{}, nil)
+	n, err = c.openAt("n8", "n8", 3, 5, nil, []string{c.net.Addr(l)}, &listFSM{})
 	if err == nil {
 		c.nodes[3] = n
 	}
@@ -388,13 +382,8 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 	// Once f is dead, a newcomer on its address replaces it.
 	require.NoError(t, c.nodes[f].Close())
 	c.nodes[f] = nil
-	ln, err = c.net.Listener(f)
-	require.NoError(t, err)
 	c.fsms[4] = &listFSM{}
-	c.nodes[4], err = openNode(filepath.Join(c.dir, "n4"), &Options{
-		NodeID: "n4", RaftAddr: c.net.Addr(f), Join: []string{c.net.Addr(l)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(f),
-	}, c.fsms[4], nil)
+	c.nodes[4], err = c.openAt("n4", "n4", f, f, nil, []string{c.net.Addr(l)}, c.fsms[4])
 	require.NoError(t, err)
 	servers = c.nodes[c.leader()].Status().Servers
 	require.Len(t, servers, 3)
@@ -448,13 +437,9 @@ func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 
 	// Removed, it joins under a new ID, with nothing of the old one's.
 	require.NoError(t, c.nodes[nl].RemoveServer(ctxT(t), fmt.Sprintf("n%d", f2)))
-	ln, err := c.net.Listener(f2)
-	require.NoError(t, err)
 	c.fsms[f2] = &listFSM{}
-	c.nodes[f2], err = openNode(filepath.Join(c.dir, "n2b"), &Options{
-		NodeID: "n2b", RaftAddr: c.net.Addr(f2), Join: []string{c.net.Addr(nl)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(f2),
-	}, c.fsms[f2], nil)
+	var err error
+	c.nodes[f2], err = c.openAt("n2b", "n2b", f2, f2, nil, []string{c.net.Addr(nl)}, c.fsms[f2])
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return slices.ContainsFunc(c.fsms[f2].list(), func(b []byte) bool { return string(b) == "X" })
@@ -478,13 +463,9 @@ func TestNode_RestartOnNewAddressWithJoinRejoins(t *testing.T) {
 	f := (l + 1) % 3
 	require.NoError(t, c.nodes[f].Close())
 	c.nodes[f] = nil
-	ln, err := c.net.Listener(3) // the new address
-	require.NoError(t, err)
 	id := fmt.Sprintf("n%d", f)
-	c.nodes[3], err = openNode(filepath.Join(c.dir, id), &Options{
-		NodeID: id, RaftAddr: c.net.Addr(3), Join: []string{c.net.Addr(l)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
-	}, &listFSM{}, nil)
+	var err error
+	c.nodes[3], err = c.openAt(id, id, 3, 3, nil, []string{c.net.Addr(l)}, &listFSM{}) // its folder, a new address
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		servers := c.nodes[c.leader()].Status().Servers
@@ -563,22 +544,12 @@ func TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused(t *testing.T) 
 
 	// A single-node cluster of its own, stopped; its folder is opened
 	// under another ID with Join.
-	ln, err := c.net.Listener(4)
-	require.NoError(t, err)
-	x, err := openNode(filepath.Join(c.dir, "x"), &Options{
-		NodeID: "x", RaftAddr: c.net.Addr(4), Peers: []Peer{{ID: "x", Addr: c.net.Addr(4)}},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(4),
-	}, &listFSM{}, nil)
+	x, err := c.openAt("x", "x", 4, 4, []Peer{{ID: "x", Addr: c.net.Addr(4)}}, nil, &listFSM{})
 	require.NoError(t, err)
 	_, _, err = x.WaitLeader(ctxT(t))
 	require.NoError(t, err)
 	require.NoError(t, x.Close())
-	ln, err = c.net.Listener(3)
-	require.NoError(t, err)
-	n, err := openNode(filepath.Join(c.dir, "x"), &Options{
-		NodeID: "n9", RaftAddr: c.net.Addr(3), Join: []string{c.net.Addr(l)},
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(3),
-	}, &listFSM{}, nil)
+	n, err := c.openAt("x", "n9", 3, 3, nil, []string{c.net.Addr(l)}, &listFSM{})
 	if err == nil {
 		c.nodes[3] = n
 	}
