@@ -275,18 +275,13 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 	l.mu.cond = sync.NewCond(&l.mu)
 	fsys := l.opts.FS
 	made := missingFolders(fsys, dir) // folders made here: their entries are synced in their parents
-	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
-		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) && d != dir {
+	for _, d := range []string{l.segDir(), l.snapDir()} {
+		if _, err := fsys.List(d); errors.Is(err, fs.ErrNotExist) {
 			made = append(made, d)
 		}
-		if err := fsys.MkdirAll(d); err != nil {
-			return nil, err
-		}
 	}
-	for _, d := range made {
-		if err := fsys.SyncDir(path.Dir(d)); err != nil {
-			return nil, err
-		}
+	if err := l.makeFolders(made); err != nil {
+		return nil, err
 	}
 	lock, err := fsys.Lock(path.Join(dir, "LOCK"))
 	if err != nil {

@@ -48,7 +48,7 @@ func CreateFromSnapshot(dir string, r io.Reader, opts *Options) (rev int64, err 
 func CreateFromSnapshotChecked(dir string, r io.Reader, opts *Options, check func(*Item) error) (rev int64, err error) {
 	o := opts.withDefaults()
 	fsys := o.FS
-	l := &Log{dir: dir}
+	l := &Log{dir: dir, opts: o}
 	var made []string // the directories this call creates, outermost first
 	before, err := fsys.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -119,15 +119,8 @@ func CreateFromSnapshotChecked(dir string, r io.Reader, opts *Options, check fun
 		}
 	}
 	begun = true
-	for _, d := range []string{dir, l.segDir(), l.snapDir()} {
-		if err := fsys.MkdirAll(d); err != nil {
-			return 0, err
-		}
-	}
-	for _, d := range made { // a crash must not take them, and the snapshot, away
-		if err := fsys.SyncDir(path.Dir(d)); err != nil {
-			return 0, err
-		}
+	if err := l.makeFolders(made); err != nil { // a crash must not take them, and the snapshot, away
+		return 0, err
 	}
 	if unfinished {
 		if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -211,6 +204,24 @@ func missingFolders(fsys vfs.FS, dir string) []string {
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// makeFolders makes the log's folders, l.dir and its segments' and
+// snapshots', and syncs the entry of each of made (those of them, and of
+// l.dir's parents, that were missing) in its parent.
+func (l *Log) makeFolders(made []string) error {
+	fsys := l.opts.FS
+	for _, d := range []string{l.dir, l.segDir(), l.snapDir()} {
+		if err := fsys.MkdirAll(d); err != nil {
+			return err
+		}
+	}
+	for _, d := range made {
+		if err := fsys.SyncDir(path.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeFolders removes the folders made, innermost first, as far as
