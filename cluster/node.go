@@ -535,7 +535,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 // member's address then goes to the newcomer, whose status the catch-up
 // asks again). A node answering under another ID is alive and keeps its
 // address, the member of the configuration servers included:
-// ErrInvalidOptions.
+// ErrJoinRefused.
 func (n *Node) checkAddress(ctx context.Context, id, addr string, servers []raft.Server) error {
 	ctx, cancel := context.WithTimeout(ctx, addressCheckTimeout)
 	defer cancel()
