@@ -152,15 +152,19 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	return n, nil
 }
 
-// joinIfOut runs Join for a node opened with Options.Join unless the
-// configuration its raft holds lists it as a voter at its raft address.
-// A node with raft state joins too when it is missing there (removed), a
-// non-voter (a join cut short while it caught up) or listed at another
-// address (restarted on a new one): the leader adds it, moves its entry,
-// or makes it a voter once it has caught up. Such a node must share a
-// member (the same ID at the same address) with the configuration the
-// cluster at addrs reports, else its folder holds another cluster's
-// state and it is refused, ErrInvalidOptions.
+// joinIfOut runs Join for a node opened with Options.Join unless it is a
+// voter of the cluster at its raft address. A node with raft state joins
+// too when it is missing there (removed), a non-voter (a join cut short
+// while it caught up) or listed at another address (restarted on a new
+// one): the leader adds it, moves its entry, or makes it a voter once it
+// has caught up. The configuration its raft holds says so, and when it
+// lists the node a voter at its address, the cluster at addrs is asked
+// once (memberCheckTimeout an address): a node removed while it was down
+// or cut off never heard of its removal. If none answers, the node opens
+// as the member it holds it is (a whole cluster restarting at once). A
+// node with state must share a member (the same ID at the same address)
+// with the configuration the cluster reports, else its folder holds
+// another cluster's state and it is refused, ErrJoinRefused.
 func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 	f := n.rn.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -170,30 +174,63 @@ func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 	if len(stored) == 0 {
 		return n.Join(ctx, addrs...) // fresh
 	}
+	var servers []Server
 	if slices.ContainsFunc(stored, func(s raft.Server) bool {
 		return string(s.ID) == n.opts.NodeID && string(s.Address) == n.opts.RaftAddr && s.Suffrage == raft.Voter
 	}) {
-		return nil // a member already
+		var err error
+		servers, err = n.askCluster(ctx, addrs, memberCheckTimeout)
+		if err != nil || memberAt(servers, n.opts.NodeID, n.opts.RaftAddr) {
+			return nil // a member, or none answers to say otherwise
+		}
+	} else {
+		var err error
+		if servers, err = n.clusterServers(ctx, addrs); err != nil {
+			return err
+		}
 	}
-	servers, err := n.clusterServers(ctx, addrs)
-	if err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(stored, func(s raft.Server) bool {
-		return slices.ContainsFunc(servers, func(sv Server) bool { return sv.ID == string(s.ID) && sv.Addr == string(s.Address) })
-	}) {
+	if !slices.ContainsFunc(stored, func(s raft.Server) bool { return memberAt(servers, string(s.ID), string(s.Address)) }) {
 		return fmt.Errorf("%w: the folder holds another cluster's state: empty it "+
 			"(no member of the configuration it holds is in the cluster at %v)", ErrJoinRefused, addrs)
 	}
 	return n.Join(ctx, addrs...)
 }
 
-// clusterServers returns the configuration of the cluster at addrs (tried
-// in turn, until ctx ends): its leader's, or that of the node that
-// answers if the leader does not. This node, if among addrs, is skipped.
+// memberAt reports whether servers lists id at addr, voter or not.
+func memberAt(servers []Server, id, addr string) bool {
+	return slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id && s.Addr == addr })
+}
+
+// memberCheckTimeout bounds a node's question to each other member about
+// its own membership, asked when what it holds may be out of date: a node
+// with state opened with Options.Join, and Leave without a leader.
+const memberCheckTimeout = time.Second
+
+// clusterServers returns the configuration of the cluster at addrs, asked
+// in turn by askCluster until one answers or ctx ends.
 func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, error) {
+	for {
+		servers, err := n.askCluster(ctx, addrs, addressCheckTimeout)
+		if err == nil {
+			return servers, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: join %v: %w", addrs, errors.Join(err, ctx.Err()))
+		case <-n.done:
+			return nil, ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// askCluster asks the nodes at addrs in turn, each for at most timeout,
+// for the cluster's configuration, and returns the first answer: the
+// leader's, or that of the node that answers if the leader does not. This
+// node, if among addrs, is skipped. It fails if none answers.
+func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Duration) ([]Server, error) {
 	status := func(addr string) (*Status, error) {
-		ctx, cancel := context.WithTimeout(ctx, addressCheckTimeout)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
 		if err == nil && (resp.Status == nil || resp.Status.ID == n.opts.NodeID || len(resp.Status.Servers) == 0) {
@@ -204,32 +241,24 @@ func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, er
 		}
 		return resp.Status, nil
 	}
-	var last error
-	for {
-		for _, a := range addrs {
-			if a == n.opts.RaftAddr {
-				continue
-			}
-			s, err := status(a)
-			if err != nil {
-				last = err
-				continue
-			}
-			if s.LeaderAddr != "" && s.LeaderAddr != a && s.LeaderAddr != n.opts.RaftAddr {
-				if ls, err := status(s.LeaderAddr); err == nil {
-					s = ls
-				}
-			}
-			return s.Servers, nil
+	last := errors.New("cluster: no other node to ask")
+	for _, a := range addrs {
+		if a == n.opts.RaftAddr {
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: join %v: %w", addrs, errors.Join(last, ctx.Err()))
-		case <-n.done:
-			return nil, ErrClosed
-		case <-time.After(100 * time.Millisecond):
+		s, err := status(a)
+		if err != nil {
+			last = err
+			continue
 		}
+		if s.LeaderAddr != "" && s.LeaderAddr != a && s.LeaderAddr != n.opts.RaftAddr {
+			if ls, err := status(s.LeaderAddr); err == nil {
+				s = ls
+			}
+		}
+		return s.Servers, nil
 	}
+	return nil, last
 }
 
 // hasState reports whether this node is in a cluster's configuration.
@@ -675,8 +704,21 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := f.Error(); err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == n.opts.NodeID }) {
+	stored := f.Configuration().Servers
+	if !slices.ContainsFunc(stored, func(s raft.Server) bool { return string(s.ID) == n.opts.NodeID }) {
 		return nil
+	}
+	// One removed while it was cut off or down never heard of it, and
+	// knows no leader either: the other members say whether it is one.
+	if addr, _ := n.rn.raft.LeaderWithID(); addr == "" {
+		addrs := make([]string, 0, len(stored))
+		for _, s := range stored {
+			addrs = append(addrs, string(s.Address))
+		}
+		servers, err := n.askCluster(ctx, addrs, memberCheckTimeout)
+		if err == nil && !slices.ContainsFunc(servers, func(s Server) bool { return s.ID == n.opts.NodeID }) {
+			return nil
+		}
 	}
 	if n.IsLeader() {
 		if err := n.transfer(""); err != nil {

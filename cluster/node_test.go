@@ -514,76 +514,73 @@ func TestNode_InterruptedJoinIsResumedOnRestart(t *testing.T) {
 }
 
 // TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused: a node
-// with raft state that its cluster removed joins again with Join (its log
-// is its own: its votes were honest); a folder holding another cluster's
-// state, sharing no member with the cluster at Join, is refused.
+// with raft state that its cluster removed while it was cut off (so that
+// it never heard of it and still lists itself a voter) joins again with
+// Join (its log is its own: its votes were honest); a folder holding
+// another cluster's state, sharing no member with the cluster at Join,
+// is refused, under its own ID at its own address too.
 func TestNode_RemovedNodeRejoinsAndAnotherClustersFolderIsRefused(t *testing.T) {
 	c := newListNodes(t, 3, 2)
 	c.apply([]byte("a"))
 	l := c.leader()
 	f := (l + 1) % 3
 	id := fmt.Sprintf("n%d", f)
+	c.net.Isolate(f)
 	require.NoError(t, c.nodes[l].RemoveServer(ctxT(t), id))
-	// Raft's leader sends the removal to the removed node as it stops
-	// replicating to it, which now and then it does not receive: then the
-	// node still lists itself a voter and Join is skipped, as before.
-	learned := false
-	for end := time.Now().Add(5 * time.Second); !learned && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		learned = !slices.ContainsFunc(c.nodes[f].Status().Servers, func(s Server) bool { return s.ID == id })
-	}
+	c.net.Heal()
+	require.True(t, memberAs(c.nodes[f].Status().Servers, id, c.net.Addr(f)), "cut off, %s heard of its removal", id)
 	require.NoError(t, c.nodes[f].Close())
 	c.nodes[f] = nil
-	if learned {
-		c.open(f, nil, []string{c.net.Addr(l)})
-		require.Eventually(t, func() bool {
-			return memberAs(c.nodes[c.leader()].Status().Servers, id, c.net.Addr(f))
-		}, 10*time.Second, 5*time.Millisecond, "%+v", c.nodes[c.leader()].Status().Servers)
-	} else {
-		t.Logf("%s never learned of its removal: its rejoin is not checked", id)
-	}
+	c.open(f, nil, []string{c.net.Addr(l)})
+	require.Eventually(t, func() bool {
+		return memberAs(c.nodes[c.leader()].Status().Servers, id, c.net.Addr(f))
+	}, 10*time.Second, 5*time.Millisecond, "%+v", c.nodes[c.leader()].Status().Servers)
 
 	// A single-node cluster of its own, stopped; its folder is opened
-	// under another ID with Join.
+	// with Join, under its own ID and address, then under another ID.
 	x, err := c.openAt("x", "x", 4, 4, []Peer{{ID: "x", Addr: c.net.Addr(4)}}, nil, &listFSM{})
 	require.NoError(t, err)
 	_, _, err = x.WaitLeader(ctxT(t))
 	require.NoError(t, err)
 	require.NoError(t, x.Close())
-	n, err := c.openAt("x", "n9", 3, 3, nil, []string{c.net.Addr(l)}, &listFSM{})
-	if err == nil {
-		c.nodes[3] = n
+	for _, o := range []struct {
+		id   string
+		slot int
+	}{{"x", 4}, {"n9", 3}} {
+		n, err := c.openAt("x", o.id, o.slot, o.slot, nil, []string{c.net.Addr(l)}, &listFSM{})
+		if err == nil {
+			c.nodes[o.slot] = n
+		}
+		require.ErrorIs(t, err, ErrInvalidOptions, o.id)
+		require.ErrorIs(t, err, ErrJoinRefused, o.id)
+		require.ErrorContains(t, err, "the folder holds another cluster's state: empty it", o.id)
 	}
-	require.ErrorIs(t, err, ErrInvalidOptions)
-	require.ErrorIs(t, err, ErrJoinRefused)
-	require.ErrorContains(t, err, "the folder holds another cluster's state: empty it")
-	members := 2 // the removed node's, unless it rejoined
-	if learned {
-		members = 3
-	}
-	require.Len(t, c.nodes[c.leader()].Status().Servers, members, "n9 is no member")
+	require.Len(t, c.nodes[c.leader()].Status().Servers, 3, "x or n9 is a member")
 }
 
 // TestNode_LeaveOfARemovedNodeIsDone: a node removed already hears from
-// no leader and calls no election; its Leave is done at once, rather than
-// wait for a leader until its context ends.
+// no leader; its Leave is done at once, rather than wait for a leader
+// until its context ends, whether the node heard of its removal or not
+// (removed while cut off, it still lists itself a voter).
 func TestNode_LeaveOfARemovedNodeIsDone(t *testing.T) {
-	c := newListNodes(t, 3, 0)
-	l := c.leader()
-	f := (l + 1) % 3
-	require.NoError(t, c.nodes[l].RemoveServer(ctxT(t), fmt.Sprintf("n%d", f)))
-	// Raft's leader sends the removal to the removed node as it stops
-	// replicating to it, which now and then it does not receive: the
-	// node then still lists itself, and this case is not the one here.
-	learned := false
-	for end := time.Now().Add(10 * time.Second); !learned && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		learned = !slices.ContainsFunc(c.nodes[f].Status().Servers, func(s Server) bool { return s.ID == fmt.Sprintf("n%d", f) })
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut=%v", cut), func(t *testing.T) {
+			c := newListNodes(t, 3, 0)
+			l := c.leader()
+			f := (l + 1) % 3
+			id := fmt.Sprintf("n%d", f)
+			if cut {
+				c.net.Isolate(f)
+			}
+			require.NoError(t, c.nodes[l].RemoveServer(ctxT(t), id))
+			time.Sleep(time.Second) // past the heartbeat timeout: it knows no leader
+			if cut {
+				require.True(t, memberAs(c.nodes[f].Status().Servers, id, c.net.Addr(f)), "cut off, %s heard of its removal", id)
+				c.net.Heal()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			require.NoError(t, c.nodes[f].Leave(ctx))
+		})
 	}
-	if !learned {
-		t.Logf("n%d never learned of its removal: its Leave is not checked", f)
-		return
-	}
-	time.Sleep(time.Second) // past the heartbeat timeout: it knows no leader
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	require.NoError(t, c.nodes[f].Leave(ctx))
 }

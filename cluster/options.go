@@ -131,9 +131,10 @@ type Options struct {
 	// ID is a voter: one whose folder was lost, which must be removed
 	// and join under a new ID. A node with raft state joins again when
 	// the configuration it holds lists it as no voter at RaftAddr
-	// (missing, a non-voter, or at another address); one whose
-	// configuration shares no member with the cluster's is refused,
-	// ErrInvalidOptions, as holding another cluster's state.
+	// (missing, a non-voter, or at another address), or when the cluster
+	// at Join, asked once, does not list it (removed while it was down);
+	// one whose configuration shares no member with the cluster's is
+	// refused, ErrJoinRefused, as holding another cluster's state.
 	Join []string
 
 	// Profile chooses the raft timeouts. Default ProfileDefault.
