@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -240,5 +241,71 @@ func TestLogStore_DeposedLeaderRestartsAfterItsTailIsTruncated(t *testing.T) {
 		}
 		require.True(t, truncated, "the cut-off leader's uncommitted tail was replaced")
 		t.Logf("acknowledged %d, refused %d, uncertain %d", len(w.acked), len(w.refused), len(w.unknown))
+	})
+}
+
+// countingStore counts the reads that reach the store under a raftStore.
+type countingStore struct {
+	logStore
+	reads int
+}
+
+func (s *countingStore) GetLog(idx uint64, l *raft.Log) error {
+	s.reads++
+	return s.logStore.GetLog(idx, l)
+}
+
+// TestRaftStore_RecentEntriesFromMemory: raft reads the entries stored
+// last from memory, not the disk; a deleted entry, an entry pushed out
+// by newer ones and a refused append are not served from there, and a
+// refused append stays errLogRefused to errors.Is, as raft.LogCache
+// would not leave it.
+func TestRaftStore_RecentEntriesFromMemory(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store LogStore) {
+		inner, err := openLogStore(t.TempDir(), storeOpts(store))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, inner.Close()) })
+		c := &countingStore{logStore: inner}
+		var fault error
+		s := &raftStore{logStore: c, fault: func() error { return fault }}
+		entry := func(i uint64) *raft.Log {
+			return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprint("entry ", i))}
+		}
+		get := func(i uint64) (raft.Log, error) {
+			var l raft.Log
+			err := s.GetLog(i, &l)
+			return l, err
+		}
+		for i := uint64(1); i <= 3*recentEntries; i++ {
+			require.NoError(t, s.StoreLogs([]*raft.Log{entry(i)}))
+		}
+		for i := uint64(2*recentEntries + 1); i <= 3*recentEntries; i++ {
+			l, err := get(i)
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprint("entry ", i), string(l.Data))
+		}
+		require.Zero(t, c.reads, "recent entries were read from the store")
+		l, err := get(recentEntries)
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint("entry ", recentEntries), string(l.Data))
+		require.Equal(t, 1, c.reads, "an older entry comes from the store")
+
+		// A follower drops a conflicting tail and stores another.
+		last := uint64(3 * recentEntries)
+		require.NoError(t, s.DeleteRange(last-1, last))
+		_, err = get(last)
+		require.ErrorIs(t, err, raft.ErrLogNotFound)
+		fault = errors.New("disk full")
+		err = s.StoreLogs([]*raft.Log{entry(last - 1)})
+		require.ErrorIs(t, err, errLogRefused)
+		_, err = get(last - 1)
+		require.ErrorIs(t, err, raft.ErrLogNotFound, "a refused entry was served")
+		fault = nil
+		other := entry(last - 1)
+		other.Term, other.Data = 2, []byte("the new leader's")
+		require.NoError(t, s.StoreLogs([]*raft.Log{other}))
+		l, err = get(last - 1)
+		require.NoError(t, err)
+		require.Equal(t, "the new leader's", string(l.Data))
 	})
 }

@@ -50,6 +50,12 @@ type raftStore struct {
 	cut     func()          // closes the node's network
 	logf    func(format string, args ...any)
 
+	// recent holds the entries stored last, at their index modulo its
+	// length, so that raft reads them from memory: the leader each entry
+	// it sends a follower, a follower each entry it applies.
+	recentMu sync.RWMutex
+	recent   [recentEntries]*raft.Log
+
 	// retry is set once raft runs: before, stable-store errors are
 	// returned, since bootstrapping handles them.
 	retry    atomic.Bool
@@ -101,6 +107,11 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	if err := s.logStore.StoreLogs(logs); err != nil {
 		return s.logErr(err)
 	}
+	s.recentMu.Lock()
+	for _, l := range logs {
+		s.recent[l.Index%recentEntries] = l
+	}
+	s.recentMu.Unlock()
 	if s.tracker != nil {
 		s.tracker.stored(logs)
 	}
@@ -118,7 +129,35 @@ func (s *raftStore) DeleteRange(lo, hi uint64) error {
 	if s.tracker != nil {
 		s.tracker.deleted(lo, hi)
 	}
+	s.recentMu.Lock()
+	for i, l := range s.recent {
+		if l != nil && l.Index >= lo && l.Index <= hi {
+			s.recent[i] = nil
+		}
+	}
+	s.recentMu.Unlock()
 	return s.logStore.DeleteRange(lo, hi)
+}
+
+// recentEntries is how many of the entries stored last raftStore keeps
+// in memory: more than the proposer has in flight (maxInFlight), with
+// room for raft's own entries and a follower a few entries behind. An
+// entry holds up to maxEntryBytes of records (more for one larger
+// record), so this bounds what the cache can hold to about 32 MiB.
+const recentEntries = 32
+
+// GetLog reads the entry at index idx, from memory if it was stored
+// lately. raft.LogCache does the same, but wraps a failed append's error
+// as text, and raft would no longer tell errLogRefused.
+func (s *raftStore) GetLog(idx uint64, l *raft.Log) error {
+	s.recentMu.RLock()
+	r := s.recent[idx%recentEntries]
+	s.recentMu.RUnlock()
+	if r != nil && r.Index == idx {
+		*l = *r
+		return nil
+	}
+	return s.logStore.GetLog(idx, l)
 }
 
 func (s *raftStore) Set(k, v []byte) error {
