@@ -74,6 +74,7 @@ type Subscription struct {
 	cn       *conn                            // guarded by mu; the connection it runs on, or nil
 	id       int64                            // guarded by mu; its id there
 	need     bool                             // guarded by mu; it must be subscribed again
+	sending  bool                             // guarded by mu; a subscribe for it awaits its reply
 	overflow bool                             // guarded by mu; the queue overflowed: resume once drained
 	started  bool                             // guarded by mu; subscribed once
 	from     int64                            // guarded by mu; with no event yet, the revision it started after
@@ -237,7 +238,7 @@ func (s *Subscription) signal() {
 func (s *Subscription) needsSubscribe() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.need && !s.ended
+	return s.need && !s.ended && !s.sending
 }
 
 // resumeFrom is the fromRevision to subscribe with, under mu. The wire
@@ -253,15 +254,24 @@ func (s *Subscription) resumeFrom() int64 {
 // subscribeOn subscribes on cn, from where the subscription is.
 func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 	s.mu.Lock()
-	if !s.need || s.ended {
+	if !s.need || s.ended || s.sending {
+		// Subscribed, ended, or a subscribe is on its way (Subscribe's
+		// own while the supervisor resumes the others): a second one
+		// would take a second place on the server, over a cap perhaps.
 		s.mu.Unlock()
 		return nil
 	}
+	s.sending = true
 	req := request{Op: wire.OpSubscribe, Patterns: s.patterns}
 	if from := s.resumeFrom(); s.started || from > 0 {
 		req.FromRevision = &from
 	}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.sending = false
+		s.mu.Unlock()
+	}()
 	// Whether every place on cn the client has given up was free on the
 	// server when the request left.
 	settled := cn.settled()
