@@ -104,6 +104,9 @@ type Client struct {
 	dialing chan struct{} // guarded by mu; closed when the dial under way ends
 	subs    map[*Subscription]struct{}
 	closed  bool
+	// closeDone is closed when the first Close has seen every goroutine
+	// of the client end; later calls wait for it.
+	closeDone chan struct{}
 }
 
 // Dial connects to the server at u, the URL the adapter is mounted at
@@ -131,7 +134,7 @@ func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
 	if o.PingInterval == 0 {
 		o.PingInterval = 15 * time.Second
 	}
-	c := &Client{opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{})}
+	c := &Client{opts: o, kick: make(chan struct{}, 1), subs: make(map[*Subscription]struct{}), closeDone: make(chan struct{})}
 	for _, u := range append([]string{u}, o.URLs...) {
 		p, err := socketURL(u, &o)
 		if err != nil {
@@ -210,6 +213,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		<-c.closeDone
 		return nil
 	}
 	c.closed = true
@@ -225,6 +229,7 @@ func (c *Client) Close() error {
 	}
 	c.cancel()
 	c.wg.Wait()
+	close(c.closeDone)
 	return nil
 }
 

@@ -2,9 +2,14 @@ package client
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
 	"github.com/stretchr/testify/require"
 )
@@ -44,5 +49,38 @@ func TestSubscribe_RacingTheSupervisorIsSentOnce(t *testing.T) {
 		cn := c.cur
 		c.mu.Unlock()
 		require.Eventually(t, cn.settled, 5*time.Second, time.Millisecond)
+	}
+}
+
+// TestClose_SecondWaitsForTheFirst: a second Close, while the first waits
+// for the client's goroutines (here for a server that never answers the
+// close handshake), returns only once they have ended, as Close says.
+func TestClose_SecondWaitsForTheFirst(t *testing.T) {
+	end := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(rw, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		<-end // never reads: never answers the close handshake
+	}))
+	defer srv.Close()
+	defer close(end)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, srv.URL+"/kv", &Options{APIKey: "k"})
+	require.NoError(t, err)
+	first := make(chan struct{})
+	go func() { _ = c.Close(); close(first) }()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, c.Close())
+	select {
+	case <-first:
+	default:
+		buf := make([]byte, 1<<20)
+		reading := strings.Count(string(buf[:runtime.Stack(buf, true)]), "client.(*conn).read(")
+		<-first
+		t.Fatalf("the second Close returned while the first waited for the client's goroutines (%d readers running)", reading)
 	}
 }
