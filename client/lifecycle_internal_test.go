@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -83,4 +84,19 @@ func TestClose_SecondWaitsForTheFirst(t *testing.T) {
 		<-first
 		t.Fatalf("the second Close returned while the first waited for the client's goroutines (%d readers running)", reading)
 	}
+}
+
+// TestSubscribe_ReplyWithoutIDIsBadMessage: a subscribe reply with code
+// 200 and no subscriptionId is against the protocol; Subscribe returned
+// a subscription attached to nothing, which never received or ended.
+func TestSubscribe_ReplyWithoutIDIsBadMessage(t *testing.T) {
+	url, _ := scriptedServer(t, func(w func(string), id int64) {
+		w(fmt.Sprintf(`{"code":200,"messageId":%d,"revision":1}`, id))
+	})
+	c, ctx := dialScripted(t, url)
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+	if err == nil {
+		sub.Close()
+	}
+	require.ErrorIs(t, err, ErrBadMessage)
 }

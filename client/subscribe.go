@@ -281,6 +281,12 @@ func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 	}
 	switch m.Code {
 	case http.StatusOK:
+		if m.SubscriptionID <= 0 {
+			// Against the protocol: nothing would ever come to it.
+			err := fmt.Errorf("%w: a subscribe reply without a subscriptionId", ErrBadMessage)
+			s.end(err, false)
+			return err
+		}
 		return nil
 	case http.StatusServiceUnavailable: // shutting down, or a cluster node that cannot serve it: try again
 		err := replyError(&m)
