@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/livekv/livekv/engine"
 )
 
 // Options configure a Client. The zero value of each field means its
@@ -57,7 +58,9 @@ type Options struct {
 
 	// MinBackoff and MaxBackoff bound the wait between a subscription's
 	// attempts to reconnect, which doubles (with jitter) from the one to
-	// the other. Defaults 100 ms and 5 s.
+	// the other. Defaults 100 ms and 5 s; MaxBackoff alone, below 100 ms,
+	// is MinBackoff's default too; MaxBackoff below MinBackoff is
+	// engine.ErrInvalidOptions.
 	MinBackoff, MaxBackoff time.Duration
 
 	// ReadLimit is the largest message the client reads. Default 32 MiB.
@@ -122,10 +125,16 @@ func Dial(ctx context.Context, u string, opts *Options) (*Client, error) {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 10 * time.Second
 	}
+	if o.MaxBackoff > 0 && o.MinBackoff > o.MaxBackoff {
+		return nil, fmt.Errorf("%w: MaxBackoff %v below MinBackoff %v", engine.ErrInvalidOptions, o.MaxBackoff, o.MinBackoff)
+	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
+		if o.MaxBackoff > 0 {
+			o.MinBackoff = min(o.MinBackoff, o.MaxBackoff)
+		}
 	}
-	if o.MaxBackoff < o.MinBackoff {
+	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = max(o.MinBackoff, 5*time.Second)
 	}
 	if o.ReadLimit <= 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -99,4 +100,23 @@ func TestSubscribe_ReplyWithoutIDIsBadMessage(t *testing.T) {
 		sub.Close()
 	}
 	require.ErrorIs(t, err, ErrBadMessage)
+}
+
+// TestDial_Backoffs: MaxBackoff alone below MinBackoff's default lowers
+// that default rather than being raised to 5 s; below a MinBackoff set
+// too, it is refused.
+func TestDial_Backoffs(t *testing.T) {
+	_, url := serveInPackage(t, adapter.Options{}, nil)
+	c, err := Dial(t.Context(), url, &Options{APIKey: "k", MaxBackoff: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, 50*time.Millisecond, c.opts.MinBackoff)
+	require.Equal(t, 50*time.Millisecond, c.opts.MaxBackoff)
+	require.NoError(t, c.Close())
+	c, err = Dial(t.Context(), url, &Options{APIKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, 100*time.Millisecond, c.opts.MinBackoff)
+	require.Equal(t, 5*time.Second, c.opts.MaxBackoff)
+	require.NoError(t, c.Close())
+	_, err = Dial(t.Context(), url, &Options{APIKey: "k", MinBackoff: time.Second, MaxBackoff: 500 * time.Millisecond})
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 }
