@@ -15,6 +15,11 @@ var ErrClosed = errors.New("wal: log closed")
 // over Options.MaxRecord. Nothing is written and the log stays usable.
 var ErrTooLarge = errors.New("wal: record too large")
 
+// ErrInvalid is returned for input that the log would write but that its
+// reader would refuse: a snapshot item that breaks Item's rules. Nothing
+// is kept and the log stays usable.
+var ErrInvalid = errors.New("wal: invalid input")
+
 // Append queues tx to be written. Revisions must increase. It does not
 // wait or write: WaitDurable does. An earlier write or sync failure is returned
 // here (sticky) until the log is reopened.

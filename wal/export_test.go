@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
 
 	"github.com/livekv/livekv/vfs"
@@ -112,4 +113,14 @@ func DecodeItem(b []byte, borrow bool) (Item, error) {
 	var it Item
 	err := readItem(b, borrow, &it)
 	return it, err
+}
+
+// WriteSnapshotUnchecked writes a snapshot as writeSnapshot does, but
+// without checking its items: a snapshot that the reader refuses.
+func WriteSnapshotUnchecked(rev int64, items []*Item) []byte {
+	b := appendHeader(nil, snapshotMagic, snapshotVersion, rev)
+	for _, it := range items {
+		b = appendRecord(b, typeItem, appendItem(nil, it))
+	}
+	return appendRecord(b, typeSnapshot, binary.AppendUvarint(nil, uint64(len(items))))
 }

@@ -17,7 +17,12 @@ const (
 	snapshotVersion = 1
 )
 
-// Item is one key's state in a snapshot.
+// Item is one key's state in a snapshot. The reader of a snapshot
+// refuses one that breaks these rules, so its writers (Log.Snapshot,
+// WriteSnapshot) refuse it too, with an error that wraps ErrInvalid: Key
+// is not empty and above the key of the item before it; CreateRevision is
+// at least 1, Revision at least CreateRevision and at most the
+// snapshot's revision; Version is at least 1.
 type Item struct {
 	Key            string
 	Value          string
@@ -31,13 +36,19 @@ type Item struct {
 const snapshotChunk = 1 << 20
 
 // writeSnapshot writes the snapshot of the state at revision rev, holding
-// items, to w. It returns the number of items written.
+// items, to w. It returns the number of items written. An item that
+// breaks Item's rules stops it with an error that wraps ErrInvalid, and
+// what it wrote to w before is no snapshot.
 func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
 	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
 	var err error
-	var payload []byte
+	var payload, last []byte // last: the previous item's key, copied: items may reuse theirs
 	for it := range items {
+		if err := checkItem(it, n > 0, string(last), rev); err != nil {
+			return n, err
+		}
+		last = append(last[:0], it.Key...)
 		payload = appendItem(payload[:0], it)
 		buf = appendRecord(buf, typeItem, payload)
 		n++
@@ -51,6 +62,25 @@ func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error)
 	buf = appendRecord(buf, typeSnapshot, binary.AppendUvarint(nil, uint64(n)))
 	_, err = w.Write(buf)
 	return n, err
+}
+
+// checkItem returns an error wrapping ErrInvalid if it breaks Item's
+// rules, which readItem and ReadSnapshotFrom enforce, in a snapshot at
+// rev; prev is the key of the item before it, if there is one (after).
+func checkItem(it *Item, after bool, prev string, rev int64) error {
+	switch {
+	case it.Key == "":
+		return fmt.Errorf("%w: snapshot item with an empty key", ErrInvalid)
+	case after && it.Key <= prev:
+		return fmt.Errorf("%w: snapshot item %q after %q", ErrInvalid, it.Key, prev)
+	case it.CreateRevision < 1 || it.Revision < it.CreateRevision:
+		return fmt.Errorf("%w: snapshot item %q has revision %d, created at %d", ErrInvalid, it.Key, it.Revision, it.CreateRevision)
+	case it.Revision > rev:
+		return fmt.Errorf("%w: snapshot item %q has revision %d, after the snapshot's %d", ErrInvalid, it.Key, it.Revision, rev)
+	case it.Version < 1:
+		return fmt.Errorf("%w: snapshot item %q has version %d", ErrInvalid, it.Key, it.Version)
+	}
+	return nil
 }
 
 // appendItem appends an item's payload encoding to dst:
@@ -104,7 +134,9 @@ func readItem(b []byte, borrow bool, it *Item) error {
 // WriteSnapshot writes a snapshot of the state at revision rev to w, in
 // the format of the log's snapshot files (see the package comment): the
 // same bytes a Log.Snapshot at rev would put in snap/<rev>.snap. items
-// must yield the keys in ascending order, none changed after rev. It
+// must yield the keys in ascending order, none changed after rev, each
+// by Item's rules; one that breaks them stops the write with an error
+// that wraps ErrInvalid, and what was written to w is no snapshot. It
 // returns the number of items written. Revision 0 is the empty state: a
 // stream with no items, which ReadSnapshotFrom accepts but the log never
 // keeps as a file.

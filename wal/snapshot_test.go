@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,7 +64,7 @@ func TestSnapshot_BorrowedValues(t *testing.T) {
 	for _, swap := range [][2]int{{1, 2}, {2, 3}, {0, 4999}} {
 		unordered := sampleItems(5000)
 		unordered[swap[0]], unordered[swap[1]] = unordered[swap[1]], unordered[swap[0]]
-		_, err = wal.ReadSnapshotBorrow(snapshotBytes(t, 9000, unordered), wal.DefaultMaxRecord, func(*wal.Item) error { return nil }, true)
+		_, err = wal.ReadSnapshotBorrow(wal.WriteSnapshotUnchecked(9000, unordered), wal.DefaultMaxRecord, func(*wal.Item) error { return nil }, true)
 		require.ErrorIs(t, err, wal.ErrCorrupt, "keys %d and %d swapped", swap[0], swap[1])
 	}
 }
@@ -108,10 +109,10 @@ func TestSnapshot_Damage(t *testing.T) {
 
 	unordered := sampleItems(3)
 	unordered[1], unordered[2] = unordered[2], unordered[1]
-	_, _, err = readSnapshot(snapshotBytes(t, 50, unordered))
+	_, _, err = readSnapshot(wal.WriteSnapshotUnchecked(50, unordered))
 	require.ErrorIs(t, err, wal.ErrCorrupt, "keys out of order")
 
-	_, _, err = readSnapshot(snapshotBytes(t, 11, sampleItems(3)))
+	_, _, err = readSnapshot(wal.WriteSnapshotUnchecked(11, sampleItems(3)))
 	require.ErrorIs(t, err, wal.ErrCorrupt, "an item newer than the snapshot")
 }
 
@@ -173,6 +174,50 @@ func TestLog_Snapshot(t *testing.T) {
 	}
 }
 
+// TestLog_Snapshot_RefusesBadItems: an item that the reader would refuse
+// fails Snapshot (and WriteSnapshot) with ErrInvalid before the snapshot
+// is in place: no file is left, no segment is removed, and the log takes
+// appends and a good snapshot, and opens again.
+func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
+	ok := func(key string) *wal.Item {
+		return &wal.Item{Key: key, Value: "v", Revision: 5, CreateRevision: 2, Version: 1}
+	}
+	with := func(f func(*wal.Item)) []*wal.Item { it := ok("b"); f(it); return []*wal.Item{ok("a"), it} }
+	for name, items := range map[string][]*wal.Item{
+		"empty key":           with(func(it *wal.Item) { it.Key = "" }),
+		"keys not ascending":  {ok("b"), ok("a")},
+		"key twice":           {ok("a"), ok("a")},
+		"no create revision":  with(func(it *wal.Item) { it.CreateRevision = 0 }),
+		"created after":       with(func(it *wal.Item) { it.CreateRevision = 6 }),
+		"after the snapshot":  with(func(it *wal.Item) { it.Revision = 21 }),
+		"no version":          with(func(it *wal.Item) { it.Version = 0 }),
+		"only revision given": {{Key: "k", Value: "v", Revision: 20}},
+	} {
+		_, err := wal.WriteSnapshot(io.Discard, 20, slices.Values(items))
+		require.ErrorIs(t, err, wal.ErrInvalid, name)
+
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+		appendDurable(t, l, 1, 20)
+		segs, err := fs.List("db/wal")
+		require.NoError(t, err)
+		require.ErrorIs(t, l.Snapshot(20, slices.Values(items)), wal.ErrInvalid, name)
+		snaps, err := fs.List("db/snap")
+		require.NoError(t, err)
+		require.Empty(t, snaps, name)
+		after, err := fs.List("db/wal")
+		require.NoError(t, err)
+		require.Equal(t, segs, after, "%s: no segment removed", name)
+		require.NoError(t, l.Err(), name)
+		appendDurable(t, l, 21, 22)
+		require.NoError(t, l.Snapshot(21, slices.Values([]*wal.Item{ok("a")})), name)
+		require.NoError(t, l.Close())
+		l, revs := reopen(t, fs, nil)
+		require.Equal(t, []int64{22}, revs, name)
+		require.NoError(t, l.Close())
+	}
+}
+
 // TestLog_SnapshotReadInPieces: Open and Check read a snapshot in pieces
 // (vfs.OpenRead), never whole into memory, and Open still learns its
 // number of items ahead from its end (Items).
@@ -223,7 +268,7 @@ func FuzzReadSnapshot(f *testing.F) {
 // whatever its varint's length, and not from bytes that are not one.
 func TestSnapshotCount(t *testing.T) {
 	for _, n := range []int{0, 1, 127, 128, 20000} {
-		b := snapshotBytes(t, 90000, sampleItems(n))
+		b := wal.WriteSnapshotUnchecked(90000, sampleItems(n)) // keys from k10000 on are below k9999
 		got, ok := wal.SnapshotCount(b, wal.DefaultMaxRecord)
 		require.True(t, ok, "%d items", n)
 		require.Equal(t, n, got)
@@ -237,7 +282,7 @@ func TestSnapshotCount(t *testing.T) {
 	_, ok := wal.SnapshotCount(nil, wal.DefaultMaxRecord)
 	require.False(t, ok)
 	// A trailer claiming more items than the bytes can hold is no hint.
-	b := snapshotBytes(t, 5, sampleItems(1))
+	b := wal.WriteSnapshotUnchecked(5, sampleItems(1))
 	end := len(wal.AppendRecord(nil, wal.TypeSnapshot, []byte{1}))
 	huge := wal.AppendRecord(slices.Clone(b[:len(b)-end]), wal.TypeSnapshot, binary.AppendUvarint(nil, 1<<40))
 	_, ok = wal.SnapshotCount(huge, wal.DefaultMaxRecord)
@@ -249,7 +294,7 @@ func TestSnapshotCount(t *testing.T) {
 func FuzzSnapshotCount(f *testing.F) {
 	f.Add(snapshotBytes(f, 7, sampleItems(0)))
 	f.Add(snapshotBytes(f, 50, sampleItems(3)))
-	f.Add(snapshotBytes(f, 50, sampleItems(200)))
+	f.Add(wal.WriteSnapshotUnchecked(50, sampleItems(200))) // items after the snapshot
 	b := snapshotBytes(f, 50, sampleItems(2))
 	f.Add(b[:len(b)-1])
 	f.Fuzz(func(t *testing.T, b []byte) {
