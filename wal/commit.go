@@ -16,13 +16,17 @@ var ErrClosed = errors.New("wal: log closed")
 var ErrTooLarge = errors.New("wal: record too large")
 
 // ErrInvalid is returned for input that the log would write but that its
-// reader would refuse: a snapshot item that breaks Item's rules. Nothing
-// is kept and the log stays usable.
+// reader would refuse: a write that Append is given of a kind other than
+// KindPut to KindExpire or with an empty key, or a snapshot item that
+// breaks Item's rules. Nothing is written and the log stays usable.
 var ErrInvalid = errors.New("wal: invalid input")
 
-// Append queues tx to be written. Revisions must increase. It does not
-// wait or write: WaitDurable does. An earlier write or sync failure is returned
-// here (sticky) until the log is reopened.
+// Append queues tx to be written. Revisions must increase. Each write's
+// Kind must be one of KindPut to KindExpire (Created says the rest) and
+// its Key not empty: Append refuses a tx with one that is not, with an
+// error that wraps ErrInvalid, and writes nothing of it. It does not wait
+// or write: WaitDurable does. An earlier write or sync failure is
+// returned here (sticky) until the log is reopened.
 func (l *Log) Append(tx *Tx) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -34,6 +38,16 @@ func (l *Log) Append(tx *Tx) error {
 	}
 	if tx.Revision <= l.mu.last {
 		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.mu.last)
+	}
+	for i := range tx.Writes {
+		// What the decoder refuses (decodeTx) would make the whole log
+		// fail to open.
+		switch w := &tx.Writes[i]; {
+		case w.Kind < KindPut || w.Kind > KindExpire:
+			return fmt.Errorf("%w: revision %d writes %q with kind %d", ErrInvalid, tx.Revision, w.Key, w.Kind)
+		case w.Key == "":
+			return fmt.Errorf("%w: revision %d writes an empty key", ErrInvalid, tx.Revision)
+		}
 	}
 	start := len(l.mu.pending)
 	l.mu.pending = appendRecord(l.mu.pending, typeTx, nil)

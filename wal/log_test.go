@@ -97,6 +97,32 @@ func TestLog_Append_TooLarge(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
+// TestLog_Append_Invalid: a write that the decoder would refuse (an
+// unknown kind, an empty key) is refused by Append, which writes nothing
+// of it and stays usable, instead of acknowledging a record that fails
+// the next Open.
+func TestLog_Append_Invalid(t *testing.T) {
+	for _, bad := range []wal.Write{
+		{Kind: 0, Key: "k", Value: "v"},
+		{Kind: wal.KindExpire + 1, Key: "k"},
+		{Kind: wal.KindPut | 0x80, Key: "k", Value: "v"}, // Created, not a kind
+		{Kind: wal.KindPut, Key: "", Value: "v"},
+	} {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, nil)
+		appendDurable(t, l, 1, 3)
+		tx := &wal.Tx{Revision: 4, Writes: []wal.Write{{Kind: wal.KindPut, Key: "a", Value: "v"}, bad}}
+		require.ErrorIs(t, l.Append(tx), wal.ErrInvalid, "%+v", bad)
+		require.NoError(t, l.Err(), "not sticky")
+		require.Equal(t, int64(3), l.Stats().Records, "nothing of the refused record is counted")
+		appendDurable(t, l, 4, 6) // the refused record's revision is free
+		require.NoError(t, l.Close())
+		l, revs := reopen(t, fs, nil)
+		require.Equal(t, seq(1, 6), revs, "%+v", bad)
+		require.NoError(t, l.Close())
+	}
+}
+
 // osfsIn returns the OS file system rooted so that "db" is in a
 // temporary directory.
 func osfsIn(t *testing.T) vfs.FS { return rootedFS{vfs.OSFS{}, t.TempDir()} }
