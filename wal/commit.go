@@ -16,17 +16,23 @@ var ErrClosed = errors.New("wal: log closed")
 var ErrTooLarge = errors.New("wal: record too large")
 
 // ErrInvalid is returned for input that the log would write but that its
-// reader would refuse: a write that Append is given of a kind other than
-// KindPut to KindExpire or with an empty key, or a snapshot item that
-// breaks Item's rules. Nothing is written and the log stays usable.
+// reader would refuse: a transaction that Append is given at a revision
+// other than the next, or with a write of a kind other than KindPut to
+// KindExpire or with an empty key; a snapshot item that breaks Item's
+// rules. Nothing is written and the log stays usable.
 var ErrInvalid = errors.New("wal: invalid input")
 
-// Append queues tx to be written. Revisions must increase. Each write's
-// Kind must be one of KindPut to KindExpire (Created says the rest) and
-// its Key not empty: Append refuses a tx with one that is not, with an
-// error that wraps ErrInvalid, and writes nothing of it. It does not wait
-// or write: WaitDurable does. An earlier write or sync failure is
-// returned here (sticky) until the log is reopened.
+// Append queues tx to be written. tx.Revision must be the next revision:
+// one more than the last appended or, before the first Append, than the
+// last that Open found (the snapshot's, if no record follows it; 0 in a
+// new log). Replay refuses a gap once a snapshot holds the records before
+// it, and the engine, the log's writer, numbers its commits so. Each
+// write's Kind must be one of KindPut to KindExpire (Created says the
+// rest) and its Key not empty. Append refuses a tx that breaks these
+// rules with an error that wraps ErrInvalid, writes nothing of it and
+// stays usable. It does not wait or write: WaitDurable does. An earlier
+// write or sync failure is returned here (sticky) until the log is
+// reopened.
 func (l *Log) Append(tx *Tx) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -36,8 +42,8 @@ func (l *Log) Append(tx *Tx) error {
 	if l.mu.closing {
 		return ErrClosed
 	}
-	if tx.Revision <= l.mu.last {
-		return fmt.Errorf("wal: revision %d appended after %d", tx.Revision, l.mu.last)
+	if tx.Revision != l.mu.last+1 {
+		return fmt.Errorf("%w: revision %d appended after %d", ErrInvalid, tx.Revision, l.mu.last)
 	}
 	for i := range tx.Writes {
 		// What the decoder refuses (decodeTx) would make the whole log

@@ -123,6 +123,48 @@ func TestLog_Append_Invalid(t *testing.T) {
 	}
 }
 
+// TestLog_Append_NextRevision: Append takes only the next revision, after
+// Open, after a snapshot in the middle of a segment and in a log made
+// from a snapshot, and refuses any other without becoming unusable; the
+// log then opens with every acknowledged record.
+func TestLog_Append_NextRevision(t *testing.T) {
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, nil)
+	require.ErrorIs(t, l.Append(txN(2)), wal.ErrInvalid, "a new log starts at 1")
+	appendDurable(t, l, 1, 2)
+	for _, rev := range []int64{2, 1, 4, 100} {
+		require.ErrorIs(t, l.Append(txN(rev)), wal.ErrInvalid, "revision %d after 2", rev)
+	}
+	require.NoError(t, l.Err(), "not sticky")
+	appendDurable(t, l, 3, 5)
+	require.NoError(t, l.Snapshot(4, slices.Values([]*wal.Item{{Key: "k", Value: "v", Revision: 4, CreateRevision: 1, Version: 1}})))
+	require.NoError(t, l.Close())
+
+	l, revs := reopen(t, fs, nil)
+	require.Equal(t, []int64{5}, revs)
+	require.ErrorIs(t, l.Append(txN(7)), wal.ErrInvalid, "after Open")
+	appendDurable(t, l, 6, 6)
+	require.NoError(t, l.Close())
+	l, revs = reopen(t, fs, nil)
+	require.Equal(t, []int64{5, 6}, revs)
+	require.NoError(t, l.Close())
+
+	// A log made from a snapshot goes on from the snapshot's revision.
+	var snap bytes.Buffer
+	_, err := wal.WriteSnapshot(&snap, 9, slices.Values([]*wal.Item{}))
+	require.NoError(t, err)
+	fs = vfs.NewMemFS()
+	_, err = wal.CreateFromSnapshot("db", &snap, &wal.Options{FS: fs})
+	require.NoError(t, err)
+	l, _ = reopen(t, fs, nil)
+	require.ErrorIs(t, l.Append(txN(11)), wal.ErrInvalid, "after a restore at 9")
+	appendDurable(t, l, 10, 11)
+	require.NoError(t, l.Close())
+	l, revs = reopen(t, fs, nil)
+	require.Equal(t, []int64{10, 11}, revs)
+	require.NoError(t, l.Close())
+}
+
 // osfsIn returns the OS file system rooted so that "db" is in a
 // temporary directory.
 func osfsIn(t *testing.T) vfs.FS { return rootedFS{vfs.OSFS{}, t.TempDir()} }
