@@ -323,9 +323,11 @@ func Exists(dir string, opts *Options) (bool, error) {
 func (l *Log) segDir() string  { return path.Join(l.dir, "wal") }
 func (l *Log) snapDir() string { return path.Join(l.dir, "snap") }
 
-// Err returns the log's sticky error: nil while it takes appends, else
-// the write or sync that failed, after which it refuses them until
-// reopened.
+// Err returns the log's sticky error: the first write or sync that
+// failed, after which the log refuses appends until reopened, or nil if
+// none has. Closing is no failure: after a Close Err is what Close
+// returned (a sync that failed in Close included), nil after a clean one,
+// although Append then returns ErrClosed.
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -346,14 +348,16 @@ func (l *Log) Stats() Stats {
 }
 
 // Close writes and syncs what is waiting, closes the segment and releases
-// the lock. It returns the log's sticky error, if any.
+// the lock. It returns the log's sticky error, if any (see Err); a later
+// Close does nothing and returns the same.
 func (l *Log) Close() error {
 	l.snapMu.Lock() // a snapshot under way finishes first
 	defer l.snapMu.Unlock()
 	l.mu.Lock()
 	if l.mu.closing {
-		l.mu.Unlock()
-		return nil
+		// The first Close is done: it holds snapMu until it returns.
+		defer l.mu.Unlock()
+		return l.mu.err
 	}
 	l.mu.closing = true
 	l.mu.Unlock()

@@ -295,7 +295,10 @@ func TestLog_IOErrors(t *testing.T) {
 				require.ErrorIs(t, failed, vfs.ErrInjected)
 				require.ErrorIs(t, l.Append(txN(acked+100)), vfs.ErrInjected, "the failure is sticky")
 			}
-			require.ErrorIs(t, l.Close(), failed)
+			closeErr := l.Close()
+			require.ErrorIs(t, closeErr, failed)
+			require.Equal(t, closeErr, l.Close(), "a second Close returns what the first did")
+			require.Equal(t, closeErr, l.Err())
 			fs.FailAt(0, false)
 			l2, revs := reopen(t, fs, nil)
 			require.NoError(t, l2.Close())
@@ -303,6 +306,28 @@ func TestLog_IOErrors(t *testing.T) {
 			require.Equal(t, seq(1, int64(len(revs))), revs)
 		}
 	}
+}
+
+// TestLog_CloseTwice: every Close returns the sticky error, and Err
+// agrees; after a clean Close both are nil, and Append says ErrClosed.
+func TestLog_CloseTwice(t *testing.T) {
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, nil)
+	appendDurable(t, l, 1, 2)
+	require.NoError(t, l.Close())
+	require.NoError(t, l.Close())
+	require.NoError(t, l.Err())
+	require.ErrorIs(t, l.Append(txN(3)), wal.ErrClosed)
+
+	l, _ = reopen(t, fs, nil)
+	fs.FailAt(1, false)
+	require.NoError(t, l.Append(txN(3)))
+	require.ErrorIs(t, l.WaitDurable(3), vfs.ErrInjected)
+	first := l.Close()
+	require.ErrorIs(t, first, vfs.ErrInjected)
+	require.Equal(t, first, l.Close())
+	require.Equal(t, first, l.Err())
+	fs.FailAt(0, false)
 }
 
 // segmentedLog writes revisions 1 to 30, durable, into segments of 300
