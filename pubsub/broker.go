@@ -60,6 +60,7 @@ type Broker struct {
 
 	stop  chan struct{}
 	wg    sync.WaitGroup // the lanes and the followers
+	done  chan struct{}  // closed when the first Close has seen them end
 	stats counters
 }
 
@@ -90,6 +91,7 @@ func NewBroker(rev int64, opts *Options) *Broker {
 	b := &Broker{
 		subs: make(map[*Subscription]struct{}),
 		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	b.cheap, b.regex = newLane(b, false, rev), newLane(b, true, rev)
 	b.evicted.Store(rev)
@@ -195,7 +197,7 @@ func (b *Broker) Stats() Stats {
 // others end where they got to: one being fed from the history (it fell
 // behind) and one with a regex pattern, since waiting for them could wait
 // for their readers, or their regexes. Its Position says where to resume.
-// Closing twice does nothing.
+// A second Close does nothing more, and returns once the first has.
 func (b *Broker) Close() { b.CloseWith(ErrClosed) }
 
 // CloseWith closes the broker as Close does, but ends the subscriptions
@@ -206,6 +208,7 @@ func (b *Broker) CloseWith(err error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		<-b.done
 		return
 	}
 	b.closed = true
@@ -226,4 +229,5 @@ func (b *Broker) CloseWith(err error) {
 	}
 	close(b.stop)
 	b.wg.Wait()
+	close(b.done)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -503,4 +504,41 @@ func TestSubscription_CloseAmongManyUndecidedRegexes(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Less(t, time.Since(start), time.Second, "Close waited for every try (64 regexes, two tries each, 10 ms at least a try)")
 	require.Zero(t, b.Stats().CatchingUp)
+}
+
+// TestBroker_SecondCloseWaitsForTheFirst: a Close that comes while
+// another waits for the broker's goroutines (here the regex lane, held in
+// a subscription's Filter) returns only once they have ended; it used to
+// return at once.
+func TestBroker_SecondCloseWaitsForTheFirst(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	filter := func(string) bool {
+		once.Do(func() { close(entered) })
+		<-release
+		return true
+	}
+	_, err := b.Subscribe(pats(t, `/^k/`), &pubsub.SubscribeOptions{Filter: filter})
+	require.NoError(t, err)
+	b.Publish(batch(1, "k"))
+	<-entered
+	first := make(chan struct{})
+	go func() { b.Close(); close(first) }()
+	require.Eventually(t, func() bool { // the first Close has begun
+		_, err := b.Subscribe(pats(t, "x"), nil)
+		return errors.Is(err, pubsub.ErrClosed)
+	}, 5*time.Second, time.Millisecond)
+	second := make(chan struct{})
+	go func() { b.Close(); close(second) }()
+	select {
+	case <-second:
+		close(release)
+		<-first
+		t.Fatal("the second Close returned while the regex lane still ran")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-first
+	<-second
 }
