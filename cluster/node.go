@@ -91,6 +91,8 @@ type Status struct {
 	Applied    uint64   `json:"applied_index"`
 	Revision   int64    `json:"revision"`
 	Servers    []Server `json:"servers,omitempty"`
+	// ConfigIndex is the raft index of the configuration Servers lists.
+	ConfigIndex uint64 `json:"config_index,omitempty"`
 }
 
 // Server is one member of the cluster's configuration.
@@ -178,11 +180,11 @@ func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 	if slices.ContainsFunc(stored, func(s raft.Server) bool {
 		return string(s.ID) == n.opts.NodeID && string(s.Address) == n.opts.RaftAddr && s.Suffrage == raft.Voter
 	}) {
-		var err error
-		servers, err = n.askCluster(ctx, addrs, memberCheckTimeout)
-		if err != nil || memberAt(servers, n.opts.NodeID, n.opts.RaftAddr) {
-			return nil // a member, or none answers to say otherwise
+		s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true)
+		if err != nil || !n.removedBy(s, f.Index()) {
+			return nil // a member, or no leader answers to say otherwise
 		}
+		servers = s.Servers
 	} else {
 		var err error
 		if servers, err = n.clusterServers(ctx, addrs); err != nil {
@@ -206,13 +208,21 @@ func memberAt(servers []Server, id, addr string) bool {
 // with state opened with Options.Join, and Leave without a leader.
 const memberCheckTimeout = time.Second
 
+// removedBy reports whether s, a leader's status, shows this node
+// removed: its configuration leaves the node out and is no older than the
+// one the node holds, at index held. A leader that has not heard of the
+// node's joining (deposed, and not yet aware of it) holds an older one.
+func (n *Node) removedBy(s *Status, held uint64) bool {
+	return s.ConfigIndex >= held && !slices.ContainsFunc(s.Servers, func(sv Server) bool { return sv.ID == n.opts.NodeID })
+}
+
 // clusterServers returns the configuration of the cluster at addrs, asked
 // in turn by askCluster until one answers or ctx ends.
 func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, error) {
 	for {
-		servers, err := n.askCluster(ctx, addrs, addressCheckTimeout)
+		s, err := n.askCluster(ctx, addrs, addressCheckTimeout, false)
 		if err == nil {
-			return servers, nil
+			return s.Servers, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -225,10 +235,12 @@ func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, er
 }
 
 // askCluster asks the nodes at addrs in turn, each for at most timeout,
-// for the cluster's configuration, and returns the first answer: the
-// leader's, or that of the node that answers if the leader does not. This
-// node, if among addrs, is skipped. It fails if none answers.
-func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Duration) ([]Server, error) {
+// for the status of the cluster, and returns the first answer: the
+// leader's, or, unless leaderOnly, that of the node that answers if the
+// leader does not (a member that is behind may hold an older
+// configuration). This node, if among addrs, is skipped. It fails if none
+// answers.
+func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Duration, leaderOnly bool) (*Status, error) {
 	status := func(addr string) (*Status, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -256,7 +268,11 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 				s = ls
 			}
 		}
-		return s.Servers, nil
+		if leaderOnly && s.State != raft.Leader.String() {
+			last = fmt.Errorf("cluster: no leader answers through %s", a)
+			continue
+		}
+		return s, nil
 	}
 	return nil, last
 }
@@ -355,6 +371,7 @@ func (n *Node) Status() Status {
 		s.Revision = n.db.Revision()
 	}
 	if f := r.GetConfiguration(); f.Error() == nil {
+		s.ConfigIndex = f.Index()
 		for _, sv := range f.Configuration().Servers {
 			s.Servers = append(s.Servers, Server{ID: string(sv.ID), Addr: string(sv.Address), Voter: sv.Suffrage == raft.Voter})
 		}
@@ -715,8 +732,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		for _, s := range stored {
 			addrs = append(addrs, string(s.Address))
 		}
-		servers, err := n.askCluster(ctx, addrs, memberCheckTimeout)
-		if err == nil && !slices.ContainsFunc(servers, func(s Server) bool { return s.ID == n.opts.NodeID }) {
+		if s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true); err == nil && n.removedBy(s, f.Index()) {
 			return nil
 		}
 	}

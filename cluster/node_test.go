@@ -584,3 +584,115 @@ func TestNode_LeaveOfARemovedNodeIsDone(t *testing.T) {
 		})
 	}
 }
+
+// TestNode_LeaveIsNotAnsweredByALaggingMember: a voter (n3) whose
+// addition a lagging member missed calls Leave while no leader is known
+// (the two others down). The lagging member, the one that answers, knows
+// no leader and holds a configuration without n3: Leave must not take
+// that for n3's removal.
+func TestNode_LeaveIsNotAnsweredByALaggingMember(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	c.apply([]byte("a"))
+	l := c.leader()
+	lag, others := lagging(l)
+	c.net.Isolate(lag) // it misses n3's addition
+	c.open(3, nil, []string{c.net.Addr(l)})
+	require.Eventually(t, func() bool {
+		return memberAs(c.nodes[c.leader()].Status().Servers, "n3", c.net.Addr(3))
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
+	// n0 and n1 go down (a restart, say); n2 comes back.
+	for _, i := range others {
+		require.NoError(t, c.nodes[i].Close())
+		c.nodes[i] = nil
+	}
+	c.net.Heal()
+	require.Eventually(t, func() bool { id, _ := c.nodes[3].Leader(); return id == "" }, 5*time.Second, 5*time.Millisecond)
+	require.False(t, slices.ContainsFunc(c.nodes[lag].Status().Servers, func(s Server) bool { return s.ID == "n3" }), "n2 is not stale")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := c.nodes[3].Leave(ctx)
+	t.Logf("Leave: %v; n3 stores %+v", err, c.nodes[3].Status().Servers)
+
+	// n0 and n1 come back: n3 is still a voter.
+	c.open(others[0], nil, nil)
+	c.open(others[1], nil, nil)
+	require.Eventually(t, func() bool {
+		for _, n := range c.nodes {
+			if n != nil && n.IsLeader() {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond)
+	servers := c.nodes[c.leader()].Status().Servers
+	require.Falsef(t, err == nil && memberAs(servers, "n3", c.net.Addr(3)),
+		"Leave returned nil, yet the leader lists n3 a voter: %+v", servers)
+}
+
+// TestNode_RestartWithJoinIsNotAnsweredByALaggingMember: the same, but
+// n3 restarts with Join while the two others are down: the lagging
+// member's answer must not make it join again, and so wait for a leader,
+// rather than open as the member it is.
+func TestNode_RestartWithJoinIsNotAnsweredByALaggingMember(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	c.apply([]byte("a"))
+	l := c.leader()
+	lag, others := lagging(l)
+	c.net.Isolate(lag)
+	c.open(3, nil, []string{c.net.Addr(l)})
+	require.Eventually(t, func() bool {
+		return memberAs(c.nodes[c.leader()].Status().Servers, "n3", c.net.Addr(3))
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
+	for _, i := range append(others, 3) {
+		require.NoError(t, c.nodes[i].Close())
+		c.nodes[i] = nil
+	}
+	c.net.Heal()
+	type res struct {
+		n   *Node
+		err error
+	}
+	done := make(chan res, 1)
+	start := time.Now()
+	go func() {
+		n, err := c.openErr(3, nil, []string{c.net.Addr(0), c.net.Addr(1), c.net.Addr(2)})
+		done <- res{n, err}
+	}()
+	var r res
+	select {
+	case r = <-done:
+	case <-time.After(8 * time.Second):
+	}
+	blocked := r.n == nil && r.err == nil
+	c.open(others[0], nil, nil)
+	c.open(others[1], nil, nil)
+	if blocked {
+		r = <-done
+	}
+	require.NoError(t, r.err)
+	c.nodes[3] = r.n
+	require.Falsef(t, blocked, "Open of member n3 blocked %v waiting for a leader", time.Since(start))
+}
+
+// lagging picks a follower of leader l among n0..n2 to lag, and the others.
+func lagging(l int) (int, []int) {
+	lag := (l + 1) % 3
+	return lag, []int{l, (l + 2) % 3}
+}
+
+// TestNode_RemovedByOnlyANewerConfiguration: a leader's configuration
+// without this node says it was removed only if it is no older than the
+// one the node holds; an older one is that of a leader that has not
+// heard of the node's joining (deposed, and not yet aware of it).
+func TestNode_RemovedByOnlyANewerConfiguration(t *testing.T) {
+	n := &Node{opts: Options{NodeID: "n3"}}
+	without := []Server{{ID: "n0"}, {ID: "n1"}}
+	with := append(without, Server{ID: "n3"})
+	require.False(t, n.removedBy(&Status{ConfigIndex: 7, Servers: without}, 9), "an older configuration")
+	require.True(t, n.removedBy(&Status{ConfigIndex: 9, Servers: without}, 9))
+	require.True(t, n.removedBy(&Status{ConfigIndex: 12, Servers: without}, 9))
+	require.False(t, n.removedBy(&Status{ConfigIndex: 12, Servers: with}, 9))
+}
