@@ -591,16 +591,7 @@ func TestNode_LeaveOfARemovedNodeIsDone(t *testing.T) {
 // no leader and holds a configuration without n3: Leave must not take
 // that for n3's removal.
 func TestNode_LeaveIsNotAnsweredByALaggingMember(t *testing.T) {
-	c := newListNodes(t, 3, 1)
-	c.apply([]byte("a"))
-	l := c.leader()
-	lag, others := lagging(l)
-	c.net.Isolate(lag) // it misses n3's addition
-	c.open(3, nil, []string{c.net.Addr(l)})
-	require.Eventually(t, func() bool {
-		return memberAs(c.nodes[c.leader()].Status().Servers, "n3", c.net.Addr(3))
-	}, 10*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
+	c, lag, others := joinedWhileOneLagged(t)
 	// n0 and n1 go down (a restart, say); n2 comes back.
 	for _, i := range others {
 		require.NoError(t, c.nodes[i].Close())
@@ -636,16 +627,7 @@ func TestNode_LeaveIsNotAnsweredByALaggingMember(t *testing.T) {
 // member's answer must not make it join again, and so wait for a leader,
 // rather than open as the member it is.
 func TestNode_RestartWithJoinIsNotAnsweredByALaggingMember(t *testing.T) {
-	c := newListNodes(t, 3, 1)
-	c.apply([]byte("a"))
-	l := c.leader()
-	lag, others := lagging(l)
-	c.net.Isolate(lag)
-	c.open(3, nil, []string{c.net.Addr(l)})
-	require.Eventually(t, func() bool {
-		return memberAs(c.nodes[c.leader()].Status().Servers, "n3", c.net.Addr(3))
-	}, 10*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
+	c, _, others := joinedWhileOneLagged(t)
 	for _, i := range append(others, 3) {
 		require.NoError(t, c.nodes[i].Close())
 		c.nodes[i] = nil
@@ -677,10 +659,21 @@ func TestNode_RestartWithJoinIsNotAnsweredByALaggingMember(t *testing.T) {
 	require.Falsef(t, blocked, "Open of member n3 blocked %v waiting for a leader", time.Since(start))
 }
 
-// lagging picks a follower of leader l among n0..n2 to lag, and the others.
-func lagging(l int) (int, []int) {
-	lag := (l + 1) % 3
-	return lag, []int{l, (l + 2) % 3}
+// joinedWhileOneLagged starts n0..n2 and joins n3 while a follower, lag,
+// is cut off, so that lag's configuration leaves n3 out; the links are
+// still cut. others are the two founders but lag.
+func joinedWhileOneLagged(t *testing.T) (c *listNodes, lag int, others []int) {
+	c = newListNodes(t, 3, 1)
+	c.apply([]byte("a"))
+	l := c.leader()
+	lag, others = (l+1)%3, []int{l, (l + 2) % 3}
+	c.net.Isolate(lag) // it misses n3's addition
+	c.open(3, nil, []string{c.net.Addr(l)})
+	require.Eventually(t, func() bool {
+		return memberAs(c.nodes[c.leader()].Status().Servers, "n3", c.net.Addr(3))
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
+	return c, lag, others
 }
 
 // TestNode_RemovedByOnlyANewerConfiguration: a leader's configuration
