@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -63,8 +64,9 @@ func backup(args []string) error {
 	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
 	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long a server may take to connect and begin its answer, after which the next --addr is tried (the backup itself may take longer)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv backup [--addr URL] [--api-key KEY] [-o FILE] > FILE\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: livekv backup [--addr URL] [--api-key KEY] [--timeout D] [-o FILE] > FILE\n\n"+
 			"Fetches a consistent backup of a running server's database, at one revision, taken\n"+
 			"while writes go on. livekv restore makes a data folder of it.")
 		fs.PrintDefaults()
@@ -76,19 +78,29 @@ func backup(args []string) error {
 	if len(rest) != 0 {
 		return badUsage(fs, fmt.Sprintf("backup takes no arguments (%q): the server is --addr", rest[0]))
 	}
+	if *timeout <= 0 {
+		return badUsage(fs, fmt.Sprintf("--timeout %v: give a positive duration", *timeout))
+	}
 	if *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
 	}
 	if *out == "" && isTerminal(os.Stdout) {
 		return errors.New("the backup is binary: redirect stdout to a file, or give -o FILE")
 	}
-	client := http.DefaultClient
+	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if *caFile != "" {
-		var err error
-		if client, err = trusting(*caFile); err != nil {
+		c, err := trusting(*caFile)
+		if err != nil {
 			return err
 		}
+		tr = c.Transport.(*http.Transport)
 	}
+	// A node that accepts and never answers (stopped, cut off) would hold
+	// the request for ever: the connection and the answer's headers are
+	// bounded, not the body.
+	tr.DialContext = (&net.Dialer{Timeout: *timeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout, tr.ResponseHeaderTimeout = *timeout, *timeout
+	client := &http.Client{Transport: tr}
 	var urls []string
 	for _, a := range strings.Split(*addr, ",") {
 		u, err := backupURL(strings.TrimSpace(a))

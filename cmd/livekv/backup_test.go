@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -247,6 +248,24 @@ func TestBackup_LivekvAddr(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "the last one's answer: %s", out)
 	require.Contains(t, string(out), "503")
+
+	// A node that accepts and never answers (stopped, cut off) held
+	// backup for ever: after --timeout the next is tried.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd = exec.CommandContext(ctx, bin, "backup", "--timeout", "1s", "-o", filepath.Join(dir, "silent.backup"))
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+silent.Addr().String()+","+hostPort)
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, ctx.Err(), "backup waited on the silent node: %s", out)
+	require.NoError(t, err, "%s", out)
+	cmd = exec.Command(bin, "backup", "--timeout", "0s", "-o", filepath.Join(dir, "zero.backup"))
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+hostPort)
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Equal(t, 2, cmd.ProcessState.ExitCode(), "%s", out)
 
 	// --addr wins over it.
 	cmd = exec.Command(bin, "backup", "--addr", hostPort, "-o", filepath.Join(dir, "flag.backup"))
