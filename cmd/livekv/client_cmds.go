@@ -281,15 +281,15 @@ func putCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *ttl < 0 || *ttl > 0 && *ttl < time.Millisecond {
+		return f.bad("--ttl: give 0 (never) or at least 1ms") // before stdin, which a terminal holds open
+	}
 	if len(rest) == 1 {
 		b, err := io.ReadAll(os.Stdin)
 		if err != nil {
 			return fmt.Errorf("reading the value from standard input: %w", err)
 		}
 		rest = append(rest, string(b))
-	}
-	if *ttl < 0 || *ttl > 0 && *ttl < time.Millisecond {
-		return f.bad("--ttl: give 0 (never) or at least 1ms")
 	}
 	if rest[1] == "" {
 		return f.bad("VALUE must not be empty")

@@ -390,3 +390,20 @@ func TestWatch_Patterns(t *testing.T) {
 		fmt.Sprintf("the oldest it holds is %d.\nWatch again with --rev %d or later", rev+1, rev), errOut)
 	srv.stop(t)
 }
+
+// TestPut_BadTTLBeforeStdin: a usage error does not wait for standard
+// input first: `put --ttl -1s KEY` typed at a terminal sat waiting for a
+// value before it refused the flag.
+func TestPut_BadTTLBeforeStdin(t *testing.T) {
+	bin := build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "put", "--ttl", "-1s", "k")
+	cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k", "LIVEKV_ADDR=127.0.0.1:1")
+	w, err := cmd.StdinPipe() // held open, as a terminal's is
+	require.NoError(t, err)
+	defer w.Close()
+	_ = cmd.Run()
+	require.NoError(t, ctx.Err(), "put still waited on standard input")
+	require.Equal(t, 2, cmd.ProcessState.ExitCode())
+}
