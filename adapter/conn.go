@@ -52,10 +52,11 @@ type conn struct {
 	mu       sync.Mutex
 	draining bool // Shutdown: no new requests
 	subs     map[int64]subscription
-	nextSub  int64
-	nsubs    int  // subscriptions held or being made: counted against the caps
-	npats    int  // the patterns of those
-	closed   bool // run is ending: nothing new may start
+	nextSub  int64 // the last id given to a client's subscription
+	nextOwn  int64 // the last id of a token's own: below zero, never given out
+	nsubs    int   // subscriptions held or being made: counted against the caps
+	npats    int   // the patterns of those
+	closed   bool  // run is ending: nothing new may start
 
 	failed atomic.Bool // fail has been called
 }
@@ -417,6 +418,9 @@ func (c *conn) parsePatterns(srcs []string) ([]*pattern.Pattern, *wireError) {
 // the reply: a client forgets the id when the reply comes. Events the
 // subscription had taken and not sent are dropped.
 func (c *conn) unsubscribe(id int64) bool {
+	if id <= 0 {
+		return false // none the client was given: a token's own, or none
+	}
 	c.mu.Lock()
 	s, ok := c.subs[id]
 	delete(c.subs, id)
@@ -466,8 +470,17 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 		c.release(len(pats))
 		return 0, 0, &wireError{code: http.StatusServiceUnavailable, msg: "connection closing"}
 	}
-	c.nextSub++
-	id := c.nextSub
+	// A token's own subscriptions take ids below zero, which unsubscribe
+	// refuses: their client was never given one, and an id it gives
+	// (one left from an earlier connection, say) must not end them.
+	var id int64
+	if tagged {
+		c.nextSub++
+		id = c.nextSub
+	} else {
+		c.nextOwn--
+		id = c.nextOwn
+	}
 	sub := subscription{s: s, patterns: len(pats), stop: make(chan struct{}), done: make(chan struct{})}
 	c.subs[id] = sub
 	c.tasks.Add(1)
@@ -616,6 +629,9 @@ func (c *conn) forward(id int64, tagged bool, sub subscription) {
 	// could not decide on a key, or one a cluster node ended (it has had
 	// no leader for a while), says so, once.
 	if e := subscriptionEnd(s.Err()); e != nil {
+		if !tagged {
+			id = 0 // an id the client was never given tells it nothing
+		}
 		c.answer(c.d.failure(id, e))
 		if !tagged {
 			// The token's own subscription, whose end its client has no

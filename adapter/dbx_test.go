@@ -1073,3 +1073,26 @@ func TestDBX_ScanInAWriteBatch(t *testing.T) {
 	require.Equal(t, false, page["done"])
 	require.Len(t, page["keys"], 1)
 }
+
+// TestDBX_UnsubscribeLeavesTheTokensOwnSubscription: a token's own
+// subscription (made at the handshake, notifying without a
+// subscriptionId) took id 1, which the client was never given; an
+// unsubscribe of 1 (an id from an earlier connection, say) ended it and
+// answered success. Its ids are out of unsubscribe's reach now, and the
+// client's first subscription is still 1.
+func TestDBX_UnsubscribeLeavesTheTokensOwnSubscription(t *testing.T) {
+	f := newFixture(t, nil)
+	api := f.dbx("api_key=" + apiKey)
+	c := f.dbx("api_key=" + f.token(`{"subscribeKeys":["room:1:x"],"accessPattern":"^room:1:"}`))
+	sub := c.ok("subscribe", obj{"patterns": []string{"room:1:y"}})
+	require.EqualValues(t, 1, sub["subscriptionId"])
+	for _, id := range []int{-1, 0, 2} {
+		r := c.call("unsubscribe", obj{"subscriptionId": id})
+		require.Equal(t, "not_found", r["error"].(map[string]any)["code"], "unsubscribe %d: %v", id, r)
+	}
+	api.ok("string.set", obj{"key": "room:1:x", "value": "v"})
+	m, err := c.tryRead(5 * time.Second)
+	require.NoError(t, err, "the token's own subscription no longer notifies")
+	require.Equal(t, "room:1:x", m["key"])
+	require.NotContains(t, m, "subscriptionId")
+}
