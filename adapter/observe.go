@@ -115,6 +115,8 @@ func dbxStatus(code string) int {
 		return http.StatusGone
 	case dbxQuotaExceeded:
 		return http.StatusInsufficientStorage
+	case dbxWorkExceeded:
+		return http.StatusRequestEntityTooLarge
 	}
 	if s := codeStatus(code); s != 0 {
 		return s

@@ -73,13 +73,18 @@ func TestOnRequest(t *testing.T) {
 func TestOnRequest_DBX(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
-	f := newFixture(t, &adapter.Options{OnRequest: func(op string, code int) {
+	f := newFixture(t, &adapter.Options{MaxExaminedKeys: 2, OnRequest: func(op string, code int) {
 		mu.Lock()
 		seen[fmt.Sprintf("%s %d", op, code)]++
 		mu.Unlock()
 	}})
 	c := f.dbx("api_key=" + apiKey)
 	c.ok("string.set", obj{"key": "k", "value": "v"})
+	c.ok("string.set", obj{"key": "k2", "value": "v"})
+	c.ok("string.set", obj{"key": "k3", "value": "v"})
+	// Too much work for one request is the client's to narrow: 413, as a
+	// body too large, not a server error.
+	c.fails("work_limit_exceeded", "keys.count", obj{"pattern": "*"})
 	c.ok("string.get", obj{"key": "k"})
 	c.fails("not_found", "string.get", obj{"key": "none"})
 	c.fails("invalid_request", "no.such.method", obj{})
@@ -92,6 +97,6 @@ func TestOnRequest_DBX(t *testing.T) {
 	require.Equal(t, "invalid_request", c.reply("x")["error"].(map[string]any)["code"])
 	mu.Lock()
 	defer mu.Unlock()
-	require.Equal(t, map[string]int{"dbx.string.set 200": 1, "dbx.string.get 200": 1, "dbx.string.get 404": 1, "invalid 400": 2,
+	require.Equal(t, map[string]int{"dbx.string.set 200": 3, "dbx.keys.count 413": 1, "dbx.string.get 200": 1, "dbx.string.get 404": 1, "invalid 400": 2,
 		"dbx.string.incrby 400": 2, "dbx.batch 400": 1}, seen)
 }
