@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/livekv/livekv/engine"
@@ -64,9 +68,18 @@ var syncDir = vfs.OSFS{}.SyncDir
 // be missing or empty, and syncs them, the folders of the copy, and dst's
 // own folder: once it returns, a crash keeps the whole copy.
 func copyFolder(src, dst string) error {
+	return copyFolderUntil(context.Background(), src, dst)
+}
+
+// copyFolderUntil is copyFolder that stops, before the next file, once
+// ctx is done.
+func copyFolderUntil(ctx context.Context, src, dst string) error {
 	var dirs []string
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
@@ -122,31 +135,120 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
-// salvage opens a copy of dir, in a temporary folder, truncating its log
-// at the first damage, and returns it with a func that closes and removes
-// it. dir itself is not changed. lim has the key and value limits to read
-// dir with.
-func salvage(dir string, lim *engine.Options) (*engine.DB, func(), error) {
+// salvage opens a copy of dir, in a temporary folder that g removes
+// (release), truncating its log at the first damage. dir itself is not
+// changed. lim has the key and value limits to read dir with. A signal
+// that g catches while the copy is made stops it: salvage then removes
+// what it copied and returns the signal's error.
+func salvage(g *tempGuard, dir string, lim *engine.Options) (*engine.DB, error) {
 	if _, err := wal.Check(dir, &wal.Options{MaxRecord: lim.RecordLimit()}); errors.Is(err, vfs.ErrLocked) {
-		return nil, nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
+		return nil, fmt.Errorf("%w: stop the livekv using %s first", err, dir)
+	}
+	g.mu.Lock() // a signal waits for the copy to be made, or given up
+	defer g.mu.Unlock()
+	if err := g.stopped(); err != nil {
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp("", "livekv-salvage-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	copyDir := filepath.Join(tmp, "data")
-	if err := copyFolder(dir, copyDir); err != nil {
+	if err := copyFolderUntil(g.ctx, dir, copyDir); err != nil {
 		os.RemoveAll(tmp)
-		return nil, nil, fmt.Errorf("copying %s to read it: %w", dir, err)
+		if err := g.stopped(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("copying %s to read it: %w", dir, err)
 	}
 	db, err := engine.Open(copyDir, &engine.Options{Repair: true, SweepInterval: -1, MaxKeySize: lim.MaxKeySize, MaxValueSize: lim.MaxValueSize})
 	if err != nil {
 		os.RemoveAll(tmp)
 		var over *wal.RecordOverLimitError
 		if errors.As(err, &over) {
-			return nil, nil, openHint(err, "dump")
+			return nil, openHint(err, "dump")
 		}
-		return nil, nil, fmt.Errorf("%w\n(salvage reads a log up to its damage; a damaged snapshot cannot be read)", err)
+		return nil, fmt.Errorf("%w\n(salvage reads a log up to its damage; a damaged snapshot cannot be read)", err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(tmp) }, nil
+	if err := g.stopped(); err != nil {
+		db.Close()
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	g.db, g.dir = db, tmp
+	return db, nil
+}
+
+// tempGuard removes dump --salvage's temporary copy however the command
+// ends. SIGINT, SIGTERM and SIGPIPE would kill the process before its
+// deferred functions run, leaving the copy, as large as the folder, in
+// $TMPDIR: from guardTemp to release it catches them. A write to a
+// closed stdout then returns EPIPE, which ends the command as an error
+// does; SIGINT or SIGTERM cancels ctx, and, once the copy is made,
+// removes it and exits 1 at once, as the command may be blocked writing
+// to a stdout that nobody reads.
+type tempGuard struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	sigs   chan os.Signal
+	quit   chan struct{}
+	mu     sync.Mutex
+	db     *engine.DB // the open copy, and the folder that holds it,
+	dir    string     // until removed
+}
+
+// errInterrupted is the error of a command stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+func guardTemp() *tempGuard {
+	g := &tempGuard{sigs: make(chan os.Signal, 1), quit: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancelCause(context.Background())
+	signal.Notify(g.sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	go g.watch()
+	return g
+}
+
+func (g *tempGuard) watch() {
+	for {
+		select {
+		case <-g.quit:
+			return
+		case s := <-g.sigs:
+			if s == syscall.SIGPIPE {
+				continue // the write that met the closed pipe returns EPIPE
+			}
+			err := fmt.Errorf("%w (%v): the output is incomplete", errInterrupted, s)
+			g.cancel(err)
+			g.mu.Lock()
+			if g.dir != "" {
+				os.RemoveAll(g.dir) // open, but a process's open files go with it
+				fmt.Fprintf(os.Stderr, "livekv dump: %v\n", err)
+				os.Exit(1)
+			}
+			g.mu.Unlock() // salvage gave up the copy, or release removed it
+		}
+	}
+}
+
+// stopped returns the error of the signal that stopped the command, if
+// one did.
+func (g *tempGuard) stopped() error {
+	if g.ctx.Err() != nil {
+		return context.Cause(g.ctx)
+	}
+	return nil
+}
+
+// release closes and removes the copy, then lets signals act as before.
+func (g *tempGuard) release() {
+	g.mu.Lock()
+	if g.dir != "" {
+		g.db.Close()
+		os.RemoveAll(g.dir)
+		g.db, g.dir = nil, ""
+	}
+	g.mu.Unlock()
+	signal.Stop(g.sigs)
+	close(g.quit)
+	g.cancel(nil)
 }

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,6 +83,76 @@ func TestDumpSalvage(t *testing.T) {
 	entries, err := os.ReadDir(tmp)
 	require.NoError(t, err)
 	require.Empty(t, entries, "the temporary copy is removed")
+}
+
+// manyItems makes a folder of 20,000 keys: more than a pipe holds.
+func manyItems(t *testing.T, dir string) {
+	t.Helper()
+	db, err := engine.Open(dir, nil)
+	require.NoError(t, err)
+	_, err = db.Update(func(tx *engine.Tx) error {
+		for i := range 20000 {
+			if _, err := tx.Set(fmt.Sprintf("k%05d", i), strings.Repeat("v", 50), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+}
+
+// dump --salvage DIR | head -1, Ctrl-C or SIGTERM: dump --salvage stops,
+// exits 1 and removes its temporary copy of DIR (as large as DIR), which a
+// process killed by the signal would leave in $TMPDIR.
+func TestDumpSalvage_StoppedRemovesCopy(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "d")
+	manyItems(t, dir)
+	for _, how := range []string{"stdout closed", "SIGINT", "SIGTERM"} {
+		t.Run(how, func(t *testing.T) {
+			if how != "stdout closed" && runtime.GOOS == "windows" {
+				t.Skip("no signals to send on windows")
+			}
+			tmp := t.TempDir()
+			cmd := exec.Command(bin, "dump", "--salvage", dir)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			_, err = bufio.NewReader(stdout).ReadString('\n') // as head -1 does
+			require.NoError(t, err)
+			switch how {
+			case "stdout closed":
+				stdout.Close()
+			case "SIGINT":
+				// Nothing reads stdout: dump is blocked writing to it.
+				require.NoError(t, cmd.Process.Signal(os.Interrupt))
+			case "SIGTERM":
+				require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+			}
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait() }()
+			select {
+			case err = <-waited:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("dump still running 20s after %s", how)
+			}
+			require.Error(t, err)
+			require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v: %s", err, stderr.String())
+			if how == "stdout closed" {
+				require.Contains(t, stderr.String(), "stdout was closed")
+			} else {
+				require.Contains(t, stderr.String(), "interrupted")
+			}
+			left, err := os.ReadDir(tmp)
+			require.NoError(t, err)
+			require.Empty(t, left, "the temporary copy is removed")
+		})
+	}
 }
 
 // TestCheckRepair: check --repair keeps a copy of the damaged folder,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -252,12 +253,14 @@ func dump(args []string) error {
 		return err
 	}
 	var db *engine.DB
+	stopped := func() error { return nil }
 	if doSalvage {
-		var done func()
-		if db, done, err = salvage(dir, &lim); err != nil {
+		g := guardTemp()
+		defer g.release()
+		if db, err = salvage(g, dir, &lim); err != nil {
 			return err
 		}
-		defer done()
+		stopped = g.stopped
 		fmt.Fprintf(os.Stderr, "livekv dump: salvaged %s up to revision %d\n", dir, db.Revision())
 	} else {
 		if db, err = openFolderWith(dir, &lim); err != nil {
@@ -277,6 +280,9 @@ func dump(args []string) error {
 			if err != nil {
 				return err
 			}
+			if err := stopped(); err != nil {
+				return err
+			}
 			r := record{Key: it.Key, Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version}
 			if !utf8.ValidString(r.Key) { // JSON would replace its bad bytes with U+FFFD
 				r.Key, r.KeyBase64 = "", []byte(it.Key)
@@ -293,10 +299,15 @@ func dump(args []string) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = w.Flush()
 	}
-	return w.Flush()
+	if errors.Is(err, syscall.EPIPE) {
+		// As of dump | head: only dump --salvage, which must remove its
+		// copy, lives to see it; dump dies of SIGPIPE, silently.
+		return errors.New("stdout was closed before the end: the output is incomplete")
+	}
+	return err
 }
 
 func load(args []string) error {
