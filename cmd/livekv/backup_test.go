@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,4 +274,38 @@ func TestBackup_LivekvAddr(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	s.stop(t)
+}
+
+// A cut or damaged backup is refused, and the hint is about the backup
+// file: there is no folder to check --repair or dump --salvage (restore
+// leaves none), and the damage is in the file.
+func TestRestore_DamagedBackupHint(t *testing.T) {
+	bin := build(t)
+	db, err := engine.Open(filepath.Join(t.TempDir(), "src"), nil)
+	require.NoError(t, err)
+	_, err = db.Update(func(tx *engine.Tx) error {
+		_, err := tx.Set("a", strings.Repeat("x", 100), nil)
+		return err
+	})
+	require.NoError(t, err)
+	var b bytes.Buffer
+	_, err = db.Backup(&b)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	flipped := bytes.Clone(b.Bytes())
+	flipped[len(flipped)/2] ^= 0xff
+	for name, data := range map[string][]byte{"cut": b.Bytes()[:b.Len()-20], "damaged": flipped} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), name+".backup")
+			require.NoError(t, os.WriteFile(file, data, 0o600))
+			dest := filepath.Join(t.TempDir(), "restored")
+			out, err := exec.Command(bin, "restore", file, dest).CombinedOutput()
+			require.Error(t, err, "%s", out)
+			_, statErr := os.Stat(dest)
+			require.True(t, os.IsNotExist(statErr), "no folder is left")
+			require.NotContains(t, string(out), "--repair", "%s", out)
+			require.NotContains(t, string(out), "--salvage", "%s", out)
+			require.Contains(t, string(out), "the backup file is cut short or damaged", "%s", out)
+		})
+	}
 }

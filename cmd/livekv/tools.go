@@ -217,7 +217,8 @@ func (s sizeFlag) Set(v string) error {
 }
 
 // openHint adds to err, an error of reading a folder or a backup, what
-// to do about it: the damage the tools mend, or the limits a folder
+// to do about it: the damage the tools mend in a folder, a new backup
+// for a damaged one (cmd "restore"), or the limits a folder or backup
 // written with larger ones needs. cmd is the command that failed.
 func openHint(err error, cmd string) error {
 	var over *wal.RecordOverLimitError
@@ -225,6 +226,9 @@ func openHint(err error, cmd string) error {
 	switch {
 	case errors.As(err, &over), errors.As(err, &item):
 		return fmt.Errorf("%w\n(it holds keys or values over this command's limits, which is not damage: give livekv %s --max-key-size and --max-value-size as large as those it was written with)", err, cmd)
+	case errors.Is(err, wal.ErrCorrupt) && cmd == "restore":
+		// The damage is in the backup, and restore leaves no folder.
+		return fmt.Errorf("%w\n(the backup file is cut short or damaged: take a new backup with livekv backup, or restore an older one)", err)
 	case errors.Is(err, wal.ErrCorrupt):
 		return fmt.Errorf("%w\n(livekv serve refuses this folder; livekv check --repair truncates the log at the damage, losing what follows, after keeping a copy; livekv dump --salvage writes what is readable)", err)
 	}
