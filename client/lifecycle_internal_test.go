@@ -54,6 +54,42 @@ func TestSubscribe_RacingTheSupervisorIsSentOnce(t *testing.T) {
 	}
 }
 
+// TestSubscribe_RefusalIsReturnedWhileTheSupervisorRuns: Subscribe
+// returns how its subscribe went. When a supervisor pass (woken by other
+// subscriptions' resumes) sent the subscribe first, Subscribe returned
+// at once with no error, before the server refused it (over a connection
+// cap of 1 here) or had made it.
+func TestSubscribe_RefusalIsReturnedWhileTheSupervisorRuns(t *testing.T) {
+	_, url := serveInPackage(t, adapter.Options{MaxSubscriptions: 1}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, url, &Options{APIKey: "k"})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.wake()
+				time.Sleep(10 * time.Microsecond)
+			}
+		}
+	}()
+	for i := range 200 {
+		sub, err := c.Subscribe(ctx, []string{"b"}, nil)
+		if err == nil {
+			sub.Close()
+		}
+		require.ErrorIs(t, err, ErrSubscriptionLimit, "try %d", i)
+	}
+}
+
 // TestClose_SecondWaitsForTheFirst: a second Close, while the first waits
 // for the client's goroutines (here for a server that never answers the
 // close handshake), returns only once they have ended, as Close says.

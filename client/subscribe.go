@@ -74,7 +74,7 @@ type Subscription struct {
 	cn       *conn                            // guarded by mu; the connection it runs on, or nil
 	id       int64                            // guarded by mu; its id there
 	need     bool                             // guarded by mu; it must be subscribed again
-	sending  bool                             // guarded by mu; a subscribe for it awaits its reply
+	owned    bool                             // guarded by mu; Subscribe sends its first subscribe: the supervisor leaves it alone until then
 	overflow bool                             // guarded by mu; the queue overflowed: resume once drained
 	started  bool                             // guarded by mu; subscribed once
 	from     int64                            // guarded by mu; with no event yet, the revision it started after
@@ -108,7 +108,7 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 	}
 	s := &Subscription{c: c, patterns: append([]string(nil), patterns...), buffer: o.Buffer,
 		events: make(chan Event), stop: make(chan struct{}), wake: make(chan struct{}, 1),
-		need: true, from: o.FromRevision}
+		need: true, owned: true, from: o.FromRevision}
 	var init *initialScan
 	if o.Initial {
 		var err error
@@ -129,10 +129,21 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 	}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
+	// Its first subscribe is Subscribe's, whose caller learns how it
+	// went (and Initial's pages need it made first): a supervisor pass
+	// meanwhile (another subscription resuming) would send a second one,
+	// which would take a second place on the server, over a cap perhaps.
 	_, err = c.sendOn(ctx, cn, func(cn *conn) error { return s.subscribeOn(ctx, cn) })
+	s.mu.Lock()
+	s.owned = false
+	again := s.need && !s.ended // its connection was lost since: the supervisor's now
+	s.mu.Unlock()
 	if err != nil {
 		s.end(err, true)
 		return nil, err
+	}
+	if again {
+		c.wake()
 	}
 	if init != nil {
 		if err := init.load(ctx, c, s); err != nil {
@@ -238,7 +249,7 @@ func (s *Subscription) signal() {
 func (s *Subscription) needsSubscribe() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.need && !s.ended && !s.sending
+	return s.need && !s.ended && !s.owned
 }
 
 // resumeFrom is the fromRevision to subscribe with, under mu. The wire
@@ -254,24 +265,15 @@ func (s *Subscription) resumeFrom() int64 {
 // subscribeOn subscribes on cn, from where the subscription is.
 func (s *Subscription) subscribeOn(ctx context.Context, cn *conn) error {
 	s.mu.Lock()
-	if !s.need || s.ended || s.sending {
-		// Subscribed, ended, or a subscribe is on its way (Subscribe's
-		// own while the supervisor resumes the others): a second one
-		// would take a second place on the server, over a cap perhaps.
+	if !s.need || s.ended {
 		s.mu.Unlock()
 		return nil
 	}
-	s.sending = true
 	req := request{Op: wire.OpSubscribe, Patterns: s.patterns}
 	if from := s.resumeFrom(); s.started || from > 0 {
 		req.FromRevision = &from
 	}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.sending = false
-		s.mu.Unlock()
-	}()
 	// Whether every place on cn the client has given up was free on the
 	// server when the request left.
 	settled := cn.settled()
