@@ -111,7 +111,11 @@ func TestClose_SecondWaitsForTheFirst(t *testing.T) {
 	require.NoError(t, err)
 	first := make(chan struct{})
 	go func() { _ = c.Close(); close(first) }()
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool { // the first Close has begun
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.closed
+	}, 5*time.Second, time.Millisecond)
 	require.NoError(t, c.Close())
 	select {
 	case <-first:
