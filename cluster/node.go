@@ -91,8 +91,6 @@ type Status struct {
 	Applied    uint64   `json:"applied_index"`
 	Revision   int64    `json:"revision"`
 	Servers    []Server `json:"servers,omitempty"`
-	// ConfigIndex is the raft index of the configuration Servers lists.
-	ConfigIndex uint64 `json:"config_index,omitempty"`
 }
 
 // Server is one member of the cluster's configuration.
@@ -160,13 +158,14 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 // while it caught up) or listed at another address (restarted on a new
 // one): the leader adds it, moves its entry, or makes it a voter once it
 // has caught up. The configuration its raft holds says so, and when it
-// lists the node a voter at its address, the cluster at addrs is asked
-// once (memberCheckTimeout an address): a node removed while it was down
-// or cut off never heard of its removal. If none answers, the node opens
-// as the member it holds it is (a whole cluster restarting at once). A
-// node with state must share a member (the same ID at the same address)
-// with the configuration the cluster reports, else its folder holds
-// another cluster's state and it is refused, ErrJoinRefused.
+// lists the node a voter at its address, the cluster's leader is asked
+// once, through addrs (askCluster): a node removed while it was down or
+// cut off never heard of its removal (removedBy). If no leader answers,
+// the node opens as the member it holds it is (a whole cluster restarting
+// at once). A node with state must share a member (the same ID at the
+// same address) with the configuration the cluster reports, else its
+// folder holds another cluster's state and it is refused, ErrJoinRefused:
+// checked first, since raft indexes of two clusters do not compare.
 func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 	f := n.rn.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -176,24 +175,24 @@ func (n *Node) joinIfOut(ctx context.Context, addrs []string) error {
 	if len(stored) == 0 {
 		return n.Join(ctx, addrs...) // fresh
 	}
-	var servers []Server
-	if slices.ContainsFunc(stored, func(s raft.Server) bool {
+	voter := slices.ContainsFunc(stored, func(s raft.Server) bool {
 		return string(s.ID) == n.opts.NodeID && string(s.Address) == n.opts.RaftAddr && s.Suffrage == raft.Voter
-	}) {
-		s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true)
-		if err != nil || !n.removedBy(s, f.Index()) {
-			return nil // a member, or no leader answers to say otherwise
+	})
+	var s *Status
+	var err error
+	if voter {
+		if s, err = n.askCluster(ctx, addrs, memberCheckTimeout, true); err != nil {
+			return nil // no leader answers to say otherwise: a member, as it holds
 		}
-		servers = s.Servers
-	} else {
-		var err error
-		if servers, err = n.clusterServers(ctx, addrs); err != nil {
-			return err
-		}
+	} else if s, err = n.clusterStatus(ctx, addrs); err != nil {
+		return err
 	}
-	if !slices.ContainsFunc(stored, func(s raft.Server) bool { return memberAt(servers, string(s.ID), string(s.Address)) }) {
+	if !slices.ContainsFunc(stored, func(sv raft.Server) bool { return memberAt(s.Servers, string(sv.ID), string(sv.Address)) }) {
 		return fmt.Errorf("%w: the folder holds another cluster's state: empty it "+
 			"(no member of the configuration it holds is in the cluster at %v)", ErrJoinRefused, addrs)
+	}
+	if voter && !n.removedBy(s) {
+		return nil // a member
 	}
 	return n.Join(ctx, addrs...)
 }
@@ -203,26 +202,28 @@ func memberAt(servers []Server, id, addr string) bool {
 	return slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id && s.Addr == addr })
 }
 
-// memberCheckTimeout bounds a node's question to each other member about
-// its own membership, asked when what it holds may be out of date: a node
-// with state opened with Options.Join, and Leave without a leader.
+// memberCheckTimeout bounds each question a node asks about its own
+// membership (askCluster: one to a member, one more to the leader it
+// names), asked when what it holds may be out of date: a node with state
+// opened with Options.Join, and Leave without a leader.
 const memberCheckTimeout = time.Second
 
 // removedBy reports whether s, a leader's status, shows this node
-// removed: its configuration leaves the node out and is no older than the
-// one the node holds, at index held. A leader that has not heard of the
-// node's joining (deposed, and not yet aware of it) holds an older one.
-func (n *Node) removedBy(s *Status, held uint64) bool {
-	return s.ConfigIndex >= held && !slices.ContainsFunc(s.Servers, func(sv Server) bool { return sv.ID == n.opts.NodeID })
+// removed: its configuration leaves the node out. (A leader deposed and
+// not yet aware of it, which never heard of the node's joining, would say
+// so too, for the moment until its lease runs out: hashicorp/raft v1.7.2
+// gives no configuration's index to tell its older one by.)
+func (n *Node) removedBy(s *Status) bool {
+	return !slices.ContainsFunc(s.Servers, func(sv Server) bool { return sv.ID == n.opts.NodeID })
 }
 
-// clusterServers returns the configuration of the cluster at addrs, asked
-// in turn by askCluster until one answers or ctx ends.
-func (n *Node) clusterServers(ctx context.Context, addrs []string) ([]Server, error) {
+// clusterStatus returns the status of the cluster at addrs, asked in
+// turn by askCluster until one answers or ctx ends.
+func (n *Node) clusterStatus(ctx context.Context, addrs []string) (*Status, error) {
 	for {
 		s, err := n.askCluster(ctx, addrs, addressCheckTimeout, false)
 		if err == nil {
-			return s.Servers, nil
+			return s, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -371,7 +372,6 @@ func (n *Node) Status() Status {
 		s.Revision = n.db.Revision()
 	}
 	if f := r.GetConfiguration(); f.Error() == nil {
-		s.ConfigIndex = f.Index()
 		for _, sv := range f.Configuration().Servers {
 			s.Servers = append(s.Servers, Server{ID: string(sv.ID), Addr: string(sv.Address), Voter: sv.Suffrage == raft.Voter})
 		}
@@ -732,7 +732,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		for _, s := range stored {
 			addrs = append(addrs, string(s.Address))
 		}
-		if s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true); err == nil && n.removedBy(s, f.Index()) {
+		if s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true); err == nil && n.removedBy(s) {
 			return nil
 		}
 	}

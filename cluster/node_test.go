@@ -675,17 +675,3 @@ func joinedWhileOneLagged(t *testing.T) (c *listNodes, lag int, others []int) {
 	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
 	return c, lag, others
 }
-
-// TestNode_RemovedByOnlyANewerConfiguration: a leader's configuration
-// without this node says it was removed only if it is no older than the
-// one the node holds; an older one is that of a leader that has not
-// heard of the node's joining (deposed, and not yet aware of it).
-func TestNode_RemovedByOnlyANewerConfiguration(t *testing.T) {
-	n := &Node{opts: Options{NodeID: "n3"}}
-	without := []Server{{ID: "n0"}, {ID: "n1"}}
-	with := append(without, Server{ID: "n3"})
-	require.False(t, n.removedBy(&Status{ConfigIndex: 7, Servers: without}, 9), "an older configuration")
-	require.True(t, n.removedBy(&Status{ConfigIndex: 9, Servers: without}, 9))
-	require.True(t, n.removedBy(&Status{ConfigIndex: 12, Servers: without}, 9))
-	require.False(t, n.removedBy(&Status{ConfigIndex: 12, Servers: with}, 9))
-}

@@ -132,8 +132,8 @@ type Options struct {
 	// and join under a new ID. A node with raft state joins again when
 	// the configuration it holds lists it as no voter at RaftAddr
 	// (missing, a non-voter, or at another address), or when the leader,
-	// asked once through Join, does not list it in a configuration no
-	// older than the node's (removed while it was down);
+	// asked once through Join, does not list it (removed while it was
+	// down);
 	// one whose configuration shares no member with the cluster's is
 	// refused, ErrJoinRefused, as holding another cluster's state.
 	Join []string
