@@ -307,5 +307,15 @@ func TestRaftStore_RecentEntriesFromMemory(t *testing.T) {
 		l, err = get(last - 1)
 		require.NoError(t, err)
 		require.Equal(t, "the new leader's", string(l.Data))
+
+		// An entry of one record over maxEntryBytes is not kept.
+		big := entry(last)
+		big.Data = make([]byte, maxEntryBytes+1)
+		require.NoError(t, s.StoreLogs([]*raft.Log{big}))
+		reads := c.reads
+		l, err = get(last)
+		require.NoError(t, err)
+		require.Len(t, l.Data, maxEntryBytes+1)
+		require.Equal(t, reads+1, c.reads, "a large entry was kept in memory")
 	})
 }

@@ -109,7 +109,12 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	}
 	s.recentMu.Lock()
 	for _, l := range logs {
-		s.recent[l.Index%recentEntries] = l
+		slot := &s.recent[l.Index%recentEntries]
+		if len(l.Data) > maxEntryBytes {
+			*slot = nil // one record over an entry's size: read from the store
+			continue
+		}
+		*slot = l
 	}
 	s.recentMu.Unlock()
 	if s.tracker != nil {
@@ -142,8 +147,8 @@ func (s *raftStore) DeleteRange(lo, hi uint64) error {
 // recentEntries is how many of the entries stored last raftStore keeps
 // in memory: more than the proposer has in flight (maxInFlight), with
 // room for raft's own entries and a follower a few entries behind. An
-// entry holds up to maxEntryBytes of records (more for one larger
-// record), so this bounds what the cache can hold to about 32 MiB.
+// entry holds up to maxEntryBytes of records, or one larger record, which
+// is not kept: the cache holds at most 32 MiB.
 const recentEntries = 32
 
 // GetLog reads the entry at index idx, from memory if it was stored
