@@ -64,7 +64,7 @@ func backup(args []string) error {
 	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
 	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long a server may take to connect and begin its answer, after which the next --addr is tried (the backup itself may take longer)")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long each of connecting to a server, its TLS handshake and the start of its answer may take, after which the next --addr is tried (the backup itself may take longer)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv backup [--addr URL] [--api-key KEY] [--timeout D] [-o FILE] > FILE\n\n"+
 			"Fetches a consistent backup of a running server's database, at one revision, taken\n"+
