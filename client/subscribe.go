@@ -134,14 +134,14 @@ func (c *Client) Subscribe(ctx context.Context, patterns []string, opts *Subscri
 	// meanwhile (another subscription resuming) would send a second one,
 	// which would take a second place on the server, over a cap perhaps.
 	_, err = c.sendOn(ctx, cn, func(cn *conn) error { return s.subscribeOn(ctx, cn) })
+	if err != nil {
+		s.end(err, true) // still its own: the supervisor never sends for it
+		return nil, err
+	}
 	s.mu.Lock()
 	s.owned = false
 	again := s.need && !s.ended // its connection was lost since: the supervisor's now
 	s.mu.Unlock()
-	if err != nil {
-		s.end(err, true)
-		return nil, err
-	}
 	if again {
 		c.wake()
 	}
