@@ -22,25 +22,7 @@ import (
 // resumes) sent a second subscribe for it, which, over a connection cap
 // of 1, was refused and ended the live subscription.
 func TestSubscribe_RacingTheSupervisorIsSentOnce(t *testing.T) {
-	_, url := serveInPackage(t, adapter.Options{MaxSubscriptions: 1}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, url, &Options{APIKey: "k"})
-	require.NoError(t, err)
-	defer c.Close()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // stands for other subscriptions' resumes waking the supervisor
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				c.wake()
-				time.Sleep(10 * time.Microsecond)
-			}
-		}
-	}()
+	c, ctx := wokenClient(t)
 	for i := range 100 {
 		sub, err := c.Subscribe(ctx, []string{"a"}, nil)
 		require.NoError(t, err, "try %d", i)
@@ -60,27 +42,9 @@ func TestSubscribe_RacingTheSupervisorIsSentOnce(t *testing.T) {
 // at once with no error, before the server refused it (over a connection
 // cap of 1 here) or had made it.
 func TestSubscribe_RefusalIsReturnedWhileTheSupervisorRuns(t *testing.T) {
-	_, url := serveInPackage(t, adapter.Options{MaxSubscriptions: 1}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, url, &Options{APIKey: "k"})
+	c, ctx := wokenClient(t)
+	_, err := c.Subscribe(ctx, []string{"a"}, nil)
 	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Subscribe(ctx, []string{"a"}, nil)
-	require.NoError(t, err)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				c.wake()
-				time.Sleep(10 * time.Microsecond)
-			}
-		}
-	}()
 	for i := range 200 {
 		sub, err := c.Subscribe(ctx, []string{"b"}, nil)
 		if err == nil {
@@ -159,4 +123,34 @@ func TestDial_Backoffs(t *testing.T) {
 	require.NoError(t, c.Close())
 	_, err = Dial(t.Context(), url, &Options{APIKey: "k", MinBackoff: time.Second, MaxBackoff: 500 * time.Millisecond})
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+}
+
+// wokenClient dials a server whose connections hold at most one
+// subscription, and wakes the client's supervisor again and again until
+// the test ends, as other subscriptions' resumes would.
+func wokenClient(t *testing.T) (*Client, context.Context) {
+	_, url := serveInPackage(t, adapter.Options{MaxSubscriptions: 1}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c, err := Dial(ctx, url, &Options{APIKey: "k"})
+	require.NoError(t, err)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-stopped
+		require.NoError(t, c.Close())
+	})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.wake()
+				time.Sleep(10 * time.Microsecond)
+			}
+		}
+	}()
+	return c, ctx
 }
