@@ -3,6 +3,7 @@ package adapter
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 	"time"
@@ -102,21 +103,27 @@ func NewPrefixQuota(db *engine.DB, limits ...QuotaLimit) (*PrefixQuota, error) {
 }
 
 // countPrefix is what the keys that start with prefix hold in tx; with
-// most at 0 or more, it stops past most keys, and whole is false.
+// most at 0 or more, it stops once it has read most + 1 keys, and whole
+// is false.
 func countPrefix(tx *engine.Tx, prefix string, most int64) (u QuotaUsage, whole bool, err error) {
 	items, err := tx.Prefix(prefix, nil)
 	if err != nil {
 		return u, false, err
 	}
+	return countItems(items, most)
+}
+
+// countItems is countPrefix over items.
+func countItems(items iter.Seq2[engine.Item, error], most int64) (u QuotaUsage, whole bool, err error) {
 	for it, err := range items {
 		if err != nil {
 			return u, false, err
 		}
-		if most >= 0 && u.Keys == most+1 {
-			return u, false, nil
-		}
 		u.Keys++
 		u.Bytes += int64(len(it.Key) + len(it.Value))
+		if most >= 0 && u.Keys > most {
+			return u, false, nil // over the limit: the rest need not be read
+		}
 	}
 	return u, true, nil
 }
