@@ -278,15 +278,6 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 	return nil, last
 }
 
-// hasState reports whether this node is in a cluster's configuration.
-func (n *Node) hasState() (bool, error) {
-	f := n.rn.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return false, err
-	}
-	return len(f.Configuration().Servers) > 0, nil
-}
-
 // Close stops the node: raft, every connection, the stores. It waits for
 // every goroutine the node started. A node whose disk is full while raft
 // waits to save a new term still closes, with an error saying so (see
