@@ -57,7 +57,8 @@ type Options struct {
 	AllowedOrigins []string
 
 	// CORSOrigins are the origins (such as "https://app.example.com", or
-	// "*" for any) whose browser pages may call the REST API (token/websocket
+	// "*" for any; written as ParseOrigin takes them, which New refuses
+	// otherwise) whose browser pages may call the REST API (token/websocket
 	// included) from another origin: their requests get Access-Control-Allow-Origin
 	// (and Access-Control-Expose-Headers naming RevisionHeader), and their
 	// preflight requests an answer. Default none: the REST API sends no
@@ -201,6 +202,16 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if len(c.APIKeys) == 0 {
 		return c, fmt.Errorf("%w: no API key", ErrInvalidOptions)
+	}
+	if c.CORSOrigins != nil {
+		origins := make([]string, len(c.CORSOrigins))
+		for i, s := range c.CORSOrigins {
+			var err error
+			if origins[i], err = ParseOrigin(s); err != nil {
+				return c, fmt.Errorf("CORSOrigins: %w", err)
+			}
+		}
+		c.CORSOrigins = origins // the caller's slice is left as it was
 	}
 	for _, k := range c.APIKeys {
 		switch {

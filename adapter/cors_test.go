@@ -66,3 +66,23 @@ func TestCORS(t *testing.T) {
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Empty(t, resp.Header.Get("Access-Control-Expose-Headers"))
 }
+
+// TestCORS_OriginsAsBrowsersSendThem: New writes CORSOrigins as browsers
+// send Origin (lower case, no default port, no final slash), so that an
+// embedder's "https://App.Example:443/" matches; before, only the
+// command's flag was so written and the adapter compared them as given.
+// One that names no origin is refused.
+func TestCORS_OriginsAsBrowsersSendThem(t *testing.T) {
+	f := newFixture(t, &adapter.Options{CORSOrigins: []string{"https://App.Example:443/", "http://[::1]:80"}})
+	for _, origin := range []string{"https://app.example", "http://[::1]"} {
+		resp := corsDo(t, f, "POST", "/record", origin, nil)
+		require.Equal(t, origin, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	for _, bad := range []string{"app.example", "https://app.example/x", "https://u@app.example"} {
+		_, err := adapter.New(f.db, &adapter.Options{APIKeys: []string{apiKey}, CORSOrigins: []string{bad}})
+		require.ErrorIs(t, err, adapter.ErrInvalidOptions, bad)
+	}
+	got, err := adapter.ParseOrigin("HTTP://Local.Example:8080")
+	require.NoError(t, err)
+	require.Equal(t, "http://local.example:8080", got)
+}

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/livekv/livekv/adapter"
 	"github.com/livekv/livekv/metrics"
 )
 
@@ -58,33 +58,20 @@ func (o *opsFlags) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// corsOrigins is the list of --cors-origins, each as a browser sends it
-// in Origin: a scheme and a host in lower case, the port only if it is
-// not the scheme's own. One with a path, a query or credentials names no
-// origin, and would never match: it is refused rather than ignored.
+// corsOrigins is the list of --cors-origins, each as adapter.ParseOrigin
+// writes it: as a browser sends it in Origin. One that names no origin
+// (a path, say) would never match: it is refused rather than ignored.
 func (o *opsFlags) corsOrigins() ([]string, error) {
 	var out []string
 	for _, s := range strings.Split(o.cors, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		if s == "*" {
-			out = append(out, s)
-			continue
+		origin, err := adapter.ParseOrigin(s)
+		if err != nil {
+			return nil, fmt.Errorf("--cors-origins: %w", err)
 		}
-		u, err := url.Parse(s)
-		if err != nil || u.Scheme == "" || u.Host == "" || u.User != nil || u.Path != "" && u.Path != "/" ||
-			u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-			return nil, fmt.Errorf("--cors-origins: %q is not an origin such as https://app.example.com (a scheme and a host, no path)", s)
-		}
-		scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
-		if p := u.Port(); scheme == "https" && p == "443" || scheme == "http" && p == "80" {
-			host = strings.ToLower(u.Hostname())
-			if strings.Contains(host, ":") {
-				host = "[" + host + "]" // an IPv6 address
-			}
-		}
-		out = append(out, scheme+"://"+host)
+		out = append(out, origin)
 	}
 	return out, nil
 }
