@@ -137,7 +137,7 @@ func backup(args []string) error {
 	}
 	var n int64
 	var rev string
-	copyBackup := func(w io.Writer) error {
+	copyBackup := func(w io.Writer) (err error) {
 		if n, err = io.Copy(w, resp.Body); err != nil {
 			return fmt.Errorf("after %d bytes: %w (the backup is incomplete)", n, err)
 		}
