@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -64,7 +65,7 @@ func backup(args []string) error {
 	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
 	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
 	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long each of connecting to a server, its TLS handshake and the start of its answer may take, after which the next --addr is tried (the backup itself may take longer)")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long each of connecting to a server, its TLS handshake and the start of its answer may take, after which the next --addr is tried; then how long the backup may go without a byte, after which it fails, trying no other --addr (the backup as a whole may take longer)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv backup [--addr URL] [--api-key KEY] [--timeout D] [-o FILE] > FILE\n\n"+
 			"Fetches a consistent backup of a running server's database, at one revision, taken\n"+
@@ -97,10 +98,13 @@ func backup(args []string) error {
 	}
 	// A node that accepts and never answers (stopped, cut off) would hold
 	// the request for ever: the connection and the answer's headers are
-	// bounded, not the body.
+	// bounded here, the body by idleReader below.
 	tr.DialContext = (&net.Dialer{Timeout: *timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout, tr.ResponseHeaderTimeout = *timeout, *timeout
+	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	var urls []string
 	for _, a := range strings.Split(*addr, ",") {
 		u, err := backupURL(strings.TrimSpace(a))
@@ -112,7 +116,7 @@ func backup(args []string) error {
 	var req *http.Request
 	var resp *http.Response
 	for i, u := range urls { // in turn, as the client commands do, until one answers
-		if req, err = http.NewRequest(http.MethodGet, u, nil); err != nil {
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil); err != nil {
 			return err
 		}
 		req.Header.Set("x-api-key", *key)
@@ -135,10 +139,17 @@ func backup(args []string) error {
 		}
 		return err
 	}
+	// A node that stops sending midway would hold it for ever too. It
+	// answered: the backup is its, and no other node is tried (part of it
+	// may be on stdout already).
+	stalled := fmt.Errorf("%s stalled: nothing came for %v (--timeout)", req.URL, *timeout)
+	body := &idleReader{ctx: ctx, r: resp.Body, timeout: *timeout,
+		timer: time.AfterFunc(*timeout, func() { cancel(stalled) })}
+	defer body.timer.Stop()
 	var n int64
 	var rev string
 	copyBackup := func(w io.Writer) (err error) {
-		if n, err = io.Copy(w, resp.Body); err != nil {
+		if n, err = io.Copy(w, body); err != nil {
 			return fmt.Errorf("after %d bytes: %w (the backup is incomplete)", n, err)
 		}
 		if rev = resp.Trailer.Get(revisionTrailer); rev == "" {
@@ -156,6 +167,28 @@ func backup(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "livekv backup: revision %s, %d bytes\n", rev, n)
 	return nil
+}
+
+// idleReader reads a request's body, r, whose context is ctx: timer,
+// reset by each Read and stopped when it returns, cancels the request,
+// with the cause that names the stall, if a Read waits too long for a
+// byte. A backup may take long but must keep coming; the time spent
+// writing what was read is not counted.
+type idleReader struct {
+	ctx     context.Context
+	r       io.Reader
+	timeout time.Duration
+	timer   *time.Timer
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	ir.timer.Reset(ir.timeout)
+	n, err := ir.r.Read(p)
+	ir.timer.Stop()
+	if err != nil && ir.ctx.Err() != nil {
+		err = context.Cause(ir.ctx) // the stall, rather than "context canceled"
+	}
+	return n, err
 }
 
 // backupURL is the URL of GET /backup on the server at addr, given as

@@ -276,6 +276,79 @@ func TestBackup_LivekvAddr(t *testing.T) {
 	s.stop(t)
 }
 
+// A node that sends the start of a backup and then stops sending
+// (stopped, cut off, hung) held backup for ever: after --timeout with no
+// byte it fails, naming the stall, leaves no file and tries no other
+// node. One that sends slowly but steadily, for longer than --timeout in
+// all, is not cut off.
+func TestBackup_StalledBody(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	release := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Livekv-Revision")
+		w.Write(bytes.Repeat([]byte("x"), 4096))
+		w.(http.Flusher).Flush()
+		select { // until the client goes, or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stalled.Close()
+	defer close(release) // before Close, which waits for the handler
+	var mu sync.Mutex
+	hits := 0 // of the next node
+	next := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		http.Error(w, "not this one", http.StatusTeapot)
+	}))
+	defer next.Close()
+
+	file := filepath.Join(dir, "stalled.backup")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "backup", "--timeout", "200ms", "--api-key", "k1",
+		"--addr", stalled.URL+","+next.URL, "-o", file)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	require.NoError(t, ctx.Err(), "backup waited on the stalled node: %s", out)
+	require.Error(t, err, "%s", out)
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "stalled", "%s", out)
+	require.Contains(t, string(out), "after 4096 bytes", "%s", out)
+	require.Contains(t, string(out), "the backup is incomplete", "%s", out)
+	require.GreaterOrEqual(t, took, 200*time.Millisecond, "not before --timeout: %s", out)
+	entries, err := filepath.Glob(filepath.Join(dir, "stalled.backup*"))
+	require.NoError(t, err)
+	require.Empty(t, entries, "no file, whole or temporary")
+	mu.Lock()
+	require.Zero(t, hits, "once a node answered, no other is tried")
+	mu.Unlock()
+
+	// Slow but steady: a byte every 50ms, 1s in all, --timeout 500ms.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Livekv-Revision")
+		for range 20 {
+			time.Sleep(50 * time.Millisecond)
+			w.Write([]byte("x"))
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("Livekv-Revision", "7")
+	}))
+	defer slow.Close()
+	file = filepath.Join(dir, "slow.backup")
+	cmd = exec.CommandContext(ctx, bin, "backup", "--timeout", "500ms", "--api-key", "k1", "--addr", slow.URL, "-o", file)
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "livekv backup: revision 7, 20 bytes")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, strings.Repeat("x", 20), string(b))
+}
+
 // A cut or damaged backup is refused, and the hint is about the backup
 // file: there is no folder to check --repair or dump --salvage (restore
 // leaves none), and the damage is in the file.
