@@ -14,10 +14,11 @@ import (
 // go on meanwhile. The snapshot is written to a temporary file, synced,
 // renamed and its directory synced before anything is removed, so a crash
 // at any point leaves either the old snapshot and its segments or the new
-// one. An item that breaks Item's rules fails it with an error that wraps
-// ErrInvalid before the new snapshot is in place: the temporary file is
-// removed and nothing else changes. A failure is returned and leaves the
-// log usable; a snapshot at or below the newest one does nothing.
+// one. An item that breaks Item's rules, or a nil one, fails it with an
+// error that wraps ErrInvalid before the new snapshot is in place: the
+// temporary file is removed and nothing else changes. A failure is
+// returned and leaves the log usable; a snapshot at or below the newest
+// one does nothing.
 func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()

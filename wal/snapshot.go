@@ -22,7 +22,8 @@ const (
 // WriteSnapshot) refuse it too, with an error that wraps ErrInvalid: Key
 // is not empty and above the key of the item before it; CreateRevision is
 // at least 1, Revision at least CreateRevision and at most the
-// snapshot's revision; Version is at least 1.
+// snapshot's revision; Version is at least 1. They refuse a nil *Item
+// with ErrInvalid too.
 type Item struct {
 	Key            string
 	Value          string
@@ -37,8 +38,8 @@ const snapshotChunk = 1 << 20
 
 // writeSnapshot writes the snapshot of the state at revision rev, holding
 // items, to w. It returns the number of items written. An item that
-// breaks Item's rules stops it with an error that wraps ErrInvalid, and
-// what it wrote to w before is no snapshot.
+// breaks Item's rules, or a nil one, stops it with an error that wraps
+// ErrInvalid, and what it wrote to w before is no snapshot.
 func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
 	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
@@ -64,11 +65,13 @@ func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error)
 	return n, err
 }
 
-// checkItem returns an error wrapping ErrInvalid if it breaks Item's
-// rules, which readItem and ReadSnapshotFrom enforce, in a snapshot at
-// rev; prev is the key of the item before it, if there is one (after).
+// checkItem returns an error wrapping ErrInvalid if it is nil or breaks
+// Item's rules, which readItem and ReadSnapshotFrom enforce, in a snapshot
+// at rev; prev is the key of the item before it, if there is one (after).
 func checkItem(it *Item, after bool, prev string, rev int64) error {
 	switch {
+	case it == nil:
+		return fmt.Errorf("%w: nil snapshot item", ErrInvalid)
 	case it.Key == "":
 		return fmt.Errorf("%w: snapshot item with an empty key", ErrInvalid)
 	case after && it.Key <= prev:
@@ -135,11 +138,11 @@ func readItem(b []byte, borrow bool, it *Item) error {
 // the format of the log's snapshot files (see the package comment): the
 // same bytes a Log.Snapshot at rev would put in snap/<rev>.snap. items
 // must yield the keys in ascending order, none changed after rev, each
-// by Item's rules; one that breaks them stops the write with an error
-// that wraps ErrInvalid, and what was written to w is no snapshot. It
-// returns the number of items written. Revision 0 is the empty state: a
-// stream with no items, which ReadSnapshotFrom accepts but the log never
-// keeps as a file.
+// by Item's rules; one that breaks them, or a nil one, stops the write
+// with an error that wraps ErrInvalid, and what was written to w is no
+// snapshot. It returns the number of items written. Revision 0 is the
+// empty state: a stream with no items, which ReadSnapshotFrom accepts but
+// the log never keeps as a file.
 func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
 	if rev < 0 {
 		return 0, fmt.Errorf("wal: snapshot at negative revision %d", rev)

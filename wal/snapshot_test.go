@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,10 +173,11 @@ func TestLog_Snapshot(t *testing.T) {
 	}
 }
 
-// TestLog_Snapshot_RefusesBadItems: an item that the reader would refuse
-// fails Snapshot (and WriteSnapshot) with ErrInvalid before the snapshot
-// is in place: no file is left, no segment is removed, and the log takes
-// appends and a good snapshot, and opens again.
+// TestLog_Snapshot_RefusesBadItems: an item that the reader would refuse,
+// or a nil one, fails Snapshot (and WriteSnapshot) with ErrInvalid before
+// the snapshot is in place: no file is left, no segment is removed, and
+// the log takes appends and a good snapshot, and opens again; what
+// WriteSnapshot wrote does not read as a snapshot.
 func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
 	ok := func(key string) *wal.Item {
 		return &wal.Item{Key: key, Value: "v", Revision: 5, CreateRevision: 2, Version: 1}
@@ -192,9 +192,15 @@ func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
 		"after the snapshot":  with(func(it *wal.Item) { it.Revision = 21 }),
 		"no version":          with(func(it *wal.Item) { it.Version = 0 }),
 		"only revision given": {{Key: "k", Value: "v", Revision: 20}},
+		"nil item":            {ok("a"), nil, ok("b")},
+		"nil first item":      {nil, ok("a")},
+		"nil last item":       {ok("a"), nil},
 	} {
-		_, err := wal.WriteSnapshot(io.Discard, 20, slices.Values(items))
+		var buf bytes.Buffer
+		_, err := wal.WriteSnapshot(&buf, 20, slices.Values(items))
 		require.ErrorIs(t, err, wal.ErrInvalid, name)
+		_, err = wal.ReadSnapshotFrom(&buf, 0, wal.Replay{})
+		require.ErrorIs(t, err, wal.ErrCorrupt, "%s: what was written is no snapshot", name)
 
 		fs := vfs.NewMemFS()
 		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
