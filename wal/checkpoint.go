@@ -16,9 +16,11 @@ import (
 // at any point leaves either the old snapshot and its segments or the new
 // one. An item that breaks Item's rules, or a nil one, fails it with an
 // error that wraps ErrInvalid before the new snapshot is in place: the
-// temporary file is removed and nothing else changes. A failure is
-// returned and leaves the log usable; a snapshot at or below the newest
-// one does nothing.
+// temporary file is removed and nothing else changes. So does an item
+// whose record's payload is over Options.MaxRecord, which Open would
+// refuse, with an error that wraps ErrTooLarge. A failure is returned and
+// leaves the log usable; a snapshot at or below the newest one does
+// nothing.
 func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()
@@ -44,7 +46,8 @@ func (l *Log) Snapshot(rev int64, items iter.Seq[*Item]) error {
 	if err != nil {
 		return fmt.Errorf("wal: snapshot: %w", err)
 	}
-	_, err = writeSnapshot(f, rev, items)
+	// Open reads the snapshot with this limit (readSnapshot).
+	_, err = writeSnapshot(f, rev, min(l.opts.MaxRecord, maxFrame), items)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -12,7 +12,10 @@ import (
 var ErrClosed = errors.New("wal: log closed")
 
 // ErrTooLarge is returned by Append for a transaction whose record would be
-// over Options.MaxRecord. Nothing is written and the log stays usable.
+// over Options.MaxRecord, and by Log.Snapshot for a snapshot item whose
+// record would be: Append writes nothing of it, Snapshot puts no snapshot
+// in place, and the log stays usable. WriteSnapshot returns it for an item
+// whose record no reader takes, over 4 GiB - 1 bytes.
 var ErrTooLarge = errors.New("wal: record too large")
 
 // ErrInvalid is returned for input that the log would write but that its

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 
 	"github.com/livekv/livekv/vfs"
 )
@@ -23,7 +24,8 @@ const (
 // is not empty and above the key of the item before it; CreateRevision is
 // at least 1, Revision at least CreateRevision and at most the
 // snapshot's revision; Version is at least 1. They refuse a nil *Item
-// with ErrInvalid too.
+// with ErrInvalid too, and one whose record is longer than its reader
+// takes with an error that wraps ErrTooLarge (see each).
 type Item struct {
 	Key            string
 	Value          string
@@ -36,11 +38,17 @@ type Item struct {
 // snapshotChunk is how much a snapshot encoder buffers between writes.
 const snapshotChunk = 1 << 20
 
+// maxFrame is the longest payload that a record's 32-bit length holds: no
+// reader takes a longer one, whatever its limit.
+const maxFrame int = min(math.MaxUint32, math.MaxInt)
+
 // writeSnapshot writes the snapshot of the state at revision rev, holding
 // items, to w. It returns the number of items written. An item that
 // breaks Item's rules, or a nil one, stops it with an error that wraps
-// ErrInvalid, and what it wrote to w before is no snapshot.
-func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
+// ErrInvalid, and one whose record's payload is over max bytes (a
+// reader's limit, at most maxFrame) with one that wraps ErrTooLarge; what
+// it wrote to w before is no snapshot.
+func writeSnapshot(w io.Writer, rev int64, max int, items iter.Seq[*Item]) (int64, error) {
 	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
 	var err error
@@ -51,6 +59,11 @@ func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error)
 		}
 		last = append(last[:0], it.Key...)
 		payload = appendItem(payload[:0], it)
+		if len(payload) > max {
+			// The reader would refuse it (decodeFrame), and a longer
+			// one than maxFrame does not even frame.
+			return n, fmt.Errorf("%w: snapshot item %.64q, a record of %d bytes, limit %d", ErrTooLarge, it.Key, len(payload), max)
+		}
 		buf = appendRecord(buf, typeItem, payload)
 		n++
 		if len(buf) >= snapshotChunk {
@@ -60,6 +73,8 @@ func writeSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error)
 			buf = buf[:0]
 		}
 	}
+	// The trailer fits: a count takes 1 byte, and more than the 7 that the
+	// smallest item takes only past 2^49 items.
 	buf = appendRecord(buf, typeSnapshot, binary.AppendUvarint(nil, uint64(n)))
 	_, err = w.Write(buf)
 	return n, err
@@ -140,14 +155,19 @@ func readItem(b []byte, borrow bool, it *Item) error {
 // must yield the keys in ascending order, none changed after rev, each
 // by Item's rules; one that breaks them, or a nil one, stops the write
 // with an error that wraps ErrInvalid, and what was written to w is no
-// snapshot. It returns the number of items written. Revision 0 is the
-// empty state: a stream with no items, which ReadSnapshotFrom accepts but
-// the log never keeps as a file.
+// snapshot. WriteSnapshot does not know the limit its reader will read
+// with (ReadSnapshotFrom's maxRecord, Options.MaxRecord): it refuses, with
+// an error that wraps ErrTooLarge, only an item whose record's payload is
+// longer than any reader takes, 4 GiB - 1 bytes (a record's length is 32
+// bits); one over DefaultMaxRecord reads only with a limit as large. It
+// returns the number of items written. Revision 0 is the empty state: a
+// stream with no items, which ReadSnapshotFrom accepts but the log never
+// keeps as a file.
 func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {
 	if rev < 0 {
 		return 0, fmt.Errorf("wal: snapshot at negative revision %d", rev)
 	}
-	return writeSnapshot(w, rev, items)
+	return writeSnapshot(w, rev, maxFrame, items)
 }
 
 // ReadSnapshotFrom reads a snapshot that WriteSnapshot (or Log.Snapshot)

@@ -224,6 +224,58 @@ func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
 	}
 }
 
+// TestLog_Snapshot_TooLarge: an item whose record is over the log's
+// MaxRecord, which Open would refuse, fails Snapshot with ErrTooLarge
+// before the snapshot is in place: no file is left, no segment is
+// removed, and the log takes appends and opens again. An item of exactly
+// MaxRecord bytes, which Open reads, is written.
+func TestLog_Snapshot_TooLarge(t *testing.T) {
+	const limit = 100
+	item := func(key string, size int) *wal.Item {
+		it := &wal.Item{Key: key, Revision: 5, CreateRevision: 2, Version: 1}
+		it.Value = strings.Repeat("v", size-len(wal.AppendItem(nil, it)))
+		require.Len(t, wal.AppendItem(nil, it), size)
+		return it
+	}
+	fs := vfs.NewMemFS()
+	o := &wal.Options{SegmentSize: 200, MaxRecord: limit}
+	l, _ := reopen(t, fs, o)
+	appendDurable(t, l, 1, 20)
+	segs, err := fs.List("db/wal")
+	require.NoError(t, err)
+	for _, items := range [][]*wal.Item{
+		{item("a", limit+1)},
+		{item("a", limit), item("b", limit+1), item("c", 10)},
+	} {
+		err = l.Snapshot(20, slices.Values(items))
+		require.ErrorIs(t, err, wal.ErrTooLarge)
+		require.ErrorContains(t, err, fmt.Sprintf("limit %d", limit))
+		snaps, err := fs.List("db/snap")
+		require.NoError(t, err)
+		require.Empty(t, snaps)
+		after, err := fs.List("db/wal")
+		require.NoError(t, err)
+		require.Equal(t, segs, after, "no segment removed")
+		require.NoError(t, l.Err())
+	}
+	appendDurable(t, l, 21, 22)
+	require.NoError(t, l.Close())
+	l, revs := reopen(t, fs, o)
+	require.Equal(t, seq(1, 22), revs)
+
+	// The largest item the reader takes is written, and read back.
+	at := item("a", limit)
+	require.NoError(t, l.Snapshot(22, slices.Values([]*wal.Item{at})))
+	require.NoError(t, l.Close())
+	var got []wal.Item
+	l, err = wal.Open("db", &wal.Options{FS: fs, MaxRecord: limit}, wal.Replay{
+		Item: func(it *wal.Item) error { got = append(got, *it); return nil },
+	})
+	require.NoError(t, err)
+	require.Equal(t, []wal.Item{*at}, got)
+	require.NoError(t, l.Close())
+}
+
 // TestLog_SnapshotReadInPieces: Open and Check read a snapshot in pieces
 // (vfs.OpenRead), never whole into memory, and Open still learns its
 // number of items ahead from its end (Items).
