@@ -14,8 +14,9 @@ import (
 // go on meanwhile. The snapshot is written to a temporary file, synced,
 // renamed and its directory synced before anything is removed, so a crash
 // at any point leaves either the old snapshot and its segments or the new
-// one. An item that breaks Item's rules, or a nil one, fails it with an
-// error that wraps ErrInvalid before the new snapshot is in place: the
+// one. A nil items (the empty state is a sequence that yields nothing),
+// or an item that breaks Item's rules or is nil, fails it with an error
+// that wraps ErrInvalid before the new snapshot is in place: the
 // temporary file is removed and nothing else changes. So does an item
 // whose record's payload is over Options.MaxRecord, which Open would
 // refuse, with an error that wraps ErrTooLarge. A failure is returned and

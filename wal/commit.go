@@ -22,7 +22,8 @@ var ErrTooLarge = errors.New("wal: record too large")
 // reader would refuse: a transaction that Append is given at a revision
 // other than the next, or with a write of a kind other than KindPut to
 // KindExpire or with an empty key; a snapshot item that breaks Item's
-// rules, or a nil one. Nothing is written and the log stays usable.
+// rules, or a nil one, or a nil sequence of items. Nothing is written and
+// the log stays usable.
 var ErrInvalid = errors.New("wal: invalid input")
 
 // Append queues tx to be written. tx.Revision must be the next revision:

@@ -23,9 +23,10 @@ const (
 // WriteSnapshot) refuse it too, with an error that wraps ErrInvalid: Key
 // is not empty and above the key of the item before it; CreateRevision is
 // at least 1, Revision at least CreateRevision and at most the
-// snapshot's revision; Version is at least 1. They refuse a nil *Item
-// with ErrInvalid too, and one whose record is longer than its reader
-// takes with an error that wraps ErrTooLarge (see each).
+// snapshot's revision; Version is at least 1. They refuse a nil *Item,
+// and a nil sequence of them, with ErrInvalid too, and an item whose
+// record is longer than its reader takes with an error that wraps
+// ErrTooLarge (see each).
 type Item struct {
 	Key            string
 	Value          string
@@ -43,12 +44,16 @@ const snapshotChunk = 1 << 20
 const maxFrame int = min(math.MaxUint32, math.MaxInt)
 
 // writeSnapshot writes the snapshot of the state at revision rev, holding
-// items, to w. It returns the number of items written. An item that
-// breaks Item's rules, or a nil one, stops it with an error that wraps
-// ErrInvalid, and one whose record's payload is over max bytes (a
-// reader's limit, at most maxFrame) with one that wraps ErrTooLarge; what
-// it wrote to w before is no snapshot.
+// items, to w. It returns the number of items written. A nil items, an
+// item that breaks Item's rules or a nil one stops it with an error that
+// wraps ErrInvalid, and an item whose record's payload is over max bytes
+// (a reader's limit, at most maxFrame) with one that wraps ErrTooLarge;
+// what it wrote to w before is no snapshot.
 func writeSnapshot(w io.Writer, rev int64, max int, items iter.Seq[*Item]) (int64, error) {
+	if items == nil {
+		// Not the empty state, which is a sequence that yields nothing.
+		return 0, fmt.Errorf("%w: nil snapshot items", ErrInvalid)
+	}
 	buf := appendHeader(make([]byte, 0, snapshotChunk+4096), snapshotMagic, snapshotVersion, rev)
 	var n int64
 	var err error
@@ -152,15 +157,16 @@ func readItem(b []byte, borrow bool, it *Item) error {
 // WriteSnapshot writes a snapshot of the state at revision rev to w, in
 // the format of the log's snapshot files (see the package comment): the
 // same bytes a Log.Snapshot at rev would put in snap/<rev>.snap. items
-// must yield the keys in ascending order, none changed after rev, each
-// by Item's rules; one that breaks them, or a nil one, stops the write
-// with an error that wraps ErrInvalid, and what was written to w is no
-// snapshot. WriteSnapshot does not know the limit its reader will read
-// with (ReadSnapshotFrom's maxRecord, Options.MaxRecord): it refuses, with
-// an error that wraps ErrTooLarge, only an item whose record's payload is
-// longer than any reader takes, 4 GiB - 1 bytes (a record's length is 32
-// bits); one over DefaultMaxRecord reads only with a limit as large. It
-// returns the number of items written. Revision 0 is the empty state: a
+// must not be nil and must yield the keys in ascending order, none
+// changed after rev, each by Item's rules; a nil items, or an item that
+// breaks them or is nil, stops the write with an error that wraps
+// ErrInvalid, and what was written to w is no snapshot. WriteSnapshot
+// does not know the limit its reader will read with (ReadSnapshotFrom's
+// maxRecord, Options.MaxRecord): it refuses, with an error that wraps
+// ErrTooLarge, only an item whose record's payload is longer than any
+// reader takes, 4 GiB - 1 bytes (a record's length is 32 bits); one over
+// DefaultMaxRecord reads only with a limit as large. It returns the
+// number of items written. Revision 0 is the empty state: a
 // stream with no items, which ReadSnapshotFrom accepts but the log never
 // keeps as a file.
 func WriteSnapshot(w io.Writer, rev int64, items iter.Seq[*Item]) (int64, error) {

@@ -224,6 +224,37 @@ func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
 	}
 }
 
+// TestLog_Snapshot_RefusesNilItems: a nil sequence of items, which is
+// not the empty state (that is a sequence that yields nothing), fails
+// Snapshot and WriteSnapshot with ErrInvalid before the snapshot is in
+// place, as a nil item does.
+func TestLog_Snapshot_RefusesNilItems(t *testing.T) {
+	var buf bytes.Buffer
+	_, err := wal.WriteSnapshot(&buf, 20, nil)
+	require.ErrorIs(t, err, wal.ErrInvalid)
+	require.Zero(t, buf.Len(), "nothing written")
+
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+	appendDurable(t, l, 1, 20)
+	segs, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.ErrorIs(t, l.Snapshot(20, nil), wal.ErrInvalid)
+	snaps, err := fs.List("db/snap")
+	require.NoError(t, err)
+	require.Empty(t, snaps)
+	after, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Equal(t, segs, after, "no segment removed")
+	require.NoError(t, l.Err())
+	appendDurable(t, l, 21, 22)
+	require.NoError(t, l.Snapshot(21, slices.Values([]*wal.Item(nil))), "an empty sequence is the empty state")
+	require.NoError(t, l.Close())
+	l, revs := reopen(t, fs, nil)
+	require.Equal(t, []int64{22}, revs)
+	require.NoError(t, l.Close())
+}
+
 // TestLog_Snapshot_TooLarge: an item whose record is over the log's
 // MaxRecord, which Open would refuse, fails Snapshot with ErrTooLarge
 // before the snapshot is in place: no file is left, no segment is
