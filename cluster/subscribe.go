@@ -85,6 +85,9 @@ func (n *Node) SubscribePatterns(pats []*pattern.Pattern, opts *engine.Subscribe
 // leaderless reports whether this node has had no leader for longer than
 // three heartbeat timeouts.
 func (n *Node) leaderless() bool {
+	if _, addr := n.Leader(); addr != "" {
+		return false // watchLeader may not have seen it yet
+	}
 	since := n.noLeaderSince.Load()
 	return since != 0 && time.Since(time.Unix(0, since)) > 3*n.heartbeat()
 }

@@ -198,6 +198,20 @@ func TestSubscribe_EndsWithoutLeaderAndWaitsForRevision(t *testing.T) {
 	c.net.Heal()
 }
 
+// A node that has a leader subscribes, though its watch has not yet
+// seen the leader come after a time without one: Subscribe refused with
+// ErrNoLeader on the leader itself, just elected after its founders took
+// long to start.
+func TestSubscribe_WithALeaderNotYetWatched(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	for _, i := range []int{c.leader(), (c.leader() + 1) % 3} {
+		c.nodes[i].noLeaderSince.Store(time.Now().Add(-time.Hour).UnixNano())
+		s, err := c.nodes[i].Subscribe([]string{"*"}, nil)
+		require.NoError(t, err, "n%d", i)
+		require.NoError(t, s.Close())
+	}
+}
+
 // TestSubscribe_InitialWaitsForCatchUp: a restarted node refuses stale
 // reads until it has caught up with the leader, and the Initial items of
 // a subscription, a read of its state, too: served at once, they missed
