@@ -34,6 +34,11 @@ type Node struct {
 	rpc *rpcClient
 	srv *rpcServer
 
+	// serving is set once Open has started raft and the node's
+	// goroutines: until then handle answers every request that the node
+	// knows no leader.
+	serving atomic.Bool
+
 	// readyTerm is the term in which this node, leading, applied its
 	// barrier, so that its commit and applied indexes cover everything
 	// earlier leaders committed; 0 if none. See isReady.
@@ -125,8 +130,13 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mux = newGatedMux(ln, o.RaftAddr, o.Dial) // startRaft opens it, unless the node is fresh
 	n.rpc = newRPCClient(n.mux, frameLimit(o.Engine))
+	// Served from the start, so that a node that asks one starting hears
+	// at once that it knows no leader yet (handle), rather than wait for
+	// no answer.
+	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
 	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
 		n.cancel()
+		n.srv.close() // startRaft closed the mux
 		return nil, err
 	}
 	if started != nil {
@@ -139,7 +149,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 		n.wg.Add(1)
 		go n.watchLeader()
 	}
-	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
+	n.serving.Store(true)
 	if !n.rn.bootstrapped && len(o.Join) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		err = n.joinIfOut(ctx, o.Join)
@@ -875,6 +885,9 @@ func (n *Node) catchUp() {
 
 // handle answers one cluster RPC request.
 func (n *Node) handle(req *rpcRequest) *rpcResponse {
+	if !n.serving.Load() {
+		return errorResponse(&NotLeaderError{}) // starting: no leader known yet
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, joinTimeout)
 	defer cancel()
 	var err error

@@ -243,3 +243,17 @@ func TestRPC_PooledConnectionsOfARestartedLeader(t *testing.T) {
 		return
 	}
 }
+
+// A node answers requests from the moment it listens: while it starts,
+// that it knows no leader yet, at once, so that a node starting beside
+// it, asking whether the cluster has run, does not wait a timeout out.
+func TestNode_StartingNodeAnswersAtOnce(t *testing.T) {
+	n := &Node{}
+	for _, op := range []string{opStatus, opReadIndex, opSet, opJoin} {
+		err := n.handle(&rpcRequest{Op: op}).err()
+		require.ErrorIs(t, err, ErrNotLeader, op)
+		var nl *NotLeaderError
+		require.ErrorAs(t, err, &nl)
+		require.Empty(t, nl.Addr, "no leader known")
+	}
+}
