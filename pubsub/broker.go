@@ -24,6 +24,11 @@ const (
 	DefaultBuffer        = 256
 )
 
+// MaxBuffer is the largest SubscribeOptions.Buffer, 1,048,576 events: the
+// channel is made whole when the subscription is, about 80 MiB of it at
+// that size on a 64-bit machine.
+const MaxBuffer = 1 << 20
+
 // Broker hands committed batches to the subscriptions whose patterns match
 // their keys. Publish never waits for a subscriber: two lanes follow the
 // history and send the events without blocking, the cheap lane to the

@@ -23,7 +23,8 @@ var (
 	ErrNoPatterns = errors.New("pubsub: no patterns")
 
 	// ErrInvalidOptions is returned by Subscribe for a nil pattern or for
-	// SubscribeOptions that make no sense (a negative revision, say).
+	// SubscribeOptions that make no sense (a negative revision, say, or a
+	// Buffer over MaxBuffer).
 	ErrInvalidOptions = errors.New("pubsub: invalid options")
 )
 

@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -75,6 +76,10 @@ func TestBroker_Subscribe_Errors(t *testing.T) {
 		{From: pubsub.Position{Revision: 2, Index: -1}},
 		{From: pubsub.Position{Index: 1}},
 		{FromRevision: 1, From: pubsub.Position{Revision: 2}},
+		// Subscribe made a channel of the size asked for: makechan
+		// panicked for this one.
+		{Buffer: math.MaxInt},
+		{Buffer: pubsub.MaxBuffer + 1},
 	} {
 		_, err = b.Subscribe(pats(t, "*"), &o)
 		require.ErrorIs(t, err, pubsub.ErrInvalidOptions, "%+v", o)

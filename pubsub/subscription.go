@@ -32,7 +32,9 @@ type SubscribeOptions struct {
 
 	// Buffer is how many events the Events channel holds. A subscription
 	// whose buffer is full falls behind and catches up from the history;
-	// it never makes a writer wait. Default 256.
+	// it never makes a writer wait. Default 256; at most MaxBuffer, since
+	// the channel is made whole at once: a larger one is
+	// ErrInvalidOptions.
 	Buffer int
 
 	// Filter, when not nil, is asked about a key before a costly pattern
@@ -61,6 +63,8 @@ func (o SubscribeOptions) Start() (Position, error) {
 		return Position{}, fmt.Errorf("%w: both FromRevision and From", ErrInvalidOptions)
 	case start.Revision == 0 && start.Index != 0:
 		return Position{}, fmt.Errorf("%w: From %+v has an index but no revision", ErrInvalidOptions, start)
+	case o.Buffer > MaxBuffer:
+		return Position{}, fmt.Errorf("%w: Buffer %d is over %d", ErrInvalidOptions, o.Buffer, MaxBuffer)
 	case o.FromRevision > 0:
 		start = Position{Revision: o.FromRevision + 1}
 	}
