@@ -67,3 +67,16 @@ func all(t testing.TB, db *engine.DB) []engine.Item {
 }
 
 func runtimeGosched() { time.Sleep(time.Millisecond) }
+
+// setReturns reports whether a Set returns within 2s: false when the
+// writer lock was left held.
+func setReturns(db *engine.DB) bool {
+	done := make(chan struct{})
+	go func() { _, _ = db.Set("k", "v", nil); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
+}

@@ -35,7 +35,9 @@ type SubscribeOptions struct {
 	Initial bool
 
 	// Buffer is how many events the subscription's channel holds; see
-	// pubsub.SubscribeOptions. Default 256.
+	// pubsub.SubscribeOptions. Default 256; at most MaxSubscribeBuffer
+	// (the channel is made whole at once): a larger one is
+	// ErrInvalidOptions.
 	Buffer int
 
 	// Filter, when not nil, is asked about a key before a costly pattern
@@ -45,6 +47,10 @@ type SubscribeOptions struct {
 	// pubsub.SubscribeOptions.
 	Filter func(key string) bool
 }
+
+// MaxSubscribeBuffer is the largest SubscribeOptions.Buffer, 1,048,576
+// events: pubsub.MaxBuffer.
+const MaxSubscribeBuffer = pubsub.MaxBuffer
 
 // Start returns the position a subscription with these options and
 // patterns starts at, Revision 0 for now (Initial: right after the
@@ -60,7 +66,7 @@ func (o SubscribeOptions) Start(pats []*pattern.Pattern) (pubsub.Position, error
 	case slices.Contains(pats, nil):
 		return pubsub.Position{}, fmt.Errorf("%w: a nil pattern", ErrInvalidOptions)
 	}
-	start, err := pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From}.Start()
+	start, err := pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}.Start()
 	if err != nil {
 		return pubsub.Position{}, fmt.Errorf("%w (%w)", ErrInvalidOptions, err)
 	}

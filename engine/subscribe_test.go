@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -274,6 +275,34 @@ func TestSubscribeOptions_Start(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
 	_, err = engine.SubscribeOptions{From: engine.Position{Index: 1}}.Start(pats)
 	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+	_, err = engine.SubscribeOptions{Buffer: engine.MaxSubscribeBuffer}.Start(pats)
+	require.NoError(t, err)
+	_, err = engine.SubscribeOptions{Buffer: engine.MaxSubscribeBuffer + 1}.Start(pats)
+	require.ErrorIs(t, err, engine.ErrInvalidOptions)
+}
+
+// TestSubscribe_BufferOverLimit: a Buffer over MaxSubscribeBuffer is
+// refused. Subscribe with Buffer math.MaxInt panicked (makechan: size out
+// of range) holding the writer lock, and every later write and Close
+// blocked for ever once the panic was recovered.
+func TestSubscribe_BufferOverLimit(t *testing.T) {
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	for _, buffer := range []int{math.MaxInt, engine.MaxSubscribeBuffer + 1} {
+		for _, initial := range []bool{false, true} {
+			var subErr error
+			var panicked any
+			func() {
+				defer func() { panicked = recover() }()
+				_, subErr = db.Subscribe([]string{"*"}, &engine.SubscribeOptions{Buffer: buffer, Initial: initial})
+			}()
+			require.Nil(t, panicked, "Subscribe panicked instead of returning an error")
+			require.ErrorIs(t, subErr, engine.ErrInvalidOptions)
+			require.True(t, setReturns(db), "Set blocked after Subscribe: the writer lock was left held")
+		}
+	}
+	require.Zero(t, db.Stats().Snapshots)
+	require.NoError(t, db.Close())
 }
 
 func TestSubscribe_Errors(t *testing.T) {
