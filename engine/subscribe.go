@@ -120,46 +120,60 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 	// The events start right after the snapshot: the subscription asks
 	// for the revisions after the snapshot's by number, since on disk a
 	// commit becomes visible, and reaches the broker, after its fsync and
-	// outside the writer lock, so one can land between the two.
-	db.wmu.Lock()
-	if db.closed.Load() {
-		db.wmu.Unlock()
-		return nil, ErrClosed
-	}
-	// The caller has seen every change before start: none can be past
-	// the newest revision this DB has made.
-	if after := start.Revision - 1; start.Revision != 0 && (after > db.rev || after == db.rev && start.Index > 0) {
-		db.wmu.Unlock()
-		return nil, fmt.Errorf("%w: the changes after revision %d asked for, and the newest is %d: a revision of another history (a store in memory that restarted, or restored from an older backup); read the state again", ErrRevisionAhead, after, db.rev)
-	}
+	// outside the writer lock, so one can land between the two. The lock
+	// and the snapshot are released by defers, whatever panics (the
+	// Filter and the clock are the caller's code).
 	var snap snapshot
-	po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer, Filter: o.Filter}
-	switch {
-	case o.Initial:
-		snap = db.snapshot()
-		po.From = pubsub.Position{Revision: snap.rev + 1}
-	case start.Revision == 0:
-		// From now: after the newest visible revision, which may not
-		// have reached the broker yet (it does right after).
-		po.From = pubsub.Position{Revision: db.committed.Load() + 1}
-	}
-	ps, err := db.broker.Subscribe(pats, po)
-	db.wmu.Unlock()
-	if err != nil {
-		if o.Initial {
+	snapped := false
+	defer func() {
+		if snapped {
 			db.closeSnapshot(snap)
 		}
-		return nil, fmt.Errorf("engine: subscribe: %w", err)
+	}()
+	ps, err := func() (*pubsub.Subscription, error) {
+		db.wmu.Lock()
+		defer db.wmu.Unlock()
+		if db.closed.Load() {
+			return nil, ErrClosed
+		}
+		// The caller has seen every change before start: none can be
+		// past the newest revision this DB has made.
+		if after := start.Revision - 1; start.Revision != 0 && (after > db.rev || after == db.rev && start.Index > 0) {
+			return nil, fmt.Errorf("%w: the changes after revision %d asked for, and the newest is %d: a revision of another history (a store in memory that restarted, or restored from an older backup); read the state again", ErrRevisionAhead, after, db.rev)
+		}
+		po := &pubsub.SubscribeOptions{From: start, Buffer: o.Buffer, Filter: o.Filter}
+		switch {
+		case o.Initial:
+			snap, snapped = db.snapshot(), true
+			po.From = pubsub.Position{Revision: snap.rev + 1}
+		case start.Revision == 0:
+			// From now: after the newest visible revision, which may
+			// not have reached the broker yet (it does right after).
+			po.From = pubsub.Position{Revision: db.committed.Load() + 1}
+		}
+		ps, err := db.broker.Subscribe(pats, po)
+		if err != nil {
+			return nil, fmt.Errorf("engine: subscribe: %w", err)
+		}
+		return ps, nil
+	}()
+	if err != nil {
+		return nil, err
 	}
 	sub := &Subscription{Subscription: ps}
 	if o.Initial {
+		matched := false
+		defer func() {
+			if !matched {
+				ps.Close()
+			}
+		}()
 		sub.Initial, err = matching(snap.t, snap.rev, db.readAt(), pats, o.Filter)
 		sub.InitialRevision = snap.rev
-		db.closeSnapshot(snap)
 		if err != nil {
-			ps.Close()
 			return nil, fmt.Errorf("engine: subscribe: initial items: %w", err)
 		}
+		matched = true
 	}
 	return sub, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -22,4 +23,29 @@ func TestSubscribe_FromNowAheadOfTheBroker(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.Equal(t, int64(3), s.Position().Revision)
+}
+
+// A panic while SubscribePatterns holds the writer lock and the Initial
+// snapshot (here a nil broker's) releases both. They were released by
+// hand, not by defers: a panic there, once recovered, left every later
+// write and Close blocked for ever, and the snapshot open.
+func TestSubscribe_PanicUnderTheLock(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	broker := db.broker
+	db.broker = nil // no write runs meanwhile: nothing publishes to it
+	require.Panics(t, func() {
+		_, _ = db.Subscribe([]string{"*"}, &SubscribeOptions{Initial: true})
+	})
+	db.broker = broker
+	done := make(chan error, 1)
+	go func() { _, err := db.Set("k", "v", nil); done <- err }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("Set blocked after the recovered panic: the writer lock was left held")
+	}
+	require.Zero(t, db.Stats().Snapshots, "the snapshot was left open")
+	require.NoError(t, db.Close())
 }

@@ -305,6 +305,46 @@ func TestSubscribe_BufferOverLimit(t *testing.T) {
 	require.NoError(t, db.Close())
 }
 
+// TestSubscribe_Initial_PanicReleases: a clock or a Filter that panics
+// while the Initial items are read lets its panic go on and leaves no
+// snapshot and no subscription open, nor the writer lock held. The
+// snapshot and the subscription were left open for good.
+func TestSubscribe_Initial_PanicReleases(t *testing.T) {
+	for _, what := range []string{"clock", "filter"} {
+		t.Run(what, func(t *testing.T) {
+			var boom atomic.Bool
+			db, err := engine.Open("", &engine.Options{SweepInterval: -1, Now: func() time.Time {
+				if what == "clock" && boom.Load() {
+					panic("failure")
+				}
+				return time.Now()
+			}})
+			require.NoError(t, err)
+			_, err = db.Set("a", "v", nil)
+			require.NoError(t, err)
+			filter := func(string) bool {
+				if what == "filter" && boom.Load() {
+					panic("failure")
+				}
+				return true
+			}
+			boom.Store(true)
+			var panicked any
+			func() {
+				defer func() { panicked = recover() }()
+				_, _ = db.Subscribe([]string{"/a/"}, &engine.SubscribeOptions{Initial: true, Filter: filter})
+			}()
+			boom.Store(false)
+			require.Equal(t, "failure", panicked)
+			require.True(t, setReturns(db), "Set blocked after the recovered panic: the writer lock was left held")
+			st := db.Stats()
+			require.Zero(t, st.Snapshots, "the snapshot was left open")
+			require.Zero(t, st.Subscriptions.Subscriptions, "the subscription was left open")
+			require.NoError(t, db.Close())
+		})
+	}
+}
+
 func TestSubscribe_Errors(t *testing.T) {
 	db, err := engine.Open("", &engine.Options{SweepInterval: -1, HistoryEvents: 2})
 	require.NoError(t, err)
