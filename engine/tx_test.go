@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -96,6 +97,32 @@ func TestDB_Update_RollbackOnPanic(t *testing.T) {
 	// The writer lock was released.
 	_, err = db.Set("a", "1", nil)
 	require.NoError(t, err)
+}
+
+// TestDB_Update_PanickingClock: a clock (Options.Now) that panics as a
+// transaction begins lets its panic go on, and leaves the writer lock
+// free. It was replaced by a nil-pointer panic, and every later write and
+// Close blocked for ever.
+func TestDB_Update_PanickingClock(t *testing.T) {
+	var boom atomic.Bool
+	db, err := engine.Open("", &engine.Options{SweepInterval: -1, Now: func() time.Time {
+		if boom.Load() {
+			panic("clock failure")
+		}
+		return time.Now()
+	}})
+	require.NoError(t, err)
+	boom.Store(true)
+	var panicked any
+	func() {
+		defer func() { panicked = recover() }()
+		_, _ = db.Update(func(tx *engine.Tx) error { return nil })
+	}()
+	boom.Store(false)
+	require.Equal(t, "clock failure", panicked)
+	require.True(t, setReturns(db), "Set blocked after the recovered panic: the writer lock was left held")
+	require.Zero(t, db.Stats().Rollbacks, "no transaction began")
+	require.NoError(t, db.Close())
 }
 
 func TestDB_Update_FailedOpChangesNothing(t *testing.T) {

@@ -37,21 +37,21 @@ func (db *DB) update(fn func(tx *Tx) error) error {
 // write runs fn in the write transaction tx (nil: the reused one), commits
 // it, and waits outside the writer lock until it is durable and visible.
 func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
+	if tx == nil {
+		tx = &db.wtx
+	}
 	db.wmu.Lock()
 	locked := true
 	defer func() {
-		if locked { // fn panicked
+		if locked { // fn, the clock or the replicator panicked: the panic goes on
+			defer db.wmu.Unlock() // even if the rollback panics too
 			tx.rollback()
-			db.wmu.Unlock()
 		}
 	}()
 	if db.closed.Load() {
 		locked = false
 		db.wmu.Unlock()
 		return 0, ErrClosed
-	}
-	if tx == nil {
-		tx = &db.wtx
 	}
 	db.begin(tx)
 	var rev int64
@@ -87,8 +87,13 @@ func (db *DB) write(tx *Tx, fn func(tx *Tx) error) (int64, error) {
 	return rev, nil
 }
 
-// begin starts a write transaction; db.wmu is held.
-func (db *DB) begin(tx *Tx) { db.beginAt(tx, db.txNow()) }
+// begin starts a write transaction; db.wmu is held. The clock is the
+// caller's code (Options.Now), and may panic: tx is the DB's, and done,
+// before it is read, so that write's rollback finds nothing to undo.
+func (db *DB) begin(tx *Tx) {
+	tx.db, tx.done = db, true
+	db.beginAt(tx, db.txNow())
+}
 
 // txNow is the clock of write transactions and of the sweep: on a
 // replica never below the newest commit time, so that time never runs
