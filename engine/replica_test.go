@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,4 +333,41 @@ func TestReplica_Concurrent(t *testing.T) {
 	}
 	require.Equal(t, want, <-gotL, "leader's subscriber")
 	require.Equal(t, want, <-gotF, "follower's subscriber")
+}
+
+// panicAppend panics in Append while boom is set, and refuses every
+// write otherwise.
+type panicAppend struct{ boom *atomic.Bool }
+
+func (p panicAppend) Append(*wal.Tx) error {
+	if p.boom.Load() {
+		panic("append failure")
+	}
+	return errFollower
+}
+func (panicAppend) WaitDurable(int64) error { return errFollower }
+
+// TestReplica_PanickingAppend: a Replicator whose Append panics under the
+// writer lock lets the panic go on, and the transaction's writes are
+// taken back and the lock released.
+func TestReplica_PanickingAppend(t *testing.T) {
+	var boom atomic.Bool
+	db, _, err := engine.OpenReplica(&engine.Options{Replicator: panicAppend{&boom}})
+	require.NoError(t, err)
+	boom.Store(true)
+	require.PanicsWithValue(t, "append failure", func() {
+		_, _ = db.Update(func(tx *engine.Tx) error {
+			_, err := tx.Set("a", "1", nil)
+			return err
+		})
+	})
+	boom.Store(false)
+	require.True(t, setReturns(db), "Set blocked after the recovered panic: the writer lock was left held")
+	require.NoError(t, db.View(func(tx *engine.Tx) error {
+		_, err := tx.Get("a")
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		return nil
+	}))
+	require.Zero(t, db.Stats().Keys)
+	require.NoError(t, db.Close())
 }

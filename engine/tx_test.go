@@ -125,6 +125,39 @@ func TestDB_Update_PanickingClock(t *testing.T) {
 	require.NoError(t, db.Close())
 }
 
+// TestDB_Update_PanicInRangeLoop: a Range loop inside Update whose body
+// panics lets the panic go on; the transaction's writes are taken back
+// and the writer lock released.
+func TestDB_Update_PanicInRangeLoop(t *testing.T) {
+	db := open(t, nil)
+	_, err := db.Set("a", "1", nil)
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "boom", func() {
+		_, _ = db.Update(func(tx *engine.Tx) error {
+			_, _ = tx.Set("b", "2", nil)
+			items, err := tx.Range("", "", nil)
+			if err != nil {
+				return err
+			}
+			for range items {
+				_, _ = tx.Set("a", "3", nil)
+				panic("boom")
+			}
+			return nil
+		})
+	})
+	require.True(t, setReturns(db), "Set blocked after the recovered panic: the writer lock was left held")
+	var keys []string
+	for _, it := range all(t, db) {
+		keys = append(keys, it.Key)
+	}
+	require.Equal(t, []string{"a", "k"}, keys, "b was taken back")
+	it, err := db.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "1", it.Value)
+	require.Zero(t, db.Stats().Snapshots)
+}
+
 func TestDB_Update_FailedOpChangesNothing(t *testing.T) {
 	db := open(t, nil)
 	_, err := db.Set("s", "text", nil)
