@@ -108,11 +108,12 @@ type dialect interface {
 // wireError is an error with the HPKV code (an HTTP status) that says
 // what kind it is; each dialect shapes it its own way.
 type wireError struct {
-	code             int
-	msg              string
-	oldest, revision int64  // a 410's oldest revision held; for 410 and a pattern's 400, the revision
-	errorCode        string // a cluster node's refusal: its code (internal/wire)
-	err              error  // the engine's error, when it came from one
+	code      int
+	msg       string
+	oldest    int64  // a 410's oldest revision held
+	revision  *int64 // a pattern's 400: the revision it delivered everything up to, 0 included; a 410: the one it needed, when above 0
+	errorCode string // a cluster node's refusal: its code (internal/wire)
+	err       error  // the engine's error, when it came from one
 }
 
 func (e *wireError) Error() string { return e.msg }
@@ -525,13 +526,17 @@ func subscriptionEnd(err error) *wireError {
 	}
 	switch {
 	case errors.As(err, &compacted):
-		return &wireError{code: http.StatusGone, msg: err.Error(), oldest: compacted.Oldest, revision: compacted.Revision, err: err}
+		e := &wireError{code: http.StatusGone, msg: err.Error(), oldest: compacted.Oldest, err: err}
+		if compacted.Revision > 0 {
+			e.revision = &compacted.Revision
+		}
+		return e
 	case errors.As(err, &undecided):
 		// A regex of its own could not decide on a key: the message names
 		// the pattern and the revision, not the key. With a token, the
 		// key is one it may read (or whose access was undecided): its
 		// regexes run on no other (subscribe's filter).
-		return &wireError{code: http.StatusBadRequest, msg: err.Error(), revision: undecided.Revision - 1, err: err}
+		return &wireError{code: http.StatusBadRequest, msg: err.Error(), revision: ptr(undecided.Revision - 1), err: err}
 	}
 	return nil
 }

@@ -131,10 +131,10 @@ type dbxError struct {
 	// livekv's: the index of the batch operation that failed; the
 	// subscription a message is about; a 410's oldest revision held and
 	// the revision a subscription is at.
-	Operation      *int  `json:"operation,omitempty"`
-	SubscriptionID int64 `json:"subscriptionId,omitempty"`
-	Oldest         int64 `json:"oldest,omitempty"`
-	Revision       int64 `json:"revision,omitempty"`
+	Operation      *int   `json:"operation,omitempty"`
+	SubscriptionID int64  `json:"subscriptionId,omitempty"`
+	Oldest         int64  `json:"oldest,omitempty"`
+	Revision       *int64 `json:"revision,omitempty"` // as in wireError
 }
 
 func (e *dbxError) Error() string { return e.Code + ": " + e.Message }

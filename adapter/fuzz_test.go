@@ -219,7 +219,7 @@ func FuzzRecordBound(f *testing.F) {
 	f.Add("", "", int64(9223372036854775807))
 	f.Fuzz(func(t *testing.T, key, value string, rev int64) {
 		records := []record{{Key: key, Value: value, Revision: rev}, {Key: value, Value: key, Revision: rev}}
-		r := reply{Code: 200, MessageID: ptr(int64(-1)), Records: &records, Count: ptr(2), Truncated: ptr(true), Revision: rev}
+		r := reply{Code: 200, MessageID: ptr(int64(-1)), Records: &records, Count: ptr(2), Truncated: ptr(true), Revision: &rev}
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)

@@ -31,6 +31,28 @@ func TestWS_PatternTimeout(t *testing.T) {
 	require.NotContains(t, r["error"], key)
 }
 
+// TestWS_PatternTimeoutAtRevisionZero: a subscription whose regex cannot
+// decide on the store's first change ends with a 400 that carries
+// "revision": 0, the revision it delivered everything up to; DBX's error
+// message likewise. Before, revision 0 was left out of those messages.
+func TestWS_PatternTimeoutAtRevisionZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	r := c.call(m{"op": 100, "patterns": []string{`/^(a+)+$/`}})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	d := f.dbx("api_key=" + apiKey)
+	d.ok("subscribe", obj{"patterns": []string{`/^(a+)+$/`}})
+	must(f.db.Set(strings.Repeat("a", 28)+"!", "v", nil))
+	r = c.read()
+	require.Equal(t, 400.0, r["code"], "%v", r)
+	require.Equal(t, 0.0, r["revision"], "delivered everything up to revision 0: %v", r)
+	r = d.read()
+	e, ok := r["error"].(map[string]any)
+	require.True(t, ok, "%v", r)
+	require.Equal(t, "invalid_request", e["code"], "%v", r)
+	require.Equal(t, 0.0, e["revision"], "DBX: %v", r)
+}
+
 // TestWS_PatternTimeoutOnAForeignKey: a token's subscription runs its
 // regexes only on the keys the token may read, so one that cannot decide
 // on another key, whether in the history it resumes from or written live,

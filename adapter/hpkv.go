@@ -44,7 +44,7 @@ func (hpkvDialect) run(c *conn, r any) any {
 		if werr == nil {
 			var id, rev int64
 			if id, rev, werr = c.subscribe(pats, startAfter(req.FromRevision, req.FromGiven), true); werr == nil {
-				rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: rev}
+				rep = reply{Code: http.StatusOK, Success: ptr(true), SubscriptionID: id, Revision: &rev}
 			}
 		}
 		if werr != nil {
@@ -59,9 +59,11 @@ func (hpkvDialect) run(c *conn, r any) any {
 	default:
 		req.Consistency, req.MinRevision = c.readLevel(req.Consistency, req.MinRevision)
 		rep = c.a.do(c.ac, req)
-		c.noteSeen(rep.seen)
-		if rep.seen > rep.Revision {
-			rep.AtRevision = rep.seen
+		if rep.seen != nil {
+			c.noteSeen(*rep.seen)
+			if *rep.seen > rep.revision() {
+				rep.AtRevision = *rep.seen
+			}
 		}
 	}
 	rep.MessageID = req.MessageID

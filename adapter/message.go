@@ -166,17 +166,29 @@ type reply struct {
 	NewValue  *int64    `json:"newValue,omitempty"`
 
 	// Extensions.
-	Revision       int64 `json:"revision,omitempty"`
-	SubscriptionID int64 `json:"subscriptionId,omitempty"`
-	Oldest         int64 `json:"oldest,omitempty"`
+	// Revision is set on the replies that carry one, 0 included (a
+	// subscribe to, or a range of, an empty store): a client resumes
+	// from it, and one left out would be "from now". nil on the
+	// replies that carry none (unsubscribe, most errors).
+	Revision       *int64 `json:"revision,omitempty"`
+	SubscriptionID int64  `json:"subscriptionId,omitempty"`
+	Oldest         int64  `json:"oldest,omitempty"`
 	// AtRevision is the revision the reply reflects (seen), on the
 	// WebSocket, where it says more than Revision: a get, 404 included,
 	// was read at it, though its item's revision is older. A client
 	// that follows its session across connections takes it as one.
 	AtRevision int64 `json:"atRevision,omitempty"`
 
-	recordsBound int   // at least the encoded length of Records, when rangeReply has counted it
-	seen         int64 // the revision the reply reflects: a write's, or at least the one a read saw
+	recordsBound int    // at least the encoded length of Records, when rangeReply has counted it
+	seen         *int64 // the revision the reply reflects, 0 included: a write's, or at least the one a read saw; nil for none
+}
+
+// revision is the reply's Revision, 0 if it carries none.
+func (r *reply) revision() int64 {
+	if r.Revision == nil {
+		return 0
+	}
+	return *r.Revision
 }
 
 // record is one key and value of a range reply, with the revision of the

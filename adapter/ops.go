@@ -57,10 +57,10 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		seen := readRevision(r, it.Revision)
 		if err != nil {
 			rep := readError(err)
-			rep.seen = seen
+			rep.seen = &seen
 			return rep
 		}
-		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: it.Revision, seen: seen}
+		return reply{Code: http.StatusOK, Key: it.Key, Value: ptr(it.Value), Revision: &it.Revision, seen: &seen}
 	case wire.OpSet, wire.OpPatch, wire.OpCAS:
 		if !req.HasValue || req.Value == "" {
 			return errorReply(http.StatusBadRequest, "value is required")
@@ -98,7 +98,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if req.Op == wire.OpPatch {
 			msg = "Record patched successfully"
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: rev, seen: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: msg, Revision: &rev, seen: &rev}
 	case wire.OpDelete:
 		rev, err := a.write(req.Key, func(tx *engine.Tx) (engine.Item, error) {
 			if tx == nil {
@@ -110,7 +110,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if err != nil {
 			return a.refusal(err, rev)
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: rev, seen: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Message: "Record deleted successfully", Revision: &rev, seen: &rev}
 	case wire.OpIncrement:
 		d, err := req.delta()
 		if err != nil {
@@ -129,7 +129,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		if err != nil {
 			return a.refusal(err, rev)
 		}
-		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: rev, seen: rev}
+		return reply{Code: http.StatusOK, Success: ptr(true), Key: req.Key, NewValue: ptr(n), Revision: &rev, seen: &rev}
 	default: // OpRange
 		r, err := a.reader(req.Consistency, req.MinRevision)
 		if err != nil {
@@ -270,7 +270,7 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 	// may still follow the reply (conn.go: forward and the request's
 	// goroutine each send), and other keys' are news whatever their
 	// revision.
-	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: rev, recordsBound: bound, seen: rev}
+	return reply{Code: http.StatusOK, Records: &records, Count: ptr(len(records)), Truncated: ptr(truncated), Revision: &rev, recordsBound: bound, seen: &rev}
 }
 
 // refusal is the reply to a write that failed with err, rev the revision
@@ -283,7 +283,7 @@ func (a *Adapter) rangeReply(ac *access, r reads, start, end string, limit int) 
 func (a *Adapter) refusal(err error, rev int64) reply {
 	rep := engineError(err)
 	if wire.Refused(err) {
-		rep.seen = readRevision(a.db, rev)
+		rep.seen = ptr(readRevision(a.db, rev))
 	}
 	return rep
 }

@@ -28,11 +28,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // is the HTTP status, not a field, and there is no revision of the reply's
 // own (a range's records keep theirs, which HPKV clients ignore).
 func writeReply(w http.ResponseWriter, r reply) {
-	if r.seen > 0 {
-		w.Header().Set(RevisionHeader, strconv.FormatInt(r.seen, 10))
+	if r.seen != nil {
+		w.Header().Set(RevisionHeader, strconv.FormatInt(*r.seen, 10))
 	}
 	code := r.Code
-	r.Code, r.Revision = 0, 0
+	r.Code, r.Revision = 0, nil
 	writeJSON(w, code, r)
 }
 

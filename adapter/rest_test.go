@@ -90,3 +90,30 @@ func TestMount(t *testing.T) {
 	code, _ = f.rest("GET", "/token/websocket", apiKey, "")
 	require.Equal(t, http.StatusMethodNotAllowed, code)
 }
+
+// TestREST_RevisionHeaderZero: on a store at revision 0, a range and a
+// get's 404 carry X-Livekv-Revision: 0, the revision they reflect; a
+// reply that reflects none (a 400) carries no header. Before, the header
+// was left out at 0, and a client could not tell "read at 0" from "no
+// revision".
+func TestREST_RevisionHeaderZero(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, c := range []struct {
+		path   string
+		code   int
+		header []string
+	}{
+		{"/records?startKey=a", 200, []string{"0"}},
+		{"/record/a", 404, []string{"0"}},
+		{"/records?startKey=a&limit=x", 400, nil},
+	} {
+		req, err := http.NewRequest("GET", f.base+c.path, nil)
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", apiKey)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, c.code, resp.StatusCode, c.path)
+		require.Equal(t, c.header, resp.Header.Values(adapter.RevisionHeader), c.path)
+	}
+}

@@ -67,3 +67,31 @@ func TestSubscribe_ReplyRevisionBeforeEveryNotification(t *testing.T) {
 		c.notes = nil
 	}
 }
+
+// TestSubscribe_ReplyRevisionZero: on a store at revision 0 the subscribe
+// reply carries "revision": 0, which a client resumes from after losing
+// its connection, so the change made while it was away is notified.
+// Before, revision 0 was left out of the reply: a client that resumed
+// with the reply's revision sent none, subscribed from now, and lost
+// that change.
+func TestSubscribe_ReplyRevisionZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	r := c.call(m{"op": 100, "patterns": []string{"k*"}})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	require.Contains(t, r, "revision", "subscribe reply: %v", r)
+	last := r["revision"] // the revision the subscription starts after
+	u := c.call(m{"op": 101, "subscriptionId": r["subscriptionId"]})
+	require.Equal(t, 200.0, u["code"], "%v", u)
+	require.NotContains(t, u, "revision", "an unsubscribe reply carries none: %v", u)
+	c.ws.CloseNow() // connection lost before the first change
+
+	must(f.db.Set("k1", "made while away", nil))
+
+	c2 := f.dial("apiKey=" + apiKey)
+	r2 := c2.call(m{"op": 100, "patterns": []string{"k*"}, "fromRevision": last})
+	require.Equal(t, 200.0, r2["code"], "%v", r2)
+	n, err := c2.tryRead(time.Second)
+	require.NoError(t, err, "the change after the subscription's revision is lost (first reply %v)", r)
+	require.Equal(t, "k1", n["key"])
+}

@@ -226,6 +226,22 @@ func TestWS_Auth(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, "more patterns than MaxPatterns")
 }
 
+// TestRange_ReplyRevisionZero: a range of a store at revision 0 carries
+// "revision": 0, the revision it was read at, as every range reply does;
+// a get's 404 there still carries none. Before, revision 0 was left out
+// of the range reply, and a page had to read a missing revision as 0.
+func TestRange_ReplyRevisionZero(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	r := c.call(m{"op": 5, "key": "a", "endKey": "z"})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	require.Equal(t, 0.0, r["revision"], "range reply: %v", r)
+	r = c.call(m{"op": 1, "key": "a"})
+	require.Equal(t, 404.0, r["code"], "%v", r)
+	require.NotContains(t, r, "revision", "an error reply: %v", r)
+	require.NotContains(t, r, "atRevision", "%v", r)
+}
+
 // TestRangeRecordRevisions checks that a range reply gives each record the
 // revision of its last change, over WebSocket and REST, and that a client
 // can compare-and-swap on it: a key changed and changed back since the

@@ -277,7 +277,7 @@ export class Live {
         continue;
       }
       this.served();
-      const base = reply.revision || 0; // left out when 0: an empty store
+      const base = reply.revision;
       // Before apply, which may apply some records and throw.
       if (this.rev === 0) this.since = Math.min(this.since ?? base, base);
       try {

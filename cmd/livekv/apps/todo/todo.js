@@ -232,13 +232,13 @@ async function load() {
         // Cut short, the reply read the keys up to its last record only
         // (none: it skips nothing).
         const last = reply.truncated ? records?.[records.length - 1]?.key : upTo(want);
-        if (last !== undefined) reread(start, last, records, reply.revision || 0);
+        if (last !== undefined) reread(start, last, records, reply.revision);
         if (want !== prefix()) return;
         if (start === want) {
           // The first page: what the server has now replaces what was
           // shown; the first ever, the page sees every change after it.
           server.clear();
-          if (loadedAt === Infinity) loadedAt = reply.revision || 0;
+          if (loadedAt === Infinity) loadedAt = reply.revision;
         }
         // Every record, the last of the page before too, read again:
         // the load skips its changes up to this read.
