@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,24 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"op":1,"key":"a","consistency":"linearizable","minRevision":12}`,
 		`{"op":5,"key":"a","consistency":"Stale"}`, `{"op":1,"key":"a","minRevision":-1}`, `{"op":1,"key":"a","consistency":7}`,
 		`{"op":1,"key":`, `[]`, `null`, `{"op":"1"}`, `{"op":2,"key":"a","value":{"x":1}}`,
+		`{"op":1,"key":"a","messageId":7.0}`, `{"op":1,"key":"a","messageId":-1e3}`, `{"op":1,"key":"a","messageId":7.5}`,
+		`{"op":1,"key":"a","messageId":1e99999999999}`, `{"op":1,"key":5,"messageId":9223372036854775808}`,
 		`{"op":2,"key":"a\ud800","value":"v"}`, `{"op":2,"key":"\\udc00","value":"\ud83d\ude00"}`, "{\"op\":1,\"key\":\"\xff\"}",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRequest(b)
+		// A messageId carried back is a JSON number of at most a
+		// float64's spelling; one taken is an int64's.
+		if r.MessageID != "" {
+			if len(r.MessageID) > 24 || !json.Valid([]byte(r.MessageID)) {
+				t.Fatalf("messageId %q carried back", r.MessageID)
+			}
+			if _, perr := strconv.ParseInt(string(r.MessageID), 10, 64); err == nil && perr != nil {
+				t.Fatalf("messageId %q taken: %v", r.MessageID, perr)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, errBadRequest) {
 				t.Fatalf("error %v is not errBadRequest", err)
@@ -219,7 +232,7 @@ func FuzzRecordBound(f *testing.F) {
 	f.Add("", "", int64(9223372036854775807))
 	f.Fuzz(func(t *testing.T, key, value string, rev int64) {
 		records := []record{{Key: key, Value: value, Revision: rev}, {Key: value, Value: key, Revision: rev}}
-		r := reply{Code: 200, MessageID: ptr(int64(-1)), Records: &records, Count: ptr(2), Truncated: ptr(true), Revision: &rev}
+		r := reply{Code: 200, MessageID: "-1", Records: &records, Count: ptr(2), Truncated: ptr(true), Revision: &rev}
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)

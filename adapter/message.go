@@ -7,17 +7,18 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // request is one message from a client.
 type request struct {
-	Op        int    `json:"op"`
-	Key       string `json:"key"`
-	Value     string `json:"-"` // a JSON string, or the text of a JSON number
-	HasValue  bool   `json:"-"`
-	EndKey    string `json:"endKey,omitempty"`
-	Limit     int    `json:"limit,omitempty"`
-	MessageID *int64 `json:"messageId,omitempty"`
+	Op        int         `json:"op"`
+	Key       string      `json:"key"`
+	Value     string      `json:"-"` // a JSON string, or the text of a JSON number
+	HasValue  bool        `json:"-"`
+	EndKey    string      `json:"endKey,omitempty"`
+	Limit     int         `json:"limit,omitempty"`
+	MessageID json.Number `json:"messageId,omitempty"` // see messageID; "" for none
 
 	// Extensions.
 	Patterns       []string `json:"patterns,omitempty"`
@@ -37,7 +38,7 @@ type wireRequest struct {
 	Value          json.RawMessage `json:"value"`
 	EndKey         string          `json:"endKey"`
 	Limit          *int            `json:"limit"`
-	MessageID      *int64          `json:"messageId"`
+	MessageID      json.RawMessage `json:"messageId"`
 	Patterns       []string        `json:"patterns"`
 	FromRevision   *int64          `json:"fromRevision"`
 	SubscriptionID int64           `json:"subscriptionId"`
@@ -60,13 +61,18 @@ func decodeRequest(b []byte) (request, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&w); err != nil {
-		return request{MessageID: peekMessageID(b)}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
+		id, _ := messageID(peekMessageID(b))
+		return request{MessageID: id}, fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
 	}
+	id, idErr := messageID(w.MessageID)
 	if !atEnd(dec) {
-		return request{MessageID: w.MessageID}, fmt.Errorf("%w: malformed JSON: more after the message's value", errBadRequest)
+		return request{MessageID: id}, fmt.Errorf("%w: malformed JSON: more after the message's value", errBadRequest)
 	}
-	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: w.MessageID, Patterns: w.Patterns,
+	r := request{Key: w.Key, EndKey: w.EndKey, MessageID: id, Patterns: w.Patterns,
 		SubscriptionID: w.SubscriptionID, Revision: w.Revision, TTL: w.TTL, MinRevision: w.MinRevision}
+	if idErr != nil {
+		return r, idErr
+	}
 	if w.FromRevision != nil {
 		r.FromRevision, r.FromGiven = *w.FromRevision, true
 	}
@@ -123,18 +129,85 @@ func valueText(raw json.RawMessage) (string, error) {
 	return "", fmt.Errorf("%w: value must be a string or a number", errBadRequest)
 }
 
-// peekMessageID finds a messageId in a message that did not decode as a
-// whole, so that the error reply can still carry it.
-func peekMessageID(b []byte) *int64 {
+// peekMessageID finds the messageId of a message that did not decode as
+// a whole, so that the error reply can still carry it.
+func peekMessageID(b []byte) json.RawMessage {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
 		return nil
 	}
-	id, err := strconv.ParseInt(string(m["messageId"]), 10, 64)
-	if err != nil {
-		return nil
+	return m["messageId"]
+}
+
+// messageID is the messageId a request gave, as its reply carries it
+// back: "" for none (none given, or null). A JSON number that is an
+// integer of int64's range, however written (7, 7.0, 1e3, 700e-2), is
+// the id, in its plain spelling ("7"); any other (7.5, 1e19) is an
+// error, and is still carried back, as the float64 it is nearest to (the
+// number a JavaScript client sent), so that the client can match the
+// 400. A number no float64 holds (1e400), or a value that is no number,
+// is carried back as none.
+func messageID(raw json.RawMessage) (json.Number, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
 	}
-	return &id
+	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return "", fmt.Errorf("%w: messageId must be a number", errBadRequest)
+	}
+	if n, ok := exactInt64(string(raw)); ok {
+		return json.Number(strconv.FormatInt(n, 10)), nil
+	}
+	err := fmt.Errorf("%w: messageId must be an integer from -2^63 to 2^63-1", errBadRequest)
+	f, ferr := strconv.ParseFloat(string(raw), 64)
+	if ferr != nil {
+		return "", err
+	}
+	back, _ := json.Marshal(f) // as JavaScript spells it: 7.5, 10000000000000000000
+	return json.Number(back), err
+}
+
+// exactInt64 returns the value of num, the text of a JSON number, if it
+// is an integer that an int64 holds, written in any way JSON allows
+// (7.0, 1e3, 700e-2). It decides on the decimal digits, not a float64's
+// rounding of them (9007199254740993.0 is itself), and never builds a
+// number of more than 19 digits, whatever the exponent.
+func exactInt64(num string) (int64, bool) {
+	neg := strings.HasPrefix(num, "-")
+	num = strings.TrimPrefix(num, "-")
+	mant, exp, hasExp := strings.Cut(strings.ToLower(num), "e")
+	whole, frac, _ := strings.Cut(mant, ".")
+	e := int64(0)
+	if hasExp {
+		exp = strings.TrimPrefix(exp, "+")
+		var err error
+		if e, err = strconv.ParseInt(exp, 10, 32); err != nil {
+			// Past 32 bits: an exponent that large leaves a nonzero
+			// number far outside int64, whether up or down.
+			if strings.Trim(whole+frac, "0") != "" {
+				return 0, false
+			}
+			e = 0
+		}
+	}
+	// The value is digits × 10^e.
+	digits := strings.TrimLeft(whole+frac, "0")
+	e -= int64(len(frac))
+	if digits == "" {
+		return 0, true
+	}
+	for len(digits) > 0 && digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+		e++
+	}
+	if e < 0 || int64(len(digits))+e > 19 {
+		return 0, false // a fraction, or 10^19 or more
+	}
+	text := digits + strings.Repeat("0", int(e))
+	if neg {
+		text = "-" + text
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	return n, err == nil
 }
 
 // delta is the integer a request's value holds, for increments.
@@ -152,18 +225,18 @@ func (r *request) delta() (int64, error) {
 // reply is a response to one request. Fields that do not apply are left
 // out.
 type reply struct {
-	Code      int       `json:"code,omitempty"`
-	MessageID *int64    `json:"messageId,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	ErrorCode string    `json:"errorCode,omitempty"` // livekv's: a cluster refusal's code (internal/wire)
-	Message   string    `json:"message,omitempty"`
-	Success   *bool     `json:"success,omitempty"`
-	Key       string    `json:"key,omitempty"`
-	Value     *string   `json:"value,omitempty"`
-	Records   *[]record `json:"records,omitempty"`
-	Count     *int      `json:"count,omitempty"`
-	Truncated *bool     `json:"truncated,omitempty"`
-	NewValue  *int64    `json:"newValue,omitempty"`
+	Code      int         `json:"code,omitempty"`
+	MessageID json.Number `json:"messageId,omitempty"` // the request's (see messageID)
+	Error     string      `json:"error,omitempty"`
+	ErrorCode string      `json:"errorCode,omitempty"` // livekv's: a cluster refusal's code (internal/wire)
+	Message   string      `json:"message,omitempty"`
+	Success   *bool       `json:"success,omitempty"`
+	Key       string      `json:"key,omitempty"`
+	Value     *string     `json:"value,omitempty"`
+	Records   *[]record   `json:"records,omitempty"`
+	Count     *int        `json:"count,omitempty"`
+	Truncated *bool       `json:"truncated,omitempty"`
+	NewValue  *int64      `json:"newValue,omitempty"`
 
 	// Extensions.
 	// Revision is set on the replies that carry one, 0 included (a

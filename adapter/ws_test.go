@@ -1,6 +1,8 @@
 package adapter_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -94,6 +96,69 @@ func TestWS_ManyInFlight(t *testing.T) {
 	for k := 0; k < 10; k++ {
 		require.Equal(t, "30", c.call(m{"op": 1, "key": fmt.Sprintf("k%d", k)})["value"])
 	}
+}
+
+// TestWS_MessageIDAnyIntegerNumber: a messageId is any JSON number that
+// is an integer of int64's range, however written (7.0, 1e3), and the
+// reply carries it back plainly; another number (7.5, 1e19) gets a 400
+// that carries it back as the float64 it is nearest to, which a
+// JavaScript client matches; a value no float64 holds, or one that is no
+// number, gets a 400 without one. Before, 7.0 or 1e3 failed the request
+// with 400, and that reply had no messageId: the client could not match
+// it.
+func TestWS_MessageIDAnyIntegerNumber(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	for _, tc := range []struct {
+		id   string
+		code float64
+		back string // the reply's messageId, as written; "" for none
+	}{
+		{`7.0`, 200, `7`},
+		{`1e3`, 200, `1000`},
+		{`1E+3`, 200, `1000`},
+		{`700e-2`, 200, `7`},
+		{`-0.0`, 200, `0`},
+		{`9007199254740993.0`, 200, `9007199254740993`}, // above 2^53: exact, not a float64's rounding
+		{`-9223372036854775808`, 200, `-9223372036854775808`},
+		{`0.922337203685477580700e19`, 200, `9223372036854775807`},
+		{`null`, 200, ``},
+		{`7.5`, 400, `7.5`},
+		{`1e-3`, 400, `0.001`},
+		{`9223372036854775808`, 400, `9223372036854776000`}, // 2^63, as JavaScript spells it
+		{`1e19`, 400, `10000000000000000000`},
+		{`1e-7`, 400, `1e-7`},
+		{`1e400`, 400, ``},
+		{`1e99999999999`, 400, ``},
+		{`"7"`, 400, ``},
+		{`true`, 400, ``},
+	} {
+		c.writeRaw([]byte(`{"op":2,"key":"k","value":"v","messageId":` + tc.id + `}`))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, b, err := c.ws.Read(ctx)
+		cancel()
+		require.NoError(t, err, tc.id)
+		var r struct {
+			Code      float64
+			MessageID json.RawMessage
+			Error     string
+		}
+		require.NoError(t, json.Unmarshal(b, &r), "%s", b)
+		require.Equal(t, tc.code, r.Code, "%s: %s", tc.id, b)
+		require.Equal(t, tc.back, string(r.MessageID), "%s: %s", tc.id, b)
+		if tc.code == 400 {
+			require.Contains(t, r.Error, "messageId", "%s: %s", tc.id, b)
+		}
+	}
+	// A message that does not decode as a whole still carries its
+	// messageId back, written any way.
+	c.writeRaw([]byte(`{"op":1,"key":5,"messageId":1e1}`))
+	r := c.read()
+	require.Equal(t, 400.0, r["code"], "%v", r)
+	require.Equal(t, 10.0, r["messageId"], "%v", r)
+	c.writeRaw([]byte(`{"op":1,"key":5,"messageId":0.5}`))
+	r = c.read()
+	require.Equal(t, 0.5, r["messageId"], "%v", r)
 }
 
 // TestWS_BadInput: every malformed request gets a 4xx reply, with its
