@@ -47,7 +47,8 @@ type Options struct {
 	// or across processes sharing it. At least MinTokenSecretSize bytes.
 	TokenSecret []byte
 
-	// TokenTTL is how long an issued token is valid. Default 2 hours.
+	// TokenTTL is how long an issued token is valid, at least: its
+	// expiry is rounded up to a whole second. Default 2 hours.
 	TokenTTL time.Duration
 
 	// AllowedOrigins are the host patterns (path.Match syntax, such as

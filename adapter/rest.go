@@ -217,7 +217,8 @@ func (a *Adapter) serveToken(w http.ResponseWriter, r *http.Request) {
 
 // IssueToken returns a token for cfg, as POST /token/websocket does, for a
 // server that hands scoped tokens to its own pages without giving them the
-// API key.
+// API key, and the instant it expires: TokenTTL from now, rounded up to a
+// whole second.
 func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, err error) {
 	if err := a.checkTokenConfig(&cfg); err != nil {
 		return "", time.Time{}, err
@@ -226,10 +227,17 @@ func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, 
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", time.Time{}, err
 	}
-	expires = a.opts.Now().Add(a.opts.TokenTTL)
-	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: expires.Unix(),
+	// A token keeps its expiry in whole seconds: rounded up, so that it
+	// is valid for all of TokenTTL (and less than a second more), not
+	// up to a second less, or not at all for a TTL under a second.
+	exp := a.opts.Now().Add(a.opts.TokenTTL)
+	sec := exp.Unix()
+	if exp.Nanosecond() > 0 {
+		sec++
+	}
+	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: sec,
 		ID: base64.RawURLEncoding.EncodeToString(id[:])})
-	return token, expires, err
+	return token, time.Unix(sec, 0), err
 }
 
 // checkTokenConfig refuses what a token may not carry.

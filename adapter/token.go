@@ -25,7 +25,7 @@ type TokenConfig struct {
 type claims struct {
 	Version int `json:"v"`
 	TokenConfig
-	Expires int64 `json:"exp"` // unix seconds
+	Expires int64 `json:"exp"` // unix seconds: the first instant it is no longer valid (issued rounded up)
 	// ID is random, so that two tokens issued alike are two tokens, each
 	// with its own share of MaxTokenSubscriptions.
 	ID string `json:"id,omitempty"`

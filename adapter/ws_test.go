@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +206,47 @@ func TestWS_BadInput(t *testing.T) {
 	require.Equal(t, 413.0, c.call(m{"op": 2, "key": string(long), "value": "v"})["code"], "key over the limit")
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "still", "value": "usable"})["code"])
 	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "trail"})["code"], "a message with more after its value does not run")
+}
+
+// TestWS_TokenValidForItsWholeTTL: a token is valid for all of TokenTTL:
+// its expiry, kept in whole seconds, is rounded up, and expiresAt says
+// that instant, after which it is refused. Before, the expiry was
+// truncated: a token issued at x.6 s with TokenTTL 300ms was refused 401
+// as soon as it was issued, and one with 2 h half a second early.
+func TestWS_TokenValidForItsWholeTTL(t *testing.T) {
+	issued := time.Unix(1_800_000_000, 600_000_000) // x.6 s
+	for _, tc := range []struct {
+		ttl     time.Duration
+		expires time.Time // the next whole second after issued + ttl
+	}{
+		{2 * time.Hour, time.Unix(1_800_000_000+7201, 0)},
+		{300 * time.Millisecond, time.Unix(1_800_000_001, 0)},
+		{400 * time.Millisecond, time.Unix(1_800_000_001, 0)}, // a whole second: itself
+	} {
+		var clock atomic.Int64 // unix nanoseconds, read by the connections too
+		clock.Store(issued.UnixNano())
+		f := newFixture(t, &adapter.Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }, TokenTTL: tc.ttl})
+		code, body := f.rest("POST", "/token/websocket", apiKey, `{}`)
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.Equal(t, tc.expires.UTC().Format(time.RFC3339), body["expiresAt"], "TTL %v", tc.ttl)
+		tok := body["token"].(string)
+		for _, at := range []struct {
+			clock time.Time
+			want  int
+		}{
+			{issued, http.StatusSwitchingProtocols},
+			{issued.Add(tc.ttl - time.Nanosecond), http.StatusSwitchingProtocols},
+			{tc.expires.Add(-time.Nanosecond), http.StatusSwitchingProtocols},
+			{tc.expires, http.StatusUnauthorized},
+		} {
+			clock.Store(at.clock.UnixNano())
+			ws, resp, err := f.dialRaw("token="+url.QueryEscape(tok), nil)
+			if err == nil {
+				ws.CloseNow()
+			}
+			require.Equal(t, at.want, resp.StatusCode, "TTL %v, at issued + %v", tc.ttl, at.clock.Sub(issued))
+		}
+	}
 }
 
 func TestWS_Auth(t *testing.T) {
