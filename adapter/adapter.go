@@ -509,7 +509,19 @@ func (a *Adapter) tokenAccess(token string) (*access, int, error) {
 }
 
 // accessPattern compiles an access pattern: a regular expression, matched
-// anywhere in the key unless it anchors itself.
+// anywhere in the key unless it anchors itself. It is at most
+// pattern.DefaultMaxLen bytes as given, without the slashes that make it
+// a regex pattern, and its errors quote it as given.
 func accessPattern(src string) (*pattern.Pattern, error) {
-	return pattern.Parse("/" + src + "/")
+	const maxLen = pattern.DefaultMaxLen
+	if len(src) > maxLen {
+		return nil, &pattern.SyntaxError{Pattern: src, Pos: maxLen, Msg: fmt.Sprintf("pattern longer than %d bytes", maxLen)}
+	}
+	p, err := pattern.ParseWith("/"+src+"/", &pattern.Options{MaxLen: maxLen + 2})
+	var se *pattern.SyntaxError
+	if errors.As(err, &se) {
+		// Where in src, not in "/" + src + "/".
+		return nil, &pattern.SyntaxError{Pattern: src, Pos: min(max(se.Pos-1, 0), len(src)), Msg: se.Msg}
+	}
+	return p, err
 }

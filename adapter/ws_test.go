@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,6 +248,32 @@ func TestWS_TokenValidForItsWholeTTL(t *testing.T) {
 			require.Equal(t, at.want, resp.StatusCode, "TTL %v, at issued + %v", tc.ttl, at.clock.Sub(issued))
 		}
 	}
+}
+
+// TestWS_TokenAccessPatternOf256Bytes: an accessPattern is at most 256
+// bytes as given, as a subscribe pattern is, and an error about one
+// quotes it as given. Before, it was measured with the two slashes the
+// adapter adds to make it a regex: one of 255 or 256 bytes was refused
+// with 400 "pattern longer than 256 bytes", quoting it with the slashes.
+func TestWS_TokenAccessPatternOf256Bytes(t *testing.T) {
+	f := newFixture(t, nil)
+	p := "^" + strings.Repeat("a", 255) // 256 bytes
+	code, body := f.rest("POST", "/token/websocket", apiKey, `{"subscribePatterns":["`+p+`"]}`)
+	require.Equal(t, 200, code, "subscribe pattern: %v", body)
+	for _, n := range []int{255, 256} {
+		code, body = f.rest("POST", "/token/websocket", apiKey, `{"accessPattern":"`+p[:n]+`"}`)
+		require.Equal(t, 200, code, "accessPattern of %d bytes: %v", n, body)
+	}
+	c := f.dial("token=" + url.QueryEscape(body["token"].(string)))
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": p[1:], "value": "v"})["code"])
+	require.Equal(t, 403.0, c.call(m{"op": 2, "key": "b", "value": "v"})["code"])
+
+	code, body = f.rest("POST", "/token/websocket", apiKey, `{"accessPattern":"`+p+`a"}`)
+	require.Equal(t, 400, code, "257 bytes: %v", body)
+	require.Equal(t, fmt.Sprintf("accessPattern: pattern: pattern longer than 256 bytes at offset 256 in %q", p+"a"), body["error"])
+	code, body = f.rest("POST", "/token/websocket", apiKey, `{"accessPattern":"^a("}`)
+	require.Equal(t, 400, code, "%v", body)
+	require.Contains(t, body["error"], `in "^a("`)
 }
 
 func TestWS_Auth(t *testing.T) {
