@@ -41,7 +41,7 @@ func (a *Adapter) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Add("Vary", "Origin")
 	if !slices.Contains(a.opts.CORSOrigins, origin) && !slices.Contains(a.opts.CORSOrigins, "*") {
 		if preflight {
-			writeJSON(w, http.StatusForbidden, reply{Code: http.StatusForbidden, Error: "origin not allowed"})
+			writeReply(w, errorReply(http.StatusForbidden, "origin not allowed")) // REST's shape: no code in the body
 		}
 		return preflight
 	}

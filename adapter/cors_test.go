@@ -1,6 +1,7 @@
 package adapter_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,4 +86,24 @@ func TestCORS_OriginsAsBrowsersSendThem(t *testing.T) {
 	got, err := adapter.ParseOrigin("HTTP://Local.Example:8080")
 	require.NoError(t, err)
 	require.Equal(t, "http://local.example:8080", got)
+}
+
+// TestCORS_PreflightRefusalBody: the 403 to a preflight from an origin
+// not in CORSOrigins has a REST body, the WebSocket reply without code
+// and messageId, as every REST reply has. Before, its body also had
+// "code": 403.
+func TestCORS_PreflightRefusalBody(t *testing.T) {
+	f := newFixture(t, &adapter.Options{CORSOrigins: []string{"https://app.example"}})
+	req, err := http.NewRequest("OPTIONS", f.base+"/record", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 403, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.Equal(t, map[string]any{"error": "origin not allowed"}, body)
 }
