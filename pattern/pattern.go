@@ -193,7 +193,7 @@ func regexPrefix(expr string) (string, bool) {
 		case c == '\\':
 			if i+1 < len(expr) && strings.IndexByte(`.*+?()[]{}|^$\/-:#"' `, expr[i+1]) >= 0 {
 				// An escaped punctuation character is itself.
-				if i+2 < len(expr) && isQuantifier(expr[i+2]) {
+				if quantified(expr[i+2:]) {
 					return b.String(), false
 				}
 				b.WriteByte(expr[i+1])
@@ -202,7 +202,7 @@ func regexPrefix(expr string) (string, bool) {
 			}
 			return b.String(), false
 		case c < utf8.RuneSelf && (isAlnum(c) || strings.IndexByte(`:_-/@!%&=<>,;~'" `, c) >= 0):
-			if i+1 < len(expr) && isQuantifier(expr[i+1]) {
+			if quantified(expr[i+1:]) {
 				return b.String(), false // the character is optional or repeated
 			}
 			b.WriteByte(c)
@@ -211,6 +211,15 @@ func regexPrefix(expr string) (string, bool) {
 		}
 	}
 	return b.String(), true
+}
+
+// quantified reports whether rest, what follows a character in an
+// expression, may make that character optional or repeated: it starts
+// with a quantifier, or with a (? construct, which may be a comment or
+// an option that regexp2 skips before it looks for one (in ^ab(?#c)* the
+// b is optional).
+func quantified(rest string) bool {
+	return rest != "" && isQuantifier(rest[0]) || strings.HasPrefix(rest, "(?")
 }
 
 func isQuantifier(c byte) bool { return c == '*' || c == '+' || c == '?' || c == '{' }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlclark/regexp2"
 	"github.com/livekv/livekv/internal/leaktest"
 	"github.com/livekv/livekv/pattern"
 	"github.com/stretchr/testify/require"
@@ -162,6 +163,33 @@ func TestParse_RegexWholeKey(t *testing.T) {
 	}
 	require.True(t, pattern.MustParse(`^user:[0-9]+$`).Match("user:12"))
 	require.True(t, pattern.MustParse(`/^a(?m:$)\n/`).Match("a\n"), "multiline mode is asked for")
+}
+
+// TestParse_RegexPrefixSkipsNoQuantifier: regexp2 skips an inline
+// comment, (?#...), before it looks for a quantifier, so in ^ab(?#c)* the
+// b is optional. The literal prefix kept it: "a" never matched, fell
+// outside Bounds, and a subscriber was never offered its events. A
+// character followed by any (? construct is now left out of the prefix.
+func TestParse_RegexPrefixSkipsNoQuantifier(t *testing.T) {
+	keys := []string{"a", "ab", "abb", "ax", "abx", "user:0", "user:10", "aB", "A"}
+	for _, src := range []string{`^ab(?#c)*`, `/^ab(?#c)?x/`, `^user:1(?#id)?0`, `^a\-(?#c)*`,
+		`^ab(?#c)(?#d)+`, `^ab(?i)*`, `^ab(?x) *`, `^ab(?i:)*`, `^ab(?:c)*`} {
+		expr := strings.TrimSuffix(strings.TrimPrefix(src, "/"), "/")
+		re, err := regexp2.Compile(expr, regexp2.RE2)
+		if err != nil {
+			continue // regexp2 refuses it: so does Parse
+		}
+		p := pattern.MustParse(src)
+		from, to := p.Bounds()
+		for _, key := range keys {
+			want, err := re.MatchString(key)
+			require.NoError(t, err)
+			require.Equal(t, want, p.Match(key), "%s on %q", src, key)
+			if want {
+				require.True(t, key >= from && (to == "" || key < to), "%s: %q outside its Bounds [%q, %q)", src, key, from, to)
+			}
+		}
+	}
 }
 
 // TestMatchAny: a sure match wins over a regex that runs out of time, in
