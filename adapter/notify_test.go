@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/livekv/livekv/adapter"
@@ -118,12 +119,22 @@ func TestWS_TokenResumesFromZero(t *testing.T) {
 // then the connection closes with 1013 (try again later), to be made
 // again.
 func TestWS_TokenSubscriptionEndCloses(t *testing.T) {
-	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryEvents: 8}, nil)
+	// The client reads nothing until its subscription has ended: it is
+	// not closed as a slow client (1008) meanwhile, however long that is.
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryEvents: 8}, &adapter.Options{SlowClientTimeout: time.Minute})
 	tok := f.token(`{"subscribePatterns":["k:*"]}`)
 	c := f.dial("token=" + url.QueryEscape(tok))
 	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "none"})["code"]) // the connection is up, its subscription made
-	for i := range 5000 {
-		must(f.db.Set(fmt.Sprintf("k:%d", i%50), fmt.Sprint(i), nil))
+	// Writes until the subscription has fallen behind the history. No
+	// number fixed beforehand does it: a connection that keeps up with
+	// the writer takes them all, into the subscription's buffer, the send
+	// queue and the socket's buffers (some MB). The client reads nothing,
+	// so once those are full it falls behind.
+	for i := 0; f.db.Stats().Subscriptions.Compacted == 0; i += 100 {
+		require.Less(t, i, 1_000_000, "the subscription never fell behind")
+		for j := i; j < i+100; j++ {
+			must(f.db.Set(fmt.Sprintf("k:%d", j%50), fmt.Sprint(j), nil))
+		}
 	}
 	for {
 		msg := c.read()
