@@ -134,13 +134,24 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	// at once that it knows no leader yet (handle), rather than wait for
 	// no answer.
 	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
-	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done()); err != nil {
+	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done(), n.served.Load); err != nil {
 		n.cancel()
 		n.srv.close() // startRaft closed the mux
 		return nil, err
 	}
 	if started != nil {
 		started(n)
+	}
+	if g := n.rn.gate; g != nil {
+		// A founder that started with no state: if the cluster has not
+		// run, it votes freely (voteGate).
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if !n.clusterHasRun(o.Peers) {
+				g.lift()
+			}
+		}()
 	}
 	n.wg.Add(2)
 	go n.leadership()

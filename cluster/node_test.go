@@ -447,6 +447,46 @@ func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 		10*time.Second, 5*time.Millisecond)
 }
 
+// TestNode_WipedFounderVotesOnlyOnceCaughtUp: a founder whose folder was
+// lost, started again with its founding peers, founds the configuration
+// afresh with an empty log, and would vote for any candidate: f1, which
+// lacks the committed X, could win with its vote while X's other holder
+// is down, and X would be lost. It gives no vote in a cluster that has
+// run until it has caught up with a leader, then is a member as before.
+func TestNode_WipedFounderVotesOnlyOnceCaughtUp(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	var peers []Peer
+	for i := range 3 {
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: c.net.Addr(i)})
+	}
+	c.apply([]byte("a"))
+	l := c.leader()
+	f1, f2 := (l+1)%3, (l+2)%3
+	c.net.Isolate(f1) // f1 lags behind
+	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("X"), 5*time.Second).Error())
+	require.NoError(t, c.nodes[f2].Close())
+	c.nodes[f2] = nil
+	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("n%d", f2))))
+	require.NoError(t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	c.net.Heal()
+
+	c.open(f2, peers, nil)
+	require.Never(t, func() bool { return c.nodes[f1].IsLeader() || c.nodes[f2].IsLeader() },
+		2*time.Second, 5*time.Millisecond, "f1 campaigns; it wins only with the wiped node's vote")
+	c.open(l, nil, nil)
+	nl := c.leader()
+	require.Contains(t, c.fsms[nl].list(), []byte("X"), "a committed entry was lost; the leader is n%d", nl)
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(c.fsms[f2].list(), func(b []byte) bool { return string(b) == "X" })
+	}, 10*time.Second, 5*time.Millisecond, "the wiped founder catches up")
+
+	// Caught up, it votes again: with the leader gone, it and f1 elect one.
+	require.NoError(t, c.nodes[nl].Close())
+	c.nodes[nl] = nil
+	require.Contains(t, c.fsms[c.leader()].list(), []byte("X"))
+}
+
 // memberAs reports whether the configuration servers list id as a voter
 // at addr.
 func memberAs(servers []Server, id, addr string) bool {

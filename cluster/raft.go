@@ -29,6 +29,7 @@ type raftNode struct {
 	mux   *mux
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
+	gate  *voteGate // the votes of a founder that started with no state; nil for other nodes
 	store *raftStore
 	snaps raft.SnapshotStore
 
@@ -59,8 +60,11 @@ func (n *raftNode) stop() raft.Future {
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
 // any; without them the node is fresh, and m's raft stays shut (see
 // mux.raftOpen), else startRaft opens it. closing is closed when the node starts closing (see raftStore).
+// A node bootstrapped here withholds votes until it has caught up with a
+// leader, or caughtUp says so, or its gate is lifted (voteGate); with
+// caughtUp nil, it does not.
 // On error everything opened is closed again, m included.
-func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}) (_ *raftNode, err error) {
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}, caughtUp func() bool) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
 	defer func() {
 		if err != nil {
@@ -85,7 +89,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		n.snaps = faultySnaps{snaps, o.storeFault}
 	}
 	n.trans = raft.NewNetworkTransport(raftLayer{m.raft}, maxPool, o.ioTimeout(), o.logWriter())
-	trans := syncTransport{n.trans}
+	var trans raft.Transport = syncTransport{n.trans}
 	rc := o.raftConfig()
 	n.heartbeat = rc.HeartbeatTimeout
 	exists, err := raft.HasExistingState(n.store, n.store, n.snaps)
@@ -113,6 +117,10 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.bootstrapped = true
+		if caughtUp != nil {
+			n.gate = newVoteGate(syncTransport{n.trans}, o.NodeID, o.RaftAddr, caughtUp)
+			trans = n.gate
+		}
 	}
 	// raft saves its term as it starts and panics if it cannot: find
 	// out first whether the disk takes a write, then let raft's stable
@@ -128,6 +136,9 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, n.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	if n.gate != nil {
+		n.gate.start(n.trans.Consumer(), n.raft.CommitIndex, n.store.termAt)
 	}
 	return n, nil
 }
@@ -178,6 +189,9 @@ func (n *raftNode) close() error {
 	if n.trans != nil {
 		n.trans.Close()
 		n.trans.CloseStreams()
+	}
+	if n.gate != nil {
+		n.gate.close()
 	}
 	if n.mux != nil {
 		if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

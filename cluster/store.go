@@ -165,6 +165,15 @@ func (s *raftStore) GetLog(idx uint64, l *raft.Log) error {
 	return s.logStore.GetLog(idx, l)
 }
 
+// termAt returns the term of the entry at idx, if the log holds it.
+func (s *raftStore) termAt(idx uint64) (uint64, bool) {
+	var l raft.Log
+	if err := s.GetLog(idx, &l); err != nil {
+		return 0, false
+	}
+	return l.Term, true
+}
+
 func (s *raftStore) Set(k, v []byte) error {
 	return s.stable(func() error { return s.logStore.Set(k, v) })
 }
