@@ -390,6 +390,26 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 	require.True(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n4" && s.Voter && s.Addr == c.net.Addr(f) }), "%+v", servers)
 }
 
+// folderLostWhileOneLagged commits X while follower f1 is cut off,
+// then closes the other follower, f2, and empties its folder, and closes
+// the leader l: of the nodes that hold X, none is up. The network is
+// whole again.
+func (c *listNodes) folderLostWhileOneLagged() (l, f1, f2 int) {
+	c.t.Helper()
+	c.apply([]byte("a"))
+	l = c.leader()
+	f1, f2 = (l+1)%3, (l+2)%3
+	c.net.Isolate(f1) // f1 lags behind
+	require.NoError(c.t, c.nodes[l].rn.raft.Apply([]byte("X"), 5*time.Second).Error())
+	require.NoError(c.t, c.nodes[f2].Close())
+	c.nodes[f2] = nil
+	require.NoError(c.t, os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("n%d", f2))))
+	require.NoError(c.t, c.nodes[l].Close())
+	c.nodes[l] = nil
+	c.net.Heal()
+	return l, f1, f2
+}
+
 // TestNode_WipedVoterIsRefusedAndVotesForNoOne: a member whose folder was
 // emptied comes back under its ID with --join. Its raft, empty, would
 // vote for any candidate, and a follower lacking a committed entry could
@@ -398,17 +418,7 @@ func TestNode_JoinWithTakenAddressIsRefused(t *testing.T) {
 // it, and the leader refuses it: it is a voter, and it has no state.
 func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 	c := newListNodes(t, 3, 0)
-	c.apply([]byte("a"))
-	l := c.leader()
-	f1, f2 := (l+1)%3, (l+2)%3
-	c.net.Isolate(f1) // f1 lags behind
-	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("X"), 5*time.Second).Error())
-	require.NoError(t, c.nodes[f2].Close())
-	c.nodes[f2] = nil
-	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("n%d", f2))))
-	require.NoError(t, c.nodes[l].Close())
-	c.nodes[l] = nil
-	c.net.Heal()
+	l, f1, f2 := c.folderLostWhileOneLagged()
 
 	// f2's join waits for a leader while f1 campaigns, which f2's vote
 	// alone would make it win; then l, which holds X, comes back.
@@ -459,17 +469,7 @@ func TestNode_WipedFounderVotesOnlyOnceCaughtUp(t *testing.T) {
 	for i := range 3 {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: c.net.Addr(i)})
 	}
-	c.apply([]byte("a"))
-	l := c.leader()
-	f1, f2 := (l+1)%3, (l+2)%3
-	c.net.Isolate(f1) // f1 lags behind
-	require.NoError(t, c.nodes[l].rn.raft.Apply([]byte("X"), 5*time.Second).Error())
-	require.NoError(t, c.nodes[f2].Close())
-	c.nodes[f2] = nil
-	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("n%d", f2))))
-	require.NoError(t, c.nodes[l].Close())
-	c.nodes[l] = nil
-	c.net.Heal()
+	l, f1, f2 := c.folderLostWhileOneLagged()
 
 	c.open(f2, peers, nil)
 	require.Never(t, func() bool { return c.nodes[f1].IsLeader() || c.nodes[f2].IsLeader() },
