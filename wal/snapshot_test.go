@@ -208,13 +208,7 @@ func TestLog_Snapshot_RefusesBadItems(t *testing.T) {
 		segs, err := fs.List("db/wal")
 		require.NoError(t, err)
 		require.ErrorIs(t, l.Snapshot(20, slices.Values(items)), wal.ErrInvalid, name)
-		snaps, err := fs.List("db/snap")
-		require.NoError(t, err)
-		require.Empty(t, snaps, name)
-		after, err := fs.List("db/wal")
-		require.NoError(t, err)
-		require.Equal(t, segs, after, "%s: no segment removed", name)
-		require.NoError(t, l.Err(), name)
+		requireSnapshotRefused(t, fs, l, segs, name)
 		appendDurable(t, l, 21, 22)
 		require.NoError(t, l.Snapshot(21, slices.Values([]*wal.Item{ok("a")})), name)
 		require.NoError(t, l.Close())
@@ -240,13 +234,7 @@ func TestLog_Snapshot_RefusesNilItems(t *testing.T) {
 	segs, err := fs.List("db/wal")
 	require.NoError(t, err)
 	require.ErrorIs(t, l.Snapshot(20, nil), wal.ErrInvalid)
-	snaps, err := fs.List("db/snap")
-	require.NoError(t, err)
-	require.Empty(t, snaps)
-	after, err := fs.List("db/wal")
-	require.NoError(t, err)
-	require.Equal(t, segs, after, "no segment removed")
-	require.NoError(t, l.Err())
+	requireSnapshotRefused(t, fs, l, segs, "a nil sequence")
 	appendDurable(t, l, 21, 22)
 	require.NoError(t, l.Snapshot(21, slices.Values([]*wal.Item(nil))), "an empty sequence is the empty state")
 	require.NoError(t, l.Close())
@@ -281,13 +269,7 @@ func TestLog_Snapshot_TooLarge(t *testing.T) {
 		err = l.Snapshot(20, slices.Values(items))
 		require.ErrorIs(t, err, wal.ErrTooLarge)
 		require.ErrorContains(t, err, fmt.Sprintf("limit %d", limit))
-		snaps, err := fs.List("db/snap")
-		require.NoError(t, err)
-		require.Empty(t, snaps)
-		after, err := fs.List("db/wal")
-		require.NoError(t, err)
-		require.Equal(t, segs, after, "no segment removed")
-		require.NoError(t, l.Err())
+		requireSnapshotRefused(t, fs, l, segs, "too large")
 	}
 	appendDurable(t, l, 21, 22)
 	require.NoError(t, l.Close())
@@ -603,4 +585,18 @@ func TestCreateFromSnapshot_FailureLeavesNoFolder(t *testing.T) {
 	names, err := os.ReadDir(root)
 	require.NoError(t, err)
 	require.Empty(t, names)
+}
+
+// requireSnapshotRefused checks that a refused Log.Snapshot of l, in fs,
+// whose segments were segs, left no snapshot, removed no segment and
+// left the log usable.
+func requireSnapshotRefused(t *testing.T, fs *vfs.MemFS, l *wal.Log, segs []string, what string) {
+	t.Helper()
+	snaps, err := fs.List("db/snap")
+	require.NoError(t, err)
+	require.Empty(t, snaps, what)
+	after, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Equal(t, segs, after, "%s: no segment removed", what)
+	require.NoError(t, l.Err(), what)
 }
