@@ -66,13 +66,36 @@ func oldChatKey(key string) (string, bool) {
 // exists already (the same message rewritten, or two sent in the same
 // millisecond with the same ID) keeps its value: the old key is deleted
 // if it holds the same, else its message goes under the new key with "~"
-// appended. It returns how many keys it rewrote.
+// appended, as often as needed. A message that cannot be rewritten for
+// what it is (its new key, with the "~" it needs, over the key size
+// limit; key and value over the largest transaction) stays under its old
+// key, as the page could write it anyway, and is logged: anyone with the
+// chat page writes these keys, and none of them may keep serve from
+// starting. It returns how many keys it rewrote.
 func migrateChatKeys(db *engine.DB, logf func(string, ...any)) (int, error) {
-	moved, err := chatRooms(db, func(base string) (int, error) { return migrateChatRoom(db, base) })
+	var left chatLeft
+	moved, err := chatRooms(db, func(base string) (int, error) { return migrateChatRoom(db, base, &left) })
 	if moved > 0 {
 		logf("chat: rewrote %d message keys of the old scheme (oldest first) into the new one (newest first)", moved)
 	}
+	if left.n > 0 {
+		logf("chat: left %d message keys of the old scheme as they are (the first: %q): rewritten, they would be over the size limits", left.n, left.first)
+	}
 	return moved, err
+}
+
+// chatLeft counts the old keys the rewrite leaves, and keeps the first,
+// cut to 64 bytes, for the log.
+type chatLeft struct {
+	n     int
+	first string
+}
+
+func (l *chatLeft) add(key string) {
+	if l.n == 0 {
+		l.first = key[:min(len(key), 64)]
+	}
+	l.n++
 }
 
 // countOldChatKeys counts the chat message keys of the old scheme.
@@ -134,14 +157,15 @@ func chatRooms(db *engine.DB, fn func(base string) (int, error)) (int, error) {
 }
 
 // migrateChatRoom rewrites the old keys that start with base, a room's
-// prefix, a batch per transaction.
-func migrateChatRoom(db *engine.DB, base string) (int, error) {
+// prefix, a batch per transaction, and adds those it leaves to left.
+func migrateChatRoom(db *engine.DB, base string, left *chatLeft) (int, error) {
 	moved := 0
 	from := base + "0"
 	for {
 		n, done := 0, false
+		start, last := from, ""
 		_, err := db.Update(func(tx *engine.Tx) error {
-			n = 0
+			n, from, last = 0, start, ""
 			items, err := tx.Range(from, base+"1", &engine.RangeOptions{Limit: chatBatch})
 			if err != nil {
 				return err
@@ -161,10 +185,16 @@ func migrateChatRoom(db *engine.DB, base string) (int, error) {
 					if n > 0 && size > chatBatchBytes {
 						break // the next transaction's
 					}
-					if err := moveChatKey(tx, it, key); err != nil {
+					ok, err := moveChatKey(tx, it, key)
+					if err != nil {
 						return err
 					}
-					n++
+					if ok {
+						n++
+						last = it.Key
+					} else {
+						left.add(it.Key)
+					}
 				}
 				read++
 				from = it.Key + "\x00" // what a later batch reads is past it
@@ -172,6 +202,14 @@ func migrateChatRoom(db *engine.DB, base string) (int, error) {
 			done = len(batch) < chatBatch && read == len(batch)
 			return nil
 		})
+		if errors.Is(err, engine.ErrTooLarge) && n == 1 {
+			// One message alone, over the largest transaction with its
+			// two keys (a value near --max-value-size of 64 MiB or more):
+			// it stays, and the rest of the room goes on from it.
+			left.add(last)
+			from, err = last+"\x00", nil
+			continue
+		}
 		if err != nil {
 			return moved, fmt.Errorf("chat: rewriting the message keys of the old scheme under %q: %w", base, err)
 		}
@@ -182,32 +220,43 @@ func migrateChatRoom(db *engine.DB, base string) (int, error) {
 	}
 }
 
-// moveChatKey writes it under key and deletes it, within tx.
-func moveChatKey(tx *engine.Tx, it engine.Item, key string) error {
+// moveChatKey writes it under key and deletes it, within tx. It returns
+// false, having written nothing, for a message it leaves under its old
+// key: its new key is taken, and so is every one with "~" appended that
+// fits under the key size limit.
+func moveChatKey(tx *engine.Tx, it engine.Item, key string) (bool, error) {
 	var opts *engine.SetOptions
 	if !it.ExpiresAt.IsZero() {
 		ttl := it.ExpiresAt.Sub(tx.Now())
 		if ttl <= 0 {
-			return tx.Delete(it.Key) // expired meanwhile: nothing to keep
+			return true, tx.Delete(it.Key) // expired meanwhile: nothing to keep
 		}
 		opts = &engine.SetOptions{TTL: ttl}
 	}
 	for {
 		cur, err := tx.Get(key)
-		if err == nil {
-			if cur.Value == it.Value {
-				return tx.Delete(it.Key)
-			}
-			key += "~"
-			continue
+		if errors.Is(err, engine.ErrNotFound) {
+			break
 		}
-		if !errors.Is(err, engine.ErrNotFound) {
-			return err
+		if err != nil {
+			return tooLarge(err)
 		}
-		break
+		if cur.Value == it.Value {
+			return true, tx.Delete(it.Key)
+		}
+		key += "~"
 	}
 	if _, err := tx.Set(key, it.Value, opts); err != nil {
-		return err
+		return tooLarge(err)
 	}
-	return tx.Delete(it.Key)
+	return true, tx.Delete(it.Key)
+}
+
+// tooLarge returns false and no error for a key or value over the limits,
+// which the transaction has not written, else err.
+func tooLarge(err error) (bool, error) {
+	if errors.Is(err, engine.ErrTooLarge) {
+		return false, nil
+	}
+	return false, err
 }

@@ -263,3 +263,85 @@ func TestMigrateChatKeysBytes(t *testing.T) {
 	// 3 messages of 3,000 bytes a transaction, the large one alone: 15.
 	require.Equal(t, rev+15, db.Revision())
 }
+
+// TestMigrateChatKeysOverLimit: anyone with the chat page can write an
+// old key of the largest size and take its new key and those with "~"
+// appended up to the limit; the rewrite leaves that message under its
+// old key, logs it, and goes on with the room. A second run does the
+// same and writes nothing.
+func TestMigrateChatKeysOverLimit(t *testing.T) {
+	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMemFS(), SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	ms := int64(1767322245000)
+	id := strings.Repeat("x", 997)
+	old := oldKey("r", ms, id)
+	require.Len(t, old, engine.DefaultMaxKeySize)
+	want := map[string]string{old: "mine"}
+	for i, k := range []string{newKey("r", ms, id), newKey("r", ms, id) + "~", newKey("r", ms, id) + "~~"} {
+		want[k] = fmt.Sprint("theirs ", i)
+	}
+	want[newKey("r", ms+1, "a")] = msgValue(1, ms+1)
+	for k, v := range want {
+		if k == newKey("r", ms+1, "a") {
+			k = oldKey("r", ms+1, "a") // after the one left
+		}
+		_, err := db.Set(k, v, nil)
+		require.NoError(t, err)
+	}
+
+	for run := range 2 {
+		rev := db.Revision()
+		var logged []string
+		logf := func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }
+		n, err := migrateChatKeys(db, logf)
+		require.NoError(t, err)
+		require.Equal(t, want, allItems(t, db))
+		left := fmt.Sprintf("chat: left 1 message keys of the old scheme as they are (the first: %q)", old[:64])
+		if run == 0 {
+			require.Equal(t, 1, n)
+			require.Len(t, logged, 2)
+			require.Contains(t, logged[0], "rewrote 1 message keys")
+			require.Contains(t, logged[1], left)
+		} else {
+			require.Zero(t, n)
+			require.Equal(t, rev, db.Revision(), "nothing written the second time")
+			require.Len(t, logged, 1)
+			require.Contains(t, logged[0], left)
+		}
+	}
+}
+
+// TestMigrateChatKeysOverRecord: with --max-value-size at 64 MiB, a
+// message of the largest value under the largest old key, rewritten,
+// would make a transaction over the largest log record; it stays, and
+// the room's other messages are rewritten.
+func TestMigrateChatKeysOverRecord(t *testing.T) {
+	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMemFS(), SweepInterval: -1, MaxValueSize: 64 << 20})
+	require.NoError(t, err)
+	defer db.Close()
+	ms := int64(1767322245000)
+	big := oldKey("r", ms, strings.Repeat("x", 997))
+	value := strings.Repeat("v", 64<<20)
+	_, err = db.Set(big, value, nil)
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err = db.Set(oldKey("r", ms+1+int64(i), "a"), msgValue(i, ms), nil)
+		require.NoError(t, err)
+	}
+	var logged []string
+	logf := func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }
+	n, err := migrateChatKeys(db, logf)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.Len(t, logged, 2)
+	require.Contains(t, logged[1], fmt.Sprintf("left 1 message keys of the old scheme as they are (the first: %q)", big[:64]))
+	it, err := db.Get(big)
+	require.NoError(t, err)
+	require.Equal(t, len(value), len(it.Value))
+	for i := range 3 {
+		it, err := db.Get(newKey("r", ms+1+int64(i), "a"))
+		require.NoError(t, err)
+		require.Equal(t, msgValue(i, ms), it.Value)
+	}
+}

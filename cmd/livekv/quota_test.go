@@ -96,3 +96,35 @@ func TestServe_AppQuota(t *testing.T) {
 	require.Equal(t, 507, chat.call(map[string]any{"op": 2, "key": "chat:2", "value": strings.Repeat("x", 1000)}), "bytes")
 	s.stop(t)
 }
+
+// TestServe_ChatKeysRestart: a chat visitor writes a message under an
+// old-scheme key of the largest size, and takes the new keys its rewrite
+// could use; serve still starts on the folder, again and again, and the
+// message is read where it was.
+func TestServe_ChatKeysRestart(t *testing.T) {
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	args := []string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k1"}
+	set := func(key, text string) map[string]any {
+		return map[string]any{"op": 2, "key": key, "value": fmt.Sprintf(`{"user":"eve","text":%q,"ts":1}`, text)}
+	}
+
+	s := runServe(t, bin, args...)
+	v := newVisitor(t, s, "chat")
+	id := strings.Repeat("x", 997)
+	ms := time.Now().UnixMilli()
+	old := fmt.Sprintf("chat:msg:r:%015d-%s", ms, id) // 1,024 bytes: the key limit
+	nk := fmt.Sprintf("chat:msg:r:%013d-%s", 10_000_000_000_000-ms, id)
+	require.Len(t, old, 1024)
+	for i, k := range []string{nk, nk + "~", nk + "~~", old} {
+		require.Equal(t, 200, v.call(set(k, fmt.Sprint(i))), "a value of its own")
+	}
+	s.stop(t)
+
+	for range 2 {
+		s = runServe(t, bin, args...)
+		v = newVisitor(t, s, "chat")
+		require.Equal(t, 200, v.call(map[string]any{"op": 1, "key": old}))
+		s.stop(t)
+	}
+}
