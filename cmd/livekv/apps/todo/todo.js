@@ -192,7 +192,10 @@ async function run(e) {
           if (err.code === 404) throw Object.assign(new Error('someone else deleted this todo'), { code: 404 });
           throw err;
         }
-        const now = JSON.parse(reply.value);
+        // A value that is no todo (anyone may write one) is left out of
+        // the list, as by a load: to this edit the todo is gone.
+        const now = readTodo(reply.value);
+        if (now === null) throw Object.assign(new Error('someone else replaced this todo with something that is not a todo'), { code: 404 });
         if (now[e.field] === e.value) return; // already so: an earlier send, or the same edit elsewhere
         if (now[e.field] !== e.base) throw conflict(now[e.field]);
         if (rev !== undefined && rev !== null) {
