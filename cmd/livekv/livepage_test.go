@@ -295,3 +295,36 @@ console.log(JSON.stringify({ value: r.value, sockets: sockets.length }));
 `)
 	require.Equal(t, `{"value":"v","sockets":2}`, out)
 }
+
+// TestLiveJS_OutboxPageError: an entry the page's own code fails on (a
+// stored value it cannot read) is not taken for a connection lost and
+// sent again for good, holding up every entry after it: it fails, with
+// a reason, and the next ones are sent. An entry whose request is lost
+// with the connection is sent again on the next one.
+func TestLiveJS_OutboxPageError(t *testing.T) {
+	out := runLive(t, liveSocket+`
+const { Outbox } = await import('./live.js');
+await live.connect();
+let ws = open();
+const runs = [];
+const outbox = new Outbox({ live, name: 'todo', run: async (e) => {
+  runs.push(e.n);
+  if (e.n === 1) return JSON.parse('plain text');
+  await live.get(e.key);
+} });
+live.onOpen = () => outbox.kick();
+for (const n of [1, 2, 3]) outbox.add({ n, key: 'k' + n });
+await tick();
+answer(ws, 0, { key: 'k2', value: 'v' });
+await tick();
+drop(ws); // k3's request, lost
+await tick(400);
+ws = open();
+await tick();
+answer(ws, 0, { key: 'k3', value: 'v' });
+await tick();
+const left = outbox.list().map((e) => e.n + ' ' + e.state + ': ' + e.reason.replace(/ \(.*/, ''));
+console.log(JSON.stringify({ runs, left, asked: sent.get(ws).map((r) => r.key) }));
+`)
+	require.Equal(t, `{"runs":[1,2,3,3],"left":["1 failed: this page could not send it"],"asked":["k3"]}`, out)
+}

@@ -129,7 +129,7 @@ export class Live {
       if (this.resumeFrom() === null) this.stale = true;
       this.ready = new Promise((resolve) => (this.markReady = resolve));
     }
-    for (const p of this.pending.values()) p.reject(new Error('connection lost'));
+    for (const p of this.pending.values()) p.reject(Object.assign(new Error('connection lost'), { unanswered: true }));
     this.pending.clear();
     this.retry();
   }
@@ -201,13 +201,13 @@ export class Live {
     const heard = this.heard;
     return new Promise((resolve, reject) => {
       // Unanswered in time: given up, with no code (a reply that comes
-      // later is dropped), so that the write is tried again. If nothing
-      // at all came meanwhile, the connection is taken for dead (a
-      // network that changed under it can leave it open for minutes) and
-      // a new one opened.
+      // later is dropped) and marked unanswered, so that the write is
+      // tried again. If nothing at all came meanwhile, the connection is
+      // taken for dead (a network that changed under it can leave it
+      // open for minutes) and a new one opened.
       const timer = setTimeout(() => {
         if (!this.pending.delete(messageId)) return;
-        reject(Object.assign(new Error('no answer from the server'), { timedOut: true }));
+        reject(Object.assign(new Error('no answer from the server'), { unanswered: true, timedOut: true }));
         if (this.ws === ws && this.heard === heard) {
           this.closed(ws);
           ws.close();
@@ -243,11 +243,11 @@ export class Live {
   // after the range's reply. load does not move rev.
   //
   // A load that fails for want of the server (the connection went, no
-  // answer came, or it was busy: no code, 429, 503) is made again, on the
-  // next connection if this one went, so that a page never keeps a range
-  // it asked for partly read; any other refusal, or an error thrown by
-  // apply, fails it. Loads run one at a time, in the order asked. It
-  // returns the range's reply.
+  // answer came, or it was busy: unanswered, 429, 503) is made again, on
+  // the next connection if this one went, so that a page never keeps a
+  // range it asked for partly read; any other refusal, or an error
+  // thrown by apply, fails it. Loads run one at a time, in the order
+  // asked. It returns the range's reply.
   load(start, end, apply, limit = 1000) {
     const done = (this.loading || Promise.resolve()).then(() => this.loadNow(start, end, apply, limit));
     this.loading = done.catch(() => {});
@@ -370,13 +370,17 @@ export const unsavedNote = ' (kept in this page only: too large for this browser
 // by creation.
 export const newId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
-// Errors worth trying again as they are: the connection went away, the
-// request went unanswered, the server is busy or stopping. Any other
-// refusal is final for that write.
-const transient = (err) => !err.code || err.code === 429 || err.code === 503;
+// Errors worth trying again as they are: the connection went away or
+// the request went unanswered (Live.call marks these unanswered), the
+// server is busy or stopping. Any other refusal is final for that write,
+// and so is an error of the page's own (a value its code could not
+// handle): tried again, it would fail again, for good.
+const transient = (err) => err.unanswered === true || err.code === 429 || err.code === 503;
 
-// reason says why the server refused a write, in words for the page.
+// reason says why the server refused a write, or that the page failed on
+// it, in words for the page.
 export function reason(err) {
+  if (!err.code) return `this page could not send it (${err.message})`;
   const limit = /limit (\d+)/.exec(err.message);
   switch (err.code) {
     case 413: return limit ? `too large (the server takes at most ${Number(limit[1]).toLocaleString()} bytes)` : 'too large for the server';
@@ -391,7 +395,9 @@ export function reason(err) {
 // sent), "failed" (refused: reason says why) or "conflict" (the app's run
 // found another edit in the way: theirs holds it). run(entry) sends an
 // entry and returns once the server has it; it throws an error with a
-// code for a refusal, or one with conflict set.
+// code for a refusal, or one with conflict set. Any other error it
+// throws, but Live's for a request unanswered, fails the entry too, with
+// the error's message as the reason: the entries after it go on.
 export class Outbox {
   constructor({ live, name, run, onChange }) {
     this.live = live;
@@ -468,8 +474,9 @@ export class Outbox {
           try {
             await this.run(e);
             if (this.entries.get(e.id) === e) this.remove(e.id);
-          } catch (err) {
+          } catch (thrown) {
             if (this.entries.get(e.id) !== e) continue;
+            const err = thrown !== null && typeof thrown === 'object' ? thrown : new Error(String(thrown));
             if (err.conflict) {
               e.state = 'conflict';
               e.theirs = err.theirs;
@@ -481,6 +488,7 @@ export class Outbox {
               if (this.live.open) setTimeout(() => this.kick(), 1000);
               return;
             } else {
+              if (!err.code) console.error('live.js: an outbox entry failed in the page', err);
               e.state = 'failed';
               e.reason = reason(err);
               this.put(e);
