@@ -16,6 +16,11 @@
 // the next hour's messages), and shows that time. The key is the page's
 // choice so that a message sent twice is stored once; a server-side
 // order would need the server to choose keys.
+//
+// Nor is a message protected: the page's token may write and delete
+// every chat: key, so anyone with the page can change or delete any
+// message, or write one under any name. The page vouches only for what
+// this browser sent (see own).
 import { Live, Outbox, statusBanner, notice, upTo, newId, store, unsavedNote } from '/live.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,24 +32,36 @@ let cursor = null; // the last key read by a range, for "load older"
 
 const me = store.get('livekv-chat-uid') || newId();
 store.set('livekv-chat-uid', me);
-// The keys of the messages this browser sent, its tabs alike: only they
-// show as "(you)". Not the uid a message carries, which anyone who reads
-// the room can copy into one of their own. The newest 2,000 are kept.
+// The messages this browser sent, its tabs alike, key -> the value it
+// wrote: a message shows as "(you)" only while it holds that value, and
+// one written over says so instead. Not the uid a message carries,
+// which anyone who reads the room can copy into one of their own, nor
+// the key alone, whose value anyone may write over. The newest 2,000
+// are kept, in at most a million characters (a message longer than that
+// is not vouched for once sent); the keys alone that an older page kept
+// vouch for nothing.
 const ownStore = 'livekv-chat-own';
 const readOwn = () => {
   try {
-    return new Set(JSON.parse(store.get(ownStore) || '[]'));
+    return new Map(JSON.parse(store.get(ownStore) || '[]').filter((x) => Array.isArray(x) && typeof x[1] === 'string'));
   } catch {
-    return new Set();
+    return new Map();
   }
 };
 let own = readOwn();
-function markOwn(key) {
+function markOwn(key, value) {
   own = readOwn(); // another tab's too
-  own.add(key);
-  const keys = [...own].slice(-2000);
-  own = new Set(keys);
-  store.set(ownStore, JSON.stringify(keys));
+  own.set(key, value);
+  const kept = [];
+  let left = 1e6;
+  for (const [k, v] of [...own].reverse()) {
+    if (kept.length === 2000) break;
+    if (k.length + v.length > left) continue;
+    left -= k.length + v.length;
+    kept.unshift([k, v]);
+  }
+  own = new Map(kept);
+  store.set(ownStore, JSON.stringify(kept));
 }
 addEventListener('storage', (ev) => {
   if (ev.key !== ownStore) return;
@@ -242,12 +259,17 @@ function renderMessages(toBottom) {
     }
     const li = document.createElement('li');
     li.dataset.key = key;
-    const mine = own.has(key);
-    li.className = 'msg' + (mine || e ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
+    // Sent by this browser, and still what it sent (a value the page
+    // wrote reads back, stringified, as it was written).
+    const sent = own.get(key);
+    const changed = !e && sent !== undefined && sent !== JSON.stringify(m);
+    const mine = Boolean(e) || (sent !== undefined && !changed);
+    li.className = 'msg' + (mine ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
     const meta = Object.assign(document.createElement('div'), { className: 'meta' });
-    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine || e ? `${m.user} (you)` : m.user }));
+    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine ? `${m.user} (you)` : m.user }));
     const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
     meta.append(time);
+    if (changed) meta.append(Object.assign(document.createElement('span'), { className: 'edited', textContent: 'changed since you sent it' }));
     const text = String(m.text);
     const body = Object.assign(document.createElement('div'), { className: 'text',
       textContent: text.length > SHOWN ? `${text.slice(0, SHOWN)}… (${text.length.toLocaleString()} characters)` : text });
@@ -310,8 +332,9 @@ $('send').onsubmit = (ev) => {
   }
   const ts = Date.now();
   const key = `${msgPrefix(room)}${String(1e13 - ts).padStart(13, '0')}-${Math.random().toString(36).slice(2, 8)}`;
-  markOwn(key);
-  outbox.add({ kind: 'msg', room, key, value: JSON.stringify({ user: $('name').value.trim() || 'guest', uid: me, text, ts }) });
+  const value = JSON.stringify({ user: $('name').value.trim() || 'guest', uid: me, text, ts });
+  markOwn(key, value);
+  outbox.add({ kind: 'msg', room, key, value });
   $('text').value = '';
   renderMessages(true);
 };

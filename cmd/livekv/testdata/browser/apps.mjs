@@ -28,10 +28,11 @@
 //       when nothing at all came meanwhile, on a new connection.
 //       What a page remembers of each todo's changes is dropped once no
 //       edit may ask for it. Values no page writes (plain text, a
-//       message with no date) are left out, live and after a reload; an
-//       edit of a todo written over with one is not saved, says why, and
-//       holds up no write after it. At 390 px a long todo wraps, whole,
-//       and grows while edited.
+//       message with no date) are left out, live and after a reload; a
+//       message of this browser's written over elsewhere no longer says
+//       "(you)", and says it changed; an edit of a todo written over
+//       with one is not saved, says why, and holds up no write after it.
+//       At 390 px a long todo wraps, whole, and grows while edited.
 // Every page must load without a 404 or a script error. Prints "ok" and
 // exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -654,6 +655,16 @@ try {
     const wantWhose = (name) => [`${name} (you)|true`, `${name} (you)|true`, 'Mallory|false'];
     const name = await ch.inputValue('#name');
     assert.deepEqual((await whose()).sort(), wantWhose(name).sort(), 'a copied uid makes no message "(you)"');
+    // Anyone with the chat page may write over any message: one this
+    // browser sent, written over, no longer says "(you)", and says that
+    // it changed.
+    const overKey = await ch.$$eval('#messages .msg', (els) => els.find((e) => e.querySelector('.text').textContent === 'after the odd ones').dataset.key);
+    await put(overKey, JSON.stringify({ user: name, uid, text: 'after the odd ones, forged', ts: Date.now() }));
+    const chats = ['before the odd ones', 'after the odd ones, forged', 'not you'];
+    await settled(ch, chats, 'chat');
+    const forged = [`${name}|false`, `${name} (you)|true`, 'Mallory|false'].sort();
+    assert.deepEqual((await whose()).sort(), forged, 'a message written over is not "(you)"');
+    assert.equal(await ch.textContent(`#messages .msg[data-key="${overKey}"] .edited`), 'changed since you sent it');
     // An edit waiting in the outbox, of a todo someone then wrote over
     // with plain text: read again after its compare-and-swap fails, the
     // todo is gone to it, as to a load. It is shown as not saved, with
@@ -680,10 +691,10 @@ try {
       await page.reload();
       await page.waitForSelector('body[data-loaded=true]', { timeout });
     }
-    await settled(ch, ['before the odd ones', 'after the odd ones', 'not you'], 'chat');
+    await settled(ch, chats, 'chat');
     await settled(ta, ['after the odd ones'], 'todo');
     assert.equal(await ch.locator('#messages .msg').count(), 3, 'the odd values left out');
-    assert.deepEqual((await whose()).sort(), wantWhose(name).sort(), 'after a reload too');
+    assert.deepEqual((await whose()).sort(), forged, 'after a reload too');
     assert.equal(await ta.textContent('#notice'), '', 'the day loaded');
 
     // A phone: a long todo is shown whole, wrapped, and grows while edited.
