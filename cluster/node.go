@@ -148,7 +148,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if !n.clusterHasRun(o.Peers) {
+			if !n.clusterHasRun(o.Peers, func() bool { return !g.open.Load() }) {
 				g.lift()
 			}
 		}()
@@ -867,6 +867,9 @@ func (n *Node) isReady() bool {
 func (n *Node) setServed() {
 	n.served.Store(true)
 	close(n.caughtUp)
+	if g := n.rn.gate; g != nil {
+		g.openUp() // caught up: it votes and stands as any member
+	}
 }
 
 // catchUp sets served once this node has applied what the cluster had

@@ -465,10 +465,7 @@ func TestNode_WipedVoterIsRefusedAndVotesForNoOne(t *testing.T) {
 // run until it has caught up with a leader, then is a member as before.
 func TestNode_WipedFounderVotesOnlyOnceCaughtUp(t *testing.T) {
 	c := newListNodes(t, 3, 0)
-	var peers []Peer
-	for i := range 3 {
-		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: c.net.Addr(i)})
-	}
+	peers := founders(c)
 	l, f1, f2 := c.folderLostWhileOneLagged()
 
 	c.open(f2, peers, nil)

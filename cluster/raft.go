@@ -29,7 +29,7 @@ type raftNode struct {
 	mux   *mux
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	gate  *voteGate // the votes of a founder that started with no state; nil for other nodes
+	gate  *voteGate // the votes of a founder that started with no state, until caught up; nil for other nodes
 	store *raftStore
 	snaps raft.SnapshotStore
 
@@ -138,7 +138,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	if n.gate != nil {
-		n.gate.start(n.trans.Consumer(), n.raft.CommitIndex, n.store.termAt)
+		n.gate.start(n.trans.Consumer(), n.raft, n.store.termAt)
 	}
 	return n, nil
 }

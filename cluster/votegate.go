@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -12,32 +13,40 @@ import (
 // raft.BootstrapCluster writes.
 const foundingIndex = 1
 
-// voteGate is the transport of a node that founded its cluster at this
-// start, with no raft state: a founder starting for the first time, or
-// one whose folder was lost and that was started again with its founding
-// peers. Until it has caught up with a leader, it refuses its vote, and
-// its pre-vote, to every candidate whose log has gone past the founding
-// configuration: the cluster has run, and the node may have stored
-// entries before and lost them. Having lost its log, it would vote for
-// any candidate, one that lacks entries it had helped to commit
+// voteGate is the transport of a node that founded its cluster with no
+// raft state: a founder starting for the first time, or one whose folder
+// was lost and that was started again with its founding peers. Until it
+// has caught up with a leader, it refuses its vote, and its pre-vote, to
+// every candidate whose log has gone past the founding configuration (a
+// leader has written to the cluster since, so the node may have stored
+// entries before and lost them) but one a leader hands leadership over
+// to, which holds the leader's whole log. Having lost its log, it would
+// vote for any candidate, one that lacks entries it had helped to commit
 // included, and such a candidate could win with its vote and lose them;
-// having lost its term and vote, it could vote twice in one term.
+// and having lost its term and vote, it could vote twice in one term.
+// (It may still stand itself: holding part of the log, it could win the
+// vote of a member further behind; kept from standing, a new cluster
+// whose leader went in its first moments waited for it.)
 //
-// The node asks the other founders as it starts whether the cluster has
-// run (Node.clusterHasRun); if none has, or none answers, the gate is
-// lifted: founders starting together vote from their first election on,
-// whatever comes after it. Until the answers come, a candidate past the
-// founding configuration (one a leader has written to since) is refused.
+// The node asks the other founders (Node.clusterHasRun) whether the
+// cluster has run: unless one of them has gone past the founding
+// configuration, the gate is lifted, and founders starting together vote
+// freely from then on. A founder that answers that it is starting itself
+// (a whole cluster restarting) is asked again until it answers with its
+// status; one that cannot be reached counts as one that has not run.
 //
 // Caught up means that the node has served (Node.served: it has applied
-// a read index a leader gave it), or that it holds the entry at the
-// commit index a leader sent it in an AppendEntries, and that entry was
-// written in that leader's term: such a leader had committed an entry of
-// its own term, so its commit index covers every entry committed before
-// it (raft's leader completeness), and the node's log matches the
-// leader's up to it. (A leader's commit index from before its first
-// commit, which it holds over from its time as a follower, may not cover
-// everything committed: that evidence is passed over.)
+// a read index a leader gave it), or that a leader handed leadership over
+// to it (TimeoutNow: hashicorp/raft's leader sends it once the node holds
+// its whole log), or that it holds the entry at the
+// commit index a leader of its current term or a later one sent it in an
+// AppendEntries, and that entry was written in that leader's term: such
+// a leader had committed an entry of its own term, so its commit index
+// covers every entry committed before it (raft's leader completeness),
+// and the node's log matches the leader's up to it. (A leader's commit
+// index from before its first commit, which it holds over from its time
+// as a follower, may not cover everything committed: that evidence is
+// passed over.)
 //
 // The price: a founder that never ran, started after the others had,
 // does not vote before it has caught up either, so if one of the others
@@ -45,18 +54,20 @@ const foundingIndex = 1
 // with the newcomer's vote (docs/cluster.md, "Join").
 type voteGate struct {
 	syncTransport
-	caughtUp    func() bool
-	commitIndex func() uint64                     // raft's on this node
-	termAt      func(index uint64) (uint64, bool) // the term of the entry at index in this node's log, if it holds one
-	header      raft.RPCHeader                    // this node's, in its refusals
-	rpcs        chan raft.RPC
-	done        chan struct{}
-	wg          sync.WaitGroup
-	lifted      atomic.Bool // the cluster had not run when the node started
+	caughtUp func() bool
+	header   raft.RPCHeader // this node's, in its refusals
+	rpcs     chan raft.RPC
+	done     chan struct{}
+	wg       sync.WaitGroup
+
+	// Set by start:
+	commitIndex, currentTerm func() uint64               // raft's on this node
+	termAt                   func(uint64) (uint64, bool) // the term of the entry at an index in this node's log, if it holds one
+
+	open atomic.Bool // caught up, or lifted: every vote goes through
 
 	// run's alone:
 	commit, term uint64 // the latest commit index a leader sent, with its term
-	caught       bool   // isCaughtUp said so once
 }
 
 // The gate keeps raft's pre-vote, and its Close.
@@ -75,11 +86,17 @@ func newVoteGate(t syncTransport, id, addr string, caughtUp func() bool) *voteGa
 // Consumer is the channel raft takes its requests from.
 func (g *voteGate) Consumer() <-chan raft.RPC { return g.rpcs }
 
+// raftState is what the gate reads of raft's state on the node.
+type raftState interface {
+	CommitIndex() uint64
+	CurrentTerm() uint64
+}
+
 // start passes the requests from in (the transport's) on to raft,
-// holding back the votes the node may not give yet. commitIndex and
-// termAt read raft's state, which runs by now.
-func (g *voteGate) start(in <-chan raft.RPC, commitIndex func() uint64, termAt func(uint64) (uint64, bool)) {
-	g.commitIndex, g.termAt = commitIndex, termAt
+// holding back the votes the node may not give yet. r, which runs by
+// now, and termAt read raft's state.
+func (g *voteGate) start(in <-chan raft.RPC, r raftState, termAt func(uint64) (uint64, bool)) {
+	g.commitIndex, g.currentTerm, g.termAt = r.CommitIndex, r.CurrentTerm, termAt
 	g.wg.Add(1)
 	go g.run(in)
 }
@@ -89,8 +106,15 @@ func (g *voteGate) run(in <-chan raft.RPC) {
 	for {
 		select {
 		case rpc := <-in:
-			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && !g.isCaughtUp() && req.LeaderCommitIndex > foundingIndex {
-				g.commit, g.term = req.LeaderCommitIndex, req.Term
+			switch req := rpc.Command.(type) {
+			case *raft.AppendEntriesRequest:
+				if !g.isCaughtUp() && req.LeaderCommitIndex > foundingIndex && req.Term >= g.currentTerm() {
+					g.commit, g.term = req.LeaderCommitIndex, req.Term
+				}
+			case *raft.TimeoutNowRequest:
+				// A leader hands over only to a node that holds its
+				// whole log: caught up.
+				g.openUp()
 			}
 			if resp := g.refusal(rpc.Command); resp != nil {
 				rpc.Respond(resp, nil)
@@ -113,7 +137,9 @@ func (g *voteGate) run(in <-chan raft.RPC) {
 func (g *voteGate) refusal(cmd any) any {
 	switch req := cmd.(type) {
 	case *raft.RequestVoteRequest:
-		if req.LastLogIndex > foundingIndex && !g.isCaughtUp() {
+		// A candidate a leader handed over to holds the leader's whole
+		// log: no vote for it loses an entry.
+		if req.LastLogIndex > foundingIndex && !req.LeadershipTransfer && !g.isCaughtUp() {
 			return &raft.RequestVoteResponse{RPCHeader: g.header, Term: req.Term}
 		}
 	case *raft.RequestPreVoteRequest:
@@ -124,18 +150,22 @@ func (g *voteGate) refusal(cmd any) any {
 	return nil
 }
 
-// isCaughtUp reports whether the node has caught up with a leader. Once
-// it has, it is a member like any other and stays caught up, though a
-// later leader's commit index runs ahead of its own. It is asked as each
-// AppendEntries comes, before the gate notes the commit index it brings:
-// the leader waited for the answer to the one before (syncTransport), so
-// raft has taken in the commit index noted last.
+// isCaughtUp reports whether the node has caught up with a leader, or
+// the gate was lifted. Once it has, it is a member like any other and
+// stays caught up, though a later leader's commit index runs ahead of its
+// own. It is asked as each AppendEntries comes, before the gate notes the
+// commit index it brings: the leader waited for the answer to the one
+// before (syncTransport), so raft has taken in the commit index noted
+// last.
 func (g *voteGate) isCaughtUp() bool {
-	if !g.caught {
-		g.caught = g.lifted.Load() || g.caughtUp() || g.holdsCommitted()
+	if !g.open.Load() && (g.caughtUp() || g.holdsCommitted()) {
+		g.openUp()
 	}
-	return g.caught
+	return g.open.Load()
 }
+
+// openUp lets every vote through from now on, for good.
+func (g *voteGate) openUp() { g.open.Store(true) }
 
 // holdsCommitted reports whether the node holds the entry at the commit
 // index noted last, written in the term of the leader that sent it, and
@@ -150,7 +180,7 @@ func (g *voteGate) holdsCommitted() bool {
 
 // lift lets every vote through: the cluster had not run when the node
 // started.
-func (g *voteGate) lift() { g.lifted.Store(true) }
+func (g *voteGate) lift() { g.openUp() }
 
 // close stops passing requests on, if start ran; the transport must be
 // closed first, so that none waits for raft any more.
@@ -159,28 +189,55 @@ func (g *voteGate) close() {
 	g.wg.Wait()
 }
 
-// clusterHasRun asks the other founders at once, each for at most
+// clusterHasRun asks the other founders, each for at most
 // memberCheckTimeout, whether the cluster has run: whether the raft log
-// of one that answers has gone past the founding configuration. Founders
-// starting together find none that has (or none that answers yet).
-func (n *Node) clusterHasRun(peers []Peer) bool {
-	ctx, cancel := context.WithTimeout(n.ctx, memberCheckTimeout)
-	defer cancel()
-	answers := make(chan bool, len(peers))
-	asked := 0
+// of one that answers has gone past the founding configuration. A
+// founder that answers that it is starting (it knows no leader: its
+// status comes once it runs) is asked again, every memberCheckTimeout,
+// until gated says the gate no longer waits for the answer or the node
+// closes (then it reports that the cluster has run); one that does not
+// answer at all counts as one that has not.
+func (n *Node) clusterHasRun(peers []Peer, gated func() bool) bool {
+	var others []Peer
 	for _, p := range peers {
-		if p.Addr == n.opts.RaftAddr {
-			continue
+		if p.Addr != n.opts.RaftAddr {
+			others = append(others, p)
 		}
-		asked++
-		go func() {
-			resp, err := n.rpc.call(ctx, p.Addr, &rpcRequest{Op: opStatus})
-			answers <- err == nil && resp.Status != nil && resp.Status.LastIndex > foundingIndex
-		}()
 	}
-	hasRun := false
-	for range asked {
-		hasRun = <-answers || hasRun
+	for len(others) > 0 {
+		ctx, cancel := context.WithTimeout(n.ctx, memberCheckTimeout)
+		type answer struct {
+			p              Peer
+			hasRun, starts bool
+		}
+		answers := make(chan answer, len(others))
+		for _, p := range others {
+			go func() {
+				resp, err := n.rpc.call(ctx, p.Addr, &rpcRequest{Op: opStatus})
+				var nl *NotLeaderError
+				answers <- answer{p: p, hasRun: err == nil && resp.Status != nil && resp.Status.LastIndex > foundingIndex,
+					starts: errors.As(err, &nl)}
+			}()
+		}
+		var again []Peer
+		hasRun := false
+		for range others {
+			a := <-answers
+			hasRun = hasRun || a.hasRun
+			if a.starts {
+				again = append(again, a.p)
+			}
+		}
+		if hasRun || len(again) == 0 {
+			cancel()
+			return hasRun
+		}
+		<-ctx.Done() // at most one round of questions a memberCheckTimeout
+		cancel()
+		if !gated() || n.closed() {
+			return true
+		}
+		others = again
 	}
-	return hasRun
+	return false
 }

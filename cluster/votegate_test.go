@@ -16,10 +16,14 @@ type gateProbe struct {
 	in     chan raft.RPC
 	served atomic.Bool
 	commit atomic.Uint64
+	term   atomic.Uint64
 
 	mu    sync.Mutex
 	terms map[uint64]uint64 // the node's log: the term of the entry at each index
 }
+
+func (p *gateProbe) CommitIndex() uint64 { return p.commit.Load() }
+func (p *gateProbe) CurrentTerm() uint64 { return p.term.Load() }
 
 func (p *gateProbe) termAt(i uint64) (uint64, bool) {
 	p.mu.Lock()
@@ -37,7 +41,7 @@ func (p *gateProbe) hold(i, term uint64) {
 func newGateProbe(t *testing.T) *gateProbe {
 	p := &gateProbe{t: t, in: make(chan raft.RPC), terms: map[uint64]uint64{}}
 	p.g = newVoteGate(syncTransport{}, "n1", "addr1", p.served.Load)
-	p.g.start(p.in, p.commit.Load, p.termAt)
+	p.g.start(p.in, p, p.termAt)
 	t.Cleanup(p.g.close)
 	return p
 }
@@ -141,4 +145,35 @@ func TestVoteGate_Lifted(t *testing.T) {
 	p.requireRefuses(5)
 	p.g.lift()
 	p.requireVotes(5)
+}
+
+// Evidence from a leader of a term older than the node's is passed over:
+// a deposed leader's commit index need not cover what its successor
+// committed.
+func TestVoteGate_OlderTermIsNoEvidence(t *testing.T) {
+	p := newGateProbe(t)
+	p.term.Store(5)
+	toRaft, _ := p.send(&raft.AppendEntriesRequest{Term: 4, LeaderCommitIndex: 10})
+	require.True(t, toRaft)
+	p.commit.Store(10)
+	p.hold(10, 4)
+	p.requireRefuses(20)
+	toRaft, _ = p.send(&raft.AppendEntriesRequest{Term: 5, LeaderCommitIndex: 12})
+	require.True(t, toRaft)
+	p.commit.Store(12)
+	p.hold(12, 5)
+	p.requireVotes(20)
+}
+
+// A leader hands over only to a node that holds its whole log: a vote for
+// that candidate loses nothing, and a node asked to take over has caught
+// up.
+func TestVoteGate_LeadershipTransfer(t *testing.T) {
+	p := newGateProbe(t)
+	toRaft, _ := p.send(&raft.RequestVoteRequest{Term: 7, LastLogIndex: 30, LeadershipTransfer: true})
+	require.True(t, toRaft, "a vote for the candidate a leader hands over to")
+	p.requireRefuses(30)
+	toRaft, _ = p.send(&raft.TimeoutNowRequest{})
+	require.True(t, toRaft)
+	p.requireVotes(30)
 }
