@@ -82,7 +82,26 @@ func newDBClusterLease(t testing.TB, store LogStore, lease bool, n int, eo *engi
 		}
 		require.NoError(t, nt.Close())
 	})
+	requireFoundersCaughtUp(t, c.nodes[:n])
 	return c
+}
+
+// requireFoundersCaughtUp waits until the founders of a new cluster have
+// caught up with its first leader: until then each follower holds back
+// its vote from a candidate past the founding configuration (voteGate),
+// and the faults the tests make are of a cluster that has formed. (A
+// leader holds the whole log; a node without a database, leading, never
+// serves, and its gate opens once it follows.)
+func requireFoundersCaughtUp(t testing.TB, nodes []*Node) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, n := range nodes {
+			if g := n.rn.gate; g != nil && !g.open.Load() && !n.IsLeader() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "the founders catch up")
 }
 
 func (c *dbCluster) start(i int) {

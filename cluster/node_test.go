@@ -51,6 +51,7 @@ func newListNodes(t *testing.T, founders, extra int) *listNodes {
 		}
 		require.NoError(t, nt.Close())
 	})
+	requireFoundersCaughtUp(t, c.nodes[:founders])
 	return c
 }
 

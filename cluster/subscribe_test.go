@@ -205,6 +205,8 @@ func TestSubscribe_EndsWithoutLeaderAndWaitsForRevision(t *testing.T) {
 func TestSubscribe_WithALeaderNotYetWatched(t *testing.T) {
 	c := newDBCluster(t, 3, nil)
 	for _, i := range []int{c.leader(), (c.leader() + 1) % 3} {
+		require.Eventually(t, func() bool { _, addr := c.nodes[i].Leader(); return addr != "" },
+			10*time.Second, time.Millisecond, "n%d knows the leader", i)
 		c.nodes[i].noLeaderSince.Store(time.Now().Add(-time.Hour).UnixNano())
 		s, err := c.nodes[i].Subscribe([]string{"*"}, nil)
 		require.NoError(t, err, "n%d", i)
