@@ -134,7 +134,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	// at once that it knows no leader yet (handle), rather than wait for
 	// no answer.
 	n.srv = startRPCServer(n.mux.rpc, n.handle, frameLimit(o.Engine))
-	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done(), n.served.Load); err != nil {
+	if n.rn, err = startRaft(dir, &o, n.mux, fsm, n.ctx.Done(), true); err != nil {
 		n.cancel()
 		n.srv.close() // startRaft closed the mux
 		return nil, err
@@ -149,7 +149,7 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 		go func() {
 			defer n.wg.Done()
 			if !n.clusterHasRun(o.Peers, func() bool { return !g.open.Load() }) {
-				g.lift()
+				g.openUp()
 			}
 		}()
 	}

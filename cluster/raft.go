@@ -60,11 +60,10 @@ func (n *raftNode) stop() raft.Future {
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
 // any; without them the node is fresh, and m's raft stays shut (see
 // mux.raftOpen), else startRaft opens it. closing is closed when the node starts closing (see raftStore).
-// A node bootstrapped here withholds votes until it has caught up with a
-// leader, or caughtUp says so, or its gate is lifted (voteGate); with
-// caughtUp nil, it does not.
+// With gateVotes, a node bootstrapped here withholds votes until it has
+// caught up with a leader (voteGate).
 // On error everything opened is closed again, m included.
-func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}, caughtUp func() bool) (_ *raftNode, err error) {
+func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}, gateVotes bool) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
 	defer func() {
 		if err != nil {
@@ -117,8 +116,8 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.bootstrapped = true
-		if caughtUp != nil {
-			n.gate = newVoteGate(syncTransport{n.trans}, o.NodeID, o.RaftAddr, caughtUp)
+		if gateVotes {
+			n.gate = newVoteGate(syncTransport{n.trans}, o.NodeID, o.RaftAddr)
 			trans = n.gate
 		}
 	}

@@ -135,7 +135,7 @@ func (c *raftCluster) start(i int) {
 	}).withDefaults()
 	require.NoError(c.t, err)
 	c.fsms[i] = &listFSM{}
-	n, err := startRaft(filepath.Join(c.dir, o.NodeID), &o, newMux(ln, o.RaftAddr, o.Dial), c.fsms[i], nil, nil)
+	n, err := startRaft(filepath.Join(c.dir, o.NodeID), &o, newMux(ln, o.RaftAddr, o.Dial), c.fsms[i], nil, false)
 	require.NoError(c.t, err)
 	c.nodes[i] = n
 }

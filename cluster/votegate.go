@@ -38,9 +38,8 @@ const foundingIndex = 1
 // Caught up means that the node has served (Node.served: it has applied
 // a read index a leader gave it), or that a leader handed leadership over
 // to it (TimeoutNow: hashicorp/raft's leader sends it once the node holds
-// its whole log), or that it holds the entry at the
-// commit index a leader of its current term or a later one sent it in an
-// AppendEntries, and that entry was written in that leader's term: such
+// its whole log), or that it holds the entry at the commit index a
+// leader of its current term or a later one sent it in an AppendEntries, and that entry was written in that leader's term: such
 // a leader had committed an entry of its own term, so its commit index
 // covers every entry committed before it (raft's leader completeness),
 // and the node's log matches the leader's up to it. (A leader's commit
@@ -54,11 +53,10 @@ const foundingIndex = 1
 // with the newcomer's vote (docs/cluster.md, "Join").
 type voteGate struct {
 	syncTransport
-	caughtUp func() bool
-	header   raft.RPCHeader // this node's, in its refusals
-	rpcs     chan raft.RPC
-	done     chan struct{}
-	wg       sync.WaitGroup
+	header raft.RPCHeader // this node's, in its refusals
+	rpcs   chan raft.RPC
+	done   chan struct{}
+	wg     sync.WaitGroup
 
 	// Set by start:
 	commitIndex, currentTerm func() uint64               // raft's on this node
@@ -76,10 +74,11 @@ var (
 	_ raft.WithClose   = (*voteGate)(nil)
 )
 
-// newVoteGate returns the gate of the node id at addr over t; caughtUp
-// reports whether the node has served. start runs it, close stops it.
-func newVoteGate(t syncTransport, id, addr string, caughtUp func() bool) *voteGate {
-	return &voteGate{syncTransport: t, caughtUp: caughtUp, rpcs: make(chan raft.RPC), done: make(chan struct{}),
+// newVoteGate returns the gate of the node id at addr over t. start runs
+// it, close stops it; openUp opens it (Node.setServed, and the lift
+// after Node.clusterHasRun).
+func newVoteGate(t syncTransport, id, addr string) *voteGate {
+	return &voteGate{syncTransport: t, rpcs: make(chan raft.RPC), done: make(chan struct{}),
 		header: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte(addr)}}
 }
 
@@ -150,15 +149,15 @@ func (g *voteGate) refusal(cmd any) any {
 	return nil
 }
 
-// isCaughtUp reports whether the node has caught up with a leader, or
-// the gate was lifted. Once it has, it is a member like any other and
+// isCaughtUp reports whether the gate is open: the node has caught up
+// with a leader, or the cluster had not run when it started. Once it has, it is a member like any other and
 // stays caught up, though a later leader's commit index runs ahead of its
 // own. It is asked as each AppendEntries comes, before the gate notes the
 // commit index it brings: the leader waited for the answer to the one
 // before (syncTransport), so raft has taken in the commit index noted
 // last.
 func (g *voteGate) isCaughtUp() bool {
-	if !g.open.Load() && (g.caughtUp() || g.holdsCommitted()) {
+	if !g.open.Load() && g.holdsCommitted() {
 		g.openUp()
 	}
 	return g.open.Load()
@@ -177,10 +176,6 @@ func (g *voteGate) holdsCommitted() bool {
 	term, ok := g.termAt(g.commit)
 	return ok && term == g.term
 }
-
-// lift lets every vote through: the cluster had not run when the node
-// started.
-func (g *voteGate) lift() { g.openUp() }
 
 // close stops passing requests on, if start ran; the transport must be
 // closed first, so that none waits for raft any more.

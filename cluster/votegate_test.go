@@ -14,7 +14,6 @@ type gateProbe struct {
 	t      *testing.T
 	g      *voteGate
 	in     chan raft.RPC
-	served atomic.Bool
 	commit atomic.Uint64
 	term   atomic.Uint64
 
@@ -40,7 +39,7 @@ func (p *gateProbe) hold(i, term uint64) {
 
 func newGateProbe(t *testing.T) *gateProbe {
 	p := &gateProbe{t: t, in: make(chan raft.RPC), terms: map[uint64]uint64{}}
-	p.g = newVoteGate(syncTransport{}, "n1", "addr1", p.served.Load)
+	p.g = newVoteGate(syncTransport{}, "n1", "addr1")
 	p.g.start(p.in, p, p.termAt)
 	t.Cleanup(p.g.close)
 	return p
@@ -130,20 +129,12 @@ func TestVoteGate_CaughtUpAsTheNextEntriesCome(t *testing.T) {
 	p.requireVotes(40) // the node's commit index is still 10
 }
 
-// A node that has served a leader's read index has caught up.
-func TestVoteGate_ServedIsCaughtUp(t *testing.T) {
-	p := newGateProbe(t)
-	p.requireRefuses(5)
-	p.served.Store(true)
-	p.requireVotes(5)
-}
-
 // A founder whose cluster had not run when it started votes at once, for
 // any candidate, once its gate is lifted.
 func TestVoteGate_Lifted(t *testing.T) {
 	p := newGateProbe(t)
 	p.requireRefuses(5)
-	p.g.lift()
+	p.g.openUp()
 	p.requireVotes(5)
 }
 
