@@ -82,26 +82,8 @@ func newDBClusterLease(t testing.TB, store LogStore, lease bool, n int, eo *engi
 		}
 		require.NoError(t, nt.Close())
 	})
-	requireFoundersCaughtUp(t, c.nodes[:n])
+	c.caughtUp() // the faults the tests make are of a cluster that has formed (voteGate)
 	return c
-}
-
-// requireFoundersCaughtUp waits until the founders of a new cluster have
-// caught up with its first leader: until then each follower holds back
-// its vote from a candidate past the founding configuration (voteGate),
-// and the faults the tests make are of a cluster that has formed. (A
-// leader holds the whole log; a node without a database, leading, never
-// serves, and its gate opens once it follows.)
-func requireFoundersCaughtUp(t testing.TB, nodes []*Node) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		for _, n := range nodes {
-			if g := n.rn.gate; g != nil && !g.open.Load() && !n.IsLeader() {
-				return false
-			}
-		}
-		return true
-	}, 10*time.Second, time.Millisecond, "the founders catch up")
 }
 
 func (c *dbCluster) start(i int) {
@@ -158,12 +140,15 @@ func (c *dbCluster) open(i int) *Node {
 	return n
 }
 
-// caughtUp waits until every node has caught up (Node.served): before
-// that a node serves no read.
+// caughtUp waits until every running node has caught up (Node.served):
+// before that a node serves no read, and a founder that started with no
+// state holds back its vote (voteGate).
 func (c *dbCluster) caughtUp() {
 	c.t.Helper()
 	for i := range c.nodes {
-		require.Eventually(c.t, c.node(i).served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
+		if n := c.node(i); n != nil {
+			require.Eventually(c.t, n.served.Load, 10*time.Second, time.Millisecond, "node %d never caught up", i)
+		}
 	}
 }
 

@@ -51,8 +51,25 @@ func newListNodes(t *testing.T, founders, extra int) *listNodes {
 		}
 		require.NoError(t, nt.Close())
 	})
-	requireFoundersCaughtUp(t, c.nodes[:founders])
+	c.foundersCaughtUp(founders)
 	return c
+}
+
+// foundersCaughtUp waits until the founders of a new cluster have caught
+// up with its first leader: until then each follower holds back its vote
+// from a candidate past the founding configuration (voteGate). A list
+// node never serves (Node.served), so its gate opens on a leader's commit
+// index, once it follows; a leader holds the whole log.
+func (c *listNodes) foundersCaughtUp(founders int) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for _, n := range c.nodes[:founders] {
+			if !n.rn.gate.open.Load() && !n.IsLeader() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "the founders catch up")
 }
 
 func (c *listNodes) open(i int, peers []Peer, join []string) {
