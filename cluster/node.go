@@ -726,26 +726,28 @@ func (n *Node) Leave(ctx context.Context) error {
 	if n.closed() {
 		return ErrClosed
 	}
-	// A node removed already hears from no leader, and, no voter in the
+	// What the node holds may be behind the leader's configuration, both
+	// ways. One removed hears from no leader, and, no voter in the
 	// configuration it holds, calls no election: asking a leader would
-	// wait for ever. Out is done.
+	// wait for ever. One removed while it was cut off or down never heard
+	// of it, and knows no leader either. And one that joined moments ago
+	// may have heard from no leader yet: it holds no configuration, or a
+	// snapshot's from before its joining. So unless it is listed and has
+	// a leader, the leader, asked through the members it knows of, says
+	// whether it is one.
 	f := n.rn.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
 	stored := f.Configuration().Servers
-	if !slices.ContainsFunc(stored, func(s raft.Server) bool { return string(s.ID) == n.opts.NodeID }) {
-		return nil
-	}
-	// One removed while it was cut off or down never heard of it, and
-	// knows no leader either: the other members say whether it is one.
-	if addr, _ := n.rn.raft.LeaderWithID(); addr == "" {
-		addrs := make([]string, 0, len(stored))
-		for _, s := range stored {
-			addrs = append(addrs, string(s.Address))
-		}
-		if s, err := n.askCluster(ctx, addrs, memberCheckTimeout, true); err == nil && n.removedBy(s) {
+	listed := slices.ContainsFunc(stored, func(s raft.Server) bool { return string(s.ID) == n.opts.NodeID })
+	if addr, _ := n.rn.raft.LeaderWithID(); !listed || addr == "" {
+		s, err := n.askCluster(ctx, n.knownAddrs(stored), memberCheckTimeout, true)
+		switch {
+		case err == nil && n.removedBy(s):
 			return nil
+		case err != nil && !listed && len(stored) > 0:
+			return nil // out, as it holds, and no leader says otherwise
 		}
 	}
 	if n.IsLeader() {
@@ -768,6 +770,21 @@ func (n *Node) Leave(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// knownAddrs returns the raft addresses of the members of stored, of
+// the founders and of the nodes the node joined through, once each.
+func (n *Node) knownAddrs(stored []raft.Server) []string {
+	var addrs []string
+	for _, s := range stored {
+		addrs = append(addrs, string(s.Address))
+	}
+	for _, p := range n.opts.Peers {
+		addrs = append(addrs, p.Addr)
+	}
+	addrs = append(addrs, n.opts.Join...)
+	slices.Sort(addrs)
+	return slices.Compact(addrs)
 }
 
 // leadership follows this node's leadership: on gaining it, it applies a

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/cluster/clustertest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,6 +28,39 @@ type listNodes struct {
 	dir   string
 	nodes []*Node
 	fsms  []*listFSM
+
+	// refuseRaft, when it holds a node's raft address, fails every raft
+	// connection opened to that node as it starts; RPCs go through.
+	refuseRaft atomic.Value // string
+}
+
+// dialer is slot's dialer on the network, with refuseRaft applied.
+func (c *listNodes) dialer(slot int) func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := c.net.Dialer(slot)
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, addr)
+		if err != nil || c.refuseRaft.Load() != addr {
+			return conn, err
+		}
+		return &raftRefused{Conn: conn}, nil
+	}
+}
+
+// raftRefused is a connection that fails if its first byte says raft.
+type raftRefused struct {
+	net.Conn
+	checked bool
+}
+
+func (r *raftRefused) Write(p []byte) (int, error) {
+	if !r.checked && len(p) > 0 {
+		r.checked = true
+		if p[0] == protoRaft {
+			r.Conn.Close()
+			return 0, errors.New("raft connection refused by the test")
+		}
+	}
+	return r.Conn.Write(p)
 }
 
 // newListNodes starts founders nodes bootstrapped together, and leaves
@@ -100,7 +134,7 @@ func (c *listNodes) openAt(dir, id string, slot, addr int, peers []Peer, join []
 	}
 	return openNode(filepath.Join(c.dir, dir), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(addr), Peers: peers, Join: join,
-		Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(slot),
+		Profile: ProfileLAN, Listener: ln, Dial: c.dialer(slot),
 	}, fsm, nil)
 }
 
@@ -635,6 +669,37 @@ func TestNode_LeaveOfARemovedNodeIsDone(t *testing.T) {
 			require.NoError(t, c.nodes[f].Leave(ctx))
 		})
 	}
+}
+
+// TestNode_LeaveOfANodeJustJoined: a node that has joined, but has not
+// yet heard from the leader, holds no configuration: it is a member all
+// the same, and its Leave must not be done before the leader has removed
+// it.
+func TestNode_LeaveOfANodeJustJoined(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	l := c.leader()
+	c.refuseRaft.Store(c.net.Addr(3)) // the leader cannot replicate to n3
+	c.open(3, nil, []string{c.net.Addr(l)})
+	require.True(t, memberAs(c.nodes[l].Status().Servers, "n3", c.net.Addr(3)), "n3 joined")
+	require.Empty(t, c.nodes[3].Status().Servers, "n3 heard from the leader")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	left := make(chan []Server, 1)
+	go func() {
+		err := c.nodes[3].Leave(ctx)
+		assert.NoError(t, err)
+		left <- c.nodes[l].Status().Servers // as Leave returns
+	}()
+	var servers []Server
+	select {
+	case servers = <-left:
+	case <-time.After(300 * time.Millisecond):
+		c.refuseRaft.Store("") // a Leave that waits for a leader to hear from gets one
+		servers = <-left
+	}
+	require.False(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n3" }),
+		"Leave returned, yet the leader lists n3: %+v", servers)
 }
 
 // TestNode_LeaveIsNotAnsweredByALaggingMember: a voter (n3) whose
