@@ -230,10 +230,11 @@ func memberAt(servers []Server, id, addr string) bool {
 const memberCheckTimeout = time.Second
 
 // removedBy reports whether s, a leader's status, shows this node
-// removed: its configuration leaves the node out. (A leader deposed and
-// not yet aware of it, which never heard of the node's joining, would say
-// so too, for the moment until its lease runs out: hashicorp/raft v1.7.2
-// gives no configuration's index to tell its older one by.)
+// removed: its configuration leaves the node out. (askCluster has the
+// leader confirm its leadership before it answers: a deposed one, which
+// never heard of the node's joining, would say so too, and
+// hashicorp/raft v1.7.2 gives no configuration's index to tell its older
+// one by.)
 func (n *Node) removedBy(s *Status) bool {
 	return !slices.ContainsFunc(s.Servers, func(sv Server) bool { return sv.ID == n.opts.NodeID })
 }
@@ -260,13 +261,14 @@ func (n *Node) clusterStatus(ctx context.Context, addrs []string) (*Status, erro
 // for the status of the cluster, and returns the first answer: the
 // leader's, or, unless leaderOnly, that of the node that answers if the
 // leader does not (a member that is behind may hold an older
-// configuration). This node, if among addrs, is skipped. It fails if none
-// answers.
+// configuration). With leaderOnly, a leader confirms its leadership
+// before it answers (rpcRequest.Confirm). This node, if among addrs, is
+// skipped. It fails if none answers.
 func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Duration, leaderOnly bool) (*Status, error) {
 	status := func(addr string) (*Status, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus})
+		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus, Confirm: leaderOnly})
 		if err == nil && (resp.Status == nil || resp.Status.ID == n.opts.NodeID || len(resp.Status.Servers) == 0) {
 			err = fmt.Errorf("cluster: %s gave no configuration", addr)
 		}
@@ -925,6 +927,11 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	resp := &rpcResponse{}
 	switch req.Op {
 	case opStatus:
+		if req.Confirm && n.IsLeader() {
+			if _, err = n.sharedReadIndex(); err != nil {
+				break
+			}
+		}
 		s := n.Status()
 		resp.Status = &s
 	case opJoin:

@@ -32,6 +32,10 @@ type listNodes struct {
 	// refuseRaft, when it holds a node's raft address, fails every raft
 	// connection opened to that node as it starts; RPCs go through.
 	refuseRaft atomic.Value // string
+
+	// stalled holds, while node i's is set, every write to its raft
+	// log: a disk that stopped answering.
+	stalled []atomic.Bool
 }
 
 // dialer is slot's dialer on the network, with refuseRaft applied.
@@ -69,7 +73,8 @@ func newListNodes(t *testing.T, founders, extra int) *listNodes {
 	t.Helper()
 	nt, err := clustertest.New(founders + extra)
 	require.NoError(t, err)
-	c := &listNodes{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, founders+extra), fsms: make([]*listFSM, founders+extra)}
+	c := &listNodes{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, founders+extra), fsms: make([]*listFSM, founders+extra),
+		stalled: make([]atomic.Bool, founders+extra)}
 	var peers []Peer
 	for i := range founders {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
@@ -135,6 +140,12 @@ func (c *listNodes) openAt(dir, id string, slot, addr int, peers []Peer, join []
 	return openNode(filepath.Join(c.dir, dir), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(addr), Peers: peers, Join: join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.dialer(slot),
+		storeFault: func() error {
+			for c.stalled[slot].Load() {
+				time.Sleep(time.Millisecond)
+			}
+			return nil
+		},
 	}, fsm, nil)
 }
 
@@ -700,6 +711,44 @@ func TestNode_LeaveOfANodeJustJoined(t *testing.T) {
 	}
 	require.False(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n3" }),
 		"Leave returned, yet the leader lists n3: %+v", servers)
+}
+
+// TestNode_ADeposedLeaderConfirmsNoMembership: a leader whose disk
+// stalls in the middle of an append is deposed, and cannot know it: its
+// raft waits on the disk. Asked about the membership (as Leave and a
+// rejoin ask when what a node holds may be out of date), it must not
+// answer as the leader with the configuration it holds, which leaves out
+// a node that joined through its successor.
+func TestNode_ADeposedLeaderConfirmsNoMembership(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	l := c.leader()
+	f, g := (l+1)%3, (l+2)%3
+	c.stalled[l].Store(true)
+	applied := make(chan error, 1)
+	go func() { applied <- c.nodes[l].rn.raft.Apply([]byte("x"), 10*time.Second).Error() }()
+	t.Cleanup(func() { <-applied }) // after the disk is back: cleanups run last first
+	t.Cleanup(func() { c.stalled[l].Store(false) })
+	for _, i := range []int{f, g} { // cut off from the others, who elect a leader
+		c.net.Link(l, i).Cut()
+		c.net.Link(i, l).Cut()
+	}
+	var l2 int
+	require.Eventually(t, func() bool {
+		for _, i := range []int{f, g} {
+			if c.nodes[i].IsLeader() && c.nodes[i].isReady() {
+				l2 = i
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond, "a new leader")
+	c.open(3, nil, []string{c.net.Addr(l2)})
+	require.True(t, c.nodes[l].IsLeader(), "the old leader, stalled, still believes it leads")
+
+	s, err := c.nodes[3].askCluster(ctxT(t), []string{c.net.Addr(l)}, memberCheckTimeout, true)
+	if err == nil {
+		require.Failf(t, "a deposed leader answered as the leader", "%s says it leads in term %d with %+v", s.ID, s.Term, s.Servers)
+	}
 }
 
 // TestNode_LeaveIsNotAnsweredByALaggingMember: a voter (n3) whose

@@ -128,6 +128,12 @@ type rpcRequest struct {
 	// was lost), which it refuses. The node then asks again without it.
 	Fresh bool `json:"fresh,omitempty"`
 
+	// status: Confirm asks a leader to confirm its leadership (a
+	// read-index round, or its lease) before it answers, so that one
+	// deposed and not aware of it yet gives no configuration older than
+	// the cluster's.
+	Confirm bool `json:"confirm,omitempty"`
+
 	// lease: the asking leader's term (ID is its node ID)
 	Term uint64 `json:"term,omitempty"`
 
