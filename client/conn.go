@@ -22,8 +22,9 @@ type conn struct {
 	ws     *websocket.Conn
 	ctx    context.Context // ends when the connection does
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the reader has ended
-	heard  atomic.Int64  // when the reader last read a message, unix ns
+	done   chan struct{}  // closed when the reader has ended
+	writes sync.WaitGroup // the writes under way, which the reader waits for
+	heard  atomic.Int64   // when the reader last read a message, unix ns
 
 	unsubRetries atomic.Int64 // unsubscribes sent again after a refusal for now, for tests
 
@@ -75,8 +76,11 @@ func (cn *conn) roundTrip(ctx context.Context, req request, sub *Subscription) (
 		return message{}, err
 	}
 	cl := &call{reply: make(chan message, 1), sub: sub}
-	id, err := cn.send(req, cl)
+	id, err := cn.send(ctx, req, cl)
 	if err != nil {
+		if id != 0 { // ctx ended while the write waited: it may yet leave
+			cn.giveUp(id, cl)
+		}
 		return message{}, err
 	}
 	select {
@@ -112,8 +116,10 @@ func (cn *conn) giveUp(id int64, cl *call) {
 }
 
 // send writes req with a new messageId, registering cl (if not nil) for
-// its reply.
-func (cn *conn) send(req request, cl *call) (int64, error) {
+// its reply. A write waits while the server reads nothing (its requests in
+// flight all taken, say): when ctx ends first, send returns the id and
+// ctx's error, and the write goes on, bounded by the connection's life.
+func (cn *conn) send(ctx context.Context, req request, cl *call) (int64, error) {
 	req.MessageID = cn.c.nextID.Add(1)
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -127,13 +133,36 @@ func (cn *conn) send(req request, cl *call) (int64, error) {
 	if cl != nil {
 		cn.pending[req.MessageID] = cl
 	}
+	cn.writes.Add(1) // under mu, with err nil: before the reader waits
 	cn.mu.Unlock()
-	// Write is safe for concurrent use; the connection's context bounds it.
-	if err := cn.ws.Write(cn.ctx, websocket.MessageText, b); err != nil {
-		cn.fail(err)
-		return 0, cn.lost()
+	// Write is safe for concurrent use; the connection's context bounds
+	// it, never ctx, whose end would close the connection in the middle
+	// of a frame.
+	write := func() error {
+		defer cn.writes.Done()
+		err := cn.ws.Write(cn.ctx, websocket.MessageText, b)
+		if err != nil {
+			cn.fail(err)
+		}
+		return err
 	}
-	return req.MessageID, nil
+	if ctx.Done() == nil {
+		if write() != nil {
+			return 0, cn.lost()
+		}
+		return req.MessageID, nil
+	}
+	written := make(chan error, 1)
+	go func() { written <- write() }()
+	select {
+	case err := <-written:
+		if err != nil {
+			return 0, cn.lost()
+		}
+		return req.MessageID, nil
+	case <-ctx.Done():
+		return req.MessageID, ctx.Err()
+	}
 }
 
 // notSent is the error of a request that never left: the connection had
@@ -191,7 +220,7 @@ func (cn *conn) unsubscribeAfter(id int64, tries int) {
 				return
 			}
 		}
-		cn.send(request{Op: wire.OpUnsubscribe, SubscriptionID: id}, &call{reply: make(chan message, 1), unsub: id, tries: tries})
+		cn.send(context.Background(), request{Op: wire.OpUnsubscribe, SubscriptionID: id}, &call{reply: make(chan message, 1), unsub: id, tries: tries})
 	}()
 }
 
@@ -271,6 +300,7 @@ func (cn *conn) read() {
 	}
 	cn.cancel()
 	cn.ws.CloseNow()
+	cn.writes.Wait() // none starts now: cn.err is set
 	cn.mu.Lock()
 	subs := cn.subs
 	cn.subs = nil

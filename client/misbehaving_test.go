@@ -182,7 +182,7 @@ func TestUnsubscribe_RefusedForNowIsSentAgain(t *testing.T) {
 	cn := c.cur
 	c.mu.Unlock()
 	for range 2 { // the rest of the burst
-		_, err := cn.send(request{Op: wire.OpGet, Key: "x"}, nil)
+		_, err := cn.send(context.Background(), request{Op: wire.OpGet, Key: "x"}, nil)
 		require.NoError(t, err)
 	}
 	sub.Close() // its unsubscribe finds the bucket empty: 429
