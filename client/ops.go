@@ -37,10 +37,11 @@ func (c *Client) do(ctx context.Context, req request) (message, error) {
 		return message{}, err
 	}
 	var m message
-	cn, err = c.sendOn(ctx, cn, func(cn *conn) (err error) {
+	try := func(cn *conn) (err error) {
 		m, err = cn.roundTrip(ctx, req, nil)
 		return err
-	})
+	}
+	cn, err = c.sendOn(ctx, cn, try)
 	for wait := time.Millisecond; err == nil && m.Code == http.StatusTooManyRequests; wait = min(2*wait, time.Second) {
 		// Over the connection's request rate: the request did not run.
 		// Slow down, as HPKV's clients do.
@@ -51,7 +52,9 @@ func (c *Client) do(ctx context.Context, req request) (message, error) {
 			return message{}, ctx.Err()
 		case <-t.C:
 		}
-		m, err = cn.roundTrip(ctx, req, nil)
+		// A connection that ended meanwhile left the request unsent:
+		// it goes on a new one.
+		cn, err = c.sendOn(ctx, cn, try)
 	}
 	if err != nil {
 		return message{}, err
