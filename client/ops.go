@@ -185,6 +185,10 @@ func (c *Client) rangePage(ctx context.Context, start, end string, limit int) (p
 	if m.Truncated && len(m.Records) == 0 {
 		return page{}, fmt.Errorf("%w: a truncated range with no records", ErrBadMessage)
 	}
+	if m.Truncated && p.next <= start {
+		// The next page would start where this one did, for ever.
+		return page{}, fmt.Errorf("%w: a truncated range whose last record is before its start", ErrBadMessage)
+	}
 	return p, nil
 }
 
