@@ -215,8 +215,8 @@ func (c *Client) noteSeen(rev int64) {
 	}
 }
 
-// Close closes the connection and ends every subscription (with
-// engine.ErrClosed); calls under way return ErrClosed or
+// Close closes the connection and ends every subscription (with an
+// error that is engine.ErrClosed and ErrClosed); calls under way return ErrClosed or
 // ErrConnectionLost. It returns once every goroutine of the client has.
 func (c *Client) Close() error {
 	c.mu.Lock()

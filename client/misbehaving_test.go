@@ -214,3 +214,18 @@ func TestSubscribe_FromAheadOfTheServer(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrCompacted)
 	require.ErrorContains(t, err, "the newest is 1")
 }
+
+// TestSubscription_NextAfterClientClose: ErrClosed is what every call
+// after Client.Close returns, Subscription.Next among them, which also
+// says engine.ErrClosed, as a subscription's own Close does.
+func TestSubscription_NextAfterClientClose(t *testing.T) {
+	c, ctx := dialInPackage(t)
+	sub, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	_, err = sub.Next(ctx)
+	require.ErrorIs(t, err, engine.ErrClosed)
+	require.ErrorIs(t, err, ErrClosed, "Next after Client.Close")
+	_, err = c.Get(ctx, "a")
+	require.ErrorIs(t, err, ErrClosed)
+}

@@ -86,7 +86,10 @@ type Subscription struct {
 	closed   bool                             // guarded by mu; Close was called
 }
 
-var errClientClosed = fmt.Errorf("%w: the client was closed", engine.ErrClosed)
+// errClientClosed ends the subscriptions of a closed client: the
+// subscription's own Close error, and the client's, which every call
+// after Client.Close returns.
+var errClientClosed = fmt.Errorf("%w: %w", engine.ErrClosed, ErrClosed)
 
 // Subscribe subscribes to the changes of every key that matches one of
 // patterns (see package pattern: user:*, *:session, /^order:\d+$/).
@@ -183,7 +186,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 }
 
 // Err returns why the subscription ended: engine.ErrClosed
-// after Close, an error that errors.Is recognises as engine.ErrCompacted
+// after Close (and ErrClosed too after Client.Close), an error that errors.Is recognises as engine.ErrCompacted
 // when it could not resume (the server's history no longer reaches back),
 // engine.ErrPatternTimeout, ErrUnauthorized or ErrForbidden when the
 // server no longer takes its credentials, or ErrSubscriptionLimit when it
