@@ -368,15 +368,14 @@ func (cn *conn) dispatch(m message) error {
 		}
 		cn.mu.Unlock()
 		if m.Code == 200 && m.SubscriptionID > 0 && (cl == nil || cl.sub != nil) {
-			if cl == nil {
-				cn.mu.Lock()
-				_, live := cn.subs[m.SubscriptionID]
-				cn.mu.Unlock()
-				if live {
-					// Unsubscribing it, as a reply nobody waits for,
-					// would leave it attached and silent.
-					return fmt.Errorf("%w: a second subscribe reply for subscription %d", ErrBadMessage, m.SubscriptionID)
-				}
+			cn.mu.Lock()
+			_, live := cn.subs[m.SubscriptionID]
+			cn.mu.Unlock()
+			if live {
+				// Unsubscribing it, as a reply nobody waits for, would
+				// leave it attached and silent; attaching another
+				// subscription to it would take its notifications.
+				return fmt.Errorf("%w: a second subscribe reply for subscription %d", ErrBadMessage, m.SubscriptionID)
 			}
 			cn.subscribed(m, cl)
 		}

@@ -47,7 +47,8 @@ var (
 	ErrQuotaExceeded = errors.New("livekv client: quota exceeded")
 
 	// ErrBadMessage: the server sent a message the client cannot use
-	// (malformed, or against the protocol: a subscribe reply repeated).
+	// (malformed, or against the protocol: a subscribe reply repeated,
+	// or naming a subscription the connection already has).
 	// The connection is dropped, and the subscriptions on it end with
 	// this error rather than resume, since resuming would bring the same
 	// message again; calls under way fail with ErrConnectionLost and this

@@ -229,3 +229,26 @@ func TestSubscription_NextAfterClientClose(t *testing.T) {
 	_, err = c.Get(ctx, "a")
 	require.ErrorIs(t, err, ErrClosed)
 }
+
+// TestSubscription_ReplyWithALiveID: a subscribe reply that names a
+// subscription the connection already has (a server that gave one id
+// twice) would take the first subscription's notifications for the
+// second, and leave the first silent. It is a bad message, as a repeated
+// reply is.
+func TestSubscription_ReplyWithALiveID(t *testing.T) {
+	url, _ := answeringServer(t, func(id int64) string {
+		return fmt.Sprintf(`{"code":200,"messageId":%d,"subscriptionId":1,"revision":1}`, id)
+	})
+	c, ctx := dialScripted(t, url)
+	a, err := c.Subscribe(ctx, []string{"a"}, nil)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := c.Subscribe(ctx, []string{"b"}, nil)
+	if err == nil {
+		defer b.Close()
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = a.Next(short)
+	require.ErrorIs(t, err, ErrBadMessage, "the first subscription")
+}
