@@ -180,10 +180,11 @@ func revisionOf(payload []byte, or int64) int64 {
 // scanFile is scan over the body of the segment file f, from offset base
 // to the file's end, read in pieces rather than whole (eachRecord): the
 // same calls to fn, with a payload valid only until fn returns, the same
-// result and the same error. Only at a record it cannot take (badRecord)
-// does it read the rest of the file, from that record on, and leave it to
-// scan, which tells a torn tail from damage by what follows. An error
-// reading f is returned as it is.
+// result and the same error. At a record it cannot take (badRecord) it
+// tells a torn tail from damage by what follows, as scan does, reading
+// the rest of the file in pieces too (restDamage): however long a damaged
+// segment, it never holds it whole. An error reading f is returned as it
+// is.
 func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, prev int64, fn func(payload []byte) error) (scanResult, error) {
 	var r scanResult
 	n, err := eachRecord(f, base, f.Size(), maxRecord, func(off int64, payload []byte) error {
@@ -198,13 +199,13 @@ func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, prev int64,
 	var bad *badRecord
 	switch {
 	case errors.As(err, &bad):
-		rest := make([]byte, f.Size()-bad.off)
-		if err := readFullAt(f, rest, bad.off); err != nil {
+		r.Good = bad.off
+		damage, err := restDamage(f, bad.off, f.Size(), version, maxRecord, prev)
+		if err != nil {
 			return r, err
 		}
-		res, err := scan(rest, bad.off, version, maxRecord, prev, func(_ byte, payload []byte) error { return fn(payload) })
-		res.Records += r.Records
-		return res, err
+		r.Torn = damage == nil
+		return r, damage
 	case err != nil:
 		return r, err
 	}
@@ -215,7 +216,7 @@ func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, prev int64,
 // readFullAt reads len(b) bytes of f at offset off into b; a read that
 // comes back short, the file having shrunk under it, is
 // io.ErrUnexpectedEOF.
-func readFullAt(f vfs.Reader, b []byte, off int64) error {
+func readFullAt(f io.ReaderAt, b []byte, off int64) error {
 	n, err := f.ReadAt(b, off)
 	if n == len(b) {
 		return nil

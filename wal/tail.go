@@ -148,17 +148,26 @@ func lengthBitFlipped(b []byte, length, crc uint32) (int, bool) {
 // checksum, whatever fixed bytes follow them), which is why only four are
 // tried.
 func zerosCanHide(msg []byte, k int, want uint32, trailer bool) bool {
-	k = min(k, len(msg))
+	var butLast uint32
+	if len(msg) > 0 {
+		butLast = crc32.Checksum(msg[:len(msg)-1], castagnoli)
+	}
+	return zerosCanHideSums(crc32.Checksum(msg, castagnoli), butLast, int64(len(msg)), int64(k), want, trailer)
+}
+
+// zerosCanHideSums is zerosCanHide of a message of msgLen bytes given
+// its checksum, sum, and that of all but its last byte, butLast.
+func zerosCanHideSums(sum, butLast uint32, msgLen, k int64, want uint32, trailer bool) bool {
+	k = min(k, msgLen)
 	fixed := 0 // bytes at the end whose value is known: the trailer
-	sum := crc32.Checksum(msg, castagnoli)
 	if trailer {
 		if k == 0 {
 			return false
 		}
 		fixed = 1
-		sum = crc32.Update(crc32.Checksum(msg[:len(msg)-1], castagnoli), castagnoli, []byte{txTrailer})
+		sum = crc32.Update(butLast, castagnoli, []byte{txTrailer})
 	}
-	free := min(k-fixed, 4)
+	free := int(min(k-int64(fixed), 4))
 	var tail [5]byte
 	n := free + fixed // the tail: free bytes, then the fixed ones, all zero here
 	zero := crc32.Checksum(tail[:n], castagnoli)
