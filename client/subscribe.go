@@ -185,9 +185,9 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 }
 
-// Err returns why the subscription ended: engine.ErrClosed
-// after Close (and ErrClosed too after Client.Close), an error that errors.Is recognises as engine.ErrCompacted
-// when it could not resume (the server's history no longer reaches back),
+// Err returns why the subscription ended: engine.ErrClosed after Close
+// (and ErrClosed too after Client.Close), an error that errors.Is
+// recognises as engine.ErrCompacted when it could not resume (the server's history no longer reaches back),
 // engine.ErrPatternTimeout, ErrUnauthorized or ErrForbidden when the
 // server no longer takes its credentials, or ErrSubscriptionLimit when it
 // was resumed on a connection that had no room left for it, or
