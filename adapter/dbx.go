@@ -455,11 +455,20 @@ func (st *dbxTx) wrote(key string, n int) error {
 }
 
 // refund gives back to the Quota what it counted for the transaction's
-// writes, which are about to roll back. Giving back (a negative charge) is
-// always accepted.
+// writes, which are about to roll back, last first, so that each brings
+// the count back to one it held before. A delete's give-back counts its
+// key again, which a Quota's Charge may take for a new key past its
+// limit: a PrefixQuota takes it back unchecked (giveBack), and any other
+// must accept it (see Quota).
 func (st *dbxTx) refund() {
-	for _, c := range st.charges {
-		st.a.opts.Quota.Charge(c.key, -c.Bytes, -c.Keys)
+	q := st.a.opts.Quota
+	for i := len(st.charges) - 1; i >= 0; i-- {
+		c := st.charges[i]
+		if g, ok := q.(giver); ok {
+			g.giveBack(c.key, c.Bytes, c.Keys)
+		} else {
+			q.Charge(c.key, -c.Bytes, -c.Keys)
+		}
 	}
 	st.charges = nil
 }

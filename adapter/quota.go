@@ -33,8 +33,11 @@ type Quota interface {
 	// fails to commit (a disk error) stays counted: a Quota may count
 	// more than the DB holds, never less. A DBX batch (or mset) whose
 	// transaction fails after Charge accepted some of its writes gives
-	// them back before it rolls back, calling Charge again (in the
-	// transaction) with bytes and keys negated, which Charge must accept.
+	// them back before it rolls back, the last first, calling Charge
+	// again (in the transaction) with bytes and keys negated, which
+	// Charge must accept: the give-back of a delete counts its key (and
+	// bytes) again, and refused, it would leave the Quota counting less
+	// than the DB holds. (A PrefixQuota is given them back otherwise.)
 	Charge(key string, bytes, keys int64) error
 }
 
@@ -186,6 +189,26 @@ func (q *PrefixQuota) Charge(key string, bytes, keys int64) error {
 		}
 	}
 	return nil
+}
+
+// giver is a Quota that takes back what it counted for a write that then
+// rolled back, without Charge's checks: the give-back of a delete counts
+// a key again, which Charge would refuse past a limit as a new key.
+type giver interface {
+	giveBack(key string, bytes, keys int64)
+}
+
+// giveBack implements giver: it takes back the bytes and keys it counted
+// for a write to key.
+func (q *PrefixQuota) giveBack(key string, bytes, keys int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, l := range q.limits {
+		if strings.HasPrefix(key, l.Prefix) {
+			q.used[i].Keys -= keys
+			q.used[i].Bytes -= bytes
+		}
+	}
 }
 
 // Usage returns what the keys under prefix hold, as counted; zero for a

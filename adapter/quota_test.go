@@ -226,3 +226,27 @@ func TestQuota_RecountIsBounded(t *testing.T) {
 	require.Equal(t, 507.0, c.call(m{"op": 2, "key": "todo:new", "value": "v"})["code"])
 	require.Equal(t, adapter.QuotaUsage{Keys: 2, Bytes: 14}, q.Usage("todo:"), "the count stopped short is not kept")
 }
+
+// TestQuota_FailedBatchGivesBackItsDelete: a DBX batch that deletes a key
+// and then fails gives back what the quota counted for each of its
+// writes, the delete's freed key included, though giving it back takes
+// the count back up to the limit: the count stays what the DB holds, and
+// the limit holds after. Before, the quota refused the delete's give-back
+// as it would a new key past the limit, and counted a key less than the
+// DB held, letting a key past the limit in.
+func TestQuota_FailedBatchGivesBackItsDelete(t *testing.T) {
+	f, q := newQuotaFixture(t, "", nil, adapter.QuotaLimit{Prefix: "q:", MaxKeys: 2, MaxBytes: 1 << 20})
+	c := f.dbx("api_key=" + apiKey)
+	c.ok("string.mset", obj{"pairs": obj{"q:1": "a", "q:2": "b"}})
+	held := q.Usage("q:")
+	require.Equal(t, scanUsage(t, f.db, "q:"), held)
+	e := c.fails("quota_exceeded", "batch", obj{"operations": []obj{
+		{"method": "string.delete", "params": obj{"key": "q:1"}},
+		{"method": "string.set", "params": obj{"key": "q:3", "value": "c"}},
+		{"method": "string.set", "params": obj{"key": "q:4", "value": "d"}},
+	}})
+	require.EqualValues(t, 2, e["operation"])
+	require.Equal(t, scanUsage(t, f.db, "q:"), q.Usage("q:"), "the batch changed nothing, and the count is what the DB holds")
+	c.fails("quota_exceeded", "string.set", obj{"key": "q:5", "value": "e"})
+	require.Equal(t, int64(2), scanUsage(t, f.db, "q:").Keys)
+}
