@@ -481,7 +481,7 @@ var errAccessUndecided = errors.New("livekv adapter: access pattern undecided")
 
 // tokenAccess verifies a token and compiles its access pattern.
 func (a *Adapter) tokenAccess(token string) (*access, int, error) {
-	c, err := verifyToken(a.opts.TokenSecret, token, a.opts.Now())
+	c, err := verifyToken(a.opts.TokenSecret, token, a.opts.Now(), maxTokenLen(a.opts.MaxPatterns))
 	switch {
 	case errors.Is(err, errTokenExpired):
 		return nil, http.StatusUnauthorized, err

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/livekv/livekv/pattern"
 )
 
 // TokenConfig is what POST /token/websocket asks for: the subscriptions a
@@ -62,9 +64,9 @@ func mac(secret []byte, payload string) []byte {
 // bits that are zero. The decoder alone would skip '\r' and '\n' and
 // ignore those bits, so that one token had many spellings, and a count
 // kept under its text (MaxTokenSubscriptions) one share per spelling.
-func verifyToken(secret []byte, token string, now time.Time) (claims, error) {
+func verifyToken(secret []byte, token string, now time.Time, maxLen int) (claims, error) {
 	payload, sig, ok := strings.Cut(token, ".")
-	if !ok || len(token) > maxTokenLen || !isTokenPart(payload) || !isTokenPart(sig) {
+	if !ok || len(token) > maxLen || !isTokenPart(payload) || !isTokenPart(sig) {
 		return claims{}, errTokenMalformed
 	}
 	got, err := tokenEncoding.DecodeString(sig)
@@ -91,8 +93,15 @@ func verifyToken(secret []byte, token string, now time.Time) (claims, error) {
 	return c, nil
 }
 
-// maxTokenLen bounds what verifyToken decodes.
-const maxTokenLen = 64 << 10
+// maxTokenLen bounds what verifyToken decodes: the longest token
+// IssueToken makes with at most maxPatterns subscribe keys and patterns.
+// Each of them, and the access pattern, is at most pattern.DefaultMaxLen
+// bytes, which JSON may escape to six times as many (&, <, >, control
+// characters), in quotes, and base64 makes a third longer; the rest of
+// the claims and the signature take far less than 1 KiB.
+func maxTokenLen(maxPatterns int) int {
+	return max(64<<10, (maxPatterns+1)*(6*pattern.DefaultMaxLen+3)*4/3+1024)
+}
 
 // tokenEncoding decodes a token's parts. Strict refuses final bits that
 // are not zero, which would give a part of the same bytes another

@@ -276,6 +276,38 @@ func TestWS_TokenAccessPatternOf256Bytes(t *testing.T) {
 	require.Contains(t, body["error"], `in "^a("`)
 }
 
+// TestWS_TokenOfMaxPatternsLongKeys: a token holds up to MaxPatterns
+// keys and patterns of 256 bytes each, and whatever IssueToken issues
+// within those limits, its connections accept. Before, a token was
+// refused as malformed (403) past 64 KiB, which a token with MaxPatterns
+// raised to 256, or with keys that JSON escapes, passes.
+func TestWS_TokenOfMaxPatternsLongKeys(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxPatterns: 256})
+	keys := make([]string, 256)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("room:%03d:", i) + strings.Repeat("k", 247) // 256 bytes
+	}
+	cfg, err := json.Marshal(adapter.TokenConfig{SubscribeKeys: keys})
+	require.NoError(t, err)
+	tok := f.token(string(cfg))
+	require.Greater(t, len(tok), 64<<10)
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": keys[0], "value": "v"})["code"])
+	require.Equal(t, keys[0], c.note()["key"])
+
+	// At the default MaxPatterns, 64 keys that JSON escapes (each & is
+	// six bytes in the token's claims).
+	f = newFixture(t, nil)
+	for i := range 64 {
+		keys[i] = fmt.Sprintf("%03d", i) + strings.Repeat("&", 253)
+	}
+	cfg, err = json.Marshal(adapter.TokenConfig{SubscribeKeys: keys[:64]})
+	require.NoError(t, err)
+	d := f.dbx("api_key=" + url.QueryEscape(f.token(string(cfg))))
+	d.ok("string.set", obj{"key": keys[1], "value": "v"})
+	require.Equal(t, keys[1], d.note()["key"])
+}
+
 func TestWS_Auth(t *testing.T) {
 	clock := time.Now()
 	now := func() time.Time { return clock }
