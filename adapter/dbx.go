@@ -97,8 +97,11 @@ func dbxCode(code int, err error) string {
 	case http.StatusGone:
 		return dbxCompacted
 	case http.StatusRequestEntityTooLarge:
-		// The engine's limits: "key of N bytes" or "value of K is N bytes".
-		if err != nil && strings.Contains(err.Error(), ": key of ") {
+		// The engine's limits: "engine: too large: key of N bytes" or
+		// "engine: too large: value of K is N bytes", as a cluster node
+		// passes them on too. Only the start tells: K, quoted, may hold
+		// anything.
+		if err != nil && strings.HasPrefix(err.Error(), engine.ErrTooLarge.Error()+": key of ") {
 			return dbxInvalidKey
 		}
 		return dbxInvalidValue

@@ -383,6 +383,23 @@ func TestDBX_ErrorCodes(t *testing.T) {
 	}
 }
 
+// TestDBX_TooLargeValueOfAKeyThatSaysKeyOf: a value over the DB's limit
+// is invalid_value whatever its key holds. Before, the code was told from
+// the engine's message by whether it held ": key of ", which the quoted
+// key in a value's message may: the value of "my: key of x" was
+// invalid_key.
+func TestDBX_TooLargeValueOfAKeyThatSaysKeyOf(t *testing.T) {
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, MaxKeySize: 16, MaxValueSize: 8}, nil)
+	c := f.dbx("api_key=" + apiKey)
+	big := strings.Repeat("v", 9)
+	c.fails("invalid_value", "string.set", obj{"key": "my: key of x", "value": big})
+	c.fails("invalid_value", "string.mset", obj{"pairs": obj{"my: key of x": big}})
+	c.ok("string.set", obj{"key": "my: key of x", "value": "vvvv"})
+	c.fails("invalid_value", "string.append", obj{"key": "my: key of x", "value": "vvvvv"})
+	c.fails("invalid_key", "string.set", obj{"key": strings.Repeat("k", 17), "value": "v"})
+	c.fails("invalid_key", "string.get", obj{"key": strings.Repeat("k", 17)})
+}
+
 func TestDBX_RateAndQuota(t *testing.T) {
 	q := &failingQuota{}
 	f := newFixture(t, &adapter.Options{RequestRate: 0.001, RequestBurst: 2, Quota: q})
