@@ -143,14 +143,10 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 		started(n)
 	}
 	if g := n.rn.gate; g != nil {
-		// A founder that started with no state: if the cluster has not
-		// run, it votes freely (voteGate).
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if !n.clusterHasRun(o.Peers, func() bool { return !g.open.Load() }) {
-				g.openUp()
-			}
+			n.holdGate(g, o.Peers)
 		}()
 	}
 	n.wg.Add(2)

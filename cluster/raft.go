@@ -23,6 +23,11 @@ const (
 // keyCurrentTerm is raft's key for its current term in the stable store.
 var keyCurrentTerm = []byte("CurrentTerm")
 
+// keyVoteGate, in the stable store, is 1 while the votes of a founder
+// whose folder was lost are gated (voteGate): restarted before it has
+// caught up, it gates them again.
+var keyVoteGate = []byte("livekv_vote_gate")
+
 // raftNode is raft with its stores and transport, on a mux.
 type raftNode struct {
 	opts  Options
@@ -60,8 +65,9 @@ func (n *raftNode) stop() raft.Future {
 // raft with fsm. A dir without raft state is bootstrapped with o.Peers, if
 // any; without them the node is fresh, and m's raft stays shut (see
 // mux.raftOpen), else startRaft opens it. closing is closed when the node starts closing (see raftStore).
-// With gateVotes, a node bootstrapped here withholds votes until it has
-// caught up with a leader (voteGate).
+// With gateVotes, a node bootstrapped here, or restarted with its gate
+// still up (keyVoteGate), withholds votes until it has caught up with a
+// leader (voteGate).
 // On error everything opened is closed again, m included.
 func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}, gateVotes bool) (_ *raftNode, err error) {
 	n := &raftNode{opts: *o, mux: m}
@@ -110,16 +116,25 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 			return nil, ErrClosed
 		}
 	}
+	held := false // the votes were gated when the node stopped
+	if exists && gateVotes {
+		v, err := n.store.GetUint64(keyVoteGate)
+		if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+			return nil, fmt.Errorf("cluster: read raft state: %w", err)
+		}
+		held = v == 1
+	}
 	if !exists && len(o.Peers) > 0 {
 		cfg := voters(o.Peers)
 		if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, trans, cfg); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.bootstrapped = true
-		if gateVotes {
-			n.gate = newVoteGate(syncTransport{n.trans}, o.NodeID, o.RaftAddr)
-			trans = n.gate
-		}
+	}
+	if gateVotes && (n.bootstrapped || held) {
+		n.gate = newVoteGate(syncTransport{n.trans}, o.NodeID, o.RaftAddr)
+		n.gate.held = held
+		trans = n.gate
 	}
 	// raft saves its term as it starts and panics if it cannot: find
 	// out first whether the disk takes a write, then let raft's stable

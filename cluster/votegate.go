@@ -31,7 +31,9 @@ const foundingIndex = 1
 // The node asks the other founders (Node.clusterHasRun) whether the
 // cluster has run: unless one of them has gone past the founding
 // configuration, the gate is lifted, and founders starting together vote
-// freely from then on. A founder that answers that it is starting itself
+// freely from then on. If it has, the gate is kept in the stable store
+// until it opens (Node.holdGate), so that it is up again should the node
+// restart before it catches up. A founder that answers that it is starting itself
 // (a whole cluster restarting) is asked again until it answers with its
 // status; one that cannot be reached counts as one that has not run.
 //
@@ -62,7 +64,14 @@ type voteGate struct {
 	commitIndex, currentTerm func() uint64               // raft's on this node
 	termAt                   func(uint64) (uint64, bool) // the term of the entry at an index in this node's log, if it holds one
 
-	open atomic.Bool // caught up, or lifted: every vote goes through
+	open     atomic.Bool   // caught up, or lifted: every vote goes through
+	opened   chan struct{} // closed by openUp
+	openOnce sync.Once
+
+	// held is set, before start, for a node restarted with its gate
+	// still up (keyVoteGate): it does not ask whether the cluster has
+	// run, which it knew.
+	held bool
 
 	// run's alone:
 	commit, term uint64 // the latest commit index a leader sent, with its term
@@ -78,7 +87,7 @@ var (
 // it, close stops it; openUp opens it (Node.setServed, and the lift
 // after Node.clusterHasRun).
 func newVoteGate(t syncTransport, id, addr string) *voteGate {
-	return &voteGate{syncTransport: t, rpcs: make(chan raft.RPC), done: make(chan struct{}),
+	return &voteGate{syncTransport: t, rpcs: make(chan raft.RPC), done: make(chan struct{}), opened: make(chan struct{}),
 		header: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte(addr)}}
 }
 
@@ -164,7 +173,10 @@ func (g *voteGate) isCaughtUp() bool {
 }
 
 // openUp lets every vote through from now on, for good.
-func (g *voteGate) openUp() { g.open.Store(true) }
+func (g *voteGate) openUp() {
+	g.open.Store(true)
+	g.openOnce.Do(func() { close(g.opened) })
+}
 
 // holdsCommitted reports whether the node holds the entry at the commit
 // index noted last, written in the term of the leader that sent it, and
@@ -182,6 +194,39 @@ func (g *voteGate) holdsCommitted() bool {
 func (g *voteGate) close() {
 	close(g.done)
 	g.wg.Wait()
+}
+
+// holdGate decides whether the gate g stays up, and keeps that on disk
+// until it opens. A founder that started with no state asks the other
+// founders whether the cluster has run (clusterHasRun) and, unless it
+// has, lifts the gate; one restarted with its gate held keeps it up.
+// While the gate stays up, the stable store says so (keyVoteGate), so
+// that the node, restarted before it catches up, gates its votes again
+// rather than vote freely with the part of the log it got; once the
+// gate opens, the key is cleared. (A node restarted before it had the
+// answer, the key not yet set, votes freely.)
+func (n *Node) holdGate(g *voteGate, peers []Peer) {
+	logf := n.opts.logf()
+	if !g.held {
+		if !n.clusterHasRun(peers, func() bool { return !g.open.Load() }) {
+			g.openUp()
+			return
+		}
+		if g.open.Load() {
+			return // caught up meanwhile
+		}
+		if err := n.rn.store.SetUint64(keyVoteGate, 1); err != nil {
+			logf("cluster: cannot keep the vote gate on disk: %v", err)
+		}
+	}
+	select {
+	case <-g.opened:
+	case <-n.ctx.Done():
+		return
+	}
+	if err := n.rn.store.SetUint64(keyVoteGate, 0); err != nil {
+		logf("cluster: cannot clear the vote gate on disk: %v", err)
+	}
 }
 
 // clusterHasRun asks the other founders, each for at most

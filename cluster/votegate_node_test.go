@@ -51,3 +51,40 @@ func TestNode_WipedFounderIsNotLiftedByAStartingPeer(t *testing.T) {
 	nl := c.leader()
 	require.Contains(t, c.fsms[nl].list(), []byte("X"), "a committed entry was lost; the leader is n%d", nl)
 }
+
+// TestNode_WipedFounderRestartedBeforeCatchingUpStillWaits: the wiped
+// founder of TestNode_WipedFounderVotesOnlyOnceCaughtUp restarts again
+// before it has caught up. Its folder now holds the founding
+// configuration: before, it voted freely from then on, f1 won with its
+// vote, and X was lost.
+func TestNode_WipedFounderRestartedBeforeCatchingUpStillWaits(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	peers := founders(c)
+	l, f1, f2 := c.folderLostWhileOneLagged()
+	c.open(f2, peers, nil)
+	require.Eventually(t, func() bool {
+		v, err := c.nodes[f2].rn.store.GetUint64(keyVoteGate)
+		return err == nil && v == 1
+	}, 10*time.Second, time.Millisecond, "f2 keeps its gate on disk: f1 answers that the cluster has run")
+	require.NoError(t, c.nodes[f2].Close())
+	c.open(f2, nil, nil)
+
+	require.Never(t, func() bool { return c.nodes[f1].IsLeader() || c.nodes[f2].IsLeader() },
+		2*time.Second, 5*time.Millisecond, "f1 campaigns; it wins only with the wiped node's vote")
+	c.open(l, nil, nil)
+	nl := c.leader()
+	require.Contains(t, c.fsms[nl].list(), []byte("X"), "a committed entry was lost; the leader is n%d", nl)
+	require.Eventually(t, func() bool {
+		v, err := c.nodes[f2].rn.store.GetUint64(keyVoteGate)
+		return c.nodes[f2].rn.gate.open.Load() && err == nil && v == 0
+	}, 10*time.Second, time.Millisecond, "caught up, f2 clears its gate")
+
+	// Restarted once more, it votes freely: with the leader gone, it and
+	// the other elect one.
+	require.NoError(t, c.nodes[f2].Close())
+	c.open(f2, nil, nil)
+	require.Nil(t, c.nodes[f2].rn.gate, "the gate is up again")
+	require.NoError(t, c.nodes[nl].Close())
+	c.nodes[nl] = nil
+	require.Contains(t, c.fsms[c.leader()].list(), []byte("X"))
+}
