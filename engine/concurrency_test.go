@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -302,4 +303,54 @@ func TestDB_Reads_NeverTorn(t *testing.T) {
 	writers.Wait()
 	close(stop)
 	readers.Wait()
+}
+
+// TestDB_Get_SeesWholeTransactions checks that a Get never shows a write
+// of a transaction that is not yet visible as a whole: a reader that
+// gets the first key a transaction wrote, then the last, never finds
+// the last older than the first, nor Revision below what it got.
+func TestDB_Get_SeesWholeTransactions(t *testing.T) {
+	db := open(t, nil)
+	keys := make([]string, 2000) // a commit's publish long enough to be caught in
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%04d", i)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := db.Update(func(tx *engine.Tx) error {
+				for _, k := range keys {
+					if _, err := tx.Set(k, "v", nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for n := 0; n < 20000; {
+		first, err := db.Get(keys[0])
+		if errors.Is(err, engine.ErrNotFound) {
+			runtime.Gosched() // the first transaction is not visible yet
+			continue
+		}
+		n++
+		require.NoError(t, err)
+		rev := db.Revision()
+		last, err := db.Get(keys[len(keys)-1])
+		require.NoError(t, err, "%s at revision %d, Revision() %d", keys[0], first.Revision, rev)
+		require.GreaterOrEqual(t, rev, first.Revision, "a Get showed a revision not yet visible")
+		require.GreaterOrEqual(t, last.Revision, first.Revision, "a Get showed part of a transaction")
+	}
 }

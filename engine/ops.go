@@ -1,8 +1,12 @@
 package engine
 
+import "runtime"
+
 // Get returns the item stored under key, or ErrNotFound. It reads the newest
 // committed revision, takes only the read lock of the key's index shard
 // (which a writer holds for a map insert at most), and allocates nothing.
+// It never shows part of a transaction: a key's version whose commit is
+// still being made visible, key by key, waits for the rest of it.
 func (db *DB) Get(key string) (Item, error) {
 	if db.closed.Load() {
 		return Item{}, ErrClosed
@@ -10,7 +14,7 @@ func (db *DB) Get(key string) (Item, error) {
 	if err := db.checkKey(key); err != nil {
 		return Item{}, err
 	}
-	for {
+	for spins := 0; ; spins++ {
 		g := db.readGate()
 		s, e := db.index.read(key)
 		var v shown
@@ -22,6 +26,15 @@ func (db *DB) Get(key string) (Item, error) {
 		s.mu.RUnlock()
 		if db.restoring.Load() != g {
 			continue // a Restore began: read its state
+		}
+		if v.rev > db.committed.Load() {
+			// publish stores the visible copies of a commit's keys one
+			// by one, then its revision: until then another key of the
+			// commit may still show what it held before.
+			if spins >= 16 {
+				runtime.Gosched()
+			}
+			continue
 		}
 		if e == nil || !v.live(db.readAt()) {
 			return Item{}, ErrNotFound
