@@ -19,49 +19,89 @@ import (
 // members; numbers keep their text. A member the patch sets is written
 // as the patch wrote it.
 func patch(old, p string) string {
-	po, ok := jsonObject(p)
+	pt, ok := jsonObject(p)
 	if !ok {
 		return old + p
 	}
-	oo, ok := jsonObject(old)
+	ot, ok := jsonObject(old)
 	if !ok {
 		return old + p
 	}
 	var b bytes.Buffer
 	b.Grow(len(old) + len(p))
-	mergePatch(&b, oo, po)
+	mergePatch(&b, ot, ot.members(0), pt, pt.members(0))
 	return b.String()
 }
 
 // member is one member of a JSON object: its name as written, quotes and
-// escapes included; the name decoded for comparing (nameKey); and the
-// text of its value, without the whitespace around it.
+// escapes included; the name decoded for comparing (nameKey); the text
+// of its value, without the whitespace around it; and where that value
+// starts in its jsonText.
 type member struct {
 	name, key, value string
+	at               int
 }
 
-// jsonObject returns the members of s if s is exactly one JSON object,
+// jsonText is a JSON text and where each of its objects and arrays ends,
+// found in one pass: a merge walks into nested objects, and finding the
+// end of each value by reading it again at every level it is merged at
+// would take time in the text's size times its depth, under the writer
+// lock (TestPatch_DeepInLinearTime).
+type jsonText struct {
+	t    string
+	open []int // where each '{' and '[' is, in order
+	end  []int // just past the bracket that closes it
+}
+
+// jsonObject returns s as a jsonText if s is exactly one JSON object,
 // whitespace around it aside (see members).
-func jsonObject(s string) ([]member, bool) {
+func jsonObject(s string) (*jsonText, bool) {
 	t := strings.TrimLeft(s, " \t\r\n")
 	if !strings.HasPrefix(t, "{") || !json.Valid([]byte(t)) {
 		return nil, false
 	}
-	return members(t), true
+	x := &jsonText{t: t}
+	var stack []int
+	for i := 0; i < len(t); i++ {
+		switch t[i] {
+		case '"':
+			i = stringEnd(t, i) - 1
+		case '{', '[':
+			stack = append(stack, len(x.open))
+			x.open = append(x.open, i)
+			x.end = append(x.end, 0)
+		case '}', ']':
+			n := len(stack) - 1
+			x.end[stack[n]] = i + 1
+			stack = stack[:n]
+		}
+	}
+	return x, true
 }
 
-// members returns the members of the JSON object that t, valid JSON,
-// starts with, in the order of their keys, each name once: of members
-// with one name, the last, as a JSON decoder keeps.
-func members(t string) []member {
+// valueEnd returns the index just past the JSON value that starts at
+// t[i].
+func (x *jsonText) valueEnd(i int) int {
+	if c := x.t[i]; c == '{' || c == '[' {
+		k, _ := slices.BinarySearch(x.open, i)
+		return x.end[k]
+	}
+	return valueEnd(x.t, i)
+}
+
+// members returns the members of the JSON object that starts at t[at],
+// in the order of their keys, each name once: of members with one name,
+// the last, as a JSON decoder keeps.
+func (x *jsonText) members(at int) []member {
+	t := x.t
 	var ms []member
-	i := skipSpace(t, 1) // past '{'
+	i := skipSpace(t, at+1) // past '{'
 	for t[i] != '}' {
 		j := stringEnd(t, i)
 		name := t[i:j]
 		i = skipSpace(t, skipSpace(t, j)+1) // past ':'
-		j = valueEnd(t, i)
-		ms = append(ms, member{name: name, key: nameKey(name), value: t[i:j]})
+		j = x.valueEnd(i)
+		ms = append(ms, member{name: name, key: nameKey(name), value: t[i:j], at: i})
 		i = skipSpace(t, j)
 		if t[i] == ',' {
 			i = skipSpace(t, i+1)
@@ -78,10 +118,10 @@ func members(t string) []member {
 	return out
 }
 
-// mergePatch writes the RFC 7396 merge of patch onto target to b, both
-// in the order of their keys (see members); a nil target is an empty
-// object.
-func mergePatch(b *bytes.Buffer, target, patch []member) {
+// mergePatch writes the RFC 7396 merge of patch, members of pt, onto
+// target, members of tt, to b, both in the order of their keys (see
+// members); a nil target is an empty object.
+func mergePatch(b *bytes.Buffer, tt *jsonText, target []member, pt *jsonText, patch []member) {
 	b.WriteByte('{')
 	n := 0
 	put := func(name string) {
@@ -110,9 +150,9 @@ func mergePatch(b *bytes.Buffer, target, patch []member) {
 			continue
 		}
 		p := patch[j]
-		old := ""
+		old, oldAt := "", 0
 		if c == 0 {
-			old = target[i].value
+			old, oldAt = target[i].value, target[i].at
 			i++
 		}
 		j++
@@ -126,9 +166,9 @@ func mergePatch(b *bytes.Buffer, target, patch []member) {
 		}
 		var tm []member // nil unless the target's member is an object
 		if strings.HasPrefix(old, "{") {
-			tm = members(old)
+			tm = tt.members(oldAt)
 		}
-		mergePatch(b, tm, members(p.value))
+		mergePatch(b, tt, tm, pt, pt.members(p.at))
 	}
 	b.WriteByte('}')
 }
