@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/livekv/livekv/engine"
@@ -160,6 +162,19 @@ func backup(args []string) error {
 	if *out == "" {
 		err = copyBackup(os.Stdout)
 	} else {
+		// SIGINT or SIGTERM would kill the process before writeWhole
+		// removes its temporary file: they stop the copy instead, which
+		// then fails, leaving no file.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		go func() {
+			select {
+			case s := <-sigs:
+				cancel(fmt.Errorf("%w (%v)", errInterrupted, s))
+			case <-ctx.Done():
+			}
+		}()
 		err = writeWhole(*out, copyBackup) // a crash after the message below keeps it
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -379,6 +380,55 @@ func TestRestore_DamagedBackupHint(t *testing.T) {
 			require.NotContains(t, string(out), "--repair", "%s", out)
 			require.NotContains(t, string(out), "--salvage", "%s", out)
 			require.Contains(t, string(out), "the backup file is cut short or damaged", "%s", out)
+		})
+	}
+}
+
+// Ctrl-C or SIGTERM while backup -o FILE is under way: backup stops,
+// says the backup is incomplete, exits 1 and leaves no file, whole or
+// temporary (a process killed by the signal left FILE.tmp-*).
+func TestBackup_InterruptedRemovesTemporaryFile(t *testing.T) {
+	bin := build(t)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Livekv-Revision")
+		w.Write(bytes.Repeat([]byte("x"), 4096))
+		w.(http.Flusher).Flush()
+		select { // still sending, as far as backup knows
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "livekv.backup")
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "backup", "--timeout", "30s", "--api-key", "k1", "--addr", slow.URL, "-o", file)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			require.Eventually(t, func() bool { // the first bytes are in the temporary file
+				tmp, _ := filepath.Glob(file + ".tmp-*")
+				if len(tmp) != 1 {
+					return false
+				}
+				st, err := os.Stat(tmp[0])
+				return err == nil && st.Size() == 4096
+			}, 10*time.Second, 10*time.Millisecond)
+			require.NoError(t, cmd.Process.Signal(sig))
+			err := cmd.Wait()
+			require.NoError(t, ctx.Err(), "backup went on after %v: %s", sig, stderr.String())
+			require.Error(t, err)
+			require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v: %s", err, stderr.String())
+			require.Contains(t, stderr.String(), "interrupted")
+			require.Contains(t, stderr.String(), "the backup is incomplete")
+			left, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Empty(t, left, "no file, whole or temporary")
 		})
 	}
 }
