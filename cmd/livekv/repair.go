@@ -94,7 +94,7 @@ func copyFolderUntil(ctx context.Context, src, dst string) error {
 		case rel == "LOCK" || !d.Type().IsRegular():
 			return nil
 		}
-		return copyFile(p, to)
+		return copyFile(ctx, p, to)
 	})
 	if err != nil {
 		return err
@@ -110,7 +110,14 @@ func copyFolderUntil(ctx context.Context, src, dst string) error {
 	return syncDir(filepath.Dir(filepath.Clean(dst)))
 }
 
-func copyFile(from, to string) error {
+// copyChunk is how much copyFile copies between two looks at its
+// context.
+const copyChunk = 4 << 20
+
+// copyFile copies the file from to the new file to, and syncs it. It
+// stops, within the file, once ctx is done: a snapshot or a log segment
+// may take long to copy.
+func copyFile(ctx context.Context, from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
 		return err
@@ -124,9 +131,18 @@ func copyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	for {
+		if err := ctx.Err(); err != nil {
+			out.Close()
+			return err
+		}
+		// io.CopyN keeps os.File's in-kernel copy.
+		if _, err := io.CopyN(out, in, copyChunk); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			out.Close()
+			return err
+		}
 	}
 	if err := out.Sync(); err != nil {
 		out.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -134,4 +135,37 @@ func TestStoredKey_WholeOrNone(t *testing.T) {
 	st, err := os.Stat(file)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
+
+// stopWhen is a context that is cancelled once stop says so, whenever
+// its Err is asked.
+type stopWhen struct {
+	context.Context
+	stop func() bool
+}
+
+func (c stopWhen) Err() error {
+	if c.stop() {
+		return context.Canceled
+	}
+	return c.Context.Err()
+}
+
+// TestCopyFolderUntil_StopsWithinAFile: dump --salvage's copy stops
+// within a file once its context is cancelled (Ctrl-C), not after the
+// file: a folder's snapshot or log segment may take long to copy.
+func TestCopyFolderUntil_StopsWithinAFile(t *testing.T) {
+	src := t.TempDir()
+	const size = 32 << 20
+	require.NoError(t, os.WriteFile(filepath.Join(src, "big"), make([]byte, size), 0o600))
+	dst := filepath.Join(t.TempDir(), "copy")
+	ctx := stopWhen{Context: context.Background(), stop: func() bool {
+		_, err := os.Stat(filepath.Join(dst, "big")) // its copy has begun
+		return err == nil
+	}}
+	err := copyFolderUntil(ctx, src, dst)
+	require.ErrorIs(t, err, context.Canceled)
+	st, err := os.Stat(filepath.Join(dst, "big"))
+	require.NoError(t, err)
+	require.Less(t, st.Size(), int64(size), "the copy went on to the end of the file")
 }
