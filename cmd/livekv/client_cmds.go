@@ -372,36 +372,53 @@ func rangeCmd(args []string) error {
 	if *limit < 0 {
 		return f.bad("--limit must not be negative")
 	}
-	return f.run(func(ctx context.Context, c *kvclient.Client) error {
-		o := &kvclient.RangeOptions{Limit: *limit}
-		seq := c.Prefix(ctx, *prefix, o)
-		if len(rest) > 0 {
-			end := ""
-			if len(rest) == 2 {
-				end = rest[1]
-			}
-			seq = c.Range(ctx, rest[0], end, o)
-		}
-		for it, err := range seq {
-			if err != nil {
-				return err
-			}
-			switch {
-			case *f.output == "json" && *keysOnly:
-				err = printJSON(map[string]any{"key": it.Key})
-			case *f.output == "json":
-				err = printJSON(map[string]any{"key": it.Key, "value": it.Value})
-			case *keysOnly:
-				_, err = fmt.Println(it.Key)
-			default:
-				_, err = fmt.Printf("%s\n%s\n", it.Key, it.Value)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+	// --timeout bounds each wait for the server (a page), not the whole
+	// range, which may have many pages, nor the time spent writing them
+	// (to a pager, say).
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	c, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	timer := time.AfterFunc(*f.timeout, func() {
+		cancel(fmt.Errorf("no answer from the server within %v (--timeout): %w", *f.timeout, context.DeadlineExceeded))
 	})
+	defer timer.Stop()
+	o := &kvclient.RangeOptions{Limit: *limit}
+	seq := c.Prefix(ctx, *prefix, o)
+	if len(rest) > 0 {
+		end := ""
+		if len(rest) == 2 {
+			end = rest[1]
+		}
+		seq = c.Range(ctx, rest[0], end, o)
+	}
+	for it, err := range seq {
+		timer.Stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return err
+		}
+		switch {
+		case *f.output == "json" && *keysOnly:
+			err = printJSON(map[string]any{"key": it.Key})
+		case *f.output == "json":
+			err = printJSON(map[string]any{"key": it.Key, "value": it.Value})
+		case *keysOnly:
+			_, err = fmt.Println(it.Key)
+		default:
+			_, err = fmt.Printf("%s\n%s\n", it.Key, it.Value)
+		}
+		if err != nil {
+			return err
+		}
+		timer.Reset(*f.timeout)
+	}
+	return nil
 }
 
 // patternList is a repeatable --pattern flag.
