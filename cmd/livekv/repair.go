@@ -34,8 +34,21 @@ func repair(dir string, checkErr error, lim *engine.Options) (kept string, err e
 	if kept, err = keepAside(dir, time.Now()); err != nil {
 		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
 	}
-	if err := copyFolder(dir, kept); err != nil {
+	// SIGINT or SIGTERM would kill the process midway, leaving a copy
+	// cut short under the name of the folder as it was: they stop the
+	// copy instead, which is then removed, and nothing is repaired.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = copyFolderUntil(ctx, dir, kept)
+	if err == nil {
+		err = ctx.Err() // a signal as the copy ended
+	}
+	interrupted := ctx.Err() != nil
+	stop()
+	if err != nil {
 		os.RemoveAll(kept)
+		if interrupted {
+			return "", fmt.Errorf("%w while keeping a copy of %s: nothing repaired, no copy kept", errInterrupted, dir)
+		}
 		return "", fmt.Errorf("keeping a copy in %s: %w (nothing repaired)", kept, err)
 	}
 	db, err := engine.Open(dir, &engine.Options{Repair: true, SweepInterval: -1, MaxKeySize: lim.MaxKeySize, MaxValueSize: lim.MaxValueSize})

@@ -397,3 +397,52 @@ func TestTools_KeyOverLimits(t *testing.T) {
 	out, err = exec.Command(bin, "restore", "--max-key-size", "4096", filepath.Join(tmp, "backup"), restored).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 }
+
+// check --repair stopped by Ctrl-C or SIGTERM while it copies the folder
+// aside removes what it copied, repairs nothing and exits 1: a process
+// killed by the signal left DIR.before-repair-... cut short, which a
+// later look would take for the folder as it was.
+func TestCheckRepair_InterruptedKeepsNoPartialCopy(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no signals to send on windows")
+	}
+	bin := build(t)
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			seg, raw := damaged(t, dir)
+			// A large file, copied first, that the signal comes during.
+			big, err := os.Create(filepath.Join(dir, "aa-big"))
+			require.NoError(t, err)
+			require.NoError(t, big.Truncate(256<<20))
+			require.NoError(t, big.Close())
+			cmd := exec.Command(bin, "check", "--repair", dir)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			require.Eventually(t, func() bool {
+				copying, _ := filepath.Glob(dir + ".before-repair-*/aa-big")
+				return len(copying) == 1
+			}, 20*time.Second, time.Millisecond)
+			require.NoError(t, cmd.Process.Signal(sig))
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait() }()
+			select {
+			case err = <-waited:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("check --repair still running 20s after %v", sig)
+			}
+			require.Error(t, err)
+			require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v: %s", err, out.String())
+			require.Contains(t, out.String(), "interrupted")
+			require.Contains(t, out.String(), "nothing repaired")
+			kept, err := filepath.Glob(dir + ".before-repair-*")
+			require.NoError(t, err)
+			require.Empty(t, kept, "no copy cut short is kept")
+			now, err := os.ReadFile(seg)
+			require.NoError(t, err)
+			require.Equal(t, raw, now, "the folder is not repaired")
+		})
+	}
+}
