@@ -1,6 +1,9 @@
 package main_test
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +11,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +168,42 @@ func TestServe_RaftLogFlag(t *testing.T) {
 		"--node", "a", "--raft", raft, "--peers", "a="+raft, "--raft-log", "wal").CombinedOutput()
 	require.Error(t, err, "%s", out)
 	require.Contains(t, string(out), "raft.db")
+}
+
+// TestServe_JoinWithSpaces: --join takes its addresses as --peers does,
+// with spaces after the commas ("a:7001, b:7002"): a node joins through
+// the second when the first is down, rather than try " b:7002" until the
+// join times out.
+func TestServe_JoinWithSpaces(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	raft1, raft2 := freeAddr(t), freeAddr(t)
+	first := runServe(t, bin, "serve", "--data", filepath.Join(dir, "1"), "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "n1", "--raft", raft1, "--peers", "n1="+raft1, "--raft-profile", "lan")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--data", filepath.Join(dir, "2"), "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "n2", "--raft", raft2, "--join", closedAddr(t)+", "+raft1, "--raft-profile", "lan")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	second := &server{cmd: cmd}
+	lines := bufio.NewScanner(stdout)
+	for second.base == "" && lines.Scan() {
+		if m := regexp.MustCompile(`HPKV API at (http://\S+)/kv`).FindStringSubmatch(lines.Text()); m != nil {
+			second.base = m[1]
+		}
+	}
+	if second.base == "" {
+		cmd.Wait() // stderr is whole
+		t.Fatalf("the node did not join within 30s (%v): %s", ctx.Err(), stderr.String())
+	}
+	go io.Copy(io.Discard, stdout)
+	out, err := exec.Command(bin, "cluster", "status", "--raft", raft1).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), `"n2"`)
+	second.stop(t)
+	first.stop(t)
 }

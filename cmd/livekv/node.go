@@ -53,8 +53,27 @@ func (cf clusterFlags) check() error {
 	if cf.raft == "" {
 		return errors.New("cluster mode needs --raft HOST:PORT")
 	}
+	if _, err := cf.joinList(); err != nil {
+		return err
+	}
 	_, err = cf.peerList()
 	return err
+}
+
+// joinList is --join, each address without the spaces around it, as
+// --peers takes them: "a:7001, b:7002" is two addresses.
+func (cf clusterFlags) joinList() ([]string, error) {
+	if cf.join == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, a := range strings.Split(cf.join, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			return nil, fmt.Errorf("--join %q: an empty address", cf.join)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // peerList is --peers.
@@ -133,8 +152,8 @@ func openStore(dir string, eo engine.Options, cf clusterFlags) (*store, error) {
 	if o.Peers, err = cf.peerList(); err != nil {
 		return nil, err
 	}
-	if cf.join != "" {
-		o.Join = strings.Split(cf.join, ",")
+	if o.Join, err = cf.joinList(); err != nil {
+		return nil, err
 	}
 	n, err := cluster.Open(filepath.Join(dir, "raft"), o)
 	if err != nil {

@@ -28,6 +28,8 @@ func TestClusterFlags_Check(t *testing.T) {
 		{clusterFlags{peers: peers}, "cluster mode needs --raft HOST:PORT"},
 		{clusterFlags{raft: raft, peers: "a"}, "is not ID=HOST:PORT"},
 		{clusterFlags{node: "a", raft: raft, peers: peers, join: raft}, "not both"},
+		{clusterFlags{raft: raft, join: raft + ", " + raft}, ""},
+		{clusterFlags{raft: raft, join: raft + ",,"}, "an empty address"},
 	} {
 		err := tc.cf.check()
 		if tc.want == "" {
