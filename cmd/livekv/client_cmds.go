@@ -269,8 +269,8 @@ func getCmd(args []string) error {
 		if *f.output == "json" {
 			return printJSON(map[string]any{"key": it.Key, "value": it.Value, "revision": it.Revision})
 		}
-		fmt.Printf("%s\n%s\n", it.Key, it.Value)
-		return nil
+		_, err = fmt.Printf("%s\n%s\n", it.Key, it.Value)
+		return err // a value not written is lost: exit 1
 	})
 }
 
@@ -302,8 +302,8 @@ func putCmd(args []string) error {
 		if *f.output == "json" {
 			return printJSON(map[string]any{"revision": rev})
 		}
-		fmt.Println("OK")
-		return nil
+		_, err = fmt.Println("OK")
+		return err
 	})
 }
 
@@ -325,8 +325,8 @@ func delCmd(args []string) error {
 		if *f.output == "json" {
 			return printJSON(map[string]any{"deleted": n, "revision": rev})
 		}
-		fmt.Println(n)
-		return nil
+		_, err = fmt.Println(n)
+		return err
 	})
 }
 
@@ -350,8 +350,8 @@ func incrCmd(args []string) error {
 		if *f.output == "json" {
 			return printJSON(map[string]any{"key": rest[0], "value": n, "revision": rev})
 		}
-		fmt.Println(n)
-		return nil
+		_, err = fmt.Println(n)
+		return err
 	})
 }
 
@@ -555,16 +555,14 @@ func versionCmd(args []string) error {
 	if *output == "json" {
 		return printJSON(v)
 	}
-	fmt.Printf("livekv %s\n", v["version"])
+	rev := "revision unknown (built without VCS information)"
 	if r := v["revision"]; r != "" {
 		mod := ""
 		if v["modified"] == "true" {
 			mod = " (modified)"
 		}
-		fmt.Printf("revision %s%s %s\n", r, mod, v["time"])
-	} else {
-		fmt.Println("revision unknown (built without VCS information)")
+		rev = fmt.Sprintf("revision %s%s %s", r, mod, v["time"])
 	}
-	fmt.Println(v["go"])
-	return nil
+	_, err = fmt.Printf("livekv %s\n%s\n%s\n", v["version"], rev, v["go"])
+	return err
 }
