@@ -1,0 +1,40 @@
+//go:build linux
+
+package main_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestClientCommands_OutputNotWritten: a command whose output cannot be
+// written (a full disk: /dev/full) fails, exit 1, saying so, in plain
+// output as in JSON: get's value, above all, is not lost with exit 0.
+func TestClientCommands_OutputNotWritten(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer full.Close()
+	bin := build(t)
+	srv := runServe(t, bin, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--addr", "127.0.0.1:0", "--api-key", "k1")
+	c := cli{t: t, bin: bin, addr: strings.TrimPrefix(srv.base, "http://"), key: "k1"}
+	c.ok("put", "k", "v")
+	for _, args := range [][]string{
+		{"get", "k"}, {"get", "-o", "json", "k"}, {"put", "k", "v"}, {"put", "-o", "json", "k", "v"},
+		{"incr", "n"}, {"del", "k"}, {"range", "--prefix", ""}, {"version"},
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "LIVEKV_API_KEY=k1", "LIVEKV_ADDR="+c.addr)
+		var stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = full, &stderr
+		err := cmd.Run()
+		require.Error(t, err, "%v", args)
+		require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v: %s", args, stderr.String())
+		require.Contains(t, stderr.String(), "no space left on device", "%v", args)
+	}
+	srv.stop(t)
+}
