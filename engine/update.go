@@ -17,6 +17,9 @@ import (
 // never wait for them. On disk, Update returns, whatever it returns, only
 // once its own writes and every write of another transaction that fn read
 // are durable: no caller learns of a write that a crash could take back.
+// fn writes through tx alone: a DB method that writes (Set, Update,
+// Subscribe, Close and the others that take the writer lock), called
+// from fn, waits for the transaction that runs it, for ever.
 //
 // It returns the revision the transaction committed at, 0 if it wrote
 // nothing.
