@@ -135,3 +135,29 @@ func TestWS_AccessPatternWholeKey(t *testing.T) {
 	r := c.call(m{"op": 5, "key": "user:0", "endKey": "user:9"})
 	require.Equal(t, 2.0, r["count"], "%v", r)
 }
+
+// TestWS_ErrorQuotesLittleOfItsInput: an error reply quotes at most a
+// little of what the client sent, however large. Before, a bad increment
+// and a pattern too long were quoted whole, escaped: a message of 1 MiB of
+// U+0080 got a reply of 3.5 MiB, so that a client made the server build
+// and send three and a half times what it sent, per request in flight.
+func TestWS_ErrorQuotesLittleOfItsInput(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial("apiKey=" + apiKey)
+	big := strings.Repeat("\u0080", 1<<19) // 1 MiB, which %q writes as 3 MiB
+	for _, req := range []m{
+		{"op": 6, "key": "n", "value": big},
+		{"op": 100, "patterns": []string{big}},
+	} {
+		c.next++
+		req["messageId"] = c.next
+		c.write(req)
+		_, b, err := c.ws.Read(t.Context())
+		require.NoError(t, err)
+		require.Less(t, len(b), 4<<10, "op %v: %.200s", req["op"], b)
+		require.Contains(t, string(b), `"code":400`)
+	}
+	code, body := f.rest("POST", "/token/websocket", apiKey, `{"accessPattern":"`+big+`"}`)
+	require.Equal(t, 400, code)
+	require.Less(t, len(body["error"].(string)), 4<<10, "%.200s", body["error"])
+}

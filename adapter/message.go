@@ -217,7 +217,7 @@ func (r *request) delta() (int64, error) {
 	}
 	n, err := strconv.ParseInt(r.Value, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: increment %q is not an integer", errBadRequest, r.Value)
+		return 0, fmt.Errorf("%w: increment %.32q is not an integer", errBadRequest, r.Value)
 	}
 	return n, nil
 }

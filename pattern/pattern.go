@@ -52,8 +52,21 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("pattern: %s at offset %d in %q", e.Msg, e.Pos, e.Pattern)
+	p, more := e.Pattern, ""
+	if len(p) > quoteMax {
+		i := quoteMax
+		for i > 0 && !utf8.RuneStart(p[i]) {
+			i--
+		}
+		p, more = p[:i], "..."
+	}
+	return fmt.Sprintf("pattern: %s at offset %d in %q%s", e.Msg, e.Pos, p, more)
 }
+
+// quoteMax is the most of a pattern that a SyntaxError's message quotes,
+// in bytes: a pattern too long, which may come from a client, is not
+// echoed back whole (quoted, it can be several times its size).
+const quoteMax = 2 * DefaultMaxLen
 
 // Unwrap makes errors.Is(err, ErrSyntax) true.
 func (e *SyntaxError) Unwrap() error { return ErrSyntax }
