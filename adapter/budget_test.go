@@ -84,3 +84,44 @@ func TestWS_ReplyBudget_SlowClient(t *testing.T) {
 	time.Sleep(2 * 300 * time.Millisecond) // the senders' timeouts that came after the first
 	require.Equal(t, int64(1), f.a.Stats().SlowClosed)
 }
+
+// TestWS_SlowSubscriberHoldsLittle: the events a subscription has not
+// sent yet, for a client that does not read, hold no more than the
+// connection's byte budget and a value or two per subscription; the rest
+// waits in the change history, shared by every subscriber. Before, each
+// subscription of the connection took up to 256 events from the history
+// into a buffer of its own, keeping their values alive after the history
+// had let them go: four subscriptions of a client that read nothing held
+// 76 MiB of 64 KiB values, with a budget of 256 KiB and a history of
+// 256 KiB.
+func TestWS_SlowSubscriberHoldsLittle(t *testing.T) {
+	const (
+		subs    = 4
+		writes  = 300
+		valueSz = 64 << 10
+		budget  = 256 << 10
+		history = 256 << 10
+	)
+	f := newFixtureDB(t, &engine.Options{SweepInterval: -1, HistoryBytes: history},
+		&adapter.Options{MaxQueuedBytes: budget, SlowClientTimeout: 20 * time.Second})
+	c := f.dial("apiKey=" + apiKey)
+	for i := range subs {
+		require.Equal(t, 200.0, c.call(m{"op": 100, "patterns": []string{fmt.Sprint("k", i)}})["code"])
+	}
+	before := heapInUse()
+	for j := range writes {
+		for i := range subs {
+			// A value of its own each time, which the history lets go.
+			v := strings.Repeat(string(rune('a'+j%26)), valueSz) + fmt.Sprint(j)
+			_, err := f.db.Set(fmt.Sprint("k", i), v, nil)
+			require.NoError(t, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the forwarders take what they will
+	grew := heapInUse() - before
+	// The budget (and the encoding's working buffers), the history, and
+	// two values per subscription, with room for the rest of the process.
+	bound := int64(3*budget + history + subs*2*valueSz + 8<<20)
+	require.Less(t, grew, bound, "heap grew %.1f MiB, bound %.1f MiB", float64(grew)/(1<<20), float64(bound)/(1<<20))
+	c.ws.CloseNow()
+}

@@ -457,6 +457,7 @@ func (c *conn) subscribe(pats []*pattern.Pattern, o engine.SubscribeOptions, tag
 			return ok || undecided
 		}
 	}
+	o.Buffer = subscriptionBuffer
 	s, err := c.a.db.SubscribePatterns(pats, &o)
 	if err != nil {
 		c.release(len(pats))
@@ -847,3 +848,12 @@ func (b *tokenBucket) take() bool {
 	b.tokens--
 	return true
 }
+
+// subscriptionBuffer is how many events a connection's subscription holds
+// that its forwarder has not taken. The forwarder hands each to send,
+// which waits for room in the byte budget; events beyond these wait in
+// the change history, which every subscriber shares and which lets them
+// go as it must. A larger buffer would keep, per subscription of a client
+// that does not read, that many values alive past the history, outside
+// any budget (256 of up to 1 MiB each by default).
+const subscriptionBuffer = 1
