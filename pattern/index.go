@@ -148,7 +148,8 @@ func (x *Index[T]) Len() int {
 // Match calls fn with the value of every pattern that matches key, once per
 // pattern-value pair, in no particular order, until fn returns false. fn
 // must not call Add or Remove on the index. Match allocates nothing itself
-// (a regex match may allocate inside regexp2).
+// (a regex match may allocate inside regexp2, and a glob with a literal
+// that is not valid UTF-8 allocates a table of the ways it tried).
 func (x *Index[T]) Match(key string, fn func(T) bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

@@ -111,6 +111,9 @@ type Pattern struct {
 	onlyPre bool
 	// costly: see Costly.
 	costly bool
+	// partial: a literal of the glob is not valid UTF-8, so that it can
+	// match part of a character of the key (matchGlobPartial).
+	partial bool
 
 	timeouts atomic.Int64
 }
@@ -119,7 +122,9 @@ type Pattern struct {
 // may have after one of its * and before the next, and still be cheap: on
 // a key it does not match, a glob tries them again from each character
 // past that *, so that a match costs up to their number times the key's
-// length.
+// length. A glob with a literal that is not valid UTF-8 may try every
+// token after its first * at each character (matchGlobPartial): they
+// count as one run.
 const cheapGlobTokens = 16
 
 type token struct {
@@ -289,13 +294,18 @@ func parseGlob(src string) (*Pattern, error) {
 		if toks[0].op == 0 {
 			p.pre = toks[0].lit
 		}
+		for _, t := range toks {
+			p.partial = p.partial || t.op == 0 && !utf8.ValidString(t.lit)
+		}
 		// A mismatch goes back to the last * and tries the tokens after it
 		// again, one character further on: the longest run of tokens
 		// after a * is what a match may repeat up to the key's length.
-		run := -1 // tokens since the last *; -1 before the first
+		// A partial glob's match may try every token after the first *
+		// at each character (matchGlobPartial).
+		run := -1 // tokens since the last * (the first, if partial); -1 before the first
 		for _, t := range toks {
 			switch {
-			case t.op == '*':
+			case t.op == '*' && (run < 0 || !p.partial):
 				run = 0
 			case run >= 0:
 				run++
@@ -331,8 +341,9 @@ func (p *Pattern) Kind() Kind { return p.kind }
 
 // Costly reports whether matching the pattern may take long: a regex,
 // which may run up to its MatchTimeout on a key, or a glob with a run of
-// more than 16 tokens (literal runs and wildcards) after one of its *,
-// whose cost grows with their number times the key's length. Package
+// more than 16 tokens (literal runs and wildcards) after one of its *
+// (after its first * when a literal of it is not valid UTF-8), whose
+// cost grows with their number times the key's length. Package
 // pubsub matches such patterns where a slow match falls on its own
 // subscription.
 func (p *Pattern) Costly() bool { return p.kind == Regex || p.costly }
@@ -398,6 +409,9 @@ func (p *Pattern) TryMatch(key string) (bool, error) {
 	case Suffix:
 		return strings.HasSuffix(key, p.lit), nil
 	case Glob:
+		if p.partial {
+			return matchGlobPartial(p.glob, key), nil
+		}
 		return matchGlob(p.glob, key), nil
 	case Regex:
 		if !strings.HasPrefix(key, p.pre) {
@@ -453,6 +467,11 @@ func appendRunes(buf []rune, key string) []rune {
 
 // matchGlob matches with the usual greedy-star backtracking: on a mismatch,
 // the last * takes one more character. It runs in O(len(key)·len(toks)).
+// It is right when every literal is valid UTF-8: then every place a token
+// can start at is where a character of the key, read from its start,
+// begins or ends, so that a later * reaches every place an earlier one
+// would. A literal that is not UTF-8 can end inside a character, from
+// where a * steps byte by byte: see matchGlobPartial.
 func matchGlob(toks []token, key string) bool {
 	ti, ki := 0, 0
 	starTok, starKey := -1, 0
@@ -486,6 +505,63 @@ func matchGlob(toks []token, key string) bool {
 		starKey += n
 		ti, ki = starTok+1, starKey
 	}
+}
+
+// matchGlobPartial matches a glob some of whose literals are not valid
+// UTF-8, which matchGlob's backtracking gets wrong: a * that starts
+// inside a character, after such a literal, steps byte by byte, so that
+// it reaches places that a * started earlier skips, and the other way
+// round ("*\xc3*\xa9" matches "éé": the first * takes the first é, the
+// second starts after \xc3, inside the second é). It tries every way,
+// each pair of a token and a place in the key once:
+// O(len(key)·len(toks)).
+func matchGlobPartial(toks []token, key string) bool {
+	// tried has a bit for each token and place in the key: toks[t:]
+	// tried on key[k:] is bit t*(len(key)+1)+k.
+	tried := make([]uint64, ((len(toks)+1)*(len(key)+1)+63)/64)
+	first := func(t, k int) bool { // sets the bit, and reports whether it was not set
+		i := t*(len(key)+1) + k
+		if tried[i/64]&(1<<(i%64)) != 0 {
+			return false
+		}
+		tried[i/64] |= 1 << (i % 64)
+		return true
+	}
+	var match func(t, k int) bool
+	match = func(t, k int) bool {
+		for ; t < len(toks); t++ {
+			// Tried before, it did not match: a match ends the search.
+			if !first(t, k) {
+				return false
+			}
+			switch tok := toks[t]; tok.op {
+			case '*':
+				for !match(t+1, k) {
+					if k == len(key) {
+						return false
+					}
+					_, n := utf8.DecodeRuneInString(key[k:])
+					if k += n; !first(t, k) {
+						return false
+					}
+				}
+				return true
+			case '?':
+				if k == len(key) {
+					return false
+				}
+				_, n := utf8.DecodeRuneInString(key[k:])
+				k += n
+			default:
+				if !strings.HasPrefix(key[k:], tok.lit) {
+					return false
+				}
+				k += len(tok.lit)
+			}
+		}
+		return k == len(key)
+	}
+	return match(0, 0)
 }
 
 // Bounds returns the smallest key range [start, end) that holds every key

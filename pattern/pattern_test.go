@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
 	"github.com/livekv/livekv/internal/leaktest"
@@ -233,6 +234,8 @@ func TestPattern_Costly(t *testing.T) {
 		"*" + strings.Repeat("a?", 126) + "x*": true,
 		strings.Repeat("a*", 40):               false, // short runs between the *s
 		"a*" + strings.Repeat("b?", 9) + "*c":  true,  // 18 after the first *
+		"*x*" + strings.Repeat("a?", 8):        false, // 16 after the last *
+		"*\xc3*" + strings.Repeat("a?", 8):     true,  // not UTF-8: 18 after the first *
 		"/^user:/":                             true,
 		"/^(a+)+$/":                            true,
 	} {
@@ -240,4 +243,76 @@ func TestPattern_Costly(t *testing.T) {
 		require.NoError(t, err, src)
 		require.Equal(t, want, p.Costly(), src)
 	}
+}
+
+// TestGlob_LiteralInsideACharacter: a glob whose literals are not valid
+// UTF-8 can match part of a character of the key; its * still stops only
+// where a character of the key, read from where the * began, ends. "*\xc3*\xa9"
+// matches "éé": the first * takes the first é, \xc3 the lead byte of the
+// second, the second * nothing, \xa9 its last byte. Checked against
+// a matcher that tries every way, on every key of up to four pieces.
+func TestGlob_LiteralInsideACharacter(t *testing.T) {
+	p := pattern.MustParse("*\xc3*\xa9")
+	require.True(t, p.Match("éé"))
+	x := pattern.NewIndex[int]()
+	x.Add(p, 1)
+	n := 0
+	x.Match("éé", func(int) bool { n++; return true })
+	require.Equal(t, 1, n, "the index finds it too")
+
+	pieces := []string{"a", "é", "\xc3", "\xa9", "\xff", "😀", "\xf0\x9f"}
+	var keys []string
+	var grow func(k string, n int)
+	grow = func(k string, n int) {
+		keys = append(keys, k)
+		if n > 0 {
+			for _, s := range pieces {
+				grow(k+s, n-1)
+			}
+		}
+	}
+	grow("", 4)
+	for _, src := range []string{"*\xc3*\xa9", "*\xc3?*", "?\xa9*\xc3*", "*\x9f*\xa9*", "a*\xc3*\xa9?", "*\xc3*\xa9*\xc3*"} {
+		p := pattern.MustParse(src)
+		toks := refGlob(src)
+		for _, k := range keys {
+			require.Equal(t, refMatch(toks, k), p.Match(k), "%q on %q", src, k)
+		}
+	}
+}
+
+// refGlob reads a glob without escapes into tokens of one byte or one
+// wildcard each, for refMatch.
+func refGlob(src string) []string {
+	var toks []string
+	for i := range len(src) {
+		toks = append(toks, src[i:i+1])
+	}
+	return toks
+}
+
+// refMatch matches a glob trying every way: ? takes one character, *
+// any run of them (each a UTF-8 character, or a byte that is not one),
+// a literal byte itself.
+func refMatch(toks []string, key string) bool {
+	if len(toks) == 0 {
+		return key == ""
+	}
+	switch toks[0] {
+	case "?":
+		_, n := utf8.DecodeRuneInString(key)
+		return key != "" && refMatch(toks[1:], key[n:])
+	case "*":
+		for {
+			if refMatch(toks[1:], key) {
+				return true
+			}
+			if key == "" {
+				return false
+			}
+			_, n := utf8.DecodeRuneInString(key)
+			key = key[n:]
+		}
+	}
+	return strings.HasPrefix(key, toks[0]) && refMatch(toks[1:], key[1:])
 }
