@@ -41,10 +41,10 @@ type lane struct {
 	b      *Broker
 	budget atomic.Int64 // regex lane: the matching time (ns) one subscription may take for one batch; see budgetNow
 
-	// mu guards the fields below and the markRev of the lane's
-	// subscriptions. The cheap lane holds it while it handles a batch; the
-	// regex lane only between two subscriptions' matching, so that the
-	// watchdog can take the role over. A follower takes it to hand its
+	// mu guards the fields below and the markRev and markAt of the
+	// lane's subscriptions. The cheap lane holds it while it handles a
+	// batch; the regex lane only between two subscriptions' matching, so
+	// that the watchdog can take the role over. A follower takes it to hand its
 	// subscription back.
 	mu        sync.Mutex
 	index     *pattern.Index[*Subscription] // the lane's subscriptions, by their patterns
@@ -52,6 +52,8 @@ type lane struct {
 	holder    *work                         // regex lane: the state of the goroutine in the role
 	handing   int64                         // regex lane: revision of the batch being handed out, 0 between batches
 	dog       *time.Timer                   // regex lane: runs watch; armed while a batch is handed out
+	hit       []hitList                     // cheap lane: the subscriptions the batch being delivered matches, and their events
+	links     []hitLink                     // cheap lane: the events of the lists in hit
 
 	// Guarded by Broker.mu.
 	added   []*Subscription // subscribed, not yet taken in
@@ -224,46 +226,80 @@ func (l *lane) takeIn() {
 	}
 }
 
-// deliver offers one batch to every subscription in step that it may
-// match; mu is held. The cheap lane's.
+// deliver offers one batch to every subscription in step that it
+// matches; mu is held. The cheap lane's. One pass over the batch's keys,
+// each looked up in the index, lists the events each subscription
+// matches, in one array that the lists share: the batch costs a lookup a
+// key and a step a match, whatever the number of patterns of a
+// subscription (a watch of many keys), and however many subscriptions
+// its keys match one each.
 func (l *lane) deliver(batch *Batch) {
 	for i := range batch.Events {
 		l.index.Match(batch.Events[i].Key, func(s *Subscription) bool {
-			if s.markRev != batch.Revision { // else handled already: another of its patterns, or an earlier key
-				s.markRev = batch.Revision
-				l.offer(s, batch, i)
+			if s.markRev != batch.Revision { // its first event of the batch
+				s.markRev, s.markAt = batch.Revision, len(l.hit)
+				l.hit = append(l.hit, hitList{s: s, first: int32(len(l.links))})
 			}
+			h := &l.hit[s.markAt]
+			if h.n > 0 {
+				if l.links[h.last].event == int32(i) {
+					return true // another of its patterns matched this key
+				}
+				l.links[h.last].next = int32(len(l.links))
+			}
+			h.last, h.n = int32(len(l.links)), h.n+1
+			l.links = append(l.links, hitLink{event: int32(i)})
 			return true
 		})
 	}
+	for j := range l.hit {
+		l.offer(&l.hit[j], batch)
+	}
+	clear(l.hit)
+	l.hit, l.links = l.hit[:0], l.links[:0]
+	if cap(l.links) > hitsKept || cap(l.hit) > hitsKept {
+		l.hit, l.links = nil, nil // a large batch's lists are not kept for good
+	}
 }
 
-// offer puts the events of batch from first on that s matches into its
-// buffer, all of them, or, if there is no room for all, none: then s falls
-// behind, and a goroutine of its own feeds it from the history, starting
-// with this batch. mu is held; s has no regex, so matching is cheap.
-func (l *lane) offer(s *Subscription, batch *Batch, first int) {
+// hitsKept bounds the lists of events the cheap lane keeps for the next
+// batch: the links, and the subscriptions.
+const hitsKept = 4096
+
+// hitList is the list of the events of a batch that one subscription
+// matches, linked through lane.links, in order.
+type hitList struct {
+	s           *Subscription
+	first, last int32 // in links
+	n           int
+}
+
+// hitLink is one event of a hitList.
+type hitLink struct {
+	event int32 // its index in the batch
+	next  int32 // the list's next link, if any
+}
+
+// offer puts the events of batch that h lists, which h.s matches, into
+// its buffer, all of them, or, if there is no room for all, none: then
+// it falls behind, and a goroutine of its own feeds it from the history,
+// starting with this batch. mu is held.
+func (l *lane) offer(h *hitList, batch *Batch) {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.synced || s.ended || batch.Revision < s.sent.Revision {
 		return
 	}
-	n := 1
-	for _, e := range batch.Events[first+1:] {
-		if s.matchesCheap(e.Key) {
-			n++
-		}
-	}
-	if cap(s.ch)-len(s.ch) < n {
+	if cap(s.ch)-len(s.ch) < h.n {
 		l.fallBehind(s, Position{Revision: batch.Revision})
 		return
 	}
-	l.b.stats.delivered.Add(int64(n))
-	for i := first; n > 0; i++ {
-		if s.matchesCheap(batch.Events[i].Key) {
-			n--
-			s.put(batch, i, n == 0)
-		}
+	l.b.stats.delivered.Add(int64(h.n))
+	k := h.first
+	for left := h.n; left > 0; left-- {
+		s.put(batch, int(l.links[k].event), left == 1)
+		k = l.links[k].next
 	}
 }
 

@@ -101,6 +101,7 @@ type Subscription struct {
 	exited chan struct{}       // closed when the follower returns
 
 	markRev int64 // guarded by lane.mu: last batch the lane offered it
+	markAt  int   // guarded by lane.mu: the cheap lane's: its list in lane.hit for the batch markRev
 
 	scratch []int // the follower's
 }
@@ -168,17 +169,6 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// matchesCheap reports whether key matches one of the patterns, none of
-// them costly (pattern.Costly).
-func (s *Subscription) matchesCheap(key string) bool {
-	for _, p := range s.patterns {
-		if p.Match(key) {
-			return true
-		}
-	}
-	return false
 }
 
 // match reports whether key matches one of the patterns; it returns the
