@@ -619,3 +619,39 @@ func TestBroker_ManyWatchersOneTransaction(t *testing.T) {
 		require.Equal(t, i, ev.Index)
 	}
 }
+
+// TestSubscription_ManyKeysCatchUp: a subscription to many keys (20,000
+// exact patterns) whose reader fell behind is fed from the history by a
+// goroutine of its own that looks each key up among its patterns, rather
+// than match every pattern against every key (40 million matches for a
+// transaction of 2,000 keys: catching up on ten of them took 1.5 s, 18 s
+// under -race, so that behind writers any faster it never caught up).
+func TestSubscription_ManyKeysCatchUp(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	var watched []*pattern.Pattern
+	for i := range 20_000 {
+		watched = append(watched, pattern.ExactKey(fmt.Sprintf("w:%d", i)))
+	}
+	s, err := b.Subscribe(watched, &pubsub.SubscribeOptions{Buffer: 1})
+	require.NoError(t, err)
+	defer s.Close()
+	const n = 10
+	for rev := int64(1); rev <= n; rev++ {
+		keys := []string{fmt.Sprintf("w:%d", rev)}
+		for i := range 2000 {
+			keys = append(keys, fmt.Sprintf("x:%d", i))
+		}
+		b.Publish(batch(rev, append(keys, "w:19999")...))
+	}
+	start := time.Now()
+	for rev := int64(1); rev <= n; rev++ {
+		require.Equal(t, fmt.Sprintf("w:%d", rev), nextWithin(t, s, 20*time.Second).Key)
+		ev := nextWithin(t, s, 20*time.Second)
+		require.Equal(t, "w:19999", ev.Key)
+		require.Equal(t, 2001, ev.Index)
+	}
+	took := time.Since(start)
+	t.Logf("caught up on %d transactions in %v", n, took)
+	require.Less(t, took, time.Second, "the follower matched every pattern against every key")
+}

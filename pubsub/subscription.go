@@ -79,10 +79,12 @@ func (o SubscribeOptions) Start() (Position, error) {
 // closed and Err says why.
 type Subscription struct {
 	b        *Broker
-	patterns []*pattern.Pattern // those that cannot run out of time first
-	regex    bool               // a costly pattern (pattern.Costly: a regex, a long glob) is among them: the regex lane serves it
-	filter   func(string) bool  // SubscribeOptions.Filter: asked before a costly pattern runs; nil lets every key through
-	lane     *lane              // the lane that serves it
+	patterns []*pattern.Pattern       // those that cannot run out of time first
+	cheap    *pattern.Index[struct{}] // the patterns before the costly ones, when there are many; else nil
+	ncheap   int                      // how many patterns cheap holds
+	regex    bool                     // a costly pattern (pattern.Costly: a regex, a long glob) is among them: the regex lane serves it
+	filter   func(string) bool        // SubscribeOptions.Filter: asked before a costly pattern runs; nil lets every key through
+	lane     *lane                    // the lane that serves it
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
 	stopped  atomic.Bool   // set by end, read without mu: whoever matches for it stops between two patterns (match)
@@ -134,6 +136,18 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 		return btoi(p.Costly()) - btoi(q.Costly())
 	})
 	s.regex = s.patterns[len(s.patterns)-1].Costly()
+	ncheap := len(s.patterns)
+	if n := slices.IndexFunc(s.patterns, (*pattern.Pattern).Costly); n >= 0 {
+		ncheap = n
+	}
+	if ncheap > indexedPatterns {
+		// Many keys, say: each key is looked up, not matched against
+		// each pattern.
+		s.cheap, s.ncheap = pattern.NewIndex[struct{}](), ncheap
+		for _, p := range s.patterns[:ncheap] {
+			s.cheap.Add(p, struct{}{})
+		}
+	}
 	s.lane = b.cheap
 	if s.regex {
 		s.lane = b.regex
@@ -164,6 +178,11 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	return s, nil
 }
 
+// indexedPatterns is how many patterns that cannot run out of time a
+// subscription may have and still match them one by one: with more, it
+// looks a key up in an index of them (match).
+const indexedPatterns = 16
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -177,12 +196,27 @@ func btoi(b bool) int {
 // the subscription has ended, it stops between two patterns (killed
 // true), since a key that none of many regexes can decide costs two
 // tries of each, which Close must not wait for. A key the filter refuses
-// is matched by the cheap patterns only, which come first.
+// is matched by the cheap patterns only, which come first: many of them
+// through an index, a lookup rather than a match of each.
 func (s *Subscription) match(key string) (ok bool, undecided *pattern.Pattern, killed bool) {
+	pats := s.patterns
+	if s.cheap != nil {
+		if s.stopped.Load() {
+			return false, nil, true
+		}
+		s.cheap.Match(key, func(struct{}) bool {
+			ok = true
+			return false
+		})
+		if ok {
+			return true, nil, false
+		}
+		pats = pats[s.ncheap:]
+	}
 	filtered := s.filter == nil
 	for range 2 {
 		undecided = nil
-		for _, p := range s.patterns {
+		for _, p := range pats {
 			if s.stopped.Load() {
 				return false, nil, true
 			}
