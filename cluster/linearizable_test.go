@@ -410,3 +410,21 @@ func readsAfterACommit(t *testing.T, c *dbCluster, li int, key string, indexFirs
 	}
 	return problems
 }
+
+// TestLinearizable_UnansweredFollowerReadIsNoLeader: a follower whose
+// requests to the leader go unanswered (its link drops every packet, the
+// leader's heartbeats still reach it) ends a linearizable read with
+// ErrNoLeader once its time is up, as for a node that knows no leader,
+// and not with the network's timeout.
+func TestLinearizable_UnansweredFollowerReadIsNoLeader(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.settle()
+	f := (l + 1) % 3
+	_, err := c.nodes[l].Set("k", "v", nil)
+	require.NoError(t, err)
+	c.net.Link(f, l).SetDrop(true)
+	start := time.Now()
+	_, err = c.nodes[f].Get("k")
+	t.Logf("after %v: %v", time.Since(start), err)
+	require.ErrorIs(t, err, ErrNoLeader)
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -126,13 +127,29 @@ func (n *Node) remoteReadIndex(ctx context.Context) (readIndex, error) {
 	}
 }
 
+// unanswered gives a request to the leader that failed on the network
+// (the leader did not answer in time: toLeader sends an idempotent
+// request again after any other failure) its cluster meaning: no leader
+// this node can reach, ErrNoLeader. An error the leader sent, or one
+// that says so already, is kept.
+func (n *Node) unanswered(err error) error {
+	var re *remoteError
+	switch {
+	case n.closed():
+		return ErrClosed
+	case errors.As(err, &re), errors.Is(err, ErrNoLeader), errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed):
+		return err
+	}
+	return fmt.Errorf("%w: the leader did not answer: %w", ErrNoLeader, err)
+}
+
 // runRemoteRound sends r's read-index request to the leader, then starts
 // the round that waited for it, if any, in a goroutine of the node's.
 func (n *Node) runRemoteRound(ctx context.Context, r *round[readIndex]) {
 	n.remoteReads.run(r, func() (readIndex, error) {
 		resp, err := n.toLeader(ctx, &rpcRequest{Op: opReadIndex}, true)
 		if err != nil {
-			return readIndex{}, err
+			return readIndex{}, n.unanswered(err)
 		}
 		return readIndex{resp.Index, resp.Rev}, nil
 	}, func(next *round[readIndex]) error {
