@@ -662,3 +662,59 @@ func TestCluster_FollowerLinearizableReadsShareRequests(t *testing.T) {
 	t.Logf("%d linearizable reads on a follower sent %d read-index requests", readers*each, sent)
 	require.Less(t, sent, int64(readers*each/2), "concurrent reads on a follower share requests")
 }
+
+// TestCluster_WriteForwardedToAClosingLeaderGoesOn: a leader that is
+// closing (here held in Close by an entry its FSM has not applied)
+// refuses a forwarded write before doing anything. The forwarding node
+// is not closed: its write waits for the next leader, as for one that
+// no longer leads, rather than fail with ErrClosed.
+func TestCluster_WriteForwardedToAClosingLeaderGoesOn(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.settle()
+	f := (l + 1) % 3
+	hold := make(chan struct{})
+	held := func(i int) {
+		if i == l {
+			<-hold
+		}
+	}
+	c.applyHold.Store(&held)
+	defer func() {
+		select {
+		case <-hold:
+		default:
+			close(hold)
+		}
+	}()
+	ln := c.nodes[l]
+	go func() { _, _ = ln.Set("held", "v", nil) }() // in flight on the leader: its Close waits for it
+	require.Eventually(t, func() bool { return c.nodes[f].Revision() >= 1 }, 5*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- ln.Close() }()
+	require.Eventually(t, ln.closed, 5*time.Second, time.Millisecond)
+
+	type outcome struct {
+		err error
+		at  time.Duration
+	}
+	got := make(chan outcome, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.nodes[f].Set("k", "v", nil)
+		got <- outcome{err, time.Since(start)}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	c.applyHold.Store(nil)
+	close(hold)
+	require.NoError(t, <-closed)
+	c.mu.Lock()
+	c.nodes[l] = nil
+	c.mu.Unlock()
+	o := <-got
+	t.Logf("after %v: %v", o.at, o.err)
+	require.NotErrorIs(t, o.err, ErrClosed, "the forwarding node is open")
+	require.NoError(t, o.err)
+	it, err := c.nodes[f].Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+}

@@ -400,28 +400,51 @@ func (n *Node) notLeader() error {
 
 // toLeader sends req to the leader, following redirects, until ctx ends.
 // A node without a known leader waits for one. A request that may have
-// reached the leader is sent again only if it is idempotent.
+// reached the leader is sent again only if it is idempotent. A leader
+// that answers that it is closing is asked nothing more while this node
+// knows it as the leader in the same term: the request waits for the
+// next one.
 func (n *Node) toLeader(ctx context.Context, req *rpcRequest, idempotent bool) (*rpcResponse, error) {
+	var last error
+	var gone string     // the address of a leader closing
+	var goneTerm uint64 // this node's term when it answered so
 	for {
 		_, addr, err := n.WaitLeader(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if dl, ok := ctx.Deadline(); ok {
-			req.Left = max(time.Until(dl), 1) // 0 would say nothing
-		}
-		resp, err := n.rpc.call(ctx, addr, req)
-		if err == nil || !retryable(err, idempotent) {
-			return resp, err
+		if addr != gone || n.rn.raft.CurrentTerm() != goneTerm {
+			if dl, ok := ctx.Deadline(); ok {
+				req.Left = max(time.Until(dl), 1) // 0 would say nothing
+			}
+			resp, err := n.rpc.call(ctx, addr, req)
+			if closing(err) {
+				// It refused the request before doing anything;
+				// this node is not closed.
+				gone, goneTerm = addr, n.rn.raft.CurrentTerm()
+				err = fmt.Errorf("%w: the leader at %s is closing", ErrNoLeader, addr)
+			}
+			if err == nil || !retryable(err, idempotent) {
+				return resp, err
+			}
+			last = err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrNoLeader, errors.Join(err, ctx.Err()))
+			return nil, fmt.Errorf("%w: %w", ErrNoLeader, errors.Join(last, ctx.Err()))
 		case <-n.done:
 			return nil, ErrClosed
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// closing reports whether err is another node's answer that it is
+// closing (ErrClosed), which it gives before doing anything; a write cut
+// short by its closing is ErrUncertain instead.
+func closing(err error) bool {
+	var re *remoteError
+	return errors.As(err, &re) && re.sentinel == ErrClosed
 }
 
 // retryable reports whether a request that failed with err may be sent
