@@ -533,3 +533,56 @@ func TestLevels_WriteRefusalRaisesTheSession(t *testing.T) {
 		synced()
 	}
 }
+
+// TestLevels_LeaderReadOnALeaderNotReady: a node that has just won
+// leadership serves nothing until its barrier is applied (here its FSM
+// is held). A Leader read there must not be refused with a
+// *NotLeaderError naming the node itself, which a client would follow
+// back to the same node: it waits for the barrier and reads.
+func TestLevels_LeaderReadOnALeaderNotReady(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	l := c.settle()
+	tg := (l + 1) % 3
+	release := make(chan struct{})
+	hold := func(i int) {
+		if i == tg {
+			<-release
+		}
+	}
+	c.applyHold.Store(&hold)
+	released := sync.OnceFunc(func() {
+		c.applyHold.Store(nil)
+		close(release)
+	})
+	defer released()
+	written := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[l].Set("k", "v", nil)
+		written <- err
+	}()
+	require.NoError(t, <-written) // committed; the target has not applied it
+	require.NoError(t, c.nodes[l].TransferLeadership(context.Background(), c.nodes[tg].ID()))
+	require.Eventually(t, c.nodes[tg].IsLeader, 5*time.Second, time.Millisecond)
+	require.False(t, c.nodes[tg].isReady())
+
+	type outcome struct {
+		it  string
+		err error
+	}
+	got := make(chan outcome, 1)
+	go func() {
+		it, err := c.nodes[tg].Get("k", Leader)
+		got <- outcome{it.Value, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	released()
+	o := <-got
+	t.Logf("read %q: %v", o.it, o.err)
+	if nl, ok := o.err.(*NotLeaderError); ok {
+		require.NotEqual(t, c.nodes[tg].ID(), nl.ID, "a leader read refused, naming the node itself")
+	}
+	if c.nodes[tg].IsLeader() {
+		require.NoError(t, o.err)
+		require.Equal(t, "v", o.it)
+	}
+}

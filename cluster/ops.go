@@ -301,8 +301,9 @@ const (
 	// Leader reads locally on the leader without asking a quorum. A
 	// leader cut off in a minority may serve stale data until it notices
 	// (about a leader lease), and a write a follower applied before the
-	// leader did is missing here until the leader applies it. Other
-	// nodes return a *NotLeaderError.
+	// leader did is missing here until the leader applies it. A leader
+	// just elected waits for its barrier first. Other nodes return a
+	// *NotLeaderError.
 	Leader
 
 	// Stale reads what this node has applied, on any node, at no cost.
@@ -403,10 +404,10 @@ func (n *Node) readyFor(c readConfig) error {
 			return nil
 		}
 	case Leader:
-		if !n.isReady() {
+		if !n.isReady() && !n.IsLeader() {
 			return n.notLeader()
 		}
-		if c.minRev <= n.db.Revision() {
+		if n.isReady() && c.minRev <= n.db.Revision() {
 			return nil
 		}
 	case Stale:
@@ -426,6 +427,10 @@ func (n *Node) readyFor(c readConfig) error {
 		if err := n.linearize(ctx); err != nil {
 			return err
 		}
+	case Leader:
+		if err := n.readyLeader(ctx); err != nil {
+			return err
+		}
 	case Stale:
 		// A node that has not caught up since it started serves no read;
 		// one that asks for a revision may wait for that.
@@ -439,6 +444,26 @@ func (n *Node) readyFor(c readConfig) error {
 	}
 	if c.minRev > 0 {
 		return n.waitRevision(ctx, c.minRev)
+	}
+	return nil
+}
+
+// readyLeader waits until this node, leading, has applied its barrier
+// (isReady): a leader that has not serves nothing yet, and refusing it as
+// not the leader would name the node itself. A node that does not lead,
+// or no longer, is not the leader.
+func (n *Node) readyLeader(ctx context.Context) error {
+	for n.IsLeader() && !n.isReady() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the leader is not ready yet: %w", ErrNoLeader, ctx.Err())
+		case <-n.done:
+			return ErrClosed
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if !n.isReady() {
+		return n.notLeader()
 	}
 	return nil
 }
