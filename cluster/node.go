@@ -678,7 +678,7 @@ func (n *Node) removeServer(id string) error {
 
 // TransferLeadership hands leadership to the voter id, or to the most
 // up-to-date voter if id is empty; to the leader itself it is done at
-// once. On a follower it is forwarded to the leader: sent again after a
+// once. An id that is not a voter is ErrInvalidOptions. On a follower it is forwarded to the leader: sent again after a
 // reply lost on the network only when it names id (the second finds it
 // done), since a transfer to any voter would move leadership twice.
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
@@ -710,6 +710,12 @@ func (n *Node) transfer(id string) error {
 		}
 		if to == nil {
 			return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
+		}
+		if to.Suffrage != raft.Voter {
+			// raft would send it TimeoutNow all the same: its vote
+			// request, of a higher term, would depose this leader,
+			// and the voters refuse it their votes.
+			return fmt.Errorf("%w: server %q is not a voter (yet): it cannot lead", ErrInvalidOptions, id)
 		}
 		if id == n.opts.NodeID {
 			return nil // it leads already: a forwarded transfer sent again finds it done

@@ -208,3 +208,32 @@ func updaters(k int, w *writeLog, c *dbCluster, stop chan struct{}, selfNamed *a
 		return err
 	})
 }
+
+// TestTransfer_ToANonVoterIsRefused: a non-voter (a node catching up
+// as it joins) cannot lead: a transfer to it is refused as invalid, and
+// leadership stays where it is. raft would send it TimeoutNow all the
+// same; its vote request, of a higher term, deposes the leader, while
+// the voters refuse it their votes.
+func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	l := c.leader()
+	c.open(3, nil, nil) // fresh: its raft waits for the leader
+	n3 := c.nodes[3]
+	require.NoError(t, n3.askJoin(ctxT(t), []string{c.net.Addr(l)}, &rpcRequest{Op: opJoin, ID: n3.ID(), Addr: n3.Addr(), Fresh: true}))
+	n3.mux.openRaft()
+	require.Eventually(t, func() bool { return n3.Status().Applied >= c.nodes[l].Status().Applied }, 10*time.Second, time.Millisecond)
+	for _, s := range c.nodes[l].Status().Servers {
+		if s.ID == n3.ID() {
+			require.False(t, s.Voter)
+		}
+	}
+	term := c.nodes[l].Status().Term
+	errLeader := c.nodes[l].TransferLeadership(ctxT(t), n3.ID())
+	errFollower := c.nodes[(l+1)%3].TransferLeadership(ctxT(t), n3.ID())
+	t.Logf("on the leader: %v; on a follower: %v", errLeader, errFollower)
+	require.ErrorIs(t, errLeader, ErrInvalidOptions)
+	require.ErrorIs(t, errFollower, ErrInvalidOptions)
+	time.Sleep(time.Second)
+	require.True(t, c.nodes[l].IsLeader(), "leadership stays")
+	require.Equal(t, term, c.nodes[l].Status().Term, "no election")
+}
