@@ -46,22 +46,38 @@ func (r *Remote) Status(ctx context.Context) (Status, error) {
 	return *resp.Status, nil
 }
 
-// RemoveServer removes the member id, as Node.RemoveServer does.
+// RemoveServer removes the member id, as Node.RemoveServer does: a
+// removal whose reply was lost on the network is sent again, and then a
+// "no server" answer means that it is done.
 func (r *Remote) RemoveServer(ctx context.Context, id string) error {
-	return r.toLeader(ctx, &rpcRequest{Op: opRemove, ID: id})
+	req := &rpcRequest{Op: opRemove, ID: id}
+	err := r.toLeader(ctx, req, false)
+	if err == nil || retryable(err, false) || !retryable(err, true) {
+		return err // done, or refused, or out of time
+	}
+	// Failed on the network once sent: the request may have reached
+	// the leader and removed id.
+	err = r.toLeader(ctx, req, true)
+	if errors.Is(err, ErrInvalidOptions) {
+		return nil
+	}
+	return err
 }
 
 // TransferLeadership hands leadership to id ("" for any voter), as
-// Node.TransferLeadership does.
+// Node.TransferLeadership does: sent again after a reply lost on the
+// network only when it names id, since a transfer to any voter would
+// move leadership twice.
 func (r *Remote) TransferLeadership(ctx context.Context, id string) error {
-	return r.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id})
+	return r.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id}, id != "")
 }
 
 // toLeader sends req to the node, then to the leader it names. While the
 // node knows no leader (ErrNoLeader, or a NotLeaderError naming none: an
 // election under way) it is asked again after a short pause, until ctx
-// ends.
-func (r *Remote) toLeader(ctx context.Context, req *rpcRequest) error {
+// ends; so is a request that failed on the network once sent, if it is
+// idempotent.
+func (r *Remote) toLeader(ctx context.Context, req *rpcRequest, idempotent bool) error {
 	for {
 		addr := r.addr
 		var err error
@@ -80,7 +96,9 @@ func (r *Remote) toLeader(ctx context.Context, req *rpcRequest) error {
 		// named it has not seen so yet: an election is under way too.
 		var dial *dialError
 		stale := addr != r.addr && errors.As(err, &dial)
-		if !stale && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
+		// An idempotent request whose reply was lost is sent again.
+		lost := idempotent && !retryable(err, false) && retryable(err, true)
+		if !stale && !lost && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
 			return err // done, or refused
 		}
 		select {

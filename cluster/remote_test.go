@@ -3,6 +3,9 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
 	"time"
 
 	"testing"
@@ -90,4 +93,40 @@ func TestRemote_RightAfterTheLeaderDies(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, r.TransferLeadership(ctx, fmt.Sprintf("n%d", f)))
+}
+
+// replyLost is a connection whose reply the network loses: its first
+// read waits until the request has been served, then finds the
+// connection gone.
+type replyLost struct{ net.Conn }
+
+func (c *replyLost) Read([]byte) (int, error) {
+	time.Sleep(200 * time.Millisecond)
+	c.Conn.Close()
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestRemote_RemovalWhoseReplyIsLost: a removal asked through a Remote
+// (livekv cluster remove) whose reply the network lost is sent again, as
+// Node.RemoveServer does, and the answer that the member is gone means
+// done: the first request removed it.
+func TestRemote_RemovalWhoseReplyIsLost(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	gone := fmt.Sprintf("n%d", (l+1)%3)
+	r := NewRemote(c.net.Addr(l))
+	defer r.Close()
+	dial := r.c.dial
+	var lost atomic.Bool
+	r.c.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, addr)
+		if err != nil || !lost.CompareAndSwap(false, true) {
+			return conn, err
+		}
+		return &replyLost{conn}, nil
+	}
+	err := r.RemoveServer(ctxT(t), gone)
+	require.True(t, lost.Load())
+	require.Eventually(t, func() bool { return len(c.nodes[l].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, err, "the member is gone")
 }
