@@ -678,9 +678,10 @@ func (n *Node) removeServer(id string) error {
 
 // TransferLeadership hands leadership to the voter id, or to the most
 // up-to-date voter if id is empty; to the leader itself it is done at
-// once. An id that is not a voter is ErrInvalidOptions. On a follower it is forwarded to the leader: sent again after a
-// reply lost on the network only when it names id (the second finds it
-// done), since a transfer to any voter would move leadership twice.
+// once. An id that is not a voter is ErrInvalidOptions. On a follower it
+// is forwarded to the leader: sent again after a reply lost on the
+// network only when it names id (the second finds it done), since a
+// transfer to any voter would move leadership twice.
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	if n.closed() {
 		return ErrClosed
