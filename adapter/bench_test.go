@@ -148,3 +148,65 @@ func BenchmarkWS_Fanout1000(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkWS_Burst100 measures how fast a burst of writes reaches
+// subscribers that keep up: 100 connections subscribed to one key, and
+// writes of it back to back, 1,000 an op; the op ends when every
+// connection has had every one. Events a subscription's forwarder has not
+// taken wait in its buffer or, past it, in the change history.
+func BenchmarkWS_Burst100(b *testing.B) {
+	const conns, burst = 100, 1000
+	f := newFixture(b, nil)
+	tok := url.QueryEscape(f.token(`{"subscribeKeys":["hot"]}`))
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	clients := make([]*websocket.Conn, conns)
+	for i := range clients {
+		ws, _, err := f.dialRaw("token="+tok, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws.SetReadLimit(1 << 20)
+		clients[i] = ws
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := ws.Read(context.Background()); err != nil {
+					return
+				}
+				got.Add(1)
+			}
+		}()
+	}
+	// Every subscription is live once a write reaches every connection.
+	for w := 0; got.Load() < conns; w++ {
+		got.Store(0)
+		if _, err := f.db.Set("hot", "warm-up", nil); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if w > 50 {
+			b.Fatalf("only %d of %d connections notified", got.Load(), conns)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got.Store(0)
+		for j := range burst {
+			if _, err := f.db.Set("hot", fmt.Sprint(j), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for got.Load() < conns*burst {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns*burst), "ns/event")
+	for _, ws := range clients {
+		ws.CloseNow()
+	}
+	wg.Wait()
+}
