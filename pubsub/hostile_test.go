@@ -432,6 +432,13 @@ func TestSubscription_CloseWith(t *testing.T) {
 	require.ErrorIs(t, s.Err(), reason)
 	require.NoError(t, s.Close(), "closing again does nothing")
 	require.ErrorIs(t, s.Err(), reason)
+
+	// No reason is ErrClosed: a reader of Next learns that it ended.
+	s, err = b.Subscribe([]*pattern.Pattern{pattern.MustParse("k")}, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.CloseWith(nil))
+	_, err = s.Next(context.Background())
+	require.ErrorIs(t, err, pubsub.ErrClosed)
 }
 
 // TestBroker_LongGlobsOnTheRegexLane: a glob with many tokens after its

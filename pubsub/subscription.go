@@ -331,7 +331,11 @@ func (s *Subscription) Close() error {
 // CloseWith ends the subscription as Close does, but with err, which Err
 // and Next then return: a replica that lost its leader ends its
 // subscriptions with a reason to resume elsewhere rather than ErrClosed.
+// A nil err is ErrClosed.
 func (s *Subscription) CloseWith(err error) error {
+	if err == nil {
+		err = ErrClosed
+	}
 	s.mu.Lock()
 	s.end(err)
 	exited := s.exited
