@@ -609,7 +609,13 @@ func (c *conn) forward(id int64, tagged bool, sub subscription) {
 	defer c.tasks.Done()
 	defer close(sub.done)
 	s := sub.s
-	for ev := range s.Events() {
+	for {
+		// Next, not Events: as it takes an event, it wakes the
+		// subscription's feeder if the reader fell behind.
+		ev, err := s.Next(context.Background())
+		if err != nil {
+			break
+		}
 		select {
 		case <-sub.stop:
 			return

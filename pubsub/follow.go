@@ -123,10 +123,11 @@ func (s *Subscription) handBack(next Position) bool {
 	return true
 }
 
-// A follower looks for room in a full buffer after roomPoll, then ever
-// less often, up to every roomPollMax: a reader that has stopped reading
-// costs a few wake-ups a second, not a thousand, and one that reads again
-// waits at most that long to be fed.
+// A follower looks for room in a full buffer when Next takes an event,
+// and, for a reader of Events, after roomPoll, then ever less often, up
+// to every roomPollMax: a reader that has stopped reading costs a few
+// wake-ups a second, not a thousand, and one that reads again waits at
+// most that long to be fed.
 const (
 	roomPoll    = time.Millisecond
 	roomPollMax = 50 * time.Millisecond
@@ -255,10 +256,12 @@ func (s *Subscription) waitRoom(n int, needs int64, kill chan struct{}) bool {
 		}
 		select {
 		case <-t.C:
+			wait = min(2*wait, roomPollMax)
+		case <-s.room:
+			wait = roomPoll
 		case <-kill:
 			return false
 		}
-		wait = min(2*wait, roomPollMax)
 	}
 	return true
 }

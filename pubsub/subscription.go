@@ -87,6 +87,7 @@ type Subscription struct {
 	lane     *lane                    // the lane that serves it
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
+	room     chan struct{} // Next → follower: an event was taken; capacity 1
 	stopped  atomic.Bool   // set by end, read without mu: whoever matches for it stops between two patterns (match)
 
 	// mu guards the fields below and every send on ch, so that a send
@@ -128,7 +129,7 @@ func (b *Broker) Subscribe(patterns []*pattern.Pattern, opts *SubscribeOptions) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1), filter: o.Filter}
+	s := &Subscription{b: b, ch: make(chan Event, o.Buffer), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), filter: o.Filter}
 	s.patterns = slices.Clone(patterns)
 	// Costly patterns (regexes, long globs) last: a key that a cheap
 	// pattern matches needs none of them.
@@ -247,12 +248,19 @@ func (s *Subscription) Events() <-chan Event { return s.ch }
 
 // Next waits for the next event. After the subscription ends and its
 // buffered events are read, it returns the reason (Err); it returns
-// ctx.Err() if ctx ends first.
+// ctx.Err() if ctx ends first. A reader that falls behind is fed from
+// the history by a goroutine of the subscription's, which Next wakes as
+// it takes an event; one that reads Events instead is looked at for room
+// after a millisecond, then ever less often.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	select {
 	case ev, ok := <-s.ch:
 		if !ok {
 			return Event{}, s.Err()
+		}
+		select {
+		case s.room <- struct{}{}:
+		default:
 		}
 		return ev, nil
 	case <-ctx.Done():
