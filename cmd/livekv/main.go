@@ -287,6 +287,11 @@ func serve(args []string) error {
 	if err != nil {
 		return fail(err)
 	}
+	// A server outlives whoever reads its output: once stdout or stderr
+	// is a pipe nobody reads (a log collector that stopped), a line
+	// written there must fail, not kill serve with SIGPIPE, say while it
+	// closes the database on SIGTERM.
+	signal.Ignore(syscall.SIGPIPE)
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
 	st, err := openStore(*data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
 	if err != nil {
