@@ -13,6 +13,7 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -28,8 +29,8 @@ type Collector struct {
 	db  *engine.DB
 	reg *prometheus.Registry
 
-	mu      sync.Mutex
-	adapter *adapter.Adapter // guarded by mu
+	mu       sync.Mutex
+	adapters []*adapter.Adapter // guarded by mu
 
 	requests *prometheus.CounterVec
 	refused  *prometheus.CounterVec
@@ -52,11 +53,15 @@ func New(db *engine.DB) *Collector {
 	return c
 }
 
-// SetAdapter adds a's counters to the metrics.
+// SetAdapter adds a's counters to the metrics. Given several adapters
+// (of one database served at two mounts, say), the adapter series are
+// their sums, and livekv_adapter_peak_queued_bytes the largest peak.
 func (c *Collector) SetAdapter(a *adapter.Adapter) {
 	c.mu.Lock()
-	c.adapter = a
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if a != nil && !slices.Contains(c.adapters, a) {
+		c.adapters = append(c.adapters, a)
+	}
 }
 
 // OnRequest counts a request answered; pass it as
@@ -165,12 +170,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	put(history, float64(ss.History))
 
 	c.mu.Lock()
-	a := c.adapter
+	adapters := slices.Clone(c.adapters)
 	c.mu.Unlock()
-	if a == nil {
+	if len(adapters) == 0 {
 		return
 	}
-	as := a.Stats()
+	var as adapter.Stats
+	for _, a := range adapters {
+		s := a.Stats()
+		as.Connections += s.Connections
+		as.Throttled += s.Throttled
+		as.BytesOut += s.BytesOut
+		as.SlowClosed += s.SlowClosed
+		as.DeadPeers += s.DeadPeers
+		as.PeakQueuedBytes = max(as.PeakQueuedBytes, s.PeakQueuedBytes)
+	}
 	put(conns, float64(as.Connections))
 	put(throttled, float64(as.Throttled))
 	put(bytesOut, float64(as.BytesOut))

@@ -148,3 +148,48 @@ func TestMetrics(t *testing.T) {
 	}
 	require.LessOrEqual(t, prev, h.GetSampleCount())
 }
+
+// TestMetrics_TwoAdapters: a program that serves one database through two
+// adapters (a public mount and an internal one, say) and gives both to
+// SetAdapter sees the adapter series of both, not of the last alone.
+func TestMetrics_TwoAdapters(t *testing.T) {
+	db, err := engine.Open(t.TempDir(), &engine.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	m := metrics.New(db)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	var adapters []*adapter.Adapter
+	for _, mount := range []string{"/a", "/b"} {
+		a, err := adapter.New(db, &adapter.Options{APIKeys: []string{"k"}, OnRequest: m.OnRequest})
+		require.NoError(t, err)
+		m.SetAdapter(a)
+		adapters = append(adapters, a)
+		mux.Handle(mount+"/", http.StripPrefix(mount, a))
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, a := range adapters {
+			require.NoError(t, a.Shutdown(ctx))
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, mount := range []string{"/a", "/b"} {
+		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+mount+"/ws?apiKey=k", nil)
+		require.NoError(t, err)
+		defer ws.CloseNow()
+		require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(`{"op":1,"key":"none","messageId":1}`)))
+		_, b, err := ws.Read(ctx)
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"code":404`)
+	}
+	fams := scrape(t, srv.URL+"/metrics")
+	require.Equal(t, 2.0, value(t, fams, "livekv_adapter_connections"), "a WebSocket open on each adapter")
+	require.Equal(t, 2.0, value(t, fams, "livekv_adapter_requests_total", "code=404", "op=get"))
+	require.Greater(t, value(t, fams, "livekv_adapter_bytes_out_total"), 0.0)
+}
