@@ -103,3 +103,27 @@ func TestWatch_CtrlCWhileConnecting(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	require.NoError(t, cmd.Wait(), "%s", out.String())
 }
+
+// TestServe_EmptyDataFolder: --data "" (a $DATA_DIR that is not set, say)
+// would open the engine's in-memory database, whose writes are all lost
+// on SIGTERM while serve says "database open in" the working folder:
+// serve refuses it as a usage error (exit 2), and writes nothing.
+func TestServe_EmptyDataFolder(t *testing.T) {
+	bin := build(t)
+	{
+		data, cwd := "", t.TempDir()
+		// A serve that takes the folder runs: stopped after 10 s, it fails.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k")
+		cmd.Dir = cwd
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%q: %s", data, out)
+		require.Equal(t, 2, ee.ExitCode(), "%q: %s", data, out)
+		require.Contains(t, string(out), "--data")
+		entries, err := os.ReadDir(cwd)
+		require.NoError(t, err)
+		require.Empty(t, entries, "%q: nothing written", data)
+	}
+}

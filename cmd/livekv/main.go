@@ -235,6 +235,10 @@ func serve(args []string) error {
 	switch {
 	case len(rest) > 0:
 		return badUsage(fs, fmt.Sprintf("serve takes no arguments (%q): the folder is --data", rest[0]))
+	case *data == "":
+		// The engine keeps a database of no folder in memory only: every
+		// write would be lost when serve stops.
+		return badUsage(fs, "--data must name a folder")
 	case *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *grace <= 0 || *tokenRate <= 0 || *maxConns <= 0 ||
 		*quotaKeys <= 0 || *quotaBytes <= 0 || *heartbeat <= 0 || *heartbeatTimeout <= 0 || *maxKey <= 0 || *maxValue <= 0:
 		return badUsage(fs, "timeouts, --grace, --token-rate, --max-conns-per-client, the --app-quota, --heartbeat and --max-*-size flags must be positive")
