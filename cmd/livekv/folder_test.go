@@ -127,3 +127,22 @@ func TestServe_EmptyDataFolder(t *testing.T) {
 		require.Empty(t, entries, "%q: nothing written", data)
 	}
 }
+
+// TestLoad_EmptyFolder: load "" would load into the engine's in-memory
+// database and drop every item on exit, saying it loaded them: it is a
+// usage error (exit 2), as for every command that takes a folder.
+func TestLoad_EmptyFolder(t *testing.T) {
+	bin := build(t)
+	for _, cmd := range []string{"load", "check", "dump"} {
+		c := exec.Command(bin, cmd, "")
+		c.Dir = t.TempDir()
+		c.Stdin = strings.NewReader(`{"key":"a","value":"v"}` + "\n")
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%s: %s", cmd, out)
+		require.Equal(t, 2, ee.ExitCode(), "%s: %s", cmd, out)
+		entries, err := os.ReadDir(c.Dir)
+		require.NoError(t, err)
+		require.Empty(t, entries, "%s: nothing written", cmd)
+	}
+}

@@ -101,6 +101,10 @@ func folderFlags(name, usage string, args []string, holdsData bool, define func(
 		return "", badUsage(fs, fmt.Sprintf("give one data folder (%d given)", len(rest)))
 	}
 	dir := rest[0]
+	if dir == "" {
+		// The engine keeps a database of no folder in memory only.
+		return "", badUsage(fs, "the data folder must not be empty")
+	}
 	if holdsData {
 		if err := dataFolder(dir); err != nil {
 			return "", err
