@@ -199,3 +199,31 @@ func writeWhileBreaking(f *fsm) <-chan error {
 	}
 	return late
 }
+
+// TestFSM_ForgettingOldOutcomesKeepsALaterWaiter: the replicator forgets
+// the oldest resolved revisions once it remembers more than
+// keepOutcomes. A revision resolved in one stint (its write refused) is
+// taken again by the next; forgetting the first must not drop the
+// second's waiter before its entry applies, or its writer, whose write
+// committed, would wait until ErrUncertain.
+func TestFSM_ForgettingOldOutcomesKeepsALaterWaiter(t *testing.T) {
+	f := newTestFSM(t)
+	r := f.r
+	applyEntry(f, 1, 0xA, 0, putTx(1, "a"))
+	r.startStint()
+	for rev := int64(2); rev < 2+keepOutcomes+16; rev++ {
+		require.NoError(t, r.Append(putTx(rev, "refused")))
+	}
+	r.endStint("the test ends it") // every one of them fails
+	r.startStint()
+	require.NoError(t, r.Append(putTx(2, "b")))
+	require.NoError(t, r.Append(putTx(3, "c")))
+	r.mu.Lock()
+	w := r.waiters[3]
+	r.mu.Unlock()
+	nonce := r.stint
+	applyEntry(f, 2, nonce, 0xA, putTx(2, "b"))
+	applyEntry(f, 3, nonce, nonce, putTx(3, "c"))
+	require.True(t, isDone(w), "the writer of revision 3, which committed, was never told")
+	require.NoError(t, w.err)
+}

@@ -213,7 +213,12 @@ func (r *replicator) resolve(first, last int64, nonce uint64) {
 	}
 	r.published = max(r.published, last)
 	for len(r.resolved) > keepOutcomes {
-		delete(r.waiters, r.resolved[0])
+		// A revision resolved once may have been taken again since (a
+		// later stint after the first's writes failed): its waiter
+		// now is the later one's, kept until it resolves in turn.
+		if w := r.waiters[r.resolved[0]]; w != nil && isDone(w) {
+			delete(r.waiters, r.resolved[0])
+		}
 		r.resolved = r.resolved[1:]
 	}
 }
