@@ -270,14 +270,17 @@ func (r *Replica) Restore(src io.Reader) error {
 	before := db.committed.Load()
 	// Nothing is queued now, and nothing can be while wmu is held, so
 	// publish stores no visible version meanwhile.
+	// The copy stays pinned while it is read: the tree lets go of its
+	// pages as the scan takes the entries out, and a reader's unpin
+	// would have them used again under it.
 	all, p := db.order.copy(func() {})
-	db.order.unpin(p) // wmu is held: no entry is used again meanwhile
 	all.Scan(func(ti treeItem) bool {
 		e := all.entry(ti)
 		db.index.remove(e)
 		db.order.remove(e)
 		return true
 	})
+	db.order.unpin(p)
 	// The old state's entries are used again for the new state's keys
 	// as they would be after deletions: once no view reads them. Those
 	// that none reads now are kept for the new keys, as many as there

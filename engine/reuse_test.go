@@ -455,3 +455,51 @@ func TestEntries_SlabGroupsUsedAgainAfterTheStoreShrinks(t *testing.T) {
 	}
 	checkAll(t, db, append(keysOf(keys-slabEntries, m), "new", k(kept33)))
 }
+
+// treePages returns how many pages db's tree holds in its blocks (in
+// use, free or waiting for copies), and how many wait.
+func treePages(db *DB) (held, waiting int) {
+	db.order.mu.Lock()
+	defer db.order.mu.Unlock()
+	s := db.order.tree.store
+	for _, b := range *s.blocks.Load() {
+		if b != nil {
+			held += pagesPerBlock
+		}
+	}
+	return held, len(s.retired)
+}
+
+// TestOrdered_TreePagesLetGoWithoutNewKeys: the pages the tree writes
+// anew because a copy (a range, a view) held them are used again once
+// the copy is done, in a store that only gains keys, or only loses them,
+// as much as in one that does both: no page waits for an entry to be
+// reclaimed, which only a new key after a deletion does.
+func TestOrdered_TreePagesLetGoWithoutNewKeys(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const keys = 20000 // some 80 pages, two blocks
+	k := func(i int) string { return fmt.Sprintf("k%06d", i) }
+	read := func() {
+		seq, err := db.Range("", "", &RangeOptions{Limit: 1})
+		require.NoError(t, err)
+		for _, err := range seq {
+			require.NoError(t, err)
+		}
+	}
+	for i := range keys {
+		setAll(t, db, 1, func(int) string { return k(i) })
+		read() // each new key's page is one this read's copy holds
+	}
+	held, waiting := treePages(db)
+	require.LessOrEqual(t, held, 4*pagesPerBlock, "pages held for %d keys, %d of them waiting", keys, waiting)
+	for i := range keys - 1 {
+		_, err := db.Delete(k(i))
+		require.NoError(t, err)
+		read()
+	}
+	held, waiting = treePages(db)
+	require.LessOrEqual(t, held, 4*pagesPerBlock, "pages held for one key, %d of them waiting", waiting)
+	checkAll(t, db, []string{k(keys - 1)})
+}

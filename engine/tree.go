@@ -164,10 +164,7 @@ func (o *ordered) remove(e *entry) {
 func (o *ordered) reclaim(free []uint32) []uint32 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	oldest := o.tree.copyGen() // the tree's own when no copy is in use
-	for g := range o.gens {
-		oldest = min(oldest, g)
-	}
+	oldest := o.oldestLocked()
 	n := 0
 	for _, r := range o.limbo {
 		if r.gen > oldest || r.flushes > o.flushes {
@@ -224,15 +221,30 @@ func (o *ordered) copy(before func()) (treeCopy, pin) {
 	return treeCopy{o.snap, o.tab}, p
 }
 
+// oldestLocked returns the generation of the oldest copy in use, or the
+// tree's own when none is: what the pages let go and the entries taken
+// out since then wait for. o.mu is held.
+func (o *ordered) oldestLocked() uint64 {
+	oldest := o.tree.copyGen()
+	for g := range o.gens {
+		oldest = min(oldest, g)
+	}
+	return oldest
+}
+
 // pin is what unpin needs to release a copy: its generation.
 type pin uint64
 
 // unpin releases a copy that copy returned; its items must no longer be
-// read.
+// read. The last copy of its generation lets go the pages the tree let
+// go that only it and older ones held: a store that gains keys and is
+// read, and never reclaims an entry (reclaim), would otherwise keep every
+// page a copy made it write anew.
 func (o *ordered) unpin(p pin) {
 	o.mu.Lock()
 	if o.gens[uint64(p)]--; o.gens[uint64(p)] == 0 {
 		delete(o.gens, uint64(p))
+		o.tree.release(o.oldestLocked())
 	}
 	o.mu.Unlock()
 }
