@@ -503,3 +503,40 @@ func TestOrdered_TreePagesLetGoWithoutNewKeys(t *testing.T) {
 	require.LessOrEqual(t, held, 4*pagesPerBlock, "pages held for one key, %d of them waiting", waiting)
 	checkAll(t, db, []string{k(keys - 1)})
 }
+
+// liveSlabs counts the slabs in db's table of entries.
+func liveSlabs(db *DB) int {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	n := 0
+	for _, s := range db.entries.tab.load() {
+		if s != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEntries_ReclaimedWithoutNewKeys: the entries of deleted keys are
+// reclaimed, and the slabs and the keys' bytes that none of them holds
+// any more let go, in a store that only deletes keys, as in one that
+// also makes new ones (which reclaim when they find none to use again).
+func TestEntries_ReclaimedWithoutNewKeys(t *testing.T) {
+	db, err := Open("", &Options{SweepInterval: -1, HistoryEvents: 1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const keys = 10 * slabEntries // keys of 100 bytes: 4 MB in 16 chunks
+	k := func(i int) string { return fmt.Sprintf("k%06d%093d", i, 0) }
+	setAll(t, db, keys, k)
+	checkAll(t, db, keysOf(keys, k)) // puts the batch of new keys in the tree
+	slabs, chunks := liveSlabs(db), ArenaChunks(db)
+	delAll(t, db, keys-1, func(i int) string { return k(i + 1) })
+	checkAll(t, db, []string{k(0)})
+	// Kept to be used again: a slab's worth, besides the slab of the key
+	// left and the one new entries come from; and a slab's worth may
+	// wait to be reclaimed.
+	require.LessOrEqual(t, liveSlabs(db), 4, "slabs of %d in the table", slabs)
+	require.Less(t, int(db.order.waiting.Load()), slabEntries, "entries waiting to be reclaimed")
+	require.NoError(t, ArenaErr(db))
+	require.Less(t, ArenaChunks(db), chunks/2, "chunks in use of %d", chunks)
+}

@@ -533,6 +533,13 @@ func (db *DB) bury() {
 		}
 	}
 	db.pub.mu.Unlock()
+	if db.order.waiting.Load() >= slabEntries {
+		// A new key reclaims the entries taken out when it finds none to
+		// use again (allocEntry); a store that only deletes makes none,
+		// and would keep every entry it took out, their slabs and their
+		// keys' bytes, for good.
+		db.reclaimEntries(max(slabEntries, int(db.keys.Load()/2)))
+	}
 }
 
 // View runs fn in a read-only transaction that sees one consistent snapshot:
