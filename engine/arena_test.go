@@ -139,3 +139,28 @@ func TestArena_ChunksGrowWithTheStore(t *testing.T) {
 	fixed.fullBytes = chunksAbout * maxChunkSize
 	require.Equal(t, 4096, fixed.chunkFor())
 }
+
+// TestArena_ChunkEmptiedByTheWriteThatFilledItUsedAgain: a key rewritten
+// in place, alone in its chunks, empties each chunk with the very commit
+// whose value no longer fitted in it (and so closed it): that chunk is
+// used again at once, as any emptied chunk is once every commit that
+// could hold a value in it is visible, not left for a compaction, which
+// a store whose live bytes are many may not run for a long while.
+func TestArena_ChunkEmptiedByTheWriteThatFilledItUsedAgain(t *testing.T) {
+	// No compaction: every chunk in use is one the counts let go of, or
+	// not.
+	db, err := Open("", WithChunks(&Options{SweepInterval: -1, HistoryEvents: 1}, 1<<10, 1<<30))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for i := range 20000 { // some 90 chunks' worth of counts
+		n, _, err := db.Increment("n", 1)
+		require.NoError(t, err)
+		require.Equal(t, int64(i+1), n)
+	}
+	for i := range 2000 { // some 120 chunks' worth of values
+		_, err := db.Set("v", arenaValue("v", i)[:60], nil)
+		require.NoError(t, err)
+	}
+	checkArena(t, db)
+	require.LessOrEqual(t, ArenaChunks(db), 4, "%s", ArenaStats(db))
+}

@@ -358,7 +358,7 @@ func (db *DB) publish(rev int64) {
 		}
 		db.committed.Store(c.rev)
 		db.readers.mu.Unlock()
-		db.reuseEmptied(c.rev - 1)
+		db.reuseEmptied(c.rev)
 		if db.broker != nil {
 			db.broker.Publish(pubsub.Batch{Revision: c.rev, Events: c.events})
 		}
@@ -402,9 +402,14 @@ func (db *DB) account(c *commit) {
 }
 
 // reuseEmptied lets the blocks that account found emptied be used again,
-// now that the visible copies name others; committed is the newest
-// visible revision before them (a block that commits up to it alone could
-// fill may be used again). pub.mu is held.
+// now that the visible copies name others; committed is the revision of
+// the commit just made visible (a block that commits up to it alone could
+// fill may be used again). That commit's own values are not in a block
+// it emptied, since they count in it: the one block it may have closed,
+// by a write that no longer fitted, with fullRev its revision, is used
+// again at once, not left for a compaction (a key rewritten in place,
+// alone in its chunks, closes and empties each with one commit). pub.mu
+// is held.
 func (db *DB) reuseEmptied(committed int64) {
 	if len(db.pub.emptied) == 0 {
 		return
