@@ -78,13 +78,16 @@ func TestSubscribe_HostileRegexes(t *testing.T) {
 // Waiting would cost one of them the 64 subscriptions' matching of the
 // hostile key, at least 64 tries of the regex's 10 ms. A stall of the
 // whole machine (a shared 2-core one, running other packages' tests under
-// -race) can make one call slow for other reasons, once: the bound must
-// hold in one of two runs, each on a database of its own, which waiting
-// on the matching fails every time.
+// -race), or the scheduler's turns among the goroutines matching, can
+// make one call slow for other reasons: the bound must hold in one of
+// three runs, each on a database of its own, which waiting on the
+// matching fails every time. (Alone, with -tags purego, a run's slowest
+// Set passed 100 ms in about a third of the runs on this machine, at
+// f9dd64d as now.)
 func TestSubscribe_WhileHostileMatching(t *testing.T) {
 	const bound = 100 * time.Millisecond
 	var slowestSub, slowestSet time.Duration
-	for try := 1; try <= 2; try++ {
+	for try := 1; try <= 3; try++ {
 		slowestSub, slowestSet = subscribeWhileHostileMatching(t)
 		t.Logf("run %d: slowest Subscribe %v, slowest Set %v", try, slowestSub, slowestSet)
 		if slowestSub < bound && slowestSet < bound {
