@@ -65,6 +65,13 @@ func TestServe(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.JSONEq(t, `{"key":"hello","value":"world"}`, body)
 
+	require.Equal(t, "world", stopAndGet(t, cmd, data, "hello"))
+}
+
+// stopAndGet stops serve (cmd, on the folder data) with SIGTERM, checks
+// that it exits cleanly, and returns key's value as the folder holds it.
+func stopAndGet(t *testing.T, cmd *exec.Cmd, data, key string) string {
+	t.Helper()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -77,9 +84,9 @@ func TestServe(t *testing.T) {
 	db, err := engine.Open(data, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	it, err := db.Get("hello")
+	it, err := db.Get(key)
 	require.NoError(t, err)
-	require.Equal(t, "world", it.Value)
+	return it.Value
 }
 
 // TestUsage: every command exits 2 on a command line that makes no sense,

@@ -7,11 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -45,19 +42,5 @@ func TestServe_SIGTERMWithClosedStdout(t *testing.T) {
 	code, _, err := writeAt(base, "a", "v")
 	require.NoError(t, err)
 	require.Equal(t, 200, code)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "a clean exit on SIGTERM")
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop on SIGTERM")
-	}
-	db, err := engine.Open(data, nil)
-	require.NoError(t, err)
-	defer db.Close()
-	it, err := db.Get("a")
-	require.NoError(t, err)
-	require.Equal(t, "v", it.Value)
+	require.Equal(t, "v", stopAndGet(t, cmd, data, "a"))
 }
