@@ -242,6 +242,10 @@ func (s *Subscription) sendKept(batch *Batch, keep []int, kill chan struct{}) bo
 func (s *Subscription) waitRoom(n int, needs int64, kill chan struct{}) bool {
 	var t *time.Timer
 	wait := roomPoll
+	// Set before the first look for room: a reader's Next after it
+	// signals, one before it made the room that look finds.
+	s.roomWait.Store(true)
+	defer s.roomWait.Store(false)
 	for cap(s.ch)-len(s.ch) < n {
 		if evicted := s.b.evicted.Load(); needs <= evicted {
 			s.stop(&CompactedError{Revision: needs - 1, Oldest: evicted + 1})

@@ -88,6 +88,7 @@ type Subscription struct {
 	ch       chan Event
 	wake     chan struct{} // lane → follower: the cursor moved; capacity 1
 	room     chan struct{} // Next → follower: an event was taken; capacity 1
+	roomWait atomic.Bool   // the follower waits for room: Next signals room
 	stopped  atomic.Bool   // set by end, read without mu: whoever matches for it stops between two patterns (match)
 
 	// mu guards the fields below and every send on ch, so that a send
@@ -258,9 +259,11 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		if !ok {
 			return Event{}, s.Err()
 		}
-		select {
-		case s.room <- struct{}{}:
-		default:
+		if s.roomWait.Load() {
+			select {
+			case s.room <- struct{}{}:
+			default:
+			}
 		}
 		return ev, nil
 	case <-ctx.Done():
