@@ -1,13 +1,8 @@
 package wal
 
-import (
-	"encoding/binary"
-	"hash/crc32"
-)
-
-// Checksums of any section of a buffer from its prefixes' checksums, so
-// that findRecord can test a record at every offset of a damaged span in
-// time linear in the span, where checksumming each candidate's bytes
+// Checksums of any section of a span from the checksums of its
+// prefixes, so that laterRecordAt can test a record at every offset of a
+// damaged span in time linear in the span (firstLater), where checksumming each candidate's bytes
 // again took time quadratic in it: a torn write of a large value leaves
 // bytes that, read as headers at each offset, claim lengths up to the
 // record limit.
@@ -59,66 +54,4 @@ func shiftBytes(c uint32, n int) uint32 {
 		}
 	}
 	return mulModP(p, c)
-}
-
-// prefixCRC gives the checksum of any section of b (section) from the
-// checksums of b's prefixes, kept at every prefixStep-th offset: 4 bytes
-// for each 64 of b.
-type prefixCRC struct {
-	b     []byte
-	marks []uint32 // marks[j]: the checksum of b[:j*prefixStep]
-}
-
-const prefixStep = 64
-
-func newPrefixCRC(b []byte) *prefixCRC {
-	p := &prefixCRC{b: b, marks: make([]uint32, 1, len(b)/prefixStep+1)}
-	var c uint32
-	for off := prefixStep; off <= len(b); off += prefixStep {
-		c = crc32.Update(c, castagnoli, b[off-prefixStep:off])
-		p.marks = append(p.marks, c)
-	}
-	return p
-}
-
-// prefix returns the checksum of b[:n].
-func (p *prefixCRC) prefix(n int) uint32 {
-	j := n / prefixStep
-	return crc32.Update(p.marks[j], castagnoli, p.b[j*prefixStep:n])
-}
-
-// section returns the checksum of b[s:e], as crc32.Checksum(b[s:e],
-// castagnoli) would, in time independent of e-s but for a logarithm.
-func (p *prefixCRC) section(s, e int) uint32 {
-	return p.prefix(e) ^ shiftBytes(p.prefix(s), e-s)
-}
-
-// findRecord returns the offset of the first position in b where a whole
-// valid record starts (one that decodeRecord accepts), or -1.
-func findRecord(b []byte, max int) int {
-	return findRecordWhere(b, max, func(int) bool { return true })
-}
-
-// findRecordWhere is findRecord, but skips the whole valid records at
-// offsets for which ok is false; one pass over b, however many it skips.
-func findRecordWhere(b []byte, max int, ok func(at int) bool) int {
-	var sums *prefixCRC // made once a candidate needs it
-	for i := 0; i+recordHeaderSize <= len(b); i++ {
-		h := b[i:]
-		if h[8] != typeTx {
-			continue
-		}
-		length := binary.LittleEndian.Uint32(h[0:4])
-		if uint64(length) > uint64(max) || uint64(length) > uint64(len(h)-recordHeaderSize) {
-			continue
-		}
-		if sums == nil {
-			sums = newPrefixCRC(b)
-		}
-		end := i + recordHeaderSize + int(length)
-		if sums.section(i+8, end) == binary.LittleEndian.Uint32(h[4:8]) && ok(i) {
-			return i
-		}
-	}
-	return -1
 }

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"math/rand/v2"
@@ -108,11 +109,21 @@ func craftedSpan(n int) []byte {
 	return b
 }
 
+// findRecordInPieces is findRecord as recovery runs it: laterRecordAt,
+// reading b through an io.ReaderAt, in batches of candidates.
+func findRecordInPieces(b []byte, max int) int {
+	at, err := laterRecordAt(bytes.NewReader(b), 0, int64(len(b)), max, -1)
+	if err != nil {
+		panic(err)
+	}
+	return int(at)
+}
+
 // BenchmarkFindRecord: a damaged span of 256 KiB with no record in it,
 // where every offset claims a record that ends inside the span (crafted),
 // or random bytes as a torn write of a binary value leaves them; by
-// prefix checksums and, for comparison, by checksumming every candidate
-// again.
+// prefix checksums, held whole and read in pieces as recovery does, and,
+// for comparison, by checksumming every candidate again.
 func BenchmarkFindRecord(b *testing.B) {
 	random := make([]byte, 256<<10)
 	r := rand.New(rand.NewPCG(5, 6))
@@ -126,7 +137,7 @@ func BenchmarkFindRecord(b *testing.B) {
 		for _, f := range []struct {
 			name string
 			find func([]byte, int) int
-		}{{"prefix", findRecord}, {"each", findRecordByChecksums}} {
+		}{{"prefix", findRecord}, {"each", findRecordByChecksums}, {"pieces", findRecordInPieces}} {
 			b.Run(span.name+"/"+f.name, func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(span.b)))

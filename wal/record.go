@@ -111,62 +111,6 @@ type scanResult struct {
 	Torn    bool  // bytes after Good are a torn tail, to be truncated
 }
 
-// scan calls fn with each record of the segment body b (the bytes after
-// the header), in order; version is the segment's format version, from
-// its header, and prev the revision of the record before b (the
-// segment's first revision less one, if b starts the body). It stops at
-// the first bad record. If a record of a later revision than the last
-// good one follows, or nothing does but the bad record's bytes are not
-// what an interrupted write leaves in a segment of that version (see
-// tailDamage), it returns an error that wraps ErrCorrupt and names the
-// offset (base is the body's offset in the file); otherwise that is a
-// torn tail (Torn). Either way Good is the bad record's offset, where to
-// truncate. An error from fn stops the scan and is returned.
-//
-// A whole record after the bad one whose revision is not later than the
-// last good record's is not one the log wrote after them (revisions go
-// up): it is bytes of the bad record's value that frame as a record, as
-// a value holding a copy of a log can, which the write that was cut
-// short had got to the disk.
-func scan(b []byte, base int64, version byte, max int, prev int64, fn func(typ byte, payload []byte) error) (scanResult, error) {
-	var r scanResult
-	off := 0
-	for off < len(b) {
-		typ, payload, n, err := decodeRecord(b[off:], max)
-		if err != nil {
-			r.Good = base + int64(off)
-			if next := laterRecord(b[off+1:], max, prev); next >= 0 {
-				return r, fmt.Errorf("%w: bad record at offset %d (%v) with a good record at offset %d after it",
-					ErrCorrupt, base+int64(off), err, base+int64(off+1+next))
-			}
-			if why := tailDamage(b[off:], max, version); why != nil {
-				return r, fmt.Errorf("%w: bad record at offset %d, the last of the segment, is not a torn write: %v",
-					ErrCorrupt, base+int64(off), why)
-			}
-			r.Torn = true
-			return r, nil
-		}
-		if err := fn(typ, payload); err != nil {
-			r.Good = base + int64(off)
-			return r, err
-		}
-		prev = revisionOf(payload, prev)
-		off += n
-		r.Records++
-	}
-	r.Good = base + int64(off)
-	return r, nil
-}
-
-// laterRecord returns the offset of the first whole valid record in b
-// whose revision is after prev, or -1.
-func laterRecord(b []byte, max int, prev int64) int {
-	return findRecordWhere(b, max, func(at int) bool {
-		_, payload, _, _ := decodeRecord(b[at:], max)
-		return revisionOf(payload, prev) > prev
-	})
-}
-
 // revisionOf returns the revision that starts the transaction record's
 // payload, or else if it has none.
 func revisionOf(payload []byte, or int64) int64 {
@@ -177,14 +121,27 @@ func revisionOf(payload []byte, or int64) int64 {
 	return int64(rev)
 }
 
-// scanFile is scan over the body of the segment file f, from offset base
-// to the file's end, read in pieces rather than whole (eachRecord): the
-// same calls to fn, with a payload valid only until fn returns, the same
-// result and the same error. At a record it cannot take (badRecord) it
-// tells a torn tail from damage by what follows, as scan does, reading
-// the rest of the file in pieces too (restDamage): however long a damaged
-// segment, it never holds it whole. An error reading f is returned as it
-// is.
+// scanFile calls fn with the payload of each record of the body of the
+// segment file f (the bytes after the header, from offset base to the
+// file's end), in order, read in pieces (eachRecord): a payload is valid
+// only until fn returns. version is the segment's format version, from
+// its header, and prev the revision of the record before the body (the
+// segment's first revision less one). It stops at the first bad record
+// (badRecord). If a record of a later revision than the last good one
+// follows, or nothing does but the bad record's bytes are not what an
+// interrupted write leaves in a segment of that version (tail.go), it
+// returns an error that wraps ErrCorrupt and names the offset; otherwise
+// that is a torn tail (Torn). Either way Good is the bad record's offset,
+// where to truncate. It reads what follows the bad record in pieces too
+// (restDamage): however long a damaged segment, it never holds it whole.
+// An error from fn stops the scan and is returned, as is an error
+// reading f.
+//
+// A whole record after the bad one whose revision is not later than the
+// last good record's is not one the log wrote after them (revisions go
+// up): it is bytes of the bad record's value that frame as a record, as
+// a value holding a copy of a log can, which the write that was cut
+// short had got to the disk.
 func scanFile(f vfs.Reader, base int64, version byte, maxRecord int, prev int64, fn func(payload []byte) error) (scanResult, error) {
 	var r scanResult
 	n, err := eachRecord(f, base, f.Size(), maxRecord, func(off int64, payload []byte) error {

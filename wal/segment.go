@@ -29,7 +29,7 @@ func appendSegmentHeader(dst []byte, first int64) []byte {
 
 // decodeSegmentHeader decodes a segment header and returns its first
 // revision and its format version, segmentVersionNoTrailer or
-// segmentVersion: the version decides how its records are read (see scan
+// segmentVersion: the version decides how its records are read (see tail.go
 // and decodeTx). Any damage, or another version, is ErrCorrupt: a
 // segment's header is written and synced before any record, so a bad one
 // is never a torn tail (a last segment no longer than a header, which holds

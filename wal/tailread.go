@@ -13,13 +13,14 @@ import (
 
 // The damaged end of a segment file, read in pieces.
 //
-// scan tells a torn tail from damage by the bytes from the bad record to
-// the end of the segment (laterRecord, tailDamage), which it holds whole.
-// A segment file can be far longer than its records (zeros after them to
+// Recovery tells a torn tail from damage by the bytes from the bad record
+// to the end of the segment (the rules are in tail.go). A segment file can be far longer than its records (zeros after them to
 // a length made durable before the data, or bytes appended by accident),
-// so scanFile does not read them whole: restDamage gives the same answer,
-// and the same error, from the file, holding only fixed-size buffers and,
-// for the search for a later record, a batch of candidates.
+// so scanFile does not read them whole: restDamage reads the file,
+// holding only fixed-size buffers and, for the search for a later record,
+// a batch of candidates. Its answers and errors are those of the same
+// rules over bytes held whole (verdict_reference_internal_test.go), which
+// the tests check it against.
 
 // laterBatch is how many candidate records laterRecordAt checks at a
 // time: 24 bytes each, 6 MiB in all. Each batch reads ahead once to the
@@ -29,11 +30,11 @@ import (
 // that tests can make batches small.
 var laterBatch = 1 << 18
 
-// restDamage is scan's verdict on the bad record at offset off of the
+// restDamage is the verdict on the bad record at offset off of the
 // segment file f, of the given format version, whose records end at size:
 // nil if it starts a torn tail, or else an error that wraps ErrCorrupt
-// and names the offset, the same as scan's. prev is the revision of the
-// last good record. err is a failed read.
+// and names the offset (see scanFile). prev is the revision of the last
+// good record. err is a failed read.
 func restDamage(f io.ReaderAt, off, size int64, version byte, max int, prev int64) (bad, err error) {
 	frame, err := frameErrAt(f, off, size, max)
 	if err != nil {
@@ -104,9 +105,9 @@ type laterCandidate struct {
 	pre     uint32
 }
 
-// laterRecordAt is laterRecord over the bytes of f from offset from to
-// offset to, read in pieces: the offset in f of the first whole valid
-// record there whose revision is after prev, or -1.
+// laterRecordAt returns the offset in f of the first whole valid record
+// between offsets from and to whose revision is after prev, or -1,
+// reading the bytes in pieces.
 func laterRecordAt(f io.ReaderAt, from, to int64, max int, prev int64) (int64, error) {
 	buf := make([]byte, 64<<10)
 	var batch []laterCandidate
@@ -146,7 +147,7 @@ func laterRecordAt(f io.ReaderAt, from, to int64, max int, prev int64) (int64, e
 // or -1. It reads f once from the first one's type byte to the end of the
 // longest, keeping the checksum of what it has read: a candidate's
 // checksum comes from that at its type byte and that at its end (see
-// prefixCRC.section).
+// crcrange.go).
 func firstLater(f io.ReaderAt, cands []laterCandidate, prev int64) (int64, error) {
 	byEnd := make([]int32, len(cands))
 	for i := range byEnd {
@@ -203,8 +204,11 @@ func firstLater(f io.ReaderAt, cands []laterCandidate, prev int64) (int64, error
 	return found, nil
 }
 
-// tailDamageAt is tailDamage of the bytes of f from offset off to offset
-// size, read in pieces; err is a failed read.
+// tailDamageAt looks at the bytes of f from a bad record at offset off to
+// the end of the last segment at size, with no good record after it, in a
+// segment of the given format version, reading them in pieces. It returns
+// nil if they can be what an interrupted append left (a torn tail), or
+// else why not, by the rules in tail.go; err is a failed read.
 func tailDamageAt(f io.ReaderAt, off, size int64, max int, version byte) (why, err error) {
 	n := size - off
 	z, err := zeroRunAt(f, off, size)
@@ -239,8 +243,8 @@ func tailDamageAt(f io.ReaderAt, off, size int64, max int, version byte) (why, e
 	}
 	end := recordHeaderSize + int64(length)
 	// One pass for the checksums of the record, of the record less its
-	// last byte (zerosCanHide) and of it cut at each length with one bit
-	// cleared (lengthBitFlipped): those come first, in order.
+	// last byte (zerosCanHideSums) and of it cut at each length with one
+	// bit cleared (shortEnds): those come first, in order.
 	ends := shortEnds(length, end)
 	sums, err := checksumsAt(f, off+8, offsetBy(append(ends, end-1, end), off))
 	if err != nil {
@@ -275,7 +279,9 @@ func tailDamageAt(f io.ReaderAt, off, size int64, max int, version byte) (why, e
 }
 
 // shortEnds returns, in order, where a record whose length is length with
-// one of its set bits cleared ends, for those that end by limit.
+// one of its set bits cleared ends, for those that end by limit. A write
+// cut short has a checksum that matches at one of them by chance only, at
+// odds of about one in 2^32 for each.
 func shortEnds(length uint32, limit int64) []int64 {
 	var ends []int64
 	for i := range 32 {

@@ -46,7 +46,7 @@ type Tx struct {
 // Without it a payload ends with the last write's expiry, a zero byte when
 // it has none (two for a delete, more when a value ends in zeros), and a
 // whole record ending in zero bytes cannot always be told from a write
-// that a crash cut short and zero-filled (see tailDamage). With it no
+// that a crash cut short and zero-filled (see tail.go). With it no
 // whole record ends in a zero byte, so one that does was cut short. 0xFF
 // rather than the write count with its top bit set, which is 0x80 for a
 // count that is a multiple of 128 and zero after one flipped bit: 0xFF
