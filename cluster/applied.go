@@ -196,7 +196,37 @@ func (t *appliedTracker) wait(ctx context.Context, index uint64) error {
 // into the FSM, at start or when the leader sends one.
 type snapStore struct {
 	*raft.FileSnapshotStore
-	t *appliedTracker
+	t       *appliedTracker
+	written *atomic.Int64 // snapshots persisted, taken or received (Node.Stats)
+}
+
+// Create counts the snapshot once it is persisted.
+func (s snapStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &countedSink{SnapshotSink: sink, written: s.written}, nil
+}
+
+// countedSink counts a snapshot sink closed without error, once: the
+// FSM's Persist closes it, then raft does again.
+type countedSink struct {
+	raft.SnapshotSink
+	written *atomic.Int64
+	counted bool
+}
+
+func (s *countedSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	if !s.counted {
+		s.counted = true
+		s.written.Add(1)
+	}
+	return nil
 }
 
 func (s snapStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {

@@ -24,6 +24,30 @@ const (
 	walMetaFile = "wal-meta.db" // raft-wal's BoltDB file in walDir
 )
 
+// logStoreBytes returns the size of the files of the log store kind in
+// dir: the BoltDB file, or raft-wal's segments and its BoltDB file. A
+// file it cannot read counts nothing.
+func logStoreBytes(dir string, kind LogStore) int64 {
+	if kind != LogStoreWAL {
+		fi, err := os.Stat(filepath.Join(dir, raftDBFile))
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, walDir))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
 // logStore is what raft needs of a log store: the log and the stable
 // state, which both stores keep together.
 type logStore interface {

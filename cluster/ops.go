@@ -9,6 +9,7 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/wire"
+	"github.com/livekv/livekv/wal"
 )
 
 // Single-operation writes, which a follower forwards to the leader. A
@@ -522,8 +523,21 @@ func (n *Node) View(fn func(tx *engine.Tx) error, opts ...ReadOption) error {
 // Revision is the newest revision this node has applied.
 func (n *Node) Revision() int64 { return n.db.Revision() }
 
-// Stats returns the node's database statistics.
-func (n *Node) Stats() engine.Stats { return n.db.Stats() }
+// Stats returns the node's database statistics. A node's log is raft's,
+// so LogBytes is the size of its log store's files, Syncs counts the
+// appends to that store (each written and synced as one) and SyncLatency
+// how long they took, and Checkpoints counts the raft snapshots
+// persisted since Open, taken by the node or received from a leader.
+func (n *Node) Stats() engine.Stats {
+	st := n.db.Stats()
+	rn := n.rn
+	syncs, lat := rn.store.appendStats()
+	st.Syncs = syncs
+	st.SyncLatency = engine.LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: lat.Counts[:], Sum: lat.Sum}
+	st.Checkpoints = rn.snapsWritten.Load()
+	st.LogBytes = logStoreBytes(rn.dir, rn.opts.LogStore)
+	return st
+}
 
 // DB is the node's database, for reads that need none of the cluster's
 // checks. Writing through it works only on the leader.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,6 +31,7 @@ var keyVoteGate = []byte("livekv_vote_gate")
 
 // raftNode is raft with its stores and transport, on a mux.
 type raftNode struct {
+	dir   string // the node's raft directory: log store and snapshots
 	opts  Options
 	mux   *mux
 	raft  *raft.Raft
@@ -37,6 +39,10 @@ type raftNode struct {
 	gate  *voteGate // the votes of a founder that started with no state, until caught up; nil for other nodes
 	store *raftStore
 	snaps raft.SnapshotStore
+
+	// snapsWritten counts the snapshots persisted since start, taken or
+	// received from a leader.
+	snapsWritten *atomic.Int64
 
 	// heartbeat is raft's HeartbeatTimeout: a follower that heard from
 	// its leader within it refuses to vote for anyone else.
@@ -70,7 +76,7 @@ func (n *raftNode) stop() raft.Future {
 // leader (voteGate).
 // On error everything opened is closed again, m included.
 func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan struct{}, gateVotes bool) (_ *raftNode, err error) {
-	n := &raftNode{opts: *o, mux: m}
+	n := &raftNode{dir: dir, opts: *o, mux: m}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -89,7 +95,7 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	if err != nil {
 		return nil, err
 	}
-	n.snaps = snaps
+	n.snaps, n.snapsWritten = snaps, snaps.written
 	if o.storeFault != nil {
 		n.snaps = faultySnaps{snaps, o.storeFault}
 	}
@@ -163,7 +169,7 @@ func openSnapStore(dir string, o *Options, t *appliedTracker) (snapStore, error)
 	if err != nil {
 		return snapStore{}, fmt.Errorf("cluster: open snapshots: %w", err)
 	}
-	return snapStore{fss, t}, nil
+	return snapStore{fss, t, new(atomic.Int64)}, nil
 }
 
 // voters is the raft configuration whose voters are peers.

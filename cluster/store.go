@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/livekv/livekv/wal"
 )
 
 // errLogRefused marks a failure to append to the raft log after which
@@ -63,6 +64,20 @@ type raftStore struct {
 	fenced   atomic.Bool
 	fencedBy error        // the write error that fenced the store; set before fenced
 	stalls   atomic.Int64 // stable-store writes that had to wait, for tests
+
+	// appends counts the log appends that reached the store, each written
+	// and synced as one, and how long they took (Node.Stats).
+	appendsMu sync.Mutex
+	appends   int64
+	appendLat wal.SyncHistogram
+}
+
+// appendStats returns how many log appends the store made and how long
+// they took.
+func (s *raftStore) appendStats() (int64, wal.SyncHistogram) {
+	s.appendsMu.Lock()
+	defer s.appendsMu.Unlock()
+	return s.appends, s.appendLat
 }
 
 // fenceErr reports, for Close, that raft's last writes were dropped.
@@ -104,9 +119,15 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	if err := s.faulty(); err != nil {
 		return fmt.Errorf("%w: %w", errLogRefused, err)
 	}
+	began := time.Now()
 	if err := s.logStore.StoreLogs(logs); err != nil {
 		return s.logErr(err)
 	}
+	took := time.Since(began)
+	s.appendsMu.Lock()
+	s.appends++
+	s.appendLat.Add(took)
+	s.appendsMu.Unlock()
 	s.recentMu.Lock()
 	for _, l := range logs {
 		slot := &s.recent[l.Index%recentEntries]

@@ -1,5 +1,6 @@
 // Package metrics exposes a livekv database, and the adapter serving it,
-// to Prometheus: a Collector reads engine.DB.Stats and adapter.Stats at
+// to Prometheus: a Collector reads the Stats of an engine.DB or a
+// cluster.Node, and adapter.Stats, at
 // each scrape, and counts the adapter's requests by operation and code
 // through adapter.Options.OnRequest.
 //
@@ -26,7 +27,7 @@ import (
 
 // Collector collects a DB's and an adapter's metrics.
 type Collector struct {
-	db  *engine.DB
+	db  Source
 	reg *prometheus.Registry
 
 	mu       sync.Mutex
@@ -36,9 +37,15 @@ type Collector struct {
 	refused  *prometheus.CounterVec
 }
 
+// Source is what a Collector reads at each scrape: an *engine.DB, or a
+// *cluster.Node, whose Stats describe raft's log rather than the engine's.
+type Source interface {
+	Stats() engine.Stats
+}
+
 // New returns a collector of db's metrics, registered with the Go
 // runtime's and the process's in a registry of its own.
-func New(db *engine.DB) *Collector {
+func New(db Source) *Collector {
 	c := &Collector{db: db, reg: prometheus.NewRegistry()}
 	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "livekv_adapter_requests_total",

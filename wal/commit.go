@@ -225,7 +225,7 @@ func (l *Log) sync() error {
 	took := time.Since(began)
 	l.mu.Lock()
 	l.mu.stats.Syncs++
-	l.mu.stats.SyncLatency.add(took)
+	l.mu.stats.SyncLatency.Add(took)
 	l.mu.Unlock()
 	return nil
 }

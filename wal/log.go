@@ -142,7 +142,8 @@ type SyncHistogram struct {
 	Sum    time.Duration // of every fsync counted
 }
 
-func (h *SyncHistogram) add(d time.Duration) {
+// Add counts one fsync that took d.
+func (h *SyncHistogram) Add(d time.Duration) {
 	i := 0
 	for i < len(SyncBounds) && d > SyncBounds[i] {
 		i++

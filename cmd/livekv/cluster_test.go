@@ -78,6 +78,14 @@ func TestServe_Cluster(t *testing.T) {
 			require.JSONEq(t, `{"key":"hello","value":"cluster"}`, body)
 		}
 	}
+	// Each node's log is raft's, and its metrics say so.
+	for i, s := range srvs {
+		code, body := get(t, http.DefaultClient, s.base+"/metrics")
+		require.Equal(t, 200, code)
+		m := series(t, body)
+		require.Positive(t, m["livekv_log_bytes"], "node %d: the raft log's bytes", i)
+		require.Positive(t, m["livekv_fsync_duration_seconds"], "node %d: appends to the raft log", i)
+	}
 
 	// livekv cluster, through any node.
 	out, err := exec.Command(bin, "cluster", "status", "--raft", raft[2]).CombinedOutput()

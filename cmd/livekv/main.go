@@ -351,7 +351,11 @@ func serve(args []string) error {
 			logf("chat: %d message keys of the old scheme (oldest first) are not rewritten in cluster mode: their rooms page oldest first", n)
 		}
 	}
-	m := metrics.New(db)
+	var src metrics.Source = db
+	if st.node != nil {
+		src = st.node // its log is raft's
+	}
+	m := metrics.New(src)
 	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
 		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
 		MaxMessageSize: max(2<<20, 2*(int64(*maxKey)+int64(*maxValue)))})
