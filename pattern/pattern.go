@@ -81,8 +81,9 @@ type Options struct {
 	// machine) is tried once more; one that still cannot decide is
 	// ErrTimeout from TryMatch, and no match from Match, and is counted by
 	// Pattern.Timeouts. Default 10ms. regexp2 checks deadlines on a clock
-	// that ticks every 100ms, so a runaway match runs for about
-	// MatchTimeout plus one or two ticks (see docs/patterns.md).
+	// that this package sets to tick every 2ms (clockPeriod), so a runaway
+	// match runs for about MatchTimeout plus a tick or two (see
+	// docs/patterns.md).
 	MatchTimeout time.Duration
 }
 
@@ -590,3 +591,16 @@ func PrefixEnd(prefix string) string {
 	}
 	return ""
 }
+
+// clockPeriod is how often regexp2's clock moves on while a match with a
+// timeout may be running: its matches read that clock, not the time, to
+// see whether their MatchTimeout has passed, and its default period of
+// 100ms made a runaway match given 10ms run for about 200ms. At 2ms it
+// runs for 10 to 13ms (20 runs each of /^(a+)+$/ on 28 a's and a !,
+// alone, on a 2-core machine: 197 to 202ms before). The clock's goroutine
+// then wakes every 2ms while matches run, and stops a second after the
+// last deadline. The period is regexp2's, for the whole program: one
+// that sets it after this package is initialized has its way.
+const clockPeriod = 2 * time.Millisecond
+
+func init() { regexp2.SetTimeoutCheckPeriod(clockPeriod) }
