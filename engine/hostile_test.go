@@ -77,13 +77,14 @@ func TestSubscribe_HostileRegexes(t *testing.T) {
 // lock for a moment, never waits for matching, so writers do not either.
 // Waiting would cost one of them the 64 subscriptions' matching of the
 // hostile key, at least 64 tries of the regex's 10 ms. A stall of the
-// whole machine (a shared 2-core one, running other packages' tests under
-// -race), or the scheduler's turns among the goroutines matching, can
-// make one call slow for other reasons: the bound must hold in one of
-// three runs, each on a database of its own, which waiting on the
-// matching fails every time. (Alone, with -tags purego, on a 2-core
-// machine, a run's slowest Set or Subscribe passed 100 ms in 12 of 46
-// runs of builds from f9dd64d to this one, in each build.)
+// whole machine (a shared 2-core one, running other packages' tests
+// under -race) can make one call slow for other reasons: the bound must
+// hold in one of three runs, each on a database of its own, which
+// waiting on the matching fails every time. (Alone, with -tags purego,
+// on a 2-core machine, a run's slowest Set or Subscribe passed 100 ms in
+// 3 of 15 runs when every detached subscription matched at will: a
+// writer preempted mid-commit queued behind up to 64 goroutines running
+// regexes. With matching turns, in none of 30: see pubsub's turns.go.)
 func TestSubscribe_WhileHostileMatching(t *testing.T) {
 	const bound = 100 * time.Millisecond
 	var slowestSub, slowestSet time.Duration

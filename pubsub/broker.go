@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -63,6 +64,10 @@ type Broker struct {
 	hist    history
 	evicted atomic.Int64 // hist.evicted, for followers to read without hmu
 
+	// matching holds a token for each goroutine matching regexes outside
+	// the regex lane (see turns.go).
+	matching chan struct{}
+
 	stop  chan struct{}
 	wg    sync.WaitGroup // the lanes and the followers
 	done  chan struct{}  // closed when the first Close has seen them end
@@ -94,9 +99,10 @@ type Stats struct {
 // subscriptions may resume from rev or later. Close stops it.
 func NewBroker(rev int64, opts *Options) *Broker {
 	b := &Broker{
-		subs: make(map[*Subscription]struct{}),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		subs:     make(map[*Subscription]struct{}),
+		matching: make(chan struct{}, matchTurns(runtime.GOMAXPROCS(0))),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	b.cheap, b.regex = newLane(b, false, rev), newLane(b, true, rev)
 	b.evicted.Store(rev)

@@ -46,3 +46,7 @@ func OnRegexLane(s *Subscription) bool { return s.regex }
 
 // RoomLooks counts the looks of b's followers for room in a full buffer.
 func RoomLooks(b *Broker) int64 { return b.stats.roomLooks.Load() }
+
+// MatchTurns is how many goroutines may match regexes outside the regex
+// lane at once, on procs processors.
+func MatchTurns(procs int) int { return matchTurns(procs) }

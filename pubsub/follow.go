@@ -139,6 +139,10 @@ const (
 // nothing is skipped unsaid. It reports false if the subscription ended,
 // and, if timed, how long the matching took.
 func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}, timed bool) (ok bool, took time.Duration) {
+	regex := s.lane == s.b.regex
+	if regex && !s.b.takeTurn(kill) {
+		return false, 0
+	}
 	var start time.Time
 	if timed {
 		start = time.Now()
@@ -146,6 +150,9 @@ func (s *Subscription) send(batch *Batch, skip int, kill chan struct{}, timed bo
 	i, keep, undecided, _ := s.matchFrom(batch, skip, s.scratch[:0], time.Time{}, kill)
 	if timed {
 		took = time.Since(start)
+	}
+	if regex {
+		s.b.endTurn()
 	}
 	s.scratch = keep
 	if undecided != nil {

@@ -194,7 +194,7 @@ func TestBroker_HostileDelaysRegexLaneOnce(t *testing.T) {
 	t.Logf("benign regex subscription: first event after %v (one budget), then at most %v", first, slowest)
 	// A budget plus the wait for the watchdog to run; never more than the
 	// hostile subscription's two tries, each MatchTimeout (10ms) plus
-	// regexp2's clock (100ms ticks).
+	// regexp2's clock (2ms ticks), or the wait for a turn.
 	require.Less(t, first, time.Second, "about one budget, at most the hostile one's tries")
 	require.Less(t, slowest, 100*time.Millisecond, "the hostile one has ended: no more delay")
 	require.Equal(t, int64(1), b.Stats().TimedOut)
@@ -283,9 +283,10 @@ func TestBroker_RegexHandedBack(t *testing.T) {
 
 // TestBroker_HostileRegexesTakenOver: 64 regex subscriptions that meet a
 // key they cannot decide on at once delay another regex subscription by
-// about a budget each, not a MatchTimeout try each: the lane leaves each
-// stuck one to the goroutine matching it and goes on in another. The
-// stuck ones still end with the typed error, having skipped nothing.
+// a budget each while a matching turn is free (the lane leaves the stuck
+// one to the goroutine matching it and goes on in another), and by its
+// tries when none is: never by more than the 64 subscriptions' tries.
+// The stuck ones still end with the typed error, having skipped nothing.
 func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()
@@ -301,12 +302,13 @@ func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 	start := time.Now()
 	b.Publish(batch(1, hostileKey))
 	b.Publish(batch(2, "k:2"))
-	// A try each is 64 times MatchTimeout plus regexp2's clock (100ms
-	// ticks). A budget each is 64ms, plus, per takeover, the wait for the
-	// watchdog's timer to run: up to a scheduler time slice (10ms) while
-	// the stuck regexes hold every core, more on a loaded machine.
+	// Two tries each are 128 times MatchTimeout (10ms) plus regexp2's
+	// clock (2ms ticks): about 1.5s; a budget each is 64ms. Each takeover
+	// also waits for the watchdog's timer to run: up to a scheduler time
+	// slice (10ms) while regexes hold every core, more on a loaded
+	// machine.
 	require.Equal(t, "k:2", nextWithin(t, benign, 4*time.Second).Key,
-		"64 stuck regexes cost the others a budget each, not a try each")
+		"64 stuck regexes cost the others at most their tries")
 	t.Logf("benign regex subscription: its event after %v", time.Since(start))
 
 	for i, s := range hostile {
@@ -329,6 +331,40 @@ func TestBroker_HostileRegexesTakenOver(t *testing.T) {
 	require.True(t, pubsub.InStep(benign), "still served by the lane")
 	b.Publish(batch(3, hostileKey, "k:3"))
 	require.Equal(t, "k:3", nextWithin(t, benign, 500*time.Millisecond).Key)
+}
+
+// TestBroker_HostileMatchingLeavesACore: however many subscriptions are
+// stuck in regexes at once, at most the regex lane and its turns
+// (MatchTurns, fewer than the processors) match at a time, so that the
+// program's other goroutines, writers among them, are not queued behind
+// them. Counted from goroutine stacks sampled while 64 subscriptions
+// chew on a key none can decide on.
+func TestBroker_HostileMatchingLeavesACore(t *testing.T) {
+	b := pubsub.NewBroker(0, nil)
+	defer b.Close()
+	for i := 0; i < 64; i++ {
+		_, err := b.Subscribe(pats(t, `/^(a+)+$/`), nil)
+		require.NoError(t, err)
+	}
+	b.Publish(batch(1, hostileKey))
+	limit := pubsub.MatchTurns(runtime.GOMAXPROCS(0)) + 1 // and the lane
+	buf := make([]byte, 1<<20)
+	most, samples := 0, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for b.Stats().TimedOut < 64 {
+		require.True(t, time.Now().Before(deadline), "the hostile subscriptions never all ended")
+		n := runtime.Stack(buf, true)
+		matching := 0
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "regexp2.(*runner)") {
+				matching++
+			}
+		}
+		most, samples = max(most, matching), samples+1
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("at most %d goroutines matching in %d samples", most, samples)
+	require.LessOrEqual(t, most, limit, "goroutines matching regexes at once")
 }
 
 // TestSubscription_Close_WhileBehind closes a subscription whose goroutine

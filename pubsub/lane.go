@@ -78,6 +78,7 @@ type work struct {
 	armed bool          // the watchdog's timer is set for this batch
 	keep  []int         // scratch: the events one subscription matched
 	stop  follower      // at's, once the watchdog has detached it
+	turn  bool          // the watchdog took a matching turn for at's goroutine
 }
 
 // offerTo is a subscription to offer a batch to, from the first event

@@ -112,7 +112,7 @@ func (l *lane) handOut(w *work) *detached {
 		w.keep = keep
 		l.mu.Lock()
 		if l.holder != w { // the watchdog detached s and gave the role to another
-			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided, stop: w.stop}
+			d := &detached{l: l, s: s, batch: batch, next: i, keep: keep, undecided: undecided, stop: w.stop, turn: w.turn}
 			l.mu.Unlock()
 			return d
 		}
@@ -189,7 +189,13 @@ func (l *lane) watch() {
 		if left := l.budgetNow() - time.Since(w.since); left > 0 {
 			l.dog.Reset(left)
 			w.armed = true
+		} else if !l.b.tryTurn() {
+			// As many goroutines as may are matching outside the lane:
+			// the lane waits for its own match, or for a turn.
+			l.dog.Reset(l.budgetNow())
+			w.armed = true
 		} else {
+			w.turn = true // for w's goroutine, which goes on matching
 			nw = l.takeOver(w)
 		}
 	}
@@ -240,6 +246,7 @@ type detached struct {
 	keep      []int
 	undecided *pattern.Pattern // at event next, if not nil
 	stop      follower         // from detach; none if s had ended
+	turn      bool             // holds a matching turn (see turns.go)
 }
 
 // finish matches the rest of the batch, delivers it, or ends the
@@ -249,7 +256,14 @@ type detached struct {
 func (d *detached) finish() {
 	l, s, batch := d.l, d.s, d.batch
 	kill := d.stop.kill
+	release := func() {
+		if d.turn {
+			d.turn = false
+			l.b.endTurn()
+		}
+	}
 	if kill == nil { // s had ended before it was detached
+		release()
 		return
 	}
 	quit := func() {
@@ -259,9 +273,17 @@ func (d *detached) finish() {
 		close(d.stop.exited)
 	}
 	if d.undecided == nil {
+		if !d.turn {
+			if !l.b.takeTurn(kill) {
+				quit()
+				return
+			}
+			d.turn = true
+		}
 		// Stopped by kill (s's end, or the broker's Close) at the next key.
 		d.next, d.keep, d.undecided, _ = s.matchFrom(batch, d.next, d.keep, time.Time{}, kill)
 	}
+	release()
 	s.mu.Lock()
 	if s.ended || d.undecided != nil {
 		if d.undecided != nil {
