@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http/httptest"
@@ -335,10 +336,15 @@ func drive(w int, d time.Duration, timed bool, newOp func(g int) func(i int) err
 	return out, nil
 }
 
-// quantile returns the q quantile of sorted, s[⌊q·n⌋] (the last for
-// q = 1); newResult takes q = 0.5 as the median.
+// quantile returns the q quantile of sorted by the nearest rank: the
+// smallest value that at least a share q of the values are at or below,
+// s[⌈q·n⌉-1] (the first for q = 0). The p99 of 100 values is the 99th,
+// not the largest.
 func quantile[T any](sorted []T, q float64) T {
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+	// The epsilon keeps a product a hair above a whole number, such as
+	// 0.07·100 = 7.000000000000001, from rising a rank.
+	rank := int(math.Ceil(q*float64(len(sorted)) - 1e-9))
+	return sorted[min(len(sorted)-1, max(0, rank-1))]
 }
 
 func millis(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

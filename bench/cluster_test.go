@@ -21,9 +21,26 @@ func TestQuantile(t *testing.T) {
 	for _, c := range []struct {
 		q    float64
 		want int
-	}{{0, 1}, {0.5, 51}, {0.99, 100}, {1, 100}} {
+	}{{0, 1}, {0.5, 50}, {0.9, 90}, {0.99, 99}, {0.999, 100}, {1, 100}} {
+		// The nearest rank: the q quantile is the smallest value that at
+		// least a share q of the values are at or below. The p99 of 100
+		// values is the 99th, not the largest.
 		if got := quantile(s, c.q); got != c.want {
 			t.Errorf("quantile(1..100, %v) = %d, want %d", c.q, got, c.want)
+		}
+	}
+	for n := 1; n <= 1000; n++ {
+		for _, q := range []float64{0.5, 0.9, 0.99} {
+			sorted := make([]int, n)
+			for i := range sorted {
+				sorted[i] = i + 1
+			}
+			got := quantile(sorted, q)
+			// got is the smallest value with at least q·n values at or
+			// below it: got values are, got-1 are not.
+			if float64(got) < q*float64(n)-1e-9 || float64(got-1) >= q*float64(n)-1e-9 {
+				t.Fatalf("quantile(1..%d, %v) = %d", n, q, got)
+			}
 		}
 	}
 	if got := quantile([]int{7}, 0.99); got != 7 {
