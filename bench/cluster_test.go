@@ -46,10 +46,11 @@ func TestQuantile(t *testing.T) {
 	if got := quantile([]int{7}, 0.99); got != 7 {
 		t.Errorf("quantile of one = %d", got)
 	}
-	// The p50 is the median newResult takes, for the failover rows: of
-	// an even number, the upper of the middle two.
+	// The median newResult takes, which is the p50 of the failover
+	// rows (50 rounds): of an even number, the mean of the middle two,
+	// not either of them.
 	runs := []float64{5, 1, 4, 2}
-	if r := newResult("w", "", "e", "ms", false, runs); r.Median != 4 || r.Min != 1 || r.Max != 5 || !slices.Equal(r.Runs, []float64{5, 1, 4, 2}) {
+	if r := newResult("w", "", "e", "ms", false, runs); r.Median != 3 || r.Min != 1 || r.Max != 5 || !slices.Equal(r.Runs, []float64{5, 1, 4, 2}) {
 		t.Errorf("newResult of %v: %+v", runs, r)
 	}
 	if r := newResult("w", "", "e", "ms", false, []float64{3, 9, 1}); r.Median != 3 {

@@ -98,12 +98,16 @@ type Result struct {
 	Note     string    `json:"note,omitempty"`
 }
 
-// newResult makes the figure of runs: its median is the middle run (of an
-// even number of runs, the upper of the middle two).
+// newResult makes the figure of runs: its median is the middle run, or of
+// an even number of runs the mean of the middle two.
 func newResult(workload, cas, eng, unit string, higher bool, runs []float64) Result {
 	s := slices.Sorted(slices.Values(runs))
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + med) / 2
+	}
 	return Result{Workload: workload, Case: cas, Engine: eng, Unit: unit, Higher: higher, Runs: runs,
-		Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}
+		Median: med, Min: s[0], Max: s[len(s)-1]}
 }
 
 // workload is one thing measured.
