@@ -432,8 +432,7 @@ func replicatedWrites(cfg config, progress func(string), timed bool, measure fun
 				d, err := drive(w, cfg.durableIn, timed, func(g int) func(int) error {
 					return func(i int) error { return kv.Set(keyOf(g*1_000_000+i%100_000), value100) }
 				})
-				done()
-				if err != nil {
+				if err = errors.Join(err, done()); err != nil {
 					return fmt.Errorf("livekv, writers=%d: %w", w, err)
 				}
 				measure("livekv", w, d)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -32,7 +33,9 @@ func shuffled(n int, seed uint64) []string {
 }
 
 // openFresh opens a peer in memory, or in a new temporary folder if it
-// needs one or durable is asked; cleanup closes it and removes the folder.
+// needs one or durable is asked; cleanup closes it and removes the folder,
+// and returns Close's error, which the caller must not drop: a store that
+// fails to close may not have done what its figure says.
 func openFresh(p peer, durable bool) (KV, func() error, error) {
 	dir := ""
 	if durable || p.name == "bbolt" {
@@ -52,7 +55,10 @@ func openFresh(p peer, durable bool) (KV, func() error, error) {
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
-		return err
+		if err != nil {
+			return fmt.Errorf("closing: %w", err)
+		}
+		return nil
 	}, nil
 }
 
@@ -109,12 +115,12 @@ func opsPerSec(n int, d time.Duration) float64 { return float64(n) / d.Seconds()
 
 func runInsert(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, cfg.engines(), "insert", "ops/s", true, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "insert", "ops/s", true, func(p peer) (_ map[string]float64, err error) {
 		kv, done, err := openFresh(p, false)
 		if err != nil {
 			return nil, err
 		}
-		defer done()
+		defer func() { err = errors.Join(err, done()) }()
 		start := time.Now()
 		if err := load(kv, keys); err != nil {
 			return nil, err
@@ -139,12 +145,13 @@ func withLoaded(cfg config, progress func(string), workload, unit string, higher
 			return nil, err
 		}
 		if err := load(kv, keys); err != nil {
-			done()
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", p.name, errors.Join(err, done()))
 		}
 		runtime.GC()
 		r, err := perPeer(cfg, progress, []peer{p}, workload, unit, higher, func(peer) (map[string]float64, error) { return fn(kv, keys) })
-		done()
+		if cerr := done(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", p.name, cerr))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -208,12 +215,12 @@ func runRange(cfg config, progress func(string)) ([]Result, error) {
 
 func runIncrement(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, cfg.engines(), "increment", "ops/s", true, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "increment", "ops/s", true, func(p peer) (_ map[string]float64, err error) {
 		kv, done, err := openFresh(p, false)
 		if err != nil {
 			return nil, err
 		}
-		defer done()
+		defer func() { err = errors.Join(err, done()) }()
 		r := rand.New(rand.NewPCG(4, 4))
 		start := time.Now()
 		for i := 0; i < cfg.ops; i++ {
@@ -250,8 +257,7 @@ func runDurable(cfg config, progress func(string)) ([]Result, error) {
 			d, err := drive(w, cfg.durableIn, false, func(g int) func(int) error {
 				return func(i int) error { return kv.Set(keyOf(g*1_000_000+i%100_000), value100) }
 			})
-			done()
-			if err != nil {
+			if err = errors.Join(err, done()); err != nil {
 				return nil, err
 			}
 			out[fmt.Sprintf("writers=%d", w)] = d.perSec
@@ -338,7 +344,7 @@ func settle() {
 
 func runMemory(cfg config, progress func(string)) ([]Result, error) {
 	keys := shuffled(cfg.keys, 1)
-	return perPeer(cfg, progress, cfg.engines(), "memory", "bytes/key", false, func(p peer) (map[string]float64, error) {
+	return perPeer(cfg, progress, cfg.engines(), "memory", "bytes/key", false, func(p peer) (_ map[string]float64, err error) {
 		settle()
 		before, err := rss()
 		if err != nil {
@@ -348,7 +354,7 @@ func runMemory(cfg config, progress func(string)) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer done()
+		defer func() { err = errors.Join(err, done()) }()
 		// Keys and values made here, each its own: an engine that keeps
 		// the strings it is given pays for them, as one that copies does.
 		// Random values, so that an engine that compresses gains nothing.

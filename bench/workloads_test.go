@@ -1,0 +1,52 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// closeFails is a store whose Close reports a failure, as an engine
+// whose last flush or fsync failed would.
+type closeFails struct{ KV }
+
+var errCloseFailed = errors.New("close failed")
+
+func (c closeFails) Close() error {
+	if err := c.KV.Close(); err != nil {
+		return err
+	}
+	return errCloseFailed
+}
+
+// TestWorkloads_CloseError: a store's failed Close fails the workload, as
+// a failed write does, rather than leaving a figure for it.
+func TestWorkloads_CloseError(t *testing.T) {
+	p := peers[0]
+	p.name = "closefails"
+	inner := p.open
+	p.open = func(dir string, durable bool) (KV, error) {
+		kv, err := inner(dir, durable)
+		if err != nil {
+			return nil, err
+		}
+		return closeFails{kv}, nil
+	}
+	cfg := quickConfig
+	cfg.keys, cfg.ops, cfg.durableIn = 2000, 2000, 20*time.Millisecond
+	cfg.peers = []peer{p}
+	for _, w := range workloads {
+		switch w.name {
+		case "insert", "get", "range", "increment", "durable", "recovery", "memory":
+		default:
+			continue
+		}
+		_, err := w.run(cfg, func(string) {})
+		if !errors.Is(err, errCloseFailed) {
+			t.Errorf("%s: %v, want the Close error", w.name, err)
+		} else if !strings.Contains(err.Error(), "closefails") {
+			t.Errorf("%s: %v does not name the engine", w.name, err)
+		}
+	}
+}
