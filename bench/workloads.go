@@ -195,7 +195,13 @@ func runGet(cfg config, progress func(string)) ([]Result, error) {
 	})
 }
 
+// rangeLen is how many keys a range of the range workload reads.
+const rangeLen = 1000
+
 func runRange(cfg config, progress func(string)) ([]Result, error) {
+	if cfg.keys < rangeLen {
+		return nil, fmt.Errorf("a %d-key range needs at least %d keys; -keys is %d", rangeLen, rangeLen, cfg.keys)
+	}
 	return withLoaded(cfg, progress, "range", "ranges/s", true, func(kv KV, keys []string) (map[string]float64, error) {
 		// 10,000 ranges in a full run (10M keys read, about half a second
 		// for livekv and buntdb): with a tenth of that, a run took some
@@ -205,12 +211,13 @@ func runRange(cfg config, progress func(string)) ([]Result, error) {
 		r := rand.New(rand.NewPCG(3, 3))
 		start := time.Now()
 		for i := 0; i < n; i++ {
-			got, err := kv.Range(keyOf(r.IntN(len(keys)-1000)), 1000)
+			// Any start that leaves rangeLen keys from it to the last.
+			got, err := kv.Range(keyOf(r.IntN(len(keys)-rangeLen+1)), rangeLen)
 			if err != nil {
 				return nil, err
 			}
-			if got != 1000 {
-				return nil, fmt.Errorf("a 1000-key range returned %d", got)
+			if got != rangeLen {
+				return nil, fmt.Errorf("a %d-key range returned %d", rangeLen, got)
 			}
 		}
 		return map[string]float64{"": opsPerSec(n, time.Since(start))}, nil

@@ -73,3 +73,21 @@ func TestMemory_Child(t *testing.T) {
 		t.Errorf("a child for no engine: %v", err)
 	}
 }
+
+// TestRange_FewKeys: the range workload runs with as few keys as one
+// range reads, every key in reach of a range, and refuses fewer, before
+// loading anything, rather than panicking.
+func TestRange_FewKeys(t *testing.T) {
+	cfg := quickConfig
+	cfg.peers = peers[:1]
+	cfg.ops = 200
+	cfg.keys = 1000
+	res, err := runRange(cfg, func(string) {})
+	if err != nil || len(res) != 1 || !(res[0].Median > 0) {
+		t.Errorf("1000 keys: %+v, %v", res, err)
+	}
+	cfg.keys = 999
+	if _, err := runRange(cfg, func(string) {}); err == nil || !strings.Contains(err.Error(), "at least 1000 keys") {
+		t.Errorf("999 keys: %v, want a refusal", err)
+	}
+}
