@@ -37,7 +37,8 @@ type peer struct {
 var peers = []peer{
 	{"livekv", `in memory: Open(""); on disk: Open(dir)`, "SyncAlways (default)", openLivekv},
 	{"buntdb", `":memory:"; on disk: a file`, "SyncPolicy: Always", openBunt},
-	{"bbolt", "a file with NoSync (it has no memory mode); one write per Update", "default: fsync per Update", openBolt},
+	{"bbolt", "a file with NoSync and NoFreelistSync (it has no memory mode); one write per Update",
+		"fsync per Update, NoFreelistSync (its freelist rebuilt at Open)", openBolt},
 	{"pebble", "vfs.NewMem(); writes with NoSync", "writes with pebble.Sync", openPebble},
 	{"badger", "InMemory: true", "SyncWrites: true", openBadger},
 }
@@ -162,6 +163,11 @@ func openBolt(dir string, durable bool) (KV, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("bbolt needs a folder")
 	}
+	// NoFreelistSync, as etcd runs it, in every workload: a commit writes
+	// no freelist pages, and Open rebuilds the freelist by reading every
+	// page. It costs nothing in durability; it makes commits cheaper
+	// (insert, increment, durable) and Open dearer (recovery), and the
+	// settings above say so.
 	db, err := bolt.Open(filepath.Join(dir, "bolt.db"), 0o600, &bolt.Options{NoSync: !durable, NoFreelistSync: true})
 	if err != nil {
 		return nil, err
