@@ -38,7 +38,7 @@ var peers = []peer{
 	{"livekv", `in memory: Open(""); on disk: Open(dir)`, "SyncAlways (default)", openLivekv},
 	{"buntdb", `":memory:"; on disk: a file`, "SyncPolicy: Always", openBunt},
 	{"bbolt", "a file with NoSync and NoFreelistSync (it has no memory mode); one write per Update",
-		"fsync per Update, NoFreelistSync (its freelist rebuilt at Open)", openBolt},
+		"fsync per Update (not Batch), NoFreelistSync (its freelist rebuilt at Open)", openBolt},
 	{"pebble", "vfs.NewMem(); writes with NoSync", "writes with pebble.Sync", openPebble},
 	{"badger", "InMemory: true", "SyncWrites: true", openBadger},
 }
