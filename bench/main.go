@@ -122,7 +122,7 @@ type workload struct {
 }
 
 var workloads = []workload{
-	{"insert", "random insert of the keys into an empty store (100-byte values)", true, runInsert},
+	{"insert", "random insert of the keys into an empty store (100-byte values of random hexadecimal digits)", true, runInsert},
 	{"get", "random get of loaded keys, 1 and 8 goroutines", true, runGet},
 	{"range", "1000-key ordered range from a random key", true, runRange},
 	{"increment", "atomic increment of random keys", true, runIncrement},

@@ -21,7 +21,41 @@ import (
 	"time"
 )
 
+// value100 is the value of the durable writes of the cluster workloads
+// (livekv on both sides, neither of which compresses) and of the raw
+// fsync rate.
 var value100 = strings.Repeat("v", 100)
+
+// valueCount is how many values loadValues makes: 6.5 MB of them, so that
+// in a store's key order, where compression looks for repeats, values
+// repeat about once in 65,536.
+const valueCount = 1 << 16
+
+// loadValues returns the 100-byte values the peers' workloads write:
+// random hexadecimal digits, as the memory workload's, the same in every
+// run. A store that compresses its blocks (pebble and badger, with
+// Snappy by default) thus keeps and moves as many bytes of them as one
+// that does not, where a value of one repeated letter shrank to almost
+// nothing in their tables.
+var loadValues = sync.OnceValue(func() []string {
+	r := rand.New(rand.NewPCG(8, 8))
+	vals := make([]string, valueCount)
+	var buf []byte
+	for i := range vals {
+		buf = buf[:0]
+		for len(buf) < 100 {
+			buf = fmt.Appendf(buf, "%016x", r.Uint64())
+		}
+		vals[i] = string(buf[:100])
+	}
+	return vals
+})
+
+// valueAt is the i-th value the workloads write.
+func valueAt(i int) string {
+	v := loadValues()
+	return v[i%len(v)]
+}
 
 func keyOf(i int) string { return fmt.Sprintf("key:%08d", i) }
 
@@ -66,9 +100,12 @@ func openFresh(p peer, durable bool) (KV, func() error, error) {
 	}, nil
 }
 
+// load sets each of keys, in their order, to a value: the i-th key to
+// valueAt(i), so every engine is given the same value for a key.
 func load(kv KV, keys []string) error {
-	for _, k := range keys {
-		if err := kv.Set(k, value100); err != nil {
+	loadValues() // made before any clock starts
+	for i, k := range keys {
+		if err := kv.Set(k, valueAt(i)); err != nil {
 			return err
 		}
 	}
@@ -265,8 +302,9 @@ func runDurable(cfg config, progress func(string)) ([]Result, error) {
 			if err != nil {
 				return nil, err
 			}
+			loadValues()
 			d, err := drive(w, cfg.durableIn, false, func(g int) func(int) error {
-				return func(i int) error { return kv.Set(keyOf(g*1_000_000+i%100_000), value100) }
+				return func(i int) error { return kv.Set(keyOf(g*1_000_000+i%100_000), valueAt(g*1_000_000+i)) }
 			})
 			if err = errors.Join(err, done()); err != nil {
 				return nil, err
