@@ -113,7 +113,11 @@ func load(kv KV, keys []string) error {
 }
 
 // perPeer runs fn for each of ps cfg.runs times and collects one result
-// per case that fn reports.
+// per case that fn reports. A collection runs before each run, so that no
+// run starts with the heap that the one before it left: a store closed
+// at the end of a run is garbage that the next run's allocations would
+// otherwise sweep, inside its clock, and that run was another engine's
+// when an engine's first run follows the last of the engine before it.
 func perPeer(cfg config, progress func(string), ps []peer, workload, unit string, higher bool,
 	fn func(p peer) (map[string]float64, error)) ([]Result, error) {
 	var results []Result
@@ -122,6 +126,7 @@ func perPeer(cfg config, progress func(string), ps []peer, workload, unit string
 		var order []string
 		for r := 0; r < cfg.runs; r++ {
 			progress(fmt.Sprintf("%s, run %d of %d", p.name, r+1, cfg.runs))
+			runtime.GC()
 			got, err := fn(p)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
