@@ -210,7 +210,7 @@ func runGet(cfg config, progress func(string)) ([]Result, error) {
 	return withLoaded(cfg, progress, "get", "ops/s", true, func(kv KV, keys []string) (map[string]float64, error) {
 		out := map[string]float64{}
 		for _, g := range []int{1, 8} {
-			var failed atomic.Value
+			var failed atomic.Pointer[error] // the first Get's error, of any type
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			start := time.Now()
@@ -221,15 +221,15 @@ func runGet(cfg config, progress func(string)) ([]Result, error) {
 					r := rand.New(rand.NewPCG(uint64(w), 2))
 					for next.Add(1) <= int64(cfg.ops) {
 						if err := kv.Get(keys[r.IntN(len(keys))]); err != nil {
-							failed.Store(err)
+							failed.CompareAndSwap(nil, &err)
 							return
 						}
 					}
 				}()
 			}
 			wg.Wait()
-			if err, ok := failed.Load().(error); ok {
-				return nil, err
+			if err := failed.Load(); err != nil {
+				return nil, *err
 			}
 			out[fmt.Sprintf("goroutines=%d", g)] = opsPerSec(cfg.ops, time.Since(start))
 		}

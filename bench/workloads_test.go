@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,5 +138,47 @@ func TestLoad_Incompressible(t *testing.T) {
 	}
 	if !maps.Equal(rec.set, again.set) {
 		t.Error("two loads of the same keys set different values")
+	}
+}
+
+// getFails is a store whose Gets fail after the first thousand (the
+// workload's 1-goroutine case, with 1,000 ops), with errors of two types
+// in turn, as an engine's errors come from more than one place.
+type getFails struct {
+	KV
+	n *atomic.Int64
+}
+
+type otherError struct{}
+
+func (otherError) Error() string { return "another failure" }
+
+func (g getFails) Get(k string) error {
+	n := g.n.Add(1)
+	if n <= 1000 {
+		return g.KV.Get(k)
+	}
+	if n%2 == 0 {
+		return otherError{}
+	}
+	return errors.New("get failed")
+}
+
+// TestGet_Errors: the get workload fails with a Get's error whichever of
+// its goroutines fail and however their errors are typed.
+func TestGet_Errors(t *testing.T) {
+	p := peers[0]
+	inner := p.open
+	p.open = func(dir string, durable bool) (KV, error) {
+		kv, err := inner(dir, durable)
+		return getFails{kv, new(atomic.Int64)}, err
+	}
+	cfg := quickConfig
+	cfg.keys, cfg.ops = 100, 1000
+	cfg.peers = []peer{p}
+	_, err := runGet(cfg, func(string) {})
+	var other otherError
+	if err == nil || !strings.Contains(err.Error(), "get failed") && !errors.As(err, &other) {
+		t.Errorf("get: %v, want a Get's error", err)
 	}
 }
