@@ -264,5 +264,5 @@ func (n *Node) answerLease(req *rpcRequest, resp *rpcResponse) error {
 func (n *Node) reconfigure(fn func() error) error {
 	n.voters.Add(1)
 	defer n.voters.Add(1)
-	return n.gated(fn)
+	return n.raftError(n.gated(fn))
 }

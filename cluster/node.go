@@ -580,7 +580,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 	}
 	if !added {
 		if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
-			return err
+			return n.raftError(err)
 		}
 	}
 	if fresh {
@@ -698,13 +698,21 @@ func (n *Node) transfer(id string) error {
 	if r.State() != raft.Leader {
 		return n.notLeader()
 	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	servers := f.Configuration().Servers
 	var to *raft.Server
-	if id != "" {
-		f := r.GetConfiguration()
-		if err := f.Error(); err != nil {
-			return err
+	if id == "" {
+		// raft would answer "cannot find peer".
+		if !slices.ContainsFunc(servers, func(s raft.Server) bool {
+			return s.Suffrage == raft.Voter && string(s.ID) != n.opts.NodeID
+		}) {
+			return fmt.Errorf("%w: no other voter to hand leadership to", ErrInvalidOptions)
 		}
-		for _, s := range f.Configuration().Servers {
+	} else {
+		for _, s := range servers {
 			if string(s.ID) == id {
 				to = &s
 			}
@@ -742,6 +750,40 @@ func (n *Node) transfer(id string) error {
 	})
 	if err != nil && n.rep != nil {
 		n.rep.askRestart(gen)
+	}
+	if err == nil || errors.Is(err, ErrClosed) {
+		return err
+	}
+	if typed := n.raftError(err); typed != err {
+		return typed
+	}
+	// raft's own strings: the target did not take over within the
+	// election timeout ("leadership transfer timeout"), or could not be
+	// told to. It may yet stand, having been told.
+	return fmt.Errorf("%w: leadership was not handed on: %w", ErrUncertain, err)
+}
+
+// raftError is err, from a raft future of this node's, as this package's
+// error when raft's says what happened: a node that is not the leader
+// (it forwards nothing: the caller does), a leader handing leadership
+// on, which refuses changes meanwhile (ErrNoLeader: the next leader
+// takes them), a change whose leader was deposed before it committed
+// (ErrUncertain), raft stopped. Others are returned as they are.
+func (n *Node) raftError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader):
+		return n.notLeader()
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: the leader is handing leadership on: %w", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: leadership was lost before the change committed: %w", ErrUncertain, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		if err := n.usable(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: raft has stopped: %w", ErrNoLeader, err)
 	}
 	return err
 }
@@ -788,10 +830,11 @@ func (n *Node) Leave(ctx context.Context) error {
 		if errors.Is(err, ErrInvalidOptions) {
 			return nil // out of the configuration already: a second Leave, say
 		}
-		if err == nil || !errors.Is(err, ErrNotLeader) {
+		if err == nil || !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
 			return err
 		}
-		// Still the leader: the transfer has not taken yet.
+		// Still the leader: the transfer has not taken yet, or raft
+		// still refuses changes after it.
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())

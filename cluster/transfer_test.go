@@ -1,13 +1,16 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -236,4 +239,57 @@ func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
 	time.Sleep(time.Second)
 	require.True(t, c.nodes[l].IsLeader(), "leadership stays")
 	require.Equal(t, term, c.nodes[l].Status().Term, "no election")
+}
+
+// TestTransfer_ErrorsAreTyped: a transfer that cannot be made fails with
+// this package's errors, on the leader and forwarded from a follower,
+// never with raft's bare strings. The only voter has no one to hand
+// leadership to (ErrInvalidOptions, and so its Leave); a transfer to a
+// voter cut off from the leader times out (ErrUncertain: the voter may
+// yet be told to stand); one asked while another runs is refused as the
+// leader hands leadership on (ErrNoLeader, so that a follower forwarding
+// it waits for the next leader).
+func TestTransfer_ErrorsAreTyped(t *testing.T) {
+	typed := func(t *testing.T, err error, want ...error) {
+		t.Helper()
+		require.Error(t, err)
+		require.Regexp(t, "^cluster: ", err.Error())
+		require.True(t, slices.ContainsFunc(want, func(w error) bool { return errors.Is(err, w) }), "%v is none of %v", err, want)
+	}
+	t.Run("one voter", func(t *testing.T) {
+		c := newListNodes(t, 1, 0)
+		typed(t, c.nodes[0].TransferLeadership(ctxT(t), ""), ErrInvalidOptions)
+		typed(t, c.nodes[0].Leave(ctxT(t)), ErrInvalidOptions)
+		require.True(t, c.nodes[0].IsLeader())
+	})
+	t.Run("cut off", func(t *testing.T) {
+		c := newListNodes(t, 3, 0)
+		l := c.leader()
+		to, f := (l+1)%3, (l+2)%3
+		id := c.nodes[to].ID()
+		// The leader's messages to the target are swallowed: the
+		// transfer's TimeoutNow hangs until raft's I/O timeout, and raft
+		// refuses other transfers until it returns.
+		c.net.Link(l, to).SetDrop(true)
+		defer c.net.Heal()
+		first := make(chan error, 1)
+		go func() { first <- c.nodes[l].TransferLeadership(ctxT(t), id) }()
+		var refused error
+		require.Eventually(t, func() bool {
+			err := c.nodes[l].TransferLeadership(ctxT(t), id)
+			if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+				refused = err
+				return true
+			}
+			return false
+		}, 10*time.Second, time.Millisecond, "no transfer refused while another ran")
+		typed(t, refused, ErrNoLeader)
+		typed(t, <-first, ErrUncertain, ErrNoLeader)
+		// Forwarded while the leader refuses: the follower waits for a
+		// leader that takes it, until its time runs out.
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		err := c.nodes[f].TransferLeadership(ctx, id)
+		typed(t, err, ErrUncertain, ErrNoLeader)
+	})
 }
