@@ -260,9 +260,12 @@ func (n *Node) answerLease(req *rpcRequest, resp *rpcResponse) error {
 // reconfigure runs fn, which changes the voters, counting the change in
 // n.voters before and after it: any lease granted before it ends, and any
 // granted by a round that began during it, which may have asked the old
-// voters.
-func (n *Node) reconfigure(fn func() error) error {
-	n.voters.Add(1)
-	defer n.voters.Add(1)
-	return n.raftError(n.gated(fn))
+// voters. A change still under way when ctx ends is ErrUncertain, and
+// counted once raft has answered it.
+func (n *Node) reconfigure(ctx context.Context, fn func() error) error {
+	return n.raftError(n.gatedCtx(ctx, func() error {
+		n.voters.Add(1)
+		defer n.voters.Add(1)
+		return fn()
+	}))
 }

@@ -573,13 +573,13 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 			// A node that came back under a new address, or a new
 			// node on the address of a dead one (checkAddress): the
 			// old entry goes first.
-			if err := n.reconfigure(func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
+			if err := n.reconfigure(ctx, func() error { return r.RemoveServer(s.ID, 0, 0).Error() }); err != nil {
 				return err
 			}
 		}
 	}
 	if !added {
-		if err := n.gated(func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
+		if err := n.gatedCtx(ctx, func() error { return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() }); err != nil {
 			return n.raftError(err)
 		}
 	}
@@ -593,7 +593,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 			// newcomer did before: the newcomer's entry, which would
 			// send that node raft's messages, goes again.
 			err := fmt.Errorf("%w: %s answers as %s, not %s", ErrJoinRefused, addr, resp.Status.ID, id)
-			return errors.Join(err, n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() }))
+			return errors.Join(err, n.reconfigure(ctx, func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() }))
 		}
 		if err == nil && resp.Status != nil && resp.Status.Applied+catchUpEntries >= r.LastIndex() {
 			break
@@ -606,7 +606,7 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return n.reconfigure(func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
+	return n.reconfigure(ctx, func() error { return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error() })
 }
 
 // checkAddress returns nil if the newcomer id may have addr, by the
@@ -642,7 +642,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		return ErrClosed
 	}
 	if n.IsLeader() {
-		return n.removeServer(id)
+		return n.removeServer(ctx, id)
 	}
 	req := &rpcRequest{Op: opRemove, ID: id}
 	_, err := n.toLeader(ctx, req, false)
@@ -661,7 +661,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 
 // removeServer removes id on the leader, once it has checked that id is
 // in the configuration (the latest one, committed or not).
-func (n *Node) removeServer(id string) error {
+func (n *Node) removeServer(ctx context.Context, id string) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -673,7 +673,7 @@ func (n *Node) removeServer(id string) error {
 	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == id }) {
 		return fmt.Errorf("%w: no server %q in the cluster", ErrInvalidOptions, id)
 	}
-	return n.reconfigure(func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
+	return n.reconfigure(ctx, func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() })
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
@@ -690,10 +690,12 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 		_, err := n.toLeader(ctx, &rpcRequest{Op: opTransfer, ID: id}, id != "")
 		return err
 	}
-	return n.transfer(id)
+	return n.transfer(ctx, id)
 }
 
-func (n *Node) transfer(id string) error {
+// transfer hands leadership on, on the leader; a transfer still under
+// way when ctx ends is ErrUncertain.
+func (n *Node) transfer(ctx context.Context, id string) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -730,6 +732,9 @@ func (n *Node) transfer(id string) error {
 			return nil // it leads already: a forwarded transfer sent again finds it done
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoLeader, err) // nothing done
+	}
 	// The voters grant the target their votes although they know this
 	// leader: no lease holds from now on in this term.
 	n.noLease.Store(r.CurrentTerm())
@@ -742,7 +747,7 @@ func (n *Node) transfer(id string) error {
 		n.rep.endStint("leadership handed on")
 		gen = n.rep.gen.Load()
 	}
-	err := n.gated(func() error {
+	err := n.gatedCtx(ctx, func() error {
 		if to == nil {
 			return r.LeadershipTransfer().Error()
 		}
@@ -751,8 +756,8 @@ func (n *Node) transfer(id string) error {
 	if err != nil && n.rep != nil {
 		n.rep.askRestart(gen)
 	}
-	if err == nil || errors.Is(err, ErrClosed) {
-		return err
+	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUncertain) || errors.Is(err, ErrNoLeader) {
+		return err // ours already (gatedCtx)
 	}
 	if typed := n.raftError(err); typed != err {
 		return typed
@@ -766,9 +771,10 @@ func (n *Node) transfer(id string) error {
 // raftError is err, from a raft future of this node's, as this package's
 // error when raft's says what happened: a node that is not the leader
 // (it forwards nothing: the caller does), a leader handing leadership
-// on, which refuses changes meanwhile (ErrNoLeader: the next leader
-// takes them), a change whose leader was deposed before it committed
-// (ErrUncertain), raft stopped. Others are returned as they are.
+// on, which refuses changes meanwhile, or whose raft queues no more
+// (ErrNoLeader: the next leader takes them), a change whose leader was
+// deposed before it committed (ErrUncertain), raft stopped. Others are
+// returned as they are.
 func (n *Node) raftError(err error) error {
 	switch {
 	case err == nil:
@@ -777,6 +783,8 @@ func (n *Node) raftError(err error) error {
 		return n.notLeader()
 	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: the leader is handing leadership on: %w", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: the leader's raft takes no more requests now: %w", ErrNoLeader, err)
 	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: leadership was lost before the change committed: %w", ErrUncertain, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
@@ -821,7 +829,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 	}
 	if n.IsLeader() {
-		if err := n.transfer(""); err != nil {
+		if err := n.transfer(ctx, ""); err != nil {
 			return err
 		}
 	}
@@ -1005,10 +1013,17 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		resp.Status = &s
 	case opJoin:
 		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
-	case opRemove:
-		err = n.removeServer(req.ID)
-	case opTransfer:
-		err = n.transfer(req.ID)
+	case opRemove, opTransfer:
+		if req.Left > 0 { // no longer than the sender waits
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, req.Left)
+			defer cancel()
+		}
+		if req.Op == opRemove {
+			err = n.removeServer(ctx, req.ID)
+		} else {
+			err = n.transfer(ctx, req.ID)
+		}
 	case opLease:
 		err = n.answerLease(req, resp)
 	case opReadIndex:
@@ -1142,6 +1157,25 @@ func (n *Node) gated(fn func() error) error {
 		return ErrClosed
 	}
 	return fn()
+}
+
+// gatedCtx is gated, but returns once ctx ends, ErrUncertain, if fn has
+// not: raft's loop may be held up (its disk stalled), and a change it
+// has not answered may yet be made. fn then runs on until raft answers
+// it, and Close waits for it, as for any pending future. With ctx over
+// already, fn does not run.
+func (n *Node) gatedCtx(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoLeader, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.gated(fn) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: raft has not answered: %w", ErrUncertain, ctx.Err())
+	}
 }
 
 // linearize waits until this node has applied every entry committed

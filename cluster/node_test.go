@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ type listNodes struct {
 	// stalled holds, while node i's is set, every write to its raft
 	// log: a disk that stopped answering.
 	stalled []atomic.Bool
+	// inStall is set while a write to node i's raft log waits on
+	// stalled.
+	inStall []atomic.Bool
 }
 
 // dialer is slot's dialer on the network, with refuseRaft applied.
@@ -74,7 +78,7 @@ func newListNodes(t *testing.T, founders, extra int) *listNodes {
 	nt, err := clustertest.New(founders + extra)
 	require.NoError(t, err)
 	c := &listNodes{t: t, net: nt, dir: t.TempDir(), nodes: make([]*Node, founders+extra), fsms: make([]*listFSM, founders+extra),
-		stalled: make([]atomic.Bool, founders+extra)}
+		stalled: make([]atomic.Bool, founders+extra), inStall: make([]atomic.Bool, founders+extra)}
 	var peers []Peer
 	for i := range founders {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: nt.Addr(i)})
@@ -142,8 +146,10 @@ func (c *listNodes) openAt(dir, id string, slot, addr int, peers []Peer, join []
 		Profile: ProfileLAN, Listener: ln, Dial: c.dialer(slot),
 		storeFault: func() error {
 			for c.stalled[slot].Load() {
+				c.inStall[slot].Store(true)
 				time.Sleep(time.Millisecond)
 			}
+			c.inStall[slot].Store(false)
 			return nil
 		},
 	}, fsm, nil)
@@ -840,4 +846,53 @@ func joinedWhileOneLagged(t *testing.T) (c *listNodes, lag int, others []int) {
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return memberAs(c.nodes[3].Status().Servers, "n3", c.net.Addr(3)) }, 5*time.Second, 5*time.Millisecond)
 	return c, lag, others
+}
+
+// TestNode_MembershipCallsEndWithTheirContext: a leader whose disk
+// stalls in the middle of an append takes no request in raft's loop.
+// RemoveServer, TransferLeadership and Leave asked of it return when
+// their context ends, uncertain (the change may yet be made), rather
+// than wait for the disk.
+func TestNode_MembershipCallsEndWithTheirContext(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	f := (l + 1) % 3
+	c.stalled[l].Store(true)
+	applied := make(chan error, 1)
+	go func() { applied <- c.nodes[l].rn.raft.Apply([]byte("x"), 10*time.Second).Error() }()
+	var calls sync.WaitGroup
+	t.Cleanup(func() { // after the disk is back: cleanups run last first
+		<-applied
+		calls.Wait()
+	})
+	t.Cleanup(func() { c.stalled[l].Store(false) })
+	require.Eventually(t, c.inStall[l].Load, 10*time.Second, time.Millisecond, "raft's loop waits on the disk")
+
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"RemoveServer", func(ctx context.Context) error { return c.nodes[l].RemoveServer(ctx, c.nodes[f].ID()) }},
+		{"TransferLeadership", func(ctx context.Context) error { return c.nodes[l].TransferLeadership(ctx, c.nodes[f].ID()) }},
+		{"Leave", func(ctx context.Context) error { return c.nodes[l].Leave(ctx) }},
+	} {
+		name, call := tc.name, tc.call
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		done := make(chan error, 1)
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			done <- call(ctx)
+		}()
+		select {
+		case err := <-done:
+			t.Logf("%s: %v", name, err)
+			require.Error(t, err, name)
+			require.Regexp(t, "^cluster: ", err.Error(), name)
+			require.True(t, errors.Is(err, ErrUncertain) || errors.Is(err, ErrNoLeader), "%s: %v", name, err)
+		case <-time.After(10 * time.Second):
+			require.Failf(t, "no return", "%s outlived its context by 10s", name)
+		}
+	}
 }
