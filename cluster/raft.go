@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,13 +164,41 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 	return n, nil
 }
 
-// openSnapStore opens the raft snapshot store in dir.
+// openSnapStore opens the raft snapshot store in dir, once the log store
+// is open (no other node runs on dir), and removes what snapshots a
+// crash cut short left there.
 func openSnapStore(dir string, o *Options, t *appliedTracker) (snapStore, error) {
 	fss, err := raft.NewFileSnapshotStore(filepath.Join(dir, snapshotDir), snapRetain, o.logWriter())
 	if err != nil {
 		return snapStore{}, fmt.Errorf("cluster: open snapshots: %w", err)
 	}
+	if err := removePartialSnapshots(filepath.Join(dir, snapshotDir, "snapshots"), o.logf()); err != nil {
+		return snapStore{}, err
+	}
 	return snapStore{fss, t, new(atomic.Int64)}, nil
+}
+
+// removePartialSnapshots removes from the snapshot folder path the
+// folders of snapshots that were being written, by this node or received
+// from its leader, when the node stopped: raft's FileSnapshotStore writes
+// a snapshot under a ".tmp" name and renames it once complete, passes
+// over such folders, and never removes them. Each is as large as the
+// state.
+func removePartialSnapshots(path string, logf func(string, ...any)) error {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(path, e.Name())); err != nil {
+			return fmt.Errorf("cluster: remove a partial snapshot: %w", err)
+		}
+		logf("cluster: removed %s, a snapshot cut short when the node stopped", e.Name())
+	}
+	return nil
 }
 
 // voters is the raft configuration whose voters are peers.

@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -62,4 +66,35 @@ func testSnapshotFollowerBehindTheLog(t *testing.T, store LogStore) {
 	c.converged()
 	_, err = c.nodes[l].Get("a3")
 	require.Error(t, err)
+}
+
+// TestSnapshot_LeftoversOfACrashAreRemoved: a node that stops in the
+// middle of writing a snapshot, its own or one its leader sends, leaves
+// the snapshot's temporary folder, as large as the state, which raft
+// never reaps. The node removes such leftovers as it opens, and its
+// complete snapshots stay.
+func TestSnapshot_LeftoversOfACrashAreRemoved(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	c.apply([]byte("a"))
+	f := (c.leader() + 1) % 3
+	require.NoError(t, c.nodes[f].rn.raft.Snapshot().Error())
+	require.NoError(t, c.nodes[f].Close())
+	c.nodes[f] = nil
+	snaps := filepath.Join(c.dir, fmt.Sprintf("n%d", f), "snapshots")
+	kept, err := os.ReadDir(snaps)
+	require.NoError(t, err)
+	require.Len(t, kept, 1)
+	left := filepath.Join(snaps, "2-40-1700000000000.tmp")
+	require.NoError(t, os.Mkdir(left, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(left, "state.bin"), bytes.Repeat([]byte("x"), 1<<20), 0o644))
+
+	c.open(f, nil, nil)
+	_, err = os.Stat(left)
+	require.ErrorIs(t, err, os.ErrNotExist, "a crash's partial snapshot is still there")
+	now, err := os.ReadDir(snaps)
+	require.NoError(t, err)
+	require.Equal(t, kept[0].Name(), now[0].Name())
+	require.Len(t, now, 1)
+	c.apply([]byte("b"))
+	require.Eventually(t, func() bool { return len(c.fsms[f].list()) == 2 }, 10*time.Second, 5*time.Millisecond)
 }
