@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -103,6 +104,9 @@ func (f *fsm) apply(data []byte) error {
 		}
 	}
 	r.last, r.lastRev = nonce, last
+	for _, tx := range txs {
+		r.lastTime = max(r.lastTime, tx.Time)
+	}
 	r.appliedRev.Store(last)
 	r.stintMu.Unlock()
 	r.mu.Lock()
@@ -148,7 +152,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	r := f.r
 	r.stintMu.Lock()
-	last, lastRev := r.last, r.lastRev
+	last, lastRev, lastTime := r.last, r.lastRev, r.lastTime
 	r.stintMu.Unlock()
 	// A writer of this node may not have queued its published commit
 	// yet (it does so under the writer lock, right after Append, without
@@ -173,7 +177,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		s.Close()
 		return nil, fmt.Errorf("cluster: snapshot at revision %d, applied %d", s.Revision(), lastRev)
 	}
-	return fsmSnapshot{s, last}, nil
+	return fsmSnapshot{s, last, lastTime}, nil
 }
 
 // Restore implements raft.FSM: the engine's state is replaced by the
@@ -184,6 +188,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if _, err := io.ReadFull(rc, head[:]); err != nil {
 		return fmt.Errorf("cluster: snapshot header: %w", err)
 	}
+	src := bufio.NewReader(rc)
+	var lastTime int64 // unknown in a snapshot of an earlier release
+	if mark, err := src.Peek(len(clockMark)); err == nil && string(mark) == clockMark {
+		var clock [len(clockMark) + 8]byte
+		if _, err := io.ReadFull(src, clock[:]); err != nil {
+			return fmt.Errorf("cluster: snapshot header: %w", err)
+		}
+		lastTime = int64(binary.BigEndian.Uint64(clock[len(clockMark):]))
+	}
 	r := f.r
 	r.stintMu.Lock()
 	defer r.stintMu.Unlock()
@@ -191,8 +204,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	// state the snapshot replaces (Restore abandons what came before).
 	r.stint = 0
 	r.endStint("a snapshot replaced the state")
-	if err := r.rep.Restore(rc); err != nil {
+	if err := r.rep.Restore(src); err != nil {
 		return err
+	}
+	// The engine's clock does not go below the commits it applied; those
+	// of the snapshot it did not apply.
+	r.lastTime = lastTime
+	if lastTime > r.clockFloor.Load() {
+		r.clockFloor.Store(lastTime)
 	}
 	if r.breaking != nil {
 		r.breaking()
@@ -218,15 +237,24 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 // fsmSnapshot is a raft snapshot: the nonce of the entry that holds its
-// revision (8 bytes, big endian), then the engine snapshot.
+// revision (8 bytes, big endian), clockMark and the newest commit time
+// of its revisions (unix ns, 8 bytes, big endian), then the engine
+// snapshot. Snapshots of earlier releases lack the clock: the engine
+// snapshot, which begins with its own magic, follows the nonce.
 type fsmSnapshot struct {
-	s    *engine.Snapshot
-	last uint64
+	s        *engine.Snapshot
+	last     uint64
+	lastTime int64
 }
 
+// clockMark begins the commit time in a raft snapshot's header.
+const clockMark = "LKVCLOCK"
+
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	var head [8]byte
-	binary.BigEndian.PutUint64(head[:], s.last)
+	var head [8 + len(clockMark) + 8]byte
+	binary.BigEndian.PutUint64(head[:8], s.last)
+	copy(head[8:], clockMark)
+	binary.BigEndian.PutUint64(head[8+len(clockMark):], uint64(s.lastTime))
 	if _, err := sink.Write(head[:]); err != nil {
 		sink.Cancel()
 		return err

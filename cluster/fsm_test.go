@@ -227,3 +227,35 @@ func TestFSM_ForgettingOldOutcomesKeepsALaterWaiter(t *testing.T) {
 	require.True(t, isDone(w), "the writer of revision 3, which committed, was never told")
 	require.NoError(t, w.err)
 }
+
+// TestFSM_SnapshotCarriesTheCommitClock: a raft snapshot holds the
+// newest commit time of its revisions, which the restored node's clock
+// does not go below; one of an earlier release, without it, restores as
+// before.
+func TestFSM_SnapshotCarriesTheCommitClock(t *testing.T) {
+	src := newTestFSM(t)
+	tx := putTx(1, "a")
+	tx.Time = time.Now().Add(time.Hour).UnixNano() // a leader whose clock is ahead
+	applyEntry(src, 1, 0xA, 0, tx)
+	snap, err := src.Snapshot()
+	require.NoError(t, err)
+	sink := &memSink{}
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+
+	f := newTestFSM(t)
+	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.Equal(t, tx.Time, f.r.clockFloor.Load())
+	again, err := f.Snapshot()
+	require.NoError(t, err)
+	require.Equal(t, tx.Time, again.(fsmSnapshot).lastTime, "a snapshot of the restored state carries it on")
+	again.Release()
+
+	old := append(sink.Bytes()[:8:8], sink.Bytes()[8+len(clockMark)+8:]...)
+	g := newTestFSM(t)
+	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(old))))
+	require.Equal(t, int64(1), g.db.Revision())
+	applyEntry(g, 2, 0xB, 0xA, putTx(2, "b"))
+	require.NoError(t, g.err())
+	require.Equal(t, int64(2), g.db.Revision())
+}

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"time"
+
 	"github.com/livekv/livekv/engine"
 )
 
@@ -56,6 +58,19 @@ func openStateMachine(o *Options, notLeader func() error) (stateMachineParts, er
 	sm.rep = newReplicator(o.WriteTimeout, notLeader)
 	sm.rep.beforeApply = o.beforeApply
 	sm.eo.Replicator = sm.rep
+	// The clock of write transactions and sweeps does not go below the
+	// commits of a snapshot restored (fsm.Restore).
+	now, floor := sm.eo.Now, &sm.rep.clockFloor
+	if now == nil {
+		now = time.Now
+	}
+	sm.eo.Now = func() time.Time {
+		t := now()
+		if f := floor.Load(); f > t.UnixNano() {
+			return time.Unix(0, f)
+		}
+		return t
+	}
 	var err error
 	if sm.db, sm.ctl, err = engine.OpenReplica(&sm.eo); err != nil {
 		return stateMachineParts{}, err

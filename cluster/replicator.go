@@ -67,6 +67,14 @@ type replicator struct {
 	lastRev int64  // the newest revision applied
 	// appliedRev is lastRev, for readers that do not take stintMu.
 	appliedRev atomic.Int64
+	// lastTime is the newest commit time (unix ns) of the revisions
+	// applied, those a restored snapshot holds included: raft snapshots
+	// carry it. clockFloor is the newest commit time of a snapshot
+	// restored, which the engine's clock does not go below (the engine
+	// keeps its clock from going below what it applied itself, not what a
+	// snapshot held).
+	lastTime   int64
+	clockFloor atomic.Int64
 
 	// handoff is held by the proposer from packing an entry until raft
 	// has it, so that quiesce can wait for an entry packed before the
