@@ -502,6 +502,9 @@ func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) err
 	for {
 		for _, a := range addrs {
 			for hops := 0; a != "" && hops < 5; hops++ {
+				if dl, ok := ctx.Deadline(); ok {
+					req.Left = max(time.Until(dl), 1) // the leader waits no longer
+				}
 				_, err := n.rpc.call(ctx, a, req)
 				if err == nil {
 					return nil
@@ -1011,17 +1014,20 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		}
 		s := n.Status()
 		resp.Status = &s
-	case opJoin:
-		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
-	case opRemove, opTransfer:
+	case opJoin, opRemove, opTransfer:
 		if req.Left > 0 { // no longer than the sender waits
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, req.Left)
 			defer cancel()
 		}
-		if req.Op == opRemove {
+		switch req.Op {
+		case opJoin:
+			// A newcomer that gave up waiting is not made a voter
+			// later, unasked: it asks again.
+			err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
+		case opRemove:
 			err = n.removeServer(ctx, req.ID)
-		} else {
+		default:
 			err = n.transfer(ctx, req.ID)
 		}
 	case opLease:

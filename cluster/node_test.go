@@ -896,3 +896,37 @@ func TestNode_MembershipCallsEndWithTheirContext(t *testing.T) {
 		}
 	}
 }
+
+// TestNode_JoinEndsWithItsContext: the leader waits for a newcomer to
+// catch up no longer than the newcomer waits for its answer. A Join that
+// returned its context's error must not be carried on by the leader,
+// which would make the node a voter later, unasked (and undo a Leave or
+// a removal made meanwhile).
+func TestNode_JoinEndsWithItsContext(t *testing.T) {
+	c := newListNodes(t, 3, 1)
+	l := c.leader()
+	var futures []raft.ApplyFuture
+	for i := range catchUpEntries + 200 { // more than a newcomer may lack to vote
+		futures = append(futures, c.nodes[l].rn.raft.Apply([]byte(fmt.Sprint(i)), 10*time.Second))
+	}
+	for _, f := range futures {
+		require.NoError(t, f.Error())
+	}
+	c.refuseRaft.Store(c.net.Addr(3)) // n3 cannot catch up
+	c.open(3, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	err := c.nodes[3].Join(ctx, c.net.Addr(l))
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "n3 could not catch up")
+
+	c.refuseRaft.Store("") // n3 catches up now
+	last := c.nodes[l].Status().LastIndex
+	require.Eventually(t, func() bool { return c.nodes[3].Status().Commit >= last }, 20*time.Second, 10*time.Millisecond,
+		"n3 catches up")
+	time.Sleep(500 * time.Millisecond) // the leader looked at n3 every 50ms while it waited
+	for _, s := range c.nodes[l].Status().Servers {
+		if s.ID == "n3" {
+			require.False(t, s.Voter, "n3 was made a voter after its Join had given up")
+		}
+	}
+}
