@@ -29,7 +29,8 @@
 // Each node serves one TCP port. The first byte of every connection picks
 // the service it is for:
 //
-//	1  raft (hashicorp/raft's NetworkTransport, pooled and pipelined)
+//	1  raft (hashicorp/raft's NetworkTransport, pooled, not pipelined:
+//	   each AppendEntries waits for the answer to the one before)
 //	2  the cluster RPC (length-prefixed JSON: join, remove, transfer,
 //	   read index, status, forwarded writes)
 //
