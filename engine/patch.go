@@ -46,7 +46,7 @@ type member struct {
 // found in one pass: a merge walks into nested objects, and finding the
 // end of each value by reading it again at every level it is merged at
 // would take time in the text's size times its depth, under the writer
-// lock (TestPatch_DeepInLinearTime).
+// lock (BenchmarkPatch_Deep).
 type jsonText struct {
 	t    string
 	open []int // where each '{' and '[' is, in order
