@@ -5,15 +5,16 @@
 // revision) in revision order through Publish, which never waits for a
 // subscriber, and keeps the recent ones in a bounded history. Two lanes,
 // a goroutine each, follow the history. The cheap lane matches each
-// event's key against every subscription without a regex at once through
-// a pattern.Index and puts the events of a transaction into each matching
+// event's key against every subscription without a costly pattern (a
+// regex, or a long glob: pattern.Pattern.Costly) at once through a
+// pattern.Index and puts the events of a transaction into each matching
 // subscription's buffer, all of them or, when there is not room, none:
 // that subscription then falls behind, and a goroutine of its own feeds it
 // from the history until it is back in step. A subscription that falls
 // behind the history ends with a *CompactedError naming the oldest
 // revision still held; nothing is dropped silently.
 //
-// The regex lane serves the subscriptions with a regex pattern the same
+// The regex lane serves the subscriptions with a costly pattern the same
 // way, running each one's patterns only on the keys their literal anchors
 // admit. A regex can backtrack for as long as its MatchTimeout allows, so
 // its cost stays on that lane: the cheap lane, Publish and Subscribe never
