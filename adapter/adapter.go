@@ -120,7 +120,8 @@ type Options struct {
 	MaxTokenSubscriptions int
 
 	// MaxRangeLimit bounds the records one range returns; DefaultRangeLimit
-	// is what a range without a limit returns. Defaults 1000 and 100. In
+	// is what a range without a limit returns. Defaults 1000 and 100 (or
+	// MaxRangeLimit, when that is less). In
 	// the DBX dialect they bound keys.scan's count in the same way, and
 	// MaxRangeLimit the operations of a batch and the keys of mget and
 	// mset.
@@ -246,7 +247,11 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.MaxConnPatterns, 256)
 	def(&c.MaxTokenSubscriptions, 256)
 	def(&c.MaxRangeLimit, 1000)
-	def(&c.DefaultRangeLimit, 100)
+	if c.MaxRangeLimit > 0 {
+		// A MaxRangeLimit under the default DefaultRangeLimit, given
+		// alone, bounds the default too.
+		def(&c.DefaultRangeLimit, min(100, c.MaxRangeLimit))
+	}
 	def(&c.MaxExaminedKeys, 100_000)
 	def(&c.MaxWriteBytes, 16<<20)
 	def(&c.MaxReplyBytes, 2<<20)

@@ -247,3 +247,19 @@ func TestNew_InvalidOptions(t *testing.T) {
 		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%+v", o)
 	}
 }
+
+// TestNew_MaxRangeLimitAlone sets MaxRangeLimit under the default
+// DefaultRangeLimit and leaves DefaultRangeLimit zero, which means its
+// default: the adapter starts, and a range without a limit returns at
+// most MaxRangeLimit records.
+func TestNew_MaxRangeLimitAlone(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxRangeLimit: 10})
+	for i := range 20 {
+		_, err := f.db.Set(fmt.Sprintf("k%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	code, m := f.rest("GET", "/records?startKey=k", apiKey, "")
+	require.Equal(t, http.StatusOK, code, "%v", m)
+	require.EqualValues(t, 10, m["count"])
+	require.Equal(t, true, m["truncated"])
+}
