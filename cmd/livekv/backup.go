@@ -255,6 +255,8 @@ func restore(args []string) error {
 	if err != nil {
 		return openHint(err, "restore")
 	}
-	fmt.Printf("restored revision %d into %s\n", rev, rest[1])
+	if _, err := fmt.Printf("restored revision %d into %s\n", rev, rest[1]); err != nil {
+		return fmt.Errorf("restored revision %d into %s, but could not say so: %w", rev, rest[1], err)
+	}
 	return nil
 }

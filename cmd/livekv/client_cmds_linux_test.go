@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livekv/livekv/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -37,4 +38,50 @@ func TestClientCommands_OutputNotWritten(t *testing.T) {
 		require.Contains(t, stderr.String(), "no space left on device", "%v", args)
 	}
 	srv.stop(t)
+}
+
+// TestTools_OutputNotWritten: check, load and restore whose report cannot
+// be written (/dev/full) fail, exit 1, saying so: check's verdict is what
+// it is run for, and load and restore say what they did.
+func TestTools_OutputNotWritten(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer full.Close()
+	bin := build(t)
+	dir := t.TempDir()
+	run := func(stdin string, stdout *os.File, args ...string) (int, string) {
+		cmd := exec.Command(bin, args...)
+		var stderr strings.Builder
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), stdout, &stderr
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer devNull.Close()
+	src := filepath.Join(dir, "src")
+	code, stderr := run(`{"key":"a","value":"b"}`+"\n", devNull, "load", src)
+	require.Equal(t, 0, code, stderr)
+	backup := filepath.Join(dir, "backup")
+	db, err := engine.Open(src, nil)
+	require.NoError(t, err)
+	f, err := os.Create(backup)
+	require.NoError(t, err)
+	_, err = db.Backup(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, db.Close())
+
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"check", src}},
+		{`{"key":"c","value":"d"}` + "\n", []string{"load", filepath.Join(dir, "loaded")}},
+		{"", []string{"restore", backup, filepath.Join(dir, "restored")}},
+	} {
+		code, stderr := run(c.stdin, full, c.args...)
+		require.Equal(t, 1, code, "%v: %s", c.args, stderr)
+		require.Contains(t, stderr, "no space left on device", "%v", c.args)
+	}
 }

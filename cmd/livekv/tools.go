@@ -148,32 +148,33 @@ func check(args []string) error {
 	if errors.Is(err, vfs.ErrLocked) {
 		return fmt.Errorf("%w: stop the livekv using %s first", err, dir)
 	}
+	out := &reportWriter{w: os.Stdout}
 	if errors.Is(err, wal.ErrCorrupt) && doRepair {
-		fmt.Printf("damaged: %v\n", err)
+		out.printf("damaged: %v\n", err)
 		kept, rerr := repair(dir, err, &lim)
 		if rerr != nil {
 			return rerr
 		}
-		fmt.Printf("repaired: the log is truncated at the damage; the folder as it was is in %s\n", kept)
+		out.printf("repaired: the log is truncated at the damage; the folder as it was is in %s\n", kept)
 		rep, err = wal.Check(dir, wo)
 	}
 	if err != nil {
 		return openHint(err, "check")
 	}
 	if rep.SnapshotRevision > 0 {
-		fmt.Printf("snapshot at revision %d with %d keys\n", rep.SnapshotRevision, rep.SnapshotItems)
+		out.printf("snapshot at revision %d with %d keys\n", rep.SnapshotRevision, rep.SnapshotItems)
 	} else {
-		fmt.Println("no snapshot")
+		out.printf("no snapshot\n")
 	}
-	fmt.Printf("log: %d segments, %d transactions after the snapshot, up to revision %d\n", rep.Segments, rep.Records, rep.LastRevision)
+	out.printf("log: %d segments, %d transactions after the snapshot, up to revision %d\n", rep.Segments, rep.Records, rep.LastRevision)
 	if rep.HistoryDamage != "" {
-		fmt.Printf("history damaged: %s; the next open drops the %d oldest segments, which hold only the history of changes\n", rep.HistoryDamage, rep.HistorySegmentsLost)
+		out.printf("history damaged: %s; the next open drops the %d oldest segments, which hold only the history of changes\n", rep.HistoryDamage, rep.HistorySegmentsLost)
 	}
 	if rep.TornBytes > 0 {
-		fmt.Printf("torn tail: %d bytes of an interrupted write, which the next open truncates\n", rep.TornBytes)
+		out.printf("torn tail: %d bytes of an interrupted write, which the next open truncates\n", rep.TornBytes)
 	}
-	fmt.Println("ok")
-	return nil
+	out.printf("ok\n")
+	return out.err // a verdict not written is lost: exit 1
 }
 
 // record is one item as dump writes it and load reads it.
@@ -341,8 +342,23 @@ func load(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w (%d items loaded before it)", err, n)
 	}
-	fmt.Printf("loaded %d items into %s (%d expired, skipped)\n", n, dir, skipped)
+	if _, err := fmt.Printf("loaded %d items into %s (%d expired, skipped)\n", n, dir, skipped); err != nil {
+		return fmt.Errorf("loaded %d items into %s, but could not say so: %w", n, dir, err)
+	}
 	return nil
+}
+
+// reportWriter writes a command's report, keeping the first error, so
+// that a report that could not be written makes the command fail.
+type reportWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (r *reportWriter) printf(format string, args ...any) {
+	if r.err == nil {
+		_, r.err = fmt.Fprintf(r.w, format, args...)
+	}
 }
 
 // loadFrom adds the items of r to db, whose key and value limits lim
