@@ -18,10 +18,11 @@
 // # Reads
 //
 // Readers see a transaction once it is committed and, on disk, durable.
-// Get reads the newest such revision through a hash index, without a
-// lock and without allocating. Range, Prefix and View read one consistent
-// snapshot: the database exactly as of one revision, whatever writers do
-// while the snapshot is open. Readers never wait for writers.
+// Get reads the newest such revision through a hash index, without
+// allocating and under no lock but its index shard's read lock, which a
+// writer holds for a map insert at most. Range, Prefix and View read one
+// consistent snapshot: the database exactly as of one revision, whatever
+// writers do while the snapshot is open. Readers never wait for writers.
 //
 // # Writes
 //
