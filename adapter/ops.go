@@ -21,7 +21,7 @@ func (a *Adapter) do(ac *access, req *request) reply {
 		return errorReply(http.StatusBadRequest, "unknown op")
 	}
 	if req.Key == "" {
-		return errorReply(http.StatusBadRequest, "key is required")
+		return errorReply(http.StatusBadRequest, wire.KeyRequired)
 	}
 	// Paths and queries reach here undecoded by JSON: check them too.
 	for _, f := range [...]struct{ name, text string }{{"key", req.Key}, {"endKey", req.EndKey}, {"value", req.Value}} {

@@ -661,3 +661,21 @@ func TestTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v", it.Value)
 }
+
+// TestOperations_EmptyKeyIsInvalidKey: the server refuses an empty key
+// before the engine sees it, with its own text; the error still matches
+// engine.ErrInvalidKey, as the engine's own refusal of an empty key does.
+func TestOperations_EmptyKeyIsInvalidKey(t *testing.T) {
+	s := newServer(t, nil)
+	c := s.dial(t, nil)
+	ctx := ctxT(t)
+	_, err := c.Set(ctx, "", "v", nil)
+	require.ErrorIs(t, err, engine.ErrInvalidKey)
+	require.ErrorIs(t, err, client.ErrBadRequest)
+	_, err = c.Get(ctx, "")
+	require.ErrorIs(t, err, engine.ErrInvalidKey)
+	_, _, err = c.Increment(ctx, "", 1)
+	require.ErrorIs(t, err, engine.ErrInvalidKey)
+	_, err = c.Delete(ctx, "")
+	require.ErrorIs(t, err, engine.ErrInvalidKey)
+}

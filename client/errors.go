@@ -133,6 +133,9 @@ func replyError(m *message) error {
 		e.kinds = append(e.kinds, engine.ErrTooLarge)
 	case http.StatusBadRequest:
 		e.kinds = append(e.kinds, ErrBadRequest)
+		if m.Error == wire.KeyRequired {
+			e.kinds = append(e.kinds, engine.ErrInvalidKey) // refused before the engine
+		}
 	case http.StatusUnauthorized:
 		e.kinds = append(e.kinds, ErrUnauthorized)
 	case http.StatusForbidden:

@@ -70,3 +70,9 @@ const (
 	ConnSubscriptionLimit  = "connection subscription limit"
 	TokenSubscriptionLimit = "token subscription limit"
 )
+
+// KeyRequired is the error of a 400 reply to a request with no key, or an
+// empty one, which the adapter refuses before the engine sees it; the Go
+// client matches it to engine.ErrInvalidKey, the engine's refusal of an
+// empty key.
+const KeyRequired = "key is required"
