@@ -64,7 +64,7 @@ func mountBackup(mux *http.ServeMux, db *engine.DB, key string, logf func(string
 func backup(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	addr := fs.String("addr", defaultAddr(), "the server: HOST:PORT for http, http(s)://HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn until one answers; default $LIVEKV_ADDR, else 127.0.0.1:8080")
-	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
+	key := fs.String("api-key", "", "the server's API key; default $LIVEKV_API_KEY")
 	out := fs.String("o", "", "write the backup to this file (made whole or not at all) instead of stdout")
 	caFile := fs.String("cacert", "", "trust the PEM certificates in this file for https (a self-signed server's)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long each of connecting to a server, its TLS handshake and the start of its answer may take, after which the next --addr is tried; then how long the backup may go without a byte, after which it fails, trying no other --addr (the backup as a whole may take longer)")
@@ -84,7 +84,7 @@ func backup(args []string) error {
 	if *timeout <= 0 {
 		return badUsage(fs, fmt.Sprintf("--timeout %v: give a positive duration", *timeout))
 	}
-	if *key == "" {
+	if *key = apiKeyOr(*key); *key == "" {
 		return errors.New("give --api-key or set $LIVEKV_API_KEY")
 	}
 	if *out == "" && isTerminal(os.Stdout) {

@@ -74,7 +74,7 @@ func newClientFlags(name, usage string) *clientFlags {
 		fs.PrintDefaults()
 	}
 	f.addr = fs.String("addr", defaultAddr(), "the server: HOST:PORT, or the URL of its API (http://HOST:PORT/kv); several, comma-separated, for the nodes of a cluster, tried in turn and on a lost connection; default $LIVEKV_ADDR, else 127.0.0.1:8080")
-	f.apiKey = fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the server's API key; default $LIVEKV_API_KEY")
+	f.apiKey = fs.String("api-key", "", "the server's API key; default $LIVEKV_API_KEY")
 	f.output = fs.String("o", "plain", "output: plain, or json (one JSON object a line)")
 	f.cacert = fs.String("cacert", "", "a PEM file of the certificates to trust for an https --addr, beside the system's")
 	f.timeout = fs.Duration("timeout", 10*time.Second, "how long the command may wait for the server (watch: to connect and subscribe)")
@@ -155,7 +155,7 @@ func serverURL(addr string) (string, error) {
 // nodes of a cluster) the client tries them in turn, and moves to the
 // next when a connection is lost, carrying its session.
 func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
-	if *f.apiKey == "" {
+	if *f.apiKey = apiKeyOr(*f.apiKey); *f.apiKey == "" {
 		return nil, errors.New("no API key: give --api-key or set $LIVEKV_API_KEY (livekv serve prints where it keeps its key)")
 	}
 	var urls []string

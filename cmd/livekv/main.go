@@ -131,6 +131,16 @@ func message(err error) string {
 // ends the flags), and returns the arguments. --help prints fs.Usage to
 // stdout and returns flag.ErrHelp; a bad flag prints it to stderr and
 // returns a usageError.
+// apiKeyOr returns key, or if it is empty $LIVEKV_API_KEY. The flags of
+// an API key default to "" and take the variable after parsing, rather
+// than have it as their default, which --help would print.
+func apiKeyOr(key string) string {
+	if key != "" {
+		return key
+	}
+	return os.Getenv("LIVEKV_API_KEY")
+}
+
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard) // the usage is printed once, here
 	var rest []string
@@ -201,7 +211,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	data := fs.String("data", "livekv-data", "the database folder (created if missing)")
 	addr := fs.String("addr", "127.0.0.1:8080", "where to listen for HTTP (the HPKV API at /kv/)")
-	key := fs.String("api-key", os.Getenv("LIVEKV_API_KEY"), "the API key clients use; default $LIVEKV_API_KEY, else the one kept in DIR/api-key")
+	key := fs.String("api-key", "", "the API key clients use; default $LIVEKV_API_KEY, else the one kept in DIR/api-key")
 	readTimeout := fs.Duration("read-timeout", 30*time.Second, "the longest an HTTP request may take to arrive, body included (not WebSockets once open)")
 	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "the longest an HTTP response may take to write (not WebSockets once open)")
 	idleTimeout := fs.Duration("idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
@@ -231,6 +241,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	*key = apiKeyOr(*key)
 	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog, leaseReads: *leaseReads}
 	switch {
 	case len(rest) > 0:

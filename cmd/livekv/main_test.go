@@ -151,12 +151,14 @@ func TestUsage(t *testing.T) {
 		require.Empty(t, stdout, "%v", args)
 	}
 	require.NoDirExists(t, data, "a serve refused wrote nothing")
+	c.key = "secret-from-the-environment" // --help must not print it, as a flag's default: it would land in logs
 	for _, sub := range []string{"serve", "check", "dump", "load", "backup", "restore", "cluster", "version",
 		"get", "put", "del", "incr", "range", "watch"} {
 		stdout, stderr, code := c.run(sub, "--help")
 		require.Equal(t, 0, code, "%s --help: %s", sub, stderr)
 		require.Equal(t, 1, strings.Count(stdout, "usage: livekv "+sub), "%s --help: %s", sub, stdout)
 		require.Empty(t, stderr, "%s --help", sub)
+		require.NotContains(t, stdout, c.key, "%s --help shows $LIVEKV_API_KEY", sub)
 	}
 	// Flags may follow the arguments, as in the client commands.
 	stdout, stderr, code := c.run("load", filepath.Join(dir, "loaded"), "--help")
