@@ -85,3 +85,20 @@ func TestTools_OutputNotWritten(t *testing.T) {
 		require.Contains(t, stderr, "no space left on device", "%v", c.args)
 	}
 }
+
+// TestHelp_OutputNotWritten: --help whose usage cannot be written
+// (/dev/full) exits 1, saying so, as any command whose output is lost.
+func TestHelp_OutputNotWritten(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer full.Close()
+	bin := build(t)
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"get", "--help"}, {"check", "-h"}} {
+		cmd := exec.Command(bin, args...)
+		var stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = full, &stderr
+		_ = cmd.Run()
+		require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v: %s", args, stderr.String())
+		require.Contains(t, stderr.String(), "no space left on device", "%v", args)
+	}
+}

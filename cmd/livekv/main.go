@@ -98,7 +98,12 @@ func main() {
 		os.Exit(2)
 	}
 	if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage(os.Stdout) // asked for, as COMMAND --help prints it
+		w := &firstErr{w: os.Stdout}
+		usage(w) // asked for, as COMMAND --help prints it
+		if w.err != nil {
+			fmt.Fprintf(os.Stderr, "livekv: writing the usage: %v\n", w.err)
+			os.Exit(1)
+		}
 		return
 	}
 	cmds := map[string]func([]string) error{"serve": serve, "check": check, "dump": dump, "load": load,
@@ -147,7 +152,11 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				showUsage(fs, os.Stdout)
+				w := &firstErr{w: os.Stdout}
+				showUsage(fs, w)
+				if w.err != nil {
+					return nil, fmt.Errorf("writing the usage: %w", w.err)
+				}
 				return nil, err
 			}
 			return nil, badUsage(fs, err.Error())
@@ -165,6 +174,21 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		rest = append(rest, strings.TrimPrefix(args[0], negative))
 		args = args[1:]
 	}
+}
+
+// firstErr is w, remembering its first error; it writes nothing after it.
+type firstErr struct {
+	w   io.Writer
+	err error
+}
+
+func (f *firstErr) Write(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.w.Write(p)
+	f.err = err
+	return n, err
 }
 
 // showUsage prints fs.Usage to w.
