@@ -14,7 +14,8 @@ type Options struct {
 	HistoryEvents int
 
 	// HistoryBytes bounds the memory the history holds (keys, values and
-	// about 64 bytes an event). Default 64 MiB.
+	// the events themselves, 80 bytes each on 64-bit machines). Default
+	// 64 MiB.
 	HistoryBytes int64
 }
 

@@ -1,6 +1,9 @@
 package pubsub
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
 // Type says what kind of change an event reports.
 type Type uint8
@@ -50,5 +53,8 @@ type Batch struct {
 	Events   []Event
 }
 
-// size estimates the memory an event holds, for the history's byte limit.
-func (e *Event) size() int64 { return int64(len(e.Key) + len(e.Value) + 64) }
+// size estimates the memory an event holds, for the history's byte limit:
+// its key, its value and the Event itself (80 bytes on 64-bit machines).
+func (e *Event) size() int64 { return int64(len(e.Key)+len(e.Value)) + eventSize }
+
+const eventSize = int64(unsafe.Sizeof(Event{}))

@@ -2,6 +2,8 @@ package pubsub
 
 import (
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -58,4 +60,19 @@ func TestHistory_UnreadBatchesStay(t *testing.T) {
 	require.Equal(t, keep, h.len())
 	require.Equal(t, int64(91), h.batches.At(0).Revision)
 	require.Equal(t, int64(90), h.evicted)
+}
+
+// TestHistory_BytesCountTheEvent: the byte bound counts each event's own
+// size, the Event struct, beside its key and value: a history bounded to
+// 80,000 bytes holds at most 80,000 / (that size + 2) events of a 1-byte
+// key and a 1-byte value.
+func TestHistory_BytesCountTheEvent(t *testing.T) {
+	b := NewBroker(0, &Options{HistoryBytes: 80_000})
+	defer b.Close()
+	for rev := int64(1); rev <= 5000; rev++ {
+		b.Publish(Batch{Revision: rev, Events: []Event{{Revision: rev, Type: Put, Key: "k", Value: "v"}}})
+	}
+	per := int(unsafe.Sizeof(Event{})) + 2
+	require.Eventually(t, func() bool { return b.Stats().History <= 80_000/per+1 }, 5*time.Second, time.Millisecond,
+		"events held: %d, each %d bytes", b.Stats().History, per)
 }
