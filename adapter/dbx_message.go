@@ -37,7 +37,7 @@ const (
 	dbxCompacted      = "revision_compacted"  // livekv: a resume from before the change history
 	dbxQuotaExceeded  = "quota_exceeded"      // livekv: a write past Options.Quota
 	dbxUnsupported    = "unsupported_version" // livekv: a version other than 1.0, at the handshake
-	dbxWorkExceeded   = "work_limit_exceeded" // livekv: keys.scan and keys.count examining over MaxExaminedKeys
+	dbxWorkExceeded   = "work_limit_exceeded" // livekv: a request past MaxExaminedKeys, ScanTimeBudget or MaxWriteBytes
 )
 
 // dbxMethods are the methods, by their DBX names. The upper-case
