@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,10 @@ type MemFS struct {
 type memFile struct {
 	data   []byte
 	synced []byte // contents as of the last Sync
+	// lost are the ranges [from, to) of data that a failed Sync did not
+	// write: as Linux does after a writeback error, the pages count as
+	// clean, so no later Sync writes them, and a crash reads zeros there.
+	lost [][2]int
 }
 
 // ErrInjected is the error MemFS injects.
@@ -40,7 +45,9 @@ func NewMemFS() *MemFS {
 
 // FailAt makes the k-th mutating operation from now (write, sync,
 // truncate, create, rename, remove, directory sync) fail with ErrInjected;
-// with always, every one after it fails too. k 0 turns failures off.
+// with always, every one after it fails too. k 0 turns failures off. A
+// Sync that fails loses what it was to write, as Linux does: no later
+// Sync of the file writes it, and after a crash it reads as zeros.
 func (m *MemFS) FailAt(k int, always bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -242,10 +249,17 @@ func (h *memHandle) Write(p []byte) (int, error) {
 func (h *memHandle) Sync() error {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
+	f := h.f
 	if err := h.m.op(); err != nil {
+		if len(f.data) > len(f.synced) {
+			f.lost = append(f.lost, [2]int{len(f.synced), len(f.data)})
+		}
 		return err
 	}
-	h.f.synced = append(h.f.synced[:0], h.f.data...)
+	f.synced = append(f.synced[:0], f.data...)
+	for _, r := range f.lost {
+		clear(f.synced[min(r[0], len(f.synced)):min(r[1], len(f.synced))])
+	}
 	return nil
 }
 
@@ -258,6 +272,7 @@ func (h *memHandle) Truncate(size int64) error {
 	if size < int64(len(h.f.data)) {
 		h.f.data = h.f.data[:size]
 	}
+	h.f.lost = slices.DeleteFunc(h.f.lost, func(r [2]int) bool { return int64(r[0]) >= size })
 	return nil
 }
 

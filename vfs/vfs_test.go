@@ -154,3 +154,32 @@ func TestOpenRead(t *testing.T) {
 	var _ vfs.ReaderFS = vfs.OSFS{}
 	var _ vfs.ReaderFS = vfs.NewMemFS()
 }
+
+// TestMemFS_Crash_FailedSyncLosesData: after a failed fsync, Linux marks
+// the pages it could not write clean, and a later fsync that succeeds
+// does not write them: what was written before the failure may be gone
+// after a crash, whatever fsync says next. A MemFS that made it durable on
+// the next Sync would pass code that retries a failed fsync.
+func TestMemFS_Crash_FailedSyncLosesData(t *testing.T) {
+	m := vfs.NewMemFS()
+	f, err := m.Create("d/a")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("d"))
+	write(t, f, "synced")
+	require.NoError(t, f.Sync())
+	write(t, f, "-lost")
+	m.FailAt(1, false)
+	require.ErrorIs(t, f.Sync(), vfs.ErrInjected)
+	m.FailAt(0, false)
+	got, err := m.ReadFile("d/a")
+	require.NoError(t, err)
+	require.Equal(t, "synced-lost", string(got), "the data is still in the OS")
+
+	require.NoError(t, f.Sync(), "a retry reports success")
+	write(t, f, "-later")
+	require.NoError(t, f.Sync())
+	got, err = m.Crash(0).ReadFile("d/a")
+	require.NoError(t, err)
+	require.Equal(t, "synced\x00\x00\x00\x00\x00-later", string(got),
+		"the retry did not write what the failed sync lost; later writes are durable")
+}
