@@ -791,3 +791,64 @@ func TestExists(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok, "a log with no records yet")
 }
+
+// TestLog_CrashDuringRepair crashes an Open with Repair at each of its
+// file operations, the damage in the last record of the first segment
+// (Repair truncates it, and drops every later segment) or in the first
+// record of a middle one (Repair drops it and every later one). Whatever
+// the crash keeps, the log left is one that a plain Open either refuses,
+// the damage still there, or replays as a prefix of the commits, with no
+// gap; and a Repair then gives what an uninterrupted one gives.
+func TestLog_CrashDuringRepair(t *testing.T) {
+	for _, which := range []string{"last of first", "first of middle"} {
+		damaged := func() *vfs.MemFS {
+			fs, names := segmentedLog(t)
+			if which == "last of first" {
+				rewrite(t, fs, "db/wal/"+names[0], func(b []byte) []byte {
+					b[len(b)-3] ^= 0x10
+					return b
+				})
+			} else {
+				rewrite(t, fs, "db/wal/"+names[1], func(b []byte) []byte {
+					b[wal.SegmentHeaderSize+wal.RecordHeaderSize+2] ^= 0x10
+					return b
+				})
+			}
+			return fs
+		}
+		l, want := reopen(t, damaged(), &wal.Options{Repair: true})
+		require.NoError(t, l.Close())
+		require.Less(t, len(want), 30, which)
+
+		for k := 1; ; k++ {
+			fs := damaged()
+			fs.FailAt(k, true)
+			l, err := wal.Open("db", &wal.Options{FS: fs, Repair: true}, wal.Replay{})
+			if err == nil {
+				require.NoError(t, l.Close())
+			}
+			for _, keep := range []float64{0, 0.5, 1} {
+				for _, c := range []*vfs.MemFS{fs.Crash(keep), fs.CrashZeroFilled(keep)} {
+					what := fmt.Sprintf("%s: crash at operation %d, keep %v", which, k, keep)
+					var revs []int64
+					l, err := wal.Open("db", &wal.Options{FS: c}, wal.Replay{Tx: func(tx *wal.Tx) error {
+						revs = append(revs, tx.Revision)
+						return nil
+					}})
+					if err != nil {
+						require.ErrorIs(t, err, wal.ErrCorrupt, what)
+					} else {
+						require.NoError(t, l.Close())
+						require.Equal(t, seq(1, int64(len(revs))), revs, "%s: a gap in the log", what)
+					}
+					l, revs = reopen(t, c, &wal.Options{Repair: true})
+					require.NoError(t, l.Close())
+					require.Equal(t, want, revs, what)
+				}
+			}
+			if err == nil {
+				break
+			}
+		}
+	}
+}

@@ -255,6 +255,15 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 			if bad != nil {
 				what = "damage (repair)"
 			}
+			if bad != nil && !lastSeg {
+				// The later segments go first, their removal durable,
+				// so that a crash before the truncation leaves the
+				// damage to repair again, never this segment cut short
+				// with later ones after it: a gap.
+				if err := l.dropFrom(i + 1); err != nil {
+					return err
+				}
+			}
 			l.opts.Logf("wal: %s: %s at offset %d: truncating %d bytes", name, what, res.Good, size-res.Good)
 			if err := l.truncate(name, res.Good); err != nil {
 				return err
@@ -271,8 +280,8 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 		}
 		l.mu.segments[i].size = size
 		l.mu.stats.Bytes += size
-		if bad != nil && !lastSeg {
-			return l.dropFrom(i + 1)
+		if bad != nil {
+			return nil // the later segments are gone (dropFrom)
 		}
 	}
 	return nil
