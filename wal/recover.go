@@ -622,10 +622,12 @@ func (l *Log) removeSegments(n int) error {
 	return l.opts.FS.SyncDir(l.segDir())
 }
 
-// dropFrom removes the segments from index i on.
+// dropFrom removes the segments from index i on, newest first, so that a
+// crash, which may keep some of the removes made before the directory's
+// sync (in order), leaves a prefix of the log, never a gap.
 func (l *Log) dropFrom(i int) error {
-	for _, seg := range l.mu.segments[i:] {
-		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(seg.first))); err != nil {
+	for j := len(l.mu.segments) - 1; j >= i; j-- {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), segmentName(l.mu.segments[j].first))); err != nil {
 			return err
 		}
 	}
