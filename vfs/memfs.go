@@ -19,7 +19,11 @@ type MemFS struct {
 	mu     sync.Mutex // guards everything below
 	files  map[string]*memFile
 	synced map[string]*memFile // directory entries as of the last SyncDir of their directory
-	locks  map[string]bool
+	// journal holds the creates, renames and removes not yet made durable
+	// by a SyncDir, in order: a crash may keep the first of them (a file
+	// system's journal commits them in order, a directory synced or not).
+	journal []dirOp
+	locks   map[string]bool
 
 	ops        int  // mutating operations since the last FailAt
 	failAt     int  // fail the failAt-th mutating operation (0: never)
@@ -33,6 +37,13 @@ type memFile struct {
 	// write: as Linux does after a writeback error, the pages count as
 	// clean, so no later Sync writes them, and a crash reads zeros there.
 	lost [][2]int
+}
+
+// dirOp is a create (from "", f the new file), a rename (f the file) or a
+// remove (to "") of a directory entry.
+type dirOp struct {
+	from, to string
+	f        *memFile
 }
 
 // ErrInjected is the error MemFS injects.
@@ -64,9 +75,12 @@ func (m *MemFS) op() error {
 	return nil
 }
 
-// Crash returns the file system a restart would find: only synced
-// directory entries, each file with its synced contents plus the given
-// fraction (0 to 1) of what was written after its last sync.
+// Crash returns the file system a restart would find: the synced
+// directory entries, changed by the given fraction (0 to 1) of the
+// creates, renames and removes made since, the first ones in order; each
+// file with its synced contents plus the same fraction of what was
+// written after its last sync. Crash(0) keeps only what was synced,
+// Crash(1) all that the OS held.
 func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, false) }
 
 // CrashZeroFilled is Crash on a disk that kept each file's length but not
@@ -79,7 +93,17 @@ func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := NewMemFS()
+	entries := make(map[string]*memFile, len(m.synced))
 	for name, f := range m.synced {
+		entries[name] = f
+	}
+	for _, op := range m.journal[:int(float64(len(m.journal))*keepUnsynced)] {
+		delete(entries, op.from)
+		if op.to != "" {
+			entries[op.to] = op.f
+		}
+	}
+	for name, f := range entries {
 		data := append([]byte(nil), f.synced...)
 		if strings.HasPrefix(string(f.data), string(f.synced)) {
 			extra := f.data[len(f.synced):]
@@ -108,6 +132,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	}
 	f := &memFile{}
 	m.files[name] = f
+	m.journal = append(m.journal, dirOp{to: name, f: f})
 	return &memHandle{m: m, f: f}, nil
 }
 
@@ -139,6 +164,7 @@ func (m *MemFS) WriteFile(name string, data []byte) {
 	defer m.mu.Unlock()
 	f := &memFile{data: append([]byte(nil), data...), synced: append([]byte(nil), data...)}
 	m.files[name], m.synced[name] = f, f
+	m.journal = slices.DeleteFunc(m.journal, func(op dirOp) bool { return op.from == name || op.to == name })
 }
 
 // Remove implements FS.
@@ -152,6 +178,7 @@ func (m *MemFS) Remove(name string) error {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
 	}
 	delete(m.files, name)
+	m.journal = append(m.journal, dirOp{from: name})
 	return nil
 }
 
@@ -168,6 +195,7 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	}
 	delete(m.files, oldname)
 	m.files[newname] = f
+	m.journal = append(m.journal, dirOp{from: oldname, to: newname, f: f})
 	return nil
 }
 
@@ -208,6 +236,11 @@ func (m *MemFS) SyncDir(dir string) error {
 			m.synced[name] = f
 		}
 	}
+	// An operation in dir alone is durable now; one that also changed
+	// another directory (a rename out of it) stays to be kept, or not.
+	m.journal = slices.DeleteFunc(m.journal, func(op dirOp) bool {
+		return (op.from == "" || path.Dir(op.from) == dir) && (op.to == "" || path.Dir(op.to) == dir)
+	})
 	return nil
 }
 

@@ -34,19 +34,20 @@ func TestMemFS_Crash(t *testing.T) {
 	require.NoError(t, g.Sync())
 
 	for _, tc := range []struct {
-		name string
-		c    *vfs.MemFS
-		want string
+		name  string
+		c     *vfs.MemFS
+		want  string
+		names []string
 	}{
-		{"none kept", m.Crash(0), "synced"},
-		{"all kept", m.Crash(1), "synced-more"},
-		{"some kept", m.Crash(0.4), "synced-m"},
-		{"zero-filled", m.CrashZeroFilled(0.4), "synced-m\x00\x00\x00"},
+		{"none kept", m.Crash(0), "synced", []string{"a"}},
+		{"all kept", m.Crash(1), "synced-more", []string{"a", "b"}},
+		{"some kept", m.Crash(0.4), "synced-m", []string{"a"}},
+		{"zero-filled", m.CrashZeroFilled(0.4), "synced-m\x00\x00\x00", []string{"a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			names, err := tc.c.List("d")
 			require.NoError(t, err)
-			require.Equal(t, []string{"a"}, names, "only synced directory entries survive")
+			require.Equal(t, tc.names, names, "synced directory entries survive, unsynced ones as kept")
 			got, err := tc.c.ReadFile("d/a")
 			require.NoError(t, err)
 			require.Equal(t, tc.want, string(got))
@@ -182,4 +183,43 @@ func TestMemFS_Crash_FailedSyncLosesData(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced\x00\x00\x00\x00\x00-later", string(got),
 		"the retry did not write what the failed sync lost; later writes are durable")
+}
+
+// TestMemFS_Crash_DirectoryOperationsInOrder: a file system's journal may
+// commit creates, renames and removes before their directory is synced,
+// in the order they were made: a crash keeps none, some or all of them,
+// always the first ones. Keeping none alone would hide code that removes
+// files in an order whose prefix is no state it can read.
+func TestMemFS_Crash_DirectoryOperationsInOrder(t *testing.T) {
+	m := vfs.NewMemFS()
+	for _, name := range []string{"d/1", "d/2", "d/3"} {
+		m.WriteFile(name, []byte(name))
+	}
+	require.NoError(t, m.Remove("d/1"))
+	require.NoError(t, m.Rename("d/2", "d/4"))
+	f, err := m.Create("d/5")
+	require.NoError(t, err)
+	write(t, f, "5")
+	require.NoError(t, f.Sync())
+	require.NoError(t, m.Remove("d/3"))
+
+	for keep, want := range map[float64][]string{
+		0:    {"1", "2", "3"},
+		0.25: {"2", "3"},
+		0.5:  {"3", "4"},
+		0.75: {"3", "4", "5"},
+		1:    {"4", "5"},
+	} {
+		names, err := m.Crash(keep).List("d")
+		require.NoError(t, err)
+		require.Equal(t, want, names, "keep %v of the directory operations", keep)
+	}
+	got, err := m.Crash(1).ReadFile("d/4")
+	require.NoError(t, err)
+	require.Equal(t, "d/2", string(got), "a rename keeps the file")
+
+	require.NoError(t, m.SyncDir("d"))
+	names, err := m.Crash(0).List("d")
+	require.NoError(t, err)
+	require.Equal(t, []string{"4", "5"}, names)
 }
