@@ -8,7 +8,6 @@ import (
 	"path"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 )
 
@@ -33,6 +32,9 @@ type MemFS struct {
 type memFile struct {
 	data   []byte
 	synced []byte // contents as of the last Sync
+	// cut is the shortest data has been since the last Sync: below
+	// len(synced), a truncate that a crash may keep or lose.
+	cut int
 	// lost are the ranges [from, to) of data that a failed Sync did not
 	// write: as Linux does after a writeback error, the pages count as
 	// clean, so no later Sync writes them, and a crash reads zeros there.
@@ -79,7 +81,8 @@ func (m *MemFS) op() error {
 // directory entries, changed by the given fraction (0 to 1) of the
 // creates, renames and removes made since, the first ones in order; each
 // file with its synced contents plus the same fraction of what was
-// written after its last sync. Crash(0) keeps only what was synced,
+// written after its last sync (after a truncate since, if the crash keeps
+// any of it: the truncate too). Crash(0) keeps only what was synced,
 // Crash(1) all that the OS held.
 func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, false) }
 
@@ -105,15 +108,22 @@ func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
 	}
 	for name, f := range entries {
 		data := append([]byte(nil), f.synced...)
-		if strings.HasPrefix(string(f.data), string(f.synced)) {
-			extra := f.data[len(f.synced):]
-			kept := int(float64(len(extra)) * keepUnsynced)
-			data = append(data, extra[:kept]...)
-			if zeroFill {
-				data = append(data, make([]byte, len(extra)-kept)...)
+		from := len(f.synced) // what was written after the sync starts here
+		if f.cut < from {
+			// Truncated since: the truncate is lost with the rest, or
+			// kept with some of what was written after it.
+			from = len(f.data) // nothing to add
+			if keepUnsynced > 0 {
+				data, from = data[:f.cut], f.cut
 			}
 		}
-		nf := &memFile{data: data, synced: append([]byte(nil), data...)}
+		extra := f.data[from:]
+		kept := int(float64(len(extra)) * keepUnsynced)
+		data = append(data, extra[:kept]...)
+		if zeroFill {
+			data = append(data, make([]byte, len(extra)-kept)...)
+		}
+		nf := &memFile{data: data, synced: append([]byte(nil), data...), cut: len(data)}
 		c.files[name] = nf
 		c.synced[name] = nf
 	}
@@ -162,7 +172,7 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 func (m *MemFS) WriteFile(name string, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f := &memFile{data: append([]byte(nil), data...), synced: append([]byte(nil), data...)}
+	f := &memFile{data: append([]byte(nil), data...), synced: append([]byte(nil), data...), cut: len(data)}
 	m.files[name], m.synced[name] = f, f
 	m.journal = slices.DeleteFunc(m.journal, func(op dirOp) bool { return op.from == name || op.to == name })
 }
@@ -290,6 +300,7 @@ func (h *memHandle) Sync() error {
 		return err
 	}
 	f.synced = append(f.synced[:0], f.data...)
+	f.cut = len(f.data)
 	for _, r := range f.lost {
 		clear(f.synced[min(r[0], len(f.synced)):min(r[1], len(f.synced))])
 	}
@@ -304,6 +315,9 @@ func (h *memHandle) Truncate(size int64) error {
 	}
 	if size < int64(len(h.f.data)) {
 		h.f.data = h.f.data[:size]
+		h.f.cut = min(h.f.cut, int(size))
+	} else {
+		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}
 	h.f.lost = slices.DeleteFunc(h.f.lost, func(r [2]int) bool { return int64(r[0]) >= size })
 	return nil

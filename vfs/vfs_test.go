@@ -223,3 +223,28 @@ func TestMemFS_Crash_DirectoryOperationsInOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"4", "5"}, names)
 }
+
+// TestMemFS_Crash_Truncate: a truncate not yet synced is lost in a crash
+// that keeps nothing unsynced, or kept, with as much of what was written
+// after it as the crash keeps; a truncate past the end extends the file
+// with zeros, as ftruncate does.
+func TestMemFS_Crash_Truncate(t *testing.T) {
+	m := vfs.NewMemFS()
+	f, err := m.Create("d/a")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("d"))
+	write(t, f, "synced-tail")
+	require.NoError(t, f.Sync())
+	require.NoError(t, f.Truncate(6))
+	write(t, f, "-new")
+	for keep, want := range map[float64]string{0: "synced-tail", 0.5: "synced-n", 1: "synced-new"} {
+		got, err := m.Crash(keep).ReadFile("d/a")
+		require.NoError(t, err)
+		require.Equal(t, want, string(got), "keep %v", keep)
+	}
+	require.NoError(t, f.Truncate(12))
+	require.NoError(t, f.Sync())
+	got, err := m.Crash(0).ReadFile("d/a")
+	require.NoError(t, err)
+	require.Equal(t, "synced-new\x00\x00", string(got))
+}
