@@ -852,3 +852,77 @@ func TestLog_CrashDuringRepair(t *testing.T) {
 		}
 	}
 }
+
+// replayed opens the log in fs and returns the revision of its snapshot
+// and those of the transactions after it, or Open's error.
+func replayed(fs vfs.FS) (snap int64, revs []int64, err error) {
+	l, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{
+		Snapshot: func(rev int64) error { snap = rev; return nil },
+		Tx:       func(tx *wal.Tx) error { revs = append(revs, tx.Revision); return nil },
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return snap, revs, l.Close()
+}
+
+// TestLog_CrashDuringRecovery: the crash tests stop a workload at each of
+// its file operations, but never the Open that recovers from the crash,
+// which truncates torn tails, syncs the last segment, and removes stale
+// snapshots and empty segments. This crashes that Open too, at each of
+// its operations, for every crash image of a workload that rotates,
+// takes snapshots and keeps history: recovering again gives exactly what
+// an uninterrupted recovery gives.
+func TestLog_CrashDuringRecovery(t *testing.T) {
+	const n = 40
+	opened := 0
+	for k := 1; ; k++ {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+		fs.FailAt(k, true)
+		acked := int64(0)
+		for r := int64(1); r <= n; r++ {
+			if l.Append(txN(r)) != nil || l.WaitDurable(r) != nil {
+				break
+			}
+			acked = r
+			if r == 15 || r == 30 {
+				l.Retain(r - 8)
+				if l.Snapshot(r, noItems) != nil {
+					break
+				}
+			}
+		}
+		l.Close()
+		for _, keep := range []float64{0, 0.5, 1} {
+			for zi, image := range []*vfs.MemFS{fs.Crash(keep), fs.CrashZeroFilled(keep)} {
+				wantSnap, want, err := replayed(image.Crash(1)) // a copy
+				require.NoError(t, err)
+				require.GreaterOrEqual(t, max(wantSnap, int64(len(want))+wantSnap), acked)
+				for j := 1; ; j++ {
+					img := image.Crash(1)
+					img.FailAt(j, true)
+					l, err := wal.Open("db", &wal.Options{FS: img}, wal.Replay{})
+					opened++
+					if err == nil {
+						require.NoError(t, l.Close())
+					}
+					for _, keep2 := range []float64{0, 0.5, 1} {
+						what := fmt.Sprintf("workload crashed at %d keeping %v (zero-filled %v), recovery at %d keeping %v", k, keep, zi == 1, j, keep2)
+						snap, revs, rerr := replayed(img.Crash(keep2))
+						require.NoError(t, rerr, what)
+						require.Equal(t, wantSnap, snap, what)
+						require.Equal(t, want, revs, what)
+					}
+					if err == nil {
+						break
+					}
+				}
+			}
+		}
+		if acked == n {
+			break
+		}
+	}
+	t.Logf("%d recoveries crashed", opened)
+}
