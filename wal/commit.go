@@ -217,11 +217,19 @@ const maxGather = time.Millisecond
 func (l *Log) sync() error {
 	began := time.Now()
 	if err := l.seg.Sync(); err != nil {
+		// What was written since the last sync may never reach the
+		// disk, whatever a later fsync says (Linux counts the pages
+		// written back). Cut it off, best effort, so that an Open after
+		// a restart does not replay it and go on after it, to find a
+		// hole there after a machine crash. (A file system that did
+		// write it may still keep it: it is whole records.)
+		l.seg.Truncate(l.segSynced)
 		l.mu.Lock()
 		l.mu.syncFailed = true
 		l.mu.Unlock()
 		return err
 	}
+	l.segSynced = l.segSize
 	took := time.Since(began)
 	l.mu.Lock()
 	l.mu.stats.Syncs++

@@ -240,6 +240,7 @@ type Log struct {
 	// Close once the last leader is done (see the lock order at the top).
 	seg         vfs.File
 	segSize     int64
+	segSynced   int64         // how much of seg the last sync of it made durable
 	lastGroup   int           // records in the last group
 	lastSync    time.Duration // how long its sync took
 	gatherTimer *time.Timer

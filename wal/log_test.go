@@ -926,3 +926,37 @@ func TestLog_CrashDuringRecovery(t *testing.T) {
 	}
 	t.Logf("%d recoveries crashed", opened)
 }
+
+// TestLog_FailedSyncThenRestart: after a failed fsync the records it was
+// to make durable are in the OS alone, and may never reach the disk: no
+// later fsync writes them (vfs.MemFS loses them, as Linux does). A
+// restart (no machine crash) must not replay them and append after them,
+// or a machine crash later leaves a hole before records acknowledged
+// since, and the log does not open.
+func TestLog_FailedSyncThenRestart(t *testing.T) {
+	for _, policy := range []wal.SyncPolicy{wal.SyncAlways, wal.SyncNever} {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{Sync: policy})
+		appendDurable(t, l, 1, 5)
+		if policy == wal.SyncNever {
+			require.NoError(t, l.Close()) // synced
+			l, _ = reopen(t, fs, &wal.Options{Sync: policy})
+			appendDurable(t, l, 6, 8) // in the OS alone
+			fs.FailAt(1, false)       // Close's sync
+		} else {
+			fs.FailAt(2, false) // the write goes, its sync fails
+			require.NoError(t, l.Append(txN(6)))
+			require.ErrorIs(t, l.WaitDurable(6), vfs.ErrInjected)
+		}
+		require.ErrorIs(t, l.Close(), vfs.ErrInjected)
+		fs.FailAt(0, false)
+
+		l, revs := reopen(t, fs, nil) // the process restarts
+		acked := int64(len(revs))
+		appendDurable(t, l, acked+1, acked+3)
+		require.NoError(t, l.Close())
+		l, revs = reopen(t, fs.Crash(0), nil)
+		require.Equal(t, seq(1, acked+3), revs, "%+v", policy)
+		require.NoError(t, l.Close())
+	}
+}

@@ -45,7 +45,7 @@ func (l *Log) rotate(first int64) error {
 	if err != nil {
 		return err
 	}
-	l.seg, l.segSize = f, 0
+	l.seg, l.segSize, l.segSynced = f, 0, 0
 	hdr := appendSegmentHeader(nil, first)
 	if _, err := f.Write(hdr); err != nil {
 		return err
