@@ -155,9 +155,13 @@ func (l *Log) loadSnapshot(r Replay, revs []int64, stale []string) error {
 		}
 		l.mu.snapRev, l.mu.last = rev, rev
 	}
-	if len(stale) == 0 {
+	if len(revs) == 0 && len(stale) == 0 {
 		return nil
 	}
+	// The folder is synced even with nothing to remove: a process killed
+	// after the snapshot's rename, before that sync, leaves its name in
+	// the OS alone, and Open goes on to act on it (it drops damaged
+	// segments of history that the snapshot holds).
 	for _, name := range stale {
 		l.opts.Logf("wal: removing %s", path.Join(dir, name))
 		if err := fsys.Remove(path.Join(dir, name)); err != nil {

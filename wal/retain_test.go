@@ -553,3 +553,49 @@ func TestHistoryCut(t *testing.T) {
 		}
 	}
 }
+
+// killAtSnapSync is a MemFS on which the process is killed as it syncs
+// the snapshot folder, while armed: that sync fails, as does every
+// operation after it, until FailAt(0, false).
+type killAtSnapSync struct {
+	*vfs.MemFS
+	armed bool
+}
+
+func (k *killAtSnapSync) SyncDir(dir string) error {
+	if k.armed && dir == "db/snap" {
+		k.FailAt(1, true)
+	}
+	return k.MemFS.SyncDir(dir)
+}
+
+// TestLog_KilledBeforeSnapshotFolderSync: a process killed after a new
+// snapshot's rename, before its folder's sync, leaves the snapshot named
+// in the OS alone. The next Open reads it, and drops damaged segments of
+// history that it holds; a machine crash after that must not take the
+// snapshot away with those segments gone, or the state before them is
+// lost.
+func TestLog_KilledBeforeSnapshotFolderSync(t *testing.T) {
+	fs := &killAtSnapSync{MemFS: vfs.NewMemFS()}
+	l, _, _, err := openHistory(t, fs, wal.Options{SegmentSize: 200})
+	require.NoError(t, err)
+	appendDurable(t, l, 1, 80)
+	l.Retain(1)
+	fs.armed = true
+	require.ErrorIs(t, l.Snapshot(70, noItems), vfs.ErrInjected)
+	l.Close() // killed: it does nothing more
+	fs.armed = false
+	fs.FailAt(0, false)
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	flipMiddle(t, fs.MemFS, path.Join("db/wal", names[1]), 0x10)
+
+	snap, revs, err := replayed(fs)
+	require.NoError(t, err)
+	require.Equal(t, int64(70), snap)
+	require.Equal(t, seq(71, 80), revs)
+
+	snap, revs, err = replayed(fs.Crash(0))
+	require.NoError(t, err)
+	require.Equal(t, seq(snap+1, 80), revs, "the state is whole: snapshot %d, then %v", snap, revs)
+}
