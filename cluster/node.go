@@ -264,7 +264,11 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 	status := func(addr string) (*Status, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		resp, err := n.rpc.call(ctx, addr, &rpcRequest{Op: opStatus, Confirm: leaderOnly})
+		req := &rpcRequest{Op: opStatus, Confirm: leaderOnly}
+		if dl, ok := ctx.Deadline(); ok {
+			req.Left = max(time.Until(dl), 1) // a leader not ready yet waits no longer
+		}
+		resp, err := n.rpc.call(ctx, addr, req)
 		if err == nil && (resp.Status == nil || resp.Status.ID == n.opts.NodeID || len(resp.Status.Servers) == 0) {
 			err = fmt.Errorf("cluster: %s gave no configuration", addr)
 		}
@@ -1008,6 +1012,17 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opStatus:
 		if req.Confirm && n.IsLeader() {
+			// A leader that has not applied its barrier yet answers
+			// once it has, if that comes while the asker waits.
+			wait := ctx
+			if req.Left > 0 {
+				var cancel context.CancelFunc
+				wait, cancel = context.WithTimeout(ctx, req.Left)
+				defer cancel()
+			}
+			if err = n.readyLeader(wait); err != nil {
+				break
+			}
 			if _, err = n.sharedReadIndex(); err != nil {
 				break
 			}

@@ -930,3 +930,23 @@ func TestNode_JoinEndsWithItsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestNode_ANotYetReadyLeaderConfirmsOnceReady: a leader asked to
+// confirm its leadership (as Leave and a rejoin ask) before it has applied
+// its barrier answers once it has, within the asker's wait, rather than
+// say at once that there is no leader: the asker would then act on the
+// configuration it holds.
+func TestNode_ANotYetReadyLeaderConfirmsOnceReady(t *testing.T) {
+	c := newListNodes(t, 3, 0)
+	l := c.leader()
+	f := (l + 1) % 3
+	term := c.nodes[l].readyTerm.Load()
+	c.nodes[l].readyTerm.Store(0) // as between its election and its barrier
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		c.nodes[l].readyTerm.Store(term)
+	}()
+	s, err := c.nodes[f].askCluster(ctxT(t), []string{c.net.Addr(l)}, memberCheckTimeout, true)
+	require.NoError(t, err, "the leader answers once ready")
+	require.Equal(t, c.nodes[l].ID(), s.ID)
+}
