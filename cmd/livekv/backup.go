@@ -217,6 +217,15 @@ func backupURL(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The URL of the WebSocket API (as for the client commands, its
+	// /kv/ws too) names the same server over HTTP.
+	if rest, ok := strings.CutPrefix(api, "ws://"); ok {
+		api = "http://" + rest
+		api = strings.TrimSuffix(strings.TrimRight(api, "/"), "/ws")
+	} else if rest, ok := strings.CutPrefix(api, "wss://"); ok {
+		api = "https://" + rest
+		api = strings.TrimSuffix(strings.TrimRight(api, "/"), "/ws")
+	}
 	return strings.TrimSuffix(strings.TrimRight(api, "/"), "/kv") + "/backup", nil
 }
 

@@ -169,3 +169,24 @@ func TestCopyFolderUntil_StopsWithinAFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, st.Size(), int64(size), "the copy went on to the end of the file")
 }
+
+// TestBackupURL: --addr given as to the client commands, ws:// and
+// wss:// URLs of the API included (as $LIVEKV_ADDR may hold for them),
+// names the server's /backup over http or https.
+func TestBackupURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080":               "http://127.0.0.1:8080/backup",
+		"http://h:1":                   "http://h:1/backup",
+		"https://h:1/kv":               "https://h:1/backup",
+		"ws://h:1/kv":                  "http://h:1/backup",
+		"ws://h:1/kv/ws":               "http://h:1/backup",
+		"wss://h:1":                    "https://h:1/backup",
+		"wss://h:1/base/kv/":           "https://h:1/base/backup",
+		"http://[::1]:8080/kv":         "http://[::1]:8080/backup",
+		"https://example.com/proxy/kv": "https://example.com/proxy/backup",
+	} {
+		got, err := backupURL(addr)
+		require.NoError(t, err, addr)
+		require.Equal(t, want, got, addr)
+	}
+}
