@@ -285,6 +285,13 @@ type tcpAddr string
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
 
+// notSentError is a request whose frame the connection did not take
+// whole: the peer cannot have read it, so nothing was done.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "cluster: request not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
 // dialError is a failure to connect: nothing was sent.
 type dialError struct{ err error }
 

@@ -459,7 +459,8 @@ func retryable(err error, idempotent bool) bool {
 		return true
 	}
 	var dial *dialError
-	if errors.As(err, &dial) {
+	var unsent *notSentError
+	if errors.As(err, &dial) || errors.As(err, &unsent) {
 		return true
 	}
 	if !idempotent {

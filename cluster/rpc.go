@@ -269,7 +269,9 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	var resp rpcResponse
-	_, err = conn.Write(frame)
+	if n, werr := conn.Write(frame); werr != nil && n < len(frame) {
+		err = &notSentError{werr} // the peer cannot have read a frame cut short
+	}
 	if err == nil {
 		err = readFrame(conn, &resp, c.maxFrame)
 	}

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +258,30 @@ func TestNode_StartingNodeAnswersAtOnce(t *testing.T) {
 		require.ErrorAs(t, err, &nl)
 		require.Empty(t, nl.Addr, "no leader known")
 	}
+}
+
+// shortWriteConn is a connection whose writes fail after accepting n
+// bytes, as a socket whose peer reset it in the middle of a frame.
+type shortWriteConn struct {
+	net.Conn
+	n int
+}
+
+func (c *shortWriteConn) Write(p []byte) (int, error) {
+	return min(c.n, len(p)), syscall.EPIPE
+}
+
+// TestRPC_AFrameNotWrittenWholeWasNotSent: a request whose frame the
+// socket did not take whole cannot have been read by the peer, so it may
+// go again whatever it is, a write too; and a forwarded write that could
+// not be sent is not reported uncertain.
+func TestRPC_AFrameNotWrittenWholeWasNotSent(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &rpcClient{dial: func(context.Context, string) (net.Conn, error) { return &shortWriteConn{Conn: a, n: 3}, nil },
+		maxFrame: 1 << 20, idle: map[string][]net.Conn{}}
+	_, err := c.call(ctxT(t), "leader", &rpcRequest{Op: opSet, Key: "k", Value: "v"})
+	require.Error(t, err)
+	require.True(t, retryable(err, false), "a write that was not sent may go again: %v", err)
 }
