@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,10 @@ type Options struct {
 	// AllowedOrigins are the host patterns (path.Match syntax, such as
 	// "example.com" or "*.example.com") whose browser pages may open a
 	// WebSocket; a page from the same host always may. A foreign Origin
-	// gets 403.
+	// gets 403. The pattern matches the Origin's host with its port, if
+	// it has one ("localhost:*"); one holding "://" matches the scheme
+	// too ("https://*.example.com"). New refuses a pattern path.Match
+	// cannot parse.
 	AllowedOrigins []string
 
 	// CORSOrigins are the origins (such as "https://app.example.com", or
@@ -214,6 +218,14 @@ func (o *Options) withDefaults() (Options, error) {
 			}
 		}
 		c.CORSOrigins = origins // the caller's slice is left as it was
+	}
+	for _, p := range c.AllowedOrigins {
+		// The handshake matches the patterns in turn and refuses the
+		// page at the first that does not parse, whatever the later
+		// ones allow.
+		if _, err := path.Match(strings.ToLower(p), ""); err != nil {
+			return c, fmt.Errorf("%w: AllowedOrigins: bad pattern %q", ErrInvalidOptions, p)
+		}
 	}
 	for _, k := range c.APIKeys {
 		switch {

@@ -263,3 +263,17 @@ func TestNew_MaxRangeLimitAlone(t *testing.T) {
 	require.EqualValues(t, 10, m["count"])
 	require.Equal(t, true, m["truncated"])
 }
+
+// TestNew_BadAllowedOrigin: an AllowedOrigins pattern that path.Match
+// cannot parse would refuse every page of another host, those of the
+// valid patterns included; New refuses it instead.
+func TestNew_BadAllowedOrigin(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, p := range []string{"[", "good.example\\", "*.[a-"} {
+		_, err := adapter.New(f.db, &adapter.Options{APIKeys: []string{"k"}, AllowedOrigins: []string{"good.example", p}})
+		require.ErrorIs(t, err, adapter.ErrInvalidOptions, "%q", p)
+		require.ErrorContains(t, err, "AllowedOrigins")
+	}
+	_, err := adapter.New(f.db, &adapter.Options{APIKeys: []string{"k"}, AllowedOrigins: []string{"*.example", "localhost:*", "https://app.example"}})
+	require.NoError(t, err)
+}
