@@ -411,7 +411,11 @@ func (a *Adapter) enter() bool {
 
 // Shutdown stops accepting connections and requests, lets requests under
 // way finish, closes every WebSocket connection (status 1001) and waits
-// for all of the adapter's goroutines, or until ctx is done.
+// for all of the adapter's goroutines, or until ctx is done. Then it
+// drops the connections still open, ending their reads and writes (a
+// reply waiting for a client that reads nothing included), and returns
+// ctx's error: their goroutines end as soon as the requests the store is
+// running for them return.
 func (a *Adapter) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	a.closing = true
@@ -432,6 +436,11 @@ func (a *Adapter) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		a.mu.Lock()
+		for c := range a.conns {
+			c.cancel()
+		}
+		a.mu.Unlock()
 		return ctx.Err()
 	}
 }

@@ -277,3 +277,30 @@ func TestNew_BadAllowedOrigin(t *testing.T) {
 	_, err := adapter.New(f.db, &adapter.Options{APIKeys: []string{"k"}, AllowedOrigins: []string{"*.example", "localhost:*", "https://app.example"}})
 	require.NoError(t, err)
 }
+
+// TestShutdown_DropsWhatIsLeft: a client that reads nothing, whose
+// requests wait to queue their replies for as long as SlowClientTimeout
+// lets them, holds its connection past Shutdown's context; Shutdown then
+// drops it, and its goroutines end (TestMain) without waiting out the
+// timeout.
+func TestShutdown_DropsWhatIsLeft(t *testing.T) {
+	f := newFixture(t, &adapter.Options{SlowClientTimeout: 5 * time.Minute})
+	value := strings.Repeat("x", 512<<10)
+	for i := range 8 {
+		_, err := f.db.Set(fmt.Sprintf("big:%d", i), value, nil)
+		require.NoError(t, err)
+	}
+	ws, _, err := f.dialRaw("apiKey="+apiKey, nil)
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	for i := 1; i <= 32; i++ { // far more than the socket and the byte budget hold
+		b := fmt.Sprintf(`{"op":5,"key":"big:","endKey":"big:~","limit":100,"messageId":%d}`, i)
+		require.NoError(t, ws.Write(context.Background(), websocket.MessageText, []byte(b)))
+	}
+	require.Eventually(t, func() bool { return f.a.Stats().PeakQueuedBytes >= 4<<20 }, 10*time.Second, 10*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, f.a.Shutdown(ctx), context.DeadlineExceeded, "a reply waits for room")
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 10*time.Second, 10*time.Millisecond,
+		"dropped, not left until SlowClientTimeout")
+}

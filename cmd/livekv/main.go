@@ -483,8 +483,8 @@ func shutdown(a *adapter.Adapter, srv *http.Server, grace time.Duration, logf fu
 	if err != nil {
 		logf("closing connections still open after %v: %v", grace-margin, err)
 		srv.Close()
-		// The adapter's WebSockets close within a second or two (closeGrace)
-		// of its Shutdown; give its requests what is left of the margin.
+		// The adapter has dropped the WebSockets still open; give their
+		// requests what is left of the margin to return.
 		ctx, cancel := context.WithTimeout(context.Background(), margin/2)
 		defer cancel()
 		a.Shutdown(ctx)
