@@ -786,6 +786,7 @@ const closeGrace = time.Second
 // sends the close frame and waits closeGrace for the answer, then drops
 // the connection. A client that does not read may never see the frame.
 func (c *conn) closeFast(code websocket.StatusCode, reason string) {
+	reason = closeReason(reason)
 	for end := time.Now().Add(closeGrace); c.unsent.Load() > 0 && c.ctx.Err() == nil && time.Now().Before(end); {
 		time.Sleep(time.Millisecond)
 	}
@@ -804,6 +805,24 @@ func (c *conn) closeFast(code websocket.StatusCode, reason string) {
 		c.cancel()
 		<-done
 	}
+}
+
+// maxCloseReason is the most bytes a close frame's reason may hold (RFC
+// 6455, section 5.5: 125 bytes of payload, 2 of them the status).
+const maxCloseReason = 123
+
+// closeReason cuts reason to fit in a close frame, at a character's
+// start: with a longer one the frame could not be sent at all, and the
+// connection would end without its status.
+func closeReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	n := maxCloseReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
 }
 
 // shutdown drains the connection: no new requests; once those under way

@@ -175,3 +175,22 @@ func TestWS_ResumeCompacted(t *testing.T) {
 	require.Greater(t, r["oldest"], 2.0)
 	require.Equal(t, websocket.StatusPolicyViolation, tc.closeStatus())
 }
+
+// TestWS_TokenResumeFromAheadCloses: a token connection whose own
+// subscriptions cannot start (fromRevision past the store's newest) gets
+// the 410 and then a close frame with 1008, not a dropped connection,
+// although the error's text is longer than a close frame's reason may be.
+func TestWS_TokenResumeFromAheadCloses(t *testing.T) {
+	f := newFixture(t, nil)
+	must(f.db.Set("a", "1", nil))
+	for path, param := range map[string]string{"/ws": "token", "/dbx/ws": "api_key"} {
+		tok := f.token(`{"subscribeKeys":["a"]}`)
+		ws, _, err := f.dialPath(path, param+"="+url.QueryEscape(tok)+"&fromRevision=5", nil)
+		require.NoError(t, err, path)
+		c := &client{t: t, ws: ws}
+		t.Cleanup(func() { ws.CloseNow() })
+		r := c.read()
+		require.Contains(t, fmt.Sprint(r), "the newest is 1", path)
+		require.Equal(t, websocket.StatusPolicyViolation, c.closeStatus(), path)
+	}
+}

@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,4 +86,13 @@ func TestAccess_Narrow(t *testing.T) {
 		from, to := c.ac.narrow(c.start, c.stop)
 		require.Equal(t, [2]string{c.from, c.to}, [2]string{from, to}, "%q..%q", c.start, c.stop)
 	}
+}
+
+// TestCloseReason: a reason too long for a close frame is cut to fit, at
+// a character's start.
+func TestCloseReason(t *testing.T) {
+	require.Equal(t, "short", closeReason("short"))
+	long := strings.Repeat("a", 122) + "é and more"
+	require.Equal(t, strings.Repeat("a", 122), closeReason(long))
+	require.Len(t, closeReason(strings.Repeat("x", 500)), maxCloseReason)
 }
