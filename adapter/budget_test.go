@@ -125,3 +125,22 @@ func TestWS_SlowSubscriberHoldsLittle(t *testing.T) {
 	require.Less(t, grew, bound, "heap grew %.1f MiB, bound %.1f MiB", float64(grew)/(1<<20), float64(bound)/(1<<20))
 	c.ws.CloseNow()
 }
+
+// TestWS_ClosingConnectionRunsNoMore: a connection being closed for
+// cause (here a client that reads nothing; an expired token, a dead peer
+// alike) runs none of the requests that arrive while its close handshake
+// waits, which may take a second or two.
+func TestWS_ClosingConnectionRunsNoMore(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxQueuedBytes: 4 << 20, SlowClientTimeout: 300 * time.Millisecond})
+	bigValues(t, f.db, 100)
+	c := f.dial("apiKey=" + apiKey)
+	for i := 1; i <= 64; i++ {
+		c.write(m{"op": 5, "key": "big:", "limit": 100, "messageId": i})
+	}
+	require.Eventually(t, func() bool { return f.a.Stats().SlowClosed >= 1 }, 10*time.Second, 10*time.Millisecond)
+	// The socket is full one way only: the request goes through.
+	c.write(m{"op": 2, "key": "after", "value": "v", "messageId": 100})
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 10*time.Second, 10*time.Millisecond)
+	_, err := f.db.Get("after")
+	require.ErrorIs(t, err, engine.ErrNotFound, "written by a connection being closed")
+}

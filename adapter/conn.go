@@ -290,7 +290,7 @@ func (c *conn) run(from engine.SubscribeOptions) {
 // one before to have answered: the reader still reads ahead, up to
 // MaxInFlight requests, and notifications flow meanwhile.
 func (c *conn) readLoop() {
-	failed := false        // the connection is closing: read only to let the close handshake end
+	failed := false        // the connection is closing (as c.failed says): read only to let the close handshake end
 	var prev chan struct{} // closed once the request before has answered (inOrder)
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
@@ -301,7 +301,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
-		if failed {
+		if failed || c.failed.Load() {
+			// Closing for cause (a token expired, a client too slow or
+			// gone): what arrives meanwhile is not run.
 			continue
 		}
 		if typ == websocket.MessageText && !utf8.Valid(data) {
