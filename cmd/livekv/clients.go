@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -117,13 +118,23 @@ func (l *clientLimits) limitConns(next http.Handler) http.Handler {
 	})
 }
 
-// clientAddr is the address a request came from, without its port.
+// clientAddr is the address a request came from, without its port; for
+// IPv6 its /64 network, which one host or site is given whole, so that a
+// client cannot pass the limits by using the next address of its own.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Unmap().Is4() {
+		return host
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
 }
 
 func tooMany(w http.ResponseWriter, msg string) {

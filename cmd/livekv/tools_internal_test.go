@@ -190,3 +190,21 @@ func TestBackupURL(t *testing.T) {
 		require.Equal(t, want, got, addr)
 	}
 }
+
+// TestClientAddr: the limits count a client by its IPv4 address, or by
+// the /64 network of its IPv6 one, whatever its port.
+func TestClientAddr(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.7:5000":              "192.0.2.7",
+		"[::ffff:192.0.2.7]:5000":     "::ffff:192.0.2.7",
+		"[2001:db8:1:2::1]:5000":      "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:6000": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:5000":      "2001:db8:1:3::/64",
+		"[fe80::1%eth0]:80":           "fe80::/64",
+		"not an address":              "not an address",
+	} {
+		r := httptest.NewRequest("GET", "/ws", nil)
+		r.RemoteAddr = remote
+		require.Equal(t, want, clientAddr(r), remote)
+	}
+}
