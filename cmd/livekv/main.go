@@ -50,7 +50,7 @@
 // gives Prometheus metrics; none needs the API key. With --metrics-addr
 // they are served there instead (/metrics only there). With --tls-cert and
 // --tls-key serve speaks HTTPS (and wss) only. --cors-origins lets pages
-// of those origins call the REST API. A serve that fails to start writes
+// of those origins call the REST API and open the WebSockets. A serve that fails to start writes
 // nothing: no folder, no API key file.
 //
 // check verifies DIR's snapshot and log without changing them and exits
@@ -392,7 +392,9 @@ func serve(args []string) error {
 	}
 	m := metrics.New(src)
 	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
-		CORSOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
+		// The pages allowed to call the REST API may open the WebSockets
+		// too, whatever Host a proxy in front of serve sends.
+		CORSOrigins: cors, AllowedOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
 		MaxMessageSize: max(2<<20, 2*(int64(*maxKey)+int64(*maxValue)))})
 	if err != nil {
 		st.Close()

@@ -29,7 +29,7 @@ func addOpsFlags(fs *flag.FlagSet) *opsFlags {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics (and /healthz, /readyz) on this HOST:PORT instead of --addr; neither needs the API key")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
-	fs.StringVar(&o.cors, "cors-origins", "", "comma-separated origins (https://app.example.com, or *) whose pages may call the REST API; default none")
+	fs.StringVar(&o.cors, "cors-origins", "", "comma-separated origins (https://app.example.com, or *) whose pages may call the REST API and open the WebSockets (pages from serve's own host always may); default none")
 	return o
 }
 

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -246,6 +248,25 @@ func TestServe_CORS(t *testing.T) {
 		require.Equal(t, 204, resp.StatusCode, origin)
 		require.Equal(t, origin, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
+	// Their pages may open the WebSockets too, whatever Host a proxy in
+	// front sends; a page from another origin may not.
+	dial := func(origin string) (*http.Response, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.base, "http")+"/kv/ws?apiKey=k1",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		if err == nil {
+			ws.Close(websocket.StatusNormalClosure, "")
+		}
+		return resp, err
+	}
+	for _, origin := range []string{"https://app.example", "http://local.example:8080"} {
+		_, err := dial(origin)
+		require.NoError(t, err, origin)
+	}
+	resp, err := dial("https://elsewhere.example")
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	s.stop(t)
 }
 
