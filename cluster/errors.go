@@ -48,6 +48,10 @@ var (
 	// ErrUncertain is returned by a write whose fate this node could not
 	// learn in time (leadership was lost, or the leader became
 	// unreachable, after it was proposed). It may yet commit or not.
+	// RemoveServer, TransferLeadership and Leave return it too, for a
+	// change raft had not answered when their context ended, or a
+	// transfer whose target had not taken over in time: it may yet be
+	// made. Its text says "write" for them as well.
 	ErrUncertain error = &codedError{"cluster: write outcome unknown", wire.CodeUncertain}
 
 	// ErrBehind is returned by a subscription or read that asks for a
