@@ -167,3 +167,69 @@ func TestCrash_Points(t *testing.T) {
 		}
 	}
 }
+
+// TestCrash_DuringRecovery: a crash of the Open that recovers from a
+// crash, at any of its file operations (it truncates a torn tail, drops
+// damaged history, syncs), keeping none or all of what it had not
+// synced, leaves a folder that the next Open recovers to the state after
+// some commit of the workload, with every acknowledged commit in it.
+// The first crashes come at every seventh operation of the workload,
+// keeping half of what was not synced, the rest read back as zeros.
+func TestCrash_DuringRecovery(t *testing.T) {
+	start := newClock().ns.Load()
+	end := start + int64(2*time.Hour)
+	c := newClock()
+	db, err := engine.Open("db", crashOptions(vfs.NewMemFS(), c))
+	require.NoError(t, err)
+	states := map[int64][]engine.Item{0: nil}
+	for i, step := range crashWorkload(c) {
+		require.NoError(t, step(db), "step %d", i)
+		states[db.Revision()] = dumpAt(t, db, c, end)
+	}
+	require.NoError(t, db.Close())
+
+	recoveries := 0
+	for k := 1; ; k += 7 {
+		fs := vfs.NewMemFS()
+		c := newClock()
+		db, err := engine.Open("db", crashOptions(fs, c))
+		require.NoError(t, err)
+		fs.FailAt(k, true)
+		var acked int64
+		var failed error
+		for _, step := range crashWorkload(c) {
+			if failed = step(db); failed != nil {
+				break
+			}
+			acked = db.Revision()
+		}
+		db.Close()
+		if failed == nil {
+			break
+		}
+		crashed := fs.CrashZeroFilled(0.5)
+		for j := 1; ; j++ {
+			during := crashed.Crash(1) // a copy, as the disk was
+			during.FailAt(j, true)
+			rc := newClock()
+			rc.ns.Store(end)
+			db, err := engine.Open("db", crashOptions(during, rc))
+			if err == nil {
+				require.NoError(t, db.Close())
+				break // Open made fewer than j operations
+			}
+			recoveries++
+			for _, keep := range []float64{0, 1} {
+				what := fmt.Sprintf("workload crashed at operation %d, recovery at %d, keeping %v", k, j, keep)
+				db, err := engine.Open("db", crashOptions(during.Crash(keep), rc))
+				require.NoError(t, err, what)
+				rev := db.Revision()
+				require.GreaterOrEqual(t, rev, acked, "%s: acknowledged commits lost", what)
+				require.Equal(t, states[rev], all(t, db), "%s: the state is not the one after revision %d", what, rev)
+				require.NoError(t, db.Close())
+			}
+		}
+	}
+	require.Greater(t, recoveries, 20, "too few recoveries crashed to be a test")
+	t.Logf("%d recoveries crashed", recoveries)
+}
