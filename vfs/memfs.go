@@ -67,6 +67,14 @@ func (m *MemFS) FailAt(k int, always bool) {
 	m.ops, m.failAt, m.failAlways = 0, k, always
 }
 
+// Ops returns how many mutating operations were made since the last
+// FailAt (or NewMemFS): whether the k-th came, to fail.
+func (m *MemFS) Ops() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ops
+}
+
 // op counts a mutating operation and returns the injected error, if any;
 // m.mu is held.
 func (m *MemFS) op() error {
