@@ -68,6 +68,15 @@ type DB struct {
 	restoring   atomic.Uint64
 	_           [56]byte
 	restoreDone atomic.Pointer[chan struct{}] // closed when the Restore under way ends
+	// floor is the latest time (unix ns) at which a read judged expiry
+	// and found a key expired, or began a scan: expiry is judged by
+	// the clock but never below it (DB.now), so that a clock that steps
+	// back (Options.Now; a wall clock corrected) does not bring back a
+	// key a read has seen expire. Every Get loads it and few write it,
+	// so it has a line of its own.
+	_     [56]byte
+	floor atomic.Int64
+	_     [56]byte
 	// revWaiters wakes WaitRevision when committed moves.
 	revWaiters revWaiters
 
@@ -165,6 +174,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		stop:    make(chan struct{}),
 	}
 	db.wtx.db = db
+	db.floor.Store(math.MinInt64) // a clock may be before 1970
 	// No background work while the log replays: an Open that fails has
 	// nothing to stop.
 	db.bg.closed = true
@@ -251,7 +261,22 @@ func (db *DB) Close() error {
 // Revision returns the newest committed revision; 0 for a new database.
 func (db *DB) Revision() int64 { return db.committed.Load() }
 
-func (db *DB) now() int64 { return db.opts.Now().UnixNano() }
+// now is the time expiry is judged at: the clock (Options.Now), but
+// never below a time at which a read found a key expired (DB.floor).
+func (db *DB) now() int64 { return max(db.opts.Now().UnixNano(), db.floor.Load()) }
+
+// holdClock keeps the clock that judges expiry from going below at
+// from now on: a read judged expiry at at, and found a key expired (or
+// scanned, which may have). On a replica at is math.MinInt64 (readAt):
+// nothing to hold.
+func (db *DB) holdClock(at int64) {
+	for {
+		f := db.floor.Load()
+		if at <= f || db.floor.CompareAndSwap(f, at) {
+			return
+		}
+	}
+}
 
 // readAt is the time reads judge expiry at: the clock, or on a replica
 // (OpenReplica) never, since a replica's state at a revision must be the

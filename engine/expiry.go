@@ -81,6 +81,9 @@ func (db *DB) sweep() (n int, more bool, err error) {
 			size += k
 			return true
 		})
+		if len(due) > 0 {
+			db.holdClock(tx.now) // until the expiries are visible
+		}
 		for _, e := range due {
 			tx.expire(e)
 		}

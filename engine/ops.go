@@ -36,7 +36,13 @@ func (db *DB) Get(key string) (Item, error) {
 			}
 			continue
 		}
-		if e == nil || !v.live(db.readAt()) {
+		if e == nil {
+			return Item{}, ErrNotFound
+		}
+		if at := db.readAt(); !v.live(at) {
+			if v.ver != 0 {
+				db.holdClock(at) // expired: it stays so
+			}
 			return Item{}, ErrNotFound
 		}
 		return v.item(k), nil

@@ -68,7 +68,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 
 	// Now returns the current time; it decides when keys expire. Default
-	// time.Now. Tests set it to a fake clock.
+	// time.Now. Tests set it to a fake clock. A clock that steps back
+	// does not bring back a key a read has found expired: while the DB
+	// is open, expiry is judged at no earlier time than such a read's.
 	Now func() time.Time
 
 	// Replicator makes a database whose commits a replicated log keeps

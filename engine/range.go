@@ -33,7 +33,9 @@ func (db *DB) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 		db.stats.scans.Add(1)
 		s := db.snapshot()
 		defer db.closeSnapshot(s)
-		scan(s.t, s.rev, db.readAt(), nil, start, end, o, yield)
+		at := db.readAt()
+		db.holdClock(at) // the keys it finds expired stay so
+		scan(s.t, s.rev, at, nil, start, end, o, yield)
 	}, nil
 }
 
@@ -74,6 +76,7 @@ func (tx *Tx) Range(start, end string, opts *RangeOptions) (iter.Seq2[Item, erro
 			loop = tx.startLoop(o.Reverse)
 			defer tx.endLoop(loop)
 		}
+		tx.db.holdClock(tx.at)
 		scan(t, tx.rev, tx.at, loop, start, end, o, yield)
 	}, nil
 }

@@ -168,7 +168,9 @@ func (db *DB) SubscribePatterns(pats []*pattern.Pattern, opts *SubscribeOptions)
 				ps.Close()
 			}
 		}()
-		sub.Initial, err = matching(snap.t, snap.rev, db.readAt(), pats, o.Filter)
+		at := db.readAt()
+		db.holdClock(at)
+		sub.Initial, err = matching(snap.t, snap.rev, at, pats, o.Filter)
 		sub.InitialRevision = snap.rev
 		if err != nil {
 			return nil, fmt.Errorf("engine: subscribe: initial items: %w", err)

@@ -130,6 +130,9 @@ func (tx *Tx) lookup(key string) (*entry, shown) {
 		tx.read = max(tx.read, v.rev)
 	}
 	if !v.live(tx.at) {
+		if v.ver != 0 {
+			tx.db.holdClock(tx.at) // expired: it stays so
+		}
 		return e, shown{}
 	}
 	return e, v
@@ -158,6 +161,9 @@ func (tx *Tx) Get(key string) (Item, error) {
 		e := tx.snap.entry(ti)
 		v := e.at(tx.rev, tx.snap.tab)
 		if !v.live(tx.at) {
+			if v.ver != 0 {
+				tx.db.holdClock(tx.at) // expired: it stays so
+			}
 			return Item{}, ErrNotFound
 		}
 		return v.item(tx.snap.tab.key(e)), nil
