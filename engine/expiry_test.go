@@ -94,3 +94,56 @@ func TestExpiry_ViewJudgesAfterItsSnapshot(t *testing.T) {
 	}))
 	require.True(t, fired.Load())
 }
+
+// TestExpiry_ViewReadsTheClockAfterItsSnapshot: a View judges expiry at
+// a time no earlier than the commits its snapshot holds. It read the
+// clock before it took its snapshot, so a transaction that committed in
+// between, later by the clock, was in the snapshot while the keys were
+// judged at the earlier time: here one that, by its Now, knew k had
+// expired, shown beside k alive.
+func TestExpiry_ViewReadsTheClockAfterItsSnapshot(t *testing.T) {
+	c := newClock()
+	t0 := c.Now()
+	var db *engine.DB
+	var armed, fired, writing atomic.Bool
+	now := func() time.Time {
+		if !armed.Load() || writing.Load() {
+			return c.Now()
+		}
+		if fired.CompareAndSwap(false, true) {
+			c.Advance(2 * time.Second)
+			writing.Store(true)
+			_, err := db.Update(func(tx *engine.Tx) error {
+				_, err := tx.Set("clock", tx.Now().Format(time.RFC3339Nano), nil)
+				return err
+			})
+			writing.Store(false)
+			require.NoError(t, err)
+		}
+		return t0
+	}
+	var err error
+	db, err = engine.Open("", &engine.Options{SweepInterval: -1, Now: now})
+	require.NoError(t, err)
+	defer db.Close()
+	k, err := db.Set("k", "v", &engine.SetOptions{TTL: time.Second})
+	require.NoError(t, err)
+
+	armed.Store(true)
+	require.NoError(t, db.View(func(tx *engine.Tx) error {
+		armed.Store(false)
+		it, err := tx.Get("clock")
+		if errors.Is(err, engine.ErrNotFound) {
+			return nil // the commit is after the snapshot
+		}
+		require.NoError(t, err)
+		at, err := time.Parse(time.RFC3339Nano, it.Value)
+		require.NoError(t, err)
+		require.False(t, at.Before(k.ExpiresAt), "the writer's time")
+		require.False(t, tx.Now().Before(at), "the View's Now %v is before the commit %v it shows", tx.Now(), at)
+		_, err = tx.Get("k")
+		require.ErrorIs(t, err, engine.ErrNotFound, "k had expired by a commit the View shows")
+		return nil
+	}))
+	require.True(t, fired.Load())
+}

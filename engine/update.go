@@ -548,7 +548,8 @@ func (db *DB) bury() {
 }
 
 // View runs fn in a read-only transaction that sees one consistent snapshot:
-// the database as of the newest committed revision when View began. Writes
+// the database as of the newest committed revision when View began, with
+// expiry judged at a time (Tx.Now) no earlier than its commits. Writes
 // inside it return ErrReadOnly. View never waits for writers.
 func (db *DB) View(fn func(tx *Tx) error) error {
 	if fn == nil {
@@ -558,9 +559,12 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 		return ErrClosed
 	}
 	db.stats.views.Add(1)
-	tx := &Tx{db: db, now: db.now(), at: db.readAt()}
 	s := db.snapshot()
 	defer db.closeSnapshot(s)
+	// The clock is read once the snapshot is taken, as a scan's is: a
+	// commit the snapshot holds is not later than the time it judges
+	// expiry at.
+	tx := &Tx{db: db, now: db.now(), at: db.readAt()}
 	tx.snap, tx.rev = s.t, s.rev
 	defer func() {
 		tx.done = true
