@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -65,6 +66,9 @@ func (o SubscribeOptions) Start(pats []*pattern.Pattern) (pubsub.Position, error
 		return pubsub.Position{}, fmt.Errorf("%w: no patterns", ErrInvalidOptions)
 	case slices.Contains(pats, nil):
 		return pubsub.Position{}, fmt.Errorf("%w: a nil pattern", ErrInvalidOptions)
+	}
+	if o.FromRevision == math.MaxInt64 {
+		return pubsub.Position{}, fmt.Errorf("%w: the changes after revision %d asked for: no revision comes after it", ErrRevisionAhead, o.FromRevision)
 	}
 	start, err := pubsub.SubscribeOptions{FromRevision: o.FromRevision, From: o.From, Buffer: o.Buffer}.Start()
 	if err != nil {

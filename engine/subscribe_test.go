@@ -435,6 +435,11 @@ func TestSubscribe_RevisionAhead(t *testing.T) {
 		require.ErrorIs(t, err, engine.ErrRevisionAhead, "%+v", o)
 		require.ErrorContains(t, err, "the newest is 5")
 	}
+	// The last revision there can be: no position comes after it.
+	for _, o := range []engine.SubscribeOptions{{FromRevision: math.MaxInt64}, {From: engine.Position{Revision: math.MaxInt64}}} {
+		_, err := db.Subscribe([]string{"a"}, &o)
+		require.ErrorIs(t, err, engine.ErrRevisionAhead, "%+v", o)
+	}
 	for _, o := range []engine.SubscribeOptions{{FromRevision: 5}, {From: engine.Position{Revision: 6}}, {}} {
 		s, err := db.Subscribe([]string{"a"}, &o)
 		require.NoError(t, err, "%+v", o)

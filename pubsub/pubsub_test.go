@@ -80,6 +80,8 @@ func TestBroker_Subscribe_Errors(t *testing.T) {
 		// panicked for this one.
 		{Buffer: math.MaxInt},
 		{Buffer: pubsub.MaxBuffer + 1},
+		// The position after it would wrap to a negative revision.
+		{FromRevision: math.MaxInt64},
 	} {
 		_, err = b.Subscribe(pats(t, "*"), &o)
 		require.ErrorIs(t, err, pubsub.ErrInvalidOptions, "%+v", o)

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,9 @@ func (o SubscribeOptions) Start() (Position, error) {
 		return Position{}, fmt.Errorf("%w: From %+v has an index but no revision", ErrInvalidOptions, start)
 	case o.Buffer > MaxBuffer:
 		return Position{}, fmt.Errorf("%w: Buffer %d is over %d", ErrInvalidOptions, o.Buffer, MaxBuffer)
+	case o.FromRevision == math.MaxInt64:
+		// No revision comes after it, nor a position to start from.
+		return Position{}, fmt.Errorf("%w: FromRevision %d: no revision comes after it", ErrInvalidOptions, o.FromRevision)
 	case o.FromRevision > 0:
 		start = Position{Revision: o.FromRevision + 1}
 	}
