@@ -35,7 +35,7 @@ type Event struct {
 	Type     Type
 	Key      string
 	Value    string
-	Time     time.Time // when the transaction committed
+	Time     time.Time // the transaction's time (Tx.Now, by which its TTLs count): when it began
 
 	// Index is the event's place among all the events of its transaction,
 	// from 0; a subscription sees those that match. The broker sets it on
