@@ -960,3 +960,21 @@ func TestLog_FailedSyncThenRestart(t *testing.T) {
 		require.NoError(t, l.Close())
 	}
 }
+
+// TestLog_GapIsDamage: a log missing a segment in its middle (a file
+// removed by hand, say) has a gap in its revisions, which the log never
+// writes (Append takes the next revision only): Open refuses it as
+// damage rather than replay the records on either side of it.
+func TestLog_GapIsDamage(t *testing.T) {
+	fs := vfs.NewMemFS()
+	l, _ := reopen(t, fs, &wal.Options{SegmentSize: 200})
+	appendDurable(t, l, 1, 50)
+	require.NoError(t, l.Close())
+	names, err := fs.List("db/wal")
+	require.NoError(t, err)
+	require.Greater(t, len(names), 3)
+	require.NoError(t, fs.Remove("db/wal/"+names[1]))
+
+	_, err = wal.Open("db", &wal.Options{FS: fs}, wal.Replay{Tx: func(*wal.Tx) error { return nil }})
+	require.ErrorIs(t, err, wal.ErrCorrupt, "a log with a segment missing")
+}

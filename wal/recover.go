@@ -231,6 +231,11 @@ func (l *Log) replay(hist, fn func(*Tx) error, borrow bool, hd historyCheck) err
 			if tx.Revision <= l.mu.last {
 				return fmt.Errorf("%w: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
 			}
+			if tx.Revision != l.mu.last+1 {
+				// Append takes the next revision only: records are
+				// missing here (a segment removed, say).
+				return fmt.Errorf("%w: a gap: revision %d after %d", ErrCorrupt, tx.Revision, l.mu.last)
+			}
 			l.mu.last = tx.Revision
 			l.mu.stats.Records++
 			return fn(tx)
