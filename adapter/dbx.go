@@ -766,9 +766,11 @@ const scanClockEvery = 16
 // scan lists (or counts) the keys that match a pattern, in key order,
 // after the cursor (the last key a previous scan examined, sealed when the
 // connection may not read it: see scanCursor). With a token it examines
-// only the keys between its access pattern's bounds. A scan
-// examines at most ten times as many keys as it may return, so that a
-// pattern that matches few keys still answers soon: it may then return
+// only the keys between its access pattern's bounds, and passes over
+// those it may not read: they do not move where a page stops. A scan
+// examines at most ten times as many keys (that the connection may read)
+// as it may return, so that a pattern that matches few keys still
+// answers soon: it may then return
 // fewer keys, or none, with a cursor to go on from. The scans and counts
 // of one request examine at most MaxExaminedKeys keys in all, past which
 // the request fails, and take about ScanTimeBudget, past which a scan
@@ -816,25 +818,16 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	keys := []string{}
 	n, examined, last, done, size, raw := 0, 0, "", true, 0, 0 // size: the keys' JSON, at most; raw: their bytes
 	readable := false                                          // the connection may read last
+	seen, lastSeen := 0, ""                                    // the keys examined that the connection may read; the last of them
 	if end == "" || start < end {
 		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
 		if err != nil {
 			return nil, err
 		}
+	scan:
 		for it, err := range items {
 			if err != nil {
 				return nil, err
-			}
-			kb := jsonStringBound(it.Key) + 1
-			// The bytes of the whole request's reply: what its other
-			// operations read, and this page.
-			over := int64(messageOverhead+st.bound+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)
-			if !count && over && len(keys) == 0 && st.bound > 0 {
-				return nil, dbxErrorf(dbxInvalidRequest, "%s: the keys and values asked for would pass %d bytes (MaxReplyBytes) or the connection's byte budget: ask for fewer at once", method, st.a.opts.MaxReplyBytes)
-			}
-			if !count && (len(keys) == limit || examined == 10*limit || len(keys) > 0 && over) {
-				done = false
-				break
 			}
 			if examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
 				if count {
@@ -843,22 +836,52 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				done = false // the page so far, and a cursor to go on from
 				break
 			}
-			if err := st.examine(method); err != nil {
-				return nil, err
-			}
-			examined++
-			last = it.Key
 			// The access first: the client's pattern runs only on the
 			// keys it may read, so that its running out of time (or
-			// its time) tells nothing of another key.
+			// its time) tells nothing of another key. A key it may not
+			// read is examined and passed over, and nothing else: where
+			// a page stops (its count, ten times its count examined, its
+			// bytes), whether it is done and its cursor depend on the
+			// keys the connection may read alone, so that they tell
+			// nothing of the others, after any cursor it makes up.
 			switch ok, undecided := st.ac.allows(it.Key); {
 			case undecided:
 				return nil, dbxErrorf(dbxUnavailable, "%s", errUndecided)
 			case !ok:
-				readable = false
+				if !count && examined > 0 && st.examined == st.a.opts.MaxExaminedKeys {
+					// The keys it may not read no longer stop a page at
+					// ten times its count: one that runs out of keys to
+					// examine on them ends there, as one out of time.
+					done = false
+					break scan
+				}
+				if err := st.examine(method); err != nil {
+					return nil, err
+				}
+				examined++
+				last, readable = it.Key, false
 				continue
 			}
-			readable = true
+			kb := jsonStringBound(it.Key) + 1
+			// The bytes of the whole request's reply: what its other
+			// operations read, and this page.
+			over := int64(messageOverhead+st.bound+size+kb) > min(int64(st.a.opts.MaxReplyBytes), st.a.opts.MaxQueuedBytes)
+			if !count && over && len(keys) == 0 && st.bound > 0 {
+				return nil, dbxErrorf(dbxInvalidRequest, "%s: the keys and values asked for would pass %d bytes (MaxReplyBytes) or the connection's byte budget: ask for fewer at once", method, st.a.opts.MaxReplyBytes)
+			}
+			if !count && (len(keys) == limit || seen == 10*limit || len(keys) > 0 && over) {
+				// The next page starts after the last key the
+				// connection may read, not after those it may not
+				// that came since: their cursor would be sealed.
+				last, readable, done = lastSeen, true, false
+				break
+			}
+			if err := st.examine(method); err != nil {
+				return nil, err
+			}
+			examined++
+			seen++
+			last, readable, lastSeen = it.Key, true, it.Key
 			switch ok, err := pat.TryMatch(it.Key); {
 			case err != nil:
 				return nil, dbxErrorf(dbxUnavailable, "the pattern could not decide on a key in time; try again")

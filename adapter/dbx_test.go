@@ -481,8 +481,7 @@ func TestDBX_Scan(t *testing.T) {
 // TestDBX_ScanCursorNamesNoForeignKey: a token's scan reads only the keys
 // between its access pattern's bounds, and a page that stops on a key the
 // token may not read (one inside the bounds that the pattern refuses,
-// after examining ten times its count or past ScanTimeBudget) has a sealed
-// cursor, which names no key: no reply of the scan tells of a key outside
+// past ScanTimeBudget) has a sealed cursor, which names no key: no reply of the scan tells of a key outside
 // the token's access, and paging from the cursors gives every allowed key
 // once. A sealed cursor tampered with is refused; the API key's cursors
 // are keys, sealed only when a key starts as a sealed cursor does.
@@ -559,7 +558,7 @@ func TestDBX_ScanCursorNamesNoForeignKey(t *testing.T) {
 			}
 			keys, _ := page(c, "room:*:*", 2, tc.allowed)
 			require.Equal(t, want(tc.allowed), keys, "%s", tc.access)
-			if tc.access == `^room:\d+:` {
+			if tc.access == `^room:\d+:` && o != nil {
 				require.NotEmpty(t, sealed, "a page stopped on room:x:secret and got a sealed cursor")
 				// A sealed cursor goes on after the key it seals.
 				res := c.ok("keys.scan", obj{"cursor": sealed, "count": 1000})
@@ -1112,4 +1111,94 @@ func TestDBX_UnsubscribeLeavesTheTokensOwnSubscription(t *testing.T) {
 	require.NoError(t, err, "the token's own subscription no longer notifies")
 	require.Equal(t, "room:1:x", m["key"])
 	require.NotContains(t, m, "subscriptionId")
+}
+
+// TestDBX_ScanPagesTellNothingOfForeignKeys: what a token's keys.scan
+// answers depends on the keys it may read only. Where a page stops, its
+// done flag and its cursor are the same whether or not keys it may not
+// read lie between its access pattern's bounds: else a client could tell
+// that a key exists after any cursor it makes up (a cursor is the last
+// key examined, and any string will do) and, moving that cursor, spell
+// the key out. (A page that runs out of ScanTimeBudget is another
+// matter: its time is the keys'.)
+func TestDBX_ScanPagesTellNothingOfForeignKeys(t *testing.T) {
+	o := &adapter.Options{ScanTimeBudget: time.Hour}
+	clean, hidden := newFixture(t, o), newFixture(t, o)
+	readable := obj{"room:1:a": "v", "room:1:b": "v", "room:2:a": "v", "room:3:x": "v"}
+	clean.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": readable})
+	withSecrets := obj{}
+	for k, v := range readable {
+		withSecrets[k] = v
+	}
+	for i := range 25 {
+		withSecrets[fmt.Sprintf("room:1:a%c", 'a'+i)] = "" // between room:1:a and room:1:b, which the token may read
+	}
+	for i := range 30 {
+		withSecrets[fmt.Sprintf("room:x:hunter%02d", i)] = "secret"
+	}
+	hidden.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": withSecrets})
+
+	access := `{"accessPattern":"^room:[0-9]+:(a|b|x)$"}`
+	cc := clean.dbx("api_key=" + clean.token(access))
+	hc := hidden.dbx("api_key=" + hidden.token(access))
+	for _, probe := range []obj{
+		{"count": 1},
+		{"count": 2},
+		{"pattern": "room:1:*", "count": 1},
+		{"pattern": "*b", "count": 1},
+		{"pattern": "*x", "count": 1},
+		{"cursor": "room:3:x", "count": 1},
+		{"cursor": "room:x:hunter", "count": 1},
+		{"cursor": "room:x:hunter1", "count": 1},
+		{"cursor": "room:x:hunter2", "count": 1},
+		{"cursor": "room:1:a", "count": 1},
+		{"cursor": "room:1:a", "count": 1, "pattern": "*b"},
+	} {
+		want, got := cc.ok("keys.scan", probe), hc.ok("keys.scan", probe)
+		require.Equal(t, want, got, "keys.scan %v: the page tells of keys the token may not read", probe)
+		// Paging on from the cursor, too.
+		for want["done"] == false {
+			next := obj{"cursor": want["cursor"], "count": probe["count"]}
+			if p, ok := probe["pattern"]; ok {
+				next["pattern"] = p
+			}
+			want, got = cc.ok("keys.scan", next), hc.ok("keys.scan", next)
+			require.Equal(t, want, got, "keys.scan %v, after %v", next, probe)
+		}
+	}
+}
+
+// TestDBX_ScanPagesThroughForeignKeys: the keys a token may not read do
+// not stop a page at ten times its count, so a page that runs out of
+// MaxExaminedKeys on them ends there, with a cursor to go on from, rather
+// than fail: paging goes through any number of them.
+func TestDBX_ScanPagesThroughForeignKeys(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxExaminedKeys: 50, ScanTimeBudget: time.Hour})
+	_, err := f.db.Update(func(tx *engine.Tx) error {
+		for i := range 200 {
+			k := fmt.Sprintf("k:%03d", i)
+			if i%70 == 0 {
+				k += ":mine"
+			}
+			if _, err := tx.Set(k, "", nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	c := f.dbx("api_key=" + f.token(`{"accessPattern":":mine$"}`))
+	var keys []any
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 50)
+		res := c.ok("keys.scan", obj{"cursor": cursor, "count": 1})
+		keys = append(keys, res["keys"].([]any)...)
+		if res["done"] == true {
+			break
+		}
+		cursor = res["cursor"].(string)
+	}
+	require.Equal(t, []any{"k:000:mine", "k:070:mine", "k:140:mine"}, keys)
+	c.fails("work_limit_exceeded", "keys.count", nil)
 }
