@@ -144,7 +144,9 @@ type Options struct {
 	// long (up to its MatchTimeout, 10ms, on each key). Past it keys.scan
 	// returns the page so far (done false, with a cursor; it examines
 	// at least 16 keys, so that paging always moves on) and keys.count
-	// fails with work_limit_exceeded. It is checked every 16 keys.
+	// fails with work_limit_exceeded. It is checked every 16 keys (with a
+	// token, every 16 keys it may read; a run of keys it may not read
+	// ends a page only once the run alone has taken the budget).
 	// In a request that also writes (a batch), whose transaction holds
 	// the engine's writer lock, which every writer waits for, the budget
 	// is a hundredth of this, checked after every key (a page then holds

@@ -14,9 +14,10 @@ import (
 // A keys.scan cursor is the last key the scan examined, so that the next
 // page starts after it. A token's scan examines keys its access pattern
 // does not allow too (those between the pattern's bounds, or every key
-// for a pattern without a literal prefix), and a page that runs out of
-// ScanTimeBudget may end on one of them: its cursor would then tell the
-// connection a key it may not read.
+// for a pattern without a literal prefix), and a page that a long run of
+// them takes out of ScanTimeBudget, or of MaxExaminedKeys, may end on one
+// of them: its cursor would then tell the connection a key it may not
+// read.
 // Such a cursor is sealed instead: the key encrypted and authenticated
 // (AES-256-GCM, a random nonce) under a key derived from
 // Options.TokenSecret, in base64url, after sealedCursorPrefix. The server

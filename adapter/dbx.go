@@ -819,6 +819,13 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	n, examined, last, done, size, raw := 0, 0, "", true, 0, 0 // size: the keys' JSON, at most; raw: their bytes
 	readable := false                                          // the connection may read last
 	seen, lastSeen := 0, ""                                    // the keys examined that the connection may read; the last of them
+	// A token's page stops where the keys it may read say: its own
+	// count of them (seen) decides when the clock is read, not examined,
+	// which counts the others too. A run of keys it may not read has a
+	// clock of its own (run, since runStart), so that only a run that
+	// takes the whole budget by itself ends a page among its keys.
+	tokenScan := !count && !st.ac.full && st.ac.pattern != nil
+	run, runStart := 0, time.Time{}
 	if end == "" || start < end {
 		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
 		if err != nil {
@@ -829,7 +836,7 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
+			if !tokenScan && examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
 				if count {
 					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget; a hundredth of it in a request that writes) and this one took longer: narrow the pattern, or page with keys.scan", budget)
 				}
@@ -841,17 +848,22 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			// its time) tells nothing of another key. A key it may not
 			// read is examined and passed over, and nothing else: where
 			// a page stops (its count, ten times its count examined, its
-			// bytes), whether it is done and its cursor depend on the
-			// keys the connection may read alone, so that they tell
-			// nothing of the others, after any cursor it makes up.
+			// bytes, its time), whether it is done and its cursor depend
+			// on the keys the connection may read alone, so that they
+			// tell nothing of the others, after any cursor it makes up.
 			switch ok, undecided := st.ac.allows(it.Key); {
 			case undecided:
 				return nil, dbxErrorf(dbxUnavailable, "%s", errUndecided)
 			case !ok:
-				if !count && examined > 0 && st.examined == st.a.opts.MaxExaminedKeys {
-					// The keys it may not read no longer stop a page at
-					// ten times its count: one that runs out of keys to
-					// examine on them ends there, as one out of time.
+				if run == 0 {
+					runStart = time.Now()
+				}
+				if tokenScan && examined > 0 && (st.examined == st.a.opts.MaxExaminedKeys ||
+					run > 0 && run%scanClockEvery == 0 && time.Since(runStart) > budget) {
+					// A run of keys it may not read that took the
+					// budget, or the keys a request may examine, by
+					// itself: the page ends among them, its cursor
+					// sealed.
 					done = false
 					break scan
 				}
@@ -859,8 +871,14 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 					return nil, err
 				}
 				examined++
+				run++
 				last, readable = it.Key, false
 				continue
+			}
+			run = 0
+			if tokenScan && seen > 0 && seen%clockEvery == 0 && time.Now().After(st.scanDeadline) {
+				last, readable, done = lastSeen, true, false // as below
+				break
 			}
 			kb := jsonStringBound(it.Key) + 1
 			// The bytes of the whole request's reply: what its other

@@ -1202,3 +1202,60 @@ func TestDBX_ScanPagesThroughForeignKeys(t *testing.T) {
 	require.Equal(t, []any{"k:000:mine", "k:070:mine", "k:140:mine"}, keys)
 	c.fails("work_limit_exceeded", "keys.count", nil)
 }
+
+// TestDBX_ScanOutOfTimeTellsNothingOfForeignKeys: a token's page that runs
+// out of ScanTimeBudget stops where the keys it may read alone say (every
+// 16 of them, once out of time), never among a few keys it may not read:
+// else, as a request's budget can be spent before its scan (a batch's
+// earlier operations), the client would choose to get a cursor that is
+// the position of a key it may not read, and, scanning from it, tell
+// where that key sorts among keys it writes, or count such keys between
+// two of its own. Only a run of such keys that takes the whole budget by
+// itself, or MaxExaminedKeys, ends a page among them.
+func TestDBX_ScanOutOfTimeTellsNothingOfForeignKeys(t *testing.T) {
+	o := &adapter.Options{ScanTimeBudget: time.Nanosecond}
+	clean, hidden := newFixture(t, o), newFixture(t, o)
+	readable, withSecrets := obj{}, obj{}
+	for i := range 60 {
+		k := fmt.Sprintf("r:%03d:mine", i)
+		readable[k], withSecrets[k] = "v", "v"
+		for j := range i % 7 * 2 { // runs of 0 to 12 keys it may not read
+			withSecrets[fmt.Sprintf("r:%03d:h%02d", i, j)] = "secret"
+		}
+	}
+	clean.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": readable})
+	hidden.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": withSecrets})
+
+	access := `{"accessPattern":":mine$"}`
+	cc := clean.dbx("api_key=" + clean.token(access))
+	hc := hidden.dbx("api_key=" + hidden.token(access))
+	for _, probe := range []obj{
+		{"count": 1000},
+		{"count": 5},
+		{"count": 1000, "cursor": "r:010"},
+		{"count": 1000, "pattern": "r:03*"},
+	} {
+		want, got := cc.ok("keys.scan", probe), hc.ok("keys.scan", probe)
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 100)
+			require.Equal(t, want, got, "keys.scan %v, page %d: the page tells of keys the token may not read", probe, pages)
+			require.NotContains(t, got["cursor"], "~sealed:")
+			if want["done"] == true {
+				break
+			}
+			next := obj{"cursor": want["cursor"], "count": probe["count"]}
+			if p, ok := probe["pattern"]; ok {
+				next["pattern"] = p
+			}
+			want, got = cc.ok("keys.scan", next), hc.ok("keys.scan", next)
+		}
+	}
+	// In a request that writes, the budget is looked at after every key
+	// the token may read.
+	batch := obj{"operations": []obj{
+		{"method": "string.set", "params": obj{"key": "w:mine", "value": "v"}},
+		{"method": "keys.scan", "params": obj{"count": 1000, "cursor": "r:020"}},
+	}}
+	want, got := cc.ok("batch", batch), hc.ok("batch", batch)
+	require.Equal(t, want["results"].([]any)[1], got["results"].([]any)[1])
+}
