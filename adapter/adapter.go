@@ -136,7 +136,10 @@ type Options struct {
 	// may read (string.get, mget, exists, ...) and examine in keys.scan
 	// and keys.count, which read the keys in the range a pattern (and a
 	// token's access pattern) allows: over it the request fails with
-	// work_limit_exceeded and changes nothing. Default 100,000.
+	// work_limit_exceeded and changes nothing. With a token, the keys it
+	// may not read that scans and counts examine count apart, up to as
+	// many again, so that how far its requests get tells nothing of them.
+	// Default 100,000.
 	MaxExaminedKeys int
 
 	// ScanTimeBudget bounds the time one DBX request's keys.scan and
@@ -146,7 +149,8 @@ type Options struct {
 	// at least 16 keys, so that paging always moves on) and keys.count
 	// fails with work_limit_exceeded. It is checked every 16 keys (with a
 	// token, every 16 keys it may read; a run of keys it may not read
-	// ends a page only once the run alone has taken the budget).
+	// ends a page, or fails a count, only once the run alone has taken
+	// the budget).
 	// In a request that also writes (a batch), whose transaction holds
 	// the engine's writer lock, which every writer waits for, the budget
 	// is a hundredth of this, checked after every key (a page then holds

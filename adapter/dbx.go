@@ -413,6 +413,7 @@ type dbxTx struct {
 	size         int           // their bytes
 	bound        int           // their encoding's length, at most
 	examined     int           // keys read, and examined by scans and counts: at most MaxExaminedKeys
+	foreign      int           // keys examined that the connection may not read: at most MaxExaminedKeys more
 	changed      bool          // the operation running wrote
 	scanDeadline time.Time     // when its scans and counts have spent ScanTimeBudget
 	writes       int           // writes run
@@ -517,10 +518,24 @@ func (st *dbxTx) keepTTL(it engine.Item) *engine.SetOptions {
 // examine counts a key read or examined for what: one request may read
 // and examine at most MaxExaminedKeys keys.
 func (st *dbxTx) examine(what string) error {
-	if st.examined == st.a.opts.MaxExaminedKeys {
+	return st.tally(&st.examined, what)
+}
+
+// examineForeign counts a key examined for what that the connection may
+// not read. Such keys count apart, up to MaxExaminedKeys of their own:
+// the client can spend the request's other keys (reading keys it may
+// read) down to any number before a scan, and where the scan then ran
+// out would count the keys it may not read in its range.
+func (st *dbxTx) examineForeign(what string) error {
+	return st.tally(&st.foreign, what)
+}
+
+// tally counts one more key in n, unless it holds MaxExaminedKeys.
+func (st *dbxTx) tally(n *int, what string) error {
+	if *n == st.a.opts.MaxExaminedKeys {
 		return dbxErrorf(dbxWorkExceeded, "%.80s: a request reads and examines at most %d keys (MaxExaminedKeys), and this one would go past it: narrow the pattern, page with keys.scan, or read fewer keys at once", what, st.a.opts.MaxExaminedKeys)
 	}
-	st.examined++
+	*n++
 	return nil
 }
 
@@ -819,13 +834,18 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 	n, examined, last, done, size, raw := 0, 0, "", true, 0, 0 // size: the keys' JSON, at most; raw: their bytes
 	readable := false                                          // the connection may read last
 	seen, lastSeen := 0, ""                                    // the keys examined that the connection may read; the last of them
-	// A token's page stops where the keys it may read say: its own
-	// count of them (seen) decides when the clock is read, not examined,
-	// which counts the others too. A run of keys it may not read has a
-	// clock of its own (run, since runStart), so that only a run that
-	// takes the whole budget by itself ends a page among its keys.
-	tokenScan := !count && !st.ac.full && st.ac.pattern != nil
+	// A token's page stops, and its count fails, where the keys it may
+	// read say: its own count of them (seen) decides when the clock is
+	// read, not examined, which counts the others too. A run of keys it
+	// may not read has a clock of its own (run, since runStart), so that
+	// only a run that takes the whole budget by itself ends a page among
+	// its keys, or fails a count; and those keys have a MaxExaminedKeys
+	// of their own (examineForeign).
+	token := !st.ac.full && st.ac.pattern != nil
 	run, runStart := 0, time.Time{}
+	outOfTime := func() error {
+		return dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget; a hundredth of it in a request that writes) and this one took longer: narrow the pattern, or page with keys.scan", budget)
+	}
 	if end == "" || start < end {
 		items, err := st.tx.Range(start, end, &engine.RangeOptions{KeysOnly: true})
 		if err != nil {
@@ -836,9 +856,9 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !tokenScan && examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
+			if !token && examined > 0 && examined%clockEvery == 0 && time.Now().After(st.scanDeadline) {
 				if count {
-					return nil, dbxErrorf(dbxWorkExceeded, "keys.count: a request's scans and counts may take %v (ScanTimeBudget; a hundredth of it in a request that writes) and this one took longer: narrow the pattern, or page with keys.scan", budget)
+					return nil, outOfTime()
 				}
 				done = false // the page so far, and a cursor to go on from
 				break
@@ -858,16 +878,19 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				if run == 0 {
 					runStart = time.Now()
 				}
-				if tokenScan && examined > 0 && (st.examined == st.a.opts.MaxExaminedKeys ||
-					run > 0 && run%scanClockEvery == 0 && time.Since(runStart) > budget) {
+				runOut := run > 0 && run%scanClockEvery == 0 && time.Since(runStart) > budget
+				if runOut && count {
+					return nil, outOfTime()
+				}
+				if !count && examined > 0 && (runOut || st.foreign == st.a.opts.MaxExaminedKeys) {
 					// A run of keys it may not read that took the
-					// budget, or the keys a request may examine, by
-					// itself: the page ends among them, its cursor
-					// sealed.
+					// budget by itself, or the keys it may not read
+					// that a request may examine: the page ends among
+					// them, its cursor sealed.
 					done = false
 					break scan
 				}
-				if err := st.examine(method); err != nil {
+				if err := st.examineForeign(method); err != nil {
 					return nil, err
 				}
 				examined++
@@ -876,7 +899,10 @@ func (st *dbxTx) scan(count bool, p *dbxParams) (any, error) {
 				continue
 			}
 			run = 0
-			if tokenScan && seen > 0 && seen%clockEvery == 0 && time.Now().After(st.scanDeadline) {
+			if token && seen > 0 && seen%clockEvery == 0 && time.Now().After(st.scanDeadline) {
+				if count {
+					return nil, outOfTime()
+				}
 				last, readable, done = lastSeen, true, false // as below
 				break
 			}

@@ -1259,3 +1259,49 @@ func TestDBX_ScanOutOfTimeTellsNothingOfForeignKeys(t *testing.T) {
 	want, got := cc.ok("batch", batch), hc.ok("batch", batch)
 	require.Equal(t, want["results"].([]any)[1], got["results"].([]any)[1])
 }
+
+// TestDBX_RequestBudgetsTellNothingOfForeignKeys: a request's budgets
+// (ScanTimeBudget, MaxExaminedKeys) can be spent before its scans and
+// counts, on keys the token may read (a batch's earlier operations), to
+// any amount the client likes. So the keys it may not read count apart:
+// whether a keys.count or keys.scan then fails, or where it stops, does
+// not tell how many of them lie in its range, which, over ranges the
+// client chooses, would spell their names out.
+func TestDBX_RequestBudgetsTellNothingOfForeignKeys(t *testing.T) {
+	o := &adapter.Options{ScanTimeBudget: time.Nanosecond, MaxExaminedKeys: 50}
+	clean, hidden := newFixture(t, o), newFixture(t, o)
+	readable, withSecrets := obj{}, obj{}
+	for i := range 10 {
+		k := fmt.Sprintf("r:%02d:mine", i)
+		readable[k], withSecrets[k] = "v", "v"
+		for j := range 3 {
+			withSecrets[fmt.Sprintf("r:%02d:h%d", i, j)] = "secret"
+		}
+	}
+	clean.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": readable})
+	hidden.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": withSecrets})
+
+	access := `{"accessPattern":":mine$"}`
+	cc := clean.dbx("api_key=" + clean.token(access))
+	hc := hidden.dbx("api_key=" + hidden.token(access))
+	// Out of time from the start (1ns): a count reads the clock, as a
+	// scan does, every 16 keys the token may read.
+	for _, p := range []string{"r:*", "r:0*", "*"} {
+		require.Equal(t, cc.call("keys.count", obj{"pattern": p})["result"], hc.call("keys.count", obj{"pattern": p})["result"], "keys.count %s", p)
+	}
+	// MaxExaminedKeys spent on 35 reads of keys the token may read, to
+	// leave 15 for the scan or count that follows.
+	missing := make([]string, 35)
+	for i := range missing {
+		missing[i] = fmt.Sprintf("m:%02d:mine", i)
+	}
+	for _, op := range []obj{
+		{"method": "keys.count", "params": obj{"pattern": "r:*"}},
+		{"method": "keys.scan", "params": obj{"count": 1000}},
+	} {
+		batch := obj{"operations": []obj{{"method": "string.mget", "params": obj{"keys": missing}}, op}}
+		want, got := cc.call("batch", batch), hc.call("batch", batch)
+		require.Equal(t, want["result"], got["result"], "%v", op)
+		require.Equal(t, want["error"], got["error"], "%v", op)
+	}
+}
