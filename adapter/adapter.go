@@ -138,7 +138,8 @@ type Options struct {
 	// token's access pattern) allows: over it the request fails with
 	// work_limit_exceeded and changes nothing. With a token, the keys it
 	// may not read that scans and counts examine count apart, up to as
-	// many again, so that how far its requests get tells nothing of them.
+	// many again, so that how far its requests get tells nothing of them
+	// (and a token's batch holds one keys.scan or keys.count at most).
 	// Default 100,000.
 	MaxExaminedKeys int
 

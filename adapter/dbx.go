@@ -298,12 +298,23 @@ func (a *Adapter) dbxRun(ac *access, level string, minRev int64, ops []dbxOp, ba
 		return de
 	}
 	write := false
+	scans := 0 // keys.scan and keys.count
 	for i, op := range ops {
 		failed = i
 		if err := a.dbxCheck(ac, &op); err != nil {
 			return nil, 0, fail(err)
 		}
 		write = write || dbxMethods[op.Method].write
+		if op.Method == "keys.scan" || op.Method == "keys.count" {
+			scans++
+		}
+		if scans > 1 && !ac.full && ac.pattern != nil {
+			// The keys it may not read have a MaxExaminedKeys of their
+			// own in a request (examineForeign): scans of a range of
+			// them again and again would spend it down to any amount,
+			// and where the last ran out would count them in another.
+			return nil, 0, fail(dbxErrorf(dbxInvalidRequest, "a token's request holds one keys.scan or keys.count at most: send the others apart"))
+		}
 	}
 	failed = -1
 	st := &dbxTx{a: a, ac: ac, writing: write}

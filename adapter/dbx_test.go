@@ -1305,3 +1305,43 @@ func TestDBX_RequestBudgetsTellNothingOfForeignKeys(t *testing.T) {
 		require.Equal(t, want["error"], got["error"], "%v", op)
 	}
 }
+
+// TestDBX_OneForeignScanPerRequest: the keys a token may not read have a
+// MaxExaminedKeys of their own in a request, and a batch that scanned the
+// same range of them again and again would spend it down to any amount,
+// so that where its last scan or count ran out would count those keys in
+// a range of the client's choosing. A token's request holds one keys.scan
+// or keys.count at most.
+func TestDBX_OneForeignScanPerRequest(t *testing.T) {
+	o := &adapter.Options{MaxExaminedKeys: 20, ScanTimeBudget: time.Hour}
+	clean, hidden := newFixture(t, o), newFixture(t, o)
+	readable, withSecrets := obj{"a:mine": "v", "b:mine": "v"}, obj{"a:mine": "v", "b:mine": "v"}
+	for i := range 6 {
+		withSecrets[fmt.Sprintf("a:h%d", i)] = "secret"
+	}
+	for i := range 3 {
+		withSecrets[fmt.Sprintf("b:h%d", i)] = "secret"
+	}
+	clean.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": readable})
+	hidden.dbx("api_key="+apiKey).ok("string.mset", obj{"pairs": withSecrets})
+
+	access := `{"accessPattern":":mine$"}`
+	cc := clean.dbx("api_key=" + clean.token(access))
+	hc := hidden.dbx("api_key=" + hidden.token(access))
+	for _, last := range []string{"keys.scan", "keys.count"} {
+		ops := []obj{}
+		for range 3 { // 18 of the 20 spent on a:, if it holds 6
+			ops = append(ops, obj{"method": "keys.count", "params": obj{"pattern": "a:*"}})
+		}
+		ops = append(ops, obj{"method": last, "params": obj{"pattern": "b:*"}})
+		batch := obj{"operations": ops}
+		want, got := cc.call("batch", batch), hc.call("batch", batch)
+		require.Equal(t, want["result"], got["result"], "%s", last)
+		require.Equal(t, want["error"], got["error"], "%s", last)
+		e, _ := got["error"].(map[string]any)
+		require.Equal(t, "invalid_request", e["code"], "%v", got)
+	}
+	// The API key's batches hold any number.
+	api := hidden.dbx("api_key=" + apiKey)
+	api.ok("batch", obj{"operations": []obj{{"method": "keys.count", "params": obj{"pattern": "a:*"}}, {"method": "keys.scan", "params": obj{"pattern": "b:*"}}}})
+}
