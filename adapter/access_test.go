@@ -1,6 +1,7 @@
 package adapter_test
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -43,4 +44,20 @@ func TestWS_AccessUndecided_Notification(t *testing.T) {
 	_, err = f.db.Set(undecidedKey, "x", nil)
 	require.NoError(t, err)
 	require.Equal(t, websocket.StatusTryAgainLater, c.closeStatus())
+}
+
+// TestWebSocket_APIKeyInAHeader: a program (not a browser, which cannot
+// set a handshake's headers) may give the API key as the x-api-key
+// header, as to the REST API, so that it is in no URL that a proxy logs;
+// on /ws and /dbx/ws alike. A wrong one is refused as in the query.
+func TestWebSocket_APIKeyInAHeader(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, path := range []string{"/ws", "/dbx/ws"} {
+		ws, resp, err := f.dialPath(path, "", http.Header{"X-Api-Key": {apiKey}})
+		require.NoError(t, err, "%s: status %v", path, resp)
+		ws.CloseNow()
+		_, resp, err = f.dialPath(path, "", http.Header{"X-Api-Key": {"wrong"}})
+		require.Error(t, err, path)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, path)
+	}
 }

@@ -158,11 +158,21 @@ func startAfter(rev int64, given bool) engine.SubscribeOptions {
 	return engine.SubscribeOptions{FromRevision: rev}
 }
 
+// handshakeKey is the API key of a WebSocket handshake: the one in its
+// query, else its x-api-key header, which a program (not a browser) may
+// send instead, so that the key is in no URL a proxy logs.
+func handshakeKey(r *http.Request, query string) string {
+	if query != "" {
+		return query
+	}
+	return r.Header.Get("x-api-key")
+}
+
 // serveWebSocket authenticates, upgrades and runs one connection of the
 // HPKV dialect until it ends.
 func (a *Adapter) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ac, code, err := a.credentials(q.Get("apiKey"), q.Get("token"))
+	ac, code, err := a.credentials(handshakeKey(r, q.Get("apiKey")), q.Get("token"))
 	if err != nil {
 		if code == http.StatusUnauthorized && !errors.Is(err, errTokenExpired) {
 			err = errors.New("apiKey or token required")

@@ -34,7 +34,7 @@ func (a *Adapter) serveDBX(w http.ResponseWriter, r *http.Request) {
 		writeDBXHTTPError(w, http.StatusBadRequest, dbxErrorf(dbxInvalidRequest, "client_id: at most %d bytes of UTF-8", maxClientID))
 		return
 	}
-	apiKey, token := q.Get("api_key"), ""
+	apiKey, token := handshakeKey(r, q.Get("api_key")), ""
 	if strings.Contains(apiKey, ".") && !a.validAPIKey(apiKey) { // a token: base64url "." base64url
 		apiKey, token = "", apiKey
 	}

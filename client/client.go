@@ -185,7 +185,8 @@ func socketURL(u string, o *Options) (*url.URL, error) {
 	q := p.Query()
 	switch {
 	case o.APIKey != "":
-		q.Set("apiKey", o.APIKey)
+		// Sent as the handshake's x-api-key header (dialURL): in no
+		// URL, which proxies and access logs write down.
 	case o.Token != "":
 		q.Set("token", o.Token)
 	default:
@@ -329,7 +330,11 @@ func (c *Client) dialURL(ctx context.Context, at int) (*conn, error) {
 		q.Set("minRevision", strconv.FormatInt(rev, 10))
 		u.RawQuery = q.Encode()
 	}
-	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
+	var h http.Header
+	if c.opts.APIKey != "" {
+		h = http.Header{"X-Api-Key": {c.opts.APIKey}}
+	}
+	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.opts.HTTPClient, HTTPHeader: h})
 	if err != nil {
 		err = c.redact(err)
 		if resp != nil {

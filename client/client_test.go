@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -678,4 +679,21 @@ func TestOperations_EmptyKeyIsInvalidKey(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrInvalidKey)
 	_, err = c.Delete(ctx, "")
 	require.ErrorIs(t, err, engine.ErrInvalidKey)
+}
+
+// TestDial_APIKeyInNoURL: the client gives the API key in the
+// handshake's x-api-key header, not in the URL, which proxies and access
+// logs write down.
+func TestDial_APIKeyInNoURL(t *testing.T) {
+	s := newServer(t, nil)
+	c := s.dial(t, nil)
+	_, err := c.Set(ctxT(t), "k", "v", nil)
+	require.NoError(t, err)
+	s.mu.Lock()
+	urls := slices.Clone(s.urls)
+	s.mu.Unlock()
+	require.NotEmpty(t, urls)
+	for _, u := range urls {
+		require.NotContains(t, u, apiKey, "the API key in a URL")
+	}
 }

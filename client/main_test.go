@@ -30,9 +30,10 @@ type server struct {
 	srv *httptest.Server
 	url string
 
-	mu sync.Mutex
-	a  *adapter.Adapter
-	ao adapter.Options // the next adapter's options, API keys aside
+	mu   sync.Mutex
+	a    *adapter.Adapter
+	ao   adapter.Options // the next adapter's options, API keys aside
+	urls []string        // the URLs of the requests served, in order
 }
 
 func newServer(t testing.TB, eo *engine.Options) *server {
@@ -48,6 +49,7 @@ func newServer(t testing.TB, eo *engine.Options) *server {
 	mux.Handle("/kv/", http.StripPrefix("/kv", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		a := s.a
+		s.urls = append(s.urls, r.URL.String())
 		s.mu.Unlock()
 		a.ServeHTTP(w, r)
 	})))

@@ -13,7 +13,8 @@ import (
 )
 
 // TestDial_RedactsCredentials: a failed dial's error, which quotes the
-// URL, does not show the API key or token that the URL carries.
+// URL, does not show the token that the URL carries, nor the API key,
+// which goes in a header.
 func TestDial_RedactsCredentials(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -26,7 +27,9 @@ func TestDial_RedactsCredentials(t *testing.T) {
 		cancel()
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "s3cret")
-		require.Contains(t, err.Error(), "REDACTED", "the error quoted the URL: %v", err)
+		if o.Token != "" { // an API key goes in a header, not in the URL the error quotes
+			require.Contains(t, err.Error(), "REDACTED", "the error quoted the URL: %v", err)
+		}
 		var ue *url.Error
 		require.True(t, errors.As(err, &ue), "the cause is still there: %v", err)
 	}
