@@ -103,23 +103,29 @@ func TestCrash_PointsWithBackgroundCheckpoints(t *testing.T) {
 	})
 }
 
-// crashPoints runs TestCrash_Points with the options options gives.
-func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options) {
-	start := newClock().ns.Load()
-	end := start + int64(2*time.Hour)
-
-	// The reference run: the state after every revision.
+// crashReference runs crashWorkload without a crash and returns a time
+// past every expiry it sets (end), the state after each of its
+// revisions, as seen at end, and its last revision.
+func crashReference(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options) (end int64, states map[int64][]engine.Item, total int64) {
+	t.Helper()
+	end = newClock().ns.Load() + int64(2*time.Hour)
 	c := newClock()
 	db, err := engine.Open("db", crashOptions(vfs.NewMemFS(), c))
 	require.NoError(t, err)
-	states := map[int64][]engine.Item{0: nil}
+	states = map[int64][]engine.Item{0: nil}
 	for i, step := range crashWorkload(c) {
 		require.NoError(t, step(db), "step %d", i)
 		states[db.Revision()] = dumpAt(t, db, c, end)
 	}
-	total := db.Revision()
+	total = db.Revision()
 	t.Logf("the workload: %d revisions, %d checkpoints", total, db.Stats().Checkpoints)
 	require.NoError(t, db.Close())
+	return end, states, total
+}
+
+// crashPoints runs TestCrash_Points with the options options gives.
+func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options) {
+	end, states, total := crashReference(t, crashOptions)
 
 	check := func(what string, fs vfs.FS, acked int64) {
 		t.Helper()
@@ -205,18 +211,7 @@ func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options
 // The first crashes come at every seventh operation of the workload,
 // keeping half of what was not synced, the rest read back as zeros.
 func TestCrash_DuringRecovery(t *testing.T) {
-	start := newClock().ns.Load()
-	end := start + int64(2*time.Hour)
-	c := newClock()
-	db, err := engine.Open("db", crashOptions(vfs.NewMemFS(), c))
-	require.NoError(t, err)
-	states := map[int64][]engine.Item{0: nil}
-	for i, step := range crashWorkload(c) {
-		require.NoError(t, step(db), "step %d", i)
-		states[db.Revision()] = dumpAt(t, db, c, end)
-	}
-	require.NoError(t, db.Close())
-
+	end, states, _ := crashReference(t, crashOptions)
 	recoveries := 0
 	for k := 1; ; k += 7 {
 		fs := vfs.NewMemFS()
