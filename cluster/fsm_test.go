@@ -22,6 +22,17 @@ func newTestFSM(t *testing.T) *fsm {
 	return newFSM(r, db, t.Logf)
 }
 
+// persisted returns the raft snapshot of f's state, as Persist writes it.
+func persisted(t testing.TB, f *fsm) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	sink := &memSink{}
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+	return sink.Bytes()
+}
+
 func putTx(rev int64, key string) *wal.Tx {
 	return &wal.Tx{Revision: rev, Time: time.Now().UnixNano(), Writes: []wal.Write{{Kind: wal.KindPut, Key: key, Value: key, Created: true}}}
 }
@@ -50,13 +61,9 @@ func TestFSM_SkipsEntriesExecutedOnALostState(t *testing.T) {
 	require.Equal(t, uint64(4), f.applied.index())
 
 	// A snapshot carries the chain: a node restored from it goes on.
-	snap, err := f.Snapshot()
-	require.NoError(t, err)
-	sink := &memSink{}
-	require.NoError(t, snap.Persist(sink))
-	snap.Release()
+	snapshot := persisted(t, f)
 	g := newTestFSM(t)
-	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(snapshot))))
 	require.Equal(t, int64(3), g.db.Revision())
 	applyEntry(g, 5, 0xD, 0xC, putTx(4, "d"))
 	require.Equal(t, int64(4), g.db.Revision())
@@ -162,21 +169,17 @@ func TestFSM_BreakingAStintRefusesWritesFirst(t *testing.T) {
 func TestFSM_RestoreRefusesWritesFirst(t *testing.T) {
 	src := newTestFSM(t)
 	applyEntry(src, 1, 0xA, 0, putTx(1, "a"), putTx(2, "b"))
-	snap, err := src.Snapshot()
-	require.NoError(t, err)
-	sink := &memSink{}
-	require.NoError(t, snap.Persist(sink))
-	snap.Release()
+	snapshot := persisted(t, src)
 
 	f := newTestFSM(t)
 	f.r.startStint()
 	late := writeWhileBreaking(f)
-	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(snapshot))))
 	require.ErrorIs(t, <-late, ErrNotLeader, "a write on the restored state was not refused")
 	applyEntry(f, 2, 0xB, 0xA, putTx(3, "c"))
 	require.NoError(t, f.err())
 	require.Equal(t, int64(3), f.db.Revision())
-	_, err = f.db.Get("late")
+	_, err := f.db.Get("late")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 }
 
@@ -237,21 +240,17 @@ func TestFSM_SnapshotCarriesTheCommitClock(t *testing.T) {
 	tx := putTx(1, "a")
 	tx.Time = time.Now().Add(time.Hour).UnixNano() // a leader whose clock is ahead
 	applyEntry(src, 1, 0xA, 0, tx)
-	snap, err := src.Snapshot()
-	require.NoError(t, err)
-	sink := &memSink{}
-	require.NoError(t, snap.Persist(sink))
-	snap.Release()
+	snapshot := persisted(t, src)
 
 	f := newTestFSM(t)
-	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(snapshot))))
 	require.Equal(t, tx.Time, f.r.clockFloor.Load())
 	again, err := f.Snapshot()
 	require.NoError(t, err)
 	require.Equal(t, tx.Time, again.(fsmSnapshot).lastTime, "a snapshot of the restored state carries it on")
 	again.Release()
 
-	old := append(sink.Bytes()[:8:8], sink.Bytes()[8+len(clockMark)+8:]...)
+	old := append(snapshot[:8:8], snapshot[8+len(clockMark)+8:]...)
 	g := newTestFSM(t)
 	require.NoError(t, g.Restore(io.NopCloser(bytes.NewReader(old))))
 	require.Equal(t, int64(1), g.db.Revision())
@@ -273,16 +272,7 @@ func FuzzFSMRestore(f *testing.F) {
 	r.rep = ctl
 	src := newFSM(r, db, f.Logf)
 	applyEntry(src, 1, 0xA, 0, putTx(1, "a"), putTx(2, "b"))
-	snap, err := src.Snapshot()
-	if err != nil {
-		f.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		f.Fatal(err)
-	}
-	snap.Release()
-	good := sink.Bytes()
+	good := persisted(f, src)
 	f.Add(good)
 	f.Add(append(good[:8:8], good[8+len(clockMark)+8:]...)) // without the clock
 	f.Add(good[:8+len(clockMark)+4])
@@ -293,13 +283,8 @@ func FuzzFSMRestore(f *testing.F) {
 		if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
 			return
 		}
-		again, err := g.Snapshot()
-		require.NoError(t, err)
-		out := &memSink{}
-		require.NoError(t, again.Persist(out))
-		again.Release()
 		h := newTestFSM(t)
-		require.NoError(t, h.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))))
+		require.NoError(t, h.Restore(io.NopCloser(bytes.NewReader(persisted(t, g)))))
 		require.Equal(t, g.db.Revision(), h.db.Revision())
 	})
 }
