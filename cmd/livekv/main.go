@@ -132,10 +132,6 @@ func message(err error) string {
 	return s
 }
 
-// parseArgs parses args with fs, flags and arguments in any order ("--"
-// ends the flags), and returns the arguments. --help prints fs.Usage to
-// stdout and returns flag.ErrHelp; a bad flag prints it to stderr and
-// returns a usageError.
 // apiKeyOr returns key, or if it is empty $LIVEKV_API_KEY. The flags of
 // an API key default to "" and take the variable after parsing, rather
 // than have it as their default, which --help would print.
@@ -146,6 +142,10 @@ func apiKeyOr(key string) string {
 	return os.Getenv("LIVEKV_API_KEY")
 }
 
+// parseArgs parses args with fs, flags and arguments in any order ("--"
+// ends the flags), and returns the arguments. --help prints fs.Usage to
+// stdout and returns flag.ErrHelp, or the error writing it; a bad flag
+// prints it to stderr and returns a usageError.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard) // the usage is printed once, here
 	var rest []string
