@@ -131,6 +131,9 @@ func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
 		if zeroFill {
 			data = append(data, make([]byte, len(extra)-kept)...)
 		}
+		for _, r := range f.lost { // what a failed Sync lost is zeros on the disk
+			clear(data[min(r[0], len(data)):min(r[1], len(data))])
+		}
 		nf := &memFile{data: data, synced: append([]byte(nil), data...), cut: len(data)}
 		c.files[name] = nf
 		c.synced[name] = nf

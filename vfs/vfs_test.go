@@ -248,3 +248,32 @@ func TestMemFS_Crash_Truncate(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced-new\x00\x00", string(got))
 }
+
+// TestMemFS_Crash_FailedSyncLostThoughNotSyncedAgain: what a failed Sync
+// lost reads as zeros after a crash, however much of the unsynced data
+// the crash keeps, whether or not a Sync came after the failed one.
+func TestMemFS_Crash_FailedSyncLostThoughNotSyncedAgain(t *testing.T) {
+	m := vfs.NewMemFS()
+	f, err := m.Create("d/a")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("d"))
+	write(t, f, "synced")
+	require.NoError(t, f.Sync())
+	write(t, f, "-lost")
+	m.FailAt(1, false)
+	require.ErrorIs(t, f.Sync(), vfs.ErrInjected)
+	m.FailAt(0, false)
+	write(t, f, "-more")
+	for keep, want := range map[float64]string{
+		0:   "synced",
+		0.5: "synced\x00\x00\x00\x00\x00",
+		1:   "synced\x00\x00\x00\x00\x00-more",
+	} {
+		got, err := m.Crash(keep).ReadFile("d/a")
+		require.NoError(t, err)
+		require.Equal(t, want, string(got), "keep %v", keep)
+	}
+	got, err := m.CrashZeroFilled(0).ReadFile("d/a")
+	require.NoError(t, err)
+	require.Equal(t, "synced\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", string(got))
+}
