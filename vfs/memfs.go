@@ -331,6 +331,9 @@ func (h *memHandle) Truncate(size int64) error {
 		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}
 	h.f.lost = slices.DeleteFunc(h.f.lost, func(r [2]int) bool { return int64(r[0]) >= size })
+	for i := range h.f.lost { // what is written after size is not lost
+		h.f.lost[i][1] = min(h.f.lost[i][1], int(size))
+	}
 	return nil
 }
 

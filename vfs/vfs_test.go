@@ -277,3 +277,25 @@ func TestMemFS_Crash_FailedSyncLostThoughNotSyncedAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", string(got))
 }
+
+// TestMemFS_Crash_WrittenAfterTruncateIntoLost: a truncate into what a
+// failed Sync lost, then a write there, leaves that write to be synced:
+// only what was lost and not written again reads as zeros.
+func TestMemFS_Crash_WrittenAfterTruncateIntoLost(t *testing.T) {
+	m := vfs.NewMemFS()
+	f, err := m.Create("d/a")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("d"))
+	write(t, f, "synced")
+	require.NoError(t, f.Sync())
+	write(t, f, "-lost")
+	m.FailAt(1, false)
+	require.ErrorIs(t, f.Sync(), vfs.ErrInjected)
+	m.FailAt(0, false)
+	require.NoError(t, f.Truncate(8))
+	write(t, f, "XYZ")
+	require.NoError(t, f.Sync())
+	got, err := m.Crash(0).ReadFile("d/a")
+	require.NoError(t, err)
+	require.Equal(t, "synced\x00\x00XYZ", string(got))
+}
