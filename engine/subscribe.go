@@ -56,8 +56,9 @@ const MaxSubscribeBuffer = pubsub.MaxBuffer
 // Start returns the position a subscription with these options and
 // patterns starts at, Revision 0 for now (Initial: right after the
 // snapshot it reads); or, for what SubscribePatterns refuses, an error
-// that wraps ErrInvalidOptions. A cluster node waits for the revision
-// before it.
+// that wraps ErrInvalidOptions, or ErrRevisionAhead for a FromRevision
+// of math.MaxInt64, after which no revision comes. A cluster node waits
+// for the revision before it.
 func (o SubscribeOptions) Start(pats []*pattern.Pattern) (pubsub.Position, error) {
 	switch {
 	case o.Initial && (o.FromRevision != 0 || o.From != pubsub.Position{}):
