@@ -394,7 +394,7 @@ func serve(args []string) error {
 	a, err := adapter.New(st.store, &adapter.Options{APIKeys: []string{*key}, TokenSecret: secret, Quota: quota, Logf: logf,
 		// The pages allowed to call the REST API may open the WebSockets
 		// too, whatever Host a proxy in front of serve sends.
-		CORSOrigins: cors, AllowedOrigins: cors, OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
+		CORSOrigins: cors, AllowedOrigins: originPatterns(cors), OnRequest: m.OnRequest, HeartbeatInterval: *heartbeat, HeartbeatTimeout: *heartbeatTimeout,
 		MaxMessageSize: max(2<<20, 2*(int64(*maxKey)+int64(*maxValue)))})
 	if err != nil {
 		st.Close()

@@ -76,6 +76,22 @@ func (o *opsFlags) corsOrigins() ([]string, error) {
 	return out, nil
 }
 
+// originPatterns returns the adapter.Options.AllowedOrigins patterns
+// (path.Match syntax) that match the origins corsOrigins returns, each
+// exactly: the brackets of an IPv6 host, as in http://[::1]:3000, would
+// otherwise make a character class. "*" stays any origin.
+func originPatterns(origins []string) []string {
+	escape := strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
+	out := make([]string, len(origins))
+	for i, o := range origins {
+		if o != "*" {
+			o = escape.Replace(o)
+		}
+		out[i] = o
+	}
+	return out
+}
+
 // listeners opens where serve listens: addr, and the metrics address if
 // one is given. Nothing is written before both succeed.
 func (o *opsFlags) listeners(addr string) (main, mon net.Listener, err error) {

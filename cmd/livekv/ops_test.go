@@ -237,8 +237,8 @@ func TestServe_TLS(t *testing.T) {
 func TestServe_CORS(t *testing.T) {
 	bin := build(t)
 	s := serveOps(t, bin, "--data", filepath.Join(t.TempDir(), "data"), "--addr", "127.0.0.1:0", "--api-key", "k1",
-		"--cors-origins", "https://app.example, https://Other.Example:443/, http://local.example:8080")
-	for _, origin := range []string{"https://app.example", "https://other.example", "http://local.example:8080"} {
+		"--cors-origins", "https://app.example, https://Other.Example:443/, http://local.example:8080, http://[::1]:3000")
+	for _, origin := range []string{"https://app.example", "https://other.example", "http://local.example:8080", "http://[::1]:3000"} {
 		req, _ := http.NewRequest("OPTIONS", s.base+"/kv/record", nil)
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
@@ -260,7 +260,7 @@ func TestServe_CORS(t *testing.T) {
 		}
 		return resp, err
 	}
-	for _, origin := range []string{"https://app.example", "http://local.example:8080"} {
+	for _, origin := range []string{"https://app.example", "http://local.example:8080", "http://[::1]:3000"} {
 		_, err := dial(origin)
 		require.NoError(t, err, origin)
 	}
