@@ -30,13 +30,15 @@ import (
 // between two keys, by the holder's own check, the holder hands the
 // subscription to a new goroutine and goes on; stuck on one key, seen by
 // a watchdog timer, the holder keeps the subscription and the watchdog's
-// goroutine goes on in the role. The detaching happens under mu and the
-// subscription's lock, so one goroutine at a time sends to it. A regex
-// that cannot decide, or one merely slow, thus delays the other regex
-// subscriptions by about one budget plus the wait for the timer to run
-// (up to a scheduler time slice, 10ms, while stuck regexes hold every
-// core), not by a MatchTimeout try. None of it delays the cheap lane,
-// writers or Subscribe.
+// goroutine goes on in the role, if it can take a matching turn for the
+// holder (turns.go); if none is free the lane waits for that match to
+// end. The detaching happens under mu and the subscription's lock, so
+// one goroutine at a time sends to it. A regex that cannot decide, or one
+// merely slow, thus delays the other regex subscriptions by about one
+// budget plus the wait for the timer to run (up to a scheduler time
+// slice, 10ms, while stuck regexes hold the cores) while a turn is free,
+// and by its MatchTimeout tries when none is. None of it delays the cheap
+// lane, writers or Subscribe.
 type lane struct {
 	b      *Broker
 	budget atomic.Int64 // regex lane: the matching time (ns) one subscription may take for one batch; see budgetNow
