@@ -127,8 +127,11 @@ func clientAddr(r *http.Request) string {
 		host = r.RemoteAddr
 	}
 	ip, err := netip.ParseAddr(host)
-	if err != nil || ip.Unmap().Is4() {
+	if err != nil {
 		return host
+	}
+	if ip = ip.Unmap(); ip.Is4() {
+		return ip.String() // one client, whichever way it came
 	}
 	p, err := ip.Prefix(64)
 	if err != nil {

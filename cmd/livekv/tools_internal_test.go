@@ -196,7 +196,7 @@ func TestBackupURL(t *testing.T) {
 func TestClientAddr(t *testing.T) {
 	for remote, want := range map[string]string{
 		"192.0.2.7:5000":              "192.0.2.7",
-		"[::ffff:192.0.2.7]:5000":     "::ffff:192.0.2.7",
+		"[::ffff:192.0.2.7]:5000":     "192.0.2.7",
 		"[2001:db8:1:2::1]:5000":      "2001:db8:1:2::/64",
 		"[2001:db8:1:2:ffff::9]:6000": "2001:db8:1:2::/64",
 		"[2001:db8:1:3::1]:5000":      "2001:db8:1:3::/64",
