@@ -1015,12 +1015,12 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		if req.Confirm && n.IsLeader() {
 			// A leader that has not applied its barrier yet answers
 			// once it has, if that comes while the asker waits.
-			wait := ctx
-			if req.Left > 0 {
-				var cancel context.CancelFunc
-				wait, cancel = context.WithTimeout(ctx, req.Left)
-				defer cancel()
+			left := req.Left
+			if left <= 0 {
+				left = memberCheckTimeout // an asker that did not say waits that long
 			}
+			wait, cancel := context.WithTimeout(ctx, left)
+			defer cancel()
 			if err = n.readyLeader(wait); err != nil {
 				break
 			}
