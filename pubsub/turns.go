@@ -13,10 +13,16 @@ package pubsub
 // wait its turn behind them: a writer preempted in the middle of a commit
 // waited 100 to 600 ms so on two cores (TestSubscribe_WhileHostileMatching
 // in the engine). So a goroutine matches outside the lane only while it
-// holds a turn, and there are fewer turns than cores: with the lane's
-// own goroutine, regexes never take every core. A subscription waiting
-// for a turn waits, as its regexes make it; the lane, when no turn is
-// free, waits for its own match to end rather than leave it.
+// holds a turn, and there are fewer turns than processors (one on one
+// processor): with the lane's own goroutine, the feed's regexes take at
+// most every core but one, or two goroutines on one. (A Subscribe with
+// Initial matches its initial items in its caller's goroutine, at the
+// caller's cost.) A subscription waiting for a turn waits, as its
+// regexes make it, and its Filter, asked between its regexes, runs in
+// its turn: it must be quick. The lane, when no turn is free, waits for
+// its own match to end rather than leave it; a turn given back goes to a
+// goroutine already waiting for one first, so while subscriptions wait
+// for turns the lane takes over from a stuck match seldom.
 
 // matchTurns is how many goroutines may match regexes outside the regex
 // lane at once, on procs processors: one fewer, and at least one.
