@@ -223,9 +223,16 @@ func (l *Log) sync() error {
 		// a restart does not replay it and go on after it, to find a
 		// hole there after a machine crash. (A file system that did
 		// write it may still keep it: it is whole records.)
-		l.seg.Truncate(l.segSynced)
+		cut := int64(0)
+		if l.seg.Truncate(l.segSynced) == nil {
+			cut, l.segSize = l.segSize-l.segSynced, l.segSynced
+		}
 		l.mu.Lock()
 		l.mu.syncFailed = true
+		if l.segListed { // else a new segment's header, counted nowhere yet
+			l.mu.segments[len(l.mu.segments)-1].size -= cut
+			l.mu.stats.Bytes -= cut
+		}
 		l.mu.Unlock()
 		return err
 	}

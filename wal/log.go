@@ -241,6 +241,7 @@ type Log struct {
 	seg         vfs.File
 	segSize     int64
 	segSynced   int64         // how much of seg the last sync of it made durable
+	segListed   bool          // seg is the last of mu.segments, its bytes counted there
 	lastGroup   int           // records in the last group
 	lastSync    time.Duration // how long its sync took
 	gatherTimer *time.Timer

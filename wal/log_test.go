@@ -978,3 +978,36 @@ func TestLog_GapIsDamage(t *testing.T) {
 	_, err = wal.Open("db", &wal.Options{FS: fs}, wal.Replay{Tx: func(*wal.Tx) error { return nil }})
 	require.ErrorIs(t, err, wal.ErrCorrupt, "a log with a segment missing")
 }
+
+// TestLog_FailedSyncStats: the records a failed fsync cut off the segment
+// are not counted in the log's bytes any more, nor is the header of a new
+// segment whose sync failed: Stats says what the files hold.
+func TestLog_FailedSyncStats(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		segment int64 // SegmentSize: 1 starts a segment for each group
+		at      int   // the operation that fails, from the Append on
+	}{
+		{"records", 0, 2},
+		// The old segment synced, the new one made, its header
+		// written, its sync failing.
+		{"a new segment's header", 1, 4},
+	} {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: c.segment})
+		appendDurable(t, l, 1, 5)
+		fs.FailAt(c.at, false)
+		require.NoError(t, l.Append(txN(6)))
+		require.ErrorIs(t, l.WaitDurable(6), vfs.ErrInjected, c.name)
+		var held int64
+		names, err := fs.List("db/wal")
+		require.NoError(t, err)
+		for _, n := range names {
+			b, err := fs.ReadFile("db/wal/" + n)
+			require.NoError(t, err)
+			held += int64(len(b))
+		}
+		require.Equal(t, held, l.Stats().Bytes, "%s: the files' bytes", c.name)
+		l.Close()
+	}
+}

@@ -45,7 +45,7 @@ func (l *Log) rotate(first int64) error {
 	if err != nil {
 		return err
 	}
-	l.seg, l.segSize, l.segSynced = f, 0, 0
+	l.seg, l.segSize, l.segSynced, l.segListed = f, 0, 0, false
 	hdr := appendSegmentHeader(nil, first)
 	if _, err := f.Write(hdr); err != nil {
 		return err
@@ -61,6 +61,7 @@ func (l *Log) rotate(first int64) error {
 	l.mu.segments = append(l.mu.segments, segment{first: first, size: int64(len(hdr))})
 	l.mu.stats.Bytes += int64(len(hdr))
 	l.mu.Unlock()
+	l.segListed = true
 	return nil
 }
 
