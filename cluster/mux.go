@@ -52,13 +52,6 @@ type mux struct {
 	closed bool
 }
 
-// newMux starts serving ln; advertise is the address other nodes dial.
-func newMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
-	m := newGatedMux(ln, advertise, dial)
-	m.openRaft()
-	return m
-}
-
 // newGatedMux is newMux with raft's connections refused until openRaft.
 func newGatedMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
 	if dial == nil {

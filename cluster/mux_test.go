@@ -110,3 +110,10 @@ func TestMux_GatedRaftHangsUpUntilOpen(t *testing.T) {
 	require.NoError(t, err)
 	s.Close()
 }
+
+// newMux starts serving ln; advertise is the address other nodes dial.
+func newMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
+	m := newGatedMux(ln, advertise, dial)
+	m.openRaft()
+	return m
+}

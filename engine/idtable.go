@@ -305,17 +305,3 @@ func (t *idTable) reserve(n int) {
 		t.dir[i] = newIDPart(size, depth)
 	}
 }
-
-// each calls fn with every id in the table.
-func (t *idTable) each(fn func(id uint32)) {
-	for i, p := range t.dir {
-		if i > 0 && t.dir[i-1] == p {
-			continue // a part's entries are in a row
-		}
-		for _, s := range p.slots {
-			if s != 0 {
-				fn(slotID(s))
-			}
-		}
-	}
-}

@@ -437,3 +437,17 @@ func BenchmarkIndex_PutAll(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
 }
+
+// each calls fn with every id in the table.
+func (t *idTable) each(fn func(id uint32)) {
+	for i, p := range t.dir {
+		if i > 0 && t.dir[i-1] == p {
+			continue // a part's entries are in a row
+		}
+		for _, s := range p.slots {
+			if s != 0 {
+				fn(slotID(s))
+			}
+		}
+	}
+}

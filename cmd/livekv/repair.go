@@ -77,13 +77,6 @@ func keepAside(dir string, at time.Time) (string, error) {
 // syncDir makes a folder's entries durable; tests watch it.
 var syncDir = vfs.OSFS{}.SyncDir
 
-// copyFolder copies the files under src, but its LOCK, to dst, which must
-// be missing or empty, and syncs them, the folders of the copy, and dst's
-// own folder: once it returns, a crash keeps the whole copy.
-func copyFolder(src, dst string) error {
-	return copyFolderUntil(context.Background(), src, dst)
-}
-
 // copyFolderUntil is copyFolder that stops, before the next file, once
 // ctx is done.
 func copyFolderUntil(ctx context.Context, src, dst string) error {

@@ -208,3 +208,10 @@ func TestClientAddr(t *testing.T) {
 		require.Equal(t, want, clientAddr(r), remote)
 	}
 }
+
+// copyFolder copies the files under src, but its LOCK, to dst, which must
+// be missing or empty, and syncs them, the folders of the copy, and dst's
+// own folder: once it returns, a crash keeps the whole copy.
+func copyFolder(src, dst string) error {
+	return copyFolderUntil(context.Background(), src, dst)
+}
