@@ -22,7 +22,11 @@
 // with each invalid byte read as U+FFFD. Regexes run with a MatchTimeout,
 // because regexp2 backtracks: a match that cannot decide in time is
 // ErrTimeout from Pattern.TryMatch (no match from Pattern.Match) and is
-// counted by Pattern.Timeouts.
+// counted by Pattern.Timeouts. So that a timeout is kept to within a few
+// milliseconds, the package sets the period of regexp2's timeout clock,
+// a setting of the whole program, to 2ms as it is initialized (its
+// default, 100ms, let a 10ms timeout run about 200ms): a program that
+// sets it afterwards with regexp2.SetTimeoutCheckPeriod has its way.
 //
 // Patterns are at most 256 bytes by default (Options.MaxLen). A pattern
 // that does not parse gets a *SyntaxError, which errors.Is recognises as
