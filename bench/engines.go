@@ -108,8 +108,11 @@ func openBunt(dir string, durable bool) (KV, error) {
 	if durable {
 		policy = buntdb.Always
 	}
-	err = db.SetConfig(buntdb.Config{SyncPolicy: policy, AutoShrinkDisabled: true})
-	return buntKV{db}, err
+	if err := db.SetConfig(buntdb.Config{SyncPolicy: policy, AutoShrinkDisabled: true}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return buntKV{db}, nil
 }
 
 type buntKV struct{ db *buntdb.DB }
@@ -172,8 +175,11 @@ func openBolt(dir string, durable bool) (KV, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(boltBucket); return err })
-	return boltKV{db}, err
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(boltBucket); return err }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return boltKV{db}, nil
 }
 
 type boltKV struct{ db *bolt.DB }
