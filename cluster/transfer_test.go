@@ -216,7 +216,10 @@ func updaters(k int, w *writeLog, c *dbCluster, stop chan struct{}, selfNamed *a
 // as it joins) cannot lead: a transfer to it is refused as invalid, and
 // leadership stays where it is. raft would send it TimeoutNow all the
 // same; its vote request, of a higher term, deposes the leader, while
-// the voters refuse it their votes.
+// the voters refuse it their votes. The refusal comes before raft is
+// asked anything (the transfer would first end the leader's lease, as
+// noLease records); that no election follows is checked too, though
+// on a loaded machine one may come for reasons of its own.
 func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
 	c := newListNodes(t, 3, 1)
 	l := c.leader()
@@ -236,9 +239,13 @@ func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
 	t.Logf("on the leader: %v; on a follower: %v", errLeader, errFollower)
 	require.ErrorIs(t, errLeader, ErrInvalidOptions)
 	require.ErrorIs(t, errFollower, ErrInvalidOptions)
+	require.NotEqual(t, term, c.nodes[l].noLease.Load(), "raft was asked to hand leadership on")
 	time.Sleep(time.Second)
-	require.True(t, c.nodes[l].IsLeader(), "leadership stays")
-	require.Equal(t, term, c.nodes[l].Status().Term, "no election")
+	if now := c.nodes[l].Status().Term; now != term {
+		// An election: this test's only if the non-voter stood.
+		require.NotEqual(t, raft.Candidate.String(), n3.Status().State, "the non-voter stood")
+		t.Logf("an election came, term %d to %d, not of the non-voter's making", term, now)
+	}
 }
 
 // TestTransfer_ErrorsAreTyped: a transfer that cannot be made fails with
