@@ -20,14 +20,15 @@ func PrefixPattern(prefix string) string {
 	return escapeGlob(prefix) + "*"
 }
 
-// escapeGlob escapes the characters a glob gives a meaning.
+// escapeGlob escapes the characters a glob gives a meaning. It goes byte
+// by byte: a key is bytes, and one that is not valid UTF-8 keeps them.
 func escapeGlob(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		if r == '*' || r == '?' || r == '\\' {
+	for i := range len(s) {
+		if c := s[i]; c == '*' || c == '?' || c == '\\' {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/livekv/livekv/client"
@@ -25,4 +26,18 @@ func TestKeyAndPrefixPattern(t *testing.T) {
 	all, err := pattern.Parse(client.PrefixPattern(""))
 	require.NoError(t, err)
 	require.True(t, all.Match("anything"))
+}
+
+// TestKeyPattern_InvalidUTF8: a key is bytes; its pattern keeps those
+// that are not valid UTF-8 rather than read them as U+FFFD.
+func TestKeyPattern_InvalidUTF8(t *testing.T) {
+	for _, k := range []string{"a\xff", "\xc3*", "x?\xa9"} {
+		p, err := pattern.Parse(client.KeyPattern(k))
+		require.NoError(t, err)
+		require.True(t, p.Match(k), "KeyPattern(%q)", k)
+		require.False(t, p.Match(strings.ToValidUTF8(k, "\uFFFD")), "KeyPattern(%q)", k)
+		q, err := pattern.Parse(client.PrefixPattern(k))
+		require.NoError(t, err)
+		require.True(t, q.Match(k+"more"), "PrefixPattern(%q)", k)
+	}
 }
