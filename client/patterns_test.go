@@ -41,3 +41,17 @@ func TestKeyPattern_InvalidUTF8(t *testing.T) {
 		require.True(t, q.Match(k+"more"), "PrefixPattern(%q)", k)
 	}
 }
+
+// TestKeyPattern_SlashIsAGlob: a key that starts with / but does not end
+// with one, or a prefix that starts with /, is no regex: its pattern is a
+// glob, which keeps bytes that are not valid UTF-8.
+func TestKeyPattern_SlashIsAGlob(t *testing.T) {
+	p, err := pattern.Parse(client.KeyPattern("/a\xff"))
+	require.NoError(t, err)
+	require.True(t, p.Match("/a\xff"))
+	require.False(t, p.Match("/a\xfe"))
+	q, err := pattern.Parse(client.PrefixPattern("/a\xff"))
+	require.NoError(t, err)
+	require.True(t, q.Match("/a\xff/b"))
+	require.False(t, q.Match("/a\xfe/b"))
+}
