@@ -1,6 +1,7 @@
 package pattern_test
 
 import (
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
@@ -404,4 +405,30 @@ func FuzzIndexLinear(f *testing.F) {
 		}
 		checkIndex(t, pats, key)
 	})
+}
+
+// TestRegex_PrefixRandom builds regexes from pieces that a literal
+// prefix must stop at (quantifiers, comments, options, alternations) and
+// compares them with regexp2 on keys made of what they may match.
+func TestRegex_PrefixRandom(t *testing.T) {
+	pieces := []string{"a", "b", ":", `\.`, `\-`, `\ `, " ", "#", "*", "+", "?", "{0}", "{1,}", "{", "(?#c)", "(?i)", "(?x)", "|", "$", "(a)", "[ab]", `\d`, "é", `\\`, `\b`}
+	keyPieces := []string{"a", "b", "A", "B", ":", ".", "-", " ", "#", "é", `\`, "1", "\xff", "\n"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		var b strings.Builder
+		b.WriteString("^")
+		for range 1 + rnd.IntN(6) {
+			b.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		src := b.String()
+		if _, err := regexp2.Compile(src, regexp2.RE2); err != nil {
+			continue
+		}
+		var k strings.Builder
+		for range rnd.IntN(6) {
+			k.WriteString(keyPieces[rnd.IntN(len(keyPieces))])
+		}
+		checkRegex(t, src, k.String())
+		checkRegex(t, "/"+src+"/", k.String())
+	}
 }
