@@ -55,3 +55,10 @@ func TestKeyPattern_SlashIsAGlob(t *testing.T) {
 	require.True(t, q.Match("/a\xff/b"))
 	require.False(t, q.Match("/a\xfe/b"))
 }
+
+// TestKeyPattern_RegexLength: docs/operations.md's count of the bytes a
+// regex adds: four for a key, three for a prefix, and one per escape.
+func TestKeyPattern_RegexLength(t *testing.T) {
+	require.Equal(t, `/^\^a$/`, client.KeyPattern("^a"))
+	require.Equal(t, `/^\^a/`, client.PrefixPattern("^a"))
+}
