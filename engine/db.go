@@ -129,6 +129,7 @@ type DB struct {
 
 	closed   atomic.Bool
 	stop     chan struct{} // closed by Close to stop the sweeper
+	shut     chan struct{} // closed when the first Close has finished
 	sweeping sync.WaitGroup
 
 	ckpt struct {
@@ -172,6 +173,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		entries: newEntries(tab),
 		exp:     newExpiries(tab),
 		stop:    make(chan struct{}),
+		shut:    make(chan struct{}),
 	}
 	db.wtx.db = db
 	db.floor.Store(math.MinInt64) // a clock may be before 1970
@@ -225,13 +227,16 @@ func Open(dir string, opts *Options) (*DB, error) {
 }
 
 // Close closes the database. Operations under way finish first; later ones
-// return ErrClosed. Closing a closed DB does nothing and returns nil.
+// return ErrClosed. Closing a closed DB does nothing and returns nil, once
+// the first Close has returned: the log is closed and its folder free.
 func (db *DB) Close() error {
 	db.wmu.Lock()
 	if db.closed.Swap(true) {
 		db.wmu.Unlock()
+		<-db.shut
 		return nil
 	}
+	defer close(db.shut)
 	close(db.stop)
 	if db.rest.timer != nil {
 		db.rest.timer.Stop() // one already running finds the DB closed

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/enginetest"
+	"github.com/livekv/livekv/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -409,4 +411,69 @@ func collectKeys(t testing.TB, seq func(func(engine.Item, error) bool)) []string
 		keys = append(keys, it.Key)
 	}
 	return keys
+}
+
+// stallFS is a MemFS whose files' Close waits, once armed, until
+// release is closed.
+type stallFS struct {
+	*vfs.MemFS
+	armed   atomic.Bool
+	stalled chan struct{} // closed when a Close waits
+	once    sync.Once
+	release chan struct{}
+}
+
+type stallFile struct {
+	vfs.File
+	fs *stallFS
+}
+
+func (fs *stallFS) Create(name string) (vfs.File, error) {
+	f, err := fs.MemFS.Create(name)
+	return stallFile{f, fs}, err
+}
+
+func (fs *stallFS) OpenAppend(name string) (vfs.File, error) {
+	f, err := fs.MemFS.OpenAppend(name)
+	return stallFile{f, fs}, err
+}
+
+func (f stallFile) Close() error {
+	if f.fs.armed.Load() {
+		f.fs.once.Do(func() { close(f.fs.stalled) })
+		<-f.fs.release
+	}
+	return f.File.Close()
+}
+
+// TestDB_Close_SecondWaitsForTheFirst: a Close that finds another under
+// way returns once that one has finished, with the log closed and its
+// folder free to open again, not while the first is still closing it.
+func TestDB_Close_SecondWaitsForTheFirst(t *testing.T) {
+	fs := &stallFS{MemFS: vfs.NewMemFS(), stalled: make(chan struct{}), release: make(chan struct{})}
+	o := &engine.Options{FS: fs, SweepInterval: -1}
+	db, err := engine.Open("db", o)
+	require.NoError(t, err)
+	_, err = db.Set("k", "v", nil)
+	require.NoError(t, err)
+
+	fs.armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- db.Close() }()
+	<-fs.stalled // the first Close is closing the log
+	second := make(chan error, 1)
+	go func() { second <- db.Close() }()
+	select {
+	case err := <-second:
+		t.Errorf("the second Close returned (%v) while the first was closing the log", err)
+		second <- err
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(fs.release)
+	require.NoError(t, <-first)
+	require.NoError(t, <-second)
+
+	db, err = engine.Open("db", o)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
 }
