@@ -131,6 +131,10 @@ type DB struct {
 	stop     chan struct{} // closed by Close to stop the sweeper
 	shut     chan struct{} // closed when the first Close has finished
 	sweeping sync.WaitGroup
+	// ending counts the Restores that still end the subscriptions of
+	// the state they replaced (Replica.Restore); Close waits for them.
+	// Added to under wmu while not closed.
+	ending sync.WaitGroup
 
 	ckpt struct {
 		mu      sync.Mutex   // one checkpoint at a time
@@ -248,6 +252,7 @@ func (db *DB) Close() error {
 	db.bg.closed = true // no background work starts after this
 	db.bg.mu.Unlock()
 	db.bg.wg.Wait()
+	db.ending.Wait()
 	var err error
 	if db.log != nil {
 		// Writes that were waiting for the disk are written and synced

@@ -261,6 +261,8 @@ func (r *Replica) Restore(src io.Reader) error {
 		db.wmu.Unlock()
 		return ErrClosed
 	}
+	db.ending.Add(1)
+	defer db.ending.Done()
 	// Readers without the writer lock wait from here until the new state
 	// is whole (DB.readGate).
 	done := make(chan struct{})

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -395,4 +397,76 @@ func TestReplica_DeletionBuriedOnce(t *testing.T) {
 	_, err := db.Get("k")
 	require.ErrorIs(t, err, engine.ErrNotFound)
 	require.Equal(t, int64(4), db.Stats().Keys)
+}
+
+// TestReplica_CloseWaitsForARestoreEnding: a Close that comes while a
+// Restore still ends the old state's subscriptions returns once they
+// have ended, with none of the old broker's goroutines left, as it
+// does for its own.
+func TestReplica_CloseWaitsForARestoreEnding(t *testing.T) {
+	rep := &publishAtOnce{}
+	db, ctl, err := engine.OpenReplica(&engine.Options{Replicator: rep})
+	require.NoError(t, err)
+	rep.ctl = ctl
+	_, err = db.Set("a", "1", nil)
+	require.NoError(t, err)
+	var backup bytes.Buffer
+	rev, err := db.Backup(&backup)
+	require.NoError(t, err)
+
+	// A subscription whose filter holds the old broker's regex lane.
+	entered, release := make(chan struct{}), make(chan struct{})
+	sub, err := db.Subscribe([]string{"/^k/"}, &engine.SubscribeOptions{Filter: func(key string) bool {
+		if key == "k" {
+			close(entered)
+			<-release
+		}
+		return true
+	}})
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = db.Set("k", "v", nil)
+	require.NoError(t, err)
+	<-entered
+
+	restored := make(chan error, 1)
+	go func() { restored <- ctl.Restore(bytes.NewReader(backup.Bytes())) }()
+	for db.Revision() != rev { // the new state is in: the Restore ends the old broker
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	select {
+	case err := <-closed:
+		closed <- err
+		t.Errorf("Close returned while a Restore was ending the old state's subscriptions")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-closed)
+	require.Empty(t, moduleGoroutines(), "goroutines left after Close")
+	require.NoError(t, <-restored)
+}
+
+// moduleGoroutines returns the stacks of the goroutines that the
+// packages of the module started, not their tests, once none is left or
+// after a few seconds: a goroutine that a WaitGroup let go may still be
+// on its way out when the wait returns.
+func moduleGoroutines() []string {
+	var left []string
+	for range 5000 {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = left[:0]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "created by github.com/livekv/livekv/") && !strings.Contains(g, "created by github.com/livekv/livekv/engine_test.") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return left
 }
