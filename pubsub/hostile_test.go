@@ -372,7 +372,7 @@ func TestBroker_HostileMatchingLeavesACore(t *testing.T) {
 // returns within about one batch's matching, not once the goroutine has
 // matched everything up to its lane.
 func TestSubscription_Close_WhileBehind(t *testing.T) {
-	p := pattern.MustParse(`/^(a+)+b$/`)
+	p := slowRegex(t)
 	key := slowToRefuse(t, p)
 	b := pubsub.NewBroker(0, nil)
 	defer b.Close()
@@ -387,6 +387,16 @@ func TestSubscription_Close_WhileBehind(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Less(t, time.Since(start), 500*time.Millisecond, "Close waited for the follower's matching")
 	require.Less(t, s.Position().Revision, int64(n), "it was still behind")
+}
+
+// slowRegex is /^(a+)+b$/ with a MatchTimeout of a second: slow on
+// slowToRefuse's key, but deciding, even under the race detector on a
+// loaded machine, where the default 10ms would run out.
+func slowRegex(t *testing.T) *pattern.Pattern {
+	t.Helper()
+	p, err := pattern.ParseWith(`/^(a+)+b$/`, &pattern.Options{MatchTimeout: time.Second})
+	require.NoError(t, err)
+	return p
 }
 
 // slowToRefuse returns the shortest key a...ac that /^(a+)+b$/, p, takes
@@ -415,7 +425,7 @@ func slowToRefuse(t *testing.T, p *pattern.Pattern) string {
 // gone, and the broker's Close does not wait for the rest of a batch.
 func TestSubscription_Close_WhileDetached(t *testing.T) {
 	pubsub.SetRegexBudget(t, 0) // detached after its first key
-	p := pattern.MustParse(`/^(a+)+b$/`)
+	p := slowRegex(t)
 	key := slowToRefuse(t, p)
 	batch := func(rev int64, n int) pubsub.Batch {
 		bt := pubsub.Batch{Revision: rev}
