@@ -233,6 +233,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 // Close closes the database. Operations under way finish first; later ones
 // return ErrClosed. Closing a closed DB does nothing and returns nil, once
 // the first Close has returned: the log is closed and its folder free.
+// Close waits for the goroutines the DB runs, so it must not be called
+// from a function the DB calls on one of them (Options.Logf, a
+// subscription's Filter): it would wait for itself.
 func (db *DB) Close() error {
 	db.wmu.Lock()
 	if db.closed.Swap(true) {
