@@ -9,7 +9,6 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/internal/wire"
-	"github.com/livekv/livekv/wal"
 )
 
 // Single-operation writes, which a follower forwards to the leader. A
@@ -531,9 +530,11 @@ func (n *Node) Revision() int64 { return n.db.Revision() }
 func (n *Node) Stats() engine.Stats {
 	st := n.db.Stats()
 	rn := n.rn
-	syncs, lat := rn.store.appendStats()
-	st.Syncs = syncs
-	st.SyncLatency = engine.LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: lat.Counts[:], Sum: lat.Sum}
+	lat := rn.store.appendStats()
+	st.SyncLatency = engine.SyncLatency(lat)
+	for _, n := range lat.Counts {
+		st.Syncs += n // each append counted once in the histogram
+	}
 	st.Checkpoints = rn.snapsWritten.Load()
 	st.LogBytes = logStoreBytes(rn.dir, rn.opts.LogStore)
 	return st

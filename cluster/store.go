@@ -65,19 +65,17 @@ type raftStore struct {
 	fencedBy error        // the write error that fenced the store; set before fenced
 	stalls   atomic.Int64 // stable-store writes that had to wait, for tests
 
-	// appends counts the log appends that reached the store, each written
-	// and synced as one, and how long they took (Node.Stats).
+	// appendLat counts the log appends that reached the store, each
+	// written and synced as one, by how long they took (Node.Stats).
 	appendsMu sync.Mutex
-	appends   int64
 	appendLat wal.SyncHistogram
 }
 
-// appendStats returns how many log appends the store made and how long
-// they took.
-func (s *raftStore) appendStats() (int64, wal.SyncHistogram) {
+// appendStats returns how long the log appends the store made took.
+func (s *raftStore) appendStats() wal.SyncHistogram {
 	s.appendsMu.Lock()
 	defer s.appendsMu.Unlock()
-	return s.appends, s.appendLat
+	return s.appendLat
 }
 
 // fenceErr reports, for Close, that raft's last writes were dropped.
@@ -125,7 +123,6 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	}
 	took := time.Since(began)
 	s.appendsMu.Lock()
-	s.appends++
 	s.appendLat.Add(took)
 	s.appendsMu.Unlock()
 	s.recentMu.Lock()

@@ -344,6 +344,12 @@ type counters struct {
 	gets                                              atomic.Int64 // in transactions; the index counts the others
 }
 
+// SyncLatency is the LatencyHistogram of the fsyncs h counts: a log's,
+// or, on a cluster node, its raft log store's.
+func SyncLatency(h wal.SyncHistogram) LatencyHistogram {
+	return LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: h.Counts[:], Sum: h.Sum}
+}
+
 // LatencyHistogram counts events by how long they took: Counts[i] those
 // that took at most Bounds[i] (and more than Bounds[i-1]); the last of
 // Counts, one longer than Bounds, those that took longer than every
@@ -367,7 +373,7 @@ func (db *DB) Stats() Stats {
 		LogBytes:    ls.Bytes,
 		Checkpoints: ls.Snapshots,
 		Syncs:       ls.Syncs,
-		SyncLatency: LatencyHistogram{Bounds: append([]time.Duration(nil), wal.SyncBounds[:]...), Counts: ls.SyncLatency.Counts[:], Sum: ls.SyncLatency.Sum},
+		SyncLatency: SyncLatency(ls.SyncLatency),
 
 		Keys:       db.keys.Load(),
 		Revision:   db.committed.Load(),
