@@ -219,12 +219,8 @@ func backupURL(addr string) (string, error) {
 	}
 	// The URL of the WebSocket API (as for the client commands, its
 	// /kv/ws too) names the same server over HTTP.
-	if rest, ok := strings.CutPrefix(api, "ws://"); ok {
-		api = "http://" + rest
-		api = strings.TrimSuffix(strings.TrimRight(api, "/"), "/ws")
-	} else if rest, ok := strings.CutPrefix(api, "wss://"); ok {
-		api = "https://" + rest
-		api = strings.TrimSuffix(strings.TrimRight(api, "/"), "/ws")
+	if rest, ok := strings.CutPrefix(api, "ws"); ok && (strings.HasPrefix(rest, "://") || strings.HasPrefix(rest, "s://")) {
+		api = "http" + strings.TrimSuffix(strings.TrimRight(rest, "/"), "/ws") // ws:// to http://, wss:// to https://
 	}
 	return strings.TrimSuffix(strings.TrimRight(api, "/"), "/kv") + "/backup", nil
 }
