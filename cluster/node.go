@@ -1006,7 +1006,11 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	if !n.serving.Load() {
 		return errorResponse(&NotLeaderError{}) // starting: no leader known yet
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, joinTimeout)
+	wait := joinTimeout
+	if req.Left > 0 {
+		wait = min(wait, req.Left) // no longer than the sender waits
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, wait)
 	defer cancel()
 	var err error
 	resp := &rpcResponse{}
@@ -1014,14 +1018,15 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 	case opStatus:
 		if req.Confirm && n.IsLeader() {
 			// A leader that has not applied its barrier yet answers
-			// once it has, if that comes while the asker waits.
-			left := req.Left
-			if left <= 0 {
-				left = memberCheckTimeout // an asker that did not say waits that long
+			// once it has, if that comes while the asker waits (an
+			// asker that did not say waits a member check's time).
+			ready := ctx
+			if req.Left <= 0 {
+				var cancel context.CancelFunc
+				ready, cancel = context.WithTimeout(ctx, memberCheckTimeout)
+				defer cancel()
 			}
-			wait, cancel := context.WithTimeout(ctx, left)
-			defer cancel()
-			if err = n.readyLeader(wait); err != nil {
+			if err = n.readyLeader(ready); err != nil {
 				break
 			}
 			if _, err = n.sharedReadIndex(); err != nil {
@@ -1030,22 +1035,14 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		}
 		s := n.Status()
 		resp.Status = &s
-	case opJoin, opRemove, opTransfer:
-		if req.Left > 0 { // no longer than the sender waits
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, req.Left)
-			defer cancel()
-		}
-		switch req.Op {
-		case opJoin:
-			// A newcomer that gave up waiting is not made a voter
-			// later, unasked: it asks again.
-			err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
-		case opRemove:
-			err = n.removeServer(ctx, req.ID)
-		default:
-			err = n.transfer(ctx, req.ID)
-		}
+	case opJoin:
+		// A newcomer that gave up waiting is not made a voter later,
+		// unasked: it asks again.
+		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
+	case opRemove:
+		err = n.removeServer(ctx, req.ID)
+	case opTransfer:
+		err = n.transfer(ctx, req.ID)
 	case opLease:
 		err = n.answerLease(req, resp)
 	case opReadIndex:
