@@ -217,9 +217,9 @@ func updaters(k int, w *writeLog, c *dbCluster, stop chan struct{}, selfNamed *a
 // leadership stays where it is. raft would send it TimeoutNow all the
 // same; its vote request, of a higher term, deposes the leader, while
 // the voters refuse it their votes. The refusal comes before raft is
-// asked anything (the transfer would first end the leader's lease, as
-// noLease records); that no election follows is checked too, though
-// on a loaded machine one may come for reasons of its own.
+// asked anything: the transfer would first end the leader's lease, as
+// noLease records. (Whether an election follows is not checked: on a
+// loaded machine one may come for reasons of its own.)
 func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
 	c := newListNodes(t, 3, 1)
 	l := c.leader()
@@ -240,12 +240,7 @@ func TestTransfer_ToANonVoterIsRefused(t *testing.T) {
 	require.ErrorIs(t, errLeader, ErrInvalidOptions)
 	require.ErrorIs(t, errFollower, ErrInvalidOptions)
 	require.NotEqual(t, term, c.nodes[l].noLease.Load(), "raft was asked to hand leadership on")
-	time.Sleep(time.Second)
-	if now := c.nodes[l].Status().Term; now != term {
-		// An election: this test's only if the non-voter stood.
-		require.NotEqual(t, raft.Candidate.String(), n3.Status().State, "the non-voter stood")
-		t.Logf("an election came, term %d to %d, not of the non-voter's making", term, now)
-	}
+	require.True(t, c.nodes[l].IsLeader(), "leadership stays")
 }
 
 // TestTransfer_ErrorsAreTyped: a transfer that cannot be made fails with
