@@ -123,6 +123,26 @@ func crashReference(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Opti
 	return end, states, total
 }
 
+// crashRun runs crashWorkload on a new MemFS whose k-th mutating
+// operation fails (and, with always, every one after it), then closes the
+// DB; it returns the file system, the last revision acknowledged, the
+// step's error that stopped the workload (nil if none did) and Close's.
+func crashRun(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options, k int, always bool) (fs *vfs.MemFS, acked int64, failed, closeErr error) {
+	t.Helper()
+	fs = vfs.NewMemFS()
+	c := newClock()
+	db, err := engine.Open("db", crashOptions(fs, c))
+	require.NoError(t, err)
+	fs.FailAt(k, always)
+	for _, step := range crashWorkload(c) {
+		if failed = step(db); failed != nil {
+			break
+		}
+		acked = db.Revision()
+	}
+	return fs, acked, failed, db.Close()
+}
+
 // crashPoints runs TestCrash_Points with the options options gives.
 func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options) {
 	end, states, total := crashReference(t, crashOptions)
@@ -159,20 +179,7 @@ func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options
 	for _, always := range []bool{true, false} {
 		most := 0 // the most operations a run made: background checkpoints make runs differ
 		for k := 1; ; k++ {
-			fs := vfs.NewMemFS()
-			c := newClock()
-			db, err := engine.Open("db", crashOptions(fs, c))
-			require.NoError(t, err)
-			fs.FailAt(k, always)
-			var acked int64
-			var failed error
-			for _, step := range crashWorkload(c) {
-				if failed = step(db); failed != nil {
-					break
-				}
-				acked = db.Revision()
-			}
-			closeErr := db.Close()
+			fs, acked, failed, closeErr := crashRun(t, crashOptions, k, always)
 			ops := fs.Ops()
 			most = max(most, ops)
 			if failed != nil && !strings.Contains(failed.Error(), "expired nothing") {
@@ -214,20 +221,7 @@ func TestCrash_DuringRecovery(t *testing.T) {
 	end, states, _ := crashReference(t, crashOptions)
 	recoveries := 0
 	for k := 1; ; k += 7 {
-		fs := vfs.NewMemFS()
-		c := newClock()
-		db, err := engine.Open("db", crashOptions(fs, c))
-		require.NoError(t, err)
-		fs.FailAt(k, true)
-		var acked int64
-		var failed error
-		for _, step := range crashWorkload(c) {
-			if failed = step(db); failed != nil {
-				break
-			}
-			acked = db.Revision()
-		}
-		db.Close()
+		fs, acked, failed, _ := crashRun(t, crashOptions, k, true)
 		if failed == nil {
 			break
 		}
