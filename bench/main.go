@@ -240,6 +240,7 @@ func run(cfg config, only, out string) error {
 		}
 	}
 	rep := Report{Machine: machine(), Started: time.Now().UTC(), Quick: cfg.quick, Keys: cfg.keys, Runs: cfg.runs}
+	rep.Disk = tempDisk(os.Stderr, os.TempDir(), diskOf)
 	for _, p := range cfg.engines() {
 		rep.Settings = append(rep.Settings, Setting{Engine: p.name, Memory: p.settings, Durable: p.durable})
 	}
@@ -263,6 +264,21 @@ func run(cfg config, only, out string) error {
 	}
 	fmt.Fprintf(os.Stderr, "results in %s\n", out)
 	return nil
+}
+
+// tempDisk says what holds the folder the stores are made in, and warns
+// on w if it is memory: every durable figure would then time fsyncs that
+// write nothing.
+func tempDisk(w io.Writer, dir string, diskOf func(string) (string, bool, error)) string {
+	desc, inMemory, err := diskOf(dir)
+	if err != nil {
+		return fmt.Sprintf("%s (its file system unknown: %v)", dir, err)
+	}
+	if inMemory {
+		desc += " (memory: the durable figures measured no disk)"
+		fmt.Fprintf(w, "bench: the stores are made in %s; set TMPDIR to a folder on a disk\n", desc)
+	}
+	return desc
 }
 
 func machine() string {

@@ -23,6 +23,7 @@ import (
 // Report is a run of the suite.
 type Report struct {
 	Machine   string           `json:"machine"`
+	Disk      string           `json:"disk,omitempty"` // the stores' folder and its file system
 	Started   time.Time        `json:"started"`
 	Finished  time.Time        `json:"finished"`
 	Quick     bool             `json:"quick"`
@@ -119,7 +120,11 @@ func num(v float64) string {
 
 func (r *Report) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmark results\n\n%s  \n%s to %s", r.Machine, r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339))
+	fmt.Fprintf(&b, "# Benchmark results\n\n%s  \n", r.Machine)
+	if r.Disk != "" {
+		fmt.Fprintf(&b, "stores in %s  \n", r.Disk)
+	}
+	fmt.Fprintf(&b, "%s to %s", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339))
 	if r.Quick {
 		b.WriteString(" (quick run: small sizes, one run each; for smoke tests, not for comparison)")
 	}
