@@ -16,9 +16,10 @@ import (
 // goroutines get a few seconds to finish before they count as leaked
 // (goleak alone waits less than half a second).
 func TestMain(m *testing.M) {
-	// The memory workload runs this binary again to measure a run.
-	if spec := os.Getenv(memoryChildEnv); spec != "" {
-		if err := memoryChild(spec, os.Stdout); err != nil {
+	// The memory and recovery workloads run this binary again to
+	// measure a run.
+	if child, err := runChild(os.Stdout); child {
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

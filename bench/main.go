@@ -151,8 +151,8 @@ func main() {
 	out := flag.String("out", "results", "folder for results.md, results.json and the SVG plots")
 	again := flag.Bool("replot", false, "run nothing: rewrite results.md and the plots in -out from its results.json")
 	flag.Parse()
-	if spec := os.Getenv(memoryChildEnv); spec != "" {
-		if err := memoryChild(spec, os.Stdout); err != nil {
+	if child, err := runChild(os.Stdout); child {
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

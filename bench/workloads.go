@@ -366,18 +366,73 @@ func runRecovery(cfg config, progress func(string)) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		start := time.Now()
-		kv, err = p.open(dir, false)
+		ms, err := recoveryInChild(p, dir, keys[0])
 		if err != nil {
 			return nil, err
 		}
-		if err := kv.Get(keys[0]); err != nil {
-			kv.Close()
-			return nil, fmt.Errorf("after reopening: %w", err)
-		}
-		d := time.Since(start)
-		return map[string]float64{"": float64(d.Microseconds()) / 1000}, kv.Close()
+		return map[string]float64{"": ms}, nil
 	})
+}
+
+// recoveryChildEnv, set in a child process of the recovery workload,
+// names the engine, a key the store holds and the store's folder:
+// "name,key,folder".
+const recoveryChildEnv = "LIVEKV_BENCH_RECOVERY_CHILD"
+
+// recoveryInChild times the opening of p's store in dir, to its first
+// read of key, in a process of its own, as after a restart: in the
+// process that loaded the store, the runtime kept the heap that store
+// grew, and an engine rebuilding its state in memory found it ready.
+func recoveryInChild(p peer, dir, key string) (float64, error) {
+	return inChild(recoveryChildEnv, p.name+","+key+","+dir)
+}
+
+// recoveryChild is the child process of the recovery workload: it opens
+// the store spec names (recoveryChildEnv), reads its key, and writes the
+// milliseconds that took to w.
+func recoveryChild(spec string, w io.Writer) (err error) {
+	parts := strings.SplitN(spec, ",", 3)
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return fmt.Errorf("%s=%q: want engine,key,folder", recoveryChildEnv, spec)
+	}
+	p, err := peerNamed(parts[0])
+	if err != nil {
+		return fmt.Errorf("%s=%q: %w", recoveryChildEnv, spec, err)
+	}
+	start := time.Now()
+	kv, err := p.open(parts[2], false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, kv.Close()) }()
+	if err := kv.Get(parts[1]); err != nil {
+		return fmt.Errorf("after reopening: %w", err)
+	}
+	d := time.Since(start)
+	_, err = fmt.Fprintln(w, strconv.FormatFloat(float64(d.Microseconds())/1000, 'g', -1, 64))
+	return err
+}
+
+// peerNamed returns the engine of that name.
+func peerNamed(name string) (peer, error) {
+	i := slices.IndexFunc(peers, func(p peer) bool { return p.name == name })
+	if i < 0 {
+		return peer{}, fmt.Errorf("no engine %q", name)
+	}
+	return peers[i], nil
+}
+
+// runChild runs this process as a child of the memory or the recovery
+// workload, if its environment says it is one: it reports whether it
+// was, and the run's error.
+func runChild(w io.Writer) (bool, error) {
+	if spec := os.Getenv(memoryChildEnv); spec != "" {
+		return true, memoryChild(spec, w)
+	}
+	if spec := os.Getenv(recoveryChildEnv); spec != "" {
+		return true, recoveryChild(spec, w)
+	}
+	return false, nil
 }
 
 // rss returns the process's resident memory in bytes.
@@ -420,12 +475,19 @@ func runMemory(cfg config, progress func(string)) ([]Result, error) {
 // returns its figure. A heap limit set in this process (the memory guard,
 // or GOMEMLIMIT) is the child's too.
 func memoryInChild(p peer, n int) (float64, error) {
+	return inChild(memoryChildEnv, fmt.Sprintf("%s,%d", p.name, n))
+}
+
+// inChild runs this program again with env set to spec, and returns the
+// number the child writes. A heap limit set in this process (the memory
+// guard, or GOMEMLIMIT) is the child's too.
+func inChild(env, spec string) (float64, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", memoryChildEnv, p.name, n))
+	cmd.Env = append(os.Environ(), env+"="+spec)
 	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMEMLIMIT=%d", limit))
 	}
@@ -450,14 +512,14 @@ func memoryChild(spec string, w io.Writer) error {
 	if err != nil || n < 1 {
 		return fmt.Errorf("%s=%q: no key count", memoryChildEnv, spec)
 	}
-	i := slices.IndexFunc(peers, func(p peer) bool { return p.name == name })
-	if i < 0 {
-		return fmt.Errorf("%s=%q: no engine %q", memoryChildEnv, spec, name)
+	p, err := peerNamed(name)
+	if err != nil {
+		return fmt.Errorf("%s=%q: %w", memoryChildEnv, spec, err)
 	}
 	if err := noHugePages(); err != nil {
 		return err
 	}
-	v, err := memoryRun(peers[i], shuffled(n, 1))
+	v, err := memoryRun(p, shuffled(n, 1))
 	if err != nil {
 		return err
 	}

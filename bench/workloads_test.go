@@ -79,6 +79,28 @@ func TestMemory_Child(t *testing.T) {
 	}
 }
 
+// TestRecovery_Child: the recovery workload opens each store in a
+// process of its own, which reports its figure, and fails with the
+// child's error: an unknown engine, or a store without the key.
+func TestRecovery_Child(t *testing.T) {
+	cfg := quickConfig
+	cfg.keys = 2000
+	cfg.peers = peers[:1]
+	res, err := runRecovery(cfg, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Engine != "livekv" || !(res[0].Median > 0) {
+		t.Errorf("recovery results %+v", res)
+	}
+	if _, err := recoveryInChild(peer{name: "nosuch"}, t.TempDir(), "k"); err == nil || !strings.Contains(err.Error(), "no engine") {
+		t.Errorf("a child for no engine: %v", err)
+	}
+	if _, err := recoveryInChild(peers[0], t.TempDir(), keyOf(1)); err == nil || !strings.Contains(err.Error(), "after reopening") {
+		t.Errorf("a child reopening an empty store: %v", err)
+	}
+}
+
 // TestRange_FewKeys: the range workload runs with as few keys as one
 // range reads, every key in reach of a range, and refuses fewer, before
 // loading anything, rather than panicking.
