@@ -115,7 +115,9 @@ const catchUpEntries = 1000
 
 // openNode opens a node whose state machine is fsm.
 // started, if not nil, runs once raft runs, before the node serves.
-func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) (_ *Node, err error) {
+// Once ctx ends, the node stops as if closing and openNode closes it
+// (see OpenContext).
+func openNode(ctx context.Context, dir string, opts *Options, fsm stateMachine, started func(*Node)) (_ *Node, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -128,6 +130,10 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	}
 	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// ctx ending cuts every wait of the opening short as Close would:
+	// raft's start, the join.
+	stop := context.AfterFunc(ctx, n.cancel)
+	defer stop()
 	n.mux = newGatedMux(ln, o.RaftAddr, o.Dial) // startRaft opens it, unless the node is fresh
 	n.rpc = newRPCClient(n.mux, frameLimit(o.Engine))
 	// Served from the start, so that a node that asks one starting hears
@@ -158,13 +164,17 @@ func openNode(dir string, opts *Options, fsm stateMachine, started func(*Node)) 
 	}
 	n.serving.Store(true)
 	if !n.rn.bootstrapped && len(o.Join) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+		ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 		err = n.joinIfOut(ctx, o.Join)
 		cancel()
 		if err != nil {
 			n.Close()
 			return nil, err
 		}
+	}
+	if !stop() {
+		n.Close() // ctx ended: the node stopped as it opened
+		return nil, ctx.Err()
 	}
 	return n, nil
 }

@@ -141,7 +141,7 @@ func (c *listNodes) openAt(dir, id string, slot, addr int, peers []Peer, join []
 	if err != nil {
 		return nil, err
 	}
-	return openNode(filepath.Join(c.dir, dir), &Options{
+	return openNode(context.Background(), filepath.Join(c.dir, dir), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(addr), Peers: peers, Join: join,
 		Profile: ProfileLAN, Listener: ln, Dial: c.dialer(slot),
 		storeFault: func() error {
@@ -390,7 +390,7 @@ func TestNode_ForwardedRemoveWhoseReplyIsLostIsDone(t *testing.T) {
 	dial := c.net.Dialer(f)
 	c.fsms[f] = &listFSM{}
 	id := fmt.Sprintf("n%d", f)
-	c.nodes[f], err = openNode(filepath.Join(c.dir, id), &Options{
+	c.nodes[f], err = openNode(context.Background(), filepath.Join(c.dir, id), &Options{
 		NodeID: id, RaftAddr: c.net.Addr(f), Profile: ProfileLAN, Listener: ln,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
 			conn, err := dial(ctx, addr)

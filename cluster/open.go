@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/livekv/livekv/engine"
@@ -10,8 +13,27 @@ import (
 // a cluster with opts.Peers, joins one through opts.Join, or, with raft
 // state in dir, takes up its place again and rebuilds its database from
 // the latest raft snapshot and the log after it. Close the node when
-// done.
+// done. Open is OpenContext with context.Background(): a join may hold
+// it for up to two minutes.
 func Open(dir string, opts *Options) (*Node, error) {
+	return OpenContext(context.Background(), dir, opts)
+}
+
+// OpenContext is Open, given up once ctx ends: a node still waiting then
+// (for a join through opts.Join to be answered, say, or for raft to
+// start) is closed, everything it opened with it, and OpenContext
+// returns an error that is ctx's to errors.Is. The folder may be opened
+// again at once. ctx bounds the opening only: the node it returns runs
+// until closed.
+func OpenContext(ctx context.Context, dir string, opts *Options) (_ *Node, err error) {
+	defer func() {
+		if cerr := ctx.Err(); err != nil && cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("cluster: open: %w (%w)", cerr, err)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -22,7 +44,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, err
 	}
 	db, ctl, rep, f, eo := sm.db, sm.ctl, sm.rep, sm.fsm, sm.eo
-	n, err = openNode(dir, &o, f, func(n *Node) {
+	n, err = openNode(ctx, dir, &o, f, func(n *Node) {
 		n.db, n.ctl, n.rep, n.fsm = db, ctl, rep, f
 		f.whenFailed(n.leaveAfterFailure)
 		rep.start(n.rn.raft)

@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +216,34 @@ func TestServe_JoinWithSpaces(t *testing.T) {
 	require.Contains(t, string(out), `"n2"`)
 	second.stop(t)
 	first.stop(t)
+}
+
+// TestServe_SignalEndsAJoinNobodyAnswers: a serve whose --join nobody
+// answers waits up to two minutes for it. SIGTERM meanwhile stops the
+// opening: serve closes the node, removes the folder it made and exits 1
+// saying why, rather than die of the signal with the folder left behind.
+func TestServe_SignalEndsAJoinNobodyAnswers(t *testing.T) {
+	bin := build(t)
+	data := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "n2", "--raft", freeAddr(t), "--join", closedAddr(t), "--raft-profile", "lan")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill() })
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(data, "raft")); return err == nil },
+		10*time.Second, 10*time.Millisecond, "serve opens the node")
+	time.Sleep(300 * time.Millisecond) // the join is asked, in vain
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve went on joining after SIGTERM")
+	}
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%v; stderr: %s", cmd.ProcessState, stderr.String())
+	require.Contains(t, stderr.String(), "stopped by a signal before serving")
+	_, err := os.Stat(data)
+	require.ErrorIs(t, err, os.ErrNotExist, "the folder serve made is left")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -73,13 +74,13 @@ func TestReadyz_Cluster(t *testing.T) {
 	}
 
 	a := freeAddr()
-	alone, err := openStore(t.TempDir(), engine.Options{}, clusterFlags{node: "a", raft: a, peers: "a=" + a, profile: "lan"})
+	alone, err := openStore(context.Background(), t.TempDir(), engine.Options{}, clusterFlags{node: "a", raft: a, peers: "a=" + a, profile: "lan"})
 	require.NoError(t, err)
 	defer alone.Close()
 	require.Eventually(t, func() bool { code, _ := readyz(alone); return code == http.StatusOK }, 10*time.Second, 10*time.Millisecond, "a node that leads is ready")
 
 	a, b := freeAddr(), freeAddr() // nobody listens on b: no majority
-	lost, err := openStore(t.TempDir(), engine.Options{}, clusterFlags{node: "a", raft: a, peers: "a=" + a + ",b=" + b, profile: "lan"})
+	lost, err := openStore(context.Background(), t.TempDir(), engine.Options{}, clusterFlags{node: "a", raft: a, peers: "a=" + a + ",b=" + b, profile: "lan"})
 	require.NoError(t, err)
 	defer lost.Close()
 	time.Sleep(time.Second) // several election timeouts of the lan profile

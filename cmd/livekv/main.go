@@ -332,7 +332,16 @@ func serve(args []string) error {
 	// closes the database on SIGTERM.
 	signal.Ignore(syscall.SIGPIPE)
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "livekv: "+format+"\n", args...) }
-	st, err := openStore(*data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
+	// Signals are caught before the store opens: one that comes while a
+	// node waits to join its cluster stops the opening, which leaves the
+	// folder closed; and one that comes right after the banner closes
+	// serve cleanly.
+	sigCtx, stopSigs := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSigs()
+	st, err := openStore(sigCtx, *data, engine.Options{Logf: logf, MaxKeySize: *maxKey, MaxValueSize: *maxValue}, cf)
+	if err != nil && sigCtx.Err() != nil {
+		return fail(fmt.Errorf("stopped by a signal before serving: %w", err))
+	}
 	if err != nil {
 		if errors.Is(err, vfs.ErrLocked) {
 			// Another process holds the folder, whoever made it: nothing
@@ -416,11 +425,6 @@ func serve(args []string) error {
 		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout, TLSConfig: tlsConf,
 		ErrorLog: log.New(os.Stderr, "livekv: ", 0)} // TLS handshake errors, say
 
-	// Signals are caught before serve says it is up: one that comes right
-	// after the banner closes it cleanly.
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(stop)
 	served := make(chan error, 2)
 	go func() {
 		if tlsConf != nil {
@@ -454,7 +458,7 @@ func serve(args []string) error {
 	}
 	fmt.Println("livekv: Ctrl-C to stop")
 	select {
-	case <-stop:
+	case <-sigCtx.Done():
 	case err := <-served:
 		srv.Close()
 		if monSrv != nil {

@@ -134,8 +134,8 @@ func (s *store) Close() error {
 // openStore opens the database in dir, or, with cluster flags (which
 // check has passed), the cluster node whose raft state is in dir/raft. A
 // node serves each read at its client's level and forwards writes to the
-// leader.
-func openStore(dir string, eo engine.Options, cf clusterFlags) (*store, error) {
+// leader. ctx ending stops a node's opening (cluster.OpenContext).
+func openStore(ctx context.Context, dir string, eo engine.Options, cf clusterFlags) (*store, error) {
 	if cf.peers == "" && cf.join == "" {
 		db, err := engine.Open(dir, &eo)
 		if err != nil {
@@ -155,7 +155,7 @@ func openStore(dir string, eo engine.Options, cf clusterFlags) (*store, error) {
 	if o.Join, err = cf.joinList(); err != nil {
 		return nil, err
 	}
-	n, err := cluster.Open(filepath.Join(dir, "raft"), o)
+	n, err := cluster.OpenContext(ctx, filepath.Join(dir, "raft"), o)
 	if err != nil {
 		return nil, err
 	}
