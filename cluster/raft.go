@@ -159,9 +159,29 @@ func startRaft(dir string, o *Options, m *mux, fsm stateMachine, closing <-chan 
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	if n.gate != nil {
-		n.gate.start(n.trans.Consumer(), n.raft, n.store.termAt)
+		n.gate.start(n.trans.Consumer(), n.raft, n.termAt)
 	}
 	return n, nil
+}
+
+// termAt returns the term of the entry at idx, if this node holds it: in
+// its log, or as the last entry of one of its snapshots. A node that
+// caught up by installing its leader's snapshot holds the entries it
+// covers there alone (raft trims the log up to it).
+func (n *raftNode) termAt(idx uint64) (uint64, bool) {
+	if term, ok := n.store.termAt(idx); ok {
+		return term, true
+	}
+	metas, err := n.snaps.List()
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range metas {
+		if m.Index == idx {
+			return m.Term, true
+		}
+	}
+	return 0, false
 }
 
 // openSnapStore opens the raft snapshot store in dir, once the log store

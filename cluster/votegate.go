@@ -41,7 +41,9 @@ const foundingIndex = 1
 // a read index a leader gave it), or that a leader handed leadership over
 // to it (TimeoutNow: hashicorp/raft's leader sends it once the node holds
 // its whole log), or that it holds the entry at the commit index a
-// leader of its current term or a later one sent it in an AppendEntries, and that entry was written in that leader's term: such
+// leader of its current term or a later one sent it in an AppendEntries (in
+// its log, or as the last entry of a snapshot it installed), and that
+// entry was written in that leader's term: such
 // a leader had committed an entry of its own term, so its commit index
 // covers every entry committed before it (raft's leader completeness),
 // and the node's log matches the leader's up to it. (A leader's commit
@@ -62,7 +64,7 @@ type voteGate struct {
 
 	// Set by start:
 	commitIndex, currentTerm func() uint64               // raft's on this node
-	termAt                   func(uint64) (uint64, bool) // the term of the entry at an index in this node's log, if it holds one
+	termAt                   func(uint64) (uint64, bool) // the term of the entry at an index, if this node holds it (raftNode.termAt)
 
 	open     atomic.Bool   // caught up, or lifted: every vote goes through
 	opened   chan struct{} // closed by openUp

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,4 +90,48 @@ func TestNode_WipedFounderRestartedBeforeCatchingUpStillWaits(t *testing.T) {
 	require.NoError(t, c.nodes[nl].Close())
 	c.nodes[nl] = nil
 	require.Contains(t, c.fsms[c.leader()].list(), []byte("X"))
+}
+
+// TestNode_WipedFounderCaughtUpBySnapshotVotes: a wiped founder that
+// catches up by installing the leader's snapshot, with no write after
+// it, holds the entry at the leader's commit index in that snapshot, not
+// in its log. That is the evidence of its catching up while it cannot
+// serve (here the leader confirms no read index): before, the gate
+// looked for the entry in the log alone and stayed up.
+func TestNode_WipedFounderCaughtUpBySnapshotVotes(t *testing.T) {
+	c := newDBCluster(t, 3, nil)
+	c.snapThreshold, c.trailing = 20, 5
+	for i := range c.nodes { // again, with the small log limits
+		c.stop(i)
+		c.start(i)
+	}
+	c.caughtUp()
+	l := c.leader()
+	f := (l + 1) % 3
+	for k := range 60 {
+		_, err := c.nodes[l].Set(fmt.Sprintf("a%d", k), "v", nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.nodes[l].rn.raft.Snapshot().Error()) // of every entry: the log is trimmed
+	c.kill(f)
+	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, c.peers[f].ID)))
+
+	var stalled atomic.Bool
+	stalled.Store(true)
+	defer stalled.Store(false)
+	stall := func(i int) {
+		for i == l && stalled.Load() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c.readStall.Store(&stall)
+	defer c.readStall.Store(nil)
+	c.restart(f)
+	n := c.node(f)
+	require.NotNil(t, n.rn.gate)
+	require.Eventually(t, func() bool { return n.rn.snapsWritten.Load() > 0 }, 10*time.Second, time.Millisecond,
+		"the leader sends its snapshot")
+	require.Eventually(t, n.rn.gate.open.Load, 10*time.Second, time.Millisecond,
+		"caught up by the snapshot, the node still gates its vote")
+	require.False(t, n.served.Load(), "the node served: the test shows nothing")
 }
