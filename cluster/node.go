@@ -516,24 +516,23 @@ func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) err
 	var last error
 	for {
 		for _, a := range addrs {
-			for hops := 0; a != "" && hops < 5; hops++ {
+			if a == "" {
+				continue
+			}
+			_, err := followRedirects(a, func(addr string) error {
 				if dl, ok := ctx.Deadline(); ok {
 					req.Left = max(time.Until(dl), 1) // the leader waits no longer
 				}
-				_, err := n.rpc.call(ctx, a, req)
-				if err == nil {
-					return nil
-				}
-				if errors.Is(err, ErrInvalidOptions) {
-					return fmt.Errorf("cluster: join: %w", err) // refused: asking again changes nothing
-				}
-				last = err
-				var nl *NotLeaderError
-				if !errors.As(err, &nl) {
-					break
-				}
-				a = nl.Addr
+				_, err := n.rpc.call(ctx, addr, req)
+				return err
+			})
+			if err == nil {
+				return nil
 			}
+			if errors.Is(err, ErrInvalidOptions) {
+				return fmt.Errorf("cluster: join: %w", err) // refused: asking again changes nothing
+			}
+			last = err
 		}
 		select {
 		case <-ctx.Done():

@@ -79,18 +79,12 @@ func (r *Remote) TransferLeadership(ctx context.Context, id string) error {
 // idempotent.
 func (r *Remote) toLeader(ctx context.Context, req *rpcRequest, idempotent bool) error {
 	for {
-		addr := r.addr
-		var err error
-		for hops := 0; ; hops++ {
-			if hops == 5 {
-				return fmt.Errorf("%w: too many redirects", ErrNoLeader)
-			}
-			_, err = r.c.call(ctx, addr, req)
-			var nl *NotLeaderError
-			if !errors.As(err, &nl) || nl.Addr == "" {
-				break
-			}
-			addr = nl.Addr
+		addr, err := followRedirects(r.addr, func(addr string) error {
+			_, err := r.c.call(ctx, addr, req)
+			return err
+		})
+		if redirects(err) {
+			return fmt.Errorf("%w: too many redirects", ErrNoLeader)
 		}
 		// A leader named that does not answer has died, and the node that
 		// named it has not seen so yet: an election is under way too.
@@ -107,6 +101,31 @@ func (r *Remote) toLeader(ctx context.Context, req *rpcRequest, idempotent bool)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// maxHops is how many nodes a request for the leader is sent to in turn,
+// each naming the next as the leader, before it is given up.
+const maxHops = 5
+
+// followRedirects calls call with addr, then, while the answer is a
+// NotLeaderError naming a leader, with that leader's address, maxHops
+// calls at most. It returns the address called last and its answer,
+// which still names a leader (redirects) if the hops ran out.
+func followRedirects(addr string, call func(addr string) error) (string, error) {
+	for hops := 1; ; hops++ {
+		err := call(addr)
+		var nl *NotLeaderError
+		if hops == maxHops || !errors.As(err, &nl) || nl.Addr == "" {
+			return addr, err
+		}
+		addr = nl.Addr
+	}
+}
+
+// redirects reports whether err names a leader to ask.
+func redirects(err error) bool {
+	var nl *NotLeaderError
+	return errors.As(err, &nl) && nl.Addr != ""
 }
 
 // Close closes the Remote's connections.

@@ -130,3 +130,70 @@ func TestRemote_RemovalWhoseReplyIsLost(t *testing.T) {
 	require.Eventually(t, func() bool { return len(c.nodes[l].Status().Servers) == 2 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, err, "the member is gone")
 }
+
+// redirectingNodes starts n RPC servers on 127.0.0.1 that answer every
+// request with a NotLeaderError naming the next (the last names the
+// first), counting the requests each got. It returns their addresses.
+func redirectingNodes(t *testing.T, n int, calls *atomic.Int64) []string {
+	var addrs []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	for i, ln := range lns {
+		m := newMux(ln, addrs[i], nil)
+		s := startRPCServer(m.rpc, func(*rpcRequest) *rpcResponse {
+			calls.Add(1)
+			return errorResponse(&NotLeaderError{ID: fmt.Sprint(i + 1), Addr: addrs[(i+1)%n]})
+		}, minFrame)
+		t.Cleanup(func() {
+			m.Close()
+			s.close()
+		})
+	}
+	return addrs
+}
+
+// TestRemote_RedirectsEndAfterFiveHops: nodes that keep naming another
+// as the leader are asked five times in all, then the request fails,
+// without waiting for its context.
+func TestRemote_RedirectsEndAfterFiveHops(t *testing.T) {
+	var calls atomic.Int64
+	addrs := redirectingNodes(t, 3, &calls)
+	r := NewRemote(addrs[0])
+	defer r.Close()
+	err := r.TransferLeadership(ctxT(t), "n1")
+	require.ErrorIs(t, err, ErrNoLeader)
+	require.ErrorContains(t, err, "too many redirects")
+	require.Equal(t, int64(maxHops), calls.Load())
+}
+
+// TestFollowRedirects: a redirect is followed while it names a leader,
+// maxHops calls at most; the last address called and its answer are
+// returned.
+func TestFollowRedirects(t *testing.T) {
+	next := func(to string) error { return &NotLeaderError{Addr: to} }
+	var called []string
+	answers := map[string]error{"a": next("b"), "b": next("c"), "c": nil}
+	last, err := followRedirects("a", func(addr string) error { called = append(called, addr); return answers[addr] })
+	require.NoError(t, err)
+	require.Equal(t, "c", last)
+	require.Equal(t, []string{"a", "b", "c"}, called)
+
+	called = nil
+	answers = map[string]error{"a": next("b"), "b": next("")} // an election under way
+	last, err = followRedirects("a", func(addr string) error { called = append(called, addr); return answers[addr] })
+	require.ErrorIs(t, err, ErrNotLeader)
+	require.False(t, redirects(err))
+	require.Equal(t, "b", last)
+	require.Equal(t, []string{"a", "b"}, called)
+
+	called = nil
+	last, err = followRedirects("0", func(addr string) error { called = append(called, addr); return next(addr + "+") })
+	require.True(t, redirects(err), "the hops ran out")
+	require.Equal(t, []string{"0", "0+", "0++", "0+++", "0++++"}, called)
+	require.Equal(t, "0++++", last)
+}
