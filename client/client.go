@@ -112,6 +112,20 @@ type Client struct {
 	closeDone chan struct{}
 }
 
+// backoff is the pause after tries failures in a row (tries ≥ 1):
+// MinBackoff, doubled with each failure after the first, up to
+// MaxBackoff. Dial has set both, MinBackoff ≤ MaxBackoff.
+func (o *Options) backoff(tries int) time.Duration {
+	b := o.MinBackoff
+	for range tries - 1 {
+		if b > o.MaxBackoff/2 {
+			return o.MaxBackoff
+		}
+		b *= 2
+	}
+	return b
+}
+
 // Dial connects to the server at u, the URL the adapter is mounted at
 // (http://host:8080/kv, as livekv serve prints it) or its WebSocket
 // (ws://host:8080/kv/ws). It returns once connected, or with the reason it
@@ -429,7 +443,7 @@ func (c *Client) supervise() {
 			return
 		case <-c.kick:
 		}
-		backoff := c.opts.MinBackoff
+		tries := 0 // failed in a row
 		for {
 			c.mu.Lock()
 			var todo []*Subscription
@@ -462,10 +476,12 @@ func (c *Client) supervise() {
 				}
 			}
 			if !failed {
-				backoff = c.opts.MinBackoff
+				tries = 0
 				continue
 			}
+			tries++
 			// Jitter spreads the clients of a restarted server.
+			backoff := c.opts.backoff(tries)
 			wait := backoff/2 + rand.N(backoff/2+1)
 			t := time.NewTimer(wait)
 			select {
@@ -474,7 +490,6 @@ func (c *Client) supervise() {
 				return
 			case <-t.C:
 			}
-			backoff = min(2*backoff, c.opts.MaxBackoff)
 		}
 	}
 }

@@ -203,10 +203,7 @@ func (cn *conn) unsubscribeAfter(id int64, tries int) {
 	}
 	var wait time.Duration
 	if tries > 0 {
-		wait = c.opts.MaxBackoff
-		if tries < 20 {
-			wait = min(c.opts.MinBackoff<<(tries-1), wait)
-		}
+		wait = c.opts.backoff(tries)
 	}
 	c.wg.Add(1) // under mu, so never once Close waits
 	go func() {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -153,4 +154,31 @@ func wokenClient(t *testing.T) (*Client, context.Context) {
 		}
 	}()
 	return c, ctx
+}
+
+// TestOptions_Backoff: the pause after each failure in a row, for
+// reconnecting and for an unsubscribe refused for now alike, starts at
+// MinBackoff and doubles up to MaxBackoff, where it stays, however many
+// failures come.
+func TestOptions_Backoff(t *testing.T) {
+	o := Options{MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
+	var got []time.Duration
+	for tries := 1; tries <= 8; tries++ {
+		got = append(got, o.backoff(tries))
+	}
+	ms := time.Millisecond
+	require.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 5000 * ms, 5000 * ms}, got)
+	require.Equal(t, 5*time.Second, o.backoff(1_000_000))
+
+	o = Options{MinBackoff: time.Nanosecond, MaxBackoff: math.MaxInt64} // no overflow on the way up
+	for tries := 1; tries <= 100; tries++ {
+		b := o.backoff(tries)
+		require.Positive(t, b)
+		if tries <= 63 {
+			require.Equal(t, time.Duration(1)<<(tries-1), b)
+		}
+	}
+	o = Options{MinBackoff: time.Second, MaxBackoff: time.Second}
+	require.Equal(t, time.Second, o.backoff(1))
+	require.Equal(t, time.Second, o.backoff(40))
 }
