@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,7 @@ type mux struct {
 	ln   net.Listener
 	addr net.Addr // the advertised address, RaftAddr
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+	tls  *tls.Config // serverTLS of Options.TLS: accepted connections speak it; nil for none
 
 	raft *subListener
 	rpc  *subListener
@@ -53,17 +55,24 @@ type mux struct {
 }
 
 // newGatedMux is newMux with raft's connections refused until openRaft.
-func newGatedMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
+// With tlsConfig (Options.TLS), it speaks mutual TLS on every connection.
+func newGatedMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error), tlsConfig *tls.Config) *mux {
 	if dial == nil {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", addr)
 		}
 	}
+	var srv *tls.Config
+	if tlsConfig != nil {
+		dial = tlsDialer(dial, tlsConfig)
+		srv = serverTLS(tlsConfig)
+	}
 	m := &mux{
 		ln:       ln,
 		addr:     tcpAddr(advertise),
 		dial:     dial,
+		tls:      srv,
 		done:     make(chan struct{}),
 		conns:    map[*muxConn]struct{}{},
 		raftOpen: make(chan struct{}),
@@ -101,6 +110,9 @@ func (m *mux) accept() {
 			continue
 		}
 		delay = 0
+		if m.tls != nil {
+			c = tls.Server(c, m.tls) // its handshake runs in route, under headerTimeout
+		}
 		mc := m.track(c)
 		if mc == nil {
 			return
@@ -114,12 +126,13 @@ func (m *mux) accept() {
 func (m *mux) route(c *muxConn) {
 	defer m.wg.Done()
 	var b [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	// A TLS handshake writes too: the deadline covers both ways.
+	_ = c.SetDeadline(time.Now().Add(headerTimeout))
 	if _, err := c.Read(b[:]); err != nil {
 		c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	var l *subListener
 	switch b[0] {
 	case protoRaft:
@@ -210,7 +223,7 @@ func (m *mux) Close() error {
 	m.conns = nil
 	m.mu.Unlock()
 	for c := range conns {
-		c.Conn.Close()
+		rawConn(c.Conn).Close() // no TLS close_notify: a peer that does not read would hold it 5 s
 	}
 	m.wg.Wait()
 	return err
@@ -229,7 +242,7 @@ func (c *muxConn) Close() error {
 		c.m.mu.Lock()
 		delete(c.m.conns, c)
 		c.m.mu.Unlock()
-		err = c.Conn.Close()
+		err = rawConn(c.Conn).Close()
 	})
 	return err
 }

@@ -84,7 +84,7 @@ func TestMux_CloseEndsAcceptAndConnections(t *testing.T) {
 func TestMux_GatedRaftHangsUpUntilOpen(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	m := newGatedMux(ln, ln.Addr().String(), nil)
+	m := newGatedMux(ln, ln.Addr().String(), nil, nil)
 	defer m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -113,7 +113,7 @@ func TestMux_GatedRaftHangsUpUntilOpen(t *testing.T) {
 
 // newMux starts serving ln; advertise is the address other nodes dial.
 func newMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error)) *mux {
-	m := newGatedMux(ln, advertise, dial)
+	m := newGatedMux(ln, advertise, dial, nil)
 	m.openRaft()
 	return m
 }

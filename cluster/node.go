@@ -134,7 +134,7 @@ func openNode(ctx context.Context, dir string, opts *Options, fsm stateMachine, 
 	// raft's start, the join.
 	stop := context.AfterFunc(ctx, n.cancel)
 	defer stop()
-	n.mux = newGatedMux(ln, o.RaftAddr, o.Dial) // startRaft opens it, unless the node is fresh
+	n.mux = newGatedMux(ln, o.RaftAddr, o.Dial, o.TLS) // startRaft opens it, unless the node is fresh
 	n.rpc = newRPCClient(n.mux, frameLimit(o.Engine))
 	// Served from the start, so that a node that asks one starting hears
 	// at once that it knows no leader yet (handle), rather than wait for

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -191,6 +192,20 @@ type Options struct {
 	// drop or cut it (see package clustertest).
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
+	// TLS, if set, makes the node speak mutual TLS to the others, raft
+	// and RPC alike: it serves its port with TLS, asks every connecting
+	// node for a certificate that RootCAs (ClientCAs, if set) verifies,
+	// and shows its own certificate when it dials, verifying the other's
+	// against RootCAs and the host of its address (a name or an IP
+	// address the certificate must carry). Every node and every Remote
+	// of the cluster needs it, with certificates for both server and
+	// client authentication (or for neither usage restricted). Without
+	// TLS the cluster's port takes any connection: anyone who can reach
+	// it can join raft's traffic, so keep it on a private network.
+	// The config's ClientAuth is overridden; the node keeps a copy. TLS
+	// runs over Listener and Dial, when they are set.
+	TLS *tls.Config
+
 	// Logf receives raft's log lines (level info and above). Default:
 	// nothing is logged.
 	Logf func(format string, args ...any)
@@ -270,6 +285,13 @@ func (o *Options) withDefaults() (Options, error) {
 		if !self {
 			return c, fmt.Errorf("%w: Peers do not include this node %s", ErrInvalidOptions, c.NodeID)
 		}
+	}
+	if c.TLS != nil {
+		if len(c.TLS.Certificates) == 0 && (c.TLS.GetCertificate == nil || c.TLS.GetClientCertificate == nil) {
+			// The node shows its certificate when it serves and when it dials.
+			return c, fmt.Errorf("%w: TLS has no certificate (Certificates, or both GetCertificate and GetClientCertificate)", ErrInvalidOptions)
+		}
+		c.TLS = c.TLS.Clone()
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192

@@ -17,6 +17,7 @@ func peerClosed(c net.Conn) bool {
 	if mc, ok := c.(*muxConn); ok {
 		c = mc.Conn
 	}
+	c = rawConn(c) // TLS (Options.TLS) sends nothing unasked once a call has been answered
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,10 +19,20 @@ type Remote struct {
 
 // NewRemote returns a Remote that talks to the node at addr (its raft
 // address). Close it when done.
-func NewRemote(addr string) *Remote {
+func NewRemote(addr string) *Remote { return NewRemoteTLS(addr, nil) }
+
+// NewRemoteTLS is NewRemote for a cluster whose nodes speak mutual TLS
+// (Options.TLS): cfg holds the certificate the Remote shows and the CA
+// it verifies the node with, as a node's Options.TLS does. A nil cfg is
+// NewRemote.
+func NewRemoteTLS(addr string, cfg *tls.Config) *Remote {
 	var d net.Dialer
+	dial := func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }
+	if cfg != nil {
+		dial = tlsDialer(dial, cfg.Clone())
+	}
 	return &Remote{addr: addr, c: &rpcClient{dial: func(ctx context.Context, a string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, "tcp", a)
+		c, err := dial(ctx, a)
 		if err != nil {
 			return nil, &dialError{err}
 		}
@@ -31,7 +42,6 @@ func NewRemote(addr string) *Remote {
 		}
 		return c, nil
 	}, maxFrame: minFrame, idle: map[string][]net.Conn{}}} // status and membership only
-
 }
 
 // Status returns the node's view of itself and the cluster.

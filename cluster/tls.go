@@ -1,0 +1,61 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+)
+
+// Mutual TLS between nodes (Options.TLS).
+//
+// Every connection, raft's and the RPC's, is TLS from its first byte:
+// the mux wraps each accepted connection before it reads the byte that
+// names the service, and each dialed one completes its handshake before
+// it sends that byte. Both ends show a certificate and verify the
+// other's, so a party without a certificate the cluster's CA signed can
+// neither send raft messages nor call the RPC.
+
+// serverTLS returns the config a node serves its port with: cfg, asking
+// every connecting node for a certificate that ClientCAs (RootCAs when
+// unset) verifies.
+func serverTLS(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	if c.ClientCAs == nil {
+		c.ClientCAs = c.RootCAs
+	}
+	return c
+}
+
+// tlsDialer wraps dial so that each connection it returns has completed a
+// TLS handshake with the node at addr, verified against addr's host
+// unless cfg names a server.
+func tlsDialer(dial func(ctx context.Context, addr string) (net.Conn, error), cfg *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := dial(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		cc := cfg
+		if cfg.ServerName == "" {
+			cc = cfg.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cc.ServerName = host
+			}
+		}
+		tc := tls.Client(c, cc)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// rawConn returns the connection under c's TLS, or c.
+func rawConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
+}

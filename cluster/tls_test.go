@@ -1,0 +1,219 @@
+package cluster
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/livekv/livekv/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// testCA is a certificate authority made for a test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// config returns a node's TLS config: a certificate this CA signed for
+// 127.0.0.1, for server and client authentication, and the CA as root.
+func (ca *testCA) config(t testing.TB) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, RootCAs: ca.pool}
+}
+
+// openTLSNode opens a node on ln with cfg as its Options.TLS.
+func openTLSNode(ctx context.Context, dir string, id string, ln net.Listener, peers []Peer, join []string, cfg *tls.Config) (*Node, error) {
+	return OpenContext(ctx, filepath.Join(dir, id), &Options{NodeID: id, RaftAddr: ln.Addr().String(), Listener: ln,
+		Peers: peers, Join: join, Profile: ProfileLAN, WriteTimeout: 5 * time.Second, TLS: cfg})
+}
+
+// TestTLS_NodesSpeakMutualTLS: a cluster whose nodes have Options.TLS
+// elects, replicates, forwards a follower's write and serves its reads
+// and a join over TLS, and a Remote with the cluster's certificates
+// operates it; a Remote without TLS, or with a certificate another CA
+// signed, gets nothing, nor does a node without TLS that asks to join,
+// nor a connection that sends raft's byte in the clear.
+func TestTLS_NodesSpeakMutualTLS(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	var lns []net.Listener
+	var peers []Peer
+	for i := range 4 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		lns = append(lns, ln)
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i), Addr: ln.Addr().String()})
+	}
+	founders := peers[:3]
+	nodes := make([]*Node, 3)
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			n, err := openTLSNode(context.Background(), dir, peers[i].ID, lns[i], founders, nil, ca.config(t))
+			nodes[i] = n
+			errs <- err
+		}()
+	}
+	for range 3 {
+		require.NoError(t, <-errs)
+	}
+	defer func() {
+		for _, n := range nodes {
+			require.NoError(t, n.Close())
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leaderID, _, err := nodes[0].WaitLeader(ctx)
+	require.NoError(t, err)
+	follower := nodes[0]
+	for i, p := range founders {
+		if p.ID != leaderID {
+			follower = nodes[i]
+		}
+	}
+	_, err = follower.Set("k", "v", nil) // forwarded to the leader over the RPC
+	require.NoError(t, err)
+	it, err := follower.Get("k") // a linearizable read: the read index over the RPC
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+
+	// A fourth node joins over TLS and catches up.
+	n3, err := openTLSNode(ctx, dir, peers[3].ID, lns[3], nil, []string{follower.opts.RaftAddr}, ca.config(t))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, n3.Close()) }()
+	it, err = n3.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "v", it.Value)
+
+	r := NewRemoteTLS(follower.opts.RaftAddr, ca.config(t))
+	st, err := r.Status(ctx)
+	r.Close()
+	require.NoError(t, err)
+	require.Len(t, st.Servers, 4)
+
+	// What has no certificate of the cluster's CA gets nothing.
+	short := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 3*time.Second)
+	}
+	for name, r := range map[string]*Remote{
+		"no TLS":           NewRemote(follower.opts.RaftAddr),
+		"another CA":       NewRemoteTLS(follower.opts.RaftAddr, newTestCA(t).config(t)),
+		"no certificate":   NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{RootCAs: ca.pool}),
+		"trusts no one":    NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{Certificates: ca.config(t).Certificates}),
+		"another CA shown": NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{Certificates: newTestCA(t).config(t).Certificates, RootCAs: ca.pool}),
+	} {
+		c, cancel := short()
+		_, err := r.Status(c)
+		cancel()
+		r.Close()
+		require.Error(t, err, name)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	c, cancel := short()
+	_, err = openTLSNode(c, dir, "plain", ln, nil, []string{follower.opts.RaftAddr}, nil)
+	cancel()
+	require.Error(t, err, "a node without TLS joined")
+	require.Len(t, follower.Status().Servers, 4)
+
+	// raft's byte in the clear is no TLS handshake: the node hangs up.
+	conn, err := net.Dial("tcp", follower.opts.RaftAddr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte{protoRaft, 0, 0, 0, 0})
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(headerTimeout+5*time.Second)))
+	b := make([]byte, 512)
+	for err == nil {
+		_, err = conn.Read(b) // a TLS alert, at most, then the end
+	}
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the node kept the connection open: %v", err)
+}
+
+// TestTLS_OptionsNeedACertificate: a TLS config without a certificate
+// is refused before anything opens.
+func TestTLS_OptionsNeedACertificate(t *testing.T) {
+	_, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+		TLS: &tls.Config{RootCAs: x509.NewCertPool()}, Engine: &engine.Options{}})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+// TestTLS_IdleConnectionIsNotTakenForClosed: the RPC pool looks at the
+// socket under an idle connection's TLS: after a request and its answer
+// (which took in what the server sent after its handshake) it holds
+// nothing to read, and once the node closes its end it counts as
+// closed, and is not sent a request that would find no answer.
+func TestTLS_IdleConnectionIsNotTakenForClosed(t *testing.T) {
+	ca := newTestCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	served := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(served)
+			return
+		}
+		tc := tls.Server(c, serverTLS(ca.config(t)))
+		b := make([]byte, 1)
+		if _, err := tc.Read(b); err == nil {
+			_, _ = tc.Write(b) // an answer, as the RPC gives
+		}
+		served <- tc
+	}()
+	var d net.Dialer
+	dial := tlsDialer(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, ca.config(t))
+	c, err := dial(context.Background(), ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte{protoRPC})
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 1))
+	require.NoError(t, err)
+	srv := <-served
+	require.NotNil(t, srv)
+	time.Sleep(50 * time.Millisecond) // what the server might still send arrives
+	require.False(t, peerClosed(c), "an idle TLS connection counts as closed")
+	require.NoError(t, rawConn(srv).Close())
+	require.Eventually(t, func() bool { return peerClosed(c) }, 5*time.Second, 10*time.Millisecond)
+}
