@@ -255,6 +255,7 @@ func serve(args []string) error {
 	leaseReads := fs.Bool("lease-reads", false, "cluster mode: the leader serves linearizable reads under a lease rather than a quorum round each; assumes the nodes' clocks run at rates within 10% of each other (docs/cluster.md)")
 	maxKey := fs.Int("max-key-size", engine.DefaultMaxKeySize, "the largest key taken, in bytes (engine.Options.MaxKeySize); a folder loaded with larger keys (livekv load --max-key-size) needs as much, or they cannot be read")
 	maxValue := fs.Int("max-value-size", engine.DefaultMaxValueSize, "the largest value taken, in bytes (engine.Options.MaxValueSize); a client's message may be up to twice the largest key and value, and at least 2 MiB")
+	raftTLS := addRaftTLSFlags(fs)
 	raftLog := fs.String("raft-log", "bolt", "cluster mode: where the raft log is kept, bolt (raft-boltdb, one file) or wal (raft-wal segment files, experimental); a node keeps the store it started with")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: livekv serve [--data DIR] [--addr HOST:PORT] [--api-key KEY] [flags]\n\n"+
@@ -266,7 +267,7 @@ func serve(args []string) error {
 		return err
 	}
 	*key = apiKeyOr(*key)
-	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog, leaseReads: *leaseReads}
+	cf := clusterFlags{node: *node, raft: *raftAddr, peers: *peers, join: *join, profile: *profile, raftLog: *raftLog, leaseReads: *leaseReads, tls: *raftTLS}
 	switch {
 	case len(rest) > 0:
 		return badUsage(fs, fmt.Sprintf("serve takes no arguments (%q): the folder is --data", rest[0]))
@@ -293,6 +294,9 @@ func serve(args []string) error {
 	// does not start leaves no folder and no key file behind.
 	tlsConf, err := ops.tlsConfig()
 	if err != nil {
+		return err
+	}
+	if cf.tlsConfig, err = cf.tls.load(); err != nil {
 		return err
 	}
 	cors, err := ops.corsOrigins()

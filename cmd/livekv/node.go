@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +23,50 @@ import (
 type clusterFlags struct {
 	node, raft, peers, join, profile, raftLog string
 	leaseReads                                bool
+	tls                                       raftTLSFlags
+	tlsConfig                                 *tls.Config // tls loaded, once serve has checked the flags
+}
+
+// raftTLSFlags are the files of mutual TLS between nodes
+// (cluster.Options.TLS): this node's certificate and key, and the CA that
+// signed every node's certificate. All three, or none.
+type raftTLSFlags struct{ cert, key, ca string }
+
+// addRaftTLSFlags defines the --raft-tls-* flags on fs.
+func addRaftTLSFlags(fs *flag.FlagSet) *raftTLSFlags {
+	var t raftTLSFlags
+	fs.StringVar(&t.cert, "raft-tls-cert", "", "cluster mode: speak mutual TLS to the other nodes with this PEM certificate (chain) file, "+
+		"for server and client authentication, naming the host of --raft; needs --raft-tls-key and --raft-tls-ca, as does every node")
+	fs.StringVar(&t.key, "raft-tls-key", "", "cluster mode: the PEM private key of --raft-tls-cert")
+	fs.StringVar(&t.ca, "raft-tls-ca", "", "cluster mode: the PEM certificate(s) of the CA that signed the nodes' certificates; a node shown no certificate it signed is refused")
+	return &t
+}
+
+// set reports whether any of the flags is given.
+func (t raftTLSFlags) set() bool { return t.cert != "" || t.key != "" || t.ca != "" }
+
+// load reads the files into a config for cluster.Options.TLS and
+// cluster.NewRemoteTLS; nil when no flag is given.
+func (t raftTLSFlags) load() (*tls.Config, error) {
+	if !t.set() {
+		return nil, nil
+	}
+	if t.cert == "" || t.key == "" || t.ca == "" {
+		return nil, errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
+	}
+	cert, err := tls.LoadX509KeyPair(t.cert, t.key)
+	if err != nil {
+		return nil, fmt.Errorf("--raft-tls-cert, --raft-tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(t.ca)
+	if err != nil {
+		return nil, fmt.Errorf("--raft-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--raft-tls-ca: %s holds no PEM certificate", t.ca)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // check finds the cluster flags that make no sense together, or whose
@@ -43,6 +89,9 @@ func (cf clusterFlags) check() error {
 		if cf.leaseReads {
 			return errors.New("--lease-reads needs --peers or --join")
 		}
+		if cf.tls.set() {
+			return errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca need --peers or --join")
+		}
 		return nil
 	}
 	if cf.peers != "" && cf.join != "" {
@@ -52,6 +101,9 @@ func (cf clusterFlags) check() error {
 	}
 	if cf.raft == "" {
 		return errors.New("cluster mode needs --raft HOST:PORT")
+	}
+	if cf.tls.set() && (cf.tls.cert == "" || cf.tls.key == "" || cf.tls.ca == "") {
+		return errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
 	}
 	if _, err := cf.joinList(); err != nil {
 		return err
@@ -144,7 +196,7 @@ func openStore(ctx context.Context, dir string, eo engine.Options, cf clusterFla
 		return &store{store: db, db: db}, nil
 	}
 	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
-		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, Engine: &eo}
+		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, TLS: cf.tlsConfig, Engine: &eo}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
@@ -173,8 +225,9 @@ func clusterCmd(args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	addr := fs.String("raft", "127.0.0.1:7001", "the raft address of any node of the cluster")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	tlsFlags := addRaftTLSFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT]\n"+
+		fmt.Fprintln(fs.Output(), "usage: livekv cluster status|remove ID|transfer [ID] [--raft HOST:PORT] [--raft-tls-cert FILE --raft-tls-key FILE --raft-tls-ca FILE]\n"+
 			"       livekv cluster recover --data DIR --node ID --peers ID=HOST:PORT,...\n\n"+
 			"status prints a node's view of the cluster as JSON; remove takes a member out (a dead node, say;\n"+
 			"an ID that is no member is an error, exit 1); transfer hands leadership to ID, or to any up-to-date\n"+
@@ -205,7 +258,11 @@ func clusterCmd(args []string) error {
 	case *timeout <= 0:
 		return badUsage(fs, "--timeout must be positive")
 	}
-	r := cluster.NewRemote(*addr)
+	tlsConfig, err := tlsFlags.load()
+	if err != nil {
+		return err
+	}
+	r := cluster.NewRemoteTLS(*addr, tlsConfig)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
