@@ -203,6 +203,8 @@ type Log struct {
 	dir  string
 	lock io.Closer // the directory's LOCK file; Close releases it
 
+	marks []string // Open's: the sync marks in the segment folder (see truncate)
+
 	// snapMu lets one Snapshot run at a time and makes Close wait for the
 	// one under way. It is taken before mu, never while mu is held.
 	snapMu sync.Mutex
@@ -256,6 +258,7 @@ type Log struct {
 //
 //	LOCK                   held while the log is open
 //	wal/<first-rev>.log    segments
+//	wal/<first-rev>.log.sync  while Open syncs the segment (see truncate)
 //	snap/<rev>.snap        the newest snapshot (while a new one is written,
 //	snap/<rev>.snap.tmp    it is here until synced)
 func segmentName(first int64) string { return fmt.Sprintf("%020d.log", first) }

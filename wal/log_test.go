@@ -1011,3 +1011,49 @@ func TestLog_FailedSyncStats(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestLog_FailedOpenThenRestart: an Open that fails at any of its file
+// operations (it syncs the last segment, whose records a killed process
+// left in the OS alone, after truncating a torn tail) and then a restart
+// without a machine crash: the records whose sync failed may never reach
+// the disk, and no later fsync writes them (vfs.MemFS loses them, as
+// Linux does). The Open after it must not serve them as durable and
+// append after them: a machine crash then would leave a hole before
+// records acknowledged since.
+func TestLog_FailedOpenThenRestart(t *testing.T) {
+	for _, torn := range []bool{false, true} {
+		for k := 1; ; k++ {
+			fs := killedFS{vfs.NewMemFS()}
+			l, _ := reopen(t, fs, &wal.Options{Sync: wal.SyncNever})
+			appendDurable(t, l, 1, 5)
+			// Killed: l is never closed, its records are in the OS alone.
+			if torn {
+				names, err := fs.List("db/wal")
+				require.NoError(t, err)
+				f, err := fs.OpenAppend("db/wal/" + names[len(names)-1])
+				require.NoError(t, err)
+				_, err = f.Write([]byte{1, 2, 3})
+				require.NoError(t, err)
+			}
+			fs.FailAt(k, false)
+			l2, err := wal.Open("db", &wal.Options{FS: fs}, wal.Replay{})
+			fs.FailAt(0, false)
+			if err == nil {
+				require.NoError(t, l2.Close())
+			}
+			what := fmt.Sprintf("torn=%v, Open's operation %d failed", torn, k)
+			l2, revs := reopen(t, fs, nil) // the process restarts
+			acked := int64(len(revs))
+			appendDurable(t, l2, acked+1, acked+3)
+			require.NoError(t, l2.Close())
+			crashed := fs.Crash(0)
+			require.NoError(t, l.Close()) // its goroutines go; a killed one would sync nothing
+			l3, revs := reopen(t, crashed, nil)
+			require.Equal(t, seq(1, acked+3), revs, what)
+			require.NoError(t, l3.Close())
+			if err == nil {
+				break
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path"
 	"slices"
@@ -54,7 +55,10 @@ func (l *Log) recover(r Replay) error {
 	if r.Tx == nil {
 		r.Tx = func(*Tx) error { return nil }
 	}
-	return l.replay(r.History, r.Tx, r.Borrow, hd)
+	if err := l.replay(r.History, r.Tx, r.Borrow, hd); err != nil {
+		return err
+	}
+	return l.removeMarks()
 }
 
 // historyCheck is what historyDamage found: how many segments must go,
@@ -102,7 +106,8 @@ func (l *Log) snapshots() (revs []int64, stale []string, err error) {
 	return revs, stale, nil
 }
 
-// listSegments lists the segment folder.
+// listSegments lists the segment folder, and puts the sync marks in it
+// (see truncate) in l.marks.
 func (l *Log) listSegments() ([]segment, error) {
 	names, err := l.opts.FS.List(l.segDir())
 	if err != nil {
@@ -110,6 +115,10 @@ func (l *Log) listSegments() ([]segment, error) {
 	}
 	var segs []segment
 	for _, name := range names {
+		if strings.HasSuffix(name, ".log"+syncMark) {
+			l.marks = append(l.marks, name)
+			continue
+		}
 		first, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
 		if !strings.HasSuffix(name, ".log") || err != nil || first < 1 {
 			return nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, l.segDir())
@@ -593,9 +602,35 @@ func (l *Log) scanSegment(name string, last bool, fn func(version byte, payload 
 	return size, res, nil, nil
 }
 
-// truncate cuts the file name to size and syncs it.
+// syncMark ends the name of the mark that stands beside a segment while
+// Open syncs it: see truncate.
+const syncMark = ".sync"
+
+// truncate cuts the segment file name to size and syncs it. A mark
+// (name+syncMark) stands in the folder while it syncs, and stays if the
+// sync fails: what the OS holds of the file is unknown then (Linux counts
+// the pages it could not write as written, and serves them, and a later
+// fsync reports success without writing them), so the next Open that
+// finds the mark does not trust a sync of the file but writes it again
+// (rewrite). The mark needs only be in the OS, where the pages in doubt
+// are: after a machine crash the file is what the disk holds, and a mark
+// that a crash keeps costs only a copy. The folder is synced after the
+// mark is removed, so that a rewrite's rename is durable too.
 func (l *Log) truncate(name string, size int64) error {
-	f, err := l.opts.FS.OpenAppend(name)
+	fsys := l.opts.FS
+	mark := name + syncMark
+	if i := slices.Index(l.marks, path.Base(mark)); i >= 0 {
+		l.marks = slices.Delete(l.marks, i, i+1)
+		return l.rewrite(name, mark, size)
+	}
+	m, err := fsys.Create(mark)
+	if err != nil {
+		return err
+	}
+	if err := m.Close(); err != nil {
+		return err
+	}
+	f, err := fsys.OpenAppend(name)
 	if err != nil {
 		return err
 	}
@@ -605,9 +640,70 @@ func (l *Log) truncate(name string, size int64) error {
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
+		return fmt.Errorf("wal: syncing %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
-	return f.Close()
+	if err := fsys.Remove(mark); err != nil {
+		return err
+	}
+	return fsys.SyncDir(l.segDir())
+}
+
+// rewrite writes the first size bytes of the segment file name to the
+// file mark, which a sync of name that failed left (see truncate), syncs
+// it and renames it to name, then syncs the folder: the pages of the new
+// file are written by its own sync. mark is emptied, never removed, so
+// that it stays until it takes name's place.
+func (l *Log) rewrite(name, mark string, size int64) error {
+	fsys := l.opts.FS
+	l.opts.Logf("wal: %s: a sync of it failed before: writing it again", name)
+	r, err := vfs.OpenRead(fsys, name)
+	if err != nil {
+		return err
+	}
+	f, err := fsys.OpenAppend(mark)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	err = f.Truncate(0)
+	if err == nil {
+		_, err = io.Copy(f, io.NewSectionReader(r, 0, size))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(mark, name)
+	}
+	if err != nil {
+		return fmt.Errorf("wal: writing %s again: %w", name, err)
+	}
+	return fsys.SyncDir(l.segDir())
+}
+
+// removeMarks removes the sync marks that Open found and did not act on,
+// those of segments that it removed or left unsynced, and syncs the
+// folder if there were any.
+func (l *Log) removeMarks() error {
+	if len(l.marks) == 0 {
+		return nil
+	}
+	for _, name := range l.marks {
+		if err := l.opts.FS.Remove(path.Join(l.segDir(), name)); err != nil {
+			return err
+		}
+	}
+	l.marks = nil
+	return l.opts.FS.SyncDir(l.segDir())
 }
 
 // removeSegments removes the first n segments, oldest first, so that a
