@@ -287,6 +287,9 @@ func Open(dir string, opts *Options, r Replay) (*Log, error) {
 		}
 	}
 	if err := l.makeFolders(made); err != nil {
+		// The next Open would find them and sync none of their entries,
+		// whose durability is unknown: it makes them again instead.
+		removeFolders(fsys, made)
 		return nil, err
 	}
 	lock, err := fsys.Lock(path.Join(dir, "LOCK"))

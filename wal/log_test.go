@@ -1057,3 +1057,48 @@ func TestLog_FailedOpenThenRestart(t *testing.T) {
 		}
 	}
 }
+
+// Remove removes a folder made, if it is empty, or else a file.
+func (d *dirsFS) Remove(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := path.Clean(name)
+	if _, ok := d.dirs[p]; ok {
+		for q := range d.dirs {
+			if path.Dir(q) == p {
+				return fmt.Errorf("remove %s: folder not empty", name)
+			}
+		}
+		if names, _ := d.MemFS.List(p); len(names) > 0 {
+			return fmt.Errorf("remove %s: folder not empty", name)
+		}
+		delete(d.dirs, p)
+		return nil
+	}
+	return d.MemFS.Remove(name)
+}
+
+// TestLog_NewFoldersSyncFailed: an Open that made the log's folders and
+// failed to sync one of them in its parent, then a restart: the Open
+// after it must still make them durable before a record is
+// acknowledged, or a crash takes the folders, and the records, away.
+func TestLog_NewFoldersSyncFailed(t *testing.T) {
+	for k := 1; ; k++ {
+		fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+		fs.FailAt(k, false)
+		l, err := wal.Open("new/db", &wal.Options{FS: fs}, wal.Replay{})
+		fs.FailAt(0, false)
+		if err == nil {
+			require.NoError(t, l.Close())
+			require.Greater(t, k, 1, "no operation of Open's failed")
+			break
+		}
+		require.ErrorIs(t, err, vfs.ErrInjected)
+		l, err = wal.Open("new/db", &wal.Options{FS: fs}, wal.Replay{}) // the process restarts
+		require.NoError(t, err)
+		require.NoError(t, l.Append(txN(1)))
+		require.NoError(t, l.WaitDurable(1))
+		require.Empty(t, fs.unsynced(), "Open's operation %d failed: folders not durable", k)
+		require.NoError(t, l.Close())
+	}
+}
