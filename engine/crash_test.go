@@ -84,7 +84,8 @@ func dumpAt(t *testing.T, db *engine.DB, c *clock, at int64) []engine.Item {
 // TestCrash_Points runs crashWorkload on a simulated disk and crashes it
 // after the k-th mutating file operation, for every k until the workload
 // completes, keeping none, half or all of the data written since the last
-// sync, the rest cut off or read back as zeros. After each crash: Open
+// sync, the rest cut off or read back as zeros, and then with each file
+// keeping its own part of it, as a seed chooses. After each crash: Open
 // succeeds; every acknowledged commit is there with its exact items; the
 // state is the one after some commit of the workload (a prefix of the
 // commit order); recovering twice gives the same; the recovered DB takes
@@ -189,6 +190,9 @@ func crashPoints(t *testing.T, crashOptions func(vfs.FS, *clock) *engine.Options
 				for _, keep := range []float64{0, 0.5, 1} {
 					check(fmt.Sprintf("crash at operation %d, keeping %v of unsynced data", k, keep), fs.Crash(keep), acked)
 					check(fmt.Sprintf("crash at operation %d, keeping %v of unsynced data and zeros for the rest", k, keep), fs.CrashZeroFilled(keep), acked)
+				}
+				for seed := uint64(1); seed <= 6; seed++ {
+					check(fmt.Sprintf("crash at operation %d, keeping what seed %d chose of each file's unsynced data", k, seed), fs.CrashEach(vfs.KeepBySeed(seed), seed%2 == 0), acked)
 				}
 			} else {
 				if failed != nil && closeErr == nil {

@@ -1,8 +1,10 @@
 package vfs
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"path"
@@ -100,7 +102,21 @@ func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced
 // made the new length durable before the data).
 func (m *MemFS) CrashZeroFilled(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, true) }
 
+// CrashEach is Crash on a disk that wrote back more of some files than
+// of others: each file keeps the fraction keep(name) of what was written
+// to it after its last sync, and the directory entries keep the fraction
+// keep("") of the creates, renames and removes made since their last
+// SyncDir. With zeroFill, the rest of each file reads back as zeros, as
+// in CrashZeroFilled.
+func (m *MemFS) CrashEach(keep func(name string) float64, zeroFill bool) *MemFS {
+	return m.crashEach(keep, zeroFill)
+}
+
 func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
+	return m.crashEach(func(string) float64 { return keepUnsynced }, zeroFill)
+}
+
+func (m *MemFS) crashEach(keepOf func(name string) float64, zeroFill bool) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := NewMemFS()
@@ -108,13 +124,14 @@ func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
 	for name, f := range m.synced {
 		entries[name] = f
 	}
-	for _, op := range m.journal[:int(float64(len(m.journal))*keepUnsynced)] {
+	for _, op := range m.journal[:int(float64(len(m.journal))*keepOf(""))] {
 		delete(entries, op.from)
 		if op.to != "" {
 			entries[op.to] = op.f
 		}
 	}
 	for name, f := range entries {
+		keepUnsynced := keepOf(name)
 		data := append([]byte(nil), f.synced...)
 		from := len(f.synced) // what was written after the sync starts here
 		if f.cut < from {
@@ -338,3 +355,17 @@ func (h *memHandle) Truncate(size int64) error {
 }
 
 func (h *memHandle) Close() error { return nil }
+
+// KeepBySeed returns, for CrashEach, a choice for each name among keeping
+// none, half or all of what is unsynced, made from seed and the name: the
+// same for the same seed.
+func KeepBySeed(seed uint64) func(name string) float64 {
+	return func(name string) float64 {
+		h := fnv.New64a()
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], seed)
+		h.Write(b[:])
+		h.Write([]byte(name))
+		return [...]float64{0, 0.5, 1}[h.Sum64()%3]
+	}
+}

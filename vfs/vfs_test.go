@@ -299,3 +299,48 @@ func TestMemFS_Crash_WrittenAfterTruncateIntoLost(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "synced\x00\x00XYZ", string(got))
 }
+
+// TestMemFS_CrashEach: each file keeps its own fraction of what was
+// written after its last sync, and the directory entries theirs.
+func TestMemFS_CrashEach(t *testing.T) {
+	m := vfs.NewMemFS()
+	for _, name := range []string{"d/a", "d/b"} {
+		f, err := m.Create(name)
+		require.NoError(t, err)
+		write(t, f, "synced")
+		require.NoError(t, f.Sync())
+		write(t, f, "-more")
+	}
+	require.NoError(t, m.SyncDir("d"))
+	_, err := m.Create("d/c") // its entry is never synced
+	require.NoError(t, err)
+
+	keep := map[string]float64{"": 1, "d/a": 1, "d/b": 0}
+	for _, zeroFill := range []bool{false, true} {
+		c := m.CrashEach(func(name string) float64 { return keep[name] }, zeroFill)
+		names, err := c.List("d")
+		require.NoError(t, err)
+		require.Equal(t, []string{"a", "b", "c"}, names)
+		a, err := c.ReadFile("d/a")
+		require.NoError(t, err)
+		require.Equal(t, "synced-more", string(a))
+		b, err := c.ReadFile("d/b")
+		require.NoError(t, err)
+		if zeroFill {
+			require.Equal(t, "synced\x00\x00\x00\x00\x00", string(b))
+		} else {
+			require.Equal(t, "synced", string(b))
+		}
+	}
+	names, err := m.CrashEach(func(string) float64 { return 0 }, false).List("d")
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, names)
+
+	k := vfs.KeepBySeed(7)
+	require.Equal(t, k("d/a"), vfs.KeepBySeed(7)("d/a"), "the same seed chooses the same")
+	seen := map[float64]bool{}
+	for seed := uint64(1); seed <= 20; seed++ {
+		seen[vfs.KeepBySeed(seed)("d/a")] = true
+	}
+	require.Len(t, seen, 3, "the seeds choose each of none, half and all")
+}

@@ -224,7 +224,8 @@ func TestLog_GroupCommit(t *testing.T) {
 
 // TestLog_CrashPoints crashes after the k-th mutating file operation, for
 // every k until the workload completes, keeping 0, 50 or 100% of unsynced
-// data, the rest cut off or zero-filled: every acknowledged record
+// data, the rest cut off or zero-filled, or each file its own part of
+// it as a seed chooses: every acknowledged record
 // survives, the log replays a prefix of the commit order, and replaying
 // twice gives the same.
 func TestLog_CrashPoints(t *testing.T) {
@@ -260,6 +261,13 @@ func TestLog_CrashPoints(t *testing.T) {
 				appendDurable(t, l4, int64(len(revs))+1, int64(len(revs))+3)
 				require.NoError(t, l4.Close())
 			}
+		}
+		for seed := uint64(1); seed <= 8; seed++ {
+			crashed := fs.CrashEach(vfs.KeepBySeed(seed), seed%2 == 0)
+			l2, revs := reopen(t, crashed, nil)
+			require.NoError(t, l2.Close())
+			require.GreaterOrEqual(t, int64(len(revs)), acked, "k=%d seed=%d: acknowledged records lost", k, seed)
+			require.Equal(t, seq(1, int64(len(revs))), revs, "k=%d seed=%d: not a prefix", k, seed)
 		}
 		if completed {
 			require.Greater(t, k, 20, "the workload made too few file operations to be a test")
