@@ -1110,3 +1110,64 @@ func TestLog_NewFoldersSyncFailed(t *testing.T) {
 		require.NoError(t, l.Close())
 	}
 }
+
+// TestLog_FailedSnapshotGoesOn fails the k-th file operation once, for
+// every k, in a workload that takes one snapshot, which removes a
+// segment, and appends on after it, failed or not (the log stays usable;
+// an append that fails stops it). A snapshot whose file or folder sync
+// failed must not drop the log it would have replaced, nor let the Open
+// after a restart do so, while it may not be durable: a crash after the
+// workload, and after a restart, more appends and a snapshot, keeps
+// every acknowledged record. (A later snapshot's folder sync would hide
+// a dropped one's: the workload takes none.)
+func TestLog_FailedSnapshotGoesOn(t *testing.T) {
+	const n = 40
+	for k := 1; ; k++ {
+		fs := vfs.NewMemFS()
+		l, _ := reopen(t, fs, &wal.Options{SegmentSize: 300})
+		fs.FailAt(k, false)
+		snapFailed := false
+		acked := int64(0)
+		for r := int64(1); r <= n; r++ {
+			if l.Append(txN(r)) != nil || l.WaitDurable(r) != nil {
+				break
+			}
+			acked = r
+			if r == 20 {
+				l.Retain(r - 2)
+				snapFailed = l.Snapshot(r, noItems) != nil
+			}
+		}
+		ops := fs.Ops()
+		l.Close()
+		fs.FailAt(0, false)
+		checkCrashes := func(when string, fs *vfs.MemFS, acked int64) {
+			for seed := uint64(0); seed <= 8; seed++ {
+				image := fs.Crash(0)
+				if seed > 0 {
+					image = fs.CrashEach(vfs.KeepBySeed(seed), seed%2 == 0)
+				}
+				what := fmt.Sprintf("k=%d (a snapshot failed: %v), crash %s, seed %d", k, snapFailed, when, seed)
+				snap, revs, err := replayed(image)
+				require.NoError(t, err, what)
+				if len(revs) > 0 {
+					require.Equal(t, seq(snap+1, revs[len(revs)-1]), revs, what)
+				}
+				require.GreaterOrEqual(t, snap+int64(len(revs)), acked, what)
+			}
+		}
+		checkCrashes("after the workload", fs, acked)
+
+		snap, revs, err := replayed(fs) // the process restarts
+		require.NoError(t, err, "k=%d", k)
+		last := snap + int64(len(revs))
+		l, _ = reopen(t, fs, &wal.Options{SegmentSize: 300})
+		appendDurable(t, l, last+1, last+10)
+		require.NoError(t, l.Snapshot(last+5, noItems))
+		require.NoError(t, l.Close())
+		checkCrashes("after a restart", fs, last+10)
+		if ops < k {
+			break
+		}
+	}
+}
