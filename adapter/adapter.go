@@ -93,7 +93,11 @@ type Options struct {
 	SlowClientTimeout time.Duration
 
 	// PingInterval is how often the server pings each connection; a peer
-	// that does not answer within the interval is closed. Default 30s.
+	// that does not answer within the interval is closed, unless it is
+	// taking a large message (one over 32 KiB, written in parts) or took
+	// the last part of one within the interval before the ping: its pong
+	// comes after what it is reading, and a slow reader is
+	// SlowClientTimeout's to close. Default 30s.
 	PingInterval time.Duration
 
 	// HeartbeatInterval is how often the DBX dialect sends a heartbeat

@@ -37,6 +37,7 @@ type conn struct {
 	lastRead atomic.Int64 // when the last message arrived, in unix ns
 	waiting  atomic.Bool  // the reader waits for a request slot, reading nothing: the client is not silent
 	waited   atomic.Int64 // when it last stopped waiting, in unix ns
+	wrote    atomic.Int64 // when the writer last wrote a part of a large message, in unix ns: the peer takes what it is sent
 
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -732,7 +733,7 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case b := <-c.out:
-			err := c.ws.Write(c.ctx, websocket.MessageText, b)
+			err := c.write(b)
 			if err == nil {
 				c.a.stats.bytesOut.Add(int64(len(b)))
 			}
@@ -748,9 +749,44 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// writeChunk is the most of a message written in one frame. The library
+// writes a frame whole, the pings between frames: a large message goes in
+// parts, so that a ping waits for one part, not for a slow reader to take
+// the whole message. A part written once the socket's buffer is full
+// tells pingLoop that the peer reads. (A small message written says
+// nothing: the socket's buffer takes it, read or not.)
+const writeChunk = 32 << 10
+
+// write writes one message, in frames of at most writeChunk bytes.
+func (c *conn) write(b []byte) error {
+	if len(b) <= writeChunk {
+		return c.ws.Write(c.ctx, websocket.MessageText, b)
+	}
+	w, err := c.ws.Writer(c.ctx, websocket.MessageText)
+	if err != nil {
+		return err
+	}
+	for len(b) > 0 {
+		n := min(len(b), writeChunk)
+		if _, err := w.Write(b[:n]); err != nil {
+			return err // the connection ends: the writer is not closed
+		}
+		c.wrote.Store(time.Now().UnixNano())
+		b = b[n:]
+	}
+	return w.Close()
+}
+
 // pingLoop pings the peer every PingInterval; one that does not answer
 // within the interval is gone, unless the reader, which reads the pong,
-// was waiting for a request slot meanwhile.
+// was waiting for a request slot meanwhile, or the peer was taking a
+// large message. A ping goes out behind what was written before it
+// (between two parts of a large message, at the earliest): a peer that
+// reads a large message slowly answers late, and is alive while the
+// writer writes its parts, and for an interval after, as it reads the last
+// of them. A client that reads slowly is SlowClientTimeout's to close,
+// once what waits for it has waited that long; one that stops reading
+// stops the writer, and then answers no ping.
 func (c *conn) pingLoop() {
 	defer c.tasks.Done()
 	t := time.NewTicker(c.a.opts.PingInterval)
@@ -766,7 +802,11 @@ func (c *conn) pingLoop() {
 			cancel()
 			// The pong is read by the reader, which reads nothing while it
 			// waits for a request slot: the client then only seems dead.
-			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent {
+			// Likewise a peer taking a large message as the writer writes
+			// its parts, or that took the last an interval before the
+			// ping: the pong comes after them.
+			reading := c.wrote.Load() > sent-int64(c.a.opts.PingInterval)
+			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent && !reading {
 				c.failCounting(&c.a.stats.deadPeers, websocket.StatusPolicyViolation, "no answer to ping")
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -227,4 +228,75 @@ func holdWriter(t *testing.T, db *engine.DB) (release func()) {
 		close(unlock)
 		require.NoError(t, <-done)
 	}
+}
+
+// dialSlow connects to /ws with the query, as a client that reads at
+// most rate bytes a second. It connects through a server of its own,
+// serving the same adapter, whose sockets hold little: 64 KiB on either
+// side (not less: under loopback's segment size, TCP holds back its
+// window updates). A large reply takes the client long to read, and the
+// server can write little ahead of it.
+func (f *fixture) dialSlow(query string, rate int) *client {
+	f.t.Helper()
+	const buffer = 64 << 10
+	mux := http.NewServeMux()
+	mux.Handle("/kv/", http.StripPrefix("/kv", f.a))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = &smallBufferListener{Listener: srv.Listener, size: buffer}
+	srv.Start()
+	f.t.Cleanup(srv.Close)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := nc.(*net.TCPConn).SetReadBuffer(buffer); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return &slowConn{Conn: nc, rate: rate}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/kv/ws?"+query,
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dial}}})
+	require.NoError(f.t, err, "status %v", resp)
+	ws.SetReadLimit(64 << 20)
+	f.t.Cleanup(func() { ws.CloseNow() })
+	return &client{t: f.t, ws: ws}
+}
+
+// smallBufferListener gives the connections it accepts a send buffer of
+// size bytes.
+type smallBufferListener struct {
+	net.Listener
+	size int
+}
+
+func (l *smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.(*net.TCPConn).SetWriteBuffer(l.size); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// slowConn reads at most rate bytes a second.
+type slowConn struct {
+	net.Conn
+	rate int
+}
+
+func (c *slowConn) Read(p []byte) (int, error) {
+	const chunk = 4 << 10
+	if len(p) > chunk {
+		p = p[:chunk]
+	}
+	n, err := c.Conn.Read(p)
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
+	return n, err
 }

@@ -177,6 +177,48 @@ func TestWS_BusyPeerAnswersPings(t *testing.T) {
 	require.Zero(t, f.a.Stats().DeadPeers)
 }
 
+// TestWS_SlowReaderOfLargeReply: a client that reads a large reply
+// slowly but steadily, for several ping intervals, takes bytes all along:
+// it is alive, and gets its whole reply, while the unread rest of the
+// reply holds back the server's pings.
+func TestWS_SlowReaderOfLargeReply(t *testing.T) {
+	f := newFixture(t, &adapter.Options{PingInterval: 400 * time.Millisecond})
+	value := strings.Repeat("x", 1000<<10)
+	for i := range 2 {
+		_, err := f.db.Set(fmt.Sprintf("big:%d", i), value, nil)
+		require.NoError(t, err)
+	}
+	c := f.dialSlow("apiKey="+apiKey, 1<<20) // about 2 s for the reply
+	r := c.call(m{"op": 5, "key": "big:", "endKey": "big:~"})
+	require.Equal(t, 200.0, r["code"], "%v", r)
+	require.Len(t, r["records"], 2)
+	require.Equal(t, false, r["truncated"])
+	// It then reads at its ease, and answers pings.
+	for range 3 {
+		time.Sleep(400 * time.Millisecond)
+		require.Equal(t, 404.0, c.call(m{"op": 1, "key": "none"})["code"])
+	}
+	require.Zero(t, f.a.Stats().DeadPeers)
+}
+
+// TestWS_DeadPeerMidReply: a peer that stops reading in the middle of a
+// large reply is closed as dead once the writer has written what the
+// sockets take of it.
+func TestWS_DeadPeerMidReply(t *testing.T) {
+	f := newFixture(t, &adapter.Options{PingInterval: 100 * time.Millisecond})
+	value := strings.Repeat("x", 1000<<10)
+	for i := range 2 {
+		_, err := f.db.Set(fmt.Sprintf("big:%d", i), value, nil)
+		require.NoError(t, err)
+	}
+	ws, _, err := f.dialRaw("apiKey="+apiKey, nil) // never reads
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, ws.Write(context.Background(), websocket.MessageText, []byte(`{"op":5,"key":"big:","endKey":"big:~","messageId":1}`)))
+	require.Eventually(t, func() bool { return f.a.Stats().DeadPeers == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
 // TestShutdown: requests under way get their replies, connections close
 // with 1001, later requests get 503, and no goroutine is left (TestMain).
 func TestShutdown(t *testing.T) {
