@@ -182,10 +182,11 @@ type Options struct {
 
 	// MaxQueuedBytes bounds the bytes of replies and notifications held
 	// for one connection, from encoding until written to its socket. A
-	// message waits for room; one that waits SlowClientTimeout closes the
-	// connection with status 1008, as a full SendQueue does. A range
-	// reply is also cut (truncated) to fit in it. A single message larger
-	// than the budget is sent alone. Default (for zero) 8 MiB: more than
+	// message waits for room, then for a place in the SendQueue; one that
+	// waits SlowClientTimeout, the two waits together, closes the
+	// connection with status 1008. A range reply is also cut (truncated)
+	// to fit in it. A single message larger than the budget is sent
+	// alone. Default (for zero) 8 MiB: more than
 	// six times (the most JSON escaping can grow) a key and a value at the
 	// engine's default limits, so that every message fits.
 	MaxQueuedBytes int64

@@ -672,9 +672,11 @@ func (c *conn) forward(id int64, tagged bool, sub subscription) {
 // first takes room in the connection's byte budget for the message's
 // largest encoding, so that what is held for a client stays within
 // MaxQueuedBytes however many requests and subscriptions produce for it.
-// If the budget or the queue stays full for SlowClientTimeout, the client
-// is not reading: the connection is closed with 1008 and false returned.
+// If the message waits SlowClientTimeout, for the budget and the queue
+// together, the client is not reading: the connection is closed with
+// 1008 and false returned.
 func (c *conn) send(v any) bool {
+	deadline := time.Now().Add(c.a.opts.SlowClientTimeout)
 	var b []byte
 	bound, known := encodedBound(v)
 	if !known {
@@ -685,7 +687,7 @@ func (c *conn) send(v any) bool {
 		}
 		bound = len(b)
 	}
-	used, err := c.budget.acquire(c.ctx, int64(bound), c.a.opts.SlowClientTimeout)
+	used, err := c.budget.acquire(c.ctx, int64(bound), time.Until(deadline))
 	if errors.Is(err, errNoRoom) {
 		c.slow("client too slow: byte budget full")
 		return false
@@ -707,7 +709,7 @@ func (c *conn) send(v any) bool {
 		return true
 	default:
 	}
-	t := time.NewTimer(c.a.opts.SlowClientTimeout)
+	t := time.NewTimer(time.Until(deadline)) // what the budget left of the wait
 	defer t.Stop()
 	select {
 	case c.out <- b:
