@@ -97,13 +97,16 @@ type Options struct {
 	// taking a large message (one over 32 KiB, written in parts) or took
 	// the last part of one within the interval before the ping: its pong
 	// comes after what it is reading, and a slow reader is
-	// SlowClientTimeout's to close. Default 30s.
+	// SlowClientTimeout's to close. Nor is one whose own large message
+	// (over 16 KiB) is arriving meanwhile: it answers once the message
+	// ends. Default 30s.
 	PingInterval time.Duration
 
 	// HeartbeatInterval is how often the DBX dialect sends a heartbeat
 	// message; a DBX client that sends nothing (its own heartbeats
-	// included) for HeartbeatInterval + HeartbeatTimeout is closed with
-	// status 1008. Defaults 30s and 30s.
+	// included, and the parts of a large message as they arrive) for
+	// HeartbeatInterval + HeartbeatTimeout is closed with status 1008.
+	// Defaults 30s and 30s.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 

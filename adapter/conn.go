@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,10 +35,11 @@ type conn struct {
 	clientID string       // what the client calls itself (DBX's client_id), for logs
 	level    string       // the read level the connection asked for at dial; "" is session
 	session  atomic.Int64 // the highest revision the connection has been sent: its session reads wait for it
-	lastRead atomic.Int64 // when the last message arrived, in unix ns
+	lastRead atomic.Int64 // when the last message, or part of one, arrived, in unix ns
 	waiting  atomic.Bool  // the reader waits for a request slot, reading nothing: the client is not silent
 	waited   atomic.Int64 // when it last stopped waiting, in unix ns
 	wrote    atomic.Int64 // when the writer last wrote a part of a large message, in unix ns: the peer takes what it is sent
+	arrived  atomic.Int64 // when a part of a large message last arrived, past its first readChunk bytes, in unix ns: the peer sends
 
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -304,7 +306,7 @@ func (c *conn) readLoop() {
 	failed := false        // the connection is closing (as c.failed says): read only to let the close handshake end
 	var prev chan struct{} // closed once the request before has answered (inOrder)
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.read()
 		if err != nil {
 			if status := websocket.CloseStatus(err); status == -1 && !errors.Is(err, context.Canceled) {
 				c.a.opts.Logf("livekv adapter: read%s: %v", c.logName(), err)
@@ -382,6 +384,41 @@ func (c *conn) readLoop() {
 				close(done)
 			}
 		}()
+	}
+}
+
+// readChunk is the most of a message read at once: the library's reader
+// returns only once it has filled what it is given.
+const readChunk = 16 << 10
+
+// read reads the next message. Each part of it that arrives moves
+// lastRead on, and those of a large one arrived: a client sending a
+// large message slowly is not silent, though it can send neither a
+// heartbeat nor a pong before the message ends.
+func (c *conn) read() (websocket.MessageType, []byte, error) {
+	typ, r, err := c.ws.Reader(c.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	b := make([]byte, 0, 512)
+	for {
+		n, err := r.Read(b[len(b):min(cap(b), len(b)+readChunk)])
+		b = b[:len(b)+n]
+		if n > 0 {
+			now := time.Now().UnixNano()
+			c.lastRead.Store(now)
+			if len(b) > readChunk {
+				c.arrived.Store(now)
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return typ, b, nil
+		case err != nil:
+			return 0, nil, err
+		case len(b) == cap(b):
+			b = append(b, 0)[:len(b)] // room to read into
+		}
 	}
 }
 
@@ -808,7 +845,11 @@ func (c *conn) pingLoop() {
 			// its parts, or that took the last an interval before the
 			// ping: the pong comes after them.
 			reading := c.wrote.Load() > sent-int64(c.a.opts.PingInterval)
-			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent && !reading {
+			// And a peer whose large message arrives meanwhile: the pong
+			// comes after its end. (Small ones say nothing: a peer that
+			// sends and never reads answers no ping, and is gone.)
+			sending := c.arrived.Load() > sent
+			if err != nil && c.ctx.Err() == nil && !c.waiting.Load() && c.waited.Load() < sent && !reading && !sending {
 				c.failCounting(&c.a.stats.deadPeers, websocket.StatusPolicyViolation, "no answer to ping")
 				return
 			}

@@ -233,8 +233,9 @@ func (dbxDialect) start(c *conn) {
 }
 
 // heartbeatLoop sends a heartbeat every HeartbeatInterval and closes the
-// connection (1008) once the client has sent nothing, heartbeats included,
-// for HeartbeatInterval + HeartbeatTimeout: it missed its heartbeat and
+// connection (1008) once the client has sent nothing, heartbeats included
+// (and a part of a message is something: read), for HeartbeatInterval +
+// HeartbeatTimeout: it missed its heartbeat and
 // the grace after it. The time the reader waits for a request slot, its
 // requests filling MaxInFlight, does not count: the server reads nothing
 // then.

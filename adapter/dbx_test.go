@@ -719,6 +719,19 @@ func TestDBX_Heartbeats(t *testing.T) {
 	require.EqualValues(t, 1, f.a.Stats().DeadPeers)
 }
 
+// TestDBX_SlowSenderOfLargeMessage: a client that sends a large message
+// slowly, for longer than HeartbeatInterval + HeartbeatTimeout, can send
+// no heartbeat meanwhile; the bytes of its message, arriving all along,
+// say that it is not silent.
+func TestDBX_SlowSenderOfLargeMessage(t *testing.T) {
+	f := newFixture(t, &adapter.Options{HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 200 * time.Millisecond})
+	c := &dbxClient{client: f.dialSlowPath("/dbx/ws", "api_key="+apiKey, 256<<10)}
+	value := strings.Repeat("x", 512<<10) // about 2 s to send
+	c.ok("string.set", obj{"key": "big", "value": value})
+	c.ok("string.set", obj{"key": "small", "value": "v"})
+	require.Zero(t, f.a.Stats().DeadPeers)
+}
+
 func TestDBX_Limits(t *testing.T) {
 	f := newFixture(t, &adapter.Options{MaxMessageSize: 4 << 10, MaxReplyBytes: 1 << 10, MaxRangeLimit: 10, DefaultRangeLimit: 5,
 		MaxSubscriptions: 1})

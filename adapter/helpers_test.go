@@ -230,13 +230,22 @@ func holdWriter(t *testing.T, db *engine.DB) (release func()) {
 	}
 }
 
-// dialSlow connects to /ws with the query, as a client that reads at
-// most rate bytes a second. It connects through a server of its own,
+// dialSlow connects to /ws with the query, as a client that reads and
+// writes at most rate bytes a second (dialSlowPath).
+func (f *fixture) dialSlow(query string, rate int) *client {
+	f.t.Helper()
+	return f.dialSlowPath("/ws", query, rate)
+}
+
+// dialSlowPath connects to path under the mount with the query, as a
+// client that reads and writes at most rate bytes a second. It connects
+// through a server of its own,
 // serving the same adapter, whose sockets hold little: 64 KiB on either
 // side (not less: under loopback's segment size, TCP holds back its
 // window updates). A large reply takes the client long to read, and the
-// server can write little ahead of it.
-func (f *fixture) dialSlow(query string, rate int) *client {
+// server can write little ahead of it; a large message takes the client
+// long to send.
+func (f *fixture) dialSlowPath(path, query string, rate int) *client {
 	f.t.Helper()
 	const buffer = 64 << 10
 	mux := http.NewServeMux()
@@ -258,7 +267,7 @@ func (f *fixture) dialSlow(query string, rate int) *client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/kv/ws?"+query,
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/kv"+path+"?"+query,
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dial}}})
 	require.NoError(f.t, err, "status %v", resp)
 	ws.SetReadLimit(64 << 20)
@@ -285,18 +294,36 @@ func (l *smallBufferListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-// slowConn reads at most rate bytes a second.
+// slowConn reads and writes at most rate bytes a second, in pieces of
+// 4 KiB at most.
 type slowConn struct {
 	net.Conn
 	rate int
 }
 
+const slowPiece = 4 << 10
+
 func (c *slowConn) Read(p []byte) (int, error) {
-	const chunk = 4 << 10
-	if len(p) > chunk {
-		p = p[:chunk]
-	}
-	n, err := c.Conn.Read(p)
-	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
+	n, err := c.Conn.Read(p[:min(len(p), slowPiece)])
+	c.pause(n)
 	return n, err
+}
+
+func (c *slowConn) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		n, err := c.Conn.Write(p[:min(len(p), slowPiece)])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		c.pause(n)
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// pause takes the time n bytes take at the rate.
+func (c *slowConn) pause(n int) {
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
 }

@@ -219,6 +219,18 @@ func TestWS_DeadPeerMidReply(t *testing.T) {
 	require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 5*time.Second, 10*time.Millisecond)
 }
 
+// TestWS_SlowSenderOfLargeMessage: a client that sends a large message
+// slowly, for several ping intervals, can answer no ping meanwhile; the
+// bytes of its message, arriving all along, say that it is alive.
+func TestWS_SlowSenderOfLargeMessage(t *testing.T) {
+	f := newFixture(t, &adapter.Options{PingInterval: 200 * time.Millisecond})
+	c := f.dialSlow("apiKey="+apiKey, 256<<10)
+	value := strings.Repeat("x", 512<<10) // about 2 s to send
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "big", "value": value})["code"])
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "small", "value": "v"})["code"])
+	require.Zero(t, f.a.Stats().DeadPeers)
+}
+
 // TestShutdown: requests under way get their replies, connections close
 // with 1001, later requests get 503, and no goroutine is left (TestMain).
 func TestShutdown(t *testing.T) {
