@@ -225,6 +225,13 @@ func (a *Adapter) serveConn(w http.ResponseWriter, r *http.Request, ac *access, 
 	c.session.Store(dl.minRev)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !a.track(c) {
+		// Shutdown has begun: closed as Shutdown closes the others, the
+		// client given closeGrace to answer, not the library's 5s for
+		// the close frame and 5s for the answer, which Shutdown would
+		// wait for.
+		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		defer cancel()
+		ws.CloseRead(ctx) // reads the answer; once ctx ends, drops the connection
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}

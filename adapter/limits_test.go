@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,6 +331,54 @@ func TestNew_BadAllowedOrigin(t *testing.T) {
 	}
 	_, err := adapter.New(f.db, &adapter.Options{APIKeys: []string{"k"}, AllowedOrigins: []string{"*.example", "localhost:*", "https://app.example"}})
 	require.NoError(t, err)
+}
+
+// TestShutdown_ConnectionArrivingMeanwhile: a connection whose handshake
+// ends as Shutdown runs is closed (1001) without waiting out the close
+// handshake's own timeouts for a client that never answers it: Shutdown
+// returns after the second a close handshake is given.
+func TestShutdown_ConnectionArrivingMeanwhile(t *testing.T) {
+	var hold atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	f := newFixture(t, &adapter.Options{Now: func() time.Time {
+		if hold.CompareAndSwap(true, false) { // the dial's token check
+			close(entered)
+			<-release
+		}
+		return time.Now()
+	}})
+	tok := f.token(`{"accessPattern":"^k"}`)
+	hold.Store(true)
+	dialed := make(chan *websocket.Conn, 1)
+	go func() {
+		ws, _, err := f.dialRaw("token="+url.QueryEscape(tok), nil)
+		if err == nil {
+			dialed <- ws // never reads: never answers the close
+		}
+		close(dialed)
+	}()
+	<-entered
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- f.a.Shutdown(ctx)
+	}()
+	require.Eventually(t, func() bool {
+		code, _ := f.rest("GET", "/record/k", apiKey, "")
+		return code == http.StatusServiceUnavailable
+	}, 5*time.Second, time.Millisecond, "shutting down")
+	close(release)
+	ws := <-dialed
+	require.NotNil(t, ws, "the handshake ends")
+	defer ws.CloseNow()
+	require.NoError(t, <-shut)
+	require.Less(t, time.Since(start), 3*time.Second, "Shutdown waited for a close handshake the client never answers")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := ws.Read(ctx)
+	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 }
 
 // TestShutdown_DropsWhatIsLeft: a client that reads nothing, whose
