@@ -206,7 +206,9 @@ type Options struct {
 	// one); for monitoring. It must be quick and safe for concurrent use.
 	OnRequest func(op string, code int)
 
-	// Logf reports connection errors. Default: nothing is reported.
+	// Logf reports connection errors: not a client going without a close
+	// frame (its socket closed, reset or timed out), which is how many
+	// connections end. Default: nothing is reported.
 	Logf func(format string, args ...any)
 
 	// Now is the clock for tokens. Default time.Now.

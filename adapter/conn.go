@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -315,7 +317,7 @@ func (c *conn) readLoop() {
 	for {
 		typ, data, err := c.read()
 		if err != nil {
-			if status := websocket.CloseStatus(err); status == -1 && !errors.Is(err, context.Canceled) {
+			if status := websocket.CloseStatus(err); status == -1 && !dropped(err) {
 				c.a.opts.Logf("livekv adapter: read%s: %v", c.logName(), err)
 			}
 			return
@@ -392,6 +394,16 @@ func (c *conn) readLoop() {
 			}
 		}()
 	}
+}
+
+// dropped reports whether err, a read's, is a connection ending without
+// a close frame: the peer's socket closed or reset (its process killed),
+// or timed out (its network gone), or the connection ended here. That is
+// how many connections end; what else a read fails with (a frame breaking
+// the protocol, a message over MaxMessageSize) is logged.
+func dropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled)
 }
 
 // readChunk is the most of a message read at once: the library's reader

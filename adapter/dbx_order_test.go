@@ -136,6 +136,7 @@ func TestDBX_ClientIDInLogs(t *testing.T) {
 	var lines []string
 	var ops []string
 	f := newFixture(t, &adapter.Options{
+		MaxMessageSize: 1024,
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			lines = append(lines, fmt.Sprintf(format, args...))
@@ -149,7 +150,9 @@ func TestDBX_ClientIDInLogs(t *testing.T) {
 	})
 	c := f.dbx("api_key=" + apiKey + "&client_id=" + url.QueryEscape("billing-worker 7"))
 	c.ok("ping", nil)
-	c.ws.CloseNow() // the connection drops without a close handshake: the server logs the read error
+	// A message over MaxMessageSize: the server logs the read error (a
+	// connection dropped without a close frame is not one).
+	c.writeRaw([]byte(`{"id":"big","method":"ping","params":{"message":"` + strings.Repeat("x", 2000) + `"}}`))
 	require.Eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()

@@ -3,6 +3,7 @@ package adapter_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -230,6 +231,54 @@ func TestWS_SlowSenderOfLargeMessage(t *testing.T) {
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "big", "value": value})["code"])
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "small", "value": "v"})["code"])
 	require.Zero(t, f.a.Stats().DeadPeers)
+}
+
+// TestWS_DropIsNotLogged: a client that goes without a close frame (its
+// process killed: the socket closed, or reset when it held unread bytes)
+// is a normal end of a connection, which Logf does not report; a client
+// breaking the protocol is reported.
+func TestWS_DropIsNotLogged(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	f := newFixture(t, &adapter.Options{MaxMessageSize: 1024, Logf: func(format string, args ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}})
+	for _, reset := range []bool{false, true} {
+		var nc *net.TCPConn
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				nc = c.(*net.TCPConn)
+			}
+			return c, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ws, _, err := websocket.Dial(ctx, strings.Replace(f.base, "http", "ws", 1)+"/ws?apiKey="+apiKey,
+			&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dial}}})
+		cancel()
+		require.NoError(t, err)
+		c := &client{t: t, ws: ws}
+		require.Equal(t, 200.0, c.call(m{"op": 2, "key": "k", "value": "v"})["code"])
+		if reset {
+			require.NoError(t, nc.SetLinger(0)) // closing sends a reset
+		}
+		require.NoError(t, ws.CloseNow()) // no close frame
+		require.Eventually(t, func() bool { return f.a.Stats().Connections == 0 }, 5*time.Second, time.Millisecond)
+	}
+	mu.Lock()
+	require.Empty(t, lines)
+	mu.Unlock()
+
+	c := f.dial("apiKey=" + apiKey)
+	c.write(m{"op": 2, "key": "k", "value": strings.Repeat("v", 2000)})
+	require.Equal(t, websocket.StatusMessageTooBig, c.closeStatus())
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(lines) == 1
+	}, 5*time.Second, time.Millisecond)
 }
 
 // TestShutdown: requests under way get their replies, connections close
