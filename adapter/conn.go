@@ -322,7 +322,6 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
-		c.lastRead.Store(time.Now().UnixNano())
 		if failed || c.failed.Load() {
 			// Closing for cause (a token expired, a client too slow or
 			// gone): what arrives meanwhile is not run.
@@ -410,10 +409,11 @@ func dropped(err error) bool {
 // returns only once it has filled what it is given.
 const readChunk = 16 << 10
 
-// read reads the next message. Each part of it that arrives moves
-// lastRead on, and those of a large one arrived: a client sending a
-// large message slowly is not silent, though it can send neither a
-// heartbeat nor a pong before the message ends.
+// read reads the next message. Its end moves lastRead on, and so does
+// each part of a large one past its first readChunk bytes, which moves
+// arrived too: a client sending a large message slowly is not silent,
+// though it can send neither a heartbeat nor a pong before the message
+// ends.
 func (c *conn) read() (websocket.MessageType, []byte, error) {
 	typ, r, err := c.ws.Reader(c.ctx)
 	if err != nil {
@@ -423,15 +423,14 @@ func (c *conn) read() (websocket.MessageType, []byte, error) {
 	for {
 		n, err := r.Read(b[len(b):min(cap(b), len(b)+readChunk)])
 		b = b[:len(b)+n]
-		if n > 0 {
+		if n > 0 && len(b) > readChunk {
 			now := time.Now().UnixNano()
 			c.lastRead.Store(now)
-			if len(b) > readChunk {
-				c.arrived.Store(now)
-			}
+			c.arrived.Store(now)
 		}
 		switch {
 		case err == io.EOF:
+			c.lastRead.Store(time.Now().UnixNano())
 			return typ, b, nil
 		case err != nil:
 			return 0, nil, err
