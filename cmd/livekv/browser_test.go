@@ -241,3 +241,24 @@ func seedOldChat(t *testing.T, data string) {
 		require.NoError(t, err)
 	}
 }
+
+// TestBrowserHostile opens the chat and todo pages in headless Chromium
+// on values any visitor may write with the pages' token
+// (testdata/browser/hostile.mjs): markup shows as text and runs nothing,
+// and a field no page writes (an object where text goes) is left out,
+// rather than stop the room or the day from rendering for everyone; on
+// the first load, live and after a reload.
+func TestBrowserHostile(t *testing.T) {
+	node, chromium, dir, _ := browserSetup(t)
+	bin := build(t)
+	s := startServe(t, bin, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "hostile.mjs", s.base)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, "ok\n", string(out))
+	s.stop(t)
+}

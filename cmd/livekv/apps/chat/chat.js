@@ -111,13 +111,16 @@ const outbox = new Outbox({ live, name: 'chat', run, onChange: () => { renderRoo
 const msgPrefix = (name) => `chat:msg:${name}:`;
 
 // readMsg reads a stored message, or gives null for a value that is not
-// one (not JSON, or without a time a date can hold, or without text):
-// anyone with a token may write any value under chat:, and one such value
-// must not keep the room from loading or rendering.
+// one (not JSON, or without a time a date can hold, or without text, or
+// with a text or a name that is not a string): anyone with a token may
+// write any value under chat:, and one such value must not keep the room
+// from loading or rendering. An object JavaScript cannot make a string
+// of ({"toString": 1}) throws where it is shown.
 function readMsg(value) {
   try {
     const m = JSON.parse(value);
-    if (m && typeof m === 'object' && Number.isFinite(m.ts) && Math.abs(m.ts) <= 8.64e15 && m.text !== undefined) return m;
+    if (m && typeof m === 'object' && Number.isFinite(m.ts) && Math.abs(m.ts) <= 8.64e15 &&
+      typeof m.text === 'string' && (m.user === undefined || typeof m.user === 'string')) return m;
   } catch {
     // not JSON
   }
@@ -266,11 +269,12 @@ function renderMessages(toBottom) {
     const mine = Boolean(e) || (sent !== undefined && !changed);
     li.className = 'msg' + (mine ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
     const meta = Object.assign(document.createElement('div'), { className: 'meta' });
-    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine ? `${m.user} (you)` : m.user }));
+    const who = m.user ?? '';
+    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine ? `${who} (you)` : who }));
     const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
     meta.append(time);
     if (changed) meta.append(Object.assign(document.createElement('span'), { className: 'edited', textContent: 'changed since you sent it' }));
-    const text = String(m.text);
+    const text = m.text;
     const body = Object.assign(document.createElement('div'), { className: 'text',
       textContent: text.length > SHOWN ? `${text.slice(0, SHOWN)}… (${text.length.toLocaleString()} characters)` : text });
     li.append(meta, body);

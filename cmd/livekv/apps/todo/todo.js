@@ -59,13 +59,16 @@ const live = new Live({
 });
 
 // readTodo reads a stored todo, or gives null for a value that is not
-// one (not JSON, or without text): anyone with a token may write any
-// value under todo:, and one such value must not keep the day from
-// loading.
+// one (not JSON, or without text, or with a text, priority or status that
+// is not a string): anyone with a token may write any value under todo:,
+// and one such value must not keep the day from loading or rendering. An
+// object JavaScript cannot make a string of ({"toString": 1}) throws
+// where it is shown.
 function readTodo(value) {
   try {
     const o = JSON.parse(value);
-    if (o && typeof o === 'object' && !Array.isArray(o) && typeof o.text === 'string') return o;
+    if (o && typeof o === 'object' && !Array.isArray(o) && typeof o.text === 'string' &&
+      ['priority', 'status'].every((f) => o[f] === undefined || typeof o[f] === 'string')) return o;
   } catch {
     // not JSON
   }
