@@ -34,6 +34,27 @@ func appQuota(db *engine.DB, maxKeys, maxBytes int64) (*adapter.PrefixQuota, err
 	return adapter.NewPrefixQuota(db, limits...)
 }
 
+// appsCSP is the pages' Content-Security-Policy. They load their own
+// scripts, styles and icon, and connect to their own origin only (the
+// token route and the WebSocket: 'self' takes in ws: and wss: on it);
+// nothing inline, no other site, and none may frame them. Whatever markup
+// a visitor wrote that reached a page as markup could run nothing, nor
+// send what it read elsewhere.
+const appsCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// appHeaders sets the pages' security headers on what h answers.
+func appHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", appsCSP)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY") // frame-ancestors, for browsers without it
+		hd.Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
 // mountApps serves the pages at / and the route that gives them scoped
 // tokens, so that the API key never reaches a browser.
 func mountApps(mux *http.ServeMux, a *adapter.Adapter, clients *clientLimits) {
@@ -41,11 +62,11 @@ func mountApps(mux *http.ServeMux, a *adapter.Adapter, clients *clientLimits) {
 	if err != nil {
 		panic(err) // the embedded tree is part of the binary
 	}
-	mux.Handle("/", http.FileServerFS(root))
+	mux.Handle("/", appHeaders(http.FileServerFS(root)))
 	// Pages name /favicon.svg; a browser that asks for /favicon.ico anyway
 	// (a bookmark, a feed reader) is sent there rather than given a 404.
-	mux.Handle("GET /favicon.ico", http.RedirectHandler("/favicon.svg", http.StatusMovedPermanently))
-	mux.HandleFunc("POST /apps/token", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /favicon.ico", appHeaders(http.RedirectHandler("/favicon.svg", http.StatusMovedPermanently)))
+	mux.Handle("POST /apps/token", appHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !clients.mintToken(clientAddr(r)) {
 			tooMany(w, "too many tokens for this address: wait a minute")
 			return
@@ -69,5 +90,5 @@ func mountApps(mux *http.ServeMux, a *adapter.Adapter, clients *clientLimits) {
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]string{"token": token, "expiresAt": expires.UTC().Format(time.RFC3339)})
-	})
+	})))
 }

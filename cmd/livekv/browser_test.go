@@ -247,7 +247,8 @@ func seedOldChat(t *testing.T, data string) {
 // (testdata/browser/hostile.mjs): markup shows as text and runs nothing,
 // and a field no page writes (an object where text goes) is left out,
 // rather than stop the room or the day from rendering for everyone; on
-// the first load, live and after a reload.
+// the first load, live and after a reload; under the pages'
+// Content-Security-Policy, which stops an inline handler.
 func TestBrowserHostile(t *testing.T) {
 	node, chromium, dir, _ := browserSetup(t)
 	bin := build(t)

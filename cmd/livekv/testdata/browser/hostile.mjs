@@ -4,7 +4,9 @@
 // text and run nothing; and fields that are objects JavaScript cannot
 // turn into text, which must be left out rather than stop the page from
 // rendering, for everyone who opens the room or the day. Both when the
-// page loads and when they arrive live.
+// page loads and when they arrive live. The pages run under their
+// Content-Security-Policy without a violation, and it stops markup that
+// would reach a page as markup from running.
 // Usage: node hostile.mjs BASE_URL (serve's API key "browser-test")
 // Prints "ok" and exits 0 when every check passes.
 import { chromium } from 'playwright-core';
@@ -27,6 +29,8 @@ const put = async (key, value) => {
 
 async function open(context, url) {
   const page = await context.newPage();
+  await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
+    (e) => (window.violations ||= []).push(`${e.violatedDirective} ${e.blockedURI}`)));
   page.on('pageerror', (err) => problems.push(`script error on ${page.url()}: ${err.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console error on ${page.url()}: ${m.text()}`);
@@ -109,9 +113,19 @@ try {
   }
   await shows(chat, 'chat', [img(3), img(7), 'still talking']);
   await shows(todo, 'todo', [img(4), img(8), 'still planning']);
-  for (const page of [chat, todo]) assert.equal(await ran(page), null, `no markup ran on ${page.url()}`);
+  for (const page of [chat, todo]) {
+    assert.equal(await ran(page), null, `no markup ran on ${page.url()}`);
+    assert.equal(await page.evaluate(() => window.violations ?? null), null, `${page.url()} works under its policy`);
+  }
   assert.equal(await chat.$$eval('img', (els) => els.length), 0, 'no image element made from a message');
   assert.equal(await todo.$$eval('img', (els) => els.length), 0, 'no image element made from a todo');
+  // Markup that did reach a page as markup: the policy keeps its inline
+  // handler from running.
+  await chat.evaluate(() => document.body.insertAdjacentHTML('beforeend', '<img src="data:," onerror="window.pwned=9">'));
+  await chat.waitForFunction(() => window.violations?.length > 0, null, { timeout });
+  assert.equal(await ran(chat), null, 'an inline handler does not run');
+  assert.match((await chat.evaluate(() => window.violations)).join(), /script-src/);
+  problems.splice(0, problems.length, ...problems.filter((p) => !/Content Security Policy/.test(p)));
   assert.deepEqual(problems, []);
   console.log('ok');
 } finally {
