@@ -328,3 +328,39 @@ console.log(JSON.stringify({ runs, left, asked: sent.get(ws).map((r) => r.key) }
 `)
 	require.Equal(t, `{"runs":[1,2,3,3],"left":["1 failed: this page could not send it"],"asked":["k3"]}`, out)
 }
+
+// TestLiveJS_MessageTooBig: a write over the server's message size
+// limit, which closes the connection with 1009 rather than answer it
+// (adapter Options.MaxMessageSize), is refused as too large: not taken
+// for a connection lost and sent again on every new connection, for
+// ever, holding up every write after it. Only the largest request in
+// flight was over the limit; the others are sent again.
+func TestLiveJS_MessageTooBig(t *testing.T) {
+	out := runLive(t, liveSocket+`
+const { Outbox } = await import('./live.js');
+await live.connect();
+let ws = open();
+const runs = [];
+const outbox = new Outbox({ live, name: 'chat', run: async (e) => {
+  runs.push(e.n);
+  await live.set(e.key, e.value);
+} });
+live.onOpen = () => outbox.kick();
+const small = live.get('k0');
+// Over 2 MiB as UTF-8, under it in UTF-16 code units.
+outbox.add({ n: 1, key: 'k1', value: 'é'.repeat(1100000) });
+outbox.add({ n: 2, key: 'k2', value: 'v' });
+await tick();
+ws.readyState = 3;
+ws.onclose({ code: 1009, reason: 'read limited at 2097153 bytes' });
+const lost = await small.catch((err) => err.unanswered);
+await tick(400);
+ws = open();
+await tick();
+answer(ws, 0, {});
+await tick();
+const left = outbox.list().map((e) => e.n + ' ' + e.state + ': ' + e.reason);
+console.log(JSON.stringify({ lost, runs, left, asked: sent.get(ws).map((r) => r.key) }));
+`)
+	require.Equal(t, `{"lost":true,"runs":[1,2],"left":["1 failed: too large for the server"],"asked":["k2"]}`, out)
+}

@@ -98,7 +98,7 @@ export class Live {
       this.heard++;
       this.receive(JSON.parse(ev.data));
     };
-    ws.onclose = () => this.closed(ws);
+    ws.onclose = (ev) => this.closed(ws, ev?.code);
   }
 
   // resumeFrom is the revision the next connection's notifications start
@@ -118,8 +118,11 @@ export class Live {
   }
 
   // closed is the end of ws: its requests fail, and another connection
-  // is tried.
-  closed(ws) {
+  // is tried. Closed with code 1009, the server read a message over its
+  // size limit (MaxMessageSize): the largest request in flight, as UTF-8,
+  // is refused as a 413 would be, rather than sent again on each new
+  // connection for ever; the others went with the connection.
+  closed(ws, code) {
     if (this.ws !== ws) return;
     this.ws = null;
     if (this.open) {
@@ -129,7 +132,15 @@ export class Live {
       if (this.resumeFrom() === null) this.stale = true;
       this.ready = new Promise((resolve) => (this.markReady = resolve));
     }
-    for (const p of this.pending.values()) p.reject(Object.assign(new Error('connection lost'), { unanswered: true }));
+    let big = null;
+    if (code === 1009) {
+      const size = (p) => (p.size ??= new TextEncoder().encode(p.data).length);
+      for (const p of this.pending.values()) if (!big || size(p) > size(big)) big = p;
+    }
+    for (const p of this.pending.values()) {
+      p.reject(p === big ? Object.assign(new Error('message too large for the server'), { code: 413 })
+        : Object.assign(new Error('connection lost'), { unanswered: true }));
+    }
     this.pending.clear();
     this.retry();
   }
@@ -217,8 +228,9 @@ export class Live {
         clearTimeout(timer);
         fn(v);
       };
-      this.pending.set(messageId, { resolve: settle(resolve), reject: settle(reject) });
-      this.ws.send(JSON.stringify({ ...req, messageId }));
+      const data = JSON.stringify({ ...req, messageId });
+      this.pending.set(messageId, { resolve: settle(resolve), reject: settle(reject), data });
+      this.ws.send(data);
     });
   }
 

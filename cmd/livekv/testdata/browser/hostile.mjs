@@ -4,7 +4,8 @@
 // text and run nothing; and fields that are objects JavaScript cannot
 // turn into text, which must be left out rather than stop the page from
 // rendering, for everyone who opens the room or the day. Both when the
-// page loads and when they arrive live. The pages run under their
+// page loads and when they arrive live. A message over the server's size
+// limit is refused, not sent for ever. The pages run under their
 // Content-Security-Policy without a violation, and it stops markup that
 // would reach a page as markup from running.
 // Usage: node hostile.mjs BASE_URL (serve's API key "browser-test")
@@ -106,12 +107,25 @@ try {
   await todo.fill('#text', 'still planning');
   await todo.press('#text', 'Enter');
   await shows(todo, 'todo', [img(4), img(8), 'still planning']);
+  // A message over the server's message size limit (2 MiB), which closes
+  // the connection rather than answer it, is refused with its reason, not
+  // sent again for ever; the next goes on.
+  await chat.evaluate(() => {
+    document.getElementById('text').value = 'x'.repeat(2200000);
+    document.getElementById('send').requestSubmit();
+  });
+  await chat.fill('#text', 'after the big one');
+  await chat.press('#text', 'Enter');
+  await chat.locator('#messages .msg.failed .failed-note').waitFor({ timeout });
+  assert.match(await chat.textContent('#messages .msg.failed .failed-note'), /Not sent: too large for the server/);
+  await chat.click('#messages .msg.failed button:text("Discard")');
+  await shows(chat, 'chat', [img(3), img(7), 'still talking', 'after the big one']);
   // A reload reads them all again.
   for (const page of [chat, todo]) {
     await page.reload();
     await page.waitForSelector('body[data-loaded=true]', { timeout });
   }
-  await shows(chat, 'chat', [img(3), img(7), 'still talking']);
+  await shows(chat, 'chat', [img(3), img(7), 'still talking', 'after the big one']);
   await shows(todo, 'todo', [img(4), img(8), 'still planning']);
   for (const page of [chat, todo]) {
     assert.equal(await ran(page), null, `no markup ran on ${page.url()}`);
