@@ -331,7 +331,11 @@ function renderSummary() {
 
 function update(li, key, v) {
   const t = v.obj;
-  li.className = `todo prio-${t.priority}` + (t.status === 'done' ? ' done' : '') + (v.pending ? ' pending' : '') +
+  // Only a known priority names a class: another value, which anyone with
+  // a token may write, could otherwise add classes (" pending", " failed")
+  // and dress the todo up as something it is not.
+  const prioClass = priorities.includes(t.priority) ? ` prio-${t.priority}` : '';
+  li.className = `todo${prioClass}` + (t.status === 'done' ? ' done' : '') + (v.pending ? ' pending' : '') +
     (v.failed.length ? ' failed' : '') + (v.conflicts.length ? ' conflict' : '') + (v.deleting ? ' deleting' : '');
   li.dataset.text = t.text;
   const text = li.querySelector('.text');

@@ -83,6 +83,7 @@ try {
   await put(`todo:${day}:markup`, JSON.stringify({ text: img(4), priority: `"><img src=x onerror="window.pwned=5">`, status: 'todo' }));
   await put(`todo:${day}:objprio`, JSON.stringify({ text: 'an object for a priority', priority: { toString: 1 }, status: 'todo' }));
   await put(`todo:${day}:objstatus`, JSON.stringify({ text: 'an object for a status', priority: 'low', status: { valueOf: 1 } }));
+  await put(`todo:${day}:classes`, JSON.stringify({ text: 'a priority of classes', priority: 'high pending failed', status: 'todo' }));
 
   const ctx = await browser.newContext();
   const chat = await open(ctx, '/chat/#odd');
@@ -90,7 +91,11 @@ try {
   assert.equal(await chat.textContent('#messages .msg .who'), img(2), 'a name shows as text');
   assert.ok(await chat.$$eval('#rooms button', (els, name) => els.some((e) => e.textContent === `#${name}`), img(1)), 'a room name shows as text');
   const todo = await open(ctx, `/todo/#${day}`);
-  await shows(todo, 'todo', [img(4)]);
+  await shows(todo, 'todo', ['a priority of classes', img(4)]);
+  // A priority no page writes names no class: it cannot dress the todo
+  // up as pending or failed.
+  const classes = await todo.$eval(`li.todo[data-text="a priority of classes"]`, (li) => li.className);
+  assert.equal(classes, 'todo', 'a priority of classes');
 
   // Live: the same, as notifications.
   const t2 = Date.now();
@@ -99,14 +104,14 @@ try {
   await put(`todo:${day}:liveobj`, JSON.stringify({ text: 'live object for a priority', priority: { toString: 1 } }));
   await put(`todo:${day}:livemarkup`, JSON.stringify({ text: img(8), priority: 'high', status: 'done' }));
   await shows(chat, 'chat', [img(3), img(7)]);
-  await shows(todo, 'todo', [img(4), img(8)]);
+  await shows(todo, 'todo', ['a priority of classes', img(4), img(8)]);
   // And the pages still work: what a user writes shows, and is stored.
   await chat.fill('#text', 'still talking');
   await chat.press('#text', 'Enter');
   await shows(chat, 'chat', [img(3), img(7), 'still talking']);
   await todo.fill('#text', 'still planning');
   await todo.press('#text', 'Enter');
-  await shows(todo, 'todo', [img(4), img(8), 'still planning']);
+  await shows(todo, 'todo', ['a priority of classes', img(4), img(8), 'still planning']);
   // A message over the server's message size limit (2 MiB), which closes
   // the connection rather than answer it, is refused with its reason, not
   // sent again for ever; the next goes on.
@@ -126,7 +131,7 @@ try {
     await page.waitForSelector('body[data-loaded=true]', { timeout });
   }
   await shows(chat, 'chat', [img(3), img(7), 'still talking', 'after the big one']);
-  await shows(todo, 'todo', [img(4), img(8), 'still planning']);
+  await shows(todo, 'todo', ['a priority of classes', img(4), img(8), 'still planning']);
   for (const page of [chat, todo]) {
     assert.equal(await ran(page), null, `no markup ran on ${page.url()}`);
     assert.equal(await page.evaluate(() => window.violations ?? null), null, `${page.url()} works under its policy`);
