@@ -202,8 +202,10 @@ type Options struct {
 	// client authentication (or for neither usage restricted). Without
 	// TLS the cluster's port takes any connection: anyone who can reach
 	// it can join raft's traffic, so keep it on a private network.
-	// The config's ClientAuth is overridden; the node keeps a copy. TLS
-	// runs over Listener and Dial, when they are set.
+	// RootCAs and ClientCAs may not both be nil (the system's roots,
+	// which sign certificates for anyone). The config's ClientAuth is
+	// overridden; the node keeps a copy. TLS runs over Listener and
+	// Dial, when they are set.
 	TLS *tls.Config
 
 	// Logf receives raft's log lines (level info and above). Default:
@@ -290,6 +292,11 @@ func (o *Options) withDefaults() (Options, error) {
 		if len(c.TLS.Certificates) == 0 && (c.TLS.GetCertificate == nil || c.TLS.GetClientCertificate == nil) {
 			// The node shows its certificate when it serves and when it dials.
 			return c, fmt.Errorf("%w: TLS has no certificate (Certificates, or both GetCertificate and GetClientCertificate)", ErrInvalidOptions)
+		}
+		if c.TLS.RootCAs == nil && c.TLS.ClientCAs == nil {
+			// nil is the system's roots: any public CA's certificate,
+			// issued to anyone, would pass for a node's.
+			return c, fmt.Errorf("%w: TLS names no CA (RootCAs or ClientCAs)", ErrInvalidOptions)
 		}
 		c.TLS = c.TLS.Clone()
 	}

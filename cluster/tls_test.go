@@ -217,3 +217,18 @@ func TestTLS_IdleConnectionIsNotTakenForClosed(t *testing.T) {
 	require.NoError(t, rawConn(srv).Close())
 	require.Eventually(t, func() bool { return peerClosed(c) }, 5*time.Second, 10*time.Millisecond)
 }
+
+// TestTLS_OptionsNeedACA: a TLS config that names no CA (RootCAs and
+// ClientCAs nil, the system's roots) would take a certificate any public
+// CA signed, for anyone, as a node's: it is refused before anything
+// opens.
+func TestTLS_OptionsNeedACA(t *testing.T) {
+	cfg := newTestCA(t).config(t)
+	cfg.RootCAs = nil
+	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+		TLS: cfg, Engine: &engine.Options{}})
+	if err == nil {
+		n.Close()
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+}
