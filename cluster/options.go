@@ -203,7 +203,9 @@ type Options struct {
 	// TLS the cluster's port takes any connection: anyone who can reach
 	// it can join raft's traffic, so keep it on a private network.
 	// RootCAs and ClientCAs may not both be nil (the system's roots,
-	// which sign certificates for anyone). The config's ClientAuth is
+	// which sign certificates for anyone), nor InsecureSkipVerify be set
+	// without a VerifyConnection or VerifyPeerCertificate that does the
+	// verification it skips. The config's ClientAuth is
 	// overridden; the node keeps a copy. TLS runs over Listener and
 	// Dial, when they are set.
 	TLS *tls.Config
@@ -297,6 +299,11 @@ func (o *Options) withDefaults() (Options, error) {
 			// nil is the system's roots: any public CA's certificate,
 			// issued to anyone, would pass for a node's.
 			return c, fmt.Errorf("%w: TLS names no CA (RootCAs or ClientCAs)", ErrInvalidOptions)
+		}
+		if c.TLS.InsecureSkipVerify && c.TLS.VerifyConnection == nil && c.TLS.VerifyPeerCertificate == nil {
+			// Whoever answered at a peer's address would get raft's
+			// traffic and could grant votes and acknowledge entries.
+			return c, fmt.Errorf("%w: TLS skips verifying the nodes dialed (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
 		}
 		c.TLS = c.TLS.Clone()
 	}

@@ -232,3 +232,26 @@ func TestTLS_OptionsNeedACA(t *testing.T) {
 	}
 	require.ErrorIs(t, err, ErrInvalidOptions)
 }
+
+// TestTLS_OptionsVerifyTheNodesDialed: a TLS config that skips the
+// verification of the node it dials (InsecureSkipVerify, with no
+// VerifyConnection or VerifyPeerCertificate of its own) would send raft's
+// traffic to, and take votes and acknowledgements from, whoever answers
+// at a peer's address: it is refused before anything opens.
+func TestTLS_OptionsVerifyTheNodesDialed(t *testing.T) {
+	cfg := newTestCA(t).config(t)
+	cfg.InsecureSkipVerify = true
+	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+		TLS: cfg, Engine: &engine.Options{}})
+	if err == nil {
+		n.Close()
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+
+	// Unless the config verifies them itself.
+	cfg.VerifyConnection = func(tls.ConnectionState) error { return nil }
+	n, err = Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+		TLS: cfg, Engine: &engine.Options{}})
+	require.NoError(t, err)
+	require.NoError(t, n.Close())
+}
