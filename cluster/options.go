@@ -206,7 +206,8 @@ type Options struct {
 	// which sign certificates for anyone), nor InsecureSkipVerify be set
 	// without a VerifyConnection or VerifyPeerCertificate that does the
 	// verification it skips. The config's ClientAuth is
-	// overridden; the node keeps a copy. TLS runs over Listener and
+	// overridden, as is that of the configs its GetConfigForClient
+	// returns; the node keeps a copy. TLS runs over Listener and
 	// Dial, when they are set.
 	TLS *tls.Config
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 )
 
@@ -17,12 +18,32 @@ import (
 
 // serverTLS returns the config a node serves its port with: cfg, asking
 // every connecting node for a certificate that ClientCAs (RootCAs when
-// unset) verifies.
+// unset) verifies. The configs cfg's GetConfigForClient returns, which
+// crypto/tls serves in its stead, ask for one too.
 func serverTLS(cfg *tls.Config) *tls.Config {
-	c := cfg.Clone()
+	c := requireClientCert(cfg.Clone(), nil)
+	if get := c.GetConfigForClient; get != nil {
+		cas := c.ClientCAs
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cc, err := get(hello)
+			if cc == nil || err != nil {
+				return cc, err // nil serves c
+			}
+			return requireClientCert(cc.Clone(), cas), nil
+		}
+	}
+	return c
+}
+
+// requireClientCert makes c ask for a client certificate that its
+// ClientCAs verifies; unset, they are its RootCAs, or else cas.
+func requireClientCert(c *tls.Config, cas *x509.CertPool) *tls.Config {
 	c.ClientAuth = tls.RequireAndVerifyClientCert
 	if c.ClientCAs == nil {
 		c.ClientCAs = c.RootCAs
+	}
+	if c.ClientCAs == nil {
+		c.ClientCAs = cas
 	}
 	return c
 }

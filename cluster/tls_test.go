@@ -255,3 +255,30 @@ func TestTLS_OptionsVerifyTheNodesDialed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, n.Close())
 }
+
+// TestTLS_ConfigForClientAsksForACertificateToo: a config that serves
+// each connection with the config its GetConfigForClient returns (to
+// reload certificates, say) still asks every connecting party for a
+// certificate the CA signed: a Remote with none gets nothing.
+func TestTLS_ConfigForClientAsksForACertificateToo(t *testing.T) {
+	ca := newTestCA(t)
+	cfg := ca.config(t)
+	served := cfg.Clone()
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return served, nil }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	n, err := openTLSNode(context.Background(), t.TempDir(), "a", ln, []Peer{{ID: "a", Addr: ln.Addr().String()}}, nil, cfg)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, n.Close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := NewRemoteTLS(ln.Addr().String(), ca.config(t))
+	_, err = r.Status(ctx)
+	r.Close()
+	require.NoError(t, err)
+
+	r = NewRemoteTLS(ln.Addr().String(), &tls.Config{RootCAs: ca.pool})
+	_, err = r.Status(ctx)
+	r.Close()
+	require.Error(t, err, "a Remote without a certificate was answered")
+}
