@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -140,4 +141,33 @@ func TestServe_ClusterOverTLS(t *testing.T) {
 	require.True(t, errors.As(err, &exit) && exit.ExitCode() == 1, "%v %s", err, out)
 	require.Contains(t, string(out), "holds no PEM certificate")
 	require.NoDirExists(t, filepath.Join(dir, "x"))
+}
+
+// TestServe_TLSCertificateMustNameTheRaftHost: the other nodes dial the
+// host of --raft and verify that the node's certificate names it; a
+// certificate that does not, or that --raft-tls-ca did not sign, would
+// leave the cluster without a leader and the node's log silent, so serve
+// refuses it at the start, saying why (exit 1, no folder made).
+func TestServe_TLSCertificateMustNameTheRaftHost(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	pki, other := filepath.Join(dir, "pki"), filepath.Join(dir, "other")
+	writeTestPKI(t, pki) // for 127.0.0.1
+	writeTestPKI(t, other)
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	require.NoError(t, err)
+	raft := "localhost:" + port
+	for want, flags := range map[string][]string{
+		"does not name localhost":     tlsFlags(pki),
+		"signed by unknown authority": append(tlsFlags(pki)[:4], "--raft-tls-ca", filepath.Join(other, "ca.pem")),
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, bin, append([]string{"serve", "--data", filepath.Join(dir, "x"), "--addr", "127.0.0.1:0",
+			"--raft", raft, "--peers", "n0=" + raft, "--node", "n0"}, flags...)...).CombinedOutput()
+		cancel()
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit) && exit.ExitCode() == 1, "%s: %v %s", want, err, out)
+		require.Contains(t, string(out), want)
+		require.NoDirExists(t, filepath.Join(dir, "x"))
+	}
 }

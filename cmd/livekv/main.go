@@ -296,7 +296,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if cf.tlsConfig, err = cf.tls.load(); err != nil {
+	if cf.tlsConfig, err = cf.tls.load(cf.raft); err != nil {
 		return err
 	}
 	cors, err := ops.corsOrigins()

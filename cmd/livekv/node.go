@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ type raftTLSFlags struct{ cert, key, ca string }
 func addRaftTLSFlags(fs *flag.FlagSet) *raftTLSFlags {
 	var t raftTLSFlags
 	fs.StringVar(&t.cert, "raft-tls-cert", "", "cluster mode: speak mutual TLS to the other nodes with this PEM certificate (chain) file, "+
-		"for server and client authentication, naming the host of --raft; needs --raft-tls-key and --raft-tls-ca, as does every node")
+		"for server and client authentication, naming the host of --raft (checked at the start); needs --raft-tls-key and --raft-tls-ca, as does every node")
 	fs.StringVar(&t.key, "raft-tls-key", "", "cluster mode: the PEM private key of --raft-tls-cert")
 	fs.StringVar(&t.ca, "raft-tls-ca", "", "cluster mode: the PEM certificate(s) of the CA that signed the nodes' certificates; a node shown no certificate it signed is refused")
 	return &t
@@ -46,8 +47,11 @@ func addRaftTLSFlags(fs *flag.FlagSet) *raftTLSFlags {
 func (t raftTLSFlags) set() bool { return t.cert != "" || t.key != "" || t.ca != "" }
 
 // load reads the files into a config for cluster.Options.TLS and
-// cluster.NewRemoteTLS; nil when no flag is given.
-func (t raftTLSFlags) load() (*tls.Config, error) {
+// cluster.NewRemoteTLS; nil when no flag is given. A node's raft address
+// (serve's --raft; "" for livekv cluster) is the one the other nodes dial:
+// its certificate must name its host, and the CA sign it for both usages,
+// or they refuse it.
+func (t raftTLSFlags) load(raft string) (*tls.Config, error) {
 	if !t.set() {
 		return nil, nil
 	}
@@ -66,7 +70,46 @@ func (t raftTLSFlags) load() (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("--raft-tls-ca: %s holds no PEM certificate", t.ca)
 	}
+	if raft != "" {
+		if err := checkNodeCert(cert, pool, raft); err != nil {
+			return nil, err
+		}
+	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// checkNodeCert checks that the other nodes, which dial raft and trust
+// the CAs of pool, would take cert, so that a node that cannot join its
+// cluster says why at its start, rather than nothing while it stays
+// without a leader.
+func checkNodeCert(cert tls.Certificate, pool *x509.CertPool, raft string) error {
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("--raft-tls-cert: %w", err)
+		}
+	}
+	opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool()}
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			opts.Intermediates.AddCert(c)
+		}
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		opts.KeyUsages = []x509.ExtKeyUsage{usage}
+		if _, err := leaf.Verify(opts); err != nil {
+			return fmt.Errorf("--raft-tls-cert: the other nodes would refuse it, verified with --raft-tls-ca: %w", err)
+		}
+	}
+	host, _, err := net.SplitHostPort(raft)
+	if err != nil {
+		return fmt.Errorf("--raft %s: %w", raft, err)
+	}
+	if err := leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("--raft-tls-cert does not name %s, the host of --raft that the other nodes dial and check it against: %w", host, err)
+	}
+	return nil
 }
 
 // check finds the cluster flags that make no sense together, or whose
@@ -258,7 +301,7 @@ func clusterCmd(args []string) error {
 	case *timeout <= 0:
 		return badUsage(fs, "--timeout must be positive")
 	}
-	tlsConfig, err := tlsFlags.load()
+	tlsConfig, err := tlsFlags.load("")
 	if err != nil {
 		return err
 	}
