@@ -171,3 +171,28 @@ func TestServe_TLSCertificateMustNameTheRaftHost(t *testing.T) {
 		require.NoDirExists(t, filepath.Join(dir, "x"))
 	}
 }
+
+// TestServe_TLSEncryptedKeyIsNamed: a --raft-tls-key that is encrypted
+// (PKCS #8 or the legacy Proc-Type header) cannot be read without its
+// passphrase, which serve does not ask for: it says the key is
+// encrypted, rather than that it cannot be parsed (exit 1).
+func TestServe_TLSEncryptedKeyIsNamed(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	pki := filepath.Join(dir, "pki")
+	writeTestPKI(t, pki)
+	raft := freeAddr(t)
+	for name, b := range map[string]*pem.Block{
+		"pkcs8":  {Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{0x30, 0}},
+		"legacy": {Type: "EC PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"}, Bytes: make([]byte, 16)},
+	} {
+		key := filepath.Join(dir, name+".pem")
+		require.NoError(t, os.WriteFile(key, pem.EncodeToMemory(b), 0o600))
+		out, err := exec.Command(bin, "serve", "--data", filepath.Join(dir, "x"), "--raft", raft, "--peers", "n0="+raft, "--node", "n0",
+			"--raft-tls-cert", filepath.Join(pki, "node.pem"), "--raft-tls-key", key, "--raft-tls-ca", filepath.Join(pki, "ca.pem")).CombinedOutput()
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit) && exit.ExitCode() == 1, "%s: %v %s", name, err, out)
+		require.Contains(t, string(out), "is encrypted", name)
+		require.NoDirExists(t, filepath.Join(dir, "x"))
+	}
+}

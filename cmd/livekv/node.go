@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,7 +39,7 @@ func addRaftTLSFlags(fs *flag.FlagSet) *raftTLSFlags {
 	var t raftTLSFlags
 	fs.StringVar(&t.cert, "raft-tls-cert", "", "cluster mode: speak mutual TLS to the other nodes with this PEM certificate (chain) file, "+
 		"for server and client authentication, naming the host of --raft (checked at the start); needs --raft-tls-key and --raft-tls-ca, as does every node")
-	fs.StringVar(&t.key, "raft-tls-key", "", "cluster mode: the PEM private key of --raft-tls-cert")
+	fs.StringVar(&t.key, "raft-tls-key", "", "cluster mode: the PEM private key of --raft-tls-cert, unencrypted")
 	fs.StringVar(&t.ca, "raft-tls-ca", "", "cluster mode: the PEM certificate(s) of the CA that signed the nodes' certificates; a node shown no certificate it signed is refused")
 	return &t
 }
@@ -59,6 +60,9 @@ func (t raftTLSFlags) load(raft string) (*tls.Config, error) {
 		return nil, errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
 	}
 	cert, err := tls.LoadX509KeyPair(t.cert, t.key)
+	if err != nil && encryptedKey(t.key) {
+		return nil, fmt.Errorf("--raft-tls-key: %s is encrypted, and livekv asks no passphrase: decrypt it (openssl pkey -in %[1]s -out FILE) into a file only the node's user can read", t.key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--raft-tls-cert, --raft-tls-key: %w", err)
 	}
@@ -76,6 +80,24 @@ func (t raftTLSFlags) load(raft string) (*tls.Config, error) {
 		}
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// encryptedKey reports whether the PEM file holds an encrypted private
+// key, which crypto/tls reports only as one it cannot parse.
+func encryptedKey(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			return false
+		}
+		if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+			return true
+		}
+	}
 }
 
 // checkNodeCert checks that the other nodes, which dial raft and trust
