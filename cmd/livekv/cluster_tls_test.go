@@ -196,3 +196,50 @@ func TestServe_TLSEncryptedKeyIsNamed(t *testing.T) {
 		require.NoDirExists(t, filepath.Join(dir, "x"))
 	}
 }
+
+// TestCluster_TLSMismatchSaysWhy: livekv cluster run without the
+// --raft-tls-* flags against a node that speaks TLS, or with them against
+// one that does not, is hung up on; with a certificate another CA signed
+// it is refused. Each error says which flags to look at, rather than
+// only EOF or a reset.
+func TestCluster_TLSMismatchSaysWhy(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	pki, other := filepath.Join(dir, "pki"), filepath.Join(dir, "other")
+	writeTestPKI(t, pki)
+	writeTestPKI(t, other)
+	raft := freeAddr(t)
+	s := runServe(t, bin, append([]string{"serve", "--data", filepath.Join(dir, "n0"), "--addr", "127.0.0.1:0", "--api-key", "k",
+		"--node", "n0", "--raft", raft, "--peers", "n0=" + raft, "--raft-profile", "lan"}, tlsFlags(pki)...)...)
+	defer s.stop(t)
+	// A node without TLS reads the handshake's first byte as a service
+	// it does not know, and hangs up.
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer plain.Close()
+	go func() {
+		for {
+			c, err := plain.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 1))
+			c.Close()
+		}
+	}()
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no TLS to a TLS node": {[]string{"--raft", raft}, "give --raft-tls-cert"},
+		"TLS to a node without": {append([]string{"--raft", plain.Addr().String()}, tlsFlags(pki)...),
+			"leave out the --raft-tls-* flags"},
+		"another CA's certificate": {append(append([]string{"--raft", raft}, tlsFlags(other)[:4]...), "--raft-tls-ca", filepath.Join(pki, "ca.pem")),
+			"refused --raft-tls-cert"},
+	} {
+		out, err := exec.Command(bin, append([]string{"cluster", "status", "--timeout", "5s"}, tc.args...)...).CombinedOutput()
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit) && exit.ExitCode() == 1, "%s: %v %s", name, err, out)
+		require.Contains(t, string(out), tc.want, name)
+	}
+}

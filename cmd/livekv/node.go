@@ -9,10 +9,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/livekv/livekv/adapter"
@@ -333,15 +335,35 @@ func clusterCmd(args []string) error {
 	defer cancel()
 	switch op {
 	case "remove":
-		return r.RemoveServer(ctx, id)
+		return explainTLS(r.RemoveServer(ctx, id), tlsConfig != nil)
 	case "transfer":
-		return r.TransferLeadership(ctx, id)
+		return explainTLS(r.TransferLeadership(ctx, id), tlsConfig != nil)
 	}
 	s, err := r.Status(ctx)
 	if err != nil {
-		return err
+		return explainTLS(err, tlsConfig != nil)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(s)
+}
+
+// explainTLS adds to err, a node's answer, what it shows when the
+// --raft-tls-* flags do not match the cluster's TLS: a node that hangs
+// up (one with TLS on a connection without, or one without TLS on a
+// handshake), or one that refuses the certificate shown.
+func explainTLS(err error, withTLS bool) error {
+	var op *net.OpError
+	switch {
+	case err == nil:
+		return nil
+	case withTLS && errors.As(err, &op) && op.Op == "remote error":
+		return fmt.Errorf("%w (the node refused --raft-tls-cert: it takes certificates that the CA of the cluster's nodes signed, for client authentication)", err)
+	case !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET):
+		return err
+	case withTLS:
+		return fmt.Errorf("%w (the node hung up: if the cluster's nodes speak no TLS, leave out the --raft-tls-* flags)", err)
+	default:
+		return fmt.Errorf("%w (the node hung up: if the cluster's nodes speak TLS, give --raft-tls-cert, --raft-tls-key and --raft-tls-ca)", err)
+	}
 }
