@@ -243,3 +243,15 @@ func TestCluster_TLSMismatchSaysWhy(t *testing.T) {
 		require.Contains(t, string(out), tc.want, name)
 	}
 }
+
+// TestCluster_TLSFlagsGoTogether: livekv cluster given some of the
+// --raft-tls-* flags, not all three, is a usage error (exit 2), as serve.
+func TestCluster_TLSFlagsGoTogether(t *testing.T) {
+	bin := build(t)
+	pki := filepath.Join(t.TempDir(), "pki")
+	writeTestPKI(t, pki)
+	out, err := exec.Command(bin, "cluster", "status", "--raft", freeAddr(t), "--raft-tls-ca", filepath.Join(pki, "ca.pem")).CombinedOutput()
+	var exit *exec.ExitError
+	require.True(t, errors.As(err, &exit) && exit.ExitCode() == 2, "%v %s", err, out)
+	require.Contains(t, string(out), "--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
+}

@@ -31,6 +31,10 @@ type clusterFlags struct {
 	tlsConfig                                 *tls.Config // tls loaded, once serve has checked the flags
 }
 
+// errTLSFlagsTogether is the usage error of some --raft-tls-* flags
+// given without the others.
+const errTLSFlagsTogether = "--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together"
+
 // raftTLSFlags are the files of mutual TLS between nodes
 // (cluster.Options.TLS): this node's certificate and key, and the CA that
 // signed every node's certificate. All three, or none.
@@ -49,6 +53,9 @@ func addRaftTLSFlags(fs *flag.FlagSet) *raftTLSFlags {
 // set reports whether any of the flags is given.
 func (t raftTLSFlags) set() bool { return t.cert != "" || t.key != "" || t.ca != "" }
 
+// partial reports whether some of the flags are given, not all three.
+func (t raftTLSFlags) partial() bool { return t.set() && (t.cert == "" || t.key == "" || t.ca == "") }
+
 // load reads the files into a config for cluster.Options.TLS and
 // cluster.NewRemoteTLS; nil when no flag is given. A node's raft address
 // (serve's --raft; "" for livekv cluster) is the one the other nodes dial:
@@ -58,8 +65,8 @@ func (t raftTLSFlags) load(raft string) (*tls.Config, error) {
 	if !t.set() {
 		return nil, nil
 	}
-	if t.cert == "" || t.key == "" || t.ca == "" {
-		return nil, errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
+	if t.partial() {
+		return nil, errors.New(errTLSFlagsTogether)
 	}
 	cert, err := tls.LoadX509KeyPair(t.cert, t.key)
 	if err != nil && encryptedKey(t.key) {
@@ -169,8 +176,8 @@ func (cf clusterFlags) check() error {
 	if cf.raft == "" {
 		return errors.New("cluster mode needs --raft HOST:PORT")
 	}
-	if cf.tls.set() && (cf.tls.cert == "" || cf.tls.key == "" || cf.tls.ca == "") {
-		return errors.New("--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together")
+	if cf.tls.partial() {
+		return errors.New(errTLSFlagsTogether)
 	}
 	if _, err := cf.joinList(); err != nil {
 		return err
@@ -324,6 +331,8 @@ func clusterCmd(args []string) error {
 		return badUsage(fs, fmt.Sprintf("%s: too many arguments (%d)", op, len(rest)-1))
 	case *timeout <= 0:
 		return badUsage(fs, "--timeout must be positive")
+	case tlsFlags.partial():
+		return badUsage(fs, errTLSFlagsTogether)
 	}
 	tlsConfig, err := tlsFlags.load("")
 	if err != nil {
