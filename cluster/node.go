@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -486,7 +487,8 @@ func retryable(err error, idempotent bool) bool {
 // followed) to add this node, first as a non-voter and, once it has
 // caught up, as a voter. A join the leader refuses (ErrInvalidOptions:
 // this node's address is a live member's, or this node is a voter that
-// lost its raft state) is not asked again.
+// lost its raft state) is not asked again, nor are addrs whose nodes all
+// show certificates this node does not verify (Options.TLS).
 //
 // A fresh node (no raft state when it opened) asks in two steps: to be
 // added as a non-voter, saying it is fresh, and then, once the leader has
@@ -515,10 +517,12 @@ func (n *Node) Join(ctx context.Context, addrs ...string) error {
 func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) error {
 	var last error
 	for {
+		asked, unverified := 0, 0 // unverified: the nodes asked that show a certificate this one does not verify
 		for _, a := range addrs {
 			if a == "" {
 				continue
 			}
+			asked++
 			_, err := followRedirects(a, func(addr string) error {
 				if dl, ok := ctx.Deadline(); ok {
 					req.Left = max(time.Until(dl), 1) // the leader waits no longer
@@ -532,7 +536,17 @@ func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) err
 			if errors.Is(err, ErrInvalidOptions) {
 				return fmt.Errorf("cluster: join: %w", err) // refused: asking again changes nothing
 			}
+			var verr *tls.CertificateVerificationError
+			if errors.As(err, &verr) {
+				unverified++
+			}
 			last = err
+		}
+		if asked > 0 && unverified == asked {
+			// No node that answers can be trusted (Options.TLS): a
+			// certificate that does not name the host dialed, or that
+			// another CA signed, is not mended by asking again.
+			return fmt.Errorf("cluster: join %v: the nodes there show certificates this node does not verify: %w", addrs, last)
 		}
 		select {
 		case <-ctx.Done():

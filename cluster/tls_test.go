@@ -369,3 +369,31 @@ func TestTLS_LeaderLostUnderWrites(t *testing.T) {
 	}
 	t.Logf("acknowledged %d (%d before the leader was lost), refused %d, uncertain %d", len(w.acked), before, len(w.refused), len(w.unknown))
 }
+
+// TestTLS_JoinToANodeItCannotVerifyFails: a node asked to join through
+// an address whose node shows a certificate it does not verify (one
+// that does not name the address's host) is told so at once, rather
+// than asking again until its context ends: no answer there can come.
+func TestTLS_JoinToANodeItCannotVerifyFails(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := openTLSNode(context.Background(), dir, "a", ln, []Peer{{ID: "a", Addr: ln.Addr().String()}}, nil, ca.config(t))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, a.Close()) }()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+
+	lb, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := openTLSNode(ctx, dir, "b", lb, nil, []string{"localhost:" + port}, ca.config(t)) // its certificate names 127.0.0.1
+	if err == nil {
+		b.Close()
+	}
+	var verr *tls.CertificateVerificationError
+	require.ErrorAs(t, err, &verr)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "the join was asked again until its time ran out")
+}
