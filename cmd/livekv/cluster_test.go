@@ -215,6 +215,8 @@ func TestServe_JoinWithSpaces(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), `"n2"`)
 	second.stop(t)
+	// serve logs raft's lines (throttled: raftLog).
+	require.Contains(t, stderr.String(), "raft: entering follower state")
 	first.stop(t)
 }
 

@@ -271,6 +271,9 @@ func openStore(ctx context.Context, dir string, eo engine.Options, cf clusterFla
 	}
 	o := &cluster.Options{NodeID: cf.node, RaftAddr: cf.raft, Profile: cluster.Profile(cf.profile),
 		LogStore: cluster.LogStore(cf.raftLog), LeaseReads: cf.leaseReads, TLS: cf.tlsConfig, Engine: &eo}
+	if eo.Logf != nil {
+		o.Logf = newRaftLog(eo.Logf).Logf // raft's lines, repeats throttled
+	}
 	if o.NodeID == "" {
 		o.NodeID = cf.raft
 	}
