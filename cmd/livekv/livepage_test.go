@@ -364,3 +364,44 @@ console.log(JSON.stringify({ lost, runs, left, asked: sent.get(ws).map((r) => r.
 `)
 	require.Equal(t, `{"lost":true,"runs":[1,2],"left":["1 failed: too large for the server"],"asked":["k2"]}`, out)
 }
+
+// TestLiveJS_SlowUpload: a request's wait for its reply starts once the
+// browser has sent it (its bytes left ws.bufferedAmount), so that a large
+// message on a slow uplink is not given up, and sent again, while it
+// still uploads; an upload that stops moving for the timeout is given up
+// as before, and the connection with it.
+func TestLiveJS_SlowUpload(t *testing.T) {
+	out := runLive(t, `
+const utf8 = (s) => new TextEncoder().encode(s).length;
+const live = new Live({ app: 'chat', timeout: 300 });
+await live.connect();
+const ws = sockets[0];
+const sent = [];
+ws.bufferedAmount = 0;
+ws.send = (m) => { sent.push(JSON.parse(m)); ws.bufferedAmount += utf8(m); };
+ws.readyState = 1;
+ws.onopen();
+const reply = live.set('k', 'x'.repeat(100000)).then(() => 'answered', (err) => err.message);
+// Uploads for 1 s, three times the timeout, then is answered.
+for (let i = 0; i < 10; i++) {
+  await tick(100);
+  ws.bufferedAmount = Math.max(0, ws.bufferedAmount - 10100);
+}
+await tick(100);
+ws.onmessage({ data: JSON.stringify({ code: 200, messageId: sent[0].messageId }) });
+const slow = await reply;
+if (slow !== 'answered') {
+  console.log(JSON.stringify({ slow, sends: sent.length }));
+  process.exit(0);
+}
+// An upload that stops: given up, and the connection too.
+let closed = false;
+ws.close = () => { closed = true; };
+const stuck = live.set('k', 'y'.repeat(100000)).catch((err) => err.message);
+const t0 = Date.now();
+const why = await stuck;
+console.log(JSON.stringify({ slow, sends: sent.length, why, closed, inTime: Date.now() - t0 < 1000 }));
+`)
+	require.Equal(t, `{"slow":"answered","sends":2,"why":"no answer from the server","closed":true,"inTime":true}`, out)
+}
+

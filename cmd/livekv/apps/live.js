@@ -16,7 +16,8 @@
 // with the connection leaves the client unsure whether the write happened.
 export class Live {
   // timeout is how long a request waits for its reply, in milliseconds,
-  // on a connection that stays open (a server that lost it, or is stuck):
+  // once the browser has sent it (or for its upload to move on), on a
+  // connection that stays open (a server that lost it, or is stuck):
   // then it fails as if the connection had gone, and an outbox sends the
   // write again.
   constructor({ app, onStatus, onChange, onReload, onOpen, timeout = 10000 }) {
@@ -134,8 +135,7 @@ export class Live {
     }
     let big = null;
     if (code === 1009) {
-      const size = (p) => (p.size ??= new TextEncoder().encode(p.data).length);
-      for (const p of this.pending.values()) if (!big || size(p) > size(big)) big = p;
+      for (const p of this.pending.values()) if (!big || p.size > big.size) big = p;
     }
     for (const p of this.pending.values()) {
       p.reject(p === big ? Object.assign(new Error('message too large for the server'), { code: 413 })
@@ -210,27 +210,54 @@ export class Live {
     const messageId = ++this.nextId;
     const ws = this.ws;
     const heard = this.heard;
+    const data = JSON.stringify({ ...req, messageId });
+    const size = encoder.encode(data).length; // as sent, in UTF-8
     return new Promise((resolve, reject) => {
+      let timer;
       // Unanswered in time: given up, with no code (a reply that comes
       // later is dropped) and marked unanswered, so that the write is
       // tried again. If nothing at all came meanwhile, the connection is
       // taken for dead (a network that changed under it can leave it
       // open for minutes) and a new one opened.
-      const timer = setTimeout(() => {
+      const expire = () => {
         if (!this.pending.delete(messageId)) return;
         reject(Object.assign(new Error('no answer from the server'), { unanswered: true, timedOut: true }));
         if (this.ws === ws && this.heard === heard) {
           this.closed(ws);
           ws.close();
         }
-      }, this.timeout);
+      };
       const settle = (fn) => (v) => {
         clearTimeout(timer);
         fn(v);
       };
-      const data = JSON.stringify({ ...req, messageId });
-      this.pending.set(messageId, { resolve: settle(resolve), reject: settle(reject), data });
-      this.ws.send(data);
+      const p = { size, resolve: settle(resolve), reject: settle(reject) };
+      this.pending.set(messageId, p);
+      // ws.queued counts the bytes handed to ws, this message's last:
+      // it has left the browser once all but bufferedAmount of them
+      // have. The wait for the reply starts then, so that a large
+      // message on a slow uplink is not given up while it uploads; an
+      // upload that does not move for the timeout is given up as well.
+      ws.queued = (ws.queued || 0) + size;
+      const mark = ws.queued;
+      ws.send(data);
+      const gone = () => ws.queued - (ws.bufferedAmount || 0);
+      let moved = gone();
+      let since = Date.now();
+      const upload = () => {
+        const now = gone();
+        if (now >= mark) {
+          timer = setTimeout(expire, this.timeout);
+          return;
+        }
+        if (now > moved) {
+          moved = now;
+          since = Date.now();
+        }
+        if (Date.now() - since >= this.timeout) expire();
+        else timer = setTimeout(upload, Math.min(250, this.timeout));
+      };
+      upload();
     });
   }
 
@@ -336,6 +363,8 @@ export class Live {
     this.loaded.push({ start, end, base });
   }
 }
+
+const encoder = new TextEncoder();
 
 // keyOrder compares two keys as the server orders them, by their UTF-8
 // bytes, which is the order of their code points. JavaScript's < compares
