@@ -405,3 +405,30 @@ console.log(JSON.stringify({ slow, sends: sent.length, why, closed, inTime: Date
 	require.Equal(t, `{"slow":"answered","sends":2,"why":"no answer from the server","closed":true,"inTime":true}`, out)
 }
 
+// TestLiveJS_MessageTooBigAfterItsTimeout: closed with 1009, the server
+// read a message over its limit, the largest sent on the connection. If
+// that request had already been given up (no answer in time), the
+// requests still in flight are not the culprit: none is refused as too
+// large, and the large one, sent again, is refused as too large without
+// closing the next connection too.
+func TestLiveJS_MessageTooBigAfterItsTimeout(t *testing.T) {
+	out := runLive(t, liveSocket+`
+live.timeout = 200;
+await live.connect();
+let ws = open();
+const big = live.set('big', 'é'.repeat(1100000)).catch((err) => ({ unanswered: err.unanswered }));
+await tick(150);
+note(ws, 'x', 1); // the connection is alive
+const first = await big;
+const small = live.get('k').catch((err) => ({ code: err.code, unanswered: err.unanswered }));
+ws.readyState = 3;
+ws.onclose({ code: 1009, reason: 'read limited at 2097153 bytes' });
+const innocent = await small;
+const again = live.set('big', 'é'.repeat(1100000)).catch((err) => err.code);
+await tick(400);
+ws = open();
+const refused = await again;
+console.log(JSON.stringify({ first, innocent, refused, asked: sent.get(ws).length }));
+`)
+	require.Equal(t, `{"first":{"unanswered":true},"innocent":{"unanswered":true},"refused":413,"asked":0}`, out)
+}

@@ -51,6 +51,7 @@ export class Live {
     this.heard = 0; // messages received
     this.nextId = 0;
     this.pending = new Map();
+    this.tooLarge = Infinity; // bytes of a message the server refused (see closed)
     this.backoff = 250;
     this.open = false;
     this.waiting = false; // a load waits for the server to serve it (onStatus 'waiting')
@@ -120,9 +121,13 @@ export class Live {
 
   // closed is the end of ws: its requests fail, and another connection
   // is tried. Closed with code 1009, the server read a message over its
-  // size limit (MaxMessageSize): the largest request in flight, as UTF-8,
-  // is refused as a 413 would be, rather than sent again on each new
-  // connection for ever; the others went with the connection.
+  // size limit (MaxMessageSize), and the largest sent on ws, in UTF-8, is
+  // at least as large: that request, if still in flight, is refused as a
+  // 413 would be, rather than sent again on each new connection for
+  // ever; the others went with the connection. A request given up
+  // before (no answer in time) may have been that one: so that it is
+  // not sent again, no message as large is sent from then on (tooLarge),
+  // each refused at once as too large.
   closed(ws, code) {
     if (this.ws !== ws) return;
     this.ws = null;
@@ -134,8 +139,9 @@ export class Live {
       this.ready = new Promise((resolve) => (this.markReady = resolve));
     }
     let big = null;
-    if (code === 1009) {
-      for (const p of this.pending.values()) if (!big || p.size > big.size) big = p;
+    if (code === 1009 && ws.largest) {
+      this.tooLarge = Math.min(this.tooLarge, ws.largest.size);
+      if (this.pending.get(ws.largest.messageId) === ws.largest) big = ws.largest;
     }
     for (const p of this.pending.values()) {
       p.reject(p === big ? Object.assign(new Error('message too large for the server'), { code: 413 })
@@ -212,6 +218,7 @@ export class Live {
     const heard = this.heard;
     const data = JSON.stringify({ ...req, messageId });
     const size = encoder.encode(data).length; // as sent, in UTF-8
+    if (size >= this.tooLarge) throw Object.assign(new Error('message too large for the server'), { code: 413 });
     return new Promise((resolve, reject) => {
       let timer;
       // Unanswered in time: given up, with no code (a reply that comes
@@ -231,8 +238,9 @@ export class Live {
         clearTimeout(timer);
         fn(v);
       };
-      const p = { size, resolve: settle(resolve), reject: settle(reject) };
+      const p = { messageId, size, resolve: settle(resolve), reject: settle(reject) };
       this.pending.set(messageId, p);
+      if (!ws.largest || size > ws.largest.size) ws.largest = p; // see closed
       // ws.queued counts the bytes handed to ws, this message's last:
       // it has left the browser once all but bufferedAmount of them
       // have. The wait for the reply starts then, so that a large
