@@ -215,6 +215,26 @@ console.log(JSON.stringify(got).replace(/[^ -~]/gu, (c) => '\\u{' + c.codePointA
 	require.Equal(t, `["k:\u{1d400}@1","q:@5","t:c@8"]`, out)
 }
 
+// TestLiveJS_UpTo: upTo(prefix), a range's end, is at or above every key
+// that starts with prefix as the server orders keys (their UTF-8 bytes),
+// those that go on past U+10FFFF too; a range to it takes in one key
+// more, upTo(prefix) itself, and a load skips the notifications of the
+// same keys.
+func TestLiveJS_UpTo(t *testing.T) {
+	out := runLive(t, `
+const { upTo, within } = await import('./live.js');
+const bytes = (s) => Buffer.from(s, 'utf8');
+const keys = ['p:', 'p:a', 'p:\uFFFF', 'p:\u{10FFFF}', 'p:\u{10FFFF}\u{10FFFF}x', 'p;', 'p;a', 'q'];
+const end = upTo('p:');
+const ranged = keys.filter((k) => Buffer.compare(bytes('p:'), bytes(k)) <= 0 && Buffer.compare(bytes(k), bytes(end)) <= 0);
+const skipped = keys.filter((k) => within(k, { start: 'p:', end }));
+const ends = [upTo('p\uD7FF'), upTo('p\u{10FFFF}'), upTo('\u{10FFFF}')];
+console.log(JSON.stringify({ ranged, skipped, ends }).replace(/[^ -~]/gu, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}'));
+`)
+	require.Equal(t, `{"ranged":["p:","p:a","p:\u{ffff}","p:\u{10ffff}","p:\u{10ffff}\u{10ffff}x","p;"],`+
+		`"skipped":["p:","p:a","p:\u{ffff}","p:\u{10ffff}","p:\u{10ffff}\u{10ffff}x","p;"],"ends":["p\u{e000}","q",null]}`, out)
+}
+
 // TestLiveJS_LoadAgainAfterADrop: a load cut by a drop is made again on
 // the next connection, where the page resumes, so that it does not keep
 // a range partly read; a busy server's refusal is tried again; other
@@ -431,4 +451,134 @@ const refused = await again;
 console.log(JSON.stringify({ first, innocent, refused, asked: sent.get(ws).length }));
 `)
 	require.Equal(t, `{"first":{"unanswered":true},"innocent":{"unanswered":true},"refused":413,"asked":0}`, out)
+}
+
+// chatHarness runs the chat page (chat.js) in Node, on a fake document
+// that counts what is done to it (dom: nodes made, and nodes put in or
+// taken out of a list) and a fake server (served) that holds keys,
+// ordered by their UTF-8 bytes as livekv orders them, and answers the
+// page's ranges and writes on its socket (serve).
+const chatHarness = `
+const dom = { made: 0, moved: 0 };
+class El {
+  constructor(tag) {
+    Object.assign(this, { tagName: tag, childNodes: [], parentNode: null, dataset: {}, attrs: {}, hidden: false,
+      textContent: '', className: '', scrollHeight: 0, scrollTop: 0, clientHeight: 0, value: '' });
+    this.classList = { add: (c) => { this.className += ' ' + c; } };
+  }
+  setAttribute(k, v) { this.attrs[k] = String(v); }
+  get children() { return this.childNodes; }
+  get firstChild() { return this.childNodes[0] ?? null; }
+  get nextSibling() { const c = this.parentNode?.childNodes; return c ? c[c.indexOf(this) + 1] ?? null : null; }
+  detach() { const c = this.parentNode.childNodes; c.splice(c.indexOf(this), 1); this.parentNode = null; }
+  remove() { if (this.parentNode) { dom.moved++; this.detach(); } }
+  insertBefore(n, ref) {
+    if (n.parentNode) n.detach();
+    dom.moved++;
+    const i = ref ? this.childNodes.indexOf(ref) : this.childNodes.length;
+    this.childNodes.splice(i, 0, n);
+    n.parentNode = this;
+    return n;
+  }
+  append(...ns) { for (const n of ns) this.insertBefore(n, null); }
+  replaceChildren(...ns) { while (this.childNodes.length) this.childNodes[0].remove(); this.append(...ns); }
+  before(...ns) { for (const n of ns) this.parentNode.insertBefore(n, this); }
+}
+const els = new Map();
+globalThis.document = {
+  title: '', body: new El('body'),
+  getElementById: (id) => els.get(id) ?? els.set(id, new El('div')).get(id),
+  createElement: (tag) => { dom.made++; return new El(tag); },
+};
+globalThis.addEventListener = () => {};
+globalThis.history = { pushState() {} };
+globalThis.location = { protocol: 'http:', host: 'x', hash: '#a' };
+globalThis.fetch = async () => ({ ok: true, json: async () => ({ token: 't' }) });
+const sockets = [];
+globalThis.WebSocket = class { static CONNECTING = 0; static OPEN = 1;
+  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
+  send(m) { this.sent.push(JSON.parse(m)); } close() {} };
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+const bytes = (s) => Buffer.from(s, 'utf8');
+const served = new Map(); // key -> value
+let revision = 0;
+const answered = new Set();
+const reply = (ws, req, r) => ws.onmessage({ data: JSON.stringify({ code: 200, messageId: req.messageId, revision, ...r }) });
+const serve = (ws) => {
+  for (const req of ws.sent) {
+    if (answered.has(req)) continue;
+    answered.add(req);
+    if (req.op === 5) {
+      const keys = [...served.keys()].sort((a, b) => Buffer.compare(bytes(a), bytes(b)))
+        .filter((k) => Buffer.compare(bytes(req.key), bytes(k)) <= 0 && (!req.endKey || Buffer.compare(bytes(k), bytes(req.endKey)) <= 0));
+      const records = keys.slice(0, req.limit || 100).map((key) => ({ key, value: served.get(key), revision: 1 }));
+      reply(ws, req, { records, count: records.length, truncated: keys.length > records.length });
+    } else if (req.op === 102) {
+      served.set(req.key, req.value);
+      reply(ws, req, { success: true, revision: ++revision });
+    } else throw new Error('op ' + req.op);
+  }
+};
+const note = (ws, key, value) => ws.onmessage({ data: JSON.stringify({ type: 'notification', key, value, revision: ++revision }) });
+const msg = (text, ts = 1.7e12) => JSON.stringify({ user: 'u', text, ts });
+// start opens the page on room a and serves its first loads.
+const start = async () => {
+  const page = import('./chat.js');
+  while (!sockets.length) await tick();
+  const ws = sockets[0];
+  ws.readyState = 1;
+  ws.onopen();
+  for (let i = 0; i < 5; i++) {
+    await tick();
+    serve(ws);
+  }
+  await page;
+  return ws;
+};
+const shown = () => document.getElementById('msglist').childNodes.filter((li) => li.dataset.key).map((li) => li.dataset.key);
+const pr = (v) => console.log(JSON.stringify(v).replace(/[^ -~]/gu, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}'));
+`
+
+// runChat runs script, after chatHarness, in Node, and returns what it
+// printed on its standard output.
+func runChat(t *testing.T, script string) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	require.NoError(t, err, "node is required")
+	dir := t.TempDir()
+	for _, f := range []struct{ from, to string }{{"apps/live.js", "live.js"}, {"apps/chat/chat.js", "chat.js"}} {
+		src, err := os.ReadFile(f.from)
+		require.NoError(t, err)
+		src = []byte(strings.Replace(string(src), "from '/live.js'", "from './live.js'", 1))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f.to), src, 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "t.mjs"), []byte(chatHarness+script), 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "t.mjs")
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s%s", out, stderr.String())
+	return strings.TrimSpace(string(out))
+}
+
+// TestChatJS_KeysPastTheLastCharacter: a room's messages are every key
+// that starts with its prefix, as the server orders keys (by their UTF-8
+// bytes), one that goes on past U+10FFFF too: a room loaded shows what
+// it shows live, no more (not the key right after the prefix's keys).
+func TestChatJS_KeysPastTheLastCharacter(t *testing.T) {
+	out := runChat(t, `
+served.set('chat:room:a', '{}');
+served.set('chat:msg:a:1-x', msg('x'));
+served.set('chat:msg:a:\u{10FFFF}\u{10FFFF}', msg('past', 1.7e12 + 1));
+served.set('chat:msg:a;', msg('next room', 1.7e12 + 2));
+const ws = await start();
+const loaded = shown();
+note(ws, 'chat:msg:a:\u{10FFFF}\u{10FFFF}live', msg('live', 1.7e12 + 3));
+pr({ loaded, live: shown() });
+`)
+	require.Equal(t, `{"loaded":["chat:msg:a:1-x","chat:msg:a:\u{10ffff}\u{10ffff}"],`+
+		`"live":["chat:msg:a:1-x","chat:msg:a:\u{10ffff}\u{10ffff}","chat:msg:a:\u{10ffff}\u{10ffff}live"]}`, out)
 }

@@ -399,9 +399,21 @@ function keyOrder(a, b) {
 // (null: no end), both included, as the server orders keys.
 export const within = (key, l) => keyOrder(l.start, key) <= 0 && (l.end === null || keyOrder(key, l.end) <= 0);
 
-// The end of a range of every key that starts with prefix: the highest
-// code point sorts after every character a key may hold.
-export const upTo = (prefix) => prefix + '\u{10FFFF}';
+// upTo is the end of a range of every key that starts with prefix: the
+// prefix with its last character made the next one ("room:" gives
+// "room;"), the least key above all of them; null (no end) for a prefix
+// of U+10FFFF alone. Not the prefix and U+10FFFF: the server orders keys
+// by their UTF-8 bytes, and a key that goes on past that character sorts
+// above it. A range's end is included: a page keeps, of the records, those
+// that start with prefix, leaving out upTo(prefix) itself.
+export function upTo(prefix) {
+  const chars = [...prefix];
+  while (chars.length) {
+    const c = chars.pop().codePointAt(0);
+    if (c < 0x10ffff) return chars.join('') + String.fromCodePoint(c === 0xd7ff ? 0xe000 : c + 1); // no surrogates
+  }
+  return null;
+}
 
 // store is localStorage, or nothing where a browser refuses it (full,
 // or disabled): the page works on, without keeping anything.

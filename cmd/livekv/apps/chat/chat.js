@@ -144,7 +144,7 @@ async function loadRooms() {
     // read again and applied again: the load skips its changes up to
     // this read.
     const reply = await live.load(start, upTo('chat:room:'), (records) => {
-      for (const r of records) rooms.add(r.key.slice('chat:room:'.length));
+      for (const r of records) if (r.key.startsWith('chat:room:')) rooms.add(r.key.slice('chat:room:'.length));
     });
     if (!reply.truncated || reply.records.length === 0) break;
     start = reply.records[reply.records.length - 1].key;
@@ -168,7 +168,7 @@ async function join(name, push) {
     const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
       if (room !== name) return;
       for (const r of records) {
-        const m = readMsg(r.value);
+        const m = r.key.startsWith(msgPrefix(name)) && readMsg(r.value);
         if (m) messages.set(r.key, m);
       }
     }, PAGE);
@@ -195,7 +195,7 @@ $('older').onclick = async () => {
     const reply = await live.range(cursor, upTo(msgPrefix(name)), PAGE + 1);
     if (room !== name) return;
     for (const r of reply.records) {
-      const m = r.key !== cursor && readMsg(r.value);
+      const m = r.key !== cursor && r.key.startsWith(msgPrefix(name)) && readMsg(r.value);
       if (m) messages.set(r.key, m);
     }
     pageRead(reply);

@@ -249,7 +249,7 @@ async function load() {
         // Every record, the last of the page before too, read again:
         // the load skips its changes up to this read.
         for (const r of records) {
-          const obj = readTodo(r.value);
+          const obj = r.key.startsWith(want) && readTodo(r.value); // not upTo(want)
           if (obj) server.set(r.key, { obj, rev: r.revision });
         }
       });
