@@ -582,3 +582,22 @@ pr({ loaded, live: shown() });
 	require.Equal(t, `{"loaded":["chat:msg:a:1-x","chat:msg:a:\u{10ffff}\u{10ffff}"],`+
 		`"live":["chat:msg:a:1-x","chat:msg:a:\u{10ffff}\u{10ffff}","chat:msg:a:\u{10ffff}\u{10ffff}live"]}`, out)
 }
+
+// TestChatJS_RoomsWithAColon: a room's messages are chat:msg:ROOM:INV-ID,
+// with no colon after the room's; those of a room "a:b" (which only the
+// API can make: the page takes colons out of names) are not room a's,
+// neither loaded nor live.
+func TestChatJS_RoomsWithAColon(t *testing.T) {
+	out := runChat(t, `
+served.set('chat:room:a', '{}');
+served.set('chat:room:a:b', '{}');
+served.set('chat:msg:a:1-x', msg('x'));
+served.set('chat:msg:a:b:1-y', msg('y'));
+const ws = await start();
+const loaded = shown();
+note(ws, 'chat:msg:a:b:2-z', msg('z'));
+note(ws, 'chat:msg:a:2-w', msg('w'));
+pr({ loaded, live: shown() });
+`)
+	require.Equal(t, `{"loaded":["chat:msg:a:1-x"],"live":["chat:msg:a:1-x","chat:msg:a:2-w"]}`, out)
+}

@@ -85,7 +85,7 @@ const live = new Live({
     if (key.startsWith('chat:room:') && value !== null) {
       rooms.add(key.slice('chat:room:'.length));
       renderRooms();
-    } else if (room && key.startsWith(msgPrefix(room))) {
+    } else if (room && inRoom(key, room)) {
       const m = value === null ? null : readMsg(value);
       if (m === null) messages.delete(key);
       else messages.set(key, m);
@@ -109,6 +109,11 @@ async function run(e) {
 const outbox = new Outbox({ live, name: 'chat', run, onChange: () => { renderRooms(); renderMessages(); } });
 
 const msgPrefix = (name) => `chat:msg:${name}:`;
+// inRoom says whether key is a message of the room name: its prefix, then
+// no colon. A room's prefix is also that of the rooms whose names go on
+// with a colon (chat:msg:a:b:... is room a:b's, which the API, not this
+// page, can make), whose messages its range reads too.
+const inRoom = (key, name) => key.startsWith(msgPrefix(name)) && !key.includes(':', msgPrefix(name).length);
 
 // readMsg reads a stored message, or gives null for a value that is not
 // one (not JSON, or without a time a date can hold, or without text, or
@@ -168,7 +173,7 @@ async function join(name, push) {
     const reply = await live.load(msgPrefix(name), upTo(msgPrefix(name)), (records) => {
       if (room !== name) return;
       for (const r of records) {
-        const m = r.key.startsWith(msgPrefix(name)) && readMsg(r.value);
+        const m = inRoom(r.key, name) && readMsg(r.value);
         if (m) messages.set(r.key, m);
       }
     }, PAGE);
@@ -195,7 +200,7 @@ $('older').onclick = async () => {
     const reply = await live.range(cursor, upTo(msgPrefix(name)), PAGE + 1);
     if (room !== name) return;
     for (const r of reply.records) {
-      const m = r.key !== cursor && r.key.startsWith(msgPrefix(name)) && readMsg(r.value);
+      const m = r.key !== cursor && inRoom(r.key, name) && readMsg(r.value);
       if (m) messages.set(r.key, m);
     }
     pageRead(reply);
