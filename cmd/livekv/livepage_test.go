@@ -557,6 +557,7 @@ func runChat(t *testing.T, script string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "t.mjs")
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TZ=UTC") // days begin where the tests expect
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -600,4 +601,36 @@ note(ws, 'chat:msg:a:2-w', msg('w'));
 pr({ loaded, live: shown() });
 `)
 	require.Equal(t, `{"loaded":["chat:msg:a:1-x"],"live":["chat:msg:a:1-x","chat:msg:a:2-w"]}`, out)
+}
+
+// TestChatJS_RenderOneMessage: a message that comes, or goes, changes
+// its own item in the list, not the whole list: the work done to the
+// page for it is the same in a room of 10 messages as in one of 200, so
+// that a flood of messages does not make every open page rebuild the
+// room for each. The list stays in the order of the messages' times.
+func TestChatJS_RenderOneMessage(t *testing.T) {
+	out := runChat(t, `
+const base = 1.7e12;
+const key = (i) => 'chat:msg:a:' + String(1e13 - base - i * 1000) + '-m' + i;
+const put = (i) => msg('m' + i, base + i * 1000);
+served.set('chat:room:a', '{}');
+for (let i = 0; i < 10; i++) served.set(key(i), put(i));
+const ws = await start();
+const cost = (f) => {
+  const before = dom.made + dom.moved;
+  f();
+  return dom.made + dom.moved - before;
+};
+const small = cost(() => note(ws, key(10), put(10)));
+for (let i = 11; i < 200; i++) note(ws, key(i), put(i));
+const large = cost(() => note(ws, key(200), put(200)));
+const middle = cost(() => note(ws, key(100.5), put(100.5)));
+const gone = cost(() => note(ws, key(50), null));
+const list = shown();
+const want = [];
+for (let i = 0; i <= 200; i++) if (i !== 50) want.push(key(i)), i === 100 && want.push(key(100.5));
+console.log(JSON.stringify({ same: small === large, middle: middle === small, gone: gone < small, days: document.getElementById('msglist').childNodes.length - list.length,
+  ordered: JSON.stringify(list) === JSON.stringify(want) }));
+`)
+	require.Equal(t, `{"same":true,"middle":true,"gone":true,"days":1,"ordered":true}`, out)
 }

@@ -244,6 +244,14 @@ const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numer
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 const SHOWN = 500; // characters of a long message shown
 
+// The list's items, made once and kept while they show the same: a
+// message's, key -> {li, src (its message, or its outbox entry's value),
+// look (what else it shows)}, and a day's heading, by day. A message that
+// comes or goes changes its own item only: a flood of them does not make
+// every open page rebuild the whole room for each.
+const items = new Map();
+const days = new Map();
+
 function renderMessages(toBottom) {
   const el = $('messages');
   const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
@@ -256,49 +264,40 @@ function renderMessages(toBottom) {
     }
   }
   all.sort((a, b) => (a.m.ts - b.m.ts) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  list.replaceChildren();
+  const want = [];
   let lastDay = null;
   for (const { key, m, e } of all) {
     const when = new Date(m.ts);
     const d = when.toDateString();
     if (d !== lastDay) {
       lastDay = d;
-      list.append(Object.assign(document.createElement('li'), { className: 'day', textContent: dayFmt.format(when) }));
+      if (!days.has(d)) days.set(d, Object.assign(document.createElement('li'), { className: 'day', textContent: dayFmt.format(when) }));
+      want.push(days.get(d));
     }
-    const li = document.createElement('li');
-    li.dataset.key = key;
     // Sent by this browser, and still what it sent (a value the page
     // wrote reads back, stringified, as it was written).
     const sent = own.get(key);
     const changed = !e && sent !== undefined && sent !== JSON.stringify(m);
     const mine = Boolean(e) || (sent !== undefined && !changed);
-    li.className = 'msg' + (mine ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
-    const meta = Object.assign(document.createElement('div'), { className: 'meta' });
-    const who = m.user ?? '';
-    meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine ? `${who} (you)` : who }));
-    const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
-    meta.append(time);
-    if (changed) meta.append(Object.assign(document.createElement('span'), { className: 'edited', textContent: 'changed since you sent it' }));
-    const text = m.text;
-    const body = Object.assign(document.createElement('div'), { className: 'text',
-      textContent: text.length > SHOWN ? `${text.slice(0, SHOWN)}… (${text.length.toLocaleString()} characters)` : text });
-    li.append(meta, body);
-    if (e && e.state === 'failed') {
-      const why = Object.assign(document.createElement('div'), { className: 'note failed-note' });
-      why.append(Object.assign(document.createElement('span'), { textContent: `Not sent: ${e.reason}${e.unsaved ? unsavedNote : ''}` }),
-        button('Retry', () => outbox.retry(e.id)),
-        button('Edit', () => {
-          $('text').value = text;
-          outbox.remove(e.id);
-          $('text').focus();
-        }),
-        button('Discard', () => outbox.remove(e.id)));
-      li.append(why);
-    } else if (e) {
-      li.append(Object.assign(document.createElement('div'), { className: 'note pending-note',
-        textContent: (live.open ? 'sending…' : 'waiting for the connection…') + (e.unsaved ? unsavedNote : '') }));
+    const src = e ? e.value : m;
+    const look = JSON.stringify([mine, changed, e && [e.id, e.state, e.reason, e.unsaved, live.open]]);
+    let item = items.get(key);
+    if (!item || item.src !== src || item.look !== look) {
+      item = { li: messageItem(key, m, e, mine, changed), src, look };
+      items.set(key, item);
     }
-    list.append(li);
+    want.push(item.li);
+  }
+  // The items no longer shown go; the others are put in order, those out
+  // of place moved.
+  const wanted = new Set(want);
+  for (const [key, item] of items) if (!wanted.has(item.li)) items.delete(key);
+  for (const [d, li] of days) if (!wanted.has(li)) days.delete(d);
+  for (const li of [...list.children]) if (!wanted.has(li)) li.remove();
+  let next = list.firstChild;
+  for (const li of want) {
+    if (li === next) next = li.nextSibling;
+    else list.insertBefore(li, next);
   }
   $('empty').hidden = all.length > 0;
   $('empty').textContent = room ? `No messages in #${room} yet. Say hello!` : 'Pick a room, or create one, to start talking.';
@@ -310,6 +309,41 @@ function renderMessages(toBottom) {
   if (failed) parts.push(`${failed} not sent`);
   $('outbox').textContent = parts.join(' · ');
   $('outbox').hidden = parts.length === 0;
+}
+
+// messageItem makes the list's item of the message m under key; e is its
+// outbox entry while it is not sent.
+function messageItem(key, m, e, mine, changed) {
+  const when = new Date(m.ts);
+  const li = document.createElement('li');
+  li.dataset.key = key;
+  li.className = 'msg' + (mine ? ' own' : '') + (e ? ` ${e.state === 'failed' ? 'failed' : 'pending'}` : '');
+  const meta = Object.assign(document.createElement('div'), { className: 'meta' });
+  const who = m.user ?? '';
+  meta.append(Object.assign(document.createElement('span'), { className: 'who', textContent: mine ? `${who} (you)` : who }));
+  const time = Object.assign(document.createElement('time'), { textContent: timeFmt.format(when), dateTime: when.toISOString(), title: fullFmt.format(when) });
+  meta.append(time);
+  if (changed) meta.append(Object.assign(document.createElement('span'), { className: 'edited', textContent: 'changed since you sent it' }));
+  const text = m.text;
+  const body = Object.assign(document.createElement('div'), { className: 'text',
+    textContent: text.length > SHOWN ? `${text.slice(0, SHOWN)}… (${text.length.toLocaleString()} characters)` : text });
+  li.append(meta, body);
+  if (e && e.state === 'failed') {
+    const why = Object.assign(document.createElement('div'), { className: 'note failed-note' });
+    why.append(Object.assign(document.createElement('span'), { textContent: `Not sent: ${e.reason}${e.unsaved ? unsavedNote : ''}` }),
+      button('Retry', () => outbox.retry(e.id)),
+      button('Edit', () => {
+        $('text').value = text;
+        outbox.remove(e.id);
+        $('text').focus();
+      }),
+      button('Discard', () => outbox.remove(e.id)));
+    li.append(why);
+  } else if (e) {
+    li.append(Object.assign(document.createElement('div'), { className: 'note pending-note',
+      textContent: (live.open ? 'sending…' : 'waiting for the connection…') + (e.unsaved ? unsavedNote : '') }));
+  }
+  return li;
 }
 
 function button(label, onclick) {
