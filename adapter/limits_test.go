@@ -184,7 +184,10 @@ func TestWS_BusyPeerAnswersPings(t *testing.T) {
 // it is alive, and gets its whole reply, while the unread rest of the
 // reply holds back the server's pings.
 func TestWS_SlowReaderOfLargeReply(t *testing.T) {
-	f := newFixture(t, &adapter.Options{PingInterval: 400 * time.Millisecond})
+	// An interval with room for a loaded machine: a pong waits behind what
+	// the sockets hold, about 130 KiB here, an eighth of a second, where
+	// the reply takes twice the interval.
+	f := newFixture(t, &adapter.Options{PingInterval: time.Second})
 	value := strings.Repeat("x", 1000<<10)
 	for i := range 2 {
 		_, err := f.db.Set(fmt.Sprintf("big:%d", i), value, nil)
@@ -197,7 +200,7 @@ func TestWS_SlowReaderOfLargeReply(t *testing.T) {
 	require.Equal(t, false, r["truncated"])
 	// It then reads at its ease, and answers pings.
 	for range 3 {
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(time.Second)
 		require.Equal(t, 404.0, c.call(m{"op": 1, "key": "none"})["code"])
 	}
 	require.Zero(t, f.a.Stats().DeadPeers)
