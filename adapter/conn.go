@@ -730,7 +730,16 @@ func (c *conn) forward(id int64, tagged bool, sub subscription) {
 // If the message waits SlowClientTimeout, for the budget and the queue
 // together, the client is not reading: the connection is closed with
 // 1008 and false returned.
+//
+// A connection closing for cause queues nothing more (false): the close
+// lets the writer drain what was queued before, and meanwhile a stream
+// of writes would keep its forwarders queuing notifications of changes
+// made after it began to close (after its token expired, say), and
+// requests under way their answers.
 func (c *conn) send(v any) bool {
+	if c.failed.Load() {
+		return false
+	}
 	deadline := time.Now().Add(c.a.opts.SlowClientTimeout)
 	var b []byte
 	bound, known := encodedBound(v)

@@ -3,6 +3,8 @@ package adapter_test
 import (
 	"fmt"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,4 +195,51 @@ func TestWS_TokenResumeFromAheadCloses(t *testing.T) {
 		require.Contains(t, fmt.Sprint(r), "the newest is 1", path)
 		require.Equal(t, websocket.StatusPolicyViolation, c.closeStatus(), path)
 	}
+}
+
+// TestWS_TokenExpiryNotifiesNothingAfter: a connection whose token
+// expires while writes stream, its client reading behind them, is sent
+// what was queued before, and no notification of a write committed once
+// it is closing. Before, the forwarders went on queuing for as long as
+// the close waited for the queue to drain (up to a second): the client
+// went on being told of writes after its token had expired.
+func TestWS_TokenExpiryNotifiesNothingAfter(t *testing.T) {
+	var offset atomic.Int64 // the token clock's lead on the real one
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	f := newFixture(t, &adapter.Options{Now: now, MaxQueuedBytes: 256 << 10, SlowClientTimeout: time.Minute})
+	code, body := f.rest("POST", "/token/websocket", apiKey, `{"subscribePatterns":["n:*"]}`)
+	require.Equal(t, 200, code, "%v", body)
+	expires, err := time.Parse(time.RFC3339, body["expiresAt"].(string))
+	require.NoError(t, err)
+	offset.Store(int64(time.Until(expires.Add(-300 * time.Millisecond)))) // it expires in 300ms
+	c := f.dialSlow("token="+url.QueryEscape(body["token"].(string)), 4<<20)
+
+	// Writes stream faster than the client reads, until 20 have been
+	// committed after the connection began to close.
+	value := strings.Repeat("v", 16<<10)
+	first := -1 // the first write committed once it was closing
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; first < 0 || i < first+20; i++ {
+		require.True(t, time.Now().Before(deadline), "the connection never began to close")
+		if first < 0 && adapter.Failing(f.a) {
+			first = i
+		}
+		_, err := f.db.Set(fmt.Sprintf("n:%d", i), value, nil)
+		require.NoError(t, err)
+		time.Sleep(2 * time.Millisecond)
+	}
+	notified := 0
+	for {
+		n, err := c.tryRead(10 * time.Second)
+		if err != nil {
+			require.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "%v", err)
+			break
+		}
+		var i int
+		_, err = fmt.Sscanf(n["key"].(string), "n:%d", &i)
+		require.NoError(t, err)
+		require.Less(t, i, first, "a write committed after the connection began to close is notified")
+		notified++
+	}
+	require.Positive(t, notified, "what was queued before is sent")
 }
