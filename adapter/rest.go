@@ -218,7 +218,8 @@ func (a *Adapter) serveToken(w http.ResponseWriter, r *http.Request) {
 // IssueToken returns a token for cfg, as POST /token/websocket does, for a
 // server that hands scoped tokens to its own pages without giving them the
 // API key, and the instant it expires: TokenTTL from now, rounded up to a
-// whole second.
+// whole second. A config whose token would be longer than MaxTokenSize,
+// which a handshake could not carry, gets ErrTokenTooLarge.
 func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, err error) {
 	if err := a.checkTokenConfig(&cfg); err != nil {
 		return "", time.Time{}, err
@@ -237,7 +238,14 @@ func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, 
 	}
 	token, err = signToken(a.opts.TokenSecret, claims{Version: tokenVersion, TokenConfig: cfg, Expires: sec,
 		ID: base64.RawURLEncoding.EncodeToString(id[:])})
-	return token, time.Unix(sec, 0), err
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if len(token) > MaxTokenSize {
+		return "", time.Time{}, fmt.Errorf("%w: %d bytes, at most %d: give fewer or shorter subscribe keys and patterns",
+			ErrTokenTooLarge, len(token), MaxTokenSize)
+	}
+	return token, time.Unix(sec, 0), nil
 }
 
 // checkTokenConfig refuses what a token may not carry.

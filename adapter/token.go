@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -93,14 +94,29 @@ func verifyToken(secret []byte, token string, now time.Time, maxLen int) (claims
 	return c, nil
 }
 
+// MaxTokenSize is the most bytes a token may have: IssueToken refuses a
+// config whose token would be longer, with ErrTokenTooLarge. A token
+// travels in the WebSocket handshake's URL (or a header), and an
+// http.Server with the default MaxHeaderBytes refuses a request whose
+// line and headers pass 1 MiB: this leaves the rest of the request
+// 64 KiB. At the default MaxPatterns a token stays far below it
+// (maxTokenLen); a MaxPatterns raised several times over lets a config
+// pass it.
+const MaxTokenSize = http.DefaultMaxHeaderBytes - 64<<10
+
+// ErrTokenTooLarge is returned by IssueToken for a config whose token
+// would be longer than MaxTokenSize.
+var ErrTokenTooLarge = errors.New("adapter: token too large")
+
 // maxTokenLen bounds what verifyToken decodes: the longest token
 // IssueToken makes with at most maxPatterns subscribe keys and patterns.
 // Each of them, and the access pattern, is at most pattern.DefaultMaxLen
 // bytes, which JSON may escape to six times as many (&, <, >, control
 // characters), in quotes, and base64 makes a third longer; the rest of
-// the claims and the signature take far less than 1 KiB.
+// the claims and the signature take far less than 1 KiB. It is never
+// over MaxTokenSize.
 func maxTokenLen(maxPatterns int) int {
-	return max(64<<10, (maxPatterns+1)*(6*pattern.DefaultMaxLen+3)*4/3+1024)
+	return min(MaxTokenSize, max(64<<10, (maxPatterns+1)*(6*pattern.DefaultMaxLen+3)*4/3+1024))
 }
 
 // tokenEncoding decodes a token's parts. Strict refuses final bits that

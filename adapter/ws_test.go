@@ -308,6 +308,47 @@ func TestWS_TokenOfMaxPatternsLongKeys(t *testing.T) {
 	require.Equal(t, keys[1], d.note()["key"])
 }
 
+// TestIssueToken_FitsTheHandshake: every token IssueToken issues, the
+// largest included, fits in the handshake of a server with net/http's
+// default limits; a config whose token would not is refused, by
+// IssueToken and by POST /token/websocket alike. Before, a large
+// MaxPatterns let it issue a token of 2 MiB, which the server itself
+// refused with 431.
+func TestIssueToken_FitsTheHandshake(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxPatterns: 1024, MaxConnPatterns: 1024})
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%04d", i) + strings.Repeat("&", 252) // 256 bytes, each & six in the claims
+	}
+	// The most keys whose token is issued, found by bisection.
+	var largest string
+	lo, hi := 1, len(keys)+1 // issued with lo keys; not with hi, or hi is past them all
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		tok, _, err := f.a.IssueToken(adapter.TokenConfig{SubscribeKeys: keys[:mid]})
+		if err != nil {
+			require.ErrorIs(t, err, adapter.ErrTokenTooLarge)
+			hi = mid
+			continue
+		}
+		lo, largest = mid, tok
+	}
+	require.Less(t, lo, len(keys), "a token of 1024 keys of 256 bytes would not fit")
+	require.LessOrEqual(t, len(largest), adapter.MaxTokenSize)
+	_, _, err := f.a.IssueToken(adapter.TokenConfig{SubscribeKeys: keys[:lo+1]})
+	require.ErrorIs(t, err, adapter.ErrTokenTooLarge)
+
+	c := f.dial("token=" + url.QueryEscape(largest))
+	require.Equal(t, 200.0, c.call(m{"op": 2, "key": keys[lo-1], "value": "v"})["code"])
+	require.Equal(t, keys[lo-1], c.note()["key"])
+
+	cfg, err := json.Marshal(adapter.TokenConfig{SubscribeKeys: keys})
+	require.NoError(t, err)
+	code, body := f.rest("POST", "/token/websocket", apiKey, string(cfg))
+	require.Equal(t, http.StatusBadRequest, code, "%v", body)
+	require.Contains(t, body["error"], "token too large")
+}
+
 func TestWS_Auth(t *testing.T) {
 	clock := time.Now()
 	now := func() time.Time { return clock }
