@@ -223,6 +223,7 @@ func TestWS_TokenValidForItsWholeTTL(t *testing.T) {
 		{2 * time.Hour, time.Unix(1_800_000_000+7201, 0)},
 		{300 * time.Millisecond, time.Unix(1_800_000_001, 0)},
 		{400 * time.Millisecond, time.Unix(1_800_000_001, 0)}, // a whole second: itself
+		{1500 * time.Millisecond, time.Unix(1_800_000_003, 0)},
 	} {
 		var clock atomic.Int64 // unix nanoseconds, read by the connections too
 		clock.Store(issued.UnixNano())
@@ -247,6 +248,33 @@ func TestWS_TokenValidForItsWholeTTL(t *testing.T) {
 			}
 			require.Equal(t, at.want, resp.StatusCode, "TTL %v, at issued + %v", tc.ttl, at.clock.Sub(issued))
 		}
+	}
+}
+
+// TestWS_TokenExpiryByTheServingClock: a token is judged by the clock
+// of the server it is used on, which may not be the one that issued it:
+// servers sharing TokenSecret accept each other's tokens, and one whose
+// clock is ahead refuses a token that much early.
+func TestWS_TokenExpiryByTheServingClock(t *testing.T) {
+	secret := []byte("a secret shared by the servers")
+	issued := time.Unix(1_800_000_000, 0)
+	clock := func(skew time.Duration) func() time.Time { return func() time.Time { return issued.Add(skew) } }
+	issuer := newFixture(t, &adapter.Options{TokenSecret: secret, TokenTTL: time.Minute, Now: clock(0)})
+	tok := url.QueryEscape(issuer.token(`{}`))
+	for _, tc := range []struct {
+		skew time.Duration
+		want int
+	}{
+		{-time.Hour, http.StatusSwitchingProtocols},
+		{59 * time.Second, http.StatusSwitchingProtocols},
+		{time.Minute, http.StatusUnauthorized}, // ahead by the TTL: expired as it is issued
+	} {
+		f := newFixture(t, &adapter.Options{TokenSecret: secret, TokenTTL: time.Minute, Now: clock(tc.skew)})
+		ws, resp, err := f.dialRaw("token="+tok, nil)
+		if err == nil {
+			ws.CloseNow()
+		}
+		require.Equal(t, tc.want, resp.StatusCode, "clock ahead by %v", tc.skew)
 	}
 }
 
