@@ -112,7 +112,8 @@ type Options struct {
 
 	// MaxPatterns bounds the subscribe keys and patterns of a token, or of
 	// one subscribe message: over it, 400. Default 64. Each pattern is also
-	// limited to pattern.DefaultMaxLen bytes.
+	// limited to pattern.DefaultMaxLen bytes. A token is also refused more
+	// than MaxConnPatterns, which each of its connections holds.
 	MaxPatterns int
 
 	// MaxSubscriptions bounds the subscriptions one connection holds at

@@ -250,8 +250,13 @@ func (a *Adapter) IssueToken(cfg TokenConfig) (token string, expires time.Time, 
 
 // checkTokenConfig refuses what a token may not carry.
 func (a *Adapter) checkTokenConfig(tc *TokenConfig) error {
-	if n := len(tc.SubscribeKeys) + len(tc.SubscribePatterns); n > a.opts.MaxPatterns {
+	switch n := len(tc.SubscribeKeys) + len(tc.SubscribePatterns); {
+	case n > a.opts.MaxPatterns:
 		return fmt.Errorf("%d subscribe keys and patterns, at most %d", n, a.opts.MaxPatterns)
+	case n > a.opts.MaxConnPatterns:
+		// Each connection made with the token holds them all: none
+		// could.
+		return fmt.Errorf("%d subscribe keys and patterns, more than a connection holds (MaxConnPatterns, %d)", n, a.opts.MaxConnPatterns)
 	}
 	for _, k := range tc.SubscribeKeys {
 		if k == "" || len(k) > pattern.DefaultMaxLen {

@@ -251,6 +251,24 @@ func TestWS_TokenValidForItsWholeTTL(t *testing.T) {
 	}
 }
 
+// TestIssueToken_NoMoreKeysThanAConnectionHolds: a token's subscribe
+// keys and patterns are held by each of its connections, so a token with
+// more than MaxConnPatterns of them is refused when asked for, not
+// issued to have every connection made with it refused (429, then closed
+// with 1008).
+func TestIssueToken_NoMoreKeysThanAConnectionHolds(t *testing.T) {
+	f := newFixture(t, &adapter.Options{MaxPatterns: 8, MaxConnPatterns: 4})
+	tok, _, err := f.a.IssueToken(adapter.TokenConfig{SubscribeKeys: []string{"a", "b"}, SubscribePatterns: []string{"c:*", "d:*"}})
+	require.NoError(t, err)
+	c := f.dial("token=" + url.QueryEscape(tok))
+	require.Equal(t, 404.0, c.call(m{"op": 1, "key": "a"})["code"])
+
+	_, _, err = f.a.IssueToken(adapter.TokenConfig{SubscribeKeys: []string{"a", "b", "e"}, SubscribePatterns: []string{"c:*", "d:*"}})
+	require.ErrorContains(t, err, "MaxConnPatterns")
+	code, body := f.rest("POST", "/token/websocket", apiKey, `{"subscribeKeys":["a","b","e"],"subscribePatterns":["c:*","d:*"]}`)
+	require.Equal(t, http.StatusBadRequest, code, "%v", body)
+}
+
 // TestWS_TokenExpiryByTheServingClock: a token is judged by the clock
 // of the server it is used on, which may not be the one that issued it:
 // servers sharing TokenSecret accept each other's tokens, and one whose
