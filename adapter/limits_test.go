@@ -228,7 +228,9 @@ func TestWS_DeadPeerMidReply(t *testing.T) {
 // slowly, for several ping intervals, can answer no ping meanwhile; the
 // bytes of its message, arriving all along, say that it is alive.
 func TestWS_SlowSenderOfLargeMessage(t *testing.T) {
-	f := newFixture(t, &adapter.Options{PingInterval: 200 * time.Millisecond})
+	// Parts of 16 KiB arrive every 60 ms or so: eight to an interval,
+	// room for a loaded machine; the upload takes four intervals.
+	f := newFixture(t, &adapter.Options{PingInterval: 500 * time.Millisecond})
 	c := f.dialSlow("apiKey="+apiKey, 256<<10)
 	value := strings.Repeat("x", 512<<10) // about 2 s to send
 	require.Equal(t, 200.0, c.call(m{"op": 2, "key": "big", "value": value})["code"])
