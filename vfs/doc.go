@@ -12,8 +12,8 @@
 // it is a ReaderFS, as OSFS and MemFS are, or else from its ReadFile.
 //
 // MemFS is an in-memory file system for tests. It remembers what was
-// synced, so that Crash and CrashZeroFilled can return what a restart
-// after power loss would find (and CrashEach, with KeepBySeed, what one
+// synced, its folders' entries included, so that Crash and
+// CrashZeroFilled can return what a restart after power loss would find (and CrashEach, with KeepBySeed, what one
 // finds when the disk wrote back more of some files than of others), and FailAt makes the k-th mutating
 // operation (a write, a sync, a rename...) fail with ErrInjected. A test passes one as
 // engine's Options.FS:

@@ -16,10 +16,23 @@ import (
 // MemFS is an in-memory FS for tests. It remembers what was synced, so
 // that Crash can keep only what a real disk would keep after power loss,
 // and it can fail the k-th mutating operation.
+//
+// Its folders are as a disk's: MkdirAll makes them, and each one's entry
+// in its parent, like a file's, is durable only once the parent is
+// synced (SyncDir); a crash that loses a folder loses all under it. List
+// of a missing folder fails, and Remove removes an empty one. A file
+// made in a folder that does not exist (Create, Rename, WriteFile) makes
+// it, and its parents, durable, as if they had always been there: a
+// convenience for tests, where the operating system would fail. Folders
+// are not renamed.
 type MemFS struct {
 	mu     sync.Mutex // guards everything below
 	files  map[string]*memFile
 	synced map[string]*memFile // directory entries as of the last SyncDir of their directory
+	// folders are the folders that exist (by clean path), syncedFolders
+	// those whose entries are durable, as of the last SyncDir of their
+	// parents. The root ("." or "/") always exists.
+	folders, syncedFolders map[string]bool
 	// journal holds the creates, renames and removes not yet made durable
 	// by a SyncDir, in order: a crash may keep the first of them (a file
 	// system's journal commits them in order, a directory synced or not).
@@ -44,22 +57,29 @@ type memFile struct {
 }
 
 // dirOp is a create (from "", f the new file), a rename (f the file) or a
-// remove (to "") of a directory entry.
+// remove (to "") of a directory entry; with folder, the making (from "")
+// or the removal (to "") of a folder.
 type dirOp struct {
 	from, to string
 	f        *memFile
+	folder   bool
 }
+
+// errNotEmpty is why a folder that holds files or folders is not removed.
+var errNotEmpty = errors.New("directory not empty")
 
 // ErrInjected is the error MemFS injects.
 var ErrInjected = errors.New("vfs: injected I/O error")
 
 // NewMemFS returns an empty MemFS.
 func NewMemFS() *MemFS {
-	return &MemFS{files: map[string]*memFile{}, synced: map[string]*memFile{}, locks: map[string]bool{}}
+	return &MemFS{files: map[string]*memFile{}, synced: map[string]*memFile{},
+		folders: map[string]bool{}, syncedFolders: map[string]bool{}, locks: map[string]bool{}}
 }
 
 // FailAt makes the k-th mutating operation from now (write, sync,
-// truncate, create, rename, remove, directory sync) fail with ErrInjected;
+// truncate, create, rename, remove, the making of a folder, directory
+// sync) fail with ErrInjected;
 // with always, every one after it fails too. k 0 turns failures off. A
 // Sync that fails loses what it was to write, as Linux does: no later
 // Sync of the file writes it, and after a crash it reads as zeros.
@@ -93,7 +113,9 @@ func (m *MemFS) op() error {
 // file with its synced contents plus the same fraction of what was
 // written after its last sync (after a truncate since, if the crash keeps
 // any of it: the truncate too). Crash(0) keeps only what was synced,
-// Crash(1) all that the OS held.
+// Crash(1) all that the OS held. The making and removal of folders are
+// directory entries as the creates and removes of files are; what is in
+// a folder whose entry the crash lost is lost with it.
 func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, false) }
 
 // CrashZeroFilled is Crash on a disk that kept each file's length but not
@@ -124,13 +146,41 @@ func (m *MemFS) crashEach(keepOf func(name string) float64, zeroFill bool) *MemF
 	for name, f := range m.synced {
 		entries[name] = f
 	}
+	folders := make(map[string]bool, len(m.syncedFolders))
+	for d := range m.syncedFolders {
+		folders[d] = true
+	}
 	for _, op := range m.journal[:int(float64(len(m.journal))*keepOf(""))] {
+		if op.folder {
+			delete(folders, op.from)
+			if op.to != "" {
+				folders[op.to] = true
+			}
+			continue
+		}
 		delete(entries, op.from)
 		if op.to != "" {
 			entries[op.to] = op.f
 		}
 	}
+	// in tells whether every folder that name is in survived.
+	in := func(name string) bool {
+		for d := path.Dir(path.Clean(name)); !isRoot(d); d = path.Dir(d) {
+			if !folders[d] {
+				return false
+			}
+		}
+		return true
+	}
+	for d := range folders {
+		if in(d) {
+			c.folders[d], c.syncedFolders[d] = true, true
+		}
+	}
 	for name, f := range entries {
+		if !in(name) {
+			continue
+		}
 		keepUnsynced := keepOf(name)
 		data := append([]byte(nil), f.synced...)
 		from := len(f.synced) // what was written after the sync starts here
@@ -165,8 +215,11 @@ func (m *MemFS) Create(name string) (File, error) {
 	if err := m.op(); err != nil {
 		return nil, err
 	}
-	if _, ok := m.files[name]; ok {
+	if _, ok := m.files[name]; ok || m.folders[path.Clean(name)] {
 		return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+	}
+	if err := m.makeParents("create", name, false); err != nil {
+		return nil, err
 	}
 	f := &memFile{}
 	m.files[name] = f
@@ -200,6 +253,9 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 func (m *MemFS) WriteFile(name string, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.makeParents("write", name, true); err != nil {
+		panic(err)
+	}
 	f := &memFile{data: append([]byte(nil), data...), synced: append([]byte(nil), data...), cut: len(data)}
 	m.files[name], m.synced[name] = f, f
 	m.journal = slices.DeleteFunc(m.journal, func(op dirOp) bool { return op.from == name || op.to == name })
@@ -212,11 +268,27 @@ func (m *MemFS) Remove(name string) error {
 	if err := m.op(); err != nil {
 		return err
 	}
-	if _, ok := m.files[name]; !ok {
+	if _, ok := m.files[name]; ok {
+		delete(m.files, name)
+		m.journal = append(m.journal, dirOp{from: name})
+		return nil
+	}
+	d := path.Clean(name)
+	if !m.folders[d] {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
 	}
-	delete(m.files, name)
-	m.journal = append(m.journal, dirOp{from: name})
+	for n := range m.files {
+		if path.Dir(path.Clean(n)) == d {
+			return &fs.PathError{Op: "remove", Path: name, Err: errNotEmpty}
+		}
+	}
+	for n := range m.folders {
+		if path.Dir(n) == d {
+			return &fs.PathError{Op: "remove", Path: name, Err: errNotEmpty}
+		}
+	}
+	delete(m.folders, d)
+	m.journal = append(m.journal, dirOp{from: d, folder: true})
 	return nil
 }
 
@@ -229,7 +301,16 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	}
 	f, ok := m.files[oldname]
 	if !ok {
+		if m.folders[path.Clean(oldname)] {
+			return &fs.PathError{Op: "rename", Path: oldname, Err: errors.ErrUnsupported}
+		}
 		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
+	}
+	if m.folders[path.Clean(newname)] {
+		return &fs.PathError{Op: "rename", Path: newname, Err: fs.ErrExist}
+	}
+	if err := m.makeParents("rename", newname, false); err != nil {
+		return err
 	}
 	delete(m.files, oldname)
 	m.files[newname] = f
@@ -237,17 +318,79 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	return nil
 }
 
-// MkdirAll implements FS; directories exist implicitly.
-func (m *MemFS) MkdirAll(string) error { return nil }
-
-// List implements FS.
-func (m *MemFS) List(dir string) ([]string, error) {
+// MkdirAll implements FS: it makes dir and those of its parents that do
+// not exist, each durable once its parent is synced. Making none is not
+// a mutating operation.
+func (m *MemFS) MkdirAll(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var missing []string
+	for d := path.Clean(dir); !isRoot(d) && !m.folders[d]; d = path.Dir(d) {
+		if _, ok := m.files[d]; ok {
+			return &fs.PathError{Op: "mkdir", Path: d, Err: errNotDir}
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := m.op(); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		m.folders[missing[i]] = true
+		m.journal = append(m.journal, dirOp{to: missing[i], folder: true})
+	}
+	return nil
+}
+
+// errNotDir is why a file is not made in a file, as in a folder.
+var errNotDir = errors.New("not a directory")
+
+// makeParents makes the folders that name is in that do not exist,
+// durable: all of them with all; m.mu is held.
+func (m *MemFS) makeParents(op, name string, all bool) error {
+	for d := path.Dir(path.Clean(name)); !isRoot(d) && (all || !m.folders[d]); d = path.Dir(d) {
+		if _, ok := m.files[d]; ok {
+			return &fs.PathError{Op: op, Path: name, Err: errNotDir}
+		}
+		m.folders[d], m.syncedFolders[d] = true, true
+	}
+	return nil
+}
+
+// isRoot tells whether the clean path d is the root, "." or "/", which
+// always exists.
+func isRoot(d string) bool { return path.Dir(d) == d }
+
+// List implements FS.
+func (m *MemFS) List(dir string) ([]string, error) { return m.names(dir, false) }
+
+// Folders returns the names of the folders in dir, sorted: what List
+// leaves out, as OSFS.Folders.
+func (m *MemFS) Folders(dir string) ([]string, error) { return m.names(dir, true) }
+
+// names returns the names of the folders in dir if folders, else of the
+// files, sorted.
+func (m *MemFS) names(dir string, folders bool) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir = path.Clean(dir)
+	if !isRoot(dir) && !m.folders[dir] {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: fs.ErrNotExist}
+	}
 	var names []string
-	for name := range m.files {
-		if path.Dir(name) == path.Clean(dir) {
-			names = append(names, path.Base(name))
+	if folders {
+		for d := range m.folders {
+			if path.Dir(d) == dir {
+				names = append(names, path.Base(d))
+			}
+		}
+	} else {
+		for name := range m.files {
+			if path.Dir(name) == dir {
+				names = append(names, path.Base(name))
+			}
 		}
 	}
 	sort.Strings(names)
@@ -262,6 +405,19 @@ func (m *MemFS) SyncDir(dir string) error {
 		return err
 	}
 	dir = path.Clean(dir)
+	if !isRoot(dir) && !m.folders[dir] {
+		return &fs.PathError{Op: "sync", Path: dir, Err: fs.ErrNotExist}
+	}
+	for d := range m.syncedFolders {
+		if path.Dir(d) == dir && !m.folders[d] {
+			delete(m.syncedFolders, d)
+		}
+	}
+	for d := range m.folders {
+		if path.Dir(d) == dir {
+			m.syncedFolders[d] = true
+		}
+	}
 	for name := range m.synced {
 		if path.Dir(name) == dir {
 			if _, ok := m.files[name]; !ok {

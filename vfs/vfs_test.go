@@ -344,3 +344,105 @@ func TestMemFS_CrashEach(t *testing.T) {
 	}
 	require.Len(t, seen, 3, "the seeds choose each of none, half and all")
 }
+
+// TestMemFS_Folders: MemFS's folders are as the operating system's: List
+// of a missing one fails, Remove removes only an empty one, and a file
+// made in a folder no MkdirAll made makes it.
+func TestMemFS_Folders(t *testing.T) {
+	for _, fsys := range []interface {
+		vfs.FS
+		Folders(string) ([]string, error)
+	}{vfs.NewMemFS(), vfs.OSFS{}} {
+		root := "."
+		if _, ok := fsys.(vfs.OSFS); ok {
+			root = t.TempDir()
+		}
+		p := func(name string) string { return filepath.ToSlash(filepath.Join(root, name)) }
+		_, err := fsys.List(p("db"))
+		require.ErrorIs(t, err, fs.ErrNotExist)
+		if _, ok := fsys.(*vfs.MemFS); ok { // Windows syncs no folder
+			require.ErrorIs(t, fsys.SyncDir(p("db")), fs.ErrNotExist)
+		}
+		require.NoError(t, fsys.MkdirAll(p("db/wal")))
+		require.NoError(t, fsys.MkdirAll(p("db/wal")), "made already")
+		names, err := fsys.List(p("db/wal"))
+		require.NoError(t, err)
+		require.Empty(t, names)
+		f, err := fsys.Create(p("db/wal/1"))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		names, err = fsys.List(p("db"))
+		require.NoError(t, err)
+		require.Empty(t, names, "List leaves folders out")
+		names, err = fsys.Folders(p("db"))
+		require.NoError(t, err)
+		require.Equal(t, []string{"wal"}, names)
+		require.Error(t, fsys.Remove(p("db/wal")), "not empty")
+		require.Error(t, fsys.Remove(p("db")), "not empty")
+		require.NoError(t, fsys.Remove(p("db/wal/1")))
+		require.NoError(t, fsys.Remove(p("db/wal")))
+		_, err = fsys.List(p("db/wal"))
+		require.ErrorIs(t, err, fs.ErrNotExist)
+		names, err = fsys.Folders(p("db"))
+		require.NoError(t, err)
+		require.Empty(t, names)
+	}
+
+	m := vfs.NewMemFS()
+	f, err := m.Create("new/a")
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	require.NoError(t, m.SyncDir("new"))
+	names, err := m.Crash(0).List("new")
+	require.NoError(t, err)
+	require.Equal(t, []string{"a"}, names, "a folder made by a file in it is durable")
+}
+
+// TestMemFS_Crash_Folders: a folder's entry is durable once its parent
+// is synced, as a file's is; a crash that loses it loses what is in it,
+// synced or not, and an unsynced removal of an empty folder may be lost.
+func TestMemFS_Crash_Folders(t *testing.T) {
+	m := vfs.NewMemFS()
+	require.NoError(t, m.MkdirAll("db/wal"))
+	f, err := m.Create("db/wal/1")
+	require.NoError(t, err)
+	write(t, f, "x")
+	require.NoError(t, f.Sync())
+	require.NoError(t, m.SyncDir("db/wal"))
+
+	requireGone := func(c *vfs.MemFS, dir, what string) {
+		t.Helper()
+		_, err := c.List(dir)
+		require.ErrorIs(t, err, fs.ErrNotExist, what)
+		_, err = c.ReadFile("db/wal/1")
+		require.ErrorIs(t, err, fs.ErrNotExist, what)
+	}
+	requireGone(m.Crash(0), "db", "no folder synced")
+	requireGone(m.CrashEach(func(string) float64 { return 0 }, false), "db", "no folder synced")
+	requireGone(m.Crash(0.4), "db/wal", "the first directory operation kept") // of 3
+	got, err := m.Crash(1).ReadFile("db/wal/1")
+	require.NoError(t, err)
+	require.Equal(t, "x", string(got), "all kept")
+
+	require.NoError(t, m.SyncDir("."))
+	requireGone(m.Crash(0), "db/wal", "db/wal not synced in db")
+	require.NoError(t, m.SyncDir("db"))
+	c := m.Crash(0)
+	got, err = c.ReadFile("db/wal/1")
+	require.NoError(t, err)
+	require.Equal(t, "x", string(got))
+	names, err := c.Folders("db")
+	require.NoError(t, err)
+	require.Equal(t, []string{"wal"}, names)
+
+	require.NoError(t, m.MkdirAll("db/snap"))
+	require.NoError(t, m.SyncDir("db"))
+	require.NoError(t, m.Remove("db/snap"))
+	names, err = m.Crash(0).Folders("db")
+	require.NoError(t, err)
+	require.Equal(t, []string{"snap", "wal"}, names, "a removal not synced")
+	require.NoError(t, m.SyncDir("db"))
+	names, err = m.Crash(0).Folders("db")
+	require.NoError(t, err)
+	require.Equal(t, []string{"wal"}, names)
+}

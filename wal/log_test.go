@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -455,6 +454,7 @@ func TestLog_OpensFirstFormat(t *testing.T) {
 	fs := vfs.NewMemFS()
 	fs.WriteFile("db/wal/00000000000000000001.log", first)
 	fs.WriteFile("db/wal/00000000000000000004.log", append(slices.Clone(second), torn...))
+	require.NoError(t, fs.MkdirAll("db/snap"))
 
 	rep, err := wal.Check("db", &wal.Options{FS: fs})
 	require.NoError(t, err)
@@ -667,114 +667,45 @@ func TestLog_WriteErrorStillSyncs(t *testing.T) {
 	}
 }
 
-// dirsFS is a MemFS that keeps track of its folders too: a folder that
-// MkdirAll made, and every file under it, is gone after a crash until
-// its entry in its parent folder is synced.
-type dirsFS struct {
-	*vfs.MemFS
-	mu   sync.Mutex
-	dirs map[string]bool // the folders made: true once their parent was synced
-}
-
-func (d *dirsFS) MkdirAll(dir string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for p := path.Clean(dir); p != "." && p != "/"; p = path.Dir(p) {
-		if _, ok := d.dirs[p]; !ok {
-			d.dirs[p] = false
-		}
+// requireFoldersDurable checks that the log's folders in dir, and so
+// dir and its parents, outlast a crash.
+func requireFoldersDurable(t *testing.T, fs *vfs.MemFS, dir string, what string) {
+	t.Helper()
+	c := fs.Crash(0)
+	for _, d := range []string{path.Join(dir, "wal"), path.Join(dir, "snap")} {
+		_, err := c.List(d)
+		require.NoError(t, err, "%s: %s not durable", what, d)
 	}
-	return d.MemFS.MkdirAll(dir)
-}
-
-func (d *dirsFS) List(dir string) ([]string, error) {
-	d.mu.Lock()
-	_, ok := d.dirs[path.Clean(dir)]
-	d.mu.Unlock()
-	if !ok && path.Clean(dir) != "." {
-		return nil, &iofs.PathError{Op: "open", Path: dir, Err: iofs.ErrNotExist}
-	}
-	return d.MemFS.List(dir)
-}
-
-func (d *dirsFS) SyncDir(dir string) error {
-	if err := d.MemFS.SyncDir(dir); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for p := range d.dirs {
-		if path.Dir(p) == path.Clean(dir) {
-			d.dirs[p] = true
-		}
-	}
-	return nil
-}
-
-// crash is Crash(0), less the files of the log under a folder whose
-// entry is not durable.
-func (d *dirsFS) crash(t *testing.T) *vfs.MemFS {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	c := d.MemFS.Crash(0)
-	for _, dir := range []string{"db/wal", "db/snap"} {
-		if d.dirs["db"] && d.dirs[dir] {
-			continue
-		}
-		names, err := c.List(dir)
-		require.NoError(t, err)
-		for _, name := range names {
-			require.NoError(t, c.Remove(path.Join(dir, name)))
-		}
-		require.NoError(t, c.SyncDir(dir))
-	}
-	return c
 }
 
 // TestLog_NewFoldersDurable: the folders that Open makes are synced in
 // their parents before a record is acknowledged, so that a crash cannot
 // take the log's files with them.
 func TestLog_NewFoldersDurable(t *testing.T) {
-	fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	fs := vfs.NewMemFS()
 	l, _ := reopen(t, fs, nil)
 	appendDurable(t, l, 1, 3)
-	crashed := fs.crash(t)
+	crashed := fs.Crash(0)
 	require.NoError(t, l.Close())
 	l, revs := reopen(t, crashed, nil)
 	require.Equal(t, seq(1, 3), revs)
 	require.NoError(t, l.Close())
 }
 
-// unsynced returns the folders made whose entries are not durable.
-func (d *dirsFS) unsynced() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []string
-	for p, ok := range d.dirs {
-		if !ok {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestLog_NewParentsDurable: Open and CreateFromSnapshot in a folder whose
 // parents are missing too sync each folder they make in its parent, the
 // parents included: a crash cannot take the whole tree away.
 func TestLog_NewParentsDurable(t *testing.T) {
-	fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	fs := vfs.NewMemFS()
 	l, err := wal.Open("new/nested/db", &wal.Options{FS: fs}, wal.Replay{})
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
-	require.Len(t, fs.dirs, 5)
-	require.Empty(t, fs.unsynced(), "Open")
+	requireFoldersDurable(t, fs, "new/nested/db", "Open")
 
-	fs = &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+	fs = vfs.NewMemFS()
 	_, err = wal.CreateFromSnapshot("new/nested/db", bytes.NewReader(snapshotBytes(t, 100, sampleItems(3))), &wal.Options{FS: fs})
 	require.NoError(t, err)
-	require.Len(t, fs.dirs, 5)
-	require.Empty(t, fs.unsynced(), "CreateFromSnapshot")
+	requireFoldersDurable(t, fs, "new/nested/db", "CreateFromSnapshot")
 }
 
 // Exists knows a log's folder, one Open made, empty or not, from any
@@ -1066,33 +997,13 @@ func TestLog_FailedOpenThenRestart(t *testing.T) {
 	}
 }
 
-// Remove removes a folder made, if it is empty, or else a file.
-func (d *dirsFS) Remove(name string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p := path.Clean(name)
-	if _, ok := d.dirs[p]; ok {
-		for q := range d.dirs {
-			if path.Dir(q) == p {
-				return fmt.Errorf("remove %s: folder not empty", name)
-			}
-		}
-		if names, _ := d.MemFS.List(p); len(names) > 0 {
-			return fmt.Errorf("remove %s: folder not empty", name)
-		}
-		delete(d.dirs, p)
-		return nil
-	}
-	return d.MemFS.Remove(name)
-}
-
 // TestLog_NewFoldersSyncFailed: an Open that made the log's folders and
 // failed to sync one of them in its parent, then a restart: the Open
 // after it must still make them durable before a record is
 // acknowledged, or a crash takes the folders, and the records, away.
 func TestLog_NewFoldersSyncFailed(t *testing.T) {
 	for k := 1; ; k++ {
-		fs := &dirsFS{MemFS: vfs.NewMemFS(), dirs: map[string]bool{}}
+		fs := vfs.NewMemFS()
 		fs.FailAt(k, false)
 		l, err := wal.Open("new/db", &wal.Options{FS: fs}, wal.Replay{})
 		fs.FailAt(0, false)
@@ -1106,7 +1017,7 @@ func TestLog_NewFoldersSyncFailed(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, l.Append(txN(1)))
 		require.NoError(t, l.WaitDurable(1))
-		require.Empty(t, fs.unsynced(), "Open's operation %d failed: folders not durable", k)
+		requireFoldersDurable(t, fs, "new/db", fmt.Sprintf("Open's operation %d failed", k))
 		require.NoError(t, l.Close())
 	}
 }

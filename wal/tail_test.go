@@ -162,6 +162,7 @@ func TestLog_TailDamage_BitFlips(t *testing.T) {
 					b[lastStart+bit/8] ^= 1 << (bit % 8)
 					fs := vfs.NewMemFS()
 					fs.WriteFile(name, b)
+					require.NoError(t, fs.MkdirAll("db/snap"))
 
 					if version == wal.SegmentVersionNoTrailer && flipLooksTorn(rec, bit) {
 						undetected++
@@ -229,6 +230,7 @@ func TestLog_TornTail_Interrupted(t *testing.T) {
 					}
 					fs := vfs.NewMemFS()
 					fs.WriteFile(name, b)
+					require.NoError(t, fs.MkdirAll("db/snap"))
 					rep, err := wal.Check("db", &wal.Options{FS: fs})
 					require.NoError(t, err, what)
 					if bytes.Equal(b, good) || bytes.Equal(b, good[:lastStart]) {
@@ -275,6 +277,7 @@ func TestLog_TornTail_ValueHoldsARecord(t *testing.T) {
 					b := append(slices.Clone(good[:cut]), make([]byte, pad)...)
 					fs := vfs.NewMemFS()
 					fs.WriteFile(name, b)
+					require.NoError(t, fs.MkdirAll("db/snap"))
 					whole := len(b) >= len(good) && bytes.Equal(b[:len(good)], good) // the zeros cut off were the record's own
 					inside := len(b) >= at+len(rec) && bytes.Equal(b[at:at+len(rec)], rec)
 					if !whole && inside && inner > 4 {
