@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/livekv/livekv/engine"
 	"github.com/livekv/livekv/vfs"
+	"github.com/livekv/livekv/wal"
 	"github.com/stretchr/testify/require"
 )
 
@@ -282,4 +284,111 @@ func TestCrash_DuringRecovery(t *testing.T) {
 	}
 	require.Greater(t, recoveries, 20, "too few recoveries crashed to be a test")
 	t.Logf("%d recoveries crashed", recoveries)
+}
+
+// crashImages returns what a crash of fs may leave: none, half or all of
+// what was not synced, the rest cut off or read as zeros, and each file
+// and the directory entries keeping their own part, as seeds choose.
+func crashImages(fs *vfs.MemFS, k int) map[string]*vfs.MemFS {
+	out := map[string]*vfs.MemFS{}
+	for _, keep := range []float64{0, 0.5, 1} {
+		out[fmt.Sprintf("keeping %v", keep)] = fs.Crash(keep)
+		out[fmt.Sprintf("keeping %v, zeros for the rest", keep)] = fs.CrashZeroFilled(keep)
+	}
+	for seed := uint64(k); seed < uint64(k)+8; seed++ {
+		out[fmt.Sprintf("keeping what seed %d chose", seed)] = fs.CrashEach(vfs.KeepBySeed(seed), seed%2 == 0)
+	}
+	return out
+}
+
+// TestCrash_FirstOpen: the first Open of a database makes its folders; a
+// crash at any of its file operations, or at any of the first commit's,
+// leaves a folder that Open opens, with the commit if it was
+// acknowledged. Not syncing a new folder in its parent makes it fail.
+func TestCrash_FirstOpen(t *testing.T) {
+	for k := 1; ; k++ {
+		fs := vfs.NewMemFS()
+		fs.FailAt(k, true)
+		acked := false
+		db, err := engine.Open("db", &engine.Options{FS: fs, SweepInterval: -1})
+		if err == nil {
+			_, err = db.Set("a", "1", nil)
+			acked = err == nil
+			db.Close()
+		}
+		for what, c := range crashImages(fs, k) {
+			what = fmt.Sprintf("crash at operation %d, %s", k, what)
+			db, err := engine.Open("db", &engine.Options{FS: c, SweepInterval: -1})
+			require.NoError(t, err, what)
+			if acked {
+				_, err = db.Get("a")
+				require.NoError(t, err, "%s: an acknowledged commit lost", what)
+			}
+			_, err = db.Set("b", "2", nil)
+			require.NoError(t, err, what)
+			require.NoError(t, db.Close())
+		}
+		if acked && fs.Ops() < k {
+			break
+		}
+	}
+}
+
+// TestCrash_RestoreDir: a crash at any file operation of a RestoreDir
+// into a new folder (whose parents are new too, or not) leaves the
+// backup whole, if RestoreDir returned nil; else a folder that Open
+// refuses as an unfinished restore, or opens empty, or, when the
+// restore's last folder sync failed, whole; and that folder, unless
+// whole, takes the restore again. Not syncing a new folder in its
+// parent makes it fail.
+func TestCrash_RestoreDir(t *testing.T) {
+	src := open(t, nil)
+	for i := range 50 {
+		_, err := src.Set(fmt.Sprintf("k%02d", i), "v", nil)
+		require.NoError(t, err)
+	}
+	var backup bytes.Buffer
+	rev, err := src.Backup(&backup)
+	require.NoError(t, err)
+	want := all(t, src)
+	for _, dir := range []string{"restored", "new/nested/restored"} {
+		for k := 1; ; k++ {
+			fs := vfs.NewMemFS()
+			fs.FailAt(k, true)
+			_, restoreErr := engine.RestoreDir(bytes.NewReader(backup.Bytes()), dir, &engine.Options{FS: fs})
+			for what, c := range crashImages(fs, k) {
+				what = fmt.Sprintf("%s: crash at operation %d, %s (RestoreDir: %v)", dir, k, what, restoreErr)
+				db, err := engine.Open(dir, &engine.Options{FS: c.Crash(1), SweepInterval: -1}) // a copy: c is restored again
+				whole := false
+				switch {
+				case restoreErr == nil:
+					require.NoError(t, err, what)
+					require.Equal(t, rev, db.Revision(), what)
+				case err != nil:
+					require.ErrorIs(t, err, wal.ErrUnfinishedRestore, what)
+				default:
+					whole = db.Revision() != 0
+				}
+				if err == nil {
+					if db.Revision() != 0 {
+						require.Equal(t, rev, db.Revision(), what)
+						require.Equal(t, want, all(t, db), what)
+					}
+					require.NoError(t, db.Close())
+				}
+				if restoreErr != nil {
+					again, err := engine.RestoreDir(bytes.NewReader(backup.Bytes()), dir, &engine.Options{FS: c})
+					if whole {
+						require.ErrorIs(t, err, engine.ErrNotEmpty, what)
+						continue
+					}
+					require.NoError(t, err, "%s: restoring again", what)
+					require.Equal(t, rev, again, what)
+				}
+			}
+			if restoreErr == nil && fs.Ops() < k {
+				break
+			}
+		}
+	}
 }
