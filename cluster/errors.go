@@ -18,7 +18,8 @@ import (
 // name themselves with a code of package internal/wire, by an ErrorCode
 // method that errors.As finds through any wrapping.
 var (
-	// ErrInvalidOptions is returned by Open for options that cannot work.
+	// ErrInvalidOptions is returned by Open for options that cannot work,
+	// and by NewRemoteTLS for a TLS config that would verify no node.
 	ErrInvalidOptions = errors.New("cluster: invalid options")
 
 	// ErrJoinRefused is returned by Open and Join when the cluster refuses

@@ -19,13 +19,27 @@ type Remote struct {
 
 // NewRemote returns a Remote that talks to the node at addr (its raft
 // address). Close it when done.
-func NewRemote(addr string) *Remote { return NewRemoteTLS(addr, nil) }
+func NewRemote(addr string) *Remote { return newRemote(addr, nil) }
 
 // NewRemoteTLS is NewRemote for a cluster whose nodes speak mutual TLS
 // (Options.TLS): cfg holds the certificate the Remote shows and the CA
-// it verifies the node with, as a node's Options.TLS does. A nil cfg is
-// NewRemote.
-func NewRemoteTLS(addr string, cfg *tls.Config) *Remote {
+// it verifies the node with (RootCAs), as a node's Options.TLS does. A
+// nil cfg is NewRemote. A cfg that would take whoever answers at addr
+// for the node is ErrInvalidOptions: one without RootCAs (the system's
+// roots, which sign certificates for anyone), or with InsecureSkipVerify
+// and no VerifyConnection or VerifyPeerCertificate that does the
+// verification it skips.
+func NewRemoteTLS(addr string, cfg *tls.Config) (*Remote, error) {
+	if cfg != nil && cfg.RootCAs == nil {
+		return nil, fmt.Errorf("%w: TLS names no CA to verify the node with (RootCAs)", ErrInvalidOptions)
+	}
+	if cfg != nil && cfg.InsecureSkipVerify && cfg.VerifyConnection == nil && cfg.VerifyPeerCertificate == nil {
+		return nil, fmt.Errorf("%w: TLS skips verifying the node (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
+	}
+	return newRemote(addr, cfg), nil
+}
+
+func newRemote(addr string, cfg *tls.Config) *Remote {
 	var d net.Dialer
 	dial := func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }
 	if cfg != nil {

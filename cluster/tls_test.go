@@ -124,7 +124,8 @@ func TestTLS_NodesSpeakMutualTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v", it.Value)
 
-	r := NewRemoteTLS(follower.opts.RaftAddr, ca.config(t))
+	r, err := NewRemoteTLS(follower.opts.RaftAddr, ca.config(t))
+	require.NoError(t, err)
 	st, err := r.Status(ctx)
 	r.Close()
 	require.NoError(t, err)
@@ -134,12 +135,16 @@ func TestTLS_NodesSpeakMutualTLS(t *testing.T) {
 	short := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 3*time.Second)
 	}
+	remoteTLS := func(cfg *tls.Config) *Remote {
+		r, err := NewRemoteTLS(follower.opts.RaftAddr, cfg)
+		require.NoError(t, err)
+		return r
+	}
 	for name, r := range map[string]*Remote{
 		"no TLS":           NewRemote(follower.opts.RaftAddr),
-		"another CA":       NewRemoteTLS(follower.opts.RaftAddr, newTestCA(t).config(t)),
-		"no certificate":   NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{RootCAs: ca.pool}),
-		"trusts no one":    NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{Certificates: ca.config(t).Certificates}),
-		"another CA shown": NewRemoteTLS(follower.opts.RaftAddr, &tls.Config{Certificates: newTestCA(t).config(t).Certificates, RootCAs: ca.pool}),
+		"another CA":       remoteTLS(newTestCA(t).config(t)),
+		"no certificate":   remoteTLS(&tls.Config{RootCAs: ca.pool}),
+		"another CA shown": remoteTLS(&tls.Config{Certificates: newTestCA(t).config(t).Certificates, RootCAs: ca.pool}),
 	} {
 		c, cancel := short()
 		_, err := r.Status(c)
@@ -257,6 +262,50 @@ func TestTLS_OptionsVerifyTheNodesDialed(t *testing.T) {
 	require.NoError(t, n.Close())
 }
 
+// TestTLS_RemoteVerifiesTheNode: a Remote whose TLS config would take
+// whoever answers at the node's address for the node (no RootCAs: the
+// system's roots; InsecureSkipVerify with no verification of its own)
+// is refused, as such a node's Options.TLS is, and sends nothing; one
+// that verifies the node itself is not.
+func TestTLS_RemoteVerifiesTheNode(t *testing.T) {
+	impostor, err := tls.Listen("tcp", "127.0.0.1:0", newTestCA(t).config(t))
+	require.NoError(t, err)
+	done := make(chan struct{})
+	defer func() { impostor.Close(); <-done }()
+	go func() { // hands its certificate to whoever dials
+		defer close(done)
+		for {
+			c, err := impostor.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	ca := newTestCA(t)
+	noCA := ca.config(t)
+	noCA.RootCAs = nil
+	onlyClientCAs := ca.config(t)
+	onlyClientCAs.ClientCAs, onlyClientCAs.RootCAs = ca.pool, nil
+	skip := ca.config(t)
+	skip.InsecureSkipVerify = true
+	for name, cfg := range map[string]*tls.Config{"no RootCAs": noCA, "only ClientCAs": onlyClientCAs, "InsecureSkipVerify": skip} {
+		r, err := NewRemoteTLS(impostor.Addr().String(), cfg)
+		require.ErrorIs(t, err, ErrInvalidOptions, name)
+		require.Nil(t, r, name)
+	}
+
+	skip.VerifyConnection = func(tls.ConnectionState) error { return errors.New("not the node") }
+	r, err := NewRemoteTLS(impostor.Addr().String(), skip)
+	require.NoError(t, err)
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = r.Status(ctx)
+	require.ErrorContains(t, err, "not the node")
+}
+
 // TestTLS_ConfigForClientAsksForACertificateToo: a config that serves
 // each connection with the config its GetConfigForClient returns (to
 // reload certificates, say) still asks every connecting party for a
@@ -273,12 +322,14 @@ func TestTLS_ConfigForClientAsksForACertificateToo(t *testing.T) {
 	defer func() { require.NoError(t, n.Close()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := NewRemoteTLS(ln.Addr().String(), ca.config(t))
+	r, err := NewRemoteTLS(ln.Addr().String(), ca.config(t))
+	require.NoError(t, err)
 	_, err = r.Status(ctx)
 	r.Close()
 	require.NoError(t, err)
 
-	r = NewRemoteTLS(ln.Addr().String(), &tls.Config{RootCAs: ca.pool})
+	r, err = NewRemoteTLS(ln.Addr().String(), &tls.Config{RootCAs: ca.pool})
+	require.NoError(t, err)
 	_, err = r.Status(ctx)
 	r.Close()
 	require.Error(t, err, "a Remote without a certificate was answered")

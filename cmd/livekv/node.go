@@ -341,7 +341,10 @@ func clusterCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	r := cluster.NewRemoteTLS(*addr, tlsConfig)
+	r, err := cluster.NewRemoteTLS(*addr, tlsConfig)
+	if err != nil {
+		return err
+	}
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
