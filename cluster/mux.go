@@ -292,7 +292,9 @@ func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
 
 // notSentError is a request whose frame the connection did not take
-// whole: the peer cannot have read it, so nothing was done.
+// whole, or whose new connection the peer refused (a TLS alert, as for
+// a certificate it does not take) before it answered anything: the
+// peer cannot have read it, so nothing was done.
 type notSentError struct{ err error }
 
 func (e *notSentError) Error() string { return "cluster: request not sent: " + e.err.Error() }

@@ -261,7 +261,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
 		defer cancel()
 	}
-	conn, err := c.get(ctx, addr)
+	conn, dialed, err := c.get(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -270,10 +270,24 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	var resp rpcResponse
 	if n, werr := conn.Write(frame); werr != nil && n < len(frame) {
+		if dialed {
+			// A peer that refused this node's certificate (TLS
+			// 1.3) and hung up: its alert says why.
+			if _, rerr := conn.Read(make([]byte, 1)); tlsRefused(rerr) {
+				werr = rerr
+			}
+		}
 		err = &notSentError{werr} // the peer cannot have read a frame cut short
 	}
 	if err == nil {
-		err = readFrame(conn, &resp, c.maxFrame)
+		r := &countingReader{r: conn}
+		err = readFrame(r, &resp, c.maxFrame)
+		if dialed && r.n == 0 && tlsRefused(err) {
+			// Under TLS 1.3 the peer's verdict on this node's
+			// certificate comes after the handshake, with the first
+			// read: a peer that refused it read nothing past it.
+			err = &notSentError{err}
+		}
 	}
 	if !stop() || err != nil {
 		conn.Close()
@@ -292,22 +306,46 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 // passed over: a request written to it would find no reply, and a write
 // forwarded that way would be reported uncertain though it never reached
 // the leader.
-func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
+//
+// dialed reports that the connection is a new one.
+func (c *rpcClient) get(ctx context.Context, addr string) (conn net.Conn, dialed bool, err error) {
 	for {
 		c.mu.Lock()
 		cs := c.idle[addr]
 		if len(cs) == 0 {
 			c.mu.Unlock()
-			return c.dial(ctx, addr)
+			conn, err := c.dial(ctx, addr)
+			return conn, true, err
 		}
 		conn := cs[len(cs)-1]
 		c.idle[addr] = cs[:len(cs)-1]
 		c.mu.Unlock()
 		if !peerClosed(conn) {
-			return conn, nil
+			return conn, false, nil
 		}
 		conn.Close()
 	}
+}
+
+// tlsRefused reports whether err is a TLS alert the peer sent (a
+// certificate it refused, say): crypto/tls reports one as a
+// *net.OpError whose Op is "remote error". The peer closing the
+// connection (close_notify) is io.EOF instead.
+func tlsRefused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func (c *rpcClient) put(addr string, conn net.Conn) {

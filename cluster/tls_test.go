@@ -448,3 +448,53 @@ func TestTLS_JoinToANodeItCannotVerifyFails(t *testing.T) {
 	require.ErrorAs(t, err, &verr)
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "the join was asked again until its time ran out")
 }
+
+// TestTLS_WriteToALeaderThatRefusesTheCertificateIsNotSent: under TLS
+// 1.3 a node learns that the leader refused its certificate only as it
+// reads the answer to a forwarded write: the write, which the leader
+// never read, fails as not done, with the leader's alert, rather than
+// uncertain.
+func TestTLS_WriteToALeaderThatRefusesTheCertificateIsNotSent(t *testing.T) {
+	caA, caB := newTestCA(t), newTestCA(t)
+	both := x509.NewCertPool()
+	both.AddCert(caA.cert)
+	both.AddCert(caB.cert)
+	cfgA := caA.config(t) // a takes only caA's certificates
+	cfgA.RootCAs, cfgA.ClientCAs = both, caA.pool
+	cfgB := caB.config(t)
+	cfgB.RootCAs = both
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	peers := []Peer{{ID: "a", Addr: lnA.Addr().String()}, {ID: "b", Addr: lnB.Addr().String()}}
+	open := func(id string, ln net.Listener, cfg *tls.Config) *Node {
+		n, err := Open(filepath.Join(t.TempDir(), id), &Options{NodeID: id, RaftAddr: ln.Addr().String(), Listener: ln,
+			Peers: peers, Profile: ProfileLAN, WriteTimeout: time.Second, TLS: cfg})
+		require.NoError(t, err)
+		return n
+	}
+	a := open("a", lnA, cfgA)
+	defer func() { require.NoError(t, a.Close()) }()
+	b := open("b", lnB, cfgB)
+	defer func() { require.NoError(t, b.Close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader, _, err := b.WaitLeader(ctx) // b's requests for a's vote cannot reach it
+	require.NoError(t, err)
+	require.Equal(t, "a", leader)
+
+	_, err = b.Set("k", "v", nil)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrUncertain)
+	_, err = a.Get("k")
+	require.ErrorIs(t, err, engine.ErrNotFound)
+
+	// Each request is not sent, for the alert's reason.
+	_, err = b.rpc.call(ctx, lnA.Addr().String(), &rpcRequest{Op: opStatus})
+	var unsent *notSentError
+	require.ErrorAs(t, err, &unsent)
+	var op *net.OpError
+	require.ErrorAs(t, err, &op)
+	require.Equal(t, "remote error", op.Op, "%v", err)
+}
