@@ -230,6 +230,12 @@ func memberAt(servers []Server, id, addr string) bool {
 	return slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id && s.Addr == addr })
 }
 
+// errUnverified is askCluster's failure when every node it asked showed
+// a certificate this node does not verify (Options.TLS): a certificate
+// that does not name the host dialed, or that another CA signed, is not
+// mended by asking again.
+var errUnverified = errors.New("cluster: the nodes asked show certificates this node does not verify")
+
 // memberCheckTimeout bounds each question a node asks about its own
 // membership (askCluster: one to a member, one more to the leader it
 // names), asked when what it holds may be out of date: a node with state
@@ -247,12 +253,17 @@ func (n *Node) removedBy(s *Status) bool {
 }
 
 // clusterStatus returns the status of the cluster at addrs, asked in
-// turn by askCluster until one answers or ctx ends.
+// turn by askCluster until one answers or ctx ends, or at once when
+// every node there shows a certificate this node does not verify, as
+// Join does.
 func (n *Node) clusterStatus(ctx context.Context, addrs []string) (*Status, error) {
 	for {
 		s, err := n.askCluster(ctx, addrs, addressCheckTimeout, false)
 		if err == nil {
 			return s, nil
+		}
+		if errors.Is(err, errUnverified) {
+			return nil, fmt.Errorf("cluster: join %v: %w", addrs, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -270,7 +281,8 @@ func (n *Node) clusterStatus(ctx context.Context, addrs []string) (*Status, erro
 // leader does not (a member that is behind may hold an older
 // configuration). With leaderOnly, a leader confirms its leadership
 // before it answers (rpcRequest.Confirm). This node, if among addrs, is
-// skipped. It fails if none answers.
+// skipped. It fails if none answers, with errUnverified if every node
+// asked showed a certificate this node does not verify.
 func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Duration, leaderOnly bool) (*Status, error) {
 	status := func(addr string) (*Status, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -289,12 +301,18 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 		return resp.Status, nil
 	}
 	last := errors.New("cluster: no other node to ask")
+	asked, unverified := 0, 0
 	for _, a := range addrs {
 		if a == n.opts.RaftAddr {
 			continue
 		}
+		asked++
 		s, err := status(a)
 		if err != nil {
+			var verr *tls.CertificateVerificationError
+			if errors.As(err, &verr) {
+				unverified++
+			}
 			last = err
 			continue
 		}
@@ -308,6 +326,9 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 			continue
 		}
 		return s, nil
+	}
+	if asked > 0 && unverified == asked {
+		return nil, fmt.Errorf("%w: %w", errUnverified, last)
 	}
 	return nil, last
 }

@@ -498,3 +498,37 @@ func TestTLS_WriteToALeaderThatRefusesTheCertificateIsNotSent(t *testing.T) {
 	require.ErrorAs(t, err, &op)
 	require.Equal(t, "remote error", op.Op, "%v", err)
 }
+
+// TestTLS_RejoinToANodeItCannotVerifyFails: a node with raft state that
+// asks the cluster at an address whose node shows a certificate it does
+// not verify whether it is a member (joinIfOut; here it comes back at a
+// new address) is told so at once, as a fresh node is.
+func TestTLS_RejoinToANodeItCannotVerifyFails(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := openTLSNode(context.Background(), dir, "a", ln, []Peer{{ID: "a", Addr: ln.Addr().String()}}, nil, ca.config(t))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, a.Close()) }()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+
+	lb, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b, err := openTLSNode(context.Background(), dir, "b", lb, []Peer{{ID: "b", Addr: lb.Addr().String()}}, nil, ca.config(t))
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+
+	lb, err = net.Listen("tcp", "127.0.0.1:0") // b's state lists it at its old address
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err = openTLSNode(ctx, dir, "b", lb, nil, []string{"localhost:" + port}, ca.config(t)) // a's certificate names 127.0.0.1
+	if err == nil {
+		b.Close()
+	}
+	var verr *tls.CertificateVerificationError
+	require.ErrorAs(t, err, &verr)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "the cluster was asked again until its time ran out")
+}
