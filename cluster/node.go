@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -44,6 +45,11 @@ type Node struct {
 	// barrier, so that its commit and applied indexes cover everything
 	// earlier leaders committed; 0 if none. See isReady.
 	readyTerm atomic.Uint64
+
+	// incarnation names this opening of the node, at random: a join
+	// request carries it, and the leader makes a voter of no node that
+	// answers at the address with another (opened again since it asked).
+	incarnation string
 
 	// served is set once this node has applied the commit index it first
 	// learned from a leader: before that it serves no read at all, stale
@@ -129,7 +135,8 @@ func openNode(ctx context.Context, dir string, opts *Options, fsm stateMachine, 
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now()}
+	n := &Node{opts: o, sm: fsm, done: make(chan struct{}), caughtUp: make(chan struct{}), subs: map[*engine.Subscription]struct{}{}, opened: time.Now(),
+		incarnation: rand.Text()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// ctx ending cuts every wait of the opening short as Close would:
 	// raft's start, the join.
@@ -522,7 +529,7 @@ func (n *Node) Join(ctx context.Context, addrs ...string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("%w: no address to join", ErrInvalidOptions)
 	}
-	req := &rpcRequest{Op: opJoin, ID: n.opts.NodeID, Addr: n.opts.RaftAddr}
+	req := &rpcRequest{Op: opJoin, ID: n.opts.NodeID, Addr: n.opts.RaftAddr, Incarnation: n.incarnation}
 	if !n.mux.raftIsOpen() {
 		fresh := *req
 		fresh.Fresh = true
@@ -591,8 +598,12 @@ const addressCheckTimeout = 5 * time.Second
 // An entry of another ID at addr is removed first only if no other node
 // answers there (checkAddress): a newcomer given a live member's address
 // (a copied command line) is refused, ErrInvalidOptions, instead of
-// taking that member out.
-func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error {
+// taking that member out. With incarnation (the newcomer's, as it asked),
+// the wait for it to catch up ends, and makes no voter, once the node at
+// addr answers with another: it was opened again since it asked (its
+// join abandoned, OpenContext's context ended), on a folder that may be
+// empty, its raft taking part in nothing yet; it asks for itself.
+func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool, incarnation string) error {
 	r := n.rn.raft
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -646,6 +657,9 @@ func (n *Node) addServer(ctx context.Context, id, addr string, fresh bool) error
 			// send that node raft's messages, goes again.
 			err := fmt.Errorf("%w: %s answers as %s, not %s", ErrJoinRefused, addr, resp.Status.ID, id)
 			return errors.Join(err, n.reconfigure(ctx, func() error { return r.RemoveServer(raft.ServerID(id), 0, 0).Error() }))
+		}
+		if err == nil && incarnation != "" && resp.Incarnation != incarnation {
+			return fmt.Errorf("cluster: %s was opened again since it asked to join", id)
 		}
 		if err == nil && resp.Status != nil && resp.Status.Applied+catchUpEntries >= r.LastIndex() {
 			break
@@ -1079,10 +1093,11 @@ func (n *Node) handle(req *rpcRequest) *rpcResponse {
 		}
 		s := n.Status()
 		resp.Status = &s
+		resp.Incarnation = n.incarnation
 	case opJoin:
 		// A newcomer that gave up waiting is not made a voter later,
 		// unasked: it asks again.
-		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh)
+		err = n.addServer(ctx, req.ID, req.Addr, req.Fresh, req.Incarnation)
 	case opRemove:
 		err = n.removeServer(ctx, req.ID)
 	case opTransfer:

@@ -3,6 +3,9 @@ package cluster
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,4 +65,50 @@ func TestOpenContext_EndedBeforeOpensNothing(t *testing.T) {
 	_, err := OpenContext(ctx, t.TempDir(), &Options{NodeID: "n1", RaftAddr: "127.0.0.1:0",
 		Peers: []Peer{{ID: "n1", Addr: "127.0.0.1:0"}}})
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// TestOpenContext_AbandonedJoinPromotesNoLaterNode: a newcomer's
+// OpenContext is cancelled while the leader, which could not reach it,
+// waited to make it a voter; the node is opened again at once on an
+// empty folder. The leader's old wait, still running, must not make that
+// node, whose raft takes part in nothing yet, a voter: its own join then
+// found it a voter with no raft state and was refused, and the cluster
+// kept a voter that never answers (here, half its voters).
+func TestOpenContext_AbandonedJoinPromotesNoLaterNode(t *testing.T) {
+	c := newDBCluster(t, 1, nil, 1)
+	open := func(ctx context.Context) (*Node, error) {
+		ln, err := c.net.Listener(1)
+		require.NoError(t, err)
+		return OpenContext(ctx, filepath.Join(c.dir, "n1"), &Options{NodeID: "n1", RaftAddr: c.net.Addr(1),
+			Join: []string{c.net.Addr(0)}, Profile: ProfileLAN, Listener: ln, Dial: c.net.Dialer(1), WriteTimeout: 5 * time.Second})
+	}
+	c.net.Link(0, 1).Cut() // the leader cannot reach the newcomer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opened := make(chan error, 1)
+	go func() {
+		n, err := open(ctx)
+		if n != nil {
+			n.Close()
+		}
+		opened <- err
+	}()
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(c.node(0).Status().Servers, func(s Server) bool { return s.ID == "n1" })
+	}, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the newcomer asks to be a voter; the leader waits for it
+	cancel()
+	require.ErrorIs(t, <-opened, context.Canceled)
+
+	require.NoError(t, os.RemoveAll(filepath.Join(c.dir, "n1")))
+	c.net.Heal()
+	c.net.Link(1, 0).SetDelay(300 * time.Millisecond) // its join arrives after the leader has seen it
+	n, err := open(context.Background())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, n.Close()) }()
+	c.net.Heal()
+	require.Eventually(t, func() bool { return memberAs(c.node(0).Status().Servers, "n1", c.net.Addr(1)) },
+		10*time.Second, 5*time.Millisecond, "%+v", c.node(0).Status().Servers)
+	_, err = c.node(0).Set("k", "v", nil) // a quorum of the two answers
+	require.NoError(t, err)
 }

@@ -127,6 +127,9 @@ type rpcRequest struct {
 	// answers at once, unless the ID is a voter (the folder of a member
 	// was lost), which it refuses. The node then asks again without it.
 	Fresh bool `json:"fresh,omitempty"`
+	// Incarnation names the joining node's opening (Node.incarnation);
+	// its status answers with it (rpcResponse.Incarnation).
+	Incarnation string `json:"inc,omitempty"`
 
 	// status: Confirm asks a leader to confirm its leadership (a
 	// read-index round, or its lease) before it answers, so that one
@@ -156,6 +159,8 @@ type rpcResponse struct {
 
 	LeaderID   string `json:"leader_id,omitempty"`
 	LeaderAddr string `json:"leader_addr,omitempty"`
+
+	Incarnation string `json:"inc,omitempty"` // status: the answering node's Node.incarnation
 
 	Left   int64   `json:"left,omitempty"` // lease: ns the follower still refuses votes to others, by its own heartbeat timeout
 	Index  uint64  `json:"index,omitempty"`
