@@ -202,13 +202,13 @@ type Options struct {
 	// client authentication (or for neither usage restricted). Without
 	// TLS the cluster's port takes any connection: anyone who can reach
 	// it can join raft's traffic, so keep it on a private network.
-	// RootCAs and ClientCAs may not both be nil (the system's roots,
-	// which sign certificates for anyone), nor InsecureSkipVerify be set
-	// without a VerifyConnection or VerifyPeerCertificate that does the
-	// verification it skips. The config's ClientAuth is
-	// overridden, as is that of the configs its GetConfigForClient
-	// returns; the node keeps a copy. TLS runs over Listener and
-	// Dial, when they are set.
+	// RootCAs may not be nil, ClientCAs set or not (the system's roots,
+	// which sign certificates for anyone, would verify the nodes
+	// dialed), nor InsecureSkipVerify be set without a VerifyConnection
+	// or VerifyPeerCertificate that does the verification it skips. The
+	// config's ClientAuth is overridden, as is that of the configs its
+	// GetConfigForClient returns; the node keeps a copy. TLS runs over
+	// Listener and Dial, when they are set.
 	TLS *tls.Config
 
 	// Logf receives raft's log lines (level info and above). Default:
@@ -296,10 +296,11 @@ func (o *Options) withDefaults() (Options, error) {
 			// The node shows its certificate when it serves and when it dials.
 			return c, fmt.Errorf("%w: TLS has no certificate (Certificates, or both GetCertificate and GetClientCertificate)", ErrInvalidOptions)
 		}
-		if c.TLS.RootCAs == nil && c.TLS.ClientCAs == nil {
+		if c.TLS.RootCAs == nil {
 			// nil is the system's roots: any public CA's certificate,
-			// issued to anyone, would pass for a node's.
-			return c, fmt.Errorf("%w: TLS names no CA (RootCAs or ClientCAs)", ErrInvalidOptions)
+			// issued to anyone, would pass for the node dialed, and,
+			// without ClientCAs, for a node dialing.
+			return c, fmt.Errorf("%w: TLS names no CA to verify the nodes dialed with (RootCAs)", ErrInvalidOptions)
 		}
 		if c.TLS.InsecureSkipVerify && c.TLS.VerifyConnection == nil && c.TLS.VerifyPeerCertificate == nil {
 			// Whoever answered at a peer's address would get raft's

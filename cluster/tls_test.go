@@ -532,3 +532,18 @@ func TestTLS_RejoinToANodeItCannotVerifyFails(t *testing.T) {
 	require.ErrorAs(t, err, &verr)
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "the cluster was asked again until its time ran out")
 }
+
+// TestTLS_OptionsNeedRootCAs: a TLS config with ClientCAs and no RootCAs
+// would verify the nodes it dials against the system's roots, which sign
+// certificates for anyone: it is refused too.
+func TestTLS_OptionsNeedRootCAs(t *testing.T) {
+	ca := newTestCA(t)
+	cfg := ca.config(t)
+	cfg.RootCAs, cfg.ClientCAs = nil, ca.pool
+	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+		TLS: cfg, Engine: &engine.Options{}})
+	if err == nil {
+		n.Close()
+	}
+	require.ErrorIs(t, err, ErrInvalidOptions)
+}
