@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -19,7 +20,9 @@ import (
 //
 // Its folders are as a disk's: MkdirAll makes them, and each one's entry
 // in its parent, like a file's, is durable only once the parent is
-// synced (SyncDir); a crash that loses a folder loses all under it. List
+// synced (SyncDir); a crash that loses a folder loses all under it, and
+// one removed, once that is durable, takes what it held with it (a
+// folder made again in its place is empty after any crash). List
 // of a missing folder fails, and Remove removes an empty one. A file
 // made in a folder that does not exist (Create, Rename, WriteFile) makes
 // it, and its parents, durable, as if they had always been there: a
@@ -408,6 +411,11 @@ func (m *MemFS) SyncDir(dir string) error {
 	if !isRoot(dir) && !m.folders[dir] {
 		return &fs.PathError{Op: "sync", Path: dir, Err: fs.ErrNotExist}
 	}
+	for i, op := range m.journal {
+		if op.folder && op.to == "" && path.Dir(op.from) == dir {
+			m.commitEmptied(op.from, m.journal[:i])
+		}
+	}
 	for d := range m.syncedFolders {
 		if path.Dir(d) == dir && !m.folders[d] {
 			delete(m.syncedFolders, d)
@@ -436,6 +444,27 @@ func (m *MemFS) SyncDir(dir string) error {
 		return (op.from == "" || path.Dir(op.from) == dir) && (op.to == "" || path.Dir(op.to) == dir)
 	})
 	return nil
+}
+
+// commitEmptied commits, as SyncDir makes the removal of the folder d
+// durable, the operations before it (before) in d's tree: a journal
+// commits in order, and d was empty. What d held is no longer durable
+// anywhere (a folder made again in its place is another one, empty), a
+// rename out of d is left a create of its new name, and one into d a
+// removal of its old name. m.mu is held.
+func (m *MemFS) commitEmptied(d string, before []dirOp) {
+	in := func(name string) bool { return name != "" && strings.HasPrefix(path.Clean(name), d+"/") }
+	for i := range before {
+		op := &before[i]
+		if in(op.from) {
+			delete(m.synced, op.from)
+			delete(m.syncedFolders, path.Clean(op.from))
+			op.from = ""
+		}
+		if in(op.to) {
+			op.to, op.f = "", nil
+		}
+	}
 }
 
 // Lock implements FS.

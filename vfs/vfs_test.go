@@ -1,6 +1,7 @@
 package vfs_test
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"path/filepath"
@@ -445,4 +446,62 @@ func TestMemFS_Crash_Folders(t *testing.T) {
 	names, err = m.Crash(0).Folders("db")
 	require.NoError(t, err)
 	require.Equal(t, []string{"wal"}, names)
+}
+
+// TestMemFS_Crash_FolderMadeAgainIsEmpty: a folder removed, the removal
+// synced in its parent, and made again in its place is another folder,
+// empty: no crash brings back into it what the removed one held, durable
+// or not (a journal commits in order: the removal of the folder, durable,
+// comes after those of its files and folders, and after their creation).
+// What was renamed out of it stays where it went.
+func TestMemFS_Crash_FolderMadeAgainIsEmpty(t *testing.T) {
+	m := vfs.NewMemFS()
+	require.NoError(t, m.MkdirAll("db/snap/sub"))
+	for _, name := range []string{"db/snap/a", "db/snap/moved", "db/snap/sub/x"} {
+		f, err := m.Create(name)
+		require.NoError(t, err)
+		write(t, f, "x")
+		require.NoError(t, f.Sync())
+	}
+	for _, d := range []string{"db/snap/sub", "db/snap", "db", "."} {
+		require.NoError(t, m.SyncDir(d))
+	}
+	require.NoError(t, m.MkdirAll("elsewhere"))
+	require.NoError(t, m.SyncDir("."))
+	f, err := m.Create("elsewhere/in")
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	require.NoError(t, m.SyncDir("elsewhere"))
+
+	// Emptied without a sync of the folder: the journal holds it all.
+	f, err = m.Create("db/snap/new") // made and removed
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, m.Rename("elsewhere/in", "db/snap/in")) // moved in, then removed
+	require.NoError(t, m.Rename("db/snap/moved", "db/moved"))
+	for _, name := range []string{"db/snap/a", "db/snap/new", "db/snap/in", "db/snap/sub/x", "db/snap/sub", "db/snap"} {
+		require.NoError(t, m.Remove(name))
+	}
+	require.NoError(t, m.SyncDir("db"))
+	require.NoError(t, m.MkdirAll("db/snap"))
+	require.NoError(t, m.SyncDir("db"))
+
+	images := map[string]*vfs.MemFS{}
+	for _, keep := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		images[fmt.Sprintf("keeping %v", keep)] = m.Crash(keep)
+	}
+	for seed := uint64(1); seed <= 8; seed++ {
+		images[fmt.Sprintf("seed %d", seed)] = m.CrashEach(vfs.KeepBySeed(seed), false)
+	}
+	for what, c := range images {
+		names, err := c.List("db/snap")
+		require.NoError(t, err, what)
+		require.Empty(t, names, what)
+		names, err = c.Folders("db/snap")
+		require.NoError(t, err, what)
+		require.Empty(t, names, what)
+		names, err = c.List("db")
+		require.NoError(t, err, what)
+		require.Equal(t, []string{"moved"}, names, what)
+	}
 }
