@@ -197,7 +197,8 @@ type Options struct {
 	// node for a certificate that RootCAs (ClientCAs, if set) verifies,
 	// and shows its own certificate when it dials, verifying the other's
 	// against RootCAs and the host of its address (a name or an IP
-	// address the certificate must carry). Every node and every Remote
+	// address the certificate must carry; ServerName instead, if set,
+	// for every node dialed). Every node and every Remote
 	// of the cluster needs it, with certificates for both server and
 	// client authentication (or for neither usage restricted). Without
 	// TLS the cluster's port takes any connection: anyone who can reach
