@@ -26,7 +26,11 @@ func Open(dir string, opts *Options) (*Node, error) {
 // again at once. ctx bounds the opening only: the node it returns runs
 // until closed.
 func OpenContext(ctx context.Context, dir string, opts *Options) (_ *Node, err error) {
+	handed := false // opts.Listener is openNode's to close
 	defer func() {
+		if err != nil && !handed && opts != nil && opts.Listener != nil {
+			opts.Listener.Close() // as the node would have (Options.Listener)
+		}
 		if cerr := ctx.Err(); err != nil && cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("cluster: open: %w (%w)", cerr, err)
 		}
@@ -44,6 +48,7 @@ func OpenContext(ctx context.Context, dir string, opts *Options) (_ *Node, err e
 		return nil, err
 	}
 	db, ctl, rep, f, eo := sm.db, sm.ctl, sm.rep, sm.fsm, sm.eo
+	handed = true
 	n, err = openNode(ctx, dir, &o, f, func(n *Node) {
 		n.db, n.ctl, n.rep, n.fsm = db, ctl, rep, f
 		f.whenFailed(n.leaveAfterFailure)

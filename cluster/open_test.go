@@ -67,6 +67,40 @@ func TestOpenContext_EndedBeforeOpensNothing(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
+// TestOpenContext_FailureClosesTheListener: Options.Listener is the
+// node's to close, on a failed opening too: an ended context, options
+// refused, an engine that does not open.
+func TestOpenContext_FailureClosesTheListener(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, nil, 0o600))
+	for name, c := range map[string]struct {
+		ctx  context.Context
+		dir  string
+		opts func(ln net.Listener) *Options
+	}{
+		"ended": {ended, t.TempDir(), func(ln net.Listener) *Options {
+			return &Options{NodeID: "n1", RaftAddr: ln.Addr().String(), Listener: ln, Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}}}
+		}},
+		"refused": {context.Background(), t.TempDir(), func(ln net.Listener) *Options {
+			return &Options{NodeID: "", RaftAddr: ln.Addr().String(), Listener: ln}
+		}},
+		"no folder": {context.Background(), notDir, func(ln net.Listener) *Options {
+			return &Options{NodeID: "n1", RaftAddr: ln.Addr().String(), Listener: ln, Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}}}
+		}},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		_, err = OpenContext(c.ctx, c.dir, c.opts(ln))
+		require.Error(t, err, name)
+		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second)) // fails once closed
+		_, err = ln.Accept()
+		require.ErrorIs(t, err, net.ErrClosed, "%s: the listener is still open", name)
+		ln.Close()
+	}
+}
+
 // TestOpenContext_AbandonedJoinPromotesNoLaterNode: a newcomer's
 // OpenContext is cancelled while the leader, which could not reach it,
 // waited to make it a voter; the node is opened again at once on an
