@@ -19,7 +19,7 @@ type Remote struct {
 
 // NewRemote returns a Remote that talks to the node at addr (its raft
 // address). Close it when done.
-func NewRemote(addr string) *Remote { return newRemote(addr, nil) }
+func NewRemote(addr string) *Remote { return remoteTLS(addr, nil) }
 
 // NewRemoteTLS is NewRemote for a cluster whose nodes speak mutual TLS
 // (Options.TLS): cfg holds the certificate the Remote shows and the CA
@@ -36,21 +36,30 @@ func NewRemoteTLS(addr string, cfg *tls.Config) (*Remote, error) {
 	if cfg != nil && cfg.InsecureSkipVerify && cfg.VerifyConnection == nil && cfg.VerifyPeerCertificate == nil {
 		return nil, fmt.Errorf("%w: TLS skips verifying the node (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
 	}
-	return newRemote(addr, cfg), nil
+	return remoteTLS(addr, cfg), nil
 }
 
-func newRemote(addr string, cfg *tls.Config) *Remote {
+// remoteTLS returns a Remote that talks to the node at addr over TCP,
+// with TLS if cfg is not nil.
+func remoteTLS(addr string, cfg *tls.Config) *Remote {
 	var d net.Dialer
 	dial := func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }
 	if cfg != nil {
 		dial = tlsDialer(dial, cfg.Clone())
 	}
+	return newRemote(addr, dial)
+}
+
+// newRemote returns a Remote that talks to the node at addr over the
+// connections dial opens.
+func newRemote(addr string, dial func(ctx context.Context, addr string) (net.Conn, error)) *Remote {
 	return &Remote{addr: addr, c: &rpcClient{dial: func(ctx context.Context, a string) (net.Conn, error) {
 		c, err := dial(ctx, a)
 		if err != nil {
 			return nil, &dialError{err}
 		}
 		if _, err := c.Write([]byte{protoRPC}); err != nil {
+			err = refusal(c, err)
 			c.Close()
 			return nil, err
 		}

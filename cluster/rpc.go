@@ -275,14 +275,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	var resp rpcResponse
 	if n, werr := conn.Write(frame); werr != nil && n < len(frame) {
-		if dialed {
-			// A peer that refused this node's certificate (TLS
-			// 1.3) and hung up: its alert says why.
-			if _, rerr := conn.Read(make([]byte, 1)); tlsRefused(rerr) {
-				werr = rerr
-			}
-		}
-		err = &notSentError{werr} // the peer cannot have read a frame cut short
+		err = &notSentError{refusal(conn, werr)} // the peer cannot have read a frame cut short
 	}
 	if err == nil {
 		r := &countingReader{r: conn}

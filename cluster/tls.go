@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
+	"syscall"
+	"time"
 )
 
 // Mutual TLS between nodes (Options.TLS).
@@ -79,4 +82,29 @@ func rawConn(c net.Conn) net.Conn {
 		return tc.NetConn()
 	}
 	return c
+}
+
+// refusal returns err, a failed write to c, or, if the peer of c sent a
+// TLS alert before it hung up, that alert. With TLS 1.3 a client's
+// handshake ends before the node has checked the client's certificate: a
+// node that refuses it sends an alert and hangs up, and the client's
+// next write may find the connection reset before a read has seen the
+// alert, which says why.
+func refusal(c net.Conn, err error) error {
+	if mc, ok := c.(*muxConn); ok {
+		c = mc.Conn
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok || !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		return err
+	}
+	// The connection is reset: the read returns at once, with what the
+	// peer sent before.
+	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+	_, rerr := tc.Read(make([]byte, 1))
+	var op *net.OpError
+	if errors.As(rerr, &op) && op.Op == "remote error" {
+		return rerr
+	}
+	return err
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -546,4 +547,67 @@ func TestTLS_OptionsNeedRootCAs(t *testing.T) {
 		n.Close()
 	}
 	require.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+// TestTLS_RefusedCertificateIsNamedAfterTheHandshake: with TLS 1.3 a
+// client's handshake ends before the node has checked its certificate;
+// a node that refuses it sends an alert and hangs up. A Remote whose
+// request is written only once the node has hung up (a loaded machine)
+// fails with the node's alert, which names the certificate, not with
+// the broken pipe its write found.
+func TestTLS_RefusedCertificateIsNamedAfterTheHandshake(t *testing.T) {
+	ca := newTestCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	refused := make(chan struct{})
+	go func() {
+		defer close(refused)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = tls.Server(c, serverTLS(ca.config(t))).Handshake() // sends the alert
+	}()
+	var armed atomic.Bool
+	var d net.Dialer
+	raw := func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &lateWriter{Conn: c, armed: &armed, wait: refused}, nil
+	}
+	other := newTestCA(t).config(t)
+	other.RootCAs = ca.pool // it trusts the node; the node does not trust it
+	handshake := tlsDialer(raw, other)
+	r := newRemote(ln.Addr().String(), func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := handshake(ctx, addr)
+		armed.Store(true) // what is written from now on waits for the node to hang up
+		return c, err
+	})
+	defer r.Close()
+	_, err = r.Status(ctxT(t))
+	var op *net.OpError
+	require.True(t, errors.As(err, &op) && op.Op == "remote error", "%v", err)
+	require.ErrorContains(t, err, "tls: unknown certificate authority")
+}
+
+// lateWriter is a connection whose writes, once armed, wait for wait to
+// close, and then for the peer's answer to what they wrote.
+type lateWriter struct {
+	net.Conn
+	armed *atomic.Bool
+	wait  chan struct{}
+}
+
+func (c *lateWriter) Write(b []byte) (int, error) {
+	if !c.armed.Load() {
+		return c.Conn.Write(b)
+	}
+	<-c.wait
+	n, err := c.Conn.Write(b)
+	time.Sleep(50 * time.Millisecond) // the reset of a closed peer arrives
+	return n, err
 }
