@@ -297,16 +297,8 @@ func (o *Options) withDefaults() (Options, error) {
 			// The node shows its certificate when it serves and when it dials.
 			return c, fmt.Errorf("%w: TLS has no certificate (Certificates, or both GetCertificate and GetClientCertificate)", ErrInvalidOptions)
 		}
-		if c.TLS.RootCAs == nil {
-			// nil is the system's roots: any public CA's certificate,
-			// issued to anyone, would pass for the node dialed, and,
-			// without ClientCAs, for a node dialing.
-			return c, fmt.Errorf("%w: TLS names no CA to verify the nodes dialed with (RootCAs)", ErrInvalidOptions)
-		}
-		if c.TLS.InsecureSkipVerify && c.TLS.VerifyConnection == nil && c.TLS.VerifyPeerCertificate == nil {
-			// Whoever answered at a peer's address would get raft's
-			// traffic and could grant votes and acknowledge entries.
-			return c, fmt.Errorf("%w: TLS skips verifying the nodes dialed (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
+		if err := verifiesNodes(c.TLS); err != nil {
+			return c, err
 		}
 		c.TLS = c.TLS.Clone()
 	}

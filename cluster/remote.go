@@ -30,11 +30,10 @@ func NewRemote(addr string) *Remote { return remoteTLS(addr, nil) }
 // and no VerifyConnection or VerifyPeerCertificate that does the
 // verification it skips.
 func NewRemoteTLS(addr string, cfg *tls.Config) (*Remote, error) {
-	if cfg != nil && cfg.RootCAs == nil {
-		return nil, fmt.Errorf("%w: TLS names no CA to verify the node with (RootCAs)", ErrInvalidOptions)
-	}
-	if cfg != nil && cfg.InsecureSkipVerify && cfg.VerifyConnection == nil && cfg.VerifyPeerCertificate == nil {
-		return nil, fmt.Errorf("%w: TLS skips verifying the node (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
+	if cfg != nil {
+		if err := verifiesNodes(cfg); err != nil {
+			return nil, err
+		}
 	}
 	return remoteTLS(addr, cfg), nil
 }

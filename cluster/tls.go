@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -18,6 +19,23 @@ import (
 // it sends that byte. Both ends show a certificate and verify the
 // other's, so a party without a certificate the cluster's CA signed can
 // neither send raft messages nor call the RPC.
+
+// verifiesNodes refuses (ErrInvalidOptions) a config, a node's or a
+// Remote's, that would take whoever answers at a node's address for the
+// node: one without RootCAs (nil is the system's roots, which sign
+// certificates for anyone), or with InsecureSkipVerify and no
+// VerifyConnection or VerifyPeerCertificate doing what it skips. Such a
+// node would send raft's traffic to, and take votes and acknowledgements
+// from, a stranger; such a Remote its removals.
+func verifiesNodes(cfg *tls.Config) error {
+	if cfg.RootCAs == nil {
+		return fmt.Errorf("%w: TLS names no CA to verify the nodes dialed with (RootCAs)", ErrInvalidOptions)
+	}
+	if cfg.InsecureSkipVerify && cfg.VerifyConnection == nil && cfg.VerifyPeerCertificate == nil {
+		return fmt.Errorf("%w: TLS skips verifying the nodes dialed (InsecureSkipVerify without VerifyConnection or VerifyPeerCertificate)", ErrInvalidOptions)
+	}
+	return nil
+}
 
 // serverTLS returns the config a node serves its port with: cfg, asking
 // every connecting node for a certificate that ClientCAs (RootCAs when
