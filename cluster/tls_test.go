@@ -176,12 +176,36 @@ func TestTLS_NodesSpeakMutualTLS(t *testing.T) {
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the node kept the connection open: %v", err)
 }
 
-// TestTLS_OptionsNeedACertificate: a TLS config without a certificate
-// is refused before anything opens.
-func TestTLS_OptionsNeedACertificate(t *testing.T) {
-	_, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
-		TLS: &tls.Config{RootCAs: x509.NewCertPool()}, Engine: &engine.Options{}})
-	require.ErrorIs(t, err, ErrInvalidOptions)
+// TestTLS_OptionsRefused: a TLS config that shows no certificate, or
+// that would take whoever answers at a node's address for the node (no
+// RootCAs: the system's roots, which sign certificates for anyone, with
+// or without ClientCAs; InsecureSkipVerify with no verification of its
+// own) is refused before anything opens; one that verifies the nodes
+// itself opens.
+func TestTLS_OptionsRefused(t *testing.T) {
+	open := func(cfg *tls.Config) error {
+		n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
+			TLS: cfg, Engine: &engine.Options{}})
+		if err == nil {
+			require.NoError(t, n.Close())
+		}
+		return err
+	}
+	ca := newTestCA(t)
+	for name, change := range map[string]func(*tls.Config){
+		"no certificate":     func(c *tls.Config) { c.Certificates = nil },
+		"no CA":              func(c *tls.Config) { c.RootCAs = nil },
+		"ClientCAs alone":    func(c *tls.Config) { c.RootCAs, c.ClientCAs = nil, ca.pool },
+		"InsecureSkipVerify": func(c *tls.Config) { c.InsecureSkipVerify = true },
+	} {
+		cfg := ca.config(t)
+		change(cfg)
+		require.ErrorIs(t, open(cfg), ErrInvalidOptions, name)
+	}
+	cfg := ca.config(t)
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(tls.ConnectionState) error { return nil }
+	require.NoError(t, open(cfg), "a config that verifies the nodes itself")
 }
 
 // TestTLS_IdleConnectionIsNotTakenForClosed: the RPC pool looks at the
@@ -223,44 +247,6 @@ func TestTLS_IdleConnectionIsNotTakenForClosed(t *testing.T) {
 	require.False(t, peerClosed(c), "an idle TLS connection counts as closed")
 	require.NoError(t, rawConn(srv).Close())
 	require.Eventually(t, func() bool { return peerClosed(c) }, 5*time.Second, 10*time.Millisecond)
-}
-
-// TestTLS_OptionsNeedACA: a TLS config that names no CA (RootCAs and
-// ClientCAs nil, the system's roots) would take a certificate any public
-// CA signed, for anyone, as a node's: it is refused before anything
-// opens.
-func TestTLS_OptionsNeedACA(t *testing.T) {
-	cfg := newTestCA(t).config(t)
-	cfg.RootCAs = nil
-	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
-		TLS: cfg, Engine: &engine.Options{}})
-	if err == nil {
-		n.Close()
-	}
-	require.ErrorIs(t, err, ErrInvalidOptions)
-}
-
-// TestTLS_OptionsVerifyTheNodesDialed: a TLS config that skips the
-// verification of the node it dials (InsecureSkipVerify, with no
-// VerifyConnection or VerifyPeerCertificate of its own) would send raft's
-// traffic to, and take votes and acknowledgements from, whoever answers
-// at a peer's address: it is refused before anything opens.
-func TestTLS_OptionsVerifyTheNodesDialed(t *testing.T) {
-	cfg := newTestCA(t).config(t)
-	cfg.InsecureSkipVerify = true
-	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
-		TLS: cfg, Engine: &engine.Options{}})
-	if err == nil {
-		n.Close()
-	}
-	require.ErrorIs(t, err, ErrInvalidOptions)
-
-	// Unless the config verifies them itself.
-	cfg.VerifyConnection = func(tls.ConnectionState) error { return nil }
-	n, err = Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
-		TLS: cfg, Engine: &engine.Options{}})
-	require.NoError(t, err)
-	require.NoError(t, n.Close())
 }
 
 // TestTLS_RemoteVerifiesTheNode: a Remote whose TLS config would take
@@ -532,21 +518,6 @@ func TestTLS_RejoinToANodeItCannotVerifyFails(t *testing.T) {
 	var verr *tls.CertificateVerificationError
 	require.ErrorAs(t, err, &verr)
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "the cluster was asked again until its time ran out")
-}
-
-// TestTLS_OptionsNeedRootCAs: a TLS config with ClientCAs and no RootCAs
-// would verify the nodes it dials against the system's roots, which sign
-// certificates for anyone: it is refused too.
-func TestTLS_OptionsNeedRootCAs(t *testing.T) {
-	ca := newTestCA(t)
-	cfg := ca.config(t)
-	cfg.RootCAs, cfg.ClientCAs = nil, ca.pool
-	n, err := Open(t.TempDir(), &Options{NodeID: "a", RaftAddr: "127.0.0.1:0", Peers: []Peer{{ID: "a", Addr: "127.0.0.1:0"}},
-		TLS: cfg, Engine: &engine.Options{}})
-	if err == nil {
-		n.Close()
-	}
-	require.ErrorIs(t, err, ErrInvalidOptions)
 }
 
 // TestTLS_RefusedCertificateIsNamedAfterTheHandshake: with TLS 1.3 a
