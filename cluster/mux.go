@@ -201,7 +201,7 @@ func (m *mux) dialProto(ctx context.Context, addr string, proto byte) (net.Conn,
 		_ = mc.SetWriteDeadline(dl)
 	}
 	if _, err := mc.Write([]byte{proto}); err != nil {
-		err = refusal(mc, err)
+		err = withTLSAlert(mc, err)
 		mc.Close()
 		return nil, err
 	}

@@ -58,7 +58,7 @@ func newRemote(addr string, dial func(ctx context.Context, addr string) (net.Con
 			return nil, &dialError{err}
 		}
 		if _, err := c.Write([]byte{protoRPC}); err != nil {
-			err = refusal(c, err)
+			err = withTLSAlert(c, err)
 			c.Close()
 			return nil, err
 		}

@@ -275,7 +275,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	var resp rpcResponse
 	if n, werr := conn.Write(frame); werr != nil && n < len(frame) {
-		err = &notSentError{refusal(conn, werr)} // the peer cannot have read a frame cut short
+		err = &notSentError{withTLSAlert(conn, werr)} // the peer cannot have read a frame cut short
 	}
 	if err == nil {
 		r := &countingReader{r: conn}
@@ -323,15 +323,6 @@ func (c *rpcClient) get(ctx context.Context, addr string) (conn net.Conn, dialed
 		}
 		conn.Close()
 	}
-}
-
-// tlsRefused reports whether err is a TLS alert the peer sent (a
-// certificate it refused, say): crypto/tls reports one as a
-// *net.OpError whose Op is "remote error". The peer closing the
-// connection (close_notify) is io.EOF instead.
-func tlsRefused(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 // countingReader counts the bytes read through it.

@@ -102,13 +102,13 @@ func rawConn(c net.Conn) net.Conn {
 	return c
 }
 
-// refusal returns err, a failed write to c, or, if the peer of c sent a
+// withTLSAlert returns err, a failed write to c, or, if the peer of c sent a
 // TLS alert before it hung up, that alert. With TLS 1.3 a client's
 // handshake ends before the node has checked the client's certificate: a
 // node that refuses it sends an alert and hangs up, and the client's
 // next write may find the connection reset before a read has seen the
 // alert, which says why.
-func refusal(c net.Conn, err error) error {
+func withTLSAlert(c net.Conn, err error) error {
 	if mc, ok := c.(*muxConn); ok {
 		c = mc.Conn
 	}
@@ -120,9 +120,17 @@ func refusal(c net.Conn, err error) error {
 	// peer sent before.
 	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
 	_, rerr := tc.Read(make([]byte, 1))
-	var op *net.OpError
-	if errors.As(rerr, &op) && op.Op == "remote error" {
+	if tlsRefused(rerr) {
 		return rerr
 	}
 	return err
+}
+
+// tlsRefused reports whether err is a TLS alert the peer sent (a
+// certificate it refused, say): crypto/tls reports one as a
+// *net.OpError whose Op is "remote error". The peer closing the
+// connection (close_notify) is io.EOF instead.
+func tlsRefused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
