@@ -278,9 +278,17 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 		err = &notSentError{withTLSAlert(conn, werr)} // the peer cannot have read a frame cut short
 	}
 	if err == nil {
-		r := &countingReader{r: conn}
+		// A new connection's first read may be the peer's TLS verdict:
+		// counted, so that one that read nothing can tell. (A pooled
+		// one is read as is: it has had an answer.)
+		var r io.Reader = conn
+		var counted *countingReader
+		if dialed {
+			counted = &countingReader{r: conn}
+			r = counted
+		}
 		err = readFrame(r, &resp, c.maxFrame)
-		if dialed && r.n == 0 && tlsRefused(err) {
+		if counted != nil && counted.n == 0 && tlsRefused(err) {
 			// Under TLS 1.3 the peer's verdict on this node's
 			// certificate comes after the handshake, with the first
 			// read: a peer that refused it read nothing past it.
