@@ -14,9 +14,6 @@ import (
 // where an open idle connection has nothing to read. A connection whose
 // socket it cannot reach counts as open.
 func peerClosed(c net.Conn) bool {
-	if mc, ok := c.(*muxConn); ok {
-		c = mc.Conn
-	}
 	c = rawConn(c) // TLS (Options.TLS) sends nothing unasked once a call has been answered
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -94,8 +94,12 @@ func tlsDialer(dial func(ctx context.Context, addr string) (net.Conn, error), cf
 	}
 }
 
-// rawConn returns the connection under c's TLS, or c.
+// rawConn returns the socket's connection under c: under the mux's
+// tracking and c's TLS, if any.
 func rawConn(c net.Conn) net.Conn {
+	if mc, ok := c.(*muxConn); ok {
+		c = mc.Conn
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		return tc.NetConn()
 	}
