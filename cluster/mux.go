@@ -54,8 +54,10 @@ type mux struct {
 	closed bool
 }
 
-// newGatedMux is newMux with raft's connections refused until openRaft.
-// With tlsConfig (Options.TLS), it speaks mutual TLS on every connection.
+// newGatedMux serves raft and the cluster RPC on ln, advertised as
+// advertise, dialing others with dial (a TCP dial if nil); raft's
+// connections are refused until openRaft. With tlsConfig (Options.TLS),
+// it speaks mutual TLS on every connection.
 func newGatedMux(ln net.Listener, advertise string, dial func(ctx context.Context, addr string) (net.Conn, error), tlsConfig *tls.Config) *mux {
 	if dial == nil {
 		var d net.Dialer

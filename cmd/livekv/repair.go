@@ -77,8 +77,10 @@ func keepAside(dir string, at time.Time) (string, error) {
 // syncDir makes a folder's entries durable; tests watch it.
 var syncDir = vfs.OSFS{}.SyncDir
 
-// copyFolderUntil is copyFolder that stops, before the next file, once
-// ctx is done.
+// copyFolderUntil copies the folder src to dst, which it makes: every
+// folder and regular file in it but the LOCK file, each file synced, then
+// each folder's entries. It stops, before the next file (or within one:
+// copyFile), once ctx is done.
 func copyFolderUntil(ctx context.Context, src, dst string) error {
 	var dirs []string
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
