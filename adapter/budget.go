@@ -31,9 +31,11 @@ var errNoRoom = errors.New("adapter: no room in the connection's byte budget")
 // acquire takes n bytes, waiting up to timeout for room. A message larger
 // than the whole budget is let through alone, once nothing else is held,
 // so that it is delayed, not refused. It returns the bytes held once n is
-// taken.
-func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration) (int64, error) {
+// taken, and how long it waited for them (0, reading no clock, when it
+// did not wait).
+func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration) (used int64, waited time.Duration, err error) {
 	var t *time.Timer
+	var start time.Time
 	for {
 		b.mu.Lock()
 		if b.used+n <= b.max || b.used == 0 {
@@ -42,13 +44,15 @@ func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration
 			b.mu.Unlock()
 			if t != nil {
 				t.Stop()
+				waited = time.Since(start)
 			}
-			return used, nil
+			return used, waited, nil
 		}
 		freed := b.freed
 		b.waiters++
 		b.mu.Unlock()
 		if t == nil {
+			start = time.Now()
 			t = time.NewTimer(timeout)
 		}
 		var err error
@@ -64,7 +68,7 @@ func (b *byteBudget) acquire(ctx context.Context, n int64, timeout time.Duration
 		b.waiters--
 		b.mu.Unlock()
 		if err != nil {
-			return 0, err
+			return 0, time.Since(start), err
 		}
 	}
 }

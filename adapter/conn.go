@@ -740,7 +740,6 @@ func (c *conn) send(v any) bool {
 	if c.failed.Load() {
 		return false
 	}
-	deadline := time.Now().Add(c.a.opts.SlowClientTimeout)
 	var b []byte
 	bound, known := encodedBound(v)
 	if !known {
@@ -751,7 +750,7 @@ func (c *conn) send(v any) bool {
 		}
 		bound = len(b)
 	}
-	used, err := c.budget.acquire(c.ctx, int64(bound), time.Until(deadline))
+	used, waited, err := c.budget.acquire(c.ctx, int64(bound), c.a.opts.SlowClientTimeout)
 	if errors.Is(err, errNoRoom) {
 		c.slow("client too slow: byte budget full")
 		return false
@@ -773,7 +772,7 @@ func (c *conn) send(v any) bool {
 		return true
 	default:
 	}
-	t := time.NewTimer(time.Until(deadline)) // what the budget left of the wait
+	t := time.NewTimer(c.a.opts.SlowClientTimeout - waited) // what the budget left of the wait
 	defer t.Stop()
 	select {
 	case c.out <- b:

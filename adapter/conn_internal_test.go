@@ -22,7 +22,7 @@ func TestSend_WaitsSlowClientTimeoutInAll(t *testing.T) {
 		closed: true} // closed: failing it starts no close handshake
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	_, err := c.budget.acquire(c.ctx, 100, timeout) // the budget is full
+	_, _, err := c.budget.acquire(c.ctx, 100, timeout) // the budget is full
 	require.NoError(t, err)
 	c.out <- []byte(`{}`) // and so is the queue
 	start := time.Now()
