@@ -549,7 +549,8 @@ func (db *DB) bury() {
 
 // View runs fn in a read-only transaction that sees one consistent snapshot:
 // the database as of the newest committed revision when View began, with
-// expiry judged at a time (Tx.Now) no earlier than its commits. Writes
+// expiry judged at a time (Tx.Now) read once that snapshot was taken: no
+// earlier than its commits' times, unless the clock stepped back. Writes
 // inside it return ErrReadOnly. View never waits for writers.
 func (db *DB) View(fn func(tx *Tx) error) error {
 	if fn == nil {
@@ -564,7 +565,10 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	// The clock is read once the snapshot is taken, as a scan's is: a
 	// commit the snapshot holds is not later than the time it judges
 	// expiry at.
-	tx := &Tx{db: db, now: db.now(), at: db.readAt()}
+	tx := &Tx{db: db, now: db.now(), at: math.MinInt64}
+	if db.repl == nil { // readAt, from the same reading of the clock
+		tx.at = tx.now
+	}
 	tx.snap, tx.rev = s.t, s.rev
 	defer func() {
 		tx.done = true
