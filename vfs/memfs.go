@@ -119,29 +119,26 @@ func (m *MemFS) op() error {
 // Crash(1) all that the OS held. The making and removal of folders are
 // directory entries as the creates and removes of files are; what is in
 // a folder whose entry the crash lost is lost with it.
-func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, false) }
+func (m *MemFS) Crash(keepUnsynced float64) *MemFS { return m.CrashEach(all(keepUnsynced), false) }
 
 // CrashZeroFilled is Crash on a disk that kept each file's length but not
 // all of its data: the rest of what was written after the last sync,
 // beyond the fraction kept, reads back as zeros (as on a file system that
 // made the new length durable before the data).
-func (m *MemFS) CrashZeroFilled(keepUnsynced float64) *MemFS { return m.crash(keepUnsynced, true) }
+func (m *MemFS) CrashZeroFilled(keepUnsynced float64) *MemFS {
+	return m.CrashEach(all(keepUnsynced), true)
+}
+
+// all is CrashEach's keep for one fraction of every file.
+func all(keep float64) func(string) float64 { return func(string) float64 { return keep } }
 
 // CrashEach is Crash on a disk that wrote back more of some files than
-// of others: each file keeps the fraction keep(name) of what was written
+// of others: each file keeps the fraction keepOf(name) of what was written
 // to it after its last sync, and the directory entries keep the fraction
-// keep("") of the creates, renames and removes made since their last
+// keepOf("") of the creates, renames and removes made since their last
 // SyncDir. With zeroFill, the rest of each file reads back as zeros, as
 // in CrashZeroFilled.
-func (m *MemFS) CrashEach(keep func(name string) float64, zeroFill bool) *MemFS {
-	return m.crashEach(keep, zeroFill)
-}
-
-func (m *MemFS) crash(keepUnsynced float64, zeroFill bool) *MemFS {
-	return m.crashEach(func(string) float64 { return keepUnsynced }, zeroFill)
-}
-
-func (m *MemFS) crashEach(keepOf func(name string) float64, zeroFill bool) *MemFS {
+func (m *MemFS) CrashEach(keepOf func(name string) float64, zeroFill bool) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := NewMemFS()
