@@ -19,7 +19,8 @@ func diskOf(dir string) (desc string, inMemory bool, err error) {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return "", false, err
 	}
-	return describeDisk(dir, int64(st.Type))
+	desc, inMemory = describeDisk(dir, int64(st.Type))
+	return desc, inMemory, nil
 }
 
 // fsNames names the common file systems' magic numbers.
@@ -33,16 +34,16 @@ var fsNames = map[uint32]string{
 	0x65735546: "fuse",
 }
 
-func describeDisk(dir string, magic int64) (string, bool, error) {
+func describeDisk(dir string, magic int64) (desc string, inMemory bool) {
 	m := uint32(magic)
 	switch m {
 	case tmpfsMagic:
-		return dir + " on tmpfs", true, nil
+		return dir + " on tmpfs", true
 	case ramfsMagic:
-		return dir + " on ramfs", true, nil
+		return dir + " on ramfs", true
 	}
 	if name, ok := fsNames[m]; ok {
-		return dir + " on " + name, false, nil
+		return dir + " on " + name, false
 	}
-	return fmt.Sprintf("%s on a file system of type %#x", dir, m), false, nil
+	return fmt.Sprintf("%s on a file system of type %#x", dir, m), false
 }
