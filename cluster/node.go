@@ -237,8 +237,25 @@ func memberAt(servers []Server, id, addr string) bool {
 	return slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id && s.Addr == addr })
 }
 
-// errUnverified is askCluster's failure when every node it asked showed
-// a certificate this node does not verify (Options.TLS): a certificate
+// verifyTally counts the nodes a node asked (askCluster, askJoin), and
+// those of them whose certificates it did not verify (Options.TLS).
+type verifyTally struct{ asked, unverified int }
+
+// note counts a node asked, that answered err.
+func (v *verifyTally) note(err error) {
+	v.asked++
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) {
+		v.unverified++
+	}
+}
+
+// none reports whether nodes were asked and none could be verified.
+func (v *verifyTally) none() bool { return v.asked > 0 && v.unverified == v.asked }
+
+// errUnverified is askCluster's and askJoin's failure when every node
+// they asked showed a certificate this node does not verify
+// (Options.TLS): a certificate
 // that does not name the host dialed, or that another CA signed, is not
 // mended by asking again.
 var errUnverified = errors.New("cluster: the nodes asked show certificates this node does not verify")
@@ -308,18 +325,14 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 		return resp.Status, nil
 	}
 	last := errors.New("cluster: no other node to ask")
-	asked, unverified := 0, 0
+	var tally verifyTally
 	for _, a := range addrs {
 		if a == n.opts.RaftAddr {
 			continue
 		}
-		asked++
 		s, err := status(a)
+		tally.note(err)
 		if err != nil {
-			var verr *tls.CertificateVerificationError
-			if errors.As(err, &verr) {
-				unverified++
-			}
 			last = err
 			continue
 		}
@@ -334,7 +347,7 @@ func (n *Node) askCluster(ctx context.Context, addrs []string, timeout time.Dura
 		}
 		return s, nil
 	}
-	if asked > 0 && unverified == asked {
+	if tally.none() {
 		return nil, fmt.Errorf("%w: %w", errUnverified, last)
 	}
 	return nil, last
@@ -545,12 +558,11 @@ func (n *Node) Join(ctx context.Context, addrs ...string) error {
 func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) error {
 	var last error
 	for {
-		asked, unverified := 0, 0 // unverified: the nodes asked that show a certificate this one does not verify
+		var tally verifyTally
 		for _, a := range addrs {
 			if a == "" {
 				continue
 			}
-			asked++
 			_, err := followRedirects(a, func(addr string) error {
 				if dl, ok := ctx.Deadline(); ok {
 					req.Left = max(time.Until(dl), 1) // the leader waits no longer
@@ -564,17 +576,14 @@ func (n *Node) askJoin(ctx context.Context, addrs []string, req *rpcRequest) err
 			if errors.Is(err, ErrInvalidOptions) {
 				return fmt.Errorf("cluster: join: %w", err) // refused: asking again changes nothing
 			}
-			var verr *tls.CertificateVerificationError
-			if errors.As(err, &verr) {
-				unverified++
-			}
+			tally.note(err)
 			last = err
 		}
-		if asked > 0 && unverified == asked {
+		if tally.none() {
 			// No node that answers can be trusted (Options.TLS): a
 			// certificate that does not name the host dialed, or that
 			// another CA signed, is not mended by asking again.
-			return fmt.Errorf("cluster: join %v: the nodes there show certificates this node does not verify: %w", addrs, last)
+			return fmt.Errorf("cluster: join %v: %w: %w", addrs, errUnverified, last)
 		}
 		select {
 		case <-ctx.Done():
